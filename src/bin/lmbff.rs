@@ -1,0 +1,5 @@
+//! The `lmbff` command line (see `lmbff --help`).
+
+fn main() {
+    std::process::exit(lmbff::cli::main());
+}

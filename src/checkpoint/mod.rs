@@ -1,0 +1,132 @@
+//! Checkpoint directories: atomic writes and the lmbff manifest stored next to an HF
+//! model directory (template, label words, labels, truncation).
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::prompt::Truncation;
+use crate::{Error, Result};
+
+/// File name of the manifest inside a checkpoint directory.
+pub const MANIFEST_FILE: &str = "lmbff.json";
+/// Version of the manifest format; readers accept this and older versions.
+pub const MANIFEST_VERSION: u32 = 1;
+
+/// What a trained lmbff model needs beyond the HF files to predict as it was trained.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format_version: u32,
+    pub lmbff_version: String,
+    /// "prompt" (LM-BFF) or "adapted" (masked-LM adaptation only).
+    pub method: String,
+    /// Template source, in the syntax it was given.
+    pub template: Option<String>,
+    /// Class names, in class-index order.
+    pub labels: Vec<String>,
+    /// Label word of each class, in class-index order.
+    pub label_words: Vec<String>,
+    pub truncation: Truncation,
+    /// Free-form facts about the run (steps, seed, dev accuracy, ...).
+    #[serde(default)]
+    pub notes: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Manifest {
+    pub fn read(dir: &Path) -> Result<Self> {
+        let path = dir.join(MANIFEST_FILE);
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        let m: Manifest =
+            serde_json::from_str(&text).map_err(|source| Error::Json { path: path.clone(), what: "an lmbff manifest", source })?;
+        if m.format_version > MANIFEST_VERSION {
+            return Err(Error::Data {
+                path,
+                line: 1,
+                message: format!("manifest format {} is newer than this library reads ({MANIFEST_VERSION})", m.format_version),
+            });
+        }
+        Ok(m)
+    }
+
+    pub fn write_into(&self, dir: &Path) -> Result<()> {
+        let path = dir.join(MANIFEST_FILE);
+        let text = serde_json::to_string_pretty(self).expect("a manifest serialises");
+        std::fs::write(&path, text).map_err(|e| Error::io(&path, e))
+    }
+}
+
+/// Writes a directory atomically: `fill` writes into a fresh temporary directory beside
+/// `dest`, whose files are then synced and which is renamed onto `dest`. An interrupted
+/// write leaves `dest` as it was (the old version or nothing), never half-written.
+pub fn write_dir_atomic(dest: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    let parent = dest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+    let name = dest
+        .file_name()
+        .ok_or_else(|| Error::InvalidArgument(format!("{} is not a directory path", dest.display())))?
+        .to_string_lossy()
+        .to_string();
+    let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
+    let old = parent.join(format!(".{name}.old-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    let result = fill(&tmp).and_then(|()| sync_dir_files(&tmp));
+    if let Err(e) = result {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(e);
+    }
+    let had_old = dest.exists();
+    if had_old {
+        std::fs::rename(dest, &old).map_err(|e| Error::io(dest, e))?;
+    }
+    if let Err(e) = std::fs::rename(&tmp, dest) {
+        if had_old {
+            let _ = std::fs::rename(&old, dest);
+        }
+        return Err(Error::io(dest, e));
+    }
+    if had_old {
+        let _ = std::fs::remove_dir_all(&old);
+    }
+    if let Ok(d) = std::fs::File::open(parent) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+fn sync_dir_files(dir: &Path) -> Result<()> {
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+    for entry in entries {
+        let path: PathBuf = entry.map_err(|e| Error::io(dir, e))?.path();
+        if path.is_file() {
+            let f = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
+            f.sync_all().map_err(|e| Error::io(&path, e))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_replaces_and_survives_failure() {
+        let root = std::env::temp_dir().join(format!("lmbff-atomic-{}", std::process::id()));
+        let dest = root.join("model");
+        write_dir_atomic(&dest, |d| std::fs::write(d.join("a"), "one").map_err(|e| Error::io(d, e))).unwrap();
+        assert_eq!(std::fs::read_to_string(dest.join("a")).unwrap(), "one");
+        // A failing writer leaves the old version in place and no temp dir behind.
+        let err = write_dir_atomic(&dest, |d| {
+            std::fs::write(d.join("a"), "half").unwrap();
+            Err(Error::Cancelled)
+        });
+        assert!(matches!(err, Err(Error::Cancelled)));
+        assert_eq!(std::fs::read_to_string(dest.join("a")).unwrap(), "one");
+        assert_eq!(std::fs::read_dir(&root).unwrap().count(), 1);
+        write_dir_atomic(&dest, |d| std::fs::write(d.join("b"), "two").map_err(|e| Error::io(d, e))).unwrap();
+        assert!(!dest.join("a").exists());
+        assert_eq!(std::fs::read_to_string(dest.join("b")).unwrap(), "two");
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+}

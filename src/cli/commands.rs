@@ -1,0 +1,393 @@
+//! adapt, train, eval, compare and bench-step.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use clap::Args;
+use serde_json::json;
+
+use super::progress::Bar;
+use super::task::{Loaded, TaskArgs};
+use crate::checkpoint::{write_dir_atomic, Manifest, MANIFEST_VERSION};
+use crate::data::{read_examples, read_texts};
+use crate::prompt::Example;
+use crate::train::{self, accuracy, predict_logits, AdaptParams, Head, Method, Trainable, TrainParams};
+use crate::{Error, Result};
+
+fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
+    if let Some(p) = path.parent() {
+        std::fs::create_dir_all(p).map_err(|e| Error::io(p, e))?;
+    }
+    std::fs::write(path, serde_json::to_string_pretty(value).expect("JSON serialises")).map_err(|e| Error::io(path, e))
+}
+
+/// Accuracy of `head` on labelled examples.
+pub fn evaluate(l: &Loaded, head: &Head, method: Method, examples: &[Example]) -> Result<f64> {
+    let enc = train::encode_all(&l.tok, &l.prompt, method, examples)?;
+    let gold: Vec<usize> = examples.iter().map(|e| e.label.unwrap_or(usize::MAX)).collect();
+    Ok(accuracy(&predict_logits(&l.model, head, &enc, l.tok.special().pad, 64)?, &gold))
+}
+
+fn labels_of(l: &Loaded) -> Vec<String> {
+    l.prompt.verbalizer.labels().to_vec()
+}
+
+// ---------------------------------------------------------------------------- adapt
+
+#[derive(Debug, Args)]
+pub struct AdaptArgs {
+    /// HF model directory to start from.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Unlabeled text: .txt (a text per line) or .tsv with a sentence column; repeatable.
+    #[arg(long, required = true, num_args = 1..)]
+    pub texts: Vec<PathBuf>,
+    /// Drop every text that also occurs in these files (test sets).
+    #[arg(long, num_args = 1..)]
+    pub exclude: Vec<PathBuf>,
+    /// Where to write the adapted HF model directory.
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long, default_value_t = 2000)]
+    pub steps: usize,
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    /// Tokens per sequence.
+    #[arg(long, default_value_t = 64)]
+    pub seq_len: usize,
+    #[arg(long, default_value_t = 1e-4)]
+    pub lr: f64,
+    /// head, all, or topN (head + top N layers).
+    #[arg(long, default_value = "all")]
+    pub trainable: String,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Report zero-shot accuracy on this labelled file before and after.
+    #[arg(long)]
+    pub zero_shot_test: Option<PathBuf>,
+    #[command(flatten)]
+    pub task: TaskArgs,
+}
+
+/// Reads texts, drops the excluded ones and exact duplicates.
+pub fn corpus(files: &[PathBuf], exclude: &[PathBuf]) -> Result<Vec<String>> {
+    let mut banned = std::collections::HashSet::new();
+    for f in exclude {
+        banned.extend(read_texts(f)?.into_iter().map(|t| t.trim().to_lowercase()));
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for f in files {
+        for t in read_texts(f)? {
+            let key = t.trim().to_lowercase();
+            if !banned.contains(&key) && seen.insert(key) {
+                out.push(t);
+            }
+        }
+    }
+    Ok(out)
+}
+
+pub fn adapt(a: AdaptArgs) -> Result<()> {
+    let l = a.task.load(&a.model, a.seed)?;
+    let texts = corpus(&a.texts, &a.exclude)?;
+    let params = AdaptParams {
+        steps: a.steps,
+        batch_size: a.batch_size,
+        max_len: a.seq_len,
+        lr: a.lr,
+        trainable: a.trainable.parse::<Trainable>()?,
+        seed: a.seed,
+        ..AdaptParams::default()
+    };
+    let test = match &a.zero_shot_test {
+        Some(f) => Some(read_examples(f, &labels_of(&l))?),
+        None => None,
+    };
+    let head = Head::for_prompt(&l.model, &l.prompt)?;
+    let before = test.as_ref().map(|t| evaluate(&l, &head, Method::Prompt, t)).transpose()?;
+    eprintln!("adapting {} on {} texts: {} steps x {} sequences of {} tokens", a.model.display(), texts.len(), a.steps, a.batch_size, a.seq_len);
+    let mut bar = Bar::new("adapt");
+    let report = train::adapt(&l.model, &l.tok, &texts, &params, &mut |p| bar.update(p))?;
+    bar.finish();
+    let after = test.as_ref().map(|t| evaluate(&l, &head, Method::Prompt, t)).transpose()?;
+    let summary = json!({
+        "source_model": a.model, "report": report,
+        "zero_shot": {"test": a.zero_shot_test, "template": l.prompt.template.source(),
+                      "label_words": l.prompt.verbalizer.words(), "before": before, "after": after},
+    });
+    write_dir_atomic(&a.out, |dir| {
+        l.model.save_pretrained(dir)?;
+        write_json(&dir.join("adaptation.json"), &summary)
+    })?;
+    println!(
+        "adapted in {:.0} s; final MLM loss {:.3}; zero-shot before {} after {}; saved to {}",
+        report.seconds,
+        report.loss_curve.last().map(|c| c.1).unwrap_or(f64::NAN),
+        before.map(|v| format!("{:.1}%", 100.0 * v)).unwrap_or("-".into()),
+        after.map(|v| format!("{:.1}%", 100.0 * v)).unwrap_or("-".into()),
+        a.out.display()
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------- train
+
+#[derive(Debug, Args, Clone)]
+pub struct FitArgs {
+    #[arg(long, default_value_t = 1000)]
+    pub steps: usize,
+    #[arg(long, default_value_t = 8)]
+    pub batch_size: usize,
+    #[arg(long, default_value_t = 1e-5)]
+    pub lr: f64,
+    /// Dev evaluation interval (steps).
+    #[arg(long, default_value_t = 100)]
+    pub eval_every: usize,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+}
+
+impl FitArgs {
+    pub fn params(&self) -> TrainParams {
+        TrainParams { steps: self.steps, batch_size: self.batch_size, lr: self.lr, eval_every: self.eval_every, seed: self.seed, ..TrainParams::default() }
+    }
+}
+
+fn parse_method(s: &str) -> Result<Method> {
+    match s {
+        "prompt" => Ok(Method::Prompt),
+        "plain" | "cls" => Ok(Method::Cls),
+        _ => Err(Error::InvalidArgument(format!("method {s:?}: expected prompt or plain"))),
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    #[arg(long)]
+    pub model: PathBuf,
+    #[arg(long)]
+    pub train: PathBuf,
+    #[arg(long)]
+    pub dev: PathBuf,
+    #[arg(long)]
+    pub test: Option<PathBuf>,
+    /// prompt (LM-BFF) or plain ([CLS] head).
+    #[arg(long, default_value = "prompt")]
+    pub method: String,
+    /// Save the fine-tuned prompt model (HF directory + lmbff.json) here.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub fit: FitArgs,
+    #[command(flatten)]
+    pub task: TaskArgs,
+}
+
+pub fn train(a: TrainArgs) -> Result<()> {
+    let method = parse_method(&a.method)?;
+    if a.out.is_some() && method == Method::Cls {
+        return Err(Error::InvalidArgument("--out saves prompt models; plain fine-tuning is a baseline and is not saved".into()));
+    }
+    let l = a.task.load(&a.model, a.fit.seed)?;
+    let labels = labels_of(&l);
+    let (tr, dev) = (read_examples(&a.train, &labels)?, read_examples(&a.dev, &labels)?);
+    let mut bar = Bar::new(method.name());
+    let (report, head) = train::finetune(&l.model, &l.tok, &l.prompt, method, &tr, &dev, &a.fit.params(), &mut |p| bar.update(p))?;
+    bar.finish();
+    let test = a.test.as_ref().map(|t| read_examples(t, &labels).and_then(|ex| evaluate(&l, &head, method, &ex))).transpose()?;
+    println!("{}", json!({"report": report, "test_acc": test}));
+    if let Some(out) = &a.out {
+        let manifest = Manifest {
+            format_version: MANIFEST_VERSION,
+            lmbff_version: crate::VERSION.into(),
+            method: "prompt".into(),
+            template: Some(l.prompt.template.source().into()),
+            labels,
+            label_words: l.prompt.verbalizer.words().to_vec(),
+            truncation: l.prompt.truncation,
+            notes: json!({"steps": report.steps, "lr": report.lr, "seed": report.seed, "best_step": report.best_step,
+                          "best_dev_acc": report.best_dev_acc, "test_acc": test, "source_model": a.model})
+            .as_object()
+            .cloned()
+            .unwrap_or_default(),
+        };
+        write_dir_atomic(out, |dir| {
+            l.model.save_pretrained(dir)?;
+            manifest.write_into(dir)
+        })?;
+        eprintln!("saved to {}", out.display());
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------- eval
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    #[arg(long)]
+    pub model: PathBuf,
+    #[arg(long)]
+    pub test: PathBuf,
+    #[command(flatten)]
+    pub task: TaskArgs,
+}
+
+pub fn eval(a: EvalArgs) -> Result<()> {
+    let l = a.task.load(&a.model, 0)?;
+    let ex = read_examples(&a.test, &labels_of(&l))?;
+    let acc = evaluate(&l, &Head::for_prompt(&l.model, &l.prompt)?, Method::Prompt, &ex)?;
+    println!("{}", json!({"model": a.model, "test": a.test, "n": ex.len(), "template": l.prompt.template.source(), "acc": acc}));
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------- compare
+
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Folder holding 16-<seed>/{train,dev,test}.tsv (LM-BFF's k-shot layout for one task).
+    #[arg(long)]
+    pub splits: PathBuf,
+    #[arg(long, value_delimiter = ',', default_value = "13,42")]
+    pub seeds: Vec<u64>,
+    /// Learning rates of the grid (both methods).
+    #[arg(long, value_delimiter = ',', default_value = "1e-5,2e-5,5e-5")]
+    pub lrs: Vec<f64>,
+    /// Step budgets of the grid (both methods).
+    #[arg(long, value_delimiter = ',', default_value = "1000")]
+    pub steps: Vec<usize>,
+    #[arg(long, default_value_t = 8)]
+    pub batch_size: usize,
+    #[arg(long, default_value_t = 100)]
+    pub eval_every: usize,
+    /// Methods to run.
+    #[arg(long, value_delimiter = ',', default_value = "plain,prompt")]
+    pub methods: Vec<String>,
+    /// Write the full JSON report here.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    #[command(flatten)]
+    pub task: TaskArgs,
+}
+
+pub fn compare(a: CompareArgs) -> Result<()> {
+    let methods = a.methods.iter().map(|m| parse_method(m)).collect::<Result<Vec<_>>>()?;
+    let mut rows = Vec::new();
+    let mut all = Vec::new();
+    for &seed in &a.seeds {
+        let dir = a.splits.join(format!("16-{seed}"));
+        // Zero-shot (no training) with the prompt, for reference.
+        let l = a.task.load(&a.model, seed)?;
+        let labels = labels_of(&l);
+        let (tr, dev, test) = (
+            read_examples(&dir.join("train.tsv"), &labels)?,
+            read_examples(&dir.join("dev.tsv"), &labels)?,
+            read_examples(&dir.join("test.tsv"), &labels)?,
+        );
+        let zs = evaluate(&l, &Head::for_prompt(&l.model, &l.prompt)?, Method::Prompt, &test)?;
+        rows.push(("zero-shot".to_string(), seed, "-".to_string(), f64::NAN, zs));
+        drop(l);
+        for &method in &methods {
+            let mut best: Option<(f64, f64, String)> = None;
+            for &steps in &a.steps {
+                for &lr in &a.lrs {
+                    let l = a.task.load(&a.model, seed)?;
+                    let p = TrainParams { steps, batch_size: a.batch_size, lr, eval_every: a.eval_every, seed, ..TrainParams::default() };
+                    let mut bar = Bar::new(&format!("{} s{seed}", method.name()));
+                    let (rep, head) = train::finetune(&l.model, &l.tok, &l.prompt, method, &tr, &dev, &p, &mut |p| bar.update(p))?;
+                    bar.finish();
+                    let acc = evaluate(&l, &head, method, &test)?;
+                    let cell = format!("lr {lr:e}, {steps} steps (best at {})", rep.best_step);
+                    eprintln!("{} seed {seed} {cell}: dev {:.3} test {:.3} ({:.2} steps/s)", method.name(), rep.best_dev_acc, acc, rep.steps_per_sec);
+                    all.push(json!({"seed": seed, "report": rep, "test_acc": acc}));
+                    if best.as_ref().is_none_or(|b| rep.best_dev_acc > b.0) {
+                        best = Some((rep.best_dev_acc, acc, cell));
+                    }
+                }
+            }
+            let (dev_acc, test_acc, cell) = best.expect("the grid is not empty");
+            rows.push((method.name().to_string(), seed, cell, dev_acc, test_acc));
+        }
+    }
+    println!("| method | seed | chosen on dev | dev acc | test acc |\n|---|---|---|---|---|");
+    for (m, seed, cell, dev, test) in &rows {
+        let dev = if dev.is_finite() { format!("{:.1}", 100.0 * dev) } else { "-".into() };
+        println!("| {m} | {seed} | {cell} | {dev} | {:.1} |", 100.0 * test);
+    }
+    let mut names: Vec<&String> = rows.iter().map(|r| &r.0).collect();
+    names.dedup();
+    for name in names {
+        let accs: Vec<f64> = rows.iter().filter(|r| &r.0 == name).map(|r| r.4).collect();
+        let mean = accs.iter().sum::<f64>() / accs.len() as f64;
+        println!("| {name} | mean | | | {:.1} |", 100.0 * mean);
+    }
+    if let Some(path) = &a.report {
+        write_json(path, &json!({"model": a.model, "splits": a.splits, "grid": {"lrs": a.lrs, "steps": a.steps, "batch_size": a.batch_size}, "runs": all}))?;
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------- bench
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    #[arg(long)]
+    pub model: PathBuf,
+    #[arg(long, default_value_t = 8)]
+    pub batch_size: usize,
+    #[arg(long, default_value_t = 128)]
+    pub seq_len: usize,
+    #[arg(long, default_value_t = 20)]
+    pub steps: usize,
+    #[arg(long, default_value_t = 3)]
+    pub warmup: usize,
+    #[command(flatten)]
+    pub task: TaskArgs,
+}
+
+/// Times full prompt-FT steps (forward, label-word loss at the mask, backward, AdamW)
+/// on random token ids of the given shape.
+pub fn bench_step(a: BenchArgs) -> Result<()> {
+    let l = a.task.load(&a.model, 0)?;
+    let (b, s) = (a.batch_size, a.seq_len);
+    let vocab = l.model.config.vocab_size as u32;
+    let sp = l.tok.special();
+    let items: Vec<crate::prompt::Encoded> = (0..b)
+        .map(|r| {
+            let mut ids: Vec<u32> = (0..s).map(|c| 1000 + ((r * 7919 + c * 104729) as u32 % (vocab - 1000))).collect();
+            ids[0] = sp.cls;
+            ids[s - 1] = sp.sep;
+            ids[s / 2] = sp.mask;
+            crate::prompt::Encoded { input_ids: ids, segment_ids: vec![0; s], mask_pos: s / 2 }
+        })
+        .collect();
+    let refs: Vec<&crate::prompt::Encoded> = items.iter().collect();
+    let batch = l.model.batch(&refs, sp.pad)?;
+    let head = Head::for_prompt(&l.model, &l.prompt)?;
+    let target = tch::Tensor::from_slice(&(0..b as i64).map(|i| i % 2).collect::<Vec<_>>()).f_to_device(l.model.device())?;
+    let mut opt = tch::nn::OptimizerConfig::build(tch::nn::AdamW::default(), &l.model.vs, 1e-5)?;
+    let mut run = |n: usize| -> Result<f64> {
+        let t = Instant::now();
+        for _ in 0..n {
+            let logits = head.logits(&l.model, &batch, true)?;
+            let loss = logits.f_cross_entropy_loss::<tch::Tensor>(&target, None, tch::Reduction::Mean, -100, 0.0)?;
+            opt.zero_grad();
+            loss.f_backward()?;
+            opt.step();
+        }
+        if let tch::Device::Cuda(_) = l.model.device() {
+            tch::Cuda::synchronize(0);
+        }
+        Ok(t.elapsed().as_secs_f64())
+    };
+    run(a.warmup)?;
+    let secs = run(a.steps)?;
+    println!(
+        "{}",
+        json!({"impl": "lmbff (tch)", "batch": b, "seq_len": s, "threads": tch::get_num_threads(), "device": format!("{:?}", l.model.device()),
+               "steps": a.steps, "steps_per_sec": a.steps as f64 / secs})
+    );
+    Ok(())
+}

@@ -1,0 +1,55 @@
+//! The `lmbff` command line: adapt, train, eval, compare, demo (the README's main job)
+//! and bench-step.
+
+mod commands;
+mod demo;
+mod progress;
+mod task;
+
+pub use progress::Bar;
+pub use task::{parse_labels, Loaded, TaskArgs};
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "lmbff", version, about = "Few-shot labelling with LM-BFF prompt-based fine-tuning")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Continue masked-LM training on unlabeled text (gives a headless checkpoint an MLM head).
+    Adapt(commands::AdaptArgs),
+    /// Fine-tune on a few labelled examples (prompt-based or plain) and evaluate.
+    Train(commands::TrainArgs),
+    /// Evaluate a model or checkpoint on a labelled file (zero-shot for a plain model).
+    Eval(commands::EvalArgs),
+    /// Prompt FT vs plain FT with the same tuning grid, chosen on dev, reported on test.
+    Compare(commands::CompareArgs),
+    /// The main job: bootstrap labels for a pool from a few examples on the default model.
+    Demo(demo::DemoArgs),
+    /// Time our prompt-FT training step (prints one JSON line).
+    BenchStep(commands::BenchArgs),
+}
+
+/// Runs the command line; returns the process exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Adapt(a) => commands::adapt(a),
+        Command::Train(a) => commands::train(a),
+        Command::Eval(a) => commands::eval(a),
+        Command::Compare(a) => commands::compare(a),
+        Command::Demo(a) => demo::run(a),
+        Command::BenchStep(a) => commands::bench_step(a),
+    };
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e}");
+            1
+        }
+    }
+}

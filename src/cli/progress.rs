@@ -1,0 +1,59 @@
+//! Progress bars on stderr for long work (hidden when stderr is not a terminal, or
+//! printed as occasional lines with `--progress lines`).
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::train::{Progress, Stage};
+
+/// A bar that follows [`Progress`] reports; `cancel` never stops the work here.
+pub struct Bar {
+    bar: ProgressBar,
+    lines_every: Option<usize>,
+    label: String,
+}
+
+impl Bar {
+    pub fn new(label: &str) -> Self {
+        let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        let bar = ProgressBar::with_draw_target(None, if tty { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() });
+        bar.set_style(
+            ProgressStyle::with_template("{prefix:>12} [{bar:30}] {pos}/{len} {msg} ({elapsed}<{eta})")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        bar.set_prefix(label.to_string());
+        Bar { bar, lines_every: if tty { None } else { Some(0) }, label: label.to_string() }
+    }
+
+    /// Callback for the training functions.
+    pub fn update(&mut self, p: Progress) -> bool {
+        self.bar.set_length(p.total as u64);
+        self.bar.set_position(p.step as u64);
+        let mut msg = String::new();
+        if p.loss.is_finite() {
+            msg += &format!("loss {:.4}", p.loss);
+        }
+        if p.metric.is_finite() {
+            msg += &format!(" dev {:.3}", p.metric);
+        }
+        self.bar.set_message(msg.clone());
+        if let Some(every) = self.lines_every.as_mut() {
+            // Not a terminal (CI, logs): a line every ~10% of the work.
+            let tenth = (p.total / 10).max(1);
+            if p.step == p.total || p.step >= *every + tenth {
+                *every = p.step;
+                let stage = match p.stage {
+                    Stage::Adapt => "adapt",
+                    Stage::Train => "train",
+                    Stage::Evaluate => "eval",
+                };
+                eprintln!("{} {stage} {}/{} {msg}", self.label, p.step, p.total);
+            }
+        }
+        true
+    }
+
+    pub fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}

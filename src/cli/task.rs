@@ -1,0 +1,97 @@
+//! What every command shares: the task definition (template, labels, lengths) and
+//! loading a model with its tokenizer.
+
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+
+use crate::checkpoint::Manifest;
+use crate::model::{parse_device, MaskedLm};
+use crate::prompt::{Prompt, Template, Truncation, Verbalizer};
+use crate::tokenize::Tokenizer;
+use crate::{Error, Result};
+
+#[derive(Debug, Clone, Args)]
+pub struct TaskArgs {
+    /// Template, readable (`{text} It was {mask}.`) or LM-BFF syntax (`*cls**sent_0*_It_was*mask*.*sep+*`).
+    /// Default: the checkpoint's manifest, else `{text} It was {mask}.`
+    #[arg(long)]
+    pub template: Option<String>,
+    /// Labels and their words, in class order: `0=terrible,1=great`, or LM-BFF's
+    /// `{'0':'terrible','1':'great'}`. Default: the manifest's, else `0=terrible,1=great`.
+    #[arg(long)]
+    pub labels: Option<String>,
+    /// Maximum input length in tokens.
+    #[arg(long, default_value_t = 128)]
+    pub max_len: usize,
+    /// Token limit of the first sentence (LM-BFF's first_sent_limit).
+    #[arg(long)]
+    pub first_sent_limit: Option<usize>,
+    /// Device: cpu, cuda, cuda:N or auto.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// libtorch intra-op threads (process-wide); default: libtorch's choice.
+    #[arg(long)]
+    pub threads: Option<i32>,
+}
+
+/// A model, its tokenizer and the task's prompt.
+pub struct Loaded {
+    pub dir: PathBuf,
+    pub tok: Tokenizer,
+    pub model: MaskedLm,
+    pub prompt: Prompt,
+}
+
+pub fn parse_labels(tok: &Tokenizer, spec: &str) -> Result<Verbalizer> {
+    if spec.trim_start().starts_with('{') {
+        return Verbalizer::parse_mapping(tok, spec);
+    }
+    let pairs = spec
+        .split(',')
+        .map(|kv| {
+            kv.split_once('=')
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+                .ok_or_else(|| Error::InvalidArgument(format!("label spec {kv:?}: expected label=word")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Verbalizer::new(tok, &pairs)
+}
+
+impl TaskArgs {
+    pub fn load(&self, dir: &Path, seed: u64) -> Result<Loaded> {
+        if let Some(n) = self.threads {
+            tch::set_num_threads(n);
+        }
+        if !dir.is_dir() {
+            return Err(Error::InvalidArgument(format!("model directory {} does not exist", dir.display())));
+        }
+        let manifest = Manifest::read(dir).ok();
+        let tok = Tokenizer::from_dir(dir)?;
+        let template = self
+            .template
+            .clone()
+            .or_else(|| manifest.as_ref().and_then(|m| m.template.clone()))
+            .unwrap_or_else(|| "{text} It was {mask}.".into());
+        let labels = match (&self.labels, &manifest) {
+            (Some(l), _) => l.clone(),
+            (None, Some(m)) => m.labels.iter().zip(&m.label_words).map(|(l, w)| format!("{l}={w}")).collect::<Vec<_>>().join(","),
+            (None, None) => "0=terrible,1=great".into(),
+        };
+        let verbalizer = parse_labels(&tok, &labels)?;
+        let truncation = Truncation { max_len: self.max_len, first_sent_limit: self.first_sent_limit, other_sent_limit: None };
+        let prompt = Prompt::new(Template::parse(&template)?, verbalizer, truncation)?;
+        let device = parse_device(&self.device)?;
+        // Seeded before loading: a checkpoint without a head gets a repeatable new one.
+        tch::manual_seed(seed as i64);
+        let model = MaskedLm::load(dir, device)?;
+        if model.load_report().head_initialised {
+            eprintln!(
+                "note: {} has no masked-LM head; a new one was initialised (decoder tied to the word embeddings). \
+                 Adapt it on unlabeled text (`lmbff adapt`) before prompting.",
+                dir.display()
+            );
+        }
+        Ok(Loaded { dir: dir.to_path_buf(), tok, model, prompt })
+    }
+}

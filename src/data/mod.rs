@@ -1,0 +1,75 @@
+//! Datasets on disk: labelled TSV files with a header naming a `sentence` column (and,
+//! for pairs, `sentence1`/`sentence2` or `question`/`sentence`...) and a `label` column,
+//! as in GLUE and LM-BFF's k-shot splits; plain text files of unlabeled lines.
+
+use std::path::Path;
+
+use crate::prompt::Example;
+use crate::{Error, Result};
+
+/// A labelled row with its label as written in the file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    pub text_a: String,
+    pub text_b: Option<String>,
+    pub label: String,
+}
+
+/// Reads a TSV file with a header row. Single-sentence files need `sentence` and
+/// `label` columns; pair files `sentence1`/`sentence2` (or `question`+`sentence`,
+/// `question1`/`question2`) and `label`.
+pub fn read_tsv(path: &Path) -> Result<Vec<Row>> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let mut lines = text.lines().enumerate();
+    let bad = |line: usize, message: String| Error::Data { path: path.to_path_buf(), line, message };
+    let (_, header) = lines.next().ok_or_else(|| bad(1, "empty file: expected a header row".into()))?;
+    let cols: Vec<&str> = header.split('\t').collect();
+    let find = |names: &[&str]| cols.iter().position(|c| names.contains(c));
+    let label = find(&["label", "gold_label"]).ok_or_else(|| bad(1, format!("no `label` column in header {cols:?}")))?;
+    let (a, b) = if let (Some(a), Some(b)) = (find(&["sentence1", "question1", "question"]), find(&["sentence2", "question2", "sentence"])) {
+        (a, Some(b))
+    } else {
+        (find(&["sentence", "text"]).ok_or_else(|| bad(1, format!("no `sentence` column in header {cols:?}")))?, None)
+    };
+    let mut rows = Vec::new();
+    for (i, line) in lines {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let f: Vec<&str> = line.split('\t').collect();
+        let get = |c: usize| f.get(c).map(|s| s.to_string()).ok_or_else(|| bad(i + 1, format!("expected {} tab-separated fields, found {}", cols.len(), f.len())));
+        rows.push(Row { text_a: get(a)?, text_b: b.map(get).transpose()?, label: get(label)? });
+    }
+    Ok(rows)
+}
+
+/// Converts rows to examples, mapping each file label to its class index.
+pub fn to_examples(rows: &[Row], labels: &[String], path: &Path) -> Result<Vec<Example>> {
+    rows.iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let idx = labels.iter().position(|l| *l == r.label).ok_or_else(|| Error::Data {
+                path: path.to_path_buf(),
+                line: i + 2,
+                message: format!("label {:?} is not one of the task's labels {labels:?}", r.label),
+            })?;
+            Ok(Example { text_a: r.text_a.clone(), text_b: r.text_b.clone(), label: Some(idx) })
+        })
+        .collect()
+}
+
+/// Reads labelled examples from a TSV file.
+pub fn read_examples(path: &Path, labels: &[String]) -> Result<Vec<Example>> {
+    to_examples(&read_tsv(path)?, labels, path)
+}
+
+/// Reads non-empty lines of a text file (unlabeled pool). A `.tsv` file with a header
+/// contributes its sentence column(s) instead.
+pub fn read_texts(path: &Path) -> Result<Vec<String>> {
+    if path.extension().is_some_and(|e| e == "tsv") {
+        let rows = read_tsv(path)?;
+        return Ok(rows.into_iter().flat_map(|r| std::iter::once(r.text_a).chain(r.text_b)).collect());
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    Ok(text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string).collect())
+}

@@ -1,0 +1,58 @@
+//! One error type for the whole crate, grouped by area. Sources are kept.
+
+use std::path::PathBuf;
+
+/// Crate-wide result.
+pub type Result<T> = std::result::Result<T, Error>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    // ---- files and formats -------------------------------------------------
+    #[error("cannot read or write {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path} is not valid JSON for {what}: {source}")]
+    Json { path: PathBuf, what: &'static str, source: serde_json::Error },
+    #[error("model directory {dir} has no {what} (looked for {looked_for})")]
+    MissingFile { dir: PathBuf, what: &'static str, looked_for: String },
+
+    // ---- models --------------------------------------------------------------
+    #[error("unsupported model architecture {0:?}: lmbff loads BERT and RoBERTa encoders (model_type \"bert\" or \"roberta\")")]
+    UnsupportedArchitecture(String),
+    #[error("invalid model config: {0}")]
+    Config(String),
+    #[error("weight {name} is missing from {file}")]
+    MissingWeight { name: String, file: PathBuf },
+    #[error("weight {name} in {file} has shape {found:?}, but the config implies {expected:?}")]
+    WeightShape { name: String, file: PathBuf, expected: Vec<i64>, found: Vec<i64> },
+    #[error("weights file {file} is corrupt or unreadable: {message}")]
+    CorruptWeights { file: PathBuf, message: String },
+    #[cfg(feature = "train")]
+    #[error("libtorch error: {0}")]
+    Torch(#[from] tch::TchError),
+
+    // ---- tokenizer and prompts ---------------------------------------------
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+    #[error("template {template:?}, at byte {at}: {message}")]
+    Template { template: String, at: usize, message: String },
+    #[error("label word {word:?} for label {label:?}: {message}")]
+    LabelWord { label: String, word: String, message: String },
+    #[error("input does not fit: {0}")]
+    Truncation(String),
+
+    // ---- data and training ---------------------------------------------------
+    #[error("{path}, line {line}: {message}")]
+    Data { path: PathBuf, line: usize, message: String },
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    #[error("device {0:?} is not available: {1}")]
+    Device(String, String),
+    #[error("cancelled")]
+    Cancelled,
+}
+
+impl Error {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io { path: path.into(), source }
+    }
+}

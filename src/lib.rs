@@ -1,0 +1,23 @@
+//! lmbff: few-shot labelling with LM-BFF prompt-based fine-tuning of masked LMs.
+//!
+//! Data flows one way: text -> [`prompt`] -> token ids ([`tokenize`]) -> [`model`]
+//! (tch) -> [`train`] -> [`checkpoint`]. The C ABI lives in [`ffi`].
+
+pub mod checkpoint;
+pub mod data;
+mod error;
+pub mod ffi;
+pub mod prompt;
+pub mod tokenize;
+
+#[cfg(feature = "train")]
+pub mod model;
+#[cfg(feature = "train")]
+pub mod train;
+#[cfg(feature = "train")]
+pub mod cli;
+
+pub use error::{Error, Result};
+
+/// Library version (the crate version).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

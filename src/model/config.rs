@@ -1,0 +1,153 @@
+//! `config.json` of a Hugging Face BERT or RoBERTa checkpoint.
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::{Error, Result};
+
+/// Which encoder family the checkpoint is; decides weight names, position ids and head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arch {
+    Bert,
+    Roberta,
+}
+
+impl Arch {
+    /// Prefix of the encoder's weights in HF `*ForMaskedLM` checkpoints.
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Arch::Bert => "bert",
+            Arch::Roberta => "roberta",
+        }
+    }
+
+    /// Name of the masked-LM class in HF transformers (for `architectures`).
+    pub fn mlm_class(self) -> &'static str {
+        match self {
+            Arch::Bert => "BertForMaskedLM",
+            Arch::Roberta => "RobertaForMaskedLM",
+        }
+    }
+}
+
+/// Activation named by `hidden_act`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    /// Exact (erf) GELU.
+    Gelu,
+    /// tanh approximation of GELU.
+    #[serde(alias = "gelu_pytorch_tanh", alias = "gelu_fast")]
+    GeluNew,
+    Relu,
+    #[serde(alias = "swish")]
+    Silu,
+}
+
+/// Encoder hyper-parameters; defaults are those of HF's `BertConfig`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// "bert" or "roberta".
+    pub model_type: String,
+    pub vocab_size: i64,
+    pub hidden_size: i64,
+    pub num_hidden_layers: i64,
+    pub num_attention_heads: i64,
+    pub intermediate_size: i64,
+    pub hidden_act: Activation,
+    pub hidden_dropout_prob: f64,
+    pub attention_probs_dropout_prob: f64,
+    pub max_position_embeddings: i64,
+    pub type_vocab_size: i64,
+    pub layer_norm_eps: f64,
+    pub initializer_range: f64,
+    pub pad_token_id: i64,
+    /// Only "absolute" is supported.
+    pub position_embedding_type: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            model_type: "bert".into(),
+            vocab_size: 30522,
+            hidden_size: 768,
+            num_hidden_layers: 12,
+            num_attention_heads: 12,
+            intermediate_size: 3072,
+            hidden_act: Activation::Gelu,
+            hidden_dropout_prob: 0.1,
+            attention_probs_dropout_prob: 0.1,
+            max_position_embeddings: 512,
+            type_vocab_size: 2,
+            layer_norm_eps: 1e-12,
+            initializer_range: 0.02,
+            pad_token_id: 0,
+            position_embedding_type: "absolute".into(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates `config.json` from a model directory.
+    pub fn from_dir(dir: &Path) -> Result<(Self, serde_json::Value)> {
+        let path = dir.join("config.json");
+        if !path.is_file() {
+            return Err(Error::MissingFile { dir: dir.to_path_buf(), what: "model config", looked_for: "config.json".into() });
+        }
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        let raw: serde_json::Value =
+            serde_json::from_str(&text).map_err(|source| Error::Json { path: path.clone(), what: "a model config", source })?;
+        let cfg: Config =
+            serde_json::from_value(raw.clone()).map_err(|source| Error::Json { path, what: "a BERT/RoBERTa config", source })?;
+        cfg.validate()?;
+        Ok((cfg, raw))
+    }
+
+    pub fn arch(&self) -> Result<Arch> {
+        match self.model_type.as_str() {
+            "bert" => Ok(Arch::Bert),
+            "roberta" => Ok(Arch::Roberta),
+            other => Err(Error::UnsupportedArchitecture(other.to_string())),
+        }
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        self.arch()?;
+        let positive = [
+            ("vocab_size", self.vocab_size),
+            ("hidden_size", self.hidden_size),
+            ("num_hidden_layers", self.num_hidden_layers),
+            ("num_attention_heads", self.num_attention_heads),
+            ("intermediate_size", self.intermediate_size),
+            ("max_position_embeddings", self.max_position_embeddings),
+            ("type_vocab_size", self.type_vocab_size),
+        ];
+        if let Some((name, v)) = positive.iter().find(|(_, v)| *v <= 0) {
+            return Err(Error::Config(format!("{name} must be positive, got {v}")));
+        }
+        if self.hidden_size % self.num_attention_heads != 0 {
+            return Err(Error::Config(format!(
+                "hidden_size {} is not a multiple of num_attention_heads {}",
+                self.hidden_size, self.num_attention_heads
+            )));
+        }
+        if self.position_embedding_type != "absolute" {
+            return Err(Error::Config(format!(
+                "position_embedding_type {:?} is not supported (only \"absolute\")",
+                self.position_embedding_type
+            )));
+        }
+        Ok(())
+    }
+
+    /// Longest input the position table allows (RoBERTa reserves `pad_token_id + 1`).
+    pub fn max_input_len(&self) -> i64 {
+        match self.arch() {
+            Ok(Arch::Roberta) => self.max_position_embeddings - self.pad_token_id - 1,
+            _ => self.max_position_embeddings,
+        }
+    }
+}

@@ -1,0 +1,90 @@
+//! Heads on top of the encoder.
+//! - The masked-LM head (ref: BertLMPredictionHead / RobertaLMHead): transform (dense,
+//!   activation, layer norm), then a decoder tied to the word embeddings plus a bias.
+//!   Prompt-based fine-tuning only needs the label words' rows of the decoder.
+//! - A [CLS] classification head for plain fine-tuning (RobertaClassificationHead shape).
+
+use tch::{nn, Tensor};
+
+use super::config::{Activation, Arch, Config};
+use super::layers::{activate, dropout, LayerNorm, Linear};
+use crate::Result;
+
+#[derive(Debug)]
+pub struct MlmHead {
+    dense: Linear,
+    norm: LayerNorm,
+    pub bias: Tensor,
+    act: Activation,
+}
+
+impl MlmHead {
+    /// `p` is the root path; the head picks its HF names from the architecture.
+    pub fn new(p: &nn::Path, c: &Config, arch: Arch) -> Result<Self> {
+        let (h, std) = (c.hidden_size, c.initializer_range);
+        let (dense, norm, bias, act) = match arch {
+            Arch::Bert => {
+                let t = p / "cls" / "predictions" / "transform";
+                (
+                    Linear::new(&t / "dense", h, h, std)?,
+                    LayerNorm::new(&t / "LayerNorm", h, c.layer_norm_eps)?,
+                    (p / "cls" / "predictions").f_zeros("bias", &[c.vocab_size])?,
+                    c.hidden_act,
+                )
+            }
+            Arch::Roberta => {
+                let t = p / "lm_head";
+                (
+                    Linear::new(&t / "dense", h, h, std)?,
+                    LayerNorm::new(&t / "layer_norm", h, c.layer_norm_eps)?,
+                    t.f_zeros("bias", &[c.vocab_size])?,
+                    Activation::Gelu,
+                )
+            }
+        };
+        Ok(MlmHead { dense, norm, bias, act })
+    }
+
+    /// The transform applied to hidden states [.., H].
+    pub fn transform(&self, hidden: &Tensor) -> Result<Tensor> {
+        self.norm.forward(&activate(&self.dense.forward(hidden)?, self.act)?)
+    }
+
+    /// Logits over the whole vocabulary; `decoder` is the word-embedding matrix [V, H].
+    pub fn logits(&self, transformed: &Tensor, decoder: &Tensor) -> Result<Tensor> {
+        Ok(transformed.f_linear(decoder, Some(&self.bias))?)
+    }
+
+    /// Logits over a few tokens only (`ids`: int64 [L]): [.., L].
+    pub fn logits_for(&self, transformed: &Tensor, decoder: &Tensor, ids: &Tensor) -> Result<Tensor> {
+        let w = decoder.f_index_select(0, ids)?;
+        let b = self.bias.f_index_select(0, ids)?;
+        Ok(transformed.f_linear(&w, Some(&b))?)
+    }
+}
+
+/// dense -> tanh -> out_proj on the first token, with dropout before each (as HF's
+/// RobertaClassificationHead). Freshly initialised; weights under `classifier.`.
+#[derive(Debug)]
+pub struct ClsHead {
+    dense: Linear,
+    out_proj: Linear,
+    dropout: f64,
+}
+
+impl ClsHead {
+    pub fn new(p: nn::Path, c: &Config, num_labels: i64) -> Result<Self> {
+        Ok(ClsHead {
+            dense: Linear::new(&p / "dense", c.hidden_size, c.hidden_size, c.initializer_range)?,
+            out_proj: Linear::new(&p / "out_proj", c.hidden_size, num_labels, c.initializer_range)?,
+            dropout: c.hidden_dropout_prob,
+        })
+    }
+
+    /// `hidden` [B, S, H] -> logits [B, num_labels].
+    pub fn forward(&self, hidden: &Tensor, train: bool) -> Result<Tensor> {
+        let x = dropout(hidden.f_select(1, 0)?, self.dropout, train)?;
+        let x = dropout(self.dense.forward(&x)?.f_tanh()?, self.dropout, train)?;
+        self.out_proj.forward(&x)
+    }
+}

@@ -1,0 +1,202 @@
+//! Masked language models in tch, loaded from Hugging Face model directories.
+
+mod config;
+mod encoder;
+mod head;
+mod layers;
+mod weights;
+
+pub use config::{Activation, Arch, Config};
+pub use head::{ClsHead, MlmHead};
+pub use weights::{read_checkpoint, LoadReport};
+
+use std::path::{Path, PathBuf};
+
+use tch::{nn, Device, Kind, Tensor};
+
+use crate::prompt::Encoded;
+use crate::{Error, Result};
+use encoder::Encoder;
+
+/// Files copied verbatim from the source model directory when a model is saved.
+pub const TOKENIZER_FILES: &[&str] =
+    &["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "vocab.json", "merges.txt"];
+
+/// Parses a device name: `cpu`, `cuda`, `cuda:N` or `auto` (CUDA when present).
+pub fn parse_device(name: &str) -> Result<Device> {
+    let unavailable = |why: &str| Error::Device(name.to_string(), why.to_string());
+    match name {
+        "cpu" => Ok(Device::Cpu),
+        "auto" => Ok(Device::cuda_if_available()),
+        "cuda" => parse_device("cuda:0"),
+        _ => {
+            let n: usize = name
+                .strip_prefix("cuda:")
+                .and_then(|n| n.parse().ok())
+                .ok_or_else(|| unavailable("expected cpu, cuda, cuda:N or auto"))?;
+            let count = tch::Cuda::device_count() as usize;
+            if n >= count {
+                return Err(unavailable(&format!("this machine has {count} CUDA device(s)")));
+            }
+            Ok(Device::Cuda(n))
+        }
+    }
+}
+
+/// A padded batch on a device.
+#[derive(Debug)]
+pub struct Batch {
+    pub input_ids: Tensor,
+    pub attention_mask: Tensor,
+    pub token_type_ids: Tensor,
+    /// Mask position of each row [B].
+    pub mask_pos: Tensor,
+}
+
+/// An encoder with its masked-LM head (BertForMaskedLM / RobertaForMaskedLM).
+pub struct MaskedLm {
+    pub vs: nn::VarStore,
+    pub config: Config,
+    pub arch: Arch,
+    raw_config: serde_json::Value,
+    source_dir: PathBuf,
+    encoder: Encoder,
+    head: MlmHead,
+    report: LoadReport,
+}
+
+impl MaskedLm {
+    /// Loads `config.json` and the weights of an HF model directory. A checkpoint
+    /// without a masked-LM head gets a new one (see [`LoadReport::head_initialised`]).
+    pub fn load(dir: &Path, device: Device) -> Result<Self> {
+        let (config, raw_config) = Config::from_dir(dir)?;
+        let arch = config.arch()?;
+        let (file, ckpt) = read_checkpoint(dir)?;
+        let vs = nn::VarStore::new(device);
+        let root = vs.root();
+        let encoder = Encoder::new(&root / arch.prefix(), &config, arch)?;
+        let head = MlmHead::new(&root, &config, arch)?;
+        let report = weights::assign(&vs, ckpt, arch, &file)?;
+        Ok(MaskedLm { vs, config, arch, raw_config, source_dir: dir.to_path_buf(), encoder, head, report })
+    }
+
+    pub fn load_report(&self) -> &LoadReport {
+        &self.report
+    }
+
+    pub fn device(&self) -> Device {
+        self.vs.device()
+    }
+
+    /// The word-embedding matrix, which is also the decoder (tied).
+    pub fn word_embeddings(&self) -> &Tensor {
+        &self.encoder.embeddings.word_embeddings.weight
+    }
+
+    pub fn head(&self) -> &MlmHead {
+        &self.head
+    }
+
+    /// Adds a fresh [CLS] classification head (weights under `classifier.`).
+    pub fn new_cls_head(&self, num_labels: usize) -> Result<ClsHead> {
+        ClsHead::new(self.vs.root() / "classifier", &self.config, num_labels as i64)
+    }
+
+    /// Pads encoded inputs into a batch on the model's device.
+    pub fn batch(&self, items: &[&Encoded], pad_id: u32) -> Result<Batch> {
+        let b = items.len();
+        if b == 0 {
+            return Err(Error::InvalidArgument("empty batch".into()));
+        }
+        let s = items.iter().map(|e| e.input_ids.len()).max().unwrap_or(0);
+        let limit = self.config.max_input_len() as usize;
+        if s > limit {
+            return Err(Error::Truncation(format!("an input has {s} tokens; this model takes at most {limit}")));
+        }
+        let max_type = self.config.type_vocab_size as u32 - 1;
+        let mut ids = vec![pad_id as i64; b * s];
+        let mut mask = vec![0i64; b * s];
+        let mut types = vec![0i64; b * s];
+        let mut pos = Vec::with_capacity(b);
+        for (r, e) in items.iter().enumerate() {
+            for (c, (&id, &seg)) in e.input_ids.iter().zip(&e.segment_ids).enumerate() {
+                ids[r * s + c] = id as i64;
+                mask[r * s + c] = 1;
+                types[r * s + c] = seg.min(max_type) as i64;
+            }
+            pos.push(e.mask_pos as i64);
+        }
+        let dev = self.device();
+        let t = |v: Vec<i64>| -> Result<Tensor> { Ok(Tensor::from_slice(&v).f_view([b as i64, s as i64])?.f_to_device(dev)?) };
+        Ok(Batch {
+            input_ids: t(ids)?,
+            attention_mask: t(mask)?,
+            token_type_ids: t(types)?,
+            mask_pos: Tensor::from_slice(&pos).f_to_device(dev)?,
+        })
+    }
+
+    /// Last hidden states [B, S, H].
+    pub fn encode(&self, input_ids: &Tensor, attention_mask: &Tensor, token_type_ids: &Tensor, train: bool) -> Result<Tensor> {
+        self.encoder.forward(input_ids, attention_mask, token_type_ids, train)
+    }
+
+    /// Full masked-LM logits [B, S, V] (parity tests, adaptation).
+    pub fn mlm_logits(&self, input_ids: &Tensor, attention_mask: &Tensor, token_type_ids: &Tensor) -> Result<Tensor> {
+        let h = self.encode(input_ids, attention_mask, token_type_ids, false)?;
+        self.head.logits(&self.head.transform(&h)?, self.word_embeddings())
+    }
+
+    /// Logits of the given label-word ids at each row's mask position [B, L].
+    pub fn label_logits(&self, batch: &Batch, label_ids: &Tensor, train: bool) -> Result<Tensor> {
+        let h = self.encode(&batch.input_ids, &batch.attention_mask, &batch.token_type_ids, train)?;
+        let rows = Tensor::f_arange(h.size()[0], (Kind::Int64, h.device()))?;
+        let at_mask = h.f_index(&[Some(rows), Some(batch.mask_pos.shallow_clone())])?;
+        self.head.logits_for(&self.head.transform(&at_mask)?, self.word_embeddings(), label_ids)
+    }
+
+    /// Writes an ordinary HF model directory: `model.safetensors` (the encoder and the
+    /// masked-LM head; the decoder is tied, so it is not stored twice), `config.json`
+    /// naming the masked-LM class, and the tokenizer files of the source directory.
+    /// `dir` must exist; callers make the write atomic (see `checkpoint`).
+    pub fn save_pretrained(&self, dir: &Path) -> Result<()> {
+        weights::write_safetensors(&self.vs, &dir.join("model.safetensors"), Some("classifier."))?;
+        let mut cfg = self.raw_config.clone();
+        cfg["architectures"] = serde_json::json!([self.arch.mlm_class()]);
+        let path = dir.join("config.json");
+        let text = serde_json::to_string_pretty(&cfg).expect("a JSON value serialises");
+        std::fs::write(&path, text).map_err(|e| Error::io(&path, e))?;
+        for name in TOKENIZER_FILES {
+            let src = self.source_dir.join(name);
+            if src.is_file() {
+                std::fs::copy(&src, dir.join(name)).map_err(|e| Error::io(&src, e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Snapshot of all weights (deep copies), for keeping the best model during training.
+    pub fn snapshot(&self) -> Result<Vec<(String, Tensor)>> {
+        let mut out = Vec::new();
+        tch::no_grad(|| -> Result<()> {
+            for (n, t) in self.vs.variables() {
+                out.push((n, t.f_detach()?.copy()));
+            }
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Restores a [`snapshot`](Self::snapshot).
+    pub fn restore(&self, snap: &[(String, Tensor)]) -> Result<()> {
+        let vars = self.vs.variables();
+        tch::no_grad(|| -> Result<()> {
+            for (n, t) in snap {
+                if let Some(v) = vars.get(n) {
+                    v.shallow_clone().f_copy_(t)?;
+                }
+            }
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,150 @@
+//! Reading HF checkpoints into a var store (names matched exactly, shapes checked) and
+//! writing them back as `model.safetensors`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use tch::{nn, Tensor};
+
+use super::config::Arch;
+use crate::{Error, Result};
+
+/// What loading found.
+#[derive(Debug, Clone)]
+pub struct LoadReport {
+    /// The weights file read.
+    pub file: PathBuf,
+    /// True when the checkpoint had no masked-LM head and a new one was initialised
+    /// (decoder tied to the word embeddings, transform random, bias zero).
+    pub head_initialised: bool,
+    /// Checkpoint tensors the model does not use (a pooler, for instance).
+    pub unused: Vec<String>,
+}
+
+/// Finds the weights file of a model directory: `model.safetensors`, a sharded
+/// `model.safetensors.index.json`, or `pytorch_model.bin`.
+pub fn read_checkpoint(dir: &Path) -> Result<(PathBuf, HashMap<String, Tensor>)> {
+    let single = dir.join("model.safetensors");
+    let index = dir.join("model.safetensors.index.json");
+    let bin = dir.join("pytorch_model.bin");
+    let corrupt = |file: &Path, e: tch::TchError| Error::CorruptWeights { file: file.to_path_buf(), message: e.to_string() };
+    if single.is_file() {
+        let tensors = Tensor::read_safetensors(&single).map_err(|e| corrupt(&single, e))?;
+        return Ok((single, tensors.into_iter().collect()));
+    }
+    if index.is_file() {
+        let text = std::fs::read_to_string(&index).map_err(|e| Error::io(&index, e))?;
+        let json: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|source| Error::Json { path: index.clone(), what: "a safetensors index", source })?;
+        let mut shards: Vec<String> = json["weight_map"]
+            .as_object()
+            .ok_or_else(|| Error::CorruptWeights { file: index.clone(), message: "no weight_map".into() })?
+            .values()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect();
+        shards.sort();
+        shards.dedup();
+        let mut all = HashMap::new();
+        for shard in shards {
+            let f = dir.join(&shard);
+            all.extend(Tensor::read_safetensors(&f).map_err(|e| corrupt(&f, e))?);
+        }
+        return Ok((index, all));
+    }
+    if bin.is_file() {
+        let tensors = Tensor::loadz_multi(&bin).map_err(|e| corrupt(&bin, e))?;
+        return Ok((bin, tensors.into_iter().collect()));
+    }
+    Err(Error::MissingFile {
+        dir: dir.to_path_buf(),
+        what: "weights",
+        looked_for: "model.safetensors, model.safetensors.index.json or pytorch_model.bin".into(),
+    })
+}
+
+fn is_head(name: &str) -> bool {
+    name.starts_with("cls.") || name.starts_with("lm_head.")
+}
+
+/// Maps checkpoint names onto ours: adds the encoder prefix to bare `BertModel` /
+/// `RobertaModel` names, renames old `gamma`/`beta`, and aliases the decoder bias.
+fn canonical(name: &str, arch: Arch) -> String {
+    let mut n = name.to_string();
+    if !is_head(&n) && !n.starts_with(&format!("{}.", arch.prefix())) {
+        n = format!("{}.{n}", arch.prefix());
+    }
+    if let Some(s) = n.strip_suffix(".gamma") {
+        n = format!("{s}.weight");
+    } else if let Some(s) = n.strip_suffix(".beta") {
+        n = format!("{s}.bias");
+    }
+    match n.as_str() {
+        "cls.predictions.decoder.bias" => "cls.predictions.bias".into(),
+        "lm_head.decoder.bias" => "lm_head.bias".into(),
+        _ => n,
+    }
+}
+
+/// Copies checkpoint tensors into the var store. Encoder weights must all be present;
+/// the masked-LM head is either complete or absent (then it keeps its fresh init).
+pub fn assign(vs: &nn::VarStore, ckpt: HashMap<String, Tensor>, arch: Arch, file: &Path) -> Result<LoadReport> {
+    let mut by_name: HashMap<String, (String, Tensor)> = HashMap::new();
+    for (orig, t) in ckpt {
+        by_name.insert(canonical(&orig, arch), (orig, t));
+    }
+    let vars = vs.variables();
+    let mut names: Vec<&String> = vars.keys().collect();
+    names.sort();
+    let head_names: Vec<&&String> = names.iter().filter(|n| is_head(n)).collect();
+    let head_present = head_names.iter().filter(|n| by_name.contains_key(n.as_str())).count();
+    if head_present > 0 && head_present < head_names.len() {
+        let missing = head_names.iter().find(|n| !by_name.contains_key(n.as_str())).unwrap();
+        return Err(Error::MissingWeight { name: missing.to_string(), file: file.to_path_buf() });
+    }
+    let head_initialised = head_present == 0;
+    tch::no_grad(|| -> Result<()> {
+        for name in &names {
+            let var = &vars[*name];
+            let Some((_, src)) = by_name.get(name.as_str()) else {
+                if is_head(name) && head_initialised {
+                    continue;
+                }
+                return Err(Error::MissingWeight { name: name.to_string(), file: file.to_path_buf() });
+            };
+            if src.size() != var.size() {
+                return Err(Error::WeightShape {
+                    name: name.to_string(),
+                    file: file.to_path_buf(),
+                    expected: var.size(),
+                    found: src.size(),
+                });
+            }
+            let mut dst = var.shallow_clone();
+            dst.f_copy_(&src.f_to_kind(var.kind())?)?;
+        }
+        Ok(())
+    })?;
+    let tied = ["cls.predictions.decoder.weight", "lm_head.decoder.weight"];
+    let mut unused: Vec<String> = by_name
+        .into_iter()
+        .filter(|(n, _)| !vars.contains_key(n) && !tied.contains(&n.as_str()) && !n.ends_with("position_ids"))
+        .map(|(_, (orig, _))| orig)
+        .collect();
+    unused.sort();
+    Ok(LoadReport { file: file.to_path_buf(), head_initialised, unused })
+}
+
+/// Writes every variable of the store (HF names, on CPU, contiguous) as safetensors.
+pub fn write_safetensors(vs: &nn::VarStore, file: &Path, skip_prefix: Option<&str>) -> Result<()> {
+    let vars = vs.variables();
+    let mut named: Vec<(String, Tensor)> = Vec::with_capacity(vars.len());
+    for (name, t) in vars {
+        if skip_prefix.is_some_and(|p| name.starts_with(p)) {
+            continue;
+        }
+        named.push((name, t.f_detach()?.f_to_device(tch::Device::Cpu)?.f_contiguous()?));
+    }
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    Tensor::write_safetensors(&named, file)?;
+    Ok(())
+}

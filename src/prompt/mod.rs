@@ -1,0 +1,204 @@
+//! Prompts: a template, a verbalizer and truncation rules turn an example into token
+//! ids with exactly one mask (ref: LM-BFF `tokenize_multipart_input`).
+
+mod template;
+mod verbalizer;
+
+pub use template::{Case, Part, Template};
+pub use verbalizer::Verbalizer;
+
+use serde::{Deserialize, Serialize};
+
+use crate::tokenize::{Tokenizer, WordBoundary};
+use crate::{Error, Result};
+
+/// One input: a sentence or a sentence pair, with its class when known.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Example {
+    pub text_a: String,
+    pub text_b: Option<String>,
+    pub label: Option<usize>,
+}
+
+impl Example {
+    pub fn single(text: impl Into<String>, label: Option<usize>) -> Self {
+        Example { text_a: text.into(), text_b: None, label }
+    }
+}
+
+/// Length limits. Sentences are first cut to their own limits (tail dropped), then,
+/// while the whole input is longer than `max_len`, the longest sentence loses its last
+/// token. Template tokens, the mask among them, are never cut.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Truncation {
+    /// Maximum tokens in the whole input, special tokens included.
+    pub max_len: usize,
+    /// Per-sentence limit for sentence 0, in tokens (LM-BFF's `first_sent_limit`).
+    pub first_sent_limit: Option<usize>,
+    /// Per-sentence limit for the other sentences (LM-BFF's `other_sent_limit`).
+    pub other_sent_limit: Option<usize>,
+}
+
+impl Default for Truncation {
+    fn default() -> Self {
+        Truncation { max_len: 128, first_sent_limit: None, other_sent_limit: None }
+    }
+}
+
+/// Token ids of one rendered input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Encoded {
+    pub input_ids: Vec<u32>,
+    /// Segment of each token: 0 up to the first `sep+`, then 1, 2, ...
+    pub segment_ids: Vec<u32>,
+    /// Index of the mask token in `input_ids`.
+    pub mask_pos: usize,
+}
+
+/// A template bound to a tokenizer and a verbalizer.
+#[derive(Debug, Clone)]
+pub struct Prompt {
+    pub template: Template,
+    pub verbalizer: Verbalizer,
+    pub truncation: Truncation,
+}
+
+struct Piece {
+    ids: Vec<u32>,
+    segment: u32,
+    /// Sentence pieces may be truncated; template pieces may not.
+    sentence: bool,
+}
+
+impl Prompt {
+    pub fn new(template: Template, verbalizer: Verbalizer, truncation: Truncation) -> Result<Self> {
+        if let Some(l) = template.max_label_ref() {
+            if l >= verbalizer.num_labels() {
+                return Err(Error::Template {
+                    template: template.source().to_string(),
+                    at: template.source().find(&format!("label_{l}")).unwrap_or(0),
+                    message: format!("refers to label {l}, but the task has {} labels", verbalizer.num_labels()),
+                });
+            }
+        }
+        if truncation.max_len < 4 {
+            return Err(Error::InvalidArgument(format!("max_len {} is too small", truncation.max_len)));
+        }
+        Ok(Prompt { template, verbalizer, truncation })
+    }
+
+    /// The same task read as plain fine-tuning does (no template, no mask).
+    pub fn plain(&self) -> Prompt {
+        Prompt { template: Template::plain(self.template.num_sentences()), verbalizer: self.verbalizer.clone(), truncation: self.truncation }
+    }
+
+    /// Renders an example into ids.
+    pub fn encode(&self, tok: &Tokenizer, ex: &Example) -> Result<Encoded> {
+        let special = tok.special();
+        let mut pieces: Vec<Piece> = Vec::with_capacity(self.template.parts().len());
+        let mut segment = 0u32;
+        let fixed = |ids: Vec<u32>, segment: u32| Piece { ids, segment, sentence: false };
+        for part in self.template.parts() {
+            match part {
+                Part::Cls => pieces.push(fixed(vec![special.cls], segment)),
+                Part::Mask => pieces.push(fixed(vec![special.mask], segment)),
+                Part::Sep { next_segment } => {
+                    pieces.push(fixed(vec![special.sep], segment));
+                    if *next_segment {
+                        segment += 1;
+                    }
+                }
+                Part::Text(t) => pieces.push(fixed(tok.encode_piece(t)?, segment)),
+                Part::LabelWord { label, .. } => pieces.push(fixed(vec![self.verbalizer.token_ids()[*label]], segment)),
+                Part::OwnLabelWord { .. } => {
+                    let label = ex.label.ok_or_else(|| {
+                        Error::InvalidArgument("the template shows the example's label word, but the example has no label".into())
+                    })?;
+                    let id = *self.verbalizer.token_ids().get(label).ok_or_else(|| {
+                        Error::InvalidArgument(format!("label index {label} is out of range"))
+                    })?;
+                    pieces.push(fixed(vec![id], segment));
+                }
+                Part::Sentence { index, space, case, drop_last } => {
+                    let raw = match index {
+                        0 => Some(ex.text_a.as_str()),
+                        _ => ex.text_b.as_deref(),
+                    }
+                    .ok_or_else(|| Error::InvalidArgument(format!("the template needs sentence {index} (text_b), but the example has none")))?;
+                    let text = shape_sentence(raw, *case, *drop_last, *space && tok.word_boundary() == WordBoundary::LeadingSpace);
+                    let mut ids = tok.encode_piece(&text)?;
+                    let limit = if *index == 0 { self.truncation.first_sent_limit } else { self.truncation.other_sent_limit };
+                    if let Some(limit) = limit {
+                        ids.truncate(limit);
+                    }
+                    pieces.push(Piece { ids, segment, sentence: true });
+                }
+            }
+        }
+        let fixed_len: usize = pieces.iter().filter(|p| !p.sentence).map(|p| p.ids.len()).sum();
+        if fixed_len >= self.truncation.max_len {
+            return Err(Error::Truncation(format!(
+                "the template alone takes {fixed_len} tokens, max_len is {}",
+                self.truncation.max_len
+            )));
+        }
+        let mut total: usize = pieces.iter().map(|p| p.ids.len()).sum();
+        while total > self.truncation.max_len {
+            // Longest-first: the longest sentence loses its last token (first on ties).
+            let longest = pieces
+                .iter_mut()
+                .filter(|p| p.sentence)
+                .reduce(|a, b| if b.ids.len() > a.ids.len() { b } else { a })
+                .expect("fixed_len < max_len, so a sentence piece is over-long");
+            longest.ids.pop();
+            total -= 1;
+        }
+        let mut out = Encoded { input_ids: Vec::with_capacity(total), segment_ids: Vec::with_capacity(total), mask_pos: 0 };
+        for p in &pieces {
+            out.input_ids.extend_from_slice(&p.ids);
+            out.segment_ids.extend(std::iter::repeat_n(p.segment, p.ids.len()));
+        }
+        // The template's mask, found by position: a sentence may itself contain the
+        // mask token's text.
+        let mut pos = 0;
+        for (p, part) in pieces.iter().zip(self.template.parts()) {
+            if matches!(part, Part::Mask) {
+                out.mask_pos = pos;
+                break;
+            }
+            pos += p.ids.len();
+        }
+        Ok(out)
+    }
+}
+
+/// Applies a sentence part's modifiers (LM-BFF: `sent-_`, `sentl_`, `sentu_`, `+`).
+fn shape_sentence(text: &str, case: Case, drop_last: bool, space: bool) -> String {
+    let mut s = text.trim().to_string();
+    if drop_last {
+        s.pop();
+    }
+    let mut chars = s.chars();
+    s = match (case, chars.next()) {
+        (Case::LowerFirst, Some(c)) => c.to_lowercase().chain(chars).collect(),
+        (Case::UpperFirst, Some(c)) => c.to_uppercase().chain(chars).collect(),
+        _ => s,
+    };
+    if space {
+        s.insert(0, ' ');
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shapes_sentences() {
+        assert_eq!(shape_sentence("Hello world.", Case::Keep, true, false), "Hello world");
+        assert_eq!(shape_sentence("Hello", Case::LowerFirst, false, true), " hello");
+        assert_eq!(shape_sentence("élan", Case::UpperFirst, false, false), "Élan");
+        assert_eq!(shape_sentence("", Case::UpperFirst, true, false), "");
+    }
+}

@@ -1,0 +1,325 @@
+//! Templates: parsed from LM-BFF's own syntax (`*cls**sent_0*_It_was*mask*.*sep+*`) or
+//! from a readable syntax (`{text} It was {mask}.`) into one list of [`Part`]s.
+//!
+//! LM-BFF syntax (ref: princeton-nlp/LM-BFF `src/dataset.py`, `tokenize_multipart_input`):
+//! parts are written between `*`; anything else between them is literal text with `_`
+//! standing for a space. Special parts: `cls`, `mask`, `sep`, `sep+` (separator, then the
+//! next segment), `sent_N` (input sentence N), `+sent_N` (with a leading space),
+//! `sent-_N` (last character dropped), `sentl_N` / `sentu_N` (first letter lower/upper
+//! case; combinable with `+`), `label_N` (the word of label N), `labelx_N` (the word of
+//! the label of sentence N, used when demonstrations are rendered).
+//!
+//! Readable syntax: `{text}` (or `{text_a}`) and `{text_b}` for the inputs, `{mask}`,
+//! `{label}` (the word of the example's own label), `{sep}`, `{cls}`; literal text in
+//! between, spaces kept. A placeholder after a space gets the leading-space form. Input
+//! placeholders take modifiers: `{text_b:lower}` / `{text_b:upper}` (first letter),
+//! `{text_a:nolast}` (drop the last character). `[CLS]` and a final `[SEP]` are added
+//! unless the template places `{cls}` / `{sep}` itself.
+
+use crate::{Error, Result};
+
+/// First-letter case change applied to an input sentence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Case {
+    Keep,
+    LowerFirst,
+    UpperFirst,
+}
+
+/// One element of a template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Part {
+    Cls,
+    Mask,
+    /// A separator token; `next_segment` also advances the segment (token type) id.
+    Sep { next_segment: bool },
+    /// Input sentence `index` (0 = text / text_a, 1 = text_b).
+    Sentence { index: usize, space: bool, case: Case, drop_last: bool },
+    /// The word of a fixed label (`*label_N*`).
+    LabelWord { label: usize, space: bool },
+    /// The word of the label of sentence `index` (`*labelx_N*`, readable `{label}`).
+    OwnLabelWord { index: usize, space: bool },
+    /// Literal text, spaces included.
+    Text(String),
+}
+
+/// A parsed template with exactly one mask.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template {
+    source: String,
+    parts: Vec<Part>,
+}
+
+impl Template {
+    /// Parses either syntax: a template containing `{` is readable syntax, one
+    /// containing `*` is LM-BFF syntax.
+    pub fn parse(source: &str) -> Result<Self> {
+        let parts = if source.contains('{') {
+            parse_readable(source)?
+        } else if source.contains('*') {
+            parse_lmbff(source)?
+        } else {
+            return Err(err(source, 0, "no placeholders: write `{text} It was {mask}.` or LM-BFF's `*cls**sent_0*_It_was*mask*.*sep+*`"));
+        };
+        let t = Template { source: source.to_string(), parts };
+        t.validate()?;
+        Ok(t)
+    }
+
+    /// The input as plain [CLS] fine-tuning reads it: `[CLS] text_a [SEP] (text_b [SEP])`,
+    /// with no mask (a classifier reads the first token).
+    pub fn plain(sentences: usize) -> Self {
+        let mut parts = vec![Part::Cls];
+        for index in 0..sentences.max(1) {
+            parts.push(Part::Sentence { index, space: index > 0, case: Case::Keep, drop_last: false });
+            parts.push(Part::Sep { next_segment: true });
+        }
+        let source = if sentences > 1 { "[CLS] {text_a} [SEP] {text_b} [SEP]" } else { "[CLS] {text} [SEP]" };
+        Template { source: source.to_string(), parts }
+    }
+
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    pub fn parts(&self) -> &[Part] {
+        &self.parts
+    }
+
+    /// How many input sentences the template reads (1 for single sentence tasks).
+    pub fn num_sentences(&self) -> usize {
+        self.parts
+            .iter()
+            .filter_map(|p| match p {
+                Part::Sentence { index, .. } => Some(index + 1),
+                _ => None,
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Highest fixed label index the template refers to (`*label_N*`), if any.
+    pub fn max_label_ref(&self) -> Option<usize> {
+        self.parts
+            .iter()
+            .filter_map(|p| match p {
+                Part::LabelWord { label, .. } => Some(*label),
+                _ => None,
+            })
+            .max()
+    }
+
+    fn validate(&self) -> Result<()> {
+        let masks = self.parts.iter().filter(|p| matches!(p, Part::Mask)).count();
+        if masks == 0 {
+            return Err(err(&self.source, self.source.len(), "the template has no mask: add `{mask}` (or `*mask*`) where the label word goes"));
+        }
+        if masks > 1 {
+            let at = self.source.match_indices("mask").nth(1).map(|(i, _)| i).unwrap_or(0);
+            return Err(err(&self.source, at, "the template has a second mask: exactly one is allowed"));
+        }
+        if !self.parts.iter().any(|p| matches!(p, Part::Sentence { .. })) {
+            return Err(err(&self.source, 0, "the template never places the input text: add `{text}` (or `*sent_0*`)"));
+        }
+        if let Some(i) = (0..self.num_sentences()).find(|i| {
+            !self.parts.iter().any(|p| matches!(p, Part::Sentence { index, .. } if index == i))
+        }) {
+            return Err(err(&self.source, 0, &format!("the template uses sentence {} but skips sentence {i}", self.num_sentences() - 1)));
+        }
+        Ok(())
+    }
+}
+
+fn err(source: &str, at: usize, message: &str) -> Error {
+    Error::Template { template: source.to_string(), at, message: message.to_string() }
+}
+
+fn parse_lmbff(src: &str) -> Result<Vec<Part>> {
+    // Splitting on `*` alternates literal text (even pieces) and parts (odd pieces):
+    // `*cls**sent_0*_It_was*mask*.` -> "", cls, "", sent_0, "_It_was", mask, ".".
+    let pieces: Vec<&str> = src.split('*').collect();
+    if pieces.len() % 2 == 0 {
+        return Err(err(src, src.rfind('*').unwrap_or(0), "unbalanced `*`: a part is opened but never closed"));
+    }
+    let mut parts = Vec::new();
+    let mut at = 0;
+    for (i, piece) in pieces.iter().enumerate() {
+        if i % 2 == 1 {
+            parts.push(lmbff_part(src, at, piece)?);
+        } else if !piece.is_empty() {
+            parts.push(Part::Text(piece.replace('_', " ")));
+        }
+        at += piece.len() + 1;
+    }
+    Ok(parts)
+}
+
+fn lmbff_part(src: &str, at: usize, p: &str) -> Result<Part> {
+    let simple = match p {
+        "cls" => Some(Part::Cls),
+        "mask" => Some(Part::Mask),
+        "sep" => Some(Part::Sep { next_segment: false }),
+        "sep+" => Some(Part::Sep { next_segment: true }),
+        _ => None,
+    };
+    if let Some(s) = simple {
+        return Ok(s);
+    }
+    let (space, body) = match p.strip_prefix('+') {
+        Some(rest) => (true, rest),
+        None => (false, p),
+    };
+    let unknown = || err(src, at, &format!("unknown part `*{p}*`: expected cls, mask, sep, sep+, sent_N, +sent_N, sent-_N, sentl_N, sentu_N, label_N or labelx_N"));
+    let (name, index) = body.rsplit_once('_').ok_or_else(unknown)?;
+    let index: usize = index.parse().map_err(|_| unknown())?;
+    let (case, drop_last) = match name {
+        "sent" => (Case::Keep, false),
+        "sent-" => (Case::Keep, true),
+        "sentl" => (Case::LowerFirst, false),
+        "sentu" => (Case::UpperFirst, false),
+        "label" => return Ok(Part::LabelWord { label: index, space }),
+        "labelx" => return Ok(Part::OwnLabelWord { index, space }),
+        _ => return Err(unknown()),
+    };
+    if index > 1 {
+        return Err(err(src, at, &format!("`*{p}*`: inputs have at most two sentences (sent_0, sent_1)")));
+    }
+    Ok(Part::Sentence { index, space, case, drop_last })
+}
+
+fn parse_readable(src: &str) -> Result<Vec<Part>> {
+    let mut parts: Vec<Part> = Vec::new();
+    let mut rest = src;
+    let mut offset = 0;
+    while let Some(open) = rest.find('{') {
+        let literal = &rest[..open];
+        let close = rest[open..].find('}').ok_or_else(|| err(src, offset + open, "`{` is never closed"))? + open;
+        let name = rest[open + 1..close].trim();
+        let space = literal.ends_with(' ') || (literal.is_empty() && matches!(parts.last(), Some(Part::Text(t)) if t.ends_with(' ')));
+        let mut lit = literal.to_string();
+        let part = readable_part(src, offset + open, name, false)?;
+        // A space before a text or label-word placeholder becomes its leading-space form;
+        // a space before the mask is absorbed too (the label word in its place carries
+        // the space, as `Ġgreat` does in BPE vocabularies; LM-BFF writes `_was*mask*`).
+        let takes_space = matches!(part, Part::Sentence { .. } | Part::OwnLabelWord { .. } | Part::LabelWord { .. });
+        if (takes_space || part == Part::Mask) && space && lit.ends_with(' ') {
+            lit.pop();
+        }
+        if !lit.is_empty() {
+            parts.push(Part::Text(lit));
+        }
+        parts.push(if takes_space { readable_part(src, offset + open, name, space)? } else { part });
+        offset += close + 1;
+        rest = &rest[close + 1..];
+    }
+    if rest.contains('}') {
+        return Err(err(src, offset + rest.find('}').unwrap_or(0), "`}` without a matching `{`"));
+    }
+    if !rest.is_empty() {
+        parts.push(Part::Text(rest.to_string()));
+    }
+    if !matches!(parts.first(), Some(Part::Cls)) {
+        parts.insert(0, Part::Cls);
+    }
+    if !matches!(parts.last(), Some(Part::Sep { .. })) {
+        parts.push(Part::Sep { next_segment: false });
+    }
+    Ok(parts)
+}
+
+fn readable_part(src: &str, at: usize, spec: &str, space: bool) -> Result<Part> {
+    let (name, modifier) = match spec.split_once(':') {
+        Some((n, m)) => (n.trim(), Some(m.trim())),
+        None => (spec, None),
+    };
+    let index = match name {
+        "text" | "text_a" => Some(0),
+        "text_b" => Some(1),
+        _ => None,
+    };
+    if let Some(index) = index {
+        let (case, drop_last) = match modifier {
+            None => (Case::Keep, false),
+            Some("lower") => (Case::LowerFirst, false),
+            Some("upper") => (Case::UpperFirst, false),
+            Some("nolast") => (Case::Keep, true),
+            Some(m) => return Err(err(src, at, &format!("unknown modifier `:{m}` on `{{{name}}}`: expected lower, upper or nolast"))),
+        };
+        return Ok(Part::Sentence { index, space, case, drop_last });
+    }
+    if let Some(m) = modifier {
+        return Err(err(src, at, &format!("`{{{name}}}` takes no modifier (got `:{m}`)")));
+    }
+    match name {
+        "mask" => Ok(Part::Mask),
+        "cls" => Ok(Part::Cls),
+        "sep" => Ok(Part::Sep { next_segment: true }),
+        "label" => Ok(Part::OwnLabelWord { index: 0, space }),
+        _ => Err(err(src, at, &format!("unknown placeholder `{{{name}}}`: expected text, text_a, text_b, mask, label, sep or cls"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(index: usize, space: bool) -> Part {
+        Part::Sentence { index, space, case: Case::Keep, drop_last: false }
+    }
+
+    #[test]
+    fn lmbff_sst2_template() {
+        let t = Template::parse("*cls**sent_0*_It_was*mask*.*sep+*").unwrap();
+        assert_eq!(
+            t.parts(),
+            &[Part::Cls, s(0, false), Part::Text(" It was".into()), Part::Mask, Part::Text(".".into()), Part::Sep { next_segment: true }]
+        );
+    }
+
+    #[test]
+    fn lmbff_pair_template_with_modifiers() {
+        let t = Template::parse("*cls**sent-_0*?*mask*,*+sentl_1**sep+*").unwrap();
+        assert_eq!(t.num_sentences(), 2);
+        assert_eq!(t.parts()[1], Part::Sentence { index: 0, space: false, case: Case::Keep, drop_last: true });
+        assert_eq!(t.parts()[5], Part::Sentence { index: 1, space: true, case: Case::LowerFirst, drop_last: false });
+    }
+
+    #[test]
+    fn lmbff_label_parts() {
+        let t = Template::parse("*cls**sent_0*_It_was*mask*.*sep+**label_1**+labelx_0*").unwrap();
+        assert_eq!(t.max_label_ref(), Some(1));
+        assert!(t.parts().contains(&Part::OwnLabelWord { index: 0, space: true }));
+    }
+
+    #[test]
+    fn readable_single_and_pair() {
+        let t = Template::parse("{text} It was {mask}.").unwrap();
+        assert_eq!(
+            t.parts(),
+            &[Part::Cls, s(0, false), Part::Text(" It was".into()), Part::Mask, Part::Text(".".into()), Part::Sep { next_segment: false }]
+        );
+        let p = Template::parse("{text_a} ? {mask} , {text_b}").unwrap();
+        assert_eq!(p.num_sentences(), 2);
+        assert!(p.parts().contains(&s(1, true)));
+    }
+
+    #[test]
+    fn rejects_bad_templates_with_position() {
+        for (src, needle) in [
+            ("{text} It was good.", "no mask"),
+            ("{text} {mask} and {mask}", "second mask"),
+            ("{text} It was {maks}.", "unknown placeholder `{maks}`"),
+            ("*cls**sent_0**mask**blah*", "unknown part `*blah*`"),
+            ("{text} It was {mask", "never closed"),
+            ("It was {mask}.", "never places the input"),
+            ("{text_b} {mask}", "skips sentence 0"),
+            ("{text:shout} {mask}", "unknown modifier"),
+            ("plain words", "no placeholders"),
+        ] {
+            let e = Template::parse(src).unwrap_err().to_string();
+            assert!(e.contains(needle), "{src:?} gave {e:?}, expected it to mention {needle:?}");
+        }
+        let e = Template::parse("{text} It was {maks}.").unwrap_err();
+        assert!(matches!(e, Error::Template { at: 14, .. }), "{e:?}");
+    }
+}

@@ -1,0 +1,56 @@
+//! Batched inference for evaluation: label logits for many examples, sorted by length
+//! to cut padding.
+
+use tch::Kind;
+
+use super::finetune::Head;
+use crate::model::MaskedLm;
+use crate::prompt::Encoded;
+use crate::Result;
+
+/// Logits [n][labels] for pre-encoded inputs, in input order.
+pub fn predict_logits(model: &MaskedLm, head: &Head, encoded: &[Encoded], pad_id: u32, batch_size: usize) -> Result<Vec<Vec<f32>>> {
+    let mut order: Vec<usize> = (0..encoded.len()).collect();
+    order.sort_by_key(|&i| encoded[i].input_ids.len());
+    let mut out = vec![Vec::new(); encoded.len()];
+    tch::no_grad(|| -> Result<()> {
+        for chunk in order.chunks(batch_size.max(1)) {
+            let items: Vec<&Encoded> = chunk.iter().map(|&i| &encoded[i]).collect();
+            let batch = model.batch(&items, pad_id)?;
+            let logits = head.logits(model, &batch, false)?.f_to_kind(Kind::Float)?.f_to_device(tch::Device::Cpu)?;
+            let rows: Vec<Vec<f32>> = Vec::<Vec<f32>>::try_from(&logits)?;
+            for (&i, row) in chunk.iter().zip(rows) {
+                out[i] = row;
+            }
+        }
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// Fraction of rows whose argmax equals the gold class.
+pub fn accuracy(logits: &[Vec<f32>], gold: &[usize]) -> f64 {
+    if logits.is_empty() {
+        return f64::NAN;
+    }
+    let hits = logits.iter().zip(gold).filter(|(row, &g)| argmax(row) == g).count();
+    hits as f64 / logits.len() as f64
+}
+
+pub fn argmax(row: &[f32]) -> usize {
+    row.iter().enumerate().fold((0, f32::NEG_INFINITY), |best, (i, &v)| if v > best.1 { (i, v) } else { best }).0
+}
+
+/// Row-wise softmax.
+pub fn softmax_rows(logits: &[Vec<f32>]) -> Vec<Vec<f32>> {
+    logits
+        .iter()
+        .map(|row| {
+            let m = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+            let e: Vec<f32> = row.iter().map(|v| (v - m).exp()).collect();
+            let s: f32 = e.iter().sum();
+            e.into_iter().map(|v| v / s).collect()
+        })
+        .collect()
+}
+

@@ -1,0 +1,230 @@
+//! Fine-tuning on a few labelled examples: LM-BFF's prompt-based objective
+//! (cross-entropy over the label words' logits at the mask) or plain [CLS] fine-tuning.
+//! AdamW, linear decay, dev evaluation every N steps keeping the best weights.
+
+use std::time::Instant;
+
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use tch::{Kind, Tensor};
+
+use super::eval::{accuracy, predict_logits};
+use super::optim::Optimiser;
+use super::{Progress, ProgressFn, Stage};
+use crate::model::{Batch, ClsHead, MaskedLm};
+use crate::prompt::{Encoded, Example, Prompt};
+use crate::tokenize::Tokenizer;
+use crate::{Error, Result};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// LM-BFF: the template's mask, scored by the label words.
+    Prompt,
+    /// A fresh classifier on the first token of `[CLS] text [SEP]`.
+    Cls,
+}
+
+impl Method {
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Prompt => "prompt",
+            Method::Cls => "plain",
+        }
+    }
+}
+
+/// Fine-tuning settings (defaults: LM-BFF's, except the step count).
+#[derive(Debug, Clone)]
+pub struct TrainParams {
+    pub steps: usize,
+    pub batch_size: usize,
+    pub lr: f64,
+    pub weight_decay: f64,
+    pub warmup_steps: usize,
+    /// Evaluate on dev every this many steps (and after the last); 0 = only at the end.
+    pub eval_every: usize,
+    pub seed: u64,
+    pub max_grad_norm: f64,
+    pub eval_batch_size: usize,
+}
+
+impl Default for TrainParams {
+    fn default() -> Self {
+        TrainParams {
+            steps: 1000,
+            batch_size: 8,
+            lr: 1e-5,
+            weight_decay: 0.0,
+            warmup_steps: 0,
+            eval_every: 100,
+            seed: 42,
+            max_grad_norm: 1.0,
+            eval_batch_size: 32,
+        }
+    }
+}
+
+/// What turns encoder states into class logits.
+pub enum Head {
+    /// Label-word token ids (int64 [L]) scored by the masked-LM head at the mask.
+    Prompt { label_ids: Tensor },
+    Cls(ClsHead),
+}
+
+impl Head {
+    pub fn for_prompt(model: &MaskedLm, prompt: &Prompt) -> Result<Self> {
+        let ids: Vec<i64> = prompt.verbalizer.token_ids().iter().map(|&i| i as i64).collect();
+        Ok(Head::Prompt { label_ids: Tensor::from_slice(&ids).f_to_device(model.device())? })
+    }
+
+    /// Class logits [B, L].
+    pub fn logits(&self, model: &MaskedLm, batch: &Batch, train: bool) -> Result<Tensor> {
+        match self {
+            Head::Prompt { label_ids } => model.label_logits(batch, label_ids, train),
+            Head::Cls(h) => {
+                let hidden = model.encode(&batch.input_ids, &batch.attention_mask, &batch.token_type_ids, train)?;
+                h.forward(&hidden, train)
+            }
+        }
+    }
+}
+
+/// Encodes examples the way `method` reads them.
+pub fn encode_all(tok: &Tokenizer, prompt: &Prompt, method: Method, examples: &[Example]) -> Result<Vec<Encoded>> {
+    let plain;
+    let p = match method {
+        Method::Prompt => prompt,
+        Method::Cls => {
+            plain = prompt.plain();
+            &plain
+        }
+    };
+    examples.iter().map(|e| p.encode(tok, e)).collect()
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FinetuneReport {
+    pub method: &'static str,
+    pub steps: usize,
+    pub batch_size: usize,
+    pub lr: f64,
+    pub seed: u64,
+    pub best_step: usize,
+    pub best_dev_acc: f64,
+    /// (step, dev accuracy) at each evaluation.
+    pub dev_curve: Vec<(usize, f64)>,
+    /// (step, training loss) every 10 steps.
+    pub loss_curve: Vec<(usize, f64)>,
+    pub train_seconds: f64,
+    pub steps_per_sec: f64,
+}
+
+fn gold(examples: &[Example], what: &str) -> Result<Vec<usize>> {
+    examples
+        .iter()
+        .map(|e| e.label.ok_or_else(|| Error::InvalidArgument(format!("a {what} example has no label"))))
+        .collect()
+}
+
+/// Fine-tunes `model` in place and returns the head to predict with. The weights left
+/// in the model are those of the best dev evaluation (ties keep the earlier step).
+#[allow(clippy::too_many_arguments)]
+pub fn finetune(
+    model: &MaskedLm,
+    tok: &Tokenizer,
+    prompt: &Prompt,
+    method: Method,
+    train: &[Example],
+    dev: &[Example],
+    p: &TrainParams,
+    progress: ProgressFn,
+) -> Result<(FinetuneReport, Head)> {
+    if train.is_empty() {
+        return Err(Error::InvalidArgument("no training examples".into()));
+    }
+    if p.steps == 0 || p.batch_size == 0 || !(p.lr > 0.0) {
+        return Err(Error::InvalidArgument(format!("steps ({}), batch size ({}) and learning rate ({}) must be positive", p.steps, p.batch_size, p.lr)));
+    }
+    let labels = gold(train, "training")?;
+    let dev_gold = gold(dev, "dev")?;
+    if let Some(&bad) = labels.iter().chain(&dev_gold).find(|&&l| l >= prompt.verbalizer.num_labels()) {
+        return Err(Error::InvalidArgument(format!("label index {bad} is out of range")));
+    }
+    tch::manual_seed(p.seed as i64);
+    let mut rng = ChaCha8Rng::seed_from_u64(p.seed);
+    let head = match method {
+        Method::Prompt => Head::for_prompt(model, prompt)?,
+        Method::Cls => Head::Cls(model.new_cls_head(prompt.verbalizer.num_labels())?),
+    };
+    let pad = tok.special().pad;
+    let enc_train = encode_all(tok, prompt, method, train)?;
+    let enc_dev = encode_all(tok, prompt, method, dev)?;
+    let mut opt = Optimiser::new(&model.vs, p.lr, p.weight_decay, p.warmup_steps, p.steps, p.max_grad_norm)?;
+    let mut report = FinetuneReport {
+        method: method.name(),
+        steps: p.steps,
+        batch_size: p.batch_size,
+        lr: p.lr,
+        seed: p.seed,
+        best_step: 0,
+        best_dev_acc: f64::NEG_INFINITY,
+        dev_curve: vec![],
+        loss_curve: vec![],
+        train_seconds: 0.0,
+        steps_per_sec: 0.0,
+    };
+    let mut best = None;
+    let mut order: Vec<usize> = Vec::new();
+    let mut last_loss = f64::NAN;
+    let mut last_metric = f64::NAN;
+    let start = Instant::now();
+    let mut eval_secs = 0.0;
+    for step in 0..p.steps {
+        if order.len() < p.batch_size.min(train.len()) {
+            // A new epoch: reshuffle (HF's sampler drops nothing; a short tail is
+            // topped up from the next epoch).
+            let mut epoch: Vec<usize> = (0..train.len()).collect();
+            epoch.shuffle(&mut rng);
+            order.extend(epoch);
+        }
+        let take: Vec<usize> = order.drain(..p.batch_size.min(order.len())).collect();
+        let items: Vec<&Encoded> = take.iter().map(|&i| &enc_train[i]).collect();
+        let y: Vec<i64> = take.iter().map(|&i| labels[i] as i64).collect();
+        let batch = model.batch(&items, pad)?;
+        let logits = head.logits(model, &batch, true)?;
+        let target = Tensor::from_slice(&y).f_to_device(model.device())?;
+        let loss = logits.f_to_kind(Kind::Float)?.f_cross_entropy_loss::<Tensor>(&target, None, tch::Reduction::Mean, -100, 0.0)?;
+        opt.step(&loss, step)?;
+        let done = step + 1;
+        if done % 10 == 0 || done == p.steps {
+            last_loss = loss.f_double_value(&[])?;
+            report.loss_curve.push((done, last_loss));
+        }
+        let eval_now = done == p.steps || (p.eval_every > 0 && done % p.eval_every == 0);
+        if eval_now && !dev.is_empty() {
+            let t = Instant::now();
+            let acc = accuracy(&predict_logits(model, &head, &enc_dev, pad, p.eval_batch_size)?, &dev_gold);
+            eval_secs += t.elapsed().as_secs_f64();
+            report.dev_curve.push((done, acc));
+            last_metric = acc;
+            if acc > report.best_dev_acc {
+                report.best_dev_acc = acc;
+                report.best_step = done;
+                best = Some(model.snapshot()?);
+            }
+        }
+        if !progress(Progress { stage: Stage::Train, step: done, total: p.steps, loss: last_loss, metric: last_metric }) {
+            return Err(Error::Cancelled);
+        }
+    }
+    report.train_seconds = start.elapsed().as_secs_f64() - eval_secs;
+    report.steps_per_sec = p.steps as f64 / report.train_seconds.max(1e-9);
+    if let Some(snap) = best {
+        model.restore(&snap)?;
+    } else {
+        report.best_step = p.steps;
+        report.best_dev_acc = f64::NAN;
+    }
+    Ok((report, head))
+}

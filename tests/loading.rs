@@ -1,0 +1,129 @@
+//! Loading errors are named errors, never panics: unsupported architectures, missing
+//! files, shape mismatches, corrupt files, partial heads; and a headless checkpoint gets
+//! a new tied head.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use lmbff::model::MaskedLm;
+use lmbff::Error;
+use tch::{Device, Tensor};
+
+fn copy_fixture(name: &str, test: &str) -> PathBuf {
+    let src = common::fixtures().join(name);
+    let dst = common::tempdir(test);
+    for e in std::fs::read_dir(&src).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, dst.join(p.file_name().unwrap())).unwrap();
+    }
+    dst
+}
+
+fn edit_config(dir: &Path, f: impl FnOnce(&mut serde_json::Value)) {
+    let path = dir.join("config.json");
+    let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    f(&mut v);
+    std::fs::write(&path, v.to_string()).unwrap();
+}
+
+fn rewrite_weights(dir: &Path, keep: impl Fn(&str) -> bool) {
+    let file = dir.join("model.safetensors");
+    let t: Vec<(String, Tensor)> = Tensor::read_safetensors(&file).unwrap().into_iter().filter(|(n, _)| keep(n)).collect();
+    Tensor::write_safetensors(&t, &file).unwrap();
+}
+
+fn load(dir: &Path) -> lmbff::Result<MaskedLm> {
+    common::one_thread();
+    MaskedLm::load(dir, Device::Cpu)
+}
+
+#[test]
+fn unsupported_architecture() {
+    let d = copy_fixture("bert", "arch");
+    edit_config(&d, |v| v["model_type"] = "gpt2".into());
+    let e = load(&d).err().unwrap();
+    assert!(matches!(&e, Error::UnsupportedArchitecture(a) if a == "gpt2"), "{e}");
+    assert!(e.to_string().contains("BERT and RoBERTa"));
+}
+
+#[test]
+fn missing_files() {
+    let d = copy_fixture("bert", "missing");
+    std::fs::remove_file(d.join("model.safetensors")).unwrap();
+    let e = load(&d).err().unwrap();
+    assert!(matches!(&e, Error::MissingFile { what: "weights", .. }), "{e}");
+    std::fs::remove_file(d.join("config.json")).unwrap();
+    let e = load(&d).err().unwrap();
+    assert!(matches!(&e, Error::MissingFile { what: "model config", .. }), "{e}");
+    let e = load(Path::new("/nonexistent/model")).err().unwrap();
+    assert!(e.to_string().contains("config.json"), "{e}");
+}
+
+#[test]
+fn shape_mismatch_names_the_weight() {
+    let d = copy_fixture("bert", "shape");
+    edit_config(&d, |v| v["intermediate_size"] = 48.into());
+    let e = load(&d).err().unwrap();
+    match &e {
+        Error::WeightShape { name, expected, found, .. } => {
+            assert!(name.contains("intermediate.dense"), "{name}");
+            assert_eq!((expected[0], found[0]), (48, 64), "{name}: {expected:?} vs {found:?}");
+        }
+        other => panic!("expected a shape error, got {other}"),
+    }
+}
+
+#[test]
+fn bad_config_values() {
+    let d = copy_fixture("bert", "cfg");
+    edit_config(&d, |v| v["num_attention_heads"] = 5.into());
+    assert!(matches!(load(&d).err().unwrap(), Error::Config(m) if m.contains("multiple")));
+    std::fs::write(d.join("config.json"), "{not json").unwrap();
+    assert!(matches!(load(&d).err().unwrap(), Error::Json { .. }));
+}
+
+#[test]
+fn corrupt_weights() {
+    let d = copy_fixture("bert", "corrupt");
+    let file = d.join("model.safetensors");
+    let bytes = std::fs::read(&file).unwrap();
+    std::fs::write(&file, &bytes[..bytes.len() / 2]).unwrap();
+    assert!(matches!(load(&d).err().unwrap(), Error::CorruptWeights { .. }));
+    std::fs::write(&file, b"garbage, not a safetensors file").unwrap();
+    assert!(matches!(load(&d).err().unwrap(), Error::CorruptWeights { .. }));
+    let bin = copy_fixture("bert-bin", "corrupt-bin");
+    std::fs::write(bin.join("pytorch_model.bin"), b"garbage").unwrap();
+    assert!(matches!(load(&bin).err().unwrap(), Error::CorruptWeights { .. }));
+}
+
+#[test]
+fn missing_encoder_weight_and_partial_head() {
+    let d = copy_fixture("bert", "partial");
+    rewrite_weights(&d, |n| n != "bert.encoder.layer.1.output.dense.weight");
+    let e = load(&d).err().unwrap();
+    assert!(matches!(&e, Error::MissingWeight { name, .. } if name == "bert.encoder.layer.1.output.dense.weight"), "{e}");
+    let d = copy_fixture("bert", "partial-head");
+    rewrite_weights(&d, |n| n != "cls.predictions.transform.dense.weight");
+    let e = load(&d).err().unwrap();
+    assert!(matches!(&e, Error::MissingWeight { name, .. } if name == "cls.predictions.transform.dense.weight"), "{e}");
+}
+
+#[test]
+fn headless_checkpoint_gets_a_tied_head() {
+    // A BertModel checkpoint: no `bert.` prefix, no head.
+    let d = copy_fixture("bert", "headless");
+    let file = d.join("model.safetensors");
+    let t: Vec<(String, Tensor)> = Tensor::read_safetensors(&file)
+        .unwrap()
+        .into_iter()
+        .filter(|(n, _)| n.starts_with("bert."))
+        .map(|(n, t)| (n.trim_start_matches("bert.").to_string(), t))
+        .collect();
+    Tensor::write_safetensors(&t, &file).unwrap();
+    let m = load(&d).unwrap();
+    assert!(m.load_report().head_initialised);
+    let emb = m.vs.variables()["bert.embeddings.word_embeddings.weight"].shallow_clone();
+    assert!(emb.allclose(m.word_embeddings(), 0.0, 0.0, false), "decoder is the word-embedding matrix");
+    assert_eq!(m.head().bias.abs().sum(tch::Kind::Float).double_value(&[]), 0.0, "new bias starts at zero");
+}

@@ -1,0 +1,114 @@
+//! Prompt rendering against real tokenizers: the default MiniLM (WordPiece, uncased)
+//! and the tiny RoBERTa fixture (byte-level BPE).
+
+mod common;
+
+use lmbff::prompt::{Example, Prompt, Template, Truncation, Verbalizer};
+use lmbff::tokenize::{Tokenizer, WordBoundary};
+use lmbff::Error;
+
+fn minilm() -> Tokenizer {
+    Tokenizer::from_dir(&common::default_model()).unwrap()
+}
+
+fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
+    p.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+}
+
+fn sst2(tok: &Tokenizer, template: &str, max_len: usize) -> Prompt {
+    let v = Verbalizer::new(tok, &pairs(&[("0", "terrible"), ("1", "great")])).unwrap();
+    Prompt::new(Template::parse(template).unwrap(), v, Truncation { max_len, ..Truncation::default() }).unwrap()
+}
+
+#[test]
+fn both_syntaxes_render_what_the_tokenizer_renders() {
+    let tok = minilm();
+    let ex = Example::single("A gripping, beautifully acted film.", Some(1));
+    let a = sst2(&tok, "*cls**sent_0*_It_was*mask*.*sep+*", 128).encode(&tok, &ex).unwrap();
+    let b = sst2(&tok, "{text} It was {mask}.", 128).encode(&tok, &ex).unwrap();
+    assert_eq!(a.input_ids, b.input_ids);
+    // Same ids as the HF tokenizer on the filled-in string with its own special tokens.
+    let inner = tokenizers::Tokenizer::from_file(common::default_model().join("tokenizer.json")).unwrap();
+    let reference = inner.encode("A gripping, beautifully acted film. It was [MASK].", true).unwrap();
+    let want: Vec<u32> = reference.get_ids().iter().copied().filter(|&i| i != tok.special().pad).collect();
+    assert_eq!(a.input_ids, want);
+    assert_eq!(a.input_ids[a.mask_pos], tok.special().mask);
+    assert_eq!(tok.word_boundary(), WordBoundary::Ignored);
+}
+
+#[test]
+fn pair_template_segments_and_modifiers() {
+    let tok = minilm();
+    let v = Verbalizer::new(&tok, &pairs(&[("not_entailment", "no"), ("entailment", "yes")])).unwrap();
+    let p = Prompt::new(Template::parse("*cls**sent-_0*?*mask*,*+sentl_1**sep+*").unwrap(), v, Truncation::default()).unwrap();
+    let ex = Example { text_a: "The cat sat.".into(), text_b: Some("A cat was sitting.".into()), label: None };
+    let e = p.encode(&tok, &ex).unwrap();
+    let text = tok.decode(&e.input_ids);
+    assert_eq!(text, "[CLS] the cat sat? [MASK], a cat was sitting. [SEP]");
+    assert!(e.segment_ids.iter().all(|&s| s == 0), "one segment until sep+");
+    let readable = Prompt::new(Template::parse("{text_a:nolast} ? {mask} , {text_b:lower}{sep}").unwrap(), p.verbalizer.clone(), Truncation::default()).unwrap();
+    assert_eq!(tok.decode(&readable.encode(&tok, &ex).unwrap().input_ids), text);
+    let two = Prompt::new(Template::parse("*cls**sent_0**sep+**sent_1*_?*mask*.*sep+*").unwrap(), p.verbalizer.clone(), Truncation::default()).unwrap();
+    let e = two.encode(&tok, &ex).unwrap();
+    let first_b = e.input_ids.iter().position(|&i| i == tok.special().sep).unwrap() + 1;
+    assert!(e.segment_ids[..first_b].iter().all(|&s| s == 0) && e.segment_ids[first_b..].iter().all(|&s| s == 1));
+}
+
+#[test]
+fn truncation_never_cuts_the_mask() {
+    let tok = minilm();
+    let long = "the plot wanders and wanders ".repeat(40);
+    for template in ["{text} It was {mask}.", "{mask} : {text}"] {
+        let p = sst2(&tok, template, 24);
+        let e = p.encode(&tok, &Example::single(long.clone(), None)).unwrap();
+        assert_eq!(e.input_ids.len(), 24, "{template}");
+        assert_eq!(e.input_ids[e.mask_pos], tok.special().mask, "{template}");
+        assert_eq!(*e.input_ids.last().unwrap(), tok.special().sep);
+    }
+    // Per-sentence limits apply first.
+    let mut p = sst2(&tok, "{text} It was {mask}.", 128);
+    p.truncation.first_sent_limit = Some(5);
+    let e = p.encode(&tok, &Example::single(long, None)).unwrap();
+    assert_eq!(e.input_ids.len(), 1 + 5 + 2 + 1 + 1 + 1, "[CLS] 5 tokens it was [MASK] . [SEP]");
+    // A template that cannot fit is an error, not a silent cut.
+    let p = sst2(&tok, "{text} It was really and truly, without a doubt, {mask}.", 8);
+    assert!(matches!(p.encode(&tok, &Example::single("x", None)), Err(Error::Truncation(_))));
+}
+
+#[test]
+fn label_words_are_checked_against_the_vocabulary() {
+    let tok = minilm();
+    let e = Verbalizer::new(&tok, &pairs(&[("0", "terrible"), ("1", "greatnessful")])).unwrap_err();
+    assert!(e.to_string().contains("not a single token") && e.to_string().contains("greatnessful"), "{e}");
+    let e = Verbalizer::new(&tok, &pairs(&[("0", "great"), ("1", "Great")])).unwrap_err();
+    assert!(e.to_string().contains("same token"), "{e}");
+    let e = Verbalizer::new(&tok, &pairs(&[("0", "very bad"), ("1", "great")])).unwrap_err();
+    assert!(e.to_string().contains("no spaces"), "{e}");
+    assert!(Verbalizer::new(&tok, &pairs(&[("0", "great")])).is_err());
+    let v = Verbalizer::parse_mapping(&tok, "{'0':'terrible','1':'great'}").unwrap();
+    assert_eq!(v.words(), ["terrible", "great"]);
+    assert_eq!(v.token_ids()[1], tok.token_to_id("great").unwrap());
+}
+
+#[test]
+fn bpe_label_words_use_the_leading_space_form() {
+    let tok = Tokenizer::from_dir(&common::fixtures().join("roberta")).unwrap();
+    assert_eq!(tok.word_boundary(), WordBoundary::LeadingSpace);
+    let v = Verbalizer::new(&tok, &pairs(&[("0", "terrible"), ("1", "great")])).unwrap();
+    assert_eq!(v.token_ids()[1], tok.token_to_id("Ġgreat").unwrap());
+    let p = Prompt::new(Template::parse("*cls**sent_0*_It_was*mask*.*sep+*").unwrap(), v, Truncation::default()).unwrap();
+    let e = p.encode(&tok, &Example::single("the movie was fun", None)).unwrap();
+    assert_eq!(e.input_ids[0], tok.special().cls);
+    assert_eq!(e.input_ids[e.mask_pos], tok.special().mask);
+    // `*+sent_1*`-style space handling: a leading-space sentence gets `Ġ` on its first word.
+    let spaced = tok.encode_piece(" great").unwrap();
+    assert_eq!(spaced, vec![tok.token_to_id("Ġgreat").unwrap()]);
+}
+
+#[test]
+fn template_refers_to_unknown_label() {
+    let tok = minilm();
+    let v = Verbalizer::new(&tok, &pairs(&[("0", "terrible"), ("1", "great")])).unwrap();
+    let e = Prompt::new(Template::parse("*cls**sent_0*_It_was*mask*.*sep+**label_5*").unwrap(), v, Truncation::default()).unwrap_err();
+    assert!(matches!(&e, Error::Template { message, .. } if message.contains("label 5")), "{e}");
+}

@@ -1,0 +1,156 @@
+"""Builds the test fixtures: random-init tiny BERT and RoBERTa masked LMs (HF
+transformers, no downloads) with their tokenizers, and reference outputs for parity.
+
+usage: make_fixtures.py OUT_DIR [MINILM_DIR]
+
+OUT_DIR/
+  bert/          BertForMaskedLM, WordPiece tokenizer, model.safetensors
+  bert-bin/      the same weights as pytorch_model.bin (gelu_new activation)
+  roberta/       RobertaForMaskedLM, byte-level BPE tokenizer
+  */parity.safetensors   input_ids, attention_mask, token_type_ids, logits
+  minilm.safetensors     the default MiniLM's encoder outputs on real sentences
+"""
+import os
+import sys
+
+import torch
+from safetensors.torch import save_file
+from tokenizers import ByteLevelBPETokenizer
+from transformers import (AutoModel, AutoTokenizer, BertConfig, BertForMaskedLM,
+                          BertTokenizerFast, RobertaConfig, RobertaForMaskedLM,
+                          RobertaTokenizerFast)
+
+WORDS = """the a an it was is this that movie film book story plot actor actors great terrible
+good bad fun boring slow fast and or but not no yes maybe with without very really too
+of to in on for at by from as i you he she we they my your his her our their me him us them
+love loved hate hated like liked enjoy enjoyed watch watched read ride ending beginning middle
+music score scene scenes characters character dialogue script director direction acting
+funny sad dull bright dark long short new old best worst better worse nothing something
+everything happens flat lively account deadpan vivid source material fails rise above
+? , . ! ' - : ; ( )""".split()
+
+CORPUS = [
+    "it was great .", "it was terrible .", "the movie was great and fun .",
+    "a terrible , boring film .", "the plot was great but the ending was terrible .",
+    "i loved this great book .", "what a terrible waste of time .",
+    "nothing happens , and it happens to flat characters .",
+    "as lively an account as it is deadpan .", "the acting was great , the script terrible .",
+] * 20
+
+
+def bert_tokenizer(out):
+    os.makedirs(out, exist_ok=True)
+    chars = sorted({c for w in WORDS for c in w} | set("abcdefghijklmnopqrstuvwxyz0123456789"))
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + sorted(set(WORDS)) + chars + ["##" + c for c in chars]
+    seen, uniq = set(), []
+    for t in vocab:
+        if t not in seen:
+            seen.add(t)
+            uniq.append(t)
+    path = os.path.join(out, "vocab.txt")
+    with open(path, "w") as f:
+        f.write("\n".join(uniq) + "\n")
+    tok = BertTokenizerFast(vocab={t: i for i, t in enumerate(uniq)}, do_lower_case=True)
+    tok.save_pretrained(out)
+    return tok
+
+
+def roberta_tokenizer(out):
+    os.makedirs(out, exist_ok=True)
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(CORPUS + [" ".join(WORDS)] * 5, vocab_size=400, min_frequency=1,
+                            special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+    bpe.save_model(out)
+    tok = RobertaTokenizerFast(vocab=os.path.join(out, "vocab.json"), merges=os.path.join(out, "merges.txt"))
+    tok.save_pretrained(out)
+    return tok
+
+
+def parity_batch(vocab, max_len, pad_id, special_ids, two_segments):
+    g = torch.Generator().manual_seed(0)
+    lens = [max_len, max_len - 7, 5, max_len // 2]
+    b = len(lens)
+    ids = torch.full((b, max_len), pad_id, dtype=torch.long)
+    mask = torch.zeros((b, max_len), dtype=torch.long)
+    types = torch.zeros((b, max_len), dtype=torch.long)
+    low = max(special_ids) + 1
+    for r, n in enumerate(lens):
+        ids[r, :n] = torch.randint(low, vocab, (n,), generator=g)
+        mask[r, :n] = 1
+        if two_segments and n > 4:
+            types[r, n // 2:n] = 1
+    return ids, mask, types
+
+
+def save_parity(model, out, ids, mask, types, use_types):
+    model.eval()
+    with torch.no_grad():
+        kw = dict(input_ids=ids, attention_mask=mask)
+        if use_types:
+            kw["token_type_ids"] = types
+        logits = model(**kw).logits.float().contiguous()
+    save_file({"input_ids": ids, "attention_mask": mask, "token_type_ids": types, "logits": logits},
+              os.path.join(out, "parity.safetensors"))
+
+
+def main():
+    out = sys.argv[1]
+    minilm = sys.argv[2] if len(sys.argv) > 2 else None
+    torch.manual_seed(0)
+
+    # BERT: safetensors, erf GELU, two segments, 64 positions.
+    d = os.path.join(out, "bert")
+    tok = bert_tokenizer(d)
+    cfg = BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                     intermediate_size=64, max_position_embeddings=64, type_vocab_size=2,
+                     hidden_act="gelu", attn_implementation="eager")
+    m = BertForMaskedLM(cfg)
+    with torch.no_grad():  # a non-zero decoder bias, so the test sees it
+        m.cls.predictions.bias.normal_(0, 0.5)
+    m.save_pretrained(d, safe_serialization=True)
+    ids, mask, types = parity_batch(len(tok), 64, tok.pad_token_id, tok.all_special_ids, True)
+    save_parity(m, d, ids, mask, types, True)
+
+    # BERT again, tanh GELU, saved as pytorch_model.bin.
+    d = os.path.join(out, "bert-bin")
+    tok = bert_tokenizer(d)
+    cfg.hidden_act = "gelu_new"
+    m = BertForMaskedLM(cfg)
+    m.save_pretrained(d)
+    # transformers 5 writes safetensors only; write the classic torch.save format.
+    torch.save(dict(m.state_dict()), os.path.join(d, "pytorch_model.bin"))
+    os.remove(os.path.join(d, "model.safetensors"))
+    save_parity(m, d, ids, mask, types, True)
+
+    # RoBERTa: byte-level BPE, positions offset by pad_token_id + 1.
+    d = os.path.join(out, "roberta")
+    tok = roberta_tokenizer(d)
+    cfg = RobertaConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                        intermediate_size=64, max_position_embeddings=66, type_vocab_size=1,
+                        pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
+                        eos_token_id=tok.eos_token_id, attn_implementation="eager")
+    m = RobertaForMaskedLM(cfg)
+    with torch.no_grad():
+        m.lm_head.bias.normal_(0, 0.5)
+    m.save_pretrained(d, safe_serialization=True)
+    ids, mask, types = parity_batch(len(tok), 64, tok.pad_token_id, tok.all_special_ids, False)
+    save_parity(m, d, ids, mask, types, False)
+
+    # The real default model: encoder outputs on real sentences of mixed lengths.
+    if minilm:
+        tok = AutoTokenizer.from_pretrained(minilm)
+        model = AutoModel.from_pretrained(minilm, attn_implementation="eager").eval()
+        texts = ["nothing happens , and it happens to flat characters .",
+                 "A fun ride.", "The drama discloses nothing. It was terrible.",
+                 "as lively an account as seinfeld is deadpan ."]
+        pairs = ["It was [MASK].", "Yes", "a second segment here", "ok"]
+        enc = tok(texts, pairs, padding=True, return_tensors="pt")
+        with torch.no_grad():
+            hidden = model(**enc).last_hidden_state.contiguous()
+        save_file({"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"],
+                   "token_type_ids": enc["token_type_ids"], "hidden": hidden},
+                  os.path.join(out, "minilm.safetensors"))
+
+
+if __name__ == "__main__":
+    main()

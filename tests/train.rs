@@ -1,0 +1,138 @@
+//! Fine-tuning and adaptation on the tiny BERT fixture: they learn, they repeat exactly
+//! under a fixed seed, they stop when asked, and checkpoints round-trip.
+
+mod common;
+
+use lmbff::checkpoint::{write_dir_atomic, Manifest, MANIFEST_VERSION};
+use lmbff::model::MaskedLm;
+use lmbff::prompt::{Example, Prompt, Template, Truncation, Verbalizer};
+use lmbff::tokenize::Tokenizer;
+use lmbff::train::{self, AdaptParams, Head, Method, TrainParams, Trainable};
+use lmbff::Error;
+use tch::Device;
+
+/// libtorch's random generator is process-global: tests that train take turns, so a
+/// fixed seed gives the same run (as it does for one run at a time in a host).
+static TORCH_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn setup() -> (Tokenizer, Prompt, std::path::PathBuf, std::sync::MutexGuard<'static, ()>) {
+    let guard = TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner());
+    common::one_thread();
+    let dir = common::fixtures().join("bert");
+    let tok = Tokenizer::from_dir(&dir).unwrap();
+    let v = Verbalizer::new(&tok, &[("0".into(), "terrible".into()), ("1".into(), "great".into())]).unwrap();
+    let p = Prompt::new(Template::parse("{text} It was {mask}.").unwrap(), v, Truncation { max_len: 32, ..Truncation::default() }).unwrap();
+    (tok, p, dir, guard)
+}
+
+/// A separable toy task: sentiment words decide the label.
+fn toy() -> Vec<Example> {
+    let pos = ["the movie was fun", "i loved this book", "the acting was good", "a great ride", "the music was bright", "i enjoyed the story"];
+    let neg = ["the movie was boring", "i hated this book", "the acting was bad", "a dull ride", "the music was slow", "i hated the story"];
+    pos.iter().map(|t| Example::single(*t, Some(1))).chain(neg.iter().map(|t| Example::single(*t, Some(0)))).collect()
+}
+
+fn params(steps: usize) -> TrainParams {
+    TrainParams { steps, batch_size: 4, lr: 3e-3, eval_every: 20, seed: 7, ..TrainParams::default() }
+}
+
+#[test]
+fn prompt_finetuning_learns_and_repeats_exactly() {
+    let (tok, p, dir, _rng) = setup();
+    let data = toy();
+    let mut runs = Vec::new();
+    for _ in 0..2 {
+        let m = MaskedLm::load(&dir, Device::Cpu).unwrap();
+        let (rep, head) = train::finetune(&m, &tok, &p, Method::Prompt, &data, &data, &params(120), &mut |_| true).unwrap();
+        let enc = train::encode_all(&tok, &p, Method::Prompt, &data).unwrap();
+        let logits = train::predict_logits(&m, &head, &enc, tok.special().pad, 8).unwrap();
+        runs.push((rep, logits));
+    }
+    let (rep, logits) = &runs[0];
+    assert_eq!(rep.best_dev_acc, 1.0, "the toy task is learnt: {:?}", rep.dev_curve);
+    assert!(rep.loss_curve.first().unwrap().1 > rep.loss_curve.last().unwrap().1, "{:?}", rep.loss_curve);
+    assert_eq!(rep.loss_curve, runs[1].0.loss_curve, "same seed, same losses");
+    assert_eq!(logits, &runs[1].1, "same seed, same predictions");
+    // The weights kept are those of the best evaluation.
+    let gold: Vec<usize> = data.iter().map(|e| e.label.unwrap()).collect();
+    assert_eq!(train::accuracy(logits, &gold), rep.best_dev_acc);
+}
+
+#[test]
+fn plain_cls_finetuning_learns() {
+    let (tok, p, dir, _rng) = setup();
+    let m = MaskedLm::load(&dir, Device::Cpu).unwrap();
+    let (rep, _) = train::finetune(&m, &tok, &p, Method::Cls, &toy(), &toy(), &params(120), &mut |_| true).unwrap();
+    assert_eq!(rep.method, "plain");
+    assert_eq!(rep.best_dev_acc, 1.0, "{:?}", rep.dev_curve);
+}
+
+#[test]
+fn cancellation_and_bad_settings() {
+    let (tok, p, dir, _rng) = setup();
+    let m = MaskedLm::load(&dir, Device::Cpu).unwrap();
+    let mut calls = 0;
+    let r = train::finetune(&m, &tok, &p, Method::Prompt, &toy(), &toy(), &params(50), &mut |_| {
+        calls += 1;
+        calls < 3
+    });
+    assert!(matches!(r, Err(Error::Cancelled)));
+    assert_eq!(calls, 3);
+    let bad = TrainParams { lr: 0.0, ..params(5) };
+    assert!(matches!(train::finetune(&m, &tok, &p, Method::Prompt, &toy(), &toy(), &bad, &mut |_| true), Err(Error::InvalidArgument(_))));
+    let unlabeled = vec![Example::single("no label here", None)];
+    assert!(matches!(train::finetune(&m, &tok, &p, Method::Prompt, &unlabeled, &[], &params(5), &mut |_| true), Err(Error::InvalidArgument(_))));
+}
+
+#[test]
+fn checkpoint_round_trip() {
+    let (tok, p, dir, _rng) = setup();
+    let m = MaskedLm::load(&dir, Device::Cpu).unwrap();
+    let (_, head) = train::finetune(&m, &tok, &p, Method::Prompt, &toy(), &toy(), &params(20), &mut |_| true).unwrap();
+    let out = common::tempdir("ckpt").join("model");
+    let manifest = Manifest {
+        format_version: MANIFEST_VERSION,
+        lmbff_version: lmbff::VERSION.into(),
+        method: "prompt".into(),
+        template: Some(p.template.source().into()),
+        labels: p.verbalizer.labels().to_vec(),
+        label_words: p.verbalizer.words().to_vec(),
+        truncation: p.truncation,
+        notes: Default::default(),
+    };
+    write_dir_atomic(&out, |d| {
+        m.save_pretrained(d)?;
+        manifest.write_into(d)
+    })
+    .unwrap();
+    assert_eq!(Manifest::read(&out).unwrap(), manifest);
+    let back = MaskedLm::load(&out, Device::Cpu).unwrap();
+    assert!(!back.load_report().head_initialised);
+    let enc = train::encode_all(&tok, &p, Method::Prompt, &toy()).unwrap();
+    let a = train::predict_logits(&m, &head, &enc, 0, 8).unwrap();
+    let b = train::predict_logits(&back, &Head::for_prompt(&back, &p).unwrap(), &enc, 0, 8).unwrap();
+    assert_eq!(a, b, "saved weights predict exactly as before");
+    let cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["architectures"][0], "BertForMaskedLM");
+    assert!(out.join("tokenizer.json").is_file());
+}
+
+#[test]
+fn adaptation_lowers_the_masked_lm_loss_and_respects_trainable() {
+    let (tok, _, dir, _rng) = setup();
+    let texts: Vec<String> = toy().into_iter().map(|e| e.text_a).collect();
+    let m = MaskedLm::load(&dir, Device::Cpu).unwrap();
+    let before = m.snapshot().unwrap();
+    let p = AdaptParams { steps: 60, batch_size: 8, max_len: 16, lr: 3e-3, trainable: Trainable::Head, seed: 3, ..AdaptParams::default() };
+    let rep = train::adapt(&m, &tok, &texts, &p, &mut |_| true).unwrap();
+    let (first, last) = (rep.loss_curve.first().unwrap().1, rep.loss_curve.last().unwrap().1);
+    assert!(last < first, "MLM loss {first} -> {last}");
+    // Head-only adaptation leaves the encoder untouched.
+    let vars = m.vs.variables();
+    for (name, t) in &before {
+        let same = vars[name].equal(t);
+        let is_head = name.starts_with("cls.");
+        assert_eq!(same, !is_head, "{name} changed: {}", !same);
+    }
+    assert!(matches!(train::adapt(&m, &tok, &[], &p, &mut |_| true), Err(Error::InvalidArgument(_))));
+}
