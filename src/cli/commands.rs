@@ -90,6 +90,7 @@ pub fn corpus(files: &[PathBuf], exclude: &[PathBuf]) -> Result<Vec<String>> {
 
 pub fn adapt(a: AdaptArgs) -> Result<()> {
     let l = a.task.load(&a.model, a.seed)?;
+    l.note_new_head();
     let texts = corpus(&a.texts, &a.exclude)?;
     let params = AdaptParams {
         steps: a.steps,
@@ -190,6 +191,9 @@ pub fn train(a: TrainArgs) -> Result<()> {
         return Err(Error::InvalidArgument("--out saves prompt models; plain fine-tuning is a baseline and is not saved".into()));
     }
     let l = a.task.load(&a.model, a.fit.seed)?;
+    if method == Method::Prompt {
+        l.note_new_head();
+    }
     let labels = labels_of(&l);
     let (tr, dev) = (read_examples(&a.train, &labels)?, read_examples(&a.dev, &labels)?);
     let mut bar = Bar::new(method.name());
@@ -235,6 +239,7 @@ pub struct EvalArgs {
 
 pub fn eval(a: EvalArgs) -> Result<()> {
     let l = a.task.load(&a.model, 0)?;
+    l.note_new_head();
     let ex = read_examples(&a.test, &labels_of(&l))?;
     let acc = evaluate(&l, &Head::for_prompt(&l.model, &l.prompt)?, Method::Prompt, &ex)?;
     println!("{}", json!({"model": a.model, "test": a.test, "n": ex.len(), "template": l.prompt.template.source(), "acc": acc}));
@@ -247,6 +252,9 @@ pub fn eval(a: EvalArgs) -> Result<()> {
 pub struct CompareArgs {
     #[arg(long)]
     pub model: PathBuf,
+    /// Model for plain fine-tuning, if not --model (e.g. the encoder before adaptation).
+    #[arg(long)]
+    pub plain_model: Option<PathBuf>,
     /// Folder holding 16-<seed>/{train,dev,test}.tsv (LM-BFF's k-shot layout for one task).
     #[arg(long)]
     pub splits: PathBuf,
@@ -280,6 +288,7 @@ pub fn compare(a: CompareArgs) -> Result<()> {
         let dir = a.splits.join(format!("16-{seed}"));
         // Zero-shot (no training) with the prompt, for reference.
         let l = a.task.load(&a.model, seed)?;
+        l.note_new_head();
         let labels = labels_of(&l);
         let (tr, dev, test) = (
             read_examples(&dir.join("train.tsv"), &labels)?,
@@ -293,7 +302,11 @@ pub fn compare(a: CompareArgs) -> Result<()> {
             let mut best: Option<(f64, f64, String)> = None;
             for &steps in &a.steps {
                 for &lr in &a.lrs {
-                    let l = a.task.load(&a.model, seed)?;
+                    let model = match (method, &a.plain_model) {
+                        (Method::Cls, Some(m)) => m,
+                        _ => &a.model,
+                    };
+                    let l = a.task.load(model, seed)?;
                     let p = TrainParams { steps, batch_size: a.batch_size, lr, eval_every: a.eval_every, seed, ..TrainParams::default() };
                     let mut bar = Bar::new(&format!("{} s{seed}", method.name()));
                     let (rep, head) = train::finetune(&l.model, &l.tok, &l.prompt, method, &tr, &dev, &p, &mut |p| bar.update(p))?;
@@ -324,7 +337,7 @@ pub fn compare(a: CompareArgs) -> Result<()> {
         println!("| {name} | mean | | | {:.1} |", 100.0 * mean);
     }
     if let Some(path) = &a.report {
-        write_json(path, &json!({"model": a.model, "splits": a.splits, "grid": {"lrs": a.lrs, "steps": a.steps, "batch_size": a.batch_size}, "runs": all}))?;
+        write_json(path, &json!({"model": a.model, "plain_model": a.plain_model, "splits": a.splits, "grid": {"lrs": a.lrs, "steps": a.steps, "batch_size": a.batch_size}, "runs": all}))?;
     }
     Ok(())
 }
@@ -353,10 +366,14 @@ pub fn bench_step(a: BenchArgs) -> Result<()> {
     let l = a.task.load(&a.model, 0)?;
     let (b, s) = (a.batch_size, a.seq_len);
     let vocab = l.model.config.vocab_size as u32;
+    let low = 1000.min(vocab / 2);
+    if s < 3 || b == 0 {
+        return Err(Error::InvalidArgument("bench-step needs --seq-len >= 3 and --batch-size >= 1".into()));
+    }
     let sp = l.tok.special();
     let items: Vec<crate::prompt::Encoded> = (0..b)
         .map(|r| {
-            let mut ids: Vec<u32> = (0..s).map(|c| 1000 + ((r * 7919 + c * 104729) as u32 % (vocab - 1000))).collect();
+            let mut ids: Vec<u32> = (0..s).map(|c| low + ((r * 7919 + c * 104729) as u32 % (vocab - low))).collect();
             ids[0] = sp.cls;
             ids[s - 1] = sp.sep;
             ids[s / 2] = sp.mask;

@@ -42,7 +42,7 @@ pub struct DemoArgs {
     #[arg(long, default_value_t = 300)]
     pub steps: usize,
     /// Learning rates tried by both methods (chosen on dev).
-    #[arg(long, value_delimiter = ',', default_value = "2e-5,5e-5")]
+    #[arg(long, value_delimiter = ',', default_value = "2e-5,5e-5,1e-4")]
     pub lrs: Vec<f64>,
     #[arg(long, default_value_t = 42)]
     pub seed: u64,

@@ -43,6 +43,19 @@ pub struct Loaded {
     pub prompt: Prompt,
 }
 
+impl Loaded {
+    /// Says so when the masked-LM head is new (prompting such a model is near chance).
+    pub fn note_new_head(&self) {
+        if self.model.load_report().head_initialised {
+            eprintln!(
+                "note: {} has no masked-LM head; a new one was initialised (decoder tied to the word embeddings). \
+                 Adapt it on unlabeled text (`lmbff adapt`) before prompting.",
+                self.dir.display()
+            );
+        }
+    }
+}
+
 pub fn parse_labels(tok: &Tokenizer, spec: &str) -> Result<Verbalizer> {
     if spec.trim_start().starts_with('{') {
         return Verbalizer::parse_mapping(tok, spec);
@@ -85,13 +98,6 @@ impl TaskArgs {
         // Seeded before loading: a checkpoint without a head gets a repeatable new one.
         tch::manual_seed(seed as i64);
         let model = MaskedLm::load(dir, device)?;
-        if model.load_report().head_initialised {
-            eprintln!(
-                "note: {} has no masked-LM head; a new one was initialised (decoder tied to the word embeddings). \
-                 Adapt it on unlabeled text (`lmbff adapt`) before prompting.",
-                dir.display()
-            );
-        }
         Ok(Loaded { dir: dir.to_path_buf(), tok, model, prompt })
     }
 }
