@@ -36,7 +36,7 @@ pub struct DemoArgs {
     #[arg(long, default_value = ".cache")]
     pub cache: PathBuf,
     /// Masked-LM adaptation steps (batch 32, 64 tokens); 0 skips adaptation.
-    #[arg(long, default_value_t = 2000)]
+    #[arg(long, default_value_t = 500)]
     pub adapt_steps: usize,
     /// Fine-tuning steps per run (both methods).
     #[arg(long, default_value_t = 300)]

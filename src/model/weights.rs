@@ -52,7 +52,14 @@ pub fn read_checkpoint(dir: &Path) -> Result<(PathBuf, HashMap<String, Tensor>)>
         return Ok((index, all));
     }
     if bin.is_file() {
-        let tensors = Tensor::loadz_multi(&bin).map_err(|e| corrupt(&bin, e))?;
+        let tensors = Tensor::loadz_multi(&bin).map_err(|e| Error::CorruptWeights {
+            file: bin.clone(),
+            message: format!(
+                "{e}\n(libtorch reads torch.save files holding a plain dict of tensors; for other pickles, such as an \
+                 OrderedDict state_dict, convert once with `python -c \"import torch,safetensors.torch as s; \
+                 s.save_file(dict(torch.load('pytorch_model.bin')), 'model.safetensors')\"`)"
+            ),
+        })?;
         return Ok((bin, tensors.into_iter().collect()));
     }
     Err(Error::MissingFile {
