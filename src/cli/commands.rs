@@ -241,8 +241,19 @@ pub fn eval(a: EvalArgs) -> Result<()> {
     let l = a.task.load(&a.model, 0)?;
     l.note_new_head();
     let ex = read_examples(&a.test, &labels_of(&l))?;
-    let acc = evaluate(&l, &Head::for_prompt(&l.model, &l.prompt)?, Method::Prompt, &ex)?;
-    println!("{}", json!({"model": a.model, "test": a.test, "n": ex.len(), "template": l.prompt.template.source(), "acc": acc}));
+    let enc = train::encode_all(&l.tok, &l.prompt, Method::Prompt, &ex)?;
+    let logits = predict_logits(&l.model, &Head::for_prompt(&l.model, &l.prompt)?, &enc, l.tok.special().pad, 64)?;
+    let gold: Vec<usize> = ex.iter().map(|e| e.label.unwrap_or(usize::MAX)).collect();
+    let predicted: Vec<usize> = logits.iter().map(|r| train::argmax(r)).collect();
+    let share: Vec<f64> = (0..l.prompt.verbalizer.num_labels())
+        .map(|c| predicted.iter().filter(|&&p| p == c).count() as f64 / predicted.len().max(1) as f64)
+        .collect();
+    println!(
+        "{}",
+        json!({"model": a.model, "test": a.test, "n": ex.len(), "template": l.prompt.template.source(),
+               "acc": accuracy(&logits, &gold), "acc_centered": train::centered_accuracy(&logits, &gold),
+               "predicted_share": share})
+    );
     Ok(())
 }
 

@@ -57,7 +57,7 @@ pub fn read_checkpoint(dir: &Path) -> Result<(PathBuf, HashMap<String, Tensor>)>
             message: format!(
                 "{e}\n(libtorch reads torch.save files holding a plain dict of tensors; for other pickles, such as an \
                  OrderedDict state_dict, convert once with `python -c \"import torch,safetensors.torch as s; \
-                 s.save_file({k: v.clone().contiguous() for k, v in torch.load('pytorch_model.bin').items()}, 'model.safetensors')\"`)"
+                 s.save_file({{k: v.clone().contiguous() for k, v in torch.load('pytorch_model.bin').items()}}, 'model.safetensors')\"`)"
             ),
         })?;
         return Ok((bin, tensors.into_iter().collect()));

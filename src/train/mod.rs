@@ -7,7 +7,7 @@ mod finetune;
 mod optim;
 
 pub use adapt::{adapt, AdaptParams, AdaptReport, Trainable};
-pub use eval::{accuracy, argmax, predict_logits, softmax_rows};
+pub use eval::{accuracy, argmax, centered_accuracy, predict_logits, softmax_rows};
 pub use finetune::{encode_all, finetune, FinetuneReport, Head, Method, TrainParams};
 
 /// Progress of long work, reported to a callback that returns `false` to stop.
