@@ -25,6 +25,7 @@ fn train_save_and_eval() {
     let out = dir.join("trained");
     let o = lmbff()
         .args(["train", "--device", "cpu", "--threads", "1", "--steps", "100", "--lr", "3e-3", "--batch-size", "4", "--eval-every", "20"])
+        .args(["--template", "*cls**sent_0*_This_is*mask*.*sep+*", "--labels", "{'0':'bad','1':'good'}", "--max-len", "24"])
         .arg("--model").arg(&model).arg("--train").arg(&toy).arg("--dev").arg(&toy).arg("--test").arg(&toy).arg("--out").arg(&out)
         .output()
         .unwrap();
@@ -37,7 +38,10 @@ fn train_save_and_eval() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(r["acc"], 1.0);
-    assert_eq!(r["template"], "{text} It was {mask}.");
+    assert_eq!(r["template"], "*cls**sent_0*_This_is*mask*.*sep+*", "template from the manifest");
+    let m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("lmbff.json")).unwrap()).unwrap();
+    assert_eq!(m["label_words"], serde_json::json!(["bad", "good"]));
+    assert_eq!(m["truncation"]["max_len"], 24);
 }
 
 #[test]

@@ -112,3 +112,29 @@ fn template_refers_to_unknown_label() {
     let e = Prompt::new(Template::parse("*cls**sent_0*_It_was*mask*.*sep+**label_5*").unwrap(), v, Truncation::default()).unwrap_err();
     assert!(matches!(&e, Error::Template { message, .. } if message.contains("label 5")), "{e}");
 }
+
+#[test]
+fn own_label_word_is_refused_in_a_query_template() {
+    let tok = minilm();
+    let v = Verbalizer::new(&tok, &pairs(&[("0", "terrible"), ("1", "great")])).unwrap();
+    for t in ["{text} It was {label}, {mask}.", "*cls**sent_0*_It_was*mask*.*labelx_0**sep+*"] {
+        let e = Prompt::new(Template::parse(t).unwrap(), v.clone(), Truncation::default()).unwrap_err();
+        assert!(e.to_string().contains("demonstration"), "{t}: {e}");
+    }
+}
+
+#[test]
+fn bpe_pair_rendering_matches_lmbff_semantics() {
+    let tok = Tokenizer::from_dir(&common::fixtures().join("roberta")).unwrap();
+    let v = Verbalizer::new(&tok, &pairs(&[("0", "terrible"), ("1", "great")])).unwrap();
+    let lmbff = Prompt::new(Template::parse("*cls**sent-_0*?*mask*,*+sentl_1**sep+*").unwrap(), v.clone(), Truncation::default()).unwrap();
+    let readable = Prompt::new(Template::parse("{text_a:nolast}?{mask}, {text_b:lower}{sep}").unwrap(), v, Truncation::default()).unwrap();
+    let ex = Example { text_a: "The movie was fun.".into(), text_b: Some("It was great".into()), label: None };
+    let a = lmbff.encode(&tok, &ex).unwrap();
+    assert_eq!(tok.decode(&a.input_ids), "<s>The movie was fun?<mask>, it was great</s>");
+    assert_eq!(a.input_ids, readable.encode(&tok, &ex).unwrap().input_ids);
+    // `+` gives the second sentence's first word its leading-space token.
+    let it = tok.encode_piece(" it").unwrap();
+    let after_comma = a.input_ids.iter().position(|&i| i == tok.token_to_id(",").unwrap()).unwrap() + 1;
+    assert_eq!(a.input_ids[after_comma], it[0]);
+}

@@ -136,3 +136,28 @@ fn adaptation_lowers_the_masked_lm_loss_and_respects_trainable() {
     }
     assert!(matches!(train::adapt(&m, &tok, &[], &p, &mut |_| true), Err(Error::InvalidArgument(_))));
 }
+
+#[test]
+fn snapshot_restores_exactly() {
+    let (_, _, dir, _rng) = setup();
+    let m = MaskedLm::load(&dir, Device::Cpu).unwrap();
+    let snap = m.snapshot().unwrap();
+    let w = m.vs.variables()["bert.encoder.layer.0.output.dense.weight"].shallow_clone();
+    let before = w.copy();
+    tch::no_grad(|| {
+        let _ = w.shallow_clone().fill_(0.25);
+    });
+    assert!(!w.equal(&before));
+    m.restore(&snap).unwrap();
+    assert!(w.equal(&before));
+}
+
+#[test]
+fn adaptation_with_fewer_texts_than_a_batch() {
+    let (tok, _, dir, _rng) = setup();
+    let m = MaskedLm::load(&dir, Device::Cpu).unwrap();
+    let texts = vec!["it was great .".to_string(), "it was terrible .".to_string()];
+    let p = AdaptParams { steps: 3, batch_size: 8, max_len: 16, ..AdaptParams::default() };
+    let rep = train::adapt(&m, &tok, &texts, &p, &mut |_| true).unwrap();
+    assert_eq!(rep.loss_curve.last().unwrap().0, 3);
+}

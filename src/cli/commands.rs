@@ -335,13 +335,22 @@ pub fn compare(a: CompareArgs) -> Result<()> {
             rows.push((method.name().to_string(), seed, cell, dev_acc, test_acc));
         }
     }
+    println!(
+        "Every method gets the same grid (lr {:?} x steps {:?}, batch {}, dev evaluation every {} steps keeping the best), \
+         chosen per seed on dev accuracy; test accuracy of the chosen run.\n",
+        a.lrs, a.steps, a.batch_size, a.eval_every
+    );
     println!("| method | seed | chosen on dev | dev acc | test acc |\n|---|---|---|---|---|");
     for (m, seed, cell, dev, test) in &rows {
         let dev = if dev.is_finite() { format!("{:.1}", 100.0 * dev) } else { "-".into() };
         println!("| {m} | {seed} | {cell} | {dev} | {:.1} |", 100.0 * test);
     }
-    let mut names: Vec<&String> = rows.iter().map(|r| &r.0).collect();
-    names.dedup();
+    let mut names: Vec<&String> = Vec::new();
+    for r in &rows {
+        if !names.contains(&&r.0) {
+            names.push(&r.0);
+        }
+    }
     for name in names {
         let accs: Vec<f64> = rows.iter().filter(|r| &r.0 == name).map(|r| r.4).collect();
         let mean = accs.iter().sum::<f64>() / accs.len() as f64;
@@ -405,8 +414,8 @@ pub fn bench_step(a: BenchArgs) -> Result<()> {
             loss.f_backward()?;
             opt.step();
         }
-        if let tch::Device::Cuda(_) = l.model.device() {
-            tch::Cuda::synchronize(0);
+        if let tch::Device::Cuda(i) = l.model.device() {
+            tch::Cuda::synchronize(i as i64);
         }
         Ok(t.elapsed().as_secs_f64())
     };

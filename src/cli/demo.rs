@@ -17,7 +17,7 @@ use serde_json::json;
 
 use super::commands::{corpus, evaluate};
 use super::progress::Bar;
-use super::task::{Loaded, TaskArgs};
+use super::task::{parse_labels, Loaded, TaskArgs, DEFAULT_LABELS};
 use crate::checkpoint::write_dir_atomic;
 use crate::data::{read_examples, read_texts};
 use crate::prompt::Example;
@@ -68,9 +68,9 @@ fn adapted_model(a: &DemoArgs, base: &Path, texts: &[String]) -> Result<PathBuf>
     for t in texts {
         key = fnv(t.as_bytes(), key);
     }
-    for f in ["config.json", "model.safetensors"] {
-        let meta = std::fs::metadata(base.join(f)).map_err(|e| Error::io(base.join(f), e))?;
-        key = fnv(&meta.len().to_le_bytes(), key);
+    let weights = crate::model::weights_file(base)?;
+    for f in [base.join("config.json"), weights] {
+        key = fnv(&std::fs::read(&f).map_err(|e| Error::io(&f, e))?, key);
     }
     let name = base.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
     let dir = a.cache.join("adapted").join(format!("{name}-{key:016x}"));
@@ -130,8 +130,8 @@ pub fn run(a: DemoArgs) -> Result<()> {
             .ok_or_else(|| Error::InvalidArgument("no --model and LMBFF_DEFAULT_MODEL is unset: run `bash scripts/demo` (it sets up the default model)".into()))?,
     };
     let started = std::time::Instant::now();
-    let labels_spec = a.task.labels.clone().unwrap_or_else(|| "0=terrible,1=great".into());
-    let label_names: Vec<String> = labels_spec.split(',').filter_map(|kv| kv.split_once('=').map(|(k, _)| k.trim().to_string())).collect();
+    let tok = crate::tokenize::Tokenizer::from_dir(&base)?;
+    let label_names = parse_labels(&tok, a.task.labels.as_deref().unwrap_or(DEFAULT_LABELS))?.labels().to_vec();
     let tr = read_examples(&a.data.join("train.tsv"), &label_names)?;
     let dev = read_examples(&a.data.join("dev.tsv"), &label_names)?;
     let test = read_examples(&a.data.join("test.tsv"), &label_names)?;

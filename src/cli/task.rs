@@ -5,11 +5,14 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 
-use crate::checkpoint::Manifest;
+use crate::checkpoint::{Manifest, MANIFEST_FILE};
 use crate::model::{parse_device, MaskedLm};
 use crate::prompt::{Prompt, Template, Truncation, Verbalizer};
 use crate::tokenize::Tokenizer;
 use crate::{Error, Result};
+
+/// Labels when neither `--labels` nor a manifest gives them (SST-2's words).
+pub const DEFAULT_LABELS: &str = "0=terrible,1=great";
 
 #[derive(Debug, Clone, Args)]
 pub struct TaskArgs {
@@ -21,12 +24,15 @@ pub struct TaskArgs {
     /// `{'0':'terrible','1':'great'}`. Default: the manifest's, else `0=terrible,1=great`.
     #[arg(long)]
     pub labels: Option<String>,
-    /// Maximum input length in tokens.
-    #[arg(long, default_value_t = 128)]
-    pub max_len: usize,
-    /// Token limit of the first sentence (LM-BFF's first_sent_limit).
+    /// Maximum input length in tokens. Default: the manifest's, else 128.
+    #[arg(long)]
+    pub max_len: Option<usize>,
+    /// Token limit of the first sentence (LM-BFF's first_sent_limit). Default: the manifest's.
     #[arg(long)]
     pub first_sent_limit: Option<usize>,
+    /// Token limit of the other sentences (LM-BFF's other_sent_limit). Default: the manifest's.
+    #[arg(long)]
+    pub other_sent_limit: Option<usize>,
     /// Device: cpu, cuda, cuda:N or auto.
     #[arg(long, default_value = "auto")]
     pub device: String,
@@ -74,25 +80,37 @@ pub fn parse_labels(tok: &Tokenizer, spec: &str) -> Result<Verbalizer> {
 impl TaskArgs {
     pub fn load(&self, dir: &Path, seed: u64) -> Result<Loaded> {
         if let Some(n) = self.threads {
+            if n < 1 {
+                return Err(Error::InvalidArgument(format!("--threads must be at least 1, got {n}")));
+            }
             tch::set_num_threads(n);
         }
         if !dir.is_dir() {
             return Err(Error::InvalidArgument(format!("model directory {} does not exist", dir.display())));
         }
-        let manifest = Manifest::read(dir).ok();
+        // A model directory without lmbff.json is an ordinary HF model; a broken or too
+        // new manifest is an error, not a silent fallback to defaults.
+        let manifest = if dir.join(MANIFEST_FILE).exists() { Some(Manifest::read(dir)?) } else { None };
         let tok = Tokenizer::from_dir(dir)?;
         let template = self
             .template
             .clone()
             .or_else(|| manifest.as_ref().and_then(|m| m.template.clone()))
             .unwrap_or_else(|| "{text} It was {mask}.".into());
-        let labels = match (&self.labels, &manifest) {
-            (Some(l), _) => l.clone(),
-            (None, Some(m)) => m.labels.iter().zip(&m.label_words).map(|(l, w)| format!("{l}={w}")).collect::<Vec<_>>().join(","),
-            (None, None) => "0=terrible,1=great".into(),
+        let verbalizer = match (&self.labels, &manifest) {
+            (Some(spec), _) => parse_labels(&tok, spec)?,
+            (None, Some(m)) => {
+                let pairs: Vec<(String, String)> = m.labels.iter().cloned().zip(m.label_words.iter().cloned()).collect();
+                Verbalizer::new(&tok, &pairs)?
+            }
+            (None, None) => parse_labels(&tok, DEFAULT_LABELS)?,
         };
-        let verbalizer = parse_labels(&tok, &labels)?;
-        let truncation = Truncation { max_len: self.max_len, first_sent_limit: self.first_sent_limit, other_sent_limit: None };
+        let saved = manifest.as_ref().map(|m| m.truncation).unwrap_or_default();
+        let truncation = Truncation {
+            max_len: self.max_len.unwrap_or(saved.max_len),
+            first_sent_limit: self.first_sent_limit.or(saved.first_sent_limit),
+            other_sent_limit: self.other_sent_limit.or(saved.other_sent_limit),
+        };
         let prompt = Prompt::new(Template::parse(&template)?, verbalizer, truncation)?;
         let device = parse_device(&self.device)?;
         // Seeded before loading: a checkpoint without a head gets a repeatable new one.

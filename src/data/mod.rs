@@ -10,6 +10,8 @@ use crate::{Error, Result};
 /// A labelled row with its label as written in the file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Row {
+    /// 1-based line in the file.
+    pub line: usize,
     pub text_a: String,
     pub text_b: Option<String>,
     pub label: String,
@@ -20,6 +22,7 @@ pub struct Row {
 /// `question1`/`question2`) and `label`.
 pub fn read_tsv(path: &Path) -> Result<Vec<Row>> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
     let mut lines = text.lines().enumerate();
     let bad = |line: usize, message: String| Error::Data { path: path.to_path_buf(), line, message };
     let (_, header) = lines.next().ok_or_else(|| bad(1, "empty file: expected a header row".into()))?;
@@ -38,7 +41,7 @@ pub fn read_tsv(path: &Path) -> Result<Vec<Row>> {
         }
         let f: Vec<&str> = line.split('\t').collect();
         let get = |c: usize| f.get(c).map(|s| s.to_string()).ok_or_else(|| bad(i + 1, format!("expected {} tab-separated fields, found {}", cols.len(), f.len())));
-        rows.push(Row { text_a: get(a)?, text_b: b.map(get).transpose()?, label: get(label)? });
+        rows.push(Row { line: i + 1, text_a: get(a)?, text_b: b.map(get).transpose()?, label: get(label)? });
     }
     Ok(rows)
 }
@@ -46,11 +49,10 @@ pub fn read_tsv(path: &Path) -> Result<Vec<Row>> {
 /// Converts rows to examples, mapping each file label to its class index.
 pub fn to_examples(rows: &[Row], labels: &[String], path: &Path) -> Result<Vec<Example>> {
     rows.iter()
-        .enumerate()
-        .map(|(i, r)| {
+        .map(|r| {
             let idx = labels.iter().position(|l| *l == r.label).ok_or_else(|| Error::Data {
                 path: path.to_path_buf(),
-                line: i + 2,
+                line: r.line,
                 message: format!("label {:?} is not one of the task's labels {labels:?}", r.label),
             })?;
             Ok(Example { text_a: r.text_a.clone(), text_b: r.text_b.clone(), label: Some(idx) })

@@ -100,6 +100,15 @@ impl Config {
         let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
         let raw: serde_json::Value =
             serde_json::from_str(&text).map_err(|source| Error::Json { path: path.clone(), what: "a model config", source })?;
+        if raw.get("tie_word_embeddings").and_then(|v| v.as_bool()) == Some(false) {
+            return Err(Error::Config("tie_word_embeddings is false: lmbff ties the MLM decoder to the word embeddings and cannot load an untied decoder".into()));
+        }
+        if let Some(act) = raw.get("hidden_act").and_then(|v| v.as_str()) {
+            const KNOWN: [&str; 7] = ["gelu", "gelu_new", "gelu_pytorch_tanh", "gelu_fast", "relu", "silu", "swish"];
+            if !KNOWN.contains(&act) {
+                return Err(Error::Config(format!("hidden_act {act:?} is not supported (supported: {})", KNOWN.join(", "))));
+            }
+        }
         let cfg: Config =
             serde_json::from_value(raw.clone()).map_err(|source| Error::Json { path, what: "a BERT/RoBERTa config", source })?;
         cfg.validate()?;

@@ -8,7 +8,7 @@ mod weights;
 
 pub use config::{Activation, Arch, Config};
 pub use head::{ClsHead, MlmHead};
-pub use weights::{read_checkpoint, LoadReport};
+pub use weights::{read_checkpoint, weights_file, LoadReport};
 
 use std::path::{Path, PathBuf};
 

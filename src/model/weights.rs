@@ -21,18 +21,28 @@ pub struct LoadReport {
     pub unused: Vec<String>,
 }
 
-/// Finds the weights file of a model directory: `model.safetensors`, a sharded
-/// `model.safetensors.index.json`, or `pytorch_model.bin`.
+const WEIGHT_FILES: [&str; 3] = ["model.safetensors", "model.safetensors.index.json", "pytorch_model.bin"];
+
+/// The weights file of a model directory: `model.safetensors`, a sharded
+/// `model.safetensors.index.json`, or `pytorch_model.bin`, in that order of preference.
+pub fn weights_file(dir: &Path) -> Result<PathBuf> {
+    WEIGHT_FILES.iter().map(|f| dir.join(f)).find(|p| p.is_file()).ok_or_else(|| Error::MissingFile {
+        dir: dir.to_path_buf(),
+        what: "weights",
+        looked_for: WEIGHT_FILES.join(", "),
+    })
+}
+
+/// Reads every tensor of a model directory's weights (see [`weights_file`]).
 pub fn read_checkpoint(dir: &Path) -> Result<(PathBuf, HashMap<String, Tensor>)> {
-    let single = dir.join("model.safetensors");
-    let index = dir.join("model.safetensors.index.json");
-    let bin = dir.join("pytorch_model.bin");
+    let file = weights_file(dir)?;
+    let (single, index, bin) = (dir.join(WEIGHT_FILES[0]), dir.join(WEIGHT_FILES[1]), dir.join(WEIGHT_FILES[2]));
     let corrupt = |file: &Path, e: tch::TchError| Error::CorruptWeights { file: file.to_path_buf(), message: e.to_string() };
-    if single.is_file() {
+    if file == single {
         let tensors = Tensor::read_safetensors(&single).map_err(|e| corrupt(&single, e))?;
         return Ok((single, tensors.into_iter().collect()));
     }
-    if index.is_file() {
+    if file == index {
         let text = std::fs::read_to_string(&index).map_err(|e| Error::io(&index, e))?;
         let json: serde_json::Value = serde_json::from_str(&text)
             .map_err(|source| Error::Json { path: index.clone(), what: "a safetensors index", source })?;
@@ -51,8 +61,7 @@ pub fn read_checkpoint(dir: &Path) -> Result<(PathBuf, HashMap<String, Tensor>)>
         }
         return Ok((index, all));
     }
-    if bin.is_file() {
-        let tensors = Tensor::loadz_multi(&bin).map_err(|e| Error::CorruptWeights {
+    let tensors = Tensor::loadz_multi(&bin).map_err(|e| Error::CorruptWeights {
             file: bin.clone(),
             message: format!(
                 "{e}\n(libtorch reads torch.save files holding a plain dict of tensors; for other pickles, such as an \
@@ -60,13 +69,7 @@ pub fn read_checkpoint(dir: &Path) -> Result<(PathBuf, HashMap<String, Tensor>)>
                  s.save_file({{k: v.clone().contiguous() for k, v in torch.load('pytorch_model.bin').items()}}, 'model.safetensors')\"`)"
             ),
         })?;
-        return Ok((bin, tensors.into_iter().collect()));
-    }
-    Err(Error::MissingFile {
-        dir: dir.to_path_buf(),
-        what: "weights",
-        looked_for: "model.safetensors, model.safetensors.index.json or pytorch_model.bin".into(),
-    })
+    Ok((bin, tensors.into_iter().collect()))
 }
 
 fn is_head(name: &str) -> bool {

@@ -81,6 +81,15 @@ impl Prompt {
                 });
             }
         }
+        if template.parts().iter().any(|p| matches!(p, Part::OwnLabelWord { .. })) {
+            return Err(Error::Template {
+                template: template.source().to_string(),
+                at: template.source().find("label").unwrap_or(0),
+                message: "`{label}` / `*labelx_N*` show an example's own label word: they belong in demonstration \
+                          templates, not in the query template (it would reveal the answer)"
+                    .into(),
+            });
+        }
         if truncation.max_len < 4 {
             return Err(Error::InvalidArgument(format!("max_len {} is too small", truncation.max_len)));
         }

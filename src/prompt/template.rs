@@ -172,13 +172,22 @@ fn lmbff_part(src: &str, at: usize, p: &str) -> Result<Part> {
     let unknown = || err(src, at, &format!("unknown part `*{p}*`: expected cls, mask, sep, sep+, sent_N, +sent_N, sent-_N, sentl_N, sentu_N, label_N or labelx_N"));
     let (name, index) = body.rsplit_once('_').ok_or_else(unknown)?;
     let index: usize = index.parse().map_err(|_| unknown())?;
-    let (case, drop_last) = match name {
-        "sent" => (Case::Keep, false),
-        "sent-" => (Case::Keep, true),
-        "sentl" => (Case::LowerFirst, false),
-        "sentu" => (Case::UpperFirst, false),
-        "label" => return Ok(Part::LabelWord { label: index, space }),
-        "labelx" => return Ok(Part::OwnLabelWord { index, space }),
+    if name == "label" {
+        return Ok(Part::LabelWord { label: index, space });
+    }
+    if name == "labelx" {
+        return Ok(Part::OwnLabelWord { index, space });
+    }
+    // sent, then an optional case letter (l / u), then an optional `-` (drop last char).
+    let rest = name.strip_prefix("sent").ok_or_else(unknown)?;
+    let (drop_last, rest) = match rest.strip_suffix('-') {
+        Some(r) => (true, r),
+        None => (false, rest),
+    };
+    let case = match rest {
+        "" => Case::Keep,
+        "l" => Case::LowerFirst,
+        "u" => Case::UpperFirst,
         _ => return Err(unknown()),
     };
     if index > 1 {
@@ -282,6 +291,8 @@ mod tests {
         assert_eq!(t.num_sentences(), 2);
         assert_eq!(t.parts()[1], Part::Sentence { index: 0, space: false, case: Case::Keep, drop_last: true });
         assert_eq!(t.parts()[5], Part::Sentence { index: 1, space: true, case: Case::LowerFirst, drop_last: false });
+        let t = Template::parse("*cls**sentl-_0*?*mask*.*sep+*").unwrap();
+        assert_eq!(t.parts()[1], Part::Sentence { index: 0, space: false, case: Case::LowerFirst, drop_last: true });
     }
 
     #[test]

@@ -159,6 +159,14 @@ pub fn adapt(model: &MaskedLm, tok: &Tokenizer, texts: &[String], p: &AdaptParam
     tch::manual_seed(p.seed as i64);
     let mut rng = ChaCha8Rng::seed_from_u64(p.seed);
     set_trainable(model, p.trainable);
+    // Whatever happens (error, cancellation), leave every weight trainable again.
+    struct Unfreeze<'a>(&'a MaskedLm);
+    impl Drop for Unfreeze<'_> {
+        fn drop(&mut self) {
+            set_trainable(self.0, Trainable::All);
+        }
+    }
+    let _unfreeze = Unfreeze(model);
     let warmup = (p.steps as f64 * p.warmup_ratio) as usize;
     let mut opt = Optimiser::new(&model.vs, p.lr, p.weight_decay, warmup, p.steps, 1.0)?;
     let dev = model.device();
@@ -168,7 +176,7 @@ pub fn adapt(model: &MaskedLm, tok: &Tokenizer, texts: &[String], p: &AdaptParam
     let mut window = Vec::new();
     let start = Instant::now();
     for step in 0..p.steps {
-        if order.len() < p.batch_size {
+        while order.len() < p.batch_size {
             let mut epoch: Vec<usize> = (0..data.len()).collect();
             epoch.shuffle(&mut rng);
             order.extend(epoch);
@@ -206,11 +214,9 @@ pub fn adapt(model: &MaskedLm, tok: &Tokenizer, texts: &[String], p: &AdaptParam
         }
         let last = curve.last().map(|c| c.1).unwrap_or(f64::NAN);
         if !progress(Progress { stage: Stage::Adapt, step: done, total: p.steps, loss: last, metric: f64::NAN }) {
-            set_trainable(model, Trainable::All);
             return Err(Error::Cancelled);
         }
     }
-    set_trainable(model, Trainable::All);
     Ok(AdaptReport { params: p.clone(), texts: data.len(), loss_curve: curve, seconds: start.elapsed().as_secs_f64() })
 }
 

@@ -1,13 +1,17 @@
 //! AdamW with linear learning-rate decay and global-norm gradient clipping, computed
-//! on the device (no host sync per step).
+//! on the device (no host sync per step). Weight decay is decoupled (as torch's AdamW)
+//! and, as in HF's Trainer, skips biases and layer-norm weights.
 
 use tch::{nn, nn::OptimizerConfig, Tensor};
 
-use crate::Result;
+use crate::{Error, Result};
 
 pub struct Optimiser {
     opt: nn::Optimizer,
     params: Vec<Tensor>,
+    /// Parameters that get weight decay (not biases, not layer norms).
+    decay: Vec<Tensor>,
+    weight_decay: f64,
     base_lr: f64,
     warmup: usize,
     total: usize,
@@ -19,11 +23,16 @@ impl Optimiser {
     /// require grad; learning rate warms up linearly for `warmup` steps, then decays
     /// linearly to 0 at `total`.
     pub fn new(vs: &nn::VarStore, lr: f64, weight_decay: f64, warmup: usize, total: usize, max_grad_norm: f64) -> Result<Self> {
-        let opt = nn::AdamW { beta1: 0.9, beta2: 0.999, wd: weight_decay, eps: 1e-8, amsgrad: false }.build(vs, lr)?;
+        // Decay is applied here, by name, so the optimiser itself runs without it.
+        let opt = nn::AdamW { beta1: 0.9, beta2: 0.999, wd: 0.0, eps: 1e-8, amsgrad: false }.build(vs, lr)?;
         let params = vs.trainable_variables().into_iter().filter(|t| t.requires_grad()).collect();
-        let mut o = Optimiser { opt, params, base_lr: lr, warmup, total: total.max(1), max_grad_norm };
-        o.opt.set_lr(o.lr_at(0));
-        Ok(o)
+        let decay = vs
+            .variables()
+            .into_iter()
+            .filter(|(name, t)| t.requires_grad() && !name.ends_with(".bias") && !name.contains("LayerNorm") && !name.contains("layer_norm"))
+            .map(|(_, t)| t)
+            .collect();
+        Ok(Optimiser { opt, params, decay, weight_decay, base_lr: lr, warmup, total: total.max(1), max_grad_norm })
     }
 
     /// Learning rate used for step `step` (0-based), as HF's linear schedule.
@@ -37,14 +46,26 @@ impl Optimiser {
 
     /// Back-propagates `loss`, clips, takes a step with the scheduled rate for `step`.
     pub fn step(&mut self, loss: &Tensor, step: usize) -> Result<()> {
-        self.opt.zero_grad();
+        let lr = self.lr_at(step);
+        // tch's Optimizer methods panic on libtorch errors (an out-of-memory while the
+        // Adam state is allocated, say): turn those into errors.
+        guard(|| self.opt.zero_grad())?;
         loss.f_backward()?;
         if self.max_grad_norm > 0.0 {
             self.clip()?;
         }
-        self.opt.set_lr(self.lr_at(step));
-        self.opt.step();
-        Ok(())
+        if self.weight_decay > 0.0 {
+            tch::no_grad(|| -> Result<()> {
+                for p in &self.decay {
+                    let _ = p.shallow_clone().f_mul_scalar_(1.0 - lr * self.weight_decay)?;
+                }
+                Ok(())
+            })?;
+        }
+        guard(|| {
+            self.opt.set_lr(lr);
+            self.opt.step()
+        })
     }
 
     fn clip(&self) -> Result<()> {
@@ -64,6 +85,17 @@ impl Optimiser {
     }
 }
 
+fn guard(f: impl FnOnce()) -> Result<()> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|payload| {
+        let msg = payload
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "unknown libtorch failure".into());
+        Error::Optimiser(msg)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -81,5 +113,21 @@ mod tests {
         assert!((w.lr_at(5) - 5e-4).abs() < 1e-12);
         assert_eq!(w.lr_at(10), 1e-3);
         assert!((w.lr_at(60) - 5e-4).abs() < 1e-12);
+    }
+
+    #[test]
+    fn decoupled_decay_skips_biases_and_norms() {
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let root = vs.root();
+        let w = (&root / "dense").ones("weight", &[2]);
+        let b = (&root / "dense").ones("bias", &[2]);
+        let n = (&root / "LayerNorm").ones("weight", &[2]);
+        let mut o = Optimiser::new(&vs, 0.1, 0.5, 0, 10, 0.0).unwrap();
+        // Zero loss gradient: only the decay moves the weights.
+        let loss = (&w * 0.0).sum(tch::Kind::Float) + (&b * 0.0).sum(tch::Kind::Float) + (&n * 0.0).sum(tch::Kind::Float);
+        o.step(&loss, 0).unwrap();
+        assert!((w.double_value(&[0]) - 0.95).abs() < 1e-6, "decayed by lr * wd");
+        assert_eq!(b.double_value(&[0]), 1.0);
+        assert_eq!(n.double_value(&[0]), 1.0);
     }
 }

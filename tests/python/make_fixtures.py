@@ -122,13 +122,14 @@ def main():
     os.remove(os.path.join(d, "model.safetensors"))
     save_parity(m, d, ids, mask, types, True)
 
-    # RoBERTa: byte-level BPE, positions offset by pad_token_id + 1.
+    # RoBERTa: byte-level BPE, positions offset by pad_token_id + 1; tanh GELU in the
+    # layers while its LM head always uses erf GELU (pins both).
     d = os.path.join(out, "roberta")
     tok = roberta_tokenizer(d)
     cfg = RobertaConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                         intermediate_size=64, max_position_embeddings=66, type_vocab_size=1,
                         pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
-                        eos_token_id=tok.eos_token_id, attn_implementation="eager")
+                        eos_token_id=tok.eos_token_id, hidden_act="gelu_new", attn_implementation="eager")
     m = RobertaForMaskedLM(cfg)
     with torch.no_grad():
         m.lm_head.bias.normal_(0, 0.5)
