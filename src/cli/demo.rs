@@ -7,7 +7,8 @@
 //! 2. Prompt-based fine-tuning (LM-BFF) of the adapted model on the few labels, and plain
 //!    [CLS] fine-tuning of the original encoder, with the same learning-rate grid and
 //!    step budget, each chosen on dev.
-//! 3. Label the pool with the prompt model (JSON lines with probabilities and margin)
+//! 3. Label the pool with the method that did better on dev (JSON lines with
+//!    probabilities and margin)
 //!    and print accuracy on the held-out set for zero-shot, plain FT and prompt FT.
 
 use std::path::{Path, PathBuf};
@@ -149,15 +150,16 @@ pub fn run(a: DemoArgs) -> Result<()> {
     };
     let plain = fit_best(&a, &base, Method::Cls, &tr, &dev)?;
     let plain_acc = evaluate(&plain.loaded, &plain.head, Method::Cls, &test)?;
-    drop(plain.loaded);
     let prompt = fit_best(&a, &prompt_model, Method::Prompt, &tr, &dev)?;
     let prompt_acc = evaluate(&prompt.loaded, &prompt.head, Method::Prompt, &test)?;
 
-    // 3. Label the pool.
-    let l = &prompt.loaded;
+    // 3. Label the pool with the method that did better on dev (the held-out set is
+    //    only reported, never used to choose).
+    let (winner, method) = if prompt.dev_acc >= plain.dev_acc { (&prompt, Method::Prompt) } else { (&plain, Method::Cls) };
+    let l = &winner.loaded;
     let pool_ex: Vec<Example> = pool.iter().map(|t| Example::single(t.clone(), None)).collect();
-    let enc = train::encode_all(&l.tok, &l.prompt, Method::Prompt, &pool_ex)?;
-    let probs = softmax_rows(&predict_logits(&l.model, &prompt.head, &enc, l.tok.special().pad, 64)?);
+    let enc = train::encode_all(&l.tok, &l.prompt, method, &pool_ex)?;
+    let probs = softmax_rows(&predict_logits(&l.model, &winner.head, &enc, l.tok.special().pad, 64)?);
     std::fs::create_dir_all(&a.out).map_err(|e| Error::io(&a.out, e))?;
     let names = l.prompt.verbalizer.labels();
     let mut lines = String::new();
@@ -177,7 +179,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
     std::fs::write(&labels_path, lines).map_err(|e| Error::io(&labels_path, e))?;
     let report = json!({
         "model": base, "adapted_model": prompt_model, "steps": a.steps, "lrs": a.lrs, "seed": a.seed,
-        "held_out": test.len(), "zero_shot_acc": zero,
+        "held_out": test.len(), "zero_shot_acc": zero, "pool_labelled_by": method.name(),
         "plain": {"lr": plain.lr, "dev_acc": plain.dev_acc, "test_acc": plain_acc},
         "prompt": {"lr": prompt.lr, "dev_acc": prompt.dev_acc, "test_acc": prompt_acc},
         "seconds": started.elapsed().as_secs_f64(),
@@ -190,13 +192,13 @@ pub fn run(a: DemoArgs) -> Result<()> {
     for &(m, i) in scored.iter().take(5) {
         println!("  margin {m:.2}  {:<8} {}", names[train::argmax(&probs[i])], pool[i]);
     }
-    println!("\nLabelled {} pool texts -> {} ({})", pool.len(), labels_path.display(),
+    println!("\nLabelled {} pool texts with {} fine-tuning (better on dev) -> {} ({})", pool.len(), method.name(), labels_path.display(),
         names.iter().zip(&counts).map(|(n, c)| format!("{n}: {c}")).collect::<Vec<_>>().join(", "));
     println!("\nHeld-out accuracy ({} items, {} labelled examples, {} steps, lr chosen on dev from {:?}):", test.len(), tr.len(), a.steps, a.lrs);
-    println!("| method | model | accuracy |\n|---|---|---|");
-    println!("| prompt zero-shot | adapted | {:.1}% |", 100.0 * zero);
-    println!("| plain [CLS] fine-tuning | original | {:.1}% |", 100.0 * plain_acc);
-    println!("| prompt fine-tuning (LM-BFF) | adapted | {:.1}% |", 100.0 * prompt_acc);
+    println!("| method | model | dev | held-out |\n|---|---|---|---|");
+    println!("| prompt zero-shot | adapted | - | {:.1}% |", 100.0 * zero);
+    println!("| plain [CLS] fine-tuning | original | {:.1}% | {:.1}% |", 100.0 * plain.dev_acc, 100.0 * plain_acc);
+    println!("| prompt fine-tuning (LM-BFF) | adapted | {:.1}% | {:.1}% |", 100.0 * prompt.dev_acc, 100.0 * prompt_acc);
     println!("\nreport: {}  ({:.0} s)", report_path.display(), started.elapsed().as_secs_f64());
     Ok(())
 }
