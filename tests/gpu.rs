@@ -1,5 +1,5 @@
 //! CUDA paths. Skipped, with a message, where no CUDA device is present (CI); run on the
-//! GPU machine by scripts/gpu-test.
+//! GPU machine (see issue 6; copy the test binaries there with libtorch from its torch).
 
 mod common;
 
@@ -13,7 +13,7 @@ fn cuda() -> Option<Device> {
     if tch::Cuda::is_available() {
         Some(Device::Cuda(0))
     } else {
-        eprintln!("SKIPPED: no CUDA device (tch::Cuda::is_available() is false); run scripts/gpu-test on the GPU machine");
+        eprintln!("SKIPPED: no CUDA device (tch::Cuda::is_available() is false); run this test binary on a CUDA machine");
         None
     }
 }
