@@ -21,11 +21,17 @@ fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
     std::fs::write(path, serde_json::to_string_pretty(value).expect("JSON serialises")).map_err(|e| Error::io(path, e))
 }
 
-/// Accuracy of `head` on labelled examples.
-pub fn evaluate(l: &Loaded, head: &Head, method: Method, examples: &[Example]) -> Result<f64> {
+/// Class logits of `head` on labelled examples, with their gold classes.
+fn logits_and_gold(l: &Loaded, head: &Head, method: Method, examples: &[Example]) -> Result<(Vec<Vec<f32>>, Vec<usize>)> {
     let enc = train::encode_all(&l.tok, &l.prompt, method, examples)?;
     let gold: Vec<usize> = examples.iter().map(|e| e.label.unwrap_or(usize::MAX)).collect();
-    Ok(accuracy(&predict_logits(&l.model, head, &enc, l.tok.special().pad, 64)?, &gold))
+    Ok((predict_logits(&l.model, head, &enc, l.tok.special().pad, 64)?, gold))
+}
+
+/// Accuracy of `head` on labelled examples.
+pub fn evaluate(l: &Loaded, head: &Head, method: Method, examples: &[Example]) -> Result<f64> {
+    let (logits, gold) = logits_and_gold(l, head, method, examples)?;
+    Ok(accuracy(&logits, &gold))
 }
 
 fn labels_of(l: &Loaded) -> Vec<String> {
@@ -241,9 +247,7 @@ pub fn eval(a: EvalArgs) -> Result<()> {
     let l = a.task.load(&a.model, 0)?;
     l.note_new_head();
     let ex = read_examples(&a.test, &labels_of(&l))?;
-    let enc = train::encode_all(&l.tok, &l.prompt, Method::Prompt, &ex)?;
-    let logits = predict_logits(&l.model, &Head::for_prompt(&l.model, &l.prompt)?, &enc, l.tok.special().pad, 64)?;
-    let gold: Vec<usize> = ex.iter().map(|e| e.label.unwrap_or(usize::MAX)).collect();
+    let (logits, gold) = logits_and_gold(&l, &Head::for_prompt(&l.model, &l.prompt)?, Method::Prompt, &ex)?;
     let predicted: Vec<usize> = logits.iter().map(|r| train::argmax(r)).collect();
     let share: Vec<f64> = (0..l.prompt.verbalizer.num_labels())
         .map(|c| predicted.iter().filter(|&&p| p == c).count() as f64 / predicted.len().max(1) as f64)

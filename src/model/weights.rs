@@ -36,19 +36,16 @@ pub fn weights_file(dir: &Path) -> Result<PathBuf> {
 /// Reads every tensor of a model directory's weights (see [`weights_file`]).
 pub fn read_checkpoint(dir: &Path) -> Result<(PathBuf, HashMap<String, Tensor>)> {
     let file = weights_file(dir)?;
-    let (single, index, bin) = (dir.join(WEIGHT_FILES[0]), dir.join(WEIGHT_FILES[1]), dir.join(WEIGHT_FILES[2]));
     let corrupt = |file: &Path, e: tch::TchError| Error::CorruptWeights { file: file.to_path_buf(), message: e.to_string() };
-    if file == single {
-        let tensors = Tensor::read_safetensors(&single).map_err(|e| corrupt(&single, e))?;
-        return Ok((single, tensors.into_iter().collect()));
-    }
-    if file == index {
-        let text = std::fs::read_to_string(&index).map_err(|e| Error::io(&index, e))?;
+    let tensors: HashMap<String, Tensor> = if file.ends_with(WEIGHT_FILES[0]) {
+        Tensor::read_safetensors(&file).map_err(|e| corrupt(&file, e))?.into_iter().collect()
+    } else if file.ends_with(WEIGHT_FILES[1]) {
+        let text = std::fs::read_to_string(&file).map_err(|e| Error::io(&file, e))?;
         let json: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|source| Error::Json { path: index.clone(), what: "a safetensors index", source })?;
+            .map_err(|source| Error::Json { path: file.clone(), what: "a safetensors index", source })?;
         let mut shards: Vec<String> = json["weight_map"]
             .as_object()
-            .ok_or_else(|| Error::CorruptWeights { file: index.clone(), message: "no weight_map".into() })?
+            .ok_or_else(|| Error::CorruptWeights { file: file.clone(), message: "no weight_map".into() })?
             .values()
             .filter_map(|v| v.as_str().map(str::to_string))
             .collect();
@@ -59,17 +56,21 @@ pub fn read_checkpoint(dir: &Path) -> Result<(PathBuf, HashMap<String, Tensor>)>
             let f = dir.join(&shard);
             all.extend(Tensor::read_safetensors(&f).map_err(|e| corrupt(&f, e))?);
         }
-        return Ok((index, all));
-    }
-    let tensors = Tensor::loadz_multi(&bin).map_err(|e| Error::CorruptWeights {
-            file: bin.clone(),
-            message: format!(
-                "{e}\n(libtorch reads torch.save files holding a plain dict of tensors; for other pickles, such as an \
-                 OrderedDict state_dict, convert once with `python -c \"import torch,safetensors.torch as s; \
-                 s.save_file({{k: v.clone().contiguous() for k, v in torch.load('pytorch_model.bin').items()}}, 'model.safetensors')\"`)"
-            ),
-        })?;
-    Ok((bin, tensors.into_iter().collect()))
+        all
+    } else {
+        Tensor::loadz_multi(&file)
+            .map_err(|e| Error::CorruptWeights {
+                file: file.clone(),
+                message: format!(
+                    "{e}\n(libtorch reads torch.save files holding a plain dict of tensors; for other pickles, such as an \
+                     OrderedDict state_dict, convert once with `python -c \"import torch,safetensors.torch as s; \
+                     s.save_file({{k: v.clone().contiguous() for k, v in torch.load('pytorch_model.bin').items()}}, 'model.safetensors')\"`)"
+                ),
+            })?
+            .into_iter()
+            .collect()
+    };
+    Ok((file, tensors))
 }
 
 fn is_head(name: &str) -> bool {

@@ -67,7 +67,6 @@ pub fn softmax_rows(logits: &[Vec<f32>]) -> Vec<Vec<f32>> {
         .collect()
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
