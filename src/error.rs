@@ -47,8 +47,6 @@ pub enum Error {
     InvalidArgument(String),
     #[error("device {0:?} is not available: {1}")]
     Device(String, String),
-    #[error("optimiser step failed in libtorch: {0}")]
-    Optimiser(String),
     #[error("cancelled")]
     Cancelled,
 }

@@ -7,7 +7,7 @@ use lmbff::checkpoint::{write_dir_atomic, Manifest, MANIFEST_VERSION};
 use lmbff::model::MaskedLm;
 use lmbff::prompt::{Example, Prompt, Template, Truncation, Verbalizer};
 use lmbff::tokenize::Tokenizer;
-use lmbff::train::{self, AdaptParams, Head, Method, TrainParams, Trainable};
+use lmbff::train::{self, AdaptParams, Head, Method, Resume, TrainParams, Trainable};
 use lmbff::Error;
 use tch::Device;
 
@@ -124,7 +124,7 @@ fn adaptation_lowers_the_masked_lm_loss_and_respects_trainable() {
     let m = MaskedLm::load(&dir, Device::Cpu).unwrap();
     let before = m.snapshot().unwrap();
     let p = AdaptParams { steps: 60, batch_size: 8, max_len: 16, lr: 3e-3, trainable: Trainable::Head, seed: 3, ..AdaptParams::default() };
-    let rep = train::adapt(&m, &tok, &texts, &p, &mut |_| true).unwrap();
+    let rep = train::adapt(&m, &tok, &texts, &p, None, &mut |_| true).unwrap();
     let (first, last) = (rep.loss_curve.first().unwrap().1, rep.loss_curve.last().unwrap().1);
     assert!(last < first, "MLM loss {first} -> {last}");
     // Head-only adaptation leaves the encoder untouched.
@@ -134,7 +134,7 @@ fn adaptation_lowers_the_masked_lm_loss_and_respects_trainable() {
         let is_head = name.starts_with("cls.");
         assert_eq!(same, !is_head, "{name} changed: {}", !same);
     }
-    assert!(matches!(train::adapt(&m, &tok, &[], &p, &mut |_| true), Err(Error::InvalidArgument(_))));
+    assert!(matches!(train::adapt(&m, &tok, &[], &p, None, &mut |_| true), Err(Error::InvalidArgument(_))));
 }
 
 #[test]
@@ -158,6 +158,39 @@ fn adaptation_with_fewer_texts_than_a_batch() {
     let m = MaskedLm::load(&dir, Device::Cpu).unwrap();
     let texts = vec!["it was great .".to_string(), "it was terrible .".to_string()];
     let p = AdaptParams { steps: 3, batch_size: 8, max_len: 16, ..AdaptParams::default() };
-    let rep = train::adapt(&m, &tok, &texts, &p, &mut |_| true).unwrap();
+    let rep = train::adapt(&m, &tok, &texts, &p, None, &mut |_| true).unwrap();
     assert_eq!(rep.loss_curve.last().unwrap().0, 3);
+}
+
+/// A run stopped part-way and resumed from its saved state ends with exactly the
+/// weights and loss curve of a run that never stopped; a state written for other
+/// settings is refused.
+#[test]
+fn adaptation_resumes_exactly() {
+    let (tok, _, dir, _rng) = setup();
+    let texts: Vec<String> = toy().into_iter().map(|e| e.text_a).collect();
+    let p = AdaptParams { steps: 12, batch_size: 4, max_len: 16, lr: 1e-3, seed: 5, ..AdaptParams::default() };
+    let whole = MaskedLm::load(&dir, Device::Cpu).unwrap();
+    let rep_whole = train::adapt(&whole, &tok, &texts, &p, None, &mut |_| true).unwrap();
+
+    let state = common::tempdir("adapt-resume").join("state");
+    let first = MaskedLm::load(&dir, Device::Cpu).unwrap();
+    let resume = Some(Resume { dir: &state, every: 4 });
+    // Stop after step 7: the state is saved at 4 and at the stop.
+    let stopped = train::adapt(&first, &tok, &texts, &p, resume, &mut |pr| pr.step < 7);
+    assert!(matches!(stopped, Err(Error::Cancelled)));
+    assert!(state.join("state.json").is_file());
+
+    let second = MaskedLm::load(&dir, Device::Cpu).unwrap();
+    let rep = train::adapt(&second, &tok, &texts, &p, resume, &mut |_| true).unwrap();
+    assert_eq!(rep.resumed_at, 7);
+    assert_eq!(rep.loss_curve, rep_whole.loss_curve);
+    let a = whole.vs.variables();
+    for (name, t) in second.vs.variables() {
+        assert!(t.equal(&a[&name]), "{name} differs after resuming");
+    }
+
+    let other = AdaptParams { lr: 2e-3, ..p.clone() };
+    let err = train::adapt(&MaskedLm::load(&dir, Device::Cpu).unwrap(), &tok, &texts, &other, resume, &mut |_| true).unwrap_err();
+    assert!(err.to_string().contains("other settings"), "{err}");
 }

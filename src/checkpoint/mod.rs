@@ -55,6 +55,19 @@ impl Manifest {
     }
 }
 
+/// FNV-1a 64-bit, a stable content hash (cache keys, model versions, resume checks).
+/// Chain calls by passing the previous result as `h`; start from [`FNV_OFFSET`].
+pub fn fnv1a(bytes: &[u8], mut h: u64) -> u64 {
+    for &b in bytes {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    h
+}
+
+/// FNV-1a's offset basis: the hash of nothing.
+pub const FNV_OFFSET: u64 = 0xcbf29ce484222325;
+
 /// Writes a directory atomically: `fill` writes into a fresh temporary directory beside
 /// `dest`, whose files are then synced and which is renamed onto `dest`. An interrupted
 /// write leaves `dest` as it was (the old version or nothing), never half-written.

@@ -11,7 +11,7 @@ use super::task::{Loaded, TaskArgs};
 use crate::checkpoint::{write_dir_atomic, Manifest, MANIFEST_VERSION};
 use crate::data::{read_examples, read_texts};
 use crate::prompt::Example;
-use crate::train::{self, accuracy, predict_logits, AdaptParams, Head, Method, Trainable, TrainParams};
+use crate::train::{self, accuracy, predict_logits, AdaptParams, Head, Method, Resume, Trainable, TrainParams};
 use crate::{Error, Result};
 
 fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
@@ -71,6 +71,13 @@ pub struct AdaptArgs {
     /// Report zero-shot accuracy on this labelled file before and after.
     #[arg(long)]
     pub zero_shot_test: Option<PathBuf>,
+    /// Save the run's state here every --save-every steps; running the same command
+    /// again resumes from it. Removed when the run completes. [default: <out>.state]
+    #[arg(long)]
+    pub state: Option<PathBuf>,
+    /// Steps between state saves (0: never save, never resume).
+    #[arg(long, default_value_t = 100)]
+    pub save_every: usize,
     #[command(flatten)]
     pub task: TaskArgs,
 }
@@ -114,8 +121,17 @@ pub fn adapt(a: AdaptArgs) -> Result<()> {
     let head = Head::for_prompt(&l.model, &l.prompt)?;
     let before = test.as_ref().map(|t| evaluate(&l, &head, Method::Prompt, t)).transpose()?;
     eprintln!("adapting {} on {} texts: {} steps x {} sequences of {} tokens", a.model.display(), texts.len(), a.steps, a.batch_size, a.seq_len);
+    let state = a.state.clone().unwrap_or_else(|| {
+        let mut s = a.out.clone().into_os_string();
+        s.push(".state");
+        PathBuf::from(s)
+    });
+    let resume = (a.save_every > 0).then_some(Resume { dir: &state, every: a.save_every });
+    if resume.is_some() && state.join("state.json").is_file() {
+        eprintln!("resuming from {}", state.display());
+    }
     let mut bar = Bar::new("adapt");
-    let report = train::adapt(&l.model, &l.tok, &texts, &params, &mut |p| bar.update(p))?;
+    let report = train::adapt(&l.model, &l.tok, &texts, &params, resume, &mut |p| bar.update(p))?;
     bar.finish();
     let after = test.as_ref().map(|t| evaluate(&l, &head, Method::Prompt, t)).transpose()?;
     let summary = json!({
@@ -127,6 +143,9 @@ pub fn adapt(a: AdaptArgs) -> Result<()> {
         l.model.save_pretrained(dir)?;
         write_json(&dir.join("adaptation.json"), &summary)
     })?;
+    if resume.is_some() && state.exists() {
+        std::fs::remove_dir_all(&state).map_err(|e| Error::io(&state, e))?;
+    }
     println!(
         "adapted in {:.0} s; final MLM loss {:.3}; zero-shot before {} after {}; saved to {}",
         report.seconds,
@@ -408,15 +427,15 @@ pub fn bench_step(a: BenchArgs) -> Result<()> {
     let batch = l.model.batch(&refs, sp.pad)?;
     let head = Head::for_prompt(&l.model, &l.prompt)?;
     let target = tch::Tensor::from_slice(&(0..b as i64).map(|i| i % 2).collect::<Vec<_>>()).f_to_device(l.model.device())?;
-    let mut opt = tch::nn::OptimizerConfig::build(tch::nn::AdamW::default(), &l.model.vs, 1e-5)?;
+    // The optimiser training uses, with HF's defaults (weight decay 0.01, no clipping,
+    // constant rate), as the reference step in python/bench_hf_step.py.
+    let mut opt = train::Optimiser::new(&l.model.vs, 1e-5, 0.01, 0, usize::MAX, 0.0)?;
     let mut run = |n: usize| -> Result<f64> {
         let t = Instant::now();
         for _ in 0..n {
             let logits = head.logits(&l.model, &batch, true)?;
             let loss = logits.f_cross_entropy_loss::<tch::Tensor>(&target, None, tch::Reduction::Mean, -100, 0.0)?;
-            opt.zero_grad();
-            loss.f_backward()?;
-            opt.step();
+            opt.step(&loss, 0)?;
         }
         if let tch::Device::Cuda(i) = l.model.device() {
             tch::Cuda::synchronize(i as i64);

@@ -19,10 +19,10 @@ use serde_json::json;
 use super::commands::{corpus, evaluate};
 use super::progress::Bar;
 use super::task::{parse_labels, Loaded, TaskArgs, DEFAULT_LABELS};
-use crate::checkpoint::write_dir_atomic;
+use crate::checkpoint::{fnv1a, write_dir_atomic, FNV_OFFSET};
 use crate::data::{read_examples, read_texts};
 use crate::prompt::Example;
-use crate::train::{self, predict_logits, softmax_rows, AdaptParams, Head, Method, TrainParams, Trainable};
+use crate::train::{self, predict_logits, softmax_rows, AdaptParams, Head, Method, Resume, TrainParams, Trainable};
 use crate::{Error, Result};
 
 #[derive(Debug, Args)]
@@ -54,24 +54,15 @@ pub struct DemoArgs {
     pub task: TaskArgs,
 }
 
-/// FNV-1a, a stable hash for cache keys.
-fn fnv(bytes: &[u8], mut h: u64) -> u64 {
-    for &b in bytes {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x100000001b3);
-    }
-    h
-}
-
 fn adapted_model(a: &DemoArgs, base: &Path, texts: &[String]) -> Result<PathBuf> {
     let params = AdaptParams { steps: a.adapt_steps, trainable: Trainable::All, seed: a.seed, ..AdaptParams::default() };
-    let mut key = fnv(format!("{params:?}").as_bytes(), 0xcbf29ce484222325);
+    let mut key = fnv1a(format!("{params:?}").as_bytes(), FNV_OFFSET);
     for t in texts {
-        key = fnv(t.as_bytes(), key);
+        key = fnv1a(t.as_bytes(), key);
     }
     let weights = crate::model::weights_file(base)?;
     for f in [base.join("config.json"), weights] {
-        key = fnv(&std::fs::read(&f).map_err(|e| Error::io(&f, e))?, key);
+        key = fnv1a(&std::fs::read(&f).map_err(|e| Error::io(&f, e))?, key);
     }
     let name = base.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
     let dir = a.cache.join("adapted").join(format!("{name}-{key:016x}"));
@@ -87,8 +78,11 @@ fn adapted_model(a: &DemoArgs, base: &Path, texts: &[String]) -> Result<PathBuf>
         dir.display()
     );
     let l = a.task.load(base, a.seed)?;
+    // An interrupted first run resumes from here (saved every 50 steps).
+    let state = dir.with_extension("state");
     let mut bar = Bar::new("adapt");
-    let report = train::adapt(&l.model, &l.tok, texts, &params, &mut |p| bar.update(p))?;
+    let resume = Some(Resume { dir: &state, every: 50 });
+    let report = train::adapt(&l.model, &l.tok, texts, &params, resume, &mut |p| bar.update(p))?;
     bar.finish();
     write_dir_atomic(&dir, |d| {
         l.model.save_pretrained(d)?;
@@ -96,6 +90,9 @@ fn adapted_model(a: &DemoArgs, base: &Path, texts: &[String]) -> Result<PathBuf>
         std::fs::write(&path, serde_json::to_string_pretty(&json!({"source_model": base, "report": report})).unwrap())
             .map_err(|e| Error::io(&path, e))
     })?;
+    if state.exists() {
+        std::fs::remove_dir_all(&state).map_err(|e| Error::io(&state, e))?;
+    }
     eprintln!("adaptation took {:.0} s", report.seconds);
     Ok(dir)
 }

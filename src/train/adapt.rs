@@ -3,15 +3,25 @@
 //! It gives a checkpoint without a masked-LM head (a sentence encoder) a trained one,
 //! and adapts any model to the host's domain (Gururangan et al., 2020).
 
+//!
+//! Runs can be resumed: every batch, mask and dropout pattern is a function of the seed
+//! and the step number alone, and the weights, the optimiser state and the loss curve are
+//! saved atomically to a state directory every N steps, so a run stopped at any point
+//! continues exactly as if it had not stopped.
+
+use std::collections::HashMap;
+use std::path::Path;
 use std::time::Instant;
 
 use rand::seq::{IndexedRandom, SliceRandom};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
 use super::optim::Optimiser;
 use super::{Progress, ProgressFn, Stage};
+use crate::checkpoint::{fnv1a, write_dir_atomic, FNV_OFFSET};
 use crate::model::MaskedLm;
 use crate::tokenize::Tokenizer;
 use crate::{Error, Result};
@@ -80,7 +90,140 @@ pub struct AdaptReport {
     pub texts: usize,
     /// (step, mean masked-LM loss over the last 10 steps).
     pub loss_curve: Vec<(usize, f64)>,
+    /// Training time, summed over the sessions of a resumed run.
     pub seconds: f64,
+    /// Steps already done when this call started (0 unless resumed).
+    pub resumed_at: usize,
+}
+
+/// Where and how often a run saves its state so that it can be resumed.
+#[derive(Debug, Clone, Copy)]
+pub struct Resume<'a> {
+    /// State directory: read at the start if present, rewritten atomically.
+    pub dir: &'a Path,
+    /// Save every this many steps (0: only when stopped by the progress callback).
+    pub every: usize,
+}
+
+const STATE_WEIGHTS: &str = "state.safetensors";
+const STATE_JSON: &str = "state.json";
+const STATE_VERSION: u32 = 1;
+
+#[derive(Serialize, Deserialize)]
+struct SavedState {
+    version: u32,
+    /// Steps done.
+    step: usize,
+    /// The settings and data the state belongs to (checked on resume).
+    fingerprint: String,
+    loss_curve: Vec<(usize, f64)>,
+    window: Vec<f64>,
+    seconds: f64,
+}
+
+fn fingerprint(p: &AdaptParams, data: &[Tokenized], model: &MaskedLm) -> String {
+    let mut h = fnv1a(serde_json::to_string(p).unwrap_or_default().as_bytes(), FNV_OFFSET);
+    for t in data {
+        for id in &t.ids {
+            h = fnv1a(&id.to_le_bytes(), h);
+        }
+        h = fnv1a(b"\n", h);
+    }
+    format!("{:016x}:{}x{}", h, model.config.num_hidden_layers, model.config.hidden_size)
+}
+
+fn save_state(dir: &Path, model: &MaskedLm, opt: &Optimiser, st: &SavedState) -> Result<()> {
+    write_dir_atomic(dir, |tmp| {
+        let mut named: Vec<(String, Tensor)> = Vec::new();
+        for (name, t) in model.vs.variables() {
+            named.push((format!("model.{name}"), t.f_detach()?.f_to_device(tch::Device::Cpu)?.f_contiguous()?));
+        }
+        for (name, t) in opt.state() {
+            named.push((format!("optim.{name}"), t.f_to_device(tch::Device::Cpu)?.f_contiguous()?));
+        }
+        named.sort_by(|a, b| a.0.cmp(&b.0));
+        Tensor::write_safetensors(&named, tmp.join(STATE_WEIGHTS))?;
+        let path = tmp.join(STATE_JSON);
+        let text = serde_json::to_string_pretty(st).expect("state serialises");
+        std::fs::write(&path, text).map_err(|e| Error::io(&path, e))
+    })
+}
+
+/// Loads a saved state into the model and optimiser; `None` when `dir` holds none.
+fn load_state(dir: &Path, model: &MaskedLm, opt: &mut Optimiser, want: &str) -> Result<Option<SavedState>> {
+    let path = dir.join(STATE_JSON);
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    let st: SavedState =
+        serde_json::from_str(&text).map_err(|source| Error::Json { path: path.clone(), what: "an adaptation state", source })?;
+    if st.version != STATE_VERSION {
+        return Err(Error::InvalidArgument(format!("{}: state format {} (this lmbff reads {STATE_VERSION})", path.display(), st.version)));
+    }
+    if st.fingerprint != want {
+        return Err(Error::InvalidArgument(format!(
+            "{} holds the state of a run with other settings, texts or model; delete it or choose another state directory",
+            dir.display()
+        )));
+    }
+    let file = dir.join(STATE_WEIGHTS);
+    let tensors = Tensor::read_safetensors(&file).map_err(|e| Error::CorruptWeights { file: file.clone(), message: e.to_string() })?;
+    let mut weights = HashMap::new();
+    let mut optim = HashMap::new();
+    for (name, t) in tensors {
+        if let Some(n) = name.strip_prefix("model.") {
+            weights.insert(n.to_string(), t);
+        } else if let Some(n) = name.strip_prefix("optim.") {
+            optim.insert(n.to_string(), t);
+        }
+    }
+    let vars = model.vs.variables();
+    tch::no_grad(|| -> Result<()> {
+        for (name, v) in &vars {
+            let t = weights.get(name).ok_or_else(|| Error::MissingWeight { name: name.clone(), file: file.clone() })?;
+            if t.size() != v.size() {
+                return Err(Error::WeightShape { name: name.clone(), file: file.clone(), expected: v.size(), found: t.size() });
+            }
+            v.shallow_clone().f_copy_(t)?;
+        }
+        Ok(())
+    })?;
+    opt.load_state(&optim)?;
+    Ok(Some(st))
+}
+
+/// The data indices of step `step`'s batch: epoch after epoch, each a permutation
+/// drawn from (seed, epoch), so any step's batch is known without replaying the run.
+struct Sampler {
+    n: usize,
+    seed: u64,
+    epoch: Option<(usize, Vec<usize>)>,
+}
+
+impl Sampler {
+    fn batch(&mut self, step: usize, size: usize) -> Vec<usize> {
+        (step * size..(step + 1) * size)
+            .map(|pos| {
+                let e = pos / self.n;
+                if self.epoch.as_ref().is_none_or(|(k, _)| *k != e) {
+                    let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
+                    rng.set_stream(1 + e as u64);
+                    let mut perm: Vec<usize> = (0..self.n).collect();
+                    perm.shuffle(&mut rng);
+                    self.epoch = Some((e, perm));
+                }
+                self.epoch.as_ref().expect("just set").1[pos % self.n]
+            })
+            .collect()
+    }
+}
+
+/// Masking randomness of one step, independent of every other step's.
+fn step_rng(seed: u64, step: usize) -> ChaCha8Rng {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x6d61_736b_6d61_736b);
+    rng.set_stream(step as u64);
+    rng
 }
 
 struct Tokenized {
@@ -140,8 +283,17 @@ fn set_trainable(model: &MaskedLm, what: Trainable) {
     }
 }
 
-/// Continues masked-LM training of `model` on `texts`, in place.
-pub fn adapt(model: &MaskedLm, tok: &Tokenizer, texts: &[String], p: &AdaptParams, progress: ProgressFn) -> Result<AdaptReport> {
+/// Continues masked-LM training of `model` on `texts`, in place. With `resume`, a state
+/// saved there by an earlier call with the same settings, texts and model is picked up,
+/// and the state is saved every `resume.every` steps and when the callback stops the run.
+pub fn adapt(
+    model: &MaskedLm,
+    tok: &Tokenizer,
+    texts: &[String],
+    p: &AdaptParams,
+    resume: Option<Resume>,
+    progress: ProgressFn,
+) -> Result<AdaptReport> {
     if p.steps == 0 || p.batch_size == 0 || p.max_len < 4 || !(p.lr > 0.0) || !(0.0..1.0).contains(&p.mask_prob) {
         return Err(Error::InvalidArgument(format!("adaptation settings out of range: {p:?}")));
     }
@@ -156,8 +308,6 @@ pub fn adapt(model: &MaskedLm, tok: &Tokenizer, texts: &[String], p: &AdaptParam
     if data.is_empty() {
         return Err(Error::InvalidArgument("no unlabeled text to adapt on".into()));
     }
-    tch::manual_seed(p.seed as i64);
-    let mut rng = ChaCha8Rng::seed_from_u64(p.seed);
     set_trainable(model, p.trainable);
     // Whatever happens (error, cancellation), leave every weight trainable again.
     struct Unfreeze<'a>(&'a MaskedLm);
@@ -169,20 +319,25 @@ pub fn adapt(model: &MaskedLm, tok: &Tokenizer, texts: &[String], p: &AdaptParam
     let _unfreeze = Unfreeze(model);
     let warmup = (p.steps as f64 * p.warmup_ratio) as usize;
     let mut opt = Optimiser::new(&model.vs, p.lr, p.weight_decay, warmup, p.steps, 1.0)?;
+    let print = fingerprint(p, &data, model);
+    let mut st = SavedState { version: STATE_VERSION, step: 0, fingerprint: print.clone(), loss_curve: Vec::new(), window: Vec::new(), seconds: 0.0 };
+    if let Some(r) = resume {
+        if let Some(saved) = load_state(r.dir, model, &mut opt, &print)? {
+            st = saved;
+        }
+    }
+    let resumed_at = st.step;
     let dev = model.device();
     let pad = tok.special().pad as i64;
-    let mut order: Vec<usize> = Vec::new();
-    let mut curve = Vec::new();
-    let mut window = Vec::new();
+    let mut sampler = Sampler { n: data.len(), seed: p.seed, epoch: None };
     let start = Instant::now();
-    for step in 0..p.steps {
-        while order.len() < p.batch_size {
-            let mut epoch: Vec<usize> = (0..data.len()).collect();
-            epoch.shuffle(&mut rng);
-            order.extend(epoch);
-        }
+    let seconds_before = st.seconds;
+    for step in resumed_at..p.steps {
+        // Dropout's randomness, like the batch and the masks, depends on the step only.
+        tch::manual_seed((p.seed as i64).wrapping_mul(1_000_003).wrapping_add(step as i64));
+        let mut rng = step_rng(p.seed, step);
         let rows: Vec<(Vec<i64>, Vec<i64>)> =
-            order.drain(..p.batch_size).map(|i| mask_sequence(&data[i], max_len, p.mask_prob, tok, &mut rng)).collect();
+            sampler.batch(step, p.batch_size).into_iter().map(|i| mask_sequence(&data[i], max_len, p.mask_prob, tok, &mut rng)).collect();
         let s = rows.iter().map(|r| r.0.len()).max().unwrap_or(2);
         let b = rows.len();
         let mut ids = vec![pad; b * s];
@@ -206,18 +361,26 @@ pub fn adapt(model: &MaskedLm, tok: &Tokenizer, texts: &[String], p: &AdaptParam
         let target = flat_labels.f_index_select(0, &picked)?;
         let loss = logits.f_to_kind(Kind::Float)?.f_cross_entropy_loss::<Tensor>(&target, None, tch::Reduction::Mean, -100, 0.0)?;
         opt.step(&loss, step)?;
-        window.push(loss.f_double_value(&[])?);
+        st.window.push(loss.f_double_value(&[])?);
         let done = step + 1;
         if done % 10 == 0 || done == p.steps {
-            curve.push((done, window.iter().sum::<f64>() / window.len() as f64));
-            window.clear();
+            st.loss_curve.push((done, st.window.iter().sum::<f64>() / st.window.len() as f64));
+            st.window.clear();
         }
-        let last = curve.last().map(|c| c.1).unwrap_or(f64::NAN);
-        if !progress(Progress { stage: Stage::Adapt, step: done, total: p.steps, loss: last, metric: f64::NAN }) {
+        st.step = done;
+        st.seconds = seconds_before + start.elapsed().as_secs_f64();
+        let last = st.loss_curve.last().map(|c| c.1).unwrap_or(f64::NAN);
+        let go_on = progress(Progress { stage: Stage::Adapt, step: done, total: p.steps, loss: last, metric: f64::NAN });
+        if let Some(r) = resume {
+            if !go_on || (r.every > 0 && done % r.every == 0 && done < p.steps) {
+                save_state(r.dir, model, &opt, &st)?;
+            }
+        }
+        if !go_on {
             return Err(Error::Cancelled);
         }
     }
-    Ok(AdaptReport { params: p.clone(), texts: data.len(), loss_curve: curve, seconds: start.elapsed().as_secs_f64() })
+    Ok(AdaptReport { params: p.clone(), texts: data.len(), loss_curve: st.loss_curve, seconds: st.seconds, resumed_at })
 }
 
 #[cfg(test)]

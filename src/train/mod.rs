@@ -6,8 +6,9 @@ mod eval;
 mod finetune;
 mod optim;
 
-pub use adapt::{adapt, AdaptParams, AdaptReport, Trainable};
+pub use adapt::{adapt, AdaptParams, AdaptReport, Resume, Trainable};
 pub use eval::{accuracy, argmax, centered_accuracy, predict_logits, softmax_rows};
+pub use optim::Optimiser;
 pub use finetune::{encode_all, finetune, FinetuneReport, Head, Method, TrainParams};
 
 /// Progress of long work, reported to a callback that returns `false` to stop.
