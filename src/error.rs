@@ -47,6 +47,8 @@ pub enum Error {
     InvalidArgument(String),
     #[error("device {0:?} is not available: {1}")]
     Device(String, String),
+    #[error("ONNX Runtime: {0}")]
+    Runtime(String),
     #[error("cancelled")]
     Cancelled,
 }

@@ -1,13 +1,16 @@
 //! lmbff: few-shot labelling with LM-BFF prompt-based fine-tuning of masked LMs.
 //!
 //! Data flows one way: text -> [`prompt`] -> token ids ([`tokenize`]) -> [`model`]
-//! (tch) -> [`train`] -> [`checkpoint`]. The C ABI lives in [`ffi`].
+//! (tch) -> [`train`] -> [`checkpoint`] -> [`export`] (ONNX) -> [`serve`] (ONNX Runtime).
+//! The C ABI lives in [`ffi`].
 
 pub mod checkpoint;
 pub mod data;
 mod error;
+pub mod export;
 pub mod ffi;
 pub mod prompt;
+pub mod serve;
 pub mod tokenize;
 
 #[cfg(feature = "train")]

@@ -1,9 +1,10 @@
-//! The `lmbff` command line: adapt, train, eval, compare, demo (the README's main job)
-//! and bench-step.
+//! The `lmbff` command line: adapt, train, eval, compare, demo (the README's main job),
+//! export, predict and bench-step.
 
 mod commands;
 mod demo;
 mod progress;
+mod serve;
 mod task;
 
 pub use progress::Bar;
@@ -30,6 +31,10 @@ enum Command {
     Compare(commands::CompareArgs),
     /// The main job: bootstrap labels for a pool from a few examples on the default model.
     Demo(demo::DemoArgs),
+    /// Export a trained model to ONNX (model.onnx, tokenizer.json, lmbff-export.json).
+    Export(serve::ExportArgs),
+    /// Predict texts with an export directory through ONNX Runtime (JSON lines out).
+    Predict(serve::PredictArgs),
     /// Time our prompt-FT training step (prints one JSON line).
     BenchStep(commands::BenchArgs),
 }
@@ -43,6 +48,8 @@ pub fn main() -> i32 {
         Command::Eval(a) => commands::eval(a),
         Command::Compare(a) => commands::compare(a),
         Command::Demo(a) => demo::run(a),
+        Command::Export(a) => serve::export_cmd(a),
+        Command::Predict(a) => serve::predict_cmd(a),
         Command::BenchStep(a) => commands::bench_step(a),
     };
     match result {

@@ -84,6 +84,11 @@ impl MaskedLm {
         &self.report
     }
 
+    /// The directory the model was loaded from (its tokenizer files live there).
+    pub fn source_dir(&self) -> &Path {
+        &self.source_dir
+    }
+
     pub fn device(&self) -> Device {
         self.vs.device()
     }

@@ -136,6 +136,9 @@ impl Prompt {
                     .ok_or_else(|| Error::InvalidArgument(format!("the template needs sentence {index} (text_b), but the example has none")))?;
                     let text = shape_sentence(raw, *case, *drop_last, *space && tok.word_boundary() == WordBoundary::LeadingSpace);
                     let mut ids = tok.encode_piece(&text)?;
+                    // The template's mask is the only mask: a mask token typed in the
+                    // input text reads as unknown (so a model finds the mask by its id).
+                    ids.iter_mut().filter(|i| **i == special.mask).for_each(|i| *i = special.unk);
                     let limit = if *index == 0 { self.truncation.first_sent_limit } else { self.truncation.other_sent_limit };
                     if let Some(limit) = limit {
                         ids.truncate(limit);
@@ -167,8 +170,6 @@ impl Prompt {
             out.input_ids.extend_from_slice(&p.ids);
             out.segment_ids.extend(std::iter::repeat_n(p.segment, p.ids.len()));
         }
-        // The template's mask, found by position: a sentence may itself contain the
-        // mask token's text.
         let mut pos = 0;
         for (p, part) in pieces.iter().zip(self.template.parts()) {
             if matches!(part, Part::Mask) {

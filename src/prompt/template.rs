@@ -78,6 +78,14 @@ impl Template {
         Template { source: source.to_string(), parts }
     }
 
+    /// A template from parts already resolved (an export manifest's), checked as a parsed
+    /// one is; `source` is kept for messages.
+    pub fn from_parts(source: &str, parts: Vec<Part>) -> Result<Self> {
+        let t = Template { source: source.to_string(), parts };
+        t.validate()?;
+        Ok(t)
+    }
+
     pub fn source(&self) -> &str {
         &self.source
     }

@@ -23,6 +23,8 @@ pub struct SpecialTokens {
     pub sep: u32,
     pub mask: u32,
     pub pad: u32,
+    /// Stands in for mask tokens inside input text (see `prompt`).
+    pub unk: u32,
 }
 
 /// A loaded tokenizer with padding and truncation switched off.
@@ -75,6 +77,7 @@ impl Tokenizer {
             sep: find(&["[SEP]", "</s>"]).ok_or_else(|| missing("[SEP]/</s>"))?,
             mask: find(&["[MASK]", "<mask>"]).ok_or_else(|| missing("[MASK]/<mask>"))?,
             pad: find(&["[PAD]", "<pad>"]).ok_or_else(|| missing("[PAD]/<pad>"))?,
+            unk: find(&["[UNK]", "<unk>"]).ok_or_else(|| missing("[UNK]/<unk>"))?,
         };
         Ok(Tokenizer { inner, special, boundary, lowercase })
     }

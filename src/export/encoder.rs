@@ -1,0 +1,217 @@
+//! The ONNX graph of a trained model: BERT / RoBERTa encoder and the prompt head, which
+//! computes only what prediction needs (the masked-LM transform at the mask position and
+//! the label words' rows of the tied decoder; never the full vocabulary).
+//! Mirrors src/model/encoder.rs and src/model/head.rs operation for operation.
+
+use std::collections::HashMap;
+
+use tch::Tensor;
+
+use super::graph::{Attr, Dim, Graph};
+use super::proto::dtype;
+use crate::model::{Activation, Arch, MaskedLm};
+use crate::{Error, Result};
+
+pub const OUTPUT_PROBS: &str = "probs";
+pub const OUTPUT_LOGITS: &str = "label_logits";
+
+struct Ctx<'a> {
+    g: Graph,
+    vars: HashMap<String, Tensor>,
+    prefix: &'a str,
+}
+
+impl Ctx<'_> {
+    fn var(&self, name: &str) -> Result<&Tensor> {
+        self.vars.get(name).ok_or_else(|| Error::InvalidArgument(format!("the model has no weight {name}")))
+    }
+
+    /// A weight by its HF name, stored under that name.
+    fn weight(&mut self, name: &str) -> Result<String> {
+        let t = self.var(name)?.shallow_clone();
+        self.g.weight(name, &t)
+    }
+
+    /// `x W^T + b` for the HF linear layer `name` (weight stored transposed for MatMul).
+    fn linear(&mut self, x: &str, name: &str) -> Result<String> {
+        let w = self.var(&format!("{name}.weight"))?.f_tr()?.f_contiguous()?;
+        let w = self.g.weight(&format!("{name}.weight_t"), &w)?;
+        let b = self.weight(&format!("{name}.bias"))?;
+        let y = self.g.node("MatMul", &[x, &w], &[], "matmul");
+        Ok(self.g.node("Add", &[&y, &b], &[], "linear"))
+    }
+
+    fn layer_norm(&mut self, x: &str, name: &str, eps: f64) -> Result<String> {
+        let w = self.weight(&format!("{name}.weight"))?;
+        let b = self.weight(&format!("{name}.bias"))?;
+        Ok(self.g.node("LayerNormalization", &[x, &w, &b], &[("axis", Attr::Int(-1)), ("epsilon", Attr::Float(eps as f32))], "norm"))
+    }
+
+    fn activation(&mut self, x: &str, act: Activation) -> String {
+        let g = &mut self.g;
+        match act {
+            // 0.5 x (1 + erf(x / sqrt 2)): the pattern ONNX Runtime fuses into Gelu.
+            Activation::Gelu => {
+                let sqrt2 = g.const_f32("sqrt2", &[std::f32::consts::SQRT_2], &[]);
+                let one = g.const_f32("one", &[1.0], &[]);
+                let half = g.const_f32("half", &[0.5], &[]);
+                let d = g.node("Div", &[x, &sqrt2], &[], "gelu");
+                let e = g.node("Erf", &[&d], &[], "gelu");
+                let a = g.node("Add", &[&e, &one], &[], "gelu");
+                let m = g.node("Mul", &[x, &a], &[], "gelu");
+                g.node("Mul", &[&m, &half], &[], "gelu")
+            }
+            // 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))): fused into FastGelu.
+            Activation::GeluNew => {
+                let three = g.const_f32("three", &[3.0], &[]);
+                let c = g.const_f32("c", &[0.044715], &[]);
+                let k = g.const_f32("k", &[(2.0f32 / std::f32::consts::PI).sqrt()], &[]);
+                let one = g.const_f32("one", &[1.0], &[]);
+                let half = g.const_f32("half", &[0.5], &[]);
+                let p = g.node("Pow", &[x, &three], &[], "gelu");
+                let pc = g.node("Mul", &[&p, &c], &[], "gelu");
+                let s = g.node("Add", &[x, &pc], &[], "gelu");
+                let sk = g.node("Mul", &[&s, &k], &[], "gelu");
+                let t = g.node("Tanh", &[&sk], &[], "gelu");
+                let a = g.node("Add", &[&t, &one], &[], "gelu");
+                let m = g.node("Mul", &[x, &a], &[], "gelu");
+                g.node("Mul", &[&m, &half], &[], "gelu")
+            }
+            Activation::Relu => g.node("Relu", &[x], &[], "relu"),
+            Activation::Silu => {
+                let s = g.node("Sigmoid", &[x], &[], "silu");
+                g.node("Mul", &[x, &s], &[], "silu")
+            }
+        }
+    }
+}
+
+/// Builds the graph of `model` with a prompt head over `label_ids` (one token per class).
+/// Inputs: `input_ids`, `attention_mask` and, for BERT, `token_type_ids` (int64
+/// [batch, sequence]); outputs `probs` and `label_logits` (float [batch, labels]).
+/// The mask position of each row is where `input_ids` holds `mask_id`.
+pub fn build(model: &MaskedLm, label_ids: &[u32], mask_id: u32, g: Graph) -> Result<Graph> {
+    let c = &model.config;
+    let arch = model.arch;
+    let prefix = arch.prefix();
+    let vars = model.vs.variables();
+    let mut cx = Ctx { g, vars, prefix };
+    let (b, s) = (Dim::Named("batch"), Dim::Named("sequence"));
+    let ids = cx.g.input("input_ids", dtype::INT64, &[b, s]);
+    let mask = cx.g.input("attention_mask", dtype::INT64, &[Dim::Named("batch"), Dim::Named("sequence")]);
+    let types = match arch {
+        Arch::Bert => Some(cx.g.input("token_type_ids", dtype::INT64, &[Dim::Named("batch"), Dim::Named("sequence")])),
+        Arch::Roberta => None,
+    };
+    let emb = |n: &str| format!("{prefix}.embeddings.{n}");
+
+    // ---- embeddings
+    let word = cx.weight(&emb("word_embeddings.weight"))?;
+    let x = cx.g.node("Gather", &[&word, &ids], &[], "word_emb");
+    let pos_table = cx.weight(&emb("position_embeddings.weight"))?;
+    let type_table = cx.var(&emb("token_type_embeddings.weight"))?.shallow_clone();
+    let x = match arch {
+        Arch::Bert => {
+            // Positions 0..S: the first S rows of the table.
+            let shape = cx.g.node("Shape", &[&ids], &[], "shape");
+            let (one, two, zero) = (cx.g.const_i64("i1", &[1], &[1]), cx.g.const_i64("i2", &[2], &[1]), cx.g.const_i64("i0", &[0], &[1]));
+            let seq = cx.g.node("Slice", &[&shape, &one, &two], &[], "seq_len");
+            let pos = cx.g.node("Slice", &[&pos_table, &zero, &seq, &zero], &[], "pos_emb");
+            let x = cx.g.node("Add", &[&x, &pos], &[], "emb");
+            let table = cx.g.weight(&emb("token_type_embeddings.weight"), &type_table)?;
+            let t = cx.g.node("Gather", &[&table, types.as_deref().expect("bert has token types")], &[], "type_emb");
+            cx.g.node("Add", &[&x, &t], &[], "emb")
+        }
+        Arch::Roberta => {
+            // HF's create_position_ids_from_input_ids: pad + cumulative count of non-pads.
+            let pad = cx.g.const_i64("pad", &[c.pad_token_id], &[]);
+            let is_pad = cx.g.node("Equal", &[&ids, &pad], &[], "is_pad");
+            let not_pad = cx.g.node("Not", &[&is_pad], &[], "not_pad");
+            let n = cx.g.node("Cast", &[&not_pad], &[("to", Attr::Int(dtype::INT64 as i64))], "not_pad");
+            let axis = cx.g.const_i64("axis1", &[1], &[]);
+            let cum = cx.g.node("CumSum", &[&n, &axis], &[], "cum");
+            let cum = cx.g.node("Mul", &[&cum, &n], &[], "cum");
+            let positions = cx.g.node("Add", &[&cum, &pad], &[], "positions");
+            let p = cx.g.node("Gather", &[&pos_table, &positions], &[], "pos_emb");
+            let x = cx.g.node("Add", &[&x, &p], &[], "emb");
+            // RoBERTa has one token type: its row is a constant.
+            let row = type_table.f_select(0, 0)?;
+            let t = cx.g.weight(&emb("token_type_embeddings.row0"), &row)?;
+            cx.g.node("Add", &[&x, &t], &[], "emb")
+        }
+    };
+    let mut x = cx.layer_norm(&x, &emb("LayerNorm"), c.layer_norm_eps)?;
+
+    // ---- additive attention bias [B, 1, 1, S]: 0 for tokens, the float minimum for padding
+    let m = cx.g.node("Cast", &[&mask], &[("to", Attr::Int(dtype::FLOAT as i64))], "mask_f");
+    let one = cx.g.const_f32("one", &[1.0], &[]);
+    let inv = cx.g.node("Sub", &[&one, &m], &[], "mask_inv");
+    let big = cx.g.const_f32("fmin", &[f32::MIN], &[]);
+    let bias = cx.g.node("Mul", &[&inv, &big], &[], "mask_bias");
+    let axes = cx.g.const_i64("axes12", &[1, 2], &[2]);
+    let bias = cx.g.node("Unsqueeze", &[&bias, &axes], &[], "mask_bias");
+
+    // ---- layers
+    let (h, heads) = (c.hidden_size, c.num_attention_heads);
+    let dh = h / heads;
+    let split_shape = cx.g.const_i64("heads_shape", &[0, 0, heads, dh], &[4]);
+    let merge_shape = cx.g.const_i64("merge_shape", &[0, 0, h], &[3]);
+    let scale = cx.g.const_f32("scale", &[1.0 / (dh as f32).sqrt()], &[]);
+    for l in 0..c.num_hidden_layers {
+        let p = format!("{prefix}.encoder.layer.{l}");
+        let att = format!("{p}.attention");
+        let q = cx.linear(&x, &format!("{att}.self.query"))?;
+        let k = cx.linear(&x, &format!("{att}.self.key"))?;
+        let v = cx.linear(&x, &format!("{att}.self.value"))?;
+        let heads_of = |cx: &mut Ctx, t: &str, perm: &[i64]| {
+            let r = cx.g.node("Reshape", &[t, &split_shape], &[], "split_heads");
+            cx.g.node("Transpose", &[&r], &[("perm", Attr::Ints(perm.to_vec()))], "split_heads")
+        };
+        let q = heads_of(&mut cx, &q, &[0, 2, 1, 3]);
+        let k = heads_of(&mut cx, &k, &[0, 2, 3, 1]);
+        let v = heads_of(&mut cx, &v, &[0, 2, 1, 3]);
+        let scores = cx.g.node("MatMul", &[&q, &k], &[], "scores");
+        let scores = cx.g.node("Mul", &[&scores, &scale], &[], "scores");
+        let scores = cx.g.node("Add", &[&scores, &bias], &[], "scores");
+        let probs = cx.g.node("Softmax", &[&scores], &[("axis", Attr::Int(-1))], "attn");
+        let ctx = cx.g.node("MatMul", &[&probs, &v], &[], "context");
+        let ctx = cx.g.node("Transpose", &[&ctx], &[("perm", Attr::Ints(vec![0, 2, 1, 3]))], "context");
+        let ctx = cx.g.node("Reshape", &[&ctx, &merge_shape], &[], "context");
+        let a = cx.linear(&ctx, &format!("{att}.output.dense"))?;
+        let a = cx.g.node("Add", &[&a, &x], &[], "residual");
+        let a = cx.layer_norm(&a, &format!("{att}.output.LayerNorm"), c.layer_norm_eps)?;
+        let f = cx.linear(&a, &format!("{p}.intermediate.dense"))?;
+        let f = cx.activation(&f, c.hidden_act);
+        let f = cx.linear(&f, &format!("{p}.output.dense"))?;
+        let f = cx.g.node("Add", &[&f, &a], &[], "residual");
+        x = cx.layer_norm(&f, &format!("{p}.output.LayerNorm"), c.layer_norm_eps)?;
+    }
+
+    // ---- prompt head: hidden state at the mask [B, H]
+    let mask_tok = cx.g.const_i64("mask_id", &[mask_id as i64], &[]);
+    let is_mask = cx.g.node("Equal", &[&ids, &mask_tok], &[], "is_mask");
+    let is_mask = cx.g.node("Cast", &[&is_mask], &[("to", Attr::Int(dtype::FLOAT as i64))], "is_mask");
+    let pos = cx.g.node("ArgMax", &[&is_mask], &[("axis", Attr::Int(1)), ("keepdims", Attr::Int(1))], "mask_pos");
+    let at_mask = cx.g.node("GatherND", &[&x, &pos], &[("batch_dims", Attr::Int(1))], "at_mask");
+    let (dense, norm, bias_name, act) = match arch {
+        Arch::Bert => ("cls.predictions.transform.dense", "cls.predictions.transform.LayerNorm", "cls.predictions.bias", c.hidden_act),
+        Arch::Roberta => ("lm_head.dense", "lm_head.layer_norm", "lm_head.bias", Activation::Gelu),
+    };
+    let t = cx.linear(&at_mask, dense)?;
+    let t = cx.activation(&t, act);
+    let t = cx.layer_norm(&t, norm, c.layer_norm_eps)?;
+    // The label words' rows of the tied decoder and of its bias.
+    let idx = Tensor::from_slice(&label_ids.iter().map(|&i| i as i64).collect::<Vec<_>>());
+    let rows = cx.var(&emb("word_embeddings.weight"))?.f_index_select(0, &idx)?.f_tr()?.f_contiguous()?;
+    let rows = cx.g.weight("label_words.decoder_t", &rows)?;
+    let lbias = cx.var(bias_name)?.f_index_select(0, &idx)?;
+    let lbias = cx.g.weight("label_words.bias", &lbias)?;
+    let logits = cx.g.node("MatMul", &[&t, &rows], &[], "label_matmul");
+    cx.g.node_into("Add", &[&logits, &lbias], &[], &[OUTPUT_LOGITS]);
+    cx.g.node_into("Softmax", &[OUTPUT_LOGITS], &[("axis", Attr::Int(-1))], &[OUTPUT_PROBS]);
+    let n = label_ids.len() as i64;
+    cx.g.output(OUTPUT_PROBS, dtype::FLOAT, &[Dim::Named("batch"), Dim::Fixed(n)]);
+    cx.g.output(OUTPUT_LOGITS, dtype::FLOAT, &[Dim::Named("batch"), Dim::Fixed(n)]);
+    let _ = cx.prefix;
+    Ok(cx.g)
+}

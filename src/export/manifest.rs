@@ -1,0 +1,226 @@
+//! The export manifest, `lmbff-export.json`: everything a host needs, next to
+//! `model.onnx` and `tokenizer.json`, to turn texts into the model's inputs and its
+//! outputs into labels, in any language. docs/export.md specifies the rendering
+//! algorithm; tests/python/render_from_manifest.py reimplements it from this file alone.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::prompt::{Case, Part, Template, Truncation};
+use crate::tokenize::{Tokenizer, WordBoundary};
+use crate::{Error, Result};
+
+pub const EXPORT_MANIFEST: &str = "lmbff-export.json";
+pub const EXPORT_FORMAT: &str = "lmbff-export";
+/// Readers accept this version and older ones; fields are only ever added.
+pub const EXPORT_FORMAT_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExportManifest {
+    /// Always "lmbff-export".
+    pub format: String,
+    pub format_version: u32,
+    pub lmbff_version: String,
+    /// "classification" (regression and multi-label come later, as new values).
+    pub task: String,
+    /// "prompt": label words' logits at the template's mask (LM-BFF).
+    pub method: String,
+    /// Class names, in the order of the model's outputs.
+    pub labels: Vec<String>,
+    pub label_words: Vec<String>,
+    /// Vocabulary id of each label word.
+    pub label_word_ids: Vec<u32>,
+    pub template: TemplateSpec,
+    /// Demonstrations appended at inference: none in this version (always null).
+    pub demonstrations: Option<serde_json::Value>,
+    pub tokenizer: TokenizerSpec,
+    pub truncation: Truncation,
+    pub model: ModelSpec,
+    /// Facts about the training run (steps, seed, dev accuracy, source checkpoint).
+    #[serde(default)]
+    pub notes: serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TemplateSpec {
+    /// As the user wrote it (either syntax).
+    pub source: String,
+    /// Resolved parts, rendered in order.
+    pub parts: Vec<PartSpec>,
+}
+
+/// One template part. `sentence` parts are the only ones truncation may shorten.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum PartSpec {
+    Cls,
+    Mask,
+    /// A separator; with `next_segment` the following tokens get the next token type id.
+    Sep { next_segment: bool },
+    Sentence { index: usize, space: bool, case: CaseSpec, drop_last: bool },
+    /// The word of a fixed label (its id is `label_word_ids[label]`).
+    LabelWord { label: usize },
+    /// Literal text, tokenized without special tokens.
+    Text { text: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CaseSpec {
+    Keep,
+    LowerFirst,
+    UpperFirst,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenizerSpec {
+    /// File name inside the export directory.
+    pub file: String,
+    /// "leading_space" (byte-level BPE: `space` parts get a leading space) or "ignored".
+    pub word_boundary: String,
+    pub special_tokens: SpecialSpec,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpecialSpec {
+    pub cls: u32,
+    pub sep: u32,
+    pub mask: u32,
+    pub pad: u32,
+    pub unk: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelSpec {
+    pub file: String,
+    /// External data file beside `file`, if the weights are stored outside it.
+    pub external_data: Option<String>,
+    /// "bert" or "roberta".
+    pub architecture: String,
+    /// Graph inputs in order (int64 [batch, sequence]); `token_type_ids` only for BERT.
+    pub inputs: Vec<String>,
+    /// Graph outputs (float [batch, labels]): `probs`, `label_logits`.
+    pub outputs: Vec<String>,
+    pub opset: i64,
+    pub ir_version: i64,
+    pub weights: WeightType,
+    pub hidden_size: i64,
+    pub layers: i64,
+    /// Longest input the position embeddings allow (tokens).
+    pub max_positions: i64,
+    /// FNV-1a 64 of model.onnx (and its external data): the model's version.
+    pub version: String,
+}
+
+impl PartSpec {
+    pub fn from_part(p: &Part) -> Result<Self> {
+        Ok(match p {
+            Part::Cls => PartSpec::Cls,
+            Part::Mask => PartSpec::Mask,
+            Part::Sep { next_segment } => PartSpec::Sep { next_segment: *next_segment },
+            Part::Sentence { index, space, case, drop_last } => PartSpec::Sentence {
+                index: *index,
+                space: *space,
+                case: match case {
+                    Case::Keep => CaseSpec::Keep,
+                    Case::LowerFirst => CaseSpec::LowerFirst,
+                    Case::UpperFirst => CaseSpec::UpperFirst,
+                },
+                drop_last: *drop_last,
+            },
+            Part::LabelWord { label, .. } => PartSpec::LabelWord { label: *label },
+            Part::Text(t) => PartSpec::Text { text: t.clone() },
+            Part::OwnLabelWord { .. } => {
+                return Err(Error::InvalidArgument("a query template cannot show the example's own label word".into()))
+            }
+        })
+    }
+
+    pub fn to_part(&self) -> Part {
+        match self {
+            PartSpec::Cls => Part::Cls,
+            PartSpec::Mask => Part::Mask,
+            PartSpec::Sep { next_segment } => Part::Sep { next_segment: *next_segment },
+            PartSpec::Sentence { index, space, case, drop_last } => Part::Sentence {
+                index: *index,
+                space: *space,
+                case: match case {
+                    CaseSpec::Keep => Case::Keep,
+                    CaseSpec::LowerFirst => Case::LowerFirst,
+                    CaseSpec::UpperFirst => Case::UpperFirst,
+                },
+                drop_last: *drop_last,
+            },
+            PartSpec::LabelWord { label } => Part::LabelWord { label: *label, space: false },
+            PartSpec::Text { text } => Part::Text(text.clone()),
+        }
+    }
+}
+
+impl TemplateSpec {
+    pub fn of(t: &Template) -> Result<Self> {
+        Ok(TemplateSpec { source: t.source().to_string(), parts: t.parts().iter().map(PartSpec::from_part).collect::<Result<_>>()? })
+    }
+
+    pub fn template(&self) -> Result<Template> {
+        Template::from_parts(&self.source, self.parts.iter().map(PartSpec::to_part).collect())
+    }
+}
+
+impl TokenizerSpec {
+    pub fn of(tok: &Tokenizer, file: &str) -> Self {
+        let s = tok.special();
+        TokenizerSpec {
+            file: file.into(),
+            word_boundary: match tok.word_boundary() {
+                WordBoundary::LeadingSpace => "leading_space",
+                WordBoundary::Ignored => "ignored",
+            }
+            .into(),
+            special_tokens: SpecialSpec { cls: s.cls, sep: s.sep, mask: s.mask, pad: s.pad, unk: s.unk },
+        }
+    }
+}
+
+impl ExportManifest {
+    pub fn read(dir: &Path) -> Result<Self> {
+        let path = dir.join(EXPORT_MANIFEST);
+        if !path.is_file() {
+            return Err(Error::MissingFile { dir: dir.to_path_buf(), what: "export manifest", looked_for: EXPORT_MANIFEST.into() });
+        }
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        let value: serde_json::Value =
+            serde_json::from_str(&text).map_err(|source| Error::Json { path: path.clone(), what: "an export manifest", source })?;
+        if value["format"] != EXPORT_FORMAT {
+            return Err(Error::InvalidArgument(format!("{} is not an lmbff export manifest (format {})", path.display(), value["format"])));
+        }
+        let version = value["format_version"].as_u64().unwrap_or(0);
+        if version == 0 || version > EXPORT_FORMAT_VERSION as u64 {
+            return Err(Error::InvalidArgument(format!(
+                "{}: export format version {version}; this lmbff ({}) reads versions 1 to {EXPORT_FORMAT_VERSION}",
+                path.display(),
+                crate::VERSION
+            )));
+        }
+        serde_json::from_value(value).map_err(|source| Error::Json { path, what: "an export manifest", source })
+    }
+
+    pub fn write_into(&self, dir: &Path) -> Result<()> {
+        let path = dir.join(EXPORT_MANIFEST);
+        let text = serde_json::to_string_pretty(self).expect("a manifest serialises");
+        std::fs::write(&path, text).map_err(|e| Error::io(&path, e))
+    }
+}
+
+/// How float weight matrices are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WeightType {
+    /// fp32, as trained.
+    Fp32,
+    /// fp16 storage (half the file), cast to fp32 when the session loads: computation
+    /// stays fp32.
+    Fp16,
+}
+

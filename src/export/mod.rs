@@ -1,0 +1,33 @@
+//! Export: a trained model as an ONNX graph written by lmbff itself (no Python, no
+//! torch.onnx), with its tokenizer and a manifest that says how to render inputs, so a
+//! host predicts without Rust, Python or libtorch. Optionally a Triton Inference Server
+//! model repository next to it.
+//!
+//! Layout of an export directory:
+//! - `model.onnx` (+ `model.onnx.data` with external data): opset 17, IR version 8;
+//! - `tokenizer.json`: the model's Hugging Face tokenizer;
+//! - `lmbff-export.json`: the [`ExportManifest`];
+//! - `triton/<name>/{config.pbtxt, 1/model.onnx}` when asked for.
+
+mod manifest;
+
+pub use manifest::{
+    CaseSpec, ExportManifest, ModelSpec, PartSpec, SpecialSpec, TemplateSpec, TokenizerSpec, WeightType, EXPORT_FORMAT,
+    EXPORT_FORMAT_VERSION, EXPORT_MANIFEST,
+};
+
+#[cfg(feature = "train")]
+mod encoder;
+#[cfg(feature = "train")]
+mod graph;
+#[cfg(feature = "train")]
+mod proto;
+#[cfg(feature = "train")]
+mod write;
+#[cfg(feature = "train")]
+pub use write::{export, ExportOptions};
+
+/// Opset of the graphs written (LayerNormalization is a standard op from 17).
+pub const OPSET: i64 = 17;
+/// ONNX IR version that goes with opset 17.
+pub const IR_VERSION: i64 = 8;

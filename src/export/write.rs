@@ -1,0 +1,148 @@
+//! Writing an export directory from a loaded model and its prompt.
+
+use std::path::Path;
+
+use super::encoder::{self, OUTPUT_LOGITS, OUTPUT_PROBS};
+use super::graph::Graph;
+use super::manifest::*;
+use super::{IR_VERSION, OPSET};
+use crate::checkpoint::{fnv1a, write_dir_atomic, FNV_OFFSET};
+use crate::model::{Arch, MaskedLm};
+use crate::prompt::Prompt;
+use crate::tokenize::Tokenizer;
+use crate::{Error, Result};
+
+#[derive(Debug, Clone)]
+pub struct ExportOptions {
+    pub weights: WeightType,
+    /// Store weights in `model.onnx.data` (needed past 2 GiB; chosen automatically then).
+    pub external_data: bool,
+    /// Also write a Triton model repository under `triton/<name>/`.
+    pub triton: Option<String>,
+    /// Largest batch Triton may form (its `max_batch_size`).
+    pub triton_max_batch: usize,
+}
+
+impl Default for ExportOptions {
+    fn default() -> Self {
+        ExportOptions { weights: WeightType::Fp32, external_data: false, triton: None, triton_max_batch: 64 }
+    }
+}
+
+/// Exports `model` with `prompt` to `out` (written atomically: a failed export leaves
+/// what was there). `notes` go into the manifest (training facts).
+pub fn export(
+    model: &MaskedLm,
+    tok: &Tokenizer,
+    prompt: &Prompt,
+    notes: serde_json::Map<String, serde_json::Value>,
+    out: &Path,
+    opts: &ExportOptions,
+) -> Result<ExportManifest> {
+    if let Some(name) = &opts.triton {
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+            return Err(Error::InvalidArgument(format!("Triton model name {name:?}: use letters, digits, '_' and '-'")));
+        }
+    }
+    let special = tok.special();
+    let label_ids = prompt.verbalizer.token_ids().to_vec();
+    let params: i64 = model.vs.variables().values().map(|t| t.numel() as i64).sum();
+    let bytes_per = if opts.weights == WeightType::Fp16 { 2 } else { 4 };
+    // Protobuf caps a file at 2 GiB: big models go to external data whatever was asked.
+    let external = opts.external_data || params * bytes_per > 1_800_000_000;
+    let arch = match model.arch {
+        Arch::Bert => "bert",
+        Arch::Roberta => "roberta",
+    };
+    let mut inputs = vec!["input_ids".to_string(), "attention_mask".to_string()];
+    if model.arch == Arch::Bert {
+        inputs.push("token_type_ids".into());
+    }
+    let c = &model.config;
+    let mut manifest = ExportManifest {
+        format: EXPORT_FORMAT.into(),
+        format_version: EXPORT_FORMAT_VERSION,
+        lmbff_version: crate::VERSION.into(),
+        task: "classification".into(),
+        method: "prompt".into(),
+        labels: prompt.verbalizer.labels().to_vec(),
+        label_words: prompt.verbalizer.words().to_vec(),
+        label_word_ids: label_ids.clone(),
+        template: TemplateSpec::of(&prompt.template)?,
+        demonstrations: None,
+        tokenizer: TokenizerSpec::of(tok, "tokenizer.json"),
+        truncation: prompt.truncation,
+        model: ModelSpec {
+            file: "model.onnx".into(),
+            external_data: external.then(|| "model.onnx.data".into()),
+            architecture: arch.into(),
+            inputs,
+            outputs: vec![OUTPUT_PROBS.into(), OUTPUT_LOGITS.into()],
+            opset: OPSET,
+            ir_version: IR_VERSION,
+            weights: opts.weights,
+            hidden_size: c.hidden_size,
+            layers: c.num_hidden_layers,
+            max_positions: c.max_input_len(),
+            version: String::new(),
+        },
+        notes,
+    };
+    if prompt.truncation.max_len as i64 > c.max_input_len() {
+        return Err(Error::InvalidArgument(format!(
+            "max_len {} is longer than the model's {} positions",
+            prompt.truncation.max_len,
+            c.max_input_len()
+        )));
+    }
+    let tokenizer_src = model.source_dir().join("tokenizer.json");
+    write_dir_atomic(out, |dir| {
+        let graph = encoder::build(model, &label_ids, special.mask, Graph::new(opts.weights))?;
+        let onnx = dir.join("model.onnx");
+        let doc = format!("lmbff {} export: {} prompt model, labels {:?}", crate::VERSION, arch, manifest.labels);
+        let meta = [("lmbff_manifest", EXPORT_MANIFEST.to_string()), ("lmbff_version", crate::VERSION.to_string())];
+        graph.write(&onnx, OPSET, IR_VERSION, &doc, &meta, external)?;
+        let mut h = FNV_OFFSET;
+        for f in std::iter::once(onnx.clone()).chain(external.then(|| dir.join("model.onnx.data"))) {
+            h = fnv1a(&std::fs::read(&f).map_err(|e| Error::io(&f, e))?, h);
+        }
+        manifest.model.version = format!("{h:016x}");
+        std::fs::copy(&tokenizer_src, dir.join("tokenizer.json")).map_err(|e| Error::io(&tokenizer_src, e))?;
+        manifest.write_into(dir)?;
+        if let Some(name) = &opts.triton {
+            write_triton(dir, name, &manifest, opts.triton_max_batch)?;
+        }
+        Ok(())
+    })?;
+    Ok(manifest)
+}
+
+/// A Triton model repository: `triton/<name>/config.pbtxt` and `triton/<name>/1/` holding
+/// the model files. Triton receives token ids: the host renders and tokenizes as the
+/// manifest says.
+fn write_triton(dir: &Path, name: &str, m: &ExportManifest, max_batch: usize) -> Result<()> {
+    let model_dir = dir.join("triton").join(name);
+    let version_dir = model_dir.join("1");
+    std::fs::create_dir_all(&version_dir).map_err(|e| Error::io(&version_dir, e))?;
+    for f in std::iter::once(&m.model.file).chain(m.model.external_data.iter()) {
+        let (from, to) = (dir.join(f), version_dir.join(f));
+        // A hard link where the file system allows it (no second copy of the weights).
+        if std::fs::hard_link(&from, &to).is_err() {
+            std::fs::copy(&from, &to).map_err(|e| Error::io(&from, e))?;
+        }
+    }
+    let tensor = |n: &str, ty: &str, dims: &str| format!("  {{\n    name: \"{n}\"\n    data_type: {ty}\n    dims: [ {dims} ]\n  }}");
+    let inputs: Vec<String> = m.model.inputs.iter().map(|n| tensor(n, "TYPE_INT64", "-1")).collect();
+    let labels = m.labels.len().to_string();
+    let outputs: Vec<String> = m.model.outputs.iter().map(|n| tensor(n, "TYPE_FP32", &labels)).collect();
+    let text = format!(
+        "# Written by lmbff {}. Inputs are token ids rendered as ../../lmbff-export.json says.\n\
+         name: \"{name}\"\nplatform: \"onnxruntime_onnx\"\nmax_batch_size: {max_batch}\n\
+         input [\n{}\n]\noutput [\n{}\n]\ndynamic_batching {{ }}\n",
+        crate::VERSION,
+        inputs.join(",\n"),
+        outputs.join(",\n")
+    );
+    let path = model_dir.join("config.pbtxt");
+    std::fs::write(&path, text).map_err(|e| Error::io(&path, e))
+}

@@ -1,0 +1,256 @@
+//! The predictor: renders texts with the exported template, batches them by length,
+//! runs the ONNX graph and returns per-class probabilities with uncertainty.
+//!
+//! Throughput: inputs are sorted by token length and cut into batches of at most
+//! `max_batch`, each padded only to its own longest input; id buffers are reused across
+//! batches. Threads: one predictor is shared by any number of threads; it holds a pool of
+//! `sessions` ONNX Runtime sessions (each behind a lock, as `Session::run` needs `&mut`),
+//! and a call takes a free one, or waits for one.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use ort::session::builder::GraphOptimizationLevel;
+use ort::session::Session;
+use ort::value::Tensor as OrtTensor;
+use parking_lot::Mutex;
+
+use crate::export::ExportManifest;
+use crate::prompt::{Encoded, Example, Prompt, Verbalizer};
+use crate::tokenize::Tokenizer;
+use crate::{Error, Result};
+
+#[derive(Debug, Clone)]
+pub struct PredictorOptions {
+    /// ONNX Runtime intra-op threads per session (0: the machine's available cores).
+    pub threads: usize,
+    /// Sessions in the pool: concurrent calls that run at once (each one holds its own
+    /// copy of the weights and its own thread pool).
+    pub sessions: usize,
+    /// Largest batch handed to ONNX Runtime at once; bigger inputs are split.
+    pub max_batch: usize,
+    /// Explicit path of libonnxruntime (see `serve::environment` for the search order).
+    pub ort_library: Option<PathBuf>,
+}
+
+impl Default for PredictorOptions {
+    fn default() -> Self {
+        PredictorOptions { threads: 0, sessions: 1, max_batch: 64, ort_library: None }
+    }
+}
+
+/// The prediction for one input.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Prediction {
+    /// Probability of each class, in the manifest's label order.
+    pub probs: Vec<f32>,
+    /// Index of the most probable class.
+    pub label: usize,
+    /// Top probability minus the second: small means uncertain.
+    pub margin: f32,
+    /// Entropy of `probs` in nats (0: certain; ln(classes): uniform).
+    pub entropy: f32,
+}
+
+impl Prediction {
+    fn from_probs(probs: Vec<f32>) -> Self {
+        let mut order: Vec<usize> = (0..probs.len()).collect();
+        order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]).then(a.cmp(&b)));
+        let label = order[0];
+        let margin = probs[order[0]] - order.get(1).map(|&i| probs[i]).unwrap_or(0.0);
+        let entropy = -probs.iter().filter(|&&p| p > 0.0).map(|&p| p * p.ln()).sum::<f32>();
+        Prediction { probs, label, margin, entropy }
+    }
+}
+
+pub struct Predictor {
+    dir: PathBuf,
+    manifest: ExportManifest,
+    tok: Tokenizer,
+    prompt: Prompt,
+    sessions: Vec<Mutex<Session>>,
+    next: AtomicUsize,
+    max_batch: usize,
+    token_types: bool,
+}
+
+fn runtime_err(what: &str) -> impl Fn(ort::Error) -> Error + '_ {
+    move |e| Error::Runtime(format!("{what}: {e}"))
+}
+
+impl Predictor {
+    /// Opens an export directory: checks the manifest against the tokenizer and the
+    /// graph's inputs and outputs, and starts the session pool.
+    pub fn open(dir: &Path, opts: &PredictorOptions) -> Result<Self> {
+        if !dir.is_dir() {
+            return Err(Error::InvalidArgument(format!("export directory {} does not exist", dir.display())));
+        }
+        if opts.sessions == 0 || opts.max_batch == 0 {
+            return Err(Error::InvalidArgument("sessions and max_batch must be at least 1".into()));
+        }
+        let manifest = ExportManifest::read(dir)?;
+        if manifest.task != "classification" || manifest.method != "prompt" {
+            return Err(Error::InvalidArgument(format!(
+                "{}: task {:?} with method {:?} is not served by this lmbff ({})",
+                dir.display(),
+                manifest.task,
+                manifest.method,
+                crate::VERSION
+            )));
+        }
+        let tok = Tokenizer::from_bytes(&read(&dir.join(&manifest.tokenizer.file))?)?;
+        let s = tok.special();
+        let want = &manifest.tokenizer.special_tokens;
+        if (s.cls, s.sep, s.mask, s.pad, s.unk) != (want.cls, want.sep, want.mask, want.pad, want.unk) {
+            return Err(mismatch(dir, "the tokenizer's special tokens differ from the manifest's"));
+        }
+        let pairs: Vec<(String, String)> = manifest.labels.iter().cloned().zip(manifest.label_words.iter().cloned()).collect();
+        let verbalizer = Verbalizer::new(&tok, &pairs)?;
+        if verbalizer.token_ids() != manifest.label_word_ids.as_slice() {
+            return Err(mismatch(dir, "the label words encode to other ids than the manifest's"));
+        }
+        let prompt = Prompt::new(manifest.template.template()?, verbalizer, manifest.truncation)?;
+        let env = super::runtime::environment(opts.ort_library.as_deref())?;
+        let threads = if opts.threads == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) } else { opts.threads };
+        let model_path = dir.join(&manifest.model.file);
+        if !model_path.is_file() {
+            return Err(Error::MissingFile { dir: dir.to_path_buf(), what: "ONNX model", looked_for: manifest.model.file.clone() });
+        }
+        let mut sessions = Vec::with_capacity(opts.sessions);
+        for _ in 0..opts.sessions {
+            let session = Session::builder(env)
+                .map_err(runtime_err("cannot create a session builder"))?
+                .with_optimization_level(GraphOptimizationLevel::All)
+                .and_then(|b| b.with_intra_threads(threads))
+                .and_then(|b| b.with_inter_threads(1))
+                .map_err(|e| Error::Runtime(format!("session options: {e}")))?
+                .commit_from_file(&model_path)
+                .map_err(|e| Error::Runtime(format!("cannot load {}: {e}", model_path.display())))?;
+            sessions.push(Mutex::new(session));
+        }
+        {
+            let s = sessions[0].lock();
+            let inputs: Vec<String> = s.inputs().iter().map(|i| i.name().to_string()).collect();
+            let outputs: Vec<String> = s.outputs().iter().map(|o| o.name().to_string()).collect();
+            if inputs != manifest.model.inputs || !manifest.model.outputs.iter().all(|o| outputs.contains(o)) {
+                return Err(mismatch(
+                    dir,
+                    &format!("model.onnx has inputs {inputs:?} and outputs {outputs:?}; the manifest says {:?} and {:?}", manifest.model.inputs, manifest.model.outputs),
+                ));
+            }
+        }
+        let token_types = manifest.model.inputs.iter().any(|i| i == "token_type_ids");
+        Ok(Predictor { dir: dir.to_path_buf(), manifest, tok, prompt, sessions, next: AtomicUsize::new(0), max_batch: opts.max_batch, token_types })
+    }
+
+    pub fn manifest(&self) -> &ExportManifest {
+        &self.manifest
+    }
+
+    pub fn labels(&self) -> &[String] {
+        &self.manifest.labels
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Renders one input as the model sees it (token ids, segments, mask position).
+    pub fn encode(&self, ex: &Example) -> Result<Encoded> {
+        self.prompt.encode(&self.tok, ex)
+    }
+
+    /// Predicts a batch of inputs (texts, or pairs for two-sentence templates). An empty
+    /// batch gives an empty result. Over-long inputs are truncated as the manifest says,
+    /// never losing the mask.
+    pub fn predict(&self, inputs: &[Example]) -> Result<Vec<Prediction>> {
+        let encoded: Vec<Encoded> = inputs
+            .iter()
+            .enumerate()
+            .map(|(i, ex)| self.encode(ex).map_err(|e| Error::InvalidArgument(format!("input {i}: {e}"))))
+            .collect::<Result<_>>()?;
+        self.predict_encoded(&encoded)
+    }
+
+    /// Predicts already rendered inputs.
+    pub fn predict_encoded(&self, encoded: &[Encoded]) -> Result<Vec<Prediction>> {
+        let mut order: Vec<usize> = (0..encoded.len()).collect();
+        order.sort_by_key(|&i| encoded[i].input_ids.len());
+        let mut out: Vec<Option<Prediction>> = vec![None; encoded.len()];
+        let pad = self.tok.special().pad as i64;
+        let (mut ids, mut mask, mut types) = (Vec::new(), Vec::new(), Vec::new());
+        let mut session = self.session();
+        for chunk in order.chunks(self.max_batch) {
+            let s = chunk.iter().map(|&i| encoded[i].input_ids.len()).max().unwrap_or(1);
+            let b = chunk.len();
+            ids.clear();
+            mask.clear();
+            types.clear();
+            ids.resize(b * s, pad);
+            mask.resize(b * s, 0i64);
+            types.resize(b * s, 0i64);
+            for (r, &i) in chunk.iter().enumerate() {
+                let e = &encoded[i];
+                for (c, (&id, &seg)) in e.input_ids.iter().zip(&e.segment_ids).enumerate() {
+                    ids[r * s + c] = id as i64;
+                    mask[r * s + c] = 1;
+                    types[r * s + c] = seg as i64;
+                }
+            }
+            let shape = [b as i64, s as i64];
+            let tensor = |v: &Vec<i64>| OrtTensor::from_array((shape, v.clone())).map_err(runtime_err("input tensor"));
+            let mut feed = ort::inputs!["input_ids" => tensor(&ids)?, "attention_mask" => tensor(&mask)?];
+            if self.token_types {
+                feed.push(("token_type_ids".into(), tensor(&types)?.into()));
+            }
+            let outputs = session.run(feed).map_err(runtime_err("inference"))?;
+            let (shape_out, probs) = outputs["probs"].try_extract_tensor::<f32>().map_err(runtime_err("reading probs"))?;
+            let n = self.manifest.labels.len();
+            if shape_out.len() != 2 || shape_out[0] as usize != b || shape_out[1] as usize != n {
+                return Err(Error::Runtime(format!("model returned probs of shape {shape_out:?}, expected [{b}, {n}]")));
+            }
+            for (r, &i) in chunk.iter().enumerate() {
+                out[i] = Some(Prediction::from_probs(probs[r * n..(r + 1) * n].to_vec()));
+            }
+        }
+        Ok(out.into_iter().map(|p| p.expect("every input is in one chunk")).collect())
+    }
+
+    /// A free session of the pool, or the next one in turn when all are busy.
+    fn session(&self) -> parking_lot::MutexGuard<'_, Session> {
+        let n = self.sessions.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        for k in 0..n {
+            if let Some(g) = self.sessions[(start + k) % n].try_lock() {
+                return g;
+            }
+        }
+        self.sessions[start % n].lock()
+    }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| Error::io(path, e))
+}
+
+fn mismatch(dir: &Path, what: &str) -> Error {
+    Error::InvalidArgument(format!("export directory {} is inconsistent: {what} (re-export it)", dir.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uncertainty_of_probabilities() {
+        let p = Prediction::from_probs(vec![0.2, 0.7, 0.1]);
+        assert_eq!(p.label, 1);
+        assert!((p.margin - 0.5).abs() < 1e-6);
+        let h = -(0.2f32 * 0.2f32.ln() + 0.7 * 0.7f32.ln() + 0.1 * 0.1f32.ln());
+        assert!((p.entropy - h).abs() < 1e-6);
+        let u = Prediction::from_probs(vec![0.5, 0.5]);
+        assert_eq!(u.label, 0, "ties go to the first class");
+        assert_eq!(u.margin, 0.0);
+        assert!((u.entropy - 2f32.ln()).abs() < 1e-6);
+    }
+}

@@ -1,0 +1,91 @@
+//! Loading ONNX Runtime. lmbff does not link it: the shared library is opened once per
+//! process from an explicit path, found in this order:
+//! 1. the path a host passes (predictor options / the C ABI);
+//! 2. `LMBFF_ORT_LIB`, then `ORT_DYLIB_PATH` (ort's own variable);
+//! 3. `libonnxruntime.so*` in the directory of the library holding lmbff (a host ships
+//!    them side by side).
+//!
+//! (ort would resolve a relative name against the host executable, not our library.)
+
+use std::path::{Path, PathBuf};
+
+use once_cell::sync::OnceCell;
+use ort::environment::Environment;
+
+use crate::{Error, Result};
+
+static ENV: OnceCell<(PathBuf, Environment)> = OnceCell::new();
+static INIT: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
+
+/// Directory of the shared object (or executable) that contains this code.
+fn own_dir() -> Option<PathBuf> {
+    let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
+    // SAFETY: dladdr only reads the address and fills `info`.
+    let found = unsafe { libc::dladdr(own_dir as *const libc::c_void, &mut info) };
+    if found == 0 || info.dli_fname.is_null() {
+        return None;
+    }
+    // SAFETY: dladdr returned a NUL-terminated path that lives as long as the mapping.
+    let name = unsafe { std::ffi::CStr::from_ptr(info.dli_fname) };
+    let path = PathBuf::from(name.to_string_lossy().into_owned());
+    let path = std::fs::canonicalize(&path).unwrap_or(path);
+    path.parent().map(Path::to_path_buf)
+}
+
+fn candidates(explicit: Option<&Path>) -> Vec<(String, PathBuf)> {
+    let mut out = Vec::new();
+    if let Some(p) = explicit {
+        out.push(("the path given".to_string(), p.to_path_buf()));
+    }
+    for var in ["LMBFF_ORT_LIB", "ORT_DYLIB_PATH"] {
+        if let Some(p) = std::env::var_os(var).filter(|v| !v.is_empty()) {
+            out.push((var.to_string(), PathBuf::from(p)));
+        }
+    }
+    if let Some(dir) = own_dir() {
+        let mut found: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("libonnxruntime.so")))
+            .collect();
+        found.sort();
+        out.extend(found.into_iter().map(|p| ("the library's directory".to_string(), p)));
+    }
+    out
+}
+
+/// The process's ONNX Runtime environment, loading the library on first use. Later calls
+/// return the same environment (a process holds one ONNX Runtime).
+pub fn environment(explicit: Option<&Path>) -> Result<&'static Environment> {
+    if let Some((_, env)) = ENV.get() {
+        return Ok(env);
+    }
+    let _guard = INIT.lock();
+    if let Some((_, env)) = ENV.get() {
+        return Ok(env);
+    }
+    let tried = candidates(explicit);
+    let (from, path) = tried.iter().find(|(_, p)| p.is_file()).ok_or_else(|| {
+        let looked: Vec<String> = tried.iter().map(|(w, p)| format!("{} ({w})", p.display())).collect();
+        Error::Runtime(format!(
+            "ONNX Runtime library not found (looked at: {}); pass its path, set LMBFF_ORT_LIB, \
+             or put libonnxruntime.so.1.31.1 next to liblmbff.so",
+            if looked.is_empty() { "nothing".to_string() } else { looked.join(", ") }
+        ))
+    })?;
+    let env = ort::init_from(path)
+        .map_err(|e| Error::Runtime(format!("cannot load ONNX Runtime from {} ({from}): {e}", path.display())))?
+        .with_name("lmbff")
+        .with_telemetry(false)
+        .build()
+        .map_err(|e| Error::Runtime(format!("cannot start ONNX Runtime from {}: {e}", path.display())))?;
+    let _ = ENV.set((path.clone(), env));
+    Ok(&ENV.get().expect("just set").1)
+}
+
+/// Path of the loaded ONNX Runtime library, if loaded.
+pub fn loaded_from() -> Option<&'static Path> {
+    ENV.get().map(|(p, _)| p.as_path())
+}

@@ -1,0 +1,247 @@
+//! Export and serving: the ONNX graph lmbff writes passes onnx's full checker, predicts
+//! what the tch model predicts (BERT and RoBERTa tiny random models, the real MiniLM
+//! encoder), with fp16 weights and external data too; a Python reimplementation renders
+//! the same ids from the manifest alone; the Triton config matches the model; bad
+//! export directories and inputs get clear errors.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use lmbff::export::{export, ExportManifest, ExportOptions, WeightType, EXPORT_MANIFEST};
+use lmbff::model::MaskedLm;
+use lmbff::prompt::{Example, Prompt, Template, Truncation, Verbalizer};
+use lmbff::serve::{Predictor, PredictorOptions};
+use lmbff::tokenize::Tokenizer;
+use lmbff::train::{self, Head, Method};
+use lmbff::Error;
+use tch::Device;
+
+/// Real sentences of mixed lengths (the project's demo data), some over the length limit,
+/// one holding the mask token's text, one empty.
+fn texts(n: usize) -> Vec<Example> {
+    let raw = std::fs::read_to_string(common::root().join("data/reviews/test.tsv")).unwrap();
+    let mut out: Vec<Example> = raw.lines().skip(1).take(n).map(|l| Example::single(l.split('\t').next().unwrap(), None)).collect();
+    let long = out.iter().take(6).map(|e| e.text_a.clone()).collect::<Vec<_>>().join(" ");
+    out.push(Example::single(long, None));
+    out.push(Example::single("it was [MASK] and <mask> , really .", None));
+    out.push(Example::single("", None));
+    out
+}
+
+fn prompt(tok: &Tokenizer, template: &str, max_len: usize) -> Prompt {
+    let pairs = vec![("0".to_string(), "terrible".to_string()), ("1".to_string(), "great".to_string())];
+    let v = Verbalizer::new(tok, &pairs).unwrap();
+    Prompt::new(Template::parse(template).unwrap(), v, Truncation { max_len, ..Truncation::default() }).unwrap()
+}
+
+/// Probabilities from the tch model, as training evaluates.
+fn tch_probs(m: &MaskedLm, tok: &Tokenizer, p: &Prompt, ex: &[Example]) -> Vec<Vec<f32>> {
+    let enc = train::encode_all(tok, p, Method::Prompt, ex).unwrap();
+    let head = Head::for_prompt(m, p).unwrap();
+    train::softmax_rows(&train::predict_logits(m, &head, &enc, tok.special().pad, 7).unwrap())
+}
+
+fn max_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).flat_map(|(x, y)| x.iter().zip(y).map(|(u, v)| (u - v).abs())).fold(0.0, f32::max)
+}
+
+fn check_export(dir: &Path, triton: bool) -> serde_json::Value {
+    let mut cmd = Command::new(common::python());
+    cmd.arg(common::root().join("tests/python/check_export.py")).arg(dir);
+    if triton {
+        cmd.arg("--triton").arg(dir.join("triton"));
+    }
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "check_export.py failed:\n{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+struct Case {
+    model: MaskedLm,
+    tok: Tokenizer,
+    prompt: Prompt,
+}
+
+fn case(dir: &Path, template: &str, max_len: usize) -> Case {
+    common::one_thread();
+    tch::manual_seed(11);
+    let tok = Tokenizer::from_dir(dir).unwrap();
+    let prompt = prompt(&tok, template, max_len);
+    Case { model: MaskedLm::load(dir, Device::Cpu).unwrap(), tok, prompt }
+}
+
+fn export_to(c: &Case, name: &str, opts: &ExportOptions) -> PathBuf {
+    let out = common::tempdir(name).join("export");
+    export(&c.model, &c.tok, &c.prompt, Default::default(), &out, opts).unwrap();
+    out
+}
+
+fn open(dir: &Path) -> Predictor {
+    Predictor::open(dir, &PredictorOptions { threads: 1, max_batch: 4, ..Default::default() }).unwrap()
+}
+
+/// Exports, checks the file with onnx (and Triton's config), and compares predictions.
+fn parity(c: &Case, name: &str, opts: &ExportOptions, tol: f32) -> PathBuf {
+    let dir = export_to(c, name, opts);
+    let summary = check_export(&dir, opts.triton.is_some());
+    assert_eq!(summary["opset"], 17);
+    assert_eq!(summary["external_data"], opts.external_data);
+    let ex = texts(40);
+    let want = tch_probs(&c.model, &c.tok, &c.prompt, &ex);
+    let p = open(&dir);
+    let got: Vec<Vec<f32>> = p.predict(&ex).unwrap().into_iter().map(|p| p.probs).collect();
+    let d = max_diff(&want, &got);
+    println!("{name}: max |p_onnx - p_tch| = {d:.2e} over {} inputs", ex.len());
+    assert!(d <= tol, "{name}: max diff {d} > {tol}");
+    // The same rows come out whatever the batching.
+    let one_by_one: Vec<Vec<f32>> = ex.iter().map(|e| p.predict(std::slice::from_ref(e)).unwrap()[0].probs.clone()).collect();
+    assert!(max_diff(&got, &one_by_one) <= 1e-5);
+    dir
+}
+
+#[test]
+fn bert_export_matches_tch_and_passes_the_checker() {
+    let c = case(&common::fixtures().join("bert"), "{text} It was {mask}.", 40);
+    let opts = ExportOptions { triton: Some("tiny_bert".into()), triton_max_batch: 16, ..Default::default() };
+    let dir = parity(&c, "bert", &opts, 1e-4);
+    let m = ExportManifest::read(&dir).unwrap();
+    assert_eq!(m.model.inputs, ["input_ids", "attention_mask", "token_type_ids"]);
+    assert_eq!(m.model.version.len(), 16);
+}
+
+#[test]
+fn roberta_export_matches_tch() {
+    let c = case(&common::fixtures().join("roberta"), "*cls**sent_0*_It_was*mask*.*sep+*", 40);
+    let dir = parity(&c, "roberta", &ExportOptions { triton: Some("tiny_roberta".into()), ..Default::default() }, 1e-4);
+    assert_eq!(ExportManifest::read(&dir).unwrap().model.inputs, ["input_ids", "attention_mask"]);
+}
+
+#[test]
+fn minilm_export_matches_tch() {
+    // The real encoder (its new masked-LM head is seeded): real weights, real vocabulary.
+    let c = case(&common::default_model(), "{text} It was {mask}.", 128);
+    parity(&c, "minilm", &ExportOptions::default(), 1e-4);
+}
+
+#[test]
+fn fp16_weights_and_external_data() {
+    let c = case(&common::fixtures().join("bert"), "{text} It was {mask}.", 40);
+    let full = export_to(&c, "fp32", &ExportOptions::default());
+    let half = parity(&c, "fp16", &ExportOptions { weights: WeightType::Fp16, ..Default::default() }, 2e-3);
+    let size = |d: &Path| std::fs::metadata(d.join("model.onnx")).unwrap().len();
+    assert!(size(&half) * 10 < size(&full) * 6, "fp16 file {} vs fp32 {}", size(&half), size(&full));
+    let ext = parity(&c, "external", &ExportOptions { external_data: true, ..Default::default() }, 1e-4);
+    assert!(ext.join("model.onnx.data").is_file());
+    assert!(size(&ext) < 20_000, "weights left model.onnx ({} bytes)", size(&ext));
+    assert_eq!(ExportManifest::read(&ext).unwrap().model.external_data.as_deref(), Some("model.onnx.data"));
+}
+
+/// A host in another language renders the same ids from the manifest and tokenizer.json.
+#[test]
+fn python_renders_the_same_ids_from_the_manifest() {
+    for (fixture, template, max_len) in [
+        ("bert", "{text_a} ? {mask} , {text_b:lower} !", 24),
+        ("roberta", "*cls**sent-_0*?*mask*,*+sentl_1**sep+*", 24),
+        ("bert", "*cls**sent_0*_It_was*mask*.*sep+*", 20),
+    ] {
+        let dir = common::fixtures().join(fixture);
+        let c = case(&dir, template, max_len);
+        let out = export_to(&c, &format!("render-{fixture}"), &ExportOptions::default());
+        let pair = c.prompt.template.num_sentences() > 1;
+        let ex: Vec<Example> = texts(12)
+            .into_iter()
+            .enumerate()
+            .map(|(i, e)| Example { text_b: pair.then(|| format!("The Movie [MASK] {i}")), ..e })
+            .collect();
+        let json: Vec<serde_json::Value> = ex.iter().map(|e| serde_json::json!({"text_a": e.text_a, "text_b": e.text_b})).collect();
+        let file = out.parent().unwrap().join("examples.json");
+        std::fs::write(&file, serde_json::to_string(&json).unwrap()).unwrap();
+        let res = Command::new(common::python()).arg(common::root().join("tests/python/render_from_manifest.py")).arg(&out).arg(&file).output().unwrap();
+        assert!(res.status.success(), "{}", String::from_utf8_lossy(&res.stderr));
+        let got: serde_json::Value = serde_json::from_slice(&res.stdout).unwrap();
+        let p = open(&out);
+        for (i, e) in ex.iter().enumerate() {
+            let ours = p.encode(e).unwrap();
+            let ids: Vec<u32> = serde_json::from_value(got["input_ids"][i].clone()).unwrap();
+            let types: Vec<u32> = serde_json::from_value(got["token_type_ids"][i].clone()).unwrap();
+            assert_eq!(ids, ours.input_ids, "{fixture} {template:?} input {i}");
+            assert_eq!(types, ours.segment_ids, "{fixture} {template:?} input {i}");
+            assert!(ours.input_ids.len() <= max_len);
+            assert_eq!(ours.input_ids[ours.mask_pos], c.tok.special().mask, "the mask survives truncation");
+            assert_eq!(ours.input_ids.iter().filter(|&&t| t == c.tok.special().mask).count(), 1, "one mask only");
+        }
+    }
+}
+
+#[test]
+fn bad_export_dirs_and_inputs() {
+    let c = case(&common::fixtures().join("bert"), "{text} It was {mask}.", 40);
+    let dir = export_to(&c, "bad", &ExportOptions::default());
+    let opts = PredictorOptions { threads: 1, ..Default::default() };
+    let err = |d: &Path| Predictor::open(d, &opts).err().expect("opening fails").to_string();
+
+    assert!(err(&dir.join("nope")).contains("does not exist"));
+    // A manifest that no longer matches the tokenizer.
+    let edit = |f: &dyn Fn(&mut serde_json::Value)| {
+        let d = common::tempdir("bad-edit").join("export");
+        std::fs::create_dir_all(&d).unwrap();
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let e = e.unwrap();
+            if e.path().is_file() {
+                std::fs::copy(e.path(), d.join(e.file_name())).unwrap();
+            }
+        }
+        let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(d.join(EXPORT_MANIFEST)).unwrap()).unwrap();
+        f(&mut v);
+        std::fs::write(d.join(EXPORT_MANIFEST), v.to_string()).unwrap();
+        d
+    };
+    assert!(err(&edit(&|v| v["label_word_ids"][0] = 5.into())).contains("label words encode to other ids"));
+    assert!(err(&edit(&|v| v["format_version"] = 99.into())).contains("export format version 99"));
+    assert!(err(&edit(&|v| v["model"]["inputs"] = serde_json::json!(["input_ids", "attention_mask"]))).contains("model.onnx has inputs"));
+    let no_model = edit(&|_| {});
+    std::fs::remove_file(no_model.join("model.onnx")).unwrap();
+    assert!(err(&no_model).contains("model.onnx"));
+    let no_manifest = edit(&|_| {});
+    std::fs::remove_file(no_manifest.join(EXPORT_MANIFEST)).unwrap();
+    assert!(err(&no_manifest).contains("export manifest"));
+
+    let p = Predictor::open(&dir, &opts).unwrap();
+    assert!(p.predict(&[]).unwrap().is_empty(), "an empty batch gives an empty result");
+    let r = p.predict(&[Example::single("", None)]).unwrap();
+    assert!((r[0].probs.iter().sum::<f32>() - 1.0).abs() < 1e-5, "an empty text is predicted like any other");
+    // A pair template needs text_b: the error names the input.
+    let pair = Case { prompt: prompt(&c.tok, "{text_a} ? {mask} , {text_b}", 40), ..c };
+    let pdir = export_to(&pair, "bad-pair", &ExportOptions::default());
+    let e = Predictor::open(&pdir, &opts).unwrap().predict(&[Example::single("a", None)]).unwrap_err();
+    assert!(matches!(e, Error::InvalidArgument(_)) && e.to_string().contains("input 0"), "{e}");
+}
+
+/// One predictor shared by threads gives each caller its own, correct rows.
+#[test]
+fn a_predictor_is_shared_across_threads() {
+    let c = case(&common::fixtures().join("bert"), "{text} It was {mask}.", 40);
+    let dir = export_to(&c, "threads", &ExportOptions::default());
+    let p = Predictor::open(&dir, &PredictorOptions { threads: 1, sessions: 2, max_batch: 8, ..Default::default() }).unwrap();
+    let ex = texts(30);
+    let want = p.predict(&ex).unwrap();
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4).map(|k| s.spawn({
+            let (p, ex) = (&p, &ex);
+            move || {
+                let mine: Vec<Example> = ex.iter().skip(k).step_by(4).cloned().collect();
+                (k, p.predict(&mine).unwrap())
+            }
+        })).collect();
+        for h in handles {
+            let (k, got) = h.join().unwrap();
+            for (j, g) in got.iter().enumerate() {
+                let w = &want[k + 4 * j];
+                assert!(max_diff(&[g.probs.clone()], &[w.probs.clone()]) < 1e-5);
+            }
+        }
+    });
+}

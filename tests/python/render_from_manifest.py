@@ -1,0 +1,130 @@
+"""Renders LM-BFF prompts from an lmbff export directory alone, independently of lmbff.
+
+It reads EXPORT_DIR/lmbff-export.json (the template's parts, the label word ids, the
+special ids, the truncation rules) and the tokenizer.json it names, and rebuilds the
+input ids a host in another language must feed the exported model. Tests compare its
+output with lmbff's own.
+
+Usage:
+    python render_from_manifest.py EXPORT_DIR EXAMPLES_JSON
+EXAMPLES_JSON holds a JSON list of {"text_a": str, "text_b": str|null}. Prints one JSON
+object: {"input_ids": [[...], ...], "token_type_ids": [[...], ...]}, unpadded.
+As a library: render(manifest, tokenizer, examples), load(export_dir).
+"""
+import argparse
+import json
+import os
+import sys
+
+from tokenizers import Tokenizer
+
+# Unicode White_Space, as Rust's str::trim uses (Python's str.strip also strips \x1c-\x1f).
+WHITESPACE = "\t\n\x0b\x0c\r \x85\xa0\u1680" + "".join(map(chr, range(0x2000, 0x200B))) + "\u2028\u2029\u202f\u205f\u3000"
+
+
+def load(export_dir):
+    """Returns (manifest, tokenizer) of an export directory."""
+    with open(os.path.join(export_dir, "lmbff-export.json"), encoding="utf-8") as f:
+        manifest = json.load(f)
+    tok = Tokenizer.from_file(os.path.join(export_dir, manifest["tokenizer"]["file"]))
+    tok.no_padding()
+    tok.no_truncation()
+    return manifest, tok
+
+
+def encode(tok, text):
+    return tok.encode(text, add_special_tokens=False).ids if text else []
+
+
+def shape(raw, part, leading_space):
+    s = raw.strip(WHITESPACE)
+    if part["drop_last"]:
+        s = s[:-1]
+    if s and part["case"] == "lower_first":
+        s = s[0].lower() + s[1:]
+    elif s and part["case"] == "upper_first":
+        s = s[0].upper() + s[1:]
+    elif part["case"] not in ("keep", "lower_first", "upper_first"):
+        raise ValueError(f"unknown case {part['case']!r}")
+    if part["space"] and leading_space:
+        s = " " + s
+    return s
+
+
+def render_one(manifest, tok, example):
+    """Returns (input_ids, token_type_ids) of one example."""
+    special = manifest["tokenizer"]["special_tokens"]
+    leading_space = manifest["tokenizer"]["word_boundary"] == "leading_space"
+    trunc = manifest["truncation"]
+    pieces = []  # [ids, segment, is_sentence]
+    segment = 0
+    for part in manifest["template"]["parts"]:
+        kind = part["kind"]
+        if kind in ("cls", "mask", "sep"):
+            pieces.append([[special[kind]], segment, False])
+            if kind == "sep" and part.get("next_segment"):
+                segment += 1
+        elif kind == "text":
+            pieces.append([encode(tok, part["text"]), segment, False])
+        elif kind == "label_word":
+            pieces.append([[manifest["label_word_ids"][part["label"]]], segment, False])
+        elif kind == "sentence":
+            index = part["index"]
+            raw = example.get("text_a") if index == 0 else example.get("text_b")
+            if raw is None:
+                raise ValueError(f"the template needs sentence {index}, but the example has none")
+            ids = encode(tok, shape(raw, part, leading_space))
+            ids = [special["unk"] if i == special["mask"] else i for i in ids]
+            limit = trunc["first_sent_limit"] if index == 0 else trunc["other_sent_limit"]
+            if limit is not None:
+                ids = ids[:limit]
+            pieces.append([ids, segment, True])
+        else:
+            raise ValueError(f"unknown part kind {kind!r}")
+
+    max_len = trunc["max_len"]
+    fixed_len = sum(len(p[0]) for p in pieces if not p[2])
+    if fixed_len >= max_len:
+        raise ValueError(f"the template alone takes {fixed_len} tokens, max_len is {max_len}")
+    sentences = [p for p in pieces if p[2]]
+    total = sum(len(p[0]) for p in pieces)
+    while total > max_len:
+        longest = max(sentences, key=lambda p: len(p[0]))  # max() keeps the first on ties
+        longest[0].pop()
+        total -= 1
+
+    input_ids, token_type_ids = [], []
+    for ids, seg, _ in pieces:
+        input_ids += ids
+        token_type_ids += [seg] * len(ids)
+    return input_ids, token_type_ids
+
+
+def render(manifest, tok, examples):
+    """Returns {"input_ids": [...], "token_type_ids": [...]} for a list of examples."""
+    out = {"input_ids": [], "token_type_ids": []}
+    for ex in examples:
+        ids, types = render_one(manifest, tok, ex)
+        out["input_ids"].append(ids)
+        out["token_type_ids"].append(types)
+    return out
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("export_dir")
+    p.add_argument("examples_json")
+    a = p.parse_args()
+    manifest, tok = load(a.export_dir)
+    with open(a.examples_json, encoding="utf-8") as f:
+        examples = json.load(f)
+    try:
+        out = render(manifest, tok, examples)
+    except ValueError as e:
+        sys.exit(f"render_from_manifest: {e}")
+    json.dump(out, sys.stdout)
+    print()
+
+
+if __name__ == "__main__":
+    main()
