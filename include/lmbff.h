@@ -15,6 +15,89 @@
  */
 #define LMBFF_ABI_VERSION 1
 
+/*
+ Status codes returned by every fallible call.
+ */
+typedef enum {
+  LMBFF_OK = 0,
+  /*
+   A null pointer, an out-of-range value or an unknown enum value.
+   */
+  LMBFF_ERR_INVALID_ARGUMENT = 1,
+  /*
+   A string argument is not valid UTF-8.
+   */
+  LMBFF_ERR_UTF8 = 2,
+  /*
+   A file or directory could not be read or written.
+   */
+  LMBFF_ERR_IO = 3,
+  /*
+   A file is malformed, of an unsupported version, or inconsistent with its directory.
+   */
+  LMBFF_ERR_FORMAT = 4,
+  /*
+   A model cannot be loaded (architecture, weights, tokenizer, template, label words).
+   */
+  LMBFF_ERR_MODEL = 5,
+  /*
+   ONNX Runtime could not be loaded or failed.
+   */
+  LMBFF_ERR_RUNTIME = 6,
+  /*
+   The call needs training support, and this build is serve-only.
+   */
+  LMBFF_ERR_NO_TRAINING = 7,
+  /*
+   The work was cancelled.
+   */
+  LMBFF_ERR_CANCELLED = 8,
+  /*
+   A bug in lmbff (a caught panic); the handle involved is no longer usable.
+   */
+  LMBFF_ERR_INTERNAL = 9,
+} lmbff_status;
+
+/*
+ The predictions of one lmbff_predict call.
+ */
+typedef struct lmbff_predictions lmbff_predictions;
+
+/*
+ An open predictor over an export directory. Thread-safe: any number of threads may
+ call lmbff_predict on one predictor at once.
+ */
+typedef struct lmbff_predictor lmbff_predictor;
+
+/*
+ Options of lmbff_predictor_open. Get defaults from lmbff_predictor_default_params()
+ and change fields; `struct_size` lets the struct grow in later versions.
+ */
+typedef struct {
+  /*
+   sizeof(lmbff_predictor_params), set by lmbff_predictor_default_params().
+   */
+  size_t struct_size;
+  /*
+   ONNX Runtime intra-op threads per session (0: all available cores).
+   */
+  uint32_t threads;
+  /*
+   Sessions in the pool: how many calls run at once (each holds the weights).
+   */
+  uint32_t sessions;
+  /*
+   Largest batch run at once; larger calls are split (inputs sorted by length).
+   */
+  uint32_t max_batch;
+  /*
+   Path of libonnxruntime.so, or NULL: LMBFF_ORT_LIB, ORT_DYLIB_PATH, then
+   libonnxruntime.so* next to liblmbff.so. The first predictor opened loads it for
+   the whole process.
+   */
+  const char *ort_library;
+} lmbff_predictor_params;
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -30,10 +113,232 @@ uint32_t lmbff_abi_version(void);
 const char *lmbff_version_string(void);
 
 /*
+ Whether this build can train and export (false for the serve-only build, whose
+ training and export calls return LMBFF_ERR_NO_TRAINING).
+ */
+bool lmbff_has_training(void);
+
+/*
  The message of the last failed call on this thread ("" if none). Borrowed: valid
  until the next lmbff call on this thread.
  */
 const char *lmbff_last_error(void);
+
+/*
+ Default predictor options (threads 0 = all cores, 1 session, batches of 64).
+ */
+lmbff_predictor_params lmbff_predictor_default_params(void);
+
+/*
+ Opens the export directory `export_dir` (written by lmbff_export or `lmbff export`).
+ `params` may be NULL for the defaults. On success *out holds a predictor to free with
+ lmbff_predictor_free. Loads ONNX Runtime; never loads libtorch.
+
+ # Safety
+ `export_dir` is a NUL-terminated string; `params` is NULL or points to params from
+ lmbff_predictor_default_params(); `out` is a valid pointer.
+ */
+lmbff_status lmbff_predictor_open(const char *export_dir,
+                                  const lmbff_predictor_params *params,
+                                  lmbff_predictor **out);
+
+/*
+ Frees a predictor (NULL is a no-op). No call on it may be running.
+
+ # Safety
+ `p` is NULL or a predictor from lmbff_predictor_open, not yet freed.
+ */
+void lmbff_predictor_free(lmbff_predictor *p);
+
+/*
+ Number of classes (0 if `p` is NULL).
+
+ # Safety
+ `p` is NULL or a live predictor.
+ */
+size_t lmbff_predictor_num_labels(const lmbff_predictor *p);
+
+/*
+ Name of class `i` (NULL if out of range). Borrowed: valid while the predictor lives.
+
+ # Safety
+ `p` is NULL or a live predictor.
+ */
+const char *lmbff_predictor_label(const lmbff_predictor *p, size_t i);
+
+/*
+ Predicts `n` inputs: `texts[i]`, paired with `texts_b[i]` for two-sentence templates
+ (`texts_b` NULL otherwise). n = 0 gives an empty result. Texts over the length limit
+ are truncated as the export's manifest says (the mask is kept). On success *out
+ holds the results, to free with lmbff_predictions_free.
+
+ # Safety
+ `texts` (and `texts_b` if not NULL) point to `n` NUL-terminated strings; `out` is valid.
+ */
+lmbff_status lmbff_predict(const lmbff_predictor *p,
+                           const char *const *texts,
+                           const char *const *texts_b,
+                           size_t n,
+                           lmbff_predictions **out);
+
+/*
+ Frees predictions (NULL is a no-op).
+
+ # Safety
+ `r` is NULL or from lmbff_predict, not yet freed.
+ */
+void lmbff_predictions_free(lmbff_predictions *r);
+
+/*
+ Number of predictions (0 if `r` is NULL).
+
+ # Safety
+ `r` is NULL or live predictions.
+ */
+size_t lmbff_predictions_count(const lmbff_predictions *r);
+
+/*
+ The predicted class of input `i`, with its uncertainty: `margin` (top probability
+ minus the second) and `entropy` (nats). Any output pointer may be NULL.
+
+ # Safety
+ `r` is live predictions; output pointers are NULL or valid.
+ */
+lmbff_status lmbff_predictions_get(const lmbff_predictions *r,
+                                   size_t i,
+                                   uint32_t *label,
+                                   float *margin,
+                                   float *entropy);
+
+/*
+ Copies the class probabilities of input `i` into `probs`, which holds `capacity`
+ floats (at least lmbff_predictor_num_labels()).
+
+ # Safety
+ `r` is live predictions; `probs` points to `capacity` floats.
+ */
+lmbff_status lmbff_predictions_probs(const lmbff_predictions *r,
+                                     size_t i,
+                                     float *probs,
+                                     size_t capacity);
+
+/*
+ Exports a trained checkpoint directory (a `lmbff train --out` directory, with its
+ lmbff.json) to an export directory for lmbff_predictor_open. `fp16` stores weight
+ matrices as fp16. Returns LMBFF_ERR_NO_TRAINING in a serve-only build.
+
+ # Safety
+ `checkpoint_dir` and `out_dir` are NUL-terminated strings.
+ */
+lmbff_status lmbff_export(const char *checkpoint_dir, const char *out_dir, bool fp16);
+
+/*
+ Default predictor options (threads 0 = all cores, 1 session, batches of 64).
+ */
+lmbff_predictor_params lmbff_predictor_default_params(void);
+
+/*
+ Opens the export directory `export_dir` (written by lmbff_export or `lmbff export`).
+ `params` may be NULL for the defaults. On success *out holds a predictor to free with
+ lmbff_predictor_free. Loads ONNX Runtime; never loads libtorch.
+
+ # Safety
+ `export_dir` is a NUL-terminated string; `params` is NULL or points to params from
+ lmbff_predictor_default_params(); `out` is a valid pointer.
+ */
+lmbff_status lmbff_predictor_open(const char *export_dir,
+                                  const lmbff_predictor_params *params,
+                                  lmbff_predictor **out);
+
+/*
+ Frees a predictor (NULL is a no-op). No call on it may be running.
+
+ # Safety
+ `p` is NULL or a predictor from lmbff_predictor_open, not yet freed.
+ */
+void lmbff_predictor_free(lmbff_predictor *p);
+
+/*
+ Number of classes (0 if `p` is NULL).
+
+ # Safety
+ `p` is NULL or a live predictor.
+ */
+size_t lmbff_predictor_num_labels(const lmbff_predictor *p);
+
+/*
+ Name of class `i` (NULL if out of range). Borrowed: valid while the predictor lives.
+
+ # Safety
+ `p` is NULL or a live predictor.
+ */
+const char *lmbff_predictor_label(const lmbff_predictor *p, size_t i);
+
+/*
+ Predicts `n` inputs: `texts[i]`, paired with `texts_b[i]` for two-sentence templates
+ (`texts_b` NULL otherwise). n = 0 gives an empty result. Texts over the length limit
+ are truncated as the export's manifest says (the mask is kept). On success *out
+ holds the results, to free with lmbff_predictions_free.
+
+ # Safety
+ `texts` (and `texts_b` if not NULL) point to `n` NUL-terminated strings; `out` is valid.
+ */
+lmbff_status lmbff_predict(const lmbff_predictor *p,
+                           const char *const *texts,
+                           const char *const *texts_b,
+                           size_t n,
+                           lmbff_predictions **out);
+
+/*
+ Frees predictions (NULL is a no-op).
+
+ # Safety
+ `r` is NULL or from lmbff_predict, not yet freed.
+ */
+void lmbff_predictions_free(lmbff_predictions *r);
+
+/*
+ Number of predictions (0 if `r` is NULL).
+
+ # Safety
+ `r` is NULL or live predictions.
+ */
+size_t lmbff_predictions_count(const lmbff_predictions *r);
+
+/*
+ The predicted class of input `i`, with its uncertainty: `margin` (top probability
+ minus the second) and `entropy` (nats). Any output pointer may be NULL.
+
+ # Safety
+ `r` is live predictions; output pointers are NULL or valid.
+ */
+lmbff_status lmbff_predictions_get(const lmbff_predictions *r,
+                                   size_t i,
+                                   uint32_t *label,
+                                   float *margin,
+                                   float *entropy);
+
+/*
+ Copies the class probabilities of input `i` into `probs`, which holds `capacity`
+ floats (at least lmbff_predictor_num_labels()).
+
+ # Safety
+ `r` is live predictions; `probs` points to `capacity` floats.
+ */
+lmbff_status lmbff_predictions_probs(const lmbff_predictions *r,
+                                     size_t i,
+                                     float *probs,
+                                     size_t capacity);
+
+/*
+ Exports a trained checkpoint directory (a `lmbff train --out` directory, with its
+ lmbff.json) to an export directory for lmbff_predictor_open. `fp16` stores weight
+ matrices as fp16. Returns LMBFF_ERR_NO_TRAINING in a serve-only build.
+
+ # Safety
+ `checkpoint_dir` and `out_dir` are NUL-terminated strings.
+ */
+lmbff_status lmbff_export(const char *checkpoint_dir, const char *out_dir, bool fp16);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -45,10 +45,14 @@ pub enum Error {
     Data { path: PathBuf, line: usize, message: String },
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    #[error("{0} is not valid UTF-8")]
+    Utf8(String),
     #[error("device {0:?} is not available: {1}")]
     Device(String, String),
     #[error("ONNX Runtime: {0}")]
     Runtime(String),
+    #[error("{0} needs training support: this is the serve-only build of lmbff")]
+    NoTraining(&'static str),
     #[error("cancelled")]
     Cancelled,
 }

@@ -19,6 +19,8 @@ struct Ctx<'a> {
     g: Graph,
     vars: HashMap<String, Tensor>,
     prefix: &'a str,
+    eps: f64,
+    act: Activation,
 }
 
 impl Ctx<'_> {
@@ -86,6 +88,51 @@ impl Ctx<'_> {
     }
 }
 
+struct Shapes {
+    split: String,
+    merge: String,
+    merge_row: String,
+    scale: String,
+}
+
+impl Ctx<'_> {
+    /// Encoder layer `l` over `x` [B, S, H]. With `rows` [B, H] (each row's hidden state
+    /// at the mask), queries come from those rows only and the result is [B, H].
+    fn layer(&mut self, x: &str, bias: &str, l: i64, sh: &Shapes, rows: Option<&str>) -> Result<String> {
+        let p = format!("{}.encoder.layer.{l}", self.prefix);
+        let att = format!("{p}.attention");
+        let eps = self.eps;
+        let query_in = rows.unwrap_or(x);
+        let q = self.linear(query_in, &format!("{att}.self.query"))?;
+        let k = self.linear(x, &format!("{att}.self.key"))?;
+        let v = self.linear(x, &format!("{att}.self.value"))?;
+        let heads = |cx: &mut Ctx, t: &str, perm: &[i64]| {
+            let r = cx.g.node("Reshape", &[t, &sh.split], &[], "split_heads");
+            cx.g.node("Transpose", &[&r], &[("perm", Attr::Ints(perm.to_vec()))], "split_heads")
+        };
+        // A [B, H] query row reshapes to [B, 1, heads, dh] like a length-1 sequence.
+        let q = heads(self, &q, &[0, 2, 1, 3]);
+        let k = heads(self, &k, &[0, 2, 3, 1]);
+        let v = heads(self, &v, &[0, 2, 1, 3]);
+        let scores = self.g.node("MatMul", &[&q, &k], &[], "scores");
+        let scores = self.g.node("Mul", &[&scores, &sh.scale], &[], "scores");
+        let scores = self.g.node("Add", &[&scores, bias], &[], "scores");
+        let probs = self.g.node("Softmax", &[&scores], &[("axis", Attr::Int(-1))], "attn");
+        let ctx = self.g.node("MatMul", &[&probs, &v], &[], "context");
+        let ctx = self.g.node("Transpose", &[&ctx], &[("perm", Attr::Ints(vec![0, 2, 1, 3]))], "context");
+        let merge = if rows.is_some() { &sh.merge_row } else { &sh.merge };
+        let ctx = self.g.node("Reshape", &[&ctx, merge], &[], "context");
+        let a = self.linear(&ctx, &format!("{att}.output.dense"))?;
+        let a = self.g.node("Add", &[&a, query_in], &[], "residual");
+        let a = self.layer_norm(&a, &format!("{att}.output.LayerNorm"), eps)?;
+        let f = self.linear(&a, &format!("{p}.intermediate.dense"))?;
+        let f = self.activation(&f, self.act);
+        let f = self.linear(&f, &format!("{p}.output.dense"))?;
+        let f = self.g.node("Add", &[&f, &a], &[], "residual");
+        self.layer_norm(&f, &format!("{p}.output.LayerNorm"), eps)
+    }
+}
+
 /// Builds the graph of `model` with a prompt head over `label_ids` (one token per class).
 /// Inputs: `input_ids`, `attention_mask` and, for BERT, `token_type_ids` (int64
 /// [batch, sequence]); outputs `probs` and `label_logits` (float [batch, labels]).
@@ -95,7 +142,7 @@ pub fn build(model: &MaskedLm, label_ids: &[u32], mask_id: u32, g: Graph) -> Res
     let arch = model.arch;
     let prefix = arch.prefix();
     let vars = model.vs.variables();
-    let mut cx = Ctx { g, vars, prefix };
+    let mut cx = Ctx { g, vars, prefix, eps: c.layer_norm_eps, act: c.hidden_act };
     let (b, s) = (Dim::Named("batch"), Dim::Named("sequence"));
     let ids = cx.g.input("input_ids", dtype::INT64, &[b, s]);
     let mask = cx.g.input("attention_mask", dtype::INT64, &[Dim::Named("batch"), Dim::Named("sequence")]);
@@ -151,48 +198,26 @@ pub fn build(model: &MaskedLm, label_ids: &[u32], mask_id: u32, g: Graph) -> Res
     let axes = cx.g.const_i64("axes12", &[1, 2], &[2]);
     let bias = cx.g.node("Unsqueeze", &[&bias, &axes], &[], "mask_bias");
 
-    // ---- layers
-    let (h, heads) = (c.hidden_size, c.num_attention_heads);
-    let dh = h / heads;
-    let split_shape = cx.g.const_i64("heads_shape", &[0, 0, heads, dh], &[4]);
-    let merge_shape = cx.g.const_i64("merge_shape", &[0, 0, h], &[3]);
-    let scale = cx.g.const_f32("scale", &[1.0 / (dh as f32).sqrt()], &[]);
-    for l in 0..c.num_hidden_layers {
-        let p = format!("{prefix}.encoder.layer.{l}");
-        let att = format!("{p}.attention");
-        let q = cx.linear(&x, &format!("{att}.self.query"))?;
-        let k = cx.linear(&x, &format!("{att}.self.key"))?;
-        let v = cx.linear(&x, &format!("{att}.self.value"))?;
-        let heads_of = |cx: &mut Ctx, t: &str, perm: &[i64]| {
-            let r = cx.g.node("Reshape", &[t, &split_shape], &[], "split_heads");
-            cx.g.node("Transpose", &[&r], &[("perm", Attr::Ints(perm.to_vec()))], "split_heads")
-        };
-        let q = heads_of(&mut cx, &q, &[0, 2, 1, 3]);
-        let k = heads_of(&mut cx, &k, &[0, 2, 3, 1]);
-        let v = heads_of(&mut cx, &v, &[0, 2, 1, 3]);
-        let scores = cx.g.node("MatMul", &[&q, &k], &[], "scores");
-        let scores = cx.g.node("Mul", &[&scores, &scale], &[], "scores");
-        let scores = cx.g.node("Add", &[&scores, &bias], &[], "scores");
-        let probs = cx.g.node("Softmax", &[&scores], &[("axis", Attr::Int(-1))], "attn");
-        let ctx = cx.g.node("MatMul", &[&probs, &v], &[], "context");
-        let ctx = cx.g.node("Transpose", &[&ctx], &[("perm", Attr::Ints(vec![0, 2, 1, 3]))], "context");
-        let ctx = cx.g.node("Reshape", &[&ctx, &merge_shape], &[], "context");
-        let a = cx.linear(&ctx, &format!("{att}.output.dense"))?;
-        let a = cx.g.node("Add", &[&a, &x], &[], "residual");
-        let a = cx.layer_norm(&a, &format!("{att}.output.LayerNorm"), c.layer_norm_eps)?;
-        let f = cx.linear(&a, &format!("{p}.intermediate.dense"))?;
-        let f = cx.activation(&f, c.hidden_act);
-        let f = cx.linear(&f, &format!("{p}.output.dense"))?;
-        let f = cx.g.node("Add", &[&f, &a], &[], "residual");
-        x = cx.layer_norm(&f, &format!("{p}.output.LayerNorm"), c.layer_norm_eps)?;
-    }
-
-    // ---- prompt head: hidden state at the mask [B, H]
+    // ---- mask position of each row [B, 1]
     let mask_tok = cx.g.const_i64("mask_id", &[mask_id as i64], &[]);
     let is_mask = cx.g.node("Equal", &[&ids, &mask_tok], &[], "is_mask");
     let is_mask = cx.g.node("Cast", &[&is_mask], &[("to", Attr::Int(dtype::FLOAT as i64))], "is_mask");
     let pos = cx.g.node("ArgMax", &[&is_mask], &[("axis", Attr::Int(1)), ("keepdims", Attr::Int(1))], "mask_pos");
+
+    // ---- layers; the last one computes the mask row only (the head reads nothing else)
+    let shapes = Shapes {
+        split: cx.g.const_i64("heads_shape", &[0, -1, c.num_attention_heads, c.hidden_size / c.num_attention_heads], &[4]),
+        merge: cx.g.const_i64("merge_shape", &[0, -1, c.hidden_size], &[3]),
+        merge_row: cx.g.const_i64("merge_row", &[0, c.hidden_size], &[2]),
+        scale: cx.g.const_f32("scale", &[1.0 / ((c.hidden_size / c.num_attention_heads) as f32).sqrt()], &[]),
+    };
+    for l in 0..c.num_hidden_layers - 1 {
+        x = cx.layer(&x, &bias, l, &shapes, None)?;
+    }
     let at_mask = cx.g.node("GatherND", &[&x, &pos], &[("batch_dims", Attr::Int(1))], "at_mask");
+    let at_mask = cx.layer(&x, &bias, c.num_hidden_layers - 1, &shapes, Some(&at_mask))?;
+
+    // ---- prompt head on the mask row [B, H]
     let (dense, norm, bias_name, act) = match arch {
         Arch::Bert => ("cls.predictions.transform.dense", "cls.predictions.transform.LayerNorm", "cls.predictions.bias", c.hidden_act),
         Arch::Roberta => ("lm_head.dense", "lm_head.layer_norm", "lm_head.bias", Activation::Gelu),
@@ -212,6 +237,5 @@ pub fn build(model: &MaskedLm, label_ids: &[u32], mask_id: u32, g: Graph) -> Res
     let n = label_ids.len() as i64;
     cx.g.output(OUTPUT_PROBS, dtype::FLOAT, &[Dim::Named("batch"), Dim::Fixed(n)]);
     cx.g.output(OUTPUT_LOGITS, dtype::FLOAT, &[Dim::Named("batch"), Dim::Fixed(n)]);
-    let _ = cx.prefix;
     Ok(cx.g)
 }

@@ -1,12 +1,49 @@
 //! The C ABI (the only `extern "C"` code of the crate). `include/lmbff.h` is generated
-//! from this module by cbindgen in build.rs. The full ABI (tasks, training, predictors)
-//! grows here; for now it carries versioning and the thread-local error message.
+//! from this module by cbindgen in build.rs.
+//!
+//! Conventions: every fallible call returns an `lmbff_status` (0 is success) and leaves a
+//! message for `lmbff_last_error()` on failure; objects come in create/free pairs and
+//! `free(NULL)` is a no-op; no panic crosses the boundary (each call catches them and
+//! reports LMBFF_ERR_INTERNAL). Status values are only ever added, never renumbered.
+
+#![allow(non_camel_case_types)]
+
+mod predict;
+
+pub use predict::*;
 
 use std::cell::RefCell;
-use std::ffi::{c_char, CString};
+use std::ffi::{c_char, CStr, CString};
+
+use crate::Error;
 
 /// Version of the C ABI; bumped on any incompatible change, never reused.
 pub const LMBFF_ABI_VERSION: u32 = 1;
+
+/// Status codes returned by every fallible call.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum lmbff_status {
+    LMBFF_OK = 0,
+    /// A null pointer, an out-of-range value or an unknown enum value.
+    LMBFF_ERR_INVALID_ARGUMENT = 1,
+    /// A string argument is not valid UTF-8.
+    LMBFF_ERR_UTF8 = 2,
+    /// A file or directory could not be read or written.
+    LMBFF_ERR_IO = 3,
+    /// A file is malformed, of an unsupported version, or inconsistent with its directory.
+    LMBFF_ERR_FORMAT = 4,
+    /// A model cannot be loaded (architecture, weights, tokenizer, template, label words).
+    LMBFF_ERR_MODEL = 5,
+    /// ONNX Runtime could not be loaded or failed.
+    LMBFF_ERR_RUNTIME = 6,
+    /// The call needs training support, and this build is serve-only.
+    LMBFF_ERR_NO_TRAINING = 7,
+    /// The work was cancelled.
+    LMBFF_ERR_CANCELLED = 8,
+    /// A bug in lmbff (a caught panic); the handle involved is no longer usable.
+    LMBFF_ERR_INTERNAL = 9,
+}
 
 thread_local! {
     static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
@@ -15,6 +52,59 @@ thread_local! {
 pub fn set_last_error(message: &str) {
     let c = CString::new(message.replace('\0', " ")).unwrap_or_default();
     LAST_ERROR.with(|e| *e.borrow_mut() = c);
+}
+
+/// The status a crate error maps to.
+pub(crate) fn status_of(e: &Error) -> lmbff_status {
+    use lmbff_status::*;
+    match e {
+        Error::Io { .. } => LMBFF_ERR_IO,
+        Error::Json { .. } | Error::Data { .. } | Error::MissingFile { .. } => LMBFF_ERR_FORMAT,
+        Error::UnsupportedArchitecture(_)
+        | Error::Config(_)
+        | Error::MissingWeight { .. }
+        | Error::WeightShape { .. }
+        | Error::CorruptWeights { .. }
+        | Error::Tokenizer(_)
+        | Error::Template { .. }
+        | Error::LabelWord { .. } => LMBFF_ERR_MODEL,
+        #[cfg(feature = "train")]
+        Error::Torch(_) => LMBFF_ERR_RUNTIME,
+        Error::Runtime(_) | Error::Device(..) => LMBFF_ERR_RUNTIME,
+        Error::Truncation(_) | Error::InvalidArgument(_) => LMBFF_ERR_INVALID_ARGUMENT,
+        Error::Utf8(_) => LMBFF_ERR_UTF8,
+        Error::NoTraining(_) => LMBFF_ERR_NO_TRAINING,
+        Error::Cancelled => LMBFF_ERR_CANCELLED,
+    }
+}
+
+/// Runs `f`, turning errors and panics into a status and a last-error message.
+pub(crate) fn guard(f: impl FnOnce() -> crate::Result<()>) -> lmbff_status {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(Ok(())) => lmbff_status::LMBFF_OK,
+        Ok(Err(e)) => {
+            set_last_error(&e.to_string());
+            status_of(&e)
+        }
+        Err(payload) => {
+            let what = payload
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "unknown panic".into());
+            set_last_error(&format!("internal error (please report): {what}"));
+            lmbff_status::LMBFF_ERR_INTERNAL
+        }
+    }
+}
+
+/// A required UTF-8 string argument.
+pub(crate) fn str_arg<'a>(p: *const c_char, name: &str) -> crate::Result<&'a str> {
+    if p.is_null() {
+        return Err(Error::InvalidArgument(format!("{name} is NULL")));
+    }
+    // SAFETY: the caller passes a NUL-terminated string that outlives the call.
+    unsafe { CStr::from_ptr(p) }.to_str().map_err(|e| Error::Utf8(format!("{name} ({e})")))
 }
 
 /// The ABI version the library was built with (compare with LMBFF_ABI_VERSION).
@@ -27,6 +117,13 @@ pub extern "C" fn lmbff_abi_version() -> u32 {
 #[no_mangle]
 pub extern "C" fn lmbff_version_string() -> *const c_char {
     concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
+}
+
+/// Whether this build can train and export (false for the serve-only build, whose
+/// training and export calls return LMBFF_ERR_NO_TRAINING).
+#[no_mangle]
+pub extern "C" fn lmbff_has_training() -> bool {
+    cfg!(feature = "train")
 }
 
 /// The message of the last failed call on this thread ("" if none). Borrowed: valid

@@ -1,0 +1,116 @@
+/* Predict texts with an lmbff export directory through the C ABI.
+ *
+ *   cc -std=c99 -O2 -Iinclude examples/c/predict.c -Ltarget/serve/release -llmbff \
+ *      -Wl,-rpath,'$ORIGIN' -o predict
+ *   ./predict EXPORT_DIR [--batch N] < texts.txt
+ *
+ * One text per line on stdin; prints "label<TAB>p(label)<TAB>margin<TAB>text" per line.
+ * On stderr: time to open the predictor, time to the first prediction (cold start,
+ * from process start), throughput, and the process's peak resident memory. */
+#define _POSIX_C_SOURCE 200809L
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "lmbff.h"
+
+static double now_ms(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
+}
+
+/* Milliseconds since this process started (from /proc/self/stat's start time). */
+static double since_process_start_ms(void) {
+    FILE *f = fopen("/proc/self/stat", "r");
+    unsigned long long start = 0;
+    if (f) {
+        char buf[4096];
+        size_t n = fread(buf, 1, sizeof buf - 1, f);
+        buf[n] = 0;
+        fclose(f);
+        char *p = strrchr(buf, ')');
+        for (int field = 2; p && field < 22; field++) p = strchr(p + 1, ' ');
+        if (p) start = strtoull(p + 1, NULL, 10);
+    }
+    FILE *u = fopen("/proc/uptime", "r");
+    double uptime = 0;
+    if (u) {
+        if (fscanf(u, "%lf", &uptime) != 1) uptime = 0;
+        fclose(u);
+    }
+    return uptime * 1e3 - start * 1e3 / 100.0; /* clock ticks: 100 per second on Linux */
+}
+
+static long peak_rss_kb(void) {
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kb = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (strncmp(line, "VmHWM:", 6) == 0) kb = strtol(line + 6, NULL, 10);
+    if (f) fclose(f);
+    return kb;
+}
+
+static int fail(const char *what, lmbff_status s) {
+    fprintf(stderr, "%s failed (status %d): %s\n", what, (int)s, lmbff_last_error());
+    return 1;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        fprintf(stderr, "usage: %s EXPORT_DIR [--batch N] < texts\n", argv[0]);
+        return 2;
+    }
+    size_t batch = 64;
+    if (argc >= 4 && strcmp(argv[2], "--batch") == 0) batch = (size_t)strtoul(argv[3], NULL, 10);
+    if (batch == 0) batch = 1;
+
+    double t0 = now_ms();
+    lmbff_predictor *p = NULL;
+    lmbff_predictor_params params = lmbff_predictor_default_params();
+    lmbff_status s = lmbff_predictor_open(argv[1], &params, &p);
+    if (s != LMBFF_OK) return fail("lmbff_predictor_open", s);
+    double t_open = now_ms() - t0;
+
+    /* Read all lines. */
+    size_t cap = 1024, n = 0;
+    char **texts = malloc(cap * sizeof *texts);
+    char *line = NULL;
+    size_t len = 0;
+    ssize_t got;
+    while ((got = getline(&line, &len, stdin)) != -1) {
+        if (got > 0 && line[got - 1] == '\n') line[got - 1] = 0;
+        if (n == cap) texts = realloc(texts, (cap *= 2) * sizeof *texts);
+        texts[n++] = strdup(line);
+    }
+    free(line);
+
+    size_t labels = lmbff_predictor_num_labels(p);
+    float *probs = malloc(labels * sizeof *probs);
+    double first_ms = -1, t1 = now_ms();
+    for (size_t at = 0; at < n; at += batch) {
+        size_t k = n - at < batch ? n - at : batch;
+        lmbff_predictions *r = NULL;
+        s = lmbff_predict(p, (const char *const *)texts + at, NULL, k, &r);
+        if (s != LMBFF_OK) return fail("lmbff_predict", s);
+        if (first_ms < 0) first_ms = since_process_start_ms();
+        for (size_t i = 0; i < k; i++) {
+            uint32_t label;
+            float margin, entropy;
+            lmbff_predictions_get(r, i, &label, &margin, &entropy);
+            lmbff_predictions_probs(r, i, probs, labels);
+            printf("%s\t%.4f\t%.4f\t%s\n", lmbff_predictor_label(p, label), probs[label], margin, texts[at + i]);
+        }
+        lmbff_predictions_free(r);
+    }
+    double secs = (now_ms() - t1) / 1e3;
+    fprintf(stderr, "lmbff %s: open %.0f ms; first prediction %.0f ms after process start; %zu texts in %.2f s (%.0f/s); peak RSS %ld MiB\n",
+            lmbff_version_string(), t_open, first_ms, n, secs, n / (secs > 0 ? secs : 1), peak_rss_kb() / 1024);
+    for (size_t i = 0; i < n; i++) free(texts[i]);
+    free(texts);
+    free(probs);
+    lmbff_predictor_free(p);
+    return 0;
+}

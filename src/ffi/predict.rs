@@ -1,0 +1,279 @@
+//! Predictors and their results at the C ABI, plus export (training builds only).
+
+use std::ffi::{c_char, CString};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::{guard, lmbff_status, str_arg};
+use crate::prompt::Example;
+use crate::serve::{Prediction, Predictor, PredictorOptions};
+use crate::{Error, Result};
+
+/// An open predictor over an export directory. Thread-safe: any number of threads may
+/// call lmbff_predict on one predictor at once.
+pub struct lmbff_predictor {
+    inner: Predictor,
+    labels: Vec<CString>,
+    broken: AtomicBool,
+}
+
+/// The predictions of one lmbff_predict call.
+pub struct lmbff_predictions {
+    rows: Vec<Prediction>,
+    num_labels: usize,
+}
+
+/// Options of lmbff_predictor_open. Get defaults from lmbff_predictor_default_params()
+/// and change fields; `struct_size` lets the struct grow in later versions.
+#[repr(C)]
+pub struct lmbff_predictor_params {
+    /// sizeof(lmbff_predictor_params), set by lmbff_predictor_default_params().
+    pub struct_size: usize,
+    /// ONNX Runtime intra-op threads per session (0: all available cores).
+    pub threads: u32,
+    /// Sessions in the pool: how many calls run at once (each holds the weights).
+    pub sessions: u32,
+    /// Largest batch run at once; larger calls are split (inputs sorted by length).
+    pub max_batch: u32,
+    /// Path of libonnxruntime.so, or NULL: LMBFF_ORT_LIB, ORT_DYLIB_PATH, then
+    /// libonnxruntime.so* next to liblmbff.so. The first predictor opened loads it for
+    /// the whole process.
+    pub ort_library: *const c_char,
+}
+
+/// Default predictor options (threads 0 = all cores, 1 session, batches of 64).
+#[no_mangle]
+pub extern "C" fn lmbff_predictor_default_params() -> lmbff_predictor_params {
+    lmbff_predictor_params {
+        struct_size: std::mem::size_of::<lmbff_predictor_params>(),
+        threads: 0,
+        sessions: 1,
+        max_batch: 64,
+        ort_library: std::ptr::null(),
+    }
+}
+
+/// Opens the export directory `export_dir` (written by lmbff_export or `lmbff export`).
+/// `params` may be NULL for the defaults. On success *out holds a predictor to free with
+/// lmbff_predictor_free. Loads ONNX Runtime; never loads libtorch.
+///
+/// # Safety
+/// `export_dir` is a NUL-terminated string; `params` is NULL or points to params from
+/// lmbff_predictor_default_params(); `out` is a valid pointer.
+#[no_mangle]
+pub unsafe extern "C" fn lmbff_predictor_open(
+    export_dir: *const c_char,
+    params: *const lmbff_predictor_params,
+    out: *mut *mut lmbff_predictor,
+) -> lmbff_status {
+    guard(|| {
+        if out.is_null() {
+            return Err(Error::InvalidArgument("out is NULL".into()));
+        }
+        *out = std::ptr::null_mut();
+        let dir = PathBuf::from(str_arg(export_dir, "export_dir")?);
+        let mut opts = PredictorOptions::default();
+        if !params.is_null() {
+            let p = &*params;
+            if p.struct_size < std::mem::size_of::<lmbff_predictor_params>() {
+                return Err(Error::InvalidArgument(format!(
+                    "params.struct_size is {} (expected {}): initialise params with lmbff_predictor_default_params()",
+                    p.struct_size,
+                    std::mem::size_of::<lmbff_predictor_params>()
+                )));
+            }
+            opts.threads = p.threads as usize;
+            opts.sessions = p.sessions as usize;
+            opts.max_batch = p.max_batch as usize;
+            if !p.ort_library.is_null() {
+                opts.ort_library = Some(PathBuf::from(str_arg(p.ort_library, "params.ort_library")?));
+            }
+        }
+        let inner = Predictor::open(&dir, &opts)?;
+        let labels = inner.labels().iter().map(|l| CString::new(l.replace('\0', " ")).unwrap_or_default()).collect();
+        *out = Box::into_raw(Box::new(lmbff_predictor { inner, labels, broken: AtomicBool::new(false) }));
+        Ok(())
+    })
+}
+
+/// Frees a predictor (NULL is a no-op). No call on it may be running.
+///
+/// # Safety
+/// `p` is NULL or a predictor from lmbff_predictor_open, not yet freed.
+#[no_mangle]
+pub unsafe extern "C" fn lmbff_predictor_free(p: *mut lmbff_predictor) {
+    if !p.is_null() {
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(Box::from_raw(p))));
+    }
+}
+
+/// Number of classes (0 if `p` is NULL).
+///
+/// # Safety
+/// `p` is NULL or a live predictor.
+#[no_mangle]
+pub unsafe extern "C" fn lmbff_predictor_num_labels(p: *const lmbff_predictor) -> usize {
+    p.as_ref().map(|p| p.labels.len()).unwrap_or(0)
+}
+
+/// Name of class `i` (NULL if out of range). Borrowed: valid while the predictor lives.
+///
+/// # Safety
+/// `p` is NULL or a live predictor.
+#[no_mangle]
+pub unsafe extern "C" fn lmbff_predictor_label(p: *const lmbff_predictor, i: usize) -> *const c_char {
+    p.as_ref().and_then(|p| p.labels.get(i)).map(|l| l.as_ptr()).unwrap_or(std::ptr::null())
+}
+
+/// Predicts `n` inputs: `texts[i]`, paired with `texts_b[i]` for two-sentence templates
+/// (`texts_b` NULL otherwise). n = 0 gives an empty result. Texts over the length limit
+/// are truncated as the export's manifest says (the mask is kept). On success *out
+/// holds the results, to free with lmbff_predictions_free.
+///
+/// # Safety
+/// `texts` (and `texts_b` if not NULL) point to `n` NUL-terminated strings; `out` is valid.
+#[no_mangle]
+pub unsafe extern "C" fn lmbff_predict(
+    p: *const lmbff_predictor,
+    texts: *const *const c_char,
+    texts_b: *const *const c_char,
+    n: usize,
+    out: *mut *mut lmbff_predictions,
+) -> lmbff_status {
+    guard(|| {
+        if out.is_null() {
+            return Err(Error::InvalidArgument("out is NULL".into()));
+        }
+        *out = std::ptr::null_mut();
+        let p = p.as_ref().ok_or_else(|| Error::InvalidArgument("predictor is NULL".into()))?;
+        if p.broken.load(Ordering::Relaxed) {
+            return Err(Error::InvalidArgument("this predictor hit an internal error earlier and is unusable".into()));
+        }
+        if n > 0 && texts.is_null() {
+            return Err(Error::InvalidArgument("texts is NULL".into()));
+        }
+        let mut inputs = Vec::with_capacity(n);
+        for i in 0..n {
+            let a = str_arg(*texts.add(i), &format!("texts[{i}]"))?.to_string();
+            let b = if texts_b.is_null() { None } else { Some(str_arg(*texts_b.add(i), &format!("texts_b[{i}]"))?.to_string()) };
+            inputs.push(Example { text_a: a, text_b: b, label: None });
+        }
+        let rows = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| p.inner.predict(&inputs))) {
+            Ok(r) => r?,
+            Err(e) => {
+                p.broken.store(true, Ordering::Relaxed);
+                std::panic::resume_unwind(e)
+            }
+        };
+        *out = Box::into_raw(Box::new(lmbff_predictions { rows, num_labels: p.labels.len() }));
+        Ok(())
+    })
+}
+
+/// Frees predictions (NULL is a no-op).
+///
+/// # Safety
+/// `r` is NULL or from lmbff_predict, not yet freed.
+#[no_mangle]
+pub unsafe extern "C" fn lmbff_predictions_free(r: *mut lmbff_predictions) {
+    if !r.is_null() {
+        drop(Box::from_raw(r));
+    }
+}
+
+/// Number of predictions (0 if `r` is NULL).
+///
+/// # Safety
+/// `r` is NULL or live predictions.
+#[no_mangle]
+pub unsafe extern "C" fn lmbff_predictions_count(r: *const lmbff_predictions) -> usize {
+    r.as_ref().map(|r| r.rows.len()).unwrap_or(0)
+}
+
+/// The predicted class of input `i`, with its uncertainty: `margin` (top probability
+/// minus the second) and `entropy` (nats). Any output pointer may be NULL.
+///
+/// # Safety
+/// `r` is live predictions; output pointers are NULL or valid.
+#[no_mangle]
+pub unsafe extern "C" fn lmbff_predictions_get(
+    r: *const lmbff_predictions,
+    i: usize,
+    label: *mut u32,
+    margin: *mut f32,
+    entropy: *mut f32,
+) -> lmbff_status {
+    guard(|| {
+        let row = row(r, i)?;
+        if !label.is_null() {
+            *label = row.label as u32;
+        }
+        if !margin.is_null() {
+            *margin = row.margin;
+        }
+        if !entropy.is_null() {
+            *entropy = row.entropy;
+        }
+        Ok(())
+    })
+}
+
+/// Copies the class probabilities of input `i` into `probs`, which holds `capacity`
+/// floats (at least lmbff_predictor_num_labels()).
+///
+/// # Safety
+/// `r` is live predictions; `probs` points to `capacity` floats.
+#[no_mangle]
+pub unsafe extern "C" fn lmbff_predictions_probs(r: *const lmbff_predictions, i: usize, probs: *mut f32, capacity: usize) -> lmbff_status {
+    guard(|| {
+        let row = row(r, i)?;
+        if probs.is_null() || capacity < row.probs.len() {
+            return Err(Error::InvalidArgument(format!("probs needs room for {} floats (capacity {capacity})", row.probs.len())));
+        }
+        std::ptr::copy_nonoverlapping(row.probs.as_ptr(), probs, row.probs.len());
+        Ok(())
+    })
+}
+
+unsafe fn row<'a>(r: *const lmbff_predictions, i: usize) -> Result<&'a Prediction> {
+    let r = r.as_ref().ok_or_else(|| Error::InvalidArgument("predictions is NULL".into()))?;
+    debug_assert!(r.num_labels > 0);
+    r.rows.get(i).ok_or_else(|| Error::InvalidArgument(format!("index {i} is out of range ({} predictions)", r.rows.len())))
+}
+
+/// Exports a trained checkpoint directory (a `lmbff train --out` directory, with its
+/// lmbff.json) to an export directory for lmbff_predictor_open. `fp16` stores weight
+/// matrices as fp16. Returns LMBFF_ERR_NO_TRAINING in a serve-only build.
+///
+/// # Safety
+/// `checkpoint_dir` and `out_dir` are NUL-terminated strings.
+#[no_mangle]
+pub unsafe extern "C" fn lmbff_export(checkpoint_dir: *const c_char, out_dir: *const c_char, fp16: bool) -> lmbff_status {
+    guard(|| {
+        let from = PathBuf::from(str_arg(checkpoint_dir, "checkpoint_dir")?);
+        let to = PathBuf::from(str_arg(out_dir, "out_dir")?);
+        export_checkpoint(&from, &to, fp16)
+    })
+}
+
+#[cfg(feature = "train")]
+fn export_checkpoint(from: &std::path::Path, to: &std::path::Path, fp16: bool) -> Result<()> {
+    use crate::checkpoint::Manifest;
+    use crate::export::{export, ExportOptions, WeightType};
+    use crate::model::MaskedLm;
+    use crate::prompt::{Prompt, Template, Verbalizer};
+    use crate::tokenize::Tokenizer;
+    let m = Manifest::read(from)?;
+    let tok = Tokenizer::from_dir(from)?;
+    let template = m.template.as_deref().ok_or_else(|| Error::InvalidArgument(format!("{}: the manifest has no template", from.display())))?;
+    let pairs: Vec<(String, String)> = m.labels.iter().cloned().zip(m.label_words.iter().cloned()).collect();
+    let prompt = Prompt::new(Template::parse(template)?, Verbalizer::new(&tok, &pairs)?, m.truncation)?;
+    let model = MaskedLm::load(from, tch::Device::Cpu)?;
+    let opts = ExportOptions { weights: if fp16 { WeightType::Fp16 } else { WeightType::Fp32 }, ..Default::default() };
+    export(&model, &tok, &prompt, m.notes, to, &opts).map(|_| ())
+}
+
+#[cfg(not(feature = "train"))]
+fn export_checkpoint(_: &std::path::Path, _: &std::path::Path, _: bool) -> Result<()> {
+    Err(Error::NoTraining("lmbff_export"))
+}
