@@ -37,6 +37,8 @@ enum Command {
     Predict(serve::PredictArgs),
     /// Time our prompt-FT training step (prints one JSON line).
     BenchStep(commands::BenchArgs),
+    /// Time end-to-end prediction: ONNX Runtime predictor and tch forward (JSON lines).
+    BenchPredict(serve::BenchPredictArgs),
 }
 
 /// Runs the command line; returns the process exit code.
@@ -51,6 +53,7 @@ pub fn main() -> i32 {
         Command::Export(a) => serve::export_cmd(a),
         Command::Predict(a) => serve::predict_cmd(a),
         Command::BenchStep(a) => commands::bench_step(a),
+        Command::BenchPredict(a) => serve::bench_predict(a),
     };
     match result {
         Ok(()) => 0,

@@ -24,8 +24,12 @@ pub struct ExportArgs {
     #[arg(long)]
     pub out: PathBuf,
     /// Store weight matrices as fp16 (half the size; computation stays fp32).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "int8")]
     pub fp16: bool,
+    /// Dynamic int8 quantisation of the linear layers (smaller, faster on CPU; check
+    /// accuracy on your dev set).
+    #[arg(long)]
+    pub int8: bool,
     /// Store weights in model.onnx.data beside model.onnx (automatic past 2 GiB).
     #[arg(long)]
     pub external_data: bool,
@@ -45,7 +49,7 @@ pub fn export_cmd(mut a: ExportArgs) -> Result<()> {
     l.note_new_head();
     let notes = crate::checkpoint::Manifest::read(&a.model).map(|m| m.notes).unwrap_or_default();
     let opts = ExportOptions {
-        weights: if a.fp16 { WeightType::Fp16 } else { WeightType::Fp32 },
+        weights: if a.int8 { WeightType::Int8 } else if a.fp16 { WeightType::Fp16 } else { WeightType::Fp32 },
         external_data: a.external_data,
         triton: a.triton.clone(),
         triton_max_batch: a.triton_max_batch,
@@ -65,8 +69,8 @@ pub struct PredictArgs {
     /// gives an accuracy on stderr), or `-` for stdin lines.
     #[arg(long, default_value = "-")]
     pub input: String,
-    /// Largest batch run at once.
-    #[arg(long, default_value_t = 64)]
+    /// Largest batch run at once (larger inputs are split).
+    #[arg(long, default_value_t = 16)]
     pub batch_size: usize,
     /// ONNX Runtime intra-op threads (0: all cores).
     #[arg(long, default_value_t = 0)]
@@ -132,4 +136,122 @@ pub fn predict_cmd(a: PredictArgs) -> Result<()> {
         eprintln!("accuracy {:.4} ({correct}/{})", correct as f64 / inputs.len() as f64, inputs.len());
     }
     Ok(())
+}
+
+#[derive(Debug, Args)]
+pub struct BenchPredictArgs {
+    /// Export directory of the model.
+    #[arg(long)]
+    pub export: PathBuf,
+    /// The same model as a checkpoint directory, for the tch forward (optional).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Labelled TSV (sentence column) or text file; the first --n inputs are used.
+    #[arg(long)]
+    pub texts: String,
+    #[arg(long, default_value_t = 1000)]
+    pub n: usize,
+    #[arg(long, default_value = "1,8,64,256", value_delimiter = ',')]
+    pub batch_sizes: Vec<usize>,
+    /// Threads for ONNX Runtime and libtorch alike.
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+    #[arg(long)]
+    pub ort_lib: Option<PathBuf>,
+    /// Name of the ONNX Runtime rows in the output (e.g. lmbff-ort-int8).
+    #[arg(long, default_value = "lmbff-ort")]
+    pub name: String,
+}
+
+/// FLOPs the exported graph executes over the unpadded tokens of `lens` (a multiply-add
+/// counts 2): every layer but the last computes, per token, the Q, K, V, O projections,
+/// the feed-forward and attention over the input's own length; the last layer computes
+/// K and V for every token and the rest for the mask row only.
+fn encoder_flops(lens: &[usize], h: f64, inter: f64, layers: f64) -> f64 {
+    lens.iter()
+        .map(|&s| {
+            let s = s as f64;
+            let full = s * (2.0 * (4.0 * h * h + 2.0 * h * inter) + 4.0 * s * h);
+            let last = s * 4.0 * h * h + (4.0 * h * h + 4.0 * h * inter + 4.0 * s * h);
+            (layers - 1.0) * full + last
+        })
+        .sum()
+}
+
+/// Times end-to-end prediction (strings in, probabilities out) at each batch size, for
+/// the ONNX Runtime predictor and, with --model, the tch forward; prints JSON lines.
+pub fn bench_predict(a: BenchPredictArgs) -> Result<()> {
+    use std::time::Instant;
+    let (inputs, _) = read_inputs(&a.texts)?;
+    let inputs: Vec<Example> = inputs.into_iter().take(a.n).collect();
+    tch::set_num_threads(a.threads as i32);
+    // Matrix-multiply peak of this machine at these threads (libtorch, fp32, 2048^3).
+    let peak = {
+        let x = tch::Tensor::randn([2048, 2048], (tch::Kind::Float, tch::Device::Cpu));
+        let _ = x.matmul(&x);
+        let t = Instant::now();
+        for _ in 0..5 {
+            let _ = x.matmul(&x);
+        }
+        5.0 * 2.0 * 2048f64.powi(3) / t.elapsed().as_secs_f64()
+    };
+    println!("{}", serde_json::json!({"impl": "matmul-peak", "threads": a.threads, "gflops": peak / 1e9}));
+    // The predictor as a host gets it (default options: calls larger than its batch
+    // limit are split), opened once; the caller's batch size varies.
+    let opts = PredictorOptions { threads: a.threads, ort_library: a.ort_lib.clone(), ..Default::default() };
+    let p = Predictor::open(&a.export, &opts)?;
+    for &bs in &a.batch_sizes {
+        let m = p.manifest().model.clone();
+        let lens: Vec<usize> = inputs.iter().map(|e| p.encode(e).map(|x| x.input_ids.len())).collect::<Result<_>>()?;
+        let cfg: serde_json::Value = a.model.as_ref().map(|d| std::fs::read_to_string(d.join("config.json")).ok()).flatten()
+            .and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default();
+        let inter = cfg["intermediate_size"].as_f64().unwrap_or(4.0 * m.hidden_size as f64);
+        let flops = encoder_flops(&lens, m.hidden_size as f64, inter, m.layers as f64);
+        let _ = p.predict(&inputs[..bs.min(inputs.len())])?;
+        let mut lat = Vec::new();
+        let t = Instant::now();
+        for chunk in inputs.chunks(bs) {
+            let c = Instant::now();
+            p.predict(chunk)?;
+            lat.push(c.elapsed().as_secs_f64() * 1e3);
+        }
+        let secs = t.elapsed().as_secs_f64();
+        lat.sort_by(f64::total_cmp);
+        println!(
+            "{}",
+            serde_json::json!({"impl": a.name, "batch": bs, "threads": a.threads, "n": inputs.len(),
+                "examples_per_sec": inputs.len() as f64 / secs, "p50_ms": lat[lat.len() / 2],
+                "gflops": flops / secs / 1e9, "peak_fraction": flops / secs / peak})
+        );
+        if let Some(dir) = &a.model {
+            let l = TaskArgs { device: "cpu".into(), ..task_defaults() }.load(dir, 0)?;
+            let head = crate::train::Head::for_prompt(&l.model, &l.prompt)?;
+            let pad = l.tok.special().pad;
+            let run = |chunk: &[Example]| -> Result<()> {
+                let enc = crate::train::encode_all(&l.tok, &l.prompt, crate::train::Method::Prompt, chunk)?;
+                crate::train::softmax_rows(&crate::train::predict_logits(&l.model, &head, &enc, pad, bs)?);
+                Ok(())
+            };
+            run(&inputs[..bs.min(inputs.len())])?;
+            let mut lat = Vec::new();
+            let t = Instant::now();
+            for chunk in inputs.chunks(bs) {
+                let c = Instant::now();
+                run(chunk)?;
+                lat.push(c.elapsed().as_secs_f64() * 1e3);
+            }
+            let secs = t.elapsed().as_secs_f64();
+            lat.sort_by(f64::total_cmp);
+            println!(
+                "{}",
+                serde_json::json!({"impl": "lmbff-tch", "batch": bs, "threads": a.threads, "n": inputs.len(),
+                    "examples_per_sec": inputs.len() as f64 / secs, "p50_ms": lat[lat.len() / 2]})
+            );
+        }
+    }
+    Ok(())
+}
+
+fn task_defaults() -> TaskArgs {
+    TaskArgs { template: None, labels: None, max_len: None, first_sent_limit: None, other_sent_limit: None, device: "cpu".into(), threads: None }
 }

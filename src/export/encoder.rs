@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use tch::Tensor;
 
 use super::graph::{Attr, Dim, Graph};
+use super::WeightType;
 use super::proto::dtype;
 use crate::model::{Activation, Arch, MaskedLm};
 use crate::{Error, Result};
@@ -37,10 +38,33 @@ impl Ctx<'_> {
     /// `x W^T + b` for the HF linear layer `name` (weight stored transposed for MatMul).
     fn linear(&mut self, x: &str, name: &str) -> Result<String> {
         let w = self.var(&format!("{name}.weight"))?.f_tr()?.f_contiguous()?;
-        let w = self.g.weight(&format!("{name}.weight_t"), &w)?;
         let b = self.weight(&format!("{name}.bias"))?;
-        let y = self.g.node("MatMul", &[x, &w], &[], "matmul");
+        let y = if self.g.weights() == WeightType::Int8 {
+            self.int8_matmul(x, name, &w)?
+        } else {
+            let w = self.g.weight(&format!("{name}.weight_t"), &w)?;
+            self.g.node("MatMul", &[x, &w], &[], "matmul")
+        };
         Ok(self.g.node("Add", &[&y, &b], &[], "linear"))
+    }
+
+    /// Dynamic int8 quantisation of `x @ w` (w: [in, out]): weights int8, symmetric, one
+    /// scale per output column; activations quantised to uint8 per call
+    /// (DynamicQuantizeLinear), multiplied in integers (MatMulInteger) and rescaled. The
+    /// standard-op form of ONNX Runtime's dynamic quantisation, which it fuses at load.
+    fn int8_matmul(&mut self, x: &str, name: &str, w: &Tensor) -> Result<String> {
+        let scale = w.f_abs()?.f_amax([0i64].as_slice(), false)?.f_clamp_min(1e-12)?.f_div_scalar(127.0)?;
+        let q = w.f_div(&scale)?.f_round()?.f_clamp(-127.0, 127.0)?.f_to_kind(tch::Kind::Int8)?;
+        let wq = self.g.int8(&format!("{name}.weight_t.int8"), &q)?;
+        let ws = self.g.weight(&format!("{name}.weight_t.scale"), &scale)?;
+        let xq = self.g.fresh_name("xq");
+        let xs = self.g.fresh_name("x_scale");
+        let xz = self.g.fresh_name("x_zero");
+        self.g.node_into("DynamicQuantizeLinear", &[x], &[], &[&xq, &xs, &xz]);
+        let acc = self.g.node("MatMulInteger", &[&xq, &wq, &xz], &[], "matmul_int");
+        let acc = self.g.node("Cast", &[&acc], &[("to", Attr::Int(dtype::FLOAT as i64))], "matmul_int");
+        let s = self.g.node("Mul", &[&xs, &ws], &[], "rescale");
+        Ok(self.g.node("Mul", &[&acc, &s], &[], "matmul"))
     }
 
     fn layer_norm(&mut self, x: &str, name: &str, eps: f64) -> Result<String> {

@@ -63,6 +63,15 @@ impl Graph {
         self.outputs.push(value_info(name, elem, dims));
     }
 
+    pub fn weights(&self) -> WeightType {
+        self.weights
+    }
+
+    /// A new unique value name.
+    pub fn fresh_name(&mut self, hint: &str) -> String {
+        self.fresh(hint)
+    }
+
     fn fresh(&mut self, hint: &str) -> String {
         self.counter += 1;
         format!("{hint}_{}", self.counter)
@@ -113,6 +122,15 @@ impl Graph {
     pub fn const_f32(&mut self, hint: &str, values: &[f32], dims: &[i64]) -> String {
         let name = self.fresh(hint);
         self.raw(&name, dtype::FLOAT, dims.to_vec(), values.iter().flat_map(|v| v.to_le_bytes()).collect())
+    }
+
+    /// An int8 tensor (quantised weights), stored as it is.
+    pub fn int8(&mut self, name: &str, t: &Tensor) -> Result<String> {
+        let t = t.f_to_device(tch::Device::Cpu)?.f_contiguous()?;
+        let numel = t.numel();
+        let mut bytes = vec![0u8; numel];
+        t.f_copy_data_u8(&mut bytes, numel)?;
+        Ok(self.raw(name, dtype::INT8, t.size(), bytes))
     }
 
     /// A float weight named `name`. Matrices are stored in the chosen weight type (fp16

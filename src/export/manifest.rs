@@ -222,5 +222,8 @@ pub enum WeightType {
     /// fp16 storage (half the file), cast to fp32 when the session loads: computation
     /// stays fp32.
     Fp16,
+    /// Dynamic int8 quantisation of the linear layers (int8 weights, one scale per output
+    /// column; activations quantised per call); embeddings, norms and the label rows fp32.
+    Int8,
 }
 

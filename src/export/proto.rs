@@ -7,6 +7,7 @@ use prost::Message;
 /// `TensorProto.DataType` values used here.
 pub mod dtype {
     pub const FLOAT: i32 = 1;
+    pub const INT8: i32 = 3;
     pub const INT64: i32 = 7;
     pub const FLOAT16: i32 = 10;
 }

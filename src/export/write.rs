@@ -47,7 +47,11 @@ pub fn export(
     let special = tok.special();
     let label_ids = prompt.verbalizer.token_ids().to_vec();
     let params: i64 = model.vs.variables().values().map(|t| t.numel() as i64).sum();
-    let bytes_per = if opts.weights == WeightType::Fp16 { 2 } else { 4 };
+    let bytes_per = match opts.weights {
+        WeightType::Fp32 => 4,
+        WeightType::Fp16 => 2,
+        WeightType::Int8 => 1,
+    };
     // Protobuf caps a file at 2 GiB: big models go to external data whatever was asked.
     let external = opts.external_data || params * bytes_per > 1_800_000_000;
     let arch = match model.arch {

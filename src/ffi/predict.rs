@@ -41,14 +41,14 @@ pub struct lmbff_predictor_params {
     pub ort_library: *const c_char,
 }
 
-/// Default predictor options (threads 0 = all cores, 1 session, batches of 64).
+/// Default predictor options (threads 0 = all cores, 1 session, batches of up to 16).
 #[no_mangle]
 pub extern "C" fn lmbff_predictor_default_params() -> lmbff_predictor_params {
     lmbff_predictor_params {
         struct_size: std::mem::size_of::<lmbff_predictor_params>(),
         threads: 0,
         sessions: 1,
-        max_batch: 64,
+        max_batch: 16,
         ort_library: std::ptr::null(),
     }
 }

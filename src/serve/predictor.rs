@@ -27,7 +27,9 @@ pub struct PredictorOptions {
     /// Sessions in the pool: concurrent calls that run at once (each one holds its own
     /// copy of the weights and its own thread pool).
     pub sessions: usize,
-    /// Largest batch handed to ONNX Runtime at once; bigger inputs are split.
+    /// Largest batch handed to ONNX Runtime at once; bigger calls are split. Small
+    /// batches of similar lengths keep activations in cache: on the 2-core development
+    /// VM, 16 was as fast per example as any larger size (docs/serve-bench.md).
     pub max_batch: usize,
     /// Explicit path of libonnxruntime (see `serve::environment` for the search order).
     pub ort_library: Option<PathBuf>,
@@ -35,7 +37,7 @@ pub struct PredictorOptions {
 
 impl Default for PredictorOptions {
     fn default() -> Self {
-        PredictorOptions { threads: 0, sessions: 1, max_batch: 64, ort_library: None }
+        PredictorOptions { threads: 0, sessions: 1, max_batch: 16, ort_library: None }
     }
 }
 
