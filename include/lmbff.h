@@ -125,7 +125,7 @@ bool lmbff_has_training(void);
 const char *lmbff_last_error(void);
 
 /*
- Default predictor options (threads 0 = all cores, 1 session, batches of 64).
+ Default predictor options (threads 0 = all cores, 1 session, batches of up to 16).
  */
 lmbff_predictor_params lmbff_predictor_default_params(void);
 
@@ -233,7 +233,7 @@ lmbff_status lmbff_predictions_probs(const lmbff_predictions *r,
 lmbff_status lmbff_export(const char *checkpoint_dir, const char *out_dir, bool fp16);
 
 /*
- Default predictor options (threads 0 = all cores, 1 session, batches of 64).
+ Default predictor options (threads 0 = all cores, 1 session, batches of up to 16).
  */
 lmbff_predictor_params lmbff_predictor_default_params(void);
 

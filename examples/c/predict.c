@@ -106,8 +106,8 @@ int main(int argc, char **argv) {
         lmbff_predictions_free(r);
     }
     double secs = (now_ms() - t1) / 1e3;
-    fprintf(stderr, "lmbff %s: open %.0f ms; first prediction %.0f ms after process start; %zu texts in %.2f s (%.0f/s); peak RSS %ld MiB\n",
-            lmbff_version_string(), t_open, first_ms, n, secs, n / (secs > 0 ? secs : 1), peak_rss_kb() / 1024);
+    fprintf(stderr, "lmbff %s (%s): open %.0f ms; first prediction %.0f ms after process start; %zu texts in %.2f s (%.0f/s); peak RSS %ld MiB\n",
+            lmbff_version_string(), lmbff_has_training() ? "with training" : "serve-only", t_open, first_ms, n, secs, n / (secs > 0 ? secs : 1), peak_rss_kb() / 1024);
     for (size_t i = 0; i < n; i++) free(texts[i]);
     free(texts);
     free(probs);

@@ -167,11 +167,11 @@ pub fn build(model: &MaskedLm, label_ids: &[u32], mask_id: u32, g: Graph) -> Res
     let prefix = arch.prefix();
     let vars = model.vs.variables();
     let mut cx = Ctx { g, vars, prefix, eps: c.layer_norm_eps, act: c.hidden_act };
-    let (b, s) = (Dim::Named("batch"), Dim::Named("sequence"));
-    let ids = cx.g.input("input_ids", dtype::INT64, &[b, s]);
-    let mask = cx.g.input("attention_mask", dtype::INT64, &[Dim::Named("batch"), Dim::Named("sequence")]);
+    let batch_by_sequence = || [Dim::Named("batch"), Dim::Named("sequence")];
+    let ids = cx.g.input("input_ids", dtype::INT64, &batch_by_sequence());
+    let mask = cx.g.input("attention_mask", dtype::INT64, &batch_by_sequence());
     let types = match arch {
-        Arch::Bert => Some(cx.g.input("token_type_ids", dtype::INT64, &[Dim::Named("batch"), Dim::Named("sequence")])),
+        Arch::Bert => Some(cx.g.input("token_type_ids", dtype::INT64, &batch_by_sequence())),
         Arch::Roberta => None,
     };
     let emb = |n: &str| format!("{prefix}.embeddings.{n}");

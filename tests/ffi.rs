@@ -1,0 +1,114 @@
+//! The C ABI's predictor calls, called as a C host would: status codes and messages for
+//! bad arguments (NULLs, invalid UTF-8, a wrong params size, a bad directory), free(NULL)
+//! as a no-op, and a prediction read back through the accessors.
+
+mod common;
+
+use std::ffi::{c_char, CStr, CString};
+use std::ptr::null;
+
+use lmbff::export::{export, ExportOptions};
+use lmbff::ffi::*;
+use lmbff::model::MaskedLm;
+use lmbff::prompt::{Prompt, Template, Truncation, Verbalizer};
+use lmbff::tokenize::Tokenizer;
+use lmbff_status::*;
+
+fn last_error() -> String {
+    unsafe { CStr::from_ptr(lmbff_last_error()) }.to_string_lossy().into_owned()
+}
+
+/// One export of the tiny BERT, shared by the tests of this binary.
+fn exported() -> CString {
+    static DIR: std::sync::OnceLock<CString> = std::sync::OnceLock::new();
+    DIR.get_or_init(export_once).clone()
+}
+
+fn export_once() -> CString {
+    let dir = common::fixtures().join("bert");
+    common::one_thread();
+    let tok = Tokenizer::from_dir(&dir).unwrap();
+    let v = Verbalizer::new(&tok, &[("neg".into(), "terrible".into()), ("pos".into(), "great".into())]).unwrap();
+    let p = Prompt::new(Template::parse("{text} It was {mask}.").unwrap(), v, Truncation { max_len: 32, ..Default::default() }).unwrap();
+    let out = common::tempdir("ffi").join("export");
+    export(&MaskedLm::load(&dir, tch::Device::Cpu).unwrap(), &tok, &p, Default::default(), &out, &ExportOptions::default()).unwrap();
+    CString::new(out.to_str().unwrap()).unwrap()
+}
+
+#[test]
+fn predictor_through_the_c_abi() {
+    let dir = exported();
+    unsafe {
+        let mut p: *mut lmbff_predictor = std::ptr::null_mut();
+        let mut params = lmbff_predictor_default_params();
+        params.threads = 1;
+        assert_eq!(lmbff_predictor_open(dir.as_ptr(), &params, &mut p), LMBFF_OK, "{}", last_error());
+        assert_eq!(lmbff_predictor_num_labels(p), 2);
+        assert_eq!(CStr::from_ptr(lmbff_predictor_label(p, 1)).to_str().unwrap(), "pos");
+        assert!(lmbff_predictor_label(p, 2).is_null());
+
+        let texts = [CString::new("it was great fun").unwrap(), CString::new("").unwrap(), CString::new("a dull ride").unwrap()];
+        let ptrs: Vec<*const c_char> = texts.iter().map(|t| t.as_ptr()).collect();
+        let mut r: *mut lmbff_predictions = std::ptr::null_mut();
+        assert_eq!(lmbff_predict(p, ptrs.as_ptr(), null(), 3, &mut r), LMBFF_OK, "{}", last_error());
+        assert_eq!(lmbff_predictions_count(r), 3);
+        let (mut label, mut margin, mut entropy) = (9u32, -1f32, -1f32);
+        assert_eq!(lmbff_predictions_get(r, 2, &mut label, &mut margin, &mut entropy), LMBFF_OK);
+        let mut probs = [0f32; 2];
+        assert_eq!(lmbff_predictions_probs(r, 2, probs.as_mut_ptr(), 2), LMBFF_OK);
+        assert!((probs[0] + probs[1] - 1.0).abs() < 1e-5);
+        assert_eq!(label as usize, if probs[1] > probs[0] { 1 } else { 0 });
+        assert!((margin - (probs[0] - probs[1]).abs()).abs() < 1e-6 && entropy >= 0.0);
+        // Errors: out of range, too small a buffer.
+        assert_eq!(lmbff_predictions_get(r, 3, &mut label, null_mut(), null_mut()), LMBFF_ERR_INVALID_ARGUMENT);
+        assert!(last_error().contains("out of range"));
+        assert_eq!(lmbff_predictions_probs(r, 0, probs.as_mut_ptr(), 1), LMBFF_ERR_INVALID_ARGUMENT);
+        assert!(last_error().contains("room for 2"));
+        lmbff_predictions_free(r);
+
+        // n = 0 gives an empty result; invalid UTF-8 and NULL texts are named.
+        assert_eq!(lmbff_predict(p, null(), null(), 0, &mut r), LMBFF_OK);
+        assert_eq!(lmbff_predictions_count(r), 0);
+        lmbff_predictions_free(r);
+        let bad = [0x66u8, 0xff, 0x00];
+        let bad_ptrs = [texts[0].as_ptr(), bad.as_ptr().cast::<c_char>()];
+        assert_eq!(lmbff_predict(p, bad_ptrs.as_ptr(), null(), 2, &mut r), LMBFF_ERR_UTF8);
+        assert!(last_error().contains("texts[1]"), "{}", last_error());
+        assert!(r.is_null());
+        let null_ptrs = [texts[0].as_ptr(), null()];
+        assert_eq!(lmbff_predict(p, null_ptrs.as_ptr(), null(), 2, &mut r), LMBFF_ERR_INVALID_ARGUMENT);
+        assert!(last_error().contains("texts[1] is NULL"));
+        assert_eq!(lmbff_predict(null(), ptrs.as_ptr(), null(), 1, &mut r), LMBFF_ERR_INVALID_ARGUMENT);
+        lmbff_predictor_free(p);
+    }
+}
+
+#[test]
+fn bad_opens_and_null_frees() {
+    let dir = exported();
+    unsafe {
+        let mut p: *mut lmbff_predictor = std::ptr::null_mut();
+        let missing = CString::new("/nonexistent/export").unwrap();
+        assert_eq!(lmbff_predictor_open(missing.as_ptr(), null(), &mut p), LMBFF_ERR_INVALID_ARGUMENT);
+        assert!(last_error().contains("does not exist") && p.is_null());
+        assert_eq!(lmbff_predictor_open(null(), null(), &mut p), LMBFF_ERR_INVALID_ARGUMENT);
+        assert_eq!(lmbff_predictor_open(dir.as_ptr(), null(), std::ptr::null_mut()), LMBFF_ERR_INVALID_ARGUMENT);
+        let mut params = lmbff_predictor_default_params();
+        params.struct_size = 8;
+        assert_eq!(lmbff_predictor_open(dir.as_ptr(), &params, &mut p), LMBFF_ERR_INVALID_ARGUMENT);
+        assert!(last_error().contains("struct_size"));
+        let empty_dir = common::tempdir("ffi-empty");
+        let empty = CString::new(empty_dir.to_str().unwrap()).unwrap();
+        assert_eq!(lmbff_predictor_open(empty.as_ptr(), null(), &mut p), LMBFF_ERR_FORMAT);
+        assert!(last_error().contains("lmbff-export.json"));
+        lmbff_predictor_free(std::ptr::null_mut());
+        lmbff_predictions_free(std::ptr::null_mut());
+        assert_eq!(lmbff_predictor_num_labels(null()), 0);
+        assert!(lmbff_has_training());
+        assert_eq!(lmbff_abi_version(), LMBFF_ABI_VERSION);
+    }
+}
+
+fn null_mut<T>() -> *mut T {
+    std::ptr::null_mut()
+}
