@@ -223,6 +223,15 @@ lmbff_status lmbff_predictions_probs(const lmbff_predictions *r,
                                      size_t capacity);
 
 /*
+ The regression score of input `i` (exports made with a regression range); for a
+ classification export it returns LMBFF_ERR_INVALID_ARGUMENT.
+
+ # Safety
+ `r` is live predictions; `score` is a valid pointer.
+ */
+lmbff_status lmbff_predictions_score(const lmbff_predictions *r, size_t i, float *score);
+
+/*
  Exports a trained checkpoint directory (a `lmbff train --out` directory, with its
  lmbff.json) to an export directory for lmbff_predictor_open. `fp16` stores weight
  matrices as fp16. Returns LMBFF_ERR_NO_TRAINING in a serve-only build.
@@ -329,6 +338,15 @@ lmbff_status lmbff_predictions_probs(const lmbff_predictions *r,
                                      size_t i,
                                      float *probs,
                                      size_t capacity);
+
+/*
+ The regression score of input `i` (exports made with a regression range); for a
+ classification export it returns LMBFF_ERR_INVALID_ARGUMENT.
+
+ # Safety
+ `r` is live predictions; `score` is a valid pointer.
+ */
+lmbff_status lmbff_predictions_score(const lmbff_predictions *r, size_t i, float *score);
 
 /*
  Exports a trained checkpoint directory (a `lmbff train --out` directory, with its

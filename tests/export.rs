@@ -9,7 +9,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use lmbff::export::{export, ExportManifest, ExportOptions, WeightType, EXPORT_MANIFEST};
+use lmbff::export::{export, ExportManifest, ExportOptions, RegressionRange, WeightType, EXPORT_MANIFEST};
 use lmbff::model::MaskedLm;
 use lmbff::prompt::{Example, Prompt, Template, Truncation, Verbalizer};
 use lmbff::serve::{Predictor, PredictorOptions};
@@ -138,6 +138,26 @@ fn fp16_weights_and_external_data() {
     assert!(ext.join("model.onnx.data").is_file());
     assert!(size(&ext) < 20_000, "weights left model.onnx ({} bytes)", size(&ext));
     assert_eq!(ExportManifest::read(&ext).unwrap().model.external_data.as_deref(), Some("model.onnx.data"));
+}
+
+/// Regression (two pole words): the graph's score is low + (high - low) * p(upper), and
+/// the Triton config declares it.
+#[test]
+fn regression_export_scores() {
+    let c = case(&common::fixtures().join("bert"), "{text} It was {mask}.", 40);
+    let opts = ExportOptions { regression: Some(RegressionRange { low: 0.0, high: 5.0 }), triton: Some("sts".into()), ..Default::default() };
+    let dir = parity(&c, "regression", &opts, 1e-4);
+    let m = ExportManifest::read(&dir).unwrap();
+    assert_eq!((m.task.as_str(), m.model.outputs.len()), ("regression", 3));
+    let preds = open(&dir).predict(&texts(5)).unwrap();
+    for p in &preds {
+        assert!((p.score.unwrap() - 5.0 * p.probs[1]).abs() < 1e-5);
+    }
+    let three = Case { prompt: Prompt::new(Template::parse("{text} It was {mask}.").unwrap(),
+        Verbalizer::new(&c.tok, &[("a".into(), "terrible".into()), ("b".into(), "great".into()), ("c".into(), "fun".into())]).unwrap(),
+        Truncation { max_len: 40, ..Truncation::default() }).unwrap(), ..c };
+    let e = export(&three.model, &three.tok, &three.prompt, Default::default(), &common::tempdir("reg3").join("x"), &opts).unwrap_err();
+    assert!(e.to_string().contains("two label words"), "{e}");
 }
 
 /// Dynamic int8 quantisation: a standard-op graph the checker accepts, close to fp32.

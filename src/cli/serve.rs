@@ -36,6 +36,10 @@ pub struct ExportArgs {
     /// Also write a Triton Inference Server model repository under triton/<NAME>/.
     #[arg(long, value_name = "NAME")]
     pub triton: Option<String>,
+    /// Export as regression over LOW,HIGH (two label words: lower pole, upper pole); the
+    /// model then also outputs `score` = LOW + (HIGH - LOW) * p(upper pole).
+    #[arg(long, value_name = "LOW,HIGH", value_delimiter = ',', num_args = 2)]
+    pub regression: Option<Vec<f32>>,
     /// Triton's max_batch_size.
     #[arg(long, default_value_t = 64)]
     pub triton_max_batch: usize,
@@ -53,6 +57,7 @@ pub fn export_cmd(mut a: ExportArgs) -> Result<()> {
         external_data: a.external_data,
         triton: a.triton.clone(),
         triton_max_batch: a.triton_max_batch,
+        regression: a.regression.as_ref().map(|r| crate::export::RegressionRange { low: r[0], high: r[1] }),
     };
     let m = export(&l.model, &l.tok, &l.prompt, notes, &a.out, &opts)?;
     println!("{}", serde_json::json!({"out": a.out, "model_version": m.model.version, "labels": m.labels, "weights": m.model.weights}));
@@ -122,7 +127,10 @@ pub fn predict_cmd(a: PredictArgs) -> Result<()> {
             let i = c * 1024 + k;
             let probs: serde_json::Map<String, serde_json::Value> =
                 labels.iter().zip(&pr.probs).map(|(l, v)| (l.clone(), serde_json::json!(v))).collect();
-            let line = serde_json::json!({"index": i, "label": labels[pr.label], "probs": probs, "margin": pr.margin, "entropy": pr.entropy});
+            let mut line = serde_json::json!({"index": i, "label": labels[pr.label], "probs": probs, "margin": pr.margin, "entropy": pr.entropy});
+            if let Some(s) = pr.score {
+                line["score"] = serde_json::json!(s);
+            }
             writeln!(out, "{line}").map_err(|e| Error::io("stdout", e))?;
             if gold.as_ref().is_some_and(|g| g[i] == labels[pr.label]) {
                 correct += 1;

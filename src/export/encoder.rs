@@ -8,13 +8,14 @@ use std::collections::HashMap;
 use tch::Tensor;
 
 use super::graph::{Attr, Dim, Graph};
-use super::WeightType;
+use super::{RegressionRange, WeightType};
 use super::proto::dtype;
 use crate::model::{Activation, Arch, MaskedLm};
 use crate::{Error, Result};
 
 pub const OUTPUT_PROBS: &str = "probs";
 pub const OUTPUT_LOGITS: &str = "label_logits";
+pub const OUTPUT_SCORE: &str = "score";
 
 struct Ctx<'a> {
     g: Graph,
@@ -161,7 +162,7 @@ impl Ctx<'_> {
 /// Inputs: `input_ids`, `attention_mask` and, for BERT, `token_type_ids` (int64
 /// [batch, sequence]); outputs `probs` and `label_logits` (float [batch, labels]).
 /// The mask position of each row is where `input_ids` holds `mask_id`.
-pub fn build(model: &MaskedLm, label_ids: &[u32], mask_id: u32, g: Graph) -> Result<Graph> {
+pub fn build(model: &MaskedLm, label_ids: &[u32], mask_id: u32, regression: Option<RegressionRange>, g: Graph) -> Result<Graph> {
     let c = &model.config;
     let arch = model.arch;
     let prefix = arch.prefix();
@@ -261,5 +262,17 @@ pub fn build(model: &MaskedLm, label_ids: &[u32], mask_id: u32, g: Graph) -> Res
     let n = label_ids.len() as i64;
     cx.g.output(OUTPUT_PROBS, dtype::FLOAT, &[Dim::Named("batch"), Dim::Fixed(n)]);
     cx.g.output(OUTPUT_LOGITS, dtype::FLOAT, &[Dim::Named("batch"), Dim::Fixed(n)]);
+    if let Some(r) = regression {
+        // score = low + (high - low) * p(upper pole), shaped [batch, 1].
+        let upper = cx.g.const_i64("upper_end", &[2], &[1]);
+        let start = cx.g.const_i64("upper_start", &[1], &[1]);
+        let axis = cx.g.const_i64("axis1", &[1], &[1]);
+        let p = cx.g.node("Slice", &[OUTPUT_PROBS, &start, &upper, &axis], &[], "p_upper");
+        let span = cx.g.const_f32("span", &[r.high - r.low], &[]);
+        let low = cx.g.const_f32("low", &[r.low], &[]);
+        let scaled = cx.g.node("Mul", &[&p, &span], &[], "score");
+        cx.g.node_into("Add", &[&scaled, &low], &[], &[OUTPUT_SCORE]);
+        cx.g.output(OUTPUT_SCORE, dtype::FLOAT, &[Dim::Named("batch"), Dim::Fixed(1)]);
+    }
     Ok(cx.g)
 }

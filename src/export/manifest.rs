@@ -22,8 +22,12 @@ pub struct ExportManifest {
     pub format: String,
     pub format_version: u32,
     pub lmbff_version: String,
-    /// "classification" (regression and multi-label come later, as new values).
+    /// "classification", or "regression" (two pole words; see `regression`).
     pub task: String,
+    /// Regression: the score is `low + (high - low) * probs[1]` (label 1 is the upper
+    /// pole), as LM-BFF maps STS-B's 0-5 range; the graph outputs it as `score`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regression: Option<RegressionRange>,
     /// "prompt": label words' logits at the template's mask (LM-BFF).
     pub method: String,
     /// Class names, in the order of the model's outputs.
@@ -40,6 +44,19 @@ pub struct ExportManifest {
     /// Facts about the training run (steps, seed, dev accuracy, source checkpoint).
     #[serde(default)]
     pub notes: serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct RegressionRange {
+    pub low: f32,
+    pub high: f32,
+}
+
+impl RegressionRange {
+    /// The score for the upper pole's probability.
+    pub fn score(&self, p_upper: f32) -> f32 {
+        self.low + (self.high - self.low) * p_upper
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -100,7 +117,8 @@ pub struct ModelSpec {
     pub architecture: String,
     /// Graph inputs in order (int64 [batch, sequence]); `token_type_ids` only for BERT.
     pub inputs: Vec<String>,
-    /// Graph outputs (float [batch, labels]): `probs`, `label_logits`.
+    /// Graph outputs: `probs`, `label_logits` (float [batch, labels]) and, for
+    /// regression, `score` (float [batch, 1]).
     pub outputs: Vec<String>,
     pub opset: i64,
     pub ir_version: i64,

@@ -12,7 +12,7 @@
 mod manifest;
 
 pub use manifest::{
-    CaseSpec, ExportManifest, ModelSpec, PartSpec, SpecialSpec, TemplateSpec, TokenizerSpec, WeightType, EXPORT_FORMAT,
+    CaseSpec, ExportManifest, ModelSpec, PartSpec, RegressionRange, SpecialSpec, TemplateSpec, TokenizerSpec, WeightType, EXPORT_FORMAT,
     EXPORT_FORMAT_VERSION, EXPORT_MANIFEST,
 };
 

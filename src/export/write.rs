@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use super::encoder::{self, OUTPUT_LOGITS, OUTPUT_PROBS};
+use super::encoder::{self, OUTPUT_LOGITS, OUTPUT_PROBS, OUTPUT_SCORE};
 use super::graph::Graph;
 use super::manifest::*;
 use super::{IR_VERSION, OPSET};
@@ -21,11 +21,13 @@ pub struct ExportOptions {
     pub triton: Option<String>,
     /// Largest batch Triton may form (its `max_batch_size`).
     pub triton_max_batch: usize,
+    /// Export a two-label prompt model as a regression model over this range.
+    pub regression: Option<RegressionRange>,
 }
 
 impl Default for ExportOptions {
     fn default() -> Self {
-        ExportOptions { weights: WeightType::Fp32, external_data: false, triton: None, triton_max_batch: 64 }
+        ExportOptions { weights: WeightType::Fp32, external_data: false, triton: None, triton_max_batch: 64, regression: None }
     }
 }
 
@@ -42,6 +44,16 @@ pub fn export(
     if let Some(name) = &opts.triton {
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
             return Err(Error::InvalidArgument(format!("Triton model name {name:?}: use letters, digits, '_' and '-'")));
+        }
+    }
+    if let Some(r) = opts.regression {
+        if prompt.verbalizer.num_labels() != 2 || !(r.low.is_finite() && r.high.is_finite() && r.low < r.high) {
+            return Err(Error::InvalidArgument(format!(
+                "regression needs two label words (lower pole, upper pole) and a range low < high; got {} labels and {}..{}",
+                prompt.verbalizer.num_labels(),
+                r.low,
+                r.high
+            )));
         }
     }
     let special = tok.special();
@@ -67,7 +79,8 @@ pub fn export(
         format: EXPORT_FORMAT.into(),
         format_version: EXPORT_FORMAT_VERSION,
         lmbff_version: crate::VERSION.into(),
-        task: "classification".into(),
+        task: if opts.regression.is_some() { "regression" } else { "classification" }.into(),
+        regression: opts.regression,
         method: "prompt".into(),
         labels: prompt.verbalizer.labels().to_vec(),
         label_words: prompt.verbalizer.words().to_vec(),
@@ -81,7 +94,7 @@ pub fn export(
             external_data: external.then(|| "model.onnx.data".into()),
             architecture: arch.into(),
             inputs,
-            outputs: vec![OUTPUT_PROBS.into(), OUTPUT_LOGITS.into()],
+            outputs: [OUTPUT_PROBS, OUTPUT_LOGITS].into_iter().chain(opts.regression.map(|_| OUTPUT_SCORE)).map(String::from).collect(),
             opset: OPSET,
             ir_version: IR_VERSION,
             weights: opts.weights,
@@ -101,7 +114,7 @@ pub fn export(
     }
     let tokenizer_src = model.source_dir().join("tokenizer.json");
     write_dir_atomic(out, |dir| {
-        let graph = encoder::build(model, &label_ids, special.mask, Graph::new(opts.weights))?;
+        let graph = encoder::build(model, &label_ids, special.mask, opts.regression, Graph::new(opts.weights))?;
         let onnx = dir.join("model.onnx");
         let doc = format!("lmbff {} export: {} prompt model, labels {:?}", crate::VERSION, arch, manifest.labels);
         let meta = [("lmbff_manifest", EXPORT_MANIFEST.to_string()), ("lmbff_version", crate::VERSION.to_string())];
@@ -138,7 +151,9 @@ fn write_triton(dir: &Path, name: &str, m: &ExportManifest, max_batch: usize) ->
     let tensor = |n: &str, ty: &str, dims: &str| format!("  {{\n    name: \"{n}\"\n    data_type: {ty}\n    dims: [ {dims} ]\n  }}");
     let inputs: Vec<String> = m.model.inputs.iter().map(|n| tensor(n, "TYPE_INT64", "-1")).collect();
     let labels = m.labels.len().to_string();
-    let outputs: Vec<String> = m.model.outputs.iter().map(|n| tensor(n, "TYPE_FP32", &labels)).collect();
+    // With max_batch_size set, dims leave out the batch axis: [labels], or [1] for score.
+    let outputs: Vec<String> =
+        m.model.outputs.iter().map(|n| tensor(n, "TYPE_FP32", if n == OUTPUT_SCORE { "1" } else { &labels })).collect();
     let text = format!(
         "# Written by lmbff {}. Inputs are token ids rendered as ../../lmbff-export.json says.\n\
          name: \"{name}\"\nplatform: \"onnxruntime_onnx\"\nmax_batch_size: {max_batch}\n\

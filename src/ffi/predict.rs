@@ -235,6 +235,23 @@ pub unsafe extern "C" fn lmbff_predictions_probs(r: *const lmbff_predictions, i:
     })
 }
 
+/// The regression score of input `i` (exports made with a regression range); for a
+/// classification export it returns LMBFF_ERR_INVALID_ARGUMENT.
+///
+/// # Safety
+/// `r` is live predictions; `score` is a valid pointer.
+#[no_mangle]
+pub unsafe extern "C" fn lmbff_predictions_score(r: *const lmbff_predictions, i: usize, score: *mut f32) -> lmbff_status {
+    guard(|| {
+        let s = row(r, i)?.score.ok_or_else(|| Error::InvalidArgument("this export is a classifier: it has no score".into()))?;
+        if score.is_null() {
+            return Err(Error::InvalidArgument("score is NULL".into()));
+        }
+        *score = s;
+        Ok(())
+    })
+}
+
 unsafe fn row<'a>(r: *const lmbff_predictions, i: usize) -> Result<&'a Prediction> {
     let r = r.as_ref().ok_or_else(|| Error::InvalidArgument("predictions is NULL".into()))?;
     debug_assert!(r.num_labels > 0);

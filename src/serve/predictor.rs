@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session;
-use ort::value::Tensor as OrtTensor;
+use ort::value::TensorRef;
 use parking_lot::Mutex;
 
 use crate::export::ExportManifest;
@@ -52,6 +52,8 @@ pub struct Prediction {
     pub margin: f32,
     /// Entropy of `probs` in nats (0: certain; ln(classes): uniform).
     pub entropy: f32,
+    /// Regression exports: the score, `low + (high - low) * p(upper pole)`.
+    pub score: Option<f32>,
 }
 
 impl Prediction {
@@ -61,7 +63,7 @@ impl Prediction {
         let label = order[0];
         let margin = probs[order[0]] - order.get(1).map(|&i| probs[i]).unwrap_or(0.0);
         let entropy = -probs.iter().filter(|&&p| p > 0.0).map(|&p| p * p.ln()).sum::<f32>();
-        Prediction { probs, label, margin, entropy }
+        Prediction { probs, label, margin, entropy, score: None }
     }
 }
 
@@ -91,7 +93,8 @@ impl Predictor {
             return Err(Error::InvalidArgument("sessions and max_batch must be at least 1".into()));
         }
         let manifest = ExportManifest::read(dir)?;
-        if manifest.task != "classification" || manifest.method != "prompt" {
+        let known_task = manifest.task == "classification" || (manifest.task == "regression" && manifest.regression.is_some());
+        if !known_task || manifest.method != "prompt" {
             return Err(Error::InvalidArgument(format!(
                 "{}: task {:?} with method {:?} is not served by this lmbff ({})",
                 dir.display(),
@@ -200,10 +203,10 @@ impl Predictor {
                 }
             }
             let shape = [b as i64, s as i64];
-            let tensor = |v: &Vec<i64>| OrtTensor::from_array((shape, v.clone())).map_err(runtime_err("input tensor"));
-            let mut feed = ort::inputs!["input_ids" => tensor(&ids)?, "attention_mask" => tensor(&mask)?];
+            // Views of the reused buffers: no copy on the way in.
+            let mut feed = ort::inputs!["input_ids" => view(shape, &ids)?, "attention_mask" => view(shape, &mask)?];
             if self.token_types {
-                feed.push(("token_type_ids".into(), tensor(&types)?.into()));
+                feed.push(("token_type_ids".into(), view(shape, &types)?.into()));
             }
             let outputs = session.run(feed).map_err(runtime_err("inference"))?;
             let (shape_out, probs) = outputs["probs"].try_extract_tensor::<f32>().map_err(runtime_err("reading probs"))?;
@@ -211,8 +214,14 @@ impl Predictor {
             if shape_out.len() != 2 || shape_out[0] as usize != b || shape_out[1] as usize != n {
                 return Err(Error::Runtime(format!("model returned probs of shape {shape_out:?}, expected [{b}, {n}]")));
             }
+            let scores = match self.manifest.regression {
+                Some(_) => Some(outputs["score"].try_extract_tensor::<f32>().map_err(runtime_err("reading score"))?.1),
+                None => None,
+            };
             for (r, &i) in chunk.iter().enumerate() {
-                out[i] = Some(Prediction::from_probs(probs[r * n..(r + 1) * n].to_vec()));
+                let mut pred = Prediction::from_probs(probs[r * n..(r + 1) * n].to_vec());
+                pred.score = scores.map(|s| s[r]);
+                out[i] = Some(pred);
             }
         }
         Ok(out.into_iter().map(|p| p.expect("every input is in one chunk")).collect())
@@ -229,6 +238,11 @@ impl Predictor {
         }
         self.sessions[start % n].lock()
     }
+}
+
+/// An input tensor viewing `data` (no copy).
+fn view(shape: [i64; 2], data: &[i64]) -> Result<TensorRef<'_, i64>> {
+    TensorRef::from_array_view((shape, data)).map_err(runtime_err("input tensor"))
 }
 
 fn read(path: &Path) -> Result<Vec<u8>> {
