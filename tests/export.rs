@@ -127,6 +127,17 @@ fn minilm_export_matches_tch() {
     parity(&c, "minilm", &ExportOptions::default(), 1e-4);
 }
 
+/// The adapted MiniLM (made by docs/adaptation.md, not in CI): set LMBFF_ADAPTED_MODEL.
+#[test]
+fn adapted_minilm_export_matches_tch() {
+    let Some(dir) = std::env::var_os("LMBFF_ADAPTED_MODEL") else {
+        println!("SKIPPED: set LMBFF_ADAPTED_MODEL=runs/adapt/minilm-sst2-500 (docs/adaptation.md makes it) to check it");
+        return;
+    };
+    let c = case(Path::new(&dir), "{text} It was {mask}.", 128);
+    parity(&c, "adapted-minilm", &ExportOptions::default(), 1e-4);
+}
+
 #[test]
 fn fp16_weights_and_external_data() {
     let c = case(&common::fixtures().join("bert"), "{text} It was {mask}.", 40);

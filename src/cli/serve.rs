@@ -169,6 +169,11 @@ pub struct BenchPredictArgs {
     /// Name of the ONNX Runtime rows in the output (e.g. lmbff-ort-int8).
     #[arg(long, default_value = "lmbff-ort")]
     pub name: String,
+    /// Also measure one predictor shared by 1, 2 and 4 calling threads (batches of 8),
+    /// with one locked session of --threads threads vs a pool of --threads
+    /// single-threaded sessions.
+    #[arg(long)]
+    pub shared: bool,
 }
 
 /// FLOPs the exported graph executes over the unpadded tokens of `lens` (a multiply-add
@@ -257,7 +262,43 @@ pub fn bench_predict(a: BenchPredictArgs) -> Result<()> {
             );
         }
     }
+    if a.shared {
+        for (sessions, threads) in [(1, a.threads), (a.threads, 1)] {
+            let opts = PredictorOptions { threads, sessions, ort_library: a.ort_lib.clone(), ..Default::default() };
+            let p = Predictor::open(&a.export, &opts)?;
+            p.predict(&inputs[..8.min(inputs.len())])?;
+            for callers in [1, 2, 4] {
+                let eps = shared_throughput(&p, &inputs, callers)?;
+                println!(
+                    "{}",
+                    serde_json::json!({"impl": "lmbff-ort-shared", "sessions": sessions, "threads_per_session": threads,
+                        "callers": callers, "batch": 8, "examples_per_sec": eps})
+                );
+            }
+        }
+    }
     Ok(())
+}
+
+/// Throughput of one predictor shared by `callers` threads, each predicting its share of
+/// `inputs` in batches of 8.
+fn shared_throughput(p: &Predictor, inputs: &[Example], callers: usize) -> Result<f64> {
+    let t = std::time::Instant::now();
+    std::thread::scope(|s| -> Result<()> {
+        let handles: Vec<_> = (0..callers)
+            .map(|k| {
+                s.spawn(move || -> Result<()> {
+                    let mine: Vec<Example> = inputs.iter().skip(k).step_by(callers).cloned().collect();
+                    for chunk in mine.chunks(8) {
+                        p.predict(chunk)?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        handles.into_iter().try_for_each(|h| h.join().expect("a caller panicked"))
+    })?;
+    Ok(inputs.len() as f64 / t.elapsed().as_secs_f64())
 }
 
 fn task_defaults() -> TaskArgs {
