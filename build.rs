@@ -16,17 +16,10 @@ fn generate_header(root: &std::path::Path) {
     println!("cargo:rerun-if-changed=src/ffi");
     println!("cargo:rerun-if-changed=cbindgen.toml");
     println!("cargo:rerun-if-env-changed=LMBFF_WRITE_HEADER");
-    let mut sources: Vec<PathBuf> = std::fs::read_dir(&ffi)
-        .expect("src/ffi exists")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "rs"))
-        .collect();
-    sources.sort();
+    // cbindgen follows the `mod` items of src/ffi/mod.rs into its submodules: give it
+    // the module root only (each file once; nothing outside the ffi module).
     let config = cbindgen::Config::from_file(root.join("cbindgen.toml")).expect("cbindgen.toml is valid");
-    let mut builder = cbindgen::Builder::new().with_config(config);
-    for s in &sources {
-        builder = builder.with_src(s);
-    }
+    let builder = cbindgen::Builder::new().with_config(config).with_src(ffi.join("mod.rs"));
     let header = builder.generate().expect("cbindgen generates the header from src/ffi");
     // Written to OUT_DIR; tests compare it with the committed include/lmbff.h.
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("lmbff.h");
