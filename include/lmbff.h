@@ -10,7 +10,8 @@
  *   UTF-8 (LMBFF_ERR_UTF8 otherwise).
  * - No panic crosses this boundary: an internal error returns LMBFF_ERR_INTERNAL and the
  *   handle involved refuses further calls.
- * - Threads: a predictor may be used by any number of threads at once. The library
+ * - Threads: a predictor may be used by any number of threads at once; a task by one
+ *   thread at a time (a call racing another on the same task gets LMBFF_ERR_BUSY). The library
  *   loads ONNX Runtime once per process (see lmbff_predictor_params.ort_library).
  * - Parameter structs carry their size (struct_size): initialise them with their
  *   *_default_params() function, then change fields.
@@ -73,6 +74,10 @@ typedef enum {
    A bug in lmbff (a caught panic); the handle involved is no longer usable.
    */
   LMBFF_ERR_INTERNAL = 9,
+  /*
+   An object that is used by one thread at a time (a task) is in use by another.
+   */
+  LMBFF_ERR_BUSY = 10,
 } lmbff_status;
 
 /*
@@ -85,6 +90,12 @@ typedef struct lmbff_predictions lmbff_predictions;
  call lmbff_predict on one predictor at once.
  */
 typedef struct lmbff_predictor lmbff_predictor;
+
+/*
+ A labelling task. Not shareable: one thread at a time; a call made while another
+ thread is inside a call on the same task returns LMBFF_ERR_BUSY.
+ */
+typedef struct lmbff_task lmbff_task;
 
 /*
  Options of lmbff_predictor_open. Get defaults from lmbff_predictor_default_params()
@@ -114,6 +125,36 @@ typedef struct {
    */
   const char *ort_library;
 } lmbff_predictor_params;
+
+/*
+ What a new task is. Get defaults from lmbff_task_default_params(), then set at least
+ `model_dir`, `labels`, `label_words` and `num_labels`.
+ */
+typedef struct {
+  /*
+   sizeof(lmbff_task_params), set by lmbff_task_default_params().
+   */
+  size_t struct_size;
+  /*
+   HF model directory training starts from (config.json, tokenizer.json, weights).
+   */
+  const char *model_dir;
+  /*
+   Template, readable (`{text} It was {mask}.`) or LM-BFF syntax; NULL for
+   `{text} It was {mask}.`.
+   */
+  const char *template_;
+  /*
+   `num_labels` class names and their label words (single tokens of the vocabulary).
+   */
+  const char *const *labels;
+  const char *const *label_words;
+  size_t num_labels;
+  /*
+   Maximum input length in tokens (default 128).
+   */
+  uint32_t max_len;
+} lmbff_task_params;
 
 #ifdef __cplusplus
 extern "C" {
@@ -257,6 +298,114 @@ lmbff_status lmbff_predictions_score(const lmbff_predictions *r, size_t i, float
  `checkpoint_dir` and `out_dir` are NUL-terminated strings.
  */
 lmbff_status lmbff_export(const char *checkpoint_dir, const char *out_dir, bool fp16);
+
+/*
+ Default task parameters (no model, no labels, the default template, 128 tokens).
+ */
+lmbff_task_params lmbff_task_default_params(void);
+
+/*
+ Creates a task. The template and label words are checked against the model's
+ tokenizer now (LMBFF_ERR_MODEL with the reason otherwise). Free with lmbff_task_free.
+
+ # Safety
+ `params` points to params from lmbff_task_default_params(); `out` is valid.
+ */
+lmbff_status lmbff_task_create(const lmbff_task_params *params, lmbff_task **out);
+
+/*
+ Reopens a task saved with lmbff_task_save.
+
+ # Safety
+ `dir` is a NUL-terminated string; `out` is valid.
+ */
+lmbff_status lmbff_task_open(const char *dir, lmbff_task **out);
+
+/*
+ Saves the task to directory `dir`, replacing it atomically (an interrupted save
+ leaves the previous version).
+
+ # Safety
+ `t` is a live task; `dir` is a NUL-terminated string.
+ */
+lmbff_status lmbff_task_save(lmbff_task *t, const char *dir);
+
+/*
+ Frees a task (NULL is a no-op). Unsaved registrations are lost.
+
+ # Safety
+ `t` is NULL or a task not yet freed, with no call running on it.
+ */
+void lmbff_task_free(lmbff_task *t);
+
+/*
+ Registers a labelled example (`text_b` NULL unless the template reads a pair);
+ `label` is one of the task's label names. Its id goes to *id (if not NULL).
+
+ # Safety
+ `t` is a live task; strings are NUL-terminated or NULL where allowed.
+ */
+lmbff_status lmbff_task_add_example(lmbff_task *t,
+                                    const char *text,
+                                    const char *text_b,
+                                    const char *label,
+                                    uint64_t *id);
+
+/*
+ Registers an unlabeled text (for adaptation and, later, labelling). Its id goes to
+ *id (if not NULL).
+
+ # Safety
+ `t` is a live task; strings are NUL-terminated or NULL where allowed.
+ */
+lmbff_status lmbff_task_add_unlabeled(lmbff_task *t,
+                                      const char *text,
+                                      const char *text_b,
+                                      uint64_t *id);
+
+/*
+ Removes the example or unlabeled text `id`.
+
+ # Safety
+ `t` is a live task.
+ */
+lmbff_status lmbff_task_remove(lmbff_task *t, uint64_t id);
+
+/*
+ Sets the label of item `id` (an unlabeled text becomes a labelled example).
+
+ # Safety
+ `t` is a live task; `label` is a NUL-terminated string.
+ */
+lmbff_status lmbff_task_relabel(lmbff_task *t, uint64_t id, const char *label);
+
+/*
+ Number of classes (0 if `t` is NULL).
+
+ # Safety
+ `t` is NULL or a live task.
+ */
+size_t lmbff_task_num_labels(const lmbff_task *t);
+
+/*
+ Name of class `i` (NULL if out of range). Borrowed: valid while the task lives.
+
+ # Safety
+ `t` is NULL or a live task.
+ */
+const char *lmbff_task_label(const lmbff_task *t, size_t i);
+
+/*
+ Counts: labelled examples of class `label_index` into *examples, unlabeled texts
+ into *unlabeled (either pointer may be NULL).
+
+ # Safety
+ `t` is a live task; output pointers are NULL or valid.
+ */
+lmbff_status lmbff_task_counts(lmbff_task *t,
+                               size_t label_index,
+                               size_t *examples,
+                               size_t *unlabeled);
 
 #ifdef __cplusplus
 }  // extern "C"

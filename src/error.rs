@@ -53,6 +53,8 @@ pub enum Error {
     Runtime(String),
     #[error("{0} needs training support: this is the serve-only build of lmbff")]
     NoTraining(&'static str),
+    #[error("{0}")]
+    Busy(&'static str),
     #[error("cancelled")]
     Cancelled,
 }

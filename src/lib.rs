@@ -11,6 +11,7 @@ pub mod export;
 pub mod ffi;
 pub mod prompt;
 pub mod serve;
+pub mod task;
 pub mod tokenize;
 
 #[cfg(feature = "train")]

@@ -9,8 +9,10 @@
 #![allow(non_camel_case_types)]
 
 mod predict;
+mod task;
 
 pub use predict::*;
+pub use task::*;
 
 use std::cell::RefCell;
 use std::ffi::{c_char, CStr, CString};
@@ -43,6 +45,8 @@ pub enum lmbff_status {
     LMBFF_ERR_CANCELLED = 8,
     /// A bug in lmbff (a caught panic); the handle involved is no longer usable.
     LMBFF_ERR_INTERNAL = 9,
+    /// An object that is used by one thread at a time (a task) is in use by another.
+    LMBFF_ERR_BUSY = 10,
 }
 
 thread_local! {
@@ -74,6 +78,7 @@ pub(crate) fn status_of(e: &Error) -> lmbff_status {
         Error::Truncation(_) | Error::InvalidArgument(_) => LMBFF_ERR_INVALID_ARGUMENT,
         Error::Utf8(_) => LMBFF_ERR_UTF8,
         Error::NoTraining(_) => LMBFF_ERR_NO_TRAINING,
+        Error::Busy(_) => LMBFF_ERR_BUSY,
         Error::Cancelled => LMBFF_ERR_CANCELLED,
     }
 }

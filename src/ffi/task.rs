@@ -1,0 +1,255 @@
+//! Labelling tasks at the C ABI: create or reopen, register examples and unlabeled
+//! texts, remove and relabel by id, count per label, save.
+
+use std::ffi::{c_char, CString};
+use std::path::PathBuf;
+
+use parking_lot::Mutex;
+
+use super::{guard, lmbff_status, str_arg};
+use crate::prompt::Truncation;
+use crate::task::{Task, TaskSpec};
+use crate::{Error, Result};
+
+/// A labelling task. Not shareable: one thread at a time; a call made while another
+/// thread is inside a call on the same task returns LMBFF_ERR_BUSY.
+pub struct lmbff_task {
+    /// Locked without waiting: a second thread gets LMBFF_ERR_BUSY, not a queue.
+    inner: Mutex<Task>,
+    labels: Vec<CString>,
+}
+
+/// What a new task is. Get defaults from lmbff_task_default_params(), then set at least
+/// `model_dir`, `labels`, `label_words` and `num_labels`.
+#[repr(C)]
+pub struct lmbff_task_params {
+    /// sizeof(lmbff_task_params), set by lmbff_task_default_params().
+    pub struct_size: usize,
+    /// HF model directory training starts from (config.json, tokenizer.json, weights).
+    pub model_dir: *const c_char,
+    /// Template, readable (`{text} It was {mask}.`) or LM-BFF syntax; NULL for
+    /// `{text} It was {mask}.`.
+    pub template_: *const c_char,
+    /// `num_labels` class names and their label words (single tokens of the vocabulary).
+    pub labels: *const *const c_char,
+    pub label_words: *const *const c_char,
+    pub num_labels: usize,
+    /// Maximum input length in tokens (default 128).
+    pub max_len: u32,
+}
+
+/// Default task parameters (no model, no labels, the default template, 128 tokens).
+#[no_mangle]
+pub extern "C" fn lmbff_task_default_params() -> lmbff_task_params {
+    lmbff_task_params {
+        struct_size: std::mem::size_of::<lmbff_task_params>(),
+        model_dir: std::ptr::null(),
+        template_: std::ptr::null(),
+        labels: std::ptr::null(),
+        label_words: std::ptr::null(),
+        num_labels: 0,
+        max_len: 128,
+    }
+}
+
+fn wrap(inner: Task) -> *mut lmbff_task {
+    let labels = inner.spec().labels.iter().map(|l| CString::new(l.replace('\0', " ")).unwrap_or_default()).collect();
+    Box::into_raw(Box::new(lmbff_task { inner: Mutex::new(inner), labels }))
+}
+
+/// Runs `f` on the task with the one-thread-at-a-time rule enforced.
+unsafe fn with_task<T>(t: *mut lmbff_task, f: impl FnOnce(&mut Task) -> Result<T>) -> Result<T> {
+    let t = t.as_ref().ok_or_else(|| Error::InvalidArgument("task is NULL".into()))?;
+    let mut task = t
+        .inner
+        .try_lock()
+        .ok_or(Error::Busy("this task is in use by another thread (a task is used by one thread at a time)"))?;
+    f(&mut task)
+}
+
+unsafe fn strings(p: *const *const c_char, n: usize, name: &str) -> Result<Vec<String>> {
+    if p.is_null() {
+        return Err(Error::InvalidArgument(format!("{name} is NULL")));
+    }
+    (0..n).map(|i| str_arg(*p.add(i), &format!("{name}[{i}]")).map(str::to_string)).collect()
+}
+
+unsafe fn opt_str(p: *const c_char, name: &str) -> Result<Option<String>> {
+    if p.is_null() {
+        Ok(None)
+    } else {
+        str_arg(p, name).map(|s| Some(s.to_string()))
+    }
+}
+
+/// Creates a task. The template and label words are checked against the model's
+/// tokenizer now (LMBFF_ERR_MODEL with the reason otherwise). Free with lmbff_task_free.
+///
+/// # Safety
+/// `params` points to params from lmbff_task_default_params(); `out` is valid.
+#[no_mangle]
+pub unsafe extern "C" fn lmbff_task_create(params: *const lmbff_task_params, out: *mut *mut lmbff_task) -> lmbff_status {
+    guard(|| {
+        if out.is_null() {
+            return Err(Error::InvalidArgument("out is NULL".into()));
+        }
+        *out = std::ptr::null_mut();
+        let p = params.as_ref().ok_or_else(|| Error::InvalidArgument("params is NULL".into()))?;
+        if p.struct_size < std::mem::size_of::<lmbff_task_params>() {
+            return Err(Error::InvalidArgument(format!(
+                "params.struct_size is {}: initialise params with lmbff_task_default_params()",
+                p.struct_size
+            )));
+        }
+        let spec = TaskSpec {
+            model_dir: PathBuf::from(str_arg(p.model_dir, "params.model_dir")?),
+            template: opt_str(p.template_, "params.template_")?.unwrap_or_else(|| "{text} It was {mask}.".into()),
+            labels: strings(p.labels, p.num_labels, "params.labels")?,
+            label_words: strings(p.label_words, p.num_labels, "params.label_words")?,
+            truncation: Truncation { max_len: p.max_len as usize, ..Truncation::default() },
+        };
+        *out = wrap(Task::new(spec)?);
+        Ok(())
+    })
+}
+
+/// Reopens a task saved with lmbff_task_save.
+///
+/// # Safety
+/// `dir` is a NUL-terminated string; `out` is valid.
+#[no_mangle]
+pub unsafe extern "C" fn lmbff_task_open(dir: *const c_char, out: *mut *mut lmbff_task) -> lmbff_status {
+    guard(|| {
+        if out.is_null() {
+            return Err(Error::InvalidArgument("out is NULL".into()));
+        }
+        *out = std::ptr::null_mut();
+        *out = wrap(Task::open(&PathBuf::from(str_arg(dir, "dir")?))?);
+        Ok(())
+    })
+}
+
+/// Saves the task to directory `dir`, replacing it atomically (an interrupted save
+/// leaves the previous version).
+///
+/// # Safety
+/// `t` is a live task; `dir` is a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn lmbff_task_save(t: *mut lmbff_task, dir: *const c_char) -> lmbff_status {
+    guard(|| {
+        let dir = PathBuf::from(str_arg(dir, "dir")?);
+        with_task(t, |task| task.save(&dir))
+    })
+}
+
+/// Frees a task (NULL is a no-op). Unsaved registrations are lost.
+///
+/// # Safety
+/// `t` is NULL or a task not yet freed, with no call running on it.
+#[no_mangle]
+pub unsafe extern "C" fn lmbff_task_free(t: *mut lmbff_task) {
+    if !t.is_null() {
+        drop(Box::from_raw(t));
+    }
+}
+
+/// Registers a labelled example (`text_b` NULL unless the template reads a pair);
+/// `label` is one of the task's label names. Its id goes to *id (if not NULL).
+///
+/// # Safety
+/// `t` is a live task; strings are NUL-terminated or NULL where allowed.
+#[no_mangle]
+pub unsafe extern "C" fn lmbff_task_add_example(
+    t: *mut lmbff_task,
+    text: *const c_char,
+    text_b: *const c_char,
+    label: *const c_char,
+    id: *mut u64,
+) -> lmbff_status {
+    guard(|| {
+        let (a, b, l) = (str_arg(text, "text")?, opt_str(text_b, "text_b")?, str_arg(label, "label")?);
+        let new = with_task(t, |task| task.add_example(a, b.as_deref(), l))?;
+        if !id.is_null() {
+            *id = new;
+        }
+        Ok(())
+    })
+}
+
+/// Registers an unlabeled text (for adaptation and, later, labelling). Its id goes to
+/// *id (if not NULL).
+///
+/// # Safety
+/// `t` is a live task; strings are NUL-terminated or NULL where allowed.
+#[no_mangle]
+pub unsafe extern "C" fn lmbff_task_add_unlabeled(t: *mut lmbff_task, text: *const c_char, text_b: *const c_char, id: *mut u64) -> lmbff_status {
+    guard(|| {
+        let (a, b) = (str_arg(text, "text")?, opt_str(text_b, "text_b")?);
+        let new = with_task(t, |task| Ok(task.add_unlabeled(a, b.as_deref())))?;
+        if !id.is_null() {
+            *id = new;
+        }
+        Ok(())
+    })
+}
+
+/// Removes the example or unlabeled text `id`.
+///
+/// # Safety
+/// `t` is a live task.
+#[no_mangle]
+pub unsafe extern "C" fn lmbff_task_remove(t: *mut lmbff_task, id: u64) -> lmbff_status {
+    guard(|| with_task(t, |task| task.remove(id)))
+}
+
+/// Sets the label of item `id` (an unlabeled text becomes a labelled example).
+///
+/// # Safety
+/// `t` is a live task; `label` is a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn lmbff_task_relabel(t: *mut lmbff_task, id: u64, label: *const c_char) -> lmbff_status {
+    guard(|| {
+        let l = str_arg(label, "label")?;
+        with_task(t, |task| task.relabel(id, l))
+    })
+}
+
+/// Number of classes (0 if `t` is NULL).
+///
+/// # Safety
+/// `t` is NULL or a live task.
+#[no_mangle]
+pub unsafe extern "C" fn lmbff_task_num_labels(t: *const lmbff_task) -> usize {
+    t.as_ref().map(|t| t.labels.len()).unwrap_or(0)
+}
+
+/// Name of class `i` (NULL if out of range). Borrowed: valid while the task lives.
+///
+/// # Safety
+/// `t` is NULL or a live task.
+#[no_mangle]
+pub unsafe extern "C" fn lmbff_task_label(t: *const lmbff_task, i: usize) -> *const c_char {
+    t.as_ref().and_then(|t| t.labels.get(i)).map(|l| l.as_ptr()).unwrap_or(std::ptr::null())
+}
+
+/// Counts: labelled examples of class `label_index` into *examples, unlabeled texts
+/// into *unlabeled (either pointer may be NULL).
+///
+/// # Safety
+/// `t` is a live task; output pointers are NULL or valid.
+#[no_mangle]
+pub unsafe extern "C" fn lmbff_task_counts(t: *mut lmbff_task, label_index: usize, examples: *mut usize, unlabeled: *mut usize) -> lmbff_status {
+    guard(|| {
+        let (counts, free) = with_task(t, |task| Ok((task.counts(), task.num_unlabeled())))?;
+        let c = *counts.get(label_index).ok_or_else(|| {
+            Error::InvalidArgument(format!("label index {label_index} is out of range ({} labels)", counts.len()))
+        })?;
+        if !examples.is_null() {
+            *examples = c;
+        }
+        if !unlabeled.is_null() {
+            *unlabeled = free;
+        }
+        Ok(())
+    })
+}

@@ -1,0 +1,197 @@
+//! A labelling task: what a host registers before training. The label set with its label
+//! words, the template, the model directory and truncation, the labelled examples (text or
+//! text pair, label; each with a stable id) and the unlabeled texts (for adaptation and
+//! demonstrations). It persists to a directory (`task.json`, written atomically) and
+//! reopens with everything registered. Needs no libtorch.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::write_dir_atomic;
+use crate::prompt::{Prompt, Template, Truncation, Verbalizer};
+use crate::tokenize::Tokenizer;
+use crate::{Error, Result};
+
+pub const TASK_FILE: &str = "task.json";
+pub const TASK_FORMAT: &str = "lmbff-task";
+/// Readers accept this version and older ones; fields are only ever added.
+pub const TASK_FORMAT_VERSION: u32 = 1;
+
+/// What the task is: labels, their words, template, model, lengths.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskSpec {
+    /// HF model directory training starts from.
+    pub model_dir: PathBuf,
+    /// Template in either syntax (`{text} It was {mask}.`).
+    pub template: String,
+    /// Class names, in class order.
+    pub labels: Vec<String>,
+    /// One label word per class.
+    pub label_words: Vec<String>,
+    pub truncation: Truncation,
+}
+
+/// A registered input: labelled (`label` is a class index) or not.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Item {
+    pub id: u64,
+    pub text_a: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text_b: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<usize>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct TaskFile {
+    format: String,
+    format_version: u32,
+    lmbff_version: String,
+    spec: TaskSpec,
+    next_id: u64,
+    items: Vec<Item>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Task {
+    spec: TaskSpec,
+    items: BTreeMap<u64, Item>,
+    next_id: u64,
+}
+
+impl Task {
+    /// A new, empty task. The template and label words are checked against the model's
+    /// tokenizer now, so a mistake shows at registration, not at training.
+    pub fn new(spec: TaskSpec) -> Result<Self> {
+        spec.prompt()?;
+        Ok(Task { spec, items: BTreeMap::new(), next_id: 1 })
+    }
+
+    pub fn spec(&self) -> &TaskSpec {
+        &self.spec
+    }
+
+    /// Registers a labelled example; returns its id.
+    pub fn add_example(&mut self, text_a: &str, text_b: Option<&str>, label: &str) -> Result<u64> {
+        let label = Some(self.label_index(label)?);
+        Ok(self.push(text_a, text_b, label))
+    }
+
+    /// Registers an unlabeled text; returns its id.
+    pub fn add_unlabeled(&mut self, text_a: &str, text_b: Option<&str>) -> u64 {
+        self.push(text_a, text_b, None)
+    }
+
+    fn push(&mut self, text_a: &str, text_b: Option<&str>, label: Option<usize>) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.items.insert(id, Item { id, text_a: text_a.to_string(), text_b: text_b.map(str::to_string), label });
+        id
+    }
+
+    /// Removes an example or unlabeled text.
+    pub fn remove(&mut self, id: u64) -> Result<()> {
+        self.items.remove(&id).map(|_| ()).ok_or_else(|| unknown(id))
+    }
+
+    /// Gives item `id` a label (or a new one); an unlabeled text becomes an example.
+    pub fn relabel(&mut self, id: u64, label: &str) -> Result<()> {
+        let l = self.label_index(label)?;
+        self.items.get_mut(&id).ok_or_else(|| unknown(id))?.label = Some(l);
+        Ok(())
+    }
+
+    pub fn item(&self, id: u64) -> Option<&Item> {
+        self.items.get(&id)
+    }
+
+    /// Labelled examples per class, in class order.
+    pub fn counts(&self) -> Vec<usize> {
+        let mut c = vec![0; self.spec.labels.len()];
+        for l in self.items.values().filter_map(|i| i.label) {
+            c[l] += 1;
+        }
+        c
+    }
+
+    pub fn num_unlabeled(&self) -> usize {
+        self.items.values().filter(|i| i.label.is_none()).count()
+    }
+
+    /// All items in id order.
+    pub fn items(&self) -> impl Iterator<Item = &Item> {
+        self.items.values()
+    }
+
+    fn label_index(&self, label: &str) -> Result<usize> {
+        self.spec.labels.iter().position(|l| l == label).ok_or_else(|| {
+            Error::InvalidArgument(format!("unknown label {label:?}: the task's labels are {:?}", self.spec.labels))
+        })
+    }
+
+    /// Writes the task to `dir` (replaced atomically).
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        let file = TaskFile {
+            format: TASK_FORMAT.into(),
+            format_version: TASK_FORMAT_VERSION,
+            lmbff_version: crate::VERSION.into(),
+            spec: self.spec.clone(),
+            next_id: self.next_id,
+            items: self.items.values().cloned().collect(),
+        };
+        write_dir_atomic(dir, |tmp| {
+            let path = tmp.join(TASK_FILE);
+            std::fs::write(&path, serde_json::to_vec_pretty(&file).expect("a task serialises")).map_err(|e| Error::io(&path, e))
+        })
+    }
+
+    /// Reopens a task saved by [`save`](Self::save) (this version or an older one).
+    pub fn open(dir: &Path) -> Result<Self> {
+        let path = dir.join(TASK_FILE);
+        if !path.is_file() {
+            return Err(Error::MissingFile { dir: dir.to_path_buf(), what: "task", looked_for: TASK_FILE.into() });
+        }
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        let value: serde_json::Value =
+            serde_json::from_str(&text).map_err(|source| Error::Json { path: path.clone(), what: "a task file", source })?;
+        if value["format"] != TASK_FORMAT {
+            return Err(Error::InvalidArgument(format!("{} is not an lmbff task file", path.display())));
+        }
+        let version = value["format_version"].as_u64().unwrap_or(0);
+        if version == 0 || version > TASK_FORMAT_VERSION as u64 {
+            return Err(Error::InvalidArgument(format!(
+                "{}: task format version {version}; this lmbff ({}) reads versions 1 to {TASK_FORMAT_VERSION}",
+                path.display(),
+                crate::VERSION
+            )));
+        }
+        let f: TaskFile = serde_json::from_value(value).map_err(|source| Error::Json { path: path.clone(), what: "a task file", source })?;
+        let n = f.spec.labels.len();
+        if let Some(bad) = f.items.iter().find(|i| i.label.is_some_and(|l| l >= n) || i.id >= f.next_id) {
+            return Err(Error::InvalidArgument(format!("{}: item {} is inconsistent with the task", path.display(), bad.id)));
+        }
+        Ok(Task { spec: f.spec, items: f.items.into_iter().map(|i| (i.id, i)).collect(), next_id: f.next_id })
+    }
+}
+
+impl TaskSpec {
+    /// The prompt this task trains with, checked against the model's tokenizer.
+    pub fn prompt(&self) -> Result<Prompt> {
+        if self.labels.len() != self.label_words.len() {
+            return Err(Error::InvalidArgument(format!(
+                "{} labels but {} label words: give one word per label",
+                self.labels.len(),
+                self.label_words.len()
+            )));
+        }
+        let tok = Tokenizer::from_dir(&self.model_dir)?;
+        let pairs: Vec<(String, String)> = self.labels.iter().cloned().zip(self.label_words.iter().cloned()).collect();
+        Prompt::new(Template::parse(&self.template)?, Verbalizer::new(&tok, &pairs)?, self.truncation)
+    }
+}
+
+fn unknown(id: u64) -> Error {
+    Error::InvalidArgument(format!("no item with id {id} in the task"))
+}

@@ -1,0 +1,171 @@
+//! Labelling tasks: registration, relabelling, removal and counts; a save/reopen round
+//! trip; a task file written by lmbff 0.1.0 (format 1) still opens; the C ABI's task
+//! calls, including bad arguments and two threads racing on one task.
+
+mod common;
+
+use std::ffi::{c_char, CStr, CString};
+use std::path::Path;
+use std::ptr::{null, null_mut};
+
+use lmbff::ffi::lmbff_status::*;
+use lmbff::ffi::*;
+use lmbff::prompt::Truncation;
+use lmbff::task::{Task, TaskSpec};
+
+fn spec(model: &Path) -> TaskSpec {
+    TaskSpec {
+        model_dir: model.to_path_buf(),
+        template: "{text} It was {mask}.".into(),
+        labels: vec!["neg".into(), "pos".into()],
+        label_words: vec!["terrible".into(), "great".into()],
+        truncation: Truncation::default(),
+    }
+}
+
+#[test]
+fn register_relabel_remove_and_round_trip() {
+    let model = common::fixtures().join("bert");
+    let mut t = Task::new(spec(&model)).unwrap();
+    let a = t.add_example("a great ride", None, "pos").unwrap();
+    let b = t.add_example("a dull ride", None, "neg").unwrap();
+    let c = t.add_unlabeled("the music was slow", None);
+    assert_eq!((t.counts(), t.num_unlabeled()), (vec![1, 1], 1));
+    assert!(t.add_example("x", None, "maybe").unwrap_err().to_string().contains("unknown label \"maybe\""));
+    t.relabel(c, "neg").unwrap();
+    t.relabel(a, "neg").unwrap();
+    assert_eq!((t.counts(), t.num_unlabeled()), (vec![3, 0], 0));
+    t.remove(b).unwrap();
+    assert!(t.remove(b).unwrap_err().to_string().contains(&format!("no item with id {b}")));
+    let d = t.add_unlabeled("a question", Some("an answer"));
+    assert!(d > c, "ids are never reused");
+
+    let dir = common::tempdir("task").join("saved");
+    t.save(&dir).unwrap();
+    assert_eq!(Task::open(&dir).unwrap(), t);
+    // Saving again replaces the directory as a whole.
+    t.add_unlabeled("one more", None);
+    t.save(&dir).unwrap();
+    assert_eq!(Task::open(&dir).unwrap().num_unlabeled(), 2);
+
+    // Bad task definitions are refused when the task is made.
+    let bad = TaskSpec { label_words: vec!["terrible".into(), "zzzqqq".into()], ..spec(&model) };
+    assert!(Task::new(bad).unwrap_err().to_string().contains("zzzqqq"));
+    let no_mask = TaskSpec { template: "{text} It was.".into(), ..spec(&model) };
+    assert!(Task::new(no_mask).unwrap_err().to_string().contains("no mask"));
+}
+
+/// Writes tests/data/task-v1 with this version's code (run once per format version with
+/// LMBFF_WRITE_TASK_FIXTURE=1; the committed file then stays as the old format's sample).
+#[test]
+fn write_format_fixture_when_asked() {
+    if std::env::var_os("LMBFF_WRITE_TASK_FIXTURE").is_none() {
+        return;
+    }
+    let mut t = Task::new(spec(&common::fixtures().join("bert"))).unwrap();
+    t.add_example("a great ride", None, "pos").unwrap();
+    t.add_example("a dull ride", None, "neg").unwrap();
+    t.add_example("i loved this book", None, "pos").unwrap();
+    t.add_unlabeled("an unlabeled first sentence", Some("and a second sentence"));
+    let dir = common::root().join("tests/data/task-v1");
+    t.save(&dir).unwrap();
+    // The model path of this machine is not part of the sample.
+    let file = dir.join("task.json");
+    let text = std::fs::read_to_string(&file).unwrap().replace(common::fixtures().join("bert").to_str().unwrap(), "models/some-bert");
+    std::fs::write(&file, text).unwrap();
+}
+
+/// A task file written by lmbff 0.1.0 (tests/data/task-v1) opens with what it holds;
+/// a file from a newer format is refused with a clear message.
+#[test]
+fn reads_format_1_files_and_refuses_newer_ones() {
+    let t = Task::open(&common::root().join("tests/data/task-v1")).unwrap();
+    assert_eq!(t.spec().labels, ["neg", "pos"]);
+    assert_eq!(t.counts(), [1, 2]);
+    assert_eq!(t.num_unlabeled(), 1);
+    assert_eq!(t.item(4).unwrap().text_b.as_deref(), Some("and a second sentence"));
+    let dir = common::tempdir("task-newer");
+    let text = std::fs::read_to_string(common::root().join("tests/data/task-v1/task.json")).unwrap();
+    std::fs::write(dir.join("task.json"), text.replace("\"format_version\": 1", "\"format_version\": 2")).unwrap();
+    assert!(Task::open(&dir).unwrap_err().to_string().contains("task format version 2"));
+}
+
+fn last_error() -> String {
+    unsafe { CStr::from_ptr(lmbff_last_error()) }.to_string_lossy().into_owned()
+}
+
+#[test]
+fn tasks_through_the_c_abi() {
+    let model = CString::new(common::fixtures().join("bert").to_str().unwrap()).unwrap();
+    let names = [CString::new("neg").unwrap(), CString::new("pos").unwrap()];
+    let words = [CString::new("terrible").unwrap(), CString::new("great").unwrap()];
+    let name_ptrs: Vec<*const c_char> = names.iter().map(|s| s.as_ptr()).collect();
+    let word_ptrs: Vec<*const c_char> = words.iter().map(|s| s.as_ptr()).collect();
+    unsafe {
+        let mut p = lmbff_task_default_params();
+        p.model_dir = model.as_ptr();
+        p.labels = name_ptrs.as_ptr();
+        p.label_words = word_ptrs.as_ptr();
+        p.num_labels = 2;
+        let mut t = null_mut();
+        assert_eq!(lmbff_task_create(&p, &mut t), LMBFF_OK, "{}", last_error());
+        assert_eq!(lmbff_task_num_labels(t), 2);
+        assert_eq!(CStr::from_ptr(lmbff_task_label(t, 0)).to_str().unwrap(), "neg");
+        let (text, pos, odd) = (CString::new("a great ride").unwrap(), CString::new("pos").unwrap(), CString::new("odd").unwrap());
+        let mut id = 0u64;
+        assert_eq!(lmbff_task_add_example(t, text.as_ptr(), null(), pos.as_ptr(), &mut id), LMBFF_OK);
+        assert_eq!(lmbff_task_add_example(t, text.as_ptr(), null(), odd.as_ptr(), &mut id), LMBFF_ERR_INVALID_ARGUMENT);
+        assert!(last_error().contains("unknown label"));
+        assert_eq!(lmbff_task_add_unlabeled(t, text.as_ptr(), null(), &mut id), LMBFF_OK);
+        let (mut n, mut free) = (0usize, 0usize);
+        assert_eq!(lmbff_task_counts(t, 1, &mut n, &mut free), LMBFF_OK);
+        assert_eq!((n, free), (1, 1));
+        assert_eq!(lmbff_task_counts(t, 2, &mut n, null_mut()), LMBFF_ERR_INVALID_ARGUMENT);
+        assert_eq!(lmbff_task_relabel(t, id, pos.as_ptr()), LMBFF_OK);
+        assert_eq!(lmbff_task_remove(t, 999), LMBFF_ERR_INVALID_ARGUMENT);
+        assert!(last_error().contains("999"));
+        let bad = [0x61u8, 0xfe, 0];
+        assert_eq!(lmbff_task_add_unlabeled(t, bad.as_ptr().cast(), null(), null_mut()), LMBFF_ERR_UTF8);
+
+        // Two threads racing on one task: each call succeeds or is refused as BUSY;
+        // nothing is lost or corrupted.
+        let addr = t as usize;
+        let ok: usize = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..2)
+                .map(|_| {
+                    s.spawn(move || {
+                        let text = CString::new("racing").unwrap();
+                        let mut ok = 0;
+                        for _ in 0..2000 {
+                            match lmbff_task_add_unlabeled(addr as *mut lmbff_task, text.as_ptr(), null(), null_mut()) {
+                                LMBFF_OK => ok += 1,
+                                LMBFF_ERR_BUSY => {}
+                                other => panic!("unexpected status {other:?}"),
+                            }
+                        }
+                        ok
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).sum()
+        });
+        assert_eq!(lmbff_task_counts(t, 0, null_mut(), &mut free), LMBFF_OK);
+        assert_eq!(free, ok, "every accepted call registered exactly one text");
+
+        let dir = common::tempdir("ffi-task").join("t");
+        let cdir = CString::new(dir.to_str().unwrap()).unwrap();
+        assert_eq!(lmbff_task_save(t, cdir.as_ptr()), LMBFF_OK, "{}", last_error());
+        let mut back = null_mut();
+        assert_eq!(lmbff_task_open(cdir.as_ptr(), &mut back), LMBFF_OK, "{}", last_error());
+        assert_eq!(lmbff_task_counts(back, 1, &mut n, &mut free), LMBFF_OK);
+        assert_eq!((n, free), (2, ok));
+        lmbff_task_free(back);
+        lmbff_task_free(t);
+        lmbff_task_free(null_mut());
+
+        p.num_labels = 0;
+        assert_eq!(lmbff_task_create(&p, &mut t), LMBFF_ERR_INVALID_ARGUMENT);
+        assert!(last_error().contains("at least two labels"), "{}", last_error());
+        assert!(t.is_null());
+    }
+}
