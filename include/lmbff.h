@@ -34,6 +34,35 @@
 #define LMBFF_ABI_VERSION 1
 
 /*
+ Which device trains (validated: other values are LMBFF_ERR_INVALID_ARGUMENT).
+ */
+#define LMBFF_DEVICE_AUTO 0
+
+#define LMBFF_DEVICE_CPU 1
+
+#define LMBFF_DEVICE_CUDA 2
+
+/*
+ Stages reported to the progress callback.
+ */
+#define LMBFF_STAGE_ADAPT 0
+
+#define LMBFF_STAGE_TRAIN 1
+
+#define LMBFF_STAGE_EVALUATE 2
+
+/*
+ States of an asynchronous run (lmbff_run_poll).
+ */
+#define LMBFF_RUN_RUNNING 0
+
+#define LMBFF_RUN_SUCCEEDED 1
+
+#define LMBFF_RUN_FAILED 2
+
+#define LMBFF_RUN_CANCELLED 3
+
+/*
  Status codes returned by every fallible call.
  */
 typedef enum {
@@ -90,6 +119,11 @@ typedef struct lmbff_predictions lmbff_predictions;
  call lmbff_predict on one predictor at once.
  */
 typedef struct lmbff_predictor lmbff_predictor;
+
+/*
+ A training run started by lmbff_train_start.
+ */
+typedef struct lmbff_run lmbff_run;
 
 /*
  A labelling task. Not shareable: one thread at a time; a call made while another
@@ -155,6 +189,59 @@ typedef struct {
    */
   uint32_t max_len;
 } lmbff_task_params;
+
+/*
+ Settings of a training run. Get defaults from lmbff_train_default_params().
+ */
+typedef struct {
+  /*
+   sizeof(lmbff_train_params), set by lmbff_train_default_params().
+   */
+  size_t struct_size;
+  /*
+   Fine-tuning steps (default 300) of `batch_size` examples (default 8).
+   */
+  uint32_t steps;
+  uint32_t batch_size;
+  /*
+   Peak learning rate of AdamW with linear decay (default 2e-5).
+   */
+  double learning_rate;
+  /*
+   Seed of every random choice (default 42): same seed, same model on CPU.
+   */
+  uint64_t seed;
+  /*
+   LMBFF_DEVICE_AUTO (CUDA if present), LMBFF_DEVICE_CPU or LMBFF_DEVICE_CUDA.
+   */
+  int32_t device;
+  /*
+   CUDA device index with LMBFF_DEVICE_CUDA.
+   */
+  uint32_t device_index;
+  /*
+   Masked-LM adaptation steps on the task's texts before fine-tuning (default 0;
+   models without a masked-LM head need some).
+   */
+  uint32_t adaptation_steps;
+  /*
+   A version of this task to start from (warm start), or NULL for the task's model.
+   */
+  const char *warm_start;
+} lmbff_train_params;
+
+/*
+ Progress of a run: `stage` (LMBFF_STAGE_*), `step` of `total`, the training loss
+ (mean of the last 10 steps; NaN before the first 10) and the last dev metric (NaN
+ when none). Called on the training thread; return false
+ to stop the run (it then ends LMBFF_ERR_CANCELLED).
+ */
+typedef bool (*lmbff_progress_fn)(int32_t stage,
+                                  size_t step,
+                                  size_t total,
+                                  double loss,
+                                  double metric,
+                                  void *user_data);
 
 #ifdef __cplusplus
 extern "C" {
@@ -406,6 +493,122 @@ lmbff_status lmbff_task_counts(lmbff_task *t,
                                size_t label_index,
                                size_t *examples,
                                size_t *unlabeled);
+
+/*
+ Default training settings.
+ */
+lmbff_train_params lmbff_train_default_params(void);
+
+/*
+ Starts training `task` in the background; the task is snapshotted now, so the host
+ may go on registering. The task must have been saved (lmbff_task_save) or opened: its
+ versions are stored in its directory. `progress` (may be NULL) runs on the training
+ thread. Runs in one process train one after another. On success *out holds the run.
+
+ # Safety
+ `task` is a live task; `params` from lmbff_train_default_params(); `out` valid;
+ `progress` and `user_data` usable from another thread until the run ends.
+ */
+lmbff_status lmbff_train_start(lmbff_task *task,
+                               const lmbff_train_params *params,
+                               lmbff_progress_fn progress,
+                               void *user_data,
+                               lmbff_run **out);
+
+/*
+ State of a run (LMBFF_RUN_*) and its progress (`step` of `total`); any output
+ pointer may be NULL. Never blocks.
+
+ # Safety
+ `run` is a live run; output pointers are NULL or valid.
+ */
+lmbff_status lmbff_run_poll(const lmbff_run *run, int32_t *state, size_t *step, size_t *total);
+
+/*
+ Asks the run to stop (from any thread); it ends LMBFF_ERR_CANCELLED at its next step.
+
+ # Safety
+ `run` is a live run.
+ */
+lmbff_status lmbff_run_cancel(const lmbff_run *run);
+
+/*
+ Waits for the run to end and returns its outcome: LMBFF_OK (then lmbff_run_version
+ names the new model version) or the run's error, with its message. Any number of
+ threads may wait; never call it from the progress callback (that thread is the run).
+
+ # Safety
+ `run` is a live run.
+ */
+lmbff_status lmbff_run_wait(const lmbff_run *run);
+
+/*
+ The model version a succeeded run made ("v1", "v2", ...), or NULL before success.
+ Borrowed: valid while the run lives.
+
+ # Safety
+ `run` is NULL or a live run.
+ */
+const char *lmbff_run_version(const lmbff_run *run);
+
+/*
+ Frees a run (NULL is a no-op); a run still going is cancelled and waited for.
+
+ # Safety
+ `run` is NULL or a live run.
+ */
+void lmbff_run_free(lmbff_run *run);
+
+/*
+ Trains synchronously (start, then wait) and copies the new version's name into
+ `version` (capacity `capacity` bytes, NUL included; may be NULL to skip).
+
+ # Safety
+ As lmbff_train_start; `version` is NULL or holds `capacity` bytes.
+ */
+lmbff_status lmbff_train(lmbff_task *task,
+                         const lmbff_train_params *params,
+                         lmbff_progress_fn progress,
+                         void *user_data,
+                         char *version,
+                         size_t capacity);
+
+/*
+ Writes the task's model versions, oldest first, as one string of names separated by
+ '\n' into `buf` (`capacity` bytes, NUL included); *needed (if not NULL) gets the size
+ required. With a too-small buffer (or NULL) only *needed is set and the call returns
+ LMBFF_ERR_INVALID_ARGUMENT.
+
+ # Safety
+ `task` is a live task; `buf` is NULL or holds `capacity` bytes; `needed` NULL or valid.
+ */
+lmbff_status lmbff_task_versions(lmbff_task *task, char *buf, size_t capacity, size_t *needed);
+
+/*
+ Deletes model version `version` of the task.
+
+ # Safety
+ `task` is a live task; `version` a NUL-terminated string.
+ */
+lmbff_status lmbff_task_delete_version(lmbff_task *task, const char *version);
+
+/*
+ Exports model version `version` of the task to the export directory `out_dir`, for
+ lmbff_predictor_open (`fp16`: weight matrices stored as fp16).
+
+ # Safety
+ `task` is a live task; strings are NUL-terminated.
+ */
+lmbff_status lmbff_task_export(lmbff_task *task,
+                               const char *version,
+                               const char *out_dir,
+                               bool fp16);
+
+/*
+ Sets libtorch's intra-op threads for training. Process-wide: it affects every run in
+ the process (and any other libtorch user in it).
+ */
+lmbff_status lmbff_set_torch_threads(uint32_t threads);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -169,3 +169,114 @@ fn tasks_through_the_c_abi() {
         assert!(t.is_null());
     }
 }
+
+extern "C" fn count_steps(_stage: i32, step: usize, total: usize, loss: f64, _metric: f64, user_data: *mut std::ffi::c_void) -> bool {
+    let seen = unsafe { &mut *(user_data as *mut Vec<(usize, usize, f64)>) };
+    seen.push((step, total, loss));
+    true
+}
+
+extern "C" fn stop_at_5(_stage: i32, step: usize, _total: usize, _loss: f64, _metric: f64, _user_data: *mut std::ffi::c_void) -> bool {
+    step < 5
+}
+
+/// The annotation-tool loop through the C ABI on the tiny BERT: register, save, train
+/// with progress (a version), stop from the callback and cancel an asynchronous run
+/// (no version), warm-start a second version, list and delete versions, export one and
+/// predict with it.
+#[test]
+fn train_versions_and_export_through_the_c_abi() {
+    let model = CString::new(common::fixtures().join("bert").to_str().unwrap()).unwrap();
+    let names = [CString::new("neg").unwrap(), CString::new("pos").unwrap()];
+    let words = [CString::new("terrible").unwrap(), CString::new("great").unwrap()];
+    let name_ptrs: Vec<*const c_char> = names.iter().map(|s| s.as_ptr()).collect();
+    let word_ptrs: Vec<*const c_char> = words.iter().map(|s| s.as_ptr()).collect();
+    let dir = common::tempdir("train-abi").join("task");
+    let cdir = CString::new(dir.to_str().unwrap()).unwrap();
+    unsafe {
+        lmbff_set_torch_threads(1);
+        let mut p = lmbff_task_default_params();
+        p.model_dir = model.as_ptr();
+        p.labels = name_ptrs.as_ptr();
+        p.label_words = word_ptrs.as_ptr();
+        p.num_labels = 2;
+        p.max_len = 32;
+        let mut t = null_mut();
+        assert_eq!(lmbff_task_create(&p, &mut t), LMBFF_OK, "{}", last_error());
+        for (text, label) in [("the movie was fun", "pos"), ("i loved this book", "pos"), ("a great ride", "pos"),
+                              ("the movie was boring", "neg"), ("i hated this book", "neg"), ("a dull ride", "neg")] {
+            let (text, label) = (CString::new(text).unwrap(), CString::new(label).unwrap());
+            assert_eq!(lmbff_task_add_example(t, text.as_ptr(), null(), label.as_ptr(), null_mut()), LMBFF_OK);
+        }
+        let mut tp = lmbff_train_default_params();
+        tp.steps = 60;
+        tp.batch_size = 4;
+        tp.learning_rate = 3e-3;
+        tp.device = LMBFF_DEVICE_CPU;
+        let mut version = [0 as c_char; 16];
+        // Not saved yet: no place for versions.
+        assert_eq!(lmbff_train(t, &tp, None, null_mut(), version.as_mut_ptr(), 16), LMBFF_ERR_INVALID_ARGUMENT);
+        assert!(last_error().contains("save the task"));
+        assert_eq!(lmbff_task_save(t, cdir.as_ptr()), LMBFF_OK, "{}", last_error());
+
+        let mut seen: Vec<(usize, usize, f64)> = Vec::new();
+        let ud = &mut seen as *mut _ as *mut std::ffi::c_void;
+        assert_eq!(lmbff_train(t, &tp, Some(count_steps), ud, version.as_mut_ptr(), 16), LMBFF_OK, "{}", last_error());
+        assert_eq!(CStr::from_ptr(version.as_ptr()).to_str().unwrap(), "v1");
+        assert_eq!(seen.len(), 60, "one report per step");
+        assert_eq!((seen[59].0, seen[59].1), (60, 60));
+        assert!(seen[59].2 < seen[9].2, "the loss (mean of 10 steps) fell: {} -> {}", seen[9].2, seen[59].2);
+
+        // Stopped by the callback, and cancelled from this thread: no version either way.
+        assert_eq!(lmbff_train(t, &tp, Some(stop_at_5), null_mut(), null_mut(), 0), LMBFF_ERR_CANCELLED);
+        let mut run = null_mut();
+        tp.steps = 100_000;
+        assert_eq!(lmbff_train_start(t, &tp, None, null_mut(), &mut run), LMBFF_OK);
+        let mut state = -1;
+        assert_eq!(lmbff_run_poll(run, &mut state, null_mut(), null_mut()), LMBFF_OK);
+        assert_eq!(lmbff_run_cancel(run), LMBFF_OK);
+        assert_eq!(lmbff_run_wait(run), LMBFF_ERR_CANCELLED);
+        assert_eq!(lmbff_run_poll(run, &mut state, null_mut(), null_mut()), LMBFF_OK);
+        assert_eq!(state, LMBFF_RUN_CANCELLED);
+        assert!(lmbff_run_version(run).is_null());
+        lmbff_run_free(run);
+
+        // Warm start from v1 gives v2; bad settings are named.
+        tp.steps = 4;
+        let v1 = CString::new("v1").unwrap();
+        tp.warm_start = v1.as_ptr();
+        assert_eq!(lmbff_train(t, &tp, None, null_mut(), version.as_mut_ptr(), 16), LMBFF_OK, "{}", last_error());
+        assert_eq!(CStr::from_ptr(version.as_ptr()).to_str().unwrap(), "v2");
+        tp.device = 7;
+        assert_eq!(lmbff_train(t, &tp, None, null_mut(), null_mut(), 0), LMBFF_ERR_INVALID_ARGUMENT);
+        assert!(last_error().contains("params.device is 7"));
+
+        let mut list = [0 as c_char; 64];
+        let mut needed = 0usize;
+        assert_eq!(lmbff_task_versions(t, list.as_mut_ptr(), 64, &mut needed), LMBFF_OK);
+        assert_eq!(CStr::from_ptr(list.as_ptr()).to_str().unwrap(), "v1\nv2");
+        assert_eq!(lmbff_task_versions(t, list.as_mut_ptr(), 2, &mut needed), LMBFF_ERR_INVALID_ARGUMENT);
+        assert_eq!(needed, 6);
+
+        let out = CString::new(dir.parent().unwrap().join("export").to_str().unwrap()).unwrap();
+        assert_eq!(lmbff_task_export(t, v1.as_ptr(), out.as_ptr(), false), LMBFF_OK, "{}", last_error());
+        let mut pred = null_mut();
+        assert_eq!(lmbff_predictor_open(out.as_ptr(), null(), &mut pred), LMBFF_OK, "{}", last_error());
+        let texts = [CString::new("a great ride").unwrap()];
+        let ptrs: Vec<*const c_char> = texts.iter().map(|s| s.as_ptr()).collect();
+        let mut r = null_mut();
+        assert_eq!(lmbff_predict(pred, ptrs.as_ptr(), null(), 1, &mut r), LMBFF_OK);
+        let mut label = 9u32;
+        assert_eq!(lmbff_predictions_get(r, 0, &mut label, null_mut(), null_mut()), LMBFF_OK);
+        assert_eq!(label, 1, "the trained model labels a training example right");
+        lmbff_predictions_free(r);
+        lmbff_predictor_free(pred);
+
+        assert_eq!(lmbff_task_delete_version(t, v1.as_ptr()), LMBFF_OK);
+        assert_eq!(lmbff_task_delete_version(t, v1.as_ptr()), LMBFF_ERR_INVALID_ARGUMENT);
+        assert!(last_error().contains("no model version v1"));
+        assert_eq!(lmbff_task_versions(t, list.as_mut_ptr(), 64, null_mut()), LMBFF_OK);
+        assert_eq!(CStr::from_ptr(list.as_ptr()).to_str().unwrap(), "v2");
+        lmbff_task_free(t);
+    }
+}

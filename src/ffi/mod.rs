@@ -10,9 +10,11 @@
 
 mod predict;
 mod task;
+mod train;
 
 pub use predict::*;
 pub use task::*;
+pub use train::*;
 
 use std::cell::RefCell;
 use std::ffi::{c_char, CStr, CString};

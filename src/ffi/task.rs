@@ -58,7 +58,7 @@ fn wrap(inner: Task) -> *mut lmbff_task {
 }
 
 /// Runs `f` on the task with the one-thread-at-a-time rule enforced.
-unsafe fn with_task<T>(t: *mut lmbff_task, f: impl FnOnce(&mut Task) -> Result<T>) -> Result<T> {
+pub(crate) unsafe fn with_task<T>(t: *mut lmbff_task, f: impl FnOnce(&mut Task) -> Result<T>) -> Result<T> {
     let t = t.as_ref().ok_or_else(|| Error::InvalidArgument("task is NULL".into()))?;
     let mut task = t
         .inner

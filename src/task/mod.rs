@@ -2,14 +2,19 @@
 //! words, the template, the model directory and truncation, the labelled examples (text or
 //! text pair, label; each with a stable id) and the unlabeled texts (for adaptation and
 //! demonstrations). It persists to a directory (`task.json`, written atomically) and
-//! reopens with everything registered. Needs no libtorch.
+//! reopens with everything registered; trained model versions live beside it, under
+//! `models/<version>/` (see `train`, training builds only). Registration needs no libtorch.
+
+#[cfg(feature = "train")]
+mod train;
+#[cfg(feature = "train")]
+pub use train::{delete_version, export_version, train, versions, RunParams};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::write_dir_atomic;
 use crate::prompt::{Prompt, Template, Truncation, Verbalizer};
 use crate::tokenize::Tokenizer;
 use crate::{Error, Result};
@@ -54,11 +59,19 @@ struct TaskFile {
     items: Vec<Item>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Task {
     spec: TaskSpec,
     items: BTreeMap<u64, Item>,
     next_id: u64,
+    /// Where the task was last saved or opened from (its model versions live there).
+    dir: Option<PathBuf>,
+}
+
+impl PartialEq for Task {
+    fn eq(&self, other: &Self) -> bool {
+        (&self.spec, &self.items, self.next_id) == (&other.spec, &other.items, other.next_id)
+    }
 }
 
 impl Task {
@@ -66,11 +79,16 @@ impl Task {
     /// tokenizer now, so a mistake shows at registration, not at training.
     pub fn new(spec: TaskSpec) -> Result<Self> {
         spec.prompt()?;
-        Ok(Task { spec, items: BTreeMap::new(), next_id: 1 })
+        Ok(Task { spec, items: BTreeMap::new(), next_id: 1, dir: None })
     }
 
     pub fn spec(&self) -> &TaskSpec {
         &self.spec
+    }
+
+    /// The directory the task was last saved to or opened from.
+    pub fn dir(&self) -> Option<&Path> {
+        self.dir.as_deref()
     }
 
     /// Registers a labelled example; returns its id.
@@ -131,8 +149,9 @@ impl Task {
         })
     }
 
-    /// Writes the task to `dir` (replaced atomically).
-    pub fn save(&self, dir: &Path) -> Result<()> {
+    /// Writes `task.json` into `dir` (created if needed), atomically: a temporary file,
+    /// synced, then renamed over the old one. Model versions in `dir` are kept.
+    pub fn save(&mut self, dir: &Path) -> Result<()> {
         let file = TaskFile {
             format: TASK_FORMAT.into(),
             format_version: TASK_FORMAT_VERSION,
@@ -141,10 +160,21 @@ impl Task {
             next_id: self.next_id,
             items: self.items.values().cloned().collect(),
         };
-        write_dir_atomic(dir, |tmp| {
-            let path = tmp.join(TASK_FILE);
-            std::fs::write(&path, serde_json::to_vec_pretty(&file).expect("a task serialises")).map_err(|e| Error::io(&path, e))
-        })
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let tmp = dir.join(format!(".{TASK_FILE}.tmp-{}", std::process::id()));
+        let write = || -> std::io::Result<()> {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&serde_json::to_vec_pretty(&file).expect("a task serialises"))?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, dir.join(TASK_FILE))
+        };
+        write().map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            Error::io(dir.join(TASK_FILE), e)
+        })?;
+        self.dir = Some(dir.to_path_buf());
+        Ok(())
     }
 
     /// Reopens a task saved by [`save`](Self::save) (this version or an older one).
@@ -172,7 +202,7 @@ impl Task {
         if let Some(bad) = f.items.iter().find(|i| i.label.is_some_and(|l| l >= n) || i.id >= f.next_id) {
             return Err(Error::InvalidArgument(format!("{}: item {} is inconsistent with the task", path.display(), bad.id)));
         }
-        Ok(Task { spec: f.spec, items: f.items.into_iter().map(|i| (i.id, i)).collect(), next_id: f.next_id })
+        Ok(Task { spec: f.spec, items: f.items.into_iter().map(|i| (i.id, i)).collect(), next_id: f.next_id, dir: Some(dir.to_path_buf()) })
     }
 }
 

@@ -1,0 +1,447 @@
+//! Training runs at the C ABI: parameters, a progress callback that can stop the run,
+//! cancellation from any thread, synchronous and asynchronous runs, model versions and
+//! their export. In a serve-only build every call here returns LMBFF_ERR_NO_TRAINING.
+
+use std::ffi::{c_char, c_void};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use super::task::lmbff_task;
+use super::{guard, lmbff_status, set_last_error, str_arg};
+use crate::{Error, Result};
+
+/// Which device trains (validated: other values are LMBFF_ERR_INVALID_ARGUMENT).
+pub const LMBFF_DEVICE_AUTO: i32 = 0;
+pub const LMBFF_DEVICE_CPU: i32 = 1;
+pub const LMBFF_DEVICE_CUDA: i32 = 2;
+
+/// Stages reported to the progress callback.
+pub const LMBFF_STAGE_ADAPT: i32 = 0;
+pub const LMBFF_STAGE_TRAIN: i32 = 1;
+pub const LMBFF_STAGE_EVALUATE: i32 = 2;
+
+/// States of an asynchronous run (lmbff_run_poll).
+pub const LMBFF_RUN_RUNNING: i32 = 0;
+pub const LMBFF_RUN_SUCCEEDED: i32 = 1;
+pub const LMBFF_RUN_FAILED: i32 = 2;
+pub const LMBFF_RUN_CANCELLED: i32 = 3;
+
+/// Progress of a run: `stage` (LMBFF_STAGE_*), `step` of `total`, the training loss
+/// (mean of the last 10 steps; NaN before the first 10) and the last dev metric (NaN
+/// when none). Called on the training thread; return false
+/// to stop the run (it then ends LMBFF_ERR_CANCELLED).
+pub type lmbff_progress_fn =
+    Option<unsafe extern "C" fn(stage: i32, step: usize, total: usize, loss: f64, metric: f64, user_data: *mut c_void) -> bool>;
+
+/// Settings of a training run. Get defaults from lmbff_train_default_params().
+#[repr(C)]
+pub struct lmbff_train_params {
+    /// sizeof(lmbff_train_params), set by lmbff_train_default_params().
+    pub struct_size: usize,
+    /// Fine-tuning steps (default 300) of `batch_size` examples (default 8).
+    pub steps: u32,
+    pub batch_size: u32,
+    /// Peak learning rate of AdamW with linear decay (default 2e-5).
+    pub learning_rate: f64,
+    /// Seed of every random choice (default 42): same seed, same model on CPU.
+    pub seed: u64,
+    /// LMBFF_DEVICE_AUTO (CUDA if present), LMBFF_DEVICE_CPU or LMBFF_DEVICE_CUDA.
+    pub device: i32,
+    /// CUDA device index with LMBFF_DEVICE_CUDA.
+    pub device_index: u32,
+    /// Masked-LM adaptation steps on the task's texts before fine-tuning (default 0;
+    /// models without a masked-LM head need some).
+    pub adaptation_steps: u32,
+    /// A version of this task to start from (warm start), or NULL for the task's model.
+    pub warm_start: *const c_char,
+}
+
+/// Default training settings.
+#[no_mangle]
+pub extern "C" fn lmbff_train_default_params() -> lmbff_train_params {
+    lmbff_train_params {
+        struct_size: std::mem::size_of::<lmbff_train_params>(),
+        steps: 300,
+        batch_size: 8,
+        learning_rate: 2e-5,
+        seed: 42,
+        device: LMBFF_DEVICE_AUTO,
+        device_index: 0,
+        adaptation_steps: 0,
+        warm_start: std::ptr::null(),
+    }
+}
+
+/// A training run started by lmbff_train_start.
+pub struct lmbff_run {
+    cancel: Arc<AtomicBool>,
+    step: Arc<AtomicUsize>,
+    total: Arc<AtomicUsize>,
+    outcome: Arc<Mutex<Option<std::result::Result<std::ffi::CString, (lmbff_status, String)>>>>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+#[cfg_attr(not(feature = "train"), allow(dead_code))]
+struct Callback {
+    f: lmbff_progress_fn,
+    user_data: *mut c_void,
+}
+// SAFETY: the host promises (in the header) that its callback and user_data may be used
+// from the training thread.
+unsafe impl Send for Callback {}
+
+#[cfg(feature = "train")]
+unsafe fn run_params(p: *const lmbff_train_params) -> Result<crate::task::RunParams> {
+    let p = p.as_ref().ok_or_else(|| Error::InvalidArgument("params is NULL".into()))?;
+    if p.struct_size < std::mem::size_of::<lmbff_train_params>() {
+        return Err(Error::InvalidArgument(format!(
+            "params.struct_size is {}: initialise params with lmbff_train_default_params()",
+            p.struct_size
+        )));
+    }
+    let device = match p.device {
+        LMBFF_DEVICE_AUTO => "auto".to_string(),
+        LMBFF_DEVICE_CPU => "cpu".to_string(),
+        LMBFF_DEVICE_CUDA => format!("cuda:{}", p.device_index),
+        other => return Err(Error::InvalidArgument(format!("params.device is {other}: use LMBFF_DEVICE_AUTO, _CPU or _CUDA"))),
+    };
+    if p.steps == 0 || p.batch_size == 0 || !(p.learning_rate > 0.0 && p.learning_rate.is_finite()) {
+        return Err(Error::InvalidArgument("params.steps, batch_size and learning_rate must be positive".into()));
+    }
+    let warm_start = if p.warm_start.is_null() { None } else { Some(str_arg(p.warm_start, "params.warm_start")?.to_string()) };
+    Ok(crate::task::RunParams {
+        steps: p.steps as usize,
+        batch_size: p.batch_size as usize,
+        lr: p.learning_rate,
+        seed: p.seed,
+        device,
+        adaptation_steps: p.adaptation_steps as usize,
+        warm_start,
+    })
+}
+
+/// Starts training `task` in the background; the task is snapshotted now, so the host
+/// may go on registering. The task must have been saved (lmbff_task_save) or opened: its
+/// versions are stored in its directory. `progress` (may be NULL) runs on the training
+/// thread. Runs in one process train one after another. On success *out holds the run.
+///
+/// # Safety
+/// `task` is a live task; `params` from lmbff_train_default_params(); `out` valid;
+/// `progress` and `user_data` usable from another thread until the run ends.
+#[no_mangle]
+pub unsafe extern "C" fn lmbff_train_start(
+    task: *mut lmbff_task,
+    params: *const lmbff_train_params,
+    progress: lmbff_progress_fn,
+    user_data: *mut c_void,
+    out: *mut *mut lmbff_run,
+) -> lmbff_status {
+    guard(|| {
+        if out.is_null() {
+            return Err(Error::InvalidArgument("out is NULL".into()));
+        }
+        *out = std::ptr::null_mut();
+        start(task, params, Callback { f: progress, user_data }).map(|run| *out = Box::into_raw(Box::new(run)))
+    })
+}
+
+#[cfg(feature = "train")]
+unsafe fn start(task: *mut lmbff_task, params: *const lmbff_train_params, cb: Callback) -> Result<lmbff_run> {
+    let p = run_params(params)?;
+    let snapshot = super::task::with_task(task, |t| Ok(t.clone()))?;
+    if snapshot.dir().is_none() {
+        return Err(Error::InvalidArgument("save the task (lmbff_task_save) before training it: versions are stored in its directory".into()));
+    }
+    let run = lmbff_run {
+        cancel: Arc::new(AtomicBool::new(false)),
+        step: Arc::new(AtomicUsize::new(0)),
+        total: Arc::new(AtomicUsize::new(p.steps)),
+        outcome: Arc::new(Mutex::new(None)),
+        thread: Mutex::new(None),
+    };
+    let (cancel, step, total, outcome) = (run.cancel.clone(), run.step.clone(), run.total.clone(), run.outcome.clone());
+    let handle = std::thread::Builder::new()
+        .name("lmbff-train".into())
+        .spawn(move || {
+            let cb = cb;
+            let mut report = |pr: crate::train::Progress| -> bool {
+                step.store(pr.step, Ordering::Relaxed);
+                total.store(pr.total, Ordering::Relaxed);
+                let stage = match pr.stage {
+                    crate::train::Stage::Adapt => LMBFF_STAGE_ADAPT,
+                    crate::train::Stage::Train => LMBFF_STAGE_TRAIN,
+                    crate::train::Stage::Evaluate => LMBFF_STAGE_EVALUATE,
+                };
+                // SAFETY: the host's callback, with its own user_data.
+                let go_on = cb.f.map(|f| unsafe { f(stage, pr.step, pr.total, pr.loss, pr.metric, cb.user_data) }).unwrap_or(true);
+                go_on && !cancel.load(Ordering::Relaxed)
+            };
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| crate::task::train(&snapshot, &p, &mut report)));
+            *outcome.lock() = Some(match result {
+                Ok(Ok(v)) => Ok(std::ffi::CString::new(v).unwrap_or_default()),
+                Ok(Err(e)) => Err((super::status_of(&e), e.to_string())),
+                Err(_) => Err((lmbff_status::LMBFF_ERR_INTERNAL, "internal error (please report): training panicked".into())),
+            });
+        })
+        .map_err(|e| Error::InvalidArgument(format!("cannot start the training thread: {e}")))?;
+    *run.thread.lock() = Some(handle);
+    Ok(run)
+}
+
+#[cfg(not(feature = "train"))]
+unsafe fn start(_: *mut lmbff_task, _: *const lmbff_train_params, _: Callback) -> Result<lmbff_run> {
+    Err(Error::NoTraining("lmbff_train_start"))
+}
+
+/// State of a run (LMBFF_RUN_*) and its progress (`step` of `total`); any output
+/// pointer may be NULL. Never blocks.
+///
+/// # Safety
+/// `run` is a live run; output pointers are NULL or valid.
+#[no_mangle]
+pub unsafe extern "C" fn lmbff_run_poll(run: *const lmbff_run, state: *mut i32, step: *mut usize, total: *mut usize) -> lmbff_status {
+    guard(|| {
+        let r = run.as_ref().ok_or_else(|| Error::InvalidArgument("run is NULL".into()))?;
+        let s = match &*r.outcome.lock() {
+            None => LMBFF_RUN_RUNNING,
+            Some(Ok(_)) => LMBFF_RUN_SUCCEEDED,
+            Some(Err((lmbff_status::LMBFF_ERR_CANCELLED, _))) => LMBFF_RUN_CANCELLED,
+            Some(Err(_)) => LMBFF_RUN_FAILED,
+        };
+        if !state.is_null() {
+            *state = s;
+        }
+        if !step.is_null() {
+            *step = r.step.load(Ordering::Relaxed);
+        }
+        if !total.is_null() {
+            *total = r.total.load(Ordering::Relaxed);
+        }
+        Ok(())
+    })
+}
+
+/// Asks the run to stop (from any thread); it ends LMBFF_ERR_CANCELLED at its next step.
+///
+/// # Safety
+/// `run` is a live run.
+#[no_mangle]
+pub unsafe extern "C" fn lmbff_run_cancel(run: *const lmbff_run) -> lmbff_status {
+    guard(|| {
+        let r = run.as_ref().ok_or_else(|| Error::InvalidArgument("run is NULL".into()))?;
+        r.cancel.store(true, Ordering::Relaxed);
+        Ok(())
+    })
+}
+
+/// Waits for the run to end and returns its outcome: LMBFF_OK (then lmbff_run_version
+/// names the new model version) or the run's error, with its message. Any number of
+/// threads may wait; never call it from the progress callback (that thread is the run).
+///
+/// # Safety
+/// `run` is a live run.
+#[no_mangle]
+pub unsafe extern "C" fn lmbff_run_wait(run: *const lmbff_run) -> lmbff_status {
+    let r = match run.as_ref() {
+        Some(r) => r,
+        None => {
+            set_last_error("run is NULL");
+            return lmbff_status::LMBFF_ERR_INVALID_ARGUMENT;
+        }
+    };
+    {
+        // Held while joining: a second waiter blocks here until the run has ended.
+        let mut thread = r.thread.lock();
+        if let Some(h) = thread.take() {
+            let _ = h.join();
+        }
+    }
+    match &*r.outcome.lock() {
+        Some(Ok(_)) => lmbff_status::LMBFF_OK,
+        Some(Err((status, message))) => {
+            set_last_error(message);
+            *status
+        }
+        None => {
+            set_last_error("the run has no outcome");
+            lmbff_status::LMBFF_ERR_INTERNAL
+        }
+    }
+}
+
+/// The model version a succeeded run made ("v1", "v2", ...), or NULL before success.
+/// Borrowed: valid while the run lives.
+///
+/// # Safety
+/// `run` is NULL or a live run.
+#[no_mangle]
+pub unsafe extern "C" fn lmbff_run_version(run: *const lmbff_run) -> *const c_char {
+    let Some(r) = run.as_ref() else { return std::ptr::null() };
+    let guard = r.outcome.lock();
+    match &*guard {
+        // The CString lives in the run's outcome, which is never replaced once set.
+        Some(Ok(v)) => v.as_ptr(),
+        _ => std::ptr::null(),
+    }
+}
+
+/// Frees a run (NULL is a no-op); a run still going is cancelled and waited for.
+///
+/// # Safety
+/// `run` is NULL or a live run.
+#[no_mangle]
+pub unsafe extern "C" fn lmbff_run_free(run: *mut lmbff_run) {
+    if run.is_null() {
+        return;
+    }
+    let r = Box::from_raw(run);
+    r.cancel.store(true, Ordering::Relaxed);
+    let handle = r.thread.lock().take();
+    if let Some(h) = handle {
+        let _ = h.join();
+    }
+}
+
+/// Trains synchronously (start, then wait) and copies the new version's name into
+/// `version` (capacity `capacity` bytes, NUL included; may be NULL to skip).
+///
+/// # Safety
+/// As lmbff_train_start; `version` is NULL or holds `capacity` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn lmbff_train(
+    task: *mut lmbff_task,
+    params: *const lmbff_train_params,
+    progress: lmbff_progress_fn,
+    user_data: *mut c_void,
+    version: *mut c_char,
+    capacity: usize,
+) -> lmbff_status {
+    let mut run = std::ptr::null_mut();
+    let s = lmbff_train_start(task, params, progress, user_data, &mut run);
+    if s != lmbff_status::LMBFF_OK {
+        return s;
+    }
+    let s = lmbff_run_wait(run);
+    let s = if s == lmbff_status::LMBFF_OK && !version.is_null() { copy_out(lmbff_run_version(run), version, capacity) } else { s };
+    let message = std::ffi::CStr::from_ptr(super::lmbff_last_error()).to_owned();
+    lmbff_run_free(run);
+    set_last_error(&message.to_string_lossy());
+    s
+}
+
+unsafe fn copy_out(src: *const c_char, dst: *mut c_char, capacity: usize) -> lmbff_status {
+    guard(|| {
+        let s = std::ffi::CStr::from_ptr(src).to_bytes_with_nul();
+        if capacity < s.len() {
+            return Err(Error::InvalidArgument(format!("the buffer holds {capacity} bytes; the version needs {}", s.len())));
+        }
+        std::ptr::copy_nonoverlapping(s.as_ptr().cast(), dst, s.len());
+        Ok(())
+    })
+}
+
+/// Writes the task's model versions, oldest first, as one string of names separated by
+/// '\n' into `buf` (`capacity` bytes, NUL included); *needed (if not NULL) gets the size
+/// required. With a too-small buffer (or NULL) only *needed is set and the call returns
+/// LMBFF_ERR_INVALID_ARGUMENT.
+///
+/// # Safety
+/// `task` is a live task; `buf` is NULL or holds `capacity` bytes; `needed` NULL or valid.
+#[no_mangle]
+pub unsafe extern "C" fn lmbff_task_versions(task: *mut lmbff_task, buf: *mut c_char, capacity: usize, needed: *mut usize) -> lmbff_status {
+    guard(|| {
+        let list = super::task::with_task(task, |t| versions_of(t))?.join("\n");
+        let need = list.len() + 1;
+        if !needed.is_null() {
+            *needed = need;
+        }
+        if buf.is_null() || capacity < need {
+            return Err(Error::InvalidArgument(format!("the buffer holds {capacity} bytes; the list needs {need}")));
+        }
+        std::ptr::copy_nonoverlapping(list.as_ptr().cast(), buf, list.len());
+        *buf.add(list.len()) = 0;
+        Ok(())
+    })
+}
+
+/// Deletes model version `version` of the task.
+///
+/// # Safety
+/// `task` is a live task; `version` a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn lmbff_task_delete_version(task: *mut lmbff_task, version: *const c_char) -> lmbff_status {
+    guard(|| {
+        let v = str_arg(version, "version")?;
+        super::task::with_task(task, |t| delete_of(t, v))
+    })
+}
+
+/// Exports model version `version` of the task to the export directory `out_dir`, for
+/// lmbff_predictor_open (`fp16`: weight matrices stored as fp16).
+///
+/// # Safety
+/// `task` is a live task; strings are NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn lmbff_task_export(task: *mut lmbff_task, version: *const c_char, out_dir: *const c_char, fp16: bool) -> lmbff_status {
+    guard(|| {
+        let (v, out) = (str_arg(version, "version")?, std::path::PathBuf::from(str_arg(out_dir, "out_dir")?));
+        super::task::with_task(task, |t| export_of(t, v, &out, fp16))
+    })
+}
+
+/// Sets libtorch's intra-op threads for training. Process-wide: it affects every run in
+/// the process (and any other libtorch user in it).
+#[no_mangle]
+pub extern "C" fn lmbff_set_torch_threads(threads: u32) -> lmbff_status {
+    guard(|| {
+        if threads == 0 {
+            return Err(Error::InvalidArgument("threads must be at least 1".into()));
+        }
+        set_threads(threads)
+    })
+}
+
+fn task_dir(t: &crate::task::Task) -> Result<&std::path::Path> {
+    t.dir().ok_or_else(|| Error::InvalidArgument("the task has not been saved: it has no versions".into()))
+}
+
+#[cfg(feature = "train")]
+fn versions_of(t: &crate::task::Task) -> Result<Vec<String>> {
+    match t.dir() {
+        Some(d) => crate::task::versions(d),
+        None => Ok(Vec::new()),
+    }
+}
+#[cfg(feature = "train")]
+fn delete_of(t: &crate::task::Task, v: &str) -> Result<()> {
+    crate::task::delete_version(task_dir(t)?, v)
+}
+#[cfg(feature = "train")]
+fn export_of(t: &crate::task::Task, v: &str, out: &std::path::Path, fp16: bool) -> Result<()> {
+    let weights = if fp16 { crate::export::WeightType::Fp16 } else { crate::export::WeightType::Fp32 };
+    crate::task::export_version(task_dir(t)?, v, out, &crate::export::ExportOptions { weights, ..Default::default() })
+}
+#[cfg(feature = "train")]
+fn set_threads(n: u32) -> Result<()> {
+    tch::set_num_threads(n as i32);
+    Ok(())
+}
+
+#[cfg(not(feature = "train"))]
+fn versions_of(_: &crate::task::Task) -> Result<Vec<String>> {
+    Err(Error::NoTraining("lmbff_task_versions"))
+}
+#[cfg(not(feature = "train"))]
+fn delete_of(t: &crate::task::Task, _: &str) -> Result<()> {
+    task_dir(t).and(Err(Error::NoTraining("lmbff_task_delete_version")))
+}
+#[cfg(not(feature = "train"))]
+fn export_of(_: &crate::task::Task, _: &str, _: &std::path::Path, _: bool) -> Result<()> {
+    Err(Error::NoTraining("lmbff_task_export"))
+}
+#[cfg(not(feature = "train"))]
+fn set_threads(_: u32) -> Result<()> {
+    Err(Error::NoTraining("lmbff_set_torch_threads"))
+}

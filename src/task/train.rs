@@ -1,0 +1,150 @@
+//! Training a task into a model version: snapshot the registered examples, optionally
+//! adapt the model on the task's texts (masked LM), prompt-fine-tune, and save the result
+//! as `<task dir>/models/v<N>/` (an HF model directory with its lmbff.json, written
+//! atomically). Versions can warm-start later runs, be exported and be deleted.
+
+use std::path::{Path, PathBuf};
+
+use super::Task;
+use crate::checkpoint::{write_dir_atomic, Manifest, MANIFEST_VERSION};
+use crate::export::{export, ExportOptions};
+use crate::model::{parse_device, MaskedLm};
+use crate::prompt::Example;
+use crate::tokenize::Tokenizer;
+use crate::train::{self, AdaptParams, Method, ProgressFn, TrainParams};
+use crate::{Error, Result};
+
+/// Settings of one training run.
+#[derive(Debug, Clone)]
+pub struct RunParams {
+    pub steps: usize,
+    pub batch_size: usize,
+    pub lr: f64,
+    pub seed: u64,
+    /// cpu, cuda, cuda:N or auto.
+    pub device: String,
+    /// Masked-LM adaptation steps on the task's texts before fine-tuning (0: none).
+    pub adaptation_steps: usize,
+    /// A version of this task to start from instead of the task's model.
+    pub warm_start: Option<String>,
+}
+
+impl Default for RunParams {
+    fn default() -> Self {
+        RunParams { steps: 300, batch_size: 8, lr: 2e-5, seed: 42, device: "auto".into(), adaptation_steps: 0, warm_start: None }
+    }
+}
+
+fn models_dir(task_dir: &Path) -> PathBuf {
+    task_dir.join("models")
+}
+
+fn check_version(v: &str) -> Result<()> {
+    let ok = v.strip_prefix('v').is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument(format!("model version {v:?}: versions are named v1, v2, ...")))
+    }
+}
+
+/// The task's model versions, oldest first.
+pub fn versions(task_dir: &Path) -> Result<Vec<String>> {
+    let dir = models_dir(task_dir);
+    let Ok(entries) = std::fs::read_dir(&dir) else { return Ok(Vec::new()) };
+    let mut out: Vec<(u64, String)> = entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        .filter(|n| check_version(n).is_ok() && dir.join(n).join(crate::checkpoint::MANIFEST_FILE).is_file())
+        .map(|n| (n[1..].parse().unwrap_or(0), n))
+        .collect();
+    out.sort();
+    Ok(out.into_iter().map(|(_, n)| n).collect())
+}
+
+fn version_dir(task_dir: &Path, v: &str) -> Result<PathBuf> {
+    check_version(v)?;
+    let d = models_dir(task_dir).join(v);
+    if !d.join(crate::checkpoint::MANIFEST_FILE).is_file() {
+        return Err(Error::InvalidArgument(format!("the task has no model version {v} (it has {:?})", versions(task_dir)?)));
+    }
+    Ok(d)
+}
+
+pub fn delete_version(task_dir: &Path, v: &str) -> Result<()> {
+    let d = version_dir(task_dir, v)?;
+    std::fs::remove_dir_all(&d).map_err(|e| Error::io(&d, e))
+}
+
+/// Exports version `v` to `out` (see `export`).
+pub fn export_version(task_dir: &Path, v: &str, out: &Path, opts: &ExportOptions) -> Result<()> {
+    let d = version_dir(task_dir, v)?;
+    let m = Manifest::read(&d)?;
+    let tok = Tokenizer::from_dir(&d)?;
+    let pairs: Vec<(String, String)> = m.labels.iter().cloned().zip(m.label_words.iter().cloned()).collect();
+    let template = m.template.as_deref().ok_or_else(|| Error::InvalidArgument(format!("{}: no template in lmbff.json", d.display())))?;
+    let prompt = crate::prompt::Prompt::new(crate::prompt::Template::parse(template)?, crate::prompt::Verbalizer::new(&tok, &pairs)?, m.truncation)?;
+    let model = MaskedLm::load(&d, tch::Device::Cpu)?;
+    let mut notes = m.notes;
+    notes.insert("model_version".into(), v.into());
+    export(&model, &tok, &prompt, notes, out, opts).map(|_| ())
+}
+
+/// Runs in one process train one after another: libtorch's random generator is
+/// process-wide (a concurrent run would break the other's repeatability), and versions
+/// are numbered in order.
+static ONE_RUN_AT_A_TIME: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
+
+/// Trains `task` (a snapshot: the caller may keep registering) into a new version
+/// under its directory; returns the version id.
+pub fn train(task: &Task, p: &RunParams, progress: ProgressFn) -> Result<String> {
+    let _one = ONE_RUN_AT_A_TIME.lock();
+    let task_dir = task.dir().ok_or_else(|| Error::InvalidArgument("save the task to a directory before training it".into()))?.to_path_buf();
+    let prompt = task.spec().prompt()?;
+    let examples: Vec<Example> = task
+        .items()
+        .filter_map(|i| i.label.map(|l| Example { text_a: i.text_a.clone(), text_b: i.text_b.clone(), label: Some(l) }))
+        .collect();
+    let counts = task.counts();
+    if let Some(empty) = counts.iter().position(|&c| c == 0) {
+        return Err(Error::InvalidArgument(format!("label {:?} has no examples: register at least one per label", task.spec().labels[empty])));
+    }
+    let from = match &p.warm_start {
+        Some(v) => version_dir(&task_dir, v)?,
+        None => task.spec().model_dir.clone(),
+    };
+    let device = parse_device(&p.device)?;
+    tch::manual_seed(p.seed as i64);
+    let model = MaskedLm::load(&from, device)?;
+    let tok = Tokenizer::from_dir(&from)?;
+    if p.adaptation_steps > 0 {
+        let texts: Vec<String> = task.items().flat_map(|i| std::iter::once(i.text_a.clone()).chain(i.text_b.clone())).collect();
+        let ap = AdaptParams { steps: p.adaptation_steps, seed: p.seed, ..AdaptParams::default() };
+        train::adapt(&model, &tok, &texts, &ap, None, &mut *progress)?;
+    }
+    let tp = TrainParams { steps: p.steps, batch_size: p.batch_size, lr: p.lr, seed: p.seed, eval_every: 0, ..TrainParams::default() };
+    let (report, _) = train::finetune(&model, &tok, &prompt, Method::Prompt, &examples, &[], &tp, progress)?;
+    let existing = versions(&task_dir)?;
+    let n = existing.last().map(|v| v[1..].parse::<u64>().unwrap_or(0)).unwrap_or(0) + 1;
+    let version = format!("v{n}");
+    let manifest = Manifest {
+        format_version: MANIFEST_VERSION,
+        lmbff_version: crate::VERSION.into(),
+        method: "prompt".into(),
+        template: Some(task.spec().template.clone()),
+        labels: task.spec().labels.clone(),
+        label_words: task.spec().label_words.clone(),
+        truncation: prompt.truncation,
+        notes: serde_json::json!({"model_version": version, "steps": report.steps, "lr": report.lr, "seed": report.seed,
+                                  "examples_per_label": counts, "adaptation_steps": p.adaptation_steps,
+                                  "warm_start": p.warm_start, "source_model": from})
+            .as_object()
+            .cloned()
+            .unwrap_or_default(),
+    };
+    write_dir_atomic(&models_dir(&task_dir).join(&version), |d| {
+        model.save_pretrained(d)?;
+        manifest.write_into(d)
+    })?;
+    Ok(version)
+}
