@@ -1,0 +1,141 @@
+/* The annotation-tool loop through lmbff's C ABI: register a few labelled examples and an
+ * unlabeled pool, train a prompt model with a progress bar, export it, predict the pool
+ * and list the least certain items first (the ones a person should label next).
+ *
+ *   cc -std=c99 -O2 -Iinclude examples/c/annotate.c -Ltarget/release -llmbff \
+ *      -Wl,-rpath,$PWD/target/release -o annotate
+ *   ./annotate MODEL_DIR WORK_DIR [STEPS]     # e.g. $LMBFF_DEFAULT_MODEL runs/annotate 300
+ *
+ * Reads data/reviews/train.tsv (sentence<TAB>label, labels 0/1) for 16 examples per class
+ * and data/reviews/unlabeled.txt for the pool (first 200 lines). MODEL_DIR should have a
+ * masked-LM head; a model without one (the default MiniLM) is adapted on the task's texts
+ * first (ADAPT_STEPS, default 0 for speed here). */
+#define _POSIX_C_SOURCE 200809L
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lmbff.h"
+
+#define POOL_MAX 200
+
+static int check(lmbff_status s, const char *what) {
+    if (s == LMBFF_OK) return 0;
+    fprintf(stderr, "%s failed (status %d): %s\n", what, (int)s, lmbff_last_error());
+    exit(1);
+}
+
+static bool progress(int32_t stage, size_t step, size_t total, double loss, double metric, void *user_data) {
+    (void)metric;
+    (void)user_data;
+    int width = 30, done = total ? (int)(width * step / total) : width;
+    fprintf(stderr, "\r%s [%.*s%*s] %zu/%zu", stage == LMBFF_STAGE_ADAPT ? "adapt" : "train", done,
+            "==============================", width - done, "", step, total);
+    if (!isnan(loss)) fprintf(stderr, " loss %.4f", loss);
+    if (step == total) fprintf(stderr, "\n");
+    return true; /* returning false would stop the run */
+}
+
+typedef struct {
+    char *text;
+    float margin;
+    uint32_t label;
+    float p;
+} item;
+
+static int by_margin(const void *a, const void *b) {
+    float x = ((const item *)a)->margin, y = ((const item *)b)->margin;
+    return (x > y) - (x < y);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 3) {
+        fprintf(stderr, "usage: %s MODEL_DIR WORK_DIR [STEPS]\n", argv[0]);
+        return 2;
+    }
+    const char *labels[] = {"0", "1"}, *words[] = {"terrible", "great"};
+    lmbff_task_params tp = lmbff_task_default_params();
+    tp.model_dir = argv[1];
+    tp.template_ = "{text} It was {mask}.";
+    tp.labels = labels;
+    tp.label_words = words;
+    tp.num_labels = 2;
+    lmbff_task *task = NULL;
+    check(lmbff_task_create(&tp, &task), "lmbff_task_create");
+
+    /* 16 labelled examples per class. */
+    FILE *f = fopen("data/reviews/train.tsv", "r");
+    if (!f) { perror("data/reviews/train.tsv"); return 1; }
+    char *line = NULL;
+    size_t cap = 0;
+    int per_class[2] = {0, 0};
+    if (getline(&line, &cap, f) < 0) return 1; /* header */
+    while (getline(&line, &cap, f) > 0) {
+        char *tab = strrchr(line, '\t');
+        if (!tab) continue;
+        *tab = 0;
+        int l = atoi(tab + 1);
+        if (l < 0 || l > 1 || per_class[l] == 16) continue;
+        check(lmbff_task_add_example(task, line, NULL, labels[l], NULL), "lmbff_task_add_example");
+        per_class[l]++;
+    }
+    fclose(f);
+
+    /* The unlabeled pool. */
+    item pool[POOL_MAX];
+    size_t n = 0;
+    f = fopen("data/reviews/unlabeled.txt", "r");
+    if (!f) { perror("data/reviews/unlabeled.txt"); return 1; }
+    ssize_t got;
+    while (n < POOL_MAX && (got = getline(&line, &cap, f)) > 0) {
+        if (line[got - 1] == '\n') line[got - 1] = 0;
+        if (!*line) continue;
+        pool[n].text = strdup(line);
+        check(lmbff_task_add_unlabeled(task, line, NULL, NULL), "lmbff_task_add_unlabeled");
+        n++;
+    }
+    fclose(f);
+    free(line);
+    size_t examples[2], unlabeled;
+    check(lmbff_task_counts(task, 0, &examples[0], &unlabeled), "lmbff_task_counts");
+    check(lmbff_task_counts(task, 1, &examples[1], NULL), "lmbff_task_counts");
+    fprintf(stderr, "task: %zu + %zu labelled, %zu unlabeled\n", examples[0], examples[1], unlabeled);
+    check(lmbff_task_save(task, argv[2]), "lmbff_task_save");
+
+    /* Train a version (synchronously here; lmbff_train_start runs it in the background). */
+    lmbff_train_params p = lmbff_train_default_params();
+    p.steps = argc > 3 ? (uint32_t)atoi(argv[3]) : 300;
+    p.device = LMBFF_DEVICE_CPU;
+    const char *adapt = getenv("ADAPT_STEPS");
+    p.adaptation_steps = adapt ? (uint32_t)atoi(adapt) : 0;
+    char version[32];
+    check(lmbff_train(task, &p, progress, NULL, version, sizeof version), "lmbff_train");
+
+    /* Export it and predict the pool. */
+    char out[4096];
+    snprintf(out, sizeof out, "%s/export-%s", argv[2], version);
+    check(lmbff_task_export(task, version, out, false), "lmbff_task_export");
+    lmbff_predictor *pred = NULL;
+    check(lmbff_predictor_open(out, NULL, &pred), "lmbff_predictor_open");
+    const char *texts[POOL_MAX];
+    for (size_t i = 0; i < n; i++) texts[i] = pool[i].text;
+    lmbff_predictions *r = NULL;
+    check(lmbff_predict(pred, texts, NULL, n, &r), "lmbff_predict");
+    for (size_t i = 0; i < n; i++) {
+        float probs[2];
+        check(lmbff_predictions_get(r, i, &pool[i].label, &pool[i].margin, NULL), "lmbff_predictions_get");
+        check(lmbff_predictions_probs(r, i, probs, 2), "lmbff_predictions_probs");
+        pool[i].p = probs[pool[i].label];
+    }
+    lmbff_predictions_free(r);
+
+    qsort(pool, n, sizeof *pool, by_margin);
+    printf("model %s: %zu pool items, least certain first\n", version, n);
+    for (size_t i = 0; i < n && i < 10; i++)
+        printf("%s\t%.3f\t%.3f\t%s\n", lmbff_predictor_label(pred, pool[i].label), pool[i].p, pool[i].margin, pool[i].text);
+    for (size_t i = 0; i < n; i++) free(pool[i].text);
+    lmbff_predictor_free(pred);
+    lmbff_task_free(task);
+    return 0;
+}
