@@ -244,7 +244,7 @@ fn bad_export_dirs_and_inputs() {
         d
     };
     assert!(err(&edit(&|v| v["label_word_ids"][0] = 5.into())).contains("label words encode to other ids"));
-    assert!(err(&edit(&|v| v["format_version"] = 99.into())).contains("export format version 99"));
+    assert!(err(&edit(&|v| v["format_version"] = 99.into())).contains("format version 99"));
     assert!(err(&edit(&|v| v["model"]["inputs"] = serde_json::json!(["input_ids", "attention_mask"]))).contains("model.onnx has inputs"));
     let no_model = edit(&|_| {});
     std::fs::remove_file(no_model.join("model.onnx")).unwrap();

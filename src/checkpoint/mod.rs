@@ -55,6 +55,30 @@ impl Manifest {
     }
 }
 
+/// Reads `file` in `dir`: a JSON document tagged `"format": format` with a
+/// `"format_version"` from 1 to `max_version` (readers accept older versions; fields are
+/// only ever added). `what` names the document in errors ("export manifest", "task").
+pub(crate) fn read_versioned<T: serde::de::DeserializeOwned>(dir: &Path, file: &str, format: &str, max_version: u32, what: &'static str) -> Result<T> {
+    let path = dir.join(file);
+    if !path.is_file() {
+        return Err(Error::MissingFile { dir: dir.to_path_buf(), what, looked_for: file.into() });
+    }
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    let value: serde_json::Value = serde_json::from_str(&text).map_err(|source| Error::Json { path: path.clone(), what, source })?;
+    if value["format"] != format {
+        return Err(Error::InvalidArgument(format!("{} is not an lmbff {what} (format {})", path.display(), value["format"])));
+    }
+    let version = value["format_version"].as_u64().unwrap_or(0);
+    if version == 0 || version > max_version as u64 {
+        return Err(Error::InvalidArgument(format!(
+            "{}: {what} format version {version}; this lmbff ({}) reads versions 1 to {max_version}",
+            path.display(),
+            crate::VERSION
+        )));
+    }
+    serde_json::from_value(value).map_err(|source| Error::Json { path, what, source })
+}
+
 /// FNV-1a 64-bit, a stable content hash (cache keys, model versions, resume checks).
 /// Chain calls by passing the previous result as `h`; start from [`FNV_OFFSET`].
 pub fn fnv1a(bytes: &[u8], mut h: u64) -> u64 {

@@ -203,25 +203,7 @@ impl TokenizerSpec {
 
 impl ExportManifest {
     pub fn read(dir: &Path) -> Result<Self> {
-        let path = dir.join(EXPORT_MANIFEST);
-        if !path.is_file() {
-            return Err(Error::MissingFile { dir: dir.to_path_buf(), what: "export manifest", looked_for: EXPORT_MANIFEST.into() });
-        }
-        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-        let value: serde_json::Value =
-            serde_json::from_str(&text).map_err(|source| Error::Json { path: path.clone(), what: "an export manifest", source })?;
-        if value["format"] != EXPORT_FORMAT {
-            return Err(Error::InvalidArgument(format!("{} is not an lmbff export manifest (format {})", path.display(), value["format"])));
-        }
-        let version = value["format_version"].as_u64().unwrap_or(0);
-        if version == 0 || version > EXPORT_FORMAT_VERSION as u64 {
-            return Err(Error::InvalidArgument(format!(
-                "{}: export format version {version}; this lmbff ({}) reads versions 1 to {EXPORT_FORMAT_VERSION}",
-                path.display(),
-                crate::VERSION
-            )));
-        }
-        serde_json::from_value(value).map_err(|source| Error::Json { path, what: "an export manifest", source })
+        crate::checkpoint::read_versioned(dir, EXPORT_MANIFEST, EXPORT_FORMAT, EXPORT_FORMAT_VERSION, "export manifest")
     }
 
     pub fn write_into(&self, dir: &Path) -> Result<()> {

@@ -179,25 +179,8 @@ impl Task {
 
     /// Reopens a task saved by [`save`](Self::save) (this version or an older one).
     pub fn open(dir: &Path) -> Result<Self> {
+        let f: TaskFile = crate::checkpoint::read_versioned(dir, TASK_FILE, TASK_FORMAT, TASK_FORMAT_VERSION, "task")?;
         let path = dir.join(TASK_FILE);
-        if !path.is_file() {
-            return Err(Error::MissingFile { dir: dir.to_path_buf(), what: "task", looked_for: TASK_FILE.into() });
-        }
-        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-        let value: serde_json::Value =
-            serde_json::from_str(&text).map_err(|source| Error::Json { path: path.clone(), what: "a task file", source })?;
-        if value["format"] != TASK_FORMAT {
-            return Err(Error::InvalidArgument(format!("{} is not an lmbff task file", path.display())));
-        }
-        let version = value["format_version"].as_u64().unwrap_or(0);
-        if version == 0 || version > TASK_FORMAT_VERSION as u64 {
-            return Err(Error::InvalidArgument(format!(
-                "{}: task format version {version}; this lmbff ({}) reads versions 1 to {TASK_FORMAT_VERSION}",
-                path.display(),
-                crate::VERSION
-            )));
-        }
-        let f: TaskFile = serde_json::from_value(value).map_err(|source| Error::Json { path: path.clone(), what: "a task file", source })?;
         let n = f.spec.labels.len();
         if let Some(bad) = f.items.iter().find(|i| i.label.is_some_and(|l| l >= n) || i.id >= f.next_id) {
             return Err(Error::InvalidArgument(format!("{}: item {} is inconsistent with the task", path.display(), bad.id)));
