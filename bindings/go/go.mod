@@ -1,0 +1,3 @@
+module lmbff.dev/lmbff
+
+go 1.19
