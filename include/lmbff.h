@@ -387,6 +387,28 @@ lmbff_status lmbff_predictions_score(const lmbff_predictions *r, size_t i, float
 lmbff_status lmbff_export(const char *checkpoint_dir, const char *out_dir, bool fp16);
 
 /*
+ Writes the predictions as Label Studio predictions (JSON, one object per input, in
+ input order): `{"model_version", "score": top probability, "result": [{"from_name",
+ "to_name", "type": "choices", "value": {"choices": [label]}}]}`, NUL-terminated, into
+ `buf` (`capacity` bytes). *needed (if not NULL) gets the size required; with a buffer
+ too small (or NULL) only *needed is set and the call returns
+ LMBFF_ERR_INVALID_ARGUMENT. `model_version` may be NULL (the export's model version
+ is used).
+
+ # Safety
+ `r` and `p` are live; strings NUL-terminated or NULL where allowed; `buf` NULL or
+ `capacity` bytes; `needed` NULL or valid.
+ */
+lmbff_status lmbff_predictions_label_studio_json(const lmbff_predictor *p,
+                                                 const lmbff_predictions *r,
+                                                 const char *from_name,
+                                                 const char *to_name,
+                                                 const char *model_version,
+                                                 char *buf,
+                                                 size_t capacity,
+                                                 size_t *needed);
+
+/*
  Default task parameters (no model, no labels, the default template, 128 tokens).
  */
 lmbff_task_params lmbff_task_default_params(void);

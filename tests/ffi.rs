@@ -64,6 +64,19 @@ fn predictor_through_the_c_abi() {
         assert!(last_error().contains("out of range"));
         assert_eq!(lmbff_predictions_probs(r, 0, probs.as_mut_ptr(), 1), LMBFF_ERR_INVALID_ARGUMENT);
         assert!(last_error().contains("room for 2"));
+        // Label Studio's prediction shape, with a size query first.
+        let (from, to) = (CString::new("sentiment").unwrap(), CString::new("text").unwrap());
+        let mut need = 0usize;
+        assert_eq!(lmbff_predictions_label_studio_json(p, r, from.as_ptr(), to.as_ptr(), null(), std::ptr::null_mut(), 0, &mut need), LMBFF_ERR_INVALID_ARGUMENT);
+        let mut buf = vec![0 as c_char; need];
+        assert_eq!(lmbff_predictions_label_studio_json(p, r, from.as_ptr(), to.as_ptr(), null(), buf.as_mut_ptr(), need, null_mut()), LMBFF_OK);
+        let json: serde_json::Value = serde_json::from_str(CStr::from_ptr(buf.as_ptr()).to_str().unwrap()).unwrap();
+        assert_eq!(json.as_array().unwrap().len(), 3);
+        assert_eq!(json[2]["result"][0]["value"]["choices"][0], if label == 1 { "pos" } else { "neg" });
+        assert_eq!(json[2]["result"][0]["from_name"], "sentiment");
+        assert_eq!(json[2]["result"][0]["type"], "choices");
+        assert!((json[2]["score"].as_f64().unwrap() - probs[label as usize] as f64).abs() < 1e-6);
+        assert_eq!(json[0]["model_version"].as_str().unwrap().len(), 16, "the export's version by default");
         lmbff_predictions_free(r);
 
         // n = 0 gives an empty result; invalid UTF-8 and NULL texts are named.

@@ -83,6 +83,10 @@ pub struct PredictArgs {
     /// libonnxruntime to load (default: LMBFF_ORT_LIB, ORT_DYLIB_PATH, next to the library).
     #[arg(long)]
     pub ort_lib: Option<PathBuf>,
+    /// Write Label Studio predictions (one JSON object per line) with these from_name and
+    /// to_name of the labelling config, e.g. `sentiment,text`.
+    #[arg(long, value_name = "FROM,TO", value_delimiter = ',', num_args = 2)]
+    pub label_studio: Option<Vec<String>>,
 }
 
 fn read_inputs(spec: &str) -> Result<(Vec<Example>, Option<Vec<String>>)> {
@@ -130,6 +134,10 @@ pub fn predict_cmd(a: PredictArgs) -> Result<()> {
             let mut line = serde_json::json!({"index": i, "label": labels[pr.label], "probs": probs, "margin": pr.margin, "entropy": pr.entropy});
             if let Some(s) = pr.score {
                 line["score"] = serde_json::json!(s);
+            }
+            if let Some(ls) = &a.label_studio {
+                let version = &p.manifest().model.version;
+                line = crate::serve::label_studio_json(std::slice::from_ref(pr), &labels, &ls[0], &ls[1], version)[0].clone();
             }
             writeln!(out, "{line}").map_err(|e| Error::io("stdout", e))?;
             if gold.as_ref().is_some_and(|g| g[i] == labels[pr.label]) {

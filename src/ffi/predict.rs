@@ -294,3 +294,49 @@ fn export_checkpoint(from: &std::path::Path, to: &std::path::Path, fp16: bool) -
 fn export_checkpoint(_: &std::path::Path, _: &std::path::Path, _: bool) -> Result<()> {
     Err(Error::NoTraining("lmbff_export"))
 }
+
+/// Writes the predictions as Label Studio predictions (JSON, one object per input, in
+/// input order): `{"model_version", "score": top probability, "result": [{"from_name",
+/// "to_name", "type": "choices", "value": {"choices": [label]}}]}`, NUL-terminated, into
+/// `buf` (`capacity` bytes). *needed (if not NULL) gets the size required; with a buffer
+/// too small (or NULL) only *needed is set and the call returns
+/// LMBFF_ERR_INVALID_ARGUMENT. `model_version` may be NULL (the export's model version
+/// is used).
+///
+/// # Safety
+/// `r` and `p` are live; strings NUL-terminated or NULL where allowed; `buf` NULL or
+/// `capacity` bytes; `needed` NULL or valid.
+#[no_mangle]
+pub unsafe extern "C" fn lmbff_predictions_label_studio_json(
+    p: *const lmbff_predictor,
+    r: *const lmbff_predictions,
+    from_name: *const c_char,
+    to_name: *const c_char,
+    model_version: *const c_char,
+    buf: *mut c_char,
+    capacity: usize,
+    needed: *mut usize,
+) -> lmbff_status {
+    guard(|| {
+        let p = p.as_ref().ok_or_else(|| Error::InvalidArgument("predictor is NULL".into()))?;
+        let r = r.as_ref().ok_or_else(|| Error::InvalidArgument("predictions is NULL".into()))?;
+        let (from, to) = (str_arg(from_name, "from_name")?, str_arg(to_name, "to_name")?);
+        let version = if model_version.is_null() {
+            p.inner.manifest().model.version.clone()
+        } else {
+            str_arg(model_version, "model_version")?.to_string()
+        };
+        let labels = p.inner.labels();
+        let json = crate::serve::label_studio_json(&r.rows, labels, from, to, &version).to_string();
+        let need = json.len() + 1;
+        if !needed.is_null() {
+            *needed = need;
+        }
+        if buf.is_null() || capacity < need {
+            return Err(Error::InvalidArgument(format!("the buffer holds {capacity} bytes; the JSON needs {need}")));
+        }
+        std::ptr::copy_nonoverlapping(json.as_ptr().cast(), buf, json.len());
+        *buf.add(json.len()) = 0;
+        Ok(())
+    })
+}

@@ -5,4 +5,20 @@ mod predictor;
 mod runtime;
 
 pub use predictor::{Prediction, Predictor, PredictorOptions};
+
+/// Predictions in Label Studio's prediction shape (one object per input): `score` is the
+/// top probability, `result` one `choices` annotation with the predicted label, between
+/// the labelling config's `from_name` and `to_name`; `model_version` as given.
+pub fn label_studio_json(rows: &[Prediction], labels: &[String], from_name: &str, to_name: &str, model_version: &str) -> serde_json::Value {
+    rows.iter()
+        .map(|r| {
+            serde_json::json!({
+                "model_version": model_version,
+                "score": r.probs[r.label],
+                "result": [{"from_name": from_name, "to_name": to_name, "type": "choices",
+                            "value": {"choices": [labels[r.label]]}}],
+            })
+        })
+        .collect()
+}
 pub use runtime::{environment, loaded_from};
