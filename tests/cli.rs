@@ -42,6 +42,32 @@ fn train_save_and_eval() {
     let m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("lmbff.json")).unwrap()).unwrap();
     assert_eq!(m["label_words"], serde_json::json!(["bad", "good"]));
     assert_eq!(m["truncation"]["max_len"], 24);
+
+    // export and predict: the exported model labels the toy set as the checkpoint did.
+    let exp = dir.join("exported");
+    let o = lmbff().arg("export").arg("--model").arg(&out).arg("--out").arg(&exp).arg("--int8").output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = lmbff().args(["predict", "--threads", "1", "--input"]).arg(&toy).arg("--export").arg(&exp).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("accuracy 1.0000 (4/4)"), "{}", String::from_utf8_lossy(&o.stderr));
+    let lines: Vec<serde_json::Value> = o.stdout.split(|&b| b == b'\n').filter(|l| !l.is_empty()).map(|l| serde_json::from_slice(l).unwrap()).collect();
+    assert_eq!(lines.len(), 4);
+    assert_eq!(lines[0]["label"], "1");
+    // Label Studio's shape, texts from stdin.
+    let mut child = lmbff()
+        .args(["predict", "--threads", "1", "--label-studio", "sentiment,text", "--export"])
+        .arg(&exp)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), b"i loved this book\n").unwrap();
+    let o = child.wait_with_output().unwrap();
+    let ls: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(ls["result"][0]["value"]["choices"][0], "1");
+    assert_eq!(ls["result"][0]["to_name"], "text");
+    let o = lmbff().args(["predict", "--label-studio", "only-one", "--export"]).arg(&exp).output().unwrap();
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("FROM,TO"));
 }
 
 #[test]

@@ -38,7 +38,7 @@ pub struct ExportArgs {
     pub triton: Option<String>,
     /// Export as regression over LOW,HIGH (two label words: lower pole, upper pole); the
     /// model then also outputs `score` = LOW + (HIGH - LOW) * p(upper pole).
-    #[arg(long, value_name = "LOW,HIGH", value_delimiter = ',', num_args = 2)]
+    #[arg(long, value_name = "LOW,HIGH", value_delimiter = ',')]
     pub regression: Option<Vec<f32>>,
     /// Triton's max_batch_size.
     #[arg(long, default_value_t = 64)]
@@ -48,6 +48,9 @@ pub struct ExportArgs {
 }
 
 pub fn export_cmd(mut a: ExportArgs) -> Result<()> {
+    if a.regression.as_ref().is_some_and(|r| r.len() != 2) {
+        return Err(Error::InvalidArgument("--regression takes LOW,HIGH (two numbers)".into()));
+    }
     a.task.device = "cpu".into();
     let l = a.task.load(&a.model, 0)?;
     l.note_new_head();
@@ -85,7 +88,7 @@ pub struct PredictArgs {
     pub ort_lib: Option<PathBuf>,
     /// Write Label Studio predictions (one JSON object per line) with these from_name and
     /// to_name of the labelling config, e.g. `sentiment,text`.
-    #[arg(long, value_name = "FROM,TO", value_delimiter = ',', num_args = 2)]
+    #[arg(long, value_name = "FROM,TO", value_delimiter = ',')]
     pub label_studio: Option<Vec<String>>,
 }
 
@@ -116,6 +119,9 @@ fn read_inputs(spec: &str) -> Result<(Vec<Example>, Option<Vec<String>>)> {
 }
 
 pub fn predict_cmd(a: PredictArgs) -> Result<()> {
+    if a.label_studio.as_ref().is_some_and(|l| l.len() != 2) {
+        return Err(Error::InvalidArgument("--label-studio takes FROM,TO (the labelling config's from_name and to_name)".into()));
+    }
     let opts = PredictorOptions { threads: a.threads, max_batch: a.batch_size, ort_library: a.ort_lib.clone(), ..Default::default() };
     let p = Predictor::open(&a.export, &opts)?;
     let (inputs, gold) = read_inputs(&a.input)?;
