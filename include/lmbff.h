@@ -13,6 +13,8 @@
  * - Threads: a predictor may be used by any number of threads at once; a task by one
  *   thread at a time (a call racing another on the same task gets LMBFF_ERR_BUSY). The library
  *   loads ONNX Runtime once per process (see lmbff_predictor_params.ort_library).
+ * - Nothing is printed to stdout or stderr: messages go to lmbff_set_log_callback's
+ *   callback, if one is set.
  * - Parameter structs carry their size (struct_size): initialise them with their
  *   *_default_params() function, then change fields.
  * - A serve-only build (no libtorch) has this same header: lmbff_has_training() is
@@ -32,6 +34,14 @@
  Version of the C ABI; bumped on any incompatible change, never reused.
  */
 #define LMBFF_ABI_VERSION 1
+
+#define LMBFF_LOG_ERROR 0
+
+#define LMBFF_LOG_WARN 1
+
+#define LMBFF_LOG_INFO 2
+
+#define LMBFF_LOG_DEBUG 3
 
 /*
  Which device trains (validated: other values are LMBFF_ERR_INVALID_ARGUMENT).
@@ -130,6 +140,13 @@ typedef struct lmbff_run lmbff_run;
  thread is inside a call on the same task returns LMBFF_ERR_BUSY.
  */
 typedef struct lmbff_task lmbff_task;
+
+/*
+ A log callback: `level` (LMBFF_LOG_*), a NUL-terminated message valid during the call,
+ and the host's user_data. It may be called from any thread, also from lmbff's
+ training thread.
+ */
+typedef void (*lmbff_log_fn)(int32_t level, const char *message, void *user_data);
 
 /*
  Options of lmbff_predictor_open. Get defaults from lmbff_predictor_default_params()
@@ -268,6 +285,15 @@ bool lmbff_has_training(void);
  until the next lmbff call on this thread.
  */
 const char *lmbff_last_error(void);
+
+/*
+ Sends the library's log messages up to `max_level` (LMBFF_LOG_ERROR .. _DEBUG) to
+ `callback`; NULL stops logging (the default: nothing is printed anywhere). Process-wide.
+
+ # Safety
+ `callback` and `user_data` stay usable, from any thread, until replaced.
+ */
+lmbff_status lmbff_set_log_callback(lmbff_log_fn callback, int32_t max_level, void *user_data);
 
 /*
  Default predictor options (threads 0 = all cores, 1 session, batches of up to 16).

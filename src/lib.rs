@@ -9,6 +9,7 @@ pub mod data;
 mod error;
 pub mod export;
 pub mod ffi;
+pub mod log;
 pub mod prompt;
 pub mod serve;
 pub mod task;

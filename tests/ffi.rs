@@ -96,6 +96,37 @@ fn predictor_through_the_c_abi() {
     }
 }
 
+static LOG: std::sync::Mutex<Vec<(i32, String)>> = std::sync::Mutex::new(Vec::new());
+
+extern "C" fn collect(level: i32, message: *const c_char, _user_data: *mut std::ffi::c_void) {
+    let m = unsafe { CStr::from_ptr(message) }.to_string_lossy().into_owned();
+    LOG.lock().unwrap().push((level, m));
+}
+
+/// Nothing is logged without a callback; with one, messages up to its level arrive.
+#[test]
+fn log_callback_with_levels() {
+    let dir = exported();
+    unsafe {
+        let open = || {
+            let mut p = std::ptr::null_mut();
+            assert_eq!(lmbff_predictor_open(dir.as_ptr(), null(), &mut p), LMBFF_OK);
+            lmbff_predictor_free(p);
+        };
+        assert_eq!(lmbff_set_log_callback(Some(collect), LMBFF_LOG_WARN, std::ptr::null_mut()), LMBFF_OK);
+        open();
+        assert!(!LOG.lock().unwrap().iter().any(|(l, m)| *l == LMBFF_LOG_INFO && m.contains("predictor opened")), "info is above WARN");
+        assert_eq!(lmbff_set_log_callback(Some(collect), LMBFF_LOG_INFO, std::ptr::null_mut()), LMBFF_OK);
+        open();
+        assert!(LOG.lock().unwrap().iter().any(|(l, m)| *l == LMBFF_LOG_INFO && m.contains("predictor opened")), "{:?}", LOG.lock().unwrap());
+        assert_eq!(lmbff_set_log_callback(Some(collect), 9, std::ptr::null_mut()), LMBFF_ERR_INVALID_ARGUMENT);
+        assert_eq!(lmbff_set_log_callback(None, LMBFF_LOG_DEBUG, std::ptr::null_mut()), LMBFF_OK);
+        let before = LOG.lock().unwrap().len();
+        open();
+        assert_eq!(LOG.lock().unwrap().len(), before, "no callback, no messages");
+    }
+}
+
 #[test]
 fn bad_opens_and_null_frees() {
     let dir = exported();

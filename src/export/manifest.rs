@@ -52,6 +52,17 @@ pub struct RegressionRange {
     pub high: f32,
 }
 
+impl ModelSpec {
+    /// "fp32", "fp16" or "int8".
+    pub fn weights_name(&self) -> &'static str {
+        match self.weights {
+            WeightType::Fp32 => "fp32",
+            WeightType::Fp16 => "fp16",
+            WeightType::Int8 => "int8",
+        }
+    }
+}
+
 impl RegressionRange {
     /// The score for the upper pole's probability.
     pub fn score(&self, p_upper: f32) -> f32 {

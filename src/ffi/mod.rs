@@ -8,10 +8,12 @@
 
 #![allow(non_camel_case_types)]
 
+mod log;
 mod predict;
 mod task;
 mod train;
 
+pub use log::*;
 pub use predict::*;
 pub use task::*;
 pub use train::*;

@@ -145,6 +145,16 @@ impl Predictor {
             }
         }
         let token_types = manifest.model.inputs.iter().any(|i| i == "token_type_ids");
+        crate::log::log(crate::log::Level::Info, || {
+            format!(
+                "predictor opened {}: model {} ({}), {} labels, {} session(s) x {threads} thread(s)",
+                dir.display(),
+                manifest.model.version,
+                manifest.model.weights_name(),
+                manifest.labels.len(),
+                opts.sessions
+            )
+        });
         Ok(Predictor { dir: dir.to_path_buf(), manifest, tok, prompt, sessions, next: AtomicUsize::new(0), max_batch: opts.max_batch, token_types })
     }
 

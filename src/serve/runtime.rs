@@ -81,6 +81,7 @@ pub fn environment(explicit: Option<&Path>) -> Result<&'static Environment> {
         .with_telemetry(false)
         .build()
         .map_err(|e| Error::Runtime(format!("cannot start ONNX Runtime from {}: {e}", path.display())))?;
+    crate::log::log(crate::log::Level::Info, || format!("ONNX Runtime loaded from {} ({from})", path.display()));
     let _ = ENV.set((path.clone(), env));
     Ok(&ENV.get().expect("just set").1)
 }

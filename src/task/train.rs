@@ -116,6 +116,11 @@ pub fn train(task: &Task, p: &RunParams, progress: ProgressFn) -> Result<String>
     let device = parse_device(&p.device)?;
     tch::manual_seed(p.seed as i64);
     let model = MaskedLm::load(&from, device)?;
+    if model.load_report().head_initialised {
+        crate::log::log(crate::log::Level::Warn, || {
+            format!("{} has no masked-LM head: a new one was initialised; adapt it (adaptation_steps) before relying on prompts", from.display())
+        });
+    }
     let tok = Tokenizer::from_dir(&from)?;
     if p.adaptation_steps > 0 {
         let texts: Vec<String> = task.items().flat_map(|i| std::iter::once(i.text_a.clone()).chain(i.text_b.clone())).collect();
@@ -124,6 +129,7 @@ pub fn train(task: &Task, p: &RunParams, progress: ProgressFn) -> Result<String>
     }
     let tp = TrainParams { steps: p.steps, batch_size: p.batch_size, lr: p.lr, seed: p.seed, eval_every: 0, ..TrainParams::default() };
     let (report, _) = train::finetune(&model, &tok, &prompt, Method::Prompt, &examples, &[], &tp, progress)?;
+    crate::log::log(crate::log::Level::Info, || format!("trained {} steps on {:?} examples per label", report.steps, counts));
     let existing = versions(&task_dir)?;
     let n = existing.last().map(|v| v[1..].parse::<u64>().unwrap_or(0)).unwrap_or(0) + 1;
     let version = format!("v{n}");
@@ -146,5 +152,6 @@ pub fn train(task: &Task, p: &RunParams, progress: ProgressFn) -> Result<String>
         model.save_pretrained(d)?;
         manifest.write_into(d)
     })?;
+    crate::log::log(crate::log::Level::Info, || format!("saved model version {version} in {}", task_dir.display()));
     Ok(version)
 }
