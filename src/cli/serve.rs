@@ -227,52 +227,45 @@ pub fn bench_predict(a: BenchPredictArgs) -> Result<()> {
     // limit are split), opened once; the caller's batch size varies.
     let opts = PredictorOptions { threads: a.threads, ort_library: a.ort_lib.clone(), ..Default::default() };
     let p = Predictor::open(&a.export, &opts)?;
-    for &bs in &a.batch_sizes {
-        let m = p.manifest().model.clone();
-        let lens: Vec<usize> = inputs.iter().map(|e| p.encode(e).map(|x| x.input_ids.len())).collect::<Result<_>>()?;
-        let cfg: serde_json::Value = a.model.as_ref().map(|d| std::fs::read_to_string(d.join("config.json")).ok()).flatten()
-            .and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default();
-        let inter = cfg["intermediate_size"].as_f64().unwrap_or(4.0 * m.hidden_size as f64);
-        let flops = encoder_flops(&lens, m.hidden_size as f64, inter, m.layers as f64);
-        let _ = p.predict(&inputs[..bs.min(inputs.len())])?;
-        let mut lat = Vec::new();
-        let t = Instant::now();
-        for chunk in inputs.chunks(bs) {
-            let c = Instant::now();
-            p.predict(chunk)?;
-            lat.push(c.elapsed().as_secs_f64() * 1e3);
+    // What the exported graph computes on these inputs (the same at every batch size).
+    let m = p.manifest().model.clone();
+    let lens: Vec<usize> = inputs.iter().map(|e| p.encode(e).map(|x| x.input_ids.len())).collect::<Result<_>>()?;
+    let cfg: serde_json::Value = a
+        .model
+        .as_ref()
+        .and_then(|d| std::fs::read_to_string(d.join("config.json")).ok())
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default();
+    let inter = cfg["intermediate_size"].as_f64().unwrap_or(4.0 * m.hidden_size as f64);
+    let flops = encoder_flops(&lens, m.hidden_size as f64, inter, m.layers as f64);
+    // Our tch forward, loaded once.
+    let tch_model = match &a.model {
+        Some(dir) => {
+            let l = TaskArgs { device: "cpu".into(), ..task_defaults() }.load(dir, 0)?;
+            let head = crate::train::Head::for_prompt(&l.model, &l.prompt)?;
+            Some((l, head))
         }
-        let secs = t.elapsed().as_secs_f64();
-        lat.sort_by(f64::total_cmp);
+        None => None,
+    };
+    for &bs in &a.batch_sizes {
+        let (secs, p50) = time_in_batches(&inputs, bs, |chunk| p.predict(chunk).map(|_| ()))?;
         println!(
             "{}",
             serde_json::json!({"impl": a.name, "batch": bs, "threads": a.threads, "n": inputs.len(),
-                "examples_per_sec": inputs.len() as f64 / secs, "p50_ms": lat[lat.len() / 2],
+                "examples_per_sec": inputs.len() as f64 / secs, "p50_ms": p50,
                 "gflops": flops / secs / 1e9, "peak_fraction": flops / secs / peak})
         );
-        if let Some(dir) = &a.model {
-            let l = TaskArgs { device: "cpu".into(), ..task_defaults() }.load(dir, 0)?;
-            let head = crate::train::Head::for_prompt(&l.model, &l.prompt)?;
+        if let Some((l, head)) = &tch_model {
             let pad = l.tok.special().pad;
-            let run = |chunk: &[Example]| -> Result<()> {
+            let (secs, p50) = time_in_batches(&inputs, bs, |chunk| {
                 let enc = crate::train::encode_all(&l.tok, &l.prompt, crate::train::Method::Prompt, chunk)?;
-                crate::train::softmax_rows(&crate::train::predict_logits(&l.model, &head, &enc, pad, bs)?);
+                crate::train::softmax_rows(&crate::train::predict_logits(&l.model, head, &enc, pad, bs)?);
                 Ok(())
-            };
-            run(&inputs[..bs.min(inputs.len())])?;
-            let mut lat = Vec::new();
-            let t = Instant::now();
-            for chunk in inputs.chunks(bs) {
-                let c = Instant::now();
-                run(chunk)?;
-                lat.push(c.elapsed().as_secs_f64() * 1e3);
-            }
-            let secs = t.elapsed().as_secs_f64();
-            lat.sort_by(f64::total_cmp);
+            })?;
             println!(
                 "{}",
                 serde_json::json!({"impl": "lmbff-tch", "batch": bs, "threads": a.threads, "n": inputs.len(),
-                    "examples_per_sec": inputs.len() as f64 / secs, "p50_ms": lat[lat.len() / 2]})
+                    "examples_per_sec": inputs.len() as f64 / secs, "p50_ms": p50})
             );
         }
     }
@@ -292,6 +285,22 @@ pub fn bench_predict(a: BenchPredictArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Runs `f` over `inputs` in consecutive batches of `bs` after one untimed warm-up batch;
+/// returns the total seconds and the median per-batch latency in ms.
+fn time_in_batches(inputs: &[Example], bs: usize, mut f: impl FnMut(&[Example]) -> Result<()>) -> Result<(f64, f64)> {
+    f(&inputs[..bs.min(inputs.len())])?;
+    let mut lat = Vec::new();
+    let t = std::time::Instant::now();
+    for chunk in inputs.chunks(bs) {
+        let c = std::time::Instant::now();
+        f(chunk)?;
+        lat.push(c.elapsed().as_secs_f64() * 1e3);
+    }
+    let secs = t.elapsed().as_secs_f64();
+    lat.sort_by(f64::total_cmp);
+    Ok((secs, lat[lat.len() / 2]))
 }
 
 /// Throughput of one predictor shared by `callers` threads, each predicting its share of
