@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::prompt::Truncation;
+use crate::prompt::{Prompt, Template, Truncation, Verbalizer};
+use crate::tokenize::Tokenizer;
 use crate::{Error, Result};
 
 /// File name of the manifest inside a checkpoint directory.
@@ -33,6 +34,21 @@ pub struct Manifest {
 }
 
 impl Manifest {
+    /// The label words as a verbalizer over `tok`.
+    pub fn verbalizer(&self, tok: &Tokenizer) -> Result<Verbalizer> {
+        let pairs: Vec<(String, String)> = self.labels.iter().cloned().zip(self.label_words.iter().cloned()).collect();
+        Verbalizer::new(tok, &pairs)
+    }
+
+    /// The prompt the checkpoint in `dir` was trained with.
+    pub fn prompt(&self, tok: &Tokenizer, dir: &Path) -> Result<Prompt> {
+        let template = self
+            .template
+            .as_deref()
+            .ok_or_else(|| Error::InvalidArgument(format!("{}: {MANIFEST_FILE} has no template", dir.display())))?;
+        Prompt::new(Template::parse(template)?, self.verbalizer(tok)?, self.truncation)
+    }
+
     pub fn read(dir: &Path) -> Result<Self> {
         let path = dir.join(MANIFEST_FILE);
         let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;

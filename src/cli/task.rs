@@ -99,10 +99,7 @@ impl TaskArgs {
             .unwrap_or_else(|| "{text} It was {mask}.".into());
         let verbalizer = match (&self.labels, &manifest) {
             (Some(spec), _) => parse_labels(&tok, spec)?,
-            (None, Some(m)) => {
-                let pairs: Vec<(String, String)> = m.labels.iter().cloned().zip(m.label_words.iter().cloned()).collect();
-                Verbalizer::new(&tok, &pairs)?
-            }
+            (None, Some(m)) => m.verbalizer(&tok)?,
             (None, None) => parse_labels(&tok, DEFAULT_LABELS)?,
         };
         let saved = manifest.as_ref().map(|m| m.truncation).unwrap_or_default();

@@ -134,6 +134,16 @@ pub fn export(
     Ok(manifest)
 }
 
+/// Exports the trained checkpoint in `dir` (an HF model directory with its lmbff.json)
+/// with the prompt it was trained with; its manifest notes go into the export's.
+pub fn export_checkpoint(dir: &Path, out: &Path, opts: &ExportOptions) -> Result<ExportManifest> {
+    let m = crate::checkpoint::Manifest::read(dir)?;
+    let tok = Tokenizer::from_dir(dir)?;
+    let prompt = m.prompt(&tok, dir)?;
+    let model = MaskedLm::load(dir, tch::Device::Cpu)?;
+    export(&model, &tok, &prompt, m.notes, out, opts)
+}
+
 /// A Triton model repository: `triton/<name>/config.pbtxt` and `triton/<name>/1/` holding
 /// the model files. Triton receives token ids: the host renders and tokenizes as the
 /// manifest says.

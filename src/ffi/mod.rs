@@ -107,6 +107,22 @@ pub(crate) fn guard(f: impl FnOnce() -> crate::Result<()>) -> lmbff_status {
     }
 }
 
+/// Copies `s` and a NUL into the caller's buffer `buf` of `capacity` bytes; *needed (if
+/// not NULL) gets the size required. A NULL or too small buffer is an error naming
+/// `what` (after *needed is set, so a host can size its buffer and call again).
+pub(crate) unsafe fn write_c_string(s: &str, buf: *mut c_char, capacity: usize, needed: *mut usize, what: &str) -> crate::Result<()> {
+    let need = s.len() + 1;
+    if !needed.is_null() {
+        *needed = need;
+    }
+    if buf.is_null() || capacity < need {
+        return Err(Error::InvalidArgument(format!("the buffer holds {capacity} bytes; {what} needs {need}")));
+    }
+    std::ptr::copy_nonoverlapping(s.as_ptr().cast(), buf, s.len());
+    *buf.add(s.len()) = 0;
+    Ok(())
+}
+
 /// A required UTF-8 string argument.
 pub(crate) fn str_arg<'a>(p: *const c_char, name: &str) -> crate::Result<&'a str> {
     if p.is_null() {

@@ -4,7 +4,7 @@ use std::ffi::{c_char, CString};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::{guard, lmbff_status, str_arg};
+use super::{guard, lmbff_status, str_arg, write_c_string};
 use crate::prompt::Example;
 use crate::serve::{Prediction, Predictor, PredictorOptions};
 use crate::{Error, Result};
@@ -20,7 +20,6 @@ pub struct lmbff_predictor {
 /// The predictions of one lmbff_predict call.
 pub struct lmbff_predictions {
     rows: Vec<Prediction>,
-    num_labels: usize,
 }
 
 /// Options of lmbff_predictor_open. Get defaults from lmbff_predictor_default_params()
@@ -165,7 +164,7 @@ pub unsafe extern "C" fn lmbff_predict(
                 std::panic::resume_unwind(e)
             }
         };
-        *out = Box::into_raw(Box::new(lmbff_predictions { rows, num_labels: p.labels.len() }));
+        *out = Box::into_raw(Box::new(lmbff_predictions { rows }));
         Ok(())
     })
 }
@@ -254,7 +253,6 @@ pub unsafe extern "C" fn lmbff_predictions_score(r: *const lmbff_predictions, i:
 
 unsafe fn row<'a>(r: *const lmbff_predictions, i: usize) -> Result<&'a Prediction> {
     let r = r.as_ref().ok_or_else(|| Error::InvalidArgument("predictions is NULL".into()))?;
-    debug_assert!(r.num_labels > 0);
     r.rows.get(i).ok_or_else(|| Error::InvalidArgument(format!("index {i} is out of range ({} predictions)", r.rows.len())))
 }
 
@@ -275,19 +273,9 @@ pub unsafe extern "C" fn lmbff_export(checkpoint_dir: *const c_char, out_dir: *c
 
 #[cfg(feature = "train")]
 fn export_checkpoint(from: &std::path::Path, to: &std::path::Path, fp16: bool) -> Result<()> {
-    use crate::checkpoint::Manifest;
-    use crate::export::{export, ExportOptions, WeightType};
-    use crate::model::MaskedLm;
-    use crate::prompt::{Prompt, Template, Verbalizer};
-    use crate::tokenize::Tokenizer;
-    let m = Manifest::read(from)?;
-    let tok = Tokenizer::from_dir(from)?;
-    let template = m.template.as_deref().ok_or_else(|| Error::InvalidArgument(format!("{}: the manifest has no template", from.display())))?;
-    let pairs: Vec<(String, String)> = m.labels.iter().cloned().zip(m.label_words.iter().cloned()).collect();
-    let prompt = Prompt::new(Template::parse(template)?, Verbalizer::new(&tok, &pairs)?, m.truncation)?;
-    let model = MaskedLm::load(from, tch::Device::Cpu)?;
+    use crate::export::{ExportOptions, WeightType};
     let opts = ExportOptions { weights: if fp16 { WeightType::Fp16 } else { WeightType::Fp32 }, ..Default::default() };
-    export(&model, &tok, &prompt, m.notes, to, &opts).map(|_| ())
+    crate::export::export_checkpoint(from, to, &opts).map(|_| ())
 }
 
 #[cfg(not(feature = "train"))]
@@ -328,15 +316,6 @@ pub unsafe extern "C" fn lmbff_predictions_label_studio_json(
         };
         let labels = p.inner.labels();
         let json = crate::serve::label_studio_json(&r.rows, labels, from, to, &version).to_string();
-        let need = json.len() + 1;
-        if !needed.is_null() {
-            *needed = need;
-        }
-        if buf.is_null() || capacity < need {
-            return Err(Error::InvalidArgument(format!("the buffer holds {capacity} bytes; the JSON needs {need}")));
-        }
-        std::ptr::copy_nonoverlapping(json.as_ptr().cast(), buf, json.len());
-        *buf.add(json.len()) = 0;
-        Ok(())
+        write_c_string(&json, buf, capacity, needed, "the JSON")
     })
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use super::task::lmbff_task;
-use super::{guard, lmbff_status, set_last_error, str_arg};
+use super::{guard, lmbff_status, set_last_error, str_arg, write_c_string};
 use crate::{Error, Result};
 
 /// Which device trains (validated: other values are LMBFF_ERR_INVALID_ARGUMENT).
@@ -324,22 +324,16 @@ pub unsafe extern "C" fn lmbff_train(
         return s;
     }
     let s = lmbff_run_wait(run);
-    let s = if s == lmbff_status::LMBFF_OK && !version.is_null() { copy_out(lmbff_run_version(run), version, capacity) } else { s };
+    let s = if s == lmbff_status::LMBFF_OK && !version.is_null() {
+        let made = std::ffi::CStr::from_ptr(lmbff_run_version(run)).to_string_lossy().into_owned();
+        guard(|| write_c_string(&made, version, capacity, std::ptr::null_mut(), "the version"))
+    } else {
+        s
+    };
     let message = std::ffi::CStr::from_ptr(super::lmbff_last_error()).to_owned();
     lmbff_run_free(run);
     set_last_error(&message.to_string_lossy());
     s
-}
-
-unsafe fn copy_out(src: *const c_char, dst: *mut c_char, capacity: usize) -> lmbff_status {
-    guard(|| {
-        let s = std::ffi::CStr::from_ptr(src).to_bytes_with_nul();
-        if capacity < s.len() {
-            return Err(Error::InvalidArgument(format!("the buffer holds {capacity} bytes; the version needs {}", s.len())));
-        }
-        std::ptr::copy_nonoverlapping(s.as_ptr().cast(), dst, s.len());
-        Ok(())
-    })
 }
 
 /// Writes the task's model versions, oldest first, as one string of names separated by
@@ -353,16 +347,7 @@ unsafe fn copy_out(src: *const c_char, dst: *mut c_char, capacity: usize) -> lmb
 pub unsafe extern "C" fn lmbff_task_versions(task: *mut lmbff_task, buf: *mut c_char, capacity: usize, needed: *mut usize) -> lmbff_status {
     guard(|| {
         let list = super::task::with_task(task, |t| versions_of(t))?.join("\n");
-        let need = list.len() + 1;
-        if !needed.is_null() {
-            *needed = need;
-        }
-        if buf.is_null() || capacity < need {
-            return Err(Error::InvalidArgument(format!("the buffer holds {capacity} bytes; the list needs {need}")));
-        }
-        std::ptr::copy_nonoverlapping(list.as_ptr().cast(), buf, list.len());
-        *buf.add(list.len()) = 0;
-        Ok(())
+        write_c_string(&list, buf, capacity, needed, "the list")
     })
 }
 

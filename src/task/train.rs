@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use super::Task;
 use crate::checkpoint::{write_dir_atomic, Manifest, MANIFEST_VERSION};
-use crate::export::{export, ExportOptions};
+use crate::export::{export_checkpoint, ExportOptions};
 use crate::model::{parse_device, MaskedLm};
 use crate::prompt::Example;
 use crate::tokenize::Tokenizer;
@@ -76,18 +76,9 @@ pub fn delete_version(task_dir: &Path, v: &str) -> Result<()> {
     std::fs::remove_dir_all(&d).map_err(|e| Error::io(&d, e))
 }
 
-/// Exports version `v` to `out` (see `export`).
+/// Exports version `v` to `out` (see `export`); its notes name the version.
 pub fn export_version(task_dir: &Path, v: &str, out: &Path, opts: &ExportOptions) -> Result<()> {
-    let d = version_dir(task_dir, v)?;
-    let m = Manifest::read(&d)?;
-    let tok = Tokenizer::from_dir(&d)?;
-    let pairs: Vec<(String, String)> = m.labels.iter().cloned().zip(m.label_words.iter().cloned()).collect();
-    let template = m.template.as_deref().ok_or_else(|| Error::InvalidArgument(format!("{}: no template in lmbff.json", d.display())))?;
-    let prompt = crate::prompt::Prompt::new(crate::prompt::Template::parse(template)?, crate::prompt::Verbalizer::new(&tok, &pairs)?, m.truncation)?;
-    let model = MaskedLm::load(&d, tch::Device::Cpu)?;
-    let mut notes = m.notes;
-    notes.insert("model_version".into(), v.into());
-    export(&model, &tok, &prompt, notes, out, opts).map(|_| ())
+    export_checkpoint(&version_dir(task_dir, v)?, out, opts).map(|_| ())
 }
 
 /// Runs in one process train one after another: libtorch's random generator is
