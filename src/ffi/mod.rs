@@ -123,6 +123,18 @@ pub(crate) unsafe fn write_c_string(s: &str, buf: *mut c_char, capacity: usize, 
     Ok(())
 }
 
+/// Checks a parameter struct's `struct_size` against this version's `T`: a smaller one
+/// came from an older header or was not initialised by `defaults` (its *_default_params()).
+pub(crate) fn check_struct_size<T>(struct_size: usize, defaults: &str) -> crate::Result<()> {
+    let want = std::mem::size_of::<T>();
+    if struct_size < want {
+        return Err(Error::InvalidArgument(format!(
+            "params.struct_size is {struct_size} (expected {want}): initialise params with {defaults}()"
+        )));
+    }
+    Ok(())
+}
+
 /// A required UTF-8 string argument.
 pub(crate) fn str_arg<'a>(p: *const c_char, name: &str) -> crate::Result<&'a str> {
     if p.is_null() {

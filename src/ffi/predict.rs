@@ -4,7 +4,7 @@ use std::ffi::{c_char, CString};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::{guard, lmbff_status, str_arg, write_c_string};
+use super::{check_struct_size, guard, lmbff_status, str_arg, write_c_string};
 use crate::prompt::Example;
 use crate::serve::{Prediction, Predictor, PredictorOptions};
 use crate::{Error, Result};
@@ -74,13 +74,7 @@ pub unsafe extern "C" fn lmbff_predictor_open(
         let mut opts = PredictorOptions::default();
         if !params.is_null() {
             let p = &*params;
-            if p.struct_size < std::mem::size_of::<lmbff_predictor_params>() {
-                return Err(Error::InvalidArgument(format!(
-                    "params.struct_size is {} (expected {}): initialise params with lmbff_predictor_default_params()",
-                    p.struct_size,
-                    std::mem::size_of::<lmbff_predictor_params>()
-                )));
-            }
+            check_struct_size::<lmbff_predictor_params>(p.struct_size, "lmbff_predictor_default_params")?;
             opts.threads = p.threads as usize;
             opts.sessions = p.sessions as usize;
             opts.max_batch = p.max_batch as usize;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use parking_lot::Mutex;
 
-use super::{guard, lmbff_status, str_arg};
+use super::{check_struct_size, guard, lmbff_status, str_arg};
 use crate::prompt::Truncation;
 use crate::task::{Task, TaskSpec};
 use crate::{Error, Result};
@@ -95,12 +95,7 @@ pub unsafe extern "C" fn lmbff_task_create(params: *const lmbff_task_params, out
         }
         *out = std::ptr::null_mut();
         let p = params.as_ref().ok_or_else(|| Error::InvalidArgument("params is NULL".into()))?;
-        if p.struct_size < std::mem::size_of::<lmbff_task_params>() {
-            return Err(Error::InvalidArgument(format!(
-                "params.struct_size is {}: initialise params with lmbff_task_default_params()",
-                p.struct_size
-            )));
-        }
+        check_struct_size::<lmbff_task_params>(p.struct_size, "lmbff_task_default_params")?;
         let spec = TaskSpec {
             model_dir: PathBuf::from(str_arg(p.model_dir, "params.model_dir")?),
             template: opt_str(p.template_, "params.template_")?.unwrap_or_else(|| "{text} It was {mask}.".into()),

@@ -95,12 +95,7 @@ unsafe impl Send for Callback {}
 #[cfg(feature = "train")]
 unsafe fn run_params(p: *const lmbff_train_params) -> Result<crate::task::RunParams> {
     let p = p.as_ref().ok_or_else(|| Error::InvalidArgument("params is NULL".into()))?;
-    if p.struct_size < std::mem::size_of::<lmbff_train_params>() {
-        return Err(Error::InvalidArgument(format!(
-            "params.struct_size is {}: initialise params with lmbff_train_default_params()",
-            p.struct_size
-        )));
-    }
+    super::check_struct_size::<lmbff_train_params>(p.struct_size, "lmbff_train_default_params")?;
     let device = match p.device {
         LMBFF_DEVICE_AUTO => "auto".to_string(),
         LMBFF_DEVICE_CPU => "cpu".to_string(),
