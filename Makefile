@@ -1,0 +1,51 @@
+# Build and install liblmbff with its header, a pkg-config file and a CMake package.
+#
+#   make                          full library (training, export, prediction)
+#   make serve                    serve-only library (prediction; no libtorch)
+#   make install PREFIX=/opt/lmbff        install the full library
+#   make install-serve PREFIX=/opt/lmbff  install the serve-only library
+#   make uninstall PREFIX=/opt/lmbff
+#
+# Installed layout: $(PREFIX)/include/lmbff.h, $(PREFIX)/lib/liblmbff.so,
+# $(PREFIX)/lib/libonnxruntime.so.1.31.1 (copied from the venv, found by the library
+# "next to liblmbff.so"), $(PREFIX)/lib/pkgconfig/lmbff.pc and
+# $(PREFIX)/lib/cmake/lmbff/. The full library finds libtorch through its rpath (the
+# project venv's torch/lib) or the loader path (LD_LIBRARY_PATH); see docs/install.md.
+
+SHELL := bash
+PREFIX ?= /usr/local
+LIBDIR ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+ENV := source scripts/env.sh &&
+
+.PHONY: all serve install install-serve uninstall
+all:
+	$(ENV) cargo build --release --lib
+serve:
+	$(ENV) cargo build --release --lib --no-default-features --target-dir target/serve
+
+install: all
+	$(MAKE) --no-print-directory install-files BUILT=target/release
+install-serve: serve
+	$(MAKE) --no-print-directory install-files BUILT=target/serve/release
+
+# Shared by both variants: BUILT is the cargo output folder of the library to install.
+.PHONY: install-files
+install-files:
+	@test -f $(BUILT)/liblmbff.so || { echo "no $(BUILT)/liblmbff.so: build first" >&2; exit 1; }
+	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(LIBDIR)/cmake/lmbff $(DESTDIR)$(INCLUDEDIR)
+	install -m 644 include/lmbff.h $(DESTDIR)$(INCLUDEDIR)/lmbff.h
+	install -m 755 $(BUILT)/liblmbff.so $(DESTDIR)$(LIBDIR)/liblmbff.so
+	$(ENV) install -m 755 "$$LMBFF_ORT_LIB" $(DESTDIR)$(LIBDIR)/
+	sed -e 's|@PREFIX@|$(PREFIX)|; s|@LIBDIR@|$(LIBDIR)|; s|@INCLUDEDIR@|$(INCLUDEDIR)|; s|@VERSION@|$(VERSION)|' \
+	  packaging/lmbff.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/lmbff.pc
+	install -m 644 packaging/lmbff-config.cmake $(DESTDIR)$(LIBDIR)/cmake/lmbff/lmbff-config.cmake
+	sed -e 's|@VERSION@|$(VERSION)|' packaging/lmbff-config-version.cmake.in \
+	  > $(DESTDIR)$(LIBDIR)/cmake/lmbff/lmbff-config-version.cmake
+	@echo "installed lmbff $(VERSION) from $(BUILT) into $(DESTDIR)$(PREFIX)"
+
+uninstall:
+	rm -f $(DESTDIR)$(INCLUDEDIR)/lmbff.h $(DESTDIR)$(LIBDIR)/liblmbff.so \
+	  $(DESTDIR)$(LIBDIR)/libonnxruntime.so.1.31.1 $(DESTDIR)$(LIBDIR)/pkgconfig/lmbff.pc
+	rm -rf $(DESTDIR)$(LIBDIR)/cmake/lmbff
