@@ -9,7 +9,8 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use lmbff::export::{export, ExportManifest, ExportOptions, RegressionRange, WeightType, EXPORT_MANIFEST};
+use lmbff::checkpoint::{write_dir_atomic, Manifest};
+use lmbff::export::{export, export_checkpoint, ExportManifest, ExportOptions, RegressionRange, WeightType, EXPORT_MANIFEST};
 use lmbff::model::MaskedLm;
 use lmbff::prompt::{Example, Prompt, Template, Truncation, Verbalizer};
 use lmbff::serve::{Predictor, PredictorOptions};
@@ -75,7 +76,7 @@ fn case(dir: &Path, template: &str, max_len: usize) -> Case {
 
 fn export_to(c: &Case, name: &str, opts: &ExportOptions) -> PathBuf {
     let out = common::tempdir(name).join("export");
-    export(&c.model, &c.tok, &c.prompt, Default::default(), &out, opts).unwrap();
+    export(&c.model, &c.tok, &c.prompt, &[], Default::default(), &out, opts).unwrap();
     out
 }
 
@@ -167,7 +168,7 @@ fn regression_export_scores() {
     let three = Case { prompt: Prompt::new(Template::parse("{text} It was {mask}.").unwrap(),
         Verbalizer::new(&c.tok, &[("a".into(), "terrible".into()), ("b".into(), "great".into()), ("c".into(), "fun".into())]).unwrap(),
         Truncation { max_len: 40, ..Truncation::default() }).unwrap(), ..c };
-    let e = export(&three.model, &three.tok, &three.prompt, Default::default(), &common::tempdir("reg3").join("x"), &opts).unwrap_err();
+    let e = export(&three.model, &three.tok, &three.prompt, &[], Default::default(), &common::tempdir("reg3").join("x"), &opts).unwrap_err();
     assert!(e.to_string().contains("two label words"), "{e}");
 }
 
@@ -186,15 +187,19 @@ fn int8_export_stays_close() {
 /// A host in another language renders the same ids from the manifest and tokenizer.json.
 #[test]
 fn python_renders_the_same_ids_from_the_manifest() {
-    for (fixture, template, max_len) in [
-        ("bert", "{text_a} ? {mask} , {text_b:lower} !", 24),
-        ("roberta", "*cls**sent-_0*?*mask*,*+sentl_1**sep+*", 24),
-        ("bert", "*cls**sent_0*_It_was*mask*.*sep+*", 20),
+    for (fixture, template, max_len, with_demos) in [
+        ("bert", "{text_a} ? {mask} , {text_b:lower} !", 24, false),
+        ("roberta", "*cls**sent-_0*?*mask*,*+sentl_1**sep+*", 24, false),
+        ("bert", "*cls**sent_0*_It_was*mask*.*sep+*", 20, false),
+        ("bert", "*cls**sent_0*_It_was*mask*.*sep+*", 40, true),
+        ("roberta", "*cls**sent_0**sep+**+sentl_1*_?*mask*.*sep+*", 48, true),
     ] {
         let dir = common::fixtures().join(fixture);
         let c = case(&dir, template, max_len);
-        let out = export_to(&c, &format!("render-{fixture}"), &ExportOptions::default());
         let pair = c.prompt.template.num_sentences() > 1;
+        let sets = if with_demos { demo_sets(pair) } else { Vec::new() };
+        let out = common::tempdir(&format!("render-{fixture}-{max_len}")).join("export");
+        export(&c.model, &c.tok, &c.prompt, &sets, Default::default(), &out, &ExportOptions::default()).unwrap();
         let ex: Vec<Example> = texts(12)
             .into_iter()
             .enumerate()
@@ -207,17 +212,75 @@ fn python_renders_the_same_ids_from_the_manifest() {
         assert!(res.status.success(), "{}", String::from_utf8_lossy(&res.stderr));
         let got: serde_json::Value = serde_json::from_slice(&res.stdout).unwrap();
         let p = open(&out);
+        let sets = p.demo_sets().len().max(1);
+        assert_eq!(sets, if with_demos { 2 } else { 1 });
         for (i, e) in ex.iter().enumerate() {
             let ours = p.encode(e).unwrap();
-            let ids: Vec<u32> = serde_json::from_value(got["input_ids"][i].clone()).unwrap();
-            let types: Vec<u32> = serde_json::from_value(got["token_type_ids"][i].clone()).unwrap();
-            assert_eq!(ids, ours.input_ids, "{fixture} {template:?} input {i}");
-            assert_eq!(types, ours.segment_ids, "{fixture} {template:?} input {i}");
-            assert!(ours.input_ids.len() <= max_len);
-            assert_eq!(ours.input_ids[ours.mask_pos], c.tok.special().mask, "the mask survives truncation");
-            assert_eq!(ours.input_ids.iter().filter(|&&t| t == c.tok.special().mask).count(), 1, "one mask only");
+            assert_eq!(ours.len(), sets);
+            for (k, ours) in ours.iter().enumerate() {
+                let ids: Vec<u32> = serde_json::from_value(got["input_ids"][i][k].clone()).unwrap();
+                let types: Vec<u32> = serde_json::from_value(got["token_type_ids"][i][k].clone()).unwrap();
+                assert_eq!(ids, ours.input_ids, "{fixture} {template:?} input {i} set {k}");
+                assert_eq!(types, ours.segment_ids, "{fixture} {template:?} input {i} set {k}");
+                assert!(ours.input_ids.len() <= max_len);
+                assert_eq!(ours.input_ids[ours.mask_pos], c.tok.special().mask, "the mask survives truncation");
+                assert_eq!(ours.input_ids.iter().filter(|&&t| t == c.tok.special().mask).count(), 1, "one mask only");
+            }
         }
     }
+}
+
+/// Demonstration sets of a few labelled examples (pairs for two-sentence templates).
+fn demo_sets(pair: bool) -> Vec<Vec<Example>> {
+    let ex = |t: &str, b: &str, l: usize| Example { text_a: t.into(), text_b: pair.then(|| b.into()), label: Some(l) };
+    vec![
+        vec![ex("A dull, lifeless film.", "Nothing works.", 0), ex("A warm and funny film.", "It works.", 1)],
+        vec![ex("Tedious from start to finish, and far too long for what it has to say.", "No.", 0), ex("Great fun.", "Yes!", 1)],
+    ]
+}
+
+/// A model trained with demonstrations predicts the same after export: the fixed sets
+/// travel in the checkpoint's and the export's manifests (format version 2), and the
+/// predictor averages the label logits over them as training-time evaluation does.
+#[test]
+fn demonstrations_travel_with_the_export_and_predict_the_same() {
+    let c = case(&common::fixtures().join("bert"), "*cls**sent_0*_It_was*mask*.*sep+*", 48);
+    let train_ex: Vec<Example> = demo_sets(false).concat();
+    let tp = train::TrainParams { steps: 6, batch_size: 2, lr: 1e-3, eval_every: 0, demonstrations: true, demo_sets: 2, ..Default::default() };
+    let (rep, head) = train::finetune(&c.model, &c.tok, &c.prompt, Method::Prompt, &train_ex, &[], &tp, &mut |_| true).unwrap();
+    assert_eq!(rep.demo_sets.len(), 2);
+    let ckpt = common::tempdir("demos").join("ckpt");
+    let manifest = Manifest::for_prompt(&c.prompt, &rep.demo_sets, serde_json::json!({"steps": 6}));
+    assert_eq!(manifest.format_version, 2);
+    write_dir_atomic(&ckpt, |d| {
+        c.model.save_pretrained(d)?;
+        manifest.write_into(d)
+    })
+    .unwrap();
+    assert_eq!(Manifest::read(&ckpt).unwrap(), manifest);
+    let out = ckpt.parent().unwrap().join("export");
+    export_checkpoint(&ckpt, &out, &ExportOptions::default()).unwrap();
+    check_export(&out, false);
+    let m = ExportManifest::read(&out).unwrap();
+    assert_eq!(m.format_version, 2);
+    assert_eq!(m.demonstrations.as_ref().unwrap().sets, rep.demo_sets);
+    let ex = texts(30);
+    let want = train::softmax_rows(&train::predict_examples(&c.model, &c.tok, &c.prompt, Method::Prompt, &head, &ex, &rep.demo_sets, 5).unwrap());
+    let got: Vec<Vec<f32>> = open(&out).predict(&ex).unwrap().into_iter().map(|p| p.probs).collect();
+    let d = max_diff(&want, &got);
+    println!("demonstrations (2 sets): max |p_onnx - p_tch| = {d:.2e} over {} inputs", ex.len());
+    assert!(d <= 1e-5, "max diff {d}");
+    // The demonstrations change what the model sees: predictions without them differ.
+    let bare = train::softmax_rows(&train::predict_examples(&c.model, &c.tok, &c.prompt, Method::Prompt, &head, &ex, &[], 5).unwrap());
+    let apart = max_diff(&bare, &got);
+    println!("without demonstrations: max diff {apart:.2e}");
+    assert!(apart > 100.0 * d.max(1e-7), "{apart}");
+    // A manifest whose demonstrations do not render is refused at open, by name.
+    let mut bad = m.clone();
+    bad.demonstrations.as_mut().unwrap().sets[0][0].label = Some(5);
+    bad.write_into(&out).unwrap();
+    let err = Predictor::open(&out, &PredictorOptions::default()).err().unwrap();
+    assert!(err.to_string().contains("demonstration set 0"), "{err}");
 }
 
 #[test]

@@ -138,3 +138,49 @@ fn bpe_pair_rendering_matches_lmbff_semantics() {
     let after_comma = a.input_ids.iter().position(|&i| i == tok.token_to_id(",").unwrap()).unwrap() + 1;
     assert_eq!(a.input_ids[after_comma], it[0]);
 }
+
+/// Demonstrations follow the query through the same template: no [CLS], their label
+/// word in place of the mask, the query's last segment, sentences cut to
+/// other_sent_limit; truncation keeps the query's mask.
+#[test]
+fn demonstrations_render_as_lmbff_appends_them() {
+    let tok = minilm();
+    let p = sst2(&tok, "*cls**sent_0*_It_was*mask*.*sep+*", 128);
+    let q = Example::single("No reason to watch.", None);
+    let demos = [Example::single("The drama discloses nothing.", Some(0)), Example::single("A fun ride.", Some(1))];
+    let e = p.encode_with_demos(&tok, &q, &demos).unwrap();
+    assert_eq!(
+        tok.decode(&e.input_ids),
+        "[CLS] no reason to watch. it was [MASK]. [SEP] the drama discloses nothing. it was terrible. [SEP] a fun ride. it was great. [SEP]"
+    );
+    assert_eq!(e.input_ids[e.mask_pos], tok.special().mask);
+    assert!(e.segment_ids.iter().all(|&s| s == 0), "demonstrations stay in the query's last segment");
+    assert_eq!(p.encode_with_demos(&tok, &q, &[]).unwrap(), p.encode(&tok, &q).unwrap());
+    // A pair template: the query spans two segments; demonstrations take the second.
+    let v = Verbalizer::new(&tok, &pairs(&[("no", "no"), ("yes", "yes")])).unwrap();
+    let pair = Prompt::new(Template::parse("*cls**sent_0**sep+**sent_1*_?*mask*.*sep+*").unwrap(), v, Truncation::default()).unwrap();
+    let pq = Example { text_a: "A man sleeps.".into(), text_b: Some("Someone rests.".into()), label: None };
+    let pd = [Example { label: Some(1), ..pq.clone() }, Example { text_b: Some("He runs.".into()), label: Some(0), ..pq.clone() }];
+    let e = pair.encode_with_demos(&tok, &pq, &pd).unwrap();
+    assert_eq!(
+        tok.decode(&e.input_ids),
+        "[CLS] a man sleeps. [SEP] someone rests.? [MASK]. [SEP] a man sleeps. [SEP] someone rests.? yes. [SEP] a man sleeps. [SEP] he runs.? no. [SEP]"
+    );
+    let first_sep = e.input_ids.iter().position(|&i| i == tok.special().sep).unwrap();
+    assert!(e.segment_ids[..=first_sep].iter().all(|&s| s == 0) && e.segment_ids[first_sep + 1..].iter().all(|&s| s == 1));
+    // Demonstration sentences are cut to other_sent_limit, the query's to first_sent_limit;
+    // then longest-first truncation, which never touches the mask.
+    let mut limited = sst2(&tok, "{text} It was {mask}.", 128);
+    limited.truncation.first_sent_limit = Some(3);
+    limited.truncation.other_sent_limit = Some(2);
+    let e = limited.encode_with_demos(&tok, &q, &demos).unwrap();
+    assert_eq!(tok.decode(&e.input_ids), "[CLS] no reason to it was [MASK]. [SEP] the drama it was terrible. [SEP] a fun it was great. [SEP]");
+    let long = Example::single("the plot wanders and wanders ".repeat(30), Some(1));
+    let short = sst2(&tok, "{text} It was {mask}.", 40);
+    let e = short.encode_with_demos(&tok, &long, &[long.clone(), long.clone()]).unwrap();
+    assert_eq!(e.input_ids.len(), 40);
+    assert_eq!(e.input_ids[e.mask_pos], tok.special().mask);
+    // Demonstrations must be labelled.
+    let err = p.encode_with_demos(&tok, &q, &[Example::single("unlabelled", None)]).unwrap_err();
+    assert!(err.to_string().contains("demonstration has no label"), "{err}");
+}

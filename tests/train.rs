@@ -3,7 +3,7 @@
 
 mod common;
 
-use lmbff::checkpoint::{write_dir_atomic, Manifest, MANIFEST_VERSION};
+use lmbff::checkpoint::{write_dir_atomic, Manifest};
 use lmbff::model::MaskedLm;
 use lmbff::prompt::{Example, Prompt, Template, Truncation, Verbalizer};
 use lmbff::tokenize::Tokenizer;
@@ -90,16 +90,7 @@ fn checkpoint_round_trip() {
     let m = MaskedLm::load(&dir, Device::Cpu).unwrap();
     let (_, head) = train::finetune(&m, &tok, &p, Method::Prompt, &toy(), &toy(), &params(20), &mut |_| true).unwrap();
     let out = common::tempdir("ckpt").join("model");
-    let manifest = Manifest {
-        format_version: MANIFEST_VERSION,
-        lmbff_version: lmbff::VERSION.into(),
-        method: "prompt".into(),
-        template: Some(p.template.source().into()),
-        labels: p.verbalizer.labels().to_vec(),
-        label_words: p.verbalizer.words().to_vec(),
-        truncation: p.truncation,
-        notes: Default::default(),
-    };
+    let manifest = Manifest::for_prompt(&p, &[], Default::default());
     write_dir_atomic(&out, |d| {
         m.save_pretrained(d)?;
         manifest.write_into(d)
@@ -193,4 +184,33 @@ fn adaptation_resumes_exactly() {
     let other = AdaptParams { lr: 2e-3, ..p.clone() };
     let err = train::adapt(&MaskedLm::load(&dir, Device::Cpu).unwrap(), &tok, &texts, &other, resume, &mut |_| true).unwrap_err();
     assert!(err.to_string().contains("other settings"), "{err}");
+}
+
+/// Demonstrations: training draws a fresh set per query and step, the report keeps the
+/// fixed inference sets, evaluation averages over them, and a run repeats exactly.
+#[test]
+fn prompt_finetuning_with_demonstrations() {
+    let (tok, p, dir, _rng) = setup();
+    let data = toy();
+    let demo = TrainParams { demonstrations: true, demo_sets: 3, ..params(120) };
+    let mut runs = Vec::new();
+    for _ in 0..2 {
+        let m = MaskedLm::load(&dir, Device::Cpu).unwrap();
+        let (rep, head) = train::finetune(&m, &tok, &p, Method::Prompt, &data, &data, &demo, &mut |_| true).unwrap();
+        let logits = train::predict_examples(&m, &tok, &p, Method::Prompt, &head, &data, &rep.demo_sets, 8).unwrap();
+        runs.push((rep, logits));
+    }
+    let (rep, logits) = &runs[0];
+    assert!(rep.demonstrations);
+    assert_eq!(rep.demo_sets.len(), 3);
+    assert!(rep.demo_sets.iter().all(|s| s.iter().map(|e| e.label.unwrap()).collect::<Vec<_>>() == vec![0, 1]), "one per class, in class order");
+    assert_eq!(rep.loss_curve, runs[1].0.loss_curve, "same seed, same losses");
+    assert_eq!(logits, &runs[1].1, "same seed, same predictions");
+    let gold: Vec<usize> = data.iter().map(|e| e.label.unwrap()).collect();
+    assert_eq!(train::accuracy(logits, &gold), rep.best_dev_acc, "dev evaluation used the same sets");
+    assert!(rep.best_dev_acc >= 0.9, "the toy task is learnt with demonstrations: {:?}", rep.dev_curve);
+    // The plain method has no template to append demonstrations to.
+    let m = MaskedLm::load(&dir, Device::Cpu).unwrap();
+    let err = train::finetune(&m, &tok, &p, Method::Cls, &data, &data, &demo, &mut |_| true).err().unwrap();
+    assert!(err.to_string().contains("demonstrations need the prompt method"), "{err}");
 }

@@ -5,14 +5,15 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::prompt::{Prompt, Template, Truncation, Verbalizer};
+use crate::prompt::{Example, Prompt, Template, Truncation, Verbalizer};
 use crate::tokenize::Tokenizer;
 use crate::{Error, Result};
 
 /// File name of the manifest inside a checkpoint directory.
 pub const MANIFEST_FILE: &str = "lmbff.json";
-/// Version of the manifest format; readers accept this and older versions.
-pub const MANIFEST_VERSION: u32 = 1;
+/// Version of the manifest format; readers accept this and older versions. Version 2
+/// added `demonstrations`; a manifest without them is still written as version 1.
+pub const MANIFEST_VERSION: u32 = 2;
 
 /// What a trained lmbff model needs beyond the HF files to predict as it was trained.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -28,12 +29,34 @@ pub struct Manifest {
     /// Label word of each class, in class-index order.
     pub label_words: Vec<String>,
     pub truncation: Truncation,
+    /// Fixed demonstration sets the model was evaluated with and predicts with (label
+    /// logits averaged over the sets); absent when it was trained without.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub demonstrations: Option<Vec<Vec<Example>>>,
     /// Free-form facts about the run (steps, seed, dev accuracy, ...).
     #[serde(default)]
     pub notes: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Manifest {
+    /// The manifest of a model fine-tuned with `prompt` (and, if any, the demonstration
+    /// sets it predicts with); `notes` is a JSON object of facts about the run.
+    pub fn for_prompt(prompt: &Prompt, demo_sets: &[Vec<Example>], notes: serde_json::Value) -> Self {
+        let mut m = Manifest {
+            format_version: 1,
+            lmbff_version: crate::VERSION.into(),
+            method: "prompt".into(),
+            template: Some(prompt.template.source().into()),
+            labels: prompt.verbalizer.labels().to_vec(),
+            label_words: prompt.verbalizer.words().to_vec(),
+            truncation: prompt.truncation,
+            demonstrations: (!demo_sets.is_empty()).then(|| demo_sets.to_vec()),
+            notes: notes.as_object().cloned().unwrap_or_default(),
+        };
+        m.format_version = m.needed_version();
+        m
+    }
+
     /// The label words as a verbalizer over `tok`.
     pub fn verbalizer(&self, tok: &Tokenizer) -> Result<Verbalizer> {
         let pairs: Vec<(String, String)> = self.labels.iter().cloned().zip(self.label_words.iter().cloned()).collect();
@@ -64,9 +87,15 @@ impl Manifest {
         Ok(m)
     }
 
+    /// The lowest format version that holds everything in this manifest.
+    pub fn needed_version(&self) -> u32 {
+        if self.demonstrations.is_some() { 2 } else { 1 }
+    }
+
     pub fn write_into(&self, dir: &Path) -> Result<()> {
         let path = dir.join(MANIFEST_FILE);
-        let text = serde_json::to_string_pretty(self).expect("a manifest serialises");
+        let m = Manifest { format_version: self.needed_version(), ..self.clone() };
+        let text = serde_json::to_string_pretty(&m).expect("a manifest serialises");
         std::fs::write(&path, text).map_err(|e| Error::io(&path, e))
     }
 }

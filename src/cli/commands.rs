@@ -8,10 +8,10 @@ use serde_json::json;
 
 use super::progress::Bar;
 use super::task::{Loaded, TaskArgs};
-use crate::checkpoint::{write_dir_atomic, Manifest, MANIFEST_VERSION};
+use crate::checkpoint::{write_dir_atomic, Manifest};
 use crate::data::{read_examples, read_texts};
 use crate::prompt::Example;
-use crate::train::{self, accuracy, predict_logits, AdaptParams, Head, Method, Resume, Trainable, TrainParams};
+use crate::train::{self, accuracy, AdaptParams, Head, Method, Resume, Trainable, TrainParams};
 use crate::{Error, Result};
 
 fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
@@ -21,16 +21,17 @@ fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
     std::fs::write(path, serde_json::to_string_pretty(value).expect("JSON serialises")).map_err(|e| Error::io(path, e))
 }
 
-/// Class logits of `head` on labelled examples, with their gold classes.
-fn logits_and_gold(l: &Loaded, head: &Head, method: Method, examples: &[Example]) -> Result<(Vec<Vec<f32>>, Vec<usize>)> {
-    let enc = train::encode_all(&l.tok, &l.prompt, method, examples)?;
+/// Class logits of `head` on labelled examples (averaged over demonstration sets, if
+/// any), with their gold classes.
+fn logits_and_gold(l: &Loaded, head: &Head, method: Method, examples: &[Example], demo_sets: &[Vec<Example>]) -> Result<(Vec<Vec<f32>>, Vec<usize>)> {
+    let logits = train::predict_examples(&l.model, &l.tok, &l.prompt, method, head, examples, demo_sets, 64)?;
     let gold: Vec<usize> = examples.iter().map(|e| e.label.unwrap_or(usize::MAX)).collect();
-    Ok((predict_logits(&l.model, head, &enc, l.tok.special().pad, 64)?, gold))
+    Ok((logits, gold))
 }
 
 /// Accuracy of `head` on labelled examples.
-pub fn evaluate(l: &Loaded, head: &Head, method: Method, examples: &[Example]) -> Result<f64> {
-    let (logits, gold) = logits_and_gold(l, head, method, examples)?;
+pub fn evaluate(l: &Loaded, head: &Head, method: Method, examples: &[Example], demo_sets: &[Vec<Example>]) -> Result<f64> {
+    let (logits, gold) = logits_and_gold(l, head, method, examples, demo_sets)?;
     Ok(accuracy(&logits, &gold))
 }
 
@@ -119,7 +120,7 @@ pub fn adapt(a: AdaptArgs) -> Result<()> {
         None => None,
     };
     let head = Head::for_prompt(&l.model, &l.prompt)?;
-    let before = test.as_ref().map(|t| evaluate(&l, &head, Method::Prompt, t)).transpose()?;
+    let before = test.as_ref().map(|t| evaluate(&l, &head, Method::Prompt, t, &[])).transpose()?;
     eprintln!("adapting {} on {} texts: {} steps x {} sequences of {} tokens", a.model.display(), texts.len(), a.steps, a.batch_size, a.seq_len);
     let state = a.state.clone().unwrap_or_else(|| {
         let mut s = a.out.clone().into_os_string();
@@ -133,7 +134,7 @@ pub fn adapt(a: AdaptArgs) -> Result<()> {
     let mut bar = Bar::new("adapt");
     let report = train::adapt(&l.model, &l.tok, &texts, &params, resume, &mut |p| bar.update(p))?;
     bar.finish();
-    let after = test.as_ref().map(|t| evaluate(&l, &head, Method::Prompt, t)).transpose()?;
+    let after = test.as_ref().map(|t| evaluate(&l, &head, Method::Prompt, t, &[])).transpose()?;
     let summary = json!({
         "source_model": a.model, "report": report,
         "zero_shot": {"test": a.zero_shot_test, "template": l.prompt.template.source(),
@@ -172,11 +173,26 @@ pub struct FitArgs {
     pub eval_every: usize,
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// Append demonstrations (one labelled example per class) to every input.
+    #[arg(long)]
+    pub demos: bool,
+    /// Fixed demonstration sets for evaluation and prediction (logits averaged).
+    #[arg(long, default_value_t = 1)]
+    pub demo_sets: usize,
 }
 
 impl FitArgs {
     pub fn params(&self) -> TrainParams {
-        TrainParams { steps: self.steps, batch_size: self.batch_size, lr: self.lr, eval_every: self.eval_every, seed: self.seed, ..TrainParams::default() }
+        TrainParams {
+            steps: self.steps,
+            batch_size: self.batch_size,
+            lr: self.lr,
+            eval_every: self.eval_every,
+            seed: self.seed,
+            demonstrations: self.demos,
+            demo_sets: self.demo_sets,
+            ..TrainParams::default()
+        }
     }
 }
 
@@ -224,23 +240,13 @@ pub fn train(a: TrainArgs) -> Result<()> {
     let mut bar = Bar::new(method.name());
     let (report, head) = train::finetune(&l.model, &l.tok, &l.prompt, method, &tr, &dev, &a.fit.params(), &mut |p| bar.update(p))?;
     bar.finish();
-    let test = a.test.as_ref().map(|t| read_examples(t, &labels).and_then(|ex| evaluate(&l, &head, method, &ex))).transpose()?;
+    let test = a.test.as_ref().map(|t| read_examples(t, &labels).and_then(|ex| evaluate(&l, &head, method, &ex, &report.demo_sets))).transpose()?;
     println!("{}", json!({"report": report, "test_acc": test}));
     if let Some(out) = &a.out {
-        let manifest = Manifest {
-            format_version: MANIFEST_VERSION,
-            lmbff_version: crate::VERSION.into(),
-            method: "prompt".into(),
-            template: Some(l.prompt.template.source().into()),
-            labels,
-            label_words: l.prompt.verbalizer.words().to_vec(),
-            truncation: l.prompt.truncation,
-            notes: json!({"steps": report.steps, "lr": report.lr, "seed": report.seed, "best_step": report.best_step,
-                          "best_dev_acc": report.best_dev_acc, "test_acc": test, "source_model": a.model})
-            .as_object()
-            .cloned()
-            .unwrap_or_default(),
-        };
+        let notes = json!({"steps": report.steps, "lr": report.lr, "seed": report.seed, "best_step": report.best_step,
+                           "best_dev_acc": report.best_dev_acc, "test_acc": test, "source_model": a.model,
+                           "demonstrations": report.demonstrations});
+        let manifest = Manifest::for_prompt(&l.prompt, &report.demo_sets, notes);
         write_dir_atomic(out, |dir| {
             l.model.save_pretrained(dir)?;
             manifest.write_into(dir)
@@ -266,7 +272,8 @@ pub fn eval(a: EvalArgs) -> Result<()> {
     let l = a.task.load(&a.model, 0)?;
     l.note_new_head();
     let ex = read_examples(&a.test, &labels_of(&l))?;
-    let (logits, gold) = logits_and_gold(&l, &Head::for_prompt(&l.model, &l.prompt)?, Method::Prompt, &ex)?;
+    let demo_sets = crate::checkpoint::Manifest::read(&a.model).ok().and_then(|m| m.demonstrations).unwrap_or_default();
+    let (logits, gold) = logits_and_gold(&l, &Head::for_prompt(&l.model, &l.prompt)?, Method::Prompt, &ex, &demo_sets)?;
     let predicted: Vec<usize> = logits.iter().map(|r| train::argmax(r)).collect();
     let share: Vec<f64> = (0..l.prompt.verbalizer.num_labels())
         .map(|c| predicted.iter().filter(|&&p| p == c).count() as f64 / predicted.len().max(1) as f64)
@@ -274,7 +281,7 @@ pub fn eval(a: EvalArgs) -> Result<()> {
     println!(
         "{}",
         json!({"model": a.model, "test": a.test, "n": ex.len(), "template": l.prompt.template.source(),
-               "acc": accuracy(&logits, &gold), "acc_centered": train::centered_accuracy(&logits, &gold),
+               "demo_sets": demo_sets.len(), "acc": accuracy(&logits, &gold), "acc_centered": train::centered_accuracy(&logits, &gold),
                "predicted_share": share})
     );
     Ok(())
@@ -329,7 +336,7 @@ pub fn compare(a: CompareArgs) -> Result<()> {
             read_examples(&dir.join("dev.tsv"), &labels)?,
             read_examples(&dir.join("test.tsv"), &labels)?,
         );
-        let zs = evaluate(&l, &Head::for_prompt(&l.model, &l.prompt)?, Method::Prompt, &test)?;
+        let zs = evaluate(&l, &Head::for_prompt(&l.model, &l.prompt)?, Method::Prompt, &test, &[])?;
         rows.push(("zero-shot".to_string(), seed, "-".to_string(), f64::NAN, zs));
         drop(l);
         for &method in &methods {
@@ -345,7 +352,7 @@ pub fn compare(a: CompareArgs) -> Result<()> {
                     let mut bar = Bar::new(&format!("{} s{seed}", method.name()));
                     let (rep, head) = train::finetune(&l.model, &l.tok, &l.prompt, method, &tr, &dev, &p, &mut |p| bar.update(p))?;
                     bar.finish();
-                    let acc = evaluate(&l, &head, method, &test)?;
+                    let acc = evaluate(&l, &head, method, &test, &rep.demo_sets)?;
                     let cell = format!("lr {lr:e}, {steps} steps (best at {})", rep.best_step);
                     eprintln!("{} seed {seed} {cell}: dev {:.3} test {:.3} ({:.2} steps/s)", method.name(), rep.best_dev_acc, acc, rep.steps_per_sec);
                     all.push(json!({"seed": seed, "report": rep, "test_acc": acc}));

@@ -143,12 +143,12 @@ pub fn run(a: DemoArgs) -> Result<()> {
     // 2. Fine-tuning, both methods with the same grid and budget.
     let zero = {
         let l = a.task.load(&prompt_model, a.seed)?;
-        evaluate(&l, &Head::for_prompt(&l.model, &l.prompt)?, Method::Prompt, &test)?
+        evaluate(&l, &Head::for_prompt(&l.model, &l.prompt)?, Method::Prompt, &test, &[])?
     };
     let plain = fit_best(&a, &base, Method::Cls, &tr, &dev)?;
-    let plain_acc = evaluate(&plain.loaded, &plain.head, Method::Cls, &test)?;
+    let plain_acc = evaluate(&plain.loaded, &plain.head, Method::Cls, &test, &[])?;
     let prompt = fit_best(&a, &prompt_model, Method::Prompt, &tr, &dev)?;
-    let prompt_acc = evaluate(&prompt.loaded, &prompt.head, Method::Prompt, &test)?;
+    let prompt_acc = evaluate(&prompt.loaded, &prompt.head, Method::Prompt, &test, &[])?;
 
     // 3. Label the pool with the method that did better on dev (the held-out set is
     //    only reported, never used to choose).

@@ -54,7 +54,9 @@ pub fn export_cmd(mut a: ExportArgs) -> Result<()> {
     a.task.device = "cpu".into();
     let l = a.task.load(&a.model, 0)?;
     l.note_new_head();
-    let notes = crate::checkpoint::Manifest::read(&a.model).map(|m| m.notes).unwrap_or_default();
+    let trained = crate::checkpoint::Manifest::read(&a.model).ok();
+    let demo_sets = trained.as_ref().and_then(|m| m.demonstrations.clone()).unwrap_or_default();
+    let notes = trained.map(|m| m.notes).unwrap_or_default();
     let opts = ExportOptions {
         weights: if a.int8 { WeightType::Int8 } else if a.fp16 { WeightType::Fp16 } else { WeightType::Fp32 },
         external_data: a.external_data,
@@ -62,7 +64,7 @@ pub fn export_cmd(mut a: ExportArgs) -> Result<()> {
         triton_max_batch: a.triton_max_batch,
         regression: a.regression.as_ref().map(|r| crate::export::RegressionRange { low: r[0], high: r[1] }),
     };
-    let m = export(&l.model, &l.tok, &l.prompt, notes, &a.out, &opts)?;
+    let m = export(&l.model, &l.tok, &l.prompt, &demo_sets, notes, &a.out, &opts)?;
     println!("{}", serde_json::json!({"out": a.out, "model_version": m.model.version, "labels": m.labels, "weights": m.model.weights}));
     Ok(())
 }
@@ -229,7 +231,9 @@ pub fn bench_predict(a: BenchPredictArgs) -> Result<()> {
     let p = Predictor::open(&a.export, &opts)?;
     // What the exported graph computes on these inputs (the same at every batch size).
     let m = p.manifest().model.clone();
-    let lens: Vec<usize> = inputs.iter().map(|e| p.encode(e).map(|x| x.input_ids.len())).collect::<Result<_>>()?;
+    // Every rendering is a forward pass (one per demonstration set, if the export has any).
+    let lens: Vec<usize> =
+        inputs.iter().map(|e| p.encode(e)).collect::<Result<Vec<_>>>()?.into_iter().flatten().map(|x| x.input_ids.len()).collect();
     let cfg: serde_json::Value = a
         .model
         .as_ref()

@@ -8,14 +8,11 @@ use std::collections::HashMap;
 use tch::Tensor;
 
 use super::graph::{Attr, Dim, Graph};
-use super::{RegressionRange, WeightType};
+use super::{RegressionRange, WeightType, OUTPUT_LOGITS, OUTPUT_PROBS, OUTPUT_SCORE};
 use super::proto::dtype;
 use crate::model::{Activation, Arch, MaskedLm};
 use crate::{Error, Result};
 
-pub const OUTPUT_PROBS: &str = "probs";
-pub const OUTPUT_LOGITS: &str = "label_logits";
-pub const OUTPUT_SCORE: &str = "score";
 
 struct Ctx<'a> {
     g: Graph,

@@ -12,9 +12,15 @@ use crate::tokenize::{Tokenizer, WordBoundary};
 use crate::{Error, Result};
 
 pub const EXPORT_MANIFEST: &str = "lmbff-export.json";
+/// Graph outputs: class probabilities and label-word logits [batch, labels], and the
+/// regression score [batch] of regression exports.
+pub const OUTPUT_PROBS: &str = "probs";
+pub const OUTPUT_LOGITS: &str = "label_logits";
+pub const OUTPUT_SCORE: &str = "score";
 pub const EXPORT_FORMAT: &str = "lmbff-export";
-/// Readers accept this version and older ones; fields are only ever added.
-pub const EXPORT_FORMAT_VERSION: u32 = 1;
+/// Readers accept this version and older ones; fields are only ever added. Version 2
+/// added `demonstrations`; an export without them is still written as version 1.
+pub const EXPORT_FORMAT_VERSION: u32 = 2;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExportManifest {
@@ -36,14 +42,25 @@ pub struct ExportManifest {
     /// Vocabulary id of each label word.
     pub label_word_ids: Vec<u32>,
     pub template: TemplateSpec,
-    /// Demonstrations appended at inference: none in this version (always null).
-    pub demonstrations: Option<serde_json::Value>,
+    /// Demonstrations appended to every input (null: none). See [`Demonstrations`].
+    pub demonstrations: Option<Demonstrations>,
     pub tokenizer: TokenizerSpec,
     pub truncation: Truncation,
     pub model: ModelSpec,
     /// Facts about the training run (steps, seed, dev accuracy, source checkpoint).
     #[serde(default)]
     pub notes: serde_json::Map<String, serde_json::Value>,
+}
+
+/// LM-BFF's demonstrations at inference: each input is rendered once per set (the query
+/// through the template, then each demonstration of the set through the template
+/// without `cls`, its label word in place of the mask, in the segment of the query's
+/// last token; docs/export.md), the graph run on every rendering, and the `label_logits`
+/// averaged over the sets before the softmax. One set is one forward pass per input.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Demonstrations {
+    /// Each set holds one labelled example per class (`label` is a class index).
+    pub sets: Vec<Vec<crate::prompt::Example>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

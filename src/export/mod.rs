@@ -13,7 +13,7 @@ mod manifest;
 
 pub use manifest::{
     CaseSpec, ExportManifest, ModelSpec, PartSpec, RegressionRange, SpecialSpec, TemplateSpec, TokenizerSpec, WeightType, EXPORT_FORMAT,
-    EXPORT_FORMAT_VERSION, EXPORT_MANIFEST,
+    EXPORT_FORMAT_VERSION, EXPORT_MANIFEST, OUTPUT_LOGITS, OUTPUT_PROBS, OUTPUT_SCORE, Demonstrations,
 };
 
 #[cfg(feature = "train")]

@@ -2,13 +2,13 @@
 
 use std::path::Path;
 
-use super::encoder::{self, OUTPUT_LOGITS, OUTPUT_PROBS, OUTPUT_SCORE};
+use super::encoder;
 use super::graph::Graph;
 use super::manifest::*;
 use super::{IR_VERSION, OPSET};
 use crate::checkpoint::{fnv1a, write_dir_atomic, FNV_OFFSET};
 use crate::model::{Arch, MaskedLm};
-use crate::prompt::Prompt;
+use crate::prompt::{Example, Prompt};
 use crate::tokenize::Tokenizer;
 use crate::{Error, Result};
 
@@ -31,12 +31,14 @@ impl Default for ExportOptions {
     }
 }
 
-/// Exports `model` with `prompt` to `out` (written atomically: a failed export leaves
-/// what was there). `notes` go into the manifest (training facts).
+/// Exports `model` with `prompt` (and the demonstration sets it predicts with, if any)
+/// to `out` (written atomically: a failed export leaves what was there). `notes` go
+/// into the manifest (training facts).
 pub fn export(
     model: &MaskedLm,
     tok: &Tokenizer,
     prompt: &Prompt,
+    demo_sets: &[Vec<Example>],
     notes: serde_json::Map<String, serde_json::Value>,
     out: &Path,
     opts: &ExportOptions,
@@ -56,6 +58,7 @@ pub fn export(
             )));
         }
     }
+    prompt.check_demo_sets(tok, demo_sets)?;
     let special = tok.special();
     let label_ids = prompt.verbalizer.token_ids().to_vec();
     let params: i64 = model.vs.variables().values().map(|t| t.numel() as i64).sum();
@@ -77,7 +80,7 @@ pub fn export(
     let c = &model.config;
     let mut manifest = ExportManifest {
         format: EXPORT_FORMAT.into(),
-        format_version: EXPORT_FORMAT_VERSION,
+        format_version: if demo_sets.is_empty() { 1 } else { 2 },
         lmbff_version: crate::VERSION.into(),
         task: if opts.regression.is_some() { "regression" } else { "classification" }.into(),
         regression: opts.regression,
@@ -86,7 +89,7 @@ pub fn export(
         label_words: prompt.verbalizer.words().to_vec(),
         label_word_ids: label_ids.clone(),
         template: TemplateSpec::of(&prompt.template)?,
-        demonstrations: None,
+        demonstrations: (!demo_sets.is_empty()).then(|| Demonstrations { sets: demo_sets.to_vec() }),
         tokenizer: TokenizerSpec::of(tok, "tokenizer.json"),
         truncation: prompt.truncation,
         model: ModelSpec {
@@ -141,7 +144,7 @@ pub fn export_checkpoint(dir: &Path, out: &Path, opts: &ExportOptions) -> Result
     let tok = Tokenizer::from_dir(dir)?;
     let prompt = m.prompt(&tok, dir)?;
     let model = MaskedLm::load(dir, tch::Device::Cpu)?;
-    export(&model, &tok, &prompt, m.notes, out, opts)
+    export(&model, &tok, &prompt, m.demonstrations.as_deref().unwrap_or_default(), m.notes, out, opts)
 }
 
 /// A Triton model repository: `triton/<name>/config.pbtxt` and `triton/<name>/1/` holding

@@ -56,6 +56,13 @@ pub struct lmbff_train_params {
     pub adaptation_steps: u32,
     /// A version of this task to start from (warm start), or NULL for the task's model.
     pub warm_start: *const c_char,
+    /// Demonstrations (LM-BFF): one labelled example per class appended to every input,
+    /// drawn afresh at each training step (default false). The trained version keeps
+    /// `demo_sets` fixed sets, and its exports predict with them.
+    pub demonstrations: bool,
+    /// Fixed demonstration sets a version predicts with, label logits averaged (default
+    /// 1; the paper uses 16). Each set costs one forward pass per input.
+    pub demo_sets: u32,
 }
 
 /// Default training settings.
@@ -71,6 +78,8 @@ pub extern "C" fn lmbff_train_default_params() -> lmbff_train_params {
         device_index: 0,
         adaptation_steps: 0,
         warm_start: std::ptr::null(),
+        demonstrations: false,
+        demo_sets: 1,
     }
 }
 
@@ -105,6 +114,9 @@ unsafe fn run_params(p: *const lmbff_train_params) -> Result<crate::task::RunPar
     if p.steps == 0 || p.batch_size == 0 || !(p.learning_rate > 0.0 && p.learning_rate.is_finite()) {
         return Err(Error::InvalidArgument("params.steps, batch_size and learning_rate must be positive".into()));
     }
+    if p.demonstrations && p.demo_sets == 0 {
+        return Err(Error::InvalidArgument("params.demo_sets is 0: demonstrations need at least one set".into()));
+    }
     let warm_start = if p.warm_start.is_null() { None } else { Some(str_arg(p.warm_start, "params.warm_start")?.to_string()) };
     Ok(crate::task::RunParams {
         steps: p.steps as usize,
@@ -114,6 +126,8 @@ unsafe fn run_params(p: *const lmbff_train_params) -> Result<crate::task::RunPar
         device,
         adaptation_steps: p.adaptation_steps as usize,
         warm_start,
+        demonstrations: p.demonstrations,
+        demo_sets: p.demo_sets as usize,
     })
 }
 

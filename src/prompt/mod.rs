@@ -1,9 +1,11 @@
 //! Prompts: a template, a verbalizer and truncation rules turn an example into token
 //! ids with exactly one mask (ref: LM-BFF `tokenize_multipart_input`).
 
+mod demos;
 mod template;
 mod verbalizer;
 
+pub use demos::DemoPool;
 pub use template::{Case, Part, Template};
 pub use verbalizer::Verbalizer;
 
@@ -13,9 +15,10 @@ use crate::tokenize::{Tokenizer, WordBoundary};
 use crate::{Error, Result};
 
 /// One input: a sentence or a sentence pair, with its class when known.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Example {
     pub text_a: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text_b: Option<String>,
     pub label: Option<usize>,
 }
@@ -103,54 +106,28 @@ impl Prompt {
 
     /// Renders an example into ids.
     pub fn encode(&self, tok: &Tokenizer, ex: &Example) -> Result<Encoded> {
-        let special = tok.special();
-        let mut pieces: Vec<Piece> = Vec::with_capacity(self.template.parts().len());
-        let mut segment = 0u32;
-        let fixed = |ids: Vec<u32>, segment: u32| Piece { ids, segment, sentence: false };
-        for part in self.template.parts() {
-            match part {
-                Part::Cls => pieces.push(fixed(vec![special.cls], segment)),
-                Part::Mask => pieces.push(fixed(vec![special.mask], segment)),
-                Part::Sep { next_segment } => {
-                    pieces.push(fixed(vec![special.sep], segment));
-                    if *next_segment {
-                        segment += 1;
-                    }
-                }
-                Part::Text(t) => pieces.push(fixed(tok.encode_piece(t)?, segment)),
-                Part::LabelWord { label, .. } => pieces.push(fixed(vec![self.verbalizer.token_ids()[*label]], segment)),
-                Part::OwnLabelWord { .. } => {
-                    let label = ex.label.ok_or_else(|| {
-                        Error::InvalidArgument("the template shows the example's label word, but the example has no label".into())
-                    })?;
-                    let id = *self.verbalizer.token_ids().get(label).ok_or_else(|| {
-                        Error::InvalidArgument(format!("label index {label} is out of range"))
-                    })?;
-                    pieces.push(fixed(vec![id], segment));
-                }
-                Part::Sentence { index, space, case, drop_last } => {
-                    let raw = match index {
-                        0 => Some(ex.text_a.as_str()),
-                        _ => ex.text_b.as_deref(),
-                    }
-                    .ok_or_else(|| Error::InvalidArgument(format!("the template needs sentence {index} (text_b), but the example has none")))?;
-                    let text = shape_sentence(raw, *case, *drop_last, *space && tok.word_boundary() == WordBoundary::LeadingSpace);
-                    let mut ids = tok.encode_piece(&text)?;
-                    // The template's mask is the only mask: a mask token typed in the
-                    // input text reads as unknown (so a model finds the mask by its id).
-                    ids.iter_mut().filter(|i| **i == special.mask).for_each(|i| *i = special.unk);
-                    let limit = if *index == 0 { self.truncation.first_sent_limit } else { self.truncation.other_sent_limit };
-                    if let Some(limit) = limit {
-                        ids.truncate(limit);
-                    }
-                    pieces.push(Piece { ids, segment, sentence: true });
-                }
-            }
+        self.encode_with_demos(tok, ex, &[])
+    }
+
+    /// Renders an example followed by demonstrations (LM-BFF): each demonstration goes
+    /// through the same template without `[CLS]`, its label word in place of the mask,
+    /// its sentences cut to `other_sent_limit`; demonstrations take the segment of the
+    /// query's last token (separators between them do not advance it, so a model with
+    /// two token types never sees a third). Truncation then treats every sentence,
+    /// the query's and the demonstrations', alike.
+    pub fn encode_with_demos(&self, tok: &Tokenizer, ex: &Example, demos: &[Example]) -> Result<Encoded> {
+        let mut pieces: Vec<Piece> = Vec::with_capacity(self.template.parts().len() * (1 + demos.len()));
+        // None for the plain [CLS] reading (no mask; mask_pos stays 0).
+        let mask_piece = self.render(tok, ex, None, &mut pieces)?;
+        let segment = pieces.iter().rev().find(|p| !p.ids.is_empty()).map_or(0, |p| p.segment);
+        for d in demos {
+            self.render(tok, d, Some(segment), &mut pieces)?;
         }
         let fixed_len: usize = pieces.iter().filter(|p| !p.sentence).map(|p| p.ids.len()).sum();
         if fixed_len >= self.truncation.max_len {
             return Err(Error::Truncation(format!(
-                "the template alone takes {fixed_len} tokens, max_len is {}",
+                "the template{} alone takes {fixed_len} tokens, max_len is {}",
+                if demos.is_empty() { "" } else { " and the demonstrations' label words" },
                 self.truncation.max_len
             )));
         }
@@ -166,19 +143,83 @@ impl Prompt {
             total -= 1;
         }
         let mut out = Encoded { input_ids: Vec::with_capacity(total), segment_ids: Vec::with_capacity(total), mask_pos: 0 };
-        for p in &pieces {
+        for (i, p) in pieces.iter().enumerate() {
+            if Some(i) == mask_piece {
+                out.mask_pos = out.input_ids.len();
+            }
             out.input_ids.extend_from_slice(&p.ids);
             out.segment_ids.extend(std::iter::repeat_n(p.segment, p.ids.len()));
         }
-        let mut pos = 0;
-        for (p, part) in pieces.iter().zip(self.template.parts()) {
-            if matches!(part, Part::Mask) {
-                out.mask_pos = pos;
-                break;
-            }
-            pos += p.ids.len();
-        }
         Ok(out)
+    }
+
+    /// Checks that each demonstration set renders with this prompt (every demonstration
+    /// labelled with a class of the verbalizer, with the sentences the template reads).
+    pub fn check_demo_sets(&self, tok: &Tokenizer, sets: &[Vec<Example>]) -> Result<()> {
+        let query = Example { text_a: String::new(), text_b: (self.template.num_sentences() > 1).then(String::new), label: None };
+        for (i, set) in sets.iter().enumerate() {
+            self.encode_with_demos(tok, &query, set).map_err(|e| Error::InvalidArgument(format!("demonstration set {i}: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// Appends the pieces of `ex` rendered through the template: as the query
+    /// (`demo_segment` None; returns the index of the mask's piece, if it has one) or as a
+    /// demonstration in segment `demo_segment`.
+    fn render(&self, tok: &Tokenizer, ex: &Example, demo_segment: Option<u32>, pieces: &mut Vec<Piece>) -> Result<Option<usize>> {
+        let special = tok.special();
+        let demo = demo_segment.is_some();
+        let mut segment = demo_segment.unwrap_or(0);
+        let mut mask_piece = None;
+        let fixed = |ids: Vec<u32>, segment: u32| Piece { ids, segment, sentence: false };
+        let own_word = |ex: &Example| -> Result<u32> {
+            let label = ex.label.ok_or_else(|| {
+                Error::InvalidArgument(if demo {
+                    "a demonstration has no label".into()
+                } else {
+                    "the template shows the example's label word, but the example has no label".into()
+                })
+            })?;
+            self.verbalizer.token_ids().get(label).copied().ok_or_else(|| Error::InvalidArgument(format!("label index {label} is out of range")))
+        };
+        for part in self.template.parts() {
+            match part {
+                Part::Cls if demo => {}
+                Part::Cls => pieces.push(fixed(vec![special.cls], segment)),
+                Part::Mask if demo => pieces.push(fixed(vec![own_word(ex)?], segment)),
+                Part::Mask => {
+                    mask_piece = Some(pieces.len());
+                    pieces.push(fixed(vec![special.mask], segment));
+                }
+                Part::Sep { next_segment } => {
+                    pieces.push(fixed(vec![special.sep], segment));
+                    if *next_segment && !demo {
+                        segment += 1;
+                    }
+                }
+                Part::Text(t) => pieces.push(fixed(tok.encode_piece(t)?, segment)),
+                Part::LabelWord { label, .. } => pieces.push(fixed(vec![self.verbalizer.token_ids()[*label]], segment)),
+                Part::OwnLabelWord { .. } => pieces.push(fixed(vec![own_word(ex)?], segment)),
+                Part::Sentence { index, space, case, drop_last } => {
+                    let raw = match index {
+                        0 => Some(ex.text_a.as_str()),
+                        _ => ex.text_b.as_deref(),
+                    }
+                    .ok_or_else(|| Error::InvalidArgument(format!("the template needs sentence {index} (text_b), but the example has none")))?;
+                    let text = shape_sentence(raw, *case, *drop_last, *space && tok.word_boundary() == WordBoundary::LeadingSpace);
+                    let mut ids = tok.encode_piece(&text)?;
+                    // The template's mask is the only mask: a mask token typed in the
+                    // input text reads as unknown (so a model finds the mask by its id).
+                    ids.iter_mut().filter(|i| **i == special.mask).for_each(|i| *i = special.unk);
+                    let limit = if *index == 0 && !demo { self.truncation.first_sent_limit } else { self.truncation.other_sent_limit };
+                    if let Some(limit) = limit {
+                        ids.truncate(limit);
+                    }
+                    pieces.push(Piece { ids, segment, sentence: true });
+                }
+            }
+        }
+        Ok(mask_piece)
     }
 }
 

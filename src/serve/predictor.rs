@@ -15,7 +15,8 @@ use ort::session::Session;
 use ort::value::TensorRef;
 use parking_lot::Mutex;
 
-use crate::export::ExportManifest;
+use crate::export::{ExportManifest, OUTPUT_LOGITS, OUTPUT_PROBS};
+use crate::metrics::{mean_rows, softmax_rows};
 use crate::prompt::{Encoded, Example, Prompt, Verbalizer};
 use crate::tokenize::Tokenizer;
 use crate::{Error, Result};
@@ -115,6 +116,9 @@ impl Predictor {
             return Err(mismatch(dir, "the label words encode to other ids than the manifest's"));
         }
         let prompt = Prompt::new(manifest.template.template()?, verbalizer, manifest.truncation)?;
+        if let Some(d) = &manifest.demonstrations {
+            prompt.check_demo_sets(&tok, &d.sets).map_err(|e| mismatch(dir, &e.to_string()))?;
+        }
         let env = super::runtime::environment(opts.ort_library.as_deref())?;
         let threads = if opts.threads == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) } else { opts.threads };
         let model_path = dir.join(&manifest.model.file);
@@ -170,29 +174,58 @@ impl Predictor {
         &self.dir
     }
 
-    /// Renders one input as the model sees it (token ids, segments, mask position).
-    pub fn encode(&self, ex: &Example) -> Result<Encoded> {
-        self.prompt.encode(&self.tok, ex)
+    /// The fixed demonstration sets of the export (empty when it has none).
+    pub fn demo_sets(&self) -> &[Vec<Example>] {
+        self.manifest.demonstrations.as_ref().map_or(&[], |d| &d.sets)
+    }
+
+    /// Renders one input as the model sees it (token ids, segments, mask position): one
+    /// rendering per demonstration set, or one when the export has none.
+    pub fn encode(&self, ex: &Example) -> Result<Vec<Encoded>> {
+        match self.demo_sets() {
+            [] => Ok(vec![self.prompt.encode(&self.tok, ex)?]),
+            sets => sets.iter().map(|set| self.prompt.encode_with_demos(&self.tok, ex, set)).collect(),
+        }
     }
 
     /// Predicts a batch of inputs (texts, or pairs for two-sentence templates). An empty
     /// batch gives an empty result. Over-long inputs are truncated as the manifest says,
-    /// never losing the mask.
+    /// never losing the mask. With demonstration sets in the manifest, each input is run
+    /// once per set and the label logits averaged.
     pub fn predict(&self, inputs: &[Example]) -> Result<Vec<Prediction>> {
-        let encoded: Vec<Encoded> = inputs
-            .iter()
-            .enumerate()
-            .map(|(i, ex)| self.encode(ex).map_err(|e| Error::InvalidArgument(format!("input {i}: {e}"))))
-            .collect::<Result<_>>()?;
-        self.predict_encoded(&encoded)
+        let render = |demos: &[Example]| -> Result<Vec<Encoded>> {
+            inputs
+                .iter()
+                .enumerate()
+                .map(|(i, ex)| self.prompt.encode_with_demos(&self.tok, ex, demos).map_err(|e| Error::InvalidArgument(format!("input {i}: {e}"))))
+                .collect()
+        };
+        let sets = self.demo_sets();
+        if sets.is_empty() {
+            return self.predict_encoded(&render(&[])?);
+        }
+        let tables = sets.iter().map(|set| self.run(&render(set)?, OUTPUT_LOGITS)).collect::<Result<Vec<_>>>()?;
+        Ok(softmax_rows(&mean_rows(&tables)).into_iter().map(|p| self.prediction(p)).collect())
     }
 
-    /// Predicts already rendered inputs.
+    /// Predicts inputs already rendered (without demonstrations: one rendering each).
     pub fn predict_encoded(&self, encoded: &[Encoded]) -> Result<Vec<Prediction>> {
+        Ok(self.run(encoded, OUTPUT_PROBS)?.into_iter().map(|p| self.prediction(p)).collect())
+    }
+
+    fn prediction(&self, probs: Vec<f32>) -> Prediction {
+        let score = self.manifest.regression.map(|r| r.score(probs[1]));
+        Prediction { score, ..Prediction::from_probs(probs) }
+    }
+
+    /// Runs the graph on rendered inputs (length-sorted batches of at most `max_batch`)
+    /// and returns the rows of `output` ([n][labels]) in input order.
+    fn run(&self, encoded: &[Encoded], output: &str) -> Result<Vec<Vec<f32>>> {
         let mut order: Vec<usize> = (0..encoded.len()).collect();
         order.sort_by_key(|&i| encoded[i].input_ids.len());
-        let mut out: Vec<Option<Prediction>> = vec![None; encoded.len()];
+        let mut out: Vec<Vec<f32>> = vec![Vec::new(); encoded.len()];
         let pad = self.tok.special().pad as i64;
+        let n = self.manifest.labels.len();
         let (mut ids, mut mask, mut types) = (Vec::new(), Vec::new(), Vec::new());
         let mut session = self.session();
         for chunk in order.chunks(self.max_batch) {
@@ -219,22 +252,15 @@ impl Predictor {
                 feed.push(("token_type_ids".into(), view(shape, &types)?.into()));
             }
             let outputs = session.run(feed).map_err(runtime_err("inference"))?;
-            let (shape_out, probs) = outputs["probs"].try_extract_tensor::<f32>().map_err(runtime_err("reading probs"))?;
-            let n = self.manifest.labels.len();
+            let (shape_out, rows) = outputs[output].try_extract_tensor::<f32>().map_err(runtime_err("reading the model's output"))?;
             if shape_out.len() != 2 || shape_out[0] as usize != b || shape_out[1] as usize != n {
-                return Err(Error::Runtime(format!("model returned probs of shape {shape_out:?}, expected [{b}, {n}]")));
+                return Err(Error::Runtime(format!("model returned {output} of shape {shape_out:?}, expected [{b}, {n}]")));
             }
-            let scores = match self.manifest.regression {
-                Some(_) => Some(outputs["score"].try_extract_tensor::<f32>().map_err(runtime_err("reading score"))?.1),
-                None => None,
-            };
             for (r, &i) in chunk.iter().enumerate() {
-                let mut pred = Prediction::from_probs(probs[r * n..(r + 1) * n].to_vec());
-                pred.score = scores.map(|s| s[r]);
-                out[i] = Some(pred);
+                out[i] = rows[r * n..(r + 1) * n].to_vec();
             }
         }
-        Ok(out.into_iter().map(|p| p.expect("every input is in one chunk")).collect())
+        Ok(out)
     }
 
     /// A free session of the pool, or the next one in turn when all are busy.

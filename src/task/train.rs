@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use super::Task;
-use crate::checkpoint::{write_dir_atomic, Manifest, MANIFEST_VERSION};
+use crate::checkpoint::{write_dir_atomic, Manifest};
 use crate::export::{export_checkpoint, ExportOptions};
 use crate::model::{parse_device, MaskedLm};
 use crate::prompt::Example;
@@ -27,11 +27,16 @@ pub struct RunParams {
     pub adaptation_steps: usize,
     /// A version of this task to start from instead of the task's model.
     pub warm_start: Option<String>,
+    /// Append demonstrations (one labelled example per class) to every input.
+    pub demonstrations: bool,
+    /// Fixed demonstration sets the model predicts with (logits averaged); each costs
+    /// one forward pass per input.
+    pub demo_sets: usize,
 }
 
 impl Default for RunParams {
     fn default() -> Self {
-        RunParams { steps: 300, batch_size: 8, lr: 2e-5, seed: 42, device: "auto".into(), adaptation_steps: 0, warm_start: None }
+        RunParams { steps: 300, batch_size: 8, lr: 2e-5, seed: 42, device: "auto".into(), adaptation_steps: 0, warm_start: None, demonstrations: false, demo_sets: 1 }
     }
 }
 
@@ -118,27 +123,25 @@ pub fn train(task: &Task, p: &RunParams, progress: ProgressFn) -> Result<String>
         let ap = AdaptParams { steps: p.adaptation_steps, seed: p.seed, ..AdaptParams::default() };
         train::adapt(&model, &tok, &texts, &ap, None, &mut *progress)?;
     }
-    let tp = TrainParams { steps: p.steps, batch_size: p.batch_size, lr: p.lr, seed: p.seed, eval_every: 0, ..TrainParams::default() };
+    let tp = TrainParams {
+        steps: p.steps,
+        batch_size: p.batch_size,
+        lr: p.lr,
+        seed: p.seed,
+        eval_every: 0,
+        demonstrations: p.demonstrations,
+        demo_sets: p.demo_sets,
+        ..TrainParams::default()
+    };
     let (report, _) = train::finetune(&model, &tok, &prompt, Method::Prompt, &examples, &[], &tp, progress)?;
     crate::log::log(crate::log::Level::Info, || format!("trained {} steps on {:?} examples per label", report.steps, counts));
     let existing = versions(&task_dir)?;
     let n = existing.last().map(|v| v[1..].parse::<u64>().unwrap_or(0)).unwrap_or(0) + 1;
     let version = format!("v{n}");
-    let manifest = Manifest {
-        format_version: MANIFEST_VERSION,
-        lmbff_version: crate::VERSION.into(),
-        method: "prompt".into(),
-        template: Some(task.spec().template.clone()),
-        labels: task.spec().labels.clone(),
-        label_words: task.spec().label_words.clone(),
-        truncation: prompt.truncation,
-        notes: serde_json::json!({"model_version": version, "steps": report.steps, "lr": report.lr, "seed": report.seed,
-                                  "examples_per_label": counts, "adaptation_steps": p.adaptation_steps,
-                                  "warm_start": p.warm_start, "source_model": from})
-            .as_object()
-            .cloned()
-            .unwrap_or_default(),
-    };
+    let notes = serde_json::json!({"model_version": version, "steps": report.steps, "lr": report.lr, "seed": report.seed,
+                                   "examples_per_label": counts, "adaptation_steps": p.adaptation_steps,
+                                   "demonstrations": p.demonstrations, "warm_start": p.warm_start, "source_model": from});
+    let manifest = Manifest::for_prompt(&prompt, &report.demo_sets, notes);
     write_dir_atomic(&models_dir(&task_dir).join(&version), |d| {
         model.save_pretrained(d)?;
         manifest.write_into(d)

@@ -3,10 +3,12 @@
 
 use tch::Kind;
 
-use super::finetune::Head;
+use super::finetune::{encode_all, Head, Method};
+use crate::metrics::mean_rows;
 use crate::model::MaskedLm;
-use crate::prompt::Encoded;
-use crate::Result;
+use crate::prompt::{Encoded, Example, Prompt};
+use crate::tokenize::Tokenizer;
+use crate::{Error, Result};
 
 /// Logits [n][labels] for pre-encoded inputs, in input order.
 pub fn predict_logits(model: &MaskedLm, head: &Head, encoded: &[Encoded], pad_id: u32, batch_size: usize) -> Result<Vec<Vec<f32>>> {
@@ -28,58 +30,34 @@ pub fn predict_logits(model: &MaskedLm, head: &Head, encoded: &[Encoded], pad_id
     Ok(out)
 }
 
-/// Fraction of rows whose argmax equals the gold class.
-pub fn accuracy(logits: &[Vec<f32>], gold: &[usize]) -> f64 {
-    if logits.is_empty() {
-        return f64::NAN;
+
+/// Label logits [n][labels] for examples read as `method` reads them. With
+/// demonstration sets (prompt method only), each example is rendered once per set and
+/// the logits averaged over the sets, as LM-BFF does at inference.
+#[allow(clippy::too_many_arguments)]
+pub fn predict_examples(
+    model: &MaskedLm,
+    tok: &Tokenizer,
+    prompt: &Prompt,
+    method: Method,
+    head: &Head,
+    examples: &[Example],
+    demo_sets: &[Vec<Example>],
+    batch_size: usize,
+) -> Result<Vec<Vec<f32>>> {
+    let pad = tok.special().pad;
+    if demo_sets.is_empty() {
+        return predict_logits(model, head, &encode_all(tok, prompt, method, examples)?, pad, batch_size);
     }
-    let hits = logits.iter().zip(gold).filter(|(row, &g)| argmax(row) == g).count();
-    hits as f64 / logits.len() as f64
-}
-
-/// Accuracy after subtracting each class's mean logit over the set: a diagnostic of
-/// whether the logits rank examples correctly, whatever their bias towards one label
-/// word. It uses the set's own (unlabelled) statistics, so it is not a deployable score.
-pub fn centered_accuracy(logits: &[Vec<f32>], gold: &[usize]) -> f64 {
-    if logits.is_empty() {
-        return f64::NAN;
+    if method != Method::Prompt {
+        return Err(Error::InvalidArgument(format!("demonstrations need the prompt method, not {}", method.name())));
     }
-    let k = logits[0].len();
-    let mean: Vec<f32> = (0..k).map(|j| logits.iter().map(|r| r[j]).sum::<f32>() / logits.len() as f32).collect();
-    let centered: Vec<Vec<f32>> = logits.iter().map(|r| r.iter().zip(&mean).map(|(v, m)| v - m).collect()).collect();
-    accuracy(&centered, gold)
-}
-
-pub fn argmax(row: &[f32]) -> usize {
-    row.iter().enumerate().fold((0, f32::NEG_INFINITY), |best, (i, &v)| if v > best.1 { (i, v) } else { best }).0
-}
-
-/// Row-wise softmax.
-pub fn softmax_rows(logits: &[Vec<f32>]) -> Vec<Vec<f32>> {
-    logits
+    let tables = demo_sets
         .iter()
-        .map(|row| {
-            let m = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
-            let e: Vec<f32> = row.iter().map(|v| (v - m).exp()).collect();
-            let s: f32 = e.iter().sum();
-            e.into_iter().map(|v| v / s).collect()
+        .map(|set| {
+            let enc: Vec<Encoded> = examples.iter().map(|e| prompt.encode_with_demos(tok, e, set)).collect::<Result<_>>()?;
+            predict_logits(model, head, &enc, pad, batch_size)
         })
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn accuracy_and_centering() {
-        // Always prefers class 1, but ranks correctly.
-        let logits = vec![vec![0.0, 1.0], vec![0.0, 3.0], vec![0.0, 1.2], vec![0.0, 2.8]];
-        let gold = [0, 1, 0, 1];
-        assert_eq!(accuracy(&logits, &gold), 0.5);
-        assert_eq!(centered_accuracy(&logits, &gold), 1.0);
-        assert!(accuracy(&[], &[]).is_nan());
-        let p = softmax_rows(&[vec![0.0, 0.0]]);
-        assert_eq!(p, vec![vec![0.5, 0.5]]);
-    }
+        .collect::<Result<Vec<_>>>()?;
+    Ok(mean_rows(&tables))
 }

@@ -9,11 +9,12 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use tch::{Kind, Tensor};
 
-use super::eval::{accuracy, predict_logits};
+use super::eval::predict_examples;
+use crate::metrics::accuracy;
 use super::optim::Optimiser;
 use super::{Progress, ProgressFn, Stage};
 use crate::model::{Batch, ClsHead, MaskedLm};
-use crate::prompt::{Encoded, Example, Prompt};
+use crate::prompt::{DemoPool, Encoded, Example, Prompt};
 use crate::tokenize::Tokenizer;
 use crate::{Error, Result};
 
@@ -47,6 +48,12 @@ pub struct TrainParams {
     pub seed: u64,
     pub max_grad_norm: f64,
     pub eval_batch_size: usize,
+    /// Append demonstrations (prompt method only): a fresh set for every query at every
+    /// step during training; `demo_sets` fixed sets, logits averaged, at evaluation.
+    pub demonstrations: bool,
+    /// Demonstration sets used at evaluation and kept for inference (LM-BFF: 16; each
+    /// costs one forward pass per input).
+    pub demo_sets: usize,
 }
 
 impl Default for TrainParams {
@@ -61,6 +68,8 @@ impl Default for TrainParams {
             seed: 42,
             max_grad_norm: 1.0,
             eval_batch_size: 32,
+            demonstrations: false,
+            demo_sets: 1,
         }
     }
 }
@@ -118,6 +127,11 @@ pub struct FinetuneReport {
     pub loss_curve: Vec<(usize, f64)>,
     pub train_seconds: f64,
     pub steps_per_sec: f64,
+    pub demonstrations: bool,
+    /// The fixed demonstration sets the model predicts with (empty without
+    /// demonstrations): evaluation used them, and a saved model keeps them.
+    #[serde(skip)]
+    pub demo_sets: Vec<Vec<Example>>,
 }
 
 fn gold(examples: &[Example], what: &str) -> Result<Vec<usize>> {
@@ -151,6 +165,17 @@ pub fn finetune(
     if let Some(&bad) = labels.iter().chain(&dev_gold).find(|&&l| l >= prompt.verbalizer.num_labels()) {
         return Err(Error::InvalidArgument(format!("label index {bad} is out of range")));
     }
+    if p.demonstrations && (method != Method::Prompt || p.demo_sets == 0) {
+        return Err(Error::InvalidArgument(format!(
+            "demonstrations need the prompt method and at least one inference set (method {}, {} sets)",
+            method.name(),
+            p.demo_sets
+        )));
+    }
+    let pool = if p.demonstrations { Some(DemoPool::new(train, prompt.verbalizer.num_labels())?) } else { None };
+    let demo_sets = pool.as_ref().map_or_else(Vec::new, |pool| pool.inference_sets(p.seed, p.demo_sets));
+    // Its own stream, so that turning demonstrations on leaves the batch order alone.
+    let mut demo_rng = ChaCha8Rng::seed_from_u64(p.seed.wrapping_add(1));
     tch::manual_seed(p.seed as i64);
     let mut rng = ChaCha8Rng::seed_from_u64(p.seed);
     let head = match method {
@@ -159,7 +184,6 @@ pub fn finetune(
     };
     let pad = tok.special().pad;
     let enc_train = encode_all(tok, prompt, method, train)?;
-    let enc_dev = encode_all(tok, prompt, method, dev)?;
     let mut opt = Optimiser::new(&model.vs, p.lr, p.weight_decay, p.warmup_steps, p.steps, p.max_grad_norm)?;
     let mut report = FinetuneReport {
         method: method.name(),
@@ -173,6 +197,8 @@ pub fn finetune(
         loss_curve: vec![],
         train_seconds: 0.0,
         steps_per_sec: 0.0,
+        demonstrations: p.demonstrations,
+        demo_sets: demo_sets.clone(),
     };
     let mut best = None;
     let mut order: Vec<usize> = Vec::new();
@@ -189,7 +215,17 @@ pub fn finetune(
             order.extend(epoch);
         }
         let take: Vec<usize> = order.drain(..p.batch_size.min(order.len())).collect();
-        let items: Vec<&Encoded> = take.iter().map(|&i| &enc_train[i]).collect();
+        let with_demos: Vec<Encoded>;
+        let items: Vec<&Encoded> = match &pool {
+            Some(pool) => {
+                with_demos = take
+                    .iter()
+                    .map(|&i| prompt.encode_with_demos(tok, &train[i], &pool.sample(&mut demo_rng, Some(i))))
+                    .collect::<Result<_>>()?;
+                with_demos.iter().collect()
+            }
+            None => take.iter().map(|&i| &enc_train[i]).collect(),
+        };
         let y: Vec<i64> = take.iter().map(|&i| labels[i] as i64).collect();
         let batch = model.batch(&items, pad)?;
         let logits = head.logits(model, &batch, true)?;
@@ -204,7 +240,8 @@ pub fn finetune(
         let eval_now = done == p.steps || (p.eval_every > 0 && done % p.eval_every == 0);
         if eval_now && !dev.is_empty() {
             let t = Instant::now();
-            let acc = accuracy(&predict_logits(model, &head, &enc_dev, pad, p.eval_batch_size)?, &dev_gold);
+            let logits = predict_examples(model, tok, prompt, method, &head, dev, &demo_sets, p.eval_batch_size)?;
+            let acc = accuracy(&logits, &dev_gold);
             eval_secs += t.elapsed().as_secs_f64();
             report.dev_curve.push((done, acc));
             last_metric = acc;

@@ -7,7 +7,8 @@ mod finetune;
 mod optim;
 
 pub use adapt::{adapt, AdaptParams, AdaptReport, Resume, Trainable};
-pub use eval::{accuracy, argmax, centered_accuracy, predict_logits, softmax_rows};
+pub use crate::metrics::{accuracy, argmax, centered_accuracy, softmax_rows};
+pub use eval::{predict_examples, predict_logits};
 pub use optim::Optimiser;
 pub use finetune::{encode_all, finetune, FinetuneReport, Head, Method, TrainParams};
 

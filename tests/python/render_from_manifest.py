@@ -8,7 +8,9 @@ output with lmbff's own.
 Usage:
     python render_from_manifest.py EXPORT_DIR EXAMPLES_JSON
 EXAMPLES_JSON holds a JSON list of {"text_a": str, "text_b": str|null}. Prints one JSON
-object: {"input_ids": [[...], ...], "token_type_ids": [[...], ...]}, unpadded.
+object: {"input_ids": [[[...], ...], ...], "token_type_ids": [[[...], ...], ...]},
+unpadded: for each example, one rendering per demonstration set of the manifest (one
+rendering when it has none).
 As a library: render(manifest, tokenizer, examples), load(export_dir).
 """
 import argparse
@@ -51,18 +53,24 @@ def shape(raw, part, leading_space):
     return s
 
 
-def render_one(manifest, tok, example):
-    """Returns (input_ids, token_type_ids) of one example."""
+def render_pieces(manifest, tok, example, pieces, demo_segment=None):
+    """Appends the pieces of one example rendered through the template: as the query,
+    or (demo_segment set) as a demonstration: no cls, its label word in place of the
+    mask, separators that keep the segment, sentences cut to other_sent_limit."""
     special = manifest["tokenizer"]["special_tokens"]
     leading_space = manifest["tokenizer"]["word_boundary"] == "leading_space"
     trunc = manifest["truncation"]
-    pieces = []  # [ids, segment, is_sentence]
-    segment = 0
+    demo = demo_segment is not None
+    segment = demo_segment if demo else 0
     for part in manifest["template"]["parts"]:
         kind = part["kind"]
-        if kind in ("cls", "mask", "sep"):
+        if kind == "cls" and demo:
+            continue
+        if kind == "mask" and demo:
+            pieces.append([[manifest["label_word_ids"][example["label"]]], segment, False])
+        elif kind in ("cls", "mask", "sep"):
             pieces.append([[special[kind]], segment, False])
-            if kind == "sep" and part.get("next_segment"):
+            if kind == "sep" and part.get("next_segment") and not demo:
                 segment += 1
         elif kind == "text":
             pieces.append([encode(tok, part["text"]), segment, False])
@@ -75,12 +83,23 @@ def render_one(manifest, tok, example):
                 raise ValueError(f"the template needs sentence {index}, but the example has none")
             ids = encode(tok, shape(raw, part, leading_space))
             ids = [special["unk"] if i == special["mask"] else i for i in ids]
-            limit = trunc["first_sent_limit"] if index == 0 else trunc["other_sent_limit"]
+            limit = trunc["first_sent_limit"] if index == 0 and not demo else trunc["other_sent_limit"]
             if limit is not None:
                 ids = ids[:limit]
             pieces.append([ids, segment, True])
         else:
             raise ValueError(f"unknown part kind {kind!r}")
+
+
+def render_one(manifest, tok, example, demos=()):
+    """Returns (input_ids, token_type_ids) of one example followed by `demos`."""
+    trunc = manifest["truncation"]
+    pieces = []  # [ids, segment, is_sentence]
+    render_pieces(manifest, tok, example, pieces)
+    last = [p for p in pieces if p[0]]
+    demo_segment = last[-1][1] if last else 0
+    for d in demos:
+        render_pieces(manifest, tok, d, pieces, demo_segment)
 
     max_len = trunc["max_len"]
     fixed_len = sum(len(p[0]) for p in pieces if not p[2])
@@ -101,12 +120,14 @@ def render_one(manifest, tok, example):
 
 
 def render(manifest, tok, examples):
-    """Returns {"input_ids": [...], "token_type_ids": [...]} for a list of examples."""
+    """Returns {"input_ids": [...], "token_type_ids": [...]} for a list of examples: per
+    example, one rendering per demonstration set (one when there are none)."""
+    sets = (manifest.get("demonstrations") or {}).get("sets") or [[]]
     out = {"input_ids": [], "token_type_ids": []}
     for ex in examples:
-        ids, types = render_one(manifest, tok, ex)
-        out["input_ids"].append(ids)
-        out["token_type_ids"].append(types)
+        renderings = [render_one(manifest, tok, ex, demos) for demos in sets]
+        out["input_ids"].append([ids for ids, _ in renderings])
+        out["token_type_ids"].append([types for _, types in renderings])
     return out
 
 
