@@ -1,7 +1,7 @@
 // Package lmbff is a Go binding of lmbff (few-shot labelling with LM-BFF prompt-based
 // fine-tuning) over its C ABI (include/lmbff.h). Objects are io.Closers; failed calls
 // return *Error with the status code and the library's message; training honours a
-// context (cancelling it cancels the run).
+// context (cancelling it cancels the run). Log messages go to SetLogger's function.
 //
 // It links ../../target/release/liblmbff.so (the full build; `bash scripts/setup` makes
 // it) with an rpath to that folder.
@@ -19,6 +19,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 	"unsafe"
 )
@@ -38,7 +39,9 @@ func (e *Error) Error() string { return fmt.Sprintf("lmbff %s: %s", e.Name, e.Me
 // ErrCancelled is matched by errors.Is for a cancelled run.
 var ErrCancelled = errors.New("lmbff: cancelled")
 
-func (e *Error) Is(target error) bool { return target == ErrCancelled && e.Code == int(C.LMBFF_ERR_CANCELLED) }
+func (e *Error) Is(target error) bool {
+	return target == ErrCancelled && e.Code == int(C.LMBFF_ERR_CANCELLED)
+}
 
 func check(s C.lmbff_status) error {
 	if s == C.LMBFF_OK {
@@ -54,6 +57,29 @@ func check(s C.lmbff_status) error {
 // Version is the library version.
 func Version() string { return C.GoString(C.lmbff_version_string()) }
 
+// HeaderABIVersion is the C ABI version this package was compiled against.
+const HeaderABIVersion = C.LMBFF_ABI_VERSION
+
+// ABIVersion is the C ABI version of the loaded library (HeaderABIVersion if they match).
+func ABIVersion() int { return int(C.lmbff_abi_version()) }
+
+// HasTraining says whether the library can train and export (false for the serve-only
+// build, whose training and export calls fail with NO_TRAINING).
+func HasTraining() bool { return bool(C.lmbff_has_training()) }
+
+// SetTorchThreads sets libtorch's intra-op threads for training (at least 1).
+// Process-wide: it affects every run in the process.
+func SetTorchThreads(n int) error { return check(C.lmbff_set_torch_threads(C.uint32_t(n))) }
+
+// ExportCheckpoint writes a trained checkpoint directory (a `lmbff train --out`
+// directory, or a task's version under <task>/models/) to an export directory for
+// OpenPredictor; fp16 stores weight matrices as fp16.
+func ExportCheckpoint(checkpointDir, outDir string, fp16 bool) error {
+	var cs cstrings
+	defer cs.free()
+	return check(C.lmbff_export(cs.add(checkpointDir), cs.add(outDir), C.bool(fp16)))
+}
+
 // cstrings holds C copies of Go strings until Free.
 type cstrings []*C.char
 
@@ -61,6 +87,14 @@ func (c *cstrings) add(s string) *C.char {
 	p := C.CString(s)
 	*c = append(*c, p)
 	return p
+}
+
+// opt is add, with "" as NULL (the library's default).
+func (c *cstrings) opt(s string) *C.char {
+	if s == "" {
+		return nil
+	}
+	return c.add(s)
 }
 
 func (c *cstrings) array(ss []string) **C.char {
@@ -79,6 +113,28 @@ func (c cstrings) free() {
 	}
 }
 
+// copyOut runs a size-query call (buf, capacity, needed): first with no buffer, which
+// only sets needed, then with a buffer of that size (again if it grew meanwhile). It
+// returns the string without its NUL.
+func copyOut(call func(buf *C.char, capacity C.size_t, needed *C.size_t) C.lmbff_status) ([]byte, error) {
+	var buf []byte
+	for {
+		var needed C.size_t
+		var p *C.char
+		if len(buf) > 0 {
+			p = (*C.char)(unsafe.Pointer(&buf[0]))
+		}
+		s := call(p, C.size_t(len(buf)), &needed)
+		if s == C.LMBFF_OK {
+			return buf[:needed-1], nil
+		}
+		if needed == 0 || int(needed) <= len(buf) { // failed for another reason than size
+			return nil, check(s)
+		}
+		buf = make([]byte, needed)
+	}
+}
+
 // Prediction of one input.
 type Prediction struct {
 	Label   string
@@ -93,12 +149,32 @@ type Predictor struct {
 	Labels []string
 }
 
+// PredictorOptions of OpenPredictorWith; zero fields take the library's defaults.
+type PredictorOptions struct {
+	Threads    int    // ONNX Runtime intra-op threads per session (0: all cores)
+	Sessions   int    // sessions in the pool: how many calls run at once (default 1)
+	MaxBatch   int    // largest batch run at once; larger calls are split (default 16)
+	ORTLibrary string // libonnxruntime.so ("": LMBFF_ORT_LIB, ORT_DYLIB_PATH, then next to liblmbff.so)
+}
+
 // OpenPredictor opens an export directory (threads 0: all cores).
 func OpenPredictor(exportDir string, threads int) (*Predictor, error) {
+	return OpenPredictorWith(exportDir, PredictorOptions{Threads: threads})
+}
+
+// OpenPredictorWith opens an export directory with options.
+func OpenPredictorWith(exportDir string, o PredictorOptions) (*Predictor, error) {
 	var cs cstrings
 	defer cs.free()
 	params := C.lmbff_predictor_default_params()
-	params.threads = C.uint32_t(threads)
+	params.threads = C.uint32_t(o.Threads)
+	if o.Sessions > 0 {
+		params.sessions = C.uint32_t(o.Sessions)
+	}
+	if o.MaxBatch > 0 {
+		params.max_batch = C.uint32_t(o.MaxBatch)
+	}
+	params.ort_library = cs.opt(o.ORTLibrary)
 	var p *C.lmbff_predictor
 	if err := check(C.lmbff_predictor_open(cs.add(exportDir), &params, &p)); err != nil {
 		return nil, err
@@ -112,33 +188,40 @@ func OpenPredictor(exportDir string, threads int) (*Predictor, error) {
 
 // Predict labels texts.
 func (p *Predictor) Predict(texts []string) ([]Prediction, error) {
+	r, err := p.PredictBatch(texts, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	out := make([]Prediction, r.Len())
+	for i := range out {
+		if out[i], err = r.Get(i); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// PredictBatch predicts texts, paired with textsB for two-sentence templates (nil
+// otherwise), and keeps the results for Get, Score and LabelStudioJSON; Close them.
+func (p *Predictor) PredictBatch(texts, textsB []string) (*Predictions, error) {
 	if p.p == nil {
 		return nil, errors.New("lmbff: predictor is closed")
 	}
-	if len(texts) == 0 {
-		return nil, nil
+	if textsB != nil && len(textsB) != len(texts) {
+		return nil, fmt.Errorf("lmbff: %d texts but %d second texts", len(texts), len(textsB))
 	}
 	var cs cstrings
 	defer cs.free()
+	var b **C.char
+	if textsB != nil {
+		b = cs.array(textsB)
+	}
 	var r *C.lmbff_predictions
-	if err := check(C.lmbff_predict(p.p, cs.array(texts), nil, C.size_t(len(texts)), &r)); err != nil {
+	if err := check(C.lmbff_predict(p.p, cs.array(texts), b, C.size_t(len(texts)), &r)); err != nil {
 		return nil, err
 	}
-	defer C.lmbff_predictions_free(r)
-	out := make([]Prediction, len(texts))
-	for i := range texts {
-		var label C.uint32_t
-		var margin, entropy C.float
-		if err := check(C.lmbff_predictions_get(r, C.size_t(i), &label, &margin, &entropy)); err != nil {
-			return nil, err
-		}
-		probs := make([]float32, len(p.Labels))
-		if err := check(C.lmbff_predictions_probs(r, C.size_t(i), (*C.float)(unsafe.Pointer(&probs[0])), C.size_t(len(probs)))); err != nil {
-			return nil, err
-		}
-		out[i] = Prediction{Label: p.Labels[label], Probs: probs, Margin: float32(margin), Entropy: float32(entropy)}
-	}
-	return out, nil
+	return &Predictions{r: r, p: p}, nil
 }
 
 // Close frees the predictor.
@@ -150,48 +233,193 @@ func (p *Predictor) Close() error {
 	return nil
 }
 
+// Predictions are the results of one PredictBatch call.
+type Predictions struct {
+	r *C.lmbff_predictions
+	p *Predictor
+}
+
+// Len is the number of predictions.
+func (r *Predictions) Len() int { return int(C.lmbff_predictions_count(r.r)) }
+
+// Get is the prediction of input i.
+func (r *Predictions) Get(i int) (Prediction, error) {
+	var label C.uint32_t
+	var margin, entropy C.float
+	if err := check(C.lmbff_predictions_get(r.r, C.size_t(i), &label, &margin, &entropy)); err != nil {
+		return Prediction{}, err
+	}
+	probs := make([]float32, len(r.p.Labels))
+	if err := check(C.lmbff_predictions_probs(r.r, C.size_t(i), (*C.float)(unsafe.Pointer(&probs[0])), C.size_t(len(probs)))); err != nil {
+		return Prediction{}, err
+	}
+	return Prediction{Label: r.p.Labels[label], Probs: probs, Margin: float32(margin), Entropy: float32(entropy)}, nil
+}
+
+// Score is the regression score of input i (exports made with a regression range;
+// INVALID_ARGUMENT for a classifier).
+func (r *Predictions) Score(i int) (float32, error) {
+	var score C.float
+	err := check(C.lmbff_predictions_score(r.r, C.size_t(i), &score))
+	return float32(score), err
+}
+
+// LabelStudioJSON is the predictions as Label Studio predictions: a JSON array of
+// {"model_version", "score" (top probability), "result": [{"from_name", "to_name",
+// "type": "choices", "value": {"choices": [label]}}]}, one per input. modelVersion ""
+// takes the export's. The predictor must still be open.
+func (r *Predictions) LabelStudioJSON(fromName, toName, modelVersion string) ([]byte, error) {
+	if r.p.p == nil {
+		return nil, errors.New("lmbff: predictor is closed")
+	}
+	var cs cstrings
+	defer cs.free()
+	from, to, version := cs.add(fromName), cs.add(toName), cs.opt(modelVersion)
+	return copyOut(func(buf *C.char, capacity C.size_t, needed *C.size_t) C.lmbff_status {
+		return C.lmbff_predictions_label_studio_json(r.p.p, r.r, from, to, version, buf, capacity, needed)
+	})
+}
+
+// Close frees the predictions.
+func (r *Predictions) Close() error {
+	C.lmbff_predictions_free(r.r)
+	r.r = nil
+	return nil
+}
+
 // Task is a labelling task; use it from one goroutine at a time.
-type Task struct{ t *C.lmbff_task }
+type Task struct {
+	t      *C.lmbff_task
+	Labels []string // class names, in class order
+}
+
+func wrapTask(t *C.lmbff_task) *Task {
+	out := &Task{t: t}
+	for i := 0; i < int(C.lmbff_task_num_labels(t)); i++ {
+		out.Labels = append(out.Labels, C.GoString(C.lmbff_task_label(t, C.size_t(i))))
+	}
+	return out
+}
+
+// TaskParams of CreateTask; ModelDir, Labels and LabelWords (single tokens of the
+// model's vocabulary, one per label) are required.
+type TaskParams struct {
+	ModelDir   string
+	Template   string // readable (`{text} It was {mask}.`) or LM-BFF syntax; "" for that default
+	Labels     []string
+	LabelWords []string
+	MaxLen     int // maximum input length in tokens (0: 128)
+}
 
 // NewTask makes a task for the model in modelDir with one label word per label.
 func NewTask(modelDir, template string, labels, words []string) (*Task, error) {
-	if len(labels) != len(words) {
-		return nil, fmt.Errorf("lmbff: %d labels but %d label words", len(labels), len(words))
+	return CreateTask(TaskParams{ModelDir: modelDir, Template: template, Labels: labels, LabelWords: words})
+}
+
+// CreateTask makes a task; its template and label words are checked against the
+// model's tokenizer now (MODEL otherwise).
+func CreateTask(p TaskParams) (*Task, error) {
+	if len(p.Labels) != len(p.LabelWords) {
+		return nil, fmt.Errorf("lmbff: %d labels but %d label words", len(p.Labels), len(p.LabelWords))
 	}
 	var cs cstrings
 	defer cs.free()
 	params := C.lmbff_task_default_params()
-	params.model_dir = cs.add(modelDir)
-	params.template_ = cs.add(template)
-	params.labels = cs.array(labels)
-	params.label_words = cs.array(words)
-	params.num_labels = C.size_t(len(labels))
+	params.model_dir = cs.add(p.ModelDir)
+	params.template_ = cs.opt(p.Template)
+	params.labels = cs.array(p.Labels)
+	params.label_words = cs.array(p.LabelWords)
+	params.num_labels = C.size_t(len(p.Labels))
+	if p.MaxLen > 0 {
+		params.max_len = C.uint32_t(p.MaxLen)
+	}
 	var t *C.lmbff_task
 	if err := check(C.lmbff_task_create(&params, &t)); err != nil {
 		return nil, err
 	}
-	return &Task{t}, nil
+	return wrapTask(t), nil
+}
+
+// OpenTask reopens a task saved with Save.
+func OpenTask(dir string) (*Task, error) {
+	var cs cstrings
+	defer cs.free()
+	var t *C.lmbff_task
+	if err := check(C.lmbff_task_open(cs.add(dir), &t)); err != nil {
+		return nil, err
+	}
+	return wrapTask(t), nil
 }
 
 // AddExample registers a labelled text; returns its id.
 func (t *Task) AddExample(text, label string) (uint64, error) {
+	return t.addExample(text, nil, label)
+}
+
+// AddExamplePair registers a labelled pair of texts (two-sentence templates); returns its id.
+func (t *Task) AddExamplePair(text, textB, label string) (uint64, error) {
+	return t.addExample(text, &textB, label)
+}
+
+func (t *Task) addExample(text string, textB *string, label string) (uint64, error) {
 	var cs cstrings
 	defer cs.free()
+	var b *C.char
+	if textB != nil {
+		b = cs.add(*textB)
+	}
 	var id C.uint64_t
-	err := check(C.lmbff_task_add_example(t.t, cs.add(text), nil, cs.add(label), &id))
+	err := check(C.lmbff_task_add_example(t.t, cs.add(text), b, cs.add(label), &id))
 	return uint64(id), err
 }
 
 // AddUnlabeled registers an unlabeled text; returns its id.
 func (t *Task) AddUnlabeled(text string) (uint64, error) {
+	return t.addUnlabeled(text, nil)
+}
+
+// AddUnlabeledPair registers an unlabeled pair of texts; returns its id.
+func (t *Task) AddUnlabeledPair(text, textB string) (uint64, error) {
+	return t.addUnlabeled(text, &textB)
+}
+
+func (t *Task) addUnlabeled(text string, textB *string) (uint64, error) {
 	var cs cstrings
 	defer cs.free()
+	var b *C.char
+	if textB != nil {
+		b = cs.add(*textB)
+	}
 	var id C.uint64_t
-	err := check(C.lmbff_task_add_unlabeled(t.t, cs.add(text), nil, &id))
+	err := check(C.lmbff_task_add_unlabeled(t.t, cs.add(text), b, &id))
 	return uint64(id), err
 }
 
-// Save writes the task to dir (model versions are stored there too).
+// Remove removes the example or unlabeled text id.
+func (t *Task) Remove(id uint64) error { return check(C.lmbff_task_remove(t.t, C.uint64_t(id))) }
+
+// Relabel sets the label of item id (an unlabeled text becomes an example).
+func (t *Task) Relabel(id uint64, label string) error {
+	var cs cstrings
+	defer cs.free()
+	return check(C.lmbff_task_relabel(t.t, C.uint64_t(id), cs.add(label)))
+}
+
+// Counts are the labelled examples per class (in the order of Labels) and the number
+// of unlabeled texts.
+func (t *Task) Counts() (examples []int, unlabeled int, err error) {
+	examples = make([]int, len(t.Labels))
+	for i := range examples {
+		var n, free C.size_t
+		if err := check(C.lmbff_task_counts(t.t, C.size_t(i), &n, &free)); err != nil {
+			return nil, 0, err
+		}
+		examples[i], unlabeled = int(n), int(free)
+	}
+	return examples, unlabeled, nil
+}
+
+// Save writes the task to dir (model versions are stored there too, under models/).
 func (t *Task) Save(dir string) error {
 	var cs cstrings
 	defer cs.free()
@@ -204,6 +432,12 @@ type TrainParams struct {
 	LearningRate     float64
 	Seed             uint64
 	WarmStart        string
+	// AdaptationSteps of masked-LM adaptation on the task's texts before fine-tuning.
+	AdaptationSteps int
+	// Demonstrations appends one labelled example per class to every input (LM-BFF);
+	// the version then predicts with DemoSets fixed sets (default 1), logits averaged.
+	Demonstrations bool
+	DemoSets       int
 }
 
 // Train trains a new model version in lmbff's background thread and returns its name.
@@ -228,6 +462,13 @@ func (t *Task) Train(ctx context.Context, p TrainParams, progress func(step, tot
 	}
 	if p.WarmStart != "" {
 		params.warm_start = cs.add(p.WarmStart)
+	}
+	if p.AdaptationSteps > 0 {
+		params.adaptation_steps = C.uint32_t(p.AdaptationSteps)
+	}
+	params.demonstrations = C.bool(p.Demonstrations)
+	if p.DemoSets > 0 {
+		params.demo_sets = C.uint32_t(p.DemoSets)
 	}
 	var run *C.lmbff_run
 	if err := check(C.lmbff_train_start(t.t, &params, nil, nil, &run)); err != nil {
@@ -258,11 +499,30 @@ func (t *Task) Train(ctx context.Context, p TrainParams, progress func(step, tot
 	return C.GoString(C.lmbff_run_version(run)), nil
 }
 
-// Export writes model version `version` to an export directory for OpenPredictor.
-func (t *Task) Export(version, outDir string) error {
+// Versions are the task's model versions, oldest first.
+func (t *Task) Versions() ([]string, error) {
+	list, err := copyOut(func(buf *C.char, capacity C.size_t, needed *C.size_t) C.lmbff_status {
+		return C.lmbff_task_versions(t.t, buf, capacity, needed)
+	})
+	if err != nil || len(list) == 0 {
+		return nil, err
+	}
+	return strings.Split(string(list), "\n"), nil
+}
+
+// DeleteVersion deletes model version `version`.
+func (t *Task) DeleteVersion(version string) error {
 	var cs cstrings
 	defer cs.free()
-	return check(C.lmbff_task_export(t.t, cs.add(version), cs.add(outDir), false))
+	return check(C.lmbff_task_delete_version(t.t, cs.add(version)))
+}
+
+// Export writes model version `version` to an export directory for OpenPredictor;
+// fp16 stores weight matrices as fp16.
+func (t *Task) Export(version, outDir string, fp16 bool) error {
+	var cs cstrings
+	defer cs.free()
+	return check(C.lmbff_task_export(t.t, cs.add(version), cs.add(outDir), C.bool(fp16)))
 }
 
 // Close frees the task (unsaved registrations are lost).

@@ -3,17 +3,22 @@ package lmbff
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"math"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
 
 var _ io.Closer = (*Predictor)(nil)
+var _ io.Closer = (*Predictions)(nil)
 var _ io.Closer = (*Task)(nil)
 
 func defaultModel(t *testing.T) string {
@@ -22,6 +27,24 @@ func defaultModel(t *testing.T) string {
 		t.Fatal("LMBFF_DEFAULT_MODEL is not set: run through scripts/test (source scripts/env.sh)")
 	}
 	return m
+}
+
+// wantCode fails unless err is an *Error with status name `name`.
+func wantCode(t *testing.T, err error, name string) {
+	t.Helper()
+	var e *Error
+	if !errors.As(err, &e) || e.Name != name || e.Code != indexOf(statusNames, name) || e.Message == "" {
+		t.Fatalf("want a %s *Error, got %v", name, err)
+	}
+}
+
+func indexOf(ss []string, s string) int {
+	for i, x := range ss {
+		if x == s {
+			return i
+		}
+	}
+	return -1
 }
 
 func TestErrors(t *testing.T) {
@@ -39,8 +62,107 @@ func TestErrors(t *testing.T) {
 	}
 }
 
-// The annotation loop: register, train (progress; context cancellation), export, predict.
+func TestLibrary(t *testing.T) {
+	if ABIVersion() != HeaderABIVersion {
+		t.Fatalf("library ABI %d, header %d", ABIVersion(), HeaderABIVersion)
+	}
+	if !HasTraining() {
+		t.Fatal("the full build reports no training")
+	}
+	if err := SetTorchThreads(1); err != nil {
+		t.Fatal(err)
+	}
+	wantCode(t, SetTorchThreads(0), "INVALID_ARGUMENT")
+	wantCode(t, SetLogger(func(LogLevel, string) {}, LogLevel(9)), "INVALID_ARGUMENT")
+}
+
+// Registering, relabelling and removing change the counts; a saved task reopens as it was.
+func TestTaskEditing(t *testing.T) {
+	task, err := CreateTask(TaskParams{ModelDir: defaultModel(t), Template: "{text_a} ? {mask} , {text_b}",
+		Labels: []string{"no", "yes"}, LabelWords: []string{"No", "Yes"}, MaxLen: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer task.Close()
+	if !reflect.DeepEqual(task.Labels, []string{"no", "yes"}) {
+		t.Fatalf("labels %q", task.Labels)
+	}
+	counts := func(wantExamples []int, wantUnlabeled int) {
+		t.Helper()
+		ex, un, err := task.Counts()
+		if err != nil || !reflect.DeepEqual(ex, wantExamples) || un != wantUnlabeled {
+			t.Fatalf("counts %v %d (%v), want %v %d", ex, un, err, wantExamples, wantUnlabeled)
+		}
+	}
+	a, err := task.AddExamplePair("It rains.", "The street is wet.", "yes")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := task.AddExamplePair("It is sunny.", "The street is flooded.", "no"); err != nil {
+		t.Fatal(err)
+	}
+	u, err := task.AddUnlabeledPair("A cat sleeps.", "An animal rests.")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := task.AddUnlabeled("A lone text."); err != nil {
+		t.Fatal(err)
+	}
+	counts([]int{1, 1}, 2)
+	if err := task.Relabel(u, "yes"); err != nil {
+		t.Fatal(err)
+	}
+	counts([]int{1, 2}, 1)
+	if err := task.Relabel(a, "no"); err != nil {
+		t.Fatal(err)
+	}
+	counts([]int{2, 1}, 1)
+	if err := task.Remove(a); err != nil {
+		t.Fatal(err)
+	}
+	counts([]int{1, 1}, 1)
+	wantCode(t, task.Remove(a), "INVALID_ARGUMENT")
+	wantCode(t, task.Relabel(u, "maybe"), "INVALID_ARGUMENT")
+	if v, err := task.Versions(); err != nil || v != nil {
+		t.Fatalf("an unsaved task has versions %q (%v)", v, err)
+	}
+
+	dir := filepath.Join(t.TempDir(), "task")
+	if err := task.Save(dir); err != nil {
+		t.Fatal(err)
+	}
+	task.Close()
+	if task, err = OpenTask(dir); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(task.Labels, []string{"no", "yes"}) {
+		t.Fatalf("reopened labels %q", task.Labels)
+	}
+	counts([]int{1, 1}, 1)
+	if v, err := task.Versions(); err != nil || v != nil {
+		t.Fatalf("an untrained task has versions %q (%v)", v, err)
+	}
+	_, err = OpenTask(filepath.Join(t.TempDir(), "missing"))
+	var e *Error
+	if !errors.As(err, &e) {
+		t.Fatalf("opening a missing task: %v", err)
+	}
+}
+
+// The annotation loop: register, train (progress; context cancellation; a warm start),
+// versions, export, predict, Label Studio JSON, logging from lmbff's training thread.
 func TestTrainExportPredict(t *testing.T) {
+	var mu sync.Mutex
+	var logged []string
+	if err := SetLogger(func(level LogLevel, message string) {
+		mu.Lock()
+		defer mu.Unlock()
+		logged = append(logged, level.String()+": "+message)
+	}, LogInfo); err != nil {
+		t.Fatal(err)
+	}
+	defer SetLogger(nil, LogError)
+
 	task, err := NewTask(defaultModel(t), "{text} It was {mask}.", []string{"0", "1"}, []string{"terrible", "great"})
 	if err != nil {
 		t.Fatal(err)
@@ -76,8 +198,44 @@ func TestTrainExportPredict(t *testing.T) {
 	if _, err := task.Train(ctx, TrainParams{Steps: 100000}, nil); !errors.Is(err, ErrCancelled) {
 		t.Fatalf("cancelled run: %v", err)
 	}
+	mu.Lock()
+	if !strings.Contains(strings.Join(logged, "\n"), "info: saved model version v1") {
+		t.Fatalf("the training thread logged %q", logged)
+	}
+	mu.Unlock()
+
+	// Versions: a warm-started second one with demonstrations (its export predicts
+	// with 2 fixed sets), deleted again.
+	if v2, err := task.Train(context.Background(), TrainParams{Steps: 2, BatchSize: 4, WarmStart: version, Demonstrations: true, DemoSets: 2}, nil); err != nil || v2 != "v2" {
+		t.Fatalf("warm start: %q %v", v2, err)
+	}
+	demoOut := filepath.Join(dir, "export-v2")
+	if err := task.Export("v2", demoOut, false); err != nil {
+		t.Fatal(err)
+	}
+	var exported struct {
+		Demonstrations struct{ Sets [][]struct{ Label int } }
+	}
+	if raw, err := os.ReadFile(filepath.Join(demoOut, "lmbff-export.json")); err != nil || json.Unmarshal(raw, &exported) != nil {
+		t.Fatalf("reading the v2 manifest: %v", err)
+	}
+	if sets := exported.Demonstrations.Sets; len(sets) != 2 || len(sets[0]) != 2 || sets[0][0].Label != 0 || sets[0][1].Label != 1 {
+		t.Fatalf("v2 demonstration sets: %+v", sets)
+	}
+	if v, err := task.Versions(); err != nil || !reflect.DeepEqual(v, []string{"v1", "v2"}) {
+		t.Fatalf("versions %q (%v)", v, err)
+	}
+	if err := task.DeleteVersion("v2"); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := task.Versions(); err != nil || !reflect.DeepEqual(v, []string{"v1"}) {
+		t.Fatalf("versions after deleting v2: %q (%v)", v, err)
+	}
+	wantCode(t, task.Export("v2", filepath.Join(dir, "gone"), false), "INVALID_ARGUMENT")
+	wantCode(t, task.DeleteVersion("v2"), "INVALID_ARGUMENT")
+
 	out := filepath.Join(dir, "export")
-	if err := task.Export(version, out); err != nil {
+	if err := task.Export(version, out, false); err != nil {
 		t.Fatal(err)
 	}
 	p, err := OpenPredictor(out, 1)
@@ -85,7 +243,8 @@ func TestTrainExportPredict(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer p.Close()
-	preds, err := p.Predict([]string{"A delightful film.", "Broken on arrival.", ""})
+	texts := []string{"A delightful film.", "Broken on arrival.", ""}
+	preds, err := p.Predict(texts)
 	if err != nil || len(preds) != 3 {
 		t.Fatalf("%v %v", preds, err)
 	}
@@ -94,8 +253,113 @@ func TestTrainExportPredict(t *testing.T) {
 			t.Fatalf("bad prediction %+v", r)
 		}
 	}
+
+	// Label Studio JSON of the same predictions; a classifier has no score.
+	r, err := p.PredictBatch(texts, nil)
+	if err != nil || r.Len() != 3 {
+		t.Fatalf("%v %v", r, err)
+	}
+	defer r.Close()
+	_, err = r.Score(0)
+	wantCode(t, err, "INVALID_ARGUMENT")
+	_, err = r.Get(3)
+	wantCode(t, err, "INVALID_ARGUMENT")
+	js, err := r.LabelStudioJSON("sentiment", "text", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ls []struct {
+		ModelVersion string  `json:"model_version"`
+		Score        float64 `json:"score"`
+		Result       []struct {
+			FromName string `json:"from_name"`
+			ToName   string `json:"to_name"`
+			Type     string `json:"type"`
+			Value    struct {
+				Choices []string `json:"choices"`
+			} `json:"value"`
+		} `json:"result"`
+	}
+	if err := json.Unmarshal(js, &ls); err != nil || len(ls) != 3 {
+		t.Fatalf("Label Studio JSON %s: %v", js, err)
+	}
+	for i, x := range ls {
+		top := math.Max(float64(preds[i].Probs[0]), float64(preds[i].Probs[1]))
+		if x.ModelVersion == "" || math.Abs(x.Score-top) > 1e-5 || len(x.Result) != 1 {
+			t.Fatalf("Label Studio prediction %d: %+v", i, x)
+		}
+		res := x.Result[0]
+		if res.FromName != "sentiment" || res.ToName != "text" || res.Type != "choices" || !reflect.DeepEqual(res.Value.Choices, []string{preds[i].Label}) {
+			t.Fatalf("Label Studio result %d: %+v", i, res)
+		}
+	}
+	if js, err = r.LabelStudioJSON("sentiment", "text", "mine-1"); err != nil || json.Unmarshal(js, &ls) != nil || ls[0].ModelVersion != "mine-1" {
+		t.Fatalf("named model version: %s %v", js, err)
+	}
+	mu.Lock()
+	if !strings.Contains(strings.Join(logged, "\n"), "info: predictor opened") {
+		t.Fatalf("the predictor logged %q", logged)
+	}
+	mu.Unlock()
+
+	// A task's version directory is a checkpoint: export it directly, fp16.
+	out16 := filepath.Join(dir, "export-fp16")
+	if err := ExportCheckpoint(filepath.Join(dir, "task", "models", version), out16, true); err != nil {
+		t.Fatal(err)
+	}
+	wantCode(t, ExportCheckpoint(filepath.Join(dir, "missing"), filepath.Join(dir, "none"), false), "IO")
+	p16, err := OpenPredictorWith(out16, PredictorOptions{Threads: 1, Sessions: 2, MaxBatch: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p16.Close()
+	if preds16, err := p16.Predict(texts); err != nil || len(preds16) != 3 || math.Abs(float64(preds16[0].Probs[1]-preds[0].Probs[1])) > 1e-2 {
+		t.Fatalf("fp16 predictions %v (%v), fp32 %v", preds16, err, preds)
+	}
+
 	p.Close()
 	if _, err := p.Predict([]string{"x"}); err == nil {
 		t.Fatal("a closed predictor predicted")
 	}
+	if _, err := r.LabelStudioJSON("a", "b", ""); err == nil {
+		t.Fatal("Label Studio JSON after the predictor closed")
+	}
+}
+
+// A regression export of a two-sentence template (made with the CLI): pairs in, scores
+// out (score = low + (high - low) * p(upper pole)).
+func TestRegressionPairs(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "export")
+	cmd := exec.Command("../../target/release/lmbff", "export", "--model", defaultModel(t), "--out", dir,
+		"--template", "{text_a} ? {mask} , {text_b}", "--regression", "1,5")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("lmbff export: %v\n%s", err, out)
+	}
+	p, err := OpenPredictorWith(dir, PredictorOptions{Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	a := []string{"The film was fun.", "The plot was thin."}
+	b := []string{"I laughed a lot.", "I left early."}
+	if _, err := p.PredictBatch(a, b[:1]); err == nil {
+		t.Fatal("mismatched pairs were accepted")
+	}
+	r, err := p.PredictBatch(a, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	for i := range a {
+		pred, err := r.Get(i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		score, err := r.Score(i)
+		if err != nil || math.Abs(float64(score)-(1+4*float64(pred.Probs[1]))) > 1e-4 {
+			t.Fatalf("score %v (%v) for probabilities %v", score, err, pred.Probs)
+		}
+	}
+	_, err = r.Score(2)
+	wantCode(t, err, "INVALID_ARGUMENT")
 }

@@ -1,12 +1,17 @@
 // Node bindings of lmbff over its C ABI (include/lmbff.h), through koffi.
 // The library: LMBFF_LIB, else ../../target/release/liblmbff.so (the full build; the
 // serve-only build works for Predictor). Long work (training) runs on lmbff's own thread
-// and is awaited with a Promise that polls it, so the event loop never blocks.
+// and is awaited with a Promise that polls it, so the event loop never blocks. Log
+// messages go to setLogger's function, on the main thread.
 'use strict';
 const path = require('path');
 const koffi = require('koffi');
 
-const lib = koffi.load(process.env.LMBFF_LIB || path.join(__dirname, '../../target/release/liblmbff.so'));
+const libPath = process.env.LMBFF_LIB || path.join(__dirname, '../../target/release/liblmbff.so');
+const lib = koffi.load(libPath);
+
+/** The C ABI version this binding is written for (LMBFF_ABI_VERSION of include/lmbff.h). */
+const ABI_VERSION = 1;
 
 const Predictor_ = koffi.opaque('lmbff_predictor');
 const Predictions_ = koffi.opaque('lmbff_predictions');
@@ -19,14 +24,19 @@ const TaskParams = koffi.struct('lmbff_task_params', {
   struct_size: 'size_t', model_dir: 'const char *', template_: 'const char *', labels: 'const char **',
   label_words: 'const char **', num_labels: 'size_t', max_len: 'uint32_t',
 });
+const LogFn = koffi.proto('void lmbff_log_fn(int32_t level, const char *message, void *user_data)');
 const TrainParams = koffi.struct('lmbff_train_params', {
   struct_size: 'size_t', steps: 'uint32_t', batch_size: 'uint32_t', learning_rate: 'double', seed: 'uint64_t',
   device: 'int32_t', device_index: 'uint32_t', adaptation_steps: 'uint32_t', warm_start: 'const char *',
+  demonstrations: 'bool', demo_sets: 'uint32_t',
 });
 
 const c = {
+  abiVersion: lib.func('uint32_t lmbff_abi_version()'),
   version: lib.func('const char *lmbff_version_string()'),
+  hasTraining: lib.func('bool lmbff_has_training()'),
   lastError: lib.func('const char *lmbff_last_error()'),
+  setLogCallback: lib.func('int lmbff_set_log_callback(lmbff_log_fn *, int32_t, void *)'),
   predictorDefaults: lib.func('lmbff_predictor_params lmbff_predictor_default_params()'),
   predictorOpen: lib.func('int lmbff_predictor_open(const char *, const lmbff_predictor_params *, _Out_ lmbff_predictor **)'),
   predictorFree: lib.func('void lmbff_predictor_free(lmbff_predictor *)'),
@@ -35,7 +45,11 @@ const c = {
   predict: lib.func('int lmbff_predict(const lmbff_predictor *, const char **, const char **, size_t, _Out_ lmbff_predictions **)'),
   predictionsFree: lib.func('void lmbff_predictions_free(lmbff_predictions *)'),
   predictionsGet: lib.func('int lmbff_predictions_get(const lmbff_predictions *, size_t, _Out_ uint32_t *, _Out_ float *, _Out_ float *)'),
+  predictionsCount: lib.func('size_t lmbff_predictions_count(const lmbff_predictions *)'),
   predictionsProbs: lib.func('int lmbff_predictions_probs(const lmbff_predictions *, size_t, _Out_ float *, size_t)'),
+  predictionsScore: lib.func('int lmbff_predictions_score(const lmbff_predictions *, size_t, _Out_ float *)'),
+  labelStudioJson: lib.func('int lmbff_predictions_label_studio_json(const lmbff_predictor *, const lmbff_predictions *, const char *, const char *, const char *, void *, size_t, _Out_ size_t *)'),
+  export: lib.func('int lmbff_export(const char *, const char *, bool)'),
   taskDefaults: lib.func('lmbff_task_params lmbff_task_default_params()'),
   taskCreate: lib.func('int lmbff_task_create(const lmbff_task_params *, _Out_ lmbff_task **)'),
   taskOpen: lib.func('int lmbff_task_open(const char *, _Out_ lmbff_task **)'),
@@ -43,6 +57,10 @@ const c = {
   taskFree: lib.func('void lmbff_task_free(lmbff_task *)'),
   addExample: lib.func('int lmbff_task_add_example(lmbff_task *, const char *, const char *, const char *, _Out_ uint64_t *)'),
   addUnlabeled: lib.func('int lmbff_task_add_unlabeled(lmbff_task *, const char *, const char *, _Out_ uint64_t *)'),
+  remove: lib.func('int lmbff_task_remove(lmbff_task *, uint64_t)'),
+  relabel: lib.func('int lmbff_task_relabel(lmbff_task *, uint64_t, const char *)'),
+  taskNumLabels: lib.func('size_t lmbff_task_num_labels(const lmbff_task *)'),
+  taskLabel: lib.func('const char *lmbff_task_label(const lmbff_task *, size_t)'),
   counts: lib.func('int lmbff_task_counts(lmbff_task *, size_t, _Out_ size_t *, _Out_ size_t *)'),
   trainDefaults: lib.func('lmbff_train_params lmbff_train_default_params()'),
   trainStart: lib.func('int lmbff_train_start(lmbff_task *, const lmbff_train_params *, void *, void *, _Out_ lmbff_run **)'),
@@ -51,8 +69,21 @@ const c = {
   runCancel: lib.func('int lmbff_run_cancel(const lmbff_run *)'),
   runVersion: lib.func('const char *lmbff_run_version(const lmbff_run *)'),
   runFree: lib.func('void lmbff_run_free(lmbff_run *)'),
+  versions: lib.func('int lmbff_task_versions(lmbff_task *, void *, size_t, _Out_ size_t *)'),
+  deleteVersion: lib.func('int lmbff_task_delete_version(lmbff_task *, const char *)'),
   taskExport: lib.func('int lmbff_task_export(lmbff_task *, const char *, const char *, bool)'),
+  setTorchThreads: lib.func('int lmbff_set_torch_threads(uint32_t)'),
 };
+
+// The parameter structs mirror include/lmbff.h: a library built from another header is
+// refused here rather than handed a struct of the wrong size.
+for (const [name, type, defaults] of [['lmbff_predictor_params', PredictorParams, c.predictorDefaults],
+  ['lmbff_task_params', TaskParams, c.taskDefaults], ['lmbff_train_params', TrainParams, c.trainDefaults]]) {
+  const want = Number(defaults().struct_size);
+  if (want !== koffi.sizeof(type)) {
+    throw new Error(`${name} is ${want} bytes in ${libPath} but ${koffi.sizeof(type)} in this binding: use the binding of the same lmbff version`);
+  }
+}
 
 const STATUS = ['OK', 'INVALID_ARGUMENT', 'UTF8', 'IO', 'FORMAT', 'MODEL', 'RUNTIME', 'NO_TRAINING', 'CANCELLED', 'INTERNAL', 'BUSY'];
 
@@ -69,11 +100,65 @@ function check(status, what) {
   if (status !== 0) throw new LmbffError(status, what);
 }
 
+/**
+ * Runs a size-query call `call(buf, capacity, needed)`: first without a buffer, which only
+ * sets needed, then with a buffer of that size (again if it grew meanwhile). Returns the
+ * string without its NUL.
+ */
+function copyOut(call, what) {
+  let buf = null;
+  for (;;) {
+    const needed = [0];
+    const status = call(buf, buf ? buf.length : 0, needed);
+    if (status === 0) return buf.toString('utf8', 0, needed[0] - 1);
+    if (needed[0] === 0 || needed[0] <= (buf ? buf.length : 0)) throw new LmbffError(status, what); // not a size problem
+    buf = Buffer.alloc(needed[0]);
+  }
+}
+
+/** Log levels of setLogger, most severe first. */
+const LogLevel = Object.freeze({ ERROR: 0, WARN: 1, INFO: 2, DEBUG: 3 });
+let logger = null; // the registered koffi callback, if any
+let liveRuns = 0; // training runs started by train() and not yet ended
+
+/**
+ * Sends the library's messages up to maxLevel (a LogLevel) to fn(level, message); null
+ * stops logging (the default). Process-wide. Messages from lmbff's training thread wait
+ * for the event loop, so the logger cannot change while a run is going (that could
+ * deadlock): it throws then.
+ */
+function setLogger(fn, maxLevel = LogLevel.INFO) {
+  if (liveRuns > 0) throw new Error('setLogger: a training run is going; set the logger before or after it');
+  const next = fn ? koffi.register((level, message) => fn(level, message), koffi.pointer(LogFn)) : null;
+  const status = c.setLogCallback(next, maxLevel, null);
+  if (status !== 0) {
+    const err = new LmbffError(status, 'set logger');
+    if (next) koffi.unregister(next);
+    throw err;
+  }
+  // The library no longer calls the previous callback once the call above returns.
+  if (logger) koffi.unregister(logger);
+  logger = next;
+}
+
+/** Sets libtorch's intra-op threads for training (at least 1); process-wide. */
+function setTorchThreads(n) {
+  check(c.setTorchThreads(n), 'set torch threads');
+}
+
+/**
+ * Exports a trained checkpoint directory (a `lmbff train --out` directory, or a task's
+ * version under <task>/models/) to an export directory for Predictor.
+ */
+function exportCheckpoint(checkpointDir, outDir, { fp16 = false } = {}) {
+  check(c.export(checkpointDir, outDir, fp16), 'export');
+}
+
 /** A predictor over an export directory; shareable, close() when done. */
 class Predictor {
-  constructor(exportDir, { threads = 0, sessions = 1, maxBatch = 16 } = {}) {
+  constructor(exportDir, { threads = 0, sessions = 1, maxBatch = 16, ortLibrary = null } = {}) {
     const p = c.predictorDefaults();
-    Object.assign(p, { threads, sessions, max_batch: maxBatch });
+    Object.assign(p, { threads, sessions, max_batch: maxBatch, ort_library: ortLibrary });
     const out = [null];
     check(c.predictorOpen(exportDir, p, out), 'open predictor');
     this.handle = out[0];
@@ -82,22 +167,22 @@ class Predictor {
 
   /** Predicts texts (or [textA, textB] pairs): [{label, probs, margin, entropy}]. */
   predict(inputs) {
+    const r = this.predictBatch(inputs);
+    try {
+      return Array.from({ length: r.length }, (_, i) => r.get(i));
+    } finally {
+      r.close();
+    }
+  }
+
+  /** Predicts as predict() does, keeping the results for get, score and labelStudio. */
+  predictBatch(inputs) {
     if (!this.handle) throw new Error('predictor is closed');
     const a = inputs.map((x) => (Array.isArray(x) ? x[0] : x));
     const b = inputs.some(Array.isArray) ? inputs.map((x) => (Array.isArray(x) ? x[1] : '')) : null;
     const out = [null];
     check(c.predict(this.handle, a, b, a.length, out), 'predict');
-    try {
-      return a.map((_, i) => {
-        const label = [0], margin = [0], entropy = [0];
-        check(c.predictionsGet(out[0], i, label, margin, entropy), 'read prediction');
-        const probs = new Array(this.labels.length).fill(0);
-        check(c.predictionsProbs(out[0], i, probs, probs.length), 'read probabilities');
-        return { label: this.labels[label[0]], probs, margin: margin[0], entropy: entropy[0] };
-      });
-    } finally {
-      c.predictionsFree(out[0]);
-    }
+    return new Predictions(this, out[0]);
   }
 
   close() {
@@ -106,10 +191,53 @@ class Predictor {
   }
 }
 
+/** The results of one predictBatch call; close() when done. */
+class Predictions {
+  constructor(predictor, handle) {
+    this.predictor = predictor;
+    this.handle = handle;
+    this.length = Number(c.predictionsCount(handle));
+  }
+
+  /** The prediction of input i: {label, probs, margin, entropy}. */
+  get(i) {
+    const label = [0], margin = [0], entropy = [0];
+    check(c.predictionsGet(this.handle, i, label, margin, entropy), 'read prediction');
+    const probs = new Array(this.predictor.labels.length).fill(0);
+    check(c.predictionsProbs(this.handle, i, probs, probs.length), 'read probabilities');
+    return { label: this.predictor.labels[label[0]], probs, margin: margin[0], entropy: entropy[0] };
+  }
+
+  /** The regression score of input i (regression exports; INVALID_ARGUMENT for a classifier). */
+  score(i) {
+    const score = [0];
+    check(c.predictionsScore(this.handle, i, score), 'read score');
+    return score[0];
+  }
+
+  /**
+   * The predictions as Label Studio predictions, one per input: [{model_version, score
+   * (top probability), result: [{from_name, to_name, type: 'choices', value: {choices:
+   * [label]}}]}]. modelVersion null takes the export's. The predictor must be open.
+   */
+  labelStudio(fromName, toName, { modelVersion = null } = {}) {
+    if (!this.predictor.handle) throw new Error('predictor is closed');
+    const json = copyOut((buf, capacity, needed) => c.labelStudioJson(this.predictor.handle, this.handle, fromName, toName, modelVersion, buf, capacity, needed), 'Label Studio JSON');
+    return JSON.parse(json);
+  }
+
+  close() {
+    c.predictionsFree(this.handle);
+    this.handle = null;
+  }
+}
+
 /** A labelling task (one thread at a time); close() when done. */
 class Task {
   constructor(handle) {
     this.handle = handle;
+    /** Class names, in class order. */
+    this.labels = Array.from({ length: Number(c.taskNumLabels(handle)) }, (_, i) => c.taskLabel(handle, i));
   }
 
   static create({ modelDir, labels, labelWords, template = '{text} It was {mask}.', maxLen = 128 }) {
@@ -138,6 +266,16 @@ class Task {
     return id[0];
   }
 
+  /** Removes the example or unlabeled text `id`. */
+  remove(id) {
+    check(c.remove(this.handle, id), 'remove');
+  }
+
+  /** Sets the label of item `id` (an unlabeled text becomes an example). */
+  relabel(id, label) {
+    check(c.relabel(this.handle, id, label), 'relabel');
+  }
+
   /** Examples of label index `i`, and the number of unlabeled texts. */
   counts(i) {
     const n = [0], free = [0];
@@ -151,32 +289,56 @@ class Task {
 
   /**
    * Trains a new model version in lmbff's background thread; resolves to the version
-   * ('v1', ...). onProgress({step, total}) is called as it goes; signal (an AbortSignal)
-   * cancels the run (the promise then rejects with code 'CANCELLED').
+   * ('v1', ...). onProgress({step, total}) is called as it goes (if it throws, the run
+   * is cancelled and the promise rejects with that error); signal (an AbortSignal)
+   * cancels the run (the promise then rejects with code 'CANCELLED'). demonstrations
+   * appends one labelled example per class to every input (LM-BFF); the version then
+   * predicts with demoSets fixed sets.
    */
-  train({ steps = 300, batchSize = 8, learningRate = 2e-5, seed = 42, adaptationSteps = 0, warmStart = null } = {}, { onProgress, signal, pollMs = 50 } = {}) {
+  train({ steps = 300, batchSize = 8, learningRate = 2e-5, seed = 42, adaptationSteps = 0, warmStart = null, demonstrations = false, demoSets = 1 } = {}, { onProgress, signal, pollMs = 50 } = {}) {
     const p = c.trainDefaults();
-    Object.assign(p, { steps, batch_size: batchSize, learning_rate: learningRate, seed, device: 1, adaptation_steps: adaptationSteps, warm_start: warmStart });
+    Object.assign(p, { steps, batch_size: batchSize, learning_rate: learningRate, seed, device: 1, adaptation_steps: adaptationSteps, warm_start: warmStart, demonstrations, demo_sets: demoSets });
     const out = [null];
     check(c.trainStart(this.handle, p, null, null, out), 'start training');
     const run = out[0];
+    liveRuns++;
     if (signal) signal.addEventListener('abort', () => c.runCancel(run), { once: true });
     return new Promise((resolve, reject) => {
+      let thrown = null;
       const tick = () => {
         const state = [0], step = [0], total = [0];
         c.runPoll(run, state, step, total);
-        if (onProgress) onProgress({ step: Number(step[0]), total: Number(total[0]) });
+        try {
+          if (onProgress && !thrown) onProgress({ step: Number(step[0]), total: Number(total[0]) });
+        } catch (e) {
+          thrown = e;
+          c.runCancel(run);
+        }
+        // Wait by polling: lmbff_run_wait here would block the event loop that the
+        // training thread's log callbacks need.
         if (state[0] === 0) return setTimeout(tick, pollMs);
         const status = c.runWait(run);
         const version = status === 0 ? c.runVersion(run) : null;
-        const err = status === 0 ? null : new LmbffError(status, 'training');
+        const err = thrown || (status === 0 ? null : new LmbffError(status, 'training'));
         c.runFree(run);
+        liveRuns--;
         return err ? reject(err) : resolve(version);
       };
       setTimeout(tick, pollMs);
     });
   }
 
+  /** The task's model versions, oldest first. */
+  versions() {
+    const list = copyOut((buf, capacity, needed) => c.versions(this.handle, buf, capacity, needed), 'list versions');
+    return list ? list.split('\n') : [];
+  }
+
+  deleteVersion(version) {
+    check(c.deleteVersion(this.handle, version), 'delete version');
+  }
+
+  /** Exports model version `version` to an export directory for Predictor. */
   exportVersion(version, outDir, { fp16 = false } = {}) {
     check(c.taskExport(this.handle, version, outDir, fp16), 'export');
   }
@@ -187,4 +349,10 @@ class Task {
   }
 }
 
-module.exports = { Predictor, Task, LmbffError, version: () => c.version() };
+module.exports = {
+  Predictor, Predictions, Task, LmbffError, LogLevel, ABI_VERSION,
+  setLogger, setTorchThreads, exportCheckpoint,
+  version: () => c.version(),
+  abiVersion: () => c.abiVersion(),
+  hasTraining: () => c.hasTraining(),
+};

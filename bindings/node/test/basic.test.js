@@ -1,6 +1,7 @@
 // The Node bindings end to end on the default model (LMBFF_DEFAULT_MODEL, set by
-// scripts/env.sh): a task, training off the main thread with progress, cancellation,
-// export, prediction, and errors as LmbffError with a status code.
+// scripts/env.sh): a task, training off the main thread with progress, cancellation and
+// a warm start, versions, export, prediction, Label Studio JSON, logging from lmbff's
+// training thread, and errors as LmbffError with a status code.
 'use strict';
 const test = require('node:test');
 const assert = require('node:assert');
@@ -19,7 +20,16 @@ test('bad input is an LmbffError with a code', () => {
   assert.throws(() => lmbff.Task.create({ modelDir: model, labels: ['0', '1'], labelWords: ['terrible', 'zzzqqqx'] }), (e) => e.code === 'MODEL');
 });
 
-test('task, training with progress and cancellation, export, predict', async () => {
+/** Asserts that f throws an LmbffError with status name `code`. */
+function throwsCode(f, code) {
+  assert.throws(f, (e) => e instanceof lmbff.LmbffError && e.code === code && e.status === STATUS[code]);
+}
+const STATUS = { INVALID_ARGUMENT: 1, IO: 3 };
+
+test('task, training with progress and cancellation, versions, export, predict', async (t) => {
+  const logged = [];
+  lmbff.setLogger((level, message) => logged.push([level, message]), lmbff.LogLevel.INFO);
+  t.after(() => lmbff.setLogger(null));
   const task = lmbff.Task.create({ modelDir: model, labels: ['0', '1'], labelWords: ['terrible', 'great'] });
   const rows = fs.readFileSync(path.join(__dirname, '../../../data/reviews/train.tsv'), 'utf8').trim().split('\n').slice(1);
   for (const row of rows.slice(0, 16)) {
@@ -33,7 +43,9 @@ test('task, training with progress and cancellation, export, predict', async () 
   const seen = [];
   let ticks = 0;
   const timer = setInterval(() => ticks++, 5); // the event loop keeps running during training
-  const version = await task.train({ steps: 6, batchSize: 4 }, { onProgress: (p) => seen.push(p), pollMs: 10 });
+  const training = task.train({ steps: 6, batchSize: 4 }, { onProgress: (p) => seen.push(p), pollMs: 10 });
+  assert.throws(() => lmbff.setLogger(null), /training run is going/);
+  const version = await training;
   clearInterval(timer);
   assert.strictEqual(version, 'v1');
   assert.ok(ticks > 0, 'the main thread was free while training');
@@ -43,6 +55,23 @@ test('task, training with progress and cancellation, export, predict', async () 
   const long = task.train({ steps: 100000 }, { signal: abort.signal });
   setTimeout(() => abort.abort(), 50);
   await assert.rejects(long, (e) => e.code === 'CANCELLED');
+  assert.ok(logged.some(([level, m]) => level === lmbff.LogLevel.INFO && m === `saved model version v1 in ${path.join(work, 'task')}`), JSON.stringify(logged));
+
+  // A progress callback that throws cancels the run; the promise rejects with its error.
+  const boom = task.train({ steps: 100000 }, { onProgress: () => { throw new Error('boom'); } });
+  await assert.rejects(boom, /boom/);
+
+  // Versions: a warm-started second one with demonstrations (its export predicts with
+  // 2 fixed sets), deleted again.
+  assert.strictEqual(await task.train({ steps: 2, batchSize: 4, warmStart: version, demonstrations: true, demoSets: 2 }), 'v2');
+  task.exportVersion('v2', path.join(work, 'export-v2'));
+  const sets = JSON.parse(fs.readFileSync(path.join(work, 'export-v2', 'lmbff-export.json'), 'utf8')).demonstrations.sets;
+  assert.deepStrictEqual(sets.map((s) => s.map((d) => d.label)), [[0, 1], [0, 1]]);
+  assert.deepStrictEqual(task.versions(), ['v1', 'v2']);
+  task.deleteVersion('v2');
+  assert.deepStrictEqual(task.versions(), ['v1']);
+  throwsCode(() => task.exportVersion('v2', path.join(work, 'gone')), 'INVALID_ARGUMENT');
+  throwsCode(() => task.deleteVersion('v2'), 'INVALID_ARGUMENT');
 
   const out = path.join(work, 'export');
   task.exportVersion(version, out);
@@ -56,6 +85,33 @@ test('task, training with progress and cancellation, export, predict', async () 
     assert.ok(Math.abs(r.probs[0] + r.probs[1] - 1) < 1e-5);
     assert.ok(r.margin >= 0 && r.entropy >= 0);
   }
+
+  // Label Studio JSON of the same predictions; a classifier has no score.
+  const r = p.predictBatch(['A delightful film.', 'Broken on arrival.', '']);
+  assert.strictEqual(r.length, 3);
+  throwsCode(() => r.score(0), 'INVALID_ARGUMENT');
+  throwsCode(() => r.get(3), 'INVALID_ARGUMENT');
+  const ls = r.labelStudio('sentiment', 'text');
+  assert.strictEqual(ls.length, 3);
+  ls.forEach((x, i) => {
+    assert.ok(x.model_version);
+    assert.ok(Math.abs(x.score - Math.max(...preds[i].probs)) < 1e-5);
+    assert.deepStrictEqual(x.result, [{ from_name: 'sentiment', to_name: 'text', type: 'choices', value: { choices: [preds[i].label] } }]);
+  });
+  assert.strictEqual(r.labelStudio('sentiment', 'text', { modelVersion: 'mine-1' })[0].model_version, 'mine-1');
+  assert.ok(logged.some(([, m]) => m.startsWith('predictor opened')), JSON.stringify(logged));
+
+  // A task's version directory is a checkpoint: export it directly, fp16.
+  const out16 = path.join(work, 'export-fp16');
+  lmbff.exportCheckpoint(path.join(work, 'task', 'models', version), out16, { fp16: true });
+  throwsCode(() => lmbff.exportCheckpoint(path.join(work, 'missing'), path.join(work, 'none')), 'IO');
+  const p16 = new lmbff.Predictor(out16, { threads: 1, sessions: 2, maxBatch: 2 });
+  const preds16 = p16.predict(['A delightful film.', 'Broken on arrival.', '']);
+  assert.ok(Math.abs(preds16[0].probs[1] - preds[0].probs[1]) < 1e-2);
+  p16.close();
+
   p.close();
   assert.throws(() => p.predict(['x']), /closed/);
+  assert.throws(() => r.labelStudio('a', 'b'), /closed/);
+  r.close();
 });

@@ -1,0 +1,70 @@
+// The rest of the Node bindings' surface without training: library facts, editing a task
+// (relabel, remove, counts, save and reopen), and a regression export of a two-sentence
+// template (made with the CLI) predicting pairs with scores.
+'use strict';
+const test = require('node:test');
+const assert = require('node:assert');
+const { execFileSync } = require('child_process');
+const fs = require('fs');
+const os = require('os');
+const path = require('path');
+const lmbff = require('..');
+
+const model = process.env.LMBFF_DEFAULT_MODEL;
+const work = fs.mkdtempSync(path.join(os.tmpdir(), 'lmbff-node-api-'));
+const isInvalid = (e) => e instanceof lmbff.LmbffError && e.code === 'INVALID_ARGUMENT' && e.status === 1;
+
+test('library facts and settings', () => {
+  assert.strictEqual(lmbff.abiVersion(), lmbff.ABI_VERSION);
+  assert.strictEqual(lmbff.hasTraining(), true);
+  lmbff.setTorchThreads(1);
+  assert.throws(() => lmbff.setTorchThreads(0), isInvalid);
+  assert.throws(() => lmbff.setLogger(() => {}, 9), isInvalid);
+  lmbff.setLogger(null);
+});
+
+test('relabel and remove change the counts; a saved task reopens as it was', () => {
+  let task = lmbff.Task.create({ modelDir: model, template: '{text_a} ? {mask} , {text_b}', labels: ['no', 'yes'], labelWords: ['No', 'Yes'], maxLen: 64 });
+  assert.deepStrictEqual(task.labels, ['no', 'yes']);
+  const counts = () => [task.counts(0).examples, task.counts(1).examples, task.counts(0).unlabeled];
+  const a = task.addExample('It rains.', 'yes', 'The street is wet.');
+  task.addExample('It is sunny.', 'no', 'The street is flooded.');
+  const u = task.addUnlabeled('A cat sleeps.', 'An animal rests.');
+  task.addUnlabeled('A lone text.');
+  assert.deepStrictEqual(counts(), [1, 1, 2]);
+  task.relabel(u, 'yes');
+  assert.deepStrictEqual(counts(), [1, 2, 1]);
+  task.relabel(a, 'no');
+  assert.deepStrictEqual(counts(), [2, 1, 1]);
+  task.remove(a);
+  assert.deepStrictEqual(counts(), [1, 1, 1]);
+  assert.throws(() => task.remove(a), isInvalid);
+  assert.throws(() => task.relabel(u, 'maybe'), isInvalid);
+  assert.throws(() => task.counts(2), isInvalid);
+  assert.deepStrictEqual(task.versions(), []);
+
+  const dir = path.join(work, 'task');
+  task.save(dir);
+  task.close();
+  task = lmbff.Task.open(dir);
+  assert.deepStrictEqual(task.labels, ['no', 'yes']);
+  assert.deepStrictEqual(counts(), [1, 1, 1]);
+  assert.deepStrictEqual(task.versions(), []);
+  task.close();
+  assert.throws(() => lmbff.Task.open(path.join(work, 'missing')), lmbff.LmbffError);
+});
+
+test('a regression export predicts pairs with scores', () => {
+  const out = path.join(work, 'export');
+  const cli = path.join(__dirname, '../../../target/release/lmbff');
+  execFileSync(cli, ['export', '--model', model, '--out', out, '--template', '{text_a} ? {mask} , {text_b}', '--regression', '1,5'], { stdio: 'pipe' });
+  const p = new lmbff.Predictor(out, { threads: 1 });
+  const r = p.predictBatch([['The film was fun.', 'I laughed a lot.'], ['The plot was thin.', 'I left early.']]);
+  for (let i = 0; i < r.length; i++) {
+    // score = low + (high - low) * p(upper pole)
+    assert.ok(Math.abs(r.score(i) - (1 + 4 * r.get(i).probs[1])) < 1e-4);
+  }
+  assert.throws(() => r.score(2), isInvalid);
+  r.close();
+  p.close();
+});
