@@ -10,6 +10,7 @@ mod error;
 pub mod export;
 pub mod ffi;
 pub mod log;
+pub mod metrics;
 pub mod prompt;
 pub mod serve;
 pub mod task;
@@ -21,6 +22,8 @@ pub mod model;
 pub mod train;
 #[cfg(feature = "train")]
 pub mod cli;
+#[cfg(feature = "train")]
+pub mod harness;
 
 pub use error::{Error, Result};
 

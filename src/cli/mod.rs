@@ -3,6 +3,7 @@
 
 mod commands;
 mod demo;
+mod harness;
 mod progress;
 mod serve;
 mod task;
@@ -35,6 +36,8 @@ enum Command {
     Export(serve::ExportArgs),
     /// Predict texts with an export directory through ONNX Runtime (JSON lines out).
     Predict(serve::PredictArgs),
+    /// Methods x tasks x seeds on LM-BFF's k-shot splits: a markdown report (resumable).
+    Harness(harness::HarnessArgs),
     /// Time our prompt-FT training step (prints one JSON line).
     BenchStep(commands::BenchArgs),
     /// Time end-to-end prediction: ONNX Runtime predictor and tch forward (JSON lines).
@@ -52,6 +55,7 @@ pub fn main() -> i32 {
         Command::Demo(a) => demo::run(a),
         Command::Export(a) => serve::export_cmd(a),
         Command::Predict(a) => serve::predict_cmd(a),
+        Command::Harness(a) => harness::run(a),
         Command::BenchStep(a) => commands::bench_step(a),
         Command::BenchPredict(a) => serve::bench_predict(a),
     };

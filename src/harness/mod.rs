@@ -1,0 +1,249 @@
+//! The evaluation harness: methods x tasks x data seeds on LM-BFF's k-shot splits, each
+//! run's result stored on its own (written atomically) so that an interrupted harness
+//! continues where it stopped, and a report of mean (std) per task and method.
+//!
+//! A run trains on the seed's 16-per-class train split, keeps the weights of the best
+//! dev evaluation, and scores the test split with the task's metric. Settings are chosen
+//! on dev only; the test split never decides anything.
+
+mod tasks;
+
+pub use tasks::{task, Format, TaskSpec, TASKS};
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::metrics::accuracy;
+use crate::model::{parse_device, MaskedLm};
+use crate::prompt::{Prompt, Template, Truncation};
+use crate::tokenize::Tokenizer;
+use crate::train::{self, Head, Method, ProgressFn, TrainParams};
+use crate::{Error, Result};
+
+/// A method the harness compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RunMethod {
+    /// The most frequent class of the training split, for every test input.
+    Majority,
+    /// The prompt and label words on the untrained model.
+    ZeroShot,
+    /// A [CLS] classifier fine-tuned with the encoder.
+    Plain,
+    /// LM-BFF prompt-based fine-tuning.
+    Prompt,
+    /// Prompt-based fine-tuning with demonstrations.
+    PromptDemos,
+}
+
+impl RunMethod {
+    pub fn name(self) -> &'static str {
+        match self {
+            RunMethod::Majority => "majority",
+            RunMethod::ZeroShot => "zero-shot",
+            RunMethod::Plain => "plain",
+            RunMethod::Prompt => "prompt",
+            RunMethod::PromptDemos => "prompt-demos",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Self> {
+        [RunMethod::Majority, RunMethod::ZeroShot, RunMethod::Plain, RunMethod::Prompt, RunMethod::PromptDemos]
+            .into_iter()
+            .find(|m| m.name() == s)
+            .ok_or_else(|| Error::InvalidArgument(format!("method {s:?}: expected majority, zero-shot, plain, prompt or prompt-demos")))
+    }
+}
+
+/// What every run of one harness folder shares. Stored with each result: a folder never
+/// mixes results of different settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Settings {
+    /// Model for the prompt methods (an MLM-adapted checkpoint for a headless encoder).
+    pub model: PathBuf,
+    /// Model for plain fine-tuning (default: `model`).
+    pub plain_model: PathBuf,
+    pub steps: usize,
+    pub batch_size: usize,
+    pub lr: f64,
+    pub eval_every: usize,
+    pub max_len: usize,
+    /// Input length with demonstrations (LM-BFF doubles it).
+    pub demo_max_len: usize,
+    /// Fixed demonstration sets at evaluation (LM-BFF: 16).
+    pub demo_sets: usize,
+    /// Score at most this many test inputs (the first N in file order; None: all).
+    pub test_limit: Option<usize>,
+}
+
+/// The outcome of one (task, seed, method) run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunResult {
+    pub task: String,
+    pub seed: u64,
+    pub method: RunMethod,
+    /// "acc" for the single-sentence tasks.
+    pub metric: String,
+    pub test: f64,
+    /// Best dev score (NaN-free: null for untrained methods).
+    pub dev: Option<f64>,
+    pub best_step: Option<usize>,
+    pub n_test: usize,
+    pub seconds: f64,
+    pub settings: Settings,
+}
+
+/// Where one run's result lives under the harness folder.
+pub fn result_path(out: &Path, task: &str, seed: u64, method: RunMethod) -> PathBuf {
+    out.join("runs").join(task).join(format!("{seed}-{}.json", method.name()))
+}
+
+/// The stored result of a run, if it was made with `settings` (another setting is an
+/// error: use another folder).
+pub fn stored(out: &Path, task: &str, seed: u64, method: RunMethod, settings: &Settings) -> Result<Option<RunResult>> {
+    let path = result_path(out, task, seed, method);
+    let Ok(text) = std::fs::read_to_string(&path) else { return Ok(None) };
+    let r: RunResult = serde_json::from_str(&text).map_err(|source| Error::Json { path: path.clone(), what: "a harness result", source })?;
+    if &r.settings != settings {
+        return Err(Error::InvalidArgument(format!(
+            "{} was made with other settings ({:?}); use another --out folder to compare settings",
+            path.display(),
+            r.settings
+        )));
+    }
+    Ok(Some(r))
+}
+
+fn save(out: &Path, r: &RunResult) -> Result<()> {
+    let path = result_path(out, &r.task, r.seed, r.method);
+    let dir = path.parent().expect("a result path has a folder");
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, serde_json::to_string_pretty(r).expect("a result serialises")).map_err(|e| Error::io(&tmp, e))?;
+    std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))
+}
+
+/// Runs (or reuses) one (task, seed, method) run and stores its result.
+pub fn run_one(root: &Path, spec: &TaskSpec, seed: u64, method: RunMethod, s: &Settings, device: &str, out: &Path, progress: ProgressFn) -> Result<RunResult> {
+    if let Some(r) = stored(out, spec.name, seed, method, s)? {
+        return Ok(r);
+    }
+    let started = Instant::now();
+    let (train_ex, dev_ex, mut test_ex) = (spec.read(root, seed, "train")?, spec.read(root, seed, "dev")?, spec.read(root, seed, "test")?);
+    if let Some(n) = s.test_limit {
+        test_ex.truncate(n);
+    }
+    let gold: Vec<usize> = test_ex.iter().map(|e| e.label.expect("read() labels every example")).collect();
+    let (test, dev, best_step) = match method {
+        RunMethod::Majority => {
+            let k = spec.labels.len();
+            let counts = (0..k).map(|c| train_ex.iter().filter(|e| e.label == Some(c)).count()).collect::<Vec<_>>();
+            // Ties go to the first class (the balanced k-shot splits always tie).
+            let majority = (0..k).max_by_key(|&c| (counts[c], std::cmp::Reverse(c))).unwrap_or(0);
+            (gold.iter().filter(|&&g| g == majority).count() as f64 / gold.len().max(1) as f64, None, None)
+        }
+        _ => {
+            let demos = method == RunMethod::PromptDemos;
+            let model_dir = if method == RunMethod::Plain { &s.plain_model } else { &s.model };
+            let tok = Tokenizer::from_dir(model_dir)?;
+            let verbalizer = crate::cli::parse_labels(&tok, &spec.label_spec())?;
+            let truncation = Truncation {
+                max_len: if demos { s.demo_max_len } else { s.max_len },
+                first_sent_limit: spec.first_sent_limit,
+                other_sent_limit: spec.other_sent_limit,
+            };
+            let prompt = Prompt::new(Template::parse(spec.template)?, verbalizer, truncation)?;
+            tch::manual_seed(seed as i64);
+            let model = MaskedLm::load(model_dir, parse_device(device)?)?;
+            let (head, demo_sets, dev, best_step, train_method) = if method == RunMethod::ZeroShot {
+                (Head::for_prompt(&model, &prompt)?, Vec::new(), None, None, Method::Prompt)
+            } else {
+                let train_method = if method == RunMethod::Plain { Method::Cls } else { Method::Prompt };
+                let p = TrainParams {
+                    steps: s.steps,
+                    batch_size: s.batch_size,
+                    lr: s.lr,
+                    eval_every: s.eval_every,
+                    seed,
+                    demonstrations: demos,
+                    demo_sets: s.demo_sets,
+                    ..TrainParams::default()
+                };
+                let (rep, head) = train::finetune(&model, &tok, &prompt, train_method, &train_ex, &dev_ex, &p, progress)?;
+                (head, rep.demo_sets, Some(rep.best_dev_acc), Some(rep.best_step), train_method)
+            };
+            let logits = train::predict_examples(&model, &tok, &prompt, train_method, &head, &test_ex, &demo_sets, 32)?;
+            (accuracy(&logits, &gold), dev, best_step)
+        }
+    };
+    let r = RunResult {
+        task: spec.name.into(),
+        seed,
+        method,
+        metric: "acc".into(),
+        test,
+        dev,
+        best_step,
+        n_test: gold.len(),
+        seconds: started.elapsed().as_secs_f64(),
+        settings: s.clone(),
+    };
+    save(out, &r)?;
+    Ok(r)
+}
+
+/// Mean and sample standard deviation (0 for one value).
+pub fn mean_std(v: &[f64]) -> (f64, f64) {
+    let n = v.len() as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    let var = if v.len() > 1 { v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0) } else { 0.0 };
+    (mean, var.sqrt())
+}
+
+/// The markdown report: one row per method, one column per task, cells `mean (std)` of
+/// the test metric in percent over the seeds done, with the seed count where a cell is
+/// incomplete; the last column is the mean over the tasks complete for every method.
+pub fn report(results: &[RunResult], tasks: &[&TaskSpec], methods: &[RunMethod], seeds: &[u64]) -> String {
+    let mut s = String::from("| method |");
+    for t in tasks {
+        s += &format!(" {} |", t.name);
+    }
+    s += " mean |\n|---|";
+    s += &"---|".repeat(tasks.len() + 1);
+    s.push('\n');
+    for &m in methods {
+        s += &format!("| {} |", m.name());
+        let mut means = Vec::new();
+        for t in tasks {
+            let v: Vec<f64> = results.iter().filter(|r| r.task == t.name && r.method == m).map(|r| 100.0 * r.test).collect();
+            if v.is_empty() {
+                s += " - |";
+                continue;
+            }
+            let (mean, std) = mean_std(&v);
+            if v.len() == seeds.len() {
+                means.push(mean);
+                s += &format!(" {mean:.1} ({std:.1}) |");
+            } else {
+                s += &format!(" {mean:.1} ({std:.1}) [{}/{}] |", v.len(), seeds.len());
+            }
+        }
+        s += &if means.len() == tasks.len() { format!(" {:.1} |\n", means.iter().sum::<f64>() / means.len() as f64) } else { " - |\n".into() };
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mean_and_sample_std() {
+        let (m, s) = mean_std(&[1.0, 2.0, 3.0]);
+        assert_eq!(m, 2.0);
+        assert!((s - 1.0).abs() < 1e-12);
+        assert_eq!(mean_std(&[5.0]), (5.0, 0.0));
+    }
+}

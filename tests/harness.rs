@@ -1,0 +1,97 @@
+//! The evaluation harness on a k-shot folder laid out as LM-BFF's (a TSV task and a
+//! quoted-CSV task) with the tiny BERT fixture: every method runs, results are stored per
+//! run and reused by a second invocation, the report has mean (std) cells, and a folder
+//! made with other settings is refused.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use lmbff::harness::{self, RunMethod};
+
+fn lmbff() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_lmbff"));
+    c.env("OMP_NUM_THREADS", "1");
+    c
+}
+
+const POS: [&str; 6] = ["the movie was fun", "i loved this book", "the acting was good", "a great ride", "the music was bright", "i enjoyed the story"];
+const NEG: [&str; 6] = ["the movie was boring", "i hated this book", "the acting was bad", "a dull ride", "the music was slow", "i hated the story"];
+
+/// SST-2 (TSV with a header) and mr (`label,sentence` CSV, quoted fields) for seeds 1, 2.
+fn kshot(root: &Path) {
+    for seed in [1, 2] {
+        let sst = root.join(format!("SST-2/16-{seed}"));
+        let mr = root.join(format!("mr/16-{seed}"));
+        std::fs::create_dir_all(&sst).unwrap();
+        std::fs::create_dir_all(&mr).unwrap();
+        for split in ["train", "dev", "test"] {
+            let mut tsv = String::from("sentence\tlabel\n");
+            let mut csv = String::new();
+            for (p, n) in POS.iter().zip(NEG) {
+                tsv += &format!("{p}\t1\n{n}\t0\n");
+                csv += &format!("1,\"{p} , really\"\n0,{n}\n");
+            }
+            std::fs::write(sst.join(format!("{split}.tsv")), tsv).unwrap();
+            std::fs::write(mr.join(format!("{split}.csv")), csv).unwrap();
+        }
+    }
+}
+
+#[test]
+fn harness_runs_every_method_resumes_and_reports() {
+    let dir = common::tempdir("harness");
+    let data = dir.join("k-shot");
+    kshot(&data);
+    // The tasks read as the harness reads them: quoted CSV fields keep their commas.
+    let mr = harness::task("mr").unwrap().read(&data, 1, "train").unwrap();
+    assert_eq!(mr.len(), 12);
+    assert_eq!((mr[0].text_a.as_str(), mr[0].label), ("the movie was fun , really", Some(1)));
+    assert!(harness::task("CoLA").is_err(), "pair and other tasks are not in the harness yet");
+
+    let out = dir.join("out");
+    let run = |extra: &[&str]| {
+        let o = lmbff()
+            .args(["harness", "--device", "cpu", "--threads", "1", "--tasks", "SST-2,mr", "--seeds", "1,2"])
+            .args(["--methods", "majority,zero-shot,plain,prompt,prompt-demos", "--steps", "120", "--lr", "3e-3", "--batch-size", "4"])
+            .args(["--eval-every", "40", "--max-len", "24", "--demo-max-len", "48", "--demo-sets", "2"])
+            .arg("--model").arg(common::fixtures().join("bert")).arg("--data").arg(&data).arg("--out").arg(&out)
+            .args(extra)
+            .output()
+            .unwrap();
+        (o.status.success(), String::from_utf8_lossy(&o.stdout).to_string(), String::from_utf8_lossy(&o.stderr).to_string())
+    };
+    let (ok, table, err) = run(&[]);
+    assert!(ok, "{err}");
+    assert!(err.contains("0 of 20 runs reused"), "{err}");
+    for m in ["majority", "zero-shot", "plain", "prompt", "prompt-demos"] {
+        for task in ["SST-2", "mr"] {
+            for seed in [1, 2] {
+                let r: harness::RunResult =
+                    serde_json::from_str(&std::fs::read_to_string(harness::result_path(&out, task, seed, RunMethod::parse(m).unwrap())).unwrap()).unwrap();
+                assert_eq!(r.n_test, 12);
+                assert!((0.0..=1.0).contains(&r.test));
+                assert_eq!(r.dev.is_some(), !matches!(r.method, RunMethod::Majority | RunMethod::ZeroShot));
+            }
+        }
+    }
+    let majority: harness::RunResult = serde_json::from_str(&std::fs::read_to_string(harness::result_path(&out, "mr", 1, RunMethod::Majority)).unwrap()).unwrap();
+    assert_eq!(majority.test, 0.5, "balanced classes: the first class, half the test set");
+    let prompt: harness::RunResult = serde_json::from_str(&std::fs::read_to_string(harness::result_path(&out, "SST-2", 1, RunMethod::Prompt)).unwrap()).unwrap();
+    assert_eq!(prompt.test, 1.0, "the separable toy task is learnt");
+    assert!(table.contains("| majority | 50.0 (0.0) | 50.0 (0.0) | 50.0 |"), "{table}");
+    assert_eq!(std::fs::read_to_string(out.join("report.md")).unwrap().matches("| prompt-demos |").count(), 1);
+
+    // A second invocation reuses every stored run (and trains nothing).
+    let (ok, again, err) = run(&[]);
+    assert!(ok && err.contains("20 of 20 runs reused"), "{err}");
+    assert_eq!(again, table);
+    // An interrupted harness continues: a missing run is made again, the rest reused.
+    std::fs::remove_file(harness::result_path(&out, "mr", 2, RunMethod::Plain)).unwrap();
+    let (ok, _, err) = run(&[]);
+    assert!(ok && err.contains("19 of 20 runs reused"), "{err}");
+    // Other settings in the same folder are refused, by file.
+    let (ok, _, err) = run(&["--test-limit", "5"]);
+    assert!(!ok && err.contains("was made with other settings"), "{err}");
+}
