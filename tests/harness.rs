@@ -1,5 +1,5 @@
 //! The evaluation harness on a k-shot folder laid out as LM-BFF's (a TSV task and a
-//! quoted-CSV task) with the tiny BERT fixture: every method runs, results are stored per
+//! quoted-CSV task) with the tiny BERT fixture: every method (six) runs, results are stored per
 //! run and reused by a second invocation, the report has mean (std) cells, and a folder
 //! made with other settings is refused.
 
@@ -54,7 +54,7 @@ fn harness_runs_every_method_resumes_and_reports() {
     let run = |extra: &[&str]| {
         let o = lmbff()
             .args(["harness", "--device", "cpu", "--threads", "1", "--tasks", "SST-2,mr", "--seeds", "1,2"])
-            .args(["--methods", "majority,zero-shot,plain,prompt,prompt-demos", "--steps", "120", "--lr", "3e-3", "--batch-size", "4"])
+            .args(["--methods", "majority,zero-shot,plain,prompt,prompt-demos,sentence-embedding", "--steps", "120", "--lr", "3e-3", "--batch-size", "4"])
             .args(["--eval-every", "40", "--max-len", "24", "--demo-max-len", "48", "--demo-sets", "2"])
             .arg("--model").arg(common::fixtures().join("bert")).arg("--data").arg(&data).arg("--out").arg(&out)
             .args(extra)
@@ -64,8 +64,8 @@ fn harness_runs_every_method_resumes_and_reports() {
     };
     let (ok, table, err) = run(&[]);
     assert!(ok, "{err}");
-    assert!(err.contains("0 of 20 runs reused"), "{err}");
-    for m in ["majority", "zero-shot", "plain", "prompt", "prompt-demos"] {
+    assert!(err.contains("0 of 24 runs reused"), "{err}");
+    for m in ["majority", "zero-shot", "plain", "prompt", "prompt-demos", "sentence-embedding"] {
         for task in ["SST-2", "mr"] {
             for seed in [1, 2] {
                 let r: harness::RunResult =
@@ -73,6 +73,7 @@ fn harness_runs_every_method_resumes_and_reports() {
                 assert_eq!(r.n_test, 12);
                 assert!((0.0..=1.0).contains(&r.test));
                 assert_eq!(r.dev.is_some(), !matches!(r.method, RunMethod::Majority | RunMethod::ZeroShot));
+                assert_eq!(r.best_step.is_some(), matches!(r.method, RunMethod::Plain | RunMethod::Prompt | RunMethod::PromptDemos));
             }
         }
     }
@@ -80,17 +81,20 @@ fn harness_runs_every_method_resumes_and_reports() {
     assert_eq!(majority.test, 0.5, "balanced classes: the first class, half the test set");
     let prompt: harness::RunResult = serde_json::from_str(&std::fs::read_to_string(harness::result_path(&out, "SST-2", 1, RunMethod::Prompt)).unwrap()).unwrap();
     assert_eq!(prompt.test, 1.0, "the separable toy task is learnt");
+    let embedding: harness::RunResult =
+        serde_json::from_str(&std::fs::read_to_string(harness::result_path(&out, "SST-2", 1, RunMethod::SentenceEmbedding)).unwrap()).unwrap();
+    assert!(embedding.test >= 0.75, "the sentence-embedding method learns the toy task too: {}", embedding.test);
     assert!(table.contains("| majority | 50.0 (0.0) | 50.0 (0.0) | 50.0 |"), "{table}");
     assert_eq!(std::fs::read_to_string(out.join("report.md")).unwrap().matches("| prompt-demos |").count(), 1);
 
     // A second invocation reuses every stored run (and trains nothing).
     let (ok, again, err) = run(&[]);
-    assert!(ok && err.contains("20 of 20 runs reused"), "{err}");
+    assert!(ok && err.contains("24 of 24 runs reused"), "{err}");
     assert_eq!(again, table);
     // An interrupted harness continues: a missing run is made again, the rest reused.
     std::fs::remove_file(harness::result_path(&out, "mr", 2, RunMethod::Plain)).unwrap();
     let (ok, _, err) = run(&[]);
-    assert!(ok && err.contains("19 of 20 runs reused"), "{err}");
+    assert!(ok && err.contains("23 of 24 runs reused"), "{err}");
     // Other settings in the same folder are refused, by file.
     let (ok, _, err) = run(&["--test-limit", "5"]);
     assert!(!ok && err.contains("was made with other settings"), "{err}");

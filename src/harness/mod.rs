@@ -17,9 +17,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::metrics::accuracy;
 use crate::model::{parse_device, MaskedLm};
-use crate::prompt::{Prompt, Template, Truncation};
+use crate::prompt::{Example, Prompt, Template, Truncation};
 use crate::tokenize::Tokenizer;
-use crate::train::{self, Head, Method, ProgressFn, TrainParams};
+use crate::train::{self, EmbedParams, Head, LogisticHead, Method, ProgressFn, TrainParams};
 use crate::{Error, Result};
 
 /// A method the harness compares.
@@ -36,6 +36,9 @@ pub enum RunMethod {
     Prompt,
     /// Prompt-based fine-tuning with demonstrations.
     PromptDemos,
+    /// SetFit-style: contrastive fine-tuning of sentence embeddings, then logistic
+    /// regression (for encoders without a usable masked-LM head).
+    SentenceEmbedding,
 }
 
 impl RunMethod {
@@ -46,14 +49,25 @@ impl RunMethod {
             RunMethod::Plain => "plain",
             RunMethod::Prompt => "prompt",
             RunMethod::PromptDemos => "prompt-demos",
+            RunMethod::SentenceEmbedding => "sentence-embedding",
         }
     }
 
     pub fn parse(s: &str) -> Result<Self> {
-        [RunMethod::Majority, RunMethod::ZeroShot, RunMethod::Plain, RunMethod::Prompt, RunMethod::PromptDemos]
-            .into_iter()
-            .find(|m| m.name() == s)
-            .ok_or_else(|| Error::InvalidArgument(format!("method {s:?}: expected majority, zero-shot, plain, prompt or prompt-demos")))
+        const ALL: [RunMethod; 6] = [
+            RunMethod::Majority,
+            RunMethod::ZeroShot,
+            RunMethod::Plain,
+            RunMethod::Prompt,
+            RunMethod::PromptDemos,
+            RunMethod::SentenceEmbedding,
+        ];
+        ALL.into_iter().find(|m| m.name() == s).ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "method {s:?}: expected one of {}",
+                ALL.map(RunMethod::name).join(", ")
+            ))
+        })
     }
 }
 
@@ -63,7 +77,8 @@ impl RunMethod {
 pub struct Settings {
     /// Model for the prompt methods (an MLM-adapted checkpoint for a headless encoder).
     pub model: PathBuf,
-    /// Model for plain fine-tuning (default: `model`).
+    /// Encoder of the methods that do not prompt: plain fine-tuning and the sentence-
+    /// embedding method (default: `model`).
     pub plain_model: PathBuf,
     pub steps: usize,
     pub batch_size: usize,
@@ -97,15 +112,29 @@ pub struct RunResult {
 
 /// Where one run's result lives under the harness folder.
 pub fn result_path(out: &Path, task: &str, seed: u64, method: RunMethod) -> PathBuf {
-    out.join("runs").join(task).join(format!("{seed}-{}.json", method.name()))
+    out.join("runs")
+        .join(task)
+        .join(format!("{seed}-{}.json", method.name()))
 }
 
 /// The stored result of a run, if it was made with `settings` (another setting is an
 /// error: use another folder).
-pub fn stored(out: &Path, task: &str, seed: u64, method: RunMethod, settings: &Settings) -> Result<Option<RunResult>> {
+pub fn stored(
+    out: &Path,
+    task: &str,
+    seed: u64,
+    method: RunMethod,
+    settings: &Settings,
+) -> Result<Option<RunResult>> {
     let path = result_path(out, task, seed, method);
-    let Ok(text) = std::fs::read_to_string(&path) else { return Ok(None) };
-    let r: RunResult = serde_json::from_str(&text).map_err(|source| Error::Json { path: path.clone(), what: "a harness result", source })?;
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Ok(None);
+    };
+    let r: RunResult = serde_json::from_str(&text).map_err(|source| Error::Json {
+        path: path.clone(),
+        what: "a harness result",
+        source,
+    })?;
     if &r.settings != settings {
         return Err(Error::InvalidArgument(format!(
             "{} was made with other settings ({:?}); use another --out folder to compare settings",
@@ -121,32 +150,64 @@ fn save(out: &Path, r: &RunResult) -> Result<()> {
     let dir = path.parent().expect("a result path has a folder");
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, serde_json::to_string_pretty(r).expect("a result serialises")).map_err(|e| Error::io(&tmp, e))?;
+    std::fs::write(
+        &tmp,
+        serde_json::to_string_pretty(r).expect("a result serialises"),
+    )
+    .map_err(|e| Error::io(&tmp, e))?;
     std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))
 }
 
 /// Runs (or reuses) one (task, seed, method) run and stores its result.
-pub fn run_one(root: &Path, spec: &TaskSpec, seed: u64, method: RunMethod, s: &Settings, device: &str, out: &Path, progress: ProgressFn) -> Result<RunResult> {
+pub fn run_one(
+    root: &Path,
+    spec: &TaskSpec,
+    seed: u64,
+    method: RunMethod,
+    s: &Settings,
+    device: &str,
+    out: &Path,
+    progress: ProgressFn,
+) -> Result<RunResult> {
     if let Some(r) = stored(out, spec.name, seed, method, s)? {
         return Ok(r);
     }
     let started = Instant::now();
-    let (train_ex, dev_ex, mut test_ex) = (spec.read(root, seed, "train")?, spec.read(root, seed, "dev")?, spec.read(root, seed, "test")?);
+    let (train_ex, dev_ex, mut test_ex) = (
+        spec.read(root, seed, "train")?,
+        spec.read(root, seed, "dev")?,
+        spec.read(root, seed, "test")?,
+    );
     if let Some(n) = s.test_limit {
         test_ex.truncate(n);
     }
-    let gold: Vec<usize> = test_ex.iter().map(|e| e.label.expect("read() labels every example")).collect();
+    let gold: Vec<usize> = test_ex
+        .iter()
+        .map(|e| e.label.expect("read() labels every example"))
+        .collect();
     let (test, dev, best_step) = match method {
         RunMethod::Majority => {
             let k = spec.labels.len();
-            let counts = (0..k).map(|c| train_ex.iter().filter(|e| e.label == Some(c)).count()).collect::<Vec<_>>();
+            let counts = (0..k)
+                .map(|c| train_ex.iter().filter(|e| e.label == Some(c)).count())
+                .collect::<Vec<_>>();
             // Ties go to the first class (the balanced k-shot splits always tie).
-            let majority = (0..k).max_by_key(|&c| (counts[c], std::cmp::Reverse(c))).unwrap_or(0);
-            (gold.iter().filter(|&&g| g == majority).count() as f64 / gold.len().max(1) as f64, None, None)
+            let majority = (0..k)
+                .max_by_key(|&c| (counts[c], std::cmp::Reverse(c)))
+                .unwrap_or(0);
+            (
+                gold.iter().filter(|&&g| g == majority).count() as f64 / gold.len().max(1) as f64,
+                None,
+                None,
+            )
         }
         _ => {
             let demos = method == RunMethod::PromptDemos;
-            let model_dir = if method == RunMethod::Plain { &s.plain_model } else { &s.model };
+            let model_dir = if matches!(method, RunMethod::Plain | RunMethod::SentenceEmbedding) {
+                &s.plain_model
+            } else {
+                &s.model
+            };
             let tok = Tokenizer::from_dir(model_dir)?;
             let verbalizer = crate::cli::parse_labels(&tok, &spec.label_spec())?;
             let truncation = Truncation {
@@ -157,25 +218,87 @@ pub fn run_one(root: &Path, spec: &TaskSpec, seed: u64, method: RunMethod, s: &S
             let prompt = Prompt::new(Template::parse(spec.template)?, verbalizer, truncation)?;
             tch::manual_seed(seed as i64);
             let model = MaskedLm::load(model_dir, parse_device(device)?)?;
-            let (head, demo_sets, dev, best_step, train_method) = if method == RunMethod::ZeroShot {
-                (Head::for_prompt(&model, &prompt)?, Vec::new(), None, None, Method::Prompt)
-            } else {
-                let train_method = if method == RunMethod::Plain { Method::Cls } else { Method::Prompt };
-                let p = TrainParams {
-                    steps: s.steps,
-                    batch_size: s.batch_size,
-                    lr: s.lr,
-                    eval_every: s.eval_every,
+            if method == RunMethod::SentenceEmbedding {
+                let p = EmbedParams {
                     seed,
-                    demonstrations: demos,
-                    demo_sets: s.demo_sets,
-                    ..TrainParams::default()
+                    ..EmbedParams::default()
                 };
-                let (rep, head) = train::finetune(&model, &tok, &prompt, train_method, &train_ex, &dev_ex, &p, progress)?;
-                (head, rep.demo_sets, Some(rep.best_dev_acc), Some(rep.best_step), train_method)
-            };
-            let logits = train::predict_examples(&model, &tok, &prompt, train_method, &head, &test_ex, &demo_sets, 32)?;
-            (accuracy(&logits, &gold), dev, best_step)
+                train::contrastive_finetune(&model, &tok, &prompt, &train_ex, &p, progress)?;
+                let features =
+                    |ex: &[Example]| train::embed_examples(&model, &tok, &prompt, ex, 32);
+                let labels: Vec<usize> = train_ex
+                    .iter()
+                    .map(|e| e.label.expect("read() labels every example"))
+                    .collect();
+                let head =
+                    LogisticHead::fit(&features(&train_ex)?, &labels, spec.labels.len(), p.head_c)?;
+                let score = |ex: &[Example]| -> Result<f64> {
+                    let logits: Vec<Vec<f32>> =
+                        features(ex)?.iter().map(|f| head.logits(f)).collect();
+                    Ok(accuracy(
+                        &logits,
+                        &ex.iter()
+                            .map(|e| e.label.expect("labelled"))
+                            .collect::<Vec<_>>(),
+                    ))
+                };
+                (score(&test_ex)?, Some(score(&dev_ex)?), None)
+            } else {
+                let (head, demo_sets, dev, best_step, train_method) =
+                    if method == RunMethod::ZeroShot {
+                        (
+                            Head::for_prompt(&model, &prompt)?,
+                            Vec::new(),
+                            None,
+                            None,
+                            Method::Prompt,
+                        )
+                    } else {
+                        let train_method = if method == RunMethod::Plain {
+                            Method::Cls
+                        } else {
+                            Method::Prompt
+                        };
+                        let p = TrainParams {
+                            steps: s.steps,
+                            batch_size: s.batch_size,
+                            lr: s.lr,
+                            eval_every: s.eval_every,
+                            seed,
+                            demonstrations: demos,
+                            demo_sets: s.demo_sets,
+                            ..TrainParams::default()
+                        };
+                        let (rep, head) = train::finetune(
+                            &model,
+                            &tok,
+                            &prompt,
+                            train_method,
+                            &train_ex,
+                            &dev_ex,
+                            &p,
+                            progress,
+                        )?;
+                        (
+                            head,
+                            rep.demo_sets,
+                            Some(rep.best_dev_acc),
+                            Some(rep.best_step),
+                            train_method,
+                        )
+                    };
+                let logits = train::predict_examples(
+                    &model,
+                    &tok,
+                    &prompt,
+                    train_method,
+                    &head,
+                    &test_ex,
+                    &demo_sets,
+                    32,
+                )?;
+                (accuracy(&logits, &gold), dev, best_step)
+            }
         }
     };
     let r = RunResult {
@@ -198,14 +321,23 @@ pub fn run_one(root: &Path, spec: &TaskSpec, seed: u64, method: RunMethod, s: &S
 pub fn mean_std(v: &[f64]) -> (f64, f64) {
     let n = v.len() as f64;
     let mean = v.iter().sum::<f64>() / n;
-    let var = if v.len() > 1 { v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0) } else { 0.0 };
+    let var = if v.len() > 1 {
+        v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)
+    } else {
+        0.0
+    };
     (mean, var.sqrt())
 }
 
 /// The markdown report: one row per method, one column per task, cells `mean (std)` of
 /// the test metric in percent over the seeds done, with the seed count where a cell is
 /// incomplete; the last column is the mean over the tasks complete for every method.
-pub fn report(results: &[RunResult], tasks: &[&TaskSpec], methods: &[RunMethod], seeds: &[u64]) -> String {
+pub fn report(
+    results: &[RunResult],
+    tasks: &[&TaskSpec],
+    methods: &[RunMethod],
+    seeds: &[u64],
+) -> String {
     let mut s = String::from("| method |");
     for t in tasks {
         s += &format!(" {} |", t.name);
@@ -217,7 +349,11 @@ pub fn report(results: &[RunResult], tasks: &[&TaskSpec], methods: &[RunMethod],
         s += &format!("| {} |", m.name());
         let mut means = Vec::new();
         for t in tasks {
-            let v: Vec<f64> = results.iter().filter(|r| r.task == t.name && r.method == m).map(|r| 100.0 * r.test).collect();
+            let v: Vec<f64> = results
+                .iter()
+                .filter(|r| r.task == t.name && r.method == m)
+                .map(|r| 100.0 * r.test)
+                .collect();
             if v.is_empty() {
                 s += " - |";
                 continue;
@@ -230,7 +366,11 @@ pub fn report(results: &[RunResult], tasks: &[&TaskSpec], methods: &[RunMethod],
                 s += &format!(" {mean:.1} ({std:.1}) [{}/{}] |", v.len(), seeds.len());
             }
         }
-        s += &if means.len() == tasks.len() { format!(" {:.1} |\n", means.iter().sum::<f64>() / means.len() as f64) } else { " - |\n".into() };
+        s += &if means.len() == tasks.len() {
+            format!(" {:.1} |\n", means.iter().sum::<f64>() / means.len() as f64)
+        } else {
+            " - |\n".into()
+        };
     }
     s
 }

@@ -36,18 +36,52 @@ const IT_WAS: &str = "*cls**sent_0*_It_was*mask*.*sep+*";
 
 /// The seven single-sentence tasks (all scored by accuracy).
 pub const TASKS: &[TaskSpec] = &[
-    TaskSpec { name: "SST-2", format: Format::Tsv, template: IT_WAS, labels: SENTIMENT, first_sent_limit: None, other_sent_limit: None },
+    TaskSpec {
+        name: "SST-2",
+        format: Format::Tsv,
+        template: IT_WAS,
+        labels: SENTIMENT,
+        first_sent_limit: None,
+        other_sent_limit: None,
+    },
     TaskSpec {
         name: "sst-5",
         format: Format::Csv,
         template: IT_WAS,
-        labels: &[("0", "terrible"), ("1", "bad"), ("2", "okay"), ("3", "good"), ("4", "great")],
+        labels: &[
+            ("0", "terrible"),
+            ("1", "bad"),
+            ("2", "okay"),
+            ("3", "good"),
+            ("4", "great"),
+        ],
         first_sent_limit: Some(110),
         other_sent_limit: Some(20),
     },
-    TaskSpec { name: "mr", format: Format::Csv, template: IT_WAS, labels: SENTIMENT, first_sent_limit: Some(110), other_sent_limit: Some(50) },
-    TaskSpec { name: "cr", format: Format::Csv, template: IT_WAS, labels: SENTIMENT, first_sent_limit: Some(110), other_sent_limit: Some(50) },
-    TaskSpec { name: "mpqa", format: Format::Csv, template: IT_WAS, labels: SENTIMENT, first_sent_limit: Some(110), other_sent_limit: Some(50) },
+    TaskSpec {
+        name: "mr",
+        format: Format::Csv,
+        template: IT_WAS,
+        labels: SENTIMENT,
+        first_sent_limit: Some(110),
+        other_sent_limit: Some(50),
+    },
+    TaskSpec {
+        name: "cr",
+        format: Format::Csv,
+        template: IT_WAS,
+        labels: SENTIMENT,
+        first_sent_limit: Some(110),
+        other_sent_limit: Some(50),
+    },
+    TaskSpec {
+        name: "mpqa",
+        format: Format::Csv,
+        template: IT_WAS,
+        labels: SENTIMENT,
+        first_sent_limit: Some(110),
+        other_sent_limit: Some(50),
+    },
     TaskSpec {
         name: "subj",
         format: Format::Csv,
@@ -60,7 +94,14 @@ pub const TASKS: &[TaskSpec] = &[
         name: "trec",
         format: Format::Csv,
         template: "*cls**mask*:*+sent_0**sep+*",
-        labels: &[("0", "Description"), ("1", "Entity"), ("2", "Expression"), ("3", "Human"), ("4", "Location"), ("5", "Number")],
+        labels: &[
+            ("0", "Description"),
+            ("1", "Entity"),
+            ("2", "Expression"),
+            ("3", "Human"),
+            ("4", "Location"),
+            ("5", "Number"),
+        ],
         first_sent_limit: Some(110),
         other_sent_limit: None,
     },
@@ -68,12 +109,15 @@ pub const TASKS: &[TaskSpec] = &[
 
 /// The task named `name` (case-insensitive).
 pub fn task(name: &str) -> Result<&'static TaskSpec> {
-    TASKS.iter().find(|t| t.name.eq_ignore_ascii_case(name)).ok_or_else(|| {
-        Error::InvalidArgument(format!(
-            "unknown task {name:?}: the harness knows {}",
-            TASKS.iter().map(|t| t.name).collect::<Vec<_>>().join(", ")
-        ))
-    })
+    TASKS
+        .iter()
+        .find(|t| t.name.eq_ignore_ascii_case(name))
+        .ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "unknown task {name:?}: the harness knows {}",
+                TASKS.iter().map(|t| t.name).collect::<Vec<_>>().join(", ")
+            ))
+        })
 }
 
 impl TaskSpec {
@@ -84,7 +128,11 @@ impl TaskSpec {
 
     /// `label=word,...` for the verbalizer.
     pub fn label_spec(&self) -> String {
-        self.labels.iter().map(|(l, w)| format!("{l}={w}")).collect::<Vec<_>>().join(",")
+        self.labels
+            .iter()
+            .map(|(l, w)| format!("{l}={w}"))
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
     /// The file of `split` (train, dev, test) for data seed `seed` under the k-shot root.
@@ -93,7 +141,9 @@ impl TaskSpec {
             Format::Tsv => "tsv",
             Format::Csv => "csv",
         };
-        root.join(self.name).join(format!("16-{seed}")).join(format!("{split}.{ext}"))
+        root.join(self.name)
+            .join(format!("16-{seed}"))
+            .join(format!("{split}.{ext}"))
     }
 
     /// Reads one split as labelled examples.
@@ -109,15 +159,28 @@ impl TaskSpec {
 
 /// `label,sentence` rows without a header (LM-BFF's CSV tasks).
 fn read_csv(path: &Path, labels: &[String]) -> Result<Vec<Example>> {
-    let mut reader = csv::ReaderBuilder::new().has_headers(false).from_path(path).map_err(|e| csv_error(path, e))?;
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .from_path(path)
+        .map_err(|e| csv_error(path, e))?;
     let mut out = Vec::new();
     for (i, record) in reader.records().enumerate() {
         let record = record.map_err(|e| csv_error(path, e))?;
-        let bad = |message: String| Error::Data { path: path.to_path_buf(), line: i + 1, message };
-        let (Some(label), Some(text)) = (record.get(0), record.get(1)) else {
-            return Err(bad(format!("expected `label,sentence`, found {} field(s)", record.len())));
+        let bad = |message: String| Error::Data {
+            path: path.to_path_buf(),
+            line: i + 1,
+            message,
         };
-        let idx = labels.iter().position(|l| l == label).ok_or_else(|| bad(format!("label {label:?} is not one of {labels:?}")))?;
+        let (Some(label), Some(text)) = (record.get(0), record.get(1)) else {
+            return Err(bad(format!(
+                "expected `label,sentence`, found {} field(s)",
+                record.len()
+            )));
+        };
+        let idx = labels
+            .iter()
+            .position(|l| l == label)
+            .ok_or_else(|| bad(format!("label {label:?} is not one of {labels:?}")))?;
         out.push(Example::single(text, Some(idx)));
     }
     Ok(out)
@@ -125,5 +188,9 @@ fn read_csv(path: &Path, labels: &[String]) -> Result<Vec<Example>> {
 
 fn csv_error(path: &Path, e: csv::Error) -> Error {
     let line = e.position().map_or(0, |p| p.line() as usize);
-    Error::Data { path: path.to_path_buf(), line, message: e.to_string() }
+    Error::Data {
+        path: path.to_path_buf(),
+        line,
+        message: e.to_string(),
+    }
 }

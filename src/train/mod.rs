@@ -2,12 +2,14 @@
 //! masked-LM adaptation on unlabeled text, evaluation and the optimiser schedule.
 
 mod adapt;
+mod embed;
 mod eval;
 mod finetune;
 mod optim;
 
 pub use adapt::{adapt, AdaptParams, AdaptReport, Resume, Trainable};
 pub use crate::metrics::{accuracy, argmax, centered_accuracy, softmax_rows};
+pub use embed::{contrastive_finetune, contrastive_pairs, embed_batch, embed_examples, EmbedParams, EmbedReport, LogisticHead};
 pub use eval::{predict_examples, predict_logits};
 pub use optim::Optimiser;
 pub use finetune::{encode_all, finetune, FinetuneReport, Head, Method, TrainParams};

@@ -1,0 +1,360 @@
+//! The sentence-embedding method, for encoders without a usable masked-LM head (the
+//! default MiniLM is one): SetFit-style (Tunstall et al. 2022). The encoder is
+//! fine-tuned contrastively on pairs built from the labelled examples (cosine similarity
+//! of the mean-pooled embeddings pushed to 1 for a same-class pair, 0 for a
+//! different-class pair), then a multinomial logistic regression is fitted on the
+//! embeddings of the examples. Inputs are read as `[CLS] text [SEP]`.
+
+use std::time::Instant;
+
+use rand::seq::{IndexedRandom, SliceRandom};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use tch::{Kind, Tensor};
+
+use super::finetune::encode_all;
+use super::optim::Optimiser;
+use super::{Method, Progress, ProgressFn, Stage};
+use crate::model::{Batch, MaskedLm};
+use crate::prompt::{Encoded, Example, Prompt};
+use crate::tokenize::Tokenizer;
+use crate::{Error, Result};
+
+/// Settings of the sentence-embedding method (defaults: SetFit's).
+#[derive(Debug, Clone)]
+pub struct EmbedParams {
+    /// Pair-generation rounds: each round gives every example one same-class and one
+    /// different-class partner (SetFit's `num_iterations`, 20).
+    pub iterations: usize,
+    /// Pairs per contrastive step (16).
+    pub batch_size: usize,
+    /// AdamW peak learning rate of the contrastive phase (2e-5), linear decay.
+    pub lr: f64,
+    pub seed: u64,
+    /// Inverse L2 strength of the logistic regression (scikit-learn's C, 1.0).
+    pub head_c: f64,
+}
+
+impl Default for EmbedParams {
+    fn default() -> Self {
+        EmbedParams {
+            iterations: 20,
+            batch_size: 16,
+            lr: 2e-5,
+            seed: 42,
+            head_c: 1.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct EmbedReport {
+    pub pairs: usize,
+    pub steps: usize,
+    /// (step, contrastive loss) every 10 steps.
+    pub loss_curve: Vec<(usize, f64)>,
+    pub train_seconds: f64,
+}
+
+/// Mean of the last hidden states over the real tokens, L2-normalised: [B, H].
+pub fn embed_batch(model: &MaskedLm, batch: &Batch, train: bool) -> Result<Tensor> {
+    let hidden = model
+        .encode(
+            &batch.input_ids,
+            &batch.attention_mask,
+            &batch.token_type_ids,
+            train,
+        )?
+        .f_to_kind(Kind::Float)?;
+    let mask = batch
+        .attention_mask
+        .f_to_kind(Kind::Float)?
+        .f_unsqueeze(-1)?;
+    let summed = hidden
+        .f_mul(&mask)?
+        .f_sum_dim_intlist(1, false, Kind::Float)?;
+    let count = mask
+        .f_sum_dim_intlist(1, false, Kind::Float)?
+        .f_clamp_min(1e-9)?;
+    let mean = summed.f_div(&count)?;
+    let norm = mean
+        .f_norm_scalaropt_dim(2, [1i64].as_slice(), true)?
+        .f_clamp_min(1e-12)?;
+    Ok(mean.f_div(&norm)?)
+}
+
+/// Embeddings of `examples` read as `[CLS] text [SEP]`, in input order.
+pub fn embed_examples(
+    model: &MaskedLm,
+    tok: &Tokenizer,
+    prompt: &Prompt,
+    examples: &[Example],
+    batch_size: usize,
+) -> Result<Vec<Vec<f32>>> {
+    let enc = encode_all(tok, prompt, Method::Cls, examples)?;
+    let mut order: Vec<usize> = (0..enc.len()).collect();
+    order.sort_by_key(|&i| enc[i].input_ids.len());
+    let mut out = vec![Vec::new(); enc.len()];
+    tch::no_grad(|| -> Result<()> {
+        for chunk in order.chunks(batch_size.max(1)) {
+            let items: Vec<&Encoded> = chunk.iter().map(|&i| &enc[i]).collect();
+            let e = embed_batch(model, &model.batch(&items, tok.special().pad)?, false)?
+                .f_to_device(tch::Device::Cpu)?;
+            for (&i, row) in chunk.iter().zip(Vec::<Vec<f32>>::try_from(&e)?) {
+                out[i] = row;
+            }
+        }
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// SetFit's pairs: in each round, every example with a random other example of its class
+/// (target 1) and one of another class (target 0); shuffled. A class with one example
+/// has no positive partner; a task with one class has no negatives.
+pub fn contrastive_pairs(
+    labels: &[usize],
+    iterations: usize,
+    rng: &mut ChaCha8Rng,
+) -> Vec<(usize, usize, f32)> {
+    let mut pairs = Vec::with_capacity(2 * labels.len() * iterations);
+    for _ in 0..iterations {
+        for (i, &l) in labels.iter().enumerate() {
+            let same: Vec<usize> = (0..labels.len())
+                .filter(|&j| j != i && labels[j] == l)
+                .collect();
+            let other: Vec<usize> = (0..labels.len()).filter(|&j| labels[j] != l).collect();
+            if let Some(&j) = same.choose(rng) {
+                pairs.push((i, j, 1.0));
+            }
+            if let Some(&j) = other.choose(rng) {
+                pairs.push((i, j, 0.0));
+            }
+        }
+    }
+    pairs.shuffle(rng);
+    pairs
+}
+
+/// Contrastive fine-tuning of the encoder in place (one pass over the pairs).
+pub fn contrastive_finetune(
+    model: &MaskedLm,
+    tok: &Tokenizer,
+    prompt: &Prompt,
+    train: &[Example],
+    p: &EmbedParams,
+    progress: ProgressFn,
+) -> Result<EmbedReport> {
+    let labels: Vec<usize> = train
+        .iter()
+        .map(|e| {
+            e.label
+                .ok_or_else(|| Error::InvalidArgument("a training example has no label".into()))
+        })
+        .collect::<Result<_>>()?;
+    if p.iterations == 0 || p.batch_size == 0 || !(p.lr > 0.0) {
+        return Err(Error::InvalidArgument(format!(
+            "iterations ({}), batch size ({}) and learning rate ({}) must be positive",
+            p.iterations, p.batch_size, p.lr
+        )));
+    }
+    tch::manual_seed(p.seed as i64);
+    let mut rng = ChaCha8Rng::seed_from_u64(p.seed);
+    let pairs = contrastive_pairs(&labels, p.iterations, &mut rng);
+    if pairs.is_empty() {
+        return Err(Error::InvalidArgument(
+            "no contrastive pairs: register at least two examples".into(),
+        ));
+    }
+    let enc = encode_all(tok, prompt, Method::Cls, train)?;
+    let steps = pairs.len().div_ceil(p.batch_size);
+    let mut opt = Optimiser::new(&model.vs, p.lr, 0.0, 0, steps, 1.0)?;
+    let mut report = EmbedReport {
+        pairs: pairs.len(),
+        steps,
+        loss_curve: Vec::new(),
+        train_seconds: 0.0,
+    };
+    let start = Instant::now();
+    let pad = tok.special().pad;
+    for (step, chunk) in pairs.chunks(p.batch_size).enumerate() {
+        let a: Vec<&Encoded> = chunk.iter().map(|&(i, _, _)| &enc[i]).collect();
+        let b: Vec<&Encoded> = chunk.iter().map(|&(_, j, _)| &enc[j]).collect();
+        let target: Vec<f32> = chunk.iter().map(|&(_, _, t)| t).collect();
+        let ea = embed_batch(model, &model.batch(&a, pad)?, true)?;
+        let eb = embed_batch(model, &model.batch(&b, pad)?, true)?;
+        // Both embeddings are unit vectors: the cosine is their dot product.
+        let cos = ea.f_mul(&eb)?.f_sum_dim_intlist(1, false, Kind::Float)?;
+        let target = Tensor::from_slice(&target).f_to_device(model.device())?;
+        let loss = cos.f_mse_loss(&target, tch::Reduction::Mean)?;
+        opt.step(&loss, step)?;
+        let done = step + 1;
+        let mut last = f64::NAN;
+        if done % 10 == 0 || done == steps {
+            last = loss.f_double_value(&[])?;
+            report.loss_curve.push((done, last));
+        }
+        if !progress(Progress {
+            stage: Stage::Train,
+            step: done,
+            total: steps,
+            loss: last,
+            metric: f64::NAN,
+        }) {
+            return Err(Error::Cancelled);
+        }
+    }
+    report.train_seconds = start.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// Multinomial logistic regression on fixed features: minimises
+/// `0.5 |W|^2 + C * sum_i cross_entropy(W x_i + b, y_i)` (scikit-learn's objective; the
+/// intercept is not penalised) by gradient descent with Nesterov momentum.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LogisticHead {
+    /// [labels][features]
+    pub weight: Vec<Vec<f32>>,
+    pub bias: Vec<f32>,
+}
+
+impl LogisticHead {
+    pub fn fit(x: &[Vec<f32>], y: &[usize], num_labels: usize, c: f64) -> Result<Self> {
+        let d = x.first().map_or(0, Vec::len);
+        if x.is_empty()
+            || x.len() != y.len()
+            || x.iter().any(|r| r.len() != d)
+            || y.iter().any(|&l| l >= num_labels)
+            || !(c > 0.0)
+        {
+            return Err(Error::InvalidArgument(format!(
+                "logistic regression: {} rows, {} labels, C {c}",
+                x.len(),
+                y.len()
+            )));
+        }
+        let k = num_labels;
+        // Step 1/L with L bounding the Hessian: C * n * max|x~|^2 / 2 + 1 (x~ = [x, 1]).
+        let max_sq = x
+            .iter()
+            .map(|r| r.iter().map(|v| (*v as f64).powi(2)).sum::<f64>() + 1.0)
+            .fold(0.0, f64::max);
+        let lr = 1.0 / (c * x.len() as f64 * max_sq / 2.0 + 1.0);
+        let n_params = k * (d + 1);
+        let (mut theta, mut prev) = (vec![0.0f64; n_params], vec![0.0f64; n_params]);
+        for t in 1..=3000 {
+            // Nesterov look-ahead point.
+            let mom = (t as f64 - 1.0) / (t as f64 + 2.0);
+            let look: Vec<f64> = theta
+                .iter()
+                .zip(&prev)
+                .map(|(a, b)| a + mom * (a - b))
+                .collect();
+            let grad = gradient(&look, x, y, k, d, c);
+            prev = std::mem::replace(
+                &mut theta,
+                look.iter().zip(&grad).map(|(p, g)| p - lr * g).collect(),
+            );
+            if grad.iter().map(|g| g * g).sum::<f64>().sqrt() < 1e-6 {
+                break;
+            }
+        }
+        let weight = (0..k)
+            .map(|j| {
+                theta[j * (d + 1)..j * (d + 1) + d]
+                    .iter()
+                    .map(|&v| v as f32)
+                    .collect()
+            })
+            .collect();
+        let bias = (0..k).map(|j| theta[j * (d + 1) + d] as f32).collect();
+        Ok(LogisticHead { weight, bias })
+    }
+
+    /// Class logits of one feature row.
+    pub fn logits(&self, x: &[f32]) -> Vec<f32> {
+        self.weight
+            .iter()
+            .zip(&self.bias)
+            .map(|(w, b)| w.iter().zip(x).map(|(a, b)| a * b).sum::<f32>() + b)
+            .collect()
+    }
+}
+
+/// Gradient of the objective at `theta` (row j: weights of class j, then its bias).
+fn gradient(theta: &[f64], x: &[Vec<f32>], y: &[usize], k: usize, d: usize, c: f64) -> Vec<f64> {
+    let mut g = vec![0.0f64; theta.len()];
+    for j in 0..k {
+        for f in 0..d {
+            g[j * (d + 1) + f] = theta[j * (d + 1) + f];
+        }
+    }
+    for (row, &label) in x.iter().zip(y) {
+        let z: Vec<f64> = (0..k)
+            .map(|j| {
+                row.iter()
+                    .enumerate()
+                    .map(|(f, v)| theta[j * (d + 1) + f] * *v as f64)
+                    .sum::<f64>()
+                    + theta[j * (d + 1) + d]
+            })
+            .collect();
+        let m = z.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let e: Vec<f64> = z.iter().map(|v| (v - m).exp()).collect();
+        let s: f64 = e.iter().sum();
+        for j in 0..k {
+            let r = c * (e[j] / s - if j == label { 1.0 } else { 0.0 });
+            for (f, v) in row.iter().enumerate() {
+                g[j * (d + 1) + f] += r * *v as f64;
+            }
+            g[j * (d + 1) + d] += r;
+        }
+    }
+    g
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pairs_are_same_class_positives_and_cross_class_negatives() {
+        let labels = [0, 0, 1, 1, 1];
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let pairs = contrastive_pairs(&labels, 4, &mut rng);
+        assert_eq!(pairs.len(), 2 * 5 * 4);
+        for (i, j, t) in pairs {
+            assert_ne!(i, j);
+            assert_eq!(t == 1.0, labels[i] == labels[j]);
+        }
+    }
+
+    #[test]
+    fn logistic_regression_separates_and_matches_the_optimum() {
+        // Two clusters in 2-D.
+        let x = vec![
+            vec![1.0, 0.1],
+            vec![0.9, -0.1],
+            vec![-1.0, 0.05],
+            vec![-0.8, -0.2],
+        ];
+        let y = [1, 1, 0, 0];
+        let h = LogisticHead::fit(&x, &y, 2, 1.0).unwrap();
+        for (r, &l) in x.iter().zip(&y) {
+            let z = h.logits(r);
+            assert_eq!(usize::from(z[1] > z[0]), l);
+        }
+        // At the optimum the gradient vanishes.
+        let theta: Vec<f64> = (0..2)
+            .flat_map(|j| {
+                h.weight[j]
+                    .iter()
+                    .map(|&v| v as f64)
+                    .chain([h.bias[j] as f64])
+            })
+            .collect();
+        let g = gradient(&theta, &x, &y, 2, 2, 1.0);
+        assert!(g.iter().all(|v| v.abs() < 1e-4), "{g:?}");
+        assert!(LogisticHead::fit(&x, &[0, 1, 2, 0], 2, 1.0).is_err());
+    }
+}
