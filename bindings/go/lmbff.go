@@ -89,6 +89,14 @@ func (c *cstrings) add(s string) *C.char {
 	return p
 }
 
+// ptr is add for an optional string: nil gives NULL.
+func (c *cstrings) ptr(s *string) *C.char {
+	if s == nil {
+		return nil
+	}
+	return c.add(*s)
+}
+
 // opt is add, with "" as NULL (the library's default).
 func (c *cstrings) opt(s string) *C.char {
 	if s == "" {
@@ -364,12 +372,8 @@ func (t *Task) AddExamplePair(text, textB, label string) (uint64, error) {
 func (t *Task) addExample(text string, textB *string, label string) (uint64, error) {
 	var cs cstrings
 	defer cs.free()
-	var b *C.char
-	if textB != nil {
-		b = cs.add(*textB)
-	}
 	var id C.uint64_t
-	err := check(C.lmbff_task_add_example(t.t, cs.add(text), b, cs.add(label), &id))
+	err := check(C.lmbff_task_add_example(t.t, cs.add(text), cs.ptr(textB), cs.add(label), &id))
 	return uint64(id), err
 }
 
@@ -386,12 +390,8 @@ func (t *Task) AddUnlabeledPair(text, textB string) (uint64, error) {
 func (t *Task) addUnlabeled(text string, textB *string) (uint64, error) {
 	var cs cstrings
 	defer cs.free()
-	var b *C.char
-	if textB != nil {
-		b = cs.add(*textB)
-	}
 	var id C.uint64_t
-	err := check(C.lmbff_task_add_unlabeled(t.t, cs.add(text), b, &id))
+	err := check(C.lmbff_task_add_unlabeled(t.t, cs.add(text), cs.ptr(textB), &id))
 	return uint64(id), err
 }
 

@@ -209,7 +209,7 @@ pub fn run_one(
                 &s.model
             };
             let tok = Tokenizer::from_dir(model_dir)?;
-            let verbalizer = crate::cli::parse_labels(&tok, &spec.label_spec())?;
+            let verbalizer = spec.verbalizer(&tok)?;
             let truncation = Truncation {
                 max_len: if demos { s.demo_max_len } else { s.max_len },
                 first_sent_limit: spec.first_sent_limit,

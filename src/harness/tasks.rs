@@ -4,7 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use crate::data::read_tsv;
-use crate::prompt::Example;
+use crate::prompt::{Example, Verbalizer};
+use crate::tokenize::Tokenizer;
 use crate::{Error, Result};
 
 /// How a task's split files are stored.
@@ -34,77 +35,26 @@ pub struct TaskSpec {
 const SENTIMENT: &[(&str, &str)] = &[("0", "terrible"), ("1", "great")];
 const IT_WAS: &str = "*cls**sent_0*_It_was*mask*.*sep+*";
 
+/// A CSV task with the reference configuration's limits (first sentence 110 tokens,
+/// demonstrations `other`).
+const fn csv(name: &'static str, template: &'static str, labels: &'static [(&'static str, &'static str)], other: Option<usize>) -> TaskSpec {
+    TaskSpec { name, format: Format::Csv, template, labels, first_sent_limit: Some(110), other_sent_limit: other }
+}
+
 /// The seven single-sentence tasks (all scored by accuracy).
 pub const TASKS: &[TaskSpec] = &[
-    TaskSpec {
-        name: "SST-2",
-        format: Format::Tsv,
-        template: IT_WAS,
-        labels: SENTIMENT,
-        first_sent_limit: None,
-        other_sent_limit: None,
-    },
-    TaskSpec {
-        name: "sst-5",
-        format: Format::Csv,
-        template: IT_WAS,
-        labels: &[
-            ("0", "terrible"),
-            ("1", "bad"),
-            ("2", "okay"),
-            ("3", "good"),
-            ("4", "great"),
-        ],
-        first_sent_limit: Some(110),
-        other_sent_limit: Some(20),
-    },
-    TaskSpec {
-        name: "mr",
-        format: Format::Csv,
-        template: IT_WAS,
-        labels: SENTIMENT,
-        first_sent_limit: Some(110),
-        other_sent_limit: Some(50),
-    },
-    TaskSpec {
-        name: "cr",
-        format: Format::Csv,
-        template: IT_WAS,
-        labels: SENTIMENT,
-        first_sent_limit: Some(110),
-        other_sent_limit: Some(50),
-    },
-    TaskSpec {
-        name: "mpqa",
-        format: Format::Csv,
-        template: IT_WAS,
-        labels: SENTIMENT,
-        first_sent_limit: Some(110),
-        other_sent_limit: Some(50),
-    },
-    TaskSpec {
-        name: "subj",
-        format: Format::Csv,
-        template: "*cls**sent_0*_This_is*mask*.*sep+*",
-        labels: &[("0", "subjective"), ("1", "objective")],
-        first_sent_limit: Some(110),
-        other_sent_limit: Some(50),
-    },
-    TaskSpec {
-        name: "trec",
-        format: Format::Csv,
-        template: "*cls**mask*:*+sent_0**sep+*",
-        labels: &[
-            ("0", "Description"),
-            ("1", "Entity"),
-            ("2", "Expression"),
-            ("3", "Human"),
-            ("4", "Location"),
-            ("5", "Number"),
-        ],
-        first_sent_limit: Some(110),
-        other_sent_limit: None,
-    },
+    TaskSpec { name: "SST-2", format: Format::Tsv, template: IT_WAS, labels: SENTIMENT, first_sent_limit: None, other_sent_limit: None },
+    csv("sst-5", IT_WAS, &[("0", "terrible"), ("1", "bad"), ("2", "okay"), ("3", "good"), ("4", "great")], Some(20)),
+    csv("mr", IT_WAS, SENTIMENT, Some(50)),
+    csv("cr", IT_WAS, SENTIMENT, Some(50)),
+    csv("mpqa", IT_WAS, SENTIMENT, Some(50)),
+    csv("subj", "*cls**sent_0*_This_is*mask*.*sep+*", &[("0", "subjective"), ("1", "objective")], Some(50)),
+    csv(
+        "trec",
+        "*cls**mask*:*+sent_0**sep+*",
+        &[("0", "Description"), ("1", "Entity"), ("2", "Expression"), ("3", "Human"), ("4", "Location"), ("5", "Number")],
+        None,
+    ),
 ];
 
 /// The task named `name` (case-insensitive).
@@ -126,13 +76,10 @@ impl TaskSpec {
         self.labels.iter().map(|(l, _)| l.to_string()).collect()
     }
 
-    /// `label=word,...` for the verbalizer.
-    pub fn label_spec(&self) -> String {
-        self.labels
-            .iter()
-            .map(|(l, w)| format!("{l}={w}"))
-            .collect::<Vec<_>>()
-            .join(",")
+    /// The label words as a verbalizer over `tok` (each must be one token of it).
+    pub fn verbalizer(&self, tok: &Tokenizer) -> Result<Verbalizer> {
+        let pairs: Vec<(String, String)> = self.labels.iter().map(|(l, w)| (l.to_string(), w.to_string())).collect();
+        Verbalizer::new(tok, &pairs)
     }
 
     /// The file of `split` (train, dev, test) for data seed `seed` under the k-shot root.

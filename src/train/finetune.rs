@@ -173,7 +173,6 @@ pub fn finetune(
         )));
     }
     let pool = if p.demonstrations { Some(DemoPool::new(train, prompt.verbalizer.num_labels())?) } else { None };
-    let demo_sets = pool.as_ref().map_or_else(Vec::new, |pool| pool.inference_sets(p.seed, p.demo_sets));
     // Its own stream, so that turning demonstrations on leaves the batch order alone.
     let mut demo_rng = ChaCha8Rng::seed_from_u64(p.seed.wrapping_add(1));
     tch::manual_seed(p.seed as i64);
@@ -198,7 +197,7 @@ pub fn finetune(
         train_seconds: 0.0,
         steps_per_sec: 0.0,
         demonstrations: p.demonstrations,
-        demo_sets: demo_sets.clone(),
+        demo_sets: pool.as_ref().map_or_else(Vec::new, |pool| pool.inference_sets(p.seed, p.demo_sets)),
     };
     let mut best = None;
     let mut order: Vec<usize> = Vec::new();
@@ -240,7 +239,7 @@ pub fn finetune(
         let eval_now = done == p.steps || (p.eval_every > 0 && done % p.eval_every == 0);
         if eval_now && !dev.is_empty() {
             let t = Instant::now();
-            let logits = predict_examples(model, tok, prompt, method, &head, dev, &demo_sets, p.eval_batch_size)?;
+            let logits = predict_examples(model, tok, prompt, method, &head, dev, &report.demo_sets, p.eval_batch_size)?;
             let acc = accuracy(&logits, &dev_gold);
             eval_secs += t.elapsed().as_secs_f64();
             report.dev_curve.push((done, acc));
