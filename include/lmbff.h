@@ -83,6 +83,16 @@
 #define LMBFF_DEVICE_CUDA 2
 
 /*
+ Which method trains (lmbff_train_params.method; other values are
+ LMBFF_ERR_INVALID_ARGUMENT).
+ */
+#define LMBFF_METHOD_AUTO 0
+
+#define LMBFF_METHOD_PROMPT 1
+
+#define LMBFF_METHOD_SENTENCE_EMBEDDING 2
+
+/*
  Stages reported to the progress callback.
  */
 #define LMBFF_STAGE_ADAPT 0
@@ -286,6 +296,17 @@ typedef struct {
    1; the paper uses 16). Each set costs one forward pass per input.
    */
   uint32_t demo_sets;
+  /*
+   LMBFF_METHOD_AUTO (default), LMBFF_METHOD_PROMPT or LMBFF_METHOD_SENTENCE_EMBEDDING.
+   Auto takes the prompt method when demonstrations are on, the sentence-embedding
+   method when the model has no masked-LM head (and adaptation_steps is 0), and
+   otherwise the prompt method only if the prompt's zero-shot accuracy on the
+   registered examples beats chance (one-sided binomial test, p < 0.05). The
+   sentence-embedding method runs SetFit's schedule (20 rounds of pairs, 16 pairs a
+   step) at `learning_rate`; `steps` and `batch_size` are the prompt method's. The
+   version's notes (exported in lmbff-export.json) say which method ran and why.
+   */
+  int32_t method;
 } lmbff_train_params;
 
 /*

@@ -352,3 +352,62 @@ fn a_predictor_is_shared_across_threads() {
         }
     });
 }
+
+/// The sentence-embedding method end to end: a model trained by it (contrastive
+/// fine-tuning, then the logistic head) is saved as a checkpoint (manifest format 3, its
+/// classifier inside), exported (mean pooling, normalisation and the classifier in the
+/// graph; onnx's checker passes), and served with the probabilities training computes,
+/// for BERT and RoBERTa, single sentences and pairs; the Python renderer reads the plain
+/// template from the manifest alone.
+#[test]
+fn sentence_embedding_models_export_and_predict_the_same() {
+    for (fixture, pair) in [("bert", false), ("roberta", true)] {
+        let template = if pair { "*cls**sent_0*?*mask*,*+sentl_1**sep+*" } else { "*cls**sent_0*_It_was*mask*.*sep+*" };
+        let c = case(&common::fixtures().join(fixture), template, 32);
+        let mut train_ex: Vec<Example> = demo_sets(pair).concat();
+        train_ex.extend(demo_sets(pair).concat().into_iter().map(|e| Example { text_a: format!("{} Really.", e.text_a), ..e }));
+        let ep = train::EmbedParams { iterations: 2, batch_size: 4, lr: 1e-3, seed: 5, ..Default::default() };
+        let (head, rep) = train::train_embedding(&c.model, &c.tok, &c.prompt, &train_ex, &ep, &mut |_| true).unwrap();
+        assert_eq!(rep.pairs, 2 * 2 * train_ex.len());
+        let ckpt = common::tempdir(&format!("embedding-{fixture}")).join("ckpt");
+        let manifest = Manifest::for_embedding(&c.prompt, head.clone(), serde_json::json!({"method": "sentence-embedding"}));
+        assert_eq!(manifest.format_version, 3);
+        write_dir_atomic(&ckpt, |d| {
+            c.model.save_pretrained(d)?;
+            manifest.write_into(d)
+        })
+        .unwrap();
+        assert_eq!(Manifest::read(&ckpt).unwrap(), manifest);
+        let out = ckpt.parent().unwrap().join("export");
+        export_checkpoint(&ckpt, &out, &ExportOptions::default()).unwrap();
+        check_export(&out, false);
+        let m = ExportManifest::read(&out).unwrap();
+        assert_eq!((m.format_version, m.method.as_str()), (3, "sentence-embedding"));
+        assert!(m.template.parts.iter().all(|p| !matches!(p, lmbff::export::PartSpec::Mask)), "the plain reading has no mask");
+        let ex: Vec<Example> =
+            texts(30).into_iter().enumerate().map(|(i, e)| Example { text_b: pair.then(|| format!("Second part {i}.")), ..e }).collect();
+        let want = train::softmax_rows(&train::embedding_logits(&c.model, &c.tok, &c.prompt, &head, &ex, 5).unwrap());
+        let p = open(&out);
+        let got: Vec<Vec<f32>> = p.predict(&ex).unwrap().into_iter().map(|p| p.probs).collect();
+        let d = max_diff(&want, &got);
+        println!("sentence-embedding {fixture}: max |p_onnx - p_tch| = {d:.2e} over {} inputs", ex.len());
+        assert!(d <= 1e-5, "{fixture}: max diff {d}");
+        // The Python renderer gives the ids the predictor feeds.
+        let json: Vec<serde_json::Value> = ex.iter().map(|e| serde_json::json!({"text_a": e.text_a, "text_b": e.text_b})).collect();
+        let file = out.parent().unwrap().join("examples.json");
+        std::fs::write(&file, serde_json::to_string(&json).unwrap()).unwrap();
+        let res = Command::new(common::python()).arg(common::root().join("tests/python/render_from_manifest.py")).arg(&out).arg(&file).output().unwrap();
+        assert!(res.status.success(), "{}", String::from_utf8_lossy(&res.stderr));
+        let rendered: serde_json::Value = serde_json::from_slice(&res.stdout).unwrap();
+        for (i, e) in ex.iter().enumerate() {
+            let ours = p.encode(e).unwrap();
+            let ids: Vec<u32> = serde_json::from_value(rendered["input_ids"][i][0].clone()).unwrap();
+            assert_eq!(ids, ours[0].input_ids, "{fixture} input {i}");
+            assert_eq!(ours[0].input_ids[0], c.tok.special().cls);
+        }
+        // A regression export needs a prompt model.
+        let e = export_checkpoint(&ckpt, &ckpt.parent().unwrap().join("reg"), &ExportOptions { regression: Some(RegressionRange { low: 0.0, high: 1.0 }), ..Default::default() })
+            .unwrap_err();
+        assert!(e.to_string().contains("prompt model"), "{e}");
+    }
+}

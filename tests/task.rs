@@ -213,6 +213,7 @@ fn train_versions_and_export_through_the_c_abi() {
         tp.batch_size = 4;
         tp.learning_rate = 3e-3;
         tp.device = LMBFF_DEVICE_CPU;
+        tp.method = LMBFF_METHOD_PROMPT;
         let mut version = [0 as c_char; 16];
         // Not saved yet: no place for versions.
         assert_eq!(lmbff_train(t, &tp, None, null_mut(), version.as_mut_ptr(), 16), LMBFF_ERR_INVALID_ARGUMENT);
@@ -250,6 +251,52 @@ fn train_versions_and_export_through_the_c_abi() {
         tp.device = 7;
         assert_eq!(lmbff_train(t, &tp, None, null_mut(), null_mut(), 0), LMBFF_ERR_INVALID_ARGUMENT);
         assert!(last_error().contains("params.device is 7"));
+        tp.device = LMBFF_DEVICE_CPU;
+        tp.method = 9;
+        assert_eq!(lmbff_train(t, &tp, None, null_mut(), null_mut(), 0), LMBFF_ERR_INVALID_ARGUMENT);
+        assert!(last_error().contains("params.method is 9"));
+        tp.method = LMBFF_METHOD_SENTENCE_EMBEDDING;
+        tp.demonstrations = true;
+        assert_eq!(lmbff_train(t, &tp, None, null_mut(), null_mut(), 0), LMBFF_ERR_INVALID_ARGUMENT);
+        assert!(last_error().contains("demonstrations need the prompt method"), "{}", last_error());
+        tp.demonstrations = false;
+
+        // The sentence-embedding method: v3, exported and served; its notes say why.
+        tp.warm_start = null();
+        tp.learning_rate = 1e-3;
+        assert_eq!(lmbff_train(t, &tp, None, null_mut(), version.as_mut_ptr(), 16), LMBFF_OK, "{}", last_error());
+        assert_eq!(CStr::from_ptr(version.as_ptr()).to_str().unwrap(), "v3");
+        let v3 = dir.join("models/v3/lmbff.json");
+        let m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&v3).unwrap()).unwrap();
+        assert_eq!((m["method"].as_str(), m["notes"]["method_reason"].as_str()), (Some("sentence-embedding"), Some("asked for")));
+        let out3 = CString::new(dir.parent().unwrap().join("export-v3").to_str().unwrap()).unwrap();
+        let c3 = CString::new("v3").unwrap();
+        assert_eq!(lmbff_task_export(t, c3.as_ptr(), out3.as_ptr(), false), LMBFF_OK, "{}", last_error());
+        let mut pred = null_mut();
+        assert_eq!(lmbff_predictor_open(out3.as_ptr(), null(), &mut pred), LMBFF_OK, "{}", last_error());
+        let texts = [CString::new("a great ride").unwrap(), CString::new("a dull ride").unwrap()];
+        let ptrs: Vec<*const c_char> = texts.iter().map(|s| s.as_ptr()).collect();
+        let mut r = null_mut();
+        assert_eq!(lmbff_predict(pred, ptrs.as_ptr(), null(), 2, &mut r), LMBFF_OK);
+        let mut labels = [9u32; 2];
+        for (i, l) in labels.iter_mut().enumerate() {
+            assert_eq!(lmbff_predictions_get(r, i, l, null_mut(), null_mut()), LMBFF_OK);
+        }
+        assert_eq!(labels, [1, 0], "the sentence-embedding model labels training examples right");
+        lmbff_predictions_free(r);
+        lmbff_predictor_free(pred);
+        assert_eq!(lmbff_task_delete_version(t, c3.as_ptr()), LMBFF_OK);
+
+        // Auto on a model with a masked-LM head decides by the zero-shot test and says so.
+        tp.method = LMBFF_METHOD_AUTO;
+        tp.steps = 2;
+        assert_eq!(lmbff_train(t, &tp, None, null_mut(), version.as_mut_ptr(), 16), LMBFF_OK, "{}", last_error());
+        let v = CStr::from_ptr(version.as_ptr()).to_str().unwrap().to_string();
+        let m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("models").join(&v).join("lmbff.json")).unwrap()).unwrap();
+        let reason = m["notes"]["method_reason"].as_str().unwrap();
+        assert!(reason.contains("zero-shot") && reason.contains("binomial p"), "{reason}");
+        let cv = CString::new(v).unwrap();
+        assert_eq!(lmbff_task_delete_version(t, cv.as_ptr()), LMBFF_OK);
 
         let mut list = [0 as c_char; 64];
         let mut needed = 0usize;
@@ -279,4 +326,33 @@ fn train_versions_and_export_through_the_c_abi() {
         assert_eq!(CStr::from_ptr(list.as_ptr()).to_str().unwrap(), "v2");
         lmbff_task_free(t);
     }
+}
+
+/// The automatic method choice follows its documented test, never the model's name: a
+/// checkpoint without a masked-LM head (the default MiniLM) gets the sentence-embedding
+/// method; with adaptation asked for, the zero-shot test decides; demonstrations mean the
+/// prompt method; an explicit method wins.
+#[test]
+fn auto_method_follows_the_documented_test() {
+    use lmbff::prompt::Example;
+    use lmbff::task::{choose_method, RunParams, TrainMethod};
+    common::one_thread();
+    let dir = common::default_model();
+    let model = lmbff::model::MaskedLm::load(&dir, tch::Device::Cpu).unwrap();
+    let tok = lmbff::tokenize::Tokenizer::from_dir(&dir).unwrap();
+    let prompt = spec(&dir).prompt().unwrap();
+    let ex: Vec<Example> = [("a wonderful, moving film", 1), ("dull and far too long", 0), ("great fun", 1), ("a mess", 0)]
+        .iter()
+        .map(|&(t, l)| Example::single(t, Some(l)))
+        .collect();
+    let choose = |p: &RunParams| choose_method(&model, &tok, &prompt, &ex, p).unwrap();
+    let (m, why) = choose(&RunParams::default());
+    assert_eq!(m, TrainMethod::SentenceEmbedding);
+    assert!(why.contains("no masked-LM head"), "{why}");
+    // 4 examples can never beat chance at p < 0.05 (4/4 right: p = 1/16).
+    let (m, why) = choose(&RunParams { adaptation_steps: 10, ..Default::default() });
+    assert_eq!(m, TrainMethod::SentenceEmbedding);
+    assert!(why.contains("zero-shot") && why.contains("no better than chance"), "{why}");
+    assert_eq!(choose(&RunParams { demonstrations: true, ..Default::default() }).0, TrainMethod::Prompt);
+    assert_eq!(choose(&RunParams { method: TrainMethod::Prompt, ..Default::default() }), (TrainMethod::Prompt, "asked for".to_string()));
 }

@@ -438,7 +438,19 @@ type TrainParams struct {
 	// the version then predicts with DemoSets fixed sets (default 1), logits averaged.
 	Demonstrations bool
 	DemoSets       int
+	// Method: MethodAuto (the zero value: the library decides, see lmbff.h),
+	// MethodPrompt or MethodSentenceEmbedding.
+	Method Method
 }
+
+// Method of a training run (lmbff_train_params.method).
+type Method int
+
+const (
+	MethodAuto              Method = C.LMBFF_METHOD_AUTO
+	MethodPrompt            Method = C.LMBFF_METHOD_PROMPT
+	MethodSentenceEmbedding Method = C.LMBFF_METHOD_SENTENCE_EMBEDDING
+)
 
 // Train trains a new model version in lmbff's background thread and returns its name.
 // progress (may be nil) is called with the step as the run goes; cancelling ctx cancels
@@ -470,6 +482,7 @@ func (t *Task) Train(ctx context.Context, p TrainParams, progress func(step, tot
 	if p.DemoSets > 0 {
 		params.demo_sets = C.uint32_t(p.DemoSets)
 	}
+	params.method = C.int32_t(p.Method)
 	var run *C.lmbff_run
 	if err := check(C.lmbff_train_start(t.t, &params, nil, nil, &run)); err != nil {
 		return "", err

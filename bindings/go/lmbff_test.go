@@ -189,13 +189,13 @@ func TestTrainExportPredict(t *testing.T) {
 		t.Fatal(err)
 	}
 	last := 0
-	version, err := task.Train(context.Background(), TrainParams{Steps: 6, BatchSize: 4}, func(step, total int) { last = step })
+	version, err := task.Train(context.Background(), TrainParams{Steps: 6, BatchSize: 4, Method: MethodPrompt}, func(step, total int) { last = step })
 	if err != nil || version != "v1" || last != 6 {
 		t.Fatalf("version %q, last step %d, err %v", version, last, err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
-	if _, err := task.Train(ctx, TrainParams{Steps: 100000}, nil); !errors.Is(err, ErrCancelled) {
+	if _, err := task.Train(ctx, TrainParams{Steps: 100000, Method: MethodPrompt}, nil); !errors.Is(err, ErrCancelled) {
 		t.Fatalf("cancelled run: %v", err)
 	}
 	mu.Lock()
@@ -224,6 +224,27 @@ func TestTrainExportPredict(t *testing.T) {
 	}
 	if v, err := task.Versions(); err != nil || !reflect.DeepEqual(v, []string{"v1", "v2"}) {
 		t.Fatalf("versions %q (%v)", v, err)
+	}
+	if err := task.DeleteVersion("v2"); err != nil {
+		t.Fatal(err)
+	}
+	// The sentence-embedding method: its export says so; a bad method is named.
+	wantCode(t, func() error { _, err := task.Train(context.Background(), TrainParams{Method: 7}, nil); return err }(), "INVALID_ARGUMENT")
+	if v, err := task.Train(context.Background(), TrainParams{Method: MethodSentenceEmbedding, LearningRate: 1e-3}, nil); err != nil || v != "v2" {
+		t.Fatalf("sentence-embedding run: %q %v", v, err)
+	}
+	seOut := filepath.Join(dir, "export-se")
+	if err := task.Export("v2", seOut, false); err != nil {
+		t.Fatal(err)
+	}
+	var se struct {
+		Method string
+		Notes  struct {
+			MethodReason string `json:"method_reason"`
+		}
+	}
+	if raw, err := os.ReadFile(filepath.Join(seOut, "lmbff-export.json")); err != nil || json.Unmarshal(raw, &se) != nil || se.Method != "sentence-embedding" || se.Notes.MethodReason != "asked for" {
+		t.Fatalf("the sentence-embedding export's manifest: %+v (%v)", se, err)
 	}
 	if err := task.DeleteVersion("v2"); err != nil {
 		t.Fatal(err)

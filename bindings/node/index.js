@@ -28,8 +28,10 @@ const LogFn = koffi.proto('void lmbff_log_fn(int32_t level, const char *message,
 const TrainParams = koffi.struct('lmbff_train_params', {
   struct_size: 'size_t', steps: 'uint32_t', batch_size: 'uint32_t', learning_rate: 'double', seed: 'uint64_t',
   device: 'int32_t', device_index: 'uint32_t', adaptation_steps: 'uint32_t', warm_start: 'const char *',
-  demonstrations: 'bool', demo_sets: 'uint32_t',
+  demonstrations: 'bool', demo_sets: 'uint32_t', method: 'int32_t',
 });
+/** Training methods (lmbff_train_params.method): 'auto' lets the library decide. */
+const METHODS = { auto: 0, prompt: 1, 'sentence-embedding': 2 };
 
 const c = {
   abiVersion: lib.func('uint32_t lmbff_abi_version()'),
@@ -293,11 +295,17 @@ class Task {
    * is cancelled and the promise rejects with that error); signal (an AbortSignal)
    * cancels the run (the promise then rejects with code 'CANCELLED'). demonstrations
    * appends one labelled example per class to every input (LM-BFF); the version then
-   * predicts with demoSets fixed sets.
+   * predicts with demoSets fixed sets. method is 'auto' (the library decides: see
+   * lmbff.h), 'prompt' or 'sentence-embedding'.
    */
-  train({ steps = 300, batchSize = 8, learningRate = 2e-5, seed = 42, adaptationSteps = 0, warmStart = null, demonstrations = false, demoSets = 1 } = {}, { onProgress, signal, pollMs = 50 } = {}) {
+  train({ steps = 300, batchSize = 8, learningRate = 2e-5, seed = 42, adaptationSteps = 0, warmStart = null, demonstrations = false, demoSets = 1, method = 'auto' } = {}, { onProgress, signal, pollMs = 50 } = {}) {
+    if (!(method in METHODS)) {
+      const e = new Error(`train: method ${JSON.stringify(method)}: use one of ${Object.keys(METHODS).join(', ')}`);
+      e.code = 'INVALID_ARGUMENT';
+      return Promise.reject(e);
+    }
     const p = c.trainDefaults();
-    Object.assign(p, { steps, batch_size: batchSize, learning_rate: learningRate, seed, device: 1, adaptation_steps: adaptationSteps, warm_start: warmStart, demonstrations, demo_sets: demoSets });
+    Object.assign(p, { steps, batch_size: batchSize, learning_rate: learningRate, seed, device: 1, adaptation_steps: adaptationSteps, warm_start: warmStart, demonstrations, demo_sets: demoSets, method: METHODS[method] });
     const out = [null];
     check(c.trainStart(this.handle, p, null, null, out), 'start training');
     const run = out[0];

@@ -12,15 +12,22 @@ use crate::{Error, Result};
 /// File name of the manifest inside a checkpoint directory.
 pub const MANIFEST_FILE: &str = "lmbff.json";
 /// Version of the manifest format; readers accept this and older versions. Version 2
-/// added `demonstrations`; a manifest without them is still written as version 1.
-pub const MANIFEST_VERSION: u32 = 2;
+/// added `demonstrations`, version 3 `classifier` (the sentence-embedding method); a
+/// manifest is written with the lowest version that holds what it has.
+pub const MANIFEST_VERSION: u32 = 3;
+
+/// The method of a prompt model (LM-BFF: label words at the template's mask).
+pub const METHOD_PROMPT: &str = "prompt";
+/// The method of a sentence-embedding model (mean-pooled, normalised embeddings and a
+/// linear classifier on them).
+pub const METHOD_EMBEDDING: &str = "sentence-embedding";
 
 /// What a trained lmbff model needs beyond the HF files to predict as it was trained.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
     pub format_version: u32,
     pub lmbff_version: String,
-    /// "prompt" (LM-BFF) or "adapted" (masked-LM adaptation only).
+    /// "prompt" (LM-BFF), "sentence-embedding" or "adapted" (masked-LM adaptation only).
     pub method: String,
     /// Template source, in the syntax it was given.
     pub template: Option<String>,
@@ -33,6 +40,9 @@ pub struct Manifest {
     /// logits averaged over the sets); absent when it was trained without.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub demonstrations: Option<Vec<Vec<Example>>>,
+    /// The sentence-embedding method's classifier over the embeddings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classifier: Option<LinearHead>,
     /// Free-form facts about the run (steps, seed, dev accuracy, ...).
     #[serde(default)]
     pub notes: serde_json::Map<String, serde_json::Value>,
@@ -45,16 +55,36 @@ impl Manifest {
         let mut m = Manifest {
             format_version: 1,
             lmbff_version: crate::VERSION.into(),
-            method: "prompt".into(),
+            method: METHOD_PROMPT.into(),
             template: Some(prompt.template.source().into()),
             labels: prompt.verbalizer.labels().to_vec(),
             label_words: prompt.verbalizer.words().to_vec(),
             truncation: prompt.truncation,
             demonstrations: (!demo_sets.is_empty()).then(|| demo_sets.to_vec()),
+            classifier: None,
             notes: notes.as_object().cloned().unwrap_or_default(),
         };
         m.format_version = m.needed_version();
         m
+    }
+
+    /// The manifest of a sentence-embedding model: the task's prompt (kept for its labels,
+    /// truncation and sentence count) and the classifier over the embeddings.
+    pub fn for_embedding(prompt: &Prompt, classifier: LinearHead, notes: serde_json::Value) -> Self {
+        let mut m = Manifest { method: METHOD_EMBEDDING.into(), classifier: Some(classifier), ..Manifest::for_prompt(prompt, &[], notes) };
+        m.format_version = m.needed_version();
+        m
+    }
+
+    /// The classifier of a sentence-embedding checkpoint, checked against its labels.
+    pub fn embedding_classifier(&self, dir: &Path) -> Result<&LinearHead> {
+        let bad = |what: String| Error::InvalidArgument(format!("{}: {MANIFEST_FILE}: {what}", dir.display()));
+        if self.method != METHOD_EMBEDDING {
+            return Err(bad(format!("method {:?} has no sentence-embedding classifier", self.method)));
+        }
+        let c = self.classifier.as_ref().ok_or_else(|| bad("method sentence-embedding without a classifier".into()))?;
+        c.check(self.labels.len()).map_err(bad)?;
+        Ok(c)
     }
 
     /// The label words as a verbalizer over `tok`.
@@ -89,7 +119,13 @@ impl Manifest {
 
     /// The lowest format version that holds everything in this manifest.
     pub fn needed_version(&self) -> u32 {
-        if self.demonstrations.is_some() { 2 } else { 1 }
+        if self.classifier.is_some() {
+            3
+        } else if self.demonstrations.is_some() {
+            2
+        } else {
+            1
+        }
     }
 
     pub fn write_into(&self, dir: &Path) -> Result<()> {
@@ -97,6 +133,38 @@ impl Manifest {
         let m = Manifest { format_version: self.needed_version(), ..self.clone() };
         let text = serde_json::to_string_pretty(&m).expect("a manifest serialises");
         std::fs::write(&path, text).map_err(|e| Error::io(&path, e))
+    }
+}
+
+/// A linear classifier over features: `logits = weight x + bias`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LinearHead {
+    /// [labels][features]
+    pub weight: Vec<Vec<f32>>,
+    pub bias: Vec<f32>,
+}
+
+impl LinearHead {
+    /// Class logits of one feature row.
+    pub fn logits(&self, x: &[f32]) -> Vec<f32> {
+        self.weight.iter().zip(&self.bias).map(|(w, b)| w.iter().zip(x).map(|(a, b)| a * b).sum::<f32>() + b).collect()
+    }
+
+    /// Features the head reads.
+    pub fn features(&self) -> usize {
+        self.weight.first().map_or(0, Vec::len)
+    }
+
+    /// Checks the shape (one row and one bias per label, rows of one length, finite).
+    pub fn check(&self, labels: usize) -> std::result::Result<(), String> {
+        let d = self.features();
+        if self.weight.len() != labels || self.bias.len() != labels || d == 0 || self.weight.iter().any(|r| r.len() != d) {
+            return Err(format!("the classifier has {} rows and {} biases for {labels} labels", self.weight.len(), self.bias.len()));
+        }
+        if self.weight.iter().flatten().chain(&self.bias).any(|v| !v.is_finite()) {
+            return Err("the classifier holds a non-finite weight".into());
+        }
+        Ok(())
     }
 }
 

@@ -200,7 +200,7 @@ fn parse_method(s: &str) -> Result<Method> {
     match s {
         "prompt" => Ok(Method::Prompt),
         "plain" | "cls" => Ok(Method::Cls),
-        _ => Err(Error::InvalidArgument(format!("method {s:?}: expected prompt or plain"))),
+        _ => Err(Error::InvalidArgument(format!("method {s:?}: expected prompt, plain or sentence-embedding"))),
     }
 }
 
@@ -214,10 +214,11 @@ pub struct TrainArgs {
     pub dev: PathBuf,
     #[arg(long)]
     pub test: Option<PathBuf>,
-    /// prompt (LM-BFF) or plain ([CLS] head).
+    /// prompt (LM-BFF), plain ([CLS] head) or sentence-embedding (SetFit-style; uses --lr
+    /// and --seed, SetFit's schedule otherwise).
     #[arg(long, default_value = "prompt")]
     pub method: String,
-    /// Save the fine-tuned prompt model (HF directory + lmbff.json) here.
+    /// Save the fine-tuned prompt or sentence-embedding model (HF directory + lmbff.json) here.
     #[arg(long)]
     pub out: Option<PathBuf>,
     #[command(flatten)]
@@ -227,6 +228,9 @@ pub struct TrainArgs {
 }
 
 pub fn train(a: TrainArgs) -> Result<()> {
+    if a.method == "sentence-embedding" {
+        return train_embedding(a);
+    }
     let method = parse_method(&a.method)?;
     if a.out.is_some() && method == Method::Cls {
         return Err(Error::InvalidArgument("--out saves prompt models; plain fine-tuning is a baseline and is not saved".into()));
@@ -247,6 +251,38 @@ pub fn train(a: TrainArgs) -> Result<()> {
                            "best_dev_acc": report.best_dev_acc, "test_acc": test, "source_model": a.model,
                            "demonstrations": report.demonstrations});
         let manifest = Manifest::for_prompt(&l.prompt, &report.demo_sets, notes);
+        write_dir_atomic(out, |dir| {
+            l.model.save_pretrained(dir)?;
+            manifest.write_into(dir)
+        })?;
+        eprintln!("saved to {}", out.display());
+    }
+    Ok(())
+}
+
+/// `train --method sentence-embedding`: contrastive fine-tuning and the logistic head.
+fn train_embedding(a: TrainArgs) -> Result<()> {
+    if a.fit.demos {
+        return Err(Error::InvalidArgument("--demos needs the prompt method, not sentence-embedding".into()));
+    }
+    let l = a.task.load(&a.model, a.fit.seed)?;
+    let labels = labels_of(&l);
+    let (tr, dev) = (read_examples(&a.train, &labels)?, read_examples(&a.dev, &labels)?);
+    let ep = train::EmbedParams { lr: a.fit.lr, seed: a.fit.seed, ..train::EmbedParams::default() };
+    let mut bar = Bar::new("sentence-embedding");
+    let (head, report) = train::train_embedding(&l.model, &l.tok, &l.prompt, &tr, &ep, &mut |p| bar.update(p))?;
+    bar.finish();
+    let acc = |ex: &[Example]| -> Result<f64> {
+        let logits = train::embedding_logits(&l.model, &l.tok, &l.prompt, &head, ex, 32)?;
+        Ok(accuracy(&logits, &ex.iter().map(|e| e.label.unwrap_or(usize::MAX)).collect::<Vec<_>>()))
+    };
+    let dev_acc = acc(&dev)?;
+    let test = a.test.as_ref().map(|t| read_examples(t, &labels).and_then(|ex| acc(&ex))).transpose()?;
+    println!("{}", json!({"report": report, "dev_acc": dev_acc, "test_acc": test}));
+    if let Some(out) = &a.out {
+        let notes = json!({"method": "sentence-embedding", "steps": report.steps, "pairs": report.pairs, "lr": ep.lr, "seed": ep.seed,
+                           "dev_acc": dev_acc, "test_acc": test, "source_model": a.model});
+        let manifest = Manifest::for_embedding(&l.prompt, head, notes);
         write_dir_atomic(out, |dir| {
             l.model.save_pretrained(dir)?;
             manifest.write_into(dir)

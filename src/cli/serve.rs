@@ -9,7 +9,7 @@ use clap::Args;
 use super::progress::Bar;
 use super::task::TaskArgs;
 use crate::data::read_tsv;
-use crate::export::{export, ExportOptions, WeightType};
+use crate::export::{export, export_embedding, ExportOptions, WeightType};
 use crate::prompt::Example;
 use crate::serve::{Predictor, PredictorOptions};
 use crate::train::{Progress, Stage};
@@ -53,10 +53,13 @@ pub fn export_cmd(mut a: ExportArgs) -> Result<()> {
     }
     a.task.device = "cpu".into();
     let l = a.task.load(&a.model, 0)?;
-    l.note_new_head();
     let trained = crate::checkpoint::Manifest::read(&a.model).ok();
+    let embedding = trained.as_ref().filter(|m| m.method == crate::checkpoint::METHOD_EMBEDDING);
+    if embedding.is_none() {
+        l.note_new_head();
+    }
     let demo_sets = trained.as_ref().and_then(|m| m.demonstrations.clone()).unwrap_or_default();
-    let notes = trained.map(|m| m.notes).unwrap_or_default();
+    let notes = trained.as_ref().map(|m| m.notes.clone()).unwrap_or_default();
     let opts = ExportOptions {
         weights: if a.int8 { WeightType::Int8 } else if a.fp16 { WeightType::Fp16 } else { WeightType::Fp32 },
         external_data: a.external_data,
@@ -64,7 +67,10 @@ pub fn export_cmd(mut a: ExportArgs) -> Result<()> {
         triton_max_batch: a.triton_max_batch,
         regression: a.regression.as_ref().map(|r| crate::export::RegressionRange { low: r[0], high: r[1] }),
     };
-    let m = export(&l.model, &l.tok, &l.prompt, &demo_sets, notes, &a.out, &opts)?;
+    let m = match embedding {
+        Some(m) => export_embedding(&l.model, &l.tok, &l.prompt, m.embedding_classifier(&a.model)?, notes, &a.out, &opts)?,
+        None => export(&l.model, &l.tok, &l.prompt, &demo_sets, notes, &a.out, &opts)?,
+    };
     println!("{}", serde_json::json!({"out": a.out, "model_version": m.model.version, "labels": m.labels, "weights": m.model.weights}));
     Ok(())
 }

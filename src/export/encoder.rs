@@ -10,6 +10,7 @@ use tch::Tensor;
 use super::graph::{Attr, Dim, Graph};
 use super::{RegressionRange, WeightType, OUTPUT_LOGITS, OUTPUT_PROBS, OUTPUT_SCORE};
 use super::proto::dtype;
+use crate::checkpoint::LinearHead;
 use crate::model::{Activation, Arch, MaskedLm};
 use crate::{Error, Result};
 
@@ -155,11 +156,23 @@ impl Ctx<'_> {
     }
 }
 
-/// Builds the graph of `model` with a prompt head over `label_ids` (one token per class).
-/// Inputs: `input_ids`, `attention_mask` and, for BERT, `token_type_ids` (int64
-/// [batch, sequence]); outputs `probs` and `label_logits` (float [batch, labels]).
-/// The mask position of each row is where `input_ids` holds `mask_id`.
-pub fn build(model: &MaskedLm, label_ids: &[u32], mask_id: u32, regression: Option<RegressionRange>, g: Graph) -> Result<Graph> {
+/// The part both heads share: inputs, embeddings and the attention bias.
+struct Stem<'a> {
+    cx: Ctx<'a>,
+    /// Token ids [B, S] (int64).
+    ids: String,
+    /// The attention mask as float [B, S].
+    mask_f: String,
+    /// Embeddings after their LayerNorm [B, S, H].
+    x: String,
+    /// Additive attention bias [B, 1, 1, S].
+    bias: String,
+    shapes: Shapes,
+}
+
+/// Graph inputs (`input_ids`, `attention_mask` and, for BERT, `token_type_ids`: int64
+/// [batch, sequence]), the embeddings and the attention bias.
+fn stem(model: &MaskedLm, g: Graph) -> Result<Stem<'static>> {
     let c = &model.config;
     let arch = model.arch;
     let prefix = arch.prefix();
@@ -209,7 +222,7 @@ pub fn build(model: &MaskedLm, label_ids: &[u32], mask_id: u32, regression: Opti
             cx.g.node("Add", &[&x, &t], &[], "emb")
         }
     };
-    let mut x = cx.layer_norm(&x, &emb("LayerNorm"), c.layer_norm_eps)?;
+    let x = cx.layer_norm(&x, &emb("LayerNorm"), c.layer_norm_eps)?;
 
     // ---- additive attention bias [B, 1, 1, S]: 0 for tokens, the float minimum for padding
     let m = cx.g.node("Cast", &[&mask], &[("to", Attr::Int(dtype::FLOAT as i64))], "mask_f");
@@ -220,6 +233,24 @@ pub fn build(model: &MaskedLm, label_ids: &[u32], mask_id: u32, regression: Opti
     let axes = cx.g.const_i64("axes12", &[1, 2], &[2]);
     let bias = cx.g.node("Unsqueeze", &[&bias, &axes], &[], "mask_bias");
 
+    let shapes = Shapes {
+        split: cx.g.const_i64("heads_shape", &[0, -1, c.num_attention_heads, c.hidden_size / c.num_attention_heads], &[4]),
+        merge: cx.g.const_i64("merge_shape", &[0, -1, c.hidden_size], &[3]),
+        merge_row: cx.g.const_i64("merge_row", &[0, c.hidden_size], &[2]),
+        scale: cx.g.const_f32("scale", &[1.0 / ((c.hidden_size / c.num_attention_heads) as f32).sqrt()], &[]),
+    };
+    Ok(Stem { cx, ids, mask_f: m, x, bias, shapes })
+}
+
+/// Builds the graph of `model` with a prompt head over `label_ids` (one token per class):
+/// the inputs of [`stem`]; outputs `probs` and `label_logits` (float [batch, labels]).
+/// The mask position of each row is where `input_ids` holds `mask_id`.
+pub fn build(model: &MaskedLm, label_ids: &[u32], mask_id: u32, regression: Option<RegressionRange>, g: Graph) -> Result<Graph> {
+    let c = &model.config;
+    let arch = model.arch;
+    let emb = |n: &str| format!("{}.embeddings.{n}", arch.prefix());
+    let Stem { mut cx, ids, mut x, bias, shapes, .. } = stem(model, g)?;
+
     // ---- mask position of each row [B, 1]
     let mask_tok = cx.g.const_i64("mask_id", &[mask_id as i64], &[]);
     let is_mask = cx.g.node("Equal", &[&ids, &mask_tok], &[], "is_mask");
@@ -227,12 +258,6 @@ pub fn build(model: &MaskedLm, label_ids: &[u32], mask_id: u32, regression: Opti
     let pos = cx.g.node("ArgMax", &[&is_mask], &[("axis", Attr::Int(1)), ("keepdims", Attr::Int(1))], "mask_pos");
 
     // ---- layers; the last one computes the mask row only (the head reads nothing else)
-    let shapes = Shapes {
-        split: cx.g.const_i64("heads_shape", &[0, -1, c.num_attention_heads, c.hidden_size / c.num_attention_heads], &[4]),
-        merge: cx.g.const_i64("merge_shape", &[0, -1, c.hidden_size], &[3]),
-        merge_row: cx.g.const_i64("merge_row", &[0, c.hidden_size], &[2]),
-        scale: cx.g.const_f32("scale", &[1.0 / ((c.hidden_size / c.num_attention_heads) as f32).sqrt()], &[]),
-    };
     for l in 0..c.num_hidden_layers - 1 {
         x = cx.layer(&x, &bias, l, &shapes, None)?;
     }
@@ -255,10 +280,7 @@ pub fn build(model: &MaskedLm, label_ids: &[u32], mask_id: u32, regression: Opti
     let lbias = cx.g.weight("label_words.bias", &lbias)?;
     let logits = cx.g.node("MatMul", &[&t, &rows], &[], "label_matmul");
     cx.g.node_into("Add", &[&logits, &lbias], &[], &[OUTPUT_LOGITS]);
-    cx.g.node_into("Softmax", &[OUTPUT_LOGITS], &[("axis", Attr::Int(-1))], &[OUTPUT_PROBS]);
-    let n = label_ids.len() as i64;
-    cx.g.output(OUTPUT_PROBS, dtype::FLOAT, &[Dim::Named("batch"), Dim::Fixed(n)]);
-    cx.g.output(OUTPUT_LOGITS, dtype::FLOAT, &[Dim::Named("batch"), Dim::Fixed(n)]);
+    class_outputs(&mut cx.g, label_ids.len());
     if let Some(r) = regression {
         // score = low + (high - low) * p(upper pole), shaped [batch, 1].
         let upper = cx.g.const_i64("upper_end", &[2], &[1]);
@@ -271,5 +293,51 @@ pub fn build(model: &MaskedLm, label_ids: &[u32], mask_id: u32, regression: Opti
         cx.g.node_into("Add", &[&scaled, &low], &[], &[OUTPUT_SCORE]);
         cx.g.output(OUTPUT_SCORE, dtype::FLOAT, &[Dim::Named("batch"), Dim::Fixed(1)]);
     }
+    Ok(cx.g)
+}
+
+
+/// `probs` = softmax(`label_logits`), and both graph outputs [batch, labels].
+fn class_outputs(g: &mut Graph, labels: usize) {
+    g.node_into("Softmax", &[OUTPUT_LOGITS], &[("axis", Attr::Int(-1))], &[OUTPUT_PROBS]);
+    let n = labels as i64;
+    g.output(OUTPUT_PROBS, dtype::FLOAT, &[Dim::Named("batch"), Dim::Fixed(n)]);
+    g.output(OUTPUT_LOGITS, dtype::FLOAT, &[Dim::Named("batch"), Dim::Fixed(n)]);
+}
+
+/// Builds the graph of a sentence-embedding model: every layer over the whole sequence,
+/// the mean of the last hidden states over the real tokens, L2-normalised, and the linear
+/// classifier `head` on it. Inputs of [`stem`]; outputs as [`build`]'s. Mirrors
+/// src/train/embed.rs (`embed_batch`, `LinearHead::logits`).
+pub fn build_embedding(model: &MaskedLm, head: &LinearHead, g: Graph) -> Result<Graph> {
+    let c = &model.config;
+    let Stem { mut cx, mask_f, mut x, bias, shapes, .. } = stem(model, g)?;
+    for l in 0..c.num_hidden_layers {
+        x = cx.layer(&x, &bias, l, &shapes, None)?;
+    }
+    // ---- masked mean over the sequence [B, H]
+    let axis2 = cx.g.const_i64("axis2", &[2], &[1]);
+    let m3 = cx.g.node("Unsqueeze", &[&mask_f, &axis2], &[], "mask3");
+    let masked = cx.g.node("Mul", &[&x, &m3], &[], "masked");
+    let axis1 = cx.g.const_i64("axis1", &[1], &[1]);
+    let summed = cx.g.node("ReduceSum", &[&masked, &axis1], &[("keepdims", Attr::Int(0))], "pool_sum");
+    let count = cx.g.node("ReduceSum", &[&m3, &axis1], &[("keepdims", Attr::Int(0))], "pool_count");
+    let tiny = cx.g.const_f32("count_min", &[1e-9], &[]);
+    let count = cx.g.node("Max", &[&count, &tiny], &[], "pool_count");
+    let mean = cx.g.node("Div", &[&summed, &count], &[], "pool_mean");
+    // ---- L2 normalisation
+    let norm = cx.g.node("ReduceL2", &[&mean], &[("axes", Attr::Ints(vec![1])), ("keepdims", Attr::Int(1))], "norm");
+    let eps = cx.g.const_f32("norm_min", &[1e-12], &[]);
+    let norm = cx.g.node("Max", &[&norm, &eps], &[], "norm");
+    let e = cx.g.node("Div", &[&mean, &norm], &[], "embedding");
+    // ---- classifier: e W^T + b
+    let (k, d) = (head.weight.len() as i64, head.features() as i64);
+    let w: Vec<f32> = head.weight.iter().flatten().copied().collect();
+    let w = Tensor::from_slice(&w).f_reshape([k, d])?.f_tr()?.f_contiguous()?;
+    let w = cx.g.weight("classifier.weight_t", &w)?;
+    let b = cx.g.weight("classifier.bias", &Tensor::from_slice(&head.bias))?;
+    let logits = cx.g.node("MatMul", &[&e, &w], &[], "classifier");
+    cx.g.node_into("Add", &[&logits, &b], &[], &[OUTPUT_LOGITS]);
+    class_outputs(&mut cx.g, head.weight.len());
     Ok(cx.g)
 }

@@ -19,8 +19,9 @@ pub const OUTPUT_LOGITS: &str = "label_logits";
 pub const OUTPUT_SCORE: &str = "score";
 pub const EXPORT_FORMAT: &str = "lmbff-export";
 /// Readers accept this version and older ones; fields are only ever added. Version 2
-/// added `demonstrations`; an export without them is still written as version 1.
-pub const EXPORT_FORMAT_VERSION: u32 = 2;
+/// added `demonstrations`, version 3 the method "sentence-embedding"; an export is written
+/// with the lowest version that describes it (a prompt export without demonstrations: 1).
+pub const EXPORT_FORMAT_VERSION: u32 = 3;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExportManifest {
@@ -34,7 +35,10 @@ pub struct ExportManifest {
     /// pole), as LM-BFF maps STS-B's 0-5 range; the graph outputs it as `score`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub regression: Option<RegressionRange>,
-    /// "prompt": label words' logits at the template's mask (LM-BFF).
+    /// "prompt": label words' logits at the template's mask (LM-BFF). "sentence-embedding":
+    /// a linear classifier (inside the graph) on the mean of the last hidden states over
+    /// the real tokens, L2-normalised; `template` is then the plain reading
+    /// (`[CLS] text [SEP]`) and the label words are unused.
     pub method: String,
     /// Class names, in the order of the model's outputs.
     pub labels: Vec<String>,
@@ -211,6 +215,11 @@ impl TemplateSpec {
 
     pub fn template(&self) -> Result<Template> {
         Template::from_parts(&self.source, self.parts.iter().map(PartSpec::to_part).collect())
+    }
+
+    /// The plain reading of a sentence-embedding export (no mask).
+    pub fn plain_template(&self) -> Result<Template> {
+        Template::plain_from_parts(self.parts.iter().map(PartSpec::to_part).collect())
     }
 }
 

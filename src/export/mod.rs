@@ -25,7 +25,7 @@ mod proto;
 #[cfg(feature = "train")]
 mod write;
 #[cfg(feature = "train")]
-pub use write::{export, export_checkpoint, ExportOptions};
+pub use write::{export, export_checkpoint, export_embedding, ExportOptions};
 
 /// Opset of the graphs written (LayerNormalization is a standard op from 17).
 pub const OPSET: i64 = 17;

@@ -6,7 +6,7 @@ use super::encoder;
 use super::graph::Graph;
 use super::manifest::*;
 use super::{IR_VERSION, OPSET};
-use crate::checkpoint::{fnv1a, write_dir_atomic, FNV_OFFSET};
+use crate::checkpoint::{fnv1a, write_dir_atomic, LinearHead, FNV_OFFSET, METHOD_EMBEDDING, METHOD_PROMPT};
 use crate::model::{Arch, MaskedLm};
 use crate::prompt::{Example, Prompt};
 use crate::tokenize::Tokenizer;
@@ -43,11 +43,6 @@ pub fn export(
     out: &Path,
     opts: &ExportOptions,
 ) -> Result<ExportManifest> {
-    if let Some(name) = &opts.triton {
-        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
-            return Err(Error::InvalidArgument(format!("Triton model name {name:?}: use letters, digits, '_' and '-'")));
-        }
-    }
     if let Some(r) = opts.regression {
         if prompt.verbalizer.num_labels() != 2 || !(r.low.is_finite() && r.high.is_finite() && r.low < r.high) {
             return Err(Error::InvalidArgument(format!(
@@ -59,8 +54,65 @@ pub fn export(
         }
     }
     prompt.check_demo_sets(tok, demo_sets)?;
-    let special = tok.special();
+    let mut manifest = manifest_for(model, tok, prompt, METHOD_PROMPT, notes, opts)?;
+    manifest.demonstrations = (!demo_sets.is_empty()).then(|| Demonstrations { sets: demo_sets.to_vec() });
+    manifest.format_version = if demo_sets.is_empty() { 1 } else { 2 };
     let label_ids = prompt.verbalizer.token_ids().to_vec();
+    let mask = tok.special().mask;
+    write_export(model, manifest, out, opts, |g| encoder::build(model, &label_ids, mask, opts.regression, g))
+}
+
+/// Exports a sentence-embedding model (encoder and the linear classifier `head` over its
+/// mean-pooled, normalised embeddings) to `out`. Inputs are rendered with `prompt`'s
+/// plain reading (`[CLS] text [SEP]`, pairs `[CLS] a [SEP] b [SEP]`) and its truncation.
+pub fn export_embedding(
+    model: &MaskedLm,
+    tok: &Tokenizer,
+    prompt: &Prompt,
+    head: &LinearHead,
+    notes: serde_json::Map<String, serde_json::Value>,
+    out: &Path,
+    opts: &ExportOptions,
+) -> Result<ExportManifest> {
+    if opts.regression.is_some() {
+        return Err(Error::InvalidArgument("regression exports need a prompt model; this one uses the sentence-embedding method".into()));
+    }
+    head.check(prompt.verbalizer.num_labels()).map_err(Error::InvalidArgument)?;
+    if head.features() as i64 != model.config.hidden_size {
+        return Err(Error::InvalidArgument(format!(
+            "the classifier reads {} features; the model's embeddings have {}",
+            head.features(),
+            model.config.hidden_size
+        )));
+    }
+    let mut manifest = manifest_for(model, tok, &prompt.plain(), METHOD_EMBEDDING, notes, opts)?;
+    manifest.format_version = 3;
+    write_export(model, manifest, out, opts, |g| encoder::build_embedding(model, head, g))
+}
+
+/// The manifest of an export of `model` whose inputs `prompt` renders (everything but
+/// the demonstrations and the model's version, which is the graph's hash).
+fn manifest_for(
+    model: &MaskedLm,
+    tok: &Tokenizer,
+    prompt: &Prompt,
+    method: &str,
+    notes: serde_json::Map<String, serde_json::Value>,
+    opts: &ExportOptions,
+) -> Result<ExportManifest> {
+    if let Some(name) = &opts.triton {
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+            return Err(Error::InvalidArgument(format!("Triton model name {name:?}: use letters, digits, '_' and '-'")));
+        }
+    }
+    let c = &model.config;
+    if prompt.truncation.max_len as i64 > c.max_input_len() {
+        return Err(Error::InvalidArgument(format!(
+            "max_len {} is longer than the model's {} positions",
+            prompt.truncation.max_len,
+            c.max_input_len()
+        )));
+    }
     let params: i64 = model.vs.variables().values().map(|t| t.numel() as i64).sum();
     let bytes_per = match opts.weights {
         WeightType::Fp32 => 4,
@@ -77,19 +129,18 @@ pub fn export(
     if model.arch == Arch::Bert {
         inputs.push("token_type_ids".into());
     }
-    let c = &model.config;
-    let mut manifest = ExportManifest {
+    Ok(ExportManifest {
         format: EXPORT_FORMAT.into(),
-        format_version: if demo_sets.is_empty() { 1 } else { 2 },
+        format_version: 1,
         lmbff_version: crate::VERSION.into(),
         task: if opts.regression.is_some() { "regression" } else { "classification" }.into(),
         regression: opts.regression,
-        method: "prompt".into(),
+        method: method.into(),
         labels: prompt.verbalizer.labels().to_vec(),
         label_words: prompt.verbalizer.words().to_vec(),
-        label_word_ids: label_ids.clone(),
+        label_word_ids: prompt.verbalizer.token_ids().to_vec(),
         template: TemplateSpec::of(&prompt.template)?,
-        demonstrations: (!demo_sets.is_empty()).then(|| Demonstrations { sets: demo_sets.to_vec() }),
+        demonstrations: None,
         tokenizer: TokenizerSpec::of(tok, "tokenizer.json"),
         truncation: prompt.truncation,
         model: ModelSpec {
@@ -107,19 +158,30 @@ pub fn export(
             version: String::new(),
         },
         notes,
-    };
-    if prompt.truncation.max_len as i64 > c.max_input_len() {
-        return Err(Error::InvalidArgument(format!(
-            "max_len {} is longer than the model's {} positions",
-            prompt.truncation.max_len,
-            c.max_input_len()
-        )));
-    }
+    })
+}
+
+/// Writes the export directory: the graph `build` makes, its hash as the model version,
+/// the tokenizer, the manifest and the Triton repository when asked for.
+fn write_export(
+    model: &MaskedLm,
+    mut manifest: ExportManifest,
+    out: &Path,
+    opts: &ExportOptions,
+    build: impl FnOnce(Graph) -> Result<Graph>,
+) -> Result<ExportManifest> {
+    let external = manifest.model.external_data.is_some();
     let tokenizer_src = model.source_dir().join("tokenizer.json");
     write_dir_atomic(out, |dir| {
-        let graph = encoder::build(model, &label_ids, special.mask, opts.regression, Graph::new(opts.weights))?;
+        let graph = build(Graph::new(opts.weights))?;
         let onnx = dir.join("model.onnx");
-        let doc = format!("lmbff {} export: {} prompt model, labels {:?}", crate::VERSION, arch, manifest.labels);
+        let doc = format!(
+            "lmbff {} export: {} {} model, labels {:?}",
+            crate::VERSION,
+            manifest.model.architecture,
+            manifest.method,
+            manifest.labels
+        );
         let meta = [("lmbff_manifest", EXPORT_MANIFEST.to_string()), ("lmbff_version", crate::VERSION.to_string())];
         graph.write(&onnx, OPSET, IR_VERSION, &doc, &meta, external)?;
         let mut h = FNV_OFFSET;
@@ -138,12 +200,17 @@ pub fn export(
 }
 
 /// Exports the trained checkpoint in `dir` (an HF model directory with its lmbff.json)
-/// with the prompt it was trained with; its manifest notes go into the export's.
+/// with the prompt it was trained with, by its method; its manifest notes go into the
+/// export's.
 pub fn export_checkpoint(dir: &Path, out: &Path, opts: &ExportOptions) -> Result<ExportManifest> {
     let m = crate::checkpoint::Manifest::read(dir)?;
     let tok = Tokenizer::from_dir(dir)?;
     let prompt = m.prompt(&tok, dir)?;
     let model = MaskedLm::load(dir, tch::Device::Cpu)?;
+    if m.method == METHOD_EMBEDDING {
+        let head = m.embedding_classifier(dir)?;
+        return export_embedding(&model, &tok, &prompt, head, m.notes.clone(), out, opts);
+    }
     export(&model, &tok, &prompt, m.demonstrations.as_deref().unwrap_or_default(), m.notes, out, opts)
 }
 

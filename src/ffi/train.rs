@@ -17,6 +17,12 @@ pub const LMBFF_DEVICE_AUTO: i32 = 0;
 pub const LMBFF_DEVICE_CPU: i32 = 1;
 pub const LMBFF_DEVICE_CUDA: i32 = 2;
 
+/// Which method trains (lmbff_train_params.method; other values are
+/// LMBFF_ERR_INVALID_ARGUMENT).
+pub const LMBFF_METHOD_AUTO: i32 = 0;
+pub const LMBFF_METHOD_PROMPT: i32 = 1;
+pub const LMBFF_METHOD_SENTENCE_EMBEDDING: i32 = 2;
+
 /// Stages reported to the progress callback.
 pub const LMBFF_STAGE_ADAPT: i32 = 0;
 pub const LMBFF_STAGE_TRAIN: i32 = 1;
@@ -63,6 +69,15 @@ pub struct lmbff_train_params {
     /// Fixed demonstration sets a version predicts with, label logits averaged (default
     /// 1; the paper uses 16). Each set costs one forward pass per input.
     pub demo_sets: u32,
+    /// LMBFF_METHOD_AUTO (default), LMBFF_METHOD_PROMPT or LMBFF_METHOD_SENTENCE_EMBEDDING.
+    /// Auto takes the prompt method when demonstrations are on, the sentence-embedding
+    /// method when the model has no masked-LM head (and adaptation_steps is 0), and
+    /// otherwise the prompt method only if the prompt's zero-shot accuracy on the
+    /// registered examples beats chance (one-sided binomial test, p < 0.05). The
+    /// sentence-embedding method runs SetFit's schedule (20 rounds of pairs, 16 pairs a
+    /// step) at `learning_rate`; `steps` and `batch_size` are the prompt method's. The
+    /// version's notes (exported in lmbff-export.json) say which method ran and why.
+    pub method: i32,
 }
 
 /// Default training settings.
@@ -80,6 +95,7 @@ pub extern "C" fn lmbff_train_default_params() -> lmbff_train_params {
         warm_start: std::ptr::null(),
         demonstrations: false,
         demo_sets: 1,
+        method: LMBFF_METHOD_AUTO,
     }
 }
 
@@ -117,6 +133,19 @@ unsafe fn run_params(p: *const lmbff_train_params) -> Result<crate::task::RunPar
     if p.demonstrations && p.demo_sets == 0 {
         return Err(Error::InvalidArgument("params.demo_sets is 0: demonstrations need at least one set".into()));
     }
+    let method = match p.method {
+        LMBFF_METHOD_AUTO => crate::task::TrainMethod::Auto,
+        LMBFF_METHOD_PROMPT => crate::task::TrainMethod::Prompt,
+        LMBFF_METHOD_SENTENCE_EMBEDDING => crate::task::TrainMethod::SentenceEmbedding,
+        other => {
+            return Err(Error::InvalidArgument(format!(
+                "params.method is {other}: use LMBFF_METHOD_AUTO, _PROMPT or _SENTENCE_EMBEDDING"
+            )))
+        }
+    };
+    if p.demonstrations && p.method == LMBFF_METHOD_SENTENCE_EMBEDDING {
+        return Err(Error::InvalidArgument("params.demonstrations need the prompt method, not LMBFF_METHOD_SENTENCE_EMBEDDING".into()));
+    }
     let warm_start = if p.warm_start.is_null() { None } else { Some(str_arg(p.warm_start, "params.warm_start")?.to_string()) };
     Ok(crate::task::RunParams {
         steps: p.steps as usize,
@@ -128,6 +157,7 @@ unsafe fn run_params(p: *const lmbff_train_params) -> Result<crate::task::RunPar
         warm_start,
         demonstrations: p.demonstrations,
         demo_sets: p.demo_sets as usize,
+        method,
     })
 }
 

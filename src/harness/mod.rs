@@ -19,7 +19,7 @@ use crate::metrics::accuracy;
 use crate::model::{parse_device, MaskedLm};
 use crate::prompt::{Example, Prompt, Template, Truncation};
 use crate::tokenize::Tokenizer;
-use crate::train::{self, EmbedParams, Head, LogisticHead, Method, ProgressFn, TrainParams};
+use crate::train::{self, EmbedParams, Head, Method, ProgressFn, TrainParams};
 use crate::{Error, Result};
 
 /// A method the harness compares.
@@ -223,18 +223,9 @@ pub fn run_one(
                     seed,
                     ..EmbedParams::default()
                 };
-                train::contrastive_finetune(&model, &tok, &prompt, &train_ex, &p, progress)?;
-                let features =
-                    |ex: &[Example]| train::embed_examples(&model, &tok, &prompt, ex, 32);
-                let labels: Vec<usize> = train_ex
-                    .iter()
-                    .map(|e| e.label.expect("read() labels every example"))
-                    .collect();
-                let head =
-                    LogisticHead::fit(&features(&train_ex)?, &labels, spec.labels.len(), p.head_c)?;
+                let (head, _) = train::train_embedding(&model, &tok, &prompt, &train_ex, &p, progress)?;
                 let score = |ex: &[Example]| -> Result<f64> {
-                    let logits: Vec<Vec<f32>> =
-                        features(ex)?.iter().map(|f| head.logits(f)).collect();
+                    let logits = train::embedding_logits(&model, &tok, &prompt, &head, ex, 32)?;
                     Ok(accuracy(
                         &logits,
                         &ex.iter()

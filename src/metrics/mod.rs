@@ -52,6 +52,32 @@ pub fn softmax_rows(logits: &[Vec<f32>]) -> Vec<Vec<f32>> {
         .collect()
 }
 
+/// P(X >= k) for X ~ Binomial(n, p): the one-sided p-value of k successes in n trials
+/// against a success rate of `p` (exact sum, in logs for stability).
+pub fn binomial_upper_tail(n: usize, k: usize, p: f64) -> f64 {
+    if k == 0 {
+        return 1.0;
+    }
+    if k > n || p <= 0.0 {
+        return 0.0;
+    }
+    if p >= 1.0 {
+        return 1.0;
+    }
+    // ln C(n, i), built up from ln C(n, 0) = 0.
+    let mut ln_c = 0.0f64;
+    let mut total = 0.0f64;
+    for i in 0..=n {
+        if i > 0 {
+            ln_c += ((n - i + 1) as f64).ln() - (i as f64).ln();
+        }
+        if i >= k {
+            total += (ln_c + i as f64 * p.ln() + (n - i) as f64 * (1.0 - p).ln()).exp();
+        }
+    }
+    total.min(1.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -69,5 +95,18 @@ mod tests {
         let m = mean_rows(&[vec![vec![1.0, 2.0]], vec![vec![3.0, -2.0]]]);
         assert_eq!(m, vec![vec![2.0, 0.0]]);
         assert!(mean_rows(&[]).is_empty());
+    }
+
+    #[test]
+    fn binomial_tail_matches_hand_sums() {
+        // P(X >= 2), X ~ Bin(3, 0.5) = (3 + 1) / 8.
+        assert!((binomial_upper_tail(3, 2, 0.5) - 0.5).abs() < 1e-12);
+        // P(X >= 3), X ~ Bin(3, 1/3) = 1/27.
+        assert!((binomial_upper_tail(3, 3, 1.0 / 3.0) - 1.0 / 27.0).abs() < 1e-12);
+        assert_eq!(binomial_upper_tail(10, 0, 0.3), 1.0);
+        assert_eq!(binomial_upper_tail(10, 11, 0.3), 0.0);
+        // 22 of 32 at chance 1/2: p = 0.025 (significant); 20 of 32: p = 0.108.
+        assert!((binomial_upper_tail(32, 22, 0.5) - 0.025051).abs() < 1e-5);
+        assert!((binomial_upper_tail(32, 20, 0.5) - 0.107664).abs() < 1e-5);
     }
 }

@@ -86,6 +86,17 @@ impl Template {
         Ok(t)
     }
 
+    /// The plain reading from an export manifest's parts, which must be exactly those of
+    /// [`Template::plain`] for their sentence count.
+    pub fn plain_from_parts(parts: Vec<Part>) -> Result<Self> {
+        let sentences = parts.iter().filter(|p| matches!(p, Part::Sentence { .. })).count();
+        let t = Template::plain(sentences);
+        if sentences == 0 || t.parts != parts {
+            return Err(err(&t.source, 0, "a sentence-embedding model reads `[CLS] text [SEP]` (pairs: `[CLS] a [SEP] b [SEP]`); the manifest has other parts"));
+        }
+        Ok(t)
+    }
+
     pub fn source(&self) -> &str {
         &self.source
     }

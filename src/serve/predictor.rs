@@ -15,6 +15,7 @@ use ort::session::Session;
 use ort::value::TensorRef;
 use parking_lot::Mutex;
 
+use crate::checkpoint::{METHOD_EMBEDDING, METHOD_PROMPT};
 use crate::export::{ExportManifest, OUTPUT_LOGITS, OUTPUT_PROBS};
 use crate::metrics::{mean_rows, softmax_rows};
 use crate::prompt::{Encoded, Example, Prompt, Verbalizer};
@@ -95,7 +96,8 @@ impl Predictor {
         }
         let manifest = ExportManifest::read(dir)?;
         let known_task = manifest.task == "classification" || (manifest.task == "regression" && manifest.regression.is_some());
-        if !known_task || manifest.method != "prompt" {
+        let embedding = manifest.method == METHOD_EMBEDDING && manifest.task == "classification" && manifest.demonstrations.is_none();
+        if !known_task || !(manifest.method == METHOD_PROMPT || embedding) {
             return Err(Error::InvalidArgument(format!(
                 "{}: task {:?} with method {:?} is not served by this lmbff ({})",
                 dir.display(),
@@ -115,7 +117,8 @@ impl Predictor {
         if verbalizer.token_ids() != manifest.label_word_ids.as_slice() {
             return Err(mismatch(dir, "the label words encode to other ids than the manifest's"));
         }
-        let prompt = Prompt::new(manifest.template.template()?, verbalizer, manifest.truncation)?;
+        let template = if embedding { manifest.template.plain_template()? } else { manifest.template.template()? };
+        let prompt = Prompt::new(template, verbalizer, manifest.truncation)?;
         if let Some(d) = &manifest.demonstrations {
             prompt.check_demo_sets(&tok, &d.sets).map_err(|e| mismatch(dir, &e.to_string()))?;
         }

@@ -6,12 +6,12 @@
 use std::path::{Path, PathBuf};
 
 use super::Task;
-use crate::checkpoint::{write_dir_atomic, Manifest};
+use crate::checkpoint::{write_dir_atomic, Manifest, METHOD_EMBEDDING, METHOD_PROMPT};
 use crate::export::{export_checkpoint, ExportOptions};
 use crate::model::{parse_device, MaskedLm};
-use crate::prompt::Example;
+use crate::prompt::{Example, Prompt};
 use crate::tokenize::Tokenizer;
-use crate::train::{self, AdaptParams, Method, ProgressFn, TrainParams};
+use crate::train::{self, AdaptParams, EmbedParams, Head, Method, ProgressFn, TrainParams};
 use crate::{Error, Result};
 
 /// Settings of one training run.
@@ -32,12 +32,85 @@ pub struct RunParams {
     /// Fixed demonstration sets the model predicts with (logits averaged); each costs
     /// one forward pass per input.
     pub demo_sets: usize,
+    /// Which method trains the model; `Auto` decides by [`choose_method`].
+    pub method: TrainMethod,
 }
 
 impl Default for RunParams {
     fn default() -> Self {
-        RunParams { steps: 300, batch_size: 8, lr: 2e-5, seed: 42, device: "auto".into(), adaptation_steps: 0, warm_start: None, demonstrations: false, demo_sets: 1 }
+        RunParams {
+            steps: 300,
+            batch_size: 8,
+            lr: 2e-5,
+            seed: 42,
+            device: "auto".into(),
+            adaptation_steps: 0,
+            warm_start: None,
+            demonstrations: false,
+            demo_sets: 1,
+            method: TrainMethod::Auto,
+        }
     }
+}
+
+/// The training methods of a task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrainMethod {
+    /// Decide from the model and the examples ([`choose_method`]).
+    Auto,
+    /// LM-BFF prompt-based fine-tuning (label words at the template's mask).
+    Prompt,
+    /// SetFit-style: contrastive fine-tuning of mean-pooled sentence embeddings, then a
+    /// logistic-regression classifier on them (src/train/embed.rs).
+    SentenceEmbedding,
+}
+
+impl TrainMethod {
+    pub fn name(self) -> &'static str {
+        match self {
+            TrainMethod::Auto => "auto",
+            TrainMethod::Prompt => METHOD_PROMPT,
+            TrainMethod::SentenceEmbedding => METHOD_EMBEDDING,
+        }
+    }
+}
+
+/// Significance level of the zero-shot test of [`choose_method`].
+pub const ZERO_SHOT_ALPHA: f64 = 0.05;
+
+/// The automatic choice of method, never by model name:
+/// 1. demonstrations asked for: the prompt method (they are part of it);
+/// 2. the checkpoint has no masked-LM head (a new one would be initialised) and no
+///    adaptation runs: the sentence-embedding method;
+/// 3. otherwise the prompt's zero-shot predictions on the registered examples: if their
+///    accuracy beats chance (1 / labels) by a one-sided binomial test at
+///    [`ZERO_SHOT_ALPHA`], the head reads the template and the prompt method is chosen;
+///    if not, the sentence-embedding method.
+///
+/// Returns the method and the reason, in words (logged and kept in the version's notes).
+pub fn choose_method(model: &MaskedLm, tok: &Tokenizer, prompt: &Prompt, examples: &[Example], p: &RunParams) -> Result<(TrainMethod, String)> {
+    if p.method != TrainMethod::Auto {
+        return Ok((p.method, "asked for".into()));
+    }
+    if p.demonstrations {
+        return Ok((TrainMethod::Prompt, "demonstrations were asked for, and they belong to the prompt method".into()));
+    }
+    if model.load_report().head_initialised && p.adaptation_steps == 0 {
+        return Ok((TrainMethod::SentenceEmbedding, "the checkpoint has no masked-LM head".into()));
+    }
+    let head = Head::for_prompt(model, prompt)?;
+    let logits = train::predict_examples(model, tok, prompt, Method::Prompt, &head, examples, &[], 32)?;
+    let gold: Vec<usize> = examples.iter().map(|e| e.label.unwrap_or(usize::MAX)).collect();
+    let n = examples.len();
+    let right = logits.iter().zip(&gold).filter(|(l, &g)| crate::metrics::argmax(l) == g).count();
+    let chance = 1.0 / prompt.verbalizer.num_labels() as f64;
+    let p_value = crate::metrics::binomial_upper_tail(n, right, chance);
+    let facts = format!("zero-shot {right}/{n} right on the examples (chance {:.0}%, one-sided binomial p = {p_value:.3})", 100.0 * chance);
+    Ok(if p_value < ZERO_SHOT_ALPHA {
+        (TrainMethod::Prompt, format!("{facts}: the masked-LM head reads the prompt"))
+    } else {
+        (TrainMethod::SentenceEmbedding, format!("{facts}: no better than chance for the prompt"))
+    })
 }
 
 fn models_dir(task_dir: &Path) -> PathBuf {
@@ -112,36 +185,56 @@ pub fn train(task: &Task, p: &RunParams, progress: ProgressFn) -> Result<String>
     let device = parse_device(&p.device)?;
     tch::manual_seed(p.seed as i64);
     let model = MaskedLm::load(&from, device)?;
-    if model.load_report().head_initialised {
-        crate::log::log(crate::log::Level::Warn, || {
-            format!("{} has no masked-LM head: a new one was initialised; adapt it (adaptation_steps) before relying on prompts", from.display())
-        });
-    }
     let tok = Tokenizer::from_dir(&from)?;
     if p.adaptation_steps > 0 {
         let texts: Vec<String> = task.items().flat_map(|i| std::iter::once(i.text_a.clone()).chain(i.text_b.clone())).collect();
         let ap = AdaptParams { steps: p.adaptation_steps, seed: p.seed, ..AdaptParams::default() };
         train::adapt(&model, &tok, &texts, &ap, None, &mut *progress)?;
     }
-    let tp = TrainParams {
-        steps: p.steps,
-        batch_size: p.batch_size,
-        lr: p.lr,
-        seed: p.seed,
-        eval_every: 0,
-        demonstrations: p.demonstrations,
-        demo_sets: p.demo_sets,
-        ..TrainParams::default()
+    let (method, reason) = choose_method(&model, &tok, &prompt, &examples, p)?;
+    if method == TrainMethod::SentenceEmbedding && p.demonstrations {
+        return Err(Error::InvalidArgument("demonstrations need the prompt method, not the sentence-embedding method".into()));
+    }
+    crate::log::log(crate::log::Level::Info, || format!("method {}: {reason}", method.name()));
+    if method == TrainMethod::Prompt && model.load_report().head_initialised && p.adaptation_steps == 0 {
+        crate::log::log(crate::log::Level::Warn, || {
+            format!("{} has no masked-LM head: a new one was initialised; adapt it (adaptation_steps) before relying on prompts", from.display())
+        });
+    }
+    let mut notes = serde_json::json!({"method": method.name(), "method_reason": reason, "seed": p.seed,
+                                       "examples_per_label": counts, "adaptation_steps": p.adaptation_steps,
+                                       "warm_start": p.warm_start, "source_model": from});
+    let manifest = if method == TrainMethod::SentenceEmbedding {
+        let ep = EmbedParams { lr: p.lr, seed: p.seed, ..EmbedParams::default() };
+        let (head, report) = train::train_embedding(&model, &tok, &prompt, &examples, &ep, progress)?;
+        crate::log::log(crate::log::Level::Info, || format!("trained {} contrastive steps ({} pairs) on {:?} examples per label", report.steps, report.pairs, counts));
+        notes["steps"] = report.steps.into();
+        notes["pairs"] = report.pairs.into();
+        notes["lr"] = ep.lr.into();
+        Manifest::for_embedding(&prompt, head, notes)
+    } else {
+        let tp = TrainParams {
+            steps: p.steps,
+            batch_size: p.batch_size,
+            lr: p.lr,
+            seed: p.seed,
+            eval_every: 0,
+            demonstrations: p.demonstrations,
+            demo_sets: p.demo_sets,
+            ..TrainParams::default()
+        };
+        let (report, _) = train::finetune(&model, &tok, &prompt, Method::Prompt, &examples, &[], &tp, progress)?;
+        crate::log::log(crate::log::Level::Info, || format!("trained {} steps on {:?} examples per label", report.steps, counts));
+        notes["steps"] = report.steps.into();
+        notes["lr"] = report.lr.into();
+        notes["demonstrations"] = p.demonstrations.into();
+        Manifest::for_prompt(&prompt, &report.demo_sets, notes)
     };
-    let (report, _) = train::finetune(&model, &tok, &prompt, Method::Prompt, &examples, &[], &tp, progress)?;
-    crate::log::log(crate::log::Level::Info, || format!("trained {} steps on {:?} examples per label", report.steps, counts));
     let existing = versions(&task_dir)?;
     let n = existing.last().map(|v| v[1..].parse::<u64>().unwrap_or(0)).unwrap_or(0) + 1;
     let version = format!("v{n}");
-    let notes = serde_json::json!({"model_version": version, "steps": report.steps, "lr": report.lr, "seed": report.seed,
-                                   "examples_per_label": counts, "adaptation_steps": p.adaptation_steps,
-                                   "demonstrations": p.demonstrations, "warm_start": p.warm_start, "source_model": from});
-    let manifest = Manifest::for_prompt(&prompt, &report.demo_sets, notes);
+    let mut manifest = manifest;
+    manifest.notes.insert("model_version".into(), version.clone().into());
     write_dir_atomic(&models_dir(&task_dir).join(&version), |d| {
         model.save_pretrained(d)?;
         manifest.write_into(d)

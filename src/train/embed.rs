@@ -15,6 +15,7 @@ use tch::{Kind, Tensor};
 use super::finetune::encode_all;
 use super::optim::Optimiser;
 use super::{Method, Progress, ProgressFn, Stage};
+use crate::checkpoint::LinearHead;
 use crate::model::{Batch, MaskedLm};
 use crate::prompt::{Encoded, Example, Prompt};
 use crate::tokenize::Tokenizer;
@@ -208,77 +209,91 @@ pub fn contrastive_finetune(
     Ok(report)
 }
 
+/// Trains the sentence-embedding method on `train`: contrastive fine-tuning of `model`
+/// in place, then the logistic-regression classifier on the training embeddings.
+pub fn train_embedding(
+    model: &MaskedLm,
+    tok: &Tokenizer,
+    prompt: &Prompt,
+    train: &[Example],
+    p: &EmbedParams,
+    progress: ProgressFn,
+) -> Result<(LinearHead, EmbedReport)> {
+    let report = contrastive_finetune(model, tok, prompt, train, p, progress)?;
+    let labels: Vec<usize> = train.iter().map(|e| e.label.unwrap_or(usize::MAX)).collect();
+    let features = embed_examples(model, tok, prompt, train, 32)?;
+    let head = fit_logistic(&features, &labels, prompt.verbalizer.num_labels(), p.head_c)?;
+    Ok((head, report))
+}
+
+/// Class logits of `examples` under a sentence-embedding model (its encoder and head).
+pub fn embedding_logits(
+    model: &MaskedLm,
+    tok: &Tokenizer,
+    prompt: &Prompt,
+    head: &LinearHead,
+    examples: &[Example],
+    batch_size: usize,
+) -> Result<Vec<Vec<f32>>> {
+    Ok(embed_examples(model, tok, prompt, examples, batch_size)?
+        .iter()
+        .map(|f| head.logits(f))
+        .collect())
+}
+
 /// Multinomial logistic regression on fixed features: minimises
 /// `0.5 |W|^2 + C * sum_i cross_entropy(W x_i + b, y_i)` (scikit-learn's objective; the
 /// intercept is not penalised) by gradient descent with Nesterov momentum.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct LogisticHead {
-    /// [labels][features]
-    pub weight: Vec<Vec<f32>>,
-    pub bias: Vec<f32>,
-}
-
-impl LogisticHead {
-    pub fn fit(x: &[Vec<f32>], y: &[usize], num_labels: usize, c: f64) -> Result<Self> {
-        let d = x.first().map_or(0, Vec::len);
-        if x.is_empty()
-            || x.len() != y.len()
-            || x.iter().any(|r| r.len() != d)
-            || y.iter().any(|&l| l >= num_labels)
-            || !(c > 0.0)
-        {
-            return Err(Error::InvalidArgument(format!(
-                "logistic regression: {} rows, {} labels, C {c}",
-                x.len(),
-                y.len()
-            )));
-        }
-        let k = num_labels;
-        // Step 1/L with L bounding the Hessian: C * n * max|x~|^2 / 2 + 1 (x~ = [x, 1]).
-        let max_sq = x
+pub fn fit_logistic(x: &[Vec<f32>], y: &[usize], num_labels: usize, c: f64) -> Result<LinearHead> {
+    let d = x.first().map_or(0, Vec::len);
+    if x.is_empty()
+        || x.len() != y.len()
+        || x.iter().any(|r| r.len() != d)
+        || y.iter().any(|&l| l >= num_labels)
+        || !(c > 0.0)
+    {
+        return Err(Error::InvalidArgument(format!(
+            "logistic regression: {} rows, {} labels, C {c}",
+            x.len(),
+            y.len()
+        )));
+    }
+    let k = num_labels;
+    // Step 1/L with L bounding the Hessian: C * n * max|x~|^2 / 2 + 1 (x~ = [x, 1]).
+    let max_sq = x
+        .iter()
+        .map(|r| r.iter().map(|v| (*v as f64).powi(2)).sum::<f64>() + 1.0)
+        .fold(0.0, f64::max);
+    let lr = 1.0 / (c * x.len() as f64 * max_sq / 2.0 + 1.0);
+    let n_params = k * (d + 1);
+    let (mut theta, mut prev) = (vec![0.0f64; n_params], vec![0.0f64; n_params]);
+    for t in 1..=3000 {
+        // Nesterov look-ahead point.
+        let mom = (t as f64 - 1.0) / (t as f64 + 2.0);
+        let look: Vec<f64> = theta
             .iter()
-            .map(|r| r.iter().map(|v| (*v as f64).powi(2)).sum::<f64>() + 1.0)
-            .fold(0.0, f64::max);
-        let lr = 1.0 / (c * x.len() as f64 * max_sq / 2.0 + 1.0);
-        let n_params = k * (d + 1);
-        let (mut theta, mut prev) = (vec![0.0f64; n_params], vec![0.0f64; n_params]);
-        for t in 1..=3000 {
-            // Nesterov look-ahead point.
-            let mom = (t as f64 - 1.0) / (t as f64 + 2.0);
-            let look: Vec<f64> = theta
-                .iter()
-                .zip(&prev)
-                .map(|(a, b)| a + mom * (a - b))
-                .collect();
-            let grad = gradient(&look, x, y, k, d, c);
-            prev = std::mem::replace(
-                &mut theta,
-                look.iter().zip(&grad).map(|(p, g)| p - lr * g).collect(),
-            );
-            if grad.iter().map(|g| g * g).sum::<f64>().sqrt() < 1e-6 {
-                break;
-            }
-        }
-        let weight = (0..k)
-            .map(|j| {
-                theta[j * (d + 1)..j * (d + 1) + d]
-                    .iter()
-                    .map(|&v| v as f32)
-                    .collect()
-            })
+            .zip(&prev)
+            .map(|(a, b)| a + mom * (a - b))
             .collect();
-        let bias = (0..k).map(|j| theta[j * (d + 1) + d] as f32).collect();
-        Ok(LogisticHead { weight, bias })
+        let grad = gradient(&look, x, y, k, d, c);
+        prev = std::mem::replace(
+            &mut theta,
+            look.iter().zip(&grad).map(|(p, g)| p - lr * g).collect(),
+        );
+        if grad.iter().map(|g| g * g).sum::<f64>().sqrt() < 1e-6 {
+            break;
+        }
     }
-
-    /// Class logits of one feature row.
-    pub fn logits(&self, x: &[f32]) -> Vec<f32> {
-        self.weight
-            .iter()
-            .zip(&self.bias)
-            .map(|(w, b)| w.iter().zip(x).map(|(a, b)| a * b).sum::<f32>() + b)
-            .collect()
-    }
+    let weight = (0..k)
+        .map(|j| {
+            theta[j * (d + 1)..j * (d + 1) + d]
+                .iter()
+                .map(|&v| v as f32)
+                .collect()
+        })
+        .collect();
+    let bias = (0..k).map(|j| theta[j * (d + 1) + d] as f32).collect();
+    Ok(LinearHead { weight, bias })
 }
 
 /// Gradient of the objective at `theta` (row j: weights of class j, then its bias).
@@ -339,7 +354,7 @@ mod tests {
             vec![-0.8, -0.2],
         ];
         let y = [1, 1, 0, 0];
-        let h = LogisticHead::fit(&x, &y, 2, 1.0).unwrap();
+        let h = fit_logistic(&x, &y, 2, 1.0).unwrap();
         for (r, &l) in x.iter().zip(&y) {
             let z = h.logits(r);
             assert_eq!(usize::from(z[1] > z[0]), l);
@@ -355,6 +370,6 @@ mod tests {
             .collect();
         let g = gradient(&theta, &x, &y, 2, 2, 1.0);
         assert!(g.iter().all(|v| v.abs() < 1e-4), "{g:?}");
-        assert!(LogisticHead::fit(&x, &[0, 1, 2, 0], 2, 1.0).is_err());
+        assert!(fit_logistic(&x, &[0, 1, 2, 0], 2, 1.0).is_err());
     }
 }

@@ -9,7 +9,9 @@ mod optim;
 
 pub use adapt::{adapt, AdaptParams, AdaptReport, Resume, Trainable};
 pub use crate::metrics::{accuracy, argmax, centered_accuracy, softmax_rows};
-pub use embed::{contrastive_finetune, contrastive_pairs, embed_batch, embed_examples, EmbedParams, EmbedReport, LogisticHead};
+pub use embed::{
+    contrastive_finetune, contrastive_pairs, embed_batch, embed_examples, embedding_logits, fit_logistic, train_embedding, EmbedParams, EmbedReport,
+};
 pub use eval::{predict_examples, predict_logits};
 pub use optim::Optimiser;
 pub use finetune::{encode_all, finetune, FinetuneReport, Head, Method, TrainParams};

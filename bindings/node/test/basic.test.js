@@ -43,7 +43,7 @@ test('task, training with progress and cancellation, versions, export, predict',
   const seen = [];
   let ticks = 0;
   const timer = setInterval(() => ticks++, 5); // the event loop keeps running during training
-  const training = task.train({ steps: 6, batchSize: 4 }, { onProgress: (p) => seen.push(p), pollMs: 10 });
+  const training = task.train({ steps: 6, batchSize: 4, method: 'prompt' }, { onProgress: (p) => seen.push(p), pollMs: 10 });
   assert.throws(() => lmbff.setLogger(null), /training run is going/);
   const version = await training;
   clearInterval(timer);
@@ -52,13 +52,13 @@ test('task, training with progress and cancellation, versions, export, predict',
   assert.deepStrictEqual(seen[seen.length - 1], { step: 6, total: 6 });
 
   const abort = new AbortController();
-  const long = task.train({ steps: 100000 }, { signal: abort.signal });
+  const long = task.train({ steps: 100000, method: 'prompt' }, { signal: abort.signal });
   setTimeout(() => abort.abort(), 50);
   await assert.rejects(long, (e) => e.code === 'CANCELLED');
   assert.ok(logged.some(([level, m]) => level === lmbff.LogLevel.INFO && m === `saved model version v1 in ${path.join(work, 'task')}`), JSON.stringify(logged));
 
   // A progress callback that throws cancels the run; the promise rejects with its error.
-  const boom = task.train({ steps: 100000 }, { onProgress: () => { throw new Error('boom'); } });
+  const boom = task.train({ steps: 100000, method: 'prompt' }, { onProgress: () => { throw new Error('boom'); } });
   await assert.rejects(boom, /boom/);
 
   // Versions: a warm-started second one with demonstrations (its export predicts with
@@ -68,6 +68,18 @@ test('task, training with progress and cancellation, versions, export, predict',
   const sets = JSON.parse(fs.readFileSync(path.join(work, 'export-v2', 'lmbff-export.json'), 'utf8')).demonstrations.sets;
   assert.deepStrictEqual(sets.map((s) => s.map((d) => d.label)), [[0, 1], [0, 1]]);
   assert.deepStrictEqual(task.versions(), ['v1', 'v2']);
+  task.deleteVersion('v2');
+
+  // The sentence-embedding method: its export says so and predicts; a bad method name
+  // is refused before anything runs.
+  await assert.rejects(task.train({ method: 'magic' }), (e) => e.code === 'INVALID_ARGUMENT' && /magic/.test(e.message));
+  assert.strictEqual(await task.train({ method: 'sentence-embedding', learningRate: 1e-3 }), 'v2');
+  task.exportVersion('v2', path.join(work, 'export-se'));
+  const se = JSON.parse(fs.readFileSync(path.join(work, 'export-se', 'lmbff-export.json'), 'utf8'));
+  assert.strictEqual(se.method, 'sentence-embedding');
+  assert.strictEqual(se.notes.method_reason, 'asked for');
+  const sePreds = new lmbff.Predictor(path.join(work, 'export-se'), { threads: 1 }).predict(['A delightful film.', '']);
+  assert.ok(sePreds.every((r) => Math.abs(r.probs[0] + r.probs[1] - 1) < 1e-5));
   task.deleteVersion('v2');
   assert.deepStrictEqual(task.versions(), ['v1']);
   throwsCode(() => task.exportVersion('v2', path.join(work, 'gone')), 'INVALID_ARGUMENT');
