@@ -55,7 +55,7 @@ fn harness_runs_every_method_resumes_and_reports() {
         let o = lmbff()
             .args(["harness", "--device", "cpu", "--threads", "1", "--tasks", "SST-2,mr", "--seeds", "1,2"])
             .args(["--methods", "majority,zero-shot,plain,prompt,prompt-demos,sentence-embedding", "--steps", "120", "--lr", "3e-3", "--batch-size", "4"])
-            .args(["--eval-every", "40", "--max-len", "24", "--demo-max-len", "48", "--demo-sets", "2"])
+            .args(["--eval-every", "40", "--max-len", "24", "--demo-max-len", "48", "--demo-sets", "2", "--demo-subsample", "8", "--demo-subsample-sets", "3"])
             .arg("--model").arg(common::fixtures().join("bert")).arg("--data").arg(&data).arg("--out").arg(&out)
             .args(extra)
             .output()
@@ -74,6 +74,9 @@ fn harness_runs_every_method_resumes_and_reports() {
                 assert!((0.0..=1.0).contains(&r.test));
                 assert_eq!(r.dev.is_some(), !matches!(r.method, RunMethod::Majority | RunMethod::ZeroShot));
                 assert_eq!(r.best_step.is_some(), matches!(r.method, RunMethod::Plain | RunMethod::Prompt | RunMethod::PromptDemos));
+                // prompt-demos also scores 8 of the 12 test inputs with 3 sets against its fixed one.
+                let sub = r.subsample.as_ref().map(|x| (x.n, x.sets, (0.0..=1.0).contains(&x.one_set) && (0.0..=1.0).contains(&x.all_sets)));
+                assert_eq!(sub, (r.method == RunMethod::PromptDemos).then_some((8, 3, true)));
             }
         }
     }
@@ -85,14 +88,27 @@ fn harness_runs_every_method_resumes_and_reports() {
         serde_json::from_str(&std::fs::read_to_string(harness::result_path(&out, "SST-2", 1, RunMethod::SentenceEmbedding)).unwrap()).unwrap();
     assert!(embedding.test >= 0.75, "the sentence-embedding method learns the toy task too: {}", embedding.test);
     assert!(table.contains("| majority | 50.0 (0.0) | 50.0 (0.0) | 50.0 |"), "{table}");
-    assert_eq!(std::fs::read_to_string(out.join("report.md")).unwrap().matches("| prompt-demos |").count(), 1);
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert_eq!(report.matches("| prompt-demos |").count(), 1);
+    assert!(report.contains("one fixed demonstration set vs the average over 3 sets") && report.contains("| all |"), "{report}");
+    let all: Vec<harness::RunResult> = serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    assert_eq!(all.len(), 24);
+    // The chart of the report (matplotlib, from results.json).
+    let chart = Command::new(common::python()).arg(common::root().join("python/harness_chart.py")).arg(&out).output().unwrap();
+    assert!(chart.status.success(), "{}", String::from_utf8_lossy(&chart.stderr));
+    let png = std::fs::read(out.join("chart.png")).unwrap();
+    assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "chart.png: {} bytes", png.len());
 
     // A second invocation reuses every stored run (and trains nothing).
     let (ok, again, err) = run(&[]);
     assert!(ok && err.contains("24 of 24 runs reused"), "{err}");
     assert_eq!(again, table);
-    // An interrupted harness continues: a missing run is made again, the rest reused.
+    // An interrupted harness continues: a missing run is made again, the rest reused;
+    // out of time (--max-minutes), it starts nothing and says how to go on.
     std::fs::remove_file(harness::result_path(&out, "mr", 2, RunMethod::Plain)).unwrap();
+    let (ok, _, err) = run(&["--max-minutes", "0"]);
+    assert!(ok && err.contains("23 of 24 runs reused; 1 runs not started (--max-minutes)"), "{err}");
+    assert!(!harness::result_path(&out, "mr", 2, RunMethod::Plain).exists());
     let (ok, _, err) = run(&[]);
     assert!(ok && err.contains("23 of 24 runs reused"), "{err}");
     // Other settings in the same folder are refused, by file.

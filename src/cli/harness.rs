@@ -45,6 +45,16 @@ pub struct HarnessArgs {
     /// Score only the first N test inputs of each task.
     #[arg(long)]
     pub test_limit: Option<usize>,
+    /// prompt-demos also scores this many random test inputs with --demo-subsample-sets
+    /// demonstration sets averaged, next to the one fixed set (0: skip).
+    #[arg(long, default_value_t = 1000)]
+    pub demo_subsample: usize,
+    #[arg(long, default_value_t = 16)]
+    pub demo_subsample_sets: usize,
+    /// Start no new run after this many minutes (the run going on finishes); re-run the
+    /// same command to continue. Not a setting: chunks of one grid may differ.
+    #[arg(long)]
+    pub max_minutes: Option<f64>,
     #[arg(long, default_value = "auto")]
     pub device: String,
     /// libtorch intra-op threads.
@@ -72,15 +82,25 @@ pub fn run(a: HarnessArgs) -> Result<()> {
         demo_max_len: a.demo_max_len,
         demo_sets: a.demo_sets,
         test_limit: a.test_limit,
+        demo_subsample: a.demo_subsample,
+        demo_subsample_sets: a.demo_subsample_sets,
     };
+    let started = std::time::Instant::now();
+    let out_of_time = || a.max_minutes.is_some_and(|m| started.elapsed().as_secs_f64() > 60.0 * m);
     let total = tasks.len() * a.seeds.len() * methods.len();
     let (mut results, mut reused) = (Vec::with_capacity(total), 0);
-    for t in &tasks {
-        for &seed in &a.seeds {
+    // Seed by seed: a grid cut short has every task at the same number of seeds.
+    let mut left = 0;
+    for &seed in &a.seeds {
+        for t in &tasks {
             for &m in &methods {
                 if let Some(r) = harness::stored(&a.out, t.name, seed, m, &settings)? {
                     reused += 1;
                     results.push(r);
+                    continue;
+                }
+                if out_of_time() {
+                    left += 1;
                     continue;
                 }
                 let label = format!("{}/{total} {} s{seed} {}", results.len() + 1, t.name, m.name());
@@ -93,16 +113,23 @@ pub fn run(a: HarnessArgs) -> Result<()> {
         }
     }
     let table = harness::report(&results, &tasks, &methods, &a.seeds);
+    let sub = harness::subsample_report(&results, &tasks);
+    let status = if left > 0 { format!(" {left} runs not started (--max-minutes): run the same command again to continue.") } else { String::new() };
     let text = format!(
-        "# Harness report\n\nData: {} ({} seeds: {:?}). {total} runs ({reused} reused from earlier). Settings: {}\n\n{table}",
+        "# Harness report\n\nData: {} ({} seeds: {:?}). {total} runs ({reused} reused from earlier).{status} Settings: {}\n\n\
+         Test metric in percent, mean (std) over the seeds; `[k/n]` marks a cell with k of n seeds done.\n\n{table}\n{sub}",
         a.data.display(),
         a.seeds.len(),
         a.seeds,
         serde_json::to_string(&settings).expect("settings serialise")
     );
+    std::fs::create_dir_all(&a.out).map_err(|e| Error::io(&a.out, e))?;
     let path = a.out.join("report.md");
     std::fs::write(&path, &text).map_err(|e| Error::io(&path, e))?;
-    println!("{table}");
-    eprintln!("{reused} of {total} runs reused; report in {}", path.display());
+    // Every result of this grid in one file, for charts (scripts/harness-chart).
+    let all = a.out.join("results.json");
+    std::fs::write(&all, serde_json::to_string_pretty(&results).expect("results serialise")).map_err(|e| Error::io(&all, e))?;
+    println!("{table}\n{sub}");
+    eprintln!("{reused} of {total} runs reused;{status} report in {}", path.display());
     Ok(())
 }

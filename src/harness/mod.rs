@@ -13,11 +13,14 @@ pub use tasks::{task, Format, TaskSpec, TASKS};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::metrics::accuracy;
 use crate::model::{parse_device, MaskedLm};
-use crate::prompt::{Example, Prompt, Template, Truncation};
+use crate::prompt::{DemoPool, Example, Prompt, Template, Truncation};
 use crate::tokenize::Tokenizer;
 use crate::train::{self, EmbedParams, Head, Method, ProgressFn, TrainParams};
 use crate::{Error, Result};
@@ -91,6 +94,23 @@ pub struct Settings {
     pub demo_sets: usize,
     /// Score at most this many test inputs (the first N in file order; None: all).
     pub test_limit: Option<usize>,
+    /// prompt-demos also scores a random subsample of this many test inputs (0: none)
+    /// with `demo_subsample_sets` demonstration sets averaged (LM-BFF's 16), next to the
+    /// one fixed set on the same inputs.
+    #[serde(default)]
+    pub demo_subsample: usize,
+    #[serde(default)]
+    pub demo_subsample_sets: usize,
+}
+
+/// prompt-demos on a test subsample: one fixed demonstration set against the average
+/// over `sets` sets (LM-BFF's inference), on the same `n` inputs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SubsampleScore {
+    pub n: usize,
+    pub sets: usize,
+    pub one_set: f64,
+    pub all_sets: f64,
 }
 
 /// The outcome of one (task, seed, method) run.
@@ -107,7 +127,23 @@ pub struct RunResult {
     pub best_step: Option<usize>,
     pub n_test: usize,
     pub seconds: f64,
+    /// prompt-demos: the subsample comparison of one set and many (see [`Settings`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subsample: Option<SubsampleScore>,
     pub settings: Settings,
+}
+
+/// `n` indices of `0..len` drawn without replacement by a fixed generator (the same
+/// inputs for every seed and method), in increasing order; all of them if `n >= len`.
+pub fn subsample(len: usize, n: usize) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..len).collect();
+    if n < len {
+        let mut rng = ChaCha8Rng::seed_from_u64(0x7375_6273); // "subs"
+        idx.shuffle(&mut rng);
+        idx.truncate(n);
+        idx.sort_unstable();
+    }
+    idx
 }
 
 /// Where one run's result lives under the harness folder.
@@ -185,6 +221,7 @@ pub fn run_one(
         .iter()
         .map(|e| e.label.expect("read() labels every example"))
         .collect();
+    let mut subsample_score = None;
     let (test, dev, best_step) = match method {
         RunMethod::Majority => {
             let k = spec.labels.len();
@@ -288,6 +325,25 @@ pub fn run_one(
                     &demo_sets,
                     32,
                 )?;
+                if demos && s.demo_subsample > 0 && s.demo_subsample_sets > 0 {
+                    let idx = subsample(test_ex.len(), s.demo_subsample);
+                    let sub_ex: Vec<Example> = idx.iter().map(|&i| test_ex[i].clone()).collect();
+                    let sub_gold: Vec<usize> = idx.iter().map(|&i| gold[i]).collect();
+                    let one: Vec<Vec<f32>> = idx.iter().map(|&i| logits[i].clone()).collect();
+                    // The same generator as training's inference sets: the first of these
+                    // is the fixed set scored above.
+                    let sets = DemoPool::new(&train_ex, spec.labels.len())?
+                        .inference_sets(seed, s.demo_subsample_sets);
+                    let many = train::predict_examples(
+                        &model, &tok, &prompt, train_method, &head, &sub_ex, &sets, 32,
+                    )?;
+                    subsample_score = Some(SubsampleScore {
+                        n: idx.len(),
+                        sets: sets.len(),
+                        one_set: accuracy(&one, &sub_gold),
+                        all_sets: accuracy(&many, &sub_gold),
+                    });
+                }
                 (accuracy(&logits, &gold), dev, best_step)
             }
         }
@@ -302,6 +358,7 @@ pub fn run_one(
         best_step,
         n_test: gold.len(),
         seconds: started.elapsed().as_secs_f64(),
+        subsample: subsample_score,
         settings: s.clone(),
     };
     save(out, &r)?;
@@ -366,9 +423,55 @@ pub fn report(
     s
 }
 
+/// The subsample table of prompt-demos: per task, mean accuracy (percent) over the
+/// seeds done with one fixed demonstration set and with the average over many, on the
+/// same test inputs. Empty when no result has a subsample.
+pub fn subsample_report(results: &[RunResult], tasks: &[&TaskSpec]) -> String {
+    let subs: Vec<(&RunResult, &SubsampleScore)> =
+        results.iter().filter_map(|r| r.subsample.as_ref().map(|s| (r, s))).collect();
+    let Some((_, first)) = subs.first() else {
+        return String::new();
+    };
+    let mut s = format!(
+        "prompt-demos on a random subsample of {} test inputs per task (fewer where the test set is smaller): \
+         one fixed demonstration set vs the average over {} sets, mean (std) over the seeds.\n\n| sets |",
+        first.n, first.sets
+    );
+    for t in tasks {
+        s += &format!(" {} |", t.name);
+    }
+    s += "\n|---|";
+    s += &"---|".repeat(tasks.len());
+    s.push('\n');
+    for (name, pick) in [("1", (|x: &SubsampleScore| x.one_set) as fn(&SubsampleScore) -> f64), ("all", |x| x.all_sets)] {
+        s += &format!("| {name} |");
+        for t in tasks {
+            let v: Vec<f64> = subs.iter().filter(|(r, _)| r.task == t.name).map(|(_, x)| 100.0 * pick(x)).collect();
+            if v.is_empty() {
+                s += " - |";
+            } else {
+                let (m, sd) = mean_std(&v);
+                s += &format!(" {m:.1} ({sd:.1}) [{}] |", v.len());
+            }
+        }
+        s.push('\n');
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn subsamples_are_fixed_sorted_and_distinct() {
+        let a = subsample(2000, 1000);
+        assert_eq!(a, subsample(2000, 1000));
+        assert_eq!(a.len(), 1000);
+        assert!(a.windows(2).all(|w| w[0] < w[1]));
+        assert!(*a.last().unwrap() < 2000);
+        assert_eq!(subsample(500, 1000), (0..500).collect::<Vec<_>>());
+    }
 
     #[test]
     fn mean_and_sample_std() {

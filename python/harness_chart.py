@@ -1,0 +1,83 @@
+"""Draws the harness report's chart: test metric per task, mean over the seeds with the
+standard deviation as error bars, one bar per method, from <out>/results.json (written by
+`lmbff harness --out <out>`). Writes <out>/chart.png.
+
+    .venv/bin/python python/harness_chart.py runs/harness/minilm [--methods plain,prompt,...]
+"""
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display: files only
+import matplotlib.pyplot as plt  # noqa: E402
+
+DEFAULT_METHODS = "plain,prompt,prompt-demos,sentence-embedding"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("out", type=Path, help="the harness --out folder")
+    ap.add_argument("--methods", default=DEFAULT_METHODS, help=f"methods to draw, in order (default {DEFAULT_METHODS})")
+    ap.add_argument("--title", default=None)
+    a = ap.parse_args()
+    path = a.out / "results.json"
+    try:
+        results = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        print(f"harness_chart: cannot read {path}: {e} (run `lmbff harness --out {a.out}` first)", file=sys.stderr)
+        return 2
+    methods = [m for m in a.methods.split(",") if any(r["method"] == m for r in results)]
+    tasks = list(dict.fromkeys(r["task"] for r in results))
+    if not methods or not tasks:
+        print(f"harness_chart: {path} has no results for {a.methods}", file=sys.stderr)
+        return 2
+
+    def cell(task, method):
+        v = [100 * r["test"] for r in results if r["task"] == task and r["method"] == method]
+        if not v:
+            return None
+        return statistics.mean(v), (statistics.stdev(v) if len(v) > 1 else 0.0), len(v)
+
+    seeds = max(len({r["seed"] for r in results if r["task"] == t}) for t in tasks)
+    # The mean over tasks only where every task has all seeds for the method.
+    groups = tasks + ["mean"]
+    fig, ax = plt.subplots(figsize=(1.3 * len(groups) + 2, 4.2), dpi=120)
+    width = 0.8 / len(methods)
+    for k, m in enumerate(methods):
+        xs, ys, es = [], [], []
+        task_means = []
+        for i, t in enumerate(tasks):
+            c = cell(t, m)
+            if c is None:
+                continue
+            xs.append(i + (k - (len(methods) - 1) / 2) * width)
+            ys.append(c[0])
+            es.append(c[1])
+            if c[2] == seeds:
+                task_means.append(c[0])
+        if len(task_means) == len(tasks):
+            xs.append(len(tasks) + (k - (len(methods) - 1) / 2) * width)
+            ys.append(statistics.mean(task_means))
+            es.append(0.0)
+        ax.bar(xs, ys, width, yerr=es, capsize=2, label=m)
+    ax.set_xticks(range(len(groups)), groups)
+    ax.set_ylabel("test metric (%)")
+    ax.set_ylim(0, 100)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(ncol=len(methods), fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.1))
+    n_runs = len([r for r in results if r["method"] in methods])
+    ax.set_title(a.title or f"K = 16 per class, mean (std) over up to {seeds} seeds ({n_runs} runs)", fontsize=10)
+    fig.tight_layout()
+    png = a.out / "chart.png"
+    fig.savefig(png)
+    print(png)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
