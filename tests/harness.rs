@@ -77,6 +77,17 @@ fn harness_runs_every_method_resumes_and_reports() {
                 // prompt-demos also scores 8 of the 12 test inputs with 3 sets against its fixed one.
                 let sub = r.subsample.as_ref().map(|x| (x.n, x.sets, (0.0..=1.0).contains(&x.one_set) && (0.0..=1.0).contains(&x.all_sets)));
                 assert_eq!(sub, (r.method == RunMethod::PromptDemos).then_some((8, 3, true)));
+                // Every method with a model: temperature scaling fitted on dev, ECE on test,
+                // and the logits stored beside the result (12 test rows, 12 dev rows).
+                let has_model = r.method != RunMethod::Majority;
+                assert_eq!(r.calibration.is_some(), has_model);
+                if let Some(c) = &r.calibration {
+                    assert!(c.temperature > 0.0 && (0.0..=1.0).contains(&c.ece_before) && (0.0..=1.0).contains(&c.ece_after), "{c:?}");
+                    let l: harness::Logits = serde_json::from_str(&std::fs::read_to_string(harness::logits_path(&out, task, seed, r.method)).unwrap()).unwrap();
+                    assert_eq!((l.test.len(), l.dev.len()), (12, 12));
+                    let gold: Vec<usize> = harness::task(task).unwrap().read(&data, seed, "test").unwrap().iter().map(|e| e.label.unwrap()).collect();
+                    assert_eq!(lmbff::metrics::accuracy(&l.test, &gold), r.test, "the stored logits give the stored score");
+                }
             }
         }
     }
@@ -89,8 +100,9 @@ fn harness_runs_every_method_resumes_and_reports() {
     assert!(embedding.test >= 0.75, "the sentence-embedding method learns the toy task too: {}", embedding.test);
     assert!(table.contains("| majority | 50.0 (0.0) | 50.0 (0.0) | 50.0 |"), "{table}");
     let report = std::fs::read_to_string(out.join("report.md")).unwrap();
-    assert_eq!(report.matches("| prompt-demos |").count(), 1);
+    assert_eq!(report.matches("| prompt-demos |").count(), 2, "one row in the score table, one in the calibration table");
     assert!(report.contains("one fixed demonstration set vs the average over 3 sets") && report.contains("| all |"), "{report}");
+    assert!(report.contains("| method | runs | ECE | ECE scaled | temperature |") && report.contains("| sentence-embedding | 4 |"), "{report}");
     let all: Vec<harness::RunResult> = serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
     assert_eq!(all.len(), 24);
     // The chart of the report (matplotlib, from results.json).

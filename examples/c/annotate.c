@@ -1,5 +1,5 @@
 /* The annotation-tool loop through lmbff's C ABI: register a few labelled examples and an
- * unlabeled pool, train a prompt model with a progress bar, export it, predict the pool
+ * unlabeled pool, train a model with a progress bar, export it, predict the pool
  * and list the least certain items first (the ones a person should label next).
  *
  *   cc -std=c99 -O2 -Iinclude examples/c/annotate.c -Ltarget/release -llmbff \
@@ -7,9 +7,11 @@
  *   ./annotate MODEL_DIR WORK_DIR [STEPS]     # e.g. $LMBFF_DEFAULT_MODEL runs/annotate 300
  *
  * Reads data/reviews/train.tsv (sentence<TAB>label, labels 0/1) for 16 examples per class
- * and data/reviews/unlabeled.txt for the pool (first 200 lines). MODEL_DIR should have a
- * masked-LM head; a model without one (the default MiniLM) is adapted on the task's texts
- * first (ADAPT_STEPS, default 0 for speed here). */
+ * and data/reviews/unlabeled.txt for the pool (first 200 lines). The library picks the
+ * method (LMBFF_METHOD_AUTO, docs/methods.md): on a model without a masked-LM head (the
+ * default MiniLM) the sentence-embedding method, unless ADAPT_STEPS > 0 asks for masked-LM
+ * adaptation on the task's texts first, after which the prompt's zero-shot test decides.
+ * STEPS are the prompt method's. */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <stdio.h>

@@ -18,7 +18,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::metrics::accuracy;
+use crate::metrics::{accuracy, expected_calibration_error, fit_temperature, scale_rows, softmax_rows};
 use crate::model::{parse_device, MaskedLm};
 use crate::prompt::{DemoPool, Example, Prompt, Template, Truncation};
 use crate::tokenize::Tokenizer;
@@ -130,7 +130,46 @@ pub struct RunResult {
     /// prompt-demos: the subsample comparison of one set and many (see [`Settings`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subsample: Option<SubsampleScore>,
+    /// Temperature scaling fitted on dev and the test ECE before and after (methods with
+    /// a model).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<Calibration>,
     pub settings: Settings,
+}
+
+/// Bins of the expected calibration error.
+pub const ECE_BINS: usize = 10;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Calibration {
+    /// Divides the logits before the softmax (fitted by dev NLL).
+    pub temperature: f64,
+    /// Test ECE (10 bins) of the raw probabilities and of the scaled ones.
+    pub ece_before: f64,
+    pub ece_after: f64,
+}
+
+/// The class logits of a run on dev and test (input order), stored beside its result
+/// (`<seed>-<method>.logits.json`) for analyses that need no re-run: ensembles,
+/// calibration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Logits {
+    pub dev: Vec<Vec<f32>>,
+    pub test: Vec<Vec<f32>>,
+}
+
+/// Where the logits of a run live.
+pub fn logits_path(out: &Path, task: &str, seed: u64, method: RunMethod) -> PathBuf {
+    result_path(out, task, seed, method).with_extension("logits.json")
+}
+
+fn save_logits(out: &Path, task: &str, seed: u64, method: RunMethod, l: &Logits) -> Result<()> {
+    let path = logits_path(out, task, seed, method);
+    let dir = path.parent().expect("a result path has a folder");
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, serde_json::to_string(l).expect("logits serialise")).map_err(|e| Error::io(&tmp, e))?;
+    std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))
 }
 
 /// `n` indices of `0..len` drawn without replacement by a fixed generator (the same
@@ -221,8 +260,12 @@ pub fn run_one(
         .iter()
         .map(|e| e.label.expect("read() labels every example"))
         .collect();
+    let dev_gold: Vec<usize> = dev_ex.iter().map(|e| e.label.expect("read() labels every example")).collect();
     let mut subsample_score = None;
-    let (test, dev, best_step) = match method {
+    let mut majority_test = None;
+    // Dev and test logits of the methods that have a model.
+    let mut outputs: Option<Logits> = None;
+    let (dev, best_step) = match method {
         RunMethod::Majority => {
             let k = spec.labels.len();
             let counts = (0..k)
@@ -232,11 +275,8 @@ pub fn run_one(
             let majority = (0..k)
                 .max_by_key(|&c| (counts[c], std::cmp::Reverse(c)))
                 .unwrap_or(0);
-            (
-                gold.iter().filter(|&&g| g == majority).count() as f64 / gold.len().max(1) as f64,
-                None,
-                None,
-            )
+            majority_test = Some(gold.iter().filter(|&&g| g == majority).count() as f64 / gold.len().max(1) as f64);
+            (None, None)
         }
         _ => {
             let demos = method == RunMethod::PromptDemos;
@@ -261,16 +301,11 @@ pub fn run_one(
                     ..EmbedParams::default()
                 };
                 let (head, _) = train::train_embedding(&model, &tok, &prompt, &train_ex, &p, progress)?;
-                let score = |ex: &[Example]| -> Result<f64> {
-                    let logits = train::embedding_logits(&model, &tok, &prompt, &head, ex, 32)?;
-                    Ok(accuracy(
-                        &logits,
-                        &ex.iter()
-                            .map(|e| e.label.expect("labelled"))
-                            .collect::<Vec<_>>(),
-                    ))
-                };
-                (score(&test_ex)?, Some(score(&dev_ex)?), None)
+                let dev_logits = train::embedding_logits(&model, &tok, &prompt, &head, &dev_ex, 32)?;
+                let logits = train::embedding_logits(&model, &tok, &prompt, &head, &test_ex, 32)?;
+                let dev = accuracy(&dev_logits, &dev_gold);
+                outputs = Some(Logits { dev: dev_logits, test: logits });
+                (Some(dev), None)
             } else {
                 let (head, demo_sets, dev, best_step, train_method) =
                     if method == RunMethod::ZeroShot {
@@ -344,10 +379,28 @@ pub fn run_one(
                         all_sets: accuracy(&many, &sub_gold),
                     });
                 }
-                (accuracy(&logits, &gold), dev, best_step)
+                let dev_logits = train::predict_examples(
+                    &model, &tok, &prompt, train_method, &head, &dev_ex, &demo_sets, 32,
+                )?;
+                outputs = Some(Logits { dev: dev_logits, test: logits });
+                (dev, best_step)
             }
         }
     };
+    let test = match &outputs {
+        Some(o) => accuracy(&o.test, &gold),
+        None => majority_test.unwrap_or(f64::NAN),
+    };
+    // Temperature scaling fitted on dev (its logits, the kept weights), judged on test.
+    let calibration = outputs.as_ref().map(|o| {
+        let t = fit_temperature(&o.dev, &dev_gold);
+        let before = expected_calibration_error(&softmax_rows(&o.test), &gold, ECE_BINS);
+        let after = expected_calibration_error(&softmax_rows(&scale_rows(&o.test, t)), &gold, ECE_BINS);
+        Calibration { temperature: t, ece_before: before, ece_after: after }
+    });
+    if let Some(o) = &outputs {
+        save_logits(out, spec.name, seed, method, o)?;
+    }
     let r = RunResult {
         task: spec.name.into(),
         seed,
@@ -359,6 +412,7 @@ pub fn run_one(
         n_test: gold.len(),
         seconds: started.elapsed().as_secs_f64(),
         subsample: subsample_score,
+        calibration,
         settings: s.clone(),
     };
     save(out, &r)?;
@@ -421,6 +475,34 @@ pub fn report(
         };
     }
     s
+}
+
+/// The calibration table: per method, over every run with a model, the mean test ECE
+/// (percent points, 10 bins) of the raw probabilities and after temperature scaling
+/// fitted on dev, and the mean fitted temperature.
+pub fn calibration_report(results: &[RunResult], methods: &[RunMethod]) -> String {
+    let mut s = String::from(
+        "Calibration: test expected calibration error (10 bins, percent points), mean over the runs, \
+         before and after temperature scaling fitted on dev.\n\n| method | runs | ECE | ECE scaled | temperature |\n|---|---|---|---|---|\n",
+    );
+    let mut any = false;
+    for &m in methods {
+        let c: Vec<&Calibration> = results.iter().filter(|r| r.method == m).filter_map(|r| r.calibration.as_ref()).collect();
+        if c.is_empty() {
+            continue;
+        }
+        any = true;
+        let mean = |f: fn(&Calibration) -> f64| c.iter().map(|x| f(x)).sum::<f64>() / c.len() as f64;
+        s += &format!(
+            "| {} | {} | {:.1} | {:.1} | {:.2} |\n",
+            m.name(),
+            c.len(),
+            100.0 * mean(|x| x.ece_before),
+            100.0 * mean(|x| x.ece_after),
+            mean(|x| x.temperature)
+        );
+    }
+    if any { s } else { String::new() }
 }
 
 /// The subsample table of prompt-demos: per task, mean accuracy (percent) over the

@@ -52,6 +52,69 @@ pub fn softmax_rows(logits: &[Vec<f32>]) -> Vec<Vec<f32>> {
         .collect()
 }
 
+/// Expected calibration error: the confidence (top probability) of each row is binned
+/// into `bins` equal-width bins over [0, 1]; the ECE is the mean over rows of
+/// |accuracy - mean confidence| of the row's bin (Guo et al. 2017). NaN for no rows.
+pub fn expected_calibration_error(probs: &[Vec<f32>], gold: &[usize], bins: usize) -> f64 {
+    if probs.is_empty() || bins == 0 {
+        return f64::NAN;
+    }
+    let (mut conf, mut right, mut count) = (vec![0.0f64; bins], vec![0.0f64; bins], vec![0usize; bins]);
+    for (p, &g) in probs.iter().zip(gold) {
+        let top = argmax(p);
+        let c = p[top] as f64;
+        let b = ((c * bins as f64) as usize).min(bins - 1);
+        conf[b] += c;
+        right[b] += f64::from(u8::from(top == g));
+        count[b] += 1;
+    }
+    let n = probs.len() as f64;
+    (0..bins).filter(|&b| count[b] > 0).map(|b| (right[b] - conf[b]).abs() / n).sum()
+}
+
+/// Mean negative log-likelihood of `gold` under softmax(`logits` / `t`).
+pub fn nll_at_temperature(logits: &[Vec<f32>], gold: &[usize], t: f64) -> f64 {
+    let mut total = 0.0;
+    for (row, &g) in logits.iter().zip(gold) {
+        let z: Vec<f64> = row.iter().map(|&v| v as f64 / t).collect();
+        let m = z.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let lse = m + z.iter().map(|v| (v - m).exp()).sum::<f64>().ln();
+        total += lse - z[g];
+    }
+    total / logits.len().max(1) as f64
+}
+
+/// Temperature scaling: the `t` in [0.05, 20] minimising the NLL of `gold` under
+/// softmax(logits / t) (golden-section search on ln t; the NLL is unimodal in it for
+/// practical data). Divide logits by it before the softmax. 1 for no rows.
+pub fn fit_temperature(logits: &[Vec<f32>], gold: &[usize]) -> f64 {
+    if logits.is_empty() {
+        return 1.0;
+    }
+    let f = |u: f64| nll_at_temperature(logits, gold, u.exp());
+    let (mut a, mut b) = (0.05f64.ln(), 20f64.ln());
+    let r = (5f64.sqrt() - 1.0) / 2.0;
+    let (mut c, mut d) = (b - r * (b - a), a + r * (b - a));
+    let (mut fc, mut fd) = (f(c), f(d));
+    for _ in 0..80 {
+        if fc < fd {
+            (b, d, fd) = (d, c, fc);
+            c = b - r * (b - a);
+            fc = f(c);
+        } else {
+            (a, c, fc) = (c, d, fd);
+            d = a + r * (b - a);
+            fd = f(d);
+        }
+    }
+    ((a + b) / 2.0).exp()
+}
+
+/// Rows of logits divided by `t`.
+pub fn scale_rows(logits: &[Vec<f32>], t: f64) -> Vec<Vec<f32>> {
+    logits.iter().map(|r| r.iter().map(|&v| (v as f64 / t) as f32).collect()).collect()
+}
+
 /// P(X >= k) for X ~ Binomial(n, p): the one-sided p-value of k successes in n trials
 /// against a success rate of `p` (exact sum, in logs for stability).
 pub fn binomial_upper_tail(n: usize, k: usize, p: f64) -> f64 {
@@ -95,6 +158,29 @@ mod tests {
         let m = mean_rows(&[vec![vec![1.0, 2.0]], vec![vec![3.0, -2.0]]]);
         assert_eq!(m, vec![vec![2.0, 0.0]]);
         assert!(mean_rows(&[]).is_empty());
+    }
+
+    #[test]
+    fn calibration_error_and_temperature() {
+        // Two bins used: 0.9 confident and right 2 of 2 (gap 0.1), 0.6 confident and right
+        // 1 of 2 (gap 0.1): ECE 0.1.
+        let probs = vec![vec![0.9, 0.1], vec![0.1, 0.9], vec![0.6, 0.4], vec![0.4, 0.6]];
+        let gold = [0, 1, 0, 0];
+        assert!((expected_calibration_error(&probs, &gold, 10) - 0.1).abs() < 1e-6);
+        // Over-confident logits: right 3 of 4 at margin 10. The fitted temperature softens
+        // them, and the NLL at it is the lowest of a grid.
+        let logits = vec![vec![10.0, 0.0], vec![0.0, 10.0], vec![10.0, 0.0], vec![10.0, 0.0]];
+        let gold = [0, 1, 0, 1];
+        let t = fit_temperature(&logits, &gold);
+        assert!(t > 1.0, "{t}");
+        let best = nll_at_temperature(&logits, &gold, t);
+        for g in [0.5, 1.0, 2.0, 5.0, 9.0, 15.0] {
+            assert!(best <= nll_at_temperature(&logits, &gold, g) + 1e-9, "t {t} vs {g}");
+        }
+        // At the optimum, the mean confidence matches the accuracy (3/4) closely.
+        let p = softmax_rows(&scale_rows(&logits, t));
+        let conf = p.iter().map(|r| r[argmax(r)] as f64).sum::<f64>() / 4.0;
+        assert!((conf - 0.75).abs() < 0.01, "{conf}");
     }
 
     #[test]
