@@ -54,7 +54,7 @@ fn harness_runs_every_method_resumes_and_reports() {
     let run = |extra: &[&str]| {
         let o = lmbff()
             .args(["harness", "--device", "cpu", "--threads", "1", "--tasks", "SST-2,mr", "--seeds", "1,2"])
-            .args(["--methods", "majority,zero-shot,plain,prompt,prompt-demos,sentence-embedding", "--steps", "120", "--lr", "3e-3", "--batch-size", "4"])
+            .args(["--methods", "majority,zero-shot,in-context,plain,prompt,prompt-demos,sentence-embedding", "--steps", "120", "--lr", "3e-3", "--batch-size", "4"])
             .args(["--eval-every", "40", "--max-len", "24", "--demo-max-len", "48", "--demo-sets", "2", "--demo-subsample", "8", "--demo-subsample-sets", "3"])
             .arg("--model").arg(common::fixtures().join("bert")).arg("--data").arg(&data).arg("--out").arg(&out)
             .args(extra)
@@ -64,19 +64,19 @@ fn harness_runs_every_method_resumes_and_reports() {
     };
     let (ok, table, err) = run(&[]);
     assert!(ok, "{err}");
-    assert!(err.contains("0 of 24 runs reused"), "{err}");
-    for m in ["majority", "zero-shot", "plain", "prompt", "prompt-demos", "sentence-embedding"] {
+    assert!(err.contains("0 of 28 runs reused"), "{err}");
+    for m in ["majority", "zero-shot", "in-context", "plain", "prompt", "prompt-demos", "sentence-embedding"] {
         for task in ["SST-2", "mr"] {
             for seed in [1, 2] {
                 let r: harness::RunResult =
                     serde_json::from_str(&std::fs::read_to_string(harness::result_path(&out, task, seed, RunMethod::parse(m).unwrap())).unwrap()).unwrap();
                 assert_eq!(r.n_test, 12);
                 assert!((0.0..=1.0).contains(&r.test));
-                assert_eq!(r.dev.is_some(), !matches!(r.method, RunMethod::Majority | RunMethod::ZeroShot));
+                assert_eq!(r.dev.is_some(), !matches!(r.method, RunMethod::Majority | RunMethod::ZeroShot | RunMethod::InContext));
                 assert_eq!(r.best_step.is_some(), matches!(r.method, RunMethod::Plain | RunMethod::Prompt | RunMethod::PromptDemos));
                 // prompt-demos also scores 8 of the 12 test inputs with 3 sets against its fixed one.
                 let sub = r.subsample.as_ref().map(|x| (x.n, x.sets, (0.0..=1.0).contains(&x.one_set) && (0.0..=1.0).contains(&x.all_sets)));
-                assert_eq!(sub, (r.method == RunMethod::PromptDemos).then_some((8, 3, true)));
+                assert_eq!(sub, matches!(r.method, RunMethod::PromptDemos | RunMethod::InContext).then_some((8, 3, true)));
                 // Every method with a model: temperature scaling fitted on dev, ECE on test,
                 // and the logits stored beside the result (12 test rows, 12 dev rows).
                 let has_model = r.method != RunMethod::Majority;
@@ -100,11 +100,12 @@ fn harness_runs_every_method_resumes_and_reports() {
     assert!(embedding.test >= 0.75, "the sentence-embedding method learns the toy task too: {}", embedding.test);
     assert!(table.contains("| majority | 50.0 (0.0) | 50.0 (0.0) | 50.0 |"), "{table}");
     let report = std::fs::read_to_string(out.join("report.md")).unwrap();
-    assert_eq!(report.matches("| prompt-demos |").count(), 2, "one row in the score table, one in the calibration table");
-    assert!(report.contains("one fixed demonstration set vs the average over 3 sets") && report.contains("| all |"), "{report}");
+    assert_eq!(report.matches("| prompt-demos |").count(), 4, "score table, the subsample table (1 set, 3 sets), calibration table");
+    assert_eq!(report.matches("| prompt-demos | 1 |").count(), 1, "one row per method and set count in the subsample table");
+    assert!(report.contains("one fixed demonstration set vs the average over 3 sets") && report.contains("| in-context | 3 |"), "{report}");
     assert!(report.contains("| method | runs | ECE | ECE scaled | temperature |") && report.contains("| sentence-embedding | 4 |"), "{report}");
     let all: Vec<harness::RunResult> = serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
-    assert_eq!(all.len(), 24);
+    assert_eq!(all.len(), 28);
     // The chart of the report (matplotlib, from results.json).
     let chart = Command::new(common::python()).arg(common::root().join("python/harness_chart.py")).arg(&out).output().unwrap();
     assert!(chart.status.success(), "{}", String::from_utf8_lossy(&chart.stderr));
@@ -113,16 +114,16 @@ fn harness_runs_every_method_resumes_and_reports() {
 
     // A second invocation reuses every stored run (and trains nothing).
     let (ok, again, err) = run(&[]);
-    assert!(ok && err.contains("24 of 24 runs reused"), "{err}");
+    assert!(ok && err.contains("28 of 28 runs reused"), "{err}");
     assert_eq!(again, table);
     // An interrupted harness continues: a missing run is made again, the rest reused;
     // out of time (--max-minutes), it starts nothing and says how to go on.
     std::fs::remove_file(harness::result_path(&out, "mr", 2, RunMethod::Plain)).unwrap();
     let (ok, _, err) = run(&["--max-minutes", "0"]);
-    assert!(ok && err.contains("23 of 24 runs reused; 1 runs not started (--max-minutes)"), "{err}");
+    assert!(ok && err.contains("27 of 28 runs reused; 1 runs not started (--max-minutes)"), "{err}");
     assert!(!harness::result_path(&out, "mr", 2, RunMethod::Plain).exists());
     let (ok, _, err) = run(&[]);
-    assert!(ok && err.contains("23 of 24 runs reused"), "{err}");
+    assert!(ok && err.contains("27 of 28 runs reused"), "{err}");
     // Other settings in the same folder are refused, by file.
     let (ok, _, err) = run(&["--test-limit", "5"]);
     assert!(!ok && err.contains("was made with other settings"), "{err}");

@@ -33,6 +33,9 @@ pub enum RunMethod {
     Majority,
     /// The prompt and label words on the untrained model.
     ZeroShot,
+    /// In-context learning (GPT-3 style): the untrained model with demonstrations
+    /// appended, no training.
+    InContext,
     /// A [CLS] classifier fine-tuned with the encoder.
     Plain,
     /// LM-BFF prompt-based fine-tuning.
@@ -49,6 +52,7 @@ impl RunMethod {
         match self {
             RunMethod::Majority => "majority",
             RunMethod::ZeroShot => "zero-shot",
+            RunMethod::InContext => "in-context",
             RunMethod::Plain => "plain",
             RunMethod::Prompt => "prompt",
             RunMethod::PromptDemos => "prompt-demos",
@@ -57,9 +61,10 @@ impl RunMethod {
     }
 
     pub fn parse(s: &str) -> Result<Self> {
-        const ALL: [RunMethod; 6] = [
+        const ALL: [RunMethod; 7] = [
             RunMethod::Majority,
             RunMethod::ZeroShot,
+            RunMethod::InContext,
             RunMethod::Plain,
             RunMethod::Prompt,
             RunMethod::PromptDemos,
@@ -279,7 +284,7 @@ pub fn run_one(
             (None, None)
         }
         _ => {
-            let demos = method == RunMethod::PromptDemos;
+            let demos = matches!(method, RunMethod::PromptDemos | RunMethod::InContext);
             let model_dir = if matches!(method, RunMethod::Plain | RunMethod::SentenceEmbedding) {
                 &s.plain_model
             } else {
@@ -308,14 +313,15 @@ pub fn run_one(
                 (Some(dev), None)
             } else {
                 let (head, demo_sets, dev, best_step, train_method) =
-                    if method == RunMethod::ZeroShot {
-                        (
-                            Head::for_prompt(&model, &prompt)?,
-                            Vec::new(),
-                            None,
-                            None,
-                            Method::Prompt,
-                        )
+                    if matches!(method, RunMethod::ZeroShot | RunMethod::InContext) {
+                        // In-context: the fixed sets training would keep, from the same
+                        // generator, so it is prompt-demos minus the training.
+                        let sets = if demos {
+                            DemoPool::new(&train_ex, spec.labels.len())?.inference_sets(seed, s.demo_sets)
+                        } else {
+                            Vec::new()
+                        };
+                        (Head::for_prompt(&model, &prompt)?, sets, None, None, Method::Prompt)
                     } else {
                         let train_method = if method == RunMethod::Plain {
                             Method::Cls
@@ -505,9 +511,10 @@ pub fn calibration_report(results: &[RunResult], methods: &[RunMethod]) -> Strin
     if any { s } else { String::new() }
 }
 
-/// The subsample table of prompt-demos: per task, mean accuracy (percent) over the
-/// seeds done with one fixed demonstration set and with the average over many, on the
-/// same test inputs. Empty when no result has a subsample.
+/// The subsample table of the methods with demonstrations (prompt-demos, in-context):
+/// per task, mean (std) accuracy in percent over the seeds done with one fixed
+/// demonstration set and with the average over many, on the same test inputs. Empty when
+/// no result has a subsample.
 pub fn subsample_report(results: &[RunResult], tasks: &[&TaskSpec]) -> String {
     let subs: Vec<(&RunResult, &SubsampleScore)> =
         results.iter().filter_map(|r| r.subsample.as_ref().map(|s| (r, s))).collect();
@@ -515,28 +522,39 @@ pub fn subsample_report(results: &[RunResult], tasks: &[&TaskSpec]) -> String {
         return String::new();
     };
     let mut s = format!(
-        "prompt-demos on a random subsample of {} test inputs per task (fewer where the test set is smaller): \
-         one fixed demonstration set vs the average over {} sets, mean (std) over the seeds.\n\n| sets |",
+        "Methods with demonstrations on a random subsample of {} test inputs per task (all of a smaller test set): \
+         one fixed demonstration set vs the average over {} sets, mean (std) [seeds].\n\n| method | sets |",
         first.n, first.sets
     );
     for t in tasks {
         s += &format!(" {} |", t.name);
     }
-    s += "\n|---|";
+    s += "\n|---|---|";
     s += &"---|".repeat(tasks.len());
     s.push('\n');
-    for (name, pick) in [("1", (|x: &SubsampleScore| x.one_set) as fn(&SubsampleScore) -> f64), ("all", |x| x.all_sets)] {
-        s += &format!("| {name} |");
-        for t in tasks {
-            let v: Vec<f64> = subs.iter().filter(|(r, _)| r.task == t.name).map(|(_, x)| 100.0 * pick(x)).collect();
-            if v.is_empty() {
-                s += " - |";
-            } else {
-                let (m, sd) = mean_std(&v);
-                s += &format!(" {m:.1} ({sd:.1}) [{}] |", v.len());
-            }
+    let mut methods: Vec<RunMethod> = Vec::new();
+    for (r, _) in &subs {
+        if !methods.contains(&r.method) {
+            methods.push(r.method);
         }
-        s.push('\n');
+    }
+    for m in methods {
+        let rows: [(String, fn(&SubsampleScore) -> f64); 2] =
+            [("1".into(), |x| x.one_set), (first.sets.to_string(), |x| x.all_sets)];
+        for (name, pick) in rows {
+            s += &format!("| {} | {name} |", m.name());
+            for t in tasks {
+                let v: Vec<f64> =
+                    subs.iter().filter(|(r, _)| r.task == t.name && r.method == m).map(|(_, x)| 100.0 * pick(x)).collect();
+                if v.is_empty() {
+                    s += " - |";
+                } else {
+                    let (mean, sd) = mean_std(&v);
+                    s += &format!(" {mean:.1} ({sd:.1}) [{}] |", v.len());
+                }
+            }
+            s.push('\n');
+        }
     }
     s
 }
