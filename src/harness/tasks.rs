@@ -47,7 +47,7 @@ pub const TASKS: &[TaskSpec] = &[
     csv("sst-5", IT_WAS, &[("0", "terrible"), ("1", "bad"), ("2", "okay"), ("3", "good"), ("4", "great")], Some(20)),
     csv("mr", IT_WAS, SENTIMENT, Some(50)),
     csv("cr", IT_WAS, SENTIMENT, Some(50)),
-    csv("mpqa", IT_WAS, SENTIMENT, Some(50)),
+    csv("mpqa", IT_WAS, SENTIMENT, None),
     csv("subj", "*cls**sent_0*_This_is*mask*.*sep+*", &[("0", "subjective"), ("1", "objective")], Some(50)),
     csv(
         "trec",
