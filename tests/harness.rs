@@ -1,5 +1,5 @@
 //! The evaluation harness on a k-shot folder laid out as LM-BFF's (a TSV task and a
-//! quoted-CSV task) with the tiny BERT fixture: every method (six) runs, results are stored per
+//! quoted-CSV task; sentence-pair tasks) with the tiny BERT fixture: every method (seven) runs, results are stored per
 //! run and reused by a second invocation, the report has mean (std) cells, and a folder
 //! made with other settings is refused.
 
@@ -127,4 +127,56 @@ fn harness_runs_every_method_resumes_and_reports() {
     // Other settings in the same folder are refused, by file.
     let (ok, _, err) = run(&["--test-limit", "5"]);
     assert!(!ok && err.contains("was made with other settings"), "{err}");
+}
+
+/// Sentence-pair tasks: RTE's GLUE columns and labels, QQP's `is_duplicate` column with its
+/// test set taken from `glue_pretrain/QQP/dev.json` beside the k-shot folder (a pair that
+/// is also in the seed's train split is dropped from it), scored by F1.
+#[test]
+fn pair_tasks_read_glue_layouts_and_score_their_metric() {
+    let dir = common::tempdir("harness-pairs");
+    let data = dir.join("k-shot");
+    let rte = data.join("RTE/16-1");
+    let qqp = data.join("QQP/16-1");
+    std::fs::create_dir_all(&rte).unwrap();
+    std::fs::create_dir_all(&qqp).unwrap();
+    std::fs::create_dir_all(dir.join("glue_pretrain/QQP")).unwrap();
+    let (mut r, mut q, mut json) = (String::from("index\tsentence1\tsentence2\tlabel\n"), String::from("id\tqid1\tqid2\tquestion1\tquestion2\tis_duplicate\n"), Vec::new());
+    for (i, (p, n)) in POS.iter().zip(NEG).enumerate() {
+        r += &format!("{i}\t{p}\t{p} indeed\tentailment\n{i}\t{p}\t{n}\tnot_entailment\n");
+        q += &format!("{i}\t1\t2\tis {p}?\tis {p} ?\t1\n{i}\t3\t4\tis {p}?\tis {n}?\t0\n");
+        json.push(serde_json::json!({"text_a": format!("was {p}?"), "text_b": format!("was {p} ?"), "label": "1"}));
+        json.push(serde_json::json!({"text_a": format!("was {p}?"), "text_b": format!("was {n}?"), "label": "0"}));
+    }
+    // One test pair the train split also holds: dropped.
+    json.push(serde_json::json!({"text_a": format!("is {}?", POS[0]), "text_b": format!("is {} ?", POS[0]), "label": "1"}));
+    let json: serde_json::Map<String, serde_json::Value> = json.into_iter().enumerate().map(|(i, v)| (i.to_string(), v)).collect();
+    std::fs::write(dir.join("glue_pretrain/QQP/dev.json"), serde_json::to_string(&json).unwrap()).unwrap();
+    for split in ["train", "dev", "test"] {
+        std::fs::write(rte.join(format!("{split}.tsv")), &r).unwrap();
+        if split != "test" {
+            std::fs::write(qqp.join(format!("{split}.tsv")), &q).unwrap();
+        }
+    }
+    let out = dir.join("out");
+    let o = lmbff()
+        .args(["harness", "--device", "cpu", "--threads", "1", "--tasks", "RTE,QQP", "--seeds", "1", "--methods", "majority,prompt"])
+        .args(["--steps", "60", "--lr", "3e-3", "--batch-size", "4", "--eval-every", "30", "--max-len", "32"])
+        .arg("--model").arg(common::fixtures().join("bert")).arg("--data").arg(&data).arg("--out").arg(&out)
+        .output()
+        .unwrap();
+    let (table, err) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success(), "{err}");
+    assert!(table.contains("| method | RTE | QQP (f1) | mean |"), "{table}");
+    let read = |task: &str, m: RunMethod| -> harness::RunResult {
+        serde_json::from_str(&std::fs::read_to_string(harness::result_path(&out, task, 1, m)).unwrap()).unwrap()
+    };
+    let (rte_majority, qqp_majority, qqp_prompt) = (read("RTE", RunMethod::Majority), read("QQP", RunMethod::Majority), read("QQP", RunMethod::Prompt));
+    assert_eq!((rte_majority.metric.as_str(), rte_majority.n_test, rte_majority.test), ("acc", 12, 0.5));
+    assert_eq!((qqp_majority.metric.as_str(), qqp_majority.n_test, qqp_majority.test_dropped), ("f1", 12, 1));
+    assert_eq!(qqp_majority.test, 0.0, "the first class (not duplicate) everywhere: no true positive");
+    assert!((0.0..=1.0).contains(&qqp_prompt.test) && qqp_prompt.calibration.is_some());
+    let l: harness::Logits = serde_json::from_str(&std::fs::read_to_string(harness::logits_path(&out, "QQP", 1, RunMethod::Prompt)).unwrap()).unwrap();
+    let gold: Vec<usize> = (0..12).map(|i| 1 - i % 2).collect();
+    assert_eq!(harness::Metric::F1.score(&l.test, &gold), qqp_prompt.test, "F1 of the stored logits");
 }

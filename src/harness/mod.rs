@@ -8,7 +8,7 @@
 
 mod tasks;
 
-pub use tasks::{task, Format, TaskSpec, TASKS};
+pub use tasks::{task, Format, Metric, TaskSpec, TASKS};
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -131,6 +131,10 @@ pub struct RunResult {
     pub dev: Option<f64>,
     pub best_step: Option<usize>,
     pub n_test: usize,
+    /// Test inputs dropped because the seed's train or dev split holds them (only a test
+    /// set taken from glue_pretrain can overlap).
+    #[serde(default)]
+    pub test_dropped: usize,
     pub seconds: f64,
     /// prompt-demos: the subsample comparison of one set and many (see [`Settings`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -253,11 +257,8 @@ pub fn run_one(
         return Ok(r);
     }
     let started = Instant::now();
-    let (train_ex, dev_ex, mut test_ex) = (
-        spec.read(root, seed, "train")?,
-        spec.read(root, seed, "dev")?,
-        spec.read(root, seed, "test")?,
-    );
+    let (train_ex, dev_ex) = (spec.read(root, seed, "train")?, spec.read(root, seed, "dev")?);
+    let (mut test_ex, test_dropped) = spec.read_test(root, seed, &[&train_ex, &dev_ex])?;
     if let Some(n) = s.test_limit {
         test_ex.truncate(n);
     }
@@ -280,7 +281,8 @@ pub fn run_one(
             let majority = (0..k)
                 .max_by_key(|&c| (counts[c], std::cmp::Reverse(c)))
                 .unwrap_or(0);
-            majority_test = Some(gold.iter().filter(|&&g| g == majority).count() as f64 / gold.len().max(1) as f64);
+            let rows: Vec<Vec<f32>> = gold.iter().map(|_| (0..k).map(|c| f32::from(u8::from(c == majority))).collect()).collect();
+            majority_test = Some(spec.metric.score(&rows, &gold));
             (None, None)
         }
         _ => {
@@ -293,7 +295,7 @@ pub fn run_one(
             let tok = Tokenizer::from_dir(model_dir)?;
             let verbalizer = spec.verbalizer(&tok)?;
             let truncation = Truncation {
-                max_len: if demos { s.demo_max_len } else { s.max_len },
+                max_len: if demos { s.demo_max_len } else { s.max_len }.max(spec.max_len.unwrap_or(0)),
                 first_sent_limit: spec.first_sent_limit,
                 other_sent_limit: spec.other_sent_limit,
             };
@@ -381,8 +383,8 @@ pub fn run_one(
                     subsample_score = Some(SubsampleScore {
                         n: idx.len(),
                         sets: sets.len(),
-                        one_set: accuracy(&one, &sub_gold),
-                        all_sets: accuracy(&many, &sub_gold),
+                        one_set: spec.metric.score(&one, &sub_gold),
+                        all_sets: spec.metric.score(&many, &sub_gold),
                     });
                 }
                 let dev_logits = train::predict_examples(
@@ -394,7 +396,7 @@ pub fn run_one(
         }
     };
     let test = match &outputs {
-        Some(o) => accuracy(&o.test, &gold),
+        Some(o) => spec.metric.score(&o.test, &gold),
         None => majority_test.unwrap_or(f64::NAN),
     };
     // Temperature scaling fitted on dev (its logits, the kept weights), judged on test.
@@ -411,11 +413,12 @@ pub fn run_one(
         task: spec.name.into(),
         seed,
         method,
-        metric: "acc".into(),
+        metric: spec.metric.name().into(),
         test,
         dev,
         best_step,
         n_test: gold.len(),
+        test_dropped,
         seconds: started.elapsed().as_secs_f64(),
         subsample: subsample_score,
         calibration,
@@ -448,7 +451,10 @@ pub fn report(
 ) -> String {
     let mut s = String::from("| method |");
     for t in tasks {
-        s += &format!(" {} |", t.name);
+        match t.metric {
+            Metric::Acc => s += &format!(" {} |", t.name),
+            m => s += &format!(" {} ({}) |", t.name, m.name()),
+        }
     }
     s += " mean |\n|---|";
     s += &"---|".repeat(tasks.len() + 1);

@@ -17,6 +17,34 @@ pub enum Format {
     Csv,
 }
 
+/// The paper's metric of a task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Metric {
+    Acc,
+    /// F1 of the positive class (label "1": paraphrase, duplicate).
+    F1,
+}
+
+impl Metric {
+    pub fn name(self) -> &'static str {
+        match self {
+            Metric::Acc => "acc",
+            Metric::F1 => "f1",
+        }
+    }
+
+    /// The metric of class logits against gold class indices.
+    pub fn score(self, logits: &[Vec<f32>], gold: &[usize]) -> f64 {
+        match self {
+            Metric::Acc => crate::metrics::accuracy(logits, gold),
+            Metric::F1 => {
+                let pred: Vec<usize> = logits.iter().map(|r| crate::metrics::argmax(r)).collect();
+                crate::metrics::f1_binary(&pred, gold, 1)
+            }
+        }
+    }
+}
+
 /// One task of the benchmark.
 #[derive(Debug, Clone)]
 pub struct TaskSpec {
@@ -30,6 +58,16 @@ pub struct TaskSpec {
     /// Per-sentence token limits of the reference configuration.
     pub first_sent_limit: Option<usize>,
     pub other_sent_limit: Option<usize>,
+    /// Input length of the reference configuration where it is longer than the usual
+    /// 128 (MNLI, SNLI, RTE: 256); the harness uses the longer of this and its own.
+    pub max_len: Option<usize>,
+    pub metric: Metric,
+    /// File stem of the dev split ("dev"; MNLI's is "dev_matched").
+    pub dev: &'static str,
+    /// The k-shot folder has no test split (MNLI, SNLI, QQP: too large to ship):
+    /// `glue_pretrain/<TASK>/dev.json` beside the k-shot folder is the test set, less
+    /// every pair that also occurs in the seed's train or dev split.
+    pub test_from_pretrain: bool,
 }
 
 const SENTIMENT: &[(&str, &str)] = &[("0", "terrible"), ("1", "great")];
@@ -38,12 +76,46 @@ const IT_WAS: &str = "*cls**sent_0*_It_was*mask*.*sep+*";
 /// A CSV task with the reference configuration's limits (first sentence 110 tokens,
 /// demonstrations `other`).
 const fn csv(name: &'static str, template: &'static str, labels: &'static [(&'static str, &'static str)], other: Option<usize>) -> TaskSpec {
-    TaskSpec { name, format: Format::Csv, template, labels, first_sent_limit: Some(110), other_sent_limit: other }
+    TaskSpec {
+        name,
+        format: Format::Csv,
+        template,
+        labels,
+        first_sent_limit: Some(110),
+        other_sent_limit: other,
+        max_len: None,
+        metric: Metric::Acc,
+        dev: "dev",
+        test_from_pretrain: false,
+    }
 }
 
-/// The seven single-sentence tasks (all scored by accuracy).
+/// A GLUE sentence-pair task (TSV with its own columns) scored by `metric`.
+const fn pair(name: &'static str, template: &'static str, labels: &'static [(&'static str, &'static str)], metric: Metric) -> TaskSpec {
+    TaskSpec {
+        name,
+        format: Format::Tsv,
+        template,
+        labels,
+        first_sent_limit: None,
+        other_sent_limit: None,
+        max_len: None,
+        metric,
+        dev: "dev",
+        test_from_pretrain: false,
+    }
+}
+
+const NLI: &str = "*cls**sent-_0*?*mask*,*+sentl_1**sep+*";
+const PARAPHRASE: &str = "*cls**sent_0**mask*,*+sentl_1**sep+*";
+const THREE_WAY: &[(&str, &str)] = &[("contradiction", "No"), ("entailment", "Yes"), ("neutral", "Maybe")];
+const TWO_WAY: &[(&str, &str)] = &[("entailment", "Yes"), ("not_entailment", "No")];
+const YES_NO: &[(&str, &str)] = &[("0", "No"), ("1", "Yes")];
+
+/// The seven single-sentence tasks (all scored by accuracy), then the six sentence-pair
+/// tasks, with the manual prompts and the per-task settings of LM-BFF's configuration.
 pub const TASKS: &[TaskSpec] = &[
-    TaskSpec { name: "SST-2", format: Format::Tsv, template: IT_WAS, labels: SENTIMENT, first_sent_limit: None, other_sent_limit: None },
+    pair("SST-2", IT_WAS, SENTIMENT, Metric::Acc),
     csv("sst-5", IT_WAS, &[("0", "terrible"), ("1", "bad"), ("2", "okay"), ("3", "good"), ("4", "great")], Some(20)),
     csv("mr", IT_WAS, SENTIMENT, Some(50)),
     csv("cr", IT_WAS, SENTIMENT, Some(50)),
@@ -55,6 +127,12 @@ pub const TASKS: &[TaskSpec] = &[
         &[("0", "Description"), ("1", "Entity"), ("2", "Expression"), ("3", "Human"), ("4", "Location"), ("5", "Number")],
         None,
     ),
+    TaskSpec { max_len: Some(256), dev: "dev_matched", test_from_pretrain: true, ..pair("MNLI", NLI, THREE_WAY, Metric::Acc) },
+    TaskSpec { max_len: Some(256), test_from_pretrain: true, ..pair("SNLI", NLI, THREE_WAY, Metric::Acc) },
+    pair("QNLI", NLI, TWO_WAY, Metric::Acc),
+    TaskSpec { max_len: Some(256), first_sent_limit: Some(240), ..pair("RTE", NLI, TWO_WAY, Metric::Acc) },
+    pair("MRPC", PARAPHRASE, YES_NO, Metric::F1),
+    TaskSpec { test_from_pretrain: true, ..pair("QQP", PARAPHRASE, YES_NO, Metric::F1) },
 ];
 
 /// The task named `name` (case-insensitive).
@@ -82,26 +160,75 @@ impl TaskSpec {
         Verbalizer::new(tok, &pairs)
     }
 
-    /// The file of `split` (train, dev, test) for data seed `seed` under the k-shot root.
+    /// The file of `split` (train, dev, test) for data seed `seed` under the k-shot root
+    /// (`dev` is the task's dev file; a test taken from glue_pretrain is its dev.json).
     pub fn file(&self, root: &Path, seed: u64, split: &str) -> PathBuf {
+        if split == "test" && self.test_from_pretrain {
+            let parent = root.parent().unwrap_or(Path::new(".."));
+            return parent.join("glue_pretrain").join(self.name).join("dev.json");
+        }
         let ext = match self.format {
             Format::Tsv => "tsv",
             Format::Csv => "csv",
         };
+        let stem = if split == "dev" { self.dev } else { split };
         root.join(self.name)
             .join(format!("16-{seed}"))
-            .join(format!("{split}.{ext}"))
+            .join(format!("{stem}.{ext}"))
     }
 
-    /// Reads one split as labelled examples.
+    /// Reads one split as labelled examples. A test split taken from glue_pretrain is
+    /// returned whole; [`TaskSpec::read_test`] drops what the seed's splits hold.
     pub fn read(&self, root: &Path, seed: u64, split: &str) -> Result<Vec<Example>> {
         let path = self.file(root, seed, split);
         let names = self.label_names();
+        if split == "test" && self.test_from_pretrain {
+            return read_json_pairs(&path, &names);
+        }
         match self.format {
             Format::Tsv => crate::data::to_examples(&read_tsv(&path)?, &names, &path),
             Format::Csv => read_csv(&path, &names),
         }
     }
+
+    /// The test split, less any input that also occurs in `seen` (the seed's train and
+    /// dev; only glue_pretrain's text can overlap them), and how many were dropped.
+    pub fn read_test(&self, root: &Path, seed: u64, seen: &[&[Example]]) -> Result<(Vec<Example>, usize)> {
+        let test = self.read(root, seed, "test")?;
+        if !self.test_from_pretrain {
+            return Ok((test, 0));
+        }
+        let known: std::collections::HashSet<(&str, Option<&str>)> =
+            seen.iter().flat_map(|s| s.iter()).map(|e| (e.text_a.as_str(), e.text_b.as_deref())).collect();
+        let n = test.len();
+        let kept: Vec<Example> = test.into_iter().filter(|e| !known.contains(&(e.text_a.as_str(), e.text_b.as_deref()))).collect();
+        let dropped = n - kept.len();
+        Ok((kept, dropped))
+    }
+}
+
+/// glue_pretrain's `dev.json`: an object of `{"text_a", "text_b", "label"}` records.
+fn read_json_pairs(path: &Path, labels: &[String]) -> Result<Vec<Example>> {
+    #[derive(serde::Deserialize)]
+    struct Record {
+        text_a: String,
+        text_b: Option<String>,
+        label: String,
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let map: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(&text).map_err(|source| Error::Json { path: path.to_path_buf(), what: "a glue_pretrain split", source })?;
+    let mut out = Vec::with_capacity(map.len());
+    for (key, value) in map {
+        let r: Record = serde_json::from_value(value).map_err(|source| Error::Json { path: path.to_path_buf(), what: "a glue_pretrain record", source })?;
+        let idx = labels.iter().position(|l| *l == r.label).ok_or_else(|| Error::Data {
+            path: path.to_path_buf(),
+            line: 0,
+            message: format!("record {key}: label {:?} is not one of {labels:?}", r.label),
+        })?;
+        out.push(Example { text_a: r.text_a, text_b: r.text_b, label: Some(idx) });
+    }
+    Ok(out)
 }
 
 /// `label,sentence` rows without a header (LM-BFF's CSV tasks).

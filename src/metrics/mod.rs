@@ -52,6 +52,22 @@ pub fn softmax_rows(logits: &[Vec<f32>]) -> Vec<Vec<f32>> {
         .collect()
 }
 
+/// F1 of class `positive`: 2 TP / (2 TP + FP + FN); 0 when there is no positive in
+/// either the predictions or the gold labels.
+pub fn f1_binary(pred: &[usize], gold: &[usize], positive: usize) -> f64 {
+    let (mut tp, mut fp, mut fn_) = (0usize, 0usize, 0usize);
+    for (&p, &g) in pred.iter().zip(gold) {
+        match (p == positive, g == positive) {
+            (true, true) => tp += 1,
+            (true, false) => fp += 1,
+            (false, true) => fn_ += 1,
+            (false, false) => {}
+        }
+    }
+    let denom = 2 * tp + fp + fn_;
+    if denom == 0 { 0.0 } else { 2.0 * tp as f64 / denom as f64 }
+}
+
 /// Expected calibration error: the confidence (top probability) of each row is binned
 /// into `bins` equal-width bins over [0, 1]; the ECE is the mean over rows of
 /// |accuracy - mean confidence| of the row's bin (Guo et al. 2017). NaN for no rows.
@@ -158,6 +174,14 @@ mod tests {
         let m = mean_rows(&[vec![vec![1.0, 2.0]], vec![vec![3.0, -2.0]]]);
         assert_eq!(m, vec![vec![2.0, 0.0]]);
         assert!(mean_rows(&[]).is_empty());
+    }
+
+    #[test]
+    fn f1_of_the_positive_class() {
+        // TP 2, FP 1, FN 1: F1 = 4 / 6.
+        assert!((f1_binary(&[1, 1, 1, 0, 0], &[1, 1, 0, 1, 0], 1) - 4.0 / 6.0).abs() < 1e-12);
+        assert_eq!(f1_binary(&[0, 0], &[0, 0], 1), 0.0);
+        assert_eq!(f1_binary(&[1, 0], &[1, 0], 1), 1.0);
     }
 
     #[test]
