@@ -137,6 +137,15 @@ fn pair_tasks_read_glue_layouts_and_score_their_metric() {
     let dir = common::tempdir("harness-pairs");
     let data = dir.join("k-shot");
     let rte = data.join("RTE/16-1");
+    let sts = data.join("STS-B/16-1");
+    std::fs::create_dir_all(&sts).unwrap();
+    let mut st = String::from("index\tgenre\tsentence1\tsentence2\tscore\n");
+    for (i, (p, n)) in POS.iter().zip(NEG).enumerate() {
+        st += &format!("{i}\tx\t{p}\t{p} too\t{:.1}\n{i}\tx\t{p}\t{n}\t{:.1}\n", 3.5 + 0.25 * i as f32, 1.5 - 0.25 * i as f32);
+    }
+    for split in ["train", "dev", "test"] {
+        std::fs::write(sts.join(format!("{split}.tsv")), &st).unwrap();
+    }
     let qqp = data.join("QQP/16-1");
     std::fs::create_dir_all(&rte).unwrap();
     std::fs::create_dir_all(&qqp).unwrap();
@@ -160,14 +169,14 @@ fn pair_tasks_read_glue_layouts_and_score_their_metric() {
     }
     let out = dir.join("out");
     let o = lmbff()
-        .args(["harness", "--device", "cpu", "--threads", "1", "--tasks", "RTE,QQP", "--seeds", "1", "--methods", "majority,prompt"])
+        .args(["harness", "--device", "cpu", "--threads", "1", "--tasks", "RTE,QQP,STS-B", "--seeds", "1", "--methods", "majority,prompt"])
         .args(["--steps", "60", "--lr", "3e-3", "--batch-size", "4", "--eval-every", "30", "--max-len", "32"])
         .arg("--model").arg(common::fixtures().join("bert")).arg("--data").arg(&data).arg("--out").arg(&out)
         .output()
         .unwrap();
     let (table, err) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
     assert!(o.status.success(), "{err}");
-    assert!(table.contains("| method | RTE | QQP (f1) | mean |"), "{table}");
+    assert!(table.contains("| method | RTE | QQP (f1) | STS-B (pearson) | mean |"), "{table}");
     let read = |task: &str, m: RunMethod| -> harness::RunResult {
         serde_json::from_str(&std::fs::read_to_string(harness::result_path(&out, task, 1, m)).unwrap()).unwrap()
     };
@@ -178,5 +187,10 @@ fn pair_tasks_read_glue_layouts_and_score_their_metric() {
     assert!((0.0..=1.0).contains(&qqp_prompt.test) && qqp_prompt.calibration.is_some());
     let l: harness::Logits = serde_json::from_str(&std::fs::read_to_string(harness::logits_path(&out, "QQP", 1, RunMethod::Prompt)).unwrap()).unwrap();
     let gold: Vec<usize> = (0..12).map(|i| 1 - i % 2).collect();
-    assert_eq!(harness::Metric::F1.score(&l.test, &gold), qqp_prompt.test, "F1 of the stored logits");
+    assert_eq!(harness::Metric::F1.score(&l.test, &gold, &[]), qqp_prompt.test, "F1 of the stored logits");
+    // STS-B: Pearson of p(upper pole) with the 0-5 scores; a constant majority scores 0;
+    // no calibration for a regression.
+    let (sts_majority, sts_prompt) = (read("STS-B", RunMethod::Majority), read("STS-B", RunMethod::Prompt));
+    assert_eq!((sts_majority.metric.as_str(), sts_majority.test), ("pearson", 0.0));
+    assert!(sts_prompt.test > 0.5 && sts_prompt.calibration.is_none(), "{:?}", sts_prompt);
 }

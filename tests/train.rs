@@ -214,3 +214,29 @@ fn prompt_finetuning_with_demonstrations() {
     let err = train::finetune(&m, &tok, &p, Method::Cls, &data, &data, &demo, &mut |_| true).err().unwrap();
     assert!(err.to_string().contains("demonstrations need the prompt method"), "{err}");
 }
+
+/// Regression (LM-BFF's STS-B objective): the KL between the target [1 - s, s] and the
+/// label words' distribution falls to near its floor, and p(upper pole) follows graded
+/// scores, ranked as the targets are (dev selection by Pearson correlation).
+#[test]
+fn regression_fits_graded_scores_by_kl() {
+    let (tok, p, dir, _rng) = setup();
+    let m = MaskedLm::load(&dir, Device::Cpu).unwrap();
+    let data = toy();
+    // Graded scores: the positives from 0.6 up, the negatives from 0.4 down.
+    let scores: Vec<f32> = (0..data.len()).map(|i| if i < 6 { 0.6 + 0.07 * i as f32 } else { 0.4 - 0.07 * (i - 6) as f32 }).collect();
+    let targets = train::RegressionTargets { train: scores.clone(), dev: scores.clone() };
+    let tp = TrainParams { regression: Some(targets), ..params(200) };
+    let (rep, head) = train::finetune(&m, &tok, &p, Method::Prompt, &data, &data, &tp, &mut |_| true).unwrap();
+    assert!(rep.best_dev_acc > 0.9, "dev Pearson {:?}", rep.dev_curve);
+    let last_kl = rep.loss_curve.last().unwrap().1;
+    assert!(last_kl < 0.05 && last_kl >= 0.0, "KL {:?}", rep.loss_curve);
+    let logits = train::predict_examples(&m, &tok, &p, Method::Prompt, &head, &data, &[], 8).unwrap();
+    let upper: Vec<f64> = train::softmax_rows(&logits).iter().map(|q| q[1] as f64).collect();
+    let gold: Vec<f64> = scores.iter().map(|&v| v as f64).collect();
+    assert!((lmbff::metrics::pearson(&upper, &gold) - rep.best_dev_acc).abs() < 1e-6, "the kept weights are the best dev's");
+    // Bad targets are named.
+    let bad = TrainParams { regression: Some(train::RegressionTargets { train: vec![0.5; 3], dev: vec![] }), ..params(5) };
+    let Err(e) = train::finetune(&m, &tok, &p, Method::Prompt, &data, &data, &bad, &mut |_| true) else { panic!("3 scores for 12 examples were accepted") };
+    assert!(e.to_string().contains("one score in [0, 1] per example"), "{e}");
+}

@@ -20,7 +20,7 @@ pub struct Row {
 /// Reads a TSV file with a header row. Single-sentence files need `sentence` and
 /// `label` columns; pair files `sentence1`/`sentence2` (or `question`+`sentence`,
 /// `question1`/`question2`, MRPC's `#1 String`/`#2 String`) and `label` (or GLUE's
-/// `gold_label`, `is_duplicate`, MRPC's `Quality`).
+/// `gold_label`, `is_duplicate`, MRPC's `Quality`, STS-B's `score`).
 pub fn read_tsv(path: &Path) -> Result<Vec<Row>> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
@@ -29,7 +29,7 @@ pub fn read_tsv(path: &Path) -> Result<Vec<Row>> {
     let (_, header) = lines.next().ok_or_else(|| bad(1, "empty file: expected a header row".into()))?;
     let cols: Vec<&str> = header.split('\t').collect();
     let find = |names: &[&str]| cols.iter().position(|c| names.contains(c));
-    let label = find(&["label", "gold_label", "is_duplicate", "Quality"]).ok_or_else(|| bad(1, format!("no `label` column in header {cols:?}")))?;
+    let label = find(&["label", "gold_label", "is_duplicate", "Quality", "score"]).ok_or_else(|| bad(1, format!("no `label` column in header {cols:?}")))?;
     let (a, b) = if let (Some(a), Some(b)) = (find(&["sentence1", "question1", "question", "#1 String"]), find(&["sentence2", "question2", "sentence", "#2 String"])) {
         (a, Some(b))
     } else {

@@ -267,6 +267,18 @@ pub fn run_one(
         .map(|e| e.label.expect("read() labels every example"))
         .collect();
     let dev_gold: Vec<usize> = dev_ex.iter().map(|e| e.label.expect("read() labels every example")).collect();
+    // Regression: gold test scores, and train/dev scores scaled to [0, 1] as targets.
+    let (test_scores, targets) = match spec.regression {
+        Some((low, high)) => {
+            let scaled = |split: &str| -> Result<Vec<f32>> {
+                Ok(spec.scores(root, seed, split)?.into_iter().map(|v| (v - low) / (high - low)).collect())
+            };
+            let mut t = spec.scores(root, seed, "test")?;
+            t.truncate(gold.len());
+            (t, Some(train::RegressionTargets { train: scaled("train")?, dev: scaled("dev")? }))
+        }
+        None => (Vec::new(), None),
+    };
     let mut subsample_score = None;
     let mut majority_test = None;
     // Dev and test logits of the methods that have a model.
@@ -282,7 +294,7 @@ pub fn run_one(
                 .max_by_key(|&c| (counts[c], std::cmp::Reverse(c)))
                 .unwrap_or(0);
             let rows: Vec<Vec<f32>> = gold.iter().map(|_| (0..k).map(|c| f32::from(u8::from(c == majority))).collect()).collect();
-            majority_test = Some(spec.metric.score(&rows, &gold));
+            majority_test = Some(spec.metric.score(&rows, &gold, &test_scores));
             (None, None)
         }
         _ => {
@@ -338,6 +350,7 @@ pub fn run_one(
                             seed,
                             demonstrations: demos,
                             demo_sets: s.demo_sets,
+                            regression: targets.clone(),
                             ..TrainParams::default()
                         };
                         let (rep, head) = train::finetune(
@@ -372,6 +385,7 @@ pub fn run_one(
                     let idx = subsample(test_ex.len(), s.demo_subsample);
                     let sub_ex: Vec<Example> = idx.iter().map(|&i| test_ex[i].clone()).collect();
                     let sub_gold: Vec<usize> = idx.iter().map(|&i| gold[i]).collect();
+                    let sub_scores: Vec<f32> = idx.iter().filter_map(|&i| test_scores.get(i).copied()).collect();
                     let one: Vec<Vec<f32>> = idx.iter().map(|&i| logits[i].clone()).collect();
                     // The same generator as training's inference sets: the first of these
                     // is the fixed set scored above.
@@ -383,8 +397,8 @@ pub fn run_one(
                     subsample_score = Some(SubsampleScore {
                         n: idx.len(),
                         sets: sets.len(),
-                        one_set: spec.metric.score(&one, &sub_gold),
-                        all_sets: spec.metric.score(&many, &sub_gold),
+                        one_set: spec.metric.score(&one, &sub_gold, &sub_scores),
+                        all_sets: spec.metric.score(&many, &sub_gold, &sub_scores),
                     });
                 }
                 let dev_logits = train::predict_examples(
@@ -396,11 +410,12 @@ pub fn run_one(
         }
     };
     let test = match &outputs {
-        Some(o) => spec.metric.score(&o.test, &gold),
+        Some(o) => spec.metric.score(&o.test, &gold, &test_scores),
         None => majority_test.unwrap_or(f64::NAN),
     };
-    // Temperature scaling fitted on dev (its logits, the kept weights), judged on test.
-    let calibration = outputs.as_ref().map(|o| {
+    // Temperature scaling fitted on dev (its logits, the kept weights), judged on test
+    // (classification only: a regression's probabilities are a score, not a confidence).
+    let calibration = outputs.as_ref().filter(|_| spec.regression.is_none()).map(|o| {
         let t = fit_temperature(&o.dev, &dev_gold);
         let before = expected_calibration_error(&softmax_rows(&o.test), &gold, ECE_BINS);
         let after = expected_calibration_error(&softmax_rows(&scale_rows(&o.test, t)), &gold, ECE_BINS);

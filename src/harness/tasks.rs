@@ -23,6 +23,8 @@ pub enum Metric {
     Acc,
     /// F1 of the positive class (label "1": paraphrase, duplicate).
     F1,
+    /// Pearson correlation of the predicted score with the gold score (regression).
+    Pearson,
 }
 
 impl Metric {
@@ -30,12 +32,20 @@ impl Metric {
         match self {
             Metric::Acc => "acc",
             Metric::F1 => "f1",
+            Metric::Pearson => "pearson",
         }
     }
 
-    /// The metric of class logits against gold class indices.
-    pub fn score(self, logits: &[Vec<f32>], gold: &[usize]) -> f64 {
+    /// The metric of class logits against gold class indices, or for Pearson against the
+    /// gold `scores` (the prediction is p(upper pole); a constant prediction scores 0).
+    pub fn score(self, logits: &[Vec<f32>], gold: &[usize], scores: &[f32]) -> f64 {
         match self {
+            Metric::Pearson => {
+                let upper: Vec<f64> = crate::metrics::softmax_rows(logits).iter().map(|q| q[1] as f64).collect();
+                let gold: Vec<f64> = scores.iter().map(|&v| v as f64).collect();
+                let c = crate::metrics::pearson(&upper, &gold);
+                if c.is_nan() { 0.0 } else { c }
+            }
             Metric::Acc => crate::metrics::accuracy(logits, gold),
             Metric::F1 => {
                 let pred: Vec<usize> = logits.iter().map(|r| crate::metrics::argmax(r)).collect();
@@ -64,6 +74,9 @@ pub struct TaskSpec {
     pub metric: Metric,
     /// File stem of the dev split ("dev"; MNLI's is "dev_matched").
     pub dev: &'static str,
+    /// Regression (STS-B): the range of the gold scores; an example's class is its side
+    /// of the midpoint (label 0: lower pole, 1: upper), and training fits the scores.
+    pub regression: Option<(f32, f32)>,
     /// The k-shot folder has no test split (MNLI, SNLI, QQP: too large to ship):
     /// `glue_pretrain/<TASK>/dev.json` beside the k-shot folder is the test set, less
     /// every pair that also occurs in the seed's train or dev split.
@@ -86,6 +99,7 @@ const fn csv(name: &'static str, template: &'static str, labels: &'static [(&'st
         max_len: None,
         metric: Metric::Acc,
         dev: "dev",
+        regression: None,
         test_from_pretrain: false,
     }
 }
@@ -102,6 +116,7 @@ const fn pair(name: &'static str, template: &'static str, labels: &'static [(&'s
         max_len: None,
         metric,
         dev: "dev",
+        regression: None,
         test_from_pretrain: false,
     }
 }
@@ -133,6 +148,7 @@ pub const TASKS: &[TaskSpec] = &[
     TaskSpec { max_len: Some(256), first_sent_limit: Some(240), ..pair("RTE", NLI, TWO_WAY, Metric::Acc) },
     pair("MRPC", PARAPHRASE, YES_NO, Metric::F1),
     TaskSpec { test_from_pretrain: true, ..pair("QQP", PARAPHRASE, YES_NO, Metric::F1) },
+    TaskSpec { regression: Some((0.0, 5.0)), ..pair("STS-B", PARAPHRASE, YES_NO, Metric::Pearson) },
 ];
 
 /// The task named `name` (case-insensitive).
@@ -185,10 +201,30 @@ impl TaskSpec {
         if split == "test" && self.test_from_pretrain {
             return read_json_pairs(&path, &names);
         }
+        if let Some((low, high)) = self.regression {
+            let mid = (low + high) / 2.0;
+            return self.scores(root, seed, split)?.into_iter().zip(read_tsv(&path)?).map(|(v, r)| {
+                Ok(Example { text_a: r.text_a, text_b: r.text_b, label: Some(usize::from(v > mid)) })
+            }).collect();
+        }
         match self.format {
             Format::Tsv => crate::data::to_examples(&read_tsv(&path)?, &names, &path),
             Format::Csv => read_csv(&path, &names),
         }
+    }
+
+    /// The gold scores of a regression task's split, in file order (checked against its
+    /// range).
+    pub fn scores(&self, root: &Path, seed: u64, split: &str) -> Result<Vec<f32>> {
+        let (low, high) = self.regression.ok_or_else(|| Error::InvalidArgument(format!("{} is not a regression task", self.name)))?;
+        let path = self.file(root, seed, split);
+        read_tsv(&path)?
+            .into_iter()
+            .map(|r| match r.label.trim().parse::<f32>() {
+                Ok(v) if (low..=high).contains(&v) => Ok(v),
+                _ => Err(Error::Data { path: path.clone(), line: r.line, message: format!("score {:?} is not a number in {low}..{high}", r.label) }),
+            })
+            .collect()
     }
 
     /// The test split, less any input that also occurs in `seen` (the seed's train and

@@ -52,6 +52,26 @@ pub fn softmax_rows(logits: &[Vec<f32>]) -> Vec<Vec<f32>> {
         .collect()
 }
 
+/// Pearson correlation of two equally long series (NaN when either is constant or they
+/// are shorter than 2).
+pub fn pearson(x: &[f64], y: &[f64]) -> f64 {
+    let n = x.len().min(y.len());
+    if n < 2 {
+        return f64::NAN;
+    }
+    let (mx, my) = (x[..n].iter().sum::<f64>() / n as f64, y[..n].iter().sum::<f64>() / n as f64);
+    let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
+    for (a, b) in x[..n].iter().zip(&y[..n]) {
+        sxy += (a - mx) * (b - my);
+        sxx += (a - mx) * (a - mx);
+        syy += (b - my) * (b - my);
+    }
+    if sxx == 0.0 || syy == 0.0 {
+        return f64::NAN;
+    }
+    sxy / (sxx * syy).sqrt()
+}
+
 /// F1 of class `positive`: 2 TP / (2 TP + FP + FN); 0 when there is no positive in
 /// either the predictions or the gold labels.
 pub fn f1_binary(pred: &[usize], gold: &[usize], positive: usize) -> f64 {
@@ -174,6 +194,13 @@ mod tests {
         let m = mean_rows(&[vec![vec![1.0, 2.0]], vec![vec![3.0, -2.0]]]);
         assert_eq!(m, vec![vec![2.0, 0.0]]);
         assert!(mean_rows(&[]).is_empty());
+    }
+
+    #[test]
+    fn pearson_correlation() {
+        assert!((pearson(&[1.0, 2.0, 3.0], &[2.0, 4.0, 6.5]) - 0.997949).abs() < 1e-6);
+        assert!((pearson(&[1.0, 2.0, 3.0], &[3.0, 2.0, 1.0]) + 1.0).abs() < 1e-12);
+        assert!(pearson(&[1.0, 1.0], &[1.0, 2.0]).is_nan());
     }
 
     #[test]

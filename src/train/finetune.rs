@@ -10,7 +10,7 @@ use rand_chacha::ChaCha8Rng;
 use tch::{Kind, Tensor};
 
 use super::eval::predict_examples;
-use crate::metrics::accuracy;
+use crate::metrics::{accuracy, pearson, softmax_rows};
 use super::optim::Optimiser;
 use super::{Progress, ProgressFn, Stage};
 use crate::model::{Batch, ClsHead, MaskedLm};
@@ -54,6 +54,20 @@ pub struct TrainParams {
     /// Demonstration sets used at evaluation and kept for inference (LM-BFF: 16; each
     /// costs one forward pass per input).
     pub demo_sets: usize,
+    /// Regression (LM-BFF's STS-B): each training example's score, and each dev
+    /// example's, mapped to [0, 1] over the range of the two pole words (label 0: lower
+    /// pole, label 1: upper). The loss is then KL(target || model) with the target
+    /// distribution [1 - s, s] over the two label words, and dev selection uses the
+    /// Pearson correlation of p(upper pole) with the dev scores. The examples' labels
+    /// still give each its side (for demonstrations).
+    pub regression: Option<RegressionTargets>,
+}
+
+/// Scores in [0, 1] of the training and dev examples, in their order.
+#[derive(Debug, Clone, Default)]
+pub struct RegressionTargets {
+    pub train: Vec<f32>,
+    pub dev: Vec<f32>,
 }
 
 impl Default for TrainParams {
@@ -70,6 +84,7 @@ impl Default for TrainParams {
             eval_batch_size: 32,
             demonstrations: false,
             demo_sets: 1,
+            regression: None,
         }
     }
 }
@@ -172,6 +187,19 @@ pub fn finetune(
             p.demo_sets
         )));
     }
+    if let Some(r) = &p.regression {
+        let in_range = |v: &[f32]| v.iter().all(|x| (0.0..=1.0).contains(x));
+        if prompt.verbalizer.num_labels() != 2 || r.train.len() != train.len() || r.dev.len() != dev.len() || !in_range(&r.train) || !in_range(&r.dev) {
+            return Err(Error::InvalidArgument(format!(
+                "regression needs two label words and one score in [0, 1] per example ({} labels; {} scores for {} training and {} for {} dev examples)",
+                prompt.verbalizer.num_labels(),
+                r.train.len(),
+                train.len(),
+                r.dev.len(),
+                dev.len()
+            )));
+        }
+    }
     let pool = if p.demonstrations { Some(DemoPool::new(train, prompt.verbalizer.num_labels())?) } else { None };
     // Its own stream, so that turning demonstrations on leaves the batch order alone.
     let mut demo_rng = ChaCha8Rng::seed_from_u64(p.seed.wrapping_add(1));
@@ -225,11 +253,23 @@ pub fn finetune(
             }
             None => take.iter().map(|&i| &enc_train[i]).collect(),
         };
-        let y: Vec<i64> = take.iter().map(|&i| labels[i] as i64).collect();
         let batch = model.batch(&items, pad)?;
-        let logits = head.logits(model, &batch, true)?;
-        let target = Tensor::from_slice(&y).f_to_device(model.device())?;
-        let loss = logits.f_to_kind(Kind::Float)?.f_cross_entropy_loss::<Tensor>(&target, None, tch::Reduction::Mean, -100, 0.0)?;
+        let logits = head.logits(model, &batch, true)?.f_to_kind(Kind::Float)?;
+        let loss = match &p.regression {
+            // KL(t || q) = sum t (ln t - ln q), with 0 ln 0 = 0.
+            Some(r) => {
+                let t: Vec<f32> = take.iter().flat_map(|&i| [1.0 - r.train[i], r.train[i]]).collect();
+                let t = Tensor::from_slice(&t).f_view([take.len() as i64, 2])?.f_to_device(model.device())?;
+                let log_q = logits.f_log_softmax(-1, Kind::Float)?;
+                let t_log_t = t.f_xlogy(&t)?;
+                t_log_t.f_sub(&t.f_mul(&log_q)?)?.f_sum_dim_intlist(1, false, Kind::Float)?.f_mean(Kind::Float)?
+            }
+            None => {
+                let y: Vec<i64> = take.iter().map(|&i| labels[i] as i64).collect();
+                let target = Tensor::from_slice(&y).f_to_device(model.device())?;
+                logits.f_cross_entropy_loss::<Tensor>(&target, None, tch::Reduction::Mean, -100, 0.0)?
+            }
+        };
         opt.step(&loss, step)?;
         let done = step + 1;
         if done % 10 == 0 || done == p.steps {
@@ -240,7 +280,16 @@ pub fn finetune(
         if eval_now && !dev.is_empty() {
             let t = Instant::now();
             let logits = predict_examples(model, tok, prompt, method, &head, dev, &report.demo_sets, p.eval_batch_size)?;
-            let acc = accuracy(&logits, &dev_gold);
+            let acc = match &p.regression {
+                Some(r) => {
+                    let upper: Vec<f64> = softmax_rows(&logits).iter().map(|q| q[1] as f64).collect();
+                    let gold: Vec<f64> = r.dev.iter().map(|&v| v as f64).collect();
+                    // A constant prediction has no correlation: 0, not NaN.
+                    let c = pearson(&upper, &gold);
+                    if c.is_nan() { 0.0 } else { c }
+                }
+                None => accuracy(&logits, &dev_gold),
+            };
             eval_secs += t.elapsed().as_secs_f64();
             report.dev_curve.push((done, acc));
             last_metric = acc;
