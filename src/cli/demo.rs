@@ -4,12 +4,13 @@
 //!
 //! 1. Adapt the default encoder (which has no masked-LM head) on the pool's own text;
 //!    the result is cached per machine under `.cache/adapted/` and reused.
-//! 2. Prompt-based fine-tuning (LM-BFF) of the adapted model on the few labels, and plain
+//! 2. Prompt-based fine-tuning (LM-BFF) of the adapted model on the few labels, plain
 //!    [CLS] fine-tuning of the original encoder, with the same learning-rate grid and
-//!    step budget, each chosen on dev.
-//! 3. Label the pool with the method that did better on dev (JSON lines with
-//!    probabilities and margin)
-//!    and print accuracy on the held-out set for zero-shot, plain FT and prompt FT.
+//!    step budget, and the sentence-embedding method (SetFit-style) on the original
+//!    encoder over the same learning rates, each chosen on dev.
+//! 3. Label the pool with the method that did best on dev (JSON lines with
+//!    probabilities and margin) and print accuracy on the held-out set for zero-shot and
+//!    the three methods.
 
 use std::path::{Path, PathBuf};
 
@@ -19,10 +20,10 @@ use serde_json::json;
 use super::commands::{corpus, evaluate};
 use super::progress::Bar;
 use super::task::{parse_labels, Loaded, TaskArgs, DEFAULT_LABELS};
-use crate::checkpoint::{fnv1a, write_dir_atomic, FNV_OFFSET};
+use crate::checkpoint::{fnv1a, write_dir_atomic, LinearHead, FNV_OFFSET};
 use crate::data::{read_examples, read_texts};
 use crate::prompt::Example;
-use crate::train::{self, predict_logits, softmax_rows, AdaptParams, Head, Method, Resume, TrainParams, Trainable};
+use crate::train::{self, accuracy, predict_logits, softmax_rows, AdaptParams, Head, Method, Resume, TrainParams, Trainable};
 use crate::{Error, Result};
 
 #[derive(Debug, Args)]
@@ -120,6 +121,25 @@ fn fit_best(a: &DemoArgs, model: &Path, method: Method, tr: &[Example], dev: &[E
     best.ok_or_else(|| Error::InvalidArgument("--lrs is empty".into()))
 }
 
+/// The sentence-embedding method over `--lrs`, chosen on dev.
+fn fit_embedding(a: &DemoArgs, model: &Path, tr: &[Example], dev: &[Example]) -> Result<(Loaded, LinearHead, f64, f64)> {
+    let mut best: Option<(Loaded, LinearHead, f64, f64)> = None;
+    let dev_gold: Vec<usize> = dev.iter().map(|e| e.label.unwrap_or(usize::MAX)).collect();
+    for &lr in &a.lrs {
+        let loaded = a.task.load(model, a.seed)?;
+        let p = train::EmbedParams { lr, seed: a.seed, ..train::EmbedParams::default() };
+        let mut bar = Bar::new("sentence-embedding");
+        let (head, _) = train::train_embedding(&loaded.model, &loaded.tok, &loaded.prompt, tr, &p, &mut |p| bar.update(p))?;
+        bar.finish();
+        let dev_acc = accuracy(&train::embedding_logits(&loaded.model, &loaded.tok, &loaded.prompt, &head, dev, 64)?, &dev_gold);
+        eprintln!("sentence-embedding lr {lr:e}: dev {:.1}%", 100.0 * dev_acc);
+        if best.as_ref().is_none_or(|b| dev_acc > b.3) {
+            best = Some((loaded, head, lr, dev_acc));
+        }
+    }
+    best.ok_or_else(|| Error::InvalidArgument("--lrs is empty".into()))
+}
+
 pub fn run(a: DemoArgs) -> Result<()> {
     let base = match &a.model {
         Some(m) => m.clone(),
@@ -149,14 +169,24 @@ pub fn run(a: DemoArgs) -> Result<()> {
     let plain_acc = evaluate(&plain.loaded, &plain.head, Method::Cls, &test, &[])?;
     let prompt = fit_best(&a, &prompt_model, Method::Prompt, &tr, &dev)?;
     let prompt_acc = evaluate(&prompt.loaded, &prompt.head, Method::Prompt, &test, &[])?;
+    let (se_loaded, se_head, se_lr, se_dev) = fit_embedding(&a, &base, &tr, &dev)?;
+    let test_gold: Vec<usize> = test.iter().map(|e| e.label.unwrap_or(usize::MAX)).collect();
+    let se_acc = accuracy(&train::embedding_logits(&se_loaded.model, &se_loaded.tok, &se_loaded.prompt, &se_head, &test, 64)?, &test_gold);
 
-    // 3. Label the pool with the method that did better on dev (the held-out set is
-    //    only reported, never used to choose).
-    let (winner, method) = if prompt.dev_acc >= plain.dev_acc { (&prompt, Method::Prompt) } else { (&plain, Method::Cls) };
-    let l = &winner.loaded;
+    // 3. Label the pool with the method that did best on dev (the held-out set is only
+    //    reported, never used to choose; ties go to the earlier of prompt, plain,
+    //    sentence-embedding).
     let pool_ex: Vec<Example> = pool.iter().map(|t| Example::single(t.clone(), None)).collect();
-    let enc = train::encode_all(&l.tok, &l.prompt, method, &pool_ex)?;
-    let probs = softmax_rows(&predict_logits(&l.model, &winner.head, &enc, l.tok.special().pad, 64)?);
+    let best_dev = prompt.dev_acc.max(plain.dev_acc).max(se_dev);
+    let (method_name, l, logits) = if prompt.dev_acc == best_dev || plain.dev_acc == best_dev {
+        let (winner, method) = if prompt.dev_acc == best_dev { (&prompt, Method::Prompt) } else { (&plain, Method::Cls) };
+        let l = &winner.loaded;
+        let enc = train::encode_all(&l.tok, &l.prompt, method, &pool_ex)?;
+        (method.name(), l, predict_logits(&l.model, &winner.head, &enc, l.tok.special().pad, 64)?)
+    } else {
+        ("sentence-embedding", &se_loaded, train::embedding_logits(&se_loaded.model, &se_loaded.tok, &se_loaded.prompt, &se_head, &pool_ex, 64)?)
+    };
+    let probs = softmax_rows(&logits);
     std::fs::create_dir_all(&a.out).map_err(|e| Error::io(&a.out, e))?;
     let names = l.prompt.verbalizer.labels();
     let mut lines = String::new();
@@ -176,9 +206,10 @@ pub fn run(a: DemoArgs) -> Result<()> {
     std::fs::write(&labels_path, lines).map_err(|e| Error::io(&labels_path, e))?;
     let report = json!({
         "model": base, "adapted_model": prompt_model, "steps": a.steps, "lrs": a.lrs, "seed": a.seed,
-        "held_out": test.len(), "zero_shot_acc": zero, "pool_labelled_by": method.name(),
+        "held_out": test.len(), "zero_shot_acc": zero, "pool_labelled_by": method_name,
         "plain": {"lr": plain.lr, "dev_acc": plain.dev_acc, "test_acc": plain_acc},
         "prompt": {"lr": prompt.lr, "dev_acc": prompt.dev_acc, "test_acc": prompt_acc},
+        "sentence_embedding": {"lr": se_lr, "dev_acc": se_dev, "test_acc": se_acc},
         "seconds": started.elapsed().as_secs_f64(),
     });
     let report_path = a.out.join("report.json");
@@ -189,13 +220,14 @@ pub fn run(a: DemoArgs) -> Result<()> {
     for &(m, i) in scored.iter().take(5) {
         println!("  margin {m:.2}  {:<8} {}", names[train::argmax(&probs[i])], pool[i]);
     }
-    println!("\nLabelled {} pool texts with {} fine-tuning (better on dev) -> {} ({})", pool.len(), method.name(), labels_path.display(),
+    println!("\nLabelled {} pool texts with {} (best on dev) -> {} ({})", pool.len(), method_name, labels_path.display(),
         names.iter().zip(&counts).map(|(n, c)| format!("{n}: {c}")).collect::<Vec<_>>().join(", "));
     println!("\nHeld-out accuracy ({} items, {} labelled examples, {} steps, lr chosen on dev from {:?}):", test.len(), tr.len(), a.steps, a.lrs);
     println!("| method | model | dev | held-out |\n|---|---|---|---|");
     println!("| prompt zero-shot | adapted | - | {:.1}% |", 100.0 * zero);
     println!("| plain [CLS] fine-tuning | original | {:.1}% | {:.1}% |", 100.0 * plain.dev_acc, 100.0 * plain_acc);
     println!("| prompt fine-tuning (LM-BFF) | adapted | {:.1}% | {:.1}% |", 100.0 * prompt.dev_acc, 100.0 * prompt_acc);
+    println!("| sentence-embedding (SetFit-style) | original | {:.1}% | {:.1}% |", 100.0 * se_dev, 100.0 * se_acc);
     println!("\nreport: {}  ({:.0} s)", report_path.display(), started.elapsed().as_secs_f64());
     Ok(())
 }
