@@ -236,7 +236,10 @@ typedef struct {
    */
   const char *template_;
   /*
-   `num_labels` class names and their label words (single tokens of the vocabulary).
+   `num_labels` class names and their label words: one word, or several separated by
+   `|` (`"great|good"`); a word may span several tokens. A class scores the mean over
+   its words of each word's mean sub-token logit at the mask; where a template or a
+   demonstration shows the class, its first word is used.
    */
   const char *const *labels;
   const char *const *label_words;

@@ -411,3 +411,53 @@ fn sentence_embedding_models_export_and_predict_the_same() {
         assert!(e.to_string().contains("prompt model"), "{e}");
     }
 }
+
+/// Several words per class and multi-token words (the tiny vocabularies split "superb"
+/// into pieces): trained with demonstrations, saved, exported (export format 4: the class
+/// weights in the graph, `label_word_tokens` in the manifest) and served with the
+/// probabilities training computes; the Python renderer shows a class by its first word.
+#[test]
+fn several_and_multi_token_label_words_export_and_predict_the_same() {
+    for fixture in ["bert", "roberta"] {
+        let mut c = case(&common::fixtures().join(fixture), "*cls**sent_0*_It_was*mask*.*sep+*", 64);
+        let pairs = vec![("0".to_string(), "superb|terrible".to_string()), ("1".to_string(), "great|marvellous".to_string())];
+        c.prompt.verbalizer = Verbalizer::new(&c.tok, &pairs).unwrap();
+        assert!(!c.prompt.verbalizer.is_simple());
+        assert!(c.prompt.verbalizer.word_tokens(0).unwrap().len() > 1, "{fixture}: superb splits");
+        let train_ex: Vec<Example> = demo_sets(false).concat();
+        let tp = train::TrainParams { steps: 6, batch_size: 2, lr: 1e-3, eval_every: 0, demonstrations: true, demo_sets: 2, ..Default::default() };
+        let (rep, head) = train::finetune(&c.model, &c.tok, &c.prompt, Method::Prompt, &train_ex, &[], &tp, &mut |_| true).unwrap();
+        let ckpt = common::tempdir(&format!("words-{fixture}")).join("ckpt");
+        let manifest = Manifest::for_prompt(&c.prompt, &rep.demo_sets, serde_json::json!({}));
+        write_dir_atomic(&ckpt, |d| {
+            c.model.save_pretrained(d)?;
+            manifest.write_into(d)
+        })
+        .unwrap();
+        let out = ckpt.parent().unwrap().join("export");
+        export_checkpoint(&ckpt, &out, &ExportOptions::default()).unwrap();
+        check_export(&out, false);
+        let m = ExportManifest::read(&out).unwrap();
+        assert_eq!(m.format_version, 4);
+        assert_eq!(m.label_word_tokens.as_ref().unwrap()[0], c.prompt.verbalizer.word_tokens(0).unwrap());
+        let ex = texts(20);
+        let want = train::softmax_rows(&train::predict_examples(&c.model, &c.tok, &c.prompt, Method::Prompt, &head, &ex, &rep.demo_sets, 5).unwrap());
+        let p = open(&out);
+        let got: Vec<Vec<f32>> = p.predict(&ex).unwrap().into_iter().map(|p| p.probs).collect();
+        let d = max_diff(&want, &got);
+        println!("several/multi-token words {fixture}: max |p_onnx - p_tch| = {d:.2e} over {} inputs", ex.len());
+        assert!(d <= 1e-5, "{fixture}: {d}");
+        let json: Vec<serde_json::Value> = ex.iter().map(|e| serde_json::json!({"text_a": e.text_a})).collect();
+        let file = out.parent().unwrap().join("examples.json");
+        std::fs::write(&file, serde_json::to_string(&json).unwrap()).unwrap();
+        let res = Command::new(common::python()).arg(common::root().join("tests/python/render_from_manifest.py")).arg(&out).arg(&file).output().unwrap();
+        assert!(res.status.success(), "{}", String::from_utf8_lossy(&res.stderr));
+        let rendered: serde_json::Value = serde_json::from_slice(&res.stdout).unwrap();
+        for (i, e) in ex.iter().enumerate() {
+            for (k, ours) in p.encode(e).unwrap().iter().enumerate() {
+                let ids: Vec<u32> = serde_json::from_value(rendered["input_ids"][i][k].clone()).unwrap();
+                assert_eq!(ids, ours.input_ids, "{fixture} input {i} set {k}");
+            }
+        }
+    }
+}

@@ -78,16 +78,44 @@ fn truncation_never_cuts_the_mask() {
 #[test]
 fn label_words_are_checked_against_the_vocabulary() {
     let tok = minilm();
-    let e = Verbalizer::new(&tok, &pairs(&[("0", "terrible"), ("1", "greatnessful")])).unwrap_err();
-    assert!(e.to_string().contains("not a single token") && e.to_string().contains("greatnessful"), "{e}");
     let e = Verbalizer::new(&tok, &pairs(&[("0", "great"), ("1", "Great")])).unwrap_err();
-    assert!(e.to_string().contains("same token"), "{e}");
+    assert!(e.to_string().contains("also a word of label \"0\""), "{e}");
+    let e = Verbalizer::new(&tok, &pairs(&[("0", "bad|awful|bad"), ("1", "great")])).unwrap_err();
+    assert!(e.to_string().contains("listed twice"), "{e}");
+    let e = Verbalizer::new(&tok, &pairs(&[("0", "bad|"), ("1", "great")])).unwrap_err();
+    assert!(e.to_string().contains("no spaces"), "{e}");
     let e = Verbalizer::new(&tok, &pairs(&[("0", "very bad"), ("1", "great")])).unwrap_err();
     assert!(e.to_string().contains("no spaces"), "{e}");
     assert!(Verbalizer::new(&tok, &pairs(&[("0", "great")])).is_err());
     let v = Verbalizer::parse_mapping(&tok, "{'0':'terrible','1':'great'}").unwrap();
     assert_eq!(v.words(), ["terrible", "great"]);
     assert_eq!(v.token_ids()[1], tok.token_to_id("great").unwrap());
+    assert!(v.is_simple() && v.class_weights().is_none());
+}
+
+/// Several words per class and multi-token words: the scored tokens are every sub-token
+/// of every word, class by class; each class averages over its words, each word over its
+/// sub-tokens; a class is shown by its first word.
+#[test]
+fn several_and_multi_token_label_words() {
+    let tok = minilm();
+    // "lackluster" is lack ##lus ##ter in this vocabulary.
+    let v = Verbalizer::new(&tok, &pairs(&[("neg", "lackluster|bad"), ("pos", " great | superb ")])).unwrap();
+    assert!(!v.is_simple());
+    assert_eq!(v.words(), ["lackluster|bad", "great|superb"]);
+    let id = |t: &str| tok.token_to_id(t).unwrap();
+    assert_eq!(v.token_ids(), [id("lack"), id("##lus"), id("##ter"), id("bad"), id("great"), id("superb")]);
+    assert_eq!(v.word_tokens(0).unwrap(), [id("lack"), id("##lus"), id("##ter")]);
+    let w = v.class_weights().unwrap();
+    let col = |c: usize| w.iter().map(|r| r[c]).collect::<Vec<f32>>();
+    let third = 1.0 / 6.0;
+    assert_eq!(col(0), [third, third, third, 0.5, 0.0, 0.0]);
+    assert_eq!(col(1), [0.0, 0.0, 0.0, 0.0, 0.5, 0.5]);
+    // A demonstration shows its class's first word, all of its tokens.
+    let p = Prompt::new(Template::parse("{text} It was {mask}.").unwrap(), v, Truncation::default()).unwrap();
+    let e = p.encode_with_demos(&tok, &Example::single("fine", None), &[Example::single("dull", Some(0))]).unwrap();
+    let lack = e.input_ids.iter().position(|&t| t == id("lack")).unwrap();
+    assert_eq!(e.input_ids[lack..lack + 3], [id("lack"), id("##lus"), id("##ter")]);
 }
 
 #[test]

@@ -242,10 +242,19 @@ fn stem(model: &MaskedLm, g: Graph) -> Result<Stem<'static>> {
     Ok(Stem { cx, ids, mask_f: m, x, bias, shapes })
 }
 
-/// Builds the graph of `model` with a prompt head over `label_ids` (one token per class):
-/// the inputs of [`stem`]; outputs `probs` and `label_logits` (float [batch, labels]).
-/// The mask position of each row is where `input_ids` holds `mask_id`.
-pub fn build(model: &MaskedLm, label_ids: &[u32], mask_id: u32, regression: Option<RegressionRange>, g: Graph) -> Result<Graph> {
+/// Builds the graph of `model` with a prompt head over the scored tokens `label_ids` (one
+/// per class, or averaged into classes by `class_weights` [T][L]: see
+/// `Verbalizer::class_weights`): the inputs of [`stem`]; outputs `probs` and
+/// `label_logits` (float [batch, labels]). The mask position of each row is where
+/// `input_ids` holds `mask_id`.
+pub fn build(
+    model: &MaskedLm,
+    label_ids: &[u32],
+    class_weights: Option<&[Vec<f32>]>,
+    mask_id: u32,
+    regression: Option<RegressionRange>,
+    g: Graph,
+) -> Result<Graph> {
     let c = &model.config;
     let arch = model.arch;
     let emb = |n: &str| format!("{}.embeddings.{n}", arch.prefix());
@@ -279,8 +288,22 @@ pub fn build(model: &MaskedLm, label_ids: &[u32], mask_id: u32, regression: Opti
     let lbias = cx.var(bias_name)?.f_index_select(0, &idx)?;
     let lbias = cx.g.weight("label_words.bias", &lbias)?;
     let logits = cx.g.node("MatMul", &[&t, &rows], &[], "label_matmul");
-    cx.g.node_into("Add", &[&logits, &lbias], &[], &[OUTPUT_LOGITS]);
-    class_outputs(&mut cx.g, label_ids.len());
+    let labels = match class_weights {
+        // Several words or multi-token words: token logits [B, T] x W [T, L].
+        Some(w) => {
+            let flat: Vec<f32> = w.iter().flatten().copied().collect();
+            let l = w.first().map_or(0, Vec::len);
+            let wt = cx.g.const_f32("class_weights", &flat, &[w.len() as i64, l as i64]);
+            let token_logits = cx.g.node("Add", &[&logits, &lbias], &[], "token_logits");
+            cx.g.node_into("MatMul", &[&token_logits, &wt], &[], &[OUTPUT_LOGITS]);
+            l
+        }
+        None => {
+            cx.g.node_into("Add", &[&logits, &lbias], &[], &[OUTPUT_LOGITS]);
+            label_ids.len()
+        }
+    };
+    class_outputs(&mut cx.g, labels);
     if let Some(r) = regression {
         // score = low + (high - low) * p(upper pole), shaped [batch, 1].
         let upper = cx.g.const_i64("upper_end", &[2], &[1]);

@@ -19,9 +19,10 @@ pub const OUTPUT_LOGITS: &str = "label_logits";
 pub const OUTPUT_SCORE: &str = "score";
 pub const EXPORT_FORMAT: &str = "lmbff-export";
 /// Readers accept this version and older ones; fields are only ever added. Version 2
-/// added `demonstrations`, version 3 the method "sentence-embedding"; an export is written
-/// with the lowest version that describes it (a prompt export without demonstrations: 1).
-pub const EXPORT_FORMAT_VERSION: u32 = 3;
+/// added `demonstrations`, version 3 the method "sentence-embedding", version 4
+/// `label_word_tokens` (several or multi-token label words); an export is written with the
+/// lowest version that describes it (a prompt export without demonstrations: 1).
+pub const EXPORT_FORMAT_VERSION: u32 = 4;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExportManifest {
@@ -42,9 +43,16 @@ pub struct ExportManifest {
     pub method: String,
     /// Class names, in the order of the model's outputs.
     pub labels: Vec<String>,
+    /// Each class's words as given (several separated by `|`).
     pub label_words: Vec<String>,
-    /// Vocabulary id of each label word.
+    /// The scored tokens: every sub-token of every word of every class, class by class
+    /// (one per class, in class order, when each class is one single-token word).
     pub label_word_ids: Vec<u32>,
+    /// Only when a class has several words or a multi-token word (format version 4):
+    /// the tokens that stand for each class where the template shows its word (its first
+    /// word). Otherwise a class's word is `label_word_ids[class]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_word_tokens: Option<Vec<Vec<u32>>>,
     pub template: TemplateSpec,
     /// Demonstrations appended to every input (null: none). See [`Demonstrations`].
     pub demonstrations: Option<Demonstrations>,
@@ -108,7 +116,7 @@ pub enum PartSpec {
     /// A separator; with `next_segment` the following tokens get the next token type id.
     Sep { next_segment: bool },
     Sentence { index: usize, space: bool, case: CaseSpec, drop_last: bool },
-    /// The word of a fixed label (its id is `label_word_ids[label]`).
+    /// The word of a fixed label (`label_word_tokens[label]`, or `[label_word_ids[label]]`).
     LabelWord { label: usize },
     /// Literal text, tokenized without special tokens.
     Text { text: String },

@@ -58,8 +58,13 @@ pub fn export(
     manifest.demonstrations = (!demo_sets.is_empty()).then(|| Demonstrations { sets: demo_sets.to_vec() });
     manifest.format_version = if demo_sets.is_empty() { 1 } else { 2 };
     let label_ids = prompt.verbalizer.token_ids().to_vec();
+    let weights = prompt.verbalizer.class_weights();
+    if weights.is_some() {
+        manifest.label_word_tokens = Some((0..prompt.verbalizer.num_labels()).filter_map(|c| prompt.verbalizer.word_tokens(c).map(<[u32]>::to_vec)).collect());
+        manifest.format_version = 4;
+    }
     let mask = tok.special().mask;
-    write_export(model, manifest, out, opts, |g| encoder::build(model, &label_ids, mask, opts.regression, g))
+    write_export(model, manifest, out, opts, |g| encoder::build(model, &label_ids, weights.as_deref(), mask, opts.regression, g))
 }
 
 /// Exports a sentence-embedding model (encoder and the linear classifier `head` over its
@@ -139,6 +144,7 @@ fn manifest_for(
         labels: prompt.verbalizer.labels().to_vec(),
         label_words: prompt.verbalizer.words().to_vec(),
         label_word_ids: prompt.verbalizer.token_ids().to_vec(),
+        label_word_tokens: None,
         template: TemplateSpec::of(&prompt.template)?,
         demonstrations: None,
         tokenizer: TokenizerSpec::of(tok, "tokenizer.json"),

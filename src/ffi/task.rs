@@ -30,7 +30,10 @@ pub struct lmbff_task_params {
     /// Template, readable (`{text} It was {mask}.`) or LM-BFF syntax; NULL for
     /// `{text} It was {mask}.`.
     pub template_: *const c_char,
-    /// `num_labels` class names and their label words (single tokens of the vocabulary).
+    /// `num_labels` class names and their label words: one word, or several separated by
+    /// `|` (`"great|good"`); a word may span several tokens. A class scores the mean over
+    /// its words of each word's mean sub-token logit at the mask; where a template or a
+    /// demonstration shows the class, its first word is used.
     pub labels: *const *const c_char,
     pub label_words: *const *const c_char,
     pub num_labels: usize,

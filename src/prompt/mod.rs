@@ -172,7 +172,7 @@ impl Prompt {
         let mut segment = demo_segment.unwrap_or(0);
         let mut mask_piece = None;
         let fixed = |ids: Vec<u32>, segment: u32| Piece { ids, segment, sentence: false };
-        let own_word = |ex: &Example| -> Result<u32> {
+        let own_word = |ex: &Example| -> Result<Vec<u32>> {
             let label = ex.label.ok_or_else(|| {
                 Error::InvalidArgument(if demo {
                     "a demonstration has no label".into()
@@ -180,13 +180,13 @@ impl Prompt {
                     "the template shows the example's label word, but the example has no label".into()
                 })
             })?;
-            self.verbalizer.token_ids().get(label).copied().ok_or_else(|| Error::InvalidArgument(format!("label index {label} is out of range")))
+            self.verbalizer.word_tokens(label).map(<[u32]>::to_vec).ok_or_else(|| Error::InvalidArgument(format!("label index {label} is out of range")))
         };
         for part in self.template.parts() {
             match part {
                 Part::Cls if demo => {}
                 Part::Cls => pieces.push(fixed(vec![special.cls], segment)),
-                Part::Mask if demo => pieces.push(fixed(vec![own_word(ex)?], segment)),
+                Part::Mask if demo => pieces.push(fixed(own_word(ex)?, segment)),
                 Part::Mask => {
                     mask_piece = Some(pieces.len());
                     pieces.push(fixed(vec![special.mask], segment));
@@ -198,8 +198,11 @@ impl Prompt {
                     }
                 }
                 Part::Text(t) => pieces.push(fixed(tok.encode_piece(t)?, segment)),
-                Part::LabelWord { label, .. } => pieces.push(fixed(vec![self.verbalizer.token_ids()[*label]], segment)),
-                Part::OwnLabelWord { .. } => pieces.push(fixed(vec![own_word(ex)?], segment)),
+                Part::LabelWord { label, .. } => {
+                    let ids = self.verbalizer.word_tokens(*label).ok_or_else(|| Error::InvalidArgument(format!("label index {label} is out of range")))?;
+                    pieces.push(fixed(ids.to_vec(), segment))
+                }
+                Part::OwnLabelWord { .. } => pieces.push(fixed(own_word(ex)?, segment)),
                 Part::Sentence { index, space, case, drop_last } => {
                     let raw = match index {
                         0 => Some(ex.text_a.as_str()),

@@ -1,19 +1,31 @@
-//! Label words (the verbalizer): one vocabulary token per class, checked against the
-//! tokenizer. Byte-level BPE vocabularies use the leading-space form (`Ġgreat`), as the
-//! word follows a space in every template.
+//! Label words (the verbalizer), checked against the tokenizer. A class has one word or
+//! several (`great|good`), and a word may span several tokens of the vocabulary. The
+//! class's score at the mask is the mean over its words of each word's mean sub-token
+//! logit (OpenPrompt's "mean" handling of multi-token words and of several words); with
+//! one single-token word per class it is that token's logit, as in LM-BFF. Byte-level
+//! BPE vocabularies use the leading-space form (`Ġgreat`), as the word follows a space
+//! in every template.
 
 use crate::tokenize::{Tokenizer, WordBoundary};
 use crate::{Error, Result};
 
+/// Separates a class's words in a label-word spec (`great|good`).
+pub const WORD_SEPARATOR: char = '|';
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verbalizer {
     labels: Vec<String>,
+    /// Each class's words as given (`great|good`).
     words: Vec<String>,
+    /// [class][word][sub-token]
+    tokens: Vec<Vec<Vec<u32>>>,
+    /// Every sub-token of every word of every class, in that order (the scored tokens).
     ids: Vec<u32>,
 }
 
 impl Verbalizer {
-    /// Builds a verbalizer from `(label, word)` pairs; the order gives class indices.
+    /// Builds a verbalizer from `(label, words)` pairs; the order gives class indices.
+    /// `words` is one word or several separated by `|`; each word may be several tokens.
     pub fn new(tok: &Tokenizer, pairs: &[(String, String)]) -> Result<Self> {
         if pairs.len() < 2 {
             return Err(Error::InvalidArgument(format!(
@@ -21,39 +33,74 @@ impl Verbalizer {
                 pairs.len()
             )));
         }
-        let mut v = Verbalizer { labels: vec![], words: vec![], ids: vec![] };
-        for (label, word) in pairs {
-            let bad = |message: String| Error::LabelWord { label: label.clone(), word: word.clone(), message };
+        let mut v = Verbalizer { labels: vec![], words: vec![], tokens: vec![], ids: vec![] };
+        for (label, spec) in pairs {
+            let bad = |message: String| Error::LabelWord { label: label.clone(), word: spec.clone(), message };
             if v.labels.contains(label) {
                 return Err(bad("this label is listed twice".into()));
             }
-            let trimmed = word.trim();
-            if trimmed.is_empty() || trimmed.contains(char::is_whitespace) {
-                return Err(bad("a label word is one word, with no spaces".into()));
-            }
-            let form = match tok.word_boundary() {
-                WordBoundary::LeadingSpace => format!(" {trimmed}"),
-                WordBoundary::Ignored => trimmed.to_string(),
-            };
-            let ids = tok.encode_piece(&form)?;
-            if ids.len() != 1 {
-                let pieces: Vec<String> = ids.iter().map(|&i| tok.id_to_token(i).unwrap_or_default()).collect();
-                return Err(bad(format!(
-                    "it is not a single token of this vocabulary (it splits into {pieces:?}); pick a word that is"
-                )));
-            }
-            let unk = ["[UNK]", "<unk>"].iter().filter_map(|t| tok.token_to_id(t)).any(|u| u == ids[0]);
-            if unk {
-                return Err(bad("it is not in the vocabulary (it encodes as the unknown token)".into()));
-            }
-            if let Some(other) = v.ids.iter().position(|&i| i == ids[0]) {
-                return Err(bad(format!("it is the same token as label {:?}'s word", v.labels[other])));
+            let mut class = Vec::new();
+            for word in spec.split(WORD_SEPARATOR) {
+                let trimmed = word.trim();
+                if trimmed.is_empty() || trimmed.contains(char::is_whitespace) {
+                    return Err(bad(format!("a label word is one word, with no spaces (several words: `great{WORD_SEPARATOR}good`)")));
+                }
+                let form = match tok.word_boundary() {
+                    WordBoundary::LeadingSpace => format!(" {trimmed}"),
+                    WordBoundary::Ignored => trimmed.to_string(),
+                };
+                let ids = tok.encode_piece(&form)?;
+                let unk: Vec<u32> = ["[UNK]", "<unk>"].iter().filter_map(|t| tok.token_to_id(t)).collect();
+                if ids.is_empty() || ids.iter().any(|i| unk.contains(i)) {
+                    return Err(bad(format!("{trimmed:?} is not in the vocabulary (it encodes to the unknown token)")));
+                }
+                if let Some(other) = v.tokens.iter().position(|c| c.contains(&ids)) {
+                    return Err(bad(format!("{trimmed:?} is also a word of label {:?}", v.labels[other])));
+                }
+                if class.contains(&ids) {
+                    return Err(bad(format!("{trimmed:?} is listed twice")));
+                }
+                class.push(ids);
             }
             v.labels.push(label.clone());
-            v.words.push(trimmed.to_string());
-            v.ids.push(ids[0]);
+            v.words.push(spec.split(WORD_SEPARATOR).map(str::trim).collect::<Vec<_>>().join("|"));
+            v.ids.extend(class.iter().flatten());
+            v.tokens.push(class);
         }
         Ok(v)
+    }
+
+    /// One single-token word per class (LM-BFF's verbalizers): the class logits are the
+    /// scored tokens' logits.
+    pub fn is_simple(&self) -> bool {
+        self.tokens.iter().all(|c| c.len() == 1 && c[0].len() == 1)
+    }
+
+    /// How the scored tokens' logits ([`Verbalizer::token_ids`], T of them) make the class
+    /// logits: `class = token_logits x W` with W [T][classes], each class's column
+    /// averaging over its words, each word averaging over its sub-tokens. None when the
+    /// verbalizer is simple (W would be the identity).
+    pub fn class_weights(&self) -> Option<Vec<Vec<f32>>> {
+        if self.is_simple() {
+            return None;
+        }
+        let mut w = vec![vec![0.0f32; self.num_labels()]; self.ids.len()];
+        let mut row = 0;
+        for (c, words) in self.tokens.iter().enumerate() {
+            for word in words {
+                for _ in word {
+                    w[row][c] = 1.0 / (words.len() * word.len()) as f32;
+                    row += 1;
+                }
+            }
+        }
+        Some(w)
+    }
+
+    /// The tokens that stand for class `label` where a template shows its word (a
+    /// demonstration's answer, `*label_N*`): its first word.
+    pub fn word_tokens(&self, label: usize) -> Option<&[u32]> {
+        self.tokens.get(label).map(|c| c[0].as_slice())
     }
 
     /// Parses LM-BFF's mapping syntax, `{'0':'terrible','1':'great'}`, or JSON.
@@ -79,7 +126,8 @@ impl Verbalizer {
         &self.words
     }
 
-    /// Token id of each class's label word, in class order.
+    /// The scored token ids: every sub-token of every word of every class, class by
+    /// class (for a simple verbalizer, one per class, in class order).
     pub fn token_ids(&self) -> &[u32] {
         &self.ids
     }

@@ -91,21 +91,36 @@ impl Default for TrainParams {
 
 /// What turns encoder states into class logits.
 pub enum Head {
-    /// Label-word token ids (int64 [L]) scored by the masked-LM head at the mask.
-    Prompt { label_ids: Tensor },
+    /// Scored token ids (int64 [T]) of the label words, read by the masked-LM head at
+    /// the mask, and, unless each class is one single-token word, the [T, L] matrix that
+    /// averages them into class logits.
+    Prompt { label_ids: Tensor, weights: Option<Tensor> },
     Cls(ClsHead),
 }
 
 impl Head {
     pub fn for_prompt(model: &MaskedLm, prompt: &Prompt) -> Result<Self> {
         let ids: Vec<i64> = prompt.verbalizer.token_ids().iter().map(|&i| i as i64).collect();
-        Ok(Head::Prompt { label_ids: Tensor::from_slice(&ids).f_to_device(model.device())? })
+        let weights = match prompt.verbalizer.class_weights() {
+            Some(w) => {
+                let flat: Vec<f32> = w.iter().flatten().copied().collect();
+                Some(Tensor::from_slice(&flat).f_view([w.len() as i64, prompt.verbalizer.num_labels() as i64])?.f_to_device(model.device())?)
+            }
+            None => None,
+        };
+        Ok(Head::Prompt { label_ids: Tensor::from_slice(&ids).f_to_device(model.device())?, weights })
     }
 
     /// Class logits [B, L].
     pub fn logits(&self, model: &MaskedLm, batch: &Batch, train: bool) -> Result<Tensor> {
         match self {
-            Head::Prompt { label_ids } => model.label_logits(batch, label_ids, train),
+            Head::Prompt { label_ids, weights } => {
+                let logits = model.label_logits(batch, label_ids, train)?;
+                match weights {
+                    Some(w) => Ok(logits.f_to_kind(w.kind())?.f_matmul(w)?),
+                    None => Ok(logits),
+                }
+            }
             Head::Cls(h) => {
                 let hidden = model.encode(&batch.input_ids, &batch.attention_mask, &batch.token_type_ids, train)?;
                 h.forward(&hidden, train)

@@ -62,12 +62,19 @@ def render_pieces(manifest, tok, example, pieces, demo_segment=None):
     trunc = manifest["truncation"]
     demo = demo_segment is not None
     segment = demo_segment if demo else 0
+
+    def word(label):
+        # A class's word where the template shows it: its first word's tokens.
+        if manifest.get("label_word_tokens") is not None:
+            return list(manifest["label_word_tokens"][label])
+        return [manifest["label_word_ids"][label]]
+
     for part in manifest["template"]["parts"]:
         kind = part["kind"]
         if kind == "cls" and demo:
             continue
         if kind == "mask" and demo:
-            pieces.append([[manifest["label_word_ids"][example["label"]]], segment, False])
+            pieces.append([word(example["label"]), segment, False])
         elif kind in ("cls", "mask", "sep"):
             pieces.append([[special[kind]], segment, False])
             if kind == "sep" and part.get("next_segment") and not demo:
@@ -75,7 +82,7 @@ def render_pieces(manifest, tok, example, pieces, demo_segment=None):
         elif kind == "text":
             pieces.append([encode(tok, part["text"]), segment, False])
         elif kind == "label_word":
-            pieces.append([[manifest["label_word_ids"][part["label"]]], segment, False])
+            pieces.append([word(part["label"]), segment, False])
         elif kind == "sentence":
             index = part["index"]
             raw = example.get("text_a") if index == 0 else example.get("text_b")
