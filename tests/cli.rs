@@ -100,3 +100,60 @@ fn quickstart_example_runs() {
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("trained 5 steps") && out.contains("Waste of money."), "{out}");
 }
+
+/// `train --calibrate` fits a temperature on dev, reports the ECE before and after, saves
+/// it with the model (manifest format 4), and the export divides the logits by it: its
+/// probabilities are the softmax of the uncalibrated export's logits over T. The
+/// sentence-embedding method trains and saves through the same command.
+#[test]
+fn calibrated_training_and_the_sentence_embedding_method() {
+    let model = common::fixtures().join("bert");
+    let dir = common::tempdir("cli-calibrate");
+    let toy = write_toy(&dir);
+    let train = |method: &str, out: &std::path::Path| {
+        let o = lmbff()
+            .args(["train", "--device", "cpu", "--threads", "1", "--steps", "30", "--lr", "3e-3", "--batch-size", "4", "--eval-every", "10", "--calibrate"])
+            .args(["--method", method, "--labels", "{'0':'bad','1':'good'}", "--max-len", "24"])
+            .arg("--model").arg(&model).arg("--train").arg(&toy).arg("--dev").arg(&toy).arg("--test").arg(&toy).arg("--out").arg(out)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        report
+    };
+    for method in ["prompt", "sentence-embedding"] {
+        let out = dir.join(format!("trained-{method}"));
+        let report = train(method, &out);
+        let c = &report["calibration"];
+        let t = c["temperature"].as_f64().unwrap();
+        assert!(t > 0.0 && c["dev_ece_after"].as_f64().unwrap() <= c["dev_ece_before"].as_f64().unwrap() + 1e-9, "{report}");
+        assert!(c["test_ece_after"].is_number(), "{report}");
+        let m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("lmbff.json")).unwrap()).unwrap();
+        assert_eq!((m["format_version"].as_u64(), m["method"].as_str(), m["temperature"].as_f64()), (Some(4), Some(method), Some(t)));
+        let exp = dir.join(format!("exported-{method}"));
+        let o = lmbff().arg("export").arg("--model").arg(&out).arg("--out").arg(&exp).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let e: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(exp.join("lmbff-export.json")).unwrap()).unwrap();
+        assert!((e["temperature"].as_f64().unwrap() - t).abs() < 1e-6 * t.max(1.0), "{e}");
+        // The served probabilities are softmax(logits / T) of the same model uncalibrated.
+        let mut m2 = m.clone();
+        m2.as_object_mut().unwrap().remove("temperature");
+        m2["format_version"] = if method == "prompt" { 1 } else { 3 }.into();
+        std::fs::write(out.join("lmbff.json"), m2.to_string()).unwrap();
+        let raw = dir.join(format!("raw-{method}"));
+        assert!(lmbff().arg("export").arg("--model").arg(&out).arg("--out").arg(&raw).output().unwrap().status.success());
+        let predict = |e: &std::path::Path| -> Vec<Vec<f64>> {
+            let o = lmbff().args(["predict", "--threads", "1", "--input"]).arg(&toy).arg("--export").arg(e).output().unwrap();
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            o.stdout.split(|&b| b == b'\n').filter(|l| !l.is_empty()).map(|l| {
+                let v: serde_json::Value = serde_json::from_slice(l).unwrap();
+                vec![v["probs"]["0"].as_f64().unwrap(), v["probs"]["1"].as_f64().unwrap()]
+            }).collect()
+        };
+        for (cal, unc) in predict(&exp).iter().zip(predict(&raw)) {
+            // p1 / p0 = exp((z1 - z0) / T): the log-odds shrink by T.
+            let (lc, lu) = ((cal[1] / cal[0]).ln(), (unc[1] / unc[0]).ln());
+            assert!((lc - lu / t).abs() < 1e-3 * lu.abs().max(1.0), "{method}: {lc} vs {lu} / {t}");
+        }
+    }
+}

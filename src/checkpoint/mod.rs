@@ -12,9 +12,10 @@ use crate::{Error, Result};
 /// File name of the manifest inside a checkpoint directory.
 pub const MANIFEST_FILE: &str = "lmbff.json";
 /// Version of the manifest format; readers accept this and older versions. Version 2
-/// added `demonstrations`, version 3 `classifier` (the sentence-embedding method); a
-/// manifest is written with the lowest version that holds what it has.
-pub const MANIFEST_VERSION: u32 = 3;
+/// added `demonstrations`, version 3 `classifier` (the sentence-embedding method),
+/// version 4 `temperature`; a manifest is written with the lowest version that holds
+/// what it has.
+pub const MANIFEST_VERSION: u32 = 4;
 
 /// The method of a prompt model (LM-BFF: label words at the template's mask).
 pub const METHOD_PROMPT: &str = "prompt";
@@ -43,6 +44,10 @@ pub struct Manifest {
     /// The sentence-embedding method's classifier over the embeddings.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub classifier: Option<LinearHead>,
+    /// Temperature scaling fitted on dev (`lmbff train --calibrate`): exports divide the
+    /// class logits by it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f64>,
     /// Free-form facts about the run (steps, seed, dev accuracy, ...).
     #[serde(default)]
     pub notes: serde_json::Map<String, serde_json::Value>,
@@ -62,6 +67,7 @@ impl Manifest {
             truncation: prompt.truncation,
             demonstrations: (!demo_sets.is_empty()).then(|| demo_sets.to_vec()),
             classifier: None,
+            temperature: None,
             notes: notes.as_object().cloned().unwrap_or_default(),
         };
         m.format_version = m.needed_version();
@@ -119,7 +125,9 @@ impl Manifest {
 
     /// The lowest format version that holds everything in this manifest.
     pub fn needed_version(&self) -> u32 {
-        if self.classifier.is_some() {
+        if self.temperature.is_some() {
+            4
+        } else if self.classifier.is_some() {
             3
         } else if self.demonstrations.is_some() {
             2

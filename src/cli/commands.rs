@@ -11,7 +11,7 @@ use super::task::{Loaded, TaskArgs};
 use crate::checkpoint::{write_dir_atomic, Manifest};
 use crate::data::{read_examples, read_texts};
 use crate::prompt::Example;
-use crate::train::{self, accuracy, AdaptParams, Head, Method, Resume, Trainable, TrainParams};
+use crate::train::{self, accuracy, softmax_rows, AdaptParams, Head, Method, Resume, Trainable, TrainParams};
 use crate::{Error, Result};
 
 fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
@@ -221,6 +221,11 @@ pub struct TrainArgs {
     /// Save the fine-tuned prompt or sentence-embedding model (HF directory + lmbff.json) here.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Fit temperature scaling on dev (minimum NLL) and save it with the model: its
+    /// exports divide the class logits by it, so probabilities match accuracy. Prints the
+    /// dev (and test) expected calibration error before and after.
+    #[arg(long)]
+    pub calibrate: bool,
     #[command(flatten)]
     pub fit: FitArgs,
     #[command(flatten)]
@@ -244,13 +249,17 @@ pub fn train(a: TrainArgs) -> Result<()> {
     let mut bar = Bar::new(method.name());
     let (report, head) = train::finetune(&l.model, &l.tok, &l.prompt, method, &tr, &dev, &a.fit.params(), &mut |p| bar.update(p))?;
     bar.finish();
-    let test = a.test.as_ref().map(|t| read_examples(t, &labels).and_then(|ex| evaluate(&l, &head, method, &ex, &report.demo_sets))).transpose()?;
-    println!("{}", json!({"report": report, "test_acc": test}));
+    let test_ex = a.test.as_ref().map(|t| read_examples(t, &labels)).transpose()?;
+    let test = test_ex.as_ref().map(|ex| evaluate(&l, &head, method, ex, &report.demo_sets)).transpose()?;
+    let logits_of = |ex: &[Example]| train::predict_examples(&l.model, &l.tok, &l.prompt, method, &head, ex, &report.demo_sets, 32);
+    let calibration = if a.calibrate { Some(calibrate(&logits_of(&dev)?, &dev, test_ex.as_deref().map(|ex| logits_of(ex).map(|lg| (lg, ex))).transpose()?)?) } else { None };
+    println!("{}", json!({"report": report, "test_acc": test, "calibration": calibration}));
     if let Some(out) = &a.out {
         let notes = json!({"steps": report.steps, "lr": report.lr, "seed": report.seed, "best_step": report.best_step,
                            "best_dev_acc": report.best_dev_acc, "test_acc": test, "source_model": a.model,
-                           "demonstrations": report.demonstrations});
-        let manifest = Manifest::for_prompt(&l.prompt, &report.demo_sets, notes);
+                           "demonstrations": report.demonstrations, "calibration": calibration});
+        let mut manifest = Manifest::for_prompt(&l.prompt, &report.demo_sets, notes);
+        manifest.temperature = calibration.as_ref().map(|c| c.temperature);
         write_dir_atomic(out, |dir| {
             l.model.save_pretrained(dir)?;
             manifest.write_into(dir)
@@ -277,12 +286,16 @@ fn train_embedding(a: TrainArgs) -> Result<()> {
         Ok(accuracy(&logits, &ex.iter().map(|e| e.label.unwrap_or(usize::MAX)).collect::<Vec<_>>()))
     };
     let dev_acc = acc(&dev)?;
-    let test = a.test.as_ref().map(|t| read_examples(t, &labels).and_then(|ex| acc(&ex))).transpose()?;
-    println!("{}", json!({"report": report, "dev_acc": dev_acc, "test_acc": test}));
+    let test_ex = a.test.as_ref().map(|t| read_examples(t, &labels)).transpose()?;
+    let test = test_ex.as_deref().map(acc).transpose()?;
+    let logits_of = |ex: &[Example]| train::embedding_logits(&l.model, &l.tok, &l.prompt, &head, ex, 32);
+    let calibration = if a.calibrate { Some(calibrate(&logits_of(&dev)?, &dev, test_ex.as_deref().map(|ex| logits_of(ex).map(|lg| (lg, ex))).transpose()?)?) } else { None };
+    println!("{}", json!({"report": report, "dev_acc": dev_acc, "test_acc": test, "calibration": calibration}));
     if let Some(out) = &a.out {
         let notes = json!({"method": "sentence-embedding", "steps": report.steps, "pairs": report.pairs, "lr": ep.lr, "seed": ep.seed,
-                           "dev_acc": dev_acc, "test_acc": test, "source_model": a.model});
-        let manifest = Manifest::for_embedding(&l.prompt, head, notes);
+                           "dev_acc": dev_acc, "test_acc": test, "source_model": a.model, "calibration": calibration});
+        let mut manifest = Manifest::for_embedding(&l.prompt, head, notes);
+        manifest.temperature = calibration.as_ref().map(|c| c.temperature);
         write_dir_atomic(out, |dir| {
             l.model.save_pretrained(dir)?;
             manifest.write_into(dir)
@@ -290,6 +303,36 @@ fn train_embedding(a: TrainArgs) -> Result<()> {
         eprintln!("saved to {}", out.display());
     }
     Ok(())
+}
+
+/// Temperature scaling fitted on dev, with the expected calibration error (10 bins)
+/// before and after, on dev and on the test set when there is one.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CalibrationReport {
+    pub temperature: f64,
+    pub dev_ece_before: f64,
+    pub dev_ece_after: f64,
+    pub test_ece_before: Option<f64>,
+    pub test_ece_after: Option<f64>,
+}
+
+fn calibrate(dev_logits: &[Vec<f32>], dev: &[Example], test: Option<(Vec<Vec<f32>>, &[Example])>) -> Result<CalibrationReport> {
+    use crate::metrics::{expected_calibration_error as ece, fit_temperature, scale_rows};
+    let gold = |ex: &[Example]| ex.iter().map(|e| e.label.unwrap_or(usize::MAX)).collect::<Vec<_>>();
+    if dev.is_empty() {
+        return Err(Error::InvalidArgument("--calibrate fits on the dev set, which is empty".into()));
+    }
+    let t = fit_temperature(dev_logits, &gold(dev));
+    let both = |lg: &[Vec<f32>], g: &[usize]| (ece(&softmax_rows(lg), g, 10), ece(&softmax_rows(&scale_rows(lg, t)), g, 10));
+    let (dev_before, dev_after) = both(dev_logits, &gold(dev));
+    let test = test.map(|(lg, ex)| both(&lg, &gold(ex)));
+    Ok(CalibrationReport {
+        temperature: t,
+        dev_ece_before: dev_before,
+        dev_ece_after: dev_after,
+        test_ece_before: test.map(|x| x.0),
+        test_ece_after: test.map(|x| x.1),
+    })
 }
 
 // ---------------------------------------------------------------------------- eval

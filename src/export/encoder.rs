@@ -253,6 +253,7 @@ pub fn build(
     class_weights: Option<&[Vec<f32>]>,
     mask_id: u32,
     regression: Option<RegressionRange>,
+    temperature: Option<f32>,
     g: Graph,
 ) -> Result<Graph> {
     let c = &model.config;
@@ -295,15 +296,11 @@ pub fn build(
             let l = w.first().map_or(0, Vec::len);
             let wt = cx.g.const_f32("class_weights", &flat, &[w.len() as i64, l as i64]);
             let token_logits = cx.g.node("Add", &[&logits, &lbias], &[], "token_logits");
-            cx.g.node_into("MatMul", &[&token_logits, &wt], &[], &[OUTPUT_LOGITS]);
-            l
+            (cx.g.node("MatMul", &[&token_logits, &wt], &[], "class_logits"), l)
         }
-        None => {
-            cx.g.node_into("Add", &[&logits, &lbias], &[], &[OUTPUT_LOGITS]);
-            label_ids.len()
-        }
+        None => (cx.g.node("Add", &[&logits, &lbias], &[], "class_logits"), label_ids.len()),
     };
-    class_outputs(&mut cx.g, labels);
+    class_outputs(&mut cx.g, &labels.0, labels.1, temperature);
     if let Some(r) = regression {
         // score = low + (high - low) * p(upper pole), shaped [batch, 1].
         let upper = cx.g.const_i64("upper_end", &[2], &[1]);
@@ -320,8 +317,16 @@ pub fn build(
 }
 
 
-/// `probs` = softmax(`label_logits`), and both graph outputs [batch, labels].
-fn class_outputs(g: &mut Graph, labels: usize) {
+/// `label_logits` = `logits` / `temperature` (when calibrated), `probs` = its softmax, and
+/// both graph outputs [batch, labels].
+fn class_outputs(g: &mut Graph, logits: &str, labels: usize, temperature: Option<f32>) {
+    match temperature {
+        Some(t) => {
+            let t = g.const_f32("temperature", &[t], &[]);
+            g.node_into("Div", &[logits, &t], &[], &[OUTPUT_LOGITS]);
+        }
+        None => g.node_into("Identity", &[logits], &[], &[OUTPUT_LOGITS]),
+    }
     g.node_into("Softmax", &[OUTPUT_LOGITS], &[("axis", Attr::Int(-1))], &[OUTPUT_PROBS]);
     let n = labels as i64;
     g.output(OUTPUT_PROBS, dtype::FLOAT, &[Dim::Named("batch"), Dim::Fixed(n)]);
@@ -330,9 +335,10 @@ fn class_outputs(g: &mut Graph, labels: usize) {
 
 /// Builds the graph of a sentence-embedding model: every layer over the whole sequence,
 /// the mean of the last hidden states over the real tokens, L2-normalised, and the linear
-/// classifier `head` on it. Inputs of [`stem`]; outputs as [`build`]'s. Mirrors
+/// classifier `head` on it (logits divided by `temperature` when calibrated). Inputs of
+/// [`stem`]; outputs as [`build`]'s. Mirrors
 /// src/train/embed.rs (`embed_batch`, `LinearHead::logits`).
-pub fn build_embedding(model: &MaskedLm, head: &LinearHead, g: Graph) -> Result<Graph> {
+pub fn build_embedding(model: &MaskedLm, head: &LinearHead, temperature: Option<f32>, g: Graph) -> Result<Graph> {
     let c = &model.config;
     let Stem { mut cx, mask_f, mut x, bias, shapes, .. } = stem(model, g)?;
     for l in 0..c.num_hidden_layers {
@@ -360,7 +366,7 @@ pub fn build_embedding(model: &MaskedLm, head: &LinearHead, g: Graph) -> Result<
     let w = cx.g.weight("classifier.weight_t", &w)?;
     let b = cx.g.weight("classifier.bias", &Tensor::from_slice(&head.bias))?;
     let logits = cx.g.node("MatMul", &[&e, &w], &[], "classifier");
-    cx.g.node_into("Add", &[&logits, &b], &[], &[OUTPUT_LOGITS]);
-    class_outputs(&mut cx.g, head.weight.len());
+    let logits = cx.g.node("Add", &[&logits, &b], &[], "class_logits");
+    class_outputs(&mut cx.g, &logits, head.weight.len(), temperature);
     Ok(cx.g)
 }

@@ -53,6 +53,11 @@ pub struct ExportManifest {
     /// word). Otherwise a class's word is `label_word_ids[class]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label_word_tokens: Option<Vec<Vec<u32>>>,
+    /// Temperature scaling inside the graph: `label_logits` are the class logits divided
+    /// by it, `probs` their softmax (absent: not calibrated). Informational: a host
+    /// needs to do nothing with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f32>,
     pub template: TemplateSpec,
     /// Demonstrations appended to every input (null: none). See [`Demonstrations`].
     pub demonstrations: Option<Demonstrations>,

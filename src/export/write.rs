@@ -23,11 +23,15 @@ pub struct ExportOptions {
     pub triton_max_batch: usize,
     /// Export a two-label prompt model as a regression model over this range.
     pub regression: Option<RegressionRange>,
+    /// Temperature scaling: the graph divides the class logits by it before the softmax
+    /// (fitted on dev: `lmbff train --calibrate`; `export_checkpoint` takes the
+    /// checkpoint's when this is None).
+    pub temperature: Option<f32>,
 }
 
 impl Default for ExportOptions {
     fn default() -> Self {
-        ExportOptions { weights: WeightType::Fp32, external_data: false, triton: None, triton_max_batch: 64, regression: None }
+        ExportOptions { weights: WeightType::Fp32, external_data: false, triton: None, triton_max_batch: 64, regression: None, temperature: None }
     }
 }
 
@@ -64,7 +68,7 @@ pub fn export(
         manifest.format_version = 4;
     }
     let mask = tok.special().mask;
-    write_export(model, manifest, out, opts, |g| encoder::build(model, &label_ids, weights.as_deref(), mask, opts.regression, g))
+    write_export(model, manifest, out, opts, |g| encoder::build(model, &label_ids, weights.as_deref(), mask, opts.regression, opts.temperature, g))
 }
 
 /// Exports a sentence-embedding model (encoder and the linear classifier `head` over its
@@ -92,7 +96,7 @@ pub fn export_embedding(
     }
     let mut manifest = manifest_for(model, tok, &prompt.plain(), METHOD_EMBEDDING, notes, opts)?;
     manifest.format_version = 3;
-    write_export(model, manifest, out, opts, |g| encoder::build_embedding(model, head, g))
+    write_export(model, manifest, out, opts, |g| encoder::build_embedding(model, head, opts.temperature, g))
 }
 
 /// The manifest of an export of `model` whose inputs `prompt` renders (everything but
@@ -105,6 +109,11 @@ fn manifest_for(
     notes: serde_json::Map<String, serde_json::Value>,
     opts: &ExportOptions,
 ) -> Result<ExportManifest> {
+    if let Some(t) = opts.temperature {
+        if !(t.is_finite() && t > 0.0) {
+            return Err(Error::InvalidArgument(format!("temperature {t}: it must be a positive number")));
+        }
+    }
     if let Some(name) = &opts.triton {
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
             return Err(Error::InvalidArgument(format!("Triton model name {name:?}: use letters, digits, '_' and '-'")));
@@ -145,6 +154,7 @@ fn manifest_for(
         label_words: prompt.verbalizer.words().to_vec(),
         label_word_ids: prompt.verbalizer.token_ids().to_vec(),
         label_word_tokens: None,
+        temperature: opts.temperature,
         template: TemplateSpec::of(&prompt.template)?,
         demonstrations: None,
         tokenizer: TokenizerSpec::of(tok, "tokenizer.json"),
@@ -213,6 +223,13 @@ pub fn export_checkpoint(dir: &Path, out: &Path, opts: &ExportOptions) -> Result
     let tok = Tokenizer::from_dir(dir)?;
     let prompt = m.prompt(&tok, dir)?;
     let model = MaskedLm::load(dir, tch::Device::Cpu)?;
+    let calibrated;
+    let opts = if opts.temperature.is_none() && m.temperature.is_some() {
+        calibrated = ExportOptions { temperature: m.temperature.map(|t| t as f32), ..opts.clone() };
+        &calibrated
+    } else {
+        opts
+    };
     if m.method == METHOD_EMBEDDING {
         let head = m.embedding_classifier(dir)?;
         return export_embedding(&model, &tok, &prompt, head, m.notes.clone(), out, opts);
