@@ -194,3 +194,43 @@ fn pair_tasks_read_glue_layouts_and_score_their_metric() {
     assert_eq!((sts_majority.metric.as_str(), sts_majority.test), ("pearson", 0.0));
     assert!(sts_prompt.test > 0.5 && sts_prompt.calibration.is_none(), "{:?}", sts_prompt);
 }
+
+/// The template ensemble: prompt-auto-N trains with the N-th line of LM-BFF's sorted auto
+/// templates beside the k-shot folder; the report averages the label logits of prompt and
+/// the four auto-template runs.
+#[test]
+fn auto_templates_and_the_ensemble() {
+    let dir = common::tempdir("harness-ensemble");
+    let data = dir.join("k-shot");
+    kshot(&data);
+    let auto = dir.join("auto/auto_template/SST-2");
+    std::fs::create_dir_all(&auto).unwrap();
+    let templates = ["*cls**sent_0*_A*mask*_one.*sep+*", "*cls*_This_is*mask*.*+sent_0**sep+*", "*cls**sent_0*_It's*mask*!*sep+*", "*cls**sent_0*_so*mask*.*sep+*", "*cls**sent_0*_unused*mask*.*sep+*"];
+    std::fs::write(auto.join("16-1.sort.txt"), templates.join("\n")).unwrap();
+    let out = dir.join("out");
+    let o = lmbff()
+        .args(["harness", "--device", "cpu", "--threads", "1", "--tasks", "SST-2", "--seeds", "1"])
+        .args(["--methods", "prompt,prompt-auto-1,prompt-auto-2,prompt-auto-3,prompt-auto-4", "--steps", "30", "--lr", "3e-3", "--batch-size", "4", "--eval-every", "15", "--max-len", "24"])
+        .arg("--model").arg(common::fixtures().join("bert")).arg("--data").arg(&data).arg("--out").arg(&out)
+        .output()
+        .unwrap();
+    let (table, err) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success(), "{err}");
+    let mut tables = Vec::new();
+    for m in harness::ENSEMBLE {
+        let l: harness::Logits = serde_json::from_str(&std::fs::read_to_string(harness::logits_path(&out, "SST-2", 1, m)).unwrap()).unwrap();
+        tables.push(l.test);
+    }
+    assert_ne!(tables[1], tables[2], "different templates, different models");
+    assert_eq!(harness::auto_template(&data, "SST-2", 1, 2).unwrap(), templates[1]);
+    let gold: Vec<usize> = harness::task("SST-2").unwrap().read(&data, 1, "test").unwrap().iter().map(|e| e.label.unwrap()).collect();
+    let want = 100.0 * lmbff::metrics::accuracy(&lmbff::metrics::mean_rows(&tables), &gold);
+    assert!(table.contains(&format!("| ensemble | {want:.1} (0.0) [1] |")), "{table}");
+    // A missing auto-template file is a named error.
+    let o = lmbff()
+        .args(["harness", "--device", "cpu", "--threads", "1", "--tasks", "SST-2", "--seeds", "2", "--methods", "prompt-auto-1", "--steps", "2"])
+        .arg("--model").arg(common::fixtures().join("bert")).arg("--data").arg(&data).arg("--out").arg(dir.join("out2"))
+        .output()
+        .unwrap();
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("16-2.sort.txt"), "{}", String::from_utf8_lossy(&o.stderr));
+}

@@ -115,10 +115,11 @@ pub fn run(a: HarnessArgs) -> Result<()> {
     let table = harness::report(&results, &tasks, &methods, &a.seeds);
     let sub = harness::subsample_report(&results, &tasks);
     let cal = harness::calibration_report(&results, &methods);
+    let ens = harness::ensemble_report(&a.out, &a.data, &tasks, &a.seeds, &settings)?;
     let status = if left > 0 { format!(" {left} runs not started (--max-minutes): run the same command again to continue.") } else { String::new() };
     let text = format!(
         "# Harness report\n\nData: {} ({} seeds: {:?}). {total} runs ({reused} reused from earlier).{status} Settings: {}\n\n\
-         Test metric in percent, mean (std) over the seeds; `[k/n]` marks a cell with k of n seeds done.\n\n{table}\n{sub}\n{cal}",
+         Test metric in percent, mean (std) over the seeds; `[k/n]` marks a cell with k of n seeds done.\n\n{table}\n{sub}\n{cal}\n{ens}",
         a.data.display(),
         a.seeds.len(),
         a.seeds,
@@ -130,7 +131,7 @@ pub fn run(a: HarnessArgs) -> Result<()> {
     // Every result of this grid in one file, for charts (scripts/harness-chart).
     let all = a.out.join("results.json");
     std::fs::write(&all, serde_json::to_string_pretty(&results).expect("results serialise")).map_err(|e| Error::io(&all, e))?;
-    println!("{table}\n{sub}\n{cal}");
+    println!("{table}\n{sub}\n{cal}\n{ens}");
     eprintln!("{reused} of {total} runs reused;{status} report in {}", path.display());
     Ok(())
 }

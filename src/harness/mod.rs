@@ -45,7 +45,22 @@ pub enum RunMethod {
     /// SetFit-style: contrastive fine-tuning of sentence embeddings, then logistic
     /// regression (for encoders without a usable masked-LM head).
     SentenceEmbedding,
+    /// Prompt-based fine-tuning with the N-th of LM-BFF's automatically found templates
+    /// for the task and seed (`auto/auto_template/<TASK>/16-<SEED>.sort.txt` beside the
+    /// k-shot folder, best first) and the manual label words: the members of the
+    /// template ensemble, with `prompt`.
+    #[serde(rename = "prompt-auto-1")]
+    PromptAuto1,
+    #[serde(rename = "prompt-auto-2")]
+    PromptAuto2,
+    #[serde(rename = "prompt-auto-3")]
+    PromptAuto3,
+    #[serde(rename = "prompt-auto-4")]
+    PromptAuto4,
 }
+
+/// The template ensemble: `prompt` and the auto-template runs, label logits averaged.
+pub const ENSEMBLE: [RunMethod; 5] = [RunMethod::Prompt, RunMethod::PromptAuto1, RunMethod::PromptAuto2, RunMethod::PromptAuto3, RunMethod::PromptAuto4];
 
 impl RunMethod {
     pub fn name(self) -> &'static str {
@@ -57,11 +72,26 @@ impl RunMethod {
             RunMethod::Prompt => "prompt",
             RunMethod::PromptDemos => "prompt-demos",
             RunMethod::SentenceEmbedding => "sentence-embedding",
+            RunMethod::PromptAuto1 => "prompt-auto-1",
+            RunMethod::PromptAuto2 => "prompt-auto-2",
+            RunMethod::PromptAuto3 => "prompt-auto-3",
+            RunMethod::PromptAuto4 => "prompt-auto-4",
+        }
+    }
+
+    /// Which auto template (1-based line of the sorted file) the method trains with.
+    pub fn auto_template(self) -> Option<usize> {
+        match self {
+            RunMethod::PromptAuto1 => Some(1),
+            RunMethod::PromptAuto2 => Some(2),
+            RunMethod::PromptAuto3 => Some(3),
+            RunMethod::PromptAuto4 => Some(4),
+            _ => None,
         }
     }
 
     pub fn parse(s: &str) -> Result<Self> {
-        const ALL: [RunMethod; 7] = [
+        const ALL: [RunMethod; 11] = [
             RunMethod::Majority,
             RunMethod::ZeroShot,
             RunMethod::InContext,
@@ -69,6 +99,10 @@ impl RunMethod {
             RunMethod::Prompt,
             RunMethod::PromptDemos,
             RunMethod::SentenceEmbedding,
+            RunMethod::PromptAuto1,
+            RunMethod::PromptAuto2,
+            RunMethod::PromptAuto3,
+            RunMethod::PromptAuto4,
         ];
         ALL.into_iter().find(|m| m.name() == s).ok_or_else(|| {
             Error::InvalidArgument(format!(
@@ -311,7 +345,11 @@ pub fn run_one(
                 first_sent_limit: spec.first_sent_limit,
                 other_sent_limit: spec.other_sent_limit,
             };
-            let prompt = Prompt::new(Template::parse(spec.template)?, verbalizer, truncation)?;
+            let template = match method.auto_template() {
+                Some(n) => auto_template(root, spec.name, seed, n)?,
+                None => spec.template.to_string(),
+            };
+            let prompt = Prompt::new(Template::parse(&template)?, verbalizer, truncation)?;
             tch::manual_seed(seed as i64);
             let model = MaskedLm::load(model_dir, parse_device(device)?)?;
             if method == RunMethod::SentenceEmbedding {
@@ -441,6 +479,74 @@ pub fn run_one(
     };
     save(out, &r)?;
     Ok(r)
+}
+
+/// The `n`-th (1-based) of LM-BFF's automatically found templates for `task` and `seed`:
+/// `auto/auto_template/<task>/16-<seed>.sort.txt` beside the k-shot folder `root`.
+pub fn auto_template(root: &Path, task: &str, seed: u64, n: usize) -> Result<String> {
+    let path = root.parent().unwrap_or(Path::new("..")).join("auto/auto_template").join(task).join(format!("16-{seed}.sort.txt"));
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .nth(n - 1)
+        .map(|l| l.trim().to_string())
+        .ok_or_else(|| Error::Data { path: path.clone(), line: 0, message: format!("has fewer than {n} templates") })
+}
+
+/// The template ensemble per task: for each seed where `prompt` and every auto-template
+/// run are stored, the test metric of their averaged label logits, as mean (std) over
+/// those seeds. Empty when no seed has them all.
+pub fn ensemble_report(out: &Path, data: &Path, tasks: &[&TaskSpec], seeds: &[u64], settings: &Settings) -> Result<String> {
+    let mut cells = Vec::new();
+    for t in tasks {
+        let mut v = Vec::new();
+        for &seed in seeds {
+            let mut tables = Vec::new();
+            for m in ENSEMBLE {
+                if stored(out, t.name, seed, m, settings)?.is_none() {
+                    break;
+                }
+                let path = logits_path(out, t.name, seed, m);
+                let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+                let l: Logits = serde_json::from_str(&text).map_err(|source| Error::Json { path, what: "stored logits", source })?;
+                tables.push(l.test);
+            }
+            if tables.len() < ENSEMBLE.len() {
+                continue;
+            }
+            let (mut test, _) = t.read_test(data, seed, &[&t.read(data, seed, "train")?, &t.read(data, seed, "dev")?])?;
+            if let Some(n) = settings.test_limit {
+                test.truncate(n);
+            }
+            let gold: Vec<usize> = test.iter().map(|e| e.label.unwrap_or(usize::MAX)).collect();
+            let scores = match t.regression {
+                Some(_) => t.scores(data, seed, "test")?.into_iter().take(gold.len()).collect(),
+                None => Vec::new(),
+            };
+            v.push(100.0 * t.metric.score(&crate::metrics::mean_rows(&tables), &gold, &scores));
+        }
+        cells.push((t.name, v));
+    }
+    if cells.iter().all(|(_, v)| v.is_empty()) {
+        return Ok(String::new());
+    }
+    let mut s = String::from("Template ensemble (prompt + prompt-auto-1..4, label logits averaged), mean (std) [seeds]:\n\n| |");
+    for (name, _) in &cells {
+        s += &format!(" {name} |");
+    }
+    s += "\n|---|";
+    s += &"---|".repeat(cells.len());
+    s += "\n| ensemble |";
+    for (_, v) in &cells {
+        if v.is_empty() {
+            s += " - |";
+        } else {
+            let (m, sd) = mean_std(v);
+            s += &format!(" {m:.1} ({sd:.1}) [{}] |", v.len());
+        }
+    }
+    s.push('\n');
+    Ok(s)
 }
 
 /// Mean and sample standard deviation (0 for one value).
