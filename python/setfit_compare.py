@@ -17,8 +17,10 @@ import argparse
 import csv
 import json
 import os
+import shutil
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -55,7 +57,11 @@ def run(data: Path, task: str, seed: int, model_dir: str) -> dict:
     tx, ty = read_split(data, task, seed, "test")
     started = time.time()
     model = SetFitModel.from_pretrained(model_dir)
+    # Checkpoints go to a temporary folder, never into the working tree.
+    scratch = tempfile.mkdtemp(prefix="setfit-")
     args = TrainingArguments(
+        output_dir=scratch,
+        save_strategy="no",
         batch_size=16,
         num_epochs=1,
         num_iterations=20,
@@ -66,6 +72,7 @@ def run(data: Path, task: str, seed: int, model_dir: str) -> dict:
     )
     trainer = Trainer(model=model, args=args, train_dataset=Dataset.from_dict({"text": xs, "label": ys}))
     trainer.train()
+    shutil.rmtree(scratch, ignore_errors=True)
     pred = model.predict(tx, batch_size=64)
     acc = sum(int(p) == y for p, y in zip(pred.tolist(), ty)) / len(ty)
     return {"task": task, "seed": seed, "test": acc, "n_test": len(ty), "seconds": time.time() - started}
