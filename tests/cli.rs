@@ -77,7 +77,7 @@ fn bad_input_is_a_named_error() {
     let toy = write_toy(&dir);
     let cases: [(&[&str], &str); 3] = [
         (&["--template", "{text} It was good."], "no mask"),
-        (&["--labels", "0=terrible,1=greatnessful"], "not a single token"),
+        (&["--labels", "0=great,1=Great"], "also a word of label"),
         (&["--device", "cuda:7"], "cuda:7"),
     ];
     for (extra, needle) in cases {

@@ -84,6 +84,39 @@ fn open(dir: &Path) -> Predictor {
     Predictor::open(dir, &PredictorOptions { threads: 1, max_batch: 4, ..Default::default() }).unwrap()
 }
 
+/// Saves `model` with `manifest` as a checkpoint in a fresh folder named `name`, exports
+/// it and checks the file with onnx; returns the export directory.
+fn checkpoint_and_export(name: &str, model: &MaskedLm, manifest: &Manifest) -> PathBuf {
+    let ckpt = common::tempdir(name).join("ckpt");
+    write_dir_atomic(&ckpt, |d| {
+        model.save_pretrained(d)?;
+        manifest.write_into(d)
+    })
+    .unwrap();
+    assert_eq!(&Manifest::read(&ckpt).unwrap(), manifest);
+    let out = ckpt.parent().unwrap().join("export");
+    export_checkpoint(&ckpt, &out, &ExportOptions::default()).unwrap();
+    check_export(&out, false);
+    out
+}
+
+/// The Python renderer gives, from the export's manifest and tokenizer alone, the ids the
+/// predictor feeds for every input and demonstration set.
+fn assert_python_renders(out: &Path, p: &Predictor, ex: &[Example], what: &str) {
+    let json: Vec<serde_json::Value> = ex.iter().map(|e| serde_json::json!({"text_a": e.text_a, "text_b": e.text_b})).collect();
+    let file = out.parent().unwrap().join("examples.json");
+    std::fs::write(&file, serde_json::to_string(&json).unwrap()).unwrap();
+    let res = Command::new(common::python()).arg(common::root().join("tests/python/render_from_manifest.py")).arg(out).arg(&file).output().unwrap();
+    assert!(res.status.success(), "{}", String::from_utf8_lossy(&res.stderr));
+    let rendered: serde_json::Value = serde_json::from_slice(&res.stdout).unwrap();
+    for (i, e) in ex.iter().enumerate() {
+        for (k, ours) in p.encode(e).unwrap().iter().enumerate() {
+            let ids: Vec<u32> = serde_json::from_value(rendered["input_ids"][i][k].clone()).unwrap();
+            assert_eq!(ids, ours.input_ids, "{what}: input {i} set {k}");
+        }
+    }
+}
+
 /// Exports, checks the file with onnx (and Triton's config), and compares predictions.
 fn parity(c: &Case, name: &str, opts: &ExportOptions, tol: f32) -> PathBuf {
     let dir = export_to(c, name, opts);
@@ -249,18 +282,9 @@ fn demonstrations_travel_with_the_export_and_predict_the_same() {
     let tp = train::TrainParams { steps: 6, batch_size: 2, lr: 1e-3, eval_every: 0, demonstrations: true, demo_sets: 2, ..Default::default() };
     let (rep, head) = train::finetune(&c.model, &c.tok, &c.prompt, Method::Prompt, &train_ex, &[], &tp, &mut |_| true).unwrap();
     assert_eq!(rep.demo_sets.len(), 2);
-    let ckpt = common::tempdir("demos").join("ckpt");
     let manifest = Manifest::for_prompt(&c.prompt, &rep.demo_sets, serde_json::json!({"steps": 6}));
     assert_eq!(manifest.format_version, 2);
-    write_dir_atomic(&ckpt, |d| {
-        c.model.save_pretrained(d)?;
-        manifest.write_into(d)
-    })
-    .unwrap();
-    assert_eq!(Manifest::read(&ckpt).unwrap(), manifest);
-    let out = ckpt.parent().unwrap().join("export");
-    export_checkpoint(&ckpt, &out, &ExportOptions::default()).unwrap();
-    check_export(&out, false);
+    let out = checkpoint_and_export("demos", &c.model, &manifest);
     let m = ExportManifest::read(&out).unwrap();
     assert_eq!(m.format_version, 2);
     assert_eq!(m.demonstrations.as_ref().unwrap().sets, rep.demo_sets);
@@ -369,18 +393,9 @@ fn sentence_embedding_models_export_and_predict_the_same() {
         let ep = train::EmbedParams { iterations: 2, batch_size: 4, lr: 1e-3, seed: 5, ..Default::default() };
         let (head, rep) = train::train_embedding(&c.model, &c.tok, &c.prompt, &train_ex, &ep, &mut |_| true).unwrap();
         assert_eq!(rep.pairs, 2 * 2 * train_ex.len());
-        let ckpt = common::tempdir(&format!("embedding-{fixture}")).join("ckpt");
         let manifest = Manifest::for_embedding(&c.prompt, head.clone(), serde_json::json!({"method": "sentence-embedding"}));
         assert_eq!(manifest.format_version, 3);
-        write_dir_atomic(&ckpt, |d| {
-            c.model.save_pretrained(d)?;
-            manifest.write_into(d)
-        })
-        .unwrap();
-        assert_eq!(Manifest::read(&ckpt).unwrap(), manifest);
-        let out = ckpt.parent().unwrap().join("export");
-        export_checkpoint(&ckpt, &out, &ExportOptions::default()).unwrap();
-        check_export(&out, false);
+        let out = checkpoint_and_export(&format!("embedding-{fixture}"), &c.model, &manifest);
         let m = ExportManifest::read(&out).unwrap();
         assert_eq!((m.format_version, m.method.as_str()), (3, "sentence-embedding"));
         assert!(m.template.parts.iter().all(|p| !matches!(p, lmbff::export::PartSpec::Mask)), "the plain reading has no mask");
@@ -392,20 +407,12 @@ fn sentence_embedding_models_export_and_predict_the_same() {
         let d = max_diff(&want, &got);
         println!("sentence-embedding {fixture}: max |p_onnx - p_tch| = {d:.2e} over {} inputs", ex.len());
         assert!(d <= 1e-5, "{fixture}: max diff {d}");
-        // The Python renderer gives the ids the predictor feeds.
-        let json: Vec<serde_json::Value> = ex.iter().map(|e| serde_json::json!({"text_a": e.text_a, "text_b": e.text_b})).collect();
-        let file = out.parent().unwrap().join("examples.json");
-        std::fs::write(&file, serde_json::to_string(&json).unwrap()).unwrap();
-        let res = Command::new(common::python()).arg(common::root().join("tests/python/render_from_manifest.py")).arg(&out).arg(&file).output().unwrap();
-        assert!(res.status.success(), "{}", String::from_utf8_lossy(&res.stderr));
-        let rendered: serde_json::Value = serde_json::from_slice(&res.stdout).unwrap();
-        for (i, e) in ex.iter().enumerate() {
-            let ours = p.encode(e).unwrap();
-            let ids: Vec<u32> = serde_json::from_value(rendered["input_ids"][i][0].clone()).unwrap();
-            assert_eq!(ids, ours[0].input_ids, "{fixture} input {i}");
-            assert_eq!(ours[0].input_ids[0], c.tok.special().cls);
+        assert_python_renders(&out, &p, &ex, fixture);
+        for e in &ex {
+            assert_eq!(p.encode(e).unwrap()[0].input_ids[0], c.tok.special().cls);
         }
         // A regression export needs a prompt model.
+        let ckpt = out.parent().unwrap().join("ckpt");
         let e = export_checkpoint(&ckpt, &ckpt.parent().unwrap().join("reg"), &ExportOptions { regression: Some(RegressionRange { low: 0.0, high: 1.0 }), ..Default::default() })
             .unwrap_err();
         assert!(e.to_string().contains("prompt model"), "{e}");
@@ -427,16 +434,8 @@ fn several_and_multi_token_label_words_export_and_predict_the_same() {
         let train_ex: Vec<Example> = demo_sets(false).concat();
         let tp = train::TrainParams { steps: 6, batch_size: 2, lr: 1e-3, eval_every: 0, demonstrations: true, demo_sets: 2, ..Default::default() };
         let (rep, head) = train::finetune(&c.model, &c.tok, &c.prompt, Method::Prompt, &train_ex, &[], &tp, &mut |_| true).unwrap();
-        let ckpt = common::tempdir(&format!("words-{fixture}")).join("ckpt");
         let manifest = Manifest::for_prompt(&c.prompt, &rep.demo_sets, serde_json::json!({}));
-        write_dir_atomic(&ckpt, |d| {
-            c.model.save_pretrained(d)?;
-            manifest.write_into(d)
-        })
-        .unwrap();
-        let out = ckpt.parent().unwrap().join("export");
-        export_checkpoint(&ckpt, &out, &ExportOptions::default()).unwrap();
-        check_export(&out, false);
+        let out = checkpoint_and_export(&format!("words-{fixture}"), &c.model, &manifest);
         let m = ExportManifest::read(&out).unwrap();
         assert_eq!(m.format_version, 4);
         assert_eq!(m.label_word_tokens.as_ref().unwrap()[0], c.prompt.verbalizer.word_tokens(0).unwrap());
@@ -447,17 +446,6 @@ fn several_and_multi_token_label_words_export_and_predict_the_same() {
         let d = max_diff(&want, &got);
         println!("several/multi-token words {fixture}: max |p_onnx - p_tch| = {d:.2e} over {} inputs", ex.len());
         assert!(d <= 1e-5, "{fixture}: {d}");
-        let json: Vec<serde_json::Value> = ex.iter().map(|e| serde_json::json!({"text_a": e.text_a})).collect();
-        let file = out.parent().unwrap().join("examples.json");
-        std::fs::write(&file, serde_json::to_string(&json).unwrap()).unwrap();
-        let res = Command::new(common::python()).arg(common::root().join("tests/python/render_from_manifest.py")).arg(&out).arg(&file).output().unwrap();
-        assert!(res.status.success(), "{}", String::from_utf8_lossy(&res.stderr));
-        let rendered: serde_json::Value = serde_json::from_slice(&res.stdout).unwrap();
-        for (i, e) in ex.iter().enumerate() {
-            for (k, ours) in p.encode(e).unwrap().iter().enumerate() {
-                let ids: Vec<u32> = serde_json::from_value(rendered["input_ids"][i][k].clone()).unwrap();
-                assert_eq!(ids, ours.input_ids, "{fixture} input {i} set {k}");
-            }
-        }
+        assert_python_renders(&out, &p, &ex, fixture);
     }
 }

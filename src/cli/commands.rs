@@ -252,19 +252,13 @@ pub fn train(a: TrainArgs) -> Result<()> {
     let test_ex = a.test.as_ref().map(|t| read_examples(t, &labels)).transpose()?;
     let test = test_ex.as_ref().map(|ex| evaluate(&l, &head, method, ex, &report.demo_sets)).transpose()?;
     let logits_of = |ex: &[Example]| train::predict_examples(&l.model, &l.tok, &l.prompt, method, &head, ex, &report.demo_sets, 32);
-    let calibration = if a.calibrate { Some(calibrate(&logits_of(&dev)?, &dev, test_ex.as_deref().map(|ex| logits_of(ex).map(|lg| (lg, ex))).transpose()?)?) } else { None };
+    let calibration = maybe_calibrate(a.calibrate, logits_of, &dev, test_ex.as_deref())?;
     println!("{}", json!({"report": report, "test_acc": test, "calibration": calibration}));
     if let Some(out) = &a.out {
         let notes = json!({"steps": report.steps, "lr": report.lr, "seed": report.seed, "best_step": report.best_step,
                            "best_dev_acc": report.best_dev_acc, "test_acc": test, "source_model": a.model,
                            "demonstrations": report.demonstrations, "calibration": calibration});
-        let mut manifest = Manifest::for_prompt(&l.prompt, &report.demo_sets, notes);
-        manifest.temperature = calibration.as_ref().map(|c| c.temperature);
-        write_dir_atomic(out, |dir| {
-            l.model.save_pretrained(dir)?;
-            manifest.write_into(dir)
-        })?;
-        eprintln!("saved to {}", out.display());
+        save_trained(&l, out, Manifest::for_prompt(&l.prompt, &report.demo_sets, notes), calibration.as_ref())?;
     }
     Ok(())
 }
@@ -289,18 +283,12 @@ fn train_embedding(a: TrainArgs) -> Result<()> {
     let test_ex = a.test.as_ref().map(|t| read_examples(t, &labels)).transpose()?;
     let test = test_ex.as_deref().map(acc).transpose()?;
     let logits_of = |ex: &[Example]| train::embedding_logits(&l.model, &l.tok, &l.prompt, &head, ex, 32);
-    let calibration = if a.calibrate { Some(calibrate(&logits_of(&dev)?, &dev, test_ex.as_deref().map(|ex| logits_of(ex).map(|lg| (lg, ex))).transpose()?)?) } else { None };
+    let calibration = maybe_calibrate(a.calibrate, logits_of, &dev, test_ex.as_deref())?;
     println!("{}", json!({"report": report, "dev_acc": dev_acc, "test_acc": test, "calibration": calibration}));
     if let Some(out) = &a.out {
         let notes = json!({"method": "sentence-embedding", "steps": report.steps, "pairs": report.pairs, "lr": ep.lr, "seed": ep.seed,
                            "dev_acc": dev_acc, "test_acc": test, "source_model": a.model, "calibration": calibration});
-        let mut manifest = Manifest::for_embedding(&l.prompt, head, notes);
-        manifest.temperature = calibration.as_ref().map(|c| c.temperature);
-        write_dir_atomic(out, |dir| {
-            l.model.save_pretrained(dir)?;
-            manifest.write_into(dir)
-        })?;
-        eprintln!("saved to {}", out.display());
+        save_trained(&l, out, Manifest::for_embedding(&l.prompt, head, notes), calibration.as_ref())?;
     }
     Ok(())
 }
@@ -314,6 +302,31 @@ pub struct CalibrationReport {
     pub dev_ece_after: f64,
     pub test_ece_before: Option<f64>,
     pub test_ece_after: Option<f64>,
+}
+
+/// Fits the calibration when `on` (see [`calibrate`]), from the model's logits function.
+fn maybe_calibrate(
+    on: bool,
+    logits_of: impl Fn(&[Example]) -> Result<Vec<Vec<f32>>>,
+    dev: &[Example],
+    test: Option<&[Example]>,
+) -> Result<Option<CalibrationReport>> {
+    if !on {
+        return Ok(None);
+    }
+    let test = test.map(|ex| logits_of(ex).map(|lg| (lg, ex))).transpose()?;
+    calibrate(&logits_of(dev)?, dev, test).map(Some)
+}
+
+/// Saves a trained model and its manifest (atomically), with the fitted temperature.
+fn save_trained(l: &Loaded, out: &Path, mut manifest: Manifest, calibration: Option<&CalibrationReport>) -> Result<()> {
+    manifest.temperature = calibration.map(|c| c.temperature);
+    write_dir_atomic(out, |dir| {
+        l.model.save_pretrained(dir)?;
+        manifest.write_into(dir)
+    })?;
+    eprintln!("saved to {}", out.display());
+    Ok(())
 }
 
 fn calibrate(dev_logits: &[Vec<f32>], dev: &[Example], test: Option<(Vec<Vec<f32>>, &[Example])>) -> Result<CalibrationReport> {
