@@ -49,8 +49,12 @@ fn register_relabel_remove_and_round_trip() {
     assert_eq!(Task::open(&dir).unwrap().num_unlabeled(), 2);
 
     // Bad task definitions are refused when the task is made.
-    let bad = TaskSpec { label_words: vec!["terrible".into(), "zzzqqq".into()], ..spec(&model) };
-    assert!(Task::new(bad).unwrap_err().to_string().contains("zzzqqq"));
+    // (A word outside the vocabulary encodes to the unknown token; multi-token words are valid.)
+    let bad = TaskSpec { label_words: vec!["terrible".into(), "☃☃".into()], ..spec(&model) };
+    let e = Task::new(bad).unwrap_err().to_string();
+    assert!(e.contains("☃☃") && e.contains("not in the vocabulary"), "{e}");
+    let shared = TaskSpec { label_words: vec!["terrible|great".into(), "great".into()], ..spec(&model) };
+    assert!(Task::new(shared).unwrap_err().to_string().contains("also a word of label"));
     let no_mask = TaskSpec { template: "{text} It was.".into(), ..spec(&model) };
     assert!(Task::new(no_mask).unwrap_err().to_string().contains("no mask"));
 }

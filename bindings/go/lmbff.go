@@ -309,8 +309,8 @@ func wrapTask(t *C.lmbff_task) *Task {
 	return out
 }
 
-// TaskParams of CreateTask; ModelDir, Labels and LabelWords (single tokens of the
-// model's vocabulary, one per label) are required.
+// TaskParams of CreateTask; ModelDir, Labels and LabelWords (one per label: a word of
+// the model's vocabulary, or several separated by "|"; see lmbff.h) are required.
 type TaskParams struct {
 	ModelDir   string
 	Template   string // readable (`{text} It was {mask}.`) or LM-BFF syntax; "" for that default

@@ -56,7 +56,7 @@ func TestErrors(t *testing.T) {
 	if !errors.As(err, &e) || e.Name != "INVALID_ARGUMENT" || !strings.Contains(e.Message, "does not exist") {
 		t.Fatalf("got %v", err)
 	}
-	_, err = NewTask(defaultModel(t), "{text} It was {mask}.", []string{"0", "1"}, []string{"terrible", "zzzqqqx"})
+	_, err = NewTask(defaultModel(t), "{text} It was {mask}.", []string{"0", "1"}, []string{"terrible", "☃☃"})
 	if !errors.As(err, &e) || e.Name != "MODEL" {
 		t.Fatalf("got %v", err)
 	}

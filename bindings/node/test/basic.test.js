@@ -17,7 +17,7 @@ test('version', () => assert.match(lmbff.version(), /^\d+\.\d+\.\d+/));
 
 test('bad input is an LmbffError with a code', () => {
   assert.throws(() => new lmbff.Predictor(path.join(work, 'missing')), (e) => e instanceof lmbff.LmbffError && e.code === 'INVALID_ARGUMENT' && /does not exist/.test(e.message));
-  assert.throws(() => lmbff.Task.create({ modelDir: model, labels: ['0', '1'], labelWords: ['terrible', 'zzzqqqx'] }), (e) => e.code === 'MODEL');
+  assert.throws(() => lmbff.Task.create({ modelDir: model, labels: ['0', '1'], labelWords: ['terrible', '☃☃'] }), (e) => e.code === 'MODEL');
 });
 
 /** Asserts that f throws an LmbffError with status name `code`. */
