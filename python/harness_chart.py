@@ -45,7 +45,7 @@ def main() -> int:
 
     seeds = max(len({r["seed"] for r in results if r["task"] == t}) for t in tasks)
     # The mean over tasks only where every task has all seeds for the method.
-    groups = tasks + ["mean"]
+    groups = tasks + ["mean of\nthese tasks"]
     fig, ax = plt.subplots(figsize=(1.3 * len(groups) + 2, 4.2), dpi=120)
     width = 0.8 / len(methods)
     for k, m in enumerate(methods):

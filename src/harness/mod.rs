@@ -649,9 +649,10 @@ pub fn subsample_report(results: &[RunResult], tasks: &[&TaskSpec]) -> String {
         return String::new();
     };
     let mut s = format!(
-        "Methods with demonstrations on a random subsample of {} test inputs per task (all of a smaller test set): \
+        "Methods with demonstrations on a random subsample of up to {} test inputs per task (all of a smaller test set): \
          one fixed demonstration set vs the average over {} sets, mean (std) [seeds].\n\n| method | sets |",
-        first.n, first.sets
+        subs.iter().map(|(_, x)| x.n).max().unwrap_or(first.n),
+        first.sets
     );
     for t in tasks {
         s += &format!(" {} |", t.name);
