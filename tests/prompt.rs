@@ -90,7 +90,7 @@ fn label_words_are_checked_against_the_vocabulary() {
     let v = Verbalizer::parse_mapping(&tok, "{'0':'terrible','1':'great'}").unwrap();
     assert_eq!(v.words(), ["terrible", "great"]);
     assert_eq!(v.token_ids()[1], tok.token_to_id("great").unwrap());
-    assert!(v.is_simple() && v.class_weights().is_none());
+    assert!(v.is_simple() && v.class_weights().is_none() && v.shown_tokens().is_none());
 }
 
 /// Several words per class and multi-token words: the scored tokens are every sub-token
@@ -106,6 +106,7 @@ fn several_and_multi_token_label_words() {
     let id = |t: &str| tok.token_to_id(t).unwrap();
     assert_eq!(v.token_ids(), [id("lack"), id("##lus"), id("##ter"), id("bad"), id("great"), id("superb")]);
     assert_eq!(v.word_tokens(0).unwrap(), [id("lack"), id("##lus"), id("##ter")]);
+    assert_eq!(v.shown_tokens().unwrap(), [vec![id("lack"), id("##lus"), id("##ter")], vec![id("great")]]);
     let w = v.class_weights().unwrap();
     let col = |c: usize| w.iter().map(|r| r[c]).collect::<Vec<f32>>();
     let third = 1.0 / 6.0;

@@ -11,7 +11,7 @@ use super::task::{Loaded, TaskArgs};
 use crate::checkpoint::{write_dir_atomic, Manifest};
 use crate::data::{read_examples, read_texts};
 use crate::prompt::Example;
-use crate::train::{self, accuracy, softmax_rows, AdaptParams, Head, Method, Resume, Trainable, TrainParams};
+use crate::train::{self, accuracy, AdaptParams, Head, Method, Resume, Trainable, TrainParams};
 use crate::{Error, Result};
 
 fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
@@ -330,13 +330,13 @@ fn save_trained(l: &Loaded, out: &Path, mut manifest: Manifest, calibration: Opt
 }
 
 fn calibrate(dev_logits: &[Vec<f32>], dev: &[Example], test: Option<(Vec<Vec<f32>>, &[Example])>) -> Result<CalibrationReport> {
-    use crate::metrics::{expected_calibration_error as ece, fit_temperature, scale_rows};
+    use crate::metrics::{ece_before_after, fit_temperature};
     let gold = |ex: &[Example]| ex.iter().map(|e| e.label.unwrap_or(usize::MAX)).collect::<Vec<_>>();
     if dev.is_empty() {
         return Err(Error::InvalidArgument("--calibrate fits on the dev set, which is empty".into()));
     }
     let t = fit_temperature(dev_logits, &gold(dev));
-    let both = |lg: &[Vec<f32>], g: &[usize]| (ece(&softmax_rows(lg), g, 10), ece(&softmax_rows(&scale_rows(lg, t)), g, 10));
+    let both = |lg: &[Vec<f32>], g: &[usize]| ece_before_after(lg, g, t, 10);
     let (dev_before, dev_after) = both(dev_logits, &gold(dev));
     let test = test.map(|(lg, ex)| both(&lg, &gold(ex)));
     Ok(CalibrationReport {

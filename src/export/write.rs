@@ -63,8 +63,8 @@ pub fn export(
     manifest.format_version = if demo_sets.is_empty() { 1 } else { 2 };
     let label_ids = prompt.verbalizer.token_ids().to_vec();
     let weights = prompt.verbalizer.class_weights();
-    if weights.is_some() {
-        manifest.label_word_tokens = Some((0..prompt.verbalizer.num_labels()).filter_map(|c| prompt.verbalizer.word_tokens(c).map(<[u32]>::to_vec)).collect());
+    manifest.label_word_tokens = prompt.verbalizer.shown_tokens();
+    if manifest.label_word_tokens.is_some() {
         manifest.format_version = 4;
     }
     let mask = tok.special().mask;

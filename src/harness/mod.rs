@@ -18,7 +18,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::metrics::{accuracy, expected_calibration_error, fit_temperature, scale_rows, softmax_rows};
+use crate::metrics::{accuracy, ece_before_after, fit_temperature};
 use crate::model::{parse_device, MaskedLm};
 use crate::prompt::{DemoPool, Example, Prompt, Template, Truncation};
 use crate::tokenize::Tokenizer;
@@ -207,12 +207,19 @@ pub fn logits_path(out: &Path, task: &str, seed: u64, method: RunMethod) -> Path
 }
 
 fn save_logits(out: &Path, task: &str, seed: u64, method: RunMethod, l: &Logits) -> Result<()> {
-    let path = logits_path(out, task, seed, method);
-    let dir = path.parent().expect("a result path has a folder");
+    write_atomic(&logits_path(out, task, seed, method), &serde_json::to_string(l).expect("logits serialise"))
+}
+
+/// Writes `text` to `path` (creating its folder) through a temporary file renamed onto
+/// it: an interrupted run leaves no half-written file.
+fn write_atomic(path: &Path, text: &str) -> Result<()> {
+    let dir = path.parent().expect("a harness file has a folder");
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, serde_json::to_string(l).expect("logits serialise")).map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    std::fs::write(&tmp, text).map_err(|e| Error::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }
 
 /// `n` indices of `0..len` drawn without replacement by a fixed generator (the same
@@ -264,16 +271,7 @@ pub fn stored(
 }
 
 fn save(out: &Path, r: &RunResult) -> Result<()> {
-    let path = result_path(out, &r.task, r.seed, r.method);
-    let dir = path.parent().expect("a result path has a folder");
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let tmp = path.with_extension("json.tmp");
-    std::fs::write(
-        &tmp,
-        serde_json::to_string_pretty(r).expect("a result serialises"),
-    )
-    .map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))
+    write_atomic(&result_path(out, &r.task, r.seed, r.method), &serde_json::to_string_pretty(r).expect("a result serialises"))
 }
 
 /// Runs (or reuses) one (task, seed, method) run and stores its result.
@@ -455,9 +453,8 @@ pub fn run_one(
     // (classification only: a regression's probabilities are a score, not a confidence).
     let calibration = outputs.as_ref().filter(|_| spec.regression.is_none()).map(|o| {
         let t = fit_temperature(&o.dev, &dev_gold);
-        let before = expected_calibration_error(&softmax_rows(&o.test), &gold, ECE_BINS);
-        let after = expected_calibration_error(&softmax_rows(&scale_rows(&o.test, t)), &gold, ECE_BINS);
-        Calibration { temperature: t, ece_before: before, ece_after: after }
+        let (ece_before, ece_after) = ece_before_after(&o.test, &gold, t, ECE_BINS);
+        Calibration { temperature: t, ece_before, ece_after }
     });
     if let Some(o) = &outputs {
         save_logits(out, spec.name, seed, method, o)?;

@@ -40,12 +40,7 @@ impl Metric {
     /// gold `scores` (the prediction is p(upper pole); a constant prediction scores 0).
     pub fn score(self, logits: &[Vec<f32>], gold: &[usize], scores: &[f32]) -> f64 {
         match self {
-            Metric::Pearson => {
-                let upper: Vec<f64> = crate::metrics::softmax_rows(logits).iter().map(|q| q[1] as f64).collect();
-                let gold: Vec<f64> = scores.iter().map(|&v| v as f64).collect();
-                let c = crate::metrics::pearson(&upper, &gold);
-                if c.is_nan() { 0.0 } else { c }
-            }
+            Metric::Pearson => crate::metrics::upper_pole_pearson(logits, scores),
             Metric::Acc => crate::metrics::accuracy(logits, gold),
             Metric::F1 => {
                 let pred: Vec<usize> = logits.iter().map(|r| crate::metrics::argmax(r)).collect();

@@ -72,6 +72,29 @@ pub fn pearson(x: &[f64], y: &[f64]) -> f64 {
     sxy / (sxx * syy).sqrt()
 }
 
+/// Regression with two pole words: the Pearson correlation of p(upper pole) (the
+/// softmax of each row's second logit) with the gold `scores`; a constant prediction has
+/// no correlation and scores 0, not NaN.
+pub fn upper_pole_pearson(logits: &[Vec<f32>], scores: &[f32]) -> f64 {
+    let upper: Vec<f64> = softmax_rows(logits).iter().map(|q| q[1] as f64).collect();
+    let gold: Vec<f64> = scores.iter().map(|&v| v as f64).collect();
+    let c = pearson(&upper, &gold);
+    if c.is_nan() {
+        0.0
+    } else {
+        c
+    }
+}
+
+/// The expected calibration error (`bins` bins) of `logits` against `gold`, as they are
+/// and divided by the temperature `t`.
+pub fn ece_before_after(logits: &[Vec<f32>], gold: &[usize], t: f64, bins: usize) -> (f64, f64) {
+    (
+        expected_calibration_error(&softmax_rows(logits), gold, bins),
+        expected_calibration_error(&softmax_rows(&scale_rows(logits, t)), gold, bins),
+    )
+}
+
 /// F1 of class `positive`: 2 TP / (2 TP + FP + FN); 0 when there is no positive in
 /// either the predictions or the gold labels.
 pub fn f1_binary(pred: &[usize], gold: &[usize], positive: usize) -> f64 {

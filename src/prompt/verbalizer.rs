@@ -97,6 +97,13 @@ impl Verbalizer {
         Some(w)
     }
 
+    /// Each class's shown tokens ([`Verbalizer::word_tokens`]) when the verbalizer is not
+    /// simple; None when it is (a class is then shown by its one scored token). What an
+    /// export's manifest records as `label_word_tokens`.
+    pub fn shown_tokens(&self) -> Option<Vec<Vec<u32>>> {
+        (!self.is_simple()).then(|| self.tokens.iter().map(|c| c[0].clone()).collect())
+    }
+
     /// The tokens that stand for class `label` where a template shows its word (a
     /// demonstration's answer, `*label_N*`): its first word.
     pub fn word_tokens(&self, label: usize) -> Option<&[u32]> {

@@ -114,9 +114,7 @@ impl Predictor {
         }
         let pairs: Vec<(String, String)> = manifest.labels.iter().cloned().zip(manifest.label_words.iter().cloned()).collect();
         let verbalizer = Verbalizer::new(&tok, &pairs)?;
-        let words: Option<Vec<Vec<u32>>> = (!verbalizer.is_simple())
-            .then(|| (0..verbalizer.num_labels()).filter_map(|c| verbalizer.word_tokens(c).map(<[u32]>::to_vec)).collect());
-        if verbalizer.token_ids() != manifest.label_word_ids.as_slice() || words != manifest.label_word_tokens {
+        if verbalizer.token_ids() != manifest.label_word_ids.as_slice() || verbalizer.shown_tokens() != manifest.label_word_tokens {
             return Err(mismatch(dir, "the label words encode to other ids than the manifest's"));
         }
         let template = if embedding { manifest.template.plain_template()? } else { manifest.template.template()? };

@@ -10,7 +10,7 @@ use rand_chacha::ChaCha8Rng;
 use tch::{Kind, Tensor};
 
 use super::eval::predict_examples;
-use crate::metrics::{accuracy, pearson, softmax_rows};
+use crate::metrics::{accuracy, upper_pole_pearson};
 use super::optim::Optimiser;
 use super::{Progress, ProgressFn, Stage};
 use crate::model::{Batch, ClsHead, MaskedLm};
@@ -296,13 +296,7 @@ pub fn finetune(
             let t = Instant::now();
             let logits = predict_examples(model, tok, prompt, method, &head, dev, &report.demo_sets, p.eval_batch_size)?;
             let acc = match &p.regression {
-                Some(r) => {
-                    let upper: Vec<f64> = softmax_rows(&logits).iter().map(|q| q[1] as f64).collect();
-                    let gold: Vec<f64> = r.dev.iter().map(|&v| v as f64).collect();
-                    // A constant prediction has no correlation: 0, not NaN.
-                    let c = pearson(&upper, &gold);
-                    if c.is_nan() { 0.0 } else { c }
-                }
+                Some(r) => upper_pole_pearson(&logits, &r.dev),
                 None => accuracy(&logits, &dev_gold),
             };
             eval_secs += t.elapsed().as_secs_f64();
