@@ -251,7 +251,9 @@ typedef struct {
 } lmbff_task_params;
 
 /*
- Settings of a training run. Get defaults from lmbff_train_default_params().
+ Settings of a training run. Get defaults from lmbff_train_default_params(). A host
+ built against an earlier header (before demo_filter) passes that struct's size: its
+ fields are read, and the newer ones keep their defaults.
  */
 typedef struct {
   /*
@@ -310,6 +312,19 @@ typedef struct {
    version's notes (exported in lmbff-export.json) say which method ran and why.
    */
   int32_t method;
+  /*
+   Similarity-filtered demonstrations (LM-BFF's demo_filter; needs demonstrations):
+   a sentence encoder ranks each class's examples by similarity to the input, and
+   demonstrations come from the most similar half; at inference each input gets its
+   own `demo_sets` sets (set k: each class's k-th most similar), and exports carry the
+   encoder (demo-encoder.onnx) so the predictor picks the same ones (default false).
+   */
+  bool demo_filter;
+  /*
+   The filter's sentence encoder, an HF model directory, or NULL for the task's model
+   (the default MiniLM is a sentence encoder: mean pooling).
+   */
+  const char *demo_filter_model;
 } lmbff_train_params;
 
 /*

@@ -15,7 +15,7 @@ use lmbff::model::MaskedLm;
 use lmbff::prompt::{Example, Prompt, Template, Truncation, Verbalizer};
 use lmbff::serve::{Predictor, PredictorOptions};
 use lmbff::tokenize::Tokenizer;
-use lmbff::train::{self, Head, Method};
+use lmbff::train::{self, Demos, Head, Method};
 use lmbff::Error;
 use tch::Device;
 
@@ -76,7 +76,7 @@ fn case(dir: &Path, template: &str, max_len: usize) -> Case {
 
 fn export_to(c: &Case, name: &str, opts: &ExportOptions) -> PathBuf {
     let out = common::tempdir(name).join("export");
-    export(&c.model, &c.tok, &c.prompt, &[], Default::default(), &out, opts).unwrap();
+    export(&c.model, &c.tok, &c.prompt, &Demos::None, Default::default(), &out, opts).unwrap();
     out
 }
 
@@ -201,7 +201,7 @@ fn regression_export_scores() {
     let three = Case { prompt: Prompt::new(Template::parse("{text} It was {mask}.").unwrap(),
         Verbalizer::new(&c.tok, &[("a".into(), "terrible".into()), ("b".into(), "great".into()), ("c".into(), "fun".into())]).unwrap(),
         Truncation { max_len: 40, ..Truncation::default() }).unwrap(), ..c };
-    let e = export(&three.model, &three.tok, &three.prompt, &[], Default::default(), &common::tempdir("reg3").join("x"), &opts).unwrap_err();
+    let e = export(&three.model, &three.tok, &three.prompt, &Demos::None, Default::default(), &common::tempdir("reg3").join("x"), &opts).unwrap_err();
     assert!(e.to_string().contains("two label words"), "{e}");
 }
 
@@ -230,7 +230,7 @@ fn python_renders_the_same_ids_from_the_manifest() {
         let dir = common::fixtures().join(fixture);
         let c = case(&dir, template, max_len);
         let pair = c.prompt.template.num_sentences() > 1;
-        let sets = if with_demos { demo_sets(pair) } else { Vec::new() };
+        let sets = if with_demos { Demos::Fixed(demo_sets(pair)) } else { Demos::None };
         let out = common::tempdir(&format!("render-{fixture}-{max_len}")).join("export");
         export(&c.model, &c.tok, &c.prompt, &sets, Default::default(), &out, &ExportOptions::default()).unwrap();
         let ex: Vec<Example> = texts(12)
@@ -281,21 +281,21 @@ fn demonstrations_travel_with_the_export_and_predict_the_same() {
     let train_ex: Vec<Example> = demo_sets(false).concat();
     let tp = train::TrainParams { steps: 6, batch_size: 2, lr: 1e-3, eval_every: 0, demonstrations: true, demo_sets: 2, ..Default::default() };
     let (rep, head) = train::finetune(&c.model, &c.tok, &c.prompt, Method::Prompt, &train_ex, &[], &tp, &mut |_| true).unwrap();
-    assert_eq!(rep.demo_sets.len(), 2);
-    let manifest = Manifest::for_prompt(&c.prompt, &rep.demo_sets, serde_json::json!({"steps": 6}));
+    assert_eq!(rep.demos.fixed().len(), 2);
+    let manifest = Manifest::for_prompt(&c.prompt, rep.demos.fixed(), serde_json::json!({"steps": 6}));
     assert_eq!(manifest.format_version, 2);
     let out = checkpoint_and_export("demos", &c.model, &manifest);
     let m = ExportManifest::read(&out).unwrap();
     assert_eq!(m.format_version, 2);
-    assert_eq!(m.demonstrations.as_ref().unwrap().sets, rep.demo_sets);
+    assert_eq!(m.demonstrations.as_ref().unwrap().sets, rep.demos.fixed());
     let ex = texts(30);
-    let want = train::softmax_rows(&train::predict_examples(&c.model, &c.tok, &c.prompt, Method::Prompt, &head, &ex, &rep.demo_sets, 5).unwrap());
+    let want = train::softmax_rows(&train::predict_examples(&c.model, &c.tok, &c.prompt, Method::Prompt, &head, &ex, &rep.demos, 5).unwrap());
     let got: Vec<Vec<f32>> = open(&out).predict(&ex).unwrap().into_iter().map(|p| p.probs).collect();
     let d = max_diff(&want, &got);
     println!("demonstrations (2 sets): max |p_onnx - p_tch| = {d:.2e} over {} inputs", ex.len());
     assert!(d <= 1e-5, "max diff {d}");
     // The demonstrations change what the model sees: predictions without them differ.
-    let bare = train::softmax_rows(&train::predict_examples(&c.model, &c.tok, &c.prompt, Method::Prompt, &head, &ex, &[], 5).unwrap());
+    let bare = train::softmax_rows(&train::predict_examples(&c.model, &c.tok, &c.prompt, Method::Prompt, &head, &ex, &Demos::None, 5).unwrap());
     let apart = max_diff(&bare, &got);
     println!("without demonstrations: max diff {apart:.2e}");
     assert!(apart > 100.0 * d.max(1e-7), "{apart}");
@@ -305,6 +305,71 @@ fn demonstrations_travel_with_the_export_and_predict_the_same() {
     bad.write_into(&out).unwrap();
     let err = Predictor::open(&out, &PredictorOptions::default()).err().unwrap();
     assert!(err.to_string().contains("demonstration set 0"), "{err}");
+}
+
+/// Similarity-filtered demonstrations (LM-BFF's demo_filter) travel with the export: the
+/// checkpoint records the pool and the encoder (format 5), the export carries the encoder
+/// as demo-encoder.onnx (here a RoBERTa encoder choosing for a BERT model: another
+/// tokenizer and architecture), and the predictor picks each input's sets exactly as
+/// training-time evaluation does and predicts the same probabilities.
+#[test]
+fn filtered_demonstrations_travel_with_the_export_and_predict_the_same() {
+    let c = case(&common::fixtures().join("bert"), "*cls**sent_0*_It_was*mask*.*sep+*", 48);
+    let encoder = common::fixtures().join("roberta");
+    let mut train_ex: Vec<Example> = demo_sets(false).concat();
+    train_ex.extend(texts(8).into_iter().take(8).enumerate().map(|(i, e)| Example { label: Some(i % 2), ..e }));
+    let tp = train::TrainParams {
+        steps: 6,
+        batch_size: 2,
+        lr: 1e-3,
+        eval_every: 0,
+        demonstrations: true,
+        demo_sets: 2,
+        demo_filter: Some(encoder.clone()),
+        ..Default::default()
+    };
+    let (rep, head) = train::finetune(&c.model, &c.tok, &c.prompt, Method::Prompt, &train_ex, &[], &tp, &mut |_| true).unwrap();
+    assert_eq!((rep.demos.sets_per_input(), rep.demos.filter_dir()), (2, Some(encoder.clone())));
+    let mut manifest = Manifest::for_prompt(&c.prompt, &[], serde_json::json!({}));
+    rep.demos.record(&mut manifest);
+    manifest.format_version = manifest.needed_version();
+    assert_eq!(manifest.format_version, 5);
+    assert_eq!(manifest.demo_filter.as_ref().unwrap().pool, train_ex);
+    let out = checkpoint_and_export("filter", &c.model, &manifest);
+    let summary = check_export(&out, false);
+    assert_eq!(summary["demo_encoder"]["outputs"][0]["name"], "embedding", "{summary}");
+    let m = ExportManifest::read(&out).unwrap();
+    assert_eq!(m.format_version, 5);
+    let f = m.demonstrations.as_ref().unwrap().filter.as_ref().unwrap();
+    assert_eq!((f.sets, f.pool.len(), f.inputs.len()), (2, train_ex.len(), 2), "RoBERTa reads no token types");
+
+    let ex = texts(24);
+    let p = open(&out);
+    let ours = rep.demos.sets_for(&ex).unwrap().unwrap();
+    let served = p.sets_for(&ex).unwrap().unwrap();
+    assert_eq!(ours, served, "the predictor picks the demonstrations training picked");
+    let distinct: std::collections::BTreeSet<String> = served.iter().map(|s| format!("{s:?}")).collect();
+    assert!(distinct.len() > 1, "inputs get their own demonstrations");
+    for (e, sets) in ex.iter().zip(&served) {
+        assert_ne!(sets[0], sets[1], "{:?}: two sets, not one twice", e.text_a);
+    }
+    let want = train::softmax_rows(&train::predict_examples(&c.model, &c.tok, &c.prompt, Method::Prompt, &head, &ex, &rep.demos, 5).unwrap());
+    let got: Vec<Vec<f32>> = p.predict(&ex).unwrap().into_iter().map(|p| p.probs).collect();
+    let d = max_diff(&want, &got);
+    println!("filtered demonstrations (2 sets each): max |p_onnx - p_tch| = {d:.2e} over {} inputs", ex.len());
+    assert!(d <= 1e-5, "max diff {d}");
+    // Filtered sets are not the fixed ones: predicting with fixed sets differs.
+    let fixed = train::softmax_rows(&train::predict_examples(&c.model, &c.tok, &c.prompt, Method::Prompt, &head, &ex, &Demos::Fixed(demo_sets(false)), 5).unwrap());
+    assert!(max_diff(&fixed, &got) > 100.0 * d.max(1e-7));
+
+    // A Triton repository holds one graph: refused, by name.
+    let opts = ExportOptions { triton: Some("m".into()), ..Default::default() };
+    let err = export(&c.model, &c.tok, &c.prompt, &rep.demos, Default::default(), &common::tempdir("filter-triton").join("x"), &opts).unwrap_err();
+    assert!(err.to_string().contains("sentence encoder"), "{err}");
+    // An export missing its encoder is refused at open, naming the file.
+    std::fs::remove_file(out.join("demo-encoder.onnx")).unwrap();
+    let err = Predictor::open(&out, &PredictorOptions::default()).err().unwrap();
+    assert!(err.to_string().contains("demo-encoder.onnx"), "{err}");
 }
 
 #[test]
@@ -434,13 +499,13 @@ fn several_and_multi_token_label_words_export_and_predict_the_same() {
         let train_ex: Vec<Example> = demo_sets(false).concat();
         let tp = train::TrainParams { steps: 6, batch_size: 2, lr: 1e-3, eval_every: 0, demonstrations: true, demo_sets: 2, ..Default::default() };
         let (rep, head) = train::finetune(&c.model, &c.tok, &c.prompt, Method::Prompt, &train_ex, &[], &tp, &mut |_| true).unwrap();
-        let manifest = Manifest::for_prompt(&c.prompt, &rep.demo_sets, serde_json::json!({}));
+        let manifest = Manifest::for_prompt(&c.prompt, rep.demos.fixed(), serde_json::json!({}));
         let out = checkpoint_and_export(&format!("words-{fixture}"), &c.model, &manifest);
         let m = ExportManifest::read(&out).unwrap();
         assert_eq!(m.format_version, 4);
         assert_eq!(m.label_word_tokens.as_ref().unwrap()[0], c.prompt.verbalizer.word_tokens(0).unwrap());
         let ex = texts(20);
-        let want = train::softmax_rows(&train::predict_examples(&c.model, &c.tok, &c.prompt, Method::Prompt, &head, &ex, &rep.demo_sets, 5).unwrap());
+        let want = train::softmax_rows(&train::predict_examples(&c.model, &c.tok, &c.prompt, Method::Prompt, &head, &ex, &rep.demos, 5).unwrap());
         let p = open(&out);
         let got: Vec<Vec<f32>> = p.predict(&ex).unwrap().into_iter().map(|p| p.probs).collect();
         let d = max_diff(&want, &got);

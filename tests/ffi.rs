@@ -31,7 +31,7 @@ fn export_once() -> CString {
     let v = Verbalizer::new(&tok, &[("neg".into(), "terrible".into()), ("pos".into(), "great".into())]).unwrap();
     let p = Prompt::new(Template::parse("{text} It was {mask}.").unwrap(), v, Truncation { max_len: 32, ..Default::default() }).unwrap();
     let out = common::tempdir("ffi").join("export");
-    export(&MaskedLm::load(&dir, tch::Device::Cpu).unwrap(), &tok, &p, &[], Default::default(), &out, &ExportOptions::default()).unwrap();
+    export(&MaskedLm::load(&dir, tch::Device::Cpu).unwrap(), &tok, &p, &lmbff::train::Demos::None, Default::default(), &out, &ExportOptions::default()).unwrap();
     CString::new(out.to_str().unwrap()).unwrap()
 }
 

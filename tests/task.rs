@@ -302,6 +302,46 @@ fn train_versions_and_export_through_the_c_abi() {
         let cv = CString::new(v).unwrap();
         assert_eq!(lmbff_task_delete_version(t, cv.as_ptr()), LMBFF_OK);
 
+        // Similarity-filtered demonstrations through the ABI, ranked by the task's model:
+        // the version records the filter, its export carries the encoder and predicts.
+        tp.method = LMBFF_METHOD_PROMPT;
+        tp.demo_filter = true;
+        assert_eq!(lmbff_train(t, &tp, None, null_mut(), null_mut(), 0), LMBFF_ERR_INVALID_ARGUMENT);
+        assert!(last_error().contains("params.demo_filter needs params.demonstrations"), "{}", last_error());
+        // A host built before demo_filter passes the older size: what lies past its
+        // fields (here demo_filter = true, in its trailing padding) is not read.
+        let old_size = std::mem::offset_of!(lmbff_train_params, demo_filter).next_multiple_of(8);
+        assert!(old_size < std::mem::size_of::<lmbff_train_params>());
+        tp.struct_size = old_size;
+        assert_eq!(lmbff_train(t, &tp, None, null_mut(), version.as_mut_ptr(), 16), LMBFF_OK, "{}", last_error());
+        let old = CString::new(CStr::from_ptr(version.as_ptr()).to_bytes()).unwrap();
+        assert_eq!(lmbff_task_delete_version(t, old.as_ptr()), LMBFF_OK);
+        tp.struct_size = old_size - 8;
+        assert_eq!(lmbff_train(t, &tp, None, null_mut(), null_mut(), 0), LMBFF_ERR_INVALID_ARGUMENT);
+        assert!(last_error().contains("params.struct_size"), "{}", last_error());
+        tp.struct_size = std::mem::size_of::<lmbff_train_params>();
+        tp.demonstrations = true;
+        tp.demo_sets = 2;
+        assert_eq!(lmbff_train(t, &tp, None, null_mut(), version.as_mut_ptr(), 16), LMBFF_OK, "{}", last_error());
+        let v = CStr::from_ptr(version.as_ptr()).to_str().unwrap().to_string();
+        let m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("models").join(&v).join("lmbff.json")).unwrap()).unwrap();
+        assert_eq!((m["format_version"].as_u64(), m["demo_filter"]["sets"].as_u64()), (Some(5), Some(2)), "{m}");
+        assert_eq!(m["demo_filter"]["encoder"].as_str(), model.to_str().ok(), "NULL demo_filter_model: the task's model");
+        let cv = CString::new(v).unwrap();
+        let outf = CString::new(dir.parent().unwrap().join("export-filter").to_str().unwrap()).unwrap();
+        assert_eq!(lmbff_task_export(t, cv.as_ptr(), outf.as_ptr(), false), LMBFF_OK, "{}", last_error());
+        let e: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.parent().unwrap().join("export-filter/lmbff-export.json")).unwrap()).unwrap();
+        assert_eq!(e["demonstrations"]["filter"]["pool"].as_array().map(Vec::len), Some(6));
+        let mut pred = null_mut();
+        assert_eq!(lmbff_predictor_open(outf.as_ptr(), null(), &mut pred), LMBFF_OK, "{}", last_error());
+        let texts = [CString::new("a great ride").unwrap(), CString::new("a dull ride").unwrap()];
+        let ptrs: Vec<*const c_char> = texts.iter().map(|s| s.as_ptr()).collect();
+        let mut r = null_mut();
+        assert_eq!(lmbff_predict(pred, ptrs.as_ptr(), null(), 2, &mut r), LMBFF_OK, "{}", last_error());
+        lmbff_predictions_free(r);
+        lmbff_predictor_free(pred);
+        assert_eq!(lmbff_task_delete_version(t, cv.as_ptr()), LMBFF_OK);
+
         let mut list = [0 as c_char; 64];
         let mut needed = 0usize;
         assert_eq!(lmbff_task_versions(t, list.as_mut_ptr(), 64, &mut needed), LMBFF_OK);

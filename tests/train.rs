@@ -197,13 +197,13 @@ fn prompt_finetuning_with_demonstrations() {
     for _ in 0..2 {
         let m = MaskedLm::load(&dir, Device::Cpu).unwrap();
         let (rep, head) = train::finetune(&m, &tok, &p, Method::Prompt, &data, &data, &demo, &mut |_| true).unwrap();
-        let logits = train::predict_examples(&m, &tok, &p, Method::Prompt, &head, &data, &rep.demo_sets, 8).unwrap();
+        let logits = train::predict_examples(&m, &tok, &p, Method::Prompt, &head, &data, &rep.demos, 8).unwrap();
         runs.push((rep, logits));
     }
     let (rep, logits) = &runs[0];
     assert!(rep.demonstrations);
-    assert_eq!(rep.demo_sets.len(), 3);
-    assert!(rep.demo_sets.iter().all(|s| s.iter().map(|e| e.label.unwrap()).collect::<Vec<_>>() == vec![0, 1]), "one per class, in class order");
+    assert_eq!(rep.demos.fixed().len(), 3);
+    assert!(rep.demos.fixed().iter().all(|s| s.iter().map(|e| e.label.unwrap()).collect::<Vec<_>>() == vec![0, 1]), "one per class, in class order");
     assert_eq!(rep.loss_curve, runs[1].0.loss_curve, "same seed, same losses");
     assert_eq!(logits, &runs[1].1, "same seed, same predictions");
     let gold: Vec<usize> = data.iter().map(|e| e.label.unwrap()).collect();
@@ -231,7 +231,7 @@ fn regression_fits_graded_scores_by_kl() {
     assert!(rep.best_dev_acc > 0.9, "dev Pearson {:?}", rep.dev_curve);
     let last_kl = rep.loss_curve.last().unwrap().1;
     assert!(last_kl < 0.05 && last_kl >= 0.0, "KL {:?}", rep.loss_curve);
-    let logits = train::predict_examples(&m, &tok, &p, Method::Prompt, &head, &data, &[], 8).unwrap();
+    let logits = train::predict_examples(&m, &tok, &p, Method::Prompt, &head, &data, &train::Demos::None, 8).unwrap();
     let upper: Vec<f64> = train::softmax_rows(&logits).iter().map(|q| q[1] as f64).collect();
     let gold: Vec<f64> = scores.iter().map(|&v| v as f64).collect();
     assert!((lmbff::metrics::pearson(&upper, &gold) - rep.best_dev_acc).abs() < 1e-6, "the kept weights are the best dev's");

@@ -438,6 +438,11 @@ type TrainParams struct {
 	// the version then predicts with DemoSets fixed sets (default 1), logits averaged.
 	Demonstrations bool
 	DemoSets       int
+	// DemoFilter picks each input's demonstrations from the most similar half of each
+	// class (LM-BFF's demo_filter), ranked by the sentence encoder in DemoFilterModel
+	// (an HF model directory; empty: the task's model). Needs Demonstrations.
+	DemoFilter      bool
+	DemoFilterModel string
 	// Method: MethodAuto (the zero value: the library decides, see lmbff.h),
 	// MethodPrompt or MethodSentenceEmbedding.
 	Method Method
@@ -483,6 +488,10 @@ func (t *Task) Train(ctx context.Context, p TrainParams, progress func(step, tot
 		params.demo_sets = C.uint32_t(p.DemoSets)
 	}
 	params.method = C.int32_t(p.Method)
+	params.demo_filter = C.bool(p.DemoFilter)
+	if p.DemoFilterModel != "" {
+		params.demo_filter_model = cs.add(p.DemoFilterModel)
+	}
 	var run *C.lmbff_run
 	if err := check(C.lmbff_train_start(t.t, &params, nil, nil, &run)); err != nil {
 		return "", err

@@ -228,6 +228,37 @@ func TestTrainExportPredict(t *testing.T) {
 	if err := task.DeleteVersion("v2"); err != nil {
 		t.Fatal(err)
 	}
+	// Similarity-filtered demonstrations, ranked by the task's model: the export carries
+	// the encoder, and the predictor picks each input's sets.
+	if v, err := task.Train(context.Background(), TrainParams{Steps: 2, BatchSize: 4, Method: MethodPrompt, Demonstrations: true, DemoSets: 2, DemoFilter: true}, nil); err != nil || v != "v2" {
+		t.Fatalf("filtered demonstrations: %q %v", v, err)
+	}
+	filterOut := filepath.Join(dir, "export-filter")
+	if err := task.Export("v2", filterOut, false); err != nil {
+		t.Fatal(err)
+	}
+	var filtered struct {
+		Demonstrations struct {
+			Filter struct {
+				Sets int
+				File string
+			}
+		}
+	}
+	if raw, err := os.ReadFile(filepath.Join(filterOut, "lmbff-export.json")); err != nil || json.Unmarshal(raw, &filtered) != nil || filtered.Demonstrations.Filter.Sets != 2 {
+		t.Fatalf("the filtered export's manifest: %+v (%v)", filtered, err)
+	}
+	fp, err := OpenPredictor(filterOut, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if preds, err := fp.Predict([]string{"A delightful film.", "A dull one."}); err != nil || len(preds) != 2 {
+		t.Fatalf("filtered predictions: %+v %v", preds, err)
+	}
+	fp.Close()
+	if err := task.DeleteVersion("v2"); err != nil {
+		t.Fatal(err)
+	}
 	// The sentence-embedding method: its export says so; a bad method is named.
 	wantCode(t, func() error { _, err := task.Train(context.Background(), TrainParams{Method: 7}, nil); return err }(), "INVALID_ARGUMENT")
 	if v, err := task.Train(context.Background(), TrainParams{Method: MethodSentenceEmbedding, LearningRate: 1e-3}, nil); err != nil || v != "v2" {

@@ -28,7 +28,7 @@ const LogFn = koffi.proto('void lmbff_log_fn(int32_t level, const char *message,
 const TrainParams = koffi.struct('lmbff_train_params', {
   struct_size: 'size_t', steps: 'uint32_t', batch_size: 'uint32_t', learning_rate: 'double', seed: 'uint64_t',
   device: 'int32_t', device_index: 'uint32_t', adaptation_steps: 'uint32_t', warm_start: 'const char *',
-  demonstrations: 'bool', demo_sets: 'uint32_t', method: 'int32_t',
+  demonstrations: 'bool', demo_sets: 'uint32_t', method: 'int32_t', demo_filter: 'bool', demo_filter_model: 'const char *',
 });
 /** Training methods (lmbff_train_params.method): 'auto' lets the library decide. */
 const METHODS = { auto: 0, prompt: 1, 'sentence-embedding': 2 };
@@ -295,17 +295,19 @@ class Task {
    * is cancelled and the promise rejects with that error); signal (an AbortSignal)
    * cancels the run (the promise then rejects with code 'CANCELLED'). demonstrations
    * appends one labelled example per class to every input (LM-BFF); the version then
-   * predicts with demoSets fixed sets. method is 'auto' (the library decides: see
-   * lmbff.h), 'prompt' or 'sentence-embedding'.
+   * predicts with demoSets fixed sets. demoFilter picks each input's demonstrations from
+   * the most similar half of each class (LM-BFF's demo_filter), ranked by the sentence
+   * encoder demoFilterModel (an HF model directory; null: the task's model). method is
+   * 'auto' (the library decides: see lmbff.h), 'prompt' or 'sentence-embedding'.
    */
-  train({ steps = 300, batchSize = 8, learningRate = 2e-5, seed = 42, adaptationSteps = 0, warmStart = null, demonstrations = false, demoSets = 1, method = 'auto' } = {}, { onProgress, signal, pollMs = 50 } = {}) {
+  train({ steps = 300, batchSize = 8, learningRate = 2e-5, seed = 42, adaptationSteps = 0, warmStart = null, demonstrations = false, demoSets = 1, demoFilter = false, demoFilterModel = null, method = 'auto' } = {}, { onProgress, signal, pollMs = 50 } = {}) {
     if (!(method in METHODS)) {
       const e = new Error(`train: method ${JSON.stringify(method)}: use one of ${Object.keys(METHODS).join(', ')}`);
       e.code = 'INVALID_ARGUMENT';
       return Promise.reject(e);
     }
     const p = c.trainDefaults();
-    Object.assign(p, { steps, batch_size: batchSize, learning_rate: learningRate, seed, device: 1, adaptation_steps: adaptationSteps, warm_start: warmStart, demonstrations, demo_sets: demoSets, method: METHODS[method] });
+    Object.assign(p, { steps, batch_size: batchSize, learning_rate: learningRate, seed, device: 1, adaptation_steps: adaptationSteps, warm_start: warmStart, demonstrations, demo_sets: demoSets, demo_filter: demoFilter, demo_filter_model: demoFilterModel, method: METHODS[method] });
     const out = [null];
     check(c.trainStart(this.handle, p, null, null, out), 'start training');
     const run = out[0];

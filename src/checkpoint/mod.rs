@@ -13,9 +13,9 @@ use crate::{Error, Result};
 pub const MANIFEST_FILE: &str = "lmbff.json";
 /// Version of the manifest format; readers accept this and older versions. Version 2
 /// added `demonstrations`, version 3 `classifier` (the sentence-embedding method),
-/// version 4 `temperature`; a manifest is written with the lowest version that holds
-/// what it has.
-pub const MANIFEST_VERSION: u32 = 4;
+/// version 4 `temperature`, version 5 `demo_filter`; a manifest is written with the
+/// lowest version that holds what it has.
+pub const MANIFEST_VERSION: u32 = 5;
 
 /// The method of a prompt model (LM-BFF: label words at the template's mask).
 pub const METHOD_PROMPT: &str = "prompt";
@@ -41,6 +41,10 @@ pub struct Manifest {
     /// logits averaged over the sets); absent when it was trained without.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub demonstrations: Option<Vec<Vec<Example>>>,
+    /// Similarity-filtered demonstrations: each input's own sets, chosen from a pool by a
+    /// sentence encoder (then `demonstrations` is absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub demo_filter: Option<DemoFilterSpec>,
     /// The sentence-embedding method's classifier over the embeddings.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub classifier: Option<LinearHead>,
@@ -66,6 +70,7 @@ impl Manifest {
             label_words: prompt.verbalizer.words().to_vec(),
             truncation: prompt.truncation,
             demonstrations: (!demo_sets.is_empty()).then(|| demo_sets.to_vec()),
+            demo_filter: None,
             classifier: None,
             temperature: None,
             notes: notes.as_object().cloned().unwrap_or_default(),
@@ -125,7 +130,9 @@ impl Manifest {
 
     /// The lowest format version that holds everything in this manifest.
     pub fn needed_version(&self) -> u32 {
-        if self.temperature.is_some() {
+        if self.demo_filter.is_some() {
+            5
+        } else if self.temperature.is_some() {
             4
         } else if self.classifier.is_some() {
             3
@@ -142,6 +149,18 @@ impl Manifest {
         let text = serde_json::to_string_pretty(&m).expect("a manifest serialises");
         std::fs::write(&path, text).map_err(|e| Error::io(&path, e))
     }
+}
+
+/// Similarity-filtered demonstrations of a checkpoint (LM-BFF's `demo_filter`): the
+/// sentence encoder `encoder` (an HF model directory, not copied) embeds the pool and each
+/// input, and each input is read with `sets` sets of its most similar examples
+/// (`DemoPool::similar_sets`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DemoFilterSpec {
+    pub encoder: PathBuf,
+    /// The labelled examples demonstrations are chosen from.
+    pub pool: Vec<Example>,
+    pub sets: usize,
 }
 
 /// A linear classifier over features: `logits = weight x + bias`.

@@ -11,7 +11,7 @@ use super::task::{Loaded, TaskArgs};
 use crate::checkpoint::{write_dir_atomic, Manifest};
 use crate::data::{read_examples, read_texts};
 use crate::prompt::Example;
-use crate::train::{self, accuracy, AdaptParams, Head, Method, Resume, Trainable, TrainParams};
+use crate::train::{self, accuracy, AdaptParams, Demos, Head, Method, Resume, Trainable, TrainParams};
 use crate::{Error, Result};
 
 fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
@@ -23,15 +23,15 @@ fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
 
 /// Class logits of `head` on labelled examples (averaged over demonstration sets, if
 /// any), with their gold classes.
-fn logits_and_gold(l: &Loaded, head: &Head, method: Method, examples: &[Example], demo_sets: &[Vec<Example>]) -> Result<(Vec<Vec<f32>>, Vec<usize>)> {
-    let logits = train::predict_examples(&l.model, &l.tok, &l.prompt, method, head, examples, demo_sets, 64)?;
+fn logits_and_gold(l: &Loaded, head: &Head, method: Method, examples: &[Example], demos: &Demos) -> Result<(Vec<Vec<f32>>, Vec<usize>)> {
+    let logits = train::predict_examples(&l.model, &l.tok, &l.prompt, method, head, examples, demos, 64)?;
     let gold: Vec<usize> = examples.iter().map(|e| e.label.unwrap_or(usize::MAX)).collect();
     Ok((logits, gold))
 }
 
 /// Accuracy of `head` on labelled examples.
-pub fn evaluate(l: &Loaded, head: &Head, method: Method, examples: &[Example], demo_sets: &[Vec<Example>]) -> Result<f64> {
-    let (logits, gold) = logits_and_gold(l, head, method, examples, demo_sets)?;
+pub fn evaluate(l: &Loaded, head: &Head, method: Method, examples: &[Example], demos: &Demos) -> Result<f64> {
+    let (logits, gold) = logits_and_gold(l, head, method, examples, demos)?;
     Ok(accuracy(&logits, &gold))
 }
 
@@ -120,7 +120,7 @@ pub fn adapt(a: AdaptArgs) -> Result<()> {
         None => None,
     };
     let head = Head::for_prompt(&l.model, &l.prompt)?;
-    let before = test.as_ref().map(|t| evaluate(&l, &head, Method::Prompt, t, &[])).transpose()?;
+    let before = test.as_ref().map(|t| evaluate(&l, &head, Method::Prompt, t, &Demos::None)).transpose()?;
     eprintln!("adapting {} on {} texts: {} steps x {} sequences of {} tokens", a.model.display(), texts.len(), a.steps, a.batch_size, a.seq_len);
     let state = a.state.clone().unwrap_or_else(|| {
         let mut s = a.out.clone().into_os_string();
@@ -134,7 +134,7 @@ pub fn adapt(a: AdaptArgs) -> Result<()> {
     let mut bar = Bar::new("adapt");
     let report = train::adapt(&l.model, &l.tok, &texts, &params, resume, &mut |p| bar.update(p))?;
     bar.finish();
-    let after = test.as_ref().map(|t| evaluate(&l, &head, Method::Prompt, t, &[])).transpose()?;
+    let after = test.as_ref().map(|t| evaluate(&l, &head, Method::Prompt, t, &Demos::None)).transpose()?;
     let summary = json!({
         "source_model": a.model, "report": report,
         "zero_shot": {"test": a.zero_shot_test, "template": l.prompt.template.source(),
@@ -176,9 +176,15 @@ pub struct FitArgs {
     /// Append demonstrations (one labelled example per class) to every input.
     #[arg(long)]
     pub demos: bool,
-    /// Fixed demonstration sets for evaluation and prediction (logits averaged).
+    /// Demonstration sets for evaluation and prediction (logits averaged): fixed ones, or
+    /// each input's own with --demo-filter.
     #[arg(long, default_value_t = 1)]
     pub demo_sets: usize,
+    /// Similarity-filtered demonstrations (LM-BFF's demo_filter): this sentence encoder
+    /// (an HF model directory, such as the default MiniLM) ranks each class's examples by
+    /// similarity to the input, and demonstrations come from the most similar half.
+    #[arg(long, value_name = "ENCODER_DIR", requires = "demos")]
+    pub demo_filter: Option<PathBuf>,
 }
 
 impl FitArgs {
@@ -191,6 +197,7 @@ impl FitArgs {
             seed: self.seed,
             demonstrations: self.demos,
             demo_sets: self.demo_sets,
+            demo_filter: self.demo_filter.clone(),
             ..TrainParams::default()
         }
     }
@@ -250,15 +257,17 @@ pub fn train(a: TrainArgs) -> Result<()> {
     let (report, head) = train::finetune(&l.model, &l.tok, &l.prompt, method, &tr, &dev, &a.fit.params(), &mut |p| bar.update(p))?;
     bar.finish();
     let test_ex = a.test.as_ref().map(|t| read_examples(t, &labels)).transpose()?;
-    let test = test_ex.as_ref().map(|ex| evaluate(&l, &head, method, ex, &report.demo_sets)).transpose()?;
-    let logits_of = |ex: &[Example]| train::predict_examples(&l.model, &l.tok, &l.prompt, method, &head, ex, &report.demo_sets, 32);
+    let test = test_ex.as_ref().map(|ex| evaluate(&l, &head, method, ex, &report.demos)).transpose()?;
+    let logits_of = |ex: &[Example]| train::predict_examples(&l.model, &l.tok, &l.prompt, method, &head, ex, &report.demos, 32);
     let calibration = maybe_calibrate(a.calibrate, logits_of, &dev, test_ex.as_deref())?;
     println!("{}", json!({"report": report, "test_acc": test, "calibration": calibration}));
     if let Some(out) = &a.out {
         let notes = json!({"steps": report.steps, "lr": report.lr, "seed": report.seed, "best_step": report.best_step,
                            "best_dev_acc": report.best_dev_acc, "test_acc": test, "source_model": a.model,
                            "demonstrations": report.demonstrations, "calibration": calibration});
-        save_trained(&l, out, Manifest::for_prompt(&l.prompt, &report.demo_sets, notes), calibration.as_ref())?;
+        let mut m = Manifest::for_prompt(&l.prompt, &[], notes);
+        report.demos.record(&mut m);
+        save_trained(&l, out, m, calibration.as_ref())?;
     }
     Ok(())
 }
@@ -364,8 +373,11 @@ pub fn eval(a: EvalArgs) -> Result<()> {
     let l = a.task.load(&a.model, 0)?;
     l.note_new_head();
     let ex = read_examples(&a.test, &labels_of(&l))?;
-    let demo_sets = crate::checkpoint::Manifest::read(&a.model).ok().and_then(|m| m.demonstrations).unwrap_or_default();
-    let (logits, gold) = logits_and_gold(&l, &Head::for_prompt(&l.model, &l.prompt)?, Method::Prompt, &ex, &demo_sets)?;
+    let demos = match crate::checkpoint::Manifest::read(&a.model) {
+        Ok(m) => Demos::of_checkpoint(&m, &l.prompt, l.model.device())?,
+        Err(_) => Demos::None,
+    };
+    let (logits, gold) = logits_and_gold(&l, &Head::for_prompt(&l.model, &l.prompt)?, Method::Prompt, &ex, &demos)?;
     let predicted: Vec<usize> = logits.iter().map(|r| train::argmax(r)).collect();
     let share: Vec<f64> = (0..l.prompt.verbalizer.num_labels())
         .map(|c| predicted.iter().filter(|&&p| p == c).count() as f64 / predicted.len().max(1) as f64)
@@ -373,7 +385,7 @@ pub fn eval(a: EvalArgs) -> Result<()> {
     println!(
         "{}",
         json!({"model": a.model, "test": a.test, "n": ex.len(), "template": l.prompt.template.source(),
-               "demo_sets": demo_sets.len(), "acc": accuracy(&logits, &gold), "acc_centered": train::centered_accuracy(&logits, &gold),
+               "demo_sets": demos.sets_per_input(), "demo_filter": demos.filter_dir(), "acc": accuracy(&logits, &gold), "acc_centered": train::centered_accuracy(&logits, &gold),
                "predicted_share": share})
     );
     Ok(())
@@ -428,7 +440,7 @@ pub fn compare(a: CompareArgs) -> Result<()> {
             read_examples(&dir.join("dev.tsv"), &labels)?,
             read_examples(&dir.join("test.tsv"), &labels)?,
         );
-        let zs = evaluate(&l, &Head::for_prompt(&l.model, &l.prompt)?, Method::Prompt, &test, &[])?;
+        let zs = evaluate(&l, &Head::for_prompt(&l.model, &l.prompt)?, Method::Prompt, &test, &Demos::None)?;
         rows.push(("zero-shot".to_string(), seed, "-".to_string(), f64::NAN, zs));
         drop(l);
         for &method in &methods {
@@ -444,7 +456,7 @@ pub fn compare(a: CompareArgs) -> Result<()> {
                     let mut bar = Bar::new(&format!("{} s{seed}", method.name()));
                     let (rep, head) = train::finetune(&l.model, &l.tok, &l.prompt, method, &tr, &dev, &p, &mut |p| bar.update(p))?;
                     bar.finish();
-                    let acc = evaluate(&l, &head, method, &test, &rep.demo_sets)?;
+                    let acc = evaluate(&l, &head, method, &test, &rep.demos)?;
                     let cell = format!("lr {lr:e}, {steps} steps (best at {})", rep.best_step);
                     eprintln!("{} seed {seed} {cell}: dev {:.3} test {:.3} ({:.2} steps/s)", method.name(), rep.best_dev_acc, acc, rep.steps_per_sec);
                     all.push(json!({"seed": seed, "report": rep, "test_acc": acc}));

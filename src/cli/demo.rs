@@ -23,7 +23,7 @@ use super::task::{parse_labels, Loaded, TaskArgs, DEFAULT_LABELS};
 use crate::checkpoint::{fnv1a, write_dir_atomic, LinearHead, FNV_OFFSET};
 use crate::data::{read_examples, read_texts};
 use crate::prompt::Example;
-use crate::train::{self, accuracy, predict_logits, softmax_rows, AdaptParams, Head, Method, Resume, TrainParams, Trainable};
+use crate::train::{self, accuracy, Demos, predict_logits, softmax_rows, AdaptParams, Head, Method, Resume, TrainParams, Trainable};
 use crate::{Error, Result};
 
 #[derive(Debug, Args)]
@@ -163,12 +163,12 @@ pub fn run(a: DemoArgs) -> Result<()> {
     // 2. Fine-tuning, both methods with the same grid and budget.
     let zero = {
         let l = a.task.load(&prompt_model, a.seed)?;
-        evaluate(&l, &Head::for_prompt(&l.model, &l.prompt)?, Method::Prompt, &test, &[])?
+        evaluate(&l, &Head::for_prompt(&l.model, &l.prompt)?, Method::Prompt, &test, &Demos::None)?
     };
     let plain = fit_best(&a, &base, Method::Cls, &tr, &dev)?;
-    let plain_acc = evaluate(&plain.loaded, &plain.head, Method::Cls, &test, &[])?;
+    let plain_acc = evaluate(&plain.loaded, &plain.head, Method::Cls, &test, &Demos::None)?;
     let prompt = fit_best(&a, &prompt_model, Method::Prompt, &tr, &dev)?;
-    let prompt_acc = evaluate(&prompt.loaded, &prompt.head, Method::Prompt, &test, &[])?;
+    let prompt_acc = evaluate(&prompt.loaded, &prompt.head, Method::Prompt, &test, &Demos::None)?;
     let (se_loaded, se_head, se_lr, se_dev) = fit_embedding(&a, &base, &tr, &dev)?;
     let test_gold: Vec<usize> = test.iter().map(|e| e.label.unwrap_or(usize::MAX)).collect();
     let se_acc = accuracy(&train::embedding_logits(&se_loaded.model, &se_loaded.tok, &se_loaded.prompt, &se_head, &test, 64)?, &test_gold);

@@ -12,7 +12,7 @@ use crate::data::read_tsv;
 use crate::export::{export, export_embedding, ExportOptions, WeightType};
 use crate::prompt::Example;
 use crate::serve::{Predictor, PredictorOptions};
-use crate::train::{Progress, Stage};
+use crate::train::{Demos, Progress, Stage};
 use crate::{Error, Result};
 
 #[derive(Debug, Args)]
@@ -58,7 +58,10 @@ pub fn export_cmd(mut a: ExportArgs) -> Result<()> {
     if embedding.is_none() {
         l.note_new_head();
     }
-    let demo_sets = trained.as_ref().and_then(|m| m.demonstrations.clone()).unwrap_or_default();
+    let demos = match &trained {
+        Some(m) => Demos::of_checkpoint(m, &l.prompt, l.model.device())?,
+        None => Demos::None,
+    };
     let notes = trained.as_ref().map(|m| m.notes.clone()).unwrap_or_default();
     let opts = ExportOptions {
         weights: if a.int8 { WeightType::Int8 } else if a.fp16 { WeightType::Fp16 } else { WeightType::Fp32 },
@@ -70,7 +73,7 @@ pub fn export_cmd(mut a: ExportArgs) -> Result<()> {
     };
     let m = match embedding {
         Some(m) => export_embedding(&l.model, &l.tok, &l.prompt, m.embedding_classifier(&a.model)?, notes, &a.out, &opts)?,
-        None => export(&l.model, &l.tok, &l.prompt, &demo_sets, notes, &a.out, &opts)?,
+        None => export(&l.model, &l.tok, &l.prompt, &demos, notes, &a.out, &opts)?,
     };
     println!("{}", serde_json::json!({"out": a.out, "model_version": m.model.version, "labels": m.labels, "weights": m.model.weights}));
     Ok(())

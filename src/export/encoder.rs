@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use tch::Tensor;
 
 use super::graph::{Attr, Dim, Graph};
-use super::{RegressionRange, WeightType, OUTPUT_LOGITS, OUTPUT_PROBS, OUTPUT_SCORE};
+use super::{RegressionRange, WeightType, OUTPUT_EMBEDDING, OUTPUT_LOGITS, OUTPUT_PROBS, OUTPUT_SCORE};
 use super::proto::dtype;
 use crate::checkpoint::LinearHead;
 use crate::model::{Activation, Arch, MaskedLm};
@@ -339,6 +339,32 @@ fn class_outputs(g: &mut Graph, logits: &str, labels: usize, temperature: Option
 /// [`stem`]; outputs as [`build`]'s. Mirrors
 /// src/train/embed.rs (`embed_batch`, `LinearHead::logits`).
 pub fn build_embedding(model: &MaskedLm, head: &LinearHead, temperature: Option<f32>, g: Graph) -> Result<Graph> {
+    let (mut g, e) = pooled_embedding(model, g)?;
+    // ---- classifier: e W^T + b
+    let (k, d) = (head.weight.len() as i64, head.features() as i64);
+    let w: Vec<f32> = head.weight.iter().flatten().copied().collect();
+    let w = Tensor::from_slice(&w).f_reshape([k, d])?.f_tr()?.f_contiguous()?;
+    let w = g.weight("classifier.weight_t", &w)?;
+    let b = g.weight("classifier.bias", &Tensor::from_slice(&head.bias))?;
+    let logits = g.node("MatMul", &[&e, &w], &[], "classifier");
+    let logits = g.node("Add", &[&logits, &b], &[], "class_logits");
+    class_outputs(&mut g, &logits, head.weight.len(), temperature);
+    Ok(g)
+}
+
+/// Builds the graph of a bare sentence encoder (the demonstration filter's): the inputs of
+/// [`stem`], output `embedding`, the normalised mean-pooled states of
+/// [`build_embedding`].
+pub fn build_sentence_encoder(model: &MaskedLm, g: Graph) -> Result<Graph> {
+    let (mut g, e) = pooled_embedding(model, g)?;
+    g.node_into("Identity", &[&e], &[], &[OUTPUT_EMBEDDING]);
+    g.output(OUTPUT_EMBEDDING, dtype::FLOAT, &[Dim::Named("batch"), Dim::Fixed(model.config.hidden_size)]);
+    Ok(g)
+}
+
+/// Every layer, then the masked mean over the sequence, L2-normalised: the graph so far
+/// and the name of the embedding [B, H].
+fn pooled_embedding(model: &MaskedLm, g: Graph) -> Result<(Graph, String)> {
     let c = &model.config;
     let Stem { mut cx, mask_f, mut x, bias, shapes, .. } = stem(model, g)?;
     for l in 0..c.num_hidden_layers {
@@ -358,15 +384,6 @@ pub fn build_embedding(model: &MaskedLm, head: &LinearHead, temperature: Option<
     let norm = cx.g.node("ReduceL2", &[&mean], &[("axes", Attr::Ints(vec![1])), ("keepdims", Attr::Int(1))], "norm");
     let eps = cx.g.const_f32("norm_min", &[1e-12], &[]);
     let norm = cx.g.node("Max", &[&norm, &eps], &[], "norm");
-    let e = cx.g.node("Div", &[&mean, &norm], &[], "embedding");
-    // ---- classifier: e W^T + b
-    let (k, d) = (head.weight.len() as i64, head.features() as i64);
-    let w: Vec<f32> = head.weight.iter().flatten().copied().collect();
-    let w = Tensor::from_slice(&w).f_reshape([k, d])?.f_tr()?.f_contiguous()?;
-    let w = cx.g.weight("classifier.weight_t", &w)?;
-    let b = cx.g.weight("classifier.bias", &Tensor::from_slice(&head.bias))?;
-    let logits = cx.g.node("MatMul", &[&e, &w], &[], "classifier");
-    let logits = cx.g.node("Add", &[&logits, &b], &[], "class_logits");
-    class_outputs(&mut cx.g, &logits, head.weight.len(), temperature);
-    Ok(cx.g)
+    let e = cx.g.node("Div", &[&mean, &norm], &[], "embedding_norm");
+    Ok((cx.g, e))
 }

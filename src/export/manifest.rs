@@ -17,12 +17,19 @@ pub const EXPORT_MANIFEST: &str = "lmbff-export.json";
 pub const OUTPUT_PROBS: &str = "probs";
 pub const OUTPUT_LOGITS: &str = "label_logits";
 pub const OUTPUT_SCORE: &str = "score";
+/// The output of a demonstration filter's sentence encoder: the normalised mean-pooled
+/// embedding, float [batch, hidden].
+pub const OUTPUT_EMBEDDING: &str = "embedding";
+/// Files of a demonstration filter's sentence encoder in an export directory.
+pub const DEMO_ENCODER_FILE: &str = "demo-encoder.onnx";
+pub const DEMO_TOKENIZER_FILE: &str = "demo-tokenizer.json";
 pub const EXPORT_FORMAT: &str = "lmbff-export";
 /// Readers accept this version and older ones; fields are only ever added. Version 2
 /// added `demonstrations`, version 3 the method "sentence-embedding", version 4
-/// `label_word_tokens` (several or multi-token label words); an export is written with the
-/// lowest version that describes it (a prompt export without demonstrations: 1).
-pub const EXPORT_FORMAT_VERSION: u32 = 4;
+/// `label_word_tokens` (several or multi-token label words), version 5
+/// `demonstrations.filter` (similarity-filtered demonstrations); an export is written
+/// with the lowest version that describes it (a prompt export without demonstrations: 1).
+pub const EXPORT_FORMAT_VERSION: u32 = 5;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExportManifest {
@@ -76,8 +83,34 @@ pub struct ExportManifest {
 /// averaged over the sets before the softmax. One set is one forward pass per input.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Demonstrations {
-    /// Each set holds one labelled example per class (`label` is a class index).
+    /// Fixed sets, the same for every input; each holds one labelled example per class
+    /// (`label` is a class index). Empty with `filter`.
     pub sets: Vec<Vec<crate::prompt::Example>>,
+    /// Similarity-filtered demonstrations (format version 5): each input's own sets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<DemoFilter>,
+}
+
+/// Similarity-filtered demonstrations (LM-BFF's `demo_filter`). The sentence encoder
+/// embeds every pool example and each input (its plain reading, `[CLS] text [SEP]`, cut
+/// to `max_len` tokens); for each class, its pool examples are ranked by the dot product
+/// of the embeddings with the input's (cosine similarity; ties: the earlier example) and
+/// cut to the most similar half, rounded up. Set k (k = 0 .. sets-1) takes each class's
+/// k-th example of that ranking, cycling (index k mod its length), classes in order; a
+/// class with no example is left out of the sets.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DemoFilter {
+    /// The labelled examples demonstrations are chosen from.
+    pub pool: Vec<crate::prompt::Example>,
+    /// Sets per input (one forward pass each).
+    pub sets: usize,
+    /// The sentence encoder's graph (inputs as `inputs`, int64 [batch, sequence]; output
+    /// `embedding`, float [batch, hidden]), always stored in fp32.
+    pub file: String,
+    pub inputs: Vec<String>,
+    pub tokenizer: TokenizerSpec,
+    /// Longest encoder input, in tokens (the sentences are cut, longest first).
+    pub max_len: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

@@ -7,6 +7,8 @@
 //! - `model.onnx` (+ `model.onnx.data` with external data): opset 17, IR version 8;
 //! - `tokenizer.json`: the model's Hugging Face tokenizer;
 //! - `lmbff-export.json`: the [`ExportManifest`];
+//! - `demo-encoder.onnx` and `demo-tokenizer.json` with similarity-filtered
+//!   demonstrations (the sentence encoder that picks each input's demonstrations);
 //! - `triton/<name>/{config.pbtxt, 1/model.onnx}` when asked for.
 
 mod manifest;
@@ -14,6 +16,7 @@ mod manifest;
 pub use manifest::{
     CaseSpec, ExportManifest, ModelSpec, PartSpec, RegressionRange, SpecialSpec, TemplateSpec, TokenizerSpec, WeightType, EXPORT_FORMAT,
     EXPORT_FORMAT_VERSION, EXPORT_MANIFEST, OUTPUT_LOGITS, OUTPUT_PROBS, OUTPUT_SCORE, Demonstrations,
+    DemoFilter, DEMO_ENCODER_FILE, DEMO_TOKENIZER_FILE, OUTPUT_EMBEDDING,
 };
 
 #[cfg(feature = "train")]

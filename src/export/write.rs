@@ -10,6 +10,7 @@ use crate::checkpoint::{fnv1a, write_dir_atomic, LinearHead, FNV_OFFSET, METHOD_
 use crate::model::{Arch, MaskedLm};
 use crate::prompt::{Example, Prompt};
 use crate::tokenize::Tokenizer;
+use crate::train::{DemoEncoder, Demos};
 use crate::{Error, Result};
 
 #[derive(Debug, Clone)]
@@ -35,14 +36,15 @@ impl Default for ExportOptions {
     }
 }
 
-/// Exports `model` with `prompt` (and the demonstration sets it predicts with, if any)
-/// to `out` (written atomically: a failed export leaves what was there). `notes` go
-/// into the manifest (training facts).
+/// Exports `model` with `prompt` (and the demonstrations it predicts with, if any) to
+/// `out` (written atomically: a failed export leaves what was there). `notes` go into the
+/// manifest (training facts). Similarity-filtered demonstrations add the filter's
+/// sentence encoder (`demo-encoder.onnx`, fp32) and its tokenizer.
 pub fn export(
     model: &MaskedLm,
     tok: &Tokenizer,
     prompt: &Prompt,
-    demo_sets: &[Vec<Example>],
+    demos: &Demos,
     notes: serde_json::Map<String, serde_json::Value>,
     out: &Path,
     opts: &ExportOptions,
@@ -57,18 +59,47 @@ pub fn export(
             )));
         }
     }
-    prompt.check_demo_sets(tok, demo_sets)?;
     let mut manifest = manifest_for(model, tok, prompt, METHOD_PROMPT, notes, opts)?;
-    manifest.demonstrations = (!demo_sets.is_empty()).then(|| Demonstrations { sets: demo_sets.to_vec() });
-    manifest.format_version = if demo_sets.is_empty() { 1 } else { 2 };
+    let mut demo_encoder = None;
+    match demos {
+        Demos::None => {}
+        Demos::Fixed(sets) if sets.is_empty() => {}
+        Demos::Fixed(sets) => {
+            prompt.check_demo_sets(tok, sets)?;
+            manifest.demonstrations = Some(Demonstrations { sets: sets.clone(), filter: None });
+            manifest.format_version = 2;
+        }
+        Demos::Similar { pool, encoder, sets } => {
+            if opts.triton.is_some() {
+                return Err(Error::InvalidArgument(
+                    "a Triton repository serves one graph: similarity-filtered demonstrations need their sentence encoder too (export without --triton)".into(),
+                ));
+            }
+            let each: Vec<Vec<Example>> = pool.examples().iter().map(|e| vec![e.clone()]).collect();
+            prompt.check_demo_sets(tok, &each)?;
+            manifest.demonstrations = Some(Demonstrations {
+                sets: Vec::new(),
+                filter: Some(DemoFilter {
+                    pool: pool.examples().to_vec(),
+                    sets: *sets,
+                    file: DEMO_ENCODER_FILE.into(),
+                    inputs: graph_inputs(encoder.model().arch),
+                    tokenizer: TokenizerSpec::of(encoder.tokenizer(), DEMO_TOKENIZER_FILE),
+                    max_len: encoder.reader().truncation.max_len,
+                }),
+            });
+            manifest.format_version = 5;
+            demo_encoder = Some(encoder.as_ref());
+        }
+    }
     let label_ids = prompt.verbalizer.token_ids().to_vec();
     let weights = prompt.verbalizer.class_weights();
     manifest.label_word_tokens = prompt.verbalizer.shown_tokens();
     if manifest.label_word_tokens.is_some() {
-        manifest.format_version = 4;
+        manifest.format_version = manifest.format_version.max(4);
     }
     let mask = tok.special().mask;
-    write_export(model, manifest, out, opts, |g| encoder::build(model, &label_ids, weights.as_deref(), mask, opts.regression, opts.temperature, g))
+    write_export(model, manifest, out, opts, demo_encoder, |g| encoder::build(model, &label_ids, weights.as_deref(), mask, opts.regression, opts.temperature, g))
 }
 
 /// Exports a sentence-embedding model (encoder and the linear classifier `head` over its
@@ -96,7 +127,7 @@ pub fn export_embedding(
     }
     let mut manifest = manifest_for(model, tok, &prompt.plain(), METHOD_EMBEDDING, notes, opts)?;
     manifest.format_version = 3;
-    write_export(model, manifest, out, opts, |g| encoder::build_embedding(model, head, opts.temperature, g))
+    write_export(model, manifest, out, opts, None, |g| encoder::build_embedding(model, head, opts.temperature, g))
 }
 
 /// The manifest of an export of `model` whose inputs `prompt` renders (everything but
@@ -139,10 +170,7 @@ fn manifest_for(
         Arch::Bert => "bert",
         Arch::Roberta => "roberta",
     };
-    let mut inputs = vec!["input_ids".to_string(), "attention_mask".to_string()];
-    if model.arch == Arch::Bert {
-        inputs.push("token_type_ids".into());
-    }
+    let inputs = graph_inputs(model.arch);
     Ok(ExportManifest {
         format: EXPORT_FORMAT.into(),
         format_version: 1,
@@ -177,13 +205,24 @@ fn manifest_for(
     })
 }
 
-/// Writes the export directory: the graph `build` makes, its hash as the model version,
-/// the tokenizer, the manifest and the Triton repository when asked for.
+/// The graph inputs of an architecture's encoder, in order (int64 [batch, sequence]).
+fn graph_inputs(arch: Arch) -> Vec<String> {
+    let mut inputs = vec!["input_ids".to_string(), "attention_mask".to_string()];
+    if arch == Arch::Bert {
+        inputs.push("token_type_ids".into());
+    }
+    inputs
+}
+
+/// Writes the export directory: the graph `build` makes, the demonstration filter's
+/// sentence encoder when there is one, their hash as the model version, the tokenizers,
+/// the manifest and the Triton repository when asked for.
 fn write_export(
     model: &MaskedLm,
     mut manifest: ExportManifest,
     out: &Path,
     opts: &ExportOptions,
+    demo_encoder: Option<&DemoEncoder>,
     build: impl FnOnce(Graph) -> Result<Graph>,
 ) -> Result<ExportManifest> {
     let external = manifest.model.external_data.is_some();
@@ -200,9 +239,20 @@ fn write_export(
         );
         let meta = [("lmbff_manifest", EXPORT_MANIFEST.to_string()), ("lmbff_version", crate::VERSION.to_string())];
         graph.write(&onnx, OPSET, IR_VERSION, &doc, &meta, external)?;
+        let mut files = vec![onnx.clone()];
+        files.extend(external.then(|| dir.join("model.onnx.data")));
+        if let Some(enc) = demo_encoder {
+            let file = dir.join(DEMO_ENCODER_FILE);
+            let doc = format!("lmbff {} export: the demonstration filter's sentence encoder ({})", crate::VERSION, enc.dir().display());
+            encoder::build_sentence_encoder(enc.model(), Graph::new(WeightType::Fp32))?.write(&file, OPSET, IR_VERSION, &doc, &meta, false)?;
+            let tok_src = enc.dir().join("tokenizer.json");
+            std::fs::copy(&tok_src, dir.join(DEMO_TOKENIZER_FILE)).map_err(|e| Error::io(&tok_src, e))?;
+            files.push(file);
+        }
+        // The version covers every graph that shapes the predictions.
         let mut h = FNV_OFFSET;
-        for f in std::iter::once(onnx.clone()).chain(external.then(|| dir.join("model.onnx.data"))) {
-            h = fnv1a(&std::fs::read(&f).map_err(|e| Error::io(&f, e))?, h);
+        for f in &files {
+            h = fnv1a(&std::fs::read(f).map_err(|e| Error::io(f, e))?, h);
         }
         manifest.model.version = format!("{h:016x}");
         std::fs::copy(&tokenizer_src, dir.join("tokenizer.json")).map_err(|e| Error::io(&tokenizer_src, e))?;
@@ -234,7 +284,8 @@ pub fn export_checkpoint(dir: &Path, out: &Path, opts: &ExportOptions) -> Result
         let head = m.embedding_classifier(dir)?;
         return export_embedding(&model, &tok, &prompt, head, m.notes.clone(), out, opts);
     }
-    export(&model, &tok, &prompt, m.demonstrations.as_deref().unwrap_or_default(), m.notes, out, opts)
+    let demos = Demos::of_checkpoint(&m, &prompt, tch::Device::Cpu)?;
+    export(&model, &tok, &prompt, &demos, m.notes, out, opts)
 }
 
 /// A Triton model repository: `triton/<name>/config.pbtxt` and `triton/<name>/1/` holding

@@ -123,6 +123,37 @@ pub(crate) unsafe fn write_c_string(s: &str, buf: *mut c_char, capacity: usize, 
     Ok(())
 }
 
+/// An earlier layout of a parameter struct: the size its hosts put in `struct_size`, and
+/// where its last field ends (a later field may sit in its trailing padding).
+pub(crate) struct EarlierLayout {
+    pub size: usize,
+    pub fields_end: usize,
+}
+
+/// Reads a parameter struct a host filled in. A host built against an earlier header
+/// passes that version's size (one of `earlier`): its fields are read and the later
+/// ones keep their `defaults`. Other sizes smaller than `T` are refused.
+///
+/// # Safety
+/// `p` is NULL or points to at least the `struct_size` bytes it declares.
+pub(crate) unsafe fn read_params<T: Copy>(p: *const T, defaults: T, earlier: &[EarlierLayout], defaults_fn: &str) -> crate::Result<T> {
+    if p.is_null() {
+        return Err(Error::InvalidArgument("params is NULL".into()));
+    }
+    // struct_size is every params struct's first field.
+    let size = std::ptr::read_unaligned(p.cast::<usize>());
+    let n = match earlier.iter().find(|l| l.size == size) {
+        Some(l) => l.fields_end,
+        None => {
+            check_struct_size::<T>(size, defaults_fn)?;
+            std::mem::size_of::<T>()
+        }
+    };
+    let mut out = defaults;
+    std::ptr::copy_nonoverlapping(p.cast::<u8>(), (&mut out as *mut T).cast::<u8>(), n);
+    Ok(out)
+}
+
 /// Checks a parameter struct's `struct_size` against this version's `T`: a smaller one
 /// came from an older header or was not initialised by `defaults` (its *_default_params()).
 pub(crate) fn check_struct_size<T>(struct_size: usize, defaults: &str) -> crate::Result<()> {

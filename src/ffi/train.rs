@@ -41,8 +41,11 @@ pub const LMBFF_RUN_CANCELLED: i32 = 3;
 pub type lmbff_progress_fn =
     Option<unsafe extern "C" fn(stage: i32, step: usize, total: usize, loss: f64, metric: f64, user_data: *mut c_void) -> bool>;
 
-/// Settings of a training run. Get defaults from lmbff_train_default_params().
+/// Settings of a training run. Get defaults from lmbff_train_default_params(). A host
+/// built against an earlier header (before demo_filter) passes that struct's size: its
+/// fields are read, and the newer ones keep their defaults.
 #[repr(C)]
+#[derive(Clone, Copy)]
 pub struct lmbff_train_params {
     /// sizeof(lmbff_train_params), set by lmbff_train_default_params().
     pub struct_size: usize,
@@ -78,7 +81,23 @@ pub struct lmbff_train_params {
     /// step) at `learning_rate`; `steps` and `batch_size` are the prompt method's. The
     /// version's notes (exported in lmbff-export.json) say which method ran and why.
     pub method: i32,
+    /// Similarity-filtered demonstrations (LM-BFF's demo_filter; needs demonstrations):
+    /// a sentence encoder ranks each class's examples by similarity to the input, and
+    /// demonstrations come from the most similar half; at inference each input gets its
+    /// own `demo_sets` sets (set k: each class's k-th most similar), and exports carry the
+    /// encoder (demo-encoder.onnx) so the predictor picks the same ones (default false).
+    pub demo_filter: bool,
+    /// The filter's sentence encoder, an HF model directory, or NULL for the task's model
+    /// (the default MiniLM is a sentence encoder: mean pooling).
+    pub demo_filter_model: *const c_char,
 }
+
+/// lmbff_train_params of hosts built before `demo_filter` (ending with `method`).
+#[cfg(feature = "train")]
+const TRAIN_PARAMS_EARLIER: [super::EarlierLayout; 1] = [super::EarlierLayout {
+    size: std::mem::offset_of!(lmbff_train_params, demo_filter).next_multiple_of(std::mem::align_of::<lmbff_train_params>()),
+    fields_end: std::mem::offset_of!(lmbff_train_params, demo_filter),
+}];
 
 /// Default training settings.
 #[no_mangle]
@@ -96,6 +115,8 @@ pub extern "C" fn lmbff_train_default_params() -> lmbff_train_params {
         demonstrations: false,
         demo_sets: 1,
         method: LMBFF_METHOD_AUTO,
+        demo_filter: false,
+        demo_filter_model: std::ptr::null(),
     }
 }
 
@@ -119,8 +140,7 @@ unsafe impl Send for Callback {}
 
 #[cfg(feature = "train")]
 unsafe fn run_params(p: *const lmbff_train_params) -> Result<crate::task::RunParams> {
-    let p = p.as_ref().ok_or_else(|| Error::InvalidArgument("params is NULL".into()))?;
-    super::check_struct_size::<lmbff_train_params>(p.struct_size, "lmbff_train_default_params")?;
+    let p = &super::read_params(p, lmbff_train_default_params(), &TRAIN_PARAMS_EARLIER, "lmbff_train_default_params")?;
     let device = match p.device {
         LMBFF_DEVICE_AUTO => "auto".to_string(),
         LMBFF_DEVICE_CPU => "cpu".to_string(),
@@ -147,6 +167,14 @@ unsafe fn run_params(p: *const lmbff_train_params) -> Result<crate::task::RunPar
         return Err(Error::InvalidArgument("params.demonstrations need the prompt method, not LMBFF_METHOD_SENTENCE_EMBEDDING".into()));
     }
     let warm_start = if p.warm_start.is_null() { None } else { Some(str_arg(p.warm_start, "params.warm_start")?.to_string()) };
+    if p.demo_filter && !p.demonstrations {
+        return Err(Error::InvalidArgument("params.demo_filter needs params.demonstrations".into()));
+    }
+    let demo_filter = match (p.demo_filter, p.demo_filter_model.is_null()) {
+        (false, _) => None,
+        (true, true) => Some(crate::task::DemoFilterEncoder::TaskModel),
+        (true, false) => Some(crate::task::DemoFilterEncoder::Dir(str_arg(p.demo_filter_model, "params.demo_filter_model")?.into())),
+    };
     Ok(crate::task::RunParams {
         steps: p.steps as usize,
         batch_size: p.batch_size as usize,
@@ -157,6 +185,7 @@ unsafe fn run_params(p: *const lmbff_train_params) -> Result<crate::task::RunPar
         warm_start,
         demonstrations: p.demonstrations,
         demo_sets: p.demo_sets as usize,
+        demo_filter,
         method,
     })
 }

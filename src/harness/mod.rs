@@ -22,7 +22,7 @@ use crate::metrics::{accuracy, ece_before_after, fit_temperature};
 use crate::model::{parse_device, MaskedLm};
 use crate::prompt::{DemoPool, Example, Prompt, Template, Truncation};
 use crate::tokenize::Tokenizer;
-use crate::train::{self, EmbedParams, Head, Method, ProgressFn, TrainParams};
+use crate::train::{self, Demos, EmbedParams, Head, Method, ProgressFn, TrainParams};
 use crate::{Error, Result};
 
 /// A method the harness compares.
@@ -42,6 +42,9 @@ pub enum RunMethod {
     Prompt,
     /// Prompt-based fine-tuning with demonstrations.
     PromptDemos,
+    /// Prompt-based fine-tuning with similarity-filtered demonstrations (LM-BFF's
+    /// `demo_filter`), ranked by the plain model's mean-pooled embeddings.
+    PromptDemosFilter,
     /// SetFit-style: contrastive fine-tuning of sentence embeddings, then logistic
     /// regression (for encoders without a usable masked-LM head).
     SentenceEmbedding,
@@ -71,6 +74,7 @@ impl RunMethod {
             RunMethod::Plain => "plain",
             RunMethod::Prompt => "prompt",
             RunMethod::PromptDemos => "prompt-demos",
+            RunMethod::PromptDemosFilter => "prompt-demos-filter",
             RunMethod::SentenceEmbedding => "sentence-embedding",
             RunMethod::PromptAuto1 => "prompt-auto-1",
             RunMethod::PromptAuto2 => "prompt-auto-2",
@@ -91,13 +95,14 @@ impl RunMethod {
     }
 
     pub fn parse(s: &str) -> Result<Self> {
-        const ALL: [RunMethod; 11] = [
+        const ALL: [RunMethod; 12] = [
             RunMethod::Majority,
             RunMethod::ZeroShot,
             RunMethod::InContext,
             RunMethod::Plain,
             RunMethod::Prompt,
             RunMethod::PromptDemos,
+            RunMethod::PromptDemosFilter,
             RunMethod::SentenceEmbedding,
             RunMethod::PromptAuto1,
             RunMethod::PromptAuto2,
@@ -330,7 +335,7 @@ pub fn run_one(
             (None, None)
         }
         _ => {
-            let demos = matches!(method, RunMethod::PromptDemos | RunMethod::InContext);
+            let demos = matches!(method, RunMethod::PromptDemos | RunMethod::PromptDemosFilter | RunMethod::InContext);
             let model_dir = if matches!(method, RunMethod::Plain | RunMethod::SentenceEmbedding) {
                 &s.plain_model
             } else {
@@ -367,9 +372,9 @@ pub fn run_one(
                         // In-context: the fixed sets training would keep, from the same
                         // generator, so it is prompt-demos minus the training.
                         let sets = if demos {
-                            DemoPool::new(&train_ex, spec.labels.len())?.inference_sets(seed, s.demo_sets)
+                            Demos::Fixed(DemoPool::new(&train_ex, spec.labels.len())?.inference_sets(seed, s.demo_sets))
                         } else {
-                            Vec::new()
+                            Demos::None
                         };
                         (Head::for_prompt(&model, &prompt)?, sets, None, None, Method::Prompt)
                     } else {
@@ -386,6 +391,7 @@ pub fn run_one(
                             seed,
                             demonstrations: demos,
                             demo_sets: s.demo_sets,
+                            demo_filter: (method == RunMethod::PromptDemosFilter).then(|| s.plain_model.clone()),
                             regression: targets.clone(),
                             ..TrainParams::default()
                         };
@@ -401,7 +407,7 @@ pub fn run_one(
                         )?;
                         (
                             head,
-                            rep.demo_sets,
+                            rep.demos,
                             Some(rep.best_dev_acc),
                             Some(rep.best_step),
                             train_method,
@@ -424,15 +430,17 @@ pub fn run_one(
                     let sub_scores: Vec<f32> = idx.iter().filter_map(|&i| test_scores.get(i).copied()).collect();
                     let one: Vec<Vec<f32>> = idx.iter().map(|&i| logits[i].clone()).collect();
                     // The same generator as training's inference sets: the first of these
-                    // is the fixed set scored above.
-                    let sets = DemoPool::new(&train_ex, spec.labels.len())?
-                        .inference_sets(seed, s.demo_subsample_sets);
+                    // is the fixed set scored above (filtered: each input's nearest).
+                    let sets = match &demo_sets {
+                        Demos::Similar { pool, encoder, .. } => Demos::Similar { pool: pool.clone(), encoder: encoder.clone(), sets: s.demo_subsample_sets },
+                        _ => Demos::Fixed(DemoPool::new(&train_ex, spec.labels.len())?.inference_sets(seed, s.demo_subsample_sets)),
+                    };
                     let many = train::predict_examples(
                         &model, &tok, &prompt, train_method, &head, &sub_ex, &sets, 32,
                     )?;
                     subsample_score = Some(SubsampleScore {
                         n: idx.len(),
-                        sets: sets.len(),
+                        sets: sets.sets_per_input(),
                         one_set: spec.metric.score(&one, &sub_gold, &sub_scores),
                         all_sets: spec.metric.score(&many, &sub_gold, &sub_scores),
                     });

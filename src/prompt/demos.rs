@@ -1,6 +1,9 @@
 //! Demonstrations (LM-BFF): one labelled example per class appended to the query. During
 //! training a fresh set is drawn for every query at every step, never the query itself;
 //! at inference a few fixed sets are drawn once and the label logits averaged over them.
+//! With similarity filtering (LM-BFF's `demo_filter`), the candidates of each class are
+//! its examples most similar to the query by sentence embedding, and the sets are the
+//! query's own.
 
 use rand::seq::IndexedRandom;
 use rand::SeedableRng;
@@ -14,6 +17,8 @@ use crate::{Error, Result};
 pub struct DemoPool {
     examples: Vec<Example>,
     by_class: Vec<Vec<usize>>,
+    /// L2-normalised sentence embeddings of `examples` (similarity filtering only).
+    embeddings: Option<Vec<Vec<f32>>>,
 }
 
 impl DemoPool {
@@ -27,7 +32,72 @@ impl DemoPool {
                 .ok_or_else(|| Error::InvalidArgument(format!("demonstration label {l} is out of range ({num_labels} labels)")))?
                 .push(i);
         }
-        Ok(DemoPool { examples: examples.to_vec(), by_class })
+        Ok(DemoPool { examples: examples.to_vec(), by_class, embeddings: None })
+    }
+
+    /// The pool with a sentence embedding (L2-normalised) for each example, in order, for
+    /// similarity-filtered demonstrations.
+    pub fn with_embeddings(mut self, embeddings: Vec<Vec<f32>>) -> Result<Self> {
+        let dim = embeddings.first().map_or(0, Vec::len);
+        if embeddings.len() != self.examples.len() || dim == 0 || embeddings.iter().any(|e| e.len() != dim) {
+            return Err(Error::InvalidArgument(format!(
+                "demonstration filter: {} embeddings (of sizes {:?}) for {} examples",
+                embeddings.len(),
+                embeddings.iter().map(Vec::len).collect::<std::collections::BTreeSet<_>>(),
+                self.examples.len()
+            )));
+        }
+        self.embeddings = Some(embeddings);
+        Ok(self)
+    }
+
+    /// The examples, in the order given.
+    pub fn examples(&self) -> &[Example] {
+        &self.examples
+    }
+
+    /// Similarity filtering: each class's examples other than `exclude`, ranked by cosine
+    /// similarity to `query` (a dot product of normalised embeddings), most similar first
+    /// (ties: the earlier example), cut to the most similar half, rounded up. LM-BFF
+    /// samples from the top half of each class by SBERT similarity.
+    pub fn most_similar(&self, query: &[f32], exclude: Option<usize>) -> Result<Vec<Vec<usize>>> {
+        let emb = self.embeddings.as_ref().ok_or_else(|| Error::InvalidArgument("this demonstration pool has no embeddings to filter by".into()))?;
+        if query.len() != emb[0].len() {
+            return Err(Error::InvalidArgument(format!("demonstration filter: a query embedding of size {}, the pool's are {}", query.len(), emb[0].len())));
+        }
+        let sim = |i: usize| -> f32 { emb[i].iter().zip(query).map(|(a, b)| a * b).sum() };
+        Ok(self
+            .by_class
+            .iter()
+            .map(|members| {
+                let mut ranked: Vec<(f32, usize)> = members.iter().copied().filter(|&i| Some(i) != exclude).map(|i| (sim(i), i)).collect();
+                ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+                ranked.truncate(ranked.len().div_ceil(2));
+                ranked.into_iter().map(|(_, i)| i).collect()
+            })
+            .collect())
+    }
+
+    /// Training with filtering: one example per class, drawn uniformly from its most
+    /// similar half to `query` (never `exclude`, the query itself).
+    pub fn sample_similar(&self, rng: &mut ChaCha8Rng, query: &[f32], exclude: Option<usize>) -> Result<Vec<Example>> {
+        Ok(self.most_similar(query, exclude)?.iter().filter_map(|c| c.choose(rng).map(|&i| self.examples[i].clone())).collect())
+    }
+
+    /// Training with filtering, for the pool's own example `member` as the query: a set
+    /// drawn as `sample_similar` draws it, never `member` itself.
+    pub fn sample_similar_for(&self, rng: &mut ChaCha8Rng, member: usize) -> Result<Vec<Example>> {
+        let query = self.embeddings.as_ref().and_then(|e| e.get(member)).ok_or_else(|| Error::InvalidArgument(format!("demonstration filter: no embedding for example {member}")))?;
+        self.sample_similar(rng, query, Some(member))
+    }
+
+    /// Inference with filtering: `n` sets for `query`. Set k takes each class's k-th most
+    /// similar example, cycling through the most similar half, so a query's sets depend on
+    /// its embedding alone (no random draw: the exported model picks the same ones), and
+    /// one set is each class's nearest example.
+    pub fn similar_sets(&self, query: &[f32], n: usize) -> Result<Vec<Vec<Example>>> {
+        let ranked = self.most_similar(query, None)?;
+        Ok((0..n).map(|k| ranked.iter().filter(|c| !c.is_empty()).map(|c| self.examples[c[k % c.len()]].clone()).collect()).collect())
     }
 
     /// One example per class, in class order, never example `exclude` (the query); a
@@ -71,5 +141,32 @@ mod tests {
         assert_eq!(pool.inference_sets(7, 3), pool.inference_sets(7, 3), "inference sets depend on the seed alone");
         assert!(DemoPool::new(&[Example::single("x", None)], 2).is_err());
         assert!(DemoPool::new(&[ex("x", 2)], 2).is_err());
+    }
+
+    #[test]
+    fn similarity_filter_takes_each_class_nearest_half() {
+        // Class 0: a (near the query), c (far), e (middle); class 1: b (far), d (near).
+        let examples = [ex("a", 0), ex("b", 1), ex("c", 0), ex("d", 1), ex("e", 0)];
+        let unit = |x: f32| vec![x, (1.0 - x * x).sqrt()];
+        let emb = vec![unit(0.9), unit(-0.5), unit(-0.9), unit(0.8), unit(0.2)];
+        let pool = DemoPool::new(&examples, 2).unwrap().with_embeddings(emb).unwrap();
+        let q = unit(1.0);
+        assert_eq!(pool.most_similar(&q, None).unwrap(), vec![vec![0, 4], vec![3]], "top half, rounded up, most similar first");
+        assert_eq!(pool.most_similar(&q, Some(0)).unwrap(), vec![vec![4], vec![3]], "the query is never a candidate");
+        let sets = pool.similar_sets(&q, 3).unwrap();
+        let texts: Vec<Vec<&str>> = sets.iter().map(|s| s.iter().map(|e| e.text_a.as_str()).collect()).collect();
+        assert_eq!(texts, vec![vec!["a", "d"], vec!["e", "d"], vec!["a", "d"]], "set k: the k-th nearest, cycling");
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        for _ in 0..20 {
+            let s = pool.sample_similar(&mut rng, &q, Some(4)).unwrap();
+            assert_eq!((s[0].text_a.as_str(), s[1].text_a.as_str()), ("a", "d"));
+            // For example c as the query: e is nearer to it than a is, and c never its own.
+            let own = pool.sample_similar_for(&mut rng, 2).unwrap();
+            assert_eq!(own[0].text_a, "e");
+            assert_eq!(own[1].text_a, "b", "b is c's nearest of class 1");
+        }
+        assert!(pool.most_similar(&[1.0], None).is_err(), "a query of the wrong size");
+        assert!(DemoPool::new(&examples, 2).unwrap().most_similar(&q, None).is_err(), "no embeddings");
+        assert!(DemoPool::new(&examples, 2).unwrap().with_embeddings(vec![unit(0.0)]).is_err());
     }
 }

@@ -104,6 +104,17 @@ impl Prompt {
         Prompt { template: Template::plain(self.template.num_sentences()), verbalizer: self.verbalizer.clone(), truncation: self.truncation }
     }
 
+    /// The plain reading (`[CLS] text [SEP]`, pairs `[CLS] a [SEP] b [SEP]`) of a sentence
+    /// encoder that is not the task's model, such as the demonstration filter's: no
+    /// classes, sentences cut only to fit `max_len`.
+    pub fn sentence_reader(sentences: usize, max_len: usize) -> Result<Prompt> {
+        let truncation = Truncation { max_len, first_sent_limit: None, other_sent_limit: None };
+        if max_len < 4 {
+            return Err(Error::InvalidArgument(format!("max_len {max_len} is too small")));
+        }
+        Ok(Prompt { template: Template::plain(sentences), verbalizer: Verbalizer::none(), truncation })
+    }
+
     /// Renders an example into ids.
     pub fn encode(&self, tok: &Tokenizer, ex: &Example) -> Result<Encoded> {
         self.encode_with_demos(tok, ex, &[])

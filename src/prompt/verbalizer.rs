@@ -24,6 +24,11 @@ pub struct Verbalizer {
 }
 
 impl Verbalizer {
+    /// No classes: the verbalizer of a reading without a mask (see `Prompt::sentence_reader`).
+    pub(crate) fn none() -> Self {
+        Verbalizer { labels: vec![], words: vec![], tokens: vec![], ids: vec![] }
+    }
+
     /// Builds a verbalizer from `(label, words)` pairs; the order gives class indices.
     /// `words` is one word or several separated by `|`; each word may be several tokens.
     pub fn new(tok: &Tokenizer, pairs: &[(String, String)]) -> Result<Self> {

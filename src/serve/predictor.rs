@@ -16,9 +16,9 @@ use ort::value::TensorRef;
 use parking_lot::Mutex;
 
 use crate::checkpoint::{METHOD_EMBEDDING, METHOD_PROMPT};
-use crate::export::{ExportManifest, OUTPUT_LOGITS, OUTPUT_PROBS};
+use crate::export::{DemoFilter, ExportManifest, OUTPUT_EMBEDDING, OUTPUT_LOGITS, OUTPUT_PROBS};
 use crate::metrics::{mean_rows, softmax_rows};
-use crate::prompt::{Encoded, Example, Prompt, Verbalizer};
+use crate::prompt::{DemoPool, Encoded, Example, Prompt, Verbalizer};
 use crate::tokenize::Tokenizer;
 use crate::{Error, Result};
 
@@ -78,6 +78,76 @@ pub struct Predictor {
     next: AtomicUsize,
     max_batch: usize,
     token_types: bool,
+    filter: Option<Filter>,
+}
+
+/// Similarity-filtered demonstrations: the sentence encoder's session and tokenizer, and
+/// the pool with its embeddings (computed by that session when the predictor opens).
+struct Filter {
+    session: Mutex<Session>,
+    tok: Tokenizer,
+    reader: Prompt,
+    pool: DemoPool,
+    sets: usize,
+    token_types: bool,
+}
+
+impl Filter {
+    fn open(dir: &Path, f: &DemoFilter, sentences: usize, num_labels: usize, env: &ort::environment::Environment, threads: usize, max_batch: usize) -> Result<Self> {
+        let tok = Tokenizer::from_bytes(&read(&dir.join(&f.tokenizer.file))?)?;
+        let s = tok.special();
+        let want = &f.tokenizer.special_tokens;
+        if (s.cls, s.sep, s.mask, s.pad, s.unk) != (want.cls, want.sep, want.mask, want.pad, want.unk) {
+            return Err(mismatch(dir, "the demonstration encoder's tokenizer has other special tokens than the manifest's"));
+        }
+        let session = new_session(env, dir, &f.file, "demonstration encoder", threads)?;
+        let outputs: Vec<String> = session.outputs().iter().map(|o| o.name().to_string()).collect();
+        let inputs: Vec<String> = session.inputs().iter().map(|i| i.name().to_string()).collect();
+        if inputs != f.inputs || !outputs.iter().any(|o| o == OUTPUT_EMBEDDING) {
+            return Err(mismatch(dir, &format!("{} has inputs {inputs:?} and outputs {outputs:?}; the manifest says {:?} and {OUTPUT_EMBEDDING}", f.file, f.inputs)));
+        }
+        let mut filter = Filter {
+            session: Mutex::new(session),
+            reader: Prompt::sentence_reader(sentences, f.max_len)?,
+            tok,
+            pool: DemoPool::new(&f.pool, num_labels).map_err(|e| mismatch(dir, &e.to_string()))?,
+            sets: f.sets,
+            token_types: f.inputs.iter().any(|i| i == "token_type_ids"),
+        };
+        let emb = filter.embed(&f.pool, max_batch)?;
+        filter.pool = filter.pool.with_embeddings(emb)?;
+        Ok(filter)
+    }
+
+    fn embed(&self, inputs: &[Example], max_batch: usize) -> Result<Vec<Vec<f32>>> {
+        let enc = inputs
+            .iter()
+            .enumerate()
+            .map(|(i, ex)| self.reader.encode(&self.tok, ex).map_err(|e| Error::InvalidArgument(format!("input {i}: {e}"))))
+            .collect::<Result<Vec<_>>>()?;
+        run_graph(&mut self.session.lock(), &enc, OUTPUT_EMBEDDING, None, self.tok.special().pad, self.token_types, max_batch)
+    }
+
+    /// The sets of each input, `[input][set]`.
+    fn sets_for(&self, inputs: &[Example], max_batch: usize) -> Result<Vec<Vec<Vec<Example>>>> {
+        self.embed(inputs, max_batch)?.iter().map(|q| self.pool.similar_sets(q, self.sets)).collect()
+    }
+}
+
+/// A session over `dir/file` with the predictor's settings.
+fn new_session(env: &ort::environment::Environment, dir: &Path, file: &str, what: &'static str, threads: usize) -> Result<Session> {
+    let path = dir.join(file);
+    if !path.is_file() {
+        return Err(Error::MissingFile { dir: dir.to_path_buf(), what, looked_for: file.to_string() });
+    }
+    Session::builder(env)
+        .map_err(runtime_err("cannot create a session builder"))?
+        .with_optimization_level(GraphOptimizationLevel::All)
+        .and_then(|b| b.with_intra_threads(threads))
+        .and_then(|b| b.with_inter_threads(1))
+        .map_err(|e| Error::Runtime(format!("session options: {e}")))?
+        .commit_from_file(&path)
+        .map_err(|e| Error::Runtime(format!("cannot load {}: {e}", path.display())))
 }
 
 fn runtime_err(what: &str) -> impl Fn(ort::Error) -> Error + '_ {
@@ -121,24 +191,16 @@ impl Predictor {
         let prompt = Prompt::new(template, verbalizer, manifest.truncation)?;
         if let Some(d) = &manifest.demonstrations {
             prompt.check_demo_sets(&tok, &d.sets).map_err(|e| mismatch(dir, &e.to_string()))?;
+            if let Some(f) = &d.filter {
+                let each: Vec<Vec<Example>> = f.pool.iter().map(|e| vec![e.clone()]).collect();
+                prompt.check_demo_sets(&tok, &each).map_err(|e| mismatch(dir, &e.to_string()))?;
+            }
         }
         let env = super::runtime::environment(opts.ort_library.as_deref())?;
         let threads = if opts.threads == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) } else { opts.threads };
-        let model_path = dir.join(&manifest.model.file);
-        if !model_path.is_file() {
-            return Err(Error::MissingFile { dir: dir.to_path_buf(), what: "ONNX model", looked_for: manifest.model.file.clone() });
-        }
         let mut sessions = Vec::with_capacity(opts.sessions);
         for _ in 0..opts.sessions {
-            let session = Session::builder(env)
-                .map_err(runtime_err("cannot create a session builder"))?
-                .with_optimization_level(GraphOptimizationLevel::All)
-                .and_then(|b| b.with_intra_threads(threads))
-                .and_then(|b| b.with_inter_threads(1))
-                .map_err(|e| Error::Runtime(format!("session options: {e}")))?
-                .commit_from_file(&model_path)
-                .map_err(|e| Error::Runtime(format!("cannot load {}: {e}", model_path.display())))?;
-            sessions.push(Mutex::new(session));
+            sessions.push(Mutex::new(new_session(env, dir, &manifest.model.file, "ONNX model", threads)?));
         }
         {
             let s = sessions[0].lock();
@@ -152,6 +214,10 @@ impl Predictor {
             }
         }
         let token_types = manifest.model.inputs.iter().any(|i| i == "token_type_ids");
+        let filter = match manifest.demonstrations.as_ref().and_then(|d| d.filter.as_ref()) {
+            Some(f) => Some(Filter::open(dir, f, prompt.template.num_sentences(), manifest.labels.len(), env, threads, opts.max_batch)?),
+            None => None,
+        };
         crate::log::log(crate::log::Level::Info, || {
             format!(
                 "predictor opened {}: model {} ({}), {} labels, {} session(s) x {threads} thread(s)",
@@ -162,7 +228,7 @@ impl Predictor {
                 opts.sessions
             )
         });
-        Ok(Predictor { dir: dir.to_path_buf(), manifest, tok, prompt, sessions, next: AtomicUsize::new(0), max_batch: opts.max_batch, token_types })
+        Ok(Predictor { dir: dir.to_path_buf(), manifest, tok, prompt, sessions, next: AtomicUsize::new(0), max_batch: opts.max_batch, token_types, filter })
     }
 
     pub fn manifest(&self) -> &ExportManifest {
@@ -177,38 +243,54 @@ impl Predictor {
         &self.dir
     }
 
-    /// The fixed demonstration sets of the export (empty when it has none).
+    /// The fixed demonstration sets of the export (empty when it has none or when they
+    /// are similarity-filtered).
     pub fn demo_sets(&self) -> &[Vec<Example>] {
         self.manifest.demonstrations.as_ref().map_or(&[], |d| &d.sets)
+    }
+
+    /// The demonstration sets each input is read with, `[input][set]`: the fixed ones, or
+    /// each input's own when similarity-filtered (None when the export has none).
+    pub fn sets_for(&self, inputs: &[Example]) -> Result<Option<Vec<Vec<Vec<Example>>>>> {
+        Ok(match (&self.filter, self.demo_sets()) {
+            (Some(f), _) => Some(f.sets_for(inputs, self.max_batch)?),
+            (None, []) => None,
+            (None, sets) => Some(vec![sets.to_vec(); inputs.len()]),
+        })
     }
 
     /// Renders one input as the model sees it (token ids, segments, mask position): one
     /// rendering per demonstration set, or one when the export has none.
     pub fn encode(&self, ex: &Example) -> Result<Vec<Encoded>> {
-        match self.demo_sets() {
-            [] => Ok(vec![self.prompt.encode(&self.tok, ex)?]),
-            sets => sets.iter().map(|set| self.prompt.encode_with_demos(&self.tok, ex, set)).collect(),
+        match self.sets_for(std::slice::from_ref(ex))? {
+            None => Ok(vec![self.prompt.encode(&self.tok, ex)?]),
+            Some(per) => per[0].iter().map(|set| self.prompt.encode_with_demos(&self.tok, ex, set)).collect(),
         }
     }
 
     /// Predicts a batch of inputs (texts, or pairs for two-sentence templates). An empty
     /// batch gives an empty result. Over-long inputs are truncated as the manifest says,
-    /// never losing the mask. With demonstration sets in the manifest, each input is run
-    /// once per set and the label logits averaged.
+    /// never losing the mask. With demonstrations in the manifest, each input is run once
+    /// per set (its own sets when similarity-filtered) and the label logits averaged.
     pub fn predict(&self, inputs: &[Example]) -> Result<Vec<Prediction>> {
-        let render = |demos: &[Example]| -> Result<Vec<Encoded>> {
-            inputs
-                .iter()
-                .enumerate()
-                .map(|(i, ex)| self.prompt.encode_with_demos(&self.tok, ex, demos).map_err(|e| Error::InvalidArgument(format!("input {i}: {e}"))))
-                .collect()
+        let tables = match &self.filter {
+            Some(f) => {
+                let per = f.sets_for(inputs, self.max_batch)?;
+                (0..f.sets).map(|k| self.run(&self.render(inputs, |i| per[i][k].as_slice())?, OUTPUT_LOGITS)).collect::<Result<Vec<_>>>()?
+            }
+            None if self.demo_sets().is_empty() => return self.predict_encoded(&self.render(inputs, |_| &[])?),
+            None => self.demo_sets().iter().map(|set| self.run(&self.render(inputs, |_| set.as_slice())?, OUTPUT_LOGITS)).collect::<Result<Vec<_>>>()?,
         };
-        let sets = self.demo_sets();
-        if sets.is_empty() {
-            return self.predict_encoded(&render(&[])?);
-        }
-        let tables = sets.iter().map(|set| self.run(&render(set)?, OUTPUT_LOGITS)).collect::<Result<Vec<_>>>()?;
         Ok(softmax_rows(&mean_rows(&tables)).into_iter().map(|p| self.prediction(p)).collect())
+    }
+
+    /// Renders each input `i` with demonstrations `demos(i)`; errors name the input.
+    fn render<'s>(&self, inputs: &[Example], demos: impl Fn(usize) -> &'s [Example]) -> Result<Vec<Encoded>> {
+        inputs
+            .iter()
+            .enumerate()
+            .map(|(i, ex)| self.prompt.encode_with_demos(&self.tok, ex, demos(i)).map_err(|e| Error::InvalidArgument(format!("input {i}: {e}"))))
+            .collect()
     }
 
     /// Predicts inputs already rendered (without demonstrations: one rendering each).
@@ -221,49 +303,10 @@ impl Predictor {
         Prediction { score, ..Prediction::from_probs(probs) }
     }
 
-    /// Runs the graph on rendered inputs (length-sorted batches of at most `max_batch`)
-    /// and returns the rows of `output` ([n][labels]) in input order.
+    /// Runs the graph on rendered inputs and returns the rows of `output` ([n][labels])
+    /// in input order.
     fn run(&self, encoded: &[Encoded], output: &str) -> Result<Vec<Vec<f32>>> {
-        let mut order: Vec<usize> = (0..encoded.len()).collect();
-        order.sort_by_key(|&i| encoded[i].input_ids.len());
-        let mut out: Vec<Vec<f32>> = vec![Vec::new(); encoded.len()];
-        let pad = self.tok.special().pad as i64;
-        let n = self.manifest.labels.len();
-        let (mut ids, mut mask, mut types) = (Vec::new(), Vec::new(), Vec::new());
-        let mut session = self.session();
-        for chunk in order.chunks(self.max_batch) {
-            let s = chunk.iter().map(|&i| encoded[i].input_ids.len()).max().unwrap_or(1);
-            let b = chunk.len();
-            ids.clear();
-            mask.clear();
-            types.clear();
-            ids.resize(b * s, pad);
-            mask.resize(b * s, 0i64);
-            types.resize(b * s, 0i64);
-            for (r, &i) in chunk.iter().enumerate() {
-                let e = &encoded[i];
-                for (c, (&id, &seg)) in e.input_ids.iter().zip(&e.segment_ids).enumerate() {
-                    ids[r * s + c] = id as i64;
-                    mask[r * s + c] = 1;
-                    types[r * s + c] = seg as i64;
-                }
-            }
-            let shape = [b as i64, s as i64];
-            // Views of the reused buffers: no copy on the way in.
-            let mut feed = ort::inputs!["input_ids" => view(shape, &ids)?, "attention_mask" => view(shape, &mask)?];
-            if self.token_types {
-                feed.push(("token_type_ids".into(), view(shape, &types)?.into()));
-            }
-            let outputs = session.run(feed).map_err(runtime_err("inference"))?;
-            let (shape_out, rows) = outputs[output].try_extract_tensor::<f32>().map_err(runtime_err("reading the model's output"))?;
-            if shape_out.len() != 2 || shape_out[0] as usize != b || shape_out[1] as usize != n {
-                return Err(Error::Runtime(format!("model returned {output} of shape {shape_out:?}, expected [{b}, {n}]")));
-            }
-            for (r, &i) in chunk.iter().enumerate() {
-                out[i] = rows[r * n..(r + 1) * n].to_vec();
-            }
-        }
-        Ok(out)
+        run_graph(&mut self.session(), encoded, output, Some(self.manifest.labels.len()), self.tok.special().pad, self.token_types, self.max_batch)
     }
 
     /// A free session of the pool, or the next one in turn when all are busy.
@@ -277,6 +320,59 @@ impl Predictor {
         }
         self.sessions[start % n].lock()
     }
+}
+
+/// Runs `session` on rendered inputs in length-sorted batches of at most `max_batch`,
+/// each padded to its own longest input, and returns the rows of `output` ([n][width];
+/// `width` checked when given) in input order.
+fn run_graph(
+    session: &mut Session,
+    encoded: &[Encoded],
+    output: &str,
+    width: Option<usize>,
+    pad: u32,
+    token_types: bool,
+    max_batch: usize,
+) -> Result<Vec<Vec<f32>>> {
+    let mut order: Vec<usize> = (0..encoded.len()).collect();
+    order.sort_by_key(|&i| encoded[i].input_ids.len());
+    let mut out: Vec<Vec<f32>> = vec![Vec::new(); encoded.len()];
+    let pad = pad as i64;
+    let (mut ids, mut mask, mut types) = (Vec::new(), Vec::new(), Vec::new());
+    for chunk in order.chunks(max_batch) {
+        let s = chunk.iter().map(|&i| encoded[i].input_ids.len()).max().unwrap_or(1);
+        let b = chunk.len();
+        ids.clear();
+        mask.clear();
+        types.clear();
+        ids.resize(b * s, pad);
+        mask.resize(b * s, 0i64);
+        types.resize(b * s, 0i64);
+        for (r, &i) in chunk.iter().enumerate() {
+            let e = &encoded[i];
+            for (c, (&id, &seg)) in e.input_ids.iter().zip(&e.segment_ids).enumerate() {
+                ids[r * s + c] = id as i64;
+                mask[r * s + c] = 1;
+                types[r * s + c] = seg as i64;
+            }
+        }
+        let shape = [b as i64, s as i64];
+        // Views of the reused buffers: no copy on the way in.
+        let mut feed = ort::inputs!["input_ids" => view(shape, &ids)?, "attention_mask" => view(shape, &mask)?];
+        if token_types {
+            feed.push(("token_type_ids".into(), view(shape, &types)?.into()));
+        }
+        let outputs = session.run(feed).map_err(runtime_err("inference"))?;
+        let (shape_out, rows) = outputs[output].try_extract_tensor::<f32>().map_err(runtime_err("reading the model's output"))?;
+        let n = shape_out.get(1).copied().unwrap_or(0) as usize;
+        if shape_out.len() != 2 || shape_out[0] as usize != b || width.is_some_and(|w| w != n) {
+            return Err(Error::Runtime(format!("model returned {output} of shape {shape_out:?}, expected [{b}, {}]", width.map_or("width".into(), |w| w.to_string()))));
+        }
+        for (r, &i) in chunk.iter().enumerate() {
+            out[i] = rows[r * n..(r + 1) * n].to_vec();
+        }
+    }
+    Ok(out)
 }
 
 /// An input tensor viewing `data` (no copy).

@@ -29,9 +29,12 @@ pub struct RunParams {
     pub warm_start: Option<String>,
     /// Append demonstrations (one labelled example per class) to every input.
     pub demonstrations: bool,
-    /// Fixed demonstration sets the model predicts with (logits averaged); each costs
-    /// one forward pass per input.
+    /// Demonstration sets the model predicts with (logits averaged); each costs one
+    /// forward pass per input.
     pub demo_sets: usize,
+    /// Similarity-filtered demonstrations: the sentence encoder that picks each input's
+    /// demonstrations from the most similar half of each class.
+    pub demo_filter: Option<DemoFilterEncoder>,
     /// Which method trains the model; `Auto` decides by [`choose_method`].
     pub method: TrainMethod,
 }
@@ -48,9 +51,19 @@ impl Default for RunParams {
             warm_start: None,
             demonstrations: false,
             demo_sets: 1,
+            demo_filter: None,
             method: TrainMethod::Auto,
         }
     }
+}
+
+/// The sentence encoder of similarity-filtered demonstrations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DemoFilterEncoder {
+    /// The task's model as registered (not a warm-start version): mean-pooled embeddings.
+    TaskModel,
+    /// An HF model directory.
+    Dir(PathBuf),
 }
 
 /// The training methods of a task.
@@ -99,7 +112,7 @@ pub fn choose_method(model: &MaskedLm, tok: &Tokenizer, prompt: &Prompt, example
         return Ok((TrainMethod::SentenceEmbedding, "the checkpoint has no masked-LM head".into()));
     }
     let head = Head::for_prompt(model, prompt)?;
-    let logits = train::predict_examples(model, tok, prompt, Method::Prompt, &head, examples, &[], 32)?;
+    let logits = train::predict_examples(model, tok, prompt, Method::Prompt, &head, examples, &train::Demos::None, 32)?;
     let gold: Vec<usize> = examples.iter().map(|e| e.label.unwrap_or(usize::MAX)).collect();
     let n = examples.len();
     let right = logits.iter().zip(&gold).filter(|(l, &g)| crate::metrics::argmax(l) == g).count();
@@ -221,6 +234,10 @@ pub fn train(task: &Task, p: &RunParams, progress: ProgressFn) -> Result<String>
             eval_every: 0,
             demonstrations: p.demonstrations,
             demo_sets: p.demo_sets,
+            demo_filter: p.demo_filter.as_ref().map(|e| match e {
+                DemoFilterEncoder::TaskModel => task.spec().model_dir.clone(),
+                DemoFilterEncoder::Dir(d) => d.clone(),
+            }),
             ..TrainParams::default()
         };
         let (report, _) = train::finetune(&model, &tok, &prompt, Method::Prompt, &examples, &[], &tp, progress)?;
@@ -228,7 +245,10 @@ pub fn train(task: &Task, p: &RunParams, progress: ProgressFn) -> Result<String>
         notes["steps"] = report.steps.into();
         notes["lr"] = report.lr.into();
         notes["demonstrations"] = p.demonstrations.into();
-        Manifest::for_prompt(&prompt, &report.demo_sets, notes)
+        notes["demo_filter"] = serde_json::json!(report.demos.filter_dir());
+        let mut m = Manifest::for_prompt(&prompt, &[], notes);
+        report.demos.record(&mut m);
+        m
     };
     let existing = versions(&task_dir)?;
     let n = existing.last().map(|v| v[1..].parse::<u64>().unwrap_or(0)).unwrap_or(0) + 1;

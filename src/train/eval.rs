@@ -3,6 +3,7 @@
 
 use tch::Kind;
 
+use super::demos::Demos;
 use super::finetune::{encode_all, Head, Method};
 use crate::metrics::mean_rows;
 use crate::model::MaskedLm;
@@ -32,8 +33,9 @@ pub fn predict_logits(model: &MaskedLm, head: &Head, encoded: &[Encoded], pad_id
 
 
 /// Label logits [n][labels] for examples read as `method` reads them. With
-/// demonstration sets (prompt method only), each example is rendered once per set and
-/// the logits averaged over the sets, as LM-BFF does at inference.
+/// demonstrations (prompt method only), each example is rendered once per set (its own
+/// sets when they are similarity-filtered) and the logits averaged over the sets, as
+/// LM-BFF does at inference.
 #[allow(clippy::too_many_arguments)]
 pub fn predict_examples(
     model: &MaskedLm,
@@ -42,20 +44,19 @@ pub fn predict_examples(
     method: Method,
     head: &Head,
     examples: &[Example],
-    demo_sets: &[Vec<Example>],
+    demos: &Demos,
     batch_size: usize,
 ) -> Result<Vec<Vec<f32>>> {
     let pad = tok.special().pad;
-    if demo_sets.is_empty() {
+    let Some(per_input) = demos.sets_for(examples)? else {
         return predict_logits(model, head, &encode_all(tok, prompt, method, examples)?, pad, batch_size);
-    }
+    };
     if method != Method::Prompt {
         return Err(Error::InvalidArgument(format!("demonstrations need the prompt method, not {}", method.name())));
     }
-    let tables = demo_sets
-        .iter()
-        .map(|set| {
-            let enc: Vec<Encoded> = examples.iter().map(|e| prompt.encode_with_demos(tok, e, set)).collect::<Result<_>>()?;
+    let tables = (0..demos.sets_per_input())
+        .map(|k| {
+            let enc: Vec<Encoded> = examples.iter().zip(&per_input).map(|(e, sets)| prompt.encode_with_demos(tok, e, &sets[k])).collect::<Result<_>>()?;
             predict_logits(model, head, &enc, pad, batch_size)
         })
         .collect::<Result<Vec<_>>>()?;

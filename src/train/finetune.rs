@@ -9,6 +9,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use tch::{Kind, Tensor};
 
+use super::demos::Demos;
 use super::eval::predict_examples;
 use crate::metrics::{accuracy, upper_pole_pearson};
 use super::optim::Optimiser;
@@ -54,6 +55,12 @@ pub struct TrainParams {
     /// Demonstration sets used at evaluation and kept for inference (LM-BFF: 16; each
     /// costs one forward pass per input).
     pub demo_sets: usize,
+    /// Similarity-filtered demonstrations (LM-BFF's `demo_filter`): the HF encoder
+    /// directory whose mean-pooled embeddings rank each class's examples by similarity to
+    /// the query; demonstrations then come from each class's most similar half, and each
+    /// input gets its own sets at inference (`DemoPool::similar_sets`). None: drawn from
+    /// the whole class, fixed sets at inference.
+    pub demo_filter: Option<std::path::PathBuf>,
     /// Regression (LM-BFF's STS-B): each training example's score, and each dev
     /// example's, mapped to [0, 1] over the range of the two pole words (label 0: lower
     /// pole, label 1: upper). The loss is then KL(target || model) with the target
@@ -84,6 +91,7 @@ impl Default for TrainParams {
             eval_batch_size: 32,
             demonstrations: false,
             demo_sets: 1,
+            demo_filter: None,
             regression: None,
         }
     }
@@ -158,10 +166,10 @@ pub struct FinetuneReport {
     pub train_seconds: f64,
     pub steps_per_sec: f64,
     pub demonstrations: bool,
-    /// The fixed demonstration sets the model predicts with (empty without
-    /// demonstrations): evaluation used them, and a saved model keeps them.
+    /// The demonstrations the model predicts with: evaluation used them, and a saved
+    /// model keeps them.
     #[serde(skip)]
-    pub demo_sets: Vec<Vec<Example>>,
+    pub demos: Demos,
 }
 
 fn gold(examples: &[Example], what: &str) -> Result<Vec<usize>> {
@@ -215,7 +223,21 @@ pub fn finetune(
             )));
         }
     }
+    if p.demo_filter.is_some() && !p.demonstrations {
+        return Err(Error::InvalidArgument("a demonstration filter needs demonstrations on".into()));
+    }
     let pool = if p.demonstrations { Some(DemoPool::new(train, prompt.verbalizer.num_labels())?) } else { None };
+    // Similarity filtering: the encoder's embeddings of the training examples rank the
+    // candidates of each query (the encoder stays frozen, so once is enough).
+    let (demos, train_emb) = match (&pool, &p.demo_filter) {
+        (None, _) => (Demos::None, None),
+        (Some(pool), None) => (Demos::Fixed(pool.inference_sets(p.seed, p.demo_sets)), None),
+        (Some(_), Some(dir)) => {
+            let d = Demos::similar(train, prompt.verbalizer.num_labels(), dir, model.device(), prompt.template.num_sentences(), p.demo_sets)?;
+            let Demos::Similar { pool: filtered, .. } = &d else { unreachable!("Demos::similar is similar") };
+            (d.clone(), Some(filtered.clone()))
+        }
+    };
     // Its own stream, so that turning demonstrations on leaves the batch order alone.
     let mut demo_rng = ChaCha8Rng::seed_from_u64(p.seed.wrapping_add(1));
     tch::manual_seed(p.seed as i64);
@@ -240,7 +262,7 @@ pub fn finetune(
         train_seconds: 0.0,
         steps_per_sec: 0.0,
         demonstrations: p.demonstrations,
-        demo_sets: pool.as_ref().map_or_else(Vec::new, |pool| pool.inference_sets(p.seed, p.demo_sets)),
+        demos,
     };
     let mut best = None;
     let mut order: Vec<usize> = Vec::new();
@@ -258,15 +280,22 @@ pub fn finetune(
         }
         let take: Vec<usize> = order.drain(..p.batch_size.min(order.len())).collect();
         let with_demos: Vec<Encoded>;
-        let items: Vec<&Encoded> = match &pool {
-            Some(pool) => {
+        let items: Vec<&Encoded> = match (&pool, &train_emb) {
+            (Some(_), Some(filtered)) => {
+                with_demos = take
+                    .iter()
+                    .map(|&i| prompt.encode_with_demos(tok, &train[i], &filtered.sample_similar_for(&mut demo_rng, i)?))
+                    .collect::<Result<_>>()?;
+                with_demos.iter().collect()
+            }
+            (Some(pool), None) => {
                 with_demos = take
                     .iter()
                     .map(|&i| prompt.encode_with_demos(tok, &train[i], &pool.sample(&mut demo_rng, Some(i))))
                     .collect::<Result<_>>()?;
                 with_demos.iter().collect()
             }
-            None => take.iter().map(|&i| &enc_train[i]).collect(),
+            (None, _) => take.iter().map(|&i| &enc_train[i]).collect(),
         };
         let batch = model.batch(&items, pad)?;
         let logits = head.logits(model, &batch, true)?.f_to_kind(Kind::Float)?;
@@ -294,7 +323,7 @@ pub fn finetune(
         let eval_now = done == p.steps || (p.eval_every > 0 && done % p.eval_every == 0);
         if eval_now && !dev.is_empty() {
             let t = Instant::now();
-            let logits = predict_examples(model, tok, prompt, method, &head, dev, &report.demo_sets, p.eval_batch_size)?;
+            let logits = predict_examples(model, tok, prompt, method, &head, dev, &report.demos, p.eval_batch_size)?;
             let acc = match &p.regression {
                 Some(r) => upper_pole_pearson(&logits, &r.dev),
                 None => accuracy(&logits, &dev_gold),

@@ -2,6 +2,7 @@
 //! masked-LM adaptation on unlabeled text, evaluation and the optimiser schedule.
 
 mod adapt;
+mod demos;
 mod embed;
 mod eval;
 mod finetune;
@@ -12,6 +13,7 @@ pub use crate::metrics::{accuracy, argmax, centered_accuracy, softmax_rows};
 pub use embed::{
     contrastive_finetune, contrastive_pairs, embed_batch, embed_examples, embedding_logits, fit_logistic, train_embedding, EmbedParams, EmbedReport,
 };
+pub use demos::{DemoEncoder, Demos, DEMO_FILTER_MAX_LEN};
 pub use eval::{predict_examples, predict_logits};
 pub use optim::Optimiser;
 pub use finetune::{encode_all, finetune, FinetuneReport, Head, Method, RegressionTargets, TrainParams};

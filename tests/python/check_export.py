@@ -3,7 +3,9 @@
 Runs onnx's full checker (shape inference included) on EXPORT_DIR/model.onnx, external
 data (model.onnx.data) resolved relative to the file, and prints a JSON summary: opset,
 IR version, inputs and outputs (name, element type, shape with ints or dim_param
-names), initializer count, whether external data is used, the sorted op types.
+names), initializer count, whether external data is used, the sorted op types. An
+export with similarity-filtered demonstrations also has demo-encoder.onnx, checked the
+same way and summarised under "demo_encoder".
 
 With --triton MODEL_REPO_DIR (one model folder <name>/ holding config.pbtxt and
 1/model.onnx), parses config.pbtxt with Triton's own ModelConfig protobuf and checks
@@ -130,6 +132,12 @@ def main():
         hint = ("\n(onnx shape inference cannot read external data: keep tensors that ops read as values,"
                 " such as Reshape shapes or ReduceSum axes, inline)") if "external tensors" in str(e) else ""
         sys.exit(f"check_export: model.onnx fails the ONNX checker: {e}{hint}")
+    encoder = os.path.join(a.export_dir, "demo-encoder.onnx")
+    if os.path.exists(encoder):
+        try:
+            summary["demo_encoder"] = summarize(encoder)
+        except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError, OSError) as e:
+            sys.exit(f"check_export: demo-encoder.onnx fails the ONNX checker: {e}")
     if a.triton:
         try:
             summary["triton"] = check_triton(a.triton)

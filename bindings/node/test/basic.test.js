@@ -70,6 +70,17 @@ test('task, training with progress and cancellation, versions, export, predict',
   assert.deepStrictEqual(task.versions(), ['v1', 'v2']);
   task.deleteVersion('v2');
 
+  // Similarity-filtered demonstrations, ranked by the task's model: the export carries
+  // the encoder and picks each input's sets.
+  assert.strictEqual(await task.train({ steps: 2, batchSize: 4, method: 'prompt', demonstrations: true, demoSets: 2, demoFilter: true }), 'v2');
+  task.exportVersion('v2', path.join(work, 'export-filter'));
+  const filter = JSON.parse(fs.readFileSync(path.join(work, 'export-filter', 'lmbff-export.json'), 'utf8')).demonstrations.filter;
+  assert.strictEqual(filter.sets, 2);
+  assert.ok(fs.existsSync(path.join(work, 'export-filter', filter.file)));
+  const filtered = new lmbff.Predictor(path.join(work, 'export-filter'), { threads: 1 }).predict(['A delightful film.', 'A dull one.']);
+  assert.ok(filtered.every((r) => Math.abs(r.probs[0] + r.probs[1] - 1) < 1e-5));
+  task.deleteVersion('v2');
+
   // The sentence-embedding method: its export says so and predicts; a bad method name
   // is refused before anything runs.
   await assert.rejects(task.train({ method: 'magic' }), (e) => e.code === 'INVALID_ARGUMENT' && /magic/.test(e.message));
