@@ -402,7 +402,20 @@ lmbff_status lmbff_predictor_open(const char *export_dir,
 void lmbff_predictor_free(lmbff_predictor *p);
 
 /*
- Number of classes (0 if `p` is NULL).
+ Whether the export is multi-label (one yes/no prompt per label): then
+ lmbff_predictions_probs gives each label's own probability (they do not sum to 1), a
+ label applies at 0.5 or more (lmbff_predictions_applies), lmbff_predictions_get's
+ `label` is the most probable, `margin` the least certain label's distance from 0.5
+ scaled to [0, 1], and `entropy` the sum of the labels' yes/no entropies. False if `p`
+ is NULL.
+
+ # Safety
+ `p` is NULL or a live predictor.
+ */
+bool lmbff_predictor_multi_label(const lmbff_predictor *p);
+
+/*
+ Number of classes, or of labels for a multi-label export (0 if `p` is NULL).
 
  # Safety
  `p` is NULL or a live predictor.
@@ -410,12 +423,13 @@ void lmbff_predictor_free(lmbff_predictor *p);
 size_t lmbff_predictor_num_labels(const lmbff_predictor *p);
 
 /*
- Name of class `i` (NULL if out of range). Borrowed: valid while the predictor lives.
+ Name of class (or multi-label label) `i` (NULL if out of range). Borrowed: valid while the predictor lives.
 
  # Safety
  `p` is NULL or a live predictor.
  */
-const char *lmbff_predictor_label(const lmbff_predictor *p, size_t i);
+const char *lmbff_predictor_label(const lmbff_predictor *p,
+                                  size_t i);
 
 /*
  Predicts `n` inputs: `texts[i]`, paired with `texts_b[i]` for two-sentence templates
@@ -472,6 +486,19 @@ lmbff_status lmbff_predictions_probs(const lmbff_predictions *r,
                                      size_t i,
                                      float *probs,
                                      size_t capacity);
+
+/*
+ Whether `label` applies to input `row_index`: `*applies` is true for the predicted
+ class of a classifier, and for each label at or over the threshold of a multi-label
+ export.
+
+ # Safety
+ `r` is live predictions; `applies` is a valid pointer.
+ */
+lmbff_status lmbff_predictions_applies(const lmbff_predictions *r,
+                                       size_t row_index,
+                                       size_t label,
+                                       bool *applies);
 
 /*
  The regression score of input `i` (exports made with a regression range); for a

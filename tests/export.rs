@@ -372,6 +372,75 @@ fn filtered_demonstrations_travel_with_the_export_and_predict_the_same() {
     assert!(err.to_string().contains("demo-encoder.onnx"), "{err}");
 }
 
+/// A multi-label model (one yes/no prompt per label over pairs (input, label name))
+/// exports as such (format 6): the predictor reads each input once per label and gives
+/// each label's P(yes), the probabilities training-time evaluation gives the pairs; the
+/// C ABI says it is multi-label and which labels apply.
+#[test]
+fn multi_label_models_export_and_predict_the_same() {
+    let mut c = case(&common::fixtures().join("bert"), "*cls**sent_0*_Is_it_about*+sentl_1*?*mask*.*sep+*", 48);
+    let pairs = vec![("no".to_string(), "no".to_string()), ("yes".to_string(), "yes".to_string())];
+    c.prompt.verbalizer = Verbalizer::new(&c.tok, &pairs).unwrap();
+    let names: Vec<String> = ["sports", "money", "travel"].iter().map(|s| s.to_string()).collect();
+    let multi = lmbff::prompt::MultiLabel::new(&names).unwrap();
+    let inputs: Vec<Example> = texts(10).into_iter().take(10).collect();
+    let sets: Vec<Vec<usize>> = (0..inputs.len()).map(|i| (0..3).filter(|l| (i + l) % 3 != 0).collect()).collect();
+    let train_ex = multi.expand(&inputs, Some(&sets)).unwrap();
+    let tp = train::TrainParams { steps: 6, batch_size: 4, lr: 1e-3, eval_every: 0, dev_metric: train::DevMetric::PositiveF1, ..Default::default() };
+    let (rep, head) = train::finetune(&c.model, &c.tok, &c.prompt, Method::Prompt, &train_ex, &[], &tp, &mut |_| true).unwrap();
+    let mut manifest = Manifest::for_prompt(&c.prompt, rep.demos.fixed(), serde_json::json!({}));
+    manifest.multi_label = Some(names.clone());
+    manifest.format_version = manifest.needed_version();
+    assert_eq!(manifest.format_version, 6);
+    let out = checkpoint_and_export("multi", &c.model, &manifest);
+    let m = ExportManifest::read(&out).unwrap();
+    assert_eq!((m.format_version, m.task.as_str()), (6, "multi-label"));
+    assert_eq!(m.multi_label.as_ref().unwrap().labels, names);
+
+    let ex = texts(14);
+    let pairs = multi.expand(&ex, None).unwrap();
+    let want = multi.gather(&train::softmax_rows(&train::predict_examples(&c.model, &c.tok, &c.prompt, Method::Prompt, &head, &pairs, &Demos::None, 5).unwrap())).unwrap();
+    let p = open(&out);
+    assert!(p.is_multi_label());
+    assert_eq!(p.labels(), names.as_slice());
+    let preds = p.predict(&ex).unwrap();
+    let got: Vec<Vec<f32>> = preds.iter().map(|r| r.probs.clone()).collect();
+    let d = max_diff(&want, &got);
+    println!("multi-label (3 labels): max |p_onnx - p_tch| = {d:.2e} over {} inputs", ex.len());
+    assert!(d <= 1e-5, "max diff {d}");
+    for r in &preds {
+        assert_eq!(r.labels, lmbff::prompt::applied(&r.probs), "labels at or over the threshold");
+    }
+    assert!(p.predict(&[Example { text_b: Some("x".into()), ..Example::single("a", None) }]).is_err(), "pairs are refused");
+
+    // Through the C ABI.
+    unsafe {
+        use lmbff::ffi::*;
+        let dir = std::ffi::CString::new(out.to_str().unwrap()).unwrap();
+        let mut pred = std::ptr::null_mut();
+        assert_eq!(lmbff_predictor_open(dir.as_ptr(), std::ptr::null(), &mut pred), lmbff_status::LMBFF_OK);
+        assert!(lmbff_predictor_multi_label(pred));
+        assert_eq!(lmbff_predictor_num_labels(pred), 3);
+        let text = std::ffi::CString::new(ex[0].text_a.as_str()).unwrap();
+        let mut r = std::ptr::null_mut();
+        assert_eq!(lmbff_predict(pred, &text.as_ptr(), std::ptr::null(), 1, &mut r), lmbff_status::LMBFF_OK);
+        for l in 0..3 {
+            let mut applies = false;
+            assert_eq!(lmbff_predictions_applies(r, 0, l, &mut applies), lmbff_status::LMBFF_OK);
+            assert_eq!(applies, preds[0].labels.contains(&l));
+        }
+        let mut applies = false;
+        assert_eq!(lmbff_predictions_applies(r, 0, 3, &mut applies), lmbff_status::LMBFF_ERR_INVALID_ARGUMENT);
+        lmbff_predictions_free(r);
+        lmbff_predictor_free(pred);
+    }
+    // A classification prompt cannot be exported as multi-label.
+    let plain = case(&common::fixtures().join("bert"), "{text} It was {mask}.", 40);
+    let opts = ExportOptions { multi_label: Some(names), ..Default::default() };
+    let err = export(&plain.model, &plain.tok, &plain.prompt, &Demos::None, Default::default(), &common::tempdir("multi-bad").join("x"), &opts).unwrap_err();
+    assert!(err.to_string().contains("yes/no prompt"), "{err}");
+}
+
 #[test]
 fn bad_export_dirs_and_inputs() {
     let c = case(&common::fixtures().join("bert"), "{text} It was {mask}.", 40);

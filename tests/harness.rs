@@ -234,3 +234,53 @@ fn auto_templates_and_the_ensemble() {
         .unwrap();
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("16-2.sort.txt"), "{}", String::from_utf8_lossy(&o.stderr));
 }
+
+/// The multi-label task built from TREC: each split's questions are joined in groups of
+/// one to three, every question used once, a group labelled with the set of its classes;
+/// the harness trains on the yes/no pairs and reports the micro-F1 with the macro-F1.
+#[test]
+fn multi_label_task_from_trec() {
+    let dir = common::tempdir("harness-multi");
+    let data = dir.join("k-shot");
+    let trec = data.join("trec/16-1");
+    std::fs::create_dir_all(&trec).unwrap();
+    let questions: Vec<(usize, String)> = (0..24).map(|i| (i % 6, format!("what is question number {i} about ?"))).collect();
+    let csv: String = questions.iter().map(|(l, q)| format!("{l},{q}\n")).collect();
+    for split in ["train", "dev", "test"] {
+        std::fs::write(trec.join(format!("{split}.csv")), &csv).unwrap();
+    }
+    let spec = harness::task("trec-multi").unwrap();
+    let m = spec.multi_label.unwrap();
+    let (inputs, sets) = m.build(&data, 1, "test").unwrap();
+    assert_eq!(m.build(&data, 1, "test").unwrap(), (inputs.clone(), sets.clone()), "the same groups every time");
+    assert_ne!(m.build(&data, 1, "train").unwrap().0, inputs, "splits are grouped apart");
+    let mut used = 0;
+    for (ex, set) in inputs.iter().zip(&sets) {
+        let members: Vec<&(usize, String)> = questions.iter().filter(|(_, q)| ex.text_a.contains(q.as_str())).collect();
+        assert!((1..=3).contains(&members.len()), "{:?}", ex.text_a);
+        let mut want: Vec<usize> = members.iter().map(|(l, _)| *l).collect();
+        want.sort_unstable();
+        want.dedup();
+        assert_eq!(set, &want, "a group's labels are its members' classes");
+        used += members.len();
+    }
+    assert_eq!(used, questions.len(), "every question is used once");
+    let pairs = spec.read(&data, 1, "test").unwrap();
+    assert_eq!(pairs.len(), 6 * inputs.len());
+    assert_eq!(pairs[0].text_b.as_deref(), Some("Description"));
+
+    let out = dir.join("out");
+    let o = lmbff()
+        .args(["harness", "--device", "cpu", "--threads", "1", "--tasks", "trec-multi", "--seeds", "1", "--methods", "majority,prompt"])
+        .args(["--steps", "30", "--lr", "3e-3", "--batch-size", "8", "--eval-every", "15", "--max-len", "32"])
+        .arg("--model").arg(common::fixtures().join("bert")).arg("--data").arg(&data).arg("--out").arg(&out)
+        .output()
+        .unwrap();
+    let (table, err) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success(), "{err}");
+    assert!(table.contains("trec-multi (micro-f1)") && table.contains("Multi-label: macro-F1"), "{table}");
+    let r: harness::RunResult = serde_json::from_str(&std::fs::read_to_string(harness::result_path(&out, "trec-multi", 1, RunMethod::Prompt)).unwrap()).unwrap();
+    assert_eq!((r.metric.as_str(), r.n_test), ("micro-f1", pairs.len()));
+    let macro_f1 = r.macro_f1.expect("the macro-F1 beside the micro-F1");
+    assert!((0.0..=1.0).contains(&macro_f1) && (0.0..=1.0).contains(&r.test), "{r:?}");
+}

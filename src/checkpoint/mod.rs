@@ -13,9 +13,9 @@ use crate::{Error, Result};
 pub const MANIFEST_FILE: &str = "lmbff.json";
 /// Version of the manifest format; readers accept this and older versions. Version 2
 /// added `demonstrations`, version 3 `classifier` (the sentence-embedding method),
-/// version 4 `temperature`, version 5 `demo_filter`; a manifest is written with the
-/// lowest version that holds what it has.
-pub const MANIFEST_VERSION: u32 = 5;
+/// version 4 `temperature`, version 5 `demo_filter`, version 6 `multi_label`; a manifest
+/// is written with the lowest version that holds what it has.
+pub const MANIFEST_VERSION: u32 = 6;
 
 /// The method of a prompt model (LM-BFF: label words at the template's mask).
 pub const METHOD_PROMPT: &str = "prompt";
@@ -45,6 +45,10 @@ pub struct Manifest {
     /// sentence encoder (then `demonstrations` is absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub demo_filter: Option<DemoFilterSpec>,
+    /// A multi-label model: these labels' names, each read as sentence 1 of a yes/no
+    /// prompt (`labels` are then the prompt's two classes, no and yes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub multi_label: Option<Vec<String>>,
     /// The sentence-embedding method's classifier over the embeddings.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub classifier: Option<LinearHead>,
@@ -71,6 +75,7 @@ impl Manifest {
             truncation: prompt.truncation,
             demonstrations: (!demo_sets.is_empty()).then(|| demo_sets.to_vec()),
             demo_filter: None,
+            multi_label: None,
             classifier: None,
             temperature: None,
             notes: notes.as_object().cloned().unwrap_or_default(),
@@ -130,7 +135,9 @@ impl Manifest {
 
     /// The lowest format version that holds everything in this manifest.
     pub fn needed_version(&self) -> u32 {
-        if self.demo_filter.is_some() {
+        if self.multi_label.is_some() {
+            6
+        } else if self.demo_filter.is_some() {
             5
         } else if self.temperature.is_some() {
             4

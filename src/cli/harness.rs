@@ -115,6 +115,7 @@ pub fn run(a: HarnessArgs) -> Result<()> {
     let table = harness::report(&results, &tasks, &methods, &a.seeds);
     let sub = harness::subsample_report(&results, &tasks);
     let cal = harness::calibration_report(&results, &methods);
+    let cal = cal + &harness::macro_f1_report(&results, &methods);
     let ens = harness::ensemble_report(&a.out, &a.data, &tasks, &a.seeds, &settings)?;
     let status = if left > 0 { format!(" {left} runs not started (--max-minutes): run the same command again to continue.") } else { String::new() };
     let text = format!(

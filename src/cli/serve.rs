@@ -70,6 +70,7 @@ pub fn export_cmd(mut a: ExportArgs) -> Result<()> {
         triton_max_batch: a.triton_max_batch,
         regression: a.regression.as_ref().map(|r| crate::export::RegressionRange { low: r[0], high: r[1] }),
         temperature: trained.as_ref().and_then(|m| m.temperature).map(|t| t as f32),
+        multi_label: trained.as_ref().and_then(|m| m.multi_label.clone()),
     };
     let m = match embedding {
         Some(m) => export_embedding(&l.model, &l.tok, &l.prompt, m.embedding_classifier(&a.model)?, notes, &a.out, &opts)?,

@@ -27,9 +27,10 @@ pub const EXPORT_FORMAT: &str = "lmbff-export";
 /// Readers accept this version and older ones; fields are only ever added. Version 2
 /// added `demonstrations`, version 3 the method "sentence-embedding", version 4
 /// `label_word_tokens` (several or multi-token label words), version 5
-/// `demonstrations.filter` (similarity-filtered demonstrations); an export is written
-/// with the lowest version that describes it (a prompt export without demonstrations: 1).
-pub const EXPORT_FORMAT_VERSION: u32 = 5;
+/// `demonstrations.filter` (similarity-filtered demonstrations), version 6 `multi_label`;
+/// an export is written with the lowest version that describes it (a prompt export
+/// without demonstrations: 1).
+pub const EXPORT_FORMAT_VERSION: u32 = 6;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExportManifest {
@@ -37,12 +38,18 @@ pub struct ExportManifest {
     pub format: String,
     pub format_version: u32,
     pub lmbff_version: String,
-    /// "classification", or "regression" (two pole words; see `regression`).
+    /// "classification", "regression" (two pole words; see `regression`) or
+    /// "multi-label" (see `multi_label`).
     pub task: String,
     /// Regression: the score is `low + (high - low) * probs[1]` (label 1 is the upper
     /// pole), as LM-BFF maps STS-B's 0-5 range; the graph outputs it as `score`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub regression: Option<RegressionRange>,
+    /// Multi-label: one yes/no prompt per label. Each input is read once per label, as
+    /// the pair (input, label name); `labels` are the prompt's classes (no, yes) and a
+    /// label applies when its P(yes) reaches `threshold`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub multi_label: Option<MultiLabelSpec>,
     /// "prompt": label words' logits at the template's mask (LM-BFF). "sentence-embedding":
     /// a linear classifier (inside the graph) on the mean of the last hidden states over
     /// the real tokens, L2-normalised; `template` is then the plain reading
@@ -111,6 +118,13 @@ pub struct DemoFilter {
     pub tokenizer: TokenizerSpec,
     /// Longest encoder input, in tokens (the sentences are cut, longest first).
     pub max_len: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MultiLabelSpec {
+    /// The labels' names, in output order; each is the second sentence of its prompt.
+    pub labels: Vec<String>,
+    pub threshold: f32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

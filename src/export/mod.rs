@@ -16,7 +16,7 @@ mod manifest;
 pub use manifest::{
     CaseSpec, ExportManifest, ModelSpec, PartSpec, RegressionRange, SpecialSpec, TemplateSpec, TokenizerSpec, WeightType, EXPORT_FORMAT,
     EXPORT_FORMAT_VERSION, EXPORT_MANIFEST, OUTPUT_LOGITS, OUTPUT_PROBS, OUTPUT_SCORE, Demonstrations,
-    DemoFilter, DEMO_ENCODER_FILE, DEMO_TOKENIZER_FILE, OUTPUT_EMBEDDING,
+    DemoFilter, MultiLabelSpec, DEMO_ENCODER_FILE, DEMO_TOKENIZER_FILE, OUTPUT_EMBEDDING,
 };
 
 #[cfg(feature = "train")]

@@ -8,7 +8,7 @@ use super::manifest::*;
 use super::{IR_VERSION, OPSET};
 use crate::checkpoint::{fnv1a, write_dir_atomic, LinearHead, FNV_OFFSET, METHOD_EMBEDDING, METHOD_PROMPT};
 use crate::model::{Arch, MaskedLm};
-use crate::prompt::{Example, Prompt};
+use crate::prompt::{Example, MultiLabel, Prompt, MULTI_LABEL_THRESHOLD};
 use crate::tokenize::Tokenizer;
 use crate::train::{DemoEncoder, Demos};
 use crate::{Error, Result};
@@ -28,11 +28,14 @@ pub struct ExportOptions {
     /// (fitted on dev: `lmbff train --calibrate`; `export_checkpoint` takes the
     /// checkpoint's when this is None).
     pub temperature: Option<f32>,
+    /// Export a yes/no prompt model over pairs (input, label name) as a multi-label model
+    /// over these labels (`export_checkpoint` takes the checkpoint's when this is None).
+    pub multi_label: Option<Vec<String>>,
 }
 
 impl Default for ExportOptions {
     fn default() -> Self {
-        ExportOptions { weights: WeightType::Fp32, external_data: false, triton: None, triton_max_batch: 64, regression: None, temperature: None }
+        ExportOptions { weights: WeightType::Fp32, external_data: false, triton: None, triton_max_batch: 64, regression: None, temperature: None, multi_label: None }
     }
 }
 
@@ -59,7 +62,22 @@ pub fn export(
             )));
         }
     }
+    if let Some(names) = &opts.multi_label {
+        MultiLabel::new(names)?;
+        if prompt.verbalizer.num_labels() != 2 || prompt.template.num_sentences() != 2 || opts.regression.is_some() {
+            return Err(Error::InvalidArgument(format!(
+                "a multi-label model is a yes/no prompt (two label words: no, yes) whose template reads the input and the label's name (two sentences); got {} labels and {} sentences{}",
+                prompt.verbalizer.num_labels(),
+                prompt.template.num_sentences(),
+                if opts.regression.is_some() { ", and a regression range" } else { "" }
+            )));
+        }
+    }
     let mut manifest = manifest_for(model, tok, prompt, METHOD_PROMPT, notes, opts)?;
+    if let Some(names) = &opts.multi_label {
+        manifest.task = "multi-label".into();
+        manifest.multi_label = Some(MultiLabelSpec { labels: names.clone(), threshold: MULTI_LABEL_THRESHOLD });
+    }
     let mut demo_encoder = None;
     match demos {
         Demos::None => {}
@@ -97,6 +115,9 @@ pub fn export(
     manifest.label_word_tokens = prompt.verbalizer.shown_tokens();
     if manifest.label_word_tokens.is_some() {
         manifest.format_version = manifest.format_version.max(4);
+    }
+    if manifest.multi_label.is_some() {
+        manifest.format_version = 6;
     }
     let mask = tok.special().mask;
     write_export(model, manifest, out, opts, demo_encoder, |g| encoder::build(model, &label_ids, weights.as_deref(), mask, opts.regression, opts.temperature, g))
@@ -185,6 +206,7 @@ fn manifest_for(
         temperature: opts.temperature,
         template: TemplateSpec::of(&prompt.template)?,
         demonstrations: None,
+        multi_label: None,
         tokenizer: TokenizerSpec::of(tok, "tokenizer.json"),
         truncation: prompt.truncation,
         model: ModelSpec {
@@ -273,13 +295,12 @@ pub fn export_checkpoint(dir: &Path, out: &Path, opts: &ExportOptions) -> Result
     let tok = Tokenizer::from_dir(dir)?;
     let prompt = m.prompt(&tok, dir)?;
     let model = MaskedLm::load(dir, tch::Device::Cpu)?;
-    let calibrated;
-    let opts = if opts.temperature.is_none() && m.temperature.is_some() {
-        calibrated = ExportOptions { temperature: m.temperature.map(|t| t as f32), ..opts.clone() };
-        &calibrated
-    } else {
-        opts
+    let from_checkpoint = ExportOptions {
+        temperature: opts.temperature.or(m.temperature.map(|t| t as f32)),
+        multi_label: opts.multi_label.clone().or(m.multi_label.clone()),
+        ..opts.clone()
     };
+    let opts = &from_checkpoint;
     if m.method == METHOD_EMBEDDING {
         let head = m.embedding_classifier(dir)?;
         return export_embedding(&model, &tok, &prompt, head, m.notes.clone(), out, opts);

@@ -100,7 +100,21 @@ pub unsafe extern "C" fn lmbff_predictor_free(p: *mut lmbff_predictor) {
     }
 }
 
-/// Number of classes (0 if `p` is NULL).
+/// Whether the export is multi-label (one yes/no prompt per label): then
+/// lmbff_predictions_probs gives each label's own probability (they do not sum to 1), a
+/// label applies at 0.5 or more (lmbff_predictions_applies), lmbff_predictions_get's
+/// `label` is the most probable, `margin` the least certain label's distance from 0.5
+/// scaled to [0, 1], and `entropy` the sum of the labels' yes/no entropies. False if `p`
+/// is NULL.
+///
+/// # Safety
+/// `p` is NULL or a live predictor.
+#[no_mangle]
+pub unsafe extern "C" fn lmbff_predictor_multi_label(p: *const lmbff_predictor) -> bool {
+    p.as_ref().is_some_and(|p| p.inner.is_multi_label())
+}
+
+/// Number of classes, or of labels for a multi-label export (0 if `p` is NULL).
 ///
 /// # Safety
 /// `p` is NULL or a live predictor.
@@ -109,7 +123,7 @@ pub unsafe extern "C" fn lmbff_predictor_num_labels(p: *const lmbff_predictor) -
     p.as_ref().map(|p| p.labels.len()).unwrap_or(0)
 }
 
-/// Name of class `i` (NULL if out of range). Borrowed: valid while the predictor lives.
+/// Name of class (or multi-label label) `i` (NULL if out of range). Borrowed: valid while the predictor lives.
 ///
 /// # Safety
 /// `p` is NULL or a live predictor.
@@ -224,6 +238,27 @@ pub unsafe extern "C" fn lmbff_predictions_probs(r: *const lmbff_predictions, i:
             return Err(Error::InvalidArgument(format!("probs needs room for {} floats (capacity {capacity})", row.probs.len())));
         }
         std::ptr::copy_nonoverlapping(row.probs.as_ptr(), probs, row.probs.len());
+        Ok(())
+    })
+}
+
+/// Whether `label` applies to input `row_index`: `*applies` is true for the predicted
+/// class of a classifier, and for each label at or over the threshold of a multi-label
+/// export.
+///
+/// # Safety
+/// `r` is live predictions; `applies` is a valid pointer.
+#[no_mangle]
+pub unsafe extern "C" fn lmbff_predictions_applies(r: *const lmbff_predictions, row_index: usize, label: usize, applies: *mut bool) -> lmbff_status {
+    guard(|| {
+        let row = row(r, row_index)?;
+        if label >= row.probs.len() {
+            return Err(Error::InvalidArgument(format!("label {label} is out of range ({} labels)", row.probs.len())));
+        }
+        if applies.is_null() {
+            return Err(Error::InvalidArgument("applies is NULL".into()));
+        }
+        *applies = row.labels.contains(&label);
         Ok(())
     })
 }

@@ -8,7 +8,7 @@
 
 mod tasks;
 
-pub use tasks::{task, Format, Metric, TaskSpec, TASKS};
+pub use tasks::{task, Format, Metric, MultiSource, TaskSpec, TASKS};
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -182,7 +182,21 @@ pub struct RunResult {
     /// a model).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub calibration: Option<Calibration>,
+    /// Multi-label tasks: the macro-F1 over the labels (`test` is the micro-F1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub macro_f1: Option<f64>,
     pub settings: Settings,
+}
+
+/// The macro-F1 of a multi-label task's yes/no pair logits against the pairs' gold
+/// classes (`labels` pairs per input, in label order).
+fn multi_label_macro(logits: &[Vec<f32>], gold: &[usize], labels: usize) -> f64 {
+    let sets = |yes: &dyn Fn(usize) -> bool| -> Vec<Vec<usize>> {
+        (0..gold.len() / labels.max(1)).map(|i| (0..labels).filter(|&l| yes(i * labels + l)).collect()).collect()
+    };
+    let pred = sets(&|k| train::argmax(&logits[k]) == crate::prompt::YES);
+    let truth = sets(&|k| gold[k] == crate::prompt::YES);
+    crate::metrics::multi_label_f1(&pred, &truth, labels).1
 }
 
 /// Bins of the expected calibration error.
@@ -392,6 +406,10 @@ pub fn run_one(
                             demonstrations: demos,
                             demo_sets: s.demo_sets,
                             demo_filter: (method == RunMethod::PromptDemosFilter).then(|| s.plain_model.clone()),
+                            dev_metric: match spec.metric {
+                                Metric::F1 | Metric::MicroF1 => train::DevMetric::PositiveF1,
+                                _ => train::DevMetric::Accuracy,
+                            },
                             regression: targets.clone(),
                             ..TrainParams::default()
                         };
@@ -457,6 +475,11 @@ pub fn run_one(
         Some(o) => spec.metric.score(&o.test, &gold, &test_scores),
         None => majority_test.unwrap_or(f64::NAN),
     };
+    // Multi-label: the macro-F1 over the labels, from the yes/no pairs (input-major).
+    let macro_f1 = match (&spec.multi_label, &outputs) {
+        (Some(m), Some(o)) => Some(multi_label_macro(&o.test, &gold, m.names.len())),
+        _ => None,
+    };
     // Temperature scaling fitted on dev (its logits, the kept weights), judged on test
     // (classification only: a regression's probabilities are a score, not a confidence).
     let calibration = outputs.as_ref().filter(|_| spec.regression.is_none()).map(|o| {
@@ -480,6 +503,7 @@ pub fn run_one(
         seconds: started.elapsed().as_secs_f64(),
         subsample: subsample_score,
         calibration,
+        macro_f1,
         settings: s.clone(),
     };
     save(out, &r)?;
@@ -641,6 +665,46 @@ pub fn calibration_report(results: &[RunResult], methods: &[RunMethod]) -> Strin
         );
     }
     if any { s } else { String::new() }
+}
+
+/// The multi-label table: per method and multi-label task, the mean (std) macro-F1 in
+/// percent over the seeds done [seeds] (the main table has the micro-F1). Empty when no
+/// result has one.
+pub fn macro_f1_report(results: &[RunResult], methods: &[RunMethod]) -> String {
+    let mut tasks: Vec<&str> = Vec::new();
+    for r in results.iter().filter(|r| r.macro_f1.is_some()) {
+        if !tasks.contains(&r.task.as_str()) {
+            tasks.push(&r.task);
+        }
+    }
+    if tasks.is_empty() {
+        return String::new();
+    }
+    let mut s = String::from("\nMulti-label: macro-F1 over the labels, mean (std) [seeds].\n\n| method |");
+    for t in &tasks {
+        s += &format!(" {t} |");
+    }
+    s += "\n|---|";
+    s += &"---|".repeat(tasks.len());
+    s.push('\n');
+    for &m in methods {
+        let cells: Vec<Vec<f64>> =
+            tasks.iter().map(|t| results.iter().filter(|r| r.method == m && r.task == *t).filter_map(|r| r.macro_f1).map(|v| 100.0 * v).collect()).collect();
+        if cells.iter().all(Vec::is_empty) {
+            continue;
+        }
+        s += &format!("| {} |", m.name());
+        for v in &cells {
+            s += &if v.is_empty() {
+                " - |".to_string()
+            } else {
+                let (mean, sd) = mean_std(v);
+                format!(" {mean:.1} ({sd:.1}) [{}] |", v.len())
+            };
+        }
+        s.push('\n');
+    }
+    s
 }
 
 /// The subsample table of the methods with demonstrations (prompt-demos, in-context):

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::data::read_tsv;
-use crate::prompt::{Example, Verbalizer};
+use crate::prompt::{Example, MultiLabel, Verbalizer};
 use crate::tokenize::Tokenizer;
 use crate::{Error, Result};
 
@@ -25,6 +25,9 @@ pub enum Metric {
     F1,
     /// Pearson correlation of the predicted score with the gold score (regression).
     Pearson,
+    /// Multi-label micro-F1: F1 of "yes" over every (input, label) pair (the macro-F1
+    /// over the labels is reported beside it).
+    MicroF1,
 }
 
 impl Metric {
@@ -33,6 +36,7 @@ impl Metric {
             Metric::Acc => "acc",
             Metric::F1 => "f1",
             Metric::Pearson => "pearson",
+            Metric::MicroF1 => "micro-f1",
         }
     }
 
@@ -42,7 +46,7 @@ impl Metric {
         match self {
             Metric::Pearson => crate::metrics::upper_pole_pearson(logits, scores),
             Metric::Acc => crate::metrics::accuracy(logits, gold),
-            Metric::F1 => {
+            Metric::F1 | Metric::MicroF1 => {
                 let pred: Vec<usize> = logits.iter().map(|r| crate::metrics::argmax(r)).collect();
                 crate::metrics::f1_binary(&pred, gold, 1)
             }
@@ -72,6 +76,9 @@ pub struct TaskSpec {
     /// Regression (STS-B): the range of the gold scores; an example's class is its side
     /// of the midpoint (label 0: lower pole, 1: upper), and training fits the scores.
     pub regression: Option<(f32, f32)>,
+    /// A multi-label task built from a single-label one (see [`MultiSource`]); its
+    /// examples are the yes/no pairs (input, label name) of `MultiLabel::expand`.
+    pub multi_label: Option<MultiSource>,
     /// The k-shot folder has no test split (MNLI, SNLI, QQP: too large to ship):
     /// `glue_pretrain/<TASK>/dev.json` beside the k-shot folder is the test set, less
     /// every pair that also occurs in the seed's train or dev split.
@@ -95,6 +102,7 @@ const fn csv(name: &'static str, template: &'static str, labels: &'static [(&'st
         metric: Metric::Acc,
         dev: "dev",
         regression: None,
+        multi_label: None,
         test_from_pretrain: false,
     }
 }
@@ -112,8 +120,22 @@ const fn pair(name: &'static str, template: &'static str, labels: &'static [(&'s
         metric,
         dev: "dev",
         regression: None,
+        multi_label: None,
         test_from_pretrain: false,
     }
+}
+
+/// How a multi-label task is built from a single-label task's splits (no multi-label set
+/// ships with LM-BFF's data): each split's inputs are shuffled (a generator seeded by the
+/// data seed and the split) and joined in groups of 1, 2 or 3 (drawn uniformly; the last
+/// group takes what is left), texts separated by a space; a group's labels are the set of
+/// its members' classes, named by `names` (the label words of the source task). Every
+/// source input is used once, so train, dev and test stay disjoint as the source's are.
+#[derive(Debug, Clone, Copy)]
+pub struct MultiSource {
+    pub source: &'static str,
+    pub names: &'static [&'static str],
+    pub max_group: usize,
 }
 
 const NLI: &str = "*cls**sent-_0*?*mask*,*+sentl_1**sep+*";
@@ -144,6 +166,13 @@ pub const TASKS: &[TaskSpec] = &[
     pair("MRPC", PARAPHRASE, YES_NO, Metric::F1),
     TaskSpec { test_from_pretrain: true, ..pair("QQP", PARAPHRASE, YES_NO, Metric::F1) },
     TaskSpec { regression: Some((0.0, 5.0)), ..pair("STS-B", PARAPHRASE, YES_NO, Metric::Pearson) },
+    // Multi-label, built from TREC: which kinds of answer do the joined questions ask for?
+    TaskSpec {
+        multi_label: Some(MultiSource { source: "trec", names: &["Description", "Entity", "Expression", "Human", "Location", "Number"], max_group: 3 }),
+        other_sent_limit: None,
+        metric: Metric::MicroF1,
+        ..csv("trec-multi", "*cls**sent_0*_Does_it_ask_for*+sentl_1*?*mask*.*sep+*", YES_NO, None)
+    },
 ];
 
 /// The task named `name` (case-insensitive).
@@ -191,6 +220,11 @@ impl TaskSpec {
     /// Reads one split as labelled examples. A test split taken from glue_pretrain is
     /// returned whole; [`TaskSpec::read_test`] drops what the seed's splits hold.
     pub fn read(&self, root: &Path, seed: u64, split: &str) -> Result<Vec<Example>> {
+        if let Some(m) = &self.multi_label {
+            let (inputs, sets) = m.build(root, seed, split)?;
+            let names: Vec<String> = m.names.iter().map(|n| n.to_string()).collect();
+            return MultiLabel::new(&names)?.expand(&inputs, Some(&sets));
+        }
         let path = self.file(root, seed, split);
         let names = self.label_names();
         if split == "test" && self.test_from_pretrain {
@@ -235,6 +269,34 @@ impl TaskSpec {
         let kept: Vec<Example> = test.into_iter().filter(|e| !known.contains(&(e.text_a.as_str(), e.text_b.as_deref()))).collect();
         let dropped = n - kept.len();
         Ok((kept, dropped))
+    }
+}
+
+impl MultiSource {
+    /// The joined inputs of `split` and the label set of each.
+    pub fn build(&self, root: &Path, seed: u64, split: &str) -> Result<(Vec<Example>, Vec<Vec<usize>>)> {
+        use rand::seq::SliceRandom;
+        use rand::{Rng, SeedableRng};
+        let source = task(self.source)?;
+        let ex = source.read(root, seed, split)?;
+        let split_code = split.bytes().fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64));
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed.wrapping_mul(1_000_003) ^ split_code);
+        let mut order: Vec<usize> = (0..ex.len()).collect();
+        order.shuffle(&mut rng);
+        let (mut inputs, mut sets) = (Vec::new(), Vec::new());
+        let mut rest = &order[..];
+        while !rest.is_empty() {
+            let k = rng.random_range(1..=self.max_group.max(1)).min(rest.len());
+            let (group, tail) = rest.split_at(k);
+            rest = tail;
+            let text = group.iter().map(|&i| ex[i].text_a.as_str()).collect::<Vec<_>>().join(" ");
+            let mut labels: Vec<usize> = group.iter().filter_map(|&i| ex[i].label).collect();
+            labels.sort_unstable();
+            labels.dedup();
+            inputs.push(Example::single(text, None));
+            sets.push(labels);
+        }
+        Ok((inputs, sets))
     }
 }
 

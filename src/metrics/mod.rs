@@ -111,6 +111,24 @@ pub fn f1_binary(pred: &[usize], gold: &[usize], positive: usize) -> f64 {
     if denom == 0 { 0.0 } else { 2.0 * tp as f64 / denom as f64 }
 }
 
+/// Multi-label F1 of predicted label sets against gold ones, over `labels` labels:
+/// (micro, macro). Micro pools every (input, label) decision; macro averages each
+/// label's F1 (a label neither present nor predicted scores 0, as scikit-learn's
+/// default does).
+pub fn multi_label_f1(pred: &[Vec<usize>], gold: &[Vec<usize>], labels: usize) -> (f64, f64) {
+    let flat = |sets: &[Vec<usize>], l: usize| -> Vec<usize> { sets.iter().map(|s| usize::from(s.contains(&l))).collect() };
+    let (mut all_p, mut all_g) = (Vec::new(), Vec::new());
+    let mut per_label = Vec::with_capacity(labels);
+    for l in 0..labels {
+        let (p, g) = (flat(pred, l), flat(gold, l));
+        per_label.push(f1_binary(&p, &g, 1));
+        all_p.extend(p);
+        all_g.extend(g);
+    }
+    let macro_f1 = if labels == 0 { f64::NAN } else { per_label.iter().sum::<f64>() / labels as f64 };
+    (f1_binary(&all_p, &all_g, 1), macro_f1)
+}
+
 /// Expected calibration error: the confidence (top probability) of each row is binned
 /// into `bins` equal-width bins over [0, 1]; the ECE is the mean over rows of
 /// |accuracy - mean confidence| of the row's bin (Guo et al. 2017). NaN for no rows.
@@ -203,6 +221,18 @@ pub fn binomial_upper_tail(n: usize, k: usize, p: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn multi_label_micro_and_macro_f1() {
+        // Label 0: tp 2; label 1: tp 1, fp 1, fn 1; label 2: fn 1.
+        let gold = vec![vec![0, 1], vec![0, 2], vec![1]];
+        let pred = vec![vec![0, 1], vec![0, 1], vec![]];
+        let (micro, macro_f1) = multi_label_f1(&pred, &gold, 3);
+        // Pooled: tp 3, fp 1, fn 2 -> 6 / 9.
+        assert!((micro - 6.0 / 9.0).abs() < 1e-12, "{micro}");
+        assert!((macro_f1 - (1.0 + 0.5 + 0.0) / 3.0).abs() < 1e-12, "{macro_f1}");
+        assert_eq!(multi_label_f1(&gold, &gold, 3), (1.0, 1.0));
+    }
 
     #[test]
     fn accuracy_and_centering() {

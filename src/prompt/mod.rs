@@ -2,10 +2,12 @@
 //! ids with exactly one mask (ref: LM-BFF `tokenize_multipart_input`).
 
 mod demos;
+mod multilabel;
 mod template;
 mod verbalizer;
 
 pub use demos::DemoPool;
+pub use multilabel::{applied, MultiLabel, MULTI_LABEL_THRESHOLD, YES};
 pub use template::{Case, Part, Template};
 pub use verbalizer::Verbalizer;
 

@@ -7,8 +7,10 @@ mod runtime;
 pub use predictor::{Prediction, Predictor, PredictorOptions};
 
 /// Predictions in Label Studio's prediction shape (one object per input): `score` is the
-/// top probability, `result` one `choices` annotation with the predicted label, between
-/// the labelling config's `from_name` and `to_name`; `model_version` as given.
+/// top probability, `result` one `choices` annotation with the labels that apply (the
+/// predicted class; for a multi-label export every label over the threshold, possibly
+/// none), between the labelling config's `from_name` and `to_name`; `model_version` as
+/// given.
 pub fn label_studio_json(rows: &[Prediction], labels: &[String], from_name: &str, to_name: &str, model_version: &str) -> serde_json::Value {
     rows.iter()
         .map(|r| {
@@ -16,7 +18,7 @@ pub fn label_studio_json(rows: &[Prediction], labels: &[String], from_name: &str
                 "model_version": model_version,
                 "score": r.probs[r.label],
                 "result": [{"from_name": from_name, "to_name": to_name, "type": "choices",
-                            "value": {"choices": [labels[r.label]]}}],
+                            "value": {"choices": r.labels.iter().map(|&l| &labels[l]).collect::<Vec<_>>()}}],
             })
         })
         .collect()

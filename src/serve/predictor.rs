@@ -18,7 +18,7 @@ use parking_lot::Mutex;
 use crate::checkpoint::{METHOD_EMBEDDING, METHOD_PROMPT};
 use crate::export::{DemoFilter, ExportManifest, OUTPUT_EMBEDDING, OUTPUT_LOGITS, OUTPUT_PROBS};
 use crate::metrics::{mean_rows, softmax_rows};
-use crate::prompt::{DemoPool, Encoded, Example, Prompt, Verbalizer};
+use crate::prompt::{DemoPool, Encoded, Example, MultiLabel, Prompt, Verbalizer};
 use crate::tokenize::Tokenizer;
 use crate::{Error, Result};
 
@@ -56,6 +56,9 @@ pub struct Prediction {
     pub entropy: f32,
     /// Regression exports: the score, `low + (high - low) * p(upper pole)`.
     pub score: Option<f32>,
+    /// The labels that apply: `[label]`, or for a multi-label export every label whose
+    /// probability reaches the manifest's threshold (possibly none).
+    pub labels: Vec<usize>,
 }
 
 impl Prediction {
@@ -65,7 +68,20 @@ impl Prediction {
         let label = order[0];
         let margin = probs[order[0]] - order.get(1).map(|&i| probs[i]).unwrap_or(0.0);
         let entropy = -probs.iter().filter(|&&p| p > 0.0).map(|&p| p * p.ln()).sum::<f32>();
-        Prediction { probs, label, margin, entropy, score: None }
+        Prediction { probs, label, margin, entropy, score: None, labels: vec![label] }
+    }
+
+    /// A multi-label prediction from each label's probability (independent, not summing
+    /// to 1): `label` is the most probable, `margin` the distance of the least certain
+    /// label from the threshold, scaled to [0, 1] (`min |2 p - 1|` at threshold 0.5), and
+    /// `entropy` the sum of the labels' yes/no entropies (nats).
+    fn multi_label(probs: Vec<f32>, threshold: f32) -> Self {
+        let label = probs.iter().enumerate().fold(0, |best, (i, &p)| if p > probs[best] { i } else { best });
+        let margin = probs.iter().map(|&p| (p - threshold).abs() / threshold.max(1.0 - threshold)).fold(1.0f32, f32::min);
+        let h = |p: f32| -> f32 { [p, 1.0 - p].iter().filter(|&&q| q > 0.0).map(|&q| -q * q.ln()).sum() };
+        let entropy = probs.iter().map(|&p| h(p)).sum();
+        let labels = probs.iter().enumerate().filter(|(_, &p)| p >= threshold).map(|(i, _)| i).collect();
+        Prediction { probs, label, margin, entropy, score: None, labels }
     }
 }
 
@@ -79,6 +95,7 @@ pub struct Predictor {
     max_batch: usize,
     token_types: bool,
     filter: Option<Filter>,
+    multi: Option<MultiLabel>,
 }
 
 /// Similarity-filtered demonstrations: the sentence encoder's session and tokenizer, and
@@ -165,7 +182,9 @@ impl Predictor {
             return Err(Error::InvalidArgument("sessions and max_batch must be at least 1".into()));
         }
         let manifest = ExportManifest::read(dir)?;
-        let known_task = manifest.task == "classification" || (manifest.task == "regression" && manifest.regression.is_some());
+        let known_task = manifest.task == "classification"
+            || (manifest.task == "regression" && manifest.regression.is_some())
+            || (manifest.task == "multi-label" && manifest.multi_label.is_some());
         let embedding = manifest.method == METHOD_EMBEDDING && manifest.task == "classification" && manifest.demonstrations.is_none();
         if !known_task || !(manifest.method == METHOD_PROMPT || embedding) {
             return Err(Error::InvalidArgument(format!(
@@ -214,6 +233,15 @@ impl Predictor {
             }
         }
         let token_types = manifest.model.inputs.iter().any(|i| i == "token_type_ids");
+        let multi = match &manifest.multi_label {
+            Some(m) => {
+                if manifest.labels.len() != 2 || prompt.template.num_sentences() != 2 {
+                    return Err(mismatch(dir, "a multi-label export needs a yes/no prompt over (input, label name) pairs"));
+                }
+                Some(MultiLabel::new(&m.labels).map_err(|e| mismatch(dir, &e.to_string()))?)
+            }
+            None => None,
+        };
         let filter = match manifest.demonstrations.as_ref().and_then(|d| d.filter.as_ref()) {
             Some(f) => Some(Filter::open(dir, f, prompt.template.num_sentences(), manifest.labels.len(), env, threads, opts.max_batch)?),
             None => None,
@@ -228,15 +256,24 @@ impl Predictor {
                 opts.sessions
             )
         });
-        Ok(Predictor { dir: dir.to_path_buf(), manifest, tok, prompt, sessions, next: AtomicUsize::new(0), max_batch: opts.max_batch, token_types, filter })
+        Ok(Predictor { dir: dir.to_path_buf(), manifest, tok, prompt, sessions, next: AtomicUsize::new(0), max_batch: opts.max_batch, token_types, filter, multi })
     }
 
     pub fn manifest(&self) -> &ExportManifest {
         &self.manifest
     }
 
+    /// The output labels: the classes, or a multi-label export's labels.
     pub fn labels(&self) -> &[String] {
-        &self.manifest.labels
+        match &self.manifest.multi_label {
+            Some(m) => &m.labels,
+            None => &self.manifest.labels,
+        }
+    }
+
+    /// Whether the export is multi-label (probabilities per label, independent).
+    pub fn is_multi_label(&self) -> bool {
+        self.multi.is_some()
     }
 
     pub fn dir(&self) -> &Path {
@@ -272,7 +309,20 @@ impl Predictor {
     /// batch gives an empty result. Over-long inputs are truncated as the manifest says,
     /// never losing the mask. With demonstrations in the manifest, each input is run once
     /// per set (its own sets when similarity-filtered) and the label logits averaged.
+    /// A multi-label export reads each input once per label (input, label name) and
+    /// gives each label's P(yes).
     pub fn predict(&self, inputs: &[Example]) -> Result<Vec<Prediction>> {
+        match (&self.multi, &self.manifest.multi_label) {
+            (Some(m), Some(spec)) => {
+                let rows: Vec<Vec<f32>> = self.predict_classes(&m.expand(inputs, None)?)?.into_iter().map(|p| p.probs).collect();
+                Ok(m.gather(&rows)?.into_iter().map(|p| Prediction::multi_label(p, spec.threshold)).collect())
+            }
+            _ => self.predict_classes(inputs),
+        }
+    }
+
+    /// Class predictions of inputs as the template reads them.
+    fn predict_classes(&self, inputs: &[Example]) -> Result<Vec<Prediction>> {
         let tables = match &self.filter {
             Some(f) => {
                 let per = f.sets_for(inputs, self.max_batch)?;

@@ -11,7 +11,7 @@ use tch::{Kind, Tensor};
 
 use super::demos::Demos;
 use super::eval::predict_examples;
-use crate::metrics::{accuracy, upper_pole_pearson};
+use crate::metrics::{accuracy, argmax, f1_binary, upper_pole_pearson};
 use super::optim::Optimiser;
 use super::{Progress, ProgressFn, Stage};
 use crate::model::{Batch, ClsHead, MaskedLm};
@@ -68,6 +68,18 @@ pub struct TrainParams {
     /// Pearson correlation of p(upper pole) with the dev scores. The examples' labels
     /// still give each its side (for demonstrations).
     pub regression: Option<RegressionTargets>,
+    /// What dev selection maximises for classification (regression: Pearson).
+    pub dev_metric: DevMetric,
+}
+
+/// The dev metric that picks the kept weights of a classification run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DevMetric {
+    #[default]
+    Accuracy,
+    /// F1 of class 1: LM-BFF's metric for MRPC and QQP, and for a multi-label task's
+    /// yes/no pairs the micro-F1.
+    PositiveF1,
 }
 
 /// Scores in [0, 1] of the training and dev examples, in their order.
@@ -93,6 +105,7 @@ impl Default for TrainParams {
             demo_sets: 1,
             demo_filter: None,
             regression: None,
+            dev_metric: DevMetric::Accuracy,
         }
     }
 }
@@ -324,9 +337,10 @@ pub fn finetune(
         if eval_now && !dev.is_empty() {
             let t = Instant::now();
             let logits = predict_examples(model, tok, prompt, method, &head, dev, &report.demos, p.eval_batch_size)?;
-            let acc = match &p.regression {
-                Some(r) => upper_pole_pearson(&logits, &r.dev),
-                None => accuracy(&logits, &dev_gold),
+            let acc = match (&p.regression, p.dev_metric) {
+                (Some(r), _) => upper_pole_pearson(&logits, &r.dev),
+                (None, DevMetric::Accuracy) => accuracy(&logits, &dev_gold),
+                (None, DevMetric::PositiveF1) => f1_binary(&logits.iter().map(|r| argmax(r)).collect::<Vec<_>>(), &dev_gold, 1),
             };
             eval_secs += t.elapsed().as_secs_f64();
             report.dev_curve.push((done, acc));
