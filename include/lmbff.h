@@ -74,6 +74,11 @@
 #define LMBFF_LOG_DEBUG 3
 
 /*
+ lmbff_task_params.flags: a multi-label task.
+ */
+#define LMBFF_TASK_MULTI_LABEL 1
+
+/*
  Which device trains (validated: other values are LMBFF_ERR_INVALID_ARGUMENT).
  */
 #define LMBFF_DEVICE_AUTO 0
@@ -219,7 +224,9 @@ typedef struct {
 
 /*
  What a new task is. Get defaults from lmbff_task_default_params(), then set at least
- `model_dir`, `labels`, `label_words` and `num_labels`.
+ `model_dir`, `labels`, `label_words` and `num_labels`. A host built against an
+ earlier header (before multi_label) passes that struct's size: its fields are read,
+ and the newer ones keep their defaults.
  */
 typedef struct {
   /*
@@ -248,6 +255,17 @@ typedef struct {
    Maximum input length in tokens (default 128).
    */
   uint32_t max_len;
+  /*
+   LMBFF_TASK_* flags, or-ed (default 0). LMBFF_TASK_MULTI_LABEL: any number of
+   `labels` may apply to an example; it trains as one yes/no prompt per label.
+   `labels` are then the label names, each read as the template's second sentence
+   (the default template becomes `{text_a} Is it about {text_b}? {mask}.`);
+   `label_words` holds two answer words, no then yes, or is NULL for "No" and "Yes";
+   examples are single texts whose label string lists the labels that apply,
+   separated by `|` (empty: none). Exports are multi-label
+   (lmbff_predictor_multi_label).
+   */
+  uint64_t flags;
 } lmbff_task_params;
 
 /*
@@ -582,7 +600,8 @@ void lmbff_task_free(lmbff_task *t);
 
 /*
  Registers a labelled example (`text_b` NULL unless the template reads a pair);
- `label` is one of the task's label names. Its id goes to *id (if not NULL).
+ `label` is one of the task's label names (multi-label: the names that apply,
+ separated by `|`, or "" for none). Its id goes to *id (if not NULL).
 
  # Safety
  `t` is a live task; strings are NUL-terminated or NULL where allowed.

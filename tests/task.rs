@@ -20,6 +20,7 @@ fn spec(model: &Path) -> TaskSpec {
         labels: vec!["neg".into(), "pos".into()],
         label_words: vec!["terrible".into(), "great".into()],
         truncation: Truncation::default(),
+        multi_label: false,
     }
 }
 
@@ -90,8 +91,8 @@ fn reads_format_1_files_and_refuses_newer_ones() {
     assert_eq!(t.item(4).unwrap().text_b.as_deref(), Some("and a second sentence"));
     let dir = common::tempdir("task-newer");
     let text = std::fs::read_to_string(common::root().join("tests/data/task-v1/task.json")).unwrap();
-    std::fs::write(dir.join("task.json"), text.replace("\"format_version\": 1", "\"format_version\": 2")).unwrap();
-    assert!(Task::open(&dir).unwrap_err().to_string().contains("task format version 2"));
+    std::fs::write(dir.join("task.json"), text.replace("\"format_version\": 1", "\"format_version\": 3")).unwrap();
+    assert!(Task::open(&dir).unwrap_err().to_string().contains("task format version 3"));
 }
 
 fn last_error() -> String {
@@ -399,4 +400,103 @@ fn auto_method_follows_the_documented_test() {
     assert!(why.contains("zero-shot") && why.contains("no better than chance"), "{why}");
     assert_eq!(choose(&RunParams { demonstrations: true, ..Default::default() }).0, TrainMethod::Prompt);
     assert_eq!(choose(&RunParams { method: TrainMethod::Prompt, ..Default::default() }), (TrainMethod::Prompt, "asked for".to_string()));
+}
+
+/// A multi-label task through the C ABI: labels separated by `|` (empty: none), the
+/// counts per label, a round trip through task.json (format 2), training (auto picks the
+/// prompt method: one yes/no prompt per label), export and a multi-label predictor; bad
+/// labels and pairs are named; a host built before `flags` gets a classification task.
+#[test]
+fn multi_label_tasks_through_the_c_abi() {
+    let model = CString::new(common::fixtures().join("bert").to_str().unwrap()).unwrap();
+    let names = [CString::new("music").unwrap(), CString::new("acting").unwrap(), CString::new("story").unwrap()];
+    let name_ptrs: Vec<*const c_char> = names.iter().map(|s| s.as_ptr()).collect();
+    let dir = common::tempdir("multi-abi").join("task");
+    let cdir = CString::new(dir.to_str().unwrap()).unwrap();
+    unsafe {
+        lmbff_set_torch_threads(1);
+        let mut p = lmbff_task_default_params();
+        p.model_dir = model.as_ptr();
+        p.labels = name_ptrs.as_ptr();
+        p.num_labels = 3;
+        p.max_len = 40;
+        p.flags = LMBFF_TASK_MULTI_LABEL;
+        let mut t = null_mut();
+        assert_eq!(lmbff_task_create(&p, &mut t), LMBFF_OK, "{}", last_error());
+        for (text, labels) in [
+            ("the music was bright", "music"),
+            ("the acting was bad and the music was slow", "acting|music"),
+            ("the story was long", "story"),
+            ("the acting was great", "acting"),
+            ("the story was fun and the acting was good", "story|acting"),
+            ("i liked it", ""),
+            ("the music and the story were dull", "music|story"),
+            ("the acting was flat", "acting"),
+        ] {
+            let (text, labels) = (CString::new(text).unwrap(), CString::new(labels).unwrap());
+            assert_eq!(lmbff_task_add_example(t, text.as_ptr(), null(), labels.as_ptr(), null_mut()), LMBFF_OK, "{}", last_error());
+        }
+        let (mut n, mut free) = (0usize, 0usize);
+        assert_eq!(lmbff_task_counts(t, 1, &mut n, &mut free), LMBFF_OK);
+        assert_eq!((n, free), (4, 0), "acting applies to four examples");
+        let (x, bad) = (CString::new("x").unwrap(), CString::new("music|plot").unwrap());
+        assert_eq!(lmbff_task_add_example(t, x.as_ptr(), null(), bad.as_ptr(), null_mut()), LMBFF_ERR_INVALID_ARGUMENT);
+        assert!(last_error().contains("unknown label \"plot\""), "{}", last_error());
+        assert_eq!(lmbff_task_add_example(t, x.as_ptr(), x.as_ptr(), names[0].as_ptr(), null_mut()), LMBFF_ERR_INVALID_ARGUMENT);
+        assert!(last_error().contains("single texts"), "{}", last_error());
+        assert_eq!(lmbff_task_save(t, cdir.as_ptr()), LMBFF_OK, "{}", last_error());
+        let file: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("task.json")).unwrap()).unwrap();
+        assert_eq!((file["format_version"].as_u64(), file["spec"]["multi_label"].as_bool()), (Some(2), Some(true)));
+        assert_eq!(file["items"][1]["label_set"], serde_json::json!([0, 1]));
+        assert_eq!(Task::open(&dir).unwrap().counts(), vec![3, 4, 3]);
+
+        let mut tp = lmbff_train_default_params();
+        tp.steps = 4;
+        tp.batch_size = 4;
+        tp.learning_rate = 1e-3;
+        tp.device = LMBFF_DEVICE_CPU;
+        let mut version = [0 as c_char; 16];
+        tp.method = LMBFF_METHOD_SENTENCE_EMBEDDING;
+        assert_eq!(lmbff_train(t, &tp, None, null_mut(), null_mut(), 0), LMBFF_ERR_INVALID_ARGUMENT);
+        assert!(last_error().contains("needs the prompt method"), "{}", last_error());
+        tp.method = LMBFF_METHOD_AUTO;
+        assert_eq!(lmbff_train(t, &tp, None, null_mut(), version.as_mut_ptr(), 16), LMBFF_OK, "{}", last_error());
+        let m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("models/v1/lmbff.json")).unwrap()).unwrap();
+        assert_eq!(m["multi_label"], serde_json::json!(["music", "acting", "story"]));
+        assert!(m["notes"]["method_reason"].as_str().unwrap().contains("yes/no prompt per label"));
+        let out = CString::new(dir.parent().unwrap().join("export").to_str().unwrap()).unwrap();
+        let v1 = CString::new("v1").unwrap();
+        assert_eq!(lmbff_task_export(t, v1.as_ptr(), out.as_ptr(), false), LMBFF_OK, "{}", last_error());
+        let mut pred = null_mut();
+        assert_eq!(lmbff_predictor_open(out.as_ptr(), null(), &mut pred), LMBFF_OK, "{}", last_error());
+        assert!(lmbff_predictor_multi_label(pred));
+        assert_eq!(CStr::from_ptr(lmbff_predictor_label(pred, 2)).to_str().unwrap(), "story");
+        let text = CString::new("the acting and the story were good").unwrap();
+        let mut r = null_mut();
+        assert_eq!(lmbff_predict(pred, &text.as_ptr(), null(), 1, &mut r), LMBFF_OK, "{}", last_error());
+        let mut probs = [0f32; 3];
+        assert_eq!(lmbff_predictions_probs(r, 0, probs.as_mut_ptr(), 3), LMBFF_OK);
+        assert!(probs.iter().all(|p| (0.0..=1.0).contains(p)), "{probs:?}");
+        lmbff_predictions_free(r);
+        lmbff_predictor_free(pred);
+        lmbff_task_free(t);
+
+        // A host built before `flags` passes the older size: flags is not read, so this
+        // is a classification task; unknown flags are refused.
+        p.flags = 2;
+        assert_eq!(lmbff_task_create(&p, &mut t), LMBFF_ERR_INVALID_ARGUMENT);
+        assert!(last_error().contains("params.flags"), "{}", last_error());
+        p.flags = LMBFF_TASK_MULTI_LABEL;
+        let words = [CString::new("bad").unwrap(), CString::new("good").unwrap(), CString::new("fun").unwrap()];
+        let word_ptrs: Vec<*const c_char> = words.iter().map(|s| s.as_ptr()).collect();
+        p.label_words = word_ptrs.as_ptr();
+        p.template_ = null();
+        p.struct_size = std::mem::offset_of!(lmbff_task_params, flags);
+        let mut old = null_mut();
+        assert_eq!(lmbff_task_create(&p, &mut old), LMBFF_OK, "{}", last_error());
+        let pair_ok = lmbff_task_add_example(old, x.as_ptr(), null(), names[0].as_ptr(), null_mut());
+        assert_eq!(pair_ok, LMBFF_OK);
+        assert_eq!(lmbff_task_add_example(old, x.as_ptr(), null(), bad.as_ptr(), null_mut()), LMBFF_ERR_INVALID_ARGUMENT, "`|` is no separator there");
+        lmbff_task_free(old);
+    }
 }

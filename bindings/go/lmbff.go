@@ -145,7 +145,9 @@ func copyOut(call func(buf *C.char, capacity C.size_t, needed *C.size_t) C.lmbff
 
 // Prediction of one input.
 type Prediction struct {
-	Label   string
+	Label string
+	// Labels that apply: Label, or for a multi-label export every label at 0.5 or more.
+	Labels  []string
 	Probs   []float32
 	Margin  float32 // top probability minus the second
 	Entropy float32 // nats
@@ -155,6 +157,8 @@ type Prediction struct {
 type Predictor struct {
 	p      *C.lmbff_predictor
 	Labels []string
+	// MultiLabel: Probs are each label's own probability (one yes/no prompt per label).
+	MultiLabel bool
 }
 
 // PredictorOptions of OpenPredictorWith; zero fields take the library's defaults.
@@ -187,7 +191,7 @@ func OpenPredictorWith(exportDir string, o PredictorOptions) (*Predictor, error)
 	if err := check(C.lmbff_predictor_open(cs.add(exportDir), &params, &p)); err != nil {
 		return nil, err
 	}
-	out := &Predictor{p: p}
+	out := &Predictor{p: p, MultiLabel: bool(C.lmbff_predictor_multi_label(p))}
 	for i := 0; i < int(C.lmbff_predictor_num_labels(p)); i++ {
 		out.Labels = append(out.Labels, C.GoString(C.lmbff_predictor_label(p, C.size_t(i))))
 	}
@@ -261,7 +265,17 @@ func (r *Predictions) Get(i int) (Prediction, error) {
 	if err := check(C.lmbff_predictions_probs(r.r, C.size_t(i), (*C.float)(unsafe.Pointer(&probs[0])), C.size_t(len(probs)))); err != nil {
 		return Prediction{}, err
 	}
-	return Prediction{Label: r.p.Labels[label], Probs: probs, Margin: float32(margin), Entropy: float32(entropy)}, nil
+	var labels []string
+	for l, name := range r.p.Labels {
+		var applies C.bool
+		if err := check(C.lmbff_predictions_applies(r.r, C.size_t(i), C.size_t(l), &applies)); err != nil {
+			return Prediction{}, err
+		}
+		if applies {
+			labels = append(labels, name)
+		}
+	}
+	return Prediction{Label: r.p.Labels[label], Labels: labels, Probs: probs, Margin: float32(margin), Entropy: float32(entropy)}, nil
 }
 
 // Score is the regression score of input i (exports made with a regression range;
@@ -317,6 +331,12 @@ type TaskParams struct {
 	Labels     []string
 	LabelWords []string
 	MaxLen     int // maximum input length in tokens (0: 128)
+	// MultiLabel: any number of Labels may apply to an example; it trains as one yes/no
+	// prompt per label, reading each label's name as the template's second sentence
+	// ("" template: `{text_a} Is it about {text_b}? {mask}.`). LabelWords are then the
+	// two answer words, no then yes (nil: "No", "Yes"), and AddExample's label lists the
+	// labels that apply separated by "|" ("" for none).
+	MultiLabel bool
 }
 
 // NewTask makes a task for the model in modelDir with one label word per label.
@@ -327,8 +347,11 @@ func NewTask(modelDir, template string, labels, words []string) (*Task, error) {
 // CreateTask makes a task; its template and label words are checked against the
 // model's tokenizer now (MODEL otherwise).
 func CreateTask(p TaskParams) (*Task, error) {
-	if len(p.Labels) != len(p.LabelWords) {
+	if !p.MultiLabel && len(p.Labels) != len(p.LabelWords) {
 		return nil, fmt.Errorf("lmbff: %d labels but %d label words", len(p.Labels), len(p.LabelWords))
+	}
+	if p.MultiLabel && p.LabelWords != nil && len(p.LabelWords) != 2 {
+		return nil, fmt.Errorf("lmbff: a multi-label task takes two answer words (no, yes), not %d", len(p.LabelWords))
 	}
 	var cs cstrings
 	defer cs.free()
@@ -336,8 +359,13 @@ func CreateTask(p TaskParams) (*Task, error) {
 	params.model_dir = cs.add(p.ModelDir)
 	params.template_ = cs.opt(p.Template)
 	params.labels = cs.array(p.Labels)
-	params.label_words = cs.array(p.LabelWords)
+	if p.LabelWords != nil {
+		params.label_words = cs.array(p.LabelWords)
+	}
 	params.num_labels = C.size_t(len(p.Labels))
+	if p.MultiLabel {
+		params.flags |= C.LMBFF_TASK_MULTI_LABEL
+	}
 	if p.MaxLen > 0 {
 		params.max_len = C.uint32_t(p.MaxLen)
 	}

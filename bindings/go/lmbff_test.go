@@ -259,6 +259,40 @@ func TestTrainExportPredict(t *testing.T) {
 	if err := task.DeleteVersion("v2"); err != nil {
 		t.Fatal(err)
 	}
+	// A multi-label task: an example's labels separated by "|" ("" for none), one yes/no
+	// prompt per label; its export gives each label's own probability.
+	multi, err := CreateTask(TaskParams{ModelDir: defaultModel(t), Labels: []string{"plot", "acting"}, MultiLabel: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer multi.Close()
+	for _, ex := range [][2]string{{"The plot was thin.", "plot"}, {"Great acting and a clever plot.", "plot|acting"}, {"Nothing to say.", ""}, {"The acting was wooden.", "acting"}} {
+		if _, err := multi.AddExample(ex[0], ex[1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := multi.Save(filepath.Join(dir, "multi")); err != nil {
+		t.Fatal(err)
+	}
+	mv, err := multi.Train(context.Background(), TrainParams{Steps: 2, BatchSize: 4}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := multi.Export(mv, filepath.Join(dir, "export-multi"), false); err != nil {
+		t.Fatal(err)
+	}
+	mp, err := OpenPredictor(filepath.Join(dir, "export-multi"), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !mp.MultiLabel || !reflect.DeepEqual(mp.Labels, []string{"plot", "acting"}) {
+		t.Fatalf("multi-label predictor: %v %q", mp.MultiLabel, mp.Labels)
+	}
+	if preds, err := mp.Predict([]string{"The plot was fun."}); err != nil || len(preds[0].Probs) != 2 {
+		t.Fatalf("multi-label predictions: %+v %v", preds, err)
+	}
+	mp.Close()
+
 	// The sentence-embedding method: its export says so; a bad method is named.
 	wantCode(t, func() error { _, err := task.Train(context.Background(), TrainParams{Method: 7}, nil); return err }(), "INVALID_ARGUMENT")
 	if v, err := task.Train(context.Background(), TrainParams{Method: MethodSentenceEmbedding, LearningRate: 1e-3}, nil); err != nil || v != "v2" {

@@ -22,8 +22,10 @@ const PredictorParams = koffi.struct('lmbff_predictor_params', {
 });
 const TaskParams = koffi.struct('lmbff_task_params', {
   struct_size: 'size_t', model_dir: 'const char *', template_: 'const char *', labels: 'const char **',
-  label_words: 'const char **', num_labels: 'size_t', max_len: 'uint32_t',
+  label_words: 'const char **', num_labels: 'size_t', max_len: 'uint32_t', flags: 'uint64_t',
 });
+/** lmbff_task_params.flags: a multi-label task. */
+const TASK_MULTI_LABEL = 1;
 const LogFn = koffi.proto('void lmbff_log_fn(int32_t level, const char *message, void *user_data)');
 const TrainParams = koffi.struct('lmbff_train_params', {
   struct_size: 'size_t', steps: 'uint32_t', batch_size: 'uint32_t', learning_rate: 'double', seed: 'uint64_t',
@@ -44,6 +46,8 @@ const c = {
   predictorFree: lib.func('void lmbff_predictor_free(lmbff_predictor *)'),
   numLabels: lib.func('size_t lmbff_predictor_num_labels(const lmbff_predictor *)'),
   label: lib.func('const char *lmbff_predictor_label(const lmbff_predictor *, size_t)'),
+  multiLabel: lib.func('bool lmbff_predictor_multi_label(const lmbff_predictor *)'),
+  applies: lib.func('int lmbff_predictions_applies(const lmbff_predictions *, size_t, size_t, _Out_ bool *)'),
   predict: lib.func('int lmbff_predict(const lmbff_predictor *, const char **, const char **, size_t, _Out_ lmbff_predictions **)'),
   predictionsFree: lib.func('void lmbff_predictions_free(lmbff_predictions *)'),
   predictionsGet: lib.func('int lmbff_predictions_get(const lmbff_predictions *, size_t, _Out_ uint32_t *, _Out_ float *, _Out_ float *)'),
@@ -165,9 +169,11 @@ class Predictor {
     check(c.predictorOpen(exportDir, p, out), 'open predictor');
     this.handle = out[0];
     this.labels = Array.from({ length: Number(c.numLabels(this.handle)) }, (_, i) => c.label(this.handle, i));
+    /** A multi-label export: probs are each label's own probability; `labels` of a prediction lists those that apply. */
+    this.multiLabel = c.multiLabel(this.handle);
   }
 
-  /** Predicts texts (or [textA, textB] pairs): [{label, probs, margin, entropy}]. */
+  /** Predicts texts (or [textA, textB] pairs): [{label, labels, probs, margin, entropy}]. */
   predict(inputs) {
     const r = this.predictBatch(inputs);
     try {
@@ -201,13 +207,21 @@ class Predictions {
     this.length = Number(c.predictionsCount(handle));
   }
 
-  /** The prediction of input i: {label, probs, margin, entropy}. */
+  /**
+   * The prediction of input i: {label, labels, probs, margin, entropy}; labels are those
+   * that apply (the predicted class; for a multi-label export each label at 0.5 or more).
+   */
   get(i) {
     const label = [0], margin = [0], entropy = [0];
     check(c.predictionsGet(this.handle, i, label, margin, entropy), 'read prediction');
     const probs = new Array(this.predictor.labels.length).fill(0);
     check(c.predictionsProbs(this.handle, i, probs, probs.length), 'read probabilities');
-    return { label: this.predictor.labels[label[0]], probs, margin: margin[0], entropy: entropy[0] };
+    const labels = this.predictor.labels.filter((_, l) => {
+      const yes = [false];
+      check(c.applies(this.handle, i, l, yes), 'read labels');
+      return yes[0];
+    });
+    return { label: this.predictor.labels[label[0]], labels, probs, margin: margin[0], entropy: entropy[0] };
   }
 
   /** The regression score of input i (regression exports; INVALID_ARGUMENT for a classifier). */
@@ -242,9 +256,17 @@ class Task {
     this.labels = Array.from({ length: Number(c.taskNumLabels(handle)) }, (_, i) => c.taskLabel(handle, i));
   }
 
-  static create({ modelDir, labels, labelWords, template = '{text} It was {mask}.', maxLen = 128 }) {
+  /**
+   * multiLabel: any number of labels may apply to an example; it trains as one yes/no
+   * prompt per label, reading each label's name as the template's second sentence
+   * (default template `{text_a} Is it about {text_b}? {mask}.`). labelWords are then the
+   * two answer words, no then yes (default No, Yes), and addExample's label lists the
+   * labels that apply separated by '|' ('' for none).
+   */
+  static create({ modelDir, labels, labelWords = null, template = null, maxLen = 128, multiLabel = false }) {
     const p = c.taskDefaults();
-    Object.assign(p, { model_dir: modelDir, template_: template, labels, label_words: labelWords, num_labels: labels.length, max_len: maxLen });
+    const tmpl = template ?? (multiLabel ? null : '{text} It was {mask}.');
+    Object.assign(p, { model_dir: modelDir, template_: tmpl, labels, label_words: labelWords, num_labels: labels.length, max_len: maxLen, flags: multiLabel ? TASK_MULTI_LABEL : 0 });
     const out = [null];
     check(c.taskCreate(p, out), 'create task');
     return new Task(out[0]);

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use parking_lot::Mutex;
 
-use super::{check_struct_size, guard, lmbff_status, str_arg};
+use super::{guard, lmbff_status, str_arg};
 use crate::prompt::Truncation;
 use crate::task::{Task, TaskSpec};
 use crate::{Error, Result};
@@ -20,8 +20,11 @@ pub struct lmbff_task {
 }
 
 /// What a new task is. Get defaults from lmbff_task_default_params(), then set at least
-/// `model_dir`, `labels`, `label_words` and `num_labels`.
+/// `model_dir`, `labels`, `label_words` and `num_labels`. A host built against an
+/// earlier header (before multi_label) passes that struct's size: its fields are read,
+/// and the newer ones keep their defaults.
 #[repr(C)]
+#[derive(Clone, Copy)]
 pub struct lmbff_task_params {
     /// sizeof(lmbff_task_params), set by lmbff_task_default_params().
     pub struct_size: usize,
@@ -39,7 +42,25 @@ pub struct lmbff_task_params {
     pub num_labels: usize,
     /// Maximum input length in tokens (default 128).
     pub max_len: u32,
+    /// LMBFF_TASK_* flags, or-ed (default 0). LMBFF_TASK_MULTI_LABEL: any number of
+    /// `labels` may apply to an example; it trains as one yes/no prompt per label.
+    /// `labels` are then the label names, each read as the template's second sentence
+    /// (the default template becomes `{text_a} Is it about {text_b}? {mask}.`);
+    /// `label_words` holds two answer words, no then yes, or is NULL for "No" and "Yes";
+    /// examples are single texts whose label string lists the labels that apply,
+    /// separated by `|` (empty: none). Exports are multi-label
+    /// (lmbff_predictor_multi_label).
+    pub flags: u64,
 }
+
+/// lmbff_task_params.flags: a multi-label task.
+pub const LMBFF_TASK_MULTI_LABEL: u64 = 1;
+
+/// lmbff_task_params of hosts built before `flags` (ending with `max_len`).
+const TASK_PARAMS_EARLIER: [super::EarlierLayout; 1] = [super::EarlierLayout {
+    size: std::mem::offset_of!(lmbff_task_params, flags),
+    fields_end: std::mem::offset_of!(lmbff_task_params, max_len) + std::mem::size_of::<u32>(),
+}];
 
 /// Default task parameters (no model, no labels, the default template, 128 tokens).
 #[no_mangle]
@@ -52,6 +73,7 @@ pub extern "C" fn lmbff_task_default_params() -> lmbff_task_params {
         label_words: std::ptr::null(),
         num_labels: 0,
         max_len: 128,
+        flags: 0,
     }
 }
 
@@ -97,14 +119,24 @@ pub unsafe extern "C" fn lmbff_task_create(params: *const lmbff_task_params, out
             return Err(Error::InvalidArgument("out is NULL".into()));
         }
         *out = std::ptr::null_mut();
-        let p = params.as_ref().ok_or_else(|| Error::InvalidArgument("params is NULL".into()))?;
-        check_struct_size::<lmbff_task_params>(p.struct_size, "lmbff_task_default_params")?;
+        let p = &super::read_params(params, lmbff_task_default_params(), &TASK_PARAMS_EARLIER, "lmbff_task_default_params")?;
+        if p.flags & !LMBFF_TASK_MULTI_LABEL != 0 {
+            return Err(Error::InvalidArgument(format!("params.flags has unknown bits ({:#x}): use LMBFF_TASK_MULTI_LABEL", p.flags)));
+        }
+        let multi_label = p.flags & LMBFF_TASK_MULTI_LABEL != 0;
+        let default_template = if multi_label { "{text_a} Is it about {text_b}? {mask}." } else { "{text} It was {mask}." };
+        let label_words = match (multi_label, p.label_words.is_null()) {
+            (true, true) => vec!["No".to_string(), "Yes".to_string()],
+            (true, false) => strings(p.label_words, 2, "params.label_words")?,
+            (false, _) => strings(p.label_words, p.num_labels, "params.label_words")?,
+        };
         let spec = TaskSpec {
             model_dir: PathBuf::from(str_arg(p.model_dir, "params.model_dir")?),
-            template: opt_str(p.template_, "params.template_")?.unwrap_or_else(|| "{text} It was {mask}.".into()),
+            template: opt_str(p.template_, "params.template_")?.unwrap_or_else(|| default_template.into()),
             labels: strings(p.labels, p.num_labels, "params.labels")?,
-            label_words: strings(p.label_words, p.num_labels, "params.label_words")?,
+            label_words,
             truncation: Truncation { max_len: p.max_len as usize, ..Truncation::default() },
+            multi_label,
         };
         *out = wrap(Task::new(spec)?);
         Ok(())
@@ -152,7 +184,8 @@ pub unsafe extern "C" fn lmbff_task_free(t: *mut lmbff_task) {
 }
 
 /// Registers a labelled example (`text_b` NULL unless the template reads a pair);
-/// `label` is one of the task's label names. Its id goes to *id (if not NULL).
+/// `label` is one of the task's label names (multi-label: the names that apply,
+/// separated by `|`, or "" for none). Its id goes to *id (if not NULL).
 ///
 /// # Safety
 /// `t` is a live task; strings are NUL-terminated or NULL where allowed.

@@ -410,6 +410,7 @@ pub fn run_one(
                                 Metric::F1 | Metric::MicroF1 => train::DevMetric::PositiveF1,
                                 _ => train::DevMetric::Accuracy,
                             },
+                            balance_classes: spec.multi_label.is_some(),
                             regression: targets.clone(),
                             ..TrainParams::default()
                         };

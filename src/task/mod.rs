@@ -21,8 +21,13 @@ use crate::{Error, Result};
 
 pub const TASK_FILE: &str = "task.json";
 pub const TASK_FORMAT: &str = "lmbff-task";
-/// Readers accept this version and older ones; fields are only ever added.
-pub const TASK_FORMAT_VERSION: u32 = 1;
+/// Readers accept this version and older ones; fields are only ever added. Version 2
+/// added multi-label tasks (`multi_label`, `label_set`); a task is written with the
+/// lowest version that holds it.
+pub const TASK_FORMAT_VERSION: u32 = 2;
+
+/// Separates the labels of a multi-label example in `add_example` / `relabel`.
+pub const LABEL_SEPARATOR: char = '|';
 
 /// What the task is: labels, their words, template, model, lengths.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -33,9 +38,14 @@ pub struct TaskSpec {
     pub template: String,
     /// Class names, in class order.
     pub labels: Vec<String>,
-    /// One label word per class.
+    /// One label word per class (multi-label: the two answer words, no then yes).
     pub label_words: Vec<String>,
     pub truncation: Truncation,
+    /// Multi-label: any number of `labels` may apply to an example. It trains as one
+    /// yes/no prompt per label (docs/methods.md): the template reads the example as its
+    /// first sentence and the label's name as its second.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub multi_label: bool,
 }
 
 /// A registered input: labelled (`label` is a class index) or not.
@@ -47,6 +57,16 @@ pub struct Item {
     pub text_b: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label: Option<usize>,
+    /// A multi-label task's example: the labels that apply (possibly none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_set: Option<Vec<usize>>,
+}
+
+impl Item {
+    /// Whether the item is a labelled example.
+    pub fn is_labelled(&self) -> bool {
+        self.label.is_some() || self.label_set.is_some()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -91,22 +111,38 @@ impl Task {
         self.dir.as_deref()
     }
 
-    /// Registers a labelled example; returns its id.
+    /// Registers a labelled example; returns its id. In a multi-label task `label` lists
+    /// the labels that apply, separated by `|` (empty: none applies), and examples are
+    /// single texts.
     pub fn add_example(&mut self, text_a: &str, text_b: Option<&str>, label: &str) -> Result<u64> {
-        let label = Some(self.label_index(label)?);
-        Ok(self.push(text_a, text_b, label))
+        if self.spec.multi_label && text_b.is_some() {
+            return Err(Error::InvalidArgument("a multi-label task's examples are single texts (its template's second sentence is the label's name)".into()));
+        }
+        let (label, label_set) = self.parse_label(label)?;
+        Ok(self.push(text_a, text_b, label, label_set))
     }
 
     /// Registers an unlabeled text; returns its id.
     pub fn add_unlabeled(&mut self, text_a: &str, text_b: Option<&str>) -> u64 {
-        self.push(text_a, text_b, None)
+        self.push(text_a, text_b, None, None)
     }
 
-    fn push(&mut self, text_a: &str, text_b: Option<&str>, label: Option<usize>) -> u64 {
+    fn push(&mut self, text_a: &str, text_b: Option<&str>, label: Option<usize>, label_set: Option<Vec<usize>>) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
-        self.items.insert(id, Item { id, text_a: text_a.to_string(), text_b: text_b.map(str::to_string), label });
+        self.items.insert(id, Item { id, text_a: text_a.to_string(), text_b: text_b.map(str::to_string), label, label_set });
         id
+    }
+
+    /// A class, or a multi-label task's set of labels (`a|b`, or empty for none).
+    fn parse_label(&self, label: &str) -> Result<(Option<usize>, Option<Vec<usize>>)> {
+        if !self.spec.multi_label {
+            return Ok((Some(self.label_index(label)?), None));
+        }
+        let mut set: Vec<usize> = if label.is_empty() { Vec::new() } else { label.split(LABEL_SEPARATOR).map(|l| self.label_index(l)).collect::<Result<_>>()? };
+        set.sort_unstable();
+        set.dedup();
+        Ok((None, Some(set)))
     }
 
     /// Removes an example or unlabeled text.
@@ -116,8 +152,12 @@ impl Task {
 
     /// Gives item `id` a label (or a new one); an unlabeled text becomes an example.
     pub fn relabel(&mut self, id: u64, label: &str) -> Result<()> {
-        let l = self.label_index(label)?;
-        self.items.get_mut(&id).ok_or_else(|| unknown(id))?.label = Some(l);
+        let (label, label_set) = self.parse_label(label)?;
+        let item = self.items.get_mut(&id).ok_or_else(|| unknown(id))?;
+        if self.spec.multi_label && item.text_b.is_some() {
+            return Err(Error::InvalidArgument(format!("item {id} is a text pair: a multi-label task's examples are single texts")));
+        }
+        (item.label, item.label_set) = (label, label_set);
         Ok(())
     }
 
@@ -125,17 +165,25 @@ impl Task {
         self.items.get(&id)
     }
 
-    /// Labelled examples per class, in class order.
+    /// Labelled examples per class, in class order (multi-label: the examples each
+    /// label applies to).
     pub fn counts(&self) -> Vec<usize> {
         let mut c = vec![0; self.spec.labels.len()];
-        for l in self.items.values().filter_map(|i| i.label) {
-            c[l] += 1;
+        for i in self.items.values() {
+            for &l in i.label.iter().chain(i.label_set.iter().flatten()) {
+                c[l] += 1;
+            }
         }
         c
     }
 
+    /// Labelled examples (a multi-label example counts once, whatever applies to it).
+    pub fn num_examples(&self) -> usize {
+        self.items.values().filter(|i| i.is_labelled()).count()
+    }
+
     pub fn num_unlabeled(&self) -> usize {
-        self.items.values().filter(|i| i.label.is_none()).count()
+        self.items.values().filter(|i| !i.is_labelled()).count()
     }
 
     /// All items in id order.
@@ -154,7 +202,7 @@ impl Task {
     pub fn save(&mut self, dir: &Path) -> Result<()> {
         let file = TaskFile {
             format: TASK_FORMAT.into(),
-            format_version: TASK_FORMAT_VERSION,
+            format_version: if self.spec.multi_label { 2 } else { 1 },
             lmbff_version: crate::VERSION.into(),
             spec: self.spec.clone(),
             next_id: self.next_id,
@@ -182,7 +230,8 @@ impl Task {
         let f: TaskFile = crate::checkpoint::read_versioned(dir, TASK_FILE, TASK_FORMAT, TASK_FORMAT_VERSION, "task")?;
         let path = dir.join(TASK_FILE);
         let n = f.spec.labels.len();
-        if let Some(bad) = f.items.iter().find(|i| i.label.is_some_and(|l| l >= n) || i.id >= f.next_id) {
+        let bad_set = |i: &Item| i.label_set.as_ref().is_some_and(|s| !f.spec.multi_label || s.iter().any(|&l| l >= n));
+        if let Some(bad) = f.items.iter().find(|i| i.label.is_some_and(|l| l >= n || f.spec.multi_label) || bad_set(i) || i.id >= f.next_id) {
             return Err(Error::InvalidArgument(format!("{}: item {} is inconsistent with the task", path.display(), bad.id)));
         }
         Ok(Task { spec: f.spec, items: f.items.into_iter().map(|i| (i.id, i)).collect(), next_id: f.next_id, dir: Some(dir.to_path_buf()) })
@@ -192,6 +241,9 @@ impl Task {
 impl TaskSpec {
     /// The prompt this task trains with, checked against the model's tokenizer.
     pub fn prompt(&self) -> Result<Prompt> {
+        if self.multi_label {
+            return self.multi_label_prompt();
+        }
         if self.labels.len() != self.label_words.len() {
             return Err(Error::InvalidArgument(format!(
                 "{} labels but {} label words: give one word per label",
@@ -202,6 +254,39 @@ impl TaskSpec {
         let tok = Tokenizer::from_dir(&self.model_dir)?;
         let pairs: Vec<(String, String)> = self.labels.iter().cloned().zip(self.label_words.iter().cloned()).collect();
         Prompt::new(Template::parse(&self.template)?, Verbalizer::new(&tok, &pairs)?, self.truncation)
+    }
+}
+
+impl TaskSpec {
+    /// A multi-label task's yes/no prompt (classes "no" and "yes" with the two answer
+    /// words), its template reading (example, label name).
+    fn multi_label_prompt(&self) -> Result<Prompt> {
+        crate::prompt::MultiLabel::new(&self.labels)?;
+        if let Some(bad) = self.labels.iter().find(|l| l.contains(LABEL_SEPARATOR)) {
+            return Err(Error::InvalidArgument(format!("multi-label name {bad:?} contains {LABEL_SEPARATOR:?}, which separates an example's labels")));
+        }
+        if self.label_words.len() != 2 {
+            return Err(Error::InvalidArgument(format!(
+                "a multi-label task takes two answer words, no then yes (such as No, Yes); got {}",
+                self.label_words.len()
+            )));
+        }
+        let tok = Tokenizer::from_dir(&self.model_dir)?;
+        let pairs = vec![("no".to_string(), self.label_words[0].clone()), ("yes".to_string(), self.label_words[1].clone())];
+        let template = Template::parse(&self.template)?;
+        if template.num_sentences() != 2 {
+            return Err(Error::InvalidArgument(format!(
+                "a multi-label template reads the example and the label's name (`{{text_a}} Is it about {{text_b}}? {{mask}}.`); {:?} reads {} sentence(s)",
+                self.template,
+                template.num_sentences()
+            )));
+        }
+        Prompt::new(template, Verbalizer::new(&tok, &pairs)?, self.truncation)
+    }
+
+    /// The multi-label names, for a multi-label task.
+    pub fn multi_labels(&self) -> Option<crate::prompt::MultiLabel> {
+        self.multi_label.then(|| crate::prompt::MultiLabel::new(&self.labels).ok()).flatten()
     }
 }
 

@@ -183,10 +183,20 @@ pub fn train(task: &Task, p: &RunParams, progress: ProgressFn) -> Result<String>
     let _one = ONE_RUN_AT_A_TIME.lock();
     let task_dir = task.dir().ok_or_else(|| Error::InvalidArgument("save the task to a directory before training it".into()))?.to_path_buf();
     let prompt = task.spec().prompt()?;
-    let examples: Vec<Example> = task
-        .items()
-        .filter_map(|i| i.label.map(|l| Example { text_a: i.text_a.clone(), text_b: i.text_b.clone(), label: Some(l) }))
-        .collect();
+    let multi = task.spec().multi_labels();
+    let examples: Vec<Example> = match &multi {
+        // Multi-label: each example read once per label, as (text, label name), yes or no.
+        Some(m) => {
+            let items: Vec<&super::Item> = task.items().filter(|i| i.label_set.is_some()).collect();
+            let inputs: Vec<Example> = items.iter().map(|i| Example::single(i.text_a.clone(), None)).collect();
+            let sets: Vec<Vec<usize>> = items.iter().map(|i| i.label_set.clone().unwrap_or_default()).collect();
+            m.expand(&inputs, Some(&sets))?
+        }
+        None => task
+            .items()
+            .filter_map(|i| i.label.map(|l| Example { text_a: i.text_a.clone(), text_b: i.text_b.clone(), label: Some(l) }))
+            .collect(),
+    };
     let counts = task.counts();
     if let Some(empty) = counts.iter().position(|&c| c == 0) {
         return Err(Error::InvalidArgument(format!("label {:?} has no examples: register at least one per label", task.spec().labels[empty])));
@@ -204,7 +214,13 @@ pub fn train(task: &Task, p: &RunParams, progress: ProgressFn) -> Result<String>
         let ap = AdaptParams { steps: p.adaptation_steps, seed: p.seed, ..AdaptParams::default() };
         train::adapt(&model, &tok, &texts, &ap, None, &mut *progress)?;
     }
-    let (method, reason) = choose_method(&model, &tok, &prompt, &examples, p)?;
+    let (method, reason) = match (&multi, p.method) {
+        (Some(_), TrainMethod::Auto) => (TrainMethod::Prompt, "a multi-label task trains one yes/no prompt per label".to_string()),
+        _ => choose_method(&model, &tok, &prompt, &examples, p)?,
+    };
+    if method == TrainMethod::SentenceEmbedding && multi.is_some() {
+        return Err(Error::InvalidArgument("a multi-label task trains one yes/no prompt per label: it needs the prompt method, not the sentence-embedding method".into()));
+    }
     if method == TrainMethod::SentenceEmbedding && p.demonstrations {
         return Err(Error::InvalidArgument("demonstrations need the prompt method, not the sentence-embedding method".into()));
     }
@@ -234,6 +250,7 @@ pub fn train(task: &Task, p: &RunParams, progress: ProgressFn) -> Result<String>
             eval_every: 0,
             demonstrations: p.demonstrations,
             demo_sets: p.demo_sets,
+            balance_classes: multi.is_some(),
             demo_filter: p.demo_filter.as_ref().map(|e| match e {
                 DemoFilterEncoder::TaskModel => task.spec().model_dir.clone(),
                 DemoFilterEncoder::Dir(d) => d.clone(),
@@ -248,6 +265,7 @@ pub fn train(task: &Task, p: &RunParams, progress: ProgressFn) -> Result<String>
         notes["demo_filter"] = serde_json::json!(report.demos.filter_dir());
         let mut m = Manifest::for_prompt(&prompt, &[], notes);
         report.demos.record(&mut m);
+        m.multi_label = multi.as_ref().map(|ml| ml.names().to_vec());
         m
     };
     let existing = versions(&task_dir)?;

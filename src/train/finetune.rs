@@ -70,6 +70,10 @@ pub struct TrainParams {
     pub regression: Option<RegressionTargets>,
     /// What dev selection maximises for classification (regression: Pearson).
     pub dev_metric: DevMetric,
+    /// Weigh each class's loss by `n / (classes * n_class)` over the training examples
+    /// (scikit-learn's "balanced"), so a rare class counts as much as a common one: a
+    /// multi-label task's yes/no pairs are mostly "no".
+    pub balance_classes: bool,
 }
 
 /// The dev metric that picks the kept weights of a classification run.
@@ -106,6 +110,7 @@ impl Default for TrainParams {
             demo_filter: None,
             regression: None,
             dev_metric: DevMetric::Accuracy,
+            balance_classes: false,
         }
     }
 }
@@ -277,6 +282,18 @@ pub fn finetune(
         demonstrations: p.demonstrations,
         demos,
     };
+    let class_weights = if p.balance_classes {
+        let k = prompt.verbalizer.num_labels();
+        let w: Vec<f32> = (0..k)
+            .map(|c| {
+                let n_c = labels.iter().filter(|&&l| l == c).count();
+                if n_c == 0 { 0.0 } else { labels.len() as f32 / (k * n_c) as f32 }
+            })
+            .collect();
+        Some(Tensor::from_slice(&w).f_to_device(model.device())?)
+    } else {
+        None
+    };
     let mut best = None;
     let mut order: Vec<usize> = Vec::new();
     let mut last_loss = f64::NAN;
@@ -324,7 +341,7 @@ pub fn finetune(
             None => {
                 let y: Vec<i64> = take.iter().map(|&i| labels[i] as i64).collect();
                 let target = Tensor::from_slice(&y).f_to_device(model.device())?;
-                logits.f_cross_entropy_loss::<Tensor>(&target, None, tch::Reduction::Mean, -100, 0.0)?
+                logits.f_cross_entropy_loss(&target, class_weights.as_ref(), tch::Reduction::Mean, -100, 0.0)?
             }
         };
         opt.step(&loss, step)?;

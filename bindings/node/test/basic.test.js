@@ -99,6 +99,26 @@ test('task, training with progress and cancellation, versions, export, predict',
   const out = path.join(work, 'export');
   task.exportVersion(version, out);
   task.close();
+
+  // A multi-label task: an example's labels separated by '|' ('' for none), one yes/no
+  // prompt per label; its export gives each label's own probability.
+  const multi = lmbff.Task.create({ modelDir: model, labels: ['plot', 'acting'], multiLabel: true });
+  multi.addExample('The plot was thin.', 'plot');
+  multi.addExample('Great acting and a clever plot.', 'plot|acting');
+  multi.addExample('Nothing to say.', '');
+  multi.addExample('The acting was wooden.', 'acting');
+  assert.deepStrictEqual([multi.counts(0).examples, multi.counts(1).examples], [2, 2]);
+  throwsCode(() => multi.addExample('x', 'plot|music'), 'INVALID_ARGUMENT');
+  multi.save(path.join(work, 'multi'));
+  const mv = await multi.train({ steps: 2, batchSize: 4 });
+  multi.exportVersion(mv, path.join(work, 'export-multi'));
+  multi.close();
+  const mp = new lmbff.Predictor(path.join(work, 'export-multi'), { threads: 1 });
+  assert.ok(mp.multiLabel);
+  assert.deepStrictEqual(mp.labels, ['plot', 'acting']);
+  const [one] = mp.predict(['The plot was fun.']);
+  assert.deepStrictEqual(one.labels, mp.labels.filter((_, l) => one.probs[l] >= 0.5));
+  mp.close();
   const p = new lmbff.Predictor(out, { threads: 1 });
   assert.deepStrictEqual(p.labels, ['0', '1']);
   const preds = p.predict(['A delightful film.', 'Broken on arrival.', '']);
