@@ -284,3 +284,39 @@ fn multi_label_task_from_trec() {
     let macro_f1 = r.macro_f1.expect("the macro-F1 beside the micro-F1");
     assert!((0.0..=1.0).contains(&macro_f1) && (0.0..=1.0).contains(&r.test), "{r:?}");
 }
+
+/// The full-data ceiling: plain fine-tuning on glue_pretrain's train split beside the
+/// k-shot folder, dev on its dev split, both less every text of the test set.
+#[test]
+fn full_data_ceiling_drops_test_texts() {
+    let dir = common::tempdir("harness-full");
+    let data = dir.join("k-shot");
+    kshot(&data);
+    let full = dir.join("glue_pretrain/mr");
+    std::fs::create_dir_all(&full).unwrap();
+    let mut records = Vec::new();
+    for (p, n) in POS.iter().zip(NEG) {
+        records.push(serde_json::json!({"text_a": format!("{p} and more"), "text_b": null, "label": 1}));
+        records.push(serde_json::json!({"text_a": format!("{n} and more"), "text_b": null, "label": 0}));
+    }
+    // Also in mr's test split (as `label,sentence` CSV: `0,the movie was boring`): dropped.
+    records.push(serde_json::json!({"text_a": NEG[0], "text_b": null, "label": 0}));
+    let json = |r: &[serde_json::Value]| -> String {
+        serde_json::to_string(&r.iter().enumerate().map(|(i, v)| (i.to_string(), v.clone())).collect::<serde_json::Map<_, _>>()).unwrap()
+    };
+    std::fs::write(full.join("train.json"), json(&records)).unwrap();
+    std::fs::write(full.join("dev.json"), json(&records[..6])).unwrap();
+    let out = dir.join("out");
+    let o = lmbff()
+        .args(["harness", "--device", "cpu", "--threads", "1", "--tasks", "mr", "--seeds", "1", "--methods", "full-data"])
+        .args(["--full-data-steps", "10", "--lr", "3e-3", "--max-len", "32"])
+        .arg("--model").arg(common::fixtures().join("bert")).arg("--data").arg(&data).arg("--out").arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r: harness::RunResult = serde_json::from_str(&std::fs::read_to_string(harness::result_path(&out, "mr", 1, RunMethod::FullData)).unwrap()).unwrap();
+    let f = r.full_data.expect("full-data sizes");
+    assert_eq!((f.train, f.dev, f.dropped), (12, 6, 1), "{f:?}");
+    assert_eq!(r.best_step.map(|s| s % 2), Some(0), "dev every fifth of 10 steps");
+    assert!((0.0..=1.0).contains(&r.test));
+}

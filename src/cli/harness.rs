@@ -51,6 +51,10 @@ pub struct HarnessArgs {
     pub demo_subsample: usize,
     #[arg(long, default_value_t = 16)]
     pub demo_subsample_sets: usize,
+    /// full-data: steps of plain fine-tuning on the task's whole training set (batch 16,
+    /// dev every fifth of them).
+    #[arg(long, default_value_t = harness::DEFAULT_FULL_DATA_STEPS)]
+    pub full_data_steps: usize,
     /// Start no new run after this many minutes (the run going on finishes); re-run the
     /// same command to continue. Not a setting: chunks of one grid may differ.
     #[arg(long)]
@@ -84,6 +88,7 @@ pub fn run(a: HarnessArgs) -> Result<()> {
         test_limit: a.test_limit,
         demo_subsample: a.demo_subsample,
         demo_subsample_sets: a.demo_subsample_sets,
+        full_data_steps: a.full_data_steps,
     };
     let started = std::time::Instant::now();
     let out_of_time = || a.max_minutes.is_some_and(|m| started.elapsed().as_secs_f64() > 60.0 * m);

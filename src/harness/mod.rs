@@ -42,6 +42,9 @@ pub enum RunMethod {
     Prompt,
     /// Prompt-based fine-tuning with demonstrations.
     PromptDemos,
+    /// The ceiling: plain fine-tuning of `--plain-model` on the task's whole training set
+    /// (glue_pretrain's 90% split, less every text of the test set), dev on its 10%.
+    FullData,
     /// Prompt-based fine-tuning with similarity-filtered demonstrations (LM-BFF's
     /// `demo_filter`), ranked by the plain model's mean-pooled embeddings.
     PromptDemosFilter,
@@ -75,6 +78,7 @@ impl RunMethod {
             RunMethod::Prompt => "prompt",
             RunMethod::PromptDemos => "prompt-demos",
             RunMethod::PromptDemosFilter => "prompt-demos-filter",
+            RunMethod::FullData => "full-data",
             RunMethod::SentenceEmbedding => "sentence-embedding",
             RunMethod::PromptAuto1 => "prompt-auto-1",
             RunMethod::PromptAuto2 => "prompt-auto-2",
@@ -95,7 +99,7 @@ impl RunMethod {
     }
 
     pub fn parse(s: &str) -> Result<Self> {
-        const ALL: [RunMethod; 12] = [
+        const ALL: [RunMethod; 13] = [
             RunMethod::Majority,
             RunMethod::ZeroShot,
             RunMethod::InContext,
@@ -103,6 +107,7 @@ impl RunMethod {
             RunMethod::Prompt,
             RunMethod::PromptDemos,
             RunMethod::PromptDemosFilter,
+            RunMethod::FullData,
             RunMethod::SentenceEmbedding,
             RunMethod::PromptAuto1,
             RunMethod::PromptAuto2,
@@ -145,6 +150,29 @@ pub struct Settings {
     pub demo_subsample: usize,
     #[serde(default)]
     pub demo_subsample_sets: usize,
+    /// full-data: steps of the ceiling (batch [`FULL_DATA_BATCH`], dev every fifth).
+    #[serde(default = "default_full_data_steps")]
+    pub full_data_steps: usize,
+}
+
+/// Steps of the full-data ceiling unless set (results stored before the setting existed
+/// count as this).
+pub const DEFAULT_FULL_DATA_STEPS: usize = 500;
+/// Batch size of the full-data ceiling.
+pub const FULL_DATA_BATCH: usize = 16;
+
+fn default_full_data_steps() -> usize {
+    DEFAULT_FULL_DATA_STEPS
+}
+
+/// The full-data ceiling's data: the task's glue_pretrain train and dev splits less every
+/// text that also occurs in its test set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FullData {
+    pub train: usize,
+    pub dev: usize,
+    /// Train and dev inputs dropped because the test set holds them.
+    pub dropped: usize,
 }
 
 /// prompt-demos on a test subsample: one fixed demonstration set against the average
@@ -185,6 +213,9 @@ pub struct RunResult {
     /// Multi-label tasks: the macro-F1 over the labels (`test` is the micro-F1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub macro_f1: Option<f64>,
+    /// full-data: the sizes of its train and dev sets and what the test overlap removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub full_data: Option<FullData>,
     pub settings: Settings,
 }
 
@@ -308,8 +339,19 @@ pub fn run_one(
         return Ok(r);
     }
     let started = Instant::now();
-    let (train_ex, dev_ex) = (spec.read(root, seed, "train")?, spec.read(root, seed, "dev")?);
+    let (mut train_ex, mut dev_ex) = (spec.read(root, seed, "train")?, spec.read(root, seed, "dev")?);
     let (mut test_ex, test_dropped) = spec.read_test(root, seed, &[&train_ex, &dev_ex])?;
+    let mut full_data = None;
+    if method == RunMethod::FullData {
+        // The whole training set, less what the test set holds (the data README lists
+        // exact-match overlaps: MPQA 445, TREC 10, CR 2, SST-5 2).
+        let test_texts: std::collections::HashSet<(&str, Option<&str>)> = test_ex.iter().map(|e| (e.text_a.trim(), e.text_b.as_deref().map(str::trim))).collect();
+        let (full_train, full_dev) = (spec.read_full(root, "train")?, spec.read_full(root, "dev")?);
+        let n = full_train.len() + full_dev.len();
+        let keep = |v: Vec<Example>| -> Vec<Example> { v.into_iter().filter(|e| !test_texts.contains(&(e.text_a.trim(), e.text_b.as_deref().map(str::trim)))).collect() };
+        (train_ex, dev_ex) = (keep(full_train), keep(full_dev));
+        full_data = Some(FullData { train: train_ex.len(), dev: dev_ex.len(), dropped: n - train_ex.len() - dev_ex.len() });
+    }
     if let Some(n) = s.test_limit {
         test_ex.truncate(n);
     }
@@ -350,7 +392,7 @@ pub fn run_one(
         }
         _ => {
             let demos = matches!(method, RunMethod::PromptDemos | RunMethod::PromptDemosFilter | RunMethod::InContext);
-            let model_dir = if matches!(method, RunMethod::Plain | RunMethod::SentenceEmbedding) {
+            let model_dir = if matches!(method, RunMethod::Plain | RunMethod::SentenceEmbedding | RunMethod::FullData) {
                 &s.plain_model
             } else {
                 &s.model
@@ -392,16 +434,17 @@ pub fn run_one(
                         };
                         (Head::for_prompt(&model, &prompt)?, sets, None, None, Method::Prompt)
                     } else {
-                        let train_method = if method == RunMethod::Plain {
+                        let train_method = if matches!(method, RunMethod::Plain | RunMethod::FullData) {
                             Method::Cls
                         } else {
                             Method::Prompt
                         };
+                        let full = method == RunMethod::FullData;
                         let p = TrainParams {
-                            steps: s.steps,
-                            batch_size: s.batch_size,
+                            steps: if full { s.full_data_steps } else { s.steps },
+                            batch_size: if full { FULL_DATA_BATCH } else { s.batch_size },
                             lr: s.lr,
-                            eval_every: s.eval_every,
+                            eval_every: if full { (s.full_data_steps / 5).max(1) } else { s.eval_every },
                             seed,
                             demonstrations: demos,
                             demo_sets: s.demo_sets,
@@ -505,6 +548,7 @@ pub fn run_one(
         subsample: subsample_score,
         calibration,
         macro_f1,
+        full_data,
         settings: s.clone(),
     };
     save(out, &r)?;

@@ -242,6 +242,17 @@ impl TaskSpec {
         }
     }
 
+    /// The task's whole training data, glue_pretrain's `train.json` (90% of the original
+    /// training set) or `dev.json` (10%) beside the k-shot folder, for the full-data
+    /// ceiling. Classification tasks only.
+    pub fn read_full(&self, root: &Path, split: &str) -> Result<Vec<Example>> {
+        if self.regression.is_some() || self.multi_label.is_some() {
+            return Err(Error::InvalidArgument(format!("{}: the full-data ceiling is for classification tasks", self.name)));
+        }
+        let parent = root.parent().unwrap_or(Path::new(".."));
+        read_json_pairs(&parent.join("glue_pretrain").join(self.name).join(format!("{split}.json")), &self.label_names())
+    }
+
     /// The gold scores of a regression task's split, in file order (checked against its
     /// range).
     pub fn scores(&self, root: &Path, seed: u64, split: &str) -> Result<Vec<f32>> {
@@ -306,7 +317,8 @@ fn read_json_pairs(path: &Path, labels: &[String]) -> Result<Vec<Example>> {
     struct Record {
         text_a: String,
         text_b: Option<String>,
-        label: String,
+        /// A string ("entailment", "1") or a number (0).
+        label: serde_json::Value,
     }
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     let map: serde_json::Map<String, serde_json::Value> =
@@ -314,7 +326,11 @@ fn read_json_pairs(path: &Path, labels: &[String]) -> Result<Vec<Example>> {
     let mut out = Vec::with_capacity(map.len());
     for (key, value) in map {
         let r: Record = serde_json::from_value(value).map_err(|source| Error::Json { path: path.to_path_buf(), what: "a glue_pretrain record", source })?;
-        let idx = labels.iter().position(|l| *l == r.label).ok_or_else(|| Error::Data {
+        let label = match &r.label {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        let idx = labels.iter().position(|l| *l == label).ok_or_else(|| Error::Data {
             path: path.to_path_buf(),
             line: 0,
             message: format!("record {key}: label {:?} is not one of {labels:?}", r.label),
