@@ -343,6 +343,15 @@ typedef struct {
    (the default MiniLM is a sentence encoder: mean pooling).
    */
   const char *demo_filter_model;
+  /*
+   Temperature scaling (default false): fit one temperature on the task's dev
+   examples (lmbff_task_set_dev; minimum negative log-likelihood) so that the
+   version's probabilities match its accuracy, which a host needs before it
+   auto-accepts labels above a probability. Exports divide the class logits by it;
+   the version's notes hold it with the dev ECE before and after. Needs dev examples.
+   (Dev examples are held out of training in any case and pick the kept weights.)
+   */
+  bool calibrate;
 } lmbff_train_params;
 
 /*
@@ -633,6 +642,24 @@ lmbff_status lmbff_task_add_unlabeled(lmbff_task *t,
 lmbff_status lmbff_task_remove(lmbff_task *t, uint64_t id);
 
 /*
+ Marks labelled example `id` as a dev example (`dev` true) or back as a training one.
+ Dev examples are held out of training: they pick the kept weights (five evaluations a
+ run) and, with lmbff_train_params.calibrate, fit the temperature.
+
+ # Safety
+ `t` is a live task.
+ */
+lmbff_status lmbff_task_set_dev(lmbff_task *t, uint64_t id, bool dev);
+
+/*
+ Number of dev examples (0 if `t` is NULL or busy).
+
+ # Safety
+ `t` is NULL or a live task.
+ */
+size_t lmbff_task_num_dev(lmbff_task *t);
+
+/*
  Sets the label of item `id` (an unlabeled text becomes a labelled example).
 
  # Safety
@@ -657,8 +684,9 @@ size_t lmbff_task_num_labels(const lmbff_task *t);
 const char *lmbff_task_label(const lmbff_task *t, size_t i);
 
 /*
- Counts: labelled examples of class `label_index` into *examples, unlabeled texts
- into *unlabeled (either pointer may be NULL).
+ Counts: labelled training examples of class `label_index` into *examples (dev
+ examples not counted; multi-label: the examples the label applies to), unlabeled
+ texts into *unlabeled (either pointer may be NULL).
 
  # Safety
  `t` is a live task; output pointers are NULL or valid.

@@ -500,3 +500,79 @@ fn multi_label_tasks_through_the_c_abi() {
         lmbff_task_free(old);
     }
 }
+
+/// Dev examples and calibration through the C ABI: dev examples are held out of training
+/// and counted apart; with calibrate, the version holds the temperature fitted on them
+/// (and its dev ECE before and after), and its export divides the logits by it.
+#[test]
+fn dev_examples_and_calibration_through_the_c_abi() {
+    let model = CString::new(common::fixtures().join("bert").to_str().unwrap()).unwrap();
+    let names = [CString::new("neg").unwrap(), CString::new("pos").unwrap()];
+    let words = [CString::new("terrible").unwrap(), CString::new("great").unwrap()];
+    let name_ptrs: Vec<*const c_char> = names.iter().map(|s| s.as_ptr()).collect();
+    let word_ptrs: Vec<*const c_char> = words.iter().map(|s| s.as_ptr()).collect();
+    let dir = common::tempdir("calibrate-abi").join("task");
+    let cdir = CString::new(dir.to_str().unwrap()).unwrap();
+    unsafe {
+        lmbff_set_torch_threads(1);
+        let mut p = lmbff_task_default_params();
+        p.model_dir = model.as_ptr();
+        p.labels = name_ptrs.as_ptr();
+        p.label_words = word_ptrs.as_ptr();
+        p.num_labels = 2;
+        p.max_len = 32;
+        let mut t = null_mut();
+        assert_eq!(lmbff_task_create(&p, &mut t), LMBFF_OK, "{}", last_error());
+        let mut ids = Vec::new();
+        for (text, label) in [("the movie was fun", 1), ("i loved this book", 1), ("a great ride", 1), ("the music was bright", 1),
+                              ("the movie was boring", 0), ("i hated this book", 0), ("a dull ride", 0), ("the music was slow", 0)] {
+            let text = CString::new(text).unwrap();
+            let mut id = 0u64;
+            assert_eq!(lmbff_task_add_example(t, text.as_ptr(), null(), names[label].as_ptr(), &mut id), LMBFF_OK);
+            ids.push(id);
+        }
+        let free = CString::new("no label yet").unwrap();
+        let mut unl = 0u64;
+        assert_eq!(lmbff_task_add_unlabeled(t, free.as_ptr(), null(), &mut unl), LMBFF_OK);
+        assert_eq!(lmbff_task_set_dev(t, unl, true), LMBFF_ERR_INVALID_ARGUMENT);
+        assert!(last_error().contains("only labelled examples"), "{}", last_error());
+        for &id in &[ids[3], ids[7]] {
+            assert_eq!(lmbff_task_set_dev(t, id, true), LMBFF_OK);
+        }
+        assert_eq!(lmbff_task_num_dev(t), 2);
+        let mut n = 0usize;
+        assert_eq!(lmbff_task_counts(t, 1, &mut n, null_mut()), LMBFF_OK);
+        assert_eq!(n, 3, "dev examples are not training examples");
+        assert_eq!(lmbff_task_save(t, cdir.as_ptr()), LMBFF_OK);
+        assert_eq!(Task::open(&dir).unwrap().num_dev(), 2, "dev marks survive a save");
+
+        let mut tp = lmbff_train_default_params();
+        tp.steps = 10;
+        tp.batch_size = 4;
+        tp.learning_rate = 1e-3;
+        tp.device = LMBFF_DEVICE_CPU;
+        tp.method = LMBFF_METHOD_PROMPT;
+        tp.calibrate = true;
+        let mut version = [0 as c_char; 16];
+        assert_eq!(lmbff_train(t, &tp, None, null_mut(), version.as_mut_ptr(), 16), LMBFF_OK, "{}", last_error());
+        let m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("models/v1/lmbff.json")).unwrap()).unwrap();
+        let temperature = m["temperature"].as_f64().expect("a fitted temperature");
+        assert!((0.05..=20.0).contains(&temperature), "{m}");
+        assert_eq!(m["notes"]["calibration"]["dev_examples"].as_u64(), Some(2));
+        assert_eq!(m["notes"]["dev_examples"].as_u64(), Some(2));
+        assert!(m["notes"]["best_step"].as_u64().unwrap() % 2 == 0, "dev every fifth of 10 steps");
+        let out = CString::new(dir.parent().unwrap().join("export").to_str().unwrap()).unwrap();
+        let v1 = CString::new("v1").unwrap();
+        assert_eq!(lmbff_task_export(t, v1.as_ptr(), out.as_ptr(), false), LMBFF_OK, "{}", last_error());
+        let e: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.parent().unwrap().join("export/lmbff-export.json")).unwrap()).unwrap();
+        assert!((e["temperature"].as_f64().unwrap() - temperature).abs() < 1e-5, "{e}");
+
+        // Without dev examples there is nothing to calibrate on.
+        for &id in &[ids[3], ids[7]] {
+            assert_eq!(lmbff_task_set_dev(t, id, false), LMBFF_OK);
+        }
+        assert_eq!(lmbff_train(t, &tp, None, null_mut(), null_mut(), 0), LMBFF_ERR_INVALID_ARGUMENT);
+        assert!(last_error().contains("dev examples"), "{}", last_error());
+        lmbff_task_free(t);
+    }
+}

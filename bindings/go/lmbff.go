@@ -433,6 +433,15 @@ func (t *Task) Relabel(id uint64, label string) error {
 	return check(C.lmbff_task_relabel(t.t, C.uint64_t(id), cs.add(label)))
 }
 
+// SetDev marks labelled example id as a dev example (held out of training; it picks the
+// kept weights and, with TrainParams.Calibrate, fits the temperature) or back.
+func (t *Task) SetDev(id uint64, dev bool) error {
+	return check(C.lmbff_task_set_dev(t.t, C.uint64_t(id), C.bool(dev)))
+}
+
+// NumDev is the number of dev examples.
+func (t *Task) NumDev() int { return int(C.lmbff_task_num_dev(t.t)) }
+
 // Counts are the labelled examples per class (in the order of Labels) and the number
 // of unlabeled texts.
 func (t *Task) Counts() (examples []int, unlabeled int, err error) {
@@ -474,6 +483,9 @@ type TrainParams struct {
 	// Method: MethodAuto (the zero value: the library decides, see lmbff.h),
 	// MethodPrompt or MethodSentenceEmbedding.
 	Method Method
+	// Calibrate fits temperature scaling on the dev examples (SetDev), so that the
+	// version's probabilities match its accuracy; exports divide the logits by it.
+	Calibrate bool
 }
 
 // Method of a training run (lmbff_train_params.method).
@@ -516,6 +528,7 @@ func (t *Task) Train(ctx context.Context, p TrainParams, progress func(step, tot
 		params.demo_sets = C.uint32_t(p.DemoSets)
 	}
 	params.method = C.int32_t(p.Method)
+	params.calibrate = C.bool(p.Calibrate)
 	params.demo_filter = C.bool(p.DemoFilter)
 	if p.DemoFilterModel != "" {
 		params.demo_filter_model = cs.add(p.DemoFilterModel)

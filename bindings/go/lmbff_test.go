@@ -271,15 +271,23 @@ func TestTrainExportPredict(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	devID, err := multi.AddExample("A tense plot and strong acting.", "plot|acting")
+	if err != nil || multi.SetDev(devID, true) != nil || multi.NumDev() != 1 {
+		t.Fatalf("a dev example: %v", err)
+	}
 	if err := multi.Save(filepath.Join(dir, "multi")); err != nil {
 		t.Fatal(err)
 	}
-	mv, err := multi.Train(context.Background(), TrainParams{Steps: 2, BatchSize: 4}, nil)
+	mv, err := multi.Train(context.Background(), TrainParams{Steps: 2, BatchSize: 4, Calibrate: true}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := multi.Export(mv, filepath.Join(dir, "export-multi"), false); err != nil {
 		t.Fatal(err)
+	}
+	var calibrated struct{ Temperature float64 }
+	if raw, err := os.ReadFile(filepath.Join(dir, "export-multi", "lmbff-export.json")); err != nil || json.Unmarshal(raw, &calibrated) != nil || calibrated.Temperature <= 0 {
+		t.Fatalf("the calibrated export's temperature: %+v (%v)", calibrated, err)
 	}
 	mp, err := OpenPredictor(filepath.Join(dir, "export-multi"), 1)
 	if err != nil {

@@ -31,6 +31,7 @@ const TrainParams = koffi.struct('lmbff_train_params', {
   struct_size: 'size_t', steps: 'uint32_t', batch_size: 'uint32_t', learning_rate: 'double', seed: 'uint64_t',
   device: 'int32_t', device_index: 'uint32_t', adaptation_steps: 'uint32_t', warm_start: 'const char *',
   demonstrations: 'bool', demo_sets: 'uint32_t', method: 'int32_t', demo_filter: 'bool', demo_filter_model: 'const char *',
+  calibrate: 'bool',
 });
 /** Training methods (lmbff_train_params.method): 'auto' lets the library decide. */
 const METHODS = { auto: 0, prompt: 1, 'sentence-embedding': 2 };
@@ -65,6 +66,8 @@ const c = {
   addUnlabeled: lib.func('int lmbff_task_add_unlabeled(lmbff_task *, const char *, const char *, _Out_ uint64_t *)'),
   remove: lib.func('int lmbff_task_remove(lmbff_task *, uint64_t)'),
   relabel: lib.func('int lmbff_task_relabel(lmbff_task *, uint64_t, const char *)'),
+  setDev: lib.func('int lmbff_task_set_dev(lmbff_task *, uint64_t, bool)'),
+  numDev: lib.func('size_t lmbff_task_num_dev(lmbff_task *)'),
   taskNumLabels: lib.func('size_t lmbff_task_num_labels(const lmbff_task *)'),
   taskLabel: lib.func('const char *lmbff_task_label(const lmbff_task *, size_t)'),
   counts: lib.func('int lmbff_task_counts(lmbff_task *, size_t, _Out_ size_t *, _Out_ size_t *)'),
@@ -300,6 +303,19 @@ class Task {
     check(c.relabel(this.handle, id, label), 'relabel');
   }
 
+  /**
+   * Marks labelled example id as a dev example (held out of training; it picks the kept
+   * weights and, with train({calibrate: true}), fits the temperature), or back.
+   */
+  setDev(id, dev = true) {
+    check(c.setDev(this.handle, id, dev), 'set dev');
+  }
+
+  /** The number of dev examples. */
+  numDev() {
+    return Number(c.numDev(this.handle));
+  }
+
   /** Examples of label index `i`, and the number of unlabeled texts. */
   counts(i) {
     const n = [0], free = [0];
@@ -321,15 +337,16 @@ class Task {
    * the most similar half of each class (LM-BFF's demo_filter), ranked by the sentence
    * encoder demoFilterModel (an HF model directory; null: the task's model). method is
    * 'auto' (the library decides: see lmbff.h), 'prompt' or 'sentence-embedding'.
+   * calibrate fits temperature scaling on the dev examples (setDev).
    */
-  train({ steps = 300, batchSize = 8, learningRate = 2e-5, seed = 42, adaptationSteps = 0, warmStart = null, demonstrations = false, demoSets = 1, demoFilter = false, demoFilterModel = null, method = 'auto' } = {}, { onProgress, signal, pollMs = 50 } = {}) {
+  train({ steps = 300, batchSize = 8, learningRate = 2e-5, seed = 42, adaptationSteps = 0, warmStart = null, demonstrations = false, demoSets = 1, demoFilter = false, demoFilterModel = null, method = 'auto', calibrate = false } = {}, { onProgress, signal, pollMs = 50 } = {}) {
     if (!(method in METHODS)) {
       const e = new Error(`train: method ${JSON.stringify(method)}: use one of ${Object.keys(METHODS).join(', ')}`);
       e.code = 'INVALID_ARGUMENT';
       return Promise.reject(e);
     }
     const p = c.trainDefaults();
-    Object.assign(p, { steps, batch_size: batchSize, learning_rate: learningRate, seed, device: 1, adaptation_steps: adaptationSteps, warm_start: warmStart, demonstrations, demo_sets: demoSets, demo_filter: demoFilter, demo_filter_model: demoFilterModel, method: METHODS[method] });
+    Object.assign(p, { steps, batch_size: batchSize, learning_rate: learningRate, seed, device: 1, adaptation_steps: adaptationSteps, warm_start: warmStart, demonstrations, demo_sets: demoSets, demo_filter: demoFilter, demo_filter_model: demoFilterModel, method: METHODS[method], calibrate });
     const out = [null];
     check(c.trainStart(this.handle, p, null, null, out), 'start training');
     const run = out[0];

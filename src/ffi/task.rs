@@ -233,6 +233,26 @@ pub unsafe extern "C" fn lmbff_task_remove(t: *mut lmbff_task, id: u64) -> lmbff
     guard(|| with_task(t, |task| task.remove(id)))
 }
 
+/// Marks labelled example `id` as a dev example (`dev` true) or back as a training one.
+/// Dev examples are held out of training: they pick the kept weights (five evaluations a
+/// run) and, with lmbff_train_params.calibrate, fit the temperature.
+///
+/// # Safety
+/// `t` is a live task.
+#[no_mangle]
+pub unsafe extern "C" fn lmbff_task_set_dev(t: *mut lmbff_task, id: u64, dev: bool) -> lmbff_status {
+    guard(|| with_task(t, |task| task.set_dev(id, dev)))
+}
+
+/// Number of dev examples (0 if `t` is NULL or busy).
+///
+/// # Safety
+/// `t` is NULL or a live task.
+#[no_mangle]
+pub unsafe extern "C" fn lmbff_task_num_dev(t: *mut lmbff_task) -> usize {
+    with_task(t, |task| Ok(task.num_dev())).unwrap_or(0)
+}
+
 /// Sets the label of item `id` (an unlabeled text becomes a labelled example).
 ///
 /// # Safety
@@ -263,8 +283,9 @@ pub unsafe extern "C" fn lmbff_task_label(t: *const lmbff_task, i: usize) -> *co
     t.as_ref().and_then(|t| t.labels.get(i)).map(|l| l.as_ptr()).unwrap_or(std::ptr::null())
 }
 
-/// Counts: labelled examples of class `label_index` into *examples, unlabeled texts
-/// into *unlabeled (either pointer may be NULL).
+/// Counts: labelled training examples of class `label_index` into *examples (dev
+/// examples not counted; multi-label: the examples the label applies to), unlabeled
+/// texts into *unlabeled (either pointer may be NULL).
 ///
 /// # Safety
 /// `t` is a live task; output pointers are NULL or valid.

@@ -90,6 +90,13 @@ pub struct lmbff_train_params {
     /// The filter's sentence encoder, an HF model directory, or NULL for the task's model
     /// (the default MiniLM is a sentence encoder: mean pooling).
     pub demo_filter_model: *const c_char,
+    /// Temperature scaling (default false): fit one temperature on the task's dev
+    /// examples (lmbff_task_set_dev; minimum negative log-likelihood) so that the
+    /// version's probabilities match its accuracy, which a host needs before it
+    /// auto-accepts labels above a probability. Exports divide the class logits by it;
+    /// the version's notes hold it with the dev ECE before and after. Needs dev examples.
+    /// (Dev examples are held out of training in any case and pick the kept weights.)
+    pub calibrate: bool,
 }
 
 /// lmbff_train_params of hosts built before `demo_filter` (ending with `method`).
@@ -117,6 +124,7 @@ pub extern "C" fn lmbff_train_default_params() -> lmbff_train_params {
         method: LMBFF_METHOD_AUTO,
         demo_filter: false,
         demo_filter_model: std::ptr::null(),
+        calibrate: false,
     }
 }
 
@@ -187,6 +195,7 @@ unsafe fn run_params(p: *const lmbff_train_params) -> Result<crate::task::RunPar
         demo_sets: p.demo_sets as usize,
         demo_filter,
         method,
+        calibrate: p.calibrate,
     })
 }
 

@@ -22,8 +22,8 @@ use crate::{Error, Result};
 pub const TASK_FILE: &str = "task.json";
 pub const TASK_FORMAT: &str = "lmbff-task";
 /// Readers accept this version and older ones; fields are only ever added. Version 2
-/// added multi-label tasks (`multi_label`, `label_set`); a task is written with the
-/// lowest version that holds it.
+/// added multi-label tasks (`multi_label`, `label_set`) and dev examples (`dev`); a task
+/// is written with the lowest version that holds it.
 pub const TASK_FORMAT_VERSION: u32 = 2;
 
 /// Separates the labels of a multi-label example in `add_example` / `relabel`.
@@ -60,6 +60,10 @@ pub struct Item {
     /// A multi-label task's example: the labels that apply (possibly none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label_set: Option<Vec<usize>>,
+    /// A dev example: held out of training, it picks the kept weights and fits the
+    /// calibration temperature.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dev: bool,
 }
 
 impl Item {
@@ -130,7 +134,7 @@ impl Task {
     fn push(&mut self, text_a: &str, text_b: Option<&str>, label: Option<usize>, label_set: Option<Vec<usize>>) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
-        self.items.insert(id, Item { id, text_a: text_a.to_string(), text_b: text_b.map(str::to_string), label, label_set });
+        self.items.insert(id, Item { id, text_a: text_a.to_string(), text_b: text_b.map(str::to_string), label, label_set, dev: false });
         id
     }
 
@@ -161,15 +165,31 @@ impl Task {
         Ok(())
     }
 
+    /// Marks labelled example `id` as a dev example (held out of training; it selects the
+    /// kept weights and fits the calibration temperature), or back as a training one.
+    pub fn set_dev(&mut self, id: u64, dev: bool) -> Result<()> {
+        let item = self.items.get_mut(&id).ok_or_else(|| unknown(id))?;
+        if dev && !item.is_labelled() {
+            return Err(Error::InvalidArgument(format!("item {id} has no label: only labelled examples can be dev examples")));
+        }
+        item.dev = dev;
+        Ok(())
+    }
+
+    /// Dev examples.
+    pub fn num_dev(&self) -> usize {
+        self.items.values().filter(|i| i.dev).count()
+    }
+
     pub fn item(&self, id: u64) -> Option<&Item> {
         self.items.get(&id)
     }
 
-    /// Labelled examples per class, in class order (multi-label: the examples each
-    /// label applies to).
+    /// Labelled training examples per class (dev examples not counted), in class order
+    /// (multi-label: the examples each label applies to).
     pub fn counts(&self) -> Vec<usize> {
         let mut c = vec![0; self.spec.labels.len()];
-        for i in self.items.values() {
+        for i in self.items.values().filter(|i| !i.dev) {
             for &l in i.label.iter().chain(i.label_set.iter().flatten()) {
                 c[l] += 1;
             }
@@ -202,7 +222,7 @@ impl Task {
     pub fn save(&mut self, dir: &Path) -> Result<()> {
         let file = TaskFile {
             format: TASK_FORMAT.into(),
-            format_version: if self.spec.multi_label { 2 } else { 1 },
+            format_version: if self.spec.multi_label || self.items.values().any(|i| i.dev) { 2 } else { 1 },
             lmbff_version: crate::VERSION.into(),
             spec: self.spec.clone(),
             next_id: self.next_id,
@@ -230,7 +250,7 @@ impl Task {
         let f: TaskFile = crate::checkpoint::read_versioned(dir, TASK_FILE, TASK_FORMAT, TASK_FORMAT_VERSION, "task")?;
         let path = dir.join(TASK_FILE);
         let n = f.spec.labels.len();
-        let bad_set = |i: &Item| i.label_set.as_ref().is_some_and(|s| !f.spec.multi_label || s.iter().any(|&l| l >= n));
+        let bad_set = |i: &Item| i.label_set.as_ref().is_some_and(|s| !f.spec.multi_label || s.iter().any(|&l| l >= n)) || (i.dev && !i.is_labelled());
         if let Some(bad) = f.items.iter().find(|i| i.label.is_some_and(|l| l >= n || f.spec.multi_label) || bad_set(i) || i.id >= f.next_id) {
             return Err(Error::InvalidArgument(format!("{}: item {} is inconsistent with the task", path.display(), bad.id)));
         }

@@ -37,6 +37,9 @@ pub struct RunParams {
     pub demo_filter: Option<DemoFilterEncoder>,
     /// Which method trains the model; `Auto` decides by [`choose_method`].
     pub method: TrainMethod,
+    /// Fit temperature scaling on the dev examples (`Task::set_dev`) so that exported
+    /// probabilities match accuracy; needs dev examples.
+    pub calibrate: bool,
 }
 
 impl Default for RunParams {
@@ -53,6 +56,7 @@ impl Default for RunParams {
             demo_sets: 1,
             demo_filter: None,
             method: TrainMethod::Auto,
+            calibrate: false,
         }
     }
 }
@@ -172,6 +176,35 @@ pub fn export_version(task_dir: &Path, v: &str, out: &Path, opts: &ExportOptions
     export_checkpoint(&version_dir(task_dir, v)?, out, opts).map(|_| ())
 }
 
+/// The task's labelled examples, training ones or dev ones, as the trainer reads them (a
+/// multi-label task's as yes/no pairs, one per label).
+fn labelled(task: &Task, multi: Option<&crate::prompt::MultiLabel>, dev: bool) -> Result<Vec<Example>> {
+    let items = task.items().filter(|i| i.is_labelled() && i.dev == dev);
+    Ok(match multi {
+        Some(m) => {
+            let items: Vec<&super::Item> = items.filter(|i| i.label_set.is_some()).collect();
+            let inputs: Vec<Example> = items.iter().map(|i| Example::single(i.text_a.clone(), None)).collect();
+            let sets: Vec<Vec<usize>> = items.iter().map(|i| i.label_set.clone().unwrap_or_default()).collect();
+            m.expand(&inputs, Some(&sets))?
+        }
+        None => items.filter_map(|i| i.label.map(|l| Example { text_a: i.text_a.clone(), text_b: i.text_b.clone(), label: Some(l) })).collect(),
+    })
+}
+
+/// With `on`, fits temperature scaling on the dev examples' logits (minimum NLL) into the
+/// manifest (exports divide the class logits by it) and notes the dev ECE before and after.
+fn calibrate(m: &mut Manifest, on: bool, dev_logits: &[Vec<f32>], dev: &[Example]) {
+    if !on {
+        return;
+    }
+    let gold: Vec<usize> = dev.iter().map(|e| e.label.unwrap_or(usize::MAX)).collect();
+    let t = crate::metrics::fit_temperature(dev_logits, &gold);
+    let (before, after) = crate::metrics::ece_before_after(dev_logits, &gold, t, 10);
+    m.temperature = Some(t);
+    m.notes.insert("calibration".into(), serde_json::json!({"temperature": t, "dev_ece_before": before, "dev_ece_after": after, "dev_examples": dev.len()}));
+    crate::log::log(crate::log::Level::Info, || format!("calibration: temperature {t:.3} on {} dev examples (ECE {before:.3} -> {after:.3})", dev.len()));
+}
+
 /// Runs in one process train one after another: libtorch's random generator is
 /// process-wide (a concurrent run would break the other's repeatability), and versions
 /// are numbered in order.
@@ -184,19 +217,10 @@ pub fn train(task: &Task, p: &RunParams, progress: ProgressFn) -> Result<String>
     let task_dir = task.dir().ok_or_else(|| Error::InvalidArgument("save the task to a directory before training it".into()))?.to_path_buf();
     let prompt = task.spec().prompt()?;
     let multi = task.spec().multi_labels();
-    let examples: Vec<Example> = match &multi {
-        // Multi-label: each example read once per label, as (text, label name), yes or no.
-        Some(m) => {
-            let items: Vec<&super::Item> = task.items().filter(|i| i.label_set.is_some()).collect();
-            let inputs: Vec<Example> = items.iter().map(|i| Example::single(i.text_a.clone(), None)).collect();
-            let sets: Vec<Vec<usize>> = items.iter().map(|i| i.label_set.clone().unwrap_or_default()).collect();
-            m.expand(&inputs, Some(&sets))?
-        }
-        None => task
-            .items()
-            .filter_map(|i| i.label.map(|l| Example { text_a: i.text_a.clone(), text_b: i.text_b.clone(), label: Some(l) }))
-            .collect(),
-    };
+    let (examples, dev) = (labelled(task, multi.as_ref(), false)?, labelled(task, multi.as_ref(), true)?);
+    if p.calibrate && dev.is_empty() {
+        return Err(Error::InvalidArgument("calibration fits a temperature on dev examples, and the task has none: mark some (set_dev)".into()));
+    }
     let counts = task.counts();
     if let Some(empty) = counts.iter().position(|&c| c == 0) {
         return Err(Error::InvalidArgument(format!("label {:?} has no examples: register at least one per label", task.spec().labels[empty])));
@@ -240,14 +264,18 @@ pub fn train(task: &Task, p: &RunParams, progress: ProgressFn) -> Result<String>
         notes["steps"] = report.steps.into();
         notes["pairs"] = report.pairs.into();
         notes["lr"] = ep.lr.into();
-        Manifest::for_embedding(&prompt, head, notes)
+        let dev_logits = if dev.is_empty() { Vec::new() } else { train::embedding_logits(&model, &tok, &prompt, &head, &dev, 32)? };
+        let mut m = Manifest::for_embedding(&prompt, head, notes);
+        calibrate(&mut m, p.calibrate, &dev_logits, &dev);
+        m
     } else {
         let tp = TrainParams {
             steps: p.steps,
             batch_size: p.batch_size,
             lr: p.lr,
             seed: p.seed,
-            eval_every: 0,
+            // Dev examples pick the kept weights among five evaluations.
+            eval_every: if dev.is_empty() { 0 } else { (p.steps / 5).max(1) },
             demonstrations: p.demonstrations,
             demo_sets: p.demo_sets,
             balance_classes: multi.is_some(),
@@ -257,15 +285,22 @@ pub fn train(task: &Task, p: &RunParams, progress: ProgressFn) -> Result<String>
             }),
             ..TrainParams::default()
         };
-        let (report, _) = train::finetune(&model, &tok, &prompt, Method::Prompt, &examples, &[], &tp, progress)?;
+        let (report, head) = train::finetune(&model, &tok, &prompt, Method::Prompt, &examples, &dev, &tp, progress)?;
         crate::log::log(crate::log::Level::Info, || format!("trained {} steps on {:?} examples per label", report.steps, counts));
         notes["steps"] = report.steps.into();
         notes["lr"] = report.lr.into();
         notes["demonstrations"] = p.demonstrations.into();
         notes["demo_filter"] = serde_json::json!(report.demos.filter_dir());
+        if !dev.is_empty() {
+            notes["dev_examples"] = dev.len().into();
+            notes["best_step"] = report.best_step.into();
+            notes["best_dev_metric"] = report.best_dev_acc.into();
+        }
+        let dev_logits = if dev.is_empty() { Vec::new() } else { train::predict_examples(&model, &tok, &prompt, Method::Prompt, &head, &dev, &report.demos, 32)? };
         let mut m = Manifest::for_prompt(&prompt, &[], notes);
         report.demos.record(&mut m);
         m.multi_label = multi.as_ref().map(|ml| ml.names().to_vec());
+        calibrate(&mut m, p.calibrate, &dev_logits, &dev);
         m
     };
     let existing = versions(&task_dir)?;

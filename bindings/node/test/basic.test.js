@@ -107,11 +107,15 @@ test('task, training with progress and cancellation, versions, export, predict',
   multi.addExample('Great acting and a clever plot.', 'plot|acting');
   multi.addExample('Nothing to say.', '');
   multi.addExample('The acting was wooden.', 'acting');
+  multi.setDev(multi.addExample('A tense plot and strong acting.', 'plot|acting'));
+  assert.strictEqual(multi.numDev(), 1);
   assert.deepStrictEqual([multi.counts(0).examples, multi.counts(1).examples], [2, 2]);
   throwsCode(() => multi.addExample('x', 'plot|music'), 'INVALID_ARGUMENT');
   multi.save(path.join(work, 'multi'));
-  const mv = await multi.train({ steps: 2, batchSize: 4 });
+  const mv = await multi.train({ steps: 2, batchSize: 4, calibrate: true });
   multi.exportVersion(mv, path.join(work, 'export-multi'));
+  const calibrated = JSON.parse(fs.readFileSync(path.join(work, 'export-multi', 'lmbff-export.json'), 'utf8'));
+  assert.ok(calibrated.temperature > 0, 'a temperature fitted on the dev example');
   multi.close();
   const mp = new lmbff.Predictor(path.join(work, 'export-multi'), { threads: 1 });
   assert.ok(mp.multiLabel);
