@@ -79,6 +79,11 @@
 #define LMBFF_TASK_MULTI_LABEL 1
 
 /*
+ lmbff_task_params.flags: a regression task.
+ */
+#define LMBFF_TASK_REGRESSION 2
+
+/*
  Which device trains (validated: other values are LMBFF_ERR_INVALID_ARGUMENT).
  */
 #define LMBFF_DEVICE_AUTO 0
@@ -264,8 +269,18 @@ typedef struct {
    examples are single texts whose label string lists the labels that apply,
    separated by `|` (empty: none). Exports are multi-label
    (lmbff_predictor_multi_label).
+   LMBFF_TASK_REGRESSION: examples are scored from `regression_low` to
+   `regression_high` (LM-BFF's STS-B); `labels` and `label_words` are the two poles,
+   lower then upper; an example's label string is its score ("3.5"). It trains the
+   prompt towards [1 - s, s] over the pole words (s the score scaled to 0..1; KL
+   divergence) and its exports output a score (lmbff_predictions_score).
    */
   uint64_t flags;
+  /*
+   The range of a regression task's scores (LMBFF_TASK_REGRESSION).
+   */
+  float regression_low;
+  float regression_high;
 } lmbff_task_params;
 
 /*

@@ -21,6 +21,7 @@ fn spec(model: &Path) -> TaskSpec {
         label_words: vec!["terrible".into(), "great".into()],
         truncation: Truncation::default(),
         multi_label: false,
+        regression: None,
     }
 }
 
@@ -458,7 +459,7 @@ fn multi_label_tasks_through_the_c_abi() {
         let mut version = [0 as c_char; 16];
         tp.method = LMBFF_METHOD_SENTENCE_EMBEDDING;
         assert_eq!(lmbff_train(t, &tp, None, null_mut(), null_mut(), 0), LMBFF_ERR_INVALID_ARGUMENT);
-        assert!(last_error().contains("needs the prompt method"), "{}", last_error());
+        assert!(last_error().contains("need the prompt method"), "{}", last_error());
         tp.method = LMBFF_METHOD_AUTO;
         assert_eq!(lmbff_train(t, &tp, None, null_mut(), version.as_mut_ptr(), 16), LMBFF_OK, "{}", last_error());
         let m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("models/v1/lmbff.json")).unwrap()).unwrap();
@@ -483,7 +484,7 @@ fn multi_label_tasks_through_the_c_abi() {
 
         // A host built before `flags` passes the older size: flags is not read, so this
         // is a classification task; unknown flags are refused.
-        p.flags = 2;
+        p.flags = 4;
         assert_eq!(lmbff_task_create(&p, &mut t), LMBFF_ERR_INVALID_ARGUMENT);
         assert!(last_error().contains("params.flags"), "{}", last_error());
         p.flags = LMBFF_TASK_MULTI_LABEL;
@@ -573,6 +574,85 @@ fn dev_examples_and_calibration_through_the_c_abi() {
         }
         assert_eq!(lmbff_train(t, &tp, None, null_mut(), null_mut(), 0), LMBFF_ERR_INVALID_ARGUMENT);
         assert!(last_error().contains("dev examples"), "{}", last_error());
+        lmbff_task_free(t);
+    }
+}
+
+/// A regression task through the C ABI: scores as labels (checked against the range), the
+/// prompt trained towards [1 - s, s] over the pole words with dev selection by Pearson,
+/// and a version whose export outputs the score.
+#[test]
+fn regression_tasks_through_the_c_abi() {
+    let model = CString::new(common::fixtures().join("bert").to_str().unwrap()).unwrap();
+    let names = [CString::new("low").unwrap(), CString::new("high").unwrap()];
+    let words = [CString::new("terrible").unwrap(), CString::new("great").unwrap()];
+    let name_ptrs: Vec<*const c_char> = names.iter().map(|s| s.as_ptr()).collect();
+    let word_ptrs: Vec<*const c_char> = words.iter().map(|s| s.as_ptr()).collect();
+    let dir = common::tempdir("regression-abi").join("task");
+    let cdir = CString::new(dir.to_str().unwrap()).unwrap();
+    unsafe {
+        lmbff_set_torch_threads(1);
+        let mut p = lmbff_task_default_params();
+        p.model_dir = model.as_ptr();
+        p.labels = name_ptrs.as_ptr();
+        p.label_words = word_ptrs.as_ptr();
+        p.num_labels = 2;
+        p.max_len = 32;
+        p.flags = LMBFF_TASK_REGRESSION;
+        p.regression_low = 0.0;
+        p.regression_high = 5.0;
+        let mut t = null_mut();
+        assert_eq!(lmbff_task_create(&p, &mut t), LMBFF_OK, "{}", last_error());
+        let mut ids = Vec::new();
+        for (text, score) in [("the movie was fun", "4.5"), ("i loved this book", "5"), ("a great ride", "4"), ("the music was bright", "3.5"),
+                              ("the movie was boring", "0.5"), ("i hated this book", "0"), ("a dull ride", "1"), ("the music was slow", "1.5")] {
+            let (text, score) = (CString::new(text).unwrap(), CString::new(score).unwrap());
+            let mut id = 0u64;
+            assert_eq!(lmbff_task_add_example(t, text.as_ptr(), null(), score.as_ptr(), &mut id), LMBFF_OK, "{}", last_error());
+            ids.push(id);
+        }
+        let (x, bad) = (CString::new("x").unwrap(), CString::new("7").unwrap());
+        assert_eq!(lmbff_task_add_example(t, x.as_ptr(), null(), bad.as_ptr(), null_mut()), LMBFF_ERR_INVALID_ARGUMENT);
+        assert!(last_error().contains("a number from 0 to 5"), "{}", last_error());
+        let mut n = 0usize;
+        assert_eq!(lmbff_task_counts(t, 1, &mut n, null_mut()), LMBFF_OK);
+        assert_eq!(n, 4, "four examples on the upper side");
+        for &id in &[ids[3], ids[7]] {
+            assert_eq!(lmbff_task_set_dev(t, id, true), LMBFF_OK);
+        }
+        assert_eq!(lmbff_task_save(t, cdir.as_ptr()), LMBFF_OK);
+        let reopened = Task::open(&dir).unwrap();
+        assert_eq!(reopened.spec().regression, Some((0.0, 5.0)));
+        assert_eq!(reopened.item(ids[0]).unwrap().score, Some(4.5));
+
+        let mut tp = lmbff_train_default_params();
+        tp.steps = 10;
+        tp.batch_size = 4;
+        tp.learning_rate = 1e-3;
+        tp.device = LMBFF_DEVICE_CPU;
+        tp.calibrate = true;
+        assert_eq!(lmbff_train(t, &tp, None, null_mut(), null_mut(), 0), LMBFF_ERR_INVALID_ARGUMENT);
+        assert!(last_error().contains("calibration is for classification"), "{}", last_error());
+        tp.calibrate = false;
+        let mut version = [0 as c_char; 16];
+        assert_eq!(lmbff_train(t, &tp, None, null_mut(), version.as_mut_ptr(), 16), LMBFF_OK, "{}", last_error());
+        let m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("models/v1/lmbff.json")).unwrap()).unwrap();
+        assert_eq!(m["regression"], serde_json::json!([0.0, 5.0]));
+        assert!(m["notes"]["method_reason"].as_str().unwrap().contains("pole words"), "{m}");
+        let out = CString::new(dir.parent().unwrap().join("export").to_str().unwrap()).unwrap();
+        let v1 = CString::new("v1").unwrap();
+        assert_eq!(lmbff_task_export(t, v1.as_ptr(), out.as_ptr(), false), LMBFF_OK, "{}", last_error());
+        let mut pred = null_mut();
+        assert_eq!(lmbff_predictor_open(out.as_ptr(), null(), &mut pred), LMBFF_OK, "{}", last_error());
+        let text = CString::new("a fun ride").unwrap();
+        let mut r = null_mut();
+        assert_eq!(lmbff_predict(pred, &text.as_ptr(), null(), 1, &mut r), LMBFF_OK);
+        let (mut score, mut probs) = (f32::NAN, [0f32; 2]);
+        assert_eq!(lmbff_predictions_score(r, 0, &mut score), LMBFF_OK, "{}", last_error());
+        assert_eq!(lmbff_predictions_probs(r, 0, probs.as_mut_ptr(), 2), LMBFF_OK);
+        assert!((score - 5.0 * probs[1]).abs() < 1e-5, "score {score} = 0 + 5 p(upper) ({probs:?})");
+        lmbff_predictions_free(r);
+        lmbff_predictor_free(pred);
         lmbff_task_free(t);
     }
 }

@@ -337,6 +337,11 @@ type TaskParams struct {
 	// two answer words, no then yes (nil: "No", "Yes"), and AddExample's label lists the
 	// labels that apply separated by "|" ("" for none).
 	MultiLabel bool
+	// Regression: examples are scored from Range[0] to Range[1]; Labels and LabelWords
+	// are the lower and the upper pole, and AddExample's label is the score ("3.5").
+	// Exports output the score (Predictions.Score).
+	Regression bool
+	Range      [2]float32
 }
 
 // NewTask makes a task for the model in modelDir with one label word per label.
@@ -365,6 +370,11 @@ func CreateTask(p TaskParams) (*Task, error) {
 	params.num_labels = C.size_t(len(p.Labels))
 	if p.MultiLabel {
 		params.flags |= C.LMBFF_TASK_MULTI_LABEL
+	}
+	if p.Regression {
+		params.flags |= C.LMBFF_TASK_REGRESSION
+		params.regression_low = C.float(p.Range[0])
+		params.regression_high = C.float(p.Range[1])
 	}
 	if p.MaxLen > 0 {
 		params.max_len = C.uint32_t(p.MaxLen)

@@ -301,6 +301,19 @@ func TestTrainExportPredict(t *testing.T) {
 	}
 	mp.Close()
 
+	// A regression task: scores as labels, checked against the range.
+	reg, err := CreateTask(TaskParams{ModelDir: defaultModel(t), Labels: []string{"low", "high"}, LabelWords: []string{"terrible", "great"}, Regression: true, Range: [2]float32{0, 5}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reg.AddExample("A masterpiece.", "4.5"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reg.AddExample("Off the scale.", "7"); err == nil {
+		t.Fatal("a score out of range was accepted")
+	}
+	reg.Close()
+
 	// The sentence-embedding method: its export says so; a bad method is named.
 	wantCode(t, func() error { _, err := task.Train(context.Background(), TrainParams{Method: 7}, nil); return err }(), "INVALID_ARGUMENT")
 	if v, err := task.Train(context.Background(), TrainParams{Method: MethodSentenceEmbedding, LearningRate: 1e-3}, nil); err != nil || v != "v2" {

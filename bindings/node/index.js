@@ -23,9 +23,11 @@ const PredictorParams = koffi.struct('lmbff_predictor_params', {
 const TaskParams = koffi.struct('lmbff_task_params', {
   struct_size: 'size_t', model_dir: 'const char *', template_: 'const char *', labels: 'const char **',
   label_words: 'const char **', num_labels: 'size_t', max_len: 'uint32_t', flags: 'uint64_t',
+  regression_low: 'float', regression_high: 'float',
 });
-/** lmbff_task_params.flags: a multi-label task. */
+/** lmbff_task_params.flags: a multi-label task, a regression task. */
 const TASK_MULTI_LABEL = 1;
+const TASK_REGRESSION = 2;
 const LogFn = koffi.proto('void lmbff_log_fn(int32_t level, const char *message, void *user_data)');
 const TrainParams = koffi.struct('lmbff_train_params', {
   struct_size: 'size_t', steps: 'uint32_t', batch_size: 'uint32_t', learning_rate: 'double', seed: 'uint64_t',
@@ -264,12 +266,16 @@ class Task {
    * prompt per label, reading each label's name as the template's second sentence
    * (default template `{text_a} Is it about {text_b}? {mask}.`). labelWords are then the
    * two answer words, no then yes (default No, Yes), and addExample's label lists the
-   * labels that apply separated by '|' ('' for none).
+   * labels that apply separated by '|' ('' for none). regression: [low, high] makes a
+   * regression task (labels and labelWords: the lower then the upper pole; an example's
+   * label is its score, '3.5'; exports output a score).
    */
-  static create({ modelDir, labels, labelWords = null, template = null, maxLen = 128, multiLabel = false }) {
+  static create({ modelDir, labels, labelWords = null, template = null, maxLen = 128, multiLabel = false, regression = null }) {
     const p = c.taskDefaults();
     const tmpl = template ?? (multiLabel ? null : '{text} It was {mask}.');
-    Object.assign(p, { model_dir: modelDir, template_: tmpl, labels, label_words: labelWords, num_labels: labels.length, max_len: maxLen, flags: multiLabel ? TASK_MULTI_LABEL : 0 });
+    const flags = (multiLabel ? TASK_MULTI_LABEL : 0) | (regression ? TASK_REGRESSION : 0);
+    Object.assign(p, { model_dir: modelDir, template_: tmpl, labels, label_words: labelWords, num_labels: labels.length, max_len: maxLen, flags });
+    if (regression) Object.assign(p, { regression_low: regression[0], regression_high: regression[1] });
     const out = [null];
     check(c.taskCreate(p, out), 'create task');
     return new Task(out[0]);

@@ -13,8 +13,8 @@ use crate::{Error, Result};
 pub const MANIFEST_FILE: &str = "lmbff.json";
 /// Version of the manifest format; readers accept this and older versions. Version 2
 /// added `demonstrations`, version 3 `classifier` (the sentence-embedding method),
-/// version 4 `temperature`, version 5 `demo_filter`, version 6 `multi_label`; a manifest
-/// is written with the lowest version that holds what it has.
+/// version 4 `temperature`, version 5 `demo_filter`, version 6 `multi_label` and
+/// `regression`; a manifest is written with the lowest version that holds what it has.
 pub const MANIFEST_VERSION: u32 = 6;
 
 /// The method of a prompt model (LM-BFF: label words at the template's mask).
@@ -49,6 +49,10 @@ pub struct Manifest {
     /// prompt (`labels` are then the prompt's two classes, no and yes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub multi_label: Option<Vec<String>>,
+    /// A regression model's range: its score is `low + (high - low) * p(upper pole)`
+    /// (exports then output `score`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regression: Option<(f32, f32)>,
     /// The sentence-embedding method's classifier over the embeddings.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub classifier: Option<LinearHead>,
@@ -76,6 +80,7 @@ impl Manifest {
             demonstrations: (!demo_sets.is_empty()).then(|| demo_sets.to_vec()),
             demo_filter: None,
             multi_label: None,
+            regression: None,
             classifier: None,
             temperature: None,
             notes: notes.as_object().cloned().unwrap_or_default(),
@@ -135,7 +140,7 @@ impl Manifest {
 
     /// The lowest format version that holds everything in this manifest.
     pub fn needed_version(&self) -> u32 {
-        if self.multi_label.is_some() {
+        if self.multi_label.is_some() || self.regression.is_some() {
             6
         } else if self.demo_filter.is_some() {
             5

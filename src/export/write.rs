@@ -298,6 +298,7 @@ pub fn export_checkpoint(dir: &Path, out: &Path, opts: &ExportOptions) -> Result
     let from_checkpoint = ExportOptions {
         temperature: opts.temperature.or(m.temperature.map(|t| t as f32)),
         multi_label: opts.multi_label.clone().or(m.multi_label.clone()),
+        regression: opts.regression.or(m.regression.map(|(low, high)| RegressionRange { low, high })),
         ..opts.clone()
     };
     let opts = &from_checkpoint;

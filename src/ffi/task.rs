@@ -50,11 +50,21 @@ pub struct lmbff_task_params {
     /// examples are single texts whose label string lists the labels that apply,
     /// separated by `|` (empty: none). Exports are multi-label
     /// (lmbff_predictor_multi_label).
+    /// LMBFF_TASK_REGRESSION: examples are scored from `regression_low` to
+    /// `regression_high` (LM-BFF's STS-B); `labels` and `label_words` are the two poles,
+    /// lower then upper; an example's label string is its score ("3.5"). It trains the
+    /// prompt towards [1 - s, s] over the pole words (s the score scaled to 0..1; KL
+    /// divergence) and its exports output a score (lmbff_predictions_score).
     pub flags: u64,
+    /// The range of a regression task's scores (LMBFF_TASK_REGRESSION).
+    pub regression_low: f32,
+    pub regression_high: f32,
 }
 
 /// lmbff_task_params.flags: a multi-label task.
 pub const LMBFF_TASK_MULTI_LABEL: u64 = 1;
+/// lmbff_task_params.flags: a regression task.
+pub const LMBFF_TASK_REGRESSION: u64 = 2;
 
 /// lmbff_task_params of hosts built before `flags` (ending with `max_len`).
 const TASK_PARAMS_EARLIER: [super::EarlierLayout; 1] = [super::EarlierLayout {
@@ -74,6 +84,8 @@ pub extern "C" fn lmbff_task_default_params() -> lmbff_task_params {
         num_labels: 0,
         max_len: 128,
         flags: 0,
+        regression_low: 0.0,
+        regression_high: 1.0,
     }
 }
 
@@ -120,8 +132,8 @@ pub unsafe extern "C" fn lmbff_task_create(params: *const lmbff_task_params, out
         }
         *out = std::ptr::null_mut();
         let p = &super::read_params(params, lmbff_task_default_params(), &TASK_PARAMS_EARLIER, "lmbff_task_default_params")?;
-        if p.flags & !LMBFF_TASK_MULTI_LABEL != 0 {
-            return Err(Error::InvalidArgument(format!("params.flags has unknown bits ({:#x}): use LMBFF_TASK_MULTI_LABEL", p.flags)));
+        if p.flags & !(LMBFF_TASK_MULTI_LABEL | LMBFF_TASK_REGRESSION) != 0 {
+            return Err(Error::InvalidArgument(format!("params.flags has unknown bits ({:#x}): use LMBFF_TASK_MULTI_LABEL, LMBFF_TASK_REGRESSION", p.flags)));
         }
         let multi_label = p.flags & LMBFF_TASK_MULTI_LABEL != 0;
         let default_template = if multi_label { "{text_a} Is it about {text_b}? {mask}." } else { "{text} It was {mask}." };
@@ -137,6 +149,7 @@ pub unsafe extern "C" fn lmbff_task_create(params: *const lmbff_task_params, out
             label_words,
             truncation: Truncation { max_len: p.max_len as usize, ..Truncation::default() },
             multi_label,
+            regression: (p.flags & LMBFF_TASK_REGRESSION != 0).then_some((p.regression_low, p.regression_high)),
         };
         *out = wrap(Task::new(spec)?);
         Ok(())

@@ -22,8 +22,9 @@ use crate::{Error, Result};
 pub const TASK_FILE: &str = "task.json";
 pub const TASK_FORMAT: &str = "lmbff-task";
 /// Readers accept this version and older ones; fields are only ever added. Version 2
-/// added multi-label tasks (`multi_label`, `label_set`) and dev examples (`dev`); a task
-/// is written with the lowest version that holds it.
+/// added multi-label tasks (`multi_label`, `label_set`), regression tasks (`regression`,
+/// `score`) and dev examples (`dev`); a task is written with the lowest version that
+/// holds it.
 pub const TASK_FORMAT_VERSION: u32 = 2;
 
 /// Separates the labels of a multi-label example in `add_example` / `relabel`.
@@ -46,6 +47,11 @@ pub struct TaskSpec {
     /// first sentence and the label's name as its second.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub multi_label: bool,
+    /// Regression over [low, high] (LM-BFF's STS-B): `labels` and `label_words` are the
+    /// lower and the upper pole; an example's label is a number in the range, and the
+    /// model's score is `low + (high - low) * p(upper pole)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regression: Option<(f32, f32)>,
 }
 
 /// A registered input: labelled (`label` is a class index) or not.
@@ -60,6 +66,10 @@ pub struct Item {
     /// A multi-label task's example: the labels that apply (possibly none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label_set: Option<Vec<usize>>,
+    /// A regression task's example: its score (`label` is then its side of the range's
+    /// midpoint: 0 lower pole, 1 upper).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub score: Option<f32>,
     /// A dev example: held out of training, it picks the kept weights and fits the
     /// calibration temperature.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -122,8 +132,12 @@ impl Task {
         if self.spec.multi_label && text_b.is_some() {
             return Err(Error::InvalidArgument("a multi-label task's examples are single texts (its template's second sentence is the label's name)".into()));
         }
-        let (label, label_set) = self.parse_label(label)?;
-        Ok(self.push(text_a, text_b, label, label_set))
+        let (label, label_set, score) = self.parse_label(label)?;
+        let id = self.push(text_a, text_b, label, label_set);
+        if let Some(item) = self.items.get_mut(&id) {
+            item.score = score;
+        }
+        Ok(id)
     }
 
     /// Registers an unlabeled text; returns its id.
@@ -134,19 +148,26 @@ impl Task {
     fn push(&mut self, text_a: &str, text_b: Option<&str>, label: Option<usize>, label_set: Option<Vec<usize>>) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
-        self.items.insert(id, Item { id, text_a: text_a.to_string(), text_b: text_b.map(str::to_string), label, label_set, dev: false });
+        self.items.insert(id, Item { id, text_a: text_a.to_string(), text_b: text_b.map(str::to_string), label, label_set, score: None, dev: false });
         id
     }
 
-    /// A class, or a multi-label task's set of labels (`a|b`, or empty for none).
-    fn parse_label(&self, label: &str) -> Result<(Option<usize>, Option<Vec<usize>>)> {
+    /// A class, a multi-label task's set of labels (`a|b`, or empty for none), or a
+    /// regression task's score (with its side as the class).
+    fn parse_label(&self, label: &str) -> Result<(Option<usize>, Option<Vec<usize>>, Option<f32>)> {
+        if let Some((low, high)) = self.spec.regression {
+            let v: f32 = label.trim().parse().ok().filter(|v: &f32| (low..=high).contains(v)).ok_or_else(|| {
+                Error::InvalidArgument(format!("label {label:?}: a regression task's label is a number from {low} to {high}"))
+            })?;
+            return Ok((Some(usize::from(v > (low + high) / 2.0)), None, Some(v)));
+        }
         if !self.spec.multi_label {
-            return Ok((Some(self.label_index(label)?), None));
+            return Ok((Some(self.label_index(label)?), None, None));
         }
         let mut set: Vec<usize> = if label.is_empty() { Vec::new() } else { label.split(LABEL_SEPARATOR).map(|l| self.label_index(l)).collect::<Result<_>>()? };
         set.sort_unstable();
         set.dedup();
-        Ok((None, Some(set)))
+        Ok((None, Some(set), None))
     }
 
     /// Removes an example or unlabeled text.
@@ -156,12 +177,12 @@ impl Task {
 
     /// Gives item `id` a label (or a new one); an unlabeled text becomes an example.
     pub fn relabel(&mut self, id: u64, label: &str) -> Result<()> {
-        let (label, label_set) = self.parse_label(label)?;
+        let (label, label_set, score) = self.parse_label(label)?;
         let item = self.items.get_mut(&id).ok_or_else(|| unknown(id))?;
         if self.spec.multi_label && item.text_b.is_some() {
             return Err(Error::InvalidArgument(format!("item {id} is a text pair: a multi-label task's examples are single texts")));
         }
-        (item.label, item.label_set) = (label, label_set);
+        (item.label, item.label_set, item.score) = (label, label_set, score);
         Ok(())
     }
 
@@ -222,7 +243,7 @@ impl Task {
     pub fn save(&mut self, dir: &Path) -> Result<()> {
         let file = TaskFile {
             format: TASK_FORMAT.into(),
-            format_version: if self.spec.multi_label || self.items.values().any(|i| i.dev) { 2 } else { 1 },
+            format_version: if self.spec.multi_label || self.spec.regression.is_some() || self.items.values().any(|i| i.dev) { 2 } else { 1 },
             lmbff_version: crate::VERSION.into(),
             spec: self.spec.clone(),
             next_id: self.next_id,
@@ -262,7 +283,18 @@ impl TaskSpec {
     /// The prompt this task trains with, checked against the model's tokenizer.
     pub fn prompt(&self) -> Result<Prompt> {
         if self.multi_label {
+            if self.regression.is_some() {
+                return Err(Error::InvalidArgument("a task is multi-label or regression, not both".into()));
+            }
             return self.multi_label_prompt();
+        }
+        if let Some((low, high)) = self.regression {
+            if !(low.is_finite() && high.is_finite() && low < high) || self.labels.len() != 2 {
+                return Err(Error::InvalidArgument(format!(
+                    "a regression task needs a range low < high ({low}..{high}) and two labels with their words, the lower pole then the upper ({} labels)",
+                    self.labels.len()
+                )));
+            }
         }
         if self.labels.len() != self.label_words.len() {
             return Err(Error::InvalidArgument(format!(

@@ -191,6 +191,12 @@ fn labelled(task: &Task, multi: Option<&crate::prompt::MultiLabel>, dev: bool) -
     })
 }
 
+/// A regression task's scores of its training (or dev) examples, in `labelled`'s order,
+/// scaled from `range` to [0, 1].
+fn scaled(task: &Task, (low, high): (f32, f32), dev: bool) -> Vec<f32> {
+    task.items().filter(|i| i.is_labelled() && i.dev == dev).map(|i| (i.score.unwrap_or(low) - low) / (high - low)).collect()
+}
+
 /// With `on`, fits temperature scaling on the dev examples' logits (minimum NLL) into the
 /// manifest (exports divide the class logits by it) and notes the dev ECE before and after.
 fn calibrate(m: &mut Manifest, on: bool, dev_logits: &[Vec<f32>], dev: &[Example]) {
@@ -238,12 +244,19 @@ pub fn train(task: &Task, p: &RunParams, progress: ProgressFn) -> Result<String>
         let ap = AdaptParams { steps: p.adaptation_steps, seed: p.seed, ..AdaptParams::default() };
         train::adapt(&model, &tok, &texts, &ap, None, &mut *progress)?;
     }
-    let (method, reason) = match (&multi, p.method) {
-        (Some(_), TrainMethod::Auto) => (TrainMethod::Prompt, "a multi-label task trains one yes/no prompt per label".to_string()),
+    let regression = task.spec().regression;
+    let (method, reason) = match (&multi, regression, p.method) {
+        (Some(_), _, TrainMethod::Auto) => (TrainMethod::Prompt, "a multi-label task trains one yes/no prompt per label".to_string()),
+        (_, Some(_), TrainMethod::Auto) => (TrainMethod::Prompt, "a regression task trains the prompt between its two pole words".to_string()),
         _ => choose_method(&model, &tok, &prompt, &examples, p)?,
     };
-    if method == TrainMethod::SentenceEmbedding && multi.is_some() {
-        return Err(Error::InvalidArgument("a multi-label task trains one yes/no prompt per label: it needs the prompt method, not the sentence-embedding method".into()));
+    if method == TrainMethod::SentenceEmbedding && (multi.is_some() || regression.is_some()) {
+        return Err(Error::InvalidArgument(
+            "multi-label and regression tasks train prompts (a yes/no prompt per label; two pole words): they need the prompt method, not the sentence-embedding method".into(),
+        ));
+    }
+    if p.calibrate && regression.is_some() {
+        return Err(Error::InvalidArgument("calibration is for classification: a regression's probability is its score".into()));
     }
     if method == TrainMethod::SentenceEmbedding && p.demonstrations {
         return Err(Error::InvalidArgument("demonstrations need the prompt method, not the sentence-embedding method".into()));
@@ -279,6 +292,8 @@ pub fn train(task: &Task, p: &RunParams, progress: ProgressFn) -> Result<String>
             demonstrations: p.demonstrations,
             demo_sets: p.demo_sets,
             balance_classes: multi.is_some(),
+            // Regression: KL to [1 - s, s] over the pole words, s the score scaled to [0, 1].
+            regression: regression.map(|range| train::RegressionTargets { train: scaled(task, range, false), dev: scaled(task, range, true) }),
             demo_filter: p.demo_filter.as_ref().map(|e| match e {
                 DemoFilterEncoder::TaskModel => task.spec().model_dir.clone(),
                 DemoFilterEncoder::Dir(d) => d.clone(),
@@ -300,6 +315,7 @@ pub fn train(task: &Task, p: &RunParams, progress: ProgressFn) -> Result<String>
         let mut m = Manifest::for_prompt(&prompt, &[], notes);
         report.demos.record(&mut m);
         m.multi_label = multi.as_ref().map(|ml| ml.names().to_vec());
+        m.regression = regression;
         calibrate(&mut m, p.calibrate, &dev_logits, &dev);
         m
     };

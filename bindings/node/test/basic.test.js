@@ -123,6 +123,13 @@ test('task, training with progress and cancellation, versions, export, predict',
   const [one] = mp.predict(['The plot was fun.']);
   assert.deepStrictEqual(one.labels, mp.labels.filter((_, l) => one.probs[l] >= 0.5));
   mp.close();
+
+  // A regression task: scores as labels, checked against the range.
+  const reg = lmbff.Task.create({ modelDir: model, labels: ['low', 'high'], labelWords: ['terrible', 'great'], regression: [0, 5] });
+  reg.addExample('A masterpiece.', '4.5');
+  throwsCode(() => reg.addExample('Off the scale.', '7'), 'INVALID_ARGUMENT');
+  assert.strictEqual(reg.counts(1).examples, 1);
+  reg.close();
   const p = new lmbff.Predictor(out, { threads: 1 });
   assert.deepStrictEqual(p.labels, ['0', '1']);
   const preds = p.predict(['A delightful film.', 'Broken on arrival.', '']);
