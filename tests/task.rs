@@ -502,36 +502,60 @@ fn multi_label_tasks_through_the_c_abi() {
     }
 }
 
+/// A task made through the C ABI over the tiny BERT fixture (inputs up to 32 tokens) with
+/// `flags` (and, for a regression task, its range).
+unsafe fn abi_task(labels: &[&str], words: &[&str], flags: u64, range: (f32, f32)) -> *mut lmbff_task {
+    lmbff_set_torch_threads(1);
+    let model = CString::new(common::fixtures().join("bert").to_str().unwrap()).unwrap();
+    let cstrings = |v: &[&str]| -> Vec<CString> { v.iter().map(|s| CString::new(*s).unwrap()).collect() };
+    let (names, words) = (cstrings(labels), cstrings(words));
+    let name_ptrs: Vec<*const c_char> = names.iter().map(|s| s.as_ptr()).collect();
+    let word_ptrs: Vec<*const c_char> = words.iter().map(|s| s.as_ptr()).collect();
+    let mut p = lmbff_task_default_params();
+    p.model_dir = model.as_ptr();
+    p.labels = name_ptrs.as_ptr();
+    p.label_words = word_ptrs.as_ptr();
+    p.num_labels = labels.len();
+    p.max_len = 32;
+    p.flags = flags;
+    (p.regression_low, p.regression_high) = range;
+    let mut t = null_mut();
+    assert_eq!(lmbff_task_create(&p, &mut t), LMBFF_OK, "{}", last_error());
+    t
+}
+
+/// Registers a labelled example; returns its id.
+unsafe fn add(t: *mut lmbff_task, text: &str, label: &str) -> u64 {
+    let (text, label) = (CString::new(text).unwrap(), CString::new(label).unwrap());
+    let mut id = 0u64;
+    assert_eq!(lmbff_task_add_example(t, text.as_ptr(), null(), label.as_ptr(), &mut id), LMBFF_OK, "{}", last_error());
+    id
+}
+
+/// Training settings for the tiny fixture on CPU.
+fn cpu_params(steps: u32) -> lmbff_train_params {
+    let mut tp = lmbff_train_default_params();
+    tp.steps = steps;
+    tp.batch_size = 4;
+    tp.learning_rate = 1e-3;
+    tp.device = LMBFF_DEVICE_CPU;
+    tp
+}
+
 /// Dev examples and calibration through the C ABI: dev examples are held out of training
 /// and counted apart; with calibrate, the version holds the temperature fitted on them
 /// (and its dev ECE before and after), and its export divides the logits by it.
 #[test]
 fn dev_examples_and_calibration_through_the_c_abi() {
-    let model = CString::new(common::fixtures().join("bert").to_str().unwrap()).unwrap();
-    let names = [CString::new("neg").unwrap(), CString::new("pos").unwrap()];
-    let words = [CString::new("terrible").unwrap(), CString::new("great").unwrap()];
-    let name_ptrs: Vec<*const c_char> = names.iter().map(|s| s.as_ptr()).collect();
-    let word_ptrs: Vec<*const c_char> = words.iter().map(|s| s.as_ptr()).collect();
     let dir = common::tempdir("calibrate-abi").join("task");
     let cdir = CString::new(dir.to_str().unwrap()).unwrap();
     unsafe {
-        lmbff_set_torch_threads(1);
-        let mut p = lmbff_task_default_params();
-        p.model_dir = model.as_ptr();
-        p.labels = name_ptrs.as_ptr();
-        p.label_words = word_ptrs.as_ptr();
-        p.num_labels = 2;
-        p.max_len = 32;
-        let mut t = null_mut();
-        assert_eq!(lmbff_task_create(&p, &mut t), LMBFF_OK, "{}", last_error());
-        let mut ids = Vec::new();
-        for (text, label) in [("the movie was fun", 1), ("i loved this book", 1), ("a great ride", 1), ("the music was bright", 1),
-                              ("the movie was boring", 0), ("i hated this book", 0), ("a dull ride", 0), ("the music was slow", 0)] {
-            let text = CString::new(text).unwrap();
-            let mut id = 0u64;
-            assert_eq!(lmbff_task_add_example(t, text.as_ptr(), null(), names[label].as_ptr(), &mut id), LMBFF_OK);
-            ids.push(id);
-        }
+        let t = abi_task(&["neg", "pos"], &["terrible", "great"], 0, (0.0, 1.0));
+        let ids: Vec<u64> = [("the movie was fun", "pos"), ("i loved this book", "pos"), ("a great ride", "pos"), ("the music was bright", "pos"),
+                             ("the movie was boring", "neg"), ("i hated this book", "neg"), ("a dull ride", "neg"), ("the music was slow", "neg")]
+            .iter()
+            .map(|(text, label)| add(t, text, label))
+            .collect();
         let free = CString::new("no label yet").unwrap();
         let mut unl = 0u64;
         assert_eq!(lmbff_task_add_unlabeled(t, free.as_ptr(), null(), &mut unl), LMBFF_OK);
@@ -547,11 +571,7 @@ fn dev_examples_and_calibration_through_the_c_abi() {
         assert_eq!(lmbff_task_save(t, cdir.as_ptr()), LMBFF_OK);
         assert_eq!(Task::open(&dir).unwrap().num_dev(), 2, "dev marks survive a save");
 
-        let mut tp = lmbff_train_default_params();
-        tp.steps = 10;
-        tp.batch_size = 4;
-        tp.learning_rate = 1e-3;
-        tp.device = LMBFF_DEVICE_CPU;
+        let mut tp = cpu_params(10);
         tp.method = LMBFF_METHOD_PROMPT;
         tp.calibrate = true;
         let mut version = [0 as c_char; 16];
@@ -583,34 +603,15 @@ fn dev_examples_and_calibration_through_the_c_abi() {
 /// and a version whose export outputs the score.
 #[test]
 fn regression_tasks_through_the_c_abi() {
-    let model = CString::new(common::fixtures().join("bert").to_str().unwrap()).unwrap();
-    let names = [CString::new("low").unwrap(), CString::new("high").unwrap()];
-    let words = [CString::new("terrible").unwrap(), CString::new("great").unwrap()];
-    let name_ptrs: Vec<*const c_char> = names.iter().map(|s| s.as_ptr()).collect();
-    let word_ptrs: Vec<*const c_char> = words.iter().map(|s| s.as_ptr()).collect();
     let dir = common::tempdir("regression-abi").join("task");
     let cdir = CString::new(dir.to_str().unwrap()).unwrap();
     unsafe {
-        lmbff_set_torch_threads(1);
-        let mut p = lmbff_task_default_params();
-        p.model_dir = model.as_ptr();
-        p.labels = name_ptrs.as_ptr();
-        p.label_words = word_ptrs.as_ptr();
-        p.num_labels = 2;
-        p.max_len = 32;
-        p.flags = LMBFF_TASK_REGRESSION;
-        p.regression_low = 0.0;
-        p.regression_high = 5.0;
-        let mut t = null_mut();
-        assert_eq!(lmbff_task_create(&p, &mut t), LMBFF_OK, "{}", last_error());
-        let mut ids = Vec::new();
-        for (text, score) in [("the movie was fun", "4.5"), ("i loved this book", "5"), ("a great ride", "4"), ("the music was bright", "3.5"),
-                              ("the movie was boring", "0.5"), ("i hated this book", "0"), ("a dull ride", "1"), ("the music was slow", "1.5")] {
-            let (text, score) = (CString::new(text).unwrap(), CString::new(score).unwrap());
-            let mut id = 0u64;
-            assert_eq!(lmbff_task_add_example(t, text.as_ptr(), null(), score.as_ptr(), &mut id), LMBFF_OK, "{}", last_error());
-            ids.push(id);
-        }
+        let t = abi_task(&["low", "high"], &["terrible", "great"], LMBFF_TASK_REGRESSION, (0.0, 5.0));
+        let ids: Vec<u64> = [("the movie was fun", "4.5"), ("i loved this book", "5"), ("a great ride", "4"), ("the music was bright", "3.5"),
+                             ("the movie was boring", "0.5"), ("i hated this book", "0"), ("a dull ride", "1"), ("the music was slow", "1.5")]
+            .iter()
+            .map(|(text, score)| add(t, text, score))
+            .collect();
         let (x, bad) = (CString::new("x").unwrap(), CString::new("7").unwrap());
         assert_eq!(lmbff_task_add_example(t, x.as_ptr(), null(), bad.as_ptr(), null_mut()), LMBFF_ERR_INVALID_ARGUMENT);
         assert!(last_error().contains("a number from 0 to 5"), "{}", last_error());
@@ -625,11 +626,7 @@ fn regression_tasks_through_the_c_abi() {
         assert_eq!(reopened.spec().regression, Some((0.0, 5.0)));
         assert_eq!(reopened.item(ids[0]).unwrap().score, Some(4.5));
 
-        let mut tp = lmbff_train_default_params();
-        tp.steps = 10;
-        tp.batch_size = 4;
-        tp.learning_rate = 1e-3;
-        tp.device = LMBFF_DEVICE_CPU;
+        let mut tp = cpu_params(10);
         tp.calibrate = true;
         assert_eq!(lmbff_train(t, &tp, None, null_mut(), null_mut(), 0), LMBFF_ERR_INVALID_ARGUMENT);
         assert!(last_error().contains("calibration is for classification"), "{}", last_error());
