@@ -154,6 +154,9 @@ pub fn predict_cmd(a: PredictArgs) -> Result<()> {
             if let Some(s) = pr.score {
                 line["score"] = serde_json::json!(s);
             }
+            if p.is_multi_label() {
+                line["labels"] = serde_json::json!(pr.labels.iter().map(|&l| &labels[l]).collect::<Vec<_>>());
+            }
             if let Some(ls) = &a.label_studio {
                 let version = &p.manifest().model.version;
                 line = crate::serve::label_studio_json(std::slice::from_ref(pr), &labels, &ls[0], &ls[1], version)[0].clone();

@@ -111,6 +111,9 @@ struct Filter {
 
 impl Filter {
     fn open(dir: &Path, f: &DemoFilter, sentences: usize, num_labels: usize, env: &ort::environment::Environment, threads: usize, max_batch: usize) -> Result<Self> {
+        if f.sets == 0 || f.pool.is_empty() || f.max_len < 4 {
+            return Err(mismatch(dir, &format!("the demonstration filter needs at least one set, a pool and max_len >= 4 (sets {}, {} pool examples, max_len {})", f.sets, f.pool.len(), f.max_len)));
+        }
         let tok = Tokenizer::from_bytes(&read(&dir.join(&f.tokenizer.file))?)?;
         let s = tok.special();
         let want = &f.tokenizer.special_tokens;

@@ -9,7 +9,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use tch::{Kind, Tensor};
 
-use super::demos::Demos;
+use super::demos::{DemoEncoder, Demos};
 use super::eval::predict_examples;
 use crate::metrics::{accuracy, argmax, f1_binary, upper_pole_pearson};
 use super::optim::Optimiser;
@@ -250,10 +250,10 @@ pub fn finetune(
     let (demos, train_emb) = match (&pool, &p.demo_filter) {
         (None, _) => (Demos::None, None),
         (Some(pool), None) => (Demos::Fixed(pool.inference_sets(p.seed, p.demo_sets)), None),
-        (Some(_), Some(dir)) => {
-            let d = Demos::similar(train, prompt.verbalizer.num_labels(), dir, model.device(), prompt.template.num_sentences(), p.demo_sets)?;
-            let Demos::Similar { pool: filtered, .. } = &d else { unreachable!("Demos::similar is similar") };
-            (d.clone(), Some(filtered.clone()))
+        (Some(pool), Some(dir)) => {
+            let encoder = DemoEncoder::load(dir, model.device(), prompt.template.num_sentences())?;
+            let filtered = pool.clone().with_embeddings(encoder.embed(train)?)?;
+            (Demos::Similar { pool: filtered.clone(), encoder: std::sync::Arc::new(encoder), sets: p.demo_sets }, Some(filtered))
         }
     };
     // Its own stream, so that turning demonstrations on leaves the batch order alone.
