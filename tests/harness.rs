@@ -185,6 +185,9 @@ fn pair_tasks_read_glue_layouts_and_score_their_metric() {
     assert_eq!((qqp_majority.metric.as_str(), qqp_majority.n_test, qqp_majority.test_dropped), ("f1", 12, 1));
     assert_eq!(qqp_majority.test, 0.0, "the first class (not duplicate) everywhere: no true positive");
     assert!((0.0..=1.0).contains(&qqp_prompt.test) && qqp_prompt.calibration.is_some());
+    assert_eq!(qqp_prompt.scorer.as_deref(), Some("onnxruntime"), "a prompt model on CPU is scored through its export");
+    let left: Vec<_> = std::fs::read_dir(&out).unwrap().filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().starts_with(".scorer-")).collect();
+    assert!(left.is_empty(), "the scorer's temporary export is removed");
     let l: harness::Logits = serde_json::from_str(&std::fs::read_to_string(harness::logits_path(&out, "QQP", 1, RunMethod::Prompt)).unwrap()).unwrap();
     let gold: Vec<usize> = (0..12).map(|i| 1 - i % 2).collect();
     assert_eq!(harness::Metric::F1.score(&l.test, &gold, &[]), qqp_prompt.test, "F1 of the stored logits");

@@ -216,7 +216,62 @@ pub struct RunResult {
     /// full-data: the sizes of its train and dev sets and what the test overlap removed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub full_data: Option<FullData>,
+    /// What computed the test and dev logits of a model: "onnxruntime" (a prompt model on
+    /// CPU, through its export) or "libtorch".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scorer: Option<String>,
     pub settings: Settings,
+}
+
+/// Scores a trained prompt model through its ONNX export and the predictor: the graph
+/// computes the last layer at the mask only and runs on ONNX Runtime's kernels, about
+/// twice libtorch's throughput on CPU (docs/serve-bench.md), with the same renderings
+/// (`Prompt::encode_with_demos`) and probabilities within ~1e-7. The export lives in a
+/// temporary folder under the harness output, removed when the scorer is dropped.
+struct OrtScorer {
+    predictor: crate::serve::Predictor,
+    dir: PathBuf,
+}
+
+impl OrtScorer {
+    /// None when the model cannot be exported or ONNX Runtime not loaded: the caller
+    /// scores with libtorch instead (and the result says so).
+    fn new(model: &MaskedLm, tok: &Tokenizer, prompt: &Prompt, out: &Path) -> Option<Self> {
+        let dir = out.join(format!(".scorer-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let opened = crate::export::export(model, tok, prompt, &Demos::None, Default::default(), &dir, &Default::default()).and_then(|_| {
+            let threads = tch::get_num_threads().max(1) as usize;
+            crate::serve::Predictor::open(&dir, &crate::serve::PredictorOptions { threads, ..Default::default() })
+        });
+        match opened {
+            Ok(predictor) => Some(OrtScorer { predictor, dir }),
+            Err(e) => {
+                crate::log::log(crate::log::Level::Warn, || format!("harness: scoring with libtorch ({e})"));
+                let _ = std::fs::remove_dir_all(&dir);
+                None
+            }
+        }
+    }
+
+    /// Label logits of `examples` with `demos`, averaged over the sets, in input order.
+    fn logits(&self, tok: &Tokenizer, prompt: &Prompt, examples: &[Example], demos: &Demos) -> Result<Vec<Vec<f32>>> {
+        let Some(per_input) = demos.sets_for(examples)? else {
+            return self.predictor.logits_encoded(&train::encode_all(tok, prompt, Method::Prompt, examples)?);
+        };
+        let tables = (0..demos.sets_per_input())
+            .map(|k| {
+                let enc = examples.iter().zip(&per_input).map(|(e, sets)| prompt.encode_with_demos(tok, e, &sets[k])).collect::<Result<Vec<_>>>()?;
+                self.predictor.logits_encoded(&enc)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(crate::metrics::mean_rows(&tables))
+    }
+}
+
+impl Drop for OrtScorer {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 /// The macro-F1 of a multi-label task's yes/no pair logits against the pairs' gold
@@ -374,6 +429,7 @@ pub fn run_one(
     };
     let mut subsample_score = None;
     let mut majority_test = None;
+    let mut scorer = None;
     // Dev and test logits of the methods that have a model.
     let mut outputs: Option<Logits> = None;
     let (dev, best_step) = match method {
@@ -475,16 +531,21 @@ pub fn run_one(
                             train_method,
                         )
                     };
-                let logits = train::predict_examples(
-                    &model,
-                    &tok,
-                    &prompt,
-                    train_method,
-                    &head,
-                    &test_ex,
-                    &demo_sets,
-                    32,
-                )?;
+                // Prompt models on CPU are scored through their ONNX export (the serving
+                // path; parity with libtorch ~1e-7, about twice as fast); others by libtorch.
+                let ort = if train_method == Method::Prompt && model.device() == tch::Device::Cpu {
+                    OrtScorer::new(&model, &tok, &prompt, out)
+                } else {
+                    None
+                };
+                scorer = Some(if ort.is_some() { "onnxruntime" } else { "libtorch" });
+                let score = |ex: &[Example], demos: &Demos| -> Result<Vec<Vec<f32>>> {
+                    match &ort {
+                        Some(o) => o.logits(&tok, &prompt, ex, demos),
+                        None => train::predict_examples(&model, &tok, &prompt, train_method, &head, ex, demos, 32),
+                    }
+                };
+                let logits = score(&test_ex, &demo_sets)?;
                 if demos && s.demo_subsample > 0 && s.demo_subsample_sets > 0 {
                     let idx = subsample(test_ex.len(), s.demo_subsample);
                     let sub_ex: Vec<Example> = idx.iter().map(|&i| test_ex[i].clone()).collect();
@@ -497,9 +558,7 @@ pub fn run_one(
                         Demos::Similar { pool, encoder, .. } => Demos::Similar { pool: pool.clone(), encoder: encoder.clone(), sets: s.demo_subsample_sets },
                         _ => Demos::Fixed(DemoPool::new(&train_ex, spec.labels.len())?.inference_sets(seed, s.demo_subsample_sets)),
                     };
-                    let many = train::predict_examples(
-                        &model, &tok, &prompt, train_method, &head, &sub_ex, &sets, 32,
-                    )?;
+                    let many = score(&sub_ex, &sets)?;
                     subsample_score = Some(SubsampleScore {
                         n: idx.len(),
                         sets: sets.sets_per_input(),
@@ -507,9 +566,7 @@ pub fn run_one(
                         all_sets: spec.metric.score(&many, &sub_gold, &sub_scores),
                     });
                 }
-                let dev_logits = train::predict_examples(
-                    &model, &tok, &prompt, train_method, &head, &dev_ex, &demo_sets, 32,
-                )?;
+                let dev_logits = score(&dev_ex, &demo_sets)?;
                 outputs = Some(Logits { dev: dev_logits, test: logits });
                 (dev, best_step)
             }
@@ -549,6 +606,7 @@ pub fn run_one(
         calibration,
         macro_f1,
         full_data,
+        scorer: scorer.map(String::from),
         settings: s.clone(),
     };
     save(out, &r)?;

@@ -346,6 +346,12 @@ impl Predictor {
             .collect()
     }
 
+    /// The class logits (`label_logits`: divided by the temperature of a calibrated
+    /// export) of inputs already rendered, in input order.
+    pub fn logits_encoded(&self, encoded: &[Encoded]) -> Result<Vec<Vec<f32>>> {
+        self.run(encoded, OUTPUT_LOGITS)
+    }
+
     /// Predicts inputs already rendered (without demonstrations: one rendering each).
     pub fn predict_encoded(&self, encoded: &[Encoded]) -> Result<Vec<Prediction>> {
         Ok(self.run(encoded, OUTPUT_PROBS)?.into_iter().map(|p| self.prediction(p)).collect())
