@@ -271,7 +271,15 @@ impl Task {
         let f: TaskFile = crate::checkpoint::read_versioned(dir, TASK_FILE, TASK_FORMAT, TASK_FORMAT_VERSION, "task")?;
         let path = dir.join(TASK_FILE);
         let n = f.spec.labels.len();
-        let bad_set = |i: &Item| i.label_set.as_ref().is_some_and(|s| !f.spec.multi_label || s.iter().any(|&l| l >= n)) || (i.dev && !i.is_labelled());
+        let bad_score = |i: &Item| match (f.spec.regression, i.score) {
+            (Some((low, high)), Some(v)) => !(low..=high).contains(&v),
+            (Some(_), None) => i.label.is_some(),
+            (None, Some(_)) => true,
+            (None, None) => false,
+        };
+        let bad_set = |i: &Item| {
+            i.label_set.as_ref().is_some_and(|s| !f.spec.multi_label || s.iter().any(|&l| l >= n)) || (i.dev && !i.is_labelled()) || bad_score(i)
+        };
         if let Some(bad) = f.items.iter().find(|i| i.label.is_some_and(|l| l >= n || f.spec.multi_label) || bad_set(i) || i.id >= f.next_id) {
             return Err(Error::InvalidArgument(format!("{}: item {} is inconsistent with the task", path.display(), bad.id)));
         }
