@@ -625,6 +625,13 @@ fn regression_tasks_through_the_c_abi() {
         let reopened = Task::open(&dir).unwrap();
         assert_eq!(reopened.spec().regression, Some((0.0, 5.0)));
         assert_eq!(reopened.item(ids[0]).unwrap().score, Some(4.5));
+        // A file whose score left the range is refused at open, by item.
+        let bad_dir = dir.parent().unwrap().join("bad");
+        std::fs::create_dir_all(&bad_dir).unwrap();
+        let text = std::fs::read_to_string(dir.join("task.json")).unwrap().replacen("\"score\": 4.5", "\"score\": 9.0", 1);
+        std::fs::write(bad_dir.join("task.json"), text).unwrap();
+        let err = Task::open(&bad_dir).unwrap_err().to_string();
+        assert!(err.contains(&format!("item {} is inconsistent", ids[0])), "{err}");
 
         let mut tp = cpu_params(10);
         tp.calibrate = true;
