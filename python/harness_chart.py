@@ -32,6 +32,9 @@ def main() -> int:
         print(f"harness_chart: cannot read {path}: {e} (run `lmbff harness --out {a.out}` first)", file=sys.stderr)
         return 2
     methods = [m for m in a.methods.split(",") if any(r["method"] == m for r in results)]
+    if not methods and a.methods == DEFAULT_METHODS:
+        # A run of other methods only (say METHODS=full-data): draw those.
+        methods = list(dict.fromkeys(r["method"] for r in results))
     tasks = list(dict.fromkeys(r["task"] for r in results))
     if not methods or not tasks:
         print(f"harness_chart: {path} has no results for {a.methods}", file=sys.stderr)
