@@ -16,6 +16,17 @@ fn lmbff() -> Command {
     c
 }
 
+/// `lmbff harness` on CPU with one thread, the tiny BERT fixture, `data` and `out`, and
+/// `args` (tasks, seeds, methods, budget).
+fn harness_on(data: &Path, out: &Path, args: &[&str]) -> std::process::Output {
+    lmbff()
+        .args(["harness", "--device", "cpu", "--threads", "1"])
+        .args(args)
+        .arg("--model").arg(common::fixtures().join("bert")).arg("--data").arg(data).arg("--out").arg(out)
+        .output()
+        .unwrap()
+}
+
 const POS: [&str; 6] = ["the movie was fun", "i loved this book", "the acting was good", "a great ride", "the music was bright", "i enjoyed the story"];
 const NEG: [&str; 6] = ["the movie was boring", "i hated this book", "the acting was bad", "a dull ride", "the music was slow", "i hated the story"];
 
@@ -168,12 +179,8 @@ fn pair_tasks_read_glue_layouts_and_score_their_metric() {
         }
     }
     let out = dir.join("out");
-    let o = lmbff()
-        .args(["harness", "--device", "cpu", "--threads", "1", "--tasks", "RTE,QQP,STS-B", "--seeds", "1", "--methods", "majority,prompt"])
-        .args(["--steps", "60", "--lr", "3e-3", "--batch-size", "4", "--eval-every", "30", "--max-len", "32"])
-        .arg("--model").arg(common::fixtures().join("bert")).arg("--data").arg(&data).arg("--out").arg(&out)
-        .output()
-        .unwrap();
+    let o = harness_on(&data, &out, &["--tasks", "RTE,QQP,STS-B", "--seeds", "1", "--methods", "majority,prompt",
+        "--steps", "60", "--lr", "3e-3", "--batch-size", "4", "--eval-every", "30", "--max-len", "32"]);
     let (table, err) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
     assert!(o.status.success(), "{err}");
     assert!(table.contains("| method | RTE | QQP (f1) | STS-B (pearson) | mean |"), "{table}");
@@ -211,12 +218,8 @@ fn auto_templates_and_the_ensemble() {
     let templates = ["*cls**sent_0*_A*mask*_one.*sep+*", "*cls*_This_is*mask*.*+sent_0**sep+*", "*cls**sent_0*_It's*mask*!*sep+*", "*cls**sent_0*_so*mask*.*sep+*", "*cls**sent_0*_unused*mask*.*sep+*"];
     std::fs::write(auto.join("16-1.sort.txt"), templates.join("\n")).unwrap();
     let out = dir.join("out");
-    let o = lmbff()
-        .args(["harness", "--device", "cpu", "--threads", "1", "--tasks", "SST-2", "--seeds", "1"])
-        .args(["--methods", "prompt,prompt-auto-1,prompt-auto-2,prompt-auto-3,prompt-auto-4", "--steps", "30", "--lr", "3e-3", "--batch-size", "4", "--eval-every", "15", "--max-len", "24"])
-        .arg("--model").arg(common::fixtures().join("bert")).arg("--data").arg(&data).arg("--out").arg(&out)
-        .output()
-        .unwrap();
+    let o = harness_on(&data, &out, &["--tasks", "SST-2", "--seeds", "1", "--methods", "prompt,prompt-auto-1,prompt-auto-2,prompt-auto-3,prompt-auto-4",
+        "--steps", "30", "--lr", "3e-3", "--batch-size", "4", "--eval-every", "15", "--max-len", "24"]);
     let (table, err) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
     assert!(o.status.success(), "{err}");
     let mut tables = Vec::new();
@@ -230,11 +233,7 @@ fn auto_templates_and_the_ensemble() {
     let want = 100.0 * lmbff::metrics::accuracy(&lmbff::metrics::mean_rows(&tables), &gold);
     assert!(table.contains(&format!("| ensemble | {want:.1} (0.0) [1] |")), "{table}");
     // A missing auto-template file is a named error.
-    let o = lmbff()
-        .args(["harness", "--device", "cpu", "--threads", "1", "--tasks", "SST-2", "--seeds", "2", "--methods", "prompt-auto-1", "--steps", "2"])
-        .arg("--model").arg(common::fixtures().join("bert")).arg("--data").arg(&data).arg("--out").arg(dir.join("out2"))
-        .output()
-        .unwrap();
+    let o = harness_on(&data, &dir.join("out2"), &["--tasks", "SST-2", "--seeds", "2", "--methods", "prompt-auto-1", "--steps", "2"]);
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("16-2.sort.txt"), "{}", String::from_utf8_lossy(&o.stderr));
 }
 
@@ -273,12 +272,8 @@ fn multi_label_task_from_trec() {
     assert_eq!(pairs[0].text_b.as_deref(), Some("Description"));
 
     let out = dir.join("out");
-    let o = lmbff()
-        .args(["harness", "--device", "cpu", "--threads", "1", "--tasks", "trec-multi", "--seeds", "1", "--methods", "majority,prompt"])
-        .args(["--steps", "30", "--lr", "3e-3", "--batch-size", "8", "--eval-every", "15", "--max-len", "32"])
-        .arg("--model").arg(common::fixtures().join("bert")).arg("--data").arg(&data).arg("--out").arg(&out)
-        .output()
-        .unwrap();
+    let o = harness_on(&data, &out, &["--tasks", "trec-multi", "--seeds", "1", "--methods", "majority,prompt",
+        "--steps", "30", "--lr", "3e-3", "--batch-size", "8", "--eval-every", "15", "--max-len", "32"]);
     let (table, err) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
     assert!(o.status.success(), "{err}");
     assert!(table.contains("trec-multi (micro-f1)") && table.contains("Multi-label: macro-F1"), "{table}");
@@ -310,12 +305,7 @@ fn full_data_ceiling_drops_test_texts() {
     std::fs::write(full.join("train.json"), json(&records)).unwrap();
     std::fs::write(full.join("dev.json"), json(&records[..6])).unwrap();
     let out = dir.join("out");
-    let o = lmbff()
-        .args(["harness", "--device", "cpu", "--threads", "1", "--tasks", "mr", "--seeds", "1", "--methods", "full-data"])
-        .args(["--full-data-steps", "10", "--lr", "3e-3", "--max-len", "32"])
-        .arg("--model").arg(common::fixtures().join("bert")).arg("--data").arg(&data).arg("--out").arg(&out)
-        .output()
-        .unwrap();
+    let o = harness_on(&data, &out, &["--tasks", "mr", "--seeds", "1", "--methods", "full-data", "--full-data-steps", "10", "--lr", "3e-3", "--max-len", "32"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let r: harness::RunResult = serde_json::from_str(&std::fs::read_to_string(harness::result_path(&out, "mr", 1, RunMethod::FullData)).unwrap()).unwrap();
     let f = r.full_data.expect("full-data sizes");

@@ -8,7 +8,7 @@ use super::manifest::*;
 use super::{IR_VERSION, OPSET};
 use crate::checkpoint::{fnv1a, write_dir_atomic, LinearHead, FNV_OFFSET, METHOD_EMBEDDING, METHOD_PROMPT};
 use crate::model::{Arch, MaskedLm};
-use crate::prompt::{Example, MultiLabel, Prompt, MULTI_LABEL_THRESHOLD};
+use crate::prompt::{MultiLabel, Prompt, MULTI_LABEL_THRESHOLD};
 use crate::tokenize::Tokenizer;
 use crate::train::{DemoEncoder, Demos};
 use crate::{Error, Result};
@@ -93,8 +93,7 @@ pub fn export(
                     "a Triton repository serves one graph: similarity-filtered demonstrations need their sentence encoder too (export without --triton)".into(),
                 ));
             }
-            let each: Vec<Vec<Example>> = pool.examples().iter().map(|e| vec![e.clone()]).collect();
-            prompt.check_demo_sets(tok, &each)?;
+            prompt.check_demo_pool(tok, pool.examples())?;
             manifest.demonstrations = Some(Demonstrations {
                 sets: Vec::new(),
                 filter: Some(DemoFilter {

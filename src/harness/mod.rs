@@ -255,16 +255,7 @@ impl OrtScorer {
 
     /// Label logits of `examples` with `demos`, averaged over the sets, in input order.
     fn logits(&self, tok: &Tokenizer, prompt: &Prompt, examples: &[Example], demos: &Demos) -> Result<Vec<Vec<f32>>> {
-        let Some(per_input) = demos.sets_for(examples)? else {
-            return self.predictor.logits_encoded(&train::encode_all(tok, prompt, Method::Prompt, examples)?);
-        };
-        let tables = (0..demos.sets_per_input())
-            .map(|k| {
-                let enc = examples.iter().zip(&per_input).map(|(e, sets)| prompt.encode_with_demos(tok, e, &sets[k])).collect::<Result<Vec<_>>>()?;
-                self.predictor.logits_encoded(&enc)
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(crate::metrics::mean_rows(&tables))
+        train::prompt_logits(tok, prompt, examples, demos, |enc| self.predictor.logits_encoded(enc))
     }
 }
 

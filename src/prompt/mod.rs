@@ -176,6 +176,13 @@ impl Prompt {
         Ok(())
     }
 
+    /// Checks that every example of a demonstration pool (similarity-filtered
+    /// demonstrations choose from it) renders as a demonstration with this prompt.
+    pub fn check_demo_pool(&self, tok: &Tokenizer, pool: &[Example]) -> Result<()> {
+        let each: Vec<Vec<Example>> = pool.iter().map(|e| vec![e.clone()]).collect();
+        self.check_demo_sets(tok, &each)
+    }
+
     /// Appends the pieces of `ex` rendered through the template: as the query
     /// (`demo_segment` None; returns the index of the mask's piece, if it has one) or as a
     /// demonstration in segment `demo_segment`.

@@ -214,8 +214,7 @@ impl Predictor {
         if let Some(d) = &manifest.demonstrations {
             prompt.check_demo_sets(&tok, &d.sets).map_err(|e| mismatch(dir, &e.to_string()))?;
             if let Some(f) = &d.filter {
-                let each: Vec<Vec<Example>> = f.pool.iter().map(|e| vec![e.clone()]).collect();
-                prompt.check_demo_sets(&tok, &each).map_err(|e| mismatch(dir, &e.to_string()))?;
+                prompt.check_demo_pool(&tok, &f.pool).map_err(|e| mismatch(dir, &e.to_string()))?;
             }
         }
         let env = super::runtime::environment(opts.ort_library.as_deref())?;

@@ -4,7 +4,7 @@
 //! pooling is one such encoder).
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::rc::Rc;
 
 use tch::Device;
 
@@ -74,15 +74,24 @@ pub enum Demos {
     Fixed(Vec<Vec<Example>>),
     /// `sets` sets per input from `pool` (which holds the encoder's embeddings of its
     /// examples), ranked by `encoder` (see `DemoPool::similar_sets`).
-    Similar { pool: DemoPool, encoder: Arc<DemoEncoder>, sets: usize },
+    Similar { pool: DemoPool, encoder: Rc<DemoEncoder>, sets: usize },
 }
 
 impl Demos {
-    /// Similarity-filtered demonstrations from `examples` with the encoder in `dir`.
-    pub fn similar(examples: &[Example], num_labels: usize, dir: &Path, device: Device, sentences: usize, sets: usize) -> Result<Self> {
+    /// Similarity-filtered demonstrations from `pool`, embedded by the encoder in `dir`.
+    pub fn similar(pool: DemoPool, dir: &Path, device: Device, sentences: usize, sets: usize) -> Result<Self> {
         let encoder = DemoEncoder::load(dir, device, sentences)?;
-        let pool = DemoPool::new(examples, num_labels)?.with_embeddings(encoder.embed(examples)?)?;
-        Ok(Demos::Similar { pool, encoder: Arc::new(encoder), sets })
+        let embeddings = encoder.embed(pool.examples())?;
+        let pool = pool.with_embeddings(embeddings)?;
+        Ok(Demos::Similar { pool, encoder: Rc::new(encoder), sets })
+    }
+
+    /// The pool of similarity-filtered demonstrations, with its embeddings.
+    pub fn filtered_pool(&self) -> Option<&DemoPool> {
+        match self {
+            Demos::Similar { pool, .. } => Some(pool),
+            _ => None,
+        }
     }
 
     /// Records these demonstrations in a checkpoint's manifest.
@@ -102,7 +111,9 @@ impl Demos {
     /// (a filter's encoder is loaded on `device`).
     pub fn of_checkpoint(m: &Manifest, prompt: &Prompt, device: Device) -> Result<Self> {
         Ok(match (&m.demonstrations, &m.demo_filter) {
-            (_, Some(f)) => Demos::similar(&f.pool, prompt.verbalizer.num_labels(), &f.encoder, device, prompt.template.num_sentences(), f.sets)?,
+            (_, Some(f)) => {
+                Demos::similar(DemoPool::new(&f.pool, prompt.verbalizer.num_labels())?, &f.encoder, device, prompt.template.num_sentences(), f.sets)?
+            }
             (Some(sets), None) => Demos::Fixed(sets.clone()),
             (None, None) => Demos::None,
         })

@@ -48,16 +48,31 @@ pub fn predict_examples(
     batch_size: usize,
 ) -> Result<Vec<Vec<f32>>> {
     let pad = tok.special().pad;
-    let Some(per_input) = demos.sets_for(examples)? else {
-        return predict_logits(model, head, &encode_all(tok, prompt, method, examples)?, pad, batch_size);
-    };
-    if method != Method::Prompt {
-        return Err(Error::InvalidArgument(format!("demonstrations need the prompt method, not {}", method.name())));
+    match method {
+        Method::Prompt => prompt_logits(tok, prompt, examples, demos, |enc| predict_logits(model, head, enc, pad, batch_size)),
+        Method::Cls if demos.sets_per_input() == 0 => predict_logits(model, head, &encode_all(tok, prompt, method, examples)?, pad, batch_size),
+        Method::Cls => Err(Error::InvalidArgument(format!("demonstrations need the prompt method, not {}", method.name()))),
     }
+}
+
+/// Label logits [n][labels] of `examples` read through `prompt` with `demos`, each batch
+/// of renderings scored by `score` (libtorch here, the exported graph in the harness):
+/// one rendering per input without demonstrations, else one per set (each input's own
+/// when filtered), the logits averaged over the sets.
+pub fn prompt_logits(
+    tok: &Tokenizer,
+    prompt: &Prompt,
+    examples: &[Example],
+    demos: &Demos,
+    mut score: impl FnMut(&[Encoded]) -> Result<Vec<Vec<f32>>>,
+) -> Result<Vec<Vec<f32>>> {
+    let Some(per_input) = demos.sets_for(examples)? else {
+        return score(&encode_all(tok, prompt, Method::Prompt, examples)?);
+    };
     let tables = (0..demos.sets_per_input())
         .map(|k| {
             let enc: Vec<Encoded> = examples.iter().zip(&per_input).map(|(e, sets)| prompt.encode_with_demos(tok, e, &sets[k])).collect::<Result<_>>()?;
-            predict_logits(model, head, &enc, pad, batch_size)
+            score(&enc)
         })
         .collect::<Result<Vec<_>>>()?;
     Ok(mean_rows(&tables))

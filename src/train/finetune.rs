@@ -9,7 +9,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use tch::{Kind, Tensor};
 
-use super::demos::{DemoEncoder, Demos};
+use super::demos::Demos;
 use super::eval::predict_examples;
 use crate::metrics::{accuracy, argmax, f1_binary, upper_pole_pearson};
 use super::optim::Optimiser;
@@ -251,9 +251,9 @@ pub fn finetune(
         (None, _) => (Demos::None, None),
         (Some(pool), None) => (Demos::Fixed(pool.inference_sets(p.seed, p.demo_sets)), None),
         (Some(pool), Some(dir)) => {
-            let encoder = DemoEncoder::load(dir, model.device(), prompt.template.num_sentences())?;
-            let filtered = pool.clone().with_embeddings(encoder.embed(train)?)?;
-            (Demos::Similar { pool: filtered.clone(), encoder: std::sync::Arc::new(encoder), sets: p.demo_sets }, Some(filtered))
+            let demos = Demos::similar(pool.clone(), dir, model.device(), prompt.template.num_sentences(), p.demo_sets)?;
+            let filtered = demos.filtered_pool().cloned();
+            (demos, filtered)
         }
     };
     // Its own stream, so that turning demonstrations on leaves the batch order alone.

@@ -14,7 +14,7 @@ pub use embed::{
     contrastive_finetune, contrastive_pairs, embed_batch, embed_examples, embedding_logits, fit_logistic, train_embedding, EmbedParams, EmbedReport,
 };
 pub use demos::{DemoEncoder, Demos, DEMO_FILTER_MAX_LEN};
-pub use eval::{predict_examples, predict_logits};
+pub use eval::{predict_examples, predict_logits, prompt_logits};
 pub use optim::Optimiser;
 pub use finetune::{encode_all, finetune, DevMetric, FinetuneReport, Head, Method, RegressionTargets, TrainParams};
 
