@@ -50,3 +50,34 @@ fn cuda_matches_cpu_and_trains() {
     assert_eq!(rep.best_dev_acc, 1.0, "{:?}", rep.dev_curve);
     assert!(matches!(head, Head::Prompt { .. }));
 }
+
+/// A model fine-tuned on the GPU exports (weights copied off the device) and the served
+/// ONNX model predicts what the CUDA model predicts.
+#[test]
+fn cuda_trained_model_exports_and_serves_the_same() {
+    let Some(dev) = cuda() else { return };
+    use lmbff::export::{export, ExportOptions};
+    use lmbff::serve::{Predictor, PredictorOptions};
+    let dir = common::fixtures().join("bert");
+    let model = MaskedLm::load(&dir, dev).unwrap();
+    let tok = Tokenizer::from_dir(&dir).unwrap();
+    let v = Verbalizer::new(&tok, &[("0".into(), "terrible".into()), ("1".into(), "great".into())]).unwrap();
+    // The tiny fixture has 64 positions: the export checks the length against them.
+    let p = Prompt::new(Template::parse("{text} It was {mask}.").unwrap(), v, Truncation { max_len: 64, ..Truncation::default() }).unwrap();
+    let data = vec![Example::single("the movie was fun", Some(1)), Example::single("the movie was boring", Some(0))];
+    let params = TrainParams { steps: 30, batch_size: 2, lr: 3e-3, eval_every: 10, ..TrainParams::default() };
+    train::finetune(&model, &tok, &p, Method::Prompt, &data, &data, &params, &mut |_| true).unwrap();
+
+    let inputs: Vec<Example> = ["a fun film", "boring and long", "it was [MASK] , really", ""].iter().map(|t| Example::single(*t, None)).collect();
+    let enc = train::encode_all(&tok, &p, Method::Prompt, &inputs).unwrap();
+    let head = Head::for_prompt(&model, &p).unwrap();
+    let want = train::softmax_rows(&train::predict_logits(&model, &head, &enc, tok.special().pad, 3).unwrap());
+
+    let out = common::tempdir("cuda-export").join("export");
+    export(&model, &tok, &p, &train::Demos::None, Default::default(), &out, &ExportOptions::default()).unwrap();
+    let served = Predictor::open(&out, &PredictorOptions { threads: 1, max_batch: 4, ..Default::default() }).unwrap();
+    let got = served.predict(&inputs).unwrap();
+    let diff = want.iter().zip(&got).flat_map(|(w, g)| w.iter().zip(&g.probs).map(|(a, b)| (a - b).abs())).fold(0.0f32, f32::max);
+    println!("cuda-trained export: max |p_onnx - p_cuda| = {diff:.2e} over {} inputs", inputs.len());
+    assert!(diff < 1e-4, "served probabilities differ from the CUDA model's by {diff}");
+}

@@ -283,8 +283,10 @@ pub fn build(
     let t = cx.activation(&t, act);
     let t = cx.layer_norm(&t, norm, c.layer_norm_eps)?;
     // The label words' rows of the tied decoder and of its bias.
-    let idx = Tensor::from_slice(&label_ids.iter().map(|&i| i as i64).collect::<Vec<_>>());
-    let rows = cx.var(&emb("word_embeddings.weight"))?.f_index_select(0, &idx)?.f_tr()?.f_contiguous()?;
+    // (The index lives with the weights: a model trained on a GPU exports from there.)
+    let table = cx.var(&emb("word_embeddings.weight"))?;
+    let idx = Tensor::from_slice(&label_ids.iter().map(|&i| i as i64).collect::<Vec<_>>()).f_to_device(table.device())?;
+    let rows = table.f_index_select(0, &idx)?.f_tr()?.f_contiguous()?;
     let rows = cx.g.weight("label_words.decoder_t", &rows)?;
     let lbias = cx.var(bias_name)?.f_index_select(0, &idx)?;
     let lbias = cx.g.weight("label_words.bias", &lbias)?;

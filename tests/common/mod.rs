@@ -41,10 +41,17 @@ pub fn tempdir(name: &str) -> PathBuf {
     d
 }
 
-/// Builds the fixtures once per test binary.
+/// Builds the fixtures once per test binary. `LMBFF_FIXTURES` names a folder that
+/// make_fixtures.py filled beforehand, for machines without the venv's transformers
+/// (the GPU machine runs the carried test binaries against it).
 pub fn fixtures() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
+        if let Some(dir) = std::env::var_os("LMBFF_FIXTURES") {
+            let dir = PathBuf::from(dir);
+            assert!(dir.join("bert").is_dir(), "LMBFF_FIXTURES={} holds no fixtures (make them with tests/python/make_fixtures.py)", dir.display());
+            return dir;
+        }
         let dir = tempdir("fixtures");
         let status = Command::new(python())
             .arg(root().join("tests/python/make_fixtures.py"))
