@@ -113,17 +113,18 @@ def main() -> int:
             with open(log, "a") as f:
                 f.write(json.dumps(r) + "\n")
             print(f"{t} seed {s}: setfit {100 * r['test']:.1f} ({r['seconds']:.0f} s)", file=sys.stderr)
+    # Paired: both columns over the seeds where both methods ran.
     print("| task | seeds | setfit | ours (sentence-embedding) |\n|---|---|---|---|")
     for t in tasks:
-        sf = [100 * done[(t, s)]["test"] for s in seeds if (t, s) in done]
-        ou = [100 * v for s in seeds if (v := ours(a.harness, t, s)) is not None]
+        paired = [(done[(t, s)]["test"], v) for s in seeds if (t, s) in done and (v := ours(a.harness, t, s)) is not None]
+        sf, ou = [100 * x for x, _ in paired], [100 * y for _, y in paired]
 
         def cell(v):
             if not v:
                 return "-"
             return f"{statistics.mean(v):.1f} ({statistics.stdev(v) if len(v) > 1 else 0.0:.1f}) [{len(v)}]"
 
-        print(f"| {t} | {len(seeds)} | {cell(sf)} | {cell(ou)} |")
+        print(f"| {t} | {len(paired)} | {cell(sf)} | {cell(ou)} |")
     return 0
 
 
