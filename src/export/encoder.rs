@@ -176,7 +176,9 @@ fn stem(model: &MaskedLm, g: Graph) -> Result<Stem<'static>> {
     let c = &model.config;
     let arch = model.arch;
     let prefix = arch.prefix();
-    let vars = model.vs.variables();
+    // The graph is built from CPU copies, whatever device the model trained on (on the
+    // CPU itself the copy is the same tensor).
+    let vars = tch::no_grad(|| model.vs.variables().into_iter().map(|(k, v)| Ok((k, v.f_to_device(tch::Device::Cpu)?))).collect::<Result<_>>())?;
     let mut cx = Ctx { g, vars, prefix, eps: c.layer_norm_eps, act: c.hidden_act };
     let batch_by_sequence = || [Dim::Named("batch"), Dim::Named("sequence")];
     let ids = cx.g.input("input_ids", dtype::INT64, &batch_by_sequence());
@@ -283,10 +285,8 @@ pub fn build(
     let t = cx.activation(&t, act);
     let t = cx.layer_norm(&t, norm, c.layer_norm_eps)?;
     // The label words' rows of the tied decoder and of its bias.
-    // (The index lives with the weights: a model trained on a GPU exports from there.)
-    let table = cx.var(&emb("word_embeddings.weight"))?;
-    let idx = Tensor::from_slice(&label_ids.iter().map(|&i| i as i64).collect::<Vec<_>>()).f_to_device(table.device())?;
-    let rows = table.f_index_select(0, &idx)?.f_tr()?.f_contiguous()?;
+    let idx = Tensor::from_slice(&label_ids.iter().map(|&i| i as i64).collect::<Vec<_>>());
+    let rows = cx.var(&emb("word_embeddings.weight"))?.f_index_select(0, &idx)?.f_tr()?.f_contiguous()?;
     let rows = cx.g.weight("label_words.decoder_t", &rows)?;
     let lbias = cx.var(bias_name)?.f_index_select(0, &idx)?;
     let lbias = cx.g.weight("label_words.bias", &lbias)?;
