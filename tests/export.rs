@@ -6,6 +6,7 @@
 
 mod common;
 
+use common::{max_diff, tch_probs};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -15,7 +16,7 @@ use lmbff::model::MaskedLm;
 use lmbff::prompt::{Example, Prompt, Template, Truncation, Verbalizer};
 use lmbff::serve::{Predictor, PredictorOptions};
 use lmbff::tokenize::Tokenizer;
-use lmbff::train::{self, Demos, Head, Method};
+use lmbff::train::{self, Demos, Method};
 use lmbff::Error;
 use tch::Device;
 
@@ -37,17 +38,6 @@ fn prompt(tok: &Tokenizer, template: &str, max_len: usize) -> Prompt {
     Prompt::new(Template::parse(template).unwrap(), v, Truncation { max_len, ..Truncation::default() }).unwrap()
 }
 
-/// Probabilities from the tch model, as training evaluates.
-fn tch_probs(m: &MaskedLm, tok: &Tokenizer, p: &Prompt, ex: &[Example]) -> Vec<Vec<f32>> {
-    let enc = train::encode_all(tok, p, Method::Prompt, ex).unwrap();
-    let head = Head::for_prompt(m, p).unwrap();
-    train::softmax_rows(&train::predict_logits(m, &head, &enc, tok.special().pad, 7).unwrap())
-}
-
-fn max_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter().zip(b).flat_map(|(x, y)| x.iter().zip(y).map(|(u, v)| (u - v).abs())).fold(0.0, f32::max)
-}
 
 fn check_export(dir: &Path, triton: bool) -> serde_json::Value {
     let mut cmd = Command::new(common::python());

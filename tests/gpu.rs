@@ -69,15 +69,13 @@ fn cuda_trained_model_exports_and_serves_the_same() {
     train::finetune(&model, &tok, &p, Method::Prompt, &data, &data, &params, &mut |_| true).unwrap();
 
     let inputs: Vec<Example> = ["a fun film", "boring and long", "it was [MASK] , really", ""].iter().map(|t| Example::single(*t, None)).collect();
-    let enc = train::encode_all(&tok, &p, Method::Prompt, &inputs).unwrap();
-    let head = Head::for_prompt(&model, &p).unwrap();
-    let want = train::softmax_rows(&train::predict_logits(&model, &head, &enc, tok.special().pad, 3).unwrap());
+    let want = common::tch_probs(&model, &tok, &p, &inputs);
 
     let out = common::tempdir("cuda-export").join("export");
     export(&model, &tok, &p, &train::Demos::None, Default::default(), &out, &ExportOptions::default()).unwrap();
     let served = Predictor::open(&out, &PredictorOptions { threads: 1, max_batch: 4, ..Default::default() }).unwrap();
-    let got = served.predict(&inputs).unwrap();
-    let diff = want.iter().zip(&got).flat_map(|(w, g)| w.iter().zip(&g.probs).map(|(a, b)| (a - b).abs())).fold(0.0f32, f32::max);
+    let got: Vec<Vec<f32>> = served.predict(&inputs).unwrap().into_iter().map(|p| p.probs).collect();
+    let diff = common::max_diff(&want, &got);
     println!("cuda-trained export: max |p_onnx - p_cuda| = {diff:.2e} over {} inputs", inputs.len());
     assert!(diff < 1e-4, "served probabilities differ from the CUDA model's by {diff}");
 }

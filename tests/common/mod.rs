@@ -78,3 +78,18 @@ pub fn max_abs_diff(a: &tch::Tensor, b: &tch::Tensor) -> f64 {
     assert_eq!(a.size(), b.size());
     (a - b).abs().max().double_value(&[])
 }
+
+/// Class probabilities of `ex` from the tch model through `p`, as training evaluates them
+/// (the reference the exported model is held to).
+pub fn tch_probs(m: &lmbff::model::MaskedLm, tok: &lmbff::tokenize::Tokenizer, p: &lmbff::prompt::Prompt, ex: &[lmbff::prompt::Example]) -> Vec<Vec<f32>> {
+    use lmbff::train::{self, Head, Method};
+    let enc = train::encode_all(tok, p, Method::Prompt, ex).unwrap();
+    let head = Head::for_prompt(m, p).unwrap();
+    train::softmax_rows(&train::predict_logits(m, &head, &enc, tok.special().pad, 7).unwrap())
+}
+
+/// The largest absolute difference between two tables of equal shape.
+pub fn max_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).flat_map(|(x, y)| x.iter().zip(y).map(|(u, v)| (u - v).abs())).fold(0.0, f32::max)
+}
