@@ -277,10 +277,12 @@ impl Task {
             (None, Some(_)) => true,
             (None, None) => false,
         };
-        let bad_set = |i: &Item| {
-            i.label_set.as_ref().is_some_and(|s| !f.spec.multi_label || s.iter().any(|&l| l >= n)) || (i.dev && !i.is_labelled()) || bad_score(i)
+        let bad_label = |i: &Item| {
+            i.label.is_some_and(|l| l >= n || f.spec.multi_label)
+                || i.label_set.as_ref().is_some_and(|s| !f.spec.multi_label || s.iter().any(|&l| l >= n))
+                || (i.dev && !i.is_labelled())
         };
-        if let Some(bad) = f.items.iter().find(|i| i.label.is_some_and(|l| l >= n || f.spec.multi_label) || bad_set(i) || i.id >= f.next_id) {
+        if let Some(bad) = f.items.iter().find(|i| bad_label(i) || bad_score(i) || i.id >= f.next_id) {
             return Err(Error::InvalidArgument(format!("{}: item {} is inconsistent with the task", path.display(), bad.id)));
         }
         Ok(Task { spec: f.spec, items: f.items.into_iter().map(|i| (i.id, i)).collect(), next_id: f.next_id, dir: Some(dir.to_path_buf()) })
