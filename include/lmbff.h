@@ -262,7 +262,8 @@ typedef struct {
   uint32_t max_len;
   /*
    LMBFF_TASK_* flags, or-ed (default 0). LMBFF_TASK_MULTI_LABEL: any number of
-   `labels` may apply to an example; it trains as one yes/no prompt per label.
+   `labels` may apply to an example; it trains as one yes/no prompt per label, or
+   with the sentence-embedding method as one yes/no head per label.
    `labels` are then the label names, each read as the template's second sentence
    (the default template becomes `{text_a} Is it about {text_b}? {mask}.`);
    `label_words` holds two answer words, no then yes, or is NULL for "No" and "Yes";
@@ -339,9 +340,11 @@ typedef struct {
    Auto takes the prompt method when demonstrations are on, the sentence-embedding
    method when the model has no masked-LM head (and adaptation_steps is 0), and
    otherwise the prompt method only if the prompt's zero-shot accuracy on the
-   registered examples beats chance (one-sided binomial test, p < 0.05). The
-   sentence-embedding method runs SetFit's schedule (20 rounds of pairs, 16 pairs a
-   step) at `learning_rate`; `steps` and `batch_size` are the prompt method's. The
+   registered examples beats chance (one-sided binomial test, p < 0.05; a
+   multi-label task with a head always takes the prompt). The sentence-embedding
+   method runs SetFit's schedule (20 rounds of pairs, 16 pairs a step) at
+   `learning_rate`, on a multi-label task with a yes/no head per label; `steps` and
+   `batch_size` are the prompt method's. Regression tasks need the prompt method. The
    version's notes (exported in lmbff-export.json) say which method ran and why.
    */
   int32_t method;
@@ -444,7 +447,7 @@ lmbff_status lmbff_predictor_open(const char *export_dir,
 void lmbff_predictor_free(lmbff_predictor *p);
 
 /*
- Whether the export is multi-label (one yes/no prompt per label): then
+ Whether the export is multi-label (one yes/no prompt or head per label): then
  lmbff_predictions_probs gives each label's own probability (they do not sum to 1), a
  label applies at 0.5 or more (lmbff_predictions_applies), lmbff_predictions_get's
  `label` is the most probable, `margin` the least certain label's distance from 0.5

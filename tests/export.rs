@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use lmbff::checkpoint::{write_dir_atomic, Manifest};
-use lmbff::export::{export, export_checkpoint, ExportManifest, ExportOptions, RegressionRange, WeightType, EXPORT_MANIFEST};
+use lmbff::export::{export, export_checkpoint, export_embedding, ExportManifest, ExportOptions, RegressionRange, WeightType, EXPORT_MANIFEST};
 use lmbff::model::MaskedLm;
 use lmbff::prompt::{Example, Prompt, Template, Truncation, Verbalizer};
 use lmbff::serve::{Predictor, PredictorOptions};
@@ -431,6 +431,65 @@ fn multi_label_models_export_and_predict_the_same() {
     assert!(err.to_string().contains("yes/no prompt"), "{err}");
 }
 
+/// A multi-label sentence-embedding model (a yes/no logistic head per label on the
+/// input's embedding) exports as such (format 7; onnx's checker passes; Triton's config
+/// gives `probs` a column per label and `label_logits` a pair per label): the predictor
+/// reads each input once and gives each label's P(yes) as training computes it, the
+/// logits side by side as the classifier's, and the Python renderer reads the input
+/// alone; heads that do not match the labels are refused.
+#[test]
+fn multi_label_sentence_embedding_models_export_and_predict_the_same() {
+    let mut c = case(&common::fixtures().join("bert"), "*cls**sent_0*_Is_it_about*+sentl_1*?*mask*.*sep+*", 48);
+    let words = vec![("no".to_string(), "no".to_string()), ("yes".to_string(), "yes".to_string())];
+    c.prompt.verbalizer = Verbalizer::new(&c.tok, &words).unwrap();
+    let reader = c.prompt.input_reader();
+    let names: Vec<String> = ["sports", "money", "travel"].iter().map(|s| s.to_string()).collect();
+    let multi = lmbff::prompt::MultiLabel::new(&names).unwrap();
+    let inputs: Vec<Example> = texts(12);
+    // Alike (sharing a label, or both empty) and unlike partners for every input.
+    let sets: Vec<Vec<usize>> = (0..inputs.len()).map(|i| [vec![0], vec![1, 2], vec![2], vec![]][i % 4].clone()).collect();
+    let ep = train::EmbedParams { iterations: 2, batch_size: 4, lr: 1e-3, seed: 5, ..Default::default() };
+    let (head, rep) = train::train_embedding_multi(&c.model, &c.tok, &reader, &inputs, &sets, 3, &ep, &mut |_| true).unwrap();
+    assert_eq!((head.weight.len(), rep.pairs), (6, 2 * 2 * inputs.len()));
+    let manifest = Manifest::for_embedding(&c.prompt, head.clone(), Some(&names), serde_json::json!({}));
+    assert_eq!(manifest.format_version, 7);
+    let out = checkpoint_and_export("multi-embedding", &c.model, &manifest);
+    let m = ExportManifest::read(&out).unwrap();
+    assert_eq!((m.format_version, m.task.as_str(), m.method.as_str()), (7, "multi-label", "sentence-embedding"));
+    assert_eq!(m.multi_label.as_ref().unwrap().labels, names);
+
+    let ex = texts(20);
+    let logits = train::embedding_logits(&c.model, &c.tok, &reader, &head, &ex, 5).unwrap();
+    let want = multi.gather(&train::softmax_rows(&multi.split_heads(&logits).unwrap())).unwrap();
+    let p = open(&out);
+    assert!(p.is_multi_label());
+    assert_eq!(p.labels(), names.as_slice());
+    let preds = p.predict(&ex).unwrap();
+    let got: Vec<Vec<f32>> = preds.iter().map(|r| r.probs.clone()).collect();
+    let d = max_diff(&want, &got);
+    println!("multi-label sentence-embedding (3 labels): max |p_onnx - p_tch| = {d:.2e} over {} inputs", ex.len());
+    assert!(d <= 1e-5, "max diff {d}");
+    for r in &preds {
+        assert_eq!(r.labels, lmbff::prompt::applied(&r.probs), "labels at or over the threshold");
+    }
+    let encoded: Vec<_> = ex.iter().map(|e| p.encode(e).unwrap().remove(0)).collect();
+    assert!(max_diff(&p.logits_encoded(&encoded).unwrap(), &logits) <= 1e-4, "label_logits are the heads side by side");
+    assert_python_renders(&out, &p, &ex, "multi-label sentence-embedding");
+    assert!(p.predict(&[Example { text_b: Some("x".into()), ..Example::single("a", None) }]).is_err(), "pairs are refused");
+
+    // Triton's config sizes each output.
+    let ckpt = out.parent().unwrap().join("ckpt");
+    let tri = out.parent().unwrap().join("triton-export");
+    export_checkpoint(&ckpt, &tri, &ExportOptions { triton: Some("multi".into()), ..Default::default() }).unwrap();
+    let config = std::fs::read_to_string(tri.join("triton/multi/config.pbtxt")).unwrap();
+    assert!(config.contains("name: \"probs\"\n    data_type: TYPE_FP32\n    dims: [ 3 ]"), "{config}");
+    assert!(config.contains("name: \"label_logits\"\n    data_type: TYPE_FP32\n    dims: [ 6 ]"), "{config}");
+    // A head per label: two labels cannot take three heads.
+    let opts = ExportOptions { multi_label: Some(names[..2].to_vec()), ..Default::default() };
+    let err = export_embedding(&c.model, &c.tok, &c.prompt, &head, Default::default(), &common::tempdir("multi-embedding-bad").join("x"), &opts).unwrap_err();
+    assert!(err.to_string().contains("6 rows and 6 biases for 4 labels"), "{err}");
+}
+
 #[test]
 fn bad_export_dirs_and_inputs() {
     let c = case(&common::fixtures().join("bert"), "{text} It was {mask}.", 40);
@@ -517,7 +576,7 @@ fn sentence_embedding_models_export_and_predict_the_same() {
         let ep = train::EmbedParams { iterations: 2, batch_size: 4, lr: 1e-3, seed: 5, ..Default::default() };
         let (head, rep) = train::train_embedding(&c.model, &c.tok, &c.prompt, &train_ex, &ep, &mut |_| true).unwrap();
         assert_eq!(rep.pairs, 2 * 2 * train_ex.len());
-        let manifest = Manifest::for_embedding(&c.prompt, head.clone(), serde_json::json!({"method": "sentence-embedding"}));
+        let manifest = Manifest::for_embedding(&c.prompt, head.clone(), None, serde_json::json!({"method": "sentence-embedding"}));
         assert_eq!(manifest.format_version, 3);
         let out = checkpoint_and_export(&format!("embedding-{fixture}"), &c.model, &manifest);
         let m = ExportManifest::read(&out).unwrap();

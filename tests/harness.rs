@@ -239,7 +239,9 @@ fn auto_templates_and_the_ensemble() {
 
 /// The multi-label task built from TREC: each split's questions are joined in groups of
 /// one to three, every question used once, a group labelled with the set of its classes;
-/// the harness trains on the yes/no pairs and reports the micro-F1 with the macro-F1.
+/// the harness trains the prompt on the yes/no pairs and the sentence-embedding method
+/// on the inputs (a yes/no head per label, scored as the same pairs), and reports the
+/// micro-F1 with the macro-F1.
 #[test]
 fn multi_label_task_from_trec() {
     let dir = common::tempdir("harness-multi");
@@ -272,7 +274,7 @@ fn multi_label_task_from_trec() {
     assert_eq!(pairs[0].text_b.as_deref(), Some("Description"));
 
     let out = dir.join("out");
-    let o = harness_on(&data, &out, &["--tasks", "trec-multi", "--seeds", "1", "--methods", "majority,prompt",
+    let o = harness_on(&data, &out, &["--tasks", "trec-multi", "--seeds", "1", "--methods", "majority,prompt,sentence-embedding",
         "--steps", "30", "--lr", "3e-3", "--batch-size", "8", "--eval-every", "15", "--max-len", "32"]);
     let (table, err) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
     assert!(o.status.success(), "{err}");
@@ -281,6 +283,17 @@ fn multi_label_task_from_trec() {
     assert_eq!((r.metric.as_str(), r.n_test), ("micro-f1", pairs.len()));
     let macro_f1 = r.macro_f1.expect("the macro-F1 beside the micro-F1");
     assert!((0.0..=1.0).contains(&macro_f1) && (0.0..=1.0).contains(&r.test), "{r:?}");
+    // The heads' logits come as the pairs' yes/no rows, and the score is theirs.
+    let se: harness::RunResult =
+        serde_json::from_str(&std::fs::read_to_string(harness::result_path(&out, "trec-multi", 1, RunMethod::SentenceEmbedding)).unwrap()).unwrap();
+    assert_eq!((se.metric.as_str(), se.n_test), ("micro-f1", pairs.len()));
+    assert!(se.macro_f1.is_some() && se.calibration.is_some(), "{se:?}");
+    let l: harness::Logits =
+        serde_json::from_str(&std::fs::read_to_string(harness::logits_path(&out, "trec-multi", 1, RunMethod::SentenceEmbedding)).unwrap()).unwrap();
+    assert!(l.test.len() == pairs.len() && l.test.iter().all(|r| r.len() == 2), "one yes/no row per pair");
+    let gold: Vec<usize> = pairs.iter().map(|p| p.label.unwrap()).collect();
+    assert!((spec.metric.score(&l.test, &gold, &[]) - se.test).abs() < 1e-9);
+    assert!(table.contains("| sentence-embedding |"), "{table}");
 }
 
 /// The full-data ceiling: plain fine-tuning on glue_pretrain's train split beside the

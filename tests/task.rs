@@ -404,9 +404,11 @@ fn auto_method_follows_the_documented_test() {
 }
 
 /// A multi-label task through the C ABI: labels separated by `|` (empty: none), the
-/// counts per label, a round trip through task.json (format 2), training (auto picks the
-/// prompt method: one yes/no prompt per label), export and a multi-label predictor; bad
-/// labels and pairs are named; a host built before `flags` gets a classification task.
+/// counts per label, a round trip through task.json (format 2), training by both methods
+/// (auto picks the prompt method on a checkpoint with a masked-LM head: one yes/no prompt
+/// per label; the sentence-embedding method, asked for, a yes/no head per label,
+/// calibrated on dev examples), export and a multi-label predictor for each; bad labels
+/// and pairs are named; a host built before `flags` gets a classification task.
 #[test]
 fn multi_label_tasks_through_the_c_abi() {
     let model = CString::new(common::fixtures().join("bert").to_str().unwrap()).unwrap();
@@ -424,6 +426,7 @@ fn multi_label_tasks_through_the_c_abi() {
         p.flags = LMBFF_TASK_MULTI_LABEL;
         let mut t = null_mut();
         assert_eq!(lmbff_task_create(&p, &mut t), LMBFF_OK, "{}", last_error());
+        let mut ids = Vec::new();
         for (text, labels) in [
             ("the music was bright", "music"),
             ("the acting was bad and the music was slow", "acting|music"),
@@ -435,7 +438,9 @@ fn multi_label_tasks_through_the_c_abi() {
             ("the acting was flat", "acting"),
         ] {
             let (text, labels) = (CString::new(text).unwrap(), CString::new(labels).unwrap());
-            assert_eq!(lmbff_task_add_example(t, text.as_ptr(), null(), labels.as_ptr(), null_mut()), LMBFF_OK, "{}", last_error());
+            let mut id = 0u64;
+            assert_eq!(lmbff_task_add_example(t, text.as_ptr(), null(), labels.as_ptr(), &mut id), LMBFF_OK, "{}", last_error());
+            ids.push(id);
         }
         let (mut n, mut free) = (0usize, 0usize);
         assert_eq!(lmbff_task_counts(t, 1, &mut n, &mut free), LMBFF_OK);
@@ -457,29 +462,50 @@ fn multi_label_tasks_through_the_c_abi() {
         tp.learning_rate = 1e-3;
         tp.device = LMBFF_DEVICE_CPU;
         let mut version = [0 as c_char; 16];
-        tp.method = LMBFF_METHOD_SENTENCE_EMBEDDING;
-        assert_eq!(lmbff_train(t, &tp, None, null_mut(), null_mut(), 0), LMBFF_ERR_INVALID_ARGUMENT);
-        assert!(last_error().contains("need the prompt method"), "{}", last_error());
         tp.method = LMBFF_METHOD_AUTO;
         assert_eq!(lmbff_train(t, &tp, None, null_mut(), version.as_mut_ptr(), 16), LMBFF_OK, "{}", last_error());
-        let m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("models/v1/lmbff.json")).unwrap()).unwrap();
-        assert_eq!(m["multi_label"], serde_json::json!(["music", "acting", "story"]));
-        assert!(m["notes"]["method_reason"].as_str().unwrap().contains("yes/no prompt per label"));
-        let out = CString::new(dir.parent().unwrap().join("export").to_str().unwrap()).unwrap();
-        let v1 = CString::new("v1").unwrap();
-        assert_eq!(lmbff_task_export(t, v1.as_ptr(), out.as_ptr(), false), LMBFF_OK, "{}", last_error());
-        let mut pred = null_mut();
-        assert_eq!(lmbff_predictor_open(out.as_ptr(), null(), &mut pred), LMBFF_OK, "{}", last_error());
-        assert!(lmbff_predictor_multi_label(pred));
-        assert_eq!(CStr::from_ptr(lmbff_predictor_label(pred, 2)).to_str().unwrap(), "story");
+        // The sentence-embedding method, calibrated on two dev examples.
+        for &id in &ids[6..] {
+            assert_eq!(lmbff_task_set_dev(t, id, true), LMBFF_OK);
+        }
+        tp.method = LMBFF_METHOD_SENTENCE_EMBEDDING;
+        tp.calibrate = true;
+        assert_eq!(lmbff_train(t, &tp, None, null_mut(), version.as_mut_ptr(), 16), LMBFF_OK, "{}", last_error());
+        let manifest = |v: &str| -> serde_json::Value { serde_json::from_str(&std::fs::read_to_string(dir.join(format!("models/{v}/lmbff.json"))).unwrap()).unwrap() };
+        let (m1, m2) = (manifest("v1"), manifest("v2"));
+        for m in [&m1, &m2] {
+            assert_eq!(m["multi_label"], serde_json::json!(["music", "acting", "story"]));
+        }
+        assert!(m1["notes"]["method_reason"].as_str().unwrap().contains("yes/no prompt per label"));
+        assert_eq!((m2["method"].as_str(), m2["format_version"].as_u64()), (Some("sentence-embedding"), Some(7)));
+        assert_eq!(m2["classifier"]["weight"].as_array().unwrap().len(), 6, "a yes/no head per label");
+        assert!(m2["temperature"].as_f64().is_some(), "calibrated on the dev examples");
         let text = CString::new("the acting and the story were good").unwrap();
-        let mut r = null_mut();
-        assert_eq!(lmbff_predict(pred, &text.as_ptr(), null(), 1, &mut r), LMBFF_OK, "{}", last_error());
-        let mut probs = [0f32; 3];
-        assert_eq!(lmbff_predictions_probs(r, 0, probs.as_mut_ptr(), 3), LMBFF_OK);
-        assert!(probs.iter().all(|p| (0.0..=1.0).contains(p)), "{probs:?}");
-        lmbff_predictions_free(r);
-        lmbff_predictor_free(pred);
+        let mut probs_of = Vec::new();
+        for v in ["v1", "v2"] {
+            let out = CString::new(dir.parent().unwrap().join(format!("export-{v}")).to_str().unwrap()).unwrap();
+            let v = CString::new(v).unwrap();
+            assert_eq!(lmbff_task_export(t, v.as_ptr(), out.as_ptr(), false), LMBFF_OK, "{}", last_error());
+            let mut pred = null_mut();
+            assert_eq!(lmbff_predictor_open(out.as_ptr(), null(), &mut pred), LMBFF_OK, "{}", last_error());
+            assert!(lmbff_predictor_multi_label(pred));
+            assert_eq!(lmbff_predictor_num_labels(pred), 3);
+            assert_eq!(CStr::from_ptr(lmbff_predictor_label(pred, 2)).to_str().unwrap(), "story");
+            let mut r = null_mut();
+            assert_eq!(lmbff_predict(pred, &text.as_ptr(), null(), 1, &mut r), LMBFF_OK, "{}", last_error());
+            let mut probs = [0f32; 3];
+            assert_eq!(lmbff_predictions_probs(r, 0, probs.as_mut_ptr(), 3), LMBFF_OK);
+            assert!(probs.iter().all(|p| (0.0..=1.0).contains(p)), "{probs:?}");
+            for l in 0..3 {
+                let mut applies = false;
+                assert_eq!(lmbff_predictions_applies(r, 0, l, &mut applies), LMBFF_OK);
+                assert_eq!(applies, probs[l] >= 0.5, "label {l}: {probs:?}");
+            }
+            probs_of.push(probs);
+            lmbff_predictions_free(r);
+            lmbff_predictor_free(pred);
+        }
+        assert_ne!(probs_of[0], probs_of[1], "two methods, two models");
         lmbff_task_free(t);
 
         // A host built before `flags` passes the older size: flags is not read, so this

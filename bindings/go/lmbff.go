@@ -157,7 +157,7 @@ type Prediction struct {
 type Predictor struct {
 	p      *C.lmbff_predictor
 	Labels []string
-	// MultiLabel: Probs are each label's own probability (one yes/no prompt per label).
+	// MultiLabel: Probs are each label's own probability (one yes/no prompt or head per label).
 	MultiLabel bool
 }
 

@@ -14,8 +14,9 @@ pub const MANIFEST_FILE: &str = "lmbff.json";
 /// Version of the manifest format; readers accept this and older versions. Version 2
 /// added `demonstrations`, version 3 `classifier` (the sentence-embedding method),
 /// version 4 `temperature`, version 5 `demo_filter`, version 6 `multi_label` and
-/// `regression`; a manifest is written with the lowest version that holds what it has.
-pub const MANIFEST_VERSION: u32 = 6;
+/// `regression`, version 7 a multi-label `classifier` (a yes/no head per label); a
+/// manifest is written with the lowest version that holds what it has.
+pub const MANIFEST_VERSION: u32 = 7;
 
 /// The method of a prompt model (LM-BFF: label words at the template's mask).
 pub const METHOD_PROMPT: &str = "prompt";
@@ -91,8 +92,15 @@ impl Manifest {
 
     /// The manifest of a sentence-embedding model: the task's prompt (kept for its labels,
     /// truncation and sentence count) and the classifier over the embeddings.
-    pub fn for_embedding(prompt: &Prompt, classifier: LinearHead, notes: serde_json::Value) -> Self {
-        let mut m = Manifest { method: METHOD_EMBEDDING.into(), classifier: Some(classifier), ..Manifest::for_prompt(prompt, &[], notes) };
+    /// A multi-label model has `multi_label`'s names, the task's yes/no prompt (its input
+    /// is read alone: `Prompt::input_reader`) and a yes/no head per label.
+    pub fn for_embedding(prompt: &Prompt, classifier: LinearHead, multi_label: Option<&[String]>, notes: serde_json::Value) -> Self {
+        let mut m = Manifest {
+            method: METHOD_EMBEDDING.into(),
+            classifier: Some(classifier),
+            multi_label: multi_label.map(<[String]>::to_vec),
+            ..Manifest::for_prompt(prompt, &[], notes)
+        };
         m.format_version = m.needed_version();
         m
     }
@@ -104,7 +112,9 @@ impl Manifest {
             return Err(bad(format!("method {:?} has no sentence-embedding classifier", self.method)));
         }
         let c = self.classifier.as_ref().ok_or_else(|| bad("method sentence-embedding without a classifier".into()))?;
-        c.check(self.labels.len()).map_err(bad)?;
+        // Multi-label: a yes/no head per label, side by side (train::train_embedding_multi).
+        let rows = self.multi_label.as_ref().map_or(self.labels.len(), |names| 2 * names.len());
+        c.check(rows).map_err(bad)?;
         Ok(c)
     }
 
@@ -140,7 +150,9 @@ impl Manifest {
 
     /// The lowest format version that holds everything in this manifest.
     pub fn needed_version(&self) -> u32 {
-        if self.multi_label.is_some() || self.regression.is_some() {
+        if self.multi_label.is_some() && self.classifier.is_some() {
+            7
+        } else if self.multi_label.is_some() || self.regression.is_some() {
             6
         } else if self.demo_filter.is_some() {
             5

@@ -338,9 +338,10 @@ fn class_outputs(g: &mut Graph, logits: &str, labels: usize, temperature: Option
 /// Builds the graph of a sentence-embedding model: every layer over the whole sequence,
 /// the mean of the last hidden states over the real tokens, L2-normalised, and the linear
 /// classifier `head` on it (logits divided by `temperature` when calibrated). Inputs of
-/// [`stem`]; outputs as [`build`]'s. Mirrors
+/// [`stem`]; outputs as [`build`]'s, or with `multi_label` (the number of labels, `head`
+/// a yes/no pair of rows per label) [`multi_label_outputs`]. Mirrors
 /// src/train/embed.rs (`embed_batch`, `LinearHead::logits`).
-pub fn build_embedding(model: &MaskedLm, head: &LinearHead, temperature: Option<f32>, g: Graph) -> Result<Graph> {
+pub fn build_embedding(model: &MaskedLm, head: &LinearHead, multi_label: Option<usize>, temperature: Option<f32>, g: Graph) -> Result<Graph> {
     let (mut g, e) = pooled_embedding(model, g)?;
     // ---- classifier: e W^T + b
     let (k, d) = (head.weight.len() as i64, head.features() as i64);
@@ -350,8 +351,32 @@ pub fn build_embedding(model: &MaskedLm, head: &LinearHead, temperature: Option<
     let b = g.weight("classifier.bias", &Tensor::from_slice(&head.bias))?;
     let logits = g.node("MatMul", &[&e, &w], &[], "classifier");
     let logits = g.node("Add", &[&logits, &b], &[], "class_logits");
-    class_outputs(&mut g, &logits, head.weight.len(), temperature);
+    match multi_label {
+        Some(labels) => multi_label_outputs(&mut g, &logits, labels, temperature),
+        None => class_outputs(&mut g, &logits, head.weight.len(), temperature),
+    }
     Ok(g)
+}
+
+/// The outputs of a yes/no head per label: `label_logits` = `logits` [batch, 2 labels]
+/// (pairs no, yes side by side; divided by the temperature when calibrated) and `probs`
+/// [batch, labels], each label's P(yes), the softmax of its pair.
+fn multi_label_outputs(g: &mut Graph, logits: &str, labels: usize, temperature: Option<f32>) {
+    match temperature {
+        Some(t) => {
+            let t = g.const_f32("temperature", &[t], &[]);
+            g.node_into("Div", &[logits, &t], &[], &[OUTPUT_LOGITS]);
+        }
+        None => g.node_into("Identity", &[logits], &[], &[OUTPUT_LOGITS]),
+    }
+    let n = labels as i64;
+    let shape = g.const_i64("pair_shape", &[-1, n, 2], &[3]);
+    let pairs = g.node("Reshape", &[OUTPUT_LOGITS, &shape], &[], "label_pairs");
+    let pair_probs = g.node("Softmax", &[&pairs], &[("axis", Attr::Int(-1))], "pair_probs");
+    let yes = g.const_i64("yes", &[crate::prompt::YES as i64], &[]);
+    g.node_into("Gather", &[&pair_probs, &yes], &[("axis", Attr::Int(2))], &[OUTPUT_PROBS]);
+    g.output(OUTPUT_PROBS, dtype::FLOAT, &[Dim::Named("batch"), Dim::Fixed(n)]);
+    g.output(OUTPUT_LOGITS, dtype::FLOAT, &[Dim::Named("batch"), Dim::Fixed(2 * n)]);
 }
 
 /// Builds the graph of a bare sentence encoder (the demonstration filter's): the inputs of

@@ -13,7 +13,9 @@ use crate::{Error, Result};
 
 pub const EXPORT_MANIFEST: &str = "lmbff-export.json";
 /// Graph outputs: class probabilities and label-word logits [batch, labels], and the
-/// regression score [batch] of regression exports.
+/// regression score [batch] of regression exports. A multi-label sentence-embedding
+/// graph gives each label's P(yes) as `probs` [batch, multi-labels] and the yes/no
+/// logits of every label side by side as `label_logits` [batch, 2 x multi-labels].
 pub const OUTPUT_PROBS: &str = "probs";
 pub const OUTPUT_LOGITS: &str = "label_logits";
 pub const OUTPUT_SCORE: &str = "score";
@@ -27,10 +29,11 @@ pub const EXPORT_FORMAT: &str = "lmbff-export";
 /// Readers accept this version and older ones; fields are only ever added. Version 2
 /// added `demonstrations`, version 3 the method "sentence-embedding", version 4
 /// `label_word_tokens` (several or multi-token label words), version 5
-/// `demonstrations.filter` (similarity-filtered demonstrations), version 6 `multi_label`;
-/// an export is written with the lowest version that describes it (a prompt export
-/// without demonstrations: 1).
-pub const EXPORT_FORMAT_VERSION: u32 = 6;
+/// `demonstrations.filter` (similarity-filtered demonstrations), version 6 `multi_label`,
+/// version 7 multi-label sentence-embedding exports (a yes/no head per label in the
+/// graph); an export is written with the lowest version that describes it (a prompt
+/// export without demonstrations: 1).
+pub const EXPORT_FORMAT_VERSION: u32 = 7;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExportManifest {
@@ -45,9 +48,11 @@ pub struct ExportManifest {
     /// pole), as LM-BFF maps STS-B's 0-5 range; the graph outputs it as `score`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub regression: Option<RegressionRange>,
-    /// Multi-label: one yes/no prompt per label. Each input is read once per label, as
-    /// the pair (input, label name); `labels` are the prompt's classes (no, yes) and a
-    /// label applies when its P(yes) reaches `threshold`.
+    /// Multi-label: `labels` are the classes of each label's yes/no decision (no, yes)
+    /// and a label applies when its P(yes) reaches `threshold`. Method "prompt": one
+    /// yes/no prompt per label, each input read once per label as the pair (input,
+    /// label name). Method "sentence-embedding": each input read once (`template` is the
+    /// plain reading of one sentence), one yes/no head per label in the graph.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub multi_label: Option<MultiLabelSpec>,
     /// "prompt": label words' logits at the template's mask (LM-BFF). "sentence-embedding":
@@ -299,6 +304,24 @@ impl TokenizerSpec {
 }
 
 impl ExportManifest {
+    /// Whether the graph holds a yes/no head per label (a multi-label sentence-embedding
+    /// export) rather than reading each (input, label name) pair.
+    pub fn multi_label_heads(&self) -> bool {
+        self.method == crate::checkpoint::METHOD_EMBEDDING && self.multi_label.is_some()
+    }
+
+    /// Columns of graph output `name` per input: 1 for `score`; for a multi-label
+    /// sentence-embedding export the labels (`probs`) or their yes/no pairs
+    /// (`label_logits`); otherwise the classes.
+    pub fn output_width(&self, name: &str) -> usize {
+        match (&self.multi_label, name) {
+            (_, OUTPUT_SCORE) => 1,
+            (Some(m), OUTPUT_PROBS) if self.multi_label_heads() => m.labels.len(),
+            (Some(m), OUTPUT_LOGITS) if self.multi_label_heads() => 2 * m.labels.len(),
+            _ => self.labels.len(),
+        }
+    }
+
     pub fn read(dir: &Path) -> Result<Self> {
         crate::checkpoint::read_versioned(dir, EXPORT_MANIFEST, EXPORT_FORMAT, EXPORT_FORMAT_VERSION, "export manifest")
     }

@@ -124,7 +124,9 @@ pub fn export(
 
 /// Exports a sentence-embedding model (encoder and the linear classifier `head` over its
 /// mean-pooled, normalised embeddings) to `out`. Inputs are rendered with `prompt`'s
-/// plain reading (`[CLS] text [SEP]`, pairs `[CLS] a [SEP] b [SEP]`) and its truncation.
+/// plain reading (`[CLS] text [SEP]`, pairs `[CLS] a [SEP] b [SEP]`) and its truncation;
+/// with `opts.multi_label`, `head` holds a yes/no pair of rows per label
+/// (`train::train_embedding_multi`) and inputs are read alone.
 pub fn export_embedding(
     model: &MaskedLm,
     tok: &Tokenizer,
@@ -137,7 +139,21 @@ pub fn export_embedding(
     if opts.regression.is_some() {
         return Err(Error::InvalidArgument("regression exports need a prompt model; this one uses the sentence-embedding method".into()));
     }
-    head.check(prompt.verbalizer.num_labels()).map_err(Error::InvalidArgument)?;
+    let multi = match &opts.multi_label {
+        Some(names) => {
+            MultiLabel::new(names)?;
+            if prompt.verbalizer.num_labels() != 2 {
+                return Err(Error::InvalidArgument(format!(
+                    "a multi-label model decides yes or no per label (two classes); got {} classes",
+                    prompt.verbalizer.num_labels()
+                )));
+            }
+            Some(names.len())
+        }
+        None => None,
+    };
+    // A yes/no head per label side by side, or a row per class.
+    head.check(multi.map_or(prompt.verbalizer.num_labels(), |n| 2 * n)).map_err(Error::InvalidArgument)?;
     if head.features() as i64 != model.config.hidden_size {
         return Err(Error::InvalidArgument(format!(
             "the classifier reads {} features; the model's embeddings have {}",
@@ -145,9 +161,16 @@ pub fn export_embedding(
             model.config.hidden_size
         )));
     }
-    let mut manifest = manifest_for(model, tok, &prompt.plain(), METHOD_EMBEDDING, notes, opts)?;
+    // Multi-label heads read the input alone (`Prompt::input_reader`).
+    let reading = if multi.is_some() { prompt.input_reader() } else { prompt.plain() };
+    let mut manifest = manifest_for(model, tok, &reading, METHOD_EMBEDDING, notes, opts)?;
     manifest.format_version = 3;
-    write_export(model, manifest, out, opts, None, |g| encoder::build_embedding(model, head, opts.temperature, g))
+    if let Some(names) = &opts.multi_label {
+        manifest.task = "multi-label".into();
+        manifest.multi_label = Some(MultiLabelSpec { labels: names.clone(), threshold: MULTI_LABEL_THRESHOLD });
+        manifest.format_version = 7;
+    }
+    write_export(model, manifest, out, opts, None, |g| encoder::build_embedding(model, head, multi, opts.temperature, g))
 }
 
 /// The manifest of an export of `model` whose inputs `prompt` renders (everything but
@@ -325,10 +348,8 @@ fn write_triton(dir: &Path, name: &str, m: &ExportManifest, max_batch: usize) ->
     }
     let tensor = |n: &str, ty: &str, dims: &str| format!("  {{\n    name: \"{n}\"\n    data_type: {ty}\n    dims: [ {dims} ]\n  }}");
     let inputs: Vec<String> = m.model.inputs.iter().map(|n| tensor(n, "TYPE_INT64", "-1")).collect();
-    let labels = m.labels.len().to_string();
     // With max_batch_size set, dims leave out the batch axis: [labels], or [1] for score.
-    let outputs: Vec<String> =
-        m.model.outputs.iter().map(|n| tensor(n, "TYPE_FP32", if n == OUTPUT_SCORE { "1" } else { &labels })).collect();
+    let outputs: Vec<String> = m.model.outputs.iter().map(|n| tensor(n, "TYPE_FP32", &m.output_width(n).to_string())).collect();
     let text = format!(
         "# Written by lmbff {}. Inputs are token ids rendered as ../../lmbff-export.json says.\n\
          name: \"{name}\"\nplatform: \"onnxruntime_onnx\"\nmax_batch_size: {max_batch}\n\

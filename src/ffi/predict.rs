@@ -100,7 +100,7 @@ pub unsafe extern "C" fn lmbff_predictor_free(p: *mut lmbff_predictor) {
     }
 }
 
-/// Whether the export is multi-label (one yes/no prompt per label): then
+/// Whether the export is multi-label (one yes/no prompt or head per label): then
 /// lmbff_predictions_probs gives each label's own probability (they do not sum to 1), a
 /// label applies at 0.5 or more (lmbff_predictions_applies), lmbff_predictions_get's
 /// `label` is the most probable, `margin` the least certain label's distance from 0.5

@@ -43,7 +43,8 @@ pub struct lmbff_task_params {
     /// Maximum input length in tokens (default 128).
     pub max_len: u32,
     /// LMBFF_TASK_* flags, or-ed (default 0). LMBFF_TASK_MULTI_LABEL: any number of
-    /// `labels` may apply to an example; it trains as one yes/no prompt per label.
+    /// `labels` may apply to an example; it trains as one yes/no prompt per label, or
+    /// with the sentence-embedding method as one yes/no head per label.
     /// `labels` are then the label names, each read as the template's second sentence
     /// (the default template becomes `{text_a} Is it about {text_b}? {mask}.`);
     /// `label_words` holds two answer words, no then yes, or is NULL for "No" and "Yes";

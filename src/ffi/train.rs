@@ -76,9 +76,11 @@ pub struct lmbff_train_params {
     /// Auto takes the prompt method when demonstrations are on, the sentence-embedding
     /// method when the model has no masked-LM head (and adaptation_steps is 0), and
     /// otherwise the prompt method only if the prompt's zero-shot accuracy on the
-    /// registered examples beats chance (one-sided binomial test, p < 0.05). The
-    /// sentence-embedding method runs SetFit's schedule (20 rounds of pairs, 16 pairs a
-    /// step) at `learning_rate`; `steps` and `batch_size` are the prompt method's. The
+    /// registered examples beats chance (one-sided binomial test, p < 0.05; a
+    /// multi-label task with a head always takes the prompt). The sentence-embedding
+    /// method runs SetFit's schedule (20 rounds of pairs, 16 pairs a step) at
+    /// `learning_rate`, on a multi-label task with a yes/no head per label; `steps` and
+    /// `batch_size` are the prompt method's. Regression tasks need the prompt method. The
     /// version's notes (exported in lmbff-export.json) say which method ran and why.
     pub method: i32,
     /// Similarity-filtered demonstrations (LM-BFF's demo_filter; needs demonstrations):

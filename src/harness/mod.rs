@@ -463,10 +463,33 @@ pub fn run_one(
                     seed,
                     ..EmbedParams::default()
                 };
-                let (head, _) = train::train_embedding(&model, &tok, &prompt, &train_ex, &p, progress)?;
-                let dev_logits = train::embedding_logits(&model, &tok, &prompt, &head, &dev_ex, 32)?;
-                let logits = train::embedding_logits(&model, &tok, &prompt, &head, &test_ex, 32)?;
-                let dev = accuracy(&dev_logits, &dev_gold);
+                let (dev_logits, logits) = match &spec.multi_label {
+                    // A yes/no head per label on the input's embedding; its logits split
+                    // into the yes/no pairs the prompt methods are scored on.
+                    Some(ms) => {
+                        let (ml, reader) = (ms.labels()?, prompt.input_reader());
+                        let (inputs, sets) = ms.build(root, seed, "train")?;
+                        let (head, _) = train::train_embedding_multi(&model, &tok, &reader, &inputs, &sets, ml.len(), &p, progress)?;
+                        let pairs = |split: &str| -> Result<Vec<Vec<f32>>> {
+                            let (inputs, _) = ms.build(root, seed, split)?;
+                            ml.split_heads(&train::embedding_logits(&model, &tok, &reader, &head, &inputs, 32)?)
+                        };
+                        let (dev_logits, mut logits) = (pairs("dev")?, pairs("test")?);
+                        logits.truncate(test_ex.len());
+                        (dev_logits, logits)
+                    }
+                    None => {
+                        let (head, _) = train::train_embedding(&model, &tok, &prompt, &train_ex, &p, progress)?;
+                        (
+                            train::embedding_logits(&model, &tok, &prompt, &head, &dev_ex, 32)?,
+                            train::embedding_logits(&model, &tok, &prompt, &head, &test_ex, 32)?,
+                        )
+                    }
+                };
+                let dev = match spec.metric {
+                    Metric::MicroF1 => spec.metric.score(&dev_logits, &dev_gold, &[]),
+                    _ => accuracy(&dev_logits, &dev_gold),
+                };
                 outputs = Some(Logits { dev: dev_logits, test: logits });
                 (Some(dev), None)
             } else {

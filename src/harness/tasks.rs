@@ -222,8 +222,7 @@ impl TaskSpec {
     pub fn read(&self, root: &Path, seed: u64, split: &str) -> Result<Vec<Example>> {
         if let Some(m) = &self.multi_label {
             let (inputs, sets) = m.build(root, seed, split)?;
-            let names: Vec<String> = m.names.iter().map(|n| n.to_string()).collect();
-            return MultiLabel::new(&names)?.expand(&inputs, Some(&sets));
+            return m.labels()?.expand(&inputs, Some(&sets));
         }
         let path = self.file(root, seed, split);
         let names = self.label_names();
@@ -284,6 +283,11 @@ impl TaskSpec {
 }
 
 impl MultiSource {
+    /// The labels, named by the source task's label words.
+    pub fn labels(&self) -> Result<MultiLabel> {
+        MultiLabel::new(&self.names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+    }
+
     /// The joined inputs of `split` and the label set of each.
     pub fn build(&self, root: &Path, seed: u64, split: &str) -> Result<(Vec<Example>, Vec<Vec<usize>>)> {
         use rand::seq::SliceRandom;

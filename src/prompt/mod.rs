@@ -106,6 +106,14 @@ impl Prompt {
         Prompt { template: Template::plain(self.template.num_sentences()), verbalizer: self.verbalizer.clone(), truncation: self.truncation }
     }
 
+    /// The plain reading of the input alone (`[CLS] text [SEP]`), with this prompt's
+    /// classes and truncation: what a multi-label sentence-embedding model reads (the
+    /// yes/no template's second sentence, the label's name, is replaced by one classifier
+    /// head per label).
+    pub fn input_reader(&self) -> Prompt {
+        Prompt { template: Template::plain(1), verbalizer: self.verbalizer.clone(), truncation: self.truncation }
+    }
+
     /// The plain reading (`[CLS] text [SEP]`, pairs `[CLS] a [SEP] b [SEP]`) of a sentence
     /// encoder that is not the task's model, such as the demonstration filter's: no
     /// classes, sentences cut only to fit `max_len`.

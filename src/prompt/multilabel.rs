@@ -84,6 +84,16 @@ impl MultiLabel {
         }
         Ok(rows.chunks(self.len()).map(|c| c.iter().map(|r| r[YES]).collect()).collect())
     }
+
+    /// Splits rows of per-label yes/no logits side by side (`[no_0, yes_0, no_1, yes_1,
+    /// ...]`, one row per input: a multi-label sentence-embedding model's classifier) into
+    /// one two-class row per (input, label) pair, in [`MultiLabel::expand`]'s order.
+    pub fn split_heads(&self, rows: &[Vec<f32>]) -> Result<Vec<Vec<f32>>> {
+        if let Some(bad) = rows.iter().find(|r| r.len() != 2 * self.len()) {
+            return Err(Error::InvalidArgument(format!("a row of {} logits does not hold a yes/no pair for each of {} labels", bad.len(), self.len())));
+        }
+        Ok(rows.iter().flat_map(|r| r.chunks(2).map(<[f32]>::to_vec)).collect())
+    }
 }
 
 /// The labels whose probability reaches [`MULTI_LABEL_THRESHOLD`].
@@ -112,5 +122,11 @@ mod tests {
         assert!(m.expand(&[Example { text_b: Some("x".into()), ..Example::single("a", None) }], None).is_err(), "pairs are refused");
         assert!(MultiLabel::new(&["a".into(), "a".into()]).is_err());
         assert!(MultiLabel::new(&[" ".into()]).is_err());
+        // Heads side by side split into the pairs' order.
+        let heads = vec![vec![0.0, 1.0, 2.0, 3.0, 4.0, 5.0], vec![6.0, 7.0, 8.0, 9.0, 10.0, 11.0]];
+        let split = m.split_heads(&heads).unwrap();
+        assert_eq!(split.len(), pairs.len());
+        assert_eq!((split[1].clone(), split[5].clone()), (vec![2.0, 3.0], vec![10.0, 11.0]));
+        assert!(m.split_heads(&[vec![0.0; 4]]).is_err());
     }
 }

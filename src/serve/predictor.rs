@@ -188,7 +188,9 @@ impl Predictor {
         let known_task = manifest.task == "classification"
             || (manifest.task == "regression" && manifest.regression.is_some())
             || (manifest.task == "multi-label" && manifest.multi_label.is_some());
-        let embedding = manifest.method == METHOD_EMBEDDING && manifest.task == "classification" && manifest.demonstrations.is_none();
+        let embedding = manifest.method == METHOD_EMBEDDING
+            && (manifest.task == "classification" || manifest.multi_label_heads())
+            && manifest.demonstrations.is_none();
         if !known_task || !(manifest.method == METHOD_PROMPT || embedding) {
             return Err(Error::InvalidArgument(format!(
                 "{}: task {:?} with method {:?} is not served by this lmbff ({})",
@@ -237,8 +239,10 @@ impl Predictor {
         let token_types = manifest.model.inputs.iter().any(|i| i == "token_type_ids");
         let multi = match &manifest.multi_label {
             Some(m) => {
-                if manifest.labels.len() != 2 || prompt.template.num_sentences() != 2 {
-                    return Err(mismatch(dir, "a multi-label export needs a yes/no prompt over (input, label name) pairs"));
+                // Heads read the input alone; a prompt reads (input, label name).
+                let sentences = if manifest.multi_label_heads() { 1 } else { 2 };
+                if manifest.labels.len() != 2 || prompt.template.num_sentences() != sentences {
+                    return Err(mismatch(dir, "a multi-label export needs yes/no classes, and a prompt over (input, label name) pairs or a head per label over the input"));
                 }
                 Some(MultiLabel::new(&m.labels).map_err(|e| mismatch(dir, &e.to_string()))?)
             }
@@ -311,10 +315,16 @@ impl Predictor {
     /// batch gives an empty result. Over-long inputs are truncated as the manifest says,
     /// never losing the mask. With demonstrations in the manifest, each input is run once
     /// per set (its own sets when similarity-filtered) and the label logits averaged.
-    /// A multi-label export reads each input once per label (input, label name) and
-    /// gives each label's P(yes).
+    /// A multi-label export gives each label's P(yes): a prompt export reads each input
+    /// once per label (input, label name), a sentence-embedding export once.
     pub fn predict(&self, inputs: &[Example]) -> Result<Vec<Prediction>> {
         match (&self.multi, &self.manifest.multi_label) {
+            (Some(_), Some(_)) if self.manifest.multi_label_heads() => {
+                if let Some(i) = inputs.iter().position(|e| e.text_b.is_some()) {
+                    return Err(Error::InvalidArgument(format!("input {i}: a multi-label task reads single texts, not pairs")));
+                }
+                self.predict_classes(inputs)
+            }
             (Some(m), Some(spec)) => {
                 let rows: Vec<Vec<f32>> = self.predict_classes(&m.expand(inputs, None)?)?.into_iter().map(|p| p.probs).collect();
                 Ok(m.gather(&rows)?.into_iter().map(|p| Prediction::multi_label(p, spec.threshold)).collect())
@@ -346,7 +356,8 @@ impl Predictor {
     }
 
     /// The class logits (`label_logits`: divided by the temperature of a calibrated
-    /// export) of inputs already rendered, in input order.
+    /// export; a multi-label sentence-embedding export's yes/no pairs side by side) of
+    /// inputs already rendered, in input order.
     pub fn logits_encoded(&self, encoded: &[Encoded]) -> Result<Vec<Vec<f32>>> {
         self.run(encoded, OUTPUT_LOGITS)
     }
@@ -357,6 +368,10 @@ impl Predictor {
     }
 
     fn prediction(&self, probs: Vec<f32>) -> Prediction {
+        // A head per label: `probs` are the labels' P(yes).
+        if let Some(spec) = self.manifest.multi_label.as_ref().filter(|_| self.manifest.multi_label_heads()) {
+            return Prediction::multi_label(probs, spec.threshold);
+        }
         let score = self.manifest.regression.map(|r| r.score(probs[1]));
         Prediction { score, ..Prediction::from_probs(probs) }
     }
@@ -364,7 +379,7 @@ impl Predictor {
     /// Runs the graph on rendered inputs and returns the rows of `output` ([n][labels])
     /// in input order.
     fn run(&self, encoded: &[Encoded], output: &str) -> Result<Vec<Vec<f32>>> {
-        run_graph(&mut self.session(), encoded, output, Some(self.manifest.labels.len()), self.tok.special().pad, self.token_types, self.max_batch)
+        run_graph(&mut self.session(), encoded, output, Some(self.manifest.output_width(output)), self.tok.special().pad, self.token_types, self.max_batch)
     }
 
     /// A free session of the pool, or the next one in turn when all are busy.

@@ -191,6 +191,15 @@ fn labelled(task: &Task, multi: Option<&crate::prompt::MultiLabel>, dev: bool) -
     })
 }
 
+/// A multi-label task's labelled inputs (training or dev) and their label sets, in
+/// `labelled`'s order.
+fn labelled_sets(task: &Task, dev: bool) -> (Vec<Example>, Vec<Vec<usize>>) {
+    task.items()
+        .filter(|i| i.is_labelled() && i.dev == dev)
+        .filter_map(|i| i.label_set.as_ref().map(|s| (Example::single(i.text_a.clone(), None), s.clone())))
+        .unzip()
+}
+
 /// A regression task's scores of its training (or dev) examples, in `labelled`'s order,
 /// scaled from `range` to [0, 1].
 fn scaled(task: &Task, (low, high): (f32, f32), dev: bool) -> Vec<f32> {
@@ -245,14 +254,18 @@ pub fn train(task: &Task, p: &RunParams, progress: ProgressFn) -> Result<String>
         train::adapt(&model, &tok, &texts, &ap, None, &mut *progress)?;
     }
     let regression = task.spec().regression;
+    let headless = model.load_report().head_initialised && p.adaptation_steps == 0;
     let (method, reason) = match (&multi, regression, p.method) {
+        (Some(_), _, TrainMethod::Auto) if headless => {
+            (TrainMethod::SentenceEmbedding, "a multi-label task on a checkpoint without a masked-LM head: a yes/no classifier per label on sentence embeddings".to_string())
+        }
         (Some(_), _, TrainMethod::Auto) => (TrainMethod::Prompt, "a multi-label task trains one yes/no prompt per label".to_string()),
         (_, Some(_), TrainMethod::Auto) => (TrainMethod::Prompt, "a regression task trains the prompt between its two pole words".to_string()),
         _ => choose_method(&model, &tok, &prompt, &examples, p)?,
     };
-    if method == TrainMethod::SentenceEmbedding && (multi.is_some() || regression.is_some()) {
+    if method == TrainMethod::SentenceEmbedding && regression.is_some() {
         return Err(Error::InvalidArgument(
-            "multi-label and regression tasks train prompts (a yes/no prompt per label; two pole words): they need the prompt method, not the sentence-embedding method".into(),
+            "a regression task trains a prompt between its two pole words: it needs the prompt method, not the sentence-embedding method".into(),
         ));
     }
     if p.calibrate && regression.is_some() {
@@ -262,7 +275,7 @@ pub fn train(task: &Task, p: &RunParams, progress: ProgressFn) -> Result<String>
         return Err(Error::InvalidArgument("demonstrations need the prompt method, not the sentence-embedding method".into()));
     }
     crate::log::log(crate::log::Level::Info, || format!("method {}: {reason}", method.name()));
-    if method == TrainMethod::Prompt && model.load_report().head_initialised && p.adaptation_steps == 0 {
+    if method == TrainMethod::Prompt && headless {
         crate::log::log(crate::log::Level::Warn, || {
             format!("{} has no masked-LM head: a new one was initialised; adapt it (adaptation_steps) before relying on prompts", from.display())
         });
@@ -272,13 +285,28 @@ pub fn train(task: &Task, p: &RunParams, progress: ProgressFn) -> Result<String>
                                        "warm_start": p.warm_start, "source_model": from});
     let manifest = if method == TrainMethod::SentenceEmbedding {
         let ep = EmbedParams { lr: p.lr, seed: p.seed, ..EmbedParams::default() };
-        let (head, report) = train::train_embedding(&model, &tok, &prompt, &examples, &ep, progress)?;
+        // Multi-label: the input alone, a yes/no head per label; dev logits as the yes/no
+        // pairs of `dev` (the expanded examples), so calibration reads them as a prompt's.
+        let (head, report, dev_logits) = match &multi {
+            Some(ml) => {
+                let reader = prompt.input_reader();
+                let (inputs, sets) = labelled_sets(task, false);
+                let (head, report) = train::train_embedding_multi(&model, &tok, &reader, &inputs, &sets, ml.len(), &ep, progress)?;
+                let (dev_inputs, _) = labelled_sets(task, true);
+                let dev_logits = if dev.is_empty() { Vec::new() } else { ml.split_heads(&train::embedding_logits(&model, &tok, &reader, &head, &dev_inputs, 32)?)? };
+                (head, report, dev_logits)
+            }
+            None => {
+                let (head, report) = train::train_embedding(&model, &tok, &prompt, &examples, &ep, progress)?;
+                let dev_logits = if dev.is_empty() { Vec::new() } else { train::embedding_logits(&model, &tok, &prompt, &head, &dev, 32)? };
+                (head, report, dev_logits)
+            }
+        };
         crate::log::log(crate::log::Level::Info, || format!("trained {} contrastive steps ({} pairs) on {:?} examples per label", report.steps, report.pairs, counts));
         notes["steps"] = report.steps.into();
         notes["pairs"] = report.pairs.into();
         notes["lr"] = ep.lr.into();
-        let dev_logits = if dev.is_empty() { Vec::new() } else { train::embedding_logits(&model, &tok, &prompt, &head, &dev, 32)? };
-        let mut m = Manifest::for_embedding(&prompt, head, notes);
+        let mut m = Manifest::for_embedding(&prompt, head, multi.as_ref().map(|ml| ml.names()), notes);
         calibrate(&mut m, p.calibrate, &dev_logits, &dev);
         m
     } else {

@@ -118,17 +118,44 @@ pub fn contrastive_pairs(
     iterations: usize,
     rng: &mut ChaCha8Rng,
 ) -> Vec<(usize, usize, f32)> {
-    let mut pairs = Vec::with_capacity(2 * labels.len() * iterations);
+    contrastive_pairs_by(labels.len(), iterations, rng, |i, j| labels[i] == labels[j])
+}
+
+/// Multi-label pairs: two examples are alike when their label sets share a label (or
+/// both are empty), unlike when they share none. SetFit pairs by one label at a time,
+/// which can call two examples both alike and unlike; this never does.
+pub fn multi_label_pairs(
+    sets: &[Vec<usize>],
+    iterations: usize,
+    rng: &mut ChaCha8Rng,
+) -> Vec<(usize, usize, f32)> {
+    let alike = |a: &[usize], b: &[usize]| if a.is_empty() || b.is_empty() { a.is_empty() && b.is_empty() } else { a.iter().any(|l| b.contains(l)) };
+    contrastive_pairs_by(sets.len(), iterations, rng, |i, j| alike(&sets[i], &sets[j]))
+}
+
+/// The pairs of `n` examples under `alike` (symmetric): each round gives every example
+/// one partner it is alike with (target 1) and one it is not (target 0), where it has
+/// one; shuffled.
+fn contrastive_pairs_by(
+    n: usize,
+    iterations: usize,
+    rng: &mut ChaCha8Rng,
+    alike: impl Fn(usize, usize) -> bool,
+) -> Vec<(usize, usize, f32)> {
+    let mut pairs = Vec::with_capacity(2 * n * iterations);
+    let (same, other): (Vec<Vec<usize>>, Vec<Vec<usize>>) = (0..n)
+        .map(|i| {
+            let same = (0..n).filter(|&j| j != i && alike(i, j)).collect();
+            let other = (0..n).filter(|&j| j != i && !alike(i, j)).collect();
+            (same, other)
+        })
+        .unzip();
     for _ in 0..iterations {
-        for (i, &l) in labels.iter().enumerate() {
-            let same: Vec<usize> = (0..labels.len())
-                .filter(|&j| j != i && labels[j] == l)
-                .collect();
-            let other: Vec<usize> = (0..labels.len()).filter(|&j| labels[j] != l).collect();
-            if let Some(&j) = same.choose(rng) {
+        for i in 0..n {
+            if let Some(&j) = same[i].choose(rng) {
                 pairs.push((i, j, 1.0));
             }
-            if let Some(&j) = other.choose(rng) {
+            if let Some(&j) = other[i].choose(rng) {
                 pairs.push((i, j, 0.0));
             }
         }
@@ -137,37 +164,24 @@ pub fn contrastive_pairs(
     pairs
 }
 
-/// Contrastive fine-tuning of the encoder in place (one pass over the pairs).
+/// Contrastive fine-tuning of the encoder in place (one pass over `pairs`: indices into
+/// `inputs` and the target cosine, 1 alike or 0 not).
 pub fn contrastive_finetune(
     model: &MaskedLm,
     tok: &Tokenizer,
     prompt: &Prompt,
-    train: &[Example],
+    inputs: &[Example],
+    pairs: &[(usize, usize, f32)],
     p: &EmbedParams,
     progress: ProgressFn,
 ) -> Result<EmbedReport> {
-    let labels: Vec<usize> = train
-        .iter()
-        .map(|e| {
-            e.label
-                .ok_or_else(|| Error::InvalidArgument("a training example has no label".into()))
-        })
-        .collect::<Result<_>>()?;
-    if p.iterations == 0 || p.batch_size == 0 || !(p.lr > 0.0) {
-        return Err(Error::InvalidArgument(format!(
-            "iterations ({}), batch size ({}) and learning rate ({}) must be positive",
-            p.iterations, p.batch_size, p.lr
-        )));
-    }
-    tch::manual_seed(p.seed as i64);
-    let mut rng = ChaCha8Rng::seed_from_u64(p.seed);
-    let pairs = contrastive_pairs(&labels, p.iterations, &mut rng);
+    check_params(p)?;
     if pairs.is_empty() {
         return Err(Error::InvalidArgument(
-            "no contrastive pairs: register at least two examples".into(),
+            "no contrastive pairs: register at least two examples, not all alike".into(),
         ));
     }
-    let enc = encode_all(tok, prompt, Method::Cls, train)?;
+    let enc = encode_all(tok, prompt, Method::Cls, inputs)?;
     let steps = pairs.len().div_ceil(p.batch_size);
     let mut opt = Optimiser::new(&model.vs, p.lr, 0.0, 0, steps, 1.0)?;
     let mut report = EmbedReport {
@@ -209,6 +223,16 @@ pub fn contrastive_finetune(
     Ok(report)
 }
 
+fn check_params(p: &EmbedParams) -> Result<()> {
+    if p.iterations == 0 || p.batch_size == 0 || !(p.lr > 0.0) || !(p.head_c > 0.0) {
+        return Err(Error::InvalidArgument(format!(
+            "iterations ({}), batch size ({}), learning rate ({}) and head C ({}) must be positive",
+            p.iterations, p.batch_size, p.lr, p.head_c
+        )));
+    }
+    Ok(())
+}
+
 /// Trains the sentence-embedding method on `train`: contrastive fine-tuning of `model`
 /// in place, then the logistic-regression classifier on the training embeddings.
 pub fn train_embedding(
@@ -219,10 +243,60 @@ pub fn train_embedding(
     p: &EmbedParams,
     progress: ProgressFn,
 ) -> Result<(LinearHead, EmbedReport)> {
-    let report = contrastive_finetune(model, tok, prompt, train, p, progress)?;
-    let labels: Vec<usize> = train.iter().map(|e| e.label.unwrap_or(usize::MAX)).collect();
+    let labels: Vec<usize> = train
+        .iter()
+        .map(|e| {
+            e.label
+                .ok_or_else(|| Error::InvalidArgument("a training example has no label".into()))
+        })
+        .collect::<Result<_>>()?;
+    check_params(p)?;
+    tch::manual_seed(p.seed as i64);
+    let mut rng = ChaCha8Rng::seed_from_u64(p.seed);
+    let pairs = contrastive_pairs(&labels, p.iterations, &mut rng);
+    let report = contrastive_finetune(model, tok, prompt, train, &pairs, p, progress)?;
     let features = embed_examples(model, tok, prompt, train, 32)?;
     let head = fit_logistic(&features, &labels, prompt.verbalizer.num_labels(), p.head_c)?;
+    Ok((head, report))
+}
+
+/// Trains the sentence-embedding method on a multi-label task: `inputs` (single texts,
+/// read by `reader`, see `Prompt::input_reader`) with their label sets over `labels`
+/// labels. Contrastive fine-tuning on [`multi_label_pairs`], then one-vs-rest: a binary
+/// logistic regression per label on the embeddings (rows no, yes; the same objective as
+/// the single-label head with two classes). The classifier holds the heads side by
+/// side, `2 * labels` rows `[no_0, yes_0, no_1, yes_1, ...]`:
+/// `MultiLabel::split_heads` turns its logits into the yes/no pairs of the prompt
+/// reading, so metrics, calibration and serving treat both methods alike.
+pub fn train_embedding_multi(
+    model: &MaskedLm,
+    tok: &Tokenizer,
+    reader: &Prompt,
+    inputs: &[Example],
+    sets: &[Vec<usize>],
+    labels: usize,
+    p: &EmbedParams,
+    progress: ProgressFn,
+) -> Result<(LinearHead, EmbedReport)> {
+    if sets.len() != inputs.len() || labels == 0 {
+        return Err(Error::InvalidArgument(format!("{} label sets for {} inputs over {labels} labels", sets.len(), inputs.len())));
+    }
+    if let Some(bad) = sets.iter().flatten().find(|&&l| l >= labels) {
+        return Err(Error::InvalidArgument(format!("multi-label index {bad} is out of range ({labels} labels)")));
+    }
+    check_params(p)?;
+    tch::manual_seed(p.seed as i64);
+    let mut rng = ChaCha8Rng::seed_from_u64(p.seed);
+    let pairs = multi_label_pairs(sets, p.iterations, &mut rng);
+    let report = contrastive_finetune(model, tok, reader, inputs, &pairs, p, progress)?;
+    let features = embed_examples(model, tok, reader, inputs, 32)?;
+    let mut head = LinearHead { weight: Vec::with_capacity(2 * labels), bias: Vec::with_capacity(2 * labels) };
+    for l in 0..labels {
+        let yes: Vec<usize> = sets.iter().map(|s| usize::from(s.contains(&l))).collect();
+        let h = fit_logistic(&features, &yes, 2, p.head_c)?;
+        head.weight.extend(h.weight);
+        head.bias.extend(h.bias);
+    }
     Ok((head, report))
 }
 
@@ -342,6 +416,21 @@ mod tests {
             assert_ne!(i, j);
             assert_eq!(t == 1.0, labels[i] == labels[j]);
         }
+    }
+
+    #[test]
+    fn multi_label_pairs_are_alike_when_the_sets_share_a_label() {
+        let sets = [vec![0], vec![0, 1], vec![1], vec![2], vec![], vec![]];
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let pairs = multi_label_pairs(&sets, 6, &mut rng);
+        let share = |i: usize, j: usize| sets[i].iter().any(|l| sets[j].contains(l)) || (sets[i].is_empty() && sets[j].is_empty());
+        for &(i, j, t) in &pairs {
+            assert_ne!(i, j);
+            assert_eq!(t == 1.0, share(i, j), "pair ({i}, {j})");
+        }
+        // {2} is alike no other example: it only has negatives; every other one has both.
+        assert!(pairs.iter().all(|&(i, _, t)| i != 3 || t == 0.0));
+        assert_eq!(pairs.len(), 6 * (2 * 6 - 1));
     }
 
     #[test]
