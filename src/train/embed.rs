@@ -293,7 +293,7 @@ pub fn train_embedding_multi(
     let mut head = LinearHead { weight: Vec::with_capacity(2 * labels), bias: Vec::with_capacity(2 * labels) };
     for l in 0..labels {
         let yes: Vec<usize> = sets.iter().map(|s| usize::from(s.contains(&l))).collect();
-        let h = fit_logistic(&features, &yes, 2, p.head_c)?;
+        let h = fit_logistic_weighted(&features, &yes, 2, p.head_c, Some(&balanced_weights(&yes, 2)))?;
         head.weight.extend(h.weight);
         head.bias.extend(h.bias);
     }
@@ -319,12 +319,31 @@ pub fn embedding_logits(
 /// `0.5 |W|^2 + C * sum_i cross_entropy(W x_i + b, y_i)` (scikit-learn's objective; the
 /// intercept is not penalised) by gradient descent with Nesterov momentum.
 pub fn fit_logistic(x: &[Vec<f32>], y: &[usize], num_labels: usize, c: f64) -> Result<LinearHead> {
+    fit_logistic_weighted(x, y, num_labels, c, None)
+}
+
+/// Class weights that make every class count as much in the loss, `n / (k n_class)`
+/// (scikit-learn's "balanced"); 1 for a class absent from `y`.
+pub fn balanced_weights(y: &[usize], num_labels: usize) -> Vec<f64> {
+    let n = y.len() as f64;
+    (0..num_labels)
+        .map(|c| match y.iter().filter(|&&l| l == c).count() {
+            0 => 1.0,
+            m => n / (num_labels as f64 * m as f64),
+        })
+        .collect()
+}
+
+/// [`fit_logistic`] with each example's cross-entropy weighted by its class's weight
+/// (`class_weights[y_i]`; None: 1).
+pub fn fit_logistic_weighted(x: &[Vec<f32>], y: &[usize], num_labels: usize, c: f64, class_weights: Option<&[f64]>) -> Result<LinearHead> {
     let d = x.first().map_or(0, Vec::len);
     if x.is_empty()
         || x.len() != y.len()
         || x.iter().any(|r| r.len() != d)
         || y.iter().any(|&l| l >= num_labels)
         || !(c > 0.0)
+        || class_weights.is_some_and(|w| w.len() != num_labels || w.iter().any(|v| !(*v > 0.0 && v.is_finite())))
     {
         return Err(Error::InvalidArgument(format!(
             "logistic regression: {} rows, {} labels, C {c}",
@@ -338,7 +357,8 @@ pub fn fit_logistic(x: &[Vec<f32>], y: &[usize], num_labels: usize, c: f64) -> R
         .iter()
         .map(|r| r.iter().map(|v| (*v as f64).powi(2)).sum::<f64>() + 1.0)
         .fold(0.0, f64::max);
-    let lr = 1.0 / (c * x.len() as f64 * max_sq / 2.0 + 1.0);
+    let weights: Vec<f64> = y.iter().map(|&l| class_weights.map_or(1.0, |w| w[l])).collect();
+    let lr = 1.0 / (c * weights.iter().sum::<f64>() * max_sq / 2.0 + 1.0);
     let n_params = k * (d + 1);
     let (mut theta, mut prev) = (vec![0.0f64; n_params], vec![0.0f64; n_params]);
     for t in 1..=3000 {
@@ -349,7 +369,7 @@ pub fn fit_logistic(x: &[Vec<f32>], y: &[usize], num_labels: usize, c: f64) -> R
             .zip(&prev)
             .map(|(a, b)| a + mom * (a - b))
             .collect();
-        let grad = gradient(&look, x, y, k, d, c);
+        let grad = gradient(&look, x, y, &weights, k, d, c);
         prev = std::mem::replace(
             &mut theta,
             look.iter().zip(&grad).map(|(p, g)| p - lr * g).collect(),
@@ -370,15 +390,16 @@ pub fn fit_logistic(x: &[Vec<f32>], y: &[usize], num_labels: usize, c: f64) -> R
     Ok(LinearHead { weight, bias })
 }
 
-/// Gradient of the objective at `theta` (row j: weights of class j, then its bias).
-fn gradient(theta: &[f64], x: &[Vec<f32>], y: &[usize], k: usize, d: usize, c: f64) -> Vec<f64> {
+/// Gradient of the objective at `theta` (row j: weights of class j, then its bias), example
+/// i's loss weighted by `w[i]`.
+fn gradient(theta: &[f64], x: &[Vec<f32>], y: &[usize], w: &[f64], k: usize, d: usize, c: f64) -> Vec<f64> {
     let mut g = vec![0.0f64; theta.len()];
     for j in 0..k {
         for f in 0..d {
             g[j * (d + 1) + f] = theta[j * (d + 1) + f];
         }
     }
-    for (row, &label) in x.iter().zip(y) {
+    for ((row, &label), &wi) in x.iter().zip(y).zip(w) {
         let z: Vec<f64> = (0..k)
             .map(|j| {
                 row.iter()
@@ -392,7 +413,7 @@ fn gradient(theta: &[f64], x: &[Vec<f32>], y: &[usize], k: usize, d: usize, c: f
         let e: Vec<f64> = z.iter().map(|v| (v - m).exp()).collect();
         let s: f64 = e.iter().sum();
         for j in 0..k {
-            let r = c * (e[j] / s - if j == label { 1.0 } else { 0.0 });
+            let r = c * wi * (e[j] / s - if j == label { 1.0 } else { 0.0 });
             for (f, v) in row.iter().enumerate() {
                 g[j * (d + 1) + f] += r * *v as f64;
             }
@@ -457,8 +478,25 @@ mod tests {
                     .chain([h.bias[j] as f64])
             })
             .collect();
-        let g = gradient(&theta, &x, &y, 2, 2, 1.0);
+        let g = gradient(&theta, &x, &y, &[1.0; 4], 2, 2, 1.0);
         assert!(g.iter().all(|v| v.abs() < 1e-4), "{g:?}");
+        // Weighted: one example of class 1 among three; balanced weights move the
+        // boundary towards class 0 (class 1's probability at the midpoint rises) and
+        // the weighted gradient vanishes at the weighted optimum.
+        let (x3, y3) = (vec![vec![1.0, 0.0], vec![-1.0, 0.1], vec![-0.9, -0.1], vec![-1.1, 0.0]], [1, 0, 0, 0]);
+        let w = balanced_weights(&y3, 2);
+        assert_eq!(w, vec![4.0 / 6.0, 2.0]);
+        let p1 = |h: &LinearHead| {
+            let z = h.logits(&[0.0, 0.0]);
+            1.0 / (1.0 + (z[0] - z[1]).exp())
+        };
+        let (plain, balanced) = (fit_logistic(&x3, &y3, 2, 1.0).unwrap(), fit_logistic_weighted(&x3, &y3, 2, 1.0, Some(&w)).unwrap());
+        assert!(p1(&balanced) > p1(&plain) + 0.05, "{} vs {}", p1(&balanced), p1(&plain));
+        let theta: Vec<f64> = (0..2).flat_map(|j| balanced.weight[j].iter().map(|&v| v as f64).chain([balanced.bias[j] as f64])).collect();
+        let per: Vec<f64> = y3.iter().map(|&l| w[l]).collect();
+        assert!(gradient(&theta, &x3, &y3, &per, 2, 2, 1.0).iter().all(|v| v.abs() < 1e-4));
+        assert!(fit_logistic_weighted(&x3, &y3, 2, 1.0, Some(&[1.0])).is_err(), "a weight per class");
+        assert_eq!(balanced_weights(&[0, 0], 2), vec![0.5, 1.0], "an absent class keeps weight 1");
         assert!(fit_logistic(&x, &[0, 1, 2, 0], 2, 1.0).is_err());
     }
 }
