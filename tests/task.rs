@@ -376,8 +376,8 @@ fn train_versions_and_export_through_the_c_abi() {
 
 /// The automatic method choice follows its documented test, never the model's name: a
 /// checkpoint without a masked-LM head (the default MiniLM) gets the sentence-embedding
-/// method; with adaptation asked for, the zero-shot test decides; demonstrations mean the
-/// prompt method; an explicit method wins.
+/// method; with adaptation asked for, the zero-shot test decides (a multi-label task takes
+/// the yes/no prompt); demonstrations mean the prompt method; an explicit method wins.
 #[test]
 fn auto_method_follows_the_documented_test() {
     use lmbff::prompt::Example;
@@ -391,7 +391,7 @@ fn auto_method_follows_the_documented_test() {
         .iter()
         .map(|&(t, l)| Example::single(t, Some(l)))
         .collect();
-    let choose = |p: &RunParams| choose_method(&model, &tok, &prompt, &ex, p).unwrap();
+    let choose = |p: &RunParams| choose_method(&model, &tok, &prompt, &ex, false, p).unwrap();
     let (m, why) = choose(&RunParams::default());
     assert_eq!(m, TrainMethod::SentenceEmbedding);
     assert!(why.contains("no masked-LM head"), "{why}");
@@ -401,6 +401,13 @@ fn auto_method_follows_the_documented_test() {
     assert!(why.contains("zero-shot") && why.contains("no better than chance"), "{why}");
     assert_eq!(choose(&RunParams { demonstrations: true, ..Default::default() }).0, TrainMethod::Prompt);
     assert_eq!(choose(&RunParams { method: TrainMethod::Prompt, ..Default::default() }), (TrainMethod::Prompt, "asked for".to_string()));
+    // A multi-label task: heads without a masked-LM head, the yes/no prompt with one.
+    let choose_multi = |p: &RunParams| choose_method(&model, &tok, &prompt, &ex, true, p).unwrap();
+    assert_eq!(choose_multi(&RunParams::default()).0, TrainMethod::SentenceEmbedding);
+    let (m, why) = choose_multi(&RunParams { adaptation_steps: 10, ..Default::default() });
+    assert_eq!(m, TrainMethod::Prompt);
+    assert!(why.contains("one yes/no prompt per label"), "{why}");
+    assert_eq!(choose_multi(&RunParams { demonstrations: true, ..Default::default() }).0, TrainMethod::Prompt);
 }
 
 /// A multi-label task through the C ABI: labels separated by `|` (empty: none), the

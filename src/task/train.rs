@@ -99,13 +99,16 @@ pub const ZERO_SHOT_ALPHA: f64 = 0.05;
 /// 1. demonstrations asked for: the prompt method (they are part of it);
 /// 2. the checkpoint has no masked-LM head (a new one would be initialised) and no
 ///    adaptation runs: the sentence-embedding method;
-/// 3. otherwise the prompt's zero-shot predictions on the registered examples: if their
+/// 3. a multi-label task (`multi_label`; `examples` are its yes/no pairs): the prompt
+///    method, one yes/no prompt per label (the pairs are mostly "no", so rule 4's test
+///    would pass a head that says "no" to everything);
+/// 4. otherwise the prompt's zero-shot predictions on the registered examples: if their
 ///    accuracy beats chance (1 / labels) by a one-sided binomial test at
 ///    [`ZERO_SHOT_ALPHA`], the head reads the template and the prompt method is chosen;
 ///    if not, the sentence-embedding method.
 ///
 /// Returns the method and the reason, in words (logged and kept in the version's notes).
-pub fn choose_method(model: &MaskedLm, tok: &Tokenizer, prompt: &Prompt, examples: &[Example], p: &RunParams) -> Result<(TrainMethod, String)> {
+pub fn choose_method(model: &MaskedLm, tok: &Tokenizer, prompt: &Prompt, examples: &[Example], multi_label: bool, p: &RunParams) -> Result<(TrainMethod, String)> {
     if p.method != TrainMethod::Auto {
         return Ok((p.method, "asked for".into()));
     }
@@ -114,6 +117,9 @@ pub fn choose_method(model: &MaskedLm, tok: &Tokenizer, prompt: &Prompt, example
     }
     if model.load_report().head_initialised && p.adaptation_steps == 0 {
         return Ok((TrainMethod::SentenceEmbedding, "the checkpoint has no masked-LM head".into()));
+    }
+    if multi_label {
+        return Ok((TrainMethod::Prompt, "a multi-label task on a checkpoint with a masked-LM head trains one yes/no prompt per label".into()));
     }
     let head = Head::for_prompt(model, prompt)?;
     let logits = train::predict_examples(model, tok, prompt, Method::Prompt, &head, examples, &train::Demos::None, 32)?;
@@ -255,13 +261,9 @@ pub fn train(task: &Task, p: &RunParams, progress: ProgressFn) -> Result<String>
     }
     let regression = task.spec().regression;
     let headless = model.load_report().head_initialised && p.adaptation_steps == 0;
-    let (method, reason) = match (&multi, regression, p.method) {
-        (Some(_), _, TrainMethod::Auto) if headless => {
-            (TrainMethod::SentenceEmbedding, "a multi-label task on a checkpoint without a masked-LM head: a yes/no classifier per label on sentence embeddings".to_string())
-        }
-        (Some(_), _, TrainMethod::Auto) => (TrainMethod::Prompt, "a multi-label task trains one yes/no prompt per label".to_string()),
-        (_, Some(_), TrainMethod::Auto) => (TrainMethod::Prompt, "a regression task trains the prompt between its two pole words".to_string()),
-        _ => choose_method(&model, &tok, &prompt, &examples, p)?,
+    let (method, reason) = match (regression, p.method) {
+        (Some(_), TrainMethod::Auto) => (TrainMethod::Prompt, "a regression task trains the prompt between its two pole words".to_string()),
+        _ => choose_method(&model, &tok, &prompt, &examples, multi.is_some(), p)?,
     };
     if method == TrainMethod::SentenceEmbedding && regression.is_some() {
         return Err(Error::InvalidArgument(
