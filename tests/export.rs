@@ -362,6 +362,25 @@ fn filtered_demonstrations_travel_with_the_export_and_predict_the_same() {
     assert!(err.to_string().contains("demo-encoder.onnx"), "{err}");
 }
 
+/// The predictor over the multi-label export `out` says it is multi-label with `names`,
+/// gives `want` (each label's P(yes) per input of `ex`) within 1e-5, applies the labels at
+/// or over the threshold, and refuses pairs.
+fn serves_multi_label(out: &Path, names: &[String], ex: &[Example], want: &[Vec<f32>], what: &str) -> (Predictor, Vec<lmbff::serve::Prediction>) {
+    let p = open(out);
+    assert!(p.is_multi_label());
+    assert_eq!(p.labels(), names);
+    let preds = p.predict(ex).unwrap();
+    let got: Vec<Vec<f32>> = preds.iter().map(|r| r.probs.clone()).collect();
+    let d = max_diff(want, &got);
+    println!("{what}: max |p_onnx - p_tch| = {d:.2e} over {} inputs", ex.len());
+    assert!(d <= 1e-5, "{what}: max diff {d}");
+    for r in &preds {
+        assert_eq!(r.labels, lmbff::prompt::applied(&r.probs), "labels at or over the threshold");
+    }
+    assert!(p.predict(&[Example { text_b: Some("x".into()), ..Example::single("a", None) }]).is_err(), "pairs are refused");
+    (p, preds)
+}
+
 /// A multi-label model (one yes/no prompt per label over pairs (input, label name))
 /// exports as such (format 6): the predictor reads each input once per label and gives
 /// each label's P(yes), the probabilities training-time evaluation gives the pairs; the
@@ -390,18 +409,7 @@ fn multi_label_models_export_and_predict_the_same() {
     let ex = texts(14);
     let pairs = multi.expand(&ex, None).unwrap();
     let want = multi.gather(&train::softmax_rows(&train::predict_examples(&c.model, &c.tok, &c.prompt, Method::Prompt, &head, &pairs, &Demos::None, 5).unwrap())).unwrap();
-    let p = open(&out);
-    assert!(p.is_multi_label());
-    assert_eq!(p.labels(), names.as_slice());
-    let preds = p.predict(&ex).unwrap();
-    let got: Vec<Vec<f32>> = preds.iter().map(|r| r.probs.clone()).collect();
-    let d = max_diff(&want, &got);
-    println!("multi-label (3 labels): max |p_onnx - p_tch| = {d:.2e} over {} inputs", ex.len());
-    assert!(d <= 1e-5, "max diff {d}");
-    for r in &preds {
-        assert_eq!(r.labels, lmbff::prompt::applied(&r.probs), "labels at or over the threshold");
-    }
-    assert!(p.predict(&[Example { text_b: Some("x".into()), ..Example::single("a", None) }]).is_err(), "pairs are refused");
+    let (_, preds) = serves_multi_label(&out, &names, &ex, &want, "multi-label (3 labels)");
 
     // Through the C ABI.
     unsafe {
@@ -461,21 +469,10 @@ fn multi_label_sentence_embedding_models_export_and_predict_the_same() {
     let ex = texts(20);
     let logits = train::embedding_logits(&c.model, &c.tok, &reader, &head, &ex, 5).unwrap();
     let want = multi.gather(&train::softmax_rows(&multi.split_heads(&logits).unwrap())).unwrap();
-    let p = open(&out);
-    assert!(p.is_multi_label());
-    assert_eq!(p.labels(), names.as_slice());
-    let preds = p.predict(&ex).unwrap();
-    let got: Vec<Vec<f32>> = preds.iter().map(|r| r.probs.clone()).collect();
-    let d = max_diff(&want, &got);
-    println!("multi-label sentence-embedding (3 labels): max |p_onnx - p_tch| = {d:.2e} over {} inputs", ex.len());
-    assert!(d <= 1e-5, "max diff {d}");
-    for r in &preds {
-        assert_eq!(r.labels, lmbff::prompt::applied(&r.probs), "labels at or over the threshold");
-    }
+    let (p, _) = serves_multi_label(&out, &names, &ex, &want, "multi-label sentence-embedding (3 labels)");
     let encoded: Vec<_> = ex.iter().map(|e| p.encode(e).unwrap().remove(0)).collect();
     assert!(max_diff(&p.logits_encoded(&encoded).unwrap(), &logits) <= 1e-4, "label_logits are the heads side by side");
     assert_python_renders(&out, &p, &ex, "multi-label sentence-embedding");
-    assert!(p.predict(&[Example { text_b: Some("x".into()), ..Example::single("a", None) }]).is_err(), "pairs are refused");
 
     // Triton's config sizes each output.
     let ckpt = out.parent().unwrap().join("ckpt");

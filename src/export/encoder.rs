@@ -319,9 +319,8 @@ pub fn build(
 }
 
 
-/// `label_logits` = `logits` / `temperature` (when calibrated), `probs` = its softmax, and
-/// both graph outputs [batch, labels].
-fn class_outputs(g: &mut Graph, logits: &str, labels: usize, temperature: Option<f32>) {
+/// The node `label_logits`: `logits` divided by `temperature` when calibrated.
+fn label_logits(g: &mut Graph, logits: &str, temperature: Option<f32>) {
     match temperature {
         Some(t) => {
             let t = g.const_f32("temperature", &[t], &[]);
@@ -329,6 +328,12 @@ fn class_outputs(g: &mut Graph, logits: &str, labels: usize, temperature: Option
         }
         None => g.node_into("Identity", &[logits], &[], &[OUTPUT_LOGITS]),
     }
+}
+
+/// `label_logits` = `logits` / `temperature` (when calibrated), `probs` = its softmax, and
+/// both graph outputs [batch, labels].
+fn class_outputs(g: &mut Graph, logits: &str, labels: usize, temperature: Option<f32>) {
+    label_logits(g, logits, temperature);
     g.node_into("Softmax", &[OUTPUT_LOGITS], &[("axis", Attr::Int(-1))], &[OUTPUT_PROBS]);
     let n = labels as i64;
     g.output(OUTPUT_PROBS, dtype::FLOAT, &[Dim::Named("batch"), Dim::Fixed(n)]);
@@ -362,13 +367,7 @@ pub fn build_embedding(model: &MaskedLm, head: &LinearHead, multi_label: Option<
 /// (pairs no, yes side by side; divided by the temperature when calibrated) and `probs`
 /// [batch, labels], each label's P(yes), the softmax of its pair.
 fn multi_label_outputs(g: &mut Graph, logits: &str, labels: usize, temperature: Option<f32>) {
-    match temperature {
-        Some(t) => {
-            let t = g.const_f32("temperature", &[t], &[]);
-            g.node_into("Div", &[logits, &t], &[], &[OUTPUT_LOGITS]);
-        }
-        None => g.node_into("Identity", &[logits], &[], &[OUTPUT_LOGITS]),
-    }
+    label_logits(g, logits, temperature);
     let n = labels as i64;
     let shape = g.const_i64("pair_shape", &[-1, n, 2], &[3]);
     let pairs = g.node("Reshape", &[OUTPUT_LOGITS, &shape], &[], "label_pairs");
