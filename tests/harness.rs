@@ -179,7 +179,7 @@ fn pair_tasks_read_glue_layouts_and_score_their_metric() {
         }
     }
     let out = dir.join("out");
-    let o = harness_on(&data, &out, &["--tasks", "RTE,QQP,STS-B", "--seeds", "1", "--methods", "majority,prompt",
+    let o = harness_on(&data, &out, &["--tasks", "RTE,QQP,STS-B", "--seeds", "1", "--methods", "majority,prompt,sentence-embedding",
         "--steps", "60", "--lr", "3e-3", "--batch-size", "4", "--eval-every", "30", "--max-len", "32"]);
     let (table, err) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
     assert!(o.status.success(), "{err}");
@@ -203,6 +203,15 @@ fn pair_tasks_read_glue_layouts_and_score_their_metric() {
     let (sts_majority, sts_prompt) = (read("STS-B", RunMethod::Majority), read("STS-B", RunMethod::Prompt));
     assert_eq!((sts_majority.metric.as_str(), sts_majority.test), ("pearson", 0.0));
     assert!(sts_prompt.test > 0.5 && sts_prompt.calibration.is_none(), "{:?}", sts_prompt);
+    // The sentence-embedding method (a head on the two sides of 2.5) is scored and
+    // reported on dev by Pearson too.
+    let sts_se = read("STS-B", RunMethod::SentenceEmbedding);
+    let l: harness::Logits = serde_json::from_str(&std::fs::read_to_string(harness::logits_path(&out, "STS-B", 1, RunMethod::SentenceEmbedding)).unwrap()).unwrap();
+    let spec = harness::task("STS-B").unwrap();
+    let dev_gold: Vec<usize> = spec.read(&data, 1, "dev").unwrap().iter().map(|e| e.label.unwrap()).collect();
+    let pearson = harness::Metric::Pearson.score(&l.dev, &dev_gold, &spec.scores(&data, 1, "dev").unwrap());
+    assert_eq!(sts_se.metric, "pearson");
+    assert!((sts_se.dev.unwrap() - pearson).abs() < 1e-6, "dev {:?}, Pearson of the dev logits {pearson}", sts_se.dev);
 }
 
 /// The template ensemble: prompt-auto-N trains with the N-th line of LM-BFF's sorted auto
