@@ -185,20 +185,21 @@ pub fn export_version(task_dir: &Path, v: &str, out: &Path, opts: &ExportOptions
 /// The task's labelled examples, training ones or dev ones, as the trainer reads them (a
 /// multi-label task's as yes/no pairs, one per label).
 fn labelled(task: &Task, multi: Option<&crate::prompt::MultiLabel>, dev: bool) -> Result<Vec<Example>> {
-    let items = task.items().filter(|i| i.is_labelled() && i.dev == dev);
     Ok(match multi {
         Some(m) => {
-            let items: Vec<&super::Item> = items.filter(|i| i.label_set.is_some()).collect();
-            let inputs: Vec<Example> = items.iter().map(|i| Example::single(i.text_a.clone(), None)).collect();
-            let sets: Vec<Vec<usize>> = items.iter().map(|i| i.label_set.clone().unwrap_or_default()).collect();
+            let (inputs, sets) = labelled_sets(task, dev);
             m.expand(&inputs, Some(&sets))?
         }
-        None => items.filter_map(|i| i.label.map(|l| Example { text_a: i.text_a.clone(), text_b: i.text_b.clone(), label: Some(l) })).collect(),
+        None => task
+            .items()
+            .filter(|i| i.is_labelled() && i.dev == dev)
+            .filter_map(|i| i.label.map(|l| Example { text_a: i.text_a.clone(), text_b: i.text_b.clone(), label: Some(l) }))
+            .collect(),
     })
 }
 
-/// A multi-label task's labelled inputs (training or dev) and their label sets, in
-/// `labelled`'s order.
+/// A multi-label task's labelled inputs (training or dev) and their label sets (what
+/// `labelled` expands into yes/no pairs).
 fn labelled_sets(task: &Task, dev: bool) -> (Vec<Example>, Vec<Vec<usize>>) {
     task.items()
         .filter(|i| i.is_labelled() && i.dev == dev)

@@ -233,6 +233,25 @@ fn check_params(p: &EmbedParams) -> Result<()> {
     Ok(())
 }
 
+/// What both trainers share: seeds libtorch and the pair generator with `p.seed`, draws
+/// the pairs, fine-tunes the encoder on them, and returns the inputs' embeddings with the
+/// report.
+fn tune_and_embed(
+    model: &MaskedLm,
+    tok: &Tokenizer,
+    reader: &Prompt,
+    inputs: &[Example],
+    p: &EmbedParams,
+    progress: ProgressFn,
+    pairs: impl FnOnce(&mut ChaCha8Rng) -> Vec<(usize, usize, f32)>,
+) -> Result<(Vec<Vec<f32>>, EmbedReport)> {
+    check_params(p)?;
+    tch::manual_seed(p.seed as i64);
+    let pairs = pairs(&mut ChaCha8Rng::seed_from_u64(p.seed));
+    let report = contrastive_finetune(model, tok, reader, inputs, &pairs, p, progress)?;
+    Ok((embed_examples(model, tok, reader, inputs, 32)?, report))
+}
+
 /// Trains the sentence-embedding method on `train`: contrastive fine-tuning of `model`
 /// in place, then the logistic-regression classifier on the training embeddings.
 pub fn train_embedding(
@@ -250,12 +269,7 @@ pub fn train_embedding(
                 .ok_or_else(|| Error::InvalidArgument("a training example has no label".into()))
         })
         .collect::<Result<_>>()?;
-    check_params(p)?;
-    tch::manual_seed(p.seed as i64);
-    let mut rng = ChaCha8Rng::seed_from_u64(p.seed);
-    let pairs = contrastive_pairs(&labels, p.iterations, &mut rng);
-    let report = contrastive_finetune(model, tok, prompt, train, &pairs, p, progress)?;
-    let features = embed_examples(model, tok, prompt, train, 32)?;
+    let (features, report) = tune_and_embed(model, tok, prompt, train, p, progress, |rng| contrastive_pairs(&labels, p.iterations, rng))?;
     let head = fit_logistic(&features, &labels, prompt.verbalizer.num_labels(), p.head_c)?;
     Ok((head, report))
 }
@@ -284,12 +298,7 @@ pub fn train_embedding_multi(
     if let Some(bad) = sets.iter().flatten().find(|&&l| l >= labels) {
         return Err(Error::InvalidArgument(format!("multi-label index {bad} is out of range ({labels} labels)")));
     }
-    check_params(p)?;
-    tch::manual_seed(p.seed as i64);
-    let mut rng = ChaCha8Rng::seed_from_u64(p.seed);
-    let pairs = multi_label_pairs(sets, p.iterations, &mut rng);
-    let report = contrastive_finetune(model, tok, reader, inputs, &pairs, p, progress)?;
-    let features = embed_examples(model, tok, reader, inputs, 32)?;
+    let (features, report) = tune_and_embed(model, tok, reader, inputs, p, progress, |rng| multi_label_pairs(sets, p.iterations, rng))?;
     let mut head = LinearHead { weight: Vec::with_capacity(2 * labels), bias: Vec::with_capacity(2 * labels) };
     for l in 0..labels {
         let yes: Vec<usize> = sets.iter().map(|s| usize::from(s.contains(&l))).collect();
@@ -323,7 +332,8 @@ pub fn fit_logistic(x: &[Vec<f32>], y: &[usize], num_labels: usize, c: f64) -> R
 }
 
 /// Class weights that make every class count as much in the loss, `n / (k n_class)`
-/// (scikit-learn's "balanced"); 1 for a class absent from `y`.
+/// (scikit-learn's "balanced"); 1 for a class absent from `y` (no example carries it, so
+/// it weighs nothing).
 pub fn balanced_weights(y: &[usize], num_labels: usize) -> Vec<f64> {
     let n = y.len() as f64;
     (0..num_labels)

@@ -283,13 +283,7 @@ pub fn finetune(
         demos,
     };
     let class_weights = if p.balance_classes {
-        let k = prompt.verbalizer.num_labels();
-        let w: Vec<f32> = (0..k)
-            .map(|c| {
-                let n_c = labels.iter().filter(|&&l| l == c).count();
-                if n_c == 0 { 0.0 } else { labels.len() as f32 / (k * n_c) as f32 }
-            })
-            .collect();
+        let w: Vec<f32> = super::embed::balanced_weights(&labels, prompt.verbalizer.num_labels()).into_iter().map(|v| v as f32).collect();
         Some(Tensor::from_slice(&w).f_to_device(model.device())?)
     } else {
         None
