@@ -370,6 +370,17 @@ typedef struct {
    (Dev examples are held out of training in any case and pick the kept weights.)
    */
   bool calibrate;
+  /*
+   The sentence-embedding method without label anchors, as SetFit publishes it
+   (default false). By default a single-sentence task's template and label words
+   give each class anchor texts ("It was great."): they join the contrastive pairs
+   as examples of their class, and the classifier's weights are drawn towards their
+   embeddings in proportion to how well they alone predict the training labels. The
+   version's notes list the anchors and that proportion (anchor_scale). Zero is the
+   default so that a host built before this field (it sits in that struct's trailing
+   padding) keeps anchors on.
+   */
+  bool disable_label_anchors;
 } lmbff_train_params;
 
 /*

@@ -213,3 +213,22 @@ fn demonstrations_render_as_lmbff_appends_them() {
     let err = p.encode_with_demos(&tok, &q, &[Example::single("unlabelled", None)]).unwrap_err();
     assert!(err.to_string().contains("demonstration has no label"), "{err}");
 }
+
+/// The sentence-embedding method's label anchors: the template's own text with each
+/// word of each class at the mask, in both syntaxes; none for a pair template.
+#[test]
+fn label_anchors_are_the_template_text_with_each_word() {
+    let tok = minilm();
+    let want = [(0, "It was terrible.".to_string()), (1, "It was great.".to_string())];
+    assert_eq!(sst2(&tok, "{text} It was {mask}.", 128).anchor_texts().unwrap(), want);
+    assert_eq!(sst2(&tok, "*cls**sent_0*_It_was*mask*.*sep+*", 128).anchor_texts().unwrap(), want);
+    // TREC's manual template puts the mask first; several words per class give one
+    // anchor each; a fixed label word (`*label_N*`) shows that class's first word.
+    let v = Verbalizer::new(&tok, &pairs(&[("DESC", "Description|Meaning"), ("NUM", "Number")])).unwrap();
+    let p = Prompt::new(Template::parse("*cls**mask*:*+sent_0**sep+*").unwrap(), v.clone(), Truncation::default()).unwrap();
+    assert_eq!(p.anchor_texts().unwrap(), [(0, "Description:".to_string()), (0, "Meaning:".to_string()), (1, "Number:".to_string())]);
+    let p = Prompt::new(Template::parse("*cls**sent_0*_Not*label_1*_but*mask*!*sep+*").unwrap(), v.clone(), Truncation::default()).unwrap();
+    assert_eq!(p.anchor_texts().unwrap()[2], (1, "Not Number but Number!".to_string()));
+    let pair = Prompt::new(Template::parse("*cls**sent-_0*?*mask*,*+sentl_1**sep+*").unwrap(), v, Truncation::default()).unwrap();
+    assert_eq!(pair.anchor_texts(), None);
+}

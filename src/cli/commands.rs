@@ -233,6 +233,10 @@ pub struct TrainArgs {
     /// dev (and test) expected calibration error before and after.
     #[arg(long)]
     pub calibrate: bool,
+    /// sentence-embedding: leave out the label anchors (the template's text with each
+    /// label word, "It was great.") and run SetFit's method as published.
+    #[arg(long)]
+    pub no_anchors: bool,
     #[command(flatten)]
     pub fit: FitArgs,
     #[command(flatten)]
@@ -280,7 +284,8 @@ fn train_embedding(a: TrainArgs) -> Result<()> {
     let l = a.task.load(&a.model, a.fit.seed)?;
     let labels = labels_of(&l);
     let (tr, dev) = (read_examples(&a.train, &labels)?, read_examples(&a.dev, &labels)?);
-    let ep = train::EmbedParams { lr: a.fit.lr, seed: a.fit.seed, ..train::EmbedParams::default() };
+    let anchor_repeats = if a.no_anchors { 0 } else { train::EmbedParams::default().anchor_repeats };
+    let ep = train::EmbedParams { lr: a.fit.lr, seed: a.fit.seed, anchor_repeats, ..train::EmbedParams::default() };
     let mut bar = Bar::new("sentence-embedding");
     let (head, report) = train::train_embedding(&l.model, &l.tok, &l.prompt, &tr, &ep, &mut |p| bar.update(p))?;
     bar.finish();
@@ -296,7 +301,8 @@ fn train_embedding(a: TrainArgs) -> Result<()> {
     println!("{}", json!({"report": report, "dev_acc": dev_acc, "test_acc": test, "calibration": calibration}));
     if let Some(out) = &a.out {
         let notes = json!({"method": "sentence-embedding", "steps": report.steps, "pairs": report.pairs, "lr": ep.lr, "seed": ep.seed,
-                           "dev_acc": dev_acc, "test_acc": test, "source_model": a.model, "calibration": calibration});
+                           "dev_acc": dev_acc, "test_acc": test, "source_model": a.model, "calibration": calibration,
+                           "label_anchors": report.anchors, "anchor_scale": report.anchor_scale});
         save_trained(&l, out, Manifest::for_embedding(&l.prompt, head, None, notes), calibration.as_ref())?;
     }
     Ok(())

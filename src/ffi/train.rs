@@ -99,6 +99,15 @@ pub struct lmbff_train_params {
     /// the version's notes hold it with the dev ECE before and after. Needs dev examples.
     /// (Dev examples are held out of training in any case and pick the kept weights.)
     pub calibrate: bool,
+    /// The sentence-embedding method without label anchors, as SetFit publishes it
+    /// (default false). By default a single-sentence task's template and label words
+    /// give each class anchor texts ("It was great."): they join the contrastive pairs
+    /// as examples of their class, and the classifier's weights are drawn towards their
+    /// embeddings in proportion to how well they alone predict the training labels. The
+    /// version's notes list the anchors and that proportion (anchor_scale). Zero is the
+    /// default so that a host built before this field (it sits in that struct's trailing
+    /// padding) keeps anchors on.
+    pub disable_label_anchors: bool,
 }
 
 /// lmbff_train_params of hosts built before `demo_filter` (ending with `method`).
@@ -127,6 +136,7 @@ pub extern "C" fn lmbff_train_default_params() -> lmbff_train_params {
         demo_filter: false,
         demo_filter_model: std::ptr::null(),
         calibrate: false,
+        disable_label_anchors: false,
     }
 }
 
@@ -198,6 +208,7 @@ unsafe fn run_params(p: *const lmbff_train_params) -> Result<crate::task::RunPar
         demo_filter,
         method,
         calibrate: p.calibrate,
+        label_anchors: !p.disable_label_anchors,
     })
 }
 

@@ -51,6 +51,10 @@ pub enum RunMethod {
     /// SetFit-style: contrastive fine-tuning of sentence embeddings, then logistic
     /// regression (for encoders without a usable masked-LM head).
     SentenceEmbedding,
+    /// The sentence-embedding method with the prompt's label anchors (the library's
+    /// default for it: `EmbedParams::anchor_repeats`); on sentence-pair and multi-label
+    /// tasks, which have no anchors, the same as `sentence-embedding`.
+    SentenceEmbeddingAnchors,
     /// Prompt-based fine-tuning with the N-th of LM-BFF's automatically found templates
     /// for the task and seed (`auto/auto_template/<TASK>/16-<SEED>.sort.txt` beside the
     /// k-shot folder, best first) and the manual label words: the members of the
@@ -80,6 +84,7 @@ impl RunMethod {
             RunMethod::PromptDemosFilter => "prompt-demos-filter",
             RunMethod::FullData => "full-data",
             RunMethod::SentenceEmbedding => "sentence-embedding",
+            RunMethod::SentenceEmbeddingAnchors => "sentence-embedding-anchors",
             RunMethod::PromptAuto1 => "prompt-auto-1",
             RunMethod::PromptAuto2 => "prompt-auto-2",
             RunMethod::PromptAuto3 => "prompt-auto-3",
@@ -99,7 +104,7 @@ impl RunMethod {
     }
 
     pub fn parse(s: &str) -> Result<Self> {
-        const ALL: [RunMethod; 13] = [
+        const ALL: [RunMethod; 14] = [
             RunMethod::Majority,
             RunMethod::ZeroShot,
             RunMethod::InContext,
@@ -109,6 +114,7 @@ impl RunMethod {
             RunMethod::PromptDemosFilter,
             RunMethod::FullData,
             RunMethod::SentenceEmbedding,
+            RunMethod::SentenceEmbeddingAnchors,
             RunMethod::PromptAuto1,
             RunMethod::PromptAuto2,
             RunMethod::PromptAuto3,
@@ -439,7 +445,7 @@ pub fn run_one(
         }
         _ => {
             let demos = matches!(method, RunMethod::PromptDemos | RunMethod::PromptDemosFilter | RunMethod::InContext);
-            let model_dir = if matches!(method, RunMethod::Plain | RunMethod::SentenceEmbedding | RunMethod::FullData) {
+            let model_dir = if matches!(method, RunMethod::Plain | RunMethod::SentenceEmbedding | RunMethod::SentenceEmbeddingAnchors | RunMethod::FullData) {
                 &s.plain_model
             } else {
                 &s.model
@@ -458,9 +464,11 @@ pub fn run_one(
             let prompt = Prompt::new(Template::parse(&template)?, verbalizer, truncation)?;
             tch::manual_seed(seed as i64);
             let model = MaskedLm::load(model_dir, parse_device(device)?)?;
-            if method == RunMethod::SentenceEmbedding {
+            if matches!(method, RunMethod::SentenceEmbedding | RunMethod::SentenceEmbeddingAnchors) {
                 let p = EmbedParams {
                     seed,
+                    // SetFit's method, as compared with the setfit package, has none.
+                    anchor_repeats: if method == RunMethod::SentenceEmbedding { 0 } else { EmbedParams::default().anchor_repeats },
                     ..EmbedParams::default()
                 };
                 let (dev_logits, logits) = match &spec.multi_label {

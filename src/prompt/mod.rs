@@ -114,6 +114,39 @@ impl Prompt {
         Prompt { template: Template::plain(1), verbalizer: self.verbalizer.clone(), truncation: self.truncation }
     }
 
+    /// The label anchors of the sentence-embedding method: for each class and each of its
+    /// words, the template's own text with the word in place of the mask and the input
+    /// left out (`{text} It was {mask}.` gives "It was great." and "It was terrible."),
+    /// as `(class, text)` in class order. None when the template reads two sentences:
+    /// the text that joins them (`? {mask} ,`) says nothing alone.
+    pub fn anchor_texts(&self) -> Option<Vec<(usize, String)>> {
+        if self.template.num_sentences() != 1 {
+            return None;
+        }
+        let first_word = |label: usize| self.verbalizer.words().get(label).and_then(|w| w.split(verbalizer::WORD_SEPARATOR).next()).unwrap_or("");
+        let mut out = Vec::new();
+        for (class, spec) in self.verbalizer.words().iter().enumerate() {
+            for word in spec.split(verbalizer::WORD_SEPARATOR) {
+                let mut text = String::new();
+                for part in self.template.parts() {
+                    let chunk = match part {
+                        Part::Text(t) => t.trim(),
+                        Part::Mask => word,
+                        Part::LabelWord { label, .. } => first_word(*label),
+                        _ => continue,
+                    };
+                    // Words are spaced; punctuation attaches to what precedes it.
+                    if chunk.starts_with(|c: char| c.is_alphanumeric() || "\"'([".contains(c)) && !text.is_empty() {
+                        text.push(' ');
+                    }
+                    text.push_str(chunk);
+                }
+                out.push((class, text));
+            }
+        }
+        Some(out)
+    }
+
     /// The plain reading (`[CLS] text [SEP]`, pairs `[CLS] a [SEP] b [SEP]`) of a sentence
     /// encoder that is not the task's model, such as the demonstration filter's: no
     /// classes, sentences cut only to fit `max_len`.

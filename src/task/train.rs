@@ -40,6 +40,9 @@ pub struct RunParams {
     /// Fit temperature scaling on the dev examples (`Task::set_dev`) so that exported
     /// probabilities match accuracy; needs dev examples.
     pub calibrate: bool,
+    /// The sentence-embedding method's label anchors (`train::EmbedParams::anchor_repeats`;
+    /// default on).
+    pub label_anchors: bool,
 }
 
 impl Default for RunParams {
@@ -57,6 +60,7 @@ impl Default for RunParams {
             demo_filter: None,
             method: TrainMethod::Auto,
             calibrate: false,
+            label_anchors: true,
         }
     }
 }
@@ -287,7 +291,7 @@ pub fn train(task: &Task, p: &RunParams, progress: ProgressFn) -> Result<String>
                                        "examples_per_label": counts, "adaptation_steps": p.adaptation_steps,
                                        "warm_start": p.warm_start, "source_model": from});
     let manifest = if method == TrainMethod::SentenceEmbedding {
-        let ep = EmbedParams { lr: p.lr, seed: p.seed, ..EmbedParams::default() };
+        let ep = EmbedParams { lr: p.lr, seed: p.seed, anchor_repeats: if p.label_anchors { EmbedParams::default().anchor_repeats } else { 0 }, ..EmbedParams::default() };
         // Multi-label: the input alone, a yes/no head per label; dev logits as the yes/no
         // pairs of `dev` (the expanded examples), so calibration reads them as a prompt's.
         let (head, report, dev_logits) = match &multi {
@@ -309,6 +313,8 @@ pub fn train(task: &Task, p: &RunParams, progress: ProgressFn) -> Result<String>
         notes["steps"] = report.steps.into();
         notes["pairs"] = report.pairs.into();
         notes["lr"] = ep.lr.into();
+        notes["label_anchors"] = report.anchors.clone().into();
+        notes["anchor_scale"] = report.anchor_scale.into();
         let mut m = Manifest::for_embedding(&prompt, head, multi.as_ref().map(|ml| ml.names()), notes);
         calibrate(&mut m, p.calibrate, &dev_logits, &dev);
         m
