@@ -302,7 +302,7 @@ fn train_embedding(a: TrainArgs) -> Result<()> {
     if let Some(out) = &a.out {
         let notes = json!({"method": "sentence-embedding", "steps": report.steps, "pairs": report.pairs, "lr": ep.lr, "seed": ep.seed,
                            "dev_acc": dev_acc, "test_acc": test, "source_model": a.model, "calibration": calibration,
-                           "label_anchors": report.anchors, "anchor_scale": report.anchor_scale});
+                           "label_anchors": report.anchors});
         save_trained(&l, out, Manifest::for_embedding(&l.prompt, head, None, notes), calibration.as_ref())?;
     }
     Ok(())

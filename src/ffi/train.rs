@@ -101,12 +101,12 @@ pub struct lmbff_train_params {
     pub calibrate: bool,
     /// The sentence-embedding method without label anchors, as SetFit publishes it
     /// (default false). By default a single-sentence task's template and label words
-    /// give each class anchor texts ("It was great."): they join the contrastive pairs
-    /// as examples of their class, and the classifier's weights are drawn towards their
-    /// embeddings in proportion to how well they alone predict the training labels. The
-    /// version's notes list the anchors and that proportion (anchor_scale). Zero is the
-    /// default so that a host built before this field (it sits in that struct's trailing
-    /// padding) keeps anchors on.
+    /// give each class anchor texts, the template's text with the word in place of the
+    /// mask ("It was great."): they join the contrastive pairs as examples of their
+    /// class (4 times each), so the encoder learns to place inputs near their class's
+    /// anchor; the classifier is fitted on the registered examples alone. The version's
+    /// notes list the anchors (label_anchors). Zero is the default so that a host built
+    /// before this field (it sits in that struct's trailing padding) keeps anchors on.
     pub disable_label_anchors: bool,
 }
 

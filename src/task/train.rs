@@ -314,7 +314,6 @@ pub fn train(task: &Task, p: &RunParams, progress: ProgressFn) -> Result<String>
         notes["pairs"] = report.pairs.into();
         notes["lr"] = ep.lr.into();
         notes["label_anchors"] = report.anchors.clone().into();
-        notes["anchor_scale"] = report.anchor_scale.into();
         let mut m = Manifest::for_embedding(&prompt, head, multi.as_ref().map(|ml| ml.names()), notes);
         calibrate(&mut m, p.calibrate, &dev_logits, &dev);
         m

@@ -36,8 +36,7 @@ pub struct EmbedParams {
     pub head_c: f64,
     /// Label anchors (not SetFit's; 4, 0 for none): each of the prompt's anchor texts
     /// ([`Prompt::anchor_texts`], "It was great.") joins the contrastive pairs as an
-    /// example of its class this many times, and the classifier is fitted with its
-    /// weights drawn towards the anchors' embeddings (see [`train_embedding`]).
+    /// example of its class this many times (see [`train_embedding`]).
     pub anchor_repeats: usize,
 }
 
@@ -63,9 +62,6 @@ pub struct EmbedReport {
     pub train_seconds: f64,
     /// The label anchors trained with (empty: none).
     pub anchors: Vec<String>,
-    /// The scale of the anchors' prior on the classifier (the `s` of [`train_embedding`];
-    /// None without anchors).
-    pub anchor_scale: Option<f64>,
 }
 
 /// Mean of the last hidden states over the real tokens, L2-normalised: [B, H].
@@ -201,7 +197,6 @@ pub fn contrastive_finetune(
         loss_curve: Vec::new(),
         train_seconds: 0.0,
         anchors: Vec::new(),
-        anchor_scale: None,
     };
     let start = Instant::now();
     let pad = tok.special().pad;
@@ -271,14 +266,9 @@ fn tune_and_embed(
 /// With label anchors (`p.anchor_repeats` > 0 and a template that reads one sentence),
 /// the prompt's template and label words carry into this method what they carry into
 /// the prompt: each anchor text ("It was great.") is an example of its class in the
-/// contrastive pairs, `anchor_repeats` times, so the tuned encoder places inputs near
-/// their class's anchor. The classifier then starts from the anchors: with `a_c` the
-/// mean embedding of class c's anchors, its weights minimise
-/// `0.5 |W - s A|^2 + C * sum_i cross_entropy(W x_i + b, y_i)` (scikit-learn's
-/// objective with the penalty centred on `s A` instead of 0), where the scale `s`
-/// (0 to 256) is the one under which the anchors alone (`logits = s A x`) best fit the
-/// training labels (least mean negative log-likelihood): anchors that do not predict the
-/// labels get a small `s` and draw the weights little.
+/// contrastive pairs, `anchor_repeats` times, so the tuned encoder draws inputs towards
+/// their class's anchor and away from the others'. The classifier is fitted on the
+/// registered examples alone: the anchors shape the embedding, never outvote the labels.
 pub fn train_embedding(
     model: &MaskedLm,
     tok: &Tokenizer,
@@ -297,58 +287,15 @@ pub fn train_embedding(
     let k = prompt.verbalizer.num_labels();
     let anchors = if p.anchor_repeats > 0 { prompt.anchor_texts().unwrap_or_default() } else { Vec::new() };
     let mut inputs = train.to_vec();
-    for _ in 0..if anchors.is_empty() { 0 } else { p.anchor_repeats } {
+    for _ in 0..p.anchor_repeats {
         inputs.extend(anchors.iter().map(|(c, t)| Example::single(t.clone(), Some(*c))));
         labels.extend(anchors.iter().map(|(c, _)| *c));
     }
     let (features, mut report) = tune_and_embed(model, tok, prompt, &inputs, p, progress, |rng| contrastive_pairs(&labels, p.iterations, rng))?;
     let n = train.len();
-    if anchors.is_empty() {
-        return Ok((fit_logistic(&features[..n], &labels[..n], k, p.head_c)?, report));
-    }
-    let protos = class_means(&features[n..n + anchors.len()], anchors.iter().map(|(c, _)| *c), k);
-    let scale = anchor_scale(&features[..n], &labels[..n], &protos);
-    let prior: Vec<Vec<f32>> = protos.iter().map(|a| a.iter().map(|v| v * scale as f32).collect()).collect();
-    let head = fit_logistic_prior(&features[..n], &labels[..n], k, p.head_c, &prior)?;
+    let head = fit_logistic(&features[..n], &labels[..n], k, p.head_c)?;
     report.anchors = anchors.into_iter().map(|(_, t)| t).collect();
-    report.anchor_scale = Some(scale);
     Ok((head, report))
-}
-
-/// The mean of `rows` per class (`classes[i]` is row i's; a class with no row gets 0s).
-fn class_means(rows: &[Vec<f32>], classes: impl Iterator<Item = usize>, k: usize) -> Vec<Vec<f32>> {
-    let d = rows.first().map_or(0, Vec::len);
-    let (mut sum, mut count) = (vec![vec![0.0f32; d]; k], vec![0usize; k]);
-    for (row, c) in rows.iter().zip(classes) {
-        sum[c].iter_mut().zip(row).for_each(|(s, v)| *s += v);
-        count[c] += 1;
-    }
-    for (s, &m) in sum.iter_mut().zip(&count) {
-        s.iter_mut().for_each(|v| *v /= m.max(1) as f32);
-    }
-    sum
-}
-
-/// The scale `s` in {0} and 2^(j/4), j = 0..32 (1 to 256), minimising the mean negative
-/// log-likelihood of `y` under `softmax(s * protos x)` (convex in `s`; the grid is
-/// fine enough for a prior).
-pub fn anchor_scale(x: &[Vec<f32>], y: &[usize], protos: &[Vec<f32>]) -> f64 {
-    let sims: Vec<Vec<f64>> = x.iter().map(|r| protos.iter().map(|a| a.iter().zip(r).map(|(u, v)| (*u as f64) * (*v as f64)).sum()).collect()).collect();
-    let nll = |s: f64| -> f64 {
-        sims.iter()
-            .zip(y)
-            .map(|(z, &l)| {
-                let m = z.iter().map(|v| s * v).fold(f64::NEG_INFINITY, f64::max);
-                z.iter().map(|v| (s * v - m).exp()).sum::<f64>().ln() - (s * z[l] - m)
-            })
-            .sum::<f64>()
-            / sims.len().max(1) as f64
-    };
-    std::iter::once(0.0)
-        .chain((0..=32).map(|j| 2f64.powf(j as f64 / 4.0)))
-        .map(|s| (nll(s), s))
-        .fold((f64::INFINITY, 0.0), |best, cur| if cur.0 < best.0 { cur } else { best })
-        .1
 }
 
 /// Trains the sentence-embedding method on a multi-label task: `inputs` (single texts,
@@ -424,16 +371,6 @@ pub fn balanced_weights(y: &[usize], num_labels: usize) -> Vec<f64> {
 /// [`fit_logistic`] with each example's cross-entropy weighted by its class's weight
 /// (`class_weights[y_i]`; None: 1).
 pub fn fit_logistic_weighted(x: &[Vec<f32>], y: &[usize], num_labels: usize, c: f64, class_weights: Option<&[f64]>) -> Result<LinearHead> {
-    fit(x, y, num_labels, c, class_weights, None)
-}
-
-/// [`fit_logistic`] with the weights' penalty centred on `prior` (`[classes][features]`):
-/// `0.5 |W - prior|^2 + C * sum_i cross_entropy(W x_i + b, y_i)`.
-pub fn fit_logistic_prior(x: &[Vec<f32>], y: &[usize], num_labels: usize, c: f64, prior: &[Vec<f32>]) -> Result<LinearHead> {
-    fit(x, y, num_labels, c, None, Some(prior))
-}
-
-fn fit(x: &[Vec<f32>], y: &[usize], num_labels: usize, c: f64, class_weights: Option<&[f64]>, prior: Option<&[Vec<f32>]>) -> Result<LinearHead> {
     let d = x.first().map_or(0, Vec::len);
     if x.is_empty()
         || x.len() != y.len()
@@ -441,7 +378,6 @@ fn fit(x: &[Vec<f32>], y: &[usize], num_labels: usize, c: f64, class_weights: Op
         || y.iter().any(|&l| l >= num_labels)
         || !(c > 0.0)
         || class_weights.is_some_and(|w| w.len() != num_labels || w.iter().any(|v| !(*v > 0.0 && v.is_finite())))
-        || prior.is_some_and(|p| p.len() != num_labels || p.iter().any(|r| r.len() != d || r.iter().any(|v| !v.is_finite())))
     {
         return Err(Error::InvalidArgument(format!(
             "logistic regression: {} rows, {} labels, C {c}",
@@ -457,10 +393,8 @@ fn fit(x: &[Vec<f32>], y: &[usize], num_labels: usize, c: f64, class_weights: Op
         .fold(0.0, f64::max);
     let weights: Vec<f64> = y.iter().map(|&l| class_weights.map_or(1.0, |w| w[l])).collect();
     let lr = 1.0 / (c * weights.iter().sum::<f64>() * max_sq / 2.0 + 1.0);
-    // Parameters row by row (class j: its weights, then its bias); they start at the
-    // prior, the penalty's centre (0 without one).
-    let centre: Vec<f64> = (0..k).flat_map(|j| (0..=d).map(move |f| (j, f))).map(|(j, f)| if f < d { prior.map_or(0.0, |p| p[j][f] as f64) } else { 0.0 }).collect();
-    let (mut theta, mut prev) = (centre.clone(), centre.clone());
+    let n_params = k * (d + 1);
+    let (mut theta, mut prev) = (vec![0.0f64; n_params], vec![0.0f64; n_params]);
     for t in 1..=3000 {
         // Nesterov look-ahead point.
         let mom = (t as f64 - 1.0) / (t as f64 + 2.0);
@@ -469,7 +403,7 @@ fn fit(x: &[Vec<f32>], y: &[usize], num_labels: usize, c: f64, class_weights: Op
             .zip(&prev)
             .map(|(a, b)| a + mom * (a - b))
             .collect();
-        let grad = gradient(&look, &centre, x, y, &weights, k, d, c);
+        let grad = gradient(&look, x, y, &weights, k, d, c);
         prev = std::mem::replace(
             &mut theta,
             look.iter().zip(&grad).map(|(p, g)| p - lr * g).collect(),
@@ -490,15 +424,13 @@ fn fit(x: &[Vec<f32>], y: &[usize], num_labels: usize, c: f64, class_weights: Op
     Ok(LinearHead { weight, bias })
 }
 
-/// Gradient of the objective at `theta` (row j: weights of class j, then its bias), the
-/// penalty centred on `centre` (same layout; its biases are not read), example i's loss
-/// weighted by `w[i]`.
-#[allow(clippy::too_many_arguments)]
-fn gradient(theta: &[f64], centre: &[f64], x: &[Vec<f32>], y: &[usize], w: &[f64], k: usize, d: usize, c: f64) -> Vec<f64> {
+/// Gradient of the objective at `theta` (row j: weights of class j, then its bias), example
+/// i's loss weighted by `w[i]`.
+fn gradient(theta: &[f64], x: &[Vec<f32>], y: &[usize], w: &[f64], k: usize, d: usize, c: f64) -> Vec<f64> {
     let mut g = vec![0.0f64; theta.len()];
     for j in 0..k {
         for f in 0..d {
-            g[j * (d + 1) + f] = theta[j * (d + 1) + f] - centre[j * (d + 1) + f];
+            g[j * (d + 1) + f] = theta[j * (d + 1) + f];
         }
     }
     for ((row, &label), &wi) in x.iter().zip(y).zip(w) {
@@ -580,7 +512,7 @@ mod tests {
                     .chain([h.bias[j] as f64])
             })
             .collect();
-        let g = gradient(&theta, &[0.0; 6], &x, &y, &[1.0; 4], 2, 2, 1.0);
+        let g = gradient(&theta, &x, &y, &[1.0; 4], 2, 2, 1.0);
         assert!(g.iter().all(|v| v.abs() < 1e-4), "{g:?}");
         // Weighted: one example of class 1 among three; balanced weights move the
         // boundary towards class 0 (class 1's probability at the midpoint rises) and
@@ -596,35 +528,9 @@ mod tests {
         assert!(p1(&balanced) > p1(&plain) + 0.05, "{} vs {}", p1(&balanced), p1(&plain));
         let theta: Vec<f64> = (0..2).flat_map(|j| balanced.weight[j].iter().map(|&v| v as f64).chain([balanced.bias[j] as f64])).collect();
         let per: Vec<f64> = y3.iter().map(|&l| w[l]).collect();
-        assert!(gradient(&theta, &[0.0; 6], &x3, &y3, &per, 2, 2, 1.0).iter().all(|v| v.abs() < 1e-4));
+        assert!(gradient(&theta, &x3, &y3, &per, 2, 2, 1.0).iter().all(|v| v.abs() < 1e-4));
         assert!(fit_logistic_weighted(&x3, &y3, 2, 1.0, Some(&[1.0])).is_err(), "a weight per class");
         assert_eq!(balanced_weights(&[0, 0], 2), vec![0.5, 1.0], "an absent class keeps weight 1");
         assert!(fit_logistic(&x, &[0, 1, 2, 0], 2, 1.0).is_err());
-    }
-
-    #[test]
-    fn anchor_prior_scales_with_how_well_the_anchors_predict() {
-        let x = vec![vec![1.0, 0.0], vec![0.6, 0.8], vec![0.0, 1.0], vec![0.2, 0.98]];
-        let y = [0, 0, 1, 1];
-        // Anchors on the classes' side predict three rows of four: a finite scale, above
-        // 1 (all right would drive it to the grid's end).
-        let good = vec![vec![1.0, 0.0], vec![0.0, 1.0]];
-        let s = anchor_scale(&x, &y, &good);
-        assert!(s > 1.0 && s < 256.0, "{s}");
-        // Swapped anchors predict the wrong class: no prior at all. Equal anchors say
-        // nothing: s = 0 too (any s gives the same likelihood; the first is kept).
-        assert_eq!(anchor_scale(&x, &y, &[good[1].clone(), good[0].clone()]), 0.0);
-        assert_eq!(anchor_scale(&x, &y, &[vec![0.5, 0.5], vec![0.5, 0.5]]), 0.0);
-        // The prior's optimum: the gradient with the penalty centred on the prior
-        // vanishes there, and the weights differ from the unpenalised-centre fit.
-        let prior: Vec<Vec<f32>> = good.iter().map(|r| r.iter().map(|v| v * s as f32).collect()).collect();
-        let h = fit_logistic_prior(&x, &y, 2, 1.0, &prior).unwrap();
-        let theta: Vec<f64> = (0..2).flat_map(|j| h.weight[j].iter().map(|&v| v as f64).chain([h.bias[j] as f64])).collect();
-        let centre: Vec<f64> = (0..2).flat_map(|j| prior[j].iter().map(|&v| v as f64).chain([0.0])).collect();
-        assert!(gradient(&theta, &centre, &x, &y, &[1.0; 4], 2, 2, 1.0).iter().all(|v| v.abs() < 1e-4));
-        let plain = fit_logistic(&x, &y, 2, 1.0).unwrap();
-        assert!((h.weight[0][0] - plain.weight[0][0]).abs() > 0.5, "{:?} vs {:?}", h.weight, plain.weight);
-        assert!(fit_logistic_prior(&x, &y, 2, 1.0, &good[..1]).is_err(), "a prior row per class");
-        assert_eq!(class_means(&[vec![1.0, 0.0], vec![0.0, 1.0], vec![2.0, 2.0]], [0, 0, 2].into_iter(), 3), [vec![0.5, 0.5], vec![0.0, 0.0], vec![2.0, 2.0]]);
     }
 }
