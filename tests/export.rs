@@ -572,7 +572,11 @@ fn sentence_embedding_models_export_and_predict_the_same() {
         train_ex.extend(demo_sets(pair).concat().into_iter().map(|e| Example { text_a: format!("{} Really.", e.text_a), ..e }));
         let ep = train::EmbedParams { iterations: 2, batch_size: 4, lr: 1e-3, seed: 5, ..Default::default() };
         let (head, rep) = train::train_embedding(&c.model, &c.tok, &c.prompt, &train_ex, &ep, &mut |_| true).unwrap();
-        assert_eq!(rep.pairs, 2 * 2 * train_ex.len());
+        // A single sentence's template gives two label anchors, each 4 more examples of its
+        // class in the pairs; a pair template gives none.
+        let anchors = if pair { 0 } else { 2 };
+        assert_eq!(rep.anchors.len(), anchors, "{:?}", rep.anchors);
+        assert_eq!(rep.pairs, 2 * 2 * (train_ex.len() + 4 * anchors));
         let manifest = Manifest::for_embedding(&c.prompt, head.clone(), None, serde_json::json!({"method": "sentence-embedding"}));
         assert_eq!(manifest.format_version, 3);
         let out = checkpoint_and_export(&format!("embedding-{fixture}"), &c.model, &manifest);

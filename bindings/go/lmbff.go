@@ -496,6 +496,10 @@ type TrainParams struct {
 	// Calibrate fits temperature scaling on the dev examples (SetDev), so that the
 	// version's probabilities match its accuracy; exports divide the logits by it.
 	Calibrate bool
+	// DisableLabelAnchors trains the sentence-embedding method as SetFit publishes it,
+	// without the template's text and each label word ("It was great.") as extra
+	// examples of their class (the zero value keeps them).
+	DisableLabelAnchors bool
 }
 
 // Method of a training run (lmbff_train_params.method).
@@ -539,6 +543,7 @@ func (t *Task) Train(ctx context.Context, p TrainParams, progress func(step, tot
 	}
 	params.method = C.int32_t(p.Method)
 	params.calibrate = C.bool(p.Calibrate)
+	params.disable_label_anchors = C.bool(p.DisableLabelAnchors)
 	params.demo_filter = C.bool(p.DemoFilter)
 	if p.DemoFilterModel != "" {
 		params.demo_filter_model = cs.add(p.DemoFilterModel)

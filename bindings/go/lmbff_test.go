@@ -326,10 +326,13 @@ func TestTrainExportPredict(t *testing.T) {
 	var se struct {
 		Method string
 		Notes  struct {
-			MethodReason string `json:"method_reason"`
+			MethodReason string   `json:"method_reason"`
+			LabelAnchors []string `json:"label_anchors"`
 		}
 	}
-	if raw, err := os.ReadFile(filepath.Join(seOut, "lmbff-export.json")); err != nil || json.Unmarshal(raw, &se) != nil || se.Method != "sentence-embedding" || se.Notes.MethodReason != "asked for" {
+	// Label anchors by default: the template's text with each label word.
+	if raw, err := os.ReadFile(filepath.Join(seOut, "lmbff-export.json")); err != nil || json.Unmarshal(raw, &se) != nil || se.Method != "sentence-embedding" || se.Notes.MethodReason != "asked for" ||
+		!reflect.DeepEqual(se.Notes.LabelAnchors, []string{"It was terrible.", "It was great."}) {
 		t.Fatalf("the sentence-embedding export's manifest: %+v (%v)", se, err)
 	}
 	if err := task.DeleteVersion("v2"); err != nil {

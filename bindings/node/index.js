@@ -33,7 +33,7 @@ const TrainParams = koffi.struct('lmbff_train_params', {
   struct_size: 'size_t', steps: 'uint32_t', batch_size: 'uint32_t', learning_rate: 'double', seed: 'uint64_t',
   device: 'int32_t', device_index: 'uint32_t', adaptation_steps: 'uint32_t', warm_start: 'const char *',
   demonstrations: 'bool', demo_sets: 'uint32_t', method: 'int32_t', demo_filter: 'bool', demo_filter_model: 'const char *',
-  calibrate: 'bool',
+  calibrate: 'bool', disable_label_anchors: 'bool',
 });
 /** Training methods (lmbff_train_params.method): 'auto' lets the library decide. */
 const METHODS = { auto: 0, prompt: 1, 'sentence-embedding': 2 };
@@ -343,16 +343,19 @@ class Task {
    * the most similar half of each class (LM-BFF's demo_filter), ranked by the sentence
    * encoder demoFilterModel (an HF model directory; null: the task's model). method is
    * 'auto' (the library decides: see lmbff.h), 'prompt' or 'sentence-embedding'.
-   * calibrate fits temperature scaling on the dev examples (setDev).
+   * calibrate fits temperature scaling on the dev examples (setDev). labelAnchors: the
+   * sentence-embedding method trains with the template's text and each label word
+   * ("It was great.") as extra examples of their class (default true; false: SetFit as
+   * published).
    */
-  train({ steps = 300, batchSize = 8, learningRate = 2e-5, seed = 42, adaptationSteps = 0, warmStart = null, demonstrations = false, demoSets = 1, demoFilter = false, demoFilterModel = null, method = 'auto', calibrate = false } = {}, { onProgress, signal, pollMs = 50 } = {}) {
+  train({ steps = 300, batchSize = 8, learningRate = 2e-5, seed = 42, adaptationSteps = 0, warmStart = null, demonstrations = false, demoSets = 1, demoFilter = false, demoFilterModel = null, method = 'auto', calibrate = false, labelAnchors = true } = {}, { onProgress, signal, pollMs = 50 } = {}) {
     if (!(method in METHODS)) {
       const e = new Error(`train: method ${JSON.stringify(method)}: use one of ${Object.keys(METHODS).join(', ')}`);
       e.code = 'INVALID_ARGUMENT';
       return Promise.reject(e);
     }
     const p = c.trainDefaults();
-    Object.assign(p, { steps, batch_size: batchSize, learning_rate: learningRate, seed, device: 1, adaptation_steps: adaptationSteps, warm_start: warmStart, demonstrations, demo_sets: demoSets, demo_filter: demoFilter, demo_filter_model: demoFilterModel, method: METHODS[method], calibrate });
+    Object.assign(p, { steps, batch_size: batchSize, learning_rate: learningRate, seed, device: 1, adaptation_steps: adaptationSteps, warm_start: warmStart, demonstrations, demo_sets: demoSets, demo_filter: demoFilter, demo_filter_model: demoFilterModel, method: METHODS[method], calibrate, disable_label_anchors: !labelAnchors });
     const out = [null];
     check(c.trainStart(this.handle, p, null, null, out), 'start training');
     const run = out[0];

@@ -89,9 +89,15 @@ test('task, training with progress and cancellation, versions, export, predict',
   const se = JSON.parse(fs.readFileSync(path.join(work, 'export-se', 'lmbff-export.json'), 'utf8'));
   assert.strictEqual(se.method, 'sentence-embedding');
   assert.strictEqual(se.notes.method_reason, 'asked for');
+  assert.deepStrictEqual(se.notes.label_anchors, ['It was terrible.', 'It was great.']);
   const sePreds = new lmbff.Predictor(path.join(work, 'export-se'), { threads: 1 }).predict(['A delightful film.', '']);
   assert.ok(sePreds.every((r) => Math.abs(r.probs[0] + r.probs[1] - 1) < 1e-5));
   task.deleteVersion('v2');
+  // Without label anchors (SetFit as published), the notes list none.
+  const plain = await task.train({ method: 'sentence-embedding', learningRate: 1e-3, labelAnchors: false });
+  const notes = JSON.parse(fs.readFileSync(path.join(work, 'task', 'models', plain, 'lmbff.json'), 'utf8')).notes;
+  assert.deepStrictEqual(notes.label_anchors, []);
+  task.deleteVersion(plain);
   assert.deepStrictEqual(task.versions(), ['v1']);
   throwsCode(() => task.exportVersion('v2', path.join(work, 'gone')), 'INVALID_ARGUMENT');
   throwsCode(() => task.deleteVersion('v2'), 'INVALID_ARGUMENT');
