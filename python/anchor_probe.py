@@ -1,0 +1,165 @@
+"""Label anchors on the sentence-embedding method, with setfit 1.2.0 (which matches our
+method split for split, docs/harness.md): a probe, not a test. It trains SetFit on one
+LM-BFF split with each class's anchor text (the task's manual template with its label
+word and no input: "It was great.") added `--repeats` times as an example of its class,
+then compares classifier heads on the tuned embeddings, dev and test accuracy:
+
+- lr: scikit-learn's objective (C = 1) on the registered examples alone (what lmbff
+  ships, chosen on this probe's dev scores);
+- anchor: the nearest anchor by cosine, no head at all;
+- prior: lr with its weights' penalty centred on s * anchors, s fitted on the training
+  labels through the anchors alone (least NLL over 0 and 2^(j/4), j = 0..32);
+- joint: lr plus the anchor cosines as one unpenalised feature, its coefficient fitted
+  with the weights;
+- lr+a4 / lr+a16: lr with the anchors as training rows, 4 or 16 copies.
+
+    .venv/bin/python -m pip install setfit==1.2.0
+    .venv/bin/python python/anchor_probe.py --data ../shared/data/lmbff/k-shot \\
+        --tasks SST-2,sst-5,mr,cr,mpqa,subj,trec --seeds 13 --repeats 4
+
+`--zero-shot` only scores the untrained encoder by nearest anchor on each test set.
+(--repeats 0 is SetFit as published; the heads that use anchors then see anchors the
+encoder was not tuned on.) The measured run wrote TREC's anchors without the template's
+colon ("Description"; lmbff renders "Description:").
+"""
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TQDM_DISABLE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from setfit_compare import default_model, read_split  # noqa: E402
+
+SENTIMENT = ["It was terrible.", "It was great."]
+ANCHORS = {
+    "SST-2": SENTIMENT, "mr": SENTIMENT, "cr": SENTIMENT, "mpqa": SENTIMENT,
+    "sst-5": ["It was terrible.", "It was bad.", "It was okay.", "It was good.", "It was great."],
+    "subj": ["This is subjective.", "This is objective."],
+    "trec": ["Description", "Entity", "Expression", "Human", "Location", "Number"],
+}
+HEADS = ["lr", "anchor", "prior", "joint", "lr+a4", "lr+a16"]
+
+
+def fit(x, y, k, offset=None, joint=None, c=1.0):
+    """Multinomial logistic regression, 0.5 |W|^2 + C * sum CE(xW + b + offset (+ s joint))."""
+    x, y = torch.tensor(x, dtype=torch.float64), torch.tensor(y)
+    w = torch.zeros(x.shape[1], k, dtype=torch.float64, requires_grad=True)
+    b = torch.zeros(k, dtype=torch.float64, requires_grad=True)
+    s = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([w, b] + ([s] if joint is not None else []), max_iter=1000,
+                            line_search_fn="strong_wolfe", tolerance_grad=1e-10, tolerance_change=1e-12)
+
+    def closure():
+        opt.zero_grad()
+        z = x @ w + b
+        if offset is not None:
+            z = z + torch.tensor(offset)
+        if joint is not None:
+            z = z + s * torch.tensor(joint)
+        loss = c * torch.nn.functional.cross_entropy(z, y, reduction="sum") + 0.5 * (w * w).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return w.detach().numpy(), b.detach().numpy(), float(s.detach())
+
+
+def anchor_scale(sims, y):
+    best = None
+    for t in [0.0] + [2 ** (j / 4) for j in range(33)]:
+        z = t * sims
+        z = z - z.max(1, keepdims=True)
+        nll = -(z[np.arange(len(y)), y] - np.log(np.exp(z).sum(1))).mean()
+        if best is None or nll < best[0]:
+            best = (nll, t)
+    return best[1]
+
+
+def run(data, task, seed, repeats):
+    from datasets import Dataset
+    from setfit import SetFitModel, Trainer, TrainingArguments
+
+    xs, ys = read_split(data, task, seed, "train")
+    dx, dy = read_split(data, task, seed, "dev")
+    tx, ty = read_split(data, task, seed, "test")
+    anchors = ANCHORS[task]
+    k = len(anchors)
+    tr_x = list(xs) + anchors * repeats
+    tr_y = list(ys) + list(range(k)) * repeats
+    model = SetFitModel.from_pretrained(default_model())
+    scratch = tempfile.mkdtemp(prefix="setfit-")
+    args = TrainingArguments(output_dir=scratch, save_strategy="no", batch_size=16, num_epochs=1, num_iterations=20,
+                             body_learning_rate=2e-5, seed=seed, report_to="none", show_progress_bar=False)
+    started = time.time()
+    Trainer(model=model, args=args, train_dataset=Dataset.from_dict({"text": tr_x, "label": tr_y})).train()
+    shutil.rmtree(scratch, ignore_errors=True)
+
+    def enc(texts):
+        return model.model_body.encode(texts, batch_size=64, normalize_embeddings=True)
+
+    xtr, xd, xt, a = enc(xs), enc(dx), enc(tx), enc(anchors)
+    ytr, yd, yt = np.array(ys), np.array(dy), np.array(ty)
+
+    def acc(z, y):
+        return 100 * float((z.argmax(1) == y).mean())
+
+    out = {}
+    w, b, _ = fit(xtr, ytr, k)
+    out["lr"] = (acc(xd @ w + b, yd), acc(xt @ w + b, yt))
+    out["anchor"] = (acc(xd @ a.T, yd), acc(xt @ a.T, yt))
+    t = anchor_scale(xtr @ a.T, ytr)
+    w, b, _ = fit(xtr, ytr, k, offset=t * (xtr @ a.T))
+    out["prior"] = (acc(xd @ w + b + t * xd @ a.T, yd), acc(xt @ w + b + t * xt @ a.T, yt))
+    w, b, s = fit(xtr, ytr, k, joint=xtr @ a.T)
+    out["joint"] = (acc(xd @ w + b + s * xd @ a.T, yd), acc(xt @ w + b + s * xt @ a.T, yt))
+    for copies in (4, 16):
+        w, b, _ = fit(np.concatenate([xtr] + [a] * copies), np.concatenate([ytr] + [np.arange(k)] * copies), k)
+        out[f"lr+a{copies}"] = (acc(xd @ w + b, yd), acc(xt @ w + b, yt))
+    print(f"{task} seed {seed} ({time.time() - started:.0f} s): "
+          + " ".join(f"{h} {out[h][0]:.1f}/{out[h][1]:.1f}" for h in HEADS), flush=True)
+    return out
+
+
+def zero_shot(data, task, seed):
+    """Nearest anchor by cosine on the untrained encoder: the prior the anchors carry."""
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(default_model(), device="cpu")
+    tx, ty = read_split(data, task, seed, "test")
+    e = model.encode(tx, batch_size=64, normalize_embeddings=True)
+    a = model.encode(ANCHORS[task], normalize_embeddings=True)
+    ty = np.array(ty)
+    acc, majority = 100 * float(((e @ a.T).argmax(1) == ty).mean()), 100 * np.bincount(ty).max() / len(ty)
+    print(f"| {task} | {len(ty)} | {acc:.1f} | {majority:.1f} |", flush=True)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, required=True)
+    ap.add_argument("--tasks", default="SST-2,sst-5,mr,cr,mpqa,subj,trec")
+    ap.add_argument("--seeds", default="13")
+    ap.add_argument("--repeats", type=int, default=4)
+    ap.add_argument("--zero-shot", action="store_true", help="only score the untrained encoder by nearest anchor")
+    a = ap.parse_args()
+    if a.zero_shot:
+        print("| task | test inputs | nearest anchor | majority |\n|---|---|---|---|")
+        for t in a.tasks.split(","):
+            zero_shot(a.data, t, int(a.seeds.split(",")[0]))
+        return
+    rows = [run(a.data, t, int(s), a.repeats) for t in a.tasks.split(",") for s in a.seeds.split(",")]
+    print("\n| head | mean dev | mean test |\n|---|---|---|")
+    for h in HEADS:
+        print(f"| {h} | {np.mean([r[h][0] for r in rows]):.1f} | {np.mean([r[h][1] for r in rows]):.1f} |")
+
+
+if __name__ == "__main__":
+    main()
