@@ -284,8 +284,7 @@ fn train_embedding(a: TrainArgs) -> Result<()> {
     let l = a.task.load(&a.model, a.fit.seed)?;
     let labels = labels_of(&l);
     let (tr, dev) = (read_examples(&a.train, &labels)?, read_examples(&a.dev, &labels)?);
-    let anchor_repeats = if a.no_anchors { 0 } else { train::EmbedParams::default().anchor_repeats };
-    let ep = train::EmbedParams { lr: a.fit.lr, seed: a.fit.seed, anchor_repeats, ..train::EmbedParams::default() };
+    let ep = train::EmbedParams { lr: a.fit.lr, seed: a.fit.seed, ..train::EmbedParams::default() }.with_anchors(!a.no_anchors);
     let mut bar = Bar::new("sentence-embedding");
     let (head, report) = train::train_embedding(&l.model, &l.tok, &l.prompt, &tr, &ep, &mut |p| bar.update(p))?;
     bar.finish();

@@ -465,12 +465,8 @@ pub fn run_one(
             tch::manual_seed(seed as i64);
             let model = MaskedLm::load(model_dir, parse_device(device)?)?;
             if matches!(method, RunMethod::SentenceEmbedding | RunMethod::SentenceEmbeddingAnchors) {
-                let p = EmbedParams {
-                    seed,
-                    // SetFit's method, as compared with the setfit package, has none.
-                    anchor_repeats: if method == RunMethod::SentenceEmbedding { 0 } else { EmbedParams::default().anchor_repeats },
-                    ..EmbedParams::default()
-                };
+                // SetFit's method, as compared with the setfit package, has no anchors.
+                let p = EmbedParams { seed, ..EmbedParams::default() }.with_anchors(method == RunMethod::SentenceEmbeddingAnchors);
                 let (dev_logits, logits) = match &spec.multi_label {
                     // A yes/no head per label on the input's embedding; its logits split
                     // into the yes/no pairs the prompt methods are scored on.

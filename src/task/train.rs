@@ -291,7 +291,7 @@ pub fn train(task: &Task, p: &RunParams, progress: ProgressFn) -> Result<String>
                                        "examples_per_label": counts, "adaptation_steps": p.adaptation_steps,
                                        "warm_start": p.warm_start, "source_model": from});
     let manifest = if method == TrainMethod::SentenceEmbedding {
-        let ep = EmbedParams { lr: p.lr, seed: p.seed, anchor_repeats: if p.label_anchors { EmbedParams::default().anchor_repeats } else { 0 }, ..EmbedParams::default() };
+        let ep = EmbedParams { lr: p.lr, seed: p.seed, ..EmbedParams::default() }.with_anchors(p.label_anchors);
         // Multi-label: the input alone, a yes/no head per label; dev logits as the yes/no
         // pairs of `dev` (the expanded examples), so calibration reads them as a prompt's.
         let (head, report, dev_logits) = match &multi {

@@ -40,6 +40,13 @@ pub struct EmbedParams {
     pub anchor_repeats: usize,
 }
 
+impl EmbedParams {
+    /// These settings with the default label anchors (`on`) or none.
+    pub fn with_anchors(self, on: bool) -> Self {
+        EmbedParams { anchor_repeats: if on { EmbedParams::default().anchor_repeats } else { 0 }, ..self }
+    }
+}
+
 impl Default for EmbedParams {
     fn default() -> Self {
         EmbedParams {
