@@ -11,7 +11,9 @@ then compares classifier heads on the tuned embeddings, dev and test accuracy:
   labels through the anchors alone (least NLL over 0 and 2^(j/4), j = 0..32);
 - joint: lr plus the anchor cosines as one unpenalised feature, its coefficient fitted
   with the weights;
-- lr+a4 / lr+a16: lr with the anchors as training rows, 4 or 16 copies.
+- lr+a4 / lr+a16: lr with the anchors as training rows, 4 or 16 copies;
+- poe: lr's logits plus the prior's anchor logits (s * cosines, s as for prior), a
+  product of the two experts, each fitted alone.
 
     .venv/bin/python -m pip install setfit==1.2.0
     .venv/bin/python python/anchor_probe.py --data ../shared/data/lmbff/k-shot \\
@@ -46,7 +48,7 @@ ANCHORS = {
     "subj": ["This is subjective.", "This is objective."],
     "trec": ["Description", "Entity", "Expression", "Human", "Location", "Number"],
 }
-HEADS = ["lr", "anchor", "prior", "joint", "lr+a4", "lr+a16"]
+HEADS = ["lr", "anchor", "prior", "joint", "lr+a4", "lr+a16", "poe"]
 
 
 def fit(x, y, k, offset=None, joint=None, c=1.0):
@@ -84,7 +86,7 @@ def anchor_scale(sims, y):
     return best[1]
 
 
-def run(data, task, seed, repeats):
+def run(data, task, seed, repeats, body_lr):
     from datasets import Dataset
     from setfit import SetFitModel, Trainer, TrainingArguments
 
@@ -98,7 +100,7 @@ def run(data, task, seed, repeats):
     model = SetFitModel.from_pretrained(default_model())
     scratch = tempfile.mkdtemp(prefix="setfit-")
     args = TrainingArguments(output_dir=scratch, save_strategy="no", batch_size=16, num_epochs=1, num_iterations=20,
-                             body_learning_rate=2e-5, seed=seed, report_to="none", show_progress_bar=False)
+                             body_learning_rate=body_lr, seed=seed, report_to="none", show_progress_bar=False)
     started = time.time()
     Trainer(model=model, args=args, train_dataset=Dataset.from_dict({"text": tr_x, "label": tr_y})).train()
     shutil.rmtree(scratch, ignore_errors=True)
@@ -121,6 +123,8 @@ def run(data, task, seed, repeats):
     out["prior"] = (acc(xd @ w + b + t * xd @ a.T, yd), acc(xt @ w + b + t * xt @ a.T, yt))
     w, b, s = fit(xtr, ytr, k, joint=xtr @ a.T)
     out["joint"] = (acc(xd @ w + b + s * xd @ a.T, yd), acc(xt @ w + b + s * xt @ a.T, yt))
+    w, b, _ = fit(xtr, ytr, k)
+    out["poe"] = (acc(xd @ w + b + t * xd @ a.T, yd), acc(xt @ w + b + t * xt @ a.T, yt))
     for copies in (4, 16):
         w, b, _ = fit(np.concatenate([xtr] + [a] * copies), np.concatenate([ytr] + [np.arange(k)] * copies), k)
         out[f"lr+a{copies}"] = (acc(xd @ w + b, yd), acc(xt @ w + b, yt))
@@ -148,6 +152,7 @@ def main():
     ap.add_argument("--tasks", default="SST-2,sst-5,mr,cr,mpqa,subj,trec")
     ap.add_argument("--seeds", default="13")
     ap.add_argument("--repeats", type=int, default=4)
+    ap.add_argument("--body-lr", type=float, default=2e-5, help="contrastive learning rate (SetFit's 2e-5)")
     ap.add_argument("--zero-shot", action="store_true", help="only score the untrained encoder by nearest anchor")
     a = ap.parse_args()
     if a.zero_shot:
@@ -155,7 +160,7 @@ def main():
         for t in a.tasks.split(","):
             zero_shot(a.data, t, int(a.seeds.split(",")[0]))
         return
-    rows = [run(a.data, t, int(s), a.repeats) for t in a.tasks.split(",") for s in a.seeds.split(",")]
+    rows = [run(a.data, t, int(s), a.repeats, a.body_lr) for t in a.tasks.split(",") for s in a.seeds.split(",")]
     print("\n| head | mean dev | mean test |\n|---|---|---|")
     for h in HEADS:
         print(f"| {h} | {np.mean([r[h][0] for r in rows]):.1f} | {np.mean([r[h][1] for r in rows]):.1f} |")

@@ -570,7 +570,7 @@ fn sentence_embedding_models_export_and_predict_the_same() {
         let c = case(&common::fixtures().join(fixture), template, 32);
         let mut train_ex: Vec<Example> = demo_sets(pair).concat();
         train_ex.extend(demo_sets(pair).concat().into_iter().map(|e| Example { text_a: format!("{} Really.", e.text_a), ..e }));
-        let ep = train::EmbedParams { iterations: 2, batch_size: 4, lr: 1e-3, seed: 5, ..Default::default() };
+        let ep = train::EmbedParams { iterations: 2, batch_size: 4, lr: 1e-3, seed: 5, anchor_repeats: 4, ..Default::default() };
         let (head, rep) = train::train_embedding(&c.model, &c.tok, &c.prompt, &train_ex, &ep, &mut |_| true).unwrap();
         // A single sentence's template gives two label anchors, each 4 more examples of its
         // class in the pairs; a pair template gives none.

@@ -141,6 +141,10 @@ fn harness_runs_every_method_resumes_and_reports() {
     // Other settings in the same folder are refused, by file.
     let (ok, _, err) = run(&["--test-limit", "5"]);
     assert!(!ok && err.contains("was made with other settings"), "{err}");
+    let (ok, _, err) = run(&["--anchor-repeats", "2"]);
+    assert!(!ok && err.contains("was made with other settings"), "the anchor count is a setting: {err}");
+    let (ok, _, err) = run(&["--anchor-repeats", "0"]);
+    assert!(!ok && err.contains("run sentence-embedding instead"), "{err}");
 }
 
 /// Sentence-pair tasks: RTE's GLUE columns and labels, QQP's `is_duplicate` column with its

@@ -55,6 +55,10 @@ pub struct HarnessArgs {
     /// dev every fifth of them).
     #[arg(long, default_value_t = harness::DEFAULT_FULL_DATA_STEPS)]
     pub full_data_steps: usize,
+    /// sentence-embedding-anchors: copies of each label anchor among the contrastive
+    /// pairs (at least 1; default: the library's). A folder's runs share one count.
+    #[arg(long, default_value_t = crate::train::EmbedParams::default().anchor_repeats)]
+    pub anchor_repeats: usize,
     /// Start no new run after this many minutes (the run going on finishes); re-run the
     /// same command to continue. Not a setting: chunks of one grid may differ.
     #[arg(long)]
@@ -75,6 +79,11 @@ pub fn run(a: HarnessArgs) -> Result<()> {
     }
     let tasks = a.tasks.iter().map(|t| harness::task(t)).collect::<Result<Vec<_>>>()?;
     let methods = a.methods.iter().map(|m| RunMethod::parse(m)).collect::<Result<Vec<_>>>()?;
+    if a.anchor_repeats == 0 && methods.contains(&RunMethod::SentenceEmbeddingAnchors) {
+        return Err(Error::InvalidArgument(
+            "--anchor-repeats 0 leaves sentence-embedding-anchors without anchors: run sentence-embedding instead".into(),
+        ));
+    }
     let settings = Settings {
         model: a.model.clone(),
         plain_model: a.plain_model.clone().unwrap_or_else(|| a.model.clone()),
@@ -89,6 +98,7 @@ pub fn run(a: HarnessArgs) -> Result<()> {
         demo_subsample: a.demo_subsample,
         demo_subsample_sets: a.demo_subsample_sets,
         full_data_steps: a.full_data_steps,
+        anchor_repeats: a.anchor_repeats,
     };
     let started = std::time::Instant::now();
     let out_of_time = || a.max_minutes.is_some_and(|m| started.elapsed().as_secs_f64() > 60.0 * m);

@@ -159,6 +159,10 @@ pub struct Settings {
     /// full-data: steps of the ceiling (batch [`FULL_DATA_BATCH`], dev every fifth).
     #[serde(default = "default_full_data_steps")]
     pub full_data_steps: usize,
+    /// sentence-embedding-anchors: copies of each label anchor among the contrastive
+    /// pairs (`EmbedParams::anchor_repeats`; the other methods ignore it).
+    #[serde(default = "legacy_anchor_repeats")]
+    pub anchor_repeats: usize,
 }
 
 /// Steps of the full-data ceiling unless set (results stored before the setting existed
@@ -169,6 +173,11 @@ pub const FULL_DATA_BATCH: usize = 16;
 
 fn default_full_data_steps() -> usize {
     DEFAULT_FULL_DATA_STEPS
+}
+
+/// Results stored before `Settings::anchor_repeats` existed were made with 4 copies.
+fn legacy_anchor_repeats() -> usize {
+    4
 }
 
 /// The full-data ceiling's data: the task's glue_pretrain train and dev splits less every
@@ -466,7 +475,8 @@ pub fn run_one(
             let model = MaskedLm::load(model_dir, parse_device(device)?)?;
             if matches!(method, RunMethod::SentenceEmbedding | RunMethod::SentenceEmbeddingAnchors) {
                 // SetFit's method, as compared with the setfit package, has no anchors.
-                let p = EmbedParams { seed, ..EmbedParams::default() }.with_anchors(method == RunMethod::SentenceEmbeddingAnchors);
+                let anchor_repeats = if method == RunMethod::SentenceEmbeddingAnchors { s.anchor_repeats } else { 0 };
+                let p = EmbedParams { seed, anchor_repeats, ..EmbedParams::default() };
                 let (dev_logits, logits) = match &spec.multi_label {
                     // A yes/no head per label on the input's embedding; its logits split
                     // into the yes/no pairs the prompt methods are scored on.

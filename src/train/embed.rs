@@ -249,13 +249,15 @@ fn check_params(p: &EmbedParams) -> Result<()> {
 }
 
 /// What both trainers share: seeds libtorch and the pair generator with `p.seed`, draws
-/// the pairs, fine-tunes the encoder on them, and returns the inputs' embeddings with the
-/// report.
+/// the pairs, fine-tunes the encoder on them, and returns the embeddings of the first
+/// `keep` inputs (those the classifier is fitted on) with the report.
+#[allow(clippy::too_many_arguments)]
 fn tune_and_embed(
     model: &MaskedLm,
     tok: &Tokenizer,
     reader: &Prompt,
     inputs: &[Example],
+    keep: usize,
     p: &EmbedParams,
     progress: ProgressFn,
     pairs: impl FnOnce(&mut ChaCha8Rng) -> Vec<(usize, usize, f32)>,
@@ -264,7 +266,7 @@ fn tune_and_embed(
     tch::manual_seed(p.seed as i64);
     let pairs = pairs(&mut ChaCha8Rng::seed_from_u64(p.seed));
     let report = contrastive_finetune(model, tok, reader, inputs, &pairs, p, progress)?;
-    Ok((embed_examples(model, tok, reader, inputs, 32)?, report))
+    Ok((embed_examples(model, tok, reader, &inputs[..keep], 32)?, report))
 }
 
 /// Trains the sentence-embedding method on `train`: contrastive fine-tuning of `model`
@@ -298,9 +300,9 @@ pub fn train_embedding(
         inputs.extend(anchors.iter().map(|(c, t)| Example::single(t.clone(), Some(*c))));
         labels.extend(anchors.iter().map(|(c, _)| *c));
     }
-    let (features, mut report) = tune_and_embed(model, tok, prompt, &inputs, p, progress, |rng| contrastive_pairs(&labels, p.iterations, rng))?;
     let n = train.len();
-    let head = fit_logistic(&features[..n], &labels[..n], k, p.head_c)?;
+    let (features, mut report) = tune_and_embed(model, tok, prompt, &inputs, n, p, progress, |rng| contrastive_pairs(&labels, p.iterations, rng))?;
+    let head = fit_logistic(&features, &labels[..n], k, p.head_c)?;
     report.anchors = anchors.into_iter().map(|(_, t)| t).collect();
     Ok((head, report))
 }
@@ -329,7 +331,7 @@ pub fn train_embedding_multi(
     if let Some(bad) = sets.iter().flatten().find(|&&l| l >= labels) {
         return Err(Error::InvalidArgument(format!("multi-label index {bad} is out of range ({labels} labels)")));
     }
-    let (features, report) = tune_and_embed(model, tok, reader, inputs, p, progress, |rng| multi_label_pairs(sets, p.iterations, rng))?;
+    let (features, report) = tune_and_embed(model, tok, reader, inputs, inputs.len(), p, progress, |rng| multi_label_pairs(sets, p.iterations, rng))?;
     let mut head = LinearHead { weight: Vec::with_capacity(2 * labels), bias: Vec::with_capacity(2 * labels) };
     for l in 0..labels {
         let yes: Vec<usize> = sets.iter().map(|s| usize::from(s.contains(&l))).collect();
