@@ -20,13 +20,20 @@ then compares classifier heads on the tuned embeddings, dev and test accuracy:
         --tasks SST-2,sst-5,mr,cr,mpqa,subj,trec --seeds 13 --repeats 4
 
 `--zero-shot` only scores the untrained encoder by nearest anchor on each test set.
+`--variants` scores other anchor texts the same way, on the train and dev splits of all
+five seeds (never test): the manual template, the manual template plus the seed's first
+4 of LM-BFF's automatic templates (`auto/auto_template`, beside the k-shot folder), those
+4 alone, and the manual template with the seed's first k automatic label words added to
+each class (`auto/auto_label_mapping`); a class's anchor is the mean of its texts.
 (--repeats 0 is SetFit as published; the heads that use anchors then see anchors the
 encoder was not tuned on.) The measured run wrote TREC's anchors without the template's
 colon ("Description"; lmbff renders "Description:").
 """
 
 import argparse
+import ast
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -48,6 +55,11 @@ ANCHORS = {
     "subj": ["This is subjective.", "This is objective."],
     "trec": ["Description", "Entity", "Expression", "Human", "Location", "Number"],
 }
+WORDS = {"SST-2": ["terrible", "great"], "mr": ["terrible", "great"], "cr": ["terrible", "great"],
+         "mpqa": ["terrible", "great"], "sst-5": ["terrible", "bad", "okay", "good", "great"],
+         "subj": ["subjective", "objective"],
+         "trec": ["Description", "Entity", "Expression", "Human", "Location", "Number"]}
+MANUAL = {"subj": "*cls**sent_0*_This_is*mask*.*sep+*", "trec": "*cls**mask*:*+sent_0**sep+*"}
 HEADS = ["lr", "anchor", "prior", "joint", "lr+a4", "lr+a16", "poe"]
 
 
@@ -146,6 +158,45 @@ def zero_shot(data, task, seed):
     print(f"| {task} | {len(ty)} | {acc:.1f} | {majority:.1f} |", flush=True)
 
 
+def render(template, word):
+    """An LM-BFF template's text with `word` at the mask and no input ("It's great.")."""
+    t = re.sub(r"\*(cls|sep\+|\+?sent(l|u)?_[01])\*", "", template)
+    t = t.replace("*mask*", f" {word} ").replace("_", " ")
+    return re.sub(r"\s+", " ", re.sub(r"\s+([.?!,:])", r"\1", t)).strip()
+
+
+def variants(data, tasks):
+    """Nearest-anchor accuracy of the untrained encoder for other anchor texts, on the
+    train and dev splits of the five seeds."""
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(default_model(), device="cpu")
+    auto = data.parent / "auto"
+    names = ["manual", "manual + 4 auto templates", "4 auto templates"] + [f"manual + {k} auto label words" for k in (2, 4, 8)]
+    scores = {}
+    for task in tasks:
+        manual, words = MANUAL.get(task, "*cls**sent_0*_It_was*mask*.*sep+*"), WORDS[task]
+        for seed in (13, 21, 42, 87, 100):
+            temps = [l.strip() for l in open(auto / "auto_template" / task / f"16-{seed}.txt") if l.strip()][:4]
+            maps = [{int(k): v for k, v in ast.literal_eval(l.strip()).items()}
+                    for l in open(auto / "auto_label_mapping" / task / f"16-{seed}.txt") if l.strip()][:8]
+            xs, ys = [], []
+            for split in ("train", "dev"):
+                x, y = read_split(data, task, seed, split)
+                xs, ys = xs + list(x), ys + list(y)
+            e, ys = model.encode(xs, batch_size=64, normalize_embeddings=True), np.array(ys)
+            texts = [[[render(manual, w)] for w in words], [[render(t, w) for t in [manual] + temps] for w in words],
+                     [[render(t, w) for t in temps] for w in words]]
+            texts += [[[render(manual, w) for w in [words[c]] + [m[c] for m in maps[:k]]] for c in range(len(words))] for k in (2, 4, 8)]
+            for name, per_class in zip(names, texts):
+                a = np.stack([model.encode(t, normalize_embeddings=True).mean(0) for t in per_class])
+                scores.setdefault(name, {}).setdefault(task, []).append(100 * float(((e @ a.T).argmax(1) == ys).mean()))
+    print("| anchors | " + " | ".join(tasks) + " | mean |\n|---|" + "---|" * (len(tasks) + 1))
+    for name in names:
+        row = [float(np.mean(scores[name][t])) for t in tasks]
+        print(f"| {name} | " + " | ".join(f"{v:.1f}" for v in row) + f" | {np.mean(row):.1f} |", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, required=True)
@@ -154,7 +205,11 @@ def main():
     ap.add_argument("--repeats", type=int, default=4)
     ap.add_argument("--body-lr", type=float, default=2e-5, help="contrastive learning rate (SetFit's 2e-5)")
     ap.add_argument("--zero-shot", action="store_true", help="only score the untrained encoder by nearest anchor")
+    ap.add_argument("--variants", action="store_true", help="score other anchor texts on train and dev, untrained encoder")
     a = ap.parse_args()
+    if a.variants:
+        variants(a.data, a.tasks.split(","))
+        return
     if a.zero_shot:
         print("| task | test inputs | nearest anchor | majority |\n|---|---|---|---|")
         for t in a.tasks.split(","):
