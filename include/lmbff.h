@@ -381,6 +381,16 @@ typedef struct {
    before this field (it sits in that struct's trailing padding) keeps anchors on.
    */
   bool disable_label_anchors;
+  /*
+   Further templates whose texts are label anchors too (default NULL and 0: none):
+   `num_anchor_templates` single-sentence templates in either syntax, read with the
+   task's label words, so "A truly {mask} movie." adds "A truly great movie." and
+   "A truly terrible movie." beside the task template's anchors. More phrasings give
+   the encoder a broader target than one. Only the sentence-embedding method uses
+   them; a pair or multi-label task, or anchors turned off, refuses them.
+   */
+  const char *const *anchor_templates;
+  size_t num_anchor_templates;
 } lmbff_train_params;
 
 /*

@@ -251,6 +251,23 @@ fn auto_templates_and_the_ensemble() {
     // A missing auto-template file is a named error.
     let o = harness_on(&data, &dir.join("out2"), &["--tasks", "SST-2", "--seeds", "2", "--methods", "prompt-auto-1", "--steps", "2"]);
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("16-2.sort.txt"), "{}", String::from_utf8_lossy(&o.stderr));
+
+    // sentence-embedding-anchors-auto anchors on the first four auto templates too, and
+    // records its anchors, as sentence-embedding-anchors does.
+    let out = dir.join("out-anchors");
+    let o = harness_on(&data, &out, &["--tasks", "SST-2", "--seeds", "1", "--methods", "sentence-embedding-anchors,sentence-embedding-anchors-auto", "--steps", "2"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let result = |m| -> harness::RunResult { serde_json::from_str(&std::fs::read_to_string(harness::result_path(&out, "SST-2", 1, m)).unwrap()).unwrap() };
+    let (manual, auto) = (result(RunMethod::SentenceEmbeddingAnchors), result(RunMethod::SentenceEmbeddingAnchorsAuto));
+    let words = harness::task("SST-2").unwrap().labels.iter().map(|(_, w)| w.to_string()).collect::<Vec<_>>();
+    assert_eq!(manual.anchors, words.iter().map(|w| format!("It was {w}.")).collect::<Vec<_>>());
+    let mut want = manual.anchors.clone();
+    for prefix in ["A {} one.", "This is {}.", "It's {}!", "so {}."] {
+        want.extend(words.iter().map(|w| prefix.replace("{}", w)));
+    }
+    assert_eq!(auto.anchors, want, "the manual template's anchors, then the first four auto templates'");
+    let o = harness_on(&data, &dir.join("out3"), &["--tasks", "SST-2", "--seeds", "2", "--methods", "sentence-embedding-anchors-auto", "--steps", "2"]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("16-2.sort.txt"), "{}", String::from_utf8_lossy(&o.stderr));
 }
 
 /// The multi-label task built from TREC: each split's questions are joined in groups of

@@ -232,3 +232,35 @@ fn label_anchors_are_the_template_text_with_each_word() {
     let pair = Prompt::new(Template::parse("*cls**sent-_0*?*mask*,*+sentl_1**sep+*").unwrap(), v, Truncation::default()).unwrap();
     assert_eq!(pair.anchor_texts(), None);
 }
+
+/// Further anchor templates add their texts after the task template's, each once; a
+/// pair template, or any further template on a pair task, is refused by name.
+#[test]
+fn anchor_templates_add_their_texts_once() {
+    let tok = minilm();
+    let p = sst2(&tok, "{text} It was {mask}.", 128);
+    let extra = [
+        Template::parse("*cls**sent_0*_A_truly*mask*_movie.*sep+*").unwrap(),
+        Template::parse("{text} It was {mask}.").unwrap(),
+        Template::parse("{text} {mask}!").unwrap(),
+    ];
+    let got = p.anchor_texts_with(&extra).unwrap().unwrap();
+    let want = [
+        (0, "It was terrible."),
+        (1, "It was great."),
+        (0, "A truly terrible movie."),
+        (1, "A truly great movie."),
+        (0, "terrible!"),
+        (1, "great!"),
+    ];
+    assert_eq!(got, want.map(|(c, t)| (c, t.to_string())));
+    assert_eq!(p.anchor_texts_with(&[]).unwrap(), p.anchor_texts());
+    let pair_template = Template::parse("{text_a} ? {mask} , {text_b}").unwrap();
+    let err = p.anchor_texts_with(&[pair_template.clone()]).unwrap_err().to_string();
+    assert!(err.contains("reads two sentences") && err.contains("{text_a} ? {mask} , {text_b}"), "{err}");
+    let v = Verbalizer::new(&tok, &pairs(&[("0", "No"), ("1", "Yes")])).unwrap();
+    let pair = Prompt::new(pair_template, v, Truncation::default()).unwrap();
+    assert_eq!(pair.anchor_texts_with(&[]).unwrap(), None);
+    let err = pair.anchor_texts_with(&extra[..1]).unwrap_err().to_string();
+    assert!(err.contains("need a single-sentence task"), "{err}");
+}

@@ -302,6 +302,33 @@ fn train_versions_and_export_through_the_c_abi() {
         assert_eq!(m["notes"]["label_anchors"].as_array().map(Vec::len), Some(0), "{m}");
         assert_eq!(lmbff_task_delete_version(t, plain.as_ptr()), LMBFF_OK);
         tp.disable_label_anchors = false;
+        // Further anchor templates: their texts join the task template's.
+        let extra = [CString::new("{text} A truly {mask} movie.").unwrap(), CString::new("*cls**sent_0*_So*mask*.*sep+*").unwrap()];
+        let extra_ptrs: Vec<*const c_char> = extra.iter().map(|s| s.as_ptr()).collect();
+        tp.anchor_templates = extra_ptrs.as_ptr();
+        tp.num_anchor_templates = 2;
+        assert_eq!(lmbff_train(t, &tp, None, null_mut(), version.as_mut_ptr(), 16), LMBFF_OK, "{}", last_error());
+        let more = CString::new(CStr::from_ptr(version.as_ptr()).to_bytes()).unwrap();
+        let m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("models").join(more.to_str().unwrap()).join("lmbff.json")).unwrap()).unwrap();
+        let want = ["It was terrible.", "It was great.", "A truly terrible movie.", "A truly great movie.", "So terrible.", "So great."];
+        assert_eq!(m["notes"]["label_anchors"], serde_json::json!(want), "{m}");
+        assert_eq!(lmbff_task_delete_version(t, more.as_ptr()), LMBFF_OK);
+        // ... and are refused, before any training, with anchors off, a pair template or
+        // a NULL entry.
+        tp.disable_label_anchors = true;
+        assert_eq!(lmbff_train(t, &tp, None, null_mut(), null_mut(), 0), LMBFF_ERR_INVALID_ARGUMENT);
+        assert!(last_error().contains("label anchors turned off"), "{}", last_error());
+        tp.disable_label_anchors = false;
+        let bad = [CString::new("{text_a} ? {mask} , {text_b}").unwrap()];
+        let bad_ptrs: Vec<*const c_char> = bad.iter().map(|s| s.as_ptr()).collect();
+        tp.anchor_templates = bad_ptrs.as_ptr();
+        tp.num_anchor_templates = 1;
+        assert_eq!(lmbff_train(t, &tp, None, null_mut(), null_mut(), 0), LMBFF_ERR_INVALID_ARGUMENT);
+        assert!(last_error().contains("reads two sentences"), "{}", last_error());
+        tp.anchor_templates = null();
+        assert_eq!(lmbff_train(t, &tp, None, null_mut(), null_mut(), 0), LMBFF_ERR_INVALID_ARGUMENT);
+        assert!(last_error().contains("params.anchor_templates is NULL"), "{}", last_error());
+        tp.num_anchor_templates = 0;
 
         // Auto on a model with a masked-LM head decides by the zero-shot test and says so.
         tp.method = LMBFF_METHOD_AUTO;
@@ -331,6 +358,16 @@ fn train_versions_and_export_through_the_c_abi() {
         tp.struct_size = old_size - 8;
         assert_eq!(lmbff_train(t, &tp, None, null_mut(), null_mut(), 0), LMBFF_ERR_INVALID_ARGUMENT);
         assert!(last_error().contains("params.struct_size"), "{}", last_error());
+        // A host built before anchor_templates: the fields past disable_label_anchors
+        // (here a NULL list said to hold 3 templates) are not read.
+        tp.demo_filter = false;
+        tp.struct_size = std::mem::offset_of!(lmbff_train_params, anchor_templates);
+        (tp.anchor_templates, tp.num_anchor_templates) = (null(), 3);
+        assert_eq!(lmbff_train(t, &tp, None, null_mut(), version.as_mut_ptr(), 16), LMBFF_OK, "{}", last_error());
+        let old = CString::new(CStr::from_ptr(version.as_ptr()).to_bytes()).unwrap();
+        assert_eq!(lmbff_task_delete_version(t, old.as_ptr()), LMBFF_OK);
+        tp.num_anchor_templates = 0;
+        tp.demo_filter = true;
         tp.struct_size = std::mem::size_of::<lmbff_train_params>();
         tp.demonstrations = true;
         tp.demo_sets = 2;

@@ -10,7 +10,7 @@ use super::progress::Bar;
 use super::task::{Loaded, TaskArgs};
 use crate::checkpoint::{write_dir_atomic, Manifest};
 use crate::data::{read_examples, read_texts};
-use crate::prompt::Example;
+use crate::prompt::{Example, Template};
 use crate::train::{self, accuracy, AdaptParams, Demos, Head, Method, Resume, Trainable, TrainParams};
 use crate::{Error, Result};
 
@@ -237,6 +237,10 @@ pub struct TrainArgs {
     /// label word, "It was great.") and run SetFit's method as published.
     #[arg(long)]
     pub no_anchors: bool,
+    /// sentence-embedding: a further template whose texts are label anchors too
+    /// ("{text} A truly {mask} movie."); repeat for several.
+    #[arg(long = "anchor-template", value_name = "TEMPLATE")]
+    pub anchor_templates: Vec<String>,
     #[command(flatten)]
     pub fit: FitArgs,
     #[command(flatten)]
@@ -248,6 +252,9 @@ pub fn train(a: TrainArgs) -> Result<()> {
         return train_embedding(a);
     }
     let method = parse_method(&a.method)?;
+    if !a.anchor_templates.is_empty() {
+        return Err(Error::InvalidArgument("--anchor-template is for --method sentence-embedding (label anchors)".into()));
+    }
     if a.out.is_some() && method == Method::Cls {
         return Err(Error::InvalidArgument("--out saves prompt models; plain fine-tuning is a baseline and is not saved".into()));
     }
@@ -284,7 +291,11 @@ fn train_embedding(a: TrainArgs) -> Result<()> {
     let l = a.task.load(&a.model, a.fit.seed)?;
     let labels = labels_of(&l);
     let (tr, dev) = (read_examples(&a.train, &labels)?, read_examples(&a.dev, &labels)?);
-    let ep = train::EmbedParams { lr: a.fit.lr, seed: a.fit.seed, ..train::EmbedParams::default() }.with_anchors(!a.no_anchors);
+    if a.no_anchors && !a.anchor_templates.is_empty() {
+        return Err(Error::InvalidArgument("--anchor-template adds label anchors, and --no-anchors turns them off: give one or the other".into()));
+    }
+    let anchor_templates = a.anchor_templates.iter().map(|t| Template::parse(t)).collect::<Result<Vec<_>>>()?;
+    let ep = train::EmbedParams { lr: a.fit.lr, seed: a.fit.seed, anchor_templates, ..train::EmbedParams::default() }.with_anchors(!a.no_anchors);
     let mut bar = Bar::new("sentence-embedding");
     let (head, report) = train::train_embedding(&l.model, &l.tok, &l.prompt, &tr, &ep, &mut |p| bar.update(p))?;
     bar.finish();

@@ -55,7 +55,7 @@ pub struct HarnessArgs {
     /// dev every fifth of them).
     #[arg(long, default_value_t = harness::DEFAULT_FULL_DATA_STEPS)]
     pub full_data_steps: usize,
-    /// sentence-embedding-anchors: copies of each label anchor among the contrastive
+    /// sentence-embedding-anchors(-auto): copies of each label anchor among the contrastive
     /// pairs (at least 1; default: the library's). A folder's runs share one count.
     #[arg(long, default_value_t = crate::train::EmbedParams::default().anchor_repeats)]
     pub anchor_repeats: usize,
@@ -79,10 +79,8 @@ pub fn run(a: HarnessArgs) -> Result<()> {
     }
     let tasks = a.tasks.iter().map(|t| harness::task(t)).collect::<Result<Vec<_>>>()?;
     let methods = a.methods.iter().map(|m| RunMethod::parse(m)).collect::<Result<Vec<_>>>()?;
-    if a.anchor_repeats == 0 && methods.contains(&RunMethod::SentenceEmbeddingAnchors) {
-        return Err(Error::InvalidArgument(
-            "--anchor-repeats 0 leaves sentence-embedding-anchors without anchors: run sentence-embedding instead".into(),
-        ));
+    if let Some(m) = methods.iter().find(|m| matches!(m, RunMethod::SentenceEmbeddingAnchors | RunMethod::SentenceEmbeddingAnchorsAuto)).filter(|_| a.anchor_repeats == 0) {
+        return Err(Error::InvalidArgument(format!("--anchor-repeats 0 leaves {} without anchors: run sentence-embedding instead", m.name())));
     }
     let settings = Settings {
         model: a.model.clone(),

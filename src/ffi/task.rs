@@ -105,7 +105,7 @@ pub(crate) unsafe fn with_task<T>(t: *mut lmbff_task, f: impl FnOnce(&mut Task) 
     f(&mut task)
 }
 
-unsafe fn strings(p: *const *const c_char, n: usize, name: &str) -> Result<Vec<String>> {
+pub(super) unsafe fn strings(p: *const *const c_char, n: usize, name: &str) -> Result<Vec<String>> {
     if p.is_null() {
         return Err(Error::InvalidArgument(format!("{name} is NULL")));
     }

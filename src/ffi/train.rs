@@ -108,14 +108,29 @@ pub struct lmbff_train_params {
     /// notes list the anchors (label_anchors). Zero is the default so that a host built
     /// before this field (it sits in that struct's trailing padding) keeps anchors on.
     pub disable_label_anchors: bool,
+    /// Further templates whose texts are label anchors too (default NULL and 0: none):
+    /// `num_anchor_templates` single-sentence templates in either syntax, read with the
+    /// task's label words, so "A truly {mask} movie." adds "A truly great movie." and
+    /// "A truly terrible movie." beside the task template's anchors. More phrasings give
+    /// the encoder a broader target than one. Only the sentence-embedding method uses
+    /// them; a pair or multi-label task, or anchors turned off, refuses them.
+    pub anchor_templates: *const *const c_char,
+    pub num_anchor_templates: usize,
 }
 
-/// lmbff_train_params of hosts built before `demo_filter` (ending with `method`).
+/// lmbff_train_params of hosts built before `demo_filter` (ending with `method`) and
+/// before `anchor_templates` (ending with `disable_label_anchors`).
 #[cfg(feature = "train")]
-const TRAIN_PARAMS_EARLIER: [super::EarlierLayout; 1] = [super::EarlierLayout {
-    size: std::mem::offset_of!(lmbff_train_params, demo_filter).next_multiple_of(std::mem::align_of::<lmbff_train_params>()),
-    fields_end: std::mem::offset_of!(lmbff_train_params, demo_filter),
-}];
+const TRAIN_PARAMS_EARLIER: [super::EarlierLayout; 2] = [
+    super::EarlierLayout {
+        size: std::mem::offset_of!(lmbff_train_params, demo_filter).next_multiple_of(std::mem::align_of::<lmbff_train_params>()),
+        fields_end: std::mem::offset_of!(lmbff_train_params, demo_filter),
+    },
+    super::EarlierLayout {
+        size: std::mem::offset_of!(lmbff_train_params, anchor_templates),
+        fields_end: std::mem::offset_of!(lmbff_train_params, disable_label_anchors) + std::mem::size_of::<bool>(),
+    },
+];
 
 /// Default training settings.
 #[no_mangle]
@@ -137,6 +152,8 @@ pub extern "C" fn lmbff_train_default_params() -> lmbff_train_params {
         demo_filter_model: std::ptr::null(),
         calibrate: false,
         disable_label_anchors: false,
+        anchor_templates: std::ptr::null(),
+        num_anchor_templates: 0,
     }
 }
 
@@ -209,6 +226,11 @@ unsafe fn run_params(p: *const lmbff_train_params) -> Result<crate::task::RunPar
         method,
         calibrate: p.calibrate,
         label_anchors: !p.disable_label_anchors,
+        anchor_templates: if p.num_anchor_templates == 0 {
+            Vec::new()
+        } else {
+            super::task::strings(p.anchor_templates, p.num_anchor_templates, "params.anchor_templates")?
+        },
     })
 }
 

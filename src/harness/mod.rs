@@ -55,6 +55,12 @@ pub enum RunMethod {
     /// default for it: `EmbedParams::anchor_repeats`); on sentence-pair and multi-label
     /// tasks, which have no anchors, the same as `sentence-embedding`.
     SentenceEmbeddingAnchors,
+    /// `sentence-embedding-anchors` with more anchor texts: those of the first
+    /// [`AUTO_ANCHOR_TEMPLATES`] of LM-BFF's automatic templates for the task and seed (the
+    /// `prompt-auto-N` templates) beside the manual template's
+    /// (`EmbedParams::anchor_templates`); on sentence-pair and multi-label tasks, which
+    /// have no anchors, the same as `sentence-embedding`.
+    SentenceEmbeddingAnchorsAuto,
     /// Prompt-based fine-tuning with the N-th of LM-BFF's automatically found templates
     /// for the task and seed (`auto/auto_template/<TASK>/16-<SEED>.sort.txt` beside the
     /// k-shot folder, best first) and the manual label words: the members of the
@@ -68,6 +74,9 @@ pub enum RunMethod {
     #[serde(rename = "prompt-auto-4")]
     PromptAuto4,
 }
+
+/// How many automatic templates `sentence-embedding-anchors-auto` anchors on.
+pub const AUTO_ANCHOR_TEMPLATES: usize = 4;
 
 /// The template ensemble: `prompt` and the auto-template runs, label logits averaged.
 pub const ENSEMBLE: [RunMethod; 5] = [RunMethod::Prompt, RunMethod::PromptAuto1, RunMethod::PromptAuto2, RunMethod::PromptAuto3, RunMethod::PromptAuto4];
@@ -85,6 +94,7 @@ impl RunMethod {
             RunMethod::FullData => "full-data",
             RunMethod::SentenceEmbedding => "sentence-embedding",
             RunMethod::SentenceEmbeddingAnchors => "sentence-embedding-anchors",
+            RunMethod::SentenceEmbeddingAnchorsAuto => "sentence-embedding-anchors-auto",
             RunMethod::PromptAuto1 => "prompt-auto-1",
             RunMethod::PromptAuto2 => "prompt-auto-2",
             RunMethod::PromptAuto3 => "prompt-auto-3",
@@ -104,7 +114,7 @@ impl RunMethod {
     }
 
     pub fn parse(s: &str) -> Result<Self> {
-        const ALL: [RunMethod; 14] = [
+        const ALL: [RunMethod; 15] = [
             RunMethod::Majority,
             RunMethod::ZeroShot,
             RunMethod::InContext,
@@ -115,6 +125,7 @@ impl RunMethod {
             RunMethod::FullData,
             RunMethod::SentenceEmbedding,
             RunMethod::SentenceEmbeddingAnchors,
+            RunMethod::SentenceEmbeddingAnchorsAuto,
             RunMethod::PromptAuto1,
             RunMethod::PromptAuto2,
             RunMethod::PromptAuto3,
@@ -235,6 +246,9 @@ pub struct RunResult {
     /// CPU, through its export) or "libtorch".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scorer: Option<String>,
+    /// The sentence-embedding methods: the label anchors trained with (empty: none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub anchors: Vec<String>,
     pub settings: Settings,
 }
 
@@ -436,6 +450,7 @@ pub fn run_one(
     let mut subsample_score = None;
     let mut majority_test = None;
     let mut scorer = None;
+    let mut anchors = Vec::new();
     // Dev and test logits of the methods that have a model.
     let mut outputs: Option<Logits> = None;
     let (dev, best_step) = match method {
@@ -454,7 +469,8 @@ pub fn run_one(
         }
         _ => {
             let demos = matches!(method, RunMethod::PromptDemos | RunMethod::PromptDemosFilter | RunMethod::InContext);
-            let model_dir = if matches!(method, RunMethod::Plain | RunMethod::SentenceEmbedding | RunMethod::SentenceEmbeddingAnchors | RunMethod::FullData) {
+            let embedding = matches!(method, RunMethod::SentenceEmbedding | RunMethod::SentenceEmbeddingAnchors | RunMethod::SentenceEmbeddingAnchorsAuto);
+            let model_dir = if embedding || matches!(method, RunMethod::Plain | RunMethod::FullData) {
                 &s.plain_model
             } else {
                 &s.model
@@ -473,10 +489,15 @@ pub fn run_one(
             let prompt = Prompt::new(Template::parse(&template)?, verbalizer, truncation)?;
             tch::manual_seed(seed as i64);
             let model = MaskedLm::load(model_dir, parse_device(device)?)?;
-            if matches!(method, RunMethod::SentenceEmbedding | RunMethod::SentenceEmbeddingAnchors) {
+            if embedding {
                 // SetFit's method, as compared with the setfit package, has no anchors.
-                let anchor_repeats = if method == RunMethod::SentenceEmbeddingAnchors { s.anchor_repeats } else { 0 };
-                let p = EmbedParams { seed, anchor_repeats, ..EmbedParams::default() };
+                let anchor_repeats = if method == RunMethod::SentenceEmbedding { 0 } else { s.anchor_repeats };
+                let anchor_templates = if method == RunMethod::SentenceEmbeddingAnchorsAuto && spec.multi_label.is_none() && prompt.anchor_texts().is_some() {
+                    (1..=AUTO_ANCHOR_TEMPLATES).map(|n| Template::parse(&auto_template(root, spec.name, seed, n)?)).collect::<Result<Vec<_>>>()?
+                } else {
+                    Vec::new()
+                };
+                let p = EmbedParams { seed, anchor_repeats, anchor_templates, ..EmbedParams::default() };
                 let (dev_logits, logits) = match &spec.multi_label {
                     // A yes/no head per label on the input's embedding; its logits split
                     // into the yes/no pairs the prompt methods are scored on.
@@ -493,7 +514,8 @@ pub fn run_one(
                         (dev_logits, logits)
                     }
                     None => {
-                        let (head, _) = train::train_embedding(&model, &tok, &prompt, &train_ex, &p, progress)?;
+                        let (head, report) = train::train_embedding(&model, &tok, &prompt, &train_ex, &p, progress)?;
+                        anchors = report.anchors;
                         (
                             train::embedding_logits(&model, &tok, &prompt, &head, &dev_ex, 32)?,
                             train::embedding_logits(&model, &tok, &prompt, &head, &test_ex, 32)?,
@@ -638,6 +660,7 @@ pub fn run_one(
         macro_f1,
         full_data,
         scorer: scorer.map(String::from),
+        anchors,
         settings: s.clone(),
     };
     save(out, &r)?;

@@ -147,6 +147,39 @@ impl Prompt {
         Some(out)
     }
 
+    /// The label anchors of this prompt and of further single-sentence `templates` read
+    /// with the same label words ("A truly {mask} movie." adds "A truly great movie."),
+    /// in template order, each `(class, text)` once. None when this prompt reads two
+    /// sentences and no further template is given.
+    ///
+    /// # Errors
+    /// A further template that reads two sentences or that a pair task's prompt would
+    /// need (anchors come from single-sentence templates only), or that does not fit
+    /// the label words (`Prompt::new`).
+    pub fn anchor_texts_with(&self, templates: &[Template]) -> Result<Option<Vec<(usize, String)>>> {
+        let Some(mut out) = self.anchor_texts() else {
+            return match templates.first() {
+                None => Ok(None),
+                Some(t) => Err(Error::InvalidArgument(format!(
+                    "anchor template {:?}: label anchors need a single-sentence task, and this task's template {:?} reads two sentences",
+                    t.source(),
+                    self.template.source()
+                ))),
+            };
+        };
+        for t in templates {
+            let texts = Prompt::new(t.clone(), self.verbalizer.clone(), self.truncation)?.anchor_texts().ok_or_else(|| {
+                Error::InvalidArgument(format!("anchor template {:?} reads two sentences; an anchor template reads one ({{text}})", t.source()))
+            })?;
+            for a in texts {
+                if !out.contains(&a) {
+                    out.push(a);
+                }
+            }
+        }
+        Ok(Some(out))
+    }
+
     /// The plain reading (`[CLS] text [SEP]`, pairs `[CLS] a [SEP] b [SEP]`) of a sentence
     /// encoder that is not the task's model, such as the demonstration filter's: no
     /// classes, sentences cut only to fit `max_len`.

@@ -9,7 +9,7 @@ use super::Task;
 use crate::checkpoint::{write_dir_atomic, Manifest, METHOD_EMBEDDING, METHOD_PROMPT};
 use crate::export::{export_checkpoint, ExportOptions};
 use crate::model::{parse_device, MaskedLm};
-use crate::prompt::{Example, Prompt};
+use crate::prompt::{Example, Prompt, Template};
 use crate::tokenize::Tokenizer;
 use crate::train::{self, AdaptParams, EmbedParams, Head, Method, ProgressFn, TrainParams};
 use crate::{Error, Result};
@@ -43,6 +43,10 @@ pub struct RunParams {
     /// The sentence-embedding method's label anchors (`train::EmbedParams::anchor_repeats`;
     /// default on).
     pub label_anchors: bool,
+    /// Further templates whose texts are label anchors too (`EmbedParams::anchor_templates`):
+    /// more phrasings of the prompt, in either template syntax. Single-sentence tasks
+    /// only; other methods ignore them.
+    pub anchor_templates: Vec<String>,
 }
 
 impl Default for RunParams {
@@ -61,6 +65,7 @@ impl Default for RunParams {
             method: TrainMethod::Auto,
             calibrate: false,
             label_anchors: true,
+            anchor_templates: Vec::new(),
         }
     }
 }
@@ -236,6 +241,23 @@ fn calibrate(m: &mut Manifest, on: bool, dev_logits: &[Vec<f32>], dev: &[Example
 /// are numbered in order.
 static ONE_RUN_AT_A_TIME: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
 
+/// The run's further anchor templates, parsed and checked against the task before any
+/// model loads: they need label anchors on and a single-sentence, single-label task.
+fn anchor_templates(prompt: &Prompt, multi_label: bool, p: &RunParams) -> Result<Vec<Template>> {
+    if p.anchor_templates.is_empty() {
+        return Ok(Vec::new());
+    }
+    if !p.label_anchors {
+        return Err(Error::InvalidArgument("anchor templates were given with label anchors turned off: turn them on or give none".into()));
+    }
+    if multi_label {
+        return Err(Error::InvalidArgument("a multi-label task has no label anchors (a yes/no head per label has no label word): give no anchor templates".into()));
+    }
+    let templates = p.anchor_templates.iter().map(|t| Template::parse(t)).collect::<Result<Vec<_>>>()?;
+    prompt.anchor_texts_with(&templates)?;
+    Ok(templates)
+}
+
 /// Trains `task` (a snapshot: the caller may keep registering) into a new version
 /// under its directory; returns the version id.
 pub fn train(task: &Task, p: &RunParams, progress: ProgressFn) -> Result<String> {
@@ -247,6 +269,7 @@ pub fn train(task: &Task, p: &RunParams, progress: ProgressFn) -> Result<String>
     if p.calibrate && dev.is_empty() {
         return Err(Error::InvalidArgument("calibration fits a temperature on dev examples, and the task has none: mark some (set_dev)".into()));
     }
+    let anchor_templates = anchor_templates(&prompt, multi.is_some(), p)?;
     let counts = task.counts();
     if let Some(empty) = counts.iter().position(|&c| c == 0) {
         return Err(Error::InvalidArgument(format!("label {:?} has no examples: register at least one per label", task.spec().labels[empty])));
@@ -291,7 +314,7 @@ pub fn train(task: &Task, p: &RunParams, progress: ProgressFn) -> Result<String>
                                        "examples_per_label": counts, "adaptation_steps": p.adaptation_steps,
                                        "warm_start": p.warm_start, "source_model": from});
     let manifest = if method == TrainMethod::SentenceEmbedding {
-        let ep = EmbedParams { lr: p.lr, seed: p.seed, ..EmbedParams::default() }.with_anchors(p.label_anchors);
+        let ep = EmbedParams { lr: p.lr, seed: p.seed, anchor_templates, ..EmbedParams::default() }.with_anchors(p.label_anchors);
         // Multi-label: the input alone, a yes/no head per label; dev logits as the yes/no
         // pairs of `dev` (the expanded examples), so calibration reads them as a prompt's.
         let (head, report, dev_logits) = match &multi {

@@ -17,7 +17,7 @@ use super::optim::Optimiser;
 use super::{Method, Progress, ProgressFn, Stage};
 use crate::checkpoint::LinearHead;
 use crate::model::{Batch, MaskedLm};
-use crate::prompt::{Encoded, Example, Prompt};
+use crate::prompt::{Encoded, Example, Prompt, Template};
 use crate::tokenize::Tokenizer;
 use crate::{Error, Result};
 
@@ -38,6 +38,11 @@ pub struct EmbedParams {
     /// ([`Prompt::anchor_texts`], "It was great.") joins the contrastive pairs as an
     /// example of its class this many times (see [`train_embedding`]).
     pub anchor_repeats: usize,
+    /// Further templates whose texts are anchors too (none by default): each renders one
+    /// more anchor per label word ([`Prompt::anchor_texts_with`]), and each anchor joins
+    /// the pairs `anchor_repeats` times. Several phrasings of the prompt give the encoder
+    /// a broader target than one.
+    pub anchor_templates: Vec<Template>,
 }
 
 impl EmbedParams {
@@ -56,6 +61,7 @@ impl Default for EmbedParams {
             seed: 42,
             head_c: 1.0,
             anchor_repeats: 4,
+            anchor_templates: Vec::new(),
         }
     }
 }
@@ -294,7 +300,7 @@ pub fn train_embedding(
         })
         .collect::<Result<_>>()?;
     let k = prompt.verbalizer.num_labels();
-    let anchors = if p.anchor_repeats > 0 { prompt.anchor_texts().unwrap_or_default() } else { Vec::new() };
+    let anchors = if p.anchor_repeats > 0 { prompt.anchor_texts_with(&p.anchor_templates)?.unwrap_or_default() } else { Vec::new() };
     let mut inputs = train.to_vec();
     for _ in 0..p.anchor_repeats {
         inputs.extend(anchors.iter().map(|(c, t)| Example::single(t.clone(), Some(*c))));
