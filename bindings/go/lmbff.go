@@ -500,6 +500,10 @@ type TrainParams struct {
 	// without the template's text and each label word ("It was great.") as extra
 	// examples of their class (the zero value keeps them).
 	DisableLabelAnchors bool
+	// AnchorTemplates are further single-sentence templates whose texts are label
+	// anchors too ("{text} A truly {mask} movie." adds "A truly great movie."): more
+	// phrasings of the prompt for the sentence-embedding method (nil: none).
+	AnchorTemplates []string
 }
 
 // Method of a training run (lmbff_train_params.method).
@@ -544,6 +548,10 @@ func (t *Task) Train(ctx context.Context, p TrainParams, progress func(step, tot
 	params.method = C.int32_t(p.Method)
 	params.calibrate = C.bool(p.Calibrate)
 	params.disable_label_anchors = C.bool(p.DisableLabelAnchors)
+	if len(p.AnchorTemplates) > 0 {
+		params.anchor_templates = cs.array(p.AnchorTemplates)
+		params.num_anchor_templates = C.size_t(len(p.AnchorTemplates))
+	}
 	params.demo_filter = C.bool(p.DemoFilter)
 	if p.DemoFilterModel != "" {
 		params.demo_filter_model = cs.add(p.DemoFilterModel)

@@ -338,6 +338,25 @@ func TestTrainExportPredict(t *testing.T) {
 	if err := task.DeleteVersion("v2"); err != nil {
 		t.Fatal(err)
 	}
+	// Further anchor templates add their texts to the version's anchors.
+	more, err := task.Train(context.Background(), TrainParams{Steps: 2, LearningRate: 1e-3, Method: MethodSentenceEmbedding, AnchorTemplates: []string{"{text} So {mask}."}}, nil)
+	if err != nil {
+		t.Fatalf("sentence-embedding run with anchor templates: %v", err)
+	}
+	var notes struct {
+		Notes struct {
+			LabelAnchors []string `json:"label_anchors"`
+		}
+	}
+	if raw, err := os.ReadFile(filepath.Join(dir, "task", "models", more, "lmbff.json")); err != nil || json.Unmarshal(raw, &notes) != nil ||
+		!reflect.DeepEqual(notes.Notes.LabelAnchors, []string{"It was terrible.", "It was great.", "So terrible.", "So great."}) {
+		t.Fatalf("anchors with a further template: %+v (%v)", notes, err)
+	}
+	if err := task.DeleteVersion(more); err != nil {
+		t.Fatal(err)
+	}
+	_, err = task.Train(context.Background(), TrainParams{Steps: 2, Method: MethodSentenceEmbedding, AnchorTemplates: []string{"{text_a} ? {mask} , {text_b}"}}, nil)
+	wantCode(t, err, "INVALID_ARGUMENT")
 	if v, err := task.Versions(); err != nil || !reflect.DeepEqual(v, []string{"v1"}) {
 		t.Fatalf("versions after deleting v2: %q (%v)", v, err)
 	}

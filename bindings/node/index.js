@@ -33,7 +33,7 @@ const TrainParams = koffi.struct('lmbff_train_params', {
   struct_size: 'size_t', steps: 'uint32_t', batch_size: 'uint32_t', learning_rate: 'double', seed: 'uint64_t',
   device: 'int32_t', device_index: 'uint32_t', adaptation_steps: 'uint32_t', warm_start: 'const char *',
   demonstrations: 'bool', demo_sets: 'uint32_t', method: 'int32_t', demo_filter: 'bool', demo_filter_model: 'const char *',
-  calibrate: 'bool', disable_label_anchors: 'bool',
+  calibrate: 'bool', disable_label_anchors: 'bool', anchor_templates: 'const char **', num_anchor_templates: 'size_t',
 });
 /** Training methods (lmbff_train_params.method): 'auto' lets the library decide. */
 const METHODS = { auto: 0, prompt: 1, 'sentence-embedding': 2 };
@@ -346,16 +346,22 @@ class Task {
    * calibrate fits temperature scaling on the dev examples (setDev). labelAnchors: the
    * sentence-embedding method trains with the template's text and each label word
    * ("It was great.") as extra examples of their class (default true; false: SetFit as
-   * published).
+   * published). anchorTemplates: further single-sentence templates whose texts are
+   * anchors too ('{text} A truly {mask} movie.' adds 'A truly great movie.').
    */
-  train({ steps = 300, batchSize = 8, learningRate = 2e-5, seed = 42, adaptationSteps = 0, warmStart = null, demonstrations = false, demoSets = 1, demoFilter = false, demoFilterModel = null, method = 'auto', calibrate = false, labelAnchors = true } = {}, { onProgress, signal, pollMs = 50 } = {}) {
+  train({ steps = 300, batchSize = 8, learningRate = 2e-5, seed = 42, adaptationSteps = 0, warmStart = null, demonstrations = false, demoSets = 1, demoFilter = false, demoFilterModel = null, method = 'auto', calibrate = false, labelAnchors = true, anchorTemplates = [] } = {}, { onProgress, signal, pollMs = 50 } = {}) {
     if (!(method in METHODS)) {
       const e = new Error(`train: method ${JSON.stringify(method)}: use one of ${Object.keys(METHODS).join(', ')}`);
       e.code = 'INVALID_ARGUMENT';
       return Promise.reject(e);
     }
+    if (!Array.isArray(anchorTemplates) || anchorTemplates.some((t) => typeof t !== 'string')) {
+      const e = new Error('train: anchorTemplates must be an array of template strings');
+      e.code = 'INVALID_ARGUMENT';
+      return Promise.reject(e);
+    }
     const p = c.trainDefaults();
-    Object.assign(p, { steps, batch_size: batchSize, learning_rate: learningRate, seed, device: 1, adaptation_steps: adaptationSteps, warm_start: warmStart, demonstrations, demo_sets: demoSets, demo_filter: demoFilter, demo_filter_model: demoFilterModel, method: METHODS[method], calibrate, disable_label_anchors: !labelAnchors });
+    Object.assign(p, { steps, batch_size: batchSize, learning_rate: learningRate, seed, device: 1, adaptation_steps: adaptationSteps, warm_start: warmStart, demonstrations, demo_sets: demoSets, demo_filter: demoFilter, demo_filter_model: demoFilterModel, method: METHODS[method], calibrate, disable_label_anchors: !labelAnchors, anchor_templates: anchorTemplates.length ? anchorTemplates : null, num_anchor_templates: anchorTemplates.length });
     const out = [null];
     check(c.trainStart(this.handle, p, null, null, out), 'start training');
     const run = out[0];

@@ -98,6 +98,13 @@ test('task, training with progress and cancellation, versions, export, predict',
   const notes = JSON.parse(fs.readFileSync(path.join(work, 'task', 'models', plain, 'lmbff.json'), 'utf8')).notes;
   assert.deepStrictEqual(notes.label_anchors, []);
   task.deleteVersion(plain);
+  // Further anchor templates add their texts; a non-array is refused before anything runs.
+  const more = await task.train({ method: 'sentence-embedding', learningRate: 1e-3, anchorTemplates: ['{text} So {mask}.'] });
+  const moreNotes = JSON.parse(fs.readFileSync(path.join(work, 'task', 'models', more, 'lmbff.json'), 'utf8')).notes;
+  assert.deepStrictEqual(moreNotes.label_anchors, ['It was terrible.', 'It was great.', 'So terrible.', 'So great.']);
+  task.deleteVersion(more);
+  await assert.rejects(task.train({ method: 'sentence-embedding', anchorTemplates: '{text} So {mask}.' }), (e) => e.code === 'INVALID_ARGUMENT' && /anchorTemplates/.test(e.message));
+  await assert.rejects(task.train({ method: 'sentence-embedding', anchorTemplates: ['{text_a} ? {mask} , {text_b}'] }), (e) => e.code === 'INVALID_ARGUMENT' && /two sentences/.test(e.message));
   assert.deepStrictEqual(task.versions(), ['v1']);
   throwsCode(() => task.exportVersion('v2', path.join(work, 'gone')), 'INVALID_ARGUMENT');
   throwsCode(() => task.deleteVersion('v2'), 'INVALID_ARGUMENT');
