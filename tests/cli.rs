@@ -157,3 +157,36 @@ fn calibrated_training_and_the_sentence_embedding_method() {
         }
     }
 }
+
+/// `train --anchor-template` adds a template's texts to the sentence-embedding method's
+/// label anchors (saved in the model's notes); with `--no-anchors`, with another method
+/// or with a two-sentence template it is refused by name, before training.
+#[test]
+fn anchor_templates_on_the_command_line() {
+    let model = common::fixtures().join("bert");
+    let dir = common::tempdir("cli-anchor-templates");
+    let toy = write_toy(&dir);
+    let train = |extra: &[&str], out: &std::path::Path| {
+        lmbff()
+            .args(["train", "--device", "cpu", "--threads", "1", "--labels", "{'0':'bad','1':'good'}", "--max-len", "24"])
+            .args(extra)
+            .arg("--model").arg(&model).arg("--train").arg(&toy).arg("--dev").arg(&toy).arg("--out").arg(out)
+            .output()
+            .unwrap()
+    };
+    let out = dir.join("trained");
+    let o = train(&["--method", "sentence-embedding", "--anchor-template", "{text} So {mask}."], &out);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("lmbff.json")).unwrap()).unwrap();
+    assert_eq!(m["notes"]["label_anchors"], serde_json::json!(["It was bad.", "It was good.", "So bad.", "So good."]), "{m}");
+    for (args, want) in [
+        (&["--method", "sentence-embedding", "--no-anchors", "--anchor-template", "{text} So {mask}."][..], "--no-anchors"),
+        (&["--method", "prompt", "--anchor-template", "{text} So {mask}."][..], "--method sentence-embedding"),
+        (&["--method", "sentence-embedding", "--anchor-template", "{text_a} ? {mask} , {text_b}"][..], "reads two sentences"),
+    ] {
+        let o = train(args, &dir.join("refused"));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && err.contains(want), "{args:?}: {err}");
+        assert!(!dir.join("refused").exists(), "nothing saved");
+    }
+}

@@ -288,13 +288,15 @@ fn train_embedding(a: TrainArgs) -> Result<()> {
     if a.fit.demos {
         return Err(Error::InvalidArgument("--demos needs the prompt method, not sentence-embedding".into()));
     }
-    let l = a.task.load(&a.model, a.fit.seed)?;
-    let labels = labels_of(&l);
-    let (tr, dev) = (read_examples(&a.train, &labels)?, read_examples(&a.dev, &labels)?);
     if a.no_anchors && !a.anchor_templates.is_empty() {
         return Err(Error::InvalidArgument("--anchor-template adds label anchors, and --no-anchors turns them off: give one or the other".into()));
     }
     let anchor_templates = a.anchor_templates.iter().map(|t| Template::parse(t)).collect::<Result<Vec<_>>>()?;
+    let l = a.task.load(&a.model, a.fit.seed)?;
+    // A template that cannot give anchors is refused before any training.
+    l.prompt.anchor_texts_with(&anchor_templates)?;
+    let labels = labels_of(&l);
+    let (tr, dev) = (read_examples(&a.train, &labels)?, read_examples(&a.dev, &labels)?);
     let ep = train::EmbedParams { lr: a.fit.lr, seed: a.fit.seed, anchor_templates, ..train::EmbedParams::default() }.with_anchors(!a.no_anchors);
     let mut bar = Bar::new("sentence-embedding");
     let (head, report) = train::train_embedding(&l.model, &l.tok, &l.prompt, &tr, &ep, &mut |p| bar.update(p))?;
