@@ -19,6 +19,12 @@ then compares classifier heads on the tuned embeddings, dev and test accuracy:
     .venv/bin/python python/anchor_probe.py --data ../shared/data/lmbff/k-shot \\
         --tasks SST-2,sst-5,mr,cr,mpqa,subj,trec --seeds 13 --repeats 4
 
+`--auto N` also anchors on the seed's first N of LM-BFF's automatic templates
+(`--auto-file`: `sort.txt`, ranked by the search's dev score as the harness's
+`prompt-auto-N` reads them, or `txt`, T5's order), each read with the manual label words
+and added `--repeats` times; a class's anchor for the anchor heads is then the normalised
+mean of its texts' embeddings.
+
 `--zero-shot` only scores the untrained encoder by nearest anchor on each test set.
 `--variants` scores other anchor texts the same way, on the train and dev splits of all
 five seeds (never test): the manual template, the manual template plus the seed's first
@@ -27,7 +33,8 @@ five seeds (never test): the manual template, the manual template plus the seed'
 each class (`auto/auto_label_mapping`); a class's anchor is the mean of its texts.
 (--repeats 0 is SetFit as published; the heads that use anchors then see anchors the
 encoder was not tuned on.) The measured run wrote TREC's anchors without the template's
-colon ("Description"; lmbff renders "Description:").
+colon ("Description"; lmbff renders "Description:"); training runs now render every
+anchor as lmbff does.
 """
 
 import argparse
@@ -98,17 +105,32 @@ def anchor_scale(sims, y):
     return best[1]
 
 
-def run(data, task, seed, repeats, body_lr):
+def auto_templates(data, task, seed, n, kind):
+    """The seed's first `n` of LM-BFF's automatic templates (`kind`: "txt", T5's order, or
+    "sort.txt", sorted by the search's dev score)."""
+    path = data.parent / "auto" / "auto_template" / task / f"16-{seed}.{kind}"
+    return [l.strip() for l in open(path) if l.strip()][:n]
+
+
+def anchor_set(data, task, seed, auto, kind):
+    """Each class's anchor texts: the manual template's, then those of `auto` automatic
+    templates, as (class, text) pairs."""
+    manual, words = MANUAL.get(task, "*cls**sent_0*_It_was*mask*.*sep+*"), WORDS[task]
+    temps = [manual] + (auto_templates(data, task, seed, auto, kind) if auto else [])
+    return [(c, render(t, w)) for t in temps for c, w in enumerate(words)]
+
+
+def run(data, task, seed, repeats, body_lr, auto=0, kind="sort.txt"):
     from datasets import Dataset
     from setfit import SetFitModel, Trainer, TrainingArguments
 
     xs, ys = read_split(data, task, seed, "train")
     dx, dy = read_split(data, task, seed, "dev")
     tx, ty = read_split(data, task, seed, "test")
-    anchors = ANCHORS[task]
-    k = len(anchors)
-    tr_x = list(xs) + anchors * repeats
-    tr_y = list(ys) + list(range(k)) * repeats
+    pairs = anchor_set(data, task, seed, auto, kind)
+    k = len(WORDS[task])
+    tr_x = list(xs) + [t for _, t in pairs] * repeats
+    tr_y = list(ys) + [c for c, _ in pairs] * repeats
     model = SetFitModel.from_pretrained(default_model())
     scratch = tempfile.mkdtemp(prefix="setfit-")
     args = TrainingArguments(output_dir=scratch, save_strategy="no", batch_size=16, num_epochs=1, num_iterations=20,
@@ -120,7 +142,10 @@ def run(data, task, seed, repeats, body_lr):
     def enc(texts):
         return model.model_body.encode(texts, batch_size=64, normalize_embeddings=True)
 
-    xtr, xd, xt, a = enc(xs), enc(dx), enc(tx), enc(anchors)
+    xtr, xd, xt, every = enc(xs), enc(dx), enc(tx), enc([t for _, t in pairs])
+    # A class's anchor is the normalised mean of its texts' embeddings.
+    a = np.stack([every[[i for i, (c, _) in enumerate(pairs) if c == j]].mean(0) for j in range(k)])
+    a /= np.linalg.norm(a, axis=1, keepdims=True)
     ytr, yd, yt = np.array(ys), np.array(dy), np.array(ty)
 
     def acc(z, y):
@@ -203,6 +228,9 @@ def main():
     ap.add_argument("--tasks", default="SST-2,sst-5,mr,cr,mpqa,subj,trec")
     ap.add_argument("--seeds", default="13")
     ap.add_argument("--repeats", type=int, default=4)
+    ap.add_argument("--auto", type=int, default=0, help="also anchor on the seed's first N automatic templates")
+    ap.add_argument("--auto-file", default="sort.txt", choices=["txt", "sort.txt"],
+                    help="which list of automatic templates: T5's order (txt) or the search's dev ranking (sort.txt)")
     ap.add_argument("--body-lr", type=float, default=2e-5, help="contrastive learning rate (SetFit's 2e-5)")
     ap.add_argument("--zero-shot", action="store_true", help="only score the untrained encoder by nearest anchor")
     ap.add_argument("--variants", action="store_true", help="score other anchor texts on train and dev, untrained encoder")
@@ -215,7 +243,7 @@ def main():
         for t in a.tasks.split(","):
             zero_shot(a.data, t, int(a.seeds.split(",")[0]))
         return
-    rows = [run(a.data, t, int(s), a.repeats, a.body_lr) for t in a.tasks.split(",") for s in a.seeds.split(",")]
+    rows = [run(a.data, t, int(s), a.repeats, a.body_lr, a.auto, a.auto_file) for t in a.tasks.split(",") for s in a.seeds.split(",")]
     print("\n| head | mean dev | mean test |\n|---|---|---|")
     for h in HEADS:
         print(f"| {h} | {np.mean([r[h][0] for r in rows]):.1f} | {np.mean([r[h][1] for r in rows]):.1f} |")
