@@ -258,6 +258,8 @@ fn anchor_templates_add_their_texts_once() {
     let pair_template = Template::parse("{text_a} ? {mask} , {text_b}").unwrap();
     let err = p.anchor_texts_with(&[pair_template.clone()]).unwrap_err().to_string();
     assert!(err.contains("reads two sentences") && err.contains("{text_a} ? {mask} , {text_b}"), "{err}");
+    // A template without the input never gets here: parsing refuses it.
+    assert!(Template::parse("It was {mask}.").unwrap_err().to_string().contains("never places the input text"));
     let v = Verbalizer::new(&tok, &pairs(&[("0", "No"), ("1", "Yes")])).unwrap();
     let pair = Prompt::new(pair_template, v, Truncation::default()).unwrap();
     assert_eq!(pair.anchor_texts_with(&[]).unwrap(), None);

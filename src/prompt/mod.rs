@@ -153,9 +153,9 @@ impl Prompt {
     /// sentences and no further template is given.
     ///
     /// # Errors
-    /// A further template that reads two sentences or that a pair task's prompt would
-    /// need (anchors come from single-sentence templates only), or that does not fit
-    /// the label words (`Prompt::new`).
+    /// Any further template when this prompt reads two sentences; a further template
+    /// that reads two sentences (`Template::parse` refuses one that reads none), or that
+    /// does not fit the label words (`Prompt::new`).
     pub fn anchor_texts_with(&self, templates: &[Template]) -> Result<Option<Vec<(usize, String)>>> {
         let Some(mut out) = self.anchor_texts() else {
             return match templates.first() {
