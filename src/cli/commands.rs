@@ -10,7 +10,7 @@ use super::progress::Bar;
 use super::task::{Loaded, TaskArgs};
 use crate::checkpoint::{write_dir_atomic, Manifest};
 use crate::data::{read_examples, read_texts};
-use crate::prompt::{Example, Template};
+use crate::prompt::Example;
 use crate::train::{self, accuracy, AdaptParams, Demos, Head, Method, Resume, Trainable, TrainParams};
 use crate::{Error, Result};
 
@@ -291,10 +291,9 @@ fn train_embedding(a: TrainArgs) -> Result<()> {
     if a.no_anchors && !a.anchor_templates.is_empty() {
         return Err(Error::InvalidArgument("--anchor-template adds label anchors, and --no-anchors turns them off: give one or the other".into()));
     }
-    let anchor_templates = a.anchor_templates.iter().map(|t| Template::parse(t)).collect::<Result<Vec<_>>>()?;
     let l = a.task.load(&a.model, a.fit.seed)?;
     // A template that cannot give anchors is refused before any training.
-    l.prompt.anchor_texts_with(&anchor_templates)?;
+    let anchor_templates = l.prompt.parse_anchor_templates(&a.anchor_templates)?;
     let labels = labels_of(&l);
     let (tr, dev) = (read_examples(&a.train, &labels)?, read_examples(&a.dev, &labels)?);
     let ep = train::EmbedParams { lr: a.fit.lr, seed: a.fit.seed, anchor_templates, ..train::EmbedParams::default() }.with_anchors(!a.no_anchors);

@@ -170,8 +170,8 @@ pub struct Settings {
     /// full-data: steps of the ceiling (batch [`FULL_DATA_BATCH`], dev every fifth).
     #[serde(default = "default_full_data_steps")]
     pub full_data_steps: usize,
-    /// sentence-embedding-anchors: copies of each label anchor among the contrastive
-    /// pairs (`EmbedParams::anchor_repeats`; the other methods ignore it).
+    /// sentence-embedding-anchors(-auto): copies of each label anchor among the
+    /// contrastive pairs (`EmbedParams::anchor_repeats`; the other methods ignore it).
     #[serde(default = "legacy_anchor_repeats")]
     pub anchor_repeats: usize,
 }

@@ -180,6 +180,15 @@ impl Prompt {
         Ok(Some(out))
     }
 
+    /// Parses further anchor templates given as text and checks that they give anchors
+    /// with this prompt ([`Prompt::anchor_texts_with`]): what a caller does before any
+    /// model loads.
+    pub fn parse_anchor_templates(&self, sources: &[String]) -> Result<Vec<Template>> {
+        let templates = sources.iter().map(|t| Template::parse(t)).collect::<Result<Vec<_>>>()?;
+        self.anchor_texts_with(&templates)?;
+        Ok(templates)
+    }
+
     /// The plain reading (`[CLS] text [SEP]`, pairs `[CLS] a [SEP] b [SEP]`) of a sentence
     /// encoder that is not the task's model, such as the demonstration filter's: no
     /// classes, sentences cut only to fit `max_len`.

@@ -253,9 +253,7 @@ fn anchor_templates(prompt: &Prompt, multi_label: bool, p: &RunParams) -> Result
     if multi_label {
         return Err(Error::InvalidArgument("a multi-label task has no label anchors (a yes/no head per label has no label word): give no anchor templates".into()));
     }
-    let templates = p.anchor_templates.iter().map(|t| Template::parse(t)).collect::<Result<Vec<_>>>()?;
-    prompt.anchor_texts_with(&templates)?;
-    Ok(templates)
+    prompt.parse_anchor_templates(&p.anchor_templates)
 }
 
 /// Trains `task` (a snapshot: the caller may keep registering) into a new version
