@@ -379,6 +379,8 @@ typedef struct {
    anchor; the classifier is fitted on the registered examples alone. The version's
    notes list the anchors (label_anchors). Zero is the default so that a host built
    before this field (it sits in that struct's trailing padding) keeps anchors on.
+   A multi-label task's anchors are its labels' names ("sports"), each a text of
+   that label alone among the pairs.
    */
   bool disable_label_anchors;
   /*
@@ -387,7 +389,8 @@ typedef struct {
    task's label words, so "A truly {mask} movie." adds "A truly great movie." and
    "A truly terrible movie." beside the task template's anchors. More phrasings give
    the encoder a broader target than one. Only the sentence-embedding method uses
-   them; a pair or multi-label task, or anchors turned off, refuses them.
+   them; a pair or multi-label task (whose anchors are its labels' names), or
+   anchors turned off, refuses them.
    */
   const char *const *anchor_templates;
   size_t num_anchor_templates;

@@ -456,9 +456,15 @@ fn multi_label_sentence_embedding_models_export_and_predict_the_same() {
     let inputs: Vec<Example> = texts(12);
     // Alike (sharing a label, or both empty) and unlike partners for every input.
     let sets: Vec<Vec<usize>> = (0..inputs.len()).map(|i| [vec![0], vec![1, 2], vec![2], vec![]][i % 4].clone()).collect();
-    let ep = train::EmbedParams { iterations: 2, batch_size: 4, lr: 1e-3, seed: 5, ..Default::default() };
-    let (head, rep) = train::train_embedding_multi(&c.model, &c.tok, &reader, &inputs, &sets, 3, &ep, &mut |_| true).unwrap();
-    assert_eq!((head.weight.len(), rep.pairs), (6, 2 * 2 * inputs.len()));
+    // Label anchors: each name joins the pairs as a text of its label alone, twice; the
+    // heads are still fitted on the 12 inputs (their rows are the registered examples').
+    let anchored = train::EmbedParams { iterations: 2, batch_size: 4, lr: 1e-3, seed: 5, anchor_repeats: 2, ..Default::default() };
+    let (h, rep) = train::train_embedding_multi(&c.model, &c.tok, &reader, &inputs, &sets, &names, &anchored, &mut |_| true).unwrap();
+    assert_eq!((h.weight.len(), rep.pairs, rep.anchors.clone()), (6, 2 * 2 * (inputs.len() + 2 * 3), names.clone()));
+    let ep = train::EmbedParams { anchor_repeats: 0, ..anchored };
+    let (head, rep) = train::train_embedding_multi(&c.model, &c.tok, &reader, &inputs, &sets, &names, &ep, &mut |_| true).unwrap();
+    assert_eq!((head.weight.len(), rep.pairs, rep.anchors.len()), (6, 2 * 2 * inputs.len(), 0));
+    assert!(train::train_embedding_multi(&c.model, &c.tok, &reader, &inputs, &sets, &names[..2], &ep, &mut |_| true).is_err(), "a set names label 2 of 2");
     let manifest = Manifest::for_embedding(&c.prompt, head.clone(), Some(&names), serde_json::json!({}));
     assert_eq!(manifest.format_version, 7);
     let out = checkpoint_and_export("multi-embedding", &c.model, &manifest);

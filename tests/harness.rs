@@ -307,7 +307,7 @@ fn multi_label_task_from_trec() {
     assert_eq!(pairs[0].text_b.as_deref(), Some("Description"));
 
     let out = dir.join("out");
-    let o = harness_on(&data, &out, &["--tasks", "trec-multi", "--seeds", "1", "--methods", "majority,prompt,sentence-embedding",
+    let o = harness_on(&data, &out, &["--tasks", "trec-multi", "--seeds", "1", "--methods", "majority,prompt,sentence-embedding,sentence-embedding-anchors",
         "--steps", "30", "--lr", "3e-3", "--batch-size", "8", "--eval-every", "15", "--max-len", "32"]);
     let (table, err) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
     assert!(o.status.success(), "{err}");
@@ -327,6 +327,11 @@ fn multi_label_task_from_trec() {
     let gold: Vec<usize> = pairs.iter().map(|p| p.label.unwrap()).collect();
     assert!((spec.metric.score(&l.test, &gold, &[]) - se.test).abs() < 1e-9);
     assert!(table.contains("| sentence-embedding |"), "{table}");
+    // With anchors, the labels' names are each an anchor of its label; SetFit has none.
+    let anchored: harness::RunResult =
+        serde_json::from_str(&std::fs::read_to_string(harness::result_path(&out, "trec-multi", 1, RunMethod::SentenceEmbeddingAnchors)).unwrap()).unwrap();
+    assert_eq!(anchored.anchors, m.labels().unwrap().names().to_vec());
+    assert!(se.anchors.is_empty(), "{:?}", se.anchors);
 }
 
 /// The full-data ceiling: plain fine-tuning on glue_pretrain's train split beside the

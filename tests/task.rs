@@ -533,6 +533,7 @@ fn multi_label_tasks_through_the_c_abi() {
         assert!(m1["notes"]["method_reason"].as_str().unwrap().contains("yes/no prompt per label"));
         assert_eq!((m2["method"].as_str(), m2["format_version"].as_u64()), (Some("sentence-embedding"), Some(7)));
         assert_eq!(m2["classifier"]["weight"].as_array().unwrap().len(), 6, "a yes/no head per label");
+        assert_eq!(m2["notes"]["label_anchors"], serde_json::json!(["music", "acting", "story"]), "the labels' names are the anchors");
         assert!(m2["temperature"].as_f64().is_some(), "calibrated on the dev examples");
         let text = CString::new("the acting and the story were good").unwrap();
         let mut probs_of = Vec::new();

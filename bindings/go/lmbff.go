@@ -498,7 +498,8 @@ type TrainParams struct {
 	Calibrate bool
 	// DisableLabelAnchors trains the sentence-embedding method as SetFit publishes it,
 	// without the template's text and each label word ("It was great.") as extra
-	// examples of their class (the zero value keeps them).
+	// examples of their class (the zero value keeps them). A multi-label task's
+	// anchors are its labels' names.
 	DisableLabelAnchors bool
 	// AnchorTemplates are further single-sentence templates whose texts are label
 	// anchors too ("{text} A truly {mask} movie." adds "A truly great movie."): more

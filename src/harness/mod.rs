@@ -52,14 +52,16 @@ pub enum RunMethod {
     /// regression (for encoders without a usable masked-LM head).
     SentenceEmbedding,
     /// The sentence-embedding method with the prompt's label anchors (the library's
-    /// default for it: `EmbedParams::anchor_repeats`); on sentence-pair and multi-label
-    /// tasks, which have no anchors, the same as `sentence-embedding`.
+    /// default for it: `EmbedParams::anchor_repeats`); on a multi-label task the labels'
+    /// names are the anchors; on sentence-pair tasks, which have none, the same as
+    /// `sentence-embedding`.
     SentenceEmbeddingAnchors,
     /// `sentence-embedding-anchors` with more anchor texts: those of the first
     /// [`AUTO_ANCHOR_TEMPLATES`] of LM-BFF's automatic templates for the task and seed (the
     /// `prompt-auto-N` templates) beside the manual template's
-    /// (`EmbedParams::anchor_templates`); on sentence-pair and multi-label tasks, which
-    /// have no anchors, the same as `sentence-embedding`.
+    /// (`EmbedParams::anchor_templates`); on a multi-label task the same as
+    /// `sentence-embedding-anchors` (the labels' names), on sentence-pair tasks as
+    /// `sentence-embedding`.
     SentenceEmbeddingAnchorsAuto,
     /// Prompt-based fine-tuning with the N-th of LM-BFF's automatically found templates
     /// for the task and seed (`auto/auto_template/<TASK>/16-<SEED>.sort.txt` beside the
@@ -504,7 +506,8 @@ pub fn run_one(
                     Some(ms) => {
                         let (ml, reader) = (ms.labels()?, prompt.input_reader());
                         let (inputs, sets) = ms.build(root, seed, "train")?;
-                        let (head, _) = train::train_embedding_multi(&model, &tok, &reader, &inputs, &sets, ml.len(), &p, progress)?;
+                        let (head, report) = train::train_embedding_multi(&model, &tok, &reader, &inputs, &sets, ml.names(), &p, progress)?;
+                        anchors = report.anchors;
                         let pairs = |split: &str| -> Result<Vec<Vec<f32>>> {
                             let (inputs, _) = ms.build(root, seed, split)?;
                             ml.split_heads(&train::embedding_logits(&model, &tok, &reader, &head, &inputs, 32)?)

@@ -251,7 +251,7 @@ fn anchor_templates(prompt: &Prompt, multi_label: bool, p: &RunParams) -> Result
         return Err(Error::InvalidArgument("anchor templates were given with label anchors turned off: turn them on or give none".into()));
     }
     if multi_label {
-        return Err(Error::InvalidArgument("a multi-label task has no label anchors (a yes/no head per label has no label word): give no anchor templates".into()));
+        return Err(Error::InvalidArgument("a multi-label task's label anchors are its labels' names, not templates (its template reads the label as a second sentence): give no anchor templates".into()));
     }
     prompt.parse_anchor_templates(&p.anchor_templates)
 }
@@ -319,7 +319,7 @@ pub fn train(task: &Task, p: &RunParams, progress: ProgressFn) -> Result<String>
             Some(ml) => {
                 let reader = prompt.input_reader();
                 let (inputs, sets) = labelled_sets(task, false);
-                let (head, report) = train::train_embedding_multi(&model, &tok, &reader, &inputs, &sets, ml.len(), &ep, progress)?;
+                let (head, report) = train::train_embedding_multi(&model, &tok, &reader, &inputs, &sets, ml.names(), &ep, progress)?;
                 let (dev_inputs, _) = labelled_sets(task, true);
                 let dev_logits = if dev.is_empty() { Vec::new() } else { ml.split_heads(&train::embedding_logits(&model, &tok, &reader, &head, &dev_inputs, 32)?)? };
                 (head, report, dev_logits)

@@ -314,36 +314,52 @@ pub fn train_embedding(
 }
 
 /// Trains the sentence-embedding method on a multi-label task: `inputs` (single texts,
-/// read by `reader`, see `Prompt::input_reader`) with their label sets over `labels`
-/// labels. Contrastive fine-tuning on [`multi_label_pairs`], then one-vs-rest: a binary
+/// read by `reader`, see `Prompt::input_reader`) with their label sets over the labels
+/// `names`. Contrastive fine-tuning on [`multi_label_pairs`], then one-vs-rest: a binary
 /// logistic regression per label on the embeddings (rows no, yes; the same objective as
 /// the single-label head with two classes). The classifier holds the heads side by
 /// side, `2 * labels` rows `[no_0, yes_0, no_1, yes_1, ...]`:
 /// `MultiLabel::split_heads` turns its logits into the yes/no pairs of the prompt
 /// reading, so metrics, calibration and serving treat both methods alike.
+///
+/// With label anchors (`p.anchor_repeats` > 0), each label's name is its anchor: a text
+/// whose set is that label alone, `anchor_repeats` times among the contrastive pairs, so
+/// the encoder draws inputs about "Location" towards the word. As in [`train_embedding`],
+/// the heads are fitted on the registered examples alone.
+#[allow(clippy::too_many_arguments)]
 pub fn train_embedding_multi(
     model: &MaskedLm,
     tok: &Tokenizer,
     reader: &Prompt,
     inputs: &[Example],
     sets: &[Vec<usize>],
-    labels: usize,
+    names: &[String],
     p: &EmbedParams,
     progress: ProgressFn,
 ) -> Result<(LinearHead, EmbedReport)> {
+    let labels = names.len();
     if sets.len() != inputs.len() || labels == 0 {
         return Err(Error::InvalidArgument(format!("{} label sets for {} inputs over {labels} labels", sets.len(), inputs.len())));
     }
     if let Some(bad) = sets.iter().flatten().find(|&&l| l >= labels) {
         return Err(Error::InvalidArgument(format!("multi-label index {bad} is out of range ({labels} labels)")));
     }
-    let (features, report) = tune_and_embed(model, tok, reader, inputs, inputs.len(), p, progress, |rng| multi_label_pairs(sets, p.iterations, rng))?;
+    let n = inputs.len();
+    let (mut all, mut all_sets) = (inputs.to_vec(), sets.to_vec());
+    for _ in 0..p.anchor_repeats {
+        all.extend(names.iter().map(|name| Example::single(name.clone(), None)));
+        all_sets.extend((0..labels).map(|l| vec![l]));
+    }
+    let (features, mut report) = tune_and_embed(model, tok, reader, &all, n, p, progress, |rng| multi_label_pairs(&all_sets, p.iterations, rng))?;
     let mut head = LinearHead { weight: Vec::with_capacity(2 * labels), bias: Vec::with_capacity(2 * labels) };
     for l in 0..labels {
         let yes: Vec<usize> = sets.iter().map(|s| usize::from(s.contains(&l))).collect();
         let h = fit_logistic_weighted(&features, &yes, 2, p.head_c, Some(&balanced_weights(&yes, 2)))?;
         head.weight.extend(h.weight);
         head.bias.extend(h.bias);
+    }
+    if p.anchor_repeats > 0 {
+        report.anchors = names.to_vec();
     }
     Ok((head, report))
 }
