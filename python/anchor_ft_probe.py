@@ -36,17 +36,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+from anchor_probe import anchor_set  # noqa: E402
 from setfit_compare import default_model, read_split  # noqa: E402
-
-SENTIMENT = ["It was terrible.", "It was great."]
-# As lmbff renders them from the manual templates (trec's template is "*mask*:*+sent_0*").
-ANCHORS = {
-    "SST-2": SENTIMENT, "mr": SENTIMENT, "cr": SENTIMENT, "mpqa": SENTIMENT,
-    "sst-5": ["It was terrible.", "It was bad.", "It was okay.", "It was good.", "It was great."],
-    "subj": ["This is subjective.", "This is objective."],
-    "trec": ["Description:", "Entity:", "Expression:", "Human:", "Location:", "Number:"],
-}
-
 
 class Encoder(torch.nn.Module):
     def __init__(self, model_dir, max_len):
@@ -94,7 +85,9 @@ def run(args, task, seed, model_dir):
     xs, ys = read_split(args.data, task, seed, "train")
     dx, dy = read_split(args.data, task, seed, "dev")
     tx, ty = read_split(args.data, task, seed, "test")
-    model = Model(model_dir, ANCHORS[task], args.scale, args.max_len)
+    # The manual template's anchors, one per class in class order, rendered as lmbff does.
+    anchors = [t for _, t in anchor_set(args.data, task, seed, 0, None)]
+    model = Model(model_dir, anchors, args.scale, args.max_len)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0 - s / args.steps)
     started = time.time()
