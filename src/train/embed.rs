@@ -292,7 +292,7 @@ pub fn train_embedding(
     p: &EmbedParams,
     progress: ProgressFn,
 ) -> Result<(LinearHead, EmbedReport)> {
-    let mut labels: Vec<usize> = train
+    let labels: Vec<usize> = train
         .iter()
         .map(|e| {
             e.label
@@ -301,16 +301,24 @@ pub fn train_embedding(
         .collect::<Result<_>>()?;
     let k = prompt.verbalizer.num_labels();
     let anchors = if p.anchor_repeats > 0 { prompt.anchor_texts_with(&p.anchor_templates)?.unwrap_or_default() } else { Vec::new() };
-    let mut inputs = train.to_vec();
-    for _ in 0..p.anchor_repeats {
-        inputs.extend(anchors.iter().map(|(c, t)| Example::single(t.clone(), Some(*c))));
-        labels.extend(anchors.iter().map(|(c, _)| *c));
-    }
+    let (inputs, labels) = with_anchors(train, labels, &anchors, p.anchor_repeats);
     let n = train.len();
     let (features, mut report) = tune_and_embed(model, tok, prompt, &inputs, n, p, progress, |rng| contrastive_pairs(&labels, p.iterations, rng))?;
     let head = fit_logistic(&features, &labels[..n], k, p.head_c)?;
     report.anchors = anchors.into_iter().map(|(_, t)| t).collect();
     Ok((head, report))
+}
+
+/// `inputs` and their pair targets (a class, or a label set) with each anchor (its target
+/// and text) appended `repeats` times: anchors join the contrastive pairs as examples,
+/// while the classifier's rows stay the first `inputs.len()`.
+fn with_anchors<T: Clone>(inputs: &[Example], mut targets: Vec<T>, anchors: &[(T, String)], repeats: usize) -> (Vec<Example>, Vec<T>) {
+    let mut all = inputs.to_vec();
+    for _ in 0..repeats {
+        all.extend(anchors.iter().map(|(_, text)| Example::single(text.clone(), None)));
+        targets.extend(anchors.iter().map(|(target, _)| target.clone()));
+    }
+    (all, targets)
 }
 
 /// Trains the sentence-embedding method on a multi-label task: `inputs` (single texts,
@@ -345,11 +353,8 @@ pub fn train_embedding_multi(
         return Err(Error::InvalidArgument(format!("multi-label index {bad} is out of range ({labels} labels)")));
     }
     let n = inputs.len();
-    let (mut all, mut all_sets) = (inputs.to_vec(), sets.to_vec());
-    for _ in 0..p.anchor_repeats {
-        all.extend(names.iter().map(|name| Example::single(name.clone(), None)));
-        all_sets.extend((0..labels).map(|l| vec![l]));
-    }
+    let anchors: Vec<(Vec<usize>, String)> = names.iter().enumerate().map(|(l, name)| (vec![l], name.clone())).collect();
+    let (all, all_sets) = with_anchors(inputs, sets.to_vec(), &anchors, p.anchor_repeats);
     let (features, mut report) = tune_and_embed(model, tok, reader, &all, n, p, progress, |rng| multi_label_pairs(&all_sets, p.iterations, rng))?;
     let mut head = LinearHead { weight: Vec::with_capacity(2 * labels), bias: Vec::with_capacity(2 * labels) };
     for l in 0..labels {
