@@ -15,7 +15,7 @@ the untrained nearest anchor), the scale fixed (`--scale`, default 20: a tempera
 of 0.05). Results: docs/harness.md, "LM-BFF's objective on the sentence encoder".
 
 Prints dev and test accuracy per task and the mean; appends each result to `--out`
-(jsonl; a re-run skips the (task, seed, variant, settings) already there).
+(jsonl; a re-run skips the (task, seed, settings) already there).
 
     .venv/bin/python python/anchor_ft_probe.py --data ../shared/data/lmbff/k-shot \\
         --tasks SST-2,sst-5,mr,cr,mpqa,subj,trec --seeds 13
@@ -115,7 +115,7 @@ def run(args, task, seed, model_dir):
                 best_state = {k: v.clone() for k, v in model.state_dict().items()}
     model.load_state_dict(best_state)
     test = accuracy(model, tx, ty)
-    return {"task": task, "seed": seed, "variant": args.variant, "scale": args.scale,
+    return {"task": task, "seed": seed, "scale": args.scale,
             "lr": args.lr, "steps": args.steps, "dev": best_dev, "best_step": best_step,
             "test": test, "curve": curve, "seconds": round(time.time() - started, 1)}
 
@@ -125,7 +125,6 @@ def main():
     p.add_argument("--data", type=Path, required=True)
     p.add_argument("--tasks", default="SST-2,sst-5,mr,cr,mpqa,subj,trec")
     p.add_argument("--seeds", default="13")
-    p.add_argument("--variant", choices=["ce"], default="ce", help="the objective (one so far)")
     p.add_argument("--scale", type=float, default=20.0)
     p.add_argument("--lr", type=float, default=5e-5)
     p.add_argument("--steps", type=int, default=200)
@@ -137,7 +136,7 @@ def main():
     args = p.parse_args()
     model_dir = args.model or default_model()
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    key = lambda r: (r["task"], r["seed"], r["variant"], r["scale"], r["lr"], r["steps"])  # noqa: E731
+    key = lambda r: (r["task"], r["seed"], r["scale"], r["lr"], r["steps"])  # noqa: E731
     done = {}
     if args.out.exists():
         for line in args.out.read_text().splitlines():
@@ -146,7 +145,7 @@ def main():
     rows = []
     for seed in [int(s) for s in args.seeds.split(",")]:
         for task in args.tasks.split(","):
-            k = (task, seed, args.variant, args.scale, args.lr, args.steps)
+            k = (task, seed, args.scale, args.lr, args.steps)
             r = done.get(k)
             if r is None:
                 r = run(args, task, seed, model_dir)

@@ -346,8 +346,9 @@ class Task {
    * calibrate fits temperature scaling on the dev examples (setDev). labelAnchors: the
    * sentence-embedding method trains with the template's text and each label word
    * ("It was great.") as extra examples of their class (default true; false: SetFit as
-   * published); a multi-label task's anchors are its labels' names. anchorTemplates: further single-sentence templates whose texts are
-   * anchors too ('{text} A truly {mask} movie.' adds 'A truly great movie.').
+   * published); a multi-label task's anchors are its labels' names. anchorTemplates:
+   * further single-sentence templates whose texts are anchors too ('{text} A truly
+   * {mask} movie.' adds 'A truly great movie.').
    */
   train({ steps = 300, batchSize = 8, learningRate = 2e-5, seed = 42, adaptationSteps = 0, warmStart = null, demonstrations = false, demoSets = 1, demoFilter = false, demoFilterModel = null, method = 'auto', calibrate = false, labelAnchors = true, anchorTemplates = [] } = {}, { onProgress, signal, pollMs = 50 } = {}) {
     if (!(method in METHODS)) {
