@@ -67,6 +67,7 @@ WORDS = {"SST-2": ["terrible", "great"], "mr": ["terrible", "great"], "cr": ["te
          "subj": ["subjective", "objective"],
          "trec": ["Description", "Entity", "Expression", "Human", "Location", "Number"]}
 MANUAL = {"subj": "*cls**sent_0*_This_is*mask*.*sep+*", "trec": "*cls**mask*:*+sent_0**sep+*"}
+MODEL = None  # --model: the encoder to train (default: the bundled MiniLM)
 HEADS = ["lr", "anchor", "prior", "joint", "lr+a4", "lr+a16", "poe"]
 
 
@@ -120,7 +121,7 @@ def anchor_set(data, task, seed, auto, kind):
     return [(c, render(t, w)) for t in temps for c, w in enumerate(words)]
 
 
-def run(data, task, seed, repeats, body_lr, auto=0, kind="sort.txt"):
+def run(data, task, seed, repeats, body_lr, auto=0, kind="sort.txt", iterations=20):
     from datasets import Dataset
     from setfit import SetFitModel, Trainer, TrainingArguments
 
@@ -131,9 +132,9 @@ def run(data, task, seed, repeats, body_lr, auto=0, kind="sort.txt"):
     k = len(WORDS[task])
     tr_x = list(xs) + [t for _, t in pairs] * repeats
     tr_y = list(ys) + [c for c, _ in pairs] * repeats
-    model = SetFitModel.from_pretrained(default_model())
+    model = SetFitModel.from_pretrained(MODEL or default_model())
     scratch = tempfile.mkdtemp(prefix="setfit-")
-    args = TrainingArguments(output_dir=scratch, save_strategy="no", batch_size=16, num_epochs=1, num_iterations=20,
+    args = TrainingArguments(output_dir=scratch, save_strategy="no", batch_size=16, num_epochs=1, num_iterations=iterations,
                              body_learning_rate=body_lr, seed=seed, report_to="none", show_progress_bar=False)
     started = time.time()
     Trainer(model=model, args=args, train_dataset=Dataset.from_dict({"text": tr_x, "label": tr_y})).train()
@@ -232,9 +233,13 @@ def main():
     ap.add_argument("--auto-file", default="sort.txt", choices=["txt", "sort.txt"],
                     help="which list of automatic templates: T5's order (txt) or the search's dev ranking (sort.txt)")
     ap.add_argument("--body-lr", type=float, default=2e-5, help="contrastive learning rate (SetFit's 2e-5)")
+    ap.add_argument("--iterations", type=int, default=20, help="pair-generation rounds (SetFit's num_iterations, 20)")
     ap.add_argument("--zero-shot", action="store_true", help="only score the untrained encoder by nearest anchor")
     ap.add_argument("--variants", action="store_true", help="score other anchor texts on train and dev, untrained encoder")
+    ap.add_argument("--model", default=None, help="sentence-transformers or HF model folder (default: the bundled MiniLM)")
     a = ap.parse_args()
+    global MODEL
+    MODEL = a.model
     if a.variants:
         variants(a.data, a.tasks.split(","))
         return
@@ -243,7 +248,7 @@ def main():
         for t in a.tasks.split(","):
             zero_shot(a.data, t, int(a.seeds.split(",")[0]))
         return
-    rows = [run(a.data, t, int(s), a.repeats, a.body_lr, a.auto, a.auto_file) for t in a.tasks.split(",") for s in a.seeds.split(",")]
+    rows = [run(a.data, t, int(s), a.repeats, a.body_lr, a.auto, a.auto_file, a.iterations) for t in a.tasks.split(",") for s in a.seeds.split(",")]
     print("\n| head | mean dev | mean test |\n|---|---|---|")
     for h in HEADS:
         print(f"| {h} | {np.mean([r[h][0] for r in rows]):.1f} | {np.mean([r[h][1] for r in rows]):.1f} |")
