@@ -11,8 +11,8 @@ the batch the negatives (unsupervised SimCSE, Gao, Yao & Chen 2021), cross-entro
 cosines over a temperature. The texts are glue_pretrain/<task>/train.json after dropping
 every text of the task's test split and of every seed's train and dev splits (the data
 README lists the overlaps); their labels are never read. The adapted model is written as
-an HF model folder that python/anchor_probe.py (--model) and the harness (--plain-model)
-load.
+an HF model folder (the source folder's tokenizer and pooling files copied beside it)
+that python/anchor_probe.py reads with --model.
 
 Dropout alone gives MiniLM nothing to learn: it already tells every in-domain sentence
 from the rest of its batch, and the loss of the first 50 steps on SST-2 averaged under
