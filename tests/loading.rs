@@ -44,7 +44,7 @@ fn unsupported_architecture() {
     edit_config(&d, |v| v["model_type"] = "gpt2".into());
     let e = load(&d).err().unwrap();
     assert!(matches!(&e, Error::UnsupportedArchitecture(a) if a == "gpt2"), "{e}");
-    assert!(e.to_string().contains("BERT and RoBERTa"));
+    assert!(e.to_string().contains("BERT, RoBERTa and MPNet"), "{e}");
 }
 
 #[test]
@@ -89,6 +89,36 @@ fn bad_config_values() {
     assert!(matches!(load(&d).err().unwrap(), Error::Config(m) if m.contains("multiple")));
     std::fs::write(d.join("config.json"), "{not json").unwrap();
     assert!(matches!(load(&d).err().unwrap(), Error::Json { .. }));
+    // HF's MPNet counts positions from index 1 whatever the config says: refuse another.
+    let d = copy_fixture("mpnet", "cfg-mpnet");
+    edit_config(&d, |v| v["pad_token_id"] = 0.into());
+    assert!(matches!(load(&d).err().unwrap(), Error::Config(m) if m.contains("pad_token_id 1")));
+}
+
+/// A sentence-transformers MPNet folder (all-mpnet-base-v2's layout): bare `MPNetModel`
+/// names, a pooler, no head. It loads, reports the pooler unused, and encodes as the
+/// prefixed checkpoint does.
+#[test]
+fn headless_mpnet_loads_like_sentence_transformers_saves_it() {
+    let d = copy_fixture("mpnet", "headless-mpnet");
+    let file = d.join("model.safetensors");
+    let mut t: Vec<(String, Tensor)> = Tensor::read_safetensors(&file)
+        .unwrap()
+        .into_iter()
+        .filter(|(n, _)| n.starts_with("mpnet."))
+        .map(|(n, t)| (n.trim_start_matches("mpnet.").to_string(), t))
+        .collect();
+    t.push(("pooler.dense.weight".into(), Tensor::zeros([32, 32], (tch::Kind::Float, Device::Cpu))));
+    Tensor::write_safetensors(&t, &file).unwrap();
+    let m = load(&d).unwrap();
+    assert!(m.load_report().head_initialised);
+    assert_eq!(m.load_report().unused, ["pooler.dense.weight"]);
+    let full = load(&common::fixtures().join("mpnet")).unwrap();
+    let r = common::read(&common::fixtures().join("mpnet/parity.safetensors"));
+    let (ids, mask, types) = (&r["input_ids"], &r["attention_mask"], &r["token_type_ids"]);
+    let a = tch::no_grad(|| m.encode(ids, mask, types, false).unwrap());
+    let b = tch::no_grad(|| full.encode(ids, mask, types, false).unwrap());
+    assert_eq!(common::max_abs_diff(&a, &b), 0.0);
 }
 
 #[test]

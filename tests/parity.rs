@@ -44,18 +44,41 @@ fn roberta_mlm_logits_match_hf() {
     check_mlm("roberta");
 }
 
+/// MPNet: the relative-position bias over 144 positions (past its 128-token range), the
+/// offset positions and the RoBERTa-shaped head.
 #[test]
-fn minilm_encoder_matches_hf() {
+fn mpnet_mlm_logits_match_hf() {
+    check_mlm("mpnet");
+}
+
+/// A real headless sentence encoder against HF's encoder states on real sentence pairs.
+fn check_real_encoder(name: &str, dir: &std::path::Path) -> tch::Tensor {
     common::one_thread();
-    let r = common::read(&common::fixtures().join("minilm.safetensors"));
-    let model = MaskedLm::load(&common::default_model(), Device::Cpu).unwrap();
+    let r = common::read(&common::fixtures().join(format!("{name}.safetensors")));
+    let model = MaskedLm::load(dir, Device::Cpu).unwrap();
     let report = model.load_report();
-    assert!(report.head_initialised, "all-MiniLM-L6-v2 has no MLM head; a new one is initialised");
+    assert!(report.head_initialised, "{name} has no MLM head; a new one is initialised");
     assert!(report.unused.iter().any(|n| n.starts_with("pooler.")), "the pooler is reported unused: {:?}", report.unused);
     let h = tch::no_grad(|| model.encode(&r["input_ids"], &r["attention_mask"], &r["token_type_ids"], false).unwrap());
     let mask = r["attention_mask"].unsqueeze(-1).to_kind(Kind::Float);
     let diff = common::max_abs_diff(&(&h * &mask), &(&r["hidden"] * &mask));
-    println!("minilm: max |ours - HF| = {diff:.2e} over {:?}", h.size());
-    assert!(diff <= TOL, "MiniLM encoder: max abs diff {diff} > {TOL}");
-    assert_eq!(r["token_type_ids"].max().int64_value(&[]), 1);
+    println!("{name}: max |ours - HF| = {diff:.2e} over {:?}", h.size());
+    assert!(diff <= TOL, "{name} encoder: max abs diff {diff} > {TOL}");
+    r["token_type_ids"].shallow_clone()
+}
+
+#[test]
+fn minilm_encoder_matches_hf() {
+    let types = check_real_encoder("minilm", &common::default_model());
+    assert_eq!(types.max().int64_value(&[]), 1);
+}
+
+/// all-mpnet-base-v2, the optional larger encoder (scripts/get-mpnet; not in CI).
+#[test]
+fn real_mpnet_encoder_matches_hf() {
+    if !common::fixtures().join("mpnet-real.safetensors").is_file() {
+        println!("SKIPPED: run scripts/get-mpnet (LMBFF_MPNET_MODEL) before the fixtures are made to check the real MPNet");
+        return;
+    }
+    let _ = check_real_encoder("mpnet-real", std::path::Path::new(&std::env::var_os("LMBFF_MPNET_MODEL").unwrap()));
 }

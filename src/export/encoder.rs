@@ -1,4 +1,4 @@
-//! The ONNX graph of a trained model: BERT / RoBERTa encoder and the prompt head, which
+//! The ONNX graph of a trained model: BERT / RoBERTa / MPNet encoder and the prompt head, which
 //! computes only what prediction needs (the masked-LM transform at the mask position and
 //! the label words' rows of the tied decoder; never the full vocabulary).
 //! Mirrors src/model/encoder.rs and src/model/head.rs operation for operation.
@@ -11,7 +11,7 @@ use super::graph::{Attr, Dim, Graph};
 use super::{RegressionRange, WeightType, OUTPUT_EMBEDDING, OUTPUT_LOGITS, OUTPUT_PROBS, OUTPUT_SCORE};
 use super::proto::dtype;
 use crate::checkpoint::LinearHead;
-use crate::model::{Activation, Arch, MaskedLm};
+use crate::model::{relative_buckets, Activation, Arch, AttentionNames, MaskedLm};
 use crate::{Error, Result};
 
 
@@ -21,6 +21,7 @@ struct Ctx<'a> {
     prefix: &'a str,
     eps: f64,
     act: Activation,
+    names: AttentionNames,
 }
 
 impl Ctx<'_> {
@@ -126,9 +127,10 @@ impl Ctx<'_> {
         let att = format!("{p}.attention");
         let eps = self.eps;
         let query_in = rows.unwrap_or(x);
-        let q = self.linear(query_in, &format!("{att}.self.query"))?;
-        let k = self.linear(x, &format!("{att}.self.key"))?;
-        let v = self.linear(x, &format!("{att}.self.value"))?;
+        let (nq, nk, nv, no, nn) = (self.names.query, self.names.key, self.names.value, self.names.output, self.names.norm);
+        let q = self.linear(query_in, &format!("{att}.{nq}"))?;
+        let k = self.linear(x, &format!("{att}.{nk}"))?;
+        let v = self.linear(x, &format!("{att}.{nv}"))?;
         let heads = |cx: &mut Ctx, t: &str, perm: &[i64]| {
             let r = cx.g.node("Reshape", &[t, &sh.split], &[], "split_heads");
             cx.g.node("Transpose", &[&r], &[("perm", Attr::Ints(perm.to_vec()))], "split_heads")
@@ -145,9 +147,9 @@ impl Ctx<'_> {
         let ctx = self.g.node("Transpose", &[&ctx], &[("perm", Attr::Ints(vec![0, 2, 1, 3]))], "context");
         let merge = if rows.is_some() { &sh.merge_row } else { &sh.merge };
         let ctx = self.g.node("Reshape", &[&ctx, merge], &[], "context");
-        let a = self.linear(&ctx, &format!("{att}.output.dense"))?;
+        let a = self.linear(&ctx, &format!("{att}.{no}"))?;
         let a = self.g.node("Add", &[&a, query_in], &[], "residual");
-        let a = self.layer_norm(&a, &format!("{att}.output.LayerNorm"), eps)?;
+        let a = self.layer_norm(&a, &format!("{att}.{nn}"), eps)?;
         let f = self.linear(&a, &format!("{p}.intermediate.dense"))?;
         let f = self.activation(&f, self.act);
         let f = self.linear(&f, &format!("{p}.output.dense"))?;
@@ -179,23 +181,20 @@ fn stem(model: &MaskedLm, g: Graph) -> Result<Stem<'static>> {
     // The graph is built from CPU copies, whatever device the model trained on (on the
     // CPU itself the copy is the same tensor).
     let vars = tch::no_grad(|| model.vs.variables().into_iter().map(|(k, v)| Ok((k, v.f_to_device(tch::Device::Cpu)?))).collect::<Result<_>>())?;
-    let mut cx = Ctx { g, vars, prefix, eps: c.layer_norm_eps, act: c.hidden_act };
+    let mut cx = Ctx { g, vars, prefix, eps: c.layer_norm_eps, act: c.hidden_act, names: AttentionNames::of(arch) };
     let batch_by_sequence = || [Dim::Named("batch"), Dim::Named("sequence")];
     let ids = cx.g.input("input_ids", dtype::INT64, &batch_by_sequence());
     let mask = cx.g.input("attention_mask", dtype::INT64, &batch_by_sequence());
-    let types = match arch {
-        Arch::Bert => Some(cx.g.input("token_type_ids", dtype::INT64, &batch_by_sequence())),
-        Arch::Roberta => None,
-    };
+    let types = arch.has_token_types().then(|| cx.g.input("token_type_ids", dtype::INT64, &batch_by_sequence()));
     let emb = |n: &str| format!("{prefix}.embeddings.{n}");
 
     // ---- embeddings
     let word = cx.weight(&emb("word_embeddings.weight"))?;
     let x = cx.g.node("Gather", &[&word, &ids], &[], "word_emb");
     let pos_table = cx.weight(&emb("position_embeddings.weight"))?;
-    let type_table = cx.var(&emb("token_type_embeddings.weight"))?.shallow_clone();
     let x = match arch {
         Arch::Bert => {
+            let type_table = cx.var(&emb("token_type_embeddings.weight"))?.shallow_clone();
             // Positions 0..S: the first S rows of the table.
             let shape = cx.g.node("Shape", &[&ids], &[], "shape");
             let (one, two, zero) = (cx.g.const_i64("i1", &[1], &[1]), cx.g.const_i64("i2", &[2], &[1]), cx.g.const_i64("i0", &[0], &[1]));
@@ -206,7 +205,7 @@ fn stem(model: &MaskedLm, g: Graph) -> Result<Stem<'static>> {
             let t = cx.g.node("Gather", &[&table, types.as_deref().expect("bert has token types")], &[], "type_emb");
             cx.g.node("Add", &[&x, &t], &[], "emb")
         }
-        Arch::Roberta => {
+        Arch::Roberta | Arch::Mpnet => {
             // HF's create_position_ids_from_input_ids: pad + cumulative count of non-pads.
             let pad = cx.g.const_i64("pad", &[c.pad_token_id], &[]);
             let is_pad = cx.g.node("Equal", &[&ids, &pad], &[], "is_pad");
@@ -218,10 +217,14 @@ fn stem(model: &MaskedLm, g: Graph) -> Result<Stem<'static>> {
             let positions = cx.g.node("Add", &[&cum, &pad], &[], "positions");
             let p = cx.g.node("Gather", &[&pos_table, &positions], &[], "pos_emb");
             let x = cx.g.node("Add", &[&x, &p], &[], "emb");
-            // RoBERTa has one token type: its row is a constant.
-            let row = type_table.f_select(0, 0)?;
-            let t = cx.g.weight(&emb("token_type_embeddings.row0"), &row)?;
-            cx.g.node("Add", &[&x, &t], &[], "emb")
+            if arch == Arch::Mpnet {
+                x
+            } else {
+                // RoBERTa has one token type: its row is a constant.
+                let row = cx.var(&emb("token_type_embeddings.weight"))?.f_select(0, 0)?;
+                let t = cx.g.weight(&emb("token_type_embeddings.row0"), &row)?;
+                cx.g.node("Add", &[&x, &t], &[], "emb")
+            }
         }
     };
     let x = cx.layer_norm(&x, &emb("LayerNorm"), c.layer_norm_eps)?;
@@ -233,7 +236,27 @@ fn stem(model: &MaskedLm, g: Graph) -> Result<Stem<'static>> {
     let big = cx.g.const_f32("fmin", &[f32::MIN], &[]);
     let bias = cx.g.node("Mul", &[&inv, &big], &[], "mask_bias");
     let axes = cx.g.const_i64("axes12", &[1, 2], &[2]);
-    let bias = cx.g.node("Unsqueeze", &[&bias, &axes], &[], "mask_bias");
+    let mut bias = cx.g.node("Unsqueeze", &[&bias, &axes], &[], "mask_bias");
+    if arch == Arch::Mpnet {
+        // ---- MPNet's relative-position bias [1, heads, S, S] joins it: the bucket of every
+        // (query, key) pair up to the position limit is a constant (computed as the model
+        // computes it), sliced to the sequence and looked up in the learned table.
+        let limit = c.max_input_len();
+        let buckets = relative_buckets(limit, c.relative_attention_num_buckets)?.f_to_kind(tch::Kind::Int)?;
+        let buckets = cx.g.int32("mpnet.relative_buckets", &buckets)?;
+        let shape = cx.g.node("Shape", &[&ids], &[], "shape");
+        let (one, two, zero) = (cx.g.const_i64("i1", &[1], &[1]), cx.g.const_i64("i2", &[2], &[1]), cx.g.const_i64("i0", &[0], &[1]));
+        let seq = cx.g.node("Slice", &[&shape, &one, &two], &[], "seq_len");
+        let axes01 = cx.g.const_i64("axes01", &[0, 1], &[2]);
+        let zeros = cx.g.const_i64("i00", &[0, 0], &[2]);
+        let ends = cx.g.node("Concat", &[&seq, &seq], &[("axis", Attr::Int(0))], "seq_seq");
+        let b = cx.g.node("Slice", &[&buckets, &zeros, &ends, &axes01], &[], "rel_buckets");
+        let table = cx.weight(&format!("{prefix}.encoder.relative_attention_bias.weight"))?;
+        let rel = cx.g.node("Gather", &[&table, &b], &[], "rel_bias");
+        let rel = cx.g.node("Transpose", &[&rel], &[("perm", Attr::Ints(vec![2, 0, 1]))], "rel_bias");
+        let rel = cx.g.node("Unsqueeze", &[&rel, &zero], &[], "rel_bias");
+        bias = cx.g.node("Add", &[&bias, &rel], &[], "attn_bias");
+    }
 
     let shapes = Shapes {
         split: cx.g.const_i64("heads_shape", &[0, -1, c.num_attention_heads, c.hidden_size / c.num_attention_heads], &[4]),
@@ -269,17 +292,23 @@ pub fn build(
     let is_mask = cx.g.node("Cast", &[&is_mask], &[("to", Attr::Int(dtype::FLOAT as i64))], "is_mask");
     let pos = cx.g.node("ArgMax", &[&is_mask], &[("axis", Attr::Int(1)), ("keepdims", Attr::Int(1))], "mask_pos");
 
-    // ---- layers; the last one computes the mask row only (the head reads nothing else)
-    for l in 0..c.num_hidden_layers - 1 {
+    // ---- layers; the last one computes the mask row only (the head reads nothing else),
+    // except for MPNet, whose position bias differs by query row: there every layer runs
+    // over the whole sequence and the mask row is read after
+    let full = if arch == Arch::Mpnet { c.num_hidden_layers } else { c.num_hidden_layers - 1 };
+    for l in 0..full {
         x = cx.layer(&x, &bias, l, &shapes, None)?;
     }
     let at_mask = cx.g.node("GatherND", &[&x, &pos], &[("batch_dims", Attr::Int(1))], "at_mask");
-    let at_mask = cx.layer(&x, &bias, c.num_hidden_layers - 1, &shapes, Some(&at_mask))?;
+    let at_mask = match full < c.num_hidden_layers {
+        true => cx.layer(&x, &bias, c.num_hidden_layers - 1, &shapes, Some(&at_mask))?,
+        false => at_mask,
+    };
 
     // ---- prompt head on the mask row [B, H]
     let (dense, norm, bias_name, act) = match arch {
         Arch::Bert => ("cls.predictions.transform.dense", "cls.predictions.transform.LayerNorm", "cls.predictions.bias", c.hidden_act),
-        Arch::Roberta => ("lm_head.dense", "lm_head.layer_norm", "lm_head.bias", Activation::Gelu),
+        Arch::Roberta | Arch::Mpnet => ("lm_head.dense", "lm_head.layer_norm", "lm_head.bias", Activation::Gelu),
     };
     let t = cx.linear(&at_mask, dense)?;
     let t = cx.activation(&t, act);

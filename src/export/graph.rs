@@ -133,6 +133,15 @@ impl Graph {
         Ok(self.raw(name, dtype::INT8, t.size(), bytes))
     }
 
+    /// An int32 tensor (a constant index table), stored as it is.
+    pub fn int32(&mut self, name: &str, t: &Tensor) -> Result<String> {
+        let t = t.f_to_device(tch::Device::Cpu)?.f_to_kind(Kind::Int)?.f_contiguous()?;
+        let numel = t.numel();
+        let mut bytes = vec![0u8; numel * 4];
+        t.f_copy_data_u8(&mut bytes, numel)?;
+        Ok(self.raw(name, dtype::INT32, t.size(), bytes))
+    }
+
     /// A float weight named `name`. Matrices are stored in the chosen weight type (fp16
     /// followed by a Cast to fp32); vectors (biases, norms) always as fp32.
     pub fn weight(&mut self, name: &str, t: &Tensor) -> Result<String> {

@@ -210,7 +210,7 @@ pub struct ModelSpec {
     pub file: String,
     /// External data file beside `file`, if the weights are stored outside it.
     pub external_data: Option<String>,
-    /// "bert" or "roberta".
+    /// "bert", "roberta" or "mpnet".
     pub architecture: String,
     /// Graph inputs in order (int64 [batch, sequence]); `token_type_ids` only for BERT.
     pub inputs: Vec<String>,

@@ -8,6 +8,7 @@ use prost::Message;
 pub mod dtype {
     pub const FLOAT: i32 = 1;
     pub const INT8: i32 = 3;
+    pub const INT32: i32 = 6;
     pub const INT64: i32 = 7;
     pub const FLOAT16: i32 = 10;
 }

@@ -1,4 +1,4 @@
-//! `config.json` of a Hugging Face BERT or RoBERTa checkpoint.
+//! `config.json` of a Hugging Face BERT, RoBERTa or MPNet checkpoint.
 
 use std::path::Path;
 
@@ -11,6 +11,9 @@ use crate::{Error, Result};
 pub enum Arch {
     Bert,
     Roberta,
+    /// MPNet (all-mpnet-base-v2): RoBERTa's positions and head, no token types, and a
+    /// relative-position bias added to every layer's attention scores.
+    Mpnet,
 }
 
 impl Arch {
@@ -19,6 +22,7 @@ impl Arch {
         match self {
             Arch::Bert => "bert",
             Arch::Roberta => "roberta",
+            Arch::Mpnet => "mpnet",
         }
     }
 
@@ -27,7 +31,19 @@ impl Arch {
         match self {
             Arch::Bert => "BertForMaskedLM",
             Arch::Roberta => "RobertaForMaskedLM",
+            Arch::Mpnet => "MPNetForMaskedLM",
         }
+    }
+
+    /// Whether the encoder has token-type (segment) embeddings and takes `token_type_ids`.
+    pub fn has_token_types(self) -> bool {
+        self != Arch::Mpnet
+    }
+
+    /// Whether positions count from `pad_token_id + 1` over the non-pad tokens
+    /// (HF's `create_position_ids_from_input_ids`) rather than from 0.
+    pub fn offset_positions(self) -> bool {
+        self != Arch::Bert
     }
 }
 
@@ -49,7 +65,7 @@ pub enum Activation {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct Config {
-    /// "bert" or "roberta".
+    /// "bert", "roberta" or "mpnet".
     pub model_type: String,
     pub vocab_size: i64,
     pub hidden_size: i64,
@@ -66,6 +82,8 @@ pub struct Config {
     pub pad_token_id: i64,
     /// Only "absolute" is supported.
     pub position_embedding_type: String,
+    /// MPNet: buckets of the relative-position attention bias.
+    pub relative_attention_num_buckets: i64,
 }
 
 impl Default for Config {
@@ -86,6 +104,7 @@ impl Default for Config {
             initializer_range: 0.02,
             pad_token_id: 0,
             position_embedding_type: "absolute".into(),
+            relative_attention_num_buckets: 32,
         }
     }
 }
@@ -110,7 +129,7 @@ impl Config {
             }
         }
         let cfg: Config =
-            serde_json::from_value(raw.clone()).map_err(|source| Error::Json { path, what: "a BERT/RoBERTa config", source })?;
+            serde_json::from_value(raw.clone()).map_err(|source| Error::Json { path, what: "a BERT/RoBERTa/MPNet config", source })?;
         cfg.validate()?;
         Ok((cfg, raw))
     }
@@ -119,6 +138,7 @@ impl Config {
         match self.model_type.as_str() {
             "bert" => Ok(Arch::Bert),
             "roberta" => Ok(Arch::Roberta),
+            "mpnet" => Ok(Arch::Mpnet),
             other => Err(Error::UnsupportedArchitecture(other.to_string())),
         }
     }
@@ -133,6 +153,7 @@ impl Config {
             ("intermediate_size", self.intermediate_size),
             ("max_position_embeddings", self.max_position_embeddings),
             ("type_vocab_size", self.type_vocab_size),
+            ("relative_attention_num_buckets", self.relative_attention_num_buckets),
         ];
         if let Some((name, v)) = positive.iter().find(|(_, v)| *v <= 0) {
             return Err(Error::Config(format!("{name} must be positive, got {v}")));
@@ -143,6 +164,10 @@ impl Config {
                 self.hidden_size, self.num_attention_heads
             )));
         }
+        if self.arch()? == Arch::Mpnet && self.pad_token_id != 1 {
+            // HF's MPNet counts positions from its fixed padding index 1, whatever the config says.
+            return Err(Error::Config(format!("an MPNet config must have pad_token_id 1 (HF's MPNet fixes it), got {}", self.pad_token_id)));
+        }
         if self.position_embedding_type != "absolute" {
             return Err(Error::Config(format!(
                 "position_embedding_type {:?} is not supported (only \"absolute\")",
@@ -152,10 +177,11 @@ impl Config {
         Ok(())
     }
 
-    /// Longest input the position table allows (RoBERTa reserves `pad_token_id + 1`).
+    /// Longest input the position table allows (RoBERTa and MPNet reserve
+    /// `pad_token_id + 1`).
     pub fn max_input_len(&self) -> i64 {
         match self.arch() {
-            Ok(Arch::Roberta) => self.max_position_embeddings - self.pad_token_id - 1,
+            Ok(a) if a.offset_positions() => self.max_position_embeddings - self.pad_token_id - 1,
             _ => self.max_position_embeddings,
         }
     }

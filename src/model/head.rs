@@ -1,5 +1,5 @@
 //! Heads on top of the encoder.
-//! - The masked-LM head (ref: BertLMPredictionHead / RobertaLMHead): transform (dense,
+//! - The masked-LM head (ref: BertLMPredictionHead / RobertaLMHead / MPNetLMHead): transform (dense,
 //!   activation, layer norm), then a decoder tied to the word embeddings plus a bias.
 //!   Prompt-based fine-tuning only needs the label words' rows of the decoder.
 //! - A [CLS] classification head for plain fine-tuning (RobertaClassificationHead shape).
@@ -32,7 +32,7 @@ impl MlmHead {
                     c.hidden_act,
                 )
             }
-            Arch::Roberta => {
+            Arch::Roberta | Arch::Mpnet => {
                 let t = p / "lm_head";
                 (
                     Linear::new(&t / "dense", h, h, std)?,

@@ -8,6 +8,7 @@ mod weights;
 
 pub use config::{Activation, Arch, Config};
 pub use head::{ClsHead, MlmHead};
+pub use encoder::{relative_buckets, AttentionNames};
 pub use weights::{read_checkpoint, weights_file, LoadReport};
 
 use std::path::{Path, PathBuf};
@@ -53,7 +54,8 @@ pub struct Batch {
     pub mask_pos: Tensor,
 }
 
-/// An encoder with its masked-LM head (BertForMaskedLM / RobertaForMaskedLM).
+/// An encoder with its masked-LM head (BertForMaskedLM / RobertaForMaskedLM /
+/// MPNetForMaskedLM).
 pub struct MaskedLm {
     pub vs: nn::VarStore,
     pub config: Config,

@@ -1,4 +1,4 @@
-"""Builds the test fixtures: random-init tiny BERT and RoBERTa masked LMs (HF
+"""Builds the test fixtures: random-init tiny BERT, RoBERTa and MPNet masked LMs (HF
 transformers, no downloads) with their tokenizers, and reference outputs for parity.
 
 usage: make_fixtures.py OUT_DIR [MINILM_DIR]
@@ -7,8 +7,11 @@ OUT_DIR/
   bert/          BertForMaskedLM, WordPiece tokenizer, model.safetensors
   bert-bin/      the same weights as pytorch_model.bin (gelu_new activation)
   roberta/       RobertaForMaskedLM, byte-level BPE tokenizer
+  mpnet/         MPNetForMaskedLM, WordPiece tokenizer with <s> </s> <mask>, 144 positions
   */parity.safetensors   input_ids, attention_mask, token_type_ids, logits
   minilm.safetensors     the default MiniLM's encoder outputs on real sentences
+  mpnet-real.safetensors the same for all-mpnet-base-v2, when $LMBFF_MPNET_MODEL holds it
+                         (scripts/get-mpnet; optional)
 """
 import os
 import sys
@@ -17,8 +20,8 @@ import torch
 from safetensors.torch import save_file
 from tokenizers import ByteLevelBPETokenizer
 from transformers import (AutoModel, AutoTokenizer, BertConfig, BertForMaskedLM,
-                          BertTokenizerFast, RobertaConfig, RobertaForMaskedLM,
-                          RobertaTokenizerFast)
+                          BertTokenizerFast, MPNetConfig, MPNetForMaskedLM, MPNetTokenizerFast,
+                          RobertaConfig, RobertaForMaskedLM, RobertaTokenizerFast)
 
 WORDS = """the a an it was is this that movie film book story plot actor actors great terrible
 good bad fun boring slow fast and or but not no yes maybe with without very really too
@@ -38,10 +41,10 @@ CORPUS = [
 ] * 20
 
 
-def bert_tokenizer(out):
+def bert_tokenizer(out, specials=("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"), cls=BertTokenizerFast):
     os.makedirs(out, exist_ok=True)
     chars = sorted({c for w in WORDS for c in w} | set("abcdefghijklmnopqrstuvwxyz0123456789"))
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + sorted(set(WORDS)) + chars + ["##" + c for c in chars]
+    vocab = list(specials) + sorted(set(WORDS)) + chars + ["##" + c for c in chars]
     seen, uniq = set(), []
     for t in vocab:
         if t not in seen:
@@ -50,7 +53,7 @@ def bert_tokenizer(out):
     path = os.path.join(out, "vocab.txt")
     with open(path, "w") as f:
         f.write("\n".join(uniq) + "\n")
-    tok = BertTokenizerFast(vocab={t: i for i, t in enumerate(uniq)}, do_lower_case=True)
+    tok = cls(vocab={t: i for i, t in enumerate(uniq)}, do_lower_case=True)
     tok.save_pretrained(out)
     return tok
 
@@ -137,20 +140,40 @@ def main():
     ids, mask, types = parity_batch(len(tok), 64, tok.pad_token_id, tok.all_special_ids, False)
     save_parity(m, d, ids, mask, types, False)
 
-    # The real default model: encoder outputs on real sentences of mixed lengths.
-    if minilm:
-        tok = AutoTokenizer.from_pretrained(minilm)
-        model = AutoModel.from_pretrained(minilm, attn_implementation="eager").eval()
-        texts = ["nothing happens , and it happens to flat characters .",
-                 "A fun ride.", "The drama discloses nothing. It was terrible.",
-                 "as lively an account as seinfeld is deadpan ."]
-        pairs = ["It was [MASK].", "Yes", "a second segment here", "ok"]
+    # MPNet: WordPiece with RoBERTa's special tokens, positions offset by 2, no token
+    # types, a relative-position bias in every layer; 144 positions put pairs past the
+    # bucket function's max_distance of 128, so every branch of it is exercised.
+    d = os.path.join(out, "mpnet")
+    tok = bert_tokenizer(d, ("<s>", "<pad>", "</s>", "<unk>", "[UNK]", "<mask>"), MPNetTokenizerFast)
+    cfg = MPNetConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                      intermediate_size=64, max_position_embeddings=146, pad_token_id=1,
+                      relative_attention_num_buckets=32, hidden_act="gelu", attn_implementation="eager")
+    m = MPNetForMaskedLM(cfg)
+    with torch.no_grad():
+        m.lm_head.bias.normal_(0, 0.5)
+        m.mpnet.encoder.relative_attention_bias.weight.normal_(0, 1.0)
+    m.save_pretrained(d, safe_serialization=True)
+    ids, mask, types = parity_batch(len(tok), 144, tok.pad_token_id, tok.all_special_ids, False)
+    save_parity(m, d, ids, mask, types, False)
+
+    # The real models: encoder outputs on real sentences of mixed lengths.
+    texts = ["nothing happens , and it happens to flat characters .",
+             "A fun ride.", "The drama discloses nothing. It was terrible.",
+             "as lively an account as seinfeld is deadpan ."]
+    mpnet = os.environ.get("LMBFF_MPNET_MODEL")
+    for name, path, mask in [("minilm", minilm, "[MASK]"), ("mpnet-real", mpnet, "<mask>")]:
+        if not path or not os.path.isfile(os.path.join(path, "config.json")):
+            continue
+        tok = AutoTokenizer.from_pretrained(path)
+        model = AutoModel.from_pretrained(path, attn_implementation="eager").eval()
+        pairs = [f"It was {mask}.", "Yes", "a second segment here", "ok"]
         enc = tok(texts, pairs, padding=True, return_tensors="pt")
         with torch.no_grad():
             hidden = model(**enc).last_hidden_state.contiguous()
+        # MPNet has no segments; ours takes (and ignores) zeros.
+        types = enc.get("token_type_ids", torch.zeros_like(enc["input_ids"]))
         save_file({"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"],
-                   "token_type_ids": enc["token_type_ids"], "hidden": hidden},
-                  os.path.join(out, "minilm.safetensors"))
+                   "token_type_ids": types, "hidden": hidden}, os.path.join(out, f"{name}.safetensors"))
 
 
 if __name__ == "__main__":
