@@ -185,7 +185,7 @@ fn stem(model: &MaskedLm, g: Graph) -> Result<Stem<'static>> {
     let batch_by_sequence = || [Dim::Named("batch"), Dim::Named("sequence")];
     let ids = cx.g.input("input_ids", dtype::INT64, &batch_by_sequence());
     let mask = cx.g.input("attention_mask", dtype::INT64, &batch_by_sequence());
-    let types = arch.has_token_types().then(|| cx.g.input("token_type_ids", dtype::INT64, &batch_by_sequence()));
+    let types = arch.reads_token_types().then(|| cx.g.input("token_type_ids", dtype::INT64, &batch_by_sequence()));
     let emb = |n: &str| format!("{prefix}.embeddings.{n}");
 
     // ---- embeddings

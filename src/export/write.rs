@@ -253,7 +253,7 @@ fn manifest_for(
 /// The graph inputs of an architecture's encoder, in order (int64 [batch, sequence]).
 fn graph_inputs(arch: Arch) -> Vec<String> {
     let mut inputs = vec!["input_ids".to_string(), "attention_mask".to_string()];
-    if arch.has_token_types() {
+    if arch.reads_token_types() {
         inputs.push("token_type_ids".into());
     }
     inputs

@@ -35,9 +35,15 @@ impl Arch {
         }
     }
 
-    /// Whether the encoder has token-type (segment) embeddings and takes `token_type_ids`.
+    /// Whether the encoder has token-type (segment) embeddings.
     pub fn has_token_types(self) -> bool {
         self != Arch::Mpnet
+    }
+
+    /// Whether an exported graph takes `token_type_ids`: only BERT's segments vary; RoBERTa
+    /// has one type row, folded into the graph as a constant.
+    pub fn reads_token_types(self) -> bool {
+        self == Arch::Bert
     }
 
     /// Whether positions count from `pad_token_id + 1` over the non-pad tokens
