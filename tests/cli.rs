@@ -129,7 +129,9 @@ fn calibrated_training_and_the_sentence_embedding_method() {
         assert!(t > 0.0 && c["dev_ece_after"].as_f64().unwrap() <= c["dev_ece_before"].as_f64().unwrap() + 1e-9, "{report}");
         assert!(c["test_ece_after"].is_number(), "{report}");
         let m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("lmbff.json")).unwrap()).unwrap();
-        assert_eq!((m["format_version"].as_u64(), m["method"].as_str(), m["temperature"].as_f64()), (Some(4), Some(method), Some(t)));
+        // The sentence-embedding classifier reads word anchors (manifest version 8).
+        let version = if method == "prompt" { 4 } else { 8 };
+        assert_eq!((m["format_version"].as_u64(), m["method"].as_str(), m["temperature"].as_f64()), (Some(version), Some(method), Some(t)));
         let exp = dir.join(format!("exported-{method}"));
         let o = lmbff().arg("export").arg("--model").arg(&out).arg("--out").arg(&exp).output().unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -138,7 +140,7 @@ fn calibrated_training_and_the_sentence_embedding_method() {
         // The served probabilities are softmax(logits / T) of the same model uncalibrated.
         let mut m2 = m.clone();
         m2.as_object_mut().unwrap().remove("temperature");
-        m2["format_version"] = if method == "prompt" { 1 } else { 3 }.into();
+        m2["format_version"] = if method == "prompt" { 1 } else { 8 }.into();
         std::fs::write(out.join("lmbff.json"), m2.to_string()).unwrap();
         let raw = dir.join(format!("raw-{method}"));
         assert!(lmbff().arg("export").arg("--model").arg(&out).arg("--out").arg(&raw).output().unwrap().status.success());

@@ -595,14 +595,30 @@ fn sentence_embedding_models_export_and_predict_the_same() {
         let anchors = if pair { 0 } else { 2 };
         assert_eq!(rep.anchors.len(), anchors, "{:?}", rep.anchors);
         assert_eq!(rep.pairs, 2 * 2 * (train_ex.len() + 4 * anchors));
+        // Word anchors (the default) need the anchors' texts: single sentences only.
+        let hidden = c.model.config.hidden_size as usize;
+        match &head.word_anchors {
+            Some(w) => {
+                assert!(!pair);
+                assert_eq!((w.vectors.len(), head.features()), (2, hidden + 4 * 2));
+            }
+            None => assert!(pair, "{fixture}: a single sentence's classifier reads word anchors"),
+        }
         let manifest = Manifest::for_embedding(&c.prompt, head.clone(), None, serde_json::json!({"method": "sentence-embedding"}));
-        assert_eq!(manifest.format_version, 3);
+        assert_eq!(manifest.format_version, if pair { 3 } else { 8 });
         let out = checkpoint_and_export(&format!("embedding-{fixture}"), &c.model, &manifest);
         let m = ExportManifest::read(&out).unwrap();
         assert_eq!((m.format_version, m.method.as_str()), (3, "sentence-embedding"));
         assert!(m.template.parts.iter().all(|p| !matches!(p, lmbff::export::PartSpec::Mask)), "the plain reading has no mask");
-        let ex: Vec<Example> =
-            texts(30).into_iter().enumerate().map(|(i, e)| Example { text_b: pair.then(|| format!("Second part {i}.")), ..e }).collect();
+        // Short inputs too: one of no token of its own (word anchors then read [CLS] and
+        // [SEP]) and one of fewer tokens than the top 3 the features average.
+        let short = [Example::single("", None), Example::single("Fine", None)];
+        let ex: Vec<Example> = texts(30)
+            .into_iter()
+            .chain(short)
+            .enumerate()
+            .map(|(i, e)| Example { text_b: pair.then(|| format!("Second part {i}.")), ..e })
+            .collect();
         let want = train::softmax_rows(&train::embedding_logits(&c.model, &c.tok, &c.prompt, &head, &ex, 5).unwrap());
         let p = open(&out);
         let got: Vec<Vec<f32>> = p.predict(&ex).unwrap().into_iter().map(|p| p.probs).collect();
@@ -650,5 +666,34 @@ fn several_and_multi_token_label_words_export_and_predict_the_same() {
         println!("several/multi-token words {fixture}: max |p_onnx - p_tch| = {d:.2e} over {} inputs", ex.len());
         assert!(d <= 1e-5, "{fixture}: {d}");
         assert_python_renders(&out, &p, &ex, fixture);
+    }
+}
+
+/// A word anchor is the tuned encoder's state of the label word in its anchor text: for
+/// "It was great." the mean of the states of "great"'s tokens, found here by the
+/// verbalizer's tokens of the word (the library finds them by what the classes' texts
+/// do not share), normalised; BERT and RoBERTa, whose tokenizers mark words differently.
+#[test]
+fn word_anchor_vectors_are_the_label_words_states() {
+    for fixture in ["bert", "roberta"] {
+        let c = case(&common::fixtures().join(fixture), "*cls**sent_0*_It_was*mask*.*sep+*", 32);
+        let got = train::word_anchor_vectors(&c.model, &c.tok, &c.prompt, &[]).unwrap().unwrap();
+        let anchors = c.prompt.anchor_texts().unwrap();
+        assert_eq!((got.len(), anchors.len()), (2, 2));
+        for (class, text) in anchors {
+            let enc = c.prompt.plain().encode(&c.tok, &Example::single(text.clone(), None)).unwrap();
+            let word = c.prompt.verbalizer.word_tokens(class).unwrap();
+            let at = enc.input_ids.windows(word.len()).position(|w| w == word).unwrap_or_else(|| panic!("{fixture}: {word:?} in {text:?}"));
+            let b = c.model.batch(&[&enc], c.tok.special().pad).unwrap();
+            let h = c.model.encode(&b.input_ids, &b.attention_mask, &b.token_type_ids, false).unwrap().get(0);
+            let v = h.narrow(0, at as i64, word.len() as i64).mean_dim([0i64].as_slice(), false, tch::Kind::Float);
+            let v = &v / v.norm();
+            let want = Vec::<f32>::try_from(&v).unwrap();
+            let d = want.iter().zip(&got[class]).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+            assert!(d < 1e-5, "{fixture} class {class} ({text:?}): {d}");
+        }
+        // A prompt that reads two sentences has no anchors, so no word anchors.
+        let pair = case(&common::fixtures().join(fixture), "*cls**sent_0*?*mask*,*+sentl_1**sep+*", 32);
+        assert!(train::word_anchor_vectors(&pair.model, &pair.tok, &pair.prompt, &[]).unwrap().is_none());
     }
 }

@@ -16,7 +16,7 @@ pub const MANIFEST_FILE: &str = "lmbff.json";
 /// version 4 `temperature`, version 5 `demo_filter`, version 6 `multi_label` and
 /// `regression`, version 7 a multi-label `classifier` (a yes/no head per label); a
 /// manifest is written with the lowest version that holds what it has.
-pub const MANIFEST_VERSION: u32 = 7;
+pub const MANIFEST_VERSION: u32 = 8;
 
 /// The method of a prompt model (LM-BFF: label words at the template's mask).
 pub const METHOD_PROMPT: &str = "prompt";
@@ -150,7 +150,9 @@ impl Manifest {
 
     /// The lowest format version that holds everything in this manifest.
     pub fn needed_version(&self) -> u32 {
-        if self.multi_label.is_some() && self.classifier.is_some() {
+        if self.classifier.as_ref().is_some_and(|c| c.word_anchors.is_some()) {
+            8
+        } else if self.multi_label.is_some() && self.classifier.is_some() {
             7
         } else if self.multi_label.is_some() || self.regression.is_some() {
             6
@@ -193,7 +195,24 @@ pub struct LinearHead {
     /// [labels][features]
     pub weight: Vec<Vec<f32>>,
     pub bias: Vec<f32>,
+    /// The sentence-embedding method's word anchors: when present the features are the
+    /// embedding followed by the per-token label-word features
+    /// (`train::word_anchor_features`), `hidden + WORD_ANCHOR_GROUPS * labels` in all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub word_anchors: Option<WordAnchors>,
 }
+
+/// Each class's label-word vector in the tuned encoder (unit rows, [labels][hidden]) and
+/// the factor the per-token features are scaled by before the classifier reads them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WordAnchors {
+    pub vectors: Vec<Vec<f32>>,
+    pub scale: f32,
+}
+
+/// Feature groups per class that word anchors add (max, mean of the top 3, and the max
+/// and min of the margin over the classes' mean).
+pub const WORD_ANCHOR_GROUPS: usize = 4;
 
 impl LinearHead {
     /// Class logits of one feature row.
@@ -206,6 +225,12 @@ impl LinearHead {
         self.weight.first().map_or(0, Vec::len)
     }
 
+    /// The width of the embedding the features start with: every feature, less those of
+    /// the word anchors.
+    pub fn embedding_width(&self) -> usize {
+        self.features().saturating_sub(self.word_anchors.as_ref().map_or(0, |w| WORD_ANCHOR_GROUPS * w.vectors.len()))
+    }
+
     /// Checks the shape (one row and one bias per label, rows of one length, finite).
     pub fn check(&self, labels: usize) -> std::result::Result<(), String> {
         let d = self.features();
@@ -214,6 +239,18 @@ impl LinearHead {
         }
         if self.weight.iter().flatten().chain(&self.bias).any(|v| !v.is_finite()) {
             return Err("the classifier holds a non-finite weight".into());
+        }
+        if let Some(w) = &self.word_anchors {
+            let hidden = d.checked_sub(WORD_ANCHOR_GROUPS * labels).filter(|&h| h > 0);
+            let Some(hidden) = hidden else {
+                return Err(format!("the classifier reads {d} features, too few for word anchors over {labels} labels"));
+            };
+            if w.vectors.len() != labels || w.vectors.iter().any(|v| v.len() != hidden) {
+                return Err(format!("the word anchors need {labels} vectors of {hidden} values"));
+            }
+            if !(w.scale.is_finite() && w.scale > 0.0) || w.vectors.iter().flatten().any(|v| !v.is_finite()) {
+                return Err("the word anchors hold a non-finite value or a scale that is not positive".into());
+            }
         }
         Ok(())
     }

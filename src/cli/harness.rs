@@ -79,7 +79,7 @@ pub fn run(a: HarnessArgs) -> Result<()> {
     }
     let tasks = a.tasks.iter().map(|t| harness::task(t)).collect::<Result<Vec<_>>>()?;
     let methods = a.methods.iter().map(|m| RunMethod::parse(m)).collect::<Result<Vec<_>>>()?;
-    let anchored = methods.iter().find(|m| matches!(m, RunMethod::SentenceEmbeddingAnchors | RunMethod::SentenceEmbeddingAnchorsAuto));
+    let anchored = methods.iter().find(|m| matches!(m, RunMethod::SentenceEmbeddingAnchors | RunMethod::SentenceEmbeddingAnchorsAuto | RunMethod::SentenceEmbeddingWords));
     if let (0, Some(m)) = (a.anchor_repeats, anchored) {
         return Err(Error::InvalidArgument(format!("--anchor-repeats 0 leaves {} without anchors: run sentence-embedding instead", m.name())));
     }

@@ -10,7 +10,7 @@ use tch::Tensor;
 use super::graph::{Attr, Dim, Graph};
 use super::{RegressionRange, WeightType, OUTPUT_EMBEDDING, OUTPUT_LOGITS, OUTPUT_PROBS, OUTPUT_SCORE};
 use super::proto::dtype;
-use crate::checkpoint::LinearHead;
+use crate::checkpoint::{LinearHead, WordAnchors};
 use crate::model::{relative_buckets, Activation, Arch, AttentionNames, MaskedLm};
 use crate::{Error, Result};
 
@@ -376,7 +376,11 @@ fn class_outputs(g: &mut Graph, logits: &str, labels: usize, temperature: Option
 /// a yes/no pair of rows per label) [`multi_label_outputs`]. Mirrors
 /// src/train/embed.rs (`embed_batch`, `LinearHead::logits`).
 pub fn build_embedding(model: &MaskedLm, head: &LinearHead, multi_label: Option<usize>, temperature: Option<f32>, g: Graph) -> Result<Graph> {
-    let (mut g, e) = pooled_embedding(model, g)?;
+    let Pooled { mut g, embedding: mut e, hidden, mask_f } = pooled_embedding(model, g)?;
+    if let Some(w) = &head.word_anchors {
+        let f = word_anchor_graph(&mut g, &hidden, &mask_f, w)?;
+        e = g.node("Concat", &[&e, &f], &[("axis", Attr::Int(1))], "classifier_input");
+    }
     // ---- classifier: e W^T + b
     let (k, d) = (head.weight.len() as i64, head.features() as i64);
     let w: Vec<f32> = head.weight.iter().flatten().copied().collect();
@@ -411,15 +415,92 @@ fn multi_label_outputs(g: &mut Graph, logits: &str, labels: usize, temperature: 
 /// [`stem`], output `embedding`, the normalised mean-pooled states of
 /// [`build_embedding`].
 pub fn build_sentence_encoder(model: &MaskedLm, g: Graph) -> Result<Graph> {
-    let (mut g, e) = pooled_embedding(model, g)?;
+    let Pooled { mut g, embedding: e, .. } = pooled_embedding(model, g)?;
     g.node_into("Identity", &[&e], &[], &[OUTPUT_EMBEDDING]);
     g.output(OUTPUT_EMBEDDING, dtype::FLOAT, &[Dim::Named("batch"), Dim::Fixed(model.config.hidden_size)]);
     Ok(g)
 }
 
-/// Every layer, then the masked mean over the sequence, L2-normalised: the graph so far
-/// and the name of the embedding [B, H].
-fn pooled_embedding(model: &MaskedLm, g: Graph) -> Result<(Graph, String)> {
+/// The graph after [`pooled_embedding`] and the names of what it computed.
+struct Pooled {
+    g: Graph,
+    /// [B, H], normalised.
+    embedding: String,
+    /// The last hidden states [B, S, H].
+    hidden: String,
+    /// The attention mask as floats [B, S].
+    mask_f: String,
+}
+
+/// The word anchors' features, scaled [B, 4C], from the last hidden states `x` and the
+/// float attention mask: src/train/embed.rs `word_anchor_features` op for op (the
+/// input's own tokens; cosines with the class vectors; max, top-3 mean, margin max and
+/// min over the tokens).
+fn word_anchor_graph(g: &mut Graph, x: &str, mask_f: &str, w: &WordAnchors) -> Result<String> {
+    use crate::train::{WORD_ANCHOR_MASKED, WORD_ANCHOR_TOP};
+    let (k, h) = (w.vectors.len() as i64, w.vectors.first().map_or(0, Vec::len) as i64);
+    let flat: Vec<f32> = w.vectors.iter().flatten().copied().collect();
+    let anchors_t = Tensor::from_slice(&flat).f_reshape([k, h])?.f_tr()?.f_contiguous()?;
+    let anchors_t = g.weight("word_anchors.vectors_t", &anchors_t)?;
+    let (i0, i1, i2, end) = (g.const_i64("wa_i0", &[0], &[1]), g.const_i64("wa_i1", &[1], &[1]), g.const_i64("wa_i2", &[2], &[1]), g.const_i64("wa_end", &[i64::MAX], &[1]));
+    let (zero_f, one_f) = (g.const_f32("wa_zero", &[0.0], &[]), g.const_f32("wa_one", &[1.0], &[]));
+    // ---- the input's own tokens [B, S]: token t when t >= 1 and token t + 1 is real
+    let first = g.node("Slice", &[mask_f, &i0, &i1, &i1], &[], "wa_first");
+    let zero = g.node("Mul", &[&first, &zero_f], &[], "wa_zero_col");
+    let rest = g.node("Slice", &[mask_f, &i2, &end, &i1], &[], "wa_rest");
+    let inner = g.node("Concat", &[&zero, &rest, &zero], &[("axis", Attr::Int(1))], "wa_inner");
+    let has = g.node("ReduceMax", &[&inner], &[("axes", Attr::Ints(vec![1])), ("keepdims", Attr::Int(1))], "wa_has");
+    let none = g.node("Sub", &[&one_f, &has], &[], "wa_none");
+    let all = g.node("Mul", &[mask_f, &none], &[], "wa_all");
+    let inner = g.node("Add", &[&inner, &all], &[], "wa_inner");
+    // ---- cosines with the class vectors [B, S, C] and margins over their mean
+    let norm = g.node("ReduceL2", &[x], &[("axes", Attr::Ints(vec![-1])), ("keepdims", Attr::Int(1))], "wa_norm");
+    let eps = g.const_f32("wa_norm_min", &[1e-12], &[]);
+    let norm = g.node("Max", &[&norm, &eps], &[], "wa_norm");
+    let xn = g.node("Div", &[x, &norm], &[], "wa_unit");
+    let sim = g.node("MatMul", &[&xn, &anchors_t], &[], "wa_sim");
+    let mean = g.node("ReduceMean", &[&sim], &[("axes", Attr::Ints(vec![-1])), ("keepdims", Attr::Int(1))], "wa_mean");
+    let margin = g.node("Sub", &[&sim, &mean], &[], "wa_margin");
+    // ---- 0 on the input's tokens, -MASKED elsewhere [B, S, 1]
+    let axis2 = g.const_i64("wa_axis2", &[2], &[1]);
+    let inner3 = g.node("Unsqueeze", &[&inner, &axis2], &[], "wa_inner3");
+    let off = g.node("Sub", &[&inner3, &one_f], &[], "wa_off");
+    let big = g.const_f32("wa_masked", &[WORD_ANCHOR_MASKED as f32], &[]);
+    let pen = g.node("Mul", &[&off, &big], &[], "wa_pen");
+    let masked = g.node("Add", &[&sim, &pen], &[], "wa_masked_sim");
+    let max_over_tokens = |g: &mut Graph, op: &str, t: &str, hint: &str| g.node(op, &[t], &[("axes", Attr::Ints(vec![1])), ("keepdims", Attr::Int(0))], hint);
+    let best = max_over_tokens(g, "ReduceMax", &masked, "wa_best");
+    // ---- mean of the top k, the tokens padded with masked rows so that k fits
+    let first_row = g.node("Slice", &[&masked, &i0, &i1, &i1], &[], "wa_first_row");
+    let filler = g.node("Mul", &[&first_row, &zero_f], &[], "wa_filler");
+    let filler = g.node("Sub", &[&filler, &big], &[], "wa_filler");
+    let mut parts = vec![masked.clone()];
+    parts.extend(std::iter::repeat_n(filler, (WORD_ANCHOR_TOP - 1) as usize));
+    let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+    let padded = g.node("Concat", &parts, &[("axis", Attr::Int(1))], "wa_padded");
+    let kk = g.const_i64("wa_top", &[WORD_ANCHOR_TOP], &[1]);
+    let (top, top_idx) = (g.fresh_name("wa_top_values"), g.fresh_name("wa_top_indices"));
+    g.node_into("TopK", &[&padded, &kk], &[("axis", Attr::Int(1)), ("largest", Attr::Int(1)), ("sorted", Attr::Int(1))], &[&top, &top_idx]);
+    let half = g.const_f32("wa_valid_min", &[-(WORD_ANCHOR_MASKED as f32) / 2.0], &[]);
+    let valid = g.node("Greater", &[&top, &half], &[], "wa_valid");
+    let valid = g.node("Cast", &[&valid], &[("to", Attr::Int(dtype::FLOAT as i64))], "wa_valid");
+    let kept = g.node("Mul", &[&top, &valid], &[], "wa_kept");
+    let sum = g.node("ReduceSum", &[&kept, &i1], &[("keepdims", Attr::Int(0))], "wa_top_sum");
+    let count = g.node("ReduceSum", &[&valid, &i1], &[("keepdims", Attr::Int(0))], "wa_top_count");
+    let count = g.node("Max", &[&count, &one_f], &[], "wa_top_count");
+    let top_mean = g.node("Div", &[&sum, &count], &[], "wa_top_mean");
+    // ---- the margin's highest and lowest over the tokens
+    let high = g.node("Add", &[&margin, &pen], &[], "wa_margin_hi");
+    let high = max_over_tokens(g, "ReduceMax", &high, "wa_high");
+    let low = g.node("Sub", &[&margin, &pen], &[], "wa_margin_lo");
+    let low = max_over_tokens(g, "ReduceMin", &low, "wa_low");
+    let feats = g.node("Concat", &[&best, &top_mean, &high, &low], &[("axis", Attr::Int(1))], "wa_features");
+    let scale = g.const_f32("wa_scale", &[w.scale], &[]);
+    Ok(g.node("Mul", &[&feats, &scale], &[], "wa_scaled"))
+}
+
+/// Every layer, then the masked mean over the sequence, L2-normalised.
+fn pooled_embedding(model: &MaskedLm, g: Graph) -> Result<Pooled> {
     let c = &model.config;
     let Stem { mut cx, mask_f, mut x, bias, shapes, .. } = stem(model, g)?;
     for l in 0..c.num_hidden_layers {
@@ -440,5 +521,5 @@ fn pooled_embedding(model: &MaskedLm, g: Graph) -> Result<(Graph, String)> {
     let eps = cx.g.const_f32("norm_min", &[1e-12], &[]);
     let norm = cx.g.node("Max", &[&norm, &eps], &[], "norm");
     let e = cx.g.node("Div", &[&mean, &norm], &[], "embedding_norm");
-    Ok((cx.g, e))
+    Ok(Pooled { g: cx.g, embedding: e, hidden: x, mask_f })
 }

@@ -154,12 +154,15 @@ pub fn export_embedding(
     };
     // A yes/no head per label side by side, or a row per class.
     head.check(multi.map_or(prompt.verbalizer.num_labels(), |n| 2 * n)).map_err(Error::InvalidArgument)?;
-    if head.features() as i64 != model.config.hidden_size {
+    if head.embedding_width() as i64 != model.config.hidden_size {
         return Err(Error::InvalidArgument(format!(
-            "the classifier reads {} features; the model's embeddings have {}",
-            head.features(),
+            "the classifier reads embeddings of {} values; the model's have {}",
+            head.embedding_width(),
             model.config.hidden_size
         )));
+    }
+    if head.word_anchors.is_some() && multi.is_some() {
+        return Err(Error::InvalidArgument("word anchors belong to single-label classifiers; this export is multi-label".into()));
     }
     // Multi-label heads read the input alone (`Prompt::input_reader`).
     let reading = if multi.is_some() { prompt.input_reader() } else { prompt.plain() };

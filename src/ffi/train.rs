@@ -104,7 +104,9 @@ pub struct lmbff_train_params {
     /// give each class anchor texts, the template's text with the word in place of the
     /// mask ("It was great."): they join the contrastive pairs as examples of their
     /// class (4 times each), so the encoder learns to place inputs near their class's
-    /// anchor; the classifier is fitted on the registered examples alone. The version's
+    /// anchor; the classifier is fitted on the registered examples alone. It also reads
+    /// word anchors: how close the input's tokens come to each label word as the tuned
+    /// encoder reads it in its anchor text. The version's
     /// notes list the anchors (label_anchors). Zero is the default so that a host built
     /// before this field (it sits in that struct's trailing padding) keeps anchors on.
     /// A multi-label task's anchors are its labels' names ("sports"), each a text of

@@ -63,6 +63,11 @@ pub enum RunMethod {
     /// `sentence-embedding-anchors` (the labels' names), on sentence-pair tasks as
     /// `sentence-embedding`.
     SentenceEmbeddingAnchorsAuto,
+    /// `sentence-embedding-anchors` whose classifier also reads the word anchors'
+    /// per-token features (`EmbedParams::word_anchor_scale`, the library's default since
+    /// they were measured); on a multi-label task or a sentence-pair task, which have no
+    /// word anchors, the same as `sentence-embedding-anchors`.
+    SentenceEmbeddingWords,
     /// Prompt-based fine-tuning with the N-th of LM-BFF's automatically found templates
     /// for the task and seed (`auto/auto_template/<TASK>/16-<SEED>.sort.txt` beside the
     /// k-shot folder, best first) and the manual label words: the members of the
@@ -97,6 +102,7 @@ impl RunMethod {
             RunMethod::SentenceEmbedding => "sentence-embedding",
             RunMethod::SentenceEmbeddingAnchors => "sentence-embedding-anchors",
             RunMethod::SentenceEmbeddingAnchorsAuto => "sentence-embedding-anchors-auto",
+            RunMethod::SentenceEmbeddingWords => "sentence-embedding-words",
             RunMethod::PromptAuto1 => "prompt-auto-1",
             RunMethod::PromptAuto2 => "prompt-auto-2",
             RunMethod::PromptAuto3 => "prompt-auto-3",
@@ -116,7 +122,7 @@ impl RunMethod {
     }
 
     pub fn parse(s: &str) -> Result<Self> {
-        const ALL: [RunMethod; 15] = [
+        const ALL: [RunMethod; 16] = [
             RunMethod::Majority,
             RunMethod::ZeroShot,
             RunMethod::InContext,
@@ -128,6 +134,7 @@ impl RunMethod {
             RunMethod::SentenceEmbedding,
             RunMethod::SentenceEmbeddingAnchors,
             RunMethod::SentenceEmbeddingAnchorsAuto,
+            RunMethod::SentenceEmbeddingWords,
             RunMethod::PromptAuto1,
             RunMethod::PromptAuto2,
             RunMethod::PromptAuto3,
@@ -471,7 +478,7 @@ pub fn run_one(
         }
         _ => {
             let demos = matches!(method, RunMethod::PromptDemos | RunMethod::PromptDemosFilter | RunMethod::InContext);
-            let embedding = matches!(method, RunMethod::SentenceEmbedding | RunMethod::SentenceEmbeddingAnchors | RunMethod::SentenceEmbeddingAnchorsAuto);
+            let embedding = matches!(method, RunMethod::SentenceEmbedding | RunMethod::SentenceEmbeddingAnchors | RunMethod::SentenceEmbeddingAnchorsAuto | RunMethod::SentenceEmbeddingWords);
             let model_dir = if embedding || matches!(method, RunMethod::Plain | RunMethod::FullData) {
                 &s.plain_model
             } else {
@@ -499,7 +506,10 @@ pub fn run_one(
                 } else {
                     Vec::new()
                 };
-                let p = EmbedParams { seed, anchor_repeats, anchor_templates, ..EmbedParams::default() };
+                // Word anchors only where the method names them: the other methods keep
+                // the results they were measured with before the default changed.
+                let word_anchor_scale = if method == RunMethod::SentenceEmbeddingWords { EmbedParams::default().word_anchor_scale } else { 0.0 };
+                let p = EmbedParams { seed, anchor_repeats, anchor_templates, word_anchor_scale, ..EmbedParams::default() };
                 let (dev_logits, logits) = match &spec.multi_label {
                     // A yes/no head per label on the input's embedding; its logits split
                     // into the yes/no pairs the prompt methods are scored on.

@@ -15,7 +15,7 @@ use tch::{Kind, Tensor};
 use super::finetune::encode_all;
 use super::optim::Optimiser;
 use super::{Method, Progress, ProgressFn, Stage};
-use crate::checkpoint::LinearHead;
+use crate::checkpoint::{LinearHead, WordAnchors};
 use crate::model::{Batch, MaskedLm};
 use crate::prompt::{Encoded, Example, Prompt, Template};
 use crate::tokenize::Tokenizer;
@@ -43,12 +43,23 @@ pub struct EmbedParams {
     /// the pairs `anchor_repeats` times. Several phrasings of the prompt give the encoder
     /// a broader target than one.
     pub anchor_templates: Vec<Template>,
+    /// Word anchors (not SetFit's; 3.0, 0 for none): the classifier also reads how close
+    /// the input's tokens come to each class's label word in the tuned encoder
+    /// ([`word_anchor_features`]), those features multiplied by this before the
+    /// logistic regression (whose penalty makes the factor their weight against the
+    /// embedding). Needs label anchors' texts: a prompt reading one sentence.
+    pub word_anchor_scale: f64,
 }
 
 impl EmbedParams {
-    /// These settings with the default label anchors (`on`) or none.
+    /// These settings with the default label and word anchors (`on`) or none.
     pub fn with_anchors(self, on: bool) -> Self {
-        EmbedParams { anchor_repeats: if on { EmbedParams::default().anchor_repeats } else { 0 }, ..self }
+        let d = EmbedParams::default();
+        EmbedParams {
+            anchor_repeats: if on { d.anchor_repeats } else { 0 },
+            word_anchor_scale: if on { d.word_anchor_scale } else { 0.0 },
+            ..self
+        }
     }
 }
 
@@ -62,6 +73,7 @@ impl Default for EmbedParams {
             head_c: 1.0,
             anchor_repeats: 4,
             anchor_templates: Vec::new(),
+            word_anchor_scale: 3.0,
         }
     }
 }
@@ -79,29 +91,77 @@ pub struct EmbedReport {
 
 /// Mean of the last hidden states over the real tokens, L2-normalised: [B, H].
 pub fn embed_batch(model: &MaskedLm, batch: &Batch, train: bool) -> Result<Tensor> {
-    let hidden = model
-        .encode(
-            &batch.input_ids,
-            &batch.attention_mask,
-            &batch.token_type_ids,
-            train,
-        )?
-        .f_to_kind(Kind::Float)?;
-    let mask = batch
-        .attention_mask
-        .f_to_kind(Kind::Float)?
-        .f_unsqueeze(-1)?;
-    let summed = hidden
-        .f_mul(&mask)?
-        .f_sum_dim_intlist(1, false, Kind::Float)?;
-    let count = mask
-        .f_sum_dim_intlist(1, false, Kind::Float)?
-        .f_clamp_min(1e-9)?;
+    mean_pool(&last_hidden(model, batch, train)?, &batch.attention_mask)
+}
+
+fn last_hidden(model: &MaskedLm, batch: &Batch, train: bool) -> Result<Tensor> {
+    Ok(model.encode(&batch.input_ids, &batch.attention_mask, &batch.token_type_ids, train)?.f_to_kind(Kind::Float)?)
+}
+
+/// `hidden` [B, S, H] averaged over the tokens of `mask` [B, S], L2-normalised.
+fn mean_pool(hidden: &Tensor, mask: &Tensor) -> Result<Tensor> {
+    let mask = mask.f_to_kind(Kind::Float)?.f_unsqueeze(-1)?;
+    let summed = hidden.f_mul(&mask)?.f_sum_dim_intlist(1, false, Kind::Float)?;
+    let count = mask.f_sum_dim_intlist(1, false, Kind::Float)?.f_clamp_min(1e-9)?;
     let mean = summed.f_div(&count)?;
-    let norm = mean
-        .f_norm_scalaropt_dim(2, [1i64].as_slice(), true)?
-        .f_clamp_min(1e-12)?;
+    let norm = mean.f_norm_scalaropt_dim(2, [1i64].as_slice(), true)?.f_clamp_min(1e-12)?;
     Ok(mean.f_div(&norm)?)
+}
+
+/// Added to a masked-out token's cosine so that no max or top-k picks it.
+pub const WORD_ANCHOR_MASKED: f64 = 1e4;
+/// How many of the tokens most like a class's word the second feature group averages.
+pub const WORD_ANCHOR_TOP: i64 = 3;
+
+/// The word anchors' features of a batch ([B, 4C], before scaling): each of the input's
+/// own tokens (every real token but the first and the last, `[CLS]` and `[SEP]`; all
+/// real tokens when there is none between them) is compared by cosine with each class's
+/// word vector (`anchors` [C, H], unit rows), and per class the batch row holds the
+/// highest cosine, the mean of the `WORD_ANCHOR_TOP` highest (of all when the input has
+/// fewer tokens), and the highest and lowest margin of the cosine over the mean of the
+/// classes' cosines at that token. Sentence embeddings average a review's few telling
+/// words away; these read them. `mask` [B, S] is the batch's attention mask, real tokens
+/// first (right padding). Mirrored in src/export/encoder.rs (`word_anchor_graph`).
+pub fn word_anchor_features(hidden: &Tensor, mask: &Tensor, anchors: &Tensor) -> Result<Tensor> {
+    let m = mask.f_to_kind(Kind::Float)?;
+    let s = m.size()[1];
+    // Token t is the input's own when t >= 1 and token t + 1 is real.
+    let zero = m.f_narrow(1, 0, 1)?.f_zeros_like()?;
+    let inner = if s >= 2 { Tensor::f_cat(&[&zero, &m.f_narrow(1, 2, s - 2)?, &zero], 1)? } else { zero.shallow_clone() };
+    let none = inner.f_amax([1i64].as_slice(), true)?.f_neg()?.f_add_scalar(1.0)?;
+    let inner = inner.f_add(&m.f_mul(&none)?)?;
+    let norm = hidden.f_norm_scalaropt_dim(2, [-1i64].as_slice(), true)?.f_clamp_min(1e-12)?;
+    let sim = hidden.f_div(&norm)?.f_matmul(&anchors.f_tr()?)?; // [B, S, C]
+    let margin = sim.f_sub(&sim.f_mean_dim([-1i64].as_slice(), true, Kind::Float)?)?;
+    // 0 on the input's tokens, -WORD_ANCHOR_MASKED elsewhere [B, S, 1].
+    let pen = inner.f_unsqueeze(-1)?.f_sub_scalar(1.0)?.f_mul_scalar(WORD_ANCHOR_MASKED)?;
+    let masked = sim.f_add(&pen)?;
+    let best = masked.f_amax([1i64].as_slice(), false)?;
+    // Top-k over the tokens, padded with masked rows so that k never exceeds the length.
+    let filler = masked.f_narrow(1, 0, 1)?.f_zeros_like()?.f_sub_scalar(WORD_ANCHOR_MASKED)?.f_repeat([1, WORD_ANCHOR_TOP - 1, 1])?;
+    let (top, _) = Tensor::f_cat(&[&masked, &filler], 1)?.f_topk(WORD_ANCHOR_TOP, 1, true, true)?;
+    let valid = top.f_gt(-WORD_ANCHOR_MASKED / 2.0)?.f_to_kind(Kind::Float)?;
+    let top_mean = top
+        .f_mul(&valid)?
+        .f_sum_dim_intlist(1, false, Kind::Float)?
+        .f_div(&valid.f_sum_dim_intlist(1, false, Kind::Float)?.f_clamp_min(1.0)?)?;
+    let high = margin.f_add(&pen)?.f_amax([1i64].as_slice(), false)?;
+    let low = margin.f_sub(&pen)?.f_amin([1i64].as_slice(), false)?;
+    Ok(Tensor::f_cat(&[&best, &top_mean, &high, &low], 1)?)
+}
+
+/// What the classifier reads for a batch: the embedding ([`embed_batch`]), followed,
+/// with word anchors, by their features times their scale.
+fn classifier_batch(model: &MaskedLm, batch: &Batch, word: Option<&(Tensor, f64)>) -> Result<Tensor> {
+    let hidden = last_hidden(model, batch, false)?;
+    let e = mean_pool(&hidden, &batch.attention_mask)?;
+    match word {
+        None => Ok(e),
+        Some((anchors, scale)) => {
+            let f = word_anchor_features(&hidden, &batch.attention_mask, anchors)?.f_mul_scalar(*scale)?;
+            Ok(Tensor::f_cat(&[&e, &f], 1)?)
+        }
+    }
 }
 
 /// Embeddings of `examples` read as `[CLS] text [SEP]`, in input order.
@@ -112,6 +172,20 @@ pub fn embed_examples(
     examples: &[Example],
     batch_size: usize,
 ) -> Result<Vec<Vec<f32>>> {
+    classifier_inputs(model, tok, prompt, None, examples, batch_size)
+}
+
+/// What a sentence-embedding classifier reads for each of `examples`, in input order:
+/// the embedding, then with `word` anchors (vectors [C, H] on the model's device, scale)
+/// their features.
+fn classifier_inputs(
+    model: &MaskedLm,
+    tok: &Tokenizer,
+    prompt: &Prompt,
+    word: Option<&(Tensor, f64)>,
+    examples: &[Example],
+    batch_size: usize,
+) -> Result<Vec<Vec<f32>>> {
     let enc = encode_all(tok, prompt, Method::Cls, examples)?;
     let mut order: Vec<usize> = (0..enc.len()).collect();
     order.sort_by_key(|&i| enc[i].input_ids.len());
@@ -119,8 +193,7 @@ pub fn embed_examples(
     tch::no_grad(|| -> Result<()> {
         for chunk in order.chunks(batch_size.max(1)) {
             let items: Vec<&Encoded> = chunk.iter().map(|&i| &enc[i]).collect();
-            let e = embed_batch(model, &model.batch(&items, tok.special().pad)?, false)?
-                .f_to_device(tch::Device::Cpu)?;
+            let e = classifier_batch(model, &model.batch(&items, tok.special().pad)?, word)?.f_to_device(tch::Device::Cpu)?;
             for (&i, row) in chunk.iter().zip(Vec::<Vec<f32>>::try_from(&e)?) {
                 out[i] = row;
             }
@@ -128,6 +201,57 @@ pub fn embed_examples(
         Ok(())
     })?;
     Ok(out)
+}
+
+/// The word anchors' vectors of a prompt: each anchor text ([`Prompt::anchor_texts`],
+/// "It was great.", and those of the further `templates`) read by the tuned encoder, and
+/// the states of its label word's tokens averaged. A word's tokens are found without
+/// asking the tokenizer where words go: the texts one template renders differ only in
+/// the word, so they are what is left between the tokens all of them share at the start
+/// and at the end (every token between `[CLS]` and `[SEP]` when that leaves none). A
+/// class's vector is the normalised mean of its words' normalised vectors. None when the
+/// prompt has no anchors (it reads two sentences).
+pub fn word_anchor_vectors(model: &MaskedLm, tok: &Tokenizer, prompt: &Prompt, templates: &[Template]) -> Result<Option<Vec<Vec<f32>>>> {
+    let Some(first) = prompt.anchor_texts() else { return Ok(None) };
+    let mut groups = vec![first];
+    for t in templates {
+        let texts = Prompt::new(t.clone(), prompt.verbalizer.clone(), prompt.truncation)?.anchor_texts();
+        groups.push(texts.ok_or_else(|| Error::InvalidArgument(format!("anchor template {:?} reads two sentences", t.source())))?);
+    }
+    let k = prompt.verbalizer.num_labels();
+    let mut sums: Vec<Option<Tensor>> = (0..k).map(|_| None).collect();
+    for group in &groups {
+        let examples: Vec<Example> = group.iter().map(|(_, t)| Example::single(t.clone(), None)).collect();
+        let enc = encode_all(tok, prompt, Method::Cls, &examples)?;
+        let ids: Vec<&[u32]> = enc.iter().map(|e| e.input_ids.as_slice()).collect();
+        let shortest = ids.iter().map(|i| i.len()).min().unwrap_or(0);
+        let prefix = (0..shortest).take_while(|&p| ids.iter().all(|i| i[p] == ids[0][p])).count();
+        let suffix = (0..shortest - prefix).take_while(|&q| ids.iter().all(|i| i[i.len() - 1 - q] == ids[0][ids[0].len() - 1 - q])).count();
+        let hidden = tch::no_grad(|| -> Result<Tensor> {
+            let items: Vec<&Encoded> = enc.iter().collect();
+            last_hidden(model, &model.batch(&items, tok.special().pad)?, false)
+        })?;
+        for (row, (&(class, _), e)) in group.iter().zip(&enc).enumerate() {
+            let len = e.input_ids.len() as i64;
+            let (mut start, mut end) = (prefix as i64, len - suffix as i64);
+            if end <= start {
+                (start, end) = if len > 2 { (1, len - 1) } else { (0, len) };
+            }
+            let v = hidden.f_get(row as i64)?.f_narrow(0, start, end - start)?.f_mean_dim([0i64].as_slice(), false, Kind::Float)?;
+            let v = v.f_div(&v.f_norm()?.f_clamp_min(1e-12)?)?;
+            sums[class] = Some(match sums[class].take() {
+                None => v,
+                Some(acc) => acc.f_add(&v)?,
+            });
+        }
+    }
+    let mut out = Vec::with_capacity(k);
+    for (class, sum) in sums.into_iter().enumerate() {
+        let sum = sum.ok_or_else(|| Error::InvalidArgument(format!("class {class} has no label anchor")))?;
+        let v = sum.f_div(&sum.f_norm()?.f_clamp_min(1e-12)?)?.f_to_device(tch::Device::Cpu)?;
+        out.push(Vec::<f32>::try_from(&v)?);
+    }
+    Ok(Some(out))
 }
 
 /// SetFit's pairs: in each round, every example with a random other example of its class
@@ -251,6 +375,9 @@ fn check_params(p: &EmbedParams) -> Result<()> {
             p.iterations, p.batch_size, p.lr, p.head_c
         )));
     }
+    if !(p.word_anchor_scale >= 0.0 && p.word_anchor_scale.is_finite()) {
+        return Err(Error::InvalidArgument(format!("the word anchors' scale ({}) must be 0 (none) or positive", p.word_anchor_scale)));
+    }
     Ok(())
 }
 
@@ -303,8 +430,16 @@ pub fn train_embedding(
     let anchors = if p.anchor_repeats > 0 { prompt.anchor_texts_with(&p.anchor_templates)?.unwrap_or_default() } else { Vec::new() };
     let (inputs, labels) = with_anchors(train, labels, &anchors, p.anchor_repeats);
     let n = train.len();
-    let (features, mut report) = tune_and_embed(model, tok, prompt, &inputs, n, p, progress, |rng| contrastive_pairs(&labels, p.iterations, rng))?;
-    let head = fit_logistic(&features, &labels[..n], k, p.head_c)?;
+    let (mut features, mut report) = tune_and_embed(model, tok, prompt, &inputs, n, p, progress, |rng| contrastive_pairs(&labels, p.iterations, rng))?;
+    let word = match p.word_anchor_scale > 0.0 {
+        true => word_anchor_vectors(model, tok, prompt, &p.anchor_templates)?.map(|vectors| WordAnchors { vectors, scale: p.word_anchor_scale as f32 }),
+        false => None,
+    };
+    if let Some(w) = &word {
+        features = classifier_inputs(model, tok, prompt, Some(&word_tensor(model, w)?), train, 32)?;
+    }
+    let mut head = fit_logistic(&features, &labels[..n], k, p.head_c)?;
+    head.word_anchors = word;
     report.anchors = anchors.into_iter().map(|(_, t)| t).collect();
     Ok((head, report))
 }
@@ -356,7 +491,7 @@ pub fn train_embedding_multi(
     let anchors: Vec<(Vec<usize>, String)> = names.iter().enumerate().map(|(l, name)| (vec![l], name.clone())).collect();
     let (all, all_sets) = with_anchors(inputs, sets.to_vec(), &anchors, p.anchor_repeats);
     let (features, mut report) = tune_and_embed(model, tok, reader, &all, n, p, progress, |rng| multi_label_pairs(&all_sets, p.iterations, rng))?;
-    let mut head = LinearHead { weight: Vec::with_capacity(2 * labels), bias: Vec::with_capacity(2 * labels) };
+    let mut head = LinearHead { weight: Vec::with_capacity(2 * labels), bias: Vec::with_capacity(2 * labels), word_anchors: None };
     for l in 0..labels {
         let yes: Vec<usize> = sets.iter().map(|s| usize::from(s.contains(&l))).collect();
         let h = fit_logistic_weighted(&features, &yes, 2, p.head_c, Some(&balanced_weights(&yes, 2)))?;
@@ -369,7 +504,16 @@ pub fn train_embedding_multi(
     Ok((head, report))
 }
 
-/// Class logits of `examples` under a sentence-embedding model (its encoder and head).
+/// The word anchors as the feature functions take them: vectors [C, H] on the model's
+/// device, and the scale.
+fn word_tensor(model: &MaskedLm, w: &WordAnchors) -> Result<(Tensor, f64)> {
+    let flat: Vec<f32> = w.vectors.iter().flatten().copied().collect();
+    let t = Tensor::from_slice(&flat).f_reshape([w.vectors.len() as i64, -1])?.f_to_device(model.device())?;
+    Ok((t, w.scale as f64))
+}
+
+/// Class logits of `examples` under a sentence-embedding model (its encoder and head,
+/// with the head's word anchors when it has them).
 pub fn embedding_logits(
     model: &MaskedLm,
     tok: &Tokenizer,
@@ -378,7 +522,8 @@ pub fn embedding_logits(
     examples: &[Example],
     batch_size: usize,
 ) -> Result<Vec<Vec<f32>>> {
-    Ok(embed_examples(model, tok, prompt, examples, batch_size)?
+    let word = head.word_anchors.as_ref().map(|w| word_tensor(model, w)).transpose()?;
+    Ok(classifier_inputs(model, tok, prompt, word.as_ref(), examples, batch_size)?
         .iter()
         .map(|f| head.logits(f))
         .collect())
@@ -457,7 +602,7 @@ pub fn fit_logistic_weighted(x: &[Vec<f32>], y: &[usize], num_labels: usize, c: 
         })
         .collect();
     let bias = (0..k).map(|j| theta[j * (d + 1) + d] as f32).collect();
-    Ok(LinearHead { weight, bias })
+    Ok(LinearHead { weight, bias, word_anchors: None })
 }
 
 /// Gradient of the objective at `theta` (row j: weights of class j, then its bias), example
@@ -522,6 +667,45 @@ mod tests {
         // {2} is alike no other example: it only has negatives; every other one has both.
         assert!(pairs.iter().all(|&(i, _, t)| i != 3 || t == 0.0));
         assert_eq!(pairs.len(), 6 * (2 * 6 - 1));
+    }
+
+    /// The features by hand: three rows of one-hot states against two unit vectors, one
+    /// with padding, one whose only tokens are `[CLS]` and `[SEP]` (all real tokens are
+    /// then read) and one with a single token of its own (the top 3 average just it).
+    #[test]
+    fn word_anchor_features_read_the_input_tokens_only() {
+        // States over 3 dimensions; anchors: class 0 = e0, class 1 = e1.
+        let e = |i: usize, v: f32| {
+            let mut r = [0.0f32; 3];
+            r[i] = v;
+            r
+        };
+        let rows: [[[f32; 3]; 5]; 3] = [
+            // [CLS] e0 e1*0.5 (same direction) e2 [SEP]: CLS and SEP point at class 1 and must be ignored.
+            [e(1, 1.0), e(0, 2.0), e(1, 0.5), e(2, 1.0), e(1, 3.0)],
+            // [CLS] [SEP] pad pad pad: no token of its own.
+            [e(0, 1.0), e(2, 1.0), e(1, 1.0), e(1, 1.0), e(1, 1.0)],
+            // [CLS] e2 [SEP] pad pad
+            [e(1, 1.0), e(2, 1.0), e(1, 1.0), e(0, 1.0), e(0, 1.0)],
+        ];
+        let flat: Vec<f32> = rows.iter().flatten().flatten().copied().collect();
+        let hidden = Tensor::from_slice(&flat).reshape([3, 5, 3]);
+        let mask = Tensor::from_slice(&[1i64, 1, 1, 1, 1, 1, 1, 0, 0, 0, 1, 1, 1, 0, 0]).reshape([3, 5]);
+        let anchors = Tensor::from_slice(&[1.0f32, 0.0, 0.0, 0.0, 1.0, 0.0]).reshape([2, 3]);
+        let f = Vec::<Vec<f32>>::try_from(&word_anchor_features(&hidden, &mask, &anchors).unwrap()).unwrap();
+        // Groups: max [c0 c1], top-3 mean [c0 c1], margin max [c0 c1], margin min [c0 c1].
+        // Row 0, own tokens e0, e1, e2: cosines (1,0), (0,1), (0,0); margins (.5,-.5), (-.5,.5), (0,0).
+        let want0 = [1.0, 1.0, 1.0 / 3.0, 1.0 / 3.0, 0.5, 0.5, -0.5, -0.5];
+        // Row 1, tokens [CLS]=e0 and [SEP]=e2: cosines (1,0), (0,0); two tokens for the top 3.
+        let want1 = [1.0, 0.0, 0.5, 0.0, 0.5, 0.0, 0.0, -0.5];
+        // Row 2, its own token e2: all zero.
+        let want2 = [0.0; 8];
+        for (got, want) in f.iter().zip([want0, want1, want2]) {
+            assert_eq!(got.len(), 8);
+            for (g, w) in got.iter().zip(want) {
+                assert!((g - w).abs() < 1e-6, "{got:?} against {want:?}");
+            }
+        }
     }
 
     #[test]
