@@ -1,0 +1,216 @@
+"""Word anchors on the sentence-embedding method, with setfit 1.2.0 (which matches our
+method split for split, docs/harness.md): a probe, not a test. It trains SetFit with the
+label anchors (each class's anchor text, "It was great.", 4 times among the pairs) on
+one LM-BFF split, then fits the logistic head (C = 1) on
+
+- `embedding`: the mean-pooled embedding alone (what lmbff shipped before word anchors);
+- `words x S`: the embedding followed by the word anchors' features times S, the
+  features lmbff computes (src/train/embed.rs `word_anchor_features`): each of the
+  input's own tokens (not [CLS], not [SEP]) compared by cosine with each class's label
+  word as the tuned encoder reads it in its anchor text; per class the highest cosine,
+  the mean of the 3 highest, and the highest and lowest margin over the classes' mean;
+- `max`, `max+margins` (no top-3 mean), `max+high` (max and highest margin): subsets of
+  those groups at the same scales;
+- with `--mask`, instead of the subsets: `mask x S`, the embedding followed by the state
+  at the mask of the input rendered through the task's template ("<text> It was
+  [MASK].") by cosine with each class's word and its margin over the classes' mean,
+  times S, and `words x3 + mask x S`, both,
+
+and prints dev and test accuracy of each (scikit-learn's logistic regression, the
+objective lmbff's head minimises). `--frozen` skips the contrastive training (the
+untrained encoder: the prior the words carry before any tuning). `--zero-shot` trains
+nothing and fits no head: the untrained encoder's test accuracy when each input takes the
+class whose word is nearest, by the mask state or by the word anchors' features.
+
+    .venv/bin/python -m pip install setfit==1.2.0
+    OMP_NUM_THREADS=1 .venv/bin/python python/word_anchor_probe.py --data ../shared/data/lmbff/k-shot \\
+        --tasks SST-2,mr,cr,mpqa --seeds 13,21
+"""
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TQDM_DISABLE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from anchor_probe import ANCHORS  # noqa: E402
+from setfit_compare import default_model, read_split  # noqa: E402
+
+SCALES = (1, 3, 10)
+# The task's manual template with the input in it and the mask where the label word goes.
+TEMPLATES = {"subj": "{text} This is [MASK].", "trec": "[MASK]: {text}"}
+
+
+def anchor_texts(task):
+    # lmbff renders TREC's anchors with the template's colon ("Description:").
+    return [a + ":" if task == "trec" else a for a in ANCHORS[task]]
+
+
+def train(task, seed, xs, ys, frozen):
+    from datasets import Dataset
+    from setfit import SetFitModel, Trainer, TrainingArguments
+
+    model = SetFitModel.from_pretrained(default_model())
+    if not frozen:
+        anchors = anchor_texts(task)
+        tr_x = list(xs) + anchors * 4
+        tr_y = list(ys) + list(range(len(anchors))) * 4
+        scratch = tempfile.mkdtemp(prefix="setfit-")
+        args = TrainingArguments(output_dir=scratch, save_strategy="no", batch_size=16, num_epochs=1, num_iterations=20,
+                                 body_learning_rate=2e-5, seed=seed, report_to="none", show_progress_bar=False)
+        Trainer(model=model, args=args, train_dataset=Dataset.from_dict({"text": tr_x, "label": tr_y})).train()
+        shutil.rmtree(scratch, ignore_errors=True)
+    return model.model_body
+
+
+def states(body, texts):
+    """The last hidden states of each text's real tokens."""
+    tok, enc = body.tokenizer, body[0].auto_model.eval()
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(texts), 64):
+            b = tok(list(texts[i:i + 64]), padding=True, truncation=True, max_length=128, return_tensors="pt")
+            h = enc(**b).last_hidden_state
+            out += [h[j][b["attention_mask"][j].bool()] for j in range(len(h))]
+    return out
+
+
+def features(body, texts, words):
+    """[n, H] embeddings and [n, 4C] word-anchor features (groups: max, top-3 mean,
+    margin max, margin min)."""
+    emb, feats = [], []
+    for h in states(body, texts):
+        mean = h.mean(0)
+        emb.append((mean / mean.norm()).numpy())
+        own = h[1:-1] if len(h) > 2 else h
+        s = (own / own.norm(dim=1, keepdim=True)) @ words.T
+        m = s - s.mean(1, keepdim=True)
+        top = s.topk(min(3, len(s)), 0).values.mean(0)
+        feats.append(torch.cat([s.max(0).values, top, m.max(0).values, m.min(0).values]).numpy())
+    return np.stack(emb), np.stack(feats)
+
+
+def mask_features(body, task, texts, words):
+    """[n, 2C]: the state at the mask of each input rendered through the template, by
+    cosine with each class's word, and its margin over the classes' mean."""
+    template = TEMPLATES.get(task, "{text} It was [MASK].")
+    mask_id = body.tokenizer.mask_token_id
+    tok, enc = body.tokenizer, body[0].auto_model.eval()
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(texts), 64):
+            # Truncate the input, never the template.
+            chunk = [tok.convert_tokens_to_string(tok.tokenize(t)[:100]) for t in texts[i:i + 64]]
+            b = tok([template.format(text=t) for t in chunk], padding=True, return_tensors="pt")
+            h = enc(**b).last_hidden_state[b["input_ids"] == mask_id]
+            s = (h / h.norm(dim=1, keepdim=True)) @ words.T
+            out.append(torch.cat([s, s - s.mean(1, keepdim=True)], 1).numpy())
+    return np.concatenate(out)
+
+
+def run(data, task, seed, frozen, mask, bodies=1):
+    xs, ys = read_split(data, task, seed, "train")
+    dx, dy = read_split(data, task, seed, "dev")
+    tx, ty = read_split(data, task, seed, "test")
+    started = time.time()
+    body = train(task, seed, xs, ys, frozen)
+    # Each class's word: the state of the label word (the token before "." or ":" and
+    # [SEP]; every label word here is one MiniLM token) in its anchor text.
+    words = torch.stack([h[-3] / h[-3].norm() for h in states(body, anchor_texts(task))])
+    k = len(words)
+    (el, fl), (ed, fd), (et, ft) = (features(body, x, words) for x in (xs, dx, tx))
+    ys, dy, ty = map(np.array, (ys, dy, ty))
+    groups = {"words": list(range(4 * k)), "max+margins": list(range(k)) + list(range(2 * k, 4 * k)), "max": list(range(k)),
+              "max+high": list(range(k)) + list(range(2 * k, 3 * k))}
+    out = {}
+
+    def score(name, xl, xd, xt):
+        from sklearn.linear_model import LogisticRegression
+
+        h = LogisticRegression(max_iter=3000).fit(xl, ys)
+        out[name] = (100 * float((h.predict(xd) == dy).mean()), 100 * float((h.predict(xt) == ty).mean()))
+
+    score("embedding", el, ed, et)
+    if bodies > 1:
+        from sklearn.linear_model import LogisticRegression
+
+        # The same split, encoders trained from further pair-sampling seeds; each gets its
+        # own words x3 head and the heads' probabilities are averaged.
+        probs = []
+        for b in range(bodies):
+            if b:
+                body = train(task, seed + 1000 * b, xs, ys, frozen)
+                words = torch.stack([h[-3] / h[-3].norm() for h in states(body, anchor_texts(task))])
+                (el, fl), (ed, fd), (et, ft) = (features(body, x, words) for x in (xs, dx, tx))
+            h = LogisticRegression(max_iter=3000).fit(np.hstack([el, 3 * fl]), ys)
+            probs.append((h.predict_proba(np.hstack([ed, 3 * fd])), h.predict_proba(np.hstack([et, 3 * ft]))))
+            pd_, pt_ = (np.mean([p[i] for p in probs], 0) for i in (0, 1))
+            out[f"words x3, {b + 1} encoders"] = (100 * float((pd_.argmax(1) == dy).mean()),
+                                                  100 * float((pt_.argmax(1) == ty).mean()))
+        groups = {}
+    if mask:
+        ml, md, mt = (mask_features(body, task, x, words) for x in (xs, dx, tx))
+        score("words x3", *(np.hstack([e, 3 * f]) for e, f in ((el, fl), (ed, fd), (et, ft))))
+        for s in SCALES:
+            score(f"mask x{s}", *(np.hstack([e, s * m]) for e, m in ((el, ml), (ed, md), (et, mt))))
+            score(f"words x3 + mask x{s}", *(np.hstack([e, 3 * f, s * m]) for e, f, m in ((el, fl, ml), (ed, fd, md), (et, ft, mt))))
+        groups = {}
+    for g, cols in groups.items():
+        for s in SCALES:
+            score(f"{g} x{s}", *(np.hstack([e, s * f[:, cols]]) for e, f in ((el, fl), (ed, fd), (et, ft))))
+    print(f"{task} seed {seed} ({time.time() - started:.0f} s): "
+          + " ".join(f"{n} {d:.1f}/{t:.1f}" for n, (d, t) in out.items()), flush=True)
+    return out
+
+
+def zero_shot(data, task):
+    """Untrained encoder, no head: test accuracy of the nearest class word by the mask
+    state and by the word anchors' highest cosine and top-3 mean (the test set is the
+    same for every seed)."""
+    from setfit import SetFitModel
+
+    body = SetFitModel.from_pretrained(default_model()).model_body
+    words = torch.stack([h[-3] / h[-3].norm() for h in states(body, anchor_texts(task))])
+    k = len(words)
+    tx, ty = read_split(data, task, 13, "test")
+    ty = np.array(ty)
+    m = mask_features(body, task, tx, words)
+    _, f = features(body, tx, words)
+    acc = [100 * float((x.argmax(1) == ty).mean()) for x in (m[:, :k], f[:, :k], f[:, k:2 * k])]
+    print(f"| {task} | {len(ty)} | " + " | ".join(f"{a:.1f}" for a in acc) + " |", flush=True)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, required=True)
+    ap.add_argument("--tasks", default="SST-2,sst-5,mr,cr,mpqa,subj,trec")
+    ap.add_argument("--seeds", default="13,21")
+    ap.add_argument("--frozen", action="store_true", help="no contrastive training: the untrained encoder")
+    ap.add_argument("--mask", action="store_true",
+                    help="heads with the mask state's features instead of the word-anchor subsets")
+    ap.add_argument("--bodies", type=int, default=1,
+                    help="N > 1: also train N - 1 more encoders (pair seeds seed + 1000 k) and average their words x3 heads")
+    ap.add_argument("--zero-shot", action="store_true",
+                    help="untrained encoder, no head: nearest class word by the mask state and by the word anchors")
+    a = ap.parse_args()
+    if a.zero_shot:
+        print("| task | test | mask state | word max | word top-3 |\n|---|---|---|---|---|")
+        for t in a.tasks.split(","):
+            zero_shot(a.data, t)
+        return
+    rows = [run(a.data, t, int(s), a.frozen, a.mask, a.bodies) for t in a.tasks.split(",") for s in a.seeds.split(",")]
+    print("\n| head | mean dev | mean test |\n|---|---|---|")
+    for h in rows[0]:
+        print(f"| {h} | {np.mean([r[h][0] for r in rows]):.1f} | {np.mean([r[h][1] for r in rows]):.1f} |")
+
+
+if __name__ == "__main__":
+    main()
