@@ -83,6 +83,13 @@ def states(body, texts):
     return out
 
 
+def label_words(body, task):
+    """[C, H]: each class's word, the normalised state of the label word (the token
+    before "." or ":" and [SEP]; every label word here is one MiniLM token) in its
+    anchor text."""
+    return torch.stack([h[-3] / h[-3].norm() for h in states(body, anchor_texts(task))])
+
+
 def features(body, texts, words):
     """[n, H] embeddings and [n, 4C] word-anchor features (groups: max, top-3 mean,
     margin max, margin min)."""
@@ -122,9 +129,7 @@ def run(data, task, seed, frozen, mask, bodies=1):
     tx, ty = read_split(data, task, seed, "test")
     started = time.time()
     body = train(task, seed, xs, ys, frozen)
-    # Each class's word: the state of the label word (the token before "." or ":" and
-    # [SEP]; every label word here is one MiniLM token) in its anchor text.
-    words = torch.stack([h[-3] / h[-3].norm() for h in states(body, anchor_texts(task))])
+    words = label_words(body, task)
     k = len(words)
     (el, fl), (ed, fd), (et, ft) = (features(body, x, words) for x in (xs, dx, tx))
     ys, dy, ty = map(np.array, (ys, dy, ty))
@@ -148,7 +153,7 @@ def run(data, task, seed, frozen, mask, bodies=1):
         for b in range(bodies):
             if b:
                 body = train(task, seed + 1000 * b, xs, ys, frozen)
-                words = torch.stack([h[-3] / h[-3].norm() for h in states(body, anchor_texts(task))])
+                words = label_words(body, task)
                 (el, fl), (ed, fd), (et, ft) = (features(body, x, words) for x in (xs, dx, tx))
             h = LogisticRegression(max_iter=3000).fit(np.hstack([el, 3 * fl]), ys)
             probs.append((h.predict_proba(np.hstack([ed, 3 * fd])), h.predict_proba(np.hstack([et, 3 * ft]))))
@@ -178,7 +183,7 @@ def zero_shot(data, task):
     from setfit import SetFitModel
 
     body = SetFitModel.from_pretrained(default_model()).model_body
-    words = torch.stack([h[-3] / h[-3].norm() for h in states(body, anchor_texts(task))])
+    words = label_words(body, task)
     k = len(words)
     tx, ty = read_split(data, task, 13, "test")
     ty = np.array(ty)
