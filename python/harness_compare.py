@@ -3,12 +3,15 @@ nothing): a benchmark table, not a test. Each `--row LABEL=FOLDER:METHOD` names 
 method's runs in one folder (`runs/<task>/<seed>-<method>.json`); the table gives test
 mean (std) per task over the seeds every row has, the mean over the tasks, the mean dev
 score, and each row's mean difference from the first row, paired by split.
+`--select LABEL=ROW,ROW,...` adds a row that takes, split by split, the named rows' run
+with the best dev score (the first named on a tie): LM-BFF's choice of settings on dev.
 
     .venv/bin/python python/harness_compare.py --tasks SST-2,sst-5,mr,cr,mpqa,subj,trec \\
         --seeds 13,21,42,87,100 \\
         --row "plain FT=runs/harness/minilm-gpu:plain" \\
         --row "sentence-embedding=runs/harness/minilm-gpu:sentence-embedding" \\
-        --row "+ label anchors=runs/harness/minilm-anchors:sentence-embedding-anchors"
+        --row "+ label anchors=runs/harness/minilm-anchors:sentence-embedding-anchors" \\
+        --select "plain FT, lr on dev=plain FT,plain FT 2e-5"
 """
 
 import argparse
@@ -27,6 +30,7 @@ def main():
     ap.add_argument("--tasks", required=True)
     ap.add_argument("--seeds", required=True)
     ap.add_argument("--row", action="append", required=True, help="LABEL=FOLDER:METHOD")
+    ap.add_argument("--select", action="append", default=[], help="LABEL=ROW,ROW,...: per split, the row best on dev")
     a = ap.parse_args()
     tasks, seeds = a.tasks.split(","), [int(s) for s in a.seeds.split(",")]
     rows = []
@@ -37,24 +41,43 @@ def main():
     # The splits every row has (a task is left out where a row has none of its seeds).
     common = {t: [s for s in seeds if all(load(f, m, t, s) for _, f, m in rows)] for t in tasks}
     tasks = [t for t in tasks if common[t]]
+    # Per row: (task, seed) -> (test, dev) in percent (dev None where a run has none).
+    scores = {}
+    for label, folder, method in rows:
+        scores[label] = {}
+        for t in tasks:
+            for s in common[t]:
+                r = load(folder, method, t, s)
+                dev = 100 * r["dev"] if r.get("dev") is not None else None
+                scores[label][(t, s)] = (100 * r["test"], dev)
+    order = [label for label, _, _ in rows]
+    for spec in a.select:
+        label, names = spec.split("=", 1)
+        names = names.split(",")
+        missing = [n for n in names if n not in scores]
+        if missing:
+            raise SystemExit(f"--select {label}: no --row named {missing}")
+        chosen = {}
+        for k in scores[names[0]]:
+            devs = [scores[n][k][1] for n in names]
+            if any(d is None for d in devs):
+                raise SystemExit(f"--select {label}: {k} has a run without a dev score")
+            best = max(range(len(names)), key=lambda i: (devs[i], -i))
+            chosen[k] = scores[names[best]][k]
+        scores[label] = chosen
+        order.append(label)
     print("| method | " + " | ".join(tasks) + " | mean | mean dev | vs first |")
     print("|---" * (len(tasks) + 4) + "|")
-    first = None
-    for label, folder, method in rows:
-        cells, means, devs, by_split = [], [], [], {}
+    first = scores[order[0]]
+    for label in order:
+        cells, means, devs = [], [], []
         for t in tasks:
-            rs = [load(folder, method, t, s) for s in common[t]]
-            test = [100 * r["test"] for r in rs]
-            devs += [100 * r["dev"] for r in rs if r.get("dev") is not None]
-            by_split.update({(t, s): x for s, x in zip(common[t], test)})
+            test = [scores[label][(t, s)][0] for s in common[t]]
+            devs += [scores[label][(t, s)][1] for s in common[t] if scores[label][(t, s)][1] is not None]
             means.append(statistics.mean(test))
             std = statistics.stdev(test) if len(test) > 1 else 0.0
             cells.append(f"{means[-1]:.1f} ({std:.1f})")
-        if first is None:
-            first, diff = by_split, "-"
-        else:
-            d = [by_split[k] - first[k] for k in first]
-            diff = f"{statistics.mean(d):+.1f}"
+        diff = "-" if label == order[0] else f"{statistics.mean(scores[label][k][0] - first[k][0] for k in first):+.1f}"
         dev = f"{statistics.mean(devs):.1f}" if devs else "-"
         print(f"| {label} | " + " | ".join(cells) + f" | {statistics.mean(means):.1f} | {dev} | {diff} |")
     print("\nsplits per task: " + ", ".join(f"{t} {len(common[t])}" for t in tasks))

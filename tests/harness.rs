@@ -143,6 +143,10 @@ fn harness_runs_every_method_resumes_and_reports() {
     assert!(!ok && err.contains("was made with other settings"), "{err}");
     let (ok, _, err) = run(&["--anchor-repeats", "2"]);
     assert!(!ok && err.contains("was made with other settings"), "the anchor count is a setting: {err}");
+    let (ok, _, err) = run(&["--head-c", "4"]);
+    assert!(!ok && err.contains("was made with other settings"), "the head's C is a setting: {err}");
+    let (ok, _, err) = run(&["--embed-lr", "0"]);
+    assert!(!ok && err.contains("learning rate (0)") && err.contains("must be positive"), "{err}");
     let (ok, _, err) = run(&["--anchor-repeats", "0"]);
     assert!(!ok && err.contains("run sentence-embedding instead"), "{err}");
 }

@@ -59,6 +59,19 @@ pub struct HarnessArgs {
     /// pairs (at least 1; default: the library's). A folder's runs share one count.
     #[arg(long, default_value_t = crate::train::EmbedParams::default().anchor_repeats)]
     pub anchor_repeats: usize,
+    /// Sentence-embedding methods: the contrastive phase's peak learning rate.
+    #[arg(long, default_value_t = crate::train::EmbedParams::default().lr)]
+    pub embed_lr: f64,
+    /// Sentence-embedding methods: pair rounds (each gives every example one same-class
+    /// and one other-class partner; SetFit's num_iterations).
+    #[arg(long, default_value_t = crate::train::EmbedParams::default().iterations)]
+    pub embed_iterations: usize,
+    /// Sentence-embedding methods: the logistic regression's inverse L2 strength.
+    #[arg(long, default_value_t = crate::train::EmbedParams::default().head_c)]
+    pub head_c: f64,
+    /// sentence-embedding-words: the factor on the word-anchor features.
+    #[arg(long, default_value_t = crate::train::EmbedParams::default().word_anchor_scale)]
+    pub word_anchor_scale: f64,
     /// Start no new run after this many minutes (the run going on finishes); re-run the
     /// same command to continue. Not a setting: chunks of one grid may differ.
     #[arg(long)]
@@ -83,6 +96,8 @@ pub fn run(a: HarnessArgs) -> Result<()> {
     if let (0, Some(m)) = (a.anchor_repeats, anchored) {
         return Err(Error::InvalidArgument(format!("--anchor-repeats 0 leaves {} without anchors: run sentence-embedding instead", m.name())));
     }
+    let embed = crate::train::EmbedParams { lr: a.embed_lr, iterations: a.embed_iterations, head_c: a.head_c, word_anchor_scale: a.word_anchor_scale, ..Default::default() };
+    embed.check()?;
     let settings = Settings {
         model: a.model.clone(),
         plain_model: a.plain_model.clone().unwrap_or_else(|| a.model.clone()),
@@ -98,6 +113,10 @@ pub fn run(a: HarnessArgs) -> Result<()> {
         demo_subsample_sets: a.demo_subsample_sets,
         full_data_steps: a.full_data_steps,
         anchor_repeats: a.anchor_repeats,
+        embed_lr: a.embed_lr,
+        embed_iterations: a.embed_iterations,
+        head_c: a.head_c,
+        word_anchor_scale: a.word_anchor_scale,
     };
     let started = std::time::Instant::now();
     let out_of_time = || a.max_minutes.is_some_and(|m| started.elapsed().as_secs_f64() > 60.0 * m);

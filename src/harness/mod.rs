@@ -183,6 +183,17 @@ pub struct Settings {
     /// contrastive pairs (`EmbedParams::anchor_repeats`; the other methods ignore it).
     #[serde(default = "legacy_anchor_repeats")]
     pub anchor_repeats: usize,
+    /// The sentence-embedding methods' contrastive learning rate, pair rounds, logistic
+    /// regression C and (`sentence-embedding-words` only) word-anchor scale; the library's
+    /// defaults unless set, as for every result stored before they could be set.
+    #[serde(default = "default_embed_lr")]
+    pub embed_lr: f64,
+    #[serde(default = "default_embed_iterations")]
+    pub embed_iterations: usize,
+    #[serde(default = "default_head_c")]
+    pub head_c: f64,
+    #[serde(default = "default_word_anchor_scale")]
+    pub word_anchor_scale: f64,
 }
 
 /// Steps of the full-data ceiling unless set (results stored before the setting existed
@@ -193,6 +204,22 @@ pub const FULL_DATA_BATCH: usize = 16;
 
 fn default_full_data_steps() -> usize {
     DEFAULT_FULL_DATA_STEPS
+}
+
+fn default_embed_lr() -> f64 {
+    EmbedParams::default().lr
+}
+
+fn default_embed_iterations() -> usize {
+    EmbedParams::default().iterations
+}
+
+fn default_head_c() -> f64 {
+    EmbedParams::default().head_c
+}
+
+fn default_word_anchor_scale() -> f64 {
+    EmbedParams::default().word_anchor_scale
 }
 
 /// Results stored before `Settings::anchor_repeats` existed were made with 4 copies.
@@ -508,8 +535,17 @@ pub fn run_one(
                 };
                 // Word anchors only where the method names them: the other methods keep
                 // the results they were measured with before the default changed.
-                let word_anchor_scale = if method == RunMethod::SentenceEmbeddingWords { EmbedParams::default().word_anchor_scale } else { 0.0 };
-                let p = EmbedParams { seed, anchor_repeats, anchor_templates, word_anchor_scale, ..EmbedParams::default() };
+                let word_anchor_scale = if method == RunMethod::SentenceEmbeddingWords { s.word_anchor_scale } else { 0.0 };
+                let p = EmbedParams {
+                    seed,
+                    anchor_repeats,
+                    anchor_templates,
+                    word_anchor_scale,
+                    lr: s.embed_lr,
+                    iterations: s.embed_iterations,
+                    head_c: s.head_c,
+                    ..EmbedParams::default()
+                };
                 let (dev_logits, logits) = match &spec.multi_label {
                     // A yes/no head per label on the input's embedding; its logits split
                     // into the yes/no pairs the prompt methods are scored on.

@@ -52,6 +52,20 @@ pub struct EmbedParams {
 }
 
 impl EmbedParams {
+    /// Every setting in range, or what is not.
+    pub fn check(&self) -> Result<()> {
+        if self.iterations == 0 || self.batch_size == 0 || !(self.lr > 0.0) || !(self.head_c > 0.0) {
+            return Err(Error::InvalidArgument(format!(
+                "iterations ({}), batch size ({}), learning rate ({}) and head C ({}) must be positive",
+                self.iterations, self.batch_size, self.lr, self.head_c
+            )));
+        }
+        if !(self.word_anchor_scale >= 0.0 && self.word_anchor_scale.is_finite()) {
+            return Err(Error::InvalidArgument(format!("the word anchors' scale ({}) must be 0 (none) or positive", self.word_anchor_scale)));
+        }
+        Ok(())
+    }
+
     /// These settings with the default label and word anchors (`on`) or none.
     pub fn with_anchors(self, on: bool) -> Self {
         let d = EmbedParams::default();
@@ -319,7 +333,7 @@ pub fn contrastive_finetune(
     p: &EmbedParams,
     progress: ProgressFn,
 ) -> Result<EmbedReport> {
-    check_params(p)?;
+    p.check()?;
     if pairs.is_empty() {
         return Err(Error::InvalidArgument(
             "no contrastive pairs: register at least two examples, not all alike".into(),
@@ -368,18 +382,6 @@ pub fn contrastive_finetune(
     Ok(report)
 }
 
-fn check_params(p: &EmbedParams) -> Result<()> {
-    if p.iterations == 0 || p.batch_size == 0 || !(p.lr > 0.0) || !(p.head_c > 0.0) {
-        return Err(Error::InvalidArgument(format!(
-            "iterations ({}), batch size ({}), learning rate ({}) and head C ({}) must be positive",
-            p.iterations, p.batch_size, p.lr, p.head_c
-        )));
-    }
-    if !(p.word_anchor_scale >= 0.0 && p.word_anchor_scale.is_finite()) {
-        return Err(Error::InvalidArgument(format!("the word anchors' scale ({}) must be 0 (none) or positive", p.word_anchor_scale)));
-    }
-    Ok(())
-}
 
 /// What both trainers share: seeds libtorch and the pair generator with `p.seed`, draws
 /// the pairs, fine-tunes the encoder on them, and returns the embeddings of the first
@@ -395,7 +397,7 @@ fn tune_and_embed(
     progress: ProgressFn,
     pairs: impl FnOnce(&mut ChaCha8Rng) -> Vec<(usize, usize, f32)>,
 ) -> Result<(Vec<Vec<f32>>, EmbedReport)> {
-    check_params(p)?;
+    p.check()?;
     tch::manual_seed(p.seed as i64);
     let pairs = pairs(&mut ChaCha8Rng::seed_from_u64(p.seed));
     let report = contrastive_finetune(model, tok, reader, inputs, &pairs, p, progress)?;
