@@ -697,3 +697,43 @@ fn word_anchor_vectors_are_the_label_words_states() {
         assert!(train::word_anchor_vectors(&pair.model, &pair.tok, &pair.prompt, &[]).unwrap().is_none());
     }
 }
+
+/// The word anchors' zero-shot classifier (no training, no example): an input's logit
+/// for a class is 20 times the mean of the 3 highest cosines between its own tokens
+/// (not [CLS], not [SEP]) and the class's word vector, computed here token by token
+/// from the encoder's states; the classifier exports and serves as a sentence-embedding
+/// model with the same probabilities; a pair template has no zero-shot words.
+#[test]
+fn word_anchor_zero_shot_scores_the_closest_tokens_and_exports() {
+    let c = case(&common::fixtures().join("bert"), "*cls**sent_0*_It_was*mask*.*sep+*", 32);
+    let head = train::word_anchor_zero_shot(&c.model, &c.tok, &c.prompt).unwrap().unwrap();
+    let vectors = train::word_anchor_vectors(&c.model, &c.tok, &c.prompt, &[]).unwrap().unwrap();
+    let ex: Vec<Example> = texts(12).into_iter().filter(|e| e.text_a.split_whitespace().count() >= 3).collect();
+    assert!(ex.len() >= 8);
+    let logits = train::embedding_logits(&c.model, &c.tok, &c.prompt, &head, &ex, 4).unwrap();
+    for (e, got) in ex.iter().zip(&logits) {
+        let enc = c.prompt.plain().encode(&c.tok, e).unwrap();
+        let b = c.model.batch(&[&enc], c.tok.special().pad).unwrap();
+        let h = c.model.encode(&b.input_ids, &b.attention_mask, &b.token_type_ids, false).unwrap().get(0);
+        let n = enc.input_ids.len() as i64;
+        let states: Vec<Vec<f32>> = (1..n - 1).map(|t| Vec::<f32>::try_from(&h.get(t)).unwrap()).collect();
+        for (class, w) in vectors.iter().enumerate() {
+            let mut cos: Vec<f32> = states
+                .iter()
+                .map(|s| s.iter().zip(w).map(|(a, b)| a * b).sum::<f32>() / s.iter().map(|a| a * a).sum::<f32>().sqrt())
+                .collect();
+            cos.sort_by(|a, b| b.total_cmp(a));
+            let want = train::ZERO_SHOT_WORDS_LOGIT_SCALE * cos[..3].iter().sum::<f32>() / 3.0;
+            assert!((got[class] - want).abs() < 1e-4, "{:?} class {class}: {} against {want}", e.text_a, got[class]);
+        }
+    }
+    let manifest = Manifest::for_embedding(&c.prompt, head.clone(), None, serde_json::json!({"method": "zero-shot-words"}));
+    let out = checkpoint_and_export("zero-shot-words", &c.model, &manifest);
+    let want = train::softmax_rows(&logits);
+    let got: Vec<Vec<f32>> = open(&out).predict(&ex).unwrap().into_iter().map(|p| p.probs).collect();
+    let d = max_diff(&want, &got);
+    println!("zero-shot words: max |p_onnx - p_tch| = {d:.2e} over {} inputs", ex.len());
+    assert!(d <= 1e-5, "{d}");
+    let pair = case(&common::fixtures().join("bert"), "*cls**sent_0*?*mask*,*+sentl_1**sep+*", 32);
+    assert!(train::word_anchor_zero_shot(&pair.model, &pair.tok, &pair.prompt).unwrap().is_none());
+}

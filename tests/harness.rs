@@ -223,6 +223,46 @@ fn pair_tasks_read_glue_layouts_and_score_their_metric() {
     let pearson = harness::Metric::Pearson.score(&l.dev, &dev_gold, &spec.scores(&data, 1, "dev").unwrap());
     assert_eq!(sts_se.metric, "pearson");
     assert!((sts_se.dev.unwrap() - pearson).abs() < 1e-6, "dev {:?}, Pearson of the dev logits {pearson}", sts_se.dev);
+    // The word anchors' zero-shot reads the label words in anchor texts: pair templates
+    // have none, and the harness says so by task.
+    let o = harness_on(&data, &dir.join("out-zero-shot-words"), &["--tasks", "RTE", "--seeds", "1", "--methods", "zero-shot-words"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("zero-shot-words") && err.contains("RTE's template reads two sentences"), "{err}");
+}
+
+/// zero-shot-words: the untrained encoder's word-anchor classifier, no training. Its
+/// stored test logits are the library's `word_anchor_zero_shot` head on the test inputs,
+/// and its score is their accuracy.
+#[test]
+fn zero_shot_words_scores_the_untrained_encoder() {
+    let dir = common::tempdir("harness-zero-shot-words");
+    let data = dir.join("k-shot");
+    kshot(&data);
+    let out = dir.join("out");
+    let o = harness_on(&data, &out, &["--tasks", "SST-2,mr", "--seeds", "1", "--methods", "zero-shot-words", "--max-len", "32"]);
+    let (table, err) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success(), "{err}");
+    assert!(table.contains("| zero-shot-words |"), "{table}");
+    let spec = harness::task("SST-2").unwrap();
+    let model = lmbff::model::MaskedLm::load(&common::fixtures().join("bert"), tch::Device::Cpu).unwrap();
+    let tok = lmbff::tokenize::Tokenizer::from_dir(&common::fixtures().join("bert")).unwrap();
+    let prompt = lmbff::prompt::Prompt::new(
+        lmbff::prompt::Template::parse(spec.template).unwrap(),
+        spec.verbalizer(&tok).unwrap(),
+        lmbff::prompt::Truncation { max_len: 32.max(spec.max_len.unwrap_or(0)), first_sent_limit: spec.first_sent_limit, other_sent_limit: spec.other_sent_limit },
+    )
+    .unwrap();
+    let head = lmbff::train::word_anchor_zero_shot(&model, &tok, &prompt).unwrap().unwrap();
+    let test = spec.read(&data, 1, "test").unwrap();
+    let want = lmbff::train::embedding_logits(&model, &tok, &prompt, &head, &test, 8).unwrap();
+    let l: harness::Logits = serde_json::from_str(&std::fs::read_to_string(harness::logits_path(&out, "SST-2", 1, RunMethod::ZeroShotWords)).unwrap()).unwrap();
+    assert_eq!(l.test.len(), want.len());
+    for (g, w) in l.test.iter().zip(&want) {
+        assert!(g.iter().zip(w).all(|(a, b)| (a - b).abs() < 1e-4), "{g:?} against {w:?}");
+    }
+    let r: harness::RunResult = serde_json::from_str(&std::fs::read_to_string(harness::result_path(&out, "SST-2", 1, RunMethod::ZeroShotWords)).unwrap()).unwrap();
+    let gold: Vec<usize> = test.iter().map(|e| e.label.unwrap()).collect();
+    assert_eq!(r.test, lmbff::metrics::accuracy(&l.test, &gold));
 }
 
 /// The template ensemble: prompt-auto-N trains with the N-th line of LM-BFF's sorted auto

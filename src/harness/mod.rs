@@ -33,6 +33,11 @@ pub enum RunMethod {
     Majority,
     /// The prompt and label words on the untrained model.
     ZeroShot,
+    /// The word anchors' zero-shot classifier on `--plain-model` as it is
+    /// (`train::word_anchor_zero_shot`): each class's label word read in its anchor text,
+    /// and the class whose word the input's 3 closest tokens come nearest. The zero-shot
+    /// baseline of an encoder without a masked-LM head. Single-sentence tasks.
+    ZeroShotWords,
     /// In-context learning (GPT-3 style): the untrained model with demonstrations
     /// appended, no training.
     InContext,
@@ -93,6 +98,7 @@ impl RunMethod {
         match self {
             RunMethod::Majority => "majority",
             RunMethod::ZeroShot => "zero-shot",
+            RunMethod::ZeroShotWords => "zero-shot-words",
             RunMethod::InContext => "in-context",
             RunMethod::Plain => "plain",
             RunMethod::Prompt => "prompt",
@@ -122,9 +128,10 @@ impl RunMethod {
     }
 
     pub fn parse(s: &str) -> Result<Self> {
-        const ALL: [RunMethod; 16] = [
+        const ALL: [RunMethod; 17] = [
             RunMethod::Majority,
             RunMethod::ZeroShot,
+            RunMethod::ZeroShotWords,
             RunMethod::InContext,
             RunMethod::Plain,
             RunMethod::Prompt,
@@ -505,7 +512,10 @@ pub fn run_one(
         }
         _ => {
             let demos = matches!(method, RunMethod::PromptDemos | RunMethod::PromptDemosFilter | RunMethod::InContext);
-            let embedding = matches!(method, RunMethod::SentenceEmbedding | RunMethod::SentenceEmbeddingAnchors | RunMethod::SentenceEmbeddingAnchorsAuto | RunMethod::SentenceEmbeddingWords);
+            let embedding = matches!(
+                method,
+                RunMethod::SentenceEmbedding | RunMethod::SentenceEmbeddingAnchors | RunMethod::SentenceEmbeddingAnchorsAuto | RunMethod::SentenceEmbeddingWords | RunMethod::ZeroShotWords
+            );
             let model_dir = if embedding || matches!(method, RunMethod::Plain | RunMethod::FullData) {
                 &s.plain_model
             } else {
@@ -549,6 +559,9 @@ pub fn run_one(
                 let (dev_logits, logits) = match &spec.multi_label {
                     // A yes/no head per label on the input's embedding; its logits split
                     // into the yes/no pairs the prompt methods are scored on.
+                    Some(_) if method == RunMethod::ZeroShotWords => {
+                        return Err(Error::InvalidArgument(format!("zero-shot-words scores single-label tasks; {} is multi-label", spec.name)));
+                    }
                     Some(ms) => {
                         let (ml, reader) = (ms.labels()?, prompt.input_reader());
                         let (inputs, sets) = ms.build(root, seed, "train")?;
@@ -561,6 +574,15 @@ pub fn run_one(
                         let (dev_logits, mut logits) = (pairs("dev")?, pairs("test")?);
                         logits.truncate(test_ex.len());
                         (dev_logits, logits)
+                    }
+                    None if method == RunMethod::ZeroShotWords => {
+                        let head = train::word_anchor_zero_shot(&model, &tok, &prompt)?.ok_or_else(|| {
+                            Error::InvalidArgument(format!("zero-shot-words reads the label words in anchor texts, and {}'s template reads two sentences", spec.name))
+                        })?;
+                        (
+                            train::embedding_logits(&model, &tok, &prompt, &head, &dev_ex, 32)?,
+                            train::embedding_logits(&model, &tok, &prompt, &head, &test_ex, 32)?,
+                        )
                     }
                     None => {
                         let (head, report) = train::train_embedding(&model, &tok, &prompt, &train_ex, &p, progress)?;

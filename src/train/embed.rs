@@ -15,7 +15,7 @@ use tch::{Kind, Tensor};
 use super::finetune::encode_all;
 use super::optim::Optimiser;
 use super::{Method, Progress, ProgressFn, Stage};
-use crate::checkpoint::{LinearHead, WordAnchors};
+use crate::checkpoint::{LinearHead, WordAnchors, WORD_ANCHOR_GROUPS};
 use crate::model::{Batch, MaskedLm};
 use crate::prompt::{Encoded, Example, Prompt, Template};
 use crate::tokenize::Tokenizer;
@@ -266,6 +266,33 @@ pub fn word_anchor_vectors(model: &MaskedLm, tok: &Tokenizer, prompt: &Prompt, t
         out.push(Vec::<f32>::try_from(&v)?);
     }
     Ok(Some(out))
+}
+
+/// Logit per unit of cosine of [`word_anchor_zero_shot`] (SimCSE's temperature, 0.05):
+/// a class whose word comes 0.05 closer gets e times the odds.
+pub const ZERO_SHOT_WORDS_LOGIT_SCALE: f32 = 20.0;
+
+/// The word anchors' zero-shot classifier: no training, no example. The encoder as it is
+/// reads each class's label word in its anchor text ([`word_anchor_vectors`], "great" in
+/// "It was great."), and an input's logit for a class is how close its 3 closest tokens
+/// come to that word: the mean of their cosines ([`word_anchor_features`]' second group)
+/// times [`ZERO_SHOT_WORDS_LOGIT_SCALE`]. It is a [`LinearHead`] over the word-anchor
+/// features with every other weight 0, so it is scored, exported and served as any
+/// sentence-embedding model is. A headless encoder keeps its prompt knowledge in its
+/// tokens, not in the mask slot (docs/harness.md, "Word anchors"). None when the prompt
+/// has no anchors (its template reads two sentences).
+pub fn word_anchor_zero_shot(model: &MaskedLm, tok: &Tokenizer, prompt: &Prompt) -> Result<Option<LinearHead>> {
+    let Some(vectors) = word_anchor_vectors(model, tok, prompt, &[])? else { return Ok(None) };
+    let (k, hidden) = (vectors.len(), vectors.first().map_or(0, Vec::len));
+    let width = hidden + WORD_ANCHOR_GROUPS * k;
+    let weight = (0..k)
+        .map(|c| {
+            let mut row = vec![0.0f32; width];
+            row[hidden + k + c] = ZERO_SHOT_WORDS_LOGIT_SCALE;
+            row
+        })
+        .collect();
+    Ok(Some(LinearHead { weight, bias: vec![0.0; k], word_anchors: Some(WordAnchors { vectors, scale: 1.0 }) }))
 }
 
 /// SetFit's pairs: in each round, every example with a random other example of its class
