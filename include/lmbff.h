@@ -103,6 +103,13 @@
 #define LMBFF_METHOD_SENTENCE_EMBEDDING 2
 
 /*
+ No training: the word anchors' zero-shot classifier (each input takes the class whose
+ label word its 3 closest tokens come nearest, read by the model as it is). Needs no
+ registered example; single-sentence, single-label classification only.
+ */
+#define LMBFF_METHOD_ZERO_SHOT_WORDS 3
+
+/*
  Stages reported to the progress callback.
  */
 #define LMBFF_STAGE_ADAPT 0
@@ -344,8 +351,12 @@ typedef struct {
    multi-label task with a head always takes the prompt). The sentence-embedding
    method runs SetFit's schedule (20 rounds of pairs, 16 pairs a step) at
    `learning_rate`, on a multi-label task with a yes/no head per label; `steps` and
-   `batch_size` are the prompt method's. Regression tasks need the prompt method. The
-   version's notes (exported in lmbff-export.json) say which method ran and why.
+   `batch_size` are the prompt method's. Regression tasks need the prompt method.
+   LMBFF_METHOD_ZERO_SHOT_WORDS trains nothing and needs no example: a version that
+   labels by how close each input's tokens come to the label words, to pre-label a
+   pool before anyone has (dev examples, when marked, are scored and can calibrate
+   it). The version's notes (exported in lmbff-export.json) say which method ran and
+   why.
    */
   int32_t method;
   /*

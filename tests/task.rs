@@ -741,3 +741,83 @@ fn regression_tasks_through_the_c_abi() {
         lmbff_task_free(t);
     }
 }
+
+/// LMBFF_METHOD_ZERO_SHOT_WORDS through the C ABI: a task with no labelled example gets a
+/// version (nothing trained), exported and served with the probabilities of the word
+/// anchors' zero-shot head on the task's model, its dev examples scored in its notes;
+/// demonstrations, a multi-label task and a regression task are named errors.
+#[test]
+fn zero_shot_words_through_the_c_abi() {
+    let dir = common::tempdir("zero-shot-words-abi");
+    unsafe {
+        let t = abi_task(&["neg", "pos"], &["terrible", "great"], 0, (0.0, 1.0));
+        let dev = [add(t, "a dull ride", "neg"), add(t, "a great ride", "pos")];
+        for id in dev {
+            assert_eq!(lmbff_task_set_dev(t, id, true), LMBFF_OK);
+        }
+        let cdir = CString::new(dir.join("task").to_str().unwrap()).unwrap();
+        assert_eq!(lmbff_task_save(t, cdir.as_ptr()), LMBFF_OK, "{}", last_error());
+        let mut tp = cpu_params(10);
+        // Another method needs an example of every label.
+        tp.method = LMBFF_METHOD_SENTENCE_EMBEDDING;
+        assert_eq!(lmbff_train(t, &tp, None, null_mut(), null_mut(), 0), LMBFF_ERR_INVALID_ARGUMENT);
+        assert!(last_error().contains("has no examples"), "{}", last_error());
+        tp.method = LMBFF_METHOD_ZERO_SHOT_WORDS;
+        tp.demonstrations = true;
+        assert_eq!(lmbff_train(t, &tp, None, null_mut(), null_mut(), 0), LMBFF_ERR_INVALID_ARGUMENT);
+        assert!(last_error().contains("not LMBFF_METHOD_ZERO_SHOT_WORDS"), "{}", last_error());
+        tp.demonstrations = false;
+        tp.calibrate = true;
+        let mut version = [0 as c_char; 16];
+        assert_eq!(lmbff_train(t, &tp, None, null_mut(), version.as_mut_ptr(), 16), LMBFF_OK, "{}", last_error());
+        assert_eq!(CStr::from_ptr(version.as_ptr()).to_str().unwrap(), "v1");
+        let m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("task/models/v1/lmbff.json")).unwrap()).unwrap();
+        assert_eq!((m["method"].as_str(), m["notes"]["method"].as_str()), (Some("sentence-embedding"), Some("zero-shot-words")), "{m}");
+        assert_eq!(m["notes"]["examples_per_label"], serde_json::json!([0, 0]));
+        assert_eq!(m["notes"]["dev_examples"].as_u64(), Some(2));
+        let temperature = m["temperature"].as_f64().expect("calibrated on the dev examples");
+
+        let out = dir.join("export");
+        let cout = CString::new(out.to_str().unwrap()).unwrap();
+        let v1 = CString::new("v1").unwrap();
+        assert_eq!(lmbff_task_export(t, v1.as_ptr(), cout.as_ptr(), false), LMBFF_OK, "{}", last_error());
+        let texts = ["the movie was fun", "i hated this book", "a dull ride , really", "the music was bright and warm"];
+        let ctexts: Vec<CString> = texts.iter().map(|s| CString::new(*s).unwrap()).collect();
+        let ptrs: Vec<*const c_char> = ctexts.iter().map(|s| s.as_ptr()).collect();
+        let mut pred = null_mut();
+        assert_eq!(lmbff_predictor_open(cout.as_ptr(), null(), &mut pred), LMBFF_OK, "{}", last_error());
+        let mut r = null_mut();
+        assert_eq!(lmbff_predict(pred, ptrs.as_ptr(), null(), texts.len(), &mut r), LMBFF_OK, "{}", last_error());
+        // The same head computed here on the task's model, divided by the temperature.
+        let fixture = common::fixtures().join("bert");
+        let model = lmbff::model::MaskedLm::load(&fixture, tch::Device::Cpu).unwrap();
+        let tok = lmbff::tokenize::Tokenizer::from_dir(&fixture).unwrap();
+        let prompt = Task::open(&dir.join("task")).unwrap().spec().prompt().unwrap();
+        let head = lmbff::train::word_anchor_zero_shot(&model, &tok, &prompt).unwrap().unwrap();
+        let ex: Vec<lmbff::prompt::Example> = texts.iter().map(|s| lmbff::prompt::Example::single(s.to_string(), None)).collect();
+        let logits: Vec<Vec<f32>> = lmbff::train::embedding_logits(&model, &tok, &prompt, &head, &ex, 4)
+            .unwrap()
+            .into_iter()
+            .map(|row| row.iter().map(|x| x / temperature as f32).collect())
+            .collect();
+        let want = lmbff::train::softmax_rows(&logits);
+        for (i, w) in want.iter().enumerate() {
+            let mut probs = [0f32; 2];
+            assert_eq!(lmbff_predictions_probs(r, i, probs.as_mut_ptr(), 2), LMBFF_OK);
+            assert!(probs.iter().zip(w).all(|(a, b)| (a - b).abs() < 1e-5), "{}: {probs:?} against {w:?}", texts[i]);
+        }
+        lmbff_predictions_free(r);
+        lmbff_predictor_free(pred);
+        lmbff_task_free(t);
+
+        tp.calibrate = false;
+        for (flags, labels, what) in [(LMBFF_TASK_MULTI_LABEL, ["neg", "pos"], "a multi-label task"), (LMBFF_TASK_REGRESSION, ["low", "high"], "a regression task")] {
+            let t = abi_task(&labels, &["terrible", "great"], flags, (0.0, 5.0));
+            let cdir = CString::new(dir.join(format!("task-{flags}")).to_str().unwrap()).unwrap();
+            assert_eq!(lmbff_task_save(t, cdir.as_ptr()), LMBFF_OK, "{}", last_error());
+            assert_eq!(lmbff_train(t, &tp, None, null_mut(), null_mut(), 0), LMBFF_ERR_INVALID_ARGUMENT);
+            assert!(last_error().contains(&format!("cannot train {what}")), "{}", last_error());
+            lmbff_task_free(t);
+        }
+    }
+}

@@ -491,7 +491,8 @@ type TrainParams struct {
 	DemoFilter      bool
 	DemoFilterModel string
 	// Method: MethodAuto (the zero value: the library decides, see lmbff.h),
-	// MethodPrompt or MethodSentenceEmbedding.
+	// MethodPrompt, MethodSentenceEmbedding or MethodZeroShotWords (no training and no
+	// example needed: labels by how close each input's tokens come to the label words).
 	Method Method
 	// Calibrate fits temperature scaling on the dev examples (SetDev), so that the
 	// version's probabilities match its accuracy; exports divide the logits by it.
@@ -514,6 +515,7 @@ const (
 	MethodAuto              Method = C.LMBFF_METHOD_AUTO
 	MethodPrompt            Method = C.LMBFF_METHOD_PROMPT
 	MethodSentenceEmbedding Method = C.LMBFF_METHOD_SENTENCE_EMBEDDING
+	MethodZeroShotWords     Method = C.LMBFF_METHOD_ZERO_SHOT_WORDS
 )
 
 // Train trains a new model version in lmbff's background thread and returns its name.

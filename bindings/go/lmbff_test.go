@@ -357,6 +357,21 @@ func TestTrainExportPredict(t *testing.T) {
 	}
 	_, err = task.Train(context.Background(), TrainParams{Steps: 2, Method: MethodSentenceEmbedding, AnchorTemplates: []string{"{text_a} ? {mask} , {text_b}"}}, nil)
 	wantCode(t, err, "INVALID_ARGUMENT")
+	// MethodZeroShotWords trains nothing: a sentence-embedding version whose notes name it.
+	zero, err := task.Train(context.Background(), TrainParams{Method: MethodZeroShotWords}, nil)
+	if err != nil {
+		t.Fatalf("zero-shot-words run: %v", err)
+	}
+	var zm struct {
+		Method string
+		Notes  struct{ Method string }
+	}
+	if raw, err := os.ReadFile(filepath.Join(dir, "task", "models", zero, "lmbff.json")); err != nil || json.Unmarshal(raw, &zm) != nil || zm.Method != "sentence-embedding" || zm.Notes.Method != "zero-shot-words" {
+		t.Fatalf("the zero-shot-words version's manifest: %+v (%v)", zm, err)
+	}
+	if err := task.DeleteVersion(zero); err != nil {
+		t.Fatal(err)
+	}
 	if v, err := task.Versions(); err != nil || !reflect.DeepEqual(v, []string{"v1"}) {
 		t.Fatalf("versions after deleting v2: %q (%v)", v, err)
 	}

@@ -36,7 +36,7 @@ const TrainParams = koffi.struct('lmbff_train_params', {
   calibrate: 'bool', disable_label_anchors: 'bool', anchor_templates: 'const char **', num_anchor_templates: 'size_t',
 });
 /** Training methods (lmbff_train_params.method): 'auto' lets the library decide. */
-const METHODS = { auto: 0, prompt: 1, 'sentence-embedding': 2 };
+const METHODS = { auto: 0, prompt: 1, 'sentence-embedding': 2, 'zero-shot-words': 3 };
 
 const c = {
   abiVersion: lib.func('uint32_t lmbff_abi_version()'),
@@ -342,7 +342,9 @@ class Task {
    * predicts with demoSets fixed sets. demoFilter picks each input's demonstrations from
    * the most similar half of each class (LM-BFF's demo_filter), ranked by the sentence
    * encoder demoFilterModel (an HF model directory; null: the task's model). method is
-   * 'auto' (the library decides: see lmbff.h), 'prompt' or 'sentence-embedding'.
+   * 'auto' (the library decides: see lmbff.h), 'prompt', 'sentence-embedding' or
+   * 'zero-shot-words' (no training and no example needed: labels by how close each
+   * input's tokens come to the label words).
    * calibrate fits temperature scaling on the dev examples (setDev). labelAnchors: the
    * sentence-embedding method trains with the template's text and each label word
    * ("It was great.") as extra examples of their class (default true; false: SetFit as

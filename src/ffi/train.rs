@@ -22,6 +22,10 @@ pub const LMBFF_DEVICE_CUDA: i32 = 2;
 pub const LMBFF_METHOD_AUTO: i32 = 0;
 pub const LMBFF_METHOD_PROMPT: i32 = 1;
 pub const LMBFF_METHOD_SENTENCE_EMBEDDING: i32 = 2;
+/// No training: the word anchors' zero-shot classifier (each input takes the class whose
+/// label word its 3 closest tokens come nearest, read by the model as it is). Needs no
+/// registered example; single-sentence, single-label classification only.
+pub const LMBFF_METHOD_ZERO_SHOT_WORDS: i32 = 3;
 
 /// Stages reported to the progress callback.
 pub const LMBFF_STAGE_ADAPT: i32 = 0;
@@ -80,8 +84,12 @@ pub struct lmbff_train_params {
     /// multi-label task with a head always takes the prompt). The sentence-embedding
     /// method runs SetFit's schedule (20 rounds of pairs, 16 pairs a step) at
     /// `learning_rate`, on a multi-label task with a yes/no head per label; `steps` and
-    /// `batch_size` are the prompt method's. Regression tasks need the prompt method. The
-    /// version's notes (exported in lmbff-export.json) say which method ran and why.
+    /// `batch_size` are the prompt method's. Regression tasks need the prompt method.
+    /// LMBFF_METHOD_ZERO_SHOT_WORDS trains nothing and needs no example: a version that
+    /// labels by how close each input's tokens come to the label words, to pre-label a
+    /// pool before anyone has (dev examples, when marked, are scored and can calibrate
+    /// it). The version's notes (exported in lmbff-export.json) say which method ran and
+    /// why.
     pub method: i32,
     /// Similarity-filtered demonstrations (LM-BFF's demo_filter; needs demonstrations):
     /// a sentence encoder ranks each class's examples by similarity to the input, and
@@ -199,14 +207,16 @@ unsafe fn run_params(p: *const lmbff_train_params) -> Result<crate::task::RunPar
         LMBFF_METHOD_AUTO => crate::task::TrainMethod::Auto,
         LMBFF_METHOD_PROMPT => crate::task::TrainMethod::Prompt,
         LMBFF_METHOD_SENTENCE_EMBEDDING => crate::task::TrainMethod::SentenceEmbedding,
+        LMBFF_METHOD_ZERO_SHOT_WORDS => crate::task::TrainMethod::ZeroShotWords,
         other => {
             return Err(Error::InvalidArgument(format!(
-                "params.method is {other}: use LMBFF_METHOD_AUTO, _PROMPT or _SENTENCE_EMBEDDING"
+                "params.method is {other}: use LMBFF_METHOD_AUTO, _PROMPT, _SENTENCE_EMBEDDING or _ZERO_SHOT_WORDS"
             )))
         }
     };
-    if p.demonstrations && p.method == LMBFF_METHOD_SENTENCE_EMBEDDING {
-        return Err(Error::InvalidArgument("params.demonstrations need the prompt method, not LMBFF_METHOD_SENTENCE_EMBEDDING".into()));
+    if p.demonstrations && matches!(p.method, LMBFF_METHOD_SENTENCE_EMBEDDING | LMBFF_METHOD_ZERO_SHOT_WORDS) {
+        let name = if p.method == LMBFF_METHOD_ZERO_SHOT_WORDS { "LMBFF_METHOD_ZERO_SHOT_WORDS" } else { "LMBFF_METHOD_SENTENCE_EMBEDDING" };
+        return Err(Error::InvalidArgument(format!("params.demonstrations need the prompt method, not {name}")));
     }
     let warm_start = if p.warm_start.is_null() { None } else { Some(str_arg(p.warm_start, "params.warm_start")?.to_string()) };
     if p.demo_filter && !p.demonstrations {

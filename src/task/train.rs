@@ -89,6 +89,12 @@ pub enum TrainMethod {
     /// SetFit-style: contrastive fine-tuning of mean-pooled sentence embeddings, then a
     /// logistic-regression classifier on them (src/train/embed.rs).
     SentenceEmbedding,
+    /// No training and no example needed: the word anchors' zero-shot classifier
+    /// (`train::word_anchor_zero_shot`) on the model as it is, saved and exported as a
+    /// sentence-embedding model. Each input takes the class whose label word its 3
+    /// closest tokens come nearest. For single-sentence, single-label classification;
+    /// never chosen by `Auto`.
+    ZeroShotWords,
 }
 
 impl TrainMethod {
@@ -97,6 +103,7 @@ impl TrainMethod {
             TrainMethod::Auto => "auto",
             TrainMethod::Prompt => METHOD_PROMPT,
             TrainMethod::SentenceEmbedding => METHOD_EMBEDDING,
+            TrainMethod::ZeroShotWords => "zero-shot-words",
         }
     }
 }
@@ -269,7 +276,22 @@ pub fn train(task: &Task, p: &RunParams, progress: ProgressFn) -> Result<String>
     }
     let anchor_templates = anchor_templates(&prompt, multi.is_some(), p)?;
     let counts = task.counts();
-    if let Some(empty) = counts.iter().position(|&c| c == 0) {
+    let zero_shot = p.method == TrainMethod::ZeroShotWords;
+    if zero_shot {
+        let why = if multi.is_some() {
+            Some("a multi-label task")
+        } else if task.spec().regression.is_some() {
+            Some("a regression task")
+        } else if p.demonstrations {
+            Some("demonstrations (they belong to the prompt method)")
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            return Err(Error::InvalidArgument(format!("the zero-shot-words method classifies one sentence into one label; it cannot train {why}")));
+        }
+    }
+    if let Some(empty) = counts.iter().position(|&c| c == 0).filter(|_| !zero_shot) {
         return Err(Error::InvalidArgument(format!("label {:?} has no examples: register at least one per label", task.spec().labels[empty])));
     }
     let from = match &p.warm_start {
@@ -311,7 +333,20 @@ pub fn train(task: &Task, p: &RunParams, progress: ProgressFn) -> Result<String>
     let mut notes = serde_json::json!({"method": method.name(), "method_reason": reason, "seed": p.seed,
                                        "examples_per_label": counts, "adaptation_steps": p.adaptation_steps,
                                        "warm_start": p.warm_start, "source_model": from});
-    let manifest = if method == TrainMethod::SentenceEmbedding {
+    let manifest = if method == TrainMethod::ZeroShotWords {
+        let head = train::word_anchor_zero_shot(&model, &tok, &prompt)?.ok_or_else(|| {
+            Error::InvalidArgument("the zero-shot-words method reads the label words in the template's own text, and this template reads two sentences".into())
+        })?;
+        let dev_logits = if dev.is_empty() { Vec::new() } else { train::embedding_logits(&model, &tok, &prompt, &head, &dev, 32)? };
+        if !dev.is_empty() {
+            let gold: Vec<usize> = dev.iter().map(|e| e.label.unwrap_or(usize::MAX)).collect();
+            notes["dev_examples"] = dev.len().into();
+            notes["dev_accuracy"] = crate::metrics::accuracy(&dev_logits, &gold).into();
+        }
+        let mut m = Manifest::for_embedding(&prompt, head, None, notes);
+        calibrate(&mut m, p.calibrate, &dev_logits, &dev);
+        m
+    } else if method == TrainMethod::SentenceEmbedding {
         let ep = EmbedParams { lr: p.lr, seed: p.seed, anchor_templates, ..EmbedParams::default() }.with_anchors(p.label_anchors);
         // Multi-label: the input alone, a yes/no head per label; dev logits as the yes/no
         // pairs of `dev` (the expanded examples), so calibration reads them as a prompt's.

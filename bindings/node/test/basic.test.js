@@ -105,6 +105,12 @@ test('task, training with progress and cancellation, versions, export, predict',
   task.deleteVersion(more);
   await assert.rejects(task.train({ method: 'sentence-embedding', anchorTemplates: '{text} So {mask}.' }), (e) => e.code === 'INVALID_ARGUMENT' && /anchorTemplates/.test(e.message));
   await assert.rejects(task.train({ method: 'sentence-embedding', anchorTemplates: ['{text_a} ? {mask} , {text_b}'] }), (e) => e.code === 'INVALID_ARGUMENT' && /two sentences/.test(e.message));
+  // zero-shot-words trains nothing: a sentence-embedding export whose notes name it.
+  const zero = await task.train({ method: 'zero-shot-words' });
+  const zeroNotes = JSON.parse(fs.readFileSync(path.join(work, 'task', 'models', zero, 'lmbff.json'), 'utf8'));
+  assert.strictEqual(zeroNotes.method, 'sentence-embedding');
+  assert.strictEqual(zeroNotes.notes.method, 'zero-shot-words');
+  task.deleteVersion(zero);
   assert.deepStrictEqual(task.versions(), ['v1']);
   throwsCode(() => task.exportVersion('v2', path.join(work, 'gone')), 'INVALID_ARGUMENT');
   throwsCode(() => task.deleteVersion('v2'), 'INVALID_ARGUMENT');
