@@ -252,7 +252,7 @@ fn zero_shot_words_scores_the_untrained_encoder() {
         lmbff::prompt::Truncation { max_len: 32.max(spec.max_len.unwrap_or(0)), first_sent_limit: spec.first_sent_limit, other_sent_limit: spec.other_sent_limit },
     )
     .unwrap();
-    let head = lmbff::train::word_anchor_zero_shot(&model, &tok, &prompt).unwrap().unwrap();
+    let head = lmbff::train::word_anchor_zero_shot(&model, &tok, &prompt, &[]).unwrap().unwrap();
     let test = spec.read(&data, 1, "test").unwrap();
     let want = lmbff::train::embedding_logits(&model, &tok, &prompt, &head, &test, 8).unwrap();
     let l: harness::Logits = serde_json::from_str(&std::fs::read_to_string(harness::logits_path(&out, "SST-2", 1, RunMethod::ZeroShotWords)).unwrap()).unwrap();

@@ -576,7 +576,7 @@ pub fn run_one(
                         (dev_logits, logits)
                     }
                     None if method == RunMethod::ZeroShotWords => {
-                        let head = train::word_anchor_zero_shot(&model, &tok, &prompt)?.ok_or_else(|| {
+                        let head = train::word_anchor_zero_shot(&model, &tok, &prompt, &[])?.ok_or_else(|| {
                             Error::InvalidArgument(format!("zero-shot-words reads the label words in anchor texts, and {}'s template reads two sentences", spec.name))
                         })?;
                         (

@@ -279,10 +279,11 @@ pub const ZERO_SHOT_WORDS_LOGIT_SCALE: f32 = 20.0;
 /// times [`ZERO_SHOT_WORDS_LOGIT_SCALE`]. It is a [`LinearHead`] over the word-anchor
 /// features with every other weight 0, so it is scored, exported and served as any
 /// sentence-embedding model is. A headless encoder keeps its prompt knowledge in its
-/// tokens, not in the mask slot (docs/harness.md, "Word anchors"). None when the prompt
-/// has no anchors (its template reads two sentences).
-pub fn word_anchor_zero_shot(model: &MaskedLm, tok: &Tokenizer, prompt: &Prompt) -> Result<Option<LinearHead>> {
-    let Some(vectors) = word_anchor_vectors(model, tok, prompt, &[])? else { return Ok(None) };
+/// tokens, not in the mask slot (docs/harness.md, "Word anchors"). Further `templates`
+/// read each word in more phrasings, as for the trained method. None when the prompt has
+/// no anchors (its template reads two sentences).
+pub fn word_anchor_zero_shot(model: &MaskedLm, tok: &Tokenizer, prompt: &Prompt, templates: &[Template]) -> Result<Option<LinearHead>> {
+    let Some(vectors) = word_anchor_vectors(model, tok, prompt, templates)? else { return Ok(None) };
     let (k, hidden) = (vectors.len(), vectors.first().map_or(0, Vec::len));
     let width = hidden + WORD_ANCHOR_GROUPS * k;
     let weight = (0..k)
