@@ -355,8 +355,8 @@ typedef struct {
    LMBFF_METHOD_ZERO_SHOT_WORDS trains nothing and needs no example: a version that
    labels by how close each input's tokens come to the label words, to pre-label a
    pool before anyone has (dev examples, when marked, are scored and can calibrate
-   it; anchor_templates read each label word in more phrasings). The version's notes (exported in lmbff-export.json) say which method ran and
-   why.
+   it; anchor_templates read each label word in more phrasings). The version's notes
+   (exported in lmbff-export.json) say which method ran and why.
    */
   int32_t method;
   /*

