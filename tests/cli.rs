@@ -192,3 +192,64 @@ fn anchor_templates_on_the_command_line() {
         assert!(!dir.join("refused").exists(), "nothing saved");
     }
 }
+
+/// `train --method zero-shot-words` trains nothing and needs no example: it scores dev
+/// and test, calibrates on dev, and saves a sentence-embedding model whose export serves
+/// the accuracy it reported. What it cannot use is refused by name, before anything is
+/// saved; the other methods still need --train and --dev.
+#[test]
+fn zero_shot_words_on_the_command_line() {
+    let model = common::fixtures().join("bert");
+    let dir = common::tempdir("cli-zero-shot-words");
+    let toy = write_toy(&dir);
+    let run = |extra: &[&str], out: &std::path::Path| {
+        lmbff()
+            .args(["train", "--device", "cpu", "--threads", "1", "--labels", "{'0':'bad','1':'good'}", "--max-len", "24"])
+            .args(["--method", "zero-shot-words"])
+            .args(extra)
+            .arg("--model").arg(&model).arg("--out").arg(out)
+            .output()
+            .unwrap()
+    };
+    let out = dir.join("zero-shot");
+    let toy_s = toy.to_str().unwrap();
+    let o = run(&["--dev", toy_s, "--test", toy_s, "--calibrate", "--anchor-template", "{text} So {mask}."], &out);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let test_acc = report["test_acc"].as_f64().unwrap();
+    assert_eq!(report["dev_acc"].as_f64(), Some(test_acc), "the same file: {report}");
+    assert!(report["calibration"]["temperature"].as_f64().unwrap() > 0.0, "{report}");
+    assert_eq!(report["label_anchors"], serde_json::json!(["It was bad.", "It was good.", "So bad.", "So good."]), "{report}");
+    let m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("lmbff.json")).unwrap()).unwrap();
+    assert_eq!((m["method"].as_str(), m["notes"]["method"].as_str()), (Some("sentence-embedding"), Some("zero-shot-words")), "{m}");
+    let exp = dir.join("exported");
+    let o = lmbff().arg("export").arg("--model").arg(&out).arg("--out").arg(&exp).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = lmbff().args(["predict", "--threads", "1", "--input"]).arg(&toy).arg("--export").arg(&exp).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let gold = [1.0, 0.0, 1.0, 0.0];
+    let served: Vec<f64> = o.stdout.split(|&b| b == b'\n').filter(|l| !l.is_empty()).map(|l| {
+        let v: serde_json::Value = serde_json::from_slice(l).unwrap();
+        if v["probs"]["1"].as_f64().unwrap() > v["probs"]["0"].as_f64().unwrap() { 1.0 } else { 0.0 }
+    }).collect();
+    let served_acc = served.iter().zip(gold).filter(|(p, g)| **p == *g).count() as f64 / gold.len() as f64;
+    assert_eq!(served_acc, test_acc, "served {served:?}");
+    // No dev, no test: still a model.
+    let o = run(&[], &dir.join("bare"));
+    assert!(o.status.success() && dir.join("bare/lmbff.json").is_file(), "{}", String::from_utf8_lossy(&o.stderr));
+    for (args, want) in [
+        (&["--train", toy_s][..], "takes no --train"),
+        (&["--calibrate"][..], "--calibrate without --dev"),
+        (&["--no-anchors"][..], "--no-anchors"),
+        (&["--demos"][..], "--demos"),
+        (&["--template", "*cls**sent_0*?*mask*,*+sentl_1**sep+*"][..], "reads two sentences"),
+    ] {
+        let o = run(args, &dir.join("refused"));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && err.contains(want), "{args:?}: {err}");
+        assert!(!dir.join("refused").exists(), "nothing saved");
+    }
+    let o = lmbff().args(["train", "--device", "cpu", "--method", "sentence-embedding", "--dev", toy_s]).arg("--model").arg(&model).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("--train") && err.contains("give both"), "{err}");
+}

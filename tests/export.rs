@@ -706,12 +706,12 @@ fn word_anchor_vectors_are_the_label_words_states() {
 #[test]
 fn word_anchor_zero_shot_scores_the_closest_tokens_and_exports() {
     let c = case(&common::fixtures().join("bert"), "*cls**sent_0*_It_was*mask*.*sep+*", 32);
-    let head = train::word_anchor_zero_shot(&c.model, &c.tok, &c.prompt, &[]).unwrap().unwrap();
+    let head = train::word_anchor_zero_shot(&c.model, &c.tok, &c.prompt, &[]).unwrap();
     let vectors = train::word_anchor_vectors(&c.model, &c.tok, &c.prompt, &[]).unwrap().unwrap();
     assert_eq!(head.word_anchors.as_ref().unwrap().vectors, vectors);
     // Further templates read the words in more phrasings, as the trained method's do.
     let more = [Template::parse("{text} So {mask}.").unwrap()];
-    let wide = train::word_anchor_zero_shot(&c.model, &c.tok, &c.prompt, &more).unwrap().unwrap();
+    let wide = train::word_anchor_zero_shot(&c.model, &c.tok, &c.prompt, &more).unwrap();
     assert_eq!(wide.word_anchors.unwrap().vectors, train::word_anchor_vectors(&c.model, &c.tok, &c.prompt, &more).unwrap().unwrap());
     let ex: Vec<Example> = texts(12).into_iter().filter(|e| e.text_a.split_whitespace().count() >= 3).collect();
     assert!(ex.len() >= 8);
@@ -740,5 +740,6 @@ fn word_anchor_zero_shot_scores_the_closest_tokens_and_exports() {
     println!("zero-shot words: max |p_onnx - p_tch| = {d:.2e} over {} inputs", ex.len());
     assert!(d <= 1e-5, "{d}");
     let pair = case(&common::fixtures().join("bert"), "*cls**sent_0*?*mask*,*+sentl_1**sep+*", 32);
-    assert!(train::word_anchor_zero_shot(&pair.model, &pair.tok, &pair.prompt, &[]).unwrap().is_none());
+    let err = train::word_anchor_zero_shot(&pair.model, &pair.tok, &pair.prompt, &[]).unwrap_err().to_string();
+    assert!(err.contains("zero-shot-words") && err.contains("reads two sentences"), "{err}");
 }

@@ -793,7 +793,7 @@ fn zero_shot_words_through_the_c_abi() {
         let model = lmbff::model::MaskedLm::load(&fixture, tch::Device::Cpu).unwrap();
         let tok = lmbff::tokenize::Tokenizer::from_dir(&fixture).unwrap();
         let prompt = Task::open(&dir.join("task")).unwrap().spec().prompt().unwrap();
-        let head = lmbff::train::word_anchor_zero_shot(&model, &tok, &prompt, &[]).unwrap().unwrap();
+        let head = lmbff::train::word_anchor_zero_shot(&model, &tok, &prompt, &[]).unwrap();
         let ex: Vec<lmbff::prompt::Example> = texts.iter().map(|s| lmbff::prompt::Example::single(s.to_string(), None)).collect();
         let logits: Vec<Vec<f32>> = lmbff::train::embedding_logits(&model, &tok, &prompt, &head, &ex, 4)
             .unwrap()

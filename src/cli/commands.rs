@@ -207,7 +207,7 @@ fn parse_method(s: &str) -> Result<Method> {
     match s {
         "prompt" => Ok(Method::Prompt),
         "plain" | "cls" => Ok(Method::Cls),
-        _ => Err(Error::InvalidArgument(format!("method {s:?}: expected prompt, plain or sentence-embedding"))),
+        _ => Err(Error::InvalidArgument(format!("method {s:?}: expected prompt, plain, sentence-embedding or zero-shot-words"))),
     }
 }
 
@@ -215,14 +215,19 @@ fn parse_method(s: &str) -> Result<Method> {
 pub struct TrainArgs {
     #[arg(long)]
     pub model: PathBuf,
+    /// Training examples (every method but zero-shot-words, which trains nothing).
     #[arg(long)]
-    pub train: PathBuf,
+    pub train: Option<PathBuf>,
+    /// Dev examples (every method but zero-shot-words, for which they are optional: scored,
+    /// and what --calibrate fits on).
     #[arg(long)]
-    pub dev: PathBuf,
+    pub dev: Option<PathBuf>,
     #[arg(long)]
     pub test: Option<PathBuf>,
-    /// prompt (LM-BFF), plain ([CLS] head) or sentence-embedding (SetFit-style; uses --lr
-    /// and --seed, SetFit's schedule otherwise).
+    /// prompt (LM-BFF), plain ([CLS] head), sentence-embedding (SetFit-style; uses --lr
+    /// and --seed, SetFit's schedule otherwise) or zero-shot-words (no training and no
+    /// example: each input takes the class whose label word its 3 closest tokens come
+    /// nearest, read by the model as it is; saved as a sentence-embedding model).
     #[arg(long, default_value = "prompt")]
     pub method: String,
     /// Save the fine-tuned prompt or sentence-embedding model (HF directory + lmbff.json) here.
@@ -237,8 +242,8 @@ pub struct TrainArgs {
     /// label word, "It was great.") and run SetFit's method as published.
     #[arg(long)]
     pub no_anchors: bool,
-    /// sentence-embedding: a further template whose texts are label anchors too
-    /// ("{text} A truly {mask} movie."); repeat for several.
+    /// sentence-embedding and zero-shot-words: a further template whose texts are label
+    /// anchors too ("{text} A truly {mask} movie."); repeat for several.
     #[arg(long = "anchor-template", value_name = "TEMPLATE")]
     pub anchor_templates: Vec<String>,
     #[command(flatten)]
@@ -248,12 +253,18 @@ pub struct TrainArgs {
 }
 
 pub fn train(a: TrainArgs) -> Result<()> {
+    if a.method == "zero-shot-words" {
+        return train_zero_shot_words(a);
+    }
+    let (Some(train_file), Some(dev_file)) = (a.train.clone(), a.dev.clone()) else {
+        return Err(Error::InvalidArgument(format!("--method {} trains on --train and keeps the best on --dev: give both", a.method)));
+    };
     if a.method == "sentence-embedding" {
-        return train_embedding(a);
+        return train_embedding(a, &train_file, &dev_file);
     }
     let method = parse_method(&a.method)?;
     if !a.anchor_templates.is_empty() {
-        return Err(Error::InvalidArgument("--anchor-template is for --method sentence-embedding (label anchors)".into()));
+        return Err(Error::InvalidArgument("--anchor-template is for --method sentence-embedding or zero-shot-words (label anchors)".into()));
     }
     if a.out.is_some() && method == Method::Cls {
         return Err(Error::InvalidArgument("--out saves prompt models; plain fine-tuning is a baseline and is not saved".into()));
@@ -263,7 +274,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
         l.note_new_head();
     }
     let labels = labels_of(&l);
-    let (tr, dev) = (read_examples(&a.train, &labels)?, read_examples(&a.dev, &labels)?);
+    let (tr, dev) = (read_examples(&train_file, &labels)?, read_examples(&dev_file, &labels)?);
     let mut bar = Bar::new(method.name());
     let (report, head) = train::finetune(&l.model, &l.tok, &l.prompt, method, &tr, &dev, &a.fit.params(), &mut |p| bar.update(p))?;
     bar.finish();
@@ -284,7 +295,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
 }
 
 /// `train --method sentence-embedding`: contrastive fine-tuning and the logistic head.
-fn train_embedding(a: TrainArgs) -> Result<()> {
+fn train_embedding(a: TrainArgs, train_file: &Path, dev_file: &Path) -> Result<()> {
     if a.fit.demos {
         return Err(Error::InvalidArgument("--demos needs the prompt method, not sentence-embedding".into()));
     }
@@ -295,7 +306,7 @@ fn train_embedding(a: TrainArgs) -> Result<()> {
     // A template that cannot give anchors is refused before any training.
     let anchor_templates = l.prompt.parse_anchor_templates(&a.anchor_templates)?;
     let labels = labels_of(&l);
-    let (tr, dev) = (read_examples(&a.train, &labels)?, read_examples(&a.dev, &labels)?);
+    let (tr, dev) = (read_examples(train_file, &labels)?, read_examples(dev_file, &labels)?);
     let ep = train::EmbedParams { lr: a.fit.lr, seed: a.fit.seed, anchor_templates, ..train::EmbedParams::default() }.with_anchors(!a.no_anchors);
     let mut bar = Bar::new("sentence-embedding");
     let (head, report) = train::train_embedding(&l.model, &l.tok, &l.prompt, &tr, &ep, &mut |p| bar.update(p))?;
@@ -314,6 +325,45 @@ fn train_embedding(a: TrainArgs) -> Result<()> {
         let notes = json!({"method": "sentence-embedding", "steps": report.steps, "pairs": report.pairs, "lr": ep.lr, "seed": ep.seed,
                            "dev_acc": dev_acc, "test_acc": test, "source_model": a.model, "calibration": calibration,
                            "label_anchors": report.anchors});
+        save_trained(&l, out, Manifest::for_embedding(&l.prompt, head, None, notes), calibration.as_ref())?;
+    }
+    Ok(())
+}
+
+/// `train --method zero-shot-words`: the word anchors' zero-shot head on the model as it
+/// is (`train::word_anchor_zero_shot`), scored on dev and test when given, calibrated on
+/// dev with --calibrate, and saved as a sentence-embedding model.
+fn train_zero_shot_words(a: TrainArgs) -> Result<()> {
+    let refused = if a.train.is_some() {
+        Some("--train: it trains nothing, so the examples would go unused")
+    } else if a.fit.demos {
+        Some("--demos: demonstrations belong to the prompt method")
+    } else if a.no_anchors {
+        Some("--no-anchors: its classifier is the label words read in their anchor texts")
+    } else if a.calibrate && a.dev.is_none() {
+        Some("--calibrate without --dev: the temperature is fitted on dev")
+    } else {
+        None
+    };
+    if let Some(why) = refused {
+        return Err(Error::InvalidArgument(format!("--method zero-shot-words takes no {why}")));
+    }
+    let l = a.task.load(&a.model, a.fit.seed)?;
+    let anchor_templates = l.prompt.parse_anchor_templates(&a.anchor_templates)?;
+    let head = train::word_anchor_zero_shot(&l.model, &l.tok, &l.prompt, &anchor_templates)?;
+    let labels = labels_of(&l);
+    let read = |f: &Option<PathBuf>| f.as_ref().map(|f| read_examples(f, &labels)).transpose();
+    let (dev, test_ex) = (read(&a.dev)?, read(&a.test)?);
+    let logits_of = |ex: &[Example]| train::embedding_logits(&l.model, &l.tok, &l.prompt, &head, ex, 32);
+    let acc = |ex: &[Example]| -> Result<f64> { Ok(accuracy(&logits_of(ex)?, &ex.iter().map(|e| e.label.unwrap_or(usize::MAX)).collect::<Vec<_>>())) };
+    let dev_acc = dev.as_deref().map(acc).transpose()?;
+    let test = test_ex.as_deref().map(acc).transpose()?;
+    let calibration = maybe_calibrate(a.calibrate, logits_of, dev.as_deref().unwrap_or_default(), test_ex.as_deref())?;
+    let anchors: Vec<String> = l.prompt.anchor_texts_with(&anchor_templates)?.unwrap_or_default().into_iter().map(|(_, t)| t).collect();
+    println!("{}", json!({"method": "zero-shot-words", "dev_acc": dev_acc, "test_acc": test, "calibration": calibration, "label_anchors": anchors}));
+    if let Some(out) = &a.out {
+        let notes = json!({"method": "zero-shot-words", "dev_acc": dev_acc, "test_acc": test, "source_model": a.model,
+                           "calibration": calibration, "label_anchors": anchors});
         save_trained(&l, out, Manifest::for_embedding(&l.prompt, head, None, notes), calibration.as_ref())?;
     }
     Ok(())

@@ -576,8 +576,9 @@ pub fn run_one(
                         (dev_logits, logits)
                     }
                     None if method == RunMethod::ZeroShotWords => {
-                        let head = train::word_anchor_zero_shot(&model, &tok, &prompt, &[])?.ok_or_else(|| {
-                            Error::InvalidArgument(format!("zero-shot-words reads the label words in anchor texts, and {}'s template reads two sentences", spec.name))
+                        let head = train::word_anchor_zero_shot(&model, &tok, &prompt, &[]).map_err(|e| match e {
+                            Error::InvalidArgument(m) => Error::InvalidArgument(format!("{}: {m}", spec.name)),
+                            e => e,
                         })?;
                         (
                             train::embedding_logits(&model, &tok, &prompt, &head, &dev_ex, 32)?,

@@ -334,9 +334,7 @@ pub fn train(task: &Task, p: &RunParams, progress: ProgressFn) -> Result<String>
                                        "examples_per_label": counts, "adaptation_steps": p.adaptation_steps,
                                        "warm_start": p.warm_start, "source_model": from});
     let manifest = if method == TrainMethod::ZeroShotWords {
-        let head = train::word_anchor_zero_shot(&model, &tok, &prompt, &anchor_templates)?.ok_or_else(|| {
-            Error::InvalidArgument("the zero-shot-words method reads the label words in the template's own text, and this template reads two sentences".into())
-        })?;
+        let head = train::word_anchor_zero_shot(&model, &tok, &prompt, &anchor_templates)?;
         let mut dev_logits = Vec::new();
         if !dev.is_empty() {
             dev_logits = train::embedding_logits(&model, &tok, &prompt, &head, &dev, 32)?;

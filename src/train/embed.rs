@@ -280,10 +280,14 @@ pub const ZERO_SHOT_WORDS_LOGIT_SCALE: f32 = 20.0;
 /// features with every other weight 0, so it is scored, exported and served as any
 /// sentence-embedding model is. A headless encoder keeps its prompt knowledge in its
 /// tokens, not in the mask slot (docs/harness.md, "Word anchors"). Further `templates`
-/// read each word in more phrasings, as for the trained method. None when the prompt has
-/// no anchors (its template reads two sentences).
-pub fn word_anchor_zero_shot(model: &MaskedLm, tok: &Tokenizer, prompt: &Prompt, templates: &[Template]) -> Result<Option<LinearHead>> {
-    let Some(vectors) = word_anchor_vectors(model, tok, prompt, templates)? else { return Ok(None) };
+/// read each word in more phrasings, as for the trained method. A prompt without anchors
+/// (its template reads two sentences) is an `InvalidArgument` error that says so.
+pub fn word_anchor_zero_shot(model: &MaskedLm, tok: &Tokenizer, prompt: &Prompt, templates: &[Template]) -> Result<LinearHead> {
+    let Some(vectors) = word_anchor_vectors(model, tok, prompt, templates)? else {
+        return Err(Error::InvalidArgument(
+            "the zero-shot-words method reads the label words in the template's own text, and this template reads two sentences".into(),
+        ));
+    };
     let (k, hidden) = (vectors.len(), vectors.first().map_or(0, Vec::len));
     let width = hidden + WORD_ANCHOR_GROUPS * k;
     let weight = (0..k)
@@ -293,7 +297,7 @@ pub fn word_anchor_zero_shot(model: &MaskedLm, tok: &Tokenizer, prompt: &Prompt,
             row
         })
         .collect();
-    Ok(Some(LinearHead { weight, bias: vec![0.0; k], word_anchors: Some(WordAnchors { vectors, scale: 1.0 }) }))
+    Ok(LinearHead { weight, bias: vec![0.0; k], word_anchors: Some(WordAnchors { vectors, scale: 1.0 }) })
 }
 
 /// SetFit's pairs: in each round, every example with a random other example of its class
