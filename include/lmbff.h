@@ -215,11 +215,11 @@ typedef struct {
    */
   size_t struct_size;
   /*
-   ONNX Runtime intra-op threads per session (0: all available cores).
+   ONNX Runtime intra-op threads per session (0: all available cores; at most 256).
    */
   uint32_t threads;
   /*
-   Sessions in the pool: how many calls run at once (each holds the weights).
+   Sessions in the pool: how many calls run at once (each holds the weights; 1 to 64).
    */
   uint32_t sessions;
   /*
@@ -228,8 +228,8 @@ typedef struct {
   uint32_t max_batch;
   /*
    Path of libonnxruntime.so, or NULL: LMBFF_ORT_LIB, ORT_DYLIB_PATH, then
-   libonnxruntime.so* next to liblmbff.so. The first predictor opened loads it for
-   the whole process.
+   libonnxruntime.so* next to liblmbff.so (a path given that is not a file is an
+   error, never a fallback). The first predictor opened loads it for the whole process.
    */
   const char *ort_library;
 } lmbff_predictor_params;
@@ -339,7 +339,7 @@ typedef struct {
   bool demonstrations;
   /*
    Fixed demonstration sets a version predicts with, label logits averaged (default
-   1; the paper uses 16). Each set costs one forward pass per input.
+   1; the paper uses 16; at most 64). Each set costs one forward pass per input.
    */
   uint32_t demo_sets;
   /*
@@ -450,7 +450,10 @@ const char *lmbff_last_error(void);
 
 /*
  Sends the library's log messages up to `max_level` (LMBFF_LOG_ERROR .. _DEBUG) to
- `callback`; NULL stops logging (the default: nothing is printed anywhere). Process-wide.
+ `callback`; NULL stops logging whatever `max_level` is (the default: nothing is
+ printed anywhere). Process-wide. The callback may call lmbff, this function included:
+ a callback set from inside the callback takes over when it returns, and messages of
+ lmbff calls made inside the callback are not delivered.
 
  # Safety
  `callback` and `user_data` stay usable, from any thread, until replaced.
@@ -594,7 +597,9 @@ lmbff_status lmbff_predictions_score(const lmbff_predictions *r, size_t i, float
 /*
  Exports a trained checkpoint directory (a `lmbff train --out` directory, with its
  lmbff.json) to an export directory for lmbff_predictor_open. `fp16` stores weight
- matrices as fp16. Returns LMBFF_ERR_NO_TRAINING in a serve-only build.
+ matrices as fp16. `out_dir` may be new, empty or an earlier export (replaced
+ atomically); any other folder is refused (LMBFF_ERR_INVALID_ARGUMENT) and left as
+ it is. Returns LMBFF_ERR_NO_TRAINING in a serve-only build.
 
  # Safety
  `checkpoint_dir` and `out_dir` are NUL-terminated strings.
@@ -630,7 +635,8 @@ lmbff_task_params lmbff_task_default_params(void);
 
 /*
  Creates a task. The template and label words are checked against the model's
- tokenizer now (LMBFF_ERR_MODEL with the reason otherwise). Free with lmbff_task_free.
+ tokenizer now (LMBFF_ERR_MODEL with the reason otherwise), and max_len against the
+ model's positions (LMBFF_ERR_INVALID_ARGUMENT). Free with lmbff_task_free.
 
  # Safety
  `params` points to params from lmbff_task_default_params(); `out` is valid.
@@ -638,7 +644,10 @@ lmbff_task_params lmbff_task_default_params(void);
 lmbff_status lmbff_task_create(const lmbff_task_params *params, lmbff_task **out);
 
 /*
- Reopens a task saved with lmbff_task_save.
+ Reopens a task saved with lmbff_task_save. A task file that is malformed, of a newer
+ format, or whose settings or items do not hold (two items with one id, a label out of
+ range, a template that does not parse) is LMBFF_ERR_FORMAT, naming the problem. The
+ model folder is not needed to open it (it is checked when training).
 
  # Safety
  `dir` is a NUL-terminated string; `out` is valid.
@@ -646,8 +655,8 @@ lmbff_status lmbff_task_create(const lmbff_task_params *params, lmbff_task **out
 lmbff_status lmbff_task_open(const char *dir, lmbff_task **out);
 
 /*
- Saves the task to directory `dir`, replacing it atomically (an interrupted save
- leaves the previous version).
+ Saves the task to directory `dir` (not an empty path), replacing its task.json
+ atomically (an interrupted save leaves the previous version).
 
  # Safety
  `t` is a live task; `dir` is a NUL-terminated string.
@@ -818,7 +827,9 @@ void lmbff_run_free(lmbff_run *run);
 
 /*
  Trains synchronously (start, then wait) and copies the new version's name into
- `version` (capacity `capacity` bytes, NUL included; may be NULL to skip).
+ `version` (capacity `capacity` bytes, NUL included; may be NULL to skip). A buffer too
+ small for the name is an LMBFF_ERR_INVALID_ARGUMENT whose message names the version,
+ which is trained and saved all the same.
 
  # Safety
  As lmbff_train_start; `version` is NULL or holds `capacity` bytes.
@@ -851,7 +862,9 @@ lmbff_status lmbff_task_delete_version(lmbff_task *task, const char *version);
 
 /*
  Exports model version `version` of the task to the export directory `out_dir`, for
- lmbff_predictor_open (`fp16`: weight matrices stored as fp16).
+ lmbff_predictor_open (`fp16`: weight matrices stored as fp16). `out_dir` may be new,
+ empty or an earlier export (replaced atomically); any other folder, the task's own
+ included, is refused (LMBFF_ERR_INVALID_ARGUMENT) and left as it is.
 
  # Safety
  `task` is a live task; strings are NUL-terminated.

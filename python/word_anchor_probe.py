@@ -18,7 +18,11 @@ one LM-BFF split, then fits the logistic head (C = 1) on
 
 and prints dev and test accuracy of each (scikit-learn's logistic regression, the
 objective lmbff's head minimises). `--frozen` skips the contrastive training (the
-untrained encoder: the prior the words carry before any tuning). `--zero-shot` trains
+untrained encoder: the prior the words carry before any tuning). `--untrained-too` scores,
+beside `words x3`, heads that also read the untrained encoder's features of the same
+inputs: its embedding (`+ untrained emb`), or its embedding and word features x3
+(`+ untrained emb+words`), the general-purpose reading the 32 examples' tuning may have
+bent. `--zero-shot` trains
 nothing and fits no head: the untrained encoder's test accuracy when each input takes the
 class whose word is nearest, by the mask state or by the word anchors' features.
 
@@ -123,7 +127,7 @@ def mask_features(body, task, texts, words):
     return np.concatenate(out)
 
 
-def run(data, task, seed, frozen, mask, bodies=1):
+def run(data, task, seed, frozen, mask, bodies=1, untrained_too=False):
     xs, ys = read_split(data, task, seed, "train")
     dx, dy = read_split(data, task, seed, "dev")
     tx, ty = read_split(data, task, seed, "test")
@@ -160,6 +164,14 @@ def run(data, task, seed, frozen, mask, bodies=1):
             pd_, pt_ = (np.mean([p[i] for p in probs], 0) for i in (0, 1))
             out[f"words x3, {b + 1} encoders"] = (100 * float((pd_.argmax(1) == dy).mean()),
                                                   100 * float((pt_.argmax(1) == ty).mean()))
+        groups = {}
+    if untrained_too:
+        base = train(task, seed, xs, ys, True)
+        bw = label_words(base, task)
+        (ul, gl), (ud, gd), (ut, gt) = (features(base, x, bw) for x in (xs, dx, tx))
+        score("words x3", *(np.hstack([e, 3 * f]) for e, f in ((el, fl), (ed, fd), (et, ft))))
+        score("+ untrained emb", *(np.hstack([e, 3 * f, u]) for e, f, u in ((el, fl, ul), (ed, fd, ud), (et, ft, ut))))
+        score("+ untrained emb+words", *(np.hstack([e, 3 * f, u, 3 * g]) for e, f, u, g in ((el, fl, ul, gl), (ed, fd, ud, gd), (et, ft, ut, gt))))
         groups = {}
     if mask:
         ml, md, mt = (mask_features(body, task, x, words) for x in (xs, dx, tx))
@@ -203,6 +215,8 @@ def main():
                     help="heads with the mask state's features instead of the word-anchor subsets")
     ap.add_argument("--bodies", type=int, default=1,
                     help="N > 1: also train N - 1 more encoders (pair seeds seed + 1000 k) and average their words x3 heads")
+    ap.add_argument("--untrained-too", action="store_true",
+                    help="heads that also read the untrained encoder's embedding (and word features)")
     ap.add_argument("--zero-shot", action="store_true",
                     help="untrained encoder, no head: nearest class word by the mask state and by the word anchors")
     a = ap.parse_args()
@@ -211,7 +225,7 @@ def main():
         for t in a.tasks.split(","):
             zero_shot(a.data, t)
         return
-    rows = [run(a.data, t, int(s), a.frozen, a.mask, a.bodies) for t in a.tasks.split(",") for s in a.seeds.split(",")]
+    rows = [run(a.data, t, int(s), a.frozen, a.mask, a.bodies, a.untrained_too) for t in a.tasks.split(",") for s in a.seeds.split(",")]
     print("\n| head | mean dev | mean test |\n|---|---|---|")
     for h in rows[0]:
         print(f"| {h} | {np.mean([r[h][0] for r in rows]):.1f} | {np.mean([r[h][1] for r in rows]):.1f} |")

@@ -12,8 +12,12 @@ pub enum Error {
     Io { path: PathBuf, source: std::io::Error },
     #[error("{path} is not valid JSON for {what}: {source}")]
     Json { path: PathBuf, what: &'static str, source: serde_json::Error },
-    #[error("model directory {dir} has no {what} (looked for {looked_for})")]
+    #[error("directory {dir} has no {what} (looked for {looked_for})")]
     MissingFile { dir: PathBuf, what: &'static str, looked_for: String },
+    /// A file lmbff wrote (a task, a manifest, an export) that is malformed, of an
+    /// unsupported version, or inconsistent with its directory.
+    #[error("{path}: {message}")]
+    Format { path: PathBuf, message: String },
 
     // ---- models --------------------------------------------------------------
     #[error("unsupported model architecture {0:?}: lmbff loads BERT, RoBERTa and MPNet encoders (model_type \"bert\", \"roberta\" or \"mpnet\")")]
@@ -57,6 +61,9 @@ pub enum Error {
     Busy(&'static str),
     #[error("cancelled")]
     Cancelled,
+    /// A bug in lmbff, caught (the message says where).
+    #[error("{0}")]
+    Internal(String),
 }
 
 impl Error {

@@ -78,7 +78,7 @@ fn open(dir: &Path) -> Predictor {
 /// it and checks the file with onnx; returns the export directory.
 fn checkpoint_and_export(name: &str, model: &MaskedLm, manifest: &Manifest) -> PathBuf {
     let ckpt = common::tempdir(name).join("ckpt");
-    write_dir_atomic(&ckpt, |d| {
+    write_dir_atomic(&ckpt, lmbff::checkpoint::MANIFEST_FILE, |d| {
         model.save_pretrained(d)?;
         manifest.write_into(d)
     })

@@ -124,7 +124,83 @@ fn log_callback_with_levels() {
         let before = LOG.lock().unwrap().len();
         open();
         assert_eq!(LOG.lock().unwrap().len(), before, "no callback, no messages");
+        // NULL stops logging whatever the level says.
+        assert_eq!(lmbff_set_log_callback(None, 99, std::ptr::null_mut()), LMBFF_OK);
+        // A callback may replace itself (here: stop logging) from inside; the replacement
+        // takes over when it returns, and nothing deadlocks.
+        assert_eq!(lmbff_set_log_callback(Some(stop_from_inside), LMBFF_LOG_DEBUG, std::ptr::null_mut()), LMBFF_OK);
+        open();
+        let calls = STOPS.load(std::sync::atomic::Ordering::SeqCst);
+        assert!(calls >= 1, "the callback ran");
+        open();
+        assert_eq!(STOPS.load(std::sync::atomic::Ordering::SeqCst), calls, "it stopped itself");
     }
+}
+
+static STOPS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+extern "C" fn stop_from_inside(_level: i32, _message: *const c_char, _user_data: *mut std::ffi::c_void) {
+    STOPS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    unsafe { lmbff_set_log_callback(None, LMBFF_LOG_ERROR, std::ptr::null_mut()) };
+}
+
+/// Options that would exhaust the host (sessions, threads), an ONNX Runtime path that is
+/// not a file, a NULL probability buffer, and predictions read through a predictor with
+/// other labels: each a named INVALID_ARGUMENT (RUNTIME for the library path), never an
+/// abort.
+#[test]
+fn bounded_options_and_mismatched_handles() {
+    let dir = exported();
+    unsafe {
+        let mut p: *mut lmbff_predictor = std::ptr::null_mut();
+        for (sessions, threads) in [(u32::MAX, 1), (65, 1), (1, 100_000)] {
+            let mut params = lmbff_predictor_default_params();
+            (params.sessions, params.threads) = (sessions, threads);
+            assert_eq!(lmbff_predictor_open(dir.as_ptr(), &params, &mut p), LMBFF_ERR_INVALID_ARGUMENT, "{sessions} {threads}");
+            assert!(last_error().contains("at most 64 sessions of at most 256 threads") && p.is_null(), "{}", last_error());
+        }
+        let mut params = lmbff_predictor_default_params();
+        let missing = CString::new("/nonexistent/libonnxruntime.so").unwrap();
+        params.ort_library = missing.as_ptr();
+        assert_eq!(lmbff_predictor_open(dir.as_ptr(), &params, &mut p), LMBFF_ERR_RUNTIME);
+        assert!(last_error().contains("/nonexistent/libonnxruntime.so (the path given) is not a file"), "{}", last_error());
+
+        let mut params = lmbff_predictor_default_params();
+        params.threads = 1;
+        assert_eq!(lmbff_predictor_open(dir.as_ptr(), &params, &mut p), LMBFF_OK, "{}", last_error());
+        let text = CString::new("a dull ride").unwrap();
+        let mut r: *mut lmbff_predictions = std::ptr::null_mut();
+        assert_eq!(lmbff_predict(p, [text.as_ptr()].as_ptr(), null(), 1, &mut r), LMBFF_OK, "{}", last_error());
+        assert_eq!(lmbff_predictions_probs(r, 0, std::ptr::null_mut(), 2), LMBFF_ERR_INVALID_ARGUMENT);
+        assert_eq!(last_error(), "invalid argument: probs is NULL");
+        // Three labels against the two of these predictions.
+        let three = three_label_export();
+        let mut p3: *mut lmbff_predictor = std::ptr::null_mut();
+        assert_eq!(lmbff_predictor_open(three.as_ptr(), &params, &mut p3), LMBFF_OK, "{}", last_error());
+        let (from, to) = (CString::new("sentiment").unwrap(), CString::new("text").unwrap());
+        let mut need = 0usize;
+        let status = lmbff_predictions_label_studio_json(p3, r, from.as_ptr(), to.as_ptr(), null(), std::ptr::null_mut(), 0, &mut need);
+        assert_eq!(status, LMBFF_ERR_INVALID_ARGUMENT, "{}", last_error());
+        assert!(last_error().contains("pass the predictor that made the predictions"), "{}", last_error());
+        // The predictor is still usable: that was the caller's mistake, not a bug.
+        let mut r2: *mut lmbff_predictions = std::ptr::null_mut();
+        assert_eq!(lmbff_predict(p3, [text.as_ptr()].as_ptr(), null(), 1, &mut r2), LMBFF_OK, "{}", last_error());
+        lmbff_predictions_free(r2);
+        lmbff_predictions_free(r);
+        lmbff_predictor_free(p3);
+        lmbff_predictor_free(p);
+    }
+}
+
+fn three_label_export() -> CString {
+    let dir = common::fixtures().join("bert");
+    let tok = Tokenizer::from_dir(&dir).unwrap();
+    let words = [("neg", "terrible"), ("mid", "fine"), ("pos", "great")];
+    let v = Verbalizer::new(&tok, &words.map(|(l, w)| (l.to_string(), w.to_string()))).unwrap();
+    let p = Prompt::new(Template::parse("{text} It was {mask}.").unwrap(), v, Truncation { max_len: 32, ..Default::default() }).unwrap();
+    let out = common::tempdir("ffi-three").join("export");
+    export(&MaskedLm::load(&dir, tch::Device::Cpu).unwrap(), &tok, &p, &lmbff::train::Demos::None, Default::default(), &out, &ExportOptions::default()).unwrap();
+    CString::new(out.to_str().unwrap()).unwrap()
 }
 
 #[test]

@@ -19,7 +19,8 @@ fn spec(model: &Path) -> TaskSpec {
         template: "{text} It was {mask}.".into(),
         labels: vec!["neg".into(), "pos".into()],
         label_words: vec!["terrible".into(), "great".into()],
-        truncation: Truncation::default(),
+        // The tiny fixture has 64 positions.
+        truncation: Truncation { max_len: 64, ..Truncation::default() },
         multi_label: false,
         regression: None,
     }
@@ -31,7 +32,7 @@ fn register_relabel_remove_and_round_trip() {
     let mut t = Task::new(spec(&model)).unwrap();
     let a = t.add_example("a great ride", None, "pos").unwrap();
     let b = t.add_example("a dull ride", None, "neg").unwrap();
-    let c = t.add_unlabeled("the music was slow", None);
+    let c = t.add_unlabeled("the music was slow", None).unwrap();
     assert_eq!((t.counts(), t.num_unlabeled()), (vec![1, 1], 1));
     assert!(t.add_example("x", None, "maybe").unwrap_err().to_string().contains("unknown label \"maybe\""));
     t.relabel(c, "neg").unwrap();
@@ -39,14 +40,14 @@ fn register_relabel_remove_and_round_trip() {
     assert_eq!((t.counts(), t.num_unlabeled()), (vec![3, 0], 0));
     t.remove(b).unwrap();
     assert!(t.remove(b).unwrap_err().to_string().contains(&format!("no item with id {b}")));
-    let d = t.add_unlabeled("a question", Some("an answer"));
+    let d = t.add_unlabeled("a question", Some("an answer")).unwrap();
     assert!(d > c, "ids are never reused");
 
     let dir = common::tempdir("task").join("saved");
     t.save(&dir).unwrap();
     assert_eq!(Task::open(&dir).unwrap(), t);
     // Saving again replaces the directory as a whole.
-    t.add_unlabeled("one more", None);
+    t.add_unlabeled("one more", None).unwrap();
     t.save(&dir).unwrap();
     assert_eq!(Task::open(&dir).unwrap().num_unlabeled(), 2);
 
@@ -72,7 +73,7 @@ fn write_format_fixture_when_asked() {
     t.add_example("a great ride", None, "pos").unwrap();
     t.add_example("a dull ride", None, "neg").unwrap();
     t.add_example("i loved this book", None, "pos").unwrap();
-    t.add_unlabeled("an unlabeled first sentence", Some("and a second sentence"));
+    t.add_unlabeled("an unlabeled first sentence", Some("and a second sentence")).unwrap();
     let dir = common::root().join("tests/data/task-v1");
     t.save(&dir).unwrap();
     // The model path of this machine is not part of the sample.
@@ -110,6 +111,7 @@ fn tasks_through_the_c_abi() {
     unsafe {
         let mut p = lmbff_task_default_params();
         p.model_dir = model.as_ptr();
+        p.max_len = 64;
         p.labels = name_ptrs.as_ptr();
         p.label_words = word_ptrs.as_ptr();
         p.num_labels = 2;
@@ -820,4 +822,108 @@ fn zero_shot_words_through_the_c_abi() {
             lmbff_task_free(t);
         }
     }
+}
+
+extern "C" fn stop_now(_stage: i32, _step: usize, _total: usize, _loss: f64, _metric: f64, _user_data: *mut std::ffi::c_void) -> bool {
+    false
+}
+
+/// What a careless or unlucky host can do to its data through the C ABI, each refused by
+/// name with nothing lost: exporting over a folder that is not an earlier export (the
+/// user's, or the task's own), ids that ran out, a task file with two items of one id or
+/// bad settings (FORMAT), an empty path, a max_len past the model's positions, a
+/// demonstration-set count that would exhaust memory, a version-name buffer too small
+/// (the version is saved and named), and a zero-shot run cancelled at its one step.
+#[test]
+fn misuse_through_the_c_abi_loses_nothing() {
+    let dir = common::tempdir("misuse-abi");
+    unsafe {
+        let t = abi_task(&["neg", "pos"], &["terrible", "great"], 0, (0.0, 1.0));
+        add(t, "a dull ride", "neg");
+        add(t, "a great ride", "pos");
+        let task_dir = dir.join("task");
+        let cdir = CString::new(task_dir.to_str().unwrap()).unwrap();
+        assert_eq!(lmbff_task_save(t, cdir.as_ptr()), LMBFF_OK, "{}", last_error());
+        let empty = CString::new("").unwrap();
+        assert_eq!(lmbff_task_save(t, empty.as_ptr()), LMBFF_ERR_INVALID_ARGUMENT);
+        assert!(last_error().contains("empty path"), "{}", last_error());
+        let mut other = null_mut();
+        assert_eq!(lmbff_task_open(empty.as_ptr(), &mut other), LMBFF_ERR_INVALID_ARGUMENT);
+
+        // A version-name buffer too small: the version is made, and the error names it.
+        let mut tp = cpu_params(1);
+        tp.method = LMBFF_METHOD_ZERO_SHOT_WORDS;
+        let mut small = [0 as c_char; 2];
+        assert_eq!(lmbff_train(t, &tp, None, null_mut(), small.as_mut_ptr(), 2), LMBFF_ERR_INVALID_ARGUMENT);
+        assert!(last_error().contains("version v1 was trained and saved"), "{}", last_error());
+        assert!(task_dir.join("models/v1/lmbff.json").is_file());
+        // Cancelled at its one step, the zero-shot method saves nothing.
+        assert_eq!(lmbff_train(t, &tp, Some(stop_now), null_mut(), null_mut(), 0), LMBFF_ERR_CANCELLED, "{}", last_error());
+        assert!(!task_dir.join("models/v2").exists());
+        // Demonstration sets beyond the bound are refused before anything runs.
+        let mut demos = cpu_params(1);
+        (demos.method, demos.demonstrations, demos.demo_sets) = (LMBFF_METHOD_PROMPT, true, 4_000_000_000);
+        assert_eq!(lmbff_train(t, &demos, None, null_mut(), null_mut(), 0), LMBFF_ERR_INVALID_ARGUMENT);
+        assert!(last_error().contains("at most 64 sets"), "{}", last_error());
+
+        // Exports replace only an empty folder or an earlier export.
+        let v1 = CString::new("v1").unwrap();
+        let mine = dir.join("mine");
+        std::fs::create_dir_all(&mine).unwrap();
+        std::fs::write(mine.join("precious.txt"), "keep me").unwrap();
+        for target in [&mine, &task_dir, &task_dir.join("models/v1")] {
+            let c = CString::new(target.to_str().unwrap()).unwrap();
+            assert_eq!(lmbff_task_export(t, v1.as_ptr(), c.as_ptr(), false), LMBFF_ERR_INVALID_ARGUMENT, "{}", target.display());
+            assert!(last_error().contains("is not an earlier output of this kind"), "{}", last_error());
+        }
+        assert_eq!(std::fs::read_to_string(mine.join("precious.txt")).unwrap(), "keep me");
+        assert!(task_dir.join("task.json").is_file() && task_dir.join("models/v1/lmbff.json").is_file());
+        let out = CString::new(dir.join("export").to_str().unwrap()).unwrap();
+        assert_eq!(lmbff_task_export(t, v1.as_ptr(), out.as_ptr(), false), LMBFF_OK, "{}", last_error());
+        assert_eq!(lmbff_task_export(t, v1.as_ptr(), out.as_ptr(), false), LMBFF_OK, "an earlier export is replaced: {}", last_error());
+        lmbff_task_free(t);
+        let mut t = null_mut();
+        assert_eq!(lmbff_task_open(cdir.as_ptr(), &mut t), LMBFF_OK, "{}", last_error());
+        lmbff_task_free(t);
+
+        // Hand-edited task files.
+        let text = std::fs::read_to_string(task_dir.join("task.json")).unwrap();
+        let edited = |name: &str, f: &dyn Fn(&mut serde_json::Value)| -> CString {
+            let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+            f(&mut v);
+            let d = dir.join(name);
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join("task.json"), v.to_string()).unwrap();
+            CString::new(d.to_str().unwrap()).unwrap()
+        };
+        let last = edited("last-id", &|v| v["next_id"] = (u64::MAX - 1).into());
+        assert_eq!(lmbff_task_open(last.as_ptr(), &mut t), LMBFF_OK, "{}", last_error());
+        let (x, pos) = (CString::new("one more").unwrap(), CString::new("pos").unwrap());
+        let mut id = 0u64;
+        assert_eq!(lmbff_task_add_example(t, x.as_ptr(), null(), pos.as_ptr(), &mut id), LMBFF_OK, "{}", last_error());
+        assert_eq!(id, u64::MAX - 1);
+        assert_eq!(lmbff_task_add_example(t, x.as_ptr(), null(), pos.as_ptr(), &mut id), LMBFF_ERR_INVALID_ARGUMENT);
+        assert!(last_error().contains("every item id"), "{}", last_error());
+        let mut counts = [0usize; 2];
+        for (label, n) in counts.iter_mut().enumerate() {
+            assert_eq!(lmbff_task_counts(t, label, n, null_mut()), LMBFF_OK);
+        }
+        assert_eq!(counts, [1, 2], "nothing overwritten");
+        lmbff_task_free(t);
+        let cases: [(&str, &dyn Fn(&mut serde_json::Value), &str); 4] = [
+            ("dup-ids", &|v| v["items"][1]["id"] = v["items"][0]["id"].clone(), "share an id"),
+            ("bad-words", &|v| v["spec"]["label_words"] = serde_json::json!(["terrible"]), "2 labels but 1 label words"),
+            ("bad-template", &|v| v["spec"]["template"] = "{text} It was.".into(), "settings do not hold"),
+            ("newer", &|v| v["format_version"] = 99.into(), "format version 99"),
+        ];
+        for (name, f, want) in cases {
+            let d = edited(name, f);
+            assert_eq!(lmbff_task_open(d.as_ptr(), &mut t), LMBFF_ERR_FORMAT, "{name}: {}", last_error());
+            assert!(last_error().contains(want) && t.is_null(), "{name}: {}", last_error());
+        }
+    }
+    // A max_len past the model's positions is refused when the task is made.
+    let spec = TaskSpec { truncation: Truncation { max_len: 100_000, ..Truncation::default() }, ..spec(&common::fixtures().join("bert")) };
+    let e = Task::new(spec).unwrap_err().to_string();
+    assert!(e.contains("max_len 100000 is longer than the model's 64 positions"), "{e}");
 }

@@ -91,7 +91,7 @@ fn checkpoint_round_trip() {
     let (_, head) = train::finetune(&m, &tok, &p, Method::Prompt, &toy(), &toy(), &params(20), &mut |_| true).unwrap();
     let out = common::tempdir("ckpt").join("model");
     let manifest = Manifest::for_prompt(&p, &[], Default::default());
-    write_dir_atomic(&out, |d| {
+    write_dir_atomic(&out, lmbff::checkpoint::MANIFEST_FILE, |d| {
         m.save_pretrained(d)?;
         manifest.write_into(d)
     })

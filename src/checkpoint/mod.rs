@@ -107,7 +107,7 @@ impl Manifest {
 
     /// The classifier of a sentence-embedding checkpoint, checked against its labels.
     pub fn embedding_classifier(&self, dir: &Path) -> Result<&LinearHead> {
-        let bad = |what: String| Error::InvalidArgument(format!("{}: {MANIFEST_FILE}: {what}", dir.display()));
+        let bad = |what: String| Error::Format { path: dir.join(MANIFEST_FILE), message: what };
         if self.method != METHOD_EMBEDDING {
             return Err(bad(format!("method {:?} has no sentence-embedding classifier", self.method)));
         }
@@ -267,15 +267,11 @@ pub(crate) fn read_versioned<T: serde::de::DeserializeOwned>(dir: &Path, file: &
     let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
     let value: serde_json::Value = serde_json::from_str(&text).map_err(|source| Error::Json { path: path.clone(), what, source })?;
     if value["format"] != format {
-        return Err(Error::InvalidArgument(format!("{} is not an lmbff {what} (format {})", path.display(), value["format"])));
+        return Err(Error::Format { path, message: format!("not an lmbff {what} (format {})", value["format"]) });
     }
     let version = value["format_version"].as_u64().unwrap_or(0);
     if version == 0 || version > max_version as u64 {
-        return Err(Error::InvalidArgument(format!(
-            "{}: {what} format version {version}; this lmbff ({}) reads versions 1 to {max_version}",
-            path.display(),
-            crate::VERSION
-        )));
+        return Err(Error::Format { path, message: format!("{what} format version {version}; this lmbff ({}) reads versions 1 to {max_version}", crate::VERSION) });
     }
     serde_json::from_value(value).map_err(|source| Error::Json { path, what, source })
 }
@@ -296,7 +292,22 @@ pub const FNV_OFFSET: u64 = 0xcbf29ce484222325;
 /// Writes a directory atomically: `fill` writes into a fresh temporary directory beside
 /// `dest`, whose files are then synced and which is renamed onto `dest`. An interrupted
 /// write leaves `dest` as it was (the old version or nothing), never half-written.
-pub fn write_dir_atomic(dest: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+///
+/// An existing `dest` is replaced only when it is an empty folder or an earlier output of
+/// the same kind, a folder holding the file `marker` (an export's `lmbff-export.json`, a
+/// model's `lmbff.json`): anything else (a user's folder, a task's own folder, the model
+/// being exported) is refused with `InvalidArgument` and left as it is.
+pub fn write_dir_atomic(dest: &Path, marker: &str, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    if dest.exists() || dest.is_symlink() {
+        let empty = dest.is_dir() && std::fs::read_dir(dest).map_err(|e| Error::io(dest, e))?.next().is_none();
+        if !dest.is_dir() || (!empty && !dest.join(marker).is_file()) {
+            return Err(Error::InvalidArgument(format!(
+                "{} already exists and is not an earlier output of this kind (it holds no {marker}); lmbff replaces only \
+                 an empty folder or its own earlier output there: choose a new or empty folder",
+                dest.display()
+            )));
+        }
+    }
     let parent = dest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
     let name = dest
@@ -352,19 +363,32 @@ mod tests {
     fn atomic_write_replaces_and_survives_failure() {
         let root = std::env::temp_dir().join(format!("lmbff-atomic-{}", std::process::id()));
         let dest = root.join("model");
-        write_dir_atomic(&dest, |d| std::fs::write(d.join("a"), "one").map_err(|e| Error::io(d, e))).unwrap();
+        write_dir_atomic(&dest, "a", |d| std::fs::write(d.join("a"), "one").map_err(|e| Error::io(d, e))).unwrap();
         assert_eq!(std::fs::read_to_string(dest.join("a")).unwrap(), "one");
         // A failing writer leaves the old version in place and no temp dir behind.
-        let err = write_dir_atomic(&dest, |d| {
+        let err = write_dir_atomic(&dest, "a", |d| {
             std::fs::write(d.join("a"), "half").unwrap();
             Err(Error::Cancelled)
         });
         assert!(matches!(err, Err(Error::Cancelled)));
         assert_eq!(std::fs::read_to_string(dest.join("a")).unwrap(), "one");
         assert_eq!(std::fs::read_dir(&root).unwrap().count(), 1);
-        write_dir_atomic(&dest, |d| std::fs::write(d.join("b"), "two").map_err(|e| Error::io(d, e))).unwrap();
+        write_dir_atomic(&dest, "a", |d| std::fs::write(d.join("b"), "two").map_err(|e| Error::io(d, e))).unwrap();
         assert!(!dest.join("a").exists());
         assert_eq!(std::fs::read_to_string(dest.join("b")).unwrap(), "two");
+        // A folder that is not an earlier output (no marker) is refused and kept as it is;
+        // so is a file; an empty folder is filled.
+        let refused = write_dir_atomic(&dest, "a", |d| std::fs::write(d.join("a"), "three").map_err(|e| Error::io(d, e)));
+        assert!(matches!(&refused, Err(Error::InvalidArgument(m)) if m.contains("holds no a")), "{refused:?}");
+        assert_eq!(std::fs::read_to_string(dest.join("b")).unwrap(), "two");
+        let file = root.join("file");
+        std::fs::write(&file, "keep").unwrap();
+        assert!(write_dir_atomic(&file, "a", |_| Ok(())).is_err());
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep");
+        let empty = root.join("empty");
+        std::fs::create_dir(&empty).unwrap();
+        write_dir_atomic(&empty, "a", |d| std::fs::write(d.join("a"), "four").map_err(|e| Error::io(d, e))).unwrap();
+        assert_eq!(std::fs::read_to_string(empty.join("a")).unwrap(), "four");
         std::fs::remove_dir_all(&root).unwrap();
     }
 }

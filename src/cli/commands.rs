@@ -140,7 +140,7 @@ pub fn adapt(a: AdaptArgs) -> Result<()> {
         "zero_shot": {"test": a.zero_shot_test, "template": l.prompt.template.source(),
                       "label_words": l.prompt.verbalizer.words(), "before": before, "after": after},
     });
-    write_dir_atomic(&a.out, |dir| {
+    write_dir_atomic(&a.out, "adaptation.json", |dir| {
         l.model.save_pretrained(dir)?;
         write_json(&dir.join("adaptation.json"), &summary)
     })?;
@@ -397,7 +397,7 @@ fn maybe_calibrate(
 /// Saves a trained model and its manifest (atomically), with the fitted temperature.
 fn save_trained(l: &Loaded, out: &Path, mut manifest: Manifest, calibration: Option<&CalibrationReport>) -> Result<()> {
     manifest.temperature = calibration.map(|c| c.temperature);
-    write_dir_atomic(out, |dir| {
+    write_dir_atomic(out, crate::checkpoint::MANIFEST_FILE, |dir| {
         l.model.save_pretrained(dir)?;
         manifest.write_into(dir)
     })?;

@@ -85,7 +85,7 @@ fn adapted_model(a: &DemoArgs, base: &Path, texts: &[String]) -> Result<PathBuf>
     let resume = Some(Resume { dir: &state, every: 50 });
     let report = train::adapt(&l.model, &l.tok, texts, &params, resume, &mut |p| bar.update(p))?;
     bar.finish();
-    write_dir_atomic(&dir, |d| {
+    write_dir_atomic(&dir, "adaptation.json", |d| {
         l.model.save_pretrained(d)?;
         let path = d.join("adaptation.json");
         std::fs::write(&path, serde_json::to_string_pretty(&json!({"source_model": base, "report": report})).unwrap())

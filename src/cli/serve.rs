@@ -159,7 +159,7 @@ pub fn predict_cmd(a: PredictArgs) -> Result<()> {
             }
             if let Some(ls) = &a.label_studio {
                 let version = &p.manifest().model.version;
-                line = crate::serve::label_studio_json(std::slice::from_ref(pr), &labels, &ls[0], &ls[1], version)[0].clone();
+                line = crate::serve::label_studio_json(std::slice::from_ref(pr), &labels, &ls[0], &ls[1], version)?[0].clone();
             }
             writeln!(out, "{line}").map_err(|e| Error::io("stdout", e))?;
             if gold.as_ref().is_some_and(|g| g[i] == labels[pr.label]) {

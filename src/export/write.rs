@@ -275,7 +275,7 @@ fn write_export(
 ) -> Result<ExportManifest> {
     let external = manifest.model.external_data.is_some();
     let tokenizer_src = model.source_dir().join("tokenizer.json");
-    write_dir_atomic(out, |dir| {
+    write_dir_atomic(out, super::manifest::EXPORT_MANIFEST, |dir| {
         let graph = build(Graph::new(opts.weights))?;
         let onnx = dir.join("model.onnx");
         let doc = format!(

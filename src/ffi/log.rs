@@ -22,23 +22,26 @@ unsafe impl Send for UserData {}
 unsafe impl Sync for UserData {}
 
 /// Sends the library's log messages up to `max_level` (LMBFF_LOG_ERROR .. _DEBUG) to
-/// `callback`; NULL stops logging (the default: nothing is printed anywhere). Process-wide.
+/// `callback`; NULL stops logging whatever `max_level` is (the default: nothing is
+/// printed anywhere). Process-wide. The callback may call lmbff, this function included:
+/// a callback set from inside the callback takes over when it returns, and messages of
+/// lmbff calls made inside the callback are not delivered.
 ///
 /// # Safety
 /// `callback` and `user_data` stay usable, from any thread, until replaced.
 #[no_mangle]
 pub unsafe extern "C" fn lmbff_set_log_callback(callback: lmbff_log_fn, max_level: i32, user_data: *mut c_void) -> lmbff_status {
     guard(|| {
+        let Some(f) = callback else {
+            set_sink(None);
+            return Ok(());
+        };
         let max = match max_level {
             LMBFF_LOG_ERROR => Level::Error,
             LMBFF_LOG_WARN => Level::Warn,
             LMBFF_LOG_INFO => Level::Info,
             LMBFF_LOG_DEBUG => Level::Debug,
             other => return Err(Error::InvalidArgument(format!("max_level is {other}: use LMBFF_LOG_ERROR .. LMBFF_LOG_DEBUG"))),
-        };
-        let Some(f) = callback else {
-            set_sink(None);
-            return Ok(());
         };
         let ud = UserData(user_data);
         set_sink(Some(Sink {

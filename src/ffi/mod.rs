@@ -67,7 +67,7 @@ pub(crate) fn status_of(e: &Error) -> lmbff_status {
     use lmbff_status::*;
     match e {
         Error::Io { .. } => LMBFF_ERR_IO,
-        Error::Json { .. } | Error::Data { .. } | Error::MissingFile { .. } => LMBFF_ERR_FORMAT,
+        Error::Json { .. } | Error::Data { .. } | Error::MissingFile { .. } | Error::Format { .. } => LMBFF_ERR_FORMAT,
         Error::UnsupportedArchitecture(_)
         | Error::Config(_)
         | Error::MissingWeight { .. }
@@ -84,27 +84,60 @@ pub(crate) fn status_of(e: &Error) -> lmbff_status {
         Error::NoTraining(_) => LMBFF_ERR_NO_TRAINING,
         Error::Busy(_) => LMBFF_ERR_BUSY,
         Error::Cancelled => LMBFF_ERR_CANCELLED,
+        Error::Internal(_) => LMBFF_ERR_INTERNAL,
     }
 }
 
 /// Runs `f`, turning errors and panics into a status and a last-error message.
 pub(crate) fn guard(f: impl FnOnce() -> crate::Result<()>) -> lmbff_status {
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+    match catch_quietly(f) {
         Ok(Ok(())) => lmbff_status::LMBFF_OK,
         Ok(Err(e)) => {
             set_last_error(&e.to_string());
             status_of(&e)
         }
-        Err(payload) => {
-            let what = payload
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "unknown panic".into());
-            set_last_error(&format!("internal error (please report): {what}"));
+        Err(what) => {
+            set_last_error(&what);
             lmbff_status::LMBFF_ERR_INTERNAL
         }
     }
+}
+
+thread_local! {
+    /// Depth of `catch_quietly` calls on this thread.
+    static CATCHING: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+    /// Where the last panic caught on this thread was raised.
+    static PANIC_AT: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f`, catching a panic without printing it (the header promises that nothing is
+/// printed): a panic hook, installed once, keeps quiet about panics inside this call and
+/// notes where they were raised; every other panic goes to the hook that was there
+/// before. The error is the message for `lmbff_last_error()`.
+pub(crate) fn catch_quietly<R>(f: impl FnOnce() -> R) -> std::result::Result<R, String> {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if CATCHING.with(|c| c.get()) > 0 {
+                PANIC_AT.with(|p| *p.borrow_mut() = info.location().map(|l| format!("{}:{}", l.file(), l.line())));
+            } else {
+                previous(info)
+            }
+        }));
+    });
+    CATCHING.with(|c| c.set(c.get() + 1));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    CATCHING.with(|c| c.set(c.get() - 1));
+    result.map_err(|payload| {
+        let what = payload
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "unknown panic".into());
+        let at = PANIC_AT.with(|p| p.borrow_mut().take()).map(|l| format!(" at {l}")).unwrap_or_default();
+        format!("internal error (please report): {what}{at}")
+    })
 }
 
 /// Copies `s` and a NUL into the caller's buffer `buf` of `capacity` bytes; *needed (if

@@ -28,15 +28,15 @@ pub struct lmbff_predictions {
 pub struct lmbff_predictor_params {
     /// sizeof(lmbff_predictor_params), set by lmbff_predictor_default_params().
     pub struct_size: usize,
-    /// ONNX Runtime intra-op threads per session (0: all available cores).
+    /// ONNX Runtime intra-op threads per session (0: all available cores; at most 256).
     pub threads: u32,
-    /// Sessions in the pool: how many calls run at once (each holds the weights).
+    /// Sessions in the pool: how many calls run at once (each holds the weights; 1 to 64).
     pub sessions: u32,
     /// Largest batch run at once; larger calls are split (inputs sorted by length).
     pub max_batch: u32,
     /// Path of libonnxruntime.so, or NULL: LMBFF_ORT_LIB, ORT_DYLIB_PATH, then
-    /// libonnxruntime.so* next to liblmbff.so. The first predictor opened loads it for
-    /// the whole process.
+    /// libonnxruntime.so* next to liblmbff.so (a path given that is not a file is an
+    /// error, never a fallback). The first predictor opened loads it for the whole process.
     pub ort_library: *const c_char,
 }
 
@@ -96,7 +96,7 @@ pub unsafe extern "C" fn lmbff_predictor_open(
 #[no_mangle]
 pub unsafe extern "C" fn lmbff_predictor_free(p: *mut lmbff_predictor) {
     if !p.is_null() {
-        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(Box::from_raw(p))));
+        let _ = super::catch_quietly(|| drop(Box::from_raw(p)));
     }
 }
 
@@ -165,11 +165,11 @@ pub unsafe extern "C" fn lmbff_predict(
             let b = if texts_b.is_null() { None } else { Some(str_arg(*texts_b.add(i), &format!("texts_b[{i}]"))?.to_string()) };
             inputs.push(Example { text_a: a, text_b: b, label: None });
         }
-        let rows = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| p.inner.predict(&inputs))) {
+        let rows = match super::catch_quietly(|| p.inner.predict(&inputs)) {
             Ok(r) => r?,
-            Err(e) => {
+            Err(what) => {
                 p.broken.store(true, Ordering::Relaxed);
-                std::panic::resume_unwind(e)
+                return Err(Error::Internal(what));
             }
         };
         *out = Box::into_raw(Box::new(lmbff_predictions { rows }));
@@ -234,7 +234,10 @@ pub unsafe extern "C" fn lmbff_predictions_get(
 pub unsafe extern "C" fn lmbff_predictions_probs(r: *const lmbff_predictions, i: usize, probs: *mut f32, capacity: usize) -> lmbff_status {
     guard(|| {
         let row = row(r, i)?;
-        if probs.is_null() || capacity < row.probs.len() {
+        if probs.is_null() {
+            return Err(Error::InvalidArgument("probs is NULL".into()));
+        }
+        if capacity < row.probs.len() {
             return Err(Error::InvalidArgument(format!("probs needs room for {} floats (capacity {capacity})", row.probs.len())));
         }
         std::ptr::copy_nonoverlapping(row.probs.as_ptr(), probs, row.probs.len());
@@ -287,7 +290,9 @@ unsafe fn row<'a>(r: *const lmbff_predictions, i: usize) -> Result<&'a Predictio
 
 /// Exports a trained checkpoint directory (a `lmbff train --out` directory, with its
 /// lmbff.json) to an export directory for lmbff_predictor_open. `fp16` stores weight
-/// matrices as fp16. Returns LMBFF_ERR_NO_TRAINING in a serve-only build.
+/// matrices as fp16. `out_dir` may be new, empty or an earlier export (replaced
+/// atomically); any other folder is refused (LMBFF_ERR_INVALID_ARGUMENT) and left as
+/// it is. Returns LMBFF_ERR_NO_TRAINING in a serve-only build.
 ///
 /// # Safety
 /// `checkpoint_dir` and `out_dir` are NUL-terminated strings.
@@ -344,7 +349,7 @@ pub unsafe extern "C" fn lmbff_predictions_label_studio_json(
             str_arg(model_version, "model_version")?.to_string()
         };
         let labels = p.inner.labels();
-        let json = crate::serve::label_studio_json(&r.rows, labels, from, to, &version).to_string();
+        let json = crate::serve::label_studio_json(&r.rows, labels, from, to, &version)?.to_string();
         write_c_string(&json, buf, capacity, needed, "the JSON")
     })
 }

@@ -17,6 +17,8 @@ pub struct lmbff_task {
     /// Locked without waiting: a second thread gets LMBFF_ERR_BUSY, not a queue.
     inner: Mutex<Task>,
     labels: Vec<CString>,
+    /// Set when a call on the task panicked (a bug): it then refuses every call.
+    broken: std::sync::atomic::AtomicBool,
 }
 
 /// What a new task is. Get defaults from lmbff_task_default_params(), then set at least
@@ -92,17 +94,26 @@ pub extern "C" fn lmbff_task_default_params() -> lmbff_task_params {
 
 fn wrap(inner: Task) -> *mut lmbff_task {
     let labels = inner.spec().labels.iter().map(|l| CString::new(l.replace('\0', " ")).unwrap_or_default()).collect();
-    Box::into_raw(Box::new(lmbff_task { inner: Mutex::new(inner), labels }))
+    Box::into_raw(Box::new(lmbff_task { inner: Mutex::new(inner), labels, broken: std::sync::atomic::AtomicBool::new(false) }))
 }
 
 /// Runs `f` on the task with the one-thread-at-a-time rule enforced.
 pub(crate) unsafe fn with_task<T>(t: *mut lmbff_task, f: impl FnOnce(&mut Task) -> Result<T>) -> Result<T> {
     let t = t.as_ref().ok_or_else(|| Error::InvalidArgument("task is NULL".into()))?;
+    if t.broken.load(std::sync::atomic::Ordering::Relaxed) {
+        return Err(Error::InvalidArgument("this task is unusable after an internal error: free it and reopen it from its folder".into()));
+    }
     let mut task = t
         .inner
         .try_lock()
         .ok_or(Error::Busy("this task is in use by another thread (a task is used by one thread at a time)"))?;
-    f(&mut task)
+    match super::catch_quietly(|| f(&mut task)) {
+        Ok(r) => r,
+        Err(what) => {
+            t.broken.store(true, std::sync::atomic::Ordering::Relaxed);
+            Err(Error::Internal(what))
+        }
+    }
 }
 
 pub(super) unsafe fn strings(p: *const *const c_char, n: usize, name: &str) -> Result<Vec<String>> {
@@ -121,7 +132,8 @@ unsafe fn opt_str(p: *const c_char, name: &str) -> Result<Option<String>> {
 }
 
 /// Creates a task. The template and label words are checked against the model's
-/// tokenizer now (LMBFF_ERR_MODEL with the reason otherwise). Free with lmbff_task_free.
+/// tokenizer now (LMBFF_ERR_MODEL with the reason otherwise), and max_len against the
+/// model's positions (LMBFF_ERR_INVALID_ARGUMENT). Free with lmbff_task_free.
 ///
 /// # Safety
 /// `params` points to params from lmbff_task_default_params(); `out` is valid.
@@ -157,7 +169,10 @@ pub unsafe extern "C" fn lmbff_task_create(params: *const lmbff_task_params, out
     })
 }
 
-/// Reopens a task saved with lmbff_task_save.
+/// Reopens a task saved with lmbff_task_save. A task file that is malformed, of a newer
+/// format, or whose settings or items do not hold (two items with one id, a label out of
+/// range, a template that does not parse) is LMBFF_ERR_FORMAT, naming the problem. The
+/// model folder is not needed to open it (it is checked when training).
 ///
 /// # Safety
 /// `dir` is a NUL-terminated string; `out` is valid.
@@ -173,8 +188,8 @@ pub unsafe extern "C" fn lmbff_task_open(dir: *const c_char, out: *mut *mut lmbf
     })
 }
 
-/// Saves the task to directory `dir`, replacing it atomically (an interrupted save
-/// leaves the previous version).
+/// Saves the task to directory `dir` (not an empty path), replacing its task.json
+/// atomically (an interrupted save leaves the previous version).
 ///
 /// # Safety
 /// `t` is a live task; `dir` is a NUL-terminated string.
@@ -230,7 +245,7 @@ pub unsafe extern "C" fn lmbff_task_add_example(
 pub unsafe extern "C" fn lmbff_task_add_unlabeled(t: *mut lmbff_task, text: *const c_char, text_b: *const c_char, id: *mut u64) -> lmbff_status {
     guard(|| {
         let (a, b) = (str_arg(text, "text")?, opt_str(text_b, "text_b")?);
-        let new = with_task(t, |task| Ok(task.add_unlabeled(a, b.as_deref())))?;
+        let new = with_task(t, |task| task.add_unlabeled(a, b.as_deref()))?;
         if !id.is_null() {
             *id = new;
         }

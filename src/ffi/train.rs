@@ -74,7 +74,7 @@ pub struct lmbff_train_params {
     /// `demo_sets` fixed sets, and its exports predict with them.
     pub demonstrations: bool,
     /// Fixed demonstration sets a version predicts with, label logits averaged (default
-    /// 1; the paper uses 16). Each set costs one forward pass per input.
+    /// 1; the paper uses 16; at most 64). Each set costs one forward pass per input.
     pub demo_sets: u32,
     /// LMBFF_METHOD_AUTO (default), LMBFF_METHOD_PROMPT or LMBFF_METHOD_SENTENCE_EMBEDDING.
     /// Auto takes the prompt method when demonstrations are on, the sentence-embedding
@@ -203,6 +203,9 @@ unsafe fn run_params(p: *const lmbff_train_params) -> Result<crate::task::RunPar
     if p.demonstrations && p.demo_sets == 0 {
         return Err(Error::InvalidArgument("params.demo_sets is 0: demonstrations need at least one set".into()));
     }
+    if p.demonstrations && p.demo_sets as usize > crate::train::MAX_DEMO_SETS {
+        return Err(Error::InvalidArgument(format!("params.demo_sets is {}: at most {} sets", p.demo_sets, crate::train::MAX_DEMO_SETS)));
+    }
     let method = match p.method {
         LMBFF_METHOD_AUTO => crate::task::TrainMethod::Auto,
         LMBFF_METHOD_PROMPT => crate::task::TrainMethod::Prompt,
@@ -305,11 +308,11 @@ unsafe fn start(task: *mut lmbff_task, params: *const lmbff_train_params, cb: Ca
                 let go_on = cb.f.map(|f| unsafe { f(stage, pr.step, pr.total, pr.loss, pr.metric, cb.user_data) }).unwrap_or(true);
                 go_on && !cancel.load(Ordering::Relaxed)
             };
-            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| crate::task::train(&snapshot, &p, &mut report)));
+            let result = super::catch_quietly(|| crate::task::train(&snapshot, &p, &mut report));
             *outcome.lock() = Some(match result {
                 Ok(Ok(v)) => Ok(std::ffi::CString::new(v).unwrap_or_default()),
                 Ok(Err(e)) => Err((super::status_of(&e), e.to_string())),
-                Err(_) => Err((lmbff_status::LMBFF_ERR_INTERNAL, "internal error (please report): training panicked".into())),
+                Err(what) => Err((lmbff_status::LMBFF_ERR_INTERNAL, what)),
             });
         })
         .map_err(|e| Error::InvalidArgument(format!("cannot start the training thread: {e}")))?;
@@ -432,7 +435,9 @@ pub unsafe extern "C" fn lmbff_run_free(run: *mut lmbff_run) {
 }
 
 /// Trains synchronously (start, then wait) and copies the new version's name into
-/// `version` (capacity `capacity` bytes, NUL included; may be NULL to skip).
+/// `version` (capacity `capacity` bytes, NUL included; may be NULL to skip). A buffer too
+/// small for the name is an LMBFF_ERR_INVALID_ARGUMENT whose message names the version,
+/// which is trained and saved all the same.
 ///
 /// # Safety
 /// As lmbff_train_start; `version` is NULL or holds `capacity` bytes.
@@ -453,7 +458,14 @@ pub unsafe extern "C" fn lmbff_train(
     let s = lmbff_run_wait(run);
     let s = if s == lmbff_status::LMBFF_OK && !version.is_null() {
         let made = std::ffi::CStr::from_ptr(lmbff_run_version(run)).to_string_lossy().into_owned();
-        guard(|| write_c_string(&made, version, capacity, std::ptr::null_mut(), "the version"))
+        guard(|| {
+            write_c_string(&made, version, capacity, std::ptr::null_mut(), "the version").map_err(|_| {
+                Error::InvalidArgument(format!(
+                    "version {made} was trained and saved, but the buffer holds {capacity} bytes and its name needs {}",
+                    made.len() + 1
+                ))
+            })
+        })
     } else {
         s
     };
@@ -491,7 +503,9 @@ pub unsafe extern "C" fn lmbff_task_delete_version(task: *mut lmbff_task, versio
 }
 
 /// Exports model version `version` of the task to the export directory `out_dir`, for
-/// lmbff_predictor_open (`fp16`: weight matrices stored as fp16).
+/// lmbff_predictor_open (`fp16`: weight matrices stored as fp16). `out_dir` may be new,
+/// empty or an earlier export (replaced atomically); any other folder, the task's own
+/// included, is refused (LMBFF_ERR_INVALID_ARGUMENT) and left as it is.
 ///
 /// # Safety
 /// `task` is a live task; strings are NUL-terminated.

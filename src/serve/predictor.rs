@@ -24,10 +24,11 @@ use crate::{Error, Result};
 
 #[derive(Debug, Clone)]
 pub struct PredictorOptions {
-    /// ONNX Runtime intra-op threads per session (0: the machine's available cores).
+    /// ONNX Runtime intra-op threads per session (0: the machine's available cores; at
+    /// most [`MAX_THREADS`]).
     pub threads: usize,
     /// Sessions in the pool: concurrent calls that run at once (each one holds its own
-    /// copy of the weights and its own thread pool).
+    /// copy of the weights and its own thread pool; 1 to [`MAX_SESSIONS`]).
     pub sessions: usize,
     /// Largest batch handed to ONNX Runtime at once; bigger calls are split. Small
     /// batches of similar lengths keep activations in cache: on the 2-core development
@@ -36,6 +37,12 @@ pub struct PredictorOptions {
     /// Explicit path of libonnxruntime (see `serve::environment` for the search order).
     pub ort_library: Option<PathBuf>,
 }
+
+/// Most sessions one predictor holds (each is a copy of the weights: 64 of MiniLM's
+/// export are about 6 GB).
+pub const MAX_SESSIONS: usize = 64;
+/// Most ONNX Runtime threads per session (starting a pool of thousands takes minutes).
+pub const MAX_THREADS: usize = 256;
 
 impl Default for PredictorOptions {
     fn default() -> Self {
@@ -183,6 +190,12 @@ impl Predictor {
         }
         if opts.sessions == 0 || opts.max_batch == 0 {
             return Err(Error::InvalidArgument("sessions and max_batch must be at least 1".into()));
+        }
+        if opts.sessions > MAX_SESSIONS || opts.threads > MAX_THREADS {
+            return Err(Error::InvalidArgument(format!(
+                "sessions {} and threads {}: a predictor holds at most {MAX_SESSIONS} sessions of at most {MAX_THREADS} threads",
+                opts.sessions, opts.threads
+            )));
         }
         let manifest = ExportManifest::read(dir)?;
         let known_task = manifest.task == "classification"
@@ -458,7 +471,7 @@ fn read(path: &Path) -> Result<Vec<u8>> {
 }
 
 fn mismatch(dir: &Path, what: &str) -> Error {
-    Error::InvalidArgument(format!("export directory {} is inconsistent: {what} (re-export it)", dir.display()))
+    Error::Format { path: dir.to_path_buf(), message: format!("the export directory is inconsistent: {what} (re-export it)") }
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Loading ONNX Runtime. lmbff does not link it: the shared library is opened once per
 //! process from an explicit path, found in this order:
-//! 1. the path a host passes (predictor options / the C ABI);
+//! 1. the path a host passes (predictor options / the C ABI); one that is not a file is
+//!    an error, not a reason to look further;
 //! 2. `LMBFF_ORT_LIB`, then `ORT_DYLIB_PATH` (ort's own variable);
 //! 3. `libonnxruntime.so*` in the directory of the library holding lmbff (a host ships
 //!    them side by side).
@@ -59,6 +60,9 @@ fn candidates(explicit: Option<&Path>) -> Vec<(String, PathBuf)> {
 /// The process's ONNX Runtime environment, loading the library on first use. Later calls
 /// return the same environment (a process holds one ONNX Runtime).
 pub fn environment(explicit: Option<&Path>) -> Result<&'static Environment> {
+    if let Some(p) = explicit.filter(|p| !p.is_file()) {
+        return Err(Error::Runtime(format!("ONNX Runtime library {} (the path given) is not a file", p.display())));
+    }
     if let Some((_, env)) = ENV.get() {
         return Ok(env);
     }

@@ -133,7 +133,7 @@ impl Task {
             return Err(Error::InvalidArgument("a multi-label task's examples are single texts (its template's second sentence is the label's name)".into()));
         }
         let (label, label_set, score) = self.parse_label(label)?;
-        let id = self.push(text_a, text_b, label, label_set);
+        let id = self.push(text_a, text_b, label, label_set)?;
         if let Some(item) = self.items.get_mut(&id) {
             item.score = score;
         }
@@ -141,15 +141,19 @@ impl Task {
     }
 
     /// Registers an unlabeled text; returns its id.
-    pub fn add_unlabeled(&mut self, text_a: &str, text_b: Option<&str>) -> u64 {
+    pub fn add_unlabeled(&mut self, text_a: &str, text_b: Option<&str>) -> Result<u64> {
         self.push(text_a, text_b, None, None)
     }
 
-    fn push(&mut self, text_a: &str, text_b: Option<&str>, label: Option<usize>, label_set: Option<Vec<usize>>) -> u64 {
+    /// Ids are never reused: a task whose ids ran out (only a hand-edited `next_id` gets
+    /// there) refuses new items rather than overwrite one.
+    fn push(&mut self, text_a: &str, text_b: Option<&str>, label: Option<usize>, label_set: Option<Vec<usize>>) -> Result<u64> {
         let id = self.next_id;
-        self.next_id += 1;
+        self.next_id = id.checked_add(1).ok_or_else(|| {
+            Error::InvalidArgument(format!("the task has given out every item id (next_id {id}): ids are never reused, so it takes no new item"))
+        })?;
         self.items.insert(id, Item { id, text_a: text_a.to_string(), text_b: text_b.map(str::to_string), label, label_set, score: None, dev: false });
-        id
+        Ok(id)
     }
 
     /// A class, a multi-label task's set of labels (`a|b`, or empty for none), or a
@@ -241,6 +245,7 @@ impl Task {
     /// Writes `task.json` into `dir` (created if needed), atomically: a temporary file,
     /// synced, then renamed over the old one. Model versions in `dir` are kept.
     pub fn save(&mut self, dir: &Path) -> Result<()> {
+        check_dir_path(dir)?;
         let file = TaskFile {
             format: TASK_FORMAT.into(),
             format_version: if self.spec.multi_label || self.spec.regression.is_some() || self.items.values().any(|i| i.dev) { 2 } else { 1 },
@@ -266,10 +271,15 @@ impl Task {
         Ok(())
     }
 
-    /// Reopens a task saved by [`save`](Self::save) (this version or an older one).
+    /// Reopens a task saved by [`save`](Self::save) (this version or an older one). The
+    /// saved settings are checked as [`new`](Self::new) checks them, and every item
+    /// against them: a file that does not hold is a `Format` error naming the problem.
     pub fn open(dir: &Path) -> Result<Self> {
+        check_dir_path(dir)?;
         let f: TaskFile = crate::checkpoint::read_versioned(dir, TASK_FILE, TASK_FORMAT, TASK_FORMAT_VERSION, "task")?;
         let path = dir.join(TASK_FILE);
+        let format = |message: String| Error::Format { path: path.clone(), message };
+        f.spec.check_settings().map_err(|e| format(format!("the task's settings do not hold: {e}")))?;
         let n = f.spec.labels.len();
         let bad_score = |i: &Item| match (f.spec.regression, i.score) {
             (Some((low, high)), Some(v)) => !(low..=high).contains(&v),
@@ -282,16 +292,62 @@ impl Task {
                 || i.label_set.as_ref().is_some_and(|s| !f.spec.multi_label || s.iter().any(|&l| l >= n))
                 || (i.dev && !i.is_labelled())
         };
-        if let Some(bad) = f.items.iter().find(|i| bad_label(i) || bad_score(i) || i.id >= f.next_id) {
-            return Err(Error::InvalidArgument(format!("{}: item {} is inconsistent with the task", path.display(), bad.id)));
+        if let Some(bad) = f.items.iter().find(|i| bad_label(i) || bad_score(i)) {
+            return Err(format(format!("item {} is inconsistent with the task's labels", bad.id)));
         }
-        Ok(Task { spec: f.spec, items: f.items.into_iter().map(|i| (i.id, i)).collect(), next_id: f.next_id, dir: Some(dir.to_path_buf()) })
+        if let Some(bad) = f.items.iter().find(|i| i.id >= f.next_id) {
+            return Err(format(format!("item {} is not below next_id {}", bad.id, f.next_id)));
+        }
+        let n_items = f.items.len();
+        let items: BTreeMap<u64, Item> = f.items.into_iter().map(|i| (i.id, i)).collect();
+        if items.len() != n_items {
+            return Err(format(format!("{} items share an id with another", n_items - items.len())));
+        }
+        Ok(Task { spec: f.spec, items, next_id: f.next_id, dir: Some(dir.to_path_buf()) })
     }
 }
 
 impl TaskSpec {
-    /// The prompt this task trains with, checked against the model's tokenizer.
+    /// What can be checked without the model (a reopened task's model may have moved):
+    /// the template parses, one word per label (two answer words for a multi-label task),
+    /// at least two labels, a sound regression range, `max_len` at least 4.
+    fn check_settings(&self) -> Result<()> {
+        let template = Template::parse(&self.template)?;
+        if self.truncation.max_len < 4 {
+            return Err(Error::InvalidArgument(format!("max_len {} is too small", self.truncation.max_len)));
+        }
+        let (words, sentences) = if self.multi_label { (2, Some(2)) } else { (self.labels.len(), None) };
+        if self.labels.len() < 2 && !self.multi_label {
+            return Err(Error::InvalidArgument(format!("a task needs at least two labels, got {}", self.labels.len())));
+        }
+        if self.label_words.len() != words {
+            return Err(Error::InvalidArgument(format!("{} labels but {} label words", self.labels.len(), self.label_words.len())));
+        }
+        if sentences.is_some_and(|n| n != template.num_sentences()) {
+            return Err(Error::InvalidArgument("a multi-label template reads the example and the label's name".into()));
+        }
+        if let Some((low, high)) = self.regression {
+            if self.multi_label || !(low.is_finite() && high.is_finite() && low < high) {
+                return Err(Error::InvalidArgument(format!("regression range {low}..{high} (of a task that is not multi-label) is not sound")));
+            }
+        }
+        Ok(())
+    }
+
+    /// The prompt this task trains with, checked against the model's tokenizer (and, in a
+    /// build that trains, `max_len` against the model's positions).
     pub fn prompt(&self) -> Result<Prompt> {
+        #[cfg(feature = "train")]
+        {
+            let (config, _) = crate::model::Config::from_dir(&self.model_dir)?;
+            if self.truncation.max_len as i64 > config.max_input_len() {
+                return Err(Error::InvalidArgument(format!(
+                    "max_len {} is longer than the model's {} positions",
+                    self.truncation.max_len,
+                    config.max_input_len()
+                )));
+            }
+        }
         if self.multi_label {
             if self.regression.is_some() {
                 return Err(Error::InvalidArgument("a task is multi-label or regression, not both".into()));
@@ -350,6 +406,14 @@ impl TaskSpec {
     pub fn multi_labels(&self) -> Option<crate::prompt::MultiLabel> {
         self.multi_label.then(|| crate::prompt::MultiLabel::new(&self.labels).ok()).flatten()
     }
+}
+
+/// An empty path would mean the process's working directory: refused, by name.
+fn check_dir_path(dir: &Path) -> Result<()> {
+    if dir.as_os_str().is_empty() {
+        return Err(Error::InvalidArgument("the task's folder is an empty path: give a folder".into()));
+    }
+    Ok(())
 }
 
 fn unknown(id: u64) -> Error {

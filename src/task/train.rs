@@ -335,6 +335,10 @@ pub fn train(task: &Task, p: &RunParams, progress: ProgressFn) -> Result<String>
                                        "warm_start": p.warm_start, "source_model": from});
     let manifest = if method == TrainMethod::ZeroShotWords {
         let head = train::word_anchor_zero_shot(&model, &tok, &prompt, &anchor_templates)?;
+        // Its one step: a cancel asked for by now ends the run, as at any method's step.
+        if !progress(train::Progress { stage: train::Stage::Evaluate, step: 1, total: 1, loss: f64::NAN, metric: f64::NAN }) {
+            return Err(Error::Cancelled);
+        }
         let mut dev_logits = Vec::new();
         if !dev.is_empty() {
             dev_logits = train::embedding_logits(&model, &tok, &prompt, &head, &dev, 32)?;
@@ -415,7 +419,7 @@ pub fn train(task: &Task, p: &RunParams, progress: ProgressFn) -> Result<String>
     let version = format!("v{n}");
     let mut manifest = manifest;
     manifest.notes.insert("model_version".into(), version.clone().into());
-    write_dir_atomic(&models_dir(&task_dir).join(&version), |d| {
+    write_dir_atomic(&models_dir(&task_dir).join(&version), crate::checkpoint::MANIFEST_FILE, |d| {
         model.save_pretrained(d)?;
         manifest.write_into(d)
     })?;

@@ -133,7 +133,7 @@ fn fingerprint(p: &AdaptParams, data: &[Tokenized], model: &MaskedLm) -> String 
 }
 
 fn save_state(dir: &Path, model: &MaskedLm, opt: &Optimiser, st: &SavedState) -> Result<()> {
-    write_dir_atomic(dir, |tmp| {
+    write_dir_atomic(dir, STATE_JSON, |tmp| {
         let mut named: Vec<(String, Tensor)> = Vec::new();
         for (name, t) in model.vs.variables() {
             named.push((format!("model.{name}"), t.f_detach()?.f_to_device(tch::Device::Cpu)?.f_contiguous()?));

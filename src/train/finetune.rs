@@ -36,6 +36,10 @@ impl Method {
     }
 }
 
+/// Most demonstration sets averaged at evaluation and prediction (LM-BFF averages 16;
+/// each set is one more forward pass per input).
+pub const MAX_DEMO_SETS: usize = 64;
+
 /// Fine-tuning settings (defaults: LM-BFF's, except the step count).
 #[derive(Debug, Clone)]
 pub struct TrainParams {
@@ -221,9 +225,9 @@ pub fn finetune(
     if let Some(&bad) = labels.iter().chain(&dev_gold).find(|&&l| l >= prompt.verbalizer.num_labels()) {
         return Err(Error::InvalidArgument(format!("label index {bad} is out of range")));
     }
-    if p.demonstrations && (method != Method::Prompt || p.demo_sets == 0) {
+    if p.demonstrations && (method != Method::Prompt || p.demo_sets == 0 || p.demo_sets > MAX_DEMO_SETS) {
         return Err(Error::InvalidArgument(format!(
-            "demonstrations need the prompt method and at least one inference set (method {}, {} sets)",
+            "demonstrations need the prompt method and 1 to {MAX_DEMO_SETS} inference sets (method {}, {} sets)",
             method.name(),
             p.demo_sets
         )));

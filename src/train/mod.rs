@@ -17,7 +17,7 @@ pub use embed::{
 pub use demos::{DemoEncoder, Demos, DEMO_FILTER_MAX_LEN};
 pub use eval::{predict_examples, predict_logits, prompt_logits};
 pub use optim::Optimiser;
-pub use finetune::{encode_all, finetune, DevMetric, FinetuneReport, Head, Method, RegressionTargets, TrainParams};
+pub use finetune::{encode_all, finetune, DevMetric, FinetuneReport, Head, Method, RegressionTargets, TrainParams, MAX_DEMO_SETS};
 
 /// Progress of long work, reported to a callback that returns `false` to stop.
 #[derive(Debug, Clone, Copy)]
