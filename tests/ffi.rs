@@ -192,6 +192,26 @@ fn bounded_options_and_mismatched_handles() {
     }
 }
 
+/// An export is one self-contained folder: a manifest that names a file elsewhere (a
+/// path with a folder, `..`, or an absolute path) is refused as malformed.
+#[test]
+fn export_manifests_name_files_inside_the_folder() {
+    let src = std::path::PathBuf::from(exported().to_str().unwrap());
+    let text = std::fs::read_to_string(src.join("lmbff-export.json")).unwrap();
+    unsafe {
+        for (i, (field, value)) in [("model", "../export/model.onnx"), ("tokenizer", "/etc/passwd"), ("model", "sub/model.onnx")].into_iter().enumerate() {
+            let dir = common::tempdir(&format!("ffi-escape-{i}"));
+            let mut m: serde_json::Value = serde_json::from_str(&text).unwrap();
+            m[field]["file"] = value.into();
+            std::fs::write(dir.join("lmbff-export.json"), m.to_string()).unwrap();
+            let c = CString::new(dir.to_str().unwrap()).unwrap();
+            let mut p: *mut lmbff_predictor = std::ptr::null_mut();
+            assert_eq!(lmbff_predictor_open(c.as_ptr(), null(), &mut p), LMBFF_ERR_FORMAT, "{value}: {}", last_error());
+            assert!(last_error().contains("not a plain file name inside the export directory") && last_error().contains(value), "{}", last_error());
+        }
+    }
+}
+
 fn three_label_export() -> CString {
     let dir = common::fixtures().join("bert");
     let tok = Tokenizer::from_dir(&dir).unwrap();

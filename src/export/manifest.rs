@@ -322,8 +322,26 @@ impl ExportManifest {
         }
     }
 
+    /// Reads the manifest of `dir`; every file it names must be a plain name inside `dir`
+    /// (an export is one self-contained folder).
     pub fn read(dir: &Path) -> Result<Self> {
-        crate::checkpoint::read_versioned(dir, EXPORT_MANIFEST, EXPORT_FORMAT, EXPORT_FORMAT_VERSION, "export manifest")
+        let m: Self = crate::checkpoint::read_versioned(dir, EXPORT_MANIFEST, EXPORT_FORMAT, EXPORT_FORMAT_VERSION, "export manifest")?;
+        let mut files = vec![m.model.file.as_str(), m.tokenizer.file.as_str()];
+        files.extend(m.model.external_data.as_deref());
+        if let Some(f) = m.demonstrations.as_ref().and_then(|d| d.filter.as_ref()) {
+            files.extend([f.file.as_str(), f.tokenizer.file.as_str()]);
+        }
+        let plain = |f: &str| {
+            let mut parts = Path::new(f).components();
+            matches!((parts.next(), parts.next()), (Some(std::path::Component::Normal(_)), None))
+        };
+        if let Some(bad) = files.into_iter().find(|f| !plain(f)) {
+            return Err(Error::Format {
+                path: dir.join(EXPORT_MANIFEST),
+                message: format!("file {bad:?} is not a plain file name inside the export directory"),
+            });
+        }
+        Ok(m)
     }
 
     pub fn write_into(&self, dir: &Path) -> Result<()> {

@@ -83,6 +83,17 @@ pub fn environment(explicit: Option<&Path>) -> Result<&'static Environment> {
         .map_err(|e| Error::Runtime(format!("cannot load ONNX Runtime from {} ({from}): {e}", path.display())))?
         .with_name("lmbff")
         .with_telemetry(false)
+        // ONNX Runtime's own messages go to the host's log callback, never to stderr.
+        .with_logger(std::sync::Arc::new(|level, _category, _id, _at, message: &str| {
+            use ort::logging::LogLevel;
+            let level = match level {
+                LogLevel::Fatal | LogLevel::Error => crate::log::Level::Error,
+                LogLevel::Warning => crate::log::Level::Warn,
+                LogLevel::Info => crate::log::Level::Info,
+                LogLevel::Verbose => crate::log::Level::Debug,
+            };
+            crate::log::log(level, || format!("ONNX Runtime: {message}"));
+        }))
         .build()
         .map_err(|e| Error::Runtime(format!("cannot start ONNX Runtime from {}: {e}", path.display())))?;
     crate::log::log(crate::log::Level::Info, || format!("ONNX Runtime loaded from {} ({from})", path.display()));
