@@ -849,6 +849,12 @@ fn misuse_through_the_c_abi_loses_nothing() {
         assert!(last_error().contains("empty path"), "{}", last_error());
         let mut other = null_mut();
         assert_eq!(lmbff_task_open(empty.as_ptr(), &mut other), LMBFF_ERR_INVALID_ARGUMENT);
+        // A message that would echo a 1 MB argument keeps its first 4 KiB and says so.
+        let huge = CString::new(format!("/{}", "a".repeat(1 << 20))).unwrap();
+        assert_ne!(lmbff_task_open(huge.as_ptr(), &mut other), LMBFF_OK);
+        let e = last_error();
+        let all: usize = e.rsplit("the message had ").next().unwrap().trim_end_matches(" bytes]").parse().unwrap_or(0);
+        assert!(e.len() < 4200 && all > 1 << 20, "{} ... {}", &e[..100.min(e.len())], &e[e.len().saturating_sub(100)..]);
 
         // A version-name buffer too small: the version is made, and the error names it.
         let mut tp = cpu_params(1);

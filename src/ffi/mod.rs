@@ -58,7 +58,16 @@ thread_local! {
 }
 
 pub fn set_last_error(message: &str) {
-    let c = CString::new(message.replace('\0', " ")).unwrap_or_default();
+    // A message that echoes a huge input (a 1 MB label word) keeps its first 4 KiB.
+    const MOST: usize = 4096;
+    let mut message = message.replace('\0', " ");
+    if message.len() > MOST {
+        let cut = (0..=MOST).rev().find(|&i| message.is_char_boundary(i)).unwrap_or(0);
+        let all = message.len();
+        message.truncate(cut);
+        message.push_str(&format!(" [... cut: the message had {all} bytes]"));
+    }
+    let c = CString::new(message).unwrap_or_default();
     LAST_ERROR.with(|e| *e.borrow_mut() = c);
 }
 

@@ -42,7 +42,7 @@ impl Verbalizer {
         for (label, spec) in pairs {
             let bad = |message: String| Error::LabelWord { label: label.clone(), word: spec.clone(), message };
             if v.labels.contains(label) {
-                return Err(bad("this label is listed twice".into()));
+                return Err(Error::InvalidArgument(format!("label {label:?} is listed twice: labels must differ")));
             }
             let mut class = Vec::new();
             for word in spec.split(WORD_SEPARATOR) {
