@@ -929,7 +929,14 @@ fn misuse_through_the_c_abi_loses_nothing() {
         }
     }
     // A max_len past the model's positions is refused when the task is made.
-    let spec = TaskSpec { truncation: Truncation { max_len: 100_000, ..Truncation::default() }, ..spec(&common::fixtures().join("bert")) };
-    let e = Task::new(spec).unwrap_err().to_string();
+    let long = TaskSpec { truncation: Truncation { max_len: 100_000, ..Truncation::default() }, ..spec(&common::fixtures().join("bert")) };
+    let e = Task::new(long).unwrap_err().to_string();
     assert!(e.contains("max_len 100000 is longer than the model's 64 positions"), "{e}");
+    // A pair task's example without its second sentence is refused when it is added.
+    let pair = TaskSpec { template: "{text_a} ? {mask} , {text_b}".into(), ..spec(&common::fixtures().join("bert")) };
+    let mut t = Task::new(pair).unwrap();
+    let e = t.add_example("a question", None, "pos").unwrap_err().to_string();
+    assert!(e.contains("reads two sentences: give the second (text_b)"), "{e}");
+    assert!(t.add_unlabeled("a question", None).is_err());
+    t.add_example("a question", Some("an answer"), "pos").unwrap();
 }

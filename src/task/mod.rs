@@ -148,6 +148,9 @@ impl Task {
     /// Ids are never reused: a task whose ids ran out (only a hand-edited `next_id` gets
     /// there) refuses new items rather than overwrite one.
     fn push(&mut self, text_a: &str, text_b: Option<&str>, label: Option<usize>, label_set: Option<Vec<usize>>) -> Result<u64> {
+        if text_b.is_none() && !self.spec.multi_label && Template::parse(&self.spec.template)?.num_sentences() == 2 {
+            return Err(Error::InvalidArgument(format!("this task's template {:?} reads two sentences: give the second (text_b)", self.spec.template)));
+        }
         let id = self.next_id;
         self.next_id = id.checked_add(1).ok_or_else(|| {
             Error::InvalidArgument(format!("the task has given out every item id (next_id {id}): ids are never reused, so it takes no new item"))
