@@ -887,6 +887,13 @@ fn misuse_through_the_c_abi_loses_nothing() {
         let out = CString::new(dir.join("export").to_str().unwrap()).unwrap();
         assert_eq!(lmbff_task_export(t, v1.as_ptr(), out.as_ptr(), false), LMBFF_OK, "{}", last_error());
         assert_eq!(lmbff_task_export(t, v1.as_ptr(), out.as_ptr(), false), LMBFF_OK, "an earlier export is replaced: {}", last_error());
+        // An export where the next version would go: training takes the name after it.
+        let at_v2 = CString::new(task_dir.join("models/v2").to_str().unwrap()).unwrap();
+        assert_eq!(lmbff_task_export(t, v1.as_ptr(), at_v2.as_ptr(), false), LMBFF_OK, "{}", last_error());
+        let mut name = [0 as c_char; 8];
+        assert_eq!(lmbff_train(t, &tp, None, null_mut(), name.as_mut_ptr(), 8), LMBFF_OK, "{}", last_error());
+        assert_eq!(CStr::from_ptr(name.as_ptr()).to_str().unwrap(), "v3");
+        assert!(task_dir.join("models/v2/lmbff-export.json").is_file(), "the export is kept");
         lmbff_task_free(t);
         let mut t = null_mut();
         assert_eq!(lmbff_task_open(cdir.as_ptr(), &mut t), LMBFF_OK, "{}", last_error());

@@ -25,7 +25,9 @@ unsafe impl Sync for UserData {}
 /// `callback`; NULL stops logging whatever `max_level` is (the default: nothing is
 /// printed anywhere). Process-wide. The callback may call lmbff, this function included:
 /// a callback set from inside the callback takes over when it returns, and messages of
-/// lmbff calls made inside the callback are not delivered.
+/// lmbff calls made inside the callback are not delivered. Called from another thread,
+/// it waits for callbacks running elsewhere to return (so the old `user_data` may be
+/// freed when it returns): a callback must not wait on a thread that calls this.
 ///
 /// # Safety
 /// `callback` and `user_data` stay usable, from any thread, until replaced.

@@ -159,7 +159,8 @@ pub unsafe extern "C" fn lmbff_predict(
         if n > 0 && texts.is_null() {
             return Err(Error::InvalidArgument("texts is NULL".into()));
         }
-        let mut inputs = Vec::with_capacity(n);
+        let mut inputs = Vec::new();
+        inputs.try_reserve_exact(n).map_err(|_| Error::InvalidArgument(format!("n is {n}: more inputs than memory holds")))?;
         for i in 0..n {
             let a = str_arg(*texts.add(i), &format!("texts[{i}]"))?.to_string();
             let b = if texts_b.is_null() { None } else { Some(str_arg(*texts_b.add(i), &format!("texts_b[{i}]"))?.to_string()) };

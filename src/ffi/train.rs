@@ -377,7 +377,7 @@ pub unsafe extern "C" fn lmbff_run_wait(run: *const lmbff_run) -> lmbff_status {
     let r = match run.as_ref() {
         Some(r) => r,
         None => {
-            set_last_error("run is NULL");
+            set_last_error("invalid argument: run is NULL");
             return lmbff_status::LMBFF_ERR_INVALID_ARGUMENT;
         }
     };

@@ -89,8 +89,8 @@ pub fn environment(explicit: Option<&Path>) -> Result<&'static Environment> {
             let level = match level {
                 LogLevel::Fatal | LogLevel::Error => crate::log::Level::Error,
                 LogLevel::Warning => crate::log::Level::Warn,
-                LogLevel::Info => crate::log::Level::Info,
-                LogLevel::Verbose => crate::log::Level::Debug,
+                // Its INFO is a hundred lines of graph optimisation per session: debug here.
+                LogLevel::Info | LogLevel::Verbose => crate::log::Level::Debug,
             };
             crate::log::log(level, || format!("ONNX Runtime: {message}"));
         }))

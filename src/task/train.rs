@@ -414,8 +414,15 @@ pub fn train(task: &Task, p: &RunParams, progress: ProgressFn) -> Result<String>
         calibrate(&mut m, p.calibrate, &dev_logits, &dev);
         m
     };
-    let existing = versions(&task_dir)?;
-    let n = existing.last().map(|v| v[1..].parse::<u64>().unwrap_or(0)).unwrap_or(0) + 1;
+    // The next free name: past every version, and past any other entry named like one
+    // (an export or a stray folder at models/v2 is never replaced).
+    let taken = std::fs::read_dir(models_dir(&task_dir))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_prefix('v')).and_then(|n| n.parse::<u64>().ok()))
+        .max();
+    let n = taken.unwrap_or(0) + 1;
     let version = format!("v{n}");
     let mut manifest = manifest;
     manifest.notes.insert("model_version".into(), version.clone().into());
