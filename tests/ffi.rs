@@ -209,6 +209,28 @@ fn export_manifests_name_files_inside_the_folder() {
             assert_eq!(lmbff_predictor_open(c.as_ptr(), null(), &mut p), LMBFF_ERR_FORMAT, "{value}: {}", last_error());
             assert!(last_error().contains("not a plain file name inside the export directory") && last_error().contains(value), "{}", last_error());
         }
+        // Settings that do not hold are malformed files too, named as such.
+        let cases: [(&str, &dyn Fn(&mut serde_json::Value)); 3] = [
+            ("max_len 100000 does not fit", &|m| m["truncation"]["max_len"] = 100_000.into()),
+            ("at least two labels", &|m| {
+                m["labels"] = serde_json::json!(["neg"]);
+                m["label_words"] = serde_json::json!(["terrible"]);
+            }),
+            ("mask", &|m| m["template"]["parts"] = serde_json::json!([{"kind": "text", "text": "It was."}])),
+        ];
+        for (i, (want, f)) in cases.into_iter().enumerate() {
+            let dir = common::tempdir(&format!("ffi-settings-{i}"));
+            for file in std::fs::read_dir(&src).unwrap().flatten() {
+                std::fs::copy(file.path(), dir.join(file.file_name())).unwrap();
+            }
+            let mut m: serde_json::Value = serde_json::from_str(&text).unwrap();
+            f(&mut m);
+            std::fs::write(dir.join("lmbff-export.json"), m.to_string()).unwrap();
+            let c = CString::new(dir.to_str().unwrap()).unwrap();
+            let mut p: *mut lmbff_predictor = std::ptr::null_mut();
+            assert_eq!(lmbff_predictor_open(c.as_ptr(), null(), &mut p), LMBFF_ERR_FORMAT, "{want}: {}", last_error());
+            assert!(last_error().contains(want) && last_error().contains("inconsistent"), "{want}: {}", last_error());
+        }
     }
 }
 

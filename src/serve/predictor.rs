@@ -220,12 +220,18 @@ impl Predictor {
             return Err(mismatch(dir, "the tokenizer's special tokens differ from the manifest's"));
         }
         let pairs: Vec<(String, String)> = manifest.labels.iter().cloned().zip(manifest.label_words.iter().cloned()).collect();
-        let verbalizer = Verbalizer::new(&tok, &pairs)?;
+        let verbalizer = Verbalizer::new(&tok, &pairs).map_err(|e| mismatch(dir, &e.to_string()))?;
         if verbalizer.token_ids() != manifest.label_word_ids.as_slice() || verbalizer.shown_tokens() != manifest.label_word_tokens {
             return Err(mismatch(dir, "the label words encode to other ids than the manifest's"));
         }
-        let template = if embedding { manifest.template.plain_template()? } else { manifest.template.template()? };
-        let prompt = Prompt::new(template, verbalizer, manifest.truncation)?;
+        let template = if embedding { manifest.template.plain_template() } else { manifest.template.template() }.map_err(|e| mismatch(dir, &e.to_string()))?;
+        let prompt = Prompt::new(template, verbalizer, manifest.truncation).map_err(|e| mismatch(dir, &e.to_string()))?;
+        if manifest.truncation.max_len as i64 > manifest.model.max_positions || manifest.model.max_positions < 4 {
+            return Err(mismatch(
+                dir,
+                &format!("max_len {} does not fit the model's {} positions", manifest.truncation.max_len, manifest.model.max_positions),
+            ));
+        }
         if let Some(d) = &manifest.demonstrations {
             prompt.check_demo_sets(&tok, &d.sets).map_err(|e| mismatch(dir, &e.to_string()))?;
             if let Some(f) = &d.filter {
