@@ -105,7 +105,10 @@ func TestTaskEditing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := task.AddUnlabeled("A lone text."); err != nil {
+	// A pair task's texts come in pairs: a lone one is refused when added.
+	_, err = task.AddUnlabeled("A lone text.")
+	wantCode(t, err, "INVALID_ARGUMENT")
+	if _, err := task.AddUnlabeledPair("A dog barks.", "An animal is loud."); err != nil {
 		t.Fatal(err)
 	}
 	counts([]int{1, 1}, 2)

@@ -30,7 +30,9 @@ test('relabel and remove change the counts; a saved task reopens as it was', () 
   const a = task.addExample('It rains.', 'yes', 'The street is wet.');
   task.addExample('It is sunny.', 'no', 'The street is flooded.');
   const u = task.addUnlabeled('A cat sleeps.', 'An animal rests.');
-  task.addUnlabeled('A lone text.');
+  // A pair task's texts come in pairs: a lone one is refused when added.
+  assert.throws(() => task.addUnlabeled('A lone text.'), isInvalid);
+  task.addUnlabeled('A dog barks.', 'An animal is loud.');
   assert.deepStrictEqual(counts(), [1, 1, 2]);
   task.relabel(u, 'yes');
   assert.deepStrictEqual(counts(), [1, 2, 1]);
