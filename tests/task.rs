@@ -939,6 +939,10 @@ fn misuse_through_the_c_abi_loses_nothing() {
     let long = TaskSpec { truncation: Truncation { max_len: 100_000, ..Truncation::default() }, ..spec(&common::fixtures().join("bert")) };
     let e = Task::new(long).unwrap_err().to_string();
     assert!(e.contains("max_len 100000 is longer than the model's 64 positions"), "{e}");
+    // A template whose own text leaves no room for the input is refused when made.
+    let wordy = TaskSpec { template: format!("{{text}} {} It was {{mask}}.", "very ".repeat(100)), ..spec(&common::fixtures().join("bert")) };
+    let e = Task::new(wordy).unwrap_err().to_string();
+    assert!(e.contains("alone takes") && e.contains("max_len is 64"), "{e}");
     // A pair task's example without its second sentence is refused when it is added.
     let pair = TaskSpec { template: "{text_a} ? {mask} , {text_b}".into(), ..spec(&common::fixtures().join("bert")) };
     let mut t = Task::new(pair).unwrap();

@@ -338,8 +338,21 @@ impl TaskSpec {
     }
 
     /// The prompt this task trains with, checked against the model's tokenizer (and, in a
-    /// build that trains, `max_len` against the model's positions).
+    /// build that trains, `max_len` against the model's positions); the template's own
+    /// text must leave room for the input within `max_len`.
     pub fn prompt(&self) -> Result<Prompt> {
+        let prompt = self.build_prompt()?;
+        let tok = Tokenizer::from_dir(&self.model_dir)?;
+        let empty = crate::prompt::Example {
+            text_a: String::new(),
+            text_b: (prompt.template.num_sentences() == 2).then(String::new),
+            label: None,
+        };
+        prompt.encode(&tok, &empty)?;
+        Ok(prompt)
+    }
+
+    fn build_prompt(&self) -> Result<Prompt> {
         #[cfg(feature = "train")]
         {
             let (config, _) = crate::model::Config::from_dir(&self.model_dir)?;
