@@ -311,10 +311,7 @@ fn train_embedding(a: TrainArgs, train_file: &Path, dev_file: &Path) -> Result<(
     let mut bar = Bar::new("sentence-embedding");
     let (head, report) = train::train_embedding(&l.model, &l.tok, &l.prompt, &tr, &ep, &mut |p| bar.update(p))?;
     bar.finish();
-    let acc = |ex: &[Example]| -> Result<f64> {
-        let logits = train::embedding_logits(&l.model, &l.tok, &l.prompt, &head, ex, 32)?;
-        Ok(accuracy(&logits, &ex.iter().map(|e| e.label.unwrap_or(usize::MAX)).collect::<Vec<_>>()))
-    };
+    let acc = |ex: &[Example]| embedding_accuracy(&l, &head, ex);
     let dev_acc = acc(&dev)?;
     let test_ex = a.test.as_ref().map(|t| read_examples(t, &labels)).transpose()?;
     let test = test_ex.as_deref().map(acc).transpose()?;
@@ -328,6 +325,12 @@ fn train_embedding(a: TrainArgs, train_file: &Path, dev_file: &Path) -> Result<(
         save_trained(&l, out, Manifest::for_embedding(&l.prompt, head, None, notes), calibration.as_ref())?;
     }
     Ok(())
+}
+
+/// Accuracy of a sentence-embedding head on labelled examples.
+fn embedding_accuracy(l: &Loaded, head: &crate::checkpoint::LinearHead, ex: &[Example]) -> Result<f64> {
+    let logits = train::embedding_logits(&l.model, &l.tok, &l.prompt, head, ex, 32)?;
+    Ok(accuracy(&logits, &ex.iter().map(|e| e.label.unwrap_or(usize::MAX)).collect::<Vec<_>>()))
 }
 
 /// `train --method zero-shot-words`: the word anchors' zero-shot head on the model as it
@@ -355,7 +358,7 @@ fn train_zero_shot_words(a: TrainArgs) -> Result<()> {
     let read = |f: &Option<PathBuf>| f.as_ref().map(|f| read_examples(f, &labels)).transpose();
     let (dev, test_ex) = (read(&a.dev)?, read(&a.test)?);
     let logits_of = |ex: &[Example]| train::embedding_logits(&l.model, &l.tok, &l.prompt, &head, ex, 32);
-    let acc = |ex: &[Example]| -> Result<f64> { Ok(accuracy(&logits_of(ex)?, &ex.iter().map(|e| e.label.unwrap_or(usize::MAX)).collect::<Vec<_>>())) };
+    let acc = |ex: &[Example]| embedding_accuracy(&l, &head, ex);
     let dev_acc = dev.as_deref().map(acc).transpose()?;
     let test = test_ex.as_deref().map(acc).transpose()?;
     let calibration = maybe_calibrate(a.calibrate, logits_of, dev.as_deref().unwrap_or_default(), test_ex.as_deref())?;

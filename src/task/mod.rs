@@ -312,47 +312,65 @@ impl Task {
 
 impl TaskSpec {
     /// What can be checked without the model (a reopened task's model may have moved):
-    /// the template parses, one word per label (two answer words for a multi-label task),
-    /// at least two labels, a sound regression range, `max_len` at least 4.
-    fn check_settings(&self) -> Result<()> {
-        let template = Template::parse(&self.template)?;
+    /// `max_len` at least 4; a multi-label task's names and its two answer words, a
+    /// single-label task's two or more labels with one word each and its sound regression
+    /// range; the template, which it returns (a multi-label one reading two sentences).
+    fn check_settings(&self) -> Result<Template> {
         if self.truncation.max_len < 4 {
             return Err(Error::InvalidArgument(format!("max_len {} is too small", self.truncation.max_len)));
         }
-        let (words, sentences) = if self.multi_label { (2, Some(2)) } else { (self.labels.len(), None) };
-        if self.labels.len() < 2 && !self.multi_label {
-            return Err(Error::InvalidArgument(format!("a task needs at least two labels, got {}", self.labels.len())));
-        }
-        if self.label_words.len() != words {
-            return Err(Error::InvalidArgument(format!("{} labels but {} label words", self.labels.len(), self.label_words.len())));
-        }
-        if sentences.is_some_and(|n| n != template.num_sentences()) {
-            return Err(Error::InvalidArgument("a multi-label template reads the example and the label's name".into()));
-        }
-        if let Some((low, high)) = self.regression {
-            if self.multi_label || !(low.is_finite() && high.is_finite() && low < high) {
-                return Err(Error::InvalidArgument(format!("regression range {low}..{high} (of a task that is not multi-label) is not sound")));
+        if self.multi_label {
+            if self.regression.is_some() {
+                return Err(Error::InvalidArgument("a task is multi-label or regression, not both".into()));
+            }
+            crate::prompt::MultiLabel::new(&self.labels)?;
+            if let Some(bad) = self.labels.iter().find(|l| l.contains(LABEL_SEPARATOR)) {
+                return Err(Error::InvalidArgument(format!("multi-label name {bad:?} contains {LABEL_SEPARATOR:?}, which separates an example's labels")));
+            }
+            if self.label_words.len() != 2 {
+                return Err(Error::InvalidArgument(format!(
+                    "a multi-label task takes two answer words, no then yes (such as No, Yes); got {}",
+                    self.label_words.len()
+                )));
+            }
+        } else {
+            if let Some((low, high)) = self.regression {
+                if !(low.is_finite() && high.is_finite() && low < high) || self.labels.len() != 2 {
+                    return Err(Error::InvalidArgument(format!(
+                        "a regression task needs a range low < high ({low}..{high}) and two labels with their words, the lower pole then the upper ({} labels)",
+                        self.labels.len()
+                    )));
+                }
+            }
+            if self.labels.len() < 2 {
+                return Err(Error::InvalidArgument(format!("a task needs at least two labels, got {}", self.labels.len())));
+            }
+            if self.labels.len() != self.label_words.len() {
+                return Err(Error::InvalidArgument(format!(
+                    "{} labels but {} label words: give one word per label",
+                    self.labels.len(),
+                    self.label_words.len()
+                )));
             }
         }
-        Ok(())
+        let template = Template::parse(&self.template)?;
+        if self.multi_label && template.num_sentences() != 2 {
+            return Err(Error::InvalidArgument(format!(
+                "a multi-label template reads the example and the label's name (`{{text_a}} Is it about {{text_b}}? {{mask}}.`); {:?} reads {} sentence(s)",
+                self.template,
+                template.num_sentences()
+            )));
+        }
+        Ok(template)
     }
 
-    /// The prompt this task trains with, checked against the model's tokenizer (and, in a
-    /// build that trains, `max_len` against the model's positions); the template's own
-    /// text must leave room for the input within `max_len`.
+    /// The prompt this task trains with: the settings ([`check_settings`]), the label
+    /// words against the model's tokenizer, in a build that trains `max_len` against the
+    /// model's positions, and room for the input beside the template's own text within
+    /// `max_len`. A multi-label task's prompt is yes/no (classes "no" and "yes" with the
+    /// two answer words), its template reading (example, label name).
     pub fn prompt(&self) -> Result<Prompt> {
-        let prompt = self.build_prompt()?;
-        let tok = Tokenizer::from_dir(&self.model_dir)?;
-        let empty = crate::prompt::Example {
-            text_a: String::new(),
-            text_b: (prompt.template.num_sentences() == 2).then(String::new),
-            label: None,
-        };
-        prompt.encode(&tok, &empty)?;
-        Ok(prompt)
-    }
-
-    fn build_prompt(&self) -> Result<Prompt> {
+        let template = self.check_settings()?;
         #[cfg(feature = "train")]
         {
             let (config, _) = crate::model::Config::from_dir(&self.model_dir)?;
@@ -364,58 +382,20 @@ impl TaskSpec {
                 )));
             }
         }
-        if self.multi_label {
-            if self.regression.is_some() {
-                return Err(Error::InvalidArgument("a task is multi-label or regression, not both".into()));
-            }
-            return self.multi_label_prompt();
-        }
-        if let Some((low, high)) = self.regression {
-            if !(low.is_finite() && high.is_finite() && low < high) || self.labels.len() != 2 {
-                return Err(Error::InvalidArgument(format!(
-                    "a regression task needs a range low < high ({low}..{high}) and two labels with their words, the lower pole then the upper ({} labels)",
-                    self.labels.len()
-                )));
-            }
-        }
-        if self.labels.len() != self.label_words.len() {
-            return Err(Error::InvalidArgument(format!(
-                "{} labels but {} label words: give one word per label",
-                self.labels.len(),
-                self.label_words.len()
-            )));
-        }
         let tok = Tokenizer::from_dir(&self.model_dir)?;
-        let pairs: Vec<(String, String)> = self.labels.iter().cloned().zip(self.label_words.iter().cloned()).collect();
-        Prompt::new(Template::parse(&self.template)?, Verbalizer::new(&tok, &pairs)?, self.truncation)
-    }
-}
-
-impl TaskSpec {
-    /// A multi-label task's yes/no prompt (classes "no" and "yes" with the two answer
-    /// words), its template reading (example, label name).
-    fn multi_label_prompt(&self) -> Result<Prompt> {
-        crate::prompt::MultiLabel::new(&self.labels)?;
-        if let Some(bad) = self.labels.iter().find(|l| l.contains(LABEL_SEPARATOR)) {
-            return Err(Error::InvalidArgument(format!("multi-label name {bad:?} contains {LABEL_SEPARATOR:?}, which separates an example's labels")));
-        }
-        if self.label_words.len() != 2 {
-            return Err(Error::InvalidArgument(format!(
-                "a multi-label task takes two answer words, no then yes (such as No, Yes); got {}",
-                self.label_words.len()
-            )));
-        }
-        let tok = Tokenizer::from_dir(&self.model_dir)?;
-        let pairs = vec![("no".to_string(), self.label_words[0].clone()), ("yes".to_string(), self.label_words[1].clone())];
-        let template = Template::parse(&self.template)?;
-        if template.num_sentences() != 2 {
-            return Err(Error::InvalidArgument(format!(
-                "a multi-label template reads the example and the label's name (`{{text_a}} Is it about {{text_b}}? {{mask}}.`); {:?} reads {} sentence(s)",
-                self.template,
-                template.num_sentences()
-            )));
-        }
-        Prompt::new(template, Verbalizer::new(&tok, &pairs)?, self.truncation)
+        let pairs: Vec<(String, String)> = if self.multi_label {
+            vec![("no".to_string(), self.label_words[0].clone()), ("yes".to_string(), self.label_words[1].clone())]
+        } else {
+            self.labels.iter().cloned().zip(self.label_words.iter().cloned()).collect()
+        };
+        let prompt = Prompt::new(template, Verbalizer::new(&tok, &pairs)?, self.truncation)?;
+        let empty = crate::prompt::Example {
+            text_a: String::new(),
+            text_b: (prompt.template.num_sentences() == 2).then(String::new),
+            label: None,
+        };
+        prompt.encode(&tok, &empty)?;
+        Ok(prompt)
     }
 
     /// The multi-label names, for a multi-label task.
