@@ -531,6 +531,15 @@ fn bad_export_dirs_and_inputs() {
     assert!(err(&edit(&|v| v["label_word_ids"][0] = 5.into())).contains("label words encode to other ids"));
     assert!(err(&edit(&|v| v["format_version"] = 99.into())).contains("format version 99"));
     assert!(err(&edit(&|v| v["model"]["inputs"] = serde_json::json!(["input_ids", "attention_mask"]))).contains("model.onnx has inputs"));
+    // A graph with a column more than the manifest's labels is refused at open, not at
+    // the first prediction.
+    let words = [("0", "terrible"), ("1", "okay"), ("2", "great")].map(|(l, w)| (l.to_string(), w.to_string()));
+    let three = Prompt::new(c.prompt.template.clone(), Verbalizer::new(&c.tok, &words).unwrap(), c.prompt.truncation).unwrap();
+    let dir3 = export_to(&Case { prompt: three, ..case(&common::fixtures().join("bert"), "{text} It was {mask}.", 40) }, "bad-3", &ExportOptions::default());
+    let wide = edit(&|_| {});
+    std::fs::copy(dir3.join("model.onnx"), wide.join("model.onnx")).unwrap();
+    let e = err(&wide);
+    assert!(e.contains("output \"probs\" has 3 columns") && e.contains("call for 2"), "{e}");
     let no_model = edit(&|_| {});
     std::fs::remove_file(no_model.join("model.onnx")).unwrap();
     assert!(err(&no_model).contains("model.onnx"));

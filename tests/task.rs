@@ -40,7 +40,7 @@ fn register_relabel_remove_and_round_trip() {
     assert_eq!((t.counts(), t.num_unlabeled()), (vec![3, 0], 0));
     t.remove(b).unwrap();
     assert!(t.remove(b).unwrap_err().to_string().contains(&format!("no item with id {b}")));
-    let d = t.add_unlabeled("a question", Some("an answer")).unwrap();
+    let d = t.add_unlabeled("a question", None).unwrap();
     assert!(d > c, "ids are never reused");
 
     let dir = common::tempdir("task").join("saved");
@@ -73,7 +73,9 @@ fn write_format_fixture_when_asked() {
     t.add_example("a great ride", None, "pos").unwrap();
     t.add_example("a dull ride", None, "neg").unwrap();
     t.add_example("i loved this book", None, "pos").unwrap();
-    t.add_unlabeled("an unlabeled first sentence", Some("and a second sentence")).unwrap();
+    // (The committed sample, from 0.1.0, also holds a second sentence on this
+    // single-sentence task, which tasks now refuse when added; old files keep it.)
+    t.add_unlabeled("an unlabeled first sentence", None).unwrap();
     let dir = common::root().join("tests/data/task-v1");
     t.save(&dir).unwrap();
     // The model path of this machine is not part of the sample.
@@ -950,4 +952,12 @@ fn misuse_through_the_c_abi_loses_nothing() {
     assert!(e.contains("reads two sentences: give the second (text_b)"), "{e}");
     assert!(t.add_unlabeled("a question", None).is_err());
     t.add_example("a question", Some("an answer"), "pos").unwrap();
+    let dir = common::tempdir("task-pair").join("saved");
+    t.save(&dir).unwrap();
+    assert_eq!(Task::open(&dir).unwrap(), t, "a pair's second text round-trips");
+    // A single-sentence task refuses a second text it would never read.
+    let mut t = Task::new(spec(&common::fixtures().join("bert"))).unwrap();
+    let e = t.add_example("a review", Some("stray"), "pos").unwrap_err().to_string();
+    assert!(e.contains("reads one sentence, so a text_b would be ignored"), "{e}");
+    assert!(t.add_unlabeled("a review", Some("stray")).is_err() && t.items().count() == 0, "nothing was added");
 }

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session;
-use ort::value::TensorRef;
+use ort::value::{TensorRef, ValueType};
 use parking_lot::Mutex;
 
 use crate::checkpoint::{METHOD_EMBEDDING, METHOD_PROMPT};
@@ -253,6 +253,16 @@ impl Predictor {
                     dir,
                     &format!("model.onnx has inputs {inputs:?} and outputs {outputs:?}; the manifest says {:?} and {:?}", manifest.model.inputs, manifest.model.outputs),
                 ));
+            }
+            // A graph whose outputs have another width than the manifest's labels would
+            // fail at the first prediction; say so at open.
+            for o in s.outputs() {
+                if let (true, ValueType::Tensor { shape, .. }) = (manifest.model.outputs.iter().any(|m| m == o.name()), o.dtype()) {
+                    let want = manifest.output_width(o.name());
+                    if let Some(&got) = shape.last().filter(|&&d| d >= 0 && d as usize != want) {
+                        return Err(mismatch(dir, &format!("model.onnx's output {:?} has {got} columns and the manifest's labels call for {want}", o.name())));
+                    }
+                }
             }
         }
         let token_types = manifest.model.inputs.iter().any(|i| i == "token_type_ids");

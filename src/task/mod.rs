@@ -129,9 +129,6 @@ impl Task {
     /// the labels that apply, separated by `|` (empty: none applies), and examples are
     /// single texts.
     pub fn add_example(&mut self, text_a: &str, text_b: Option<&str>, label: &str) -> Result<u64> {
-        if self.spec.multi_label && text_b.is_some() {
-            return Err(Error::InvalidArgument("a multi-label task's examples are single texts (its template's second sentence is the label's name)".into()));
-        }
         let (label, label_set, score) = self.parse_label(label)?;
         let id = self.push(text_a, text_b, label, label_set)?;
         if let Some(item) = self.items.get_mut(&id) {
@@ -147,9 +144,27 @@ impl Task {
 
     /// Ids are never reused: a task whose ids ran out (only a hand-edited `next_id` gets
     /// there) refuses new items rather than overwrite one.
+    /// An item's second text is there exactly when the task reads pairs: a missing one
+    /// would fail at training, and one the template never reads would be kept and
+    /// silently ignored.
     fn push(&mut self, text_a: &str, text_b: Option<&str>, label: Option<usize>, label_set: Option<Vec<usize>>) -> Result<u64> {
-        if text_b.is_none() && !self.spec.multi_label && Template::parse(&self.spec.template)?.num_sentences() == 2 {
-            return Err(Error::InvalidArgument(format!("this task's template {:?} reads two sentences: give the second (text_b)", self.spec.template)));
+        if self.spec.multi_label {
+            if text_b.is_some() {
+                return Err(Error::InvalidArgument("a multi-label task's items are single texts (its template's second sentence is the label's name): pass no text_b".into()));
+            }
+        } else {
+            match (Template::parse(&self.spec.template)?.num_sentences(), text_b) {
+                (2, None) => {
+                    return Err(Error::InvalidArgument(format!("this task's template {:?} reads two sentences: give the second (text_b)", self.spec.template)))
+                }
+                (1, Some(_)) => {
+                    return Err(Error::InvalidArgument(format!(
+                        "this task's template {:?} reads one sentence, so a text_b would be ignored: pass none",
+                        self.spec.template
+                    )))
+                }
+                _ => {}
+            }
         }
         let id = self.next_id;
         self.next_id = id.checked_add(1).ok_or_else(|| {
