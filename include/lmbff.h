@@ -649,7 +649,8 @@ lmbff_status lmbff_task_create(const lmbff_task_params *params, lmbff_task **out
  Reopens a task saved with lmbff_task_save. A task file that is malformed, of a newer
  format, or whose settings or items do not hold (two items with one id, a label out of
  range, a template that does not parse) is LMBFF_ERR_FORMAT, naming the problem. The
- model folder is not needed to open it (it is checked when training).
+ model folder is not needed to open it (it is checked when training); when it has no
+ config.json the log callback gets a warning that names it.
 
  # Safety
  `dir` is a NUL-terminated string; `out` is valid.

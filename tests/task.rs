@@ -88,7 +88,16 @@ fn write_format_fixture_when_asked() {
 /// a file from a newer format is refused with a clear message.
 #[test]
 fn reads_format_1_files_and_refuses_newer_ones() {
+    // Its model folder (models/some-bert) is not on this machine: the task opens, and the
+    // log says training will need it.
+    static WARNED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    lmbff::log::set_sink(Some(lmbff::log::Sink {
+        max: lmbff::log::Level::Warn,
+        write: Box::new(|_, m| WARNED.lock().unwrap().push(m.to_string())),
+    }));
     let t = Task::open(&common::root().join("tests/data/task-v1")).unwrap();
+    lmbff::log::set_sink(None);
+    assert!(WARNED.lock().unwrap().iter().any(|m| m.contains("models/some-bert has no config.json")), "{:?}", WARNED.lock().unwrap());
     assert_eq!(t.spec().labels, ["neg", "pos"]);
     assert_eq!(t.counts(), [1, 2]);
     assert_eq!(t.num_unlabeled(), 1);

@@ -321,6 +321,13 @@ impl Task {
         if items.len() != n_items {
             return Err(format(format!("{} items share an id with another", n_items - items.len())));
         }
+        // A moved model folder still lets the task be read, listed and edited; training
+        // needs it back, so the host hears about it now rather than at the next train.
+        if !f.spec.model_dir.join("config.json").is_file() {
+            crate::log::log(crate::log::Level::Warn, || {
+                format!("task {} opened, but its model folder {} has no config.json: training fails until the model is back there", dir.display(), f.spec.model_dir.display())
+            });
+        }
         Ok(Task { spec: f.spec, items, next_id: f.next_id, dir: Some(dir.to_path_buf()) })
     }
 }
