@@ -17,7 +17,9 @@ one LM-BFF split, then fits the logistic head (C = 1) on
   times S, and `words x3 + mask x S`, both,
 
 and prints dev and test accuracy of each (scikit-learn's logistic regression, the
-objective lmbff's head minimises). `--frozen` skips the contrastive training (the
+objective lmbff's head minimises). `--layer L` adds heads that also read the mean-pooled
+states of hidden layer L (`+ layer L` with the word features, `emb + layer L` without).
+`--frozen` skips the contrastive training (the
 untrained encoder: the prior the words carry before any tuning). `--untrained-too` scores,
 beside `words x3`, heads that also read the untrained encoder's features of the same
 inputs: its embedding (`+ untrained emb`), or its embedding and word features x3
@@ -127,7 +129,22 @@ def mask_features(body, task, texts, words):
     return np.concatenate(out)
 
 
-def run(data, task, seed, frozen, mask, bodies=1, untrained_too=False):
+def layer_embeddings(body, texts, layer):
+    """[n, H]: the normalised mean over each text's real tokens of hidden layer `layer`
+    (0 the embeddings, 6 the last of MiniLM's)."""
+    tok, enc = body.tokenizer, body[0].auto_model.eval()
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(texts), 64):
+            b = tok(list(texts[i:i + 64]), padding=True, truncation=True, max_length=128, return_tensors="pt")
+            h = enc(**b, output_hidden_states=True).hidden_states[layer]
+            m = b["attention_mask"].unsqueeze(-1).float()
+            e = (h * m).sum(1) / m.sum(1)
+            out.append((e / e.norm(dim=1, keepdim=True)).numpy())
+    return np.concatenate(out)
+
+
+def run(data, task, seed, frozen, mask, bodies=1, untrained_too=False, layer=None):
     xs, ys = read_split(data, task, seed, "train")
     dx, dy = read_split(data, task, seed, "dev")
     tx, ty = read_split(data, task, seed, "test")
@@ -173,6 +190,12 @@ def run(data, task, seed, frozen, mask, bodies=1, untrained_too=False):
         score("+ untrained emb", *(np.hstack([e, 3 * f, u]) for e, f, u in ((el, fl, ul), (ed, fd, ud), (et, ft, ut))))
         score("+ untrained emb+words", *(np.hstack([e, 3 * f, u, 3 * g]) for e, f, u, g in ((el, fl, ul, gl), (ed, fd, ud, gd), (et, ft, ut, gt))))
         groups = {}
+    if layer is not None:
+        ll, ld, lt = (layer_embeddings(body, x, layer) for x in (xs, dx, tx))
+        score("words x3", *(np.hstack([e, 3 * f]) for e, f in ((el, fl), (ed, fd), (et, ft))))
+        score(f"+ layer {layer}", *(np.hstack([e, l, 3 * f]) for e, l, f in ((el, ll, fl), (ed, ld, fd), (et, lt, ft))))
+        score(f"emb + layer {layer}", *(np.hstack([e, l]) for e, l in ((el, ll), (ed, ld), (et, lt))))
+        groups = {}
     if mask:
         ml, md, mt = (mask_features(body, task, x, words) for x in (xs, dx, tx))
         score("words x3", *(np.hstack([e, 3 * f]) for e, f in ((el, fl), (ed, fd), (et, ft))))
@@ -217,6 +240,8 @@ def main():
                     help="N > 1: also train N - 1 more encoders (pair seeds seed + 1000 k) and average their words x3 heads")
     ap.add_argument("--untrained-too", action="store_true",
                     help="heads that also read the untrained encoder's embedding (and word features)")
+    ap.add_argument("--layer", type=int,
+                    help="heads that also read the mean-pooled hidden states of this layer (its embedding beside the last's)")
     ap.add_argument("--zero-shot", action="store_true",
                     help="untrained encoder, no head: nearest class word by the mask state and by the word anchors")
     a = ap.parse_args()
@@ -225,7 +250,7 @@ def main():
         for t in a.tasks.split(","):
             zero_shot(a.data, t)
         return
-    rows = [run(a.data, t, int(s), a.frozen, a.mask, a.bodies, a.untrained_too) for t in a.tasks.split(",") for s in a.seeds.split(",")]
+    rows = [run(a.data, t, int(s), a.frozen, a.mask, a.bodies, a.untrained_too, a.layer) for t in a.tasks.split(",") for s in a.seeds.split(",")]
     print("\n| head | mean dev | mean test |\n|---|---|---|")
     for h in rows[0]:
         print(f"| {h} | {np.mean([r[h][0] for r in rows]):.1f} | {np.mean([r[h][1] for r in rows]):.1f} |")
