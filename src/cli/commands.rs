@@ -311,12 +311,10 @@ fn train_embedding(a: TrainArgs, train_file: &Path, dev_file: &Path) -> Result<(
     let mut bar = Bar::new("sentence-embedding");
     let (head, report) = train::train_embedding(&l.model, &l.tok, &l.prompt, &tr, &ep, &mut |p| bar.update(p))?;
     bar.finish();
-    let acc = |ex: &[Example]| embedding_accuracy(&l, &head, ex);
-    let dev_acc = acc(&dev)?;
     let test_ex = a.test.as_ref().map(|t| read_examples(t, &labels)).transpose()?;
-    let test = test_ex.as_deref().map(acc).transpose()?;
     let logits_of = |ex: &[Example]| train::embedding_logits(&l.model, &l.tok, &l.prompt, &head, ex, 32);
-    let calibration = maybe_calibrate(a.calibrate, logits_of, &dev, test_ex.as_deref())?;
+    let (dev_acc, test, calibration) = score_sets(a.calibrate, logits_of, Some(&dev), test_ex.as_deref())?;
+    let dev_acc = dev_acc.unwrap_or_default();
     println!("{}", json!({"report": report, "dev_acc": dev_acc, "test_acc": test, "calibration": calibration}));
     if let Some(out) = &a.out {
         let notes = json!({"method": "sentence-embedding", "steps": report.steps, "pairs": report.pairs, "lr": ep.lr, "seed": ep.seed,
@@ -327,10 +325,32 @@ fn train_embedding(a: TrainArgs, train_file: &Path, dev_file: &Path) -> Result<(
     Ok(())
 }
 
-/// Accuracy of a sentence-embedding head on labelled examples.
-fn embedding_accuracy(l: &Loaded, head: &crate::checkpoint::LinearHead, ex: &[Example]) -> Result<f64> {
-    let logits = train::embedding_logits(&l.model, &l.tok, &l.prompt, head, ex, 32)?;
-    Ok(accuracy(&logits, &ex.iter().map(|e| e.label.unwrap_or(usize::MAX)).collect::<Vec<_>>()))
+/// Accuracy on dev and on test (those given) and, with `calibrate`, the temperature
+/// fitted on dev ([`calibrate`]), each set's logits computed once.
+#[allow(clippy::type_complexity)]
+fn score_sets<'a>(
+    calibrate_on: bool,
+    logits_of: impl Fn(&[Example]) -> Result<Vec<Vec<f32>>>,
+    dev: Option<&'a [Example]>,
+    test: Option<&'a [Example]>,
+) -> Result<(Option<f64>, Option<f64>, Option<CalibrationReport>)> {
+    let scored = |ex: Option<&'a [Example]>| ex.map(|ex| logits_of(ex).map(|lg| (lg, ex))).transpose();
+    let (dev, test) = (scored(dev)?, scored(test)?);
+    let acc = |s: &Option<(Vec<Vec<f32>>, &[Example])>| s.as_ref().map(|(lg, ex)| accuracy(lg, &gold(ex)));
+    let (dev_acc, test_acc) = (acc(&dev), acc(&test));
+    let calibration = match calibrate_on {
+        true => {
+            let (lg, ex) = dev.as_ref().map_or((&[][..], &[][..]), |(lg, ex)| (lg.as_slice(), *ex));
+            Some(calibrate(lg, ex, test.as_ref().map(|(lg, ex)| (lg.as_slice(), *ex)))?)
+        }
+        false => None,
+    };
+    Ok((dev_acc, test_acc, calibration))
+}
+
+/// The classes of labelled examples (`usize::MAX` where one has none).
+fn gold(ex: &[Example]) -> Vec<usize> {
+    ex.iter().map(|e| e.label.unwrap_or(usize::MAX)).collect()
 }
 
 /// `train --method zero-shot-words`: the word anchors' zero-shot head on the model as it
@@ -358,10 +378,7 @@ fn train_zero_shot_words(a: TrainArgs) -> Result<()> {
     let read = |f: &Option<PathBuf>| f.as_ref().map(|f| read_examples(f, &labels)).transpose();
     let (dev, test_ex) = (read(&a.dev)?, read(&a.test)?);
     let logits_of = |ex: &[Example]| train::embedding_logits(&l.model, &l.tok, &l.prompt, &head, ex, 32);
-    let acc = |ex: &[Example]| embedding_accuracy(&l, &head, ex);
-    let dev_acc = dev.as_deref().map(acc).transpose()?;
-    let test = test_ex.as_deref().map(acc).transpose()?;
-    let calibration = maybe_calibrate(a.calibrate, logits_of, dev.as_deref().unwrap_or_default(), test_ex.as_deref())?;
+    let (dev_acc, test, calibration) = score_sets(a.calibrate, logits_of, dev.as_deref(), test_ex.as_deref())?;
     let anchors: Vec<String> = l.prompt.anchor_texts_with(&anchor_templates)?.unwrap_or_default().into_iter().map(|(_, t)| t).collect();
     println!("{}", json!({"method": "zero-shot-words", "dev_acc": dev_acc, "test_acc": test, "calibration": calibration, "label_anchors": anchors}));
     if let Some(out) = &a.out {
@@ -394,7 +411,7 @@ fn maybe_calibrate(
         return Ok(None);
     }
     let test = test.map(|ex| logits_of(ex).map(|lg| (lg, ex))).transpose()?;
-    calibrate(&logits_of(dev)?, dev, test).map(Some)
+    calibrate(&logits_of(dev)?, dev, test.as_ref().map(|(lg, ex)| (lg.as_slice(), *ex))).map(Some)
 }
 
 /// Saves a trained model and its manifest (atomically), with the fitted temperature.
@@ -408,16 +425,15 @@ fn save_trained(l: &Loaded, out: &Path, mut manifest: Manifest, calibration: Opt
     Ok(())
 }
 
-fn calibrate(dev_logits: &[Vec<f32>], dev: &[Example], test: Option<(Vec<Vec<f32>>, &[Example])>) -> Result<CalibrationReport> {
+fn calibrate(dev_logits: &[Vec<f32>], dev: &[Example], test: Option<(&[Vec<f32>], &[Example])>) -> Result<CalibrationReport> {
     use crate::metrics::{ece_before_after, fit_temperature};
-    let gold = |ex: &[Example]| ex.iter().map(|e| e.label.unwrap_or(usize::MAX)).collect::<Vec<_>>();
     if dev.is_empty() {
         return Err(Error::InvalidArgument("--calibrate fits on the dev set, which is empty".into()));
     }
     let t = fit_temperature(dev_logits, &gold(dev));
     let both = |lg: &[Vec<f32>], g: &[usize]| ece_before_after(lg, g, t, 10);
     let (dev_before, dev_after) = both(dev_logits, &gold(dev));
-    let test = test.map(|(lg, ex)| both(&lg, &gold(ex)));
+    let test = test.map(|(lg, ex)| both(lg, &gold(ex)));
     Ok(CalibrationReport {
         temperature: t,
         dev_ece_before: dev_before,
