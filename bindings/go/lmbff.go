@@ -402,7 +402,8 @@ func (t *Task) AddExample(text, label string) (uint64, error) {
 	return t.addExample(text, nil, label)
 }
 
-// AddExamplePair registers a labelled pair of texts (two-sentence templates); returns its id.
+// AddExamplePair registers a labelled pair of texts; returns its id. Only a task whose
+// template reads two sentences takes pairs (and it takes nothing else).
 func (t *Task) AddExamplePair(text, textB, label string) (uint64, error) {
 	return t.addExample(text, &textB, label)
 }
@@ -420,7 +421,7 @@ func (t *Task) AddUnlabeled(text string) (uint64, error) {
 	return t.addUnlabeled(text, nil)
 }
 
-// AddUnlabeledPair registers an unlabeled pair of texts; returns its id.
+// AddUnlabeledPair registers an unlabeled pair of texts (pair tasks only); returns its id.
 func (t *Task) AddUnlabeledPair(text, textB string) (uint64, error) {
 	return t.addUnlabeled(text, &textB)
 }
