@@ -402,8 +402,8 @@ func (t *Task) AddExample(text, label string) (uint64, error) {
 	return t.addExample(text, nil, label)
 }
 
-// AddExamplePair registers a labelled pair of texts; returns its id. Only a task whose
-// template reads two sentences takes pairs (and it takes nothing else).
+// AddExamplePair registers a labelled pair of texts; returns its id. Only a pair task
+// (a template reading two sentences, not multi-label) takes pairs, and it takes nothing else.
 func (t *Task) AddExamplePair(text, textB, label string) (uint64, error) {
 	return t.addExample(text, &textB, label)
 }

@@ -214,7 +214,8 @@ pub unsafe extern "C" fn lmbff_task_free(t: *mut lmbff_task) {
 }
 
 /// Registers a labelled example (`text_b` is required when the template reads a pair,
-/// and must be NULL otherwise: LMBFF_ERR_INVALID_ARGUMENT either way);
+/// and must be NULL otherwise, and always in a multi-label task, whose template's second
+/// sentence is the label's name: LMBFF_ERR_INVALID_ARGUMENT either way);
 /// `label` is one of the task's label names (multi-label: the names that apply,
 /// separated by `|`, or "" for none). Its id goes to *id (if not NULL).
 ///
@@ -239,7 +240,8 @@ pub unsafe extern "C" fn lmbff_task_add_example(
 }
 
 /// Registers an unlabeled text (for adaptation and, later, labelling; a pair task's
-/// texts come with their `text_b`, and only theirs). Its id goes to *id (if not NULL).
+/// texts come with their `text_b`, and only theirs: as for lmbff_task_add_example). Its
+/// id goes to *id (if not NULL).
 ///
 /// # Safety
 /// `t` is a live task; strings are NUL-terminated or NULL where allowed.

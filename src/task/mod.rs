@@ -145,8 +145,9 @@ impl Task {
     /// Ids are never reused: a task whose ids ran out (only a hand-edited `next_id` gets
     /// there) refuses new items rather than overwrite one.
     /// An item's second text is there exactly when the task reads pairs: a missing one
-    /// would fail at training, and one the template never reads would be kept and
-    /// silently ignored.
+    /// would fail at training, and one the template never reads would be left out of
+    /// training and prediction (only masked-LM adaptation would read it, as more
+    /// unlabeled text, which is what `add_unlabeled` is for).
     fn push(&mut self, text_a: &str, text_b: Option<&str>, label: Option<usize>, label_set: Option<Vec<usize>>) -> Result<u64> {
         if self.spec.multi_label {
             if text_b.is_some() {
@@ -159,7 +160,7 @@ impl Task {
                 }
                 (1, Some(_)) => {
                     return Err(Error::InvalidArgument(format!(
-                        "this task's template {:?} reads one sentence, so a text_b would be ignored: pass none",
+                        "this task's template {:?} reads one sentence, so a text_b would be ignored: pass none (more text goes in as its own unlabeled item)",
                         self.spec.template
                     )))
                 }
