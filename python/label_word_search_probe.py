@@ -25,8 +25,7 @@ It prints, per split, dev and test accuracy of
   word anchors' features x3; setfit 1.2.0 with the label anchors, as
   word_anchor_probe.py) with the manual words (`manual head`), and with the searched
   words' features beside them (`+ searched head`), their states read by the tuned
-  encoder; with --anchor-searched also one encoder trained with the searched words'
-  anchor texts among the pairs (`+ searched anchors`).
+  encoder.
 
     OMP_NUM_THREADS=1 .venv/bin/python python/label_word_search_probe.py --data ../shared/data/lmbff \\
         --tasks subj,trec --seeds 13,21,42,87,100 --k 3
@@ -114,7 +113,6 @@ def main():
     ap.add_argument("--k", type=int, default=3)
     ap.add_argument("--min-count", type=int, default=5)
     ap.add_argument("--train", action="store_true")
-    ap.add_argument("--anchor-searched", action="store_true")
     a = ap.parse_args()
     base = wap.train("SST-2", 13, [], [], True)
     tok = base.tokenizer
@@ -142,21 +140,22 @@ def main():
                                ("both zs", [m + p for m, p in zip(man, picks)])):
                 out[name] = (zs_accuracy(fd, mu, sd, sets, dy), zs_accuracy(ft, mu, sd, sets, ty_))
             if a.train:
-                out.update(trained(task, seed, xs, ys, dx, dy, tx, ty_, [[vocab[v] for v in p] for p in picks],
-                                   a.anchor_searched))
+                out.update(trained(task, seed, xs, ys, dx, dy, tx, ty_, [[vocab[v] for v in p] for p in picks]))
             words = " | ".join(",".join(vocab[v] for v in p) for p in picks)
             print(f"{task} seed {seed}: " + " ".join(f"{n} {d:.1f}/{t:.1f}" for n, (d, t) in out.items())
                   + f"  [{words}]", flush=True)
             for n, v in out.items():
                 totals.setdefault(n, {}).setdefault(task, []).append(v)
-    print("\n| reading | " + " | ".join(totals[next(iter(totals))]) + " | mean dev | mean test |")
+    tasks = list(totals[next(iter(totals))])
+    print("\n| reading | " + " | ".join(tasks) + " | mean dev | mean test |")
+    print("|---" * (len(tasks) + 3) + "|")
     for n, by in totals.items():
         cells = [np.mean([t for _, t in v]) for v in by.values()]
         dev = np.mean([np.mean([d for d, _ in v]) for v in by.values()])
         print(f"| {n} | " + " | ".join(f"{c:.1f}" for c in cells) + f" | {dev:.1f} | {np.mean(cells):.1f} |")
 
 
-def trained(task, seed, xs, ys, dx, dy, tx, ty, searched, anchor_searched):
+def trained(task, seed, xs, ys, dx, dy, tx, ty, searched):
     from sklearn.linear_model import LogisticRegression
 
     def head(body, word_sets):
@@ -171,25 +170,7 @@ def trained(task, seed, xs, ys, dx, dy, tx, ty, searched, anchor_searched):
     # word sets by rank: the r-th searched word of every class
     ranks = [[s[r] for s in searched] for r in range(min(len(s) for s in searched))]
     body = wap.train(task, seed, xs, list(ys), False)
-    out = {"manual head": head(body, []), "+ searched head": head(body, ranks)}
-    if anchor_searched:
-        from datasets import Dataset
-        from setfit import SetFitModel, Trainer, TrainingArguments
-        import shutil
-        import tempfile
-
-        model = SetFitModel.from_pretrained(wap.default_model())
-        anchors = wap.anchor_texts(task)
-        extra = [anchor_text(task, w) for r in ranks for w in r]
-        tr_x = list(xs) + anchors * 4 + extra
-        tr_y = list(ys) + list(range(len(anchors))) * 4 + list(range(len(anchors))) * len(ranks)
-        scratch = tempfile.mkdtemp(prefix="setfit-")
-        args = TrainingArguments(output_dir=scratch, save_strategy="no", batch_size=16, num_epochs=1, num_iterations=20,
-                                 body_learning_rate=2e-5, seed=seed, report_to="none", show_progress_bar=False)
-        Trainer(model=model, args=args, train_dataset=Dataset.from_dict({"text": tr_x, "label": tr_y})).train()
-        shutil.rmtree(scratch, ignore_errors=True)
-        out["+ searched anchors"] = head(model.model_body, ranks)
-    return out
+    return {"manual head": head(body, []), "+ searched head": head(body, ranks)}
 
 
 if __name__ == "__main__":
