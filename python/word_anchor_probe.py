@@ -19,6 +19,10 @@ one LM-BFF split, then fits the logistic head (C = 1) on
 and prints dev and test accuracy of each (scikit-learn's logistic regression, the
 objective lmbff's head minimises). `--layer L` adds heads that also read the mean-pooled
 states of hidden layer L (`+ layer L` with the word features, `emb + layer L` without).
+`--pool N` adds heads refitted with the M = 16 and 64 pool texts (N drawn from the task's
+unlabeled text, less the split's) the default head is most confident of per class,
+labelled by it (`self-train head M=...`); `--ordinal` adds Frank and Hall's ordinal head
+on the default features (sst-5's classes are ordered).
 `--frozen` skips the contrastive training (the
 untrained encoder: the prior the words carry before any tuning). `--untrained-too` scores,
 beside `words x3`, heads that also read the untrained encoder's features of the same
@@ -144,7 +148,30 @@ def layer_embeddings(body, texts, layer):
     return np.concatenate(out)
 
 
-def run(data, task, seed, frozen, mask, bodies=1, untrained_too=False, layer=None):
+def ordinal_probs(xl, ys, x, k):
+    """Frank and Hall's ordinal classifier: a logistic regression per threshold j for
+    P(y > j), the class probabilities their differences (clipped at 0)."""
+    from sklearn.linear_model import LogisticRegression
+
+    above = np.stack([LogisticRegression(max_iter=3000).fit(xl, (ys > j).astype(int)).predict_proba(x)[:, 1]
+                      for j in range(k - 1)], 1)
+    cum = np.hstack([np.ones((len(x), 1)), above, np.zeros((len(x), 1))])
+    return np.clip(cum[:, :-1] - cum[:, 1:], 0, None)
+
+
+def pool_texts(data, task, seed, drop, n):
+    """`n` texts of glue_pretrain/<task>/train.json drawn by `seed`, less every text
+    in `drop` (the split's train, dev and test)."""
+    import json
+    import random
+
+    path = Path(data).parent / "glue_pretrain" / task / "train.json"
+    texts = sorted({r["text_a"] for r in json.loads(path.read_text()).values()} - set(drop))
+    random.Random(seed).shuffle(texts)
+    return texts[:n]
+
+
+def run(data, task, seed, frozen, mask, bodies=1, untrained_too=False, layer=None, pool=0, ordinal=False):
     xs, ys = read_split(data, task, seed, "train")
     dx, dy = read_split(data, task, seed, "dev")
     tx, ty = read_split(data, task, seed, "test")
@@ -189,6 +216,23 @@ def run(data, task, seed, frozen, mask, bodies=1, untrained_too=False, layer=Non
         score("words x3", *(np.hstack([e, 3 * f]) for e, f in ((el, fl), (ed, fd), (et, ft))))
         score("+ untrained emb", *(np.hstack([e, 3 * f, u]) for e, f, u in ((el, fl, ul), (ed, fd, ud), (et, ft, ut))))
         score("+ untrained emb+words", *(np.hstack([e, 3 * f, u, 3 * g]) for e, f, u, g in ((el, fl, ul, gl), (ed, fd, ud, gd), (et, ft, ut, gt))))
+        groups = {}
+    if pool or ordinal:
+        from sklearn.linear_model import LogisticRegression
+
+        xl, xd, xt = (np.hstack([e, 3 * f]) for e, f in ((el, fl), (ed, fd), (et, ft)))
+        score("words x3", xl, xd, xt)
+        if ordinal:
+            pd_, pt_ = (ordinal_probs(xl, ys, x, k) for x in (xd, xt))
+            out["ordinal words x3"] = (100 * float((pd_.argmax(1) == dy).mean()), 100 * float((pt_.argmax(1) == ty).mean()))
+        if pool:
+            texts = pool_texts(data, task, seed, list(xs) + list(dx) + list(tx), pool)
+            xp = np.hstack([a * b for a, b in zip((1, 3), features(body, texts, words))])
+            probs = LogisticRegression(max_iter=3000).fit(xl, ys).predict_proba(xp)
+            for m in (16, 64):
+                keep = [i for c in range(k) for i in np.argsort(-probs[:, c])[:m] if probs[i].argmax() == c]
+                h = LogisticRegression(max_iter=3000).fit(np.vstack([xl, xp[keep]]), np.concatenate([ys, probs[keep].argmax(1)]))
+                out[f"self-train head M={m}"] = (100 * float((h.predict(xd) == dy).mean()), 100 * float((h.predict(xt) == ty).mean()))
         groups = {}
     if layer is not None:
         ll, ld, lt = (layer_embeddings(body, x, layer) for x in (xs, dx, tx))
@@ -242,6 +286,10 @@ def main():
                     help="heads that also read the untrained encoder's embedding (and word features)")
     ap.add_argument("--layer", type=int,
                     help="heads that also read the mean-pooled hidden states of this layer (its embedding beside the last's)")
+    ap.add_argument("--pool", type=int, default=0,
+                    help="N > 0: self-training of the head on N unlabeled texts (glue_pretrain, less the split's texts), "
+                         "the M = 16 and 64 most confident per class added to the training rows")
+    ap.add_argument("--ordinal", action="store_true", help="also Frank and Hall's ordinal head (for sst-5's ordered classes)")
     ap.add_argument("--zero-shot", action="store_true",
                     help="untrained encoder, no head: nearest class word by the mask state and by the word anchors")
     a = ap.parse_args()
@@ -250,7 +298,7 @@ def main():
         for t in a.tasks.split(","):
             zero_shot(a.data, t)
         return
-    rows = [run(a.data, t, int(s), a.frozen, a.mask, a.bodies, a.untrained_too, a.layer) for t in a.tasks.split(",") for s in a.seeds.split(",")]
+    rows = [run(a.data, t, int(s), a.frozen, a.mask, a.bodies, a.untrained_too, a.layer, a.pool, a.ordinal) for t in a.tasks.split(",") for s in a.seeds.split(",")]
     print("\n| head | mean dev | mean test |\n|---|---|---|")
     for h in rows[0]:
         print(f"| {h} | {np.mean([r[h][0] for r in rows]):.1f} | {np.mean([r[h][1] for r in rows]):.1f} |")
