@@ -25,8 +25,7 @@ fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
 /// any), with their gold classes.
 fn logits_and_gold(l: &Loaded, head: &Head, method: Method, examples: &[Example], demos: &Demos) -> Result<(Vec<Vec<f32>>, Vec<usize>)> {
     let logits = train::predict_examples(&l.model, &l.tok, &l.prompt, method, head, examples, demos, 64)?;
-    let gold: Vec<usize> = examples.iter().map(|e| e.label.unwrap_or(usize::MAX)).collect();
-    Ok((logits, gold))
+    Ok((logits, gold(examples)))
 }
 
 /// Accuracy of `head` on labelled examples.
@@ -349,7 +348,7 @@ fn score_sets<'a>(
 }
 
 /// The classes of labelled examples (`usize::MAX` where one has none).
-fn gold(ex: &[Example]) -> Vec<usize> {
+pub(super) fn gold(ex: &[Example]) -> Vec<usize> {
     ex.iter().map(|e| e.label.unwrap_or(usize::MAX)).collect()
 }
 
@@ -410,8 +409,7 @@ fn maybe_calibrate(
     if !on {
         return Ok(None);
     }
-    let test = test.map(|ex| logits_of(ex).map(|lg| (lg, ex))).transpose()?;
-    calibrate(&logits_of(dev)?, dev, test.as_ref().map(|(lg, ex)| (lg.as_slice(), *ex))).map(Some)
+    Ok(score_sets(true, logits_of, Some(dev), test)?.2)
 }
 
 /// Saves a trained model and its manifest (atomically), with the fitted temperature.
