@@ -10,7 +10,7 @@ use super::progress::Bar;
 use super::task::{Loaded, TaskArgs};
 use crate::checkpoint::{write_dir_atomic, Manifest};
 use crate::data::{read_examples, read_texts};
-use crate::prompt::Example;
+use crate::prompt::{gold_labels, Example};
 use crate::train::{self, accuracy, AdaptParams, Demos, Head, Method, Resume, Trainable, TrainParams};
 use crate::{Error, Result};
 
@@ -25,7 +25,7 @@ fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
 /// any), with their gold classes.
 fn logits_and_gold(l: &Loaded, head: &Head, method: Method, examples: &[Example], demos: &Demos) -> Result<(Vec<Vec<f32>>, Vec<usize>)> {
     let logits = train::predict_examples(&l.model, &l.tok, &l.prompt, method, head, examples, demos, 64)?;
-    Ok((logits, gold(examples)))
+    Ok((logits, gold_labels(examples)))
 }
 
 /// Accuracy of `head` on labelled examples.
@@ -335,7 +335,7 @@ fn score_sets<'a>(
 ) -> Result<(Option<f64>, Option<f64>, Option<CalibrationReport>)> {
     let scored = |ex: Option<&'a [Example]>| ex.map(|ex| logits_of(ex).map(|lg| (lg, ex))).transpose();
     let (dev, test) = (scored(dev)?, scored(test)?);
-    let acc = |s: &Option<(Vec<Vec<f32>>, &[Example])>| s.as_ref().map(|(lg, ex)| accuracy(lg, &gold(ex)));
+    let acc = |s: &Option<(Vec<Vec<f32>>, &[Example])>| s.as_ref().map(|(lg, ex)| accuracy(lg, &gold_labels(ex)));
     let (dev_acc, test_acc) = (acc(&dev), acc(&test));
     let calibration = match calibrate_on {
         true => {
@@ -345,11 +345,6 @@ fn score_sets<'a>(
         false => None,
     };
     Ok((dev_acc, test_acc, calibration))
-}
-
-/// The classes of labelled examples (`usize::MAX` where one has none).
-pub(super) fn gold(ex: &[Example]) -> Vec<usize> {
-    ex.iter().map(|e| e.label.unwrap_or(usize::MAX)).collect()
 }
 
 /// `train --method zero-shot-words`: the word anchors' zero-shot head on the model as it
@@ -428,10 +423,10 @@ fn calibrate(dev_logits: &[Vec<f32>], dev: &[Example], test: Option<(&[Vec<f32>]
     if dev.is_empty() {
         return Err(Error::InvalidArgument("--calibrate fits on the dev set, which is empty".into()));
     }
-    let t = fit_temperature(dev_logits, &gold(dev));
+    let t = fit_temperature(dev_logits, &gold_labels(dev));
     let both = |lg: &[Vec<f32>], g: &[usize]| ece_before_after(lg, g, t, 10);
-    let (dev_before, dev_after) = both(dev_logits, &gold(dev));
-    let test = test.map(|(lg, ex)| both(lg, &gold(ex)));
+    let (dev_before, dev_after) = both(dev_logits, &gold_labels(dev));
+    let test = test.map(|(lg, ex)| both(lg, &gold_labels(ex)));
     Ok(CalibrationReport {
         temperature: t,
         dev_ece_before: dev_before,

@@ -17,12 +17,12 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use serde_json::json;
 
-use super::commands::{corpus, evaluate, gold};
+use super::commands::{corpus, evaluate};
 use super::progress::Bar;
 use super::task::{parse_labels, Loaded, TaskArgs, DEFAULT_LABELS};
 use crate::checkpoint::{fnv1a, write_dir_atomic, LinearHead, FNV_OFFSET};
 use crate::data::{read_examples, read_texts};
-use crate::prompt::Example;
+use crate::prompt::{gold_labels, Example};
 use crate::train::{self, accuracy, Demos, predict_logits, softmax_rows, AdaptParams, Head, Method, Resume, TrainParams, Trainable};
 use crate::{Error, Result};
 
@@ -124,7 +124,7 @@ fn fit_best(a: &DemoArgs, model: &Path, method: Method, tr: &[Example], dev: &[E
 /// The sentence-embedding method over `--lrs`, chosen on dev.
 fn fit_embedding(a: &DemoArgs, model: &Path, tr: &[Example], dev: &[Example]) -> Result<(Loaded, LinearHead, f64, f64)> {
     let mut best: Option<(Loaded, LinearHead, f64, f64)> = None;
-    let dev_gold = gold(dev);
+    let dev_gold = gold_labels(dev);
     for &lr in &a.lrs {
         let loaded = a.task.load(model, a.seed)?;
         let p = train::EmbedParams { lr, seed: a.seed, ..train::EmbedParams::default() };
@@ -170,7 +170,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
     let prompt = fit_best(&a, &prompt_model, Method::Prompt, &tr, &dev)?;
     let prompt_acc = evaluate(&prompt.loaded, &prompt.head, Method::Prompt, &test, &Demos::None)?;
     let (se_loaded, se_head, se_lr, se_dev) = fit_embedding(&a, &base, &tr, &dev)?;
-    let test_gold = gold(&test);
+    let test_gold = gold_labels(&test);
     let se_acc = accuracy(&train::embedding_logits(&se_loaded.model, &se_loaded.tok, &se_loaded.prompt, &se_head, &test, 64)?, &test_gold);
 
     // 3. Label the pool with the method that did best on dev (the held-out set is only

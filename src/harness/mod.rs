@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::metrics::{accuracy, ece_before_after, fit_temperature};
 use crate::model::{parse_device, MaskedLm};
-use crate::prompt::{DemoPool, Example, Prompt, Template, Truncation};
+use crate::prompt::{gold_labels, DemoPool, Example, Prompt, Template, Truncation};
 use crate::tokenize::Tokenizer;
 use crate::train::{self, Demos, EmbedParams, Head, Method, ProgressFn, TrainParams};
 use crate::{Error, Result};
@@ -776,7 +776,7 @@ pub fn ensemble_report(out: &Path, data: &Path, tasks: &[&TaskSpec], seeds: &[u6
             if let Some(n) = settings.test_limit {
                 test.truncate(n);
             }
-            let gold: Vec<usize> = test.iter().map(|e| e.label.unwrap_or(usize::MAX)).collect();
+            let gold = gold_labels(&test);
             let scores = match t.regression {
                 Some(_) => t.scores(data, seed, "test")?.into_iter().take(gold.len()).collect(),
                 None => Vec::new(),

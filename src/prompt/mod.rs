@@ -31,6 +31,12 @@ impl Example {
     }
 }
 
+/// The classes of `examples` for scoring, `usize::MAX` where one has no label: it
+/// matches no class, so an unlabelled example counts as a miss.
+pub fn gold_labels(examples: &[Example]) -> Vec<usize> {
+    examples.iter().map(|e| e.label.unwrap_or(usize::MAX)).collect()
+}
+
 /// Length limits. Sentences are first cut to their own limits (tail dropped), then,
 /// while the whole input is longer than `max_len`, the longest sentence loses its last
 /// token. Template tokens, the mask among them, are never cut.

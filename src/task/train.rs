@@ -9,7 +9,7 @@ use super::Task;
 use crate::checkpoint::{write_dir_atomic, Manifest, METHOD_EMBEDDING, METHOD_PROMPT};
 use crate::export::{export_checkpoint, ExportOptions};
 use crate::model::{parse_device, MaskedLm};
-use crate::prompt::{Example, Prompt, Template};
+use crate::prompt::{gold_labels, Example, Prompt, Template};
 use crate::tokenize::Tokenizer;
 use crate::train::{self, AdaptParams, EmbedParams, Head, Method, ProgressFn, TrainParams};
 use crate::{Error, Result};
@@ -139,7 +139,7 @@ pub fn choose_method(model: &MaskedLm, tok: &Tokenizer, prompt: &Prompt, example
     }
     let head = Head::for_prompt(model, prompt)?;
     let logits = train::predict_examples(model, tok, prompt, Method::Prompt, &head, examples, &train::Demos::None, 32)?;
-    let gold: Vec<usize> = examples.iter().map(|e| e.label.unwrap_or(usize::MAX)).collect();
+    let gold = gold_labels(examples);
     let n = examples.len();
     let right = logits.iter().zip(&gold).filter(|(l, &g)| crate::metrics::argmax(l) == g).count();
     let chance = 1.0 / prompt.verbalizer.num_labels() as f64;
@@ -235,7 +235,7 @@ fn calibrate(m: &mut Manifest, on: bool, dev_logits: &[Vec<f32>], dev: &[Example
     if !on {
         return;
     }
-    let gold: Vec<usize> = dev.iter().map(|e| e.label.unwrap_or(usize::MAX)).collect();
+    let gold = gold_labels(dev);
     let t = crate::metrics::fit_temperature(dev_logits, &gold);
     let (before, after) = crate::metrics::ece_before_after(dev_logits, &gold, t, 10);
     m.temperature = Some(t);
@@ -342,7 +342,7 @@ pub fn train(task: &Task, p: &RunParams, progress: ProgressFn) -> Result<String>
         let mut dev_logits = Vec::new();
         if !dev.is_empty() {
             dev_logits = train::embedding_logits(&model, &tok, &prompt, &head, &dev, 32)?;
-            let gold: Vec<usize> = dev.iter().map(|e| e.label.unwrap_or(usize::MAX)).collect();
+            let gold = gold_labels(&dev);
             notes["dev_examples"] = dev.len().into();
             notes["dev_accuracy"] = crate::metrics::accuracy(&dev_logits, &gold).into();
         }
