@@ -45,8 +45,11 @@
  *   loads ONNX Runtime once per process (see lmbff_predictor_params.ort_library).
  * - Nothing is printed to stdout or stderr: messages go to lmbff_set_log_callback's
  *   callback, if one is set.
- * - Parameter structs carry their size (struct_size): initialise them with their
- *   *_default_params() function, then change fields.
+ * - Parameter structs carry their size (struct_size): initialise them, then change
+ *   fields. lmbff_X_params_init(&p, sizeof p) writes only the host's bytes, so a host
+ *   keeps working with a later liblmbff whose struct has grown; lmbff_X_default_params()
+ *   returns the struct by value, which is safe only with the library the host was
+ *   built against (a later one returns a struct larger than the host's).
  * - A serve-only build (no libtorch) has this same header: lmbff_has_training() is
  *   false there and training/export calls return LMBFF_ERR_NO_TRAINING.
  */
@@ -235,10 +238,11 @@ typedef struct {
 } lmbff_predictor_params;
 
 /*
- What a new task is. Get defaults from lmbff_task_default_params(), then set at least
- `model_dir`, `labels`, `label_words` and `num_labels`. A host built against an
- earlier header (before multi_label) passes that struct's size: its fields are read,
- and the newer ones keep their defaults.
+ What a new task is. Get defaults from lmbff_task_params_init (or
+ lmbff_task_default_params), then set at least `model_dir`, `labels`, `label_words`
+ and `num_labels`. A struct laid out by an earlier header (before multi_label), whose
+ struct_size says so, is read as such: its fields are read, and the newer ones keep
+ their defaults.
  */
 typedef struct {
   /*
@@ -292,9 +296,10 @@ typedef struct {
 } lmbff_task_params;
 
 /*
- Settings of a training run. Get defaults from lmbff_train_default_params(). A host
- built against an earlier header (before demo_filter) passes that struct's size: its
- fields are read, and the newer ones keep their defaults.
+ Settings of a training run. Get defaults from lmbff_train_params_init (or
+ lmbff_train_default_params). A struct laid out by an earlier header (before
+ demo_filter, or before anchor_templates), whose struct_size says so, is read as such:
+ its fields are read, and the newer ones keep their defaults.
  */
 typedef struct {
   /*
@@ -463,7 +468,19 @@ const char *lmbff_last_error(void);
 lmbff_status lmbff_set_log_callback(lmbff_log_fn callback, int32_t max_level, void *user_data);
 
 /*
- Default predictor options (threads 0 = all cores, 1 session, batches of up to 16).
+ Fills `*params` (`size` bytes: pass sizeof(lmbff_predictor_params)) with the
+ defaults of lmbff_predictor_default_params(), writing only the bytes the host has
+ (see lmbff_task_params_init).
+
+ # Safety
+ `params` is NULL or points to at least `size` writable bytes.
+ */
+lmbff_status lmbff_predictor_params_init(lmbff_predictor_params *params, size_t size);
+
+/*
+ Default predictor options (threads 0 = all cores, 1 session, batches of up to 16),
+ returned by value (see lmbff_task_default_params: a host that must run with later
+ libraries uses lmbff_predictor_params_init).
  */
 lmbff_predictor_params lmbff_predictor_default_params(void);
 
@@ -631,7 +648,22 @@ lmbff_status lmbff_predictions_label_studio_json(const lmbff_predictor *p,
                                                  size_t *needed);
 
 /*
- Default task parameters (no model, no labels, the default template, 128 tokens).
+ Fills `*params` (`size` bytes: pass sizeof(lmbff_task_params)) with the defaults of
+ lmbff_task_default_params(). Unlike that function it writes only the bytes the host
+ has, so a host built against this header keeps working with a later library whose
+ struct has grown. LMBFF_ERR_INVALID_ARGUMENT for a NULL `params` or a size that is
+ no layout of the struct.
+
+ # Safety
+ `params` is NULL or points to at least `size` writable bytes.
+ */
+lmbff_status lmbff_task_params_init(lmbff_task_params *params, size_t size);
+
+/*
+ Default task parameters (no model, no labels, the default template, 128 tokens),
+ returned by value: for a host that runs with the library it was built against (a
+ later library returns a larger struct than such a host has room for; a host that
+ must run with later libraries uses lmbff_task_params_init).
  */
 lmbff_task_params lmbff_task_default_params(void);
 
@@ -767,7 +799,18 @@ lmbff_status lmbff_task_counts(lmbff_task *t,
                                size_t *unlabeled);
 
 /*
- Default training settings.
+ Fills `*params` (`size` bytes: pass sizeof(lmbff_train_params)) with the defaults of
+ lmbff_train_default_params(), writing only the bytes the host has (see
+ lmbff_task_params_init).
+
+ # Safety
+ `params` is NULL or points to at least `size` writable bytes.
+ */
+lmbff_status lmbff_train_params_init(lmbff_train_params *params, size_t size);
+
+/*
+ Default training settings, returned by value (see lmbff_task_default_params: a host
+ that must run with later libraries uses lmbff_train_params_init).
  */
 lmbff_train_params lmbff_train_default_params(void);
 
@@ -797,7 +840,9 @@ lmbff_status lmbff_train_start(lmbff_task *task,
 lmbff_status lmbff_run_poll(const lmbff_run *run, int32_t *state, size_t *step, size_t *total);
 
 /*
- Asks the run to stop (from any thread); it ends LMBFF_ERR_CANCELLED at its next step.
+ Asks the run to stop (from any thread); it ends LMBFF_ERR_CANCELLED at its next step,
+ or within 50 ms if it is still waiting for another run of this process to end (runs
+ in one process train one at a time).
 
  # Safety
  `run` is a live run.
@@ -807,7 +852,8 @@ lmbff_status lmbff_run_cancel(const lmbff_run *run);
 /*
  Waits for the run to end and returns its outcome: LMBFF_OK (then lmbff_run_version
  names the new model version) or the run's error, with its message. Any number of
- threads may wait; never call it from the progress callback (that thread is the run).
+ threads may wait (none may free the run before they all return); never call it from
+ the progress callback (that thread is the run).
 
  # Safety
  `run` is a live run.
@@ -824,10 +870,13 @@ lmbff_status lmbff_run_wait(const lmbff_run *run);
 const char *lmbff_run_version(const lmbff_run *run);
 
 /*
- Frees a run (NULL is a no-op); a run still going is cancelled and waited for.
+ Frees a run (NULL is a no-op); a run still going is cancelled and waited for (a run
+ still waiting behind another run of this process stops within 50 ms). No other call
+ on the run may be in progress or follow: free it after every lmbff_run_wait on it
+ has returned.
 
  # Safety
- `run` is NULL or a live run.
+ `run` is NULL or a live run on which no other call is in progress.
  */
 void lmbff_run_free(lmbff_run *run);
 

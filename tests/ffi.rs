@@ -259,6 +259,18 @@ fn bad_opens_and_null_frees() {
         params.struct_size = 8;
         assert_eq!(lmbff_predictor_open(dir.as_ptr(), &params, &mut p), LMBFF_ERR_INVALID_ARGUMENT);
         assert!(last_error().contains("struct_size"));
+        // Initialised in place: the defaults, struct_size the host's size; a size that is
+        // no layout of the struct is refused and nothing is written.
+        let mut init = std::mem::MaybeUninit::<lmbff_predictor_params>::uninit();
+        assert_eq!(lmbff_predictor_params_init(init.as_mut_ptr(), std::mem::size_of::<lmbff_predictor_params>()), LMBFF_OK);
+        let init = init.assume_init();
+        let by_value = lmbff_predictor_default_params();
+        assert_eq!((init.struct_size, init.threads, init.sessions, init.max_batch), (by_value.struct_size, by_value.threads, by_value.sessions, by_value.max_batch));
+        let mut params = lmbff_predictor_default_params();
+        params.sessions = 7;
+        assert_eq!(lmbff_predictor_params_init(&mut params, 8), LMBFF_ERR_INVALID_ARGUMENT);
+        assert!(last_error().contains("size 8 is no layout"), "{}", last_error());
+        assert_eq!(params.sessions, 7);
         let empty_dir = common::tempdir("ffi-empty");
         let empty = CString::new(empty_dir.to_str().unwrap()).unwrap();
         assert_eq!(lmbff_predictor_open(empty.as_ptr(), null(), &mut p), LMBFF_ERR_FORMAT);

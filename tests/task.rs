@@ -261,6 +261,22 @@ fn train_versions_and_export_through_the_c_abi() {
         assert!(lmbff_run_version(run).is_null());
         lmbff_run_free(run);
 
+        // A run queued behind another (runs in one process train one at a time) is
+        // cancelled while it waits, at once, not when the first run ends.
+        let (mut first, mut queued) = (null_mut(), null_mut());
+        assert_eq!(lmbff_train_start(t, &tp, None, null_mut(), &mut first), LMBFF_OK);
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        assert_eq!(lmbff_train_start(t, &tp, None, null_mut(), &mut queued), LMBFF_OK);
+        let asked = std::time::Instant::now();
+        assert_eq!(lmbff_run_cancel(queued), LMBFF_OK);
+        assert_eq!(lmbff_run_wait(queued), LMBFF_ERR_CANCELLED);
+        assert!(asked.elapsed() < std::time::Duration::from_secs(5), "the queued run took {:?} to stop", asked.elapsed());
+        let mut first_state = -1;
+        assert_eq!(lmbff_run_poll(first, &mut first_state, null_mut(), null_mut()), LMBFF_OK);
+        assert_eq!(first_state, LMBFF_RUN_RUNNING, "the first run ({} steps) was still going", tp.steps);
+        lmbff_run_free(queued);
+        lmbff_run_free(first);
+
         // Warm start from v1 gives v2; bad settings are named.
         tp.steps = 4;
         let v1 = CString::new("v1").unwrap();
@@ -371,6 +387,25 @@ fn train_versions_and_export_through_the_c_abi() {
         tp.struct_size = old_size - 8;
         assert_eq!(lmbff_train(t, &tp, None, null_mut(), null_mut(), 0), LMBFF_ERR_INVALID_ARGUMENT);
         assert!(last_error().contains("params.struct_size"), "{}", last_error());
+        // The init function writes only the bytes the host says it has: an earlier
+        // layout's host keeps what lies past them; an unknown size or NULL is refused.
+        let mut raw = [0xabu8; std::mem::size_of::<lmbff_train_params>() + 8];
+        let raw_p = raw.as_mut_ptr().cast::<lmbff_train_params>();
+        assert_eq!(lmbff_train_params_init(raw_p, old_size), LMBFF_OK, "{}", last_error());
+        assert!(raw[old_size..].iter().all(|&b| b == 0xab), "bytes past the host's {old_size} were written");
+        let got = std::ptr::read_unaligned(raw_p.cast::<usize>());
+        assert_eq!(got, old_size, "struct_size is the host's size");
+        assert_eq!(lmbff_train_params_init(raw_p, std::mem::size_of::<lmbff_train_params>()), LMBFF_OK);
+        let full = std::ptr::read_unaligned(raw_p);
+        let by_value = lmbff_train_default_params();
+        assert_eq!((full.struct_size, full.steps, full.learning_rate, full.method), (by_value.struct_size, by_value.steps, by_value.learning_rate, by_value.method));
+        assert_eq!(raw[std::mem::size_of::<lmbff_train_params>()..], [0xab; 8]);
+        assert_eq!(lmbff_train_params_init(raw_p, 20), LMBFF_ERR_INVALID_ARGUMENT);
+        assert!(last_error().contains("size 20 is no layout"), "{}", last_error());
+        assert_eq!(lmbff_train_params_init(null_mut(), std::mem::size_of::<lmbff_train_params>()), LMBFF_ERR_INVALID_ARGUMENT);
+        let mut tparams = std::mem::MaybeUninit::<lmbff_task_params>::uninit();
+        assert_eq!(lmbff_task_params_init(tparams.as_mut_ptr(), std::mem::size_of::<lmbff_task_params>()), LMBFF_OK);
+        assert_eq!(tparams.assume_init().max_len, lmbff_task_default_params().max_len);
         // A host built before anchor_templates: the fields past disable_label_anchors
         // (here a NULL list said to hold 3 templates) are not read.
         tp.demo_filter = false;

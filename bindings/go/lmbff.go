@@ -19,6 +19,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"time"
 	"unsafe"
@@ -43,6 +44,16 @@ func (e *Error) Is(target error) bool {
 	return target == ErrCancelled && e.Code == int(C.LMBFF_ERR_CANCELLED)
 }
 
+// call makes one lmbff call and reads its error on the same OS thread: lmbff's last
+// error is per thread, and between two cgo calls Go may move the goroutine to another.
+func call(f func() C.lmbff_status) error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	return check(f())
+}
+
+// check turns a status into an error; the caller holds the OS thread of the call that
+// returned it (see call).
 func check(s C.lmbff_status) error {
 	if s == C.LMBFF_OK {
 		return nil
@@ -69,7 +80,9 @@ func HasTraining() bool { return bool(C.lmbff_has_training()) }
 
 // SetTorchThreads sets libtorch's intra-op threads for training (at least 1).
 // Process-wide: it affects every run in the process.
-func SetTorchThreads(n int) error { return check(C.lmbff_set_torch_threads(C.uint32_t(n))) }
+func SetTorchThreads(n int) error {
+	return call(func() C.lmbff_status { return C.lmbff_set_torch_threads(C.uint32_t(n)) })
+}
 
 // ExportCheckpoint writes a trained checkpoint directory (a `lmbff train --out`
 // directory, or a task's version under <task>/models/) to an export directory for
@@ -77,7 +90,7 @@ func SetTorchThreads(n int) error { return check(C.lmbff_set_torch_threads(C.uin
 func ExportCheckpoint(checkpointDir, outDir string, fp16 bool) error {
 	var cs cstrings
 	defer cs.free()
-	return check(C.lmbff_export(cs.add(checkpointDir), cs.add(outDir), C.bool(fp16)))
+	return call(func() C.lmbff_status { return C.lmbff_export(cs.add(checkpointDir), cs.add(outDir), C.bool(fp16)) })
 }
 
 // cstrings holds C copies of Go strings until Free.
@@ -124,7 +137,9 @@ func (c cstrings) free() {
 // copyOut runs a size-query call (buf, capacity, needed): first with no buffer, which
 // only sets needed, then with a buffer of that size (again if it grew meanwhile). It
 // returns the string without its NUL.
-func copyOut(call func(buf *C.char, capacity C.size_t, needed *C.size_t) C.lmbff_status) ([]byte, error) {
+func copyOut(query func(buf *C.char, capacity C.size_t, needed *C.size_t) C.lmbff_status) ([]byte, error) {
+	runtime.LockOSThread() // the error is read on the thread of the call (see call)
+	defer runtime.UnlockOSThread()
 	var buf []byte
 	for {
 		var needed C.size_t
@@ -132,7 +147,7 @@ func copyOut(call func(buf *C.char, capacity C.size_t, needed *C.size_t) C.lmbff
 		if len(buf) > 0 {
 			p = (*C.char)(unsafe.Pointer(&buf[0]))
 		}
-		s := call(p, C.size_t(len(buf)), &needed)
+		s := query(p, C.size_t(len(buf)), &needed)
 		if s == C.LMBFF_OK {
 			return buf[:needed-1], nil
 		}
@@ -188,7 +203,7 @@ func OpenPredictorWith(exportDir string, o PredictorOptions) (*Predictor, error)
 	}
 	params.ort_library = cs.opt(o.ORTLibrary)
 	var p *C.lmbff_predictor
-	if err := check(C.lmbff_predictor_open(cs.add(exportDir), &params, &p)); err != nil {
+	if err := call(func() C.lmbff_status { return C.lmbff_predictor_open(cs.add(exportDir), &params, &p) }); err != nil {
 		return nil, err
 	}
 	out := &Predictor{p: p, MultiLabel: bool(C.lmbff_predictor_multi_label(p))}
@@ -230,7 +245,7 @@ func (p *Predictor) PredictBatch(texts, textsB []string) (*Predictions, error) {
 		b = cs.array(textsB)
 	}
 	var r *C.lmbff_predictions
-	if err := check(C.lmbff_predict(p.p, cs.array(texts), b, C.size_t(len(texts)), &r)); err != nil {
+	if err := call(func() C.lmbff_status { return C.lmbff_predict(p.p, cs.array(texts), b, C.size_t(len(texts)), &r) }); err != nil {
 		return nil, err
 	}
 	return &Predictions{r: r, p: p}, nil
@@ -258,17 +273,19 @@ func (r *Predictions) Len() int { return int(C.lmbff_predictions_count(r.r)) }
 func (r *Predictions) Get(i int) (Prediction, error) {
 	var label C.uint32_t
 	var margin, entropy C.float
-	if err := check(C.lmbff_predictions_get(r.r, C.size_t(i), &label, &margin, &entropy)); err != nil {
+	if err := call(func() C.lmbff_status { return C.lmbff_predictions_get(r.r, C.size_t(i), &label, &margin, &entropy) }); err != nil {
 		return Prediction{}, err
 	}
 	probs := make([]float32, len(r.p.Labels))
-	if err := check(C.lmbff_predictions_probs(r.r, C.size_t(i), (*C.float)(unsafe.Pointer(&probs[0])), C.size_t(len(probs)))); err != nil {
+	if err := call(func() C.lmbff_status {
+		return C.lmbff_predictions_probs(r.r, C.size_t(i), (*C.float)(unsafe.Pointer(&probs[0])), C.size_t(len(probs)))
+	}); err != nil {
 		return Prediction{}, err
 	}
 	var labels []string
 	for l, name := range r.p.Labels {
 		var applies C.bool
-		if err := check(C.lmbff_predictions_applies(r.r, C.size_t(i), C.size_t(l), &applies)); err != nil {
+		if err := call(func() C.lmbff_status { return C.lmbff_predictions_applies(r.r, C.size_t(i), C.size_t(l), &applies) }); err != nil {
 			return Prediction{}, err
 		}
 		if applies {
@@ -282,7 +299,7 @@ func (r *Predictions) Get(i int) (Prediction, error) {
 // INVALID_ARGUMENT for a classifier).
 func (r *Predictions) Score(i int) (float32, error) {
 	var score C.float
-	err := check(C.lmbff_predictions_score(r.r, C.size_t(i), &score))
+	err := call(func() C.lmbff_status { return C.lmbff_predictions_score(r.r, C.size_t(i), &score) })
 	return float32(score), err
 }
 
@@ -380,7 +397,7 @@ func CreateTask(p TaskParams) (*Task, error) {
 		params.max_len = C.uint32_t(p.MaxLen)
 	}
 	var t *C.lmbff_task
-	if err := check(C.lmbff_task_create(&params, &t)); err != nil {
+	if err := call(func() C.lmbff_status { return C.lmbff_task_create(&params, &t) }); err != nil {
 		return nil, err
 	}
 	return wrapTask(t), nil
@@ -391,7 +408,7 @@ func OpenTask(dir string) (*Task, error) {
 	var cs cstrings
 	defer cs.free()
 	var t *C.lmbff_task
-	if err := check(C.lmbff_task_open(cs.add(dir), &t)); err != nil {
+	if err := call(func() C.lmbff_status { return C.lmbff_task_open(cs.add(dir), &t) }); err != nil {
 		return nil, err
 	}
 	return wrapTask(t), nil
@@ -412,7 +429,9 @@ func (t *Task) addExample(text string, textB *string, label string) (uint64, err
 	var cs cstrings
 	defer cs.free()
 	var id C.uint64_t
-	err := check(C.lmbff_task_add_example(t.t, cs.add(text), cs.ptr(textB), cs.add(label), &id))
+	err := call(func() C.lmbff_status {
+		return C.lmbff_task_add_example(t.t, cs.add(text), cs.ptr(textB), cs.add(label), &id)
+	})
 	return uint64(id), err
 }
 
@@ -430,24 +449,26 @@ func (t *Task) addUnlabeled(text string, textB *string) (uint64, error) {
 	var cs cstrings
 	defer cs.free()
 	var id C.uint64_t
-	err := check(C.lmbff_task_add_unlabeled(t.t, cs.add(text), cs.ptr(textB), &id))
+	err := call(func() C.lmbff_status { return C.lmbff_task_add_unlabeled(t.t, cs.add(text), cs.ptr(textB), &id) })
 	return uint64(id), err
 }
 
 // Remove removes the example or unlabeled text id.
-func (t *Task) Remove(id uint64) error { return check(C.lmbff_task_remove(t.t, C.uint64_t(id))) }
+func (t *Task) Remove(id uint64) error {
+	return call(func() C.lmbff_status { return C.lmbff_task_remove(t.t, C.uint64_t(id)) })
+}
 
 // Relabel sets the label of item id (an unlabeled text becomes an example).
 func (t *Task) Relabel(id uint64, label string) error {
 	var cs cstrings
 	defer cs.free()
-	return check(C.lmbff_task_relabel(t.t, C.uint64_t(id), cs.add(label)))
+	return call(func() C.lmbff_status { return C.lmbff_task_relabel(t.t, C.uint64_t(id), cs.add(label)) })
 }
 
 // SetDev marks labelled example id as a dev example (held out of training; it picks the
 // kept weights and, with TrainParams.Calibrate, fits the temperature) or back.
 func (t *Task) SetDev(id uint64, dev bool) error {
-	return check(C.lmbff_task_set_dev(t.t, C.uint64_t(id), C.bool(dev)))
+	return call(func() C.lmbff_status { return C.lmbff_task_set_dev(t.t, C.uint64_t(id), C.bool(dev)) })
 }
 
 // NumDev is the number of dev examples.
@@ -459,7 +480,7 @@ func (t *Task) Counts() (examples []int, unlabeled int, err error) {
 	examples = make([]int, len(t.Labels))
 	for i := range examples {
 		var n, free C.size_t
-		if err := check(C.lmbff_task_counts(t.t, C.size_t(i), &n, &free)); err != nil {
+		if err := call(func() C.lmbff_status { return C.lmbff_task_counts(t.t, C.size_t(i), &n, &free) }); err != nil {
 			return nil, 0, err
 		}
 		examples[i], unlabeled = int(n), int(free)
@@ -471,7 +492,7 @@ func (t *Task) Counts() (examples []int, unlabeled int, err error) {
 func (t *Task) Save(dir string) error {
 	var cs cstrings
 	defer cs.free()
-	return check(C.lmbff_task_save(t.t, cs.add(dir)))
+	return call(func() C.lmbff_status { return C.lmbff_task_save(t.t, cs.add(dir)) })
 }
 
 // TrainParams of a run; zero fields take the library's defaults.
@@ -480,6 +501,10 @@ type TrainParams struct {
 	LearningRate     float64
 	Seed             uint64
 	WarmStart        string
+	// Device trains on DeviceAuto (the zero value: CUDA when the machine has it, else
+	// the CPU), DeviceCPU or DeviceCUDA; DeviceIndex picks the GPU.
+	Device      Device
+	DeviceIndex int
 	// AdaptationSteps of masked-LM adaptation on the task's texts before fine-tuning.
 	AdaptationSteps int
 	// Demonstrations appends one labelled example per class to every input (LM-BFF);
@@ -509,6 +534,15 @@ type TrainParams struct {
 	AnchorTemplates []string
 }
 
+// Device of a training run (lmbff_train_params.device).
+type Device int
+
+const (
+	DeviceAuto Device = C.LMBFF_DEVICE_AUTO
+	DeviceCPU  Device = C.LMBFF_DEVICE_CPU
+	DeviceCUDA Device = C.LMBFF_DEVICE_CUDA
+)
+
 // Method of a training run (lmbff_train_params.method).
 type Method int
 
@@ -526,7 +560,8 @@ func (t *Task) Train(ctx context.Context, p TrainParams, progress func(step, tot
 	var cs cstrings
 	defer cs.free()
 	params := C.lmbff_train_default_params()
-	params.device = C.LMBFF_DEVICE_CPU
+	params.device = C.int32_t(p.Device)
+	params.device_index = C.uint32_t(p.DeviceIndex)
 	if p.Steps > 0 {
 		params.steps = C.uint32_t(p.Steps)
 	}
@@ -561,12 +596,13 @@ func (t *Task) Train(ctx context.Context, p TrainParams, progress func(step, tot
 		params.demo_filter_model = cs.add(p.DemoFilterModel)
 	}
 	var run *C.lmbff_run
-	if err := check(C.lmbff_train_start(t.t, &params, nil, nil, &run)); err != nil {
+	if err := call(func() C.lmbff_status { return C.lmbff_train_start(t.t, &params, nil, nil, &run) }); err != nil {
 		return "", err
 	}
 	defer C.lmbff_run_free(run)
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
+	done := ctx.Done()
 	for {
 		var state C.int32_t
 		var step, total C.size_t
@@ -578,12 +614,14 @@ func (t *Task) Train(ctx context.Context, p TrainParams, progress func(step, tot
 			break
 		}
 		select {
-		case <-ctx.Done():
+		case <-done:
+			// Once: a closed channel stays ready, and the run may take a while to stop.
 			C.lmbff_run_cancel(run)
+			done = nil
 		case <-tick.C:
 		}
 	}
-	if err := check(C.lmbff_run_wait(run)); err != nil {
+	if err := call(func() C.lmbff_status { return C.lmbff_run_wait(run) }); err != nil {
 		return "", err
 	}
 	return C.GoString(C.lmbff_run_version(run)), nil
@@ -604,7 +642,7 @@ func (t *Task) Versions() ([]string, error) {
 func (t *Task) DeleteVersion(version string) error {
 	var cs cstrings
 	defer cs.free()
-	return check(C.lmbff_task_delete_version(t.t, cs.add(version)))
+	return call(func() C.lmbff_status { return C.lmbff_task_delete_version(t.t, cs.add(version)) })
 }
 
 // Export writes model version `version` to an export directory for OpenPredictor;
@@ -612,7 +650,7 @@ func (t *Task) DeleteVersion(version string) error {
 func (t *Task) Export(version, outDir string, fp16 bool) error {
 	var cs cstrings
 	defer cs.free()
-	return check(C.lmbff_task_export(t.t, cs.add(version), cs.add(outDir), C.bool(fp16)))
+	return call(func() C.lmbff_status { return C.lmbff_task_export(t.t, cs.add(version), cs.add(outDir), C.bool(fp16)) })
 }
 
 // Close frees the task (unsaved registrations are lost).

@@ -198,8 +198,17 @@ func TestTrainExportPredict(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
-	if _, err := task.Train(ctx, TrainParams{Steps: 100000, Method: MethodPrompt}, nil); !errors.Is(err, ErrCancelled) {
+	// Progress is polled every 20 ms, also while a cancelled run winds down (a closed
+	// ctx.Done() must not turn the loop into a spin).
+	polls, started := 0, time.Now()
+	if _, err := task.Train(ctx, TrainParams{Steps: 100000, Method: MethodPrompt}, func(int, int) { polls++ }); !errors.Is(err, ErrCancelled) {
 		t.Fatalf("cancelled run: %v", err)
+	}
+	if limit := int(time.Since(started)/(20*time.Millisecond)) + 5; polls > limit {
+		t.Fatalf("%d progress polls in %v: the loop spun after the cancel", polls, time.Since(started))
+	}
+	if _, err := task.Train(context.Background(), TrainParams{Steps: 1, Device: Device(7)}, nil); err == nil || !strings.Contains(err.Error(), "INVALID_ARGUMENT") {
+		t.Fatalf("device 7: %v", err)
 	}
 	mu.Lock()
 	if !strings.Contains(strings.Join(logged, "\n"), "info: saved model version v1") {

@@ -55,7 +55,7 @@ func SetLogger(fn func(level LogLevel, message string), maxLevel LogLevel) error
 	if fn != nil {
 		h = cgo.NewHandle(fn)
 	}
-	if err := check(C.lmbff_go_set_log(C.int32_t(maxLevel), C.uintptr_t(h))); err != nil {
+	if err := call(func() C.lmbff_status { return C.lmbff_go_set_log(C.int32_t(maxLevel), C.uintptr_t(h)) }); err != nil {
 		if h != 0 {
 			h.Delete()
 		}

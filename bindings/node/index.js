@@ -37,6 +37,8 @@ const TrainParams = koffi.struct('lmbff_train_params', {
 });
 /** Training methods (lmbff_train_params.method): 'auto' lets the library decide. */
 const METHODS = { auto: 0, prompt: 1, 'sentence-embedding': 2, 'zero-shot-words': 3 };
+// LMBFF_DEVICE_*: 'auto' trains on CUDA when the machine has it, else on the CPU.
+const DEVICES = { auto: 0, cpu: 1, cuda: 2 };
 
 const c = {
   abiVersion: lib.func('uint32_t lmbff_abi_version()'),
@@ -337,8 +339,9 @@ class Task {
    * Trains a new model version in lmbff's background thread; resolves to the version
    * ('v1', ...). onProgress({step, total}) is called as it goes (if it throws, the run
    * is cancelled and the promise rejects with that error); signal (an AbortSignal)
-   * cancels the run (the promise then rejects with code 'CANCELLED'). demonstrations
-   * appends one labelled example per class to every input (LM-BFF); the version then
+   * cancels the run (the promise then rejects with code 'CANCELLED'; a signal already
+   * aborted cancels it at once). device is 'auto' (CUDA when the machine has it, else
+   * the CPU), 'cpu' or 'cuda' (deviceIndex picks the GPU). demonstrations appends one labelled example per class to every input (LM-BFF); the version then
    * predicts with demoSets fixed sets. demoFilter picks each input's demonstrations from
    * the most similar half of each class (LM-BFF's demo_filter), ranked by the sentence
    * encoder demoFilterModel (an HF model directory; null: the task's model). method is
@@ -352,9 +355,14 @@ class Task {
    * further single-sentence templates whose texts are anchors too ('{text} A truly
    * {mask} movie.' adds 'A truly great movie.').
    */
-  train({ steps = 300, batchSize = 8, learningRate = 2e-5, seed = 42, adaptationSteps = 0, warmStart = null, demonstrations = false, demoSets = 1, demoFilter = false, demoFilterModel = null, method = 'auto', calibrate = false, labelAnchors = true, anchorTemplates = [] } = {}, { onProgress, signal, pollMs = 50 } = {}) {
+  train({ steps = 300, batchSize = 8, learningRate = 2e-5, seed = 42, device = 'auto', deviceIndex = 0, adaptationSteps = 0, warmStart = null, demonstrations = false, demoSets = 1, demoFilter = false, demoFilterModel = null, method = 'auto', calibrate = false, labelAnchors = true, anchorTemplates = [] } = {}, { onProgress, signal, pollMs = 50 } = {}) {
     if (!(method in METHODS)) {
       const e = new Error(`train: method ${JSON.stringify(method)}: use one of ${Object.keys(METHODS).join(', ')}`);
+      e.code = 'INVALID_ARGUMENT';
+      return Promise.reject(e);
+    }
+    if (!(device in DEVICES)) {
+      const e = new Error(`train: device ${JSON.stringify(device)}: use one of ${Object.keys(DEVICES).join(', ')}`);
       e.code = 'INVALID_ARGUMENT';
       return Promise.reject(e);
     }
@@ -364,12 +372,16 @@ class Task {
       return Promise.reject(e);
     }
     const p = c.trainDefaults();
-    Object.assign(p, { steps, batch_size: batchSize, learning_rate: learningRate, seed, device: 1, adaptation_steps: adaptationSteps, warm_start: warmStart, demonstrations, demo_sets: demoSets, demo_filter: demoFilter, demo_filter_model: demoFilterModel, method: METHODS[method], calibrate, disable_label_anchors: !labelAnchors, anchor_templates: anchorTemplates.length ? anchorTemplates : null, num_anchor_templates: anchorTemplates.length });
+    Object.assign(p, { steps, batch_size: batchSize, learning_rate: learningRate, seed, device: DEVICES[device], device_index: deviceIndex, adaptation_steps: adaptationSteps, warm_start: warmStart, demonstrations, demo_sets: demoSets, demo_filter: demoFilter, demo_filter_model: demoFilterModel, method: METHODS[method], calibrate, disable_label_anchors: !labelAnchors, anchor_templates: anchorTemplates.length ? anchorTemplates : null, num_anchor_templates: anchorTemplates.length });
     const out = [null];
     check(c.trainStart(this.handle, p, null, null, out), 'start training');
     const run = out[0];
     liveRuns++;
-    if (signal) signal.addEventListener('abort', () => c.runCancel(run), { once: true });
+    // The listener goes before the run is freed: a signal that outlives the run (a
+    // timeout, a long-lived controller) must not cancel a freed handle.
+    const onAbort = () => c.runCancel(run);
+    if (signal?.aborted) onAbort();
+    else if (signal) signal.addEventListener('abort', onAbort, { once: true });
     return new Promise((resolve, reject) => {
       let thrown = null;
       const tick = () => {
@@ -387,6 +399,7 @@ class Task {
         const status = c.runWait(run);
         const version = status === 0 ? c.runVersion(run) : null;
         const err = thrown || (status === 0 ? null : new LmbffError(status, 'training'));
+        if (signal) signal.removeEventListener('abort', onAbort);
         c.runFree(run);
         liveRuns--;
         return err ? reject(err) : resolve(version);

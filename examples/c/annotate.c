@@ -57,7 +57,10 @@ int main(int argc, char **argv) {
         return 2;
     }
     const char *labels[] = {"0", "1"}, *words[] = {"terrible", "great"};
-    lmbff_task_params tp = lmbff_task_default_params();
+    /* _params_init writes only sizeof tp bytes: this program keeps working with a
+       later liblmbff whose struct has grown. */
+    lmbff_task_params tp;
+    check(lmbff_task_params_init(&tp, sizeof tp), "lmbff_task_params_init");
     tp.model_dir = argv[1];
     tp.template_ = "{text} It was {mask}.";
     tp.labels = labels;
@@ -106,7 +109,8 @@ int main(int argc, char **argv) {
     check(lmbff_task_save(task, argv[2]), "lmbff_task_save");
 
     /* Train a version (synchronously here; lmbff_train_start runs it in the background). */
-    lmbff_train_params p = lmbff_train_default_params();
+    lmbff_train_params p;
+    check(lmbff_train_params_init(&p, sizeof p), "lmbff_train_params_init");
     p.steps = argc > 3 ? (uint32_t)atoi(argv[3]) : 300;
     p.device = LMBFF_DEVICE_CPU;
     const char *adapt = getenv("ADAPT_STEPS");

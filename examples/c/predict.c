@@ -69,8 +69,10 @@ int main(int argc, char **argv) {
 
     double t0 = now_ms();
     lmbff_predictor *p = NULL;
-    lmbff_predictor_params params = lmbff_predictor_default_params();
-    lmbff_status s = lmbff_predictor_open(argv[1], &params, &p);
+    lmbff_predictor_params params;
+    lmbff_status s = lmbff_predictor_params_init(&params, sizeof params);
+    if (s != LMBFF_OK) return fail("lmbff_predictor_params_init", s);
+    s = lmbff_predictor_open(argv[1], &params, &p);
     if (s != LMBFF_OK) return fail("lmbff_predictor_open", s);
     double t_open = now_ms() - t0;
 

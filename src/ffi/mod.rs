@@ -68,7 +68,9 @@ pub fn set_last_error(message: &str) {
         message.push_str(&format!(" [... cut: the message had {all} bytes]"));
     }
     let c = CString::new(message).unwrap_or_default();
-    LAST_ERROR.with(|e| *e.borrow_mut() = c);
+    // try_with: a call from a thread-exit destructor, after this thread's storage is
+    // gone, loses its message rather than abort the process.
+    let _ = LAST_ERROR.try_with(|e| *e.borrow_mut() = c);
 }
 
 /// The status a crate error maps to.
@@ -178,7 +180,9 @@ pub(crate) struct EarlierLayout {
 ///
 /// # Safety
 /// `p` is NULL or points to at least the `struct_size` bytes it declares.
-pub(crate) unsafe fn read_params<T: Copy>(p: *const T, defaults: T, earlier: &[EarlierLayout], defaults_fn: &str) -> crate::Result<T> {
+/// `bools` are the offsets of `T`'s `bool` fields: a byte there other than 0 or 1 (an
+/// earlier layout's padding holds anything) is read as true, not copied into a `bool`.
+pub(crate) unsafe fn read_params<T: Copy>(p: *const T, defaults: T, earlier: &[EarlierLayout], bools: &[usize], defaults_fn: &str) -> crate::Result<T> {
     if p.is_null() {
         return Err(Error::InvalidArgument("params is NULL".into()));
     }
@@ -191,9 +195,39 @@ pub(crate) unsafe fn read_params<T: Copy>(p: *const T, defaults: T, earlier: &[E
             std::mem::size_of::<T>()
         }
     };
-    let mut out = defaults;
-    std::ptr::copy_nonoverlapping(p.cast::<u8>(), (&mut out as *mut T).cast::<u8>(), n);
-    Ok(out)
+    let mut bytes = vec![0u8; std::mem::size_of::<T>()];
+    std::ptr::copy_nonoverlapping((&defaults as *const T).cast::<u8>(), bytes.as_mut_ptr(), bytes.len());
+    std::ptr::copy_nonoverlapping(p.cast::<u8>(), bytes.as_mut_ptr(), n);
+    for &at in bools {
+        bytes[at] = u8::from(bytes[at] != 0);
+    }
+    Ok(std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()))
+}
+
+/// Fills the `size` bytes at `p` with `defaults` and sets `struct_size` to `size`: the
+/// `*_params_init` functions. `size` is `T`'s own size, or an earlier layout's (a host
+/// built against an earlier header passes its sizeof): only that many bytes are
+/// written, so the host's struct is never overrun.
+///
+/// # Safety
+/// `p` is NULL or points to at least `size` writable bytes.
+pub(crate) unsafe fn init_params<T: Copy>(p: *mut T, size: usize, defaults: T, earlier: &[EarlierLayout], name: &str) -> crate::Result<()> {
+    if p.is_null() {
+        return Err(Error::InvalidArgument(format!("{name}: params is NULL")));
+    }
+    let own = std::mem::size_of::<T>();
+    if size != own && !earlier.iter().any(|l| l.size == size) {
+        let known: Vec<String> = std::iter::once(own).chain(earlier.iter().map(|l| l.size)).map(|n| n.to_string()).collect();
+        return Err(Error::InvalidArgument(format!(
+            "{name}: size {size} is no layout this library knows ({}; pass sizeof the struct{})",
+            known.join(", "),
+            if size > own { ": the host's header is newer than this library" } else { "" }
+        )));
+    }
+    std::ptr::copy_nonoverlapping((&defaults as *const T).cast::<u8>(), p.cast::<u8>(), size);
+    // struct_size is every params struct's first field.
+    std::ptr::write_unaligned(p.cast::<usize>(), size);
+    Ok(())
 }
 
 /// Checks a parameter struct's `struct_size` against this version's `T`: a smaller one
@@ -240,5 +274,5 @@ pub extern "C" fn lmbff_has_training() -> bool {
 /// until the next lmbff call on this thread.
 #[no_mangle]
 pub extern "C" fn lmbff_last_error() -> *const c_char {
-    LAST_ERROR.with(|e| e.borrow().as_ptr())
+    LAST_ERROR.try_with(|e| e.borrow().as_ptr()).unwrap_or(c"".as_ptr())
 }

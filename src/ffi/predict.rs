@@ -25,6 +25,7 @@ pub struct lmbff_predictions {
 /// Options of lmbff_predictor_open. Get defaults from lmbff_predictor_default_params()
 /// and change fields; `struct_size` lets the struct grow in later versions.
 #[repr(C)]
+#[derive(Clone, Copy)]
 pub struct lmbff_predictor_params {
     /// sizeof(lmbff_predictor_params), set by lmbff_predictor_default_params().
     pub struct_size: usize,
@@ -40,7 +41,20 @@ pub struct lmbff_predictor_params {
     pub ort_library: *const c_char,
 }
 
-/// Default predictor options (threads 0 = all cores, 1 session, batches of up to 16).
+/// Fills `*params` (`size` bytes: pass sizeof(lmbff_predictor_params)) with the
+/// defaults of lmbff_predictor_default_params(), writing only the bytes the host has
+/// (see lmbff_task_params_init).
+///
+/// # Safety
+/// `params` is NULL or points to at least `size` writable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn lmbff_predictor_params_init(params: *mut lmbff_predictor_params, size: usize) -> lmbff_status {
+    guard(|| super::init_params(params, size, lmbff_predictor_default_params(), &[], "lmbff_predictor_params_init"))
+}
+
+/// Default predictor options (threads 0 = all cores, 1 session, batches of up to 16),
+/// returned by value (see lmbff_task_default_params: a host that must run with later
+/// libraries uses lmbff_predictor_params_init).
 #[no_mangle]
 pub extern "C" fn lmbff_predictor_default_params() -> lmbff_predictor_params {
     lmbff_predictor_params {

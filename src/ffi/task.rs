@@ -21,10 +21,11 @@ pub struct lmbff_task {
     broken: std::sync::atomic::AtomicBool,
 }
 
-/// What a new task is. Get defaults from lmbff_task_default_params(), then set at least
-/// `model_dir`, `labels`, `label_words` and `num_labels`. A host built against an
-/// earlier header (before multi_label) passes that struct's size: its fields are read,
-/// and the newer ones keep their defaults.
+/// What a new task is. Get defaults from lmbff_task_params_init (or
+/// lmbff_task_default_params), then set at least `model_dir`, `labels`, `label_words`
+/// and `num_labels`. A struct laid out by an earlier header (before multi_label), whose
+/// struct_size says so, is read as such: its fields are read, and the newer ones keep
+/// their defaults.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct lmbff_task_params {
@@ -75,7 +76,23 @@ const TASK_PARAMS_EARLIER: [super::EarlierLayout; 1] = [super::EarlierLayout {
     fields_end: std::mem::offset_of!(lmbff_task_params, max_len) + std::mem::size_of::<u32>(),
 }];
 
-/// Default task parameters (no model, no labels, the default template, 128 tokens).
+/// Fills `*params` (`size` bytes: pass sizeof(lmbff_task_params)) with the defaults of
+/// lmbff_task_default_params(). Unlike that function it writes only the bytes the host
+/// has, so a host built against this header keeps working with a later library whose
+/// struct has grown. LMBFF_ERR_INVALID_ARGUMENT for a NULL `params` or a size that is
+/// no layout of the struct.
+///
+/// # Safety
+/// `params` is NULL or points to at least `size` writable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn lmbff_task_params_init(params: *mut lmbff_task_params, size: usize) -> lmbff_status {
+    guard(|| super::init_params(params, size, lmbff_task_default_params(), &TASK_PARAMS_EARLIER, "lmbff_task_params_init"))
+}
+
+/// Default task parameters (no model, no labels, the default template, 128 tokens),
+/// returned by value: for a host that runs with the library it was built against (a
+/// later library returns a larger struct than such a host has room for; a host that
+/// must run with later libraries uses lmbff_task_params_init).
 #[no_mangle]
 pub extern "C" fn lmbff_task_default_params() -> lmbff_task_params {
     lmbff_task_params {
@@ -144,7 +161,7 @@ pub unsafe extern "C" fn lmbff_task_create(params: *const lmbff_task_params, out
             return Err(Error::InvalidArgument("out is NULL".into()));
         }
         *out = std::ptr::null_mut();
-        let p = &super::read_params(params, lmbff_task_default_params(), &TASK_PARAMS_EARLIER, "lmbff_task_default_params")?;
+        let p = &super::read_params(params, lmbff_task_default_params(), &TASK_PARAMS_EARLIER, &[], "lmbff_task_default_params")?;
         if p.flags & !(LMBFF_TASK_MULTI_LABEL | LMBFF_TASK_REGRESSION) != 0 {
             return Err(Error::InvalidArgument(format!("params.flags has unknown bits ({:#x}): use LMBFF_TASK_MULTI_LABEL, LMBFF_TASK_REGRESSION", p.flags)));
         }

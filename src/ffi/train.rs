@@ -45,9 +45,10 @@ pub const LMBFF_RUN_CANCELLED: i32 = 3;
 pub type lmbff_progress_fn =
     Option<unsafe extern "C" fn(stage: i32, step: usize, total: usize, loss: f64, metric: f64, user_data: *mut c_void) -> bool>;
 
-/// Settings of a training run. Get defaults from lmbff_train_default_params(). A host
-/// built against an earlier header (before demo_filter) passes that struct's size: its
-/// fields are read, and the newer ones keep their defaults.
+/// Settings of a training run. Get defaults from lmbff_train_params_init (or
+/// lmbff_train_default_params). A struct laid out by an earlier header (before
+/// demo_filter, or before anchor_templates), whose struct_size says so, is read as such:
+/// its fields are read, and the newer ones keep their defaults.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct lmbff_train_params {
@@ -132,8 +133,8 @@ pub struct lmbff_train_params {
 }
 
 /// lmbff_train_params of hosts built before `demo_filter` (ending with `method`) and
-/// before `anchor_templates` (ending with `disable_label_anchors`).
-#[cfg(feature = "train")]
+/// before `anchor_templates` (ending with `disable_label_anchors`; hosts built before
+/// that field have the same size, with padding where it sits: see TRAIN_PARAMS_BOOLS).
 const TRAIN_PARAMS_EARLIER: [super::EarlierLayout; 2] = [
     super::EarlierLayout {
         size: std::mem::offset_of!(lmbff_train_params, demo_filter).next_multiple_of(std::mem::align_of::<lmbff_train_params>()),
@@ -145,7 +146,28 @@ const TRAIN_PARAMS_EARLIER: [super::EarlierLayout; 2] = [
     },
 ];
 
-/// Default training settings.
+/// Fills `*params` (`size` bytes: pass sizeof(lmbff_train_params)) with the defaults of
+/// lmbff_train_default_params(), writing only the bytes the host has (see
+/// lmbff_task_params_init).
+///
+/// # Safety
+/// `params` is NULL or points to at least `size` writable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn lmbff_train_params_init(params: *mut lmbff_train_params, size: usize) -> lmbff_status {
+    guard(|| super::init_params(params, size, lmbff_train_default_params(), &TRAIN_PARAMS_EARLIER, "lmbff_train_params_init"))
+}
+
+/// Where lmbff_train_params' bools sit (read_params reads them byte-wise).
+#[cfg(feature = "train")]
+const TRAIN_PARAMS_BOOLS: [usize; 4] = [
+    std::mem::offset_of!(lmbff_train_params, demonstrations),
+    std::mem::offset_of!(lmbff_train_params, demo_filter),
+    std::mem::offset_of!(lmbff_train_params, calibrate),
+    std::mem::offset_of!(lmbff_train_params, disable_label_anchors),
+];
+
+/// Default training settings, returned by value (see lmbff_task_default_params: a host
+/// that must run with later libraries uses lmbff_train_params_init).
 #[no_mangle]
 pub extern "C" fn lmbff_train_default_params() -> lmbff_train_params {
     lmbff_train_params {
@@ -190,7 +212,7 @@ unsafe impl Send for Callback {}
 
 #[cfg(feature = "train")]
 unsafe fn run_params(p: *const lmbff_train_params) -> Result<crate::task::RunParams> {
-    let p = &super::read_params(p, lmbff_train_default_params(), &TRAIN_PARAMS_EARLIER, "lmbff_train_default_params")?;
+    let p = &super::read_params(p, lmbff_train_default_params(), &TRAIN_PARAMS_EARLIER, &TRAIN_PARAMS_BOOLS, "lmbff_train_default_params")?;
     let device = match p.device {
         LMBFF_DEVICE_AUTO => "auto".to_string(),
         LMBFF_DEVICE_CPU => "cpu".to_string(),
@@ -292,6 +314,7 @@ unsafe fn start(task: *mut lmbff_task, params: *const lmbff_train_params, cb: Ca
         thread: Mutex::new(None),
     };
     let (cancel, step, total, outcome) = (run.cancel.clone(), run.step.clone(), run.total.clone(), run.outcome.clone());
+    let run_cancel = run.cancel.clone();
     let handle = std::thread::Builder::new()
         .name("lmbff-train".into())
         .spawn(move || {
@@ -308,7 +331,9 @@ unsafe fn start(task: *mut lmbff_task, params: *const lmbff_train_params, cb: Ca
                 let go_on = cb.f.map(|f| unsafe { f(stage, pr.step, pr.total, pr.loss, pr.metric, cb.user_data) }).unwrap_or(true);
                 go_on && !cancel.load(Ordering::Relaxed)
             };
-            let result = super::catch_quietly(|| crate::task::train(&snapshot, &p, &mut report));
+            let stop = run_cancel.clone();
+            let cancelled = move || stop.load(Ordering::Relaxed);
+            let result = super::catch_quietly(|| crate::task::train_when_free(&snapshot, &p, &mut report, &cancelled));
             *outcome.lock() = Some(match result {
                 Ok(Ok(v)) => Ok(std::ffi::CString::new(v).unwrap_or_default()),
                 Ok(Err(e)) => Err((super::status_of(&e), e.to_string())),
@@ -353,7 +378,9 @@ pub unsafe extern "C" fn lmbff_run_poll(run: *const lmbff_run, state: *mut i32, 
     })
 }
 
-/// Asks the run to stop (from any thread); it ends LMBFF_ERR_CANCELLED at its next step.
+/// Asks the run to stop (from any thread); it ends LMBFF_ERR_CANCELLED at its next step,
+/// or within 50 ms if it is still waiting for another run of this process to end (runs
+/// in one process train one at a time).
 ///
 /// # Safety
 /// `run` is a live run.
@@ -368,7 +395,8 @@ pub unsafe extern "C" fn lmbff_run_cancel(run: *const lmbff_run) -> lmbff_status
 
 /// Waits for the run to end and returns its outcome: LMBFF_OK (then lmbff_run_version
 /// names the new model version) or the run's error, with its message. Any number of
-/// threads may wait; never call it from the progress callback (that thread is the run).
+/// threads may wait (none may free the run before they all return); never call it from
+/// the progress callback (that thread is the run).
 ///
 /// # Safety
 /// `run` is a live run.
@@ -417,10 +445,13 @@ pub unsafe extern "C" fn lmbff_run_version(run: *const lmbff_run) -> *const c_ch
     }
 }
 
-/// Frees a run (NULL is a no-op); a run still going is cancelled and waited for.
+/// Frees a run (NULL is a no-op); a run still going is cancelled and waited for (a run
+/// still waiting behind another run of this process stops within 50 ms). No other call
+/// on the run may be in progress or follow: free it after every lmbff_run_wait on it
+/// has returned.
 ///
 /// # Safety
-/// `run` is NULL or a live run.
+/// `run` is NULL or a live run on which no other call is in progress.
 #[no_mangle]
 pub unsafe extern "C" fn lmbff_run_free(run: *mut lmbff_run) {
     if run.is_null() {

@@ -267,6 +267,26 @@ fn anchor_templates(prompt: &Prompt, multi_label: bool, p: &RunParams) -> Result
 /// under its directory; returns the version id.
 pub fn train(task: &Task, p: &RunParams, progress: ProgressFn) -> Result<String> {
     let _one = ONE_RUN_AT_A_TIME.lock();
+    train_now(task, p, progress)
+}
+
+/// [`train`] for a run that may wait behind another in this process: while it waits
+/// its turn, `cancelled` is asked every 50 ms, and a true answer ends it with
+/// [`Error::Cancelled`] before it ever starts.
+pub fn train_when_free(task: &Task, p: &RunParams, progress: ProgressFn, cancelled: &dyn Fn() -> bool) -> Result<String> {
+    let _one = loop {
+        if cancelled() {
+            return Err(Error::Cancelled);
+        }
+        if let Some(turn) = ONE_RUN_AT_A_TIME.try_lock_for(std::time::Duration::from_millis(50)) {
+            break turn;
+        }
+    };
+    train_now(task, p, progress)
+}
+
+/// [`train`]'s work, with the process's one training turn held by the caller.
+fn train_now(task: &Task, p: &RunParams, progress: ProgressFn) -> Result<String> {
     let task_dir = task.dir().ok_or_else(|| Error::InvalidArgument("save the task to a directory before training it".into()))?.to_path_buf();
     let prompt = task.spec().prompt()?;
     let multi = task.spec().multi_labels();

@@ -55,6 +55,16 @@ test('task, training with progress and cancellation, versions, export, predict',
   const long = task.train({ steps: 100000, method: 'prompt' }, { signal: abort.signal });
   setTimeout(() => abort.abort(), 50);
   await assert.rejects(long, (e) => e.code === 'CANCELLED');
+  // A signal aborted before the run starts cancels it at once (an 'abort' event never
+  // comes); one aborted after its run ended touches no freed run.
+  const early = new AbortController();
+  early.abort();
+  await assert.rejects(task.train({ steps: 100000, method: 'prompt', device: 'cpu' }, { signal: early.signal }), (e) => e.code === 'CANCELLED');
+  const late = new AbortController();
+  assert.strictEqual(await task.train({ steps: 1, batchSize: 4, method: 'prompt' }, { signal: late.signal }), 'v2');
+  late.abort();
+  task.deleteVersion('v2');
+  await assert.rejects(task.train({ device: 'tpu' }), (e) => e.code === 'INVALID_ARGUMENT' && /device "tpu"/.test(e.message));
   assert.ok(logged.some(([level, m]) => level === lmbff.LogLevel.INFO && m === `saved model version v1 in ${path.join(work, 'task')}`), JSON.stringify(logged));
 
   // A progress callback that throws cancels the run; the promise rejects with its error.
