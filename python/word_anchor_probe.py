@@ -22,7 +22,10 @@ states of hidden layer L (`+ layer L` with the word features, `emb + layer L` wi
 `--pool N` adds heads refitted with the M = 16 and 64 pool texts (N drawn from the task's
 unlabeled text, less the split's) the default head is most confident of per class,
 labelled by it (`self-train head M=...`); `--ordinal` adds Frank and Hall's ordinal head
-on the default features (sst-5's classes are ordered).
+on the default features (sst-5's classes are ordered). `--losses pairs,supcon,batch-hard`
+trains one encoder per contrastive loss on the same split (SetFit's pairs; supervised
+contrastive, with the probe's own `SupCon`; the batch-hard soft-margin triplet loss) and
+scores the default head on each.
 `--frozen` skips the contrastive training (the
 untrained encoder: the prior the words carry before any tuning). `--untrained-too` scores,
 beside `words x3`, heads that also read the untrained encoder's features of the same
@@ -64,18 +67,53 @@ def anchor_texts(task):
     return [a + ":" if task == "trec" else a for a in ANCHORS[task]]
 
 
-def train(task, seed, xs, ys, frozen):
-    from datasets import Dataset
-    from setfit import SetFitModel, Trainer, TrainingArguments
+# Contrastive losses for --losses: SetFit's default (cosine similarity on sampled pairs)
+# and two that read whole batches of labelled texts instead of pairs.
+LOSSES = ("pairs", "supcon", "batch-hard")
+STEPS = 100  # the pairs loss's optimizer steps at 20 rounds; the batch losses get as many
 
+
+class SupCon(torch.nn.Module):
+    """Supervised contrastive loss (Khosla et al. 2020) over a batch of labelled texts:
+    each text's log-softmax, over the batch's other texts, of its cosine to each text of
+    its class, at temperature T. Texts with no other of their class in the batch are left
+    out (setfit 1.2.0's own SupConLoss divides by zero on them and trains on NaN)."""
+
+    def __init__(self, model, temperature=0.07):
+        super().__init__()
+        self.model, self.temperature = model, temperature
+
+    def forward(self, sentence_features, labels):
+        f = torch.nn.functional.normalize(self.model(sentence_features[0])["sentence_embedding"], dim=1)
+        self_ = torch.eye(len(f), dtype=torch.bool, device=f.device)
+        logits = (f @ f.T / self.temperature).masked_fill(self_, float("-inf"))
+        log_prob = logits - logits.logsumexp(1, keepdim=True)
+        pos = (labels[:, None] == labels[None, :]) & ~self_
+        has = pos.any(1)
+        if not has.any():
+            return (f * 0).sum()
+        return -(log_prob.masked_fill(~pos, 0).sum(1)[has] / pos.sum(1)[has]).mean()
+
+
+def train(task, seed, xs, ys, frozen, loss="pairs"):
+    from datasets import Dataset
+    from sentence_transformers import losses
+    from setfit import SetFitModel, Trainer, TrainingArguments, trainer
+
+    # setfit picks a batch loss's dataset and sampler by its class: ours stands in for its own.
+    trainer.SupConLoss = SupCon
     model = SetFitModel.from_pretrained(default_model())
     if not frozen:
         anchors = anchor_texts(task)
         tr_x = list(xs) + anchors * 4
         tr_y = list(ys) + list(range(len(anchors))) * 4
         scratch = tempfile.mkdtemp(prefix="setfit-")
-        args = TrainingArguments(output_dir=scratch, save_strategy="no", batch_size=16, num_epochs=1, num_iterations=20,
-                                 body_learning_rate=2e-5, seed=seed, report_to="none", show_progress_bar=False)
+        kind = {"pairs": {}, "supcon": {"loss": SupCon},
+                "batch-hard": {"loss": losses.BatchHardSoftMarginTripletLoss}}[loss]
+        # A batch loss sees each text once an epoch (16 a step): as many steps as the pairs.
+        epochs = 1 if loss == "pairs" else -(-STEPS * 16 // len(tr_x))
+        args = TrainingArguments(output_dir=scratch, save_strategy="no", batch_size=16, num_epochs=epochs, num_iterations=20,
+                                 body_learning_rate=2e-5, seed=seed, report_to="none", show_progress_bar=False, **kind)
         Trainer(model=model, args=args, train_dataset=Dataset.from_dict({"text": tr_x, "label": tr_y})).train()
         shutil.rmtree(scratch, ignore_errors=True)
     return model.model_body
@@ -169,6 +207,27 @@ def pool_texts(data, task, seed, drop, n):
     texts = sorted({r["text_a"] for r in json.loads(path.read_text()).values()} - set(drop))
     random.Random(seed).shuffle(texts)
     return texts[:n]
+
+
+def run_losses(data, task, seed, names):
+    """One encoder per contrastive loss on the same split, each with the default head
+    (embedding and word-anchor features x3); dev and test accuracy of each."""
+    from sklearn.linear_model import LogisticRegression
+
+    xs, ys = read_split(data, task, seed, "train")
+    dx, dy = read_split(data, task, seed, "dev")
+    tx, ty = read_split(data, task, seed, "test")
+    started, out = time.time(), {}
+    for name in names:
+        body = train(task, seed, xs, ys, False, name)
+        words = label_words(body, task)
+        xl, xd, xt = (np.hstack([e, 3 * f]) for e, f in (features(body, x, words) for x in (xs, dx, tx)))
+        h = LogisticRegression(max_iter=3000).fit(xl, ys)
+        out[f"{name} words x3"] = (100 * float((h.predict(xd) == np.array(dy)).mean()),
+                                   100 * float((h.predict(xt) == np.array(ty)).mean()))
+    print(f"{task} seed {seed} ({time.time() - started:.0f} s): "
+          + " ".join(f"{n} {d:.1f}/{t:.1f}" for n, (d, t) in out.items()), flush=True)
+    return out
 
 
 def run(data, task, seed, frozen, mask, bodies=1, untrained_too=False, layer=None, pool=0, ordinal=False):
@@ -292,13 +351,21 @@ def main():
     ap.add_argument("--ordinal", action="store_true", help="also Frank and Hall's ordinal head (for sst-5's ordered classes)")
     ap.add_argument("--zero-shot", action="store_true",
                     help="untrained encoder, no head: nearest class word by the mask state and by the word anchors")
+    ap.add_argument("--losses", help=f"comma-separated, of {', '.join(LOSSES)}: one encoder per contrastive loss, "
+                                       "each with the default head (nothing else is scored)")
     a = ap.parse_args()
     if a.zero_shot:
         print("| task | test | mask state | word max | word top-3 |\n|---|---|---|---|---|")
         for t in a.tasks.split(","):
             zero_shot(a.data, t)
         return
-    rows = [run(a.data, t, int(s), a.frozen, a.mask, a.bodies, a.untrained_too, a.layer, a.pool, a.ordinal) for t in a.tasks.split(",") for s in a.seeds.split(",")]
+    if a.losses:
+        names = a.losses.split(",")
+        if set(names) - set(LOSSES):
+            ap.error(f"--losses: unknown {sorted(set(names) - set(LOSSES))}; known: {', '.join(LOSSES)}")
+        rows = [run_losses(a.data, t, int(s), names) for t in a.tasks.split(",") for s in a.seeds.split(",")]
+    else:
+        rows = [run(a.data, t, int(s), a.frozen, a.mask, a.bodies, a.untrained_too, a.layer, a.pool, a.ordinal) for t in a.tasks.split(",") for s in a.seeds.split(",")]
     print("\n| head | mean dev | mean test |\n|---|---|---|")
     for h in rows[0]:
         print(f"| {h} | {np.mean([r[h][0] for r in rows]):.1f} | {np.mean([r[h][1] for r in rows]):.1f} |")
