@@ -487,7 +487,8 @@ lmbff_predictor_params lmbff_predictor_default_params(void);
 /*
  Opens the export directory `export_dir` (written by lmbff_export or `lmbff export`).
  `params` may be NULL for the defaults. On success *out holds a predictor to free with
- lmbff_predictor_free. Loads ONNX Runtime; never loads libtorch.
+ lmbff_predictor_free. Loads ONNX Runtime; never loads libtorch. A directory that does
+ not exist is LMBFF_ERR_IO; one without an export manifest, LMBFF_ERR_FORMAT.
 
  # Safety
  `export_dir` is a NUL-terminated string; `params` is NULL or points to params from
@@ -678,7 +679,8 @@ lmbff_task_params lmbff_task_default_params(void);
 lmbff_status lmbff_task_create(const lmbff_task_params *params, lmbff_task **out);
 
 /*
- Reopens a task saved with lmbff_task_save. A task file that is malformed, of a newer
+ Reopens a task saved with lmbff_task_save. A directory that does not exist is
+ LMBFF_ERR_IO. A directory without a task file, or one that is malformed, of a newer
  format, or whose settings or items do not hold (two items with one id, a label out of
  range, a template that does not parse) is LMBFF_ERR_FORMAT, naming the problem. The
  model folder is not needed to open it (it is checked when training); when it has no

@@ -251,7 +251,7 @@ fn bad_opens_and_null_frees() {
     unsafe {
         let mut p: *mut lmbff_predictor = std::ptr::null_mut();
         let missing = CString::new("/nonexistent/export").unwrap();
-        assert_eq!(lmbff_predictor_open(missing.as_ptr(), null(), &mut p), LMBFF_ERR_INVALID_ARGUMENT);
+        assert_eq!(lmbff_predictor_open(missing.as_ptr(), null(), &mut p), LMBFF_ERR_IO);
         assert!(last_error().contains("does not exist") && p.is_null());
         assert_eq!(lmbff_predictor_open(null(), null(), &mut p), LMBFF_ERR_INVALID_ARGUMENT);
         assert_eq!(lmbff_predictor_open(dir.as_ptr(), null(), std::ptr::null_mut()), LMBFF_ERR_INVALID_ARGUMENT);

@@ -895,6 +895,12 @@ fn misuse_through_the_c_abi_loses_nothing() {
         assert!(last_error().contains("empty path"), "{}", last_error());
         let mut other = null_mut();
         assert_eq!(lmbff_task_open(empty.as_ptr(), &mut other), LMBFF_ERR_INVALID_ARGUMENT);
+        // A folder that is not there is IO; one that holds no task file is FORMAT.
+        let gone = CString::new(dir.join("no-such-task").to_str().unwrap()).unwrap();
+        assert_eq!(lmbff_task_open(gone.as_ptr(), &mut other), LMBFF_ERR_IO);
+        assert!(last_error().contains("does not exist"), "{}", last_error());
+        let bare = CString::new(dir.to_str().unwrap()).unwrap();
+        assert_eq!(lmbff_task_open(bare.as_ptr(), &mut other), LMBFF_ERR_FORMAT, "{}", last_error());
         // A message that would echo a 1 MB argument keeps its first 4 KiB and says so.
         let huge = CString::new(format!("/{}", "a".repeat(1 << 20))).unwrap();
         assert_ne!(lmbff_task_open(huge.as_ptr(), &mut other), LMBFF_OK);

@@ -53,7 +53,7 @@ func TestErrors(t *testing.T) {
 	}
 	_, err := OpenPredictor(filepath.Join(t.TempDir(), "missing"), 1)
 	var e *Error
-	if !errors.As(err, &e) || e.Name != "INVALID_ARGUMENT" || !strings.Contains(e.Message, "does not exist") {
+	if !errors.As(err, &e) || e.Name != "IO" || !strings.Contains(e.Message, "does not exist") {
 		t.Fatalf("got %v", err)
 	}
 	_, err = NewTask(defaultModel(t), "{text} It was {mask}.", []string{"0", "1"}, []string{"terrible", "☃☃"})

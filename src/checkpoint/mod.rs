@@ -260,6 +260,10 @@ impl LinearHead {
 /// `"format_version"` from 1 to `max_version` (readers accept older versions; fields are
 /// only ever added). `what` names the document in errors ("export manifest", "task").
 pub(crate) fn read_versioned<T: serde::de::DeserializeOwned>(dir: &Path, file: &str, format: &str, max_version: u32, what: &'static str) -> Result<T> {
+    if !dir.is_dir() {
+        // A folder that is not there is an IO error; one without the file, a format error.
+        return Err(Error::io(dir, std::io::Error::new(std::io::ErrorKind::NotFound, "the directory does not exist")));
+    }
     let path = dir.join(file);
     if !path.is_file() {
         return Err(Error::MissingFile { dir: dir.to_path_buf(), what, looked_for: file.into() });

@@ -68,7 +68,8 @@ pub extern "C" fn lmbff_predictor_default_params() -> lmbff_predictor_params {
 
 /// Opens the export directory `export_dir` (written by lmbff_export or `lmbff export`).
 /// `params` may be NULL for the defaults. On success *out holds a predictor to free with
-/// lmbff_predictor_free. Loads ONNX Runtime; never loads libtorch.
+/// lmbff_predictor_free. Loads ONNX Runtime; never loads libtorch. A directory that does
+/// not exist is LMBFF_ERR_IO; one without an export manifest, LMBFF_ERR_FORMAT.
 ///
 /// # Safety
 /// `export_dir` is a NUL-terminated string; `params` is NULL or points to params from

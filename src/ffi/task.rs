@@ -186,7 +186,8 @@ pub unsafe extern "C" fn lmbff_task_create(params: *const lmbff_task_params, out
     })
 }
 
-/// Reopens a task saved with lmbff_task_save. A task file that is malformed, of a newer
+/// Reopens a task saved with lmbff_task_save. A directory that does not exist is
+/// LMBFF_ERR_IO. A directory without a task file, or one that is malformed, of a newer
 /// format, or whose settings or items do not hold (two items with one id, a label out of
 /// range, a template that does not parse) is LMBFF_ERR_FORMAT, naming the problem. The
 /// model folder is not needed to open it (it is checked when training); when it has no

@@ -560,6 +560,7 @@ pub extern "C" fn lmbff_set_torch_threads(threads: u32) -> lmbff_status {
     })
 }
 
+#[cfg(feature = "train")]
 fn task_dir(t: &crate::task::Task) -> Result<&std::path::Path> {
     t.dir().ok_or_else(|| Error::InvalidArgument("the task has not been saved: it has no versions".into()))
 }
@@ -591,8 +592,8 @@ fn versions_of(_: &crate::task::Task) -> Result<Vec<String>> {
     Err(Error::NoTraining("lmbff_task_versions"))
 }
 #[cfg(not(feature = "train"))]
-fn delete_of(t: &crate::task::Task, _: &str) -> Result<()> {
-    task_dir(t).and(Err(Error::NoTraining("lmbff_task_delete_version")))
+fn delete_of(_: &crate::task::Task, _: &str) -> Result<()> {
+    Err(Error::NoTraining("lmbff_task_delete_version"))
 }
 #[cfg(not(feature = "train"))]
 fn export_of(_: &crate::task::Task, _: &str, _: &std::path::Path, _: bool) -> Result<()> {

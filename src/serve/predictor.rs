@@ -186,7 +186,7 @@ impl Predictor {
     /// graph's inputs and outputs, and starts the session pool.
     pub fn open(dir: &Path, opts: &PredictorOptions) -> Result<Self> {
         if !dir.is_dir() {
-            return Err(Error::InvalidArgument(format!("export directory {} does not exist", dir.display())));
+            return Err(Error::io(dir, std::io::Error::new(std::io::ErrorKind::NotFound, "the export directory does not exist")));
         }
         if opts.sessions == 0 || opts.max_batch == 0 {
             return Err(Error::InvalidArgument("sessions and max_batch must be at least 1".into()));

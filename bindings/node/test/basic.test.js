@@ -16,7 +16,7 @@ const work = fs.mkdtempSync(path.join(os.tmpdir(), 'lmbff-node-'));
 test('version', () => assert.match(lmbff.version(), /^\d+\.\d+\.\d+/));
 
 test('bad input is an LmbffError with a code', () => {
-  assert.throws(() => new lmbff.Predictor(path.join(work, 'missing')), (e) => e instanceof lmbff.LmbffError && e.code === 'INVALID_ARGUMENT' && /does not exist/.test(e.message));
+  assert.throws(() => new lmbff.Predictor(path.join(work, 'missing')), (e) => e instanceof lmbff.LmbffError && e.code === 'IO' && /does not exist/.test(e.message));
   assert.throws(() => lmbff.Task.create({ modelDir: model, labels: ['0', '1'], labelWords: ['terrible', '☃☃'] }), (e) => e.code === 'MODEL');
 });
 
