@@ -6,6 +6,7 @@
 //! one when the callback returns (the current one is in use until then).
 
 use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::{Mutex, RwLock};
 
@@ -26,7 +27,10 @@ pub struct Sink {
 
 static SINK: RwLock<Option<Sink>> = RwLock::new(None);
 /// A sink set from inside the callback, waiting for it to return.
-static PENDING: Mutex<Option<Option<Sink>>> = Mutex::new(None);
+static PENDING: Mutex<Option<(u64, Option<Sink>)>> = Mutex::new(None);
+/// Counts set_sink calls, in their order: a sink set from inside a callback is applied
+/// after it returns only if no set_sink came after it meanwhile (from another thread).
+static SETS: AtomicU64 = AtomicU64::new(0);
 
 thread_local! {
     static IN_CALLBACK: Cell<bool> = const { Cell::new(false) };
@@ -55,10 +59,14 @@ fn in_callback() -> bool {
 /// Sets (or with None removes) the process's log sink.
 pub fn set_sink(sink: Option<Sink>) {
     if in_callback() {
-        *PENDING.lock() = Some(sink);
+        // This thread holds SINK's read lock: count the call now, apply it after.
+        let n = SETS.fetch_add(1, Ordering::SeqCst) + 1;
+        *PENDING.lock() = Some((n, sink));
         return;
     }
-    *SINK.write() = sink;
+    let mut current = SINK.write();
+    SETS.fetch_add(1, Ordering::SeqCst);
+    *current = sink;
 }
 
 /// Logs `message` at `level` if a sink wants it.
@@ -73,7 +81,51 @@ pub fn log(level: Level, message: impl FnOnce() -> String) {
             (s.write)(level, &text);
         }
     }
-    if let Some(next) = PENDING.lock().take() {
-        *SINK.write() = next;
+    if let Some((n, next)) = PENDING.lock().take() {
+        let mut current = SINK.write();
+        // A later set_sink, made while the callback ran, stands.
+        if SETS.load(Ordering::SeqCst) == n {
+            *current = next;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex as StdMutex};
+
+    type Seen = Arc<StdMutex<Vec<String>>>;
+
+    fn recorder(seen: Seen, name: &'static str) -> Sink {
+        Sink { max: Level::Debug, write: Box::new(move |_, m| seen.lock().unwrap().push(format!("{name}: {m}"))) }
+    }
+
+    /// A callback sets sink X, then another thread sets Y while the callback still runs:
+    /// Y came later and stands (X, applied when the callback returns, must not undo it).
+    #[test]
+    fn a_later_sink_from_another_thread_outlasts_one_set_inside_a_callback() {
+        let seen: Seen = Arc::default();
+        let other: Arc<StdMutex<Option<std::thread::JoinHandle<()>>>> = Arc::default();
+        let (x, y, handle) = (seen.clone(), seen.clone(), other.clone());
+        set_sink(Some(Sink {
+            max: Level::Debug,
+            write: Box::new(move |_, m| {
+                if m != "sink-order: first" {
+                    return;
+                }
+                set_sink(Some(recorder(x.clone(), "X")));
+                let y = y.clone();
+                *handle.lock().unwrap() = Some(std::thread::spawn(move || set_sink(Some(recorder(y, "Y")))));
+                // Long enough for that thread to be waiting on the sink's lock.
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }),
+        }));
+        log(Level::Info, || "sink-order: first".into());
+        other.lock().unwrap().take().expect("the callback ran").join().unwrap();
+        log(Level::Info, || "sink-order: second".into());
+        set_sink(None);
+        let ours: Vec<String> = seen.lock().unwrap().iter().filter(|m| m.contains("sink-order")).cloned().collect();
+        assert_eq!(ours, ["Y: sink-order: second"]);
     }
 }
