@@ -226,7 +226,8 @@ typedef struct {
    */
   uint32_t sessions;
   /*
-   Largest batch run at once; larger calls are split (inputs sorted by length).
+   Largest batch run at once (at least 1); larger calls are split (inputs sorted by
+   length).
    */
   uint32_t max_batch;
   /*
@@ -509,8 +510,9 @@ void lmbff_predictor_free(lmbff_predictor *p);
 /*
  Whether the export is multi-label (one yes/no prompt or head per label): then
  lmbff_predictions_probs gives each label's own probability (they do not sum to 1), a
- label applies at 0.5 or more (lmbff_predictions_applies), lmbff_predictions_get's
- `label` is the most probable, `margin` the least certain label's distance from 0.5
+ label applies at 0.5 or more (the manifest's threshold, 0.5 in every export lmbff
+ writes; lmbff_predictions_applies), lmbff_predictions_get's `label` is the most
+ probable, `margin` the least certain label's distance from the threshold
  scaled to [0, 1], and `entropy` the sum of the labels' yes/no entropies. False if `p`
  is NULL.
 
@@ -538,7 +540,8 @@ const char *lmbff_predictor_label(const lmbff_predictor *p,
 
 /*
  Predicts `n` inputs: `texts[i]`, paired with `texts_b[i]` for two-sentence templates
- (`texts_b` NULL otherwise). n = 0 gives an empty result. Texts over the length limit
+ (`texts_b` NULL otherwise: a second text for a one-sentence template is
+ LMBFF_ERR_INVALID_ARGUMENT, naming the input). n = 0 gives an empty result. Texts over the length limit
  are truncated as the export's manifest says (the mask is kept). On success *out
  holds the results, to free with lmbff_predictions_free.
 
@@ -629,7 +632,8 @@ lmbff_status lmbff_export(const char *checkpoint_dir, const char *out_dir, bool 
 /*
  Writes the predictions as Label Studio predictions (JSON, one object per input, in
  input order): `{"model_version", "score": top probability, "result": [{"from_name",
- "to_name", "type": "choices", "value": {"choices": [label]}}]}`, NUL-terminated, into
+ "to_name", "type": "choices", "value": {"choices": [label]}}]}` (a multi-label
+ export's choices are every label that applies, possibly none), NUL-terminated, into
  `buf` (`capacity` bytes). *needed (if not NULL) gets the size required; with a buffer
  too small (or NULL) only *needed is set and the call returns
  LMBFF_ERR_INVALID_ARGUMENT. `model_version` may be NULL (the export's model version

@@ -390,6 +390,17 @@ fn serves_multi_label(out: &Path, names: &[String], ex: &[Example], want: &[Vec<
         assert_eq!(r.labels, lmbff::prompt::applied(&r.probs), "labels at or over the threshold");
     }
     assert!(p.predict(&[Example { text_b: Some("x".into()), ..Example::single("a", None) }]).is_err(), "pairs are refused");
+    // A threshold that is no probability strictly between 0 and 1 is refused at open.
+    let bad = common::tempdir("bad-threshold").join("export");
+    std::fs::create_dir_all(&bad).unwrap();
+    for e in std::fs::read_dir(out).unwrap().map(Result::unwrap).filter(|e| e.path().is_file()) {
+        std::fs::copy(e.path(), bad.join(e.file_name())).unwrap();
+    }
+    let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(bad.join(EXPORT_MANIFEST)).unwrap()).unwrap();
+    v["multi_label"]["threshold"] = 1.5.into();
+    std::fs::write(bad.join(EXPORT_MANIFEST), v.to_string()).unwrap();
+    let e = Predictor::open(&bad, &PredictorOptions { threads: 1, ..Default::default() }).err().expect("a threshold of 1.5 is refused").to_string();
+    assert!(e.contains("multi_label.threshold is 1.5"), "{e}");
     (p, preds)
 }
 
@@ -540,6 +551,14 @@ fn bad_export_dirs_and_inputs() {
     std::fs::copy(dir3.join("model.onnx"), wide.join("model.onnx")).unwrap();
     let e = err(&wide);
     assert!(e.contains("output \"probs\" has 3 columns") && e.contains("call for 2"), "{e}");
+    // A graph without the output predictions read fails at open, naming it (it used to
+    // open, then panic at the first prediction).
+    let no_probs = edit(&|v| v["model"]["outputs"] = serde_json::json!(["label_logits"]));
+    let strip = "import onnx, sys\nm = onnx.load(sys.argv[1])\nkeep = [o for o in m.graph.output if o.name != 'probs']\ndel m.graph.output[:]\nm.graph.output.extend(keep)\nonnx.save(m, sys.argv[1])";
+    let res = std::process::Command::new(common::python()).args(["-c", strip]).arg(no_probs.join("model.onnx")).output().unwrap();
+    assert!(res.status.success(), "{}", String::from_utf8_lossy(&res.stderr));
+    let e = err(&no_probs);
+    assert!(e.contains("no output \"probs\", which predictions read"), "{e}");
     let no_model = edit(&|_| {});
     std::fs::remove_file(no_model.join("model.onnx")).unwrap();
     assert!(err(&no_model).contains("model.onnx"));
@@ -556,6 +575,10 @@ fn bad_export_dirs_and_inputs() {
     let pdir = export_to(&pair, "bad-pair", &ExportOptions::default());
     let e = Predictor::open(&pdir, &opts).unwrap().predict(&[Example::single("a", None)]).unwrap_err();
     assert!(matches!(e, Error::InvalidArgument(_)) && e.to_string().contains("input 0"), "{e}");
+    // A one-sentence template refuses a second text rather than ignore it.
+    let with_b = [Example::single("fine", None), Example { text_b: Some("x".into()), ..Example::single("a", None) }];
+    let e = p.predict(&with_b).unwrap_err();
+    assert!(matches!(e, Error::InvalidArgument(_)) && e.to_string().contains("input 1") && e.to_string().contains("reads one sentence"), "{e}");
 }
 
 /// One predictor shared by threads gives each caller its own, correct rows.

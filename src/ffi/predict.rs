@@ -33,7 +33,8 @@ pub struct lmbff_predictor_params {
     pub threads: u32,
     /// Sessions in the pool: how many calls run at once (each holds the weights; 1 to 64).
     pub sessions: u32,
-    /// Largest batch run at once; larger calls are split (inputs sorted by length).
+    /// Largest batch run at once (at least 1); larger calls are split (inputs sorted by
+    /// length).
     pub max_batch: u32,
     /// Path of libonnxruntime.so, or NULL: LMBFF_ORT_LIB, ORT_DYLIB_PATH, then
     /// libonnxruntime.so* next to liblmbff.so (a path given that is not a file is an
@@ -117,8 +118,9 @@ pub unsafe extern "C" fn lmbff_predictor_free(p: *mut lmbff_predictor) {
 
 /// Whether the export is multi-label (one yes/no prompt or head per label): then
 /// lmbff_predictions_probs gives each label's own probability (they do not sum to 1), a
-/// label applies at 0.5 or more (lmbff_predictions_applies), lmbff_predictions_get's
-/// `label` is the most probable, `margin` the least certain label's distance from 0.5
+/// label applies at 0.5 or more (the manifest's threshold, 0.5 in every export lmbff
+/// writes; lmbff_predictions_applies), lmbff_predictions_get's `label` is the most
+/// probable, `margin` the least certain label's distance from the threshold
 /// scaled to [0, 1], and `entropy` the sum of the labels' yes/no entropies. False if `p`
 /// is NULL.
 ///
@@ -148,7 +150,8 @@ pub unsafe extern "C" fn lmbff_predictor_label(p: *const lmbff_predictor, i: usi
 }
 
 /// Predicts `n` inputs: `texts[i]`, paired with `texts_b[i]` for two-sentence templates
-/// (`texts_b` NULL otherwise). n = 0 gives an empty result. Texts over the length limit
+/// (`texts_b` NULL otherwise: a second text for a one-sentence template is
+/// LMBFF_ERR_INVALID_ARGUMENT, naming the input). n = 0 gives an empty result. Texts over the length limit
 /// are truncated as the export's manifest says (the mask is kept). On success *out
 /// holds the results, to free with lmbff_predictions_free.
 ///
@@ -335,7 +338,8 @@ fn export_checkpoint(_: &std::path::Path, _: &std::path::Path, _: bool) -> Resul
 
 /// Writes the predictions as Label Studio predictions (JSON, one object per input, in
 /// input order): `{"model_version", "score": top probability, "result": [{"from_name",
-/// "to_name", "type": "choices", "value": {"choices": [label]}}]}`, NUL-terminated, into
+/// "to_name", "type": "choices", "value": {"choices": [label]}}]}` (a multi-label
+/// export's choices are every label that applies, possibly none), NUL-terminated, into
 /// `buf` (`capacity` bytes). *needed (if not NULL) gets the size required; with a buffer
 /// too small (or NULL) only *needed is set and the call returns
 /// LMBFF_ERR_INVALID_ARGUMENT. `model_version` may be NULL (the export's model version

@@ -254,6 +254,13 @@ impl Predictor {
                     &format!("model.onnx has inputs {inputs:?} and outputs {outputs:?}; the manifest says {:?} and {:?}", manifest.model.inputs, manifest.model.outputs),
                 ));
             }
+            // The output predictions read: label logits when demonstration sets are
+            // averaged, else probabilities.
+            let demos = manifest.demonstrations.as_ref().is_some_and(|d| !d.sets.is_empty() || d.filter.is_some());
+            let needed = if demos { OUTPUT_LOGITS } else { OUTPUT_PROBS };
+            if !outputs.iter().any(|o| o == needed) {
+                return Err(mismatch(dir, &format!("model.onnx has no output {needed:?}, which predictions read (its outputs: {outputs:?})")));
+            }
             // A graph whose outputs have another width than the manifest's labels would
             // fail at the first prediction; say so at open.
             for o in s.outputs() {
@@ -268,6 +275,9 @@ impl Predictor {
         let token_types = manifest.model.inputs.iter().any(|i| i == "token_type_ids");
         let multi = match &manifest.multi_label {
             Some(m) => {
+                if !(m.threshold > 0.0 && m.threshold < 1.0) {
+                    return Err(mismatch(dir, &format!("multi_label.threshold is {}: a probability strictly between 0 and 1", m.threshold)));
+                }
                 // Heads read the input alone; a prompt reads (input, label name).
                 let sentences = if manifest.multi_label_heads() { 1 } else { 2 };
                 if manifest.labels.len() != 2 || prompt.template.num_sentences() != sentences {
@@ -358,7 +368,14 @@ impl Predictor {
                 let rows: Vec<Vec<f32>> = self.predict_classes(&m.expand(inputs, None)?)?.into_iter().map(|p| p.probs).collect();
                 Ok(m.gather(&rows)?.into_iter().map(|p| Prediction::multi_label(p, spec.threshold)).collect())
             }
-            _ => self.predict_classes(inputs),
+            _ => {
+                if self.prompt.template.num_sentences() == 1 {
+                    if let Some(i) = inputs.iter().position(|e| e.text_b.is_some()) {
+                        return Err(Error::InvalidArgument(format!("input {i}: this export's template reads one sentence, so a second text would be ignored: pass none")));
+                    }
+                }
+                self.predict_classes(inputs)
+            }
         }
     }
 
@@ -465,7 +482,8 @@ fn run_graph(
             feed.push(("token_type_ids".into(), view(shape, &types)?.into()));
         }
         let outputs = session.run(feed).map_err(runtime_err("inference"))?;
-        let (shape_out, rows) = outputs[output].try_extract_tensor::<f32>().map_err(runtime_err("reading the model's output"))?;
+        let value = outputs.get(output).ok_or_else(|| Error::Runtime(format!("model.onnx gave no output {output:?}")))?;
+        let (shape_out, rows) = value.try_extract_tensor::<f32>().map_err(runtime_err("reading the model's output"))?;
         let n = shape_out.get(1).copied().unwrap_or(0) as usize;
         if shape_out.len() != 2 || shape_out[0] as usize != b || width.is_some_and(|w| w != n) {
             return Err(Error::Runtime(format!("model returned {output} of shape {shape_out:?}, expected [{b}, {}]", width.map_or("width".into(), |w| w.to_string()))));

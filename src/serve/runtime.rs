@@ -8,6 +8,7 @@
 //!
 //! (ort would resolve a relative name against the host executable, not our library.)
 
+use std::cell::Cell;
 use std::path::{Path, PathBuf};
 
 use once_cell::sync::OnceCell;
@@ -57,6 +58,27 @@ fn candidates(explicit: Option<&Path>) -> Vec<(String, PathBuf)> {
     out
 }
 
+thread_local! {
+    /// Set while this thread loads ONNX Runtime (holding INIT).
+    static LOADING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Marks this thread as loading ONNX Runtime until dropped (also on unwinding).
+struct Loading;
+
+impl Loading {
+    fn enter() -> Self {
+        LOADING.with(|l| l.set(true));
+        Loading
+    }
+}
+
+impl Drop for Loading {
+    fn drop(&mut self) {
+        LOADING.with(|l| l.set(false));
+    }
+}
+
 /// The process's ONNX Runtime environment, loading the library on first use. Later calls
 /// return the same environment (a process holds one ONNX Runtime).
 pub fn environment(explicit: Option<&Path>) -> Result<&'static Environment> {
@@ -66,10 +88,16 @@ pub fn environment(explicit: Option<&Path>) -> Result<&'static Environment> {
     if let Some((_, env)) = ENV.get() {
         return Ok(env);
     }
-    let _guard = INIT.lock();
+    // ONNX Runtime logs while it starts, through the host's log callback, on this
+    // thread: a callback that opens a predictor then would wait for itself.
+    if LOADING.with(Cell::get) {
+        return Err(Error::Runtime("ONNX Runtime is still being loaded on this thread (a call from the log callback while it loads): open the predictor after that call returns".into()));
+    }
+    let guard = INIT.lock();
     if let Some((_, env)) = ENV.get() {
         return Ok(env);
     }
+    let _loading = Loading::enter();
     let tried = candidates(explicit);
     let (from, path) = tried.iter().find(|(_, p)| p.is_file()).ok_or_else(|| {
         let looked: Vec<String> = tried.iter().map(|(w, p)| format!("{} ({w})", p.display())).collect();
@@ -96,8 +124,9 @@ pub fn environment(explicit: Option<&Path>) -> Result<&'static Environment> {
         }))
         .build()
         .map_err(|e| Error::Runtime(format!("cannot start ONNX Runtime from {}: {e}", path.display())))?;
-    crate::log::log(crate::log::Level::Info, || format!("ONNX Runtime loaded from {} ({from})", path.display()));
     let _ = ENV.set((path.clone(), env));
+    drop(guard);
+    crate::log::log(crate::log::Level::Info, || format!("ONNX Runtime loaded from {} ({from})", path.display()));
     Ok(&ENV.get().expect("just set").1)
 }
 
