@@ -66,6 +66,22 @@ fn train_save_and_eval() {
     let ls: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(ls["result"][0]["value"]["choices"][0], "1");
     assert_eq!(ls["result"][0]["to_name"], "text");
+    // A single-sentence export reads a line with a tab as one text (it used to be cut at
+    // the tab, the rest dropped): a tab is whitespace to the tokenizer, so the same
+    // probabilities as the line with a space.
+    let tabbed = dir.join("tabbed.txt");
+    std::fs::write(&tabbed, "i loved\tthis book\n").unwrap();
+    let o = lmbff().args(["predict", "--threads", "1", "--input"]).arg(&tabbed).arg("--export").arg(&exp).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let got: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let mut child = lmbff().args(["predict", "--threads", "1", "--export"]).arg(&exp).stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), b"i loved this book\n").unwrap();
+    let whole: serde_json::Value = serde_json::from_slice(&child.wait_with_output().unwrap().stdout).unwrap();
+    let mut cut = lmbff().args(["predict", "--threads", "1", "--export"]).arg(&exp).stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    std::io::Write::write_all(&mut cut.stdin.take().unwrap(), b"i loved\n").unwrap();
+    let cut: serde_json::Value = serde_json::from_slice(&cut.wait_with_output().unwrap().stdout).unwrap();
+    assert_eq!(got["probs"], whole["probs"]);
+    assert_ne!(got["probs"], cut["probs"], "the text after the tab is read");
     let o = lmbff().args(["predict", "--label-studio", "only-one", "--export"]).arg(&exp).output().unwrap();
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("FROM,TO"));
 }

@@ -105,12 +105,14 @@ pub struct PredictArgs {
     pub label_studio: Option<Vec<String>>,
 }
 
-fn read_inputs(spec: &str) -> Result<(Vec<Example>, Option<Vec<String>>)> {
+/// Inputs from a text file (or `-`: stdin) or a TSV. In a text file a tab separates
+/// text_a from text_b only when the export reads `pairs`; otherwise a line is one text.
+fn read_inputs(spec: &str, pairs: bool) -> Result<(Vec<Example>, Option<Vec<String>>)> {
     let lines = |r: Box<dyn BufRead>| -> Result<Vec<Example>> {
         let mut out = Vec::new();
         for line in r.lines() {
             let line = line.map_err(|e| Error::io(spec, e))?;
-            let (a, b) = match line.split_once('\t') {
+            let (a, b) = match line.split_once('\t').filter(|_| pairs) {
                 Some((a, b)) => (a.to_string(), Some(b.to_string())),
                 None => (line, None),
             };
@@ -137,7 +139,7 @@ pub fn predict_cmd(a: PredictArgs) -> Result<()> {
     }
     let opts = PredictorOptions { threads: a.threads, max_batch: a.batch_size, ort_library: a.ort_lib.clone(), ..Default::default() };
     let p = Predictor::open(&a.export, &opts)?;
-    let (inputs, gold) = read_inputs(&a.input)?;
+    let (inputs, gold) = read_inputs(&a.input, p.reads_pairs())?;
     let labels = p.labels().to_vec();
     let mut bar = Bar::new("predict");
     let stdout = std::io::stdout();
@@ -225,8 +227,6 @@ fn encoder_flops(lens: &[usize], h: f64, inter: f64, layers: f64) -> f64 {
 /// the ONNX Runtime predictor and, with --model, the tch forward; prints JSON lines.
 pub fn bench_predict(a: BenchPredictArgs) -> Result<()> {
     use std::time::Instant;
-    let (inputs, _) = read_inputs(&a.texts)?;
-    let inputs: Vec<Example> = inputs.into_iter().take(a.n).collect();
     tch::set_num_threads(a.threads as i32);
     // Matrix-multiply peak of this machine at these threads (libtorch, fp32, 2048^3).
     let peak = {
@@ -243,6 +243,8 @@ pub fn bench_predict(a: BenchPredictArgs) -> Result<()> {
     // limit are split), opened once; the caller's batch size varies.
     let opts = PredictorOptions { threads: a.threads, ort_library: a.ort_lib.clone(), ..Default::default() };
     let p = Predictor::open(&a.export, &opts)?;
+    let (inputs, _) = read_inputs(&a.texts, p.reads_pairs())?;
+    let inputs: Vec<Example> = inputs.into_iter().take(a.n).collect();
     // What the exported graph computes on these inputs (the same at every batch size).
     let m = p.manifest().model.clone();
     // Every rendering is a forward pass (one per demonstration set, if the export has any).

@@ -321,6 +321,12 @@ impl Predictor {
         self.multi.is_some()
     }
 
+    /// Whether inputs are pairs (text_a, text_b): a template reading two sentences, not
+    /// a multi-label prompt (whose second sentence is the label's name).
+    pub fn reads_pairs(&self) -> bool {
+        self.multi.is_none() && self.prompt.template.num_sentences() == 2
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
     }
