@@ -223,6 +223,8 @@ typedef struct {
   uint32_t threads;
   /*
    Sessions in the pool: how many calls run at once (each holds the weights; 1 to 64).
+   A similarity-filtered export's sentence encoder, which picks each input's
+   demonstrations, is one session that calls take in turn.
    */
   uint32_t sessions;
   /*

@@ -32,6 +32,8 @@ pub struct lmbff_predictor_params {
     /// ONNX Runtime intra-op threads per session (0: all available cores; at most 256).
     pub threads: u32,
     /// Sessions in the pool: how many calls run at once (each holds the weights; 1 to 64).
+    /// A similarity-filtered export's sentence encoder, which picks each input's
+    /// demonstrations, is one session that calls take in turn.
     pub sessions: u32,
     /// Largest batch run at once (at least 1); larger calls are split (inputs sorted by
     /// length).
