@@ -544,7 +544,8 @@ const char *lmbff_predictor_label(const lmbff_predictor *p,
  Predicts `n` inputs: `texts[i]`, paired with `texts_b[i]` for two-sentence templates
  (`texts_b` NULL otherwise: a second text for a one-sentence template is
  LMBFF_ERR_INVALID_ARGUMENT, naming the input). n = 0 gives an empty result. Texts over the length limit
- are truncated as the export's manifest says (the mask is kept). On success *out
+ are truncated as the export's manifest says (the mask is kept); of a long text only as
+ much is tokenized as truncation keeps. On success *out
  holds the results, to free with lmbff_predictions_free.
 
  # Safety

@@ -75,6 +75,44 @@ fn truncation_never_cuts_the_mask() {
     assert!(matches!(p.encode(&tok, &Example::single("x", None)), Err(Error::Truncation(_))));
 }
 
+/// Texts that stress where `encode_head` may cut: plain prose, a whitespace run far
+/// longer than the first cut (the cut doubles past it), Unicode with no-break spaces and
+/// accents, CJK without spaces, and no whitespace at all (encoded whole).
+fn long_texts() -> Vec<(&'static str, String)> {
+    let prose = "The film's pacing drags, yet the cast (mostly newcomers) is superb; 9/10! ".repeat(2_000);
+    let gap = format!("{}{}{}", "short opening words ".repeat(5), " \n\t ".repeat(50_000), "then more words at last ".repeat(500));
+    let unicode = "Café crème\u{a0}brûlée — déjà vu\u{3000}naïve Ωmega ".repeat(2_000);
+    let cjk = format!("{} tail", "这部电影非常好看。".repeat(3_000));
+    let unbroken = "word,".repeat(20_000);
+    vec![("prose", prose), ("gap", gap), ("unicode", unicode), ("cjk", cjk), ("unbroken", unbroken)]
+}
+
+#[test]
+fn long_inputs_are_tokenized_only_as_far_as_truncation_reads() {
+    let tokenizers = [("minilm", minilm()), ("roberta", Tokenizer::from_dir(&common::fixtures().join("roberta")).unwrap())];
+    for (name, tok) in &tokenizers {
+        for (kind, text) in long_texts() {
+            let whole = tok.encode_piece(&text).unwrap();
+            for n in [1, 7, 128, 512, whole.len() + 5] {
+                let head = tok.encode_head(&text, n).unwrap();
+                assert_eq!(head, whole[..n.min(whole.len())], "{name} {kind} {n}");
+            }
+        }
+    }
+    // Through a prompt: a document of 20 MB renders as its first few kilobytes do, and
+    // no faster way exists to tell that only its head was tokenized than the time it
+    // takes (the whole text takes seconds and gigabytes; its head, milliseconds).
+    let tok = minilm();
+    let p = sst2(&tok, "{text} It was {mask}.", 128);
+    let head = "A gripping, beautifully acted film that never lets go. ".repeat(100);
+    let doc = head.repeat(4_000);
+    let started = std::time::Instant::now();
+    let e = p.encode(&tok, &Example::single(doc.clone(), None)).unwrap();
+    let took = started.elapsed();
+    assert_eq!(e, p.encode(&tok, &Example::single(head, None)).unwrap());
+    assert!(took < std::time::Duration::from_secs(2), "a {} MB input took {took:?} to render", doc.len() >> 20);
+}
+
 #[test]
 fn label_words_are_checked_against_the_vocabulary() {
     let tok = minilm();

@@ -39,7 +39,8 @@ pub fn gold_labels(examples: &[Example]) -> Vec<usize> {
 
 /// Length limits. Sentences are first cut to their own limits (tail dropped), then,
 /// while the whole input is longer than `max_len`, the longest sentence loses its last
-/// token. Template tokens, the mask among them, are never cut.
+/// token. Template tokens, the mask among them, are never cut. Of a long sentence only
+/// as much is tokenized as can be kept ([`Tokenizer::encode_head`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Truncation {
     /// Maximum tokens in the whole input, special tokens included.
@@ -319,7 +320,9 @@ impl Prompt {
                     }
                     .ok_or_else(|| Error::InvalidArgument(format!("the template needs sentence {index} (text_b), but the example has none")))?;
                     let text = shape_sentence(raw, *case, *drop_last, *space && tok.word_boundary() == WordBoundary::LeadingSpace);
-                    let mut ids = tok.encode_piece(&text)?;
+                    // No sentence keeps more than max_len tokens, whatever the others hold
+                    // (the longest is cut first), so a long text is tokenized no further.
+                    let mut ids = tok.encode_head(&text, self.truncation.max_len)?;
                     // The template's mask is the only mask: a mask token typed in the
                     // input text reads as unknown (so a model finds the mask by its id).
                     ids.iter_mut().filter(|i| **i == special.mask).for_each(|i| *i = special.unk);

@@ -107,8 +107,34 @@ impl Tokenizer {
         let enc = self
             .inner
             .encode(text, false)
-            .map_err(|e| Error::Tokenizer(format!("cannot encode {text:?}: {e}")))?;
+            .map_err(|e| Error::Tokenizer(format!("cannot encode {}: {e}", preview(text))))?;
         Ok(enc.get_ids().to_vec())
+    }
+
+    /// The first `max_tokens` ids of `encode_piece(text)` (all of them when there are
+    /// fewer), without tokenizing more of a long text than they need: a host may hand
+    /// over a whole document where a sentence was expected, and truncation keeps at
+    /// most `max_len` tokens of it.
+    ///
+    /// The text is encoded up to a cut, doubled until the cut's ids number
+    /// `max_tokens`. A cut lies where a whitespace run starts after a character that is
+    /// not whitespace, and there every pre-tokenizer in use (whitespace and punctuation
+    /// splits, byte-level BPE's regex, Metaspace) ends a word: the ids before it are the
+    /// ids the whole text starts with. A text with no such place past the first cut is
+    /// encoded whole.
+    pub fn encode_head(&self, text: &str, max_tokens: usize) -> Result<Vec<u32>> {
+        let mut from = max_tokens.saturating_mul(HEAD_BYTES_PER_TOKEN).max(HEAD_MIN_BYTES);
+        while let Some(cut) = word_end_at_or_after(text, from) {
+            let mut ids = self.encode_piece(&text[..cut])?;
+            if ids.len() >= max_tokens {
+                ids.truncate(max_tokens);
+                return Ok(ids);
+            }
+            from = cut.saturating_mul(2);
+        }
+        let mut ids = self.encode_piece(text)?;
+        ids.truncate(max_tokens);
+        Ok(ids)
     }
 
     /// Encodes text without special tokens and returns ids with the index of the word
@@ -117,7 +143,7 @@ impl Tokenizer {
         let enc = self
             .inner
             .encode(text, false)
-            .map_err(|e| Error::Tokenizer(format!("cannot encode {text:?}: {e}")))?;
+            .map_err(|e| Error::Tokenizer(format!("cannot encode {}: {e}", preview(text))))?;
         Ok((enc.get_ids().to_vec(), enc.get_word_ids().to_vec()))
     }
 
@@ -132,6 +158,32 @@ impl Tokenizer {
     /// Decodes ids back to text (special tokens kept), for messages and debugging.
     pub fn decode(&self, ids: &[u32]) -> String {
         self.inner.decode(ids, false).unwrap_or_default()
+    }
+}
+
+/// Where `encode_head` first cuts: bytes per wanted token (English averages about 5),
+/// and at least this many bytes.
+const HEAD_BYTES_PER_TOKEN: usize = 16;
+const HEAD_MIN_BYTES: usize = 4096;
+
+/// The first byte offset at or after `from` where an ASCII whitespace character follows
+/// one that is not whitespace (a word's end), if any. An ASCII byte is always a char
+/// boundary.
+fn word_end_at_or_after(text: &str, from: usize) -> Option<usize> {
+    let bytes = text.as_bytes();
+    let start = from.max(1);
+    if start >= bytes.len() {
+        return None;
+    }
+    (start..bytes.len()).find(|&i| bytes[i].is_ascii_whitespace() && text[..i].chars().next_back().is_some_and(|c| !c.is_whitespace()))
+}
+
+/// The start of a text for an error message (a whole document would flood it).
+fn preview(text: &str) -> String {
+    const MAX_CHARS: usize = 60;
+    match text.char_indices().nth(MAX_CHARS) {
+        None => format!("{text:?}"),
+        Some((end, _)) => format!("{:?}... ({} bytes)", &text[..end], text.len()),
     }
 }
 
