@@ -25,7 +25,8 @@ labelled by it (`self-train head M=...`); `--ordinal` adds Frank and Hall's ordi
 on the default features (sst-5's classes are ordered). `--losses pairs,supcon,batch-hard`
 trains one encoder per contrastive loss on the same split (SetFit's pairs; supervised
 contrastive, with the probe's own `SupCon`; the batch-hard soft-margin triplet loss) and
-scores the default head on each.
+scores the default head on each. `--wise 0.25,0.5,1` interpolates the tuned encoder's
+weights with the untrained one's (WiSE-FT) and scores the default head at each alpha.
 `--frozen` skips the contrastive training (the
 untrained encoder: the prior the words carry before any tuning). `--untrained-too` scores,
 beside `words x3`, heads that also read the untrained encoder's features of the same
@@ -230,6 +231,32 @@ def run_losses(data, task, seed, names):
     return out
 
 
+def run_wise(data, task, seed, alphas):
+    """WiSE-FT (Wortsman et al. 2022): the tuned encoder's weights interpolated with the
+    untrained encoder's, alpha * tuned + (1 - alpha) * untrained, the label words and the
+    default head (embedding and word-anchor features x3) refitted at each alpha; dev and
+    test accuracy of each (alpha 1 is the default method)."""
+    from sklearn.linear_model import LogisticRegression
+
+    xs, ys = read_split(data, task, seed, "train")
+    dx, dy = read_split(data, task, seed, "dev")
+    tx, ty = read_split(data, task, seed, "test")
+    started, out = time.time(), {}
+    base = {k: v.clone() for k, v in train(task, seed, xs, ys, True).state_dict().items()}
+    body = train(task, seed, xs, ys, False)
+    tuned = {k: v.clone() for k, v in body.state_dict().items()}
+    for a in alphas:
+        body.load_state_dict({k: (a * v + (1 - a) * base[k]) if v.is_floating_point() else v for k, v in tuned.items()})
+        words = label_words(body, task)
+        xl, xd, xt = (np.hstack([e, 3 * f]) for e, f in (features(body, x, words) for x in (xs, dx, tx)))
+        h = LogisticRegression(max_iter=3000).fit(xl, ys)
+        out[f"alpha {a:g}"] = (100 * float((h.predict(xd) == np.array(dy)).mean()),
+                               100 * float((h.predict(xt) == np.array(ty)).mean()))
+    print(f"{task} seed {seed} ({time.time() - started:.0f} s): "
+          + " ".join(f"{n} {d:.1f}/{t:.1f}" for n, (d, t) in out.items()), flush=True)
+    return out
+
+
 def run(data, task, seed, frozen, mask, bodies=1, untrained_too=False, layer=None, pool=0, ordinal=False):
     xs, ys = read_split(data, task, seed, "train")
     dx, dy = read_split(data, task, seed, "dev")
@@ -353,6 +380,8 @@ def main():
                     help="untrained encoder, no head: nearest class word by the mask state and by the word anchors")
     ap.add_argument("--losses", help=f"comma-separated, of {', '.join(LOSSES)}: one encoder per contrastive loss, "
                                        "each with the default head (nothing else is scored)")
+    ap.add_argument("--wise", help="comma-separated alphas: WiSE-FT, the tuned encoder's weights interpolated "
+                                     "with the untrained one's, the default head at each (nothing else is scored)")
     a = ap.parse_args()
     if a.zero_shot:
         print("| task | test | mask state | word max | word top-3 |\n|---|---|---|---|---|")
@@ -364,6 +393,9 @@ def main():
         if set(names) - set(LOSSES):
             ap.error(f"--losses: unknown {sorted(set(names) - set(LOSSES))}; known: {', '.join(LOSSES)}")
         rows = [run_losses(a.data, t, int(s), names) for t in a.tasks.split(",") for s in a.seeds.split(",")]
+    elif a.wise:
+        alphas = [float(x) for x in a.wise.split(",")]
+        rows = [run_wise(a.data, t, int(s), alphas) for t in a.tasks.split(",") for s in a.seeds.split(",")]
     else:
         rows = [run(a.data, t, int(s), a.frozen, a.mask, a.bodies, a.untrained_too, a.layer, a.pool, a.ordinal) for t in a.tasks.split(",") for s in a.seeds.split(",")]
     print("\n| head | mean dev | mean test |\n|---|---|---|")

@@ -310,6 +310,17 @@ impl ExportManifest {
         self.method == crate::checkpoint::METHOD_EMBEDDING && self.multi_label.is_some()
     }
 
+    /// The graph output class predictions read: `label_logits` when they average over
+    /// demonstration sets (fixed ones, or each input's own when similarity-filtered),
+    /// else `probs`.
+    pub fn predicted_output(&self) -> &'static str {
+        if self.demonstrations.as_ref().is_some_and(|d| !d.sets.is_empty() || d.filter.is_some()) {
+            OUTPUT_LOGITS
+        } else {
+            OUTPUT_PROBS
+        }
+    }
+
     /// Columns of graph output `name` per input: 1 for `score`; for a multi-label
     /// sentence-embedding export the labels (`probs`) or their yes/no pairs
     /// (`label_logits`); otherwise the classes.

@@ -254,10 +254,7 @@ impl Predictor {
                     &format!("model.onnx has inputs {inputs:?} and outputs {outputs:?}; the manifest says {:?} and {:?}", manifest.model.inputs, manifest.model.outputs),
                 ));
             }
-            // The output predictions read: label logits when demonstration sets are
-            // averaged, else probabilities.
-            let demos = manifest.demonstrations.as_ref().is_some_and(|d| !d.sets.is_empty() || d.filter.is_some());
-            let needed = if demos { OUTPUT_LOGITS } else { OUTPUT_PROBS };
+            let needed = manifest.predicted_output();
             if !outputs.iter().any(|o| o == needed) {
                 return Err(mismatch(dir, &format!("model.onnx has no output {needed:?}, which predictions read (its outputs: {outputs:?})")));
             }
@@ -387,13 +384,18 @@ impl Predictor {
 
     /// Class predictions of inputs as the template reads them.
     fn predict_classes(&self, inputs: &[Example]) -> Result<Vec<Prediction>> {
+        // The rule `open` checked the graph by: one reading through `probs`, or label
+        // logits averaged over demonstration sets.
+        let output = self.manifest.predicted_output();
+        if output == OUTPUT_PROBS {
+            return self.predict_encoded(&self.render(inputs, |_| &[])?);
+        }
         let tables = match &self.filter {
             Some(f) => {
                 let per = f.sets_for(inputs, self.max_batch)?;
-                (0..f.sets).map(|k| self.run(&self.render(inputs, |i| per[i][k].as_slice())?, OUTPUT_LOGITS)).collect::<Result<Vec<_>>>()?
+                (0..f.sets).map(|k| self.run(&self.render(inputs, |i| per[i][k].as_slice())?, output)).collect::<Result<Vec<_>>>()?
             }
-            None if self.demo_sets().is_empty() => return self.predict_encoded(&self.render(inputs, |_| &[])?),
-            None => self.demo_sets().iter().map(|set| self.run(&self.render(inputs, |_| set.as_slice())?, OUTPUT_LOGITS)).collect::<Result<Vec<_>>>()?,
+            None => self.demo_sets().iter().map(|set| self.run(&self.render(inputs, |_| set.as_slice())?, output)).collect::<Result<Vec<_>>>()?,
         };
         Ok(softmax_rows(&mean_rows(&tables)).into_iter().map(|p| self.prediction(p)).collect())
     }
