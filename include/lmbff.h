@@ -224,7 +224,7 @@ typedef struct {
   /*
    Sessions in the pool: how many calls run at once (each holds the weights; 1 to 64).
    A similarity-filtered export's sentence encoder, which picks each input's
-   demonstrations, is one session that calls take in turn.
+   demonstrations, has as many sessions of its own.
    */
   uint32_t sessions;
   /*

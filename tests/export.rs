@@ -363,6 +363,15 @@ fn filtered_demonstrations_travel_with_the_export_and_predict_the_same() {
     // Filtered sets are not the fixed ones: predicting with fixed sets differs.
     let fixed = train::softmax_rows(&train::predict_examples(&c.model, &c.tok, &c.prompt, Method::Prompt, &head, &ex, &Demos::Fixed(demo_sets(false)), 5).unwrap());
     assert!(max_diff(&fixed, &got) > 100.0 * d.max(1e-7));
+    // With several sessions (the sentence encoder gets as many as the model), threads
+    // predicting at once get what one caller gets.
+    let pool = Predictor::open(&out, &PredictorOptions { threads: 1, max_batch: 4, sessions: 3, ..Default::default() }).unwrap();
+    std::thread::scope(|s| {
+        let runs: Vec<_> = (0..4).map(|_| s.spawn(|| pool.predict(&ex).unwrap().into_iter().map(|p| p.probs).collect::<Vec<_>>())).collect();
+        for r in runs {
+            assert!(max_diff(&r.join().unwrap(), &got) <= 1e-6);
+        }
+    });
 
     // A Triton repository holds one graph: refused, by name.
     let opts = ExportOptions { triton: Some("m".into()), ..Default::default() };

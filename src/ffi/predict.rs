@@ -33,7 +33,7 @@ pub struct lmbff_predictor_params {
     pub threads: u32,
     /// Sessions in the pool: how many calls run at once (each holds the weights; 1 to 64).
     /// A similarity-filtered export's sentence encoder, which picks each input's
-    /// demonstrations, is one session that calls take in turn.
+    /// demonstrations, has as many sessions of its own.
     pub sessions: u32,
     /// Largest batch run at once (at least 1); larger calls are split (inputs sorted by
     /// length).

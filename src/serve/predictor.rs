@@ -5,7 +5,8 @@
 //! `max_batch`, each padded only to its own longest input; id buffers are reused across
 //! batches. Threads: one predictor is shared by any number of threads; it holds a pool of
 //! `sessions` ONNX Runtime sessions (each behind a lock, as `Session::run` needs `&mut`),
-//! and a call takes a free one, or waits for one.
+//! and a call takes a free one, or waits for one. A similarity-filtered export's sentence
+//! encoder has as many sessions of its own.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -97,18 +98,44 @@ pub struct Predictor {
     manifest: ExportManifest,
     tok: Tokenizer,
     prompt: Prompt,
-    sessions: Vec<Mutex<Session>>,
-    next: AtomicUsize,
+    sessions: SessionPool,
     max_batch: usize,
     token_types: bool,
     filter: Option<Filter>,
     multi: Option<MultiLabel>,
 }
 
-/// Similarity-filtered demonstrations: the sentence encoder's session and tokenizer, and
-/// the pool with its embeddings (computed by that session when the predictor opens).
+/// Sessions of one graph, each behind a lock (`Session::run` needs `&mut`): a call takes
+/// a free one, trying each from a rotating start, or waits for its start's.
+struct SessionPool {
+    sessions: Vec<Mutex<Session>>,
+    next: AtomicUsize,
+}
+
+impl SessionPool {
+    /// `count` (at least 1) sessions over `dir/file`.
+    fn open(env: &ort::environment::Environment, dir: &Path, file: &str, what: &'static str, threads: usize, count: usize) -> Result<Self> {
+        let sessions = (0..count.max(1)).map(|_| new_session(env, dir, file, what, threads).map(Mutex::new)).collect::<Result<Vec<_>>>()?;
+        Ok(SessionPool { sessions, next: AtomicUsize::new(0) })
+    }
+
+    fn take(&self) -> parking_lot::MutexGuard<'_, Session> {
+        let n = self.sessions.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        for k in 0..n {
+            if let Some(g) = self.sessions[(start + k) % n].try_lock() {
+                return g;
+            }
+        }
+        self.sessions[start % n].lock()
+    }
+}
+
+/// Similarity-filtered demonstrations: the sentence encoder's sessions (as many as the
+/// predictor's) and tokenizer, and the pool with its embeddings (computed when the
+/// predictor opens).
 struct Filter {
-    session: Mutex<Session>,
+    sessions: SessionPool,
     tok: Tokenizer,
     reader: Prompt,
     pool: DemoPool,
@@ -117,7 +144,7 @@ struct Filter {
 }
 
 impl Filter {
-    fn open(dir: &Path, f: &DemoFilter, sentences: usize, num_labels: usize, env: &ort::environment::Environment, threads: usize, max_batch: usize) -> Result<Self> {
+    fn open(dir: &Path, f: &DemoFilter, sentences: usize, num_labels: usize, env: &ort::environment::Environment, threads: usize, sessions: usize, max_batch: usize) -> Result<Self> {
         if f.sets == 0 || f.pool.is_empty() || f.max_len < 4 {
             return Err(mismatch(dir, &format!("the demonstration filter needs at least one set, a pool and max_len >= 4 (sets {}, {} pool examples, max_len {})", f.sets, f.pool.len(), f.max_len)));
         }
@@ -127,14 +154,17 @@ impl Filter {
         if (s.cls, s.sep, s.mask, s.pad, s.unk) != (want.cls, want.sep, want.mask, want.pad, want.unk) {
             return Err(mismatch(dir, "the demonstration encoder's tokenizer has other special tokens than the manifest's"));
         }
-        let session = new_session(env, dir, &f.file, "demonstration encoder", threads)?;
-        let outputs: Vec<String> = session.outputs().iter().map(|o| o.name().to_string()).collect();
-        let inputs: Vec<String> = session.inputs().iter().map(|i| i.name().to_string()).collect();
-        if inputs != f.inputs || !outputs.iter().any(|o| o == OUTPUT_EMBEDDING) {
-            return Err(mismatch(dir, &format!("{} has inputs {inputs:?} and outputs {outputs:?}; the manifest says {:?} and {OUTPUT_EMBEDDING}", f.file, f.inputs)));
+        let sessions = SessionPool::open(env, dir, &f.file, "demonstration encoder", threads, sessions)?;
+        {
+            let session = sessions.take();
+            let outputs: Vec<String> = session.outputs().iter().map(|o| o.name().to_string()).collect();
+            let inputs: Vec<String> = session.inputs().iter().map(|i| i.name().to_string()).collect();
+            if inputs != f.inputs || !outputs.iter().any(|o| o == OUTPUT_EMBEDDING) {
+                return Err(mismatch(dir, &format!("{} has inputs {inputs:?} and outputs {outputs:?}; the manifest says {:?} and {OUTPUT_EMBEDDING}", f.file, f.inputs)));
+            }
         }
         let mut filter = Filter {
-            session: Mutex::new(session),
+            sessions,
             reader: Prompt::sentence_reader(sentences, f.max_len)?,
             tok,
             pool: DemoPool::new(&f.pool, num_labels).map_err(|e| mismatch(dir, &e.to_string()))?,
@@ -152,7 +182,7 @@ impl Filter {
             .enumerate()
             .map(|(i, ex)| self.reader.encode(&self.tok, ex).map_err(|e| Error::InvalidArgument(format!("input {i}: {e}"))))
             .collect::<Result<Vec<_>>>()?;
-        run_graph(&mut self.session.lock(), &enc, OUTPUT_EMBEDDING, None, self.tok.special().pad, self.token_types, max_batch)
+        run_graph(&mut self.sessions.take(), &enc, OUTPUT_EMBEDDING, None, self.tok.special().pad, self.token_types, max_batch)
     }
 
     /// The sets of each input, `[input][set]`.
@@ -240,12 +270,9 @@ impl Predictor {
         }
         let env = super::runtime::environment(opts.ort_library.as_deref())?;
         let threads = if opts.threads == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) } else { opts.threads };
-        let mut sessions = Vec::with_capacity(opts.sessions);
-        for _ in 0..opts.sessions {
-            sessions.push(Mutex::new(new_session(env, dir, &manifest.model.file, "ONNX model", threads)?));
-        }
+        let sessions = SessionPool::open(env, dir, &manifest.model.file, "ONNX model", threads, opts.sessions)?;
         {
-            let s = sessions[0].lock();
+            let s = sessions.take();
             let inputs: Vec<String> = s.inputs().iter().map(|i| i.name().to_string()).collect();
             let outputs: Vec<String> = s.outputs().iter().map(|o| o.name().to_string()).collect();
             if inputs != manifest.model.inputs || !manifest.model.outputs.iter().all(|o| outputs.contains(o)) {
@@ -285,7 +312,7 @@ impl Predictor {
             None => None,
         };
         let filter = match manifest.demonstrations.as_ref().and_then(|d| d.filter.as_ref()) {
-            Some(f) => Some(Filter::open(dir, f, prompt.template.num_sentences(), manifest.labels.len(), env, threads, opts.max_batch)?),
+            Some(f) => Some(Filter::open(dir, f, prompt.template.num_sentences(), manifest.labels.len(), env, threads, opts.sessions, opts.max_batch)?),
             None => None,
         };
         crate::log::log(crate::log::Level::Info, || {
@@ -298,7 +325,7 @@ impl Predictor {
                 opts.sessions
             )
         });
-        Ok(Predictor { dir: dir.to_path_buf(), manifest, tok, prompt, sessions, next: AtomicUsize::new(0), max_batch: opts.max_batch, token_types, filter, multi })
+        Ok(Predictor { dir: dir.to_path_buf(), manifest, tok, prompt, sessions, max_batch: opts.max_batch, token_types, filter, multi })
     }
 
     pub fn manifest(&self) -> &ExportManifest {
@@ -433,19 +460,7 @@ impl Predictor {
     /// Runs the graph on rendered inputs and returns the rows of `output` ([n][labels])
     /// in input order.
     fn run(&self, encoded: &[Encoded], output: &str) -> Result<Vec<Vec<f32>>> {
-        run_graph(&mut self.session(), encoded, output, Some(self.manifest.output_width(output)), self.tok.special().pad, self.token_types, self.max_batch)
-    }
-
-    /// A free session of the pool, or the next one in turn when all are busy.
-    fn session(&self) -> parking_lot::MutexGuard<'_, Session> {
-        let n = self.sessions.len();
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
-        for k in 0..n {
-            if let Some(g) = self.sessions[(start + k) % n].try_lock() {
-                return g;
-            }
-        }
-        self.sessions[start % n].lock()
+        run_graph(&mut self.sessions.take(), encoded, output, Some(self.manifest.output_width(output)), self.tok.special().pad, self.token_types, self.max_batch)
     }
 }
 
