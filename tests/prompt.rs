@@ -93,9 +93,13 @@ fn long_inputs_are_tokenized_only_as_far_as_truncation_reads() {
     for (name, tok) in &tokenizers {
         for (kind, text) in long_texts() {
             let whole = tok.encode_piece(&text).unwrap();
+            let (_, words) = tok.encode_words(&text).unwrap();
             for n in [1, 7, 128, 512, whole.len() + 5] {
                 let head = tok.encode_head(&text, n).unwrap();
                 assert_eq!(head, whole[..n.min(whole.len())], "{name} {kind} {n}");
+                // And with each token's word, as masked-LM adaptation reads its texts.
+                let (ids, w) = tok.encode_words_head(&text, n).unwrap();
+                assert_eq!((ids, &w[..]), (head, &words[..n.min(words.len())]), "{name} {kind} {n}");
             }
         }
     }

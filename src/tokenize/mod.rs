@@ -123,23 +123,33 @@ impl Tokenizer {
     /// ids the whole text starts with. A text with no such place past the first cut is
     /// encoded whole.
     pub fn encode_head(&self, text: &str, max_tokens: usize) -> Result<Vec<u32>> {
+        Ok(self.encode_words_head(text, max_tokens)?.0)
+    }
+
+    /// [`Tokenizer::encode_words`] of the text's first `max_tokens` ids, tokenizing no
+    /// more of it than [`Tokenizer::encode_head`] does.
+    pub fn encode_words_head(&self, text: &str, max_tokens: usize) -> Result<(Vec<u32>, Vec<Option<u32>>)> {
         let mut from = max_tokens.saturating_mul(HEAD_BYTES_PER_TOKEN).max(HEAD_MIN_BYTES);
-        while let Some(cut) = word_end_at_or_after(text, from) {
-            let mut ids = self.encode_piece(&text[..cut])?;
-            if ids.len() >= max_tokens {
-                ids.truncate(max_tokens);
-                return Ok(ids);
+        loop {
+            let cut = word_end_at_or_after(text, from);
+            let (mut ids, mut words) = self.encode_words(&text[..cut.unwrap_or(text.len())])?;
+            match cut {
+                Some(c) if ids.len() < max_tokens => from = c.saturating_mul(2),
+                _ => {
+                    ids.truncate(max_tokens);
+                    words.truncate(max_tokens);
+                    return Ok((ids, words));
+                }
             }
-            from = cut.saturating_mul(2);
         }
-        let mut ids = self.encode_piece(text)?;
-        ids.truncate(max_tokens);
-        Ok(ids)
     }
 
     /// Encodes text without special tokens and returns ids with the index of the word
     /// each token belongs to (for whole-word masking).
     pub fn encode_words(&self, text: &str) -> Result<(Vec<u32>, Vec<Option<u32>>)> {
+        if text.is_empty() {
+            return Ok((Vec::new(), Vec::new()));
+        }
         let enc = self
             .inner
             .encode(text, false)

@@ -300,7 +300,8 @@ pub fn adapt(
     let max_len = p.max_len.min(model.config.max_input_len() as usize);
     let mut data = Vec::with_capacity(texts.len());
     for text in texts {
-        let (ids, words) = tok.encode_words(text)?;
+        // Training reads a text's first max_len - 2 tokens (`mask_sequence`).
+        let (ids, words) = tok.encode_words_head(text, max_len - 2)?;
         if words.iter().any(Option::is_some) {
             data.push(Tokenized { ids, words });
         }
