@@ -177,6 +177,11 @@ typedef enum {
    An object that is used by one thread at a time (a task) is in use by another.
    */
   LMBFF_ERR_BUSY = 10,
+  /*
+   The task's folder was saved by another handle or process since this handle opened
+   or last saved it: nothing was written (reopen the task and apply the change again).
+   */
+  LMBFF_ERR_CONFLICT = 11,
 } lmbff_status;
 
 /*
@@ -700,7 +705,12 @@ lmbff_status lmbff_task_open(const char *dir, lmbff_task **out);
 
 /*
  Saves the task to directory `dir` (not an empty path), replacing its task.json
- atomically (an interrupted save leaves the previous version).
+ atomically and durably (an interrupted save leaves the previous version). Saves to
+ one folder take turns (a lock file, .lmbff.lock, in it), and a save never replaces
+ what this handle has not seen: LMBFF_ERR_CONFLICT when the folder's task was saved by
+ another handle or process since this one opened or last saved it (nothing is written:
+ reopen and apply the change again); LMBFF_ERR_INVALID_ARGUMENT when `dir` holds another
+ task (one this handle was not opened from or saved to).
 
  # Safety
  `t` is a live task; `dir` is a NUL-terminated string.
@@ -826,8 +836,10 @@ lmbff_train_params lmbff_train_default_params(void);
 /*
  Starts training `task` in the background; the task is snapshotted now, so the host
  may go on registering. The task must have been saved (lmbff_task_save) or opened: its
- versions are stored in its directory. `progress` (may be NULL) runs on the training
- thread. Runs in one process train one after another. On success *out holds the run.
+ versions are stored in its directory (the one it was saved to or opened from when the
+ run starts, even if the host saves it elsewhere meanwhile). `progress` (may be NULL)
+ runs on the training thread. Runs in one process train one after another. On success
+ *out holds the run.
 
  # Safety
  `task` is a live task; `params` from lmbff_train_default_params(); `out` valid;
@@ -917,7 +929,10 @@ lmbff_status lmbff_train(lmbff_task *task,
 lmbff_status lmbff_task_versions(lmbff_task *task, char *buf, size_t capacity, size_t *needed);
 
 /*
- Deletes model version `version` of the task.
+ Deletes model version `version` of the task, in one step (its folder is renamed
+ aside, then emptied). Its name is never given to a later version: versions are
+ numbered past every one made before, deleted or not, also when several processes
+ train the task at once.
 
  # Safety
  `task` is a live task; `version` a NUL-terminated string.

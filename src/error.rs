@@ -59,6 +59,9 @@ pub enum Error {
     NoTraining(&'static str),
     #[error("{0}")]
     Busy(&'static str),
+    /// What is on disk changed under this handle (another writer saved since it read).
+    #[error("{0}")]
+    Conflict(String),
     #[error("cancelled")]
     Cancelled,
     /// A bug in lmbff, caught (the message says where).

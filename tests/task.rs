@@ -62,6 +62,77 @@ fn register_relabel_remove_and_round_trip() {
     assert!(Task::new(no_mask).unwrap_err().to_string().contains("no mask"));
 }
 
+/// Two writers of one task folder never lose each other's labels: a handle whose folder
+/// was saved by another since it opened it is refused (nothing written) and saves after
+/// reopening; a new task is not saved over another's folder; handles saving at once from
+/// several threads leave one whole file, the others told they conflict.
+#[test]
+fn a_save_never_replaces_what_it_has_not_seen() {
+    let model = common::fixtures().join("bert");
+    let dir = common::tempdir("task-conflict").join("t");
+    let mut first = Task::new(spec(&model)).unwrap();
+    first.add_example("a great ride", None, "pos").unwrap();
+    first.save(&dir).unwrap();
+    let mut a = Task::open(&dir).unwrap();
+    let mut b = Task::open(&dir).unwrap();
+    a.add_example("a dull ride", None, "neg").unwrap();
+    a.save(&dir).unwrap();
+    a.add_unlabeled("a later one", None).unwrap();
+    a.save(&dir).unwrap();
+    b.add_example("a slow ride", None, "neg").unwrap();
+    let e = b.save(&dir).unwrap_err();
+    assert!(matches!(e, lmbff::Error::Conflict(_)) && e.to_string().contains("reopen the task"), "{e}");
+    let on_disk = Task::open(&dir).unwrap();
+    assert_eq!(on_disk, a, "the refused save wrote nothing");
+    // Reopened, the change applies on top of the other writer's.
+    let mut b = Task::open(&dir).unwrap();
+    b.add_example("a slow ride", None, "neg").unwrap();
+    b.save(&dir).unwrap();
+    assert_eq!(Task::open(&dir).unwrap().counts(), vec![2, 1], "neg: two, pos: one");
+    // The first handle is now behind, and so is refused too.
+    first.add_unlabeled("stale", None).unwrap();
+    assert!(matches!(first.save(&dir), Err(lmbff::Error::Conflict(_))));
+    // A task of its own is not saved over another task's folder.
+    let mut other = Task::new(spec(&model)).unwrap();
+    let e = other.save(&dir).unwrap_err().to_string();
+    assert!(e.contains("already holds a task"), "{e}");
+    assert_eq!(Task::open(&dir).unwrap(), b);
+    // The same folder reached by another path is the handle's own.
+    let relative = dir.join("..").join("t");
+    b.add_unlabeled("by another path", None).unwrap();
+    b.save(&relative).unwrap();
+
+    // Six handles saving at once: whatever wins, the file is one of them, whole.
+    let handles: Vec<Task> = (0..6)
+        .map(|k| {
+            let mut t = Task::open(&dir).unwrap();
+            t.add_unlabeled(&format!("writer {k}"), None).unwrap();
+            t
+        })
+        .collect();
+    let results: Vec<(Task, lmbff::Result<()>)> = std::thread::scope(|s| {
+        let runs: Vec<_> = handles
+            .into_iter()
+            .map(|mut t| {
+                let d = dir.clone();
+                s.spawn(move || {
+                    let r = t.save(&d);
+                    (t, r)
+                })
+            })
+            .collect();
+        runs.into_iter().map(|r| r.join().unwrap()).collect()
+    });
+    let saved: Vec<&Task> = results.iter().filter(|(_, r)| r.is_ok()).map(|(t, _)| t).collect();
+    assert_eq!(saved.len(), 1, "exactly one of the handles saved (all read the same file)");
+    for (_, r) in &results {
+        assert!(matches!(r, Ok(()) | Err(lmbff::Error::Conflict(_))), "{r:?}");
+    }
+    assert_eq!(&Task::open(&dir).unwrap(), saved[0]);
+    let stray: Vec<String> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().to_string()).filter(|n| n.contains(".tmp-")).collect();
+    assert!(stray.is_empty(), "temporary files left: {stray:?}");
+}
+
 /// Writes tests/data/task-v1 with this version's code (run once per format version with
 /// LMBFF_WRITE_TASK_FIXTURE=1; the committed file then stays as the old format's sample).
 #[test]
@@ -327,6 +398,9 @@ fn train_versions_and_export_through_the_c_abi() {
         tp.disable_label_anchors = true;
         assert_eq!(lmbff_train(t, &tp, None, null_mut(), version.as_mut_ptr(), 16), LMBFF_OK, "{}", last_error());
         let plain = CString::new(CStr::from_ptr(version.as_ptr()).to_bytes()).unwrap();
+        // A deleted version's name is never given again: v3's folder stays, emptied.
+        assert_eq!(plain.to_str().unwrap(), "v4");
+        assert_eq!(std::fs::read_dir(dir.join("models/.v3.deleted")).unwrap().count(), 0);
         let m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("models").join(plain.to_str().unwrap()).join("lmbff.json")).unwrap()).unwrap();
         assert_eq!(m["notes"]["label_anchors"].as_array().map(Vec::len), Some(0), "{m}");
         assert_eq!(lmbff_task_delete_version(t, plain.as_ptr()), LMBFF_OK);
@@ -809,7 +883,7 @@ fn zero_shot_words_through_the_c_abi() {
         // Another method needs an example of every label.
         tp.method = LMBFF_METHOD_SENTENCE_EMBEDDING;
         assert_eq!(lmbff_train(t, &tp, None, null_mut(), null_mut(), 0), LMBFF_ERR_INVALID_ARGUMENT);
-        assert!(last_error().contains("has no examples"), "{}", last_error());
+        assert!(last_error().contains("has no training examples: its 1 labelled example(s) are all held out as dev"), "{}", last_error());
         tp.method = LMBFF_METHOD_ZERO_SHOT_WORDS;
         tp.demonstrations = true;
         assert_eq!(lmbff_train(t, &tp, None, null_mut(), null_mut(), 0), LMBFF_ERR_INVALID_ARGUMENT);

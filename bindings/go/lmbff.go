@@ -26,7 +26,7 @@ import (
 )
 
 // Status names, indexed by status code.
-var statusNames = []string{"OK", "INVALID_ARGUMENT", "UTF8", "IO", "FORMAT", "MODEL", "RUNTIME", "NO_TRAINING", "CANCELLED", "INTERNAL", "BUSY"}
+var statusNames = []string{"OK", "INVALID_ARGUMENT", "UTF8", "IO", "FORMAT", "MODEL", "RUNTIME", "NO_TRAINING", "CANCELLED", "INTERNAL", "BUSY", "CONFLICT"}
 
 // Error is a failed lmbff call.
 type Error struct {

@@ -98,7 +98,7 @@ for (const [name, type, defaults] of [['lmbff_predictor_params', PredictorParams
   }
 }
 
-const STATUS = ['OK', 'INVALID_ARGUMENT', 'UTF8', 'IO', 'FORMAT', 'MODEL', 'RUNTIME', 'NO_TRAINING', 'CANCELLED', 'INTERNAL', 'BUSY'];
+const STATUS = ['OK', 'INVALID_ARGUMENT', 'UTF8', 'IO', 'FORMAT', 'MODEL', 'RUNTIME', 'NO_TRAINING', 'CANCELLED', 'INTERNAL', 'BUSY', 'CONFLICT'];
 
 /** A failed lmbff call: `code` is the status name (e.g. 'INVALID_ARGUMENT'), `status` its number. */
 class LmbffError extends Error {

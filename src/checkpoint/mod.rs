@@ -1,6 +1,13 @@
 //! Checkpoint directories: atomic writes and the lmbff manifest stored next to an HF
 //! model directory (template, label words, labels, truncation).
 
+mod atomic;
+
+pub use atomic::write_dir_atomic;
+#[cfg(feature = "train")]
+pub(crate) use atomic::write_new_dir;
+pub(crate) use atomic::{sync_dir, tmp_suffix, DirLock};
+
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -171,6 +178,11 @@ impl Manifest {
 
     pub fn write_into(&self, dir: &Path) -> Result<()> {
         let path = dir.join(MANIFEST_FILE);
+        // What the reader refuses is not written (JSON holds a NaN weight as null).
+        if let Some(c) = &self.classifier {
+            let rows = self.multi_label.as_ref().map_or(self.labels.len(), |names| 2 * names.len());
+            c.check(rows).map_err(|e| Error::InvalidArgument(format!("the model was not saved: {e} (training diverged: lower the learning rate)")))?;
+        }
         let m = Manifest { format_version: self.needed_version(), ..self.clone() };
         let text = serde_json::to_string_pretty(&m).expect("a manifest serialises");
         std::fs::write(&path, text).map_err(|e| Error::io(&path, e))
@@ -260,6 +272,11 @@ impl LinearHead {
 /// `"format_version"` from 1 to `max_version` (readers accept older versions; fields are
 /// only ever added). `what` names the document in errors ("export manifest", "task").
 pub(crate) fn read_versioned<T: serde::de::DeserializeOwned>(dir: &Path, file: &str, format: &str, max_version: u32, what: &'static str) -> Result<T> {
+    read_versioned_text(dir, file, format, max_version, what).map(|(value, _)| value)
+}
+
+/// [`read_versioned`], also returning the file's text as read.
+pub(crate) fn read_versioned_text<T: serde::de::DeserializeOwned>(dir: &Path, file: &str, format: &str, max_version: u32, what: &'static str) -> Result<(T, String)> {
     if !dir.is_dir() {
         // A folder that is not there is an IO error; one without the file, a format error.
         return Err(Error::io(dir, std::io::Error::new(std::io::ErrorKind::NotFound, "the directory does not exist")));
@@ -277,7 +294,7 @@ pub(crate) fn read_versioned<T: serde::de::DeserializeOwned>(dir: &Path, file: &
     if version == 0 || version > max_version as u64 {
         return Err(Error::Format { path, message: format!("{what} format version {version}; this lmbff ({}) reads versions 1 to {max_version}", crate::VERSION) });
     }
-    serde_json::from_value(value).map_err(|source| Error::Json { path, what, source })
+    serde_json::from_value(value).map(|v| (v, text)).map_err(|source| Error::Json { path, what, source })
 }
 
 /// FNV-1a 64-bit, a stable content hash (cache keys, model versions, resume checks).
@@ -292,72 +309,6 @@ pub fn fnv1a(bytes: &[u8], mut h: u64) -> u64 {
 
 /// FNV-1a's offset basis: the hash of nothing.
 pub const FNV_OFFSET: u64 = 0xcbf29ce484222325;
-
-/// Writes a directory atomically: `fill` writes into a fresh temporary directory beside
-/// `dest`, whose files are then synced and which is renamed onto `dest`. An interrupted
-/// write leaves `dest` as it was (the old version or nothing), never half-written.
-///
-/// An existing `dest` is replaced only when it is an empty folder or an earlier output of
-/// the same kind, a folder holding the file `marker` (an export's `lmbff-export.json`, a
-/// model's `lmbff.json`): anything else (a user's folder, a task's own folder, the model
-/// being exported) is refused with `InvalidArgument` and left as it is.
-pub fn write_dir_atomic(dest: &Path, marker: &str, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-    if dest.exists() || dest.is_symlink() {
-        let empty = dest.is_dir() && std::fs::read_dir(dest).map_err(|e| Error::io(dest, e))?.next().is_none();
-        if !dest.is_dir() || (!empty && !dest.join(marker).is_file()) {
-            return Err(Error::InvalidArgument(format!(
-                "{} already exists and is not an earlier output of this kind (it holds no {marker}); lmbff replaces only \
-                 an empty folder or its own earlier output there: choose a new or empty folder",
-                dest.display()
-            )));
-        }
-    }
-    let parent = dest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
-    let name = dest
-        .file_name()
-        .ok_or_else(|| Error::InvalidArgument(format!("{} is not a directory path", dest.display())))?
-        .to_string_lossy()
-        .to_string();
-    let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
-    let old = parent.join(format!(".{name}.old-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    let result = fill(&tmp).and_then(|()| sync_dir_files(&tmp));
-    if let Err(e) = result {
-        let _ = std::fs::remove_dir_all(&tmp);
-        return Err(e);
-    }
-    let had_old = dest.exists();
-    if had_old {
-        std::fs::rename(dest, &old).map_err(|e| Error::io(dest, e))?;
-    }
-    if let Err(e) = std::fs::rename(&tmp, dest) {
-        if had_old {
-            let _ = std::fs::rename(&old, dest);
-        }
-        return Err(Error::io(dest, e));
-    }
-    if had_old {
-        let _ = std::fs::remove_dir_all(&old);
-    }
-    if let Ok(d) = std::fs::File::open(parent) {
-        let _ = d.sync_all();
-    }
-    Ok(())
-}
-
-fn sync_dir_files(dir: &Path) -> Result<()> {
-    let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
-    for entry in entries {
-        let path: PathBuf = entry.map_err(|e| Error::io(dir, e))?.path();
-        if path.is_file() {
-            let f = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
-            f.sync_all().map_err(|e| Error::io(&path, e))?;
-        }
-    }
-    Ok(())
-}
 
 #[cfg(test)]
 mod tests {
@@ -393,6 +344,35 @@ mod tests {
         std::fs::create_dir(&empty).unwrap();
         write_dir_atomic(&empty, "a", |d| std::fs::write(d.join("a"), "four").map_err(|e| Error::io(d, e))).unwrap();
         assert_eq!(std::fs::read_to_string(empty.join("a")).unwrap(), "four");
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    /// Writers of one folder in one process (two exports to one place, say) each fill
+    /// their own temporary folder: whoever lands last, the folder is one writer's, whole,
+    /// and nothing is left beside it.
+    #[test]
+    fn concurrent_atomic_writes_leave_one_whole_output() {
+        let root = std::env::temp_dir().join(format!("lmbff-atomic-race-{}", tmp_suffix()));
+        let dest = root.join("export");
+        std::thread::scope(|s| {
+            for k in 0..8 {
+                let dest = &dest;
+                s.spawn(move || {
+                    for round in 0..5 {
+                        write_dir_atomic(dest, "a", |d| {
+                            for f in ["a", "b", "c"] {
+                                std::fs::write(d.join(f), format!("{k}-{round}")).map_err(|e| Error::io(d, e))?;
+                            }
+                            Ok(())
+                        })
+                        .unwrap();
+                    }
+                });
+            }
+        });
+        let read = |f: &str| std::fs::read_to_string(dest.join(f)).unwrap();
+        assert_eq!((read("b"), read("c")), (read("a"), read("a")), "the files of one writer");
+        assert_eq!(std::fs::read_dir(&root).unwrap().count(), 1, "no temporary or old folder left");
         std::fs::remove_dir_all(&root).unwrap();
     }
 }

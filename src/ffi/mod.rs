@@ -51,6 +51,9 @@ pub enum lmbff_status {
     LMBFF_ERR_INTERNAL = 9,
     /// An object that is used by one thread at a time (a task) is in use by another.
     LMBFF_ERR_BUSY = 10,
+    /// The task's folder was saved by another handle or process since this handle opened
+    /// or last saved it: nothing was written (reopen the task and apply the change again).
+    LMBFF_ERR_CONFLICT = 11,
 }
 
 thread_local! {
@@ -94,6 +97,7 @@ pub(crate) fn status_of(e: &Error) -> lmbff_status {
         Error::Utf8(_) => LMBFF_ERR_UTF8,
         Error::NoTraining(_) => LMBFF_ERR_NO_TRAINING,
         Error::Busy(_) => LMBFF_ERR_BUSY,
+        Error::Conflict(_) => LMBFF_ERR_CONFLICT,
         Error::Cancelled => LMBFF_ERR_CANCELLED,
         Error::Internal(_) => LMBFF_ERR_INTERNAL,
     }

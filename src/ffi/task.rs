@@ -208,7 +208,12 @@ pub unsafe extern "C" fn lmbff_task_open(dir: *const c_char, out: *mut *mut lmbf
 }
 
 /// Saves the task to directory `dir` (not an empty path), replacing its task.json
-/// atomically (an interrupted save leaves the previous version).
+/// atomically and durably (an interrupted save leaves the previous version). Saves to
+/// one folder take turns (a lock file, .lmbff.lock, in it), and a save never replaces
+/// what this handle has not seen: LMBFF_ERR_CONFLICT when the folder's task was saved by
+/// another handle or process since this one opened or last saved it (nothing is written:
+/// reopen and apply the change again); LMBFF_ERR_INVALID_ARGUMENT when `dir` holds another
+/// task (one this handle was not opened from or saved to).
 ///
 /// # Safety
 /// `t` is a live task; `dir` is a NUL-terminated string.

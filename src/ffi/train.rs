@@ -276,8 +276,10 @@ unsafe fn run_params(p: *const lmbff_train_params) -> Result<crate::task::RunPar
 
 /// Starts training `task` in the background; the task is snapshotted now, so the host
 /// may go on registering. The task must have been saved (lmbff_task_save) or opened: its
-/// versions are stored in its directory. `progress` (may be NULL) runs on the training
-/// thread. Runs in one process train one after another. On success *out holds the run.
+/// versions are stored in its directory (the one it was saved to or opened from when the
+/// run starts, even if the host saves it elsewhere meanwhile). `progress` (may be NULL)
+/// runs on the training thread. Runs in one process train one after another. On success
+/// *out holds the run.
 ///
 /// # Safety
 /// `task` is a live task; `params` from lmbff_train_default_params(); `out` valid;
@@ -521,7 +523,10 @@ pub unsafe extern "C" fn lmbff_task_versions(task: *mut lmbff_task, buf: *mut c_
     })
 }
 
-/// Deletes model version `version` of the task.
+/// Deletes model version `version` of the task, in one step (its folder is renamed
+/// aside, then emptied). Its name is never given to a later version: versions are
+/// numbered past every one made before, deleted or not, also when several processes
+/// train the task at once.
 ///
 /// # Safety
 /// `task` is a live task; `version` a NUL-terminated string.

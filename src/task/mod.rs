@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::checkpoint::{fnv1a, sync_dir, tmp_suffix, DirLock, FNV_OFFSET};
 use crate::prompt::{Prompt, Template, Truncation, Verbalizer};
 use crate::tokenize::Tokenizer;
 use crate::{Error, Result};
@@ -100,6 +101,9 @@ pub struct Task {
     next_id: u64,
     /// Where the task was last saved or opened from (its model versions live there).
     dir: Option<PathBuf>,
+    /// The hash of `dir`'s task.json as this handle last read or wrote it: a save finds
+    /// out whether another writer saved since.
+    on_disk: Option<u64>,
 }
 
 impl PartialEq for Task {
@@ -113,7 +117,7 @@ impl Task {
     /// tokenizer now, so a mistake shows at registration, not at training.
     pub fn new(spec: TaskSpec) -> Result<Self> {
         spec.prompt()?;
-        Ok(Task { spec, items: BTreeMap::new(), next_id: 1, dir: None })
+        Ok(Task { spec, items: BTreeMap::new(), next_id: 1, dir: None, on_disk: None })
     }
 
     pub fn spec(&self) -> &TaskSpec {
@@ -261,8 +265,17 @@ impl Task {
         })
     }
 
-    /// Writes `task.json` into `dir` (created if needed), atomically: a temporary file,
-    /// synced, then renamed over the old one. Model versions in `dir` are kept.
+    /// Writes `task.json` into `dir` (created if needed), atomically and durably: a
+    /// temporary file, synced, renamed over the old one, and the folder synced. Model
+    /// versions in `dir` are kept.
+    ///
+    /// Nothing is overwritten that this handle has not seen. Writers of one folder take
+    /// its lock ([`DirLock`]) in turn, and a save is refused:
+    /// - with `Conflict` when the folder's task.json is no longer what this handle opened
+    ///   or last saved there (another handle or process saved since: reopen the task and
+    ///   apply the change again);
+    /// - with `InvalidArgument` when `dir` holds a task this handle was not opened from or
+    ///   saved to (another task's examples).
     pub fn save(&mut self, dir: &Path) -> Result<()> {
         check_dir_path(dir)?;
         let file = TaskFile {
@@ -273,21 +286,46 @@ impl Task {
             next_id: self.next_id,
             items: self.items.values().cloned().collect(),
         };
+        let bytes = serde_json::to_vec_pretty(&file).map_err(|e| Error::Internal(format!("the task does not serialise: {e}")))?;
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        let tmp = dir.join(format!(".{TASK_FILE}.tmp-{}", std::process::id()));
+        let _lock = DirLock::exclusive(dir)?;
+        let path = dir.join(TASK_FILE);
+        match std::fs::read(&path) {
+            Ok(current) => {
+                let ours = self.dir.as_deref().is_some_and(|d| same_dir(d, dir));
+                if !ours {
+                    return Err(Error::InvalidArgument(format!(
+                        "{} already holds a task (task.json) that this one was not opened from: saving would replace its \
+                         examples; choose a new or empty folder, or open that task",
+                        dir.display()
+                    )));
+                }
+                if self.on_disk != Some(fnv1a(&current, FNV_OFFSET)) {
+                    return Err(Error::Conflict(format!(
+                        "{} was saved by another handle or process since this one opened or last saved it; nothing was \
+                         written: reopen the task and apply the change again",
+                        path.display()
+                    )));
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(&path, e)),
+        }
+        let tmp = dir.join(format!(".{TASK_FILE}.tmp-{}", tmp_suffix()));
         let write = || -> std::io::Result<()> {
             use std::io::Write;
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&serde_json::to_vec_pretty(&file).expect("a task serialises"))?;
+            let mut f = std::fs::OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+            f.write_all(&bytes)?;
             f.sync_all()?;
-            std::fs::rename(&tmp, dir.join(TASK_FILE))
+            std::fs::rename(&tmp, &path)
         };
         write().map_err(|e| {
             let _ = std::fs::remove_file(&tmp);
-            Error::io(dir.join(TASK_FILE), e)
+            Error::io(&path, e)
         })?;
         self.dir = Some(dir.to_path_buf());
-        Ok(())
+        self.on_disk = Some(fnv1a(&bytes, FNV_OFFSET));
+        sync_dir(dir)
     }
 
     /// Reopens a task saved by [`save`](Self::save) (this version or an older one). The
@@ -295,7 +333,7 @@ impl Task {
     /// against them: a file that does not hold is a `Format` error naming the problem.
     pub fn open(dir: &Path) -> Result<Self> {
         check_dir_path(dir)?;
-        let f: TaskFile = crate::checkpoint::read_versioned(dir, TASK_FILE, TASK_FORMAT, TASK_FORMAT_VERSION, "task")?;
+        let (f, text): (TaskFile, String) = crate::checkpoint::read_versioned_text(dir, TASK_FILE, TASK_FORMAT, TASK_FORMAT_VERSION, "task")?;
         let path = dir.join(TASK_FILE);
         let format = |message: String| Error::Format { path: path.clone(), message };
         f.spec.check_settings().map_err(|e| format(format!("the task's settings do not hold: {e}")))?;
@@ -329,7 +367,7 @@ impl Task {
                 format!("task {} opened, but its model folder {} has no config.json: training fails until the model is back there", dir.display(), f.spec.model_dir.display())
             });
         }
-        Ok(Task { spec: f.spec, items, next_id: f.next_id, dir: Some(dir.to_path_buf()) })
+        Ok(Task { spec: f.spec, items, next_id: f.next_id, dir: Some(dir.to_path_buf()), on_disk: Some(fnv1a(text.as_bytes(), FNV_OFFSET)) })
     }
 }
 
@@ -428,6 +466,15 @@ impl TaskSpec {
 }
 
 /// An empty path would mean the process's working directory: refused, by name.
+/// Whether two paths name the same folder (either may be relative or reach it through
+/// a link).
+fn same_dir(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
+
 fn check_dir_path(dir: &Path) -> Result<()> {
     if dir.as_os_str().is_empty() {
         return Err(Error::InvalidArgument("the task's folder is an empty path: give a folder".into()));

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use super::Task;
-use crate::checkpoint::{write_dir_atomic, Manifest, METHOD_EMBEDDING, METHOD_PROMPT};
+use crate::checkpoint::{write_new_dir, Manifest, METHOD_EMBEDDING, METHOD_PROMPT};
 use crate::export::{export_checkpoint, ExportOptions};
 use crate::model::{parse_device, MaskedLm};
 use crate::prompt::{gold_labels, Example, Prompt, Template};
@@ -165,18 +165,61 @@ fn check_version(v: &str) -> Result<()> {
     }
 }
 
+/// The names in `models/` (none when it does not exist yet).
+fn model_entries(task_dir: &Path) -> Result<Vec<String>> {
+    let dir = models_dir(task_dir);
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(&dir, e)),
+    };
+    entries.map(|e| e.map(|e| e.file_name().to_string_lossy().to_string()).map_err(|e| Error::io(&dir, e))).collect()
+}
+
 /// The task's model versions, oldest first.
 pub fn versions(task_dir: &Path) -> Result<Vec<String>> {
     let dir = models_dir(task_dir);
-    let Ok(entries) = std::fs::read_dir(&dir) else { return Ok(Vec::new()) };
-    let mut out: Vec<(u64, String)> = entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+    let mut out: Vec<(u64, String)> = model_entries(task_dir)?
+        .into_iter()
         .filter(|n| check_version(n).is_ok() && dir.join(n).join(crate::checkpoint::MANIFEST_FILE).is_file())
-        .map(|n| (n[1..].parse().unwrap_or(0), n))
+        .map(|n| (n[1..].parse().unwrap_or(u64::MAX), n))
         .collect();
     out.sort();
     Ok(out.into_iter().map(|(_, n)| n).collect())
+}
+
+/// A deleted version's tombstone in `models/`: its folder, renamed and emptied, which
+/// keeps the number from being given to another version.
+fn tombstone(v: &str) -> String {
+    format!(".{v}.deleted")
+}
+
+/// The version number an entry of `models/` takes: a version's (or any entry named like
+/// one), or a deleted version's tombstone's.
+fn taken_number(name: &str) -> Option<u64> {
+    let v = name.strip_prefix('.').and_then(|n| n.strip_suffix(".deleted")).unwrap_or(name);
+    v.strip_prefix('v').filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())).and_then(|n| n.parse().ok())
+}
+
+/// Reserves the next version: the number past every version, every entry named like one
+/// and every deleted one, taken by creating its folder (empty) in one step, which
+/// succeeds for one writer only; a writer that loses the race takes the next number.
+/// Numbers are never given twice, so a version name always means one model.
+fn reserve_version(task_dir: &Path) -> Result<(String, PathBuf)> {
+    let dir = models_dir(task_dir);
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    let highest = model_entries(task_dir)?.iter().filter_map(|n| taken_number(n)).max().unwrap_or(0);
+    let mut n = highest;
+    loop {
+        n = n.checked_add(1).ok_or_else(|| Error::InvalidArgument(format!("{}: no version number is left after v{highest}", dir.display())))?;
+        let version = format!("v{n}");
+        let path = dir.join(&version);
+        match std::fs::create_dir(&path) {
+            Ok(()) => return Ok((version, path)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(Error::io(&path, e)),
+        }
+    }
 }
 
 fn version_dir(task_dir: &Path, v: &str) -> Result<PathBuf> {
@@ -188,9 +231,29 @@ fn version_dir(task_dir: &Path, v: &str) -> Result<PathBuf> {
     Ok(d)
 }
 
+/// Deletes version `v` in one step: its folder is renamed to its tombstone (the version
+/// is gone from then on, whatever happens next), then emptied. The emptied tombstone
+/// stays, so the number is never given to a later version.
 pub fn delete_version(task_dir: &Path, v: &str) -> Result<()> {
     let d = version_dir(task_dir, v)?;
-    std::fs::remove_dir_all(&d).map_err(|e| Error::io(&d, e))
+    let models = models_dir(task_dir);
+    let grave = models.join(tombstone(v));
+    std::fs::rename(&d, &grave).map_err(|e| Error::io(&d, e))?;
+    crate::checkpoint::sync_dir(&models)?;
+    let emptied = std::fs::read_dir(&grave).and_then(|entries| {
+        entries.map(|e| e.map(|e| e.path())).try_for_each(|p| {
+            let p = p?;
+            if p.is_dir() && !p.is_symlink() {
+                std::fs::remove_dir_all(&p)
+            } else {
+                std::fs::remove_file(&p)
+            }
+        })
+    });
+    if let Err(e) = emptied {
+        crate::log::log(crate::log::Level::Warn, || format!("version {v} is deleted, but its files could not all be removed from {}: {e}", grave.display()));
+    }
+    Ok(())
 }
 
 /// Exports version `v` to `out` (see `export`); its notes name the version.
@@ -312,7 +375,13 @@ fn train_now(task: &Task, p: &RunParams, progress: ProgressFn) -> Result<String>
         }
     }
     if let Some(empty) = counts.iter().position(|&c| c == 0).filter(|_| !zero_shot) {
-        return Err(Error::InvalidArgument(format!("label {:?} has no examples: register at least one per label", task.spec().labels[empty])));
+        let label = &task.spec().labels[empty];
+        let held_out = task.items().filter(|i| i.dev && (i.label == Some(empty) || i.label_set.as_ref().is_some_and(|s| s.contains(&empty)))).count();
+        return Err(Error::InvalidArgument(if held_out > 0 {
+            format!("label {label:?} has no training examples: its {held_out} labelled example(s) are all held out as dev; register one more or move one back (set_dev)")
+        } else {
+            format!("label {label:?} has no examples: register at least one per label")
+        }));
     }
     let from = match &p.warm_start {
         Some(v) => version_dir(&task_dir, v)?,
@@ -434,22 +503,46 @@ fn train_now(task: &Task, p: &RunParams, progress: ProgressFn) -> Result<String>
         calibrate(&mut m, p.calibrate, &dev_logits, &dev);
         m
     };
-    // The next free name: past every version, and past any other entry named like one
-    // (an export or a stray folder at models/v2 is never replaced).
-    let taken = std::fs::read_dir(models_dir(&task_dir))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_prefix('v')).and_then(|n| n.parse::<u64>().ok()))
-        .max();
-    let n = taken.unwrap_or(0) + 1;
-    let version = format!("v{n}");
+    // A new name, never given before (an export or a stray folder at models/v2 is never
+    // replaced, a deleted v2 never comes back as another model).
+    let (version, dest) = reserve_version(&task_dir)?;
     let mut manifest = manifest;
     manifest.notes.insert("model_version".into(), version.clone().into());
-    write_dir_atomic(&models_dir(&task_dir).join(&version), crate::checkpoint::MANIFEST_FILE, |d| {
+    let written = write_new_dir(&dest, |d| {
         model.save_pretrained(d)?;
         manifest.write_into(d)
-    })?;
+    });
+    if let Err(e) = written {
+        // Give the (empty) reserved name back.
+        let _ = std::fs::remove_dir(&dest);
+        return Err(e);
+    }
     crate::log::log(crate::log::Level::Info, || format!("saved model version {version} in {}", task_dir.display()));
     Ok(version)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_numbers_are_never_given_twice() {
+        let task = std::env::temp_dir().join(format!("lmbff-versions-{}", crate::checkpoint::tmp_suffix()));
+        let models = models_dir(&task);
+        std::fs::create_dir_all(models.join("v7")).unwrap();
+        std::fs::create_dir_all(models.join(".v9.deleted")).unwrap();
+        std::fs::create_dir_all(models.join("v8-export")).unwrap();
+        assert_eq!((taken_number("v12"), taken_number(".v3.deleted"), taken_number("v"), taken_number("v1x"), taken_number(".v3")), (Some(12), Some(3), None, None, None));
+        // Eight writers at once each get their own number, past the highest taken (9).
+        let mut got: Vec<u64> = std::thread::scope(|s| {
+            let runs: Vec<_> = (0..8).map(|_| s.spawn(|| reserve_version(&task).unwrap().0)).collect();
+            runs.into_iter().map(|r| r.join().unwrap()[1..].parse().unwrap()).collect()
+        });
+        got.sort();
+        assert_eq!(got, (10..18).collect::<Vec<u64>>());
+        // An entry at the last number leaves none to give.
+        std::fs::create_dir(models.join(format!("v{}", u64::MAX))).unwrap();
+        assert!(reserve_version(&task).unwrap_err().to_string().contains("no version number is left"));
+        let _ = std::fs::remove_dir_all(&task);
+    }
 }

@@ -1,0 +1,175 @@
+//! Atomic, durable writes of lmbff's folders and files, and the lock that keeps two
+//! writers of one task folder apart.
+//!
+//! Temporary names carry the process id and a per-process counter, so neither two
+//! processes nor two handles in one process ever write into the same temporary file or
+//! folder.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::{Error, Result};
+
+/// The lock file inside a task folder ([`DirLock`]).
+const LOCK_FILE: &str = ".lmbff.lock";
+
+/// A suffix for a temporary name that no other writer, in this process or another, uses.
+pub(crate) fn tmp_suffix() -> String {
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    format!("{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed))
+}
+
+/// An exclusive advisory lock (`flock`) on `dir/.lmbff.lock`, held until dropped. Every
+/// lmbff writer of the folder takes it, in this process (each lock is its own open file)
+/// or another, and waits while another holds it; a process that dies releases it. On
+/// systems without `flock` nothing is locked.
+pub(crate) struct DirLock {
+    _file: std::fs::File,
+}
+
+impl DirLock {
+    pub(crate) fn exclusive(dir: &Path) -> Result<Self> {
+        let path = dir.join(LOCK_FILE);
+        let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(|e| Error::io(&path, e))?;
+        #[cfg(unix)]
+        loop {
+            use std::os::unix::io::AsRawFd;
+            // SAFETY: the descriptor is open for as long as `file` lives.
+            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
+                break;
+            }
+            let e = std::io::Error::last_os_error();
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                return Err(Error::io(&path, e));
+            }
+        }
+        Ok(DirLock { _file: file })
+    }
+}
+
+/// Syncs a folder itself (its entries: names created, renamed or removed in it).
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| Error::io(dir, e))
+}
+
+/// The folder `dest` is in (`.` for a bare name).
+fn parent_of(dest: &Path) -> &Path {
+    dest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."))
+}
+
+/// Creates a fresh temporary folder beside `dest`, lets `fill` write into it, and syncs
+/// its files and the folder; on any error the temporary folder is removed.
+fn filled_temp(dest: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<PathBuf> {
+    let parent = parent_of(dest);
+    std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+    let name = dest.file_name().ok_or_else(|| Error::InvalidArgument(format!("{} is not a directory path", dest.display())))?;
+    let tmp = parent.join(format!(".{}.tmp-{}", name.to_string_lossy(), tmp_suffix()));
+    std::fs::create_dir(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    match fill(&tmp).and_then(|()| sync_dir_files(&tmp)).and_then(|()| sync_dir(&tmp)) {
+        Ok(()) => Ok(tmp),
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&tmp);
+            Err(e)
+        }
+    }
+}
+
+/// Writes a directory atomically: `fill` writes into a fresh temporary directory beside
+/// `dest`, whose files are then synced and which then takes `dest`'s place. An
+/// interrupted write leaves `dest` as it was (the old version or nothing), never
+/// half-written. On Linux an existing `dest` is swapped with the new folder in one step
+/// (`renameat2` with `RENAME_EXCHANGE`); where the file system cannot, it is moved aside
+/// first, and a crash between the two renames leaves it beside `dest` as
+/// `.<name>.old-<pid>-<n>`.
+///
+/// An existing `dest` is replaced only when it is an empty folder or an earlier output of
+/// the same kind, a folder holding the file `marker` (an export's `lmbff-export.json`, a
+/// model's `lmbff.json`): anything else (a user's folder, a task's own folder, the model
+/// being exported) is refused with `InvalidArgument` and left as it is.
+pub fn write_dir_atomic(dest: &Path, marker: &str, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    if dest.exists() || dest.is_symlink() {
+        let empty = dest.is_dir() && std::fs::read_dir(dest).map_err(|e| Error::io(dest, e))?.next().is_none();
+        if !dest.is_dir() || (!empty && !dest.join(marker).is_file()) {
+            return Err(Error::InvalidArgument(format!(
+                "{} already exists and is not an earlier output of this kind (it holds no {marker}); lmbff replaces only \
+                 an empty folder or its own earlier output there: choose a new or empty folder",
+                dest.display()
+            )));
+        }
+    }
+    let tmp = filled_temp(dest, fill)?;
+    let placed = if dest.exists() { replace(&tmp, dest) } else { std::fs::rename(&tmp, dest).map_err(|e| Error::io(dest, e)) };
+    if let Err(e) = placed {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(e);
+    }
+    sync_dir(parent_of(dest))
+}
+
+/// Puts the folder `tmp` in the place of the existing folder `dest` and removes the old
+/// one.
+fn replace(tmp: &Path, dest: &Path) -> Result<()> {
+    if exchange(tmp, dest).map_err(|e| Error::io(dest, e))? {
+        // `tmp` now holds the old folder.
+        let _ = std::fs::remove_dir_all(tmp);
+        return Ok(());
+    }
+    let name = dest.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let old = parent_of(dest).join(format!(".{name}.old-{}", tmp_suffix()));
+    std::fs::rename(dest, &old).map_err(|e| Error::io(dest, e))?;
+    if let Err(e) = std::fs::rename(tmp, dest) {
+        let _ = std::fs::rename(&old, dest);
+        return Err(Error::io(dest, e));
+    }
+    let _ = std::fs::remove_dir_all(&old);
+    Ok(())
+}
+
+/// Swaps two paths in one step; `Ok(false)` where the system or file system cannot.
+#[cfg(target_os = "linux")]
+fn exchange(a: &Path, b: &Path) -> std::io::Result<bool> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let c = |p: &Path| CString::new(p.as_os_str().as_bytes()).map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "a path holds a NUL byte"));
+    let (a, b) = (c(a)?, c(b)?);
+    // SAFETY: both are NUL-terminated paths that live across the call.
+    if unsafe { libc::renameat2(libc::AT_FDCWD, a.as_ptr(), libc::AT_FDCWD, b.as_ptr(), libc::RENAME_EXCHANGE) } == 0 {
+        return Ok(true);
+    }
+    let e = std::io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::EINVAL | libc::ENOSYS | libc::ENOTSUP) => Ok(false),
+        _ => Err(e),
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn exchange(_: &Path, _: &Path) -> std::io::Result<bool> {
+    Ok(false)
+}
+
+/// Writes a new directory at `dest`, an empty folder the caller created to reserve the
+/// name (`create_dir` succeeds for one writer only): `fill` writes into a temporary
+/// folder, which is synced and renamed onto the empty `dest` in one step. On error the
+/// reserved folder is left empty.
+#[cfg(feature = "train")]
+pub(crate) fn write_new_dir(dest: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    let tmp = filled_temp(dest, fill)?;
+    if let Err(e) = std::fs::rename(&tmp, dest) {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(Error::io(dest, e));
+    }
+    sync_dir(parent_of(dest))
+}
+
+fn sync_dir_files(dir: &Path) -> Result<()> {
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+    for entry in entries {
+        let path: PathBuf = entry.map_err(|e| Error::io(dir, e))?.path();
+        if path.is_file() {
+            let f = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
+            f.sync_all().map_err(|e| Error::io(&path, e))?;
+        }
+    }
+    Ok(())
+}
