@@ -213,19 +213,28 @@ def pool_texts(data, task, seed, drop, n):
 def run_losses(data, task, seed, names):
     """One encoder per contrastive loss on the same split, each with the default head
     (embedding and word-anchor features x3); dev and test accuracy of each."""
-    from sklearn.linear_model import LogisticRegression
-
     xs, ys = read_split(data, task, seed, "train")
     dx, dy = read_split(data, task, seed, "dev")
     tx, ty = read_split(data, task, seed, "test")
     started, out = time.time(), {}
     for name in names:
-        body = train(task, seed, xs, ys, False, name)
-        words = label_words(body, task)
-        xl, xd, xt = (np.hstack([e, 3 * f]) for e, f in (features(body, x, words) for x in (xs, dx, tx)))
-        h = LogisticRegression(max_iter=3000).fit(xl, ys)
-        out[f"{name} words x3"] = (100 * float((h.predict(xd) == np.array(dy)).mean()),
-                                   100 * float((h.predict(xt) == np.array(ty)).mean()))
+        out[f"{name} words x3"] = default_head(train(task, seed, xs, ys, False, name), task, (xs, ys), (dx, dy), (tx, ty))
+    return report(task, seed, started, out)
+
+
+def default_head(body, task, train_split, dev_split, test_split):
+    """Dev and test accuracy of the default head (embedding and word-anchor features x3,
+    logistic regression) fitted on the training split with `body`."""
+    from sklearn.linear_model import LogisticRegression
+
+    words = label_words(body, task)
+    (xs, ys), (dx, dy), (tx, ty) = train_split, dev_split, test_split
+    xl, xd, xt = (np.hstack([e, 3 * f]) for e, f in (features(body, x, words) for x in (xs, dx, tx)))
+    h = LogisticRegression(max_iter=3000).fit(xl, ys)
+    return (100 * float((h.predict(xd) == np.array(dy)).mean()), 100 * float((h.predict(xt) == np.array(ty)).mean()))
+
+
+def report(task, seed, started, out):
     print(f"{task} seed {seed} ({time.time() - started:.0f} s): "
           + " ".join(f"{n} {d:.1f}/{t:.1f}" for n, (d, t) in out.items()), flush=True)
     return out
@@ -236,8 +245,6 @@ def run_wise(data, task, seed, alphas):
     untrained encoder's, alpha * tuned + (1 - alpha) * untrained, the label words and the
     default head (embedding and word-anchor features x3) refitted at each alpha; dev and
     test accuracy of each (alpha 1 is the default method)."""
-    from sklearn.linear_model import LogisticRegression
-
     xs, ys = read_split(data, task, seed, "train")
     dx, dy = read_split(data, task, seed, "dev")
     tx, ty = read_split(data, task, seed, "test")
@@ -247,14 +254,8 @@ def run_wise(data, task, seed, alphas):
     tuned = {k: v.clone() for k, v in body.state_dict().items()}
     for a in alphas:
         body.load_state_dict({k: (a * v + (1 - a) * base[k]) if v.is_floating_point() else v for k, v in tuned.items()})
-        words = label_words(body, task)
-        xl, xd, xt = (np.hstack([e, 3 * f]) for e, f in (features(body, x, words) for x in (xs, dx, tx)))
-        h = LogisticRegression(max_iter=3000).fit(xl, ys)
-        out[f"alpha {a:g}"] = (100 * float((h.predict(xd) == np.array(dy)).mean()),
-                               100 * float((h.predict(xt) == np.array(ty)).mean()))
-    print(f"{task} seed {seed} ({time.time() - started:.0f} s): "
-          + " ".join(f"{n} {d:.1f}/{t:.1f}" for n, (d, t) in out.items()), flush=True)
-    return out
+        out[f"alpha {a:g}"] = default_head(body, task, (xs, ys), (dx, dy), (tx, ty))
+    return report(task, seed, started, out)
 
 
 def run(data, task, seed, frozen, mask, bodies=1, untrained_too=False, layer=None, pool=0, ordinal=False):

@@ -137,6 +137,31 @@ fn bert_export_matches_tch_and_passes_the_checker() {
     assert_eq!(m.model.version.len(), 16);
 }
 
+/// A template with more separators than BERT has token types: the third segment reads
+/// the last type row, in training and in the graph alike.
+#[test]
+fn segments_past_the_last_token_type_read_the_last_row() {
+    let c = case(&common::fixtures().join("bert"), "*cls**sent_0**sep+*It_was*sep+**mask*.*sep+*", 40);
+    let e = c.prompt.encode(&c.tok, &Example::single("fine", None)).unwrap();
+    assert_eq!(e.segment_ids[e.mask_pos], 2, "the mask's segment is the third");
+    assert_eq!(c.model.config.type_vocab_size, 2);
+    parity(&c, "bert-three-segments", &ExportOptions::default(), 1e-4);
+}
+
+/// The graph finds the mask by its id, so template text may not hold the mask token;
+/// and Triton's max_batch_size 0 (no batch axis) does not fit the graph.
+#[test]
+fn a_second_mask_and_a_batchless_triton_config_are_refused() {
+    let tok = Tokenizer::from_dir(&common::fixtures().join("bert")).unwrap();
+    let p = prompt(&tok, "{text} [MASK] means {mask}.", 40);
+    let e = p.encode(&tok, &Example::single("fine", None)).unwrap_err().to_string();
+    assert!(e.contains("holds the mask token"), "{e}");
+    let c = case(&common::fixtures().join("bert"), "{text} It was {mask}.", 40);
+    let opts = ExportOptions { triton: Some("t".into()), triton_max_batch: 0, ..Default::default() };
+    let e = export(&c.model, &c.tok, &c.prompt, &Demos::None, Default::default(), &common::tempdir("triton0").join("x"), &opts).unwrap_err();
+    assert!(e.to_string().contains("Triton max batch 0"), "{e}");
+}
+
 #[test]
 fn roberta_export_matches_tch() {
     let c = case(&common::fixtures().join("roberta"), "*cls**sent_0*_It_was*mask*.*sep+*", 40);
@@ -551,6 +576,15 @@ fn bad_export_dirs_and_inputs() {
     assert!(err(&edit(&|v| v["label_word_ids"][0] = 5.into())).contains("label words encode to other ids"));
     assert!(err(&edit(&|v| v["format_version"] = 99.into())).contains("format version 99"));
     assert!(err(&edit(&|v| v["model"]["inputs"] = serde_json::json!(["input_ids", "attention_mask"]))).contains("model.onnx has inputs"));
+    // The word-boundary rule a host renders by must be the tokenizer's.
+    let e = err(&edit(&|v| v["tokenizer"]["word_boundary"] = "leading_space".into()));
+    assert!(e.contains("marks word starts as \"ignored\", the manifest says \"leading_space\""), "{e}");
+    // A regression range that is no range.
+    let e = err(&edit(&|v| {
+        v["task"] = "regression".into();
+        v["regression"] = serde_json::json!({"low": 5.0, "high": 0.0});
+    }));
+    assert!(e.contains("finite range low < high"), "{e}");
     // A graph with a column more than the manifest's labels is refused at open, not at
     // the first prediction.
     let words = [("0", "terrible"), ("1", "okay"), ("2", "great")].map(|(l, w)| (l.to_string(), w.to_string()));

@@ -860,6 +860,19 @@ fn regression_tasks_through_the_c_abi() {
         assert!((score - 5.0 * probs[1]).abs() < 1e-5, "score {score} = 0 + 5 p(upper) ({probs:?})");
         lmbff_predictions_free(r);
         lmbff_predictor_free(pred);
+        // The CLI's export of the version keeps its range as the task API's does.
+        let cli_out = dir.parent().unwrap().join("export-cli");
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_lmbff"))
+            .env("OMP_NUM_THREADS", "1")
+            .args(["export", "--model"])
+            .arg(dir.join("models/v1"))
+            .arg("--out")
+            .arg(&cli_out)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let e: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(cli_out.join("lmbff-export.json")).unwrap()).unwrap();
+        assert_eq!((e["task"].as_str(), &e["regression"]), (Some("regression"), &serde_json::json!({"low": 0.0, "high": 5.0})), "{e}");
         lmbff_task_free(t);
     }
 }

@@ -68,7 +68,12 @@ pub fn export_cmd(mut a: ExportArgs) -> Result<()> {
         external_data: a.external_data,
         triton: a.triton.clone(),
         triton_max_batch: a.triton_max_batch,
-        regression: a.regression.as_ref().map(|r| crate::export::RegressionRange { low: r[0], high: r[1] }),
+        // The checkpoint's own range when none is given (a task-trained STS-B version).
+        regression: a
+            .regression
+            .as_ref()
+            .map(|r| crate::export::RegressionRange { low: r[0], high: r[1] })
+            .or(trained.as_ref().and_then(|m| m.regression).map(|(low, high)| crate::export::RegressionRange { low, high })),
         temperature: trained.as_ref().and_then(|m| m.temperature).map(|t| t as f32),
         multi_label: trained.as_ref().and_then(|m| m.multi_label.clone()),
     };

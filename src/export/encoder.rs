@@ -202,7 +202,12 @@ fn stem(model: &MaskedLm, g: Graph) -> Result<Stem<'static>> {
             let pos = cx.g.node("Slice", &[&pos_table, &zero, &seq, &zero], &[], "pos_emb");
             let x = cx.g.node("Add", &[&x, &pos], &[], "emb");
             let table = cx.g.weight(&emb("token_type_embeddings.weight"), &type_table)?;
-            let t = cx.g.node("Gather", &[&table, types.as_deref().expect("bert has token types")], &[], "type_emb");
+            // Segments past the table's last row read that row, as in training
+            // (`MaskedLm::batch`): a template may hold more separators than the model has
+            // token types.
+            let last = cx.g.const_i64("last_type", &[c.type_vocab_size - 1], &[]);
+            let capped = cx.g.node("Min", &[types.as_deref().expect("bert has token types"), &last], &[], "types");
+            let t = cx.g.node("Gather", &[&table, &capped], &[], "type_emb");
             cx.g.node("Add", &[&x, &t], &[], "emb")
         }
         Arch::Roberta | Arch::Mpnet => {

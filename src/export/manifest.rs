@@ -13,7 +13,7 @@ use crate::{Error, Result};
 
 pub const EXPORT_MANIFEST: &str = "lmbff-export.json";
 /// Graph outputs: class probabilities and label-word logits [batch, labels], and the
-/// regression score [batch] of regression exports. A multi-label sentence-embedding
+/// regression score [batch, 1] of regression exports. A multi-label sentence-embedding
 /// graph gives each label's P(yes) as `probs` [batch, multi-labels] and the yes/no
 /// logits of every label side by side as `label_logits` [batch, 2 x multi-labels].
 pub const OUTPUT_PROBS: &str = "probs";

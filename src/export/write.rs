@@ -195,6 +195,10 @@ fn manifest_for(
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
             return Err(Error::InvalidArgument(format!("Triton model name {name:?}: use letters, digits, '_' and '-'")));
         }
+        // Triton reads max_batch_size 0 as "no batch axis", which this graph has.
+        if opts.triton_max_batch == 0 {
+            return Err(Error::InvalidArgument("Triton max batch 0: the graph's first axis is the batch; give at least 1".into()));
+        }
     }
     let c = &model.config;
     if prompt.truncation.max_len as i64 > c.max_input_len() {

@@ -120,7 +120,10 @@ impl MaskedLm {
         if s > limit {
             return Err(Error::Truncation(format!("an input has {s} tokens; this model takes at most {limit}")));
         }
-        let max_type = self.config.type_vocab_size as u32 - 1;
+        // Segments past the last token type read the last one. A model whose graph
+        // takes no token types (RoBERTa) reads type 0 throughout, as HF does when none
+        // are given.
+        let max_type = if self.arch.reads_token_types() { self.config.type_vocab_size.max(1) as u32 - 1 } else { 0 };
         let mut ids = vec![pad_id as i64; b * s];
         let mut mask = vec![0i64; b * s];
         let mut types = vec![0i64; b * s];

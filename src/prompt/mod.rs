@@ -307,7 +307,19 @@ impl Prompt {
                         segment += 1;
                     }
                 }
-                Part::Text(t) => pieces.push(fixed(tok.encode_piece(t)?, segment)),
+                Part::Text(t) => {
+                    let ids = tok.encode_piece(t)?;
+                    // The exported graph finds the mask by its id: the template's own text
+                    // may not hold another.
+                    if ids.contains(&special.mask) {
+                        return Err(Error::Template {
+                            template: self.template.source().to_string(),
+                            at: self.template.source().find(t.trim()).unwrap_or(0),
+                            message: format!("its text {t:?} holds the mask token; the one mask goes where {{mask}} / *mask* is"),
+                        });
+                    }
+                    pieces.push(fixed(ids, segment))
+                }
                 Part::LabelWord { label, .. } => {
                     let ids = self.verbalizer.word_tokens(*label).ok_or_else(|| Error::InvalidArgument(format!("label index {label} is out of range")))?;
                     pieces.push(fixed(ids.to_vec(), segment))

@@ -17,7 +17,7 @@ use ort::value::{TensorRef, ValueType};
 use parking_lot::Mutex;
 
 use crate::checkpoint::{METHOD_EMBEDDING, METHOD_PROMPT};
-use crate::export::{DemoFilter, ExportManifest, OUTPUT_EMBEDDING, OUTPUT_LOGITS, OUTPUT_PROBS};
+use crate::export::{DemoFilter, ExportManifest, TokenizerSpec, OUTPUT_EMBEDDING, OUTPUT_LOGITS, OUTPUT_PROBS};
 use crate::metrics::{mean_rows, softmax_rows};
 use crate::prompt::{DemoPool, Encoded, Example, MultiLabel, Prompt, Verbalizer};
 use crate::tokenize::Tokenizer;
@@ -148,12 +148,7 @@ impl Filter {
         if f.sets == 0 || f.pool.is_empty() || f.max_len < 4 {
             return Err(mismatch(dir, &format!("the demonstration filter needs at least one set, a pool and max_len >= 4 (sets {}, {} pool examples, max_len {})", f.sets, f.pool.len(), f.max_len)));
         }
-        let tok = Tokenizer::from_bytes(&read(&dir.join(&f.tokenizer.file))?)?;
-        let s = tok.special();
-        let want = &f.tokenizer.special_tokens;
-        if (s.cls, s.sep, s.mask, s.pad, s.unk) != (want.cls, want.sep, want.mask, want.pad, want.unk) {
-            return Err(mismatch(dir, "the demonstration encoder's tokenizer has other special tokens than the manifest's"));
-        }
+        let tok = open_tokenizer(dir, &f.tokenizer, "the demonstration encoder's tokenizer")?;
         let sessions = SessionPool::open(env, dir, &f.file, "demonstration encoder", threads, sessions)?;
         {
             let session = sessions.take();
@@ -189,6 +184,21 @@ impl Filter {
     fn sets_for(&self, inputs: &[Example], max_batch: usize) -> Result<Vec<Vec<Vec<Example>>>> {
         self.embed(inputs, max_batch)?.iter().map(|q| self.pool.similar_sets(q, self.sets)).collect()
     }
+}
+
+/// Loads the tokenizer `spec` names and checks it is the one the manifest describes: its
+/// special tokens and its word-boundary convention (which decides how a host renders).
+fn open_tokenizer(dir: &Path, spec: &TokenizerSpec, what: &str) -> Result<Tokenizer> {
+    let tok = Tokenizer::from_bytes(&read(&dir.join(&spec.file))?)?;
+    let got = TokenizerSpec::of(&tok, &spec.file);
+    let (s, want) = (&got.special_tokens, &spec.special_tokens);
+    if (s.cls, s.sep, s.mask, s.pad, s.unk) != (want.cls, want.sep, want.mask, want.pad, want.unk) {
+        return Err(mismatch(dir, &format!("{what}'s special tokens differ from the manifest's")));
+    }
+    if got.word_boundary != spec.word_boundary {
+        return Err(mismatch(dir, &format!("{what} marks word starts as {:?}, the manifest says {:?}", got.word_boundary, spec.word_boundary)));
+    }
+    Ok(tok)
 }
 
 /// A session over `dir/file` with the predictor's settings.
@@ -228,6 +238,11 @@ impl Predictor {
             )));
         }
         let manifest = ExportManifest::read(dir)?;
+        if let Some(r) = manifest.regression {
+            if !(r.low.is_finite() && r.high.is_finite() && r.low < r.high) || manifest.labels.len() != 2 {
+                return Err(mismatch(dir, &format!("a regression export needs two pole labels and a finite range low < high (labels {}, range {} to {})", manifest.labels.len(), r.low, r.high)));
+            }
+        }
         let known_task = manifest.task == "classification"
             || (manifest.task == "regression" && manifest.regression.is_some())
             || (manifest.task == "multi-label" && manifest.multi_label.is_some());
@@ -243,12 +258,7 @@ impl Predictor {
                 crate::VERSION
             )));
         }
-        let tok = Tokenizer::from_bytes(&read(&dir.join(&manifest.tokenizer.file))?)?;
-        let s = tok.special();
-        let want = &manifest.tokenizer.special_tokens;
-        if (s.cls, s.sep, s.mask, s.pad, s.unk) != (want.cls, want.sep, want.mask, want.pad, want.unk) {
-            return Err(mismatch(dir, "the tokenizer's special tokens differ from the manifest's"));
-        }
+        let tok = open_tokenizer(dir, &manifest.tokenizer, "the tokenizer")?;
         let pairs: Vec<(String, String)> = manifest.labels.iter().cloned().zip(manifest.label_words.iter().cloned()).collect();
         let verbalizer = Verbalizer::new(&tok, &pairs).map_err(|e| mismatch(dir, &e.to_string()))?;
         if verbalizer.token_ids() != manifest.label_word_ids.as_slice() || verbalizer.shown_tokens() != manifest.label_word_tokens {
