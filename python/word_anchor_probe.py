@@ -27,6 +27,8 @@ trains one encoder per contrastive loss on the same split (SetFit's pairs; super
 contrastive, with the probe's own `SupCon`; the batch-hard soft-margin triplet loss) and
 scores the default head on each. `--wise 0.25,0.5,1` interpolates the tuned encoder's
 weights with the untrained one's (WiSE-FT) and scores the default head at each alpha.
+`--heads` scores heads on one tuned encoder: the default, with the label anchors' texts
+as training rows, and with the max-pooled or [CLS] states beside the mean.
 `--frozen` skips the contrastive training (the
 untrained encoder: the prior the words carry before any tuning). `--untrained-too` scores,
 beside `words x3`, heads that also read the untrained encoder's features of the same
@@ -258,6 +260,46 @@ def run_wise(data, task, seed, alphas):
     return report(task, seed, started, out)
 
 
+def pooled(body, texts):
+    """[n, 2H]: each text's normalised max-pooled last states and normalised [CLS] state."""
+    out = []
+    for h in states(body, texts):
+        mx, cls = h.max(0).values, h[0]
+        out.append(torch.cat([mx / mx.norm(), cls / cls.norm()]).numpy())
+    return np.stack(out)
+
+
+def run_heads(data, task, seed):
+    """Heads on one tuned encoder: the default (embedding and word anchors x3); the same
+    with the label anchors' texts as training rows of the head (each anchor once, with
+    its class); with the max-pooled states and with the [CLS] state beside the mean."""
+    from sklearn.linear_model import LogisticRegression
+
+    xs, ys = read_split(data, task, seed, "train")
+    dx, dy = read_split(data, task, seed, "dev")
+    tx, ty = read_split(data, task, seed, "test")
+    started, out = time.time(), {}
+    body = train(task, seed, xs, ys, False)
+    words = label_words(body, task)
+    anchors = anchor_texts(task)
+    splits = (xs, dx, tx, anchors)
+    base = [np.hstack([e, 3 * f]) for e, f in (features(body, x, words) for x in splits)]
+    more = [pooled(body, x) for x in splits]
+    h = body[0].auto_model.config.hidden_size
+    ya = np.arange(len(anchors))
+
+    def score(name, xl, xd, xt, extra=None):
+        fit_x, fit_y = (xl, ys) if extra is None else (np.vstack([xl, extra]), np.concatenate([ys, ya]))
+        m = LogisticRegression(max_iter=3000).fit(fit_x, fit_y)
+        out[name] = (100 * float((m.predict(xd) == np.array(dy)).mean()), 100 * float((m.predict(xt) == np.array(ty)).mean()))
+
+    score("words x3", *base[:3])
+    score("+ anchor rows", *base[:3], extra=base[3])
+    score("+ max pool", *(np.hstack([b, m[:, :h]]) for b, m in zip(base[:3], more[:3])))
+    score("+ cls", *(np.hstack([b, m[:, h:]]) for b, m in zip(base[:3], more[:3])))
+    return report(task, seed, started, out)
+
+
 def run(data, task, seed, frozen, mask, bodies=1, untrained_too=False, layer=None, pool=0, ordinal=False):
     xs, ys = read_split(data, task, seed, "train")
     dx, dy = read_split(data, task, seed, "dev")
@@ -383,6 +425,9 @@ def main():
                                        "each with the default head (nothing else is scored)")
     ap.add_argument("--wise", help="comma-separated alphas: WiSE-FT, the tuned encoder's weights interpolated "
                                      "with the untrained one's, the default head at each (nothing else is scored)")
+    ap.add_argument("--heads", action="store_true",
+                    help="heads on one tuned encoder: the default, with the anchors as head rows, with max-pooled "
+                         "and with [CLS] states beside the mean (nothing else is scored)")
     a = ap.parse_args()
     if a.zero_shot:
         print("| task | test | mask state | word max | word top-3 |\n|---|---|---|---|---|")
@@ -394,6 +439,8 @@ def main():
         if set(names) - set(LOSSES):
             ap.error(f"--losses: unknown {sorted(set(names) - set(LOSSES))}; known: {', '.join(LOSSES)}")
         rows = [run_losses(a.data, t, int(s), names) for t in a.tasks.split(",") for s in a.seeds.split(",")]
+    elif a.heads:
+        rows = [run_heads(a.data, t, int(s)) for t in a.tasks.split(",") for s in a.seeds.split(",")]
     elif a.wise:
         alphas = [float(x) for x in a.wise.split(",")]
         rows = [run_wise(a.data, t, int(s), alphas) for t in a.tasks.split(",") for s in a.seeds.split(",")]

@@ -135,6 +135,13 @@ fn bert_export_matches_tch_and_passes_the_checker() {
     let m = ExportManifest::read(&dir).unwrap();
     assert_eq!(m.model.inputs, ["input_ids", "attention_mask", "token_type_ids"]);
     assert_eq!(m.model.version.len(), 16);
+    // The version names what the export predicts: the same export again has it, the same
+    // weights read through another template do not.
+    let again = ExportManifest::read(&export_to(&c, "bert-again", &opts)).unwrap();
+    assert_eq!(again.model.version, m.model.version);
+    let other = Case { prompt: prompt(&c.tok, "{text} It is {mask}.", 40), ..c };
+    let other = ExportManifest::read(&export_to(&other, "bert-other-template", &opts)).unwrap();
+    assert_ne!(other.model.version, m.model.version);
 }
 
 /// A template with more separators than BERT has token types: the third segment reads

@@ -300,14 +300,20 @@ fn write_export(
             let tok_src = enc.dir().join("tokenizer.json");
             std::fs::copy(&tok_src, dir.join(DEMO_TOKENIZER_FILE)).map_err(|e| Error::io(&tok_src, e))?;
             files.push(file);
+            files.push(dir.join(DEMO_TOKENIZER_FILE));
         }
-        // The version covers every graph that shapes the predictions.
+        std::fs::copy(&tokenizer_src, dir.join("tokenizer.json")).map_err(|e| Error::io(&tokenizer_src, e))?;
+        files.push(dir.join("tokenizer.json"));
+        // The version covers everything that shapes the predictions: the graphs, the
+        // tokenizers and the manifest (template, label words, truncation, demonstration
+        // sets, calibration), this field left empty.
         let mut h = FNV_OFFSET;
         for f in &files {
-            h = fnv1a(&std::fs::read(f).map_err(|e| Error::io(f, e))?, h);
+            h = fnv1a_file(f, h)?;
         }
-        manifest.model.version = format!("{h:016x}");
-        std::fs::copy(&tokenizer_src, dir.join("tokenizer.json")).map_err(|e| Error::io(&tokenizer_src, e))?;
+        manifest.model.version = String::new();
+        let text = serde_json::to_vec(&manifest).map_err(|e| Error::Internal(format!("the export manifest does not serialise: {e}")))?;
+        manifest.model.version = format!("{:016x}", fnv1a(&text, h));
         manifest.write_into(dir)?;
         if let Some(name) = &opts.triton {
             write_triton(dir, name, &manifest, opts.triton_max_batch)?;
@@ -338,6 +344,21 @@ pub fn export_checkpoint(dir: &Path, out: &Path, opts: &ExportOptions) -> Result
     }
     let demos = Demos::of_checkpoint(&m, &prompt, tch::Device::Cpu)?;
     export(&model, &tok, &prompt, &demos, m.notes, out, opts)
+}
+
+/// [`fnv1a`] over a file's bytes, read in 1 MiB pieces (a model's weights may not fit
+/// in memory twice).
+fn fnv1a_file(path: &Path, mut h: u64) -> Result<u64> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).map_err(|e| Error::io(path, e))?;
+        if n == 0 {
+            return Ok(h);
+        }
+        h = fnv1a(&buf[..n], h);
+    }
 }
 
 /// A Triton model repository: `triton/<name>/config.pbtxt` and `triton/<name>/1/` holding
