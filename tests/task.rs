@@ -131,6 +131,22 @@ fn a_save_never_replaces_what_it_has_not_seen() {
     assert_eq!(&Task::open(&dir).unwrap(), saved[0]);
     let stray: Vec<String> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().to_string()).filter(|n| n.contains(".tmp-")).collect();
     assert!(stray.is_empty(), "temporary files left: {stray:?}");
+
+    // Through the C ABI: the handle that is behind gets LMBFF_ERR_CONFLICT.
+    let cdir = CString::new(dir.to_str().unwrap()).unwrap();
+    let text = CString::new("from C").unwrap();
+    unsafe {
+        let (mut a, mut b) = (null_mut(), null_mut());
+        assert_eq!(lmbff_task_open(cdir.as_ptr(), &mut a), LMBFF_OK);
+        assert_eq!(lmbff_task_open(cdir.as_ptr(), &mut b), LMBFF_OK);
+        assert_eq!(lmbff_task_add_unlabeled(a, text.as_ptr(), null(), null_mut()), LMBFF_OK);
+        assert_eq!(lmbff_task_save(a, cdir.as_ptr()), LMBFF_OK, "{}", last_error());
+        assert_eq!(lmbff_task_add_unlabeled(b, text.as_ptr(), null(), null_mut()), LMBFF_OK);
+        assert_eq!(lmbff_task_save(b, cdir.as_ptr()), LMBFF_ERR_CONFLICT);
+        assert!(last_error().contains("was saved by another handle or process"), "{}", last_error());
+        lmbff_task_free(a);
+        lmbff_task_free(b);
+    }
 }
 
 /// Writes tests/data/task-v1 with this version's code (run once per format version with
