@@ -138,13 +138,25 @@ fn harness_runs_every_method_resumes_and_reports() {
     assert!(!harness::result_path(&out, "mr", 2, RunMethod::Plain).exists());
     let (ok, _, err) = run(&[]);
     assert!(ok && err.contains("31 of 32 runs reused"), "{err}");
-    // Other settings in the same folder are refused, by file.
+    // Other settings in the same folder are refused before any run, naming the fields;
+    // also for a method the folder has no result of yet (it used to run them all, then
+    // fail writing the report on the stored ones).
     let (ok, _, err) = run(&["--test-limit", "5"]);
-    assert!(!ok && err.contains("was made with other settings"), "{err}");
+    assert!(!ok && err.contains("holds results made with other settings (test_limit: null there, 5 here)"), "{err}");
     let (ok, _, err) = run(&["--anchor-repeats", "2"]);
-    assert!(!ok && err.contains("was made with other settings"), "the anchor count is a setting: {err}");
+    assert!(!ok && err.contains("holds results made with other settings (anchor_repeats"), "the anchor count is a setting: {err}");
     let (ok, _, err) = run(&["--head-c", "4"]);
-    assert!(!ok && err.contains("was made with other settings"), "the head's C is a setting: {err}");
+    assert!(!ok && err.contains("holds results made with other settings (head_c"), "the head's C is a setting: {err}");
+    let (ok, _, err) = run(&["--methods", "zero-shot-words", "--full-data-steps", "7"]);
+    assert!(!ok && err.contains("(full_data_steps: ") && !harness::result_path(&out, "mr", 1, RunMethod::ZeroShotWords).exists(), "{err}");
+    // A folder from before settings.json: its results are checked one by one.
+    std::fs::remove_file(out.join(harness::SETTINGS_FILE)).unwrap();
+    let (ok, _, err) = run(&["--test-limit", "5"]);
+    assert!(!ok && err.contains(".json holds results made with other settings"), "{err}");
+    let (ok, _, err) = run(&[]);
+    assert!(ok && err.contains("32 of 32 runs reused") && out.join(harness::SETTINGS_FILE).exists(), "{err}");
+    let (ok, _, err) = run(&["--test-limit", "0"]);
+    assert!(!ok && err.contains("--test-limit 0 scores nothing"), "{err}");
     let (ok, _, err) = run(&["--embed-lr", "0"]);
     assert!(!ok && err.contains("learning rate (0)") && err.contains("must be positive"), "{err}");
     let (ok, _, err) = run(&["--anchor-repeats", "0"]);

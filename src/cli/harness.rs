@@ -96,6 +96,12 @@ pub fn run(a: HarnessArgs) -> Result<()> {
     if let (0, Some(m)) = (a.anchor_repeats, anchored) {
         return Err(Error::InvalidArgument(format!("--anchor-repeats 0 leaves {} without anchors: run sentence-embedding instead", m.name())));
     }
+    if !(a.lr > 0.0 && a.lr.is_finite()) {
+        return Err(Error::InvalidArgument(format!("--lr must be a positive number, got {}", a.lr)));
+    }
+    if a.test_limit == Some(0) {
+        return Err(Error::InvalidArgument("--test-limit 0 scores nothing: give at least 1, or leave it out for the whole test set".into()));
+    }
     let embed = crate::train::EmbedParams { lr: a.embed_lr, iterations: a.embed_iterations, head_c: a.head_c, word_anchor_scale: a.word_anchor_scale, ..Default::default() };
     embed.check()?;
     let settings = Settings {
@@ -118,6 +124,7 @@ pub fn run(a: HarnessArgs) -> Result<()> {
         head_c: a.head_c,
         word_anchor_scale: a.word_anchor_scale,
     };
+    harness::claim_folder(&a.out, &settings)?;
     let started = std::time::Instant::now();
     let out_of_time = || a.max_minutes.is_some_and(|m| started.elapsed().as_secs_f64() > 60.0 * m);
     let total = tasks.len() * a.seeds.len() * methods.len();
@@ -159,12 +166,11 @@ pub fn run(a: HarnessArgs) -> Result<()> {
         a.seeds,
         serde_json::to_string(&settings).expect("settings serialise")
     );
-    std::fs::create_dir_all(&a.out).map_err(|e| Error::io(&a.out, e))?;
     let path = a.out.join("report.md");
-    std::fs::write(&path, &text).map_err(|e| Error::io(&path, e))?;
+    harness::write_atomic(&path, &text)?;
     // Every result of this grid in one file, for charts (scripts/harness-chart).
     let all = a.out.join("results.json");
-    std::fs::write(&all, serde_json::to_string_pretty(&results).expect("results serialise")).map_err(|e| Error::io(&all, e))?;
+    harness::write_atomic(&all, &serde_json::to_string_pretty(&results).map_err(|e| Error::Internal(format!("results do not serialise: {e}")))?)?;
     println!("{table}\n{sub}\n{cal}\n{ens}");
     eprintln!("{reused} of {total} runs reused;{status} report in {}", path.display());
     Ok(())

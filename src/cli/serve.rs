@@ -8,7 +8,7 @@ use clap::Args;
 
 use super::progress::Bar;
 use super::task::TaskArgs;
-use crate::data::read_tsv;
+use crate::data::read_tsv_inputs;
 use crate::export::{export, export_embedding, ExportOptions, WeightType};
 use crate::prompt::Example;
 use crate::serve::{Predictor, PredictorOptions};
@@ -115,8 +115,8 @@ pub struct PredictArgs {
 fn read_inputs(spec: &str, pairs: bool) -> Result<(Vec<Example>, Option<Vec<String>>)> {
     let lines = |r: Box<dyn BufRead>| -> Result<Vec<Example>> {
         let mut out = Vec::new();
-        for line in r.lines() {
-            let line = line.map_err(|e| Error::io(spec, e))?;
+        for (i, line) in r.lines().enumerate() {
+            let line = line.map_err(|e| Error::Data { path: spec.into(), line: i + 1, message: format!("cannot read the line: {e}") })?;
             let (a, b) = match line.split_once('\t').filter(|_| pairs) {
                 Some((a, b)) => (a.to_string(), Some(b.to_string())),
                 None => (line, None),
@@ -130,9 +130,9 @@ fn read_inputs(spec: &str, pairs: bool) -> Result<(Vec<Example>, Option<Vec<Stri
     }
     let path = PathBuf::from(spec);
     if path.extension().is_some_and(|e| e == "tsv") {
-        let rows = read_tsv(&path)?;
-        let gold = rows.iter().map(|r| r.label.clone()).collect();
-        return Ok((rows.into_iter().map(|r| Example { text_a: r.text_a, text_b: r.text_b, label: None }).collect(), Some(gold)));
+        let (rows, labelled) = read_tsv_inputs(&path)?;
+        let gold = labelled.then(|| rows.iter().map(|r| r.label.clone()).collect());
+        return Ok((rows.into_iter().map(|r| Example { text_a: r.text_a, text_b: r.text_b, label: None }).collect(), gold));
     }
     let f = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
     Ok((lines(Box::new(std::io::BufReader::new(f)))?, None))
@@ -250,6 +250,12 @@ pub fn bench_predict(a: BenchPredictArgs) -> Result<()> {
     let p = Predictor::open(&a.export, &opts)?;
     let (inputs, _) = read_inputs(&a.texts, p.reads_pairs())?;
     let inputs: Vec<Example> = inputs.into_iter().take(a.n).collect();
+    if inputs.is_empty() {
+        return Err(Error::InvalidArgument(format!("{}: no inputs to time", a.texts)));
+    }
+    if let Some(0) = a.batch_sizes.iter().copied().find(|&b| b == 0) {
+        return Err(Error::InvalidArgument("--batch-sizes: every batch size must be at least 1".into()));
+    }
     // What the exported graph computes on these inputs (the same at every batch size).
     let m = p.manifest().model.clone();
     // Every rendering is a forward pass (one per demonstration set, if the export has any).

@@ -22,6 +22,16 @@ pub struct Row {
 /// `question1`/`question2`, MRPC's `#1 String`/`#2 String`) and `label` (or GLUE's
 /// `gold_label`, `is_duplicate`, MRPC's `Quality`, STS-B's `score`).
 pub fn read_tsv(path: &Path) -> Result<Vec<Row>> {
+    Ok(read_rows(path, true)?.0)
+}
+
+/// [`read_tsv`] for inputs that may be unlabelled: without a label column every row's
+/// label is empty, and the flag says there was none.
+pub fn read_tsv_inputs(path: &Path) -> Result<(Vec<Row>, bool)> {
+    read_rows(path, false)
+}
+
+fn read_rows(path: &Path, need_label: bool) -> Result<(Vec<Row>, bool)> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
     let mut lines = text.lines().enumerate();
@@ -29,7 +39,10 @@ pub fn read_tsv(path: &Path) -> Result<Vec<Row>> {
     let (_, header) = lines.next().ok_or_else(|| bad(1, "empty file: expected a header row".into()))?;
     let cols: Vec<&str> = header.split('\t').collect();
     let find = |names: &[&str]| cols.iter().position(|c| names.contains(c));
-    let label = find(&["label", "gold_label", "is_duplicate", "Quality", "score"]).ok_or_else(|| bad(1, format!("no `label` column in header {cols:?}")))?;
+    let label = find(&["label", "gold_label", "is_duplicate", "Quality", "score"]);
+    if label.is_none() && need_label {
+        return Err(bad(1, format!("no `label` column in header {cols:?}")));
+    }
     let (a, b) = if let (Some(a), Some(b)) = (find(&["sentence1", "question1", "question", "#1 String"]), find(&["sentence2", "question2", "sentence", "#2 String"])) {
         (a, Some(b))
     } else {
@@ -42,9 +55,9 @@ pub fn read_tsv(path: &Path) -> Result<Vec<Row>> {
         }
         let f: Vec<&str> = line.split('\t').collect();
         let get = |c: usize| f.get(c).map(|s| s.to_string()).ok_or_else(|| bad(i + 1, format!("expected {} tab-separated fields, found {}", cols.len(), f.len())));
-        rows.push(Row { line: i + 1, text_a: get(a)?, text_b: b.map(get).transpose()?, label: get(label)? });
+        rows.push(Row { line: i + 1, text_a: get(a)?, text_b: b.map(get).transpose()?, label: label.map(get).transpose()?.unwrap_or_default() });
     }
-    Ok(rows)
+    Ok((rows, label.is_some()))
 }
 
 /// Converts rows to examples, mapping each file label to its class index.
@@ -70,7 +83,7 @@ pub fn read_examples(path: &Path, labels: &[String]) -> Result<Vec<Example>> {
 /// contributes its sentence column(s) instead.
 pub fn read_texts(path: &Path) -> Result<Vec<String>> {
     if path.extension().is_some_and(|e| e == "tsv") {
-        let rows = read_tsv(path)?;
+        let (rows, _) = read_tsv_inputs(path)?;
         return Ok(rows.into_iter().flat_map(|r| std::iter::once(r.text_a).chain(r.text_b)).collect());
     }
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;

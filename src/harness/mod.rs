@@ -250,7 +250,9 @@ pub struct FullData {
 pub struct SubsampleScore {
     pub n: usize,
     pub sets: usize,
+    #[serde(with = "nan_as_null")]
     pub one_set: f64,
+    #[serde(with = "nan_as_null")]
     pub all_sets: f64,
 }
 
@@ -262,6 +264,7 @@ pub struct RunResult {
     pub method: RunMethod,
     /// "acc" for the single-sentence tasks.
     pub metric: String,
+    #[serde(with = "nan_as_null")]
     pub test: f64,
     /// Best dev score (NaN-free: null for untrained methods).
     pub dev: Option<f64>,
@@ -354,10 +357,46 @@ pub const ECE_BINS: usize = 10;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Calibration {
     /// Divides the logits before the softmax (fitted by dev NLL).
+    #[serde(with = "nan_as_null")]
     pub temperature: f64,
     /// Test ECE (10 bins) of the raw probabilities and of the scaled ones.
+    #[serde(with = "nan_as_null")]
     pub ece_before: f64,
+    #[serde(with = "nan_as_null")]
     pub ece_after: f64,
+}
+
+/// Numbers a diverged run may leave not finite (NaN logits give NaN scores): JSON has no
+/// NaN, so they are written as null and read back as NaN, and the folder stays readable.
+mod nan_as_null {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+        if v.is_finite() {
+            s.serialize_f64(*v)
+        } else {
+            s.serialize_none()
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+    }
+}
+
+/// Rows of logits, with the same rule as [`nan_as_null`].
+mod nan_rows_as_null {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(rows: &[Vec<f32>], s: S) -> Result<S::Ok, S::Error> {
+        let rows: Vec<Vec<Option<f32>>> = rows.iter().map(|r| r.iter().map(|v| v.is_finite().then_some(*v)).collect()).collect();
+        rows.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Vec<f32>>, D::Error> {
+        let rows = Vec::<Vec<Option<f32>>>::deserialize(d)?;
+        Ok(rows.into_iter().map(|r| r.into_iter().map(|v| v.unwrap_or(f32::NAN)).collect()).collect())
+    }
 }
 
 /// The class logits of a run on dev and test (input order), stored beside its result
@@ -365,7 +404,9 @@ pub struct Calibration {
 /// calibration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Logits {
+    #[serde(with = "nan_rows_as_null")]
     pub dev: Vec<Vec<f32>>,
+    #[serde(with = "nan_rows_as_null")]
     pub test: Vec<Vec<f32>>,
 }
 
@@ -380,14 +421,91 @@ fn save_logits(out: &Path, task: &str, seed: u64, method: RunMethod, l: &Logits)
 
 /// Writes `text` to `path` (creating its folder) through a temporary file renamed onto
 /// it: an interrupted run leaves no half-written file.
-fn write_atomic(path: &Path, text: &str) -> Result<()> {
-    let dir = path.parent().expect("a harness file has a folder");
+/// The temporary name is this writer's alone, and the file is synced before the rename:
+/// two processes on one folder never rename each other's half-written file, and a power
+/// loss leaves the old file or the new one.
+pub(crate) fn write_atomic(path: &Path, text: &str) -> Result<()> {
+    use std::io::Write;
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
+    tmp.push(format!(".tmp-{}", crate::checkpoint::tmp_suffix()));
     let tmp = PathBuf::from(tmp);
-    std::fs::write(&tmp, text).map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    let written = std::fs::File::create(&tmp).and_then(|mut f| {
+        f.write_all(text.as_bytes())?;
+        f.sync_all()
+    });
+    if let Err(e) = written.and_then(|()| std::fs::rename(&tmp, path)) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(Error::io(path, e));
+    }
+    Ok(())
+}
+
+/// The settings file of a harness folder, written by its first command.
+pub const SETTINGS_FILE: &str = "settings.json";
+
+/// Claims `out` for `settings` before any run: a folder holds the results of one set of
+/// settings. Its `settings.json`, written by the first command, must match; a folder made
+/// before that file existed is checked result by result first. Another setting is an
+/// error naming the fields that differ (use another folder to compare settings).
+pub fn claim_folder(out: &Path, settings: &Settings) -> Result<()> {
+    let path = out.join(SETTINGS_FILE);
+    let differ = |theirs: &Settings, what: &Path| -> Result<()> {
+        if theirs == settings {
+            return Ok(());
+        }
+        let (a, b) = (serde_json::to_value(theirs).unwrap_or_default(), serde_json::to_value(settings).unwrap_or_default());
+        let fields: Vec<String> = a
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(k, v)| b.get(k.as_str()) != Some(v))
+            .map(|(k, v)| format!("{k}: {v} there, {} here", b.get(k.as_str()).cloned().unwrap_or_default()))
+            .collect();
+        Err(Error::InvalidArgument(format!(
+            "{} holds results made with other settings ({}); use another --out folder to compare settings",
+            what.display(),
+            fields.join("; ")
+        )))
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let theirs: Settings = serde_json::from_str(&text).map_err(|source| Error::Json { path: path.clone(), what: "harness settings", source })?;
+            return differ(&theirs, out);
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io(&path, e)),
+    }
+    let runs = out.join("runs");
+    if runs.is_dir() {
+        let files = std::fs::read_dir(&runs).map_err(|e| Error::io(&runs, e))?.map(|task| {
+            let dir = task.map_err(|e| Error::io(&runs, e))?.path();
+            Ok(if dir.is_dir() { std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))?.filter_map(|f| f.ok().map(|f| f.path())).collect() } else { Vec::new() })
+        });
+        for file in files.collect::<Result<Vec<Vec<PathBuf>>>>()?.into_iter().flatten() {
+            let name = file.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+            if !name.ends_with(".json") || name.ends_with(".logits.json") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&file).map_err(|e| Error::io(&file, e))?;
+            let r: RunResult = serde_json::from_str(&text).map_err(|source| Error::Json { path: file.clone(), what: "a harness result", source })?;
+            differ(&r.settings, &file)?;
+        }
+    }
+    write_atomic(&path, &serde_json::to_string_pretty(settings).map_err(|e| Error::Internal(format!("settings do not serialise: {e}")))?)
+}
+
+/// The most examples the full-data ceiling holds out of train as its dev set where the
+/// task's own dev set is its test set (MNLI, SNLI, QQP).
+pub const FULL_DATA_DEV: usize = 1000;
+
+/// Splits `all` into (train, dev): dev a fixed draw ([`subsample`]) of a tenth of it, at
+/// most [`FULL_DATA_DEV`], train the rest, both in file order.
+pub fn carve_dev(all: Vec<Example>) -> (Vec<Example>, Vec<Example>) {
+    let pick: std::collections::HashSet<usize> = subsample(all.len(), FULL_DATA_DEV.min(all.len() / 10)).into_iter().collect();
+    let (dev, train): (Vec<_>, Vec<_>) = all.into_iter().enumerate().partition(|(i, _)| pick.contains(i));
+    (train.into_iter().map(|(_, e)| e).collect(), dev.into_iter().map(|(_, e)| e).collect())
 }
 
 /// `n` indices of `0..len` drawn without replacement by a fixed generator (the same
@@ -420,8 +538,10 @@ pub fn stored(
     settings: &Settings,
 ) -> Result<Option<RunResult>> {
     let path = result_path(out, task, seed, method);
-    let Ok(text) = std::fs::read_to_string(&path) else {
-        return Ok(None);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(&path, e)),
     };
     let r: RunResult = serde_json::from_str(&text).map_err(|source| Error::Json {
         path: path.clone(),
@@ -464,7 +584,12 @@ pub fn run_one(
         // The whole training set, less what the test set holds (the data README lists
         // exact-match overlaps: MPQA 445, TREC 10, CR 2, SST-5 2).
         let test_texts: std::collections::HashSet<(&str, Option<&str>)> = test_ex.iter().map(|e| (e.text_a.trim(), e.text_b.as_deref().map(str::trim))).collect();
-        let (full_train, full_dev) = (spec.read_full(root, "train")?, spec.read_full(root, "dev")?);
+        let (full_train, full_dev) = if spec.test_from_pretrain {
+            // glue_pretrain's dev is this task's test set: dev comes out of train instead.
+            carve_dev(spec.read_full(root, "train")?)
+        } else {
+            (spec.read_full(root, "train")?, spec.read_full(root, "dev")?)
+        };
         let n = full_train.len() + full_dev.len();
         let keep = |v: Vec<Example>| -> Vec<Example> { v.into_iter().filter(|e| !test_texts.contains(&(e.text_a.trim(), e.text_b.as_deref().map(str::trim)))).collect() };
         (train_ex, dev_ex) = (keep(full_train), keep(full_dev));
@@ -1005,5 +1130,31 @@ mod tests {
         assert_eq!(m, 2.0);
         assert!((s - 1.0).abs() < 1e-12);
         assert_eq!(mean_std(&[5.0]), (5.0, 0.0));
+    }
+
+    #[test]
+    fn full_data_dev_is_a_fixed_tenth_of_train() {
+        let all: Vec<Example> = (0..50).map(|i| Example::single(format!("text {i}"), Some(i % 2))).collect();
+        let (train, dev) = carve_dev(all.clone());
+        assert_eq!((train.len(), dev.len()), (45, 5));
+        assert_eq!(carve_dev(all.clone()).1, dev, "the same draw each time");
+        assert!(dev.iter().all(|d| !train.contains(d)));
+        let (big_train, big_dev) = carve_dev((0..20_000).map(|i| Example::single(format!("t{i}"), Some(0))).collect());
+        assert_eq!((big_train.len(), big_dev.len()), (19_000, FULL_DATA_DEV));
+    }
+
+    /// A diverged run's NaN scores and logits are stored as null and read back as NaN:
+    /// the folder stays readable (it used to fail to parse on every later command).
+    #[test]
+    fn non_finite_numbers_round_trip_through_json() {
+        let c = Calibration { temperature: 1.5, ece_before: f64::NAN, ece_after: f64::INFINITY };
+        let text = serde_json::to_string(&c).unwrap();
+        assert_eq!(text, r#"{"temperature":1.5,"ece_before":null,"ece_after":null}"#);
+        let back: Calibration = serde_json::from_str(&text).unwrap();
+        assert!(back.temperature == 1.5 && back.ece_before.is_nan() && back.ece_after.is_nan());
+        let l = Logits { dev: vec![vec![0.5, f32::NAN]], test: vec![] };
+        let back: Logits = serde_json::from_str(&serde_json::to_string(&l).unwrap()).unwrap();
+        assert_eq!(back.dev[0][0], 0.5);
+        assert!(back.dev[0][1].is_nan());
     }
 }
