@@ -84,6 +84,18 @@ fn train_save_and_eval() {
     assert_ne!(got["probs"], cut["probs"], "the text after the tab is read");
     let o = lmbff().args(["predict", "--label-studio", "only-one", "--export"]).arg(&exp).output().unwrap();
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("FROM,TO"));
+    // A TSV of texts without labels predicts them (no accuracy); a line that is not
+    // UTF-8 is an error naming its line.
+    let unlabelled = dir.join("texts.tsv");
+    std::fs::write(&unlabelled, "sentence\ni loved this book\n").unwrap();
+    let o = lmbff().args(["predict", "--threads", "1", "--input"]).arg(&unlabelled).arg("--export").arg(&exp).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let got: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(got["probs"], whole["probs"]);
+    let bad = dir.join("bad.txt");
+    std::fs::write(&bad, b"fine\nnot \xff utf-8\n").unwrap();
+    let o = lmbff().args(["predict", "--threads", "1", "--input"]).arg(&bad).arg("--export").arg(&exp).output().unwrap();
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("line 2"), "{}", String::from_utf8_lossy(&o.stderr));
 }
 
 #[test]
