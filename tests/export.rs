@@ -27,7 +27,7 @@ fn texts(n: usize) -> Vec<Example> {
     let mut out: Vec<Example> = raw.lines().skip(1).take(n).map(|l| Example::single(l.split('\t').next().unwrap(), None)).collect();
     let long = out.iter().take(6).map(|e| e.text_a.clone()).collect::<Vec<_>>().join(" ");
     out.push(Example::single(long, None));
-    out.push(Example::single("it was [MASK] and <mask> , really .", None));
+    out.push(Example::single("it was [MASK] and <mask> , really . [SEP] [CLS] </s> [PAD]", None));
     out.push(Example::single("", None));
     out
 }

@@ -117,6 +117,22 @@ fn long_inputs_are_tokenized_only_as_far_as_truncation_reads() {
     assert!(took < std::time::Duration::from_secs(2), "a {} MB input took {took:?} to render", doc.len() >> 20);
 }
 
+/// Control tokens typed in the input read as unknown: the template's mask and separators
+/// stay the only ones (a typed [SEP] used to split the input into another segment).
+#[test]
+fn typed_control_tokens_read_as_unknown() {
+    let tok = minilm();
+    let p = sst2(&tok, "*cls**sent_0**sep+*It_was*mask*.*sep+*", 64);
+    let e = p.encode(&tok, &Example::single("good [SEP] bad [CLS] [MASK] [PAD]", None)).unwrap();
+    let s = tok.special();
+    assert_eq!(e.input_ids.iter().filter(|&&i| i == s.sep).count(), 2, "{}", tok.decode(&e.input_ids));
+    assert_eq!(e.input_ids.iter().filter(|&&i| i == s.cls).count(), 1);
+    assert_eq!(e.input_ids.iter().filter(|&&i| i == s.mask).count(), 1);
+    assert_eq!(e.input_ids.iter().filter(|&&i| i == s.unk).count(), 4);
+    let first_sep = e.input_ids.iter().position(|&i| i == s.sep).unwrap();
+    assert!(e.segment_ids[..=first_sep].iter().all(|&g| g == 0), "the typed [SEP] starts no segment");
+}
+
 #[test]
 fn label_words_are_checked_against_the_vocabulary() {
     let tok = minilm();
@@ -133,6 +149,13 @@ fn label_words_are_checked_against_the_vocabulary() {
     assert_eq!(v.words(), ["terrible", "great"]);
     assert_eq!(v.token_ids()[1], tok.token_to_id("great").unwrap());
     assert!(v.is_simple() && v.class_weights().is_none() && v.shown_tokens().is_none());
+    // JSON with an apostrophe in a word is read as it is (it used to be broken by the
+    // single-quote rewrite).
+    let v = Verbalizer::parse_mapping(&tok, r#"{"0":"don't","1":"great"}"#).unwrap();
+    assert_eq!(v.words(), ["don't", "great"]);
+    // A control token is no label word.
+    let e = Verbalizer::new(&tok, &pairs(&[("0", "[MASK]"), ("1", "great")])).unwrap_err();
+    assert!(e.to_string().contains("control token"), "{e}");
 }
 
 /// Several words per class and multi-token words: the scored tokens are every sub-token

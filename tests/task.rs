@@ -673,6 +673,14 @@ fn multi_label_tasks_through_the_c_abi() {
         assert_eq!(m2["classifier"]["weight"].as_array().unwrap().len(), 6, "a yes/no head per label");
         assert_eq!(m2["notes"]["label_anchors"], serde_json::json!(["music", "acting", "story"]), "the labels' names are the anchors");
         assert!(m2["temperature"].as_f64().is_some(), "calibrated on the dev examples");
+        // The prompt method keeps the weights with the best micro-F1 of the dev pairs
+        // (mostly "no": accuracy would favour answering "no" throughout).
+        tp.method = LMBFF_METHOD_PROMPT;
+        tp.calibrate = false;
+        assert_eq!(lmbff_train(t, &tp, None, null_mut(), version.as_mut_ptr(), 16), LMBFF_OK, "{}", last_error());
+        assert_eq!(manifest("v3")["notes"]["dev_metric"], "micro-f1");
+        let v3 = CString::new("v3").unwrap();
+        assert_eq!(lmbff_task_delete_version(t, v3.as_ptr()), LMBFF_OK);
         let text = CString::new("the acting and the story were good").unwrap();
         let mut probs_of = Vec::new();
         for v in ["v1", "v2"] {

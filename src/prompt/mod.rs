@@ -335,9 +335,12 @@ impl Prompt {
                     // No sentence keeps more than max_len tokens, whatever the others hold
                     // (the longest is cut first), so a long text is tokenized no further.
                     let mut ids = tok.encode_head(&text, self.truncation.max_len)?;
-                    // The template's mask is the only mask: a mask token typed in the
-                    // input text reads as unknown (so a model finds the mask by its id).
-                    ids.iter_mut().filter(|i| **i == special.mask).for_each(|i| *i = special.unk);
+                    // The template's mask is the only mask, and its separators the only
+                    // ones: a mask, separator, [CLS] or padding token typed in the input
+                    // text reads as unknown (a model finds the mask by its id, and a
+                    // typed [SEP] would split the input into segments).
+                    let controls = [special.mask, special.sep, special.cls, special.pad];
+                    ids.iter_mut().filter(|i| controls.contains(i)).for_each(|i| *i = special.unk);
                     let limit = if *index == 0 && !demo { self.truncation.first_sent_limit } else { self.truncation.other_sent_limit };
                     if let Some(limit) = limit {
                         ids.truncate(limit);

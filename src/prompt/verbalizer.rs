@@ -59,6 +59,10 @@ impl Verbalizer {
                 if ids.is_empty() || ids.iter().any(|i| unk.contains(i)) {
                     return Err(bad(format!("{trimmed:?} is not in the vocabulary (it encodes to the unknown token)")));
                 }
+                let s = tok.special();
+                if ids.iter().any(|i| [s.mask, s.sep, s.cls, s.pad].contains(i)) {
+                    return Err(bad(format!("{trimmed:?} is a control token ([MASK], [SEP], [CLS], [PAD] or their like), not a word")));
+                }
                 if let Some(other) = v.tokens.iter().position(|c| c.contains(&ids)) {
                     return Err(bad(format!("{trimmed:?} is also a word of label {:?}", v.labels[other])));
                 }
@@ -117,8 +121,10 @@ impl Verbalizer {
 
     /// Parses LM-BFF's mapping syntax, `{'0':'terrible','1':'great'}`, or JSON.
     pub fn parse_mapping(tok: &Tokenizer, mapping: &str) -> Result<Self> {
-        let json = mapping.replace('\'', "\"");
-        let map: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&json)
+        // JSON as it is first (a word may hold an apostrophe: "don't"), then LM-BFF's
+        // single quotes.
+        let map: serde_json::Map<String, serde_json::Value> = serde_json::from_str(mapping)
+            .or_else(|_| serde_json::from_str(&mapping.replace('\'', "\"")))
             .map_err(|e| Error::InvalidArgument(format!("label mapping {mapping:?} is not `{{'label':'word',...}}`: {e}")))?;
         let pairs: Vec<(String, String)> = map
             .into_iter()

@@ -476,6 +476,9 @@ fn train_now(task: &Task, p: &RunParams, progress: ProgressFn) -> Result<String>
             demonstrations: p.demonstrations,
             demo_sets: p.demo_sets,
             balance_classes: multi.is_some(),
+            // A multi-label task's dev pairs are mostly "no": the kept weights are the
+            // ones with the best F1 of "yes" (micro-F1 over the labels), not accuracy.
+            dev_metric: if multi.is_some() { train::DevMetric::PositiveF1 } else { train::DevMetric::Accuracy },
             // Regression: KL to [1 - s, s] over the pole words, s the score scaled to [0, 1].
             regression: regression.map(|range| train::RegressionTargets { train: scaled(task, range, false), dev: scaled(task, range, true) }),
             demo_filter: p.demo_filter.as_ref().map(|e| match e {
@@ -492,6 +495,12 @@ fn train_now(task: &Task, p: &RunParams, progress: ProgressFn) -> Result<String>
         notes["demo_filter"] = serde_json::json!(report.demos.filter_dir());
         if !dev.is_empty() {
             notes["dev_examples"] = dev.len().into();
+            notes["dev_metric"] = match (multi.is_some(), regression.is_some()) {
+                (true, _) => "micro-f1",
+                (_, true) => "pearson",
+                _ => "accuracy",
+            }
+            .into();
             notes["best_step"] = report.best_step.into();
             notes["best_dev_metric"] = report.best_dev_acc.into();
         }

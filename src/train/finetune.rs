@@ -353,6 +353,9 @@ pub fn finetune(
             let t = Instant::now();
             let logits = predict_examples(model, tok, prompt, method, &head, dev, &report.demos, p.eval_batch_size)?;
             let acc = match (&p.regression, p.dev_metric) {
+                // Weights that give a non-finite logit (a diverged run) are never kept:
+                // argmax would read their NaN rows as class 0 and score them.
+                _ if logits.iter().flatten().any(|v| !v.is_finite()) => f64::NEG_INFINITY,
                 (Some(r), _) => upper_pole_pearson(&logits, &r.dev),
                 (None, DevMetric::Accuracy) => accuracy(&logits, &dev_gold),
                 (None, DevMetric::PositiveF1) => f1_binary(&logits.iter().map(|r| argmax(r)).collect::<Vec<_>>(), &dev_gold, 1),
@@ -372,6 +375,12 @@ pub fn finetune(
     }
     report.train_seconds = start.elapsed().as_secs_f64() - eval_secs;
     report.steps_per_sec = p.steps as f64 / report.train_seconds.max(1e-9);
+    if !report.dev_curve.is_empty() && report.dev_curve.iter().all(|&(_, m)| m == f64::NEG_INFINITY) {
+        return Err(Error::InvalidArgument(format!(
+            "training diverged: the model gave non-finite logits on dev at every evaluation (learning rate {}): lower it",
+            p.lr
+        )));
+    }
     if let Some(snap) = best {
         model.restore(&snap)?;
     } else {

@@ -89,7 +89,8 @@ def render_pieces(manifest, tok, example, pieces, demo_segment=None):
             if raw is None:
                 raise ValueError(f"the template needs sentence {index}, but the example has none")
             ids = encode(tok, shape(raw, part, leading_space))
-            ids = [special["unk"] if i == special["mask"] else i for i in ids]
+            controls = {special[k] for k in ("cls", "sep", "mask", "pad")}
+            ids = [special["unk"] if i in controls else i for i in ids]
             limit = trunc["first_sent_limit"] if index == 0 and not demo else trunc["other_sent_limit"]
             if limit is not None:
                 ids = ids[:limit]
