@@ -760,6 +760,7 @@ pub fn run_one(
                                 _ => train::DevMetric::Accuracy,
                             },
                             balance_classes: spec.multi_label.is_some(),
+                            demos_apart_by_input: spec.multi_label.is_some(),
                             regression: targets.clone(),
                             ..TrainParams::default()
                         };

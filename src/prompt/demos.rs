@@ -19,6 +19,9 @@ pub struct DemoPool {
     by_class: Vec<Vec<usize>>,
     /// L2-normalised sentence embeddings of `examples` (similarity filtering only).
     embeddings: Option<Vec<Vec<f32>>>,
+    /// Examples of one group are one query's: a query's demonstrations come from the
+    /// other groups (each example its own group unless [`DemoPool::grouped_by_input`]).
+    groups: Vec<usize>,
 }
 
 impl DemoPool {
@@ -32,7 +35,21 @@ impl DemoPool {
                 .ok_or_else(|| Error::InvalidArgument(format!("demonstration label {l} is out of range ({num_labels} labels)")))?
                 .push(i);
         }
-        Ok(DemoPool { examples: examples.to_vec(), by_class, embeddings: None })
+        Ok(DemoPool { examples: examples.to_vec(), by_class, embeddings: None, groups: (0..examples.len()).collect() })
+    }
+
+    /// The pool with examples that share their first text in one group: a multi-label
+    /// task's (input, label) pairs of one input. A query then never sees its own input
+    /// as a demonstration (with another label's answer, it would give its own away).
+    pub fn grouped_by_input(mut self) -> Self {
+        let mut first: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+        self.groups = self.examples.iter().enumerate().map(|(i, e)| *first.entry(e.text_a.as_str()).or_insert(i)).collect();
+        self
+    }
+
+    /// Whether example `i` may be a demonstration for the pool's example `query`.
+    fn allowed(&self, i: usize, query: Option<usize>) -> bool {
+        query.is_none_or(|q| self.groups.get(q) != Some(&self.groups[i]))
     }
 
     /// The pool with a sentence embedding (L2-normalised) for each example, in order, for
@@ -70,7 +87,7 @@ impl DemoPool {
             .by_class
             .iter()
             .map(|members| {
-                let mut ranked: Vec<(f32, usize)> = members.iter().copied().filter(|&i| Some(i) != exclude).map(|i| (sim(i), i)).collect();
+                let mut ranked: Vec<(f32, usize)> = members.iter().copied().filter(|&i| self.allowed(i, exclude)).map(|i| (sim(i), i)).collect();
                 ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
                 ranked.truncate(ranked.len().div_ceil(2));
                 ranked.into_iter().map(|(_, i)| i).collect()
@@ -100,13 +117,13 @@ impl DemoPool {
         Ok((0..n).map(|k| ranked.iter().filter(|c| !c.is_empty()).map(|c| self.examples[c[k % c.len()]].clone()).collect()).collect())
     }
 
-    /// One example per class, in class order, never example `exclude` (the query); a
-    /// class whose only example is the query is left out of the set.
+    /// One example per class, in class order, never example `exclude` (the query) or one
+    /// of its group; a class whose only examples are those is left out of the set.
     pub fn sample(&self, rng: &mut ChaCha8Rng, exclude: Option<usize>) -> Vec<Example> {
         self.by_class
             .iter()
             .filter_map(|members| {
-                let candidates: Vec<usize> = members.iter().copied().filter(|&i| Some(i) != exclude).collect();
+                let candidates: Vec<usize> = members.iter().copied().filter(|&i| self.allowed(i, exclude)).collect();
                 candidates.choose(rng).map(|&i| self.examples[i].clone())
             })
             .collect()
@@ -141,6 +158,26 @@ mod tests {
         assert_eq!(pool.inference_sets(7, 3), pool.inference_sets(7, 3), "inference sets depend on the seed alone");
         assert!(DemoPool::new(&[Example::single("x", None)], 2).is_err());
         assert!(DemoPool::new(&[ex("x", 2)], 2).is_err());
+    }
+
+    /// A multi-label task's pairs: (input, label name) with its yes/no answer. Grouped
+    /// by input, a query's demonstrations never come from its own input, by sampling or
+    /// by similarity (where its sibling pairs would be the nearest).
+    #[test]
+    fn grouped_pairs_never_show_the_query_its_own_input() {
+        let pair = |x: &str, label: &str, yes: usize| Example { text_a: x.into(), text_b: Some(label.into()), label: Some(yes) };
+        let examples = [pair("x", "music", 1), pair("x", "story", 0), pair("y", "music", 0), pair("y", "story", 1), pair("z", "music", 1)];
+        let emb: Vec<Vec<f32>> = [1.0f32, 1.0, 0.0, 0.0, 0.5].iter().map(|&a| vec![a, (1.0 - a * a).sqrt()]).collect();
+        let plain = DemoPool::new(&examples, 2).unwrap();
+        let grouped = plain.clone().grouped_by_input().with_embeddings(emb.clone()).unwrap();
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let mut seen_sibling = false;
+        for _ in 0..50 {
+            assert!(grouped.sample(&mut rng, Some(0)).iter().all(|e| e.text_a != "x"));
+            assert!(grouped.sample_similar_for(&mut rng, 0).unwrap().iter().all(|e| e.text_a != "x"));
+            seen_sibling |= plain.sample(&mut rng, Some(0)).iter().any(|e| e.text_a == "x");
+        }
+        assert!(seen_sibling, "ungrouped, the sibling pair is drawn (what grouping prevents)");
     }
 
     #[test]

@@ -476,6 +476,7 @@ fn train_now(task: &Task, p: &RunParams, progress: ProgressFn) -> Result<String>
             demonstrations: p.demonstrations,
             demo_sets: p.demo_sets,
             balance_classes: multi.is_some(),
+            demos_apart_by_input: multi.is_some(),
             // A multi-label task's dev pairs are mostly "no": the kept weights are the
             // ones with the best F1 of "yes" (micro-F1 over the labels), not accuracy.
             dev_metric: if multi.is_some() { train::DevMetric::PositiveF1 } else { train::DevMetric::Accuracy },

@@ -78,6 +78,9 @@ pub struct TrainParams {
     /// (scikit-learn's "balanced"), so a rare class counts as much as a common one: a
     /// multi-label task's yes/no pairs are mostly "no".
     pub balance_classes: bool,
+    /// Training demonstrations never share the query's first text (a multi-label task:
+    /// its (input, label) pairs of one input would answer each other).
+    pub demos_apart_by_input: bool,
 }
 
 /// The dev metric that picks the kept weights of a classification run.
@@ -115,6 +118,7 @@ impl Default for TrainParams {
             regression: None,
             dev_metric: DevMetric::Accuracy,
             balance_classes: false,
+            demos_apart_by_input: false,
         }
     }
 }
@@ -248,7 +252,11 @@ pub fn finetune(
     if p.demo_filter.is_some() && !p.demonstrations {
         return Err(Error::InvalidArgument("a demonstration filter needs demonstrations on".into()));
     }
-    let pool = if p.demonstrations { Some(DemoPool::new(train, prompt.verbalizer.num_labels())?) } else { None };
+    let pool = match p.demonstrations {
+        true if p.demos_apart_by_input => Some(DemoPool::new(train, prompt.verbalizer.num_labels())?.grouped_by_input()),
+        true => Some(DemoPool::new(train, prompt.verbalizer.num_labels())?),
+        false => None,
+    };
     // Similarity filtering: the encoder's embeddings of the training examples rank the
     // candidates of each query (the encoder stays frozen, so once is enough).
     let (demos, train_emb) = match (&pool, &p.demo_filter) {
