@@ -308,12 +308,29 @@ struct OrtScorer {
     dir: PathBuf,
 }
 
+/// Removes the scorer folders of harness processes that ended without removing theirs
+/// (killed): a model-sized folder each. Only on Linux, where `/proc` tells a live
+/// process from a dead one.
+fn remove_stale_scorers(out: &Path) {
+    if !cfg!(target_os = "linux") {
+        return;
+    }
+    for entry in std::fs::read_dir(out).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        let Some(pid) = name.strip_prefix(".scorer-").and_then(|p| p.parse::<u32>().ok()) else { continue };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 impl OrtScorer {
     /// None when the model cannot be exported or ONNX Runtime not loaded: the caller
     /// scores with libtorch instead (and the result says so).
     fn new(model: &MaskedLm, tok: &Tokenizer, prompt: &Prompt, out: &Path) -> Option<Self> {
         let dir = out.join(format!(".scorer-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
+        remove_stale_scorers(out);
         let opened = crate::export::export(model, tok, prompt, &Demos::None, Default::default(), &dir, &Default::default()).and_then(|_| {
             let threads = tch::get_num_threads().max(1) as usize;
             crate::serve::Predictor::open(&dir, &crate::serve::PredictorOptions { threads, ..Default::default() })

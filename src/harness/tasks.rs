@@ -353,11 +353,18 @@ fn read_csv(path: &Path, labels: &[String]) -> Result<Vec<Example>> {
     let mut out = Vec::new();
     for (i, record) in reader.records().enumerate() {
         let record = record.map_err(|e| csv_error(path, e))?;
+        // The file line the record starts on (a quoted field may span lines).
+        let line = record.position().map_or(i + 1, |p| p.line() as usize);
         let bad = |message: String| Error::Data {
             path: path.to_path_buf(),
-            line: i + 1,
+            line,
             message,
         };
+        // No text of these tasks spans lines: one that does is a quote left open, which
+        // would swallow the rows after it.
+        if let Some(field) = record.iter().find(|f| f.contains('\n')) {
+            return Err(bad(format!("a field runs over {} lines (a quote left open?)", field.lines().count())));
+        }
         let (Some(label), Some(text)) = (record.get(0), record.get(1)) else {
             return Err(bad(format!(
                 "expected `label,sentence`, found {} field(s)",
@@ -379,5 +386,28 @@ fn csv_error(path: &Path, e: csv::Error) -> Error {
         path: path.to_path_buf(),
         line,
         message: e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A quote left open is an error naming the line it starts on, not rows silently
+    /// swallowed into one field; quoted commas are kept.
+    #[test]
+    fn csv_rows_and_an_open_quote() {
+        let dir = std::env::temp_dir().join(format!("lmbff-csv-{}", crate::checkpoint::tmp_suffix()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let labels = vec!["0".to_string(), "1".to_string()];
+        let good = dir.join("good.csv");
+        std::fs::write(&good, "1,\"fun, warm\"\n0,dull\n").unwrap();
+        let rows = read_csv(&good, &labels).unwrap();
+        assert_eq!((rows.len(), rows[0].text_a.as_str()), (2, "fun, warm"));
+        let open = dir.join("open.csv");
+        std::fs::write(&open, "1,fine\n0,\"never closed\n1,lost\n0,lost too\n").unwrap();
+        let e = read_csv(&open, &labels).unwrap_err().to_string();
+        assert!(e.contains("open.csv, line 2") && e.contains("a quote left open"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
