@@ -117,6 +117,23 @@ fn long_inputs_are_tokenized_only_as_far_as_truncation_reads() {
     assert!(took < std::time::Duration::from_secs(2), "a {} MB input took {took:?} to render", doc.len() >> 20);
 }
 
+/// `{cls}` and `{sep}` written out render as the template without them: spaces beside a
+/// special token are no part of a word (with byte-level BPE a stray space used to become
+/// a token of its own); `{cls}` anywhere but first is refused (it used to give two).
+#[test]
+fn explicit_special_placeholders_render_as_implicit_ones() {
+    let roberta = Tokenizer::from_dir(&common::fixtures().join("roberta")).unwrap();
+    for (name, tok) in [("minilm", &minilm()), ("roberta", &roberta)] {
+        let ex = Example::single("A gripping film.", None);
+        let implicit = sst2(tok, "{text} It was {mask}.", 64).encode(tok, &ex).unwrap();
+        for t in ["{cls} {text} It was {mask}. {sep}", "{cls}{text} It was {mask}.{sep}", " {cls}  {text} It was {mask}.  {sep} "] {
+            assert_eq!(sst2(tok, t, 64).encode(tok, &ex).unwrap(), implicit, "{name}: {t:?}");
+        }
+    }
+    let e = Template::parse("Review: {cls}{text} It was {mask}.").unwrap_err().to_string();
+    assert!(e.contains("`{cls}` opens the template"), "{e}");
+}
+
 /// Control tokens typed in the input read as unknown: the template's mask and separators
 /// stay the only ones (a typed [SEP] used to split the input into another segment).
 #[test]

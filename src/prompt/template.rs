@@ -219,13 +219,22 @@ fn parse_readable(src: &str) -> Result<Vec<Part>> {
     let mut parts: Vec<Part> = Vec::new();
     let mut rest = src;
     let mut offset = 0;
+    // Spaces around `{cls}` and `{sep}` mean nothing (a special token is no word), so
+    // `{cls} {text} It was {mask}. {sep}` renders as `{text} It was {mask}.` does.
+    let special = |p: Option<&Part>| matches!(p, Some(Part::Cls | Part::Sep { .. }));
     while let Some(open) = rest.find('{') {
-        let literal = &rest[..open];
+        let literal = if special(parts.last()) { rest[..open].trim_start() } else { &rest[..open] };
         let close = rest[open..].find('}').ok_or_else(|| err(src, offset + open, "`{` is never closed"))? + open;
         let name = rest[open + 1..close].trim();
         let space = literal.ends_with(' ') || (literal.is_empty() && matches!(parts.last(), Some(Part::Text(t)) if t.ends_with(' ')));
         let mut lit = literal.to_string();
         let part = readable_part(src, offset + open, name, false)?;
+        if part == Part::Cls && (!parts.is_empty() || !lit.trim().is_empty()) {
+            return Err(err(src, offset + open, "`{cls}` opens the template (nothing before it); leave it out to have it put there"));
+        }
+        if special(Some(&part)) {
+            lit.truncate(lit.trim_end().len());
+        }
         // A space before a text or label-word placeholder becomes its leading-space form;
         // a space before the mask is absorbed too (the label word in its place carries
         // the space, as `Ġgreat` does in BPE vocabularies; LM-BFF writes `_was*mask*`).
@@ -243,6 +252,7 @@ fn parse_readable(src: &str) -> Result<Vec<Part>> {
     if rest.contains('}') {
         return Err(err(src, offset + rest.find('}').unwrap_or(0), "`}` without a matching `{`"));
     }
+    let rest = if special(parts.last()) { rest.trim_start() } else { rest };
     if !rest.is_empty() {
         parts.push(Part::Text(rest.to_string()));
     }
