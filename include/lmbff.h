@@ -324,7 +324,10 @@ typedef struct {
    */
   double learning_rate;
   /*
-   Seed of every random choice (default 42): same seed, same model on CPU.
+   Seed of every random choice (default 42): same seed, same model on CPU. On CUDA the
+   draws are the same but the GPU's sums are not ordered (atomic adds in embedding
+   gradients), so two runs may differ in the last digits and, through dev selection,
+   in the step kept.
    */
   uint64_t seed;
   /*

@@ -59,7 +59,10 @@ pub struct lmbff_train_params {
     pub batch_size: u32,
     /// Peak learning rate of AdamW with linear decay (default 2e-5).
     pub learning_rate: f64,
-    /// Seed of every random choice (default 42): same seed, same model on CPU.
+    /// Seed of every random choice (default 42): same seed, same model on CPU. On CUDA the
+    /// draws are the same but the GPU's sums are not ordered (atomic adds in embedding
+    /// gradients), so two runs may differ in the last digits and, through dev selection,
+    /// in the step kept.
     pub seed: u64,
     /// LMBFF_DEVICE_AUTO (CUDA if present), LMBFF_DEVICE_CPU or LMBFF_DEVICE_CUDA.
     pub device: i32,
