@@ -73,36 +73,37 @@ test('task, training with progress and cancellation, versions, export, predict',
 
   // Versions: a warm-started second one with demonstrations (its export predicts with
   // 2 fixed sets), deleted again.
-  assert.strictEqual(await task.train({ steps: 2, batchSize: 4, warmStart: version, demonstrations: true, demoSets: 2 }), 'v2');
-  task.exportVersion('v2', path.join(work, 'export-v2'));
+  // (A deleted version's number is never given again: v2 was deleted above.)
+  assert.strictEqual(await task.train({ steps: 2, batchSize: 4, warmStart: version, demonstrations: true, demoSets: 2 }), 'v3');
+  task.exportVersion('v3', path.join(work, 'export-v2'));
   const sets = JSON.parse(fs.readFileSync(path.join(work, 'export-v2', 'lmbff-export.json'), 'utf8')).demonstrations.sets;
   assert.deepStrictEqual(sets.map((s) => s.map((d) => d.label)), [[0, 1], [0, 1]]);
-  assert.deepStrictEqual(task.versions(), ['v1', 'v2']);
-  task.deleteVersion('v2');
+  assert.deepStrictEqual(task.versions(), ['v1', 'v3']);
+  task.deleteVersion('v3');
 
   // Similarity-filtered demonstrations, ranked by the task's model: the export carries
   // the encoder and picks each input's sets.
-  assert.strictEqual(await task.train({ steps: 2, batchSize: 4, method: 'prompt', demonstrations: true, demoSets: 2, demoFilter: true }), 'v2');
-  task.exportVersion('v2', path.join(work, 'export-filter'));
+  assert.strictEqual(await task.train({ steps: 2, batchSize: 4, method: 'prompt', demonstrations: true, demoSets: 2, demoFilter: true }), 'v4');
+  task.exportVersion('v4', path.join(work, 'export-filter'));
   const filter = JSON.parse(fs.readFileSync(path.join(work, 'export-filter', 'lmbff-export.json'), 'utf8')).demonstrations.filter;
   assert.strictEqual(filter.sets, 2);
   assert.ok(fs.existsSync(path.join(work, 'export-filter', filter.file)));
   const filtered = new lmbff.Predictor(path.join(work, 'export-filter'), { threads: 1 }).predict(['A delightful film.', 'A dull one.']);
   assert.ok(filtered.every((r) => Math.abs(r.probs[0] + r.probs[1] - 1) < 1e-5));
-  task.deleteVersion('v2');
+  task.deleteVersion('v4');
 
   // The sentence-embedding method: its export says so and predicts; a bad method name
   // is refused before anything runs.
   await assert.rejects(task.train({ method: 'magic' }), (e) => e.code === 'INVALID_ARGUMENT' && /magic/.test(e.message));
-  assert.strictEqual(await task.train({ method: 'sentence-embedding', learningRate: 1e-3 }), 'v2');
-  task.exportVersion('v2', path.join(work, 'export-se'));
+  assert.strictEqual(await task.train({ method: 'sentence-embedding', learningRate: 1e-3 }), 'v5');
+  task.exportVersion('v5', path.join(work, 'export-se'));
   const se = JSON.parse(fs.readFileSync(path.join(work, 'export-se', 'lmbff-export.json'), 'utf8'));
   assert.strictEqual(se.method, 'sentence-embedding');
   assert.strictEqual(se.notes.method_reason, 'asked for');
   assert.deepStrictEqual(se.notes.label_anchors, ['It was terrible.', 'It was great.']);
   const sePreds = new lmbff.Predictor(path.join(work, 'export-se'), { threads: 1 }).predict(['A delightful film.', '']);
   assert.ok(sePreds.every((r) => Math.abs(r.probs[0] + r.probs[1] - 1) < 1e-5));
-  task.deleteVersion('v2');
+  task.deleteVersion('v5');
   // Without label anchors (SetFit as published), the notes list none.
   const plain = await task.train({ method: 'sentence-embedding', learningRate: 1e-3, labelAnchors: false });
   const notes = JSON.parse(fs.readFileSync(path.join(work, 'task', 'models', plain, 'lmbff.json'), 'utf8')).notes;
