@@ -224,6 +224,9 @@ fn parse_readable(src: &str) -> Result<Vec<Part>> {
     let special = |p: Option<&Part>| matches!(p, Some(Part::Cls | Part::Sep { .. }));
     while let Some(open) = rest.find('{') {
         let literal = if special(parts.last()) { rest[..open].trim_start() } else { &rest[..open] };
+        if let Some(stray) = rest[..open].find('}') {
+            return Err(err(src, offset + stray, "`}` without a matching `{`"));
+        }
         let close = rest[open..].find('}').ok_or_else(|| err(src, offset + open, "`{` is never closed"))? + open;
         let name = rest[open + 1..close].trim();
         let space = literal.ends_with(' ') || (literal.is_empty() && matches!(parts.last(), Some(Part::Text(t)) if t.ends_with(' ')));
@@ -355,11 +358,17 @@ mod tests {
             ("{text_b} {mask}", "skips sentence 0"),
             ("{text:shout} {mask}", "unknown modifier"),
             ("plain words", "no placeholders"),
+            // A stray `}` is refused wherever it is (between placeholders it used to be
+            // kept as text, after the last one refused).
+            ("{text} a} {mask}.", "`}` without a matching `{`"),
+            ("{text} {mask}.}", "`}` without a matching `{`"),
         ] {
             let e = Template::parse(src).unwrap_err().to_string();
             assert!(e.contains(needle), "{src:?} gave {e:?}, expected it to mention {needle:?}");
         }
         let e = Template::parse("{text} It was {maks}.").unwrap_err();
         assert!(matches!(e, Error::Template { at: 14, .. }), "{e:?}");
+        let e = Template::parse("{text} a} {mask}.").unwrap_err();
+        assert!(matches!(e, Error::Template { at: 8, .. }), "{e:?}");
     }
 }
