@@ -47,6 +47,26 @@ impl DirLock {
     }
 }
 
+/// Writes the file `path` atomically: `bytes` go to a temporary file of this writer's
+/// own beside it, which is synced and renamed onto `path`. Two writers never rename each
+/// other's half-written file, and a power loss leaves the old file or the new one. (The
+/// folder itself is not synced: [`sync_dir`] when the rename must last too.)
+pub(crate) fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".tmp-{}", tmp_suffix()));
+    let tmp = PathBuf::from(tmp);
+    let written = std::fs::OpenOptions::new().write(true).create_new(true).open(&tmp).and_then(|mut f| {
+        f.write_all(bytes)?;
+        f.sync_all()
+    });
+    if let Err(e) = written.and_then(|()| std::fs::rename(&tmp, path)) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(Error::io(path, e));
+    }
+    Ok(())
+}
+
 /// Syncs a folder itself (its entries: names created, renamed or removed in it).
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| Error::io(dir, e))

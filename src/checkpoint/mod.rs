@@ -6,7 +6,9 @@ mod atomic;
 pub use atomic::write_dir_atomic;
 #[cfg(feature = "train")]
 pub(crate) use atomic::write_new_dir;
-pub(crate) use atomic::{sync_dir, tmp_suffix, DirLock};
+#[cfg(test)]
+pub(crate) use atomic::tmp_suffix;
+pub(crate) use atomic::{sync_dir, write_file_atomic, DirLock};
 
 use std::path::{Path, PathBuf};
 

@@ -438,25 +438,22 @@ fn save_logits(out: &Path, task: &str, seed: u64, method: RunMethod, l: &Logits)
 
 /// Writes `text` to `path` (creating its folder) through a temporary file renamed onto
 /// it: an interrupted run leaves no half-written file.
-/// The temporary name is this writer's alone, and the file is synced before the rename:
-/// two processes on one folder never rename each other's half-written file, and a power
-/// loss leaves the old file or the new one.
+/// The temporary file is this writer's alone and synced before the rename
+/// ([`crate::checkpoint::write_file_atomic`]).
 pub(crate) fn write_atomic(path: &Path, text: &str) -> Result<()> {
-    use std::io::Write;
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(format!(".tmp-{}", crate::checkpoint::tmp_suffix()));
-    let tmp = PathBuf::from(tmp);
-    let written = std::fs::File::create(&tmp).and_then(|mut f| {
-        f.write_all(text.as_bytes())?;
-        f.sync_all()
-    });
-    if let Err(e) = written.and_then(|()| std::fs::rename(&tmp, path)) {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(Error::io(path, e));
-    }
-    Ok(())
+    crate::checkpoint::write_file_atomic(path, text.as_bytes())
+}
+
+/// The result stored at `path`, None when there is none.
+fn read_result(path: &Path) -> Result<Option<RunResult>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(path, e)),
+    };
+    serde_json::from_str(&text).map(Some).map_err(|source| Error::Json { path: path.to_path_buf(), what: "a harness result", source })
 }
 
 /// The settings file of a harness folder, written by its first command.
@@ -505,9 +502,9 @@ pub fn claim_folder(out: &Path, settings: &Settings) -> Result<()> {
             if !name.ends_with(".json") || name.ends_with(".logits.json") {
                 continue;
             }
-            let text = std::fs::read_to_string(&file).map_err(|e| Error::io(&file, e))?;
-            let r: RunResult = serde_json::from_str(&text).map_err(|source| Error::Json { path: file.clone(), what: "a harness result", source })?;
-            differ(&r.settings, &file)?;
+            if let Some(r) = read_result(&file)? {
+                differ(&r.settings, &file)?;
+            }
         }
     }
     write_atomic(&path, &serde_json::to_string_pretty(settings).map_err(|e| Error::Internal(format!("settings do not serialise: {e}")))?)
@@ -555,16 +552,7 @@ pub fn stored(
     settings: &Settings,
 ) -> Result<Option<RunResult>> {
     let path = result_path(out, task, seed, method);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(Error::io(&path, e)),
-    };
-    let r: RunResult = serde_json::from_str(&text).map_err(|source| Error::Json {
-        path: path.clone(),
-        what: "a harness result",
-        source,
-    })?;
+    let Some(r) = read_result(&path)? else { return Ok(None) };
     if &r.settings != settings {
         return Err(Error::InvalidArgument(format!(
             "{} was made with other settings ({:?}); use another --out folder to compare settings",

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::{fnv1a, sync_dir, tmp_suffix, DirLock, FNV_OFFSET};
+use crate::checkpoint::{fnv1a, sync_dir, write_file_atomic, DirLock, FNV_OFFSET};
 use crate::prompt::{Prompt, Template, Truncation, Verbalizer};
 use crate::tokenize::Tokenizer;
 use crate::{Error, Result};
@@ -311,18 +311,7 @@ impl Task {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(Error::io(&path, e)),
         }
-        let tmp = dir.join(format!(".{TASK_FILE}.tmp-{}", tmp_suffix()));
-        let write = || -> std::io::Result<()> {
-            use std::io::Write;
-            let mut f = std::fs::OpenOptions::new().write(true).create_new(true).open(&tmp)?;
-            f.write_all(&bytes)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &path)
-        };
-        write().map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            Error::io(&path, e)
-        })?;
+        write_file_atomic(&path, &bytes)?;
         self.dir = Some(dir.to_path_buf());
         self.on_disk = Some(fnv1a(&bytes, FNV_OFFSET));
         sync_dir(dir)

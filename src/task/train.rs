@@ -156,12 +156,15 @@ fn models_dir(task_dir: &Path) -> PathBuf {
     task_dir.join("models")
 }
 
+/// The digits of a version's name (`v12` gives `12`), None for any other name.
+fn version_digits(v: &str) -> Option<&str> {
+    v.strip_prefix('v').filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
 fn check_version(v: &str) -> Result<()> {
-    let ok = v.strip_prefix('v').is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()));
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::InvalidArgument(format!("model version {v:?}: versions are named v1, v2, ...")))
+    match version_digits(v) {
+        Some(_) => Ok(()),
+        None => Err(Error::InvalidArgument(format!("model version {v:?}: versions are named v1, v2, ..."))),
     }
 }
 
@@ -181,8 +184,8 @@ pub fn versions(task_dir: &Path) -> Result<Vec<String>> {
     let dir = models_dir(task_dir);
     let mut out: Vec<(u64, String)> = model_entries(task_dir)?
         .into_iter()
-        .filter(|n| check_version(n).is_ok() && dir.join(n).join(crate::checkpoint::MANIFEST_FILE).is_file())
-        .map(|n| (n[1..].parse().unwrap_or(u64::MAX), n))
+        .filter_map(|n| Some((version_digits(&n)?.parse().unwrap_or(u64::MAX), n)))
+        .filter(|(_, n)| dir.join(n).join(crate::checkpoint::MANIFEST_FILE).is_file())
         .collect();
     out.sort();
     Ok(out.into_iter().map(|(_, n)| n).collect())
@@ -198,7 +201,7 @@ fn tombstone(v: &str) -> String {
 /// one), or a deleted version's tombstone's.
 fn taken_number(name: &str) -> Option<u64> {
     let v = name.strip_prefix('.').and_then(|n| n.strip_suffix(".deleted")).unwrap_or(name);
-    v.strip_prefix('v').filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())).and_then(|n| n.parse().ok())
+    version_digits(v)?.parse().ok()
 }
 
 /// Reserves the next version: the number past every version, every entry named like one

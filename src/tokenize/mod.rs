@@ -123,25 +123,18 @@ impl Tokenizer {
     /// ids the whole text starts with. A text with no such place past the first cut is
     /// encoded whole.
     pub fn encode_head(&self, text: &str, max_tokens: usize) -> Result<Vec<u32>> {
-        Ok(self.encode_words_head(text, max_tokens)?.0)
+        let mut ids = encode_prefix(text, max_tokens, |t| self.encode_piece(t), Vec::len)?;
+        ids.truncate(max_tokens);
+        Ok(ids)
     }
 
     /// [`Tokenizer::encode_words`] of the text's first `max_tokens` ids, tokenizing no
     /// more of it than [`Tokenizer::encode_head`] does.
     pub fn encode_words_head(&self, text: &str, max_tokens: usize) -> Result<(Vec<u32>, Vec<Option<u32>>)> {
-        let mut from = max_tokens.saturating_mul(HEAD_BYTES_PER_TOKEN).max(HEAD_MIN_BYTES);
-        loop {
-            let cut = word_end_at_or_after(text, from);
-            let (mut ids, mut words) = self.encode_words(&text[..cut.unwrap_or(text.len())])?;
-            match cut {
-                Some(c) if ids.len() < max_tokens => from = c.saturating_mul(2),
-                _ => {
-                    ids.truncate(max_tokens);
-                    words.truncate(max_tokens);
-                    return Ok((ids, words));
-                }
-            }
-        }
+        let (mut ids, mut words) = encode_prefix(text, max_tokens, |t| self.encode_words(t), |(ids, _)| ids.len())?;
+        ids.truncate(max_tokens);
+        words.truncate(max_tokens);
+        Ok((ids, words))
     }
 
     /// Encodes text without special tokens and returns ids with the index of the word
@@ -175,6 +168,20 @@ impl Tokenizer {
 /// and at least this many bytes.
 const HEAD_BYTES_PER_TOKEN: usize = 16;
 const HEAD_MIN_BYTES: usize = 4096;
+
+/// `encode` of the shortest prefix of `text` ending at a cut ([`Tokenizer::encode_head`])
+/// whose encoding holds `max_tokens` ids (`len` counts them), or of the whole text.
+fn encode_prefix<T>(text: &str, max_tokens: usize, encode: impl Fn(&str) -> Result<T>, len: impl Fn(&T) -> usize) -> Result<T> {
+    let mut from = max_tokens.saturating_mul(HEAD_BYTES_PER_TOKEN).max(HEAD_MIN_BYTES);
+    loop {
+        let cut = word_end_at_or_after(text, from);
+        let enc = encode(&text[..cut.unwrap_or(text.len())])?;
+        match cut {
+            Some(c) if len(&enc) < max_tokens => from = c.saturating_mul(2),
+            _ => return Ok(enc),
+        }
+    }
+}
 
 /// The first byte offset at or after `from` where an ASCII whitespace character follows
 /// one that is not whitespace (a word's end), if any. An ASCII byte is always a char
