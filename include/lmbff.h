@@ -262,8 +262,8 @@ typedef struct {
    */
   const char *model_dir;
   /*
-   Template, readable (`{text} It was {mask}.`) or LM-BFF syntax; NULL for
-   `{text} It was {mask}.`.
+   Template, readable (`{text} It was {mask}.`; `{{` and `}}` are literal braces) or
+   LM-BFF syntax; NULL for `{text} It was {mask}.`.
    */
   const char *template_;
   /*

@@ -33,8 +33,8 @@ pub struct lmbff_task_params {
     pub struct_size: usize,
     /// HF model directory training starts from (config.json, tokenizer.json, weights).
     pub model_dir: *const c_char,
-    /// Template, readable (`{text} It was {mask}.`) or LM-BFF syntax; NULL for
-    /// `{text} It was {mask}.`.
+    /// Template, readable (`{text} It was {mask}.`; `{{` and `}}` are literal braces) or
+    /// LM-BFF syntax; NULL for `{text} It was {mask}.`.
     pub template_: *const c_char,
     /// `num_labels` class names and their label words: one word, or several separated by
     /// `|` (`"great|good"`); a word may span several tokens. A class scores the mean over

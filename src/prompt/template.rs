@@ -11,8 +11,8 @@
 //!
 //! Readable syntax: `{text}` (or `{text_a}`) and `{text_b}` for the inputs, `{mask}`,
 //! `{label}` (the word of the example's own label), `{sep}`, `{cls}`; literal text in
-//! between, spaces kept. A placeholder after a space gets the leading-space form. Input
-//! placeholders take modifiers: `{text_b:lower}` / `{text_b:upper}` (first letter),
+//! between, spaces kept; `{{` and `}}` write a literal brace. A placeholder after a space
+//! gets the leading-space form. Input placeholders take modifiers: `{text_b:lower}` / `{text_b:upper}` (first letter),
 //! `{text_a:nolast}` (drop the last character). `[CLS]` and a final `[SEP]` are added
 //! unless the template places `{cls}` / `{sep}` itself.
 
@@ -215,25 +215,54 @@ fn lmbff_part(src: &str, at: usize, p: &str) -> Result<Part> {
     Ok(Part::Sentence { index, space, case, drop_last })
 }
 
+/// Splits readable syntax into literal runs and placeholders: `{{` and `}}` are literal
+/// braces, `{name}` a placeholder (with its byte offset), a lone `}` an error.
+fn readable_pieces(src: &str) -> Result<Vec<(String, Option<(usize, &str)>)>> {
+    let mut pieces = Vec::new();
+    let mut literal = String::new();
+    let mut at = 0;
+    while let Some(i) = src[at..].find(['{', '}']).map(|i| at + i) {
+        literal.push_str(&src[at..i]);
+        let brace = &src[i..i + 1];
+        if src[i + 1..].starts_with(brace) {
+            literal.push_str(brace);
+            at = i + 2;
+            continue;
+        }
+        if brace == "}" {
+            return Err(err(src, i, "`}` without a matching `{` (write `}}` for a literal brace)"));
+        }
+        let close = src[i..].find('}').ok_or_else(|| err(src, i, "`{` is never closed (write `{{` for a literal brace)"))? + i;
+        let name = &src[i + 1..close];
+        if name.contains('{') {
+            return Err(err(src, i, "`{` is never closed before the next `{` (write `{{` for a literal brace)"));
+        }
+        pieces.push((std::mem::take(&mut literal), Some((i, name.trim()))));
+        at = close + 1;
+    }
+    literal.push_str(&src[at..]);
+    pieces.push((literal, None));
+    Ok(pieces)
+}
+
 fn parse_readable(src: &str) -> Result<Vec<Part>> {
     let mut parts: Vec<Part> = Vec::new();
-    let mut rest = src;
-    let mut offset = 0;
     // Spaces around `{cls}` and `{sep}` mean nothing (a special token is no word), so
     // `{cls} {text} It was {mask}. {sep}` renders as `{text} It was {mask}.` does.
     let special = |p: Option<&Part>| matches!(p, Some(Part::Cls | Part::Sep { .. }));
-    while let Some(open) = rest.find('{') {
-        let literal = if special(parts.last()) { rest[..open].trim_start() } else { &rest[..open] };
-        if let Some(stray) = rest[..open].find('}') {
-            return Err(err(src, offset + stray, "`}` without a matching `{`"));
-        }
-        let close = rest[open..].find('}').ok_or_else(|| err(src, offset + open, "`{` is never closed"))? + open;
-        let name = rest[open + 1..close].trim();
+    for (literal, placeholder) in readable_pieces(src)? {
+        let literal = if special(parts.last()) { literal.trim_start() } else { &literal[..] };
+        let Some((at, name)) = placeholder else {
+            if !literal.is_empty() {
+                parts.push(Part::Text(literal.to_string()));
+            }
+            break;
+        };
         let space = literal.ends_with(' ') || (literal.is_empty() && matches!(parts.last(), Some(Part::Text(t)) if t.ends_with(' ')));
         let mut lit = literal.to_string();
-        let part = readable_part(src, offset + open, name, false)?;
+        let part = readable_part(src, at, name, false)?;
         if part == Part::Cls && (!parts.is_empty() || !lit.trim().is_empty()) {
-            return Err(err(src, offset + open, "`{cls}` opens the template (nothing before it); leave it out to have it put there"));
+            return Err(err(src, at, "`{cls}` opens the template (nothing before it); leave it out to have it put there"));
         }
         if special(Some(&part)) {
             lit.truncate(lit.trim_end().len());
@@ -248,16 +277,7 @@ fn parse_readable(src: &str) -> Result<Vec<Part>> {
         if !lit.is_empty() {
             parts.push(Part::Text(lit));
         }
-        parts.push(if takes_space { readable_part(src, offset + open, name, space)? } else { part });
-        offset += close + 1;
-        rest = &rest[close + 1..];
-    }
-    if rest.contains('}') {
-        return Err(err(src, offset + rest.find('}').unwrap_or(0), "`}` without a matching `{`"));
-    }
-    let rest = if special(parts.last()) { rest.trim_start() } else { rest };
-    if !rest.is_empty() {
-        parts.push(Part::Text(rest.to_string()));
+        parts.push(if takes_space { readable_part(src, at, name, space)? } else { part });
     }
     if !matches!(parts.first(), Some(Part::Cls)) {
         parts.insert(0, Part::Cls);
@@ -347,6 +367,27 @@ mod tests {
     }
 
     #[test]
+    fn doubled_braces_are_literal() {
+        let t = Template::parse("{text} {{set}} It was {mask}.}}").unwrap();
+        assert_eq!(
+            t.parts(),
+            &[
+                Part::Cls,
+                s(0, false),
+                Part::Text(" {set} It was".into()),
+                Part::Mask,
+                Part::Text(".}".into()),
+                Part::Sep { next_segment: false }
+            ]
+        );
+        // `{{{text}` is a brace, then the input (after no space: no leading-space form).
+        let t = Template::parse("{{{text}}} {mask}").unwrap();
+        assert_eq!(t.parts()[1..4], [Part::Text("{".into()), s(0, false), Part::Text("}".into())]);
+        let e = Template::parse("{text} {mask} {{ a } b").unwrap_err();
+        assert!(matches!(e, Error::Template { at: 19, .. }), "{e:?}");
+    }
+
+    #[test]
     fn rejects_bad_templates_with_position() {
         for (src, needle) in [
             ("{text} It was good.", "no mask"),
@@ -362,6 +403,10 @@ mod tests {
             // kept as text, after the last one refused).
             ("{text} a} {mask}.", "`}` without a matching `{`"),
             ("{text} {mask}.}", "`}` without a matching `{`"),
+            ("{text} {mask} {", "never closed"),
+            ("{text {mask}", "before the next `{`"),
+            ("{{text}} {mask}", "never places the input"),
+            ("{text} {mask}}", "`}` without a matching `{`"),
         ] {
             let e = Template::parse(src).unwrap_err().to_string();
             assert!(e.contains(needle), "{src:?} gave {e:?}, expected it to mention {needle:?}");
