@@ -4,6 +4,7 @@
 mod common;
 
 use std::process::Command;
+use std::io::Write;
 
 fn lmbff() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_lmbff"));
@@ -82,6 +83,27 @@ fn train_save_and_eval() {
     let cut: serde_json::Value = serde_json::from_slice(&cut.wait_with_output().unwrap().stdout).unwrap();
     assert_eq!(got["probs"], whole["probs"]);
     assert_ne!(got["probs"], cut["probs"], "the text after the tab is read");
+    // Stdin is streamed: a host that writes a line and waits gets its answer before it
+    // writes the next (predict used to read to the end of input first), in order.
+    let mut child = lmbff().args(["predict", "--threads", "1", "--export"]).arg(&exp).stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+            tx.send(line.unwrap()).unwrap();
+        }
+    });
+    for (i, text) in ["i loved this book", "i loved"].iter().enumerate() {
+        writeln!(stdin, "{text}").unwrap();
+        let answer = rx.recv_timeout(std::time::Duration::from_secs(60)).expect("an answer while stdin stays open");
+        let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
+        assert_eq!(answer["index"], i);
+        assert_eq!(answer["probs"], [&whole, &cut][i]["probs"]);
+    }
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
+    assert!(rx.recv().is_err(), "nothing more after the two answers");
     let o = lmbff().args(["predict", "--label-studio", "only-one", "--export"]).arg(&exp).output().unwrap();
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("FROM,TO"));
     // A TSV of texts without labels predicts them (no accuracy); a line that is not

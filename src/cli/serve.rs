@@ -92,7 +92,8 @@ pub struct PredictArgs {
     pub export: PathBuf,
     /// Inputs: a text file (one input per line; `text_a<TAB>text_b` for pair templates),
     /// a .tsv with a header (sentence columns as for training; a label column, if any,
-    /// gives an accuracy on stderr), or `-` for stdin lines.
+    /// gives an accuracy on stderr), or `-` for stdin lines. Text files and stdin are
+    /// streamed: answers leave a chunk at a time (on stdin, as soon as a line arrives).
     #[arg(long, default_value = "-")]
     pub input: String,
     /// Largest batch run at once (larger inputs are split).
@@ -110,32 +111,118 @@ pub struct PredictArgs {
     pub label_studio: Option<Vec<String>>,
 }
 
-/// Inputs from a text file (or `-`: stdin) or a TSV. In a text file a tab separates
-/// text_a from text_b only when the export reads `pairs`; otherwise a line is one text.
-fn read_inputs(spec: &str, pairs: bool) -> Result<(Vec<Example>, Option<Vec<String>>)> {
-    let lines = |r: Box<dyn BufRead>| -> Result<Vec<Example>> {
+/// Inputs predicted in chunks of at most this many (progress, and length bucketing
+/// within each).
+const CHUNK: usize = 1024;
+
+/// Where `predict` reads its inputs, a chunk at a time, so that output starts before the
+/// input ends and memory stays bounded by a chunk. In a text file or on stdin a tab
+/// separates text_a from text_b only when the export reads `pairs`; otherwise a line is
+/// one text.
+enum Inputs {
+    /// A TSV with a header, read whole (its label column, if any, gives an accuracy).
+    Rows(std::vec::IntoIter<Example>),
+    /// A text file, read as the chunks need it.
+    File(std::io::Lines<std::io::BufReader<std::fs::File>>),
+    /// Stdin, read by a thread: a chunk is what has arrived (at least one line), so a
+    /// host that writes a line and waits gets its answer, and a pipe still fills chunks.
+    Stdin(std::sync::mpsc::Receiver<std::io::Result<String>>),
+}
+
+impl Inputs {
+    /// The inputs of `spec`, how many there are when that is known beforehand, and the
+    /// gold labels of a labelled TSV.
+    fn open(spec: &str) -> Result<(Inputs, Option<usize>, Option<Vec<String>>)> {
+        if spec == "-" {
+            let (tx, rx) = std::sync::mpsc::sync_channel(CHUNK);
+            std::thread::spawn(move || {
+                for line in std::io::stdin().lock().lines() {
+                    let stop = line.is_err();
+                    if tx.send(line).is_err() || stop {
+                        return;
+                    }
+                }
+            });
+            return Ok((Inputs::Stdin(rx), None, None));
+        }
+        let path = PathBuf::from(spec);
+        if path.extension().is_some_and(|e| e == "tsv") {
+            let (rows, labelled) = read_tsv_inputs(&path)?;
+            let gold = labelled.then(|| rows.iter().map(|r| r.label.clone()).collect());
+            let n = rows.len();
+            let rows: Vec<Example> = rows.into_iter().map(|r| Example { text_a: r.text_a, text_b: r.text_b, label: None }).collect();
+            return Ok((Inputs::Rows(rows.into_iter()), Some(n), gold));
+        }
+        let lines = count_lines(&path)?;
+        let f = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
+        Ok((Inputs::File(std::io::BufReader::new(f).lines()), Some(lines), None))
+    }
+
+    /// The first `n` inputs of `spec` (fewer if it has fewer).
+    fn first(spec: &str, pairs: bool, n: usize) -> Result<Vec<Example>> {
+        let (mut inputs, mut out, mut read) = (Inputs::open(spec)?.0, Vec::new(), 0);
+        while out.len() < n {
+            let chunk = inputs.next_chunk(spec, pairs, &mut read)?;
+            if chunk.is_empty() {
+                break;
+            }
+            out.extend(chunk);
+        }
+        out.truncate(n);
+        Ok(out)
+    }
+
+    /// Up to [`CHUNK`] more inputs (none: the end); `read` counts the lines read so far,
+    /// for the line number of an error.
+    fn next_chunk(&mut self, spec: &str, pairs: bool, read: &mut usize) -> Result<Vec<Example>> {
         let mut out = Vec::new();
-        for (i, line) in r.lines().enumerate() {
-            let line = line.map_err(|e| Error::Data { path: spec.into(), line: i + 1, message: format!("cannot read the line: {e}") })?;
-            let (a, b) = match line.split_once('\t').filter(|_| pairs) {
-                Some((a, b)) => (a.to_string(), Some(b.to_string())),
-                None => (line, None),
-            };
-            out.push(Example { text_a: a, text_b: b, label: None });
+        let mut push = |line: std::io::Result<String>, read: &mut usize| -> Result<()> {
+            *read += 1;
+            let line = line.map_err(|e| Error::Data { path: spec.into(), line: *read, message: format!("cannot read the line: {e}") })?;
+            out.push(match line.split_once('\t').filter(|_| pairs) {
+                Some((a, b)) => Example { text_a: a.to_string(), text_b: Some(b.to_string()), label: None },
+                None => Example { text_a: line, text_b: None, label: None },
+            });
+            Ok(())
+        };
+        match self {
+            Inputs::Rows(rows) => return Ok(rows.by_ref().take(CHUNK).collect()),
+            Inputs::File(lines) => {
+                for line in lines.by_ref().take(CHUNK) {
+                    push(line, read)?;
+                }
+            }
+            Inputs::Stdin(rx) => {
+                // Wait for one line, then take what has already arrived.
+                if let Ok(line) = rx.recv() {
+                    push(line, read)?;
+                    for _ in 1..CHUNK {
+                        match rx.try_recv() {
+                            Ok(line) => push(line, read)?,
+                            Err(_) => break,
+                        }
+                    }
+                }
+            }
         }
         Ok(out)
-    };
-    if spec == "-" {
-        return Ok((lines(Box::new(std::io::stdin().lock()))?, None));
     }
-    let path = PathBuf::from(spec);
-    if path.extension().is_some_and(|e| e == "tsv") {
-        let (rows, labelled) = read_tsv_inputs(&path)?;
-        let gold = labelled.then(|| rows.iter().map(|r| r.label.clone()).collect());
-        return Ok((rows.into_iter().map(|r| Example { text_a: r.text_a, text_b: r.text_b, label: None }).collect(), gold));
+}
+
+/// The number of lines `BufRead::lines` reads from the file (a last line without a
+/// newline counts), for the progress bar.
+fn count_lines(path: &std::path::Path) -> Result<usize> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let (mut buf, mut n, mut last) = (vec![0u8; 1 << 16], 0usize, b'\n');
+    loop {
+        let got = f.read(&mut buf).map_err(|e| Error::io(path, e))?;
+        if got == 0 {
+            return Ok(n + usize::from(last != b'\n'));
+        }
+        n += buf[..got].iter().filter(|&&b| b == b'\n').count();
+        last = buf[got - 1];
     }
-    let f = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
-    Ok((lines(Box::new(std::io::BufReader::new(f)))?, None))
 }
 
 pub fn predict_cmd(a: PredictArgs) -> Result<()> {
@@ -144,17 +231,21 @@ pub fn predict_cmd(a: PredictArgs) -> Result<()> {
     }
     let opts = PredictorOptions { threads: a.threads, max_batch: a.batch_size, ort_library: a.ort_lib.clone(), ..Default::default() };
     let p = Predictor::open(&a.export, &opts)?;
-    let (inputs, gold) = read_inputs(&a.input, p.reads_pairs())?;
+    let (mut inputs, total, gold) = Inputs::open(&a.input)?;
     let labels = p.labels().to_vec();
-    let mut bar = Bar::new("predict");
+    let mut bar = total.map(|_| Bar::new("predict"));
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    let mut correct = 0usize;
-    // Chunks of 1024 inputs: progress on long files, and length bucketing within each.
-    for (c, chunk) in inputs.chunks(1024).enumerate() {
-        let preds = p.predict(chunk)?;
-        for (k, pr) in preds.iter().enumerate() {
-            let i = c * 1024 + k;
+    let (mut done, mut read, mut correct) = (0usize, 0usize, 0usize);
+    loop {
+        let chunk = inputs.next_chunk(&a.input, p.reads_pairs(), &mut read)?;
+        if chunk.is_empty() {
+            break;
+        }
+        let preds = p.predict(&chunk)?;
+        for pr in &preds {
+            let i = done;
+            done += 1;
             let probs: serde_json::Map<String, serde_json::Value> =
                 labels.iter().zip(&pr.probs).map(|(l, v)| (l.clone(), serde_json::json!(v))).collect();
             let mut line = serde_json::json!({"index": i, "label": labels[pr.label], "probs": probs, "margin": pr.margin, "entropy": pr.entropy});
@@ -173,12 +264,17 @@ pub fn predict_cmd(a: PredictArgs) -> Result<()> {
                 correct += 1;
             }
         }
-        bar.update(Progress { stage: Stage::Evaluate, step: (c * 1024 + chunk.len()), total: inputs.len(), loss: f64::NAN, metric: f64::NAN });
+        // Each chunk's answers leave at once (a host on the other end of a pipe waits for them).
+        out.flush().map_err(|e| Error::io("stdout", e))?;
+        if let (Some(bar), Some(total)) = (bar.as_mut(), total) {
+            bar.update(Progress { stage: Stage::Evaluate, step: done, total: total.max(done), loss: f64::NAN, metric: f64::NAN });
+        }
     }
-    bar.finish();
-    out.flush().map_err(|e| Error::io("stdout", e))?;
-    if gold.is_some() && !inputs.is_empty() {
-        eprintln!("accuracy {:.4} ({correct}/{})", correct as f64 / inputs.len() as f64, inputs.len());
+    if let Some(bar) = bar {
+        bar.finish();
+    }
+    if gold.is_some() && done > 0 {
+        eprintln!("accuracy {:.4} ({correct}/{done})", correct as f64 / done as f64);
     }
     Ok(())
 }
@@ -248,8 +344,7 @@ pub fn bench_predict(a: BenchPredictArgs) -> Result<()> {
     // limit are split), opened once; the caller's batch size varies.
     let opts = PredictorOptions { threads: a.threads, ort_library: a.ort_lib.clone(), ..Default::default() };
     let p = Predictor::open(&a.export, &opts)?;
-    let (inputs, _) = read_inputs(&a.texts, p.reads_pairs())?;
-    let inputs: Vec<Example> = inputs.into_iter().take(a.n).collect();
+    let inputs = Inputs::first(&a.texts, p.reads_pairs(), a.n)?;
     if inputs.is_empty() {
         return Err(Error::InvalidArgument(format!("{}: no inputs to time", a.texts)));
     }
