@@ -95,6 +95,35 @@ fn bad_config_values() {
     assert!(matches!(load(&d).err().unwrap(), Error::Config(m) if m.contains("pad_token_id 1")));
 }
 
+/// A config.json without pad_token_id takes its own architecture's default (RoBERTa's
+/// 1, which its positions count from; it used to get BERT's 0); a key of the wrong type
+/// is named; the tokenizer must fit the config (padding id, ids within vocab_size).
+#[test]
+fn config_defaults_and_the_tokenizer_fit_the_architecture() {
+    let d = copy_fixture("roberta", "cfg-roberta");
+    edit_config(&d, |v| {
+        v.as_object_mut().unwrap().remove("pad_token_id");
+    });
+    assert_eq!(lmbff::model::Config::from_dir(&d).unwrap().0.pad_token_id, 1);
+    assert!(load(&d).is_ok());
+    assert!(lmbff::tokenize::Tokenizer::from_dir(&d).is_ok());
+    edit_config(&d, |v| v["layer_norm_eps"] = serde_json::Value::Null);
+    assert!(matches!(load(&d).err().unwrap(), Error::Config(m) if m.contains("layer_norm_eps")));
+    // RoBERTa with BERT's padding id: positions would be counted from the wrong token.
+    edit_config(&d, |v| {
+        v["layer_norm_eps"] = 1e-5.into();
+        v["pad_token_id"] = 0.into();
+    });
+    let e = lmbff::tokenize::Tokenizer::from_dir(&d).err().unwrap().to_string();
+    assert!(e.contains("pads with id 1") && e.contains("pad_token_id is 0"), "{e}");
+    // A tokenizer with ids past the embedding table.
+    let d = copy_fixture("bert", "cfg-vocab");
+    let vocab = lmbff::tokenize::Tokenizer::from_dir(&d).unwrap().vocab_size() as i64;
+    edit_config(&d, |v| v["vocab_size"] = (vocab - 1).into());
+    let e = lmbff::tokenize::Tokenizer::from_dir(&d).err().unwrap().to_string();
+    assert!(e.contains(&format!("id {}", vocab - 1)) && e.contains("vocab_size"), "{e}");
+}
+
 /// A sentence-transformers MPNet folder (all-mpnet-base-v2's layout): bare `MPNetModel`
 /// names, a pooler, no head. It loads, reports the pooler unused, and encodes as the
 /// prefixed checkpoint does.

@@ -348,3 +348,25 @@ fn anchor_templates_add_their_texts_once() {
     let err = pair.anchor_texts_with(&extra[..1]).unwrap_err().to_string();
     assert!(err.contains("need a single-sentence task"), "{err}");
 }
+
+/// The special tokens are the ones transformers uses, on every fixture and the default
+/// model: MPNet's vocabulary holds BERT's names (`[CLS]`, `[MASK]`, ...) as ordinary
+/// entries beside the RoBERTa-style tokens it uses, and picking by name took the former.
+#[test]
+fn special_tokens_are_the_ones_transformers_uses() {
+    let fx = common::fixtures();
+    let mut cases: Vec<(std::path::PathBuf, std::path::PathBuf)> =
+        ["bert", "bert-bin", "roberta", "mpnet"].iter().map(|n| (fx.join(n), fx.join(n).join("special.json"))).collect();
+    cases.push((common::default_model(), fx.join("minilm-special.json")));
+    if let Some(mpnet) = std::env::var_os("LMBFF_MPNET_MODEL").filter(|_| fx.join("mpnet-real-special.json").is_file()) {
+        cases.push((mpnet.into(), fx.join("mpnet-real-special.json")));
+    } else {
+        println!("SKIPPED: the real MPNet's special tokens (scripts/get-mpnet, LMBFF_MPNET_MODEL)");
+    }
+    for (dir, want) in cases {
+        let want: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&want).unwrap()).unwrap();
+        let s = Tokenizer::from_dir(&dir).unwrap().special();
+        let got = serde_json::json!({"cls": s.cls, "sep": s.sep, "mask": s.mask, "pad": s.pad, "unk": s.unk});
+        assert_eq!(got, want, "{}", dir.display());
+    }
+}

@@ -67,7 +67,8 @@ pub enum Activation {
     Silu,
 }
 
-/// Encoder hyper-parameters; defaults are those of HF's `BertConfig`.
+/// Encoder hyper-parameters; defaults are those of HF's `BertConfig`, except that
+/// [`Config::from_dir`] gives RoBERTa and MPNet their own `pad_token_id` and `vocab_size`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct Config {
@@ -134,8 +135,27 @@ impl Config {
                 return Err(Error::Config(format!("hidden_act {act:?} is not supported (supported: {})", KNOWN.join(", "))));
             }
         }
-        let cfg: Config =
-            serde_json::from_value(raw.clone()).map_err(|source| Error::Json { path, what: "a BERT/RoBERTa/MPNet config", source })?;
+        // Keys the file leaves out take the defaults of its own architecture's HF config
+        // (RoBERTa and MPNet pad with id 1, BERT with 0), not BertConfig's.
+        let mut filled = raw.clone();
+        let arch_defaults: &[(&str, i64)] = match raw.get("model_type").and_then(|v| v.as_str()) {
+            Some("roberta") => &[("pad_token_id", 1), ("vocab_size", 50265)],
+            Some("mpnet") => &[("pad_token_id", 1), ("vocab_size", 30527)],
+            _ => &[],
+        };
+        if let Some(obj) = filled.as_object_mut() {
+            for (key, value) in arch_defaults {
+                obj.entry(*key).or_insert((*value).into());
+            }
+        }
+        let cfg: Config = serde_json::from_value(filled.clone()).map_err(|source| {
+            // serde names the type it wanted, not the key: find the key that fails alone.
+            let alone = |(k, v): &(&String, &serde_json::Value)| serde_json::from_value::<Config>(serde_json::json!({ k.as_str(): v })).is_err();
+            match filled.as_object().and_then(|o| o.iter().find(alone)) {
+                Some((key, _)) => Error::Config(format!("{}: {key}: {source}", path.display())),
+                None => Error::Json { path, what: "a BERT/RoBERTa/MPNet config", source },
+            }
+        })?;
         cfg.validate()?;
         Ok((cfg, raw))
     }

@@ -47,10 +47,40 @@ impl Tokenizer {
             });
         }
         let bytes = std::fs::read(&file).map_err(|e| Error::io(&file, e))?;
-        Self::from_bytes(&bytes).map_err(|e| match e {
+        let tok = Self::from_bytes(&bytes).map_err(|e| match e {
             Error::Tokenizer(m) => Error::Tokenizer(format!("{}: {m}", file.display())),
             other => other,
-        })
+        })?;
+        tok.check_model_config(dir)?;
+        Ok(tok)
+    }
+
+    /// A model directory's tokenizer must fit the model its config.json describes: every
+    /// id inside the embedding table (an id past it fails inside the forward pass, for
+    /// whichever input holds that token), and for RoBERTa and MPNet, which count
+    /// positions from the padding id, the config's padding id. A directory without a
+    /// readable config is not checked here; loading the model names what is wrong.
+    fn check_model_config(&self, dir: &Path) -> Result<()> {
+        let Ok((cfg, _)) = crate::model::Config::from_dir(dir) else { return Ok(()) };
+        if let Some((token, top)) = self.inner.get_vocab(true).into_iter().max_by_key(|(_, id)| *id) {
+            if i64::from(top) >= cfg.vocab_size {
+                return Err(Error::Tokenizer(format!(
+                    "{}: tokenizer.json has token {token:?} with id {top}, past config.json's vocab_size {}: the model has no embedding for it",
+                    dir.display(),
+                    cfg.vocab_size
+                )));
+            }
+        }
+        if cfg.arch()?.offset_positions() && i64::from(self.special.pad) != cfg.pad_token_id {
+            return Err(Error::Tokenizer(format!(
+                "{}: the tokenizer pads with id {} but config.json's pad_token_id is {}: {} counts positions from the padding id, so the two must agree",
+                dir.display(),
+                self.special.pad,
+                cfg.pad_token_id,
+                cfg.model_type
+            )));
+        }
+        Ok(())
     }
 
     /// Loads a tokenizer from the bytes of a `tokenizer.json`.
@@ -70,15 +100,7 @@ impl Tokenizer {
         };
         let lowercase = json["normalizer"]["lowercase"].as_bool().unwrap_or(false)
             || mentions_type(&json["normalizer"], "Lowercase");
-        let find = |names: &[&str]| names.iter().find_map(|n| inner.token_to_id(n));
-        let missing = |what: &str| Error::Tokenizer(format!("vocabulary has no {what} token"));
-        let special = SpecialTokens {
-            cls: find(&["[CLS]", "<s>"]).ok_or_else(|| missing("[CLS]/<s>"))?,
-            sep: find(&["[SEP]", "</s>"]).ok_or_else(|| missing("[SEP]/</s>"))?,
-            mask: find(&["[MASK]", "<mask>"]).ok_or_else(|| missing("[MASK]/<mask>"))?,
-            pad: find(&["[PAD]", "<pad>"]).ok_or_else(|| missing("[PAD]/<pad>"))?,
-            unk: find(&["[UNK]", "<unk>"]).ok_or_else(|| missing("[UNK]/<unk>"))?,
-        };
+        let special = special_tokens(&inner, &json)?;
         Ok(Tokenizer { inner, special, boundary, lowercase })
     }
 
@@ -201,6 +223,66 @@ fn preview(text: &str) -> String {
     match text.char_indices().nth(MAX_CHARS) {
         None => format!("{text:?}"),
         Some((end, _)) => format!("{:?}... ({} bytes)", &text[..end], text.len()),
+    }
+}
+
+/// The special tokens a tokenizer.json means, as transformers reads them:
+///
+/// - [CLS] and [SEP] are the ones its post-processor adds (Bert-, Roberta- or
+///   TemplateProcessing, alone or in a Sequence), by name only where it has none;
+/// - [MASK] and [PAD] by name, `[MASK]` or `<mask>`, preferring the one registered as a
+///   special added token: MPNet's vocabulary holds BERT's names as ordinary entries
+///   (`[MASK]` = 107) beside the ones it uses (`<mask>` = 30526);
+/// - unknown is the model's own `unk_token` (MPNet's is `[UNK]`, though `<unk>` is special
+///   too), by name where the model names none.
+fn special_tokens(inner: &tokenizers::Tokenizer, json: &serde_json::Value) -> Result<SpecialTokens> {
+    let registered: Vec<&str> = json["added_tokens"]
+        .as_array()
+        .map(|a| a.iter().filter(|t| t["special"].as_bool() == Some(true)).filter_map(|t| t["content"].as_str()).collect())
+        .unwrap_or_default();
+    let by_name = |names: &[&str]| {
+        let known: Vec<&str> = names.iter().copied().filter(|n| inner.token_to_id(n).is_some()).collect();
+        let name = known.iter().find(|n| registered.contains(n)).or(known.first());
+        name.and_then(|n| inner.token_to_id(n))
+    };
+    let id_of = |token: &str| {
+        inner.token_to_id(token).ok_or_else(|| Error::Tokenizer(format!("the post-processor adds `{token}`, which the vocabulary lacks")))
+    };
+    let missing = |what: &str| Error::Tokenizer(format!("vocabulary has no {what} token"));
+    let (cls, sep) = match post_processor_ends(&json["post_processor"]) {
+        Some((cls, sep)) => (id_of(&cls)?, id_of(&sep)?),
+        None => (
+            by_name(&["[CLS]", "<s>"]).ok_or_else(|| missing("[CLS]/<s>"))?,
+            by_name(&["[SEP]", "</s>"]).ok_or_else(|| missing("[SEP]/</s>"))?,
+        ),
+    };
+    let unk = json["model"]["unk_token"].as_str().and_then(|u| inner.token_to_id(u)).or_else(|| by_name(&["[UNK]", "<unk>"]));
+    Ok(SpecialTokens {
+        cls,
+        sep,
+        mask: by_name(&["[MASK]", "<mask>"]).ok_or_else(|| missing("[MASK]/<mask>"))?,
+        pad: by_name(&["[PAD]", "<pad>"]).ok_or_else(|| missing("[PAD]/<pad>"))?,
+        unk: unk.ok_or_else(|| missing("[UNK]/<unk>"))?,
+    })
+}
+
+/// The tokens a post-processor puts first and last around a single sentence: `cls`
+/// and `sep` of Bert- and RobertaProcessing, the first and last special token of
+/// TemplateProcessing's `single`; None where it adds none.
+fn post_processor_ends(p: &serde_json::Value) -> Option<(String, String)> {
+    match p["type"].as_str()? {
+        "BertProcessing" | "RobertaProcessing" => Some((p["cls"][0].as_str()?.to_string(), p["sep"][0].as_str()?.to_string())),
+        "TemplateProcessing" => {
+            let specials: Vec<&str> = p["single"].as_array()?.iter().filter_map(|piece| piece["SpecialToken"]["id"].as_str()).collect();
+            // A special token's name in the template maps to the token(s) it adds.
+            let token = |name: &str| p["special_tokens"][name]["tokens"][0].as_str().unwrap_or(name).to_string();
+            match specials.as_slice() {
+                [first, .., last] => Some((token(first), token(last))),
+                _ => None,
+            }
+        }
+        "Sequence" => p["processors"].as_array()?.iter().find_map(post_processor_ends),
+        _ => None,
     }
 }
 

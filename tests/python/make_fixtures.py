@@ -13,6 +13,7 @@ OUT_DIR/
   mpnet-real.safetensors the same for all-mpnet-base-v2, when $LMBFF_MPNET_MODEL holds it
                          (scripts/get-mpnet; optional)
 """
+import json
 import os
 import sys
 
@@ -55,7 +56,15 @@ def bert_tokenizer(out, specials=("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"),
         f.write("\n".join(uniq) + "\n")
     tok = cls(vocab={t: i for i, t in enumerate(uniq)}, do_lower_case=True)
     tok.save_pretrained(out)
+    save_special(tok, os.path.join(out, "special.json"))
     return tok
+
+
+def save_special(tok, path):
+    """The special-token ids transformers reads from the tokenizer, for the Rust side to match."""
+    ids = {k: getattr(tok, f"{k}_token_id") for k in ("cls", "sep", "mask", "pad", "unk")}
+    with open(path, "w") as f:
+        json.dump(ids, f)
 
 
 def roberta_tokenizer(out):
@@ -66,6 +75,7 @@ def roberta_tokenizer(out):
     bpe.save_model(out)
     tok = RobertaTokenizerFast(vocab=os.path.join(out, "vocab.json"), merges=os.path.join(out, "merges.txt"))
     tok.save_pretrained(out)
+    save_special(tok, os.path.join(out, "special.json"))
     return tok
 
 
@@ -140,11 +150,13 @@ def main():
     ids, mask, types = parity_batch(len(tok), 64, tok.pad_token_id, tok.all_special_ids, False)
     save_parity(m, d, ids, mask, types, False)
 
-    # MPNet: WordPiece with RoBERTa's special tokens, positions offset by 2, no token
+    # MPNet: WordPiece with RoBERTa's special tokens (and, as in all-mpnet-base-v2's
+    # vocabulary, BERT's names as ordinary entries it never uses), positions offset by 2, no token
     # types, a relative-position bias in every layer; 144 positions put pairs past the
     # bucket function's max_distance of 128, so every branch of it is exercised.
     d = os.path.join(out, "mpnet")
-    tok = bert_tokenizer(d, ("<s>", "<pad>", "</s>", "<unk>", "[UNK]", "<mask>"), MPNetTokenizerFast)
+    tok = bert_tokenizer(d, ("<s>", "<pad>", "</s>", "<unk>", "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "<mask>"),
+                         MPNetTokenizerFast)
     cfg = MPNetConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                       intermediate_size=64, max_position_embeddings=146, pad_token_id=1,
                       relative_attention_num_buckets=32, hidden_act="gelu", attn_implementation="eager")
@@ -165,6 +177,7 @@ def main():
         if not path or not os.path.isfile(os.path.join(path, "config.json")):
             continue
         tok = AutoTokenizer.from_pretrained(path)
+        save_special(tok, os.path.join(out, f"{name}-special.json"))
         model = AutoModel.from_pretrained(path, attn_implementation="eager").eval()
         pairs = [f"It was {mask}.", "Yes", "a second segment here", "ok"]
         enc = tok(texts, pairs, padding=True, return_tensors="pt")
