@@ -150,15 +150,18 @@ typedef enum {
    */
   LMBFF_ERR_IO = 3,
   /*
-   A file is malformed, of an unsupported version, or inconsistent with its directory.
+   A file is malformed, of an unsupported version, or inconsistent with its directory
+   (data files, task files, exports).
    */
   LMBFF_ERR_FORMAT = 4,
   /*
-   A model cannot be loaded (architecture, weights, tokenizer, template, label words).
+   A model cannot be loaded (its folder lacks or has a malformed config.json,
+   tokenizer.json or weights; architecture, weights, tokenizer, template, label words).
    */
   LMBFF_ERR_MODEL = 5,
   /*
-   ONNX Runtime could not be loaded or failed.
+   ONNX Runtime could not be loaded or failed, libtorch failed, or the device asked
+   for (a CUDA index) is not available.
    */
   LMBFF_ERR_RUNTIME = 6,
   /*
@@ -407,7 +410,10 @@ typedef struct {
    word anchors: how close the input's tokens come to each label word as the tuned
    encoder reads it in its anchor text. The version's
    notes list the anchors (label_anchors). Zero is the default so that a host built
-   before this field (it sits in that struct's trailing padding) keeps anchors on.
+   before this field (it sits in that struct's trailing padding) keeps anchors on,
+   provided it initialised the struct as the header asks (lmbff_train_params_init or
+   lmbff_train_default_params, or zeroed it): padding filled field by field holds
+   whatever was there, and a nonzero byte reads as true.
    A multi-label task's anchors are its labels' names ("sports"), each a text of
    that label alone among the pairs.
    */
@@ -876,8 +882,9 @@ lmbff_status lmbff_run_cancel(const lmbff_run *run);
 /*
  Waits for the run to end and returns its outcome: LMBFF_OK (then lmbff_run_version
  names the new model version) or the run's error, with its message. Any number of
- threads may wait (none may free the run before they all return); never call it from
- the progress callback (that thread is the run).
+ threads may wait (none may free the run before they all return). Called from the
+ run's own progress or log callback it returns LMBFF_ERR_INVALID_ARGUMENT at once
+ (that thread is the run).
 
  # Safety
  `run` is a live run.
@@ -895,9 +902,10 @@ const char *lmbff_run_version(const lmbff_run *run);
 
 /*
  Frees a run (NULL is a no-op); a run still going is cancelled and waited for (a run
- still waiting behind another run of this process stops within 50 ms). No other call
- on the run may be in progress or follow: free it after every lmbff_run_wait on it
- has returned.
+ still waiting behind another run of this process stops within 50 ms). Freed from its
+ own progress or log callback, the run is cancelled and its thread ends by itself. No
+ other call on the run may be in progress or follow: free it after every
+ lmbff_run_wait on it has returned.
 
  # Safety
  `run` is NULL or a live run on which no other call is in progress.

@@ -81,7 +81,10 @@ pub fn log(level: Level, message: impl FnOnce() -> String) {
             (s.write)(level, &text);
         }
     }
-    if let Some((n, next)) = PENDING.lock().take() {
+    // Taken first, the lock released before waiting for the sink's: a callback on another
+    // thread, still holding the read lock, may be queueing its own change.
+    let pending = PENDING.lock().take();
+    if let Some((n, next)) = pending {
         let mut current = SINK.write();
         // A later set_sink, made while the callback ran, stands.
         if SETS.load(Ordering::SeqCst) == n {
@@ -97,6 +100,9 @@ mod tests {
 
     type Seen = Arc<StdMutex<Vec<String>>>;
 
+    /// The tests here replace the process's one sink: one at a time.
+    static SERIAL: StdMutex<()> = StdMutex::new(());
+
     fn recorder(seen: Seen, name: &'static str) -> Sink {
         Sink { max: Level::Debug, write: Box::new(move |_, m| seen.lock().unwrap().push(format!("{name}: {m}"))) }
     }
@@ -105,6 +111,7 @@ mod tests {
     /// Y came later and stands (X, applied when the callback returns, must not undo it).
     #[test]
     fn a_later_sink_from_another_thread_outlasts_one_set_inside_a_callback() {
+        let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
         let seen: Seen = Arc::default();
         let other: Arc<StdMutex<Option<std::thread::JoinHandle<()>>>> = Arc::default();
         let (x, y, handle) = (seen.clone(), seen.clone(), other.clone());
@@ -127,5 +134,41 @@ mod tests {
         set_sink(None);
         let ours: Vec<String> = seen.lock().unwrap().iter().filter(|m| m.contains("sink-order")).cloned().collect();
         assert_eq!(ours, ["Y: sink-order: second"]);
+    }
+
+    /// Callbacks on two threads each turn logging off. The first to return applies its
+    /// change while the second, still inside its callback, queues its own: that used to
+    /// wait forever (the first held the queue's lock while waiting for the sink's).
+    #[test]
+    fn callbacks_on_two_threads_may_both_set_the_sink() {
+        let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        let inside = Arc::new(std::sync::Barrier::new(2));
+        let b = inside.clone();
+        set_sink(Some(Sink {
+            max: Level::Debug,
+            write: Box::new(move |_, m| {
+                if !m.starts_with("two-setters") {
+                    return;
+                }
+                b.wait();
+                if m == "two-setters: late" {
+                    // The other thread returns and takes its queued change meanwhile.
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                }
+                set_sink(None);
+            }),
+        }));
+        let (tx, rx) = std::sync::mpsc::channel();
+        for m in ["two-setters: early", "two-setters: late"] {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                log(Level::Info, || m.into());
+                tx.send(()).unwrap();
+            });
+        }
+        for _ in 0..2 {
+            rx.recv_timeout(std::time::Duration::from_secs(10)).expect("both loggers return");
+        }
+        assert!(SINK.read().is_none(), "logging is off");
     }
 }

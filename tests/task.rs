@@ -273,6 +273,14 @@ fn tasks_through_the_c_abi() {
         assert_eq!(lmbff_task_create(&p, &mut t), LMBFF_ERR_INVALID_ARGUMENT);
         assert!(last_error().contains("at least two labels"), "{}", last_error());
         assert!(t.is_null());
+        // A model folder that is not one (a mistyped path) is a model error, as the
+        // header says, naming what it looked for.
+        p.num_labels = 2;
+        let nowhere = CString::new(dir.join("no-such-model").to_str().unwrap()).unwrap();
+        p.model_dir = nowhere.as_ptr();
+        assert_eq!(lmbff_task_create(&p, &mut t), LMBFF_ERR_MODEL, "{}", last_error());
+        assert!(last_error().contains("no-such-model"), "{}", last_error());
+        assert!(t.is_null());
     }
 }
 
@@ -284,6 +292,32 @@ extern "C" fn count_steps(_stage: i32, step: usize, total: usize, loss: f64, _me
 
 extern "C" fn stop_at_5(_stage: i32, step: usize, _total: usize, _loss: f64, _metric: f64, _user_data: *mut std::ffi::c_void) -> bool {
     step < 5
+}
+
+/// What `on_self` saw: the run (set once started), and the status its own wait returned.
+#[derive(Default)]
+struct SelfCall {
+    run: std::sync::atomic::AtomicPtr<lmbff_run>,
+    free: bool,
+    status: std::sync::Mutex<Option<lmbff_status>>,
+    done: std::sync::atomic::AtomicBool,
+}
+
+/// A progress callback that waits on (or frees) its own run, once the run is known.
+extern "C" fn on_self(_stage: i32, _step: usize, _total: usize, _loss: f64, _metric: f64, user_data: *mut std::ffi::c_void) -> bool {
+    use std::sync::atomic::Ordering::SeqCst;
+    let s = unsafe { &*(user_data as *const SelfCall) };
+    let run = s.run.load(SeqCst);
+    if run.is_null() || s.done.load(SeqCst) {
+        return !s.done.load(SeqCst);
+    }
+    if s.free {
+        unsafe { lmbff_run_free(run) };
+    } else {
+        *s.status.lock().unwrap() = Some(unsafe { lmbff_run_wait(run) });
+    }
+    s.done.store(true, SeqCst);
+    false
 }
 
 /// The annotation-tool loop through the C ABI on the tiny BERT: register, save, train
@@ -363,6 +397,30 @@ fn train_versions_and_export_through_the_c_abi() {
         assert_eq!(first_state, LMBFF_RUN_RUNNING, "the first run ({} steps) was still going", tp.steps);
         lmbff_run_free(queued);
         lmbff_run_free(first);
+
+        // The run's own callback waits on it: refused at once (joining itself aborted the
+        // process, or waited forever behind another waiter); freeing it from there
+        // cancels it and lets its thread end.
+        use std::sync::atomic::Ordering::SeqCst;
+        for free in [false, true] {
+            // Leaked: the freed run's thread may outlive this loop.
+            let me: &'static SelfCall = Box::leak(Box::new(SelfCall { free, ..Default::default() }));
+            let mut run = null_mut();
+            assert_eq!(lmbff_train_start(t, &tp, Some(on_self), me as *const SelfCall as *mut _, &mut run), LMBFF_OK);
+            me.run.store(run, SeqCst);
+            if free {
+                let started = std::time::Instant::now();
+                while !me.done.load(SeqCst) {
+                    assert!(started.elapsed() < std::time::Duration::from_secs(60), "the callback never ran");
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                // The run's thread ends by itself; the next run waits its turn behind it.
+                continue;
+            }
+            assert_eq!(lmbff_run_wait(run), LMBFF_ERR_CANCELLED);
+            assert_eq!(*me.status.lock().unwrap(), Some(LMBFF_ERR_INVALID_ARGUMENT));
+            lmbff_run_free(run);
+        }
 
         // Warm start from v1 gives v2; bad settings are named.
         tp.steps = 4;

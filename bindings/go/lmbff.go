@@ -193,7 +193,12 @@ func OpenPredictor(exportDir string, threads int) (*Predictor, error) {
 func OpenPredictorWith(exportDir string, o PredictorOptions) (*Predictor, error) {
 	var cs cstrings
 	defer cs.free()
-	params := C.lmbff_predictor_default_params()
+	var params C.lmbff_predictor_params
+	// Filled through _params_init with this binding's size: a later library whose struct
+	// has grown fills only these bytes (its by-value defaults would overflow them).
+	if err := call(func() C.lmbff_status { return C.lmbff_predictor_params_init(&params, C.size_t(unsafe.Sizeof(params))) }); err != nil {
+		return nil, err
+	}
 	params.threads = C.uint32_t(o.Threads)
 	if o.Sessions > 0 {
 		params.sessions = C.uint32_t(o.Sessions)
@@ -377,7 +382,12 @@ func CreateTask(p TaskParams) (*Task, error) {
 	}
 	var cs cstrings
 	defer cs.free()
-	params := C.lmbff_task_default_params()
+	var params C.lmbff_task_params
+	// Filled through _params_init with this binding's size: a later library whose struct
+	// has grown fills only these bytes (its by-value defaults would overflow them).
+	if err := call(func() C.lmbff_status { return C.lmbff_task_params_init(&params, C.size_t(unsafe.Sizeof(params))) }); err != nil {
+		return nil, err
+	}
 	params.model_dir = cs.add(p.ModelDir)
 	params.template_ = cs.opt(p.Template)
 	params.labels = cs.array(p.Labels)
@@ -559,7 +569,12 @@ const (
 func (t *Task) Train(ctx context.Context, p TrainParams, progress func(step, total int)) (string, error) {
 	var cs cstrings
 	defer cs.free()
-	params := C.lmbff_train_default_params()
+	var params C.lmbff_train_params
+	// Filled through _params_init with this binding's size: a later library whose struct
+	// has grown fills only these bytes (its by-value defaults would overflow them).
+	if err := call(func() C.lmbff_status { return C.lmbff_train_params_init(&params, C.size_t(unsafe.Sizeof(params))) }); err != nil {
+		return "", err
+	}
 	params.device = C.int32_t(p.Device)
 	params.device_index = C.uint32_t(p.DeviceIndex)
 	if p.Steps > 0 {

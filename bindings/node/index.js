@@ -46,7 +46,7 @@ const c = {
   hasTraining: lib.func('bool lmbff_has_training()'),
   lastError: lib.func('const char *lmbff_last_error()'),
   setLogCallback: lib.func('int lmbff_set_log_callback(lmbff_log_fn *, int32_t, void *)'),
-  predictorDefaults: lib.func('lmbff_predictor_params lmbff_predictor_default_params()'),
+  predictorInit: lib.func('int lmbff_predictor_params_init(_Out_ lmbff_predictor_params *, size_t)'),
   predictorOpen: lib.func('int lmbff_predictor_open(const char *, const lmbff_predictor_params *, _Out_ lmbff_predictor **)'),
   predictorFree: lib.func('void lmbff_predictor_free(lmbff_predictor *)'),
   numLabels: lib.func('size_t lmbff_predictor_num_labels(const lmbff_predictor *)'),
@@ -61,7 +61,7 @@ const c = {
   predictionsScore: lib.func('int lmbff_predictions_score(const lmbff_predictions *, size_t, _Out_ float *)'),
   labelStudioJson: lib.func('int lmbff_predictions_label_studio_json(const lmbff_predictor *, const lmbff_predictions *, const char *, const char *, const char *, void *, size_t, _Out_ size_t *)'),
   export: lib.func('int lmbff_export(const char *, const char *, bool)'),
-  taskDefaults: lib.func('lmbff_task_params lmbff_task_default_params()'),
+  taskInit: lib.func('int lmbff_task_params_init(_Out_ lmbff_task_params *, size_t)'),
   taskCreate: lib.func('int lmbff_task_create(const lmbff_task_params *, _Out_ lmbff_task **)'),
   taskOpen: lib.func('int lmbff_task_open(const char *, _Out_ lmbff_task **)'),
   taskSave: lib.func('int lmbff_task_save(lmbff_task *, const char *)'),
@@ -75,7 +75,7 @@ const c = {
   taskNumLabels: lib.func('size_t lmbff_task_num_labels(const lmbff_task *)'),
   taskLabel: lib.func('const char *lmbff_task_label(const lmbff_task *, size_t)'),
   counts: lib.func('int lmbff_task_counts(lmbff_task *, size_t, _Out_ size_t *, _Out_ size_t *)'),
-  trainDefaults: lib.func('lmbff_train_params lmbff_train_default_params()'),
+  trainInit: lib.func('int lmbff_train_params_init(_Out_ lmbff_train_params *, size_t)'),
   trainStart: lib.func('int lmbff_train_start(lmbff_task *, const lmbff_train_params *, void *, void *, _Out_ lmbff_run **)'),
   runPoll: lib.func('int lmbff_run_poll(const lmbff_run *, _Out_ int32_t *, _Out_ size_t *, _Out_ size_t *)'),
   runWait: lib.func('int lmbff_run_wait(const lmbff_run *)'),
@@ -88,22 +88,33 @@ const c = {
   setTorchThreads: lib.func('int lmbff_set_torch_threads(uint32_t)'),
 };
 
-// The parameter structs mirror include/lmbff.h: a library built from another header is
-// refused here rather than handed a struct of the wrong size.
-for (const [name, type, defaults] of [['lmbff_predictor_params', PredictorParams, c.predictorDefaults],
-  ['lmbff_task_params', TaskParams, c.taskDefaults], ['lmbff_train_params', TrainParams, c.trainDefaults]]) {
-  const want = Number(defaults().struct_size);
-  if (want !== koffi.sizeof(type)) {
-    throw new Error(`${name} is ${want} bytes in ${libPath} but ${koffi.sizeof(type)} in this binding: use the binding of the same lmbff version`);
+// The parameter structs mirror include/lmbff.h. Their defaults come from the library's
+// lmbff_X_params_init with this binding's size, never by value (a later library's larger
+// struct, returned by value, would overflow the binding's smaller one): a library that
+// knows this layout fills it, one that does not is refused here, before any call.
+const PARAMS = {
+  predictor: ['lmbff_predictor_params', PredictorParams, c.predictorInit],
+  task: ['lmbff_task_params', TaskParams, c.taskInit],
+  train: ['lmbff_train_params', TrainParams, c.trainInit],
+};
+
+function defaults(which) {
+  const [name, type, init] = PARAMS[which];
+  const p = {};
+  if (init(p, koffi.sizeof(type)) !== 0) {
+    throw new Error(`${name}: ${libPath} does not know this binding's layout (${koffi.sizeof(type)} bytes; ${c.lastError()}): use the binding of the same lmbff version`);
   }
+  return p;
 }
+
+for (const which of Object.keys(PARAMS)) defaults(which);
 
 const STATUS = ['OK', 'INVALID_ARGUMENT', 'UTF8', 'IO', 'FORMAT', 'MODEL', 'RUNTIME', 'NO_TRAINING', 'CANCELLED', 'INTERNAL', 'BUSY', 'CONFLICT'];
 
 /** A failed lmbff call: `code` is the status name (e.g. 'INVALID_ARGUMENT'), `status` its number. */
 class LmbffError extends Error {
-  constructor(status, what) {
-    super(`${what}: ${c.lastError()}`);
+  constructor(status, what, message = null) {
+    super(`${what}: ${message ?? c.lastError()}`);
     this.status = status;
     this.code = STATUS[status] || `STATUS_${status}`;
   }
@@ -170,7 +181,7 @@ function exportCheckpoint(checkpointDir, outDir, { fp16 = false } = {}) {
 /** A predictor over an export directory; shareable, close() when done. */
 class Predictor {
   constructor(exportDir, { threads = 0, sessions = 1, maxBatch = 16, ortLibrary = null } = {}) {
-    const p = c.predictorDefaults();
+    const p = defaults('predictor');
     Object.assign(p, { threads, sessions, max_batch: maxBatch, ort_library: ortLibrary });
     const out = [null];
     check(c.predictorOpen(exportDir, p, out), 'open predictor');
@@ -193,8 +204,12 @@ class Predictor {
   /** Predicts as predict() does, keeping the results for get, score and labelStudio. */
   predictBatch(inputs) {
     if (!this.handle) throw new Error('predictor is closed');
+    const pairs = inputs.filter(Array.isArray).length;
+    if (pairs !== 0 && pairs !== inputs.length) {
+      throw new LmbffError(1, 'predict', `${pairs} of ${inputs.length} inputs are [textA, textB] pairs: give all pairs or all texts`);
+    }
     const a = inputs.map((x) => (Array.isArray(x) ? x[0] : x));
-    const b = inputs.some(Array.isArray) ? inputs.map((x) => (Array.isArray(x) ? x[1] : '')) : null;
+    const b = pairs ? inputs.map((x) => x[1]) : null;
     const out = [null];
     check(c.predict(this.handle, a, b, a.length, out), 'predict');
     return new Predictions(this, out[0]);
@@ -273,7 +288,7 @@ class Task {
    * label is its score, '3.5'; exports output a score).
    */
   static create({ modelDir, labels, labelWords = null, template = null, maxLen = 128, multiLabel = false, regression = null }) {
-    const p = c.taskDefaults();
+    const p = defaults('task');
     const tmpl = template ?? (multiLabel ? null : '{text} It was {mask}.');
     const flags = (multiLabel ? TASK_MULTI_LABEL : 0) | (regression ? TASK_REGRESSION : 0);
     Object.assign(p, { model_dir: modelDir, template_: tmpl, labels, label_words: labelWords, num_labels: labels.length, max_len: maxLen, flags });
@@ -371,10 +386,12 @@ class Task {
       e.code = 'INVALID_ARGUMENT';
       return Promise.reject(e);
     }
-    const p = c.trainDefaults();
+    const p = defaults('train');
     Object.assign(p, { steps, batch_size: batchSize, learning_rate: learningRate, seed, device: DEVICES[device], device_index: deviceIndex, adaptation_steps: adaptationSteps, warm_start: warmStart, demonstrations, demo_sets: demoSets, demo_filter: demoFilter, demo_filter_model: demoFilterModel, method: METHODS[method], calibrate, disable_label_anchors: !labelAnchors, anchor_templates: anchorTemplates.length ? anchorTemplates : null, num_anchor_templates: anchorTemplates.length });
     const out = [null];
-    check(c.trainStart(this.handle, p, null, null, out), 'start training');
+    // Refused settings reject the promise, as the checks above do, rather than throw.
+    const started = c.trainStart(this.handle, p, null, null, out);
+    if (started !== 0) return Promise.reject(new LmbffError(started, 'start training'));
     const run = out[0];
     liveRuns++;
     // The listener goes before the run is freed: a signal that outlives the run (a

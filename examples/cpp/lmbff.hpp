@@ -36,7 +36,9 @@ struct Prediction {
 class Predictor {
 public:
     explicit Predictor(const std::string& export_dir, uint32_t threads = 0, uint32_t sessions = 1) {
-        lmbff_predictor_params p = lmbff_predictor_default_params();
+        // _params_init, not the by-value default: a later liblmbff fills only our bytes.
+        lmbff_predictor_params p;
+        check(lmbff_predictor_params_init(&p, sizeof p), "lmbff_predictor_params_init");
         p.threads = threads;
         p.sessions = sessions;
         lmbff_predictor* raw = nullptr;
@@ -83,7 +85,8 @@ public:
         std::vector<const char*> l, w;
         for (const auto& s : labels) l.push_back(s.c_str());
         for (const auto& s : words) w.push_back(s.c_str());
-        lmbff_task_params p = lmbff_task_default_params();
+        lmbff_task_params p;
+        check(lmbff_task_params_init(&p, sizeof p), "lmbff_task_params_init");
         p.model_dir = model_dir.c_str();
         p.template_ = templ.c_str();
         p.labels = l.data();

@@ -37,11 +37,14 @@ pub enum lmbff_status {
     LMBFF_ERR_UTF8 = 2,
     /// A file or directory could not be read or written.
     LMBFF_ERR_IO = 3,
-    /// A file is malformed, of an unsupported version, or inconsistent with its directory.
+    /// A file is malformed, of an unsupported version, or inconsistent with its directory
+    /// (data files, task files, exports).
     LMBFF_ERR_FORMAT = 4,
-    /// A model cannot be loaded (architecture, weights, tokenizer, template, label words).
+    /// A model cannot be loaded (its folder lacks or has a malformed config.json,
+    /// tokenizer.json or weights; architecture, weights, tokenizer, template, label words).
     LMBFF_ERR_MODEL = 5,
-    /// ONNX Runtime could not be loaded or failed.
+    /// ONNX Runtime could not be loaded or failed, libtorch failed, or the device asked
+    /// for (a CUDA index) is not available.
     LMBFF_ERR_RUNTIME = 6,
     /// The call needs training support, and this build is serve-only.
     LMBFF_ERR_NO_TRAINING = 7,
@@ -81,6 +84,9 @@ pub(crate) fn status_of(e: &Error) -> lmbff_status {
     use lmbff_status::*;
     match e {
         Error::Io { .. } => LMBFF_ERR_IO,
+        // A model folder's own files (config.json, tokenizer.json, weights) are the model's.
+        Error::MissingFile { what: "model config" | "tokenizer" | "weights", .. }
+        | Error::Json { what: "a model config" | "a BERT/RoBERTa/MPNet config" | "a safetensors index", .. } => LMBFF_ERR_MODEL,
         Error::Json { .. } | Error::Data { .. } | Error::MissingFile { .. } | Error::Format { .. } => LMBFF_ERR_FORMAT,
         Error::UnsupportedArchitecture(_)
         | Error::Config(_)

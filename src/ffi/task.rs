@@ -114,17 +114,30 @@ fn wrap(inner: Task) -> *mut lmbff_task {
     Box::into_raw(Box::new(lmbff_task { inner: Mutex::new(inner), labels, broken: std::sync::atomic::AtomicBool::new(false) }))
 }
 
+thread_local! {
+    /// The task (its address) whose call this thread is inside, or 0: tells a re-entrant
+    /// call from a callback apart from another thread's.
+    static IN_TASK: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 /// Runs `f` on the task with the one-thread-at-a-time rule enforced.
 pub(crate) unsafe fn with_task<T>(t: *mut lmbff_task, f: impl FnOnce(&mut Task) -> Result<T>) -> Result<T> {
     let t = t.as_ref().ok_or_else(|| Error::InvalidArgument("task is NULL".into()))?;
     if t.broken.load(std::sync::atomic::Ordering::Relaxed) {
         return Err(Error::InvalidArgument("this task is unusable after an internal error: free it and reopen it from its folder".into()));
     }
-    let mut task = t
-        .inner
-        .try_lock()
-        .ok_or(Error::Busy("this task is in use by another thread (a task is used by one thread at a time)"))?;
-    match super::catch_quietly(|| f(&mut task)) {
+    let me = t as *const lmbff_task as usize;
+    let mut task = t.inner.try_lock().ok_or_else(|| {
+        if IN_TASK.with(|held| held.get() == me) {
+            Error::Busy("this task is already in a call on this thread: a log callback called back into it (call it after that call returns)")
+        } else {
+            Error::Busy("this task is in use by another thread (a task is used by one thread at a time)")
+        }
+    })?;
+    let outer = IN_TASK.with(|held| held.replace(me));
+    let result = super::catch_quietly(|| f(&mut task));
+    IN_TASK.with(|held| held.set(outer));
+    match result {
         Ok(r) => r,
         Err(what) => {
             t.broken.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -360,4 +373,51 @@ pub unsafe extern "C" fn lmbff_task_counts(t: *mut lmbff_task, label_index: usiz
         }
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A word-level tokenizer with the special tokens and the label words (with a
+    /// config.json, enough for a task to be created without weights).
+    const TOKENIZER: &str = r#"{"version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
+        "normalizer": null, "pre_tokenizer": {"type": "Whitespace"}, "post_processor": null, "decoder": null,
+        "model": {"type": "WordLevel", "unk_token": "[UNK]", "vocab": {"[PAD]": 0, "[UNK]": 1, "[CLS]": 2,
+        "[SEP]": 3, "[MASK]": 4, "terrible": 5, "great": 6, "it": 7, "was": 8, ".": 9}}}"#;
+
+    /// A call on a task from inside another call on it is told apart by thread: the same
+    /// thread (a log callback calling back in) or another one.
+    #[test]
+    fn busy_says_whether_the_other_call_is_on_this_thread() {
+        let dir = std::env::temp_dir().join(format!("lmbff-reentry-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("tokenizer.json"), TOKENIZER).unwrap();
+        std::fs::write(dir.join("config.json"), r#"{"model_type": "bert", "vocab_size": 10}"#).unwrap();
+        let spec = crate::task::TaskSpec {
+            model_dir: dir.clone(),
+            template: "{text} It was {mask}.".into(),
+            labels: vec!["neg".into(), "pos".into()],
+            label_words: vec!["terrible".into(), "great".into()],
+            truncation: crate::prompt::Truncation::default(),
+            multi_label: false,
+            regression: None,
+        };
+        let t = wrap(Task::new(spec).unwrap());
+        let (inner, other) = unsafe {
+            with_task(t, |_| {
+                let inner = with_task(t, |_| Ok(()));
+                let addr = t as usize;
+                let other = std::thread::spawn(move || with_task(addr as *mut lmbff_task, |_| Ok(()))).join().unwrap();
+                Ok((inner, other))
+            })
+        }
+        .unwrap();
+        assert!(matches!(&inner, Err(Error::Busy(m)) if m.contains("on this thread")), "{inner:?}");
+        assert!(matches!(&other, Err(Error::Busy(m)) if m.contains("another thread")), "{other:?}");
+        // Once the outer call returned, calls go through again.
+        assert!(unsafe { with_task(t, |_| Ok(())) }.is_ok());
+        unsafe { lmbff_task_free(t) };
+        std::fs::remove_dir_all(&dir).ok();
+    }
 }

@@ -120,7 +120,10 @@ pub struct lmbff_train_params {
     /// word anchors: how close the input's tokens come to each label word as the tuned
     /// encoder reads it in its anchor text. The version's
     /// notes list the anchors (label_anchors). Zero is the default so that a host built
-    /// before this field (it sits in that struct's trailing padding) keeps anchors on.
+    /// before this field (it sits in that struct's trailing padding) keeps anchors on,
+    /// provided it initialised the struct as the header asks (lmbff_train_params_init or
+    /// lmbff_train_default_params, or zeroed it): padding filled field by field holds
+    /// whatever was there, and a nonzero byte reads as true.
     /// A multi-label task's anchors are its labels' names ("sports"), each a text of
     /// that label alone among the pairs.
     pub disable_label_anchors: bool,
@@ -202,6 +205,15 @@ pub struct lmbff_run {
     total: Arc<AtomicUsize>,
     outcome: Arc<Mutex<Option<std::result::Result<std::ffi::CString, (lmbff_status, String)>>>>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// The training thread, known before it calls back: a wait or free from its own
+    /// callbacks must not join it.
+    trainer: Arc<std::sync::OnceLock<std::thread::ThreadId>>,
+}
+
+impl lmbff_run {
+    fn on_own_thread(&self) -> bool {
+        self.trainer.get() == Some(&std::thread::current().id())
+    }
 }
 
 #[cfg_attr(not(feature = "train"), allow(dead_code))]
@@ -317,12 +329,14 @@ unsafe fn start(task: *mut lmbff_task, params: *const lmbff_train_params, cb: Ca
         total: Arc::new(AtomicUsize::new(p.steps)),
         outcome: Arc::new(Mutex::new(None)),
         thread: Mutex::new(None),
+        trainer: Arc::default(),
     };
     let (cancel, step, total, outcome) = (run.cancel.clone(), run.step.clone(), run.total.clone(), run.outcome.clone());
-    let run_cancel = run.cancel.clone();
+    let (run_cancel, trainer) = (run.cancel.clone(), run.trainer.clone());
     let handle = std::thread::Builder::new()
         .name("lmbff-train".into())
         .spawn(move || {
+            let _ = trainer.set(std::thread::current().id());
             let cb = cb;
             let mut report = |pr: crate::train::Progress| -> bool {
                 step.store(pr.step, Ordering::Relaxed);
@@ -400,8 +414,9 @@ pub unsafe extern "C" fn lmbff_run_cancel(run: *const lmbff_run) -> lmbff_status
 
 /// Waits for the run to end and returns its outcome: LMBFF_OK (then lmbff_run_version
 /// names the new model version) or the run's error, with its message. Any number of
-/// threads may wait (none may free the run before they all return); never call it from
-/// the progress callback (that thread is the run).
+/// threads may wait (none may free the run before they all return). Called from the
+/// run's own progress or log callback it returns LMBFF_ERR_INVALID_ARGUMENT at once
+/// (that thread is the run).
 ///
 /// # Safety
 /// `run` is a live run.
@@ -414,6 +429,10 @@ pub unsafe extern "C" fn lmbff_run_wait(run: *const lmbff_run) -> lmbff_status {
             return lmbff_status::LMBFF_ERR_INVALID_ARGUMENT;
         }
     };
+    if r.on_own_thread() {
+        set_last_error("invalid argument: lmbff_run_wait called from the run's own thread (its progress or log callback) would wait for itself");
+        return lmbff_status::LMBFF_ERR_INVALID_ARGUMENT;
+    }
     {
         // Held while joining: a second waiter blocks here until the run has ended.
         let mut thread = r.thread.lock();
@@ -451,9 +470,10 @@ pub unsafe extern "C" fn lmbff_run_version(run: *const lmbff_run) -> *const c_ch
 }
 
 /// Frees a run (NULL is a no-op); a run still going is cancelled and waited for (a run
-/// still waiting behind another run of this process stops within 50 ms). No other call
-/// on the run may be in progress or follow: free it after every lmbff_run_wait on it
-/// has returned.
+/// still waiting behind another run of this process stops within 50 ms). Freed from its
+/// own progress or log callback, the run is cancelled and its thread ends by itself. No
+/// other call on the run may be in progress or follow: free it after every
+/// lmbff_run_wait on it has returned.
 ///
 /// # Safety
 /// `run` is NULL or a live run on which no other call is in progress.
@@ -465,7 +485,9 @@ pub unsafe extern "C" fn lmbff_run_free(run: *mut lmbff_run) {
     let r = Box::from_raw(run);
     r.cancel.store(true, Ordering::Relaxed);
     let handle = r.thread.lock().take();
-    if let Some(h) = handle {
+    // From the run's own callback the thread cannot be joined: it is cancelled and left
+    // to end by itself (it holds only its own shares of the run's state).
+    if let Some(h) = handle.filter(|_| !r.on_own_thread()) {
         let _ = h.join();
     }
 }

@@ -68,5 +68,19 @@ test('a regression export predicts pairs with scores', () => {
   }
   assert.throws(() => r.score(2), isInvalid);
   r.close();
+  // Pairs and single texts in one batch are refused (a single text used to get an empty
+  // second sentence).
+  assert.throws(() => p.predict([['The film was fun.', 'I laughed a lot.'], 'The plot was thin.']), (e) => isInvalid(e) && /1 of 2 inputs/.test(e.message));
   p.close();
+});
+
+test('settings refused when training starts reject the promise', async () => {
+  const task = lmbff.Task.create({ modelDir: model, labels: ['neg', 'pos'], labelWords: ['terrible', 'great'] });
+  task.addExample('A dull ride.', 'neg');
+  task.addExample('A great ride.', 'pos');
+  // Not saved: lmbff_train_start refuses it (there is no place for versions).
+  const pending = task.train({ steps: 1, device: 'cpu' });
+  assert.ok(pending instanceof Promise);
+  await assert.rejects(pending, (e) => isInvalid(e) && /save the task/.test(e.message));
+  task.close();
 });
