@@ -226,7 +226,8 @@ typedef struct {
    */
   size_t struct_size;
   /*
-   ONNX Runtime intra-op threads per session (0: all available cores; at most 256).
+   ONNX Runtime intra-op threads per session (0: the available cores divided among
+   the sessions, at least 1; at most 256).
    */
   uint32_t threads;
   /*

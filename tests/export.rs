@@ -188,6 +188,28 @@ fn mpnet_export_matches_tch() {
     parity(&c, "mpnet-fp16", &ExportOptions { weights: WeightType::Fp16, ..Default::default() }, 2e-3);
 }
 
+/// A process holds one ONNX Runtime: a predictor naming another library than the one
+/// loaded gets the loaded one, with a warning (it used to be silent).
+#[test]
+fn a_second_onnx_runtime_path_is_named_in_a_warning() {
+    let c = case(&common::fixtures().join("bert"), "{text} It was {mask}.", 40);
+    let dir = export_to(&c, "second-ort", &ExportOptions::default());
+    open(&dir);
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let sink = seen.clone();
+    lmbff::log::set_sink(Some(lmbff::log::Sink {
+        max: lmbff::log::Level::Warn,
+        write: Box::new(move |_, m| sink.lock().unwrap().push(m.to_string())),
+    }));
+    // Any existing file will do: it is never loaded.
+    let other = dir.join("tokenizer.json");
+    let opened = Predictor::open(&dir, &PredictorOptions { threads: 1, ort_library: Some(other.clone()), ..Default::default() });
+    lmbff::log::set_sink(None);
+    assert!(opened.is_ok(), "the loaded runtime serves it");
+    let seen = seen.lock().unwrap();
+    assert!(seen.iter().any(|m| m.contains("already loaded") && m.contains(other.to_str().unwrap())), "{seen:?}");
+}
+
 #[test]
 fn minilm_export_matches_tch() {
     // The real encoder (its new masked-LM head is seeded): real weights, real vocabulary.
@@ -473,7 +495,12 @@ fn multi_label_models_export_and_predict_the_same() {
     let ex = texts(14);
     let pairs = multi.expand(&ex, None).unwrap();
     let want = multi.gather(&train::softmax_rows(&train::predict_examples(&c.model, &c.tok, &c.prompt, Method::Prompt, &head, &pairs, &Demos::None, 5).unwrap())).unwrap();
-    let (_, preds) = serves_multi_label(&out, &names, &ex, &want, "multi-label (3 labels)");
+    let (p, preds) = serves_multi_label(&out, &names, &ex, &want, "multi-label (3 labels)");
+    // `encode` renders what the model reads: the input once per label (it used to render
+    // the bare input, which this two-sentence template refuses).
+    let readings = p.encode(&ex[0]).unwrap();
+    let want_ids: Vec<Vec<u32>> = pairs[..3].iter().map(|e| c.prompt.encode(&c.tok, e).unwrap().input_ids).collect();
+    assert_eq!(readings.iter().map(|r| r.input_ids.clone()).collect::<Vec<_>>(), want_ids);
 
     // Through the C ABI.
     unsafe {

@@ -178,7 +178,7 @@ type Predictor struct {
 
 // PredictorOptions of OpenPredictorWith; zero fields take the library's defaults.
 type PredictorOptions struct {
-	Threads    int    // ONNX Runtime intra-op threads per session (0: all cores)
+	Threads    int    // ONNX Runtime intra-op threads per session (0: the cores divided among the sessions)
 	Sessions   int    // sessions in the pool: how many calls run at once (default 1)
 	MaxBatch   int    // largest batch run at once; larger calls are split (default 16)
 	ORTLibrary string // libonnxruntime.so ("": LMBFF_ORT_LIB, ORT_DYLIB_PATH, then next to liblmbff.so)

@@ -224,7 +224,8 @@ pub struct ModelSpec {
     pub layers: i64,
     /// Longest input the position embeddings allow (tokens).
     pub max_positions: i64,
-    /// FNV-1a 64 of model.onnx (and its external data): the model's version.
+    /// The model's version: FNV-1a 64 over the graphs (external data included), the
+    /// tokenizers and this manifest with the field empty (docs/export.md).
     pub version: String,
 }
 

@@ -29,7 +29,8 @@ pub struct lmbff_predictions {
 pub struct lmbff_predictor_params {
     /// sizeof(lmbff_predictor_params), set by lmbff_predictor_default_params().
     pub struct_size: usize,
-    /// ONNX Runtime intra-op threads per session (0: all available cores; at most 256).
+    /// ONNX Runtime intra-op threads per session (0: the available cores divided among
+    /// the sessions, at least 1; at most 256).
     pub threads: u32,
     /// Sessions in the pool: how many calls run at once (each holds the weights; 1 to 64).
     /// A similarity-filtered export's sentence encoder, which picks each input's

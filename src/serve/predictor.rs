@@ -25,8 +25,8 @@ use crate::{Error, Result};
 
 #[derive(Debug, Clone)]
 pub struct PredictorOptions {
-    /// ONNX Runtime intra-op threads per session (0: the machine's available cores; at
-    /// most [`MAX_THREADS`]).
+    /// ONNX Runtime intra-op threads per session (0: the machine's available cores
+    /// divided among the sessions, at least 1; at most [`MAX_THREADS`]).
     pub threads: usize,
     /// Sessions in the pool: concurrent calls that run at once (each one holds its own
     /// copy of the weights and its own thread pool; 1 to [`MAX_SESSIONS`]).
@@ -189,11 +189,16 @@ impl Filter {
 /// Loads the tokenizer `spec` names and checks it is the one the manifest describes: its
 /// special tokens and its word-boundary convention (which decides how a host renders).
 fn open_tokenizer(dir: &Path, spec: &TokenizerSpec, what: &str) -> Result<Tokenizer> {
-    let tok = Tokenizer::from_bytes(&read(&dir.join(&spec.file))?)?;
+    let tok = Tokenizer::from_bytes(&read(&dir.join(&spec.file))?).map_err(|e| match e {
+        Error::Tokenizer(m) => Error::Tokenizer(format!("{}: {m}", dir.join(&spec.file).display())),
+        other => other,
+    })?;
     let got = TokenizerSpec::of(&tok, &spec.file);
     let (s, want) = (&got.special_tokens, &spec.special_tokens);
-    if (s.cls, s.sep, s.mask, s.pad, s.unk) != (want.cls, want.sep, want.mask, want.pad, want.unk) {
-        return Err(mismatch(dir, &format!("{what}'s special tokens differ from the manifest's")));
+    let pairs = [("cls", s.cls, want.cls), ("sep", s.sep, want.sep), ("mask", s.mask, want.mask), ("pad", s.pad, want.pad), ("unk", s.unk, want.unk)];
+    let differ: Vec<String> = pairs.iter().filter(|(_, a, b)| a != b).map(|(n, a, b)| format!("{n} {a} here, {b} in the manifest")).collect();
+    if !differ.is_empty() {
+        return Err(mismatch(dir, &format!("{what}'s special tokens differ from the manifest's ({})", differ.join(", "))));
     }
     if got.word_boundary != spec.word_boundary {
         return Err(mismatch(dir, &format!("{what} marks word starts as {:?}, the manifest says {:?}", got.word_boundary, spec.word_boundary)));
@@ -279,7 +284,12 @@ impl Predictor {
             }
         }
         let env = super::runtime::environment(opts.ort_library.as_deref())?;
-        let threads = if opts.threads == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) } else { opts.threads };
+        // 0: the machine's cores shared among the sessions (each session runs its own
+        // calls at once, so all cores each would oversubscribe them sessions-fold).
+        let threads = match opts.threads {
+            0 => (std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) / opts.sessions.max(1)).clamp(1, MAX_THREADS),
+            n => n,
+        };
         let sessions = SessionPool::open(env, dir, &manifest.model.file, "ONNX model", threads, opts.sessions)?;
         {
             let s = sessions.take();
@@ -382,12 +392,25 @@ impl Predictor {
     }
 
     /// Renders one input as the model sees it (token ids, segments, mask position): one
-    /// rendering per demonstration set, or one when the export has none.
+    /// rendering per demonstration set, or one when the export has none; a multi-label
+    /// prompt export reads the input once per label (input, label name), label by label.
     pub fn encode(&self, ex: &Example) -> Result<Vec<Encoded>> {
-        match self.sets_for(std::slice::from_ref(ex))? {
-            None => Ok(vec![self.prompt.encode(&self.tok, ex)?]),
-            Some(per) => per[0].iter().map(|set| self.prompt.encode_with_demos(&self.tok, ex, set)).collect(),
+        let readings = match &self.multi {
+            Some(m) if !self.manifest.multi_label_heads() => m.expand(std::slice::from_ref(ex), None)?,
+            _ => vec![ex.clone()],
+        };
+        let mut out = Vec::new();
+        for r in &readings {
+            match self.sets_for(std::slice::from_ref(r))? {
+                None => out.push(self.prompt.encode(&self.tok, r)?),
+                Some(per) => {
+                    for set in &per[0] {
+                        out.push(self.prompt.encode_with_demos(&self.tok, r, set)?);
+                    }
+                }
+            }
         }
+        Ok(out)
     }
 
     /// Predicts a batch of inputs (texts, or pairs for two-sentence templates). An empty

@@ -85,7 +85,8 @@ pub fn environment(explicit: Option<&Path>) -> Result<&'static Environment> {
     if let Some(p) = explicit.filter(|p| !p.is_file()) {
         return Err(Error::Runtime(format!("ONNX Runtime library {} (the path given) is not a file", p.display())));
     }
-    if let Some((_, env)) = ENV.get() {
+    if let Some((loaded, env)) = ENV.get() {
+        warn_if_other(loaded, explicit);
         return Ok(env);
     }
     // ONNX Runtime logs while it starts, through the host's log callback, on this
@@ -94,7 +95,8 @@ pub fn environment(explicit: Option<&Path>) -> Result<&'static Environment> {
         return Err(Error::Runtime("ONNX Runtime is still being loaded on this thread (a call from the log callback while it loads): open the predictor after that call returns".into()));
     }
     let guard = INIT.lock();
-    if let Some((_, env)) = ENV.get() {
+    if let Some((loaded, env)) = ENV.get() {
+        warn_if_other(loaded, explicit);
         return Ok(env);
     }
     let _loading = Loading::enter();
@@ -128,6 +130,17 @@ pub fn environment(explicit: Option<&Path>) -> Result<&'static Environment> {
     drop(guard);
     crate::log::log(crate::log::Level::Info, || format!("ONNX Runtime loaded from {} ({from})", path.display()));
     Ok(&ENV.get().expect("just set").1)
+}
+
+/// A process holds one ONNX Runtime: a predictor that names another library than the
+/// one loaded gets the loaded one, and the host hears about it.
+fn warn_if_other(loaded: &Path, asked: Option<&Path>) {
+    let same = |p: &Path| std::fs::canonicalize(p).ok() == std::fs::canonicalize(loaded).ok();
+    if let Some(p) = asked.filter(|p| !same(p)) {
+        crate::log::log(crate::log::Level::Warn, || {
+            format!("ONNX Runtime is already loaded from {}; {} (given) is not loaded: a process holds one ONNX Runtime", loaded.display(), p.display())
+        });
+    }
 }
 
 /// Path of the loaded ONNX Runtime library, if loaded.

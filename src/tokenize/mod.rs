@@ -51,6 +51,8 @@ impl Tokenizer {
             Error::Tokenizer(m) => Error::Tokenizer(format!("{}: {m}", file.display())),
             other => other,
         })?;
+        // Model folders are read by training builds (a serve-only build reads exports).
+        #[cfg(feature = "train")]
         tok.check_model_config(dir)?;
         Ok(tok)
     }
@@ -60,6 +62,7 @@ impl Tokenizer {
     /// whichever input holds that token), and for RoBERTa and MPNet, which count
     /// positions from the padding id, the config's padding id. A directory without a
     /// readable config is not checked here; loading the model names what is wrong.
+    #[cfg(feature = "train")]
     fn check_model_config(&self, dir: &Path) -> Result<()> {
         let Ok((cfg, _)) = crate::model::Config::from_dir(dir) else { return Ok(()) };
         if let Some((token, top)) = self.inner.get_vocab(true).into_iter().max_by_key(|(_, id)| *id) {
