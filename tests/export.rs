@@ -215,6 +215,17 @@ fn minilm_export_matches_tch() {
     // The real encoder (its new masked-LM head is seeded): real weights, real vocabulary.
     let c = case(&common::default_model(), "{text} It was {mask}.", 128);
     parity(&c, "minilm", &ExportOptions::default(), 1e-4);
+    // The size estimate that decides on external data (protobuf's 2 GiB) is what the
+    // weights take: the external data file holds every initializer over 1 KiB. The
+    // int8 estimate used to count every weight at one byte, embeddings included (they
+    // stay fp32): about 23 MB for MiniLM, whose int8 weights take 58.9 MB.
+    for weights in [WeightType::Fp32, WeightType::Fp16, WeightType::Int8] {
+        let dir = export_to(&c, &format!("minilm-size-{weights:?}"), &ExportOptions { weights, external_data: true, ..Default::default() });
+        let stored = std::fs::metadata(dir.join("model.onnx.data")).unwrap().len() as f64;
+        let estimate = lmbff::export::stored_weight_bytes(&c.model, weights) as f64;
+        println!("{weights:?}: estimate {estimate} bytes, external data {stored}");
+        assert!((estimate - stored).abs() / stored < 0.02, "{weights:?}: estimate {estimate} against {stored} stored");
+    }
 }
 
 /// The adapted MiniLM (made by docs/adaptation.md, not in CI): set LMBFF_ADAPTED_MODEL.

@@ -43,6 +43,29 @@ impl Default for ExportOptions {
 /// `out` (written atomically: a failed export leaves what was there). `notes` go into the
 /// manifest (training facts). Similarity-filtered demonstrations add the filter's
 /// sentence encoder (`demo-encoder.onnx`, fp32) and its tokenizer.
+/// The bytes `model`'s weights take in an export of `weights` type, as the graph stores
+/// them: fp16 halves matrices only (vectors stay fp32); int8 stores the linear layers'
+/// matrices as one byte a weight plus an fp32 scale per output, while embedding tables
+/// (and vectors) stay fp32. Decides when the export must use external data.
+pub fn stored_weight_bytes(model: &MaskedLm, weights: WeightType) -> i64 {
+    model
+        .vs
+        .variables()
+        .iter()
+        .map(|(name, t)| {
+            let (dims, n) = (t.size(), t.numel() as i64);
+            let matrix = dims.len() >= 2;
+            let linear = matrix && !name.contains("embeddings") && !name.contains("relative_attention_bias");
+            match weights {
+                WeightType::Fp32 => 4 * n,
+                WeightType::Fp16 if matrix => 2 * n,
+                WeightType::Int8 if linear => n + 4 * dims[0],
+                _ => 4 * n,
+            }
+        })
+        .sum()
+}
+
 pub fn export(
     model: &MaskedLm,
     tok: &Tokenizer,
@@ -208,14 +231,8 @@ fn manifest_for(
             c.max_input_len()
         )));
     }
-    let params: i64 = model.vs.variables().values().map(|t| t.numel() as i64).sum();
-    let bytes_per = match opts.weights {
-        WeightType::Fp32 => 4,
-        WeightType::Fp16 => 2,
-        WeightType::Int8 => 1,
-    };
     // Protobuf caps a file at 2 GiB: big models go to external data whatever was asked.
-    let external = opts.external_data || params * bytes_per > 1_800_000_000;
+    let external = opts.external_data || stored_weight_bytes(model, opts.weights) > 1_800_000_000;
     let arch = match model.arch {
         Arch::Bert => "bert",
         Arch::Roberta => "roberta",
