@@ -48,14 +48,28 @@ fn read_rows(path: &Path, need_label: bool) -> Result<(Vec<Row>, bool)> {
     } else {
         (find(&["sentence", "text"]).ok_or_else(|| bad(1, format!("no `sentence` column in header {cols:?}")))?, None)
     };
+    // GLUE's MNLI and SNLI list one annotator label column (`label1`) before
+    // `gold_label`, the last, while a row holds as many as it had annotators (SNLI:
+    // one or five): the gold label is a row's last field there.
+    let gold_last = label.is_some_and(|l| l + 1 == cols.len() && cols[l] == "gold_label");
     let mut rows = Vec::new();
     for (i, line) in lines {
         if line.trim().is_empty() {
             continue;
         }
         let f: Vec<&str> = line.split('\t').collect();
+        // More fields than the header names would shift or cut a text (a tab inside a
+        // sentence): refused, but for the extra annotator labels above.
+        if f.len() > cols.len() && !gold_last {
+            return Err(bad(i + 1, format!("{} tab-separated fields where the header names {} (a tab inside a text?)", f.len(), cols.len())));
+        }
         let get = |c: usize| f.get(c).map(|s| s.to_string()).ok_or_else(|| bad(i + 1, format!("expected {} tab-separated fields, found {}", cols.len(), f.len())));
-        rows.push(Row { line: i + 1, text_a: get(a)?, text_b: b.map(get).transpose()?, label: label.map(get).transpose()?.unwrap_or_default() });
+        let label = match label {
+            Some(_) if gold_last && f.len() >= cols.len() => f.last().map(|s| s.to_string()),
+            Some(l) => Some(get(l)?),
+            None => None,
+        };
+        rows.push(Row { line: i + 1, text_a: get(a)?, text_b: b.map(get).transpose()?, label: label.unwrap_or_default() });
     }
     Ok((rows, label.is_some()))
 }
@@ -88,4 +102,41 @@ pub fn read_texts(path: &Path) -> Result<Vec<String>> {
     }
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     Ok(text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(name: &str, text: &str) -> Result<Vec<Row>> {
+        let dir = std::env::temp_dir().join(format!("lmbff-data-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("t.tsv");
+        std::fs::write(&path, text).unwrap();
+        let rows = read_tsv(&path);
+        std::fs::remove_dir_all(&dir).ok();
+        rows
+    }
+
+    /// SNLI's layout: the header names `label1` and `gold_label`, a row holds one or five
+    /// annotator labels and the gold label last. It used to take the second annotator's.
+    #[test]
+    fn snli_gold_label_is_the_last_field() {
+        let text = "index\tsentence1\tsentence2\tlabel1\tgold_label\n\
+                    1\tA man sleeps.\tA man rests.\tentailment\tentailment\n\
+                    2\tA dog runs.\tA cat sits.\tneutral\tcontradiction\tcontradiction\tneutral\tcontradiction\tcontradiction\n";
+        let rows = read("snli", text).unwrap();
+        let got: Vec<(&str, &str)> = rows.iter().map(|r| (r.text_b.as_deref().unwrap(), r.label.as_str())).collect();
+        assert_eq!(got, [("A man rests.", "entailment"), ("A cat sits.", "contradiction")]);
+    }
+
+    /// Elsewhere a row with more fields than the header is refused, naming its line (a
+    /// tab inside a sentence used to cut the sentence there, silently).
+    #[test]
+    fn extra_fields_are_refused() {
+        let e = read("extra", "sentence\tlabel\nfine\t1\ngood\tmovie\t1\n").unwrap_err().to_string();
+        assert!(e.contains("line 3") && e.contains("3 tab-separated fields where the header names 2"), "{e}");
+        let e = read("fewer", "sentence\tlabel\nfine\n").unwrap_err().to_string();
+        assert!(e.contains("line 2") && e.contains("found 1"), "{e}");
+    }
 }
