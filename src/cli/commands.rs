@@ -424,6 +424,9 @@ fn calibrate(dev_logits: &[Vec<f32>], dev: &[Example], test: Option<(&[Vec<f32>]
         return Err(Error::InvalidArgument("--calibrate fits on the dev set, which is empty".into()));
     }
     let t = fit_temperature(dev_logits, &gold_labels(dev));
+    if crate::metrics::no_temperature_fits(dev_logits, &gold_labels(dev)) {
+        eprintln!("warning: calibration temperature {t:.3}: {}", crate::task::TEMPERATURE_AT_BOUND);
+    }
     let both = |lg: &[Vec<f32>], g: &[usize]| ece_before_after(lg, g, t, 10);
     let (dev_before, dev_after) = both(dev_logits, &gold_labels(dev));
     let test = test.map(|(lg, ex)| both(lg, &gold_labels(ex)));

@@ -13,12 +13,13 @@ pub fn mean_rows(tables: &[Vec<Vec<f32>>]) -> Vec<Vec<f32>> {
         .collect()
 }
 
-/// Fraction of rows whose argmax equals the gold class.
+/// Fraction of rows whose argmax equals the gold class; a row holding NaN (a diverged
+/// model) is wrong, not the first class.
 pub fn accuracy(logits: &[Vec<f32>], gold: &[usize]) -> f64 {
     if logits.is_empty() {
         return f64::NAN;
     }
-    let hits = logits.iter().zip(gold).filter(|(row, &g)| argmax(row) == g).count();
+    let hits = logits.iter().zip(gold).filter(|(row, &g)| !row.iter().any(|v| v.is_nan()) && argmax(row) == g).count();
     hits as f64 / logits.len() as f64
 }
 
@@ -140,7 +141,9 @@ pub fn expected_calibration_error(probs: &[Vec<f32>], gold: &[usize], bins: usiz
     for (p, &g) in probs.iter().zip(gold) {
         let top = argmax(p);
         let c = p[top] as f64;
-        let b = ((c * bins as f64) as usize).min(bins - 1);
+        // Bins ((k - 1) / M, k / M] as Guo et al.: a confidence on a bin edge joins the
+        // lower bin (a two-class tie, 0.5, the bin it tops).
+        let b = ((c * bins as f64).ceil() as usize).clamp(1, bins) - 1;
         conf[b] += c;
         right[b] += f64::from(u8::from(top == g));
         count[b] += 1;
@@ -162,10 +165,13 @@ pub fn nll_at_temperature(logits: &[Vec<f32>], gold: &[usize], t: f64) -> f64 {
 }
 
 /// Temperature scaling: the `t` in [0.05, 20] minimising the NLL of `gold` under
-/// softmax(logits / t) (golden-section search on ln t; the NLL is unimodal in it for
-/// practical data). Divide logits by it before the softmax. 1 for no rows.
+/// softmax(logits / t) (golden-section search on ln t; the NLL is convex in 1 / t).
+/// Divide logits by it before the softmax. 1 for no rows and for logits that are not
+/// all finite (no temperature mends a diverged model). A dev set the logits separate
+/// perfectly drives it to the lower bound (the NLL falls as t does): see
+/// [`no_temperature_fits`].
 pub fn fit_temperature(logits: &[Vec<f32>], gold: &[usize]) -> f64 {
-    if logits.is_empty() {
+    if logits.is_empty() || logits.iter().flatten().any(|v| !v.is_finite()) {
         return 1.0;
     }
     let f = |u: f64| nll_at_temperature(logits, gold, u.exp());
@@ -185,6 +191,15 @@ pub fn fit_temperature(logits: &[Vec<f32>], gold: &[usize]) -> f64 {
         }
     }
     ((a + b) / 2.0).exp()
+}
+
+/// Whether no temperature fits: every row right (the NLL falls as t does, down to the
+/// search's lower bound) or every row wrong (it falls as t grows). The fitted value is
+/// then the search's bound, and its probabilities say more than the dev set can tell.
+pub fn no_temperature_fits(logits: &[Vec<f32>], gold: &[usize]) -> bool {
+    let right = logits.iter().zip(gold).filter(|(row, &g)| row.iter().enumerate().all(|(j, &v)| j == g || v < row[g])).count();
+    let wrong = logits.iter().zip(gold).filter(|(row, &g)| row.iter().any(|&v| v > row[g])).count();
+    !logits.is_empty() && (right == logits.len() || wrong == logits.len())
 }
 
 /// Rows of logits divided by `t`.
@@ -285,6 +300,25 @@ mod tests {
         let p = softmax_rows(&scale_rows(&logits, t));
         let conf = p.iter().map(|r| r[argmax(r)] as f64).sum::<f64>() / 4.0;
         assert!((conf - 0.75).abs() < 0.01, "{conf}");
+        assert!(!no_temperature_fits(&logits, &gold));
+        // A tie (0.5) joins the bin it tops, (0.4, 0.5], not 0.55's (0.5, 0.6]: ECE
+        // (|1 - 0.5| + |0 - 0.55|) / 2 (sharing a bin gave |1 - 1.05| / 2).
+        let e = expected_calibration_error(&[vec![0.5, 0.5], vec![0.55, 0.45]], &[0, 1], 10);
+        assert!((e - 0.525).abs() < 1e-6, "{e}");
+        // A dev set separated perfectly sharpens to the bound, which is flagged; logits
+        // that are not finite get no temperature.
+        let separated = [vec![2.0, 0.0], vec![0.0, 2.0]];
+        assert!(fit_temperature(&separated, &[0, 1]) < 0.1);
+        assert!(no_temperature_fits(&separated, &[0, 1]) && no_temperature_fits(&separated, &[1, 0]));
+        assert!(!no_temperature_fits(&[vec![1.0, 1.0], vec![0.0, 2.0]], &[0, 1]), "a tie is neither right nor wrong");
+        assert_eq!(fit_temperature(&[vec![f32::NAN, 0.0], vec![0.0, 2.0]], &[0, 1]), 1.0);
+    }
+
+    /// A row of NaN logits (a diverged model) is wrong; it used to count as class 0.
+    #[test]
+    fn nan_rows_are_wrong() {
+        let logits = vec![vec![f32::NAN, f32::NAN], vec![0.0, 1.0]];
+        assert_eq!(accuracy(&logits, &[0, 1]), 0.5);
     }
 
     #[test]

@@ -8,7 +8,7 @@
 #[cfg(feature = "train")]
 mod train;
 #[cfg(feature = "train")]
-pub use train::{choose_method, delete_version, export_version, train, train_when_free, versions, DemoFilterEncoder, RunParams, TrainMethod, ZERO_SHOT_ALPHA};
+pub use train::{choose_method, delete_version, export_version, train, train_when_free, versions, DemoFilterEncoder, RunParams, TrainMethod, TEMPERATURE_AT_BOUND, ZERO_SHOT_ALPHA};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -307,7 +307,15 @@ fn calibrate(m: &mut Manifest, on: bool, dev_logits: &[Vec<f32>], dev: &[Example
     m.temperature = Some(t);
     m.notes.insert("calibration".into(), serde_json::json!({"temperature": t, "dev_ece_before": before, "dev_ece_after": after, "dev_examples": dev.len()}));
     crate::log::log(crate::log::Level::Info, || format!("calibration: temperature {t:.3} on {} dev examples (ECE {before:.3} -> {after:.3})", dev.len()));
+    if crate::metrics::no_temperature_fits(dev_logits, &gold) {
+        m.notes.insert("calibration_warning".into(), serde_json::json!(TEMPERATURE_AT_BOUND));
+        crate::log::log(crate::log::Level::Warn, || format!("calibration: temperature {t:.3}: {TEMPERATURE_AT_BOUND}"));
+    }
 }
+
+/// Why a temperature at its bound deserves a warning.
+pub const TEMPERATURE_AT_BOUND: &str =
+    "the model gets every dev example right (or every one wrong), so no finite temperature fits and the search's bound is used: its probabilities are not calibrated (add dev examples it gets wrong, or leave calibration off)";
 
 /// Runs in one process train one after another: libtorch's random generator is
 /// process-wide (a concurrent run would break the other's repeatability), and versions
