@@ -28,7 +28,11 @@ contrastive, with the probe's own `SupCon`; the batch-hard soft-margin triplet l
 scores the default head on each. `--wise 0.25,0.5,1` interpolates the tuned encoder's
 weights with the untrained one's (WiSE-FT) and scores the default head at each alpha.
 `--heads` scores heads on one tuned encoder: the default, with the label anchors' texts
-as training rows, and with the max-pooled or [CLS] states beside the mean.
+as training rows, and with the max-pooled or [CLS] states beside the mean. `--e2e 10,30`
+runs SetFit's second phase end to end after the contrastive training: the encoder and a
+linear layer on the default head's input (embedding and word-anchor features x3, the
+label words recomputed every step), started from the fitted head, trained together by
+cross-entropy, scored (the layer, and the default head refitted) at each epoch count.
 `--frozen` skips the contrastive training (the
 untrained encoder: the prior the words carry before any tuning). `--untrained-too` scores,
 beside `words x3`, heads that also read the untrained encoder's features of the same
@@ -260,6 +264,108 @@ def run_wise(data, task, seed, alphas):
     return report(task, seed, started, out)
 
 
+def batch_features(body, texts, words):
+    """The default head's input for a batch, differentiable: [n, H + 4C], the embedding and
+    the word-anchor features x3, as `features` computes them one text at a time."""
+    tok, enc = body.tokenizer, body[0].auto_model
+    b = tok(list(texts), padding=True, truncation=True, max_length=128, return_tensors="pt")
+    h = enc(**b).last_hidden_state
+    m = b["attention_mask"].bool()
+    n = m.sum(1)
+    mean = (h * m[..., None]).sum(1) / n[:, None]
+    emb = mean / mean.norm(dim=1, keepdim=True)
+    own = m.clone()
+    own[:, 0] = False
+    own[torch.arange(len(h)), n - 1] = False
+    own = torch.where((n > 2)[:, None], own, m)
+    s = (h / h.norm(dim=2, keepdim=True)) @ words.T
+    k = torch.clamp(own.sum(1), max=3)
+    neg = torch.finfo(s.dtype).min
+
+    def over_tokens(v, largest=True):
+        return v.masked_fill(~own[..., None], neg if largest else -neg)
+
+    top = over_tokens(s).topk(min(3, s.shape[1]), 1).values
+    top = (top * (torch.arange(top.shape[1])[None, :, None] < k[:, None, None])).sum(1) / k[:, None]
+    mg = s - s.mean(2, keepdim=True)
+    f = torch.cat([over_tokens(s).max(1).values, top, over_tokens(mg).max(1).values,
+                   -over_tokens(-mg).max(1).values], 1)
+    return torch.cat([emb, 3 * f], 1)
+
+
+def diff_label_words(body, task):
+    """`label_words` with gradients: [C, H]."""
+    tok, enc = body.tokenizer, body[0].auto_model
+    b = tok(anchor_texts(task), padding=True, return_tensors="pt")
+    h = enc(**b).last_hidden_state
+    w = h[torch.arange(len(h)), b["attention_mask"].sum(1) - 3]
+    return w / w.norm(dim=1, keepdim=True)
+
+
+def run_e2e(data, task, seed, epochs, body_lr=1e-5, head_lr=1e-3):
+    """SetFit's second phase done end to end through the default head: after the
+    contrastive training, a linear layer on the default head's input (embedding and
+    word-anchor features x3, the label words recomputed from the anchor texts every step),
+    started from the fitted logistic head, is trained with the encoder by cross-entropy
+    on the labelled examples (AdamW, batches of 16, weight decay 0.01). At each epoch
+    count in `epochs`: dev and test of that layer (`e2e N`) and of the default head
+    refitted on the encoder as it is then (`e2e N refit`); `words x3` is the default
+    method, before the phase."""
+    from sklearn.linear_model import LogisticRegression
+
+    xs, ys = read_split(data, task, seed, "train")
+    dx, dy = read_split(data, task, seed, "dev")
+    tx, ty = read_split(data, task, seed, "test")
+    started, out = time.time(), {}
+    body = train(task, seed, xs, ys, False)
+    enc = body[0].auto_model
+    words = label_words(body, task)
+    e, f = features(body, xs, words)
+    xl = np.hstack([e, 3 * f])
+    with torch.no_grad():  # the batched, differentiable features are the default head's
+        wd = diff_label_words(body, task)
+        assert torch.allclose(wd, words, atol=1e-5)
+        assert np.allclose(batch_features(body, xs, wd).numpy(), xl, atol=1e-4)
+    lr = LogisticRegression(max_iter=3000).fit(xl, ys)
+    out["words x3"] = default_head(body, task, (xs, ys), (dx, dy), (tx, ty))
+    c = len(anchor_texts(task))
+    w, b0 = torch.tensor(lr.coef_, dtype=torch.float32), torch.tensor(lr.intercept_, dtype=torch.float32)
+    if c == 2:  # sklearn's binary head: one row, the logit of class 1 against class 0
+        w, b0 = torch.cat([torch.zeros_like(w), w]), torch.cat([torch.zeros_like(b0), b0])
+    head = torch.nn.Linear(w.shape[1], c)
+    with torch.no_grad():
+        head.weight.copy_(w)
+        head.bias.copy_(b0)
+    opt = torch.optim.AdamW([{"params": enc.parameters(), "lr": body_lr}, {"params": head.parameters(), "lr": head_lr}],
+                            weight_decay=0.01)
+    g = torch.Generator().manual_seed(seed)
+    yt = torch.tensor(ys)
+
+    def accuracy(texts, gold):
+        enc.eval()
+        with torch.no_grad():
+            wd = diff_label_words(body, task)
+            pred = torch.cat([head(batch_features(body, texts[i:i + 64], wd)).argmax(1)
+                              for i in range(0, len(texts), 64)])
+        return 100 * float((pred.numpy() == np.array(gold)).mean())
+
+    for epoch in range(1, max(epochs) + 1):
+        enc.train()
+        order = torch.randperm(len(xs), generator=g)
+        for i in range(0, len(xs), 16):
+            idx = order[i:i + 16]
+            logits = head(batch_features(body, [xs[j] for j in idx], diff_label_words(body, task)))
+            loss = torch.nn.functional.cross_entropy(logits, yt[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        if epoch in epochs:
+            out[f"e2e {epoch}"] = (accuracy(dx, dy), accuracy(tx, ty))
+            out[f"e2e {epoch} refit"] = default_head(body, task, (xs, ys), (dx, dy), (tx, ty))
+    enc.eval()
+    return report(task, seed, started, out)
+
+
 def pooled(body, texts):
     """[n, 2H]: each text's normalised max-pooled last states and normalised [CLS] state."""
     out = []
@@ -428,6 +534,9 @@ def main():
     ap.add_argument("--heads", action="store_true",
                     help="heads on one tuned encoder: the default, with the anchors as head rows, with max-pooled "
                          "and with [CLS] states beside the mean (nothing else is scored)")
+    ap.add_argument("--e2e", help="comma-separated epoch counts: after the contrastive training, the encoder and a "
+                                    "linear layer on the default head's input trained end to end by cross-entropy, "
+                                    "scored at each count (nothing else is scored)")
     a = ap.parse_args()
     if a.zero_shot:
         print("| task | test | mask state | word max | word top-3 |\n|---|---|---|---|---|")
@@ -441,6 +550,9 @@ def main():
         rows = [run_losses(a.data, t, int(s), names) for t in a.tasks.split(",") for s in a.seeds.split(",")]
     elif a.heads:
         rows = [run_heads(a.data, t, int(s)) for t in a.tasks.split(",") for s in a.seeds.split(",")]
+    elif a.e2e:
+        epochs = sorted({int(x) for x in a.e2e.split(",")})
+        rows = [run_e2e(a.data, t, int(s), epochs) for t in a.tasks.split(",") for s in a.seeds.split(",")]
     elif a.wise:
         alphas = [float(x) for x in a.wise.split(",")]
         rows = [run_wise(a.data, t, int(s), alphas) for t in a.tasks.split(",") for s in a.seeds.split(",")]
