@@ -37,7 +37,9 @@ fn read_rows(path: &Path, need_label: bool) -> Result<(Vec<Row>, bool)> {
     let mut lines = text.lines().enumerate();
     let bad = |line: usize, message: String| Error::Data { path: path.to_path_buf(), line, message };
     let (_, header) = lines.next().ok_or_else(|| bad(1, "empty file: expected a header row".into()))?;
-    let cols: Vec<&str> = header.split('\t').collect();
+    // Column names and label values are identifiers: spaces around them (a spreadsheet's
+    // export) are not part of the name. Texts are kept as written.
+    let cols: Vec<&str> = header.split('\t').map(str::trim).collect();
     let find = |names: &[&str]| cols.iter().position(|c| names.contains(c));
     let label = find(&["label", "gold_label", "is_duplicate", "Quality", "score"]);
     if label.is_none() && need_label {
@@ -65,8 +67,8 @@ fn read_rows(path: &Path, need_label: bool) -> Result<(Vec<Row>, bool)> {
         }
         let get = |c: usize| f.get(c).map(|s| s.to_string()).ok_or_else(|| bad(i + 1, format!("expected {} tab-separated fields, found {}", cols.len(), f.len())));
         let label = match label {
-            Some(_) if gold_last && f.len() >= cols.len() => f.last().map(|s| s.to_string()),
-            Some(l) => Some(get(l)?),
+            Some(_) if gold_last && f.len() >= cols.len() => f.last().map(|s| s.trim().to_string()),
+            Some(l) => Some(get(l)?.trim().to_string()),
             None => None,
         };
         rows.push(Row { line: i + 1, text_a: get(a)?, text_b: b.map(get).transpose()?, label: label.unwrap_or_default() });
@@ -138,5 +140,14 @@ mod tests {
         assert!(e.contains("line 3") && e.contains("3 tab-separated fields where the header names 2"), "{e}");
         let e = read("fewer", "sentence\tlabel\nfine\n").unwrap_err().to_string();
         assert!(e.contains("line 2") && e.contains("found 1"), "{e}");
+    }
+
+    /// A spreadsheet's export: spaces around column names and label values, Windows
+    /// line ends. Names and labels are read without them; texts as written.
+    #[test]
+    fn spaces_around_names_and_labels_are_not_part_of_them() {
+        let rows = read("spaces", "sentence \t label\r\n a fine film \t 1 \r\nbad\t0\r\n").unwrap();
+        let got: Vec<(&str, &str)> = rows.iter().map(|r| (r.text_a.as_str(), r.label.as_str())).collect();
+        assert_eq!(got, [(" a fine film ", "1"), ("bad", "0")]);
     }
 }
