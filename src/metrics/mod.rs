@@ -16,6 +16,7 @@ pub fn mean_rows(tables: &[Vec<Vec<f32>>]) -> Vec<Vec<f32>> {
 /// Fraction of rows whose argmax equals the gold class; a row holding NaN (a diverged
 /// model) is wrong, not the first class.
 pub fn accuracy(logits: &[Vec<f32>], gold: &[usize]) -> f64 {
+    same_len(logits.len(), gold.len());
     if logits.is_empty() {
         return f64::NAN;
     }
@@ -27,6 +28,7 @@ pub fn accuracy(logits: &[Vec<f32>], gold: &[usize]) -> f64 {
 /// whether the logits rank examples correctly, whatever their bias towards one label
 /// word. It uses the set's own (unlabelled) statistics, so it is not a deployable score.
 pub fn centered_accuracy(logits: &[Vec<f32>], gold: &[usize]) -> f64 {
+    same_len(logits.len(), gold.len());
     if logits.is_empty() {
         return f64::NAN;
     }
@@ -34,6 +36,12 @@ pub fn centered_accuracy(logits: &[Vec<f32>], gold: &[usize]) -> f64 {
     let mean: Vec<f32> = (0..k).map(|j| logits.iter().map(|r| r[j]).sum::<f32>() / logits.len() as f32).collect();
     let centered: Vec<Vec<f32>> = logits.iter().map(|r| r.iter().zip(&mean).map(|(v, m)| v - m).collect()).collect();
     accuracy(&centered, gold)
+}
+
+/// The metrics pair row i of their first argument with gold label i: tables of
+/// different lengths are a caller's bug (zip would score a prefix silently).
+fn same_len(rows: usize, gold: usize) {
+    assert_eq!(rows, gold, "metrics: {rows} prediction rows against {gold} gold labels");
 }
 
 pub fn argmax(row: &[f32]) -> usize {
@@ -56,13 +64,14 @@ pub fn softmax_rows(logits: &[Vec<f32>]) -> Vec<Vec<f32>> {
 /// Pearson correlation of two equally long series (NaN when either is constant or they
 /// are shorter than 2).
 pub fn pearson(x: &[f64], y: &[f64]) -> f64 {
-    let n = x.len().min(y.len());
+    same_len(x.len(), y.len());
+    let n = x.len();
     if n < 2 {
         return f64::NAN;
     }
-    let (mx, my) = (x[..n].iter().sum::<f64>() / n as f64, y[..n].iter().sum::<f64>() / n as f64);
+    let (mx, my) = (x.iter().sum::<f64>() / n as f64, y.iter().sum::<f64>() / n as f64);
     let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
-    for (a, b) in x[..n].iter().zip(&y[..n]) {
+    for (a, b) in x.iter().zip(y) {
         sxy += (a - mx) * (b - my);
         sxx += (a - mx) * (a - mx);
         syy += (b - my) * (b - my);
@@ -99,6 +108,7 @@ pub fn ece_before_after(logits: &[Vec<f32>], gold: &[usize], t: f64, bins: usize
 /// F1 of class `positive`: 2 TP / (2 TP + FP + FN); 0 when there is no positive in
 /// either the predictions or the gold labels.
 pub fn f1_binary(pred: &[usize], gold: &[usize], positive: usize) -> f64 {
+    same_len(pred.len(), gold.len());
     let (mut tp, mut fp, mut fn_) = (0usize, 0usize, 0usize);
     for (&p, &g) in pred.iter().zip(gold) {
         match (p == positive, g == positive) {
@@ -117,6 +127,7 @@ pub fn f1_binary(pred: &[usize], gold: &[usize], positive: usize) -> f64 {
 /// label's F1 (a label neither present nor predicted scores 0, as scikit-learn's
 /// default does).
 pub fn multi_label_f1(pred: &[Vec<usize>], gold: &[Vec<usize>], labels: usize) -> (f64, f64) {
+    same_len(pred.len(), gold.len());
     let flat = |sets: &[Vec<usize>], l: usize| -> Vec<usize> { sets.iter().map(|s| usize::from(s.contains(&l))).collect() };
     let (mut all_p, mut all_g) = (Vec::new(), Vec::new());
     let mut per_label = Vec::with_capacity(labels);
@@ -134,6 +145,7 @@ pub fn multi_label_f1(pred: &[Vec<usize>], gold: &[Vec<usize>], labels: usize) -
 /// into `bins` equal-width bins over [0, 1]; the ECE is the mean over rows of
 /// |accuracy - mean confidence| of the row's bin (Guo et al. 2017). NaN for no rows.
 pub fn expected_calibration_error(probs: &[Vec<f32>], gold: &[usize], bins: usize) -> f64 {
+    same_len(probs.len(), gold.len());
     if probs.is_empty() || bins == 0 {
         return f64::NAN;
     }
@@ -154,6 +166,7 @@ pub fn expected_calibration_error(probs: &[Vec<f32>], gold: &[usize], bins: usiz
 
 /// Mean negative log-likelihood of `gold` under softmax(`logits` / `t`).
 pub fn nll_at_temperature(logits: &[Vec<f32>], gold: &[usize], t: f64) -> f64 {
+    same_len(logits.len(), gold.len());
     let mut total = 0.0;
     for (row, &g) in logits.iter().zip(gold) {
         let z: Vec<f64> = row.iter().map(|&v| v as f64 / t).collect();
@@ -197,6 +210,7 @@ pub fn fit_temperature(logits: &[Vec<f32>], gold: &[usize]) -> f64 {
 /// search's lower bound) or every row wrong (it falls as t grows). The fitted value is
 /// then the search's bound, and its probabilities say more than the dev set can tell.
 pub fn no_temperature_fits(logits: &[Vec<f32>], gold: &[usize]) -> bool {
+    same_len(logits.len(), gold.len());
     let right = logits.iter().zip(gold).filter(|(row, &g)| row.iter().enumerate().all(|(j, &v)| j == g || v < row[g])).count();
     let wrong = logits.iter().zip(gold).filter(|(row, &g)| row.iter().any(|&v| v > row[g])).count();
     !logits.is_empty() && (right == logits.len() || wrong == logits.len())
@@ -269,6 +283,9 @@ mod tests {
         assert!((pearson(&[1.0, 2.0, 3.0], &[2.0, 4.0, 6.5]) - 0.997949).abs() < 1e-6);
         assert!((pearson(&[1.0, 2.0, 3.0], &[3.0, 2.0, 1.0]) + 1.0).abs() < 1e-12);
         assert!(pearson(&[1.0, 1.0], &[1.0, 2.0]).is_nan());
+        // Unequal lengths are a caller's bug, not a score of the common prefix.
+        assert!(std::panic::catch_unwind(|| pearson(&[1.0, 2.0, 3.0], &[1.0, 2.0])).is_err());
+        assert!(std::panic::catch_unwind(|| accuracy(&[vec![1.0, 0.0]], &[0, 1])).is_err());
     }
 
     #[test]
