@@ -371,7 +371,9 @@ typedef struct {
    multi-label task with a head always takes the prompt). The sentence-embedding
    method runs SetFit's schedule (20 rounds of pairs, 16 pairs a step) at
    `learning_rate`, on a multi-label task with a yes/no head per label; `steps` and
-   `batch_size` are the prompt method's. Regression tasks need the prompt method.
+   `batch_size` are the prompt method's. Its schedule grows with the examples:
+   2.5 steps (40 pairs) per registered example and label anchor, so 32 examples take
+   100 steps and 10,000 take 25,000 (hours on a CPU; minutes on a GPU). Regression tasks need the prompt method.
    LMBFF_METHOD_ZERO_SHOT_WORDS trains nothing and needs no example: a version that
    labels by how close each input's tokens come to the label words, to pre-label a
    pool before anyone has (dev examples, when marked, are scored and can calibrate
@@ -398,7 +400,9 @@ typedef struct {
    version's probabilities match its accuracy, which a host needs before it
    auto-accepts labels above a probability. Exports divide the class logits by it;
    the version's notes hold it with the dev ECE before and after. Needs dev examples.
-   (Dev examples are held out of training in any case and pick the kept weights.)
+   (Dev examples are held out of training in any case: the prompt method keeps the
+   weights that score best on them, the other methods are scored on them, and the
+   version's notes hold the score.)
    */
   bool calibrate;
   /*
@@ -434,8 +438,8 @@ typedef struct {
 
 /*
  Progress of a run: `stage` (LMBFF_STAGE_*), `step` of `total`, the training loss
- (mean of the last 10 steps; NaN before the first 10) and the last dev metric (NaN
- when none). Called on the training thread; return false
+ (the batch loss at the latest tenth step, and at the last step; NaN before the
+ tenth) and the last dev metric (NaN when none). Called on the training thread; return false
  to stop the run (it then ends LMBFF_ERR_CANCELLED).
  */
 typedef bool (*lmbff_progress_fn)(int32_t stage,
@@ -774,8 +778,10 @@ lmbff_status lmbff_task_remove(lmbff_task *t, uint64_t id);
 
 /*
  Marks labelled example `id` as a dev example (`dev` true) or back as a training one.
- Dev examples are held out of training: they pick the kept weights (five evaluations a
- run) and, with lmbff_train_params.calibrate, fit the temperature.
+ Dev examples are held out of training: they pick the prompt method's kept weights
+ (five evaluations a run), score every method (the version's notes: `dev_accuracy`, or
+ `dev_micro_f1` for a multi-label task, or the prompt method's `best_dev_metric`) and,
+ with lmbff_train_params.calibrate, fit the temperature.
 
  # Safety
  `t` is a live task.

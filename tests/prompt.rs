@@ -370,3 +370,31 @@ fn special_tokens_are_the_ones_transformers_uses() {
         assert_eq!(got, want, "{}", dir.display());
     }
 }
+
+/// Review fixes of the prompt engine: readable modifiers combine as LM-BFF's do; an empty
+/// sentence after a space adds no lone-space token under byte-level BPE; label words
+/// that start with punctuation or markup are taken without the leading space, as
+/// LM-BFF takes them.
+#[test]
+fn modifiers_combine_empty_sentences_add_nothing_and_punctuation_words_take_no_space() {
+    let tok = Tokenizer::from_dir(&common::fixtures().join("roberta")).unwrap();
+    let v = Verbalizer::new(&tok, &pairs(&[("0", "terrible"), ("1", "great")])).unwrap();
+    let prompt = |t: &str| Prompt::new(Template::parse(t).unwrap(), v.clone(), Truncation::default()).unwrap();
+    let ex = Example { text_a: "The movie was fun.".into(), text_b: Some("It was Great.".into()), label: None };
+    let lmbff = prompt("*cls**sent-_0*?*mask*,*+sentl-_1**sep+*").encode(&tok, &ex).unwrap();
+    let readable = prompt("{text_a:nolast}?{mask}, {text_b:lower:nolast}{sep}").encode(&tok, &ex).unwrap();
+    assert_eq!(tok.decode(&lmbff.input_ids), "<s>The movie was fun?<mask>, it was Great</s>");
+    assert_eq!(readable.input_ids, lmbff.input_ids);
+    for bad in ["{text:lower:upper}", "{text:nolast:nolast}", "{text:lower:loud}"] {
+        assert!(Template::parse(&format!("{bad} It was {{mask}}.")).is_err(), "{bad}");
+    }
+
+    let p = prompt("{text_a} ? {mask} , {text_b}");
+    let e = p.encode(&tok, &Example { text_a: "A man sleeps.".into(), text_b: Some("   ".into()), label: None }).unwrap();
+    let lone = tok.encode_piece(" ").unwrap();
+    assert!(!lone.is_empty() && !e.input_ids.ends_with(&[lone[0], tok.special().sep]), "{}", tok.decode(&e.input_ids));
+    assert!(tok.decode(&e.input_ids).ends_with(",</s>"), "{}", tok.decode(&e.input_ids));
+
+    let punct = Verbalizer::new(&tok, &pairs(&[("0", "terrible"), ("1", ".")])).unwrap();
+    assert_eq!(punct.token_ids(), [tok.token_to_id("Ġterrible").unwrap(), tok.token_to_id(".").unwrap()]);
+}

@@ -290,6 +290,12 @@ extern "C" fn count_steps(_stage: i32, step: usize, total: usize, loss: f64, _me
     true
 }
 
+extern "C" fn record_progress(stage: i32, step: usize, total: usize, loss: f64, metric: f64, user_data: *mut std::ffi::c_void) -> bool {
+    let seen = unsafe { &mut *(user_data as *mut Vec<(i32, usize, usize, f64, f64)>) };
+    seen.push((stage, step, total, loss, metric));
+    true
+}
+
 extern "C" fn stop_at_5(_stage: i32, step: usize, _total: usize, _loss: f64, _metric: f64, _user_data: *mut std::ffi::c_void) -> bool {
     step < 5
 }
@@ -730,6 +736,8 @@ fn multi_label_tasks_through_the_c_abi() {
         assert_eq!((m2["method"].as_str(), m2["format_version"].as_u64()), (Some("sentence-embedding"), Some(7)));
         assert_eq!(m2["classifier"]["weight"].as_array().unwrap().len(), 6, "a yes/no head per label");
         assert_eq!(m2["notes"]["label_anchors"], serde_json::json!(["music", "acting", "story"]), "the labels' names are the anchors");
+        let f1 = m2["notes"]["dev_micro_f1"].as_f64().expect("the dev pairs' micro-F1");
+        assert!((0.0..=1.0).contains(&f1), "{f1}");
         assert!(m2["temperature"].as_f64().is_some(), "calibrated on the dev examples");
         // The prompt method keeps the weights with the best micro-F1 of the dev pairs
         // (mostly "no": accuracy would favour answering "no" throughout).
@@ -880,7 +888,26 @@ fn dev_examples_and_calibration_through_the_c_abi() {
         let e: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.parent().unwrap().join("export/lmbff-export.json")).unwrap()).unwrap();
         assert!((e["temperature"].as_f64().unwrap() - temperature).abs() < 1e-5, "{e}");
 
+        // The sentence-embedding method selects nothing on dev (one schedule) but is
+        // scored on it: the notes and one evaluation in the progress say how it did. Its
+        // training loss is reported from the tenth step on (it was NaN but at every tenth).
+        tp.method = LMBFF_METHOD_SENTENCE_EMBEDDING;
+        tp.calibrate = false;
+        let mut seen: Vec<(i32, usize, usize, f64, f64)> = Vec::new();
+        assert_eq!(lmbff_train(t, &tp, Some(record_progress), &mut seen as *mut _ as *mut std::ffi::c_void, version.as_mut_ptr(), 16), LMBFF_OK, "{}", last_error());
+        let m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("models/v2/lmbff.json")).unwrap()).unwrap();
+        assert_eq!(m["notes"]["method"], "sentence-embedding", "{m}");
+        assert_eq!(m["notes"]["dev_examples"].as_u64(), Some(2), "{m}");
+        let dev_acc = m["notes"]["dev_accuracy"].as_f64().expect("a dev accuracy");
+        assert!([0.0, 0.5, 1.0].contains(&dev_acc), "two dev examples: {dev_acc}");
+        let evals: Vec<f64> = seen.iter().filter(|s| s.0 == LMBFF_STAGE_EVALUATE).map(|s| s.4).collect();
+        assert_eq!(evals, [dev_acc], "one evaluation, the dev accuracy");
+        let train: Vec<&(i32, usize, usize, f64, f64)> = seen.iter().filter(|s| s.0 == LMBFF_STAGE_TRAIN).collect();
+        assert!(train.len() >= 10, "{} training steps", train.len());
+        assert!(train.iter().all(|s| s.3.is_nan() == (s.1 < 10)), "loss from the tenth step on: {train:?}");
+
         // Without dev examples there is nothing to calibrate on.
+        tp.calibrate = true;
         for &id in &[ids[3], ids[7]] {
             assert_eq!(lmbff_task_set_dev(t, id, false), LMBFF_OK);
         }

@@ -39,8 +39,8 @@ pub const LMBFF_RUN_FAILED: i32 = 2;
 pub const LMBFF_RUN_CANCELLED: i32 = 3;
 
 /// Progress of a run: `stage` (LMBFF_STAGE_*), `step` of `total`, the training loss
-/// (mean of the last 10 steps; NaN before the first 10) and the last dev metric (NaN
-/// when none). Called on the training thread; return false
+/// (the batch loss at the latest tenth step, and at the last step; NaN before the
+/// tenth) and the last dev metric (NaN when none). Called on the training thread; return false
 /// to stop the run (it then ends LMBFF_ERR_CANCELLED).
 pub type lmbff_progress_fn =
     Option<unsafe extern "C" fn(stage: i32, step: usize, total: usize, loss: f64, metric: f64, user_data: *mut c_void) -> bool>;
@@ -88,7 +88,9 @@ pub struct lmbff_train_params {
     /// multi-label task with a head always takes the prompt). The sentence-embedding
     /// method runs SetFit's schedule (20 rounds of pairs, 16 pairs a step) at
     /// `learning_rate`, on a multi-label task with a yes/no head per label; `steps` and
-    /// `batch_size` are the prompt method's. Regression tasks need the prompt method.
+    /// `batch_size` are the prompt method's. Its schedule grows with the examples:
+    /// 2.5 steps (40 pairs) per registered example and label anchor, so 32 examples take
+    /// 100 steps and 10,000 take 25,000 (hours on a CPU; minutes on a GPU). Regression tasks need the prompt method.
     /// LMBFF_METHOD_ZERO_SHOT_WORDS trains nothing and needs no example: a version that
     /// labels by how close each input's tokens come to the label words, to pre-label a
     /// pool before anyone has (dev examples, when marked, are scored and can calibrate
@@ -109,7 +111,9 @@ pub struct lmbff_train_params {
     /// version's probabilities match its accuracy, which a host needs before it
     /// auto-accepts labels above a probability. Exports divide the class logits by it;
     /// the version's notes hold it with the dev ECE before and after. Needs dev examples.
-    /// (Dev examples are held out of training in any case and pick the kept weights.)
+    /// (Dev examples are held out of training in any case: the prompt method keeps the
+    /// weights that score best on them, the other methods are scored on them, and the
+    /// version's notes hold the score.)
     pub calibrate: bool,
     /// The sentence-embedding method without label anchors, as SetFit publishes it
     /// (default false). By default a single-sentence task's template and label words

@@ -97,8 +97,9 @@ impl Prompt {
             return Err(Error::Template {
                 template: template.source().to_string(),
                 at: template.source().find("label").unwrap_or(0),
-                message: "`{label}` / `*labelx_N*` show an example's own label word: they belong in demonstration \
-                          templates, not in the query template (it would reveal the answer)"
+                message: "`{label}` / `*labelx_N*` show an example's own label word, which in a query would reveal \
+                          the answer; demonstrations need no template of their own (they are rendered through this \
+                          one, their label word in place of the mask)"
                     .into(),
             });
         }
@@ -365,7 +366,9 @@ fn shape_sentence(text: &str, case: Case, drop_last: bool, space: bool) -> Strin
         (Case::UpperFirst, Some(c)) => c.to_uppercase().chain(chars).collect(),
         _ => s,
     };
-    if space {
+    // An empty sentence stays empty: a lone space would be a token of its own (`Ġ`)
+    // under byte-level BPE.
+    if space && !s.is_empty() {
         s.insert(0, ' ');
     }
     s

@@ -299,13 +299,19 @@ fn readable_part(src: &str, at: usize, spec: &str, space: bool) -> Result<Part> 
         _ => None,
     };
     if let Some(index) = index {
-        let (case, drop_last) = match modifier {
-            None => (Case::Keep, false),
-            Some("lower") => (Case::LowerFirst, false),
-            Some("upper") => (Case::UpperFirst, false),
-            Some("nolast") => (Case::Keep, true),
-            Some(m) => return Err(err(src, at, &format!("unknown modifier `:{m}` on `{{{name}}}`: expected lower, upper or nolast"))),
-        };
+        // Modifiers combine (`{text_b:lower:nolast}`, LM-BFF's `sentl-_1`); one case.
+        let (mut case, mut drop_last) = (Case::Keep, false);
+        for m in modifier.into_iter().flat_map(|m| m.split(':')).map(str::trim) {
+            match (m, case) {
+                ("lower", Case::Keep) => case = Case::LowerFirst,
+                ("upper", Case::Keep) => case = Case::UpperFirst,
+                ("nolast", _) if !drop_last => drop_last = true,
+                ("lower" | "upper" | "nolast", _) => {
+                    return Err(err(src, at, &format!("`{{{name}}}` has `:{m}` after another modifier that sets the same thing")))
+                }
+                _ => return Err(err(src, at, &format!("unknown modifier `:{m}` on `{{{name}}}`: expected lower, upper or nolast"))),
+            }
+        }
         return Ok(Part::Sentence { index, space, case, drop_last });
     }
     if let Some(m) = modifier {

@@ -4,7 +4,7 @@
 //! logit (OpenPrompt's "mean" handling of multi-token words and of several words); with
 //! one single-token word per class it is that token's logit, as in LM-BFF. Byte-level
 //! BPE vocabularies use the leading-space form (`Ġgreat`), as the word follows a space
-//! in every template.
+//! in every template, but for words that start with `<`, `[`, `.` or `,` (as LM-BFF).
 
 use crate::tokenize::{Tokenizer, WordBoundary};
 use crate::{Error, Result};
@@ -50,9 +50,12 @@ impl Verbalizer {
                 if trimmed.is_empty() || trimmed.contains(char::is_whitespace) {
                     return Err(bad(format!("a label word is one word, with no spaces (several words: `great{WORD_SEPARATOR}good`)")));
                 }
+                // LM-BFF's rule: a word that starts with `<`, `[`, `.` or `,` is taken
+                // as it is (punctuation and markup follow no space), any other in its
+                // leading-space form.
                 let form = match tok.word_boundary() {
-                    WordBoundary::LeadingSpace => format!(" {trimmed}"),
-                    WordBoundary::Ignored => trimmed.to_string(),
+                    WordBoundary::LeadingSpace if !trimmed.starts_with(['<', '[', '.', ',']) => format!(" {trimmed}"),
+                    _ => trimmed.to_string(),
                 };
                 let ids = tok.encode_piece(&form)?;
                 let unk: Vec<u32> = ["[UNK]", "<unk>"].iter().filter_map(|t| tok.token_to_id(t)).collect();

@@ -473,6 +473,20 @@ fn train_now(task: &Task, p: &RunParams, progress: ProgressFn) -> Result<String>
         notes["pairs"] = report.pairs.into();
         notes["lr"] = ep.lr.into();
         notes["label_anchors"] = report.anchors.clone().into();
+        if !dev.is_empty() {
+            // Nothing is selected on dev here (one schedule, no checkpoints): it scores
+            // the version, as the prompt method's best_dev_metric does.
+            let gold = gold_labels(&dev);
+            let (key, score) = match multi {
+                Some(_) => ("dev_micro_f1", crate::metrics::f1_binary(&dev_logits.iter().map(|r| crate::metrics::argmax(r)).collect::<Vec<_>>(), &gold, 1)),
+                None => ("dev_accuracy", crate::metrics::accuracy(&dev_logits, &gold)),
+            };
+            notes["dev_examples"] = dev.len().into();
+            notes[key] = score.into();
+            if !progress(train::Progress { stage: train::Stage::Evaluate, step: report.steps, total: report.steps, loss: f64::NAN, metric: score }) {
+                return Err(Error::Cancelled);
+            }
+        }
         let mut m = Manifest::for_embedding(&prompt, head, multi.as_ref().map(|ml| ml.names()), notes);
         calibrate(&mut m, p.calibrate, &dev_logits, &dev);
         m

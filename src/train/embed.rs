@@ -7,8 +7,8 @@
 
 use std::time::Instant;
 
-use rand::seq::{IndexedRandom, SliceRandom};
-use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tch::{Kind, Tensor};
 
@@ -302,51 +302,158 @@ pub fn word_anchor_zero_shot(model: &MaskedLm, tok: &Tokenizer, prompt: &Prompt,
 
 /// SetFit's pairs: in each round, every example with a random other example of its class
 /// (target 1) and one of another class (target 0); shuffled. A class with one example
-/// has no positive partner; a task with one class has no negatives.
+/// has no positive partner; a task with one class has no negatives. Memory is linear in
+/// the examples (each class's members, not each example's partner lists).
 pub fn contrastive_pairs(
     labels: &[usize],
     iterations: usize,
     rng: &mut ChaCha8Rng,
 ) -> Vec<(usize, usize, f32)> {
-    contrastive_pairs_by(labels.len(), iterations, rng, |i, j| labels[i] == labels[j])
+    contrastive_pairs_by(&ByClass::new(labels), labels.len(), iterations, rng)
 }
 
 /// Multi-label pairs: two examples are alike when their label sets share a label (or
 /// both are empty), unlike when they share none. SetFit pairs by one label at a time,
-/// which can call two examples both alike and unlike; this never does.
+/// which can call two examples both alike and unlike; this never does. Alikeness is
+/// held as one bit per pair of examples (12.5 MB for 10,000 examples).
 pub fn multi_label_pairs(
     sets: &[Vec<usize>],
     iterations: usize,
     rng: &mut ChaCha8Rng,
 ) -> Vec<(usize, usize, f32)> {
     let alike = |a: &[usize], b: &[usize]| if a.is_empty() || b.is_empty() { a.is_empty() && b.is_empty() } else { a.iter().any(|l| b.contains(l)) };
-    contrastive_pairs_by(sets.len(), iterations, rng, |i, j| alike(&sets[i], &sets[j]))
+    contrastive_pairs_by(&AlikeBits::new(sets.len(), |i, j| alike(&sets[i], &sets[j])), sets.len(), iterations, rng)
 }
 
-/// The pairs of `n` examples under `alike` (symmetric): each round gives every example
-/// one partner it is alike with (target 1) and one it is not (target 0), where it has
-/// one; shuffled.
-fn contrastive_pairs_by(
+/// Whom each of `n` examples may pair with: for example `i`, how many others are alike
+/// with it (or unlike), and the `k`-th of them in index order.
+trait Partners {
+    fn count(&self, i: usize, alike: bool) -> usize;
+    fn nth(&self, i: usize, alike: bool, k: usize) -> usize;
+}
+
+/// Single-label partners from each class's members in index order: the `k`-th member
+/// of `i`'s class after skipping `i`, or the `k`-th index outside the class (a binary
+/// search over the members).
+struct ByClass<'a> {
+    labels: &'a [usize],
+    members: std::collections::HashMap<usize, Vec<usize>>,
+    /// Each example's position among its class's members.
+    pos: Vec<usize>,
+}
+
+impl<'a> ByClass<'a> {
+    fn new(labels: &'a [usize]) -> Self {
+        let mut members: std::collections::HashMap<usize, Vec<usize>> = std::collections::HashMap::new();
+        let pos = labels
+            .iter()
+            .enumerate()
+            .map(|(i, &l)| {
+                let m = members.entry(l).or_default();
+                m.push(i);
+                m.len() - 1
+            })
+            .collect();
+        ByClass { labels, members, pos }
+    }
+}
+
+impl Partners for ByClass<'_> {
+    fn count(&self, i: usize, alike: bool) -> usize {
+        let m = self.members[&self.labels[i]].len();
+        if alike { m - 1 } else { self.labels.len() - m }
+    }
+
+    fn nth(&self, i: usize, alike: bool, k: usize) -> usize {
+        let cls = &self.members[&self.labels[i]];
+        if alike {
+            return cls[k + usize::from(k >= self.pos[i])];
+        }
+        // The k-th index not in `cls` is k + t, t the number of members below it: the
+        // first t whose member lies past k + t (cls[t] - t grows with t).
+        let (mut lo, mut hi) = (0, cls.len());
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            if cls[mid] - mid <= k {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        k + lo
+    }
+}
+
+/// Partners under any symmetric relation: one bit per pair.
+struct AlikeBits {
     n: usize,
-    iterations: usize,
-    rng: &mut ChaCha8Rng,
-    alike: impl Fn(usize, usize) -> bool,
-) -> Vec<(usize, usize, f32)> {
+    words: usize,
+    bits: Vec<u64>,
+    alike: Vec<usize>,
+}
+
+impl AlikeBits {
+    fn new(n: usize, alike: impl Fn(usize, usize) -> bool) -> Self {
+        let words = n.div_ceil(64);
+        let mut bits = vec![0u64; n * words];
+        let mut count = vec![0usize; n];
+        for i in 0..n {
+            for j in (i + 1)..n {
+                if alike(i, j) {
+                    bits[i * words + j / 64] |= 1 << (j % 64);
+                    bits[j * words + i / 64] |= 1 << (i % 64);
+                    count[i] += 1;
+                    count[j] += 1;
+                }
+            }
+        }
+        AlikeBits { n, words, bits, alike: count }
+    }
+}
+
+impl Partners for AlikeBits {
+    fn count(&self, i: usize, alike: bool) -> usize {
+        if alike { self.alike[i] } else { self.n - 1 - self.alike[i] }
+    }
+
+    fn nth(&self, i: usize, alike: bool, mut k: usize) -> usize {
+        for w in 0..self.words {
+            let mut word = self.bits[i * self.words + w];
+            if !alike {
+                // Unlike: neither alike nor `i` itself, within 0..n.
+                word = !word;
+                if w == i / 64 {
+                    word &= !(1 << (i % 64));
+                }
+                if w + 1 == self.words && self.n % 64 != 0 {
+                    word &= (1 << (self.n % 64)) - 1;
+                }
+            }
+            let ones = word.count_ones() as usize;
+            if k < ones {
+                for _ in 0..k {
+                    word &= word - 1;
+                }
+                return w * 64 + word.trailing_zeros() as usize;
+            }
+            k -= ones;
+        }
+        unreachable!("nth partner past the count")
+    }
+}
+
+/// The pairs of `n` examples: each round gives every example one partner it is alike
+/// with (target 1) and one it is not (target 0), where it has one; shuffled. The draws
+/// are those of choosing from each example's list of partners in index order.
+fn contrastive_pairs_by(partners: &impl Partners, n: usize, iterations: usize, rng: &mut ChaCha8Rng) -> Vec<(usize, usize, f32)> {
     let mut pairs = Vec::with_capacity(2 * n * iterations);
-    let (same, other): (Vec<Vec<usize>>, Vec<Vec<usize>>) = (0..n)
-        .map(|i| {
-            let same = (0..n).filter(|&j| j != i && alike(i, j)).collect();
-            let other = (0..n).filter(|&j| j != i && !alike(i, j)).collect();
-            (same, other)
-        })
-        .unzip();
     for _ in 0..iterations {
         for i in 0..n {
-            if let Some(&j) = same[i].choose(rng) {
-                pairs.push((i, j, 1.0));
-            }
-            if let Some(&j) = other[i].choose(rng) {
-                pairs.push((i, j, 0.0));
+            for (alike, target) in [(true, 1.0), (false, 0.0)] {
+                let m = partners.count(i, alike);
+                if m > 0 {
+                    pairs.push((i, partners.nth(i, alike, rng.random_range(..m)), target));
+                }
             }
         }
     }
@@ -383,6 +490,7 @@ pub fn contrastive_finetune(
     };
     let start = Instant::now();
     let pad = tok.special().pad;
+    let mut last = f64::NAN;
     for (step, chunk) in pairs.chunks(p.batch_size).enumerate() {
         let a: Vec<&Encoded> = chunk.iter().map(|&(i, _, _)| &enc[i]).collect();
         let b: Vec<&Encoded> = chunk.iter().map(|&(_, j, _)| &enc[j]).collect();
@@ -395,7 +503,6 @@ pub fn contrastive_finetune(
         let loss = cos.f_mse_loss(&target, tch::Reduction::Mean)?;
         opt.step(&loss, step)?;
         let done = step + 1;
-        let mut last = f64::NAN;
         if done % 10 == 0 || done == steps {
             last = loss.f_double_value(&[])?;
             report.loss_curve.push((done, last));
@@ -461,10 +568,21 @@ pub fn train_embedding(
         })
         .collect::<Result<_>>()?;
     let k = prompt.verbalizer.num_labels();
+    if let Some(bad) = labels.iter().find(|&&l| l >= k) {
+        return Err(Error::InvalidArgument(format!("label index {bad} is out of range ({k} labels)")));
+    }
+    if train.is_empty() {
+        // The anchors alone would tune the encoder, and the classifier then has no row.
+        return Err(Error::InvalidArgument("no training examples: the sentence-embedding method needs labelled examples".into()));
+    }
     let anchors = if p.anchor_repeats > 0 { prompt.anchor_texts_with(&p.anchor_templates)?.unwrap_or_default() } else { Vec::new() };
     let (inputs, labels) = with_anchors(train, labels, &anchors, p.anchor_repeats);
     let n = train.len();
-    let (mut features, mut report) = tune_and_embed(model, tok, prompt, &inputs, n, p, progress, |rng| contrastive_pairs(&labels, p.iterations, rng))?;
+    // With word anchors the classifier's inputs are read after tuning, beside the
+    // embedding: the plain embeddings are not needed then.
+    // (word_anchor_vectors gives them exactly when the template reads one sentence.)
+    let keep = if p.word_anchor_scale > 0.0 && prompt.anchor_texts().is_some() { 0 } else { n };
+    let (mut features, mut report) = tune_and_embed(model, tok, prompt, &inputs, keep, p, progress, |rng| contrastive_pairs(&labels, p.iterations, rng))?;
     let word = match p.word_anchor_scale > 0.0 {
         true => word_anchor_vectors(model, tok, prompt, &p.anchor_templates)?.map(|vectors| WordAnchors { vectors, scale: p.word_anchor_scale as f32 }),
         false => None,
@@ -595,7 +713,7 @@ pub fn fit_logistic_weighted(x: &[Vec<f32>], y: &[usize], num_labels: usize, c: 
         || class_weights.is_some_and(|w| w.len() != num_labels || w.iter().any(|v| !(*v > 0.0 && v.is_finite())))
     {
         return Err(Error::InvalidArgument(format!(
-            "logistic regression: {} rows, {} labels, C {c}",
+            "logistic regression: {} feature rows of width {d} for {} labels over {num_labels} classes, C {c}",
             x.len(),
             y.len()
         )));
@@ -675,6 +793,7 @@ fn gradient(theta: &[f64], x: &[Vec<f32>], y: &[usize], w: &[f64], k: usize, d: 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::seq::IndexedRandom;
 
     #[test]
     fn pairs_are_same_class_positives_and_cross_class_negatives() {
@@ -701,6 +820,42 @@ mod tests {
         // {2} is alike no other example: it only has negatives; every other one has both.
         assert!(pairs.iter().all(|&(i, _, t)| i != 3 || t == 0.0));
         assert_eq!(pairs.len(), 6 * (2 * 6 - 1));
+    }
+
+    /// The pairs as they were drawn before the partner lists went (every example's lists
+    /// of alike and unlike partners, n^2 memory): the same draws, so runs made then
+    /// are reproduced by the same seed.
+    fn pairs_from_lists(n: usize, iterations: usize, rng: &mut ChaCha8Rng, alike: impl Fn(usize, usize) -> bool) -> Vec<(usize, usize, f32)> {
+        let lists: Vec<(Vec<usize>, Vec<usize>)> =
+            (0..n).map(|i| ((0..n).filter(|&j| j != i && alike(i, j)).collect(), (0..n).filter(|&j| j != i && !alike(i, j)).collect())).collect();
+        let mut pairs = Vec::new();
+        for _ in 0..iterations {
+            for (i, (same, other)) in lists.iter().enumerate() {
+                if let Some(&j) = same.choose(rng) {
+                    pairs.push((i, j, 1.0));
+                }
+                if let Some(&j) = other.choose(rng) {
+                    pairs.push((i, j, 0.0));
+                }
+            }
+        }
+        pairs.shuffle(rng);
+        pairs
+    }
+
+    #[test]
+    fn pairs_are_drawn_as_from_the_partner_lists() {
+        let mut gen = ChaCha8Rng::seed_from_u64(11);
+        for n in [1, 2, 5, 63, 64, 65, 130, 300] {
+            // Classes of uneven sizes, one of a single example, labels not 0..k.
+            let labels: Vec<usize> = (0..n).map(|i| if i == n / 2 { 99 } else { [3, 7, 7, 1, 3][gen.random_range(..5usize)] }).collect();
+            let (mut a, mut b) = (ChaCha8Rng::seed_from_u64(n as u64), ChaCha8Rng::seed_from_u64(n as u64));
+            assert_eq!(contrastive_pairs(&labels, 3, &mut a), pairs_from_lists(n, 3, &mut b, |i, j| labels[i] == labels[j]), "{n} examples");
+            let sets: Vec<Vec<usize>> = (0..n).map(|_| (0..4).filter(|_| gen.random_range(..3u32) == 0).collect()).collect();
+            let share = |i: usize, j: usize| if sets[i].is_empty() || sets[j].is_empty() { sets[i].is_empty() && sets[j].is_empty() } else { sets[i].iter().any(|l| sets[j].contains(l)) };
+            let (mut a, mut b) = (ChaCha8Rng::seed_from_u64(n as u64), ChaCha8Rng::seed_from_u64(n as u64));
+            assert_eq!(multi_label_pairs(&sets, 3, &mut a), pairs_from_lists(n, 3, &mut b, share), "{n} multi-label examples");
+        }
     }
 
     /// The features by hand: three rows of one-hot states against two unit vectors, one

@@ -48,7 +48,7 @@ def shape(raw, part, leading_space):
         s = s[0].upper() + s[1:]
     elif part["case"] not in ("keep", "lower_first", "upper_first"):
         raise ValueError(f"unknown case {part['case']!r}")
-    if part["space"] and leading_space:
+    if part["space"] and leading_space and s:
         s = " " + s
     return s
 
