@@ -724,7 +724,9 @@ lmbff_status lmbff_task_open(const char *dir, lmbff_task **out);
  what this handle has not seen: LMBFF_ERR_CONFLICT when the folder's task was saved by
  another handle or process since this one opened or last saved it (nothing is written:
  reopen and apply the change again); LMBFF_ERR_INVALID_ARGUMENT when `dir` holds another
- task (one this handle was not opened from or saved to).
+ task (one this handle was not opened from or saved to), or a model or an export
+ (lmbff.json, lmbff-export.json: lmbff replaces those folders whole when it writes
+ them again). A task file that is not UTF-8 opens as LMBFF_ERR_FORMAT.
 
  # Safety
  `t` is a live task; `dir` is a NUL-terminated string.
@@ -950,7 +952,9 @@ lmbff_status lmbff_task_versions(lmbff_task *task, char *buf, size_t capacity, s
  Deletes model version `version` of the task, in one step (its folder is renamed
  aside, then emptied). Its name is never given to a later version: versions are
  numbered past every one made before, deleted or not, also when several processes
- train the task at once.
+ train the task at once. A version folder that is a symbolic link loses the link,
+ never what it points to. A run warm-starting from the version may go on: the
+ model and tokenizer it read are held in memory, and its new version is whole.
 
  # Safety
  `task` is a live task; `version` a NUL-terminated string.

@@ -1214,3 +1214,61 @@ fn misuse_through_the_c_abi_loses_nothing() {
     assert!(e.contains("reads one sentence, so a text_b would be ignored"), "{e}");
     assert!(t.add_unlabeled("a review", Some("stray")).is_err() && t.items().count() == 0, "nothing was added");
 }
+
+/// Review fixes on what a save or a delete may touch: a task is not saved into a model's
+/// or an export's folder (a later write of that output replaced the folder whole, task
+/// and all); an export is not written over a folder holding a task; deleting a version
+/// that is a symbolic link removes the link, not what it points to; a task file that is
+/// not UTF-8 is a format error; a model keeps its tokenizer files from load to save, so
+/// a source folder deleted meanwhile (a warm start's version) leaves no version without
+/// its tokenizer.
+#[test]
+fn saves_and_deletes_touch_only_their_own_folders() {
+    let model = common::fixtures().join("bert");
+    let root = common::tempdir("own-folders");
+    let mut t = Task::new(spec(&model)).unwrap();
+    t.add_example("a great ride", None, "pos").unwrap();
+    t.add_example("a dull ride", None, "neg").unwrap();
+
+    let export = root.join("export");
+    std::fs::create_dir_all(&export).unwrap();
+    std::fs::write(export.join(lmbff::export::EXPORT_MANIFEST), "{}").unwrap();
+    let e = t.save(&export).unwrap_err().to_string();
+    assert!(e.contains("holds a model or an export") && e.contains("lmbff-export.json"), "{e}");
+    assert!(!export.join("task.json").exists());
+    // A folder holding both (saved there before this check) is not replaced as an export.
+    std::fs::write(export.join("task.json"), "{}").unwrap();
+    let e = lmbff::checkpoint::write_dir_atomic(&export, lmbff::export::EXPORT_MANIFEST, |_| Ok(())).unwrap_err().to_string();
+    assert!(e.contains("already exists and is not an earlier output"), "{e}");
+    assert!(export.join("task.json").exists());
+
+    let dir = root.join("task");
+    t.save(&dir).unwrap();
+    let precious = root.join("shared-model");
+    std::fs::create_dir_all(&precious).unwrap();
+    std::fs::write(precious.join("lmbff.json"), "{}").unwrap();
+    std::fs::write(precious.join("weights"), "keep me").unwrap();
+    std::fs::create_dir_all(dir.join("models")).unwrap();
+    std::os::unix::fs::symlink(&precious, dir.join("models/v7")).unwrap();
+    lmbff::task::delete_version(&dir, "v7").unwrap();
+    assert_eq!(std::fs::read_to_string(precious.join("weights")).unwrap(), "keep me");
+    assert!(!lmbff::task::versions(&dir).unwrap().contains(&"v7".to_string()));
+
+    std::fs::write(dir.join("task.json"), b"{\"format\": \"\xff\xfe\"}").unwrap();
+    assert!(matches!(Task::open(&dir), Err(lmbff::Error::Format { .. })), "{:?}", Task::open(&dir));
+
+    let src = root.join("source-model");
+    std::fs::create_dir_all(&src).unwrap();
+    for f in std::fs::read_dir(&model).unwrap() {
+        let f = f.unwrap().path();
+        if f.is_file() {
+            std::fs::copy(&f, src.join(f.file_name().unwrap())).unwrap();
+        }
+    }
+    let m = lmbff::model::MaskedLm::load(&src, tch::Device::Cpu).unwrap();
+    std::fs::remove_dir_all(&src).unwrap();
+    let saved = root.join("saved-model");
+    std::fs::create_dir_all(&saved).unwrap();
+    m.save_pretrained(&saved).unwrap();
+    assert_eq!(std::fs::read(saved.join("tokenizer.json")).unwrap(), std::fs::read(model.join("tokenizer.json")).unwrap());
+}

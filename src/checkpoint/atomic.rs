@@ -13,6 +13,10 @@ use crate::{Error, Result};
 /// The lock file inside a task folder ([`DirLock`]).
 const LOCK_FILE: &str = ".lmbff.lock";
 
+/// A task's file (`task::TASK_FILE`): a folder holding it is a task's, never replaced
+/// as an earlier output.
+pub(crate) const TASK_MARKER: &str = "task.json";
+
 /// A suffix for a temporary name that no other writer, in this process or another, uses.
 pub(crate) fn tmp_suffix() -> String {
     static SEQ: AtomicU64 = AtomicU64::new(0);
@@ -107,9 +111,11 @@ fn filled_temp(dest: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<Pa
 /// model's `lmbff.json`): anything else (a user's folder, a task's own folder, the model
 /// being exported) is refused with `InvalidArgument` and left as it is.
 pub fn write_dir_atomic(dest: &Path, marker: &str, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    let ours = |dest: &Path| dest.join(marker).is_file() && !dest.join(TASK_MARKER).exists();
     if dest.exists() || dest.is_symlink() {
         let empty = dest.is_dir() && std::fs::read_dir(dest).map_err(|e| Error::io(dest, e))?.next().is_none();
-        if !dest.is_dir() || (!empty && !dest.join(marker).is_file()) {
+        // A task saved into an earlier output holds both files: the task wins.
+        if !dest.is_dir() || (!empty && !ours(dest)) {
             return Err(Error::InvalidArgument(format!(
                 "{} already exists and is not an earlier output of this kind (it holds no {marker}); lmbff replaces only \
                  an empty folder or its own earlier output there: choose a new or empty folder",
@@ -118,7 +124,17 @@ pub fn write_dir_atomic(dest: &Path, marker: &str, fill: impl FnOnce(&Path) -> R
         }
     }
     let tmp = filled_temp(dest, fill)?;
-    let placed = if dest.exists() { replace(&tmp, dest) } else { std::fs::rename(&tmp, dest).map_err(|e| Error::io(dest, e)) };
+    let placed = if dest.exists() {
+        replace(&tmp, dest)
+    } else {
+        match std::fs::rename(&tmp, dest) {
+            Ok(()) => Ok(()),
+            // Another writer placed its output there meanwhile: replace it as an
+            // earlier output (the last writer wins, whole).
+            Err(_) if ours(dest) => replace(&tmp, dest),
+            Err(e) => Err(Error::io(dest, e)),
+        }
+    };
     if let Err(e) = placed {
         let _ = std::fs::remove_dir_all(&tmp);
         return Err(e);
@@ -182,11 +198,19 @@ pub(crate) fn write_new_dir(dest: &Path, fill: impl FnOnce(&Path) -> Result<()>)
     sync_dir(parent_of(dest))
 }
 
+/// Syncs every file under `dir` and every folder below it (a Triton repository's
+/// `name/1/`), so the rename that publishes `dir` publishes whole files.
 fn sync_dir_files(dir: &Path) -> Result<()> {
     let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
     for entry in entries {
         let path: PathBuf = entry.map_err(|e| Error::io(dir, e))?.path();
-        if path.is_file() {
+        if path.is_symlink() {
+            continue;
+        }
+        if path.is_dir() {
+            sync_dir_files(&path)?;
+            sync_dir(&path)?;
+        } else if path.is_file() {
             let f = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
             f.sync_all().map_err(|e| Error::io(&path, e))?;
         }

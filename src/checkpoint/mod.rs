@@ -287,7 +287,9 @@ pub(crate) fn read_versioned_text<T: serde::de::DeserializeOwned>(dir: &Path, fi
     if !path.is_file() {
         return Err(Error::MissingFile { dir: dir.to_path_buf(), what, looked_for: file.into() });
     }
-    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+    // Not UTF-8 is a malformed file, as malformed JSON is, not a failed read.
+    let text = String::from_utf8(bytes).map_err(|e| Error::Format { path: path.clone(), message: format!("not UTF-8 text (byte {})", e.utf8_error().valid_up_to()) })?;
     let value: serde_json::Value = serde_json::from_str(&text).map_err(|source| Error::Json { path: path.clone(), what, source })?;
     if value["format"] != format {
         return Err(Error::Format { path, message: format!("not an lmbff {what} (format {})", value["format"]) });

@@ -226,7 +226,9 @@ pub unsafe extern "C" fn lmbff_task_open(dir: *const c_char, out: *mut *mut lmbf
 /// what this handle has not seen: LMBFF_ERR_CONFLICT when the folder's task was saved by
 /// another handle or process since this one opened or last saved it (nothing is written:
 /// reopen and apply the change again); LMBFF_ERR_INVALID_ARGUMENT when `dir` holds another
-/// task (one this handle was not opened from or saved to).
+/// task (one this handle was not opened from or saved to), or a model or an export
+/// (lmbff.json, lmbff-export.json: lmbff replaces those folders whole when it writes
+/// them again). A task file that is not UTF-8 opens as LMBFF_ERR_FORMAT.
 ///
 /// # Safety
 /// `t` is a live task; `dir` is a NUL-terminated string.

@@ -555,7 +555,9 @@ pub unsafe extern "C" fn lmbff_task_versions(task: *mut lmbff_task, buf: *mut c_
 /// Deletes model version `version` of the task, in one step (its folder is renamed
 /// aside, then emptied). Its name is never given to a later version: versions are
 /// numbered past every one made before, deleted or not, also when several processes
-/// train the task at once.
+/// train the task at once. A version folder that is a symbolic link loses the link,
+/// never what it points to. A run warm-starting from the version may go on: the
+/// model and tokenizer it read are held in memory, and its new version is whole.
 ///
 /// # Safety
 /// `task` is a live task; `version` a NUL-terminated string.

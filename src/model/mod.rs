@@ -62,6 +62,10 @@ pub struct MaskedLm {
     pub arch: Arch,
     raw_config: serde_json::Value,
     source_dir: PathBuf,
+    /// The tokenizer files of `source_dir` as they were at load: a save writes these, so
+    /// a source folder deleted or changed meanwhile (a warm start's version, deleted
+    /// during the run) cannot leave the saved model without its tokenizer.
+    tokenizer_files: Vec<(&'static str, Vec<u8>)>,
     encoder: Encoder,
     head: MlmHead,
     report: LoadReport,
@@ -79,7 +83,18 @@ impl MaskedLm {
         let encoder = Encoder::new(&root / arch.prefix(), &config, arch)?;
         let head = MlmHead::new(&root, &config, arch)?;
         let report = weights::assign(&vs, ckpt, arch, &file)?;
-        Ok(MaskedLm { vs, config, arch, raw_config, source_dir: dir.to_path_buf(), encoder, head, report })
+        let tokenizer_files = TOKENIZER_FILES
+            .iter()
+            .filter_map(|&name| {
+                let path = dir.join(name);
+                match std::fs::read(&path) {
+                    Ok(bytes) => Some(Ok((name, bytes))),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                    Err(e) => Some(Err(Error::io(&path, e))),
+                }
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(MaskedLm { vs, config, arch, raw_config, source_dir: dir.to_path_buf(), tokenizer_files, encoder, head, report })
     }
 
     pub fn load_report(&self) -> &LoadReport {
@@ -167,7 +182,8 @@ impl MaskedLm {
 
     /// Writes an ordinary HF model directory: `model.safetensors` (the encoder and the
     /// masked-LM head; the decoder is tied, so it is not stored twice), `config.json`
-    /// naming the masked-LM class, and the tokenizer files of the source directory.
+    /// naming the masked-LM class, and the tokenizer files of the source directory (as
+    /// they were when the model was loaded).
     /// `dir` must exist; callers make the write atomic (see `checkpoint`).
     pub fn save_pretrained(&self, dir: &Path) -> Result<()> {
         weights::write_safetensors(&self.vs, &dir.join("model.safetensors"), Some("classifier."))?;
@@ -176,11 +192,9 @@ impl MaskedLm {
         let path = dir.join("config.json");
         let text = serde_json::to_string_pretty(&cfg).expect("a JSON value serialises");
         std::fs::write(&path, text).map_err(|e| Error::io(&path, e))?;
-        for name in TOKENIZER_FILES {
-            let src = self.source_dir.join(name);
-            if src.is_file() {
-                std::fs::copy(&src, dir.join(name)).map_err(|e| Error::io(&src, e))?;
-            }
+        for (name, bytes) in &self.tokenizer_files {
+            let path = dir.join(name);
+            std::fs::write(&path, bytes).map_err(|e| Error::io(&path, e))?;
         }
         Ok(())
     }

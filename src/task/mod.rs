@@ -287,7 +287,26 @@ impl Task {
             items: self.items.values().cloned().collect(),
         };
         let bytes = serde_json::to_vec_pretty(&file).map_err(|e| Error::Internal(format!("the task does not serialise: {e}")))?;
+        // An export's, a model's or an adaptation's folder is replaced whole when it is
+        // written again: a task saved there would go with it.
+        if let Some(marker) = [crate::export::EXPORT_MANIFEST, crate::checkpoint::MANIFEST_FILE, "adaptation.json"]
+            .into_iter()
+            .find(|m| dir.join(m).exists())
+        {
+            return Err(Error::InvalidArgument(format!(
+                "{} holds a model or an export ({marker}), which lmbff replaces whole when it writes it again: save the \
+                 task to a folder of its own",
+                dir.display()
+            )));
+        }
+        let created = !dir.exists();
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        if created {
+            // The new folder's entry in its parent, so a saved task survives a power loss.
+            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                crate::checkpoint::sync_dir(parent)?;
+            }
+        }
         let _lock = DirLock::exclusive(dir)?;
         let path = dir.join(TASK_FILE);
         match std::fs::read(&path) {

@@ -239,10 +239,24 @@ fn version_dir(task_dir: &Path, v: &str) -> Result<PathBuf> {
 /// stays, so the number is never given to a later version.
 pub fn delete_version(task_dir: &Path, v: &str) -> Result<()> {
     let d = version_dir(task_dir, v)?;
+    if d.join(super::TASK_FILE).exists() {
+        return Err(Error::InvalidArgument(format!(
+            "{} holds a task (task.json) saved into the version's folder: deleting the version would delete that task; \
+             move the task out first",
+            d.display()
+        )));
+    }
     let models = models_dir(task_dir);
     let grave = models.join(tombstone(v));
     std::fs::rename(&d, &grave).map_err(|e| Error::io(&d, e))?;
     crate::checkpoint::sync_dir(&models)?;
+    if grave.is_symlink() {
+        // A link someone put in the version's place: the link goes, never what it
+        // points to; an empty tombstone keeps the number.
+        std::fs::remove_file(&grave).map_err(|e| Error::io(&grave, e))?;
+        std::fs::create_dir(&grave).map_err(|e| Error::io(&grave, e))?;
+        return crate::checkpoint::sync_dir(&models);
+    }
     let emptied = std::fs::read_dir(&grave).and_then(|entries| {
         entries.map(|e| e.map(|e| e.path())).try_for_each(|p| {
             let p = p?;
