@@ -724,12 +724,12 @@ pub fn run_one(
                         )
                     }
                 };
-                // Reported only (this method selects nothing on dev): the fine-tuned
-                // methods' dev metric (accuracy for the F1 tasks, as they select by it).
+                // Reported only (this method selects nothing on dev): the task's metric,
+                // the one the fine-tuned methods select by.
                 let dev = match (spec.metric, &targets) {
-                    (Metric::MicroF1, _) => spec.metric.score(&dev_logits, &dev_gold, &[]),
                     (Metric::Pearson, Some(t)) => spec.metric.score(&dev_logits, &dev_gold, &t.dev),
-                    _ => accuracy(&dev_logits, &dev_gold),
+                    (Metric::Pearson, None) => accuracy(&dev_logits, &dev_gold),
+                    (m, _) => m.score(&dev_logits, &dev_gold, &[]),
                 };
                 outputs = Some(Logits { dev: dev_logits, test: logits });
                 (Some(dev), None)
@@ -762,6 +762,7 @@ pub fn run_one(
                             demo_filter: (method == RunMethod::PromptDemosFilter).then(|| s.plain_model.clone()),
                             dev_metric: match spec.metric {
                                 Metric::F1 | Metric::MicroF1 => train::DevMetric::PositiveF1,
+                                Metric::Matthews => train::DevMetric::Matthews,
                                 _ => train::DevMetric::Accuracy,
                             },
                             balance_classes: spec.multi_label.is_some(),

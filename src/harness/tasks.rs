@@ -15,6 +15,9 @@ pub enum Format {
     Tsv,
     /// `<split>.csv`, `label,sentence`, no header, quoted fields.
     Csv,
+    /// CoLA's `<split>.tsv`: no header, four fields (source, label, the source's
+    /// acceptability mark, sentence).
+    Cola,
 }
 
 /// The paper's metric of a task.
@@ -28,6 +31,9 @@ pub enum Metric {
     /// Multi-label micro-F1: F1 of "yes" over every (input, label) pair (the macro-F1
     /// over the labels is reported beside it).
     MicroF1,
+    /// Matthews correlation of the predicted class with the gold class (CoLA; 0 when
+    /// either is constant, as scikit-learn's).
+    Matthews,
 }
 
 impl Metric {
@@ -37,6 +43,7 @@ impl Metric {
             Metric::F1 => "f1",
             Metric::Pearson => "pearson",
             Metric::MicroF1 => "micro-f1",
+            Metric::Matthews => "mcc",
         }
     }
 
@@ -49,6 +56,10 @@ impl Metric {
             Metric::F1 | Metric::MicroF1 => {
                 let pred: Vec<usize> = logits.iter().map(|r| crate::metrics::argmax(r)).collect();
                 crate::metrics::f1_binary(&pred, gold, 1)
+            }
+            Metric::Matthews => {
+                let pred: Vec<usize> = logits.iter().map(|r| crate::metrics::argmax(r)).collect();
+                crate::metrics::matthews(&pred, gold)
             }
         }
     }
@@ -144,8 +155,9 @@ const THREE_WAY: &[(&str, &str)] = &[("contradiction", "No"), ("entailment", "Ye
 const TWO_WAY: &[(&str, &str)] = &[("entailment", "Yes"), ("not_entailment", "No")];
 const YES_NO: &[(&str, &str)] = &[("0", "No"), ("1", "Yes")];
 
-/// The seven single-sentence tasks (all scored by accuracy), then the six sentence-pair
-/// tasks, with the manual prompts and the per-task settings of LM-BFF's configuration.
+/// The seven single-sentence tasks (all scored by accuracy) and CoLA (Matthews), then
+/// the six sentence-pair tasks, with the manual prompts and the per-task settings of
+/// LM-BFF's configuration.
 pub const TASKS: &[TaskSpec] = &[
     pair("SST-2", IT_WAS, SENTIMENT, Metric::Acc),
     csv("sst-5", IT_WAS, &[("0", "terrible"), ("1", "bad"), ("2", "okay"), ("3", "good"), ("4", "great")], Some(20)),
@@ -159,6 +171,7 @@ pub const TASKS: &[TaskSpec] = &[
         &[("0", "Description"), ("1", "Entity"), ("2", "Expression"), ("3", "Human"), ("4", "Location"), ("5", "Number")],
         None,
     ),
+    TaskSpec { format: Format::Cola, ..pair("CoLA", "*cls**sent_0*_This_is*mask*.*sep+*", &[("0", "incorrect"), ("1", "correct")], Metric::Matthews) },
     TaskSpec { max_len: Some(256), dev: "dev_matched", test_from_pretrain: true, ..pair("MNLI", NLI, THREE_WAY, Metric::Acc) },
     TaskSpec { max_len: Some(256), test_from_pretrain: true, ..pair("SNLI", NLI, THREE_WAY, Metric::Acc) },
     pair("QNLI", NLI, TWO_WAY, Metric::Acc),
@@ -208,7 +221,7 @@ impl TaskSpec {
             return parent.join("glue_pretrain").join(self.name).join("dev.json");
         }
         let ext = match self.format {
-            Format::Tsv => "tsv",
+            Format::Tsv | Format::Cola => "tsv",
             Format::Csv => "csv",
         };
         let stem = if split == "dev" { self.dev } else { split };
@@ -238,6 +251,7 @@ impl TaskSpec {
         match self.format {
             Format::Tsv => crate::data::to_examples(&read_tsv(&path)?, &names, &path),
             Format::Csv => read_csv(&path, &names),
+            Format::Cola => read_cola(&path, &names),
         }
     }
 
@@ -345,6 +359,23 @@ fn read_json_pairs(path: &Path, labels: &[String]) -> Result<Vec<Example>> {
 }
 
 /// `label,sentence` rows without a header (LM-BFF's CSV tasks).
+/// CoLA's split files: no header; each line `source<TAB>label<TAB>mark<TAB>sentence`.
+fn read_cola(path: &Path, labels: &[String]) -> Result<Vec<Example>> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let bad = |message: String| Error::Data { path: path.to_path_buf(), line: i + 1, message };
+        let f: Vec<&str> = line.split('\t').collect();
+        if f.len() != 4 {
+            return Err(bad(format!("expected CoLA's 4 tab-separated fields (source, label, mark, sentence), found {}", f.len())));
+        }
+        let label = f[1].trim();
+        let idx = labels.iter().position(|l| l == label).ok_or_else(|| bad(format!("label {label:?} is not one of {labels:?}")))?;
+        out.push(Example::single(f[3], Some(idx)));
+    }
+    Ok(out)
+}
+
 fn read_csv(path: &Path, labels: &[String]) -> Result<Vec<Example>> {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
@@ -392,6 +423,25 @@ fn csv_error(path: &Path, e: csv::Error) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// CoLA's headerless rows: the label is the second field, the sentence the fourth
+    /// (the third is the source's mark, `*` or empty); another layout names its line.
+    #[test]
+    fn cola_rows() {
+        let dir = std::env::temp_dir().join(format!("lmbff-cola-{}", crate::checkpoint::tmp_suffix()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let labels = task("CoLA").unwrap().label_names();
+        let f = dir.join("train.tsv");
+        std::fs::write(&f, "gj04\t1\t\tThe sailors rode the breeze.\nbc01\t0\t*\tBill seems to be obnoxious that.\n").unwrap();
+        let ex = read_cola(&f, &labels).unwrap();
+        let got: Vec<(&str, Option<usize>)> = ex.iter().map(|e| (e.text_a.as_str(), e.label)).collect();
+        assert_eq!(got, [("The sailors rode the breeze.", Some(1)), ("Bill seems to be obnoxious that.", Some(0))]);
+        std::fs::write(&f, "gj04\t1\t\tFine.\nsentence\tlabel\n").unwrap();
+        let e = read_cola(&f, &labels).unwrap_err().to_string();
+        assert!(e.contains("line 2") && e.contains("found 2"), "{e}");
+        assert_eq!(task("cola").unwrap().metric, Metric::Matthews);
+        std::fs::remove_dir_all(&dir).ok();
+    }
 
     /// A quote left open is an error naming the line it starts on, not rows silently
     /// swallowed into one field; quoted commas are kept.

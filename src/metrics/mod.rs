@@ -122,6 +122,24 @@ pub fn f1_binary(pred: &[usize], gold: &[usize], positive: usize) -> f64 {
     if denom == 0 { 0.0 } else { 2.0 * tp as f64 / denom as f64 }
 }
 
+/// Matthews correlation coefficient of two-class predictions against gold classes
+/// (class 1 positive): (TP TN - FP FN) / sqrt((TP+FP)(TP+FN)(TN+FP)(TN+FN)); 0 when a
+/// factor is 0 (every prediction or every gold label one class), as scikit-learn's.
+pub fn matthews(pred: &[usize], gold: &[usize]) -> f64 {
+    same_len(pred.len(), gold.len());
+    let (mut tp, mut tn, mut fp, mut fn_) = (0f64, 0f64, 0f64, 0f64);
+    for (&p, &g) in pred.iter().zip(gold) {
+        match (p == 1, g == 1) {
+            (true, true) => tp += 1.0,
+            (false, false) => tn += 1.0,
+            (true, false) => fp += 1.0,
+            (false, true) => fn_ += 1.0,
+        }
+    }
+    let denom = ((tp + fp) * (tp + fn_) * (tn + fp) * (tn + fn_)).sqrt();
+    if denom == 0.0 { 0.0 } else { (tp * tn - fp * fn_) / denom }
+}
+
 /// Multi-label F1 of predicted label sets against gold ones, over `labels` labels:
 /// (micro, macro). Micro pools every (input, label) decision; macro averages each
 /// label's F1 (a label neither present nor predicted scores 0, as scikit-learn's
@@ -294,6 +312,10 @@ mod tests {
         assert!((f1_binary(&[1, 1, 1, 0, 0], &[1, 1, 0, 1, 0], 1) - 4.0 / 6.0).abs() < 1e-12);
         assert_eq!(f1_binary(&[0, 0], &[0, 0], 1), 0.0);
         assert_eq!(f1_binary(&[1, 0], &[1, 0], 1), 1.0);
+        // scikit-learn: matthews_corrcoef([1,1,0,0,1], [1,0,0,0,1]) = 0.6666...
+        assert!((matthews(&[1, 1, 0, 0, 1], &[1, 0, 0, 0, 1]) - 2.0 / 3.0).abs() < 1e-12);
+        assert_eq!(matthews(&[1, 1, 1], &[1, 0, 1]), 0.0, "constant predictions");
+        assert_eq!(matthews(&[0, 1], &[1, 0]), -1.0);
     }
 
     #[test]

@@ -91,6 +91,8 @@ pub enum DevMetric {
     /// F1 of class 1: LM-BFF's metric for MRPC and QQP, and for a multi-label task's
     /// yes/no pairs the micro-F1.
     PositiveF1,
+    /// Matthews correlation of the two classes (CoLA, LM-BFF's metric there).
+    Matthews,
 }
 
 /// Scores in [0, 1] of the training and dev examples, in their order.
@@ -367,6 +369,7 @@ pub fn finetune(
                 (Some(r), _) => upper_pole_pearson(&logits, &r.dev),
                 (None, DevMetric::Accuracy) => accuracy(&logits, &dev_gold),
                 (None, DevMetric::PositiveF1) => f1_binary(&logits.iter().map(|r| argmax(r)).collect::<Vec<_>>(), &dev_gold, 1),
+                (None, DevMetric::Matthews) => crate::metrics::matthews(&logits.iter().map(|r| argmax(r)).collect::<Vec<_>>(), &dev_gold),
             };
             eval_secs += t.elapsed().as_secs_f64();
             report.dev_curve.push((done, acc));
