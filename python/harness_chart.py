@@ -53,7 +53,7 @@ def main() -> int:
     width = 0.8 / len(methods)
     for k, m in enumerate(methods):
         xs, ys, es = [], [], []
-        task_means = []
+        task_means, short = [], []
         for i, t in enumerate(tasks):
             c = cell(t, m)
             if c is None:
@@ -63,14 +63,20 @@ def main() -> int:
             es.append(c[1])
             if c[2] == seeds:
                 task_means.append(c[0])
+            else:
+                short.append((xs[-1], c[0], c[2]))
         if len(task_means) == len(tasks):
             xs.append(len(tasks) + (k - (len(methods) - 1) / 2) * width)
             ys.append(statistics.mean(task_means))
             es.append(0.0)
         ax.bar(xs, ys, width, yerr=es, capsize=2, label=m)
+        # A bar over fewer seeds than the others says how many, as the report's [k/n].
+        for x, y, k_done in short:
+            ax.annotate(f"{k_done}/{seeds}", (x, max(y, 0)), ha="center", va="bottom", fontsize=6)
     ax.set_xticks(range(len(groups)), groups)
     ax.set_ylabel("test metric (%)")
-    ax.set_ylim(0, 100)
+    # Below 0 only where a metric goes there (a negative correlation).
+    ax.set_ylim(min(0, min((r["test"] * 100 for r in results if r["method"] in methods), default=0) - 5), 100)
     ax.grid(axis="y", alpha=0.3)
     ax.legend(ncol=len(methods), fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.1))
     n_runs = len([r for r in results if r["method"] in methods])

@@ -18,6 +18,7 @@ with the best dev score (the first named on a tie): LM-BFF's choice of settings 
 import argparse
 import json
 import statistics
+import sys
 from pathlib import Path
 
 
@@ -41,6 +42,9 @@ def main():
         rows.append((label, Path(folder), method))
     # The splits every row has (a task is left out where a row has none of its seeds).
     common = {t: [s for s in seeds if all(load(f, m, t, s) for _, f, m in rows)] for t in tasks}
+    dropped = [t for t in tasks if not common[t]]
+    if dropped:
+        print(f"left out (a row has none of their seeds): {', '.join(dropped)}", file=sys.stderr)
     tasks = [t for t in tasks if common[t]]
     # Per row: (task, seed) -> (test, dev) in percent (dev None where a run has none).
     scores = {}
@@ -81,7 +85,10 @@ def main():
         diff = "-" if label == order[0] else f"{statistics.mean(scores[label][k][0] - first[k][0] for k in first):+.1f}"
         dev = f"{statistics.mean(devs):.1f}" if devs else "-"
         print(f"| {label} | " + " | ".join(cells) + f" | {statistics.mean(means):.1f} | {dev} | {diff} |")
-    print("\nsplits per task: " + ", ".join(f"{t} {len(common[t])}" for t in tasks))
+    print("\nsplits per task: " + ", ".join(f"{t} {len(common[t])}" for t in tasks)
+          + (f"; left out: {', '.join(dropped)}" if dropped else "")
+          + ("; the tasks have different seed counts: each task's mean is over its own" if len({len(common[t]) for t in tasks}) > 1 else "")
+          + ". std: sample (n - 1).")
 
 
 if __name__ == "__main__":

@@ -160,7 +160,11 @@ pub fn run(a: HarnessArgs) -> Result<()> {
     let status = if left > 0 { format!(" {left} runs not started (--max-minutes): run the same command again to continue.") } else { String::new() };
     let text = format!(
         "# Harness report\n\nData: {} ({} seeds: {:?}). {total} runs ({reused} reused from earlier).{status} Settings: {}\n\n\
-         Test metric in percent, mean (std) over the seeds; `[k/n]` marks a cell with k of n seeds done.\n\n{table}\n{sub}\n{cal}\n{ens}",
+         This report covers this command's tasks, methods and seeds (another command on this folder writes its own: \
+         the whole grid's command, run again, reuses every stored run and reports them all).\n\n\
+         Test metric in percent, mean (std) over the seeds (the sample standard deviation, n - 1; LM-BFF's tables \
+         give numpy's, n, which is 0.89 times this over 5 seeds); `[k/n]` marks a cell with k of n seeds done.\n\n\
+         {table}\n{sub}\n{cal}\n{ens}",
         a.data.display(),
         a.seeds.len(),
         a.seeds,

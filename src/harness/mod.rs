@@ -464,6 +464,9 @@ pub const SETTINGS_FILE: &str = "settings.json";
 /// before that file existed is checked result by result first. Another setting is an
 /// error naming the fields that differ (use another folder to compare settings).
 pub fn claim_folder(out: &Path, settings: &Settings) -> Result<()> {
+    // Two commands starting on one folder take turns: the second sees the first's file.
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    let _lock = crate::checkpoint::DirLock::exclusive(out)?;
     let path = out.join(SETTINGS_FILE);
     let differ = |theirs: &Settings, what: &Path| -> Result<()> {
         if theirs == settings {
