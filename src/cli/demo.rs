@@ -40,10 +40,11 @@ pub struct DemoArgs {
     /// Masked-LM adaptation steps (batch 32, 64 tokens); 0 skips adaptation.
     #[arg(long, default_value_t = 500)]
     pub adapt_steps: usize,
-    /// Fine-tuning steps per run (both methods).
+    /// Fine-tuning steps per run of plain and prompt fine-tuning (the sentence-embedding
+    /// method runs its own schedule: 20 rounds of pairs).
     #[arg(long, default_value_t = 300)]
     pub steps: usize,
-    /// Learning rates tried by both methods (chosen on dev).
+    /// Learning rates tried by every method (chosen on dev).
     #[arg(long, value_delimiter = ',', default_value = "2e-5,5e-5,1e-4")]
     pub lrs: Vec<f64>,
     #[arg(long, default_value_t = 42)]
@@ -55,14 +56,21 @@ pub struct DemoArgs {
     pub task: TaskArgs,
 }
 
+/// The version of masked-LM adaptation's results that the demo's cache key names: an
+/// adapted model cached by an earlier version is made again, not reused.
+const ADAPT_CACHE_FORMAT: u32 = 2;
+
 fn adapted_model(a: &DemoArgs, base: &Path, texts: &[String]) -> Result<PathBuf> {
     let params = AdaptParams { steps: a.adapt_steps, trainable: Trainable::All, seed: a.seed, ..AdaptParams::default() };
-    let mut key = fnv1a(format!("{params:?}").as_bytes(), FNV_OFFSET);
+    // The key covers what shapes the adapted model: how adaptation works (bump
+    // ADAPT_CACHE_FORMAT when its results change), its settings, the texts, and the
+    // model's config, weights and tokenizer.
+    let mut key = fnv1a(format!("{ADAPT_CACHE_FORMAT} {params:?}").as_bytes(), FNV_OFFSET);
     for t in texts {
         key = fnv1a(t.as_bytes(), key);
     }
     let weights = crate::model::weights_file(base)?;
-    for f in [base.join("config.json"), weights] {
+    for f in [base.join("config.json"), weights, base.join("tokenizer.json")] {
         key = fnv1a(&std::fs::read(&f).map_err(|e| Error::io(&f, e))?, key);
     }
     let name = base.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
@@ -80,7 +88,10 @@ fn adapted_model(a: &DemoArgs, base: &Path, texts: &[String]) -> Result<PathBuf>
     );
     let l = a.task.load(base, a.seed)?;
     // An interrupted first run resumes from here (saved every 50 steps).
-    let state = dir.with_extension("state");
+    // (Appended, not `with_extension`: a model folder named `bge-v1.5` has a dot.)
+    let mut state = dir.clone().into_os_string();
+    state.push(".state");
+    let state = PathBuf::from(state);
     let mut bar = Bar::new("adapt");
     let resume = Some(Resume { dir: &state, every: 50 });
     let report = train::adapt(&l.model, &l.tok, texts, &params, resume, &mut |p| bar.update(p))?;
@@ -222,11 +233,12 @@ pub fn run(a: DemoArgs) -> Result<()> {
     }
     println!("\nLabelled {} pool texts with {} (best on dev) -> {} ({})", pool.len(), method_name, labels_path.display(),
         names.iter().zip(&counts).map(|(n, c)| format!("{n}: {c}")).collect::<Vec<_>>().join(", "));
-    println!("\nHeld-out accuracy ({} items, {} labelled examples, {} steps, lr chosen on dev from {:?}):", test.len(), tr.len(), a.steps, a.lrs);
+    println!("\nHeld-out accuracy ({} items, {} labelled examples, {} steps of plain and prompt fine-tuning, lr chosen on dev from {:?}):", test.len(), tr.len(), a.steps, a.lrs);
     println!("| method | model | dev | held-out |\n|---|---|---|---|");
-    println!("| prompt zero-shot | adapted | - | {:.1}% |", 100.0 * zero);
+    let adapted = if a.adapt_steps > 0 { "adapted" } else { "original, new head" };
+    println!("| prompt zero-shot | {adapted} | - | {:.1}% |", 100.0 * zero);
     println!("| plain [CLS] fine-tuning | original | {:.1}% | {:.1}% |", 100.0 * plain.dev_acc, 100.0 * plain_acc);
-    println!("| prompt fine-tuning (LM-BFF) | adapted | {:.1}% | {:.1}% |", 100.0 * prompt.dev_acc, 100.0 * prompt_acc);
+    println!("| prompt fine-tuning (LM-BFF) | {adapted} | {:.1}% | {:.1}% |", 100.0 * prompt.dev_acc, 100.0 * prompt_acc);
     println!("| sentence-embedding (SetFit-style) | original | {:.1}% | {:.1}% |", 100.0 * se_dev, 100.0 * se_acc);
     println!("\nreport: {}  ({:.0} s)", report_path.display(), started.elapsed().as_secs_f64());
     Ok(())
