@@ -358,7 +358,6 @@ fn read_json_pairs(path: &Path, labels: &[String]) -> Result<Vec<Example>> {
     Ok(out)
 }
 
-/// `label,sentence` rows without a header (LM-BFF's CSV tasks).
 /// CoLA's split files: no header; each line `source<TAB>label<TAB>mark<TAB>sentence`.
 fn read_cola(path: &Path, labels: &[String]) -> Result<Vec<Example>> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
@@ -376,6 +375,7 @@ fn read_cola(path: &Path, labels: &[String]) -> Result<Vec<Example>> {
     Ok(out)
 }
 
+/// `label,sentence` rows without a header (LM-BFF's CSV tasks).
 fn read_csv(path: &Path, labels: &[String]) -> Result<Vec<Example>> {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
