@@ -460,7 +460,7 @@ pub fn eval(a: EvalArgs) -> Result<()> {
         Err(_) => Demos::None,
     };
     let (logits, gold) = logits_and_gold(&l, &Head::for_prompt(&l.model, &l.prompt)?, Method::Prompt, &ex, &demos)?;
-    let predicted: Vec<usize> = logits.iter().map(|r| train::argmax(r)).collect();
+    let predicted = crate::metrics::argmax_rows(&logits);
     let share: Vec<f64> = (0..l.prompt.verbalizer.num_labels())
         .map(|c| predicted.iter().filter(|&&p| p == c).count() as f64 / predicted.len().max(1) as f64)
         .collect();

@@ -53,14 +53,8 @@ impl Metric {
         match self {
             Metric::Pearson => crate::metrics::upper_pole_pearson(logits, scores),
             Metric::Acc => crate::metrics::accuracy(logits, gold),
-            Metric::F1 | Metric::MicroF1 => {
-                let pred: Vec<usize> = logits.iter().map(|r| crate::metrics::argmax(r)).collect();
-                crate::metrics::f1_binary(&pred, gold, 1)
-            }
-            Metric::Matthews => {
-                let pred: Vec<usize> = logits.iter().map(|r| crate::metrics::argmax(r)).collect();
-                crate::metrics::matthews(&pred, gold)
-            }
+            Metric::F1 | Metric::MicroF1 => crate::metrics::f1_binary(&crate::metrics::argmax_rows(logits), gold, 1),
+            Metric::Matthews => crate::metrics::matthews(&crate::metrics::argmax_rows(logits), gold),
         }
     }
 }

@@ -48,6 +48,27 @@ pub fn argmax(row: &[f32]) -> usize {
     row.iter().enumerate().fold((0, f32::NEG_INFINITY), |best, (i, &v)| if v > best.1 { (i, v) } else { best }).0
 }
 
+/// The predicted class of each row ([`argmax`]).
+pub fn argmax_rows(logits: &[Vec<f32>]) -> Vec<usize> {
+    logits.iter().map(|r| argmax(r)).collect()
+}
+
+/// Two-class confusion counts of `pred` against `gold`, class `positive` against the
+/// rest: (TP, FP, FN, TN).
+fn confusion(pred: &[usize], gold: &[usize], positive: usize) -> (usize, usize, usize, usize) {
+    same_len(pred.len(), gold.len());
+    let mut c = (0, 0, 0, 0);
+    for (&p, &g) in pred.iter().zip(gold) {
+        match (p == positive, g == positive) {
+            (true, true) => c.0 += 1,
+            (true, false) => c.1 += 1,
+            (false, true) => c.2 += 1,
+            (false, false) => c.3 += 1,
+        }
+    }
+    c
+}
+
 /// Row-wise softmax.
 pub fn softmax_rows(logits: &[Vec<f32>]) -> Vec<Vec<f32>> {
     logits
@@ -108,16 +129,7 @@ pub fn ece_before_after(logits: &[Vec<f32>], gold: &[usize], t: f64, bins: usize
 /// F1 of class `positive`: 2 TP / (2 TP + FP + FN); 0 when there is no positive in
 /// either the predictions or the gold labels.
 pub fn f1_binary(pred: &[usize], gold: &[usize], positive: usize) -> f64 {
-    same_len(pred.len(), gold.len());
-    let (mut tp, mut fp, mut fn_) = (0usize, 0usize, 0usize);
-    for (&p, &g) in pred.iter().zip(gold) {
-        match (p == positive, g == positive) {
-            (true, true) => tp += 1,
-            (true, false) => fp += 1,
-            (false, true) => fn_ += 1,
-            (false, false) => {}
-        }
-    }
+    let (tp, fp, fn_, _) = confusion(pred, gold, positive);
     let denom = 2 * tp + fp + fn_;
     if denom == 0 { 0.0 } else { 2.0 * tp as f64 / denom as f64 }
 }
@@ -126,16 +138,8 @@ pub fn f1_binary(pred: &[usize], gold: &[usize], positive: usize) -> f64 {
 /// (class 1 positive): (TP TN - FP FN) / sqrt((TP+FP)(TP+FN)(TN+FP)(TN+FN)); 0 when a
 /// factor is 0 (every prediction or every gold label one class), as scikit-learn's.
 pub fn matthews(pred: &[usize], gold: &[usize]) -> f64 {
-    same_len(pred.len(), gold.len());
-    let (mut tp, mut tn, mut fp, mut fn_) = (0f64, 0f64, 0f64, 0f64);
-    for (&p, &g) in pred.iter().zip(gold) {
-        match (p == 1, g == 1) {
-            (true, true) => tp += 1.0,
-            (false, false) => tn += 1.0,
-            (true, false) => fp += 1.0,
-            (false, true) => fn_ += 1.0,
-        }
-    }
+    let (tp, fp, fn_, tn) = confusion(pred, gold, 1);
+    let (tp, fp, fn_, tn) = (tp as f64, fp as f64, fn_ as f64, tn as f64);
     let denom = ((tp + fp) * (tp + fn_) * (tn + fp) * (tn + fn_)).sqrt();
     if denom == 0.0 { 0.0 } else { (tp * tn - fp * fn_) / denom }
 }

@@ -492,7 +492,7 @@ fn train_now(task: &Task, p: &RunParams, progress: ProgressFn) -> Result<String>
             // the version, as the prompt method's best_dev_metric does.
             let gold = gold_labels(&dev);
             let (key, score) = match multi {
-                Some(_) => ("dev_micro_f1", crate::metrics::f1_binary(&dev_logits.iter().map(|r| crate::metrics::argmax(r)).collect::<Vec<_>>(), &gold, 1)),
+                Some(_) => ("dev_micro_f1", crate::metrics::f1_binary(&crate::metrics::argmax_rows(&dev_logits), &gold, 1)),
                 None => ("dev_accuracy", crate::metrics::accuracy(&dev_logits, &gold)),
             };
             notes["dev_examples"] = dev.len().into();

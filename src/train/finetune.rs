@@ -11,7 +11,7 @@ use tch::{Kind, Tensor};
 
 use super::demos::Demos;
 use super::eval::predict_examples;
-use crate::metrics::{accuracy, argmax, f1_binary, upper_pole_pearson};
+use crate::metrics::{accuracy, argmax_rows, f1_binary, matthews, upper_pole_pearson};
 use super::optim::Optimiser;
 use super::{Progress, ProgressFn, Stage};
 use crate::model::{Batch, ClsHead, MaskedLm};
@@ -368,8 +368,8 @@ pub fn finetune(
                 _ if logits.iter().flatten().any(|v| !v.is_finite()) => f64::NEG_INFINITY,
                 (Some(r), _) => upper_pole_pearson(&logits, &r.dev),
                 (None, DevMetric::Accuracy) => accuracy(&logits, &dev_gold),
-                (None, DevMetric::PositiveF1) => f1_binary(&logits.iter().map(|r| argmax(r)).collect::<Vec<_>>(), &dev_gold, 1),
-                (None, DevMetric::Matthews) => crate::metrics::matthews(&logits.iter().map(|r| argmax(r)).collect::<Vec<_>>(), &dev_gold),
+                (None, DevMetric::PositiveF1) => f1_binary(&argmax_rows(&logits), &dev_gold, 1),
+                (None, DevMetric::Matthews) => matthews(&argmax_rows(&logits), &dev_gold),
             };
             eval_secs += t.elapsed().as_secs_f64();
             report.dev_curve.push((done, acc));
