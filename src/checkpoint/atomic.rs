@@ -13,10 +13,6 @@ use crate::{Error, Result};
 /// The lock file inside a task folder ([`DirLock`]).
 const LOCK_FILE: &str = ".lmbff.lock";
 
-/// A task's file (`task::TASK_FILE`): a folder holding it is a task's, never replaced
-/// as an earlier output.
-pub(crate) const TASK_MARKER: &str = "task.json";
-
 /// A suffix for a temporary name that no other writer, in this process or another, uses.
 pub(crate) fn tmp_suffix() -> String {
     static SEQ: AtomicU64 = AtomicU64::new(0);
@@ -111,7 +107,8 @@ fn filled_temp(dest: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<Pa
 /// model's `lmbff.json`): anything else (a user's folder, a task's own folder, the model
 /// being exported) is refused with `InvalidArgument` and left as it is.
 pub fn write_dir_atomic(dest: &Path, marker: &str, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-    let ours = |dest: &Path| dest.join(marker).is_file() && !dest.join(TASK_MARKER).exists();
+    // A folder holding a task's file is a task's, never replaced as an earlier output.
+    let ours = |dest: &Path| dest.join(marker).is_file() && !dest.join(crate::task::TASK_FILE).exists();
     if dest.exists() || dest.is_symlink() {
         let empty = dest.is_dir() && std::fs::read_dir(dest).map_err(|e| Error::io(dest, e))?.next().is_none();
         // A task saved into an earlier output holds both files: the task wins.

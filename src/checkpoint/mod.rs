@@ -20,6 +20,11 @@ use crate::{Error, Result};
 
 /// File name of the manifest inside a checkpoint directory.
 pub const MANIFEST_FILE: &str = "lmbff.json";
+
+/// The summary file of an adapted model written by `lmbff adapt` or the demo's cache;
+/// its folder is such an output.
+pub const ADAPTATION_FILE: &str = "adaptation.json";
+
 /// Version of the manifest format; readers accept this and older versions. Version 2
 /// added `demonstrations`, version 3 `classifier` (the sentence-embedding method),
 /// version 4 `temperature`, version 5 `demo_filter`, version 6 `multi_label` and

@@ -121,11 +121,7 @@ pub fn adapt(a: AdaptArgs) -> Result<()> {
     let head = Head::for_prompt(&l.model, &l.prompt)?;
     let before = test.as_ref().map(|t| evaluate(&l, &head, Method::Prompt, t, &Demos::None)).transpose()?;
     eprintln!("adapting {} on {} texts: {} steps x {} sequences of {} tokens", a.model.display(), texts.len(), a.steps, a.batch_size, a.seq_len);
-    let state = a.state.clone().unwrap_or_else(|| {
-        let mut s = a.out.clone().into_os_string();
-        s.push(".state");
-        PathBuf::from(s)
-    });
+    let state = a.state.clone().unwrap_or_else(|| train::state_dir_beside(&a.out));
     let resume = (a.save_every > 0).then_some(Resume { dir: &state, every: a.save_every });
     if resume.is_some() && state.join("state.json").is_file() {
         eprintln!("resuming from {}", state.display());
@@ -139,9 +135,9 @@ pub fn adapt(a: AdaptArgs) -> Result<()> {
         "zero_shot": {"test": a.zero_shot_test, "template": l.prompt.template.source(),
                       "label_words": l.prompt.verbalizer.words(), "before": before, "after": after},
     });
-    write_dir_atomic(&a.out, "adaptation.json", |dir| {
+    write_dir_atomic(&a.out, crate::checkpoint::ADAPTATION_FILE, |dir| {
         l.model.save_pretrained(dir)?;
-        write_json(&dir.join("adaptation.json"), &summary)
+        write_json(&dir.join(crate::checkpoint::ADAPTATION_FILE), &summary)
     })?;
     if resume.is_some() && state.exists() {
         std::fs::remove_dir_all(&state).map_err(|e| Error::io(&state, e))?;

@@ -75,7 +75,7 @@ fn adapted_model(a: &DemoArgs, base: &Path, texts: &[String]) -> Result<PathBuf>
     }
     let name = base.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
     let dir = a.cache.join("adapted").join(format!("{name}-{key:016x}"));
-    if dir.join("adaptation.json").is_file() {
+    if dir.join(crate::checkpoint::ADAPTATION_FILE).is_file() {
         eprintln!("using the cached adapted model {}", dir.display());
         return Ok(dir);
     }
@@ -88,17 +88,14 @@ fn adapted_model(a: &DemoArgs, base: &Path, texts: &[String]) -> Result<PathBuf>
     );
     let l = a.task.load(base, a.seed)?;
     // An interrupted first run resumes from here (saved every 50 steps).
-    // (Appended, not `with_extension`: a model folder named `bge-v1.5` has a dot.)
-    let mut state = dir.clone().into_os_string();
-    state.push(".state");
-    let state = PathBuf::from(state);
+    let state = train::state_dir_beside(&dir);
     let mut bar = Bar::new("adapt");
     let resume = Some(Resume { dir: &state, every: 50 });
     let report = train::adapt(&l.model, &l.tok, texts, &params, resume, &mut |p| bar.update(p))?;
     bar.finish();
-    write_dir_atomic(&dir, "adaptation.json", |d| {
+    write_dir_atomic(&dir, crate::checkpoint::ADAPTATION_FILE, |d| {
         l.model.save_pretrained(d)?;
-        let path = d.join("adaptation.json");
+        let path = d.join(crate::checkpoint::ADAPTATION_FILE);
         std::fs::write(&path, serde_json::to_string_pretty(&json!({"source_model": base, "report": report})).unwrap())
             .map_err(|e| Error::io(&path, e))
     })?;

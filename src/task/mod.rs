@@ -289,7 +289,7 @@ impl Task {
         let bytes = serde_json::to_vec_pretty(&file).map_err(|e| Error::Internal(format!("the task does not serialise: {e}")))?;
         // An export's, a model's or an adaptation's folder is replaced whole when it is
         // written again: a task saved there would go with it.
-        if let Some(marker) = [crate::export::EXPORT_MANIFEST, crate::checkpoint::MANIFEST_FILE, "adaptation.json"]
+        if let Some(marker) = [crate::export::EXPORT_MANIFEST, crate::checkpoint::MANIFEST_FILE, crate::checkpoint::ADAPTATION_FILE]
             .into_iter()
             .find(|m| dir.join(m).exists())
         {

@@ -10,7 +10,7 @@
 //! continues exactly as if it had not stopped.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use rand::seq::{IndexedRandom, SliceRandom};
@@ -94,6 +94,14 @@ pub struct AdaptReport {
     pub seconds: f64,
     /// Steps already done when this call started (0 unless resumed).
     pub resumed_at: usize,
+}
+
+/// The usual state directory of a run writing `out`: `out.state` beside it (the suffix
+/// appended, so a name with a dot, `bge-v1.5`, keeps it).
+pub fn state_dir_beside(out: &Path) -> PathBuf {
+    let mut s = out.as_os_str().to_owned();
+    s.push(".state");
+    PathBuf::from(s)
 }
 
 /// Where and how often a run saves its state so that it can be resumed.
@@ -387,6 +395,11 @@ pub fn adapt(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_state_folder_keeps_a_dotted_name() {
+        assert_eq!(state_dir_beside(Path::new("cache/bge-small-v1.5-00ff")), Path::new("cache/bge-small-v1.5-00ff.state"));
+    }
 
     #[test]
     fn parses_trainable() {
