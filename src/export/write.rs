@@ -295,7 +295,6 @@ fn write_export(
     build: impl FnOnce(Graph) -> Result<Graph>,
 ) -> Result<ExportManifest> {
     let external = manifest.model.external_data.is_some();
-    let tokenizer_src = model.source_dir().join("tokenizer.json");
     write_dir_atomic(out, super::manifest::EXPORT_MANIFEST, |dir| {
         let graph = build(Graph::new(opts.weights))?;
         let onnx = dir.join("model.onnx");
@@ -314,12 +313,14 @@ fn write_export(
             let file = dir.join(DEMO_ENCODER_FILE);
             let doc = format!("lmbff {} export: the demonstration filter's sentence encoder ({})", crate::VERSION, enc.dir().display());
             encoder::build_sentence_encoder(enc.model(), Graph::new(WeightType::Fp32))?.write(&file, OPSET, IR_VERSION, &doc, &meta, false)?;
-            let tok_src = enc.dir().join("tokenizer.json");
-            std::fs::copy(&tok_src, dir.join(DEMO_TOKENIZER_FILE)).map_err(|e| Error::io(&tok_src, e))?;
+            let path = dir.join(DEMO_TOKENIZER_FILE);
+            std::fs::write(&path, enc.model().tokenizer_file("tokenizer.json")?).map_err(|e| Error::io(&path, e))?;
             files.push(file);
             files.push(dir.join(DEMO_TOKENIZER_FILE));
         }
-        std::fs::copy(&tokenizer_src, dir.join("tokenizer.json")).map_err(|e| Error::io(&tokenizer_src, e))?;
+        // The tokenizer the model was loaded with (held since), as a saved model has it.
+        let path = dir.join("tokenizer.json");
+        std::fs::write(&path, model.tokenizer_file("tokenizer.json")?).map_err(|e| Error::io(&path, e))?;
         files.push(dir.join("tokenizer.json"));
         // The version covers everything that shapes the predictions: the graphs, the
         // tokenizers and the manifest (template, label words, truncation, demonstration

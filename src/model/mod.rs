@@ -106,6 +106,14 @@ impl MaskedLm {
         &self.source_dir
     }
 
+    /// Tokenizer file `name` (one of [`TOKENIZER_FILES`]) as it was when the model was
+    /// loaded; a missing one is an IO error naming it in the source directory.
+    pub fn tokenizer_file(&self, name: &str) -> Result<&[u8]> {
+        self.tokenizer_files.iter().find(|(n, _)| *n == name).map(|(_, b)| b.as_slice()).ok_or_else(|| {
+            Error::io(&self.source_dir.join(name), std::io::Error::new(std::io::ErrorKind::NotFound, "not in the model directory when it was loaded"))
+        })
+    }
+
     pub fn device(&self) -> Device {
         self.vs.device()
     }
