@@ -373,7 +373,8 @@ typedef struct {
    `learning_rate`, on a multi-label task with a yes/no head per label; `steps` and
    `batch_size` are the prompt method's. Its schedule grows with the examples:
    2.5 steps (40 pairs) per registered example and label anchor, so 32 examples take
-   100 steps and 10,000 take 25,000 (hours on a CPU; minutes on a GPU). Regression tasks need the prompt method.
+   100 steps, up to `embedding_max_steps` (2000 by default: 800 examples and more).
+   Regression tasks need the prompt method.
    LMBFF_METHOD_ZERO_SHOT_WORDS trains nothing and needs no example: a version that
    labels by how close each input's tokens come to the label words, to pre-label a
    pool before anyone has (dev examples, when marked, are scored and can calibrate
@@ -434,6 +435,16 @@ typedef struct {
    */
   const char *const *anchor_templates;
   size_t num_anchor_templates;
+  /*
+   At most this many contrastive steps of the sentence-embedding method (default
+   2000; 0: no cap). Its schedule grows 2.5 steps (40 pairs) per example and label
+   anchor, so the cap leaves tasks of up to 800 examples as SetFit trains them and
+   trains a larger one on 32,000 pairs drawn from its schedule (a uniform sample;
+   the notes' steps_capped_from gives the whole schedule's steps). On the 2-core
+   VM, one thread, a step of short sentences takes about 1.5 s, so the default cap
+   bounds a run's contrastive phase to under an hour there.
+   */
+  uint32_t embedding_max_steps;
 } lmbff_train_params;
 
 /*

@@ -457,6 +457,8 @@ fn train_versions_and_export_through_the_c_abi() {
         assert_eq!((m["method"].as_str(), m["notes"]["method_reason"].as_str()), (Some("sentence-embedding"), Some("asked for")));
         // Label anchors by default: the template's text with each label word.
         assert_eq!(m["notes"]["label_anchors"], serde_json::json!(["It was terrible.", "It was great."]), "{m}");
+        let m_v3_steps = m["notes"]["steps"].as_u64().unwrap();
+        assert!(m_v3_steps > 3 && m["notes"].get("steps_capped_from").is_none(), "{m}");
         let out3 = CString::new(dir.parent().unwrap().join("export-v3").to_str().unwrap()).unwrap();
         let c3 = CString::new("v3").unwrap();
         assert_eq!(lmbff_task_export(t, c3.as_ptr(), out3.as_ptr(), false), LMBFF_OK, "{}", last_error());
@@ -485,6 +487,28 @@ fn train_versions_and_export_through_the_c_abi() {
         assert_eq!(m["notes"]["label_anchors"].as_array().map(Vec::len), Some(0), "{m}");
         assert_eq!(lmbff_task_delete_version(t, plain.as_ptr()), LMBFF_OK);
         tp.disable_label_anchors = false;
+        // The default cap (2000 steps) leaves a small task's schedule whole; a lower one
+        // trains the first steps of the same shuffled pairs, and the notes say so.
+        let full = m_v3_steps;
+        assert_eq!(tp.embedding_max_steps, 2000);
+        tp.embedding_max_steps = 3;
+        let mut seen: Vec<(i32, usize, usize, f64, f64)> = Vec::new();
+        assert_eq!(lmbff_train(t, &tp, Some(record_progress), &mut seen as *mut _ as *mut std::ffi::c_void, version.as_mut_ptr(), 16), LMBFF_OK, "{}", last_error());
+        let capped = CString::new(CStr::from_ptr(version.as_ptr()).to_bytes()).unwrap();
+        let m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("models").join(capped.to_str().unwrap()).join("lmbff.json")).unwrap()).unwrap();
+        assert_eq!((m["notes"]["steps"].as_u64(), m["notes"]["steps_capped_from"].as_u64(), m["notes"]["pairs"].as_u64()), (Some(3), Some(full), Some(3 * 16)), "{m}");
+        let train: Vec<(usize, usize)> = seen.iter().filter(|s| s.0 == LMBFF_STAGE_TRAIN).map(|s| (s.1, s.2)).collect();
+        assert_eq!(train, [(1, 3), (2, 3), (3, 3)], "progress counts the capped schedule");
+        assert_eq!(lmbff_task_delete_version(t, capped.as_ptr()), LMBFF_OK);
+        // A host built before the field: what lies past num_anchor_templates is not read.
+        tp.struct_size = std::mem::offset_of!(lmbff_train_params, embedding_max_steps);
+        assert_eq!(lmbff_train(t, &tp, None, null_mut(), version.as_mut_ptr(), 16), LMBFF_OK, "{}", last_error());
+        let old = CString::new(CStr::from_ptr(version.as_ptr()).to_bytes()).unwrap();
+        let m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("models").join(old.to_str().unwrap()).join("lmbff.json")).unwrap()).unwrap();
+        assert_eq!((m["notes"]["steps"].as_u64(), m["notes"].get("steps_capped_from")), (Some(full), None), "the default cap, not 3: {m}");
+        assert_eq!(lmbff_task_delete_version(t, old.as_ptr()), LMBFF_OK);
+        tp.struct_size = std::mem::size_of::<lmbff_train_params>();
+        tp.embedding_max_steps = 2000;
         // Further anchor templates: their texts join the task template's.
         let extra = [CString::new("{text} A truly {mask} movie.").unwrap(), CString::new("*cls**sent_0*_So*mask*.*sep+*").unwrap()];
         let extra_ptrs: Vec<*const c_char> = extra.iter().map(|s| s.as_ptr()).collect();

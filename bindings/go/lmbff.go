@@ -542,6 +542,10 @@ type TrainParams struct {
 	// anchors too ("{text} A truly {mask} movie." adds "A truly great movie."): more
 	// phrasings of the prompt for the sentence-embedding method (nil: none).
 	AnchorTemplates []string
+	// EmbeddingMaxSteps caps the sentence-embedding method's contrastive steps (0: the
+	// library's default, 2000; -1: no cap, SetFit's whole schedule of 2.5 steps per
+	// example and anchor).
+	EmbeddingMaxSteps int
 }
 
 // Device of a training run (lmbff_train_params.device).
@@ -605,6 +609,11 @@ func (t *Task) Train(ctx context.Context, p TrainParams, progress func(step, tot
 	if len(p.AnchorTemplates) > 0 {
 		params.anchor_templates = cs.array(p.AnchorTemplates)
 		params.num_anchor_templates = C.size_t(len(p.AnchorTemplates))
+	}
+	if p.EmbeddingMaxSteps > 0 {
+		params.embedding_max_steps = C.uint32_t(p.EmbeddingMaxSteps)
+	} else if p.EmbeddingMaxSteps < 0 {
+		params.embedding_max_steps = 0
 	}
 	params.demo_filter = C.bool(p.DemoFilter)
 	if p.DemoFilterModel != "" {

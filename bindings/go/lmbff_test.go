@@ -368,6 +368,24 @@ func TestTrainExportPredict(t *testing.T) {
 	if err := task.DeleteVersion(more); err != nil {
 		t.Fatal(err)
 	}
+	// A cap on the contrastive steps: the notes give the steps run and the whole schedule's.
+	capped, err := task.Train(context.Background(), TrainParams{LearningRate: 1e-3, Method: MethodSentenceEmbedding, EmbeddingMaxSteps: 2}, nil)
+	if err != nil {
+		t.Fatalf("sentence-embedding run with a step cap: %v", err)
+	}
+	var steps struct {
+		Notes struct {
+			Steps      int `json:"steps"`
+			CappedFrom int `json:"steps_capped_from"`
+		}
+	}
+	if raw, err := os.ReadFile(filepath.Join(dir, "task", "models", capped, "lmbff.json")); err != nil || json.Unmarshal(raw, &steps) != nil ||
+		steps.Notes.Steps != 2 || steps.Notes.CappedFrom <= 2 {
+		t.Fatalf("capped run's notes: %+v (%v)", steps, err)
+	}
+	if err := task.DeleteVersion(capped); err != nil {
+		t.Fatal(err)
+	}
 	_, err = task.Train(context.Background(), TrainParams{Steps: 2, Method: MethodSentenceEmbedding, AnchorTemplates: []string{"{text_a} ? {mask} , {text_b}"}}, nil)
 	wantCode(t, err, "INVALID_ARGUMENT")
 	// MethodZeroShotWords trains nothing: a sentence-embedding version whose notes name it.

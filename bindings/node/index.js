@@ -34,6 +34,7 @@ const TrainParams = koffi.struct('lmbff_train_params', {
   device: 'int32_t', device_index: 'uint32_t', adaptation_steps: 'uint32_t', warm_start: 'const char *',
   demonstrations: 'bool', demo_sets: 'uint32_t', method: 'int32_t', demo_filter: 'bool', demo_filter_model: 'const char *',
   calibrate: 'bool', disable_label_anchors: 'bool', anchor_templates: 'const char **', num_anchor_templates: 'size_t',
+  embedding_max_steps: 'uint32_t',
 });
 /** Training methods (lmbff_train_params.method): 'auto' lets the library decide. */
 const METHODS = { auto: 0, prompt: 1, 'sentence-embedding': 2, 'zero-shot-words': 3 };
@@ -368,9 +369,11 @@ class Task {
    * ("It was great.") as extra examples of their class (default true; false: SetFit as
    * published); a multi-label task's anchors are its labels' names. anchorTemplates:
    * further single-sentence templates whose texts are anchors too ('{text} A truly
-   * {mask} movie.' adds 'A truly great movie.').
+   * {mask} movie.' adds 'A truly great movie.'). embeddingMaxSteps caps the
+   * sentence-embedding method's contrastive steps (default 2000; 0: SetFit's whole
+   * schedule, 2.5 steps per example and anchor).
    */
-  train({ steps = 300, batchSize = 8, learningRate = 2e-5, seed = 42, device = 'auto', deviceIndex = 0, adaptationSteps = 0, warmStart = null, demonstrations = false, demoSets = 1, demoFilter = false, demoFilterModel = null, method = 'auto', calibrate = false, labelAnchors = true, anchorTemplates = [] } = {}, { onProgress, signal, pollMs = 50 } = {}) {
+  train({ steps = 300, batchSize = 8, learningRate = 2e-5, seed = 42, device = 'auto', deviceIndex = 0, adaptationSteps = 0, warmStart = null, demonstrations = false, demoSets = 1, demoFilter = false, demoFilterModel = null, method = 'auto', calibrate = false, labelAnchors = true, anchorTemplates = [], embeddingMaxSteps = 2000 } = {}, { onProgress, signal, pollMs = 50 } = {}) {
     if (!(method in METHODS)) {
       const e = new Error(`train: method ${JSON.stringify(method)}: use one of ${Object.keys(METHODS).join(', ')}`);
       e.code = 'INVALID_ARGUMENT';
@@ -386,8 +389,13 @@ class Task {
       e.code = 'INVALID_ARGUMENT';
       return Promise.reject(e);
     }
+    if (!Number.isInteger(embeddingMaxSteps) || embeddingMaxSteps < 0 || embeddingMaxSteps > 0xffffffff) {
+      const e = new Error(`train: embeddingMaxSteps ${JSON.stringify(embeddingMaxSteps)}: use a whole number of steps, 0 for no cap`);
+      e.code = 'INVALID_ARGUMENT';
+      return Promise.reject(e);
+    }
     const p = defaults('train');
-    Object.assign(p, { steps, batch_size: batchSize, learning_rate: learningRate, seed, device: DEVICES[device], device_index: deviceIndex, adaptation_steps: adaptationSteps, warm_start: warmStart, demonstrations, demo_sets: demoSets, demo_filter: demoFilter, demo_filter_model: demoFilterModel, method: METHODS[method], calibrate, disable_label_anchors: !labelAnchors, anchor_templates: anchorTemplates.length ? anchorTemplates : null, num_anchor_templates: anchorTemplates.length });
+    Object.assign(p, { steps, batch_size: batchSize, learning_rate: learningRate, seed, device: DEVICES[device], device_index: deviceIndex, adaptation_steps: adaptationSteps, warm_start: warmStart, demonstrations, demo_sets: demoSets, demo_filter: demoFilter, demo_filter_model: demoFilterModel, method: METHODS[method], calibrate, disable_label_anchors: !labelAnchors, anchor_templates: anchorTemplates.length ? anchorTemplates : null, num_anchor_templates: anchorTemplates.length, embedding_max_steps: embeddingMaxSteps });
     const out = [null];
     // Refused settings reject the promise, as the checks above do, rather than throw.
     const started = c.trainStart(this.handle, p, null, null, out);

@@ -241,6 +241,10 @@ pub struct TrainArgs {
     /// anchors too ("{text} A truly {mask} movie."); repeat for several.
     #[arg(long = "anchor-template", value_name = "TEMPLATE")]
     pub anchor_templates: Vec<String>,
+    /// sentence-embedding: at most this many contrastive steps (0: SetFit's whole
+    /// schedule, 2.5 steps per example and anchor, however many there are).
+    #[arg(long, default_value_t = crate::task::DEFAULT_EMBEDDING_MAX_STEPS)]
+    pub embedding_max_steps: usize,
     #[command(flatten)]
     pub fit: FitArgs,
     #[command(flatten)]
@@ -302,7 +306,8 @@ fn train_embedding(a: TrainArgs, train_file: &Path, dev_file: &Path) -> Result<(
     let anchor_templates = l.prompt.parse_anchor_templates(&a.anchor_templates)?;
     let labels = labels_of(&l);
     let (tr, dev) = (read_examples(train_file, &labels)?, read_examples(dev_file, &labels)?);
-    let ep = train::EmbedParams { lr: a.fit.lr, seed: a.fit.seed, anchor_templates, ..train::EmbedParams::default() }.with_anchors(!a.no_anchors);
+    let ep = train::EmbedParams { lr: a.fit.lr, seed: a.fit.seed, anchor_templates, max_steps: a.embedding_max_steps, ..train::EmbedParams::default() }
+        .with_anchors(!a.no_anchors);
     let mut bar = Bar::new("sentence-embedding");
     let (head, report) = train::train_embedding(&l.model, &l.tok, &l.prompt, &tr, &ep, &mut |p| bar.update(p))?;
     bar.finish();

@@ -90,7 +90,8 @@ pub struct lmbff_train_params {
     /// `learning_rate`, on a multi-label task with a yes/no head per label; `steps` and
     /// `batch_size` are the prompt method's. Its schedule grows with the examples:
     /// 2.5 steps (40 pairs) per registered example and label anchor, so 32 examples take
-    /// 100 steps and 10,000 take 25,000 (hours on a CPU; minutes on a GPU). Regression tasks need the prompt method.
+    /// 100 steps, up to `embedding_max_steps` (2000 by default: 800 examples and more).
+    /// Regression tasks need the prompt method.
     /// LMBFF_METHOD_ZERO_SHOT_WORDS trains nothing and needs no example: a version that
     /// labels by how close each input's tokens come to the label words, to pre-label a
     /// pool before anyone has (dev examples, when marked, are scored and can calibrate
@@ -140,12 +141,21 @@ pub struct lmbff_train_params {
     /// anchors turned off, refuses them.
     pub anchor_templates: *const *const c_char,
     pub num_anchor_templates: usize,
+    /// At most this many contrastive steps of the sentence-embedding method (default
+    /// 2000; 0: no cap). Its schedule grows 2.5 steps (40 pairs) per example and label
+    /// anchor, so the cap leaves tasks of up to 800 examples as SetFit trains them and
+    /// trains a larger one on 32,000 pairs drawn from its schedule (a uniform sample;
+    /// the notes' steps_capped_from gives the whole schedule's steps). On the 2-core
+    /// VM, one thread, a step of short sentences takes about 1.5 s, so the default cap
+    /// bounds a run's contrastive phase to under an hour there.
+    pub embedding_max_steps: u32,
 }
 
-/// lmbff_train_params of hosts built before `demo_filter` (ending with `method`) and
+/// lmbff_train_params of hosts built before `demo_filter` (ending with `method`),
 /// before `anchor_templates` (ending with `disable_label_anchors`; hosts built before
-/// that field have the same size, with padding where it sits: see TRAIN_PARAMS_BOOLS).
-const TRAIN_PARAMS_EARLIER: [super::EarlierLayout; 2] = [
+/// that field have the same size, with padding where it sits: see TRAIN_PARAMS_BOOLS)
+/// and before `embedding_max_steps` (ending with `num_anchor_templates`).
+const TRAIN_PARAMS_EARLIER: [super::EarlierLayout; 3] = [
     super::EarlierLayout {
         size: std::mem::offset_of!(lmbff_train_params, demo_filter).next_multiple_of(std::mem::align_of::<lmbff_train_params>()),
         fields_end: std::mem::offset_of!(lmbff_train_params, demo_filter),
@@ -153,6 +163,10 @@ const TRAIN_PARAMS_EARLIER: [super::EarlierLayout; 2] = [
     super::EarlierLayout {
         size: std::mem::offset_of!(lmbff_train_params, anchor_templates),
         fields_end: std::mem::offset_of!(lmbff_train_params, disable_label_anchors) + std::mem::size_of::<bool>(),
+    },
+    super::EarlierLayout {
+        size: std::mem::offset_of!(lmbff_train_params, embedding_max_steps),
+        fields_end: std::mem::offset_of!(lmbff_train_params, embedding_max_steps),
     },
 ];
 
@@ -199,6 +213,7 @@ pub extern "C" fn lmbff_train_default_params() -> lmbff_train_params {
         disable_label_anchors: false,
         anchor_templates: std::ptr::null(),
         num_anchor_templates: 0,
+        embedding_max_steps: crate::task::DEFAULT_EMBEDDING_MAX_STEPS as u32,
     }
 }
 
@@ -290,6 +305,7 @@ unsafe fn run_params(p: *const lmbff_train_params) -> Result<crate::task::RunPar
         } else {
             super::task::strings(p.anchor_templates, p.num_anchor_templates, "params.anchor_templates")?
         },
+        embedding_max_steps: p.embedding_max_steps as usize,
     })
 }
 

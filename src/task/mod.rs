@@ -8,7 +8,16 @@
 #[cfg(feature = "train")]
 mod train;
 #[cfg(feature = "train")]
-pub use train::{choose_method, delete_version, export_version, train, train_when_free, versions, DemoFilterEncoder, RunParams, TrainMethod, TEMPERATURE_AT_BOUND, ZERO_SHOT_ALPHA};
+pub use train::{
+    choose_method, delete_version, export_version, train, train_when_free, versions, DemoFilterEncoder, RunParams, TrainMethod,
+    TEMPERATURE_AT_BOUND, ZERO_SHOT_ALPHA,
+};
+
+/// The sentence-embedding method's default cap on its contrastive steps: SetFit's
+/// schedule (2.5 steps per example and anchor) up to 800 examples, then 32,000 pairs
+/// drawn from it, so that a task grown to thousands of labels trains in minutes on a
+/// GPU and under an hour on a CPU instead of many hours.
+pub const DEFAULT_EMBEDDING_MAX_STEPS: usize = 2000;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -47,6 +47,10 @@ pub struct RunParams {
     /// more phrasings of the prompt, in either template syntax. Single-sentence tasks
     /// only; other methods ignore them.
     pub anchor_templates: Vec<String>,
+    /// At most this many contrastive steps of the sentence-embedding method
+    /// ([`super::DEFAULT_EMBEDDING_MAX_STEPS`]; 0: SetFit's whole schedule, 2.5 steps per
+    /// example, however many examples there are).
+    pub embedding_max_steps: usize,
 }
 
 impl Default for RunParams {
@@ -66,6 +70,7 @@ impl Default for RunParams {
             calibrate: false,
             label_anchors: true,
             anchor_templates: Vec::new(),
+            embedding_max_steps: super::DEFAULT_EMBEDDING_MAX_STEPS,
         }
     }
 }
@@ -464,7 +469,7 @@ fn train_now(task: &Task, p: &RunParams, progress: ProgressFn) -> Result<String>
         calibrate(&mut m, p.calibrate, &dev_logits, &dev);
         m
     } else if method == TrainMethod::SentenceEmbedding {
-        let ep = EmbedParams { lr: p.lr, seed: p.seed, anchor_templates, ..EmbedParams::default() }.with_anchors(p.label_anchors);
+        let ep = EmbedParams { lr: p.lr, seed: p.seed, anchor_templates, max_steps: p.embedding_max_steps, ..EmbedParams::default() }.with_anchors(p.label_anchors);
         // Multi-label: the input alone, a yes/no head per label; dev logits as the yes/no
         // pairs of `dev` (the expanded examples), so calibration reads them as a prompt's.
         let (head, report, dev_logits) = match &multi {
@@ -485,6 +490,9 @@ fn train_now(task: &Task, p: &RunParams, progress: ProgressFn) -> Result<String>
         crate::log::log(crate::log::Level::Info, || format!("trained {} contrastive steps ({} pairs) on {:?} examples per label", report.steps, report.pairs, counts));
         notes["steps"] = report.steps.into();
         notes["pairs"] = report.pairs.into();
+        if let Some(full) = report.capped_from {
+            notes["steps_capped_from"] = full.into();
+        }
         notes["lr"] = ep.lr.into();
         notes["label_anchors"] = report.anchors.clone().into();
         if !dev.is_empty() {

@@ -49,6 +49,11 @@ pub struct EmbedParams {
     /// logistic regression (whose penalty makes the factor their weight against the
     /// embedding). Needs label anchors' texts: a prompt reading one sentence.
     pub word_anchor_scale: f64,
+    /// At most this many contrastive steps (0, the default: SetFit's whole schedule,
+    /// which grows with the examples). A cap trains on the first `max_steps` x
+    /// `batch_size` of the shuffled pairs, so a capped run is a uniform sample of the
+    /// uncapped one's pairs, with the learning rate decaying over the capped steps.
+    pub max_steps: usize,
 }
 
 impl EmbedParams {
@@ -88,6 +93,7 @@ impl Default for EmbedParams {
             anchor_repeats: 4,
             anchor_templates: Vec::new(),
             word_anchor_scale: 3.0,
+            max_steps: 0,
         }
     }
 }
@@ -96,6 +102,8 @@ impl Default for EmbedParams {
 pub struct EmbedReport {
     pub pairs: usize,
     pub steps: usize,
+    /// The steps of the whole schedule when `max_steps` cut it short (None: not cut).
+    pub capped_from: Option<usize>,
     /// (step, contrastive loss) every 10 steps.
     pub loss_curve: Vec<(usize, f64)>,
     pub train_seconds: f64,
@@ -484,6 +492,7 @@ pub fn contrastive_finetune(
     let mut report = EmbedReport {
         pairs: pairs.len(),
         steps,
+        capped_from: None,
         loss_curve: Vec::new(),
         train_seconds: 0.0,
         anchors: Vec::new(),
@@ -538,8 +547,14 @@ fn tune_and_embed(
 ) -> Result<(Vec<Vec<f32>>, EmbedReport)> {
     p.check()?;
     tch::manual_seed(p.seed as i64);
-    let pairs = pairs(&mut ChaCha8Rng::seed_from_u64(p.seed));
-    let report = contrastive_finetune(model, tok, reader, inputs, &pairs, p, progress)?;
+    let mut pairs = pairs(&mut ChaCha8Rng::seed_from_u64(p.seed));
+    let full = pairs.len().div_ceil(p.batch_size);
+    let capped = p.max_steps > 0 && full > p.max_steps;
+    if capped {
+        pairs.truncate(p.max_steps * p.batch_size);
+    }
+    let mut report = contrastive_finetune(model, tok, reader, inputs, &pairs, p, progress)?;
+    report.capped_from = capped.then_some(full);
     Ok((embed_examples(model, tok, reader, &inputs[..keep], 32)?, report))
 }
 

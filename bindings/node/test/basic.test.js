@@ -114,6 +114,13 @@ test('task, training with progress and cancellation, versions, export, predict',
   const moreNotes = JSON.parse(fs.readFileSync(path.join(work, 'task', 'models', more, 'lmbff.json'), 'utf8')).notes;
   assert.deepStrictEqual(moreNotes.label_anchors, ['It was terrible.', 'It was great.', 'So terrible.', 'So great.']);
   task.deleteVersion(more);
+  // A cap on the contrastive steps: the notes give the steps run and the whole schedule's.
+  const capped = await task.train({ method: 'sentence-embedding', learningRate: 1e-3, embeddingMaxSteps: 2 });
+  const cappedNotes = JSON.parse(fs.readFileSync(path.join(work, 'task', 'models', capped, 'lmbff.json'), 'utf8')).notes;
+  assert.strictEqual(cappedNotes.steps, 2);
+  assert.ok(cappedNotes.steps_capped_from > 2, JSON.stringify(cappedNotes));
+  task.deleteVersion(capped);
+  await assert.rejects(task.train({ method: 'sentence-embedding', embeddingMaxSteps: -1 }), (e) => e.code === 'INVALID_ARGUMENT' && /embeddingMaxSteps/.test(e.message));
   await assert.rejects(task.train({ method: 'sentence-embedding', anchorTemplates: '{text} So {mask}.' }), (e) => e.code === 'INVALID_ARGUMENT' && /anchorTemplates/.test(e.message));
   await assert.rejects(task.train({ method: 'sentence-embedding', anchorTemplates: ['{text_a} ? {mask} , {text_b}'] }), (e) => e.code === 'INVALID_ARGUMENT' && /two sentences/.test(e.message));
   // zero-shot-words trains nothing: a sentence-embedding export whose notes name it.
