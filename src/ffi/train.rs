@@ -145,9 +145,10 @@ pub struct lmbff_train_params {
     /// 2000; 0: no cap). Its schedule grows 2.5 steps (40 pairs) per example and label
     /// anchor, so the cap leaves tasks of up to 800 examples as SetFit trains them and
     /// trains a larger one on 32,000 pairs drawn from its schedule (a uniform sample;
-    /// the notes' steps_capped_from gives the whole schedule's steps). On the 2-core
-    /// VM, one thread, a step of short sentences takes about 1.5 s, so the default cap
-    /// bounds a run's contrastive phase to under an hour there.
+    /// the notes' steps_capped_from gives the whole schedule's steps). A step of
+    /// SST-2's sentences takes about 1.6 s of one core of our 2-core VM, so the default
+    /// cap bounds the contrastive phase there to about 55 minutes (longer texts take
+    /// longer; a GPU takes minutes).
     pub embedding_max_steps: u32,
 }
 
