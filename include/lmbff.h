@@ -310,7 +310,8 @@ typedef struct {
 /*
  Settings of a training run. Get defaults from lmbff_train_params_init (or
  lmbff_train_default_params). A struct laid out by an earlier header (before
- demo_filter, or before anchor_templates), whose struct_size says so, is read as such:
+ demo_filter, before anchor_templates or before embedding_max_steps), whose
+ struct_size says so, is read as such:
  its fields are read, and the newer ones keep their defaults.
  */
 typedef struct {
@@ -373,7 +374,7 @@ typedef struct {
    `learning_rate`, on a multi-label task with a yes/no head per label; `steps` and
    `batch_size` are the prompt method's. Its schedule grows with the examples:
    2.5 steps (40 pairs) per registered example and label anchor, so 32 examples take
-   100 steps, up to `embedding_max_steps` (2000 by default: 800 examples and more).
+   100 steps, up to `embedding_max_steps` (2000 by default: about 800 examples).
    Regression tasks need the prompt method.
    LMBFF_METHOD_ZERO_SHOT_WORDS trains nothing and needs no example: a version that
    labels by how close each input's tokens come to the label words, to pre-label a
@@ -438,8 +439,8 @@ typedef struct {
   /*
    At most this many contrastive steps of the sentence-embedding method (default
    2000; 0: no cap). Its schedule grows 2.5 steps (40 pairs) per example and label
-   anchor, so the cap leaves tasks of up to 800 examples as SetFit trains them and
-   trains a larger one on 32,000 pairs drawn from its schedule (a uniform sample;
+   anchor copy, so the cap leaves tasks of up to 800 of those as SetFit trains them
+   and trains a larger one on 32,000 pairs drawn from its schedule (a uniform sample;
    the notes' steps_capped_from gives the whole schedule's steps). A step of
    SST-2's sentences takes about 1.6 s of one core of our 2-core VM, so the default
    cap bounds the contrastive phase there to about 55 minutes (longer texts take

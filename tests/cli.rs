@@ -231,9 +231,18 @@ fn anchor_templates_on_the_command_line() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("lmbff.json")).unwrap()).unwrap();
     assert_eq!(m["notes"]["label_anchors"], serde_json::json!(["It was bad.", "It was good.", "So bad.", "So good."]), "{m}");
+    assert!(m["notes"]["steps_capped_from"].is_null(), "a toy task's schedule is under the default cap: {m}");
+    // --embedding-max-steps caps the contrastive steps; the notes give the whole schedule's.
+    let capped = dir.join("capped");
+    let o = train(&["--method", "sentence-embedding", "--embedding-max-steps", "2"], &capped);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(capped.join("lmbff.json")).unwrap()).unwrap();
+    assert_eq!(m["notes"]["steps"].as_u64(), Some(2), "{m}");
+    assert!(m["notes"]["steps_capped_from"].as_u64().is_some_and(|n| n > 2), "{m}");
     for (args, want) in [
         (&["--method", "sentence-embedding", "--no-anchors", "--anchor-template", "{text} So {mask}."][..], "--no-anchors"),
         (&["--method", "prompt", "--anchor-template", "{text} So {mask}."][..], "--method sentence-embedding"),
+        (&["--method", "prompt", "--embedding-max-steps", "5"][..], "--embedding-max-steps is for --method sentence-embedding"),
         (&["--method", "sentence-embedding", "--anchor-template", "{text_a} ? {mask} , {text_b}"][..], "reads two sentences"),
     ] {
         let o = train(args, &dir.join("refused"));
@@ -292,6 +301,7 @@ fn zero_shot_words_on_the_command_line() {
         (&["--calibrate"][..], "--calibrate without --dev"),
         (&["--no-anchors"][..], "--no-anchors"),
         (&["--demos"][..], "--demos"),
+        (&["--embedding-max-steps", "5"][..], "--embedding-max-steps"),
         (&["--template", "*cls**sent_0*?*mask*,*+sentl_1**sep+*"][..], "reads two sentences"),
     ] {
         let o = run(args, &dir.join("refused"));

@@ -19,6 +19,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"runtime"
 	"strings"
 	"time"
@@ -543,8 +544,8 @@ type TrainParams struct {
 	// phrasings of the prompt for the sentence-embedding method (nil: none).
 	AnchorTemplates []string
 	// EmbeddingMaxSteps caps the sentence-embedding method's contrastive steps (0: the
-	// library's default, 2000; -1: no cap, SetFit's whole schedule of 2.5 steps per
-	// example and anchor).
+	// library's default, 2000; negative: no cap, SetFit's whole schedule of 2.5 steps
+	// per example and anchor copy; above 4294967295: 4294967295).
 	EmbeddingMaxSteps int
 }
 
@@ -610,7 +611,9 @@ func (t *Task) Train(ctx context.Context, p TrainParams, progress func(step, tot
 		params.anchor_templates = cs.array(p.AnchorTemplates)
 		params.num_anchor_templates = C.size_t(len(p.AnchorTemplates))
 	}
-	if p.EmbeddingMaxSteps > 0 {
+	if uint64(p.EmbeddingMaxSteps) > math.MaxUint32 && p.EmbeddingMaxSteps > 0 {
+		params.embedding_max_steps = C.uint32_t(math.MaxUint32)
+	} else if p.EmbeddingMaxSteps > 0 {
 		params.embedding_max_steps = C.uint32_t(p.EmbeddingMaxSteps)
 	} else if p.EmbeddingMaxSteps < 0 {
 		params.embedding_max_steps = 0

@@ -352,16 +352,18 @@ func TestTrainExportPredict(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Further anchor templates add their texts to the version's anchors.
-	more, err := task.Train(context.Background(), TrainParams{Steps: 2, LearningRate: 1e-3, Method: MethodSentenceEmbedding, AnchorTemplates: []string{"{text} So {mask}."}}, nil)
+	// (EmbeddingMaxSteps -1: no cap, so the notes name none.)
+	more, err := task.Train(context.Background(), TrainParams{Steps: 2, LearningRate: 1e-3, Method: MethodSentenceEmbedding, AnchorTemplates: []string{"{text} So {mask}."}, EmbeddingMaxSteps: -1}, nil)
 	if err != nil {
 		t.Fatalf("sentence-embedding run with anchor templates: %v", err)
 	}
 	var notes struct {
 		Notes struct {
 			LabelAnchors []string `json:"label_anchors"`
+			CappedFrom   *int     `json:"steps_capped_from"`
 		}
 	}
-	if raw, err := os.ReadFile(filepath.Join(dir, "task", "models", more, "lmbff.json")); err != nil || json.Unmarshal(raw, &notes) != nil ||
+	if raw, err := os.ReadFile(filepath.Join(dir, "task", "models", more, "lmbff.json")); err != nil || json.Unmarshal(raw, &notes) != nil || notes.Notes.CappedFrom != nil ||
 		!reflect.DeepEqual(notes.Notes.LabelAnchors, []string{"It was terrible.", "It was great.", "So terrible.", "So great."}) {
 		t.Fatalf("anchors with a further template: %+v (%v)", notes, err)
 	}

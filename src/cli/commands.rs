@@ -241,10 +241,10 @@ pub struct TrainArgs {
     /// anchors too ("{text} A truly {mask} movie."); repeat for several.
     #[arg(long = "anchor-template", value_name = "TEMPLATE")]
     pub anchor_templates: Vec<String>,
-    /// sentence-embedding: at most this many contrastive steps (0: SetFit's whole
-    /// schedule, 2.5 steps per example and anchor, however many there are).
-    #[arg(long, default_value_t = crate::task::DEFAULT_EMBEDDING_MAX_STEPS)]
-    pub embedding_max_steps: usize,
+    /// sentence-embedding: at most this many contrastive steps (default 2000; 0:
+    /// SetFit's whole schedule, 2.5 steps per example and anchor copy, however many).
+    #[arg(long)]
+    pub embedding_max_steps: Option<usize>,
     #[command(flatten)]
     pub fit: FitArgs,
     #[command(flatten)]
@@ -264,6 +264,9 @@ pub fn train(a: TrainArgs) -> Result<()> {
     let method = parse_method(&a.method)?;
     if !a.anchor_templates.is_empty() {
         return Err(Error::InvalidArgument("--anchor-template is for --method sentence-embedding or zero-shot-words (label anchors)".into()));
+    }
+    if a.embedding_max_steps.is_some() {
+        return Err(Error::InvalidArgument("--embedding-max-steps is for --method sentence-embedding (its contrastive steps)".into()));
     }
     if a.out.is_some() && method == Method::Cls {
         return Err(Error::InvalidArgument("--out saves prompt models; plain fine-tuning is a baseline and is not saved".into()));
@@ -306,7 +309,7 @@ fn train_embedding(a: TrainArgs, train_file: &Path, dev_file: &Path) -> Result<(
     let anchor_templates = l.prompt.parse_anchor_templates(&a.anchor_templates)?;
     let labels = labels_of(&l);
     let (tr, dev) = (read_examples(train_file, &labels)?, read_examples(dev_file, &labels)?);
-    let ep = train::EmbedParams { lr: a.fit.lr, seed: a.fit.seed, anchor_templates, max_steps: a.embedding_max_steps, ..train::EmbedParams::default() }
+    let ep = train::EmbedParams { lr: a.fit.lr, seed: a.fit.seed, anchor_templates, max_steps: a.embedding_max_steps.unwrap_or(crate::task::DEFAULT_EMBEDDING_MAX_STEPS), ..train::EmbedParams::default() }
         .with_anchors(!a.no_anchors);
     let mut bar = Bar::new("sentence-embedding");
     let (head, report) = train::train_embedding(&l.model, &l.tok, &l.prompt, &tr, &ep, &mut |p| bar.update(p))?;
@@ -317,7 +320,7 @@ fn train_embedding(a: TrainArgs, train_file: &Path, dev_file: &Path) -> Result<(
     let dev_acc = dev_acc.unwrap_or_default();
     println!("{}", json!({"report": report, "dev_acc": dev_acc, "test_acc": test, "calibration": calibration}));
     if let Some(out) = &a.out {
-        let notes = json!({"method": "sentence-embedding", "steps": report.steps, "pairs": report.pairs, "lr": ep.lr, "seed": ep.seed,
+        let notes = json!({"method": "sentence-embedding", "steps": report.steps, "steps_capped_from": report.capped_from, "pairs": report.pairs, "lr": ep.lr, "seed": ep.seed,
                            "dev_acc": dev_acc, "test_acc": test, "source_model": a.model, "calibration": calibration,
                            "label_anchors": report.anchors});
         save_trained(&l, out, Manifest::for_embedding(&l.prompt, head, None, notes), calibration.as_ref())?;
@@ -358,6 +361,8 @@ fn train_zero_shot_words(a: TrainArgs) -> Result<()> {
         Some("--demos: demonstrations belong to the prompt method")
     } else if a.no_anchors {
         Some("--no-anchors: its classifier is the label words read in their anchor texts")
+    } else if a.embedding_max_steps.is_some() {
+        Some("--embedding-max-steps: it has no contrastive steps")
     } else if a.calibrate && a.dev.is_none() {
         Some("--calibrate without --dev: the temperature is fitted on dev")
     } else {

@@ -47,7 +47,8 @@ pub type lmbff_progress_fn =
 
 /// Settings of a training run. Get defaults from lmbff_train_params_init (or
 /// lmbff_train_default_params). A struct laid out by an earlier header (before
-/// demo_filter, or before anchor_templates), whose struct_size says so, is read as such:
+/// demo_filter, before anchor_templates or before embedding_max_steps), whose
+/// struct_size says so, is read as such:
 /// its fields are read, and the newer ones keep their defaults.
 #[repr(C)]
 #[derive(Clone, Copy)]
@@ -90,7 +91,7 @@ pub struct lmbff_train_params {
     /// `learning_rate`, on a multi-label task with a yes/no head per label; `steps` and
     /// `batch_size` are the prompt method's. Its schedule grows with the examples:
     /// 2.5 steps (40 pairs) per registered example and label anchor, so 32 examples take
-    /// 100 steps, up to `embedding_max_steps` (2000 by default: 800 examples and more).
+    /// 100 steps, up to `embedding_max_steps` (2000 by default: about 800 examples).
     /// Regression tasks need the prompt method.
     /// LMBFF_METHOD_ZERO_SHOT_WORDS trains nothing and needs no example: a version that
     /// labels by how close each input's tokens come to the label words, to pre-label a
@@ -143,8 +144,8 @@ pub struct lmbff_train_params {
     pub num_anchor_templates: usize,
     /// At most this many contrastive steps of the sentence-embedding method (default
     /// 2000; 0: no cap). Its schedule grows 2.5 steps (40 pairs) per example and label
-    /// anchor, so the cap leaves tasks of up to 800 examples as SetFit trains them and
-    /// trains a larger one on 32,000 pairs drawn from its schedule (a uniform sample;
+    /// anchor copy, so the cap leaves tasks of up to 800 of those as SetFit trains them
+    /// and trains a larger one on 32,000 pairs drawn from its schedule (a uniform sample;
     /// the notes' steps_capped_from gives the whole schedule's steps). A step of
     /// SST-2's sentences takes about 1.6 s of one core of our 2-core VM, so the default
     /// cap bounds the contrastive phase there to about 55 minutes (longer texts take
@@ -166,8 +167,9 @@ const TRAIN_PARAMS_EARLIER: [super::EarlierLayout; 3] = [
         fields_end: std::mem::offset_of!(lmbff_train_params, disable_label_anchors) + std::mem::size_of::<bool>(),
     },
     super::EarlierLayout {
-        size: std::mem::offset_of!(lmbff_train_params, embedding_max_steps),
-        fields_end: std::mem::offset_of!(lmbff_train_params, embedding_max_steps),
+        size: (std::mem::offset_of!(lmbff_train_params, num_anchor_templates) + std::mem::size_of::<usize>())
+            .next_multiple_of(std::mem::align_of::<lmbff_train_params>()),
+        fields_end: std::mem::offset_of!(lmbff_train_params, num_anchor_templates) + std::mem::size_of::<usize>(),
     },
 ];
 

@@ -14,7 +14,7 @@ pub use train::{
 };
 
 /// The sentence-embedding method's default cap on its contrastive steps: SetFit's
-/// schedule (2.5 steps per example and anchor) up to 800 examples, then 32,000 pairs
+/// schedule (2.5 steps per example and anchor copy) up to 800 of those, then 32,000 pairs
 /// drawn from it, so that a task grown to thousands of labels trains in minutes on a
 /// GPU and in about an hour on a CPU core (1.6 s a step of SST-2's sentences on our
 /// 2-core VM) instead of many hours (10,000 examples: 25,000 steps).

@@ -50,7 +50,9 @@ pub struct EmbedParams {
     /// embedding). Needs label anchors' texts: a prompt reading one sentence.
     pub word_anchor_scale: f64,
     /// At most this many contrastive steps (0, the default: SetFit's whole schedule,
-    /// which grows with the examples). A cap trains on the first `max_steps` x
+    /// which grows with the examples), applied by [`train_embedding`] and
+    /// [`train_embedding_multi`] ([`contrastive_finetune`] trains on the pairs it is
+    /// given). A cap trains on the first `max_steps` x
     /// `batch_size` of the shuffled pairs, so a capped run is a uniform sample of the
     /// uncapped one's pairs, with the learning rate decaying over the capped steps.
     pub max_steps: usize,
