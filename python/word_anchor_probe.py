@@ -33,7 +33,9 @@ runs SetFit's second phase end to end after the contrastive training: the encode
 linear layer on the default head's input (embedding and word-anchor features x3, the
 label words recomputed every step), started from the fitted head, trained together by
 cross-entropy, scored (the layer, and the default head refitted) at each epoch count.
-`--frozen` skips the contrastive training (the
+`--spread` spreads the default head's probabilities over the split's train, dev and
+test inputs (label spreading, as `transductive_probe.py`), linked by the untrained and
+by the tuned encoder's neighbours. `--frozen` skips the contrastive training (the
 untrained encoder: the prior the words carry before any tuning). `--untrained-too` scores,
 beside `words x3`, heads that also read the untrained encoder's features of the same
 inputs: its embedding (`+ untrained emb`), or its embedding and word features x3
@@ -406,6 +408,46 @@ def run_heads(data, task, seed):
     return report(task, seed, started, out)
 
 
+def run_spread(data, task, seed, ks=(5, 10), alphas=(0.2, 0.5)):
+    """Label spreading (transductive_probe.py's) of the default head's probabilities over
+    the split's train, dev and test inputs, linked by the untrained MiniLM's cosine (what
+    that probe did) and by the tuned encoder's own (the embedding the head reads); train
+    rows clamped to their labels, dev labels unused. Dev and test accuracy per graph and
+    setting, beside the head as trained."""
+    from sklearn.linear_model import LogisticRegression
+    from transductive_probe import spread
+
+    xs, ys = read_split(data, task, seed, "train")
+    dx, dy = read_split(data, task, seed, "dev")
+    tx, ty = read_split(data, task, seed, "test")
+    started, out = time.time(), {}
+    untrained = train(task, seed, xs, ys, True)
+    base_emb = np.vstack([features(untrained, x, label_words(untrained, task))[0] for x in (xs, dx, tx)])
+    body = train(task, seed, xs, ys, False)
+    words = label_words(body, task)
+    feats = [features(body, x, words) for x in (xs, dx, tx)]
+    xl, xd, xt = (np.hstack([e, 3 * f]) for e, f in feats)
+    h = LogisticRegression(max_iter=3000).fit(xl, ys)
+    k_classes = len(h.classes_)
+    prior = np.vstack([np.eye(k_classes)[ys], h.predict_proba(xd), h.predict_proba(xt)])
+    clamp = np.arange(len(prior)) < len(xs)
+    nd = len(dx)
+
+    def acc(f):
+        pred = f.argmax(1)
+        return (100 * float((pred[len(xs):len(xs) + nd] == np.array(dy)).mean()),
+                100 * float((pred[len(xs) + nd:] == np.array(ty)).mean()))
+
+    out["as trained"] = acc(prior)
+    tuned_emb = np.vstack([e for e, _ in feats])
+    for graph, emb in (("untrained", base_emb), ("tuned", tuned_emb)):
+        emb = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+        for k in ks:
+            for al in alphas:
+                out[f"{graph} k{k} a{al:g}"] = acc(spread(emb, prior, clamp, k, al))
+    return report(task, seed, started, out)
+
+
 def run(data, task, seed, frozen, mask, bodies=1, untrained_too=False, layer=None, pool=0, ordinal=False):
     xs, ys = read_split(data, task, seed, "train")
     dx, dy = read_split(data, task, seed, "dev")
@@ -537,6 +579,9 @@ def main():
     ap.add_argument("--e2e", help="comma-separated epoch counts: after the contrastive training, the encoder and a "
                                     "linear layer on the default head's input trained end to end by cross-entropy, "
                                     "scored at each count (nothing else is scored)")
+    ap.add_argument("--spread", action="store_true",
+                    help="label spreading of the default head over the split's inputs, by the untrained and by the "
+                         "tuned encoder's neighbours (nothing else is scored)")
     a = ap.parse_args()
     if a.zero_shot:
         print("| task | test | mask state | word max | word top-3 |\n|---|---|---|---|---|")
@@ -548,6 +593,8 @@ def main():
         if set(names) - set(LOSSES):
             ap.error(f"--losses: unknown {sorted(set(names) - set(LOSSES))}; known: {', '.join(LOSSES)}")
         rows = [run_losses(a.data, t, int(s), names) for t in a.tasks.split(",") for s in a.seeds.split(",")]
+    elif a.spread:
+        rows = [run_spread(a.data, t, int(s)) for t in a.tasks.split(",") for s in a.seeds.split(",")]
     elif a.heads:
         rows = [run_heads(a.data, t, int(s)) for t in a.tasks.split(",") for s in a.seeds.split(",")]
     elif a.e2e:
