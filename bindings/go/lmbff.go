@@ -611,12 +611,13 @@ func (t *Task) Train(ctx context.Context, p TrainParams, progress func(step, tot
 		params.anchor_templates = cs.array(p.AnchorTemplates)
 		params.num_anchor_templates = C.size_t(len(p.AnchorTemplates))
 	}
-	if uint64(p.EmbeddingMaxSteps) > math.MaxUint32 && p.EmbeddingMaxSteps > 0 {
-		params.embedding_max_steps = C.uint32_t(math.MaxUint32)
-	} else if p.EmbeddingMaxSteps > 0 {
-		params.embedding_max_steps = C.uint32_t(p.EmbeddingMaxSteps)
-	} else if p.EmbeddingMaxSteps < 0 {
+	switch n := p.EmbeddingMaxSteps; {
+	case n < 0:
 		params.embedding_max_steps = 0
+	case uint64(n) > math.MaxUint32:
+		params.embedding_max_steps = C.uint32_t(math.MaxUint32)
+	case n > 0:
+		params.embedding_max_steps = C.uint32_t(n)
 	}
 	params.demo_filter = C.bool(p.DemoFilter)
 	if p.DemoFilterModel != "" {

@@ -1,6 +1,6 @@
 //! Writing an export directory from a loaded model and its prompt.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::encoder;
 use super::graph::Graph;
@@ -307,21 +307,22 @@ fn write_export(
         );
         let meta = [("lmbff_manifest", EXPORT_MANIFEST.to_string()), ("lmbff_version", crate::VERSION.to_string())];
         graph.write(&onnx, OPSET, IR_VERSION, &doc, &meta, external)?;
+        // A model's tokenizer as it was loaded (held since), as a saved model has it.
+        let write_tokenizer = |m: &MaskedLm, name: &str| -> Result<PathBuf> {
+            let path = dir.join(name);
+            std::fs::write(&path, m.tokenizer_file("tokenizer.json")?).map_err(|e| Error::io(&path, e))?;
+            Ok(path)
+        };
         let mut files = vec![onnx.clone()];
         files.extend(external.then(|| dir.join("model.onnx.data")));
         if let Some(enc) = demo_encoder {
             let file = dir.join(DEMO_ENCODER_FILE);
             let doc = format!("lmbff {} export: the demonstration filter's sentence encoder ({})", crate::VERSION, enc.dir().display());
             encoder::build_sentence_encoder(enc.model(), Graph::new(WeightType::Fp32))?.write(&file, OPSET, IR_VERSION, &doc, &meta, false)?;
-            let path = dir.join(DEMO_TOKENIZER_FILE);
-            std::fs::write(&path, enc.model().tokenizer_file("tokenizer.json")?).map_err(|e| Error::io(&path, e))?;
             files.push(file);
-            files.push(dir.join(DEMO_TOKENIZER_FILE));
+            files.push(write_tokenizer(enc.model(), DEMO_TOKENIZER_FILE)?);
         }
-        // The tokenizer the model was loaded with (held since), as a saved model has it.
-        let path = dir.join("tokenizer.json");
-        std::fs::write(&path, model.tokenizer_file("tokenizer.json")?).map_err(|e| Error::io(&path, e))?;
-        files.push(dir.join("tokenizer.json"));
+        files.push(write_tokenizer(model, "tokenizer.json")?);
         // The version covers everything that shapes the predictions: the graphs, the
         // tokenizers and the manifest (template, label words, truncation, demonstration
         // sets, calibration), this field left empty.
