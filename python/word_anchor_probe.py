@@ -35,7 +35,12 @@ label words recomputed every step), started from the fitted head, trained togeth
 cross-entropy, scored (the layer, and the default head refitted) at each epoch count.
 `--spread` spreads the default head's probabilities over the split's train, dev and
 test inputs (label spreading, as `transductive_probe.py`), linked by the untrained and
-by the tuned encoder's neighbours. `--frozen` skips the contrastive training (the
+by the tuned encoder's neighbours. `--selftrain 32` self-trains the default on the pool:
+it labels 2,000 pool texts, keeps the M it is most confident of per class (with
+`--threshold P`, only those at probability P or more), trains the anchored encoder
+again from the untrained one on the examples and them (pair rounds scaled to keep the
+pair count) and scores the default head refitted on both and on the examples alone.
+`--frozen` skips the contrastive training (the
 untrained encoder: the prior the words carry before any tuning). `--untrained-too` scores,
 beside `words x3`, heads that also read the untrained encoder's features of the same
 inputs: its embedding (`+ untrained emb`), or its embedding and word features x3
@@ -104,7 +109,7 @@ class SupCon(torch.nn.Module):
         return -(log_prob.masked_fill(~pos, 0).sum(1)[has] / pos.sum(1)[has]).mean()
 
 
-def train(task, seed, xs, ys, frozen, loss="pairs"):
+def train(task, seed, xs, ys, frozen, loss="pairs", iterations=20):
     from datasets import Dataset
     from sentence_transformers import losses
     from setfit import SetFitModel, Trainer, TrainingArguments, trainer
@@ -121,7 +126,7 @@ def train(task, seed, xs, ys, frozen, loss="pairs"):
                 "batch-hard": {"loss": losses.BatchHardSoftMarginTripletLoss}}[loss]
         # A batch loss sees each text once an epoch (16 a step): as many steps as the pairs.
         epochs = 1 if loss == "pairs" else -(-STEPS * 16 // len(tr_x))
-        args = TrainingArguments(output_dir=scratch, save_strategy="no", batch_size=16, num_epochs=epochs, num_iterations=20,
+        args = TrainingArguments(output_dir=scratch, save_strategy="no", batch_size=16, num_epochs=epochs, num_iterations=iterations,
                                  body_learning_rate=2e-5, seed=seed, report_to="none", show_progress_bar=False, **kind)
         Trainer(model=model, args=args, train_dataset=Dataset.from_dict({"text": tr_x, "label": tr_y})).train()
         shutil.rmtree(scratch, ignore_errors=True)
@@ -368,6 +373,51 @@ def run_e2e(data, task, seed, epochs, body_lr=1e-5, head_lr=1e-3):
     return report(task, seed, started, out)
 
 
+def run_selftrain(data, task, seed, ms, threshold=0.0, pool_n=2000):
+    """Self-training with the encoder retrained, on the anchored method: the default
+    (label anchors, word-anchor head) labels `pool_n` pool texts (glue_pretrain, less the
+    split's train, dev and test texts); for each M in `ms` the M texts it is most confident
+    of per predicted class join the 16 per class, and the anchored method is trained again
+    from the untrained encoder on them, with SetFit's pair rounds scaled so the pair count
+    (and the cost) stays the default's. Scored: the default head fitted on the examples
+    and the pseudo-labelled texts (`retrain M`), and on the examples alone (`... head on
+    train`). With `threshold`, a text is kept only if the head gives its class at least
+    that probability (M is then a cap). The kept texts' accuracy against glue_pretrain's own labels is printed as an
+    analysis; nothing reads it."""
+    import json
+    from sklearn.linear_model import LogisticRegression
+
+    xs, ys = read_split(data, task, seed, "train")
+    dx, dy = read_split(data, task, seed, "dev")
+    tx, ty = read_split(data, task, seed, "test")
+    started, out = time.time(), {}
+    body = train(task, seed, xs, ys, False)
+    words = label_words(body, task)
+    k = len(words)
+    xl = np.hstack([a * b for a, b in zip((1, 3), features(body, xs, words))])
+    head = LogisticRegression(max_iter=3000).fit(xl, ys)
+    out["words x3"] = default_head(body, task, (xs, ys), (dx, dy), (tx, ty))
+    texts = pool_texts(data, task, seed, list(xs) + list(dx) + list(tx), pool_n)
+    probs = head.predict_proba(np.hstack([a * b for a, b in zip((1, 3), features(body, texts, words))]))
+    gold = {r["text_a"]: int(r["label"]) for r in json.loads(
+        (Path(data).parent / "glue_pretrain" / task / "train.json").read_text()).values()}
+    n_default = len(xs) + 4 * k
+    for m in ms:
+        keep = [i for c in range(k) for i in np.argsort(-probs[:, c])[:m]
+                if probs[i].argmax() == c and probs[i, c] >= threshold]
+        px, py = [texts[i] for i in keep], [int(probs[i].argmax()) for i in keep]
+        right = np.mean([gold.get(t) == y for t, y in zip(px, py)]) if keep else float("nan")
+        print(f"{task} seed {seed}: M={m} keeps {len(keep)}, pseudo-label accuracy {100 * right:.1f}", flush=True)
+        if not keep:
+            out[f"retrain M={m}"] = out[f"retrain M={m} head on train"] = out["words x3"]
+            continue
+        rounds = max(1, round(20 * n_default / (n_default + len(px))))
+        tuned = train(task, seed, list(xs) + px, list(ys) + py, False, iterations=rounds)
+        out[f"retrain M={m}"] = default_head(tuned, task, (list(xs) + px, list(ys) + py), (dx, dy), (tx, ty))
+        out[f"retrain M={m} head on train"] = default_head(tuned, task, (xs, ys), (dx, dy), (tx, ty))
+    return report(task, seed, started, out)
+
+
 def pooled(body, texts):
     """[n, 2H]: each text's normalised max-pooled last states and normalised [CLS] state."""
     out = []
@@ -582,6 +632,10 @@ def main():
     ap.add_argument("--spread", action="store_true",
                     help="label spreading of the default head over the split's inputs, by the untrained and by the "
                          "tuned encoder's neighbours (nothing else is scored)")
+    ap.add_argument("--selftrain", help="comma-separated M: self-training with the anchored encoder retrained on the "
+                                          "M most confident pool texts per class (2,000 drawn; nothing else is scored)")
+    ap.add_argument("--threshold", type=float, default=0.0,
+                    help="with --selftrain: keep only pool texts the head gives their class at least this probability")
     a = ap.parse_args()
     if a.zero_shot:
         print("| task | test | mask state | word max | word top-3 |\n|---|---|---|---|---|")
@@ -593,6 +647,9 @@ def main():
         if set(names) - set(LOSSES):
             ap.error(f"--losses: unknown {sorted(set(names) - set(LOSSES))}; known: {', '.join(LOSSES)}")
         rows = [run_losses(a.data, t, int(s), names) for t in a.tasks.split(",") for s in a.seeds.split(",")]
+    elif a.selftrain:
+        ms = [int(x) for x in a.selftrain.split(",")]
+        rows = [run_selftrain(a.data, t, int(s), ms, a.threshold) for t in a.tasks.split(",") for s in a.seeds.split(",")]
     elif a.spread:
         rows = [run_spread(a.data, t, int(s)) for t in a.tasks.split(",") for s in a.seeds.split(",")]
     elif a.heads:
