@@ -211,6 +211,11 @@ def ordinal_probs(xl, ys, x, k):
     return np.clip(cum[:, :-1] - cum[:, 1:], 0, None)
 
 
+def read_splits(data, task, seed):
+    """The split's train, dev and test, each as (texts, labels)."""
+    return tuple(read_split(data, task, seed, part) for part in ("train", "dev", "test"))
+
+
 def pool_texts(data, task, seed, drop, n):
     """`n` texts of glue_pretrain/<task>/train.json drawn by `seed`, less every text
     in `drop` (the split's train, dev and test)."""
@@ -226,9 +231,7 @@ def pool_texts(data, task, seed, drop, n):
 def run_losses(data, task, seed, names):
     """One encoder per contrastive loss on the same split, each with the default head
     (embedding and word-anchor features x3); dev and test accuracy of each."""
-    xs, ys = read_split(data, task, seed, "train")
-    dx, dy = read_split(data, task, seed, "dev")
-    tx, ty = read_split(data, task, seed, "test")
+    (xs, ys), (dx, dy), (tx, ty) = read_splits(data, task, seed)
     started, out = time.time(), {}
     for name in names:
         out[f"{name} words x3"] = default_head(train(task, seed, xs, ys, False, name), task, (xs, ys), (dx, dy), (tx, ty))
@@ -258,9 +261,7 @@ def run_wise(data, task, seed, alphas):
     untrained encoder's, alpha * tuned + (1 - alpha) * untrained, the label words and the
     default head (embedding and word-anchor features x3) refitted at each alpha; dev and
     test accuracy of each (alpha 1 is the default method)."""
-    xs, ys = read_split(data, task, seed, "train")
-    dx, dy = read_split(data, task, seed, "dev")
-    tx, ty = read_split(data, task, seed, "test")
+    (xs, ys), (dx, dy), (tx, ty) = read_splits(data, task, seed)
     started, out = time.time(), {}
     base = {k: v.clone() for k, v in train(task, seed, xs, ys, True).state_dict().items()}
     body = train(task, seed, xs, ys, False)
@@ -320,9 +321,7 @@ def run_e2e(data, task, seed, epochs, body_lr=1e-5, head_lr=1e-3):
     method, before the phase."""
     from sklearn.linear_model import LogisticRegression
 
-    xs, ys = read_split(data, task, seed, "train")
-    dx, dy = read_split(data, task, seed, "dev")
-    tx, ty = read_split(data, task, seed, "test")
+    (xs, ys), (dx, dy), (tx, ty) = read_splits(data, task, seed)
     started, out = time.time(), {}
     body = train(task, seed, xs, ys, False)
     enc = body[0].auto_model
@@ -382,14 +381,12 @@ def run_selftrain(data, task, seed, ms, threshold=0.0, pool_n=2000):
     (and the cost) stays the default's. Scored: the default head fitted on the examples
     and the pseudo-labelled texts (`retrain M`), and on the examples alone (`... head on
     train`). With `threshold`, a text is kept only if the head gives its class at least
-    that probability (M is then a cap). The kept texts' accuracy against glue_pretrain's own labels is printed as an
-    analysis; nothing reads it."""
+    that probability (M is then a cap). The kept texts' accuracy against glue_pretrain's
+    own labels is printed as an analysis; nothing reads it."""
     import json
     from sklearn.linear_model import LogisticRegression
 
-    xs, ys = read_split(data, task, seed, "train")
-    dx, dy = read_split(data, task, seed, "dev")
-    tx, ty = read_split(data, task, seed, "test")
+    (xs, ys), (dx, dy), (tx, ty) = read_splits(data, task, seed)
     started, out = time.time(), {}
     body = train(task, seed, xs, ys, False)
     words = label_words(body, task)
@@ -433,9 +430,7 @@ def run_heads(data, task, seed):
     its class); with the max-pooled states and with the [CLS] state beside the mean."""
     from sklearn.linear_model import LogisticRegression
 
-    xs, ys = read_split(data, task, seed, "train")
-    dx, dy = read_split(data, task, seed, "dev")
-    tx, ty = read_split(data, task, seed, "test")
+    (xs, ys), (dx, dy), (tx, ty) = read_splits(data, task, seed)
     started, out = time.time(), {}
     body = train(task, seed, xs, ys, False)
     words = label_words(body, task)
@@ -467,9 +462,7 @@ def run_spread(data, task, seed, ks=(5, 10), alphas=(0.2, 0.5)):
     from sklearn.linear_model import LogisticRegression
     from transductive_probe import spread
 
-    xs, ys = read_split(data, task, seed, "train")
-    dx, dy = read_split(data, task, seed, "dev")
-    tx, ty = read_split(data, task, seed, "test")
+    (xs, ys), (dx, dy), (tx, ty) = read_splits(data, task, seed)
     started, out = time.time(), {}
     untrained = train(task, seed, xs, ys, True)
     base_emb = np.vstack([features(untrained, x, label_words(untrained, task))[0] for x in (xs, dx, tx)])
@@ -499,9 +492,7 @@ def run_spread(data, task, seed, ks=(5, 10), alphas=(0.2, 0.5)):
 
 
 def run(data, task, seed, frozen, mask, bodies=1, untrained_too=False, layer=None, pool=0, ordinal=False):
-    xs, ys = read_split(data, task, seed, "train")
-    dx, dy = read_split(data, task, seed, "dev")
-    tx, ty = read_split(data, task, seed, "test")
+    (xs, ys), (dx, dy), (tx, ty) = read_splits(data, task, seed)
     started = time.time()
     body = train(task, seed, xs, ys, frozen)
     words = label_words(body, task)
