@@ -84,6 +84,8 @@ def anchor_texts(task):
 # Contrastive losses for --losses: SetFit's default (cosine similarity on sampled pairs)
 # and two that read whole batches of labelled texts instead of pairs.
 LOSSES = ("pairs", "supcon", "batch-hard")
+ROUNDS = 20  # SetFit's pair rounds (num_iterations), the library's default
+ANCHOR_COPIES = 4  # each label anchor's copies among the labelled texts
 STEPS = 100  # the pairs loss's optimizer steps at 20 rounds; the batch losses get as many
 
 
@@ -109,7 +111,7 @@ class SupCon(torch.nn.Module):
         return -(log_prob.masked_fill(~pos, 0).sum(1)[has] / pos.sum(1)[has]).mean()
 
 
-def train(task, seed, xs, ys, frozen, loss="pairs", iterations=20):
+def train(task, seed, xs, ys, frozen, loss="pairs", iterations=ROUNDS):
     from datasets import Dataset
     from sentence_transformers import losses
     from setfit import SetFitModel, Trainer, TrainingArguments, trainer
@@ -119,8 +121,8 @@ def train(task, seed, xs, ys, frozen, loss="pairs", iterations=20):
     model = SetFitModel.from_pretrained(default_model())
     if not frozen:
         anchors = anchor_texts(task)
-        tr_x = list(xs) + anchors * 4
-        tr_y = list(ys) + list(range(len(anchors))) * 4
+        tr_x = list(xs) + anchors * ANCHOR_COPIES
+        tr_y = list(ys) + list(range(len(anchors))) * ANCHOR_COPIES
         scratch = tempfile.mkdtemp(prefix="setfit-")
         kind = {"pairs": {}, "supcon": {"loss": SupCon},
                 "batch-hard": {"loss": losses.BatchHardSoftMarginTripletLoss}}[loss]
@@ -216,14 +218,20 @@ def read_splits(data, task, seed):
     return tuple(read_split(data, task, seed, part) for part in ("train", "dev", "test"))
 
 
+def pretrain_labels(data, task):
+    """glue_pretrain/<task>/train.json, the task's unlabeled text: {text: its label}."""
+    import json
+
+    path = Path(data).parent / "glue_pretrain" / task / "train.json"
+    return {r["text_a"]: r["label"] for r in json.loads(path.read_text()).values()}
+
+
 def pool_texts(data, task, seed, drop, n):
     """`n` texts of glue_pretrain/<task>/train.json drawn by `seed`, less every text
     in `drop` (the split's train, dev and test)."""
-    import json
     import random
 
-    path = Path(data).parent / "glue_pretrain" / task / "train.json"
-    texts = sorted({r["text_a"] for r in json.loads(path.read_text()).values()} - set(drop))
+    texts = sorted(set(pretrain_labels(data, task)) - set(drop))
     random.Random(seed).shuffle(texts)
     return texts[:n]
 
@@ -238,16 +246,31 @@ def run_losses(data, task, seed, names):
     return report(task, seed, started, out)
 
 
-def default_head(body, task, train_split, dev_split, test_split):
-    """Dev and test accuracy of the default head (embedding and word-anchor features x3,
-    logistic regression) fitted on the training split with `body`."""
+def head_input(body, texts, words):
+    """The default head's input: [n, H + 4C], the embedding and the word-anchor features x3."""
+    e, f = features(body, texts, words)
+    return np.hstack([e, 3 * f])
+
+
+def fit_default(body, task, xs, ys):
+    """The default head (logistic regression on `head_input`) fitted on (xs, ys) with
+    `body`, and the label words it reads."""
     from sklearn.linear_model import LogisticRegression
 
     words = label_words(body, task)
-    (xs, ys), (dx, dy), (tx, ty) = train_split, dev_split, test_split
-    xl, xd, xt = (np.hstack([e, 3 * f]) for e, f in (features(body, x, words) for x in (xs, dx, tx)))
-    h = LogisticRegression(max_iter=3000).fit(xl, ys)
-    return (100 * float((h.predict(xd) == np.array(dy)).mean()), 100 * float((h.predict(xt) == np.array(ty)).mean()))
+    return LogisticRegression(max_iter=3000).fit(head_input(body, xs, words), ys), words
+
+
+def accuracies(head, body, words, *splits):
+    """Accuracy in percent of a default head on each (texts, labels) split."""
+    return tuple(100 * float((head.predict(head_input(body, x, words)) == np.array(y)).mean()) for x, y in splits)
+
+
+def default_head(body, task, train_split, dev_split, test_split):
+    """Dev and test accuracy of the default head (embedding and word-anchor features x3,
+    logistic regression) fitted on the training split with `body`."""
+    head, words = fit_default(body, task, *train_split)
+    return accuracies(head, body, words, dev_split, test_split)
 
 
 def report(task, seed, started, out):
@@ -383,32 +406,26 @@ def run_selftrain(data, task, seed, ms, threshold=0.0, pool_n=2000):
     train`). With `threshold`, a text is kept only if the head gives its class at least
     that probability (M is then a cap). The kept texts' accuracy against glue_pretrain's
     own labels is printed as an analysis; nothing reads it."""
-    import json
-    from sklearn.linear_model import LogisticRegression
-
     (xs, ys), (dx, dy), (tx, ty) = read_splits(data, task, seed)
     started, out = time.time(), {}
     body = train(task, seed, xs, ys, False)
-    words = label_words(body, task)
+    head, words = fit_default(body, task, xs, ys)
     k = len(words)
-    xl = np.hstack([a * b for a, b in zip((1, 3), features(body, xs, words))])
-    head = LogisticRegression(max_iter=3000).fit(xl, ys)
-    out["words x3"] = default_head(body, task, (xs, ys), (dx, dy), (tx, ty))
+    out["words x3"] = accuracies(head, body, words, (dx, dy), (tx, ty))
     texts = pool_texts(data, task, seed, list(xs) + list(dx) + list(tx), pool_n)
-    probs = head.predict_proba(np.hstack([a * b for a, b in zip((1, 3), features(body, texts, words))]))
-    gold = {r["text_a"]: int(r["label"]) for r in json.loads(
-        (Path(data).parent / "glue_pretrain" / task / "train.json").read_text()).values()}
-    n_default = len(xs) + 4 * k
+    probs = head.predict_proba(head_input(body, texts, words))
+    gold = pretrain_labels(data, task)
+    n_default = len(xs) + ANCHOR_COPIES * k
     for m in ms:
         keep = [i for c in range(k) for i in np.argsort(-probs[:, c])[:m]
                 if probs[i].argmax() == c and probs[i, c] >= threshold]
         px, py = [texts[i] for i in keep], [int(probs[i].argmax()) for i in keep]
-        right = np.mean([gold.get(t) == y for t, y in zip(px, py)]) if keep else float("nan")
+        right = np.mean([int(gold[t]) == y for t, y in zip(px, py)]) if keep else float("nan")
         print(f"{task} seed {seed}: M={m} keeps {len(keep)}, pseudo-label accuracy {100 * right:.1f}", flush=True)
         if not keep:
             out[f"retrain M={m}"] = out[f"retrain M={m} head on train"] = out["words x3"]
             continue
-        rounds = max(1, round(20 * n_default / (n_default + len(px))))
+        rounds = max(1, round(ROUNDS * n_default / (n_default + len(px))))
         tuned = train(task, seed, list(xs) + px, list(ys) + py, False, iterations=rounds)
         out[f"retrain M={m}"] = default_head(tuned, task, (list(xs) + px, list(ys) + py), (dx, dy), (tx, ty))
         out[f"retrain M={m} head on train"] = default_head(tuned, task, (xs, ys), (dx, dy), (tx, ty))
@@ -436,7 +453,7 @@ def run_heads(data, task, seed):
     words = label_words(body, task)
     anchors = anchor_texts(task)
     splits = (xs, dx, tx, anchors)
-    base = [np.hstack([e, 3 * f]) for e, f in (features(body, x, words) for x in splits)]
+    base = [head_input(body, x, words) for x in splits]
     more = [pooled(body, x) for x in splits]
     h = body[0].auto_model.config.hidden_size
     ya = np.arange(len(anchors))
@@ -545,7 +562,7 @@ def run(data, task, seed, frozen, mask, bodies=1, untrained_too=False, layer=Non
             out["ordinal words x3"] = (100 * float((pd_.argmax(1) == dy).mean()), 100 * float((pt_.argmax(1) == ty).mean()))
         if pool:
             texts = pool_texts(data, task, seed, list(xs) + list(dx) + list(tx), pool)
-            xp = np.hstack([a * b for a, b in zip((1, 3), features(body, texts, words))])
+            xp = head_input(body, texts, words)
             probs = LogisticRegression(max_iter=3000).fit(xl, ys).predict_proba(xp)
             for m in (16, 64):
                 keep = [i for c in range(k) for i in np.argsort(-probs[:, c])[:m] if probs[i].argmax() == c]
