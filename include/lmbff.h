@@ -523,7 +523,9 @@ lmbff_predictor_params lmbff_predictor_default_params(void);
  Opens the export directory `export_dir` (written by lmbff_export or `lmbff export`).
  `params` may be NULL for the defaults. On success *out holds a predictor to free with
  lmbff_predictor_free. Loads ONNX Runtime; never loads libtorch. A directory that does
- not exist is LMBFF_ERR_IO; one without an export manifest, LMBFF_ERR_FORMAT.
+ not exist (or is a file) is LMBFF_ERR_IO; one without an export manifest, or with a
+ file that does not hold (a model.onnx ONNX Runtime cannot load, a missing
+ tokenizer), LMBFF_ERR_FORMAT; an empty path, LMBFF_ERR_INVALID_ARGUMENT.
 
  # Safety
  `export_dir` is a NUL-terminated string; `params` is NULL or points to params from
@@ -883,8 +885,10 @@ lmbff_status lmbff_train_start(lmbff_task *task,
                                lmbff_run **out);
 
 /*
- State of a run (LMBFF_RUN_*) and its progress (`step` of `total`); any output
- pointer may be NULL. Never blocks.
+ State of a run (LMBFF_RUN_*) and its progress (`step` of `total`; `total` is 0
+ until the run reports its first step, since the schedule depends on the method it
+ takes, and a stage's total may differ from the next's); any output pointer may be
+ NULL. Never blocks.
 
  # Safety
  `run` is a live run; output pointers are NULL or valid.
@@ -906,7 +910,9 @@ lmbff_status lmbff_run_cancel(const lmbff_run *run);
  names the new model version) or the run's error, with its message. Any number of
  threads may wait (none may free the run before they all return). Called from the
  run's own progress or log callback it returns LMBFF_ERR_INVALID_ARGUMENT at once
- (that thread is the run).
+ (that thread is the run), and so it does from another run's callback while this run
+ has not ended (the process trains one run at a time, and the calling run keeps the
+ turn until its callback returns).
 
  # Safety
  `run` is a live run.
@@ -938,7 +944,9 @@ void lmbff_run_free(lmbff_run *run);
  Trains synchronously (start, then wait) and copies the new version's name into
  `version` (capacity `capacity` bytes, NUL included; may be NULL to skip). A buffer too
  small for the name is an LMBFF_ERR_INVALID_ARGUMENT whose message names the version,
- which is trained and saved all the same.
+ which is trained and saved all the same. Called from a run's progress or log
+ callback it is LMBFF_ERR_INVALID_ARGUMENT at once, nothing started (it would wait
+ for the run whose callback it is in): use lmbff_train_start there.
 
  # Safety
  As lmbff_train_start; `version` is NULL or holds `capacity` bytes.
@@ -989,8 +997,9 @@ lmbff_status lmbff_task_export(lmbff_task *task,
                                bool fp16);
 
 /*
- Sets libtorch's intra-op threads for training. Process-wide: it affects every run in
- the process (and any other libtorch user in it).
+ Sets libtorch's intra-op threads for training: 1 to 256 (libtorch starts them at
+ once), anything else is LMBFF_ERR_INVALID_ARGUMENT. Process-wide: it affects every
+ run in the process (and any other libtorch user in it).
  */
 lmbff_status lmbff_set_torch_threads(uint32_t threads);
 

@@ -253,6 +253,30 @@ fn bad_opens_and_null_frees() {
         let missing = CString::new("/nonexistent/export").unwrap();
         assert_eq!(lmbff_predictor_open(missing.as_ptr(), null(), &mut p), LMBFF_ERR_IO);
         assert!(last_error().contains("does not exist") && p.is_null());
+        // A file is named as one; an export whose files do not hold is FORMAT, named.
+        let file = CString::new("/etc/hostname").unwrap();
+        assert_eq!(lmbff_predictor_open(file.as_ptr(), null(), &mut p), LMBFF_ERR_IO);
+        assert!(last_error().contains("this is a file, not the export directory"), "{}", last_error());
+        let src = std::path::PathBuf::from(dir.to_str().unwrap());
+        let broken = |name: &str, f: &dyn Fn(&std::path::Path)| {
+            let d = common::tempdir(name).join("export");
+            std::fs::create_dir_all(&d).unwrap();
+            for e in std::fs::read_dir(&src).unwrap().map(Result::unwrap).filter(|e| e.path().is_file()) {
+                std::fs::copy(e.path(), d.join(e.file_name())).unwrap();
+            }
+            f(&d);
+            CString::new(d.to_str().unwrap()).unwrap()
+        };
+        let cut = broken("ffi-cut-onnx", &|d| {
+            let bytes = std::fs::read(d.join("model.onnx")).unwrap();
+            std::fs::write(d.join("model.onnx"), &bytes[..bytes.len() / 3]).unwrap();
+        });
+        assert_eq!(lmbff_predictor_open(cut.as_ptr(), null(), &mut p), LMBFF_ERR_FORMAT, "{}", last_error());
+        assert!(last_error().contains("cannot load it as an ONNX model"), "{}", last_error());
+        let no_tok = broken("ffi-no-tokenizer", &|d| std::fs::remove_file(d.join("tokenizer.json")).unwrap());
+        assert_eq!(lmbff_predictor_open(no_tok.as_ptr(), null(), &mut p), LMBFF_ERR_FORMAT, "{}", last_error());
+        assert!(last_error().contains("tokenizer.json"), "{}", last_error());
+        assert!(p.is_null());
         assert_eq!(lmbff_predictor_open(null(), null(), &mut p), LMBFF_ERR_INVALID_ARGUMENT);
         assert_eq!(lmbff_predictor_open(dir.as_ptr(), null(), std::ptr::null_mut()), LMBFF_ERR_INVALID_ARGUMENT);
         let mut params = lmbff_predictor_default_params();

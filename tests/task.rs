@@ -101,6 +101,20 @@ fn a_save_never_replaces_what_it_has_not_seen() {
     let relative = dir.join("..").join("t");
     b.add_unlabeled("by another path", None).unwrap();
     b.save(&relative).unwrap();
+    // A backup copy saved elsewhere keeps the first folder the handle's own, both ways,
+    // and a writer that saves the first folder meanwhile is still caught.
+    let backup = dir.parent().unwrap().join("backup");
+    b.save(&backup).unwrap();
+    b.add_unlabeled("after the backup", None).unwrap();
+    b.save(&dir).unwrap();
+    b.save(&backup).unwrap();
+    let mut from_backup = Task::open(&backup).unwrap();
+    from_backup.save(&dir.parent().unwrap().join("copy")).unwrap();
+    from_backup.add_unlabeled("back in the backup", None).unwrap();
+    from_backup.save(&backup).unwrap();
+    b.add_unlabeled("behind the backup", None).unwrap();
+    assert!(matches!(b.save(&backup), Err(lmbff::Error::Conflict(_))), "b has not seen from_backup's save");
+    b.save(&dir).unwrap();
 
     // Six handles saving at once: whatever wins, the file is one of them, whole.
     let handles: Vec<Task> = (0..6)
@@ -193,6 +207,13 @@ fn reads_format_1_files_and_refuses_newer_ones() {
     let text = std::fs::read_to_string(common::root().join("tests/data/task-v1/task.json")).unwrap();
     std::fs::write(dir.join("task.json"), text.replace("\"format_version\": 1", "\"format_version\": 3")).unwrap();
     assert!(Task::open(&dir).unwrap_err().to_string().contains("task format version 3"));
+}
+
+/// The task's versions as lmbff_task_versions lists them.
+unsafe fn versions(t: *mut lmbff_task) -> String {
+    let mut list = vec![0 as c_char; 4096];
+    assert_eq!(lmbff_task_versions(t, list.as_mut_ptr(), list.len(), null_mut()), LMBFF_OK, "{}", last_error());
+    CStr::from_ptr(list.as_ptr()).to_string_lossy().into_owned()
 }
 
 fn last_error() -> String {
@@ -300,16 +321,19 @@ extern "C" fn stop_at_5(_stage: i32, step: usize, _total: usize, _loss: f64, _me
     step < 5
 }
 
-/// What `on_self` saw: the run (set once started), and the status its own wait returned.
+/// What `on_self` saw: the run (set once started), and the status its own wait (or its
+/// nested lmbff_train on `train_task`) returned, with the message.
 #[derive(Default)]
 struct SelfCall {
     run: std::sync::atomic::AtomicPtr<lmbff_run>,
     free: bool,
-    status: std::sync::Mutex<Option<lmbff_status>>,
+    train_task: std::sync::atomic::AtomicPtr<lmbff_task>,
+    status: std::sync::Mutex<Option<(lmbff_status, String)>>,
     done: std::sync::atomic::AtomicBool,
 }
 
-/// A progress callback that waits on (or frees) its own run, once the run is known.
+/// A progress callback that waits on (or frees) its own run, once the run is known, or
+/// trains its task again synchronously.
 extern "C" fn on_self(_stage: i32, _step: usize, _total: usize, _loss: f64, _metric: f64, user_data: *mut std::ffi::c_void) -> bool {
     use std::sync::atomic::Ordering::SeqCst;
     let s = unsafe { &*(user_data as *const SelfCall) };
@@ -317,10 +341,14 @@ extern "C" fn on_self(_stage: i32, _step: usize, _total: usize, _loss: f64, _met
     if run.is_null() || s.done.load(SeqCst) {
         return !s.done.load(SeqCst);
     }
+    let task = s.train_task.load(SeqCst);
     if s.free {
         unsafe { lmbff_run_free(run) };
+    } else if !task.is_null() {
+        let status = unsafe { lmbff_train(task, &lmbff_train_default_params(), None, null_mut(), null_mut(), 0) };
+        *s.status.lock().unwrap() = Some((status, last_error()));
     } else {
-        *s.status.lock().unwrap() = Some(unsafe { lmbff_run_wait(run) });
+        *s.status.lock().unwrap() = Some((unsafe { lmbff_run_wait(run) }, last_error()));
     }
     s.done.store(true, SeqCst);
     false
@@ -424,9 +452,23 @@ fn train_versions_and_export_through_the_c_abi() {
                 continue;
             }
             assert_eq!(lmbff_run_wait(run), LMBFF_ERR_CANCELLED);
-            assert_eq!(*me.status.lock().unwrap(), Some(LMBFF_ERR_INVALID_ARGUMENT));
+            assert_eq!(me.status.lock().unwrap().as_ref().map(|s| s.0), Some(LMBFF_ERR_INVALID_ARGUMENT));
             lmbff_run_free(run);
         }
+        // A synchronous train from a run's callback would wait for the run it is called
+        // from (the process trains one run at a time): refused at once, nothing started.
+        let me: &'static SelfCall = Box::leak(Box::new(SelfCall::default()));
+        me.train_task.store(t, SeqCst);
+        let versions_before = versions(t);
+        let mut run = null_mut();
+        assert_eq!(lmbff_train_start(t, &tp, Some(on_self), me as *const SelfCall as *mut _, &mut run), LMBFF_OK);
+        me.run.store(run, SeqCst);
+        assert_eq!(lmbff_run_wait(run), LMBFF_ERR_CANCELLED, "the callback stopped its run");
+        let (status, message) = me.status.lock().unwrap().clone().expect("the callback ran");
+        assert_eq!(status, LMBFF_ERR_INVALID_ARGUMENT);
+        assert!(message.contains("lmbff_train called from a run's progress or log callback"), "{message}");
+        assert_eq!(versions(t), versions_before, "no version from either run");
+        lmbff_run_free(run);
 
         // Warm start from v1 gives v2; bad settings are named.
         tp.steps = 4;
@@ -1126,6 +1168,12 @@ fn misuse_through_the_c_abi_loses_nothing() {
         let gone = CString::new(dir.join("no-such-task").to_str().unwrap()).unwrap();
         assert_eq!(lmbff_task_open(gone.as_ptr(), &mut other), LMBFF_ERR_IO);
         assert!(last_error().contains("does not exist"), "{}", last_error());
+        // A file where the folder should be is named as one, not as missing.
+        let file = dir.join("a-file");
+        std::fs::write(&file, "").unwrap();
+        let cfile = CString::new(file.to_str().unwrap()).unwrap();
+        assert_eq!(lmbff_task_open(cfile.as_ptr(), &mut other), LMBFF_ERR_IO);
+        assert!(last_error().contains("this is a file, not the directory"), "{}", last_error());
         let bare = CString::new(dir.to_str().unwrap()).unwrap();
         assert_eq!(lmbff_task_open(bare.as_ptr(), &mut other), LMBFF_ERR_FORMAT, "{}", last_error());
         // A message that would echo a 1 MB argument keeps its first 4 KiB and says so.
@@ -1203,7 +1251,7 @@ fn misuse_through_the_c_abi_loses_nothing() {
         assert_eq!(counts, [1, 2], "nothing overwritten");
         lmbff_task_free(t);
         let cases: [(&str, &dyn Fn(&mut serde_json::Value), &str); 4] = [
-            ("dup-ids", &|v| v["items"][1]["id"] = v["items"][0]["id"].clone(), "share an id"),
+            ("dup-ids", &|v| v["items"][1]["id"] = v["items"][0]["id"].clone(), "two items have id"),
             ("bad-words", &|v| v["spec"]["label_words"] = serde_json::json!(["terrible"]), "2 labels but 1 label words"),
             ("bad-template", &|v| v["spec"]["template"] = "{text} It was.".into(), "settings do not hold"),
             ("newer", &|v| v["format_version"] = 99.into(), "format version 99"),

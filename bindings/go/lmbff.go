@@ -22,6 +22,7 @@ import (
 	"math"
 	"runtime"
 	"strings"
+	"sync"
 	"time"
 	"unsafe"
 )
@@ -66,6 +67,21 @@ func check(s C.lmbff_status) error {
 	return &Error{Code: int(s), Name: name, Message: C.GoString(C.lmbff_last_error())}
 }
 
+// invalid is an INVALID_ARGUMENT error made by the binding, for a value it cannot pass
+// to C as it is.
+func invalid(format string, args ...interface{}) error {
+	return &Error{Code: int(C.LMBFF_ERR_INVALID_ARGUMENT), Name: "INVALID_ARGUMENT", Message: fmt.Sprintf(format, args...)}
+}
+
+// uint32Arg is n for a uint32_t field of the C ABI; a negative n, or one past its
+// range, is an error naming it (rather than wrapping into another number).
+func uint32Arg(name string, n int) (C.uint32_t, error) {
+	if n < 0 || uint64(n) > math.MaxUint32 {
+		return 0, invalid("%s is %d: give 0 to %d", name, n, uint32(math.MaxUint32))
+	}
+	return C.uint32_t(n), nil
+}
+
 // Version is the library version.
 func Version() string { return C.GoString(C.lmbff_version_string()) }
 
@@ -82,7 +98,11 @@ func HasTraining() bool { return bool(C.lmbff_has_training()) }
 // SetTorchThreads sets libtorch's intra-op threads for training (at least 1).
 // Process-wide: it affects every run in the process.
 func SetTorchThreads(n int) error {
-	return call(func() C.lmbff_status { return C.lmbff_set_torch_threads(C.uint32_t(n)) })
+	threads, err := uint32Arg("threads", n)
+	if err != nil {
+		return err
+	}
+	return call(func() C.lmbff_status { return C.lmbff_set_torch_threads(threads) })
 }
 
 // ExportCheckpoint writes a trained checkpoint directory (a `lmbff train --out`
@@ -91,46 +111,59 @@ func SetTorchThreads(n int) error {
 func ExportCheckpoint(checkpointDir, outDir string, fp16 bool) error {
 	var cs cstrings
 	defer cs.free()
-	return call(func() C.lmbff_status { return C.lmbff_export(cs.add(checkpointDir), cs.add(outDir), C.bool(fp16)) })
+	from, to := cs.add("checkpointDir", checkpointDir), cs.add("outDir", outDir)
+	if cs.err != nil {
+		return cs.err
+	}
+	return call(func() C.lmbff_status { return C.lmbff_export(from, to, C.bool(fp16)) })
 }
 
-// cstrings holds C copies of Go strings until Free.
-type cstrings []*C.char
+// cstrings holds C copies of Go strings until free. A C string ends at its first NUL,
+// so a Go string holding one would reach lmbff cut short: the first such string is
+// kept in err, naming it, and the caller returns err instead of calling lmbff.
+type cstrings struct {
+	ptrs []*C.char
+	err  error
+}
 
-func (c *cstrings) add(s string) *C.char {
+// add copies s, the argument called name.
+func (c *cstrings) add(name, s string) *C.char {
+	if i := strings.IndexByte(s, 0); i >= 0 && c.err == nil {
+		c.err = invalid("%s holds a NUL byte at byte %d: C strings end there, so lmbff would read only what comes before it", name, i)
+	}
 	p := C.CString(s)
-	*c = append(*c, p)
+	c.ptrs = append(c.ptrs, p)
 	return p
 }
 
 // ptr is add for an optional string: nil gives NULL.
-func (c *cstrings) ptr(s *string) *C.char {
+func (c *cstrings) ptr(name string, s *string) *C.char {
 	if s == nil {
 		return nil
 	}
-	return c.add(*s)
+	return c.add(name, *s)
 }
 
 // opt is add, with "" as NULL (the library's default).
-func (c *cstrings) opt(s string) *C.char {
+func (c *cstrings) opt(name, s string) *C.char {
 	if s == "" {
 		return nil
 	}
-	return c.add(s)
+	return c.add(name, s)
 }
 
-func (c *cstrings) array(ss []string) **C.char {
+func (c *cstrings) array(name string, ss []string) **C.char {
 	arr := (**C.char)(C.malloc(C.size_t(len(ss)+1) * C.size_t(unsafe.Sizeof(uintptr(0)))))
 	view := unsafe.Slice(arr, len(ss)+1)
 	for i, s := range ss {
-		view[i] = c.add(s)
+		view[i] = c.add(fmt.Sprintf("%s[%d]", name, i), s)
 	}
-	*c = append(*c, (*C.char)(unsafe.Pointer(arr)))
+	c.ptrs = append(c.ptrs, (*C.char)(unsafe.Pointer(arr)))
 	return arr
 }
 
-func (c cstrings) free() {
-	for _, p := range c {
+func (c *cstrings) free() {
+	for _, p := range c.ptrs {
 		C.free(unsafe.Pointer(p))
 	}
 }
@@ -169,8 +202,10 @@ type Prediction struct {
 	Entropy float32 // nats
 }
 
-// Predictor serves an export directory; safe for concurrent use.
+// Predictor serves an export directory; safe for concurrent use, Close included: it
+// waits for the calls in flight, and later calls fail with "predictor is closed".
 type Predictor struct {
+	mu     sync.RWMutex // held for reading by every call on p, for writing by Close
 	p      *C.lmbff_predictor
 	Labels []string
 	// MultiLabel: Probs are each label's own probability (one yes/no prompt or head per label).
@@ -200,16 +235,31 @@ func OpenPredictorWith(exportDir string, o PredictorOptions) (*Predictor, error)
 	if err := call(func() C.lmbff_status { return C.lmbff_predictor_params_init(&params, C.size_t(unsafe.Sizeof(params))) }); err != nil {
 		return nil, err
 	}
-	params.threads = C.uint32_t(o.Threads)
+	threads, err := uint32Arg("Threads", o.Threads)
+	if err != nil {
+		return nil, err
+	}
+	params.threads = threads
+	if o.Sessions < 0 || o.MaxBatch < 0 {
+		return nil, invalid("Sessions %d and MaxBatch %d: give at least 1, or 0 for the default", o.Sessions, o.MaxBatch)
+	}
 	if o.Sessions > 0 {
-		params.sessions = C.uint32_t(o.Sessions)
+		if params.sessions, err = uint32Arg("Sessions", o.Sessions); err != nil {
+			return nil, err
+		}
 	}
 	if o.MaxBatch > 0 {
-		params.max_batch = C.uint32_t(o.MaxBatch)
+		if params.max_batch, err = uint32Arg("MaxBatch", o.MaxBatch); err != nil {
+			return nil, err
+		}
 	}
-	params.ort_library = cs.opt(o.ORTLibrary)
+	params.ort_library = cs.opt("ORTLibrary", o.ORTLibrary)
+	dir := cs.add("exportDir", exportDir)
+	if cs.err != nil {
+		return nil, cs.err
+	}
 	var p *C.lmbff_predictor
-	if err := call(func() C.lmbff_status { return C.lmbff_predictor_open(cs.add(exportDir), &params, &p) }); err != nil {
+	if err := call(func() C.lmbff_status { return C.lmbff_predictor_open(dir, &params, &p) }); err != nil {
 		return nil, err
 	}
 	out := &Predictor{p: p, MultiLabel: bool(C.lmbff_predictor_multi_label(p))}
@@ -238,9 +288,6 @@ func (p *Predictor) Predict(texts []string) ([]Prediction, error) {
 // PredictBatch predicts texts, paired with textsB for two-sentence templates (nil
 // otherwise), and keeps the results for Get, Score and LabelStudioJSON; Close them.
 func (p *Predictor) PredictBatch(texts, textsB []string) (*Predictions, error) {
-	if p.p == nil {
-		return nil, errors.New("lmbff: predictor is closed")
-	}
 	if textsB != nil && len(textsB) != len(texts) {
 		return nil, fmt.Errorf("lmbff: %d texts but %d second texts", len(texts), len(textsB))
 	}
@@ -248,17 +295,29 @@ func (p *Predictor) PredictBatch(texts, textsB []string) (*Predictions, error) {
 	defer cs.free()
 	var b **C.char
 	if textsB != nil {
-		b = cs.array(textsB)
+		b = cs.array("textsB", textsB)
+	}
+	a := cs.array("texts", texts)
+	if cs.err != nil {
+		return nil, cs.err
+	}
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if p.p == nil {
+		return nil, invalid("the predictor is closed")
 	}
 	var r *C.lmbff_predictions
-	if err := call(func() C.lmbff_status { return C.lmbff_predict(p.p, cs.array(texts), b, C.size_t(len(texts)), &r) }); err != nil {
+	if err := call(func() C.lmbff_status { return C.lmbff_predict(p.p, a, b, C.size_t(len(texts)), &r) }); err != nil {
 		return nil, err
 	}
 	return &Predictions{r: r, p: p}, nil
 }
 
-// Close frees the predictor.
+// Close frees the predictor once the calls in flight have returned; Predictions already
+// made stay readable.
 func (p *Predictor) Close() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	if p.p != nil {
 		C.lmbff_predictor_free(p.p)
 		p.p = nil
@@ -314,12 +373,17 @@ func (r *Predictions) Score(i int) (float32, error) {
 // "type": "choices", "value": {"choices": [label]}}]}, one per input. modelVersion ""
 // takes the export's. The predictor must still be open.
 func (r *Predictions) LabelStudioJSON(fromName, toName, modelVersion string) ([]byte, error) {
-	if r.p.p == nil {
-		return nil, errors.New("lmbff: predictor is closed")
-	}
 	var cs cstrings
 	defer cs.free()
-	from, to, version := cs.add(fromName), cs.add(toName), cs.opt(modelVersion)
+	from, to, version := cs.add("fromName", fromName), cs.add("toName", toName), cs.opt("modelVersion", modelVersion)
+	if cs.err != nil {
+		return nil, cs.err
+	}
+	r.p.mu.RLock()
+	defer r.p.mu.RUnlock()
+	if r.p.p == nil {
+		return nil, invalid("the predictor is closed")
+	}
 	return copyOut(func(buf *C.char, capacity C.size_t, needed *C.size_t) C.lmbff_status {
 		return C.lmbff_predictions_label_studio_json(r.p.p, r.r, from, to, version, buf, capacity, needed)
 	})
@@ -389,11 +453,14 @@ func CreateTask(p TaskParams) (*Task, error) {
 	if err := call(func() C.lmbff_status { return C.lmbff_task_params_init(&params, C.size_t(unsafe.Sizeof(params))) }); err != nil {
 		return nil, err
 	}
-	params.model_dir = cs.add(p.ModelDir)
-	params.template_ = cs.opt(p.Template)
-	params.labels = cs.array(p.Labels)
+	params.model_dir = cs.add("ModelDir", p.ModelDir)
+	params.template_ = cs.opt("Template", p.Template)
+	params.labels = cs.array("Labels", p.Labels)
 	if p.LabelWords != nil {
-		params.label_words = cs.array(p.LabelWords)
+		params.label_words = cs.array("LabelWords", p.LabelWords)
+	}
+	if cs.err != nil {
+		return nil, cs.err
 	}
 	params.num_labels = C.size_t(len(p.Labels))
 	if p.MultiLabel {
@@ -404,8 +471,14 @@ func CreateTask(p TaskParams) (*Task, error) {
 		params.regression_low = C.float(p.Range[0])
 		params.regression_high = C.float(p.Range[1])
 	}
+	if p.MaxLen < 0 {
+		return nil, invalid("MaxLen is %d: give a length in tokens, or 0 for 128", p.MaxLen)
+	}
 	if p.MaxLen > 0 {
-		params.max_len = C.uint32_t(p.MaxLen)
+		var err error
+		if params.max_len, err = uint32Arg("MaxLen", p.MaxLen); err != nil {
+			return nil, err
+		}
 	}
 	var t *C.lmbff_task
 	if err := call(func() C.lmbff_status { return C.lmbff_task_create(&params, &t) }); err != nil {
@@ -418,8 +491,12 @@ func CreateTask(p TaskParams) (*Task, error) {
 func OpenTask(dir string) (*Task, error) {
 	var cs cstrings
 	defer cs.free()
+	d := cs.add("dir", dir)
+	if cs.err != nil {
+		return nil, cs.err
+	}
 	var t *C.lmbff_task
-	if err := call(func() C.lmbff_status { return C.lmbff_task_open(cs.add(dir), &t) }); err != nil {
+	if err := call(func() C.lmbff_status { return C.lmbff_task_open(d, &t) }); err != nil {
 		return nil, err
 	}
 	return wrapTask(t), nil
@@ -439,10 +516,12 @@ func (t *Task) AddExamplePair(text, textB, label string) (uint64, error) {
 func (t *Task) addExample(text string, textB *string, label string) (uint64, error) {
 	var cs cstrings
 	defer cs.free()
+	a, b, l := cs.add("text", text), cs.ptr("textB", textB), cs.add("label", label)
+	if cs.err != nil {
+		return 0, cs.err
+	}
 	var id C.uint64_t
-	err := call(func() C.lmbff_status {
-		return C.lmbff_task_add_example(t.t, cs.add(text), cs.ptr(textB), cs.add(label), &id)
-	})
+	err := call(func() C.lmbff_status { return C.lmbff_task_add_example(t.t, a, b, l, &id) })
 	return uint64(id), err
 }
 
@@ -459,8 +538,12 @@ func (t *Task) AddUnlabeledPair(text, textB string) (uint64, error) {
 func (t *Task) addUnlabeled(text string, textB *string) (uint64, error) {
 	var cs cstrings
 	defer cs.free()
+	a, b := cs.add("text", text), cs.ptr("textB", textB)
+	if cs.err != nil {
+		return 0, cs.err
+	}
 	var id C.uint64_t
-	err := call(func() C.lmbff_status { return C.lmbff_task_add_unlabeled(t.t, cs.add(text), cs.ptr(textB), &id) })
+	err := call(func() C.lmbff_status { return C.lmbff_task_add_unlabeled(t.t, a, b, &id) })
 	return uint64(id), err
 }
 
@@ -473,7 +556,11 @@ func (t *Task) Remove(id uint64) error {
 func (t *Task) Relabel(id uint64, label string) error {
 	var cs cstrings
 	defer cs.free()
-	return call(func() C.lmbff_status { return C.lmbff_task_relabel(t.t, C.uint64_t(id), cs.add(label)) })
+	l := cs.add("label", label)
+	if cs.err != nil {
+		return cs.err
+	}
+	return call(func() C.lmbff_status { return C.lmbff_task_relabel(t.t, C.uint64_t(id), l) })
 }
 
 // SetDev marks labelled example id as a dev example (held out of training; it picks the
@@ -503,7 +590,11 @@ func (t *Task) Counts() (examples []int, unlabeled int, err error) {
 func (t *Task) Save(dir string) error {
 	var cs cstrings
 	defer cs.free()
-	return call(func() C.lmbff_status { return C.lmbff_task_save(t.t, cs.add(dir)) })
+	d := cs.add("dir", dir)
+	if cs.err != nil {
+		return cs.err
+	}
+	return call(func() C.lmbff_status { return C.lmbff_task_save(t.t, d) })
 }
 
 // TrainParams of a run; zero fields take the library's defaults.
@@ -581,12 +672,24 @@ func (t *Task) Train(ctx context.Context, p TrainParams, progress func(step, tot
 		return "", err
 	}
 	params.device = C.int32_t(p.Device)
-	params.device_index = C.uint32_t(p.DeviceIndex)
-	if p.Steps > 0 {
-		params.steps = C.uint32_t(p.Steps)
+	// Negative counts are refused, not taken for the default.
+	counts := []struct {
+		name  string
+		value int
+		field *C.uint32_t
+	}{
+		{"DeviceIndex", p.DeviceIndex, &params.device_index}, {"Steps", p.Steps, &params.steps},
+		{"BatchSize", p.BatchSize, &params.batch_size}, {"AdaptationSteps", p.AdaptationSteps, &params.adaptation_steps},
+		{"DemoSets", p.DemoSets, &params.demo_sets},
 	}
-	if p.BatchSize > 0 {
-		params.batch_size = C.uint32_t(p.BatchSize)
+	for _, n := range counts {
+		v, err := uint32Arg(n.name, n.value)
+		if err != nil {
+			return "", err
+		}
+		if n.value > 0 { // 0 keeps the library's default (device 0 for DeviceIndex)
+			*n.field = v
+		}
 	}
 	if p.LearningRate > 0 {
 		params.learning_rate = C.double(p.LearningRate)
@@ -594,21 +697,13 @@ func (t *Task) Train(ctx context.Context, p TrainParams, progress func(step, tot
 	if p.Seed > 0 {
 		params.seed = C.uint64_t(p.Seed)
 	}
-	if p.WarmStart != "" {
-		params.warm_start = cs.add(p.WarmStart)
-	}
-	if p.AdaptationSteps > 0 {
-		params.adaptation_steps = C.uint32_t(p.AdaptationSteps)
-	}
+	params.warm_start = cs.opt("WarmStart", p.WarmStart)
 	params.demonstrations = C.bool(p.Demonstrations)
-	if p.DemoSets > 0 {
-		params.demo_sets = C.uint32_t(p.DemoSets)
-	}
 	params.method = C.int32_t(p.Method)
 	params.calibrate = C.bool(p.Calibrate)
 	params.disable_label_anchors = C.bool(p.DisableLabelAnchors)
 	if len(p.AnchorTemplates) > 0 {
-		params.anchor_templates = cs.array(p.AnchorTemplates)
+		params.anchor_templates = cs.array("AnchorTemplates", p.AnchorTemplates)
 		params.num_anchor_templates = C.size_t(len(p.AnchorTemplates))
 	}
 	switch n := p.EmbeddingMaxSteps; {
@@ -620,8 +715,9 @@ func (t *Task) Train(ctx context.Context, p TrainParams, progress func(step, tot
 		params.embedding_max_steps = C.uint32_t(n)
 	}
 	params.demo_filter = C.bool(p.DemoFilter)
-	if p.DemoFilterModel != "" {
-		params.demo_filter_model = cs.add(p.DemoFilterModel)
+	params.demo_filter_model = cs.opt("DemoFilterModel", p.DemoFilterModel)
+	if cs.err != nil {
+		return "", cs.err
 	}
 	var run *C.lmbff_run
 	if err := call(func() C.lmbff_status { return C.lmbff_train_start(t.t, &params, nil, nil, &run) }); err != nil {
@@ -670,7 +766,11 @@ func (t *Task) Versions() ([]string, error) {
 func (t *Task) DeleteVersion(version string) error {
 	var cs cstrings
 	defer cs.free()
-	return call(func() C.lmbff_status { return C.lmbff_task_delete_version(t.t, cs.add(version)) })
+	v := cs.add("version", version)
+	if cs.err != nil {
+		return cs.err
+	}
+	return call(func() C.lmbff_status { return C.lmbff_task_delete_version(t.t, v) })
 }
 
 // Export writes model version `version` to an export directory for OpenPredictor;
@@ -678,7 +778,11 @@ func (t *Task) DeleteVersion(version string) error {
 func (t *Task) Export(version, outDir string, fp16 bool) error {
 	var cs cstrings
 	defer cs.free()
-	return call(func() C.lmbff_status { return C.lmbff_task_export(t.t, cs.add(version), cs.add(outDir), C.bool(fp16)) })
+	v, out := cs.add("version", version), cs.add("outDir", outDir)
+	if cs.err != nil {
+		return cs.err
+	}
+	return call(func() C.lmbff_status { return C.lmbff_task_export(t.t, v, out, C.bool(fp16)) })
 }
 
 // Close frees the task (unsaved registrations are lost).

@@ -13,6 +13,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -60,6 +61,12 @@ func TestErrors(t *testing.T) {
 	if !errors.As(err, &e) || e.Name != "MODEL" {
 		t.Fatalf("got %v", err)
 	}
+	_, err = NewTask(defaultModel(t), "{text} It was {mask}.", []string{"0", "1\x00junk"}, []string{"terrible", "great"})
+	if !errors.As(err, &e) || e.Name != "INVALID_ARGUMENT" || !strings.Contains(e.Message, "Labels[1] holds a NUL byte") {
+		t.Fatalf("got %v", err)
+	}
+	_, err = CreateTask(TaskParams{ModelDir: defaultModel(t), Labels: []string{"0", "1"}, LabelWords: []string{"terrible", "great"}, MaxLen: -5})
+	wantCode(t, err, "INVALID_ARGUMENT")
 }
 
 func TestLibrary(t *testing.T) {
@@ -73,6 +80,10 @@ func TestLibrary(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantCode(t, SetTorchThreads(0), "INVALID_ARGUMENT")
+	// Out of the library's range (1 to 256), or of uint32_t's: refused, not wrapped.
+	for _, n := range []int{-1, 257, 1 << 32} {
+		wantCode(t, SetTorchThreads(n), "INVALID_ARGUMENT")
+	}
 	wantCode(t, SetLogger(func(LogLevel, string) {}, LogLevel(9)), "INVALID_ARGUMENT")
 }
 
@@ -539,4 +550,51 @@ func TestRegressionPairs(t *testing.T) {
 	}
 	_, err = r.Score(2)
 	wantCode(t, err, "INVALID_ARGUMENT")
+}
+
+// Close while other goroutines predict waits for their calls and fails the later ones;
+// a string with a NUL byte (which C would read cut short) is refused, named.
+func TestCloseWhilePredicting(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "export")
+	cmd := exec.Command("../../target/release/lmbff", "export", "--model", defaultModel(t), "--out", dir,
+		"--template", "{text_a} ? {mask} , {text_b}", "--regression", "1,5")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("lmbff export: %v\n%s", err, out)
+	}
+	p, err := OpenPredictorWith(dir, PredictorOptions{Threads: 1, Sessions: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := []string{"The film was fun."}, []string{"I laughed a lot."}
+	_, err = p.PredictBatch([]string{"The film\x00 was fun."}, b)
+	wantCode(t, err, "INVALID_ARGUMENT")
+	if !strings.Contains(err.Error(), "texts[0] holds a NUL byte at byte 8") {
+		t.Fatalf("got %v", err)
+	}
+	var wg sync.WaitGroup
+	var predicted, refused int64
+	for g := 0; g < 3; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				r, err := p.PredictBatch(a, b)
+				if err != nil {
+					if !strings.Contains(err.Error(), "predictor is closed") {
+						t.Errorf("got %v", err)
+					}
+					atomic.AddInt64(&refused, 1)
+					return
+				}
+				r.Close()
+				atomic.AddInt64(&predicted, 1)
+			}
+		}()
+	}
+	time.Sleep(300 * time.Millisecond)
+	p.Close()
+	wg.Wait()
+	if predicted == 0 || refused != 3 {
+		t.Fatalf("%d predictions before Close, %d goroutines refused after it", predicted, refused)
+	}
 }

@@ -8,7 +8,13 @@ const path = require('path');
 const koffi = require('koffi');
 
 const libPath = process.env.LMBFF_LIB || path.join(__dirname, '../../target/release/liblmbff.so');
-const lib = koffi.load(libPath);
+const lib = (() => {
+  try {
+    return koffi.load(libPath);
+  } catch (e) {
+    throw new Error(`lmbff: cannot load ${libPath} (set LMBFF_LIB to liblmbff.so): ${e.message}`);
+  }
+})();
 
 /** The C ABI version this binding is written for (LMBFF_ABI_VERSION of include/lmbff.h). */
 const ABI_VERSION = 1;
@@ -125,6 +131,48 @@ function check(status, what) {
   if (status !== 0) throw new LmbffError(status, what);
 }
 
+// Arguments are checked here, before koffi converts them: koffi takes a JS number where
+// C wants `const char *` as an address (a crash), cuts strings at a NUL, and wraps
+// numbers into the C integer's range. Each failure is an INVALID_ARGUMENT LmbffError.
+function invalid(what, message) {
+  return new LmbffError(1, what, message);
+}
+
+/** `v` as a C string: a string without NUL, or null where `nullable`. */
+function str(what, name, v, nullable = false) {
+  if (v === null || v === undefined) {
+    if (nullable) return null;
+    throw invalid(what, `${name} is ${v}: give a string`);
+  }
+  if (typeof v !== 'string') throw invalid(what, `${name} is a ${typeof v}, not a string`);
+  const nul = v.indexOf('\0');
+  if (nul >= 0) throw invalid(what, `${name} holds a NUL character at index ${nul}: C strings end there, so lmbff would read only what comes before it`);
+  return v;
+}
+
+/** `v` as an array of C strings. */
+function strs(what, name, v) {
+  if (!Array.isArray(v)) throw invalid(what, `${name} is ${v === null ? 'null' : `a ${typeof v}`}, not an array of strings`);
+  return v.map((s, i) => str(what, `${name}[${i}]`, s));
+}
+
+/** `v` as a whole number in [min, max] (a BigInt too, where max is beyond 2^53). */
+function whole(what, name, v, min = 0, max = 0xffffffff) {
+  const ok = (typeof v === 'number' && Number.isInteger(v)) || (typeof v === 'bigint' && max > Number.MAX_SAFE_INTEGER);
+  if (!ok || v < min || v > max) throw invalid(what, `${name} is ${typeof v === 'bigint' ? `${v}n` : JSON.stringify(v) ?? String(v)}: give a whole number from ${min} to ${max}`);
+  return v;
+}
+
+/** An item id (uint64): a non-negative integer Number or BigInt. */
+function itemId(what, v) {
+  return whole(what, 'id', v, 0, 0xffffffffffffffffn);
+}
+
+function bool(what, name, v) {
+  if (typeof v !== 'boolean') throw invalid(what, `${name} is ${JSON.stringify(v) ?? String(v)}: give true or false`);
+  return v;
+}
+
 /**
  * Runs a size-query call `call(buf, capacity, needed)`: first without a buffer, which only
  * sets needed, then with a buffer of that size (again if it grew meanwhile). Returns the
@@ -144,7 +192,21 @@ function copyOut(call, what) {
 /** Log levels of setLogger, most severe first. */
 const LogLevel = Object.freeze({ ERROR: 0, WARN: 1, INFO: 2, DEBUG: 3 });
 let logger = null; // the registered koffi callback, if any
-let liveRuns = 0; // training runs started by train() and not yet ended
+const liveRuns = new Set(); // the handles of training runs started by train() and not yet ended
+
+// A process that exits while a run is going would unload libtorch under the training
+// thread (a crash at exit): runs are cancelled and waited for first. Without a logger
+// the wait is one training step; with one, the thread may be waiting for this (now
+// stopped) event loop to take a message, so the wait is bounded and the exit goes on.
+process.on('exit', () => {
+  for (const run of liveRuns) c.runCancel(run);
+  const until = Date.now() + (logger ? 2000 : 60000);
+  const pause = new Int32Array(new SharedArrayBuffer(4));
+  for (const run of liveRuns) {
+    const state = [0], step = [0], total = [0];
+    while (c.runPoll(run, state, step, total) === 0 && state[0] === 0 && Date.now() < until) Atomics.wait(pause, 0, 0, 10);
+  }
+});
 
 /**
  * Sends the library's messages up to maxLevel (a LogLevel) to fn(level, message); null
@@ -153,8 +215,22 @@ let liveRuns = 0; // training runs started by train() and not yet ended
  * deadlock): it throws then.
  */
 function setLogger(fn, maxLevel = LogLevel.INFO) {
-  if (liveRuns > 0) throw new Error('setLogger: a training run is going; set the logger before or after it');
-  const next = fn ? koffi.register((level, message) => fn(level, message), koffi.pointer(LogFn)) : null;
+  if (fn !== null && fn !== undefined && typeof fn !== 'function') throw invalid('set logger', `the logger is a ${typeof fn}: give a function, or null to stop logging`);
+  whole('set logger', 'maxLevel', maxLevel, LogLevel.ERROR, 0x7fffffff);
+  if (liveRuns.size > 0) throw new LmbffError(10, 'set logger', 'a training run is going; set the logger before or after it');
+  // A logger that throws must not fail (and leak the result of) the lmbff call that
+  // logged: its error becomes a process warning instead.
+  let threw = false;
+  const deliver = (level, message) => {
+    try {
+      fn(level, message);
+    } catch (e) {
+      // Once per logger: a logger that throws usually throws on every message.
+      if (!threw) process.emitWarning(`the lmbff logger threw (reported once; its later errors are dropped): ${e && e.stack ? e.stack : e}`, 'LmbffLoggerWarning');
+      threw = true;
+    }
+  };
+  const next = fn ? koffi.register(deliver, koffi.pointer(LogFn)) : null;
   const status = c.setLogCallback(next, maxLevel, null);
   if (status !== 0) {
     const err = new LmbffError(status, 'set logger');
@@ -168,7 +244,7 @@ function setLogger(fn, maxLevel = LogLevel.INFO) {
 
 /** Sets libtorch's intra-op threads for training (at least 1); process-wide. */
 function setTorchThreads(n) {
-  check(c.setTorchThreads(n), 'set torch threads');
+  check(c.setTorchThreads(whole('set torch threads', 'threads', n)), 'set torch threads');
 }
 
 /**
@@ -176,16 +252,17 @@ function setTorchThreads(n) {
  * version under <task>/models/) to an export directory for Predictor.
  */
 function exportCheckpoint(checkpointDir, outDir, { fp16 = false } = {}) {
-  check(c.export(checkpointDir, outDir, fp16), 'export');
+  check(c.export(str('export', 'checkpointDir', checkpointDir), str('export', 'outDir', outDir), bool('export', 'fp16', fp16)), 'export');
 }
 
 /** A predictor over an export directory; shareable, close() when done. */
 class Predictor {
   constructor(exportDir, { threads = 0, sessions = 1, maxBatch = 16, ortLibrary = null } = {}) {
+    const what = 'open predictor';
     const p = defaults('predictor');
-    Object.assign(p, { threads, sessions, max_batch: maxBatch, ort_library: ortLibrary });
+    Object.assign(p, { threads: whole(what, 'threads', threads), sessions: whole(what, 'sessions', sessions), max_batch: whole(what, 'maxBatch', maxBatch), ort_library: str(what, 'ortLibrary', ortLibrary, true) });
     const out = [null];
-    check(c.predictorOpen(exportDir, p, out), 'open predictor');
+    check(c.predictorOpen(str(what, 'exportDir', exportDir), p, out), what);
     this.handle = out[0];
     this.labels = Array.from({ length: Number(c.numLabels(this.handle)) }, (_, i) => c.label(this.handle, i));
     /** A multi-label export: probs are each label's own probability; `labels` of a prediction lists those that apply. */
@@ -204,13 +281,16 @@ class Predictor {
 
   /** Predicts as predict() does, keeping the results for get, score and labelStudio. */
   predictBatch(inputs) {
-    if (!this.handle) throw new Error('predictor is closed');
+    if (!this.handle) throw invalid('predict', 'the predictor is closed');
+    if (!Array.isArray(inputs)) throw invalid('predict', `inputs is ${inputs === null ? 'null' : `a ${typeof inputs}`}: give an array of texts or of [textA, textB] pairs`);
     const pairs = inputs.filter(Array.isArray).length;
     if (pairs !== 0 && pairs !== inputs.length) {
-      throw new LmbffError(1, 'predict', `${pairs} of ${inputs.length} inputs are [textA, textB] pairs: give all pairs or all texts`);
+      throw invalid('predict', `${pairs} of ${inputs.length} inputs are [textA, textB] pairs: give all pairs or all texts`);
     }
-    const a = inputs.map((x) => (Array.isArray(x) ? x[0] : x));
-    const b = pairs ? inputs.map((x) => x[1]) : null;
+    const bad = inputs.findIndex((x) => Array.isArray(x) && x.length !== 2);
+    if (bad >= 0) throw invalid('predict', `input ${bad} is a pair of ${inputs[bad].length} texts: a pair is [textA, textB]`);
+    const a = inputs.map((x, i) => str('predict', pairs ? `input ${i}'s textA` : `input ${i}`, Array.isArray(x) ? x[0] : x));
+    const b = pairs ? inputs.map((x, i) => str('predict', `input ${i}'s textB`, x[1])) : null;
     const out = [null];
     check(c.predict(this.handle, a, b, a.length, out), 'predict');
     return new Predictions(this, out[0]);
@@ -235,6 +315,8 @@ class Predictions {
    * that apply (the predicted class; for a multi-label export each label at 0.5 or more).
    */
   get(i) {
+    if (!this.handle) throw invalid('read prediction', 'the predictions are closed');
+    whole('read prediction', 'index', i, 0, Number.MAX_SAFE_INTEGER);
     const label = [0], margin = [0], entropy = [0];
     check(c.predictionsGet(this.handle, i, label, margin, entropy), 'read prediction');
     const probs = new Array(this.predictor.labels.length).fill(0);
@@ -249,6 +331,8 @@ class Predictions {
 
   /** The regression score of input i (regression exports; INVALID_ARGUMENT for a classifier). */
   score(i) {
+    if (!this.handle) throw invalid('read score', 'the predictions are closed');
+    whole('read score', 'index', i, 0, Number.MAX_SAFE_INTEGER);
     const score = [0];
     check(c.predictionsScore(this.handle, i, score), 'read score');
     return score[0];
@@ -260,14 +344,18 @@ class Predictions {
    * [label]}}]}]. modelVersion null takes the export's. The predictor must be open.
    */
   labelStudio(fromName, toName, { modelVersion = null } = {}) {
-    if (!this.predictor.handle) throw new Error('predictor is closed');
-    const json = copyOut((buf, capacity, needed) => c.labelStudioJson(this.predictor.handle, this.handle, fromName, toName, modelVersion, buf, capacity, needed), 'Label Studio JSON');
+    if (!this.predictor.handle) throw invalid('Label Studio JSON', 'the predictor is closed');
+    if (!this.handle) throw invalid('Label Studio JSON', 'the predictions are closed');
+    const what = 'Label Studio JSON';
+    const args = [str(what, 'fromName', fromName), str(what, 'toName', toName), str(what, 'modelVersion', modelVersion, true)];
+    const json = copyOut((buf, capacity, needed) => c.labelStudioJson(this.predictor.handle, this.handle, ...args, buf, capacity, needed), what);
     return JSON.parse(json);
   }
 
   close() {
-    c.predictionsFree(this.handle);
+    if (this.handle) c.predictionsFree(this.handle);
     this.handle = null;
+    this.length = 0;
   }
 }
 
@@ -288,43 +376,66 @@ class Task {
    * regression task (labels and labelWords: the lower then the upper pole; an example's
    * label is its score, '3.5'; exports output a score).
    */
-  static create({ modelDir, labels, labelWords = null, template = null, maxLen = 128, multiLabel = false, regression = null }) {
+  static create({ modelDir, labels, labelWords = null, template = null, maxLen = 128, multiLabel = false, regression = null } = {}) {
+    const what = 'create task';
     const p = defaults('task');
-    const tmpl = template ?? (multiLabel ? null : '{text} It was {mask}.');
-    const flags = (multiLabel ? TASK_MULTI_LABEL : 0) | (regression ? TASK_REGRESSION : 0);
-    Object.assign(p, { model_dir: modelDir, template_: tmpl, labels, label_words: labelWords, num_labels: labels.length, max_len: maxLen, flags });
+    const tmpl = str(what, 'template', template ?? (multiLabel ? null : '{text} It was {mask}.'), true);
+    strs(what, 'labels', labels);
+    if (labelWords !== null && labelWords !== undefined) {
+      strs(what, 'labelWords', labelWords);
+      // The C struct has one count for both arrays: a shorter one would be read past its end.
+      const want = multiLabel ? 2 : labels.length;
+      if (labelWords.length !== want) {
+        throw invalid(what, multiLabel ? `a multi-label task takes two answer words (no, yes), not ${labelWords.length}` : `${labels.length} labels but ${labelWords.length} label words: give one per label`);
+      }
+    } else if (!multiLabel) {
+      throw invalid(what, 'labelWords is missing: give one label word per label');
+    }
+    if (regression && (!Array.isArray(regression) || regression.length !== 2 || !regression.every(Number.isFinite))) {
+      throw invalid(what, 'regression is a [low, high] pair of numbers');
+    }
+    const flags = (bool(what, 'multiLabel', multiLabel) ? TASK_MULTI_LABEL : 0) | (regression ? TASK_REGRESSION : 0);
+    Object.assign(p, { model_dir: str(what, 'modelDir', modelDir), template_: tmpl, labels, label_words: labelWords ?? null, num_labels: labels.length, max_len: whole(what, 'maxLen', maxLen), flags });
     if (regression) Object.assign(p, { regression_low: regression[0], regression_high: regression[1] });
     const out = [null];
-    check(c.taskCreate(p, out), 'create task');
+    check(c.taskCreate(p, out), what);
     return new Task(out[0]);
   }
 
   static open(dir) {
     const out = [null];
-    check(c.taskOpen(dir, out), 'open task');
+    check(c.taskOpen(str('open task', 'dir', dir), out), 'open task');
     return new Task(out[0]);
   }
 
+  /** The handle, for an operation `what` (a closed task throws). */
+  handleFor(what) {
+    if (!this.handle) throw invalid(what, 'the task is closed');
+    return this.handle;
+  }
+
   addExample(text, label, textB = null) {
+    const what = 'add example';
     const id = [0];
-    check(c.addExample(this.handle, text, textB, label, id), 'add example');
+    check(c.addExample(this.handleFor(what), str(what, 'text', text), str(what, 'textB', textB, true), str(what, 'label', label), id), what);
     return id[0];
   }
 
   addUnlabeled(text, textB = null) {
+    const what = 'add unlabeled text';
     const id = [0];
-    check(c.addUnlabeled(this.handle, text, textB, id), 'add unlabeled text');
+    check(c.addUnlabeled(this.handleFor(what), str(what, 'text', text), str(what, 'textB', textB, true), id), what);
     return id[0];
   }
 
   /** Removes the example or unlabeled text `id`. */
   remove(id) {
-    check(c.remove(this.handle, id), 'remove');
+    check(c.remove(this.handleFor('remove'), itemId('remove', id)), 'remove');
   }
 
   /** Sets the label of item `id` (an unlabeled text becomes an example). */
   relabel(id, label) {
-    check(c.relabel(this.handle, id, label), 'relabel');
+    check(c.relabel(this.handleFor('relabel'), itemId('relabel', id), str('relabel', 'label', label)), 'relabel');
   }
 
   /**
@@ -332,23 +443,23 @@ class Task {
    * weights and, with train({calibrate: true}), fits the temperature), or back.
    */
   setDev(id, dev = true) {
-    check(c.setDev(this.handle, id, dev), 'set dev');
+    check(c.setDev(this.handleFor('set dev'), itemId('set dev', id), bool('set dev', 'dev', dev)), 'set dev');
   }
 
   /** The number of dev examples. */
   numDev() {
-    return Number(c.numDev(this.handle));
+    return Number(c.numDev(this.handleFor('count dev examples')));
   }
 
   /** Examples of label index `i`, and the number of unlabeled texts. */
   counts(i) {
     const n = [0], free = [0];
-    check(c.counts(this.handle, i, n, free), 'count');
+    check(c.counts(this.handleFor('count'), whole('count', 'label index', i, 0, Number.MAX_SAFE_INTEGER), n, free), 'count');
     return { examples: Number(n[0]), unlabeled: Number(free[0]) };
   }
 
   save(dir) {
-    check(c.taskSave(this.handle, dir), "save task");
+    check(c.taskSave(this.handleFor('save task'), str('save task', 'dir', dir)), 'save task');
   }
 
   /**
@@ -374,34 +485,41 @@ class Task {
    * schedule, 2.5 steps per example and anchor).
    */
   train({ steps = 300, batchSize = 8, learningRate = 2e-5, seed = 42, device = 'auto', deviceIndex = 0, adaptationSteps = 0, warmStart = null, demonstrations = false, demoSets = 1, demoFilter = false, demoFilterModel = null, method = 'auto', calibrate = false, labelAnchors = true, anchorTemplates = [], embeddingMaxSteps = 2000 } = {}, { onProgress, signal, pollMs = 50 } = {}) {
-    if (!(method in METHODS)) {
-      const e = new Error(`train: method ${JSON.stringify(method)}: use one of ${Object.keys(METHODS).join(', ')}`);
-      e.code = 'INVALID_ARGUMENT';
+    // Every refused setting rejects the promise, before any run starts.
+    const what = 'train';
+    let p, handle;
+    try {
+      handle = this.handleFor(what);
+      if (!(method in METHODS)) throw invalid(what, `method ${JSON.stringify(method)}: use one of ${Object.keys(METHODS).join(', ')}`);
+      if (!(device in DEVICES)) throw invalid(what, `device ${JSON.stringify(device)}: use one of ${Object.keys(DEVICES).join(', ')}`);
+      if (!Array.isArray(anchorTemplates)) throw invalid(what, 'anchorTemplates must be an array of template strings');
+      strs(what, 'anchorTemplates', anchorTemplates);
+      whole(what, 'embeddingMaxSteps', embeddingMaxSteps);
+      if (typeof learningRate !== 'number' || !Number.isFinite(learningRate)) throw invalid(what, `learningRate is ${JSON.stringify(learningRate) ?? String(learningRate)}: give a number`);
+      if (onProgress !== undefined && onProgress !== null && typeof onProgress !== 'function') throw invalid(what, `onProgress is a ${typeof onProgress}: give a function`);
+      if (signal !== undefined && signal !== null && (typeof signal.addEventListener !== 'function' || typeof signal.aborted !== 'boolean')) {
+        throw invalid(what, 'signal is not an AbortSignal: give an AbortController\'s signal (controller.signal), not the controller');
+      }
+      whole(what, 'pollMs', pollMs, 1, 0x7fffffff);
+      p = defaults('train');
+      Object.assign(p, {
+        steps: whole(what, 'steps', steps), batch_size: whole(what, 'batchSize', batchSize), learning_rate: learningRate,
+        seed: whole(what, 'seed', seed, 0, 0xffffffffffffffffn), device: DEVICES[device], device_index: whole(what, 'deviceIndex', deviceIndex),
+        adaptation_steps: whole(what, 'adaptationSteps', adaptationSteps), warm_start: str(what, 'warmStart', warmStart, true),
+        demonstrations: bool(what, 'demonstrations', demonstrations), demo_sets: whole(what, 'demoSets', demoSets),
+        demo_filter: bool(what, 'demoFilter', demoFilter), demo_filter_model: str(what, 'demoFilterModel', demoFilterModel, true),
+        method: METHODS[method], calibrate: bool(what, 'calibrate', calibrate), disable_label_anchors: !bool(what, 'labelAnchors', labelAnchors),
+        anchor_templates: anchorTemplates.length ? anchorTemplates : null, num_anchor_templates: anchorTemplates.length,
+        embedding_max_steps: embeddingMaxSteps,
+      });
+    } catch (e) {
       return Promise.reject(e);
     }
-    if (!(device in DEVICES)) {
-      const e = new Error(`train: device ${JSON.stringify(device)}: use one of ${Object.keys(DEVICES).join(', ')}`);
-      e.code = 'INVALID_ARGUMENT';
-      return Promise.reject(e);
-    }
-    if (!Array.isArray(anchorTemplates) || anchorTemplates.some((t) => typeof t !== 'string')) {
-      const e = new Error('train: anchorTemplates must be an array of template strings');
-      e.code = 'INVALID_ARGUMENT';
-      return Promise.reject(e);
-    }
-    if (!Number.isInteger(embeddingMaxSteps) || embeddingMaxSteps < 0 || embeddingMaxSteps > 0xffffffff) {
-      const e = new Error(`train: embeddingMaxSteps ${JSON.stringify(embeddingMaxSteps)}: use a whole number of steps, 0 for no cap`);
-      e.code = 'INVALID_ARGUMENT';
-      return Promise.reject(e);
-    }
-    const p = defaults('train');
-    Object.assign(p, { steps, batch_size: batchSize, learning_rate: learningRate, seed, device: DEVICES[device], device_index: deviceIndex, adaptation_steps: adaptationSteps, warm_start: warmStart, demonstrations, demo_sets: demoSets, demo_filter: demoFilter, demo_filter_model: demoFilterModel, method: METHODS[method], calibrate, disable_label_anchors: !labelAnchors, anchor_templates: anchorTemplates.length ? anchorTemplates : null, num_anchor_templates: anchorTemplates.length, embedding_max_steps: embeddingMaxSteps });
     const out = [null];
-    // Refused settings reject the promise, as the checks above do, rather than throw.
-    const started = c.trainStart(this.handle, p, null, null, out);
+    const started = c.trainStart(handle, p, null, null, out);
     if (started !== 0) return Promise.reject(new LmbffError(started, 'start training'));
     const run = out[0];
-    liveRuns++;
+    liveRuns.add(run);
     // The listener goes before the run is freed: a signal that outlives the run (a
     // timeout, a long-lived controller) must not cancel a freed handle.
     const onAbort = () => c.runCancel(run);
@@ -425,8 +543,8 @@ class Task {
         const version = status === 0 ? c.runVersion(run) : null;
         const err = thrown || (status === 0 ? null : new LmbffError(status, 'training'));
         if (signal) signal.removeEventListener('abort', onAbort);
+        liveRuns.delete(run);
         c.runFree(run);
-        liveRuns--;
         return err ? reject(err) : resolve(version);
       };
       setTimeout(tick, pollMs);
@@ -435,17 +553,18 @@ class Task {
 
   /** The task's model versions, oldest first. */
   versions() {
-    const list = copyOut((buf, capacity, needed) => c.versions(this.handle, buf, capacity, needed), 'list versions');
+    const handle = this.handleFor('list versions');
+    const list = copyOut((buf, capacity, needed) => c.versions(handle, buf, capacity, needed), 'list versions');
     return list ? list.split('\n') : [];
   }
 
   deleteVersion(version) {
-    check(c.deleteVersion(this.handle, version), 'delete version');
+    check(c.deleteVersion(this.handleFor('delete version'), str('delete version', 'version', version)), 'delete version');
   }
 
   /** Exports model version `version` to an export directory for Predictor. */
   exportVersion(version, outDir, { fp16 = false } = {}) {
-    check(c.taskExport(this.handle, version, outDir, fp16), 'export');
+    check(c.taskExport(this.handleFor('export'), str('export', 'version', version), str('export', 'outDir', outDir), bool('export', 'fp16', fp16)), 'export');
   }
 
   close() {

@@ -282,12 +282,27 @@ pub(crate) fn read_versioned<T: serde::de::DeserializeOwned>(dir: &Path, file: &
     read_versioned_text(dir, file, format, max_version, what).map(|(value, _)| value)
 }
 
+/// Checks that `dir`, the `what` ("export directory") a call reads, is a directory: an
+/// empty path is an `InvalidArgument` error; a path that is missing, or is a file, an
+/// `Io` error that says which.
+pub(crate) fn require_dir(dir: &Path, what: &str) -> Result<()> {
+    if dir.as_os_str().is_empty() {
+        return Err(Error::InvalidArgument(format!("the {what}'s path is empty")));
+    }
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(Error::io(dir, std::io::Error::other(format!("this is a file, not the {what}")))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(Error::io(dir, std::io::Error::new(std::io::ErrorKind::NotFound, format!("the {what} does not exist"))))
+        }
+        Err(e) => Err(Error::io(dir, e)),
+    }
+}
+
 /// [`read_versioned`], also returning the file's text as read.
 pub(crate) fn read_versioned_text<T: serde::de::DeserializeOwned>(dir: &Path, file: &str, format: &str, max_version: u32, what: &'static str) -> Result<(T, String)> {
-    if !dir.is_dir() {
-        // A folder that is not there is an IO error; one without the file, a format error.
-        return Err(Error::io(dir, std::io::Error::new(std::io::ErrorKind::NotFound, "the directory does not exist")));
-    }
+    // A folder that is not there is an IO error; one without the file, a format error.
+    require_dir(dir, "directory")?;
     let path = dir.join(file);
     if !path.is_file() {
         return Err(Error::MissingFile { dir: dir.to_path_buf(), what, looked_for: file.into() });

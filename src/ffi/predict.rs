@@ -73,7 +73,9 @@ pub extern "C" fn lmbff_predictor_default_params() -> lmbff_predictor_params {
 /// Opens the export directory `export_dir` (written by lmbff_export or `lmbff export`).
 /// `params` may be NULL for the defaults. On success *out holds a predictor to free with
 /// lmbff_predictor_free. Loads ONNX Runtime; never loads libtorch. A directory that does
-/// not exist is LMBFF_ERR_IO; one without an export manifest, LMBFF_ERR_FORMAT.
+/// not exist (or is a file) is LMBFF_ERR_IO; one without an export manifest, or with a
+/// file that does not hold (a model.onnx ONNX Runtime cannot load, a missing
+/// tokenizer), LMBFF_ERR_FORMAT; an empty path, LMBFF_ERR_INVALID_ARGUMENT.
 ///
 /// # Safety
 /// `export_dir` is a NUL-terminated string; `params` is NULL or points to params from

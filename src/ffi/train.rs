@@ -238,6 +238,16 @@ impl lmbff_run {
     }
 }
 
+thread_local! {
+    /// Set on every run's training thread: the thread that holds (or waits for) the
+    /// process's one training turn, where the run's progress and log callbacks run.
+    static ON_TRAINING_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+fn on_a_training_thread() -> bool {
+    ON_TRAINING_THREAD.with(std::cell::Cell::get)
+}
+
 #[cfg_attr(not(feature = "train"), allow(dead_code))]
 struct Callback {
     f: lmbff_progress_fn,
@@ -349,7 +359,8 @@ unsafe fn start(task: *mut lmbff_task, params: *const lmbff_train_params, cb: Ca
     let run = lmbff_run {
         cancel: Arc::new(AtomicBool::new(false)),
         step: Arc::new(AtomicUsize::new(0)),
-        total: Arc::new(AtomicUsize::new(p.steps)),
+        // Unknown until the run reports: the schedule depends on the method it takes.
+        total: Arc::new(AtomicUsize::new(0)),
         outcome: Arc::new(Mutex::new(None)),
         thread: Mutex::new(None),
         trainer: Arc::default(),
@@ -360,6 +371,7 @@ unsafe fn start(task: *mut lmbff_task, params: *const lmbff_train_params, cb: Ca
         .name("lmbff-train".into())
         .spawn(move || {
             let _ = trainer.set(std::thread::current().id());
+            ON_TRAINING_THREAD.with(|t| t.set(true));
             let cb = cb;
             let mut report = |pr: crate::train::Progress| -> bool {
                 step.store(pr.step, Ordering::Relaxed);
@@ -392,8 +404,10 @@ unsafe fn start(_: *mut lmbff_task, _: *const lmbff_train_params, _: Callback) -
     Err(Error::NoTraining("lmbff_train_start"))
 }
 
-/// State of a run (LMBFF_RUN_*) and its progress (`step` of `total`); any output
-/// pointer may be NULL. Never blocks.
+/// State of a run (LMBFF_RUN_*) and its progress (`step` of `total`; `total` is 0
+/// until the run reports its first step, since the schedule depends on the method it
+/// takes, and a stage's total may differ from the next's); any output pointer may be
+/// NULL. Never blocks.
 ///
 /// # Safety
 /// `run` is a live run; output pointers are NULL or valid.
@@ -439,7 +453,9 @@ pub unsafe extern "C" fn lmbff_run_cancel(run: *const lmbff_run) -> lmbff_status
 /// names the new model version) or the run's error, with its message. Any number of
 /// threads may wait (none may free the run before they all return). Called from the
 /// run's own progress or log callback it returns LMBFF_ERR_INVALID_ARGUMENT at once
-/// (that thread is the run).
+/// (that thread is the run), and so it does from another run's callback while this run
+/// has not ended (the process trains one run at a time, and the calling run keeps the
+/// turn until its callback returns).
 ///
 /// # Safety
 /// `run` is a live run.
@@ -454,6 +470,13 @@ pub unsafe extern "C" fn lmbff_run_wait(run: *const lmbff_run) -> lmbff_status {
     };
     if r.on_own_thread() {
         set_last_error("invalid argument: lmbff_run_wait called from the run's own thread (its progress or log callback) would wait for itself");
+        return lmbff_status::LMBFF_ERR_INVALID_ARGUMENT;
+    }
+    if on_a_training_thread() && r.outcome.lock().is_none() {
+        set_last_error(
+            "invalid argument: lmbff_run_wait called from another run's progress or log callback: that run holds the process's \
+             one training turn, so this one cannot end before the callback returns; wait for it from another thread",
+        );
         return lmbff_status::LMBFF_ERR_INVALID_ARGUMENT;
     }
     {
@@ -518,7 +541,9 @@ pub unsafe extern "C" fn lmbff_run_free(run: *mut lmbff_run) {
 /// Trains synchronously (start, then wait) and copies the new version's name into
 /// `version` (capacity `capacity` bytes, NUL included; may be NULL to skip). A buffer too
 /// small for the name is an LMBFF_ERR_INVALID_ARGUMENT whose message names the version,
-/// which is trained and saved all the same.
+/// which is trained and saved all the same. Called from a run's progress or log
+/// callback it is LMBFF_ERR_INVALID_ARGUMENT at once, nothing started (it would wait
+/// for the run whose callback it is in): use lmbff_train_start there.
 ///
 /// # Safety
 /// As lmbff_train_start; `version` is NULL or holds `capacity` bytes.
@@ -531,6 +556,14 @@ pub unsafe extern "C" fn lmbff_train(
     version: *mut c_char,
     capacity: usize,
 ) -> lmbff_status {
+    if on_a_training_thread() {
+        set_last_error(
+            "invalid argument: lmbff_train called from a run's progress or log callback: that run holds the process's one \
+             training turn, so the new run would wait for it while it waits for the callback; call lmbff_train_start there \
+             and wait for the run from another thread",
+        );
+        return lmbff_status::LMBFF_ERR_INVALID_ARGUMENT;
+    }
     let mut run = std::ptr::null_mut();
     let s = lmbff_train_start(task, params, progress, user_data, &mut run);
     if s != lmbff_status::LMBFF_OK {
@@ -603,13 +636,16 @@ pub unsafe extern "C" fn lmbff_task_export(task: *mut lmbff_task, version: *cons
     })
 }
 
-/// Sets libtorch's intra-op threads for training. Process-wide: it affects every run in
-/// the process (and any other libtorch user in it).
+/// Sets libtorch's intra-op threads for training: 1 to 256 (libtorch starts them at
+/// once), anything else is LMBFF_ERR_INVALID_ARGUMENT. Process-wide: it affects every
+/// run in the process (and any other libtorch user in it).
 #[no_mangle]
 pub extern "C" fn lmbff_set_torch_threads(threads: u32) -> lmbff_status {
+    /// As many as a predictor may run (lmbff_predictor_params.threads).
+    const MAX_TORCH_THREADS: u32 = 256;
     guard(|| {
-        if threads == 0 {
-            return Err(Error::InvalidArgument("threads must be at least 1".into()));
+        if !(1..=MAX_TORCH_THREADS).contains(&threads) {
+            return Err(Error::InvalidArgument(format!("threads is {threads}: give 1 to {MAX_TORCH_THREADS}")));
         }
         set_threads(threads)
     })

@@ -189,6 +189,9 @@ impl Filter {
 /// Loads the tokenizer `spec` names and checks it is the one the manifest describes: its
 /// special tokens and its word-boundary convention (which decides how a host renders).
 fn open_tokenizer(dir: &Path, spec: &TokenizerSpec, what: &str) -> Result<Tokenizer> {
+    if !dir.join(&spec.file).is_file() {
+        return Err(Error::MissingFile { dir: dir.to_path_buf(), what: "export's tokenizer", looked_for: spec.file.clone() });
+    }
     let tok = Tokenizer::from_bytes(&read(&dir.join(&spec.file))?).map_err(|e| match e {
         Error::Tokenizer(m) => Error::Tokenizer(format!("{}: {m}", dir.join(&spec.file).display())),
         other => other,
@@ -219,7 +222,8 @@ fn new_session(env: &ort::environment::Environment, dir: &Path, file: &str, what
         .and_then(|b| b.with_inter_threads(1))
         .map_err(|e| Error::Runtime(format!("session options: {e}")))?
         .commit_from_file(&path)
-        .map_err(|e| Error::Runtime(format!("cannot load {}: {e}", path.display())))
+        // ONNX Runtime is loaded and the session set up: what fails now is the file.
+        .map_err(|e| Error::Format { path: path.clone(), message: format!("ONNX Runtime cannot load it as an ONNX model: {e}") })
 }
 
 fn runtime_err(what: &str) -> impl Fn(ort::Error) -> Error + '_ {
@@ -230,9 +234,7 @@ impl Predictor {
     /// Opens an export directory: checks the manifest against the tokenizer and the
     /// graph's inputs and outputs, and starts the session pool.
     pub fn open(dir: &Path, opts: &PredictorOptions) -> Result<Self> {
-        if !dir.is_dir() {
-            return Err(Error::io(dir, std::io::Error::new(std::io::ErrorKind::NotFound, "the export directory does not exist")));
-        }
+        crate::checkpoint::require_dir(dir, "export directory")?;
         if opts.sessions == 0 || opts.max_batch == 0 {
             return Err(Error::InvalidArgument("sessions and max_batch must be at least 1".into()));
         }

@@ -102,11 +102,18 @@ pub fn environment(explicit: Option<&Path>) -> Result<&'static Environment> {
     let _loading = Loading::enter();
     let tried = candidates(explicit);
     let (from, path) = tried.iter().find(|(_, p)| p.is_file()).ok_or_else(|| {
-        let looked: Vec<String> = tried.iter().map(|(w, p)| format!("{} ({w})", p.display())).collect();
+        let mut looked: Vec<String> = tried.iter().map(|(w, p)| format!("{} ({w})", p.display())).collect();
+        match own_dir() {
+            Some(d) if !tried.iter().any(|(_, p)| p.parent() == Some(d.as_path())) => {
+                looked.push(format!("no libonnxruntime.so* in {}, the library's directory", d.display()))
+            }
+            None => looked.push("not the library's directory, which could not be found".into()),
+            _ => {}
+        }
         Error::Runtime(format!(
             "ONNX Runtime library not found (looked at: {}); pass its path, set LMBFF_ORT_LIB, \
              or put libonnxruntime.so.1.31.1 next to liblmbff.so",
-            if looked.is_empty() { "nothing".to_string() } else { looked.join(", ") }
+            looked.join("; ")
         ))
     })?;
     let env = ort::init_from(path)

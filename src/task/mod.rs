@@ -111,9 +111,11 @@ pub struct Task {
     next_id: u64,
     /// Where the task was last saved or opened from (its model versions live there).
     dir: Option<PathBuf>,
-    /// The hash of `dir`'s task.json as this handle last read or wrote it: a save finds
-    /// out whether another writer saved since.
-    on_disk: Option<u64>,
+    /// Every folder this handle opened or saved, with the hash of its task.json as this
+    /// handle last read or wrote it there: a save back to one of them finds out whether
+    /// another writer saved since (a backup copy saved elsewhere in between keeps the
+    /// first folder the handle's own).
+    seen: Vec<(PathBuf, u64)>,
 }
 
 impl PartialEq for Task {
@@ -127,7 +129,7 @@ impl Task {
     /// tokenizer now, so a mistake shows at registration, not at training.
     pub fn new(spec: TaskSpec) -> Result<Self> {
         spec.prompt()?;
-        Ok(Task { spec, items: BTreeMap::new(), next_id: 1, dir: None, on_disk: None })
+        Ok(Task { spec, items: BTreeMap::new(), next_id: 1, dir: None, seen: Vec::new() })
     }
 
     pub fn spec(&self) -> &TaskSpec {
@@ -284,8 +286,9 @@ impl Task {
     /// - with `Conflict` when the folder's task.json is no longer what this handle opened
     ///   or last saved there (another handle or process saved since: reopen the task and
     ///   apply the change again);
-    /// - with `InvalidArgument` when `dir` holds a task this handle was not opened from or
-    ///   saved to (another task's examples).
+    /// - with `InvalidArgument` when `dir` holds a task this handle neither opened nor
+    ///   saved (another task's examples). Any folder it opened or saved stays its own: a
+    ///   backup copy saved elsewhere does not stop a later save back.
     pub fn save(&mut self, dir: &Path) -> Result<()> {
         check_dir_path(dir)?;
         let file = TaskFile {
@@ -321,15 +324,14 @@ impl Task {
         let path = dir.join(TASK_FILE);
         match std::fs::read(&path) {
             Ok(current) => {
-                let ours = self.dir.as_deref().is_some_and(|d| same_dir(d, dir));
-                if !ours {
+                let Some(&(_, last)) = self.seen.iter().find(|(d, _)| same_dir(d, dir)) else {
                     return Err(Error::InvalidArgument(format!(
-                        "{} already holds a task (task.json) that this one was not opened from: saving would replace its \
-                         examples; choose a new or empty folder, or open that task",
+                        "{} already holds a task (task.json) that this handle neither opened nor saved: saving would \
+                         replace its examples; choose a new or empty folder, or open that task",
                         dir.display()
                     )));
-                }
-                if self.on_disk != Some(fnv1a(&current, FNV_OFFSET)) {
+                };
+                if last != fnv1a(&current, FNV_OFFSET) {
                     return Err(Error::Conflict(format!(
                         "{} was saved by another handle or process since this one opened or last saved it; nothing was \
                          written: reopen the task and apply the change again",
@@ -341,9 +343,17 @@ impl Task {
             Err(e) => return Err(Error::io(&path, e)),
         }
         write_file_atomic(&path, &bytes)?;
+        self.remember(dir, fnv1a(&bytes, FNV_OFFSET));
         self.dir = Some(dir.to_path_buf());
-        self.on_disk = Some(fnv1a(&bytes, FNV_OFFSET));
         sync_dir(dir)
+    }
+
+    /// Records `hash` as `dir`'s task.json as this handle left it.
+    fn remember(&mut self, dir: &Path, hash: u64) {
+        match self.seen.iter_mut().find(|(d, _)| same_dir(d, dir)) {
+            Some(entry) => entry.1 = hash,
+            None => self.seen.push((dir.to_path_buf(), hash)),
+        }
     }
 
     /// Reopens a task saved by [`save`](Self::save) (this version or an older one). The
@@ -373,10 +383,12 @@ impl Task {
         if let Some(bad) = f.items.iter().find(|i| i.id >= f.next_id) {
             return Err(format(format!("item {} is not below next_id {}", bad.id, f.next_id)));
         }
-        let n_items = f.items.len();
-        let items: BTreeMap<u64, Item> = f.items.into_iter().map(|i| (i.id, i)).collect();
-        if items.len() != n_items {
-            return Err(format(format!("{} items share an id with another", n_items - items.len())));
+        let mut items: BTreeMap<u64, Item> = BTreeMap::new();
+        for item in f.items {
+            let id = item.id;
+            if items.insert(id, item).is_some() {
+                return Err(format(format!("two items have id {id}: ids are unique")));
+            }
         }
         // A moved model folder still lets the task be read, listed and edited; training
         // needs it back, so the host hears about it now rather than at the next train.
@@ -385,7 +397,7 @@ impl Task {
                 format!("task {} opened, but its model folder {} has no config.json: training fails until the model is back there", dir.display(), f.spec.model_dir.display())
             });
         }
-        Ok(Task { spec: f.spec, items, next_id: f.next_id, dir: Some(dir.to_path_buf()), on_disk: Some(fnv1a(text.as_bytes(), FNV_OFFSET)) })
+        Ok(Task { spec: f.spec, items, next_id: f.next_id, dir: Some(dir.to_path_buf()), seen: vec![(dir.to_path_buf(), fnv1a(text.as_bytes(), FNV_OFFSET))] })
     }
 }
 

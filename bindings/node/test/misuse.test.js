@@ -1,0 +1,118 @@
+// Misuse the binding must turn into errors, not crashes: values koffi would pass to C as
+// something else (a number as a string pointer, a string cut at a NUL, a negative count
+// wrapped into a huge one), label words that do not match the labels, a controller where
+// a signal belongs, a logger that throws, and a process that exits while a run trains.
+'use strict';
+const test = require('node:test');
+const assert = require('node:assert');
+const { execFileSync, spawnSync } = require('child_process');
+const fs = require('fs');
+const os = require('os');
+const path = require('path');
+const lmbff = require('..');
+
+const model = process.env.LMBFF_DEFAULT_MODEL;
+const work = fs.mkdtempSync(path.join(os.tmpdir(), 'lmbff-node-misuse-'));
+const invalid = (pattern) => (e) => e instanceof lmbff.LmbffError && e.code === 'INVALID_ARGUMENT' && pattern.test(e.message);
+
+/** A saved two-example sentiment task on the default model. */
+function savedTask(name) {
+  const task = lmbff.Task.create({ modelDir: model, labels: ['neg', 'pos'], labelWords: ['terrible', 'great'] });
+  task.addExample('A dull ride.', 'neg');
+  task.addExample('A great ride.', 'pos');
+  task.save(path.join(work, name));
+  return task;
+}
+
+test('arguments of the wrong type or range are refused by name', () => {
+  assert.throws(() => lmbff.setTorchThreads(-1), invalid(/threads is -1/));
+  assert.throws(() => lmbff.setTorchThreads(257), invalid(/threads is 257: give 1 to 256/));
+  assert.throws(() => lmbff.setTorchThreads(2 ** 32 + 1), invalid(/threads is 4294967297/));
+  assert.throws(() => lmbff.setLogger('not a function'), invalid(/the logger is a string/));
+  assert.throws(() => new lmbff.Predictor(7), invalid(/exportDir is a number/));
+  assert.throws(() => lmbff.Task.create({ modelDir: 3, labels: ['a', 'b'], labelWords: ['terrible', 'great'] }), invalid(/modelDir is a number/));
+  assert.throws(() => lmbff.Task.create({ modelDir: model, labels: ['a', 'b', 'c'], labelWords: ['terrible', 'great'] }), invalid(/3 labels but 2 label words/));
+  assert.throws(() => lmbff.Task.create({ modelDir: model, labels: ['a', 'b'], labelWords: ['No'], multiLabel: true }), invalid(/two answer words/));
+  assert.throws(() => lmbff.Task.create({ modelDir: model, labels: ['a', 'b'], labelWords: ['terrible', 'great'], maxLen: -1 }), invalid(/maxLen is -1/));
+  const task = lmbff.Task.create({ modelDir: model, labels: ['neg', 'pos'], labelWords: ['terrible', 'great'] });
+  assert.throws(() => task.addExample('A fine film.', 1), invalid(/label is a number/));
+  assert.throws(() => task.addExample(12345, 'pos'), invalid(/text is a number/));
+  assert.throws(() => task.addExample('x', 'pos\0junk'), invalid(/label holds a NUL character at index 3/));
+  assert.throws(() => task.remove(-1), invalid(/id is -1/));
+  assert.throws(() => task.counts(1.5), invalid(/label index is 1.5/));
+  assert.strictEqual(task.counts(1).examples, 0, 'nothing was added');
+  task.close();
+  assert.throws(() => task.numDev(), /the task is closed/);
+});
+
+test('predict refuses inputs C would misread', () => {
+  const out = path.join(work, 'export');
+  const cli = path.join(__dirname, '../../../target/release/lmbff');
+  execFileSync(cli, ['export', '--model', model, '--out', out, '--template', '{text_a} ? {mask} , {text_b}', '--regression', '1,5'], { stdio: 'pipe' });
+  const p = new lmbff.Predictor(out, { threads: 1 });
+  assert.throws(() => p.predict('one text'), invalid(/inputs is a string: give an array/));
+  assert.throws(() => p.predict([[42, 'b']]), invalid(/input 0's textA is a number/));
+  assert.throws(() => p.predict([['a\0b', 'c']]), invalid(/input 0's textA holds a NUL character at index 1/));
+  assert.throws(() => p.predict([['a', 'b', 'c']]), invalid(/input 0 is a pair of 3 texts/));
+  const r = p.predictBatch([['The film was fun.', 'I laughed a lot.']]);
+  assert.throws(() => r.labelStudio('a\0', 'b'), invalid(/fromName holds a NUL/));
+  r.close();
+  assert.strictEqual(r.length, 0);
+  assert.throws(() => r.get(0), /predictions are closed/);
+  p.close();
+});
+
+test('train rejects a controller passed as its signal, and starts nothing', async () => {
+  const task = savedTask('signal');
+  await assert.rejects(task.train({ method: 'zero-shot-words', device: 'cpu' }, { signal: new AbortController() }), invalid(/not an AbortSignal/));
+  await assert.rejects(task.train({ method: 'zero-shot-words', steps: '10' }), invalid(/steps is "10"/));
+  await assert.rejects(task.train({ method: 'zero-shot-words', warmStart: 5 }), invalid(/warmStart is a number/));
+  assert.deepStrictEqual(task.versions(), []);
+  // No run is left going: the logger can still be set.
+  lmbff.setLogger(null);
+  task.close();
+});
+
+test('a logger that throws does not fail the call that logged', async () => {
+  const warned = [];
+  const onWarning = (w) => warned.push(w.message);
+  process.on('warning', onWarning);
+  lmbff.setLogger(() => {
+    throw new Error('logger broke');
+  }, lmbff.LogLevel.DEBUG);
+  try {
+    const task = savedTask('throwing-logger');
+    const out = path.join(work, 'throwing-logger-export');
+    // Opening a predictor logs on this thread; training logs from lmbff's.
+    assert.strictEqual(await task.train({ method: 'zero-shot-words', device: 'cpu' }), 'v1');
+    task.exportVersion('v1', out);
+    const p = new lmbff.Predictor(out, { threads: 1 });
+    assert.strictEqual(p.predict(['A great ride.'])[0].label, 'pos');
+    p.close();
+    task.close();
+  } finally {
+    lmbff.setLogger(null);
+  }
+  await new Promise((resolve) => setImmediate(resolve));
+  process.off('warning', onWarning);
+  assert.ok(warned.some((m) => m.includes('logger broke')), `warnings: ${warned.slice(0, 3)}`);
+});
+
+test('a process that exits while a run trains exits cleanly', () => {
+  const dir = path.join(work, 'exit');
+  savedTask('exit').close();
+  const script = `
+    const lmbff = require(${JSON.stringify(path.join(__dirname, '..'))});
+    lmbff.setTorchThreads(1);
+    if (process.argv[2] === 'log') lmbff.setLogger(() => {}, lmbff.LogLevel.DEBUG);
+    const t = lmbff.Task.open(${JSON.stringify(dir)});
+    t.train({ method: 'sentence-embedding', device: 'cpu', embeddingMaxSteps: 1000, steps: 1000 }).catch(() => {});
+    setTimeout(() => process.exit(0), Number(process.argv[3]));`;
+  // Before runs were cancelled and waited for at exit, about one exit in four crashed.
+  for (const [i, delay] of [0, 50, 200, 400, 800, 1500].entries()) {
+    const mode = i % 2 ? 'log' : 'quiet';
+    const r = spawnSync(process.execPath, ['-e', script, mode, String(delay)], { encoding: 'utf8', timeout: 120000 });
+    assert.strictEqual(r.signal, null, `${mode} exit after ${delay} ms: signal ${r.signal}\n${r.stderr}`);
+    assert.strictEqual(r.status, 0, `${mode} exit after ${delay} ms: status ${r.status}\n${r.stderr}`);
+  }
+});
