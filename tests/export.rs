@@ -662,7 +662,8 @@ fn bad_export_dirs_and_inputs() {
     let pair = Case { prompt: prompt(&c.tok, "{text_a} ? {mask} , {text_b}", 40), ..c };
     let pdir = export_to(&pair, "bad-pair", &ExportOptions::default());
     let e = Predictor::open(&pdir, &opts).unwrap().predict(&[Example::single("a", None)]).unwrap_err();
-    assert!(matches!(e, Error::InvalidArgument(_)) && e.to_string().contains("input 0"), "{e}");
+    assert!(matches!(e, Error::InvalidArgument(_)) && e.to_string().starts_with("invalid argument: input 0: "), "{e}");
+    assert_eq!(e.to_string().matches("invalid argument").count(), 1, "said once: {e}");
     // A one-sentence template refuses a second text rather than ignore it.
     let with_b = [Example::single("fine", None), Example { text_b: Some("x".into()), ..Example::single("a", None) }];
     let e = p.predict(&with_b).unwrap_err();

@@ -157,8 +157,10 @@ fn label_words_are_checked_against_the_vocabulary() {
     assert!(e.to_string().contains("also a word of label \"0\""), "{e}");
     let e = Verbalizer::new(&tok, &pairs(&[("0", "bad|awful|bad"), ("1", "great")])).unwrap_err();
     assert!(e.to_string().contains("listed twice"), "{e}");
-    let e = Verbalizer::new(&tok, &pairs(&[("0", "bad|"), ("1", "great")])).unwrap_err();
-    assert!(e.to_string().contains("no spaces"), "{e}");
+    for empty in ["bad|", "", "|bad"] {
+        let e = Verbalizer::new(&tok, &pairs(&[("0", empty), ("1", "great")])).unwrap_err();
+        assert!(e.to_string().contains("a label word is empty"), "{e}");
+    }
     let e = Verbalizer::new(&tok, &pairs(&[("0", "very bad"), ("1", "great")])).unwrap_err();
     assert!(e.to_string().contains("no spaces"), "{e}");
     assert!(Verbalizer::new(&tok, &pairs(&[("0", "great")])).is_err());

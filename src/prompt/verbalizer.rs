@@ -47,7 +47,12 @@ impl Verbalizer {
             let mut class = Vec::new();
             for word in spec.split(WORD_SEPARATOR) {
                 let trimmed = word.trim();
-                if trimmed.is_empty() || trimmed.contains(char::is_whitespace) {
+                if trimmed.is_empty() {
+                    return Err(bad(format!(
+                        "a label word is empty (several words are separated by `{WORD_SEPARATOR}`, with a word on each side: `great{WORD_SEPARATOR}good`)"
+                    )));
+                }
+                if trimmed.contains(char::is_whitespace) {
                     return Err(bad(format!("a label word is one word, with no spaces (several words: `great{WORD_SEPARATOR}good`)")));
                 }
                 // LM-BFF's rule: a word that starts with `<`, `[`, `.` or `,` is taken

@@ -175,7 +175,7 @@ impl Filter {
         let enc = inputs
             .iter()
             .enumerate()
-            .map(|(i, ex)| self.reader.encode(&self.tok, ex).map_err(|e| Error::InvalidArgument(format!("input {i}: {e}"))))
+            .map(|(i, ex)| self.reader.encode(&self.tok, ex).map_err(|e| for_input(i, e)))
             .collect::<Result<Vec<_>>>()?;
         run_graph(&mut self.sessions.take(), &enc, OUTPUT_EMBEDDING, None, self.tok.special().pad, self.token_types, max_batch)
     }
@@ -224,6 +224,15 @@ fn new_session(env: &ort::environment::Environment, dir: &Path, file: &str, what
         .commit_from_file(&path)
         // ONNX Runtime is loaded and the session set up: what fails now is the file.
         .map_err(|e| Error::Format { path: path.clone(), message: format!("ONNX Runtime cannot load it as an ONNX model: {e}") })
+}
+
+/// `e`, met encoding input `i`, as an argument error that names the input (and says
+/// "invalid argument" once).
+fn for_input(i: usize, e: Error) -> Error {
+    match e {
+        Error::InvalidArgument(m) => Error::InvalidArgument(format!("input {i}: {m}")),
+        other => Error::InvalidArgument(format!("input {i}: {other}")),
+    }
 }
 
 fn runtime_err(what: &str) -> impl Fn(ort::Error) -> Error + '_ {
@@ -467,7 +476,7 @@ impl Predictor {
         inputs
             .iter()
             .enumerate()
-            .map(|(i, ex)| self.prompt.encode_with_demos(&self.tok, ex, demos(i)).map_err(|e| Error::InvalidArgument(format!("input {i}: {e}"))))
+            .map(|(i, ex)| self.prompt.encode_with_demos(&self.tok, ex, demos(i)).map_err(|e| for_input(i, e)))
             .collect()
     }
 
