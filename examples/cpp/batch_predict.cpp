@@ -20,7 +20,15 @@ int main(int argc, char** argv) {
         std::cerr << "usage: " << argv[0] << " EXPORT_DIR THREADS < texts\n";
         return 2;
     }
-    const size_t workers = std::stoul(argv[2]);
+    size_t workers = 0;
+    try {
+        workers = std::stoul(argv[2]);
+    } catch (const std::exception&) {
+    }
+    if (workers == 0) {
+        std::cerr << "THREADS is " << argv[2] << ": give a whole number, at least 1\n";
+        return 2;
+    }
     std::vector<std::string> texts;
     for (std::string line; std::getline(std::cin, line);) texts.push_back(line);
     try {
@@ -60,6 +68,9 @@ int main(int argc, char** argv) {
         return mismatches == 0 ? 0 : 1;
     } catch (const lmbff::Error& e) {
         std::cerr << e.what() << " (status " << e.status() << ")\n";
+        return 1;
+    } catch (const std::invalid_argument& e) {  // a text lmbff cannot take (lmbff.hpp's c_str)
+        std::cerr << e.what() << "\n";
         return 1;
     }
 }

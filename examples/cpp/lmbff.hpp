@@ -25,6 +25,15 @@ inline void check(lmbff_status s, const char* what) {
     if (s != LMBFF_OK) throw Error(s, what);
 }
 
+// s as a C string: a std::string may hold NUL bytes, where a C string ends, so lmbff
+// would read it cut short; such a string throws std::invalid_argument naming it.
+inline const char* c_str(const std::string& s, const char* name) {
+    const size_t nul = s.find('\0');
+    if (nul != std::string::npos)
+        throw std::invalid_argument(std::string(name) + " holds a NUL byte at byte " + std::to_string(nul) + ": C strings end there");
+    return s.c_str();
+}
+
 struct Prediction {
     uint32_t label;
     float margin;
@@ -42,7 +51,7 @@ public:
         p.threads = threads;
         p.sessions = sessions;
         lmbff_predictor* raw = nullptr;
-        check(lmbff_predictor_open(export_dir.c_str(), &p, &raw), "lmbff_predictor_open");
+        check(lmbff_predictor_open(c_str(export_dir, "export_dir"), &p, &raw), "lmbff_predictor_open");
         handle_.reset(raw);
     }
 
@@ -56,7 +65,7 @@ public:
     std::vector<Prediction> predict(const std::vector<std::string>& texts) const {
         std::vector<const char*> ptrs;
         ptrs.reserve(texts.size());
-        for (const auto& t : texts) ptrs.push_back(t.c_str());
+        for (const auto& t : texts) ptrs.push_back(c_str(t, "a text"));
         lmbff_predictions* raw = nullptr;
         check(lmbff_predict(handle_.get(), ptrs.data(), nullptr, ptrs.size(), &raw), "lmbff_predict");
         std::unique_ptr<lmbff_predictions, decltype(&lmbff_predictions_free)> r(raw, &lmbff_predictions_free);
@@ -82,13 +91,16 @@ class Task {
 public:
     Task(const std::string& model_dir, const std::vector<std::string>& labels, const std::vector<std::string>& words,
          const std::string& templ = "{text} It was {mask}.") {
+        // The C struct has one count for both arrays: a shorter one would be read past its end.
+        if (labels.size() != words.size())
+            throw std::invalid_argument(std::to_string(labels.size()) + " labels but " + std::to_string(words.size()) + " label words");
         std::vector<const char*> l, w;
-        for (const auto& s : labels) l.push_back(s.c_str());
-        for (const auto& s : words) w.push_back(s.c_str());
+        for (const auto& s : labels) l.push_back(c_str(s, "a label"));
+        for (const auto& s : words) w.push_back(c_str(s, "a label word"));
         lmbff_task_params p;
         check(lmbff_task_params_init(&p, sizeof p), "lmbff_task_params_init");
-        p.model_dir = model_dir.c_str();
-        p.template_ = templ.c_str();
+        p.model_dir = c_str(model_dir, "model_dir");
+        p.template_ = c_str(templ, "the template");
         p.labels = l.data();
         p.label_words = w.data();
         p.num_labels = l.size();
@@ -99,15 +111,15 @@ public:
 
     uint64_t add_example(const std::string& text, const std::string& label) {
         uint64_t id = 0;
-        check(lmbff_task_add_example(handle_.get(), text.c_str(), nullptr, label.c_str(), &id), "lmbff_task_add_example");
+        check(lmbff_task_add_example(handle_.get(), c_str(text, "text"), nullptr, c_str(label, "label"), &id), "lmbff_task_add_example");
         return id;
     }
     uint64_t add_unlabeled(const std::string& text) {
         uint64_t id = 0;
-        check(lmbff_task_add_unlabeled(handle_.get(), text.c_str(), nullptr, &id), "lmbff_task_add_unlabeled");
+        check(lmbff_task_add_unlabeled(handle_.get(), c_str(text, "text"), nullptr, &id), "lmbff_task_add_unlabeled");
         return id;
     }
-    void save(const std::string& dir) { check(lmbff_task_save(handle_.get(), dir.c_str()), "lmbff_task_save"); }
+    void save(const std::string& dir) { check(lmbff_task_save(handle_.get(), c_str(dir, "dir")), "lmbff_task_save"); }
 
     // Trains synchronously; returns the new model version.
     std::string train(const lmbff_train_params& params) {
@@ -116,7 +128,7 @@ public:
         return version;
     }
     void export_version(const std::string& version, const std::string& out_dir) {
-        check(lmbff_task_export(handle_.get(), version.c_str(), out_dir.c_str(), false), "lmbff_task_export");
+        check(lmbff_task_export(handle_.get(), c_str(version, "version"), c_str(out_dir, "out_dir"), false), "lmbff_task_export");
     }
 
 private:
