@@ -319,3 +319,90 @@ fn zero_shot_words_on_the_command_line() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("no training examples") && !err.contains("train 1/"), "{err}");
 }
+
+/// Mistakes a user makes on the command line are named before any long work, and none
+/// loses a model: an `--out` that is the model read, a test file that is not there, a
+/// huge `--threads`, a `--max-len` the model cannot hold, a missing seed of a `compare`
+/// grid (each run with a step budget that would take hours if it started), a harness
+/// `--out` among a user's files, labels a file does not share with the export. `eval`
+/// scores a sentence-embedding model with its own classifier, as training did.
+#[test]
+fn mistakes_are_named_before_the_work() {
+    let model = common::fixtures().join("bert");
+    let dir = common::tempdir("cli-mistakes");
+    let toy = write_toy(&dir);
+    let fails_with = |cmd: &mut Command, needle: &str| {
+        let o = cmd.output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{needle}: {err}");
+        assert!(err.contains(needle), "wanted {needle:?}: {err}");
+        assert!(o.stdout.is_empty(), "nothing reported as done: {}", String::from_utf8_lossy(&o.stdout));
+    };
+    let train = |extra: &[&str]| {
+        let mut c = lmbff();
+        c.args(["train", "--device", "cpu", "--threads", "1", "--labels", "{'0':'bad','1':'good'}", "--max-len", "24"])
+            .arg("--train").arg(&toy).arg("--dev").arg(&toy).args(extra);
+        c
+    };
+    let trained = dir.join("trained");
+    let o = train(&["--method", "sentence-embedding", "--embedding-max-steps", "20"]).arg("--model").arg(&model).arg("--out").arg(&trained).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let o = lmbff().args(["eval", "--device", "cpu", "--threads", "1", "--model"]).arg(&trained).arg("--test").arg(&toy).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let eval: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!((eval["method"].as_str(), eval["acc"].as_f64()), (Some("sentence-embedding"), report["dev_acc"].as_f64()), "eval {eval}, train {report}");
+    fails_with(lmbff().args(["eval", "--device", "cpu", "--labels", "0=bad,1=good", "--model"]).arg(&trained).arg("--test").arg(&toy), "--labels does not apply");
+    let pairs = dir.join("pairs.tsv");
+    std::fs::write(&pairs, "sentence1\tsentence2\tlabel\nfun\tyes\t1\n").unwrap();
+    fails_with(lmbff().args(["eval", "--device", "cpu", "--model"]).arg(&trained).arg("--test").arg(&pairs), "reads one sentence");
+
+    // The model read is never the output; a copy of it stays byte for byte.
+    let copy = dir.join("copy");
+    std::fs::create_dir_all(&copy).unwrap();
+    for e in std::fs::read_dir(&trained).unwrap().map(Result::unwrap) {
+        std::fs::copy(e.path(), copy.join(e.file_name())).unwrap();
+    }
+    let weights = std::fs::read(copy.join("model.safetensors")).unwrap();
+    fails_with(train(&["--method", "sentence-embedding"]).arg("--model").arg(&copy).arg("--out").arg(&copy), "is the model this command reads");
+    assert_eq!(std::fs::read(copy.join("model.safetensors")).unwrap(), weights);
+    // Named before 100,000 steps.
+    fails_with(train(&["--steps", "100000", "--test", "/nonexistent/test.tsv"]).arg("--model").arg(&model).arg("--out").arg(dir.join("never")), "/nonexistent/test.tsv");
+    std::fs::write(dir.join("user.txt"), "mine").unwrap();
+    fails_with(train(&["--steps", "100000"]).arg("--model").arg(&model).arg("--out").arg(&dir), "is not an earlier output");
+    assert!(!dir.join("never").exists() && std::fs::read_to_string(dir.join("user.txt")).unwrap() == "mine");
+    let zero_shot = |setting: [&str; 2]| {
+        let mut c = lmbff();
+        c.args(["train", "--device", "cpu", "--method", "zero-shot-words", "--labels", "0=bad,1=good"]).args(setting).arg("--model").arg(&model);
+        c
+    };
+    fails_with(&mut zero_shot(["--threads", "100000"]), "--threads is 100000: give 1 to 256");
+    fails_with(&mut zero_shot(["--max-len", "100000"]), "--max-len 100000 is longer than the model's");
+    let splits = dir.join("splits");
+    std::fs::create_dir_all(splits.join("16-13")).unwrap();
+    for part in ["train", "dev", "test"] {
+        std::fs::copy(&toy, splits.join("16-13").join(format!("{part}.tsv"))).unwrap();
+    }
+    fails_with(
+        lmbff().args(["compare", "--device", "cpu", "--threads", "1", "--seeds", "13,99", "--steps", "100000", "--labels", "0=bad,1=good", "--model"]).arg(&model).arg("--splits").arg(&splits),
+        "seed 99's train split is not there",
+    );
+    fails_with(lmbff().args(["adapt", "--device", "cpu", "--steps", "0", "--texts"]).arg(&toy).arg("--model").arg(&model).arg("--out").arg(dir.join("adapted")), "adaptation: steps is 0");
+
+    // The harness writes only into its own folder, a new or an empty one.
+    let user = dir.join("user-folder");
+    std::fs::create_dir_all(&user).unwrap();
+    std::fs::write(user.join("notes.txt"), "mine").unwrap();
+    fails_with(
+        lmbff().args(["harness", "--device", "cpu", "--tasks", "SST-2", "--seeds", "13", "--methods", "majority", "--model"]).arg(&model).arg("--data").arg(&dir).arg("--out").arg(&user),
+        "is not a harness folder",
+    );
+    assert_eq!(std::fs::read_dir(&user).unwrap().count(), 1, "nothing was added to the user's folder");
+
+    // predict scores a labelled file only against the export's own labels.
+    let exported = dir.join("exported");
+    assert!(lmbff().arg("export").arg("--model").arg(&trained).arg("--out").arg(&exported).output().unwrap().status.success());
+    let other = dir.join("other-labels.tsv");
+    std::fs::write(&other, "sentence\tlabel\nfun\t1\nboring\tneg\n").unwrap();
+    fails_with(lmbff().args(["predict", "--threads", "1", "--export"]).arg(&exported).arg("--input").arg(&other), "row 2 after the header: label \"neg\"");
+}

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::{Error, Result};
 
 /// The lock file inside a task folder ([`DirLock`]).
-const LOCK_FILE: &str = ".lmbff.lock";
+pub(crate) const LOCK_FILE: &str = ".lmbff.lock";
 
 /// A suffix for a temporary name that no other writer, in this process or another, uses.
 pub(crate) fn tmp_suffix() -> String {
@@ -107,19 +107,8 @@ fn filled_temp(dest: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<Pa
 /// model's `lmbff.json`): anything else (a user's folder, a task's own folder, the model
 /// being exported) is refused with `InvalidArgument` and left as it is.
 pub fn write_dir_atomic(dest: &Path, marker: &str, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-    // A folder holding a task's file is a task's, never replaced as an earlier output.
-    let ours = |dest: &Path| dest.join(marker).is_file() && !dest.join(crate::task::TASK_FILE).exists();
-    if dest.exists() || dest.is_symlink() {
-        let empty = dest.is_dir() && std::fs::read_dir(dest).map_err(|e| Error::io(dest, e))?.next().is_none();
-        // A task saved into an earlier output holds both files: the task wins.
-        if !dest.is_dir() || (!empty && !ours(dest)) {
-            return Err(Error::InvalidArgument(format!(
-                "{} already exists and is not an earlier output of this kind (it holds no {marker}); lmbff replaces only \
-                 an empty folder or its own earlier output there: choose a new or empty folder",
-                dest.display()
-            )));
-        }
-    }
+    check_dest(dest, marker)?;
+    let ours = |dest: &Path| is_earlier_output(dest, marker);
     let tmp = filled_temp(dest, fill)?;
     let placed = if dest.exists() {
         replace(&tmp, dest)
@@ -136,7 +125,68 @@ pub fn write_dir_atomic(dest: &Path, marker: &str, fill: impl FnOnce(&Path) -> R
         let _ = std::fs::remove_dir_all(&tmp);
         return Err(e);
     }
+    remove_stale_temps(dest);
     sync_dir(parent_of(dest))
+}
+
+/// A folder holding `marker` and no task file: an earlier output of this kind (a task
+/// saved into an earlier output holds both files, and the task wins).
+fn is_earlier_output(dest: &Path, marker: &str) -> bool {
+    dest.join(marker).is_file() && !dest.join(crate::task::TASK_FILE).exists()
+}
+
+/// Whether [`write_dir_atomic`] may write `dest`: it does not exist, or it is an empty
+/// folder or an earlier output of this kind (holding `marker`). Commands call it before
+/// long work, so that a wrong destination is named before the work, not after it.
+pub fn check_dest(dest: &Path, marker: &str) -> Result<()> {
+    if !(dest.exists() || dest.is_symlink()) {
+        return Ok(());
+    }
+    if !dest.is_dir() {
+        return Err(Error::InvalidArgument(format!("{} is a file: give a new or empty folder to write into", dest.display())));
+    }
+    let empty = std::fs::read_dir(dest).map_err(|e| Error::io(dest, e))?.next().is_none();
+    if !empty && !is_earlier_output(dest, marker) {
+        return Err(Error::InvalidArgument(format!(
+            "{} already exists and is not an earlier output of this kind (it holds no {marker}); lmbff replaces only \
+             an empty folder or its own earlier output there: choose a new or empty folder",
+            dest.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Removes the temporary folders (`.<name>.tmp-<pid>-<n>`, `.<name>.old-<pid>-<n>`)
+/// that writers of `dest` killed half-way left beside it: those of processes that no
+/// longer run. A live writer's are left alone.
+fn remove_stale_temps(dest: &Path) {
+    let Some(name) = dest.file_name().map(|n| n.to_string_lossy().to_string()) else { return };
+    let Ok(entries) = std::fs::read_dir(parent_of(dest)) else { return };
+    for entry in entries.flatten() {
+        let file = entry.file_name().to_string_lossy().to_string();
+        let Some(rest) = [".tmp-", ".old-"].iter().find_map(|k| file.strip_prefix(&format!(".{name}{k}"))) else { continue };
+        let Some(pid) = rest.split_once('-').and_then(|(p, _)| p.parse::<i32>().ok()) else { continue };
+        if pid != std::process::id() as i32 && !process_runs(pid) && entry.file_type().is_ok_and(|t| t.is_dir()) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// Whether process `pid` runs (or may: where it cannot be told, it is taken to run).
+fn process_runs(pid: i32) -> bool {
+    #[cfg(unix)]
+    {
+        // SAFETY: signal 0 sends nothing; it only checks that the process exists.
+        if unsafe { libc::kill(pid, 0) } == 0 {
+            return true;
+        }
+        std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = pid;
+        true
+    }
 }
 
 /// Puts the folder `tmp` in the place of the existing folder `dest` and removes the old

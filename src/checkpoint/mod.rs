@@ -3,12 +3,12 @@
 
 mod atomic;
 
-pub use atomic::write_dir_atomic;
+pub use atomic::{check_dest, write_dir_atomic};
 #[cfg(feature = "train")]
 pub(crate) use atomic::write_new_dir;
 #[cfg(test)]
 pub(crate) use atomic::tmp_suffix;
-pub(crate) use atomic::{sync_dir, write_file_atomic, DirLock};
+pub(crate) use atomic::{sync_dir, write_file_atomic, DirLock, LOCK_FILE};
 
 use std::path::{Path, PathBuf};
 
@@ -368,6 +368,16 @@ mod tests {
         std::fs::create_dir(&empty).unwrap();
         write_dir_atomic(&empty, "a", |d| std::fs::write(d.join("a"), "four").map_err(|e| Error::io(d, e))).unwrap();
         assert_eq!(std::fs::read_to_string(empty.join("a")).unwrap(), "four");
+        // What writers killed half-way left beside it goes with the next write; a running
+        // writer's temporary folder (here the parent process's) stays.
+        let dead = root.join(".model.tmp-999999999-0");
+        let live = root.join(format!(".model.tmp-{}-0", std::os::unix::process::parent_id()));
+        let other = root.join(".modelx.tmp-999999999-0");
+        for d in [&dead, &live, &other] {
+            std::fs::create_dir(d).unwrap();
+        }
+        write_dir_atomic(&dest, "b", |d| std::fs::write(d.join("b"), "five").map_err(|e| Error::io(d, e))).unwrap();
+        assert!(!dead.exists() && live.exists() && other.exists(), "only the dead writer's folder of this output goes");
         std::fs::remove_dir_all(&root).unwrap();
     }
 

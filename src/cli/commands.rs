@@ -38,6 +38,40 @@ fn labels_of(l: &Loaded) -> Vec<String> {
     l.prompt.verbalizer.labels().to_vec()
 }
 
+/// Whether `a` and `b` are one folder (both exist and resolve to the same place).
+fn same_folder(a: &Path, b: &Path) -> bool {
+    matches!((std::fs::canonicalize(a), std::fs::canonicalize(b)), (Ok(x), Ok(y)) if x == y)
+}
+
+/// Checks, before any long work, that `out` (the `flag`) may take a command's output of
+/// the kind `marker` marks: new, empty, or such an earlier output, and not the model the
+/// command reads (which it would replace).
+fn check_out(out: &Path, flag: &str, model: &Path, marker: &str) -> Result<()> {
+    if same_folder(out, model) {
+        return Err(Error::InvalidArgument(format!(
+            "{flag} {} is the model this command reads (--model): writing there would replace it; give another folder",
+            out.display()
+        )));
+    }
+    crate::checkpoint::check_dest(out, marker).map_err(|e| match e {
+        Error::InvalidArgument(m) => Error::InvalidArgument(format!("{flag}: {m}")),
+        other => other,
+    })
+}
+
+/// A labelled file for a one-sentence template must not hold second sentences (they
+/// would be ignored), as the predictor refuses them.
+fn check_sentences(l: &Loaded, file: &Path, examples: &[Example]) -> Result<()> {
+    if l.prompt.template.num_sentences() == 1 && examples.iter().any(|e| e.text_b.is_some()) {
+        return Err(Error::InvalidArgument(format!(
+            "{} has a second sentence column, and the template {:?} reads one sentence: it would be ignored",
+            file.display(),
+            l.prompt.template.source()
+        )));
+    }
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------- adapt
 
 #[derive(Debug, Args)]
@@ -102,6 +136,7 @@ pub fn corpus(files: &[PathBuf], exclude: &[PathBuf]) -> Result<Vec<String>> {
 }
 
 pub fn adapt(a: AdaptArgs) -> Result<()> {
+    check_out(&a.out, "--out", &a.model, crate::checkpoint::ADAPTATION_FILE)?;
     let l = a.task.load(&a.model, a.seed)?;
     l.note_new_head();
     let texts = corpus(&a.texts, &a.exclude)?;
@@ -271,16 +306,16 @@ pub fn train(a: TrainArgs) -> Result<()> {
     if a.out.is_some() && method == Method::Cls {
         return Err(Error::InvalidArgument("--out saves prompt models; plain fine-tuning is a baseline and is not saved".into()));
     }
+    check_train_out(&a)?;
     let l = a.task.load(&a.model, a.fit.seed)?;
     if method == Method::Prompt {
         l.note_new_head();
     }
-    let labels = labels_of(&l);
-    let (tr, dev) = (read_examples(&train_file, &labels)?, read_examples(&dev_file, &labels)?);
+    // Every file is read before training: a typo shows now, not after it.
+    let (tr, dev, test_ex) = read_sets(&l, &train_file, &dev_file, a.test.as_deref())?;
     let mut bar = Bar::new(method.name());
     let (report, head) = train::finetune(&l.model, &l.tok, &l.prompt, method, &tr, &dev, &a.fit.params(), &mut |p| bar.update(p))?;
     bar.finish();
-    let test_ex = a.test.as_ref().map(|t| read_examples(t, &labels)).transpose()?;
     let test = test_ex.as_ref().map(|ex| evaluate(&l, &head, method, ex, &report.demos)).transpose()?;
     let logits_of = |ex: &[Example]| train::predict_examples(&l.model, &l.tok, &l.prompt, method, &head, ex, &report.demos, 32);
     let calibration = maybe_calibrate(a.calibrate, logits_of, &dev, test_ex.as_deref())?;
@@ -296,6 +331,19 @@ pub fn train(a: TrainArgs) -> Result<()> {
     Ok(())
 }
 
+/// `--out` of `train`, checked before training ([`check_out`]).
+fn check_train_out(a: &TrainArgs) -> Result<()> {
+    a.out.as_ref().map_or(Ok(()), |out| check_out(out, "--out", &a.model, crate::checkpoint::MANIFEST_FILE))
+}
+
+/// The train, dev and (if given) test examples, each checked against the task's labels
+/// and template.
+fn read_sets(l: &Loaded, train_file: &Path, dev_file: &Path, test_file: Option<&Path>) -> Result<(Vec<Example>, Vec<Example>, Option<Vec<Example>>)> {
+    let labels = labels_of(l);
+    let read = |f: &Path| read_examples(f, &labels).and_then(|ex| check_sentences(l, f, &ex).map(|()| ex));
+    Ok((read(train_file)?, read(dev_file)?, test_file.map(read).transpose()?))
+}
+
 /// `train --method sentence-embedding`: contrastive fine-tuning and the logistic head.
 fn train_embedding(a: TrainArgs, train_file: &Path, dev_file: &Path) -> Result<()> {
     if a.fit.demos {
@@ -304,17 +352,16 @@ fn train_embedding(a: TrainArgs, train_file: &Path, dev_file: &Path) -> Result<(
     if a.no_anchors && !a.anchor_templates.is_empty() {
         return Err(Error::InvalidArgument("--anchor-template adds label anchors, and --no-anchors turns them off: give one or the other".into()));
     }
+    check_train_out(&a)?;
     let l = a.task.load(&a.model, a.fit.seed)?;
     // A template that cannot give anchors is refused before any training.
     let anchor_templates = l.prompt.parse_anchor_templates(&a.anchor_templates)?;
-    let labels = labels_of(&l);
-    let (tr, dev) = (read_examples(train_file, &labels)?, read_examples(dev_file, &labels)?);
+    let (tr, dev, test_ex) = read_sets(&l, train_file, dev_file, a.test.as_deref())?;
     let ep = train::EmbedParams { lr: a.fit.lr, seed: a.fit.seed, anchor_templates, max_steps: a.embedding_max_steps.unwrap_or(crate::task::DEFAULT_EMBEDDING_MAX_STEPS), ..train::EmbedParams::default() }
         .with_anchors(!a.no_anchors);
     let mut bar = Bar::new("sentence-embedding");
     let (head, report) = train::train_embedding(&l.model, &l.tok, &l.prompt, &tr, &ep, &mut |p| bar.update(p))?;
     bar.finish();
-    let test_ex = a.test.as_ref().map(|t| read_examples(t, &labels)).transpose()?;
     let logits_of = |ex: &[Example]| train::embedding_logits(&l.model, &l.tok, &l.prompt, &head, ex, 32);
     let (dev_acc, test, calibration) = score_sets(a.calibrate, logits_of, Some(&dev), test_ex.as_deref())?;
     let dev_acc = dev_acc.unwrap_or_default();
@@ -371,11 +418,12 @@ fn train_zero_shot_words(a: TrainArgs) -> Result<()> {
     if let Some(why) = refused {
         return Err(Error::InvalidArgument(format!("--method zero-shot-words takes no {why}")));
     }
+    check_train_out(&a)?;
     let l = a.task.load(&a.model, a.fit.seed)?;
     let anchor_templates = l.prompt.parse_anchor_templates(&a.anchor_templates)?;
     let head = train::word_anchor_zero_shot(&l.model, &l.tok, &l.prompt, &anchor_templates)?;
     let labels = labels_of(&l);
-    let read = |f: &Option<PathBuf>| f.as_ref().map(|f| read_examples(f, &labels)).transpose();
+    let read = |f: &Option<PathBuf>| f.as_ref().map(|f| read_examples(f, &labels).and_then(|ex| check_sentences(&l, f, &ex).map(|()| ex))).transpose();
     let (dev, test_ex) = (read(&a.dev)?, read(&a.test)?);
     let logits_of = |ex: &[Example]| train::embedding_logits(&l.model, &l.tok, &l.prompt, &head, ex, 32);
     let (dev_acc, test, calibration) = score_sets(a.calibrate, logits_of, dev.as_deref(), test_ex.as_deref())?;
@@ -458,21 +506,56 @@ pub struct EvalArgs {
 }
 
 pub fn eval(a: EvalArgs) -> Result<()> {
-    let l = a.task.load(&a.model, 0)?;
-    l.note_new_head();
-    let ex = read_examples(&a.test, &labels_of(&l))?;
-    let demos = match crate::checkpoint::Manifest::read(&a.model) {
-        Ok(m) => Demos::of_checkpoint(&m, &l.prompt, l.model.device())?,
-        Err(_) => Demos::None,
+    let manifest = match a.model.join(crate::checkpoint::MANIFEST_FILE).exists() {
+        true => Some(crate::checkpoint::Manifest::read(&a.model)?),
+        false => None,
     };
-    let (logits, gold) = logits_and_gold(&l, &Head::for_prompt(&l.model, &l.prompt)?, Method::Prompt, &ex, &demos)?;
+    if let Some(m) = &manifest {
+        let kind = if m.multi_label.is_some() {
+            Some("multi-label")
+        } else if m.regression.is_some() {
+            Some("regression")
+        } else {
+            None
+        };
+        if let Some(kind) = kind {
+            return Err(Error::InvalidArgument(format!(
+                "{} is a {kind} model, and eval scores single-label classifiers: export it and run predict",
+                a.model.display()
+            )));
+        }
+        if m.classifier.is_some() && a.task.labels.is_some() {
+            return Err(Error::InvalidArgument(format!(
+                "{} is a sentence-embedding model whose classifier has its own classes ({:?}): --labels does not apply",
+                a.model.display(),
+                m.labels
+            )));
+        }
+    }
+    let l = a.task.load(&a.model, 0)?;
+    let ex = read_examples(&a.test, &labels_of(&l))?;
+    check_sentences(&l, &a.test, &ex)?;
+    // A sentence-embedding model is scored by its own classifier, as training and the
+    // predictor score it; any other by the prompt's masked-LM head.
+    let (logits, demos) = match manifest.as_ref().and_then(|m| m.classifier.clone()) {
+        Some(head) => (train::embedding_logits(&l.model, &l.tok, &l.prompt, &head, &ex, 32)?, Demos::None),
+        None => {
+            l.note_new_head();
+            let demos = match &manifest {
+                Some(m) => Demos::of_checkpoint(m, &l.prompt, l.model.device())?,
+                None => Demos::None,
+            };
+            (logits_and_gold(&l, &Head::for_prompt(&l.model, &l.prompt)?, Method::Prompt, &ex, &demos)?.0, demos)
+        }
+    };
+    let gold = gold_labels(&ex);
     let predicted = crate::metrics::argmax_rows(&logits);
     let share: Vec<f64> = (0..l.prompt.verbalizer.num_labels())
         .map(|c| predicted.iter().filter(|&&p| p == c).count() as f64 / predicted.len().max(1) as f64)
         .collect();
     println!(
         "{}",
-        json!({"model": a.model, "test": a.test, "n": ex.len(), "template": l.prompt.template.source(),
+        json!({"model": a.model, "test": a.test, "n": ex.len(), "method": manifest.as_ref().map_or("prompt", |m| m.method.as_str()), "template": l.prompt.template.source(),
                "demo_sets": demos.sets_per_input(), "demo_filter": demos.filter_dir(), "acc": accuracy(&logits, &gold), "acc_centered": train::centered_accuracy(&logits, &gold),
                "predicted_share": share})
     );
@@ -515,6 +598,24 @@ pub struct CompareArgs {
 
 pub fn compare(a: CompareArgs) -> Result<()> {
     let methods = a.methods.iter().map(|m| parse_method(m)).collect::<Result<Vec<_>>>()?;
+    // The grid runs for hours: what would stop it half-way is checked first.
+    if a.lrs.iter().any(|lr| !(*lr > 0.0 && lr.is_finite())) || a.steps.contains(&0) || a.batch_size == 0 || a.eval_every == 0 {
+        return Err(Error::InvalidArgument(format!(
+            "--lrs {:?}, --steps {:?}, --batch-size {} and --eval-every {} must all be positive",
+            a.lrs, a.steps, a.batch_size, a.eval_every
+        )));
+    }
+    for seed in &a.seeds {
+        for part in ["train", "dev", "test"] {
+            let f = a.splits.join(format!("16-{seed}")).join(format!("{part}.tsv"));
+            if !f.is_file() {
+                return Err(Error::io(&f, std::io::Error::new(std::io::ErrorKind::NotFound, format!("seed {seed}'s {part} split is not there"))));
+            }
+        }
+    }
+    if let Some(r) = a.report.as_ref().filter(|r| r.is_dir()) {
+        return Err(Error::InvalidArgument(format!("--report {} is a folder: give the JSON file to write", r.display())));
+    }
     let mut rows = Vec::new();
     let mut all = Vec::new();
     for &seed in &a.seeds {

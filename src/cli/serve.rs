@@ -233,6 +233,16 @@ pub fn predict_cmd(a: PredictArgs) -> Result<()> {
     let p = Predictor::open(&a.export, &opts)?;
     let (mut inputs, total, gold) = Inputs::open(&a.input)?;
     let labels = p.labels().to_vec();
+    // A label column of other labels than the export's would score 0 without a word.
+    if let Some(g) = gold.as_ref().filter(|_| !p.is_multi_label() && p.manifest().regression.is_none()) {
+        if let Some((i, bad)) = g.iter().enumerate().find(|(_, l)| !labels.contains(l)) {
+            return Err(Error::InvalidArgument(format!(
+                "{}, row {} after the header: label {bad:?} is not one of the export's labels {labels:?}",
+                a.input,
+                i + 1
+            )));
+        }
+    }
     let mut bar = total.map(|_| Bar::new("predict"));
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());

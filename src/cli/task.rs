@@ -11,6 +11,9 @@ use crate::prompt::{Prompt, Template, Truncation, Verbalizer};
 use crate::tokenize::Tokenizer;
 use crate::{Error, Result};
 
+/// The most libtorch threads `--threads` takes (as the C ABI's lmbff_set_torch_threads).
+const MAX_THREADS: i32 = 256;
+
 /// Labels when neither `--labels` nor a manifest gives them (SST-2's words).
 pub const DEFAULT_LABELS: &str = "0=terrible,1=great";
 
@@ -80,13 +83,15 @@ pub fn parse_labels(tok: &Tokenizer, spec: &str) -> Result<Verbalizer> {
 impl TaskArgs {
     pub fn load(&self, dir: &Path, seed: u64) -> Result<Loaded> {
         if let Some(n) = self.threads {
-            if n < 1 {
-                return Err(Error::InvalidArgument(format!("--threads must be at least 1, got {n}")));
+            // libtorch starts them at once: thousands take minutes to start.
+            if !(1..=MAX_THREADS).contains(&n) {
+                return Err(Error::InvalidArgument(format!("--threads is {n}: give 1 to {MAX_THREADS}")));
             }
             tch::set_num_threads(n);
         }
         if !dir.is_dir() {
-            return Err(Error::InvalidArgument(format!("model directory {} does not exist", dir.display())));
+            let what = if dir.exists() { "is a file, not a model folder" } else { "does not exist" };
+            return Err(Error::InvalidArgument(format!("model directory {} {what}", dir.display())));
         }
         // A model directory without lmbff.json is an ordinary HF model; a broken or too
         // new manifest is an error, not a silent fallback to defaults.
@@ -102,17 +107,30 @@ impl TaskArgs {
             (None, Some(m)) => m.verbalizer(&tok)?,
             (None, None) => parse_labels(&tok, DEFAULT_LABELS)?,
         };
-        let saved = manifest.as_ref().map(|m| m.truncation).unwrap_or_default();
-        let truncation = Truncation {
-            max_len: self.max_len.unwrap_or(saved.max_len),
-            first_sent_limit: self.first_sent_limit.or(saved.first_sent_limit),
-            other_sent_limit: self.other_sent_limit.or(saved.other_sent_limit),
-        };
-        let prompt = Prompt::new(Template::parse(&template)?, verbalizer, truncation)?;
+        let template = Template::parse(&template)?;
         let device = parse_device(&self.device)?;
         // Seeded before loading: a checkpoint without a head gets a repeatable new one.
         tch::manual_seed(seed as i64);
         let model = MaskedLm::load(dir, device)?;
+        // The default length fits the model; one asked for (or saved) must.
+        let positions = model.config.max_input_len().max(0) as usize;
+        let saved = manifest.as_ref().map(|m| m.truncation);
+        let max_len = match (self.max_len, saved) {
+            (Some(n), _) | (None, Some(Truncation { max_len: n, .. })) if n > positions => {
+                return Err(Error::InvalidArgument(format!(
+                    "--max-len {n} is longer than the model's {positions} positions (a model saved with it could not be exported)"
+                )));
+            }
+            (Some(n), _) | (None, Some(Truncation { max_len: n, .. })) => n,
+            (None, None) => Truncation::default().max_len.min(positions),
+        };
+        let saved = saved.unwrap_or_default();
+        let truncation = Truncation {
+            max_len,
+            first_sent_limit: self.first_sent_limit.or(saved.first_sent_limit),
+            other_sent_limit: self.other_sent_limit.or(saved.other_sent_limit),
+        };
+        let prompt = Prompt::new(template, verbalizer, truncation)?;
         Ok(Loaded { dir: dir.to_path_buf(), tok, model, prompt })
     }
 }

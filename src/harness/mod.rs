@@ -464,6 +464,18 @@ pub const SETTINGS_FILE: &str = "settings.json";
 /// before that file existed is checked result by result first. Another setting is an
 /// error naming the fields that differ (use another folder to compare settings).
 pub fn claim_folder(out: &Path, settings: &Settings) -> Result<()> {
+    // A harness writes its report, results and runs only into its own folder (settings
+    // or runs/ there), a new or an empty one, never among a user's files or into a model.
+    if out.is_dir() && !out.join(SETTINGS_FILE).exists() && !out.join("runs").is_dir() {
+        let mut others = std::fs::read_dir(out).map_err(|e| Error::io(out, e))?.filter_map(|e| e.ok()).filter(|e| e.file_name() != crate::checkpoint::LOCK_FILE);
+        if let Some(other) = others.next() {
+            return Err(Error::InvalidArgument(format!(
+                "{} is not a harness folder (no {SETTINGS_FILE}, no runs/) and is not empty (it holds {:?}): give a new or empty --out folder",
+                out.display(),
+                other.file_name()
+            )));
+        }
+    }
     // Two commands starting on one folder take turns: the second sees the first's file.
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     let _lock = crate::checkpoint::DirLock::exclusive(out)?;

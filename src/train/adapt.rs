@@ -302,8 +302,15 @@ pub fn adapt(
     resume: Option<Resume>,
     progress: ProgressFn,
 ) -> Result<AdaptReport> {
-    if p.steps == 0 || p.batch_size == 0 || p.max_len < 4 || !(p.lr > 0.0) || !(0.0..1.0).contains(&p.mask_prob) {
-        return Err(Error::InvalidArgument(format!("adaptation settings out of range: {p:?}")));
+    let wrong = [
+        (p.steps == 0, format!("steps is {}: give at least 1", p.steps)),
+        (p.batch_size == 0, format!("batch size is {}: give at least 1", p.batch_size)),
+        (p.max_len < 4, format!("sequence length is {} tokens: give at least 4", p.max_len)),
+        (!(p.lr > 0.0), format!("learning rate is {}: give a positive number", p.lr)),
+        (!(0.0..1.0).contains(&p.mask_prob), format!("mask probability is {}: give one in [0, 1)", p.mask_prob)),
+    ];
+    if let Some((_, why)) = wrong.into_iter().find(|(bad, _)| *bad) {
+        return Err(Error::InvalidArgument(format!("adaptation: {why}")));
     }
     let max_len = p.max_len.min(model.config.max_input_len() as usize);
     let mut data = Vec::with_capacity(texts.len());
