@@ -997,8 +997,9 @@ lmbff_status lmbff_task_export(lmbff_task *task,
                                bool fp16);
 
 /*
- Sets libtorch's intra-op threads for training: 1 to 256 (libtorch starts them at
- once), anything else is LMBFF_ERR_INVALID_ARGUMENT. Process-wide: it affects every
+ Sets libtorch's intra-op threads for training: 1 to 256, or to the machine's hardware
+ threads where it has more (libtorch starts them at once); anything else is
+ LMBFF_ERR_INVALID_ARGUMENT. Process-wide: it affects every
  run in the process (and any other libtorch user in it).
  */
 lmbff_status lmbff_set_torch_threads(uint32_t threads);

@@ -29,3 +29,11 @@ pub use error::{Error, Result};
 
 /// Library version (the crate version).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The most libtorch intra-op threads lmbff sets (the C ABI's lmbff_set_torch_threads,
+/// the CLI's `--threads`): 256, or the machine's hardware threads where it has more.
+/// libtorch starts them at once, and tens of thousands take minutes to start.
+pub fn max_torch_threads() -> u32 {
+    let hardware = std::thread::available_parallelism().map_or(1, |n| n.get());
+    256.max(u32::try_from(hardware).unwrap_or(u32::MAX))
+}

@@ -353,6 +353,7 @@ fn mistakes_are_named_before_the_work() {
     let eval: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!((eval["method"].as_str(), eval["acc"].as_f64()), (Some("sentence-embedding"), report["dev_acc"].as_f64()), "eval {eval}, train {report}");
     fails_with(lmbff().args(["eval", "--device", "cpu", "--labels", "0=bad,1=good", "--model"]).arg(&trained).arg("--test").arg(&toy), "--labels does not apply");
+    fails_with(lmbff().args(["eval", "--device", "cpu", "--template", "{text} So {mask}.", "--model"]).arg(&trained).arg("--test").arg(&toy), "--template does not apply");
     let pairs = dir.join("pairs.tsv");
     std::fs::write(&pairs, "sentence1\tsentence2\tlabel\nfun\tyes\t1\n").unwrap();
     fails_with(lmbff().args(["eval", "--device", "cpu", "--model"]).arg(&trained).arg("--test").arg(&pairs), "reads one sentence");
@@ -376,7 +377,7 @@ fn mistakes_are_named_before_the_work() {
         c.args(["train", "--device", "cpu", "--method", "zero-shot-words", "--labels", "0=bad,1=good"]).args(setting).arg("--model").arg(&model);
         c
     };
-    fails_with(&mut zero_shot(["--threads", "100000"]), "--threads is 100000: give 1 to 256");
+    fails_with(&mut zero_shot(["--threads", "1000000"]), "--threads is 1000000: give 1 to ");
     fails_with(&mut zero_shot(["--max-len", "100000"]), "--max-len 100000 is longer than the model's");
     let splits = dir.join("splits");
     std::fs::create_dir_all(splits.join("16-13")).unwrap();
@@ -403,6 +404,13 @@ fn mistakes_are_named_before_the_work() {
     let exported = dir.join("exported");
     assert!(lmbff().arg("export").arg("--model").arg(&trained).arg("--out").arg(&exported).output().unwrap().status.success());
     let other = dir.join("other-labels.tsv");
-    std::fs::write(&other, "sentence\tlabel\nfun\t1\nboring\tneg\n").unwrap();
-    fails_with(lmbff().args(["predict", "--threads", "1", "--export"]).arg(&exported).arg("--input").arg(&other), "row 2 after the header: label \"neg\"");
+    std::fs::write(&other, "sentence\tlabel\nfun\tpos\nboring\tneg\n").unwrap();
+    fails_with(lmbff().args(["predict", "--threads", "1", "--export"]).arg(&exported).arg("--input").arg(&other), "no row's label is one of the export's labels");
+    // Rows of labels it does not know (SNLI's "-") are predicted, not scored.
+    let some = dir.join("some-labels.tsv");
+    std::fs::write(&some, "sentence\tlabel\nfun\t1\nmeh\t-\nboring\t0\n").unwrap();
+    let o = lmbff().args(["predict", "--threads", "1", "--export"]).arg(&exported).arg("--input").arg(&some).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success() && err.contains("1 of 3 rows have labels the export does not know"), "{err}");
+    assert!(err.contains("/2)") && o.stdout.split(|&b| b == b'\n').filter(|l| !l.is_empty()).count() == 3, "{err}");
 }

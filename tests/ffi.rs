@@ -254,7 +254,9 @@ fn bad_opens_and_null_frees() {
         assert_eq!(lmbff_predictor_open(missing.as_ptr(), null(), &mut p), LMBFF_ERR_IO);
         assert!(last_error().contains("does not exist") && p.is_null());
         // A file is named as one; an export whose files do not hold is FORMAT, named.
-        let file = CString::new("/etc/hostname").unwrap();
+        let plain = common::tempdir("ffi-a-file").join("export");
+        std::fs::write(&plain, "not a folder").unwrap();
+        let file = CString::new(plain.to_str().unwrap()).unwrap();
         assert_eq!(lmbff_predictor_open(file.as_ptr(), null(), &mut p), LMBFF_ERR_IO);
         assert!(last_error().contains("this is a file, not the export directory"), "{}", last_error());
         let src = std::path::PathBuf::from(dir.to_str().unwrap());

@@ -95,7 +95,8 @@ func ABIVersion() int { return int(C.lmbff_abi_version()) }
 // build, whose training and export calls fail with NO_TRAINING).
 func HasTraining() bool { return bool(C.lmbff_has_training()) }
 
-// SetTorchThreads sets libtorch's intra-op threads for training (at least 1).
+// SetTorchThreads sets libtorch's intra-op threads for training (1 to 256, or the
+// machine's hardware threads where it has more).
 // Process-wide: it affects every run in the process.
 func SetTorchThreads(n int) error {
 	threads, err := uint32Arg("threads", n)
@@ -203,7 +204,9 @@ type Prediction struct {
 }
 
 // Predictor serves an export directory; safe for concurrent use, Close included: it
-// waits for the calls in flight, and later calls fail with "predictor is closed".
+// waits for the calls in flight, and later calls fail with "predictor is closed" (so a
+// SetLogger function must not Close the predictor whose call it is logging for: that
+// call is in flight until the function returns).
 type Predictor struct {
 	mu     sync.RWMutex // held for reading by every call on p, for writing by Close
 	p      *C.lmbff_predictor

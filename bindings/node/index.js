@@ -205,6 +205,8 @@ process.on('exit', () => {
   for (const run of liveRuns) {
     const state = [0], step = [0], total = [0];
     while (c.runPoll(run, state, step, total) === 0 && state[0] === 0 && Date.now() < until) Atomics.wait(pause, 0, 0, 10);
+    // Ended: the wait joins the thread (it logs nothing more), so nothing of it outlives the exit.
+    if (state[0] !== 0) c.runWait(run);
   }
 });
 
@@ -242,7 +244,7 @@ function setLogger(fn, maxLevel = LogLevel.INFO) {
   logger = next;
 }
 
-/** Sets libtorch's intra-op threads for training (at least 1); process-wide. */
+/** Sets libtorch's intra-op threads for training (1 to 256, or the machine's hardware threads where it has more); process-wide. */
 function setTorchThreads(n) {
   check(c.setTorchThreads(whole('set torch threads', 'threads', n)), 'set torch threads');
 }

@@ -6,8 +6,10 @@
 //       -Ltarget/serve/release -llmbff -lpthread -Wl,-rpath,$PWD/target/serve/release -o batch_predict
 //   (one command)
 //   ./batch_predict EXPORT_DIR THREADS < texts.txt
+#include <charconv>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <iostream>
 #include <string>
 #include <thread>
@@ -20,13 +22,12 @@ int main(int argc, char** argv) {
         std::cerr << "usage: " << argv[0] << " EXPORT_DIR THREADS < texts\n";
         return 2;
     }
+    // The whole argument, a number from 1 to 64 (the predictor's most sessions).
     size_t workers = 0;
-    try {
-        workers = std::stoul(argv[2]);
-    } catch (const std::exception&) {
-    }
-    if (workers == 0) {
-        std::cerr << "THREADS is " << argv[2] << ": give a whole number, at least 1\n";
+    const char* end = argv[2] + std::strlen(argv[2]);
+    const auto [rest, err] = std::from_chars(argv[2], end, workers);
+    if (err != std::errc() || rest != end || workers < 1 || workers > 64) {
+        std::cerr << "THREADS is " << argv[2] << ": give a whole number from 1 to 64\n";
         return 2;
     }
     std::vector<std::string> texts;

@@ -156,17 +156,25 @@ pub fn check_dest(dest: &Path, marker: &str) -> Result<()> {
     Ok(())
 }
 
-/// Removes the temporary folders (`.<name>.tmp-<pid>-<n>`, `.<name>.old-<pid>-<n>`)
-/// that writers of `dest` killed half-way left beside it: those of processes that no
-/// longer run. A live writer's are left alone.
+/// How long a temporary folder must have been left alone before it counts as stale: a
+/// writer on another machine sharing the folder (whose process this one cannot see)
+/// touches its folder while it writes.
+const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Removes the temporary folders (`.<name>.tmp-<pid>-<n>`, `.<name>.old-<pid>-<n>`, named
+/// exactly as [`tmp_suffix`] names them) that writers of `dest` killed half-way left
+/// beside it: those of processes that no longer run here, untouched for an hour. A live
+/// writer's, and any other name, are left alone.
 fn remove_stale_temps(dest: &Path) {
     let Some(name) = dest.file_name().map(|n| n.to_string_lossy().to_string()) else { return };
     let Ok(entries) = std::fs::read_dir(parent_of(dest)) else { return };
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
     for entry in entries.flatten() {
         let file = entry.file_name().to_string_lossy().to_string();
         let Some(rest) = [".tmp-", ".old-"].iter().find_map(|k| file.strip_prefix(&format!(".{name}{k}"))) else { continue };
-        let Some(pid) = rest.split_once('-').and_then(|(p, _)| p.parse::<i32>().ok()) else { continue };
-        if pid != std::process::id() as i32 && !process_runs(pid) && entry.file_type().is_ok_and(|t| t.is_dir()) {
+        let Some(pid) = rest.split_once('-').filter(|(p, n)| digits(p) && digits(n)).and_then(|(p, _)| p.parse::<i32>().ok()) else { continue };
+        let idle = entry.metadata().ok().filter(|m| m.is_dir()).and_then(|m| m.modified().ok()).and_then(|t| t.elapsed().ok());
+        if pid != std::process::id() as i32 && idle.is_some_and(|d| d > STALE_AFTER) && !process_runs(pid) {
             let _ = std::fs::remove_dir_all(entry.path());
         }
     }

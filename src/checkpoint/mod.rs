@@ -368,16 +368,25 @@ mod tests {
         std::fs::create_dir(&empty).unwrap();
         write_dir_atomic(&empty, "a", |d| std::fs::write(d.join("a"), "four").map_err(|e| Error::io(d, e))).unwrap();
         assert_eq!(std::fs::read_to_string(empty.join("a")).unwrap(), "four");
-        // What writers killed half-way left beside it goes with the next write; a running
-        // writer's temporary folder (here the parent process's) stays.
+        // What writers killed half-way left beside it, untouched for over an hour, goes
+        // with the next write; a running writer's temporary folder (here the parent
+        // process's), a recent one, another output's and a user's name stay.
         let dead = root.join(".model.tmp-999999999-0");
+        let dead_old = root.join(".model.old-999999999-3");
+        let recent = root.join(".model.tmp-999999998-0");
         let live = root.join(format!(".model.tmp-{}-0", std::os::unix::process::parent_id()));
         let other = root.join(".modelx.tmp-999999999-0");
-        for d in [&dead, &live, &other] {
+        let users = root.join(".model.old-2024-05-01");
+        let hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(2 * 3600);
+        for d in [&dead, &dead_old, &recent, &live, &other, &users] {
             std::fs::create_dir(d).unwrap();
+            if d != &recent {
+                std::fs::File::open(d).unwrap().set_modified(hours_ago).unwrap();
+            }
         }
         write_dir_atomic(&dest, "b", |d| std::fs::write(d.join("b"), "five").map_err(|e| Error::io(d, e))).unwrap();
-        assert!(!dead.exists() && live.exists() && other.exists(), "only the dead writer's folder of this output goes");
+        assert!(!dead.exists() && !dead_old.exists(), "the dead writers' folders go");
+        assert!(recent.exists() && live.exists() && other.exists() && users.exists(), "the rest stays");
         std::fs::remove_dir_all(&root).unwrap();
     }
 

@@ -524,9 +524,11 @@ pub fn eval(a: EvalArgs) -> Result<()> {
                 a.model.display()
             )));
         }
-        if m.classifier.is_some() && a.task.labels.is_some() {
+        let given = [("--labels", a.task.labels.is_some()), ("--template", a.task.template.is_some()), ("--max-len", a.task.max_len.is_some())];
+        if let Some((flag, _)) = given.iter().find(|(_, set)| *set).filter(|_| m.classifier.is_some()) {
             return Err(Error::InvalidArgument(format!(
-                "{} is a sentence-embedding model whose classifier has its own classes ({:?}): --labels does not apply",
+                "{} is a sentence-embedding model, scored by its classifier with the classes ({:?}), template and length it \
+                 was trained with: {flag} does not apply",
                 a.model.display(),
                 m.labels
             )));

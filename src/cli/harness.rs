@@ -85,8 +85,9 @@ pub struct HarnessArgs {
 
 pub fn run(a: HarnessArgs) -> Result<()> {
     if let Some(n) = a.threads {
-        if n < 1 {
-            return Err(Error::InvalidArgument(format!("--threads must be at least 1, got {n}")));
+        let most = crate::max_torch_threads();
+        if !(1..=most as i32).contains(&n) {
+            return Err(Error::InvalidArgument(format!("--threads is {n}: give 1 to {most}")));
         }
         tch::set_num_threads(n);
     }

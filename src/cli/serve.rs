@@ -233,20 +233,26 @@ pub fn predict_cmd(a: PredictArgs) -> Result<()> {
     let p = Predictor::open(&a.export, &opts)?;
     let (mut inputs, total, gold) = Inputs::open(&a.input)?;
     let labels = p.labels().to_vec();
-    // A label column of other labels than the export's would score 0 without a word.
-    if let Some(g) = gold.as_ref().filter(|_| !p.is_multi_label() && p.manifest().regression.is_none()) {
-        if let Some((i, bad)) = g.iter().enumerate().find(|(_, l)| !labels.contains(l)) {
+    // Rows whose label the export does not know (SNLI's "-", say) are predicted but not
+    // scored, and said so; a label column that shares none is no accuracy at all.
+    let classifier = !p.is_multi_label() && p.manifest().regression.is_none();
+    let known = |l: &String| labels.contains(l);
+    if let Some(g) = gold.as_ref().filter(|_| classifier) {
+        let unknown: Vec<&String> = g.iter().filter(|l| !known(l)).collect();
+        if !g.is_empty() && unknown.len() == g.len() {
             return Err(Error::InvalidArgument(format!(
-                "{}, row {} after the header: label {bad:?} is not one of the export's labels {labels:?}",
-                a.input,
-                i + 1
+                "{}: no row's label is one of the export's labels {labels:?} (the first is {:?}): not a labelled file for this model",
+                a.input, unknown[0]
             )));
+        }
+        if let Some(first) = unknown.first() {
+            eprintln!("warning: {} of {} rows have labels the export does not know (the first: {first:?}); accuracy counts the others", unknown.len(), g.len());
         }
     }
     let mut bar = total.map(|_| Bar::new("predict"));
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    let (mut done, mut read, mut correct) = (0usize, 0usize, 0usize);
+    let (mut done, mut read, mut correct, mut scored) = (0usize, 0usize, 0usize, 0usize);
     loop {
         let chunk = inputs.next_chunk(&a.input, p.reads_pairs(), &mut read)?;
         if chunk.is_empty() {
@@ -270,8 +276,9 @@ pub fn predict_cmd(a: PredictArgs) -> Result<()> {
                 line = crate::serve::label_studio_json(std::slice::from_ref(pr), &labels, &ls[0], &ls[1], version)?[0].clone();
             }
             writeln!(out, "{line}").map_err(|e| Error::io("stdout", e))?;
-            if gold.as_ref().is_some_and(|g| g[i] == labels[pr.label]) {
-                correct += 1;
+            if let Some(g) = gold.as_ref() {
+                scored += usize::from(!classifier || known(&g[i]));
+                correct += usize::from(g[i] == labels[pr.label]);
             }
         }
         // Each chunk's answers leave at once (a host on the other end of a pipe waits for them).
@@ -283,8 +290,8 @@ pub fn predict_cmd(a: PredictArgs) -> Result<()> {
     if let Some(bar) = bar {
         bar.finish();
     }
-    if gold.is_some() && done > 0 {
-        eprintln!("accuracy {:.4} ({correct}/{done})", correct as f64 / done as f64);
+    if gold.is_some() && scored > 0 {
+        eprintln!("accuracy {:.4} ({correct}/{scored})", correct as f64 / scored as f64);
     }
     Ok(())
 }

@@ -11,9 +11,6 @@ use crate::prompt::{Prompt, Template, Truncation, Verbalizer};
 use crate::tokenize::Tokenizer;
 use crate::{Error, Result};
 
-/// The most libtorch threads `--threads` takes (as the C ABI's lmbff_set_torch_threads).
-const MAX_THREADS: i32 = 256;
-
 /// Labels when neither `--labels` nor a manifest gives them (SST-2's words).
 pub const DEFAULT_LABELS: &str = "0=terrible,1=great";
 
@@ -84,8 +81,9 @@ impl TaskArgs {
     pub fn load(&self, dir: &Path, seed: u64) -> Result<Loaded> {
         if let Some(n) = self.threads {
             // libtorch starts them at once: thousands take minutes to start.
-            if !(1..=MAX_THREADS).contains(&n) {
-                return Err(Error::InvalidArgument(format!("--threads is {n}: give 1 to {MAX_THREADS}")));
+            let most = crate::max_torch_threads();
+            if !(1..=most as i32).contains(&n) {
+                return Err(Error::InvalidArgument(format!("--threads is {n}: give 1 to {most}")));
             }
             tch::set_num_threads(n);
         }
@@ -116,9 +114,15 @@ impl TaskArgs {
         let positions = model.config.max_input_len().max(0) as usize;
         let saved = manifest.as_ref().map(|m| m.truncation);
         let max_len = match (self.max_len, saved) {
-            (Some(n), _) | (None, Some(Truncation { max_len: n, .. })) if n > positions => {
+            (Some(n), _) if n > positions => {
                 return Err(Error::InvalidArgument(format!(
                     "--max-len {n} is longer than the model's {positions} positions (a model saved with it could not be exported)"
+                )));
+            }
+            (None, Some(Truncation { max_len: n, .. })) if n > positions => {
+                return Err(Error::InvalidArgument(format!(
+                    "{}'s max_len {n} (its {MANIFEST_FILE}) is longer than the model's {positions} positions: give --max-len {positions} or less",
+                    dir.display()
                 )));
             }
             (Some(n), _) | (None, Some(Truncation { max_len: n, .. })) => n,

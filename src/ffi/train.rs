@@ -636,16 +636,16 @@ pub unsafe extern "C" fn lmbff_task_export(task: *mut lmbff_task, version: *cons
     })
 }
 
-/// Sets libtorch's intra-op threads for training: 1 to 256 (libtorch starts them at
-/// once), anything else is LMBFF_ERR_INVALID_ARGUMENT. Process-wide: it affects every
+/// Sets libtorch's intra-op threads for training: 1 to 256, or to the machine's hardware
+/// threads where it has more (libtorch starts them at once); anything else is
+/// LMBFF_ERR_INVALID_ARGUMENT. Process-wide: it affects every
 /// run in the process (and any other libtorch user in it).
 #[no_mangle]
 pub extern "C" fn lmbff_set_torch_threads(threads: u32) -> lmbff_status {
-    /// As many as a predictor may run (lmbff_predictor_params.threads).
-    const MAX_TORCH_THREADS: u32 = 256;
     guard(|| {
-        if !(1..=MAX_TORCH_THREADS).contains(&threads) {
-            return Err(Error::InvalidArgument(format!("threads is {threads}: give 1 to {MAX_TORCH_THREADS}")));
+        let most = crate::max_torch_threads();
+        if !(1..=most).contains(&threads) {
+            return Err(Error::InvalidArgument(format!("threads is {threads}: give 1 to {most}")));
         }
         set_threads(threads)
     })

@@ -215,6 +215,8 @@ fn new_session(env: &ort::environment::Environment, dir: &Path, file: &str, what
     if !path.is_file() {
         return Err(Error::MissingFile { dir: dir.to_path_buf(), what, looked_for: file.to_string() });
     }
+    // A file that cannot be read is the file system's error, not the model's.
+    std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
     Session::builder(env)
         .map_err(runtime_err("cannot create a session builder"))?
         .with_optimization_level(GraphOptimizationLevel::All)

@@ -26,7 +26,7 @@ function savedTask(name) {
 
 test('arguments of the wrong type or range are refused by name', () => {
   assert.throws(() => lmbff.setTorchThreads(-1), invalid(/threads is -1/));
-  assert.throws(() => lmbff.setTorchThreads(257), invalid(/threads is 257: give 1 to 256/));
+  assert.throws(() => lmbff.setTorchThreads(1000000), invalid(/threads is 1000000: give 1 to \d+/));
   assert.throws(() => lmbff.setTorchThreads(2 ** 32 + 1), invalid(/threads is 4294967297/));
   assert.throws(() => lmbff.setLogger('not a function'), invalid(/the logger is a string/));
   assert.throws(() => new lmbff.Predictor(7), invalid(/exportDir is a number/));
