@@ -125,10 +125,12 @@ fn bad_input_is_a_named_error() {
     let model = common::fixtures().join("bert");
     let dir = common::tempdir("cli-bad");
     let toy = write_toy(&dir);
-    let cases: [(&[&str], &str); 3] = [
+    let cases: [(&[&str], &str); 5] = [
         (&["--template", "{text} It was good."], "no mask"),
         (&["--labels", "0=great,1=Great"], "also a word of label"),
         (&["--device", "cuda:7"], "cuda:7"),
+        (&["--labels", "=bad,1=good"], "the label's name is empty"),
+        (&["--labels", "0=bad=x,1=good"], "one '=' between the label and its word"),
     ];
     for (extra, needle) in cases {
         let o = lmbff().args(["eval"]).arg("--model").arg(&model).arg("--test").arg(&toy).args(extra).output().unwrap();

@@ -69,9 +69,15 @@ pub fn parse_labels(tok: &Tokenizer, spec: &str) -> Result<Verbalizer> {
     let pairs = spec
         .split(',')
         .map(|kv| {
-            kv.split_once('=')
-                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-                .ok_or_else(|| Error::InvalidArgument(format!("label spec {kv:?}: expected label=word")))
+            let (k, v) = kv.split_once('=').ok_or_else(|| Error::InvalidArgument(format!("label spec {kv:?}: expected label=word")))?;
+            let (k, v) = (k.trim(), v.trim());
+            if k.is_empty() {
+                return Err(Error::InvalidArgument(format!("label spec {kv:?}: the label's name is empty (label=word)")));
+            }
+            if v.contains('=') {
+                return Err(Error::InvalidArgument(format!("label spec {kv:?}: one '=' between the label and its word (label=word)")));
+            }
+            Ok((k.to_string(), v.to_string()))
         })
         .collect::<Result<Vec<_>>>()?;
     Verbalizer::new(tok, &pairs)
