@@ -30,10 +30,15 @@ pub use error::{Error, Result};
 /// Library version (the crate version).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// The most libtorch intra-op threads lmbff sets (the C ABI's lmbff_set_torch_threads,
-/// the CLI's `--threads`): 256, or the machine's hardware threads where it has more.
-/// libtorch starts them at once, and tens of thousands take minutes to start.
-pub fn max_torch_threads() -> u32 {
+/// A libtorch intra-op thread count lmbff sets (the C ABI's lmbff_set_torch_threads, the
+/// CLI's `--threads`; `name` names the setting in the error), checked: 1 to 256, or to
+/// the machine's hardware threads where it has more. libtorch starts them at once, and
+/// tens of thousands take minutes to start.
+pub(crate) fn torch_threads(n: i64, name: &str) -> Result<i32> {
     let hardware = std::thread::available_parallelism().map_or(1, |n| n.get());
-    256.max(u32::try_from(hardware).unwrap_or(u32::MAX))
+    let most = 256.max(i32::try_from(hardware).unwrap_or(i32::MAX));
+    match i32::try_from(n) {
+        Ok(n) if (1..=most).contains(&n) => Ok(n),
+        _ => Err(Error::InvalidArgument(format!("{name} is {n}: give 1 to {most}"))),
+    }
 }

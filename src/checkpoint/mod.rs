@@ -8,7 +8,9 @@ pub use atomic::{check_dest, write_dir_atomic};
 pub(crate) use atomic::write_new_dir;
 #[cfg(test)]
 pub(crate) use atomic::tmp_suffix;
-pub(crate) use atomic::{sync_dir, write_file_atomic, DirLock, LOCK_FILE};
+pub(crate) use atomic::{sync_dir, write_file_atomic, DirLock};
+#[cfg(feature = "train")]
+pub(crate) use atomic::LOCK_FILE;
 
 use std::path::{Path, PathBuf};
 

@@ -59,9 +59,11 @@ fn check_out(out: &Path, flag: &str, model: &Path, marker: &str) -> Result<()> {
     })
 }
 
-/// A labelled file for a one-sentence template must not hold second sentences (they
-/// would be ignored), as the predictor refuses them.
-fn check_sentences(l: &Loaded, file: &Path, examples: &[Example]) -> Result<()> {
+/// The labelled examples of `file`, checked against the task's labels and template: a
+/// file for a one-sentence template must not hold second sentences (they would be
+/// ignored), as the predictor refuses them.
+fn read_labelled(l: &Loaded, file: &Path) -> Result<Vec<Example>> {
+    let examples = read_examples(file, &labels_of(l))?;
     if l.prompt.template.num_sentences() == 1 && examples.iter().any(|e| e.text_b.is_some()) {
         return Err(Error::InvalidArgument(format!(
             "{} has a second sentence column, and the template {:?} reads one sentence: it would be ignored",
@@ -69,7 +71,7 @@ fn check_sentences(l: &Loaded, file: &Path, examples: &[Example]) -> Result<()> 
             l.prompt.template.source()
         )));
     }
-    Ok(())
+    Ok(examples)
 }
 
 // ---------------------------------------------------------------------------- adapt
@@ -336,12 +338,10 @@ fn check_train_out(a: &TrainArgs) -> Result<()> {
     a.out.as_ref().map_or(Ok(()), |out| check_out(out, "--out", &a.model, crate::checkpoint::MANIFEST_FILE))
 }
 
-/// The train, dev and (if given) test examples, each checked against the task's labels
-/// and template.
+/// The train, dev and (if given) test examples ([`read_labelled`]).
+#[allow(clippy::type_complexity)]
 fn read_sets(l: &Loaded, train_file: &Path, dev_file: &Path, test_file: Option<&Path>) -> Result<(Vec<Example>, Vec<Example>, Option<Vec<Example>>)> {
-    let labels = labels_of(l);
-    let read = |f: &Path| read_examples(f, &labels).and_then(|ex| check_sentences(l, f, &ex).map(|()| ex));
-    Ok((read(train_file)?, read(dev_file)?, test_file.map(read).transpose()?))
+    Ok((read_labelled(l, train_file)?, read_labelled(l, dev_file)?, test_file.map(|f| read_labelled(l, f)).transpose()?))
 }
 
 /// `train --method sentence-embedding`: contrastive fine-tuning and the logistic head.
@@ -422,8 +422,7 @@ fn train_zero_shot_words(a: TrainArgs) -> Result<()> {
     let l = a.task.load(&a.model, a.fit.seed)?;
     let anchor_templates = l.prompt.parse_anchor_templates(&a.anchor_templates)?;
     let head = train::word_anchor_zero_shot(&l.model, &l.tok, &l.prompt, &anchor_templates)?;
-    let labels = labels_of(&l);
-    let read = |f: &Option<PathBuf>| f.as_ref().map(|f| read_examples(f, &labels).and_then(|ex| check_sentences(&l, f, &ex).map(|()| ex))).transpose();
+    let read = |f: &Option<PathBuf>| f.as_ref().map(|f| read_labelled(&l, f)).transpose();
     let (dev, test_ex) = (read(&a.dev)?, read(&a.test)?);
     let logits_of = |ex: &[Example]| train::embedding_logits(&l.model, &l.tok, &l.prompt, &head, ex, 32);
     let (dev_acc, test, calibration) = score_sets(a.calibrate, logits_of, dev.as_deref(), test_ex.as_deref())?;
@@ -535,8 +534,7 @@ pub fn eval(a: EvalArgs) -> Result<()> {
         }
     }
     let l = a.task.load(&a.model, 0)?;
-    let ex = read_examples(&a.test, &labels_of(&l))?;
-    check_sentences(&l, &a.test, &ex)?;
+    let ex = read_labelled(&l, &a.test)?;
     // A sentence-embedding model is scored by its own classifier, as training and the
     // predictor score it; any other by the prompt's masked-LM head.
     let (logits, demos) = match manifest.as_ref().and_then(|m| m.classifier.clone()) {

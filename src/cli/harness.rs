@@ -85,11 +85,7 @@ pub struct HarnessArgs {
 
 pub fn run(a: HarnessArgs) -> Result<()> {
     if let Some(n) = a.threads {
-        let most = crate::max_torch_threads();
-        if !(1..=most as i32).contains(&n) {
-            return Err(Error::InvalidArgument(format!("--threads is {n}: give 1 to {most}")));
-        }
-        tch::set_num_threads(n);
+        tch::set_num_threads(crate::torch_threads(n.into(), "--threads")?);
     }
     let tasks = a.tasks.iter().map(|t| harness::task(t)).collect::<Result<Vec<_>>>()?;
     let methods = a.methods.iter().map(|m| RunMethod::parse(m)).collect::<Result<Vec<_>>>()?;

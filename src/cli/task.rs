@@ -86,12 +86,7 @@ pub fn parse_labels(tok: &Tokenizer, spec: &str) -> Result<Verbalizer> {
 impl TaskArgs {
     pub fn load(&self, dir: &Path, seed: u64) -> Result<Loaded> {
         if let Some(n) = self.threads {
-            // libtorch starts them at once: thousands take minutes to start.
-            let most = crate::max_torch_threads();
-            if !(1..=most as i32).contains(&n) {
-                return Err(Error::InvalidArgument(format!("--threads is {n}: give 1 to {most}")));
-            }
-            tch::set_num_threads(n);
+            tch::set_num_threads(crate::torch_threads(n.into(), "--threads")?);
         }
         if !dir.is_dir() {
             let what = if dir.exists() { "is a file, not a model folder" } else { "does not exist" };

@@ -642,13 +642,7 @@ pub unsafe extern "C" fn lmbff_task_export(task: *mut lmbff_task, version: *cons
 /// run in the process (and any other libtorch user in it).
 #[no_mangle]
 pub extern "C" fn lmbff_set_torch_threads(threads: u32) -> lmbff_status {
-    guard(|| {
-        let most = crate::max_torch_threads();
-        if !(1..=most).contains(&threads) {
-            return Err(Error::InvalidArgument(format!("threads is {threads}: give 1 to {most}")));
-        }
-        set_threads(threads)
-    })
+    guard(|| set_threads(crate::torch_threads(threads.into(), "threads")?))
 }
 
 #[cfg(feature = "train")]
@@ -673,8 +667,8 @@ fn export_of(t: &crate::task::Task, v: &str, out: &std::path::Path, fp16: bool) 
     crate::task::export_version(task_dir(t)?, v, out, &crate::export::ExportOptions { weights, ..Default::default() })
 }
 #[cfg(feature = "train")]
-fn set_threads(n: u32) -> Result<()> {
-    tch::set_num_threads(n as i32);
+fn set_threads(n: i32) -> Result<()> {
+    tch::set_num_threads(n);
     Ok(())
 }
 
@@ -691,6 +685,6 @@ fn export_of(_: &crate::task::Task, _: &str, _: &std::path::Path, _: bool) -> Re
     Err(Error::NoTraining("lmbff_task_export"))
 }
 #[cfg(not(feature = "train"))]
-fn set_threads(_: u32) -> Result<()> {
+fn set_threads(_: i32) -> Result<()> {
     Err(Error::NoTraining("lmbff_set_torch_threads"))
 }

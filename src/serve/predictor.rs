@@ -189,11 +189,12 @@ impl Filter {
 /// Loads the tokenizer `spec` names and checks it is the one the manifest describes: its
 /// special tokens and its word-boundary convention (which decides how a host renders).
 fn open_tokenizer(dir: &Path, spec: &TokenizerSpec, what: &str) -> Result<Tokenizer> {
-    if !dir.join(&spec.file).is_file() {
+    let path = dir.join(&spec.file);
+    if !path.is_file() {
         return Err(Error::MissingFile { dir: dir.to_path_buf(), what: "export's tokenizer", looked_for: spec.file.clone() });
     }
-    let tok = Tokenizer::from_bytes(&read(&dir.join(&spec.file))?).map_err(|e| match e {
-        Error::Tokenizer(m) => Error::Tokenizer(format!("{}: {m}", dir.join(&spec.file).display())),
+    let tok = Tokenizer::from_bytes(&read(&path)?).map_err(|e| match e {
+        Error::Tokenizer(m) => Error::Tokenizer(format!("{}: {m}", path.display())),
         other => other,
     })?;
     let got = TokenizerSpec::of(&tok, &spec.file);

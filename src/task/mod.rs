@@ -322,9 +322,10 @@ impl Task {
         }
         let _lock = DirLock::exclusive(dir)?;
         let path = dir.join(TASK_FILE);
+        let known = self.seen.iter().position(|(d, _)| same_dir(d, dir));
         match std::fs::read(&path) {
             Ok(current) => {
-                let Some(&(_, last)) = self.seen.iter().find(|(d, _)| same_dir(d, dir)) else {
+                let Some(&(_, last)) = known.map(|i| &self.seen[i]) else {
                     return Err(Error::InvalidArgument(format!(
                         "{} already holds a task (task.json) that this handle neither opened nor saved: saving would \
                          replace its examples; choose a new or empty folder, or open that task",
@@ -343,17 +344,13 @@ impl Task {
             Err(e) => return Err(Error::io(&path, e)),
         }
         write_file_atomic(&path, &bytes)?;
-        self.remember(dir, fnv1a(&bytes, FNV_OFFSET));
-        self.dir = Some(dir.to_path_buf());
-        sync_dir(dir)
-    }
-
-    /// Records `hash` as `dir`'s task.json as this handle left it.
-    fn remember(&mut self, dir: &Path, hash: u64) {
-        match self.seen.iter_mut().find(|(d, _)| same_dir(d, dir)) {
-            Some(entry) => entry.1 = hash,
+        let hash = fnv1a(&bytes, FNV_OFFSET);
+        match known {
+            Some(i) => self.seen[i].1 = hash,
             None => self.seen.push((dir.to_path_buf(), hash)),
         }
+        self.dir = Some(dir.to_path_buf());
+        sync_dir(dir)
     }
 
     /// Reopens a task saved by [`save`](Self::save) (this version or an older one). The
