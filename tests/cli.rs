@@ -391,6 +391,12 @@ fn mistakes_are_named_before_the_work() {
         "seed 99's train split is not there",
     );
     fails_with(lmbff().args(["adapt", "--device", "cpu", "--steps", "0", "--texts"]).arg(&toy).arg("--model").arg(&model).arg("--out").arg(dir.join("adapted")), "adaptation: steps is 0");
+    fails_with(
+        lmbff().args(["adapt", "--device", "cpu", "--trainable", "top99", "--texts"]).arg(&toy).arg("--model").arg(&model).arg("--out").arg(dir.join("adapted")),
+        "trainable top99: the model has 2 encoder layers",
+    );
+    // Export runs on the CPU, but a device named that is not there is still named.
+    fails_with(lmbff().args(["export", "--device", "cuda:99", "--model"]).arg(&trained).arg("--out").arg(dir.join("never-export")), "device \"cuda:99\" is not available");
 
     // The harness writes only into its own folder, a new or an empty one.
     let user = dir.join("user-folder");
@@ -415,4 +421,11 @@ fn mistakes_are_named_before_the_work() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success() && err.contains("1 of 3 rows have labels the export does not know"), "{err}");
     assert!(err.contains("/2)") && o.stdout.split(|&b| b == b'\n').filter(|l| !l.is_empty()).count() == 3, "{err}");
+    // A plain-text line with a tab is one text for a one-sentence model, and said so once.
+    let tabbed = dir.join("tabbed.txt");
+    std::fs::write(&tabbed, "fun\t1\nboring\t0\nmeh\n").unwrap();
+    let o = lmbff().args(["predict", "--threads", "1", "--export"]).arg(&exported).arg("--input").arg(&tabbed).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success() && err.matches("holds a tab").count() == 1 && err.contains("line 1:"), "{err}");
+    assert_eq!(String::from_utf8_lossy(&o.stdout).lines().count(), 3);
 }

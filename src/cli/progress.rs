@@ -42,18 +42,42 @@ impl Bar {
             let tenth = (p.total / 10).max(1);
             if p.step == p.total || p.step >= *every + tenth {
                 *every = p.step;
-                let stage = match p.stage {
-                    Stage::Adapt => "adapt",
-                    Stage::Train => "train",
-                    Stage::Evaluate => "eval",
-                };
-                eprintln!("{} {stage} {}/{} {msg}", self.label, p.step, p.total);
+                eprintln!("{} {}/{} {msg}", self.heading(p.stage), p.step, p.total);
             }
         }
         true
     }
 
+    /// The line's heading: the label, then the stage where it adds something (a
+    /// training run's evaluation passes; not "adapt adapt" or "predict eval").
+    fn heading(&self, stage: Stage) -> String {
+        let word = match stage {
+            Stage::Adapt => "adapt",
+            Stage::Train => "train",
+            Stage::Evaluate => "eval",
+        };
+        if self.label == word || (self.label == "predict" && stage == Stage::Evaluate) {
+            self.label.clone()
+        } else {
+            format!("{} {word}", self.label)
+        }
+    }
+
     pub fn finish(&self) {
         self.bar.finish_and_clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_line_names_the_stage_once() {
+        let heading = |label: &str, stage| Bar::new(label).heading(stage);
+        assert_eq!(heading("adapt", Stage::Adapt), "adapt");
+        assert_eq!(heading("predict", Stage::Evaluate), "predict");
+        assert_eq!(heading("prompt s13", Stage::Train), "prompt s13 train");
+        assert_eq!(heading("prompt s13", Stage::Evaluate), "prompt s13 eval");
     }
 }

@@ -51,6 +51,13 @@ pub fn export_cmd(mut a: ExportArgs) -> Result<()> {
     if a.regression.as_ref().is_some_and(|r| r.len() != 2) {
         return Err(Error::InvalidArgument("--regression takes LOW,HIGH (two numbers)".into()));
     }
+    // The graph is written from CPU weights whatever the device; a device named is still
+    // checked, so a script's `--device cuda` on a machine without one fails here as it
+    // does in train.
+    if a.task.device != "auto" && a.task.device != "cpu" {
+        crate::model::parse_device(&a.task.device)?;
+        eprintln!("note: export runs on the CPU; --device {} is not used", a.task.device);
+    }
     a.task.device = "cpu".into();
     let l = a.task.load(&a.model, 0)?;
     let trained = crate::checkpoint::Manifest::read(&a.model).ok();
@@ -129,6 +136,9 @@ enum Inputs {
     Stdin(std::sync::mpsc::Receiver<std::io::Result<String>>),
 }
 
+/// Whether a line of plain text with a tab was already reported (once a process).
+static TAB_WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 impl Inputs {
     /// The inputs of `spec`, how many there are when that is known beforehand, and the
     /// gold labels of a labelled TSV.
@@ -179,9 +189,19 @@ impl Inputs {
         let mut push = |line: std::io::Result<String>, read: &mut usize| -> Result<()> {
             *read += 1;
             let line = line.map_err(|e| Error::Data { path: spec.into(), line: *read, message: format!("cannot read the line: {e}") })?;
-            out.push(match line.split_once('\t').filter(|_| pairs) {
-                Some((a, b)) => Example { text_a: a.to_string(), text_b: Some(b.to_string()), label: None },
-                None => Example { text_a: line, text_b: None, label: None },
+            out.push(match line.split_once('\t') {
+                Some((a, b)) if pairs => Example { text_a: a.to_string(), text_b: Some(b.to_string()), label: None },
+                tab => {
+                    // A one-sentence model reads the whole line, tab and all: say so once, as
+                    // `text<TAB>label` lines (a TSV without its header) would score the label too.
+                    if tab.is_some() && !TAB_WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                        eprintln!(
+                            "warning: {spec}, line {read}: the line holds a tab, and this model reads one sentence: \
+                             the whole line is its text (for columns, give a .tsv file with a header)"
+                        );
+                    }
+                    Example { text_a: line, text_b: None, label: None }
+                }
             });
             Ok(())
         };

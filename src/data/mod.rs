@@ -40,6 +40,15 @@ fn read_rows(path: &Path, need_label: bool) -> Result<(Vec<Row>, bool)> {
     // Column names and label values are identifiers: spaces around them (a spreadsheet's
     // export) are not part of the name. Texts are kept as written.
     let cols: Vec<&str> = header.split('\t').map(str::trim).collect();
+    // A column this reader looks for, named twice, would be read from its first place
+    // without a word: refused, naming it.
+    const READ: [&str; 13] = [
+        "label", "gold_label", "is_duplicate", "Quality", "score", "sentence1", "question1", "question", "#1 String",
+        "sentence2", "question2", "sentence", "text",
+    ];
+    if let Some(twice) = cols.iter().enumerate().find(|(i, c)| READ.contains(c) && cols[..*i].contains(c)).map(|(_, c)| c) {
+        return Err(bad(1, format!("column `{twice}` is named twice in header {cols:?}")));
+    }
     let find = |names: &[&str]| cols.iter().position(|c| names.contains(c));
     let label = find(&["label", "gold_label", "is_duplicate", "Quality", "score"]);
     if label.is_none() && need_label {
@@ -134,6 +143,14 @@ mod tests {
 
     /// Elsewhere a row with more fields than the header is refused, naming its line (a
     /// tab inside a sentence used to cut the sentence there, silently).
+    #[test]
+    fn a_column_named_twice_is_refused() {
+        let err = read("twice.tsv", "sentence\tlabel\tlabel\nfun\t1\t0\n").unwrap_err().to_string();
+        assert!(err.contains("column `label` is named twice"), "{err}");
+        // Columns it does not read may repeat.
+        assert_eq!(read("notes.tsv", "note\tsentence\tnote\tlabel\na\tfun\tb\t1\n").unwrap()[0].text_a, "fun");
+    }
+
     #[test]
     fn extra_fields_are_refused() {
         let e = read("extra", "sentence\tlabel\nfine\t1\ngood\tmovie\t1\n").unwrap_err().to_string();

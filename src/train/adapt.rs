@@ -312,6 +312,14 @@ pub fn adapt(
     if let Some((_, why)) = wrong.into_iter().find(|(bad, _)| *bad) {
         return Err(Error::InvalidArgument(format!("adaptation: {why}")));
     }
+    let layers = model.config.num_hidden_layers as usize;
+    if let Trainable::TopLayers(n) = p.trainable {
+        if n == 0 || n > layers {
+            return Err(Error::InvalidArgument(format!(
+                "adaptation: trainable top{n}: the model has {layers} encoder layers; give top1 to top{layers}, head or all"
+            )));
+        }
+    }
     let max_len = p.max_len.min(model.config.max_input_len() as usize);
     let mut data = Vec::with_capacity(texts.len());
     for text in texts {
