@@ -421,3 +421,87 @@ fn full_data_ceiling_drops_test_texts() {
     assert_eq!(r.best_step.map(|s| s % 2), Some(0), "dev every fifth of 10 steps");
     assert!((0.0..=1.0).contains(&r.test));
 }
+
+/// What the harness reads is checked before any run, and a folder's runs are reused only
+/// for the inputs they were made from: a name given twice, an empty split, changed data
+/// or model files, a result file that is not its run's are named; the same model by
+/// another path is the same model; two commands on one folder share its runs.
+#[test]
+fn inputs_are_checked_and_runs_are_shared() {
+    let dir = common::tempdir("harness-inputs");
+    let data = dir.join("k-shot");
+    kshot(&data);
+    let model = dir.join("model");
+    std::fs::create_dir_all(&model).unwrap();
+    for e in std::fs::read_dir(common::fixtures().join("bert")).unwrap().map(Result::unwrap) {
+        std::fs::copy(e.path(), model.join(e.file_name())).unwrap();
+    }
+    let out = dir.join("out");
+    let budget = ["--steps", "8", "--batch-size", "4", "--eval-every", "4", "--max-len", "24"];
+    let run = |out: &Path, model: &Path, extra: &[&str]| {
+        let o = lmbff()
+            .args(["harness", "--device", "cpu", "--threads", "1", "--tasks", "SST-2,mr", "--seeds", "1,2", "--methods", "majority,plain"])
+            .args(budget)
+            .arg("--model").arg(model).arg("--data").arg(&data).arg("--out").arg(out)
+            .args(extra)
+            .output()
+            .unwrap();
+        (o.status.success(), String::from_utf8_lossy(&o.stderr).to_string())
+    };
+    for (list, named) in [(["1,2,2", "SST-2", "plain"], "--seeds names 2 twice"), (["1", "SST-2,SST-2", "plain"], "--tasks names SST-2 twice"), (["1", "mr", "plain,plain"], "--methods names plain twice")] {
+        let o = lmbff().args(["harness", "--device", "cpu", "--seeds", list[0], "--tasks", list[1], "--methods", list[2]]).arg("--model").arg(&model).arg("--data").arg(&data).arg("--out").arg(&out).output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && err.contains(named) && !out.exists(), "{err}");
+    }
+    // An empty test split is named before anything is written.
+    let empty = dir.join("empty");
+    kshot(&empty);
+    std::fs::write(empty.join("mr/16-2/test.csv"), "").unwrap();
+    let o = lmbff().args(["harness", "--device", "cpu", "--tasks", "SST-2,mr", "--seeds", "1,2", "--methods", "majority"]).arg("--model").arg(&model).arg("--data").arg(&empty).arg("--out").arg(dir.join("never")).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("mr/16-2: the test split has no rows") && !dir.join("never").exists(), "{err}");
+
+    // Two commands at once on one folder: each run is made by one of them.
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| run(&out, &model, &[]));
+        let b = s.spawn(|| run(&out, &model, &[]));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    assert!(a.0 && b.0, "{}\n{}", a.1, b.1);
+    let reused = |err: &str| -> usize { err.rsplit(" of 8 runs reused").nth(1).and_then(|h| h.rsplit(char::is_whitespace).next()).unwrap().parse().unwrap() };
+    assert_eq!((8 - reused(&a.1)) + (8 - reused(&b.1)), 8, "every run made once:\n{}\n{}", a.1, b.1);
+    // The same model by another path is the same model.
+    let (ok, err) = run(&out, &dir.join("model/../model"), &[]);
+    assert!(ok && err.contains("8 of 8 runs reused"), "{err}");
+
+    // Other data under the same settings are not the stored runs' data.
+    std::fs::write(data.join("SST-2/16-2/test.tsv"), "sentence\tlabel\nfun\t1\n").unwrap();
+    let (ok, err) = run(&out, &model, &[]);
+    assert!(!ok && err.contains("the data of SST-2/16-2 differ"), "{err}");
+    kshot(&data);
+    // Nor is a model whose files changed.
+    let config = model.join("config.json");
+    std::fs::write(&config, std::fs::read_to_string(&config).unwrap() + "\n").unwrap();
+    let (ok, err) = run(&out, &model, &[]);
+    assert!(!ok && err.contains("the files of --model") && err.contains("changed since"), "{err}");
+    std::fs::write(&config, std::fs::read_to_string(common::fixtures().join("bert/config.json")).unwrap()).unwrap();
+    let (ok, err) = run(&out, &model, &[]);
+    assert!(ok && err.contains("8 of 8 runs reused"), "{err}");
+
+    // A result file holding another run's result, or no result, is named.
+    let path = harness::result_path(&out, "SST-2", 1, RunMethod::Plain);
+    let original = std::fs::read_to_string(&path).unwrap();
+    let mut r: serde_json::Value = serde_json::from_str(&original).unwrap();
+    r["task"] = "mr".into();
+    std::fs::write(&path, r.to_string()).unwrap();
+    let (ok, err) = run(&out, &model, &[]);
+    assert!(!ok && err.contains("holds the result of mr seed 1 plain, not of SST-2 seed 1 plain"), "{err}");
+    r["task"] = "SST-2".into();
+    r["test"] = 5.0.into();
+    std::fs::write(&path, r.to_string()).unwrap();
+    let (ok, err) = run(&out, &model, &[]);
+    assert!(!ok && err.contains("acc test 5 over 12 inputs is not a result"), "{err}");
+    std::fs::write(&path, original).unwrap();
+    let (ok, err) = run(&out, &model, &[]);
+    assert!(ok && err.contains("8 of 8 runs reused"), "{err}");
+}

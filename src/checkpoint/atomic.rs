@@ -47,6 +47,27 @@ impl DirLock {
     }
 }
 
+/// An exclusive lock on the file `path` if no one else holds it (`flock` without
+/// waiting): None while another process, or another lock in this one, holds it.
+pub(crate) fn try_lock_file(path: &Path) -> Result<Option<std::fs::File>> {
+    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(path).map_err(|e| Error::io(path, e))?;
+    #[cfg(unix)]
+    loop {
+        use std::os::unix::io::AsRawFd;
+        // SAFETY: the descriptor is open for as long as `file` lives.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            break;
+        }
+        let e = std::io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EWOULDBLOCK) => return Ok(None),
+            Some(libc::EINTR) => continue,
+            _ => return Err(Error::io(path, e)),
+        }
+    }
+    Ok(Some(file))
+}
+
 /// Writes the file `path` atomically: `bytes` go to a temporary file of this writer's
 /// own beside it, which is synced and renamed onto `path`. Two writers never rename each
 /// other's half-written file, and a power loss leaves the old file or the new one. (The
@@ -167,15 +188,30 @@ const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(3600);
 /// writer's, and any other name, are left alone.
 fn remove_stale_temps(dest: &Path) {
     let Some(name) = dest.file_name().map(|n| n.to_string_lossy().to_string()) else { return };
-    let Ok(entries) = std::fs::read_dir(parent_of(dest)) else { return };
+    remove_stale(parent_of(dest), |file| [".tmp-", ".old-"].iter().find_map(|k| file.strip_prefix(&format!(".{name}{k}"))).map(str::to_string));
+}
+
+/// Removes, in the folder `dir`, every temporary file or folder a writer killed half-way
+/// left there: any name ending in `.tmp-<pid>-<n>` ([`write_file_atomic`]'s files,
+/// [`write_dir_atomic`]'s folders), of a process that no longer runs here, untouched for
+/// an hour. For a folder lmbff owns whole (a harness output's folders).
+pub(crate) fn remove_stale_temps_in(dir: &Path) {
+    remove_stale(dir, |file| file.rsplit_once(".tmp-").map(|(_, rest)| rest.to_string()));
+}
+
+/// The entries of `dir` whose name `suffix` maps to `<pid>-<n>` (exactly, as
+/// [`tmp_suffix`] writes it), removed when stale: not this process's, idle for
+/// [`STALE_AFTER`], and of a process that no longer runs.
+fn remove_stale(dir: &Path, suffix: impl Fn(&str) -> Option<String>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
     let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
     for entry in entries.flatten() {
-        let file = entry.file_name().to_string_lossy().to_string();
-        let Some(rest) = [".tmp-", ".old-"].iter().find_map(|k| file.strip_prefix(&format!(".{name}{k}"))) else { continue };
+        let Some(rest) = suffix(&entry.file_name().to_string_lossy()) else { continue };
         let Some(pid) = rest.split_once('-').filter(|(p, n)| digits(p) && digits(n)).and_then(|(p, _)| p.parse::<i32>().ok()) else { continue };
-        let idle = entry.metadata().ok().filter(|m| m.is_dir()).and_then(|m| m.modified().ok()).and_then(|t| t.elapsed().ok());
+        let Ok(meta) = entry.metadata() else { continue };
+        let idle = meta.modified().ok().and_then(|t| t.elapsed().ok());
         if pid != std::process::id() as i32 && idle.is_some_and(|d| d > STALE_AFTER) && !process_runs(pid) {
-            let _ = std::fs::remove_dir_all(entry.path());
+            let _ = if meta.is_dir() { std::fs::remove_dir_all(entry.path()) } else { std::fs::remove_file(entry.path()) };
         }
     }
 }

@@ -11,6 +11,8 @@ pub(crate) use atomic::tmp_suffix;
 pub(crate) use atomic::{sync_dir, write_file_atomic, DirLock};
 #[cfg(feature = "train")]
 pub(crate) use atomic::LOCK_FILE;
+#[cfg(feature = "train")]
+pub(crate) use atomic::{remove_stale_temps_in, try_lock_file};
 
 use std::path::{Path, PathBuf};
 
@@ -335,6 +337,22 @@ pub fn fnv1a(bytes: &[u8], mut h: u64) -> u64 {
 
 /// FNV-1a's offset basis: the hash of nothing.
 pub const FNV_OFFSET: u64 = 0xcbf29ce484222325;
+
+/// [`fnv1a`] over a file's bytes, read in 1 MiB pieces (a model's weights may not fit
+/// in memory twice).
+#[cfg(feature = "train")]
+pub(crate) fn fnv1a_file(path: &Path, mut h: u64) -> Result<u64> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).map_err(|e| Error::io(path, e))?;
+        if n == 0 {
+            return Ok(h);
+        }
+        h = fnv1a(&buf[..n], h);
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -14,11 +14,9 @@ use crate::prompt::{gold_labels, Example};
 use crate::train::{self, accuracy, AdaptParams, Demos, Head, Method, Resume, Trainable, TrainParams};
 use crate::{Error, Result};
 
+/// Writes a JSON report atomically (an interrupted write leaves the old file whole).
 fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
-    if let Some(p) = path.parent() {
-        std::fs::create_dir_all(p).map_err(|e| Error::io(p, e))?;
-    }
-    std::fs::write(path, serde_json::to_string_pretty(value).expect("JSON serialises")).map_err(|e| Error::io(path, e))
+    crate::harness::write_atomic(path, &serde_json::to_string_pretty(value).expect("JSON serialises"))
 }
 
 /// Class logits of `head` on labelled examples (averaged over demonstration sets, if

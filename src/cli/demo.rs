@@ -211,7 +211,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
         lines.push('\n');
     }
     let labels_path = a.out.join("labels.jsonl");
-    std::fs::write(&labels_path, lines).map_err(|e| Error::io(&labels_path, e))?;
+    crate::harness::write_atomic(&labels_path, &lines)?;
     let report = json!({
         "model": base, "adapted_model": prompt_model, "steps": a.steps, "lrs": a.lrs, "seed": a.seed,
         "held_out": test.len(), "zero_shot_acc": zero, "pool_labelled_by": method_name,
@@ -221,7 +221,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
         "seconds": started.elapsed().as_secs_f64(),
     });
     let report_path = a.out.join("report.json");
-    std::fs::write(&report_path, serde_json::to_string_pretty(&report).unwrap()).map_err(|e| Error::io(&report_path, e))?;
+    crate::harness::write_atomic(&report_path, &serde_json::to_string_pretty(&report).expect("JSON serialises"))?;
 
     scored.sort_by(|x, y| x.0.total_cmp(&y.0));
     println!("\nLeast certain pool items (review these first):");

@@ -89,6 +89,10 @@ pub fn run(a: HarnessArgs) -> Result<()> {
     }
     let tasks = a.tasks.iter().map(|t| harness::task(t)).collect::<Result<Vec<_>>>()?;
     let methods = a.methods.iter().map(|m| RunMethod::parse(m)).collect::<Result<Vec<_>>>()?;
+    // A name twice would run or count its runs twice (a mean over seeds 13, 42, 42).
+    once("--tasks", &tasks.iter().map(|t| t.name.to_string()).collect::<Vec<_>>())?;
+    once("--seeds", &a.seeds.iter().map(u64::to_string).collect::<Vec<_>>())?;
+    once("--methods", &methods.iter().map(|m| m.name().to_string()).collect::<Vec<_>>())?;
     let anchored = methods.iter().find(|m| matches!(m, RunMethod::SentenceEmbeddingAnchors | RunMethod::SentenceEmbeddingAnchorsAuto | RunMethod::SentenceEmbeddingWords));
     if let (0, Some(m)) = (a.anchor_repeats, anchored) {
         return Err(Error::InvalidArgument(format!("--anchor-repeats 0 leaves {} without anchors: run sentence-embedding instead", m.name())));
@@ -121,13 +125,29 @@ pub fn run(a: HarnessArgs) -> Result<()> {
         head_c: a.head_c,
         word_anchor_scale: a.word_anchor_scale,
     };
+    // Every split is read before the first run: a missing or bad file is named now
+    // (after the cheaper look at --out).
+    harness::check_out_folder(&a.out)?;
+    let splits = harness::check_data(&a.data, &tasks, &a.seeds, &methods)?;
     harness::claim_folder(&a.out, &settings)?;
+    harness::check_inputs(&a.out, &settings, splits)?;
     let started = std::time::Instant::now();
     let out_of_time = || a.max_minutes.is_some_and(|m| started.elapsed().as_secs_f64() > 60.0 * m);
     let total = tasks.len() * a.seeds.len() * methods.len();
     let (mut results, mut reused) = (Vec::with_capacity(total), 0);
     // Seed by seed: a grid cut short has every task at the same number of seeds.
     let mut left = 0;
+    // Runs another command on this folder is making (it holds their claim): this one
+    // goes on with the others, then waits for those and reads their results.
+    let mut theirs = Vec::new();
+    let run = |seed: u64, t: &harness::TaskSpec, m: RunMethod, done: usize| -> Result<harness::RunResult> {
+        let label = format!("{}/{total} {} s{seed} {}", done + 1, t.name, m.name());
+        let mut bar = Bar::new(&label);
+        let r = harness::run_one(&a.data, t, seed, m, &settings, &a.device, &a.out, &mut |p| bar.update(p))?;
+        bar.finish();
+        eprintln!("{label}: test {} {:.1} ({:.0} s)", r.metric, 100.0 * r.test, r.seconds);
+        Ok(r)
+    };
     for &seed in &a.seeds {
         for t in &tasks {
             for &m in &methods {
@@ -140,15 +160,38 @@ pub fn run(a: HarnessArgs) -> Result<()> {
                     left += 1;
                     continue;
                 }
-                let label = format!("{}/{total} {} s{seed} {}", results.len() + 1, t.name, m.name());
-                let mut bar = Bar::new(&label);
-                let r = harness::run_one(&a.data, t, seed, m, &settings, &a.device, &a.out, &mut |p| bar.update(p))?;
-                bar.finish();
-                eprintln!("{label}: test {} {:.1} ({:.0} s)", r.metric, 100.0 * r.test, r.seconds);
-                results.push(r);
+                let Some(_claim) = harness::RunClaim::try_take(&a.out, t.name, seed, m)? else {
+                    theirs.push((seed, *t, m));
+                    continue;
+                };
+                // Finished by the other command between the look and the claim.
+                if let Some(r) = harness::stored(&a.out, t.name, seed, m, &settings)? {
+                    reused += 1;
+                    results.push(r);
+                    continue;
+                }
+                results.push(run(seed, t, m, results.len())?);
             }
         }
     }
+    for (seed, t, m) in theirs {
+        eprintln!("waiting for another harness command on {} to finish {} s{seed} {}", a.out.display(), t.name, m.name());
+        let _claim = harness::RunClaim::wait(&a.out, t.name, seed, m)?;
+        match harness::stored(&a.out, t.name, seed, m, &settings)? {
+            Some(r) => {
+                reused += 1;
+                results.push(r);
+            }
+            None if out_of_time() => left += 1,
+            // The other command stopped before it (killed, out of time): made here.
+            None => results.push(run(seed, t, m, results.len())?),
+        }
+    }
+    // The grid's order (seed, task, method), whichever command made a run.
+    let place = |r: &harness::RunResult| {
+        (a.seeds.iter().position(|&s| s == r.seed), tasks.iter().position(|t| t.name == r.task), methods.iter().position(|&m| m == r.method))
+    };
+    results.sort_by_key(place);
     let table = harness::report(&results, &tasks, &methods, &a.seeds);
     let sub = harness::subsample_report(&results, &tasks);
     let cal = harness::calibration_report(&results, &methods);
@@ -174,5 +217,15 @@ pub fn run(a: HarnessArgs) -> Result<()> {
     harness::write_atomic(&all, &serde_json::to_string_pretty(&results).map_err(|e| Error::Internal(format!("results do not serialise: {e}")))?)?;
     println!("{table}\n{sub}\n{cal}\n{ens}");
     eprintln!("{reused} of {total} runs reused;{status} report in {}", path.display());
+    Ok(())
+}
+
+/// Refuses a list naming one item twice, naming it.
+fn once(flag: &str, items: &[String]) -> Result<()> {
+    for (i, item) in items.iter().enumerate() {
+        if items[..i].contains(item) {
+            return Err(Error::InvalidArgument(format!("{flag} names {item} twice")));
+        }
+    }
     Ok(())
 }

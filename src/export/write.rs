@@ -6,7 +6,7 @@ use super::encoder;
 use super::graph::Graph;
 use super::manifest::*;
 use super::{IR_VERSION, OPSET};
-use crate::checkpoint::{fnv1a, write_dir_atomic, LinearHead, FNV_OFFSET, METHOD_EMBEDDING, METHOD_PROMPT};
+use crate::checkpoint::{fnv1a, fnv1a_file, write_dir_atomic, LinearHead, FNV_OFFSET, METHOD_EMBEDDING, METHOD_PROMPT};
 use crate::model::{Arch, MaskedLm};
 use crate::prompt::{MultiLabel, Prompt, MULTI_LABEL_THRESHOLD};
 use crate::tokenize::Tokenizer;
@@ -363,21 +363,6 @@ pub fn export_checkpoint(dir: &Path, out: &Path, opts: &ExportOptions) -> Result
     }
     let demos = Demos::of_checkpoint(&m, &prompt, tch::Device::Cpu)?;
     export(&model, &tok, &prompt, &demos, m.notes, out, opts)
-}
-
-/// [`fnv1a`] over a file's bytes, read in 1 MiB pieces (a model's weights may not fit
-/// in memory twice).
-fn fnv1a_file(path: &Path, mut h: u64) -> Result<u64> {
-    use std::io::Read;
-    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf).map_err(|e| Error::io(path, e))?;
-        if n == 0 {
-            return Ok(h);
-        }
-        h = fnv1a(&buf[..n], h);
-    }
 }
 
 /// A Triton model repository: `triton/<name>/config.pbtxt` and `triton/<name>/1/` holding

@@ -456,6 +456,212 @@ fn read_result(path: &Path) -> Result<Option<RunResult>> {
     serde_json::from_str(&text).map(Some).map_err(|source| Error::Json { path: path.to_path_buf(), what: "a harness result", source })
 }
 
+/// The fields in which `theirs` (stored) and `ours` differ, as "field: X there, Y here"
+/// (None: the same settings). A model folder named by another path to the same folder
+/// (relative, with `..`) is the same model.
+fn settings_differ(theirs: &Settings, ours: &Settings) -> Option<String> {
+    let canonical = |s: &Settings| {
+        let mut s = s.clone();
+        for p in [&mut s.model, &mut s.plain_model] {
+            if let Ok(c) = std::fs::canonicalize(&*p) {
+                *p = c;
+            }
+        }
+        s
+    };
+    let (theirs, ours) = (canonical(theirs), canonical(ours));
+    if theirs == ours {
+        return None;
+    }
+    let (a, b) = (serde_json::to_value(&theirs).unwrap_or_default(), serde_json::to_value(&ours).unwrap_or_default());
+    let fields: Vec<String> = a
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(k, v)| b.get(k.as_str()) != Some(v))
+        .map(|(k, v)| format!("{k}: {v} there, {} here", b.get(k.as_str()).cloned().unwrap_or_default()))
+        .collect();
+    Some(fields.join("; "))
+}
+
+/// Removes what killed harness processes left in `out` and its run folders: temporary
+/// files of interrupted writes and scorer folders (see [`remove_stale_scorers`]).
+fn remove_stale_files(out: &Path) {
+    remove_stale_scorers(out);
+    crate::checkpoint::remove_stale_temps_in(out);
+    for task in std::fs::read_dir(out.join("runs")).into_iter().flatten().flatten() {
+        crate::checkpoint::remove_stale_temps_in(&task.path());
+    }
+}
+
+/// The file recording what a harness folder's runs read: a fingerprint of each model
+/// and of each (task, seed)'s splits.
+pub const INPUTS_FILE: &str = "inputs.json";
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Inputs {
+    /// "model" and "plain_model": a fingerprint of the folder's files.
+    models: std::collections::BTreeMap<String, String>,
+    /// "<task>/16-<seed>": a fingerprint of the examples of its train, dev and test splits.
+    splits: std::collections::BTreeMap<String, String>,
+}
+
+/// A fingerprint of a model folder: its files' names and bytes (not its subfolders).
+fn model_fingerprint(dir: &Path) -> Result<String> {
+    use crate::checkpoint::{fnv1a, fnv1a_file, FNV_OFFSET};
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(dir, e))?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()) && !e.file_name().to_string_lossy().starts_with('.'))
+        .map(|e| e.path())
+        .collect();
+    files.sort();
+    let mut h = FNV_OFFSET;
+    for f in &files {
+        h = fnv1a(f.file_name().map(|n| n.as_encoded_bytes()).unwrap_or_default(), h);
+        h = fnv1a_file(f, h)?;
+    }
+    Ok(format!("{h:016x}"))
+}
+
+/// Reads every split each (task, seed) run will read, before any run: a missing file, a
+/// bad row, an empty split or a missing automatic template is named now, not hours into
+/// the grid. Returns each (task, seed)'s fingerprint ("<task>/16-<seed>").
+pub fn check_data(root: &Path, tasks: &[&TaskSpec], seeds: &[u64], methods: &[RunMethod]) -> Result<Vec<(String, String)>> {
+    use crate::checkpoint::{fnv1a, FNV_OFFSET};
+    let mut prints = Vec::new();
+    for spec in tasks {
+        for &seed in seeds {
+            let name = format!("{}/16-{seed}", spec.name);
+            let (train_ex, dev_ex) = (spec.read(root, seed, "train")?, spec.read(root, seed, "dev")?);
+            let (test_ex, _) = spec.read_test(root, seed, &[&train_ex, &dev_ex])?;
+            for (split, ex) in [("train", &train_ex), ("dev", &dev_ex), ("test", &test_ex)] {
+                if ex.is_empty() {
+                    return Err(Error::Data { path: spec.file(root, seed, split), line: 1, message: format!("{name}: the {split} split has no rows") });
+                }
+            }
+            let mut h = FNV_OFFSET;
+            for (split, ex) in [("train", &train_ex), ("dev", &dev_ex), ("test", &test_ex)] {
+                h = fnv1a(split.as_bytes(), h);
+                for e in ex.iter() {
+                    h = fnv1a(e.text_a.as_bytes(), h);
+                    h = fnv1a(&[0], h);
+                    h = fnv1a(e.text_b.as_deref().unwrap_or("").as_bytes(), h);
+                    h = fnv1a(&e.label.map_or(u64::MAX, |l| l as u64).to_le_bytes(), h);
+                }
+            }
+            if spec.regression.is_some() {
+                for split in ["train", "dev", "test"] {
+                    for v in spec.scores(root, seed, split)? {
+                        h = fnv1a(&v.to_le_bytes(), h);
+                    }
+                }
+            }
+            prints.push((name, format!("{h:016x}")));
+            for m in methods {
+                if let Some(n) = m.auto_template() {
+                    auto_template(root, spec.name, seed, n)?;
+                }
+            }
+        }
+        if methods.contains(&RunMethod::FullData) {
+            spec.read_full(root, "train")?;
+            if !spec.test_from_pretrain {
+                spec.read_full(root, "dev")?;
+            }
+        }
+    }
+    Ok(prints)
+}
+
+/// Checks that the models and the (task, seed) splits (`splits`, from [`check_data`])
+/// are those the folder's stored runs were made from, and records the new ones. A folder
+/// made before this record existed takes its inputs as they are now.
+pub fn check_inputs(out: &Path, s: &Settings, splits: Vec<(String, String)>) -> Result<()> {
+    let _lock = crate::checkpoint::DirLock::exclusive(out)?;
+    let path = out.join(INPUTS_FILE);
+    let mut known: Inputs = match std::fs::read_to_string(&path) {
+        Ok(text) => serde_json::from_str(&text).map_err(|source| Error::Json { path: path.clone(), what: "the harness's inputs", source })?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Inputs::default(),
+        Err(e) => return Err(Error::io(&path, e)),
+    };
+    let mut models = vec![("model", &s.model)];
+    if s.plain_model != s.model {
+        models.push(("plain_model", &s.plain_model));
+    }
+    let mut changed = false;
+    for (key, dir) in models {
+        let print = model_fingerprint(dir)?;
+        match known.models.get(key) {
+            Some(p) if *p != print => {
+                return Err(Error::InvalidArgument(format!(
+                    "{}: the files of --{} {} changed since the runs stored here were made (fingerprint {p} then, {print} now); \
+                     use a new --out folder for the new model",
+                    out.display(),
+                    key.replace('_', "-"),
+                    dir.display()
+                )))
+            }
+            Some(_) => {}
+            None => {
+                known.models.insert(key.to_string(), print);
+                changed = true;
+            }
+        }
+    }
+    for (name, print) in splits {
+        match known.splits.get(&name) {
+            Some(p) if *p != print => {
+                return Err(Error::InvalidArgument(format!(
+                    "{}: the data of {name} differ from those its stored runs read (another --data folder, or its files \
+                     changed); use a new --out folder for other data",
+                    out.display()
+                )))
+            }
+            Some(_) => {}
+            None => {
+                known.splits.insert(name, print);
+                changed = true;
+            }
+        }
+    }
+    if changed {
+        write_atomic(&path, &serde_json::to_string_pretty(&known).expect("inputs serialise"))?;
+    }
+    Ok(())
+}
+
+/// A claim on one (task, seed, method) run: an exclusive lock on its lock file, held
+/// while it runs, so that two harness commands on one folder share the grid's runs
+/// instead of each making them all.
+pub struct RunClaim {
+    _file: std::fs::File,
+}
+
+impl RunClaim {
+    fn lock_path(out: &Path, task: &str, seed: u64, method: RunMethod) -> Result<PathBuf> {
+        let dir = out.join("runs").join(task);
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        Ok(dir.join(format!(".{seed}-{}.lock", method.name())))
+    }
+
+    /// The claim, or None while another command holds it.
+    pub fn try_take(out: &Path, task: &str, seed: u64, method: RunMethod) -> Result<Option<Self>> {
+        Ok(crate::checkpoint::try_lock_file(&Self::lock_path(out, task, seed, method)?)?.map(|f| RunClaim { _file: f }))
+    }
+
+    /// The claim, once the command holding it lets it go.
+    pub fn wait(out: &Path, task: &str, seed: u64, method: RunMethod) -> Result<Self> {
+        let path = Self::lock_path(out, task, seed, method)?;
+        loop {
+            if let Some(f) = crate::checkpoint::try_lock_file(&path)? {
+                return Ok(RunClaim { _file: f });
+            }
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+    }
+}
+
 /// The settings file of a harness folder, written by its first command.
 pub const SETTINGS_FILE: &str = "settings.json";
 
@@ -464,8 +670,17 @@ pub const SETTINGS_FILE: &str = "settings.json";
 /// before that file existed is checked result by result first. Another setting is an
 /// error naming the fields that differ (use another folder to compare settings).
 pub fn claim_folder(out: &Path, settings: &Settings) -> Result<()> {
-    // A harness writes its report, results and runs only into its own folder (settings
-    // or runs/ there), a new or an empty one, never among a user's files or into a model.
+    check_out_folder(out)?;
+    // Two commands starting on one folder take turns: the second sees the first's file.
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    let _lock = crate::checkpoint::DirLock::exclusive(out)?;
+    remove_stale_files(out);
+    claim_settings(out, settings)
+}
+
+/// A harness writes its report, results and runs only into its own folder (settings or
+/// runs/ there), a new or an empty one, never among a user's files or into a model.
+pub fn check_out_folder(out: &Path) -> Result<()> {
     if out.is_dir() && !out.join(SETTINGS_FILE).exists() && !out.join("runs").is_dir() {
         let mut others = std::fs::read_dir(out).map_err(|e| Error::io(out, e))?.filter_map(|e| e.ok()).filter(|e| e.file_name() != crate::checkpoint::LOCK_FILE);
         if let Some(other) = others.next() {
@@ -476,27 +691,20 @@ pub fn claim_folder(out: &Path, settings: &Settings) -> Result<()> {
             )));
         }
     }
-    // Two commands starting on one folder take turns: the second sees the first's file.
-    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
-    let _lock = crate::checkpoint::DirLock::exclusive(out)?;
+    Ok(())
+}
+
+/// [`claim_folder`]'s check and record of the settings, under the folder's lock.
+fn claim_settings(out: &Path, settings: &Settings) -> Result<()> {
     let path = out.join(SETTINGS_FILE);
     let differ = |theirs: &Settings, what: &Path| -> Result<()> {
-        if theirs == settings {
-            return Ok(());
+        match settings_differ(theirs, settings) {
+            None => Ok(()),
+            Some(fields) => Err(Error::InvalidArgument(format!(
+                "{} holds results made with other settings ({fields}); use another --out folder to compare settings",
+                what.display()
+            ))),
         }
-        let (a, b) = (serde_json::to_value(theirs).unwrap_or_default(), serde_json::to_value(settings).unwrap_or_default());
-        let fields: Vec<String> = a
-            .as_object()
-            .into_iter()
-            .flatten()
-            .filter(|(k, v)| b.get(k.as_str()) != Some(v))
-            .map(|(k, v)| format!("{k}: {v} there, {} here", b.get(k.as_str()).cloned().unwrap_or_default()))
-            .collect();
-        Err(Error::InvalidArgument(format!(
-            "{} holds results made with other settings ({}); use another --out folder to compare settings",
-            what.display(),
-            fields.join("; ")
-        )))
     };
     match std::fs::read_to_string(&path) {
         Ok(text) => {
@@ -568,12 +776,21 @@ pub fn stored(
 ) -> Result<Option<RunResult>> {
     let path = result_path(out, task, seed, method);
     let Some(r) = read_result(&path)? else { return Ok(None) };
-    if &r.settings != settings {
+    let wrong = |why: String| Err(Error::InvalidArgument(format!("{}: {why}; remove it to make the run again", path.display())));
+    if (r.task.as_str(), r.seed, r.method) != (task, seed, method) {
+        return wrong(format!("holds the result of {} seed {} {}, not of {task} seed {seed} {}", r.task, r.seed, r.method.name(), method.name()));
+    }
+    if let Some(fields) = settings_differ(&r.settings, settings) {
         return Err(Error::InvalidArgument(format!(
-            "{} was made with other settings ({:?}); use another --out folder to compare settings",
-            path.display(),
-            r.settings
+            "{} was made with other settings ({fields}); use another --out folder to compare settings",
+            path.display()
         )));
+    }
+    // A metric is a fraction (accuracy, F1) or a correlation (Matthews, Pearson); NaN is
+    // a correlation of constant predictions.
+    let low = if matches!(r.metric.as_str(), "mcc" | "pearson") { -1.0 } else { 0.0 };
+    if r.n_test == 0 || (r.test.is_finite() && !(low..=1.0).contains(&r.test)) {
+        return wrong(format!("{} test {} over {} inputs is not a result", r.metric, r.test, r.n_test));
     }
     Ok(Some(r))
 }
@@ -895,7 +1112,7 @@ pub fn auto_template(root: &Path, task: &str, seed: u64, n: usize) -> Result<Str
         .filter(|l| !l.trim().is_empty())
         .nth(n - 1)
         .map(|l| l.trim().to_string())
-        .ok_or_else(|| Error::Data { path: path.clone(), line: 0, message: format!("has fewer than {n} templates") })
+        .ok_or_else(|| Error::InvalidArgument(format!("{}: has fewer than {n} templates", path.display())))
 }
 
 /// The template ensemble per task: for each seed where `prompt` and every auto-template

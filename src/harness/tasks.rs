@@ -371,10 +371,8 @@ fn read_cola(path: &Path, labels: &[String]) -> Result<Vec<Example>> {
 
 /// `label,sentence` rows without a header (LM-BFF's CSV tasks).
 fn read_csv(path: &Path, labels: &[String]) -> Result<Vec<Example>> {
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .from_path(path)
-        .map_err(|e| csv_error(path, e))?;
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut reader = csv::ReaderBuilder::new().has_headers(false).from_reader(file);
     let mut out = Vec::new();
     for (i, record) in reader.records().enumerate() {
         let record = record.map_err(|e| csv_error(path, e))?;

@@ -127,6 +127,10 @@ struct SavedState {
     loss_curve: Vec<(usize, f64)>,
     window: Vec<f64>,
     seconds: f64,
+    /// The settings, to name the one that differs when the fingerprint does (absent in
+    /// states saved before it was recorded).
+    #[serde(default)]
+    params: Option<serde_json::Value>,
 }
 
 fn fingerprint(p: &AdaptParams, data: &[Tokenized], model: &MaskedLm) -> String {
@@ -158,7 +162,7 @@ fn save_state(dir: &Path, model: &MaskedLm, opt: &Optimiser, st: &SavedState) ->
 }
 
 /// Loads a saved state into the model and optimiser; `None` when `dir` holds none.
-fn load_state(dir: &Path, model: &MaskedLm, opt: &mut Optimiser, want: &str) -> Result<Option<SavedState>> {
+fn load_state(dir: &Path, model: &MaskedLm, opt: &mut Optimiser, want: &str, p: &AdaptParams) -> Result<Option<SavedState>> {
     let path = dir.join(STATE_JSON);
     if !path.is_file() {
         return Ok(None);
@@ -170,8 +174,23 @@ fn load_state(dir: &Path, model: &MaskedLm, opt: &mut Optimiser, want: &str) -> 
         return Err(Error::InvalidArgument(format!("{}: state format {} (this lmbff reads {STATE_VERSION})", path.display(), st.version)));
     }
     if st.fingerprint != want {
+        let now = serde_json::to_value(p).unwrap_or_default();
+        let fields: Vec<String> = st
+            .params
+            .as_ref()
+            .and_then(|v| v.as_object())
+            .into_iter()
+            .flatten()
+            .filter(|(k, v)| now.get(k.as_str()) != Some(v))
+            .map(|(k, v)| format!("{k}: {v} there, {} here", now.get(k.as_str()).cloned().unwrap_or_default()))
+            .collect();
+        let what = match (&st.params, fields.is_empty()) {
+            (None, _) => "other settings, texts or model".to_string(),
+            (Some(_), true) => "the same settings but other texts or another model".to_string(),
+            (Some(_), false) => format!("other settings ({})", fields.join("; ")),
+        };
         return Err(Error::InvalidArgument(format!(
-            "{} holds the state of a run with other settings, texts or model; delete it or choose another state directory",
+            "{} holds the state of a run with {what}; delete it or choose another state directory",
             dir.display()
         )));
     }
@@ -344,10 +363,10 @@ pub fn adapt(
     let warmup = (p.steps as f64 * p.warmup_ratio) as usize;
     let mut opt = Optimiser::new(&model.vs, p.lr, p.weight_decay, warmup, p.steps, 1.0)?;
     let print = fingerprint(p, &data, model);
-    let mut st = SavedState { version: STATE_VERSION, step: 0, fingerprint: print.clone(), loss_curve: Vec::new(), window: Vec::new(), seconds: 0.0 };
+    let mut st = SavedState { version: STATE_VERSION, step: 0, fingerprint: print.clone(), loss_curve: Vec::new(), window: Vec::new(), seconds: 0.0, params: serde_json::to_value(p).ok() };
     if let Some(r) = resume {
-        if let Some(saved) = load_state(r.dir, model, &mut opt, &print)? {
-            st = saved;
+        if let Some(saved) = load_state(r.dir, model, &mut opt, &print, p)? {
+            st = SavedState { params: st.params, ..saved };
         }
     }
     let resumed_at = st.step;
