@@ -227,7 +227,8 @@ typedef struct {
   size_t struct_size;
   /*
    ONNX Runtime intra-op threads per session (0: the available cores divided among
-   the sessions, at least 1; at most 256).
+   the sessions, at least 1; at most 256, and sessions x threads at most 256 or
+   twice the machine's hardware threads where that is more).
    */
   uint32_t threads;
   /*
@@ -429,7 +430,8 @@ typedef struct {
    Further templates whose texts are label anchors too (default NULL and 0: none):
    `num_anchor_templates` single-sentence templates in either syntax, read with the
    task's label words, so "A truly {mask} movie." adds "A truly great movie." and
-   "A truly terrible movie." beside the task template's anchors. More phrasings give
+   "A truly terrible movie." beside the task template's anchors (an anchor template
+   needs its mask; the input's place is optional, and dropped). More phrasings give
    the encoder a broader target than one. Only the sentence-embedding method uses
    them; a pair or multi-label task (whose anchors are its labels' names), or
    anchors turned off, refuses them.
@@ -579,8 +581,10 @@ const char *lmbff_predictor_label(const lmbff_predictor *p,
  (`texts_b` NULL otherwise: a second text for a one-sentence template is
  LMBFF_ERR_INVALID_ARGUMENT, naming the input). n = 0 gives an empty result. Texts over the length limit
  are truncated as the export's manifest says (the mask is kept); of a long text only as
- much is tokenized as truncation keeps. On success *out
- holds the results, to free with lmbff_predictions_free.
+ much is tokenized as truncation keeps (a few kilobytes past it, whitespace or not).
+ A model that gives an input a probability that is not a number (weights that
+ diverged in training) is LMBFF_ERR_FORMAT naming the input, never a NaN result. On
+ success *out holds the results, to free with lmbff_predictions_free.
 
  # Safety
  `texts` (and `texts_b` if not NULL) point to `n` NUL-terminated strings; `out` is valid.
@@ -907,7 +911,9 @@ lmbff_status lmbff_run_cancel(const lmbff_run *run);
 
 /*
  Waits for the run to end and returns its outcome: LMBFF_OK (then lmbff_run_version
- names the new model version) or the run's error, with its message. Any number of
+ names the new model version) or the run's error, with its message (a run whose
+ training diverged, its weights giving non-finite scores, is LMBFF_ERR_INVALID_ARGUMENT
+ naming the learning rate, and saves nothing). Any number of
  threads may wait (none may free the run before they all return). Called from the
  run's own progress or log callback it returns LMBFF_ERR_INVALID_ARGUMENT at once
  (that thread is the run), and so it does from another run's callback while this run

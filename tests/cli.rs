@@ -408,6 +408,7 @@ fn mistakes_are_named_before_the_work() {
     );
     assert_eq!(std::fs::read_dir(&user).unwrap().count(), 1, "nothing was added to the user's folder");
 
+
     // predict scores a labelled file only against the export's own labels.
     let exported = dir.join("exported");
     assert!(lmbff().arg("export").arg("--model").arg(&trained).arg("--out").arg(&exported).output().unwrap().status.success());

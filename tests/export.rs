@@ -155,6 +155,22 @@ fn segments_past_the_last_token_type_read_the_last_row() {
     parity(&c, "bert-three-segments", &ExportOptions::default(), 1e-4);
 }
 
+/// A model whose weights hold NaN (trained before divergence was refused, or edited)
+/// gives an error naming the input, never NaN probabilities a host would read as a
+/// certain answer (entropy 0).
+#[test]
+fn a_diverged_model_predicts_an_error_not_nan() {
+    let c = case(&common::fixtures().join("bert"), "{text} It was {mask}.", 40);
+    tch::no_grad(|| {
+        let vars = c.model.vs.variables();
+        let (_, bias) = vars.iter().find(|(n, _)| n.ends_with("predictions.bias")).expect("the head's bias");
+        let _ = bias.shallow_clone().fill_(f64::NAN);
+    });
+    let dir = export_to(&c, "diverged", &ExportOptions::default());
+    let err = open(&dir).predict(&texts(3)).err().expect("NaN probabilities are refused");
+    assert!(matches!(err, Error::Format { .. }) && err.to_string().contains("input 0 a probability that is not a number"), "{err}");
+}
+
 /// The graph finds the mask by its id, so template text may not hold the mask token;
 /// and Triton's max_batch_size 0 (no batch axis) does not fit the graph.
 #[test]

@@ -159,6 +159,12 @@ fn bounded_options_and_mismatched_handles() {
             assert_eq!(lmbff_predictor_open(dir.as_ptr(), &params, &mut p), LMBFF_ERR_INVALID_ARGUMENT, "{sessions} {threads}");
             assert!(last_error().contains("at most 64 sessions of at most 256 threads") && p.is_null(), "{}", last_error());
         }
+        // Each within its range, but together more threads than the machine can use (and
+        // more than a container's limit may let ONNX Runtime start: it hung there).
+        let mut params = lmbff_predictor_default_params();
+        (params.sessions, params.threads) = (64, 256);
+        assert_eq!(lmbff_predictor_open(dir.as_ptr(), &params, &mut p), LMBFF_ERR_INVALID_ARGUMENT);
+        assert!(last_error().contains("are 16384 ONNX Runtime threads: at most") && p.is_null(), "{}", last_error());
         let mut params = lmbff_predictor_default_params();
         let missing = CString::new("/nonexistent/libonnxruntime.so").unwrap();
         params.ort_library = missing.as_ptr();

@@ -461,6 +461,16 @@ fn inputs_are_checked_and_runs_are_shared() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("mr/16-2: the test split has no rows") && !dir.join("never").exists(), "{err}");
 
+    // The default length (128) on a model of 64 positions is cut to them, as `train`
+    // cuts it: a long test sentence used to stop the grid at its first prompt run.
+    let long = dir.join("long");
+    kshot(&long);
+    let test = long.join("SST-2/16-1/test.tsv");
+    std::fs::write(&test, std::fs::read_to_string(&test).unwrap() + &"a very long review ".repeat(40) + "\t1\n").unwrap();
+    let o = lmbff().args(["harness", "--device", "cpu", "--threads", "1", "--tasks", "SST-2", "--seeds", "1", "--methods", "zero-shot,plain", "--steps", "4", "--eval-every", "2", "--batch-size", "4"])
+        .arg("--model").arg(&model).arg("--data").arg(&long).arg("--out").arg(dir.join("long-out")).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
     // Two commands at once on one folder: each run is made by one of them.
     let (a, b) = std::thread::scope(|s| {
         let a = s.spawn(|| run(&out, &model, &[]));

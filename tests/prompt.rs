@@ -77,14 +77,20 @@ fn truncation_never_cuts_the_mask() {
 
 /// Texts that stress where `encode_head` may cut: plain prose, a whitespace run far
 /// longer than the first cut (the cut doubles past it), Unicode with no-break spaces and
-/// accents, CJK without spaces, and no whitespace at all (encoded whole).
+/// accents, CJK without spaces, and no whitespace at all (cut where two cuts agree):
+/// words and commas, a run of one punctuation mark, of one letter, of a letter and a
+/// combining accent, and a base64-like blob.
 fn long_texts() -> Vec<(&'static str, String)> {
     let prose = "The film's pacing drags, yet the cast (mostly newcomers) is superb; 9/10! ".repeat(2_000);
     let gap = format!("{}{}{}", "short opening words ".repeat(5), " \n\t ".repeat(50_000), "then more words at last ".repeat(500));
     let unicode = "Café crème\u{a0}brûlée — déjà vu\u{3000}naïve Ωmega ".repeat(2_000);
     let cjk = format!("{} tail", "这部电影非常好看。".repeat(3_000));
     let unbroken = "word,".repeat(20_000);
-    vec![("prose", prose), ("gap", gap), ("unicode", unicode), ("cjk", cjk), ("unbroken", unbroken)]
+    let dots = ".".repeat(200_000);
+    let letters = "a".repeat(200_000);
+    let accents = "e\u{301}".repeat(100_000);
+    let blob = "aB3+/x9Q=Zk".repeat(20_000);
+    vec![("prose", prose), ("gap", gap), ("unicode", unicode), ("cjk", cjk), ("unbroken", unbroken), ("dots", dots), ("letters", letters), ("accents", accents), ("blob", blob)]
 }
 
 #[test]
@@ -115,6 +121,13 @@ fn long_inputs_are_tokenized_only_as_far_as_truncation_reads() {
     let took = started.elapsed();
     assert_eq!(e, p.encode(&tok, &Example::single(head, None)).unwrap());
     assert!(took < std::time::Duration::from_secs(2), "a {} MB input took {took:?} to render", doc.len() >> 20);
+    // The same without whitespace: 20 MB of dots (each its own token) used to take 20 s.
+    let dots = ".".repeat(20 << 20);
+    let started = std::time::Instant::now();
+    let e = p.encode(&tok, &Example::single(dots, None)).unwrap();
+    let took = started.elapsed();
+    assert_eq!(e, p.encode(&tok, &Example::single(".".repeat(4096), None)).unwrap());
+    assert!(took < std::time::Duration::from_secs(2), "20 MB of dots took {took:?} to render");
 }
 
 /// `{cls}` and `{sep}` written out render as the template without them: spaces beside a
@@ -164,6 +177,11 @@ fn label_words_are_checked_against_the_vocabulary() {
     let e = Verbalizer::new(&tok, &pairs(&[("0", "very bad"), ("1", "great")])).unwrap_err();
     assert!(e.to_string().contains("no spaces"), "{e}");
     assert!(Verbalizer::new(&tok, &pairs(&[("0", "great")])).is_err());
+    // A class without a name (hosts and exports name their answers by it).
+    for empty in ["", "  "] {
+        let e = Verbalizer::new(&tok, &pairs(&[("0", "bad"), (empty, "great")])).unwrap_err();
+        assert!(e.to_string().contains("label 1 has an empty name"), "{e}");
+    }
     let v = Verbalizer::parse_mapping(&tok, "{'0':'terrible','1':'great'}").unwrap();
     assert_eq!(v.words(), ["terrible", "great"]);
     assert_eq!(v.token_ids()[1], tok.token_to_id("great").unwrap());
@@ -342,8 +360,13 @@ fn anchor_templates_add_their_texts_once() {
     let pair_template = Template::parse("{text_a} ? {mask} , {text_b}").unwrap();
     let err = p.anchor_texts_with(&[pair_template.clone()]).unwrap_err().to_string();
     assert!(err.contains("reads two sentences") && err.contains("{text_a} ? {mask} , {text_b}"), "{err}");
-    // A template without the input never gets here: parsing refuses it.
+    // A task template must place the input; an anchor template need not (the header's
+    // example, `A truly {mask} movie.`, in either syntax), and reads as if it did.
     assert!(Template::parse("It was {mask}.").unwrap_err().to_string().contains("never places the input text"));
+    let bare = p.parse_anchor_templates(&["A truly {mask} movie.".into(), "*cls*A_truly*mask*_movie.*sep+*".into()]).unwrap();
+    let bare_texts: Vec<(usize, String)> = want[2..4].iter().map(|&(c, t)| (c, t.to_string())).collect();
+    assert_eq!(p.anchor_texts_with(&bare).unwrap().unwrap()[2..], bare_texts[..]);
+    assert!(p.parse_anchor_templates(&["{text} A truly movie.".into()]).unwrap_err().to_string().contains("has no mask"));
     let v = Verbalizer::new(&tok, &pairs(&[("0", "No"), ("1", "Yes")])).unwrap();
     let pair = Prompt::new(pair_template, v, Truncation::default()).unwrap();
     assert_eq!(pair.anchor_texts_with(&[]).unwrap(), None);

@@ -966,8 +966,9 @@ fn dev_examples_and_calibration_through_the_c_abi() {
         assert_eq!(m["notes"]["dev_examples"].as_u64(), Some(2), "{m}");
         let dev_acc = m["notes"]["dev_accuracy"].as_f64().expect("a dev accuracy");
         assert!([0.0, 0.5, 1.0].contains(&dev_acc), "two dev examples: {dev_acc}");
+        // The dev pass reports its chunk (of 256: one here, no metric yet), then the score.
         let evals: Vec<f64> = seen.iter().filter(|s| s.0 == LMBFF_STAGE_EVALUATE).map(|s| s.4).collect();
-        assert_eq!(evals, [dev_acc], "one evaluation, the dev accuracy");
+        assert!(evals.len() == 2 && evals[0].is_nan() && evals[1] == dev_acc, "the dev pass, then the dev accuracy: {evals:?}");
         let train: Vec<&(i32, usize, usize, f64, f64)> = seen.iter().filter(|s| s.0 == LMBFF_STAGE_TRAIN).collect();
         assert!(train.len() >= 10, "{} training steps", train.len());
         assert!(train.iter().all(|s| s.3.is_nan() == (s.1 < 10)), "loss from the tenth step on: {train:?}");
@@ -1127,7 +1128,22 @@ fn zero_shot_words_through_the_c_abi() {
         lmbff_predictor_free(pred);
         lmbff_task_free(t);
 
+        // A long dev pass reports its chunks, and a cancel during it ends the run there
+        // (it used to be read once, before the pass, and the version was saved).
+        let t = abi_task(&["neg", "pos"], &["terrible", "great"], 0, (0.0, 1.0));
+        for i in 0..600 {
+            let id = add(t, &format!("a ride of {i} minutes"), if i % 2 == 0 { "neg" } else { "pos" });
+            assert_eq!(lmbff_task_set_dev(t, id, true), LMBFF_OK);
+        }
+        let cdir = CString::new(dir.join("task-long-dev").to_str().unwrap()).unwrap();
+        assert_eq!(lmbff_task_save(t, cdir.as_ptr()), LMBFF_OK, "{}", last_error());
+        let mut reports = 0usize;
         tp.calibrate = false;
+        assert_eq!(lmbff_train(t, &tp, Some(stop_at_second_report), (&mut reports as *mut usize).cast(), null_mut(), 0), LMBFF_ERR_CANCELLED, "{}", last_error());
+        assert_eq!(reports, 2);
+        assert!(!dir.join("task-long-dev/models/v1").exists(), "nothing saved");
+        lmbff_task_free(t);
+
         for (flags, labels, what) in [(LMBFF_TASK_MULTI_LABEL, ["neg", "pos"], "a multi-label task"), (LMBFF_TASK_REGRESSION, ["low", "high"], "a regression task")] {
             let t = abi_task(&labels, &["terrible", "great"], flags, (0.0, 5.0));
             let cdir = CString::new(dir.join(format!("task-{flags}")).to_str().unwrap()).unwrap();
@@ -1137,6 +1153,14 @@ fn zero_shot_words_through_the_c_abi() {
             lmbff_task_free(t);
         }
     }
+}
+
+/// Counts its reports in the `usize` at `user_data` and stops the run at the second.
+extern "C" fn stop_at_second_report(_stage: i32, _step: usize, _total: usize, _loss: f64, _metric: f64, user_data: *mut std::ffi::c_void) -> bool {
+    // SAFETY: the test passes a live `usize` that outlives the run.
+    let n = unsafe { &mut *user_data.cast::<usize>() };
+    *n += 1;
+    *n < 2
 }
 
 extern "C" fn stop_now(_stage: i32, _step: usize, _total: usize, _loss: f64, _metric: f64, _user_data: *mut std::ffi::c_void) -> bool {

@@ -80,6 +80,15 @@ fn cancellation_and_bad_settings() {
     assert_eq!(calls, 3);
     let bad = TrainParams { lr: 0.0, ..params(5) };
     assert!(matches!(train::finetune(&m, &tok, &p, Method::Prompt, &toy(), &toy(), &bad, &mut |_| true), Err(Error::InvalidArgument(_))));
+    // A diverged run is an error, with a dev set (every evaluation non-finite) and
+    // without one (the training examples read the last weights): never a model whose
+    // probabilities are NaN.
+    let wild = TrainParams { lr: 1e8, ..params(5) };
+    for (method, dev) in [(Method::Prompt, toy()), (Method::Prompt, Vec::new()), (Method::Cls, Vec::new())] {
+        let m = MaskedLm::load(&dir, Device::Cpu).unwrap();
+        let err = train::finetune(&m, &tok, &p, method, &toy(), &dev, &wild, &mut |_| true).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("training diverged"), "{method:?} with {} dev examples: {err:?}", dev.len());
+    }
     let unlabeled = vec![Example::single("no label here", None)];
     assert!(matches!(train::finetune(&m, &tok, &p, Method::Prompt, &unlabeled, &[], &params(5), &mut |_| true), Err(Error::InvalidArgument(_))));
 }
@@ -183,7 +192,10 @@ fn adaptation_resumes_exactly() {
 
     let other = AdaptParams { lr: 2e-3, ..p.clone() };
     let err = train::adapt(&MaskedLm::load(&dir, Device::Cpu).unwrap(), &tok, &texts, &other, resume, &mut |_| true).unwrap_err();
-    assert!(err.to_string().contains("other settings"), "{err}");
+    assert!(err.to_string().contains("other settings (lr: 0.001 there, 0.002 here)"), "the setting is named: {err}");
+    let fewer: Vec<String> = texts[1..].to_vec();
+    let err = train::adapt(&MaskedLm::load(&dir, Device::Cpu).unwrap(), &tok, &fewer, &p, resume, &mut |_| true).unwrap_err();
+    assert!(err.to_string().contains("the same settings but other texts or another model"), "{err}");
 }
 
 /// Demonstrations: training draws a fresh set per query and step, the report keeps the

@@ -155,7 +155,9 @@ pub fn adapt(a: AdaptArgs) -> Result<()> {
     };
     let head = Head::for_prompt(&l.model, &l.prompt)?;
     let before = test.as_ref().map(|t| evaluate(&l, &head, Method::Prompt, t, &Demos::None)).transpose()?;
-    eprintln!("adapting {} on {} texts: {} steps x {} sequences of {} tokens", a.model.display(), texts.len(), a.steps, a.batch_size, a.seq_len);
+    // Sequences are cut to the model's positions (`train::adapt`).
+    let seq_len = a.seq_len.min(l.model.config.max_input_len() as usize);
+    eprintln!("adapting {} on {} texts: {} steps x {} sequences of {seq_len} tokens", a.model.display(), texts.len(), a.steps, a.batch_size);
     let state = a.state.clone().unwrap_or_else(|| train::state_dir_beside(&a.out));
     let resume = (a.save_every > 0).then_some(Resume { dir: &state, every: a.save_every });
     if resume.is_some() && state.join("state.json").is_file() {
@@ -233,13 +235,17 @@ impl FitArgs {
     }
 }
 
-fn parse_method(s: &str) -> Result<Method> {
+/// The fine-tuning methods (`compare` compares these two); `accepted` lists what the
+/// command asking accepts, for the message.
+fn parse_method(s: &str, accepted: &str) -> Result<Method> {
     match s {
         "prompt" => Ok(Method::Prompt),
         "plain" | "cls" => Ok(Method::Cls),
-        _ => Err(Error::InvalidArgument(format!("method {s:?}: expected prompt, plain, sentence-embedding or zero-shot-words"))),
+        _ => Err(Error::InvalidArgument(format!("method {s:?}: expected {accepted}"))),
     }
 }
+
+const TRAIN_METHODS: &str = "prompt, plain, sentence-embedding or zero-shot-words";
 
 #[derive(Debug, Args)]
 pub struct TrainArgs {
@@ -290,13 +296,16 @@ pub fn train(a: TrainArgs) -> Result<()> {
     if a.method == "zero-shot-words" {
         return train_zero_shot_words(a);
     }
+    if a.method != "sentence-embedding" {
+        parse_method(&a.method, TRAIN_METHODS)?;
+    }
     let (Some(train_file), Some(dev_file)) = (a.train.clone(), a.dev.clone()) else {
         return Err(Error::InvalidArgument(format!("--method {} trains on --train and keeps the best on --dev: give both", a.method)));
     };
     if a.method == "sentence-embedding" {
         return train_embedding(a, &train_file, &dev_file);
     }
-    let method = parse_method(&a.method)?;
+    let method = parse_method(&a.method, TRAIN_METHODS)?;
     if !a.anchor_templates.is_empty() {
         return Err(Error::InvalidArgument("--anchor-template is for --method sentence-embedding or zero-shot-words (label anchors)".into()));
     }
@@ -304,7 +313,9 @@ pub fn train(a: TrainArgs) -> Result<()> {
         return Err(Error::InvalidArgument("--embedding-max-steps is for --method sentence-embedding (its contrastive steps)".into()));
     }
     if a.out.is_some() && method == Method::Cls {
-        return Err(Error::InvalidArgument("--out saves prompt models; plain fine-tuning is a baseline and is not saved".into()));
+        return Err(Error::InvalidArgument(
+            "--out saves prompt and sentence-embedding models; plain fine-tuning is a baseline and is not saved: leave --out out".into(),
+        ));
     }
     check_train_out(&a)?;
     let l = a.task.load(&a.model, a.fit.seed)?;
@@ -584,7 +595,7 @@ pub struct CompareArgs {
     pub batch_size: usize,
     #[arg(long, default_value_t = 100)]
     pub eval_every: usize,
-    /// Methods to run.
+    /// Methods to run: plain, prompt (the harness compares the others).
     #[arg(long, value_delimiter = ',', default_value = "plain,prompt")]
     pub methods: Vec<String>,
     /// Write the full JSON report here.
@@ -595,7 +606,7 @@ pub struct CompareArgs {
 }
 
 pub fn compare(a: CompareArgs) -> Result<()> {
-    let methods = a.methods.iter().map(|m| parse_method(m)).collect::<Result<Vec<_>>>()?;
+    let methods = a.methods.iter().map(|m| parse_method(m, "prompt or plain (compare fine-tunes; the harness runs every method)")).collect::<Result<Vec<_>>>()?;
     // The grid runs for hours: what would stop it half-way is checked first.
     if a.lrs.iter().any(|lr| !(*lr > 0.0 && lr.is_finite())) || a.steps.contains(&0) || a.batch_size == 0 || a.eval_every == 0 {
         return Err(Error::InvalidArgument(format!(

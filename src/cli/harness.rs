@@ -125,9 +125,8 @@ pub fn run(a: HarnessArgs) -> Result<()> {
         head_c: a.head_c,
         word_anchor_scale: a.word_anchor_scale,
     };
-    // Every split is read before the first run: a missing or bad file is named now
-    // (after the cheaper look at --out).
     harness::check_out_folder(&a.out)?;
+    // Every split is read before the first run: a missing or bad file is named now.
     let splits = harness::check_data(&a.data, &tasks, &a.seeds, &methods)?;
     harness::claim_folder(&a.out, &settings)?;
     harness::check_inputs(&a.out, &settings, splits)?;

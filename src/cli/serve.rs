@@ -30,7 +30,8 @@ pub struct ExportArgs {
     /// accuracy on your dev set).
     #[arg(long)]
     pub int8: bool,
-    /// Store weights in model.onnx.data beside model.onnx (automatic past 2 GiB).
+    /// Store weights in model.onnx.data beside model.onnx (automatic past 1.8 GB, under
+    /// protobuf's 2 GiB limit).
     #[arg(long)]
     pub external_data: bool,
     /// Also write a Triton Inference Server model repository under triton/<NAME>/.

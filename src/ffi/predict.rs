@@ -30,7 +30,8 @@ pub struct lmbff_predictor_params {
     /// sizeof(lmbff_predictor_params), set by lmbff_predictor_default_params().
     pub struct_size: usize,
     /// ONNX Runtime intra-op threads per session (0: the available cores divided among
-    /// the sessions, at least 1; at most 256).
+    /// the sessions, at least 1; at most 256, and sessions x threads at most 256 or
+    /// twice the machine's hardware threads where that is more).
     pub threads: u32,
     /// Sessions in the pool: how many calls run at once (each holds the weights; 1 to 64).
     /// A similarity-filtered export's sentence encoder, which picks each input's
@@ -158,8 +159,10 @@ pub unsafe extern "C" fn lmbff_predictor_label(p: *const lmbff_predictor, i: usi
 /// (`texts_b` NULL otherwise: a second text for a one-sentence template is
 /// LMBFF_ERR_INVALID_ARGUMENT, naming the input). n = 0 gives an empty result. Texts over the length limit
 /// are truncated as the export's manifest says (the mask is kept); of a long text only as
-/// much is tokenized as truncation keeps. On success *out
-/// holds the results, to free with lmbff_predictions_free.
+/// much is tokenized as truncation keeps (a few kilobytes past it, whitespace or not).
+/// A model that gives an input a probability that is not a number (weights that
+/// diverged in training) is LMBFF_ERR_FORMAT naming the input, never a NaN result. On
+/// success *out holds the results, to free with lmbff_predictions_free.
 ///
 /// # Safety
 /// `texts` (and `texts_b` if not NULL) point to `n` NUL-terminated strings; `out` is valid.

@@ -136,7 +136,8 @@ pub struct lmbff_train_params {
     /// Further templates whose texts are label anchors too (default NULL and 0: none):
     /// `num_anchor_templates` single-sentence templates in either syntax, read with the
     /// task's label words, so "A truly {mask} movie." adds "A truly great movie." and
-    /// "A truly terrible movie." beside the task template's anchors. More phrasings give
+    /// "A truly terrible movie." beside the task template's anchors (an anchor template
+    /// needs its mask; the input's place is optional, and dropped). More phrasings give
     /// the encoder a broader target than one. Only the sentence-embedding method uses
     /// them; a pair or multi-label task (whose anchors are its labels' names), or
     /// anchors turned off, refuses them.
@@ -450,7 +451,9 @@ pub unsafe extern "C" fn lmbff_run_cancel(run: *const lmbff_run) -> lmbff_status
 }
 
 /// Waits for the run to end and returns its outcome: LMBFF_OK (then lmbff_run_version
-/// names the new model version) or the run's error, with its message. Any number of
+/// names the new model version) or the run's error, with its message (a run whose
+/// training diverged, its weights giving non-finite scores, is LMBFF_ERR_INVALID_ARGUMENT
+/// naming the learning rate, and saves nothing). Any number of
 /// threads may wait (none may free the run before they all return). Called from the
 /// run's own progress or log callback it returns LMBFF_ERR_INVALID_ARGUMENT at once
 /// (that thread is the run), and so it does from another run's callback while this run

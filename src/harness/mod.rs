@@ -885,8 +885,11 @@ pub fn run_one(
             };
             let tok = Tokenizer::from_dir(model_dir)?;
             let verbalizer = spec.verbalizer(&tok)?;
+            // Cut to the model's positions, as `train` cuts its default (a small model's
+            // 64 against the default 128; the setting stays as given).
+            let positions = crate::model::Config::from_dir(model_dir)?.0.max_input_len() as usize;
             let truncation = Truncation {
-                max_len: if demos { s.demo_max_len } else { s.max_len }.max(spec.max_len.unwrap_or(0)),
+                max_len: if demos { s.demo_max_len } else { s.max_len }.max(spec.max_len.unwrap_or(0)).min(positions),
                 first_sent_limit: spec.first_sent_limit,
                 other_sent_limit: spec.other_sent_limit,
             };

@@ -128,7 +128,8 @@ impl Prompt {
     /// as `(class, text)` in class order. None when the template reads two sentences:
     /// the text that joins them (`? {mask} ,`) says nothing alone.
     pub fn anchor_texts(&self) -> Option<Vec<(usize, String)>> {
-        if self.template.num_sentences() != 1 {
+        // One sentence, or none in an anchor template (`Template::parse_anchor`).
+        if self.template.num_sentences() > 1 {
             return None;
         }
         let first_word = |label: usize| self.verbalizer.words().get(label).and_then(|w| w.split(verbalizer::WORD_SEPARATOR).next()).unwrap_or("");
@@ -192,7 +193,7 @@ impl Prompt {
     /// with this prompt ([`Prompt::anchor_texts_with`]): what a caller does before any
     /// model loads.
     pub fn parse_anchor_templates(&self, sources: &[String]) -> Result<Vec<Template>> {
-        let templates = sources.iter().map(|t| Template::parse(t)).collect::<Result<Vec<_>>>()?;
+        let templates = sources.iter().map(|t| Template::parse_anchor(t)).collect::<Result<Vec<_>>>()?;
         self.anchor_texts_with(&templates)?;
         Ok(templates)
     }

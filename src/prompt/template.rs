@@ -54,6 +54,21 @@ impl Template {
     /// Parses either syntax: a template containing `{` is readable syntax, one
     /// containing `*` is LM-BFF syntax.
     pub fn parse(source: &str) -> Result<Self> {
+        let t = Self::parse_unchecked(source)?;
+        t.validate(true)?;
+        Ok(t)
+    }
+
+    /// Parses a label-anchor template: one mask, and the input's place optional (an
+    /// anchor is the template without its input: `A truly {mask} movie.` reads as
+    /// `{text} A truly {mask} movie.`).
+    pub fn parse_anchor(source: &str) -> Result<Self> {
+        let t = Self::parse_unchecked(source)?;
+        t.validate(false)?;
+        Ok(t)
+    }
+
+    fn parse_unchecked(source: &str) -> Result<Self> {
         let parts = if source.contains('{') {
             parse_readable(source)?
         } else if source.contains('*') {
@@ -61,9 +76,7 @@ impl Template {
         } else {
             return Err(err(source, 0, "no placeholders: write `{text} It was {mask}.` or LM-BFF's `*cls**sent_0*_It_was*mask*.*sep+*`"));
         };
-        let t = Template { source: source.to_string(), parts };
-        t.validate()?;
-        Ok(t)
+        Ok(Template { source: source.to_string(), parts })
     }
 
     /// The input as plain [CLS] fine-tuning reads it: `[CLS] text_a [SEP] (text_b [SEP])`,
@@ -82,7 +95,7 @@ impl Template {
     /// one is; `source` is kept for messages.
     pub fn from_parts(source: &str, parts: Vec<Part>) -> Result<Self> {
         let t = Template { source: source.to_string(), parts };
-        t.validate()?;
+        t.validate(true)?;
         Ok(t)
     }
 
@@ -128,7 +141,7 @@ impl Template {
             .max()
     }
 
-    fn validate(&self) -> Result<()> {
+    fn validate(&self, needs_text: bool) -> Result<()> {
         let masks = self.parts.iter().filter(|p| matches!(p, Part::Mask)).count();
         if masks == 0 {
             return Err(err(&self.source, self.source.len(), "the template has no mask: add `{mask}` (or `*mask*`) where the label word goes"));
@@ -137,7 +150,7 @@ impl Template {
             let at = self.source.match_indices("mask").nth(1).map(|(i, _)| i).unwrap_or(0);
             return Err(err(&self.source, at, "the template has a second mask: exactly one is allowed"));
         }
-        if !self.parts.iter().any(|p| matches!(p, Part::Sentence { .. })) {
+        if needs_text && !self.parts.iter().any(|p| matches!(p, Part::Sentence { .. })) {
             return Err(err(&self.source, 0, "the template never places the input text: add `{text}` (or `*sent_0*`)"));
         }
         if let Some(i) = (0..self.num_sentences()).find(|i| {

@@ -44,6 +44,12 @@ impl Verbalizer {
             if v.labels.contains(label) {
                 return Err(Error::InvalidArgument(format!("label {label:?} is listed twice: labels must differ")));
             }
+            if label.trim().is_empty() {
+                return Err(Error::InvalidArgument(format!(
+                    "label {} has an empty name: a class needs one (predictions and exports name it)",
+                    v.labels.len()
+                )));
+            }
             let mut class = Vec::new();
             for word in spec.split(WORD_SEPARATOR) {
                 let trimmed = word.trim();

@@ -45,6 +45,13 @@ pub const MAX_SESSIONS: usize = 64;
 /// Most ONNX Runtime threads per session (starting a pool of thousands takes minutes).
 pub const MAX_THREADS: usize = 256;
 
+/// Most ONNX Runtime threads of one predictor, all sessions together: 256, or twice the
+/// machine's hardware threads where that is more. Threads past the cores only wait, and
+/// where the system refuses one more thread ONNX Runtime hangs starting its pool.
+pub fn max_total_threads() -> usize {
+    MAX_THREADS.max(2 * std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
+}
+
 impl Default for PredictorOptions {
     fn default() -> Self {
         PredictorOptions { threads: 0, sessions: 1, max_batch: 16, ort_library: None }
@@ -256,6 +263,15 @@ impl Predictor {
                 opts.sessions, opts.threads
             )));
         }
+        if opts.sessions * opts.threads > max_total_threads() {
+            return Err(Error::InvalidArgument(format!(
+                "sessions {} of threads {} are {} ONNX Runtime threads: at most {} on this machine (fewer threads per session, or 0 to share its cores)",
+                opts.sessions,
+                opts.threads,
+                opts.sessions * opts.threads,
+                max_total_threads()
+            )));
+        }
         let manifest = ExportManifest::read(dir)?;
         if let Some(r) = manifest.regression {
             if !(r.low.is_finite() && r.high.is_finite() && r.low < r.high) || manifest.labels.len() != 2 {
@@ -434,6 +450,25 @@ impl Predictor {
     /// A multi-label export gives each label's P(yes): a prompt export reads each input
     /// once per label (input, label name), a sentence-embedding export once.
     pub fn predict(&self, inputs: &[Example]) -> Result<Vec<Prediction>> {
+        self.finite(self.predict_any(inputs)?)
+    }
+
+    /// Predictions whose probabilities are all numbers: a model whose weights diverged in
+    /// training gives NaN, which a host would read as a certain answer (entropy 0).
+    fn finite(&self, preds: Vec<Prediction>) -> Result<Vec<Prediction>> {
+        match preds.iter().position(|p| p.probs.iter().any(|v| !v.is_finite())) {
+            None => Ok(preds),
+            Some(i) => Err(Error::Format {
+                path: self.dir.clone(),
+                message: format!(
+                    "the model gives input {i} a probability that is not a number: its weights diverged in training \
+                     (retrain it with a lower learning rate)"
+                ),
+            }),
+        }
+    }
+
+    fn predict_any(&self, inputs: &[Example]) -> Result<Vec<Prediction>> {
         match (&self.multi, &self.manifest.multi_label) {
             (Some(_), Some(_)) if self.manifest.multi_label_heads() => {
                 if let Some(i) = inputs.iter().position(|e| e.text_b.is_some()) {
@@ -462,7 +497,7 @@ impl Predictor {
         // logits averaged over demonstration sets.
         let output = self.manifest.predicted_output();
         if output == OUTPUT_PROBS {
-            return self.predict_encoded(&self.render(inputs, |_| &[])?);
+            return self.predict_encoded_any(&self.render(inputs, |_| &[])?);
         }
         let tables = match &self.filter {
             Some(f) => {
@@ -492,6 +527,10 @@ impl Predictor {
 
     /// Predicts inputs already rendered (without demonstrations: one rendering each).
     pub fn predict_encoded(&self, encoded: &[Encoded]) -> Result<Vec<Prediction>> {
+        self.finite(self.predict_encoded_any(encoded)?)
+    }
+
+    fn predict_encoded_any(&self, encoded: &[Encoded]) -> Result<Vec<Prediction>> {
         Ok(self.run(encoded, OUTPUT_PROBS)?.into_iter().map(|p| self.prediction(p)).collect())
     }
 

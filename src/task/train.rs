@@ -455,12 +455,12 @@ fn train_now(task: &Task, p: &RunParams, progress: ProgressFn) -> Result<String>
     let manifest = if method == TrainMethod::ZeroShotWords {
         let head = train::word_anchor_zero_shot(&model, &tok, &prompt, &anchor_templates)?;
         // Its one step: a cancel asked for by now ends the run, as at any method's step.
-        if !progress(train::Progress { stage: train::Stage::Evaluate, step: 1, total: 1, loss: f64::NAN, metric: f64::NAN }) {
+        if dev.is_empty() && !progress(train::Progress { stage: train::Stage::Evaluate, step: 1, total: 1, loss: f64::NAN, metric: f64::NAN }) {
             return Err(Error::Cancelled);
         }
         let mut dev_logits = Vec::new();
         if !dev.is_empty() {
-            dev_logits = train::embedding_logits(&model, &tok, &prompt, &head, &dev, 32)?;
+            dev_logits = scored_on_dev(&dev, progress, |chunk| train::embedding_logits(&model, &tok, &prompt, &head, chunk, 32))?;
             let gold = gold_labels(&dev);
             notes["dev_examples"] = dev.len().into();
             notes["dev_accuracy"] = crate::metrics::accuracy(&dev_logits, &gold).into();
@@ -483,7 +483,7 @@ fn train_now(task: &Task, p: &RunParams, progress: ProgressFn) -> Result<String>
             }
             None => {
                 let (head, report) = train::train_embedding(&model, &tok, &prompt, &examples, &ep, progress)?;
-                let dev_logits = if dev.is_empty() { Vec::new() } else { train::embedding_logits(&model, &tok, &prompt, &head, &dev, 32)? };
+                let dev_logits = scored_on_dev(&dev, progress, |chunk| train::embedding_logits(&model, &tok, &prompt, &head, chunk, 32))?;
                 (head, report, dev_logits)
             }
         };
@@ -602,4 +602,19 @@ mod tests {
         assert!(reserve_version(&task).unwrap_err().to_string().contains("no version number is left"));
         let _ = std::fs::remove_dir_all(&task);
     }
+}
+
+/// The logits `score` gives the dev examples, a chunk at a time with an EVALUATE report
+/// after each, so that a cancel ends a long dev pass within a chunk (nothing saved).
+fn scored_on_dev(dev: &[Example], progress: train::ProgressFn, score: impl Fn(&[Example]) -> Result<Vec<Vec<f32>>>) -> Result<Vec<Vec<f32>>> {
+    const CHUNK: usize = 256;
+    let total = dev.len().div_ceil(CHUNK);
+    let mut out = Vec::with_capacity(dev.len());
+    for (i, chunk) in dev.chunks(CHUNK).enumerate() {
+        out.extend(score(chunk)?);
+        if !progress(train::Progress { stage: train::Stage::Evaluate, step: i + 1, total, loss: f64::NAN, metric: f64::NAN }) {
+            return Err(Error::Cancelled);
+        }
+    }
+    Ok(out)
 }

@@ -145,10 +145,11 @@ impl Tokenizer {
     /// `max_tokens`. A cut lies where a whitespace run starts after a character that is
     /// not whitespace, and there every pre-tokenizer in use (whitespace and punctuation
     /// splits, byte-level BPE's regex, Metaspace) ends a word: the ids before it are the
-    /// ids the whole text starts with. A text with no such place past the first cut is
-    /// encoded whole.
+    /// ids the whole text starts with. Where a long stretch has no such place, two cuts
+    /// whose ids agree as far as needed decide ([`encode_prefix`]), and a text shorter
+    /// than that is encoded whole.
     pub fn encode_head(&self, text: &str, max_tokens: usize) -> Result<Vec<u32>> {
-        let mut ids = encode_prefix(text, max_tokens, |t| self.encode_piece(t), Vec::len)?;
+        let mut ids = encode_prefix(text, max_tokens, |t| self.encode_piece(t), Vec::len, |ids, n| ids[..n].to_vec())?;
         ids.truncate(max_tokens);
         Ok(ids)
     }
@@ -156,7 +157,8 @@ impl Tokenizer {
     /// [`Tokenizer::encode_words`] of the text's first `max_tokens` ids, tokenizing no
     /// more of it than [`Tokenizer::encode_head`] does.
     pub fn encode_words_head(&self, text: &str, max_tokens: usize) -> Result<(Vec<u32>, Vec<Option<u32>>)> {
-        let (mut ids, mut words) = encode_prefix(text, max_tokens, |t| self.encode_words(t), |(ids, _)| ids.len())?;
+        let (mut ids, mut words) =
+            encode_prefix(text, max_tokens, |t| self.encode_words(t), |(ids, _)| ids.len(), |(ids, words), n| (ids[..n].to_vec(), words[..n].to_vec()))?;
         ids.truncate(max_tokens);
         words.truncate(max_tokens);
         Ok((ids, words))
@@ -196,16 +198,48 @@ const HEAD_MIN_BYTES: usize = 4096;
 
 /// `encode` of the shortest prefix of `text` ending at a cut ([`Tokenizer::encode_head`])
 /// whose encoding holds `max_tokens` ids (`len` counts them), or of the whole text.
-fn encode_prefix<T>(text: &str, max_tokens: usize, encode: impl Fn(&str) -> Result<T>, len: impl Fn(&T) -> usize) -> Result<T> {
+///
+/// A long stretch with no whitespace (a run of punctuation, a base64 blob) has no such
+/// cut: there the text is cut at the first character boundary at or after `from` and at
+/// or after `2 from`, and where both prefixes hold `max_tokens` ids and agree on them,
+/// those are taken (the longer prefix's tokens reaching that far no longer depend on
+/// where the text stops); otherwise `from` doubles, and past the text's end it is
+/// encoded whole. `head` gives an encoding's first `max_tokens` ids for the comparison.
+fn encode_prefix<T, H: PartialEq>(
+    text: &str,
+    max_tokens: usize,
+    encode: impl Fn(&str) -> Result<T>,
+    len: impl Fn(&T) -> usize,
+    head: impl Fn(&T, usize) -> H,
+) -> Result<T> {
     let mut from = max_tokens.saturating_mul(HEAD_BYTES_PER_TOKEN).max(HEAD_MIN_BYTES);
     loop {
-        let cut = word_end_at_or_after(text, from);
-        let enc = encode(&text[..cut.unwrap_or(text.len())])?;
-        match cut {
-            Some(c) if len(&enc) < max_tokens => from = c.saturating_mul(2),
-            _ => return Ok(enc),
+        let far = char_boundary_at_or_after(text, from.saturating_mul(2));
+        match word_end_at_or_after(text, from) {
+            // A word's end not far past `from`: the exact cut.
+            Some(cut) if cut < far => {
+                let enc = encode(&text[..cut])?;
+                if len(&enc) >= max_tokens {
+                    return Ok(enc);
+                }
+                from = cut.saturating_mul(2);
+                continue;
+            }
+            _ if far >= text.len() => return encode(text),
+            _ => {}
         }
+        let near = char_boundary_at_or_after(text, from);
+        let (a, b) = (encode(&text[..near])?, encode(&text[..far])?);
+        if len(&a) >= max_tokens && len(&b) >= max_tokens && head(&a, max_tokens) == head(&b, max_tokens) {
+            return Ok(a);
+        }
+        from = far;
     }
+}
+
+/// The first char boundary of `text` at or after byte `from` (its length past the end).
+fn char_boundary_at_or_after(text: &str, from: usize) -> usize {
+    (from..text.len()).find(|&i| text.is_char_boundary(i)).unwrap_or(text.len())
 }
 
 /// The first byte offset at or after `from` where an ASCII whitespace character follows

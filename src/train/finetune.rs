@@ -397,6 +397,16 @@ pub fn finetune(
     } else {
         report.best_step = p.steps;
         report.best_dev_acc = f64::NAN;
+        // No dev set read the last weights: the training examples do, so that a diverged
+        // model (NaN probabilities that a host would read as certain) is never returned.
+        let probe = &train[..train.len().min(64)];
+        let logits = predict_examples(model, tok, prompt, method, &head, probe, &report.demos, p.eval_batch_size)?;
+        if logits.iter().flatten().any(|v| !v.is_finite()) {
+            return Err(Error::InvalidArgument(format!(
+                "training diverged: the model gives non-finite logits on the training examples (learning rate {}): lower it",
+                p.lr
+            )));
+        }
     }
     Ok((report, head))
 }
