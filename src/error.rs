@@ -64,12 +64,34 @@ pub enum Error {
     Conflict(String),
     #[error("cancelled")]
     Cancelled,
+    /// What went wrong with one input of a batch, by its index in the batch
+    /// ([`Error::renumbered`] moves it for a caller that split a longer list).
+    #[error("{}", input_message(.index, .source))]
+    Input { index: usize, source: Box<Error> },
     /// A bug in lmbff, caught (the message says where).
     #[error("{0}")]
     Internal(String),
 }
 
+/// "invalid argument: input 3: ..." (the kind first, as the error alone would read), or
+/// "input 3: ..." before any other error's message.
+fn input_message(index: &usize, source: &Error) -> String {
+    match source {
+        Error::InvalidArgument(m) => format!("invalid argument: input {index}: {m}"),
+        other => format!("input {index}: {other}"),
+    }
+}
+
 impl Error {
+    /// An [`Error::Input`] of a batch that starts at `first` in the caller's list, with
+    /// the index the caller knows the input by; any other error as it is.
+    pub fn renumbered(self, first: usize) -> Self {
+        match self {
+            Error::Input { index, source } => Error::Input { index: index + first, source },
+            other => other,
+        }
+    }
+
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io { path: path.into(), source }
     }

@@ -168,7 +168,9 @@ fn a_diverged_model_predicts_an_error_not_nan() {
     });
     let dir = export_to(&c, "diverged", &ExportOptions::default());
     let err = open(&dir).predict(&texts(3)).err().expect("NaN probabilities are refused");
-    assert!(matches!(err, Error::Format { .. }) && err.to_string().contains("input 0 a probability that is not a number"), "{err}");
+    assert!(matches!(&err, Error::Input { index: 0, source } if matches!(**source, Error::Format { .. })), "{err}");
+    assert!(err.to_string().contains("input 0: ") && err.to_string().contains("a probability that is not a number"), "{err}");
+    assert!(err.renumbered(2048).to_string().contains("input 2048: "), "a caller that split its list names its own index");
 }
 
 /// The graph finds the mask by its id, so template text may not hold the mask token;
@@ -678,12 +680,12 @@ fn bad_export_dirs_and_inputs() {
     let pair = Case { prompt: prompt(&c.tok, "{text_a} ? {mask} , {text_b}", 40), ..c };
     let pdir = export_to(&pair, "bad-pair", &ExportOptions::default());
     let e = Predictor::open(&pdir, &opts).unwrap().predict(&[Example::single("a", None)]).unwrap_err();
-    assert!(matches!(e, Error::InvalidArgument(_)) && e.to_string().starts_with("invalid argument: input 0: "), "{e}");
+    assert!(matches!(e, Error::Input { index: 0, .. }) && e.to_string().starts_with("invalid argument: input 0: "), "{e}");
     assert_eq!(e.to_string().matches("invalid argument").count(), 1, "said once: {e}");
     // A one-sentence template refuses a second text rather than ignore it.
     let with_b = [Example::single("fine", None), Example { text_b: Some("x".into()), ..Example::single("a", None) }];
     let e = p.predict(&with_b).unwrap_err();
-    assert!(matches!(e, Error::InvalidArgument(_)) && e.to_string().contains("input 1") && e.to_string().contains("reads one sentence"), "{e}");
+    assert!(matches!(e, Error::Input { index: 1, .. }) && e.to_string().contains("input 1") && e.to_string().contains("reads one sentence"), "{e}");
 }
 
 /// One predictor shared by threads gives each caller its own, correct rows.

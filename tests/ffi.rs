@@ -164,7 +164,7 @@ fn bounded_options_and_mismatched_handles() {
         let mut params = lmbff_predictor_default_params();
         (params.sessions, params.threads) = (64, 256);
         assert_eq!(lmbff_predictor_open(dir.as_ptr(), &params, &mut p), LMBFF_ERR_INVALID_ARGUMENT);
-        assert!(last_error().contains("are 16384 ONNX Runtime threads: at most") && p.is_null(), "{}", last_error());
+        assert!(last_error().contains("1 pool(s) of 64 sessions of 256 threads are 16384 ONNX Runtime threads: at most") && p.is_null(), "{}", last_error());
         let mut params = lmbff_predictor_default_params();
         let missing = CString::new("/nonexistent/libonnxruntime.so").unwrap();
         params.ort_library = missing.as_ptr();

@@ -180,7 +180,7 @@ pub fn check_dest(dest: &Path, marker: &str) -> Result<()> {
 /// How long a temporary folder must have been left alone before it counts as stale: a
 /// writer on another machine sharing the folder (whose process this one cannot see)
 /// touches its folder while it writes.
-const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(3600);
+pub(crate) const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// Removes the temporary folders (`.<name>.tmp-<pid>-<n>`, `.<name>.old-<pid>-<n>`, named
 /// exactly as [`tmp_suffix`] names them) that writers of `dest` killed half-way left

@@ -12,7 +12,7 @@ pub(crate) use atomic::{sync_dir, write_file_atomic, DirLock};
 #[cfg(feature = "train")]
 pub(crate) use atomic::LOCK_FILE;
 #[cfg(feature = "train")]
-pub(crate) use atomic::{remove_stale_temps_in, try_lock_file};
+pub(crate) use atomic::{remove_stale_temps_in, try_lock_file, STALE_AFTER};
 
 use std::path::{Path, PathBuf};
 

@@ -149,6 +149,8 @@ pub fn adapt(a: AdaptArgs) -> Result<()> {
         seed: a.seed,
         ..AdaptParams::default()
     };
+    // Before the zero-shot evaluation, which may take a while.
+    params.trainable.check(l.model.config.num_hidden_layers as usize)?;
     let test = match &a.zero_shot_test {
         Some(f) => Some(read_examples(f, &labels_of(&l))?),
         None => None,

@@ -105,9 +105,12 @@ pub fn run(a: HarnessArgs) -> Result<()> {
     }
     let embed = crate::train::EmbedParams { lr: a.embed_lr, iterations: a.embed_iterations, head_c: a.head_c, word_anchor_scale: a.word_anchor_scale, ..Default::default() };
     embed.check()?;
+    // Stored as absolute paths: a later command from another working directory reads
+    // them as this one meant them (a missing folder is named when it is read).
+    let absolute = |p: &PathBuf| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
     let settings = Settings {
-        model: a.model.clone(),
-        plain_model: a.plain_model.clone().unwrap_or_else(|| a.model.clone()),
+        model: absolute(&a.model),
+        plain_model: absolute(a.plain_model.as_ref().unwrap_or(&a.model)),
         steps: a.steps,
         batch_size: a.batch_size,
         lr: a.lr,
@@ -133,7 +136,8 @@ pub fn run(a: HarnessArgs) -> Result<()> {
     let started = std::time::Instant::now();
     let out_of_time = || a.max_minutes.is_some_and(|m| started.elapsed().as_secs_f64() > 60.0 * m);
     let total = tasks.len() * a.seeds.len() * methods.len();
-    let (mut results, mut reused) = (Vec::with_capacity(total), 0);
+    // Runs stored before, and runs another command on this folder made meanwhile.
+    let (mut results, mut reused, mut shared) = (Vec::with_capacity(total), 0, 0);
     // Seed by seed: a grid cut short has every task at the same number of seeds.
     let mut left = 0;
     // Runs another command on this folder is making (it holds their claim): this one
@@ -165,7 +169,7 @@ pub fn run(a: HarnessArgs) -> Result<()> {
                 };
                 // Finished by the other command between the look and the claim.
                 if let Some(r) = harness::stored(&a.out, t.name, seed, m, &settings)? {
-                    reused += 1;
+                    shared += 1;
                     results.push(r);
                     continue;
                 }
@@ -174,11 +178,15 @@ pub fn run(a: HarnessArgs) -> Result<()> {
         }
     }
     for (seed, t, m) in theirs {
+        if out_of_time() {
+            left += 1;
+            continue;
+        }
         eprintln!("waiting for another harness command on {} to finish {} s{seed} {}", a.out.display(), t.name, m.name());
         let _claim = harness::RunClaim::wait(&a.out, t.name, seed, m)?;
         match harness::stored(&a.out, t.name, seed, m, &settings)? {
             Some(r) => {
-                reused += 1;
+                shared += 1;
                 results.push(r);
             }
             None if out_of_time() => left += 1,
@@ -196,9 +204,10 @@ pub fn run(a: HarnessArgs) -> Result<()> {
     let cal = harness::calibration_report(&results, &methods);
     let cal = cal + &harness::macro_f1_report(&results, &methods);
     let ens = harness::ensemble_report(&a.out, &a.data, &tasks, &a.seeds, &settings)?;
+    let made_there = if shared > 0 { format!(", {shared} made by another command on this folder meanwhile") } else { String::new() };
     let status = if left > 0 { format!(" {left} runs not started (--max-minutes): run the same command again to continue.") } else { String::new() };
     let text = format!(
-        "# Harness report\n\nData: {} ({} seeds: {:?}). {total} runs ({reused} reused from earlier).{status} Settings: {}\n\n\
+        "# Harness report\n\nData: {} ({} seeds: {:?}). {total} runs ({reused} reused from earlier{made_there}).{status} Settings: {}\n\n\
          This report covers this command's tasks, methods and seeds (another command on this folder writes its own: \
          the whole grid's command, run again, reuses every stored run and reports them all).\n\n\
          Test metric in percent, mean (std) over the seeds (the sample standard deviation, n - 1; LM-BFF's tables \
@@ -215,7 +224,7 @@ pub fn run(a: HarnessArgs) -> Result<()> {
     let all = a.out.join("results.json");
     harness::write_atomic(&all, &serde_json::to_string_pretty(&results).map_err(|e| Error::Internal(format!("results do not serialise: {e}")))?)?;
     println!("{table}\n{sub}\n{cal}\n{ens}");
-    eprintln!("{reused} of {total} runs reused;{status} report in {}", path.display());
+    eprintln!("{reused} of {total} runs reused{made_there};{status} report in {}", path.display());
     Ok(())
 }
 

@@ -279,7 +279,7 @@ pub fn predict_cmd(a: PredictArgs) -> Result<()> {
         if chunk.is_empty() {
             break;
         }
-        let preds = p.predict(&chunk)?;
+        let preds = p.predict(&chunk).map_err(|e| e.renumbered(done))?;
         for pr in &preds {
             let i = done;
             done += 1;

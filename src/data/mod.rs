@@ -40,24 +40,25 @@ fn read_rows(path: &Path, need_label: bool) -> Result<(Vec<Row>, bool)> {
     // Column names and label values are identifiers: spaces around them (a spreadsheet's
     // export) are not part of the name. Texts are kept as written.
     let cols: Vec<&str> = header.split('\t').map(str::trim).collect();
+    const LABEL: &[&str] = &["label", "gold_label", "is_duplicate", "Quality", "score"];
+    const FIRST: &[&str] = &["sentence1", "question1", "question", "#1 String"];
+    const SECOND: &[&str] = &["sentence2", "question2", "sentence", "#2 String"];
+    const SINGLE: &[&str] = &["sentence", "text"];
     // A column this reader looks for, named twice, would be read from its first place
     // without a word: refused, naming it.
-    const READ: [&str; 13] = [
-        "label", "gold_label", "is_duplicate", "Quality", "score", "sentence1", "question1", "question", "#1 String",
-        "sentence2", "question2", "sentence", "text",
-    ];
-    if let Some(twice) = cols.iter().enumerate().find(|(i, c)| READ.contains(c) && cols[..*i].contains(c)).map(|(_, c)| c) {
+    let read = |c: &&str| [LABEL, FIRST, SECOND, SINGLE].iter().any(|names| names.contains(c));
+    if let Some(twice) = cols.iter().enumerate().find(|(i, c)| read(c) && cols[..*i].contains(c)).map(|(_, c)| c) {
         return Err(bad(1, format!("column `{twice}` is named twice in header {cols:?}")));
     }
     let find = |names: &[&str]| cols.iter().position(|c| names.contains(c));
-    let label = find(&["label", "gold_label", "is_duplicate", "Quality", "score"]);
+    let label = find(LABEL);
     if label.is_none() && need_label {
         return Err(bad(1, format!("no `label` column in header {cols:?}")));
     }
-    let (a, b) = if let (Some(a), Some(b)) = (find(&["sentence1", "question1", "question", "#1 String"]), find(&["sentence2", "question2", "sentence", "#2 String"])) {
+    let (a, b) = if let (Some(a), Some(b)) = (find(FIRST), find(SECOND)) {
         (a, Some(b))
     } else {
-        (find(&["sentence", "text"]).ok_or_else(|| bad(1, format!("no `sentence` column in header {cols:?}")))?, None)
+        (find(SINGLE).ok_or_else(|| bad(1, format!("no `sentence` column in header {cols:?}")))?, None)
     };
     // GLUE's MNLI and SNLI list one annotator label column (`label1`) before
     // `gold_label`, the last, while a row holds as many as it had annotators (SNLI:

@@ -106,6 +106,12 @@ pub(crate) fn status_of(e: &Error) -> lmbff_status {
         Error::Conflict(_) => LMBFF_ERR_CONFLICT,
         Error::Cancelled => LMBFF_ERR_CANCELLED,
         Error::Internal(_) => LMBFF_ERR_INTERNAL,
+        // An input's own problem is an argument's; the model's answer to it is the model's
+        // (a probability that is not a number: a file that is not sound).
+        Error::Input { source, .. } => match **source {
+            Error::Format { .. } => LMBFF_ERR_FORMAT,
+            _ => LMBFF_ERR_INVALID_ARGUMENT,
+        },
     }
 }
 

@@ -31,7 +31,8 @@ pub struct lmbff_predictor_params {
     pub struct_size: usize,
     /// ONNX Runtime intra-op threads per session (0: the available cores divided among
     /// the sessions, at least 1; at most 256, and sessions x threads at most 256 or
-    /// twice the machine's hardware threads where that is more).
+    /// twice the machine's hardware threads where that is more, counting a
+    /// similarity-filtered export's second pool).
     pub threads: u32,
     /// Sessions in the pool: how many calls run at once (each holds the weights; 1 to 64).
     /// A similarity-filtered export's sentence encoder, which picks each input's

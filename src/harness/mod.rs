@@ -318,7 +318,10 @@ fn remove_stale_scorers(out: &Path) {
     for entry in std::fs::read_dir(out).into_iter().flatten().flatten() {
         let name = entry.file_name().to_string_lossy().to_string();
         let Some(pid) = name.strip_prefix(".scorer-").and_then(|p| p.parse::<u32>().ok()) else { continue };
-        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+        // Left alone for an hour, as the other temporaries: a harness on another machine
+        // sharing the folder (whose process this one cannot see) may still be using it.
+        let idle = entry.metadata().ok().and_then(|m| m.modified().ok()).and_then(|t| t.elapsed().ok());
+        if pid != std::process::id() && idle.is_some_and(|d| d > crate::checkpoint::STALE_AFTER) && !Path::new(&format!("/proc/{pid}")).exists() {
             let _ = std::fs::remove_dir_all(entry.path());
         }
     }
@@ -512,7 +515,9 @@ fn model_fingerprint(dir: &Path) -> Result<String> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| Error::io(dir, e))?
         .filter_map(|e| e.ok())
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()) && !e.file_name().to_string_lossy().starts_with('.'))
+        // `is_file` follows links: a model folder of links (a Hugging Face cache snapshot)
+        // is fingerprinted by the files they point to.
+        .filter(|e| e.path().is_file() && !e.file_name().to_string_lossy().starts_with('.'))
         .map(|e| e.path())
         .collect();
     files.sort();
@@ -537,7 +542,8 @@ pub fn check_data(root: &Path, tasks: &[&TaskSpec], seeds: &[u64], methods: &[Ru
             let (test_ex, _) = spec.read_test(root, seed, &[&train_ex, &dev_ex])?;
             for (split, ex) in [("train", &train_ex), ("dev", &dev_ex), ("test", &test_ex)] {
                 if ex.is_empty() {
-                    return Err(Error::Data { path: spec.file(root, seed, split), line: 1, message: format!("{name}: the {split} split has no rows") });
+                    let dropped = if split == "test" && spec.test_from_pretrain { " left once the pairs its train and dev splits hold are dropped" } else { "" };
+                    return Err(Error::InvalidArgument(format!("{name}: the {split} split has no rows{dropped} (in {})", root.display())));
                 }
             }
             let mut h = FNV_OFFSET;
@@ -561,6 +567,10 @@ pub fn check_data(root: &Path, tasks: &[&TaskSpec], seeds: &[u64], methods: &[Ru
             for m in methods {
                 if let Some(n) = m.auto_template() {
                     auto_template(root, spec.name, seed, n)?;
+                }
+                // As `run_one` reads them: a single-label task whose template reads one sentence.
+                if *m == RunMethod::SentenceEmbeddingAnchorsAuto && spec.multi_label.is_none() && Template::parse(spec.template)?.num_sentences() == 1 {
+                    auto_template(root, spec.name, seed, AUTO_ANCHOR_TEMPLATES)?;
                 }
             }
         }
@@ -682,7 +692,10 @@ pub fn claim_folder(out: &Path, settings: &Settings) -> Result<()> {
 /// runs/ there), a new or an empty one, never among a user's files or into a model.
 pub fn check_out_folder(out: &Path) -> Result<()> {
     if out.is_dir() && !out.join(SETTINGS_FILE).exists() && !out.join("runs").is_dir() {
-        let mut others = std::fs::read_dir(out).map_err(|e| Error::io(out, e))?.filter_map(|e| e.ok()).filter(|e| e.file_name() != crate::checkpoint::LOCK_FILE);
+        // Another command making this folder now holds its lock and writes its settings
+        // first (through a temporary file): those are a harness's, not a user's.
+        let ours = |name: &str| name == crate::checkpoint::LOCK_FILE || name.starts_with(SETTINGS_FILE);
+        let mut others = std::fs::read_dir(out).map_err(|e| Error::io(out, e))?.filter_map(|e| e.ok()).filter(|e| !ours(&e.file_name().to_string_lossy()));
         if let Some(other) = others.next() {
             return Err(Error::InvalidArgument(format!(
                 "{} is not a harness folder (no {SETTINGS_FILE}, no runs/) and is not empty (it holds {:?}): give a new or empty --out folder",

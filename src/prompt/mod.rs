@@ -163,8 +163,8 @@ impl Prompt {
     ///
     /// # Errors
     /// Any further template when this prompt reads two sentences; a further template
-    /// that reads two sentences (`Template::parse` refuses one that reads none), or that
-    /// does not fit the label words (`Prompt::new`).
+    /// that reads two sentences (one that reads none, from `Template::parse_anchor`,
+    /// gives its text as it stands), or that does not fit the label words (`Prompt::new`).
     pub fn anchor_texts_with(&self, templates: &[Template]) -> Result<Option<Vec<(usize, String)>>> {
         let Some(mut out) = self.anchor_texts() else {
             return match templates.first() {

@@ -239,10 +239,7 @@ fn new_session(env: &ort::environment::Environment, dir: &Path, file: &str, what
 /// `e`, met encoding input `i`, as an argument error that names the input (and says
 /// "invalid argument" once).
 fn for_input(i: usize, e: Error) -> Error {
-    match e {
-        Error::InvalidArgument(m) => Error::InvalidArgument(format!("input {i}: {m}")),
-        other => Error::InvalidArgument(format!("input {i}: {other}")),
-    }
+    Error::Input { index: i, source: Box::new(e) }
 }
 
 fn runtime_err(what: &str) -> impl Fn(ort::Error) -> Error + '_ {
@@ -263,16 +260,19 @@ impl Predictor {
                 opts.sessions, opts.threads
             )));
         }
-        if opts.sessions * opts.threads > max_total_threads() {
+        let manifest = ExportManifest::read(dir)?;
+        // A similarity-filtered export's sentence encoder has a pool of its own, as large.
+        let pools = 1 + usize::from(manifest.demonstrations.as_ref().is_some_and(|d| d.filter.is_some()));
+        if pools * opts.sessions * opts.threads > max_total_threads() {
             return Err(Error::InvalidArgument(format!(
-                "sessions {} of threads {} are {} ONNX Runtime threads: at most {} on this machine (fewer threads per session, or 0 to share its cores)",
+                "{pools} pool(s) of {} sessions of {} threads are {} ONNX Runtime threads: at most {} on this machine \
+                 (fewer threads per session, or 0 to share its cores)",
                 opts.sessions,
                 opts.threads,
-                opts.sessions * opts.threads,
+                pools * opts.sessions * opts.threads,
                 max_total_threads()
             )));
         }
-        let manifest = ExportManifest::read(dir)?;
         if let Some(r) = manifest.regression {
             if !(r.low.is_finite() && r.high.is_finite() && r.low < r.high) || manifest.labels.len() != 2 {
                 return Err(mismatch(dir, &format!("a regression export needs two pole labels and a finite range low < high (labels {}, range {} to {})", manifest.labels.len(), r.low, r.high)));
@@ -458,13 +458,15 @@ impl Predictor {
     fn finite(&self, preds: Vec<Prediction>) -> Result<Vec<Prediction>> {
         match preds.iter().position(|p| p.probs.iter().any(|v| !v.is_finite())) {
             None => Ok(preds),
-            Some(i) => Err(Error::Format {
-                path: self.dir.clone(),
-                message: format!(
-                    "the model gives input {i} a probability that is not a number: its weights diverged in training \
-                     (retrain it with a lower learning rate)"
-                ),
-            }),
+            Some(i) => Err(for_input(
+                i,
+                Error::Format {
+                    path: self.dir.clone(),
+                    message: "the model gives a probability that is not a number: its weights diverged in training \
+                              (retrain it with a lower learning rate), or an fp16 export overflowed (export it in fp32)"
+                        .into(),
+                },
+            )),
         }
     }
 
@@ -472,7 +474,7 @@ impl Predictor {
         match (&self.multi, &self.manifest.multi_label) {
             (Some(_), Some(_)) if self.manifest.multi_label_heads() => {
                 if let Some(i) = inputs.iter().position(|e| e.text_b.is_some()) {
-                    return Err(Error::InvalidArgument(format!("input {i}: a multi-label task reads single texts, not pairs")));
+                    return Err(for_input(i, Error::InvalidArgument("a multi-label task reads single texts, not pairs".into())));
                 }
                 self.predict_classes(inputs)
             }
@@ -483,7 +485,7 @@ impl Predictor {
             _ => {
                 if self.prompt.template.num_sentences() == 1 {
                     if let Some(i) = inputs.iter().position(|e| e.text_b.is_some()) {
-                        return Err(Error::InvalidArgument(format!("input {i}: this export's template reads one sentence, so a second text would be ignored: pass none")));
+                        return Err(for_input(i, Error::InvalidArgument("this export's template reads one sentence, so a second text would be ignored: pass none".into())));
                     }
                 }
                 self.predict_classes(inputs)

@@ -478,7 +478,11 @@ fn train_now(task: &Task, p: &RunParams, progress: ProgressFn) -> Result<String>
                 let (inputs, sets) = labelled_sets(task, false);
                 let (head, report) = train::train_embedding_multi(&model, &tok, &reader, &inputs, &sets, ml.names(), &ep, progress)?;
                 let (dev_inputs, _) = labelled_sets(task, true);
-                let dev_logits = if dev.is_empty() { Vec::new() } else { ml.split_heads(&train::embedding_logits(&model, &tok, &reader, &head, &dev_inputs, 32)?)? };
+                let dev_logits = if dev.is_empty() {
+                    Vec::new()
+                } else {
+                    ml.split_heads(&scored_on_dev(&dev_inputs, progress, |chunk| train::embedding_logits(&model, &tok, &reader, &head, chunk, 32))?)?
+                };
                 (head, report, dev_logits)
             }
             None => {

@@ -215,7 +215,7 @@ fn encode_prefix<T, H: PartialEq>(
     let mut from = max_tokens.saturating_mul(HEAD_BYTES_PER_TOKEN).max(HEAD_MIN_BYTES);
     loop {
         let far = char_boundary_at_or_after(text, from.saturating_mul(2));
-        match word_end_at_or_after(text, from) {
+        match word_end_at_or_after(text, from, far) {
             // A word's end not far past `from`: the exact cut.
             Some(cut) if cut < far => {
                 let enc = encode(&text[..cut])?;
@@ -242,16 +242,13 @@ fn char_boundary_at_or_after(text: &str, from: usize) -> usize {
     (from..text.len()).find(|&i| text.is_char_boundary(i)).unwrap_or(text.len())
 }
 
-/// The first byte offset at or after `from` where an ASCII whitespace character follows
-/// one that is not whitespace (a word's end), if any. An ASCII byte is always a char
-/// boundary.
-fn word_end_at_or_after(text: &str, from: usize) -> Option<usize> {
+/// The first byte offset in `from..until` where an ASCII whitespace character follows
+/// one that is not whitespace (a word's end), if any (looking no further keeps a long
+/// text without one linear). An ASCII byte is always a char boundary.
+fn word_end_at_or_after(text: &str, from: usize, until: usize) -> Option<usize> {
     let bytes = text.as_bytes();
     let start = from.max(1);
-    if start >= bytes.len() {
-        return None;
-    }
-    (start..bytes.len()).find(|&i| bytes[i].is_ascii_whitespace() && text[..i].chars().next_back().is_some_and(|c| !c.is_whitespace()))
+    (start..until.min(bytes.len())).find(|&i| bytes[i].is_ascii_whitespace() && text[..i].chars().next_back().is_some_and(|c| !c.is_whitespace()))
 }
 
 /// The start of a text for an error message (a whole document would flood it).

@@ -37,6 +37,18 @@ pub enum Trainable {
     All,
 }
 
+impl Trainable {
+    /// `TopLayers(n)` names 1 to `layers` layers.
+    pub fn check(self, layers: usize) -> Result<()> {
+        match self {
+            Trainable::TopLayers(n) if n == 0 || n > layers => Err(Error::InvalidArgument(format!(
+                "adaptation: trainable top{n}: the model has {layers} encoder layers; give top1 to top{layers}, head or all"
+            ))),
+            _ => Ok(()),
+        }
+    }
+}
+
 impl std::str::FromStr for Trainable {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
@@ -331,14 +343,7 @@ pub fn adapt(
     if let Some((_, why)) = wrong.into_iter().find(|(bad, _)| *bad) {
         return Err(Error::InvalidArgument(format!("adaptation: {why}")));
     }
-    let layers = model.config.num_hidden_layers as usize;
-    if let Trainable::TopLayers(n) = p.trainable {
-        if n == 0 || n > layers {
-            return Err(Error::InvalidArgument(format!(
-                "adaptation: trainable top{n}: the model has {layers} encoder layers; give top1 to top{layers}, head or all"
-            )));
-        }
-    }
+    p.trainable.check(model.config.num_hidden_layers as usize)?;
     let max_len = p.max_len.min(model.config.max_input_len() as usize);
     let mut data = Vec::with_capacity(texts.len());
     for text in texts {

@@ -399,7 +399,7 @@ pub fn finetune(
         report.best_dev_acc = f64::NAN;
         // No dev set read the last weights: the training examples do, so that a diverged
         // model (NaN probabilities that a host would read as certain) is never returned.
-        let probe = &train[..train.len().min(64)];
+        let probe = &train[..train.len().min(8)];
         let logits = predict_examples(model, tok, prompt, method, &head, probe, &report.demos, p.eval_batch_size)?;
         if logits.iter().flatten().any(|v| !v.is_finite()) {
             return Err(Error::InvalidArgument(format!(
