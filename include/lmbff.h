@@ -228,7 +228,8 @@ typedef struct {
   /*
    ONNX Runtime intra-op threads per session (0: the available cores divided among
    the sessions, at least 1; at most 256, and sessions x threads at most 256 or
-   twice the machine's hardware threads where that is more).
+   twice the machine's hardware threads where that is more, counting a
+   similarity-filtered export's second pool).
    */
   uint32_t threads;
   /*
