@@ -718,6 +718,8 @@ pub struct BenchArgs {
 /// on random token ids of the given shape.
 pub fn bench_step(a: BenchArgs) -> Result<()> {
     let l = a.task.load(&a.model, 0)?;
+    // Timed through the prompt head: a model without one gets a new head, as eval says.
+    l.note_new_head();
     let (b, s) = (a.batch_size, a.seq_len);
     let vocab = l.model.config.vocab_size as u32;
     let low = 1000.min(vocab / 2);
