@@ -49,6 +49,7 @@ impl DirLock {
 
 /// An exclusive lock on the file `path` if no one else holds it (`flock` without
 /// waiting): None while another process, or another lock in this one, holds it.
+#[cfg(feature = "train")]
 pub(crate) fn try_lock_file(path: &Path) -> Result<Option<std::fs::File>> {
     let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(path).map_err(|e| Error::io(path, e))?;
     #[cfg(unix)]
@@ -195,6 +196,7 @@ fn remove_stale_temps(dest: &Path) {
 /// left there: any name ending in `.tmp-<pid>-<n>` ([`write_file_atomic`]'s files,
 /// [`write_dir_atomic`]'s folders), of a process that no longer runs here, untouched for
 /// an hour. For a folder lmbff owns whole (a harness output's folders).
+#[cfg(feature = "train")]
 pub(crate) fn remove_stale_temps_in(dir: &Path) {
     remove_stale(dir, |file| file.rsplit_once(".tmp-").map(|(_, rest)| rest.to_string()));
 }

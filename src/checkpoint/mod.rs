@@ -335,6 +335,19 @@ pub fn fnv1a(bytes: &[u8], mut h: u64) -> u64 {
     h
 }
 
+/// The fields of the JSON object `stored` whose values `now` does not share, as
+/// "field: X there, Y here" (a stored run's settings against this command's).
+#[cfg(feature = "train")]
+pub(crate) fn fields_differing(stored: &serde_json::Value, now: &serde_json::Value) -> Vec<String> {
+    stored
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(k, v)| now.get(k.as_str()) != Some(v))
+        .map(|(k, v)| format!("{k}: {v} there, {} here", now.get(k.as_str()).cloned().unwrap_or_default()))
+        .collect()
+}
+
 /// FNV-1a's offset basis: the hash of nothing.
 pub const FNV_OFFSET: u64 = 0xcbf29ce484222325;
 

@@ -477,14 +477,7 @@ fn settings_differ(theirs: &Settings, ours: &Settings) -> Option<String> {
         return None;
     }
     let (a, b) = (serde_json::to_value(&theirs).unwrap_or_default(), serde_json::to_value(&ours).unwrap_or_default());
-    let fields: Vec<String> = a
-        .as_object()
-        .into_iter()
-        .flatten()
-        .filter(|(k, v)| b.get(k.as_str()) != Some(v))
-        .map(|(k, v)| format!("{k}: {v} there, {} here", b.get(k.as_str()).cloned().unwrap_or_default()))
-        .collect();
-    Some(fields.join("; "))
+    Some(crate::checkpoint::fields_differing(&a, &b).join("; "))
 }
 
 /// Removes what killed harness processes left in `out` and its run folders: temporary

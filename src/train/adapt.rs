@@ -186,20 +186,11 @@ fn load_state(dir: &Path, model: &MaskedLm, opt: &mut Optimiser, want: &str, p: 
         return Err(Error::InvalidArgument(format!("{}: state format {} (this lmbff reads {STATE_VERSION})", path.display(), st.version)));
     }
     if st.fingerprint != want {
-        let now = serde_json::to_value(p).unwrap_or_default();
-        let fields: Vec<String> = st
-            .params
-            .as_ref()
-            .and_then(|v| v.as_object())
-            .into_iter()
-            .flatten()
-            .filter(|(k, v)| now.get(k.as_str()) != Some(v))
-            .map(|(k, v)| format!("{k}: {v} there, {} here", now.get(k.as_str()).cloned().unwrap_or_default()))
-            .collect();
-        let what = match (&st.params, fields.is_empty()) {
-            (None, _) => "other settings, texts or model".to_string(),
-            (Some(_), true) => "the same settings but other texts or another model".to_string(),
-            (Some(_), false) => format!("other settings ({})", fields.join("; ")),
+        let fields = st.params.as_ref().map(|stored| crate::checkpoint::fields_differing(stored, &serde_json::to_value(p).unwrap_or_default()));
+        let what = match fields {
+            None => "other settings, texts or model".to_string(),
+            Some(f) if f.is_empty() => "the same settings but other texts or another model".to_string(),
+            Some(f) => format!("other settings ({})", f.join("; ")),
         };
         return Err(Error::InvalidArgument(format!(
             "{} holds the state of a run with {what}; delete it or choose another state directory",
