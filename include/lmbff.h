@@ -44,7 +44,7 @@
  *   thread at a time (a call racing another on the same task gets LMBFF_ERR_BUSY). The library
  *   loads ONNX Runtime once per process (see lmbff_predictor_params.ort_library).
  * - Nothing is printed to stdout or stderr: messages go to lmbff_set_log_callback's
- *   callback, if one is set.
+ *   callback, or to lmbff_set_log_queue's queue for the host to read, if one is set.
  * - Parameter structs carry their size (struct_size): initialise them, then change
  *   fields. lmbff_X_params_init(&p, sizeof p) writes only the host's bytes, so a host
  *   keeps working with a later liblmbff whose struct has grown; lmbff_X_default_params()
@@ -75,6 +75,11 @@
 #define LMBFF_LOG_INFO 2
 
 #define LMBFF_LOG_DEBUG 3
+
+/*
+ The most messages lmbff_set_log_queue keeps.
+ */
+#define LMBFF_LOG_QUEUE_MAX 1048576
 
 /*
  lmbff_task_params.flags: a multi-label task.
@@ -504,6 +509,27 @@ const char *lmbff_last_error(void);
  `callback` and `user_data` stay usable, from any thread, until replaced.
  */
 lmbff_status lmbff_set_log_callback(lmbff_log_fn callback, int32_t max_level, void *user_data);
+
+/*
+ Keeps the library's log messages up to `max_level` in a process-wide queue of at
+ most `capacity` messages (1 to LMBFF_LOG_QUEUE_MAX), read with lmbff_log_next: for
+ hosts that cannot take a callback on whatever thread lmbff logs from (Node, whose
+ functions run only on the thread that made them). Replaces a callback set by
+ lmbff_set_log_callback, which in turn replaces the queue (with NULL: stops logging).
+ Messages already queued stay readable either way. When the queue is full the oldest
+ message is dropped; the next lmbff_log_next then gives a warning that counts them.
+ */
+lmbff_status lmbff_set_log_queue(int32_t max_level, size_t capacity);
+
+/*
+ Takes the oldest message of lmbff_set_log_queue's queue and writes its level to
+ `*level`; NULL when the queue is empty (or `level` is NULL). Borrowed: valid until the
+ next lmbff_log_next call on this thread. Any thread may read the queue.
+
+ # Safety
+ `level` is NULL or points to an int32_t.
+ */
+const char *lmbff_log_next(int32_t *level);
 
 /*
  Fills `*params` (`size` bytes: pass sizeof(lmbff_predictor_params)) with the

@@ -6,6 +6,7 @@
 //! one when the callback returns (the current one is in use until then).
 
 use std::cell::Cell;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::{Mutex, RwLock};
@@ -93,6 +94,57 @@ pub fn log(level: Level, message: impl FnOnce() -> String) {
     }
 }
 
+/// Messages kept for a host that reads them (`queue_sink`, `next_queued`) instead of
+/// taking a callback on whatever thread logs.
+struct Queue {
+    messages: VecDeque<(Level, String)>,
+    capacity: usize,
+    /// Dropped since the last read, the queue being full.
+    dropped: u64,
+}
+
+static QUEUE: Mutex<Queue> = Mutex::new(Queue { messages: VecDeque::new(), capacity: 0, dropped: 0 });
+
+/// A sink that keeps messages up to `max` in the process's queue, at most `capacity` of
+/// them (the oldest dropped first, and counted). Messages already queued stay; a smaller
+/// capacity drops the oldest of them.
+pub fn queue_sink(max: Level, capacity: usize) -> Sink {
+    {
+        let mut q = QUEUE.lock();
+        q.capacity = capacity;
+        while q.messages.len() > capacity {
+            q.messages.pop_front();
+            q.dropped += 1;
+        }
+    }
+    Sink {
+        max,
+        write: Box::new(|level, message| {
+            let mut q = QUEUE.lock();
+            if q.capacity == 0 {
+                return;
+            }
+            if q.messages.len() == q.capacity {
+                q.messages.pop_front();
+                q.dropped += 1;
+            }
+            q.messages.push_back((level, message.to_owned()));
+        }),
+    }
+}
+
+/// The oldest queued message, taken from the queue; first, if the queue was full since
+/// the last read, a warning saying how many messages it dropped.
+pub fn next_queued() -> Option<(Level, String)> {
+    let mut q = QUEUE.lock();
+    if q.dropped > 0 {
+        let n = std::mem::take(&mut q.dropped);
+        let capacity = q.capacity;
+        return Some((Level::Warn, format!("{n} log messages were dropped: the log queue was full (capacity {capacity}); read it more often or give it more room")));
+    }
+    q.messages.pop_front()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -170,5 +222,24 @@ mod tests {
             rx.recv_timeout(std::time::Duration::from_secs(10)).expect("both loggers return");
         }
         assert!(SINK.read().is_none(), "logging is off");
+    }
+
+    /// A queue of 2 given 3 messages keeps the last 2, in order, after a warning that
+    /// counts the dropped one. (Other tests may log meanwhile: only ours are checked.)
+    #[test]
+    fn a_full_queue_drops_the_oldest_and_says_so() {
+        let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        while next_queued().is_some() {}
+        set_sink(Some(queue_sink(Level::Info, 2)));
+        for i in 1..=3 {
+            log(Level::Info, || format!("queue-test {i}"));
+        }
+        log(Level::Debug, || "queue-test debug".into());
+        set_sink(None);
+        let read: Vec<(Level, String)> = std::iter::from_fn(next_queued).collect();
+        assert!(read[0].0 == Level::Warn && read[0].1.contains("log messages were dropped: the log queue was full (capacity 2)"), "{read:?}");
+        let ours: Vec<&str> = read.iter().filter(|(_, m)| m.starts_with("queue-test")).map(|(_, m)| m.as_str()).collect();
+        assert_eq!(ours, ["queue-test 2", "queue-test 3"]);
+        assert!(next_queued().is_none(), "read empty");
     }
 }

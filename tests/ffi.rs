@@ -97,6 +97,8 @@ fn predictor_through_the_c_abi() {
 }
 
 static LOG: std::sync::Mutex<Vec<(i32, String)>> = std::sync::Mutex::new(Vec::new());
+/// The tests that set the process's one log sink: one at a time.
+static LOG_SINK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 extern "C" fn collect(level: i32, message: *const c_char, _user_data: *mut std::ffi::c_void) {
     let m = unsafe { CStr::from_ptr(message) }.to_string_lossy().into_owned();
@@ -107,6 +109,7 @@ extern "C" fn collect(level: i32, message: *const c_char, _user_data: *mut std::
 #[test]
 fn log_callback_with_levels() {
     let dir = exported();
+    let _one = LOG_SINK.lock().unwrap_or_else(|e| e.into_inner());
     unsafe {
         let open = || {
             let mut p = std::ptr::null_mut();
@@ -317,4 +320,50 @@ fn bad_opens_and_null_frees() {
 
 fn null_mut<T>() -> *mut T {
     std::ptr::null_mut()
+}
+
+/// The log queue: what a predictor logs is read back in order with its level, an
+/// empty queue reads NULL, and bad levels, capacities and a NULL level are refused.
+#[test]
+fn log_queue_keeps_messages_for_the_host() {
+    let dir = exported();
+    let _one = LOG_SINK.lock().unwrap_or_else(|e| e.into_inner());
+    unsafe {
+        let mut level = -1;
+        while !lmbff_log_next(&mut level).is_null() {}
+        assert_eq!(lmbff_set_log_queue(LMBFF_LOG_INFO, 0), LMBFF_ERR_INVALID_ARGUMENT);
+        assert!(last_error().contains("capacity is 0"), "{}", last_error());
+        assert_eq!(lmbff_set_log_queue(LMBFF_LOG_INFO, LMBFF_LOG_QUEUE_MAX + 1), LMBFF_ERR_INVALID_ARGUMENT);
+        assert_eq!(lmbff_set_log_queue(7, 16), LMBFF_ERR_INVALID_ARGUMENT);
+        assert!(last_error().contains("max_level is 7"), "{}", last_error());
+        assert_eq!(lmbff_set_log_queue(LMBFF_LOG_INFO, 4096), LMBFF_OK);
+        let mut p = std::ptr::null_mut();
+        assert_eq!(lmbff_predictor_open(dir.as_ptr(), null(), &mut p), LMBFF_OK);
+        lmbff_predictor_free(p);
+        assert!(lmbff_log_next(std::ptr::null_mut()).is_null(), "a NULL level reads nothing");
+        let mut read = Vec::new();
+        loop {
+            let m = lmbff_log_next(&mut level);
+            if m.is_null() {
+                break;
+            }
+            read.push((level, CStr::from_ptr(m).to_string_lossy().into_owned()));
+        }
+        assert!(read.iter().any(|(l, m)| *l == LMBFF_LOG_INFO && m.contains("predictor opened")), "{read:?}");
+        assert!(read.iter().all(|(l, _)| (LMBFF_LOG_ERROR..=LMBFF_LOG_INFO).contains(l)), "{read:?}");
+        // A callback replaces the queue, and NULL stops both.
+        assert_eq!(lmbff_set_log_callback(None, LMBFF_LOG_INFO, std::ptr::null_mut()), LMBFF_OK);
+        let mut p = std::ptr::null_mut();
+        assert_eq!(lmbff_predictor_open(dir.as_ptr(), null(), &mut p), LMBFF_OK);
+        lmbff_predictor_free(p);
+        let mut after = Vec::new();
+        loop {
+            let m = lmbff_log_next(&mut level);
+            if m.is_null() {
+                break;
+            }
+            after.push(CStr::from_ptr(m).to_string_lossy().into_owned());
+        }
+        assert!(!after.iter().any(|m| m.contains("predictor opened")), "logging stopped: {after:?}");
+    }
 }

@@ -73,6 +73,12 @@ func invalid(format string, args ...interface{}) error {
 	return &Error{Code: int(C.LMBFF_ERR_INVALID_ARGUMENT), Name: "INVALID_ARGUMENT", Message: fmt.Sprintf(format, args...)}
 }
 
+// negativeIndex is the error for a negative input index (passed on, it would wrap into
+// a huge one).
+func negativeIndex(i, n int) error {
+	return invalid("index is %d: give 0 to %d (%d predictions)", i, n-1, n)
+}
+
 // uint32Arg is n for a uint32_t field of the C ABI; a negative n, or one past its
 // range, is an error naming it (rather than wrapping into another number).
 func uint32Arg(name string, n int) (C.uint32_t, error) {
@@ -292,7 +298,7 @@ func (p *Predictor) Predict(texts []string) ([]Prediction, error) {
 // otherwise), and keeps the results for Get, Score and LabelStudioJSON; Close them.
 func (p *Predictor) PredictBatch(texts, textsB []string) (*Predictions, error) {
 	if textsB != nil && len(textsB) != len(texts) {
-		return nil, fmt.Errorf("lmbff: %d texts but %d second texts", len(texts), len(textsB))
+		return nil, invalid("%d texts but %d second texts", len(texts), len(textsB))
 	}
 	var cs cstrings
 	defer cs.free()
@@ -339,6 +345,9 @@ func (r *Predictions) Len() int { return int(C.lmbff_predictions_count(r.r)) }
 
 // Get is the prediction of input i.
 func (r *Predictions) Get(i int) (Prediction, error) {
+	if i < 0 {
+		return Prediction{}, negativeIndex(i, r.Len())
+	}
 	var label C.uint32_t
 	var margin, entropy C.float
 	if err := call(func() C.lmbff_status { return C.lmbff_predictions_get(r.r, C.size_t(i), &label, &margin, &entropy) }); err != nil {
@@ -366,6 +375,9 @@ func (r *Predictions) Get(i int) (Prediction, error) {
 // Score is the regression score of input i (exports made with a regression range;
 // INVALID_ARGUMENT for a classifier).
 func (r *Predictions) Score(i int) (float32, error) {
+	if i < 0 {
+		return 0, negativeIndex(i, r.Len())
+	}
 	var score C.float
 	err := call(func() C.lmbff_status { return C.lmbff_predictions_score(r.r, C.size_t(i), &score) })
 	return float32(score), err
@@ -373,7 +385,8 @@ func (r *Predictions) Score(i int) (float32, error) {
 
 // LabelStudioJSON is the predictions as Label Studio predictions: a JSON array of
 // {"model_version", "score" (top probability), "result": [{"from_name", "to_name",
-// "type": "choices", "value": {"choices": [label]}}]}, one per input. modelVersion ""
+// "type": "choices", "value": {"choices": [label]}}]}, one per input (a regression
+// export: "type": "number", "value": {"number": score}, and no "score"). modelVersion ""
 // takes the export's. The predictor must still be open.
 func (r *Predictions) LabelStudioJSON(fromName, toName, modelVersion string) ([]byte, error) {
 	var cs cstrings
@@ -443,10 +456,10 @@ func NewTask(modelDir, template string, labels, words []string) (*Task, error) {
 // model's tokenizer now (MODEL otherwise).
 func CreateTask(p TaskParams) (*Task, error) {
 	if !p.MultiLabel && len(p.Labels) != len(p.LabelWords) {
-		return nil, fmt.Errorf("lmbff: %d labels but %d label words", len(p.Labels), len(p.LabelWords))
+		return nil, invalid("%d labels but %d label words", len(p.Labels), len(p.LabelWords))
 	}
 	if p.MultiLabel && p.LabelWords != nil && len(p.LabelWords) != 2 {
-		return nil, fmt.Errorf("lmbff: a multi-label task takes two answer words (no, yes), not %d", len(p.LabelWords))
+		return nil, invalid("a multi-label task takes two answer words (no, yes), not %d", len(p.LabelWords))
 	}
 	var cs cstrings
 	defer cs.free()
@@ -603,9 +616,11 @@ func (t *Task) Save(dir string) error {
 // TrainParams of a run; zero fields take the library's defaults.
 type TrainParams struct {
 	Steps, BatchSize int
-	LearningRate     float64
-	Seed             uint64
-	WarmStart        string
+	// LearningRate 0 keeps the library's default; a negative one is an error.
+	LearningRate float64
+	// Seed 0 keeps the library's default, 42 (seed 0 itself cannot be asked for here).
+	Seed      uint64
+	WarmStart string
 	// Device trains on DeviceAuto (the zero value: CUDA when the machine has it, else
 	// the CPU), DeviceCPU or DeviceCUDA; DeviceIndex picks the GPU.
 	Device      Device
@@ -694,7 +709,7 @@ func (t *Task) Train(ctx context.Context, p TrainParams, progress func(step, tot
 			*n.field = v
 		}
 	}
-	if p.LearningRate > 0 {
+	if p.LearningRate != 0 { // a negative or NaN rate is the library's to refuse
 		params.learning_rate = C.double(p.LearningRate)
 	}
 	if p.Seed > 0 {

@@ -67,6 +67,53 @@ func TestErrors(t *testing.T) {
 	}
 	_, err = CreateTask(TaskParams{ModelDir: defaultModel(t), Labels: []string{"0", "1"}, LabelWords: []string{"terrible", "great"}, MaxLen: -5})
 	wantCode(t, err, "INVALID_ARGUMENT")
+	_, err = CreateTask(TaskParams{ModelDir: defaultModel(t), Labels: []string{"0", "1"}, LabelWords: []string{"terrible"}})
+	wantCode(t, err, "INVALID_ARGUMENT")
+	_, err = CreateTask(TaskParams{ModelDir: defaultModel(t), Labels: []string{"a", "b"}, LabelWords: []string{"No"}, MultiLabel: true})
+	wantCode(t, err, "INVALID_ARGUMENT")
+}
+
+// A logger that panics loses its message, not the process: the call that logged
+// succeeds, and the logger can be replaced afterwards (a panic that unwound through
+// lmbff left its logger lock held, and the next SetLogger waited forever).
+func TestPanickingLogger(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "export")
+	cmd := exec.Command("../../target/release/lmbff", "export", "--model", defaultModel(t), "--out", dir)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("lmbff export: %v\n%s", err, out)
+	}
+	if err := SetLogger(func(LogLevel, string) { panic("logger bug") }, LogInfo); err != nil {
+		t.Fatal(err)
+	}
+	defer SetLogger(nil, LogError)
+	p, err := OpenPredictor(dir, 1) // logs "predictor opened" through the panicking logger
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Close()
+	var got []string
+	var mu sync.Mutex
+	done := make(chan error, 1)
+	go func() {
+		done <- SetLogger(func(_ LogLevel, m string) { mu.Lock(); got = append(got, m); mu.Unlock() }, LogInfo)
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("SetLogger did not return after a logger panicked")
+	}
+	if p, err = OpenPredictor(dir, 1); err != nil {
+		t.Fatal(err)
+	}
+	p.Close()
+	mu.Lock()
+	defer mu.Unlock()
+	if !strings.Contains(strings.Join(got, "\n"), "predictor opened") {
+		t.Fatalf("the new logger got %q", got)
+	}
 }
 
 func TestLibrary(t *testing.T) {
@@ -531,9 +578,8 @@ func TestRegressionPairs(t *testing.T) {
 	defer p.Close()
 	a := []string{"The film was fun.", "The plot was thin."}
 	b := []string{"I laughed a lot.", "I left early."}
-	if _, err := p.PredictBatch(a, b[:1]); err == nil {
-		t.Fatal("mismatched pairs were accepted")
-	}
+	_, err = p.PredictBatch(a, b[:1])
+	wantCode(t, err, "INVALID_ARGUMENT")
 	r, err := p.PredictBatch(a, b)
 	if err != nil {
 		t.Fatal(err)
@@ -551,6 +597,12 @@ func TestRegressionPairs(t *testing.T) {
 	}
 	_, err = r.Score(2)
 	wantCode(t, err, "INVALID_ARGUMENT")
+	// A negative index is named as given, not wrapped into a huge one.
+	_, err = r.Score(-1)
+	wantCode(t, err, "INVALID_ARGUMENT")
+	if _, err = r.Get(-1); err == nil || !strings.Contains(err.Error(), "index is -1: give 0 to 1") {
+		t.Fatalf("got %v", err)
+	}
 }
 
 // Close while other goroutines predict waits for their calls and fails the later ones;

@@ -10,6 +10,7 @@ import "C"
 
 import (
 	"fmt"
+	"os"
 	"runtime/cgo"
 	"sync"
 )
@@ -69,8 +70,22 @@ func SetLogger(fn func(level LogLevel, message string), maxLevel LogLevel) error
 	return nil
 }
 
+// loggerPanicked is set once a logger has panicked (reported once, on stderr).
+var loggerPanicked sync.Once
+
 //export lmbffGoLog
 func lmbffGoLog(level C.int32_t, message *C.char, handle C.uintptr_t) {
+	// A panic must not leave this function: it would unwind through lmbff's frames,
+	// which Go cannot do (the process dies, or lmbff's logger lock stays held and the
+	// next SetLogger waits forever). The message is dropped and the panic reported once,
+	// as a panicking http.Handler is.
+	defer func() {
+		if r := recover(); r != nil {
+			loggerPanicked.Do(func() {
+				fmt.Fprintf(os.Stderr, "lmbff: the logger panicked (reported once; its messages that panic are dropped): %v\n", r)
+			})
+		}
+	}()
 	fn := cgo.Handle(handle).Value().(func(LogLevel, string))
 	fn(LogLevel(level), C.GoString(message))
 }

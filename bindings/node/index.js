@@ -2,9 +2,11 @@
 // The library: LMBFF_LIB, else ../../target/release/liblmbff.so (the full build; the
 // serve-only build works for Predictor). Long work (training) runs on lmbff's own thread
 // and is awaited with a Promise that polls it, so the event loop never blocks. Log
-// messages go to setLogger's function, on the main thread.
+// messages wait in lmbff's queue and go to setLogger's function from the main thread's
+// event loop.
 'use strict';
 const path = require('path');
+const { isMainThread } = require('worker_threads');
 const koffi = require('koffi');
 
 const libPath = process.env.LMBFF_LIB || path.join(__dirname, '../../target/release/liblmbff.so');
@@ -34,7 +36,6 @@ const TaskParams = koffi.struct('lmbff_task_params', {
 /** lmbff_task_params.flags: a multi-label task, a regression task. */
 const TASK_MULTI_LABEL = 1;
 const TASK_REGRESSION = 2;
-const LogFn = koffi.proto('void lmbff_log_fn(int32_t level, const char *message, void *user_data)');
 const TrainParams = koffi.struct('lmbff_train_params', {
   struct_size: 'size_t', steps: 'uint32_t', batch_size: 'uint32_t', learning_rate: 'double', seed: 'uint64_t',
   device: 'int32_t', device_index: 'uint32_t', adaptation_steps: 'uint32_t', warm_start: 'const char *',
@@ -52,7 +53,9 @@ const c = {
   version: lib.func('const char *lmbff_version_string()'),
   hasTraining: lib.func('bool lmbff_has_training()'),
   lastError: lib.func('const char *lmbff_last_error()'),
-  setLogCallback: lib.func('int lmbff_set_log_callback(lmbff_log_fn *, int32_t, void *)'),
+  setLogCallback: lib.func('int lmbff_set_log_callback(void *, int32_t, void *)'),
+  setLogQueue: lib.func('int lmbff_set_log_queue(int32_t, size_t)'),
+  logNext: lib.func('const char *lmbff_log_next(_Out_ int32_t *)'),
   predictorInit: lib.func('int lmbff_predictor_params_init(_Out_ lmbff_predictor_params *, size_t)'),
   predictorOpen: lib.func('int lmbff_predictor_open(const char *, const lmbff_predictor_params *, _Out_ lmbff_predictor **)'),
   predictorFree: lib.func('void lmbff_predictor_free(lmbff_predictor *)'),
@@ -152,8 +155,21 @@ function str(what, name, v, nullable = false) {
 
 /** `v` as an array of C strings. */
 function strs(what, name, v) {
-  if (!Array.isArray(v)) throw invalid(what, `${name} is ${v === null ? 'null' : `a ${typeof v}`}, not an array of strings`);
-  return v.map((s, i) => str(what, `${name}[${i}]`, s));
+  if (!Array.isArray(v)) throw invalid(what, `${name} is ${v === null || v === undefined ? v : `a ${typeof v}`}, not an array of strings`);
+  // Array.from visits the holes of a sparse array (map skips them).
+  return Array.from(v, (s, i) => str(what, `${name}[${i}]`, s));
+}
+
+/**
+ * An options object: undefined or null for none; a key it does not know is refused
+ * (a misspelt option would otherwise be ignored and its default used).
+ */
+function options(what, name, v, known) {
+  if (v === undefined || v === null) return {};
+  if (typeof v !== 'object' || Array.isArray(v)) throw invalid(what, `${name} is ${Array.isArray(v) ? 'an array' : `a ${typeof v}`}: give an object`);
+  const unknown = Object.keys(v).filter((k) => !known.includes(k));
+  if (unknown.length) throw invalid(what, `${name} has no option ${unknown.map((k) => JSON.stringify(k)).join(', ')}: the options are ${known.join(', ')}`);
+  return v;
 }
 
 /** `v` as a whole number in [min, max] (a BigInt too, where max is beyond 2^53). */
@@ -191,16 +207,36 @@ function copyOut(call, what) {
 
 /** Log levels of setLogger, most severe first. */
 const LogLevel = Object.freeze({ ERROR: 0, WARN: 1, INFO: 2, DEBUG: 3 });
-let logger = null; // the registered koffi callback, if any
+// The logger, if any: messages wait in lmbff's queue (lmbff_set_log_queue) and are
+// delivered from this thread's event loop. A callback would be called on whatever thread
+// logs, and koffi calls JS only on the thread that made the function: a worker thread
+// logging through the main thread's function aborts the process.
+let logger = null; // { fn, timer, threw }
 const liveRuns = new Set(); // the handles of training runs started by train() and not yet ended
+const LOG_QUEUE_CAPACITY = 65536;
+const LOG_EVERY_MS = 50;
+
+// Delivers every queued message to the logger. A logger that throws must not fail the
+// call that drains (or leak its result): its error becomes a process warning, once.
+function drainLog() {
+  if (!logger) return;
+  const level = [0];
+  for (let m = c.logNext(level); m !== null; m = c.logNext(level)) {
+    try {
+      logger.fn(level[0], m);
+    } catch (e) {
+      if (!logger.threw) process.emitWarning(`the lmbff logger threw (reported once; its later errors are dropped): ${e && e.stack ? e.stack : e}`, 'LmbffLoggerWarning');
+      logger.threw = true;
+    }
+  }
+}
 
 // A process that exits while a run is going would unload libtorch under the training
-// thread (a crash at exit): runs are cancelled and waited for first. Without a logger
-// the wait is one training step; with one, the thread may be waiting for this (now
-// stopped) event loop to take a message, so the wait is bounded and the exit goes on.
+// thread (a crash at exit): runs are cancelled and waited for first (one training step).
+// Messages still queued are delivered before the exit.
 process.on('exit', () => {
   for (const run of liveRuns) c.runCancel(run);
-  const until = Date.now() + (logger ? 2000 : 60000);
+  const until = Date.now() + 60000;
   const pause = new Int32Array(new SharedArrayBuffer(4));
   for (const run of liveRuns) {
     const state = [0], step = [0], total = [0];
@@ -208,40 +244,31 @@ process.on('exit', () => {
     // Ended: the wait joins the thread (it logs nothing more), so nothing of it outlives the exit.
     if (state[0] !== 0) c.runWait(run);
   }
+  drainLog();
 });
 
 /**
  * Sends the library's messages up to maxLevel (a LogLevel) to fn(level, message); null
- * stops logging (the default). Process-wide. Messages from lmbff's training thread wait
- * for the event loop, so the logger cannot change while a run is going (that could
- * deadlock): it throws then.
+ * stops logging (the default). Process-wide, so it is set on the main thread: the
+ * messages of lmbff calls made in worker threads reach it there. Messages are delivered
+ * from the event loop (every 50 ms while a logger is set, when the logger changes, and
+ * at exit), in the order lmbff logged them, also those of lmbff's training thread.
  */
 function setLogger(fn, maxLevel = LogLevel.INFO) {
   if (fn !== null && fn !== undefined && typeof fn !== 'function') throw invalid('set logger', `the logger is a ${typeof fn}: give a function, or null to stop logging`);
   whole('set logger', 'maxLevel', maxLevel, LogLevel.ERROR, 0x7fffffff);
-  if (liveRuns.size > 0) throw new LmbffError(10, 'set logger', 'a training run is going; set the logger before or after it');
-  // A logger that throws must not fail (and leak the result of) the lmbff call that
-  // logged: its error becomes a process warning instead.
-  let threw = false;
-  const deliver = (level, message) => {
-    try {
-      fn(level, message);
-    } catch (e) {
-      // Once per logger: a logger that throws usually throws on every message.
-      if (!threw) process.emitWarning(`the lmbff logger threw (reported once; its later errors are dropped): ${e && e.stack ? e.stack : e}`, 'LmbffLoggerWarning');
-      threw = true;
-    }
-  };
-  const next = fn ? koffi.register(deliver, koffi.pointer(LogFn)) : null;
-  const status = c.setLogCallback(next, maxLevel, null);
-  if (status !== 0) {
-    const err = new LmbffError(status, 'set logger');
-    if (next) koffi.unregister(next);
-    throw err;
+  if (!isMainThread) throw invalid('set logger', 'this is a worker thread: the logger is process-wide, set it on the main thread (messages of lmbff calls made in workers reach it there)');
+  const status = fn ? c.setLogQueue(maxLevel, LOG_QUEUE_CAPACITY) : c.setLogCallback(null, LogLevel.ERROR, null);
+  if (status !== 0) throw new LmbffError(status, 'set logger');
+  // What the previous logger was sent goes to it.
+  drainLog();
+  if (logger) clearInterval(logger.timer);
+  logger = null;
+  if (fn) {
+    const timer = setInterval(drainLog, LOG_EVERY_MS);
+    timer.unref(); // a logger alone does not keep the process alive
+    logger = { fn, timer, threw: false };
   }
-  // The library no longer calls the previous callback once the call above returns.
-  if (logger) koffi.unregister(logger);
-  logger = next;
 }
 
 /** Sets libtorch's intra-op threads for training (1 to 256, or the machine's hardware threads where it has more); process-wide. */
@@ -253,14 +280,16 @@ function setTorchThreads(n) {
  * Exports a trained checkpoint directory (a `lmbff train --out` directory, or a task's
  * version under <task>/models/) to an export directory for Predictor.
  */
-function exportCheckpoint(checkpointDir, outDir, { fp16 = false } = {}) {
+function exportCheckpoint(checkpointDir, outDir, opts) {
+  const { fp16 = false } = options('export', 'options', opts, ['fp16']);
   check(c.export(str('export', 'checkpointDir', checkpointDir), str('export', 'outDir', outDir), bool('export', 'fp16', fp16)), 'export');
 }
 
 /** A predictor over an export directory; shareable, close() when done. */
 class Predictor {
-  constructor(exportDir, { threads = 0, sessions = 1, maxBatch = 16, ortLibrary = null } = {}) {
+  constructor(exportDir, opts) {
     const what = 'open predictor';
+    const { threads = 0, sessions = 1, maxBatch = 16, ortLibrary = null } = options(what, 'options', opts, ['threads', 'sessions', 'maxBatch', 'ortLibrary']);
     const p = defaults('predictor');
     Object.assign(p, { threads: whole(what, 'threads', threads), sessions: whole(what, 'sessions', sessions), max_batch: whole(what, 'maxBatch', maxBatch), ort_library: str(what, 'ortLibrary', ortLibrary, true) });
     const out = [null];
@@ -285,6 +314,8 @@ class Predictor {
   predictBatch(inputs) {
     if (!this.handle) throw invalid('predict', 'the predictor is closed');
     if (!Array.isArray(inputs)) throw invalid('predict', `inputs is ${inputs === null ? 'null' : `a ${typeof inputs}`}: give an array of texts or of [textA, textB] pairs`);
+    // Holes of a sparse array become undefined, refused by name below (filter and map skip them).
+    inputs = Array.from(inputs);
     const pairs = inputs.filter(Array.isArray).length;
     if (pairs !== 0 && pairs !== inputs.length) {
       throw invalid('predict', `${pairs} of ${inputs.length} inputs are [textA, textB] pairs: give all pairs or all texts`);
@@ -343,12 +374,14 @@ class Predictions {
   /**
    * The predictions as Label Studio predictions, one per input: [{model_version, score
    * (top probability), result: [{from_name, to_name, type: 'choices', value: {choices:
-   * [label]}}]}]. modelVersion null takes the export's. The predictor must be open.
+   * [label]}}]}] (a regression export: result [{..., type: 'number', value: {number:
+   * score}}], no score). modelVersion null takes the export's. The predictor must be open.
    */
-  labelStudio(fromName, toName, { modelVersion = null } = {}) {
+  labelStudio(fromName, toName, opts) {
     if (!this.predictor.handle) throw invalid('Label Studio JSON', 'the predictor is closed');
     if (!this.handle) throw invalid('Label Studio JSON', 'the predictions are closed');
     const what = 'Label Studio JSON';
+    const { modelVersion = null } = options(what, 'options', opts, ['modelVersion']);
     const args = [str(what, 'fromName', fromName), str(what, 'toName', toName), str(what, 'modelVersion', modelVersion, true)];
     const json = copyOut((buf, capacity, needed) => c.labelStudioJson(this.predictor.handle, this.handle, ...args, buf, capacity, needed), what);
     return JSON.parse(json);
@@ -378,8 +411,9 @@ class Task {
    * regression task (labels and labelWords: the lower then the upper pole; an example's
    * label is its score, '3.5'; exports output a score).
    */
-  static create({ modelDir, labels, labelWords = null, template = null, maxLen = 128, multiLabel = false, regression = null } = {}) {
+  static create(params) {
     const what = 'create task';
+    const { modelDir, labels, labelWords = null, template = null, maxLen = 128, multiLabel = false, regression = null } = options(what, 'params', params, ['modelDir', 'labels', 'labelWords', 'template', 'maxLen', 'multiLabel', 'regression']);
     const p = defaults('task');
     const tmpl = str(what, 'template', template ?? (multiLabel ? null : '{text} It was {mask}.'), true);
     strs(what, 'labels', labels);
@@ -486,11 +520,17 @@ class Task {
    * sentence-embedding method's contrastive steps (default 2000; 0: SetFit's whole
    * schedule, 2.5 steps per example and anchor).
    */
-  train({ steps = 300, batchSize = 8, learningRate = 2e-5, seed = 42, device = 'auto', deviceIndex = 0, adaptationSteps = 0, warmStart = null, demonstrations = false, demoSets = 1, demoFilter = false, demoFilterModel = null, method = 'auto', calibrate = false, labelAnchors = true, anchorTemplates = [], embeddingMaxSteps = 2000 } = {}, { onProgress, signal, pollMs = 50 } = {}) {
+  train(params, runOptions) {
     // Every refused setting rejects the promise, before any run starts.
     const what = 'train';
-    let p, handle;
+    let p, handle, onProgress, signal, pollMs;
     try {
+      const TRAIN = { steps: 300, batchSize: 8, learningRate: 2e-5, seed: 42, device: 'auto', deviceIndex: 0, adaptationSteps: 0, warmStart: null, demonstrations: false, demoSets: 1, demoFilter: false, demoFilterModel: null, method: 'auto', calibrate: false, labelAnchors: true, anchorTemplates: [], embeddingMaxSteps: 2000 };
+      const given = options(what, 'params', params, Object.keys(TRAIN));
+      // An option given as undefined takes its default, as destructuring defaults do.
+      const o = Object.fromEntries(Object.entries(TRAIN).map(([k, d]) => [k, given[k] === undefined ? d : given[k]]));
+      const { steps, batchSize, learningRate, seed, device, deviceIndex, adaptationSteps, warmStart, demonstrations, demoSets, demoFilter, demoFilterModel, method, calibrate, labelAnchors, anchorTemplates, embeddingMaxSteps } = o;
+      ({ onProgress, signal, pollMs = 50 } = options(what, 'run options', runOptions, ['onProgress', 'signal', 'pollMs']));
       handle = this.handleFor(what);
       if (!(method in METHODS)) throw invalid(what, `method ${JSON.stringify(method)}: use one of ${Object.keys(METHODS).join(', ')}`);
       if (!(device in DEVICES)) throw invalid(what, `device ${JSON.stringify(device)}: use one of ${Object.keys(DEVICES).join(', ')}`);
@@ -538,8 +578,8 @@ class Task {
           thrown = e;
           c.runCancel(run);
         }
-        // Wait by polling: lmbff_run_wait here would block the event loop that the
-        // training thread's log callbacks need.
+        drainLog();
+        // Wait by polling: lmbff_run_wait here would block the event loop.
         if (state[0] === 0) return setTimeout(tick, pollMs);
         const status = c.runWait(run);
         const version = status === 0 ? c.runVersion(run) : null;
@@ -547,6 +587,7 @@ class Task {
         if (signal) signal.removeEventListener('abort', onAbort);
         liveRuns.delete(run);
         c.runFree(run);
+        drainLog();
         return err ? reject(err) : resolve(version);
       };
       setTimeout(tick, pollMs);
@@ -565,7 +606,8 @@ class Task {
   }
 
   /** Exports model version `version` to an export directory for Predictor. */
-  exportVersion(version, outDir, { fp16 = false } = {}) {
+  exportVersion(version, outDir, opts) {
+    const { fp16 = false } = options('export', 'options', opts, ['fp16']);
     check(c.taskExport(this.handleFor('export'), str('export', 'version', version), str('export', 'outDir', outDir), bool('export', 'fp16', fp16)), 'export');
   }
 

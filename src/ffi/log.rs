@@ -1,9 +1,10 @@
 //! Logging at the C ABI: a callback with levels and user_data.
 
+use std::cell::RefCell;
 use std::ffi::{c_char, c_void, CString};
 
 use super::{guard, lmbff_status};
-use crate::log::{set_sink, Level, Sink};
+use crate::log::{next_queued, queue_sink, set_sink, Level, Sink};
 use crate::Error;
 
 pub const LMBFF_LOG_ERROR: i32 = 0;
@@ -38,13 +39,7 @@ pub unsafe extern "C" fn lmbff_set_log_callback(callback: lmbff_log_fn, max_leve
             set_sink(None);
             return Ok(());
         };
-        let max = match max_level {
-            LMBFF_LOG_ERROR => Level::Error,
-            LMBFF_LOG_WARN => Level::Warn,
-            LMBFF_LOG_INFO => Level::Info,
-            LMBFF_LOG_DEBUG => Level::Debug,
-            other => return Err(Error::InvalidArgument(format!("max_level is {other}: use LMBFF_LOG_ERROR .. LMBFF_LOG_DEBUG"))),
-        };
+        let max = level(max_level)?;
         let ud = UserData(user_data);
         set_sink(Some(Sink {
             max,
@@ -57,4 +52,69 @@ pub unsafe extern "C" fn lmbff_set_log_callback(callback: lmbff_log_fn, max_leve
         }));
         Ok(())
     })
+}
+
+fn level(max_level: i32) -> crate::Result<Level> {
+    Ok(match max_level {
+        LMBFF_LOG_ERROR => Level::Error,
+        LMBFF_LOG_WARN => Level::Warn,
+        LMBFF_LOG_INFO => Level::Info,
+        LMBFF_LOG_DEBUG => Level::Debug,
+        other => return Err(Error::InvalidArgument(format!("max_level is {other}: use LMBFF_LOG_ERROR .. LMBFF_LOG_DEBUG"))),
+    })
+}
+
+/// The most messages lmbff_set_log_queue keeps.
+pub const LMBFF_LOG_QUEUE_MAX: usize = 1_048_576;
+
+/// Keeps the library's log messages up to `max_level` in a process-wide queue of at
+/// most `capacity` messages (1 to LMBFF_LOG_QUEUE_MAX), read with lmbff_log_next: for
+/// hosts that cannot take a callback on whatever thread lmbff logs from (Node, whose
+/// functions run only on the thread that made them). Replaces a callback set by
+/// lmbff_set_log_callback, which in turn replaces the queue (with NULL: stops logging).
+/// Messages already queued stay readable either way. When the queue is full the oldest
+/// message is dropped; the next lmbff_log_next then gives a warning that counts them.
+#[no_mangle]
+pub extern "C" fn lmbff_set_log_queue(max_level: i32, capacity: usize) -> lmbff_status {
+    guard(|| {
+        let max = level(max_level)?;
+        if capacity == 0 || capacity > LMBFF_LOG_QUEUE_MAX {
+            return Err(Error::InvalidArgument(format!("capacity is {capacity}: give 1 to {LMBFF_LOG_QUEUE_MAX} messages")));
+        }
+        set_sink(Some(queue_sink(max, capacity)));
+        Ok(())
+    })
+}
+
+thread_local! {
+    static NEXT: RefCell<CString> = RefCell::new(CString::default());
+}
+
+/// Takes the oldest message of lmbff_set_log_queue's queue and writes its level to
+/// `*level`; NULL when the queue is empty (or `level` is NULL). Borrowed: valid until the
+/// next lmbff_log_next call on this thread. Any thread may read the queue.
+///
+/// # Safety
+/// `level` is NULL or points to an int32_t.
+#[no_mangle]
+pub unsafe extern "C" fn lmbff_log_next(level: *mut i32) -> *const c_char {
+    if level.is_null() {
+        return std::ptr::null();
+    }
+    let next = std::panic::catch_unwind(next_queued).ok().flatten();
+    let Some((l, message)) = next else {
+        return std::ptr::null();
+    };
+    let c = CString::new(message.replace('\0', " ")).unwrap_or_default();
+    match NEXT.try_with(|n| {
+        *n.borrow_mut() = c;
+        n.borrow().as_ptr()
+    }) {
+        Ok(ptr) => {
+            // SAFETY: checked non-NULL above; the caller's int32_t.
+            unsafe { *level = l as i32 };
+            ptr
+        }
+        Err(_) => std::ptr::null(),
+    }
 }

@@ -1,11 +1,13 @@
 // Misuse the binding must turn into errors, not crashes: values koffi would pass to C as
 // something else (a number as a string pointer, a string cut at a NUL, a negative count
 // wrapped into a huge one), label words that do not match the labels, a controller where
-// a signal belongs, a logger that throws, and a process that exits while a run trains.
+// a signal belongs, options misspelt or null, a logger that throws, a logger with worker
+// threads, and a process that exits while a run trains.
 'use strict';
 const test = require('node:test');
 const assert = require('node:assert');
 const { execFileSync, spawnSync } = require('child_process');
+const { Worker } = require('worker_threads');
 const fs = require('fs');
 const os = require('os');
 const path = require('path');
@@ -114,5 +116,70 @@ test('a process that exits while a run trains exits cleanly', () => {
     const r = spawnSync(process.execPath, ['-e', script, mode, String(delay)], { encoding: 'utf8', timeout: 120000 });
     assert.strictEqual(r.signal, null, `${mode} exit after ${delay} ms: signal ${r.signal}\n${r.stderr}`);
     assert.strictEqual(r.status, 0, `${mode} exit after ${delay} ms: status ${r.status}\n${r.stderr}`);
+  }
+});
+
+test('options: null is none, a misspelt or non-object one is refused by name', async () => {
+  assert.throws(() => lmbff.Task.create(null), invalid(/labels is undefined, not an array of strings/));
+  assert.throws(() => lmbff.Task.create({ modelDir: model, labels: ['a', 'b'], labelWord: ['x', 'y'] }), invalid(/params has no option "labelWord": the options are modelDir, labels, labelWords/));
+  assert.throws(() => new lmbff.Predictor(path.join(work, 'none'), 'fast'), invalid(/options is a string: give an object/));
+  assert.throws(() => new lmbff.Predictor(path.join(work, 'none'), { thread: 1 }), invalid(/options has no option "thread"/));
+  // null options are no options: the call goes on to the missing folder.
+  assert.throws(() => new lmbff.Predictor(path.join(work, 'none'), null), (e) => e.code === 'IO');
+  assert.throws(() => lmbff.exportCheckpoint(model, path.join(work, 'x'), { f16: true }), invalid(/no option "f16"/));
+  const task = savedTask('options');
+  await assert.rejects(task.train({ step: 5 }), invalid(/params has no option "step": the options are steps, batchSize/));
+  await assert.rejects(task.train({ method: 'zero-shot-words' }, { onprogress: () => {} }), invalid(/run options has no option "onprogress"/));
+  await assert.rejects(task.train([]), invalid(/params is an array/));
+  // null params are the defaults (a run starts: cancelled at once by an aborted signal).
+  await assert.rejects(task.train(null, { signal: AbortSignal.abort() }), (e) => e.code === 'CANCELLED');
+  assert.strictEqual(await task.train({ method: 'zero-shot-words', steps: undefined }, null), 'v1');
+  assert.throws(() => task.exportVersion('v1', path.join(work, 'options-export'), { fp: true }), invalid(/no option "fp"/));
+  task.exportVersion('v1', path.join(work, 'options-export'), null);
+  const p = new lmbff.Predictor(path.join(work, 'options-export'), { threads: 1 });
+  // A sparse array's hole is refused by name, not passed to C as NULL.
+  assert.throws(() => p.predict(new Array(3)), invalid(/input 0 is undefined/));
+  assert.throws(() => p.predict(['a', , 'c']), invalid(/input 1 is undefined/));
+  const r = p.predictBatch(['A great ride.']);
+  assert.throws(() => r.labelStudio('sentiment', 'text', { version: 'x' }), invalid(/no option "version"/));
+  assert.strictEqual(r.labelStudio('sentiment', 'text', null).length, 1);
+  r.close();
+  p.close();
+  task.close();
+});
+
+test('a logger set on the main thread gets the messages of lmbff calls in workers; workers cannot set one', async () => {
+  const out = path.join(work, 'worker-export');
+  const task = savedTask('worker');
+  assert.strictEqual(await task.train({ method: 'zero-shot-words', device: 'cpu' }), 'v1');
+  task.exportVersion('v1', out);
+  task.close();
+  const logged = [];
+  lmbff.setLogger((level, message) => logged.push(message), lmbff.LogLevel.INFO);
+  try {
+    const code = `
+      const { parentPort, workerData } = require('worker_threads');
+      const lmbff = require(${JSON.stringify(path.join(__dirname, '..'))});
+      let refused = null;
+      try { lmbff.setLogger(() => {}); } catch (e) { refused = e.code + ': ' + e.message; }
+      const p = new lmbff.Predictor(workerData, { threads: 1 });
+      const label = p.predict(['A great ride.'])[0].label;
+      p.close();
+      parentPort.postMessage({ refused, label });`;
+    // Two workers at once, each opening a predictor (which logs) on its own thread: that
+    // aborted the process when the message went straight to the main thread's function.
+    const results = await Promise.all([0, 1].map(() => new Promise((resolve, reject) => {
+      const w = new Worker(code, { eval: true, workerData: out });
+      w.once('message', resolve);
+      w.once('error', reject);
+    })));
+    for (const r of results) {
+      assert.strictEqual(r.label, 'pos');
+      assert.match(r.refused, /^INVALID_ARGUMENT: .*this is a worker thread: the logger is process-wide, set it on the main thread/);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    assert.ok(logged.filter((m) => m.includes('predictor opened')).length >= 2, JSON.stringify(logged));
+  } finally {
+    lmbff.setLogger(null);
   }
 });
