@@ -701,7 +701,8 @@ lmbff_status lmbff_export(const char *checkpoint_dir, const char *out_dir, bool 
  Writes the predictions as Label Studio predictions (JSON, one object per input, in
  input order): `{"model_version", "score": top probability, "result": [{"from_name",
  "to_name", "type": "choices", "value": {"choices": [label]}}]}` (a multi-label
- export's choices are every label that applies, possibly none), NUL-terminated, into
+ export's choices are every label that applies, possibly none; a regression export's
+ result is `"type": "number", "value": {"number": score}`, without "score"), NUL-terminated, into
  `buf` (`capacity` bytes). *needed (if not NULL) gets the size required; with a buffer
  too small (or NULL) only *needed is set and the call returns
  LMBFF_ERR_INVALID_ARGUMENT. `model_version` may be NULL (the export's model version

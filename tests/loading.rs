@@ -58,6 +58,11 @@ fn missing_files() {
     assert!(matches!(&e, Error::MissingFile { what: "model config", .. }), "{e}");
     let e = load(Path::new("/nonexistent/model")).err().unwrap();
     assert!(e.to_string().contains("config.json"), "{e}");
+    // Only a slow tokenizer's files: the error says how to write tokenizer.json.
+    let d = copy_fixture("bert", "slow-tokenizer");
+    std::fs::remove_file(d.join("tokenizer.json")).unwrap();
+    let e = lmbff::tokenize::Tokenizer::from_dir(&d).err().unwrap().to_string();
+    assert!(e.contains("it has vocab.txt, a slow tokenizer's file") && e.contains(".save_pretrained("), "{e}");
 }
 
 #[test]
@@ -77,10 +82,13 @@ fn shape_mismatch_names_the_weight() {
 #[test]
 fn bad_config_values() {
     let d = copy_fixture("bert", "cfg");
-    edit_config(&d, |v| v["tie_word_embeddings"] = false.into());
-    assert!(matches!(load(&d).err().unwrap(), Error::Config(m) if m.contains("untied")));
+    edit_config(&d, |v| v.as_object_mut().unwrap().remove("model_type").map(|_| ()).unwrap());
+    assert!(matches!(load(&d).err().unwrap(), Error::Config(m) if m.contains("no model_type")));
     edit_config(&d, |v| {
-        v["tie_word_embeddings"] = true.into();
+        v["model_type"] = "bert".into();
+        // null where HF reads it as unset: the default.
+        v["pad_token_id"] = serde_json::Value::Null;
+        v["position_embedding_type"] = serde_json::Value::Null;
         v["hidden_act"] = "quick_gelu".into();
     });
     assert!(matches!(load(&d).err().unwrap(), Error::Config(m) if m.contains("quick_gelu")));
@@ -93,6 +101,40 @@ fn bad_config_values() {
     let d = copy_fixture("mpnet", "cfg-mpnet");
     edit_config(&d, |v| v["pad_token_id"] = 0.into());
     assert!(matches!(load(&d).err().unwrap(), Error::Config(m) if m.contains("pad_token_id 1")));
+    // It also buckets relative positions into 32 whatever the config says.
+    edit_config(&d, |v| {
+        v["pad_token_id"] = 1.into();
+        v["relative_attention_num_buckets"] = 64.into();
+    });
+    assert!(matches!(load(&d).err().unwrap(), Error::Config(m) if m.contains("relative_attention_num_buckets 32")));
+}
+
+/// lmbff's decoder is the word embeddings. A stored decoder that is a copy of them loads
+/// (whatever tie_word_embeddings says; a save says it is tied, and that its weights are
+/// fp32 whatever the source's dtype); one that
+/// differs is refused by name (it was silently replaced).
+#[test]
+fn a_stored_decoder_must_be_the_word_embeddings() {
+    let d = copy_fixture("bert", "untied");
+    let file = d.join("model.safetensors");
+    let mut t: Vec<(String, Tensor)> = Tensor::read_safetensors(&file).unwrap();
+    let words = t.iter().find(|(n, _)| n.ends_with("word_embeddings.weight")).unwrap().1.copy();
+    t.push(("cls.predictions.decoder.weight".into(), words.copy()));
+    Tensor::write_safetensors(&t, &file).unwrap();
+    edit_config(&d, |v| {
+        v["tie_word_embeddings"] = false.into();
+        v["dtype"] = "bfloat16".into(); // a half-precision source: lmbff trains and saves fp32
+    });
+    let m = load(&d).unwrap();
+    let out = common::tempdir("untied-saved");
+    m.save_pretrained(&out).unwrap();
+    let saved: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!((&saved["tie_word_embeddings"], &saved["dtype"]), (&true.into(), &"float32".into()));
+    t.pop();
+    t.push(("cls.predictions.decoder.weight".into(), words.randn_like()));
+    Tensor::write_safetensors(&t, &file).unwrap();
+    let e = load(&d).err().unwrap().to_string();
+    assert!(e.contains("cls.predictions.decoder.weight is not tied to the word embeddings (it differs from them by up to"), "{e}");
 }
 
 /// A config.json without pad_token_id takes its own architecture's default (RoBERTa's
@@ -161,7 +203,19 @@ fn corrupt_weights() {
     assert!(matches!(load(&d).err().unwrap(), Error::CorruptWeights { .. }));
     let bin = copy_fixture("bert-bin", "corrupt-bin");
     std::fs::write(bin.join("pytorch_model.bin"), b"garbage").unwrap();
-    assert!(matches!(load(&bin).err().unwrap(), Error::CorruptWeights { .. }));
+    let e = load(&bin).err().unwrap();
+    assert!(matches!(e, Error::CorruptWeights { .. }) && !e.to_string().contains("frame #"), "{e}");
+    // An OrderedDict, as transformers' state_dict() is (most .bin files): libtorch's
+    // assertion and C++ backtrace become one line naming the case and the conversion.
+    let file = bin.join("pytorch_model.bin");
+    let made = std::process::Command::new(common::python())
+        .args(["-c", "import sys, collections, torch; torch.save(collections.OrderedDict(w=torch.zeros(2)), sys.argv[1])"])
+        .arg(&file)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let e = load(&bin).err().unwrap().to_string();
+    assert!(e.contains("it holds a Python OrderedDict") && e.contains("s.save_file(") && !e.contains("frame #"), "{e}");
 }
 
 #[test]

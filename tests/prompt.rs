@@ -423,3 +423,13 @@ fn modifiers_combine_empty_sentences_add_nothing_and_punctuation_words_take_no_s
     let punct = Verbalizer::new(&tok, &pairs(&[("0", "terrible"), ("1", ".")])).unwrap();
     assert_eq!(punct.token_ids(), [tok.token_to_id("Ġterrible").unwrap(), tok.token_to_id(".").unwrap()]);
 }
+
+/// Template text the tokenizer reads as unknown is named (it was rendered as [UNK] and
+/// nothing said so); known text gives no warning.
+#[test]
+fn unknown_template_text_is_named() {
+    let tok = minilm();
+    assert_eq!(sst2(&tok, "{text} It was {mask}.", 128).unknown_template_text(&tok).unwrap(), None);
+    let w = sst2(&tok, "{text} ☃ was {mask}.", 128).unknown_template_text(&tok).unwrap().expect("a warning");
+    assert!(w.contains("\"☃ was\"") && w.contains("does not know"), "{w}");
+}

@@ -196,15 +196,19 @@ pub fn adapt(a: AdaptArgs) -> Result<()> {
 
 #[derive(Debug, Args, Clone)]
 pub struct FitArgs {
-    #[arg(long, default_value_t = 1000)]
-    pub steps: usize,
-    #[arg(long, default_value_t = 8)]
-    pub batch_size: usize,
-    #[arg(long, default_value_t = 1e-5)]
-    pub lr: f64,
-    /// Dev evaluation interval (steps).
-    #[arg(long, default_value_t = 100)]
-    pub eval_every: usize,
+    /// Training steps of the prompt and plain methods [default: 1000] (sentence-embedding
+    /// follows SetFit's schedule: see --embedding-max-steps).
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Batch size of the prompt and plain methods [default: 8].
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Learning rate [default: 1e-5; sentence-embedding: 2e-5].
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Dev evaluation interval of the prompt and plain methods (steps) [default: 100].
+    #[arg(long)]
+    pub eval_every: Option<usize>,
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
     /// Append demonstrations (one labelled example per class) to every input.
@@ -224,10 +228,10 @@ pub struct FitArgs {
 impl FitArgs {
     pub fn params(&self) -> TrainParams {
         TrainParams {
-            steps: self.steps,
-            batch_size: self.batch_size,
-            lr: self.lr,
-            eval_every: self.eval_every,
+            steps: self.steps.unwrap_or(1000),
+            batch_size: self.batch_size.unwrap_or(8),
+            lr: self.lr.unwrap_or(1e-5),
+            eval_every: self.eval_every.unwrap_or(100),
             seed: self.seed,
             demonstrations: self.demos,
             demo_sets: self.demo_sets,
@@ -360,6 +364,13 @@ fn train_embedding(a: TrainArgs, train_file: &Path, dev_file: &Path) -> Result<(
     if a.fit.demos {
         return Err(Error::InvalidArgument("--demos needs the prompt method, not sentence-embedding".into()));
     }
+    // Settings this method does not read are refused, not silently ignored.
+    let unread = [("--steps", a.fit.steps.is_some()), ("--batch-size", a.fit.batch_size.is_some()), ("--eval-every", a.fit.eval_every.is_some())];
+    if let Some((flag, _)) = unread.iter().find(|(_, given)| *given) {
+        return Err(Error::InvalidArgument(format!(
+            "{flag} sets the prompt and plain methods' training; sentence-embedding follows SetFit's schedule (cap it with --embedding-max-steps)"
+        )));
+    }
     if a.no_anchors && !a.anchor_templates.is_empty() {
         return Err(Error::InvalidArgument("--anchor-template adds label anchors, and --no-anchors turns them off: give one or the other".into()));
     }
@@ -368,7 +379,9 @@ fn train_embedding(a: TrainArgs, train_file: &Path, dev_file: &Path) -> Result<(
     // A template that cannot give anchors is refused before any training.
     let anchor_templates = l.prompt.parse_anchor_templates(&a.anchor_templates)?;
     let (tr, dev, test_ex) = read_sets(&l, train_file, dev_file, a.test.as_deref())?;
-    let ep = train::EmbedParams { lr: a.fit.lr, seed: a.fit.seed, anchor_templates, max_steps: a.embedding_max_steps.unwrap_or(crate::task::DEFAULT_EMBEDDING_MAX_STEPS), ..train::EmbedParams::default() }
+    // Its own default learning rate (2e-5, SetFit's), not the prompt method's 1e-5.
+    let lr = a.fit.lr.unwrap_or(train::EmbedParams::default().lr);
+    let ep = train::EmbedParams { lr, seed: a.fit.seed, anchor_templates, max_steps: a.embedding_max_steps.unwrap_or(crate::task::DEFAULT_EMBEDDING_MAX_STEPS), ..train::EmbedParams::default() }
         .with_anchors(!a.no_anchors);
     let mut bar = Bar::new("sentence-embedding");
     let (head, report) = train::train_embedding(&l.model, &l.tok, &l.prompt, &tr, &ep, &mut |p| bar.update(p))?;

@@ -136,6 +136,9 @@ impl TaskArgs {
             other_sent_limit: self.other_sent_limit.or(saved.other_sent_limit),
         };
         let prompt = Prompt::new(template, verbalizer, truncation)?;
+        if let Some(warning) = prompt.unknown_template_text(&tok)? {
+            eprintln!("warning: {warning}");
+        }
         Ok(Loaded { dir: dir.to_path_buf(), tok, model, prompt })
     }
 }

@@ -126,8 +126,17 @@ impl Config {
         let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
         let raw: serde_json::Value =
             serde_json::from_str(&text).map_err(|source| Error::Json { path: path.clone(), what: "a model config", source })?;
-        if raw.get("tie_word_embeddings").and_then(|v| v.as_bool()) == Some(false) {
-            return Err(Error::Config("tie_word_embeddings is false: lmbff ties the MLM decoder to the word embeddings and cannot load an untied decoder".into()));
+        // An untied decoder is refused where the weights are read (weights::assign): it
+        // is there or not whatever the config says.
+        match raw.get("model_type") {
+            None => {
+                return Err(Error::Config(format!(
+                    "{}: no model_type (lmbff reads \"bert\", \"roberta\" and \"mpnet\" models; HF's save_pretrained writes it)",
+                    path.display()
+                )))
+            }
+            Some(v) if !v.is_string() => return Err(Error::Config(format!("{}: model_type is {v}, not a string", path.display()))),
+            Some(_) => {}
         }
         if let Some(act) = raw.get("hidden_act").and_then(|v| v.as_str()) {
             const KNOWN: [&str; 7] = ["gelu", "gelu_new", "gelu_pytorch_tanh", "gelu_fast", "relu", "silu", "swish"];
@@ -138,6 +147,10 @@ impl Config {
         // Keys the file leaves out take the defaults of its own architecture's HF config
         // (RoBERTa and MPNet pad with id 1, BERT with 0), not BertConfig's.
         let mut filled = raw.clone();
+        // Keys HF's configs take as unset when null ("pad_token_id": null) take their default.
+        if let Some(obj) = filled.as_object_mut() {
+            obj.retain(|k, v| !(v.is_null() && ["pad_token_id", "position_embedding_type"].contains(&k.as_str())));
+        }
         let arch_defaults: &[(&str, i64)] = match raw.get("model_type").and_then(|v| v.as_str()) {
             Some("roberta") => &[("pad_token_id", 1), ("vocab_size", 50265)],
             Some("mpnet") => &[("pad_token_id", 1), ("vocab_size", 30527)],
@@ -193,6 +206,15 @@ impl Config {
         if self.arch()? == Arch::Mpnet && self.pad_token_id != 1 {
             // HF's MPNet counts positions from its fixed padding index 1, whatever the config says.
             return Err(Error::Config(format!("an MPNet config must have pad_token_id 1 (HF's MPNet fixes it), got {}", self.pad_token_id)));
+        }
+        if self.arch()? == Arch::Mpnet && self.relative_attention_num_buckets != 32 {
+            // HF's MPNet sizes its bias table by the config but always buckets positions
+            // into 32 (compute_position_bias's default): another value is not the model
+            // transformers runs (16 fails there; 64 leaves half the table unused).
+            return Err(Error::Config(format!(
+                "an MPNet config must have relative_attention_num_buckets 32 (HF's MPNet buckets positions into 32 whatever the config says), got {}",
+                self.relative_attention_num_buckets
+            )));
         }
         if self.position_embedding_type != "absolute" {
             return Err(Error::Config(format!(

@@ -197,6 +197,17 @@ impl MaskedLm {
         weights::write_safetensors(&self.vs, &dir.join("model.safetensors"), Some("classifier."))?;
         let mut cfg = self.raw_config.clone();
         cfg["architectures"] = serde_json::json!([self.arch.mlm_class()]);
+        // What is written: fp32 weights, the decoder tied (not stored), whatever the
+        // source said (transformers would otherwise load the weights in half precision,
+        // or look for a decoder that is not there).
+        if let Some(obj) = cfg.as_object_mut() {
+            for key in ["dtype", "torch_dtype"] {
+                if obj.contains_key(key) {
+                    obj.insert(key.into(), "float32".into());
+                }
+            }
+            obj.insert("tie_word_embeddings".into(), true.into());
+        }
         let path = dir.join("config.json");
         let text = serde_json::to_string_pretty(&cfg).expect("a JSON value serialises");
         std::fs::write(&path, text).map_err(|e| Error::io(&path, e))?;

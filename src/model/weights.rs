@@ -58,19 +58,30 @@ pub fn read_checkpoint(dir: &Path) -> Result<(PathBuf, HashMap<String, Tensor>)>
         }
         all
     } else {
-        Tensor::loadz_multi(&file)
-            .map_err(|e| Error::CorruptWeights {
-                file: file.clone(),
-                message: format!(
-                    "{e}\n(libtorch reads torch.save files holding a plain dict of tensors; for other pickles, such as an \
-                     OrderedDict state_dict, convert once with `python -c \"import torch,safetensors.torch as s; \
-                     s.save_file({{k: v.clone().contiguous() for k, v in torch.load('pytorch_model.bin').items()}}, 'model.safetensors')\"`)"
-                ),
-            })?
-            .into_iter()
-            .collect()
+        Tensor::loadz_multi(&file).map_err(|e| pickle_error(&file, e))?.into_iter().collect()
     };
     Ok((file, tensors))
+}
+
+/// libtorch reads a torch.save file only when it holds a plain dict of tensors; HF's
+/// pytorch_model.bin files hold an OrderedDict, which libtorch refuses with a long C++
+/// assertion and backtrace. That case is named, with the one-line conversion.
+fn pickle_error(file: &Path, e: tch::TchError) -> Error {
+    let convert = "convert it once with `python -c \"import torch, safetensors.torch as s; s.save_file({k: v.clone().contiguous() \
+                   for k, v in torch.load('pytorch_model.bin').items()}, 'model.safetensors')\"` in the model folder";
+    let text = e.to_string();
+    if text.contains("isGenericDict") {
+        return Error::CorruptWeights {
+            file: file.to_path_buf(),
+            message: format!("it holds a Python OrderedDict (as transformers saves a state_dict), which libtorch cannot read: {convert}"),
+        };
+    }
+    // libtorch's own message, without the C++ backtrace that follows it.
+    let first = text.lines().next().unwrap_or_default();
+    Error::CorruptWeights {
+        file: file.to_path_buf(),
+        message: format!("libtorch cannot read it ({first}); libtorch reads torch.save files holding a plain dict of tensors: otherwise {convert}"),
+    }
 }
 
 fn is_head(name: &str) -> bool {
@@ -136,6 +147,29 @@ pub fn assign(vs: &nn::VarStore, ckpt: HashMap<String, Tensor>, arch: Arch, file
         Ok(())
     })?;
     let tied = ["cls.predictions.decoder.weight", "lm_head.decoder.weight"];
+    // lmbff's decoder is the word embeddings: a stored decoder must be a copy of them (a
+    // tied model saved with both), or it would be silently replaced.
+    let embeddings = format!("{}.embeddings.word_embeddings.weight", arch.prefix());
+    for name in tied {
+        if let (Some((orig, decoder)), Some(words)) = (by_name.get(name), vars.get(&embeddings)) {
+            let words = words.f_detach()?.f_to_device(tch::Device::Cpu)?.f_to_kind(tch::Kind::Float)?;
+            let decoder = decoder.f_to_kind(tch::Kind::Float)?;
+            let differs = if decoder.size() != words.size() {
+                Some(format!("its shape is {:?}, the word embeddings' {:?}", decoder.size(), words.size()))
+            } else {
+                let diff = decoder.f_sub(&words)?.f_abs()?.f_max()?.double_value(&[]);
+                let scale = words.f_abs()?.f_max()?.double_value(&[]).max(1e-12);
+                (diff > 1e-6 * scale).then(|| format!("it differs from them by up to {diff:.3e}"))
+            };
+            if let Some(how) = differs {
+                return Err(Error::Config(format!(
+                    "{}: the masked-LM decoder {orig} is not tied to the word embeddings ({how}): lmbff ties the decoder to \
+                     the word embeddings and cannot load an untied one",
+                    file.display()
+                )));
+            }
+        }
+    }
     let mut unused: Vec<String> = by_name
         .into_iter()
         .filter(|(n, _)| !vars.contains_key(n) && !tied.contains(&n.as_str()) && !n.ends_with("position_ids"))

@@ -258,6 +258,28 @@ impl Prompt {
         Ok(out)
     }
 
+    /// A warning naming the template's own text that this tokenizer reads as unknown
+    /// (a cased vocabulary without "It" reads "It was" as [UNK] was): the model then sees
+    /// the unknown token there, and nothing else says so. None when all is known.
+    pub fn unknown_template_text(&self, tok: &Tokenizer) -> Result<Option<String>> {
+        let unk = tok.special().unk;
+        let mut unknown = Vec::new();
+        for part in self.template.parts() {
+            if let Part::Text(t) = part {
+                if tok.encode_piece(t)?.contains(&unk) {
+                    unknown.push(format!("{:?}", t.trim()));
+                }
+            }
+        }
+        Ok((!unknown.is_empty()).then(|| {
+            format!(
+                "the template's text {} holds words this tokenizer does not know: the model reads the unknown token there \
+                 (a cased vocabulary? write the words as the vocabulary has them)",
+                unknown.join(", ")
+            )
+        }))
+    }
+
     /// Checks that each demonstration set renders with this prompt (every demonstration
     /// labelled with a class of the verbalizer, with the sentences the template reads).
     pub fn check_demo_sets(&self, tok: &Tokenizer, sets: &[Vec<Example>]) -> Result<()> {

@@ -483,6 +483,9 @@ impl TaskSpec {
             label: None,
         };
         prompt.encode(&tok, &empty)?;
+        if let Some(warning) = prompt.unknown_template_text(&tok)? {
+            crate::log::log(crate::log::Level::Warn, || warning);
+        }
         Ok(prompt)
     }
 

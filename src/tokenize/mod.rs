@@ -40,11 +40,17 @@ impl Tokenizer {
     pub fn from_dir(dir: &Path) -> Result<Self> {
         let file = dir.join("tokenizer.json");
         if !file.is_file() {
-            return Err(Error::MissingFile {
-                dir: dir.to_path_buf(),
-                what: "tokenizer",
-                looked_for: "tokenizer.json".into(),
-            });
+            // A folder with only a slow tokenizer's files: say how to write the fast one.
+            let slow = ["vocab.txt", "vocab.json", "sentencepiece.bpe.model", "spiece.model"].into_iter().find(|f| dir.join(f).is_file());
+            let looked_for = match slow {
+                Some(f) => format!(
+                    "tokenizer.json; it has {f}, a slow tokenizer's file: write tokenizer.json once with `python -c \"from transformers \
+                     import AutoTokenizer as T; T.from_pretrained('{d}').save_pretrained('{d}')\"`",
+                    d = dir.display()
+                ),
+                None => "tokenizer.json".into(),
+            };
+            return Err(Error::MissingFile { dir: dir.to_path_buf(), what: "tokenizer", looked_for });
         }
         let bytes = std::fs::read(&file).map_err(|e| Error::io(&file, e))?;
         let tok = Self::from_bytes(&bytes).map_err(|e| match e {
@@ -282,7 +288,9 @@ fn special_tokens(inner: &tokenizers::Tokenizer, json: &serde_json::Value) -> Re
     let id_of = |token: &str| {
         inner.token_to_id(token).ok_or_else(|| Error::Tokenizer(format!("the post-processor adds `{token}`, which the vocabulary lacks")))
     };
-    let missing = |what: &str| Error::Tokenizer(format!("vocabulary has no {what} token"));
+    let missing = |what: &str| {
+        Error::Tokenizer(format!("vocabulary has no {what} token (lmbff finds the special tokens by these names, as BERT, RoBERTa and MPNet name them)"))
+    };
     let (cls, sep) = match post_processor_ends(&json["post_processor"]) {
         Some((cls, sep)) => (id_of(&cls)?, id_of(&sep)?),
         None => (

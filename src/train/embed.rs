@@ -698,9 +698,12 @@ pub fn embedding_logits(
         .collect())
 }
 
-/// Multinomial logistic regression on fixed features: minimises
-/// `0.5 |W|^2 + C * sum_i cross_entropy(W x_i + b, y_i)` (scikit-learn's objective; the
-/// intercept is not penalised) by gradient descent with Nesterov momentum.
+/// Multinomial logistic regression on fixed features, as scikit-learn's
+/// `LogisticRegression(C)` fits it (the intercept not penalised), by gradient descent with
+/// Nesterov momentum: `0.5 |W|^2 + C * sum_i cross_entropy(W x_i + b, y_i)` over the
+/// classes' rows, and for two classes scikit-learn's one vector `w`, `0.5 |w|^2 + C *
+/// sum_i log_loss`. (Two softmax rows carry that vector as `w1 - w0 = w` with `w0 = -w1`
+/// at the optimum, penalised `0.25 |w|^2` by the first form: it is run with C / 2.)
 pub fn fit_logistic(x: &[Vec<f32>], y: &[usize], num_labels: usize, c: f64) -> Result<LinearHead> {
     fit_logistic_weighted(x, y, num_labels, c, None)
 }
@@ -736,6 +739,9 @@ pub fn fit_logistic_weighted(x: &[Vec<f32>], y: &[usize], num_labels: usize, c: 
         )));
     }
     let k = num_labels;
+    // The first form at C / 2 is the binary form at C (see above); it was run at C, a
+    // head regularised half as much as SetFit's and the probes' scikit-learn heads.
+    let c = if k == 2 { c / 2.0 } else { c };
     // Step 1/L with L bounding the Hessian: C * n * max|x~|^2 / 2 + 1 (x~ = [x, 1]).
     let max_sq = x
         .iter()
@@ -929,16 +935,29 @@ mod tests {
             let z = h.logits(r);
             assert_eq!(usize::from(z[1] > z[0]), l);
         }
-        // At the optimum the gradient vanishes.
-        let theta: Vec<f64> = (0..2)
-            .flat_map(|j| {
-                h.weight[j]
-                    .iter()
-                    .map(|&v| v as f64)
-                    .chain([h.bias[j] as f64])
-            })
-            .collect();
-        let g = gradient(&theta, &x, &y, &[1.0; 4], 2, 2, 1.0);
+        // At the optimum the gradient of scikit-learn's binary objective vanishes:
+        // w + C sum_i weight_i (sigmoid(w x_i + b) - y_i) x_i, and its sum for b, where
+        // w and b are the rows' differences.
+        let binary_gradient = |h: &LinearHead, x: &[Vec<f32>], y: &[usize], weight: &[f64], c: f64| {
+            let w: Vec<f64> = (0..2).map(|d| f64::from(h.weight[1][d] - h.weight[0][d])).collect();
+            let b = f64::from(h.bias[1] - h.bias[0]);
+            let mut g = vec![w[0], w[1], 0.0];
+            for ((r, &l), wt) in x.iter().zip(y).zip(weight) {
+                let p = 1.0 / (1.0 + (-(w[0] * f64::from(r[0]) + w[1] * f64::from(r[1]) + b)).exp());
+                let e = c * wt * (p - l as f64);
+                g[0] += e * f64::from(r[0]);
+                g[1] += e * f64::from(r[1]);
+                g[2] += e;
+            }
+            g
+        };
+        let g = binary_gradient(&h, &x, &y, &[1.0; 4], 1.0);
+        assert!(g.iter().all(|v| v.abs() < 1e-4), "{g:?}");
+        // Three classes: the multinomial objective's gradient vanishes at C itself.
+        let (x4, y4) = (vec![vec![1.0, 0.0], vec![0.0, 1.0], vec![-1.0, -1.0], vec![0.9, 0.2], vec![0.1, 0.8], vec![-0.7, -1.2]], [0, 1, 2, 0, 1, 2]);
+        let h3 = fit_logistic(&x4, &y4, 3, 1.0).unwrap();
+        let theta: Vec<f64> = (0..3).flat_map(|j| h3.weight[j].iter().map(|&v| v as f64).chain([h3.bias[j] as f64])).collect();
+        let g = gradient(&theta, &x4, &y4, &[1.0; 6], 3, 2, 1.0);
         assert!(g.iter().all(|v| v.abs() < 1e-4), "{g:?}");
         // Weighted: one example of class 1 among three; balanced weights move the
         // boundary towards class 0 (class 1's probability at the midpoint rises) and
@@ -952,9 +971,8 @@ mod tests {
         };
         let (plain, balanced) = (fit_logistic(&x3, &y3, 2, 1.0).unwrap(), fit_logistic_weighted(&x3, &y3, 2, 1.0, Some(&w)).unwrap());
         assert!(p1(&balanced) > p1(&plain) + 0.05, "{} vs {}", p1(&balanced), p1(&plain));
-        let theta: Vec<f64> = (0..2).flat_map(|j| balanced.weight[j].iter().map(|&v| v as f64).chain([balanced.bias[j] as f64])).collect();
         let per: Vec<f64> = y3.iter().map(|&l| w[l]).collect();
-        assert!(gradient(&theta, &x3, &y3, &per, 2, 2, 1.0).iter().all(|v| v.abs() < 1e-4));
+        assert!(binary_gradient(&balanced, &x3, &y3, &per, 1.0).iter().all(|v| v.abs() < 1e-4));
         assert!(fit_logistic_weighted(&x3, &y3, 2, 1.0, Some(&[1.0])).is_err(), "a weight per class");
         assert_eq!(balanced_weights(&[0, 0], 2), vec![0.5, 1.0], "an absent class keeps weight 1");
         assert!(fit_logistic(&x, &[0, 1, 2, 0], 2, 1.0).is_err());
