@@ -164,7 +164,9 @@ fn calibrated_training_and_the_sentence_embedding_method() {
     let toy = write_toy(&dir);
     let train = |method: &str, out: &std::path::Path| {
         let o = lmbff()
-            .args(["train", "--device", "cpu", "--threads", "1", "--steps", "30", "--lr", "3e-3", "--batch-size", "4", "--eval-every", "10", "--calibrate"])
+            .args(["train", "--device", "cpu", "--threads", "1", "--lr", "3e-3", "--calibrate"])
+            // The prompt method's schedule (sentence-embedding refuses these: it follows SetFit's).
+            .args(if method == "prompt" { &["--steps", "30", "--batch-size", "4", "--eval-every", "10"][..] } else { &[][..] })
             .args(["--method", method, "--labels", "{'0':'bad','1':'good'}", "--max-len", "24"])
             .arg("--model").arg(&model).arg("--train").arg(&toy).arg("--dev").arg(&toy).arg("--test").arg(&toy).arg("--out").arg(out)
             .output()
@@ -236,6 +238,9 @@ fn anchor_templates_on_the_command_line() {
     assert!(m["notes"]["steps_capped_from"].is_null(), "a toy task's schedule is under the default cap: {m}");
     // --embedding-max-steps caps the contrastive steps; the notes give the whole schedule's.
     let capped = dir.join("capped");
+    // Settings of the prompt method's schedule are refused by name, not ignored.
+    let o = train(&["--method", "sentence-embedding", "--steps", "5"], &dir.join("steps"));
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("--steps sets the prompt and plain methods' training"), "{}", String::from_utf8_lossy(&o.stderr));
     let o = train(&["--method", "sentence-embedding", "--embedding-max-steps", "2"], &capped);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(capped.join("lmbff.json")).unwrap()).unwrap();

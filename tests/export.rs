@@ -808,33 +808,51 @@ fn several_and_multi_token_label_words_export_and_predict_the_same() {
     }
 }
 
+/// Asserts that each class's word-anchor vector is the mean state of its label word's
+/// tokens (the verbalizer's) in its anchor text, normalised.
+fn assert_word_anchors_are_word_states(c: &Case, what: &str) {
+    let got = train::word_anchor_vectors(&c.model, &c.tok, &c.prompt, &[]).unwrap().unwrap();
+    let anchors = c.prompt.anchor_texts().unwrap();
+    assert_eq!(got.len(), anchors.len());
+    for (class, text) in anchors {
+        let enc = c.prompt.plain().encode(&c.tok, &Example::single(text.clone(), None)).unwrap();
+        let word = c.prompt.verbalizer.word_tokens(class).unwrap();
+        let at = enc.input_ids.windows(word.len()).position(|w| w == word).unwrap_or_else(|| panic!("{what}: {word:?} in {text:?}"));
+        let b = c.model.batch(&[&enc], c.tok.special().pad).unwrap();
+        let h = c.model.encode(&b.input_ids, &b.attention_mask, &b.token_type_ids, false).unwrap().get(0);
+        let v = h.narrow(0, at as i64, word.len() as i64).mean_dim([0i64].as_slice(), false, tch::Kind::Float);
+        let v = &v / v.norm();
+        let want = Vec::<f32>::try_from(&v).unwrap();
+        let d = want.iter().zip(&got[class]).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        assert!(d < 1e-5, "{what} class {class} ({text:?}): {d}");
+    }
+}
+
 /// A word anchor is the tuned encoder's state of the label word in its anchor text: for
 /// "It was great." the mean of the states of "great"'s tokens, found here by the
-/// verbalizer's tokens of the word (the library finds them by what the classes' texts
-/// do not share), normalised; BERT and RoBERTa, whose tokenizers mark words differently.
+/// verbalizer's tokens of the word (the library finds them by what the anchor does not
+/// share with the template's frame, "It was."), normalised; BERT and RoBERTa, whose
+/// tokenizers mark words differently; and words that share a sub-token (MiniLM's "un" of
+/// un ##watch ##able and un ##lika ##ble), which comparing the anchors with each other
+/// left out of both words.
 #[test]
 fn word_anchor_vectors_are_the_label_words_states() {
     for fixture in ["bert", "roberta"] {
         let c = case(&common::fixtures().join(fixture), "*cls**sent_0*_It_was*mask*.*sep+*", 32);
-        let got = train::word_anchor_vectors(&c.model, &c.tok, &c.prompt, &[]).unwrap().unwrap();
-        let anchors = c.prompt.anchor_texts().unwrap();
-        assert_eq!((got.len(), anchors.len()), (2, 2));
-        for (class, text) in anchors {
-            let enc = c.prompt.plain().encode(&c.tok, &Example::single(text.clone(), None)).unwrap();
-            let word = c.prompt.verbalizer.word_tokens(class).unwrap();
-            let at = enc.input_ids.windows(word.len()).position(|w| w == word).unwrap_or_else(|| panic!("{fixture}: {word:?} in {text:?}"));
-            let b = c.model.batch(&[&enc], c.tok.special().pad).unwrap();
-            let h = c.model.encode(&b.input_ids, &b.attention_mask, &b.token_type_ids, false).unwrap().get(0);
-            let v = h.narrow(0, at as i64, word.len() as i64).mean_dim([0i64].as_slice(), false, tch::Kind::Float);
-            let v = &v / v.norm();
-            let want = Vec::<f32>::try_from(&v).unwrap();
-            let d = want.iter().zip(&got[class]).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
-            assert!(d < 1e-5, "{fixture} class {class} ({text:?}): {d}");
-        }
+        assert_word_anchors_are_word_states(&c, fixture);
         // A prompt that reads two sentences has no anchors, so no word anchors.
         let pair = case(&common::fixtures().join(fixture), "*cls**sent_0*?*mask*,*+sentl_1**sep+*", 32);
         assert!(train::word_anchor_vectors(&pair.model, &pair.tok, &pair.prompt, &[]).unwrap().is_none());
     }
+    let dir = common::default_model();
+    let tok = Tokenizer::from_dir(&dir).unwrap();
+    let words = [("0".to_string(), "unwatchable".to_string()), ("1".to_string(), "unlikable".to_string())];
+    let v = Verbalizer::new(&tok, &words).unwrap();
+    assert_eq!((v.word_tokens(0).unwrap().len(), v.word_tokens(1).unwrap().len()), (3, 3));
+    assert_eq!(v.word_tokens(0).unwrap()[0], v.word_tokens(1).unwrap()[0], "the words share their first sub-token");
+    let prompt = Prompt::new(Template::parse("{text} It was {mask}.").unwrap(), v, Truncation { max_len: 32, ..Truncation::default() }).unwrap();
+    let c = Case { model: MaskedLm::load(&dir, Device::Cpu).unwrap(), tok, prompt };
+    assert_word_anchors_are_word_states(&c, "MiniLM un-words");
 }
 
 /// The word anchors' zero-shot classifier (no training, no example): an input's logit

@@ -132,28 +132,35 @@ impl Prompt {
         if self.template.num_sentences() > 1 {
             return None;
         }
-        let first_word = |label: usize| self.verbalizer.words().get(label).and_then(|w| w.split(verbalizer::WORD_SEPARATOR).next()).unwrap_or("");
         let mut out = Vec::new();
         for (class, spec) in self.verbalizer.words().iter().enumerate() {
             for word in spec.split(verbalizer::WORD_SEPARATOR) {
-                let mut text = String::new();
-                for part in self.template.parts() {
-                    let chunk = match part {
-                        Part::Text(t) => t.trim(),
-                        Part::Mask => word,
-                        Part::LabelWord { label, .. } => first_word(*label),
-                        _ => continue,
-                    };
-                    // Words are spaced; punctuation attaches to what precedes it.
-                    if chunk.starts_with(|c: char| c.is_alphanumeric() || "\"'([".contains(c)) && !text.is_empty() {
-                        text.push(' ');
-                    }
-                    text.push_str(chunk);
-                }
-                out.push((class, text));
+                out.push((class, self.anchor_text(word)));
             }
         }
         Some(out)
+    }
+
+    /// The template's own text with `word` in place of the mask (see
+    /// [`anchor_texts`](Self::anchor_texts)); with "" the frame every anchor shares
+    /// ("It was."), from which an anchor's word is found.
+    pub fn anchor_text(&self, word: &str) -> String {
+        let first_word = |label: usize| self.verbalizer.words().get(label).and_then(|w| w.split(verbalizer::WORD_SEPARATOR).next()).unwrap_or("");
+        let mut text = String::new();
+        for part in self.template.parts() {
+            let chunk = match part {
+                Part::Text(t) => t.trim(),
+                Part::Mask => word,
+                Part::LabelWord { label, .. } => first_word(*label),
+                _ => continue,
+            };
+            // Words are spaced; punctuation attaches to what precedes it.
+            if chunk.starts_with(|c: char| c.is_alphanumeric() || "\"'([".contains(c)) && !text.is_empty() {
+                text.push(' ');
+            }
+            text.push_str(chunk);
+        }
+        text
     }
 
     /// The label anchors of this prompt and of further single-sentence `templates` read

@@ -21,7 +21,9 @@ use crate::prompt::{Encoded, Example, Prompt, Template};
 use crate::tokenize::Tokenizer;
 use crate::{Error, Result};
 
-/// Settings of the sentence-embedding method (defaults: SetFit's).
+/// Settings of the sentence-embedding method (defaults: SetFit's pairs, batch, learning
+/// rate and head; its optimiser without SetFit's 10% warm-up and 0.01 weight decay, as
+/// every measured run of the method trained).
 #[derive(Debug, Clone)]
 pub struct EmbedParams {
     /// Pair-generation rounds: each round gives every example one same-class and one
@@ -29,7 +31,8 @@ pub struct EmbedParams {
     pub iterations: usize,
     /// Pairs per contrastive step (16).
     pub batch_size: usize,
-    /// AdamW peak learning rate of the contrastive phase (2e-5), linear decay.
+    /// AdamW peak learning rate of the contrastive phase (2e-5), linear decay from the
+    /// first step (no warm-up), no weight decay.
     pub lr: f64,
     pub seed: u64,
     /// Inverse L2 strength of the logistic regression (scikit-learn's C, 1.0).
@@ -230,33 +233,38 @@ fn classifier_inputs(
 /// The word anchors' vectors of a prompt: each anchor text ([`Prompt::anchor_texts`],
 /// "It was great.", and those of the further `templates`) read by the tuned encoder, and
 /// the states of its label word's tokens averaged. A word's tokens are found without
-/// asking the tokenizer where words go: the texts one template renders differ only in
-/// the word, so they are what is left between the tokens all of them share at the start
-/// and at the end (every token between `[CLS]` and `[SEP]` when that leaves none). A
+/// asking the tokenizer where words go: an anchor differs from the template's frame (its
+/// text without a word, "It was.") only in the word, so they are what is left between
+/// the tokens it shares with the frame at the start and at the end (every token between
+/// `[CLS]` and `[SEP]` when that leaves none). Comparing the anchors with each other
+/// instead loses what words share: "good" and "not good" share "good", which left "not"
+/// for one and nothing for the other. A
 /// class's vector is the normalised mean of its words' normalised vectors. None when the
 /// prompt has no anchors (it reads two sentences).
 pub fn word_anchor_vectors(model: &MaskedLm, tok: &Tokenizer, prompt: &Prompt, templates: &[Template]) -> Result<Option<Vec<Vec<f32>>>> {
     let Some(first) = prompt.anchor_texts() else { return Ok(None) };
-    let mut groups = vec![first];
+    let mut groups = vec![(first, prompt.anchor_text(""))];
     for t in templates {
-        let texts = Prompt::new(t.clone(), prompt.verbalizer.clone(), prompt.truncation)?.anchor_texts();
-        groups.push(texts.ok_or_else(|| Error::InvalidArgument(format!("anchor template {:?} reads two sentences", t.source())))?);
+        let p = Prompt::new(t.clone(), prompt.verbalizer.clone(), prompt.truncation)?;
+        let texts = p.anchor_texts().ok_or_else(|| Error::InvalidArgument(format!("anchor template {:?} reads two sentences", t.source())))?;
+        groups.push((texts, p.anchor_text("")));
     }
     let k = prompt.verbalizer.num_labels();
     let mut sums: Vec<Option<Tensor>> = (0..k).map(|_| None).collect();
-    for group in &groups {
+    for (group, frame) in &groups {
         let examples: Vec<Example> = group.iter().map(|(_, t)| Example::single(t.clone(), None)).collect();
         let enc = encode_all(tok, prompt, Method::Cls, &examples)?;
-        let ids: Vec<&[u32]> = enc.iter().map(|e| e.input_ids.as_slice()).collect();
-        let shortest = ids.iter().map(|i| i.len()).min().unwrap_or(0);
-        let prefix = (0..shortest).take_while(|&p| ids.iter().all(|i| i[p] == ids[0][p])).count();
-        let suffix = (0..shortest - prefix).take_while(|&q| ids.iter().all(|i| i[i.len() - 1 - q] == ids[0][ids[0].len() - 1 - q])).count();
+        let frame = encode_all(tok, prompt, Method::Cls, &[Example::single(frame.clone(), None)])?.remove(0).input_ids;
         let hidden = tch::no_grad(|| -> Result<Tensor> {
             let items: Vec<&Encoded> = enc.iter().collect();
             last_hidden(model, &model.batch(&items, tok.special().pad)?, false)
         })?;
         for (row, (&(class, _), e)) in group.iter().zip(&enc).enumerate() {
-            let len = e.input_ids.len() as i64;
+            let ids = &e.input_ids;
+            let shortest = ids.len().min(frame.len());
+            let prefix = (0..shortest).take_while(|&p| ids[p] == frame[p]).count();
+            let suffix = (0..shortest - prefix).take_while(|&q| ids[ids.len() - 1 - q] == frame[frame.len() - 1 - q]).count();
+            let len = ids.len() as i64;
             let (mut start, mut end) = (prefix as i64, len - suffix as i64);
             if end <= start {
                 (start, end) = if len > 2 { (1, len - 1) } else { (0, len) };
@@ -487,6 +495,9 @@ pub fn contrastive_finetune(
         return Err(Error::InvalidArgument(
             "no contrastive pairs: register at least two examples, not all alike".into(),
         ));
+    }
+    if let Some(&(i, j, _)) = pairs.iter().find(|&&(i, j, _)| i.max(j) >= inputs.len()) {
+        return Err(Error::InvalidArgument(format!("contrastive pair ({i}, {j}) names an input past the {} given", inputs.len())));
     }
     let enc = encode_all(tok, prompt, Method::Cls, inputs)?;
     let steps = pairs.len().div_ceil(p.batch_size);
