@@ -357,6 +357,9 @@ typedef struct {
   uint32_t adaptation_steps;
   /*
    A version of this task to start from (warm start), or NULL for the task's model.
+   Checked when the run starts (a version the task lacks is
+   LMBFF_ERR_INVALID_ARGUMENT from lmbff_train_start), and kept from deletion by
+   this process until the run ends.
    */
   const char *warm_start;
   /*
@@ -1008,8 +1011,11 @@ lmbff_status lmbff_task_versions(lmbff_task *task, char *buf, size_t capacity, s
  aside, then emptied). Its name is never given to a later version: versions are
  numbered past every one made before, deleted or not, also when several processes
  train the task at once. A version folder that is a symbolic link loses the link,
- never what it points to. A run warm-starting from the version may go on: the
- model and tokenizer it read are held in memory, and its new version is whole.
+ never what it points to. A version that a run of this process warm-starts from
+ cannot be deleted from its lmbff_train_start until the run ends
+ (LMBFF_ERR_BUSY; the run may still be waiting its turn, not having read it); a run
+ in another process that has read it goes on (the model and tokenizer it read are
+ held in memory), and its new version is whole.
 
  # Safety
  `task` is a live task; `version` a NUL-terminated string.

@@ -1095,6 +1095,28 @@ fn zero_shot_words_through_the_c_abi() {
         assert_eq!(m["notes"]["dev_examples"].as_u64(), Some(2));
         let temperature = m["temperature"].as_f64().expect("calibrated on the dev examples");
 
+        // A warm start names its version when the run starts, and that version cannot be
+        // deleted by this process until the run ends (a run waiting its turn has not
+        // read it yet: it failed later with "no model version").
+        let v9 = CString::new("v9").unwrap();
+        tp.warm_start = v9.as_ptr();
+        let mut run = null_mut();
+        assert_eq!(lmbff_train_start(t, &tp, None, null_mut(), &mut run), LMBFF_ERR_INVALID_ARGUMENT);
+        assert!(last_error().contains("has no model version v9"), "{}", last_error());
+        let from = CString::new("v1").unwrap();
+        tp.warm_start = from.as_ptr();
+        HOLD.store(true, std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(lmbff_train_start(t, &tp, Some(hold_while_asked), null_mut(), &mut run), LMBFF_OK, "{}", last_error());
+        assert_eq!(lmbff_task_delete_version(t, from.as_ptr()), LMBFF_ERR_BUSY);
+        assert!(last_error().contains("warm-starts from this version"), "{}", last_error());
+        HOLD.store(false, std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(lmbff_run_wait(run), LMBFF_OK, "{}", last_error());
+        assert_eq!(CStr::from_ptr(lmbff_run_version(run)).to_str().unwrap(), "v2");
+        lmbff_run_free(run);
+        let v2 = CString::new("v2").unwrap();
+        assert_eq!(lmbff_task_delete_version(t, v2.as_ptr()), LMBFF_OK, "{}", last_error());
+        tp.warm_start = std::ptr::null();
+
         let out = dir.join("export");
         let cout = CString::new(out.to_str().unwrap()).unwrap();
         let v1 = CString::new("v1").unwrap();
@@ -1156,6 +1178,17 @@ fn zero_shot_words_through_the_c_abi() {
 }
 
 /// Counts its reports in the `usize` at `user_data` and stops the run at the second.
+static HOLD: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Keeps the run going (its first report waits) while HOLD is set, at most 60 s.
+extern "C" fn hold_while_asked(_stage: i32, _step: usize, _total: usize, _loss: f64, _metric: f64, _user_data: *mut std::ffi::c_void) -> bool {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while HOLD.load(std::sync::atomic::Ordering::SeqCst) && std::time::Instant::now() < until {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    true
+}
+
 extern "C" fn stop_at_second_report(_stage: i32, _step: usize, _total: usize, _loss: f64, _metric: f64, user_data: *mut std::ffi::c_void) -> bool {
     // SAFETY: the test passes a live `usize` that outlives the run.
     let n = unsafe { &mut *user_data.cast::<usize>() };

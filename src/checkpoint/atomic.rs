@@ -130,16 +130,17 @@ fn filled_temp(dest: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<Pa
 /// being exported) is refused with `InvalidArgument` and left as it is.
 pub fn write_dir_atomic(dest: &Path, marker: &str, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     check_dest(dest, marker)?;
-    let ours = |dest: &Path| is_earlier_output(dest, marker);
     let tmp = filled_temp(dest, fill)?;
+    // `dest` may have changed while `fill` ran (another writer's output, or a task saved
+    // there): `replace` checks what it takes out again.
     let placed = if dest.exists() {
-        replace(&tmp, dest)
+        replace(&tmp, dest, marker)
     } else {
         match std::fs::rename(&tmp, dest) {
             Ok(()) => Ok(()),
-            // Another writer placed its output there meanwhile: replace it as an
-            // earlier output (the last writer wins, whole).
-            Err(_) if ours(dest) => replace(&tmp, dest),
+            // Another writer placed something there meanwhile: replace it only as an
+            // empty folder or an earlier output (the last writer wins, whole).
+            Err(_) if dest.exists() => replace(&tmp, dest, marker),
             Err(e) => Err(Error::io(dest, e)),
         }
     };
@@ -236,16 +237,37 @@ fn process_runs(pid: i32) -> bool {
 }
 
 /// Puts the folder `tmp` in the place of the existing folder `dest` and removes the old
-/// one.
-fn replace(tmp: &Path, dest: &Path) -> Result<()> {
+/// one, if that is an empty folder or an earlier output holding `marker`; otherwise
+/// `dest` stays as it was and the error says so.
+fn replace(tmp: &Path, dest: &Path, marker: &str) -> Result<()> {
+    // What was at `dest` is checked once it has been moved out, so that nothing placed
+    // there since `check_dest` (a task saved into the folder while an export was being
+    // written) is removed: anything but an empty folder or an earlier output goes back.
+    let replaceable = |old: &Path| old.is_dir() && (is_earlier_output(old, marker) || std::fs::read_dir(old).is_ok_and(|mut d| d.next().is_none()));
+    let refused = || {
+        Error::InvalidArgument(format!(
+            "{} changed while lmbff wrote its output: it now holds something other than an earlier output (no {marker}, or a task); \
+             it was left as it is",
+            dest.display()
+        ))
+    };
     if exchange(tmp, dest).map_err(|e| Error::io(dest, e))? {
         // `tmp` now holds the old folder.
+        if !replaceable(tmp) {
+            // Swapped back: `dest` as it was, our output in `tmp` (removed by the caller).
+            exchange(tmp, dest).map_err(|e| Error::io(dest, e))?;
+            return Err(refused());
+        }
         let _ = std::fs::remove_dir_all(tmp);
         return Ok(());
     }
     let name = dest.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
     let old = parent_of(dest).join(format!(".{name}.old-{}", tmp_suffix()));
     std::fs::rename(dest, &old).map_err(|e| Error::io(dest, e))?;
+    if !replaceable(&old) {
+        std::fs::rename(&old, dest).map_err(|e| Error::io(dest, e))?;
+        return Err(refused());
+    }
     if let Err(e) = std::fs::rename(tmp, dest) {
         let _ = std::fs::rename(&old, dest);
         return Err(Error::io(dest, e));
@@ -309,4 +331,51 @@ fn sync_dir_files(dir: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("lmbff-atomic-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    /// A folder that appears at the destination while the output is being written (a
+    /// task saved there meanwhile) is kept, and the write refused; an empty folder or an
+    /// earlier output that appears is replaced, as before. (The first was removed whole.)
+    #[test]
+    fn what_appears_at_the_destination_meanwhile_is_checked_again() {
+        let root = scratch("race");
+        let write = |dest: &Path, appears: &dyn Fn(&Path)| {
+            write_dir_atomic(dest, "out.json", |tmp| {
+                appears(dest);
+                std::fs::write(tmp.join("out.json"), "new").map_err(|e| Error::io(tmp, e))
+            })
+        };
+        let task = root.join("task");
+        let e = write(&task, &|d| {
+            std::fs::create_dir(d).unwrap();
+            std::fs::write(d.join(crate::task::TASK_FILE), "a task").unwrap();
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("changed while lmbff wrote its output"), "{e}");
+        assert_eq!(std::fs::read_to_string(task.join(crate::task::TASK_FILE)).unwrap(), "a task");
+        assert!(!task.join("out.json").exists());
+        for (name, appears) in [("empty", &(|d: &Path| std::fs::create_dir(d).unwrap()) as &dyn Fn(&Path)), ("earlier", &|d: &Path| {
+            std::fs::create_dir(d).unwrap();
+            std::fs::write(d.join("out.json"), "old").unwrap();
+        })] {
+            let dest = root.join(name);
+            write(&dest, appears).unwrap();
+            assert_eq!(std::fs::read_to_string(dest.join("out.json")).unwrap(), "new", "{name}");
+        }
+        // No temporary folder is left behind.
+        let left: Vec<_> = std::fs::read_dir(&root).unwrap().map(|e| e.unwrap().file_name()).filter(|n| n.to_string_lossy().starts_with('.')).collect();
+        assert!(left.is_empty(), "{left:?}");
+        std::fs::remove_dir_all(&root).unwrap();
+    }
 }

@@ -73,6 +73,9 @@ pub struct lmbff_train_params {
     /// models without a masked-LM head need some).
     pub adaptation_steps: u32,
     /// A version of this task to start from (warm start), or NULL for the task's model.
+    /// Checked when the run starts (a version the task lacks is
+    /// LMBFF_ERR_INVALID_ARGUMENT from lmbff_train_start), and kept from deletion by
+    /// this process until the run ends.
     pub warm_start: *const c_char,
     /// Demonstrations (LM-BFF): one labelled example per class appended to every input,
     /// drawn afresh at each training step (default false). The trained version keeps
@@ -357,6 +360,8 @@ unsafe fn start(task: *mut lmbff_task, params: *const lmbff_train_params, cb: Ca
     if snapshot.dir().is_none() {
         return Err(Error::InvalidArgument("save the task (lmbff_task_save) before training it: versions are stored in its directory".into()));
     }
+    // The warm-start version is checked now and kept until the run ends.
+    let pin = crate::task::pin_warm_start(&snapshot, &p)?;
     let run = lmbff_run {
         cancel: Arc::new(AtomicBool::new(false)),
         step: Arc::new(AtomicUsize::new(0)),
@@ -389,6 +394,7 @@ unsafe fn start(task: *mut lmbff_task, params: *const lmbff_train_params, cb: Ca
             let stop = run_cancel.clone();
             let cancelled = move || stop.load(Ordering::Relaxed);
             let result = super::catch_quietly(|| crate::task::train_when_free(&snapshot, &p, &mut report, &cancelled));
+            drop(pin);
             *outcome.lock() = Some(match result {
                 Ok(Ok(v)) => Ok(std::ffi::CString::new(v).unwrap_or_default()),
                 Ok(Err(e)) => Err((super::status_of(&e), e.to_string())),
@@ -611,8 +617,11 @@ pub unsafe extern "C" fn lmbff_task_versions(task: *mut lmbff_task, buf: *mut c_
 /// aside, then emptied). Its name is never given to a later version: versions are
 /// numbered past every one made before, deleted or not, also when several processes
 /// train the task at once. A version folder that is a symbolic link loses the link,
-/// never what it points to. A run warm-starting from the version may go on: the
-/// model and tokenizer it read are held in memory, and its new version is whole.
+/// never what it points to. A version that a run of this process warm-starts from
+/// cannot be deleted from its lmbff_train_start until the run ends
+/// (LMBFF_ERR_BUSY; the run may still be waiting its turn, not having read it); a run
+/// in another process that has read it goes on (the model and tokenizer it read are
+/// held in memory), and its new version is whole.
 ///
 /// # Safety
 /// `task` is a live task; `version` a NUL-terminated string.

@@ -9,7 +9,8 @@
 mod train;
 #[cfg(feature = "train")]
 pub use train::{
-    choose_method, delete_version, export_version, train, train_when_free, versions, DemoFilterEncoder, RunParams, TrainMethod,
+    choose_method, delete_version, export_version, pin_warm_start, train, train_when_free, versions, DemoFilterEncoder, RunParams, TrainMethod,
+    WarmPin,
     TEMPERATURE_AT_BOUND, ZERO_SHOT_ALPHA,
 };
 

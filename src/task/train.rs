@@ -215,7 +215,14 @@ fn taken_number(name: &str) -> Option<u64> {
 /// Numbers are never given twice, so a version name always means one model.
 fn reserve_version(task_dir: &Path) -> Result<(String, PathBuf)> {
     let dir = models_dir(task_dir);
-    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    if !dir.is_dir() {
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        // The new models/ must outlast a power loss with the version put in it.
+        crate::checkpoint::sync_dir(task_dir)?;
+    }
+    // A version half-written by a killed process (models/.vN.tmp-<pid>-<n>, a model's
+    // size) goes once its process is gone and it has been left an hour.
+    crate::checkpoint::remove_stale_temps_in(&dir);
     let highest = model_entries(task_dir)?.iter().filter_map(|n| taken_number(n)).max().unwrap_or(0);
     let mut n = highest;
     loop {
@@ -244,6 +251,9 @@ fn version_dir(task_dir: &Path, v: &str) -> Result<PathBuf> {
 /// stays, so the number is never given to a later version.
 pub fn delete_version(task_dir: &Path, v: &str) -> Result<()> {
     let d = version_dir(task_dir, v)?;
+    if d.canonicalize().is_ok_and(|c| WARM_PINS.lock().contains(&c)) {
+        return Err(Error::Busy(WARM_START_BUSY));
+    }
     if d.join(super::TASK_FILE).exists() {
         return Err(Error::InvalidArgument(format!(
             "{} holds a task (task.json) saved into the version's folder: deleting the version would delete that task; \
@@ -356,9 +366,42 @@ fn anchor_templates(prompt: &Prompt, multi_label: bool, p: &RunParams) -> Result
     prompt.parse_anchor_templates(&p.anchor_templates)
 }
 
+/// Version folders that runs of this process warm-start from, once per run: deleting
+/// one is refused until its runs end (a run waiting its turn has not read it yet).
+static WARM_PINS: parking_lot::Mutex<Vec<PathBuf>> = parking_lot::Mutex::new(Vec::new());
+
+const WARM_START_BUSY: &str = "a training run of this process warm-starts from this version: delete it once the run has ended";
+
+/// Keeps the version a run warm-starts from from being deleted while the run goes.
+pub struct WarmPin(Option<PathBuf>);
+
+impl Drop for WarmPin {
+    fn drop(&mut self) {
+        if let Some(d) = self.0.take() {
+            let mut pins = WARM_PINS.lock();
+            if let Some(i) = pins.iter().position(|p| *p == d) {
+                pins.swap_remove(i);
+            }
+        }
+    }
+}
+
+/// Checks, when a run starts, that the version it warm-starts from exists (a wrong name
+/// is an error now, not when the run gets its turn), and keeps it from deletion by this
+/// process until the returned pin is dropped. Nothing to pin without a warm start or
+/// before the task is saved (training refuses that).
+pub fn pin_warm_start(task: &Task, p: &RunParams) -> Result<WarmPin> {
+    let (Some(v), Some(dir)) = (&p.warm_start, task.dir()) else { return Ok(WarmPin(None)) };
+    let d = version_dir(dir, v)?;
+    let d = d.canonicalize().map_err(|e| Error::io(&d, e))?;
+    WARM_PINS.lock().push(d.clone());
+    Ok(WarmPin(Some(d)))
+}
+
 /// Trains `task` (a snapshot: the caller may keep registering) into a new version
 /// under its directory; returns the version id.
 pub fn train(task: &Task, p: &RunParams, progress: ProgressFn) -> Result<String> {
+    let _pin = pin_warm_start(task, p)?;
     let _one = ONE_RUN_AT_A_TIME.lock();
     train_now(task, p, progress)
 }
@@ -367,6 +410,7 @@ pub fn train(task: &Task, p: &RunParams, progress: ProgressFn) -> Result<String>
 /// its turn, `cancelled` is asked every 50 ms, and a true answer ends it with
 /// [`Error::Cancelled`] before it ever starts.
 pub fn train_when_free(task: &Task, p: &RunParams, progress: ProgressFn, cancelled: &dyn Fn() -> bool) -> Result<String> {
+    let _pin = pin_warm_start(task, p)?;
     let _one = loop {
         if cancelled() {
             return Err(Error::Cancelled);
@@ -375,7 +419,16 @@ pub fn train_when_free(task: &Task, p: &RunParams, progress: ProgressFn, cancell
             break turn;
         }
     };
-    train_now(task, p, progress)
+    let version = train_now(task, p, progress)?;
+    // A cancel that came after the last step (while the version was being evaluated or
+    // saved) still cancels: the version goes, rather than one the host never learns of.
+    if cancelled() {
+        if let Some(dir) = task.dir() {
+            delete_version(dir, &version)?;
+        }
+        return Err(Error::Cancelled);
+    }
+    Ok(version)
 }
 
 /// [`train`]'s work, with the process's one training turn held by the caller.
