@@ -189,6 +189,7 @@ fn write_format_fixture_when_asked() {
 /// a file from a newer format is refused with a clear message.
 #[test]
 fn reads_format_1_files_and_refuses_newer_ones() {
+    let _one = LOG_SINK.lock().unwrap_or_else(|e| e.into_inner());
     // Its model folder (models/some-bert) is not on this machine: the task opens, and the
     // log says training will need it.
     static WARNED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
@@ -207,6 +208,26 @@ fn reads_format_1_files_and_refuses_newer_ones() {
     let text = std::fs::read_to_string(common::root().join("tests/data/task-v1/task.json")).unwrap();
     std::fs::write(dir.join("task.json"), text.replace("\"format_version\": 1", "\"format_version\": 3")).unwrap();
     assert!(Task::open(&dir).unwrap_err().to_string().contains("task format version 3"));
+}
+
+/// The tests that set the process's one log sink: one at a time.
+static LOG_SINK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Versions follow the folder last saved to: a save elsewhere that leaves versions
+/// behind says so (a backup copy used to move them silently).
+#[test]
+fn a_save_that_leaves_versions_behind_says_so() {
+    let _one = LOG_SINK.lock().unwrap_or_else(|e| e.into_inner());
+    let root = common::tempdir("task-versions-follow");
+    let mut t = Task::new(spec(&common::fixtures().join("bert"))).unwrap();
+    t.save(&root.join("a")).unwrap();
+    std::fs::create_dir_all(root.join("a/models/v1")).unwrap();
+    static WARNED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    lmbff::log::set_sink(Some(lmbff::log::Sink { max: lmbff::log::Level::Warn, write: Box::new(|_, m| WARNED.lock().unwrap().push(m.to_string())) }));
+    t.save(&root.join("backup")).unwrap();
+    lmbff::log::set_sink(None);
+    let warned = WARNED.lock().unwrap();
+    assert!(warned.iter().any(|m| m.contains("model versions now follow") && m.contains("backup")), "{warned:?}");
 }
 
 /// The task's versions as lmbff_task_versions lists them.
@@ -1382,6 +1403,11 @@ fn saves_and_deletes_touch_only_their_own_folders() {
     lmbff::task::delete_version(&dir, "v7").unwrap();
     assert_eq!(std::fs::read_to_string(precious.join("weights")).unwrap(), "keep me");
     assert!(!lmbff::task::versions(&dir).unwrap().contains(&"v7".to_string()));
+    // The link was replaced in one step by a tombstone that keeps the number, and no
+    // temporary file is left.
+    assert!(dir.join("models/.v7.deleted").is_file() && !dir.join("models/.v7.deleted").is_symlink());
+    let left: Vec<_> = std::fs::read_dir(dir.join("models")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().to_string()).filter(|n| n.contains(".tmp-")).collect();
+    assert!(left.is_empty(), "{left:?}");
 
     std::fs::write(dir.join("task.json"), b"{\"format\": \"\xff\xfe\"}").unwrap();
     assert!(matches!(Task::open(&dir), Err(lmbff::Error::Format { .. })), "{:?}", Task::open(&dir));

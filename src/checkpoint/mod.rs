@@ -6,7 +6,7 @@ mod atomic;
 pub use atomic::{check_dest, write_dir_atomic};
 #[cfg(feature = "train")]
 pub(crate) use atomic::write_new_dir;
-#[cfg(test)]
+#[cfg(any(test, feature = "train"))]
 pub(crate) use atomic::tmp_suffix;
 pub(crate) use atomic::{sync_dir, write_file_atomic, DirLock};
 #[cfg(feature = "train")]

@@ -228,7 +228,10 @@ pub unsafe extern "C" fn lmbff_task_open(dir: *const c_char, out: *mut *mut lmbf
 /// reopen and apply the change again); LMBFF_ERR_INVALID_ARGUMENT when `dir` holds another
 /// task (one this handle was not opened from or saved to), or a model or an export
 /// (lmbff.json, lmbff-export.json: lmbff replaces those folders whole when it writes
-/// them again). A task file that is not UTF-8 opens as LMBFF_ERR_FORMAT.
+/// them again). A task file that is not UTF-8 opens as LMBFF_ERR_FORMAT. Model versions
+/// live under the folder last saved to or opened from (`<dir>/models/`): after a save to
+/// another folder (a backup copy) training, listing and exporting use that folder's, and
+/// a warning is logged when versions are left behind (save back to use them again).
 ///
 /// # Safety
 /// `t` is a live task; `dir` is a NUL-terminated string.

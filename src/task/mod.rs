@@ -350,6 +350,16 @@ impl Task {
             Some(i) => self.seen[i].1 = hash,
             None => self.seen.push((dir.to_path_buf(), hash)),
         }
+        // Versions follow the folder last saved to: say so when that leaves versions behind
+        // (a backup copy saved elsewhere; save back to the first folder to train there).
+        if let Some(old) = self.dir.as_ref().filter(|old| !same_dir(old, dir)) {
+            if old.join("models").is_dir() && std::fs::read_dir(old.join("models")).is_ok_and(|mut d| d.next().is_some()) {
+                let (old, new) = (old.display().to_string(), dir.display().to_string());
+                crate::log::log(crate::log::Level::Warn, || {
+                    format!("the task's model versions now follow {new}: those in {old} (its models/) are not this handle's versions until it saves to {old} again")
+                });
+            }
+        }
         self.dir = Some(dir.to_path_buf());
         sync_dir(dir)
     }

@@ -267,9 +267,14 @@ pub fn delete_version(task_dir: &Path, v: &str) -> Result<()> {
     crate::checkpoint::sync_dir(&models)?;
     if grave.is_symlink() {
         // A link someone put in the version's place: the link goes, never what it
-        // points to; an empty tombstone keeps the number.
-        std::fs::remove_file(&grave).map_err(|e| Error::io(&grave, e))?;
-        std::fs::create_dir(&grave).map_err(|e| Error::io(&grave, e))?;
+        // points to, replaced in one step by an empty file that keeps the number (a
+        // removal, then a new tombstone, left the number free in between).
+        let tomb = models.join(format!(".{}.tmp-{}", tombstone(v), crate::checkpoint::tmp_suffix()));
+        std::fs::File::create(&tomb).map_err(|e| Error::io(&tomb, e))?;
+        std::fs::rename(&tomb, &grave).map_err(|e| {
+            let _ = std::fs::remove_file(&tomb);
+            Error::io(&grave, e)
+        })?;
         return crate::checkpoint::sync_dir(&models);
     }
     let emptied = std::fs::read_dir(&grave).and_then(|entries| {
