@@ -158,6 +158,12 @@ fn is_earlier_output(dest: &Path, marker: &str) -> bool {
     dest.join(marker).is_file() && !dest.join(crate::task::TASK_FILE).exists()
 }
 
+/// Whether the folder `dir` is one a write of this kind may replace: empty, or an
+/// earlier output ([`is_earlier_output`]).
+fn replaceable(dir: &Path, marker: &str) -> std::io::Result<bool> {
+    Ok(std::fs::read_dir(dir)?.next().is_none() || is_earlier_output(dir, marker))
+}
+
 /// Whether [`write_dir_atomic`] may write `dest`: it does not exist, or it is an empty
 /// folder or an earlier output of this kind (holding `marker`). Commands call it before
 /// long work, so that a wrong destination is named before the work, not after it.
@@ -168,8 +174,7 @@ pub fn check_dest(dest: &Path, marker: &str) -> Result<()> {
     if !dest.is_dir() {
         return Err(Error::InvalidArgument(format!("{} is a file: give a new or empty folder to write into", dest.display())));
     }
-    let empty = std::fs::read_dir(dest).map_err(|e| Error::io(dest, e))?.next().is_none();
-    if !empty && !is_earlier_output(dest, marker) {
+    if !replaceable(dest, marker).map_err(|e| Error::io(dest, e))? {
         return Err(Error::InvalidArgument(format!(
             "{} already exists and is not an earlier output of this kind (it holds no {marker}); lmbff replaces only \
              an empty folder or its own earlier output there: choose a new or empty folder",
@@ -243,7 +248,7 @@ fn replace(tmp: &Path, dest: &Path, marker: &str) -> Result<()> {
     // What was at `dest` is checked once it has been moved out, so that nothing placed
     // there since `check_dest` (a task saved into the folder while an export was being
     // written) is removed: anything but an empty folder or an earlier output goes back.
-    let replaceable = |old: &Path| old.is_dir() && (is_earlier_output(old, marker) || std::fs::read_dir(old).is_ok_and(|mut d| d.next().is_none()));
+    let may_take_out = |old: &Path| old.is_dir() && replaceable(old, marker).unwrap_or(false);
     let refused = || {
         Error::InvalidArgument(format!(
             "{} changed while lmbff wrote its output: it now holds something other than an earlier output (no {marker}, or a task); \
@@ -253,7 +258,7 @@ fn replace(tmp: &Path, dest: &Path, marker: &str) -> Result<()> {
     };
     if exchange(tmp, dest).map_err(|e| Error::io(dest, e))? {
         // `tmp` now holds the old folder.
-        if !replaceable(tmp) {
+        if !may_take_out(tmp) {
             // Swapped back: `dest` as it was, our output in `tmp` (removed by the caller).
             exchange(tmp, dest).map_err(|e| Error::io(dest, e))?;
             return Err(refused());
@@ -264,7 +269,7 @@ fn replace(tmp: &Path, dest: &Path, marker: &str) -> Result<()> {
     let name = dest.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
     let old = parent_of(dest).join(format!(".{name}.old-{}", tmp_suffix()));
     std::fs::rename(dest, &old).map_err(|e| Error::io(dest, e))?;
-    if !replaceable(&old) {
+    if !may_take_out(&old) {
         std::fs::rename(&old, dest).map_err(|e| Error::io(dest, e))?;
         return Err(refused());
     }

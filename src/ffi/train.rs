@@ -393,8 +393,8 @@ unsafe fn start(task: *mut lmbff_task, params: *const lmbff_train_params, cb: Ca
             };
             let stop = run_cancel.clone();
             let cancelled = move || stop.load(Ordering::Relaxed);
-            let result = super::catch_quietly(|| crate::task::train_when_free(&snapshot, &p, &mut report, &cancelled));
-            drop(pin);
+            // The pin is dropped when the run ends, inside train_when_free.
+            let result = super::catch_quietly(|| crate::task::train_when_free(&snapshot, &p, pin, &mut report, &cancelled));
             *outcome.lock() = Some(match result {
                 Ok(Ok(v)) => Ok(std::ffi::CString::new(v).unwrap_or_default()),
                 Ok(Err(e)) => Err((super::status_of(&e), e.to_string())),

@@ -413,9 +413,9 @@ pub fn train(task: &Task, p: &RunParams, progress: ProgressFn) -> Result<String>
 
 /// [`train`] for a run that may wait behind another in this process: while it waits
 /// its turn, `cancelled` is asked every 50 ms, and a true answer ends it with
-/// [`Error::Cancelled`] before it ever starts.
-pub fn train_when_free(task: &Task, p: &RunParams, progress: ProgressFn, cancelled: &dyn Fn() -> bool) -> Result<String> {
-    let _pin = pin_warm_start(task, p)?;
+/// [`Error::Cancelled`] before it ever starts. `_pin` is what [`pin_warm_start`] gave
+/// when the run was started (before it was queued), held until the run ends.
+pub fn train_when_free(task: &Task, p: &RunParams, _pin: WarmPin, progress: ProgressFn, cancelled: &dyn Fn() -> bool) -> Result<String> {
     let _one = loop {
         if cancelled() {
             return Err(Error::Cancelled);
