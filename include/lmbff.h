@@ -504,7 +504,9 @@ const char *lmbff_last_error(void);
  `callback`; NULL stops logging whatever `max_level` is (the default: nothing is
  printed anywhere). Process-wide. The callback may call lmbff, this function included:
  a callback set from inside the callback takes over when it returns, and messages of
- lmbff calls made inside the callback are not delivered. Called from another thread,
+ lmbff calls made inside the callback are not delivered, nor are ONNX Runtime's own
+ messages from inside a prediction's graph run (a callback predicting on the same
+ predictor would wait for the session it is called from). Called from another thread,
  it waits for callbacks running elsewhere to return (so the old `user_data` may be
  freed when it returns): a callback must not wait on a thread that calls this.
 
@@ -556,8 +558,12 @@ lmbff_predictor_params lmbff_predictor_default_params(void);
  `params` may be NULL for the defaults. On success *out holds a predictor to free with
  lmbff_predictor_free. Loads ONNX Runtime; never loads libtorch. A directory that does
  not exist (or is a file) is LMBFF_ERR_IO; one without an export manifest, or with a
- file that does not hold (a model.onnx ONNX Runtime cannot load, a missing
- tokenizer), LMBFF_ERR_FORMAT; an empty path, LMBFF_ERR_INVALID_ARGUMENT.
+ file that does not hold (a model.onnx ONNX Runtime cannot load, a missing or
+ unreadable tokenizer, a task or method this library does not serve),
+ LMBFF_ERR_FORMAT; an empty path, LMBFF_ERR_INVALID_ARGUMENT. An export that replaces
+ the folder while it opens (a new version exported into it) is waited out: the folder
+ is read again, so a predictor never mixes two versions' files; replaced 5 times in a
+ row, LMBFF_ERR_CONFLICT.
 
  # Safety
  `export_dir` is a NUL-terminated string; `params` is NULL or points to params from

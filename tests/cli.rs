@@ -250,6 +250,8 @@ fn anchor_templates_on_the_command_line() {
         (&["--method", "sentence-embedding", "--no-anchors", "--anchor-template", "{text} So {mask}."][..], "--no-anchors"),
         (&["--method", "prompt", "--anchor-template", "{text} So {mask}."][..], "--method sentence-embedding"),
         (&["--method", "prompt", "--embedding-max-steps", "5"][..], "--embedding-max-steps is for --method sentence-embedding"),
+        (&["--method", "prompt", "--no-anchors"][..], "--no-anchors is for --method sentence-embedding"),
+        (&["--method", "prompt", "--demo-sets", "4"][..], "--demos"),
         (&["--method", "sentence-embedding", "--anchor-template", "{text_a} ? {mask} , {text_b}"][..], "reads two sentences"),
     ] {
         let o = train(args, &dir.join("refused"));
@@ -309,6 +311,7 @@ fn zero_shot_words_on_the_command_line() {
         (&["--no-anchors"][..], "--no-anchors"),
         (&["--demos"][..], "--demos"),
         (&["--embedding-max-steps", "5"][..], "--embedding-max-steps"),
+        (&["--lr", "1e-3"][..], "takes no --lr, --steps, --batch-size or --eval-every"),
         (&["--template", "*cls**sent_0*?*mask*,*+sentl_1**sep+*"][..], "reads two sentences"),
     ] {
         let o = run(args, &dir.join("refused"));
@@ -361,6 +364,7 @@ fn mistakes_are_named_before_the_work() {
     assert_eq!((eval["method"].as_str(), eval["acc"].as_f64()), (Some("sentence-embedding"), report["dev_acc"].as_f64()), "eval {eval}, train {report}");
     fails_with(lmbff().args(["eval", "--device", "cpu", "--labels", "0=bad,1=good", "--model"]).arg(&trained).arg("--test").arg(&toy), "--labels does not apply");
     fails_with(lmbff().args(["eval", "--device", "cpu", "--template", "{text} So {mask}.", "--model"]).arg(&trained).arg("--test").arg(&toy), "--template does not apply");
+    fails_with(lmbff().args(["eval", "--device", "cpu", "--first-sent-limit", "8", "--model"]).arg(&trained).arg("--test").arg(&toy), "--first-sent-limit does not apply");
     let pairs = dir.join("pairs.tsv");
     std::fs::write(&pairs, "sentence1\tsentence2\tlabel\nfun\tyes\t1\n").unwrap();
     fails_with(lmbff().args(["eval", "--device", "cpu", "--model"]).arg(&trained).arg("--test").arg(&pairs), "reads one sentence");
@@ -394,6 +398,21 @@ fn mistakes_are_named_before_the_work() {
     fails_with(
         lmbff().args(["compare", "--device", "cpu", "--threads", "1", "--seeds", "13,99", "--steps", "100000", "--labels", "0=bad,1=good", "--model"]).arg(&model).arg("--splits").arg(&splits),
         "seed 99's train split is not there",
+    );
+    fails_with(
+        lmbff().args(["compare", "--device", "cpu", "--threads", "1", "--seeds", "13,13", "--steps", "100000", "--labels", "0=bad,1=good", "--model"]).arg(&model).arg("--splits").arg(&splits),
+        "--seeds names 13 twice",
+    );
+    // A later seed's bad row is named before the first seed's grid runs (it was read
+    // only once the earlier seeds had trained).
+    std::fs::create_dir_all(splits.join("16-21")).unwrap();
+    for part in ["train", "dev", "test"] {
+        std::fs::copy(&toy, splits.join("16-21").join(format!("{part}.tsv"))).unwrap();
+    }
+    std::fs::write(splits.join("16-21/dev.tsv"), "sentence\tlabel\nfine\tmaybe\n").unwrap();
+    fails_with(
+        lmbff().args(["compare", "--device", "cpu", "--threads", "1", "--seeds", "13,21", "--steps", "100000", "--labels", "0=bad,1=good", "--model"]).arg(&model).arg("--splits").arg(&splits),
+        "16-21/dev.tsv",
     );
     fails_with(lmbff().args(["adapt", "--device", "cpu", "--steps", "0", "--texts"]).arg(&toy).arg("--model").arg(&model).arg("--out").arg(dir.join("adapted")), "adaptation: steps is 0");
     fails_with(

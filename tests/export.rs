@@ -481,7 +481,9 @@ fn serves_multi_label(out: &Path, names: &[String], ex: &[Example], want: &[Vec<
     for r in &preds {
         assert_eq!(r.labels, lmbff::prompt::applied(&r.probs), "labels at or over the threshold");
     }
-    assert!(p.predict(&[Example { text_b: Some("x".into()), ..Example::single("a", None) }]).is_err(), "pairs are refused");
+    // Pairs are refused, naming the host's input (not an (input, label) pair's index).
+    let mixed = [Example::single("a", None), Example::single("b", None), Example { text_b: Some("x".into()), ..Example::single("c", None) }];
+    assert!(matches!(p.predict(&mixed), Err(Error::Input { index: 2, .. })), "pairs are refused");
     // A threshold that is no probability strictly between 0 and 1 is refused at open.
     let bad = common::tempdir("bad-threshold").join("export");
     std::fs::create_dir_all(&bad).unwrap();
@@ -899,4 +901,87 @@ fn word_anchor_zero_shot_scores_the_closest_tokens_and_exports() {
     let pair = case(&common::fixtures().join("bert"), "*cls**sent_0*?*mask*,*+sentl_1**sep+*", 32);
     let err = train::word_anchor_zero_shot(&pair.model, &pair.tok, &pair.prompt, &[]).unwrap_err().to_string();
     assert!(err.contains("zero-shot-words") && err.contains("reads two sentences"), "{err}");
+}
+
+/// A predictor opened while a new version is exported into its folder (the folder
+/// replaced by a rename) never mixes the two versions' files: its manifest and every
+/// session are one version's. The two versions here differ in their label words'
+/// order, so a manifest of one with the other's graph predicts the classes swapped.
+/// (The predictor read the manifest, the tokenizer and each session's graph by path, one
+/// after the other.)
+#[test]
+fn a_predictor_opened_during_an_export_is_one_version() {
+    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+    let c = case(&common::fixtures().join("bert"), "{text} It was {mask}.", 32);
+    let swapped = {
+        let pairs = vec![("0".to_string(), "great".to_string()), ("1".to_string(), "terrible".to_string())];
+        let v = Verbalizer::new(&c.tok, &pairs).unwrap();
+        Prompt::new(Template::parse("{text} It was {mask}.").unwrap(), v, Truncation { max_len: 32, ..Truncation::default() }).unwrap()
+    };
+    let root = common::tempdir("export-race");
+    let versions = [root.join("a"), root.join("b")];
+    for (dir, p) in versions.iter().zip([&c.prompt, &swapped]) {
+        export(&c.model, &c.tok, p, &Demos::None, Default::default(), dir, &ExportOptions::default()).unwrap();
+    }
+    let ex = texts(4);
+    let reference: Vec<(Vec<String>, Vec<Vec<f32>>)> = versions
+        .iter()
+        .map(|d| {
+            let p = open(d);
+            (p.manifest().label_words.clone(), p.predict(&ex).unwrap().into_iter().map(|p| p.probs).collect())
+        })
+        .collect();
+    assert_ne!(reference[0].1, reference[1].1, "the versions predict apart");
+    let live = root.join("live");
+    let copy_of = |from: &Path| {
+        write_dir_atomic(&live, EXPORT_MANIFEST, |d| {
+            for e in std::fs::read_dir(from).unwrap().map(Result::unwrap) {
+                std::fs::copy(e.path(), d.join(e.file_name())).unwrap();
+            }
+            Ok(())
+        })
+        .unwrap()
+    };
+    copy_of(&versions[0]);
+    let stop = AtomicBool::new(false);
+    let (mut opened, mut replaced) = (0, 0);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for k in 1usize.. {
+                if stop.load(SeqCst) {
+                    break;
+                }
+                copy_of(&versions[k % 2]);
+                std::thread::sleep(std::time::Duration::from_millis((k as u64 * 37) % 90));
+            }
+        });
+        // The swapping thread stops whatever happens here (a failed check would leave it
+        // running, and the scope waiting for it).
+        struct Stop<'a>(&'a AtomicBool);
+        impl Drop for Stop<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, SeqCst);
+            }
+        }
+        let _stop = Stop(&stop);
+        for _ in 0..40 {
+            let p = match Predictor::open(&live, &PredictorOptions { threads: 1, sessions: 2, max_batch: 4, ..Default::default() }) {
+                Ok(p) => p,
+                // Replaced at every try: an error, never a mixed predictor.
+                Err(e) => {
+                    replaced += 1;
+                    println!("open during an export: {e}");
+                    continue;
+                }
+            };
+            opened += 1;
+            let (_, want) = reference.iter().find(|(words, _)| *words == p.manifest().label_words).expect("one of the versions' manifests");
+            // Consecutive calls start at the pool's next session: both sessions answer.
+            for _ in 0..2 {
+                let got: Vec<Vec<f32>> = p.predict(&ex).unwrap().into_iter().map(|p| p.probs).collect();
+                assert!(max_diff(want, &got) < 1e-6, "a session predicts another version than the manifest {:?} says", p.manifest().label_words);
+            }
+        }
+    });
+    assert!(opened > replaced, "{opened} opened, {replaced} refused as replaced");
 }

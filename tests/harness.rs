@@ -240,7 +240,7 @@ fn pair_tasks_read_glue_layouts_and_score_their_metric() {
     // have none, and the harness says so by task.
     let o = harness_on(&data, &dir.join("out-zero-shot-words"), &["--tasks", "RTE", "--seeds", "1", "--methods", "zero-shot-words"]);
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success() && err.contains("zero-shot-words") && err.contains("RTE: ") && err.contains("this template reads two sentences"), "{err}");
+    assert!(!o.status.success() && err.contains("zero-shot-words scores single-label tasks of one sentence; RTE is a sentence-pair task"), "{err}");
 }
 
 /// zero-shot-words: the untrained encoder's word-anchor classifier, no training. Its
@@ -305,6 +305,13 @@ fn auto_templates_and_the_ensemble() {
     let gold: Vec<usize> = harness::task("SST-2").unwrap().read(&data, 1, "test").unwrap().iter().map(|e| e.label.unwrap()).collect();
     let want = 100.0 * lmbff::metrics::accuracy(&lmbff::metrics::mean_rows(&tables), &gold);
     assert!(table.contains(&format!("| ensemble | {want:.1} (0.0) [1] |")), "{table}");
+    // A member's logits gone: the seed leaves the ensemble, said so; the report is written.
+    std::fs::remove_file(harness::logits_path(&out, "SST-2", 1, RunMethod::PromptAuto3)).unwrap();
+    let o = harness_on(&data, &out, &["--tasks", "SST-2", "--seeds", "1", "--methods", "prompt,prompt-auto-1,prompt-auto-2,prompt-auto-3,prompt-auto-4",
+        "--steps", "30", "--lr", "3e-3", "--batch-size", "4", "--eval-every", "15", "--max-len", "24"]);
+    let (table, err) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success() && err.contains("SST-2 seed 1 is left out of the template ensemble"), "{err}");
+    assert!(!table.contains("| ensemble |") && out.join("report.md").is_file(), "{table}");
     // A missing auto-template file is a named error.
     let o = harness_on(&data, &dir.join("out2"), &["--tasks", "SST-2", "--seeds", "2", "--methods", "prompt-auto-1", "--steps", "2"]);
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("16-2.sort.txt"), "{}", String::from_utf8_lossy(&o.stderr));
@@ -389,6 +396,12 @@ fn multi_label_task_from_trec() {
         serde_json::from_str(&std::fs::read_to_string(harness::result_path(&out, "trec-multi", 1, RunMethod::SentenceEmbeddingAnchors)).unwrap()).unwrap();
     assert_eq!(anchored.anchors, m.labels().unwrap().names().to_vec());
     assert!(se.anchors.is_empty(), "{:?}", se.anchors);
+    // --test-limit counts inputs, each of them its six pairs (it cut 2 inputs to 2 pairs).
+    let limited = dir.join("out-limited");
+    let o = harness_on(&data, &limited, &["--tasks", "trec-multi", "--seeds", "1", "--methods", "majority", "--test-limit", "2"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r: harness::RunResult = serde_json::from_str(&std::fs::read_to_string(harness::result_path(&limited, "trec-multi", 1, RunMethod::Majority)).unwrap()).unwrap();
+    assert_eq!(r.n_test, 12);
 }
 
 /// The full-data ceiling: plain fine-tuning on glue_pretrain's train split beside the
@@ -450,6 +463,17 @@ fn inputs_are_checked_and_runs_are_shared() {
     };
     for (list, named) in [(["1,2,2", "SST-2", "plain"], "--seeds names 2 twice"), (["1", "SST-2,SST-2", "plain"], "--tasks names SST-2 twice"), (["1", "mr", "plain,plain"], "--methods names plain twice")] {
         let o = lmbff().args(["harness", "--device", "cpu", "--seeds", list[0], "--tasks", list[1], "--methods", list[2]]).arg("--model").arg(&model).arg("--data").arg(&data).arg("--out").arg(&out).output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && err.contains(named) && !out.exists(), "{err}");
+    }
+    // Settings a run would refuse are refused before the first run (a grid used to stop
+    // at that run on every re-run; in-context with no set ran as zero-shot).
+    for (extra, named) in [
+        (["--methods", "majority,in-context", "--demo-sets", "0"], "in-context reads demonstrations: --demo-sets must be 1 to 64, got 0"),
+        (["--methods", "majority,plain", "--steps", "0"], "plain fine-tunes: --batch-size (8), --steps (0) must be positive"),
+        (["--methods", "full-data", "--full-data-steps", "0"], "full-data fine-tunes: --batch-size (8), --full-data-steps (0) must be positive"),
+    ] {
+        let o = lmbff().args(["harness", "--device", "cpu", "--seeds", "1", "--tasks", "mr"]).args(extra).arg("--model").arg(&model).arg("--data").arg(&data).arg("--out").arg(&out).output().unwrap();
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(!o.status.success() && err.contains(named) && !out.exists(), "{err}");
     }

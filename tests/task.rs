@@ -214,20 +214,31 @@ fn reads_format_1_files_and_refuses_newer_ones() {
 static LOG_SINK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Versions follow the folder last saved to: a save elsewhere that leaves versions
-/// behind says so (a backup copy used to move them silently).
+/// behind says so (a backup copy used to move them silently); one that leaves only
+/// deleted versions' tombstones and half-written versions behind does not.
 #[test]
 fn a_save_that_leaves_versions_behind_says_so() {
     let _one = LOG_SINK.lock().unwrap_or_else(|e| e.into_inner());
-    let root = common::tempdir("task-versions-follow");
-    let mut t = Task::new(spec(&common::fixtures().join("bert"))).unwrap();
-    t.save(&root.join("a")).unwrap();
-    std::fs::create_dir_all(root.join("a/models/v1")).unwrap();
     static WARNED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
-    lmbff::log::set_sink(Some(lmbff::log::Sink { max: lmbff::log::Level::Warn, write: Box::new(|_, m| WARNED.lock().unwrap().push(m.to_string())) }));
-    t.save(&root.join("backup")).unwrap();
-    lmbff::log::set_sink(None);
-    let warned = WARNED.lock().unwrap();
-    assert!(warned.iter().any(|m| m.contains("model versions now follow") && m.contains("backup")), "{warned:?}");
+    let root = common::tempdir("task-versions-follow");
+    let saved_elsewhere_warns = |entries: &[&str], to: &str| {
+        let mut t = Task::new(spec(&common::fixtures().join("bert"))).unwrap();
+        let first = root.join(format!("{to}-first"));
+        t.save(&first).unwrap();
+        for e in entries {
+            std::fs::create_dir_all(first.join("models").join(e)).unwrap();
+        }
+        WARNED.lock().unwrap().clear();
+        lmbff::log::set_sink(Some(lmbff::log::Sink { max: lmbff::log::Level::Warn, write: Box::new(|_, m| WARNED.lock().unwrap().push(m.to_string())) }));
+        t.save(&root.join(to)).unwrap();
+        lmbff::log::set_sink(None);
+        let warned = WARNED.lock().unwrap();
+        warned.iter().any(|m| m.contains("model versions now follow") && m.contains(to))
+    };
+    assert!(saved_elsewhere_warns(&["v1"], "backup"));
+    assert!(saved_elsewhere_warns(&[".v1.deleted", "v2"], "backup-2"));
+    assert!(!saved_elsewhere_warns(&[".v1.deleted", ".v2.tmp-1-0"], "moved"));
+    assert!(!saved_elsewhere_warns(&[], "moved-2"));
 }
 
 /// The task's versions as lmbff_task_versions lists them.
@@ -1426,4 +1437,37 @@ fn saves_and_deletes_touch_only_their_own_folders() {
     std::fs::create_dir_all(&saved).unwrap();
     m.save_pretrained(&saved).unwrap();
     assert_eq!(std::fs::read(saved.join("tokenizer.json")).unwrap(), std::fs::read(model.join("tokenizer.json")).unwrap());
+}
+
+/// A cancel that comes after the last step (while the version is evaluated or saved)
+/// still cancels: the run ends Cancelled and the version it saved is gone, its number
+/// kept by the tombstone, rather than a version the host never learns of.
+#[test]
+fn a_cancel_after_the_last_step_deletes_the_saved_version() {
+    use lmbff::task::{pin_warm_start, train_when_free, versions, RunParams, TrainMethod};
+    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+    common::one_thread();
+    let dir = common::tempdir("cancel-after-save").join("task");
+    let mut t = Task::new(spec(&common::fixtures().join("bert"))).unwrap();
+    for (text, label) in [("the movie was fun", "pos"), ("a great ride", "pos"), ("the movie was boring", "neg"), ("a dull ride", "neg")] {
+        t.add_example(text, None, label).unwrap();
+    }
+    t.save(&dir).unwrap();
+    let p = RunParams { steps: 3, batch_size: 2, lr: 1e-3, device: "cpu".into(), method: TrainMethod::Prompt, ..RunParams::default() };
+    let last_step = AtomicBool::new(false);
+    let mut progress = |s: lmbff::train::Progress| {
+        if s.step == s.total {
+            last_step.store(true, SeqCst);
+        }
+        true
+    };
+    let pin = pin_warm_start(&t, &p).unwrap();
+    let r = train_when_free(&t, &p, pin, &mut progress, &|| last_step.load(SeqCst));
+    assert!(matches!(r, Err(lmbff::Error::Cancelled)), "{r:?}");
+    assert!(last_step.load(SeqCst), "the run reached its last step before the cancel");
+    assert_eq!(versions(&dir).unwrap(), Vec::<String>::new());
+    assert!(dir.join("models/.v1.deleted").exists(), "the number is kept");
+    // Without a cancel the same run saves v2 (v1 stays taken).
+    let pin = pin_warm_start(&t, &p).unwrap();
+    assert_eq!(train_when_free(&t, &p, pin, &mut |_| true, &|| false).unwrap(), "v2");
 }

@@ -79,10 +79,11 @@ pub struct AdaptArgs {
     /// HF model directory to start from.
     #[arg(long)]
     pub model: PathBuf,
-    /// Unlabeled text: .txt (a text per line) or .tsv with a sentence column; repeatable.
+    /// Unlabeled text: .tsv with a header and a sentence column, .csv as LM-BFF's
+    /// `label,sentence`, any other file a text per line; repeatable.
     #[arg(long, required = true, num_args = 1..)]
     pub texts: Vec<PathBuf>,
-    /// Drop every text that also occurs in these files (test sets).
+    /// Drop every text that also occurs in these files (test sets; read as --texts).
     #[arg(long, num_args = 1..)]
     pub exclude: Vec<PathBuf>,
     /// Where to write the adapted HF model directory.
@@ -116,30 +117,36 @@ pub struct AdaptArgs {
     pub task: TaskArgs,
 }
 
-/// Reads texts, drops the excluded ones and exact duplicates.
-pub fn corpus(files: &[PathBuf], exclude: &[PathBuf]) -> Result<Vec<String>> {
+/// Reads texts, drops the excluded ones and exact duplicates: the texts kept, and how
+/// many texts (counting repeats) were dropped for being excluded.
+pub fn corpus(files: &[PathBuf], exclude: &[PathBuf]) -> Result<(Vec<String>, usize)> {
     let mut banned = std::collections::HashSet::new();
     for f in exclude {
         banned.extend(read_texts(f)?.into_iter().map(|t| t.trim().to_lowercase()));
     }
     let mut seen = std::collections::HashSet::new();
-    let mut out = Vec::new();
+    let (mut out, mut excluded) = (Vec::new(), 0);
     for f in files {
         for t in read_texts(f)? {
             let key = t.trim().to_lowercase();
-            if !banned.contains(&key) && seen.insert(key) {
+            if banned.contains(&key) {
+                excluded += 1;
+            } else if seen.insert(key) {
                 out.push(t);
             }
         }
     }
-    Ok(out)
+    Ok((out, excluded))
 }
 
 pub fn adapt(a: AdaptArgs) -> Result<()> {
     check_out(&a.out, "--out", &a.model, crate::checkpoint::ADAPTATION_FILE)?;
     let l = a.task.load(&a.model, a.seed)?;
     l.note_new_head();
-    let texts = corpus(&a.texts, &a.exclude)?;
+    let (texts, excluded) = corpus(&a.texts, &a.exclude)?;
+    if !a.exclude.is_empty() {
+        eprintln!("--exclude: {excluded} texts dropped, found in {} file(s)", a.exclude.len());
+    }
     let params = AdaptParams {
         steps: a.steps,
         batch_size: a.batch_size,
@@ -215,9 +222,9 @@ pub struct FitArgs {
     #[arg(long)]
     pub demos: bool,
     /// Demonstration sets for evaluation and prediction (logits averaged): fixed ones, or
-    /// each input's own with --demo-filter.
-    #[arg(long, default_value_t = 1)]
-    pub demo_sets: usize,
+    /// each input's own with --demo-filter [default: 1].
+    #[arg(long, requires = "demos")]
+    pub demo_sets: Option<usize>,
     /// Similarity-filtered demonstrations (LM-BFF's demo_filter): this sentence encoder
     /// (an HF model directory, such as the default MiniLM) ranks each class's examples by
     /// similarity to the input, and demonstrations come from the most similar half.
@@ -234,7 +241,7 @@ impl FitArgs {
             eval_every: self.eval_every.unwrap_or(100),
             seed: self.seed,
             demonstrations: self.demos,
-            demo_sets: self.demo_sets,
+            demo_sets: self.demo_sets.unwrap_or(1),
             demo_filter: self.demo_filter.clone(),
             ..TrainParams::default()
         }
@@ -314,6 +321,9 @@ pub fn train(a: TrainArgs) -> Result<()> {
     let method = parse_method(&a.method, TRAIN_METHODS)?;
     if !a.anchor_templates.is_empty() {
         return Err(Error::InvalidArgument("--anchor-template is for --method sentence-embedding or zero-shot-words (label anchors)".into()));
+    }
+    if a.no_anchors {
+        return Err(Error::InvalidArgument("--no-anchors is for --method sentence-embedding (its label anchors)".into()));
     }
     if a.embedding_max_steps.is_some() {
         return Err(Error::InvalidArgument("--embedding-max-steps is for --method sentence-embedding (its contrastive steps)".into()));
@@ -434,6 +444,8 @@ fn train_zero_shot_words(a: TrainArgs) -> Result<()> {
         Some("--no-anchors: its classifier is the label words read in their anchor texts")
     } else if a.embedding_max_steps.is_some() {
         Some("--embedding-max-steps: it has no contrastive steps")
+    } else if a.fit.lr.is_some() || a.fit.steps.is_some() || a.fit.batch_size.is_some() || a.fit.eval_every.is_some() {
+        Some("--lr, --steps, --batch-size or --eval-every: it trains nothing")
     } else if a.calibrate && a.dev.is_none() {
         Some("--calibrate without --dev: the temperature is fitted on dev")
     } else {
@@ -547,7 +559,13 @@ pub fn eval(a: EvalArgs) -> Result<()> {
                 a.model.display()
             )));
         }
-        let given = [("--labels", a.task.labels.is_some()), ("--template", a.task.template.is_some()), ("--max-len", a.task.max_len.is_some())];
+        let given = [
+            ("--labels", a.task.labels.is_some()),
+            ("--template", a.task.template.is_some()),
+            ("--max-len", a.task.max_len.is_some()),
+            ("--first-sent-limit", a.task.first_sent_limit.is_some()),
+            ("--other-sent-limit", a.task.other_sent_limit.is_some()),
+        ];
         if let Some((flag, _)) = given.iter().find(|(_, set)| *set).filter(|_| m.classifier.is_some()) {
             return Err(Error::InvalidArgument(format!(
                 "{} is a sentence-embedding model, scored by its classifier with the classes ({:?}), template and length it \
@@ -629,6 +647,11 @@ pub fn compare(a: CompareArgs) -> Result<()> {
             a.lrs, a.steps, a.batch_size, a.eval_every
         )));
     }
+    // A seed twice would be run and counted twice in the mean.
+    super::harness::once("--seeds", &a.seeds.iter().map(u64::to_string).collect::<Vec<_>>())?;
+    if let Some(r) = a.report.as_ref().filter(|r| r.is_dir()) {
+        return Err(Error::InvalidArgument(format!("--report {} is a folder: give the JSON file to write", r.display())));
+    }
     for seed in &a.seeds {
         for part in ["train", "dev", "test"] {
             let f = a.splits.join(format!("16-{seed}")).join(format!("{part}.tsv"));
@@ -637,23 +660,27 @@ pub fn compare(a: CompareArgs) -> Result<()> {
             }
         }
     }
-    if let Some(r) = a.report.as_ref().filter(|r| r.is_dir()) {
-        return Err(Error::InvalidArgument(format!("--report {} is a folder: give the JSON file to write", r.display())));
-    }
+    let Some(&first) = a.seeds.first() else { return Err(Error::InvalidArgument("--seeds names no seed".into())) };
+    // Every seed's splits are read (and their labels checked) before the first run.
+    let labels = {
+        let l = a.task.load(&a.model, first)?;
+        labels_of(&l)
+    };
+    let splits = a
+        .seeds
+        .iter()
+        .map(|seed| {
+            let dir = a.splits.join(format!("16-{seed}"));
+            Ok((read_examples(&dir.join("train.tsv"), &labels)?, read_examples(&dir.join("dev.tsv"), &labels)?, read_examples(&dir.join("test.tsv"), &labels)?))
+        })
+        .collect::<Result<Vec<_>>>()?;
     let mut rows = Vec::new();
     let mut all = Vec::new();
-    for &seed in &a.seeds {
-        let dir = a.splits.join(format!("16-{seed}"));
+    for (&seed, (tr, dev, test)) in a.seeds.iter().zip(&splits) {
         // Zero-shot (no training) with the prompt, for reference.
         let l = a.task.load(&a.model, seed)?;
         l.note_new_head();
-        let labels = labels_of(&l);
-        let (tr, dev, test) = (
-            read_examples(&dir.join("train.tsv"), &labels)?,
-            read_examples(&dir.join("dev.tsv"), &labels)?,
-            read_examples(&dir.join("test.tsv"), &labels)?,
-        );
-        let zs = evaluate(&l, &Head::for_prompt(&l.model, &l.prompt)?, Method::Prompt, &test, &Demos::None)?;
+        let zs = evaluate(&l, &Head::for_prompt(&l.model, &l.prompt)?, Method::Prompt, test, &Demos::None)?;
         rows.push(("zero-shot".to_string(), seed, "-".to_string(), f64::NAN, zs));
         drop(l);
         for &method in &methods {
@@ -667,9 +694,9 @@ pub fn compare(a: CompareArgs) -> Result<()> {
                     let l = a.task.load(model, seed)?;
                     let p = TrainParams { steps, batch_size: a.batch_size, lr, eval_every: a.eval_every, seed, ..TrainParams::default() };
                     let mut bar = Bar::new(&format!("{} s{seed}", method.name()));
-                    let (rep, head) = train::finetune(&l.model, &l.tok, &l.prompt, method, &tr, &dev, &p, &mut |p| bar.update(p))?;
+                    let (rep, head) = train::finetune(&l.model, &l.tok, &l.prompt, method, tr, dev, &p, &mut |p| bar.update(p))?;
                     bar.finish();
-                    let acc = evaluate(&l, &head, method, &test, &rep.demos)?;
+                    let acc = evaluate(&l, &head, method, test, &rep.demos)?;
                     let cell = format!("lr {lr:e}, {steps} steps (best at {})", rep.best_step);
                     eprintln!("{} seed {seed} {cell}: dev {:.3} test {:.3} ({:.2} steps/s)", method.name(), rep.best_dev_acc, acc, rep.steps_per_sec);
                     all.push(json!({"seed": seed, "report": rep, "test_acc": acc}));

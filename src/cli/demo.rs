@@ -165,7 +165,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
     eprintln!("{} labelled ({} train + {} dev), {} held out, {} unlabeled", tr.len() + dev.len(), tr.len(), dev.len(), test.len(), pool.len());
 
     // 1. Adaptation on the host's own text: the pool and the labelled texts (not the held-out set).
-    let texts = corpus(&[a.data.join("unlabeled.txt"), a.data.join("train.tsv"), a.data.join("dev.tsv")], &[a.data.join("test.tsv")])?;
+    let (texts, _) = corpus(&[a.data.join("unlabeled.txt"), a.data.join("train.tsv"), a.data.join("dev.tsv")], &[a.data.join("test.tsv")])?;
     let prompt_model = if a.adapt_steps > 0 { adapted_model(&a, &base, &texts)? } else { base.clone() };
 
     // 2. Fine-tuning, both methods with the same grid and budget.

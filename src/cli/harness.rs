@@ -100,6 +100,26 @@ pub fn run(a: HarnessArgs) -> Result<()> {
     if !(a.lr > 0.0 && a.lr.is_finite()) {
         return Err(Error::InvalidArgument(format!("--lr must be a positive number, got {}", a.lr)));
     }
+    // What a run would refuse, refused before the first run: a grid stopped at its first
+    // such run stops there again on every re-run.
+    if let Some(m) = methods.iter().find(|m| m.fine_tunes()) {
+        let few_shot = methods.iter().any(|m| m.fine_tunes() && *m != RunMethod::FullData);
+        let full = methods.contains(&RunMethod::FullData);
+        if a.batch_size == 0 || (few_shot && a.steps == 0) || (full && a.full_data_steps == 0) {
+            return Err(Error::InvalidArgument(format!(
+                "{} fine-tunes: --batch-size ({}){}{} must be positive",
+                m.name(),
+                a.batch_size,
+                if few_shot { format!(", --steps ({})", a.steps) } else { String::new() },
+                if full { format!(", --full-data-steps ({})", a.full_data_steps) } else { String::new() }
+            )));
+        }
+    }
+    if let Some(m) = methods.iter().find(|m| m.demonstrations()) {
+        if a.demo_sets == 0 || a.demo_sets > crate::train::MAX_DEMO_SETS {
+            return Err(Error::InvalidArgument(format!("{} reads demonstrations: --demo-sets must be 1 to {}, got {}", m.name(), crate::train::MAX_DEMO_SETS, a.demo_sets)));
+        }
+    }
     if a.test_limit == Some(0) {
         return Err(Error::InvalidArgument("--test-limit 0 scores nothing: give at least 1, or leave it out for the whole test set".into()));
     }
@@ -229,7 +249,7 @@ pub fn run(a: HarnessArgs) -> Result<()> {
 }
 
 /// Refuses a list naming one item twice, naming it.
-fn once(flag: &str, items: &[String]) -> Result<()> {
+pub(super) fn once(flag: &str, items: &[String]) -> Result<()> {
     for (i, item) in items.iter().enumerate() {
         if items[..i].contains(item) {
             return Err(Error::InvalidArgument(format!("{flag} names {item} twice")));

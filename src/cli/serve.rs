@@ -274,6 +274,7 @@ pub fn predict_cmd(a: PredictArgs) -> Result<()> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let (mut done, mut read, mut correct, mut scored) = (0usize, 0usize, 0usize, 0usize);
+    let mut scores: Vec<(f64, f64)> = Vec::new();
     loop {
         let chunk = inputs.next_chunk(&a.input, p.reads_pairs(), &mut read)?;
         if chunk.is_empty() {
@@ -297,9 +298,15 @@ pub fn predict_cmd(a: PredictArgs) -> Result<()> {
                 line = crate::serve::label_studio_json(std::slice::from_ref(pr), &labels, &ls[0], &ls[1], version)?[0].clone();
             }
             writeln!(out, "{line}").map_err(|e| Error::io("stdout", e))?;
-            if let Some(g) = gold.as_ref() {
-                scored += usize::from(!classifier || known(&g[i]));
+            if let Some(g) = gold.as_ref().filter(|_| classifier) {
+                scored += usize::from(known(&g[i]));
                 correct += usize::from(g[i] == labels[pr.label]);
+            }
+            if let (Some(g), Some(s)) = (gold.as_ref(), pr.score) {
+                // A regression's gold column is its score (STS-B's `score`).
+                if let Ok(v) = g[i].trim().parse::<f64>() {
+                    scores.push((s as f64, v));
+                }
             }
         }
         // Each chunk's answers leave at once (a host on the other end of a pipe waits for them).
@@ -313,6 +320,15 @@ pub fn predict_cmd(a: PredictArgs) -> Result<()> {
     }
     if gold.is_some() && scored > 0 {
         eprintln!("accuracy {:.4} ({correct}/{scored})", correct as f64 / scored as f64);
+    }
+    if let Some(g) = gold.as_ref().filter(|g| !classifier && !g.is_empty()) {
+        if !scores.is_empty() {
+            let (x, y): (Vec<f64>, Vec<f64>) = scores.iter().copied().unzip();
+            eprintln!("Pearson {:.4} (the score against the gold column, {} of {} rows numeric)", crate::metrics::pearson(&x, &y), scores.len(), g.len());
+        } else {
+            // A multi-label row's gold is a label set: no single label to compare.
+            eprintln!("not scored: a {} export's predictions are not compared with the label column", if p.is_multi_label() { "multi-label" } else { "regression" });
+        }
     }
     Ok(())
 }

@@ -105,20 +105,78 @@ pub fn read_examples(path: &Path, labels: &[String]) -> Result<Vec<Example>> {
     to_examples(&read_tsv(path)?, labels, path)
 }
 
-/// Reads non-empty lines of a text file (unlabeled pool). A `.tsv` file with a header
-/// contributes its sentence column(s) instead.
+/// Reads the texts of a file (an unlabeled pool, or texts to exclude from one), by its
+/// extension in any case: a `.tsv` file with a header contributes its sentence column(s);
+/// a `.csv` file is LM-BFF's single-sentence layout (`label,sentence`, no header) and
+/// contributes its sentences; any other file its non-empty lines, a text per line (a
+/// byte-order mark at the start is not text).
 pub fn read_texts(path: &Path) -> Result<Vec<String>> {
-    if path.extension().is_some_and(|e| e == "tsv") {
-        let (rows, _) = read_tsv_inputs(path)?;
-        return Ok(rows.into_iter().flat_map(|r| std::iter::once(r.text_a).chain(r.text_b)).collect());
+    let ext = path.extension().map(|e| e.to_string_lossy().to_ascii_lowercase());
+    match ext.as_deref() {
+        Some("tsv") => {
+            let (rows, _) = read_tsv_inputs(path)?;
+            Ok(rows.into_iter().flat_map(|r| std::iter::once(r.text_a).chain(r.text_b)).collect())
+        }
+        Some("csv") => read_csv_sentences(path),
+        _ => {
+            let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+            let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+            Ok(text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string).collect())
+        }
     }
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    Ok(text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string).collect())
+}
+
+/// The sentences of a `label,sentence` CSV file without a header (LM-BFF's sst-5, mr,
+/// cr, mpqa, subj and trec splits); a row of another shape is named.
+#[cfg(feature = "train")]
+fn read_csv_sentences(path: &Path) -> Result<Vec<String>> {
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut reader = csv::ReaderBuilder::new().has_headers(false).from_reader(file);
+    let mut out = Vec::new();
+    for (i, record) in reader.records().enumerate() {
+        let data = |line: usize, message: String| Error::Data { path: path.to_path_buf(), line, message };
+        let record = record.map_err(|e| data(e.position().map_or(i + 1, |p| p.line() as usize), e.to_string()))?;
+        let line = record.position().map_or(i + 1, |p| p.line() as usize);
+        match (record.len(), record.get(1)) {
+            (2, Some(text)) => out.push(text.trim().to_string()),
+            (n, _) => return Err(data(line, format!("expected `label,sentence` (LM-BFF's CSV layout), found {n} field(s)"))),
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(not(feature = "train"))]
+fn read_csv_sentences(path: &Path) -> Result<Vec<String>> {
+    Err(Error::InvalidArgument(format!("{}: reading CSV files needs a training build of lmbff", path.display())))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Texts to exclude are read by the file's layout: LM-BFF's `label,sentence` CSV test
+    /// sets gave `0,"simplistic ."` as the text, which matched nothing, silently.
+    #[cfg(feature = "train")]
+    #[test]
+    fn texts_are_read_by_layout() {
+        let dir = std::env::temp_dir().join(format!("lmbff-texts-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let write = |name: &str, text: &str| {
+            let p = dir.join(name);
+            std::fs::write(&p, text).unwrap();
+            p
+        };
+        let csv = write("test.CSV", "0,\"simplistic , silly and tedious .\"\r\n1,fun\n");
+        assert_eq!(read_texts(&csv).unwrap(), ["simplistic , silly and tedious .", "fun"]);
+        let tsv = write("t.tsv", "sentence\tlabel\nfun\t1\n");
+        assert_eq!(read_texts(&tsv).unwrap(), ["fun"]);
+        let txt = write("pool.txt", "\u{feff}first line\n\n second \n");
+        assert_eq!(read_texts(&txt).unwrap(), ["first line", "second"]);
+        let bad = write("bad.csv", "0,a,b\n");
+        let e = read_texts(&bad).unwrap_err().to_string();
+        assert!(e.contains("line 1") && e.contains("expected `label,sentence`"), "{e}");
+        std::fs::remove_dir_all(&dir).ok();
+    }
 
     fn read(name: &str, text: &str) -> Result<Vec<Row>> {
         let dir = std::env::temp_dir().join(format!("lmbff-data-{}-{name}", std::process::id()));

@@ -4,7 +4,7 @@ use std::ffi::{c_char, CString};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::{check_struct_size, guard, lmbff_status, str_arg, write_c_string};
+use super::{guard, lmbff_status, str_arg, write_c_string};
 use crate::prompt::Example;
 use crate::serve::{Prediction, Predictor, PredictorOptions};
 use crate::{Error, Result};
@@ -76,8 +76,12 @@ pub extern "C" fn lmbff_predictor_default_params() -> lmbff_predictor_params {
 /// `params` may be NULL for the defaults. On success *out holds a predictor to free with
 /// lmbff_predictor_free. Loads ONNX Runtime; never loads libtorch. A directory that does
 /// not exist (or is a file) is LMBFF_ERR_IO; one without an export manifest, or with a
-/// file that does not hold (a model.onnx ONNX Runtime cannot load, a missing
-/// tokenizer), LMBFF_ERR_FORMAT; an empty path, LMBFF_ERR_INVALID_ARGUMENT.
+/// file that does not hold (a model.onnx ONNX Runtime cannot load, a missing or
+/// unreadable tokenizer, a task or method this library does not serve),
+/// LMBFF_ERR_FORMAT; an empty path, LMBFF_ERR_INVALID_ARGUMENT. An export that replaces
+/// the folder while it opens (a new version exported into it) is waited out: the folder
+/// is read again, so a predictor never mixes two versions' files; replaced 5 times in a
+/// row, LMBFF_ERR_CONFLICT.
 ///
 /// # Safety
 /// `export_dir` is a NUL-terminated string; `params` is NULL or points to params from
@@ -96,8 +100,8 @@ pub unsafe extern "C" fn lmbff_predictor_open(
         let dir = PathBuf::from(str_arg(export_dir, "export_dir")?);
         let mut opts = PredictorOptions::default();
         if !params.is_null() {
-            let p = &*params;
-            check_struct_size::<lmbff_predictor_params>(p.struct_size, "lmbff_predictor_default_params")?;
+            // Read as its struct_size says (no field past it), as the other params are.
+            let p = super::read_params(params, lmbff_predictor_default_params(), &[], &[], "lmbff_predictor_default_params")?;
             opts.threads = p.threads as usize;
             opts.sessions = p.sessions as usize;
             opts.max_batch = p.max_batch as usize;

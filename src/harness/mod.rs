@@ -116,6 +116,18 @@ impl RunMethod {
         }
     }
 
+    /// Whether the method reads demonstrations (`--demo-sets` of them at test time).
+    pub fn demonstrations(self) -> bool {
+        matches!(self, RunMethod::PromptDemos | RunMethod::PromptDemosFilter | RunMethod::InContext)
+    }
+
+    /// Whether the method fine-tunes the model (`--steps`, `--batch-size`, `--eval-every`;
+    /// full-data's steps are `--full-data-steps`).
+    pub fn fine_tunes(self) -> bool {
+        matches!(self, RunMethod::Plain | RunMethod::Prompt | RunMethod::PromptDemos | RunMethod::PromptDemosFilter | RunMethod::FullData)
+            || self.auto_template().is_some()
+    }
+
     /// Which auto template (1-based line of the sorted file) the method trains with.
     pub fn auto_template(self) -> Option<usize> {
         match self {
@@ -558,6 +570,14 @@ pub fn check_data(root: &Path, tasks: &[&TaskSpec], seeds: &[u64], methods: &[Ru
             }
             prints.push((name, format!("{h:016x}")));
             for m in methods {
+                // As `run_one` refuses it, before the first run instead of at this one.
+                if *m == RunMethod::ZeroShotWords && (spec.multi_label.is_some() || Template::parse(spec.template)?.num_sentences() != 1) {
+                    return Err(Error::InvalidArgument(format!(
+                        "zero-shot-words scores single-label tasks of one sentence; {} is {}",
+                        spec.name,
+                        if spec.multi_label.is_some() { "multi-label" } else { "a sentence-pair task" }
+                    )));
+                }
                 if let Some(n) = m.auto_template() {
                     auto_template(root, spec.name, seed, n)?;
                 }
@@ -786,6 +806,12 @@ pub fn stored(
     if (r.task.as_str(), r.seed, r.method) != (task, seed, method) {
         return wrong(format!("holds the result of {} seed {} {}, not of {task} seed {seed} {}", r.task, r.seed, r.method.name(), method.name()));
     }
+    // A result scored by another metric than the task's now (an older version's) would be
+    // averaged with this version's as if they were one measure.
+    let metric = self::task(task)?.metric.name();
+    if r.metric != metric {
+        return wrong(format!("was scored by {} where {task} is now scored by {metric}", r.metric));
+    }
     if let Some(fields) = settings_differ(&r.settings, settings) {
         return Err(Error::InvalidArgument(format!(
             "{} was made with other settings ({fields}); use another --out folder to compare settings",
@@ -839,7 +865,7 @@ pub fn run_one(
         full_data = Some(FullData { train: train_ex.len(), dev: dev_ex.len(), dropped: n - train_ex.len() - dev_ex.len() });
     }
     if let Some(n) = s.test_limit {
-        test_ex.truncate(n);
+        test_ex.truncate(n.saturating_mul(test_rows_per_input(spec)?));
     }
     let gold: Vec<usize> = test_ex
         .iter()
@@ -879,7 +905,7 @@ pub fn run_one(
             (None, None)
         }
         _ => {
-            let demos = matches!(method, RunMethod::PromptDemos | RunMethod::PromptDemosFilter | RunMethod::InContext);
+            let demos = method.demonstrations();
             let embedding = matches!(
                 method,
                 RunMethod::SentenceEmbedding | RunMethod::SentenceEmbeddingAnchors | RunMethod::SentenceEmbeddingAnchorsAuto | RunMethod::SentenceEmbeddingWords | RunMethod::ZeroShotWords
@@ -1127,6 +1153,15 @@ pub fn auto_template(root: &Path, task: &str, seed: u64, n: usize) -> Result<Str
 /// The template ensemble per task: for each seed where `prompt` and every auto-template
 /// run are stored, the test metric of their averaged label logits, as mean (std) over
 /// those seeds. Empty when no seed has them all.
+/// How many test examples one test input gives: a multi-label task's input is one
+/// (input, label) pair per label (`--test-limit` counts inputs).
+fn test_rows_per_input(spec: &TaskSpec) -> Result<usize> {
+    Ok(match &spec.multi_label {
+        Some(ms) => ms.labels()?.names().len(),
+        None => 1,
+    })
+}
+
 pub fn ensemble_report(out: &Path, data: &Path, tasks: &[&TaskSpec], seeds: &[u64], settings: &Settings) -> Result<String> {
     let mut cells = Vec::new();
     for t in tasks {
@@ -1138,7 +1173,16 @@ pub fn ensemble_report(out: &Path, data: &Path, tasks: &[&TaskSpec], seeds: &[u6
                     break;
                 }
                 let path = logits_path(out, t.name, seed, m);
-                let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+                // A result without its logits (made before they were stored, or its file
+                // removed) leaves the seed out of the ensemble, said so, not the report.
+                let text = match std::fs::read_to_string(&path) {
+                    Ok(text) => text,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        eprintln!("note: {} is missing: {} seed {seed} is left out of the template ensemble", path.display(), t.name);
+                        break;
+                    }
+                    Err(e) => return Err(Error::io(&path, e)),
+                };
                 let l: Logits = serde_json::from_str(&text).map_err(|source| Error::Json { path, what: "stored logits", source })?;
                 tables.push(l.test);
             }
@@ -1147,7 +1191,7 @@ pub fn ensemble_report(out: &Path, data: &Path, tasks: &[&TaskSpec], seeds: &[u6
             }
             let (mut test, _) = t.read_test(data, seed, &[&t.read(data, seed, "train")?, &t.read(data, seed, "dev")?])?;
             if let Some(n) = settings.test_limit {
-                test.truncate(n);
+                test.truncate(n.saturating_mul(test_rows_per_input(t)?));
             }
             let gold = gold_labels(&test);
             let scores = match t.regression {

@@ -12,6 +12,11 @@ use rand_chacha::ChaCha8Rng;
 use super::Example;
 use crate::{Error, Result};
 
+/// Most demonstration sets averaged at evaluation and prediction (LM-BFF averages 16;
+/// each set is one more forward pass per input); a predictor refuses an export asking
+/// for more.
+pub const MAX_DEMO_SETS: usize = 64;
+
 /// The labelled examples demonstrations are drawn from, indexed by class.
 #[derive(Debug, Clone)]
 pub struct DemoPool {

@@ -6,7 +6,7 @@ mod multilabel;
 mod template;
 mod verbalizer;
 
-pub use demos::DemoPool;
+pub use demos::{DemoPool, MAX_DEMO_SETS};
 pub use multilabel::{applied, MultiLabel, MULTI_LABEL_THRESHOLD, YES};
 pub use template::{Case, Part, Template};
 pub use verbalizer::Verbalizer;

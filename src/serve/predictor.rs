@@ -9,7 +9,6 @@
 //! encoder has as many sessions of its own.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session;
@@ -100,6 +99,10 @@ impl Prediction {
     }
 }
 
+/// Opens of an export folder replaced while they read it, before the last one, which
+/// reads by path ([`Predictor::open`]).
+const OPEN_TRIES: usize = 5;
+
 pub struct Predictor {
     dir: PathBuf,
     manifest: ExportManifest,
@@ -112,29 +115,84 @@ pub struct Predictor {
     multi: Option<MultiLabel>,
 }
 
-/// Sessions of one graph, each behind a lock (`Session::run` needs `&mut`): a call takes
-/// a free one, trying each from a rotating start, or waits for its start's.
-struct SessionPool {
-    sessions: Vec<Mutex<Session>>,
-    next: AtomicUsize,
+/// Items used by one call at a time (sessions of one graph: `Session::run` needs
+/// `&mut`): a call takes a free one, or waits until any is given back (not a particular
+/// one, which a long batch may hold while another is free).
+struct Pool<T> {
+    items: Vec<Mutex<T>>,
+    free: Mutex<Vec<usize>>,
+    given_back: parking_lot::Condvar,
+}
+
+type SessionPool = Pool<Session>;
+
+/// An item taken from its pool, given back when dropped.
+struct Taken<'a, T> {
+    pool: &'a Pool<T>,
+    index: usize,
+    // Taken from the free list, so never contended: the lock is for `&mut` access.
+    item: Option<parking_lot::MutexGuard<'a, T>>,
+}
+
+impl<T> std::ops::Deref for Taken<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        self.item.as_ref().expect("held until dropped")
+    }
+}
+
+impl<T> std::ops::DerefMut for Taken<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        self.item.as_mut().expect("held until dropped")
+    }
+}
+
+thread_local! {
+    /// Items of any pool this thread holds (sessions it runs a graph on).
+    static HOLDING: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Whether this thread holds a session: ONNX Runtime's messages from inside a run are
+/// not handed to the host's log callback then, since a callback that predicts on the
+/// same predictor would wait for the session it is called from (its errors come back as
+/// the call's error all the same).
+pub(crate) fn holding_a_session() -> bool {
+    HOLDING.with(|h| h.get() > 0)
+}
+
+impl<T> Drop for Taken<'_, T> {
+    fn drop(&mut self) {
+        HOLDING.with(|h| h.set(h.get() - 1));
+        self.item = None;
+        self.pool.free.lock().push(self.index);
+        self.pool.given_back.notify_one();
+    }
+}
+
+impl<T> Pool<T> {
+    fn new(items: Vec<T>) -> Self {
+        let free = Mutex::new((0..items.len()).rev().collect());
+        Pool { items: items.into_iter().map(Mutex::new).collect(), free, given_back: parking_lot::Condvar::new() }
+    }
+
+    fn take(&self) -> Taken<'_, T> {
+        let mut free = self.free.lock();
+        let index = loop {
+            match free.pop() {
+                Some(i) => break i,
+                None => self.given_back.wait(&mut free),
+            }
+        };
+        drop(free);
+        HOLDING.with(|h| h.set(h.get() + 1));
+        Taken { pool: self, index, item: Some(self.items[index].lock()) }
+    }
 }
 
 impl SessionPool {
     /// `count` (at least 1) sessions over `dir/file`.
     fn open(env: &ort::environment::Environment, dir: &Path, file: &str, what: &'static str, threads: usize, count: usize) -> Result<Self> {
-        let sessions = (0..count.max(1)).map(|_| new_session(env, dir, file, what, threads).map(Mutex::new)).collect::<Result<Vec<_>>>()?;
-        Ok(SessionPool { sessions, next: AtomicUsize::new(0) })
-    }
-
-    fn take(&self) -> parking_lot::MutexGuard<'_, Session> {
-        let n = self.sessions.len();
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
-        for k in 0..n {
-            if let Some(g) = self.sessions[(start + k) % n].try_lock() {
-                return g;
-            }
-        }
-        self.sessions[start % n].lock()
+        Ok(Pool::new((0..count.max(1)).map(|_| new_session(env, dir, file, what, threads)).collect::<Result<Vec<_>>>()?))
     }
 }
 
@@ -152,8 +210,8 @@ struct Filter {
 
 impl Filter {
     fn open(dir: &Path, f: &DemoFilter, sentences: usize, num_labels: usize, env: &ort::environment::Environment, threads: usize, sessions: usize, max_batch: usize) -> Result<Self> {
-        if f.sets == 0 || f.pool.is_empty() || f.max_len < 4 {
-            return Err(mismatch(dir, &format!("the demonstration filter needs at least one set, a pool and max_len >= 4 (sets {}, {} pool examples, max_len {})", f.sets, f.pool.len(), f.max_len)));
+        if f.sets == 0 || f.sets > crate::prompt::MAX_DEMO_SETS || f.pool.is_empty() || f.max_len < 4 {
+            return Err(mismatch(dir, &format!("the demonstration filter needs 1 to {} sets, a pool and max_len >= 4 (sets {}, {} pool examples, max_len {})", crate::prompt::MAX_DEMO_SETS, f.sets, f.pool.len(), f.max_len)));
         }
         let tok = open_tokenizer(dir, &f.tokenizer, "the demonstration encoder's tokenizer")?;
         let sessions = SessionPool::open(env, dir, &f.file, "demonstration encoder", threads, sessions)?;
@@ -200,8 +258,9 @@ fn open_tokenizer(dir: &Path, spec: &TokenizerSpec, what: &str) -> Result<Tokeni
     if !path.is_file() {
         return Err(Error::MissingFile { dir: dir.to_path_buf(), what: "export's tokenizer", looked_for: spec.file.clone() });
     }
+    // A file the tokenizers library cannot read is a file that does not hold.
     let tok = Tokenizer::from_bytes(&read(&path)?).map_err(|e| match e {
-        Error::Tokenizer(m) => Error::Tokenizer(format!("{}: {m}", path.display())),
+        Error::Tokenizer(m) => Error::Format { path: path.clone(), message: format!("not a tokenizer the tokenizers library reads: {m}") },
         other => other,
     })?;
     let got = TokenizerSpec::of(&tok, &spec.file);
@@ -248,8 +307,39 @@ fn runtime_err(what: &str) -> impl Fn(ort::Error) -> Error + '_ {
 
 impl Predictor {
     /// Opens an export directory: checks the manifest against the tokenizer and the
-    /// graph's inputs and outputs, and starts the session pool.
+    /// graph's inputs and outputs, and starts the session pool. Its files are read one by
+    /// one; an export that replaces the folder meanwhile (a new version exported into it,
+    /// by a rename) must not give one file of each version. On Linux every file is read
+    /// through one handle on the folder as it was when the open began, whatever replaces
+    /// it at its path; a file removed under the handle (the replaced folder deleted)
+    /// opens the new folder again, up to [`OPEN_TRIES`] times.
     pub fn open(dir: &Path, opts: &PredictorOptions) -> Result<Self> {
+        #[cfg(target_os = "linux")]
+        for _ in 0..OPEN_TRIES {
+            use std::os::fd::AsRawFd;
+            let Ok(handle) = std::fs::File::open(dir) else { break };
+            let via = PathBuf::from(format!("/proc/self/fd/{}", handle.as_raw_fd()));
+            if !handle.metadata().is_ok_and(|m| m.is_dir()) || !via.is_dir() {
+                break;
+            }
+            let opened = Self::open_once(&via, dir, opts).map_err(|e| e.in_dir(&via, dir));
+            // Replaced meanwhile: the path is another folder than the handle's now.
+            let replaced = || {
+                use std::os::unix::fs::MetadataExt;
+                let id = |m: std::fs::Metadata| (m.dev(), m.ino());
+                handle.metadata().map(id).ok() != std::fs::metadata(dir).map(id).ok()
+            };
+            match opened {
+                Ok(p) => return Ok(p),
+                Err(_) if replaced() => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Self::open_once(dir, dir, opts)
+    }
+
+    /// [`open`](Self::open) reading the files in `dir`, a folder the host named `shown`.
+    fn open_once(dir: &Path, shown: &Path, opts: &PredictorOptions) -> Result<Self> {
         crate::checkpoint::require_dir(dir, "export directory")?;
         if opts.sessions == 0 || opts.max_batch == 0 {
             return Err(Error::InvalidArgument("sessions and max_batch must be at least 1".into()));
@@ -285,13 +375,10 @@ impl Predictor {
             && (manifest.task == "classification" || manifest.multi_label_heads())
             && manifest.demonstrations.is_none();
         if !known_task || !(manifest.method == METHOD_PROMPT || embedding) {
-            return Err(Error::InvalidArgument(format!(
-                "{}: task {:?} with method {:?} is not served by this lmbff ({})",
-                dir.display(),
-                manifest.task,
-                manifest.method,
-                crate::VERSION
-            )));
+            return Err(Error::Format {
+                path: dir.join(crate::export::EXPORT_MANIFEST),
+                message: format!("task {:?} with method {:?} is not served by this lmbff ({})", manifest.task, manifest.method, crate::VERSION),
+            });
         }
         let tok = open_tokenizer(dir, &manifest.tokenizer, "the tokenizer")?;
         let pairs: Vec<(String, String)> = manifest.labels.iter().cloned().zip(manifest.label_words.iter().cloned()).collect();
@@ -368,14 +455,14 @@ impl Predictor {
         crate::log::log(crate::log::Level::Info, || {
             format!(
                 "predictor opened {}: model {} ({}), {} labels, {} session(s) x {threads} thread(s)",
-                dir.display(),
+                shown.display(),
                 manifest.model.version,
                 manifest.model.weights_name(),
                 manifest.labels.len(),
                 opts.sessions
             )
         });
-        Ok(Predictor { dir: dir.to_path_buf(), manifest, tok, prompt, sessions, max_batch: opts.max_batch, token_types, filter, multi })
+        Ok(Predictor { dir: shown.to_path_buf(), manifest, tok, prompt, sessions, max_batch: opts.max_batch, token_types, filter, multi })
     }
 
     pub fn manifest(&self) -> &ExportManifest {
@@ -479,8 +566,23 @@ impl Predictor {
                 self.predict_classes(inputs)
             }
             (Some(m), Some(spec)) => {
-                let rows: Vec<Vec<f32>> = self.predict_classes(&m.expand(inputs, None)?)?.into_iter().map(|p| p.probs).collect();
-                Ok(m.gather(&rows)?.into_iter().map(|p| Prediction::multi_label(p, spec.threshold)).collect())
+                if let Some(i) = inputs.iter().position(|e| e.text_b.is_some()) {
+                    return Err(for_input(i, Error::InvalidArgument("a multi-label task reads single texts (its template's second sentence is the label's name)".into())));
+                }
+                // A batch's worth of (input, label) pairs at a time: each input's text is
+                // copied once per label, for those inputs only, not for the whole call.
+                let per_chunk = (self.max_batch / m.len()).max(1);
+                let mut out = Vec::with_capacity(inputs.len());
+                for (c, chunk) in inputs.chunks(per_chunk).enumerate() {
+                    // Errors name the host's input, not the pair.
+                    let input_of = |e: Error| match e {
+                        Error::Input { index, source } => Error::Input { index: c * per_chunk + index / m.len(), source },
+                        other => other,
+                    };
+                    let rows: Vec<Vec<f32>> = self.predict_classes(&m.expand(chunk, None)?).map_err(input_of)?.into_iter().map(|p| p.probs).collect();
+                    out.extend(m.gather(&rows)?.into_iter().map(|p| Prediction::multi_label(p, spec.threshold)));
+                }
+                Ok(out)
             }
             _ => {
                 if self.prompt.template.num_sentences() == 1 {
@@ -622,6 +724,31 @@ fn mismatch(dir: &Path, what: &str) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A call waits for any item given back, not for one particular item: with two
+    /// items held, giving back the second lets a waiting call go on while the first is
+    /// still held (it used to wait for the item its rotating start named).
+    #[test]
+    fn a_waiting_call_takes_whichever_item_comes_back() {
+        let pool = Pool::new(vec![0u32, 1]);
+        let (first, second) = (pool.take(), pool.take());
+        let held = *first;
+        std::thread::scope(|s| {
+            let waiter = s.spawn(|| *pool.take());
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            assert!(!waiter.is_finished(), "both items are taken");
+            drop(second);
+            let started = std::time::Instant::now();
+            while !waiter.is_finished() {
+                assert!(started.elapsed() < std::time::Duration::from_secs(5), "the call still waits with an item free");
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            assert_ne!(waiter.join().unwrap(), held, "it took the item given back");
+        });
+        drop(first);
+        let (a, b) = (pool.take(), pool.take());
+        assert_ne!(*a, *b, "each item is taken once at a time");
+    }
 
     #[test]
     fn uncertainty_of_probabilities() {

@@ -123,6 +123,9 @@ pub fn environment(explicit: Option<&Path>) -> Result<&'static Environment> {
         // ONNX Runtime's own messages go to the host's log callback, never to stderr.
         .with_logger(std::sync::Arc::new(|level, _category, _id, _at, message: &str| {
             use ort::logging::LogLevel;
+            if super::predictor::holding_a_session() {
+                return;
+            }
             let level = match level {
                 LogLevel::Fatal | LogLevel::Error => crate::log::Level::Error,
                 LogLevel::Warning => crate::log::Level::Warn,

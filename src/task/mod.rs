@@ -352,8 +352,11 @@ impl Task {
         }
         // Versions follow the folder last saved to: say so when that leaves versions behind
         // (a backup copy saved elsewhere; save back to the first folder to train there).
+        // Entries named with a leading dot are not versions: deleted versions' tombstones
+        // and half-written ones.
         if let Some(old) = self.dir.as_ref().filter(|old| !same_dir(old, dir)) {
-            if old.join("models").is_dir() && std::fs::read_dir(old.join("models")).is_ok_and(|mut d| d.next().is_some()) {
+            let holds_version = |d: std::fs::ReadDir| d.flatten().any(|e| !e.file_name().to_string_lossy().starts_with('.'));
+            if std::fs::read_dir(old.join("models")).is_ok_and(holds_version) {
                 let (old, new) = (old.display().to_string(), dir.display().to_string());
                 crate::log::log(crate::log::Level::Warn, || {
                     format!("the task's model versions now follow {new}: those in {old} (its models/) are not this handle's versions until it saves to {old} again")

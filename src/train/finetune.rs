@@ -36,9 +36,7 @@ impl Method {
     }
 }
 
-/// Most demonstration sets averaged at evaluation and prediction (LM-BFF averages 16;
-/// each set is one more forward pass per input).
-pub const MAX_DEMO_SETS: usize = 64;
+pub use crate::prompt::MAX_DEMO_SETS;
 
 /// Fine-tuning settings (defaults: LM-BFF's, except the step count).
 #[derive(Debug, Clone)]
