@@ -283,6 +283,17 @@ fn regression_export_scores() {
     for p in &preds {
         assert!((p.score.unwrap() - 5.0 * p.probs[1]).abs() < 1e-5);
     }
+    // `lmbff predict` with gold scores in the label column reports their Pearson
+    // correlation with the predicted scores (it printed an accuracy of 0 against labels).
+    let gold = [4.5, 0.5, 3.0, 1.0, 2.5];
+    let file = dir.parent().unwrap().join("scored.tsv");
+    let rows: String = texts(5).iter().zip(gold).map(|(e, g)| format!("{}\t{g}\n", e.text_a.replace('\t', " "))).collect();
+    std::fs::write(&file, format!("sentence\tlabel\n{rows}")).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_lmbff")).args(["predict", "--threads", "1", "--export"]).arg(&dir).arg("--input").arg(&file).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    let (x, y): (Vec<f64>, Vec<f64>) = preds.iter().zip(gold).map(|(p, g)| (p.score.unwrap() as f64, g)).unzip();
+    let want = format!("Pearson {:.4} (the score against the gold column, 5 of 5 rows numeric)", lmbff::metrics::pearson(&x, &y));
+    assert!(o.status.success() && err.contains(&want) && !err.contains("accuracy"), "{want}: {err}");
     let three = Case { prompt: Prompt::new(Template::parse("{text} It was {mask}.").unwrap(),
         Verbalizer::new(&c.tok, &[("a".into(), "terrible".into()), ("b".into(), "great".into()), ("c".into(), "fun".into())]).unwrap(),
         Truncation { max_len: 40, ..Truncation::default() }).unwrap(), ..c };

@@ -312,6 +312,15 @@ fn auto_templates_and_the_ensemble() {
     let (table, err) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
     assert!(o.status.success() && err.contains("SST-2 seed 1 is left out of the template ensemble"), "{err}");
     assert!(!table.contains("| ensemble |") && out.join("report.md").is_file(), "{table}");
+    // The automatic templates are inputs of the runs that read them: another first
+    // template is refused in this folder (its prompt-auto-1 result was of the old one).
+    let mut changed = templates;
+    changed[0] = "*cls**sent_0*_Truly*mask*.*sep+*";
+    std::fs::write(auto.join("16-1.sort.txt"), changed.join("\n")).unwrap();
+    let o = harness_on(&data, &out, &["--tasks", "SST-2", "--seeds", "1", "--methods", "prompt-auto-1", "--steps", "30", "--lr", "3e-3", "--batch-size", "4", "--eval-every", "15", "--max-len", "24"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("the data of SST-2/16-1/auto-template-1 differ"), "{err}");
+    std::fs::write(auto.join("16-1.sort.txt"), templates.join("\n")).unwrap();
     // A missing auto-template file is a named error.
     let o = harness_on(&data, &dir.join("out2"), &["--tasks", "SST-2", "--seeds", "2", "--methods", "prompt-auto-1", "--steps", "2"]);
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("16-2.sort.txt"), "{}", String::from_utf8_lossy(&o.stderr));
@@ -433,6 +442,11 @@ fn full_data_ceiling_drops_test_texts() {
     assert_eq!((f.train, f.dev, f.dropped), (12, 6, 1), "{f:?}");
     assert_eq!(r.best_step.map(|s| s % 2), Some(0), "dev every fifth of 10 steps");
     assert!((0.0..=1.0).contains(&r.test));
+    // The full training set is an input of the run: another one is refused in this folder.
+    std::fs::write(full.join("train.json"), json(&records[1..])).unwrap();
+    let o = harness_on(&data, &out, &["--tasks", "mr", "--seeds", "1", "--methods", "full-data", "--full-data-steps", "10", "--lr", "3e-3", "--max-len", "32"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("the data of mr/full-data differ"), "{err}");
 }
 
 /// What the harness reads is checked before any run, and a folder's runs are reused only

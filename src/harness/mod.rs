@@ -568,7 +568,7 @@ pub fn check_data(root: &Path, tasks: &[&TaskSpec], seeds: &[u64], methods: &[Ru
                     }
                 }
             }
-            prints.push((name, format!("{h:016x}")));
+            prints.push((name.clone(), format!("{h:016x}")));
             for m in methods {
                 // As `run_one` refuses it, before the first run instead of at this one.
                 if *m == RunMethod::ZeroShotWords && (spec.multi_label.is_some() || Template::parse(spec.template)?.num_sentences() != 1) {
@@ -578,20 +578,35 @@ pub fn check_data(root: &Path, tasks: &[&TaskSpec], seeds: &[u64], methods: &[Ru
                         if spec.multi_label.is_some() { "multi-label" } else { "a sentence-pair task" }
                     )));
                 }
-                if let Some(n) = m.auto_template() {
-                    auto_template(root, spec.name, seed, n)?;
-                }
+                // The automatic templates a run reads are its inputs too, each its own entry
+                // (runs of other methods read others).
+                let mut used: Vec<usize> = m.auto_template().into_iter().collect();
                 // As `run_one` reads them: a single-label task whose template reads one sentence.
                 if *m == RunMethod::SentenceEmbeddingAnchorsAuto && spec.multi_label.is_none() && Template::parse(spec.template)?.num_sentences() == 1 {
-                    auto_template(root, spec.name, seed, AUTO_ANCHOR_TEMPLATES)?;
+                    used.extend(1..=AUTO_ANCHOR_TEMPLATES);
+                }
+                for n in used {
+                    let t = auto_template(root, spec.name, seed, n)?;
+                    let entry = (format!("{name}/auto-template-{n}"), format!("{:016x}", fnv1a(t.as_bytes(), FNV_OFFSET)));
+                    if !prints.contains(&entry) {
+                        prints.push(entry);
+                    }
                 }
             }
         }
         if methods.contains(&RunMethod::FullData) {
-            spec.read_full(root, "train")?;
+            let mut full = spec.read_full(root, "train")?;
             if !spec.test_from_pretrain {
-                spec.read_full(root, "dev")?;
+                full.extend(spec.read_full(root, "dev")?);
             }
+            let mut h = FNV_OFFSET;
+            for e in &full {
+                h = fnv1a(e.text_a.as_bytes(), h);
+                h = fnv1a(&[0], h);
+                h = fnv1a(e.text_b.as_deref().unwrap_or("").as_bytes(), h);
+                h = fnv1a(&e.label.map_or(u64::MAX, |l| l as u64).to_le_bytes(), h);
+            }
+            prints.push((format!("{}/full-data", spec.name), format!("{h:016x}")));
         }
     }
     Ok(prints)
