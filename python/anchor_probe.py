@@ -191,7 +191,15 @@ def render(template, word):
     return re.sub(r"\s+", " ", re.sub(r"\s+([.?!,:])", r"\1", t)).strip()
 
 
-def variants(data, tasks):
+def descriptions(path, task):
+    """The task's class descriptions (`--descriptions`, python/class_descriptions.json):
+    one hand-written line per class, in label order."""
+    import json
+
+    return json.load(open(path))[task]
+
+
+def variants(data, tasks, desc_file=None):
     """Nearest-anchor accuracy of the untrained encoder for other anchor texts, on the
     train and dev splits of the five seeds."""
     from sentence_transformers import SentenceTransformer
@@ -199,6 +207,8 @@ def variants(data, tasks):
     model = SentenceTransformer(default_model(), device="cpu")
     auto = data.parent / "auto"
     names = ["manual", "manual + 4 auto templates", "4 auto templates"] + [f"manual + {k} auto label words" for k in (2, 4, 8)]
+    if desc_file:
+        names += ["class descriptions", "manual + class descriptions"]
     scores = {}
     for task in tasks:
         manual, words = MANUAL.get(task, "*cls**sent_0*_It_was*mask*.*sep+*"), WORDS[task]
@@ -214,6 +224,9 @@ def variants(data, tasks):
             texts = [[[render(manual, w)] for w in words], [[render(t, w) for t in [manual] + temps] for w in words],
                      [[render(t, w) for t in temps] for w in words]]
             texts += [[[render(manual, w) for w in [words[c]] + [m[c] for m in maps[:k]]] for c in range(len(words))] for k in (2, 4, 8)]
+            if desc_file:
+                d = descriptions(desc_file, task)
+                texts += [[[t] for t in d], [[render(manual, w), t] for w, t in zip(words, d)]]
             for name, per_class in zip(names, texts):
                 a = np.stack([model.encode(t, normalize_embeddings=True).mean(0) for t in per_class])
                 scores.setdefault(name, {}).setdefault(task, []).append(100 * float(((e @ a.T).argmax(1) == ys).mean()))
@@ -236,12 +249,14 @@ def main():
     ap.add_argument("--iterations", type=int, default=20, help="pair-generation rounds (SetFit's num_iterations, 20)")
     ap.add_argument("--zero-shot", action="store_true", help="only score the untrained encoder by nearest anchor")
     ap.add_argument("--variants", action="store_true", help="score other anchor texts on train and dev, untrained encoder")
+    ap.add_argument("--descriptions", type=Path, default=None,
+                    help="class descriptions (python/class_descriptions.json): also anchor on each class's line")
     ap.add_argument("--model", default=None, help="sentence-transformers or HF model folder (default: the bundled MiniLM)")
     a = ap.parse_args()
     global MODEL
     MODEL = a.model
     if a.variants:
-        variants(a.data, a.tasks.split(","))
+        variants(a.data, a.tasks.split(","), a.descriptions)
         return
     if a.zero_shot:
         print("| task | test inputs | nearest anchor | majority |\n|---|---|---|---|")

@@ -111,7 +111,7 @@ class SupCon(torch.nn.Module):
         return -(log_prob.masked_fill(~pos, 0).sum(1)[has] / pos.sum(1)[has]).mean()
 
 
-def train(task, seed, xs, ys, frozen, loss="pairs", iterations=ROUNDS):
+def train(task, seed, xs, ys, frozen, loss="pairs", iterations=ROUNDS, extra=()):
     from datasets import Dataset
     from sentence_transformers import losses
     from setfit import SetFitModel, Trainer, TrainingArguments, trainer
@@ -121,8 +121,8 @@ def train(task, seed, xs, ys, frozen, loss="pairs", iterations=ROUNDS):
     model = SetFitModel.from_pretrained(default_model())
     if not frozen:
         anchors = anchor_texts(task)
-        tr_x = list(xs) + anchors * ANCHOR_COPIES
-        tr_y = list(ys) + list(range(len(anchors))) * ANCHOR_COPIES
+        tr_x = list(xs) + (anchors + [t for _, t in extra]) * ANCHOR_COPIES
+        tr_y = list(ys) + (list(range(len(anchors))) + [c for c, _ in extra]) * ANCHOR_COPIES
         scratch = tempfile.mkdtemp(prefix="setfit-")
         kind = {"pairs": {}, "supcon": {"loss": SupCon},
                 "batch-hard": {"loss": losses.BatchHardSoftMarginTripletLoss}}[loss]
@@ -277,6 +277,22 @@ def report(task, seed, started, out):
     print(f"{task} seed {seed} ({time.time() - started:.0f} s): "
           + " ".join(f"{n} {d:.1f}/{t:.1f}" for n, (d, t) in out.items()), flush=True)
     return out
+
+
+def run_descriptions(data, task, seed, desc_file):
+    """The default on one split, and the same with each class's description
+    (`--descriptions`, one hand-written line per class) as a second label anchor of its
+    class, as many copies as the first, among the pairs; the default head on each."""
+    import json
+
+    splits = read_splits(data, task, seed)
+    started = time.time()
+    extra = list(enumerate(json.load(open(desc_file))[task]))
+    out = {}
+    for name, more in (("default", ()), ("+ descriptions", extra)):
+        body = train(task, seed, *splits[0], False, extra=more)
+        out[name] = default_head(body, task, *splits)
+    return report(task, seed, started, out)
 
 
 def run_wise(data, task, seed, alphas):
@@ -644,6 +660,9 @@ def main():
                                           "M most confident pool texts per class (2,000 drawn; nothing else is scored)")
     ap.add_argument("--threshold", type=float, default=0.0,
                     help="with --selftrain: keep only pool texts the head gives their class at least this probability")
+    ap.add_argument("--descriptions", type=Path,
+                    help="class descriptions (python/class_descriptions.json): the default with and without each "
+                         "class's line as a second label anchor")
     a = ap.parse_args()
     if a.zero_shot:
         print("| task | test | mask state | word max | word top-3 |\n|---|---|---|---|---|")
@@ -665,6 +684,8 @@ def main():
     elif a.e2e:
         epochs = sorted({int(x) for x in a.e2e.split(",")})
         rows = [run_e2e(a.data, t, int(s), epochs) for t in a.tasks.split(",") for s in a.seeds.split(",")]
+    elif a.descriptions:
+        rows = [run_descriptions(a.data, t, int(s), a.descriptions) for t in a.tasks.split(",") for s in a.seeds.split(",")]
     elif a.wise:
         alphas = [float(x) for x in a.wise.split(",")]
         rows = [run_wise(a.data, t, int(s), alphas) for t in a.tasks.split(",") for s in a.seeds.split(",")]

@@ -553,13 +553,7 @@ pub fn check_data(root: &Path, tasks: &[&TaskSpec], seeds: &[u64], methods: &[Ru
             }
             let mut h = FNV_OFFSET;
             for (split, ex) in [("train", &train_ex), ("dev", &dev_ex), ("test", &test_ex)] {
-                h = fnv1a(split.as_bytes(), h);
-                for e in ex.iter() {
-                    h = fnv1a(e.text_a.as_bytes(), h);
-                    h = fnv1a(&[0], h);
-                    h = fnv1a(e.text_b.as_deref().unwrap_or("").as_bytes(), h);
-                    h = fnv1a(&e.label.map_or(u64::MAX, |l| l as u64).to_le_bytes(), h);
-                }
+                h = examples_print(ex, fnv1a(split.as_bytes(), h));
             }
             if spec.regression.is_some() {
                 for split in ["train", "dev", "test"] {
@@ -599,17 +593,23 @@ pub fn check_data(root: &Path, tasks: &[&TaskSpec], seeds: &[u64], methods: &[Ru
             if !spec.test_from_pretrain {
                 full.extend(spec.read_full(root, "dev")?);
             }
-            let mut h = FNV_OFFSET;
-            for e in &full {
-                h = fnv1a(e.text_a.as_bytes(), h);
-                h = fnv1a(&[0], h);
-                h = fnv1a(e.text_b.as_deref().unwrap_or("").as_bytes(), h);
-                h = fnv1a(&e.label.map_or(u64::MAX, |l| l as u64).to_le_bytes(), h);
-            }
-            prints.push((format!("{}/full-data", spec.name), format!("{h:016x}")));
+            prints.push((format!("{}/full-data", spec.name), format!("{:016x}", examples_print(&full, FNV_OFFSET))));
         }
     }
     Ok(prints)
+}
+
+/// `h` carried over `examples`' texts and labels (FNV-1a): what [`check_data`]
+/// fingerprints.
+fn examples_print(examples: &[Example], mut h: u64) -> u64 {
+    use crate::checkpoint::fnv1a;
+    for e in examples {
+        h = fnv1a(e.text_a.as_bytes(), h);
+        h = fnv1a(&[0], h);
+        h = fnv1a(e.text_b.as_deref().unwrap_or("").as_bytes(), h);
+        h = fnv1a(&e.label.map_or(u64::MAX, |l| l as u64).to_le_bytes(), h);
+    }
+    h
 }
 
 /// Checks that the models and the (task, seed) splits (`splits`, from [`check_data`])
