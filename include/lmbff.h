@@ -505,8 +505,9 @@ const char *lmbff_last_error(void);
  printed anywhere). Process-wide. The callback may call lmbff, this function included:
  a callback set from inside the callback takes over when it returns, and messages of
  lmbff calls made inside the callback are not delivered, nor are ONNX Runtime's own
- messages from inside a prediction's graph run (a callback predicting on the same
- predictor would wait for the session it is called from). Called from another thread,
+ messages logged on a thread while it runs a prediction's graph (a callback predicting
+ on the same predictor there would wait for the session it is called from; messages
+ of ONNX Runtime's worker threads are delivered). Called from another thread,
  it waits for callbacks running elsewhere to return (so the old `user_data` may be
  freed when it returns): a callback must not wait on a thread that calls this.
 

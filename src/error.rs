@@ -94,6 +94,7 @@ impl Error {
 
     /// This error with the paths under `from` named under `to` instead (a folder read
     /// through another name for it, such as a handle's /proc/self/fd path).
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     pub(crate) fn in_dir(self, from: &std::path::Path, to: &std::path::Path) -> Self {
         let moved = |p: PathBuf| match p.strip_prefix(from) {
             Ok(rest) if rest.as_os_str().is_empty() => to.to_path_buf(),
@@ -104,7 +105,10 @@ impl Error {
             Error::Io { path, source } => Error::Io { path: moved(path), source },
             Error::Json { path, what, source } => Error::Json { path: moved(path), what, source },
             Error::MissingFile { dir, what, looked_for } => Error::MissingFile { dir: moved(dir), what, looked_for },
-            Error::Format { path, message } => Error::Format { path: moved(path), message: message.replace(&from.display().to_string(), &to.display().to_string()) },
+            Error::Format { path, message } => {
+                let (from, to) = (format!("{}/", from.display()), format!("{}/", to.display()));
+                Error::Format { path: moved(path), message: message.replace(&from, &to) }
+            }
             Error::Input { index, source } => Error::Input { index, source: Box::new(source.in_dir(from, to)) },
             other => other,
         }

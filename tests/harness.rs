@@ -485,7 +485,7 @@ fn inputs_are_checked_and_runs_are_shared() {
     for (extra, named) in [
         (["--methods", "majority,in-context", "--demo-sets", "0"], "in-context reads demonstrations: --demo-sets must be 1 to 64, got 0"),
         (["--methods", "majority,plain", "--steps", "0"], "plain fine-tunes: --batch-size (8), --steps (0) must be positive"),
-        (["--methods", "full-data", "--full-data-steps", "0"], "full-data fine-tunes: --batch-size (8), --full-data-steps (0) must be positive"),
+        (["--methods", "full-data", "--full-data-steps", "0"], "full-data fine-tunes: --full-data-steps (0) must be positive"),
     ] {
         let o = lmbff().args(["harness", "--device", "cpu", "--seeds", "1", "--tasks", "mr"]).args(extra).arg("--model").arg(&model).arg("--data").arg(&data).arg("--out").arg(&out).output().unwrap();
         let err = String::from_utf8_lossy(&o.stderr);

@@ -105,13 +105,17 @@ pub fn run(a: HarnessArgs) -> Result<()> {
     if let Some(m) = methods.iter().find(|m| m.fine_tunes()) {
         let few_shot = methods.iter().any(|m| m.fine_tunes() && *m != RunMethod::FullData);
         let full = methods.contains(&RunMethod::FullData);
-        if a.batch_size == 0 || (few_shot && a.steps == 0) || (full && a.full_data_steps == 0) {
+        // (full-data trains with its own batch size.)
+        if (few_shot && (a.batch_size == 0 || a.steps == 0)) || (full && a.full_data_steps == 0) {
             return Err(Error::InvalidArgument(format!(
-                "{} fine-tunes: --batch-size ({}){}{} must be positive",
+                "{} fine-tunes: {}{} must be positive",
                 m.name(),
-                a.batch_size,
-                if few_shot { format!(", --steps ({})", a.steps) } else { String::new() },
-                if full { format!(", --full-data-steps ({})", a.full_data_steps) } else { String::new() }
+                if few_shot { format!("--batch-size ({}), --steps ({})", a.batch_size, a.steps) } else { String::new() },
+                match (few_shot, full) {
+                    (true, true) => format!(", --full-data-steps ({})", a.full_data_steps),
+                    (false, true) => format!("--full-data-steps ({})", a.full_data_steps),
+                    _ => String::new(),
+                }
             )));
         }
     }

@@ -304,7 +304,7 @@ pub fn predict_cmd(a: PredictArgs) -> Result<()> {
             }
             if let (Some(g), Some(s)) = (gold.as_ref(), pr.score) {
                 // A regression's gold column is its score (STS-B's `score`).
-                if let Ok(v) = g[i].trim().parse::<f64>() {
+                if let Some(v) = g[i].trim().parse::<f64>().ok().filter(|v| v.is_finite()) {
                     scores.push((s as f64, v));
                 }
             }

@@ -99,8 +99,9 @@ impl Prediction {
     }
 }
 
-/// Opens of an export folder replaced while they read it, before the last one, which
-/// reads by path ([`Predictor::open`]).
+/// Opens of an export folder replaced while they read it before giving up
+/// ([`Predictor::open`]).
+#[cfg(target_os = "linux")]
 const OPEN_TRIES: usize = 5;
 
 pub struct Predictor {
@@ -162,7 +163,7 @@ pub(crate) fn holding_a_session() -> bool {
 
 impl<T> Drop for Taken<'_, T> {
     fn drop(&mut self) {
-        HOLDING.with(|h| h.set(h.get() - 1));
+        let _ = HOLDING.try_with(|h| h.set(h.get().saturating_sub(1)));
         self.item = None;
         self.pool.free.lock().push(self.index);
         self.pool.given_back.notify_one();
@@ -312,27 +313,46 @@ impl Predictor {
     /// by a rename) must not give one file of each version. On Linux every file is read
     /// through one handle on the folder as it was when the open began, whatever replaces
     /// it at its path; a file removed under the handle (the replaced folder deleted)
-    /// opens the new folder again, up to [`OPEN_TRIES`] times.
+    /// opens the new folder again, up to 5 times, then fails with [`Error::Conflict`].
     pub fn open(dir: &Path, opts: &PredictorOptions) -> Result<Self> {
         #[cfg(target_os = "linux")]
-        for _ in 0..OPEN_TRIES {
+        {
             use std::os::fd::AsRawFd;
-            let Ok(handle) = std::fs::File::open(dir) else { break };
-            let via = PathBuf::from(format!("/proc/self/fd/{}", handle.as_raw_fd()));
-            if !handle.metadata().is_ok_and(|m| m.is_dir()) || !via.is_dir() {
-                break;
-            }
-            let opened = Self::open_once(&via, dir, opts).map_err(|e| e.in_dir(&via, dir));
-            // Replaced meanwhile: the path is another folder than the handle's now.
-            let replaced = || {
-                use std::os::unix::fs::MetadataExt;
+            use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+            let mut replaced_before = false;
+            for _ in 0..OPEN_TRIES {
+                // A handle that only names the folder: no read permission needed, never
+                // blocks, and anything but a folder is refused at once.
+                let handle = match std::fs::OpenOptions::new().read(true).custom_flags(libc::O_PATH | libc::O_DIRECTORY).open(dir) {
+                    Ok(h) => h,
+                    // Gone for a moment between two renames (a file system that cannot
+                    // exchange two folders in one step): again.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound && replaced_before => {
+                        std::thread::sleep(std::time::Duration::from_millis(20));
+                        continue;
+                    }
+                    // Missing, a file, an empty path: named as the path's own errors.
+                    Err(_) => break,
+                };
+                let via = PathBuf::from(format!("/proc/self/fd/{}", handle.as_raw_fd()));
+                if !via.is_dir() {
+                    // No /proc to read through.
+                    break;
+                }
+                let opened = Self::open_once(&via, dir, opts).map_err(|e| e.in_dir(&via, dir));
+                // Replaced meanwhile: the path is another folder than the handle's now.
                 let id = |m: std::fs::Metadata| (m.dev(), m.ino());
-                handle.metadata().map(id).ok() != std::fs::metadata(dir).map(id).ok()
-            };
-            match opened {
-                Ok(p) => return Ok(p),
-                Err(_) if replaced() => continue,
-                Err(e) => return Err(e),
+                match opened {
+                    Ok(p) => return Ok(p),
+                    Err(_) if handle.metadata().map(id).ok() != std::fs::metadata(dir).map(id).ok() => replaced_before = true,
+                    Err(e) => return Err(e),
+                }
+            }
+            if replaced_before {
+                return Err(Error::Conflict(format!(
+                    "{}: the export folder was replaced while it was read, {OPEN_TRIES} times in a row; open it again",
+                    dir.display()
+                )));
             }
         }
         Self::open_once(dir, dir, opts)
