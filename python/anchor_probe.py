@@ -31,6 +31,8 @@ five seeds (never test): the manual template, the manual template plus the seed'
 4 of LM-BFF's automatic templates (`auto/auto_template`, beside the k-shot folder), those
 4 alone, and the manual template with the seed's first k automatic label words added to
 each class (`auto/auto_label_mapping`); a class's anchor is the mean of its texts.
+With `--descriptions python/class_descriptions.json`, `--variants` also scores each
+class's hand-written description alone and beside the manual template's text.
 (--repeats 0 is SetFit as published; the heads that use anchors then see anchors the
 encoder was not tuned on.) The measured run wrote TREC's anchors without the template's
 colon ("Description"; lmbff renders "Description:"); training runs now render every

@@ -40,6 +40,10 @@ it labels 2,000 pool texts, keeps the M it is most confident of per class (with
 `--threshold P`, only those at probability P or more), trains the anchored encoder
 again from the untrained one on the examples and them (pair rounds scaled to keep the
 pair count) and scores the default head refitted on both and on the examples alone.
+`--descriptions python/class_descriptions.json` trains the default twice on each split,
+as it is and with each class's hand-written description (one line, written from the
+datasets' class definitions) as a second label anchor of its class, as many copies as
+the first, and scores the default head on each.
 `--frozen` skips the contrastive training (the
 untrained encoder: the prior the words carry before any tuning). `--untrained-too` scores,
 beside `words x3`, heads that also read the untrained encoder's features of the same
