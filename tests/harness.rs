@@ -409,8 +409,15 @@ fn multi_label_task_from_trec() {
     let limited = dir.join("out-limited");
     let o = harness_on(&data, &limited, &["--tasks", "trec-multi", "--seeds", "1", "--methods", "majority", "--test-limit", "2"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let r: harness::RunResult = serde_json::from_str(&std::fs::read_to_string(harness::result_path(&limited, "trec-multi", 1, RunMethod::Majority)).unwrap()).unwrap();
-    assert_eq!(r.n_test, 12);
+    let path = harness::result_path(&limited, "trec-multi", 1, RunMethod::Majority);
+    let mut r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(r["n_test"], 12);
+    // A result of the old count (2 pairs) is not reused as one of 2 inputs.
+    r["n_test"] = 2.into();
+    std::fs::write(&path, r.to_string()).unwrap();
+    let o = harness_on(&data, &limited, &["--tasks", "trec-multi", "--seeds", "1", "--methods", "majority", "--test-limit", "2"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("made when --test-limit counted pairs"), "{err}");
 }
 
 /// The full-data ceiling: plain fine-tuning on glue_pretrain's train split beside the

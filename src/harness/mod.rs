@@ -823,9 +823,16 @@ pub fn stored(
     }
     // A result scored by another metric than the task's now (an older version's) would be
     // averaged with this version's as if they were one measure.
-    let metric = self::task(task)?.metric.name();
+    let spec = self::task(task)?;
+    let metric = spec.metric.name();
     if r.metric != metric {
         return wrong(format!("was scored by {} where {task} is now scored by {metric}", r.metric));
+    }
+    // A multi-label task scores every input's (input, label) pairs: a count that is no
+    // multiple of the labels is a result made when --test-limit counted pairs.
+    let per_input = test_rows_per_input(spec)?;
+    if r.n_test % per_input != 0 {
+        return wrong(format!("scored {} (input, label) pairs, not whole inputs of {per_input} labels (made when --test-limit counted pairs)", r.n_test));
     }
     if let Some(fields) = settings_differ(&r.settings, settings) {
         return Err(Error::InvalidArgument(format!(
