@@ -190,6 +190,12 @@ fn label_words_are_checked_against_the_vocabulary() {
     // single-quote rewrite).
     let v = Verbalizer::parse_mapping(&tok, r#"{"0":"don't","1":"great"}"#).unwrap();
     assert_eq!(v.words(), ["don't", "great"]);
+    // LM-BFF's scripts write bare number keys for six tasks (run_experiment.sh's
+    // `{0:'terrible',1:'great'}`): read, in their order; numbers inside words stay.
+    let v = Verbalizer::parse_mapping(&tok, "{0:'terrible', 1 : 'great'}").unwrap();
+    assert_eq!((v.labels(), v.words()), (&["0".to_string(), "1".to_string()][..], &["terrible".to_string(), "great".to_string()][..]));
+    let v = Verbalizer::parse_mapping(&tok, "{'0':'1',1:'great'}").unwrap();
+    assert_eq!(v.words(), ["1", "great"]);
     // A control token is no label word.
     let e = Verbalizer::new(&tok, &pairs(&[("0", "[MASK]"), ("1", "great")])).unwrap_err();
     assert!(e.to_string().contains("control token"), "{e}");

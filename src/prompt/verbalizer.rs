@@ -133,12 +133,15 @@ impl Verbalizer {
         self.tokens.get(label).map(|c| c[0].as_slice())
     }
 
-    /// Parses LM-BFF's mapping syntax, `{'0':'terrible','1':'great'}`, or JSON.
+    /// Parses LM-BFF's mapping syntax, `{'0':'terrible','1':'great'}` (its scripts also
+    /// write bare numbers as keys: `{0:'terrible',1:'great'}`), or JSON.
     pub fn parse_mapping(tok: &Tokenizer, mapping: &str) -> Result<Self> {
         // JSON as it is first (a word may hold an apostrophe: "don't"), then LM-BFF's
-        // single quotes.
+        // single quotes, then with its bare number keys quoted.
+        let single = mapping.replace('\'', "\"");
         let map: serde_json::Map<String, serde_json::Value> = serde_json::from_str(mapping)
-            .or_else(|_| serde_json::from_str(&mapping.replace('\'', "\"")))
+            .or_else(|_| serde_json::from_str(&single))
+            .or_else(|e| serde_json::from_str(&quote_number_keys(&single)).map_err(|_| e))
             .map_err(|e| Error::InvalidArgument(format!("label mapping {mapping:?} is not `{{'label':'word',...}}`: {e}")))?;
         let pairs: Vec<(String, String)> = map
             .into_iter()
@@ -173,3 +176,56 @@ impl Verbalizer {
         self.labels.iter().position(|l| l == label)
     }
 }
+
+/// `text` with each object key written as a bare (optionally negative) integer quoted:
+/// `{0:"a", 1:"b"}` -> `{"0":"a", "1":"b"}`. Only keys: a number is one when it follows
+/// `{` or `,` (spaces aside) and a `:` follows it; quoted strings are left as they are.
+fn quote_number_keys(text: &str) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let (mut out, mut i, mut in_string, mut after_open) = (String::with_capacity(text.len() + 8), 0, false, false);
+    while i < chars.len() {
+        let c = chars[i];
+        if in_string {
+            out.push(c);
+            match c {
+                '\\' if i + 1 < chars.len() => {
+                    out.push(chars[i + 1]);
+                    i += 1;
+                }
+                '"' => in_string = false,
+                _ => {}
+            }
+            i += 1;
+            continue;
+        }
+        if after_open && (c.is_ascii_digit() || c == '-') {
+            let start = i;
+            let mut end = i + 1;
+            while end < chars.len() && chars[end].is_ascii_digit() {
+                end += 1;
+            }
+            let mut colon = end;
+            while colon < chars.len() && chars[colon].is_whitespace() {
+                colon += 1;
+            }
+            if colon < chars.len() && chars[colon] == ':' && chars[start..end].iter().any(char::is_ascii_digit) {
+                out.push('"');
+                out.extend(&chars[start..end]);
+                out.push('"');
+                i = end;
+                after_open = false;
+                continue;
+            }
+        }
+        match c {
+            '"' => (in_string, after_open) = (true, false),
+            '{' | ',' => after_open = true,
+            c if c.is_whitespace() => {}
+            _ => after_open = false,
+        }
+        out.push(c);
+        i += 1;
+    }
+    out
+}
+
