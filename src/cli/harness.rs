@@ -107,16 +107,14 @@ pub fn run(a: HarnessArgs) -> Result<()> {
         let full = methods.contains(&RunMethod::FullData);
         // (full-data trains with its own batch size.)
         if (few_shot && (a.batch_size == 0 || a.steps == 0)) || (full && a.full_data_steps == 0) {
-            return Err(Error::InvalidArgument(format!(
-                "{} fine-tunes: {}{} must be positive",
-                m.name(),
-                if few_shot { format!("--batch-size ({}), --steps ({})", a.batch_size, a.steps) } else { String::new() },
-                match (few_shot, full) {
-                    (true, true) => format!(", --full-data-steps ({})", a.full_data_steps),
-                    (false, true) => format!("--full-data-steps ({})", a.full_data_steps),
-                    _ => String::new(),
-                }
-            )));
+            let mut flags = Vec::new();
+            if few_shot {
+                flags.extend([format!("--batch-size ({})", a.batch_size), format!("--steps ({})", a.steps)]);
+            }
+            if full {
+                flags.push(format!("--full-data-steps ({})", a.full_data_steps));
+            }
+            return Err(Error::InvalidArgument(format!("{} fine-tunes: {} must be positive", m.name(), flags.join(", "))));
         }
     }
     if let Some(m) = methods.iter().find(|m| m.demonstrations()) {

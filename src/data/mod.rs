@@ -130,17 +130,32 @@ pub fn read_texts(path: &Path) -> Result<Vec<String>> {
 /// cr, mpqa, subj and trec splits); a row of another shape is named.
 #[cfg(feature = "train")]
 fn read_csv_sentences(path: &Path) -> Result<Vec<String>> {
+    read_csv_records(path)?
+        .into_iter()
+        .map(|(line, record)| match (record.len(), record.get(1)) {
+            (2, Some(text)) => Ok(text.trim().to_string()),
+            (n, _) => Err(Error::Data { path: path.to_path_buf(), line, message: format!("expected `label,sentence` (LM-BFF's CSV layout), found {n} field(s)") }),
+        })
+        .collect()
+}
+
+/// The records of a CSV file without a header, each with the file line it starts on. No
+/// text of LM-BFF's CSV tasks spans lines: a field that does is a quote left open, which
+/// would swallow the rows after it, and is refused, naming its line.
+#[cfg(feature = "train")]
+pub(crate) fn read_csv_records(path: &Path) -> Result<Vec<(usize, csv::StringRecord)>> {
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let mut reader = csv::ReaderBuilder::new().has_headers(false).from_reader(file);
     let mut out = Vec::new();
     for (i, record) in reader.records().enumerate() {
         let data = |line: usize, message: String| Error::Data { path: path.to_path_buf(), line, message };
-        let record = record.map_err(|e| data(e.position().map_or(i + 1, |p| p.line() as usize), e.to_string()))?;
+        let record = record.map_err(|e| data(e.position().map_or(0, |p| p.line() as usize), e.to_string()))?;
+        // The file line the record starts on (a quoted field may span lines).
         let line = record.position().map_or(i + 1, |p| p.line() as usize);
-        match (record.len(), record.get(1)) {
-            (2, Some(text)) => out.push(text.trim().to_string()),
-            (n, _) => return Err(data(line, format!("expected `label,sentence` (LM-BFF's CSV layout), found {n} field(s)"))),
+        if let Some(field) = record.iter().find(|f| f.contains('\n')) {
+            return Err(data(line, format!("a field runs over {} lines (a quote left open?)", field.lines().count())));
         }
+        out.push((line, record));
     }
     Ok(out)
 }

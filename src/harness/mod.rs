@@ -1172,9 +1172,6 @@ pub fn auto_template(root: &Path, task: &str, seed: u64, n: usize) -> Result<Str
         .ok_or_else(|| Error::InvalidArgument(format!("{}: has fewer than {n} templates", path.display())))
 }
 
-/// The template ensemble per task: for each seed where `prompt` and every auto-template
-/// run are stored, the test metric of their averaged label logits, as mean (std) over
-/// those seeds. Empty when no seed has them all.
 /// How many test examples one test input gives: a multi-label task's input is one
 /// (input, label) pair per label (`--test-limit` counts inputs).
 fn test_rows_per_input(spec: &TaskSpec) -> Result<usize> {
@@ -1184,6 +1181,9 @@ fn test_rows_per_input(spec: &TaskSpec) -> Result<usize> {
     })
 }
 
+/// The template ensemble per task: for each seed where `prompt` and every auto-template
+/// run are stored, the test metric of their averaged label logits, as mean (std) over
+/// those seeds. Empty when no seed has them all.
 pub fn ensemble_report(out: &Path, data: &Path, tasks: &[&TaskSpec], seeds: &[u64], settings: &Settings) -> Result<String> {
     let mut cells = Vec::new();
     for t in tasks {

@@ -371,45 +371,17 @@ fn read_cola(path: &Path, labels: &[String]) -> Result<Vec<Example>> {
 
 /// `label,sentence` rows without a header (LM-BFF's CSV tasks).
 fn read_csv(path: &Path, labels: &[String]) -> Result<Vec<Example>> {
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut reader = csv::ReaderBuilder::new().has_headers(false).from_reader(file);
-    let mut out = Vec::new();
-    for (i, record) in reader.records().enumerate() {
-        let record = record.map_err(|e| csv_error(path, e))?;
-        // The file line the record starts on (a quoted field may span lines).
-        let line = record.position().map_or(i + 1, |p| p.line() as usize);
-        let bad = |message: String| Error::Data {
-            path: path.to_path_buf(),
-            line,
-            message,
-        };
-        // No text of these tasks spans lines: one that does is a quote left open, which
-        // would swallow the rows after it.
-        if let Some(field) = record.iter().find(|f| f.contains('\n')) {
-            return Err(bad(format!("a field runs over {} lines (a quote left open?)", field.lines().count())));
-        }
-        let (Some(label), Some(text)) = (record.get(0), record.get(1)) else {
-            return Err(bad(format!(
-                "expected `label,sentence`, found {} field(s)",
-                record.len()
-            )));
-        };
-        let idx = labels
-            .iter()
-            .position(|l| l == label)
-            .ok_or_else(|| bad(format!("label {label:?} is not one of {labels:?}")))?;
-        out.push(Example::single(text, Some(idx)));
-    }
-    Ok(out)
-}
-
-fn csv_error(path: &Path, e: csv::Error) -> Error {
-    let line = e.position().map_or(0, |p| p.line() as usize);
-    Error::Data {
-        path: path.to_path_buf(),
-        line,
-        message: e.to_string(),
-    }
+    crate::data::read_csv_records(path)?
+        .into_iter()
+        .map(|(line, record)| {
+            let bad = |message: String| Error::Data { path: path.to_path_buf(), line, message };
+            let (Some(label), Some(text)) = (record.get(0), record.get(1)) else {
+                return Err(bad(format!("expected `label,sentence`, found {} field(s)", record.len())));
+            };
+            let idx = labels.iter().position(|l| l == label).ok_or_else(|| bad(format!("label {label:?} is not one of {labels:?}")))?;
+            Ok(Example::single(text, Some(idx)))
+        })
+        .collect()
 }
 
 #[cfg(test)]

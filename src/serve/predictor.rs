@@ -120,19 +120,18 @@ pub struct Predictor {
 /// `&mut`): a call takes a free one, or waits until any is given back (not a particular
 /// one, which a long batch may hold while another is free).
 struct Pool<T> {
-    items: Vec<Mutex<T>>,
-    free: Mutex<Vec<usize>>,
+    free: Mutex<Vec<T>>,
     given_back: parking_lot::Condvar,
 }
 
 type SessionPool = Pool<Session>;
 
-/// An item taken from its pool, given back when dropped.
+/// An item taken from its pool, given back when dropped. Not `Send`: it is given back on
+/// the thread that took it, which [`holding_a_session`] counts on.
 struct Taken<'a, T> {
     pool: &'a Pool<T>,
-    index: usize,
-    // Taken from the free list, so never contended: the lock is for `&mut` access.
-    item: Option<parking_lot::MutexGuard<'a, T>>,
+    item: Option<T>,
+    _this_thread: std::marker::PhantomData<*const ()>,
 }
 
 impl<T> std::ops::Deref for Taken<'_, T> {
@@ -164,29 +163,31 @@ pub(crate) fn holding_a_session() -> bool {
 impl<T> Drop for Taken<'_, T> {
     fn drop(&mut self) {
         let _ = HOLDING.try_with(|h| h.set(h.get().saturating_sub(1)));
-        self.item = None;
-        self.pool.free.lock().push(self.index);
-        self.pool.given_back.notify_one();
+        if let Some(item) = self.item.take() {
+            self.pool.free.lock().push(item);
+            self.pool.given_back.notify_one();
+        }
     }
 }
 
 impl<T> Pool<T> {
-    fn new(items: Vec<T>) -> Self {
-        let free = Mutex::new((0..items.len()).rev().collect());
-        Pool { items: items.into_iter().map(Mutex::new).collect(), free, given_back: parking_lot::Condvar::new() }
+    fn new(mut items: Vec<T>) -> Self {
+        // Taken from the end: the first item first.
+        items.reverse();
+        Pool { free: Mutex::new(items), given_back: parking_lot::Condvar::new() }
     }
 
     fn take(&self) -> Taken<'_, T> {
         let mut free = self.free.lock();
-        let index = loop {
+        let item = loop {
             match free.pop() {
-                Some(i) => break i,
+                Some(item) => break item,
                 None => self.given_back.wait(&mut free),
             }
         };
         drop(free);
         HOLDING.with(|h| h.set(h.get() + 1));
-        Taken { pool: self, index, item: Some(self.items[index].lock()) }
+        Taken { pool: self, item: Some(item), _this_thread: std::marker::PhantomData }
     }
 }
 
