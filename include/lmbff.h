@@ -462,8 +462,9 @@ typedef struct {
 
 /*
  Progress of a run: `stage` (LMBFF_STAGE_*), `step` of `total`, the training loss
- (the batch loss at the latest tenth step, and at the last step; NaN before the
- tenth) and the last dev metric (NaN when none). Called on the training thread; return false
+ (the batch loss at the latest tenth step, and at the last step; in
+ LMBFF_STAGE_ADAPT the mean over the ten steps up to it; NaN before the tenth) and
+ the last dev metric (NaN when none). Called on the training thread; return false
  to stop the run (it then ends LMBFF_ERR_CANCELLED).
  */
 typedef bool (*lmbff_progress_fn)(int32_t stage,
@@ -841,14 +842,16 @@ lmbff_status lmbff_task_remove(lmbff_task *t, uint64_t id);
 /*
  Marks labelled example `id` as a dev example (`dev` true) or back as a training one.
  Dev examples are held out of training: they pick the prompt method's kept weights
- (five evaluations a run), score every method (the version's notes: `dev_accuracy`, or
+ (at most five evaluations a run, the last step's among them), score every method (the version's notes: `dev_accuracy`, or
  `dev_micro_f1` for a multi-label task, or the prompt method's `best_dev_metric`) and,
  with lmbff_train_params.calibrate, fit the temperature.
 
  # Safety
  `t` is a live task.
  */
-lmbff_status lmbff_task_set_dev(lmbff_task *t, uint64_t id, bool dev);
+lmbff_status lmbff_task_set_dev(lmbff_task *t,
+                                uint64_t id,
+                                bool dev);
 
 /*
  Number of dev examples (0 if `t` is NULL or busy).
@@ -943,7 +946,8 @@ lmbff_status lmbff_run_poll(const lmbff_run *run, int32_t *state, size_t *step, 
 /*
  Asks the run to stop (from any thread); it ends LMBFF_ERR_CANCELLED at its next step,
  or within 50 ms if it is still waiting for another run of this process to end (runs
- in one process train one at a time).
+ in one process train one at a time). Once this returns, the run's progress callback
+ is not called again (a call already under way on the training thread finishes).
 
  # Safety
  `run` is a live run.

@@ -383,6 +383,15 @@ fn mistakes_are_named_before_the_work() {
     std::fs::write(dir.join("user.txt"), "mine").unwrap();
     fails_with(train(&["--steps", "100000"]).arg("--model").arg(&model).arg("--out").arg(&dir), "is not an earlier output");
     assert!(!dir.join("never").exists() && std::fs::read_to_string(dir.join("user.txt")).unwrap() == "mine");
+    // The demo's --out too: checked before its adaptation, not at the end of the run.
+    let demo = |out: &std::path::Path| {
+        let mut c = lmbff();
+        c.args(["demo", "--device", "cpu", "--threads", "1", "--adapt-steps", "100000", "--data"]).arg(common::root().join("data/reviews")).arg("--model").arg(&copy).arg("--out").arg(out);
+        c
+    };
+    fails_with(&mut demo(&copy), "is the model this command reads");
+    fails_with(&mut demo(&dir), "is not an earlier output");
+    assert_eq!(std::fs::read(copy.join("model.safetensors")).unwrap(), weights);
     let zero_shot = |setting: [&str; 2]| {
         let mut c = lmbff();
         c.args(["train", "--device", "cpu", "--method", "zero-shot-words", "--labels", "0=bad,1=good"]).args(setting).arg("--model").arg(&model);

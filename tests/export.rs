@@ -322,8 +322,22 @@ fn python_renders_the_same_ids_from_the_manifest() {
         ("bert", "*cls**sent_0*_It_was*mask*.*sep+*", 20, false),
         ("bert", "*cls**sent_0*_It_was*mask*.*sep+*", 40, true),
         ("roberta", "*cls**sent_0**sep+**+sentl_1*_?*mask*.*sep+*", 48, true),
+        ("roberta-prefix-space", "*cls**sent_0*_It_was*mask*.*sep+*", 24, false),
     ] {
-        let dir = common::fixtures().join(fixture);
+        let dir = match fixture {
+            "roberta-prefix-space" => {
+                // Exported without the prefix space training did without (a host's
+                // tokenizer would read "." after the mask as " .").
+                let dir = common::prefix_space_roberta();
+                let out = common::tempdir("render-prefix").join("export");
+                let c = case(&dir, template, max_len);
+                export(&c.model, &c.tok, &c.prompt, &Demos::None, Default::default(), &out, &ExportOptions::default()).unwrap();
+                let written: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("tokenizer.json")).unwrap()).unwrap();
+                assert_eq!(written["pre_tokenizer"]["add_prefix_space"], false, "{}", written["pre_tokenizer"]);
+                dir
+            }
+            _ => common::fixtures().join(fixture),
+        };
         let c = case(&dir, template, max_len);
         let pair = c.prompt.template.num_sentences() > 1;
         let sets = if with_demos { Demos::Fixed(demo_sets(pair)) } else { Demos::None };
@@ -334,27 +348,45 @@ fn python_renders_the_same_ids_from_the_manifest() {
             .enumerate()
             .map(|(i, e)| Example { text_b: pair.then(|| format!("The Movie [MASK] {i}")), ..e })
             .collect();
-        let json: Vec<serde_json::Value> = ex.iter().map(|e| serde_json::json!({"text_a": e.text_a, "text_b": e.text_b})).collect();
-        let file = out.parent().unwrap().join("examples.json");
-        std::fs::write(&file, serde_json::to_string(&json).unwrap()).unwrap();
-        let res = Command::new(common::python()).arg(common::root().join("tests/python/render_from_manifest.py")).arg(&out).arg(&file).output().unwrap();
-        assert!(res.status.success(), "{}", String::from_utf8_lossy(&res.stderr));
-        let got: serde_json::Value = serde_json::from_slice(&res.stdout).unwrap();
-        let p = open(&out);
-        let sets = p.demo_sets().len().max(1);
-        assert_eq!(sets, if with_demos { 2 } else { 1 });
-        for (i, e) in ex.iter().enumerate() {
-            let ours = p.encode(e).unwrap();
-            assert_eq!(ours.len(), sets);
-            for (k, ours) in ours.iter().enumerate() {
-                let ids: Vec<u32> = serde_json::from_value(got["input_ids"][i][k].clone()).unwrap();
-                let types: Vec<u32> = serde_json::from_value(got["token_type_ids"][i][k].clone()).unwrap();
-                assert_eq!(ids, ours.input_ids, "{fixture} {template:?} input {i} set {k}");
-                assert_eq!(types, ours.segment_ids, "{fixture} {template:?} input {i} set {k}");
-                assert!(ours.input_ids.len() <= max_len);
-                assert_eq!(ours.input_ids[ours.mask_pos], c.tok.special().mask, "the mask survives truncation");
-                assert_eq!(ours.input_ids.iter().filter(|&&t| t == c.tok.special().mask).count(), 1, "one mask only");
+        let compare = |what: &str| -> Vec<Vec<u32>> {
+            let json: Vec<serde_json::Value> = ex.iter().map(|e| serde_json::json!({"text_a": e.text_a, "text_b": e.text_b})).collect();
+            let file = out.parent().unwrap().join("examples.json");
+            std::fs::write(&file, serde_json::to_string(&json).unwrap()).unwrap();
+            let res = Command::new(common::python()).arg(common::root().join("tests/python/render_from_manifest.py")).arg(&out).arg(&file).output().unwrap();
+            assert!(res.status.success(), "{}", String::from_utf8_lossy(&res.stderr));
+            let got: serde_json::Value = serde_json::from_slice(&res.stdout).unwrap();
+            let p = open(&out);
+            let sets = p.demo_sets().len().max(1);
+            assert_eq!(sets, if with_demos { 2 } else { 1 });
+            let mut all = Vec::new();
+            for (i, e) in ex.iter().enumerate() {
+                let ours = p.encode(e).unwrap();
+                assert_eq!(ours.len(), sets);
+                for (k, ours) in ours.iter().enumerate() {
+                    let ids: Vec<u32> = serde_json::from_value(got["input_ids"][i][k].clone()).unwrap();
+                    let types: Vec<u32> = serde_json::from_value(got["token_type_ids"][i][k].clone()).unwrap();
+                    assert_eq!(ids, ours.input_ids, "{what}: {fixture} {template:?} input {i} set {k}");
+                    assert_eq!(types, ours.segment_ids, "{what}: {fixture} {template:?} input {i} set {k}");
+                    assert!(ours.input_ids.len() <= max_len);
+                    assert_eq!(ours.input_ids[ours.mask_pos], c.tok.special().mask, "the mask survives truncation");
+                    assert_eq!(ours.input_ids.iter().filter(|&&t| t == c.tok.special().mask).count(), 1, "one mask only");
+                    all.push(ours.input_ids.clone());
+                }
             }
+            all
+        };
+        let now = compare("demonstrations first");
+        if with_demos {
+            // An export written before the rule (format 7, no `demonstrations_first`)
+            // keeps longest-first over every sentence, in Rust and in Python alike.
+            let path = out.join(lmbff::export::EXPORT_MANIFEST);
+            let mut m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            assert_eq!((m["format_version"].as_u64(), m["truncation"]["demonstrations_first"].as_bool()), (Some(8), Some(true)));
+            m["truncation"].as_object_mut().unwrap().remove("demonstrations_first");
+            m["format_version"] = 7.into();
+            std::fs::write(&path, serde_json::to_string(&m).unwrap()).unwrap();
+            let before = compare("longest first (format 7)");
+            assert_ne!(now, before, "{fixture} {template:?}: the two rules cut the same ids, so neither is tested");
         }
     }
 }
@@ -379,10 +411,12 @@ fn demonstrations_travel_with_the_export_and_predict_the_same() {
     let (rep, head) = train::finetune(&c.model, &c.tok, &c.prompt, Method::Prompt, &train_ex, &[], &tp, &mut |_| true).unwrap();
     assert_eq!(rep.demos.fixed().len(), 2);
     let manifest = Manifest::for_prompt(&c.prompt, rep.demos.fixed(), serde_json::json!({"steps": 6}));
-    assert_eq!(manifest.format_version, 2);
+    // Demonstrations cut before the query: a version older readers refuse.
+    assert_eq!(manifest.format_version, 9);
     let out = checkpoint_and_export("demos", &c.model, &manifest);
     let m = ExportManifest::read(&out).unwrap();
-    assert_eq!(m.format_version, 2);
+    assert_eq!(m.format_version, 8);
+    assert!(m.truncation.demonstrations_first);
     assert_eq!(m.demonstrations.as_ref().unwrap().sets, rep.demos.fixed());
     let ex = texts(30);
     let want = train::softmax_rows(&train::predict_examples(&c.model, &c.tok, &c.prompt, Method::Prompt, &head, &ex, &rep.demos, 5).unwrap());
@@ -429,13 +463,13 @@ fn filtered_demonstrations_travel_with_the_export_and_predict_the_same() {
     let mut manifest = Manifest::for_prompt(&c.prompt, &[], serde_json::json!({}));
     rep.demos.record(&mut manifest);
     manifest.format_version = manifest.needed_version();
-    assert_eq!(manifest.format_version, 5);
+    assert_eq!(manifest.format_version, 9);
     assert_eq!(manifest.demo_filter.as_ref().unwrap().pool, train_ex);
     let out = checkpoint_and_export("filter", &c.model, &manifest);
     let summary = check_export(&out, false);
     assert_eq!(summary["demo_encoder"]["outputs"][0]["name"], "embedding", "{summary}");
     let m = ExportManifest::read(&out).unwrap();
-    assert_eq!(m.format_version, 5);
+    assert_eq!(m.format_version, 8);
     let f = m.demonstrations.as_ref().unwrap().filter.as_ref().unwrap();
     assert_eq!((f.sets, f.pool.len(), f.inputs.len()), (2, train_ex.len(), 2), "RoBERTa reads no token types");
 
@@ -808,7 +842,7 @@ fn several_and_multi_token_label_words_export_and_predict_the_same() {
         let manifest = Manifest::for_prompt(&c.prompt, rep.demos.fixed(), serde_json::json!({}));
         let out = checkpoint_and_export(&format!("words-{fixture}"), &c.model, &manifest);
         let m = ExportManifest::read(&out).unwrap();
-        assert_eq!(m.format_version, 4);
+        assert_eq!(m.format_version, 8, "label_word_tokens (4), demonstrations cut first (8)");
         assert_eq!(m.label_word_tokens.as_ref().unwrap()[0], c.prompt.verbalizer.word_tokens(0).unwrap());
         let ex = texts(20);
         let want = train::softmax_rows(&train::predict_examples(&c.model, &c.tok, &c.prompt, Method::Prompt, &head, &ex, &rep.demos, 5).unwrap());

@@ -66,7 +66,7 @@ fn harness_runs_every_method_resumes_and_reports() {
     let run = |extra: &[&str]| {
         let o = lmbff()
             .args(["harness", "--device", "cpu", "--threads", "1", "--tasks", "SST-2,mr", "--seeds", "1,2"])
-            .args(["--methods", "majority,zero-shot,in-context,plain,prompt,prompt-demos,sentence-embedding,sentence-embedding-anchors", "--steps", "120", "--lr", "3e-3", "--batch-size", "4"])
+            .args(["--methods", "majority,zero-shot,in-context,plain,prompt,prompt-demos,sentence-embedding,sentence-embedding-anchors,sentence-embedding-words", "--steps", "120", "--lr", "3e-3", "--batch-size", "4"])
             .args(["--eval-every", "40", "--max-len", "24", "--demo-max-len", "48", "--demo-sets", "2", "--demo-subsample", "8", "--demo-subsample-sets", "3"])
             .arg("--model").arg(common::fixtures().join("bert")).arg("--data").arg(&data).arg("--out").arg(&out)
             .args(extra)
@@ -76,8 +76,8 @@ fn harness_runs_every_method_resumes_and_reports() {
     };
     let (ok, table, err) = run(&[]);
     assert!(ok, "{err}");
-    assert!(err.contains("0 of 32 runs reused"), "{err}");
-    for m in ["majority", "zero-shot", "in-context", "plain", "prompt", "prompt-demos", "sentence-embedding", "sentence-embedding-anchors"] {
+    assert!(err.contains("0 of 36 runs reused"), "{err}");
+    for m in ["majority", "zero-shot", "in-context", "plain", "prompt", "prompt-demos", "sentence-embedding", "sentence-embedding-anchors", "sentence-embedding-words"] {
         for task in ["SST-2", "mr"] {
             for seed in [1, 2] {
                 let r: harness::RunResult =
@@ -113,6 +113,9 @@ fn harness_runs_every_method_resumes_and_reports() {
     let anchored: harness::RunResult =
         serde_json::from_str(&std::fs::read_to_string(harness::result_path(&out, "SST-2", 1, RunMethod::SentenceEmbeddingAnchors)).unwrap()).unwrap();
     assert!(anchored.test >= 0.75, "and with the label anchors: {}", anchored.test);
+    let words: harness::RunResult =
+        serde_json::from_str(&std::fs::read_to_string(harness::result_path(&out, "SST-2", 1, RunMethod::SentenceEmbeddingWords)).unwrap()).unwrap();
+    assert!(words.test >= 0.75, "and with the word anchors too (the library's default): {}", words.test);
     assert!(table.contains("| majority | 50.0 (0.0) | 50.0 (0.0) | 50.0 |"), "{table}");
     let report = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert_eq!(report.matches("| prompt-demos |").count(), 4, "score table, the subsample table (1 set, 3 sets), calibration table");
@@ -120,7 +123,7 @@ fn harness_runs_every_method_resumes_and_reports() {
     assert!(report.contains("one fixed demonstration set vs the average over 3 sets") && report.contains("| in-context | 3 |"), "{report}");
     assert!(report.contains("| method | runs | ECE | ECE scaled | temperature |") && report.contains("| sentence-embedding | 4 |"), "{report}");
     let all: Vec<harness::RunResult> = serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
-    assert_eq!(all.len(), 32);
+    assert_eq!(all.len(), 36);
     // The chart of the report (matplotlib, from results.json).
     let chart = Command::new(common::python()).arg(common::root().join("python/harness_chart.py")).arg(&out).output().unwrap();
     assert!(chart.status.success(), "{}", String::from_utf8_lossy(&chart.stderr));
@@ -129,16 +132,16 @@ fn harness_runs_every_method_resumes_and_reports() {
 
     // A second invocation reuses every stored run (and trains nothing).
     let (ok, again, err) = run(&[]);
-    assert!(ok && err.contains("32 of 32 runs reused"), "{err}");
+    assert!(ok && err.contains("36 of 36 runs reused"), "{err}");
     assert_eq!(again, table);
     // An interrupted harness continues: a missing run is made again, the rest reused;
     // out of time (--max-minutes), it starts nothing and says how to go on.
     std::fs::remove_file(harness::result_path(&out, "mr", 2, RunMethod::Plain)).unwrap();
     let (ok, _, err) = run(&["--max-minutes", "0"]);
-    assert!(ok && err.contains("31 of 32 runs reused; 1 runs not started (--max-minutes)"), "{err}");
+    assert!(ok && err.contains("35 of 36 runs reused; 1 runs not started (--max-minutes)"), "{err}");
     assert!(!harness::result_path(&out, "mr", 2, RunMethod::Plain).exists());
     let (ok, _, err) = run(&[]);
-    assert!(ok && err.contains("31 of 32 runs reused"), "{err}");
+    assert!(ok && err.contains("35 of 36 runs reused"), "{err}");
     // Other settings in the same folder are refused before any run, naming the fields;
     // also for a method the folder has no result of yet (it used to run them all, then
     // fail writing the report on the stored ones).
@@ -155,7 +158,7 @@ fn harness_runs_every_method_resumes_and_reports() {
     let (ok, _, err) = run(&["--test-limit", "5"]);
     assert!(!ok && err.contains(".json holds results made with other settings"), "{err}");
     let (ok, _, err) = run(&[]);
-    assert!(ok && err.contains("32 of 32 runs reused") && out.join(harness::SETTINGS_FILE).exists(), "{err}");
+    assert!(ok && err.contains("36 of 36 runs reused") && out.join(harness::SETTINGS_FILE).exists(), "{err}");
     let (ok, _, err) = run(&["--test-limit", "0"]);
     assert!(!ok && err.contains("--test-limit 0 scores nothing"), "{err}");
     let (ok, _, err) = run(&["--embed-lr", "0"]);
@@ -262,7 +265,7 @@ fn zero_shot_words_scores_the_untrained_encoder() {
     let prompt = lmbff::prompt::Prompt::new(
         lmbff::prompt::Template::parse(spec.template).unwrap(),
         spec.verbalizer(&tok).unwrap(),
-        lmbff::prompt::Truncation { max_len: 32.max(spec.max_len.unwrap_or(0)), first_sent_limit: spec.first_sent_limit, other_sent_limit: spec.other_sent_limit },
+        lmbff::prompt::Truncation { max_len: 32.max(spec.max_len.unwrap_or(0)), first_sent_limit: spec.first_sent_limit, other_sent_limit: spec.other_sent_limit, ..Default::default() },
     )
     .unwrap();
     let head = lmbff::train::word_anchor_zero_shot(&model, &tok, &prompt, &[]).unwrap();

@@ -317,6 +317,29 @@ fn demonstrations_render_as_lmbff_appends_them() {
     let e = short.encode_with_demos(&tok, &long, &[long.clone(), long.clone()]).unwrap();
     assert_eq!(e.input_ids.len(), 40);
     assert_eq!(e.input_ids[e.mask_pos], tok.special().mask);
+    // Demonstrations are cut before the query: a query that fits stays whole; the
+    // longest demonstration is cut first, so each class keeps one. Once theirs are
+    // gone, the query's sentence is cut.
+    let query = Example::single("the plot wanders and wanders but the cast holds it together", None);
+    let d = [Example::single("a dull and joyless trudge through clichés that never ends at all", Some(0)), Example::single("a joy", Some(1))];
+    let e = sst2(&tok, "{text} It was {mask}.", 32).encode_with_demos(&tok, &query, &d).unwrap();
+    assert_eq!(
+        tok.decode(&e.input_ids),
+        "[CLS] the plot wanders and wanders but the cast holds it together it was [MASK]. [SEP] a it was terrible. [SEP] a joy it was great. [SEP]"
+    );
+    let e = sst2(&tok, "{text} It was {mask}.", 22).encode_with_demos(&tok, &query, &d).unwrap();
+    assert_eq!(tok.decode(&e.input_ids), "[CLS] the plot wanders and wander it was [MASK]. [SEP] it was terrible. [SEP] it was great. [SEP]");
+    // Models saved before the rule (no `demonstrations_first`) keep theirs: longest
+    // first, the query's sentence included.
+    let mut legacy = sst2(&tok, "{text} It was {mask}.", 32);
+    legacy.truncation.demonstrations_first = false;
+    let e = legacy.encode_with_demos(&tok, &query, &d).unwrap();
+    assert_eq!(
+        tok.decode(&e.input_ids),
+        "[CLS] the plot wanders and wanders it was [MASK]. [SEP] a dull and joyless trudge it was terrible. [SEP] a joy it was great. [SEP]"
+    );
+    let old: Truncation = serde_json::from_str(r#"{"max_len": 32, "first_sent_limit": null, "other_sent_limit": null}"#).unwrap();
+    assert!(!old.demonstrations_first && Truncation::default().demonstrations_first);
     // Demonstrations must be labelled.
     let err = p.encode_with_demos(&tok, &q, &[Example::single("unlabelled", None)]).unwrap_err();
     assert!(err.to_string().contains("demonstration has no label"), "{err}");
@@ -438,4 +461,50 @@ fn unknown_template_text_is_named() {
     assert_eq!(sst2(&tok, "{text} It was {mask}.", 128).unknown_template_text(&tok).unwrap(), None);
     let w = sst2(&tok, "{text} ☃ was {mask}.", 128).unknown_template_text(&tok).unwrap().expect("a warning");
     assert!(w.contains("\"☃ was\"") && w.contains("does not know"), "{w}");
+    // A label word the vocabulary splits is named with its pieces (a misspelling is
+    // scored as quietly as a real multi-token word); one-token words give no warning.
+    assert!(sst2(&tok, "{text} It was {mask}.", 128).warnings(&tok).unwrap().is_empty());
+    let v = Verbalizer::new(&tok, &pairs(&[("0", "terible"), ("1", "great|lackluster")])).unwrap();
+    let p = Prompt::new(Template::parse("{text} It was {mask}.").unwrap(), v, Truncation::default()).unwrap();
+    let w = p.warnings(&tok).unwrap();
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(w[0].contains("\"terible\" = ter ##ible") && w[0].contains("\"lackluster\" = lack ##lus ##ter") && !w[0].contains("\"great\""), "{}", w[0]);
+}
+
+/// A byte-level tokenizer saved with `add_prefix_space: true` renders as RoBERTa's own
+/// (no prefix space): prompts encode their pieces one by one and place spaces
+/// themselves, and read as it comes, "." after the mask would be " .".
+#[test]
+fn a_prefix_space_tokenizer_renders_as_without_it() {
+    let plain = Tokenizer::from_dir(&common::fixtures().join("roberta")).unwrap();
+    let dir = common::prefix_space_roberta();
+    let spaced = Tokenizer::from_dir(&dir).unwrap();
+    let ex = Example::single("A gripping film.", Some(1));
+    let render = |tok: &Tokenizer| sst2(tok, "*cls**sent_0*_It_was*mask*.*sep+*", 64).encode(tok, &ex).unwrap().input_ids;
+    assert_eq!(render(&spaced), render(&plain));
+    // The file as it is would have read the pieces with a space each.
+    let raw = Tokenizer::from_bytes(&std::fs::read(dir.join("tokenizer.json")).unwrap()).unwrap();
+    assert_ne!(render(&raw), render(&plain), "the fixture's vocabulary does not show the prefix space");
+    assert!(lmbff::tokenize::without_prefix_space(&std::fs::read(common::fixtures().join("roberta/tokenizer.json")).unwrap()).is_none());
+}
+
+/// A few of LM-BFF's automatic templates pair their stars oddly (an empty piece where a
+/// part would be); LM-BFF reads each piece by what it says, and so do we. A misspelt
+/// part is still named.
+#[test]
+fn automatic_templates_with_odd_stars_read_as_lmbff_reads_them() {
+    let tok = minilm();
+    let v = Verbalizer::new(&tok, &pairs(&[("DESC", "Description"), ("NUM", "Number")])).unwrap();
+    let ex = Example::single("How far is it?", None);
+    let render = |t: &str| Prompt::new(Template::parse(t).unwrap(), v.clone(), Truncation::default()).unwrap().encode(&tok, &ex).unwrap();
+    // trec's, seeds 21, 42 and 87: `_` is a space, nothing to WordPiece.
+    assert_eq!(render("*cls*_**mask*:*+sent_0**sep+*"), render("*cls**mask*:*+sent_0**sep+*"));
+    assert_eq!(tok.decode(&render("*cls**sent_0*_**mask*.*sep+*").input_ids), "[CLS] how far is it? [MASK]. [SEP]");
+    // RTE's, seed 13.
+    let rte = Template::parse("*cls**sent-_0*._**mask*,*+sentl_1**sep+*").unwrap();
+    assert_eq!(rte.num_sentences(), 2);
+    for (bad, names) in [("*cls**snet_0*_It_was*mask*.*sep+*", "snet_0"), ("*cls*_**mask*:*+sent_7**sep+*", "sent_7")] {
+        let e = Template::parse(bad).unwrap_err().to_string();
+        assert!(e.contains(names), "{bad}: {e}");
+    }
 }

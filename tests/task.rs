@@ -353,6 +353,24 @@ extern "C" fn stop_at_5(_stage: i32, step: usize, _total: usize, _loss: f64, _me
     step < 5
 }
 
+/// Counts progress reports, and those that came after the host's cancel returned.
+#[derive(Default)]
+struct AfterCancel {
+    calls: std::sync::atomic::AtomicUsize,
+    cancelled: std::sync::atomic::AtomicBool,
+    late: std::sync::atomic::AtomicUsize,
+}
+
+extern "C" fn note_after_cancel(_stage: i32, _step: usize, _total: usize, _loss: f64, _metric: f64, user_data: *mut std::ffi::c_void) -> bool {
+    use std::sync::atomic::Ordering::SeqCst;
+    let s = unsafe { &*(user_data as *const AfterCancel) };
+    if s.cancelled.load(SeqCst) {
+        s.late.fetch_add(1, SeqCst);
+    }
+    s.calls.fetch_add(1, SeqCst);
+    true
+}
+
 /// What `on_self` saw: the run (set once started), and the status its own wait (or its
 /// nested lmbff_train on `train_task`) returned, with the message.
 #[derive(Default)]
@@ -446,6 +464,20 @@ fn train_versions_and_export_through_the_c_abi() {
         assert_eq!(lmbff_run_poll(run, &mut state, null_mut(), null_mut()), LMBFF_OK);
         assert_eq!(state, LMBFF_RUN_CANCELLED);
         assert!(lmbff_run_version(run).is_null());
+        lmbff_run_free(run);
+
+        // Once lmbff_run_cancel has returned, the progress callback is not called again
+        // (a host may free what its user_data points to): it was, at the next step.
+        let after = AfterCancel::default();
+        let ud = &after as *const AfterCancel as *mut std::ffi::c_void;
+        assert_eq!(lmbff_train_start(t, &tp, Some(note_after_cancel), ud, &mut run), LMBFF_OK);
+        while after.calls.load(SeqCst) < 2 {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert_eq!(lmbff_run_cancel(run), LMBFF_OK);
+        after.cancelled.store(true, SeqCst);
+        assert_eq!(lmbff_run_wait(run), LMBFF_ERR_CANCELLED);
+        assert_eq!(after.late.load(SeqCst), 0, "progress reported after the cancel returned");
         lmbff_run_free(run);
 
         // A run queued behind another (runs in one process train one at a time) is
@@ -674,7 +706,7 @@ fn train_versions_and_export_through_the_c_abi() {
         assert_eq!(lmbff_train(t, &tp, None, null_mut(), version.as_mut_ptr(), 16), LMBFF_OK, "{}", last_error());
         let v = CStr::from_ptr(version.as_ptr()).to_str().unwrap().to_string();
         let m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("models").join(&v).join("lmbff.json")).unwrap()).unwrap();
-        assert_eq!((m["format_version"].as_u64(), m["demo_filter"]["sets"].as_u64()), (Some(5), Some(2)), "{m}");
+        assert_eq!((m["format_version"].as_u64(), m["demo_filter"]["sets"].as_u64()), (Some(9), Some(2)), "{m}");
         assert_eq!(m["demo_filter"]["encoder"].as_str(), model.to_str().ok(), "NULL demo_filter_model: the task's model");
         let cv = CString::new(v).unwrap();
         let outf = CString::new(dir.parent().unwrap().join("export-filter").to_str().unwrap()).unwrap();
@@ -1088,6 +1120,46 @@ fn regression_tasks_through_the_c_abi() {
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         let e: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(cli_out.join("lmbff-export.json")).unwrap()).unwrap();
         assert_eq!((e["task"].as_str(), &e["regression"]), (Some("regression"), &serde_json::json!({"low": 0.0, "high": 5.0})), "{e}");
+        lmbff_task_free(t);
+    }
+}
+
+/// A regression task trains with every score on one side of its range (its loss needs
+/// none on the other; demonstrations, which show each pole, name the empty half);
+/// settings the method cannot honour are refused before the model adapts; adaptation
+/// reads every text but the dev examples'.
+#[test]
+fn one_sided_regression_early_refusals_and_adaptation_texts() {
+    let dir = common::tempdir("regression-one-side").join("task");
+    let cdir = CString::new(dir.to_str().unwrap()).unwrap();
+    unsafe {
+        let t = abi_task(&["low", "high"], &["terrible", "great"], LMBFF_TASK_REGRESSION, (0.0, 5.0));
+        for (text, score) in [("the movie was fun", "4.5"), ("i loved this book", "5"), ("a great ride", "4")] {
+            add(t, text, score);
+        }
+        let dev = add(t, "the music was bright", "3.5");
+        assert_eq!(lmbff_task_set_dev(t, dev, true), LMBFF_OK);
+        assert_eq!(lmbff_task_save(t, cdir.as_ptr()), LMBFF_OK, "{}", last_error());
+        let mut tp = cpu_params(4);
+        tp.demonstrations = true;
+        assert_eq!(lmbff_train(t, &tp, None, null_mut(), null_mut(), 0), LMBFF_ERR_INVALID_ARGUMENT);
+        assert!(last_error().contains("lower half (0 to 2.5)"), "{}", last_error());
+        tp.demonstrations = false;
+        // The sentence-embedding method cannot train a regression: said before 50
+        // adaptation steps run (it was said after them).
+        tp.adaptation_steps = 50;
+        tp.method = LMBFF_METHOD_SENTENCE_EMBEDDING;
+        let mut seen: Vec<(i32, usize, usize, f64, f64)> = Vec::new();
+        let ud = &mut seen as *mut _ as *mut std::ffi::c_void;
+        assert_eq!(lmbff_train(t, &tp, Some(record_progress), ud, null_mut(), 0), LMBFF_ERR_INVALID_ARGUMENT);
+        assert!(last_error().contains("needs the prompt method"), "{}", last_error());
+        assert!(seen.is_empty(), "{} steps reported before the refusal", seen.len());
+        tp.method = LMBFF_METHOD_PROMPT;
+        tp.adaptation_steps = 2;
+        let mut version = [0 as c_char; 16];
+        assert_eq!(lmbff_train(t, &tp, None, null_mut(), version.as_mut_ptr(), 16), LMBFF_OK, "{}", last_error());
+        let m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("models/v1/lmbff.json")).unwrap()).unwrap();
+        assert_eq!((m["notes"]["adaptation_texts"].as_u64(), &m["notes"]["examples_per_label"]), (Some(3), &serde_json::json!([0, 3])), "{m}");
         lmbff_task_free(t);
     }
 }

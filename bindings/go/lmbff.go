@@ -97,6 +97,17 @@ const HeaderABIVersion = C.LMBFF_ABI_VERSION
 // ABIVersion is the C ABI version of the loaded library (HeaderABIVersion if they match).
 func ABIVersion() int { return int(C.lmbff_abi_version()) }
 
+// abiMismatch is what the calls that open or make something (a predictor, a task, an
+// export) return when the loaded library speaks another C ABI version than the header
+// this package was compiled against: what a call means may differ, so none is made.
+func abiMismatch(loaded int) error {
+	if loaded == HeaderABIVersion {
+		return nil
+	}
+	return &Error{Code: int(C.LMBFF_ERR_INVALID_ARGUMENT), Name: "INVALID_ARGUMENT",
+		Message: fmt.Sprintf("the loaded liblmbff has C ABI version %d, this package was compiled against version %d: use the package of the same lmbff version", loaded, HeaderABIVersion)}
+}
+
 // HasTraining says whether the library can train and export (false for the serve-only
 // build, whose training and export calls fail with NO_TRAINING).
 func HasTraining() bool { return bool(C.lmbff_has_training()) }
@@ -116,6 +127,9 @@ func SetTorchThreads(n int) error {
 // directory, or a task's version under <task>/models/) to an export directory for
 // OpenPredictor; fp16 stores weight matrices as fp16.
 func ExportCheckpoint(checkpointDir, outDir string, fp16 bool) error {
+	if err := abiMismatch(ABIVersion()); err != nil {
+		return err
+	}
 	var cs cstrings
 	defer cs.free()
 	from, to := cs.add("checkpointDir", checkpointDir), cs.add("outDir", outDir)
@@ -236,6 +250,9 @@ func OpenPredictor(exportDir string, threads int) (*Predictor, error) {
 
 // OpenPredictorWith opens an export directory with options.
 func OpenPredictorWith(exportDir string, o PredictorOptions) (*Predictor, error) {
+	if err := abiMismatch(ABIVersion()); err != nil {
+		return nil, err
+	}
 	var cs cstrings
 	defer cs.free()
 	var params C.lmbff_predictor_params
@@ -455,6 +472,9 @@ func NewTask(modelDir, template string, labels, words []string) (*Task, error) {
 // CreateTask makes a task; its template and label words are checked against the
 // model's tokenizer now (MODEL otherwise).
 func CreateTask(p TaskParams) (*Task, error) {
+	if err := abiMismatch(ABIVersion()); err != nil {
+		return nil, err
+	}
 	if !p.MultiLabel && len(p.Labels) != len(p.LabelWords) {
 		return nil, invalid("%d labels but %d label words", len(p.Labels), len(p.LabelWords))
 	}
@@ -505,6 +525,9 @@ func CreateTask(p TaskParams) (*Task, error) {
 
 // OpenTask reopens a task saved with Save.
 func OpenTask(dir string) (*Task, error) {
+	if err := abiMismatch(ABIVersion()); err != nil {
+		return nil, err
+	}
 	var cs cstrings
 	defer cs.free()
 	d := cs.add("dir", dir)

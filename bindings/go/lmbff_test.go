@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"os"
@@ -119,6 +120,15 @@ func TestPanickingLogger(t *testing.T) {
 func TestLibrary(t *testing.T) {
 	if ABIVersion() != HeaderABIVersion {
 		t.Fatalf("library ABI %d, header %d", ABIVersion(), HeaderABIVersion)
+	}
+	// A library of another ABI version is refused by the calls that open or make
+	// something, by name, before any call into it.
+	if err := abiMismatch(HeaderABIVersion); err != nil {
+		t.Fatal(err)
+	}
+	wantCode(t, abiMismatch(HeaderABIVersion+1), "INVALID_ARGUMENT")
+	if err := abiMismatch(HeaderABIVersion + 1); !strings.Contains(err.Error(), fmt.Sprintf("C ABI version %d", HeaderABIVersion+1)) {
+		t.Fatal(err)
 	}
 	if !HasTraining() {
 		t.Fatal("the full build reports no training")

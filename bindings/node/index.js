@@ -98,6 +98,17 @@ const c = {
   setTorchThreads: lib.func('int lmbff_set_torch_threads(uint32_t)'),
 };
 
+// Another ABI version changed what a call means (include/lmbff.h): refused at load, before
+// any call could read or write a struct this binding does not know.
+if (c.abiVersion() !== ABI_VERSION) {
+  throw new Error(`lmbff: ${libPath} has C ABI version ${c.abiVersion()}, this binding is written for ${ABI_VERSION}: use the binding of the same lmbff version`);
+}
+
+// A handle the program drops without close() is freed when it is garbage-collected (an
+// open predictor holds its model; waiting for the process to end could hold gigabytes).
+// close() frees at once and unregisters.
+const collected = new FinalizationRegistry(([free, handle]) => free(handle));
+
 // The parameter structs mirror include/lmbff.h. Their defaults come from the library's
 // lmbff_X_params_init with this binding's size, never by value (a later library's larger
 // struct, returned by value, would overflow the binding's smaller one): a library that
@@ -177,6 +188,18 @@ function whole(what, name, v, min = 0, max = 0xffffffff) {
   const ok = (typeof v === 'number' && Number.isInteger(v)) || (typeof v === 'bigint' && max > Number.MAX_SAFE_INTEGER);
   if (!ok || v < min || v > max) throw invalid(what, `${name} is ${typeof v === 'bigint' ? `${v}n` : JSON.stringify(v) ?? String(v)}: give a whole number from ${min} to ${max}`);
   return v;
+}
+
+/**
+ * Sets on the params struct `p` (the library's defaults) only the options given in `o`
+ * (undefined: not given): `table` maps an option to [field, convert], convert checking
+ * the value and returning what the field takes. A later library's other default is kept.
+ */
+function assignGiven(p, o, table) {
+  for (const [k, [field, convert]] of Object.entries(table)) {
+    if (o[k] !== undefined) p[field] = convert(o[k]);
+  }
+  return p;
 }
 
 /** An item id (uint64): a non-negative integer Number or BigInt. */
@@ -289,12 +312,15 @@ function exportCheckpoint(checkpointDir, outDir, opts) {
 class Predictor {
   constructor(exportDir, opts) {
     const what = 'open predictor';
-    const { threads = 0, sessions = 1, maxBatch = 16, ortLibrary = null } = options(what, 'options', opts, ['threads', 'sessions', 'maxBatch', 'ortLibrary']);
-    const p = defaults('predictor');
-    Object.assign(p, { threads: whole(what, 'threads', threads), sessions: whole(what, 'sessions', sessions), max_batch: whole(what, 'maxBatch', maxBatch), ort_library: str(what, 'ortLibrary', ortLibrary, true) });
+    const o = options(what, 'options', opts, ['threads', 'sessions', 'maxBatch', 'ortLibrary']);
+    const p = assignGiven(defaults('predictor'), o, {
+      threads: ['threads', (v) => whole(what, 'threads', v)], sessions: ['sessions', (v) => whole(what, 'sessions', v)],
+      maxBatch: ['max_batch', (v) => whole(what, 'maxBatch', v)], ortLibrary: ['ort_library', (v) => str(what, 'ortLibrary', v, true)],
+    });
     const out = [null];
     check(c.predictorOpen(str(what, 'exportDir', exportDir), p, out), what);
     this.handle = out[0];
+    collected.register(this, [c.predictorFree, this.handle], this);
     this.labels = Array.from({ length: Number(c.numLabels(this.handle)) }, (_, i) => c.label(this.handle, i));
     /** A multi-label export: probs are each label's own probability; `labels` of a prediction lists those that apply. */
     this.multiLabel = c.multiLabel(this.handle);
@@ -330,7 +356,10 @@ class Predictor {
   }
 
   close() {
-    if (this.handle) c.predictorFree(this.handle);
+    if (this.handle) {
+      collected.unregister(this);
+      c.predictorFree(this.handle);
+    }
     this.handle = null;
   }
 }
@@ -341,6 +370,7 @@ class Predictions {
     this.predictor = predictor;
     this.handle = handle;
     this.length = Number(c.predictionsCount(handle));
+    collected.register(this, [c.predictionsFree, handle], this);
   }
 
   /**
@@ -388,16 +418,56 @@ class Predictions {
   }
 
   close() {
-    if (this.handle) c.predictionsFree(this.handle);
+    if (this.handle) {
+      collected.unregister(this);
+      c.predictionsFree(this.handle);
+    }
     this.handle = null;
     this.length = 0;
   }
 }
 
+// train()'s options: [field of lmbff_train_params, check and convert]; an option not
+// given keeps the library's default.
+const TRAIN_WHAT = 'train';
+const TRAIN_OPTIONS = {
+  steps: ['steps', (v) => whole(TRAIN_WHAT, 'steps', v)],
+  batchSize: ['batch_size', (v) => whole(TRAIN_WHAT, 'batchSize', v)],
+  learningRate: ['learning_rate', (v) => {
+    if (typeof v !== 'number' || !Number.isFinite(v)) throw invalid(TRAIN_WHAT, `learningRate is ${JSON.stringify(v) ?? String(v)}: give a number`);
+    return v;
+  }],
+  seed: ['seed', (v) => whole(TRAIN_WHAT, 'seed', v, 0, 0xffffffffffffffffn)],
+  device: ['device', (v) => {
+    if (!(v in DEVICES)) throw invalid(TRAIN_WHAT, `device ${JSON.stringify(v)}: use one of ${Object.keys(DEVICES).join(', ')}`);
+    return DEVICES[v];
+  }],
+  deviceIndex: ['device_index', (v) => whole(TRAIN_WHAT, 'deviceIndex', v)],
+  adaptationSteps: ['adaptation_steps', (v) => whole(TRAIN_WHAT, 'adaptationSteps', v)],
+  warmStart: ['warm_start', (v) => str(TRAIN_WHAT, 'warmStart', v, true)],
+  demonstrations: ['demonstrations', (v) => bool(TRAIN_WHAT, 'demonstrations', v)],
+  demoSets: ['demo_sets', (v) => whole(TRAIN_WHAT, 'demoSets', v)],
+  demoFilter: ['demo_filter', (v) => bool(TRAIN_WHAT, 'demoFilter', v)],
+  demoFilterModel: ['demo_filter_model', (v) => str(TRAIN_WHAT, 'demoFilterModel', v, true)],
+  method: ['method', (v) => {
+    if (!(v in METHODS)) throw invalid(TRAIN_WHAT, `method ${JSON.stringify(v)}: use one of ${Object.keys(METHODS).join(', ')}`);
+    return METHODS[v];
+  }],
+  calibrate: ['calibrate', (v) => bool(TRAIN_WHAT, 'calibrate', v)],
+  labelAnchors: ['disable_label_anchors', (v) => !bool(TRAIN_WHAT, 'labelAnchors', v)],
+  anchorTemplates: ['anchor_templates', (v) => {
+    if (!Array.isArray(v)) throw invalid(TRAIN_WHAT, 'anchorTemplates must be an array of template strings');
+    strs(TRAIN_WHAT, 'anchorTemplates', v);
+    return v.length ? v : null;
+  }],
+  embeddingMaxSteps: ['embedding_max_steps', (v) => whole(TRAIN_WHAT, 'embeddingMaxSteps', v)],
+};
+
 /** A labelling task (one thread at a time); close() when done. */
 class Task {
   constructor(handle) {
     this.handle = handle;
+    collected.register(this, [c.taskFree, handle], this);
     /** Class names, in class order. */
     this.labels = Array.from({ length: Number(c.taskNumLabels(handle)) }, (_, i) => c.taskLabel(handle, i));
   }
@@ -413,7 +483,7 @@ class Task {
    */
   static create(params) {
     const what = 'create task';
-    const { modelDir, labels, labelWords = null, template = null, maxLen = 128, multiLabel = false, regression = null } = options(what, 'params', params, ['modelDir', 'labels', 'labelWords', 'template', 'maxLen', 'multiLabel', 'regression']);
+    const { modelDir, labels, labelWords = null, template = null, maxLen, multiLabel = false, regression = null } = options(what, 'params', params, ['modelDir', 'labels', 'labelWords', 'template', 'maxLen', 'multiLabel', 'regression']);
     const p = defaults('task');
     const tmpl = str(what, 'template', template ?? (multiLabel ? null : '{text} It was {mask}.'), true);
     strs(what, 'labels', labels);
@@ -431,7 +501,8 @@ class Task {
       throw invalid(what, 'regression is a [low, high] pair of numbers');
     }
     const flags = (bool(what, 'multiLabel', multiLabel) ? TASK_MULTI_LABEL : 0) | (regression ? TASK_REGRESSION : 0);
-    Object.assign(p, { model_dir: str(what, 'modelDir', modelDir), template_: tmpl, labels, label_words: labelWords ?? null, num_labels: labels.length, max_len: whole(what, 'maxLen', maxLen), flags });
+    Object.assign(p, { model_dir: str(what, 'modelDir', modelDir), template_: tmpl, labels, label_words: labelWords ?? null, num_labels: labels.length, flags });
+    if (maxLen !== undefined) p.max_len = whole(what, 'maxLen', maxLen);
     if (regression) Object.assign(p, { regression_low: regression[0], regression_high: regression[1] });
     const out = [null];
     check(c.taskCreate(p, out), what);
@@ -525,35 +596,17 @@ class Task {
     const what = 'train';
     let p, handle, onProgress, signal, pollMs;
     try {
-      const TRAIN = { steps: 300, batchSize: 8, learningRate: 2e-5, seed: 42, device: 'auto', deviceIndex: 0, adaptationSteps: 0, warmStart: null, demonstrations: false, demoSets: 1, demoFilter: false, demoFilterModel: null, method: 'auto', calibrate: false, labelAnchors: true, anchorTemplates: [], embeddingMaxSteps: 2000 };
-      const given = options(what, 'params', params, Object.keys(TRAIN));
-      // An option given as undefined takes its default, as destructuring defaults do.
-      const o = Object.fromEntries(Object.entries(TRAIN).map(([k, d]) => [k, given[k] === undefined ? d : given[k]]));
-      const { steps, batchSize, learningRate, seed, device, deviceIndex, adaptationSteps, warmStart, demonstrations, demoSets, demoFilter, demoFilterModel, method, calibrate, labelAnchors, anchorTemplates, embeddingMaxSteps } = o;
+      const given = options(what, 'params', params, Object.keys(TRAIN_OPTIONS));
       ({ onProgress, signal, pollMs = 50 } = options(what, 'run options', runOptions, ['onProgress', 'signal', 'pollMs']));
       handle = this.handleFor(what);
-      if (!(method in METHODS)) throw invalid(what, `method ${JSON.stringify(method)}: use one of ${Object.keys(METHODS).join(', ')}`);
-      if (!(device in DEVICES)) throw invalid(what, `device ${JSON.stringify(device)}: use one of ${Object.keys(DEVICES).join(', ')}`);
-      if (!Array.isArray(anchorTemplates)) throw invalid(what, 'anchorTemplates must be an array of template strings');
-      strs(what, 'anchorTemplates', anchorTemplates);
-      whole(what, 'embeddingMaxSteps', embeddingMaxSteps);
-      if (typeof learningRate !== 'number' || !Number.isFinite(learningRate)) throw invalid(what, `learningRate is ${JSON.stringify(learningRate) ?? String(learningRate)}: give a number`);
       if (onProgress !== undefined && onProgress !== null && typeof onProgress !== 'function') throw invalid(what, `onProgress is a ${typeof onProgress}: give a function`);
       if (signal !== undefined && signal !== null && (typeof signal.addEventListener !== 'function' || typeof signal.aborted !== 'boolean')) {
         throw invalid(what, 'signal is not an AbortSignal: give an AbortController\'s signal (controller.signal), not the controller');
       }
       whole(what, 'pollMs', pollMs, 1, 0x7fffffff);
-      p = defaults('train');
-      Object.assign(p, {
-        steps: whole(what, 'steps', steps), batch_size: whole(what, 'batchSize', batchSize), learning_rate: learningRate,
-        seed: whole(what, 'seed', seed, 0, 0xffffffffffffffffn), device: DEVICES[device], device_index: whole(what, 'deviceIndex', deviceIndex),
-        adaptation_steps: whole(what, 'adaptationSteps', adaptationSteps), warm_start: str(what, 'warmStart', warmStart, true),
-        demonstrations: bool(what, 'demonstrations', demonstrations), demo_sets: whole(what, 'demoSets', demoSets),
-        demo_filter: bool(what, 'demoFilter', demoFilter), demo_filter_model: str(what, 'demoFilterModel', demoFilterModel, true),
-        method: METHODS[method], calibrate: bool(what, 'calibrate', calibrate), disable_label_anchors: !bool(what, 'labelAnchors', labelAnchors),
-        anchor_templates: anchorTemplates.length ? anchorTemplates : null, num_anchor_templates: anchorTemplates.length,
-        embedding_max_steps: embeddingMaxSteps,
-      });
+      // The library's defaults (lmbff_train_params_init), with the options given set.
+      p = assignGiven(defaults('train'), given, TRAIN_OPTIONS);
+      if (given.anchorTemplates !== undefined) p.num_anchor_templates = given.anchorTemplates.length;
     } catch (e) {
       return Promise.reject(e);
     }
@@ -612,7 +665,10 @@ class Task {
   }
 
   close() {
-    if (this.handle) c.taskFree(this.handle);
+    if (this.handle) {
+      collected.unregister(this);
+      c.taskFree(this.handle);
+    }
     this.handle = null;
   }
 }

@@ -6,6 +6,8 @@
  *      -Wl,-rpath,$PWD/target/release -o annotate
  *   ./annotate MODEL_DIR WORK_DIR [STEPS]     # e.g. $LMBFF_DEFAULT_MODEL runs/annotate 300
  *
+ * Run again on the same WORK_DIR, it reopens the task saved there and trains its next
+ * version (v2, ...) on the same examples.
  * Reads data/reviews/train.tsv (sentence<TAB>label, labels 0/1) for 16 examples per class
  * and data/reviews/unlabeled.txt for the pool (first 200 lines). The library picks the
  * method (LMBFF_METHOD_AUTO, docs/methods.md): on a model without a masked-LM head (the
@@ -17,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "lmbff.h"
 
@@ -67,7 +70,15 @@ int main(int argc, char **argv) {
     tp.label_words = words;
     tp.num_labels = 2;
     lmbff_task *task = NULL;
-    check(lmbff_task_create(&tp, &task), "lmbff_task_create");
+    /* A WORK_DIR holding the task of an earlier run is reopened, with the examples it
+       saved: this run trains its next version (a task is saved into one folder). */
+    char saved[4096];
+    snprintf(saved, sizeof saved, "%s/task.json", argv[2]);
+    bool reopened = access(saved, F_OK) == 0;
+    if (reopened)
+        check(lmbff_task_open(argv[2], &task), "lmbff_task_open");
+    else
+        check(lmbff_task_create(&tp, &task), "lmbff_task_create");
 
     /* 16 labelled examples per class. */
     FILE *f = fopen("data/reviews/train.tsv", "r");
@@ -76,7 +87,7 @@ int main(int argc, char **argv) {
     size_t cap = 0;
     int per_class[2] = {0, 0};
     if (getline(&line, &cap, f) < 0) return 1; /* header */
-    while (getline(&line, &cap, f) > 0) {
+    while (!reopened && getline(&line, &cap, f) > 0) {
         char *tab = strrchr(line, '\t');
         if (!tab) continue;
         *tab = 0;
@@ -97,7 +108,7 @@ int main(int argc, char **argv) {
         if (line[got - 1] == '\n') line[got - 1] = 0;
         if (!*line) continue;
         pool[n].text = strdup(line);
-        check(lmbff_task_add_unlabeled(task, line, NULL, NULL), "lmbff_task_add_unlabeled");
+        if (!reopened) check(lmbff_task_add_unlabeled(task, line, NULL, NULL), "lmbff_task_add_unlabeled");
         n++;
     }
     fclose(f);
@@ -105,7 +116,7 @@ int main(int argc, char **argv) {
     size_t examples[2], unlabeled;
     check(lmbff_task_counts(task, 0, &examples[0], &unlabeled), "lmbff_task_counts");
     check(lmbff_task_counts(task, 1, &examples[1], NULL), "lmbff_task_counts");
-    fprintf(stderr, "task: %zu + %zu labelled, %zu unlabeled\n", examples[0], examples[1], unlabeled);
+    fprintf(stderr, "task%s: %zu + %zu labelled, %zu unlabeled\n", reopened ? " (reopened)" : "", examples[0], examples[1], unlabeled);
     check(lmbff_task_save(task, argv[2]), "lmbff_task_save");
 
     /* Train a version (synchronously here; lmbff_train_start runs it in the background). */

@@ -1,7 +1,7 @@
 /* Predict texts with an lmbff export directory through the C ABI.
  *
  *   cc -std=c99 -O2 -Iinclude examples/c/predict.c -Ltarget/serve/release -llmbff \
- *      -Wl,-rpath,'$ORIGIN' -o predict
+ *      -Wl,-rpath,"$PWD/target/serve/release" -o predict
  *   ./predict EXPORT_DIR [--batch N] < texts.txt
  *
  * One text per line on stdin; prints "label<TAB>p(label)<TAB>margin<TAB>text" per line.
@@ -101,8 +101,10 @@ int main(int argc, char **argv) {
         for (size_t i = 0; i < k; i++) {
             uint32_t label;
             float margin, entropy;
-            lmbff_predictions_get(r, i, &label, &margin, &entropy);
-            lmbff_predictions_probs(r, i, probs, labels);
+            s = lmbff_predictions_get(r, i, &label, &margin, &entropy);
+            if (s != LMBFF_OK) return fail("lmbff_predictions_get", s);
+            s = lmbff_predictions_probs(r, i, probs, labels);
+            if (s != LMBFF_OK) return fail("lmbff_predictions_probs", s);
             printf("%s\t%.4f\t%.4f\t%s\n", lmbff_predictor_label(p, label), probs[label], margin, texts[at + i]);
         }
         lmbff_predictions_free(r);

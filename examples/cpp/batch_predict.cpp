@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <exception>
 #include <iostream>
 #include <string>
 #include <thread>
@@ -37,21 +38,30 @@ int main(int argc, char** argv) {
         const auto reference = predictor.predict(texts);
 
         std::vector<std::vector<lmbff::Prediction>> parts(workers);
+        // An exception may not leave a thread (std::terminate): each worker keeps its
+        // own, rethrown here after every thread has joined.
+        std::vector<std::exception_ptr> failed(workers);
         const auto start = std::chrono::steady_clock::now();
         std::vector<std::thread> pool;
         for (size_t w = 0; w < workers; w++) {
             pool.emplace_back([&, w] {
-                std::vector<std::string> mine;
-                for (size_t i = w; i < texts.size(); i += workers) mine.push_back(texts[i]);
-                // Batches of 8, as an annotation tool labelling a stream would send them.
-                for (size_t at = 0; at < mine.size(); at += 8) {
-                    std::vector<std::string> batch(mine.begin() + at, mine.begin() + std::min(at + 8, mine.size()));
-                    auto got = predictor.predict(batch);
-                    parts[w].insert(parts[w].end(), got.begin(), got.end());
+                try {
+                    std::vector<std::string> mine;
+                    for (size_t i = w; i < texts.size(); i += workers) mine.push_back(texts[i]);
+                    // Batches of 8, as an annotation tool labelling a stream would send them.
+                    for (size_t at = 0; at < mine.size(); at += 8) {
+                        std::vector<std::string> batch(mine.begin() + at, mine.begin() + std::min(at + 8, mine.size()));
+                        auto got = predictor.predict(batch);
+                        parts[w].insert(parts[w].end(), got.begin(), got.end());
+                    }
+                } catch (...) {
+                    failed[w] = std::current_exception();
                 }
             });
         }
         for (auto& t : pool) t.join();
+        for (const auto& e : failed)
+            if (e) std::rethrow_exception(e);
         const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
         size_t mismatches = 0;

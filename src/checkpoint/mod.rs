@@ -32,9 +32,11 @@ pub const ADAPTATION_FILE: &str = "adaptation.json";
 /// Version of the manifest format; readers accept this and older versions. Version 2
 /// added `demonstrations`, version 3 `classifier` (the sentence-embedding method),
 /// version 4 `temperature`, version 5 `demo_filter`, version 6 `multi_label` and
-/// `regression`, version 7 a multi-label `classifier` (a yes/no head per label); a
+/// `regression`, version 7 a multi-label `classifier` (a yes/no head per label), version
+/// 8 a classifier's `word_anchors`, version 9 `truncation.demonstrations_first` with
+/// demonstrations (an older reader would cut the query where training did not); a
 /// manifest is written with the lowest version that holds what it has.
-pub const MANIFEST_VERSION: u32 = 8;
+pub const MANIFEST_VERSION: u32 = 9;
 
 /// The method of a prompt model (LM-BFF: label words at the template's mask).
 pub const METHOD_PROMPT: &str = "prompt";
@@ -168,7 +170,9 @@ impl Manifest {
 
     /// The lowest format version that holds everything in this manifest.
     pub fn needed_version(&self) -> u32 {
-        if self.classifier.as_ref().is_some_and(|c| c.word_anchors.is_some()) {
+        if (self.demonstrations.is_some() || self.demo_filter.is_some()) && self.truncation.demonstrations_first {
+            9
+        } else if self.classifier.as_ref().is_some_and(|c| c.word_anchors.is_some()) {
             8
         } else if self.multi_label.is_some() && self.classifier.is_some() {
             7

@@ -44,7 +44,7 @@ fn same_folder(a: &Path, b: &Path) -> bool {
 /// Checks, before any long work, that `out` (the `flag`) may take a command's output of
 /// the kind `marker` marks: new, empty, or such an earlier output, and not the model the
 /// command reads (which it would replace).
-fn check_out(out: &Path, flag: &str, model: &Path, marker: &str) -> Result<()> {
+pub(super) fn check_out(out: &Path, flag: &str, model: &Path, marker: &str) -> Result<()> {
     if same_folder(out, model) {
         return Err(Error::InvalidArgument(format!(
             "{flag} {} is the model this command reads (--model): writing there would replace it; give another folder",

@@ -155,6 +155,9 @@ pub fn run(a: DemoArgs) -> Result<()> {
             .map(PathBuf::from)
             .ok_or_else(|| Error::InvalidArgument("no --model and LMBFF_DEFAULT_MODEL is unset: run `bash scripts/demo` (it sets up the default model)".into()))?,
     };
+    // A wrong --out is named now, not after the run (labels.jsonl, written first, marks
+    // an earlier demo's folder).
+    super::commands::check_out(&a.out, "--out", &base, "labels.jsonl")?;
     let started = std::time::Instant::now();
     let tok = crate::tokenize::Tokenizer::from_dir(&base)?;
     let label_names = parse_labels(&tok, a.task.labels.as_deref().unwrap_or(DEFAULT_LABELS))?.labels().to_vec();

@@ -242,7 +242,7 @@ pub fn run(a: HarnessArgs) -> Result<()> {
     );
     let path = a.out.join("report.md");
     harness::write_atomic(&path, &text)?;
-    // Every result of this grid in one file, for charts (scripts/harness-chart).
+    // Every result of this grid in one file, for charts (python/harness_chart.py).
     let all = a.out.join("results.json");
     harness::write_atomic(&all, &serde_json::to_string_pretty(&results).map_err(|e| Error::Internal(format!("results do not serialise: {e}")))?)?;
     println!("{table}\n{sub}\n{cal}\n{ens}");

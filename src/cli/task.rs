@@ -134,9 +134,11 @@ impl TaskArgs {
             max_len,
             first_sent_limit: self.first_sent_limit.or(saved.first_sent_limit),
             other_sent_limit: self.other_sent_limit.or(saved.other_sent_limit),
+            // A saved model keeps the rule it was trained with.
+            demonstrations_first: saved.demonstrations_first,
         };
         let prompt = Prompt::new(template, verbalizer, truncation)?;
-        if let Some(warning) = prompt.unknown_template_text(&tok)? {
+        for warning in prompt.warnings(&tok)? {
             eprintln!("warning: {warning}");
         }
         Ok(Loaded { dir: dir.to_path_buf(), tok, model, prompt })

@@ -31,9 +31,10 @@ pub const EXPORT_FORMAT: &str = "lmbff-export";
 /// `label_word_tokens` (several or multi-token label words), version 5
 /// `demonstrations.filter` (similarity-filtered demonstrations), version 6 `multi_label`,
 /// version 7 multi-label sentence-embedding exports (a yes/no head per label in the
-/// graph); an export is written with the lowest version that describes it (a prompt
+/// graph), version 8 `truncation.demonstrations_first` (with demonstrations, theirs are
+/// cut before the query's sentences); an export is written with the lowest version that describes it (a prompt
 /// export without demonstrations: 1).
-pub const EXPORT_FORMAT_VERSION: u32 = 7;
+pub const EXPORT_FORMAT_VERSION: u32 = 8;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExportManifest {

@@ -141,6 +141,10 @@ pub fn export(
     if manifest.multi_label.is_some() {
         manifest.format_version = 6;
     }
+    if manifest.demonstrations.is_some() && prompt.truncation.demonstrations_first {
+        // A reader that does not know the rule would cut the query where training did not.
+        manifest.format_version = 8;
+    }
     let mask = tok.special().mask;
     write_export(model, manifest, out, opts, demo_encoder, |g| encoder::build(model, &label_ids, weights.as_deref(), mask, opts.regression, opts.temperature, g))
 }
@@ -307,10 +311,13 @@ fn write_export(
         );
         let meta = [("lmbff_manifest", EXPORT_MANIFEST.to_string()), ("lmbff_version", crate::VERSION.to_string())];
         graph.write(&onnx, OPSET, IR_VERSION, &doc, &meta, external)?;
-        // A model's tokenizer as it was loaded (held since), as a saved model has it.
+        // A model's tokenizer as it was loaded (held since), as a saved model has it, but
+        // with no prefix space: as training read it (`Tokenizer::from_dir`).
         let write_tokenizer = |m: &MaskedLm, name: &str| -> Result<PathBuf> {
             let path = dir.join(name);
-            std::fs::write(&path, m.tokenizer_file("tokenizer.json")?).map_err(|e| Error::io(&path, e))?;
+            let bytes = m.tokenizer_file("tokenizer.json")?;
+            let bytes = crate::tokenize::without_prefix_space(bytes).map_or(std::borrow::Cow::Borrowed(bytes), std::borrow::Cow::Owned);
+            std::fs::write(&path, &bytes).map_err(|e| Error::io(&path, e))?;
             Ok(path)
         };
         let mut files = vec![onnx.clone()];

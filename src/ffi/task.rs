@@ -309,7 +309,7 @@ pub unsafe extern "C" fn lmbff_task_remove(t: *mut lmbff_task, id: u64) -> lmbff
 
 /// Marks labelled example `id` as a dev example (`dev` true) or back as a training one.
 /// Dev examples are held out of training: they pick the prompt method's kept weights
-/// (five evaluations a run), score every method (the version's notes: `dev_accuracy`, or
+/// (at most five evaluations a run, the last step's among them), score every method (the version's notes: `dev_accuracy`, or
 /// `dev_micro_f1` for a multi-label task, or the prompt method's `best_dev_metric`) and,
 /// with lmbff_train_params.calibrate, fit the temperature.
 ///

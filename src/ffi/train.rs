@@ -39,8 +39,9 @@ pub const LMBFF_RUN_FAILED: i32 = 2;
 pub const LMBFF_RUN_CANCELLED: i32 = 3;
 
 /// Progress of a run: `stage` (LMBFF_STAGE_*), `step` of `total`, the training loss
-/// (the batch loss at the latest tenth step, and at the last step; NaN before the
-/// tenth) and the last dev metric (NaN when none). Called on the training thread; return false
+/// (the batch loss at the latest tenth step, and at the last step; in
+/// LMBFF_STAGE_ADAPT the mean over the ten steps up to it; NaN before the tenth) and
+/// the last dev metric (NaN when none). Called on the training thread; return false
 /// to stop the run (it then ends LMBFF_ERR_CANCELLED).
 pub type lmbff_progress_fn =
     Option<unsafe extern "C" fn(stage: i32, step: usize, total: usize, loss: f64, metric: f64, user_data: *mut c_void) -> bool>;
@@ -387,9 +388,14 @@ unsafe fn start(task: *mut lmbff_task, params: *const lmbff_train_params, cb: Ca
                     crate::train::Stage::Train => LMBFF_STAGE_TRAIN,
                     crate::train::Stage::Evaluate => LMBFF_STAGE_EVALUATE,
                 };
+                // A cancelled run calls the host no more: it may have freed what
+                // user_data points to once lmbff_run_cancel (or a free) returned.
+                if cancel.load(Ordering::SeqCst) {
+                    return false;
+                }
                 // SAFETY: the host's callback, with its own user_data.
                 let go_on = cb.f.map(|f| unsafe { f(stage, pr.step, pr.total, pr.loss, pr.metric, cb.user_data) }).unwrap_or(true);
-                go_on && !cancel.load(Ordering::Relaxed)
+                go_on && !cancel.load(Ordering::SeqCst)
             };
             let stop = run_cancel.clone();
             let cancelled = move || stop.load(Ordering::Relaxed);
@@ -443,7 +449,8 @@ pub unsafe extern "C" fn lmbff_run_poll(run: *const lmbff_run, state: *mut i32, 
 
 /// Asks the run to stop (from any thread); it ends LMBFF_ERR_CANCELLED at its next step,
 /// or within 50 ms if it is still waiting for another run of this process to end (runs
-/// in one process train one at a time).
+/// in one process train one at a time). Once this returns, the run's progress callback
+/// is not called again (a call already under way on the training thread finishes).
 ///
 /// # Safety
 /// `run` is a live run.
@@ -451,7 +458,7 @@ pub unsafe extern "C" fn lmbff_run_poll(run: *const lmbff_run, state: *mut i32, 
 pub unsafe extern "C" fn lmbff_run_cancel(run: *const lmbff_run) -> lmbff_status {
     guard(|| {
         let r = run.as_ref().ok_or_else(|| Error::InvalidArgument("run is NULL".into()))?;
-        r.cancel.store(true, Ordering::Relaxed);
+        r.cancel.store(true, Ordering::SeqCst);
         Ok(())
     })
 }
@@ -538,7 +545,7 @@ pub unsafe extern "C" fn lmbff_run_free(run: *mut lmbff_run) {
         return;
     }
     let r = Box::from_raw(run);
-    r.cancel.store(true, Ordering::Relaxed);
+    r.cancel.store(true, Ordering::SeqCst);
     let handle = r.thread.lock().take();
     // From the run's own callback the thread cannot be joined: it is cancelled and left
     // to end by itself (it holds only its own shares of the run's state).

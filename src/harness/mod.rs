@@ -946,6 +946,7 @@ pub fn run_one(
                 max_len: if demos { s.demo_max_len } else { s.max_len }.max(spec.max_len.unwrap_or(0)).min(positions),
                 first_sent_limit: spec.first_sent_limit,
                 other_sent_limit: spec.other_sent_limit,
+                ..Truncation::default()
             };
             let template = match method.auto_template() {
                 Some(n) => auto_template(root, spec.name, seed, n)?,

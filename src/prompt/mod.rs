@@ -39,8 +39,12 @@ pub fn gold_labels(examples: &[Example]) -> Vec<usize> {
 
 /// Length limits. Sentences are first cut to their own limits (tail dropped), then,
 /// while the whole input is longer than `max_len`, the longest sentence loses its last
-/// token. Template tokens, the mask among them, are never cut. Of a long sentence only
-/// as much is tokenized as can be kept ([`Tokenizer::encode_head`]).
+/// token: with demonstrations appended and `demonstrations_first`, the longest sentence
+/// of a demonstration while any demonstration has text left, and only then the query's
+/// (LM-BFF keeps the query and cuts the tail, the demonstrations; cutting the longest
+/// demonstration instead keeps every class's). Template tokens, the mask among them, are
+/// never cut. Of a long sentence only as much is tokenized as can be kept
+/// ([`Tokenizer::encode_head`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Truncation {
     /// Maximum tokens in the whole input, special tokens included.
@@ -49,11 +53,17 @@ pub struct Truncation {
     pub first_sent_limit: Option<usize>,
     /// Per-sentence limit for the other sentences (LM-BFF's `other_sent_limit`).
     pub other_sent_limit: Option<usize>,
+    /// With demonstrations, cut theirs before the query's sentences (the default). Tasks,
+    /// checkpoints and exports written before the field (export format 7 and earlier)
+    /// read as false: the longest sentence first, the query's included, the rule their
+    /// models were trained and exported with.
+    #[serde(default)]
+    pub demonstrations_first: bool,
 }
 
 impl Default for Truncation {
     fn default() -> Self {
-        Truncation { max_len: 128, first_sent_limit: None, other_sent_limit: None }
+        Truncation { max_len: 128, first_sent_limit: None, other_sent_limit: None, demonstrations_first: true }
     }
 }
 
@@ -209,7 +219,7 @@ impl Prompt {
     /// encoder that is not the task's model, such as the demonstration filter's: no
     /// classes, sentences cut only to fit `max_len`.
     pub fn sentence_reader(sentences: usize, max_len: usize) -> Result<Prompt> {
-        let truncation = Truncation { max_len, first_sent_limit: None, other_sent_limit: None };
+        let truncation = Truncation { max_len, ..Truncation::default() };
         if max_len < 4 {
             return Err(Error::InvalidArgument(format!("max_len {max_len} is too small")));
         }
@@ -225,12 +235,13 @@ impl Prompt {
     /// through the same template without `[CLS]`, its label word in place of the mask,
     /// its sentences cut to `other_sent_limit`; demonstrations take the segment of the
     /// query's last token (separators between them do not advance it, so a model with
-    /// two token types never sees a third). Truncation then treats every sentence,
-    /// the query's and the demonstrations', alike.
+    /// two token types never sees a third). Truncation then cuts the demonstrations'
+    /// sentences first ([`Truncation`]).
     pub fn encode_with_demos(&self, tok: &Tokenizer, ex: &Example, demos: &[Example]) -> Result<Encoded> {
         let mut pieces: Vec<Piece> = Vec::with_capacity(self.template.parts().len() * (1 + demos.len()));
         // None for the plain [CLS] reading (no mask; mask_pos stays 0).
         let mask_piece = self.render(tok, ex, None, &mut pieces)?;
+        let query_end = pieces.len();
         let segment = pieces.iter().rev().find(|p| !p.ids.is_empty()).map_or(0, |p| p.segment);
         for d in demos {
             self.render(tok, d, Some(segment), &mut pieces)?;
@@ -244,14 +255,15 @@ impl Prompt {
             )));
         }
         let mut total: usize = pieces.iter().map(|p| p.ids.len()).sum();
+        // Where the sentences cut first start: the demonstrations', or all of them.
+        let first = if self.truncation.demonstrations_first { query_end } else { 0 };
         while total > self.truncation.max_len {
             // Longest-first: the longest sentence loses its last token (first on ties).
-            let longest = pieces
-                .iter_mut()
-                .filter(|p| p.sentence)
-                .reduce(|a, b| if b.ids.len() > a.ids.len() { b } else { a })
-                .expect("fixed_len < max_len, so a sentence piece is over-long");
-            longest.ids.pop();
+            let longest = |from: usize| {
+                (from..pieces.len()).filter(|&i| pieces[i].sentence && !pieces[i].ids.is_empty()).reduce(|a, b| if pieces[b].ids.len() > pieces[a].ids.len() { b } else { a })
+            };
+            let cut = longest(first).or_else(|| longest(0)).expect("fixed_len < max_len, so a sentence piece is over-long");
+            pieces[cut].ids.pop();
             total -= 1;
         }
         let mut out = Encoded { input_ids: Vec::with_capacity(total), segment_ids: Vec::with_capacity(total), mask_pos: 0 };
@@ -263,6 +275,14 @@ impl Prompt {
             out.segment_ids.extend(std::iter::repeat_n(p.segment, p.ids.len()));
         }
         Ok(out)
+    }
+
+    /// What a user should hear before training with this prompt, nothing being wrong
+    /// enough to refuse: template text this tokenizer reads as unknown
+    /// ([`unknown_template_text`](Self::unknown_template_text)) and label words it
+    /// splits into several tokens ([`Verbalizer::split_words`]).
+    pub fn warnings(&self, tok: &Tokenizer) -> Result<Vec<String>> {
+        Ok(self.unknown_template_text(tok)?.into_iter().chain(self.verbalizer.split_words(tok)).collect())
     }
 
     /// A warning naming the template's own text that this tokenizer reads as unknown

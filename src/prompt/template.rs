@@ -167,6 +167,45 @@ fn err(source: &str, at: usize, message: &str) -> Error {
 }
 
 fn parse_lmbff(src: &str) -> Result<Vec<Part>> {
+    // LM-BFF reads each `*`-separated piece by what it says (a part's name, else text,
+    // nothing when empty), so a few of its automatic templates pair their stars oddly
+    // (`*cls*_**mask*:*+sent_0**sep+*`: an empty piece where a part would be). Read by
+    // position first, whose errors name a misspelt part (`*blah*`); where stars pair
+    // oddly, by content, as LM-BFF does.
+    parse_lmbff_by_position(src).or_else(|e| {
+        let pieces: Vec<&str> = src.split('*').collect();
+        let odd_stars = pieces.len() % 2 == 0 || pieces.iter().skip(1).step_by(2).any(|p| p.is_empty());
+        if odd_stars {
+            parse_lmbff_by_content(src)
+        } else {
+            Err(e)
+        }
+    })
+}
+
+/// LM-BFF's own reading: every piece that names a part is that part, an empty piece is
+/// nothing, any other is text. A piece that reads as a part's name but is not one
+/// (`sent_7`, `snet_0`) is an error naming it.
+fn parse_lmbff_by_content(src: &str) -> Result<Vec<Part>> {
+    let mut parts = Vec::new();
+    let mut at = 0;
+    for piece in src.split('*') {
+        // `name_N` (sent_0, sentl_1, label_0, ...): a part, or a misspelt one.
+        let numbered = piece.trim_start_matches('+').rsplit_once('_').is_some_and(|(name, n)| {
+            !name.is_empty() && name.chars().all(|c| c.is_ascii_lowercase() || c == '-') && !n.is_empty() && n.chars().all(|c| c.is_ascii_digit())
+        });
+        let named = matches!(piece, "cls" | "mask" | "sep" | "sep+") || numbered;
+        if named {
+            parts.push(lmbff_part(src, at, piece)?);
+        } else if !piece.is_empty() {
+            parts.push(Part::Text(piece.replace('_', " ")));
+        }
+        at += piece.len() + 1;
+    }
+    Ok(parts)
+}
+
+fn parse_lmbff_by_position(src: &str) -> Result<Vec<Part>> {
     // Splitting on `*` alternates literal text (even pieces) and parts (odd pieces):
     // `*cls**sent_0*_It_was*mask*.` -> "", cls, "", sent_0, "_It_was", mask, ".".
     let pieces: Vec<&str> = src.split('*').collect();

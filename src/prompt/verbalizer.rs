@@ -93,6 +93,28 @@ impl Verbalizer {
         Ok(v)
     }
 
+    /// A warning naming the label words this vocabulary splits into several tokens, with
+    /// their pieces; None when every word is one token. Several tokens are a feature (a
+    /// class scores the mean of its word's sub-token logits at the mask), but a misspelt
+    /// word ("grate", "terible") is also several tokens and is scored all the same.
+    pub fn split_words(&self, tok: &Tokenizer) -> Option<String> {
+        let split: Vec<String> = self
+            .words
+            .iter()
+            .zip(&self.tokens)
+            .flat_map(|(spec, class)| spec.split(WORD_SEPARATOR).zip(class))
+            .filter(|(_, ids)| ids.len() > 1)
+            .map(|(word, ids)| format!("{word:?} = {}", ids.iter().map(|&i| tok.id_to_token(i).unwrap_or_else(|| i.to_string())).collect::<Vec<_>>().join(" ")))
+            .collect();
+        (!split.is_empty()).then(|| {
+            format!(
+                "label words this vocabulary splits into several tokens: {} (a misspelt word splits too and is used all the same: \
+                 check the spelling; the prompt method scores such a word by the mean of its pieces' logits at the mask)",
+                split.join(", ")
+            )
+        })
+    }
+
     /// One single-token word per class (LM-BFF's verbalizers): the class logits are the
     /// scored tokens' logits.
     pub fn is_simple(&self) -> bool {

@@ -497,7 +497,7 @@ impl TaskSpec {
             label: None,
         };
         prompt.encode(&tok, &empty)?;
-        if let Some(warning) = prompt.unknown_template_text(&tok)? {
+        for warning in prompt.warnings(&tok)? {
             crate::log::log(crate::log::Level::Warn, || warning);
         }
         Ok(prompt)

@@ -462,7 +462,35 @@ fn train_now(task: &Task, p: &RunParams, progress: ProgressFn) -> Result<String>
             return Err(Error::InvalidArgument(format!("the zero-shot-words method classifies one sentence into one label; it cannot train {why}")));
         }
     }
-    if let Some(empty) = counts.iter().position(|&c| c == 0).filter(|_| !zero_shot) {
+    let regression = task.spec().regression;
+    // What the method cannot do is refused before the model loads and adapts.
+    if regression.is_some() && p.method == TrainMethod::SentenceEmbedding {
+        return Err(Error::InvalidArgument(
+            "a regression task trains a prompt between its two pole words: it needs the prompt method, not the sentence-embedding method".into(),
+        ));
+    }
+    if p.calibrate && regression.is_some() {
+        return Err(Error::InvalidArgument("calibration is for classification: a regression's probability is its score".into()));
+    }
+    if p.method == TrainMethod::SentenceEmbedding && p.demonstrations {
+        return Err(Error::InvalidArgument("demonstrations need the prompt method, not the sentence-embedding method".into()));
+    }
+    // A regression's "labels" are the halves of its range: its loss needs no score on
+    // either side, but a demonstration set needs an example of each pole.
+    if let (Some((low, high)), true) = (regression, p.demonstrations) {
+        if let Some(side) = counts.iter().position(|&c| c == 0) {
+            let (lo, mid, hi) = (low, (low + high) / 2.0, high);
+            let range = if side == 0 { format!("{lo} to {mid}") } else { format!("{mid} to {hi}") };
+            return Err(Error::InvalidArgument(format!(
+                "demonstrations show an example of each pole, and no training example scores in the {} half ({range}): register one, or train without demonstrations",
+                if side == 0 { "lower" } else { "upper" }
+            )));
+        }
+    }
+    if regression.is_some() && counts.iter().all(|&c| c == 0) {
+        return Err(Error::InvalidArgument("the regression task has no scored training examples: register at least one".into()));
+    }
+    if let Some(empty) = counts.iter().position(|&c| c == 0).filter(|_| !zero_shot && regression.is_none()) {
         let label = &task.spec().labels[empty];
         let held_out = task.items().filter(|i| i.dev && (i.label == Some(empty) || i.label_set.as_ref().is_some_and(|s| s.contains(&empty)))).count();
         return Err(Error::InvalidArgument(if held_out > 0 {
@@ -479,25 +507,19 @@ fn train_now(task: &Task, p: &RunParams, progress: ProgressFn) -> Result<String>
     tch::manual_seed(p.seed as i64);
     let model = MaskedLm::load(&from, device)?;
     let tok = Tokenizer::from_dir(&from)?;
+    let mut adaptation_texts = 0;
     if p.adaptation_steps > 0 {
-        let texts: Vec<String> = task.items().flat_map(|i| std::iter::once(i.text_a.clone()).chain(i.text_b.clone())).collect();
+        // Every text but the dev examples' (held out of training, adaptation included).
+        let texts: Vec<String> = task.items().filter(|i| !i.dev).flat_map(|i| std::iter::once(i.text_a.clone()).chain(i.text_b.clone())).collect();
+        adaptation_texts = texts.len();
         let ap = AdaptParams { steps: p.adaptation_steps, seed: p.seed, ..AdaptParams::default() };
         train::adapt(&model, &tok, &texts, &ap, None, &mut *progress)?;
     }
-    let regression = task.spec().regression;
     let headless = model.load_report().head_initialised && p.adaptation_steps == 0;
     let (method, reason) = match (regression, p.method) {
         (Some(_), TrainMethod::Auto) => (TrainMethod::Prompt, "a regression task trains the prompt between its two pole words".to_string()),
         _ => choose_method(&model, &tok, &prompt, &examples, multi.is_some(), p)?,
     };
-    if method == TrainMethod::SentenceEmbedding && regression.is_some() {
-        return Err(Error::InvalidArgument(
-            "a regression task trains a prompt between its two pole words: it needs the prompt method, not the sentence-embedding method".into(),
-        ));
-    }
-    if p.calibrate && regression.is_some() {
-        return Err(Error::InvalidArgument("calibration is for classification: a regression's probability is its score".into()));
-    }
     if method == TrainMethod::SentenceEmbedding && p.demonstrations {
         return Err(Error::InvalidArgument("demonstrations need the prompt method, not the sentence-embedding method".into()));
     }
@@ -509,6 +531,7 @@ fn train_now(task: &Task, p: &RunParams, progress: ProgressFn) -> Result<String>
     }
     let mut notes = serde_json::json!({"method": method.name(), "method_reason": reason, "seed": p.seed,
                                        "examples_per_label": counts, "adaptation_steps": p.adaptation_steps,
+                                       "adaptation_texts": adaptation_texts,
                                        "warm_start": p.warm_start, "source_model": from});
     let manifest = if method == TrainMethod::ZeroShotWords {
         let head = train::word_anchor_zero_shot(&model, &tok, &prompt, &anchor_templates)?;
@@ -580,8 +603,9 @@ fn train_now(task: &Task, p: &RunParams, progress: ProgressFn) -> Result<String>
             batch_size: p.batch_size,
             lr: p.lr,
             seed: p.seed,
-            // Dev examples pick the kept weights among five evaluations.
-            eval_every: if dev.is_empty() { 0 } else { (p.steps / 5).max(1) },
+            // Dev examples pick the kept weights among at most five evaluations (the
+            // last step's among them).
+            eval_every: if dev.is_empty() { 0 } else { p.steps.div_ceil(5).max(1) },
             demonstrations: p.demonstrations,
             demo_sets: p.demo_sets,
             balance_classes: multi.is_some(),

@@ -53,6 +53,7 @@ impl Tokenizer {
             return Err(Error::MissingFile { dir: dir.to_path_buf(), what: "tokenizer", looked_for });
         }
         let bytes = std::fs::read(&file).map_err(|e| Error::io(&file, e))?;
+        let bytes = without_prefix_space(&bytes).unwrap_or(bytes);
         let tok = Self::from_bytes(&bytes).map_err(|e| match e {
             Error::Tokenizer(m) => Error::Tokenizer(format!("{}: {m}", file.display())),
             other => other,
@@ -92,7 +93,9 @@ impl Tokenizer {
         Ok(())
     }
 
-    /// Loads a tokenizer from the bytes of a `tokenizer.json`.
+    /// Loads a tokenizer from the bytes of a `tokenizer.json`, as they are (an export's:
+    /// [`without_prefix_space`] was applied when it was written, or, for an export
+    /// written before, was not, as its model was trained).
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
         let mut inner = tokenizers::Tokenizer::from_bytes(bytes)
             .map_err(|e| Error::Tokenizer(format!("cannot parse tokenizer.json: {e}")))?;
@@ -326,6 +329,35 @@ fn post_processor_ends(p: &serde_json::Value) -> Option<(String, String)> {
         "Sequence" => p["processors"].as_array()?.iter().find_map(post_processor_ends),
         _ => None,
     }
+}
+
+/// The `tokenizer.json` of a byte-level BPE vocabulary saved with `add_prefix_space:
+/// true` (RoBERTa's tokenizer loaded that way for token classification), with the flag
+/// off; None when no pre-tokenizer has it on, or the bytes are not JSON. On, every text
+/// encoded gets a leading space, and a prompt encodes its pieces one by one: "." after
+/// the mask would read as " .". Prompts place the spaces themselves (a sentence's
+/// leading space under `*+sent*`, label words' `Ġ`), as LM-BFF does with RoBERTa's
+/// tokenizer, which adds none. A model directory's tokenizer is read through this, and
+/// an export's tokenizer.json is written through it, so a host that tokenizes reads
+/// what training read.
+pub fn without_prefix_space(bytes: &[u8]) -> Option<Vec<u8>> {
+    fn clear(v: &mut serde_json::Value) -> bool {
+        match v {
+            serde_json::Value::Object(m) => {
+                let mut changed = false;
+                if m.get("type").and_then(|t| t.as_str()) == Some("ByteLevel") && m.get("add_prefix_space") == Some(&serde_json::Value::Bool(true)) {
+                    m.insert("add_prefix_space".into(), false.into());
+                    changed = true;
+                }
+                m.values_mut().fold(changed, |c, x| clear(x) || c)
+            }
+            serde_json::Value::Array(a) => a.iter_mut().fold(false, |c, x| clear(x) || c),
+            _ => false,
+        }
+    }
+    let mut json: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    let pre = json.get_mut("pre_tokenizer")?;
+    clear(pre).then(|| serde_json::to_vec_pretty(&json).ok()).flatten()
 }
 
 fn mentions_type(v: &serde_json::Value, ty: &str) -> bool {

@@ -69,6 +69,26 @@ pub fn fixtures() -> &'static Path {
     })
 }
 
+/// A copy of the RoBERTa fixture whose tokenizer.json has `add_prefix_space: true` on
+/// its byte-level pre-tokenizer (as RoBERTa's tokenizer saves when loaded that way).
+pub fn prefix_space_roberta() -> PathBuf {
+    let src = fixtures().join("roberta");
+    let dir = tempdir("prefix-space").join("roberta");
+    std::fs::create_dir_all(&dir).unwrap();
+    for f in std::fs::read_dir(&src).unwrap() {
+        let f = f.unwrap().path();
+        if f.is_file() {
+            std::fs::copy(&f, dir.join(f.file_name().unwrap())).unwrap();
+        }
+    }
+    let path = dir.join("tokenizer.json");
+    let mut json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(json["pre_tokenizer"]["type"], "ByteLevel", "the fixture's pre-tokenizer changed");
+    json["pre_tokenizer"]["add_prefix_space"] = true.into();
+    std::fs::write(&path, serde_json::to_string(&json).unwrap()).unwrap();
+    dir
+}
+
 /// Reads a safetensors file into a name -> tensor map.
 pub fn read(path: &Path) -> std::collections::HashMap<String, tch::Tensor> {
     tch::Tensor::read_safetensors(path).unwrap().into_iter().collect()

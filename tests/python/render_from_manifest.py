@@ -104,6 +104,7 @@ def render_one(manifest, tok, example, demos=()):
     trunc = manifest["truncation"]
     pieces = []  # [ids, segment, is_sentence]
     render_pieces(manifest, tok, example, pieces)
+    query_end = len(pieces)
     last = [p for p in pieces if p[0]]
     demo_segment = last[-1][1] if last else 0
     for d in demos:
@@ -113,10 +114,12 @@ def render_one(manifest, tok, example, demos=()):
     fixed_len = sum(len(p[0]) for p in pieces if not p[2])
     if fixed_len >= max_len:
         raise ValueError(f"the template alone takes {fixed_len} tokens, max_len is {max_len}")
-    sentences = [p for p in pieces if p[2]]
+    # Cut first: the demonstrations' sentences (format 8's rule), or every sentence.
+    first = query_end if trunc.get("demonstrations_first", False) else 0
     total = sum(len(p[0]) for p in pieces)
     while total > max_len:
-        longest = max(sentences, key=lambda p: len(p[0]))  # max() keeps the first on ties
+        candidates = [p for p in pieces[first:] if p[2] and p[0]] or [p for p in pieces if p[2] and p[0]]
+        longest = max(candidates, key=lambda p: len(p[0]))  # max() keeps the first on ties
         longest[0].pop()
         total -= 1
 
