@@ -107,6 +107,25 @@ fn bad_config_values() {
         v["relative_attention_num_buckets"] = 64.into();
     });
     assert!(matches!(load(&d).err().unwrap(), Error::Config(m) if m.contains("relative_attention_num_buckets 32")));
+    // RoBERTa counts positions from pad_token_id + 1: a padding id past the table
+    // failed inside the first forward pass.
+    let d = copy_fixture("roberta", "cfg-roberta");
+    edit_config(&d, |v| v["pad_token_id"] = 600.into());
+    assert!(matches!(load(&d).err().unwrap(), Error::Config(m) if m.contains("pad_token_id 600 leaves no position")));
+    // A decoder config (causal attention in transformers) is not what lmbff runs.
+    let d = copy_fixture("bert", "cfg-decoder");
+    edit_config(&d, |v| v["is_decoder"] = true.into());
+    assert!(matches!(load(&d).err().unwrap(), Error::Config(m) if m.contains("is_decoder")));
+    // A checkpoint with more layers than its config: the extra ones were dropped
+    // without a word.
+    let d = copy_fixture("bert", "cfg-layers");
+    let mut layers = 0;
+    edit_config(&d, |v| {
+        layers = v["num_hidden_layers"].as_i64().unwrap();
+        v["num_hidden_layers"] = (layers - 1).into();
+    });
+    let err = load(&d).err().unwrap();
+    assert!(matches!(&err, Error::Config(m) if m.contains(&format!("layer.{}.", layers - 1)) && m.contains("num_hidden_layers")), "{err}");
 }
 
 /// lmbff's decoder is the word embeddings. A stored decoder that is a copy of them loads

@@ -91,6 +91,16 @@ fn cancellation_and_bad_settings() {
     }
     let unlabeled = vec![Example::single("no label here", None)];
     assert!(matches!(train::finetune(&m, &tok, &p, Method::Prompt, &unlabeled, &[], &params(5), &mut |_| true), Err(Error::InvalidArgument(_))));
+    // The sentence-embedding method refuses what it cannot use before it tunes the
+    // encoder: an anchor template of two sentences that only the word anchors read, and
+    // a multi-label task without an example (it tuned on the labels' names first).
+    let two = train::EmbedParams { anchor_repeats: 0, anchor_templates: vec![Template::parse("{text_a} ? {mask} , {text_b}").unwrap()], ..train::EmbedParams::default() };
+    let mut steps = 0;
+    let err = train::train_embedding(&m, &tok, &p, &toy(), &two, &mut |_| { steps += 1; true }).unwrap_err().to_string();
+    assert!(err.contains("reads two sentences") && steps == 0, "{steps} steps, then: {err}");
+    let names = ["sports".to_string(), "music".to_string()];
+    let err = train::train_embedding_multi(&m, &tok, &p.input_reader(), &[], &[], &names, &train::EmbedParams::default(), &mut |_| { steps += 1; true }).unwrap_err().to_string();
+    assert!(err.contains("no training examples") && steps == 0, "{steps} steps, then: {err}");
 }
 
 #[test]

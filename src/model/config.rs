@@ -91,6 +91,8 @@ pub struct Config {
     pub position_embedding_type: String,
     /// MPNet: buckets of the relative-position attention bias.
     pub relative_attention_num_buckets: i64,
+    /// A decoder (causal attention) config: refused.
+    pub is_decoder: bool,
 }
 
 impl Default for Config {
@@ -112,6 +114,7 @@ impl Default for Config {
             pad_token_id: 0,
             position_embedding_type: "absolute".into(),
             relative_attention_num_buckets: 32,
+            is_decoder: false,
         }
     }
 }
@@ -215,6 +218,18 @@ impl Config {
                 "an MPNet config must have relative_attention_num_buckets 32 (HF's MPNet buckets positions into 32 whatever the config says), got {}",
                 self.relative_attention_num_buckets
             )));
+        }
+        if self.arch()?.offset_positions() && (self.pad_token_id < 0 || self.max_input_len() < 1) {
+            // RoBERTa and MPNet count positions from pad_token_id + 1.
+            return Err(Error::Config(format!(
+                "pad_token_id {} leaves no position of the {} max_position_embeddings ({} counts positions from pad_token_id + 1)",
+                self.pad_token_id, self.max_position_embeddings, self.model_type
+            )));
+        }
+        if self.is_decoder {
+            return Err(Error::Config(
+                "is_decoder is true: transformers then runs the encoder with a causal mask, which lmbff does not (it reads every token both ways)".into(),
+            ));
         }
         if self.position_embedding_type != "absolute" {
             return Err(Error::Config(format!(

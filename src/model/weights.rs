@@ -170,12 +170,23 @@ pub fn assign(vs: &nn::VarStore, ckpt: HashMap<String, Tensor>, arch: Arch, file
             }
         }
     }
-    let mut unused: Vec<String> = by_name
+    let mut unused: Vec<(String, String)> = by_name
         .into_iter()
         .filter(|(n, _)| !vars.contains_key(n) && !tied.contains(&n.as_str()) && !n.ends_with("position_ids"))
-        .map(|(_, (orig, _))| orig)
+        .map(|(n, (orig, _))| (n, orig))
         .collect();
     unused.sort();
+    // An encoder weight nothing reads is a model the config does not describe: more
+    // layers than num_hidden_layers (they would be dropped without a word), or
+    // cross-attention. The pooler and other heads may go unread.
+    if let Some((_, orig)) = unused.iter().find(|(n, _)| n.starts_with(&format!("{}.encoder.", arch.prefix()))) {
+        return Err(Error::Config(format!(
+            "{}: the checkpoint holds {orig}, which the model its config.json describes does not have (more layers than \
+             num_hidden_layers, or cross-attention, which lmbff does not run): the config and the weights disagree",
+            file.display()
+        )));
+    }
+    let unused = unused.into_iter().map(|(_, orig)| orig).collect();
     Ok(LoadReport { file: file.to_path_buf(), head_initialised, unused })
 }
 

@@ -603,7 +603,10 @@ pub fn train_embedding(
         // The anchors alone would tune the encoder, and the classifier then has no row.
         return Err(Error::InvalidArgument("no training examples: the sentence-embedding method needs labelled examples".into()));
     }
-    let anchors = if p.anchor_repeats > 0 { prompt.anchor_texts_with(&p.anchor_templates)?.unwrap_or_default() } else { Vec::new() };
+    // The anchor templates are checked before any tuning, also when only the word
+    // anchors read them.
+    let anchor_texts = if p.anchor_repeats > 0 || p.word_anchor_scale > 0.0 { prompt.anchor_texts_with(&p.anchor_templates)? } else { None };
+    let anchors = if p.anchor_repeats > 0 { anchor_texts.unwrap_or_default() } else { Vec::new() };
     let (inputs, labels) = with_anchors(train, labels, &anchors, p.anchor_repeats);
     let n = train.len();
     // With word anchors the classifier's inputs are read after tuning, beside the
@@ -666,6 +669,10 @@ pub fn train_embedding_multi(
     }
     if let Some(bad) = sets.iter().flatten().find(|&&l| l >= labels) {
         return Err(Error::InvalidArgument(format!("multi-label index {bad} is out of range ({labels} labels)")));
+    }
+    if inputs.is_empty() {
+        // The anchors alone would tune the encoder, and the heads then have no row.
+        return Err(Error::InvalidArgument("no training examples: the sentence-embedding method needs labelled examples".into()));
     }
     let n = inputs.len();
     let anchors: Vec<(Vec<usize>, String)> = names.iter().enumerate().map(|(l, name)| (vec![l], name.clone())).collect();
