@@ -1,5 +1,6 @@
 //! Demonstrations (LM-BFF): one labelled example per class appended to the query. During
-//! training a fresh set is drawn for every query at every step, never the query itself;
+//! training a fresh set is drawn for every query at every step, never the query itself
+//! (nor a copy of its text registered again);
 //! at inference a few fixed sets are drawn once and the label logits averaged over them.
 //! With similarity filtering (LM-BFF's `demo_filter`), the candidates of each class are
 //! its examples most similar to the query by sentence embedding, and the sets are the
@@ -25,12 +26,15 @@ pub struct DemoPool {
     /// L2-normalised sentence embeddings of `examples` (similarity filtering only).
     embeddings: Option<Vec<Vec<f32>>>,
     /// Examples of one group are one query's: a query's demonstrations come from the
-    /// other groups (each example its own group unless [`DemoPool::grouped_by_input`]).
+    /// other groups (examples with the same text, or with [`DemoPool::grouped_by_input`]
+    /// the same first text, are one group).
     groups: Vec<usize>,
 }
 
 impl DemoPool {
     /// A pool over `examples`, which must all be labelled with a class below `num_labels`.
+    /// A text registered twice is one group: the query's copy never demonstrates it (its
+    /// label word would give the answer away, as the query itself would).
     pub fn new(examples: &[Example], num_labels: usize) -> Result<Self> {
         let mut by_class = vec![Vec::new(); num_labels];
         for (i, e) in examples.iter().enumerate() {
@@ -40,7 +44,9 @@ impl DemoPool {
                 .ok_or_else(|| Error::InvalidArgument(format!("demonstration label {l} is out of range ({num_labels} labels)")))?
                 .push(i);
         }
-        Ok(DemoPool { examples: examples.to_vec(), by_class, embeddings: None, groups: (0..examples.len()).collect() })
+        let mut first: std::collections::HashMap<(&str, Option<&str>), usize> = std::collections::HashMap::new();
+        let groups = examples.iter().enumerate().map(|(i, e)| *first.entry((e.text_a.as_str(), e.text_b.as_deref())).or_insert(i)).collect();
+        Ok(DemoPool { examples: examples.to_vec(), by_class, embeddings: None, groups })
     }
 
     /// The pool with examples that share their first text in one group: a multi-label
@@ -160,6 +166,12 @@ mod tests {
         }
         let lone = DemoPool::new(&[ex("a", 0), ex("b", 1)], 2).unwrap();
         assert_eq!(lone.sample(&mut rng, Some(0)).len(), 1, "a class with only the query is skipped");
+        // A text registered twice: its copy is not a demonstration for it either.
+        let twice = DemoPool::new(&[ex("a", 0), ex("b", 1), ex("a", 0), ex("c", 0)], 2).unwrap();
+        for _ in 0..50 {
+            assert_eq!(twice.sample(&mut rng, Some(0))[0].text_a, "c");
+            assert_eq!(twice.sample(&mut rng, Some(2))[0].text_a, "c");
+        }
         assert_eq!(pool.inference_sets(7, 3), pool.inference_sets(7, 3), "inference sets depend on the seed alone");
         assert!(DemoPool::new(&[Example::single("x", None)], 2).is_err());
         assert!(DemoPool::new(&[ex("x", 2)], 2).is_err());
