@@ -391,6 +391,9 @@ fn mistakes_are_named_before_the_work() {
     };
     fails_with(&mut demo(&copy), "is the model this command reads");
     fails_with(&mut demo(&dir), "is not an earlier output");
+    // It starts from a pretrained model: a trained one's labels (its order) would be
+    // read against the demo's data wrongly.
+    fails_with(&mut demo(&dir.join("demo-out")), "is a trained lmbff model");
     assert_eq!(std::fs::read(copy.join("model.safetensors")).unwrap(), weights);
     let zero_shot = |setting: [&str; 2]| {
         let mut c = lmbff();

@@ -58,21 +58,21 @@ pub struct DemoArgs {
 
 /// The version of masked-LM adaptation's results that the demo's cache key names: an
 /// adapted model cached by an earlier version is made again, not reused.
-const ADAPT_CACHE_FORMAT: u32 = 2;
+/// (3: the key reads every file of the model folder, and tokenizers saved with
+/// `add_prefix_space` are read without it.)
+const ADAPT_CACHE_FORMAT: u32 = 3;
 
 fn adapted_model(a: &DemoArgs, base: &Path, texts: &[String]) -> Result<PathBuf> {
     let params = AdaptParams { steps: a.adapt_steps, trainable: Trainable::All, seed: a.seed, ..AdaptParams::default() };
     // The key covers what shapes the adapted model: how adaptation works (bump
-    // ADAPT_CACHE_FORMAT when its results change), its settings, the texts, and the
-    // model's config, weights and tokenizer.
+    // ADAPT_CACHE_FORMAT when its results change), its settings, the texts (each ended
+    // by a newline, so that "ab","c" is not "a","bc"), and every file of the model
+    // folder (a sharded model's shards too, not only their index).
     let mut key = fnv1a(format!("{ADAPT_CACHE_FORMAT} {params:?}").as_bytes(), FNV_OFFSET);
     for t in texts {
-        key = fnv1a(t.as_bytes(), key);
+        key = fnv1a(b"\n", fnv1a(t.as_bytes(), key));
     }
-    let weights = crate::model::weights_file(base)?;
-    for f in [base.join("config.json"), weights, base.join("tokenizer.json")] {
-        key = fnv1a(&std::fs::read(&f).map_err(|e| Error::io(&f, e))?, key);
-    }
+    key = fnv1a(crate::harness::model_fingerprint(base)?.as_bytes(), key);
     let name = base.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
     let dir = a.cache.join("adapted").join(format!("{name}-{key:016x}"));
     if dir.join(crate::checkpoint::ADAPTATION_FILE).is_file() {
@@ -117,7 +117,9 @@ fn fit_best(a: &DemoArgs, model: &Path, method: Method, tr: &[Example], dev: &[E
     let mut best: Option<Fitted> = None;
     for &lr in &a.lrs {
         let loaded = a.task.load(model, a.seed)?;
-        let p = TrainParams { steps: a.steps, lr, eval_every: (a.steps / 10).max(1), seed: a.seed, ..TrainParams::default() };
+        // At most five dev evaluations (the last step's among them), as a task's run has:
+        // more would tilt the choice among methods towards the fine-tuned ones.
+        let p = TrainParams { steps: a.steps, lr, eval_every: a.steps.div_ceil(5).max(1), seed: a.seed, ..TrainParams::default() };
         let mut bar = Bar::new(method.name());
         let (rep, head) = train::finetune(&loaded.model, &loaded.tok, &loaded.prompt, method, tr, dev, &p, &mut |p| bar.update(p))?;
         bar.finish();
@@ -158,6 +160,15 @@ pub fn run(a: DemoArgs) -> Result<()> {
     // A wrong --out is named now, not after the run (labels.jsonl, written first, marks
     // an earlier demo's folder).
     super::commands::check_out(&a.out, "--out", &base, "labels.jsonl")?;
+    // The demo starts from a pretrained model: a trained lmbff model brings its own
+    // labels (in its order), which the demo's data would be read against wrongly.
+    if base.join(crate::checkpoint::MANIFEST_FILE).is_file() {
+        return Err(Error::InvalidArgument(format!(
+            "{} is a trained lmbff model ({}): the demo starts from a pretrained one; give the model it was trained from",
+            base.display(),
+            crate::checkpoint::MANIFEST_FILE
+        )));
+    }
     let started = std::time::Instant::now();
     let tok = crate::tokenize::Tokenizer::from_dir(&base)?;
     let label_names = parse_labels(&tok, a.task.labels.as_deref().unwrap_or(DEFAULT_LABELS))?.labels().to_vec();
@@ -167,8 +178,9 @@ pub fn run(a: DemoArgs) -> Result<()> {
     let pool = read_texts(&a.data.join("unlabeled.txt"))?;
     eprintln!("{} labelled ({} train + {} dev), {} held out, {} unlabeled", tr.len() + dev.len(), tr.len(), dev.len(), test.len(), pool.len());
 
-    // 1. Adaptation on the host's own text: the pool and the labelled texts (not the held-out set).
-    let (texts, _) = corpus(&[a.data.join("unlabeled.txt"), a.data.join("train.tsv"), a.data.join("dev.tsv")], &[a.data.join("test.tsv")])?;
+    // 1. Adaptation on the host's own text: the pool and the training texts (not the
+    //    dev examples, which choose among the methods, nor the held-out set).
+    let (texts, _) = corpus(&[a.data.join("unlabeled.txt"), a.data.join("train.tsv")], &[a.data.join("test.tsv"), a.data.join("dev.tsv")])?;
     let prompt_model = if a.adapt_steps > 0 { adapted_model(&a, &base, &texts)? } else { base.clone() };
 
     // 2. Fine-tuning, both methods with the same grid and budget.

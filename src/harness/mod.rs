@@ -515,7 +515,7 @@ struct Inputs {
 }
 
 /// A fingerprint of a model folder: its files' names and bytes (not its subfolders).
-fn model_fingerprint(dir: &Path) -> Result<String> {
+pub(crate) fn model_fingerprint(dir: &Path) -> Result<String> {
     use crate::checkpoint::{fnv1a, fnv1a_file, FNV_OFFSET};
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| Error::io(dir, e))?
