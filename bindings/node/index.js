@@ -593,7 +593,7 @@ class Task {
    */
   train(params, runOptions) {
     // Every refused setting rejects the promise, before any run starts.
-    const what = 'train';
+    const what = TRAIN_WHAT;
     let p, handle, onProgress, signal, pollMs;
     try {
       const given = options(what, 'params', params, Object.keys(TRAIN_OPTIONS));

@@ -520,6 +520,7 @@ fn train_now(task: &Task, p: &RunParams, progress: ProgressFn) -> Result<String>
         (Some(_), TrainMethod::Auto) => (TrainMethod::Prompt, "a regression task trains the prompt between its two pole words".to_string()),
         _ => choose_method(&model, &tok, &prompt, &examples, multi.is_some(), p)?,
     };
+    // The automatic choice (an explicit one was refused above).
     if method == TrainMethod::SentenceEmbedding && p.demonstrations {
         return Err(Error::InvalidArgument("demonstrations need the prompt method, not the sentence-embedding method".into()));
     }

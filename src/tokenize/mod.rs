@@ -53,8 +53,7 @@ impl Tokenizer {
             return Err(Error::MissingFile { dir: dir.to_path_buf(), what: "tokenizer", looked_for });
         }
         let bytes = std::fs::read(&file).map_err(|e| Error::io(&file, e))?;
-        let bytes = without_prefix_space(&bytes).unwrap_or(bytes);
-        let tok = Self::from_bytes(&bytes).map_err(|e| match e {
+        let tok = Self::parse(&bytes, true).map_err(|e| match e {
             Error::Tokenizer(m) => Error::Tokenizer(format!("{}: {m}", file.display())),
             other => other,
         })?;
@@ -97,14 +96,24 @@ impl Tokenizer {
     /// [`without_prefix_space`] was applied when it was written, or, for an export
     /// written before, was not, as its model was trained).
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
-        let mut inner = tokenizers::Tokenizer::from_bytes(bytes)
-            .map_err(|e| Error::Tokenizer(format!("cannot parse tokenizer.json: {e}")))?;
+        Self::parse(bytes, false)
+    }
+
+    /// [`from_bytes`](Self::from_bytes), and with `no_prefix_space` as
+    /// [`without_prefix_space`] would have written the bytes (a model directory's: the
+    /// JSON is parsed once either way).
+    fn parse(bytes: &[u8], no_prefix_space: bool) -> Result<Self> {
+        let parse_error = |e| Error::Tokenizer(format!("cannot parse tokenizer.json: {e}"));
+        let mut inner = tokenizers::Tokenizer::from_bytes(bytes).map_err(parse_error)?;
+        let mut json: serde_json::Value = serde_json::from_slice(bytes)
+            .map_err(|e| Error::Tokenizer(format!("tokenizer.json is not JSON: {e}")))?;
+        if no_prefix_space && clear_prefix_space(&mut json) {
+            inner = json.to_string().parse().map_err(parse_error)?;
+        }
         inner.with_padding(None);
         inner
             .with_truncation(None)
             .map_err(|e| Error::Tokenizer(format!("cannot disable truncation: {e}")))?;
-        let json: serde_json::Value = serde_json::from_slice(bytes)
-            .map_err(|e| Error::Tokenizer(format!("tokenizer.json is not JSON: {e}")))?;
         let boundary = if mentions_type(&json["pre_tokenizer"], "ByteLevel") {
             WordBoundary::LeadingSpace
         } else {
@@ -341,6 +350,13 @@ fn post_processor_ends(p: &serde_json::Value) -> Option<(String, String)> {
 /// an export's tokenizer.json is written through it, so a host that tokenizes reads
 /// what training read.
 pub fn without_prefix_space(bytes: &[u8]) -> Option<Vec<u8>> {
+    let mut json: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    clear_prefix_space(&mut json).then(|| serde_json::to_vec_pretty(&json).ok()).flatten()
+}
+
+/// Turns `add_prefix_space` off in every ByteLevel part of a tokenizer.json's
+/// pre-tokenizer; whether one had it on.
+fn clear_prefix_space(json: &mut serde_json::Value) -> bool {
     fn clear(v: &mut serde_json::Value) -> bool {
         match v {
             serde_json::Value::Object(m) => {
@@ -355,9 +371,7 @@ pub fn without_prefix_space(bytes: &[u8]) -> Option<Vec<u8>> {
             _ => false,
         }
     }
-    let mut json: serde_json::Value = serde_json::from_slice(bytes).ok()?;
-    let pre = json.get_mut("pre_tokenizer")?;
-    clear(pre).then(|| serde_json::to_vec_pretty(&json).ok()).flatten()
+    json.get_mut("pre_tokenizer").is_some_and(clear)
 }
 
 fn mentions_type(v: &serde_json::Value, ty: &str) -> bool {
