@@ -559,10 +559,11 @@ lmbff_predictor_params lmbff_predictor_default_params(void);
  Opens the export directory `export_dir` (written by lmbff_export or `lmbff export`).
  `params` may be NULL for the defaults. On success *out holds a predictor to free with
  lmbff_predictor_free. Loads ONNX Runtime; never loads libtorch. A directory that does
- not exist (or is a file) is LMBFF_ERR_IO; one without an export manifest, or with a
- file that does not hold (a model.onnx ONNX Runtime cannot load, a missing or
- unreadable tokenizer, a task or method this library does not serve),
- LMBFF_ERR_FORMAT; an empty path, LMBFF_ERR_INVALID_ARGUMENT. An export that replaces
+ not exist (or is a file), or a file the process may not read, is LMBFF_ERR_IO; one
+ without an export manifest, or with a file that does not hold (a model.onnx ONNX
+ Runtime cannot load, a missing tokenizer or one the tokenizers library cannot parse,
+ a task or method this library does not serve), LMBFF_ERR_FORMAT; an empty path,
+ LMBFF_ERR_INVALID_ARGUMENT. An export that replaces
  the folder while it opens (a new version exported into it) is waited out: the folder
  is read again, so a predictor never mixes two versions' files; replaced 5 times in a
  row, LMBFF_ERR_CONFLICT.
@@ -717,7 +718,8 @@ lmbff_status lmbff_export(const char *checkpoint_dir, const char *out_dir, bool 
  `buf` (`capacity` bytes). *needed (if not NULL) gets the size required; with a buffer
  too small (or NULL) only *needed is set and the call returns
  LMBFF_ERR_INVALID_ARGUMENT. `model_version` may be NULL (the export's model version
- is used).
+ is used). Predictions made by a predictor with other labels than `p`'s (names or
+ order) are LMBFF_ERR_INVALID_ARGUMENT: their classes would be named wrongly.
 
  # Safety
  `r` and `p` are live; strings NUL-terminated or NULL where allowed; `buf` NULL or

@@ -572,6 +572,16 @@ fn multi_label_models_export_and_predict_the_same() {
     let pairs = multi.expand(&ex, None).unwrap();
     let want = multi.gather(&train::softmax_rows(&train::predict_examples(&c.model, &c.tok, &c.prompt, Method::Prompt, &head, &pairs, &Demos::None, 5).unwrap())).unwrap();
     let (p, preds) = serves_multi_label(&out, &names, &ex, &want, "multi-label (3 labels)");
+    // A document-long text (27 MB: its three readings would copy it three times at once)
+    // is read a few labels at a time, and predicts as its head does (the template keeps
+    // 48 tokens of either); the short inputs beside it predict as before.
+    let long = "a great ride and a dull game. ".repeat(900_000);
+    let head = long[..30_000].to_string();
+    let batch = |middle: String| p.predict(&[ex[0].clone(), Example::single(middle, None), ex[1].clone()]).unwrap();
+    let probs = |r: Vec<lmbff::serve::Prediction>| r.into_iter().map(|x| x.probs).collect::<Vec<_>>();
+    let (with_long, with_head) = (probs(batch(long)), probs(batch(head)));
+    assert!(max_diff(&with_long, &with_head) <= 1e-5, "{with_long:?} against {with_head:?}");
+    assert!(max_diff(&[with_long[0].clone(), with_long[2].clone()], &want[..2]) <= 1e-5);
     // `encode` renders what the model reads: the input once per label (it used to render
     // the bare input, which this two-sentence template refuses).
     let readings = p.encode(&ex[0]).unwrap();

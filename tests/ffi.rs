@@ -190,7 +190,16 @@ fn bounded_options_and_mismatched_handles() {
         let mut need = 0usize;
         let status = lmbff_predictions_label_studio_json(p3, r, from.as_ptr(), to.as_ptr(), null(), std::ptr::null_mut(), 0, &mut need);
         assert_eq!(status, LMBFF_ERR_INVALID_ARGUMENT, "{}", last_error());
-        assert!(last_error().contains("pass the predictor that made the predictions"), "{}", last_error());
+        assert!(last_error().contains("pass the predictor that made them"), "{}", last_error());
+        // Two labels as these predictions have, in the other order: their classes would
+        // be named wrongly (only the count was checked).
+        let swapped = labelled_export(&[("pos", "great"), ("neg", "terrible")], "ffi-swapped");
+        let mut p2: *mut lmbff_predictor = std::ptr::null_mut();
+        assert_eq!(lmbff_predictor_open(swapped.as_ptr(), &params, &mut p2), LMBFF_OK, "{}", last_error());
+        let status = lmbff_predictions_label_studio_json(p2, r, from.as_ptr(), to.as_ptr(), null(), std::ptr::null_mut(), 0, &mut need);
+        assert_eq!(status, LMBFF_ERR_INVALID_ARGUMENT, "{}", last_error());
+        assert!(last_error().contains(r#"with the labels ["neg", "pos"], and this one has ["pos", "neg"]"#), "{}", last_error());
+        lmbff_predictor_free(p2);
         // The predictor is still usable: that was the caller's mistake, not a bug.
         let mut r2: *mut lmbff_predictions = std::ptr::null_mut();
         assert_eq!(lmbff_predict(p3, [text.as_ptr()].as_ptr(), null(), 1, &mut r2), LMBFF_OK, "{}", last_error());
@@ -244,12 +253,16 @@ fn export_manifests_name_files_inside_the_folder() {
 }
 
 fn three_label_export() -> CString {
+    labelled_export(&[("neg", "terrible"), ("mid", "fine"), ("pos", "great")], "ffi-three")
+}
+
+/// An export of the tiny BERT with these (label, word) pairs, into a new folder `name`.
+fn labelled_export(words: &[(&str, &str)], name: &str) -> CString {
     let dir = common::fixtures().join("bert");
     let tok = Tokenizer::from_dir(&dir).unwrap();
-    let words = [("neg", "terrible"), ("mid", "fine"), ("pos", "great")];
-    let v = Verbalizer::new(&tok, &words.map(|(l, w)| (l.to_string(), w.to_string()))).unwrap();
+    let v = Verbalizer::new(&tok, &words.iter().map(|(l, w)| (l.to_string(), w.to_string())).collect::<Vec<_>>()).unwrap();
     let p = Prompt::new(Template::parse("{text} It was {mask}.").unwrap(), v, Truncation { max_len: 32, ..Default::default() }).unwrap();
-    let out = common::tempdir("ffi-three").join("export");
+    let out = common::tempdir(name).join("export");
     export(&MaskedLm::load(&dir, tch::Device::Cpu).unwrap(), &tok, &p, &lmbff::train::Demos::None, Default::default(), &out, &ExportOptions::default()).unwrap();
     CString::new(out.to_str().unwrap()).unwrap()
 }

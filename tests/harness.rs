@@ -119,9 +119,11 @@ fn harness_runs_every_method_resumes_and_reports() {
     assert!(table.contains("| majority | 50.0 (0.0) | 50.0 (0.0) | 50.0 |"), "{table}");
     let report = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert_eq!(report.matches("| prompt-demos |").count(), 4, "score table, the subsample table (1 set, 3 sets), calibration table");
-    assert_eq!(report.matches("| prompt-demos | 1 |").count(), 1, "one row per method and set count in the subsample table");
-    assert!(report.contains("one fixed demonstration set vs the average over 3 sets") && report.contains("| in-context | 3 |"), "{report}");
-    assert!(report.contains("| method | runs | ECE | ECE scaled | temperature |") && report.contains("| sentence-embedding | 4 |"), "{report}");
+    // The subsample table's first row is the main table's reading: --demo-sets 2 (it was
+    // labelled "1", one set).
+    assert_eq!(report.matches("| prompt-demos | 2 |").count(), 1, "one row per method and set count in the subsample table");
+    assert!(report.contains("the main table's 2 fixed demonstration sets averaged vs the average over 3 sets") && report.contains("| in-context | 3 |"), "{report}");
+    assert!(report.contains("| method | runs | ECE | no fit | ECE scaled | temperature |") && report.contains("| sentence-embedding | 4 |"), "{report}");
     let all: Vec<harness::RunResult> = serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
     assert_eq!(all.len(), 36);
     // The chart of the report (matplotlib, from results.json).
@@ -132,7 +134,8 @@ fn harness_runs_every_method_resumes_and_reports() {
 
     // A second invocation reuses every stored run (and trains nothing).
     let (ok, again, err) = run(&[]);
-    assert!(ok && err.contains("36 of 36 runs reused"), "{err}");
+    // "0 runs not started" is said too (docs/harness.md: a grid repeats until it reads it).
+    assert!(ok && err.contains("36 of 36 runs reused; 0 runs not started."), "{err}");
     assert_eq!(again, table);
     // An interrupted harness continues: a missing run is made again, the rest reused;
     // out of time (--max-minutes), it starts nothing and says how to go on.
@@ -162,7 +165,7 @@ fn harness_runs_every_method_resumes_and_reports() {
     let (ok, _, err) = run(&["--test-limit", "0"]);
     assert!(!ok && err.contains("--test-limit 0 scores nothing"), "{err}");
     let (ok, _, err) = run(&["--embed-lr", "0"]);
-    assert!(!ok && err.contains("learning rate (0)") && err.contains("must be positive"), "{err}");
+    assert!(!ok && err.contains("--embed-lr must be a positive number, got 0"), "{err}");
     let (ok, _, err) = run(&["--anchor-repeats", "0"]);
     assert!(!ok && err.contains("run sentence-embedding instead"), "{err}");
 }
@@ -437,8 +440,11 @@ fn full_data_ceiling_drops_test_texts() {
         records.push(serde_json::json!({"text_a": format!("{p} and more"), "text_b": null, "label": 1}));
         records.push(serde_json::json!({"text_a": format!("{n} and more"), "text_b": null, "label": 0}));
     }
-    // Also in mr's test split (as `label,sentence` CSV: `0,the movie was boring`): dropped.
+    // Also in mr's test split (as `label,sentence` CSV: `0,the movie was boring`): dropped,
+    // and so is the same text in other case (TREC's training set holds a test question
+    // so).
     records.push(serde_json::json!({"text_a": NEG[0], "text_b": null, "label": 0}));
+    records.push(serde_json::json!({"text_a": NEG[1].to_uppercase(), "text_b": null, "label": 0}));
     let json = |r: &[serde_json::Value]| -> String {
         serde_json::to_string(&r.iter().enumerate().map(|(i, v)| (i.to_string(), v.clone())).collect::<serde_json::Map<_, _>>()).unwrap()
     };
@@ -449,7 +455,7 @@ fn full_data_ceiling_drops_test_texts() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let r: harness::RunResult = serde_json::from_str(&std::fs::read_to_string(harness::result_path(&out, "mr", 1, RunMethod::FullData)).unwrap()).unwrap();
     let f = r.full_data.expect("full-data sizes");
-    assert_eq!((f.train, f.dev, f.dropped), (12, 6, 1), "{f:?}");
+    assert_eq!((f.train, f.dev, f.dropped), (12, 6, 2), "{f:?}");
     assert_eq!(r.best_step.map(|s| s % 2), Some(0), "dev every fifth of 10 steps");
     assert!((0.0..=1.0).contains(&r.test));
     // The full training set is an input of the run: another one is refused in this folder.
@@ -496,11 +502,27 @@ fn inputs_are_checked_and_runs_are_shared() {
         (["--methods", "majority,in-context", "--demo-sets", "0"], "in-context reads demonstrations: --demo-sets must be 1 to 64, got 0"),
         (["--methods", "majority,plain", "--steps", "0"], "plain fine-tunes: --batch-size (8), --steps (0) must be positive"),
         (["--methods", "full-data", "--full-data-steps", "0"], "full-data fine-tunes: --full-data-steps (0) must be positive"),
+        (["--methods", "majority,plain", "--max-len", "3"], "--max-len 3 is too small"),
+        (["--methods", "majority,plain", "--device", "cuda:9"], "device \"cuda:9\" is not available"),
+        (["--methods", "sentence-embedding", "--head-c", "inf"], "--head-c must be a positive number, got inf"),
+        (["--methods", "majority", "--max-minutes", "NaN"], "--max-minutes must be a number of minutes"),
     ] {
-        let o = lmbff().args(["harness", "--device", "cpu", "--seeds", "1", "--tasks", "mr"]).args(extra).arg("--model").arg(&model).arg("--data").arg(&data).arg("--out").arg(&out).output().unwrap();
+        let o = lmbff().args(["harness", "--seeds", "1", "--tasks", "mr"]).args(extra).arg("--model").arg(&model).arg("--data").arg(&data).arg("--out").arg(&out).output().unwrap();
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(!o.status.success() && err.contains(named) && !out.exists(), "{err}");
     }
+    // A mistyped --model is named before the folder records its settings: the right
+    // model then runs there (the folder used to be claimed for the wrong path).
+    let o = lmbff().args(["harness", "--device", "cpu", "--seeds", "1", "--tasks", "mr", "--methods", "majority"]).arg("--model").arg(dir.join("no-such-model")).arg("--data").arg(&data).arg("--out").arg(&out).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("no-such-model has no model config (--model)") && !out.join(harness::SETTINGS_FILE).exists(), "{err}");
+    // A CSV row of three fields (a sentence with an unquoted comma) is named, not cut.
+    let commas = dir.join("commas");
+    kshot(&commas);
+    std::fs::write(commas.join("mr/16-1/dev.csv"), "1,a fine, warm film\n0,a dull film,really\n").unwrap();
+    let o = lmbff().args(["harness", "--device", "cpu", "--tasks", "mr", "--seeds", "1", "--methods", "majority"]).arg("--model").arg(&model).arg("--data").arg(&commas).arg("--out").arg(dir.join("never")).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("line 1: expected `label,sentence`") && err.contains("found 3 field(s)"), "{err}");
     // An empty test split is named before anything is written.
     let empty = dir.join("empty");
     kshot(&empty);

@@ -1474,6 +1474,20 @@ fn saves_and_deletes_touch_only_their_own_folders() {
     let e = lmbff::checkpoint::write_dir_atomic(&export, lmbff::export::EXPORT_MANIFEST, |_| Ok(())).unwrap_err().to_string();
     assert!(e.contains("already exists and is not an earlier output"), "{e}");
     assert!(export.join("task.json").exists());
+    // A folder inside an output is refused too (the output's next write replaced it
+    // whole, the task with it), and one saved there before this check keeps the output
+    // from being replaced.
+    let export2 = root.join("export2");
+    std::fs::create_dir_all(&export2).unwrap();
+    std::fs::write(export2.join(lmbff::export::EXPORT_MANIFEST), "{}").unwrap();
+    let e = t.save(&export2.join("mytask")).unwrap_err().to_string();
+    assert!(e.contains("is inside") && e.contains("lmbff-export.json"), "{e}");
+    assert!(!export2.join("mytask").exists());
+    std::fs::create_dir_all(export2.join("a/mytask")).unwrap();
+    std::fs::write(export2.join("a/mytask/task.json"), "{}").unwrap();
+    let e = lmbff::checkpoint::write_dir_atomic(&export2, lmbff::export::EXPORT_MANIFEST, |_| Ok(())).unwrap_err().to_string();
+    assert!(e.contains("already exists and is not an earlier output"), "{e}");
+    assert!(export2.join("a/mytask/task.json").exists());
 
     let dir = root.join("task");
     t.save(&dir).unwrap();
@@ -1491,6 +1505,13 @@ fn saves_and_deletes_touch_only_their_own_folders() {
     assert!(dir.join("models/.v7.deleted").is_file() && !dir.join("models/.v7.deleted").is_symlink());
     let left: Vec<_> = std::fs::read_dir(dir.join("models")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().to_string()).filter(|n| n.contains(".tmp-")).collect();
     assert!(left.is_empty(), "{left:?}");
+    // A version holding a task saved in a folder inside it is not deleted.
+    std::fs::create_dir_all(dir.join("models/v8/notes/keep")).unwrap();
+    std::fs::write(dir.join("models/v8/lmbff.json"), "{}").unwrap();
+    std::fs::write(dir.join("models/v8/notes/keep/task.json"), "{}").unwrap();
+    let e = lmbff::task::delete_version(&dir, "v8").unwrap_err().to_string();
+    assert!(e.contains("holds a task"), "{e}");
+    assert!(dir.join("models/v8/notes/keep/task.json").exists());
 
     std::fs::write(dir.join("task.json"), b"{\"format\": \"\xff\xfe\"}").unwrap();
     assert!(matches!(Task::open(&dir), Err(lmbff::Error::Format { .. })), "{:?}", Task::open(&dir));

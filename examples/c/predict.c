@@ -84,37 +84,64 @@ int main(int argc, char **argv) {
     ssize_t got;
     while ((got = getline(&line, &len, stdin)) != -1) {
         if (got > 0 && line[got - 1] == '\n') line[got - 1] = 0;
-        if (n == cap) texts = realloc(texts, (cap *= 2) * sizeof *texts);
-        texts[n++] = strdup(line);
+        if (n == cap) {
+            char **grown = texts ? realloc(texts, 2 * cap * sizeof *texts) : NULL;
+            if (!grown) break;
+            texts = grown;
+            cap *= 2;
+        }
+        if (!texts || !(texts[n] = strdup(line))) break;
+        n++;
+    }
+    if (!feof(stdin)) {
+        fprintf(stderr, "reading stdin stopped after %zu lines (out of memory or a read error)\n", n);
+        for (size_t i = 0; i < n; i++) free(texts[i]);
+        free(texts);
+        free(line);
+        lmbff_predictor_free(p);
+        return 1;
     }
     free(line);
 
     size_t labels = lmbff_predictor_num_labels(p);
     float *probs = malloc(labels * sizeof *probs);
+    int rc = 0;
+    if (!probs) {
+        fprintf(stderr, "out of memory\n");
+        rc = 1;
+    }
     double first_ms = -1, t1 = now_ms();
-    for (size_t at = 0; at < n; at += batch) {
+    for (size_t at = 0; at < n && rc == 0; at += batch) {
         size_t k = n - at < batch ? n - at : batch;
         lmbff_predictions *r = NULL;
         s = lmbff_predict(p, (const char *const *)texts + at, NULL, k, &r);
-        if (s != LMBFF_OK) return fail("lmbff_predict", s);
+        if (s != LMBFF_OK) {
+            rc = fail("lmbff_predict", s);
+            break;
+        }
         if (first_ms < 0) first_ms = since_process_start_ms();
         for (size_t i = 0; i < k; i++) {
             uint32_t label;
             float margin, entropy;
             s = lmbff_predictions_get(r, i, &label, &margin, &entropy);
-            if (s != LMBFF_OK) return fail("lmbff_predictions_get", s);
-            s = lmbff_predictions_probs(r, i, probs, labels);
-            if (s != LMBFF_OK) return fail("lmbff_predictions_probs", s);
+            if (s == LMBFF_OK) s = lmbff_predictions_probs(r, i, probs, labels);
+            if (s != LMBFF_OK) {
+                rc = fail("lmbff_predictions_get/probs", s);
+                break;
+            }
             printf("%s\t%.4f\t%.4f\t%s\n", lmbff_predictor_label(p, label), probs[label], margin, texts[at + i]);
         }
         lmbff_predictions_free(r);
     }
-    double secs = (now_ms() - t1) / 1e3;
-    fprintf(stderr, "lmbff %s (%s): open %.0f ms; first prediction %.0f ms after process start; %zu texts in %.2f s (%.0f/s); peak RSS %ld MiB\n",
-            lmbff_version_string(), lmbff_has_training() ? "with training" : "serve-only", t_open, first_ms, n, secs, n / (secs > 0 ? secs : 1), peak_rss_kb() / 1024);
+    if (rc == 0) {
+        double secs = (now_ms() - t1) / 1e3;
+        fprintf(stderr, "lmbff %s (%s): open %.0f ms; first prediction %.0f ms after process start; %zu texts in %.2f s (%.0f/s); peak RSS %ld MiB\n",
+                lmbff_version_string(), lmbff_has_training() ? "with training" : "serve-only", t_open, first_ms, n, secs, n / (secs > 0 ? secs : 1), peak_rss_kb() / 1024);
+    }
+    /* Every path frees what it holds: a host that goes on after an error leaks nothing. */
     for (size_t i = 0; i < n; i++) free(texts[i]);
     free(texts);
     free(probs);
     lmbff_predictor_free(p);
-    return 0;
+    return rc;
 }

@@ -15,8 +15,49 @@ pub(crate) const LOCK_FILE: &str = ".lmbff.lock";
 
 /// A suffix for a temporary name that no other writer, in this process or another, uses.
 pub(crate) fn tmp_suffix() -> String {
-    static SEQ: AtomicU64 = AtomicU64::new(0);
-    format!("{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed))
+    // The count starts at the clock's nanoseconds, not 0: a process whose pid an earlier
+    // one had (a container's first process is pid 1 on every start) would otherwise
+    // meet that one's leftover names and fail to create its own.
+    static SEQ: std::sync::OnceLock<AtomicU64> = std::sync::OnceLock::new();
+    let seq = SEQ.get_or_init(|| {
+        AtomicU64::new(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64))
+    });
+    format!("{}-{}", std::process::id(), seq.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Whether a task (its task.json) was saved anywhere inside `dir`: such a folder is a
+/// user's, never replaced or deleted whole by a later write. Links are not followed.
+pub(crate) fn holds_task(dir: &Path) -> bool {
+    const DEPTH: usize = 8;
+    fn walk(dir: &Path, depth: usize) -> bool {
+        if dir.join(crate::task::TASK_FILE).exists() {
+            return true;
+        }
+        let Ok(entries) = std::fs::read_dir(dir) else { return false };
+        // A folder deeper than any lmbff writes is taken as a user's, to be safe.
+        entries.flatten().any(|e| e.file_type().is_ok_and(|t| t.is_dir()) && (depth == 0 || walk(&e.path(), depth - 1)))
+    }
+    walk(dir, DEPTH)
+}
+
+/// Creates `dir` and any missing folder above it, and syncs the folder each new one was
+/// made in (its entry there), from the top down: a new folder survives a power loss
+/// once this returns.
+pub(crate) fn create_dir_all_synced(dir: &Path) -> Result<()> {
+    let mut missing = Vec::new();
+    let mut at = dir;
+    while !at.exists() {
+        missing.push(at);
+        match at.parent().filter(|p| !p.as_os_str().is_empty()) {
+            Some(p) => at = p,
+            None => break,
+        }
+    }
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    for made in missing.iter().rev() {
+        sync_dir(parent_of(made))?;
+    }
+    Ok(())
 }
 
 /// An exclusive advisory lock (`flock`) on `dir/.lmbff.lock`, held until dropped. Every
@@ -152,10 +193,10 @@ pub fn write_dir_atomic(dest: &Path, marker: &str, fill: impl FnOnce(&Path) -> R
     sync_dir(parent_of(dest))
 }
 
-/// A folder holding `marker` and no task file: an earlier output of this kind (a task
-/// saved into an earlier output holds both files, and the task wins).
+/// A folder holding `marker` and no task file at any depth: an earlier output of this
+/// kind (a task saved into an earlier output, or into a folder inside it, wins).
 fn is_earlier_output(dest: &Path, marker: &str) -> bool {
-    dest.join(marker).is_file() && !dest.join(crate::task::TASK_FILE).exists()
+    dest.join(marker).is_file() && !holds_task(dest)
 }
 
 /// Whether the folder `dir` is one a write of this kind may replace: empty, or an

@@ -8,7 +8,7 @@ pub use atomic::{check_dest, write_dir_atomic};
 pub(crate) use atomic::write_new_dir;
 #[cfg(any(test, feature = "train"))]
 pub(crate) use atomic::tmp_suffix;
-pub(crate) use atomic::{sync_dir, write_file_atomic, DirLock};
+pub(crate) use atomic::{create_dir_all_synced, holds_task, sync_dir, write_file_atomic, DirLock};
 #[cfg(feature = "train")]
 pub(crate) use atomic::LOCK_FILE;
 #[cfg(feature = "train")]

@@ -16,37 +16,53 @@ pub struct HarnessArgs {
     /// Folder for the per-run results and report.md (re-running continues there).
     #[arg(long)]
     pub out: PathBuf,
+    /// Tasks, comma-separated: SST-2, sst-5, mr, cr, mpqa, subj, trec, CoLA, MNLI, SNLI,
+    /// QNLI, RTE, MRPC, QQP, STS-B, trec-multi (docs/harness.md).
     #[arg(long, value_delimiter = ',', default_value = "SST-2,sst-5,mr,cr,mpqa,subj,trec")]
     pub tasks: Vec<String>,
+    /// Data seeds, comma-separated (the k-shot folders `16-<SEED>`).
     #[arg(long, value_delimiter = ',', default_value = "13,21,42,87,100")]
     pub seeds: Vec<u64>,
+    /// Methods, comma-separated: majority, zero-shot, zero-shot-words, in-context, plain,
+    /// prompt, prompt-demos, prompt-demos-filter, prompt-auto-1 to -4, full-data,
+    /// sentence-embedding, sentence-embedding-anchors, sentence-embedding-words
+    /// (docs/harness.md).
     #[arg(long, value_delimiter = ',', default_value = "majority,zero-shot,plain,prompt,prompt-demos")]
     pub methods: Vec<String>,
-    /// Model of the prompt methods.
+    /// Model of the prompt methods (zero-shot, in-context, prompt, prompt-demos, ...).
     #[arg(long)]
     pub model: PathBuf,
-    /// Model of plain fine-tuning (default: --model).
+    /// Model of plain fine-tuning, full-data, zero-shot-words, the sentence-embedding
+    /// methods and the demonstration filter's encoder (default: --model).
     #[arg(long)]
     pub plain_model: Option<PathBuf>,
+    /// Fine-tuning steps of each few-shot run (plain and prompt methods).
     #[arg(long, default_value_t = 200)]
     pub steps: usize,
     #[arg(long, default_value_t = 8)]
     pub batch_size: usize,
+    /// Peak learning rate of the plain and prompt methods.
     #[arg(long, default_value_t = 1e-5)]
     pub lr: f64,
+    /// Dev evaluation every N steps, the last step's always among them (0: the last
+    /// step's only).
     #[arg(long, default_value_t = 50)]
     pub eval_every: usize,
+    /// Longest input in tokens (at least 4), template included.
     #[arg(long, default_value_t = 128)]
     pub max_len: usize,
+    /// Longest input with its demonstrations, in tokens (at least 4).
     #[arg(long, default_value_t = 256)]
     pub demo_max_len: usize,
+    /// Fixed demonstration sets averaged at test time (1 to 64).
     #[arg(long, default_value_t = 1)]
     pub demo_sets: usize,
     /// Score only the first N test inputs of each task.
     #[arg(long)]
     pub test_limit: Option<usize>,
-    /// prompt-demos also scores this many random test inputs with --demo-subsample-sets
-    /// demonstration sets averaged, next to the one fixed set (0: skip).
+    /// The methods with demonstrations (in-context, prompt-demos, prompt-demos-filter)
+    /// also score this many random test inputs with --demo-subsample-sets demonstration
+    /// sets averaged, next to the --demo-sets sets of the main table (0: skip).
     #[arg(long, default_value_t = 1000)]
     pub demo_subsample: usize,
     #[arg(long, default_value_t = 16)]
@@ -76,6 +92,7 @@ pub struct HarnessArgs {
     /// same command to continue. Not a setting: chunks of one grid may differ.
     #[arg(long)]
     pub max_minutes: Option<f64>,
+    /// cpu, cuda, cuda:N or auto (CUDA when present).
     #[arg(long, default_value = "auto")]
     pub device: String,
     /// libtorch intra-op threads.
@@ -99,6 +116,24 @@ pub fn run(a: HarnessArgs) -> Result<()> {
     }
     if !(a.lr > 0.0 && a.lr.is_finite()) {
         return Err(Error::InvalidArgument(format!("--lr must be a positive number, got {}", a.lr)));
+    }
+    for (flag, v) in [("--embed-lr", a.embed_lr), ("--head-c", a.head_c)] {
+        if !(v > 0.0 && v.is_finite()) {
+            return Err(Error::InvalidArgument(format!("{flag} must be a positive number, got {v}")));
+        }
+    }
+    if let Some(m) = a.max_minutes.filter(|m| !(*m >= 0.0 && m.is_finite())) {
+        return Err(Error::InvalidArgument(format!("--max-minutes must be a number of minutes, 0 or more, got {m}")));
+    }
+    let demos = methods.iter().any(|m| m.demonstrations());
+    for (flag, v, used) in [("--max-len", a.max_len, true), ("--demo-max-len", a.demo_max_len, demos)] {
+        if used && v < 4 {
+            return Err(Error::InvalidArgument(format!("{flag} {v} is too small: an input needs at least 4 tokens")));
+        }
+    }
+    // A device that is not there, named before the first run (not at the first model).
+    if methods.iter().any(|m| *m != RunMethod::Majority) {
+        crate::model::parse_device(&a.device)?;
     }
     // What a run would refuse, refused before the first run: a grid stopped at its first
     // such run stops there again on every re-run.
@@ -151,10 +186,16 @@ pub fn run(a: HarnessArgs) -> Result<()> {
         word_anchor_scale: a.word_anchor_scale,
     };
     harness::check_out_folder(&a.out)?;
+    // glue_pretrain/ and auto/ sit beside the k-shot folder: its parent must be a folder
+    // (`--data .` has none as written).
+    let data = std::fs::canonicalize(&a.data).map_err(|e| Error::io(&a.data, e))?;
     // Every split is read before the first run: a missing or bad file is named now.
-    let splits = harness::check_data(&a.data, &tasks, &a.seeds, &methods)?;
+    let splits = harness::check_data(&data, &tasks, &a.seeds, &methods)?;
+    // So are the models, before the folder records the settings (a mistyped --model would
+    // otherwise leave a new folder claimed for it).
+    let models = harness::model_prints(&settings)?;
     harness::claim_folder(&a.out, &settings)?;
-    harness::check_inputs(&a.out, &settings, splits)?;
+    harness::check_inputs(&a.out, &settings, models, splits)?;
     let started = std::time::Instant::now();
     let out_of_time = || a.max_minutes.is_some_and(|m| started.elapsed().as_secs_f64() > 60.0 * m);
     let total = tasks.len() * a.seeds.len() * methods.len();
@@ -168,8 +209,11 @@ pub fn run(a: HarnessArgs) -> Result<()> {
     let run = |seed: u64, t: &harness::TaskSpec, m: RunMethod, done: usize| -> Result<harness::RunResult> {
         let label = format!("{}/{total} {} s{seed} {}", done + 1, t.name, m.name());
         let mut bar = Bar::new(&label);
-        let r = harness::run_one(&a.data, t, seed, m, &settings, &a.device, &a.out, &mut |p| bar.update(p))?;
+        let r = harness::run_one(&data, t, seed, m, &settings, &a.device, &a.out, &mut |p| bar.update(p));
         bar.finish();
+        // Which run stopped, before the error itself (main prints it): the command
+        // resumes at this run.
+        let r = r.inspect_err(|_| eprintln!("{label}: the run stopped; nothing of it is stored (the command, run again, starts it again)"))?;
         eprintln!("{label}: test {} {:.1} ({:.0} s)", r.metric, 100.0 * r.test, r.seconds);
         Ok(r)
     };
@@ -225,9 +269,14 @@ pub fn run(a: HarnessArgs) -> Result<()> {
     let sub = harness::subsample_report(&results, &tasks);
     let cal = harness::calibration_report(&results, &methods);
     let cal = cal + &harness::macro_f1_report(&results, &methods);
-    let ens = harness::ensemble_report(&a.out, &a.data, &tasks, &a.seeds, &settings)?;
+    let ens = harness::ensemble_report(&a.out, &data, &tasks, &a.seeds, &settings)?;
     let made_there = if shared > 0 { format!(", {shared} made by another command on this folder meanwhile") } else { String::new() };
-    let status = if left > 0 { format!(" {left} runs not started (--max-minutes): run the same command again to continue.") } else { String::new() };
+    // Always said, "0 runs not started" included: a grid script repeats until it reads that.
+    let status = if left > 0 {
+        format!(" {left} runs not started (--max-minutes): run the same command again to continue.")
+    } else {
+        " 0 runs not started.".to_string()
+    };
     let text = format!(
         "# Harness report\n\nData: {} ({} seeds: {:?}). {total} runs ({reused} reused from earlier{made_there}).{status} Settings: {}\n\n\
          This report covers this command's tasks, methods and seeds (another command on this folder writes its own: \
@@ -235,7 +284,7 @@ pub fn run(a: HarnessArgs) -> Result<()> {
          Test metric in percent, mean (std) over the seeds (the sample standard deviation, n - 1; LM-BFF's tables \
          give numpy's, n, which is 0.89 times this over 5 seeds); `[k/n]` marks a cell with k of n seeds done.\n\n\
          {table}\n{sub}\n{cal}\n{ens}",
-        a.data.display(),
+        data.display(),
         a.seeds.len(),
         a.seeds,
         serde_json::to_string(&settings).expect("settings serialise")

@@ -20,6 +20,9 @@ pub struct lmbff_predictor {
 /// The predictions of one lmbff_predict call.
 pub struct lmbff_predictions {
     rows: Vec<Prediction>,
+    /// The labels of the predictor that made them, by which the Label Studio writer
+    /// names their classes.
+    labels: Vec<String>,
 }
 
 /// Options of lmbff_predictor_open. Get defaults from lmbff_predictor_default_params()
@@ -75,10 +78,11 @@ pub extern "C" fn lmbff_predictor_default_params() -> lmbff_predictor_params {
 /// Opens the export directory `export_dir` (written by lmbff_export or `lmbff export`).
 /// `params` may be NULL for the defaults. On success *out holds a predictor to free with
 /// lmbff_predictor_free. Loads ONNX Runtime; never loads libtorch. A directory that does
-/// not exist (or is a file) is LMBFF_ERR_IO; one without an export manifest, or with a
-/// file that does not hold (a model.onnx ONNX Runtime cannot load, a missing or
-/// unreadable tokenizer, a task or method this library does not serve),
-/// LMBFF_ERR_FORMAT; an empty path, LMBFF_ERR_INVALID_ARGUMENT. An export that replaces
+/// not exist (or is a file), or a file the process may not read, is LMBFF_ERR_IO; one
+/// without an export manifest, or with a file that does not hold (a model.onnx ONNX
+/// Runtime cannot load, a missing tokenizer or one the tokenizers library cannot parse,
+/// a task or method this library does not serve), LMBFF_ERR_FORMAT; an empty path,
+/// LMBFF_ERR_INVALID_ARGUMENT. An export that replaces
 /// the folder while it opens (a new version exported into it) is waited out: the folder
 /// is read again, so a predictor never mixes two versions' files; replaced 5 times in a
 /// row, LMBFF_ERR_CONFLICT.
@@ -205,7 +209,7 @@ pub unsafe extern "C" fn lmbff_predict(
                 return Err(Error::Internal(what));
             }
         };
-        *out = Box::into_raw(Box::new(lmbff_predictions { rows }));
+        *out = Box::into_raw(Box::new(lmbff_predictions { rows, labels: p.inner.labels().to_vec() }));
         Ok(())
     })
 }
@@ -358,7 +362,8 @@ fn export_checkpoint(_: &std::path::Path, _: &std::path::Path, _: bool) -> Resul
 /// `buf` (`capacity` bytes). *needed (if not NULL) gets the size required; with a buffer
 /// too small (or NULL) only *needed is set and the call returns
 /// LMBFF_ERR_INVALID_ARGUMENT. `model_version` may be NULL (the export's model version
-/// is used).
+/// is used). Predictions made by a predictor with other labels than `p`'s (names or
+/// order) are LMBFF_ERR_INVALID_ARGUMENT: their classes would be named wrongly.
 ///
 /// # Safety
 /// `r` and `p` are live; strings NUL-terminated or NULL where allowed; `buf` NULL or
@@ -384,6 +389,12 @@ pub unsafe extern "C" fn lmbff_predictions_label_studio_json(
             str_arg(model_version, "model_version")?.to_string()
         };
         let labels = p.inner.labels();
+        if r.labels != labels {
+            return Err(Error::InvalidArgument(format!(
+                "the predictions were made by a predictor with the labels {:?}, and this one has {labels:?}: pass the predictor that made them",
+                r.labels
+            )));
+        }
         let json = crate::serve::label_studio_json(&r.rows, labels, from, to, &version)?.to_string();
         write_c_string(&json, buf, capacity, needed, "the JSON")
     })

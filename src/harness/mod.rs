@@ -256,8 +256,9 @@ pub struct FullData {
     pub dropped: usize,
 }
 
-/// prompt-demos on a test subsample: one fixed demonstration set against the average
-/// over `sets` sets (LM-BFF's inference), on the same `n` inputs.
+/// A method with demonstrations on a test subsample: the main table's reading (its
+/// `--demo-sets` fixed sets, one by default: `one_set`, named for that default) against
+/// the average over `sets` sets (LM-BFF's inference), on the same `n` inputs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SubsampleScore {
     pub n: usize,
@@ -378,7 +379,8 @@ fn multi_label_macro(logits: &[Vec<f32>], gold: &[usize], labels: usize) -> f64 
     let sets = |yes: &dyn Fn(usize) -> bool| -> Vec<Vec<usize>> {
         (0..gold.len() / labels.max(1)).map(|i| (0..labels).filter(|&l| yes(i * labels + l)).collect()).collect()
     };
-    let pred = sets(&|k| train::argmax(&logits[k]) == crate::prompt::YES);
+    // A pair whose row holds NaN (a diverged model) is wrong, as in the micro-F1.
+    let pred = sets(&|k| if logits[k].iter().any(|v| v.is_nan()) { gold[k] != crate::prompt::YES } else { train::argmax(&logits[k]) == crate::prompt::YES });
     let truth = sets(&|k| gold[k] == crate::prompt::YES);
     crate::metrics::multi_label_f1(&pred, &truth, labels).1
 }
@@ -396,6 +398,12 @@ pub struct Calibration {
     pub ece_before: f64,
     #[serde(with = "nan_as_null")]
     pub ece_after: f64,
+    /// No temperature fits the dev set (the model gets every dev example right, or every
+    /// one wrong): `temperature` is the search's bound and `ece_after` says nothing of
+    /// calibration; the report leaves such runs out of its scaled means. Absent (results
+    /// stored before it) reads false.
+    #[serde(default)]
+    pub at_bound: bool,
 }
 
 /// Numbers a diverged run may leave not finite (NaN logits give NaN scores): JSON has no
@@ -612,10 +620,30 @@ fn examples_print(examples: &[Example], mut h: u64) -> u64 {
     h
 }
 
-/// Checks that the models and the (task, seed) splits (`splits`, from [`check_data`])
-/// are those the folder's stored runs were made from, and records the new ones. A folder
-/// made before this record existed takes its inputs as they are now.
-pub fn check_inputs(out: &Path, s: &Settings, splits: Vec<(String, String)>) -> Result<()> {
+/// The fingerprints of the settings' models (`model`, and `plain_model` where it is
+/// another folder), for [`check_inputs`]; a path that is not a model folder (no
+/// config.json) is named here, before any run or record.
+pub fn model_prints(s: &Settings) -> Result<Vec<(&'static str, String)>> {
+    let mut models = vec![("model", &s.model)];
+    if s.plain_model != s.model {
+        models.push(("plain_model", &s.plain_model));
+    }
+    models
+        .into_iter()
+        .map(|(key, dir)| {
+            if !dir.join("config.json").is_file() {
+                return Err(Error::MissingFile { dir: dir.clone(), what: if key == "model" { "model config (--model)" } else { "model config (--plain-model)" }, looked_for: "config.json".into() });
+            }
+            Ok((key, model_fingerprint(dir)?))
+        })
+        .collect()
+}
+
+/// Checks that the models (`models`, from [`model_prints`]) and the (task, seed) splits
+/// (`splits`, from [`check_data`]) are those the folder's stored runs were made from, and
+/// records the new ones. A folder made before this record existed takes its inputs as
+/// they are now.
+pub fn check_inputs(out: &Path, s: &Settings, models: Vec<(&'static str, String)>, splits: Vec<(String, String)>) -> Result<()> {
     let _lock = crate::checkpoint::DirLock::exclusive(out)?;
     let path = out.join(INPUTS_FILE);
     let mut known: Inputs = match std::fs::read_to_string(&path) {
@@ -623,13 +651,9 @@ pub fn check_inputs(out: &Path, s: &Settings, splits: Vec<(String, String)>) -> 
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Inputs::default(),
         Err(e) => return Err(Error::io(&path, e)),
     };
-    let mut models = vec![("model", &s.model)];
-    if s.plain_model != s.model {
-        models.push(("plain_model", &s.plain_model));
-    }
     let mut changed = false;
-    for (key, dir) in models {
-        let print = model_fingerprint(dir)?;
+    for (key, print) in models {
+        let dir = if key == "model" { &s.model } else { &s.plain_model };
         match known.models.get(key) {
             Some(p) if *p != print => {
                 return Err(Error::InvalidArgument(format!(
@@ -873,8 +897,11 @@ pub fn run_one(
     let mut full_data = None;
     if method == RunMethod::FullData {
         // The whole training set, less what the test set holds (the data README lists
-        // exact-match overlaps: MPQA 445, TREC 10, CR 2, SST-5 2).
-        let test_texts: std::collections::HashSet<(&str, Option<&str>)> = test_ex.iter().map(|e| (e.text_a.trim(), e.text_b.as_deref().map(str::trim))).collect();
+        // exact-match overlaps: MPQA 445, TREC 10, CR 2, SST-5 2), compared without case
+        // ("What are the Twin Cities ?" in TREC's training set is a test question, lower
+        // case, there: 11 for TREC).
+        let key = |e: &Example| (e.text_a.trim().to_lowercase(), e.text_b.as_deref().map(|b| b.trim().to_lowercase()));
+        let test_texts: std::collections::HashSet<(String, Option<String>)> = test_ex.iter().map(key).collect();
         let (full_train, full_dev) = if spec.test_from_pretrain {
             // glue_pretrain's dev is this task's test set: dev comes out of train instead.
             carve_dev(spec.read_full(root, "train")?)
@@ -882,7 +909,7 @@ pub fn run_one(
             (spec.read_full(root, "train")?, spec.read_full(root, "dev")?)
         };
         let n = full_train.len() + full_dev.len();
-        let keep = |v: Vec<Example>| -> Vec<Example> { v.into_iter().filter(|e| !test_texts.contains(&(e.text_a.trim(), e.text_b.as_deref().map(str::trim)))).collect() };
+        let keep = |v: Vec<Example>| -> Vec<Example> { v.into_iter().filter(|e| !test_texts.contains(&key(e))).collect() };
         (train_ex, dev_ex) = (keep(full_train), keep(full_dev));
         full_data = Some(FullData { train: train_ex.len(), dev: dev_ex.len(), dropped: n - train_ex.len() - dev_ex.len() });
     }
@@ -1133,7 +1160,7 @@ pub fn run_one(
     let calibration = outputs.as_ref().filter(|_| spec.regression.is_none()).map(|o| {
         let t = fit_temperature(&o.dev, &dev_gold);
         let (ece_before, ece_after) = ece_before_after(&o.test, &gold, t, ECE_BINS);
-        Calibration { temperature: t, ece_before, ece_after }
+        Calibration { temperature: t, ece_before, ece_after, at_bound: crate::metrics::no_temperature_fits(&o.dev, &dev_gold) }
     });
     if let Some(o) = &outputs {
         save_logits(out, spec.name, seed, method, o)?;
@@ -1310,11 +1337,14 @@ pub fn report(
 
 /// The calibration table: per method, over every run with a model, the mean test ECE
 /// (percent points, 10 bins) of the raw probabilities and after temperature scaling
-/// fitted on dev, and the mean fitted temperature.
+/// fitted on dev, and the mean fitted temperature; the scaled means leave out the runs
+/// whose dev set no temperature fits ([`Calibration::at_bound`], counted in their column).
 pub fn calibration_report(results: &[RunResult], methods: &[RunMethod]) -> String {
     let mut s = String::from(
         "Calibration: test expected calibration error (10 bins, percent points), mean over the runs, \
-         before and after temperature scaling fitted on dev.\n\n| method | runs | ECE | ECE scaled | temperature |\n|---|---|---|---|---|\n",
+         before and after temperature scaling fitted on dev. \"no fit\": runs whose model gets every dev example right \
+         (or every one wrong), where no temperature fits; the scaled ECE and the temperature are the means over the others.\n\n\
+         | method | runs | ECE | no fit | ECE scaled | temperature |\n|---|---|---|---|---|---|\n",
     );
     let mut any = false;
     for &m in methods {
@@ -1323,15 +1353,14 @@ pub fn calibration_report(results: &[RunResult], methods: &[RunMethod]) -> Strin
             continue;
         }
         any = true;
-        let mean = |f: fn(&Calibration) -> f64| c.iter().map(|x| f(x)).sum::<f64>() / c.len() as f64;
-        s += &format!(
-            "| {} | {} | {:.1} | {:.1} | {:.2} |\n",
-            m.name(),
-            c.len(),
-            100.0 * mean(|x| x.ece_before),
-            100.0 * mean(|x| x.ece_after),
-            mean(|x| x.temperature)
-        );
+        let fitted: Vec<&Calibration> = c.iter().copied().filter(|x| !x.at_bound).collect();
+        let mean = |c: &[&Calibration], f: fn(&Calibration) -> f64| c.iter().map(|x| f(x)).sum::<f64>() / c.len() as f64;
+        let scaled = if fitted.is_empty() {
+            "- | -".to_string()
+        } else {
+            format!("{:.1} | {:.2}", 100.0 * mean(&fitted, |x| x.ece_after), mean(&fitted, |x| x.temperature))
+        };
+        s += &format!("| {} | {} | {:.1} | {} | {scaled} |\n", m.name(), c.len(), 100.0 * mean(&c, |x| x.ece_before), c.len() - fitted.len());
     }
     if any { s } else { String::new() }
 }
@@ -1383,13 +1412,16 @@ pub fn macro_f1_report(results: &[RunResult], methods: &[RunMethod]) -> String {
 pub fn subsample_report(results: &[RunResult], tasks: &[&TaskSpec]) -> String {
     let subs: Vec<(&RunResult, &SubsampleScore)> =
         results.iter().filter_map(|r| r.subsample.as_ref().map(|s| (r, s))).collect();
-    let Some((_, first)) = subs.first() else {
+    let Some((first_run, first)) = subs.first() else {
         return String::new();
     };
+    // The main table's reading: --demo-sets fixed sets (a folder's runs share the count).
+    let fixed = first_run.settings.demo_sets;
     let mut s = format!(
         "Methods with demonstrations on a random subsample of up to {} test inputs per task (all of a smaller test set): \
-         one fixed demonstration set vs the average over {} sets, mean (std) [seeds].\n\n| method | sets |",
+         the main table's {} vs the average over {} sets, mean (std) [seeds].\n\n| method | sets |",
         subs.iter().map(|(_, x)| x.n).max().unwrap_or(first.n),
+        if fixed == 1 { "one fixed demonstration set".to_string() } else { format!("{fixed} fixed demonstration sets averaged") },
         first.sets
     );
     for t in tasks {
@@ -1406,7 +1438,7 @@ pub fn subsample_report(results: &[RunResult], tasks: &[&TaskSpec]) -> String {
     }
     for m in methods {
         let rows: [(String, fn(&SubsampleScore) -> f64); 2] =
-            [("1".into(), |x| x.one_set), (first.sets.to_string(), |x| x.all_sets)];
+            [(fixed.to_string(), |x| x.one_set), (first.sets.to_string(), |x| x.all_sets)];
         for (name, pick) in rows {
             s += &format!("| {} | {name} |", m.name());
             for t in tasks {
@@ -1458,15 +1490,67 @@ mod tests {
         assert_eq!((big_train.len(), big_dev.len()), (19_000, FULL_DATA_DEV));
     }
 
+    /// A run whose dev set no temperature fits (every dev example right: the fit runs to
+    /// its bound) is counted apart and left out of the scaled ECE and temperature means.
+    #[test]
+    fn calibration_means_leave_out_runs_no_temperature_fits() {
+        let settings = Settings {
+            model: "m".into(),
+            plain_model: "m".into(),
+            steps: 1,
+            batch_size: 1,
+            lr: 1e-5,
+            eval_every: 1,
+            max_len: 8,
+            demo_max_len: 8,
+            demo_sets: 1,
+            test_limit: None,
+            demo_subsample: 0,
+            demo_subsample_sets: 0,
+            full_data_steps: 1,
+            anchor_repeats: 1,
+            embed_lr: 1e-5,
+            embed_iterations: 1,
+            head_c: 1.0,
+            word_anchor_scale: 1.0,
+        };
+        let run = |at_bound: bool, temperature: f64, ece_after: f64| RunResult {
+            task: "SST-2".into(),
+            seed: 13,
+            method: RunMethod::Plain,
+            metric: "acc".into(),
+            test: 0.8,
+            dev: Some(1.0),
+            best_step: Some(1),
+            n_test: 10,
+            test_dropped: 0,
+            seconds: 1.0,
+            subsample: None,
+            calibration: Some(Calibration { temperature, ece_before: 0.10, ece_after, at_bound }),
+            macro_f1: None,
+            full_data: None,
+            scorer: None,
+            anchors: Vec::new(),
+            settings: settings.clone(),
+        };
+        let report = calibration_report(&[run(false, 2.0, 0.04), run(true, 0.05, 0.30)], &[RunMethod::Plain]);
+        assert!(report.contains("| plain | 2 | 10.0 | 1 | 4.0 | 2.00 |"), "{report}");
+        let report = calibration_report(&[run(true, 0.05, 0.30)], &[RunMethod::Plain]);
+        assert!(report.contains("| plain | 1 | 10.0 | 1 | - | - |"), "{report}");
+    }
+
     /// A diverged run's NaN scores and logits are stored as null and read back as NaN:
     /// the folder stays readable (it used to fail to parse on every later command).
     #[test]
     fn non_finite_numbers_round_trip_through_json() {
-        let c = Calibration { temperature: 1.5, ece_before: f64::NAN, ece_after: f64::INFINITY };
+        let c = Calibration { temperature: 1.5, ece_before: f64::NAN, ece_after: f64::INFINITY, at_bound: false };
         let text = serde_json::to_string(&c).unwrap();
-        assert_eq!(text, r#"{"temperature":1.5,"ece_before":null,"ece_after":null}"#);
+        assert_eq!(text, r#"{"temperature":1.5,"ece_before":null,"ece_after":null,"at_bound":false}"#);
         let back: Calibration = serde_json::from_str(&text).unwrap();
-        assert!(back.temperature == 1.5 && back.ece_before.is_nan() && back.ece_after.is_nan());
+        assert!(back.temperature == 1.5 && back.ece_before.is_nan() && back.ece_after.is_nan() && !back.at_bound);
+        // A result stored before `at_bound` existed reads as fitted.
+        let old: Calibration = serde_json::from_str(r#"{"temperature":1.5,"ece_before":0.1,"ece_after":0.05}"#).unwrap();
+        assert!(!old.at_bound);
         let l = Logits { dev: vec![vec![0.5, f32::NAN]], test: vec![] };
         let back: Logits = serde_json::from_str(&serde_json::to_string(&l).unwrap()).unwrap();
         assert_eq!(back.dev[0][0], 0.5);

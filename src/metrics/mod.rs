@@ -48,18 +48,25 @@ pub fn argmax(row: &[f32]) -> usize {
     row.iter().enumerate().fold((0, f32::NEG_INFINITY), |best, (i, &v)| if v > best.1 { (i, v) } else { best }).0
 }
 
-/// The predicted class of each row ([`argmax`]).
+/// The prediction of a row holding NaN (a diverged model) in [`argmax_rows`]: no class.
+/// The metrics count it wrong whatever the gold class, as [`accuracy`] does.
+pub const NO_CLASS: usize = usize::MAX;
+
+/// The predicted class of each row ([`argmax`]); [`NO_CLASS`] for a row holding NaN
+/// (argmax alone would take it for the first class: a true negative of F1 and MCC).
 pub fn argmax_rows(logits: &[Vec<f32>]) -> Vec<usize> {
-    logits.iter().map(|r| argmax(r)).collect()
+    logits.iter().map(|r| if r.iter().any(|v| v.is_nan()) { NO_CLASS } else { argmax(r) }).collect()
 }
 
 /// Two-class confusion counts of `pred` against `gold`, class `positive` against the
-/// rest: (TP, FP, FN, TN).
+/// rest: (TP, FP, FN, TN). A [`NO_CLASS`] prediction is wrong: a false negative of a
+/// positive, a false positive of a negative.
 fn confusion(pred: &[usize], gold: &[usize], positive: usize) -> (usize, usize, usize, usize) {
     same_len(pred.len(), gold.len());
     let mut c = (0, 0, 0, 0);
     for (&p, &g) in pred.iter().zip(gold) {
-        match (p == positive, g == positive) {
+        let said_positive = if p == NO_CLASS { g != positive } else { p == positive };
+        match (said_positive, g == positive) {
             (true, true) => c.0 += 1,
             (true, false) => c.1 += 1,
             (false, true) => c.2 += 1,
@@ -105,8 +112,12 @@ pub fn pearson(x: &[f64], y: &[f64]) -> f64 {
 
 /// Regression with two pole words: the Pearson correlation of p(upper pole) (the
 /// softmax of each row's second logit) with the gold `scores`; a constant prediction has
-/// no correlation and scores 0, not NaN.
+/// no correlation and scores 0, not NaN. A row holding NaN (a diverged model) makes it
+/// NaN: the harness stores that as a diverged run's score, not as chance.
 pub fn upper_pole_pearson(logits: &[Vec<f32>], scores: &[f32]) -> f64 {
+    if logits.iter().flatten().any(|v| v.is_nan()) {
+        return f64::NAN;
+    }
     let upper: Vec<f64> = softmax_rows(logits).iter().map(|q| q[1] as f64).collect();
     let gold: Vec<f64> = scores.iter().map(|&v| v as f64).collect();
     let c = pearson(&upper, &gold);
@@ -362,6 +373,15 @@ mod tests {
     fn nan_rows_are_wrong() {
         let logits = vec![vec![f32::NAN, f32::NAN], vec![0.0, 1.0]];
         assert_eq!(accuracy(&logits, &[0, 1]), 0.5);
+        // F1 and MCC count it wrong too: gold 0 read as class 0 was a true negative, and a
+        // model all NaN scored MCC 0 (chance) instead of -1.
+        let nan = vec![f32::NAN, f32::NAN];
+        let all_nan = vec![nan.clone(), nan.clone(), nan.clone(), nan];
+        assert_eq!(matthews(&argmax_rows(&all_nan), &[0, 0, 1, 1]), -1.0);
+        assert_eq!(f1_binary(&argmax_rows(&all_nan), &[0, 0, 1, 1], 1), 0.0);
+        assert_eq!(f1_binary(&argmax_rows(&logits), &[1, 1], 1), 2.0 / 3.0);
+        // One NaN row makes a Pearson NaN (a diverged run), not 0 (chance).
+        assert!(upper_pole_pearson(&[vec![0.0, 1.0], vec![f32::NAN, 0.0], vec![1.0, 0.0]], &[5.0, 2.0, 0.0]).is_nan());
     }
 
     #[test]

@@ -68,12 +68,19 @@ impl MultiLabel {
                     "input {i}: a multi-label task reads single texts (its template's second sentence is the label's name)"
                 )));
             }
-            for (l, name) in self.names.iter().enumerate() {
-                let label = labels.map(|sets| if sets[i].contains(&l) { YES } else { 1 - YES });
-                out.push(Example { text_a: ex.text_a.clone(), text_b: Some(name.clone()), label });
+            for l in 0..self.names.len() {
+                let mut pair = self.pair(ex, l);
+                pair.label = labels.map(|sets| if sets[i].contains(&l) { YES } else { 1 - YES });
+                out.push(pair);
             }
         }
         Ok(out)
+    }
+
+    /// The yes/no pair of one single-sentence input and label `l` (no class), as
+    /// [`MultiLabel::expand`] makes it.
+    pub fn pair(&self, input: &Example, l: usize) -> Example {
+        Example { text_a: input.text_a.clone(), text_b: Some(self.names[l].clone()), label: None }
     }
 
     /// Gathers per-pair P(yes) (`rows`: the two-class probabilities of `expand`'s pairs,

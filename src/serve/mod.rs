@@ -12,8 +12,9 @@ pub use predictor::{Prediction, Predictor, PredictorOptions};
 /// none), between the labelling config's `from_name` and `to_name`; `model_version` as
 /// given. A regression export's result is a `number` annotation holding its score (for
 /// Label Studio's `<Number>` tag), and there is no `score` (a top probability of the two
-/// poles says nothing about it). Predictions made by a predictor with other labels are an
-/// `InvalidArgument` error.
+/// poles says nothing about it). Predictions of another number of classes than `labels`
+/// are an `InvalidArgument` error (a prediction does not hold its labels' names: the C
+/// ABI's writer checks them against the predictor that made it).
 pub fn label_studio_json(rows: &[Prediction], labels: &[String], from_name: &str, to_name: &str, model_version: &str) -> crate::Result<serde_json::Value> {
     if let Some(bad) = rows.iter().position(|r| r.probs.len() != labels.len() || r.label >= labels.len() || r.labels.iter().any(|&l| l >= labels.len())) {
         return Err(crate::Error::InvalidArgument(format!(

@@ -104,6 +104,11 @@ impl Prediction {
 #[cfg(target_os = "linux")]
 const OPEN_TRIES: usize = 5;
 
+/// A multi-label prediction reads each input once per label: at most this many bytes of
+/// input text are copied for those readings at once (a longer text's labels go a few at
+/// a time).
+const MULTI_LABEL_COPY_BYTES: usize = 64 << 20;
+
 pub struct Predictor {
     dir: PathBuf,
     manifest: ExportManifest,
@@ -345,8 +350,22 @@ impl Predictor {
                 let id = |m: std::fs::Metadata| (m.dev(), m.ino());
                 match opened {
                     Ok(p) => return Ok(p),
-                    Err(_) if handle.metadata().map(id).ok() != std::fs::metadata(dir).map(id).ok() => replaced_before = true,
-                    Err(e) => return Err(e),
+                    Err(e) => {
+                        let now = || std::fs::metadata(dir).map(id);
+                        let mut current = now();
+                        if current.as_ref().is_err_and(|m| m.kind() == std::io::ErrorKind::NotFound) {
+                            // Gone for a moment between two renames, or deleted.
+                            std::thread::sleep(std::time::Duration::from_millis(20));
+                            current = now();
+                        }
+                        match current {
+                            Ok(now) if handle.metadata().map(id).ok() != Some(now) => replaced_before = true,
+                            // Deleted while it was read: the missing folder's own error
+                            // (LMBFF_ERR_IO), not a replacement.
+                            Err(gone) if gone.kind() == std::io::ErrorKind::NotFound => return Err(Error::io(dir, gone)),
+                            _ => return Err(e),
+                        }
+                    }
                 }
             }
             if replaced_before {
@@ -600,7 +619,27 @@ impl Predictor {
                         Error::Input { index, source } => Error::Input { index: c * per_chunk + index / m.len(), source },
                         other => other,
                     };
-                    let rows: Vec<Vec<f32>> = self.predict_classes(&m.expand(chunk, None)?).map_err(input_of)?.into_iter().map(|p| p.probs).collect();
+                    let copies: usize = chunk.iter().map(|e| e.text_a.len().saturating_mul(m.len())).fold(0, usize::saturating_add);
+                    let rows: Vec<Vec<f32>> = if copies <= MULTI_LABEL_COPY_BYTES {
+                        self.predict_classes(&m.expand(chunk, None)?).map_err(input_of)?.into_iter().map(|p| p.probs).collect()
+                    } else {
+                        // A long text (a whole document) read once per label would be
+                        // copied as many times at once: its labels go a few at a time,
+                        // so that at most the budget's worth of copies is held.
+                        let mut rows = Vec::with_capacity(chunk.len() * m.len());
+                        for (i, ex) in chunk.iter().enumerate() {
+                            let step = (MULTI_LABEL_COPY_BYTES / ex.text_a.len().max(1)).clamp(1, m.len());
+                            for first in (0..m.len()).step_by(step) {
+                                let pairs = (first..(first + step).min(m.len())).map(|l| m.pair(ex, l)).collect::<Vec<_>>();
+                                let at = |e: Error| match e {
+                                    Error::Input { source, .. } => Error::Input { index: c * per_chunk + i, source },
+                                    other => other,
+                                };
+                                rows.extend(self.predict_classes(&pairs).map_err(at)?.into_iter().map(|p| p.probs));
+                            }
+                        }
+                        rows
+                    };
                     out.extend(m.gather(&rows)?.into_iter().map(|p| Prediction::multi_label(p, spec.threshold)));
                 }
                 Ok(out)

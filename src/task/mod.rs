@@ -302,25 +302,22 @@ impl Task {
         };
         let bytes = serde_json::to_vec_pretty(&file).map_err(|e| Error::Internal(format!("the task does not serialise: {e}")))?;
         // An export's, a model's or an adaptation's folder is replaced whole when it is
-        // written again: a task saved there would go with it.
-        if let Some(marker) = [crate::export::EXPORT_MANIFEST, crate::checkpoint::MANIFEST_FILE, crate::checkpoint::ADAPTATION_FILE]
-            .into_iter()
-            .find(|m| dir.join(m).exists())
-        {
-            return Err(Error::InvalidArgument(format!(
-                "{} holds a model or an export ({marker}), which lmbff replaces whole when it writes it again: save the \
-                 task to a folder of its own",
-                dir.display()
-            )));
-        }
-        let created = !dir.exists();
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        if created {
-            // The new folder's entry in its parent, so a saved task survives a power loss.
-            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-                crate::checkpoint::sync_dir(parent)?;
+        // written again: a task saved there, or in a folder inside it, would go with it.
+        let absolute = std::path::absolute(dir).map_err(|e| Error::io(dir, e))?;
+        for (at, marker) in absolute.ancestors().flat_map(|a| {
+            [crate::export::EXPORT_MANIFEST, crate::checkpoint::MANIFEST_FILE, crate::checkpoint::ADAPTATION_FILE].map(|m| (a, m))
+        }) {
+            if at.join(marker).exists() {
+                return Err(Error::InvalidArgument(format!(
+                    "{} {} a model or an export ({marker}), which lmbff replaces whole when it writes it again: save the \
+                     task to a folder of its own",
+                    dir.display(),
+                    if at == absolute { "holds".to_string() } else { format!("is inside {}, which holds", at.display()) }
+                )));
             }
         }
+        // New folders' entries in their parents, so a saved task survives a power loss.
+        crate::checkpoint::create_dir_all_synced(dir)?;
         let _lock = DirLock::exclusive(dir)?;
         let path = dir.join(TASK_FILE);
         let known = self.seen.iter().position(|(d, _)| same_dir(d, dir));

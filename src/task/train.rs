@@ -254,10 +254,10 @@ pub fn delete_version(task_dir: &Path, v: &str) -> Result<()> {
     if d.canonicalize().is_ok_and(|c| WARM_PINS.lock().contains(&c)) {
         return Err(Error::Busy(WARM_START_BUSY));
     }
-    if d.join(super::TASK_FILE).exists() {
+    if crate::checkpoint::holds_task(&d) {
         return Err(Error::InvalidArgument(format!(
-            "{} holds a task (task.json) saved into the version's folder: deleting the version would delete that task; \
-             move the task out first",
+            "{} holds a task (task.json) saved into the version's folder or a folder inside it: deleting the version \
+             would delete that task; move the task out first",
             d.display()
         )));
     }
