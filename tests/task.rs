@@ -1491,6 +1491,18 @@ fn saves_and_deletes_touch_only_their_own_folders() {
 
     let dir = root.join("task");
     t.save(&dir).unwrap();
+    // A save killed half-way left its temporary file (a process gone, two hours ago): the
+    // next save removes it; a fresh one, possibly another writer's, stays.
+    let stale = dir.join("task.json.tmp-999999999-1");
+    let fresh = dir.join("task.json.tmp-999999999-2");
+    for f in [&stale, &fresh] {
+        std::fs::write(f, "{").unwrap();
+    }
+    let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+    std::fs::File::options().write(true).open(&stale).unwrap().set_modified(two_hours_ago).unwrap();
+    t.save(&dir).unwrap();
+    assert!(!stale.exists() && fresh.exists());
+    std::fs::remove_file(&fresh).unwrap();
     let precious = root.join("shared-model");
     std::fs::create_dir_all(&precious).unwrap();
     std::fs::write(precious.join("lmbff.json"), "{}").unwrap();

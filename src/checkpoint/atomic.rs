@@ -242,8 +242,7 @@ fn remove_stale_temps(dest: &Path) {
 /// Removes, in the folder `dir`, every temporary file or folder a writer killed half-way
 /// left there: any name ending in `.tmp-<pid>-<n>` ([`write_file_atomic`]'s files,
 /// [`write_dir_atomic`]'s folders), of a process that no longer runs here, untouched for
-/// an hour. For a folder lmbff owns whole (a harness output's folders).
-#[cfg(feature = "train")]
+/// an hour. For a folder lmbff owns whole (a harness output's folders, a task's).
 pub(crate) fn remove_stale_temps_in(dir: &Path) {
     remove_stale(dir, |file| file.rsplit_once(".tmp-").map(|(_, rest)| rest.to_string()));
 }

@@ -8,11 +8,14 @@ pub use atomic::{check_dest, write_dir_atomic};
 pub(crate) use atomic::write_new_dir;
 #[cfg(any(test, feature = "train"))]
 pub(crate) use atomic::tmp_suffix;
-pub(crate) use atomic::{create_dir_all_synced, holds_task, sync_dir, write_file_atomic, DirLock};
+pub(crate) use atomic::{create_dir_all_synced, sync_dir, write_file_atomic, DirLock};
+#[cfg(feature = "train")]
+pub(crate) use atomic::holds_task;
 #[cfg(feature = "train")]
 pub(crate) use atomic::LOCK_FILE;
+pub(crate) use atomic::remove_stale_temps_in;
 #[cfg(feature = "train")]
-pub(crate) use atomic::{remove_stale_temps_in, try_lock_file, STALE_AFTER};
+pub(crate) use atomic::{try_lock_file, STALE_AFTER};
 
 use std::path::{Path, PathBuf};
 

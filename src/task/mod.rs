@@ -319,6 +319,9 @@ impl Task {
         // New folders' entries in their parents, so a saved task survives a power loss.
         crate::checkpoint::create_dir_all_synced(dir)?;
         let _lock = DirLock::exclusive(dir)?;
+        // task.json's temporary files a save killed half-way left (their process gone,
+        // left an hour).
+        crate::checkpoint::remove_stale_temps_in(dir);
         let path = dir.join(TASK_FILE);
         let known = self.seen.iter().position(|(d, _)| same_dir(d, dir));
         match std::fs::read(&path) {

@@ -230,6 +230,12 @@ fn reserve_version(task_dir: &Path) -> Result<(String, PathBuf)> {
         let version = format!("v{n}");
         let path = dir.join(&version);
         match std::fs::create_dir(&path) {
+            // A listing made while a deletion renamed vN to its tombstone may have shown
+            // neither name (POSIX lets it): the tombstone, there now, keeps the number.
+            Ok(()) if dir.join(tombstone(&version)).exists() => {
+                let _ = std::fs::remove_dir(&path);
+                continue;
+            }
             Ok(()) => return Ok((version, path)),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
             Err(e) => return Err(Error::io(&path, e)),
@@ -657,8 +663,13 @@ fn train_now(task: &Task, p: &RunParams, progress: ProgressFn) -> Result<String>
         manifest.write_into(d)
     });
     if let Err(e) = written {
-        // Give the (empty) reserved name back.
-        let _ = std::fs::remove_dir(&dest);
+        // Give the (empty) reserved name back. Not empty, the model was put in place
+        // and only the folder's sync failed: a run that reports failure leaves no
+        // version, so it is deleted as a version is (its tombstone keeps the number,
+        // which a host may have listed meanwhile).
+        if std::fs::remove_dir(&dest).is_err() {
+            let _ = delete_version(&task_dir, &version);
+        }
         return Err(e);
     }
     crate::log::log(crate::log::Level::Info, || format!("saved model version {version} in {}", task_dir.display()));
