@@ -431,6 +431,26 @@ fn mistakes_are_named_before_the_work() {
         lmbff().args(["adapt", "--device", "cpu", "--trainable", "top99", "--texts"]).arg(&toy).arg("--model").arg(&model).arg("--out").arg(dir.join("adapted")),
         "trainable top99: the model has 2 encoder layers",
     );
+    // adapt's --state is replaced as the run goes and removed at its end: the output, the
+    // model or a user's folder is refused before anything (a run of fewer steps than
+    // --save-every deleted whatever --state named).
+    let adapt = |state: &std::path::Path| {
+        let mut c = lmbff();
+        c.args(["adapt", "--device", "cpu", "--steps", "100000", "--texts"]).arg(&toy).arg("--model").arg(&model).arg("--out").arg(dir.join("adapted")).arg("--state").arg(state);
+        c
+    };
+    fails_with(&mut adapt(&dir.join("adapted")), "--state");
+    fails_with(&mut adapt(&model), "is the model this command reads");
+    fails_with(&mut adapt(&dir), "is not an earlier output");
+    assert!(std::fs::read_to_string(dir.join("user.txt")).unwrap() == "mine" && model.join("config.json").is_file());
+    fails_with(lmbff().args(["adapt", "--device", "cpu", "--lr", "inf", "--texts"]).arg(&toy).arg("--model").arg(&model).arg("--out").arg(dir.join("adapted")), "learning rate is inf");
+    // The demo's fine-tuning settings, before its adaptation (100,000 steps here).
+    fails_with(&mut demo(&dir.join("demo-lrs")).args(["--lrs", "0"]), "--lrs [0.0]: give one or more positive learning rates");
+    // compare: a --plain-model that is no model, before the grid.
+    fails_with(
+        lmbff().args(["compare", "--device", "cpu", "--threads", "1", "--seeds", "13", "--steps", "100000", "--methods", "prompt,plain", "--labels", "0=bad,1=good", "--model"]).arg(&model).arg("--splits").arg(&splits).arg("--plain-model").arg(dir.join("no-model")),
+        "is not a model folder",
+    );
     // Export runs on the CPU, but a device named that is not there is still named.
     fails_with(lmbff().args(["export", "--device", "cuda:99", "--model"]).arg(&trained).arg("--out").arg(dir.join("never-export")), "device \"cuda:99\" is not available");
 
@@ -458,6 +478,20 @@ fn mistakes_are_named_before_the_work() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success() && err.contains("1 of 3 rows have labels the export does not know"), "{err}");
     assert!(err.contains("/2)") && o.stdout.split(|&b| b == b'\n').filter(|l| !l.is_empty()).count() == 3, "{err}");
+    // A reader that stops early (`| head -1`) ends the command without an error message,
+    // with the status of a closed pipe (it printed "error: ... Broken pipe").
+    let many = dir.join("many.txt");
+    std::fs::write(&many, "a fine ride\n".repeat(20_000)).unwrap();
+    let mut child = lmbff().args(["predict", "--threads", "1", "--export"]).arg(&exported).arg("--input").arg(&many)
+        .stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut first).unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(first.starts_with("{\"index\":0"), "{first}");
+    assert_eq!(o.status.code(), Some(141), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!String::from_utf8_lossy(&o.stderr).contains("error"), "{}", String::from_utf8_lossy(&o.stderr));
+    // bench-predict's --threads is named, not handed to libtorch (0 panicked there).
+    fails_with(lmbff().args(["bench-predict", "--threads", "0", "--export"]).arg(&exported).arg("--texts").arg(&many), "--threads is 0: give 1 to");
     // A plain-text line with a tab is one text for a one-sentence model, and said so once.
     let tabbed = dir.join("tabbed.txt");
     std::fs::write(&tabbed, "fun\t1\nboring\t0\nmeh\n").unwrap();

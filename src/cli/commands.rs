@@ -141,6 +141,17 @@ pub fn corpus(files: &[PathBuf], exclude: &[PathBuf]) -> Result<(Vec<String>, us
 
 pub fn adapt(a: AdaptArgs) -> Result<()> {
     check_out(&a.out, "--out", &a.model, crate::checkpoint::ADAPTATION_FILE)?;
+    let state = a.state.clone().unwrap_or_else(|| train::state_dir_beside(&a.out));
+    if a.save_every > 0 {
+        // The state folder is replaced as the run goes and removed at its end: it must
+        // be a folder of its own (new, empty, or an earlier run's state), never the
+        // output, the model or a user's folder.
+        let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+        if same_folder(&state, &a.out) || absolute(&state) == absolute(&a.out) {
+            return Err(Error::InvalidArgument(format!("--state {} is the --out folder: give the state a folder of its own", state.display())));
+        }
+        check_out(&state, "--state", &a.model, train::STATE_JSON)?;
+    }
     let l = a.task.load(&a.model, a.seed)?;
     l.note_new_head();
     let (texts, excluded) = corpus(&a.texts, &a.exclude)?;
@@ -157,6 +168,10 @@ pub fn adapt(a: AdaptArgs) -> Result<()> {
         ..AdaptParams::default()
     };
     // Before the zero-shot evaluation, which may take a while.
+    params.check().map_err(|e| match e {
+        Error::InvalidArgument(m) => Error::InvalidArgument(format!("{m} (--steps, --batch-size, --seq-len, --lr)")),
+        other => other,
+    })?;
     params.trainable.check(l.model.config.num_hidden_layers as usize)?;
     let test = match &a.zero_shot_test {
         Some(f) => Some(read_examples(f, &labels_of(&l))?),
@@ -167,7 +182,6 @@ pub fn adapt(a: AdaptArgs) -> Result<()> {
     // Sequences are cut to the model's positions (`train::adapt`).
     let seq_len = a.seq_len.min(l.model.config.max_input_len() as usize);
     eprintln!("adapting {} on {} texts: {} steps x {} sequences of {seq_len} tokens", a.model.display(), texts.len(), a.steps, a.batch_size);
-    let state = a.state.clone().unwrap_or_else(|| train::state_dir_beside(&a.out));
     let resume = (a.save_every > 0).then_some(Resume { dir: &state, every: a.save_every });
     if resume.is_some() && state.join("state.json").is_file() {
         eprintln!("resuming from {}", state.display());
@@ -185,7 +199,9 @@ pub fn adapt(a: AdaptArgs) -> Result<()> {
         l.model.save_pretrained(dir)?;
         write_json(&dir.join(crate::checkpoint::ADAPTATION_FILE), &summary)
     })?;
-    if resume.is_some() && state.exists() {
+    // Only a state this run (or the one it resumed) saved: a folder without its marker
+    // was never written by it.
+    if resume.is_some() && state.join(train::STATE_JSON).is_file() {
         std::fs::remove_dir_all(&state).map_err(|e| Error::io(&state, e))?;
     }
     println!(
@@ -647,10 +663,25 @@ pub fn compare(a: CompareArgs) -> Result<()> {
             a.lrs, a.steps, a.batch_size, a.eval_every
         )));
     }
-    // A seed twice would be run and counted twice in the mean.
+    // A seed, method, learning rate or step count twice would be run (and counted) twice.
     super::harness::once("--seeds", &a.seeds.iter().map(u64::to_string).collect::<Vec<_>>())?;
-    if let Some(r) = a.report.as_ref().filter(|r| r.is_dir()) {
-        return Err(Error::InvalidArgument(format!("--report {} is a folder: give the JSON file to write", r.display())));
+    super::harness::once("--methods", &a.methods)?;
+    super::harness::once("--lrs", &a.lrs.iter().map(f64::to_string).collect::<Vec<_>>())?;
+    super::harness::once("--steps", &a.steps.iter().map(usize::to_string).collect::<Vec<_>>())?;
+    if let Some(r) = &a.report {
+        if r.is_dir() {
+            return Err(Error::InvalidArgument(format!("--report {} is a folder: give the JSON file to write", r.display())));
+        }
+        // Its folder must take a file now, not after the grid.
+        let parent = r.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        if !parent.is_dir() {
+            return Err(Error::InvalidArgument(format!("--report {}: {} is not a folder", r.display(), parent.display())));
+        }
+    }
+    if let Some(m) = &a.plain_model {
+        if methods.contains(&Method::Cls) && !m.join("config.json").is_file() {
+            return Err(Error::InvalidArgument(format!("--plain-model {} is not a model folder (no config.json)", m.display())));
+        }
     }
     for seed in &a.seeds {
         for part in ["train", "dev", "test"] {

@@ -151,6 +151,13 @@ fn fit_embedding(a: &DemoArgs, model: &Path, tr: &[Example], dev: &[Example]) ->
 }
 
 pub fn run(a: DemoArgs) -> Result<()> {
+    // What fine-tuning would refuse, refused before the adaptation (minutes).
+    if a.steps == 0 {
+        return Err(Error::InvalidArgument("--steps is 0: give at least 1 fine-tuning step".into()));
+    }
+    if a.lrs.is_empty() || a.lrs.iter().any(|&lr| !(lr > 0.0 && lr.is_finite())) {
+        return Err(Error::InvalidArgument(format!("--lrs {:?}: give one or more positive learning rates", a.lrs)));
+    }
     let base = match &a.model {
         Some(m) => m.clone(),
         None => std::env::var_os("LMBFF_DEFAULT_MODEL")

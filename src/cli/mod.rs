@@ -24,7 +24,8 @@ struct Cli {
 enum Command {
     /// Continue masked-LM training on unlabeled text (gives a headless checkpoint an MLM head).
     Adapt(commands::AdaptArgs),
-    /// Fine-tune on a few labelled examples (prompt-based or plain) and evaluate.
+    /// Fine-tune on a few labelled examples (prompt-based, plain, sentence-embedding or
+    /// zero-shot-words) and evaluate.
     Train(commands::TrainArgs),
     /// Evaluate a model or checkpoint on a labelled file (zero-shot for a plain model).
     Eval(commands::EvalArgs),
@@ -61,6 +62,9 @@ pub fn main() -> i32 {
     };
     match result {
         Ok(()) => 0,
+        // The reader of our output went away (`lmbff predict ... | head -1`): what it read
+        // was right, so no error message; the shell's status for a closed pipe.
+        Err(crate::Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::BrokenPipe => 141,
         Err(e) => {
             eprintln!("error: {e}");
             1

@@ -382,7 +382,11 @@ fn encoder_flops(lens: &[usize], h: f64, inter: f64, layers: f64) -> f64 {
 /// the ONNX Runtime predictor and, with --model, the tch forward; prints JSON lines.
 pub fn bench_predict(a: BenchPredictArgs) -> Result<()> {
     use std::time::Instant;
-    tch::set_num_threads(a.threads as i32);
+    // Named before any timing (0 and counts past i32 reached libtorch: a panic, a wrap).
+    tch::set_num_threads(crate::torch_threads(i64::try_from(a.threads).unwrap_or(i64::MAX), "--threads")?);
+    if a.batch_sizes.contains(&0) {
+        return Err(Error::InvalidArgument("--batch-sizes: every batch size must be at least 1".into()));
+    }
     // Matrix-multiply peak of this machine at these threads (libtorch, fp32, 2048^3).
     let peak = {
         let x = tch::Tensor::randn([2048, 2048], (tch::Kind::Float, tch::Device::Cpu));
@@ -401,9 +405,6 @@ pub fn bench_predict(a: BenchPredictArgs) -> Result<()> {
     let inputs = Inputs::first(&a.texts, p.reads_pairs(), a.n)?;
     if inputs.is_empty() {
         return Err(Error::InvalidArgument(format!("{}: no inputs to time", a.texts)));
-    }
-    if let Some(0) = a.batch_sizes.iter().copied().find(|&b| b == 0) {
-        return Err(Error::InvalidArgument("--batch-sizes: every batch size must be at least 1".into()));
     }
     // What the exported graph computes on these inputs (the same at every batch size).
     let m = p.manifest().model.clone();

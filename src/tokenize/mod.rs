@@ -160,7 +160,7 @@ impl Tokenizer {
     /// most `max_len` tokens of it.
     ///
     /// The text is encoded up to a cut, doubled until the cut's ids number
-    /// `max_tokens`. A cut lies where a whitespace run starts after a character that is
+    /// `max_tokens`. A cut lies where a space, tab or line break follows a character that is
     /// not whitespace, and there every pre-tokenizer in use (whitespace and punctuation
     /// splits, byte-level BPE's regex, Metaspace) ends a word: the ids before it are the
     /// ids the whole text starts with. Where a long stretch has no such place, two cuts
@@ -260,13 +260,16 @@ fn char_boundary_at_or_after(text: &str, from: usize) -> usize {
     (from..text.len()).find(|&i| text.is_char_boundary(i)).unwrap_or(text.len())
 }
 
-/// The first byte offset in `from..until` where an ASCII whitespace character follows
-/// one that is not whitespace (a word's end), if any (looking no further keeps a long
-/// text without one linear). An ASCII byte is always a char boundary.
+/// The first byte offset in `from..until` where a space, tab, line feed or carriage
+/// return follows a character that is not whitespace (a word's end), if any (looking no
+/// further keeps a long text without one linear). An ASCII byte is always a char
+/// boundary. Not a form feed: BERT's normaliser deletes it as a control character, so
+/// the words on either side join ("cat\x0csat" reads "catsat").
 fn word_end_at_or_after(text: &str, from: usize, until: usize) -> Option<usize> {
     let bytes = text.as_bytes();
     let start = from.max(1);
-    (start..until.min(bytes.len())).find(|&i| bytes[i].is_ascii_whitespace() && text[..i].chars().next_back().is_some_and(|c| !c.is_whitespace()))
+    (start..until.min(bytes.len()))
+        .find(|&i| matches!(bytes[i], b' ' | b'\t' | b'\n' | b'\r') && text[..i].chars().next_back().is_some_and(|c| !c.is_whitespace()))
 }
 
 /// The start of a text for an error message (a whole document would flood it).

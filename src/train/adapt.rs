@@ -108,6 +108,26 @@ pub struct AdaptReport {
     pub resumed_at: usize,
 }
 
+impl AdaptParams {
+    /// Every setting in range, or the first that is not (a command checks before its
+    /// slow work, such as a zero-shot evaluation).
+    pub fn check(&self) -> Result<()> {
+        let p = self;
+        let wrong = [
+            (p.steps == 0, format!("steps is {}: give at least 1", p.steps)),
+            (p.batch_size == 0, format!("batch size is {}: give at least 1", p.batch_size)),
+            (p.max_len < 4, format!("sequence length is {} tokens: give at least 4", p.max_len)),
+            (!(p.lr > 0.0 && p.lr.is_finite()), format!("learning rate is {}: give a positive number", p.lr)),
+            // (0 masked one word a sequence all the same.)
+            (!(p.mask_prob > 0.0 && p.mask_prob < 1.0), format!("mask probability is {}: give one in (0, 1)", p.mask_prob)),
+        ];
+        match wrong.into_iter().find(|(bad, _)| *bad) {
+            Some((_, why)) => Err(Error::InvalidArgument(format!("adaptation: {why}"))),
+            None => Ok(()),
+        }
+    }
+}
+
 /// The usual state directory of a run writing `out`: `out.state` beside it (the suffix
 /// appended, so a name with a dot, `bge-v1.5`, keeps it).
 pub fn state_dir_beside(out: &Path) -> PathBuf {
@@ -126,7 +146,8 @@ pub struct Resume<'a> {
 }
 
 const STATE_WEIGHTS: &str = "state.safetensors";
-const STATE_JSON: &str = "state.json";
+/// The file that marks a state directory ([`Resume::dir`]).
+pub const STATE_JSON: &str = "state.json";
 const STATE_VERSION: u32 = 1;
 
 #[derive(Serialize, Deserialize)]
@@ -313,6 +334,25 @@ fn set_trainable(model: &MaskedLm, what: Trainable) {
     }
 }
 
+/// The texts as adaptation reads them: each one's first `max_len - 2` tokens
+/// (`mask_sequence` adds [CLS] and [SEP]) with their words; texts without a word are left
+/// out. A mask, separator, [CLS] or padding token typed in a text reads as unknown, as in
+/// a prompt (it was masked and predicted as a word, and a typed padding token moved
+/// RoBERTa's positions).
+fn tokenize_corpus(tok: &Tokenizer, texts: &[String], max_len: usize) -> Result<Vec<Tokenized>> {
+    let special = tok.special();
+    let controls = [special.mask, special.sep, special.cls, special.pad];
+    let mut data = Vec::with_capacity(texts.len());
+    for text in texts {
+        let (mut ids, words) = tok.encode_words_head(text, max_len - 2)?;
+        ids.iter_mut().filter(|i| controls.contains(i)).for_each(|i| *i = special.unk);
+        if words.iter().any(Option::is_some) {
+            data.push(Tokenized { ids, words });
+        }
+    }
+    Ok(data)
+}
+
 /// Continues masked-LM training of `model` on `texts`, in place. With `resume`, a state
 /// saved there by an earlier call with the same settings, texts and model is picked up,
 /// and the state is saved every `resume.every` steps and when the callback stops the run.
@@ -324,26 +364,10 @@ pub fn adapt(
     resume: Option<Resume>,
     progress: ProgressFn,
 ) -> Result<AdaptReport> {
-    let wrong = [
-        (p.steps == 0, format!("steps is {}: give at least 1", p.steps)),
-        (p.batch_size == 0, format!("batch size is {}: give at least 1", p.batch_size)),
-        (p.max_len < 4, format!("sequence length is {} tokens: give at least 4", p.max_len)),
-        (!(p.lr > 0.0), format!("learning rate is {}: give a positive number", p.lr)),
-        (!(0.0..1.0).contains(&p.mask_prob), format!("mask probability is {}: give one in [0, 1)", p.mask_prob)),
-    ];
-    if let Some((_, why)) = wrong.into_iter().find(|(bad, _)| *bad) {
-        return Err(Error::InvalidArgument(format!("adaptation: {why}")));
-    }
+    p.check()?;
     p.trainable.check(model.config.num_hidden_layers as usize)?;
     let max_len = p.max_len.min(model.config.max_input_len() as usize);
-    let mut data = Vec::with_capacity(texts.len());
-    for text in texts {
-        // Training reads a text's first max_len - 2 tokens (`mask_sequence`).
-        let (ids, words) = tok.encode_words_head(text, max_len - 2)?;
-        if words.iter().any(Option::is_some) {
-            data.push(Tokenized { ids, words });
-        }
-    }
+    let data = tokenize_corpus(tok, texts, max_len)?;
     if data.is_empty() {
         return Err(Error::InvalidArgument("no unlabeled text to adapt on".into()));
     }
@@ -429,6 +453,33 @@ mod tests {
     #[test]
     fn the_state_folder_keeps_a_dotted_name() {
         assert_eq!(state_dir_beside(Path::new("cache/bge-small-v1.5-00ff")), Path::new("cache/bge-small-v1.5-00ff.state"));
+    }
+
+    #[test]
+    fn typed_special_tokens_read_as_unknown() {
+        let added: Vec<serde_json::Value> = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+            .iter()
+            .enumerate()
+            .map(|(id, t)| serde_json::json!({"id": id, "content": t, "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true}))
+            .collect();
+        let vocab: serde_json::Map<String, serde_json::Value> =
+            ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "hello", "world", "x"].iter().enumerate().map(|(i, t)| (t.to_string(), i.into())).collect();
+        let json = serde_json::json!({
+            "version": "1.0", "truncation": null, "padding": null, "added_tokens": added,
+            "normalizer": {"type": "BertNormalizer", "clean_text": true, "handle_chinese_chars": true, "strip_accents": null, "lowercase": true},
+            "pre_tokenizer": {"type": "BertPreTokenizer"},
+            "post_processor": {"type": "BertProcessing", "sep": ["[SEP]", 3], "cls": ["[CLS]", 2]},
+            "decoder": {"type": "WordPiece", "prefix": "##", "cleanup": true},
+            "model": {"type": "WordPiece", "unk_token": "[UNK]", "continuing_subword_prefix": "##", "max_input_chars_per_word": 100, "vocab": vocab},
+        });
+        let tok = Tokenizer::from_bytes(json.to_string().as_bytes()).unwrap();
+        let s = tok.special();
+        let data = tokenize_corpus(&tok, &["hello [MASK] world [SEP] x [CLS] [PAD]".to_string(), "[SEP]".to_string()], 64).unwrap();
+        let ids = &data[0].ids;
+        assert!(ids.iter().all(|i| ![s.mask, s.sep, s.cls, s.pad].contains(i)), "{ids:?}");
+        assert_eq!(ids.iter().filter(|&&i| i == s.unk).count(), 4, "{ids:?}");
+        // A text of control tokens alone still has words (read as unknown).
+        assert_eq!(data.len(), 2);
     }
 
     #[test]

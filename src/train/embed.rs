@@ -64,7 +64,8 @@ pub struct EmbedParams {
 impl EmbedParams {
     /// Every setting in range, or what is not.
     pub fn check(&self) -> Result<()> {
-        if self.iterations == 0 || self.batch_size == 0 || !(self.lr > 0.0) || !(self.head_c > 0.0) {
+        let positive = |v: f64| v > 0.0 && v.is_finite();
+        if self.iterations == 0 || self.batch_size == 0 || !positive(self.lr) || !positive(self.head_c) {
             return Err(Error::InvalidArgument(format!(
                 "iterations ({}), batch size ({}), learning rate ({}) and head C ({}) must be positive",
                 self.iterations, self.batch_size, self.lr, self.head_c

@@ -221,7 +221,7 @@ pub fn finetune(
     if train.is_empty() {
         return Err(Error::InvalidArgument("no training examples".into()));
     }
-    if p.steps == 0 || p.batch_size == 0 || !(p.lr > 0.0) {
+    if p.steps == 0 || p.batch_size == 0 || !(p.lr > 0.0 && p.lr.is_finite()) {
         return Err(Error::InvalidArgument(format!("steps ({}), batch size ({}) and learning rate ({}) must be positive", p.steps, p.batch_size, p.lr)));
     }
     let labels = gold(train, "training")?;

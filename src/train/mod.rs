@@ -8,7 +8,7 @@ mod eval;
 mod finetune;
 mod optim;
 
-pub use adapt::{adapt, state_dir_beside, AdaptParams, AdaptReport, Resume, Trainable};
+pub use adapt::{adapt, state_dir_beside, AdaptParams, AdaptReport, Resume, Trainable, STATE_JSON};
 pub use crate::metrics::{accuracy, argmax, centered_accuracy, softmax_rows};
 pub use embed::{
     contrastive_finetune, contrastive_pairs, embed_batch, embed_examples, embedding_logits, fit_logistic, multi_label_pairs, train_embedding, train_embedding_multi, word_anchor_features, word_anchor_vectors, word_anchor_zero_shot, EmbedParams, WORD_ANCHOR_MASKED, WORD_ANCHOR_TOP,

@@ -45,7 +45,9 @@ impl Optimiser {
         vars.sort_by(|a, b| a.0.cmp(&b.0));
         let mut slots = Vec::with_capacity(vars.len());
         for (name, param) in vars {
-            let decay = !name.ends_with(".bias") && !name.contains("LayerNorm") && !name.contains("layer_norm");
+            // As HF's Trainer and LM-BFF: no decay for any name holding "bias" (MPNet's
+            // relative_attention_bias.weight too) or a layer norm.
+            let decay = !name.contains("bias") && !name.contains("LayerNorm") && !name.contains("layer_norm");
             let exp_avg = param.f_zeros_like()?;
             let exp_avg_sq = param.f_zeros_like()?;
             slots.push(Slot { name, param, exp_avg, exp_avg_sq, steps: 0, decay });
@@ -226,12 +228,14 @@ mod tests {
         let w = (&root / "dense").ones("weight", &[2]);
         let b = (&root / "dense").ones("bias", &[2]);
         let n = (&root / "LayerNorm").ones("weight", &[2]);
+        let r = (&root / "relative_attention_bias").ones("weight", &[2]);
         let mut o = Optimiser::new(&vs, 0.1, 0.5, 0, 10, 0.0).unwrap();
         // Zero loss gradient: only the decay moves the weights.
-        let loss = (&w * 0.0).sum(tch::Kind::Float) + (&b * 0.0).sum(tch::Kind::Float) + (&n * 0.0).sum(tch::Kind::Float);
+        let loss = [&w, &b, &n, &r].iter().map(|t| (*t * 0.0).sum(tch::Kind::Float)).fold(Tensor::zeros([], (tch::Kind::Float, tch::Device::Cpu)), |a, x| a + x);
         o.step(&loss, 0).unwrap();
         assert!((w.double_value(&[0]) - 0.95).abs() < 1e-6, "decayed by lr * wd");
         assert_eq!(b.double_value(&[0]), 1.0);
         assert_eq!(n.double_value(&[0]), 1.0);
+        assert_eq!(r.double_value(&[0]), 1.0, "MPNet's relative_attention_bias.weight, as HF's rule reads it");
     }
 }
