@@ -510,7 +510,9 @@ const char *lmbff_last_error(void);
  on the same predictor there would wait for the session it is called from; messages
  of ONNX Runtime's worker threads are delivered). Called from another thread,
  it waits for callbacks running elsewhere to return (so the old `user_data` may be
- freed when it returns): a callback must not wait on a thread that calls this.
+ freed when it returns): a callback must not wait on a thread that calls this. It may
+ wait for threads that log (their messages go to the callback in use, and a change it
+ made takes over when it returns).
 
  # Safety
  `callback` and `user_data` stay usable, from any thread, until replaced.
@@ -755,9 +757,11 @@ lmbff_status lmbff_task_params_init(lmbff_task_params *params, size_t size);
 lmbff_task_params lmbff_task_default_params(void);
 
 /*
- Creates a task. The template and label words are checked against the model's
- tokenizer now (LMBFF_ERR_MODEL with the reason otherwise), and max_len against the
- model's positions (LMBFF_ERR_INVALID_ARGUMENT). Free with lmbff_task_free.
+ Creates a task. Labels that do not hold are LMBFF_ERR_INVALID_ARGUMENT (fewer than
+ two, an empty or repeated name or word, counts that differ, a multi-label name holding
+ `|`, a regression range that does not hold); the template and label words are checked
+ against the model's tokenizer (LMBFF_ERR_MODEL with the reason otherwise), and max_len
+ against the model's positions (LMBFF_ERR_INVALID_ARGUMENT). Free with lmbff_task_free.
 
  # Safety
  `params` points to params from lmbff_task_default_params(); `out` is valid.
@@ -809,7 +813,10 @@ void lmbff_task_free(lmbff_task *t);
  and must be NULL otherwise, and always in a multi-label task, whose template's second
  sentence is the label's name: LMBFF_ERR_INVALID_ARGUMENT either way);
  `label` is one of the task's label names (multi-label: the names that apply,
- separated by `|`, or "" for none). Its id goes to *id (if not NULL).
+ separated by `|`, or "" for none; regression: the score, a number in the task's
+ range). Its id goes to *id (if not NULL). The same text may be registered twice
+ (each is an item of its own); a dev copy of a training text makes dev scores
+ optimistic.
 
  # Safety
  `t` is a live task; strings are NUL-terminated or NULL where allowed.

@@ -27,8 +27,10 @@ pub struct Sink {
 }
 
 static SINK: RwLock<Option<Sink>> = RwLock::new(None);
-/// A sink set from inside the callback, waiting for it to return.
-static PENDING: Mutex<Option<(u64, Option<Sink>)>> = Mutex::new(None);
+/// A sink set from inside the callback, waiting for it to return: its number among the
+/// set_sink calls, the sink, and the thread whose callback set it (which applies it).
+type Pending = (u64, Option<Sink>, std::thread::ThreadId);
+static PENDING: Mutex<Option<Pending>> = Mutex::new(None);
 /// Counts set_sink calls, in their order: a sink set from inside a callback is applied
 /// after it returns only if no set_sink came after it meanwhile (from another thread).
 static SETS: AtomicU64 = AtomicU64::new(0);
@@ -62,7 +64,7 @@ pub fn set_sink(sink: Option<Sink>) {
     if in_callback() {
         // This thread holds SINK's read lock: count the call now, apply it after.
         let n = SETS.fetch_add(1, Ordering::SeqCst) + 1;
-        *PENDING.lock() = Some((n, sink));
+        *PENDING.lock() = Some((n, sink, std::thread::current().id()));
         return;
     }
     let mut current = SINK.write();
@@ -75,17 +77,25 @@ pub fn log(level: Level, message: impl FnOnce() -> String) {
     if in_callback() {
         return;
     }
-    if let Some(s) = SINK.read().as_ref() {
+    // Not blocked by a set_sink waiting for the lock: a callback running on another
+    // thread may be waiting for this one (a worker it joined), and the setter for it.
+    if let Some(s) = SINK.read_recursive().as_ref() {
         if level <= s.max {
             let text = message();
             let _inside = InCallback::enter();
             (s.write)(level, &text);
         }
     }
-    // Taken first, the lock released before waiting for the sink's: a callback on another
-    // thread, still holding the read lock, may be queueing its own change.
-    let pending = PENDING.lock().take();
-    if let Some((n, next)) = pending {
+    // A change this thread's callback made, applied now that it has returned; another
+    // thread's is its own to apply (that callback may still run, holding the read lock,
+    // and waiting for this thread). Taken first, the lock released before waiting for the
+    // sink's: a callback on another thread may be queueing its own change.
+    let me = std::thread::current().id();
+    let pending = {
+        let mut p = PENDING.lock();
+        if p.as_ref().is_some_and(|(_, _, owner)| *owner == me) { p.take() } else { None }
+    };
+    if let Some((n, next, _)) = pending {
         let mut current = SINK.write();
         // A later set_sink, made while the callback ran, stands.
         if SETS.load(Ordering::SeqCst) == n {
@@ -222,6 +232,65 @@ mod tests {
             rx.recv_timeout(std::time::Duration::from_secs(10)).expect("both loggers return");
         }
         assert!(SINK.read().is_none(), "logging is off");
+    }
+
+    /// A callback turns logging off, then waits for a worker that logs: the worker's
+    /// message goes to the sink still in use and returns (it used to apply the callback's
+    /// change, waiting for the lock the callback held while waiting for it).
+    #[test]
+    fn a_worker_logging_while_its_callback_waits_returns() {
+        let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        let seen: Seen = Arc::default();
+        let s = seen.clone();
+        set_sink(Some(Sink {
+            max: Level::Debug,
+            write: Box::new(move |_, m| {
+                s.lock().unwrap().push(m.to_string());
+                if m == "joined-worker: first" {
+                    set_sink(None);
+                    std::thread::spawn(|| log(Level::Info, || "joined-worker: worker".into())).join().unwrap();
+                }
+            }),
+        }));
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            log(Level::Info, || "joined-worker: first".into());
+            tx.send(()).unwrap();
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(10)).expect("the callback's worker returned");
+        assert!(SINK.read().is_none(), "logging is off once the callback returned");
+        let ours: Vec<String> = seen.lock().unwrap().iter().filter(|m| m.starts_with("joined-worker")).cloned().collect();
+        assert_eq!(ours, ["joined-worker: first", "joined-worker: worker"]);
+    }
+
+    /// A callback waits for a worker that logs while a third thread waits to set the sink:
+    /// the worker's message is not held behind the waiting setter (a fair lock held it, and
+    /// the three waited on each other), and the setter goes on once the callback returns.
+    #[test]
+    fn a_waiting_setter_does_not_hold_up_a_worker_its_callback_waits_for() {
+        let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        let setter: Arc<StdMutex<Option<std::thread::JoinHandle<()>>>> = Arc::default();
+        let handle = setter.clone();
+        set_sink(Some(Sink {
+            max: Level::Debug,
+            write: Box::new(move |_, m| {
+                if m != "waiting-setter: first" {
+                    return;
+                }
+                *handle.lock().unwrap() = Some(std::thread::spawn(|| set_sink(None)));
+                // Long enough for the setter to be waiting on the sink's lock.
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                std::thread::spawn(|| log(Level::Info, || "waiting-setter: worker".into())).join().unwrap();
+            }),
+        }));
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            log(Level::Info, || "waiting-setter: first".into());
+            tx.send(()).unwrap();
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(10)).expect("the callback's worker returned");
+        setter.lock().unwrap().take().expect("the callback ran").join().unwrap();
+        assert!(SINK.read().is_none(), "the setter's change stands");
     }
 
     /// A queue of 2 given 3 messages keeps the last 2, in order, after a warning that

@@ -478,6 +478,11 @@ fn mistakes_are_named_before_the_work() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success() && err.contains("1 of 3 rows have labels the export does not know"), "{err}");
     assert!(err.contains("/2)") && o.stdout.split(|&b| b == b'\n').filter(|l| !l.is_empty()).count() == 3, "{err}");
+    // The extension in any case (a .TSV was read as text: its header predicted as an input).
+    let upper = dir.join("SOME-LABELS.TSV");
+    std::fs::copy(&some, &upper).unwrap();
+    let o = lmbff().args(["predict", "--threads", "1", "--export"]).arg(&exported).arg("--input").arg(&upper).output().unwrap();
+    assert!(o.status.success() && o.stdout.split(|&b| b == b'\n').filter(|l| !l.is_empty()).count() == 3, "{}", String::from_utf8_lossy(&o.stderr));
     // A reader that stops early (`| head -1`) ends the command without an error message,
     // with the status of a closed pipe (it printed "error: ... Broken pipe").
     let many = dir.join("many.txt");

@@ -117,8 +117,9 @@ pub struct AdaptArgs {
     pub task: TaskArgs,
 }
 
-/// Reads texts, drops the excluded ones and exact duplicates: the texts kept, and how
-/// many texts (counting repeats) were dropped for being excluded.
+/// Reads texts, drops the excluded ones and duplicates (both compared without case and
+/// surrounding space): the texts kept, and how many texts (counting repeats) were
+/// dropped for being excluded.
 pub fn corpus(files: &[PathBuf], exclude: &[PathBuf]) -> Result<(Vec<String>, usize)> {
     let mut banned = std::collections::HashSet::new();
     for f in exclude {

@@ -157,7 +157,7 @@ impl Inputs {
             return Ok((Inputs::Stdin(rx), None, None));
         }
         let path = PathBuf::from(spec);
-        if path.extension().is_some_and(|e| e == "tsv") {
+        if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("tsv")) {
             let (rows, labelled) = read_tsv_inputs(&path)?;
             let gold = labelled.then(|| rows.iter().map(|r| r.label.clone()).collect());
             let n = rows.len();
@@ -190,6 +190,11 @@ impl Inputs {
         let mut push = |line: std::io::Result<String>, read: &mut usize| -> Result<()> {
             *read += 1;
             let line = line.map_err(|e| Error::Data { path: spec.into(), line: *read, message: format!("cannot read the line: {e}") })?;
+            // A byte-order mark before the first line is not text (as every reader has it).
+            let line = match line.strip_prefix('\u{feff}') {
+                Some(rest) if *read == 1 => rest.to_string(),
+                _ => line,
+            };
             out.push(match line.split_once('\t') {
                 Some((a, b)) if pairs => Example { text_a: a.to_string(), text_b: Some(b.to_string()), label: None },
                 tab => {

@@ -31,8 +31,20 @@ pub fn read_tsv_inputs(path: &Path) -> Result<(Vec<Row>, bool)> {
     read_rows(path, false)
 }
 
+/// The text of `path`; bytes that are not UTF-8 are a data error naming their line (they
+/// read as an I/O failure).
+fn read_utf8(path: &Path) -> Result<String> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    String::from_utf8(bytes).map_err(|e| {
+        let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        let line = good.iter().filter(|&&b| b == b'\n').count() + 1;
+        let column = good.len() - good.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1) + 1;
+        Error::Data { path: path.to_path_buf(), line, message: format!("not valid UTF-8 (at byte {column} of the line)") }
+    })
+}
+
 fn read_rows(path: &Path, need_label: bool) -> Result<(Vec<Row>, bool)> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let text = read_utf8(path)?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
     let mut lines = text.lines().enumerate();
     let bad = |line: usize, message: String| Error::Data { path: path.to_path_buf(), line, message };
@@ -62,8 +74,10 @@ fn read_rows(path: &Path, need_label: bool) -> Result<(Vec<Row>, bool)> {
     };
     // GLUE's MNLI and SNLI list one annotator label column (`label1`) before
     // `gold_label`, the last, while a row holds as many as it had annotators (SNLI:
-    // one or five): the gold label is a row's last field there.
-    let gold_last = label.is_some_and(|l| l + 1 == cols.len() && cols[l] == "gold_label");
+    // one or five): the gold label is a row's last field there. Only there: in another
+    // file a field past the header's is a tab inside a text.
+    let gold_last = label.is_some_and(|l| l + 1 == cols.len() && cols[l] == "gold_label") && cols.contains(&"label1");
+    const MORE_ANNOTATORS: usize = 4;
     let mut rows = Vec::new();
     for (i, line) in lines {
         if line.trim().is_empty() {
@@ -72,7 +86,7 @@ fn read_rows(path: &Path, need_label: bool) -> Result<(Vec<Row>, bool)> {
         let f: Vec<&str> = line.split('\t').collect();
         // More fields than the header names would shift or cut a text (a tab inside a
         // sentence): refused, but for the extra annotator labels above.
-        if f.len() > cols.len() && !gold_last {
+        if f.len() > cols.len() + if gold_last { MORE_ANNOTATORS } else { 0 } {
             return Err(bad(i + 1, format!("{} tab-separated fields where the header names {} (a tab inside a text?)", f.len(), cols.len())));
         }
         let get = |c: usize| f.get(c).map(|s| s.to_string()).ok_or_else(|| bad(i + 1, format!("expected {} tab-separated fields, found {}", cols.len(), f.len())));
@@ -119,7 +133,7 @@ pub fn read_texts(path: &Path) -> Result<Vec<String>> {
         }
         Some("csv") => read_csv_sentences(path),
         _ => {
-            let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+            let text = read_utf8(path)?;
             let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
             Ok(text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string).collect())
         }
@@ -144,6 +158,10 @@ fn read_csv_sentences(path: &Path) -> Result<Vec<String>> {
 /// would swallow the rows after it, and is refused, naming its line.
 #[cfg(feature = "train")]
 pub(crate) fn read_csv_records(path: &Path) -> Result<Vec<(usize, csv::StringRecord)>> {
+    if path.is_dir() {
+        // (A folder opens on Linux; its read failed as a CSV error at "line 0".)
+        return Err(Error::io(path, std::io::Error::other("a folder, not a file")));
+    }
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let mut reader = csv::ReaderBuilder::new().has_headers(false).from_reader(file);
     let mut out = Vec::new();
@@ -190,6 +208,16 @@ mod tests {
         let bad = write("bad.csv", "0,a,b\n");
         let e = read_texts(&bad).unwrap_err().to_string();
         assert!(e.contains("line 1") && e.contains("expected `label,sentence`"), "{e}");
+        // Bytes that are not UTF-8 are named by line (they read as an I/O failure), and a
+        // folder named .csv is a folder (it was a CSV error at "line 0").
+        let latin1 = dir.join("latin1.txt");
+        std::fs::write(&latin1, b"fine\nna\xefve\n").unwrap();
+        let e = read_texts(&latin1).unwrap_err().to_string();
+        assert!(e.contains("latin1.txt, line 2: not valid UTF-8 (at byte 3 of the line)"), "{e}");
+        let folder = dir.join("folder.csv");
+        std::fs::create_dir_all(&folder).unwrap();
+        let e = read_texts(&folder).unwrap_err().to_string();
+        assert!(e.contains("cannot read or write") && e.contains("a folder, not a file"), "{e}");
         std::fs::remove_dir_all(&dir).ok();
     }
 
@@ -227,6 +255,10 @@ mod tests {
 
     #[test]
     fn extra_fields_are_refused() {
+        // A header ending in gold_label without annotator columns is no SNLI file: a tab
+        // in its second sentence was read as the extra annotators' (that sentence lost).
+        let e = read("gold", "sentence1\tsentence2\tgold_label\nA man\tsleeps\tA man rests.\tentailment\n").unwrap_err().to_string();
+        assert!(e.contains("line 2") && e.contains("4 tab-separated fields where the header names 3"), "{e}");
         let e = read("extra", "sentence\tlabel\nfine\t1\ngood\tmovie\t1\n").unwrap_err().to_string();
         assert!(e.contains("line 3") && e.contains("3 tab-separated fields where the header names 2"), "{e}");
         let e = read("fewer", "sentence\tlabel\nfine\n").unwrap_err().to_string();

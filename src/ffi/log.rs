@@ -31,7 +31,9 @@ unsafe impl Sync for UserData {}
 /// on the same predictor there would wait for the session it is called from; messages
 /// of ONNX Runtime's worker threads are delivered). Called from another thread,
 /// it waits for callbacks running elsewhere to return (so the old `user_data` may be
-/// freed when it returns): a callback must not wait on a thread that calls this.
+/// freed when it returns): a callback must not wait on a thread that calls this. It may
+/// wait for threads that log (their messages go to the callback in use, and a change it
+/// made takes over when it returns).
 ///
 /// # Safety
 /// `callback` and `user_data` stay usable, from any thread, until replaced.

@@ -161,9 +161,11 @@ unsafe fn opt_str(p: *const c_char, name: &str) -> Result<Option<String>> {
     }
 }
 
-/// Creates a task. The template and label words are checked against the model's
-/// tokenizer now (LMBFF_ERR_MODEL with the reason otherwise), and max_len against the
-/// model's positions (LMBFF_ERR_INVALID_ARGUMENT). Free with lmbff_task_free.
+/// Creates a task. Labels that do not hold are LMBFF_ERR_INVALID_ARGUMENT (fewer than
+/// two, an empty or repeated name or word, counts that differ, a multi-label name holding
+/// `|`, a regression range that does not hold); the template and label words are checked
+/// against the model's tokenizer (LMBFF_ERR_MODEL with the reason otherwise), and max_len
+/// against the model's positions (LMBFF_ERR_INVALID_ARGUMENT). Free with lmbff_task_free.
 ///
 /// # Safety
 /// `params` points to params from lmbff_task_default_params(); `out` is valid.
@@ -258,7 +260,10 @@ pub unsafe extern "C" fn lmbff_task_free(t: *mut lmbff_task) {
 /// and must be NULL otherwise, and always in a multi-label task, whose template's second
 /// sentence is the label's name: LMBFF_ERR_INVALID_ARGUMENT either way);
 /// `label` is one of the task's label names (multi-label: the names that apply,
-/// separated by `|`, or "" for none). Its id goes to *id (if not NULL).
+/// separated by `|`, or "" for none; regression: the score, a number in the task's
+/// range). Its id goes to *id (if not NULL). The same text may be registered twice
+/// (each is an item of its own); a dev copy of a training text makes dev scores
+/// optimistic.
 ///
 /// # Safety
 /// `t` is a live task; strings are NUL-terminated or NULL where allowed.
