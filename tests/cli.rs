@@ -440,9 +440,15 @@ fn mistakes_are_named_before_the_work() {
         c
     };
     fails_with(&mut adapt(&dir.join("adapted")), "--state");
+    fails_with(&mut adapt(&dir.join("adapted/state")), "one holds the other");
+    fails_with(&mut adapt(&dir.join("adapted/..")), "one holds the other");
     fails_with(&mut adapt(&model), "is the model this command reads");
-    fails_with(&mut adapt(&dir), "is not an earlier output");
-    assert!(std::fs::read_to_string(dir.join("user.txt")).unwrap() == "mine" && model.join("config.json").is_file());
+    fails_with(&mut adapt(&dir), "one holds the other");
+    let mine = dir.join("my-notes");
+    std::fs::create_dir_all(&mine).unwrap();
+    std::fs::write(mine.join("notes.txt"), "mine").unwrap();
+    fails_with(&mut adapt(&mine), "is not an earlier output");
+    assert!(std::fs::read_to_string(mine.join("notes.txt")).unwrap() == "mine" && model.join("config.json").is_file());
     fails_with(lmbff().args(["adapt", "--device", "cpu", "--lr", "inf", "--texts"]).arg(&toy).arg("--model").arg(&model).arg("--out").arg(dir.join("adapted")), "learning rate is inf");
     // The demo's fine-tuning settings, before its adaptation (100,000 steps here).
     fails_with(&mut demo(&dir.join("demo-lrs")).args(["--lrs", "0"]), "--lrs [0.0]: give one or more positive learning rates");
@@ -450,6 +456,11 @@ fn mistakes_are_named_before_the_work() {
     fails_with(
         lmbff().args(["compare", "--device", "cpu", "--threads", "1", "--seeds", "13", "--steps", "100000", "--methods", "prompt,plain", "--labels", "0=bad,1=good", "--model"]).arg(&model).arg("--splits").arg(&splits).arg("--plain-model").arg(dir.join("no-model")),
         "is not a model folder",
+    );
+    // compare's --report under a file: named before the grid, not after it.
+    fails_with(
+        lmbff().args(["compare", "--device", "cpu", "--threads", "1", "--seeds", "13", "--steps", "100000", "--labels", "0=bad,1=good", "--model"]).arg(&model).arg("--splits").arg(&splits).arg("--report").arg(dir.join("user.txt/report.json")),
+        "user.txt is a file, not a folder",
     );
     // Export runs on the CPU, but a device named that is not there is still named.
     fails_with(lmbff().args(["export", "--device", "cuda:99", "--model"]).arg(&trained).arg("--out").arg(dir.join("never-export")), "device \"cuda:99\" is not available");

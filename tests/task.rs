@@ -1483,6 +1483,9 @@ fn saves_and_deletes_touch_only_their_own_folders() {
     let e = t.save(&export2.join("mytask")).unwrap_err().to_string();
     assert!(e.contains("is inside") && e.contains("lmbff-export.json"), "{e}");
     assert!(!export2.join("mytask").exists());
+    // A path through the output by `..` names a folder beside it: saved.
+    t.save(&export2.join("../beside-export2")).unwrap();
+    assert!(root.join("beside-export2/task.json").is_file());
     std::fs::create_dir_all(export2.join("a/mytask")).unwrap();
     std::fs::write(export2.join("a/mytask/task.json"), "{}").unwrap();
     let e = lmbff::checkpoint::write_dir_atomic(&export2, lmbff::export::EXPORT_MANIFEST, |_| Ok(())).unwrap_err().to_string();

@@ -26,14 +26,17 @@ pub(crate) fn tmp_suffix() -> String {
 }
 
 /// Whether a task (its task.json) was saved anywhere inside `dir`: such a folder is a
-/// user's, never replaced or deleted whole by a later write. Links are not followed.
+/// user's, never replaced or deleted whole by a later write. Links are not followed; a
+/// folder that cannot be read, or one nested deeper than lmbff writes, counts as holding
+/// one (the safe answer).
 pub(crate) fn holds_task(dir: &Path) -> bool {
     const DEPTH: usize = 8;
     fn walk(dir: &Path, depth: usize) -> bool {
         if dir.join(crate::task::TASK_FILE).exists() {
             return true;
         }
-        let Ok(entries) = std::fs::read_dir(dir) else { return false };
+        // A folder that cannot be read may hold one: taken as a user's, to be safe.
+        let Ok(entries) = std::fs::read_dir(dir) else { return true };
         // A folder deeper than any lmbff writes is taken as a user's, to be safe.
         entries.flatten().any(|e| e.file_type().is_ok_and(|t| t.is_dir()) && (depth == 0 || walk(&e.path(), depth - 1)))
     }

@@ -148,8 +148,13 @@ pub fn adapt(a: AdaptArgs) -> Result<()> {
         // be a folder of its own (new, empty, or an earlier run's state), never the
         // output, the model or a user's folder.
         let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
-        if same_folder(&state, &a.out) || absolute(&state) == absolute(&a.out) {
-            return Err(Error::InvalidArgument(format!("--state {} is the --out folder: give the state a folder of its own", state.display())));
+        let (s, o) = (absolute(&state), absolute(&a.out));
+        if same_folder(&state, &a.out) || s.starts_with(&o) || o.starts_with(&s) {
+            return Err(Error::InvalidArgument(format!(
+                "--state {} and --out {} are one folder or one holds the other: give the state a folder of its own",
+                state.display(),
+                a.out.display()
+            )));
         }
         check_out(&state, "--state", &a.model, train::STATE_JSON)?;
     }
@@ -673,10 +678,10 @@ pub fn compare(a: CompareArgs) -> Result<()> {
         if r.is_dir() {
             return Err(Error::InvalidArgument(format!("--report {} is a folder: give the JSON file to write", r.display())));
         }
-        // Its folder must take a file now, not after the grid.
-        let parent = r.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        if !parent.is_dir() {
-            return Err(Error::InvalidArgument(format!("--report {}: {} is not a folder", r.display(), parent.display())));
+        // A file where its folder would go fails the write after the grid: named now (a
+        // folder not there yet is made by the write).
+        if let Some(file) = r.ancestors().skip(1).find(|a| a.exists()).filter(|a| !a.is_dir()) {
+            return Err(Error::InvalidArgument(format!("--report {}: {} is a file, not a folder", r.display(), file.display())));
         }
     }
     if let Some(m) = &a.plain_model {

@@ -161,9 +161,10 @@ unsafe fn opt_str(p: *const c_char, name: &str) -> Result<Option<String>> {
     }
 }
 
-/// Creates a task. Labels that do not hold are LMBFF_ERR_INVALID_ARGUMENT (fewer than
-/// two, an empty or repeated name or word, counts that differ, a multi-label name holding
-/// `|`, a regression range that does not hold); the template and label words are checked
+/// Creates a task. Label names that do not hold are LMBFF_ERR_INVALID_ARGUMENT (fewer
+/// than two, an empty or repeated name, counts of names and words that differ, a
+/// multi-label name holding `|`, a regression range that does not hold); the template and
+/// the label words (an empty or repeated word, one the tokenizer cannot read) are checked
 /// against the model's tokenizer (LMBFF_ERR_MODEL with the reason otherwise), and max_len
 /// against the model's positions (LMBFF_ERR_INVALID_ARGUMENT). Free with lmbff_task_free.
 ///
@@ -229,8 +230,8 @@ pub unsafe extern "C" fn lmbff_task_open(dir: *const c_char, out: *mut *mut lmbf
 /// another handle or process since this one opened or last saved it (nothing is written:
 /// reopen and apply the change again); LMBFF_ERR_INVALID_ARGUMENT when `dir` holds another
 /// task (one this handle was not opened from or saved to), or a model or an export
-/// (lmbff.json, lmbff-export.json: lmbff replaces those folders whole when it writes
-/// them again). A task file that is not UTF-8 opens as LMBFF_ERR_FORMAT. Model versions
+/// (lmbff.json, lmbff-export.json, adaptation.json: lmbff replaces those folders whole
+/// when it writes them again), or is a new folder inside one. A task file that is not UTF-8 opens as LMBFF_ERR_FORMAT. Model versions
 /// live under the folder last saved to or opened from (`<dir>/models/`): after a save to
 /// another folder (a backup copy) training, listing and exporting use that folder's, and
 /// a warning is logged when versions are left behind (save back to use them again).

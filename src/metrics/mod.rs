@@ -112,10 +112,10 @@ pub fn pearson(x: &[f64], y: &[f64]) -> f64 {
 
 /// Regression with two pole words: the Pearson correlation of p(upper pole) (the
 /// softmax of each row's second logit) with the gold `scores`; a constant prediction has
-/// no correlation and scores 0, not NaN. A row holding NaN (a diverged model) makes it
-/// NaN: the harness stores that as a diverged run's score, not as chance.
+/// no correlation and scores 0, not NaN. A row holding NaN or an infinity (a diverged
+/// model) makes it NaN: the harness stores that as a diverged run's score, not as chance.
 pub fn upper_pole_pearson(logits: &[Vec<f32>], scores: &[f32]) -> f64 {
-    if logits.iter().flatten().any(|v| v.is_nan()) {
+    if logits.iter().flatten().any(|v| !v.is_finite()) {
         return f64::NAN;
     }
     let upper: Vec<f64> = softmax_rows(logits).iter().map(|q| q[1] as f64).collect();

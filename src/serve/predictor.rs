@@ -350,25 +350,14 @@ impl Predictor {
                 let id = |m: std::fs::Metadata| (m.dev(), m.ino());
                 match opened {
                     Ok(p) => return Ok(p),
-                    Err(e) => {
-                        let now = || std::fs::metadata(dir).map(id);
-                        let mut current = now();
-                        if current.as_ref().is_err_and(|m| m.kind() == std::io::ErrorKind::NotFound) {
-                            // Gone for a moment between two renames, or deleted.
-                            std::thread::sleep(std::time::Duration::from_millis(20));
-                            current = now();
-                        }
-                        match current {
-                            Ok(now) if handle.metadata().map(id).ok() != Some(now) => replaced_before = true,
-                            // Deleted while it was read: the missing folder's own error
-                            // (LMBFF_ERR_IO), not a replacement.
-                            Err(gone) if gone.kind() == std::io::ErrorKind::NotFound => return Err(Error::io(dir, gone)),
-                            _ => return Err(e),
-                        }
-                    }
+                    Err(_) if handle.metadata().map(id).ok() != std::fs::metadata(dir).map(id).ok() => replaced_before = true,
+                    Err(e) => return Err(e),
                 }
             }
             if replaced_before {
+                // Gone for good rather than replaced (deleted while it was read): the
+                // missing folder's own error, LMBFF_ERR_IO.
+                std::fs::metadata(dir).map_err(|e| Error::io(dir, e))?;
                 return Err(Error::Conflict(format!(
                     "{}: the export folder was replaced while it was read, {OPEN_TRIES} times in a row; open it again",
                     dir.display()

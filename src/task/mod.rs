@@ -125,6 +125,26 @@ impl PartialEq for Task {
     }
 }
 
+/// `dir` with its longest existing start resolved (links and `..` followed) and the rest,
+/// not there yet, appended as written.
+fn resolved(dir: &Path) -> Result<PathBuf> {
+    let absolute = std::path::absolute(dir).map_err(|e| Error::io(dir, e))?;
+    let mut existing = absolute.as_path();
+    let mut rest = Vec::new();
+    while !existing.exists() {
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_os_string());
+                existing = parent;
+            }
+            _ => return Ok(absolute),
+        }
+    }
+    let mut out = std::fs::canonicalize(existing).map_err(|e| Error::io(existing, e))?;
+    out.extend(rest.iter().rev());
+    Ok(out)
+}
+
 impl Task {
     /// A new, empty task. The template and label words are checked against the model's
     /// tokenizer now, so a mistake shows at registration, not at training.
@@ -303,8 +323,12 @@ impl Task {
         let bytes = serde_json::to_vec_pretty(&file).map_err(|e| Error::Internal(format!("the task does not serialise: {e}")))?;
         // An export's, a model's or an adaptation's folder is replaced whole when it is
         // written again: a task saved there, or in a folder inside it, would go with it.
-        let absolute = std::path::absolute(dir).map_err(|e| Error::io(dir, e))?;
-        for (at, marker) in absolute.ancestors().flat_map(|a| {
+        // (A folder holding a task already, saved before this check, is kept by those
+        // writes: it may be saved again.) The path is resolved as far as it exists, so
+        // that `..` and links name the folder the task goes to.
+        let absolute = resolved(dir)?;
+        let already = dir.join(TASK_FILE).is_file();
+        for (at, marker) in absolute.ancestors().filter(|_| !already).flat_map(|a| {
             [crate::export::EXPORT_MANIFEST, crate::checkpoint::MANIFEST_FILE, crate::checkpoint::ADAPTATION_FILE].map(|m| (a, m))
         }) {
             if at.join(marker).exists() {
