@@ -189,7 +189,7 @@ pub fn adapt(a: AdaptArgs) -> Result<()> {
     let seq_len = a.seq_len.min(l.model.config.max_input_len() as usize);
     eprintln!("adapting {} on {} texts: {} steps x {} sequences of {seq_len} tokens", a.model.display(), texts.len(), a.steps, a.batch_size);
     let resume = (a.save_every > 0).then_some(Resume { dir: &state, every: a.save_every });
-    if resume.is_some() && state.join("state.json").is_file() {
+    if resume.is_some() && state.join(train::STATE_JSON).is_file() {
         eprintln!("resuming from {}", state.display());
     }
     let mut bar = Bar::new("adapt");

@@ -114,10 +114,7 @@ pub fn run(a: HarnessArgs) -> Result<()> {
     if let (0, Some(m)) = (a.anchor_repeats, anchored) {
         return Err(Error::InvalidArgument(format!("--anchor-repeats 0 leaves {} without anchors: run sentence-embedding instead", m.name())));
     }
-    if !(a.lr > 0.0 && a.lr.is_finite()) {
-        return Err(Error::InvalidArgument(format!("--lr must be a positive number, got {}", a.lr)));
-    }
-    for (flag, v) in [("--embed-lr", a.embed_lr), ("--head-c", a.head_c)] {
+    for (flag, v) in [("--lr", a.lr), ("--embed-lr", a.embed_lr), ("--head-c", a.head_c)] {
         if !(v > 0.0 && v.is_finite()) {
             return Err(Error::InvalidArgument(format!("{flag} must be a positive number, got {v}")));
         }

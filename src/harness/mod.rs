@@ -379,8 +379,12 @@ fn multi_label_macro(logits: &[Vec<f32>], gold: &[usize], labels: usize) -> f64 
     let sets = |yes: &dyn Fn(usize) -> bool| -> Vec<Vec<usize>> {
         (0..gold.len() / labels.max(1)).map(|i| (0..labels).filter(|&l| yes(i * labels + l)).collect()).collect()
     };
-    // A pair whose row holds NaN (a diverged model) is wrong, as in the micro-F1.
-    let pred = sets(&|k| if logits[k].iter().any(|v| v.is_nan()) { gold[k] != crate::prompt::YES } else { train::argmax(&logits[k]) == crate::prompt::YES });
+    // A pair whose row holds NaN (a diverged model, NO_CLASS) is wrong, as in the micro-F1.
+    let predicted = crate::metrics::argmax_rows(logits);
+    let pred = sets(&|k| match predicted[k] {
+        crate::metrics::NO_CLASS => gold[k] != crate::prompt::YES,
+        p => p == crate::prompt::YES,
+    });
     let truth = sets(&|k| gold[k] == crate::prompt::YES);
     crate::metrics::multi_label_f1(&pred, &truth, labels).1
 }

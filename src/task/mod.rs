@@ -326,12 +326,11 @@ impl Task {
         // (A folder holding a task already, saved before this check, is kept by those
         // writes: it may be saved again.) The path is resolved as far as it exists, so
         // that `..` and links name the folder the task goes to.
-        let absolute = resolved(dir)?;
-        let already = dir.join(TASK_FILE).is_file();
-        for (at, marker) in absolute.ancestors().filter(|_| !already).flat_map(|a| {
-            [crate::export::EXPORT_MANIFEST, crate::checkpoint::MANIFEST_FILE, crate::checkpoint::ADAPTATION_FILE].map(|m| (a, m))
-        }) {
-            if at.join(marker).exists() {
+        if !dir.join(TASK_FILE).is_file() {
+            let absolute = resolved(dir)?;
+            let markers = [crate::export::EXPORT_MANIFEST, crate::checkpoint::MANIFEST_FILE, crate::checkpoint::ADAPTATION_FILE];
+            let inside = absolute.ancestors().flat_map(|a| markers.map(|m| (a, m))).find(|(a, m)| a.join(m).exists());
+            if let Some((at, marker)) = inside {
                 return Err(Error::InvalidArgument(format!(
                     "{} {} a model or an export ({marker}), which lmbff replaces whole when it writes it again: save the \
                      task to a folder of its own",
