@@ -508,6 +508,10 @@ fn mistakes_are_named_before_the_work() {
     assert!(!String::from_utf8_lossy(&o.stderr).contains("error"), "{}", String::from_utf8_lossy(&o.stderr));
     // bench-predict's --threads is named, not handed to libtorch (0 panicked there).
     fails_with(lmbff().args(["bench-predict", "--threads", "0", "--export"]).arg(&exported).arg("--texts").arg(&many), "--threads is 0: give 1 to");
+    // predict's --batch-size 0 is named by its flag (the predictor's own check said max_batch).
+    let o = lmbff().args(["predict", "--batch-size", "0", "--export"]).arg(&exported).arg("--input").arg(&many).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.code() == Some(2) && err.contains("'--batch-size <BATCH_SIZE>'") && o.stdout.is_empty(), "{err}");
     // A plain-text line with a tab is one text for a one-sentence model, and said so once.
     let tabbed = dir.join("tabbed.txt");
     std::fs::write(&tabbed, "fun\t1\nboring\t0\nmeh\n").unwrap();

@@ -105,7 +105,7 @@ pub struct PredictArgs {
     #[arg(long, default_value = "-")]
     pub input: String,
     /// Largest batch run at once (larger inputs are split).
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 16, value_parser = at_least_one)]
     pub batch_size: usize,
     /// ONNX Runtime intra-op threads (0: all cores).
     #[arg(long, default_value_t = 0)]
@@ -248,6 +248,15 @@ fn count_lines(path: &std::path::Path) -> Result<usize> {
         }
         n += buf[..got].iter().filter(|&&b| b == b'\n').count();
         last = buf[got - 1];
+    }
+}
+
+/// A count of at least 1, as clap parses a flag's value.
+fn at_least_one(s: &str) -> std::result::Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("give 1 or more".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
     }
 }
 
