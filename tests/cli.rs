@@ -25,7 +25,7 @@ fn train_save_and_eval() {
     let toy = write_toy(&dir);
     let out = dir.join("trained");
     let o = lmbff()
-        .args(["train", "--device", "cpu", "--threads", "1", "--steps", "100", "--lr", "3e-3", "--batch-size", "4", "--eval-every", "20"])
+        .args(["train", "--method", "prompt", "--device", "cpu", "--threads", "1", "--steps", "100", "--lr", "3e-3", "--batch-size", "4", "--eval-every", "20"])
         .args(["--template", "*cls**sent_0*_This_is*mask*.*sep+*", "--labels", "{'0':'bad','1':'good'}", "--max-len", "24"])
         .arg("--model").arg(&model).arg("--train").arg(&toy).arg("--dev").arg(&toy).arg("--test").arg(&toy).arg("--out").arg(&out)
         .output()
@@ -157,6 +157,39 @@ fn quickstart_example_runs() {
 /// it with the model (manifest format 4), and the export divides the logits by it: its
 /// probabilities are the softmax of the uncalibrated export's logits over T. The
 /// sentence-embedding method trains and saves through the same command.
+#[test]
+fn train_chooses_the_method_as_the_library_does() {
+    // The default MiniLM ships no masked-LM head: --method auto (the default) takes the
+    // sentence-embedding method, and says why (the command line trained a prompt on the
+    // new, random head).
+    let dir = common::tempdir("cli-auto");
+    let toy = write_toy(&dir);
+    let train = |model: &std::path::Path, extra: &[&str]| {
+        lmbff()
+            .args(["train", "--device", "cpu", "--threads", "1", "--labels", "{'0':'bad','1':'good'}", "--max-len", "24"])
+            .args(extra)
+            .arg("--model").arg(model).arg("--train").arg(&toy).arg("--dev").arg(&toy)
+            .output()
+            .unwrap()
+    };
+    let out = dir.join("auto");
+    let o = train(&common::default_model(), &["--embedding-max-steps", "2", "--out", out.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("method sentence-embedding (--method auto): the checkpoint has no masked-LM head"), "{err}");
+    let m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("lmbff.json")).unwrap()).unwrap();
+    assert_eq!(m["method"], "sentence-embedding", "{m}");
+    // A checkpoint with a head: the zero-shot test on the --train examples decides, and
+    // the reason gives its counts.
+    let o = train(&common::fixtures().join("bert"), &[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success() && err.contains("(--method auto): zero-shot ") && err.contains("right on the examples"), "{err}");
+    // With --demos the prompt method, which they belong to.
+    let o = train(&common::fixtures().join("bert"), &["--demos", "--steps", "2", "--batch-size", "2", "--eval-every", "1"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success() && err.contains("method prompt (--method auto): demonstrations were asked for"), "{err}");
+}
+
 #[test]
 fn calibrated_training_and_the_sentence_embedding_method() {
     let model = common::fixtures().join("bert");
@@ -464,6 +497,32 @@ fn mistakes_are_named_before_the_work() {
     );
     // Export runs on the CPU, but a device named that is not there is still named.
     fails_with(lmbff().args(["export", "--device", "cuda:99", "--model"]).arg(&trained).arg("--out").arg(dir.join("never-export")), "device \"cuda:99\" is not available");
+    // An export folder given as a model is named as one; lengths too small for any input,
+    // a two-sentence template over one-sentence rows, and counts of zero are refused by
+    // their flags.
+    let export_dir = dir.join("an-export");
+    std::fs::create_dir_all(&export_dir).unwrap();
+    std::fs::write(export_dir.join("lmbff-export.json"), "{}").unwrap();
+    fails_with(lmbff().args(["eval", "--device", "cpu", "--model"]).arg(&export_dir).arg("--test").arg(&toy), "is an ONNX export");
+    fails_with(lmbff().args(["eval", "--device", "cpu", "--max-len", "2", "--model"]).arg(&model).arg("--test").arg(&toy), "--max-len 2 is too small");
+    fails_with(train(&["--method", "prompt", "--template", "{text_a} ? {mask} , {text_b}"]).arg("--model").arg(&model), "has one sentence a row");
+    for cmd in [&["eval", "--first-sent-limit", "0"][..], &["bench-step", "--steps", "0"][..], &["bench-predict", "--n", "0"][..]] {
+        let o = lmbff().args(cmd).output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.code() == Some(2) && err.contains("give 1 or more"), "{cmd:?}: {err}");
+    }
+    // A class without a training example is named (training goes on).
+    let one_class = dir.join("one-class.tsv");
+    std::fs::write(&one_class, "sentence\tlabel\nthe movie was fun\t1\ni loved this book\t1\n").unwrap();
+    let o = lmbff().args(["train", "--device", "cpu", "--threads", "1", "--method", "prompt", "--steps", "1", "--batch-size", "2", "--eval-every", "1"])
+        .args(["--labels", "0=bad,1=good", "--max-len", "24", "--model"]).arg(&model).arg("--train").arg(&one_class).arg("--dev").arg(&toy).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success() && err.contains("has no training example of class [\"0\"]"), "{err}");
+    // A regression range may start below zero (clap took "-1,1" for a flag).
+    fails_with(lmbff().args(["export", "--regression", "-1,1", "--model"]).arg(dir.join("no-model")).arg("--out").arg(dir.join("never-export")), "does not exist");
+    // Nor in export: the manifest took the words given, which the graph never reads.
+    fails_with(lmbff().args(["export", "--labels", "0=good,1=bad", "--model"]).arg(&trained).arg("--out").arg(dir.join("never-export")), "--labels does not apply");
+    fails_with(lmbff().args(["export", "--template", "{text} Wow {mask}!", "--model"]).arg(&trained).arg("--out").arg(dir.join("never-export")), "--template does not apply");
 
     // The harness writes only into its own folder, a new or an empty one.
     let user = dir.join("user-folder");

@@ -273,3 +273,34 @@ fn headless_checkpoint_gets_a_tied_head() {
     let manual = h.matmul(&e.tr()) + &m.head().bias;
     assert!(common::max_abs_diff(&logits, &manual) < 1e-5);
 }
+
+#[test]
+fn a_new_head_is_saved_only_once_trained() {
+    // A checkpoint without a head, saved again as it loaded (what the sentence-embedding
+    // method does): the save leaves the untrained head out, so the saved model loads as
+    // headless again (it loaded as one with a head, and the method choice and the
+    // "no masked-LM head" warnings took a random head for a real one).
+    let d = copy_fixture("bert", "head-saved-once-trained");
+    rewrite_weights(&d, |n| !n.starts_with("cls."));
+    let m = load(&d).unwrap();
+    assert!(m.load_report().head_initialised);
+    let out = common::tempdir("head-saved-once-trained-out");
+    m.save_pretrained(&out).unwrap();
+    let names: Vec<String> = Tensor::read_safetensors(out.join("model.safetensors")).unwrap().into_iter().map(|(n, _)| n).collect();
+    assert!(!names.iter().any(|n| n.starts_with("cls.")), "{names:?}");
+    assert!(load(&out).unwrap().load_report().head_initialised);
+    // Once training moves the head (adaptation, prompt fine-tuning), a save writes it and
+    // the saved model loads with that head.
+    m.mark_head_trained();
+    let trained = common::tempdir("head-saved-once-trained-trained");
+    m.save_pretrained(&trained).unwrap();
+    let again = load(&trained).unwrap();
+    assert!(!again.load_report().head_initialised);
+    let dense = |m: &MaskedLm| m.vs.variables()["cls.predictions.transform.dense.weight"].shallow_clone();
+    assert_eq!(common::max_abs_diff(&dense(&again), &dense(&m)), 0.0);
+    // A checkpoint that came with its head keeps it.
+    let whole = load(&common::fixtures().join("bert")).unwrap();
+    let kept = common::tempdir("head-saved-once-trained-kept");
+    whole.save_pretrained(&kept).unwrap();
+    assert!(!load(&kept).unwrap().load_report().head_initialised);
+}

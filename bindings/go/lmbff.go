@@ -88,6 +88,15 @@ func uint32Arg(name string, n int) (C.uint32_t, error) {
 	return C.uint32_t(n), nil
 }
 
+// int32Arg passes an enumeration's value (a Device, a Method, a LogLevel) on as the C
+// int32_t it is, refusing one that would wrap (the library names the values it knows).
+func int32Arg(name string, n int) (C.int32_t, error) {
+	if n < math.MinInt32 || n > math.MaxInt32 {
+		return 0, invalid("%s is %d: not a value of the enumeration", name, n)
+	}
+	return C.int32_t(n), nil
+}
+
 // Version is the library version.
 func Version() string { return C.GoString(C.lmbff_version_string()) }
 
@@ -712,7 +721,11 @@ func (t *Task) Train(ctx context.Context, p TrainParams, progress func(step, tot
 	if err := call(func() C.lmbff_status { return C.lmbff_train_params_init(&params, C.size_t(unsafe.Sizeof(params))) }); err != nil {
 		return "", err
 	}
-	params.device = C.int32_t(p.Device)
+	device, err := int32Arg("Device", int(p.Device))
+	if err != nil {
+		return "", err
+	}
+	params.device = device
 	// Negative counts are refused, not taken for the default.
 	counts := []struct {
 		name  string
@@ -740,7 +753,9 @@ func (t *Task) Train(ctx context.Context, p TrainParams, progress func(step, tot
 	}
 	params.warm_start = cs.opt("WarmStart", p.WarmStart)
 	params.demonstrations = C.bool(p.Demonstrations)
-	params.method = C.int32_t(p.Method)
+	if params.method, err = int32Arg("Method", int(p.Method)); err != nil {
+		return "", err
+	}
 	params.calibrate = C.bool(p.Calibrate)
 	params.disable_label_anchors = C.bool(p.DisableLabelAnchors)
 	if len(p.AnchorTemplates) > 0 {

@@ -143,6 +143,8 @@ func TestLibrary(t *testing.T) {
 		wantCode(t, SetTorchThreads(n), "INVALID_ARGUMENT")
 	}
 	wantCode(t, SetLogger(func(LogLevel, string) {}, LogLevel(9)), "INVALID_ARGUMENT")
+	// A level past int32_t is refused, not wrapped to LogDebug.
+	wantCode(t, SetLogger(func(LogLevel, string) {}, LogLevel(1<<32|int(LogDebug))), "INVALID_ARGUMENT")
 }
 
 // Registering, relabelling and removing change the counts; a saved task reopens as it was.
@@ -398,6 +400,15 @@ func TestTrainExportPredict(t *testing.T) {
 
 	// The sentence-embedding method: its export says so; a bad method is named.
 	wantCode(t, func() error { _, err := task.Train(context.Background(), TrainParams{Method: 7}, nil); return err }(), "INVALID_ARGUMENT")
+	// Values past int32_t are refused, not wrapped to a method or device the library knows.
+	wantCode(t, func() error {
+		_, err := task.Train(context.Background(), TrainParams{Method: Method(1<<32 | int(MethodSentenceEmbedding))}, nil)
+		return err
+	}(), "INVALID_ARGUMENT")
+	wantCode(t, func() error {
+		_, err := task.Train(context.Background(), TrainParams{Device: Device(1 << 32)}, nil)
+		return err
+	}(), "INVALID_ARGUMENT")
 	if v, err := task.Train(context.Background(), TrainParams{Method: MethodSentenceEmbedding, LearningRate: 1e-3}, nil); err != nil || v != "v4" {
 		t.Fatalf("sentence-embedding run: %q %v", v, err)
 	}

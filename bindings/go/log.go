@@ -50,13 +50,17 @@ var logger struct {
 // default: nothing is printed). Process-wide. fn may be called from any thread, also
 // lmbff's training thread, and must not call lmbff itself.
 func SetLogger(fn func(level LogLevel, message string), maxLevel LogLevel) error {
+	level, err := int32Arg("maxLevel", int(maxLevel))
+	if err != nil {
+		return err
+	}
 	logger.Lock()
 	defer logger.Unlock()
 	var h cgo.Handle
 	if fn != nil {
 		h = cgo.NewHandle(fn)
 	}
-	if err := call(func() C.lmbff_status { return C.lmbff_go_set_log(C.int32_t(maxLevel), C.uintptr_t(h)) }); err != nil {
+	if err := call(func() C.lmbff_status { return C.lmbff_go_set_log(level, C.uintptr_t(h)) }); err != nil {
 		if h != 0 {
 			h.Delete()
 		}

@@ -242,14 +242,14 @@ const LOG_EVERY_MS = 50;
 // Delivers every queued message to the logger. A logger that throws must not fail the
 // call that drains (or leak its result): its error becomes a process warning, once.
 function drainLog() {
-  if (!logger) return;
   const level = [0];
-  for (let m = c.logNext(level); m !== null; m = c.logNext(level)) {
+  // Read per message: a logger may replace itself, or stop logging, from inside.
+  for (let l = logger, m = l && c.logNext(level); l && m !== null; l = logger, m = l && c.logNext(level)) {
     try {
-      logger.fn(level[0], m);
+      l.fn(level[0], m);
     } catch (e) {
-      if (!logger.threw) process.emitWarning(`the lmbff logger threw (reported once; its later errors are dropped): ${e && e.stack ? e.stack : e}`, 'LmbffLoggerWarning');
-      logger.threw = true;
+      if (!l.threw) process.emitWarning(`the lmbff logger threw (reported once; its later errors are dropped): ${e && e.stack ? e.stack : e}`, 'LmbffLoggerWarning');
+      l.threw = true;
     }
   }
 }
@@ -439,7 +439,7 @@ const TRAIN_OPTIONS = {
   }],
   seed: ['seed', (v) => whole(TRAIN_WHAT, 'seed', v, 0, 0xffffffffffffffffn)],
   device: ['device', (v) => {
-    if (!(v in DEVICES)) throw invalid(TRAIN_WHAT, `device ${JSON.stringify(v)}: use one of ${Object.keys(DEVICES).join(', ')}`);
+    if (!Object.hasOwn(DEVICES, v)) throw invalid(TRAIN_WHAT, `device ${JSON.stringify(v)}: use one of ${Object.keys(DEVICES).join(', ')}`);
     return DEVICES[v];
   }],
   deviceIndex: ['device_index', (v) => whole(TRAIN_WHAT, 'deviceIndex', v)],
@@ -450,7 +450,7 @@ const TRAIN_OPTIONS = {
   demoFilter: ['demo_filter', (v) => bool(TRAIN_WHAT, 'demoFilter', v)],
   demoFilterModel: ['demo_filter_model', (v) => str(TRAIN_WHAT, 'demoFilterModel', v, true)],
   method: ['method', (v) => {
-    if (!(v in METHODS)) throw invalid(TRAIN_WHAT, `method ${JSON.stringify(v)}: use one of ${Object.keys(METHODS).join(', ')}`);
+    if (!Object.hasOwn(METHODS, v)) throw invalid(TRAIN_WHAT, `method ${JSON.stringify(v)}: use one of ${Object.keys(METHODS).join(', ')}`);
     return METHODS[v];
   }],
   calibrate: ['calibrate', (v) => bool(TRAIN_WHAT, 'calibrate', v)],
@@ -572,7 +572,8 @@ class Task {
   /**
    * Trains a new model version in lmbff's background thread; resolves to the version
    * ('v1', ...). onProgress({step, total}) is called as it goes (if it throws, the run
-   * is cancelled and the promise rejects with that error); signal (an AbortSignal)
+   * is cancelled and the promise rejects with that error; a throw on the last call,
+   * after the run has ended, is a process warning and the result stands); signal (an AbortSignal)
    * cancels the run (the promise then rejects with code 'CANCELLED'; a signal already
    * aborted cancels it at once). device is 'auto' (CUDA when the machine has it, else
    * the CPU), 'cpu' or 'cuda' (deviceIndex picks the GPU). demonstrations appends one labelled example per class to every input (LM-BFF); the version then
@@ -628,8 +629,14 @@ class Task {
         try {
           if (onProgress && !thrown) onProgress({ step: Number(step[0]), total: Number(total[0]) });
         } catch (e) {
-          thrown = e;
-          c.runCancel(run);
+          // A run that has ended can no longer be cancelled: its result stands (a saved
+          // version is not hidden behind the error), which becomes a process warning.
+          if (state[0] === 0) {
+            thrown = e;
+            c.runCancel(run);
+          } else {
+            process.emitWarning(`onProgress threw after the training run had ended (its result stands): ${e && e.stack ? e.stack : e}`, 'LmbffProgressWarning');
+          }
         }
         drainLog();
         // Wait by polling: lmbff_run_wait here would block the event loop.

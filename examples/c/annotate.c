@@ -31,11 +31,20 @@ static int check(lmbff_status s, const char *what) {
     exit(1);
 }
 
+static const char *stage_name(int32_t stage) {
+    switch (stage) {
+    case LMBFF_STAGE_ADAPT: return "adapt";
+    case LMBFF_STAGE_TRAIN: return "train";
+    case LMBFF_STAGE_EVALUATE: return "evaluate";
+    default: return "stage";
+    }
+}
+
 static bool progress(int32_t stage, size_t step, size_t total, double loss, double metric, void *user_data) {
     (void)metric;
     (void)user_data;
     int width = 30, done = total ? (int)(width * step / total) : width;
-    fprintf(stderr, "\r%s [%.*s%*s] %zu/%zu", stage == LMBFF_STAGE_ADAPT ? "adapt" : "train", done,
+    fprintf(stderr, "\r%s [%.*s%*s] %zu/%zu", stage_name(stage), done,
             "==============================", width - done, "", step, total);
     if (!isnan(loss)) fprintf(stderr, " loss %.4f", loss);
     if (step == total) fprintf(stderr, "\n");
@@ -80,13 +89,18 @@ int main(int argc, char **argv) {
     else
         check(lmbff_task_create(&tp, &task), "lmbff_task_create");
 
-    /* 16 labelled examples per class. */
-    FILE *f = fopen("data/reviews/train.tsv", "r");
-    if (!f) { perror("data/reviews/train.tsv"); return 1; }
+    /* Every path frees what it holds (the clean-up at `done`). */
+    int rc = 1;
     char *line = NULL;
     size_t cap = 0;
+    item pool[POOL_MAX];
+    size_t n = 0;
+
+    /* 16 labelled examples per class. */
+    FILE *f = fopen("data/reviews/train.tsv", "r");
+    if (!f) { perror("data/reviews/train.tsv"); goto done; }
     int per_class[2] = {0, 0};
-    if (getline(&line, &cap, f) < 0) return 1; /* header */
+    if (getline(&line, &cap, f) < 0) { fprintf(stderr, "data/reviews/train.tsv: no header line\n"); goto done; }
     while (!reopened && getline(&line, &cap, f) > 0) {
         char *tab = strrchr(line, '\t');
         if (!tab) continue;
@@ -99,20 +113,18 @@ int main(int argc, char **argv) {
     fclose(f);
 
     /* The unlabeled pool. */
-    item pool[POOL_MAX];
-    size_t n = 0;
     f = fopen("data/reviews/unlabeled.txt", "r");
-    if (!f) { perror("data/reviews/unlabeled.txt"); return 1; }
+    if (!f) { perror("data/reviews/unlabeled.txt"); goto done; }
     ssize_t got;
     while (n < POOL_MAX && (got = getline(&line, &cap, f)) > 0) {
         if (line[got - 1] == '\n') line[got - 1] = 0;
         if (!*line) continue;
-        pool[n].text = strdup(line);
+        if (!(pool[n].text = strdup(line))) { fprintf(stderr, "out of memory\n"); goto done; }
         if (!reopened) check(lmbff_task_add_unlabeled(task, line, NULL, NULL), "lmbff_task_add_unlabeled");
         n++;
     }
     fclose(f);
-    free(line);
+    f = NULL;
     size_t examples[2], unlabeled;
     check(lmbff_task_counts(task, 0, &examples[0], &unlabeled), "lmbff_task_counts");
     check(lmbff_task_counts(task, 1, &examples[1], NULL), "lmbff_task_counts");
@@ -151,8 +163,12 @@ int main(int argc, char **argv) {
     printf("model %s: %zu pool items, least certain first\n", version, n);
     for (size_t i = 0; i < n && i < 10; i++)
         printf("%s\t%.3f\t%.3f\t%s\n", lmbff_predictor_label(pred, pool[i].label), pool[i].p, pool[i].margin, pool[i].text);
-    for (size_t i = 0; i < n; i++) free(pool[i].text);
     lmbff_predictor_free(pred);
+    rc = 0;
+done:
+    for (size_t i = 0; i < n; i++) free(pool[i].text);
+    free(line);
+    if (f) fclose(f);
     lmbff_task_free(task);
-    return 0;
+    return rc;
 }

@@ -6,13 +6,16 @@
 //       -Ltarget/serve/release -llmbff -lpthread -Wl,-rpath,$PWD/target/serve/release -o batch_predict
 //   (one command)
 //   ./batch_predict EXPORT_DIR THREADS < texts.txt
+#include <algorithm>
 #include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstring>
 #include <exception>
 #include <iostream>
+#include <stdexcept>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <vector>
 

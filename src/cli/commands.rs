@@ -69,6 +69,14 @@ fn read_labelled(l: &Loaded, file: &Path) -> Result<Vec<Example>> {
             l.prompt.template.source()
         )));
     }
+    if l.prompt.template.num_sentences() == 2 && examples.iter().any(|e| e.text_b.is_none()) {
+        return Err(Error::InvalidArgument(format!(
+            "{} has one sentence a row, and the template {:?} reads two: give a file with both sentence columns \
+             (sentence1 and sentence2) or a one-sentence template",
+            file.display(),
+            l.prompt.template.source()
+        )));
+    }
     Ok(examples)
 }
 
@@ -180,7 +188,7 @@ pub fn adapt(a: AdaptArgs) -> Result<()> {
     })?;
     params.trainable.check(l.model.config.num_hidden_layers as usize)?;
     let test = match &a.zero_shot_test {
-        Some(f) => Some(read_examples(f, &labels_of(&l))?),
+        Some(f) => Some(read_labelled(&l, f)?),
         None => None,
     };
     let head = Head::for_prompt(&l.model, &l.prompt)?;
@@ -280,10 +288,11 @@ fn parse_method(s: &str, accepted: &str) -> Result<Method> {
     }
 }
 
-const TRAIN_METHODS: &str = "prompt, plain, sentence-embedding or zero-shot-words";
+const TRAIN_METHODS: &str = "auto, prompt, plain, sentence-embedding or zero-shot-words";
 
 #[derive(Debug, Args)]
 pub struct TrainArgs {
+    /// HF model directory (or a saved checkpoint) to start from.
     #[arg(long)]
     pub model: PathBuf,
     /// Training examples (every method but zero-shot-words, which trains nothing).
@@ -293,13 +302,17 @@ pub struct TrainArgs {
     /// and what --calibrate fits on).
     #[arg(long)]
     pub dev: Option<PathBuf>,
+    /// Test examples, scored after training (test_acc).
     #[arg(long)]
     pub test: Option<PathBuf>,
-    /// prompt (LM-BFF), plain ([CLS] head), sentence-embedding (SetFit-style; uses --lr
-    /// and --seed, SetFit's schedule otherwise) or zero-shot-words (no training and no
-    /// example: each input takes the class whose label word its 3 closest tokens come
-    /// nearest, read by the model as it is; saved as a sentence-embedding model).
-    #[arg(long, default_value = "prompt")]
+    /// auto (the library's choice, docs/methods.md: prompt with --demos; sentence-embedding
+    /// for a checkpoint without a masked-LM head; otherwise prompt if its zero-shot answers
+    /// on the --train examples beat chance, else sentence-embedding), prompt (LM-BFF),
+    /// plain ([CLS] head), sentence-embedding (SetFit-style; uses --lr and --seed,
+    /// SetFit's schedule otherwise) or zero-shot-words (no training and no example: each
+    /// input takes the class whose label word its 3 closest tokens come nearest, read by
+    /// the model as it is; saved as a sentence-embedding model).
+    #[arg(long, default_value = "auto")]
     pub method: String,
     /// Save the fine-tuned prompt or sentence-embedding model (HF directory + lmbff.json) here.
     #[arg(long)]
@@ -327,18 +340,28 @@ pub struct TrainArgs {
     pub task: TaskArgs,
 }
 
-pub fn train(a: TrainArgs) -> Result<()> {
+pub fn train(mut a: TrainArgs) -> Result<()> {
     if a.method == "zero-shot-words" {
         return train_zero_shot_words(a);
     }
-    if a.method != "sentence-embedding" {
+    if !["sentence-embedding", "auto"].contains(&a.method.as_str()) {
         parse_method(&a.method, TRAIN_METHODS)?;
     }
     let (Some(train_file), Some(dev_file)) = (a.train.clone(), a.dev.clone()) else {
         return Err(Error::InvalidArgument(format!("--method {} trains on --train and keeps the best on --dev: give both", a.method)));
     };
+    // The automatic choice loads the model and reads the examples; the method chosen
+    // goes on with them, and its own checks of the flags follow.
+    let mut loaded = None;
+    if a.method == "auto" {
+        check_train_out(&a)?;
+        let (method, reason, l, sets) = choose_auto(&a, &train_file, &dev_file)?;
+        eprintln!("method {method} (--method auto): {reason}");
+        a.method = method.into();
+        loaded = Some((l, sets));
+    }
     if a.method == "sentence-embedding" {
-        return train_embedding(a, &train_file, &dev_file);
+        return train_embedding(a, &train_file, &dev_file, loaded);
     }
     let method = parse_method(&a.method, TRAIN_METHODS)?;
     if !a.anchor_templates.is_empty() {
@@ -356,12 +379,11 @@ pub fn train(a: TrainArgs) -> Result<()> {
         ));
     }
     check_train_out(&a)?;
-    let l = a.task.load(&a.model, a.fit.seed)?;
+    // Every file is read before training: a typo shows now, not after it.
+    let (l, (tr, dev, test_ex)) = load_and_read(&a, &train_file, &dev_file, loaded)?;
     if method == Method::Prompt {
         l.note_new_head();
     }
-    // Every file is read before training: a typo shows now, not after it.
-    let (tr, dev, test_ex) = read_sets(&l, &train_file, &dev_file, a.test.as_deref())?;
     let mut bar = Bar::new(method.name());
     let (report, head) = train::finetune(&l.model, &l.tok, &l.prompt, method, &tr, &dev, &a.fit.params(), &mut |p| bar.update(p))?;
     bar.finish();
@@ -380,19 +402,74 @@ pub fn train(a: TrainArgs) -> Result<()> {
     Ok(())
 }
 
+/// The train, dev and (if given) test examples.
+type Sets = (Vec<Example>, Vec<Example>, Option<Vec<Example>>);
+
+/// `train --method auto`: the library's choice ([`crate::task::choose_method`]) on the
+/// model and the --train examples, with the reason in words, and the model and every
+/// input file as read (a missing one is named before the choice).
+fn choose_auto(a: &TrainArgs, train_file: &Path, dev_file: &Path) -> Result<(&'static str, String, Loaded, Sets)> {
+    let l = a.task.load(&a.model, a.fit.seed)?;
+    let sets = read_sets(&l, train_file, dev_file, a.test.as_deref())?;
+    let p = crate::task::RunParams { demonstrations: a.fit.demos, ..crate::task::RunParams::default() };
+    let (method, reason) = crate::task::choose_method(&l.model, &l.tok, &l.prompt, &sets.0, false, &p)?;
+    Ok((method.name(), reason, l, sets))
+}
+
+/// The model and the input files: as the automatic choice left them, or loaded and read now.
+fn load_and_read(a: &TrainArgs, train_file: &Path, dev_file: &Path, loaded: Option<(Loaded, Sets)>) -> Result<(Loaded, Sets)> {
+    match loaded {
+        Some(both) => Ok(both),
+        None => {
+            let l = a.task.load(&a.model, a.fit.seed)?;
+            let sets = read_sets(&l, train_file, dev_file, a.test.as_deref())?;
+            Ok((l, sets))
+        }
+    }
+}
+
+/// A sentence-embedding model (`m`, read from `model`) is read by its classifier with the
+/// classes, template and length it was trained with: a flag that sets one of them is
+/// refused by name (`what` the command does with the model: "scored", "exported").
+pub(super) fn refuse_prompt_settings(m: &Manifest, task: &TaskArgs, model: &Path, what: &str) -> Result<()> {
+    let given = [
+        ("--labels", task.labels.is_some()),
+        ("--template", task.template.is_some()),
+        ("--max-len", task.max_len.is_some()),
+        ("--first-sent-limit", task.first_sent_limit.is_some()),
+        ("--other-sent-limit", task.other_sent_limit.is_some()),
+    ];
+    match given.iter().find(|(_, set)| *set).filter(|_| m.classifier.is_some()) {
+        Some((flag, _)) => Err(Error::InvalidArgument(format!(
+            "{} is a sentence-embedding model, {what} by its classifier with the classes ({:?}), template and length it \
+             was trained with: {flag} does not apply",
+            model.display(),
+            m.labels
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// `--out` of `train`, checked before training ([`check_out`]).
 fn check_train_out(a: &TrainArgs) -> Result<()> {
     a.out.as_ref().map_or(Ok(()), |out| check_out(out, "--out", &a.model, crate::checkpoint::MANIFEST_FILE))
 }
 
-/// The train, dev and (if given) test examples ([`read_labelled`]).
-#[allow(clippy::type_complexity)]
-fn read_sets(l: &Loaded, train_file: &Path, dev_file: &Path, test_file: Option<&Path>) -> Result<(Vec<Example>, Vec<Example>, Option<Vec<Example>>)> {
-    Ok((read_labelled(l, train_file)?, read_labelled(l, dev_file)?, test_file.map(|f| read_labelled(l, f)).transpose()?))
+/// The train, dev and (if given) test examples ([`read_labelled`]); a class that has no
+/// training example is named in a warning (the model can hardly learn it).
+fn read_sets(l: &Loaded, train_file: &Path, dev_file: &Path, test_file: Option<&Path>) -> Result<Sets> {
+    let sets = (read_labelled(l, train_file)?, read_labelled(l, dev_file)?, test_file.map(|f| read_labelled(l, f)).transpose()?);
+    let names = labels_of(l);
+    let gold = gold_labels(&sets.0);
+    let missing: Vec<&String> = names.iter().enumerate().filter(|(c, _)| !gold.contains(c)).map(|(_, n)| n).collect();
+    if !missing.is_empty() {
+        eprintln!("warning: {} has no training example of class {missing:?}", train_file.display());
+    }
+    Ok(sets)
 }
 
 /// `train --method sentence-embedding`: contrastive fine-tuning and the logistic head.
-fn train_embedding(a: TrainArgs, train_file: &Path, dev_file: &Path) -> Result<()> {
+fn train_embedding(a: TrainArgs, train_file: &Path, dev_file: &Path, loaded: Option<(Loaded, Sets)>) -> Result<()> {
     if a.fit.demos {
         return Err(Error::InvalidArgument("--demos needs the prompt method, not sentence-embedding".into()));
     }
@@ -407,10 +484,9 @@ fn train_embedding(a: TrainArgs, train_file: &Path, dev_file: &Path) -> Result<(
         return Err(Error::InvalidArgument("--anchor-template adds label anchors, and --no-anchors turns them off: give one or the other".into()));
     }
     check_train_out(&a)?;
-    let l = a.task.load(&a.model, a.fit.seed)?;
+    let (l, (tr, dev, test_ex)) = load_and_read(&a, train_file, dev_file, loaded)?;
     // A template that cannot give anchors is refused before any training.
     let anchor_templates = l.prompt.parse_anchor_templates(&a.anchor_templates)?;
-    let (tr, dev, test_ex) = read_sets(&l, train_file, dev_file, a.test.as_deref())?;
     // Its own default learning rate (2e-5, SetFit's), not the prompt method's 1e-5.
     let lr = a.fit.lr.unwrap_or(train::EmbedParams::default().lr);
     let ep = train::EmbedParams { lr, seed: a.fit.seed, anchor_templates, max_steps: a.embedding_max_steps.unwrap_or(crate::task::DEFAULT_EMBEDDING_MAX_STEPS), ..train::EmbedParams::default() }
@@ -554,8 +630,10 @@ fn calibrate(dev_logits: &[Vec<f32>], dev: &[Example], test: Option<(&[Vec<f32>]
 
 #[derive(Debug, Args)]
 pub struct EvalArgs {
+    /// A model saved by `train --out` (or an HF masked LM, read with --template and --labels).
     #[arg(long)]
     pub model: PathBuf,
+    /// Labelled examples to score.
     #[arg(long)]
     pub test: PathBuf,
     #[command(flatten)]
@@ -581,21 +659,7 @@ pub fn eval(a: EvalArgs) -> Result<()> {
                 a.model.display()
             )));
         }
-        let given = [
-            ("--labels", a.task.labels.is_some()),
-            ("--template", a.task.template.is_some()),
-            ("--max-len", a.task.max_len.is_some()),
-            ("--first-sent-limit", a.task.first_sent_limit.is_some()),
-            ("--other-sent-limit", a.task.other_sent_limit.is_some()),
-        ];
-        if let Some((flag, _)) = given.iter().find(|(_, set)| *set).filter(|_| m.classifier.is_some()) {
-            return Err(Error::InvalidArgument(format!(
-                "{} is a sentence-embedding model, scored by its classifier with the classes ({:?}), template and length it \
-                 was trained with: {flag} does not apply",
-                a.model.display(),
-                m.labels
-            )));
-        }
+        refuse_prompt_settings(&m, &a.task, &a.model, "scored")?;
     }
     let l = a.task.load(&a.model, 0)?;
     let ex = read_labelled(&l, &a.test)?;
@@ -630,6 +694,7 @@ pub fn eval(a: EvalArgs) -> Result<()> {
 
 #[derive(Debug, Args)]
 pub struct CompareArgs {
+    /// HF model directory the prompt method fine-tunes (and plain, without --plain-model).
     #[arg(long)]
     pub model: PathBuf,
     /// Model for plain fine-tuning, if not --model (e.g. the encoder before adaptation).
@@ -777,14 +842,17 @@ pub fn compare(a: CompareArgs) -> Result<()> {
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
+    /// HF model directory whose prompt fine-tuning steps are timed.
     #[arg(long)]
     pub model: PathBuf,
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, value_parser = super::at_least_one)]
     pub batch_size: usize,
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 128, value_parser = super::at_least_one)]
     pub seq_len: usize,
-    #[arg(long, default_value_t = 20)]
+    /// Timed steps.
+    #[arg(long, default_value_t = 20, value_parser = super::at_least_one)]
     pub steps: usize,
+    /// Untimed steps first.
     #[arg(long, default_value_t = 3)]
     pub warmup: usize,
     #[command(flatten)]

@@ -25,8 +25,8 @@ pub struct HarnessArgs {
     pub seeds: Vec<u64>,
     /// Methods, comma-separated: majority, zero-shot, zero-shot-words, in-context, plain,
     /// prompt, prompt-demos, prompt-demos-filter, prompt-auto-1 to -4, full-data,
-    /// sentence-embedding, sentence-embedding-anchors, sentence-embedding-words
-    /// (docs/harness.md).
+    /// sentence-embedding, sentence-embedding-anchors, sentence-embedding-anchors-auto,
+    /// sentence-embedding-words (docs/harness.md).
     #[arg(long, value_delimiter = ',', default_value = "majority,zero-shot,plain,prompt,prompt-demos")]
     pub methods: Vec<String>,
     /// Model of the prompt methods (zero-shot, in-context, prompt, prompt-demos, ...).

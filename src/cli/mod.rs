@@ -46,6 +46,15 @@ enum Command {
 }
 
 /// Runs the command line; returns the process exit code.
+/// A count of at least 1, as clap parses a flag's value.
+pub(crate) fn at_least_one(s: &str) -> std::result::Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("give 1 or more".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 pub fn main() -> i32 {
     let cli = Cli::parse();
     let result = match cli.command {

@@ -39,7 +39,7 @@ pub struct ExportArgs {
     pub triton: Option<String>,
     /// Export as regression over LOW,HIGH (two label words: lower pole, upper pole); the
     /// model then also outputs `score` = LOW + (HIGH - LOW) * p(upper pole).
-    #[arg(long, value_name = "LOW,HIGH", value_delimiter = ',')]
+    #[arg(allow_hyphen_values = true, long, value_name = "LOW,HIGH", value_delimiter = ',')]
     pub regression: Option<Vec<f32>>,
     /// Triton's max_batch_size.
     #[arg(long, default_value_t = 64)]
@@ -60,9 +60,12 @@ pub fn export_cmd(mut a: ExportArgs) -> Result<()> {
         eprintln!("note: export runs on the CPU; --device {} is not used", a.task.device);
     }
     a.task.device = "cpu".into();
-    let l = a.task.load(&a.model, 0)?;
     let trained = crate::checkpoint::Manifest::read(&a.model).ok();
     let embedding = trained.as_ref().filter(|m| m.method == crate::checkpoint::METHOD_EMBEDDING);
+    if let Some(m) = embedding {
+        super::commands::refuse_prompt_settings(m, &a.task, &a.model, "exported")?;
+    }
+    let l = a.task.load(&a.model, 0)?;
     if embedding.is_none() {
         l.note_new_head();
     }
@@ -105,7 +108,7 @@ pub struct PredictArgs {
     #[arg(long, default_value = "-")]
     pub input: String,
     /// Largest batch run at once (larger inputs are split).
-    #[arg(long, default_value_t = 16, value_parser = at_least_one)]
+    #[arg(long, default_value_t = 16, value_parser = super::at_least_one)]
     pub batch_size: usize,
     /// ONNX Runtime intra-op threads (0: all cores).
     #[arg(long, default_value_t = 0)]
@@ -251,15 +254,6 @@ fn count_lines(path: &std::path::Path) -> Result<usize> {
     }
 }
 
-/// A count of at least 1, as clap parses a flag's value.
-fn at_least_one(s: &str) -> std::result::Result<usize, String> {
-    match s.parse::<usize>() {
-        Ok(0) => Err("give 1 or more".into()),
-        Ok(n) => Ok(n),
-        Err(e) => Err(e.to_string()),
-    }
-}
-
 pub fn predict_cmd(a: PredictArgs) -> Result<()> {
     if a.label_studio.as_ref().is_some_and(|l| l.len() != 2) {
         return Err(Error::InvalidArgument("--label-studio takes FROM,TO (the labelling config's from_name and to_name)".into()));
@@ -358,13 +352,14 @@ pub struct BenchPredictArgs {
     /// Labelled TSV (sentence column) or text file; the first --n inputs are used.
     #[arg(long)]
     pub texts: String,
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 1000, value_parser = super::at_least_one)]
     pub n: usize,
     #[arg(long, default_value = "1,8,64,256", value_delimiter = ',')]
     pub batch_sizes: Vec<usize>,
     /// Threads for ONNX Runtime and libtorch alike.
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
+    /// libonnxruntime to load (default: LMBFF_ORT_LIB, ORT_DYLIB_PATH, next to the library).
     #[arg(long)]
     pub ort_lib: Option<PathBuf>,
     /// Name of the ONNX Runtime rows in the output (e.g. lmbff-ort-int8).

@@ -28,10 +28,10 @@ pub struct TaskArgs {
     #[arg(long)]
     pub max_len: Option<usize>,
     /// Token limit of the first sentence (LM-BFF's first_sent_limit). Default: the manifest's.
-    #[arg(long)]
+    #[arg(long, value_parser = super::at_least_one)]
     pub first_sent_limit: Option<usize>,
     /// Token limit of the other sentences (LM-BFF's other_sent_limit). Default: the manifest's.
-    #[arg(long)]
+    #[arg(long, value_parser = super::at_least_one)]
     pub other_sent_limit: Option<usize>,
     /// Device: cpu, cuda, cuda:N or auto.
     #[arg(long, default_value = "auto")]
@@ -94,6 +94,16 @@ impl TaskArgs {
         }
         // A model directory without lmbff.json is an ordinary HF model; a broken or too
         // new manifest is an error, not a silent fallback to defaults.
+        if !dir.join("config.json").exists() && dir.join(crate::export::EXPORT_MANIFEST).exists() {
+            return Err(Error::InvalidArgument(format!(
+                "{} is an ONNX export ({}), not a model folder: `lmbff predict --export` serves it",
+                dir.display(),
+                crate::export::EXPORT_MANIFEST
+            )));
+        }
+        if let Some(n) = self.max_len.filter(|&n| n < 4) {
+            return Err(Error::InvalidArgument(format!("--max-len {n} is too small: an input needs at least 4 tokens")));
+        }
         let manifest = if dir.join(MANIFEST_FILE).exists() { Some(Manifest::read(dir)?) } else { None };
         let tok = Tokenizer::from_dir(dir)?;
         let template = self

@@ -69,6 +69,10 @@ pub struct MaskedLm {
     encoder: Encoder,
     head: MlmHead,
     report: LoadReport,
+    /// Whether the masked-LM head holds more than a new initialisation: it came with the
+    /// checkpoint, or adaptation or prompt fine-tuning trained it. A save leaves an
+    /// untrained one out, so that the saved model loads as headless again.
+    head_trained: std::sync::atomic::AtomicBool,
 }
 
 impl MaskedLm {
@@ -94,11 +98,18 @@ impl MaskedLm {
                 }
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(MaskedLm { vs, config, arch, raw_config, source_dir: dir.to_path_buf(), tokenizer_files, encoder, head, report })
+        let head_trained = std::sync::atomic::AtomicBool::new(!report.head_initialised);
+        Ok(MaskedLm { vs, config, arch, raw_config, source_dir: dir.to_path_buf(), tokenizer_files, encoder, head, report, head_trained })
     }
 
     pub fn load_report(&self) -> &LoadReport {
         &self.report
+    }
+
+    /// Records that training is moving the masked-LM head (adaptation, prompt
+    /// fine-tuning): a save then writes it, and the saved model loads with it.
+    pub fn mark_head_trained(&self) {
+        self.head_trained.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The directory the model was loaded from (its tokenizer files live there).
@@ -189,12 +200,15 @@ impl MaskedLm {
     }
 
     /// Writes an ordinary HF model directory: `model.safetensors` (the encoder and the
-    /// masked-LM head; the decoder is tied, so it is not stored twice), `config.json`
+    /// masked-LM head; the decoder is tied, so it is not stored twice; a head initialised
+    /// at load and never trained is left out, so the saved model again loads as one
+    /// without a head, [`LoadReport::head_initialised`]), `config.json`
     /// naming the masked-LM class, and the tokenizer files of the source directory (as
     /// they were when the model was loaded).
     /// `dir` must exist; callers make the write atomic (see `checkpoint`).
     pub fn save_pretrained(&self, dir: &Path) -> Result<()> {
-        weights::write_safetensors(&self.vs, &dir.join("model.safetensors"), Some("classifier."))?;
+        let with_head = self.head_trained.load(std::sync::atomic::Ordering::Relaxed);
+        weights::write_safetensors(&self.vs, &dir.join("model.safetensors"), |name| name.starts_with("classifier.") || (!with_head && weights::is_head(name)))?;
         let mut cfg = self.raw_config.clone();
         cfg["architectures"] = serde_json::json!([self.arch.mlm_class()]);
         // What is written: fp32 weights, the decoder tied (not stored), whatever the

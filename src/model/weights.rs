@@ -84,7 +84,7 @@ fn pickle_error(file: &Path, e: tch::TchError) -> Error {
     }
 }
 
-fn is_head(name: &str) -> bool {
+pub(crate) fn is_head(name: &str) -> bool {
     name.starts_with("cls.") || name.starts_with("lm_head.")
 }
 
@@ -190,12 +190,13 @@ pub fn assign(vs: &nn::VarStore, ckpt: HashMap<String, Tensor>, arch: Arch, file
     Ok(LoadReport { file: file.to_path_buf(), head_initialised, unused })
 }
 
-/// Writes every variable of the store (HF names, on CPU, contiguous) as safetensors.
-pub fn write_safetensors(vs: &nn::VarStore, file: &Path, skip_prefix: Option<&str>) -> Result<()> {
+/// Writes every variable of the store that `skip` does not name (HF names, on CPU,
+/// contiguous) as safetensors.
+pub fn write_safetensors(vs: &nn::VarStore, file: &Path, skip: impl Fn(&str) -> bool) -> Result<()> {
     let vars = vs.variables();
     let mut named: Vec<(String, Tensor)> = Vec::with_capacity(vars.len());
     for (name, t) in vars {
-        if skip_prefix.is_some_and(|p| name.starts_with(p)) {
+        if skip(&name) {
             continue;
         }
         named.push((name, t.f_detach()?.f_to_device(tch::Device::Cpu)?.f_contiguous()?));

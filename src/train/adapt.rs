@@ -366,12 +366,18 @@ pub fn adapt(
 ) -> Result<AdaptReport> {
     p.check()?;
     p.trainable.check(model.config.num_hidden_layers as usize)?;
-    let max_len = p.max_len.min(model.config.max_input_len() as usize);
+    let positions = model.config.max_input_len().max(0) as usize;
+    if positions < 4 {
+        return Err(Error::InvalidArgument(format!("the model reads at most {positions} tokens: adaptation needs sequences of at least 4")));
+    }
+    let max_len = p.max_len.min(positions);
     let data = tokenize_corpus(tok, texts, max_len)?;
     if data.is_empty() {
         return Err(Error::InvalidArgument("no unlabeled text to adapt on".into()));
     }
     set_trainable(model, p.trainable);
+    // Every choice of weights trains the head: a save from now on writes it.
+    model.mark_head_trained();
     // Whatever happens (error, cancellation), leave every weight trainable again.
     struct Unfreeze<'a>(&'a MaskedLm);
     impl Drop for Unfreeze<'_> {
@@ -423,8 +429,17 @@ pub fn adapt(
         let logits = model.head().logits(&model.head().transform(&h)?, model.word_embeddings())?;
         let target = flat_labels.f_index_select(0, &picked)?;
         let loss = logits.f_to_kind(Kind::Float)?.f_cross_entropy_loss::<Tensor>(&target, None, tch::Reduction::Mean, -100, 0.0)?;
+        let loss_value = loss.f_double_value(&[])?;
+        // A non-finite loss would step every weight to NaN, and those would be saved.
+        if !loss_value.is_finite() {
+            return Err(Error::InvalidArgument(format!(
+                "adaptation diverged: the masked-LM loss is {loss_value} at step {} (learning rate {}): lower it",
+                step + 1,
+                p.lr
+            )));
+        }
         opt.step(&loss, step)?;
-        st.window.push(loss.f_double_value(&[])?);
+        st.window.push(loss_value);
         let done = step + 1;
         if done % 10 == 0 || done == p.steps {
             st.loss_curve.push((done, st.window.iter().sum::<f64>() / st.window.len() as f64));

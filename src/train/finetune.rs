@@ -273,7 +273,11 @@ pub fn finetune(
     tch::manual_seed(p.seed as i64);
     let mut rng = ChaCha8Rng::seed_from_u64(p.seed);
     let head = match method {
-        Method::Prompt => Head::for_prompt(model, prompt)?,
+        Method::Prompt => {
+            // Prompt fine-tuning trains the masked-LM head with the rest: a save writes it.
+            model.mark_head_trained();
+            Head::for_prompt(model, prompt)?
+        }
         Method::Cls => Head::Cls(model.new_cls_head(prompt.verbalizer.num_labels())?),
     };
     let pad = tok.special().pad;

@@ -69,6 +69,10 @@ test('train rejects a controller passed as its signal, and starts nothing', asyn
   await assert.rejects(task.train({ method: 'zero-shot-words', device: 'cpu' }, { signal: new AbortController() }), invalid(/not an AbortSignal/));
   await assert.rejects(task.train({ method: 'zero-shot-words', steps: '10' }), invalid(/steps is "10"/));
   await assert.rejects(task.train({ method: 'zero-shot-words', warmStart: 5 }), invalid(/warmStart is a number/));
+  // Names of Object.prototype's members are not methods or devices (they reached koffi,
+  // which threw a TypeError instead of the promise rejecting).
+  await assert.rejects(task.train({ method: 'toString' }), invalid(/method "toString"/));
+  await assert.rejects(task.train({ device: '__proto__' }), invalid(/device "__proto__"/));
   assert.deepStrictEqual(task.versions(), []);
   // No run is left going: the logger can still be set.
   lmbff.setLogger(null);
@@ -98,6 +102,50 @@ test('a logger that throws does not fail the call that logged', async () => {
   await new Promise((resolve) => setImmediate(resolve));
   process.off('warning', onWarning);
   assert.ok(warned.some((m) => m.includes('logger broke')), `warnings: ${warned.slice(0, 3)}`);
+});
+
+test('a logger that stops logging from inside its call, and throws, fails nothing', async () => {
+  const warned = [];
+  const onWarning = (w) => warned.push(w.message);
+  process.on('warning', onWarning);
+  // The drain read the logger again after the call had set it to null (an uncaught
+  // TypeError: the process died, or the training promise never settled).
+  lmbff.setLogger(() => {
+    lmbff.setLogger(null);
+    throw new Error('logger gone');
+  }, lmbff.LogLevel.DEBUG);
+  try {
+    const task = savedTask('self-stopping-logger');
+    assert.strictEqual(await task.train({ method: 'zero-shot-words', device: 'cpu' }), 'v1');
+    task.close();
+    await new Promise((resolve) => setTimeout(resolve, 120)); // the timer's drain has run too
+  } finally {
+    lmbff.setLogger(null);
+    process.off('warning', onWarning);
+  }
+  assert.ok(warned.some((m) => m.includes('logger gone')), `warnings: ${warned.slice(0, 3)}`);
+});
+
+test('onProgress that throws once the run has ended hides no saved version', async () => {
+  const warned = [];
+  const onWarning = (w) => warned.push(w.message);
+  process.on('warning', onWarning);
+  const task = savedTask('late-progress-throw');
+  // The first poll comes after the run (a zero-shot version, no training) has ended.
+  const run = task.train({ method: 'zero-shot-words', device: 'cpu' }, { onProgress: () => { throw new Error('late'); }, pollMs: 5000 });
+  const outcome = await run.then((v) => ({ v }), (e) => ({ e }));
+  await new Promise((resolve) => setImmediate(resolve));
+  process.off('warning', onWarning);
+  if (outcome.e) {
+    // Cancelled while it ran: then nothing was saved.
+    assert.match(String(outcome.e), /late/);
+    assert.deepStrictEqual(task.versions(), []);
+  } else {
+    assert.strictEqual(outcome.v, 'v1');
+    assert.deepStrictEqual(task.versions(), ['v1']);
+    assert.ok(warned.some((m) => m.includes('onProgress threw after the training run had ended')), `warnings: ${warned.slice(0, 3)}`);
+  }
+  task.close();
 });
 
 test('a process that exits while a run trains exits cleanly', () => {
