@@ -40,7 +40,8 @@ install-files:
 	$(ENV) install -m 755 "$$LMBFF_ORT_LIB" $(DESTDIR)$(LIBDIR)/
 	sed -e 's|@PREFIX@|$(PREFIX)|; s|@LIBDIR@|$(LIBDIR)|; s|@INCLUDEDIR@|$(INCLUDEDIR)|; s|@VERSION@|$(VERSION)|' \
 	  packaging/lmbff.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/lmbff.pc
-	install -m 644 packaging/lmbff-config.cmake $(DESTDIR)$(LIBDIR)/cmake/lmbff/lmbff-config.cmake
+	sed -e "s|@INCLUDEDIR_FROM_HERE@|$$(realpath -m --relative-to=$(LIBDIR)/cmake/lmbff $(INCLUDEDIR))|" \
+	  packaging/lmbff-config.cmake.in > $(DESTDIR)$(LIBDIR)/cmake/lmbff/lmbff-config.cmake
 	sed -e 's|@VERSION@|$(VERSION)|' packaging/lmbff-config-version.cmake.in \
 	  > $(DESTDIR)$(LIBDIR)/cmake/lmbff/lmbff-config-version.cmake
 	@echo "installed lmbff $(VERSION) from $(BUILT) into $(DESTDIR)$(PREFIX)"

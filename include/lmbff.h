@@ -5,7 +5,8 @@
  * examples/c/annotate.c for the whole loop with checks)
  *
  *   const char *labels[] = {"negative", "positive"}, *words[] = {"terrible", "great"};
- *   lmbff_task_params tp = lmbff_task_default_params();
+ *   lmbff_task_params tp;
+ *   lmbff_task_params_init(&tp, sizeof tp);          // the library's defaults
  *   tp.model_dir = "/path/to/hf-model";            // config.json, tokenizer.json, weights
  *   tp.template_ = "{text} It was {mask}.";
  *   tp.labels = labels; tp.label_words = words; tp.num_labels = 2;
@@ -16,7 +17,8 @@
  *   ...                                            // 16 or so per class
  *   lmbff_task_save(task, "work/task");             // versions live in this folder
  *
- *   lmbff_train_params rp = lmbff_train_default_params();
+ *   lmbff_train_params rp;
+ *   lmbff_train_params_init(&rp, sizeof rp);
  *   char version[32];
  *   lmbff_train(task, &rp, NULL, NULL, version, sizeof version);  // or lmbff_train_start
  *   lmbff_task_export(task, version, "work/export", false);
@@ -374,7 +376,8 @@ typedef struct {
    */
   uint32_t demo_sets;
   /*
-   LMBFF_METHOD_AUTO (default), LMBFF_METHOD_PROMPT or LMBFF_METHOD_SENTENCE_EMBEDDING.
+   LMBFF_METHOD_AUTO (default), LMBFF_METHOD_PROMPT, LMBFF_METHOD_SENTENCE_EMBEDDING or
+   LMBFF_METHOD_ZERO_SHOT_WORDS (below).
    Auto takes the prompt method when demonstrations are on, the sentence-embedding
    method when the model has no masked-LM head (and adaptation_steps is 0), and
    otherwise the prompt method only if the prompt's zero-shot accuracy on the
@@ -571,8 +574,8 @@ lmbff_predictor_params lmbff_predictor_default_params(void);
  row, LMBFF_ERR_CONFLICT.
 
  # Safety
- `export_dir` is a NUL-terminated string; `params` is NULL or points to params from
- lmbff_predictor_default_params(); `out` is a valid pointer.
+ `export_dir` is a NUL-terminated string; `params` is NULL or points to params set up by
+ lmbff_predictor_params_init or lmbff_predictor_default_params(); `out` is a valid pointer.
  */
 lmbff_status lmbff_predictor_open(const char *export_dir,
                                   const lmbff_predictor_params *params,
@@ -765,7 +768,8 @@ lmbff_task_params lmbff_task_default_params(void);
  against the model's positions (LMBFF_ERR_INVALID_ARGUMENT). Free with lmbff_task_free.
 
  # Safety
- `params` points to params from lmbff_task_default_params(); `out` is valid.
+ `params` points to params set up by lmbff_task_params_init or
+ lmbff_task_default_params(); `out` is valid.
  */
 lmbff_status lmbff_task_create(const lmbff_task_params *params, lmbff_task **out);
 
@@ -929,13 +933,16 @@ lmbff_train_params lmbff_train_default_params(void);
  Starts training `task` in the background; the task is snapshotted now, so the host
  may go on registering. The task must have been saved (lmbff_task_save) or opened: its
  versions are stored in its directory (the one it was saved to or opened from when the
- run starts, even if the host saves it elsewhere meanwhile). `progress` (may be NULL)
+ run starts, even if the host saves it elsewhere meanwhile; a relative folder, and a
+ relative model folder, are taken against the current directory when the run starts). `progress` (may be NULL)
  runs on the training thread. Runs in one process train one after another. On success
  *out holds the run.
 
  # Safety
- `task` is a live task; `params` from lmbff_train_default_params(); `out` valid;
- `progress` and `user_data` usable from another thread until the run ends.
+ `task` is a live task; `params` set up by lmbff_train_params_init or
+ lmbff_train_default_params(); `out` valid;
+ `progress` and `user_data` usable from another thread until lmbff_run_wait or
+ lmbff_run_free returns (after lmbff_run_cancel a call may still be under way).
  */
 lmbff_status lmbff_train_start(lmbff_task *task,
                                const lmbff_train_params *params,
@@ -958,7 +965,13 @@ lmbff_status lmbff_run_poll(const lmbff_run *run, int32_t *state, size_t *step, 
  Asks the run to stop (from any thread); it ends LMBFF_ERR_CANCELLED at its next step,
  or within 50 ms if it is still waiting for another run of this process to end (runs
  in one process train one at a time). Once this returns, the run's progress callback
- is not called again (a call already under way on the training thread finishes).
+ is not started again, but the training thread may still be inside a call it began
+ (or had just decided to begin) before: the callback and its user_data stay valid until
+ lmbff_run_wait or lmbff_run_free returns. (Waiting for that call here could deadlock a
+ host whose callback takes a lock held by the thread that cancels.) A cancel that comes
+ after the run saved its version deletes that version; one that cannot be deleted
+ (another run took it as its warm start meanwhile, an I/O error) is the run's result
+ instead (LMBFF_OK, with a warning logged), so that no version is left unnamed.
 
  # Safety
  `run` is a live run.

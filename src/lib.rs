@@ -34,6 +34,7 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// CLI's `--threads`; `name` names the setting in the error), checked: 1 to 256, or to
 /// the machine's hardware threads where it has more. libtorch starts them at once, and
 /// tens of thousands take minutes to start.
+#[cfg(feature = "train")]
 pub(crate) fn torch_threads(n: i64, name: &str) -> Result<i32> {
     let hardware = std::thread::available_parallelism().map_or(1, |n| n.get());
     let most = 256.max(i32::try_from(hardware).unwrap_or(i32::MAX));

@@ -427,6 +427,19 @@ fn mistakes_are_named_before_the_work() {
     // It starts from a pretrained model: a trained one's labels (its order) would be
     // read against the demo's data wrongly.
     fails_with(&mut demo(&dir.join("demo-out")), "is a trained lmbff model");
+    // An empty split is named before the adaptation (its NaN accuracies compared false:
+    // the first setting was "chosen on dev").
+    let empty_dev = dir.join("reviews-empty-dev");
+    std::fs::create_dir_all(&empty_dev).unwrap();
+    for f in ["train.tsv", "test.tsv", "unlabeled.txt"] {
+        std::fs::copy(common::root().join("data/reviews").join(f), empty_dev.join(f)).unwrap();
+    }
+    std::fs::write(empty_dev.join("dev.tsv"), "sentence\tlabel\n").unwrap();
+    fails_with(
+        lmbff().args(["demo", "--device", "cpu", "--threads", "1", "--adapt-steps", "100000", "--labels", "0=bad,1=good", "--data"]).arg(&empty_dev)
+            .arg("--model").arg(&model).arg("--out").arg(dir.join("demo-empty")),
+        "dev.tsv: no examples",
+    );
     assert_eq!(std::fs::read(copy.join("model.safetensors")).unwrap(), weights);
     let zero_shot = |setting: [&str; 2]| {
         let mut c = lmbff();
@@ -567,6 +580,15 @@ fn mistakes_are_named_before_the_work() {
     assert!(!String::from_utf8_lossy(&o.stderr).contains("error"), "{}", String::from_utf8_lossy(&o.stderr));
     // bench-predict's --threads is named, not handed to libtorch (0 panicked there).
     fails_with(lmbff().args(["bench-predict", "--threads", "0", "--export"]).arg(&exported).arg("--texts").arg(&many), "--threads is 0: give 1 to");
+    // ONNX Runtime named by a relative path is found from the current directory (ort
+    // looked beside the executable, and the loader searched its path for a bare name); a
+    // variable set to something that is not a file is named, not passed over.
+    let ort = std::path::PathBuf::from(std::env::var("LMBFF_ORT_LIB").expect("scripts/env.sh sets LMBFF_ORT_LIB"));
+    let o = lmbff().env_remove("LMBFF_ORT_LIB").env_remove("ORT_DYLIB_PATH").current_dir(ort.parent().unwrap())
+        .args(["predict", "--threads", "1", "--ort-lib"]).arg(ort.file_name().unwrap()).arg("--export").arg(&exported).arg("--input").arg(&upper)
+        .output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    fails_with(lmbff().env("LMBFF_ORT_LIB", dir.join("no-such-ort.so")).args(["predict", "--export"]).arg(&exported).arg("--input").arg(&upper), "LMBFF_ORT_LIB is set to");
     // predict's --batch-size 0 is named by its flag (the predictor's own check said max_batch).
     let o = lmbff().args(["predict", "--batch-size", "0", "--export"]).arg(&exported).arg("--input").arg(&many).output().unwrap();
     let err = String::from_utf8_lossy(&o.stderr);

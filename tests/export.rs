@@ -181,6 +181,13 @@ fn a_second_mask_and_a_batchless_triton_config_are_refused() {
     let p = prompt(&tok, "{text} [MASK] means {mask}.", 40);
     let e = p.encode(&tok, &Example::single("fine", None)).unwrap_err().to_string();
     assert!(e.contains("holds the mask token"), "{e}");
+    // Nor a separator, [CLS] or padding token typed as text (they rendered as themselves:
+    // a separator that starts no segment, a padding id inside the sequence).
+    for typed in ["[SEP]", "[CLS]", "[PAD]"] {
+        let p = prompt(&tok, &format!("{{text}} {typed} It was {{mask}}."), 40);
+        let e = p.encode(&tok, &Example::single("fine", None)).unwrap_err().to_string();
+        assert!(e.contains("holds a separator, [CLS] or padding token"), "{typed}: {e}");
+    }
     let c = case(&common::fixtures().join("bert"), "{text} It was {mask}.", 40);
     let opts = ExportOptions { triton: Some("t".into()), triton_max_batch: 0, ..Default::default() };
     let e = export(&c.model, &c.tok, &c.prompt, &Demos::None, Default::default(), &common::tempdir("triton0").join("x"), &opts).unwrap_err();

@@ -161,7 +161,7 @@ fn a_stored_decoder_must_be_the_word_embeddings() {
 /// is named; the tokenizer must fit the config (padding id, ids within vocab_size).
 #[test]
 fn config_defaults_and_the_tokenizer_fit_the_architecture() {
-    let d = copy_fixture("roberta", "cfg-roberta");
+    let d = copy_fixture("roberta", "cfg-roberta-defaults");
     edit_config(&d, |v| {
         v.as_object_mut().unwrap().remove("pad_token_id");
     });

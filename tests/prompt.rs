@@ -428,7 +428,8 @@ fn special_tokens_are_the_ones_transformers_uses() {
     }
 }
 
-/// Review fixes of the prompt engine: readable modifiers combine as LM-BFF's do; an empty
+/// Review fixes of the prompt engine: readable modifiers combine (LM-BFF's `sentl-_`, and
+/// ours beyond it: `+sent-_`, `+sentl-_`, `sentu-_`); an empty
 /// sentence after a space adds no lone-space token under byte-level BPE; label words
 /// that start with punctuation or markup are taken without the leading space, as
 /// LM-BFF takes them.
@@ -500,7 +501,9 @@ fn automatic_templates_with_odd_stars_read_as_lmbff_reads_them() {
     let v = Verbalizer::new(&tok, &pairs(&[("DESC", "Description"), ("NUM", "Number")])).unwrap();
     let ex = Example::single("How far is it?", None);
     let render = |t: &str| Prompt::new(Template::parse(t).unwrap(), v.clone(), Truncation::default()).unwrap().encode(&tok, &ex).unwrap();
-    // trec's, seeds 21, 42 and 87: `_` is a space, nothing to WordPiece.
+    // trec's, seeds 21, 42 and 87: `_` is a space, nothing to WordPiece (LM-BFF's code looks
+    // a one-character piece up in the vocabulary, and renders this one as the unknown
+    // token; the space it stands for is read instead).
     assert_eq!(render("*cls*_**mask*:*+sent_0**sep+*"), render("*cls**mask*:*+sent_0**sep+*"));
     assert_eq!(tok.decode(&render("*cls**sent_0*_**mask*.*sep+*").input_ids), "[CLS] how far is it? [MASK]. [SEP]");
     // RTE's, seed 13.

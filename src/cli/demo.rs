@@ -59,8 +59,9 @@ pub struct DemoArgs {
 /// The version of masked-LM adaptation's results that the demo's cache key names: an
 /// adapted model cached by an earlier version is made again, not reused.
 /// (3: the key reads every file of the model folder, and tokenizers saved with
-/// `add_prefix_space` are read without it.)
-const ADAPT_CACHE_FORMAT: u32 = 3;
+/// `add_prefix_space` are read without it. 4: a typed [MASK]/[SEP]/[CLS]/[PAD] in a text
+/// reads as unknown, and long texts are not cut at a form feed.)
+const ADAPT_CACHE_FORMAT: u32 = 4;
 
 fn adapted_model(a: &DemoArgs, base: &Path, texts: &[String]) -> Result<PathBuf> {
     let params = AdaptParams { steps: a.adapt_steps, trainable: Trainable::All, seed: a.seed, ..AdaptParams::default() };
@@ -80,7 +81,7 @@ fn adapted_model(a: &DemoArgs, base: &Path, texts: &[String]) -> Result<PathBuf>
         return Ok(dir);
     }
     eprintln!(
-        "adapting {} on {} unlabeled texts ({} steps; once per machine, cached in {})",
+        "adapting {} on {} texts (the pool's and the training examples'; {} steps; cached in {} for these texts, model and settings)",
         base.display(),
         texts.len(),
         params.steps,
@@ -183,6 +184,12 @@ pub fn run(a: DemoArgs) -> Result<()> {
     let dev = read_examples(&a.data.join("dev.tsv"), &label_names)?;
     let test = read_examples(&a.data.join("test.tsv"), &label_names)?;
     let pool = read_texts(&a.data.join("unlabeled.txt"))?;
+    // Empty sets would make every dev comparison false (NaN) and the report NaN%.
+    for (set, n) in [("train.tsv", tr.len()), ("dev.tsv", dev.len()), ("test.tsv", test.len()), ("unlabeled.txt", pool.len())] {
+        if n == 0 {
+            return Err(Error::InvalidArgument(format!("{}: no examples (the demo trains on train.tsv, chooses on dev.tsv, reports test.tsv and labels unlabeled.txt)", a.data.join(set).display())));
+        }
+    }
     eprintln!("{} labelled ({} train + {} dev), {} held out, {} unlabeled", tr.len() + dev.len(), tr.len(), dev.len(), test.len(), pool.len());
 
     // 1. Adaptation on the host's own text: the pool and the training texts (not the
@@ -253,12 +260,16 @@ pub fn run(a: DemoArgs) -> Result<()> {
     println!("\nLabelled {} pool texts with {} (best on dev) -> {} ({})", pool.len(), method_name, labels_path.display(),
         names.iter().zip(&counts).map(|(n, c)| format!("{n}: {c}")).collect::<Vec<_>>().join(", "));
     println!("\nHeld-out accuracy ({} items, {} labelled examples, {} steps of plain and prompt fine-tuning, lr chosen on dev from {:?}):", test.len(), tr.len(), a.steps, a.lrs);
-    println!("| method | model | dev | held-out |\n|---|---|---|---|");
-    let adapted = if a.adapt_steps > 0 { "adapted" } else { "original, new head" };
+    println!("| method | model | dev | held-out ({}) |\n|---|---|---|---|", test.len());
+    let adapted = match (a.adapt_steps > 0, prompt.loaded.model.load_report().head_initialised) {
+        (true, _) => "adapted",
+        (false, true) => "original, new head",
+        (false, false) => "original",
+    };
     println!("| prompt zero-shot | {adapted} | - | {:.1}% |", 100.0 * zero);
     println!("| plain [CLS] fine-tuning | original | {:.1}% | {:.1}% |", 100.0 * plain.dev_acc, 100.0 * plain_acc);
     println!("| prompt fine-tuning (LM-BFF) | {adapted} | {:.1}% | {:.1}% |", 100.0 * prompt.dev_acc, 100.0 * prompt_acc);
-    println!("| sentence-embedding (SetFit-style) | original | {:.1}% | {:.1}% |", 100.0 * se_dev, 100.0 * se_acc);
+    println!("| sentence-embedding (label and word anchors) | original | {:.1}% | {:.1}% |", 100.0 * se_dev, 100.0 * se_acc);
     println!("\nreport: {}  ({:.0} s)", report_path.display(), started.elapsed().as_secs_f64());
     Ok(())
 }

@@ -115,7 +115,8 @@ impl Ctx<'_> {
 struct Shapes {
     split: String,
     merge: String,
-    merge_row: String,
+    /// Made only by a graph whose last layer computes the mask row alone.
+    merge_row: Option<String>,
     scale: String,
 }
 
@@ -145,7 +146,11 @@ impl Ctx<'_> {
         let probs = self.g.node("Softmax", &[&scores], &[("axis", Attr::Int(-1))], "attn");
         let ctx = self.g.node("MatMul", &[&probs, &v], &[], "context");
         let ctx = self.g.node("Transpose", &[&ctx], &[("perm", Attr::Ints(vec![0, 2, 1, 3]))], "context");
-        let merge = if rows.is_some() { &sh.merge_row } else { &sh.merge };
+        let merge = match (rows, &sh.merge_row) {
+            (None, _) => &sh.merge,
+            (Some(_), Some(m)) => m,
+            (Some(_), None) => return Err(Error::Internal("a one-row layer without its merge shape".into())),
+        };
         let ctx = self.g.node("Reshape", &[&ctx, merge], &[], "context");
         let a = self.linear(&ctx, &format!("{att}.{no}"))?;
         let a = self.g.node("Add", &[&a, query_in], &[], "residual");
@@ -266,7 +271,7 @@ fn stem(model: &MaskedLm, g: Graph) -> Result<Stem<'static>> {
     let shapes = Shapes {
         split: cx.g.const_i64("heads_shape", &[0, -1, c.num_attention_heads, c.hidden_size / c.num_attention_heads], &[4]),
         merge: cx.g.const_i64("merge_shape", &[0, -1, c.hidden_size], &[3]),
-        merge_row: cx.g.const_i64("merge_row", &[0, c.hidden_size], &[2]),
+        merge_row: None,
         scale: cx.g.const_f32("scale", &[1.0 / ((c.hidden_size / c.num_attention_heads) as f32).sqrt()], &[]),
     };
     Ok(Stem { cx, ids, mask_f: m, x, bias, shapes })
@@ -289,7 +294,7 @@ pub fn build(
     let c = &model.config;
     let arch = model.arch;
     let emb = |n: &str| format!("{}.embeddings.{n}", arch.prefix());
-    let Stem { mut cx, ids, mut x, bias, shapes, .. } = stem(model, g)?;
+    let Stem { mut cx, ids, mut x, bias, mut shapes, .. } = stem(model, g)?;
 
     // ---- mask position of each row [B, 1]
     let mask_tok = cx.g.const_i64("mask_id", &[mask_id as i64], &[]);
@@ -306,7 +311,11 @@ pub fn build(
     }
     let at_mask = cx.g.node("GatherND", &[&x, &pos], &[("batch_dims", Attr::Int(1))], "at_mask");
     let at_mask = match full < c.num_hidden_layers {
-        true => cx.layer(&x, &bias, c.num_hidden_layers - 1, &shapes, Some(&at_mask))?,
+        true => {
+            // An initializer no node reads makes ONNX Runtime warn at every open.
+            shapes.merge_row = Some(cx.g.const_i64("merge_row", &[0, c.hidden_size], &[2]));
+            cx.layer(&x, &bias, c.num_hidden_layers - 1, &shapes, Some(&at_mask))?
+        }
         false => at_mask,
     };
 

@@ -39,10 +39,6 @@ impl Default for ExportOptions {
     }
 }
 
-/// Exports `model` with `prompt` (and the demonstrations it predicts with, if any) to
-/// `out` (written atomically: a failed export leaves what was there). `notes` go into the
-/// manifest (training facts). Similarity-filtered demonstrations add the filter's
-/// sentence encoder (`demo-encoder.onnx`, fp32) and its tokenizer.
 /// The bytes `model`'s weights take in an export of `weights` type, as the graph stores
 /// them: fp16 halves matrices only (vectors stay fp32); int8 stores the linear layers'
 /// matrices as one byte a weight plus an fp32 scale per output, while embedding tables
@@ -66,6 +62,10 @@ pub fn stored_weight_bytes(model: &MaskedLm, weights: WeightType) -> i64 {
         .sum()
 }
 
+/// Exports `model` with `prompt` (and the demonstrations it predicts with, if any) to
+/// `out` (written atomically: a failed export leaves what was there). `notes` go into the
+/// manifest (training facts). Similarity-filtered demonstrations add the filter's
+/// sentence encoder (`demo-encoder.onnx`, fp32) and its tokenizer.
 pub fn export(
     model: &MaskedLm,
     tok: &Tokenizer,

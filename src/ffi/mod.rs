@@ -247,12 +247,14 @@ pub(crate) unsafe fn init_params<T: Copy>(p: *mut T, size: usize, defaults: T, e
 }
 
 /// Checks a parameter struct's `struct_size` against this version's `T`: a smaller one
-/// came from an older header or was not initialised by `defaults` (its *_default_params()).
+/// came from an older header or was not initialised by `defaults` (its *_default_params(),
+/// or the matching *_params_init).
 pub(crate) fn check_struct_size<T>(struct_size: usize, defaults: &str) -> crate::Result<()> {
     let want = std::mem::size_of::<T>();
     if struct_size < want {
+        let init = defaults.replace("_default_params", "_params_init");
         return Err(Error::InvalidArgument(format!(
-            "params.struct_size is {struct_size} (expected {want}): initialise params with {defaults}()"
+            "params.struct_size is {struct_size} (expected {want}): initialise params with {init}(&params, sizeof params) or {defaults}()"
         )));
     }
     Ok(())

@@ -88,8 +88,8 @@ pub extern "C" fn lmbff_predictor_default_params() -> lmbff_predictor_params {
 /// row, LMBFF_ERR_CONFLICT.
 ///
 /// # Safety
-/// `export_dir` is a NUL-terminated string; `params` is NULL or points to params from
-/// lmbff_predictor_default_params(); `out` is a valid pointer.
+/// `export_dir` is a NUL-terminated string; `params` is NULL or points to params set up by
+/// lmbff_predictor_params_init or lmbff_predictor_default_params(); `out` is a valid pointer.
 #[no_mangle]
 pub unsafe extern "C" fn lmbff_predictor_open(
     export_dir: *const c_char,

@@ -169,7 +169,8 @@ unsafe fn opt_str(p: *const c_char, name: &str) -> Result<Option<String>> {
 /// against the model's positions (LMBFF_ERR_INVALID_ARGUMENT). Free with lmbff_task_free.
 ///
 /// # Safety
-/// `params` points to params from lmbff_task_default_params(); `out` is valid.
+/// `params` points to params set up by lmbff_task_params_init or
+/// lmbff_task_default_params(); `out` is valid.
 #[no_mangle]
 pub unsafe extern "C" fn lmbff_task_create(params: *const lmbff_task_params, out: *mut *mut lmbff_task) -> lmbff_status {
     guard(|| {

@@ -85,7 +85,8 @@ pub struct lmbff_train_params {
     /// Fixed demonstration sets a version predicts with, label logits averaged (default
     /// 1; the paper uses 16; at most 64). Each set costs one forward pass per input.
     pub demo_sets: u32,
-    /// LMBFF_METHOD_AUTO (default), LMBFF_METHOD_PROMPT or LMBFF_METHOD_SENTENCE_EMBEDDING.
+    /// LMBFF_METHOD_AUTO (default), LMBFF_METHOD_PROMPT, LMBFF_METHOD_SENTENCE_EMBEDDING or
+    /// LMBFF_METHOD_ZERO_SHOT_WORDS (below).
     /// Auto takes the prompt method when demonstrations are on, the sentence-embedding
     /// method when the model has no masked-LM head (and adaptation_steps is 0), and
     /// otherwise the prompt method only if the prompt's zero-shot accuracy on the
@@ -302,7 +303,11 @@ unsafe fn run_params(p: *const lmbff_train_params) -> Result<crate::task::RunPar
     let demo_filter = match (p.demo_filter, p.demo_filter_model.is_null()) {
         (false, _) => None,
         (true, true) => Some(crate::task::DemoFilterEncoder::TaskModel),
-        (true, false) => Some(crate::task::DemoFilterEncoder::Dir(str_arg(p.demo_filter_model, "params.demo_filter_model")?.into())),
+        // Taken against the current directory now, as the task's folders are at the start.
+        (true, false) => {
+            let dir = std::path::PathBuf::from(str_arg(p.demo_filter_model, "params.demo_filter_model")?);
+            Some(crate::task::DemoFilterEncoder::Dir(std::path::absolute(&dir).unwrap_or(dir)))
+        }
     };
     Ok(crate::task::RunParams {
         steps: p.steps as usize,
@@ -330,13 +335,16 @@ unsafe fn run_params(p: *const lmbff_train_params) -> Result<crate::task::RunPar
 /// Starts training `task` in the background; the task is snapshotted now, so the host
 /// may go on registering. The task must have been saved (lmbff_task_save) or opened: its
 /// versions are stored in its directory (the one it was saved to or opened from when the
-/// run starts, even if the host saves it elsewhere meanwhile). `progress` (may be NULL)
+/// run starts, even if the host saves it elsewhere meanwhile; a relative folder, and a
+/// relative model folder, are taken against the current directory when the run starts). `progress` (may be NULL)
 /// runs on the training thread. Runs in one process train one after another. On success
 /// *out holds the run.
 ///
 /// # Safety
-/// `task` is a live task; `params` from lmbff_train_default_params(); `out` valid;
-/// `progress` and `user_data` usable from another thread until the run ends.
+/// `task` is a live task; `params` set up by lmbff_train_params_init or
+/// lmbff_train_default_params(); `out` valid;
+/// `progress` and `user_data` usable from another thread until lmbff_run_wait or
+/// lmbff_run_free returns (after lmbff_run_cancel a call may still be under way).
 #[no_mangle]
 pub unsafe extern "C" fn lmbff_train_start(
     task: *mut lmbff_task,
@@ -357,7 +365,10 @@ pub unsafe extern "C" fn lmbff_train_start(
 #[cfg(feature = "train")]
 unsafe fn start(task: *mut lmbff_task, params: *const lmbff_train_params, cb: Callback) -> Result<lmbff_run> {
     let p = run_params(params)?;
-    let snapshot = super::task::with_task(task, |t| Ok(t.clone()))?;
+    let mut snapshot = super::task::with_task(task, |t| Ok(t.clone()))?;
+    // The run's folders are fixed now: a host that changes directory while the run waits
+    // or trains does not move them.
+    snapshot.make_paths_absolute();
     if snapshot.dir().is_none() {
         return Err(Error::InvalidArgument("save the task (lmbff_task_save) before training it: versions are stored in its directory".into()));
     }
@@ -388,8 +399,8 @@ unsafe fn start(task: *mut lmbff_task, params: *const lmbff_train_params, cb: Ca
                     crate::train::Stage::Train => LMBFF_STAGE_TRAIN,
                     crate::train::Stage::Evaluate => LMBFF_STAGE_EVALUATE,
                 };
-                // A cancelled run calls the host no more: it may have freed what
-                // user_data points to once lmbff_run_cancel (or a free) returned.
+                // A cancelled run starts no more calls (user_data must stay valid until
+                // the run is waited for or freed: a cancel may land just after this check).
                 if cancel.load(Ordering::SeqCst) {
                     return false;
                 }
@@ -407,7 +418,7 @@ unsafe fn start(task: *mut lmbff_task, params: *const lmbff_train_params, cb: Ca
                 Err(what) => Err((lmbff_status::LMBFF_ERR_INTERNAL, what)),
             });
         })
-        .map_err(|e| Error::InvalidArgument(format!("cannot start the training thread: {e}")))?;
+        .map_err(|e| Error::Runtime(format!("cannot start the training thread: {e}")))?;
     *run.thread.lock() = Some(handle);
     Ok(run)
 }
@@ -450,7 +461,13 @@ pub unsafe extern "C" fn lmbff_run_poll(run: *const lmbff_run, state: *mut i32, 
 /// Asks the run to stop (from any thread); it ends LMBFF_ERR_CANCELLED at its next step,
 /// or within 50 ms if it is still waiting for another run of this process to end (runs
 /// in one process train one at a time). Once this returns, the run's progress callback
-/// is not called again (a call already under way on the training thread finishes).
+/// is not started again, but the training thread may still be inside a call it began
+/// (or had just decided to begin) before: the callback and its user_data stay valid until
+/// lmbff_run_wait or lmbff_run_free returns. (Waiting for that call here could deadlock a
+/// host whose callback takes a lock held by the thread that cancels.) A cancel that comes
+/// after the run saved its version deletes that version; one that cannot be deleted
+/// (another run took it as its warm start meanwhile, an I/O error) is the run's result
+/// instead (LMBFF_OK, with a warning logged), so that no version is left unnamed.
 ///
 /// # Safety
 /// `run` is a live run.
@@ -661,7 +678,7 @@ pub unsafe extern "C" fn lmbff_task_export(task: *mut lmbff_task, version: *cons
 /// run in the process (and any other libtorch user in it).
 #[no_mangle]
 pub extern "C" fn lmbff_set_torch_threads(threads: u32) -> lmbff_status {
-    guard(|| set_threads(crate::torch_threads(threads.into(), "threads")?))
+    guard(|| set_threads(threads))
 }
 
 #[cfg(feature = "train")]
@@ -686,8 +703,8 @@ fn export_of(t: &crate::task::Task, v: &str, out: &std::path::Path, fp16: bool) 
     crate::task::export_version(task_dir(t)?, v, out, &crate::export::ExportOptions { weights, ..Default::default() })
 }
 #[cfg(feature = "train")]
-fn set_threads(n: i32) -> Result<()> {
-    tch::set_num_threads(n);
+fn set_threads(n: u32) -> Result<()> {
+    tch::set_num_threads(crate::torch_threads(n.into(), "threads")?);
     Ok(())
 }
 
@@ -704,6 +721,6 @@ fn export_of(_: &crate::task::Task, _: &str, _: &std::path::Path, _: bool) -> Re
     Err(Error::NoTraining("lmbff_task_export"))
 }
 #[cfg(not(feature = "train"))]
-fn set_threads(_: i32) -> Result<()> {
+fn set_threads(_: u32) -> Result<()> {
     Err(Error::NoTraining("lmbff_set_torch_threads"))
 }

@@ -93,6 +93,9 @@ pub struct Config {
     pub relative_attention_num_buckets: i64,
     /// A decoder (causal attention) config: refused.
     pub is_decoder: bool,
+    /// Dropout of the [CLS] classification head (plain fine-tuning); none given (or null,
+    /// as HF writes it): `hidden_dropout_prob`.
+    pub classifier_dropout: Option<f64>,
 }
 
 impl Default for Config {
@@ -115,6 +118,7 @@ impl Default for Config {
             position_embedding_type: "absolute".into(),
             relative_attention_num_buckets: 32,
             is_decoder: false,
+            classifier_dropout: None,
         }
     }
 }

@@ -77,7 +77,7 @@ impl ClsHead {
         Ok(ClsHead {
             dense: Linear::new(&p / "dense", c.hidden_size, c.hidden_size, c.initializer_range)?,
             out_proj: Linear::new(&p / "out_proj", c.hidden_size, num_labels, c.initializer_range)?,
-            dropout: c.hidden_dropout_prob,
+            dropout: c.classifier_dropout.unwrap_or(c.hidden_dropout_prob),
         })
     }
 
@@ -86,5 +86,23 @@ impl ClsHead {
         let x = dropout(hidden.f_select(1, 0)?, self.dropout, train)?;
         let x = dropout(self.dense.forward(&x)?.f_tanh()?, self.dropout, train)?;
         self.out_proj.forward(&x)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cls_head_takes_classifier_dropout_when_the_config_gives_one() {
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let head = |json: &str| {
+            let c: Config = serde_json::from_str(json).unwrap();
+            ClsHead::new(vs.root() / json.len().to_string(), &c, 2).unwrap().dropout
+        };
+        assert_eq!(head(r#"{"hidden_size": 8, "hidden_dropout_prob": 0.2, "classifier_dropout": 0.4}"#), 0.4);
+        // HF writes null where the model has none: the hidden layers' rate.
+        assert_eq!(head(r#"{"hidden_size": 8, "hidden_dropout_prob": 0.2, "classifier_dropout": null}"#), 0.2);
+        assert_eq!(head(r#"{"hidden_size": 8, "hidden_dropout_prob": 0.2}"#), 0.2);
     }
 }

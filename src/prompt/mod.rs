@@ -361,12 +361,24 @@ impl Prompt {
                 Part::Text(t) => {
                     let ids = tok.encode_piece(t)?;
                     // The exported graph finds the mask by its id: the template's own text
-                    // may not hold another.
+                    // may not hold another. Nor a separator, [CLS] or padding token typed as
+                    // text: the first would not start a segment, the others would be read as
+                    // the start of a sequence, or shift RoBERTa's and MPNet's positions.
+                    let at = || self.template.source().find(t.trim()).unwrap_or(0);
                     if ids.contains(&special.mask) {
                         return Err(Error::Template {
                             template: self.template.source().to_string(),
-                            at: self.template.source().find(t.trim()).unwrap_or(0),
+                            at: at(),
                             message: format!("its text {t:?} holds the mask token; the one mask goes where {{mask}} / *mask* is"),
+                        });
+                    }
+                    if ids.iter().any(|i| [special.sep, special.cls, special.pad].contains(i)) {
+                        return Err(Error::Template {
+                            template: self.template.source().to_string(),
+                            at: at(),
+                            message: format!(
+                                "its text {t:?} holds a separator, [CLS] or padding token typed as text; separators go where {{sep}} / *sep* / *sep+* are"
+                            ),
                         });
                     }
                     pieces.push(fixed(ids, segment))

@@ -30,8 +30,14 @@ impl MultiLabel {
             if n.trim().is_empty() {
                 return Err(Error::InvalidArgument(format!("multi-label name {i} is empty: the template reads it as text")));
             }
-            if names[..i].contains(n) {
-                return Err(Error::InvalidArgument(format!("multi-label name {n:?} is listed twice")));
+            // Rendering trims a name, and a template may change its first letter's case
+            // (`*+sentl_1*`): names that could render alike would share one answer.
+            let same = |m: &String| m.trim().to_lowercase() == n.trim().to_lowercase();
+            if let Some(m) = names[..i].iter().find(|m| same(m)) {
+                return Err(Error::InvalidArgument(format!(
+                    "multi-label names {m:?} and {n:?} are one name (rendered without surrounding spaces, and a template may change the case): \
+                     each label is asked about by its name"
+                )));
             }
         }
         Ok(MultiLabel { names: names.to_vec() })
@@ -128,6 +134,9 @@ mod tests {
         assert!(m.expand(&ex, Some(&[vec![3], vec![]])).is_err(), "label out of range");
         assert!(m.expand(&[Example { text_b: Some("x".into()), ..Example::single("a", None) }], None).is_err(), "pairs are refused");
         assert!(MultiLabel::new(&["a".into(), "a".into()]).is_err());
+        // Names that render alike (trimmed; a template may lower the first letter).
+        assert!(MultiLabel::new(&["sports".into(), "sports ".into()]).is_err());
+        assert!(MultiLabel::new(&["Sports".into(), "sports".into()]).is_err());
         assert!(MultiLabel::new(&[" ".into()]).is_err());
         // Heads side by side split into the pairs' order.
         let heads = vec![vec![0.0, 1.0, 2.0, 3.0, 4.0, 5.0], vec![6.0, 7.0, 8.0, 9.0, 10.0, 11.0]];

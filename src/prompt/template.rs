@@ -7,10 +7,11 @@
 //! next segment), `sent_N` (input sentence N), `+sent_N` (with a leading space),
 //! `sent-_N` (last character dropped), `sentl_N` / `sentu_N` (first letter lower/upper
 //! case; combinable with `+`), `label_N` (the word of label N), `labelx_N` (the word of
-//! the label of sentence N, used when demonstrations are rendered).
+//! the label of support instance N, used when demonstrations are rendered).
 //!
 //! Readable syntax: `{text}` (or `{text_a}`) and `{text_b}` for the inputs, `{mask}`,
-//! `{label}` (the word of the example's own label), `{sep}`, `{cls}`; literal text in
+//! `{label}` (the word of the example's own label: parsed, and refused by `Prompt::new`
+//! in a query, which it would give away), `{sep}`, `{cls}`; literal text in
 //! between, spaces kept; `{{` and `}}` write a literal brace. A placeholder after a space
 //! gets the leading-space form. Input placeholders take modifiers: `{text_b:lower}` / `{text_b:upper}` (first letter),
 //! `{text_a:nolast}` (drop the last character). `[CLS]` and a final `[SEP]` are added

@@ -2,11 +2,14 @@
 //! process from an explicit path, found in this order:
 //! 1. the path a host passes (predictor options / the C ABI); one that is not a file is
 //!    an error, not a reason to look further;
-//! 2. `LMBFF_ORT_LIB`, then `ORT_DYLIB_PATH` (ort's own variable);
+//! 2. `LMBFF_ORT_LIB`, then `ORT_DYLIB_PATH` (ort's own variable); one that is set to
+//!    something other than a file is an error too (a typo would load another build);
 //! 3. `libonnxruntime.so*` in the directory of the library holding lmbff (a host ships
-//!    them side by side).
+//!    them side by side), the highest version first.
 //!
-//! (ort would resolve a relative name against the host executable, not our library.)
+//! A relative path is made absolute against the current directory first (ort would
+//! resolve it against the host executable, and the loader would search its own path for
+//! a bare file name).
 
 use std::cell::Cell;
 use std::path::{Path, PathBuf};
@@ -34,16 +37,33 @@ fn own_dir() -> Option<PathBuf> {
     path.parent().map(Path::to_path_buf)
 }
 
-fn candidates(explicit: Option<&Path>) -> Vec<(String, PathBuf)> {
-    let mut out = Vec::new();
+/// `p` against the current directory (as the caller meant it), unchanged if that fails.
+fn absolute(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+/// The version numbers after `.so.` in a library's file name (none for a bare `.so`).
+fn so_version(p: &Path) -> Vec<u32> {
+    let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    name.split_once(".so.").map(|(_, v)| v.split('.').map(|n| n.parse().unwrap_or(0)).collect()).unwrap_or_default()
+}
+
+fn candidates(explicit: Option<&Path>) -> Result<Vec<(String, PathBuf)>> {
+    // The first place named wins: the path given (the caller checked it is a file), else
+    // the first variable set, else the library's directory.
     if let Some(p) = explicit {
-        out.push(("the path given".to_string(), p.to_path_buf()));
+        return Ok(vec![("the path given".to_string(), absolute(p))]);
     }
     for var in ["LMBFF_ORT_LIB", "ORT_DYLIB_PATH"] {
         if let Some(p) = std::env::var_os(var).filter(|v| !v.is_empty()) {
-            out.push((var.to_string(), PathBuf::from(p)));
+            let p = absolute(Path::new(&p));
+            if !p.is_file() {
+                return Err(Error::Runtime(format!("{var} is set to {}, which is not a file: correct it or unset it", p.display())));
+            }
+            return Ok(vec![(var.to_string(), p)]);
         }
     }
+    let mut out = Vec::new();
     if let Some(dir) = own_dir() {
         let mut found: Vec<PathBuf> = std::fs::read_dir(&dir)
             .into_iter()
@@ -52,10 +72,10 @@ fn candidates(explicit: Option<&Path>) -> Vec<(String, PathBuf)> {
             .map(|e| e.path())
             .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("libonnxruntime.so")))
             .collect();
-        found.sort();
+        found.sort_by(|a, b| so_version(b).cmp(&so_version(a)).then_with(|| a.cmp(b)));
         out.extend(found.into_iter().map(|p| ("the library's directory".to_string(), p)));
     }
-    out
+    Ok(out)
 }
 
 thread_local! {
@@ -100,7 +120,7 @@ pub fn environment(explicit: Option<&Path>) -> Result<&'static Environment> {
         return Ok(env);
     }
     let _loading = Loading::enter();
-    let tried = candidates(explicit);
+    let tried = candidates(explicit)?;
     let (from, path) = tried.iter().find(|(_, p)| p.is_file()).ok_or_else(|| {
         let mut looked: Vec<String> = tried.iter().map(|(w, p)| format!("{} ({w})", p.display())).collect();
         match own_dir() {

@@ -433,11 +433,15 @@ pub fn train_when_free(task: &Task, p: &RunParams, _pin: WarmPin, progress: Prog
     let version = train_now(task, p, progress)?;
     // A cancel that came after the last step (while the version was being evaluated or
     // saved) still cancels: the version goes, rather than one the host never learns of.
+    // A version that cannot be deleted (another run took it as its warm start meanwhile,
+    // an I/O error) is reported as the run's result instead, so that none is left unnamed.
     if cancelled() {
-        if let Some(dir) = task.dir() {
-            delete_version(dir, &version)?;
+        match task.dir().map(|dir| delete_version(dir, &version)).transpose() {
+            Ok(_) => return Err(Error::Cancelled),
+            Err(e) => crate::log::log(crate::log::Level::Warn, || {
+                format!("the run was cancelled after it saved version {version}, which could not be deleted ({e}): the run reports it")
+            }),
         }
-        return Err(Error::Cancelled);
     }
     Ok(version)
 }

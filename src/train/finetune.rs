@@ -375,7 +375,8 @@ pub fn finetune(
             };
             eval_secs += t.elapsed().as_secs_f64();
             report.dev_curve.push((done, acc));
-            last_metric = acc;
+            // The host reads NaN as "no metric"; a diverged evaluation has none.
+            last_metric = if acc.is_finite() { acc } else { f64::NAN };
             if acc > report.best_dev_acc {
                 report.best_dev_acc = acc;
                 report.best_step = done;

@@ -33,8 +33,22 @@ pub fn one_thread() {
     tch::set_num_threads(1);
 }
 
-/// A fresh temporary directory for one test.
+/// A fresh temporary directory for one test. The first call of a test binary removes the
+/// folders of test processes that have ended (a test run leaves its own behind, for
+/// looking into; each run's are gigabytes).
 pub fn tempdir(name: &str) -> PathBuf {
+    static SWEPT: OnceLock<()> = OnceLock::new();
+    SWEPT.get_or_init(|| {
+        let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else { return };
+        for e in entries.flatten() {
+            let file_name = e.file_name();
+            let Some(rest) = file_name.to_str().and_then(|n| n.strip_prefix("lmbff-test-")) else { continue };
+            let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else { continue };
+            if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    });
     let d = std::env::temp_dir().join(format!("lmbff-test-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();

@@ -12,6 +12,8 @@ const lmbff = require('..');
 
 const model = process.env.LMBFF_DEFAULT_MODEL;
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'lmbff-node-api-'));
+// Each run's folder holds models and exports (hundreds of MB): removed when the file's tests end.
+test.after(() => fs.rmSync(work, { recursive: true, force: true }));
 const isInvalid = (e) => e instanceof lmbff.LmbffError && e.code === 'INVALID_ARGUMENT' && e.status === 1;
 
 test('library facts and settings', () => {

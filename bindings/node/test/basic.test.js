@@ -12,6 +12,8 @@ const lmbff = require('..');
 
 const model = process.env.LMBFF_DEFAULT_MODEL;
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'lmbff-node-'));
+// Each run's folder holds models and exports (hundreds of MB): removed when the file's tests end.
+test.after(() => fs.rmSync(work, { recursive: true, force: true }));
 
 test('version', () => assert.match(lmbff.version(), /^\d+\.\d+\.\d+/));
 

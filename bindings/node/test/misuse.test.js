@@ -15,6 +15,8 @@ const lmbff = require('..');
 
 const model = process.env.LMBFF_DEFAULT_MODEL;
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'lmbff-node-misuse-'));
+// Each run's folder holds models and exports (hundreds of MB): removed when the file's tests end.
+test.after(() => fs.rmSync(work, { recursive: true, force: true }));
 const invalid = (pattern) => (e) => e instanceof lmbff.LmbffError && e.code === 'INVALID_ARGUMENT' && pattern.test(e.message);
 
 /** A saved two-example sentiment task on the default model. */
