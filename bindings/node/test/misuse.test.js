@@ -19,6 +19,14 @@ const work = fs.mkdtempSync(path.join(os.tmpdir(), 'lmbff-node-misuse-'));
 test.after(() => fs.rmSync(work, { recursive: true, force: true }));
 const invalid = (pattern) => (e) => e instanceof lmbff.LmbffError && e.code === 'INVALID_ARGUMENT' && pattern.test(e.message);
 
+/** Collects the process's warnings (their messages in `seen`) until stop(). */
+function watchWarnings() {
+  const seen = [];
+  const on = (w) => seen.push(w.message);
+  process.on('warning', on);
+  return { seen, stop: () => process.off('warning', on) };
+}
+
 /** A saved two-example sentiment task on the default model. */
 function savedTask(name) {
   const task = lmbff.Task.create({ modelDir: model, labels: ['neg', 'pos'], labelWords: ['terrible', 'great'] });
@@ -82,9 +90,7 @@ test('train rejects a controller passed as its signal, and starts nothing', asyn
 });
 
 test('a logger that throws does not fail the call that logged', async () => {
-  const warned = [];
-  const onWarning = (w) => warned.push(w.message);
-  process.on('warning', onWarning);
+  const warnings = watchWarnings();
   lmbff.setLogger(() => {
     throw new Error('logger broke');
   }, lmbff.LogLevel.DEBUG);
@@ -102,14 +108,12 @@ test('a logger that throws does not fail the call that logged', async () => {
     lmbff.setLogger(null);
   }
   await new Promise((resolve) => setImmediate(resolve));
-  process.off('warning', onWarning);
-  assert.ok(warned.some((m) => m.includes('logger broke')), `warnings: ${warned.slice(0, 3)}`);
+  warnings.stop();
+  assert.ok(warnings.seen.some((m) => m.includes('logger broke')), `warnings: ${warnings.seen.slice(0, 3)}`);
 });
 
 test('a logger that stops logging from inside its call, and throws, fails nothing', async () => {
-  const warned = [];
-  const onWarning = (w) => warned.push(w.message);
-  process.on('warning', onWarning);
+  const warnings = watchWarnings();
   // The drain read the logger again after the call had set it to null (an uncaught
   // TypeError: the process died, or the training promise never settled).
   lmbff.setLogger(() => {
@@ -123,21 +127,19 @@ test('a logger that stops logging from inside its call, and throws, fails nothin
     await new Promise((resolve) => setTimeout(resolve, 120)); // the timer's drain has run too
   } finally {
     lmbff.setLogger(null);
-    process.off('warning', onWarning);
+    warnings.stop();
   }
-  assert.ok(warned.some((m) => m.includes('logger gone')), `warnings: ${warned.slice(0, 3)}`);
+  assert.ok(warnings.seen.some((m) => m.includes('logger gone')), `warnings: ${warnings.seen.slice(0, 3)}`);
 });
 
 test('onProgress that throws once the run has ended hides no saved version', async () => {
-  const warned = [];
-  const onWarning = (w) => warned.push(w.message);
-  process.on('warning', onWarning);
+  const warnings = watchWarnings();
   const task = savedTask('late-progress-throw');
   // The first poll comes after the run (a zero-shot version, no training) has ended.
   const run = task.train({ method: 'zero-shot-words', device: 'cpu' }, { onProgress: () => { throw new Error('late'); }, pollMs: 5000 });
   const outcome = await run.then((v) => ({ v }), (e) => ({ e }));
   await new Promise((resolve) => setImmediate(resolve));
-  process.off('warning', onWarning);
+  warnings.stop();
   if (outcome.e) {
     // Cancelled while it ran: then nothing was saved.
     assert.match(String(outcome.e), /late/);
@@ -145,7 +147,7 @@ test('onProgress that throws once the run has ended hides no saved version', asy
   } else {
     assert.strictEqual(outcome.v, 'v1');
     assert.deepStrictEqual(task.versions(), ['v1']);
-    assert.ok(warned.some((m) => m.includes('onProgress threw after the training run had ended')), `warnings: ${warned.slice(0, 3)}`);
+    assert.ok(warnings.seen.some((m) => m.includes('onProgress threw after the training run had ended')), `warnings: ${warnings.seen.slice(0, 3)}`);
   }
   task.close();
 });
