@@ -43,3 +43,11 @@ pub(crate) fn torch_threads(n: i64, name: &str) -> Result<i32> {
         _ => Err(Error::InvalidArgument(format!("{name} is {n}: give 1 to {most}"))),
     }
 }
+
+/// `p` against the current directory, as the caller meant it when it named it (links
+/// not followed), or `p` as given where that fails. Paths kept for later (a training
+/// run's folders, the ONNX Runtime library, a harness's data) are fixed so: the host
+/// may change directory before they are read.
+pub(crate) fn absolute(p: &std::path::Path) -> std::path::PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}

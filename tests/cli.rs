@@ -497,7 +497,7 @@ fn mistakes_are_named_before_the_work() {
     assert!(std::fs::read_to_string(mine.join("notes.txt")).unwrap() == "mine" && model.join("config.json").is_file());
     fails_with(lmbff().args(["adapt", "--device", "cpu", "--lr", "inf", "--texts"]).arg(&toy).arg("--model").arg(&model).arg("--out").arg(dir.join("adapted")), "learning rate is inf");
     // The demo's fine-tuning settings, before its adaptation (100,000 steps here).
-    fails_with(&mut demo(&dir.join("demo-lrs")).args(["--lrs", "0"]), "--lrs [0.0]: give one or more positive learning rates");
+    fails_with(demo(&dir.join("demo-lrs")).args(["--lrs", "0"]), "--lrs [0.0]: give one or more positive learning rates");
     // compare: a --plain-model that is no model, before the grid.
     fails_with(
         lmbff().args(["compare", "--device", "cpu", "--threads", "1", "--seeds", "13", "--steps", "100000", "--methods", "prompt,plain", "--labels", "0=bad,1=good", "--model"]).arg(&model).arg("--splits").arg(&splits).arg("--plain-model").arg(dir.join("no-model")),

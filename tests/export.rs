@@ -167,7 +167,7 @@ fn a_diverged_model_predicts_an_error_not_nan() {
         let _ = bias.shallow_clone().fill_(f64::NAN);
     });
     let dir = export_to(&c, "diverged", &ExportOptions::default());
-    let err = open(&dir).predict(&texts(3)).err().expect("NaN probabilities are refused");
+    let err = open(&dir).predict(&texts(3)).expect_err("NaN probabilities are refused");
     assert!(matches!(&err, Error::Input { index: 0, source } if matches!(**source, Error::Format { .. })), "{err}");
     assert!(err.to_string().contains("input 0: ") && err.to_string().contains("a probability that is not a number"), "{err}");
     assert!(err.renumbered(2048).to_string().contains("input 2048: "), "a caller that split its list names its own index");
@@ -772,7 +772,7 @@ fn a_predictor_is_shared_across_threads() {
             let (k, got) = h.join().unwrap();
             for (j, g) in got.iter().enumerate() {
                 let w = &want[k + 4 * j];
-                assert!(max_diff(&[g.probs.clone()], &[w.probs.clone()]) < 1e-5);
+                assert!(max_diff(std::slice::from_ref(&g.probs), std::slice::from_ref(&w.probs)) < 1e-5);
             }
         }
     });

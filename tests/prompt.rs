@@ -390,7 +390,7 @@ fn anchor_templates_add_their_texts_once() {
     assert_eq!(got, want.map(|(c, t)| (c, t.to_string())));
     assert_eq!(p.anchor_texts_with(&[]).unwrap(), p.anchor_texts());
     let pair_template = Template::parse("{text_a} ? {mask} , {text_b}").unwrap();
-    let err = p.anchor_texts_with(&[pair_template.clone()]).unwrap_err().to_string();
+    let err = p.anchor_texts_with(std::slice::from_ref(&pair_template)).unwrap_err().to_string();
     assert!(err.contains("reads two sentences") && err.contains("{text_a} ? {mask} , {text_b}"), "{err}");
     // A task template must place the input; an anchor template need not (the header's
     // example, `A truly {mask} movie.`, in either syntax), and reads as if it did.

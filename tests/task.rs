@@ -1011,7 +1011,7 @@ fn dev_examples_and_calibration_through_the_c_abi() {
         if let Some(acc) = dev_right {
             assert_eq!(warned, acc == 0.0 || acc == 1.0, "{m}");
         }
-        assert!(m["notes"]["best_step"].as_u64().unwrap() % 2 == 0, "dev every fifth of 10 steps");
+        assert!(m["notes"]["best_step"].as_u64().unwrap().is_multiple_of(2), "dev every fifth of 10 steps");
         let out = CString::new(dir.parent().unwrap().join("export").to_str().unwrap()).unwrap();
         let v1 = CString::new("v1").unwrap();
         assert_eq!(lmbff_task_export(t, v1.as_ptr(), out.as_ptr(), false), LMBFF_OK, "{}", last_error());

@@ -252,7 +252,7 @@ fn regression_fits_graded_scores_by_kl() {
     let (rep, head) = train::finetune(&m, &tok, &p, Method::Prompt, &data, &data, &tp, &mut |_| true).unwrap();
     assert!(rep.best_dev_acc > 0.9, "dev Pearson {:?}", rep.dev_curve);
     let last_kl = rep.loss_curve.last().unwrap().1;
-    assert!(last_kl < 0.05 && last_kl >= 0.0, "KL {:?}", rep.loss_curve);
+    assert!((0.0..0.05).contains(&last_kl), "KL {:?}", rep.loss_curve);
     let logits = train::predict_examples(&m, &tok, &p, Method::Prompt, &head, &data, &train::Demos::None, 8).unwrap();
     let upper: Vec<f64> = train::softmax_rows(&logits).iter().map(|q| q[1] as f64).collect();
     let gold: Vec<f64> = scores.iter().map(|&v| v as f64).collect();

@@ -354,7 +354,6 @@ pub fn train(mut a: TrainArgs) -> Result<()> {
     // goes on with them, and its own checks of the flags follow.
     let mut loaded = None;
     if a.method == "auto" {
-        check_train_out(&a)?;
         let (method, reason, l, sets) = choose_auto(&a, &train_file, &dev_file)?;
         eprintln!("method {method} (--method auto): {reason}");
         a.method = method.into();
@@ -378,7 +377,6 @@ pub fn train(mut a: TrainArgs) -> Result<()> {
             "--out saves prompt and sentence-embedding models; plain fine-tuning is a baseline and is not saved: leave --out out".into(),
         ));
     }
-    check_train_out(&a)?;
     // Every file is read before training: a typo shows now, not after it.
     let (l, (tr, dev, test_ex)) = load_and_read(&a, &train_file, &dev_file, loaded)?;
     if method == Method::Prompt {
@@ -409,18 +407,19 @@ type Sets = (Vec<Example>, Vec<Example>, Option<Vec<Example>>);
 /// model and the --train examples, with the reason in words, and the model and every
 /// input file as read (a missing one is named before the choice).
 fn choose_auto(a: &TrainArgs, train_file: &Path, dev_file: &Path) -> Result<(&'static str, String, Loaded, Sets)> {
-    let l = a.task.load(&a.model, a.fit.seed)?;
-    let sets = read_sets(&l, train_file, dev_file, a.test.as_deref())?;
+    let (l, sets) = load_and_read(a, train_file, dev_file, None)?;
     let p = crate::task::RunParams { demonstrations: a.fit.demos, ..crate::task::RunParams::default() };
     let (method, reason) = crate::task::choose_method(&l.model, &l.tok, &l.prompt, &sets.0, false, &p)?;
     Ok((method.name(), reason, l, sets))
 }
 
-/// The model and the input files: as the automatic choice left them, or loaded and read now.
+/// The model and the input files: as the automatic choice left them, or (`--out`
+/// checked first) loaded and read now.
 fn load_and_read(a: &TrainArgs, train_file: &Path, dev_file: &Path, loaded: Option<(Loaded, Sets)>) -> Result<(Loaded, Sets)> {
     match loaded {
         Some(both) => Ok(both),
         None => {
+            check_train_out(a)?;
             let l = a.task.load(&a.model, a.fit.seed)?;
             let sets = read_sets(&l, train_file, dev_file, a.test.as_deref())?;
             Ok((l, sets))
@@ -483,7 +482,6 @@ fn train_embedding(a: TrainArgs, train_file: &Path, dev_file: &Path, loaded: Opt
     if a.no_anchors && !a.anchor_templates.is_empty() {
         return Err(Error::InvalidArgument("--anchor-template adds label anchors, and --no-anchors turns them off: give one or the other".into()));
     }
-    check_train_out(&a)?;
     let (l, (tr, dev, test_ex)) = load_and_read(&a, train_file, dev_file, loaded)?;
     // A template that cannot give anchors is refused before any training.
     let anchor_templates = l.prompt.parse_anchor_templates(&a.anchor_templates)?;
@@ -659,7 +657,7 @@ pub fn eval(a: EvalArgs) -> Result<()> {
                 a.model.display()
             )));
         }
-        refuse_prompt_settings(&m, &a.task, &a.model, "scored")?;
+        refuse_prompt_settings(m, &a.task, &a.model, "scored")?;
     }
     let l = a.task.load(&a.model, 0)?;
     let ex = read_labelled(&l, &a.test)?;

@@ -186,7 +186,7 @@ pub fn run(a: HarnessArgs) -> Result<()> {
     // glue_pretrain/ and auto/ sit beside the k-shot folder: its parent must be a folder
     // (`--data .` has none as written). Made absolute without following links: beside a
     // linked k-shot folder is beside the link.
-    let data = std::path::absolute(&a.data).unwrap_or_else(|_| a.data.clone());
+    let data = crate::absolute(&a.data);
     // Every split is read before the first run: a missing or bad file is named now.
     let splits = harness::check_data(&data, &tasks, &a.seeds, &methods)?;
     // So are the models, before the folder records the settings (a mistyped --model would

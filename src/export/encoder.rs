@@ -115,8 +115,9 @@ impl Ctx<'_> {
 struct Shapes {
     split: String,
     merge: String,
-    /// Made only by a graph whose last layer computes the mask row alone.
-    merge_row: Option<String>,
+    /// The hidden size, for the merge shape of a one-row layer (made there: an
+    /// initializer no node reads makes ONNX Runtime warn at every open).
+    hidden: i64,
     scale: String,
 }
 
@@ -146,12 +147,11 @@ impl Ctx<'_> {
         let probs = self.g.node("Softmax", &[&scores], &[("axis", Attr::Int(-1))], "attn");
         let ctx = self.g.node("MatMul", &[&probs, &v], &[], "context");
         let ctx = self.g.node("Transpose", &[&ctx], &[("perm", Attr::Ints(vec![0, 2, 1, 3]))], "context");
-        let merge = match (rows, &sh.merge_row) {
-            (None, _) => &sh.merge,
-            (Some(_), Some(m)) => m,
-            (Some(_), None) => return Err(Error::Internal("a one-row layer without its merge shape".into())),
+        let merge = match rows {
+            None => sh.merge.clone(),
+            Some(_) => self.g.const_i64("merge_row", &[0, sh.hidden], &[2]),
         };
-        let ctx = self.g.node("Reshape", &[&ctx, merge], &[], "context");
+        let ctx = self.g.node("Reshape", &[&ctx, &merge], &[], "context");
         let a = self.linear(&ctx, &format!("{att}.{no}"))?;
         let a = self.g.node("Add", &[&a, query_in], &[], "residual");
         let a = self.layer_norm(&a, &format!("{att}.{nn}"), eps)?;
@@ -271,7 +271,7 @@ fn stem(model: &MaskedLm, g: Graph) -> Result<Stem<'static>> {
     let shapes = Shapes {
         split: cx.g.const_i64("heads_shape", &[0, -1, c.num_attention_heads, c.hidden_size / c.num_attention_heads], &[4]),
         merge: cx.g.const_i64("merge_shape", &[0, -1, c.hidden_size], &[3]),
-        merge_row: None,
+        hidden: c.hidden_size,
         scale: cx.g.const_f32("scale", &[1.0 / ((c.hidden_size / c.num_attention_heads) as f32).sqrt()], &[]),
     };
     Ok(Stem { cx, ids, mask_f: m, x, bias, shapes })
@@ -294,7 +294,7 @@ pub fn build(
     let c = &model.config;
     let arch = model.arch;
     let emb = |n: &str| format!("{}.embeddings.{n}", arch.prefix());
-    let Stem { mut cx, ids, mut x, bias, mut shapes, .. } = stem(model, g)?;
+    let Stem { mut cx, ids, mut x, bias, shapes, .. } = stem(model, g)?;
 
     // ---- mask position of each row [B, 1]
     let mask_tok = cx.g.const_i64("mask_id", &[mask_id as i64], &[]);
@@ -311,11 +311,7 @@ pub fn build(
     }
     let at_mask = cx.g.node("GatherND", &[&x, &pos], &[("batch_dims", Attr::Int(1))], "at_mask");
     let at_mask = match full < c.num_hidden_layers {
-        true => {
-            // An initializer no node reads makes ONNX Runtime warn at every open.
-            shapes.merge_row = Some(cx.g.const_i64("merge_row", &[0, c.hidden_size], &[2]));
-            cx.layer(&x, &bias, c.num_hidden_layers - 1, &shapes, Some(&at_mask))?
-        }
+        true => cx.layer(&x, &bias, c.num_hidden_layers - 1, &shapes, Some(&at_mask))?,
         false => at_mask,
     };
 

@@ -306,7 +306,7 @@ unsafe fn run_params(p: *const lmbff_train_params) -> Result<crate::task::RunPar
         // Taken against the current directory now, as the task's folders are at the start.
         (true, false) => {
             let dir = std::path::PathBuf::from(str_arg(p.demo_filter_model, "params.demo_filter_model")?);
-            Some(crate::task::DemoFilterEncoder::Dir(std::path::absolute(&dir).unwrap_or(dir)))
+            Some(crate::task::DemoFilterEncoder::Dir(crate::absolute(&dir)))
         }
     };
     Ok(crate::task::RunParams {

@@ -121,7 +121,7 @@ impl MaskedLm {
     /// loaded; a missing one is an IO error naming it in the source directory.
     pub fn tokenizer_file(&self, name: &str) -> Result<&[u8]> {
         self.tokenizer_files.iter().find(|(n, _)| *n == name).map(|(_, b)| b.as_slice()).ok_or_else(|| {
-            Error::io(&self.source_dir.join(name), std::io::Error::new(std::io::ErrorKind::NotFound, "not in the model directory when it was loaded"))
+            Error::io(self.source_dir.join(name), std::io::Error::new(std::io::ErrorKind::NotFound, "not in the model directory when it was loaded"))
         })
     }
 

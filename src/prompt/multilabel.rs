@@ -92,7 +92,7 @@ impl MultiLabel {
     /// Gathers per-pair P(yes) (`rows`: the two-class probabilities of `expand`'s pairs,
     /// in its order) into one row per input of each label's probability.
     pub fn gather(&self, rows: &[Vec<f32>]) -> Result<Vec<Vec<f32>>> {
-        if rows.len() % self.len() != 0 || rows.iter().any(|r| r.len() != 2) {
+        if !rows.len().is_multiple_of(self.len()) || rows.iter().any(|r| r.len() != 2) {
             return Err(Error::InvalidArgument(format!("{} yes/no rows do not cover {} labels per input", rows.len(), self.len())));
         }
         Ok(rows.chunks(self.len()).map(|c| c.iter().map(|r| r[YES]).collect()).collect())

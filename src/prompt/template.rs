@@ -175,7 +175,7 @@ fn parse_lmbff(src: &str) -> Result<Vec<Part>> {
     // oddly, by content, as LM-BFF does.
     parse_lmbff_by_position(src).or_else(|e| {
         let pieces: Vec<&str> = src.split('*').collect();
-        let odd_stars = pieces.len() % 2 == 0 || pieces.iter().skip(1).step_by(2).any(|p| p.is_empty());
+        let odd_stars = pieces.len().is_multiple_of(2) || pieces.iter().skip(1).step_by(2).any(|p| p.is_empty());
         if odd_stars {
             parse_lmbff_by_content(src)
         } else {
@@ -210,7 +210,7 @@ fn parse_lmbff_by_position(src: &str) -> Result<Vec<Part>> {
     // Splitting on `*` alternates literal text (even pieces) and parts (odd pieces):
     // `*cls**sent_0*_It_was*mask*.` -> "", cls, "", sent_0, "_It_was", mask, ".".
     let pieces: Vec<&str> = src.split('*').collect();
-    if pieces.len() % 2 == 0 {
+    if pieces.len().is_multiple_of(2) {
         return Err(err(src, src.rfind('*').unwrap_or(0), "unbalanced `*`: a part is opened but never closed"));
     }
     let mut parts = Vec::new();

@@ -5,6 +5,7 @@ mod predictor;
 mod runtime;
 
 pub use predictor::{Prediction, Predictor, PredictorOptions};
+pub use runtime::{environment, loaded_from};
 
 /// Predictions in Label Studio's prediction shape (one object per input): `score` is the
 /// top probability, `result` one `choices` annotation with the labels that apply (the
@@ -58,4 +59,3 @@ mod tests {
             "result": [{"from_name": "f", "to_name": "t", "type": "number", "value": {"number": 4.0}}]}));
     }
 }
-pub use runtime::{environment, loaded_from};

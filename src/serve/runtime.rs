@@ -37,11 +37,6 @@ fn own_dir() -> Option<PathBuf> {
     path.parent().map(Path::to_path_buf)
 }
 
-/// `p` against the current directory (as the caller meant it), unchanged if that fails.
-fn absolute(p: &Path) -> PathBuf {
-    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
-}
-
 /// The version numbers after `.so.` in a library's file name (none for a bare `.so`).
 fn so_version(p: &Path) -> Vec<u32> {
     let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
@@ -52,11 +47,11 @@ fn candidates(explicit: Option<&Path>) -> Result<Vec<(String, PathBuf)>> {
     // The first place named wins: the path given (the caller checked it is a file), else
     // the first variable set, else the library's directory.
     if let Some(p) = explicit {
-        return Ok(vec![("the path given".to_string(), absolute(p))]);
+        return Ok(vec![("the path given".to_string(), crate::absolute(p))]);
     }
     for var in ["LMBFF_ORT_LIB", "ORT_DYLIB_PATH"] {
         if let Some(p) = std::env::var_os(var).filter(|v| !v.is_empty()) {
-            let p = absolute(Path::new(&p));
+            let p = crate::absolute(Path::new(&p));
             if !p.is_file() {
                 return Err(Error::Runtime(format!("{var} is set to {}, which is not a file: correct it or unset it", p.display())));
             }

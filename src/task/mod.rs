@@ -166,9 +166,8 @@ impl Task {
     /// directory (a training run fixes them so when it starts).
     #[cfg(feature = "train")]
     pub(crate) fn make_paths_absolute(&mut self) {
-        let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
-        self.dir = self.dir.as_deref().map(absolute);
-        self.spec.model_dir = absolute(&self.spec.model_dir);
+        self.dir = self.dir.as_deref().map(crate::absolute);
+        self.spec.model_dir = crate::absolute(&self.spec.model_dir);
     }
 
     /// Registers a labelled example; returns its id. In a multi-label task `label` lists

@@ -680,6 +680,22 @@ fn train_now(task: &Task, p: &RunParams, progress: ProgressFn) -> Result<String>
     Ok(version)
 }
 
+
+/// The logits `score` gives the dev examples, a chunk at a time with an EVALUATE report
+/// after each, so that a cancel ends a long dev pass within a chunk (nothing saved).
+fn scored_on_dev(dev: &[Example], progress: train::ProgressFn, score: impl Fn(&[Example]) -> Result<Vec<Vec<f32>>>) -> Result<Vec<Vec<f32>>> {
+    const CHUNK: usize = 256;
+    let total = dev.len().div_ceil(CHUNK);
+    let mut out = Vec::with_capacity(dev.len());
+    for (i, chunk) in dev.chunks(CHUNK).enumerate() {
+        out.extend(score(chunk)?);
+        if !progress(train::Progress { stage: train::Stage::Evaluate, step: i + 1, total, loss: f64::NAN, metric: f64::NAN }) {
+            return Err(Error::Cancelled);
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -704,19 +720,4 @@ mod tests {
         assert!(reserve_version(&task).unwrap_err().to_string().contains("no version number is left"));
         let _ = std::fs::remove_dir_all(&task);
     }
-}
-
-/// The logits `score` gives the dev examples, a chunk at a time with an EVALUATE report
-/// after each, so that a cancel ends a long dev pass within a chunk (nothing saved).
-fn scored_on_dev(dev: &[Example], progress: train::ProgressFn, score: impl Fn(&[Example]) -> Result<Vec<Vec<f32>>>) -> Result<Vec<Vec<f32>>> {
-    const CHUNK: usize = 256;
-    let total = dev.len().div_ceil(CHUNK);
-    let mut out = Vec::with_capacity(dev.len());
-    for (i, chunk) in dev.chunks(CHUNK).enumerate() {
-        out.extend(score(chunk)?);
-        if !progress(train::Progress { stage: train::Stage::Evaluate, step: i + 1, total, loss: f64::NAN, metric: f64::NAN }) {
-            return Err(Error::Cancelled);
-        }
-    }
-    Ok(out)
 }

@@ -368,9 +368,9 @@ fn clear_prefix_space(json: &mut serde_json::Value) -> bool {
                     m.insert("add_prefix_space".into(), false.into());
                     changed = true;
                 }
-                m.values_mut().fold(changed, |c, x| clear(x) || c)
+                m.values_mut().map(clear).fold(changed, |c, x| c | x)
             }
-            serde_json::Value::Array(a) => a.iter_mut().fold(false, |c, x| clear(x) || c),
+            serde_json::Value::Array(a) => a.iter_mut().map(clear).fold(false, |c, x| c | x),
             _ => false,
         }
     }

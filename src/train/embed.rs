@@ -444,7 +444,7 @@ impl Partners for AlikeBits {
                 if w == i / 64 {
                     word &= !(1 << (i % 64));
                 }
-                if w + 1 == self.words && self.n % 64 != 0 {
+                if w + 1 == self.words && !self.n.is_multiple_of(64) {
                     word &= (1 << (self.n % 64)) - 1;
                 }
             }
@@ -748,7 +748,8 @@ pub fn fit_logistic_weighted(x: &[Vec<f32>], y: &[usize], num_labels: usize, c: 
         || x.len() != y.len()
         || x.iter().any(|r| r.len() != d)
         || y.iter().any(|&l| l >= num_labels)
-        || !(c > 0.0)
+        || c.is_nan()
+        || c <= 0.0
         || class_weights.is_some_and(|w| w.len() != num_labels || w.iter().any(|v| !(*v > 0.0 && v.is_finite())))
     {
         return Err(Error::InvalidArgument(format!(
