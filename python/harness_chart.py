@@ -39,12 +39,23 @@ def main() -> int:
     if not methods or not tasks:
         print(f"harness_chart: {path} has no results for {a.methods}", file=sys.stderr)
         return 2
+    # A diverged run's test metric is NaN, stored as null: left out of its bar's mean, as
+    # the report leaves it out of its cell's.
+    for r in results:
+        if r["method"] in methods and r.get("test") is None:
+            print(f"harness_chart: {r['task']} seed {r['seed']} {r['method']} diverged (test metric null): left out of its bar", file=sys.stderr)
 
     def cell(task, method):
-        v = [100 * r["test"] for r in results if r["task"] == task and r["method"] == method]
-        if not v:
+        """(mean, std, runs, diverged) over the runs that did not diverge (mean and std
+        None where all did), or None without runs."""
+        runs = [r for r in results if r["task"] == task and r["method"] == method]
+        if not runs:
             return None
-        return statistics.mean(v), (statistics.stdev(v) if len(v) > 1 else 0.0), len(v)
+        v = [100 * r["test"] for r in runs if r.get("test") is not None]
+        diverged = len(runs) - len(v)
+        if not v:
+            return None, None, len(runs), diverged
+        return statistics.mean(v), (statistics.stdev(v) if len(v) > 1 else 0.0), len(runs), diverged
 
     seeds = max(len({r["seed"] for r in results if r["task"] == t}) for t in tasks)
     # The mean over tasks only where every task has all seeds for the method.
@@ -58,25 +69,34 @@ def main() -> int:
             c = cell(t, m)
             if c is None:
                 continue
+            mean, std, done, diverged = c
             xs.append(i + (k - (len(methods) - 1) / 2) * width)
-            ys.append(c[0])
-            es.append(c[1])
-            if c[2] == seeds:
-                task_means.append(c[0])
-            else:
-                short.append((xs[-1], c[0], c[2]))
+            # Every run diverged: an empty bar, marked, and no mean over the tasks (as the
+            # report's "diverged (k of k)" cell).
+            ys.append(0.0 if mean is None else mean)
+            es.append(0.0 if std is None else std)
+            if done == seeds and mean is not None:
+                task_means.append(mean)
+            marks = [] if done == seeds else [f"{done}/{seeds}"]
+            if mean is None:
+                marks.append("diverged")
+            elif diverged:
+                marks.append(f"{diverged} diverged")
+            if marks:
+                short.append((xs[-1], ys[-1], ", ".join(marks)))
         if len(task_means) == len(tasks):
             xs.append(len(tasks) + (k - (len(methods) - 1) / 2) * width)
             ys.append(statistics.mean(task_means))
             es.append(0.0)
         ax.bar(xs, ys, width, yerr=es, capsize=2, label=m)
-        # A bar over fewer seeds than the others says how many, as the report's [k/n].
-        for x, y, k_done in short:
-            ax.annotate(f"{k_done}/{seeds}", (x, max(y, 0)), ha="center", va="bottom", fontsize=6)
+        # A bar over fewer seeds than the others says how many, as the report's [k/n], and
+        # how many of its runs diverged.
+        for x, y, mark in short:
+            ax.annotate(mark, (x, max(y, 0)), ha="center", va="bottom", fontsize=6)
     ax.set_xticks(range(len(groups)), groups)
     ax.set_ylabel("test metric (%)")
     # Below 0 only where a metric goes there (a negative correlation).
-    ax.set_ylim(min(0, min((r["test"] * 100 for r in results if r["method"] in methods), default=0) - 5), 100)
+    ax.set_ylim(min(0, min((r["test"] * 100 for r in results if r["method"] in methods and r.get("test") is not None), default=0) - 5), 100)
     ax.grid(axis="y", alpha=0.3)
     ax.legend(ncol=len(methods), fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.1))
     n_runs = len([r for r in results if r["method"] in methods])

@@ -5,6 +5,8 @@ mean (std) per task over the seeds every row has, the mean over the tasks, the m
 score, and each row's mean difference from the first row, paired by split.
 `--select LABEL=ROW,ROW,...` adds a row that takes, split by split, the named rows' run
 with the best dev score (the first named on a tie): LM-BFF's choice of settings on dev.
+A diverged run (test metric null: NaN) is named on stderr and left out of its cell's mean
+and of the paired difference; a cell whose runs all diverged reads "diverged".
 
     .venv/bin/python python/harness_compare.py --tasks SST-2,sst-5,mr,cr,mpqa,subj,trec \\
         --seeds 13,21,42,87,100 \\
@@ -27,6 +29,15 @@ def load(folder: Path, method: str, task: str, seed: int):
     return json.loads(f.read_text()) if f.exists() else None
 
 
+def parse_row(spec: str):
+    """LABEL=FOLDER:METHOD (the folder may hold ':'; the method is after the last)."""
+    label, eq, rest = spec.partition("=")
+    folder, colon, method = rest.rpartition(":")
+    if not (eq and colon and label and folder and method):
+        raise SystemExit(f"--row {spec!r}: --row takes LABEL=FOLDER:METHOD")
+    return label, Path(folder), method
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tasks", required=True)
@@ -34,19 +45,29 @@ def main():
     ap.add_argument("--row", action="append", required=True, help="LABEL=FOLDER:METHOD")
     ap.add_argument("--select", action="append", default=[], help="LABEL=ROW,ROW,...: per split, the row best on dev")
     a = ap.parse_args()
-    tasks, seeds = a.tasks.split(","), [int(s) for s in a.seeds.split(",")]
-    rows = []
-    for spec in a.row:
-        label, rest = spec.split("=", 1)
-        folder, method = rest.rsplit(":", 1)
-        rows.append((label, Path(folder), method))
+    tasks = a.tasks.split(",")
+    try:
+        seeds = [int(s) for s in a.seeds.split(",")]
+    except ValueError:
+        raise SystemExit(f"--seeds {a.seeds!r}: expected seeds separated by commas (13,21,42)")
+    rows = [parse_row(spec) for spec in a.row]
+    labels = [label for label, _, _ in rows]
+    for label, folder, method in rows:
+        if labels.count(label) > 1:
+            raise SystemExit(f"--row: the label {label!r} names two rows")
+        # A mistyped folder or method names itself, not an empty mean further down.
+        if not any(load(folder, method, t, s) for t in tasks for s in seeds):
+            raise SystemExit(f"--row {label}: no runs for {method} in {folder} (looked for {folder}/runs/<task>/<seed>-{method}.json, tasks {','.join(tasks)}, seeds {a.seeds})")
     # The splits every row has (a task is left out where a row has none of its seeds).
     common = {t: [s for s in seeds if all(load(f, m, t, s) for _, f, m in rows)] for t in tasks}
     dropped = [t for t in tasks if not common[t]]
     if dropped:
         print(f"left out (a row has none of their seeds): {', '.join(dropped)}", file=sys.stderr)
     tasks = [t for t in tasks if common[t]]
-    # Per row: (task, seed) -> (test, dev) in percent (dev None where a run has none).
+    if not tasks:
+        raise SystemExit("no task has a seed that every --row has a run of: nothing to compare")
+    # Per row: (task, seed) -> (test, dev) in percent (dev None where a run has none,
+    # test None where the run diverged).
     scores = {}
     for label, folder, method in rows:
         scores[label] = {}
@@ -54,10 +75,17 @@ def main():
             for s in common[t]:
                 r = load(folder, method, t, s)
                 dev = 100 * r["dev"] if r.get("dev") is not None else None
-                scores[label][(t, s)] = (100 * r["test"], dev)
+                if r.get("test") is None:
+                    print(f"{label}: {folder} {t} seed {s} {method} diverged (test metric null): left out of its cell's mean", file=sys.stderr)
+                test = 100 * r["test"] if r.get("test") is not None else None
+                scores[label][(t, s)] = (test, dev)
     order = [label for label, _, _ in rows]
     for spec in a.select:
-        label, names = spec.split("=", 1)
+        label, eq, names = spec.partition("=")
+        if not (eq and label and names):
+            raise SystemExit(f"--select {spec!r}: --select takes LABEL=ROW,ROW,...")
+        if label in scores:
+            raise SystemExit(f"--select {label}: a --row is named so already")
         names = names.split(",")
         missing = [n for n in names if n not in scores]
         if missing:
@@ -77,18 +105,26 @@ def main():
     for label in order:
         cells, means, devs = [], [], []
         for t in tasks:
-            test = [scores[label][(t, s)][0] for s in common[t]]
+            test = [scores[label][(t, s)][0] for s in common[t] if scores[label][(t, s)][0] is not None]
+            diverged = len(common[t]) - len(test)
             devs += [scores[label][(t, s)][1] for s in common[t] if scores[label][(t, s)][1] is not None]
+            if not test:
+                # As the harness report: no mean, and none for the row.
+                cells.append(f"diverged ({diverged} of {diverged})")
+                continue
             means.append(statistics.mean(test))
             std = statistics.stdev(test) if len(test) > 1 else 0.0
-            cells.append(f"{means[-1]:.1f} ({std:.1f})")
-        diff = "-" if label == order[0] else f"{statistics.mean(scores[label][k][0] - first[k][0] for k in first):+.1f}"
+            cells.append(f"{means[-1]:.1f} ({std:.1f})" + (f", {diverged} of {len(common[t])} diverged" if diverged else ""))
+        # Paired by split, over the splits where neither run diverged.
+        pairs = [scores[label][k][0] - first[k][0] for k in first if scores[label][k][0] is not None and first[k][0] is not None]
+        diff = "-" if label == order[0] or not pairs else f"{statistics.mean(pairs):+.1f}"
         dev = f"{statistics.mean(devs):.1f}" if devs else "-"
-        print(f"| {label} | " + " | ".join(cells) + f" | {statistics.mean(means):.1f} | {dev} | {diff} |")
+        mean = f"{statistics.mean(means):.1f}" if len(means) == len(tasks) else "-"
+        print(f"| {label} | " + " | ".join(cells) + f" | {mean} | {dev} | {diff} |")
     print("\nsplits per task: " + ", ".join(f"{t} {len(common[t])}" for t in tasks)
           + (f"; left out: {', '.join(dropped)}" if dropped else "")
           + ("; the tasks have different seed counts: each task's mean is over its own" if len({len(common[t]) for t in tasks}) > 1 else "")
-          + ". std: sample (n - 1).")
+          + ". std: sample (n - 1); a diverged run (test null) is left out of its cell's mean and of the paired difference.")
 
 
 if __name__ == "__main__":

@@ -712,6 +712,12 @@ fn bad_export_dirs_and_inputs() {
         v["regression"] = serde_json::json!({"low": 5.0, "high": 0.0});
     }));
     assert!(e.contains("finite range low < high"), "{e}");
+    // Both ends finite, the span not: every score would be infinite (NaN at p = 0).
+    let e = err(&edit(&|v| {
+        v["task"] = "regression".into();
+        v["regression"] = serde_json::json!({"low": -3e38, "high": 3e38});
+    }));
+    assert!(e.contains("its span finite too"), "{e}");
     // A graph with a column more than the manifest's labels is refused at open, not at
     // the first prediction.
     let words = [("0", "terrible"), ("1", "okay"), ("2", "great")].map(|(l, w)| (l.to_string(), w.to_string()));

@@ -83,6 +83,9 @@ fn harness_runs_every_method_resumes_and_reports() {
                 let r: harness::RunResult =
                     serde_json::from_str(&std::fs::read_to_string(harness::result_path(&out, task, seed, RunMethod::parse(m).unwrap())).unwrap()).unwrap();
                 assert_eq!(r.n_test, 12);
+                // The device of the run's model (majority has none), and the test file read.
+                assert_eq!(r.device.as_deref(), (r.method != RunMethod::Majority).then_some("cpu"), "{:?}", r.method);
+                assert_eq!(r.test_file.as_deref(), Some(harness::task(task).unwrap().file(&data, seed, "test").as_path()));
                 assert!((0.0..=1.0).contains(&r.test));
                 assert_eq!(r.dev.is_some(), !matches!(r.method, RunMethod::Majority | RunMethod::ZeroShot | RunMethod::InContext));
                 assert_eq!(r.best_step.is_some(), matches!(r.method, RunMethod::Plain | RunMethod::Prompt | RunMethod::PromptDemos));
@@ -225,6 +228,12 @@ fn pair_tasks_read_glue_layouts_and_score_their_metric() {
     assert_eq!(qqp_prompt.scorer.as_deref(), Some("onnxruntime"), "a prompt model on CPU is scored through its export");
     let left: Vec<_> = std::fs::read_dir(&out).unwrap().filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().starts_with(".scorer-")).collect();
     assert!(left.is_empty(), "the scorer's temporary export is removed");
+    // QQP's k-shot folder has no test.tsv: its test set is glue_pretrain's, recorded and
+    // named in the report; RTE's is its own.
+    assert!(qqp_majority.test_file.as_deref().is_some_and(|f| f.ends_with("glue_pretrain/QQP/dev.json")), "{:?}", qqp_majority.test_file);
+    assert_eq!(rte_majority.test_file, Some(rte.join("test.tsv")));
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(report.contains("Test sets of QQP (their k-shot folders have no test file)"), "{report}");
     let l: harness::Logits = serde_json::from_str(&std::fs::read_to_string(harness::logits_path(&out, "QQP", 1, RunMethod::Prompt)).unwrap()).unwrap();
     let gold: Vec<usize> = (0..12).map(|i| 1 - i % 2).collect();
     assert_eq!(harness::Metric::F1.score(&l.test, &gold, &[]), qqp_prompt.test, "F1 of the stored logits");
@@ -247,6 +256,97 @@ fn pair_tasks_read_glue_layouts_and_score_their_metric() {
     let o = harness_on(&data, &dir.join("out-zero-shot-words"), &["--tasks", "RTE", "--seeds", "1", "--methods", "zero-shot-words"]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("zero-shot-words scores single-label tasks of one sentence; RTE is a sentence-pair task"), "{err}");
+    // A scorer folder (`.scorer-<pid>-<n>`, or `.scorer-<pid>` before) of a process that
+    // is gone, left for over an hour, is removed by a later command; a recent one is not
+    // (another machine may be writing it).
+    if cfg!(target_os = "linux") {
+        let stale = [".scorer-4999999-7", ".scorer-4999998"].map(|n| out.join(n));
+        let recent = out.join(".scorer-4999997-1");
+        for d in stale.iter().chain([&recent]) {
+            std::fs::create_dir_all(d).unwrap();
+            std::fs::write(d.join("model.onnx"), "x").unwrap();
+        }
+        for d in &stale {
+            assert!(Command::new("touch").arg("-d").arg("2 hours ago").arg(d).status().unwrap().success());
+        }
+        let o = harness_on(&data, &out, &["--tasks", "RTE,QQP,STS-B", "--seeds", "1", "--methods", "majority,prompt,sentence-embedding",
+            "--steps", "60", "--lr", "3e-3", "--batch-size", "4", "--eval-every", "30", "--max-len", "32"]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success() && err.contains("9 of 9 runs reused"), "{err}");
+        assert!(stale.iter().all(|d| !d.exists()) && recent.exists(), "stale scorer folders removed, the recent one kept");
+    }
+}
+
+/// MNLI, SNLI and QQP are tested on the seed's own test file where LM-BFF's data script
+/// wrote one (MNLI's `test_matched.tsv`, GLUE's columns, read as its train.tsv), on
+/// glue_pretrain's dev.json (less the pairs train and dev hold) only without it; with
+/// neither, both paths are named. A bad glue_pretrain label names its record, not a line.
+#[test]
+fn glue_test_files_come_before_glue_pretrain() {
+    let dir = common::tempdir("harness-glue-test");
+    let data = dir.join("k-shot");
+    let mnli = data.join("MNLI/16-1");
+    std::fs::create_dir_all(&mnli).unwrap();
+    let rows = |prefix: &str| -> String {
+        let mut s = String::from("index\tpromptID\tpairID\tgenre\tsentence1\tsentence2\tlabel1\tgold_label\n");
+        for (i, (p, n)) in POS.iter().zip(NEG).enumerate() {
+            s += &format!("{i}\t{i}\t{i}e\tfiction\t{prefix} {p}\t{p}\tentailment\tentailment\n{i}\t{i}\t{i}c\tfiction\t{prefix} {p}\t{n}\tcontradiction\tcontradiction\n");
+        }
+        s
+    };
+    std::fs::write(mnli.join("train.tsv"), rows("train")).unwrap();
+    std::fs::write(mnli.join("dev_matched.tsv"), rows("dev")).unwrap();
+    let spec = harness::task("MNLI").unwrap();
+    let (train, dev) = (spec.read(&data, 1, "train").unwrap(), spec.read(&data, 1, "dev").unwrap());
+    let e = spec.read_test(&data, 1, &[&train, &dev]).unwrap_err().to_string();
+    assert!(e.contains("16-1/test_matched.tsv") && e.contains("glue_pretrain/MNLI/dev.json"), "both files are named: {e}");
+    // glue_pretrain's dev.json alone: the test set, less the pair the train split holds.
+    let pretrain = dir.join("glue_pretrain/MNLI");
+    std::fs::create_dir_all(&pretrain).unwrap();
+    let record = |a: String, b: &str, label: &str| serde_json::json!({"text_a": a, "text_b": b, "label": label});
+    let json = serde_json::json!({"0": record(format!("train {}", POS[0]), POS[0], "entailment"), "1": record("another premise".into(), "another hypothesis", "neutral")});
+    std::fs::write(pretrain.join("dev.json"), json.to_string()).unwrap();
+    assert!(spec.test_from_pretrain(&data, 1));
+    assert_eq!(spec.read_test(&data, 1, &[&train, &dev]).unwrap().1, 1, "the pair train holds is dropped");
+    assert!(spec.test_file(&data, 1).unwrap().ends_with("glue_pretrain/MNLI/dev.json"));
+    let bad = serde_json::json!({"0": record("a".into(), "b", "maybe")});
+    std::fs::write(pretrain.join("dev.json"), bad.to_string()).unwrap();
+    let e = spec.read(&data, 1, "test").unwrap_err().to_string();
+    assert!(e.contains("dev.json: record \"0\": label \"maybe\" is not one of") && !e.contains("line 0"), "{e}");
+    // The seed's own test file comes first, read with GLUE's columns as train.tsv is.
+    std::fs::write(mnli.join("test_matched.tsv"), rows("test")).unwrap();
+    assert!(!spec.test_from_pretrain(&data, 1));
+    let (test, dropped) = spec.read_test(&data, 1, &[&train, &dev]).unwrap();
+    assert_eq!((test.len(), dropped), (12, 0));
+    assert_eq!((test[1].text_a.as_str(), test[1].text_b.as_deref(), test[1].label), (format!("test {}", POS[0]).as_str(), Some(NEG[0]), Some(0)));
+    assert_eq!(spec.test_file(&data, 1).unwrap(), mnli.join("test_matched.tsv"));
+}
+
+/// A diverged run (test metric NaN, stored as null) is left out of its cell's mean and
+/// counted there (the report printed "NaN (NaN)" and a NaN mean); a result stored before
+/// the sentence-embedding settings, the device and the test file were recorded reads
+/// with the values of then.
+#[test]
+fn diverged_runs_and_old_results_read_back() {
+    let settings = serde_json::json!({"model": "m", "plain_model": "m", "steps": 1, "batch_size": 1, "lr": 1e-5, "eval_every": 1,
+        "max_len": 8, "demo_max_len": 8, "demo_sets": 1, "test_limit": null});
+    let run = |task: &str, seed: u64, test: Option<f64>| -> harness::RunResult {
+        serde_json::from_value(serde_json::json!({"task": task, "seed": seed, "method": "prompt", "metric": "pearson", "test": test,
+            "dev": null, "best_step": null, "n_test": 10, "seconds": 1.0, "settings": settings.clone()}))
+        .unwrap()
+    };
+    let old = run("STS-B", 1, Some(0.5));
+    let s = &old.settings;
+    assert_eq!((s.embed_lr, s.embed_iterations, s.head_c, s.word_anchor_scale, s.anchor_repeats), (2e-5, 20, 1.0, 3.0, 4));
+    assert!(old.device.is_none() && old.test_file.is_none());
+    let (sts, sst) = (harness::task("STS-B").unwrap(), harness::task("SST-2").unwrap());
+    let results = [old.clone(), run("STS-B", 2, None), run("SST-2", 1, None), run("SST-2", 2, None)];
+    assert!(results[1].test.is_nan());
+    let table = harness::report(&results, &[sts, sst], &[RunMethod::Prompt], &[1, 2]);
+    assert!(table.contains("| prompt | 50.0 (0.0), 1 of 2 diverged | diverged (2 of 2) | - |"), "{table}");
+    assert!(table.contains("left out of its cell's mean") && !table.contains("NaN (NaN)"), "{table}");
+    let table = harness::report(&results[..2], &[sts], &[RunMethod::Prompt], &[1, 2]);
+    assert!(table.contains("| prompt | 50.0 (0.0), 1 of 2 diverged | 50.0 |"), "{table}");
 }
 
 /// zero-shot-words: the untrained encoder's word-anchor classifier, no training. Its
@@ -506,6 +606,7 @@ fn inputs_are_checked_and_runs_are_shared() {
         (["--methods", "majority,plain", "--device", "cuda:9"], "device \"cuda:9\" is not available"),
         (["--methods", "sentence-embedding", "--head-c", "inf"], "--head-c must be a positive number, got inf"),
         (["--methods", "majority", "--max-minutes", "NaN"], "--max-minutes must be a number of minutes"),
+        (["--methods", "majority,in-context", "--demo-subsample-sets", "0"], "in-context reads demonstrations: --demo-subsample-sets must be 1 to 64 with --demo-subsample 1000"),
     ] {
         let o = lmbff().args(["harness", "--seeds", "1", "--tasks", "mr"]).args(extra).arg("--model").arg(&model).arg("--data").arg(&data).arg("--out").arg(&out).output().unwrap();
         let err = String::from_utf8_lossy(&o.stderr);
@@ -516,6 +617,13 @@ fn inputs_are_checked_and_runs_are_shared() {
     let o = lmbff().args(["harness", "--device", "cpu", "--seeds", "1", "--tasks", "mr", "--methods", "majority"]).arg("--model").arg(dir.join("no-such-model")).arg("--data").arg(&data).arg("--out").arg(&out).output().unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("no-such-model has no model config (--model)") && !out.join(harness::SETTINGS_FILE).exists(), "{err}");
+    // A folder with a runs/ of its own (`--out .` in a repository) is not a harness folder.
+    let user = dir.join("repository");
+    std::fs::create_dir_all(user.join("runs/demo")).unwrap();
+    std::fs::write(user.join("runs/demo/report.json"), "{}").unwrap();
+    let o = lmbff().args(["harness", "--device", "cpu", "--seeds", "1", "--tasks", "mr", "--methods", "majority"]).arg("--model").arg(&model).arg("--data").arg(&data).arg("--out").arg(&user).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("repository is not a harness folder (no settings.json)") && !user.join(harness::SETTINGS_FILE).exists(), "{err}");
     // A CSV row of three fields (a sentence with an unquoted comma) is named, not cut.
     let commas = dir.join("commas");
     kshot(&commas);
@@ -586,7 +694,49 @@ fn inputs_are_checked_and_runs_are_shared() {
     std::fs::write(&path, r.to_string()).unwrap();
     let (ok, err) = run(&out, &model, &[]);
     assert!(!ok && err.contains("acc test 5 over 12 inputs is not a result"), "{err}");
+    // A result of another test set (another count of rows) is not reused as this one's.
+    r["test"] = 0.5.into();
+    r["n_test"] = 11.into();
+    std::fs::write(&path, r.to_string()).unwrap();
+    let (ok, err) = run(&out, &model, &[]);
+    assert!(!ok && err.contains("scored 11 test rows where SST-2 seed 1 now gives 12"), "{err}");
     std::fs::write(&path, original).unwrap();
     let (ok, err) = run(&out, &model, &[]);
     assert!(ok && err.contains("8 of 8 runs reused"), "{err}");
+}
+
+/// A run another command holds is waited for only while `--max-minutes` lasts: then it
+/// counts as not started, for a later chunk (the wait used to poll without end).
+#[test]
+fn waiting_on_another_command_stops_at_max_minutes() {
+    let dir = common::tempdir("harness-wait");
+    let data = dir.join("k-shot");
+    kshot(&data);
+    let out = dir.join("out");
+    let o = harness_on(&data, &out, &["--tasks", "SST-2", "--seeds", "2", "--methods", "majority"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // Another command's claim on seed 1's run, held for as long as this test runs.
+    let _theirs = harness::RunClaim::try_take(&out, "SST-2", 1, RunMethod::Majority).unwrap().expect("no one else holds the claim");
+    let err_path = dir.join("stderr.txt");
+    let mut child = lmbff()
+        .args(["harness", "--device", "cpu", "--threads", "1", "--tasks", "SST-2", "--seeds", "1,2", "--methods", "majority", "--max-minutes", "0.05"])
+        .arg("--model").arg(common::fixtures().join("bert")).arg("--data").arg(&data).arg("--out").arg(&out)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > std::time::Duration::from_secs(120) {
+            child.kill().unwrap();
+            panic!("the harness still waits on the held run long past --max-minutes 0.05");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let err = std::fs::read_to_string(&err_path).unwrap();
+    assert!(status.success() && err.contains("1 of 2 runs reused; 1 runs not started (--max-minutes)"), "{err}");
+    assert!(!harness::result_path(&out, "SST-2", 1, RunMethod::Majority).exists());
 }

@@ -101,6 +101,10 @@ fn cancellation_and_bad_settings() {
     let names = ["sports".to_string(), "music".to_string()];
     let err = train::train_embedding_multi(&m, &tok, &p.input_reader(), &[], &[], &names, &train::EmbedParams::default(), &mut |_| { steps += 1; true }).unwrap_err().to_string();
     assert!(err.contains("no training examples") && steps == 0, "{steps} steps, then: {err}");
+    // Examples of one class only: the classifier would answer it for every input.
+    let one_class: Vec<Example> = toy().into_iter().filter(|e| e.label == Some(1)).collect();
+    let err = train::train_embedding(&m, &tok, &p, &one_class, &train::EmbedParams::default(), &mut |_| { steps += 1; true }).unwrap_err().to_string();
+    assert!(err.contains("every training example is of class") && err.contains("at least two classes") && steps == 0, "{steps} steps, then: {err}");
 }
 
 #[test]

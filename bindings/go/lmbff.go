@@ -301,6 +301,8 @@ func OpenPredictorWith(exportDir string, o PredictorOptions) (*Predictor, error)
 	for i := 0; i < int(C.lmbff_predictor_num_labels(p)); i++ {
 		out.Labels = append(out.Labels, C.GoString(C.lmbff_predictor_label(p, C.size_t(i))))
 	}
+	// A predictor dropped without Close is freed by the collector (its model is large).
+	runtime.SetFinalizer(out, (*Predictor).Close)
 	return out, nil
 }
 
@@ -345,7 +347,9 @@ func (p *Predictor) PredictBatch(texts, textsB []string) (*Predictions, error) {
 	if err := call(func() C.lmbff_status { return C.lmbff_predict(p.p, a, b, C.size_t(len(texts)), &r) }); err != nil {
 		return nil, err
 	}
-	return &Predictions{r: r, p: p}, nil
+	out := &Predictions{r: r, p: p}
+	runtime.SetFinalizer(out, (*Predictions).Close)
+	return out, nil
 }
 
 // Close frees the predictor once the calls in flight have returned; Predictions already
@@ -362,17 +366,27 @@ func (p *Predictor) Close() error {
 
 // Predictions are the results of one PredictBatch call.
 type Predictions struct {
-	r *C.lmbff_predictions
-	p *Predictor
+	mu sync.RWMutex // held for reading by every call on r, for writing by Close
+	r  *C.lmbff_predictions
+	p  *Predictor
 }
 
-// Len is the number of predictions.
-func (r *Predictions) Len() int { return int(C.lmbff_predictions_count(r.r)) }
+// Len is the number of predictions (0 once closed).
+func (r *Predictions) Len() int {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return int(C.lmbff_predictions_count(r.r))
+}
 
 // Get is the prediction of input i.
 func (r *Predictions) Get(i int) (Prediction, error) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if r.r == nil {
+		return Prediction{}, invalid("the predictions are closed")
+	}
 	if i < 0 {
-		return Prediction{}, negativeIndex(i, r.Len())
+		return Prediction{}, negativeIndex(i, int(C.lmbff_predictions_count(r.r)))
 	}
 	var label C.uint32_t
 	var margin, entropy C.float
@@ -401,8 +415,13 @@ func (r *Predictions) Get(i int) (Prediction, error) {
 // Score is the regression score of input i (exports made with a regression range;
 // INVALID_ARGUMENT for a classifier).
 func (r *Predictions) Score(i int) (float32, error) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if r.r == nil {
+		return 0, invalid("the predictions are closed")
+	}
 	if i < 0 {
-		return 0, negativeIndex(i, r.Len())
+		return 0, negativeIndex(i, int(C.lmbff_predictions_count(r.r)))
 	}
 	var score C.float
 	err := call(func() C.lmbff_status { return C.lmbff_predictions_score(r.r, C.size_t(i), &score) })
@@ -421,6 +440,11 @@ func (r *Predictions) LabelStudioJSON(fromName, toName, modelVersion string) ([]
 	if cs.err != nil {
 		return nil, cs.err
 	}
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if r.r == nil {
+		return nil, invalid("the predictions are closed")
+	}
 	r.p.mu.RLock()
 	defer r.p.mu.RUnlock()
 	if r.p.p == nil {
@@ -431,10 +455,15 @@ func (r *Predictions) LabelStudioJSON(fromName, toName, modelVersion string) ([]
 	})
 }
 
-// Close frees the predictions.
+// Close frees the predictions once the calls in flight on them have returned; a second
+// Close does nothing, and calls after it report the predictions closed.
 func (r *Predictions) Close() error {
-	C.lmbff_predictions_free(r.r)
-	r.r = nil
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.r != nil {
+		C.lmbff_predictions_free(r.r)
+		r.r = nil
+	}
 	return nil
 }
 

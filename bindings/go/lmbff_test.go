@@ -645,6 +645,21 @@ func TestCloseWhilePredicting(t *testing.T) {
 	if !strings.Contains(err.Error(), "texts[0] holds a NUL byte at byte 8") {
 		t.Fatalf("got %v", err)
 	}
+	// Predictions closed by several goroutines at once are freed once; reads after
+	// that say they are closed.
+	r, err := p.PredictBatch(a, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var closers sync.WaitGroup
+	for g := 0; g < 4; g++ {
+		closers.Add(1)
+		go func() { defer closers.Done(); r.Close() }()
+	}
+	closers.Wait()
+	if _, err := r.Score(0); err == nil || !strings.Contains(err.Error(), "predictions are closed") || r.Len() != 0 {
+		t.Fatalf("after Close: %v, Len %d", err, r.Len())
+	}
 	var wg sync.WaitGroup
 	var predicted, refused int64
 	for g := 0; g < 3; g++ {

@@ -293,6 +293,17 @@ pub(crate) fn read_versioned<T: serde::de::DeserializeOwned>(dir: &Path, file: &
     read_versioned_text(dir, file, format, max_version, what).map(|(value, _)| value)
 }
 
+/// Whether `path` is a file: false where nothing is there (or something other than a
+/// file), an `Io` error where the file system will not say (no permission to search
+/// its folder), so that an unreadable model is not reported as an incomplete one.
+pub(crate) fn is_file(path: &Path) -> Result<bool> {
+    match std::fs::metadata(path) {
+        Ok(m) => Ok(m.is_file()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENOTDIR) => Ok(false),
+        Err(e) => Err(Error::io(path, e)),
+    }
+}
+
 /// Checks that `dir`, the `what` ("export directory") a call reads, is a directory: an
 /// empty path is an `InvalidArgument` error; a path that is missing, or is a file, an
 /// `Io` error that says which.
@@ -315,7 +326,7 @@ pub(crate) fn read_versioned_text<T: serde::de::DeserializeOwned>(dir: &Path, fi
     // A folder that is not there is an IO error; one without the file, a format error.
     require_dir(dir, "directory")?;
     let path = dir.join(file);
-    if !path.is_file() {
+    if !is_file(&path)? {
         return Err(Error::MissingFile { dir: dir.to_path_buf(), what, looked_for: file.into() });
     }
     let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;

@@ -153,6 +153,16 @@ pub fn run(a: HarnessArgs) -> Result<()> {
         if a.demo_sets == 0 || a.demo_sets > crate::train::MAX_DEMO_SETS {
             return Err(Error::InvalidArgument(format!("{} reads demonstrations: --demo-sets must be 1 to {}, got {}", m.name(), crate::train::MAX_DEMO_SETS, a.demo_sets)));
         }
+        // The subsample's sets, as the main table's: 0 skipped the subsample without a word.
+        if a.demo_subsample > 0 && (a.demo_subsample_sets == 0 || a.demo_subsample_sets > crate::train::MAX_DEMO_SETS) {
+            return Err(Error::InvalidArgument(format!(
+                "{} reads demonstrations: --demo-subsample-sets must be 1 to {} with --demo-subsample {} (--demo-subsample 0 skips the subsample), got {}",
+                m.name(),
+                crate::train::MAX_DEMO_SETS,
+                a.demo_subsample,
+                a.demo_subsample_sets
+            )));
+        }
     }
     if a.test_limit == Some(0) {
         return Err(Error::InvalidArgument("--test-limit 0 scores nothing: give at least 1, or leave it out for the whole test set".into()));
@@ -212,13 +222,16 @@ pub fn run(a: HarnessArgs) -> Result<()> {
         // Which run stopped, before the error itself (main prints it): the command
         // resumes at this run.
         let r = r.inspect_err(|_| eprintln!("{label}: the run stopped; nothing of it is stored (the command, run again, starts it again)"))?;
-        eprintln!("{label}: test {} {:.1} ({:.0} s)", r.metric, 100.0 * r.test, r.seconds);
+        let score = if r.test.is_finite() { format!("{:.1}", 100.0 * r.test) } else { "diverged (NaN)".into() };
+        eprintln!("{label}: test {} {score} ({:.0} s)", r.metric, r.seconds);
         Ok(r)
     };
     for &seed in &a.seeds {
         for t in &tasks {
+            // The test rows every stored result of this split must have scored.
+            let n_test = harness::expected_n_test(&data, t, seed, &settings)?;
             for &m in &methods {
-                if let Some(r) = harness::stored(&a.out, t.name, seed, m, &settings)? {
+                if let Some(r) = harness::stored(&a.out, t.name, seed, m, &settings, n_test)? {
                     reused += 1;
                     results.push(r);
                     continue;
@@ -228,11 +241,11 @@ pub fn run(a: HarnessArgs) -> Result<()> {
                     continue;
                 }
                 let Some(_claim) = harness::RunClaim::try_take(&a.out, t.name, seed, m)? else {
-                    theirs.push((seed, *t, m));
+                    theirs.push((seed, *t, m, n_test));
                     continue;
                 };
                 // Finished by the other command between the look and the claim.
-                if let Some(r) = harness::stored(&a.out, t.name, seed, m, &settings)? {
+                if let Some(r) = harness::stored(&a.out, t.name, seed, m, &settings, n_test)? {
                     shared += 1;
                     results.push(r);
                     continue;
@@ -241,14 +254,19 @@ pub fn run(a: HarnessArgs) -> Result<()> {
             }
         }
     }
-    for (seed, t, m) in theirs {
+    for (seed, t, m, n_test) in theirs {
         if out_of_time() {
             left += 1;
             continue;
         }
         eprintln!("waiting for another harness command on {} to finish {} s{seed} {}", a.out.display(), t.name, m.name());
-        let _claim = harness::RunClaim::wait(&a.out, t.name, seed, m)?;
-        match harness::stored(&a.out, t.name, seed, m, &settings)? {
+        // Out of time while the other command still holds it: left for a later chunk, as
+        // a run not started (the wait used to outlast --max-minutes without end).
+        let Some(_claim) = harness::RunClaim::wait(&a.out, t.name, seed, m, &out_of_time)? else {
+            left += 1;
+            continue;
+        };
+        match harness::stored(&a.out, t.name, seed, m, &settings, n_test)? {
             Some(r) => {
                 shared += 1;
                 results.push(r);
@@ -268,6 +286,7 @@ pub fn run(a: HarnessArgs) -> Result<()> {
     let cal = harness::calibration_report(&results, &methods);
     let cal = cal + &harness::macro_f1_report(&results, &methods);
     let ens = harness::ensemble_report(&a.out, &data, &tasks, &a.seeds, &settings)?;
+    let sources = harness::test_source_note(&results);
     let made_there = if shared > 0 { format!(", {shared} made by another command on this folder meanwhile") } else { String::new() };
     // Always said, "0 runs not started" included: a grid script repeats until it reads that.
     let status = if left > 0 {
@@ -281,7 +300,7 @@ pub fn run(a: HarnessArgs) -> Result<()> {
          the whole grid's command, run again, reuses every stored run and reports them all).\n\n\
          Test metric in percent, mean (std) over the seeds (the sample standard deviation, n - 1; LM-BFF's tables \
          give numpy's, n, which is 0.89 times this over 5 seeds); `[k/n]` marks a cell with k of n seeds done.\n\n\
-         {table}\n{sub}\n{cal}\n{ens}",
+         {sources}{table}\n{sub}\n{cal}\n{ens}",
         data.display(),
         a.seeds.len(),
         a.seeds,

@@ -151,6 +151,13 @@ impl ModelSpec {
 }
 
 impl RegressionRange {
+    /// Whether scores over the range are finite numbers: both ends finite, `low < high`,
+    /// and the span between them an f32 too (-3e38..3e38 is not: every score would be
+    /// infinite, or NaN at a probability of 0).
+    pub fn is_valid(&self) -> bool {
+        self.low.is_finite() && self.high.is_finite() && self.low < self.high && (self.high - self.low).is_finite()
+    }
+
     /// The score for the upper pole's probability.
     pub fn score(&self, p_upper: f32) -> f32 {
         self.low + (self.high - self.low) * p_upper

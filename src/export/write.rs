@@ -76,9 +76,9 @@ pub fn export(
     opts: &ExportOptions,
 ) -> Result<ExportManifest> {
     if let Some(r) = opts.regression {
-        if prompt.verbalizer.num_labels() != 2 || !(r.low.is_finite() && r.high.is_finite() && r.low < r.high) {
+        if prompt.verbalizer.num_labels() != 2 || !r.is_valid() {
             return Err(Error::InvalidArgument(format!(
-                "regression needs two label words (lower pole, upper pole) and a range low < high; got {} labels and {}..{}",
+                "regression needs two label words (lower pole, upper pole) and a finite range low < high (its span finite too); got {} labels and {}..{}",
                 prompt.verbalizer.num_labels(),
                 r.low,
                 r.high

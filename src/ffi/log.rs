@@ -28,8 +28,11 @@ unsafe impl Sync for UserData {}
 /// a callback set from inside the callback takes over when it returns, and messages of
 /// lmbff calls made inside the callback are not delivered, nor are ONNX Runtime's own
 /// messages logged on a thread while it runs a prediction's graph (a callback predicting
-/// on the same predictor there would wait for the session it is called from; messages
-/// of ONNX Runtime's worker threads are delivered). Called from another thread,
+/// on the same predictor there would wait for the session it is called from). Messages
+/// of ONNX Runtime's worker threads are delivered, and such a thread works for a
+/// prediction under way: a callback must not predict from it (at LMBFF_LOG_DEBUG, where
+/// they come) on a predictor that may be predicting then, or it may wait for the
+/// session whose run it was called from. Called from another thread,
 /// it waits for callbacks running elsewhere to return (so the old `user_data` may be
 /// freed when it returns): a callback must not wait on a thread that calls this. It may
 /// wait for threads that log (their messages go to the callback in use, and a change it

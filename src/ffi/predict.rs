@@ -146,6 +146,16 @@ pub unsafe extern "C" fn lmbff_predictor_multi_label(p: *const lmbff_predictor) 
     p.as_ref().is_some_and(|p| p.inner.is_multi_label())
 }
 
+/// The predictor behind `p`: NULL is an argument error; one that hit an internal error
+/// earlier is refused as `Internal` (the header's code for a handle no longer usable).
+unsafe fn usable<'a>(p: *const lmbff_predictor) -> Result<&'a lmbff_predictor> {
+    let p = p.as_ref().ok_or_else(|| Error::InvalidArgument("predictor is NULL".into()))?;
+    if p.broken.load(Ordering::Relaxed) {
+        return Err(Error::Internal("this predictor hit an internal error earlier and is unusable: free it and open the export again".into()));
+    }
+    Ok(p)
+}
+
 /// Number of classes, or of labels for a multi-label export (0 if `p` is NULL).
 ///
 /// # Safety
@@ -188,10 +198,7 @@ pub unsafe extern "C" fn lmbff_predict(
             return Err(Error::InvalidArgument("out is NULL".into()));
         }
         *out = std::ptr::null_mut();
-        let p = p.as_ref().ok_or_else(|| Error::InvalidArgument("predictor is NULL".into()))?;
-        if p.broken.load(Ordering::Relaxed) {
-            return Err(Error::InvalidArgument("this predictor hit an internal error earlier and is unusable".into()));
-        }
+        let p = usable(p)?;
         if n > 0 && texts.is_null() {
             return Err(Error::InvalidArgument("texts is NULL".into()));
         }
@@ -380,7 +387,7 @@ pub unsafe extern "C" fn lmbff_predictions_label_studio_json(
     needed: *mut usize,
 ) -> lmbff_status {
     guard(|| {
-        let p = p.as_ref().ok_or_else(|| Error::InvalidArgument("predictor is NULL".into()))?;
+        let p = usable(p)?;
         let r = r.as_ref().ok_or_else(|| Error::InvalidArgument("predictions is NULL".into()))?;
         let (from, to) = (str_arg(from_name, "from_name")?, str_arg(to_name, "to_name")?);
         let version = if model_version.is_null() {

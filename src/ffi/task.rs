@@ -124,7 +124,7 @@ thread_local! {
 pub(crate) unsafe fn with_task<T>(t: *mut lmbff_task, f: impl FnOnce(&mut Task) -> Result<T>) -> Result<T> {
     let t = t.as_ref().ok_or_else(|| Error::InvalidArgument("task is NULL".into()))?;
     if t.broken.load(std::sync::atomic::Ordering::Relaxed) {
-        return Err(Error::InvalidArgument("this task is unusable after an internal error: free it and reopen it from its folder".into()));
+        return Err(Error::Internal("this task is unusable after an internal error: free it and reopen it from its folder".into()));
     }
     let me = t as *const lmbff_task as usize;
     let mut task = t.inner.try_lock().ok_or_else(|| {

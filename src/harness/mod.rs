@@ -203,15 +203,16 @@ pub struct Settings {
     #[serde(default = "legacy_anchor_repeats")]
     pub anchor_repeats: usize,
     /// The sentence-embedding methods' contrastive learning rate, pair rounds, logistic
-    /// regression C and (`sentence-embedding-words` only) word-anchor scale; the library's
-    /// defaults unless set, as for every result stored before they could be set.
-    #[serde(default = "default_embed_lr")]
+    /// regression C and (`sentence-embedding-words` only) word-anchor scale. A result
+    /// stored before they could be set reads as made with the values the library used
+    /// then (pinned: a later change of its defaults must not relabel old results).
+    #[serde(default = "legacy_embed_lr")]
     pub embed_lr: f64,
-    #[serde(default = "default_embed_iterations")]
+    #[serde(default = "legacy_embed_iterations")]
     pub embed_iterations: usize,
-    #[serde(default = "default_head_c")]
+    #[serde(default = "legacy_head_c")]
     pub head_c: f64,
-    #[serde(default = "default_word_anchor_scale")]
+    #[serde(default = "legacy_word_anchor_scale")]
     pub word_anchor_scale: f64,
 }
 
@@ -225,20 +226,23 @@ fn default_full_data_steps() -> usize {
     DEFAULT_FULL_DATA_STEPS
 }
 
-fn default_embed_lr() -> f64 {
-    EmbedParams::default().lr
+/// Results stored before `Settings::embed_lr` and its siblings existed were made with
+/// `EmbedParams::default()` as it was then: lr 2e-5, 20 pair rounds, C 1, word-anchor
+/// scale 3.
+fn legacy_embed_lr() -> f64 {
+    2e-5
 }
 
-fn default_embed_iterations() -> usize {
-    EmbedParams::default().iterations
+fn legacy_embed_iterations() -> usize {
+    20
 }
 
-fn default_head_c() -> f64 {
-    EmbedParams::default().head_c
+fn legacy_head_c() -> f64 {
+    1.0
 }
 
-fn default_word_anchor_scale() -> f64 {
-    EmbedParams::default().word_anchor_scale
+fn legacy_word_anchor_scale() -> f64 {
+    3.0
 }
 
 /// Results stored before `Settings::anchor_repeats` existed were made with 4 copies.
@@ -308,6 +312,16 @@ pub struct RunResult {
     /// The sentence-embedding methods: the label anchors trained with (empty: none).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub anchors: Vec<String>,
+    /// The device the run's model ran on ("cpu", "cuda:0"; none for majority, and in
+    /// results stored before it was recorded). Not a setting: chunks of one grid may run
+    /// on different machines.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+    /// The file the test split was read from: the seed's k-shot test file, or
+    /// glue_pretrain's dev.json where MNLI's, SNLI's or QQP's is missing (see
+    /// [`TaskSpec::test_from_pretrain`]). None in results stored before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_file: Option<PathBuf>,
     pub settings: Settings,
 }
 
@@ -321,20 +335,34 @@ struct OrtScorer {
     dir: PathBuf,
 }
 
+/// The scorer folders this process holds: a folder named with this process's id that is
+/// not among them is an earlier process's (a container's first process is pid 1 on every
+/// start), stale like a dead process's.
+fn live_scorers() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
+    static LIVE: std::sync::OnceLock<std::sync::Mutex<Vec<PathBuf>>> = std::sync::OnceLock::new();
+    LIVE.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Removes the scorer folders of harness processes that ended without removing theirs
-/// (killed): a model-sized folder each. Only on Linux, where `/proc` tells a live
-/// process from a dead one.
+/// (killed): a model-sized folder each, named `.scorer-<pid>-<n>`
+/// ([`crate::checkpoint::tmp_suffix`]; `.scorer-<pid>` before). Only on Linux, where
+/// `/proc` tells a live process from a dead one.
 fn remove_stale_scorers(out: &Path) {
     if !cfg!(target_os = "linux") {
         return;
     }
+    let live: Vec<PathBuf> = live_scorers().clone();
     for entry in std::fs::read_dir(out).into_iter().flatten().flatten() {
         let name = entry.file_name().to_string_lossy().to_string();
-        let Some(pid) = name.strip_prefix(".scorer-").and_then(|p| p.parse::<u32>().ok()) else { continue };
+        let Some(pid) = name.strip_prefix(".scorer-").and_then(|rest| rest.split('-').next()).and_then(|p| p.parse::<u32>().ok()) else { continue };
+        if live.iter().any(|d| d.file_name() == Some(entry.file_name().as_os_str())) {
+            continue;
+        }
         // Left alone for an hour, as the other temporaries: a harness on another machine
         // sharing the folder (whose process this one cannot see) may still be using it.
         let idle = entry.metadata().ok().and_then(|m| m.modified().ok()).and_then(|t| t.elapsed().ok());
-        if pid != std::process::id() && idle.is_some_and(|d| d > crate::checkpoint::STALE_AFTER) && !Path::new(&format!("/proc/{pid}")).exists() {
+        let gone = pid == std::process::id() || !Path::new(&format!("/proc/{pid}")).exists();
+        if gone && idle.is_some_and(|d| d > crate::checkpoint::STALE_AFTER) {
             let _ = std::fs::remove_dir_all(entry.path());
         }
     }
@@ -344,9 +372,11 @@ impl OrtScorer {
     /// None when the model cannot be exported or ONNX Runtime not loaded: the caller
     /// scores with libtorch instead (and the result says so).
     fn new(model: &MaskedLm, tok: &Tokenizer, prompt: &Prompt, out: &Path) -> Option<Self> {
-        let dir = out.join(format!(".scorer-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        // Unique per process and scorer: two harnesses sharing `out` from two machines
+        // or containers (both pid 1) never export into, or delete, each other's folder.
+        let dir = out.join(format!(".scorer-{}", crate::checkpoint::tmp_suffix()));
         remove_stale_scorers(out);
+        live_scorers().push(dir.clone());
         let opened = crate::export::export(model, tok, prompt, &Demos::None, Default::default(), &dir, &Default::default()).and_then(|_| {
             let threads = tch::get_num_threads().max(1) as usize;
             crate::serve::Predictor::open(&dir, &crate::serve::PredictorOptions { threads, ..Default::default() })
@@ -356,6 +386,7 @@ impl OrtScorer {
             Err(e) => {
                 crate::log::log(crate::log::Level::Warn, || format!("harness: scoring with libtorch ({e})"));
                 let _ = std::fs::remove_dir_all(&dir);
+                live_scorers().retain(|d| *d != dir);
                 None
             }
         }
@@ -370,6 +401,7 @@ impl OrtScorer {
 impl Drop for OrtScorer {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
+        live_scorers().retain(|d| *d != self.dir);
     }
 }
 
@@ -559,7 +591,7 @@ pub fn check_data(root: &Path, tasks: &[&TaskSpec], seeds: &[u64], methods: &[Ru
             let (test_ex, _) = spec.read_test(root, seed, &[&train_ex, &dev_ex])?;
             for (split, ex) in [("train", &train_ex), ("dev", &dev_ex), ("test", &test_ex)] {
                 if ex.is_empty() {
-                    let dropped = if split == "test" && spec.test_from_pretrain { " left once the pairs its train and dev splits hold are dropped" } else { "" };
+                    let dropped = if split == "test" && spec.test_from_pretrain(root, seed) { " left once the pairs its train and dev splits hold are dropped" } else { "" };
                     return Err(Error::InvalidArgument(format!("{name}: the {split} split has no rows{dropped} (in {})", root.display())));
                 }
             }
@@ -602,7 +634,7 @@ pub fn check_data(root: &Path, tasks: &[&TaskSpec], seeds: &[u64], methods: &[Ru
         }
         if methods.contains(&RunMethod::FullData) {
             let mut full = spec.read_full(root, "train")?;
-            if !spec.test_from_pretrain {
+            if !spec.test_fallback {
                 full.extend(spec.read_full(root, "dev")?);
             }
             prints.push((format!("{}/full-data", spec.name), format!("{:016x}", examples_print(&full, FNV_OFFSET))));
@@ -716,12 +748,17 @@ impl RunClaim {
         Ok(crate::checkpoint::try_lock_file(&Self::lock_path(out, task, seed, method)?)?.map(|f| RunClaim { _file: f }))
     }
 
-    /// The claim, once the command holding it lets it go.
-    pub fn wait(out: &Path, task: &str, seed: u64, method: RunMethod) -> Result<Self> {
+    /// The claim, once the command holding it lets it go; None once `give_up` says so
+    /// (the command's `--max-minutes` spent: the run is left for a later chunk instead of
+    /// waiting on another command's run for as long as it takes).
+    pub fn wait(out: &Path, task: &str, seed: u64, method: RunMethod, give_up: &dyn Fn() -> bool) -> Result<Option<Self>> {
         let path = Self::lock_path(out, task, seed, method)?;
         loop {
             if let Some(f) = crate::checkpoint::try_lock_file(&path)? {
-                return Ok(RunClaim { _file: f });
+                return Ok(Some(RunClaim { _file: f }));
+            }
+            if give_up() {
+                return Ok(None);
             }
             std::thread::sleep(std::time::Duration::from_millis(500));
         }
@@ -744,23 +781,45 @@ pub fn claim_folder(out: &Path, settings: &Settings) -> Result<()> {
     claim_settings(out, settings)
 }
 
-/// A harness writes its report, results and runs only into its own folder (settings or
-/// runs/ there), a new or an empty one, never among a user's files or into a model.
+/// A harness writes its report, results and runs only into its own folder (one holding
+/// its settings file), a new or an empty one, never among a user's files or into a
+/// model: a `runs/` folder alone does not make one (`--out .` in a repository with its
+/// own `runs/`).
 pub fn check_out_folder(out: &Path) -> Result<()> {
-    if out.is_dir() && !out.join(SETTINGS_FILE).exists() && !out.join("runs").is_dir() {
+    if out.is_dir() && !is_harness_folder(out) {
         // Another command making this folder now holds its lock and writes its settings
         // first (through a temporary file): those are a harness's, not a user's.
         let ours = |name: &str| name == crate::checkpoint::LOCK_FILE || name.starts_with(SETTINGS_FILE);
         let mut others = std::fs::read_dir(out).map_err(|e| Error::io(out, e))?.filter_map(|e| e.ok()).filter(|e| !ours(&e.file_name().to_string_lossy()));
         if let Some(other) = others.next() {
             return Err(Error::InvalidArgument(format!(
-                "{} is not a harness folder (no {SETTINGS_FILE}, no runs/) and is not empty (it holds {:?}): give a new or empty --out folder",
+                "{} is not a harness folder (no {SETTINGS_FILE}) and is not empty (it holds {:?}): give a new or empty --out folder",
                 out.display(),
                 other.file_name()
             )));
         }
     }
     Ok(())
+}
+
+/// Whether `out` holds a harness's results: its settings file, or, for a folder made
+/// before that file existed, a `runs/` holding nothing but folders named after the
+/// harness's tasks (at least one). A `runs/` of anything else is a user's.
+fn is_harness_folder(out: &Path) -> bool {
+    if out.join(SETTINGS_FILE).is_file() {
+        return true;
+    }
+    let Ok(entries) = std::fs::read_dir(out.join("runs")) else { return false };
+    let mut any = false;
+    for entry in entries {
+        let Ok(entry) = entry else { return false };
+        let task_folder = entry.file_name().to_str().is_some_and(|n| TASKS.iter().any(|t| t.name == n)) && entry.path().is_dir();
+        if !task_folder {
+            return false;
+        }
+        any = true;
+    }
+    any
 }
 
 /// [`claim_folder`]'s check and record of the settings, under the folder's lock.
@@ -834,14 +893,16 @@ pub fn result_path(out: &Path, task: &str, seed: u64, method: RunMethod) -> Path
         .join(format!("{seed}-{}.json", method.name()))
 }
 
-/// The stored result of a run, if it was made with `settings` (another setting is an
-/// error: use another folder).
+/// The stored result of a run, if it was made with `settings` and scored the `n_test`
+/// test rows the run would score now ([`expected_n_test`]); another setting or count is
+/// an error (use another folder, or remove the file).
 pub fn stored(
     out: &Path,
     task: &str,
     seed: u64,
     method: RunMethod,
     settings: &Settings,
+    n_test: usize,
 ) -> Result<Option<RunResult>> {
     let path = result_path(out, task, seed, method);
     let Some(r) = read_result(&path)? else { return Ok(None) };
@@ -868,8 +929,13 @@ pub fn stored(
             path.display()
         )));
     }
+    // Another count is another test set (other data, another pairing, an older version's
+    // overlap rule): its score is not this run's.
+    if r.n_test != n_test {
+        return wrong(format!("scored {} test rows where {task} seed {seed} now gives {n_test}", r.n_test));
+    }
     // A metric is a fraction (accuracy, F1) or a correlation (Matthews, Pearson); NaN is
-    // a correlation of constant predictions.
+    // a diverged run's (NaN logits make Pearson NaN; constant predictions score 0).
     let low = if matches!(r.metric.as_str(), "mcc" | "pearson") { -1.0 } else { 0.0 };
     if r.n_test == 0 || (r.test.is_finite() && !(low..=1.0).contains(&r.test)) {
         return wrong(format!("{} test {} over {} inputs is not a result", r.metric, r.test, r.n_test));
@@ -892,12 +958,14 @@ pub fn run_one(
     out: &Path,
     progress: ProgressFn,
 ) -> Result<RunResult> {
-    if let Some(r) = stored(out, spec.name, seed, method, s)? {
-        return Ok(r);
-    }
     let started = Instant::now();
     let (mut train_ex, mut dev_ex) = (spec.read(root, seed, "train")?, spec.read(root, seed, "dev")?);
     let (mut test_ex, test_dropped) = spec.read_test(root, seed, &[&train_ex, &dev_ex])?;
+    let n_test = scored_rows(spec, test_ex.len(), s)?;
+    if let Some(r) = stored(out, spec.name, seed, method, s, n_test)? {
+        return Ok(r);
+    }
+    let test_file = spec.test_file(root, seed)?;
     let mut full_data = None;
     if method == RunMethod::FullData {
         // The whole training set, less what the test set holds (the data README lists
@@ -906,8 +974,10 @@ pub fn run_one(
         // case, there: 11 for TREC).
         let key = |e: &Example| (e.text_a.trim().to_lowercase(), e.text_b.as_deref().map(|b| b.trim().to_lowercase()));
         let test_texts: std::collections::HashSet<(String, Option<String>)> = test_ex.iter().map(key).collect();
-        let (full_train, full_dev) = if spec.test_from_pretrain {
-            // glue_pretrain's dev is this task's test set: dev comes out of train instead.
+        let (full_train, full_dev) = if spec.test_fallback {
+            // glue_pretrain's dev is this task's test set where the k-shot folder has no
+            // test file: dev comes out of train instead, whichever test file a seed has
+            // (one ceiling per task).
             carve_dev(spec.read_full(root, "train")?)
         } else {
             (spec.read_full(root, "train")?, spec.read_full(root, "dev")?)
@@ -917,9 +987,7 @@ pub fn run_one(
         (train_ex, dev_ex) = (keep(full_train), keep(full_dev));
         full_data = Some(FullData { train: train_ex.len(), dev: dev_ex.len(), dropped: n - train_ex.len() - dev_ex.len() });
     }
-    if let Some(n) = s.test_limit {
-        test_ex.truncate(n.saturating_mul(test_rows_per_input(spec)?));
-    }
+    test_ex.truncate(n_test);
     let gold: Vec<usize> = test_ex
         .iter()
         .map(|e| e.label.expect("read() labels every example"))
@@ -941,6 +1009,7 @@ pub fn run_one(
     let mut majority_test = None;
     let mut scorer = None;
     let mut anchors = Vec::new();
+    let mut run_device = None;
     // Dev and test logits of the methods that have a model.
     let mut outputs: Option<Logits> = None;
     let (dev, best_step) = match method {
@@ -986,6 +1055,7 @@ pub fn run_one(
             let prompt = Prompt::new(Template::parse(&template)?, verbalizer, truncation)?;
             tch::manual_seed(seed as i64);
             let model = MaskedLm::load(model_dir, parse_device(device)?)?;
+            run_device = Some(device_name(model.device()));
             if embedding {
                 // SetFit's method, as compared with the setfit package, has no anchors.
                 let anchor_repeats = if method == RunMethod::SentenceEmbedding { 0 } else { s.anchor_repeats };
@@ -1186,6 +1256,8 @@ pub fn run_one(
         full_data,
         scorer: scorer.map(String::from),
         anchors,
+        device: run_device,
+        test_file: Some(test_file),
         settings: s.clone(),
     };
     save(out, &r)?;
@@ -1213,6 +1285,33 @@ fn test_rows_per_input(spec: &TaskSpec) -> Result<usize> {
     })
 }
 
+/// How many of a test split's `test_len` rows a run scores: all, or the rows of the
+/// first `--test-limit` inputs.
+fn scored_rows(spec: &TaskSpec, test_len: usize, s: &Settings) -> Result<usize> {
+    Ok(match s.test_limit {
+        Some(n) => test_len.min(n.saturating_mul(test_rows_per_input(spec)?)),
+        None => test_len,
+    })
+}
+
+/// The test rows a run of `spec` and `seed` scores with settings `s` (a stored result's
+/// `n_test` must be this): its test split as [`TaskSpec::read_test`] gives it, cut as
+/// `run_one` cuts it.
+pub fn expected_n_test(root: &Path, spec: &TaskSpec, seed: u64, s: &Settings) -> Result<usize> {
+    let (train, dev) = (spec.read(root, seed, "train")?, spec.read(root, seed, "dev")?);
+    let (test, _) = spec.read_test(root, seed, &[&train, &dev])?;
+    scored_rows(spec, test.len(), s)
+}
+
+/// A device as `--device` names it ("cpu", "cuda:0").
+fn device_name(d: tch::Device) -> String {
+    match d {
+        tch::Device::Cpu => "cpu".into(),
+        tch::Device::Cuda(n) => format!("cuda:{n}"),
+        other => format!("{other:?}").to_lowercase(),
+    }
+}
+
 /// The template ensemble per task: for each seed where `prompt` and every auto-template
 /// run are stored, the test metric of their averaged label logits, as mean (std) over
 /// those seeds. Empty when no seed has them all.
@@ -1221,9 +1320,17 @@ pub fn ensemble_report(out: &Path, data: &Path, tasks: &[&TaskSpec], seeds: &[u6
     for t in tasks {
         let mut v = Vec::new();
         for &seed in seeds {
+            // The test set is read only for a seed whose members are all stored (each
+            // result is checked against its row count).
+            if !ENSEMBLE.iter().all(|&m| result_path(out, t.name, seed, m).is_file()) {
+                continue;
+            }
+            let (mut test, _) = t.read_test(data, seed, &[&t.read(data, seed, "train")?, &t.read(data, seed, "dev")?])?;
+            let n_test = scored_rows(t, test.len(), settings)?;
+            test.truncate(n_test);
             let mut tables = Vec::new();
             for m in ENSEMBLE {
-                if stored(out, t.name, seed, m, settings)?.is_none() {
+                if stored(out, t.name, seed, m, settings, n_test)?.is_none() {
                     break;
                 }
                 let path = logits_path(out, t.name, seed, m);
@@ -1242,10 +1349,6 @@ pub fn ensemble_report(out: &Path, data: &Path, tasks: &[&TaskSpec], seeds: &[u6
             }
             if tables.len() < ENSEMBLE.len() {
                 continue;
-            }
-            let (mut test, _) = t.read_test(data, seed, &[&t.read(data, seed, "train")?, &t.read(data, seed, "dev")?])?;
-            if let Some(n) = settings.test_limit {
-                test.truncate(n.saturating_mul(test_rows_per_input(t)?));
             }
             let gold = gold_labels(&test);
             let scores = match t.regression {
@@ -1293,6 +1396,10 @@ pub fn mean_std(v: &[f64]) -> (f64, f64) {
 /// The markdown report: one row per method, one column per task, cells `mean (std)` of
 /// the test metric in percent over the seeds done, with the seed count where a cell is
 /// incomplete; the last column is the mean over the tasks complete for every method.
+/// A diverged run (test metric NaN, stored as null) is left out of its cell's mean and
+/// std and counted in the cell (`d of k diverged`; a cell of diverged runs only reads
+/// `diverged (k of k)` and leaves its row without a mean); a note under the table says
+/// so when there is one.
 pub fn report(
     results: &[RunResult],
     tasks: &[&TaskSpec],
@@ -1309,6 +1416,7 @@ pub fn report(
     s += " mean |\n|---|";
     s += &"---|".repeat(tasks.len() + 1);
     s.push('\n');
+    let mut any_diverged = false;
     for &m in methods {
         s += &format!("| {} |", m.name());
         let mut means = Vec::new();
@@ -1322,13 +1430,20 @@ pub fn report(
                 s += " - |";
                 continue;
             }
-            let (mean, std) = mean_std(&v);
+            let done = if v.len() == seeds.len() { String::new() } else { format!(" [{}/{}]", v.len(), seeds.len()) };
+            let finite: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+            let diverged = v.len() - finite.len();
+            any_diverged |= diverged > 0;
+            if finite.is_empty() {
+                s += &format!(" diverged ({diverged} of {}){done} |", v.len());
+                continue;
+            }
+            let (mean, std) = mean_std(&finite);
             if v.len() == seeds.len() {
                 means.push(mean);
-                s += &format!(" {mean:.1} ({std:.1}) |");
-            } else {
-                s += &format!(" {mean:.1} ({std:.1}) [{}/{}] |", v.len(), seeds.len());
             }
+            let note = if diverged > 0 { format!(", {diverged} of {} diverged", v.len()) } else { String::new() };
+            s += &format!(" {mean:.1} ({std:.1}){done}{note} |");
         }
         s += &if means.len() == tasks.len() {
             format!(" {:.1} |\n", means.iter().sum::<f64>() / means.len() as f64)
@@ -1336,7 +1451,33 @@ pub fn report(
             " - |\n".into()
         };
     }
+    if any_diverged {
+        s += "\nA diverged run (test metric NaN: its model's logits went NaN) is left out of its cell's mean (std) and \
+              counted there; the mean column takes each task's mean over the runs that did not diverge, and has none \
+              where a task's runs all diverged.\n";
+    }
     s
+}
+
+/// A note naming the tasks whose test set was glue_pretrain's dev.json (their k-shot
+/// folders have no test file; [`TaskSpec::test_from_pretrain`]): not the paper's test
+/// sets. Empty when no result says so.
+pub fn test_source_note(results: &[RunResult]) -> String {
+    let mut tasks: Vec<&str> = Vec::new();
+    for r in results {
+        let pretrain = Path::new("glue_pretrain").join(&r.task).join("dev.json");
+        if r.test_file.as_deref().is_some_and(|f| f.ends_with(&pretrain)) && !tasks.contains(&r.task.as_str()) {
+            tasks.push(&r.task);
+        }
+    }
+    if tasks.is_empty() {
+        return String::new();
+    }
+    format!(
+        "Test sets of {} (their k-shot folders have no test file): glue_pretrain/<TASK>/dev.json beside the k-shot folder, \
+         less the pairs the seed's train and dev splits hold; not the paper's test sets (GLUE's dev sets).\n\n",
+        tasks.join(", ")
+    )
 }
 
 /// The calibration table: per method, over every run with a model, the mean test ECE
@@ -1535,6 +1676,8 @@ mod tests {
             full_data: None,
             scorer: None,
             anchors: Vec::new(),
+            device: None,
+            test_file: None,
             settings: settings.clone(),
         };
         let report = calibration_report(&[run(false, 2.0, 0.04), run(true, 0.05, 0.30)], &[RunMethod::Plain]);

@@ -78,16 +78,20 @@ pub struct TaskSpec {
     pub metric: Metric,
     /// File stem of the dev split ("dev"; MNLI's is "dev_matched").
     pub dev: &'static str,
+    /// File stem of the test split ("test"; MNLI's is "test_matched": LM-BFF's data script
+    /// writes GLUE's matched and mismatched dev sets as `test_matched`/`test_mismatched`).
+    pub test: &'static str,
     /// Regression (STS-B): the range of the gold scores; an example's class is its side
     /// of the midpoint (label 0: lower pole, 1: upper), and training fits the scores.
     pub regression: Option<(f32, f32)>,
     /// A multi-label task built from a single-label one (see [`MultiSource`]); its
     /// examples are the yes/no pairs (input, label name) of `MultiLabel::expand`.
     pub multi_label: Option<MultiSource>,
-    /// The k-shot folder has no test split (MNLI, SNLI, QQP: too large to ship):
-    /// `glue_pretrain/<TASK>/dev.json` beside the k-shot folder is the test set, less
-    /// every pair that also occurs in the seed's train or dev split.
-    pub test_from_pretrain: bool,
+    /// The k-shot folder may lack its test file (MNLI, SNLI, QQP: GLUE's dev sets, too
+    /// large to ship in the shared copy): where it does, `glue_pretrain/<TASK>/dev.json`
+    /// beside the k-shot folder is the test set, less every pair that also occurs in the
+    /// seed's train or dev split ([`TaskSpec::test_from_pretrain`]).
+    pub test_fallback: bool,
 }
 
 const SENTIMENT: &[(&str, &str)] = &[("0", "terrible"), ("1", "great")];
@@ -106,9 +110,10 @@ const fn csv(name: &'static str, template: &'static str, labels: &'static [(&'st
         max_len: None,
         metric: Metric::Acc,
         dev: "dev",
+        test: "test",
         regression: None,
         multi_label: None,
-        test_from_pretrain: false,
+        test_fallback: false,
     }
 }
 
@@ -124,9 +129,10 @@ const fn pair(name: &'static str, template: &'static str, labels: &'static [(&'s
         max_len: None,
         metric,
         dev: "dev",
+        test: "test",
         regression: None,
         multi_label: None,
-        test_from_pretrain: false,
+        test_fallback: false,
     }
 }
 
@@ -166,12 +172,12 @@ pub const TASKS: &[TaskSpec] = &[
         None,
     ),
     TaskSpec { format: Format::Cola, ..pair("CoLA", "*cls**sent_0*_This_is*mask*.*sep+*", &[("0", "incorrect"), ("1", "correct")], Metric::Matthews) },
-    TaskSpec { max_len: Some(256), dev: "dev_matched", test_from_pretrain: true, ..pair("MNLI", NLI, THREE_WAY, Metric::Acc) },
-    TaskSpec { max_len: Some(256), test_from_pretrain: true, ..pair("SNLI", NLI, THREE_WAY, Metric::Acc) },
+    TaskSpec { max_len: Some(256), dev: "dev_matched", test: "test_matched", test_fallback: true, ..pair("MNLI", NLI, THREE_WAY, Metric::Acc) },
+    TaskSpec { max_len: Some(256), test_fallback: true, ..pair("SNLI", NLI, THREE_WAY, Metric::Acc) },
     pair("QNLI", NLI, TWO_WAY, Metric::Acc),
     TaskSpec { max_len: Some(256), first_sent_limit: Some(240), ..pair("RTE", NLI, TWO_WAY, Metric::Acc) },
     pair("MRPC", PARAPHRASE, YES_NO, Metric::F1),
-    TaskSpec { test_from_pretrain: true, ..pair("QQP", PARAPHRASE, YES_NO, Metric::F1) },
+    TaskSpec { test_fallback: true, ..pair("QQP", PARAPHRASE, YES_NO, Metric::F1) },
     TaskSpec { regression: Some((0.0, 5.0)), ..pair("STS-B", PARAPHRASE, YES_NO, Metric::Pearson) },
     // Multi-label, built from TREC: which kinds of answer do the joined questions ask for?
     TaskSpec {
@@ -208,20 +214,51 @@ impl TaskSpec {
     }
 
     /// The file of `split` (train, dev, test) for data seed `seed` under the k-shot root
-    /// (`dev` is the task's dev file; a test taken from glue_pretrain is its dev.json).
+    /// (`dev` and `test` are the task's dev and test files; a test taken from
+    /// glue_pretrain, [`TaskSpec::test_from_pretrain`], is its dev.json).
     pub fn file(&self, root: &Path, seed: u64, split: &str) -> PathBuf {
-        if split == "test" && self.test_from_pretrain {
-            let parent = root.parent().unwrap_or(Path::new(".."));
-            return parent.join("glue_pretrain").join(self.name).join("dev.json");
+        if split == "test" && self.test_from_pretrain(root, seed) {
+            return self.pretrain_test_file(root);
         }
+        self.kshot_file(root, seed, split)
+    }
+
+    /// The file of `split` in the seed's k-shot folder, whether or not it is there.
+    fn kshot_file(&self, root: &Path, seed: u64, split: &str) -> PathBuf {
         let ext = match self.format {
             Format::Tsv | Format::Cola => "tsv",
             Format::Csv => "csv",
         };
-        let stem = if split == "dev" { self.dev } else { split };
+        let stem = match split {
+            "dev" => self.dev,
+            "test" => self.test,
+            other => other,
+        };
         root.join(self.name)
             .join(format!("16-{seed}"))
             .join(format!("{stem}.{ext}"))
+    }
+
+    /// `glue_pretrain/<TASK>/dev.json` beside the k-shot folder: the test set of a task
+    /// whose k-shot folder lacks its test file.
+    fn pretrain_test_file(&self, root: &Path) -> PathBuf {
+        root.parent().unwrap_or(Path::new("..")).join("glue_pretrain").join(self.name).join("dev.json")
+    }
+
+    /// Whether the test split of `seed` comes from glue_pretrain: the task allows it
+    /// (MNLI, SNLI, QQP) and the seed's k-shot folder has no test file of its own (the
+    /// shared copy's; LM-BFF's data script writes one, read before any fallback).
+    pub fn test_from_pretrain(&self, root: &Path, seed: u64) -> bool {
+        self.test_fallback && !self.kshot_file(root, seed, "test").is_file()
+    }
+
+    /// The file the test split of `seed` is read from (a multi-label task's: its source
+    /// task's), recorded with each result.
+    pub fn test_file(&self, root: &Path, seed: u64) -> Result<PathBuf> {
+        match &self.multi_label {
+            Some(m) => task(m.source)?.test_file(root, seed),
+            None => Ok(self.file(root, seed, "test")),
+        }
     }
 
     /// Reads one split as labelled examples. A test split taken from glue_pretrain is
@@ -233,7 +270,15 @@ impl TaskSpec {
         }
         let path = self.file(root, seed, split);
         let names = self.label_names();
-        if split == "test" && self.test_from_pretrain {
+        if split == "test" && self.test_from_pretrain(root, seed) {
+            if !path.is_file() {
+                // Neither file: both are named (the fallback's alone would hide the first).
+                return Err(Error::MissingFile {
+                    dir: root.join(self.name).join(format!("16-{seed}")),
+                    what: "test split",
+                    looked_for: format!("{}, then {}", self.kshot_file(root, seed, "test").display(), path.display()),
+                });
+            }
             return read_json_pairs(&path, &names);
         }
         if let Some((low, high)) = self.regression {
@@ -275,10 +320,11 @@ impl TaskSpec {
     }
 
     /// The test split, less any input that also occurs in `seen` (the seed's train and
-    /// dev; only glue_pretrain's text can overlap them), and how many were dropped.
+    /// dev) where it comes from glue_pretrain (only its text can overlap them), and how
+    /// many were dropped.
     pub fn read_test(&self, root: &Path, seed: u64, seen: &[&[Example]]) -> Result<(Vec<Example>, usize)> {
         let test = self.read(root, seed, "test")?;
-        if !self.test_from_pretrain {
+        if !self.test_from_pretrain(root, seed) {
             return Ok((test, 0));
         }
         let known: std::collections::HashSet<(&str, Option<&str>)> =
@@ -342,10 +388,10 @@ fn read_json_pairs(path: &Path, labels: &[String]) -> Result<Vec<Example>> {
             serde_json::Value::String(s) => s.clone(),
             other => other.to_string(),
         };
-        let idx = labels.iter().position(|l| *l == label).ok_or_else(|| Error::Data {
+        // A JSON object has no line to name: the record's key names it.
+        let idx = labels.iter().position(|l| *l == label).ok_or_else(|| Error::Format {
             path: path.to_path_buf(),
-            line: 0,
-            message: format!("record {key}: label {:?} is not one of {labels:?}", r.label),
+            message: format!("record {key:?}: label {} is not one of {labels:?}", r.label),
         })?;
         out.push(Example { text_a: r.text_a, text_b: r.text_b, label: Some(idx) });
     }

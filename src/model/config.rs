@@ -127,7 +127,7 @@ impl Config {
     /// Reads and validates `config.json` from a model directory.
     pub fn from_dir(dir: &Path) -> Result<(Self, serde_json::Value)> {
         let path = dir.join("config.json");
-        if !path.is_file() {
+        if !crate::checkpoint::is_file(&path)? {
             return Err(Error::MissingFile { dir: dir.to_path_buf(), what: "model config", looked_for: "config.json".into() });
         }
         let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;

@@ -262,7 +262,7 @@ impl Filter {
 /// special tokens and its word-boundary convention (which decides how a host renders).
 fn open_tokenizer(dir: &Path, spec: &TokenizerSpec, what: &str) -> Result<Tokenizer> {
     let path = dir.join(&spec.file);
-    if !path.is_file() {
+    if !crate::checkpoint::is_file(&path)? {
         return Err(Error::MissingFile { dir: dir.to_path_buf(), what: "export's tokenizer", looked_for: spec.file.clone() });
     }
     // A file the tokenizers library cannot read is a file that does not hold.
@@ -286,7 +286,7 @@ fn open_tokenizer(dir: &Path, spec: &TokenizerSpec, what: &str) -> Result<Tokeni
 /// A session over `dir/file` with the predictor's settings.
 fn new_session(env: &ort::environment::Environment, dir: &Path, file: &str, what: &'static str, threads: usize) -> Result<Session> {
     let path = dir.join(file);
-    if !path.is_file() {
+    if !crate::checkpoint::is_file(&path)? {
         return Err(Error::MissingFile { dir: dir.to_path_buf(), what, looked_for: file.to_string() });
     }
     // A file that cannot be read is the file system's error, not the model's.
@@ -298,8 +298,17 @@ fn new_session(env: &ort::environment::Environment, dir: &Path, file: &str, what
         .and_then(|b| b.with_inter_threads(1))
         .map_err(|e| Error::Runtime(format!("session options: {e}")))?
         .commit_from_file(&path)
-        // ONNX Runtime is loaded and the session set up: what fails now is the file.
-        .map_err(|e| Error::Format { path: path.clone(), message: format!("ONNX Runtime cannot load it as an ONNX model: {e}") })
+        // ONNX Runtime is loaded and the session set up: what fails now is the file,
+        // unless ONNX Runtime itself says otherwise (out of memory, a device error).
+        .map_err(|e| {
+            use ort::error::ErrorCode as C;
+            match e.code() {
+                C::RuntimeException | C::EngineError | C::ExecutionProviderFailure | C::DeviceReset => {
+                    Error::Runtime(format!("ONNX Runtime could not load {} (not a fault of the file: {:?}): {e}", path.display(), e.code()))
+                }
+                _ => Error::Format { path: path.clone(), message: format!("ONNX Runtime cannot load it as an ONNX model: {e}") },
+            }
+        })
 }
 
 /// `e`, met encoding input `i`, as an argument error that names the input (and says
@@ -393,8 +402,8 @@ impl Predictor {
             )));
         }
         if let Some(r) = manifest.regression {
-            if !(r.low.is_finite() && r.high.is_finite() && r.low < r.high) || manifest.labels.len() != 2 {
-                return Err(mismatch(dir, &format!("a regression export needs two pole labels and a finite range low < high (labels {}, range {} to {})", manifest.labels.len(), r.low, r.high)));
+            if !r.is_valid() || manifest.labels.len() != 2 {
+                return Err(mismatch(dir, &format!("a regression export needs two pole labels and a finite range low < high, its span finite too (labels {}, range {} to {})", manifest.labels.len(), r.low, r.high)));
             }
         }
         let known_task = manifest.task == "classification"

@@ -21,6 +21,8 @@ use crate::{Error, Result};
 
 static ENV: OnceCell<(PathBuf, Environment)> = OnceCell::new();
 static INIT: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
+/// The library `ort::init_from` loaded, set once it has (see [`environment`]).
+static LIBRARY: OnceCell<PathBuf> = OnceCell::new();
 
 /// Directory of the shared object (or executable) that contains this code.
 fn own_dir() -> Option<PathBuf> {
@@ -109,12 +111,18 @@ pub fn environment(explicit: Option<&Path>) -> Result<&'static Environment> {
     if LOADING.with(Cell::get) {
         return Err(Error::Runtime("ONNX Runtime is still being loaded on this thread (a call from the log callback while it loads): open the predictor after that call returns".into()));
     }
-    let guard = INIT.lock();
+    let _init = INIT.lock();
     if let Some((loaded, env)) = ENV.get() {
         warn_if_other(loaded, explicit);
         return Ok(env);
     }
     let _loading = Loading::enter();
+    // ort keeps the library its first `init_from` loaded, even where the environment then
+    // failed to start: a later try starts from that library, and says so.
+    if let Some(first) = LIBRARY.get() {
+        warn_if_other(first, explicit);
+        return start(first, "loaded by an earlier try");
+    }
     let tried = candidates(explicit)?;
     let (from, path) = tried.iter().find(|(_, p)| p.is_file()).ok_or_else(|| {
         let mut looked: Vec<String> = tried.iter().map(|(w, p)| format!("{} ({w})", p.display())).collect();
@@ -131,8 +139,15 @@ pub fn environment(explicit: Option<&Path>) -> Result<&'static Environment> {
             looked.join("; ")
         ))
     })?;
-    let env = ort::init_from(path)
-        .map_err(|e| Error::Runtime(format!("cannot load ONNX Runtime from {} ({from}): {e}", path.display())))?
+    start(path, from)
+}
+
+/// Loads ONNX Runtime from `path` (`from`: where that path came from, for messages) and
+/// starts the process's environment; called with `INIT` held.
+fn start(path: &Path, from: &str) -> Result<&'static Environment> {
+    let builder = ort::init_from(path).map_err(|e| Error::Runtime(format!("cannot load ONNX Runtime from {} ({from}): {e}", path.display())))?;
+    let _ = LIBRARY.set(path.to_path_buf());
+    let env = builder
         .with_name("lmbff")
         .with_telemetry(false)
         // ONNX Runtime's own messages go to the host's log callback, never to stderr.
@@ -151,8 +166,7 @@ pub fn environment(explicit: Option<&Path>) -> Result<&'static Environment> {
         }))
         .build()
         .map_err(|e| Error::Runtime(format!("cannot start ONNX Runtime from {}: {e}", path.display())))?;
-    let _ = ENV.set((path.clone(), env));
-    drop(guard);
+    let _ = ENV.set((path.to_path_buf(), env));
     crate::log::log(crate::log::Level::Info, || format!("ONNX Runtime loaded from {} ({from})", path.display()));
     Ok(&ENV.get().expect("just set").1)
 }

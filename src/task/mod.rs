@@ -468,9 +468,9 @@ impl TaskSpec {
             }
         } else {
             if let Some((low, high)) = self.regression {
-                if !(low.is_finite() && high.is_finite() && low < high) || self.labels.len() != 2 {
+                if !(crate::export::RegressionRange { low, high }).is_valid() || self.labels.len() != 2 {
                     return Err(Error::InvalidArgument(format!(
-                        "a regression task needs a range low < high ({low}..{high}) and two labels with their words, the lower pole then the upper ({} labels)",
+                        "a regression task needs a finite range low < high, its span finite too ({low}..{high}) and two labels with their words, the lower pole then the upper ({} labels)",
                         self.labels.len()
                     )));
                 }

@@ -39,7 +39,7 @@ impl Tokenizer {
     /// Loads `tokenizer.json` from a model directory.
     pub fn from_dir(dir: &Path) -> Result<Self> {
         let file = dir.join("tokenizer.json");
-        if !file.is_file() {
+        if !crate::checkpoint::is_file(&file)? {
             // A folder with only a slow tokenizer's files: say how to write the fast one.
             let slow = ["vocab.txt", "vocab.json", "sentencepiece.bpe.model", "spiece.model"].into_iter().find(|f| dir.join(f).is_file());
             let looked_for = match slow {

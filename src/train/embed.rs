@@ -604,6 +604,14 @@ pub fn train_embedding(
         // The anchors alone would tune the encoder, and the classifier then has no row.
         return Err(Error::InvalidArgument("no training examples: the sentence-embedding method needs labelled examples".into()));
     }
+    // One class alone gives the classifier nothing to tell apart (it would answer that
+    // class for every input), and without anchors the pairs pull every text together.
+    if labels.iter().all(|&l| l == labels[0]) {
+        return Err(Error::InvalidArgument(format!(
+            "every training example is of class {:?}: the sentence-embedding method's classifier needs examples of at least two classes",
+            prompt.verbalizer.labels()[labels[0]]
+        )));
+    }
     // The anchor templates are checked before any tuning, also when only the word
     // anchors read them.
     let anchor_texts = if p.anchor_repeats > 0 || p.word_anchor_scale > 0.0 { prompt.anchor_texts_with(&p.anchor_templates)? } else { None };
