@@ -719,7 +719,7 @@ fn waiting_on_another_command_stops_at_max_minutes() {
     let _theirs = harness::RunClaim::try_take(&out, "SST-2", 1, RunMethod::Majority).unwrap().expect("no one else holds the claim");
     let err_path = dir.join("stderr.txt");
     let mut child = lmbff()
-        .args(["harness", "--device", "cpu", "--threads", "1", "--tasks", "SST-2", "--seeds", "1,2", "--methods", "majority", "--max-minutes", "0.05"])
+        .args(["harness", "--device", "cpu", "--threads", "1", "--tasks", "SST-2", "--seeds", "1,2", "--methods", "majority", "--max-minutes", "0.1"])
         .arg("--model").arg(common::fixtures().join("bert")).arg("--data").arg(&data).arg("--out").arg(&out)
         .stdout(std::process::Stdio::null())
         .stderr(std::fs::File::create(&err_path).unwrap())
@@ -732,11 +732,13 @@ fn waiting_on_another_command_stops_at_max_minutes() {
         }
         if started.elapsed() > std::time::Duration::from_secs(120) {
             child.kill().unwrap();
-            panic!("the harness still waits on the held run long past --max-minutes 0.05");
+            panic!("the harness still waits on the held run long past --max-minutes 0.1");
         }
         std::thread::sleep(std::time::Duration::from_millis(200));
     };
     let err = std::fs::read_to_string(&err_path).unwrap();
+    // It got to the wait (the time was not spent before it), and the wait gave up.
+    assert!(err.contains("waiting for another harness command"), "{err}");
     assert!(status.success() && err.contains("1 of 2 runs reused; 1 runs not started (--max-minutes)"), "{err}");
     assert!(!harness::result_path(&out, "SST-2", 1, RunMethod::Majority).exists());
 }

@@ -49,8 +49,7 @@ pub struct DemoArgs {
     pub lrs: Vec<f64>,
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
-    /// Output folder for labels.jsonl and report.json, written together: a new or empty
-    /// folder, or an earlier demo's, which is replaced whole.
+    /// Output folder for labels.jsonl and report.json.
     #[arg(long, default_value = "runs/demo")]
     pub out: PathBuf,
     #[command(flatten)]
@@ -166,8 +165,8 @@ pub fn run(a: DemoArgs) -> Result<()> {
             .map(PathBuf::from)
             .ok_or_else(|| Error::InvalidArgument("no --model and LMBFF_DEFAULT_MODEL is unset: run `bash scripts/demo` (it sets up the default model)".into()))?,
     };
-    // A wrong --out is named now, not after the run: an empty folder, or an earlier
-    // demo's (it holds labels.jsonl), which the run replaces whole.
+    // A wrong --out is named now, not after the run (labels.jsonl, written first, marks
+    // an earlier demo's folder).
     super::commands::check_out(&a.out, "--out", &base, "labels.jsonl")?;
     // The demo starts from a pretrained model: a trained lmbff model brings its own
     // labels (in its order), which the demo's data would be read against wrongly.
@@ -225,6 +224,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
         ("sentence-embedding", &se_loaded, train::embedding_logits(&se_loaded.model, &se_loaded.tok, &se_loaded.prompt, &se_head, &pool_ex, 64)?)
     };
     let probs = softmax_rows(&logits);
+    std::fs::create_dir_all(&a.out).map_err(|e| Error::io(&a.out, e))?;
     let names = l.prompt.verbalizer.labels();
     let mut lines = String::new();
     let mut scored: Vec<(f32, usize)> = Vec::new();
@@ -239,6 +239,8 @@ pub fn run(a: DemoArgs) -> Result<()> {
         lines += &json!({"text": text, "label": names[top], "probs": p, "margin": margin}).to_string();
         lines.push('\n');
     }
+    let labels_path = a.out.join("labels.jsonl");
+    crate::harness::write_atomic(&labels_path, &lines)?;
     let report = json!({
         "model": base, "adapted_model": prompt_model, "steps": a.steps, "lrs": a.lrs, "seed": a.seed,
         "held_out": test.len(), "zero_shot_acc": zero, "pool_labelled_by": method_name,
@@ -247,17 +249,8 @@ pub fn run(a: DemoArgs) -> Result<()> {
         "sentence_embedding": {"lr": se_lr, "dev_acc": se_dev, "test_acc": se_acc},
         "seconds": started.elapsed().as_secs_f64(),
     });
-    // The two files are replaced together: a folder never holds one run's labels beside
-    // another run's report.
-    let report = serde_json::to_string_pretty(&report).expect("JSON serialises");
-    crate::checkpoint::write_dir_atomic(&a.out, "labels.jsonl", |dir| {
-        for (name, text) in [("labels.jsonl", &lines), ("report.json", &report)] {
-            let path = dir.join(name);
-            std::fs::write(&path, text).map_err(|e| Error::io(&path, e))?;
-        }
-        Ok(())
-    })?;
-    let (labels_path, report_path) = (a.out.join("labels.jsonl"), a.out.join("report.json"));
+    let report_path = a.out.join("report.json");
+    crate::harness::write_atomic(&report_path, &serde_json::to_string_pretty(&report).expect("JSON serialises"))?;
 
     scored.sort_by(|x, y| x.0.total_cmp(&y.0));
     println!("\nLeast certain pool items (review these first):");

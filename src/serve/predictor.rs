@@ -299,14 +299,19 @@ fn new_session(env: &ort::environment::Environment, dir: &Path, file: &str, what
         .map_err(|e| Error::Runtime(format!("session options: {e}")))?
         .commit_from_file(&path)
         // ONNX Runtime is loaded and the session set up: what fails now is the file,
-        // unless ONNX Runtime itself says otherwise (out of memory, a device error).
+        // unless ONNX Runtime says it is itself (a device, or memory: its checks of a
+        // malformed graph throw the same RUNTIME_EXCEPTION as an allocation does, so
+        // only the allocation's message tells them apart).
         .map_err(|e| {
             use ort::error::ErrorCode as C;
+            let text = e.to_string();
+            let memory = ["bad_alloc", "Failed to allocate", "out of memory"].iter().any(|m| text.contains(m));
             match e.code() {
-                C::RuntimeException | C::EngineError | C::ExecutionProviderFailure | C::DeviceReset => {
-                    Error::Runtime(format!("ONNX Runtime could not load {} (not a fault of the file: {:?}): {e}", path.display(), e.code()))
+                C::EngineError | C::ExecutionProviderFailure | C::DeviceReset => {
+                    Error::Runtime(format!("ONNX Runtime could not load {} (its {:?}, not a fault of the file): {text}", path.display(), e.code()))
                 }
-                _ => Error::Format { path: path.clone(), message: format!("ONNX Runtime cannot load it as an ONNX model: {e}") },
+                C::RuntimeException if memory => Error::Runtime(format!("ONNX Runtime ran out of memory loading {}: {text}", path.display())),
+                _ => Error::Format { path: path.clone(), message: format!("ONNX Runtime cannot load it as an ONNX model: {text}") },
             }
         })
 }

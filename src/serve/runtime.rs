@@ -111,7 +111,7 @@ pub fn environment(explicit: Option<&Path>) -> Result<&'static Environment> {
     if LOADING.with(Cell::get) {
         return Err(Error::Runtime("ONNX Runtime is still being loaded on this thread (a call from the log callback while it loads): open the predictor after that call returns".into()));
     }
-    let _init = INIT.lock();
+    let init = INIT.lock();
     if let Some((loaded, env)) = ENV.get() {
         warn_if_other(loaded, explicit);
         return Ok(env);
@@ -120,8 +120,12 @@ pub fn environment(explicit: Option<&Path>) -> Result<&'static Environment> {
     // ort keeps the library its first `init_from` loaded, even where the environment then
     // failed to start: a later try starts from that library, and says so.
     if let Some(first) = LIBRARY.get() {
+        let env = start(first, "loaded by an earlier try");
+        // Messages go out with INIT released: a host's callback may wait for a thread
+        // that is waiting for INIT.
+        drop(init);
         warn_if_other(first, explicit);
-        return start(first, "loaded by an earlier try");
+        return env.map(|(env, message)| log_loaded(env, message));
     }
     let tried = candidates(explicit)?;
     let (from, path) = tried.iter().find(|(_, p)| p.is_file()).ok_or_else(|| {
@@ -139,12 +143,22 @@ pub fn environment(explicit: Option<&Path>) -> Result<&'static Environment> {
             looked.join("; ")
         ))
     })?;
-    start(path, from)
+    let env = start(path, from);
+    drop(init);
+    env.map(|(env, message)| log_loaded(env, message))
+}
+
+/// Says where ONNX Runtime was loaded from (called with `INIT` released).
+fn log_loaded(env: &'static Environment, message: String) -> &'static Environment {
+    crate::log::log(crate::log::Level::Info, || message);
+    env
 }
 
 /// Loads ONNX Runtime from `path` (`from`: where that path came from, for messages) and
-/// starts the process's environment; called with `INIT` held.
-fn start(path: &Path, from: &str) -> Result<&'static Environment> {
+/// starts the process's environment, with the message that says so; called with `INIT`
+/// held, and logs nothing itself (ONNX Runtime's own start-up messages excepted: this
+/// thread is marked as loading, see [`Loading`]).
+fn start(path: &Path, from: &str) -> Result<(&'static Environment, String)> {
     let builder = ort::init_from(path).map_err(|e| Error::Runtime(format!("cannot load ONNX Runtime from {} ({from}): {e}", path.display())))?;
     let _ = LIBRARY.set(path.to_path_buf());
     let env = builder
@@ -167,8 +181,7 @@ fn start(path: &Path, from: &str) -> Result<&'static Environment> {
         .build()
         .map_err(|e| Error::Runtime(format!("cannot start ONNX Runtime from {}: {e}", path.display())))?;
     let _ = ENV.set((path.to_path_buf(), env));
-    crate::log::log(crate::log::Level::Info, || format!("ONNX Runtime loaded from {} ({from})", path.display()));
-    Ok(&ENV.get().expect("just set").1)
+    Ok((&ENV.get().expect("just set").1, format!("ONNX Runtime loaded from {} ({from})", path.display())))
 }
 
 /// A process holds one ONNX Runtime: a predictor that names another library than the
