@@ -1,7 +1,9 @@
 //! Prompt-based fine-tuning through the Rust API, on any HF BERT/RoBERTa directory.
 //!
 //! usage: cargo run --release --example quickstart -- MODEL_DIR [STEPS]
-//! (MODEL_DIR: e.g. $LMBFF_DEFAULT_MODEL after `source scripts/env.sh`, or an adapted model)
+//! (MODEL_DIR: a checkpoint with a masked-LM head, e.g. an adapted model from `lmbff adapt`
+//! or the one `bash scripts/demo` caches under .cache/adapted/; $LMBFF_DEFAULT_MODEL has
+//! none, and the prompt then reads a new, untrained head: it runs, near chance)
 
 use std::path::PathBuf;
 
@@ -19,6 +21,13 @@ fn main() -> lmbff::Result<()> {
     let words = [("negative".to_string(), "terrible".to_string()), ("positive".to_string(), "great".to_string())];
     let prompt = Prompt::new(Template::parse("{text} It was {mask}.")?, Verbalizer::new(&tok, &words)?, Truncation::default())?;
     let model = MaskedLm::load(&dir, tch::Device::cuda_if_available())?;
+    if model.load_report().head_initialised {
+        eprintln!(
+            "note: {} has no masked-LM head: the prompt reads a new, untrained one, so expect answers near chance \
+             (adapt the model first: `lmbff adapt`, docs/adaptation.md)",
+            dir.display()
+        );
+    }
 
     let train_set = [
         ("The battery lasts all week and the screen is gorgeous.", 1),

@@ -497,7 +497,7 @@ class Task {
     } else if (!multiLabel) {
       throw invalid(what, 'labelWords is missing: give one label word per label');
     }
-    if (regression && (!Array.isArray(regression) || regression.length !== 2 || !regression.every(Number.isFinite))) {
+    if (regression !== undefined && regression !== null && (!Array.isArray(regression) || regression.length !== 2 || !regression.every(Number.isFinite))) {
       throw invalid(what, 'regression is a [low, high] pair of numbers');
     }
     const flags = (bool(what, 'multiLabel', multiLabel) ? TASK_MULTI_LABEL : 0) | (regression ? TASK_REGRESSION : 0);
@@ -625,7 +625,19 @@ class Task {
       let thrown = null;
       const tick = () => {
         const state = [0], step = [0], total = [0];
-        c.runPoll(run, state, step, total);
+        const polled = c.runPoll(run, state, step, total);
+        if (polled !== 0) {
+          // A run that cannot be polled cannot be followed: free it and say why, rather
+          // than poll it forever.
+          const err = new LmbffError(polled, 'poll the training run');
+          if (signal) signal.removeEventListener('abort', onAbort);
+          c.runCancel(run);
+          c.runWait(run);
+          liveRuns.delete(run);
+          c.runFree(run);
+          drainLog();
+          return reject(err);
+        }
         try {
           if (onProgress && !thrown) onProgress({ step: Number(step[0]), total: Number(total[0]) });
         } catch (e) {
@@ -643,6 +655,12 @@ class Task {
         if (state[0] === 0) return setTimeout(tick, pollMs);
         const status = c.runWait(run);
         const version = status === 0 ? c.runVersion(run) : null;
+        // A cancel that came after the save and could not delete the version ends OK
+        // with it (the header: no version is left unnamed): the error names it.
+        if (thrown && version) {
+          process.emitWarning(`onProgress threw, and the run had saved version ${version}, which could not be deleted: it stays`, 'LmbffProgressWarning');
+          if (thrown instanceof Object) thrown.version = version;
+        }
         const err = thrown || (status === 0 ? null : new LmbffError(status, 'training'));
         if (signal) signal.removeEventListener('abort', onAbort);
         liveRuns.delete(run);

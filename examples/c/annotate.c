@@ -25,10 +25,12 @@
 
 #define POOL_MAX 200
 
+/* 0 for LMBFF_OK; otherwise says what failed, with the library's message, and gives 1
+   (the caller then goes to its clean-up). */
 static int check(lmbff_status s, const char *what) {
     if (s == LMBFF_OK) return 0;
     fprintf(stderr, "%s failed (status %d): %s\n", what, (int)s, lmbff_last_error());
-    exit(1);
+    return 1;
 }
 
 static const char *stage_name(int32_t stage) {
@@ -72,7 +74,7 @@ int main(int argc, char **argv) {
     /* _params_init writes only sizeof tp bytes: this program keeps working with a
        later liblmbff whose struct has grown. */
     lmbff_task_params tp;
-    check(lmbff_task_params_init(&tp, sizeof tp), "lmbff_task_params_init");
+    if (check(lmbff_task_params_init(&tp, sizeof tp), "lmbff_task_params_init")) return 1;
     tp.model_dir = argv[1];
     tp.template_ = "{text} It was {mask}.";
     tp.labels = labels;
@@ -84,13 +86,13 @@ int main(int argc, char **argv) {
     char saved[4096];
     snprintf(saved, sizeof saved, "%s/task.json", argv[2]);
     bool reopened = access(saved, F_OK) == 0;
-    if (reopened)
-        check(lmbff_task_open(argv[2], &task), "lmbff_task_open");
-    else
-        check(lmbff_task_create(&tp, &task), "lmbff_task_create");
+    if (check(reopened ? lmbff_task_open(argv[2], &task) : lmbff_task_create(&tp, &task), reopened ? "lmbff_task_open" : "lmbff_task_create"))
+        return 1;
 
-    /* Every path frees what it holds (the clean-up at `done`). */
+    /* From here every path, a failed call's too, ends at `done`, which frees what is held. */
     int rc = 1;
+    lmbff_predictor *pred = NULL;
+    lmbff_predictions *r = NULL;
     char *line = NULL;
     size_t cap = 0;
     item pool[POOL_MAX];
@@ -107,65 +109,67 @@ int main(int argc, char **argv) {
         *tab = 0;
         int l = atoi(tab + 1);
         if (l < 0 || l > 1 || per_class[l] == 16) continue;
-        check(lmbff_task_add_example(task, line, NULL, labels[l], NULL), "lmbff_task_add_example");
+        if (check(lmbff_task_add_example(task, line, NULL, labels[l], NULL), "lmbff_task_add_example")) goto done;
         per_class[l]++;
     }
     fclose(f);
+    f = NULL;
 
     /* The unlabeled pool. */
     f = fopen("data/reviews/unlabeled.txt", "r");
     if (!f) { perror("data/reviews/unlabeled.txt"); goto done; }
     ssize_t got;
     while (n < POOL_MAX && (got = getline(&line, &cap, f)) > 0) {
-        if (line[got - 1] == '\n') line[got - 1] = 0;
+        if (line[got - 1] == '\n') line[--got] = 0;
+        if (got > 0 && line[got - 1] == '\r') line[--got] = 0; /* a CRLF file's line ends */
         if (!*line) continue;
         if (!(pool[n].text = strdup(line))) { fprintf(stderr, "out of memory\n"); goto done; }
-        if (!reopened) check(lmbff_task_add_unlabeled(task, line, NULL, NULL), "lmbff_task_add_unlabeled");
-        n++;
+        n++;   /* held from here, freed at `done` */
+        if (!reopened && check(lmbff_task_add_unlabeled(task, line, NULL, NULL), "lmbff_task_add_unlabeled")) goto done;
     }
     fclose(f);
     f = NULL;
     size_t examples[2], unlabeled;
-    check(lmbff_task_counts(task, 0, &examples[0], &unlabeled), "lmbff_task_counts");
-    check(lmbff_task_counts(task, 1, &examples[1], NULL), "lmbff_task_counts");
+    if (check(lmbff_task_counts(task, 0, &examples[0], &unlabeled), "lmbff_task_counts")) goto done;
+    if (check(lmbff_task_counts(task, 1, &examples[1], NULL), "lmbff_task_counts")) goto done;
     fprintf(stderr, "task%s: %zu + %zu labelled, %zu unlabeled\n", reopened ? " (reopened)" : "", examples[0], examples[1], unlabeled);
-    check(lmbff_task_save(task, argv[2]), "lmbff_task_save");
+    if (check(lmbff_task_save(task, argv[2]), "lmbff_task_save")) goto done;
 
     /* Train a version (synchronously here; lmbff_train_start runs it in the background). */
     lmbff_train_params p;
-    check(lmbff_train_params_init(&p, sizeof p), "lmbff_train_params_init");
+    if (check(lmbff_train_params_init(&p, sizeof p), "lmbff_train_params_init")) goto done;
     p.steps = argc > 3 ? (uint32_t)atoi(argv[3]) : 300;
     p.device = LMBFF_DEVICE_CPU;
     const char *adapt = getenv("ADAPT_STEPS");
     p.adaptation_steps = adapt ? (uint32_t)atoi(adapt) : 0;
     char version[32];
-    check(lmbff_train(task, &p, progress, NULL, version, sizeof version), "lmbff_train");
+    if (check(lmbff_train(task, &p, progress, NULL, version, sizeof version), "lmbff_train")) goto done;
 
     /* Export it and predict the pool. */
     char out[4096];
     snprintf(out, sizeof out, "%s/export-%s", argv[2], version);
-    check(lmbff_task_export(task, version, out, false), "lmbff_task_export");
-    lmbff_predictor *pred = NULL;
-    check(lmbff_predictor_open(out, NULL, &pred), "lmbff_predictor_open");
+    if (check(lmbff_task_export(task, version, out, false), "lmbff_task_export")) goto done;
+    if (check(lmbff_predictor_open(out, NULL, &pred), "lmbff_predictor_open")) goto done;
     const char *texts[POOL_MAX];
     for (size_t i = 0; i < n; i++) texts[i] = pool[i].text;
-    lmbff_predictions *r = NULL;
-    check(lmbff_predict(pred, texts, NULL, n, &r), "lmbff_predict");
+    if (check(lmbff_predict(pred, texts, NULL, n, &r), "lmbff_predict")) goto done;
     for (size_t i = 0; i < n; i++) {
         float probs[2];
-        check(lmbff_predictions_get(r, i, &pool[i].label, &pool[i].margin, NULL), "lmbff_predictions_get");
-        check(lmbff_predictions_probs(r, i, probs, 2), "lmbff_predictions_probs");
+        if (check(lmbff_predictions_get(r, i, &pool[i].label, &pool[i].margin, NULL), "lmbff_predictions_get")) goto done;
+        if (check(lmbff_predictions_probs(r, i, probs, 2), "lmbff_predictions_probs")) goto done;
         pool[i].p = probs[pool[i].label];
     }
     lmbff_predictions_free(r);
+    r = NULL;
 
     qsort(pool, n, sizeof *pool, by_margin);
     printf("model %s: %zu pool items, least certain first\n", version, n);
     for (size_t i = 0; i < n && i < 10; i++)
         printf("%s\t%.3f\t%.3f\t%s\n", lmbff_predictor_label(pred, pool[i].label), pool[i].p, pool[i].margin, pool[i].text);
-    lmbff_predictor_free(pred);
     rc = 0;
 done:
+    lmbff_predictor_free(pred);
+    lmbff_predictions_free(r);
     for (size_t i = 0; i < n; i++) free(pool[i].text);
     free(line);
     if (f) fclose(f);

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "lmbff.h"
 
@@ -40,7 +41,8 @@ static double since_process_start_ms(void) {
         if (fscanf(u, "%lf", &uptime) != 1) uptime = 0;
         fclose(u);
     }
-    return uptime * 1e3 - start * 1e3 / 100.0; /* clock ticks: 100 per second on Linux */
+    long ticks = sysconf(_SC_CLK_TCK); /* clock ticks per second (100 on most Linux builds) */
+    return uptime * 1e3 - start * 1e3 / (double)(ticks > 0 ? ticks : 100);
 }
 
 static long peak_rss_kb(void) {
@@ -64,8 +66,15 @@ int main(int argc, char **argv) {
         return 2;
     }
     size_t batch = 64;
-    if (argc >= 4 && strcmp(argv[2], "--batch") == 0) batch = (size_t)strtoul(argv[3], NULL, 10);
-    if (batch == 0) batch = 1;
+    if (argc >= 3) {
+        char *end = NULL;
+        unsigned long b = argc >= 4 && strcmp(argv[2], "--batch") == 0 ? strtoul(argv[3], &end, 10) : 0;
+        if (argc != 4 || !end || *end || end == argv[3] || b == 0) {
+            fprintf(stderr, "usage: %s EXPORT_DIR [--batch N] < texts (N: a whole number of texts, 1 or more)\n", argv[0]);
+            return 2;
+        }
+        batch = (size_t)b;
+    }
 
     double t0 = now_ms();
     lmbff_predictor *p = NULL;
@@ -83,7 +92,8 @@ int main(int argc, char **argv) {
     size_t len = 0;
     ssize_t got;
     while ((got = getline(&line, &len, stdin)) != -1) {
-        if (got > 0 && line[got - 1] == '\n') line[got - 1] = 0;
+        if (got > 0 && line[got - 1] == '\n') line[--got] = 0;
+        if (got > 0 && line[got - 1] == '\r') line[--got] = 0; /* a CRLF file's line ends */
         if (n == cap) {
             char **grown = texts ? realloc(texts, 2 * cap * sizeof *texts) : NULL;
             if (!grown) break;
@@ -135,8 +145,10 @@ int main(int argc, char **argv) {
     }
     if (rc == 0) {
         double secs = (now_ms() - t1) / 1e3;
-        fprintf(stderr, "lmbff %s (%s): open %.0f ms; first prediction %.0f ms after process start; %zu texts in %.2f s (%.0f/s); peak RSS %ld MiB\n",
-                lmbff_version_string(), lmbff_has_training() ? "with training" : "serve-only", t_open, first_ms, n, secs, n / (secs > 0 ? secs : 1), peak_rss_kb() / 1024);
+        char first[64] = "no text to predict";
+        if (first_ms >= 0) snprintf(first, sizeof first, "first prediction %.0f ms after process start", first_ms);
+        fprintf(stderr, "lmbff %s (%s): open %.0f ms; %s; %zu texts in %.2f s (%.0f/s); peak RSS %ld MiB\n",
+                lmbff_version_string(), lmbff_has_training() ? "with training" : "serve-only", t_open, first, n, secs, n / (secs > 0 ? secs : 1), peak_rss_kb() / 1024);
     }
     /* Every path frees what it holds: a host that goes on after an error leaks nothing. */
     for (size_t i = 0; i < n; i++) free(texts[i]);

@@ -46,6 +46,16 @@ int main(int argc, char** argv) {
         std::vector<std::exception_ptr> failed(workers);
         const auto start = std::chrono::steady_clock::now();
         std::vector<std::thread> pool;
+        // Threads already started are joined however this scope ends: starting the next
+        // one may throw (std::system_error, std::bad_alloc), and a joinable thread
+        // destroyed unjoined ends the program (std::terminate).
+        struct JoinAll {
+            std::vector<std::thread>& threads;
+            ~JoinAll() {
+                for (auto& t : threads)
+                    if (t.joinable()) t.join();
+            }
+        } join_all{pool};
         for (size_t w = 0; w < workers; w++) {
             pool.emplace_back([&, w] {
                 try {
@@ -84,6 +94,9 @@ int main(int argc, char** argv) {
         std::cerr << e.what() << " (status " << e.status() << ")\n";
         return 1;
     } catch (const std::invalid_argument& e) {  // a text lmbff cannot take (lmbff.hpp's c_str)
+        std::cerr << e.what() << "\n";
+        return 1;
+    } catch (const std::exception& e) {  // a thread that could not start, memory
         std::cerr << e.what() << "\n";
         return 1;
     }

@@ -155,11 +155,21 @@ impl Prompt {
     /// [`anchor_texts`](Self::anchor_texts)); with "" the frame every anchor shares
     /// ("It was."), from which an anchor's word is found.
     pub fn anchor_text(&self, word: &str) -> String {
+        self.render_anchor(word, false)
+    }
+
+    /// The anchor text up to the mask (its word excluded): where the word starts.
+    pub fn anchor_text_before_mask(&self) -> String {
+        self.render_anchor("", true)
+    }
+
+    fn render_anchor(&self, word: &str, stop_at_mask: bool) -> String {
         let first_word = |label: usize| self.verbalizer.words().get(label).and_then(|w| w.split(verbalizer::WORD_SEPARATOR).next()).unwrap_or("");
         let mut text = String::new();
         for part in self.template.parts() {
             let chunk = match part {
                 Part::Text(t) => t.trim(),
+                Part::Mask if stop_at_mask => break,
                 Part::Mask => word,
                 Part::LabelWord { label, .. } => first_word(*label),
                 _ => continue,

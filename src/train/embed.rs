@@ -235,41 +235,36 @@ fn classifier_inputs(
 /// "It was great.", and those of the further `templates`) read by the tuned encoder, and
 /// the states of its label word's tokens averaged. A word's tokens are found without
 /// asking the tokenizer where words go: an anchor differs from the template's frame (its
-/// text without a word, "It was.") only in the word, so they are what is left between
-/// the tokens it shares with the frame at the start and at the end (every token between
-/// `[CLS]` and `[SEP]` when that leaves none). Comparing the anchors with each other
+/// text without a word, "It was.") only in the word, so they are the tokens it has
+/// beyond the frame's, from where the frame's text before the mask ends ([`word_span`],
+/// which falls back to what the shared start and end leave). Comparing the anchors with each other
 /// instead loses what words share: "good" and "not good" share "good", which left "not"
 /// for one and nothing for the other. A
 /// class's vector is the normalised mean of its words' normalised vectors. None when the
 /// prompt has no anchors (it reads two sentences).
 pub fn word_anchor_vectors(model: &MaskedLm, tok: &Tokenizer, prompt: &Prompt, templates: &[Template]) -> Result<Option<Vec<Vec<f32>>>> {
     let Some(first) = prompt.anchor_texts() else { return Ok(None) };
-    let mut groups = vec![(first, prompt.anchor_text(""))];
+    let mut groups = vec![(first, prompt.anchor_text(""), prompt.anchor_text_before_mask())];
     for t in templates {
         let p = Prompt::new(t.clone(), prompt.verbalizer.clone(), prompt.truncation)?;
         let texts = p.anchor_texts().ok_or_else(|| Error::InvalidArgument(format!("anchor template {:?} reads two sentences", t.source())))?;
-        groups.push((texts, p.anchor_text("")));
+        groups.push((texts, p.anchor_text(""), p.anchor_text_before_mask()));
     }
     let k = prompt.verbalizer.num_labels();
     let mut sums: Vec<Option<Tensor>> = (0..k).map(|_| None).collect();
-    for (group, frame) in &groups {
+    for (group, frame, before) in &groups {
         let examples: Vec<Example> = group.iter().map(|(_, t)| Example::single(t.clone(), None)).collect();
         let enc = encode_all(tok, prompt, Method::Cls, &examples)?;
         let frame = encode_all(tok, prompt, Method::Cls, &[Example::single(frame.clone(), None)])?.remove(0).input_ids;
+        // The text before the mask as tokens, less the [SEP] that closes it alone.
+        let at = encode_all(tok, prompt, Method::Cls, &[Example::single(before.clone(), None)])?.remove(0).input_ids.len().saturating_sub(1);
         let hidden = tch::no_grad(|| -> Result<Tensor> {
             let items: Vec<&Encoded> = enc.iter().collect();
             last_hidden(model, &model.batch(&items, tok.special().pad)?, false)
         })?;
         for (row, (&(class, _), e)) in group.iter().zip(&enc).enumerate() {
-            let ids = &e.input_ids;
-            let shortest = ids.len().min(frame.len());
-            let prefix = (0..shortest).take_while(|&p| ids[p] == frame[p]).count();
-            let suffix = (0..shortest - prefix).take_while(|&q| ids[ids.len() - 1 - q] == frame[frame.len() - 1 - q]).count();
-            let len = ids.len() as i64;
-            let (mut start, mut end) = (prefix as i64, len - suffix as i64);
-            if end <= start {
-                (start, end) = if len > 2 { (1, len - 1) } else { (0, len) };
-            }
+            let (start, end) = word_span(&e.input_ids, &frame, at);
+            let (start, end) = (start as i64, end as i64);
             let v = hidden.f_get(row as i64)?.f_narrow(0, start, end - start)?.f_mean_dim([0i64].as_slice(), false, Kind::Float)?;
             let v = v.f_div(&v.f_norm()?.f_clamp_min(1e-12)?)?;
             sums[class] = Some(match sums[class].take() {
@@ -285,6 +280,31 @@ pub fn word_anchor_vectors(model: &MaskedLm, tok: &Tokenizer, prompt: &Prompt, t
         out.push(Vec::<f32>::try_from(&v)?);
     }
     Ok(Some(out))
+}
+
+/// Where an anchor's word lies in its tokens `ids`, against the `frame`'s (the anchor
+/// text without its word) and `at`, the frame's tokens before the mask: the tokens from
+/// `at` that the frame lacks, when the rest match the frame; else the span the frame's
+/// longest shared head and tail leave (a word whose tokens merged with their
+/// neighbours'), and at worst every token but [CLS] and [SEP]. Matching the head alone
+/// would take a word starting with the token after the mask ("A moviegoer movie."
+/// against "A movie.") one token too late.
+pub(crate) fn word_span(ids: &[u32], frame: &[u32], at: usize) -> (usize, usize) {
+    let len = ids.len();
+    if len > frame.len() && at <= frame.len() {
+        let w = len - frame.len();
+        if ids[..at] == frame[..at] && ids[at + w..] == frame[at..] {
+            return (at, at + w);
+        }
+    }
+    let shortest = len.min(frame.len());
+    let prefix = (0..shortest).take_while(|&p| ids[p] == frame[p]).count();
+    let suffix = (0..shortest - prefix).take_while(|&q| ids[len - 1 - q] == frame[frame.len() - 1 - q]).count();
+    match (prefix, len - suffix) {
+        (start, end) if end > start => (start, end),
+        _ if len > 2 => (1, len - 1),
+        _ => (0, len),
+    }
 }
 
 /// Logit per unit of cosine of [`word_anchor_zero_shot`] (SimCSE's temperature, 0.05):
@@ -845,6 +865,23 @@ fn gradient(theta: &[f64], x: &[Vec<f32>], y: &[usize], w: &[f64], k: usize, d: 
 mod tests {
     use super::*;
     use rand::seq::IndexedRandom;
+
+    /// The word's tokens are found from the mask's place, not from the longest shared
+    /// head: "A moviegoer movie." against the frame "A movie." (ids: [CLS]=1, a=2,
+    /// movie=3, ##go=4, ##er=5, .=6, [SEP]=7).
+    #[test]
+    fn a_word_span_starts_where_the_mask_was() {
+        let (frame, anchor) = ([1, 2, 3, 6, 7], [1, 2, 3, 4, 5, 3, 6, 7]);
+        assert_eq!(word_span(&anchor, &frame, 2), (2, 5));
+        // "It was great." against "It was.": the head and the mask agree.
+        assert_eq!(word_span(&[1, 8, 9, 10, 6, 7], &[1, 8, 9, 6, 7], 3), (3, 4));
+        // A word at the start ("Great movie." against "movie.").
+        assert_eq!(word_span(&[1, 11, 3, 6, 7], &[1, 3, 6, 7], 1), (1, 2));
+        // Tokens that merged across the word's edge fall back to the shared head and tail.
+        assert_eq!(word_span(&[1, 2, 12, 6, 7], &[1, 2, 3, 6, 7], 2), (2, 3));
+        // Nothing told apart: every token but [CLS] and [SEP].
+        assert_eq!(word_span(&[1, 2, 7], &[1, 2, 7], 2), (1, 2));
+    }
 
     #[test]
     fn pairs_are_same_class_positives_and_cross_class_negatives() {
