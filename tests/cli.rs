@@ -195,25 +195,37 @@ fn calibrated_training_and_the_sentence_embedding_method() {
     let model = common::fixtures().join("bert");
     let dir = common::tempdir("cli-calibrate");
     let toy = write_toy(&dir);
-    let train = |method: &str, out: &std::path::Path| {
+    // A dev set the model cannot get all right (one text with the other label), so that
+    // a temperature fits inside the search's bounds and is applied.
+    let dev = dir.join("dev.tsv");
+    std::fs::write(&dev, format!("{}the movie was fun\t0\n", std::fs::read_to_string(&toy).unwrap())).unwrap();
+    let train_on = |method: &str, dev: &std::path::Path, out: &std::path::Path| {
         let o = lmbff()
             .args(["train", "--device", "cpu", "--threads", "1", "--lr", "3e-3", "--calibrate"])
             // The prompt method's schedule (sentence-embedding refuses these: it follows SetFit's).
             .args(if method == "prompt" { &["--steps", "30", "--batch-size", "4", "--eval-every", "10"][..] } else { &[][..] })
             .args(["--method", method, "--labels", "{'0':'bad','1':'good'}", "--max-len", "24"])
-            .arg("--model").arg(&model).arg("--train").arg(&toy).arg("--dev").arg(&toy).arg("--test").arg(&toy).arg("--out").arg(out)
+            .arg("--model").arg(&model).arg("--train").arg(&toy).arg("--dev").arg(dev).arg("--test").arg(&toy).arg("--out").arg(out)
             .output()
             .unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-        report
+        (report, String::from_utf8_lossy(&o.stderr).into_owned())
     };
+    // A dev set the model gets all right bounds no temperature: reported, not saved.
+    let unbounded = dir.join("trained-unbounded");
+    let (report, err) = train_on("prompt", &toy, &unbounded);
+    assert_eq!(report["calibration"]["applied"], false, "{report}");
+    assert!(err.contains("not applied"), "{err}");
+    let m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(unbounded.join("lmbff.json")).unwrap()).unwrap();
+    assert!(m.get("temperature").is_none_or(|t| t.is_null()), "{m}");
+    let train = |method: &str, out: &std::path::Path| train_on(method, &dev, out).0;
     for method in ["prompt", "sentence-embedding"] {
         let out = dir.join(format!("trained-{method}"));
         let report = train(method, &out);
         let c = &report["calibration"];
         let t = c["temperature"].as_f64().unwrap();
-        assert!(t > 0.0 && c["dev_ece_after"].as_f64().unwrap() <= c["dev_ece_before"].as_f64().unwrap() + 1e-9, "{report}");
+        assert!(t > 0.05 && t < 20.0 && c["applied"] == true && c["dev_ece_after"].is_number(), "{report}");
         assert!(c["test_ece_after"].is_number(), "{report}");
         let m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("lmbff.json")).unwrap()).unwrap();
         // The sentence-embedding classifier reads word anchors (manifest version 8).

@@ -125,20 +125,26 @@ pub struct AdaptArgs {
     pub task: TaskArgs,
 }
 
-/// Reads texts, drops the excluded ones and duplicates (both compared without case and
+/// Reads texts, drops the excluded ones and duplicates (compared without case and
 /// surrounding space): the texts kept, and how many texts (counting repeats) were
-/// dropped for being excluded.
+/// dropped for being excluded. A text is excluded when it is an excluded text written
+/// otherwise (compared on its letters and digits alone: SST-2 writes MR's "it's" as
+/// "it 's"), or holds one of at least 25 letters and digits (a test sentence inside a
+/// longer snippet).
 pub fn corpus(files: &[PathBuf], exclude: &[PathBuf]) -> Result<(Vec<String>, usize)> {
+    let letters = |t: &str| -> String { t.chars().flat_map(char::to_lowercase).filter(|c| c.is_alphanumeric()).collect() };
     let mut banned = std::collections::HashSet::new();
     for f in exclude {
-        banned.extend(read_texts(f)?.into_iter().map(|t| t.trim().to_lowercase()));
+        banned.extend(read_texts(f)?.iter().map(|t| letters(t)).filter(|k| !k.is_empty()));
     }
+    let inside: Vec<&String> = banned.iter().filter(|k| k.chars().count() >= 25).collect();
     let mut seen = std::collections::HashSet::new();
     let (mut out, mut excluded) = (Vec::new(), 0);
     for f in files {
         for t in read_texts(f)? {
             let key = t.trim().to_lowercase();
-            if banned.contains(&key) {
+            let bare = letters(&t);
+            if banned.contains(&bare) || inside.iter().any(|k| bare.contains(k.as_str())) {
                 excluded += 1;
             } else if seen.insert(key) {
                 out.push(t);
@@ -166,12 +172,16 @@ pub fn adapt(a: AdaptArgs) -> Result<()> {
         }
         check_out(&state, "--state", &a.model, train::STATE_JSON)?;
     }
-    let l = a.task.load(&a.model, a.seed)?;
-    l.note_new_head();
+    // The texts before the model: an --exclude that leaves none is named at once.
     let (texts, excluded) = corpus(&a.texts, &a.exclude)?;
     if !a.exclude.is_empty() {
         eprintln!("--exclude: {excluded} texts dropped, found in {} file(s)", a.exclude.len());
     }
+    if texts.is_empty() {
+        return Err(Error::InvalidArgument(format!("--texts: no text left to adapt on ({excluded} excluded by --exclude)")));
+    }
+    let l = a.task.load(&a.model, a.seed)?;
+    l.note_new_head();
     let params = AdaptParams {
         steps: a.steps,
         batch_size: a.batch_size,
@@ -569,10 +579,13 @@ fn train_zero_shot_words(a: TrainArgs) -> Result<()> {
 }
 
 /// Temperature scaling fitted on dev, with the expected calibration error (10 bins)
-/// before and after, on dev and on the test set when there is one.
+/// before and after, on dev and on the test set when there is one. `applied`: false for
+/// a temperature the dev set does not bound ([`crate::metrics::temperature_unsupported`]),
+/// which a saved model does not take.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct CalibrationReport {
     pub temperature: f64,
+    pub applied: bool,
     pub dev_ece_before: f64,
     pub dev_ece_after: f64,
     pub test_ece_before: Option<f64>,
@@ -594,7 +607,7 @@ fn maybe_calibrate(
 
 /// Saves a trained model and its manifest (atomically), with the fitted temperature.
 fn save_trained(l: &Loaded, out: &Path, mut manifest: Manifest, calibration: Option<&CalibrationReport>) -> Result<()> {
-    manifest.temperature = calibration.map(|c| c.temperature);
+    manifest.temperature = calibration.filter(|c| c.applied).map(|c| c.temperature);
     write_dir_atomic(out, crate::checkpoint::MANIFEST_FILE, |dir| {
         l.model.save_pretrained(dir)?;
         manifest.write_into(dir)
@@ -609,7 +622,8 @@ fn calibrate(dev_logits: &[Vec<f32>], dev: &[Example], test: Option<(&[Vec<f32>]
         return Err(Error::InvalidArgument("--calibrate fits on the dev set, which is empty".into()));
     }
     let t = fit_temperature(dev_logits, &gold_labels(dev));
-    if crate::metrics::no_temperature_fits(dev_logits, &gold_labels(dev)) {
+    let applied = !crate::metrics::temperature_unsupported(dev_logits, &gold_labels(dev), t);
+    if !applied {
         eprintln!("warning: calibration temperature {t:.3}: {}", crate::task::TEMPERATURE_AT_BOUND);
     }
     let both = |lg: &[Vec<f32>], g: &[usize]| ece_before_after(lg, g, t, 10);
@@ -617,6 +631,7 @@ fn calibrate(dev_logits: &[Vec<f32>], dev: &[Example], test: Option<(&[Vec<f32>]
     let test = test.map(|(lg, ex)| both(lg, &gold_labels(ex)));
     Ok(CalibrationReport {
         temperature: t,
+        applied,
         dev_ece_before: dev_before,
         dev_ece_after: dev_after,
         test_ece_before: test.map(|x| x.0),
@@ -906,4 +921,32 @@ pub fn bench_step(a: BenchArgs) -> Result<()> {
                "steps": a.steps, "steps_per_sec": a.steps as f64 / secs})
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An excluded sentence is dropped however it is written, and inside a longer text
+    /// when it is long enough to be itself (a short phrase would take every text with it).
+    #[test]
+    fn the_corpus_drops_excluded_text_written_otherwise() {
+        let dir = std::env::temp_dir().join(format!("lmbff-corpus-{}", crate::checkpoint::tmp_suffix()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (texts, test) = (dir.join("texts.txt"), dir.join("test.txt"));
+        std::fs::write(&test, "it 's a charming and often affecting journey .\ngood\n").unwrap();
+        std::fs::write(
+            &texts,
+            "It's a charming and often affecting journey.\n\
+             A slow start, but it's a charming and often affecting journey. Worth it.\n\
+             A good film.\n\
+             Another film entirely.\n\
+             another film entirely.\n",
+        )
+        .unwrap();
+        let (kept, excluded) = corpus(&[texts], &[test]).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(kept, vec!["A good film.", "Another film entirely."]);
+        assert_eq!(excluded, 2);
+    }
 }

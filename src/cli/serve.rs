@@ -88,6 +88,17 @@ pub fn export_cmd(mut a: ExportArgs) -> Result<()> {
         temperature: trained.as_ref().and_then(|m| m.temperature).map(|t| t as f32),
         multi_label: trained.as_ref().and_then(|m| m.multi_label.clone()),
     };
+    // A regression's probability is its score: a temperature would push every score
+    // towards the range's ends (the task API refuses calibration for regression too).
+    if let (Some(r), Some(t)) = (opts.regression, opts.temperature) {
+        return Err(Error::InvalidArgument(format!(
+            "--regression {},{}: {} was calibrated (temperature {t:.3}), and a regression's probability is its score; \
+             export it without --regression, or train it without --calibrate",
+            r.low,
+            r.high,
+            a.model.display()
+        )));
+    }
     let m = match embedding {
         Some(m) => export_embedding(&l.model, &l.tok, &l.prompt, m.embedding_classifier(&a.model)?, notes, &a.out, &opts)?,
         None => export(&l.model, &l.tok, &l.prompt, &demos, notes, &a.out, &opts)?,

@@ -118,6 +118,9 @@ pub struct lmbff_train_params {
     /// version's probabilities match its accuracy, which a host needs before it
     /// auto-accepts labels above a probability. Exports divide the class logits by it;
     /// the version's notes hold it with the dev ECE before and after. Needs dev examples.
+    /// A temperature the dev examples do not bound (all of them right, or all wrong, or
+    /// a fit that ran to the search's bound, 0.05 or 20) is noted and not applied, with
+    /// a warning: the version keeps its own probabilities.
     /// (Dev examples are held out of training in any case: the prompt method keeps the
     /// weights that score best on them, the other methods are scored on them, and the
     /// version's notes hold the score.)

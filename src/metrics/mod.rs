@@ -249,6 +249,16 @@ pub fn no_temperature_fits(logits: &[Vec<f32>], gold: &[usize]) -> bool {
     !logits.is_empty() && (right == logits.len() || wrong == logits.len())
 }
 
+/// Whether a fitted temperature `t` says nothing the dev set can back: no temperature
+/// fits ([`no_temperature_fits`]), or the search ended at one of its bounds (0.05, 20:
+/// the NLL still falling there, as when one tied row joins rows all right). Such a
+/// temperature is reported, never applied: at 0.05 a margin of 0.5 would read as
+/// 0.99995, and hosts accept labels above a probability.
+pub fn temperature_unsupported(logits: &[Vec<f32>], gold: &[usize], t: f64) -> bool {
+    let at_bound = [0.05f64, 20.0].iter().any(|b| (t.ln() - b.ln()).abs() < 1e-3);
+    at_bound || no_temperature_fits(logits, gold)
+}
+
 /// Rows of logits divided by `t`.
 pub fn scale_rows(logits: &[Vec<f32>], t: f64) -> Vec<Vec<f32>> {
     logits.iter().map(|r| r.iter().map(|&v| (v as f64 / t) as f32).collect()).collect()

@@ -344,10 +344,15 @@ fn calibrate(m: &mut Manifest, on: bool, dev_logits: &[Vec<f32>], dev: &[Example
     let gold = gold_labels(dev);
     let t = crate::metrics::fit_temperature(dev_logits, &gold);
     let (before, after) = crate::metrics::ece_before_after(dev_logits, &gold, t, 10);
-    m.temperature = Some(t);
-    m.notes.insert("calibration".into(), serde_json::json!({"temperature": t, "dev_ece_before": before, "dev_ece_after": after, "dev_examples": dev.len()}));
+    let applied = !crate::metrics::temperature_unsupported(dev_logits, &gold, t);
+    // A temperature at the search's bound is noted, not exported (see TEMPERATURE_AT_BOUND).
+    m.temperature = applied.then_some(t);
+    m.notes.insert(
+        "calibration".into(),
+        serde_json::json!({"temperature": t, "applied": applied, "dev_ece_before": before, "dev_ece_after": after, "dev_examples": dev.len()}),
+    );
     crate::log::log(crate::log::Level::Info, || format!("calibration: temperature {t:.3} on {} dev examples (ECE {before:.3} -> {after:.3})", dev.len()));
-    if crate::metrics::no_temperature_fits(dev_logits, &gold) {
+    if !applied {
         m.notes.insert("calibration_warning".into(), serde_json::json!(TEMPERATURE_AT_BOUND));
         crate::log::log(crate::log::Level::Warn, || format!("calibration: temperature {t:.3}: {TEMPERATURE_AT_BOUND}"));
     }
@@ -355,7 +360,7 @@ fn calibrate(m: &mut Manifest, on: bool, dev_logits: &[Vec<f32>], dev: &[Example
 
 /// Why a temperature at its bound deserves a warning.
 pub const TEMPERATURE_AT_BOUND: &str =
-    "the model gets every dev example right (or every one wrong), so no finite temperature fits and the search's bound is used: its probabilities are not calibrated (add dev examples it gets wrong, or leave calibration off)";
+    "the dev set does not bound the temperature (the model gets every dev example right, or every one wrong, or the fit ran to the search's bound), so it is not applied: the model keeps its own probabilities, which are not calibrated (add dev examples it gets wrong, or leave calibration off)";
 
 /// Runs in one process train one after another: libtorch's random generator is
 /// process-wide (a concurrent run would break the other's repeatability), and versions

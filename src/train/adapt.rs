@@ -284,14 +284,16 @@ struct Tokenized {
 
 /// Builds one masked sequence: `[CLS] tokens [SEP]` with whole words masked.
 /// Returns (input ids, labels with -100 where not predicted).
-fn mask_sequence(t: &Tokenized, max_len: usize, p: f64, tok: &Tokenizer, rng: &mut ChaCha8Rng) -> (Vec<i64>, Vec<i64>) {
+/// A random replacement is drawn from the first `vocab` ids (the tokenizer's and the
+/// model's embedding table's, whichever is smaller: an id past the table would stop the
+/// run with an index error).
+fn mask_sequence(t: &Tokenized, max_len: usize, p: f64, tok: &Tokenizer, vocab: u32, rng: &mut ChaCha8Rng) -> (Vec<i64>, Vec<i64>) {
     let special = tok.special();
     let n = t.ids.len().min(max_len - 2);
     let mut words: Vec<u32> = t.words[..n].iter().flatten().copied().collect();
     words.dedup();
     let k = ((words.len() as f64 * p).round() as usize).max(1).min(words.len());
     let chosen: Vec<u32> = words.choose_multiple(rng, k).copied().collect();
-    let vocab = tok.vocab_size() as u32;
     let mut ids = Vec::with_capacity(n + 2);
     let mut labels = Vec::with_capacity(n + 2);
     ids.push(special.cls as i64);
@@ -367,6 +369,7 @@ pub fn adapt(
     p.check()?;
     p.trainable.check(model.config.num_hidden_layers as usize)?;
     let positions = model.config.max_input_len().max(0) as usize;
+    let vocab = (tok.vocab_size() as u32).min(u32::try_from(model.config.vocab_size).unwrap_or(u32::MAX)).max(1);
     if positions < 4 {
         return Err(Error::InvalidArgument(format!("the model reads at most {positions} tokens: adaptation needs sequences of at least 4")));
     }
@@ -406,7 +409,7 @@ pub fn adapt(
         tch::manual_seed((p.seed as i64).wrapping_mul(1_000_003).wrapping_add(step as i64));
         let mut rng = step_rng(p.seed, step);
         let rows: Vec<(Vec<i64>, Vec<i64>)> =
-            sampler.batch(step, p.batch_size).into_iter().map(|i| mask_sequence(&data[i], max_len, p.mask_prob, tok, &mut rng)).collect();
+            sampler.batch(step, p.batch_size).into_iter().map(|i| mask_sequence(&data[i], max_len, p.mask_prob, tok, vocab, &mut rng)).collect();
         let s = rows.iter().map(|r| r.0.len()).max().unwrap_or(2);
         let b = rows.len();
         let mut ids = vec![pad; b * s];
