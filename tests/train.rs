@@ -261,6 +261,12 @@ fn regression_fits_graded_scores_by_kl() {
     let upper: Vec<f64> = train::softmax_rows(&logits).iter().map(|q| q[1] as f64).collect();
     let gold: Vec<f64> = scores.iter().map(|&v| v as f64).collect();
     assert!((lmbff::metrics::pearson(&upper, &gold) - rep.best_dev_acc).abs() < 1e-6, "the kept weights are the best dev's");
+    // One dev example has no Pearson (every evaluation scores 0): the last weights are
+    // kept, not the first evaluation's.
+    let one = train::RegressionTargets { train: scores.clone(), dev: vec![scores[0]] };
+    let tp = TrainParams { regression: Some(one), eval_every: 5, ..params(20) };
+    let (rep, _) = train::finetune(&m, &tok, &p, Method::Prompt, &data, &data[..1], &tp, &mut |_| true).unwrap();
+    assert_eq!(rep.best_step, 20, "dev curve {:?}", rep.dev_curve);
     // Bad targets are named.
     let bad = TrainParams { regression: Some(train::RegressionTargets { train: vec![0.5; 3], dev: vec![] }), ..params(5) };
     let Err(e) = train::finetune(&m, &tok, &p, Method::Prompt, &data, &data, &bad, &mut |_| true) else { panic!("3 scores for 12 examples were accepted") };

@@ -310,6 +310,15 @@ pub fn finetune(
     let mut last_metric = f64::NAN;
     let start = Instant::now();
     let mut eval_secs = 0.0;
+    // A dev set its metric cannot rank on (one regression score, or all alike; no
+    // positive for F1; one class for Matthews) scores every step alike: the later
+    // weights win the tie then, not those of the first evaluation.
+    let uninformative = match (&p.regression, p.dev_metric) {
+        (Some(r), _) => r.dev.len() < 2 || r.dev.iter().all(|&s| s == r.dev[0]),
+        (None, DevMetric::PositiveF1) => !dev_gold.contains(&1),
+        (None, DevMetric::Matthews) => dev_gold.iter().all(|&g| Some(&g) == dev_gold.first()),
+        (None, DevMetric::Accuracy) => false,
+    };
     for step in 0..p.steps {
         if order.len() < p.batch_size.min(train.len()) {
             // A new epoch: reshuffle (HF's sampler drops nothing; a short tail is
@@ -377,7 +386,7 @@ pub fn finetune(
             report.dev_curve.push((done, acc));
             // The host reads NaN as "no metric"; a diverged evaluation has none.
             last_metric = if acc.is_finite() { acc } else { f64::NAN };
-            if acc > report.best_dev_acc {
+            if acc > report.best_dev_acc || (uninformative && acc.is_finite() && acc >= report.best_dev_acc) {
                 report.best_dev_acc = acc;
                 report.best_step = done;
                 best = Some(model.snapshot()?);
