@@ -623,6 +623,13 @@ class Task {
     else if (signal) signal.addEventListener('abort', onAbort, { once: true });
     return new Promise((resolve, reject) => {
       let thrown = null;
+      // The run's end, however it came: the listener goes, then the handle.
+      const release = () => {
+        if (signal) signal.removeEventListener('abort', onAbort);
+        liveRuns.delete(run);
+        c.runFree(run);
+        drainLog();
+      };
       const tick = () => {
         const state = [0], step = [0], total = [0];
         const polled = c.runPoll(run, state, step, total);
@@ -630,12 +637,9 @@ class Task {
           // A run that cannot be polled cannot be followed: free it and say why, rather
           // than poll it forever.
           const err = new LmbffError(polled, 'poll the training run');
-          if (signal) signal.removeEventListener('abort', onAbort);
           c.runCancel(run);
           c.runWait(run);
-          liveRuns.delete(run);
-          c.runFree(run);
-          drainLog();
+          release();
           return reject(err);
         }
         try {
@@ -662,10 +666,7 @@ class Task {
           if (thrown instanceof Object) thrown.version = version;
         }
         const err = thrown || (status === 0 ? null : new LmbffError(status, 'training'));
-        if (signal) signal.removeEventListener('abort', onAbort);
-        liveRuns.delete(run);
-        c.runFree(run);
-        drainLog();
+        release();
         return err ? reject(err) : resolve(version);
       };
       setTimeout(tick, pollMs);
