@@ -190,6 +190,35 @@ fn train_chooses_the_method_as_the_library_does() {
     assert!(o.status.success() && err.contains("method prompt (--method auto): demonstrations were asked for"), "{err}");
 }
 
+/// The `--demo-filter` encoder is recorded by its absolute path (commands that read the
+/// saved model may run from another folder), and `--out` may not be that encoder.
+#[test]
+fn the_demo_filter_encoder_is_recorded_absolute_and_never_overwritten() {
+    let fixtures = common::fixtures();
+    let dir = common::tempdir("cli-demo-filter");
+    let toy = write_toy(&dir);
+    let train = |encoder: &std::path::Path, out: &std::path::Path| {
+        lmbff()
+            .current_dir(fixtures)
+            .args(["train", "--device", "cpu", "--threads", "1", "--method", "prompt", "--demos", "--steps", "2", "--batch-size", "2", "--eval-every", "1"])
+            .args(["--labels", "{'0':'bad','1':'good'}", "--max-len", "32", "--model", "bert", "--demo-filter"])
+            .arg(encoder).arg("--train").arg(&toy).arg("--dev").arg(&toy).arg("--out").arg(out)
+            .output()
+            .unwrap()
+    };
+    let out = dir.join("filtered");
+    let o = train(std::path::Path::new("bert"), &out);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("lmbff.json")).unwrap()).unwrap();
+    assert_eq!(m["demo_filter"]["encoder"], fixtures.join("bert").to_str().unwrap(), "{}", m["demo_filter"]["encoder"]);
+    // The earlier output as the encoder and as --out: refused before training, kept.
+    let before = std::fs::read(out.join("lmbff.json")).unwrap();
+    let o = train(&out, &out);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("is the --demo-filter encoder"), "{err}");
+    assert_eq!(std::fs::read(out.join("lmbff.json")).unwrap(), before);
+}
+
 #[test]
 fn calibrated_training_and_the_sentence_embedding_method() {
     let model = common::fixtures().join("bert");

@@ -564,7 +564,7 @@ fn multi_label_models_export_and_predict_the_same() {
     let inputs: Vec<Example> = texts(10).into_iter().take(10).collect();
     let sets: Vec<Vec<usize>> = (0..inputs.len()).map(|i| (0..3).filter(|l| (i + l) % 3 != 0).collect()).collect();
     let train_ex = multi.expand(&inputs, Some(&sets)).unwrap();
-    let tp = train::TrainParams { steps: 6, batch_size: 4, lr: 1e-3, eval_every: 0, dev_metric: train::DevMetric::PositiveF1, ..Default::default() };
+    let tp = train::TrainParams { steps: 6, batch_size: 4, lr: 1e-3, eval_every: 0, dev_metric: train::DevMetric::MultiLabelF1, ..Default::default() };
     let (rep, head) = train::finetune(&c.model, &c.tok, &c.prompt, Method::Prompt, &train_ex, &[], &tp, &mut |_| true).unwrap();
     let mut manifest = Manifest::for_prompt(&c.prompt, rep.demos.fixed(), serde_json::json!({}));
     manifest.multi_label = Some(names.clone());

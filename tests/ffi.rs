@@ -200,6 +200,32 @@ fn bounded_options_and_mismatched_handles() {
         assert_eq!(status, LMBFF_ERR_INVALID_ARGUMENT, "{}", last_error());
         assert!(last_error().contains(r#"with the labels ["neg", "pos"], and this one has ["pos", "neg"]"#), "{}", last_error());
         lmbff_predictor_free(p2);
+        // The same labels from another model version (another template, so another
+        // export hash), as a server that re-exports and reopens has: the predictions keep
+        // the version that made them.
+        let later = {
+            let dir = common::fixtures().join("bert");
+            let tok = Tokenizer::from_dir(&dir).unwrap();
+            let v = Verbalizer::new(&tok, &[("neg".into(), "terrible".into()), ("pos".into(), "great".into())]).unwrap();
+            let prompt = Prompt::new(Template::parse("{text} All in all, {mask}.").unwrap(), v, Truncation { max_len: 32, ..Default::default() }).unwrap();
+            let out = common::tempdir("ffi-later").join("export");
+            export(&MaskedLm::load(&dir, tch::Device::Cpu).unwrap(), &tok, &prompt, &lmbff::train::Demos::None, Default::default(), &out, &ExportOptions::default()).unwrap();
+            CString::new(out.to_str().unwrap()).unwrap()
+        };
+        let mut pl: *mut lmbff_predictor = std::ptr::null_mut();
+        assert_eq!(lmbff_predictor_open(later.as_ptr(), &params, &mut pl), LMBFF_OK, "{}", last_error());
+        let version_of = |dir: &CString| -> String {
+            let m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(std::path::Path::new(dir.to_str().unwrap()).join("lmbff-export.json")).unwrap()).unwrap();
+            m["model"]["version"].as_str().unwrap().to_string()
+        };
+        let (made, reopened) = (version_of(&dir), version_of(&later));
+        assert_ne!(made, reopened);
+        let mut buf = vec![0 as c_char; 65536];
+        let status = lmbff_predictions_label_studio_json(pl, r, from.as_ptr(), to.as_ptr(), null(), buf.as_mut_ptr(), buf.len(), null_mut());
+        assert_eq!(status, LMBFF_OK, "{}", last_error());
+        let json = CStr::from_ptr(buf.as_ptr()).to_string_lossy().into_owned();
+        assert!(json.contains(&made) && !json.contains(&reopened), "{json}");
+        lmbff_predictor_free(pl);
         // The predictor is still usable: that was the caller's mistake, not a bug.
         let mut r2: *mut lmbff_predictions = std::ptr::null_mut();
         assert_eq!(lmbff_predict(p3, [text.as_ptr()].as_ptr(), null(), 1, &mut r2), LMBFF_OK, "{}", last_error());

@@ -239,6 +239,31 @@ fn a_save_that_leaves_versions_behind_says_so() {
     assert!(saved_elsewhere_warns(&[".v1.deleted", "v2"], "backup-2"));
     assert!(!saved_elsewhere_warns(&[".v1.deleted", ".v2.tmp-1-0"], "moved"));
     assert!(!saved_elsewhere_warns(&[], "moved-2"));
+    // The warning goes out with the folder's lock released: the callback may call lmbff,
+    // a save to that very folder included (it waited for itself forever).
+    let mut t = Task::new(spec(&common::fixtures().join("bert"))).unwrap();
+    let first = root.join("reentrant-first");
+    t.save(&first).unwrap();
+    std::fs::create_dir_all(first.join("models/v1")).unwrap();
+    let to = root.join("reentrant");
+    let other = std::sync::Mutex::new(Task::new(spec(&common::fixtures().join("bert"))).unwrap());
+    let (said, heard) = std::sync::mpsc::channel();
+    let into = to.clone();
+    lmbff::log::set_sink(Some(lmbff::log::Sink {
+        max: lmbff::log::Level::Warn,
+        write: Box::new(move |_, m| {
+            if m.contains("now follow") {
+                // Refused (that folder holds another handle's task now), but it returns.
+                let _ = said.send(other.lock().unwrap().save(&into).is_err());
+            }
+        }),
+    }));
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || done.send(t.save(&to).is_ok()));
+    let saved = finished.recv_timeout(std::time::Duration::from_secs(60));
+    lmbff::log::set_sink(None);
+    assert_eq!(saved, Ok(true), "the save returns");
+    assert_eq!(heard.try_recv(), Ok(true), "the callback's own save returned");
 }
 
 /// The task's versions as lmbff_task_versions lists them.

@@ -99,12 +99,24 @@ fn cancellation_and_bad_settings() {
     let err = train::train_embedding(&m, &tok, &p, &toy(), &two, &mut |_| { steps += 1; true }).unwrap_err().to_string();
     assert!(err.contains("reads two sentences") && steps == 0, "{steps} steps, then: {err}");
     let names = ["sports".to_string(), "music".to_string()];
+    let m = MaskedLm::load(&dir, Device::Cpu).unwrap();
     let err = train::train_embedding_multi(&m, &tok, &p.input_reader(), &[], &[], &names, &train::EmbedParams::default(), &mut |_| { steps += 1; true }).unwrap_err().to_string();
     assert!(err.contains("no training examples") && steps == 0, "{steps} steps, then: {err}");
     // Examples of one class only: the classifier would answer it for every input.
     let one_class: Vec<Example> = toy().into_iter().filter(|e| e.label == Some(1)).collect();
     let err = train::train_embedding(&m, &tok, &p, &one_class, &train::EmbedParams::default(), &mut |_| { steps += 1; true }).unwrap_err().to_string();
     assert!(err.contains("every training example is of class") && err.contains("at least two classes") && steps == 0, "{steps} steps, then: {err}");
+    // A diverged encoder is an error, not a classifier fitted on NaN embeddings.
+    let m = MaskedLm::load(&dir, Device::Cpu).unwrap();
+    let wild = train::EmbedParams { lr: 1e30, ..train::EmbedParams::default() };
+    let err = train::train_embedding(&m, &tok, &p, &toy(), &wild, &mut |_| true).err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(err.contains("training diverged") && err.contains("non-finite embeddings"), "{err:?}");
+    let m = MaskedLm::load(&dir, Device::Cpu).unwrap();
+    let err = train::train_embedding_multi(&m, &tok, &p.input_reader(), &toy(), &(0..toy().len()).map(|i| vec![i % 2]).collect::<Vec<_>>(), &names, &wild, &mut |_| true)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(err.contains("training diverged"), "{err:?}");
 }
 
 #[test]
@@ -149,6 +161,27 @@ fn adaptation_lowers_the_masked_lm_loss_and_respects_trainable() {
         assert_eq!(same, !is_head, "{name} changed: {}", !same);
     }
     assert!(matches!(train::adapt(&m, &tok, &[], &p, None, &mut |_| true), Err(Error::InvalidArgument(_))));
+}
+
+/// Reading a checkpoint for an export or a demonstration filter draws nothing from
+/// libtorch's random generator, which a training run on another thread draws its
+/// dropout from; the weights it reads are the checkpoint's all the same.
+#[test]
+fn loading_without_the_random_generator() {
+    let (_, _, dir, _rng) = setup();
+    let draw = |load: &dyn Fn()| {
+        tch::manual_seed(11);
+        load();
+        tch::Tensor::randn([6], (tch::Kind::Float, Device::Cpu))
+    };
+    let clean = draw(&|| {});
+    assert!(draw(&|| drop(MaskedLm::load_without_rng(&dir, Device::Cpu).unwrap())).equal(&clean));
+    assert!(!draw(&|| drop(MaskedLm::load(&dir, Device::Cpu).unwrap())).equal(&clean), "a plain load draws");
+    let (a, b) = (MaskedLm::load(&dir, Device::Cpu).unwrap(), MaskedLm::load_without_rng(&dir, Device::Cpu).unwrap());
+    let va = a.vs.variables();
+    for (name, t) in b.vs.variables() {
+        assert!(t.equal(&va[&name]), "{name}");
+    }
 }
 
 #[test]
@@ -209,6 +242,13 @@ fn adaptation_resumes_exactly() {
     assert!(err.to_string().contains("other settings (lr: 0.001 there, 0.002 here)"), "the setting is named: {err}");
     let fewer: Vec<String> = texts[1..].to_vec();
     let err = train::adapt(&MaskedLm::load(&dir, Device::Cpu).unwrap(), &tok, &fewer, &p, resume, &mut |_| true).unwrap_err();
+    assert!(err.to_string().contains("the same settings but other texts or another model"), "{err}");
+    // Another checkpoint of the same shape (one weight changed by 1%) is another model.
+    let changed = MaskedLm::load(&dir, Device::Cpu).unwrap();
+    tch::no_grad(|| {
+        let _ = changed.vs.variables()["bert.encoder.layer.0.output.dense.weight"].shallow_clone().f_mul_scalar_(1.01).unwrap();
+    });
+    let err = train::adapt(&changed, &tok, &texts, &p, resume, &mut |_| true).unwrap_err();
     assert!(err.to_string().contains("the same settings but other texts or another model"), "{err}");
 }
 

@@ -467,7 +467,9 @@ func (r *Predictions) Close() error {
 	return nil
 }
 
-// Task is a labelling task; use it from one goroutine at a time.
+// Task is a labelling task; use it from one goroutine at a time. A Task dropped without
+// Close is freed by the garbage collector (a finalizer; unsaved registrations are lost
+// either way).
 type Task struct {
 	t      *C.lmbff_task
 	Labels []string // class names, in class order
@@ -478,6 +480,7 @@ func wrapTask(t *C.lmbff_task) *Task {
 	for i := 0; i < int(C.lmbff_task_num_labels(t)); i++ {
 		out.Labels = append(out.Labels, C.GoString(C.lmbff_task_label(t, C.size_t(i))))
 	}
+	runtime.SetFinalizer(out, (*Task).Close)
 	return out
 }
 
@@ -591,6 +594,7 @@ func (t *Task) AddExamplePair(text, textB, label string) (uint64, error) {
 }
 
 func (t *Task) addExample(text string, textB *string, label string) (uint64, error) {
+	defer runtime.KeepAlive(t) // the finalizer must not free the task during a call
 	var cs cstrings
 	defer cs.free()
 	a, b, l := cs.add("text", text), cs.ptr("textB", textB), cs.add("label", label)
@@ -613,6 +617,7 @@ func (t *Task) AddUnlabeledPair(text, textB string) (uint64, error) {
 }
 
 func (t *Task) addUnlabeled(text string, textB *string) (uint64, error) {
+	defer runtime.KeepAlive(t) // the finalizer must not free the task during a call
 	var cs cstrings
 	defer cs.free()
 	a, b := cs.add("text", text), cs.ptr("textB", textB)
@@ -626,11 +631,13 @@ func (t *Task) addUnlabeled(text string, textB *string) (uint64, error) {
 
 // Remove removes the example or unlabeled text id.
 func (t *Task) Remove(id uint64) error {
+	defer runtime.KeepAlive(t) // the finalizer must not free the task during a call
 	return call(func() C.lmbff_status { return C.lmbff_task_remove(t.t, C.uint64_t(id)) })
 }
 
 // Relabel sets the label of item id (an unlabeled text becomes an example).
 func (t *Task) Relabel(id uint64, label string) error {
+	defer runtime.KeepAlive(t) // the finalizer must not free the task during a call
 	var cs cstrings
 	defer cs.free()
 	l := cs.add("label", label)
@@ -643,15 +650,20 @@ func (t *Task) Relabel(id uint64, label string) error {
 // SetDev marks labelled example id as a dev example (held out of training; it picks the
 // kept weights and, with TrainParams.Calibrate, fits the temperature) or back.
 func (t *Task) SetDev(id uint64, dev bool) error {
+	defer runtime.KeepAlive(t) // the finalizer must not free the task during a call
 	return call(func() C.lmbff_status { return C.lmbff_task_set_dev(t.t, C.uint64_t(id), C.bool(dev)) })
 }
 
 // NumDev is the number of dev examples.
-func (t *Task) NumDev() int { return int(C.lmbff_task_num_dev(t.t)) }
+func (t *Task) NumDev() int {
+	defer runtime.KeepAlive(t)
+	return int(C.lmbff_task_num_dev(t.t))
+}
 
 // Counts are the labelled examples per class (in the order of Labels) and the number
 // of unlabeled texts.
 func (t *Task) Counts() (examples []int, unlabeled int, err error) {
+	defer runtime.KeepAlive(t) // the finalizer must not free the task during a call
 	examples = make([]int, len(t.Labels))
 	for i := range examples {
 		var n, free C.size_t
@@ -665,6 +677,7 @@ func (t *Task) Counts() (examples []int, unlabeled int, err error) {
 
 // Save writes the task to dir (model versions are stored there too, under models/).
 func (t *Task) Save(dir string) error {
+	defer runtime.KeepAlive(t) // the finalizer must not free the task during a call
 	var cs cstrings
 	defer cs.free()
 	d := cs.add("dir", dir)
@@ -742,6 +755,7 @@ const (
 // progress (may be nil) is called with the step as the run goes; cancelling ctx cancels
 // the run (the error then matches ErrCancelled).
 func (t *Task) Train(ctx context.Context, p TrainParams, progress func(step, total int)) (string, error) {
+	defer runtime.KeepAlive(t) // the finalizer must not free the task during a call
 	var cs cstrings
 	defer cs.free()
 	var params C.lmbff_train_params
@@ -838,6 +852,7 @@ func (t *Task) Train(ctx context.Context, p TrainParams, progress func(step, tot
 
 // Versions are the task's model versions, oldest first.
 func (t *Task) Versions() ([]string, error) {
+	defer runtime.KeepAlive(t) // the finalizer must not free the task during a call
 	list, err := copyOut(func(buf *C.char, capacity C.size_t, needed *C.size_t) C.lmbff_status {
 		return C.lmbff_task_versions(t.t, buf, capacity, needed)
 	})
@@ -849,6 +864,7 @@ func (t *Task) Versions() ([]string, error) {
 
 // DeleteVersion deletes model version `version`.
 func (t *Task) DeleteVersion(version string) error {
+	defer runtime.KeepAlive(t) // the finalizer must not free the task during a call
 	var cs cstrings
 	defer cs.free()
 	v := cs.add("version", version)
@@ -861,6 +877,7 @@ func (t *Task) DeleteVersion(version string) error {
 // Export writes model version `version` to an export directory for OpenPredictor;
 // fp16 stores weight matrices as fp16.
 func (t *Task) Export(version, outDir string, fp16 bool) error {
+	defer runtime.KeepAlive(t) // the finalizer must not free the task during a call
 	var cs cstrings
 	defer cs.free()
 	v, out := cs.add("version", version), cs.add("outDir", outDir)
@@ -870,8 +887,9 @@ func (t *Task) Export(version, outDir string, fp16 bool) error {
 	return call(func() C.lmbff_status { return C.lmbff_task_export(t.t, v, out, C.bool(fp16)) })
 }
 
-// Close frees the task (unsaved registrations are lost).
+// Close frees the task (unsaved registrations are lost); a second Close does nothing.
 func (t *Task) Close() error {
+	runtime.SetFinalizer(t, nil)
 	if t.t != nil {
 		C.lmbff_task_free(t.t)
 		t.t = nil

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -206,6 +207,20 @@ func TestTaskEditing(t *testing.T) {
 		t.Fatal(err)
 	}
 	task.Close()
+	// A second Close does nothing; a call after it is refused, not a use of freed memory.
+	if err := task.Close(); err != nil {
+		t.Fatal(err)
+	}
+	wantCode(t, task.Remove(u), "INVALID_ARGUMENT")
+	// Tasks dropped without Close are freed by their finalizer (here, before the test
+	// ends, while the reopened task below is in use).
+	for i := 0; i < 3; i++ {
+		if _, err := OpenTask(dir); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runtime.GC()
+	runtime.GC()
 	if task, err = OpenTask(dir); err != nil {
 		t.Fatal(err)
 	}

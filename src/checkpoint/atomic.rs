@@ -147,7 +147,9 @@ fn parent_of(dest: &Path) -> &Path {
 /// its files and the folder; on any error the temporary folder is removed.
 fn filled_temp(dest: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<PathBuf> {
     let parent = parent_of(dest);
-    std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+    // Synced: the output's own entry is synced once it is placed, and it must not sit in
+    // a new folder that a power loss could take back.
+    create_dir_all_synced(parent)?;
     let name = dest.file_name().ok_or_else(|| Error::InvalidArgument(format!("{} is not a directory path", dest.display())))?;
     let tmp = parent.join(format!(".{}.tmp-{}", name.to_string_lossy(), tmp_suffix()));
     std::fs::create_dir(&tmp).map_err(|e| Error::io(&tmp, e))?;
@@ -166,7 +168,7 @@ fn filled_temp(dest: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<Pa
 /// half-written. On Linux an existing `dest` is swapped with the new folder in one step
 /// (`renameat2` with `RENAME_EXCHANGE`); where the file system cannot, it is moved aside
 /// first, and a crash between the two renames leaves it beside `dest` as
-/// `.<name>.old-<pid>-<n>`.
+/// `.<name>.old-<pid>-<n>`, which the next write to `dest` ([`check_dest`]) puts back.
 ///
 /// An existing `dest` is replaced only when it is an empty folder or an earlier output of
 /// the same kind, a folder holding the file `marker` (an export's `lmbff-export.json`, a
@@ -212,6 +214,7 @@ fn replaceable(dir: &Path, marker: &str) -> std::io::Result<bool> {
 /// folder or an earlier output of this kind (holding `marker`). Commands call it before
 /// long work, so that a wrong destination is named before the work, not after it.
 pub fn check_dest(dest: &Path, marker: &str) -> Result<()> {
+    restore_moved_aside(dest)?;
     if !(dest.exists() || dest.is_symlink()) {
         return Ok(());
     }
@@ -224,6 +227,49 @@ pub fn check_dest(dest: &Path, marker: &str) -> Result<()> {
              an empty folder or its own earlier output there: choose a new or empty folder",
             dest.display()
         )));
+    }
+    Ok(())
+}
+
+/// Puts back the folder a writer moved aside (`.<name>.old-<pid>-<n>`, [`replace`]
+/// where the file system cannot swap two folders in one step) and never replaced, as a
+/// crash between its two renames leaves it: only while `dest` is missing, only one of a
+/// process that no longer runs here, the latest if there are several. Without this the
+/// earlier output would sit hidden until [`remove_stale_temps`] deleted it.
+pub(crate) fn restore_moved_aside(dest: &Path) -> Result<()> {
+    if dest.exists() || dest.is_symlink() {
+        return Ok(());
+    }
+    let Some(name) = dest.file_name().map(|n| n.to_string_lossy().to_string()) else { return Ok(()) };
+    let Ok(entries) = std::fs::read_dir(parent_of(dest)) else { return Ok(()) };
+    let prefix = format!(".{name}.old-");
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let mut latest: Option<(std::time::SystemTime, PathBuf)> = None;
+    for entry in entries.flatten() {
+        let file = entry.file_name().to_string_lossy().to_string();
+        let Some((pid, n)) = file.strip_prefix(&prefix).and_then(|rest| rest.split_once('-')) else { continue };
+        let Some(pid) = Some(pid).filter(|p| digits(p) && digits(n)).and_then(|p| p.parse::<i32>().ok()) else { continue };
+        let Ok(meta) = entry.metadata() else { continue };
+        if !meta.is_dir() || pid == std::process::id() as i32 || process_runs(pid) {
+            continue;
+        }
+        let when = meta.modified().unwrap_or(std::time::UNIX_EPOCH);
+        if latest.as_ref().is_none_or(|(t, _)| when > *t) {
+            latest = Some((when, entry.path()));
+        }
+    }
+    if let Some((_, old)) = latest {
+        match std::fs::rename(&old, dest) {
+            Ok(()) => {
+                crate::log::log(crate::log::Level::Warn, || {
+                    format!("{} was missing: an interrupted write had moved it aside as {}; it is back in its place", dest.display(), old.display())
+                });
+                sync_dir(parent_of(dest))?;
+            }
+            // Another process put something there, or restored it, meanwhile.
+            Err(_) if dest.exists() => {}
+            Err(e) => return Err(Error::io(&old, e)),
+        }
     }
     Ok(())
 }

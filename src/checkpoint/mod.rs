@@ -15,6 +15,8 @@ pub(crate) use atomic::holds_task;
 pub(crate) use atomic::LOCK_FILE;
 pub(crate) use atomic::remove_stale_temps_in;
 #[cfg(feature = "train")]
+pub(crate) use atomic::restore_moved_aside;
+#[cfg(feature = "train")]
 pub(crate) use atomic::{try_lock_file, STALE_AFTER};
 
 use std::path::{Path, PathBuf};
@@ -388,6 +390,28 @@ pub(crate) fn fnv1a_file(path: &Path, mut h: u64) -> Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A folder moved aside by a write that died between its two renames (where the file
+    /// system cannot swap folders) is put back by the next write, not left hidden until
+    /// the stale-folder sweep deletes it; a running writer's is left alone.
+    #[test]
+    fn a_folder_moved_aside_by_a_crash_is_put_back() {
+        let root = std::env::temp_dir().join(format!("lmbff-aside-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let dest = root.join("model");
+        write_dir_atomic(&dest, "a", |d| std::fs::write(d.join("a"), "kept").map_err(|e| Error::io(d, e))).unwrap();
+        let live = root.join(format!(".model.old-{}-0", std::os::unix::process::parent_id()));
+        std::fs::create_dir(&live).unwrap();
+        std::fs::rename(&dest, root.join(".model.old-999999999-4")).unwrap();
+        check_dest(&dest, "a").unwrap();
+        assert_eq!(std::fs::read_to_string(dest.join("a")).unwrap(), "kept");
+        assert!(live.is_dir() && !root.join(".model.old-999999999-4").exists());
+        // With only a running writer's folder beside it, nothing moves.
+        std::fs::remove_dir_all(&dest).unwrap();
+        check_dest(&dest, "a").unwrap();
+        assert!(!dest.exists() && live.is_dir());
+        let _ = std::fs::remove_dir_all(&root);
+    }
 
     #[test]
     fn atomic_write_replaces_and_survives_failure() {

@@ -282,7 +282,9 @@ impl FitArgs {
             seed: self.seed,
             demonstrations: self.demos,
             demo_sets: self.demo_sets.unwrap_or(1),
-            demo_filter: self.demo_filter.clone(),
+            // Absolute: the saved model names the encoder, and commands that read it may
+            // run from another folder.
+            demo_filter: self.demo_filter.as_deref().map(crate::absolute),
             ..TrainParams::default()
         }
     }
@@ -459,9 +461,18 @@ pub(super) fn refuse_prompt_settings(m: &Manifest, task: &TaskArgs, model: &Path
     }
 }
 
-/// `--out` of `train`, checked before training ([`check_out`]).
+/// `--out` of `train`, checked before training ([`check_out`]): nor may it be the
+/// `--demo-filter` encoder, which the saved model reads whenever it predicts.
 fn check_train_out(a: &TrainArgs) -> Result<()> {
-    a.out.as_ref().map_or(Ok(()), |out| check_out(out, "--out", &a.model, crate::checkpoint::MANIFEST_FILE))
+    let Some(out) = &a.out else { return Ok(()) };
+    if let Some(encoder) = a.fit.demo_filter.as_deref().filter(|e| same_folder(out, e)) {
+        return Err(Error::InvalidArgument(format!(
+            "--out {} is the --demo-filter encoder ({}): the model saved there would replace the encoder it ranks demonstrations with; give another folder",
+            out.display(),
+            encoder.display()
+        )));
+    }
+    check_out(out, "--out", &a.model, crate::checkpoint::MANIFEST_FILE)
 }
 
 /// The train, dev and (if given) test examples ([`read_labelled`]); a class that has no

@@ -356,7 +356,8 @@ pub fn export_checkpoint(dir: &Path, out: &Path, opts: &ExportOptions) -> Result
     let m = crate::checkpoint::Manifest::read(dir)?;
     let tok = Tokenizer::from_dir(dir)?;
     let prompt = m.prompt(&tok, dir)?;
-    let model = MaskedLm::load(dir, tch::Device::Cpu)?;
+    // Exports run beside training runs: no draw from their random generator.
+    let model = MaskedLm::load_without_rng(dir, tch::Device::Cpu)?;
     let from_checkpoint = ExportOptions {
         temperature: opts.temperature.or(m.temperature.map(|t| t as f32)),
         multi_label: opts.multi_label.clone().or(m.multi_label.clone()),
@@ -367,6 +368,14 @@ pub fn export_checkpoint(dir: &Path, out: &Path, opts: &ExportOptions) -> Result
     if m.method == METHOD_EMBEDDING {
         let head = m.embedding_classifier(dir)?;
         return export_embedding(&model, &tok, &prompt, head, m.notes.clone(), out, opts);
+    }
+    if model.load_report().head_initialised {
+        // A prompt model predicts through its masked-LM head; one made up here would
+        // answer nothing the checkpoint learned.
+        return Err(Error::MissingWeight {
+            name: "of the masked-LM head (a prompt-method checkpoint predicts its label words with it)".into(),
+            file: model.load_report().file.clone(),
+        });
     }
     let demos = Demos::of_checkpoint(&m, &prompt, tch::Device::Cpu)?;
     export(&model, &tok, &prompt, &demos, m.notes, out, opts)

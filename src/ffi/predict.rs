@@ -23,6 +23,9 @@ pub struct lmbff_predictions {
     /// The labels of the predictor that made them, by which the Label Studio writer
     /// names their classes.
     labels: Vec<String>,
+    /// The model version of the export that made them (the Label Studio default): a
+    /// predictor opened later on a folder exported again would name its own.
+    version: String,
 }
 
 /// Options of lmbff_predictor_open. Get defaults from lmbff_predictor_default_params()
@@ -216,7 +219,7 @@ pub unsafe extern "C" fn lmbff_predict(
                 return Err(Error::Internal(what));
             }
         };
-        *out = Box::into_raw(Box::new(lmbff_predictions { rows, labels: p.inner.labels().to_vec() }));
+        *out = Box::into_raw(Box::new(lmbff_predictions { rows, labels: p.inner.labels().to_vec(), version: p.inner.manifest().model.version.clone() }));
         Ok(())
     })
 }
@@ -368,8 +371,8 @@ fn export_checkpoint(_: &std::path::Path, _: &std::path::Path, _: bool) -> Resul
 /// result is `"type": "number", "value": {"number": score}`, without "score"), NUL-terminated, into
 /// `buf` (`capacity` bytes). *needed (if not NULL) gets the size required; with a buffer
 /// too small (or NULL) only *needed is set and the call returns
-/// LMBFF_ERR_INVALID_ARGUMENT. `model_version` may be NULL (the export's model version
-/// is used). Predictions made by a predictor with other labels than `p`'s (names or
+/// LMBFF_ERR_INVALID_ARGUMENT. `model_version` may be NULL (the model version of the
+/// export that made the predictions is used, even if `p` was opened on a later one). Predictions made by a predictor with other labels than `p`'s (names or
 /// order) are LMBFF_ERR_INVALID_ARGUMENT: their classes would be named wrongly.
 ///
 /// # Safety
@@ -391,7 +394,7 @@ pub unsafe extern "C" fn lmbff_predictions_label_studio_json(
         let r = r.as_ref().ok_or_else(|| Error::InvalidArgument("predictions is NULL".into()))?;
         let (from, to) = (str_arg(from_name, "from_name")?, str_arg(to_name, "to_name")?);
         let version = if model_version.is_null() {
-            p.inner.manifest().model.version.clone()
+            r.version.clone()
         } else {
             str_arg(model_version, "model_version")?.to_string()
         };

@@ -162,11 +162,14 @@ unsafe fn opt_str(p: *const c_char, name: &str) -> Result<Option<String>> {
 }
 
 /// Creates a task. Label names that do not hold are LMBFF_ERR_INVALID_ARGUMENT (fewer
-/// than two, an empty or repeated name, counts of names and words that differ, a
-/// multi-label name holding `|`, a regression range that does not hold); the template and
-/// the label words (an empty or repeated word, one the tokenizer cannot read) are checked
-/// against the model's tokenizer (LMBFF_ERR_MODEL with the reason otherwise), and max_len
-/// against the model's positions (LMBFF_ERR_INVALID_ARGUMENT). Free with lmbff_task_free.
+/// than two, or none for a multi-label task, which may ask about one label; an empty or
+/// repeated name, counts of names and words that differ, a multi-label name holding `|`,
+/// a regression range that does not hold); the template and the label words (an empty or
+/// repeated word, one the tokenizer cannot read) are checked against the model's
+/// tokenizer (LMBFF_ERR_MODEL with the reason otherwise), and, in a library built to
+/// train, max_len against the model's positions (LMBFF_ERR_INVALID_ARGUMENT; a
+/// serve-only build, which cannot train, leaves that to the build that trains the task).
+/// Free with lmbff_task_free.
 ///
 /// # Safety
 /// `params` points to params set up by lmbff_task_params_init or

@@ -412,7 +412,7 @@ fn multi_label_macro(logits: &[Vec<f32>], gold: &[usize], labels: usize) -> f64 
         (0..gold.len() / labels.max(1)).map(|i| (0..labels).filter(|&l| yes(i * labels + l)).collect()).collect()
     };
     // A pair whose row holds NaN (a diverged model, NO_CLASS) is wrong, as in the micro-F1.
-    let predicted = crate::metrics::argmax_rows(logits);
+    let predicted = crate::prompt::decisions(logits);
     let pred = sets(&|k| match predicted[k] {
         crate::metrics::NO_CLASS => gold[k] != crate::prompt::YES,
         p => p == crate::prompt::YES,
@@ -1155,7 +1155,8 @@ pub fn run_one(
                             demo_sets: s.demo_sets,
                             demo_filter: (method == RunMethod::PromptDemosFilter).then(|| s.plain_model.clone()),
                             dev_metric: match spec.metric {
-                                Metric::F1 | Metric::MicroF1 => train::DevMetric::PositiveF1,
+                                Metric::F1 => train::DevMetric::PositiveF1,
+                                Metric::MicroF1 => train::DevMetric::MultiLabelF1,
                                 Metric::Matthews => train::DevMetric::Matthews,
                                 _ => train::DevMetric::Accuracy,
                             },

@@ -53,7 +53,8 @@ impl Metric {
         match self {
             Metric::Pearson => crate::metrics::upper_pole_pearson(logits, scores),
             Metric::Acc => crate::metrics::accuracy(logits, gold),
-            Metric::F1 | Metric::MicroF1 => crate::metrics::f1_binary(&crate::metrics::argmax_rows(logits), gold, 1),
+            Metric::F1 => crate::metrics::f1_binary(&crate::metrics::argmax_rows(logits), gold, 1),
+            Metric::MicroF1 => crate::metrics::f1_binary(&crate::prompt::decisions(logits), gold, 1),
             Metric::Matthews => crate::metrics::matthews(&crate::metrics::argmax_rows(logits), gold),
         }
     }

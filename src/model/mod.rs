@@ -102,6 +102,15 @@ impl MaskedLm {
         Ok(MaskedLm { vs, config, arch, raw_config, source_dir: dir.to_path_buf(), tokenizer_files, encoder, head, report, head_trained })
     }
 
+    /// [`MaskedLm::load`] without drawing from libtorch's process-wide random generator
+    /// (a training run on another thread keeps its dropout draws, and so its promise of
+    /// the same model from the same seed): for a checkpoint read as it is, an export's or
+    /// a demonstration filter's encoder. A masked-LM head the checkpoint lacks is zero
+    /// here, not random: a caller that predicts with a new head loads with `load`.
+    pub fn load_without_rng(dir: &Path, device: Device) -> Result<Self> {
+        layers::without_random_init(|| Self::load(dir, device))
+    }
+
     pub fn load_report(&self) -> &LoadReport {
         &self.report
     }

@@ -7,7 +7,7 @@ mod template;
 mod verbalizer;
 
 pub use demos::{DemoPool, MAX_DEMO_SETS};
-pub use multilabel::{applied, MultiLabel, MULTI_LABEL_THRESHOLD, YES};
+pub use multilabel::{applied, decisions, MultiLabel, MULTI_LABEL_THRESHOLD, YES};
 pub use template::{Case, Part, Template};
 pub use verbalizer::Verbalizer;
 

@@ -114,6 +114,24 @@ pub fn applied(probs: &[f32]) -> Vec<usize> {
     probs.iter().enumerate().filter(|(_, &p)| p >= MULTI_LABEL_THRESHOLD).map(|(i, _)| i).collect()
 }
 
+/// The yes/no answer of each (input, label) pair's two logits by the predictor's rule:
+/// [`YES`] when P(yes) reaches [`MULTI_LABEL_THRESHOLD`] (so an exact tie is yes, where
+/// an argmax would take the first class, no), 0 otherwise, and
+/// [`crate::metrics::NO_CLASS`] for a row holding NaN (a diverged model), which the
+/// metrics count wrong. Training's dev selection and the harness score multi-label pairs
+/// with it, so they count what a host is served.
+pub fn decisions(rows: &[Vec<f32>]) -> Vec<usize> {
+    crate::metrics::softmax_rows(rows)
+        .iter()
+        .zip(rows)
+        .map(|(p, r)| match p.get(YES) {
+            _ if r.iter().any(|v| v.is_nan()) => crate::metrics::NO_CLASS,
+            Some(&y) if y >= MULTI_LABEL_THRESHOLD => YES,
+            _ => 0,
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,6 +148,10 @@ mod tests {
         let probs = m.gather(&rows).unwrap();
         assert_eq!(probs, vec![vec![0.9, 0.2, 0.6], vec![0.1, 0.5, 0.3]]);
         assert_eq!((applied(&probs[0]), applied(&probs[1])), (vec![0, 2], vec![1]));
+        // A tie is yes, as the predictor's p >= 0.5 has it (argmax would say no).
+        let rows = [vec![0.3, 0.3], vec![0.2, 0.1], vec![0.1, 0.2], vec![f32::NAN, 0.0]];
+        assert_eq!(decisions(&rows), vec![YES, 0, YES, crate::metrics::NO_CLASS]);
+        assert_eq!(crate::metrics::argmax_rows(&rows)[0], 0, "the tie the rule settles");
         assert!(m.gather(&rows[..4]).is_err());
         assert!(m.expand(&ex, Some(&[vec![3], vec![]])).is_err(), "label out of range");
         assert!(m.expand(&[Example { text_b: Some("x".into()), ..Example::single("a", None) }], None).is_err(), "pairs are refused");

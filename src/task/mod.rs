@@ -349,7 +349,7 @@ impl Task {
         }
         // New folders' entries in their parents, so a saved task survives a power loss.
         crate::checkpoint::create_dir_all_synced(dir)?;
-        let _lock = DirLock::exclusive(dir)?;
+        let lock = DirLock::exclusive(dir)?;
         // task.json's temporary files a save killed half-way left (their process gone,
         // left an hour).
         crate::checkpoint::remove_stale_temps_in(dir);
@@ -385,17 +385,23 @@ impl Task {
         // (a backup copy saved elsewhere; save back to the first folder to train there).
         // Entries named with a leading dot are not versions: deleted versions' tombstones
         // and half-written ones.
-        if let Some(old) = self.dir.as_ref().filter(|old| !same_dir(old, dir)) {
+        let left_behind = self.dir.as_ref().filter(|old| !same_dir(old, dir)).filter(|old| {
             let holds_version = |d: std::fs::ReadDir| d.flatten().any(|e| !e.file_name().to_string_lossy().starts_with('.'));
-            if std::fs::read_dir(old.join("models")).is_ok_and(holds_version) {
-                let (old, new) = (old.display().to_string(), dir.display().to_string());
-                crate::log::log(crate::log::Level::Warn, || {
-                    format!("the task's model versions now follow {new}: those in {old} (its models/) are not this handle's versions until it saves to {old} again")
-                });
-            }
-        }
+            std::fs::read_dir(old.join("models")).is_ok_and(holds_version)
+        });
+        let warning = left_behind.map(|old| {
+            let (old, new) = (old.display().to_string(), dir.display().to_string());
+            format!("the task's model versions now follow {new}: those in {old} (its models/) are not this handle's versions until it saves to {old} again")
+        });
         self.dir = Some(dir.to_path_buf());
-        sync_dir(dir)
+        let synced = sync_dir(dir);
+        // Logged with the folder's lock released: the host's callback may call lmbff, a
+        // save to this folder included (flock would block it on this very thread).
+        drop(lock);
+        if let Some(w) = warning {
+            crate::log::log(crate::log::Level::Warn, || w);
+        }
+        synced
     }
 
     /// Reopens a task saved by [`save`](Self::save) (this version or an older one). The

@@ -601,7 +601,7 @@ fn train_now(task: &Task, p: &RunParams, progress: ProgressFn) -> Result<String>
             // the version, as the prompt method's best_dev_metric does.
             let gold = gold_labels(&dev);
             let (key, score) = match multi {
-                Some(_) => ("dev_micro_f1", crate::metrics::f1_binary(&crate::metrics::argmax_rows(&dev_logits), &gold, 1)),
+                Some(_) => ("dev_micro_f1", crate::metrics::f1_binary(&crate::prompt::decisions(&dev_logits), &gold, 1)),
                 None => ("dev_accuracy", crate::metrics::accuracy(&dev_logits, &gold)),
             };
             notes["dev_examples"] = dev.len().into();
@@ -628,7 +628,7 @@ fn train_now(task: &Task, p: &RunParams, progress: ProgressFn) -> Result<String>
             demos_apart_by_input: multi.is_some(),
             // A multi-label task's dev pairs are mostly "no": the kept weights are the
             // ones with the best F1 of "yes" (micro-F1 over the labels), not accuracy.
-            dev_metric: if multi.is_some() { train::DevMetric::PositiveF1 } else { train::DevMetric::Accuracy },
+            dev_metric: if multi.is_some() { train::DevMetric::MultiLabelF1 } else { train::DevMetric::Accuracy },
             // Regression: KL to [1 - s, s] over the pole words, s the score scaled to [0, 1].
             regression: regression.map(|range| train::RegressionTargets { train: scaled(task, range, false), dev: scaled(task, range, true) }),
             demo_filter: p.demo_filter.as_ref().map(|e| match e {

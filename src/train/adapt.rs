@@ -166,7 +166,10 @@ struct SavedState {
     params: Option<serde_json::Value>,
 }
 
-fn fingerprint(p: &AdaptParams, data: &[Tokenized], model: &MaskedLm) -> String {
+/// What a saved state belongs to: the settings, the texts as token ids, and the model's
+/// starting weights (every weight but the masked-LM head's, which a model without one
+/// gets new), so that a state is never resumed into another checkpoint of the same shape.
+fn fingerprint(p: &AdaptParams, data: &[Tokenized], model: &MaskedLm) -> Result<String> {
     let mut h = fnv1a(serde_json::to_string(p).unwrap_or_default().as_bytes(), FNV_OFFSET);
     for t in data {
         for id in &t.ids {
@@ -174,7 +177,22 @@ fn fingerprint(p: &AdaptParams, data: &[Tokenized], model: &MaskedLm) -> String 
         }
         h = fnv1a(b"\n", h);
     }
-    format!("{:016x}:{}x{}", h, model.config.num_hidden_layers, model.config.hidden_size)
+    let mut weights = FNV_OFFSET;
+    let mut vars: Vec<(String, Tensor)> = model.vs.variables().into_iter().filter(|(name, _)| !is_head(name)).collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    for (name, t) in vars {
+        weights = fnv1a(name.as_bytes(), weights);
+        let values = Vec::<f32>::try_from(t.f_to_device(tch::Device::Cpu)?.f_to_kind(Kind::Float)?.f_flatten(0, -1)?)?;
+        for v in values {
+            weights = fnv1a(&v.to_bits().to_le_bytes(), weights);
+        }
+    }
+    Ok(format!("{:016x}:{}x{}:{weights:016x}", h, model.config.num_hidden_layers, model.config.hidden_size))
+}
+
+/// A weight of the masked-LM head (BERT's `cls.`, RoBERTa's and MPNet's `lm_head.`).
+fn is_head(name: &str) -> bool {
+    name.starts_with("cls.") || name.starts_with("lm_head.")
 }
 
 fn save_state(dir: &Path, model: &MaskedLm, opt: &Optimiser, st: &SavedState) -> Result<()> {
@@ -196,6 +214,8 @@ fn save_state(dir: &Path, model: &MaskedLm, opt: &Optimiser, st: &SavedState) ->
 
 /// Loads a saved state into the model and optimiser; `None` when `dir` holds none.
 fn load_state(dir: &Path, model: &MaskedLm, opt: &mut Optimiser, want: &str, p: &AdaptParams) -> Result<Option<SavedState>> {
+    // A state moved aside by a save that a crash interrupted is put back first.
+    crate::checkpoint::restore_moved_aside(dir)?;
     let path = dir.join(STATE_JSON);
     if !path.is_file() {
         return Ok(None);
@@ -325,7 +345,7 @@ fn mask_sequence(t: &Tokenized, max_len: usize, p: f64, tok: &Tokenizer, vocab: 
 fn set_trainable(model: &MaskedLm, what: Trainable) {
     let layers = model.config.num_hidden_layers as usize;
     for (name, t) in model.vs.variables() {
-        let head = name.starts_with("cls.") || name.starts_with("lm_head.");
+        let head = is_head(&name);
         let layer: Option<usize> = name.split(".layer.").nth(1).and_then(|r| r.split('.').next()).and_then(|n| n.parse().ok());
         let on = match what {
             Trainable::All => true,
@@ -391,7 +411,7 @@ pub fn adapt(
     let _unfreeze = Unfreeze(model);
     let warmup = (p.steps as f64 * p.warmup_ratio) as usize;
     let mut opt = Optimiser::new(&model.vs, p.lr, p.weight_decay, warmup, p.steps, 1.0)?;
-    let print = fingerprint(p, &data, model);
+    let print = fingerprint(p, &data, model)?;
     let mut st = SavedState { version: STATE_VERSION, step: 0, fingerprint: print.clone(), loss_curve: Vec::new(), window: Vec::new(), seconds: 0.0, params: serde_json::to_value(p).ok() };
     if let Some(r) = resume {
         if let Some(saved) = load_state(r.dir, model, &mut opt, &print, p)? {
@@ -442,6 +462,15 @@ pub fn adapt(
             )));
         }
         opt.step(&loss, step)?;
+        // A finite loss can still back-propagate a NaN or infinite gradient: that step
+        // wrote non-finite weights, which must not be saved (the loss read synced already).
+        if opt.saw_nonfinite_gradient()? {
+            return Err(Error::InvalidArgument(format!(
+                "adaptation diverged: the gradient is not finite at step {} (masked-LM loss {loss_value}, learning rate {}): lower it",
+                step + 1,
+                p.lr
+            )));
+        }
         st.window.push(loss_value);
         let done = step + 1;
         if done % 10 == 0 || done == p.steps {

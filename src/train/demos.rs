@@ -35,7 +35,7 @@ impl std::fmt::Debug for DemoEncoder {
 impl DemoEncoder {
     /// Loads the encoder in HF model directory `dir` for inputs of `sentences` sentences.
     pub fn load(dir: &Path, device: Device, sentences: usize) -> Result<Self> {
-        let model = MaskedLm::load(dir, device).map_err(|e| Error::InvalidArgument(format!("demonstration filter encoder {}: {e}", dir.display())))?;
+        let model = MaskedLm::load_without_rng(dir, device).map_err(|e| Error::InvalidArgument(format!("demonstration filter encoder {}: {e}", dir.display())))?;
         let tok = Tokenizer::from_dir(dir)?;
         let max_len = DEMO_FILTER_MAX_LEN.min(model.config.max_input_len().max(0) as usize);
         let reader = Prompt::sentence_reader(sentences, max_len)?;
@@ -102,7 +102,7 @@ impl Demos {
             Demos::None => {}
             Demos::Fixed(sets) => m.demonstrations = Some(sets.clone()),
             Demos::Similar { pool, encoder, sets } => {
-                m.demo_filter = Some(DemoFilterSpec { encoder: encoder.dir().to_path_buf(), pool: pool.examples().to_vec(), sets: *sets })
+                m.demo_filter = Some(DemoFilterSpec { encoder: crate::absolute(encoder.dir()), pool: pool.examples().to_vec(), sets: *sets })
             }
         }
     }

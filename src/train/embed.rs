@@ -592,6 +592,19 @@ fn tune_and_embed(
     Ok((embed_examples(model, tok, reader, &inputs[..keep], 32)?, report))
 }
 
+/// Refuses a classifier's inputs that hold NaN or infinity: a diverged encoder (a
+/// non-finite loss or gradient wrote non-finite weights) would fit a classifier that
+/// serves NaN probabilities.
+fn check_finite(features: &[Vec<f32>], p: &EmbedParams) -> Result<()> {
+    if features.iter().flatten().any(|v| !v.is_finite()) {
+        return Err(Error::InvalidArgument(format!(
+            "training diverged: the tuned encoder gives non-finite embeddings of the training examples (learning rate {}): lower it",
+            p.lr
+        )));
+    }
+    Ok(())
+}
+
 /// Trains the sentence-embedding method on `train`: contrastive fine-tuning of `model`
 /// in place, then the logistic-regression classifier on the training embeddings.
 ///
@@ -650,6 +663,7 @@ pub fn train_embedding(
     if let Some(w) = &word {
         features = classifier_inputs(model, tok, prompt, Some(&word_tensor(model, w)?), train, 32)?;
     }
+    check_finite(&features, p)?;
     let mut head = fit_logistic(&features, &labels[..n], k, p.head_c)?;
     head.word_anchors = word;
     report.anchors = anchors.into_iter().map(|(_, t)| t).collect();
@@ -707,6 +721,7 @@ pub fn train_embedding_multi(
     let anchors: Vec<(Vec<usize>, String)> = names.iter().enumerate().map(|(l, name)| (vec![l], name.clone())).collect();
     let (all, all_sets) = with_anchors(inputs, sets.to_vec(), &anchors, p.anchor_repeats);
     let (features, mut report) = tune_and_embed(model, tok, reader, &all, n, p, progress, |rng| multi_label_pairs(&all_sets, p.iterations, rng))?;
+    check_finite(&features, p)?;
     let mut head = LinearHead { weight: Vec::with_capacity(2 * labels), bias: Vec::with_capacity(2 * labels), word_anchors: None };
     for l in 0..labels {
         let yes: Vec<usize> = sets.iter().map(|s| usize::from(s.contains(&l))).collect();

@@ -86,11 +86,29 @@ pub struct TrainParams {
 pub enum DevMetric {
     #[default]
     Accuracy,
-    /// F1 of class 1: LM-BFF's metric for MRPC and QQP, and for a multi-label task's
-    /// yes/no pairs the micro-F1.
+    /// F1 of class 1: LM-BFF's metric for MRPC and QQP.
     PositiveF1,
+    /// A multi-label task's micro-F1: F1 of its yes/no pairs' yes class, a pair answered
+    /// as the predictor answers it ([`crate::prompt::decisions`]: a tie is yes).
+    MultiLabelF1,
     /// Matthews correlation of the two classes (CoLA, LM-BFF's metric there).
     Matthews,
+}
+
+/// The next batch of example indices from `order` (what is left of the epoch), at most
+/// `batch_size` and at most the `n` examples. A new epoch is a reshuffle; nothing is
+/// dropped: a short tail is topped up from the next epoch, whose copies of the tail's
+/// examples go to its end, so that no batch holds an example twice.
+fn next_batch(order: &mut Vec<usize>, n: usize, batch_size: usize, rng: &mut impl rand::Rng) -> Vec<usize> {
+    let size = batch_size.min(n);
+    if order.len() < size {
+        let mut epoch: Vec<usize> = (0..n).collect();
+        epoch.shuffle(rng);
+        let (later, now): (Vec<usize>, Vec<usize>) = epoch.into_iter().partition(|i| order.contains(i));
+        order.extend(now);
+        order.extend(later);
+    }
+    order.drain(..size).collect()
 }
 
 /// Scores in [0, 1] of the training and dev examples, in their order.
@@ -315,19 +333,12 @@ pub fn finetune(
     // weights win the tie then, not those of the first evaluation.
     let uninformative = match (&p.regression, p.dev_metric) {
         (Some(r), _) => r.dev.len() < 2 || r.dev.iter().all(|&s| s == r.dev[0]),
-        (None, DevMetric::PositiveF1) => !dev_gold.contains(&1),
+        (None, DevMetric::PositiveF1 | DevMetric::MultiLabelF1) => !dev_gold.contains(&1),
         (None, DevMetric::Matthews) => dev_gold.iter().all(|&g| Some(&g) == dev_gold.first()),
         (None, DevMetric::Accuracy) => false,
     };
     for step in 0..p.steps {
-        if order.len() < p.batch_size.min(train.len()) {
-            // A new epoch: reshuffle (HF's sampler drops nothing; a short tail is
-            // topped up from the next epoch).
-            let mut epoch: Vec<usize> = (0..train.len()).collect();
-            epoch.shuffle(&mut rng);
-            order.extend(epoch);
-        }
-        let take: Vec<usize> = order.drain(..p.batch_size.min(order.len())).collect();
+        let take = next_batch(&mut order, train.len(), p.batch_size, &mut rng);
         let with_demos: Vec<Encoded>;
         let items: Vec<&Encoded> = match (&pool, &train_emb) {
             (Some(_), Some(filtered)) => {
@@ -380,6 +391,7 @@ pub fn finetune(
                 (Some(r), _) => upper_pole_pearson(&logits, &r.dev),
                 (None, DevMetric::Accuracy) => accuracy(&logits, &dev_gold),
                 (None, DevMetric::PositiveF1) => f1_binary(&argmax_rows(&logits), &dev_gold, 1),
+                (None, DevMetric::MultiLabelF1) => f1_binary(&crate::prompt::decisions(&logits), &dev_gold, 1),
                 (None, DevMetric::Matthews) => matthews(&argmax_rows(&logits), &dev_gold),
             };
             eval_secs += t.elapsed().as_secs_f64();
@@ -421,4 +433,32 @@ pub fn finetune(
         }
     }
     Ok((report, head))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every example once an epoch, no batch holding one twice, also where the epoch is
+    /// not a whole number of batches (10 examples in batches of 8).
+    #[test]
+    fn batches_cover_each_epoch_without_repeats() {
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        let mut order = Vec::new();
+        let batches: Vec<Vec<usize>> = (0..40).map(|_| next_batch(&mut order, 10, 8, &mut rng)).collect();
+        for b in &batches {
+            let mut seen = b.clone();
+            seen.sort_unstable();
+            seen.dedup();
+            assert_eq!((b.len(), seen.len()), (8, 8), "{b:?}");
+        }
+        let flat: Vec<usize> = batches.concat();
+        for epoch in flat.chunks(10) {
+            let mut e = epoch.to_vec();
+            e.sort_unstable();
+            assert_eq!(e, (0..10).collect::<Vec<_>>());
+        }
+        // Fewer examples than a batch: each batch is the whole set.
+        assert_eq!(next_batch(&mut Vec::new(), 3, 8, &mut rng).len(), 3);
+    }
 }

@@ -34,6 +34,9 @@ pub struct Optimiser {
     warmup: usize,
     total: usize,
     max_grad_norm: f64,
+    /// On the device: whether any step so far met a non-finite gradient norm (read by
+    /// [`Optimiser::saw_nonfinite_gradient`], so a step needs no host sync).
+    nonfinite: Option<Tensor>,
 }
 
 impl Optimiser {
@@ -52,7 +55,7 @@ impl Optimiser {
             let exp_avg_sq = param.f_zeros_like()?;
             slots.push(Slot { name, param, exp_avg, exp_avg_sq, steps: 0, decay });
         }
-        Ok(Optimiser { slots, weight_decay, base_lr: lr, warmup, total: total.max(1), max_grad_norm })
+        Ok(Optimiser { slots, weight_decay, base_lr: lr, warmup, total: total.max(1), max_grad_norm, nonfinite: None })
     }
 
     /// Learning rate used for step `step` (0-based), as HF's linear schedule.
@@ -74,9 +77,7 @@ impl Optimiser {
             }
         }
         loss.f_backward()?;
-        if self.max_grad_norm > 0.0 {
-            self.clip()?;
-        }
+        self.clip()?;
         let wd = self.weight_decay;
         tch::no_grad(|| -> Result<()> {
             for s in self.slots.iter_mut() {
@@ -101,7 +102,9 @@ impl Optimiser {
         })
     }
 
-    fn clip(&self) -> Result<()> {
+    /// Records whether the gradients' global norm is finite and, with `max_grad_norm` set,
+    /// scales them to it.
+    fn clip(&mut self) -> Result<()> {
         tch::no_grad(|| -> Result<()> {
             let grads: Vec<Tensor> = self.slots.iter().map(|s| s.param.grad()).filter(|g| g.defined()).collect();
             if grads.is_empty() {
@@ -109,11 +112,29 @@ impl Optimiser {
             }
             let norms: Vec<Tensor> = grads.iter().map(|g| g.f_norm()).collect::<std::result::Result<_, _>>()?;
             let total = Tensor::f_stack(&norms, 0)?.f_norm()?;
+            let bad = total.f_isfinite()?.f_logical_not()?;
+            self.nonfinite = Some(match self.nonfinite.take() {
+                Some(seen) => seen.f_logical_or(&bad)?,
+                None => bad,
+            });
+            if self.max_grad_norm <= 0.0 {
+                return Ok(());
+            }
             let coef = total.f_add_scalar(1e-6)?.f_reciprocal()?.f_mul_scalar(self.max_grad_norm)?.f_clamp_max(1.0)?;
             for g in &grads {
                 let _ = g.shallow_clone().f_mul_(&coef)?;
             }
             Ok(())
+        })
+    }
+
+    /// Whether a step so far back-propagated a gradient whose norm is NaN or infinite (a
+    /// finite loss can give one): that step wrote non-finite weights. Reads the device
+    /// (one host sync), so loops call it where they sync anyway.
+    pub fn saw_nonfinite_gradient(&self) -> Result<bool> {
+        Ok(match &self.nonfinite {
+            Some(t) => t.f_int64_value(&[])? != 0,
+            None => false,
         })
     }
 
@@ -170,6 +191,20 @@ mod tests {
         assert!((w.lr_at(5) - 5e-4).abs() < 1e-12);
         assert_eq!(w.lr_at(10), 1e-3);
         assert!((w.lr_at(60) - 5e-4).abs() < 1e-12);
+    }
+
+    /// A non-finite gradient norm is remembered until read, whatever came after it.
+    #[test]
+    fn remembers_a_nonfinite_gradient() {
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let w = vs.root().ones("w", &[2]);
+        let mut o = Optimiser::new(&vs, 1e-3, 0.0, 0, 10, 0.0).unwrap();
+        o.step(&w.sum(tch::Kind::Float), 0).unwrap();
+        assert!(!o.saw_nonfinite_gradient().unwrap());
+        // sqrt at 0: a finite loss whose gradient is infinite.
+        o.step(&(&w * 0.0).sqrt().sum(tch::Kind::Float), 1).unwrap();
+        o.step(&w.sum(tch::Kind::Float), 2).unwrap();
+        assert!(o.saw_nonfinite_gradient().unwrap());
     }
 
     /// The hand-written update equals torch's AdamW (tch's `nn::AdamW`), decay included.
