@@ -46,9 +46,19 @@ fn read_utf8(path: &Path) -> Result<String> {
 fn read_rows(path: &Path, need_label: bool) -> Result<(Vec<Row>, bool)> {
     let text = read_utf8(path)?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
-    let mut lines = text.lines().enumerate();
+    // Blank lines are skipped everywhere, before the header too.
+    let mut lines = text.lines().enumerate().skip_while(|(_, l)| l.trim().is_empty());
     let bad = |line: usize, message: String| Error::Data { path: path.to_path_buf(), line, message };
-    let (_, header) = lines.next().ok_or_else(|| bad(1, "empty file: expected a header row".into()))?;
+    let (at, header) = lines.next().ok_or_else(|| bad(1, "empty file: expected a header row".into()))?;
+    let bad_header = |message: String| {
+        // LM-BFF's CSV splits (and a CSV named .tsv) have no tab in their first line.
+        let hint = if !header.contains('\t') && header.contains(',') {
+            "; the first line holds no tab but a comma: a TSV needs a header row, and LM-BFF's `label,sentence` files are read as such when named .csv"
+        } else {
+            ""
+        };
+        bad(at + 1, format!("{message}{hint}"))
+    };
     // Column names and label values are identifiers: spaces around them (a spreadsheet's
     // export) are not part of the name. Texts are kept as written.
     let cols: Vec<&str> = header.split('\t').map(str::trim).collect();
@@ -60,17 +70,17 @@ fn read_rows(path: &Path, need_label: bool) -> Result<(Vec<Row>, bool)> {
     // without a word: refused, naming it.
     let read = |c: &&str| [LABEL, FIRST, SECOND, SINGLE].iter().any(|names| names.contains(c));
     if let Some(twice) = cols.iter().enumerate().find(|(i, c)| read(c) && cols[..*i].contains(c)).map(|(_, c)| c) {
-        return Err(bad(1, format!("column `{twice}` is named twice in header {cols:?}")));
+        return Err(bad(at + 1, format!("column `{twice}` is named twice in header {cols:?}")));
     }
     let find = |names: &[&str]| cols.iter().position(|c| names.contains(c));
     let label = find(LABEL);
     if label.is_none() && need_label {
-        return Err(bad(1, format!("no `label` column in header {cols:?}")));
+        return Err(bad_header(format!("no `label` column in header {cols:?}")));
     }
     let (a, b) = if let (Some(a), Some(b)) = (find(FIRST), find(SECOND)) {
         (a, Some(b))
     } else {
-        (find(SINGLE).ok_or_else(|| bad(1, format!("no `sentence` column in header {cols:?}")))?, None)
+        (find(SINGLE).ok_or_else(|| bad_header(format!("no `sentence` column in header {cols:?}")))?, None)
     };
     // GLUE's MNLI and SNLI list one annotator label column (`label1`) before
     // `gold_label`, the last, while a row holds as many as it had annotators (SNLI:
@@ -114,9 +124,39 @@ pub fn to_examples(rows: &[Row], labels: &[String], path: &Path) -> Result<Vec<E
         .collect()
 }
 
-/// Reads labelled examples from a TSV file.
+/// Reads labelled examples from a TSV file with a header ([`read_tsv`]), or from a
+/// `.csv` file (the extension in any case) in LM-BFF's single-sentence layout,
+/// `label,sentence` without a header (its sst-5, mr, cr, mpqa, subj and trec splits).
 pub fn read_examples(path: &Path, labels: &[String]) -> Result<Vec<Example>> {
+    if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv")) {
+        return read_csv_examples(path, labels);
+    }
     to_examples(&read_tsv(path)?, labels, path)
+}
+
+/// The examples of a `label,sentence` CSV file without a header (LM-BFF's layout); a row
+/// of another shape (a sentence with an unquoted comma) or a label not among `labels` is
+/// named by its line.
+#[cfg(feature = "train")]
+pub fn read_csv_examples(path: &Path, labels: &[String]) -> Result<Vec<Example>> {
+    read_csv_records(path)?
+        .into_iter()
+        .map(|(line, record)| {
+            let bad = |message: String| Error::Data { path: path.to_path_buf(), line, message };
+            // A third field is a sentence with an unquoted comma: refused, not cut there.
+            let (2, Some(label), Some(text)) = (record.len(), record.get(0), record.get(1)) else {
+                return Err(bad(format!("expected `label,sentence` (LM-BFF's CSV layout; a sentence with a comma in quotes), found {} field(s)", record.len())));
+            };
+            let label = label.trim();
+            let idx = labels.iter().position(|l| l == label).ok_or_else(|| bad(format!("label {label:?} is not one of the task's labels {labels:?}")))?;
+            Ok(Example::single(text, Some(idx)))
+        })
+        .collect()
+}
+
+#[cfg(not(feature = "train"))]
+pub fn read_csv_examples(path: &Path, _labels: &[String]) -> Result<Vec<Example>> {
+    Err(Error::InvalidArgument(format!("{}: reading CSV files needs a training build of lmbff", path.display())))
 }
 
 /// Reads the texts of a file (an unlabeled pool, or texts to exclude from one), by its
@@ -186,6 +226,34 @@ fn read_csv_sentences(path: &Path) -> Result<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Labelled examples from LM-BFF's headerless CSV layout (by the extension); a TSV
+    /// without a header that looks like one is told so; blank lines before a header are
+    /// skipped as they are elsewhere.
+    #[cfg(feature = "train")]
+    #[test]
+    fn examples_from_csv_and_hints_for_headerless_files() {
+        let dir = std::env::temp_dir().join(format!("lmbff-examples-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let labels = vec!["0".to_string(), "1".to_string()];
+        let csv = dir.join("train.CSV");
+        std::fs::write(&csv, "1,\"fun, warm\"\n0,dull\n").unwrap();
+        let ex = read_examples(&csv, &labels).unwrap();
+        assert_eq!((ex[0].text_a.as_str(), ex[0].label, ex[1].label), ("fun, warm", Some(1), Some(0)));
+        std::fs::write(&csv, "2,dull\n").unwrap();
+        let e = read_examples(&csv, &labels).unwrap_err().to_string();
+        assert!(e.contains("line 1") && e.contains("label \"2\" is not one of"), "{e}");
+        let tsv = dir.join("train.tsv");
+        std::fs::write(&tsv, "1,fun\n0,dull\n").unwrap();
+        let e = read_examples(&tsv, &labels).unwrap_err().to_string();
+        assert!(e.contains("no `label` column") && e.contains("read as such when named .csv"), "{e}");
+        std::fs::write(&tsv, "\n\nsentence\tlabel\nfun\t1\n").unwrap();
+        let ex = read_examples(&tsv, &labels).unwrap();
+        assert_eq!((ex.len(), ex[0].label), (1, Some(1)));
+        std::fs::write(&tsv, "\ntext\tlabel\tlabel\n").unwrap();
+        assert!(read_examples(&tsv, &labels).unwrap_err().to_string().contains("line 2"), "the header's own line");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     /// Texts to exclude are read by the file's layout: LM-BFF's `label,sentence` CSV test
     /// sets gave `0,"simplistic ."` as the text, which matched nothing, silently.

@@ -418,18 +418,7 @@ fn read_cola(path: &Path, labels: &[String]) -> Result<Vec<Example>> {
 
 /// `label,sentence` rows without a header (LM-BFF's CSV tasks).
 fn read_csv(path: &Path, labels: &[String]) -> Result<Vec<Example>> {
-    crate::data::read_csv_records(path)?
-        .into_iter()
-        .map(|(line, record)| {
-            let bad = |message: String| Error::Data { path: path.to_path_buf(), line, message };
-            // A third field is a sentence with an unquoted comma: refused, not cut there.
-            let (2, Some(label), Some(text)) = (record.len(), record.get(0), record.get(1)) else {
-                return Err(bad(format!("expected `label,sentence` (a sentence with a comma in quotes), found {} field(s)", record.len())));
-            };
-            let idx = labels.iter().position(|l| l == label).ok_or_else(|| bad(format!("label {label:?} is not one of {labels:?}")))?;
-            Ok(Example::single(text, Some(idx)))
-        })
-        .collect()
+    crate::data::read_csv_examples(path, labels)
 }
 
 #[cfg(test)]

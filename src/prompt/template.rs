@@ -12,10 +12,12 @@
 //! Readable syntax: `{text}` (or `{text_a}`) and `{text_b}` for the inputs, `{mask}`,
 //! `{label}` (the word of the example's own label: parsed, and refused by `Prompt::new`
 //! in a query, which it would give away), `{sep}`, `{cls}`; literal text in
-//! between, spaces kept; `{{` and `}}` write a literal brace. A placeholder after a space
-//! gets the leading-space form. Input placeholders take modifiers: `{text_b:lower}` / `{text_b:upper}` (first letter),
-//! `{text_a:nolast}` (drop the last character). `[CLS]` and a final `[SEP]` are added
-//! unless the template places `{cls}` / `{sep}` itself.
+//! between, spaces kept (but at the template's end); `{{` and `}}` write a literal brace.
+//! An input placeholder after a space gets the leading-space form; the label word at the
+//! mask has it always (see the verbalizer). Input placeholders take modifiers:
+//! `{text_b:lower}` / `{text_b:upper}` (first letter), `{text_a:nolast}` (drop the last
+//! character). `[CLS]` is added unless the template opens with `{cls}`, and a final
+//! `[SEP]` unless it ends with `{sep}`.
 
 use crate::{Error, Result};
 
@@ -306,6 +308,9 @@ fn parse_readable(src: &str) -> Result<Vec<Part>> {
     for (literal, placeholder) in readable_pieces(src)? {
         let literal = if special(parts.last()) { literal.trim_start() } else { &literal[..] };
         let Some((at, name)) = placeholder else {
+            // Space at the template's end (a config file's newline) is no text: a
+            // byte-level vocabulary would read it as a token of its own before [SEP].
+            let literal = literal.trim_end();
             if !literal.is_empty() {
                 parts.push(Part::Text(literal.to_string()));
             }
@@ -423,6 +428,8 @@ mod tests {
         let p = Template::parse("{text_a} ? {mask} , {text_b}").unwrap();
         assert_eq!(p.num_sentences(), 2);
         assert!(p.parts().contains(&s(1, true)));
+        // Space at the end (a config file's newline) is not a token before [SEP].
+        assert_eq!(Template::parse("{text} It was {mask}. \n").unwrap().parts(), t.parts());
     }
 
     #[test]

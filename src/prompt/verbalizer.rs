@@ -3,8 +3,10 @@
 //! class's score at the mask is the mean over its words of each word's mean sub-token
 //! logit (OpenPrompt's "mean" handling of multi-token words and of several words); with
 //! one single-token word per class it is that token's logit, as in LM-BFF. Byte-level
-//! BPE vocabularies use the leading-space form (`Ġgreat`), as the word follows a space
-//! in every template, but for words that start with `<`, `[`, `.` or `,` (as LM-BFF).
+//! BPE vocabularies use the leading-space form (`Ġgreat`) wherever the mask stands, as
+//! LM-BFF does (also after `?` in its NLI templates or at the start of TREC's
+//! `*cls**mask*:`, where the word follows no space), but for words that start with `<`,
+//! `[`, `.` or `,`, which it takes as they are.
 
 use crate::tokenize::{Tokenizer, WordBoundary};
 use crate::{Error, Result};
