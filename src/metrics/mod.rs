@@ -187,8 +187,11 @@ pub fn expected_calibration_error(probs: &[Vec<f32>], gold: &[usize], bins: usiz
         let top = argmax(p);
         let c = p[top] as f64;
         // Bins ((k - 1) / M, k / M] as Guo et al.: a confidence on a bin edge joins the
-        // lower bin (a two-class tie, 0.5, the bin it tops).
-        let b = ((c * bins as f64).ceil() as usize).clamp(1, bins) - 1;
+        // lower bin (a two-class tie, 0.5, the bin it tops). Compared in f32, as their
+        // code compares float32 confidences with float32 edges: 0.3f32 lies a hair above
+        // 0.3 in f64 and would have joined the bin above its edge.
+        let cf = p[top];
+        let b = (1..=bins).find(|&k| cf <= k as f32 / bins as f32).unwrap_or(bins) - 1;
         conf[b] += c;
         right[b] += f64::from(u8::from(top == g));
         count[b] += 1;
@@ -368,6 +371,9 @@ mod tests {
         // A tie (0.5) joins the bin it tops, (0.4, 0.5], not 0.55's (0.5, 0.6]: ECE
         // (|1 - 0.5| + |0 - 0.55|) / 2 (sharing a bin gave |1 - 1.05| / 2).
         let e = expected_calibration_error(&[vec![0.5, 0.5], vec![0.55, 0.45]], &[0, 1], 10);
+        assert!((e - 0.525).abs() < 1e-6, "{e}");
+        // 0.3 is an edge: it joins (0.2, 0.3], not 0.35's bin.
+        let e = expected_calibration_error(&[vec![0.3, 0.25, 0.25, 0.2], vec![0.35, 0.25, 0.2, 0.2]], &[0, 1], 10);
         assert!((e - 0.525).abs() < 1e-6, "{e}");
         // A dev set separated perfectly sharpens to the bound, which is flagged; logits
         // that are not finite get no temperature.
