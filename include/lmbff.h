@@ -728,8 +728,8 @@ lmbff_status lmbff_export(const char *checkpoint_dir, const char *out_dir, bool 
  result is `"type": "number", "value": {"number": score}`, without "score"), NUL-terminated, into
  `buf` (`capacity` bytes). *needed (if not NULL) gets the size required; with a buffer
  too small (or NULL) only *needed is set and the call returns
- LMBFF_ERR_INVALID_ARGUMENT. `model_version` may be NULL (the export's model version
- is used). Predictions made by a predictor with other labels than `p`'s (names or
+ LMBFF_ERR_INVALID_ARGUMENT. `model_version` may be NULL (the model version of the
+ export that made the predictions is used, even if `p` was opened on a later one). Predictions made by a predictor with other labels than `p`'s (names or
  order) are LMBFF_ERR_INVALID_ARGUMENT: their classes would be named wrongly.
 
  # Safety

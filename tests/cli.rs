@@ -118,6 +118,33 @@ fn train_save_and_eval() {
     std::fs::write(&bad, b"fine\nnot \xff utf-8\n").unwrap();
     let o = lmbff().args(["predict", "--threads", "1", "--input"]).arg(&bad).arg("--export").arg(&exp).output().unwrap();
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("line 2"), "{}", String::from_utf8_lossy(&o.stderr));
+    // LM-BFF's `label,sentence` CSV is read as train and eval read it, and scored (it was
+    // predicted as text, labels and all).
+    let csv = dir.join("toy.csv");
+    std::fs::write(&csv, "1,the movie was fun\n0,the movie was boring\n1,\"i loved this book, really\"\n0,i hated this book\n").unwrap();
+    let o = lmbff().args(["predict", "--threads", "1", "--input"]).arg(&csv).arg("--export").arg(&exp).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success() && err.contains("accuracy 1.0000 (4/4)"), "{err}");
+    let o = lmbff().args(["eval", "--device", "cpu", "--threads", "1"]).arg("--model").arg(&out).arg("--test").arg(&csv).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // A pair file against a one-sentence export is named as eval names it.
+    let pairs = dir.join("pairs.tsv");
+    std::fs::write(&pairs, "sentence1\tsentence2\tlabel\na\tb\t1\n").unwrap();
+    let o = lmbff().args(["predict", "--threads", "1", "--input"]).arg(&pairs).arg("--export").arg(&exp).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("pairs.tsv has a second sentence column"), "{err}");
+    // A header-only test file is refused, not scored as null.
+    let empty = dir.join("empty.tsv");
+    std::fs::write(&empty, "sentence\tlabel\n").unwrap();
+    let o = lmbff().args(["eval", "--device", "cpu", "--threads", "1"]).arg("--model").arg(&out).arg("--test").arg(&empty).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("empty.tsv holds no examples"), "{err}");
+    // An earlier output that now holds a user's file is not replaced.
+    std::fs::write(exp.join("NOTES.md"), "mine").unwrap();
+    let o = lmbff().arg("export").arg("--model").arg(&out).arg("--out").arg(&exp).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("(NOTES.md)"), "{err}");
+    assert!(exp.join("NOTES.md").is_file());
 }
 
 #[test]
@@ -549,6 +576,25 @@ fn mistakes_are_named_before_the_work() {
         lmbff().args(["compare", "--device", "cpu", "--threads", "1", "--seeds", "13", "--steps", "100000", "--labels", "0=bad,1=good", "--model"]).arg(&model).arg("--splits").arg(&splits).arg("--report").arg(dir.join("user.txt/report.json")),
         "user.txt is a file, not a folder",
     );
+    // ... and a file that is not an earlier report (it overwrote a split) is kept.
+    fails_with(
+        lmbff().args(["compare", "--device", "cpu", "--threads", "1", "--seeds", "13", "--steps", "100000", "--labels", "0=bad,1=good", "--model"]).arg(&model).arg("--splits").arg(&splits).arg("--report").arg(dir.join("user.txt")),
+        "is not an earlier compare report",
+    );
+    assert_eq!(std::fs::read_to_string(dir.join("user.txt")).unwrap(), "mine");
+    // compare reads LM-BFF's headerless CSV splits (mr, cr, ...) as well as TSV ones.
+    let csv_splits = dir.join("csv-splits");
+    std::fs::create_dir_all(csv_splits.join("16-13")).unwrap();
+    for part in ["train", "dev", "test"] {
+        std::fs::write(csv_splits.join(format!("16-13/{part}.csv")), "1,the movie was fun\n0,the movie was boring\n1,\"i loved this book, really\"\n0,i hated this book\n").unwrap();
+    }
+    let o = lmbff().args(["compare", "--device", "cpu", "--threads", "1", "--seeds", "13", "--steps", "1", "--batch-size", "2", "--eval-every", "1", "--methods", "plain"])
+        .args(["--labels", "0=bad,1=good", "--model"]).arg(&model).arg("--splits").arg(&csv_splits).output().unwrap();
+    assert!(o.status.success() && String::from_utf8_lossy(&o.stdout).contains("| plain | mean |"), "{}", String::from_utf8_lossy(&o.stderr));
+    // harness --out naming a file, or under one.
+    fails_with(lmbff().args(["harness", "--data"]).arg(&splits).arg("--model").arg(&model).arg("--out").arg(dir.join("user.txt")), "is a file: give a new or empty folder");
+    // train --out under a file, named before training.
+    fails_with(train(&["--steps", "100000"]).arg("--model").arg(&model).arg("--out").arg(dir.join("user.txt/model")), "user.txt is a file, not a folder");
     // Export runs on the CPU, but a device named that is not there is still named.
     fails_with(lmbff().args(["export", "--device", "cuda:99", "--model"]).arg(&trained).arg("--out").arg(dir.join("never-export")), "device \"cuda:99\" is not available");
     // An export folder given as a model is named as one; lengths too small for any input,

@@ -153,7 +153,7 @@ fn filled_temp(dest: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<Pa
     let name = dest.file_name().ok_or_else(|| Error::InvalidArgument(format!("{} is not a directory path", dest.display())))?;
     let tmp = parent.join(format!(".{}.tmp-{}", name.to_string_lossy(), tmp_suffix()));
     std::fs::create_dir(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    match fill(&tmp).and_then(|()| sync_dir_files(&tmp)).and_then(|()| sync_dir(&tmp)) {
+    match fill(&tmp).and_then(|()| list_output(&tmp)).and_then(|()| sync_dir_files(&tmp)).and_then(|()| sync_dir(&tmp)) {
         Ok(()) => Ok(tmp),
         Err(e) => {
             let _ = std::fs::remove_dir_all(&tmp);
@@ -198,10 +198,40 @@ pub fn write_dir_atomic(dest: &Path, marker: &str, fill: impl FnOnce(&Path) -> R
     sync_dir(parent_of(dest))
 }
 
-/// A folder holding `marker` and no task file at any depth: an earlier output of this
-/// kind (a task saved into an earlier output, or into a folder inside it, wins).
+/// The file in each written folder that lists its entries (names, one a line): a later
+/// write replaces the folder only while it holds nothing else.
+const OUTPUT_LIST: &str = ".lmbff-output";
+
+/// Writes [`OUTPUT_LIST`] into the filled folder `dir`.
+fn list_output(dir: &Path) -> Result<()> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(dir, e))?
+        .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()).map_err(|e| Error::io(dir, e)))
+        .collect::<Result<_>>()?;
+    names.sort();
+    let path = dir.join(OUTPUT_LIST);
+    std::fs::write(&path, names.iter().map(|n| format!("{n}\n")).collect::<String>()).map_err(|e| Error::io(&path, e))
+}
+
+/// The entries of the earlier output `dir` that its write did not make (a user's notes,
+/// input files put there since), which replacing it would delete. An output written
+/// before the list was kept has none on record, and nothing is taken for foreign.
+fn foreign_entries(dir: &Path) -> Vec<String> {
+    let Ok(list) = std::fs::read_to_string(dir.join(OUTPUT_LIST)) else { return Vec::new() };
+    let ours: std::collections::HashSet<&str> = list.lines().collect();
+    let mut foreign: Vec<String> = std::fs::read_dir(dir)
+        .map(|entries| entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    foreign.retain(|n| n != OUTPUT_LIST && !ours.contains(n.as_str()));
+    foreign.sort();
+    foreign
+}
+
+/// A folder holding `marker`, no task file at any depth and nothing its write did not
+/// make: an earlier output of this kind (a task saved into an earlier output, or into a
+/// folder inside it, wins, and so do files put there since).
 fn is_earlier_output(dest: &Path, marker: &str) -> bool {
-    dest.join(marker).is_file() && !holds_task(dest)
+    dest.join(marker).is_file() && !holds_task(dest) && foreign_entries(dest).is_empty()
 }
 
 /// Whether the folder `dir` is one a write of this kind may replace: empty, or an
@@ -215,6 +245,7 @@ fn replaceable(dir: &Path, marker: &str) -> std::io::Result<bool> {
 /// long work, so that a wrong destination is named before the work, not after it.
 pub fn check_dest(dest: &Path, marker: &str) -> Result<()> {
     restore_moved_aside(dest)?;
+    check_parent(dest)?;
     if !(dest.exists() || dest.is_symlink()) {
         return Ok(());
     }
@@ -222,6 +253,17 @@ pub fn check_dest(dest: &Path, marker: &str) -> Result<()> {
         return Err(Error::InvalidArgument(format!("{} is a file: give a new or empty folder to write into", dest.display())));
     }
     if !replaceable(dest, marker).map_err(|e| Error::io(dest, e))? {
+        let foreign = foreign_entries(dest);
+        if dest.join(marker).is_file() && !foreign.is_empty() {
+            const SHOWN: usize = 5;
+            let more = if foreign.len() > SHOWN { format!(" and {} more", foreign.len() - SHOWN) } else { String::new() };
+            return Err(Error::InvalidArgument(format!(
+                "{} is an earlier output, but it now also holds what lmbff did not write there ({}{more}): replacing the \
+                 output would delete it; move it out or choose another folder",
+                dest.display(),
+                foreign.iter().take(SHOWN).cloned().collect::<Vec<_>>().join(", ")
+            )));
+        }
         return Err(Error::InvalidArgument(format!(
             "{} already exists and is not an earlier output of this kind (it holds no {marker}); lmbff replaces only \
              an empty folder or its own earlier output there: choose a new or empty folder",
@@ -229,6 +271,26 @@ pub fn check_dest(dest: &Path, marker: &str) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// Whether the write can make its folders beside `dest`: the nearest folder above it
+/// that exists must be a folder (not a file where a folder goes) in which a folder can
+/// be made (tried, and removed), so that a long run does not end failing to save.
+fn check_parent(dest: &Path) -> Result<()> {
+    let parent = parent_of(dest);
+    let Some(existing) = parent.ancestors().find(|a| a.as_os_str().is_empty() || a.exists()) else { return Ok(()) };
+    let existing = if existing.as_os_str().is_empty() { Path::new(".") } else { existing };
+    if !existing.is_dir() {
+        return Err(Error::InvalidArgument(format!("{}: {} is a file, not a folder", dest.display(), existing.display())));
+    }
+    let probe = existing.join(format!(".lmbff-probe.tmp-{}", tmp_suffix()));
+    match std::fs::create_dir(&probe) {
+        Ok(()) => {
+            let _ = std::fs::remove_dir(&probe);
+            Ok(())
+        }
+        Err(e) => Err(Error::InvalidArgument(format!("{}: no folder can be made in {} ({e})", dest.display(), existing.display()))),
+    }
 }
 
 /// Puts back the folder a writer moved aside (`.<name>.old-<pid>-<n>`, [`replace`]

@@ -413,6 +413,32 @@ mod tests {
         let _ = std::fs::remove_dir_all(&root);
     }
 
+    /// An earlier output is replaced whole only while it holds what its write made: a
+    /// file put there since (a user's notes, the inputs of the command) is named and
+    /// kept. A folder where the write cannot make its own is named before the work.
+    #[test]
+    fn an_earlier_output_holding_other_files_is_kept() {
+        let root = std::env::temp_dir().join(format!("lmbff-foreign-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let dest = root.join("model");
+        let write = |text: &str| write_dir_atomic(&dest, "a", |d| std::fs::write(d.join("a"), text).map_err(|e| Error::io(d, e)));
+        write("one").unwrap();
+        write("two").unwrap();
+        assert_eq!(std::fs::read_to_string(dest.join("a")).unwrap(), "two");
+        std::fs::write(dest.join("NOTES.md"), "mine").unwrap();
+        std::fs::write(dest.join("train.tsv"), "mine too").unwrap();
+        let err = write("three").unwrap_err().to_string();
+        assert!(err.contains("also holds what lmbff did not write there (NOTES.md, train.tsv)"), "{err}");
+        assert_eq!(std::fs::read_to_string(dest.join("NOTES.md")).unwrap(), "mine");
+        assert_eq!(std::fs::read_to_string(dest.join("a")).unwrap(), "two");
+        // A file where a folder goes, named before any work.
+        std::fs::write(root.join("file"), "keep").unwrap();
+        let err = check_dest(&root.join("file/inside/out"), "a").unwrap_err().to_string();
+        assert!(err.contains("is a file, not a folder"), "{err}");
+        assert!(check_dest(&root.join("new/deeper/out"), "a").is_ok());
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
     #[test]
     fn atomic_write_replaces_and_survives_failure() {
         let root = std::env::temp_dir().join(format!("lmbff-atomic-{}", std::process::id()));

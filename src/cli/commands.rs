@@ -62,6 +62,11 @@ pub(super) fn check_out(out: &Path, flag: &str, model: &Path, marker: &str) -> R
 /// ignored), as the predictor refuses them.
 fn read_labelled(l: &Loaded, file: &Path) -> Result<Vec<Example>> {
     let examples = read_examples(file, &labels_of(l))?;
+    // An empty file would score nothing (accuracy null) or select nothing, and an empty
+    // dev set fails --calibrate only once training is done.
+    if examples.is_empty() {
+        return Err(Error::InvalidArgument(format!("{} holds no examples (a header row only?)", file.display())));
+    }
     if l.prompt.template.num_sentences() == 1 && examples.iter().any(|e| e.text_b.is_some()) {
         return Err(Error::InvalidArgument(format!(
             "{} has a second sentence column, and the template {:?} reads one sentence: it would be ignored",
@@ -772,18 +777,35 @@ pub fn compare(a: CompareArgs) -> Result<()> {
         if let Some(file) = r.ancestors().skip(1).find(|a| a.exists()).filter(|a| !a.is_dir()) {
             return Err(Error::InvalidArgument(format!("--report {}: {} is a file, not a folder", r.display(), file.display())));
         }
+        // An existing file is replaced only as an earlier report (a split, or any other
+        // file, was overwritten with the JSON).
+        if r.exists() {
+            let earlier = std::fs::read(r).ok().and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
+            if !earlier.is_some_and(|v| v.get("runs").is_some() && v.get("grid").is_some()) {
+                return Err(Error::InvalidArgument(format!(
+                    "--report {} exists and is not an earlier compare report: give a new file (or that report) to write",
+                    r.display()
+                )));
+            }
+        }
     }
     if let Some(m) = &a.plain_model {
         if methods.contains(&Method::Cls) && !m.join("config.json").is_file() {
             return Err(Error::InvalidArgument(format!("--plain-model {} is not a model folder (no config.json)", m.display())));
         }
     }
-    for seed in &a.seeds {
+    // A split is `<part>.tsv` (GLUE's layout, with a header) or `<part>.csv` (LM-BFF's
+    // `label,sentence`, as its sst-5, mr, cr, mpqa, subj and trec splits are).
+    let split_file = |seed: u64, part: &str| -> Result<PathBuf> {
+        let dir = a.splits.join(format!("16-{seed}"));
+        ["tsv", "csv"].iter().map(|ext| dir.join(format!("{part}.{ext}"))).find(|f| f.is_file()).ok_or_else(|| {
+            let f = dir.join(format!("{part}.tsv"));
+            Error::io(&f, std::io::Error::new(std::io::ErrorKind::NotFound, format!("seed {seed}'s {part} split is not there (nor {part}.csv)")))
+        })
+    };
+    for &seed in &a.seeds {
         for part in ["train", "dev", "test"] {
-            let f = a.splits.join(format!("16-{seed}")).join(format!("{part}.tsv"));
-            if !f.is_file() {
-                return Err(Error::io(&f, std::io::Error::new(std::io::ErrorKind::NotFound, format!("seed {seed}'s {part} split is not there"))));
-            }
+            split_file(seed, part)?;
         }
     }
     let Some(&first) = a.seeds.first() else { return Err(Error::InvalidArgument("--seeds names no seed".into())) };
@@ -796,8 +818,8 @@ pub fn compare(a: CompareArgs) -> Result<()> {
         .seeds
         .iter()
         .map(|seed| {
-            let dir = a.splits.join(format!("16-{seed}"));
-            Ok((read_examples(&dir.join("train.tsv"), &labels)?, read_examples(&dir.join("dev.tsv"), &labels)?, read_examples(&dir.join("test.tsv"), &labels)?))
+            let read = |part: &str| read_examples(&split_file(*seed, part)?, &labels);
+            Ok((read("train")?, read("dev")?, read("test")?))
         })
         .collect::<Result<Vec<_>>>()?;
     let mut rows = Vec::new();

@@ -178,6 +178,25 @@ impl Inputs {
             let rows: Vec<Example> = rows.into_iter().map(|r| Example { text_a: r.text_a, text_b: r.text_b, label: None }).collect();
             return Ok((Inputs::Rows(rows.into_iter()), Some(n), gold));
         }
+        if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv")) {
+            // LM-BFF's `label,sentence` layout, read as train and eval read it.
+            let records = crate::data::read_csv_records(&path)?;
+            let mut rows = Vec::with_capacity(records.len());
+            let mut gold = Vec::with_capacity(records.len());
+            for (line, record) in records {
+                let (2, Some(label), Some(text)) = (record.len(), record.get(0), record.get(1)) else {
+                    return Err(Error::Data {
+                        path: path.clone(),
+                        line,
+                        message: format!("expected `label,sentence` (LM-BFF's CSV layout; a sentence with a comma in quotes), found {} field(s)", record.len()),
+                    });
+                };
+                gold.push(label.trim().to_string());
+                rows.push(Example::single(text, None));
+            }
+            let n = rows.len();
+            return Ok((Inputs::Rows(rows.into_iter()), Some(n), Some(gold)));
+        }
         let lines = count_lines(&path)?;
         let f = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
         Ok((Inputs::File(std::io::BufReader::new(f).lines()), Some(lines), None))
@@ -272,6 +291,20 @@ pub fn predict_cmd(a: PredictArgs) -> Result<()> {
     let opts = PredictorOptions { threads: a.threads, max_batch: a.batch_size, ort_library: a.ort_lib.clone(), ..Default::default() };
     let p = Predictor::open(&a.export, &opts)?;
     let (mut inputs, total, gold) = Inputs::open(&a.input)?;
+    // A labelled file's columns against the export's template, named as eval names them
+    // (the predictor would name the first input, counted from 0).
+    if let Inputs::Rows(rows) = &inputs {
+        let rows = rows.as_slice();
+        if !p.reads_pairs() && rows.iter().any(|e| e.text_b.is_some()) {
+            return Err(Error::InvalidArgument(format!(
+                "{} has a second sentence column, and this export's template reads one sentence: it would be ignored",
+                a.input
+            )));
+        }
+        if p.reads_pairs() && rows.iter().any(|e| e.text_b.is_none()) {
+            return Err(Error::InvalidArgument(format!("{} has no second sentence column, and this export's template reads pairs", a.input)));
+        }
+    }
     let labels = p.labels().to_vec();
     // Rows whose label the export does not know (SNLI's "-", say) are predicted but not
     // scored, and said so; a label column that shares none is no accuracy at all.

@@ -84,6 +84,14 @@ pub fn export(
                 r.high
             )));
         }
+        // A regression's probability is its score: a temperature would push every score
+        // towards the range's ends (the command line and the task API refuse it first).
+        if let Some(t) = opts.temperature {
+            return Err(Error::InvalidArgument(format!(
+                "a regression export ({}..{}) takes no temperature ({t}): its upper pole's probability is its score",
+                r.low, r.high
+            )));
+        }
     }
     if let Some(names) = &opts.multi_label {
         MultiLabel::new(names)?;

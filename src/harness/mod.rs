@@ -789,6 +789,12 @@ pub fn claim_folder(out: &Path, settings: &Settings) -> Result<()> {
 /// model: a `runs/` folder alone does not make one (`--out .` in a repository with its
 /// own `runs/`).
 pub fn check_out_folder(out: &Path) -> Result<()> {
+    if out.exists() && !out.is_dir() {
+        return Err(Error::InvalidArgument(format!("--out {} is a file: give a new or empty folder, or an earlier harness folder", out.display())));
+    }
+    if let Some(file) = out.ancestors().skip(1).find(|a| !a.as_os_str().is_empty() && a.exists()).filter(|a| !a.is_dir()) {
+        return Err(Error::InvalidArgument(format!("--out {}: {} is a file, not a folder", out.display(), file.display())));
+    }
     if out.is_dir() && !is_harness_folder(out) {
         // Another command making this folder now holds its lock and writes its settings
         // first (through a temporary file): those are a harness's, not a user's.
