@@ -1,6 +1,9 @@
 //! Parity with Hugging Face transformers: our masked-LM logits (and the real MiniLM's
-//! encoder states) against HF's on random-init tiny checkpoints, fp32, max |diff| <= 1e-4,
-//! on batches with padding, both segment ids and lengths up to the position limit.
+//! encoder states) against HF's on random-init tiny checkpoints, fp32, max |diff| <= 1e-5
+//! (the real encoders' states: 1e-4), on batches with padding, both segment ids and
+//! lengths up to the position limit. The tiny checkpoints' GELU inputs reach |x| of 2 to
+//! 4 (tests/python/make_fixtures.py), where swapping erf and tanh GELU moves the logits
+//! by 1.2e-4 (bert-bin) and 1.6e-4 (RoBERTa): ten times the tolerance.
 
 mod common;
 
@@ -8,6 +11,8 @@ use lmbff::model::MaskedLm;
 use tch::{Device, Kind};
 
 const TOL: f64 = 1e-4;
+/// The tiny checkpoints' logits (measured: under 1e-6).
+const TINY_TOL: f64 = 1e-5;
 
 fn check_mlm(name: &str) {
     common::one_thread();
@@ -20,7 +25,7 @@ fn check_mlm(name: &str) {
     // Compare at real tokens (padding positions are don't-care in both).
     let diff = common::max_abs_diff(&(&ours * &mask), &(&r["logits"] * &mask));
     println!("{name}: max |ours - HF| = {diff:.2e} over {:?}", ours.size());
-    assert!(diff <= TOL, "{name}: max abs diff {diff} > {TOL}");
+    assert!(diff <= TINY_TOL, "{name}: max abs diff {diff} > {TINY_TOL}");
     // The batch reaches the position limit and has padding and two segments (BERT).
     let lens = r["attention_mask"].sum_dim_intlist(1, false, Kind::Int64);
     assert_eq!(lens.max().int64_value(&[]), model.config.max_input_len());
