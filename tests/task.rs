@@ -210,6 +210,42 @@ fn reads_format_1_files_and_refuses_newer_ones() {
     assert!(Task::open(&dir).unwrap_err().to_string().contains("task format version 3"));
 }
 
+/// A task saved to (or opened from) a relative folder keeps it absolute: the version
+/// calls that read it later follow no change of the current directory.
+#[test]
+fn a_relative_task_folder_is_kept_absolute() {
+    let tmp = common::tempdir("task-relative");
+    let cwd = std::env::current_dir().unwrap();
+    let up = "../".repeat(cwd.components().count() - 1);
+    let rel = std::path::PathBuf::from(up).join(tmp.strip_prefix("/").unwrap()).join("task");
+    assert!(rel.is_relative());
+    let mut t = Task::new(spec(&common::fixtures().join("bert"))).unwrap();
+    t.save(&rel).unwrap();
+    let same = |d: Option<&std::path::Path>| {
+        let d = d.unwrap();
+        d.is_absolute() && std::fs::canonicalize(d).unwrap() == std::fs::canonicalize(tmp.join("task")).unwrap()
+    };
+    assert!(same(t.dir()), "{:?}", t.dir());
+    let t = Task::open(&rel).unwrap();
+    assert!(same(t.dir()), "{:?}", t.dir());
+}
+
+/// A task whose folder was deleted since it was saved is refused before any training:
+/// the run made the folder anew, holding its version alone.
+#[test]
+fn a_deleted_task_folder_is_not_made_anew() {
+    let dir = common::tempdir("task-deleted").join("task");
+    let mut t = Task::new(spec(&common::fixtures().join("bert"))).unwrap();
+    t.add_example("the movie was fun", None, "pos").unwrap();
+    t.add_example("the movie was boring", None, "neg").unwrap();
+    t.save(&dir).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    let p = lmbff::task::RunParams { method: lmbff::task::TrainMethod::Prompt, steps: 1, ..Default::default() };
+    let err = lmbff::task::train(&t, &p, &mut |_| true).unwrap_err().to_string();
+    assert!(err.contains("no longer holds its task.json"), "{err}");
+    assert!(!dir.exists(), "the folder was not made again");
+}
+
 /// The tests that set the process's one log sink: one at a time.
 static LOG_SINK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
@@ -803,6 +839,12 @@ fn auto_method_follows_the_documented_test() {
     let (m, why) = choose(&RunParams { adaptation_steps: 10, ..Default::default() });
     assert_eq!(m, TrainMethod::SentenceEmbedding);
     assert!(why.contains("zero-shot") && why.contains("no better than chance"), "{why}");
+    assert!(why.contains("(chance 50%"), "{why}");
+    // Imbalanced examples: chance is the largest class's share (a head that answers one
+    // word everywhere would beat 1/labels).
+    let imbalanced: Vec<Example> = ex.iter().cloned().chain((0..4).map(|i| Example::single(format!("a fine film, part {i}"), Some(1)))).collect();
+    let (_, why) = choose_method(&model, &tok, &prompt, &imbalanced, false, &RunParams { adaptation_steps: 10, ..Default::default() }).unwrap();
+    assert!(why.contains("(chance 75%"), "{why}");
     assert_eq!(choose(&RunParams { demonstrations: true, ..Default::default() }).0, TrainMethod::Prompt);
     assert_eq!(choose(&RunParams { method: TrainMethod::Prompt, ..Default::default() }), (TrainMethod::Prompt, "asked for".to_string()));
     // A multi-label task: heads without a masked-LM head, the yes/no prompt with one.
@@ -894,6 +936,9 @@ fn multi_label_tasks_through_the_c_abi() {
         let f1 = m2["notes"]["dev_micro_f1"].as_f64().expect("the dev pairs' micro-F1");
         assert!((0.0..=1.0).contains(&f1), "{f1}");
         assert!(m2["temperature"].as_f64().is_some(), "calibrated on the dev examples");
+        // Dev examples as the host counts them (two), not their yes/no pairs (six).
+        assert_eq!(m2["notes"]["dev_examples"].as_u64(), Some(2), "{}", m2["notes"]);
+        assert_eq!((m2["notes"]["calibration"]["dev_examples"].as_u64(), m2["notes"]["calibration"]["dev_rows"].as_u64()), (Some(2), Some(6)));
         // The prompt method keeps the weights with the best micro-F1 of the dev pairs
         // (mostly "no": accuracy would favour answering "no" throughout).
         tp.method = LMBFF_METHOD_PROMPT;

@@ -501,8 +501,9 @@ fn train_embedding(a: TrainArgs, train_file: &Path, dev_file: &Path, loaded: Opt
     // Settings this method does not read are refused, not silently ignored.
     let unread = [("--steps", a.fit.steps.is_some()), ("--batch-size", a.fit.batch_size.is_some()), ("--eval-every", a.fit.eval_every.is_some())];
     if let Some((flag, _)) = unread.iter().find(|(_, given)| *given) {
+        let auto = if a.method == "auto" { " (--method auto chose it for this model: give --method prompt or plain to train with these settings)" } else { "" };
         return Err(Error::InvalidArgument(format!(
-            "{flag} sets the prompt and plain methods' training; sentence-embedding follows SetFit's schedule (cap it with --embedding-max-steps)"
+            "{flag} sets the prompt and plain methods' training; sentence-embedding follows SetFit's schedule (cap it with --embedding-max-steps){auto}"
         )));
     }
     if a.no_anchors && !a.anchor_templates.is_empty() {

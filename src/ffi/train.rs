@@ -90,7 +90,8 @@ pub struct lmbff_train_params {
     /// Auto takes the prompt method when demonstrations are on, the sentence-embedding
     /// method when the model has no masked-LM head (and adaptation_steps is 0), and
     /// otherwise the prompt method only if the prompt's zero-shot accuracy on the
-    /// registered examples beats chance (one-sided binomial test, p < 0.05; a
+    /// registered examples beats chance, the share of their largest class (one-sided
+    /// binomial test, p < 0.05; a
     /// multi-label task with a head always takes the prompt). The sentence-embedding
     /// method runs SetFit's schedule (20 rounds of pairs, 16 pairs a step) at
     /// `learning_rate`, on a multi-label task with a yes/no head per label; `steps` and
@@ -338,8 +339,9 @@ unsafe fn run_params(p: *const lmbff_train_params) -> Result<crate::task::RunPar
 /// Starts training `task` in the background; the task is snapshotted now, so the host
 /// may go on registering. The task must have been saved (lmbff_task_save) or opened: its
 /// versions are stored in its directory (the one it was saved to or opened from when the
-/// run starts, even if the host saves it elsewhere meanwhile; a relative folder, and a
-/// relative model folder, are taken against the current directory when the run starts). `progress` (may be NULL)
+/// run starts, even if the host saves it elsewhere meanwhile; a relative folder given to
+/// lmbff_task_save or lmbff_task_open is taken against the current directory of that
+/// call, and a relative model folder against the current directory when the run starts). `progress` (may be NULL)
 /// runs on the training thread. Runs in one process train one after another. On success
 /// *out holds the run.
 ///

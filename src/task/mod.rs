@@ -157,7 +157,8 @@ impl Task {
         &self.spec
     }
 
-    /// The directory the task was last saved to or opened from.
+    /// The directory the task was last saved to or opened from, absolute (as the
+    /// current directory was then).
     pub fn dir(&self) -> Option<&Path> {
         self.dir.as_deref()
     }
@@ -379,7 +380,7 @@ impl Task {
         let hash = fnv1a(&bytes, FNV_OFFSET);
         match known {
             Some(i) => self.seen[i].1 = hash,
-            None => self.seen.push((dir.to_path_buf(), hash)),
+            None => self.seen.push((crate::absolute(dir), hash)),
         }
         // Versions follow the folder last saved to: say so when that leaves versions behind
         // (a backup copy saved elsewhere; save back to the first folder to train there).
@@ -393,7 +394,9 @@ impl Task {
             let (old, new) = (old.display().to_string(), dir.display().to_string());
             format!("the task's model versions now follow {new}: those in {old} (its models/) are not this handle's versions until it saves to {old} again")
         });
-        self.dir = Some(dir.to_path_buf());
+        // Absolute: the versions calls (list, delete, export) read it later, and the host
+        // may change directory meanwhile (a relative one then named another task's).
+        self.dir = Some(crate::absolute(dir));
         let synced = sync_dir(dir);
         // Logged with the folder's lock released: the host's callback may call lmbff, a
         // save to this folder included (flock would block it on this very thread).
@@ -445,7 +448,7 @@ impl Task {
                 format!("task {} opened, but its model folder {} has no config.json: training fails until the model is back there", dir.display(), f.spec.model_dir.display())
             });
         }
-        Ok(Task { spec: f.spec, items, next_id: f.next_id, dir: Some(dir.to_path_buf()), seen: vec![(dir.to_path_buf(), fnv1a(text.as_bytes(), FNV_OFFSET))] })
+        Ok(Task { spec: f.spec, items, next_id: f.next_id, dir: Some(crate::absolute(dir)), seen: vec![(crate::absolute(dir), fnv1a(text.as_bytes(), FNV_OFFSET))] })
     }
 }
 

@@ -147,7 +147,10 @@ pub fn choose_method(model: &MaskedLm, tok: &Tokenizer, prompt: &Prompt, example
     let gold = gold_labels(examples);
     let n = examples.len();
     let right = logits.iter().zip(&gold).filter(|(l, &g)| crate::metrics::argmax(l) == g).count();
-    let chance = 1.0 / prompt.verbalizer.num_labels() as f64;
+    // Chance is what always answering the examples' largest class scores (1/labels for
+    // balanced examples): a head stuck on one word passes no imbalanced task.
+    let largest = (0..prompt.verbalizer.num_labels()).map(|c| gold.iter().filter(|&&g| g == c).count()).max().unwrap_or(0);
+    let chance = (1.0 / prompt.verbalizer.num_labels() as f64).max(largest as f64 / n.max(1) as f64);
     let p_value = crate::metrics::binomial_upper_tail(n, right, chance);
     let facts = format!("zero-shot {right}/{n} right on the examples (chance {:.0}%, one-sided binomial p = {p_value:.3})", 100.0 * chance);
     Ok(if p_value < ZERO_SHOT_ALPHA {
@@ -209,12 +212,36 @@ fn taken_number(name: &str) -> Option<u64> {
     version_digits(v)?.parse().ok()
 }
 
+/// Refuses a task folder moved or deleted since the task was saved there: a `models/`
+/// made anew there would hold versions apart from their task.
+fn task_still_there(task_dir: &Path) -> Result<()> {
+    if !task_dir.join(crate::task::TASK_FILE).is_file() {
+        return Err(Error::InvalidArgument(format!(
+            "the task's folder {} no longer holds its task.json (moved or deleted?): save the task again before training",
+            task_dir.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Makes the task's `models/` if needed and checks that a folder can be made in it.
+fn writable_models_dir(task_dir: &Path) -> Result<()> {
+    task_still_there(task_dir)?;
+    let dir = models_dir(task_dir);
+    crate::checkpoint::create_dir_all_synced(&dir)?;
+    let probe = dir.join(format!(".probe.tmp-{}", crate::checkpoint::tmp_suffix()));
+    std::fs::create_dir(&probe).map_err(|e| Error::io(&dir, std::io::Error::new(e.kind(), format!("the task's versions cannot be written there: {e}"))))?;
+    let _ = std::fs::remove_dir(&probe);
+    Ok(())
+}
+
 /// Reserves the next version: the number past every version, every entry named like one
 /// and every deleted one, taken by creating its folder (empty) in one step, which
 /// succeeds for one writer only; a writer that loses the race takes the next number.
 /// Numbers are never given twice, so a version name always means one model.
 fn reserve_version(task_dir: &Path) -> Result<(String, PathBuf)> {
     let dir = models_dir(task_dir);
+    task_still_there(task_dir)?;
     if !dir.is_dir() {
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         // The new models/ must outlast a power loss with the version put in it.
@@ -257,7 +284,10 @@ fn version_dir(task_dir: &Path, v: &str) -> Result<PathBuf> {
 /// stays, so the number is never given to a later version.
 pub fn delete_version(task_dir: &Path, v: &str) -> Result<()> {
     let d = version_dir(task_dir, v)?;
-    if d.canonicalize().is_ok_and(|c| WARM_PINS.lock().contains(&c)) {
+    // Held until the version is renamed away: a run pinning it meanwhile (another
+    // thread's warm start) either sees it gone or keeps it.
+    let pins = WARM_PINS.lock();
+    if d.canonicalize().is_ok_and(|c| pins.contains(&c)) {
         return Err(Error::Busy(WARM_START_BUSY));
     }
     if crate::checkpoint::holds_task(&d) {
@@ -270,6 +300,7 @@ pub fn delete_version(task_dir: &Path, v: &str) -> Result<()> {
     let models = models_dir(task_dir);
     let grave = models.join(tombstone(v));
     std::fs::rename(&d, &grave).map_err(|e| Error::io(&d, e))?;
+    drop(pins);
     crate::checkpoint::sync_dir(&models)?;
     if grave.is_symlink() {
         // A link someone put in the version's place: the link goes, never what it
@@ -337,7 +368,7 @@ fn scaled(task: &Task, (low, high): (f32, f32), dev: bool) -> Vec<f32> {
 
 /// With `on`, fits temperature scaling on the dev examples' logits (minimum NLL) into the
 /// manifest (exports divide the class logits by it) and notes the dev ECE before and after.
-fn calibrate(m: &mut Manifest, on: bool, dev_logits: &[Vec<f32>], dev: &[Example]) {
+fn calibrate(m: &mut Manifest, on: bool, dev_logits: &[Vec<f32>], dev: &[Example], dev_inputs: usize) {
     if !on {
         return;
     }
@@ -349,9 +380,11 @@ fn calibrate(m: &mut Manifest, on: bool, dev_logits: &[Vec<f32>], dev: &[Example
     m.temperature = applied.then_some(t);
     m.notes.insert(
         "calibration".into(),
-        serde_json::json!({"temperature": t, "applied": applied, "dev_ece_before": before, "dev_ece_after": after, "dev_examples": dev.len()}),
+        serde_json::json!({"temperature": t, "applied": applied, "dev_ece_before": before, "dev_ece_after": after, "dev_examples": dev_inputs, "dev_rows": dev.len()}),
     );
-    crate::log::log(crate::log::Level::Info, || format!("calibration: temperature {t:.3} on {} dev examples (ECE {before:.3} -> {after:.3})", dev.len()));
+    // A multi-label task fits on its dev examples' yes/no pairs, a row each.
+    let rows = if dev.len() == dev_inputs { String::new() } else { format!(" ({} yes/no pairs)", dev.len()) };
+    crate::log::log(crate::log::Level::Info, || format!("calibration: temperature {t:.3} on {dev_inputs} dev examples{rows} (ECE {before:.3} -> {after:.3})"));
     if !applied {
         m.notes.insert("calibration_warning".into(), serde_json::json!(TEMPERATURE_AT_BOUND));
         crate::log::log(crate::log::Level::Warn, || format!("calibration: temperature {t:.3}: {TEMPERATURE_AT_BOUND}"));
@@ -408,9 +441,12 @@ impl Drop for WarmPin {
 /// before the task is saved (training refuses that).
 pub fn pin_warm_start(task: &Task, p: &RunParams) -> Result<WarmPin> {
     let (Some(v), Some(dir)) = (&p.warm_start, task.dir()) else { return Ok(WarmPin(None)) };
+    // Checked and pinned under the pins' lock, which a deletion holds until its rename:
+    // a version is never pinned after a deletion found it unpinned.
+    let mut pins = WARM_PINS.lock();
     let d = version_dir(dir, v)?;
     let d = d.canonicalize().map_err(|e| Error::io(&d, e))?;
-    WARM_PINS.lock().push(d.clone());
+    pins.push(d.clone());
     Ok(WarmPin(Some(d)))
 }
 
@@ -457,10 +493,15 @@ fn train_now(task: &Task, p: &RunParams, progress: ProgressFn) -> Result<String>
     let prompt = task.spec().prompt()?;
     let multi = task.spec().multi_labels();
     let (examples, dev) = (labelled(task, multi.as_ref(), false)?, labelled(task, multi.as_ref(), true)?);
+    // The dev examples as the host counts them (a multi-label task's `dev` is their pairs).
+    let dev_inputs = task.items().filter(|i| i.is_labelled() && i.dev).count();
     if p.calibrate && dev.is_empty() {
         return Err(Error::InvalidArgument("calibration fits a temperature on dev examples, and the task has none: mark some (set_dev)".into()));
     }
     let anchor_templates = anchor_templates(&prompt, multi.is_some(), p)?;
+    // The versions folder must take the version at the end: a folder that cannot be
+    // written (a read-only mount) is named now, not after the training.
+    writable_models_dir(&task_dir)?;
     let counts = task.counts();
     let zero_shot = p.method == TrainMethod::ZeroShotWords;
     if zero_shot {
@@ -470,6 +511,8 @@ fn train_now(task: &Task, p: &RunParams, progress: ProgressFn) -> Result<String>
             Some("a regression task")
         } else if p.demonstrations {
             Some("demonstrations (they belong to the prompt method)")
+        } else if prompt.template.num_sentences() == 2 {
+            Some("a sentence-pair task")
         } else {
             None
         };
@@ -559,11 +602,11 @@ fn train_now(task: &Task, p: &RunParams, progress: ProgressFn) -> Result<String>
         if !dev.is_empty() {
             dev_logits = scored_on_dev(&dev, progress, |chunk| train::embedding_logits(&model, &tok, &prompt, &head, chunk, 32))?;
             let gold = gold_labels(&dev);
-            notes["dev_examples"] = dev.len().into();
+            notes["dev_examples"] = dev_inputs.into();
             notes["dev_accuracy"] = crate::metrics::accuracy(&dev_logits, &gold).into();
         }
         let mut m = Manifest::for_embedding(&prompt, head, None, notes);
-        calibrate(&mut m, p.calibrate, &dev_logits, &dev);
+        calibrate(&mut m, p.calibrate, &dev_logits, &dev, dev_inputs);
         m
     } else if method == TrainMethod::SentenceEmbedding {
         let ep = EmbedParams { lr: p.lr, seed: p.seed, anchor_templates, max_steps: p.embedding_max_steps, ..EmbedParams::default() }.with_anchors(p.label_anchors);
@@ -604,14 +647,14 @@ fn train_now(task: &Task, p: &RunParams, progress: ProgressFn) -> Result<String>
                 Some(_) => ("dev_micro_f1", crate::metrics::f1_binary(&crate::prompt::decisions(&dev_logits), &gold, 1)),
                 None => ("dev_accuracy", crate::metrics::accuracy(&dev_logits, &gold)),
             };
-            notes["dev_examples"] = dev.len().into();
+            notes["dev_examples"] = dev_inputs.into();
             notes[key] = score.into();
             if !progress(train::Progress { stage: train::Stage::Evaluate, step: report.steps, total: report.steps, loss: f64::NAN, metric: score }) {
                 return Err(Error::Cancelled);
             }
         }
         let mut m = Manifest::for_embedding(&prompt, head, multi.as_ref().map(|ml| ml.names()), notes);
-        calibrate(&mut m, p.calibrate, &dev_logits, &dev);
+        calibrate(&mut m, p.calibrate, &dev_logits, &dev, dev_inputs);
         m
     } else {
         let tp = TrainParams {
@@ -644,7 +687,7 @@ fn train_now(task: &Task, p: &RunParams, progress: ProgressFn) -> Result<String>
         notes["demonstrations"] = p.demonstrations.into();
         notes["demo_filter"] = serde_json::json!(report.demos.filter_dir());
         if !dev.is_empty() {
-            notes["dev_examples"] = dev.len().into();
+            notes["dev_examples"] = dev_inputs.into();
             notes["dev_metric"] = match (multi.is_some(), regression.is_some()) {
                 (true, _) => "micro-f1",
                 (_, true) => "pearson",
@@ -659,7 +702,7 @@ fn train_now(task: &Task, p: &RunParams, progress: ProgressFn) -> Result<String>
         report.demos.record(&mut m);
         m.multi_label = multi.as_ref().map(|ml| ml.names().to_vec());
         m.regression = regression;
-        calibrate(&mut m, p.calibrate, &dev_logits, &dev);
+        calibrate(&mut m, p.calibrate, &dev_logits, &dev, dev_inputs);
         m
     };
     // A new name, never given before (an export or a stray folder at models/v2 is never
