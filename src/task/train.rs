@@ -755,6 +755,9 @@ mod tests {
         std::fs::create_dir_all(models.join("v7")).unwrap();
         std::fs::create_dir_all(models.join(".v9.deleted")).unwrap();
         std::fs::create_dir_all(models.join("v8-export")).unwrap();
+        // A task folder holds its task.json (a folder without one takes no version).
+        assert!(reserve_version(&task).unwrap_err().to_string().contains("no longer holds its task.json"));
+        std::fs::write(task.join(crate::task::TASK_FILE), "{}").unwrap();
         assert_eq!((taken_number("v12"), taken_number(".v3.deleted"), taken_number("v"), taken_number("v1x"), taken_number(".v3")), (Some(12), Some(3), None, None, None));
         // Eight writers at once each get their own number, past the highest taken (9).
         let mut got: Vec<u64> = std::thread::scope(|s| {
