@@ -713,8 +713,9 @@ lmbff_status lmbff_predictions_score(const lmbff_predictions *r, size_t i, float
  Exports a trained checkpoint directory (a `lmbff train --out` directory, with its
  lmbff.json) to an export directory for lmbff_predictor_open. `fp16` stores weight
  matrices as fp16. `out_dir` may be new, empty or an earlier export (replaced
- atomically); any other folder is refused (LMBFF_ERR_INVALID_ARGUMENT) and left as
- it is. Returns LMBFF_ERR_NO_TRAINING in a serve-only build.
+ atomically) that holds only what its write made (listed in its `.lmbff-output`);
+ any other folder is refused (LMBFF_ERR_INVALID_ARGUMENT, naming what it holds) and
+ left as it is. Returns LMBFF_ERR_NO_TRAINING in a serve-only build.
 
  # Safety
  `checkpoint_dir` and `out_dir` are NUL-terminated strings.
@@ -1074,8 +1075,9 @@ lmbff_status lmbff_task_delete_version(lmbff_task *task, const char *version);
 /*
  Exports model version `version` of the task to the export directory `out_dir`, for
  lmbff_predictor_open (`fp16`: weight matrices stored as fp16). `out_dir` may be new,
- empty or an earlier export (replaced atomically); any other folder, the task's own
- included, is refused (LMBFF_ERR_INVALID_ARGUMENT) and left as it is.
+ empty or an earlier export (replaced atomically) that holds only what its write made
+ (listed in its `.lmbff-output`); any other folder, the task's own included, is
+ refused (LMBFF_ERR_INVALID_ARGUMENT, naming what it holds) and left as it is.
 
  # Safety
  `task` is a live task; strings are NUL-terminated.

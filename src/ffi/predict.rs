@@ -338,8 +338,9 @@ unsafe fn row<'a>(r: *const lmbff_predictions, i: usize) -> Result<&'a Predictio
 /// Exports a trained checkpoint directory (a `lmbff train --out` directory, with its
 /// lmbff.json) to an export directory for lmbff_predictor_open. `fp16` stores weight
 /// matrices as fp16. `out_dir` may be new, empty or an earlier export (replaced
-/// atomically); any other folder is refused (LMBFF_ERR_INVALID_ARGUMENT) and left as
-/// it is. Returns LMBFF_ERR_NO_TRAINING in a serve-only build.
+/// atomically) that holds only what its write made (listed in its `.lmbff-output`);
+/// any other folder is refused (LMBFF_ERR_INVALID_ARGUMENT, naming what it holds) and
+/// left as it is. Returns LMBFF_ERR_NO_TRAINING in a serve-only build.
 ///
 /// # Safety
 /// `checkpoint_dir` and `out_dir` are NUL-terminated strings.

@@ -664,8 +664,9 @@ pub unsafe extern "C" fn lmbff_task_delete_version(task: *mut lmbff_task, versio
 
 /// Exports model version `version` of the task to the export directory `out_dir`, for
 /// lmbff_predictor_open (`fp16`: weight matrices stored as fp16). `out_dir` may be new,
-/// empty or an earlier export (replaced atomically); any other folder, the task's own
-/// included, is refused (LMBFF_ERR_INVALID_ARGUMENT) and left as it is.
+/// empty or an earlier export (replaced atomically) that holds only what its write made
+/// (listed in its `.lmbff-output`); any other folder, the task's own included, is
+/// refused (LMBFF_ERR_INVALID_ARGUMENT, naming what it holds) and left as it is.
 ///
 /// # Safety
 /// `task` is a live task; strings are NUL-terminated.
