@@ -831,7 +831,7 @@ fn auto_method_follows_the_documented_test() {
         .iter()
         .map(|&(t, l)| Example::single(t, Some(l)))
         .collect();
-    let choose = |p: &RunParams| choose_method(&model, &tok, &prompt, &ex, false, p).unwrap();
+    let choose = |p: &RunParams| choose_method(&model, &tok, &prompt, &ex, false, p, &mut |_| true).unwrap();
     let (m, why) = choose(&RunParams::default());
     assert_eq!(m, TrainMethod::SentenceEmbedding);
     assert!(why.contains("no masked-LM head"), "{why}");
@@ -843,12 +843,20 @@ fn auto_method_follows_the_documented_test() {
     // Imbalanced examples: chance is the largest class's share (a head that answers one
     // word everywhere would beat 1/labels).
     let imbalanced: Vec<Example> = ex.iter().cloned().chain((0..4).map(|i| Example::single(format!("a fine film, part {i}"), Some(1)))).collect();
-    let (_, why) = choose_method(&model, &tok, &prompt, &imbalanced, false, &RunParams { adaptation_steps: 10, ..Default::default() }).unwrap();
+    let (_, why) = choose_method(&model, &tok, &prompt, &imbalanced, false, &RunParams { adaptation_steps: 10, ..Default::default() }, &mut |_| true).unwrap();
     assert!(why.contains("(chance 75%"), "{why}");
+    // The zero-shot pass reports its chunks, and a cancel between them is taken.
+    let mut calls = 0;
+    let cancelled = choose_method(&model, &tok, &prompt, &ex, false, &RunParams { adaptation_steps: 10, ..Default::default() }, &mut |p| {
+        calls += 1;
+        assert_eq!(p.stage, lmbff::train::Stage::Evaluate);
+        false
+    });
+    assert!(matches!(cancelled, Err(lmbff::Error::Cancelled)) && calls == 1, "{calls} calls: {cancelled:?}");
     assert_eq!(choose(&RunParams { demonstrations: true, ..Default::default() }).0, TrainMethod::Prompt);
     assert_eq!(choose(&RunParams { method: TrainMethod::Prompt, ..Default::default() }), (TrainMethod::Prompt, "asked for".to_string()));
     // A multi-label task: heads without a masked-LM head, the yes/no prompt with one.
-    let choose_multi = |p: &RunParams| choose_method(&model, &tok, &prompt, &ex, true, p).unwrap();
+    let choose_multi = |p: &RunParams| choose_method(&model, &tok, &prompt, &ex, true, p, &mut |_| true).unwrap();
     assert_eq!(choose_multi(&RunParams::default()).0, TrainMethod::SentenceEmbedding);
     let (m, why) = choose_multi(&RunParams { adaptation_steps: 10, ..Default::default() });
     assert_eq!(m, TrainMethod::Prompt);

@@ -426,7 +426,7 @@ type Sets = (Vec<Example>, Vec<Example>, Option<Vec<Example>>);
 fn choose_auto(a: &TrainArgs, train_file: &Path, dev_file: &Path) -> Result<(&'static str, String, Loaded, Sets)> {
     let (l, sets) = load_and_read(a, train_file, dev_file, None)?;
     let p = crate::task::RunParams { demonstrations: a.fit.demos, ..crate::task::RunParams::default() };
-    let (method, reason) = crate::task::choose_method(&l.model, &l.tok, &l.prompt, &sets.0, false, &p)?;
+    let (method, reason) = crate::task::choose_method(&l.model, &l.tok, &l.prompt, &sets.0, false, &p, &mut |_| true)?;
     Ok((method.name(), reason, l, sets))
 }
 

@@ -124,12 +124,22 @@ pub const ZERO_SHOT_ALPHA: f64 = 0.05;
 ///    method, one yes/no prompt per label (the pairs are mostly "no", so rule 4's test
 ///    would pass a head that says "no" to everything);
 /// 4. otherwise the prompt's zero-shot predictions on the registered examples: if their
-///    accuracy beats chance (1 / labels) by a one-sided binomial test at
-///    [`ZERO_SHOT_ALPHA`], the head reads the template and the prompt method is chosen;
-///    if not, the sentence-embedding method.
+///    accuracy beats chance (the share of the examples' largest class; 1 / labels when
+///    they are balanced) by a one-sided binomial test at [`ZERO_SHOT_ALPHA`], the head
+///    reads the template and the prompt method is chosen; if not, the
+///    sentence-embedding method. The examples are read in chunks, each reported to
+///    `progress` (an evaluation stage), which may cancel.
 ///
 /// Returns the method and the reason, in words (logged and kept in the version's notes).
-pub fn choose_method(model: &MaskedLm, tok: &Tokenizer, prompt: &Prompt, examples: &[Example], multi_label: bool, p: &RunParams) -> Result<(TrainMethod, String)> {
+pub fn choose_method(
+    model: &MaskedLm,
+    tok: &Tokenizer,
+    prompt: &Prompt,
+    examples: &[Example],
+    multi_label: bool,
+    p: &RunParams,
+    progress: ProgressFn,
+) -> Result<(TrainMethod, String)> {
     if p.method != TrainMethod::Auto {
         return Ok((p.method, "asked for".into()));
     }
@@ -143,7 +153,7 @@ pub fn choose_method(model: &MaskedLm, tok: &Tokenizer, prompt: &Prompt, example
         return Ok((TrainMethod::Prompt, "a multi-label task on a checkpoint with a masked-LM head trains one yes/no prompt per label".into()));
     }
     let head = Head::for_prompt(model, prompt)?;
-    let logits = train::predict_examples(model, tok, prompt, Method::Prompt, &head, examples, &train::Demos::None, 32)?;
+    let logits = scored_on_dev(examples, progress, |chunk| train::predict_examples(model, tok, prompt, Method::Prompt, &head, chunk, &train::Demos::None, 32))?;
     let gold = gold_labels(examples);
     let n = examples.len();
     let right = logits.iter().zip(&gold).filter(|(l, &g)| crate::metrics::argmax(l) == g).count();
@@ -576,7 +586,7 @@ fn train_now(task: &Task, p: &RunParams, progress: ProgressFn) -> Result<String>
     let headless = model.load_report().head_initialised && p.adaptation_steps == 0;
     let (method, reason) = match (regression, p.method) {
         (Some(_), TrainMethod::Auto) => (TrainMethod::Prompt, "a regression task trains the prompt between its two pole words".to_string()),
-        _ => choose_method(&model, &tok, &prompt, &examples, multi.is_some(), p)?,
+        _ => choose_method(&model, &tok, &prompt, &examples, multi.is_some(), p, progress)?,
     };
     // The automatic choice (an explicit one was refused above).
     if method == TrainMethod::SentenceEmbedding && p.demonstrations {
@@ -697,7 +707,7 @@ fn train_now(task: &Task, p: &RunParams, progress: ProgressFn) -> Result<String>
             notes["best_step"] = report.best_step.into();
             notes["best_dev_metric"] = report.best_dev_acc.into();
         }
-        let dev_logits = if dev.is_empty() { Vec::new() } else { train::predict_examples(&model, &tok, &prompt, Method::Prompt, &head, &dev, &report.demos, 32)? };
+        let dev_logits = scored_on_dev(&dev, progress, |chunk| train::predict_examples(&model, &tok, &prompt, Method::Prompt, &head, chunk, &report.demos, 32))?;
         let mut m = Manifest::for_prompt(&prompt, &[], notes);
         report.demos.record(&mut m);
         m.multi_label = multi.as_ref().map(|ml| ml.names().to_vec());
@@ -731,6 +741,9 @@ fn train_now(task: &Task, p: &RunParams, progress: ProgressFn) -> Result<String>
 
 /// The logits `score` gives the dev examples, a chunk at a time with an EVALUATE report
 /// after each, so that a cancel ends a long dev pass within a chunk (nothing saved).
+/// `score` of `dev` (or any examples) in chunks, each reported to `progress` as an
+/// evaluation step (so a host sees the run move, and a cancel takes effect between
+/// chunks).
 fn scored_on_dev(dev: &[Example], progress: train::ProgressFn, score: impl Fn(&[Example]) -> Result<Vec<Vec<f32>>>) -> Result<Vec<Vec<f32>>> {
     const CHUNK: usize = 256;
     let total = dev.len().div_ceil(CHUNK);
