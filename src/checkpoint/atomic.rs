@@ -283,14 +283,16 @@ fn check_parent(dest: &Path) -> Result<()> {
     if !existing.is_dir() {
         return Err(Error::InvalidArgument(format!("{}: {} is a file, not a folder", dest.display(), existing.display())));
     }
-    let probe = existing.join(format!(".lmbff-probe.tmp-{}", tmp_suffix()));
-    match std::fs::create_dir(&probe) {
-        Ok(()) => {
-            let _ = std::fs::remove_dir(&probe);
-            Ok(())
-        }
-        Err(e) => Err(Error::InvalidArgument(format!("{}: no folder can be made in {} ({e})", dest.display(), existing.display()))),
-    }
+    can_make_folder_in(existing).map_err(|e| Error::InvalidArgument(format!("{}: no folder can be made in {} ({e})", dest.display(), existing.display())))
+}
+
+/// Makes a folder in `dir` and removes it again: whether a write can make its own there
+/// (a read-only mount cannot; root passes permission checks that `access` would not).
+pub(crate) fn can_make_folder_in(dir: &Path) -> std::io::Result<()> {
+    let probe = dir.join(format!(".lmbff-probe.tmp-{}", tmp_suffix()));
+    std::fs::create_dir(&probe)?;
+    let _ = std::fs::remove_dir(&probe);
+    Ok(())
 }
 
 /// Puts back the folder a writer moved aside (`.<name>.old-<pid>-<n>`, [`replace`]
@@ -305,12 +307,10 @@ pub(crate) fn restore_moved_aside(dest: &Path) -> Result<()> {
     let Some(name) = dest.file_name().map(|n| n.to_string_lossy().to_string()) else { return Ok(()) };
     let Ok(entries) = std::fs::read_dir(parent_of(dest)) else { return Ok(()) };
     let prefix = format!(".{name}.old-");
-    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
     let mut latest: Option<(std::time::SystemTime, PathBuf)> = None;
     for entry in entries.flatten() {
         let file = entry.file_name().to_string_lossy().to_string();
-        let Some((pid, n)) = file.strip_prefix(&prefix).and_then(|rest| rest.split_once('-')) else { continue };
-        let Some(pid) = Some(pid).filter(|p| digits(p) && digits(n)).and_then(|p| p.parse::<i32>().ok()) else { continue };
+        let Some(pid) = file.strip_prefix(&prefix).and_then(suffix_pid) else { continue };
         let Ok(meta) = entry.metadata() else { continue };
         if !meta.is_dir() || pid == std::process::id() as i32 || process_runs(pid) {
             continue;
@@ -363,16 +363,21 @@ pub(crate) fn remove_stale_temps_in(dir: &Path) {
 /// [`STALE_AFTER`], and of a process that no longer runs.
 fn remove_stale(dir: &Path, suffix: impl Fn(&str) -> Option<String>) {
     let Ok(entries) = std::fs::read_dir(dir) else { return };
-    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
     for entry in entries.flatten() {
-        let Some(rest) = suffix(&entry.file_name().to_string_lossy()) else { continue };
-        let Some(pid) = rest.split_once('-').filter(|(p, n)| digits(p) && digits(n)).and_then(|(p, _)| p.parse::<i32>().ok()) else { continue };
+        let Some(pid) = suffix(&entry.file_name().to_string_lossy()).as_deref().and_then(suffix_pid) else { continue };
         let Ok(meta) = entry.metadata() else { continue };
         let idle = meta.modified().ok().and_then(|t| t.elapsed().ok());
         if pid != std::process::id() as i32 && idle.is_some_and(|d| d > STALE_AFTER) && !process_runs(pid) {
             let _ = if meta.is_dir() { std::fs::remove_dir_all(entry.path()) } else { std::fs::remove_file(entry.path()) };
         }
     }
+}
+
+/// The writer's pid of a temporary name's suffix `<pid>-<n>`, exactly as [`tmp_suffix`]
+/// writes it (digits on both sides); `None` for any other name.
+fn suffix_pid(rest: &str) -> Option<i32> {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    rest.split_once('-').filter(|(p, n)| digits(p) && digits(n)).and_then(|(p, _)| p.parse().ok())
 }
 
 /// Whether process `pid` runs (or may: where it cannot be told, it is taken to run).

@@ -15,7 +15,7 @@ pub(crate) use atomic::holds_task;
 pub(crate) use atomic::LOCK_FILE;
 pub(crate) use atomic::remove_stale_temps_in;
 #[cfg(feature = "train")]
-pub(crate) use atomic::restore_moved_aside;
+pub(crate) use atomic::{can_make_folder_in, restore_moved_aside};
 #[cfg(feature = "train")]
 pub(crate) use atomic::{try_lock_file, STALE_AFTER};
 

@@ -178,22 +178,10 @@ impl Inputs {
             let rows: Vec<Example> = rows.into_iter().map(|r| Example { text_a: r.text_a, text_b: r.text_b, label: None }).collect();
             return Ok((Inputs::Rows(rows.into_iter()), Some(n), gold));
         }
-        if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv")) {
+        if crate::data::is_csv(&path) {
             // LM-BFF's `label,sentence` layout, read as train and eval read it.
-            let records = crate::data::read_csv_records(&path)?;
-            let mut rows = Vec::with_capacity(records.len());
-            let mut gold = Vec::with_capacity(records.len());
-            for (line, record) in records {
-                let (2, Some(label), Some(text)) = (record.len(), record.get(0), record.get(1)) else {
-                    return Err(Error::Data {
-                        path: path.clone(),
-                        line,
-                        message: format!("expected `label,sentence` (LM-BFF's CSV layout; a sentence with a comma in quotes), found {} field(s)", record.len()),
-                    });
-                };
-                gold.push(label.trim().to_string());
-                rows.push(Example::single(text, None));
-            }
+            let (rows, gold): (Vec<Example>, Vec<String>) =
+                crate::data::read_csv_rows(&path)?.into_iter().map(|r| (Example::single(r.text_a, None), r.label)).unzip();
             let n = rows.len();
             return Ok((Inputs::Rows(rows.into_iter()), Some(n), Some(gold)));
         }

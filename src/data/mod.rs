@@ -124,38 +124,51 @@ pub fn to_examples(rows: &[Row], labels: &[String], path: &Path) -> Result<Vec<E
         .collect()
 }
 
+/// Whether `path` names a `.csv` file (the extension in any case): LM-BFF's `label,sentence`
+/// layout without a header.
+pub fn is_csv(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv"))
+}
+
 /// Reads labelled examples from a TSV file with a header ([`read_tsv`]), or from a
-/// `.csv` file (the extension in any case) in LM-BFF's single-sentence layout,
-/// `label,sentence` without a header (its sst-5, mr, cr, mpqa, subj and trec splits).
+/// `.csv` file ([`is_csv`]) in LM-BFF's single-sentence layout, `label,sentence` without
+/// a header (its sst-5, mr, cr, mpqa, subj and trec splits).
 pub fn read_examples(path: &Path, labels: &[String]) -> Result<Vec<Example>> {
-    if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv")) {
+    if is_csv(path) {
         return read_csv_examples(path, labels);
     }
     to_examples(&read_tsv(path)?, labels, path)
 }
 
-/// The examples of a `label,sentence` CSV file without a header (LM-BFF's layout); a row
-/// of another shape (a sentence with an unquoted comma) or a label not among `labels` is
-/// named by its line.
-#[cfg(feature = "train")]
+/// The examples of a `label,sentence` CSV file without a header ([`read_csv_rows`]); a
+/// label not among `labels` is named by its line.
 pub fn read_csv_examples(path: &Path, labels: &[String]) -> Result<Vec<Example>> {
+    to_examples(&read_csv_rows(path)?, labels, path)
+}
+
+/// The rows of a `label,sentence` CSV file without a header (LM-BFF's layout), the label
+/// trimmed and the sentence as written; a row of another shape (a sentence with an
+/// unquoted comma) is named by its line.
+#[cfg(feature = "train")]
+pub fn read_csv_rows(path: &Path) -> Result<Vec<Row>> {
     read_csv_records(path)?
         .into_iter()
         .map(|(line, record)| {
-            let bad = |message: String| Error::Data { path: path.to_path_buf(), line, message };
             // A third field is a sentence with an unquoted comma: refused, not cut there.
             let (2, Some(label), Some(text)) = (record.len(), record.get(0), record.get(1)) else {
-                return Err(bad(format!("expected `label,sentence` (LM-BFF's CSV layout; a sentence with a comma in quotes), found {} field(s)", record.len())));
+                return Err(Error::Data {
+                    path: path.to_path_buf(),
+                    line,
+                    message: format!("expected `label,sentence` (LM-BFF's CSV layout; a sentence with a comma in quotes), found {} field(s)", record.len()),
+                });
             };
-            let label = label.trim();
-            let idx = labels.iter().position(|l| l == label).ok_or_else(|| bad(format!("label {label:?} is not one of the task's labels {labels:?}")))?;
-            Ok(Example::single(text, Some(idx)))
+            Ok(Row { line, text_a: text.to_string(), text_b: None, label: label.trim().to_string() })
         })
         .collect()
 }
 
 #[cfg(not(feature = "train"))]
-pub fn read_csv_examples(path: &Path, _labels: &[String]) -> Result<Vec<Example>> {
+pub fn read_csv_rows(path: &Path) -> Result<Vec<Row>> {
     Err(Error::InvalidArgument(format!("{}: reading CSV files needs a training build of lmbff", path.display())))
 }
 
@@ -181,16 +194,9 @@ pub fn read_texts(path: &Path) -> Result<Vec<String>> {
 }
 
 /// The sentences of a `label,sentence` CSV file without a header (LM-BFF's sst-5, mr,
-/// cr, mpqa, subj and trec splits); a row of another shape is named.
-#[cfg(feature = "train")]
+/// cr, mpqa, subj and trec splits), trimmed; a row of another shape is named.
 fn read_csv_sentences(path: &Path) -> Result<Vec<String>> {
-    read_csv_records(path)?
-        .into_iter()
-        .map(|(line, record)| match (record.len(), record.get(1)) {
-            (2, Some(text)) => Ok(text.trim().to_string()),
-            (n, _) => Err(Error::Data { path: path.to_path_buf(), line, message: format!("expected `label,sentence` (LM-BFF's CSV layout), found {n} field(s)") }),
-        })
-        .collect()
+    Ok(read_csv_rows(path)?.into_iter().map(|r| r.text_a.trim().to_string()).collect())
 }
 
 /// The records of a CSV file without a header, each with the file line it starts on. No
@@ -216,11 +222,6 @@ pub(crate) fn read_csv_records(path: &Path) -> Result<Vec<(usize, csv::StringRec
         out.push((line, record));
     }
     Ok(out)
-}
-
-#[cfg(not(feature = "train"))]
-fn read_csv_sentences(path: &Path) -> Result<Vec<String>> {
-    Err(Error::InvalidArgument(format!("{}: reading CSV files needs a training build of lmbff", path.display())))
 }
 
 #[cfg(test)]

@@ -290,7 +290,7 @@ impl TaskSpec {
         }
         match self.format {
             Format::Tsv => crate::data::to_examples(&read_tsv(&path)?, &names, &path),
-            Format::Csv => read_csv(&path, &names),
+            Format::Csv => crate::data::read_csv_examples(&path, &names),
             Format::Cola => read_cola(&path, &names),
         }
     }
@@ -416,11 +416,6 @@ fn read_cola(path: &Path, labels: &[String]) -> Result<Vec<Example>> {
     Ok(out)
 }
 
-/// `label,sentence` rows without a header (LM-BFF's CSV tasks).
-fn read_csv(path: &Path, labels: &[String]) -> Result<Vec<Example>> {
-    crate::data::read_csv_examples(path, labels)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -453,11 +448,11 @@ mod tests {
         let labels = vec!["0".to_string(), "1".to_string()];
         let good = dir.join("good.csv");
         std::fs::write(&good, "1,\"fun, warm\"\n0,dull\n").unwrap();
-        let rows = read_csv(&good, &labels).unwrap();
+        let rows = crate::data::read_csv_examples(&good, &labels).unwrap();
         assert_eq!((rows.len(), rows[0].text_a.as_str()), (2, "fun, warm"));
         let open = dir.join("open.csv");
         std::fs::write(&open, "1,fine\n0,\"never closed\n1,lost\n0,lost too\n").unwrap();
-        let e = read_csv(&open, &labels).unwrap_err().to_string();
+        let e = crate::data::read_csv_examples(&open, &labels).unwrap_err().to_string();
         assert!(e.contains("open.csv, line 2") && e.contains("a quote left open"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -239,10 +239,7 @@ fn writable_models_dir(task_dir: &Path) -> Result<()> {
     task_still_there(task_dir)?;
     let dir = models_dir(task_dir);
     crate::checkpoint::create_dir_all_synced(&dir)?;
-    let probe = dir.join(format!(".probe.tmp-{}", crate::checkpoint::tmp_suffix()));
-    std::fs::create_dir(&probe).map_err(|e| Error::io(&dir, std::io::Error::new(e.kind(), format!("the task's versions cannot be written there: {e}"))))?;
-    let _ = std::fs::remove_dir(&probe);
-    Ok(())
+    crate::checkpoint::can_make_folder_in(&dir).map_err(|e| Error::io(&dir, std::io::Error::new(e.kind(), format!("the task's versions cannot be written there: {e}"))))
 }
 
 /// Reserves the next version: the number past every version, every entry named like one
