@@ -206,8 +206,36 @@ fn reads_format_1_files_and_refuses_newer_ones() {
     assert_eq!(t.item(4).unwrap().text_b.as_deref(), Some("and a second sentence"));
     let dir = common::tempdir("task-newer");
     let text = std::fs::read_to_string(common::root().join("tests/data/task-v1/task.json")).unwrap();
-    std::fs::write(dir.join("task.json"), text.replace("\"format_version\": 1", "\"format_version\": 3")).unwrap();
-    assert!(Task::open(&dir).unwrap_err().to_string().contains("task format version 3"));
+    std::fs::write(dir.join("task.json"), text.replace("\"format_version\": 1", "\"format_version\": 4")).unwrap();
+    assert!(Task::open(&dir).unwrap_err().to_string().contains("task format version 4; this lmbff (0.1.0) reads versions 1 to 3"));
+}
+
+/// `truncation.demonstrations_first` survives an older lmbff's save, which drops a field
+/// it does not know: true, the rule every task is made with, is not written and is what
+/// a file without it reads as; false is written at format version 3, which older
+/// readers refuse.
+#[test]
+fn the_demonstrations_first_rule_survives_older_readers() {
+    let dir = common::tempdir("task-truncation");
+    let mut t = Task::new(spec(&common::fixtures().join("bert"))).unwrap();
+    t.add_example("a great ride", None, "pos").unwrap();
+    t.save(&dir).unwrap();
+    let file: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("task.json")).unwrap()).unwrap();
+    assert_eq!(file["format_version"], 1, "{file}");
+    assert_eq!(file["spec"]["truncation"], serde_json::json!({"max_len": 64, "first_sent_limit": null, "other_sent_limit": null}));
+    assert!(Task::open(&dir).unwrap().spec().truncation.demonstrations_first);
+    // The v1 sample, from before the field, trains with the rule of today.
+    assert!(Task::open(&common::root().join("tests/data/task-v1")).unwrap().spec().truncation.demonstrations_first);
+
+    let other = common::tempdir("task-truncation-false");
+    let mut s = spec(&common::fixtures().join("bert"));
+    s.truncation.demonstrations_first = false;
+    let mut t = Task::new(s).unwrap();
+    t.add_example("a great ride", None, "pos").unwrap();
+    t.save(&other).unwrap();
+    let file: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(other.join("task.json")).unwrap()).unwrap();
+    assert_eq!((file["format_version"].as_u64(), file["spec"]["truncation"]["demonstrations_first"].as_bool()), (Some(3), Some(false)), "{file}");
+    assert!(!Task::open(&other).unwrap().spec().truncation.demonstrations_first);
 }
 
 /// A task saved to (or opened from) a relative folder keeps it absolute: the version

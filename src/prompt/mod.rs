@@ -53,10 +53,11 @@ pub struct Truncation {
     pub first_sent_limit: Option<usize>,
     /// Per-sentence limit for the other sentences (LM-BFF's `other_sent_limit`).
     pub other_sent_limit: Option<usize>,
-    /// With demonstrations, cut theirs before the query's sentences (the default). Tasks,
-    /// checkpoints and exports written before the field (export format 7 and earlier)
+    /// With demonstrations, cut theirs before the query's sentences (the default).
+    /// Checkpoints and exports written before the field (export format 7 and earlier)
     /// read as false: the longest sentence first, the query's included, the rule their
-    /// models were trained and exported with.
+    /// models were trained and exported with. A task file without it reads as true
+    /// (`task::task_truncation`).
     #[serde(default)]
     pub demonstrations_first: bool,
 }

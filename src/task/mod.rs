@@ -35,9 +35,10 @@ pub const TASK_FILE: &str = "task.json";
 pub const TASK_FORMAT: &str = "lmbff-task";
 /// Readers accept this version and older ones; fields are only ever added. Version 2
 /// added multi-label tasks (`multi_label`, `label_set`), regression tasks (`regression`,
-/// `score`) and dev examples (`dev`); a task is written with the lowest version that
-/// holds it.
-pub const TASK_FORMAT_VERSION: u32 = 2;
+/// `score`) and dev examples (`dev`); version 3 `truncation.demonstrations_first: false`
+/// (see [`task_truncation`]). A task is written with the lowest version that holds it,
+/// so that an older reader either keeps all of it or refuses it, never drops a part.
+pub const TASK_FORMAT_VERSION: u32 = 3;
 
 /// Separates the labels of a multi-label example in `add_example` / `relabel`.
 pub const LABEL_SEPARATOR: char = '|';
@@ -53,6 +54,7 @@ pub struct TaskSpec {
     pub labels: Vec<String>,
     /// One label word per class (multi-label: the two answer words, no then yes).
     pub label_words: Vec<String>,
+    #[serde(with = "task_truncation")]
     pub truncation: Truncation,
     /// Multi-label: any number of `labels` may apply to an example. It trains as one
     /// yes/no prompt per label (docs/methods.md): the template reads the example as its
@@ -323,7 +325,13 @@ impl Task {
         check_dir_path(dir)?;
         let file = TaskFile {
             format: TASK_FORMAT.into(),
-            format_version: if self.spec.multi_label || self.spec.regression.is_some() || self.items.values().any(|i| i.dev) { 2 } else { 1 },
+            format_version: if !self.spec.truncation.demonstrations_first {
+                3
+            } else if self.spec.multi_label || self.spec.regression.is_some() || self.items.values().any(|i| i.dev) {
+                2
+            } else {
+                1
+            },
             lmbff_version: crate::VERSION.into(),
             spec: self.spec.clone(),
             next_id: self.next_id,
@@ -552,6 +560,47 @@ impl TaskSpec {
 /// An empty path would mean the process's working directory: refused, by name.
 /// Whether two paths name the same folder (either may be relative or reach it through
 /// a link).
+/// A task's `truncation` in task.json. Its `demonstrations_first` is written only when
+/// false, and a file without it reads as true, the rule every task the library makes
+/// has: an older lmbff, which knows no such field, drops it when it saves a task, and
+/// the task must come back with the rule it had. A task holding false is written at
+/// format version 3, which older readers refuse instead of dropping the field. (Tasks
+/// saved before the field existed read as true too, and train with demonstrations cut
+/// first from now on; their trained versions keep the rule they were trained with,
+/// which each version's own manifest records.)
+mod task_truncation {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use crate::prompt::Truncation;
+
+    #[derive(Serialize, Deserialize)]
+    struct InTask {
+        max_len: usize,
+        first_sent_limit: Option<usize>,
+        other_sent_limit: Option<usize>,
+        #[serde(default = "yes", skip_serializing_if = "is_yes")]
+        demonstrations_first: bool,
+    }
+
+    fn yes() -> bool {
+        true
+    }
+
+    fn is_yes(b: &bool) -> bool {
+        *b
+    }
+
+    pub fn serialize<S: Serializer>(t: &Truncation, s: S) -> Result<S::Ok, S::Error> {
+        InTask { max_len: t.max_len, first_sent_limit: t.first_sent_limit, other_sent_limit: t.other_sent_limit, demonstrations_first: t.demonstrations_first }
+            .serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Truncation, D::Error> {
+        let t = InTask::deserialize(d)?;
+        Ok(Truncation { max_len: t.max_len, first_sent_limit: t.first_sent_limit, other_sent_limit: t.other_sent_limit, demonstrations_first: t.demonstrations_first })
+    }
+}
+
 fn same_dir(a: &Path, b: &Path) -> bool {
     match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
         (Ok(a), Ok(b)) => a == b,
