@@ -150,8 +150,9 @@ impl Template {
             return Err(err(&self.source, self.source.len(), "the template has no mask: add `{mask}` (or `*mask*`) where the label word goes"));
         }
         if masks > 1 {
-            let at = self.source.match_indices("mask").nth(1).map(|(i, _)| i).unwrap_or(0);
-            return Err(err(&self.source, at, "the template has a second mask: exactly one is allowed"));
+            // The parsers refuse a second mask where it stands; parts given whole
+            // (`from_parts`) have no positions.
+            return Err(err(&self.source, 0, SECOND_MASK));
         }
         if needs_text && !self.parts.iter().any(|p| matches!(p, Part::Sentence { .. })) {
             return Err(err(&self.source, 0, "the template never places the input text: add `{text}` (or `*sent_0*`)"));
@@ -168,6 +169,18 @@ impl Template {
 fn err(source: &str, at: usize, message: &str) -> Error {
     Error::Template { template: source.to_string(), at, message: message.to_string() }
 }
+
+/// Appends a parsed part, refusing a second mask where it stands in `src` (text of the
+/// template that says "mask" is no mask).
+fn push_part(parts: &mut Vec<Part>, part: Part, src: &str, at: usize) -> Result<()> {
+    if part == Part::Mask && parts.contains(&Part::Mask) {
+        return Err(err(src, at, SECOND_MASK));
+    }
+    parts.push(part);
+    Ok(())
+}
+
+const SECOND_MASK: &str = "the template has a second mask: exactly one is allowed";
 
 fn parse_lmbff(src: &str) -> Result<Vec<Part>> {
     // LM-BFF reads each `*`-separated piece by what it says (a part's name, else text,
@@ -199,7 +212,7 @@ fn parse_lmbff_by_content(src: &str) -> Result<Vec<Part>> {
         });
         let named = matches!(piece, "cls" | "mask" | "sep" | "sep+") || numbered;
         if named {
-            parts.push(lmbff_part(src, at, piece)?);
+            push_part(&mut parts, lmbff_part(src, at, piece)?, src, at)?;
         } else if !piece.is_empty() {
             parts.push(Part::Text(piece.replace('_', " ")));
         }
@@ -219,7 +232,7 @@ fn parse_lmbff_by_position(src: &str) -> Result<Vec<Part>> {
     let mut at = 0;
     for (i, piece) in pieces.iter().enumerate() {
         if i % 2 == 1 {
-            parts.push(lmbff_part(src, at, piece)?);
+            push_part(&mut parts, lmbff_part(src, at, piece)?, src, at)?;
         } else if !piece.is_empty() {
             parts.push(Part::Text(piece.replace('_', " ")));
         }
@@ -335,7 +348,7 @@ fn parse_readable(src: &str) -> Result<Vec<Part>> {
         if !lit.is_empty() {
             parts.push(Part::Text(lit));
         }
-        parts.push(if takes_space { readable_part(src, at, name, space)? } else { part });
+        push_part(&mut parts, if takes_space { readable_part(src, at, name, space)? } else { part }, src, at)?;
     }
     if !matches!(parts.first(), Some(Part::Cls)) {
         parts.insert(0, Part::Cls);
@@ -451,6 +464,18 @@ mod tests {
         assert_eq!(t.parts()[1..4], [Part::Text("{".into()), s(0, false), Part::Text("}".into())]);
         let e = Template::parse("{text} {mask} {{ a } b").unwrap_err();
         assert!(matches!(e, Error::Template { at: 19, .. }), "{e:?}");
+    }
+
+    /// The second mask is pointed at where it stands, not at the second "mask" of the
+    /// template's text.
+    #[test]
+    fn a_second_mask_is_named_where_it_stands() {
+        for src in ["{text} Unmask it: {mask} or {mask}.", "*cls**sent_0*_Unmask_it:*mask*_or*mask*.*sep+*"] {
+            let e = Template::parse(src).unwrap_err();
+            // Readable syntax points at the placeholder's brace, LM-BFF's at the part's name.
+            let second = src.rfind("{mask}").unwrap_or_else(|| src.rfind("mask").unwrap());
+            assert!(matches!(&e, Error::Template { at, message, .. } if *at == second && message.contains("second mask")), "{src}: {e:?}");
+        }
     }
 
     #[test]
