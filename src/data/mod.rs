@@ -54,6 +54,8 @@ fn read_rows(path: &Path, need_label: bool) -> Result<(Vec<Row>, bool)> {
         // LM-BFF's CSV splits (and a CSV named .tsv) have no tab in their first line.
         let hint = if !header.contains('\t') && header.contains(',') {
             "; the first line holds no tab but a comma: a TSV needs a header row, and LM-BFF's `label,sentence` files are read as such when named .csv"
+        } else if header.split('\t').any(|c| looks_quoted(c.trim())) {
+            QUOTED_HINT
         } else {
             ""
         };
@@ -105,9 +107,35 @@ fn read_rows(path: &Path, need_label: bool) -> Result<(Vec<Row>, bool)> {
             Some(l) => Some(get(l)?.trim().to_string()),
             None => None,
         };
-        rows.push(Row { line: i + 1, text_a: get(a)?, text_b: b.map(get).transpose()?, label: label.unwrap_or_default() });
+        let row = Row { line: i + 1, text_a: get(a)?, text_b: b.map(get).transpose()?, label: label.unwrap_or_default() };
+        if let Some(text) = [Some(&row.text_a), row.text_b.as_ref()].into_iter().flatten().find(|t| csv_quoted(t)) {
+            const SHOWN: usize = 60;
+            let shown: String = text.chars().take(SHOWN).collect();
+            let more = if text.chars().count() > SHOWN { "..." } else { "" };
+            return Err(bad(i + 1, format!("the text {shown:?}{more} is in CSV quotes (its own quotes doubled){QUOTED_HINT}")));
+        }
+        rows.push(row);
     }
     Ok((rows, label.is_some()))
+}
+
+/// Why a quoted TSV is refused, and how to write one that is read.
+const QUOTED_HINT: &str = "; TSV files are read as written, with no quoting (GLUE's and LM-BFF's layout): write it without \
+     quotes (pandas: `quoting=csv.QUOTE_NONE`; R: `quote = FALSE`)";
+
+/// A field wrapped whole in double quotes (`"sentence"`).
+fn looks_quoted(field: &str) -> bool {
+    field.len() >= 2 && field.starts_with('"') && field.ends_with('"')
+}
+
+/// A text as a CSV writer quotes one that holds a quote: wrapped in quotes, with its own
+/// quotes doubled (`"he said ""hi"""`). A text that is only wrapped in quotes (a quoted
+/// title) is a text as written.
+fn csv_quoted(text: &str) -> bool {
+    looks_quoted(text) && {
+        let inner = &text[1..text.len() - 1];
+        inner.contains("\"\"") && inner.split("\"\"").all(|piece| !piece.contains('"'))
+    }
 }
 
 /// Converts rows to examples, mapping each file label to its class index.
@@ -253,6 +281,26 @@ mod tests {
         assert_eq!((ex.len(), ex[0].label), (1, Some(1)));
         std::fs::write(&tsv, "\ntext\tlabel\tlabel\n").unwrap();
         assert!(read_examples(&tsv, &labels).unwrap_err().to_string().contains("line 2"), "the header's own line");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A TSV written with CSV quoting is named, not read with its quotes: a quoted
+    /// header says so, and so does a text whose own quotes are doubled; a text that is
+    /// only wrapped in quotes is kept as written.
+    #[test]
+    fn quoted_tsv_files_are_named() {
+        let dir = std::env::temp_dir().join(format!("lmbff-quoted-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let tsv = dir.join("train.tsv");
+        std::fs::write(&tsv, "\"sentence\"\t\"label\"\nfun\t1\n").unwrap();
+        let e = read_tsv(&tsv).unwrap_err().to_string();
+        assert!(e.contains("line 1") && e.contains("no `label` column") && e.contains("QUOTE_NONE"), "{e}");
+        std::fs::write(&tsv, "sentence\tlabel\n\"a \"\"hit\"\" it is\"\t1\n").unwrap();
+        let e = read_tsv(&tsv).unwrap_err().to_string();
+        assert!(e.contains("line 2") && e.contains("in CSV quotes"), "{e}");
+        std::fs::write(&tsv, "sentence\tlabel\n\"the movie\"\t1\nit is \"\"fine\"\"\t0\n").unwrap();
+        let rows = read_tsv(&tsv).unwrap();
+        assert_eq!((rows[0].text_a.as_str(), rows[1].text_a.as_str()), ("\"the movie\"", "it is \"\"fine\"\""));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
