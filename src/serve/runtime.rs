@@ -139,7 +139,7 @@ pub fn environment(explicit: Option<&Path>) -> Result<&'static Environment> {
         }
         Error::Runtime(format!(
             "ONNX Runtime library not found (looked at: {}); pass its path, set LMBFF_ORT_LIB, \
-             or put libonnxruntime.so.1.31.1 next to liblmbff.so",
+             or put ONNX Runtime 1.31's libonnxruntime.so.1.31.* (the C API this build uses) next to liblmbff.so",
             looked.join("; ")
         ))
     })?;
