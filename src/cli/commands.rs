@@ -634,12 +634,11 @@ fn save_trained(l: &Loaded, out: &Path, mut manifest: Manifest, calibration: Opt
 }
 
 fn calibrate(dev_logits: &[Vec<f32>], dev: &[Example], test: Option<(&[Vec<f32>], &[Example])>) -> Result<CalibrationReport> {
-    use crate::metrics::{ece_before_after, fit_temperature};
+    use crate::metrics::{ece_before_after, fit_calibration, FittedTemperature};
     if dev.is_empty() {
         return Err(Error::InvalidArgument("--calibrate fits on the dev set, which is empty".into()));
     }
-    let t = fit_temperature(dev_logits, &gold_labels(dev));
-    let applied = !crate::metrics::temperature_unsupported(dev_logits, &gold_labels(dev), t);
+    let FittedTemperature { temperature: t, applied } = fit_calibration(dev_logits, &gold_labels(dev));
     if !applied {
         eprintln!("warning: calibration temperature {t:.3}: {}", crate::task::TEMPERATURE_AT_BOUND);
     }

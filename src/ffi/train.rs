@@ -120,7 +120,8 @@ pub struct lmbff_train_params {
     /// auto-accepts labels above a probability. Exports divide the class logits by it;
     /// the version's notes hold it with the dev ECE before and after. Needs dev examples.
     /// A temperature the dev examples do not bound (all of them right, or all wrong, or
-    /// a fit that ran to the search's bound, 0.05 or 20) is noted and not applied, with
+    /// a fit whose dev loss is as low at the search's bound, 0.05 or 20, as at the
+    /// fitted temperature) is noted and not applied, with
     /// a warning: the version keeps its own probabilities.
     /// (Dev examples are held out of training in any case: the prompt method keeps the
     /// weights that score best on them, the other methods are scored on them, and the

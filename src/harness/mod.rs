@@ -18,7 +18,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::metrics::{accuracy, ece_before_after, fit_temperature};
+use crate::metrics::{accuracy, ece_before_after};
 use crate::model::{parse_device, MaskedLm};
 use crate::prompt::{gold_labels, DemoPool, Example, Prompt, Template, Truncation};
 use crate::tokenize::Tokenizer;
@@ -434,10 +434,12 @@ pub struct Calibration {
     pub ece_before: f64,
     #[serde(with = "nan_as_null")]
     pub ece_after: f64,
-    /// No temperature fits the dev set (the model gets every dev example right, or every
-    /// one wrong): `temperature` is the search's bound and `ece_after` says nothing of
-    /// calibration; the report leaves such runs out of its scaled means. Absent (results
-    /// stored before it) reads false.
+    /// The fitted temperature says nothing the dev set can back
+    /// ([`crate::metrics::temperature_unsupported`]: no temperature fits, as when the
+    /// model gets every dev example right or every one wrong, or the search ended at its
+    /// bound): `ece_after` says nothing of calibration, and the report leaves such runs
+    /// out of its scaled means, as the library leaves their temperature unapplied.
+    /// Absent (results stored before it) reads false.
     #[serde(default)]
     pub at_bound: bool,
 }
@@ -1242,9 +1244,7 @@ pub fn run_one(
     // Temperature scaling fitted on dev (its logits, the kept weights), judged on test
     // (classification only: a regression's probabilities are a score, not a confidence).
     let calibration = outputs.as_ref().filter(|_| spec.regression.is_none()).map(|o| {
-        let t = fit_temperature(&o.dev, &dev_gold);
-        let (ece_before, ece_after) = ece_before_after(&o.test, &gold, t, ECE_BINS);
-        Calibration { temperature: t, ece_before, ece_after, at_bound: crate::metrics::no_temperature_fits(&o.dev, &dev_gold) }
+        calibrate(&o.dev, &dev_gold, &o.test, &gold)
     });
     if let Some(o) = &outputs {
         save_logits(out, spec.name, seed, method, o)?;
@@ -1496,15 +1496,26 @@ pub fn test_source_note(results: &[RunResult]) -> String {
     )
 }
 
+/// Temperature scaling fitted on the dev logits, and test ECE before and after it; a
+/// temperature the dev set cannot back is flagged, by the rule the library applies one
+/// by.
+fn calibrate(dev: &[Vec<f32>], dev_gold: &[usize], test: &[Vec<f32>], gold: &[usize]) -> Calibration {
+    let fit = crate::metrics::fit_calibration(dev, dev_gold);
+    let (ece_before, ece_after) = ece_before_after(test, gold, fit.temperature, ECE_BINS);
+    Calibration { temperature: fit.temperature, ece_before, ece_after, at_bound: !fit.applied }
+}
+
 /// The calibration table: per method, over every run with a model, the mean test ECE
 /// (percent points, 10 bins) of the raw probabilities and after temperature scaling
 /// fitted on dev, and the mean fitted temperature; the scaled means leave out the runs
-/// whose dev set no temperature fits ([`Calibration::at_bound`], counted in their column).
+/// whose fitted temperature the dev set cannot back ([`Calibration::at_bound`], counted
+/// in their column).
 pub fn calibration_report(results: &[RunResult], methods: &[RunMethod]) -> String {
     let mut s = String::from(
         "Calibration: test expected calibration error (10 bins, percent points), mean over the runs, \
-         before and after temperature scaling fitted on dev. \"no fit\": runs whose model gets every dev example right \
-         (or every one wrong), where no temperature fits; the scaled ECE and the temperature are the means over the others.\n\n\
+         before and after temperature scaling fitted on dev. \"no fit\": runs whose dev set backs no temperature (the model gets \
+         every dev example right or every one wrong, or the fit ended at its bound, 0.05 or 20), which the library would not \
+         apply; the scaled ECE and the temperature are the means over the others.\n\n\
          | method | runs | ECE | no fit | ECE scaled | temperature |\n|---|---|---|---|---|---|\n",
     );
     let mut any = false;
@@ -1649,6 +1660,21 @@ mod tests {
         assert!(dev.iter().all(|d| !train.contains(d)));
         let (big_train, big_dev) = carve_dev((0..20_000).map(|i| Example::single(format!("t{i}"), Some(0))).collect());
         assert_eq!((big_train.len(), big_dev.len()), (19_000, FULL_DATA_DEV));
+    }
+
+    /// A dev set of right answers and one tie: some rows are not right, so a temperature
+    /// "fits", but the NLL falls all the way to the search's bound. The run is flagged
+    /// by the rule by which the library refuses to apply it, not by the all-right rule
+    /// alone.
+    #[test]
+    fn a_temperature_at_the_search_bound_is_flagged() {
+        let dev = vec![vec![0.0, 2.0], vec![3.0, 0.0], vec![1.0, 1.0]];
+        let c = calibrate(&dev, &[1, 0, 0], &dev, &[1, 0, 0]);
+        assert!(!crate::metrics::no_temperature_fits(&dev, &[1, 0, 0]));
+        assert!(c.temperature < 0.1 && c.at_bound, "{c:?}");
+        let dev = vec![vec![0.0, 2.0], vec![3.0, 0.0], vec![0.0, 1.0]];
+        let c = calibrate(&dev, &[1, 0, 0], &dev, &[1, 0, 0]);
+        assert!(!c.at_bound && c.temperature > 0.05 && c.temperature < 20.0, "{c:?}");
     }
 
     /// A run whose dev set no temperature fits (every dev example right: the fit runs to

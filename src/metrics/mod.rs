@@ -224,7 +224,7 @@ pub fn fit_temperature(logits: &[Vec<f32>], gold: &[usize]) -> f64 {
         return 1.0;
     }
     let f = |u: f64| nll_at_temperature(logits, gold, u.exp());
-    let (mut a, mut b) = (0.05f64.ln(), 20f64.ln());
+    let (mut a, mut b) = (TEMPERATURE_MIN.ln(), TEMPERATURE_MAX.ln());
     let r = (5f64.sqrt() - 1.0) / 2.0;
     let (mut c, mut d) = (b - r * (b - a), a + r * (b - a));
     let (mut fc, mut fd) = (f(c), f(d));
@@ -253,14 +253,39 @@ pub fn no_temperature_fits(logits: &[Vec<f32>], gold: &[usize]) -> bool {
 }
 
 /// Whether a fitted temperature `t` says nothing the dev set can back: no temperature
-/// fits ([`no_temperature_fits`]), or the search ended at one of its bounds (0.05, 20:
-/// the NLL still falling there, as when one tied row joins rows all right). Such a
-/// temperature is reported, never applied: at 0.05 a margin of 0.5 would read as
-/// 0.99995, and hosts accept labels above a probability.
+/// fits ([`no_temperature_fits`]), or the dev NLL at one of the search's bounds (0.05,
+/// 20) is as low as at `t`, to 1e-9 nats an example: the NLL still falls, or lies flat,
+/// all the way there, as when a tied row (the same loss at any temperature) joins rows
+/// all right. The search then stops wherever the flat NLL stops telling points apart,
+/// 0.06 as readily as 0.05, so `t` alone near a bound does not show it. Such a
+/// temperature is reported, never applied: at 0.06 a margin of 0.5 would read as
+/// 0.9997, and hosts accept labels above a probability.
 pub fn temperature_unsupported(logits: &[Vec<f32>], gold: &[usize], t: f64) -> bool {
-    let at_bound = [0.05f64, 20.0].iter().any(|b| (t.ln() - b.ln()).abs() < 1e-3);
-    at_bound || no_temperature_fits(logits, gold)
+    if no_temperature_fits(logits, gold) {
+        return true;
+    }
+    let at_t = nll_at_temperature(logits, gold, t);
+    [TEMPERATURE_MIN, TEMPERATURE_MAX].iter().any(|&b| nll_at_temperature(logits, gold, b) <= at_t + 1e-9)
 }
+
+/// A temperature fitted on dev as the library applies one: `applied` is false for a
+/// temperature the dev set does not back ([`temperature_unsupported`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FittedTemperature {
+    pub temperature: f64,
+    pub applied: bool,
+}
+
+/// Fits temperature scaling on dev logits and decides whether it is applied: the one
+/// rule of the command line, the task API and the harness.
+pub fn fit_calibration(dev_logits: &[Vec<f32>], gold: &[usize]) -> FittedTemperature {
+    let temperature = fit_temperature(dev_logits, gold);
+    FittedTemperature { temperature, applied: !temperature_unsupported(dev_logits, gold, temperature) }
+}
+
+/// The range [`fit_temperature`] searches.
+const TEMPERATURE_MIN: f64 = 0.05;
+const TEMPERATURE_MAX: f64 = 20.0;
 
 /// Rows of logits divided by `t`.
 pub fn scale_rows(logits: &[Vec<f32>], t: f64) -> Vec<Vec<f32>> {
@@ -367,7 +392,12 @@ mod tests {
         let p = softmax_rows(&scale_rows(&logits, t));
         let conf = p.iter().map(|r| r[argmax(r)] as f64).sum::<f64>() / 4.0;
         assert!((conf - 0.75).abs() < 0.01, "{conf}");
-        assert!(!no_temperature_fits(&logits, &gold));
+        assert!(!no_temperature_fits(&logits, &gold) && !temperature_unsupported(&logits, &gold, t));
+        // Right rows and one tie: the NLL lies flat towards the lower bound, and the
+        // search stops short of it (0.06); the fit is unsupported all the same.
+        let tied = [vec![0.0, 2.0], vec![3.0, 0.0], vec![1.0, 1.0]];
+        let t_tied = fit_temperature(&tied, &[1, 0, 0]);
+        assert!(!no_temperature_fits(&tied, &[1, 0, 0]) && temperature_unsupported(&tied, &[1, 0, 0], t_tied), "{t_tied}");
         // A tie (0.5) joins the bin it tops, (0.4, 0.5], not 0.55's (0.5, 0.6]: ECE
         // (|1 - 0.5| + |0 - 0.55|) / 2 (sharing a bin gave |1 - 1.05| / 2).
         let e = expected_calibration_error(&[vec![0.5, 0.5], vec![0.55, 0.45]], &[0, 1], 10);

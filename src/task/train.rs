@@ -380,9 +380,8 @@ fn calibrate(m: &mut Manifest, on: bool, dev_logits: &[Vec<f32>], dev: &[Example
         return;
     }
     let gold = gold_labels(dev);
-    let t = crate::metrics::fit_temperature(dev_logits, &gold);
+    let crate::metrics::FittedTemperature { temperature: t, applied } = crate::metrics::fit_calibration(dev_logits, &gold);
     let (before, after) = crate::metrics::ece_before_after(dev_logits, &gold, t, 10);
-    let applied = !crate::metrics::temperature_unsupported(dev_logits, &gold, t);
     // A temperature at the search's bound is noted, not exported (see TEMPERATURE_AT_BOUND).
     m.temperature = applied.then_some(t);
     m.notes.insert(
