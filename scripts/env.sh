@@ -5,6 +5,9 @@ export LMBFF_ROOT
 export LMBFF_VENV="${LMBFF_VENV:-$LMBFF_ROOT/.venv}"
 export PATH="$LMBFF_VENV/bin:$PATH"
 export LIBTORCH_USE_PYTORCH=1
+# The scripts, tests and docs find the builds under ./target: a CARGO_TARGET_DIR set for
+# other projects would put them elsewhere.
+export CARGO_TARGET_DIR="$LMBFF_ROOT/target"
 site="$("$LMBFF_VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])' 2>/dev/null || true)"
 if [ -z "$site" ]; then
   # Every path below lives in the venv: without it they would name /torch/lib and the like.
