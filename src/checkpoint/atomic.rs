@@ -122,15 +122,71 @@ pub(crate) fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(format!(".tmp-{}", tmp_suffix()));
     let tmp = PathBuf::from(tmp);
+    // The temporary file stays locked ([`TempLock`]) until it is renamed.
     let written = std::fs::OpenOptions::new().write(true).create_new(true).open(&tmp).and_then(|mut f| {
+        let _held = TempLock::on(&f);
         f.write_all(bytes)?;
-        f.sync_all()
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
     });
-    if let Err(e) = written.and_then(|()| std::fs::rename(&tmp, path)) {
+    if let Err(e) = written {
         let _ = std::fs::remove_file(&tmp);
         return Err(Error::io(path, e));
     }
     Ok(())
+}
+
+/// An advisory lock (`flock`) its writer holds on a temporary file or folder for as long
+/// as it uses it: the stale sweep ([`remove_stale_temps`]) and the moved-aside restore
+/// ([`restore_moved_aside`]) take only what no writer holds. A dead writer's lock is
+/// gone with it, whatever its pid, so a container's pid 1 finds its own earlier run's
+/// leftovers stale too. (The lock is on the file or folder itself, and follows it
+/// through renames.)
+pub(crate) struct TempLock(Option<std::fs::File>);
+
+impl TempLock {
+    /// Locks the open `file`. Where the file system cannot lock, nothing is held, and the
+    /// sweep, which cannot lock either, takes it for held.
+    fn on(file: &std::fs::File) -> TempLock {
+        TempLock(file.try_clone().ok().filter(|f| try_flock(f) == Some(true)))
+    }
+
+    /// Opens and locks the file or folder `path`.
+    fn open(path: &Path) -> TempLock {
+        TempLock(std::fs::File::open(path).ok().filter(|f| try_flock(f) == Some(true)))
+    }
+}
+
+impl Drop for TempLock {
+    fn drop(&mut self) {
+        // Closing the descriptor releases the lock.
+        self.0.take();
+    }
+}
+
+/// Takes `flock(LOCK_EX | LOCK_NB)` on `file`: `Some(true)` taken, `Some(false)` another
+/// holds it, `None` the file system cannot lock.
+fn try_flock(file: &std::fs::File) -> Option<bool> {
+    use std::os::unix::io::AsRawFd;
+    loop {
+        // SAFETY: the descriptor is open for as long as `file` lives.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            return Some(true);
+        }
+        match std::io::Error::last_os_error().raw_os_error() {
+            Some(libc::EINTR) => continue,
+            Some(libc::EWOULDBLOCK) => return Some(false),
+            _ => return None,
+        }
+    }
+}
+
+/// The lock on the temporary file or folder `path` when no writer holds it
+/// ([`TempLock`]), kept while the caller removes or restores it; `None` when a writer
+/// holds it, or it cannot be opened or locked.
+fn take_unheld(path: &Path) -> Option<TempLock> {
+    let lock = TempLock::open(path);
+    lock.0.is_some().then_some(lock)
 }
 
 /// Syncs a folder itself (its entries: names created, renamed or removed in it).
@@ -144,8 +200,9 @@ fn parent_of(dest: &Path) -> &Path {
 }
 
 /// Creates a fresh temporary folder beside `dest`, lets `fill` write into it, and syncs
-/// its files and the folder; on any error the temporary folder is removed.
-fn filled_temp(dest: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<PathBuf> {
+/// its files and the folder; on any error the temporary folder is removed. The folder is
+/// locked ([`TempLock`]) for as long as the caller keeps the lock returned with it.
+fn filled_temp(dest: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<(PathBuf, TempLock)> {
     let parent = parent_of(dest);
     // Synced: the output's own entry is synced once it is placed, and it must not sit in
     // a new folder that a power loss could take back.
@@ -153,8 +210,9 @@ fn filled_temp(dest: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<Pa
     let name = dest.file_name().ok_or_else(|| Error::InvalidArgument(format!("{} is not a directory path", dest.display())))?;
     let tmp = parent.join(format!(".{}.tmp-{}", name.to_string_lossy(), tmp_suffix()));
     std::fs::create_dir(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    let held = TempLock::open(&tmp);
     match fill(&tmp).and_then(|()| list_output(&tmp)).and_then(|()| sync_dir_files(&tmp)).and_then(|()| sync_dir(&tmp)) {
-        Ok(()) => Ok(tmp),
+        Ok(()) => Ok((tmp, held)),
         Err(e) => {
             let _ = std::fs::remove_dir_all(&tmp);
             Err(e)
@@ -176,7 +234,7 @@ fn filled_temp(dest: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<Pa
 /// being exported) is refused with `InvalidArgument` and left as it is.
 pub fn write_dir_atomic(dest: &Path, marker: &str, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     check_dest(dest, marker)?;
-    let tmp = filled_temp(dest, fill)?;
+    let (tmp, _held) = filled_temp(dest, fill)?;
     // `dest` may have changed while `fill` ran (another writer's output, or a task saved
     // there): `replace` checks what it takes out again.
     let placed = if dest.exists() {
@@ -297,8 +355,8 @@ pub(crate) fn can_make_folder_in(dir: &Path) -> std::io::Result<()> {
 
 /// Puts back the folder a writer moved aside (`.<name>.old-<pid>-<n>`, [`replace`]
 /// where the file system cannot swap two folders in one step) and never replaced, as a
-/// crash between its two renames leaves it: only while `dest` is missing, only one of a
-/// process that no longer runs here, the latest if there are several. Without this the
+/// crash between its two renames leaves it: only while `dest` is missing, only one no
+/// writer holds ([`TempLock`]), the latest if there are several. Without this the
 /// earlier output would sit hidden until [`remove_stale_temps`] deleted it.
 pub(crate) fn restore_moved_aside(dest: &Path) -> Result<()> {
     if dest.exists() || dest.is_symlink() {
@@ -310,9 +368,11 @@ pub(crate) fn restore_moved_aside(dest: &Path) -> Result<()> {
     let mut latest: Option<(std::time::SystemTime, PathBuf)> = None;
     for entry in entries.flatten() {
         let file = entry.file_name().to_string_lossy().to_string();
-        let Some(pid) = file.strip_prefix(&prefix).and_then(suffix_pid) else { continue };
+        if !file.strip_prefix(&prefix).is_some_and(is_temp_suffix) {
+            continue;
+        }
         let Ok(meta) = entry.metadata() else { continue };
-        if !meta.is_dir() || pid == std::process::id() as i32 || process_runs(pid) {
+        if !meta.is_dir() {
             continue;
         }
         let when = meta.modified().unwrap_or(std::time::UNIX_EPOCH);
@@ -320,7 +380,9 @@ pub(crate) fn restore_moved_aside(dest: &Path) -> Result<()> {
             latest = Some((when, entry.path()));
         }
     }
+    // The latest, unless a writer holds it (its move aside is under way).
     if let Some((_, old)) = latest {
+        let Some(_taken) = take_unheld(&old) else { return Ok(()) };
         match std::fs::rename(&old, dest) {
             Ok(()) => {
                 crate::log::log(crate::log::Level::Warn, || {
@@ -343,7 +405,7 @@ pub(crate) const STALE_AFTER: std::time::Duration = std::time::Duration::from_se
 
 /// Removes the temporary folders (`.<name>.tmp-<pid>-<n>`, `.<name>.old-<pid>-<n>`, named
 /// exactly as [`tmp_suffix`] names them) that writers of `dest` killed half-way left
-/// beside it: those of processes that no longer run here, untouched for an hour. A live
+/// beside it: those no writer holds ([`TempLock`]), untouched for an hour. A live
 /// writer's, and any other name, are left alone.
 fn remove_stale_temps(dest: &Path) {
     let Some(name) = dest.file_name().map(|n| n.to_string_lossy().to_string()) else { return };
@@ -352,49 +414,37 @@ fn remove_stale_temps(dest: &Path) {
 
 /// Removes, in the folder `dir`, every temporary file or folder a writer killed half-way
 /// left there: any name ending in `.tmp-<pid>-<n>` ([`write_file_atomic`]'s files,
-/// [`write_dir_atomic`]'s folders), of a process that no longer runs here, untouched for
-/// an hour. For a folder lmbff owns whole (a harness output's folders, a task's).
+/// [`write_dir_atomic`]'s folders) that no writer holds ([`TempLock`]), untouched for an
+/// hour. For a folder lmbff owns whole (a harness output's folders, a task's).
 pub(crate) fn remove_stale_temps_in(dir: &Path) {
     remove_stale(dir, |file| file.rsplit_once(".tmp-").map(|(_, rest)| rest.to_string()));
 }
 
 /// The entries of `dir` whose name `suffix` maps to `<pid>-<n>` (exactly, as
-/// [`tmp_suffix`] writes it), removed when stale: not this process's, idle for
-/// [`STALE_AFTER`], and of a process that no longer runs.
+/// [`tmp_suffix`] writes it), removed when stale: idle for [`STALE_AFTER`] and held by
+/// no writer (the lock is taken, and kept while it goes).
 fn remove_stale(dir: &Path, suffix: impl Fn(&str) -> Option<String>) {
     let Ok(entries) = std::fs::read_dir(dir) else { return };
     for entry in entries.flatten() {
-        let Some(pid) = suffix(&entry.file_name().to_string_lossy()).as_deref().and_then(suffix_pid) else { continue };
+        if !suffix(&entry.file_name().to_string_lossy()).as_deref().is_some_and(is_temp_suffix) {
+            continue;
+        }
         let Ok(meta) = entry.metadata() else { continue };
         let idle = meta.modified().ok().and_then(|t| t.elapsed().ok());
-        if pid != std::process::id() as i32 && idle.is_some_and(|d| d > STALE_AFTER) && !process_runs(pid) {
+        if idle.is_none_or(|d| d <= STALE_AFTER) {
+            continue;
+        }
+        if let Some(_taken) = take_unheld(&entry.path()) {
             let _ = if meta.is_dir() { std::fs::remove_dir_all(entry.path()) } else { std::fs::remove_file(entry.path()) };
         }
     }
 }
 
-/// The writer's pid of a temporary name's suffix `<pid>-<n>`, exactly as [`tmp_suffix`]
-/// writes it (digits on both sides); `None` for any other name.
-fn suffix_pid(rest: &str) -> Option<i32> {
+/// Whether a temporary name's suffix is `<pid>-<n>`, exactly as [`tmp_suffix`] writes
+/// it (digits on both sides).
+fn is_temp_suffix(rest: &str) -> bool {
     let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    rest.split_once('-').filter(|(p, n)| digits(p) && digits(n)).and_then(|(p, _)| p.parse().ok())
-}
-
-/// Whether process `pid` runs (or may: where it cannot be told, it is taken to run).
-fn process_runs(pid: i32) -> bool {
-    #[cfg(unix)]
-    {
-        // SAFETY: signal 0 sends nothing; it only checks that the process exists.
-        if unsafe { libc::kill(pid, 0) } == 0 {
-            return true;
-        }
-        std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = pid;
-        true
-    }
+    rest.split_once('-').is_some_and(|(p, n)| digits(p) && digits(n))
 }
 
 /// Puts the folder `tmp` in the place of the existing folder `dest` and removes the old
@@ -424,6 +474,8 @@ fn replace(tmp: &Path, dest: &Path, marker: &str) -> Result<()> {
     }
     let name = dest.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
     let old = parent_of(dest).join(format!(".{name}.old-{}", tmp_suffix()));
+    // Held while it is aside: another process's restore must not put it back under us.
+    let _held = TempLock::open(dest);
     std::fs::rename(dest, &old).map_err(|e| Error::io(dest, e))?;
     if !may_take_out(&old) {
         std::fs::rename(&old, dest).map_err(|e| Error::io(dest, e))?;
@@ -466,7 +518,7 @@ fn exchange(_: &Path, _: &Path) -> std::io::Result<bool> {
 /// reserved folder is left empty.
 #[cfg(feature = "train")]
 pub(crate) fn write_new_dir(dest: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-    let tmp = filled_temp(dest, fill)?;
+    let (tmp, _held) = filled_temp(dest, fill)?;
     if let Err(e) = std::fs::rename(&tmp, dest) {
         let _ = std::fs::remove_dir_all(&tmp);
         return Err(Error::io(dest, e));

@@ -391,25 +391,60 @@ pub(crate) fn fnv1a_file(path: &Path, mut h: u64) -> Result<u64> {
 mod tests {
     use super::*;
 
+    /// What a live writer does to its temporary file or folder: holds `flock` on it.
+    fn held(path: &Path) -> std::fs::File {
+        use std::os::unix::io::AsRawFd;
+        let f = std::fs::File::open(path).unwrap();
+        // SAFETY: the descriptor is open for as long as `f` lives.
+        assert_eq!(unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) }, 0);
+        f
+    }
+
     /// A folder moved aside by a write that died between its two renames (where the file
     /// system cannot swap folders) is put back by the next write, not left hidden until
-    /// the stale-folder sweep deletes it; a running writer's is left alone.
+    /// the stale-folder sweep deletes it, whatever the pid in its name (this process's
+    /// own: a container's pid 1 meets its earlier run's). While a running writer holds
+    /// the latest one locked (its replace is under way), nothing moves.
     #[test]
     fn a_folder_moved_aside_by_a_crash_is_put_back() {
         let root = std::env::temp_dir().join(format!("lmbff-aside-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
         let dest = root.join("model");
         write_dir_atomic(&dest, "a", |d| std::fs::write(d.join("a"), "kept").map_err(|e| Error::io(d, e))).unwrap();
-        let live = root.join(format!(".model.old-{}-0", std::os::unix::process::parent_id()));
+        let crashed = root.join(format!(".model.old-{}-4", std::process::id()));
+        std::fs::rename(&dest, &crashed).unwrap();
+        let live = root.join(".model.old-999999999-0");
         std::fs::create_dir(&live).unwrap();
-        std::fs::rename(&dest, root.join(".model.old-999999999-4")).unwrap();
+        let later = std::time::SystemTime::now() + std::time::Duration::from_secs(60);
+        std::fs::File::open(&live).unwrap().set_modified(later).unwrap();
+        let writer = held(&live);
+        check_dest(&dest, "a").unwrap();
+        assert!(!dest.exists() && live.is_dir() && crashed.is_dir(), "a writer's replace is under way");
+        // The writer is done (it removes its folder): the crashed one goes back.
+        drop(writer);
+        std::fs::remove_dir(&live).unwrap();
         check_dest(&dest, "a").unwrap();
         assert_eq!(std::fs::read_to_string(dest.join("a")).unwrap(), "kept");
-        assert!(live.is_dir() && !root.join(".model.old-999999999-4").exists());
-        // With only a running writer's folder beside it, nothing moves.
-        std::fs::remove_dir_all(&dest).unwrap();
-        check_dest(&dest, "a").unwrap();
-        assert!(!dest.exists() && live.is_dir());
+        assert!(!crashed.exists());
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    /// A writer holds its temporary folder while it fills it: a sweep meanwhile (another
+    /// command in the same folder), with the folder two hours idle by its clock, leaves it.
+    #[test]
+    fn a_temporary_folder_in_use_is_not_swept() {
+        let root = std::env::temp_dir().join(format!("lmbff-in-use-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let dest = root.join("model");
+        write_dir_atomic(&dest, "a", |d| {
+            let hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(2 * 3600);
+            std::fs::File::open(d).unwrap().set_modified(hours_ago).unwrap();
+            remove_stale_temps_in(&root);
+            assert!(d.is_dir(), "swept while in use");
+            std::fs::write(d.join("a"), "whole").map_err(|e| Error::io(d, e))
+        })
+        .unwrap();
+        assert_eq!(std::fs::read_to_string(dest.join("a")).unwrap(), "whole");
         let _ = std::fs::remove_dir_all(&root);
     }
 
@@ -470,23 +505,26 @@ mod tests {
         write_dir_atomic(&empty, "a", |d| std::fs::write(d.join("a"), "four").map_err(|e| Error::io(d, e))).unwrap();
         assert_eq!(std::fs::read_to_string(empty.join("a")).unwrap(), "four");
         // What writers killed half-way left beside it, untouched for over an hour, goes
-        // with the next write; a running writer's temporary folder (here the parent
-        // process's), a recent one, another output's and a user's name stay.
+        // with the next write, whatever its pid (this process's own: a container's pid 1
+        // meets its earlier run's); a running writer's temporary folder (one it holds
+        // locked), a recent one, another output's and a user's name stay.
         let dead = root.join(".model.tmp-999999999-0");
+        let same_pid = root.join(format!(".model.tmp-{}-0", std::process::id()));
         let dead_old = root.join(".model.old-999999999-3");
         let recent = root.join(".model.tmp-999999998-0");
         let live = root.join(format!(".model.tmp-{}-0", std::os::unix::process::parent_id()));
         let other = root.join(".modelx.tmp-999999999-0");
         let users = root.join(".model.old-2024-05-01");
         let hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(2 * 3600);
-        for d in [&dead, &dead_old, &recent, &live, &other, &users] {
+        for d in [&dead, &same_pid, &dead_old, &recent, &live, &other, &users] {
             std::fs::create_dir(d).unwrap();
             if d != &recent {
                 std::fs::File::open(d).unwrap().set_modified(hours_ago).unwrap();
             }
         }
+        let _writer = held(&live);
         write_dir_atomic(&dest, "b", |d| std::fs::write(d.join("b"), "five").map_err(|e| Error::io(d, e))).unwrap();
-        assert!(!dead.exists() && !dead_old.exists(), "the dead writers' folders go");
+        assert!(!dead.exists() && !same_pid.exists() && !dead_old.exists(), "the dead writers' folders go");
         assert!(recent.exists() && live.exists() && other.exists() && users.exists(), "the rest stays");
         std::fs::remove_dir_all(&root).unwrap();
     }
