@@ -107,7 +107,34 @@ if (c.abiVersion() !== ABI_VERSION) {
 // A handle the program drops without close() is freed when it is garbage-collected (an
 // open predictor holds its model; waiting for the process to end could hold gigabytes).
 // close() frees at once and unregisters.
-const collected = new FinalizationRegistry(([free, handle]) => free(handle));
+// A worker thread that ends runs no finaliser: what its program dropped unclosed is
+// freed when it exits (its 'exit' event), or a dropped predictor's model would stay
+// in the process's memory for good.
+const unclosed = new Set(); // [free, handle] of every handle not yet closed or collected
+const collected = new FinalizationRegistry((entry) => {
+  unclosed.delete(entry);
+  entry[0](entry[1]);
+});
+const entries = new WeakMap(); // owner -> its entry
+const collectable = {
+  register(owner, entry) {
+    unclosed.add(entry);
+    entries.set(owner, entry);
+    collected.register(owner, entry, owner);
+  },
+  unregister(owner) {
+    collected.unregister(owner);
+    unclosed.delete(entries.get(owner));
+    entries.delete(owner);
+  },
+};
+if (!isMainThread) {
+  process.on('exit', () => {
+    // Each is freed on its own (predictions hold nothing of their predictor).
+    for (const entry of unclosed) entry[0](entry[1]);
+    unclosed.clear();
+  });
+}
 
 // The parameter structs mirror include/lmbff.h. Their defaults come from the library's
 // lmbff_X_params_init with this binding's size, never by value (a later library's larger
@@ -152,7 +179,9 @@ function invalid(what, message) {
   return new LmbffError(1, what, message);
 }
 
-/** `v` as a C string: a string without NUL, or null where `nullable`. */
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+/** `v` as a C string: a string without NUL or lone surrogates, or null where `nullable`. */
 function str(what, name, v, nullable = false) {
   if (v === null || v === undefined) {
     if (nullable) return null;
@@ -161,6 +190,10 @@ function str(what, name, v, nullable = false) {
   if (typeof v !== 'string') throw invalid(what, `${name} is a ${typeof v}, not a string`);
   const nul = v.indexOf('\0');
   if (nul >= 0) throw invalid(what, `${name} holds a NUL character at index ${nul}: C strings end there, so lmbff would read only what comes before it`);
+  // A lone surrogate has no UTF-8 form: koffi would write U+FFFD in its place, and the
+  // text would change without a word.
+  const lone = LONE_SURROGATE.exec(v);
+  if (lone) throw invalid(what, `${name} holds a lone UTF-16 surrogate (\\u${lone[0].charCodeAt(0).toString(16)}) at index ${lone.index}: it has no UTF-8 form`);
   return v;
 }
 
@@ -320,7 +353,7 @@ class Predictor {
     const out = [null];
     check(c.predictorOpen(str(what, 'exportDir', exportDir), p, out), what);
     this.handle = out[0];
-    collected.register(this, [c.predictorFree, this.handle], this);
+    collectable.register(this, [c.predictorFree, this.handle]);
     this.labels = Array.from({ length: Number(c.numLabels(this.handle)) }, (_, i) => c.label(this.handle, i));
     /** A multi-label export: probs are each label's own probability; `labels` of a prediction lists those that apply. */
     this.multiLabel = c.multiLabel(this.handle);
@@ -357,7 +390,7 @@ class Predictor {
 
   close() {
     if (this.handle) {
-      collected.unregister(this);
+      collectable.unregister(this);
       c.predictorFree(this.handle);
     }
     this.handle = null;
@@ -370,7 +403,7 @@ class Predictions {
     this.predictor = predictor;
     this.handle = handle;
     this.length = Number(c.predictionsCount(handle));
-    collected.register(this, [c.predictionsFree, handle], this);
+    collectable.register(this, [c.predictionsFree, handle]);
   }
 
   /**
@@ -419,7 +452,7 @@ class Predictions {
 
   close() {
     if (this.handle) {
-      collected.unregister(this);
+      collectable.unregister(this);
       c.predictionsFree(this.handle);
     }
     this.handle = null;
@@ -467,7 +500,7 @@ const TRAIN_OPTIONS = {
 class Task {
   constructor(handle) {
     this.handle = handle;
-    collected.register(this, [c.taskFree, handle], this);
+    collectable.register(this, [c.taskFree, handle]);
     /** Class names, in class order. */
     this.labels = Array.from({ length: Number(c.taskNumLabels(handle)) }, (_, i) => c.taskLabel(handle, i));
   }
@@ -600,6 +633,10 @@ class Task {
       const given = options(what, 'params', params, Object.keys(TRAIN_OPTIONS));
       ({ onProgress, signal, pollMs = 50 } = options(what, 'run options', runOptions, ['onProgress', 'signal', 'pollMs']));
       handle = this.handleFor(what);
+      // A worker's runs could not be cancelled and waited for when it is terminated (its
+      // exit handler does not run then), and a run left going crashes the process at
+      // exit. train() is asynchronous already: the event loop stays free without a worker.
+      if (!isMainThread) throw invalid(what, 'this is a worker thread: start training on the main thread (train() runs on lmbff\'s own thread and does not block the event loop)');
       if (onProgress !== undefined && onProgress !== null && typeof onProgress !== 'function') throw invalid(what, `onProgress is a ${typeof onProgress}: give a function`);
       if (signal !== undefined && signal !== null && (typeof signal.addEventListener !== 'function' || typeof signal.aborted !== 'boolean')) {
         throw invalid(what, 'signal is not an AbortSignal: give an AbortController\'s signal (controller.signal), not the controller');
@@ -622,7 +659,7 @@ class Task {
     if (signal?.aborted) onAbort();
     else if (signal) signal.addEventListener('abort', onAbort, { once: true });
     return new Promise((resolve, reject) => {
-      let thrown = null;
+      let threw = false, thrown; // what onProgress threw (any value, undefined included)
       // The run's end, however it came: the listener goes, then the handle.
       const release = () => {
         if (signal) signal.removeEventListener('abort', onAbort);
@@ -643,11 +680,12 @@ class Task {
           return reject(err);
         }
         try {
-          if (onProgress && !thrown) onProgress({ step: Number(step[0]), total: Number(total[0]) });
+          if (onProgress && !threw) onProgress({ step: Number(step[0]), total: Number(total[0]) });
         } catch (e) {
           // A run that has ended can no longer be cancelled: its result stands (a saved
           // version is not hidden behind the error), which becomes a process warning.
           if (state[0] === 0) {
+            threw = true;
             thrown = e;
             c.runCancel(run);
           } else {
@@ -661,13 +699,13 @@ class Task {
         const version = status === 0 ? c.runVersion(run) : null;
         // A cancel that came after the save and could not delete the version ends OK
         // with it (the header: no version is left unnamed): the error names it.
-        if (thrown && version) {
+        if (threw && version) {
           process.emitWarning(`onProgress threw, and the run had saved version ${version}, which could not be deleted: it stays`, 'LmbffProgressWarning');
           if (thrown instanceof Object) thrown.version = version;
         }
-        const err = thrown || (status === 0 ? null : new LmbffError(status, 'training'));
         release();
-        return err ? reject(err) : resolve(version);
+        if (threw) return reject(thrown);
+        return status === 0 ? resolve(version) : reject(new LmbffError(status, 'training'));
       };
       setTimeout(tick, pollMs);
     });
@@ -692,7 +730,7 @@ class Task {
 
   close() {
     if (this.handle) {
-      collected.unregister(this);
+      collectable.unregister(this);
       c.taskFree(this.handle);
     }
     this.handle = null;

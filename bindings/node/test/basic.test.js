@@ -73,6 +73,11 @@ test('task, training with progress and cancellation, versions, export, predict',
   // A progress callback that throws cancels the run; the promise rejects with its error.
   const boom = task.train({ steps: 100000, method: 'prompt' }, { onProgress: () => { throw new Error('boom'); } });
   await assert.rejects(boom, /boom/);
+  // Whatever it throws, undefined included, is what the promise rejects with.
+  let thrown = 0;
+  const falsy = task.train({ steps: 100000, method: 'prompt' }, { onProgress: () => { thrown += 1; throw undefined; } });
+  await assert.rejects(falsy, (e) => e === undefined);
+  assert.strictEqual(thrown, 1, 'onProgress is called no more once it threw');
 
   // Versions: a warm-started second one with demonstrations (its export predicts with
   // 2 fixed sets), deleted again.

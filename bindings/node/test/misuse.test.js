@@ -50,6 +50,10 @@ test('arguments of the wrong type or range are refused by name', () => {
   assert.throws(() => task.addExample('A fine film.', 1), invalid(/label is a number/));
   assert.throws(() => task.addExample(12345, 'pos'), invalid(/text is a number/));
   assert.throws(() => task.addExample('x', 'pos\0junk'), invalid(/label holds a NUL character at index 3/));
+  // A lone surrogate has no UTF-8 form (koffi wrote U+FFFD in its place, silently).
+  assert.throws(() => task.addExample('bad \uD800 film', 'pos'), invalid(/text holds a lone UTF-16 surrogate \(\\ud800\) at index 4/));
+  assert.throws(() => task.addExample('\uDE00', 'pos'), invalid(/lone UTF-16 surrogate \(\\ude00\) at index 0/));
+  task.remove(task.addExample('a surrogate pair \u{1F600} is fine', 'pos'));
   assert.throws(() => task.remove(-1), invalid(/id is -1/));
   assert.throws(() => task.counts(1.5), invalid(/label index is 1.5/));
   assert.strictEqual(task.counts(1).examples, 0, 'nothing was added');
@@ -217,7 +221,11 @@ test('a logger set on the main thread gets the messages of lmbff calls in worker
       const p = new lmbff.Predictor(workerData, { threads: 1 });
       const label = p.predict(['A great ride.'])[0].label;
       p.close();
-      parentPort.postMessage({ refused, label });`;
+      // Training is refused in a worker: a terminated worker could not cancel its run.
+      const task = lmbff.Task.create({ modelDir: process.env.LMBFF_DEFAULT_MODEL, labels: ['neg', 'pos'], labelWords: ['terrible', 'great'] });
+      task.train({ method: 'zero-shot-words' }).then(
+        () => parentPort.postMessage({ refused, label, train: 'trained' }),
+        (e) => { task.close(); parentPort.postMessage({ refused, label, train: e.code + ': ' + e.message }); });`;
     // Two workers at once, each opening a predictor (which logs) on its own thread: that
     // aborted the process when the message went straight to the main thread's function.
     const results = await Promise.all([0, 1].map(() => new Promise((resolve, reject) => {
@@ -228,6 +236,7 @@ test('a logger set on the main thread gets the messages of lmbff calls in worker
     for (const r of results) {
       assert.strictEqual(r.label, 'pos');
       assert.match(r.refused, /^INVALID_ARGUMENT: .*this is a worker thread: the logger is process-wide, set it on the main thread/);
+      assert.match(r.train, /^INVALID_ARGUMENT: train: this is a worker thread: start training on the main thread/);
     }
     await new Promise((resolve) => setTimeout(resolve, 200));
     assert.ok(logged.filter((m) => m.includes('predictor opened')).length >= 2, JSON.stringify(logged));
