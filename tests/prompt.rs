@@ -131,6 +131,22 @@ fn long_inputs_are_tokenized_only_as_far_as_truncation_reads() {
     let took = started.elapsed();
     assert_eq!(e, p.encode(&tok, &Example::single(".".repeat(4096), None)).unwrap());
     assert!(took < std::time::Duration::from_secs(2), "20 MB of dots took {took:?} to render");
+    // 20 MB of one letter is one [UNK] word however long (it took 47 s at the C ABI), and
+    // so is a letter joined by form feeds (BERT's normaliser deletes them): an unbroken
+    // stretch is read to 64 KiB (16 times the first cut), and the text taken to end
+    // there; a text after such a stretch is not read.
+    for (kind, unit) in [("letters", "a"), ("form feeds", "a\x0c"), ("zero-width spaces", "a\u{200b}")] {
+        let run = unit.repeat((20 << 20) / unit.len());
+        let started = std::time::Instant::now();
+        let e = p.encode(&tok, &Example::single(format!("{run} then words"), None)).unwrap();
+        let took = started.elapsed();
+        assert_eq!(e, p.encode(&tok, &Example::single(unit.repeat(4096), None)).unwrap(), "{kind}");
+        assert!(took < std::time::Duration::from_secs(2), "20 MB of {kind} took {took:?} to render");
+    }
+    // A break within the last 64 KiB keeps the reading going: words after 40 KiB of a
+    // letter are read.
+    let text = format!("{} then words", "a".repeat(40 << 10));
+    assert_eq!(tok.encode_head(&text, 128).unwrap(), tok.encode_piece(&text).unwrap());
 }
 
 /// `{cls}` and `{sep}` written out render as the template without them: spaces beside a

@@ -181,7 +181,9 @@ pub unsafe extern "C" fn lmbff_predictor_label(p: *const lmbff_predictor, i: usi
 /// (`texts_b` NULL otherwise: a second text for a one-sentence template is
 /// LMBFF_ERR_INVALID_ARGUMENT, naming the input). n = 0 gives an empty result. Texts over the length limit
 /// are truncated as the export's manifest says (the mask is kept); of a long text only as
-/// much is tokenized as truncation keeps (a few kilobytes past it, whitespace or not).
+/// much is tokenized as truncation keeps (a few kilobytes past it); a stretch with no
+/// space, tab or line break ends the text once 64 KiB of it is read (256 bytes a token
+/// where max_len is over 256; docs/export.md).
 /// A model that gives an input a probability that is not a number (weights that
 /// diverged in training) is LMBFF_ERR_FORMAT naming the input, never a NaN result. On
 /// success *out holds the results, to free with lmbff_predictions_free.

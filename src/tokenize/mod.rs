@@ -213,6 +213,9 @@ impl Tokenizer {
 /// and at least this many bytes.
 const HEAD_BYTES_PER_TOKEN: usize = 16;
 const HEAD_MIN_BYTES: usize = 4096;
+/// An unbroken stretch (no space, tab or line break) this many times the first cut's
+/// length is read no further ([`encode_prefix`]).
+const HEAD_MAX_UNBROKEN: usize = 16;
 
 /// `encode` of the shortest prefix of `text` ending at a cut ([`Tokenizer::encode_head`])
 /// whose encoding holds `max_tokens` ids (`len` counts them), or of the whole text.
@@ -223,6 +226,13 @@ const HEAD_MIN_BYTES: usize = 4096;
 /// those are taken (the longer prefix's tokens reaching that far no longer depend on
 /// where the text stops); otherwise `from` doubles, and past the text's end it is
 /// encoded whole. `head` gives an encoding's first `max_tokens` ids for the comparison.
+///
+/// Such a stretch may give few ids however long it is (WordPiece reads a word of over
+/// 100 characters as one `[UNK]`; BERT's normaliser deletes form feeds, zero-width
+/// spaces and accents, joining what they separate), and tokenizing 20 MB of it took
+/// 47 s. So once the cut reaches [`HEAD_MAX_UNBROKEN`] times the first cut's length
+/// (64 KiB at 128 tokens) into a stretch with no space, tab or line break, the text is
+/// taken to end there: what follows such a stretch is not read.
 fn encode_prefix<T, H: PartialEq>(
     text: &str,
     max_tokens: usize,
@@ -231,7 +241,11 @@ fn encode_prefix<T, H: PartialEq>(
     head: impl Fn(&T, usize) -> H,
 ) -> Result<T> {
     let mut from = max_tokens.saturating_mul(HEAD_BYTES_PER_TOKEN).max(HEAD_MIN_BYTES);
+    let unbroken = from.saturating_mul(HEAD_MAX_UNBROKEN);
     loop {
+        if from >= unbroken && from < text.len() && !text.as_bytes()[from - unbroken..from].iter().any(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r')) {
+            return encode(&text[..char_boundary_at_or_after(text, from)]);
+        }
         let far = char_boundary_at_or_after(text, from.saturating_mul(2));
         match word_end_at_or_after(text, from, far) {
             // A word's end not far past `from`: the exact cut.
