@@ -72,6 +72,11 @@ pub fn set_sink(sink: Option<Sink>) {
     *current = sink;
 }
 
+/// Whether a sink wants messages at `level`.
+pub fn enabled(level: Level) -> bool {
+    SINK.read_recursive().as_ref().is_some_and(|s| level <= s.max)
+}
+
 /// Logs `message` at `level` if a sink wants it.
 pub fn log(level: Level, message: impl FnOnce() -> String) {
     if in_callback() {

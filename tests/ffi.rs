@@ -406,3 +406,66 @@ fn log_queue_keeps_messages_for_the_host() {
         assert!(!after.iter().any(|m| m.contains("predictor opened")), "logging stopped: {after:?}");
     }
 }
+
+/// The export the child process of the next test opens (its own, made before it sets
+/// the callback).
+static WAITER_EXPORT: std::sync::OnceLock<CString> = std::sync::OnceLock::new();
+static WAITED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// On ONNX Runtime's first message, opens a predictor on another thread and waits for it.
+extern "C" fn wait_for_another_open(_level: i32, message: *const c_char, _user_data: *mut std::ffi::c_void) {
+    let text = unsafe { CStr::from_ptr(message) }.to_string_lossy();
+    if !text.starts_with("ONNX Runtime:") || WAITED.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        return;
+    }
+    let dir = WAITER_EXPORT.get().unwrap().clone();
+    let opened = std::thread::spawn(move || unsafe {
+        let mut p = std::ptr::null_mut();
+        let status = lmbff_predictor_open(dir.as_ptr(), null(), &mut p);
+        lmbff_predictor_free(p);
+        status
+    })
+    .join()
+    .unwrap();
+    println!("the other open: {opened:?}");
+}
+
+/// A log callback may wait for threads that log (the header), also while ONNX Runtime
+/// loads and sends its start-up messages: they are held back until the load's lock is
+/// released. A callback that waited for another thread's predictor open waited forever,
+/// that open waiting for the lock. Run in a child process: ONNX Runtime loads once a
+/// process, and this test binary's other tests load it.
+#[test]
+fn a_log_callback_may_wait_for_an_open_while_onnx_runtime_loads() {
+    const CHILD: &str = "LMBFF_TEST_ORT_LOAD_CHILD";
+    if std::env::var_os(CHILD).is_none() {
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "a_log_callback_may_wait_for_an_open_while_onnx_runtime_loads", "--nocapture", "--test-threads", "1"])
+            .env(CHILD, "1")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while child.try_wait().unwrap().is_none() {
+            if std::time::Instant::now() > until {
+                let _ = child.kill();
+                panic!("the child process hung: the callback's wait for the other open never ended");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let out = child.wait_with_output().unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success() && text.contains("the other open: LMBFF_OK"), "{text}");
+        return;
+    }
+    WAITER_EXPORT.set(exported()).unwrap();
+    unsafe {
+        assert_eq!(lmbff_set_log_callback(Some(wait_for_another_open), LMBFF_LOG_DEBUG, std::ptr::null_mut()), LMBFF_OK);
+        let mut p = std::ptr::null_mut();
+        assert_eq!(lmbff_predictor_open(exported().as_ptr(), null(), &mut p), LMBFF_OK, "{}", last_error());
+        lmbff_predictor_free(p);
+        lmbff_set_log_callback(None, LMBFF_LOG_ERROR, std::ptr::null_mut());
+    }
+    assert!(WAITED.load(std::sync::atomic::Ordering::SeqCst), "ONNX Runtime sent no message while it loaded");
+}

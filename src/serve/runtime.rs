@@ -11,7 +11,7 @@
 //! resolve it against the host executable, and the loader would search its own path for
 //! a bare file name).
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::path::{Path, PathBuf};
 
 use once_cell::sync::OnceCell;
@@ -78,6 +78,10 @@ fn candidates(explicit: Option<&Path>) -> Result<Vec<(String, PathBuf)>> {
 thread_local! {
     /// Set while this thread loads ONNX Runtime (holding INIT).
     static LOADING: Cell<bool> = const { Cell::new(false) };
+    /// ONNX Runtime's messages from this thread while it loads, held back until INIT is
+    /// released: the host's log callback may wait for another thread's
+    /// `lmbff_predictor_open`, which waits for INIT.
+    static HELD_BACK: RefCell<Vec<(crate::log::Level, String)>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Marks this thread as loading ONNX Runtime until dropped (also on unwinding).
@@ -116,7 +120,7 @@ pub fn environment(explicit: Option<&Path>) -> Result<&'static Environment> {
         warn_if_other(loaded, explicit);
         return Ok(env);
     }
-    let _loading = Loading::enter();
+    let loading = Loading::enter();
     // ort keeps the library its first `init_from` loaded, even where the environment then
     // failed to start: a later try starts from that library, and says so.
     if let Some(first) = LIBRARY.get() {
@@ -124,6 +128,8 @@ pub fn environment(explicit: Option<&Path>) -> Result<&'static Environment> {
         // Messages go out with INIT released: a host's callback may wait for a thread
         // that is waiting for INIT.
         drop(init);
+        drop(loading);
+        send_held_back();
         warn_if_other(first, explicit);
         return env.map(|(env, message)| log_loaded(env, message));
     }
@@ -145,7 +151,17 @@ pub fn environment(explicit: Option<&Path>) -> Result<&'static Environment> {
     })?;
     let env = start(path, from);
     drop(init);
+    drop(loading);
+    send_held_back();
     env.map(|(env, message)| log_loaded(env, message))
+}
+
+/// Sends ONNX Runtime's messages held back while this thread loaded it ([`HELD_BACK`]);
+/// called with `INIT` released.
+fn send_held_back() {
+    for (level, message) in HELD_BACK.with(|h| std::mem::take(&mut *h.borrow_mut())) {
+        crate::log::log(level, || message);
+    }
 }
 
 /// Says where ONNX Runtime was loaded from (called with `INIT` released).
@@ -176,6 +192,12 @@ fn start(path: &Path, from: &str) -> Result<(&'static Environment, String)> {
                 // Its INFO is a hundred lines of graph optimisation per session: debug here.
                 LogLevel::Info | LogLevel::Verbose => crate::log::Level::Debug,
             };
+            if LOADING.with(Cell::get) {
+                if crate::log::enabled(level) {
+                    HELD_BACK.with(|h| h.borrow_mut().push((level, format!("ONNX Runtime: {message}"))));
+                }
+                return;
+            }
             crate::log::log(level, || format!("ONNX Runtime: {message}"));
         }))
         .build()
