@@ -2,7 +2,12 @@
 standard deviation as error bars, one bar per method, from <out>/results.json (written by
 `lmbff harness --out <out>`). Writes <out>/chart.png.
 
-    .venv/bin/python python/harness_chart.py runs/harness/minilm [--methods plain,prompt,...]
+    .venv/bin/python python/harness_chart.py runs/harness/minilm [--methods plain,prompt,...] [--seeds 13,21,42,87,100]
+
+--seeds names the grid's seeds (scripts/harness-grid passes its own): a bar over fewer
+of them is marked k/n, and the mean over the tasks waits for all of them. Without it,
+the most seeds any task has stands in, which cannot tell a grid stopped with every task
+at k of n seeds from a finished one.
 """
 
 import argparse
@@ -24,6 +29,7 @@ def main() -> int:
     ap.add_argument("out", type=Path, help="the harness --out folder")
     ap.add_argument("--methods", default=DEFAULT_METHODS, help=f"methods to draw, in order (default {DEFAULT_METHODS})")
     ap.add_argument("--title", default=None)
+    ap.add_argument("--seeds", default=None, help="the grid's seeds, comma-separated (default: the most any task has)")
     a = ap.parse_args()
     path = a.out / "results.json"
     try:
@@ -57,7 +63,16 @@ def main() -> int:
             return None, None, len(runs), diverged
         return statistics.mean(v), (statistics.stdev(v) if len(v) > 1 else 0.0), len(runs), diverged
 
-    seeds = max(len({r["seed"] for r in results if r["task"] == t}) for t in tasks)
+    if a.seeds:
+        wanted = {int(s) for s in a.seeds.split(",") if s.strip()}
+        seeds = len(wanted)
+        results = [r for r in results if r["seed"] in wanted]
+        tasks = [t for t in tasks if any(r["task"] == t for r in results)]
+        if not tasks:
+            print(f"harness_chart: {path} has no results for seeds {a.seeds}", file=sys.stderr)
+            return 2
+    else:
+        seeds = max(len({r["seed"] for r in results if r["task"] == t}) for t in tasks)
     # The mean over tasks only where every task has all seeds for the method.
     groups = tasks + ["mean of\nthese tasks"]
     fig, ax = plt.subplots(figsize=(1.3 * len(groups) + 2, 4.2), dpi=120)
@@ -88,6 +103,8 @@ def main() -> int:
             xs.append(len(tasks) + (k - (len(methods) - 1) / 2) * width)
             ys.append(statistics.mean(task_means))
             es.append(0.0)
+        else:
+            print(f"harness_chart: {m}: no mean over the tasks ({len(task_means)} of {len(tasks)} tasks have all {seeds} seeds)", file=sys.stderr)
         ax.bar(xs, ys, width, yerr=es, capsize=2, label=m)
         # A bar over fewer seeds than the others says how many, as the report's [k/n], and
         # how many of its runs diverged.
@@ -100,7 +117,8 @@ def main() -> int:
     ax.grid(axis="y", alpha=0.3)
     ax.legend(ncol=len(methods), fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.1))
     n_runs = len([r for r in results if r["method"] in methods])
-    ax.set_title(a.title or f"K = 16 per class, mean (std) over up to {seeds} seeds ({n_runs} runs)", fontsize=10)
+    up_to = "" if a.seeds else "up to "
+    ax.set_title(a.title or f"K = 16 per class, mean (std) over {up_to}{seeds} seeds ({n_runs} runs)", fontsize=10)
     fig.tight_layout()
     png = a.out / "chart.png"
     fig.savefig(png)

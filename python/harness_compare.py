@@ -115,16 +115,24 @@ def main():
             means.append(statistics.mean(test))
             std = statistics.stdev(test) if len(test) > 1 else 0.0
             cells.append(f"{means[-1]:.1f} ({std:.1f})" + (f", {diverged} of {len(common[t])} diverged" if diverged else ""))
-        # Paired by split, over the splits where neither run diverged.
-        pairs = [scores[label][k][0] - first[k][0] for k in first if scores[label][k][0] is not None and first[k][0] is not None]
-        diff = "-" if label == order[0] or not pairs else f"{statistics.mean(pairs):+.1f}"
+        # Paired by split within each task (over the splits where neither run diverged),
+        # then averaged over the tasks as the mean column is: pooled over all splits, a
+        # task with more splits weighed more, and the column disagreed with the means.
+        task_diffs = []
+        for t in tasks:
+            pairs = [scores[label][(t, s)][0] - first[(t, s)][0] for s in common[t]
+                     if scores[label][(t, s)][0] is not None and first[(t, s)][0] is not None]
+            if pairs:
+                task_diffs.append(statistics.mean(pairs))
+        diff = "-" if label == order[0] or len(task_diffs) != len(tasks) else f"{statistics.mean(task_diffs):+.1f}"
         dev = f"{statistics.mean(devs):.1f}" if devs else "-"
         mean = f"{statistics.mean(means):.1f}" if len(means) == len(tasks) else "-"
         print(f"| {label} | " + " | ".join(cells) + f" | {mean} | {dev} | {diff} |")
     print("\nsplits per task: " + ", ".join(f"{t} {len(common[t])}" for t in tasks)
           + (f"; left out: {', '.join(dropped)}" if dropped else "")
           + ("; the tasks have different seed counts: each task's mean is over its own" if len({len(common[t]) for t in tasks}) > 1 else "")
-          + ". std: sample (n - 1); a diverged run (test null) is left out of its cell's mean and of the paired difference.")
+          + ". std: sample (n - 1); a diverged run (test null) is left out of its cell's mean and of the paired difference;"
+          + " vs first: the mean over the tasks of each task's mean difference to the first row, paired by split.")
 
 
 if __name__ == "__main__":

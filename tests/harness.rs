@@ -134,6 +134,11 @@ fn harness_runs_every_method_resumes_and_reports() {
     assert!(chart.status.success(), "{}", String::from_utf8_lossy(&chart.stderr));
     let png = std::fs::read(out.join("chart.png")).unwrap();
     assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "chart.png: {} bytes", png.len());
+    // Told the grid's seeds, a chart of a grid stopped at 2 of 3 seeds draws no mean over
+    // the tasks (the most seeds any task had stood in for the grid's).
+    let chart = Command::new(common::python()).arg(common::root().join("python/harness_chart.py")).arg(&out).args(["--seeds", "1,2,3", "--methods", "plain"]).output().unwrap();
+    let said = String::from_utf8_lossy(&chart.stderr);
+    assert!(chart.status.success() && said.contains("plain: no mean over the tasks (0 of 2 tasks have all 3 seeds)"), "{said}");
 
     // A second invocation reuses every stored run (and trains nothing).
     let (ok, again, err) = run(&[]);

@@ -1383,12 +1383,25 @@ pub fn ensemble_report(out: &Path, data: &Path, tasks: &[&TaskSpec], seeds: &[u6
         if v.is_empty() {
             s += " - |";
         } else {
-            let (m, sd) = mean_std(v);
-            s += &format!(" {m:.1} ({sd:.1}) [{}] |", v.len());
+            s += &format!(" {} |", finite_cell(v));
         }
     }
     s.push('\n');
     Ok(s)
+}
+
+/// A table cell over runs' values: `mean (std) [k]` over the finite ones, a diverged
+/// run's NaN left out and counted (`, d diverged`); `diverged (k of k)` when none is
+/// finite.
+fn finite_cell(v: &[f64]) -> String {
+    let finite: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+    let diverged = v.len() - finite.len();
+    if finite.is_empty() {
+        return format!("diverged ({diverged} of {})", v.len());
+    }
+    let (m, sd) = mean_std(&finite);
+    let note = if diverged > 0 { format!(", {diverged} diverged") } else { String::new() };
+    format!("{m:.1} ({sd:.1}) [{}]{note}", v.len())
 }
 
 /// Mean and sample standard deviation (0 for one value).
@@ -1515,7 +1528,8 @@ pub fn calibration_report(results: &[RunResult], methods: &[RunMethod]) -> Strin
         "Calibration: test expected calibration error (10 bins, percent points), mean over the runs, \
          before and after temperature scaling fitted on dev. \"no fit\": runs whose dev set backs no temperature (the model gets \
          every dev example right or every one wrong, or the fit ended at its bound, 0.05 or 20), which the library would not \
-         apply; the scaled ECE and the temperature are the means over the others.\n\n\
+         apply; the scaled ECE and the temperature are the means over the others. A diverged run (its ECE not a number) \
+         is left out of every mean and counted in the runs column.\n\n\
          | method | runs | ECE | no fit | ECE scaled | temperature |\n|---|---|---|---|---|---|\n",
     );
     let mut any = false;
@@ -1525,14 +1539,18 @@ pub fn calibration_report(results: &[RunResult], methods: &[RunMethod]) -> Strin
             continue;
         }
         any = true;
-        let fitted: Vec<&Calibration> = c.iter().copied().filter(|x| !x.at_bound).collect();
+        let finite: Vec<&Calibration> = c.iter().copied().filter(|x| x.ece_before.is_finite()).collect();
+        let fitted: Vec<&Calibration> = finite.iter().copied().filter(|x| !x.at_bound && x.ece_after.is_finite()).collect();
         let mean = |c: &[&Calibration], f: fn(&Calibration) -> f64| c.iter().map(|x| f(x)).sum::<f64>() / c.len() as f64;
         let scaled = if fitted.is_empty() {
             "- | -".to_string()
         } else {
             format!("{:.1} | {:.2}", 100.0 * mean(&fitted, |x| x.ece_after), mean(&fitted, |x| x.temperature))
         };
-        s += &format!("| {} | {} | {:.1} | {} | {scaled} |\n", m.name(), c.len(), 100.0 * mean(&c, |x| x.ece_before), c.len() - fitted.len());
+        let diverged = c.len() - finite.len();
+        let runs = if diverged > 0 { format!("{} ({diverged} diverged)", c.len()) } else { c.len().to_string() };
+        let before = if finite.is_empty() { "-".to_string() } else { format!("{:.1}", 100.0 * mean(&finite, |x| x.ece_before)) };
+        s += &format!("| {} | {runs} | {before} | {} | {scaled} |\n", m.name(), finite.len() - fitted.len());
     }
     if any { s } else { String::new() }
 }
@@ -1619,8 +1637,7 @@ pub fn subsample_report(results: &[RunResult], tasks: &[&TaskSpec]) -> String {
                 if v.is_empty() {
                     s += " - |";
                 } else {
-                    let (mean, sd) = mean_std(&v);
-                    s += &format!(" {mean:.1} ({sd:.1}) [{}] |", v.len());
+                    s += &format!(" {} |", finite_cell(&v));
                 }
             }
             s.push('\n');
@@ -1726,6 +1743,14 @@ mod tests {
         assert!(report.contains("| plain | 2 | 10.0 | 1 | 4.0 | 2.00 |"), "{report}");
         let report = calibration_report(&[run(true, 0.05, 0.30)], &[RunMethod::Plain]);
         assert!(report.contains("| plain | 1 | 10.0 | 1 | - | - |"), "{report}");
+        // A diverged run (NaN ECEs, stored as null) is left out of every mean: the row
+        // read NaN throughout.
+        let mut nan = run(false, 1.0, f64::NAN);
+        nan.calibration.as_mut().unwrap().ece_before = f64::NAN;
+        let report = calibration_report(&[run(false, 2.0, 0.04), nan], &[RunMethod::Plain]);
+        assert!(report.contains("| plain | 2 (1 diverged) | 10.0 | 0 | 4.0 | 2.00 |"), "{report}");
+        assert_eq!(finite_cell(&[70.0, f64::NAN, 72.0]), "71.0 (1.4) [3], 1 diverged");
+        assert_eq!(finite_cell(&[f64::NAN]), "diverged (1 of 1)");
     }
 
     /// A diverged run's NaN scores and logits are stored as null and read back as NaN:
