@@ -612,6 +612,26 @@ void lmbff_predictor_free(lmbff_predictor *p);
 bool lmbff_predictor_multi_label(const lmbff_predictor *p);
 
 /*
+ Whether the export reads pairs of texts (a two-sentence template: lmbff_predict's
+ `texts_b` is then required). A host serving an export it did not make learns here
+ what to pass. False if `p` is NULL.
+
+ # Safety
+ `p` is NULL or a live predictor.
+ */
+bool lmbff_predictor_reads_pairs(const lmbff_predictor *p);
+
+/*
+ Whether the export is a regression (two pole labels, each input scored on a range:
+ lmbff_predictions_score); with `low` and `high` not NULL, they get the range. False
+ (and `low`, `high` untouched) if `p` is NULL or the export classifies.
+
+ # Safety
+ `p` is NULL or a live predictor; `low` and `high` are NULL or valid.
+ */
+bool lmbff_predictor_regression(const lmbff_predictor *p, float *low, float *high);
+
+/*
  Number of classes, or of labels for a multi-label export (0 if `p` is NULL).
 
  # Safety

@@ -45,6 +45,9 @@ fn predictor_through_the_c_abi() {
         assert_eq!(lmbff_predictor_open(dir.as_ptr(), &params, &mut p), LMBFF_OK, "{}", last_error());
         assert_eq!(lmbff_predictor_num_labels(p), 2);
         assert_eq!(CStr::from_ptr(lmbff_predictor_label(p, 1)).to_str().unwrap(), "pos");
+        let mut low = 7.0f32;
+        assert!(!lmbff_predictor_reads_pairs(p) && !lmbff_predictor_regression(p, &mut low, std::ptr::null_mut()) && low == 7.0);
+        assert!(!lmbff_predictor_reads_pairs(std::ptr::null()) && !lmbff_predictor_regression(std::ptr::null(), &mut low, std::ptr::null_mut()));
         assert!(lmbff_predictor_label(p, 2).is_null());
 
         let texts = [CString::new("it was great fun").unwrap(), CString::new("").unwrap(), CString::new("a dull ride").unwrap()];

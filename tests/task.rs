@@ -992,6 +992,8 @@ fn multi_label_tasks_through_the_c_abi() {
             let mut pred = null_mut();
             assert_eq!(lmbff_predictor_open(out.as_ptr(), null(), &mut pred), LMBFF_OK, "{}", last_error());
             assert!(lmbff_predictor_multi_label(pred));
+            // Its prompt reads the label's name as a second sentence; the host passes one text.
+            assert!(!lmbff_predictor_reads_pairs(pred) && !lmbff_predictor_regression(pred, null_mut(), null_mut()));
             assert_eq!(lmbff_predictor_num_labels(pred), 3);
             assert_eq!(CStr::from_ptr(lmbff_predictor_label(pred, 2)).to_str().unwrap(), "story");
             let mut r = null_mut();
@@ -1210,6 +1212,10 @@ fn regression_tasks_through_the_c_abi() {
         assert_eq!(lmbff_task_export(t, v1.as_ptr(), out.as_ptr(), false), LMBFF_OK, "{}", last_error());
         let mut pred = null_mut();
         assert_eq!(lmbff_predictor_open(out.as_ptr(), null(), &mut pred), LMBFF_OK, "{}", last_error());
+        // A host that did not make the export asks what it is.
+        let (mut low, mut high) = (f32::NAN, f32::NAN);
+        assert!(lmbff_predictor_regression(pred, &mut low, &mut high) && (low, high) == (0.0, 5.0));
+        assert!(lmbff_predictor_regression(pred, null_mut(), null_mut()) && !lmbff_predictor_reads_pairs(pred));
         let text = CString::new("a fun ride").unwrap();
         let mut r = null_mut();
         assert_eq!(lmbff_predict(pred, &text.as_ptr(), null(), 1, &mut r), LMBFF_OK);

@@ -242,6 +242,11 @@ type Predictor struct {
 	Labels []string
 	// MultiLabel: Probs are each label's own probability (one yes/no prompt or head per label).
 	MultiLabel bool
+	// ReadsPairs: the export reads pairs of texts (PredictBatch's textsB).
+	ReadsPairs bool
+	// Regression: the export scores inputs on [Range[0], Range[1]] (each prediction's Score).
+	Regression bool
+	Range      [2]float32
 }
 
 // PredictorOptions of OpenPredictorWith; zero fields take the library's defaults.
@@ -297,7 +302,11 @@ func OpenPredictorWith(exportDir string, o PredictorOptions) (*Predictor, error)
 	if err := call(func() C.lmbff_status { return C.lmbff_predictor_open(dir, &params, &p) }); err != nil {
 		return nil, err
 	}
-	out := &Predictor{p: p, MultiLabel: bool(C.lmbff_predictor_multi_label(p))}
+	out := &Predictor{p: p, MultiLabel: bool(C.lmbff_predictor_multi_label(p)), ReadsPairs: bool(C.lmbff_predictor_reads_pairs(p))}
+	var low, high C.float
+	if C.lmbff_predictor_regression(p, &low, &high) {
+		out.Regression, out.Range = true, [2]float32{float32(low), float32(high)}
+	}
 	for i := 0; i < int(C.lmbff_predictor_num_labels(p)); i++ {
 		out.Labels = append(out.Labels, C.GoString(C.lmbff_predictor_label(p, C.size_t(i))))
 	}

@@ -629,6 +629,10 @@ func TestRegressionPairs(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer p.Close()
+	// What the export reads, for a host that did not make it.
+	if !p.ReadsPairs || !p.Regression || p.Range != [2]float32{1, 5} || p.MultiLabel {
+		t.Fatalf("ReadsPairs %v, Regression %v %v, MultiLabel %v", p.ReadsPairs, p.Regression, p.Range, p.MultiLabel)
+	}
 	a := []string{"The film was fun.", "The plot was thin."}
 	b := []string{"I laughed a lot.", "I left early."}
 	_, err = p.PredictBatch(a, b[:1])

@@ -62,6 +62,8 @@ const c = {
   numLabels: lib.func('size_t lmbff_predictor_num_labels(const lmbff_predictor *)'),
   label: lib.func('const char *lmbff_predictor_label(const lmbff_predictor *, size_t)'),
   multiLabel: lib.func('bool lmbff_predictor_multi_label(const lmbff_predictor *)'),
+  readsPairs: lib.func('bool lmbff_predictor_reads_pairs(const lmbff_predictor *)'),
+  regression: lib.func('bool lmbff_predictor_regression(const lmbff_predictor *, _Out_ float *, _Out_ float *)'),
   applies: lib.func('int lmbff_predictions_applies(const lmbff_predictions *, size_t, size_t, _Out_ bool *)'),
   predict: lib.func('int lmbff_predict(const lmbff_predictor *, const char **, const char **, size_t, _Out_ lmbff_predictions **)'),
   predictionsFree: lib.func('void lmbff_predictions_free(lmbff_predictions *)'),
@@ -357,6 +359,11 @@ class Predictor {
     this.labels = Array.from({ length: Number(c.numLabels(this.handle)) }, (_, i) => c.label(this.handle, i));
     /** A multi-label export: probs are each label's own probability; `labels` of a prediction lists those that apply. */
     this.multiLabel = c.multiLabel(this.handle);
+    /** The export reads [textA, textB] pairs (a two-sentence template). */
+    this.readsPairs = c.readsPairs(this.handle);
+    /** A regression export's score range [low, high] (each prediction has a score), else null. */
+    const low = [0], high = [0];
+    this.regression = c.regression(this.handle, low, high) ? [low[0], high[0]] : null;
   }
 
   /** Predicts texts (or [textA, textB] pairs): [{label, labels, probs, margin, entropy}]. */

@@ -149,6 +149,35 @@ pub unsafe extern "C" fn lmbff_predictor_multi_label(p: *const lmbff_predictor) 
     p.as_ref().is_some_and(|p| p.inner.is_multi_label())
 }
 
+/// Whether the export reads pairs of texts (a two-sentence template: lmbff_predict's
+/// `texts_b` is then required). A host serving an export it did not make learns here
+/// what to pass. False if `p` is NULL.
+///
+/// # Safety
+/// `p` is NULL or a live predictor.
+#[no_mangle]
+pub unsafe extern "C" fn lmbff_predictor_reads_pairs(p: *const lmbff_predictor) -> bool {
+    p.as_ref().is_some_and(|p| p.inner.reads_pairs())
+}
+
+/// Whether the export is a regression (two pole labels, each input scored on a range:
+/// lmbff_predictions_score); with `low` and `high` not NULL, they get the range. False
+/// (and `low`, `high` untouched) if `p` is NULL or the export classifies.
+///
+/// # Safety
+/// `p` is NULL or a live predictor; `low` and `high` are NULL or valid.
+#[no_mangle]
+pub unsafe extern "C" fn lmbff_predictor_regression(p: *const lmbff_predictor, low: *mut f32, high: *mut f32) -> bool {
+    let Some((l, h)) = p.as_ref().and_then(|p| p.inner.regression_range()) else { return false };
+    if let Some(low) = low.as_mut() {
+        *low = l;
+    }
+    if let Some(high) = high.as_mut() {
+        *high = h;
+    }
+    true
+}
+
 /// The predictor behind `p`: NULL is an argument error; one that hit an internal error
 /// earlier is refused as `Internal` (the header's code for a handle no longer usable).
 unsafe fn usable<'a>(p: *const lmbff_predictor) -> Result<&'a lmbff_predictor> {

@@ -531,6 +531,12 @@ impl Predictor {
         self.multi.is_none() && self.prompt.template.num_sentences() == 2
     }
 
+    /// The regression range (low, high) of a regression export: each input then has a
+    /// score ([`Prediction::score`]).
+    pub fn regression_range(&self) -> Option<(f32, f32)> {
+        self.manifest.regression.map(|r| (r.low, r.high))
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
     }

@@ -66,6 +66,8 @@ test('predict refuses inputs C would misread', () => {
   const cli = path.join(__dirname, '../../../target/release/lmbff');
   execFileSync(cli, ['export', '--model', model, '--out', out, '--template', '{text_a} ? {mask} , {text_b}', '--regression', '1,5'], { stdio: 'pipe' });
   const p = new lmbff.Predictor(out, { threads: 1 });
+  // What the export reads, for a host that did not make it.
+  assert.deepStrictEqual([p.readsPairs, p.regression, p.multiLabel], [true, [1, 5], false]);
   assert.throws(() => p.predict('one text'), invalid(/inputs is a string: give an array/));
   assert.throws(() => p.predict([[42, 'b']]), invalid(/input 0's textA is a number/));
   assert.throws(() => p.predict([['a\0b', 'c']]), invalid(/input 0's textA holds a NUL character at index 1/));
