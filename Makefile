@@ -2,9 +2,13 @@
 #
 #   make                          full library (training, export, prediction)
 #   make serve                    serve-only library (prediction; no libtorch)
-#   make install PREFIX=/opt/lmbff        install the full library
-#   make install-serve PREFIX=/opt/lmbff  install the serve-only library
+#   make install PREFIX=/opt/lmbff        install the full library (built by `make`)
+#   make install-serve PREFIX=/opt/lmbff  install the serve-only library (built by `make serve`)
 #   make uninstall PREFIX=/opt/lmbff
+#
+# The install targets build nothing: `make && sudo make install` runs cargo as the
+# user only (root's PATH has no rustup cargo, and root-owned files in target/ would
+# break the user's next build).
 #
 # Installed layout: $(PREFIX)/include/lmbff.h, $(PREFIX)/lib/liblmbff.so,
 # $(PREFIX)/lib/libonnxruntime.so.<its version> (copied from the venv, found by the library
@@ -27,22 +31,22 @@ all:
 serve:
 	$(ENV) cargo build --release --lib --no-default-features --target-dir target/serve
 
-install: all
-	$(MAKE) --no-print-directory install-files BUILT=target/release
-install-serve: serve
-	$(MAKE) --no-print-directory install-files BUILT=target/serve/release
+install:
+	$(MAKE) --no-print-directory install-files BUILT=target/release BUILD=make
+install-serve:
+	$(MAKE) --no-print-directory install-files BUILT=target/serve/release BUILD="make serve"
 
 # Shared by both variants: BUILT is the cargo output folder of the library to install.
 .PHONY: install-files
 install-files:
-	@test -f $(BUILT)/liblmbff.so || { echo "no $(BUILT)/liblmbff.so: build first" >&2; exit 1; }
+	@test -f $(BUILT)/liblmbff.so || { echo "no $(BUILT)/liblmbff.so: build it first ($(BUILD), as your user)" >&2; exit 1; }
 	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(LIBDIR)/cmake/lmbff $(DESTDIR)$(INCLUDEDIR)
 	install -m 644 include/lmbff.h $(DESTDIR)$(INCLUDEDIR)/lmbff.h
 	install -m 755 $(BUILT)/liblmbff.so $(DESTDIR)$(LIBDIR)/liblmbff.so
 	$(ENV) install -m 755 "$$LMBFF_ORT_LIB" $(DESTDIR)$(LIBDIR)/
 	sed -e 's|@PREFIX@|$(PREFIX)|; s|@LIBDIR@|$(LIBDIR)|; s|@INCLUDEDIR@|$(INCLUDEDIR)|; s|@VERSION@|$(VERSION)|' \
 	  packaging/lmbff.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/lmbff.pc
-	sed -e "s|@INCLUDEDIR_FROM_HERE@|$$(realpath -m --relative-to=$(LIBDIR)/cmake/lmbff $(INCLUDEDIR))|" \
+	sed -e "s|@INCLUDEDIR_FROM_HERE@|$$(realpath -s -m --relative-to=$(LIBDIR)/cmake/lmbff $(INCLUDEDIR))|" \
 	  packaging/lmbff-config.cmake.in > $(DESTDIR)$(LIBDIR)/cmake/lmbff/lmbff-config.cmake
 	sed -e 's|@VERSION@|$(VERSION)|' packaging/lmbff-config-version.cmake.in \
 	  > $(DESTDIR)$(LIBDIR)/cmake/lmbff/lmbff-config-version.cmake
