@@ -276,7 +276,21 @@ const LOG_EVERY_MS = 50;
 
 // Delivers every queued message to the logger. A logger that throws must not fail the
 // call that drains (or leak its result): its error becomes a process warning, once.
+let draining = false;
 function drainLog() {
+  // A logger that sets another (or none) from inside drains again: that inner drain
+  // returns at once, and the outer loop reads the new logger for the next message (it
+  // recursed once a queued message, which a full queue of 65,536 could overflow).
+  if (draining) return;
+  draining = true;
+  try {
+    drainQueued();
+  } finally {
+    draining = false;
+  }
+}
+
+function drainQueued() {
   const level = [0];
   // Read per message: a logger may replace itself, or stop logging, from inside.
   for (let l = logger, m = l && c.logNext(level); l && m !== null; l = logger, m = l && c.logNext(level)) {

@@ -122,7 +122,9 @@ test('a logger that stops logging from inside its call, and throws, fails nothin
   const warnings = watchWarnings();
   // The drain read the logger again after the call had set it to null (an uncaught
   // TypeError: the process died, or the training promise never settled).
+  let calls = 0;
   lmbff.setLogger(() => {
+    calls += 1;
     lmbff.setLogger(null);
     throw new Error('logger gone');
   }, lmbff.LogLevel.DEBUG);
@@ -136,6 +138,32 @@ test('a logger that stops logging from inside its call, and throws, fails nothin
     warnings.stop();
   }
   assert.ok(warnings.seen.some((m) => m.includes('logger gone')), `warnings: ${warnings.seen.slice(0, 3)}`);
+  assert.strictEqual(calls, 1);
+});
+
+test('a logger that sets another from inside is called once; the next messages go to the other', async () => {
+  // The drain its setLogger set off returned at once: it went on delivering the queued
+  // messages to the first logger, which set the other again, one level deeper a message.
+  const task = savedTask('switching-logger');
+  assert.strictEqual(await task.train({ method: 'zero-shot-words', device: 'cpu' }), 'v1');
+  const out = path.join(work, 'switching-logger-export');
+  task.exportVersion('v1', out);
+  task.close();
+  let first = 0;
+  const second = [];
+  lmbff.setLogger(() => {
+    first += 1;
+    lmbff.setLogger((level, message) => second.push(message), lmbff.LogLevel.DEBUG);
+  }, lmbff.LogLevel.DEBUG);
+  try {
+    // Several messages queued before the next drain: each open logs.
+    for (let i = 0; i < 3; i++) new lmbff.Predictor(out, { threads: 1 }).close();
+    await new Promise((resolve) => setTimeout(resolve, 120));
+  } finally {
+    lmbff.setLogger(null);
+  }
+  assert.strictEqual(first, 1);
+  assert.ok(second.some((m) => m.includes('predictor opened')), JSON.stringify(second.slice(0, 3)));
 });
 
 test('onProgress that throws once the run has ended hides no saved version', async () => {
