@@ -455,6 +455,9 @@ fn replace(tmp: &Path, dest: &Path, marker: &str) -> Result<()> {
     // there since `check_dest` (a task saved into the folder while an export was being
     // written) is removed: anything but an empty folder or an earlier output goes back.
     let may_take_out = |old: &Path| old.is_dir() && replaceable(old, marker).unwrap_or(false);
+    // Held while it sits under a temporary name (swapped into `tmp`'s, or moved aside):
+    // another process's sweep or restore must not take it from under us.
+    let _held = TempLock::open(dest);
     let refused = || {
         Error::InvalidArgument(format!(
             "{} changed while lmbff wrote its output: it now holds something other than an earlier output (no {marker}, or a task); \
@@ -474,8 +477,6 @@ fn replace(tmp: &Path, dest: &Path, marker: &str) -> Result<()> {
     }
     let name = dest.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
     let old = parent_of(dest).join(format!(".{name}.old-{}", tmp_suffix()));
-    // Held while it is aside: another process's restore must not put it back under us.
-    let _held = TempLock::open(dest);
     std::fs::rename(dest, &old).map_err(|e| Error::io(dest, e))?;
     if !may_take_out(&old) {
         std::fs::rename(&old, dest).map_err(|e| Error::io(dest, e))?;
