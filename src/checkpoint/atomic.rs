@@ -122,9 +122,10 @@ pub(crate) fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(format!(".tmp-{}", tmp_suffix()));
     let tmp = PathBuf::from(tmp);
-    // The temporary file stays locked ([`TempLock`]) until it is renamed.
+    // The temporary file stays locked ([`TempLock`]) until it is renamed: the lock goes
+    // when `f` closes.
     let written = std::fs::OpenOptions::new().write(true).create_new(true).open(&tmp).and_then(|mut f| {
-        let _held = TempLock::on(&f);
+        try_flock(&f);
         f.write_all(bytes)?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)
@@ -141,26 +142,18 @@ pub(crate) fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 /// ([`restore_moved_aside`]) take only what no writer holds. A dead writer's lock is
 /// gone with it, whatever its pid, so a container's pid 1 finds its own earlier run's
 /// leftovers stale too. (The lock is on the file or folder itself, and follows it
-/// through renames.)
-pub(crate) struct TempLock(Option<std::fs::File>);
-
-impl TempLock {
-    /// Locks the open `file`. Where the file system cannot lock, nothing is held, and the
-    /// sweep, which cannot lock either, takes it for held.
-    fn on(file: &std::fs::File) -> TempLock {
-        TempLock(file.try_clone().ok().filter(|f| try_flock(f) == Some(true)))
-    }
-
-    /// Opens and locks the file or folder `path`.
-    fn open(path: &Path) -> TempLock {
-        TempLock(std::fs::File::open(path).ok().filter(|f| try_flock(f) == Some(true)))
-    }
+/// through renames; closing the descriptor, when this drops, releases it.)
+pub(crate) struct TempLock {
+    _file: std::fs::File,
 }
 
-impl Drop for TempLock {
-    fn drop(&mut self) {
-        // Closing the descriptor releases the lock.
-        self.0.take();
+impl TempLock {
+    /// Opens and locks the file or folder `path`: `None` when another holds it, or it
+    /// cannot be opened or locked. A writer goes on without the lock where the file system
+    /// cannot lock; the sweep, which cannot lock either, then takes it for held.
+    pub(super) fn open(path: &Path) -> Option<TempLock> {
+        let file = std::fs::File::open(path).ok()?;
+        (try_flock(&file) == Some(true)).then_some(TempLock { _file: file })
     }
 }
 
@@ -181,14 +174,6 @@ fn try_flock(file: &std::fs::File) -> Option<bool> {
     }
 }
 
-/// The lock on the temporary file or folder `path` when no writer holds it
-/// ([`TempLock`]), kept while the caller removes or restores it; `None` when a writer
-/// holds it, or it cannot be opened or locked.
-fn take_unheld(path: &Path) -> Option<TempLock> {
-    let lock = TempLock::open(path);
-    lock.0.is_some().then_some(lock)
-}
-
 /// Syncs a folder itself (its entries: names created, renamed or removed in it).
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| Error::io(dir, e))
@@ -202,7 +187,7 @@ fn parent_of(dest: &Path) -> &Path {
 /// Creates a fresh temporary folder beside `dest`, lets `fill` write into it, and syncs
 /// its files and the folder; on any error the temporary folder is removed. The folder is
 /// locked ([`TempLock`]) for as long as the caller keeps the lock returned with it.
-fn filled_temp(dest: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<(PathBuf, TempLock)> {
+fn filled_temp(dest: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<(PathBuf, Option<TempLock>)> {
     let parent = parent_of(dest);
     // Synced: the output's own entry is synced once it is placed, and it must not sit in
     // a new folder that a power loss could take back.
@@ -382,7 +367,7 @@ pub(crate) fn restore_moved_aside(dest: &Path) -> Result<()> {
     }
     // The latest, unless a writer holds it (its move aside is under way).
     if let Some((_, old)) = latest {
-        let Some(_taken) = take_unheld(&old) else { return Ok(()) };
+        let Some(_taken) = TempLock::open(&old) else { return Ok(()) };
         match std::fs::rename(&old, dest) {
             Ok(()) => {
                 crate::log::log(crate::log::Level::Warn, || {
@@ -434,7 +419,7 @@ fn remove_stale(dir: &Path, suffix: impl Fn(&str) -> Option<String>) {
         if idle.is_none_or(|d| d <= STALE_AFTER) {
             continue;
         }
-        if let Some(_taken) = take_unheld(&entry.path()) {
+        if let Some(_taken) = TempLock::open(&entry.path()) {
             let _ = if meta.is_dir() { std::fs::remove_dir_all(entry.path()) } else { std::fs::remove_file(entry.path()) };
         }
     }

@@ -391,13 +391,9 @@ pub(crate) fn fnv1a_file(path: &Path, mut h: u64) -> Result<u64> {
 mod tests {
     use super::*;
 
-    /// What a live writer does to its temporary file or folder: holds `flock` on it.
-    fn held(path: &Path) -> std::fs::File {
-        use std::os::unix::io::AsRawFd;
-        let f = std::fs::File::open(path).unwrap();
-        // SAFETY: the descriptor is open for as long as `f` lives.
-        assert_eq!(unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) }, 0);
-        f
+    /// What a live writer does to its temporary file or folder: holds the lock on it.
+    fn held(path: &Path) -> atomic::TempLock {
+        atomic::TempLock::open(path).expect("the folder locks")
     }
 
     /// A folder moved aside by a write that died between its two renames (where the file

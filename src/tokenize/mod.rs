@@ -243,7 +243,7 @@ fn encode_prefix<T, H: PartialEq>(
     let mut from = max_tokens.saturating_mul(HEAD_BYTES_PER_TOKEN).max(HEAD_MIN_BYTES);
     let unbroken = from.saturating_mul(HEAD_MAX_UNBROKEN);
     loop {
-        if from >= unbroken && from < text.len() && !text.as_bytes()[from - unbroken..from].iter().any(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r')) {
+        if from >= unbroken && from < text.len() && !text.as_bytes()[from - unbroken..from].iter().any(|&b| is_break(b)) {
             return encode(&text[..char_boundary_at_or_after(text, from)]);
         }
         let far = char_boundary_at_or_after(text, from.saturating_mul(2));
@@ -283,7 +283,13 @@ fn word_end_at_or_after(text: &str, from: usize, until: usize) -> Option<usize> 
     let bytes = text.as_bytes();
     let start = from.max(1);
     (start..until.min(bytes.len()))
-        .find(|&i| matches!(bytes[i], b' ' | b'\t' | b'\n' | b'\r') && text[..i].chars().next_back().is_some_and(|c| !c.is_whitespace()))
+        .find(|&i| is_break(bytes[i]) && text[..i].chars().next_back().is_some_and(|c| !c.is_whitespace()))
+}
+
+/// A space, tab, line feed or carriage return: what ends a word for every pre-tokenizer
+/// in use (not a form feed, which BERT's normaliser deletes).
+fn is_break(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\r')
 }
 
 /// The start of a text for an error message (a whole document would flood it).
