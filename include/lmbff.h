@@ -670,6 +670,25 @@ lmbff_status lmbff_predict(const lmbff_predictor *p,
                            lmbff_predictions **out);
 
 /*
+ As lmbff_predict, and on failure also copies the message lmbff_last_error() gives
+ into `error` (`capacity` bytes; cut at a character boundary to fit, NUL-terminated;
+ "" on success; nothing is written when `error` is NULL or `capacity` is 0). For hosts
+ that make the call on a pool thread and read its outcome on another, where the
+ calling thread's lmbff_last_error() is out of reach (Node's asynchronous calls).
+ A message is at most 4 KiB and a short suffix: 4160 bytes hold any whole.
+
+ # Safety
+ As lmbff_predict; `error` is NULL or points to `capacity` writable bytes.
+ */
+lmbff_status lmbff_predict_with_error(const lmbff_predictor *p,
+                                      const char *const *texts,
+                                      const char *const *texts_b,
+                                      size_t n,
+                                      lmbff_predictions **out,
+                                      char *error,
+                                      size_t capacity);
+
+/*
  Frees predictions (NULL is a no-op).
 
  # Safety

@@ -4,7 +4,9 @@ method's runs in one folder (`runs/<task>/<seed>-<method>.json`); the table give
 mean (std) per task over the seeds every row has, the mean over the tasks, the mean dev
 score, and each row's mean difference from the first row, paired by split.
 `--select LABEL=ROW,ROW,...` adds a row that takes, split by split, the named rows' run
-with the best dev score (the first named on a tie): LM-BFF's choice of settings on dev.
+with the best dev score (the first named on a tie): LM-BFF's choice of settings on dev;
+a run without a dev score (diverged on dev, or an untrained method) is not chosen while
+another run of its split has one, and a split where none has one stops it.
 A diverged run (test metric null: NaN) is named on stderr and left out of its cell's mean
 and of the paired difference; a cell whose runs all diverged reads "diverged".
 
@@ -93,9 +95,14 @@ def main():
         chosen = {}
         for k in scores[names[0]]:
             devs = [scores[n][k][1] for n in names]
-            if any(d is None for d in devs):
-                raise SystemExit(f"--select {label}: {k} has a run without a dev score")
-            best = max(range(len(names)), key=lambda i: (devs[i], -i))
+            if all(d is None for d in devs):
+                raise SystemExit(f"--select {label}: no run of {k} has a dev score to choose by")
+            # A run whose dev score is null (diverged on dev, stored NaN as null; or an
+            # untrained method) is not chosen while another has one.
+            for n, d in zip(names, devs):
+                if d is None:
+                    print(f"--select {label}: {n} has no dev score at {k[0]} seed {k[1]} (diverged, or untrained): not chosen there", file=sys.stderr)
+            best = max(range(len(names)), key=lambda i: (devs[i] is not None, devs[i] or 0.0, -i))
             chosen[k] = scores[names[best]][k]
         scores[label] = chosen
         order.append(label)

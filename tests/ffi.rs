@@ -95,6 +95,25 @@ fn predictor_through_the_c_abi() {
         assert_eq!(lmbff_predict(p, null_ptrs.as_ptr(), null(), 2, &mut r), LMBFF_ERR_INVALID_ARGUMENT);
         assert!(last_error().contains("texts[1] is NULL"));
         assert_eq!(lmbff_predict(null(), ptrs.as_ptr(), null(), 1, &mut r), LMBFF_ERR_INVALID_ARGUMENT);
+
+        // lmbff_predict_with_error hands the message back in the caller's buffer: whole,
+        // cut at a character boundary to fit, "" on success; a NULL buffer is allowed.
+        let mut message = [b'x' as c_char; 4160];
+        assert_eq!(lmbff_predict_with_error(p, bad_ptrs.as_ptr(), null(), 2, &mut r, message.as_mut_ptr(), message.len()), LMBFF_ERR_UTF8);
+        let whole = CStr::from_ptr(message.as_ptr()).to_str().unwrap().to_string();
+        assert_eq!(whole, last_error());
+        assert!(whole.contains("texts[1]") && r.is_null(), "{whole}");
+        // A buffer too small for it holds the message's start (the cut at a character
+        // boundary is a unit test of src/ffi); nothing past the capacity is written.
+        let mut small = [b'x' as c_char; 12];
+        assert_eq!(lmbff_predict_with_error(p, bad_ptrs.as_ptr(), null(), 2, &mut r, small.as_mut_ptr(), 8), LMBFF_ERR_UTF8);
+        assert_eq!(CStr::from_ptr(small.as_ptr()).to_str().unwrap(), &whole[..7]);
+        assert_eq!(small[8], b'x' as c_char);
+        assert_eq!(lmbff_predict_with_error(p, ptrs.as_ptr(), null(), 3, &mut r, message.as_mut_ptr(), message.len()), LMBFF_OK);
+        assert_eq!(message[0], 0, "\"\" on success");
+        assert_eq!(lmbff_predictions_count(r), 3);
+        lmbff_predictions_free(r);
+        assert_eq!(lmbff_predict_with_error(p, bad_ptrs.as_ptr(), null(), 2, &mut r, std::ptr::null_mut(), 0), LMBFF_ERR_UTF8);
         lmbff_predictor_free(p);
     }
 }

@@ -352,6 +352,53 @@ fn diverged_runs_and_old_results_read_back() {
     assert!(table.contains("left out of its cell's mean") && !table.contains("NaN (NaN)"), "{table}");
     let table = harness::report(&results[..2], &[sts], &[RunMethod::Prompt], &[1, 2]);
     assert!(table.contains("| prompt | 50.0 (0.0), 1 of 2 diverged | 50.0 |"), "{table}");
+    // A multi-label run's macro-F1: a diverged one is stored as null and read back as
+    // none; the macro table still counts it as diverged, not as a run that never was.
+    let multi = |seed: u64, macro_f1: Option<f64>| -> harness::RunResult {
+        let mut r = run("trec-multi", seed, macro_f1);
+        r.macro_f1 = macro_f1;
+        serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap()
+    };
+    let table = harness::macro_f1_report(&[multi(1, Some(0.4)), multi(2, Some(f64::NAN))], &[RunMethod::Prompt]);
+    assert!(table.contains("| prompt | 40.0 (0.0) [2], 1 diverged |"), "{table}");
+    let table = harness::macro_f1_report(&[multi(2, None)], &[RunMethod::Prompt]);
+    assert!(table.contains("| prompt | diverged (1 of 1) |"), "{table}");
+}
+
+/// python/harness_compare.py --select: per split, the row best on dev; a run whose dev
+/// is null (diverged on dev, stored NaN as null) is passed over, not a stop.
+#[test]
+fn compare_selects_on_dev_past_a_null_dev() {
+    let dir = common::tempdir("harness-compare");
+    let write = |row: &str, seed: u64, test: f64, dev: Option<f64>| {
+        let f = dir.join(row).join("runs/SST-2");
+        std::fs::create_dir_all(&f).unwrap();
+        std::fs::write(f.join(format!("{seed}-plain.json")), serde_json::json!({"test": test, "dev": dev}).to_string()).unwrap();
+    };
+    write("a", 1, 0.5, None);
+    write("b", 1, 0.7, Some(0.6));
+    write("a", 2, 0.8, Some(0.9));
+    write("b", 2, 0.2, Some(0.1));
+    let compare = |select: &str| {
+        Command::new(common::python())
+            .arg(common::root().join("python/harness_compare.py"))
+            .args(["--tasks", "SST-2", "--seeds", "1,2", "--select", select])
+            .arg("--row")
+            .arg(format!("a={}:plain", dir.join("a").display()))
+            .arg("--row")
+            .arg(format!("b={}:plain", dir.join("b").display()))
+            .output()
+            .unwrap()
+    };
+    let o = compare("on dev=a,b");
+    let (table, err) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success(), "{err}");
+    assert!(table.contains("| on dev | 75.0 (7.1) | 75.0 | 75.0 |"), "{table}");
+    assert!(err.contains("a has no dev score at SST-2 seed 1"), "{err}");
+    // A split where no row has a dev score stops it, naming the split.
+    write("b", 1, 0.7, None);
+    let o = compare("on dev=a,b");
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("no run of ('SST-2', 1) has a dev score"), "{}", String::from_utf8_lossy(&o.stderr));
 }
 
 /// zero-shot-words: the untrained encoder's word-anchor classifier, no training. Its

@@ -66,6 +66,7 @@ const c = {
   regression: lib.func('bool lmbff_predictor_regression(const lmbff_predictor *, _Out_ float *, _Out_ float *)'),
   applies: lib.func('int lmbff_predictions_applies(const lmbff_predictions *, size_t, size_t, _Out_ bool *)'),
   predict: lib.func('int lmbff_predict(const lmbff_predictor *, const char **, const char **, size_t, _Out_ lmbff_predictions **)'),
+  predictWithError: lib.func('int lmbff_predict_with_error(const lmbff_predictor *, const char **, const char **, size_t, _Out_ lmbff_predictions **, void *, size_t)'),
   predictionsFree: lib.func('void lmbff_predictions_free(lmbff_predictions *)'),
   predictionsGet: lib.func('int lmbff_predictions_get(const lmbff_predictions *, size_t, _Out_ uint32_t *, _Out_ float *, _Out_ float *)'),
   predictionsCount: lib.func('size_t lmbff_predictions_count(const lmbff_predictions *)'),
@@ -158,6 +159,9 @@ function defaults(which) {
 }
 
 for (const which of Object.keys(PARAMS)) defaults(which);
+
+// Room for any message of lmbff_last_error() (4 KiB and a short suffix; include/lmbff.h).
+const ERROR_CAPACITY = 4160;
 
 const STATUS = ['OK', 'INVALID_ARGUMENT', 'UTF8', 'IO', 'FORMAT', 'MODEL', 'RUNTIME', 'NO_TRAINING', 'CANCELLED', 'INTERNAL', 'BUSY', 'CONFLICT'];
 
@@ -369,6 +373,8 @@ class Predictor {
     const out = [null];
     check(c.predictorOpen(str(what, 'exportDir', exportDir), p, out), what);
     this.handle = out[0];
+    // Asynchronous calls in flight (predictBatchAsync): close() frees after the last.
+    this.state = { raw: this.handle, pending: 0, closed: false };
     collectable.register(this, [c.predictorFree, this.handle]);
     this.labels = Array.from({ length: Number(c.numLabels(this.handle)) }, (_, i) => c.label(this.handle, i));
     /** A multi-label export: probs are each label's own probability; `labels` of a prediction lists those that apply. */
@@ -382,16 +388,57 @@ class Predictor {
 
   /** Predicts texts (or [textA, textB] pairs): [{label, labels, probs, margin, entropy}]. */
   predict(inputs) {
-    const r = this.predictBatch(inputs);
-    try {
-      return Array.from({ length: r.length }, (_, i) => r.get(i));
-    } finally {
-      r.close();
-    }
+    return readAll(this.predictBatch(inputs));
   }
 
   /** Predicts as predict() does, keeping the results for get, score and labelStudio. */
   predictBatch(inputs) {
+    const [a, b] = this.#inputs(inputs);
+    const out = [null];
+    check(c.predict(this.handle, a, b, a.length, out), 'predict');
+    return new Predictions(this, out[0]);
+  }
+
+  /**
+   * As predict(), without holding the event loop: the batch runs on a thread of libuv's
+   * pool (UV_THREADPOOL_SIZE, 4 by default, bounds how many run at once). A Promise of
+   * the results; a bad argument rejects before any work, a failed call with its
+   * LmbffError. close() during the call takes effect when the call ends. In a worker
+   * thread the batch runs on the worker's own thread (a worker is off the main event
+   * loop already, and one that exits during a pool call aborts the process in koffi).
+   */
+  async predictAsync(inputs) {
+    return readAll(await this.predictBatchAsync(inputs));
+  }
+
+  /** As predictBatch(), asynchronously (see predictAsync): a Promise of a Predictions. */
+  predictBatchAsync(inputs) {
+    let a, b;
+    try {
+      if (!isMainThread) return Promise.resolve(this.predictBatch(inputs));
+      [a, b] = this.#inputs(inputs);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    // The message of a failed call comes back in this buffer: the pool thread's
+    // lmbff_last_error() is out of the main thread's reach.
+    const message = Buffer.alloc(ERROR_CAPACITY);
+    const out = [null];
+    const state = this.state;
+    return new Promise((resolve, reject) => {
+      state.pending += 1;
+      c.predictWithError.async(this.handle, a, b, a.length, out, message, message.length, (err, status) => {
+        state.pending -= 1;
+        if (state.pending === 0 && state.closed) c.predictorFree(state.raw);
+        if (err) reject(err);
+        else if (status !== 0) reject(new LmbffError(status, 'predict', message.toString('utf8', 0, message.indexOf(0))));
+        else resolve(new Predictions(this, out[0]));
+      });
+    });
+  }
+
+  /** The inputs as C strings, [texts, textsB or null]; throws INVALID_ARGUMENT by name. */
+  #inputs(inputs) {
     if (!this.handle) throw invalid('predict', 'the predictor is closed');
     if (!Array.isArray(inputs)) throw invalid('predict', `inputs is ${inputs === null ? 'null' : `a ${typeof inputs}`}: give an array of texts or of [textA, textB] pairs`);
     // Holes of a sparse array become undefined, refused by name below (filter and map skip them).
@@ -404,17 +451,26 @@ class Predictor {
     if (bad >= 0) throw invalid('predict', `input ${bad} is a pair of ${inputs[bad].length} texts: a pair is [textA, textB]`);
     const a = inputs.map((x, i) => str('predict', pairs ? `input ${i}'s textA` : `input ${i}`, Array.isArray(x) ? x[0] : x));
     const b = pairs ? inputs.map((x, i) => str('predict', `input ${i}'s textB`, x[1])) : null;
-    const out = [null];
-    check(c.predict(this.handle, a, b, a.length, out), 'predict');
-    return new Predictions(this, out[0]);
+    return [a, b];
   }
 
+  /** Frees the predictor; one with asynchronous calls in flight is freed when the last ends. */
   close() {
     if (this.handle) {
       collectable.unregister(this);
-      c.predictorFree(this.handle);
+      this.state.closed = true;
+      if (this.state.pending === 0) c.predictorFree(this.handle);
     }
     this.handle = null;
+  }
+}
+
+/** Every result of `r` as plain objects; `r` is closed. */
+function readAll(r) {
+  try {
+    return Array.from({ length: r.length }, (_, i) => r.get(i));
+  } finally {
+    r.close();
   }
 }
 

@@ -1,6 +1,6 @@
 //! Predictors and their results at the C ABI, plus export (training builds only).
 
-use std::ffi::{c_char, CString};
+use std::ffi::{c_char, CStr, CString};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -255,6 +255,42 @@ pub unsafe extern "C" fn lmbff_predict(
     })
 }
 
+/// As lmbff_predict, and on failure also copies the message lmbff_last_error() gives
+/// into `error` (`capacity` bytes; cut at a character boundary to fit, NUL-terminated;
+/// "" on success; nothing is written when `error` is NULL or `capacity` is 0). For hosts
+/// that make the call on a pool thread and read its outcome on another, where the
+/// calling thread's lmbff_last_error() is out of reach (Node's asynchronous calls).
+/// A message is at most 4 KiB and a short suffix: 4160 bytes hold any whole.
+///
+/// # Safety
+/// As lmbff_predict; `error` is NULL or points to `capacity` writable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn lmbff_predict_with_error(
+    p: *const lmbff_predictor,
+    texts: *const *const c_char,
+    texts_b: *const *const c_char,
+    n: usize,
+    out: *mut *mut lmbff_predictions,
+    error: *mut c_char,
+    capacity: usize,
+) -> lmbff_status {
+    let status = lmbff_predict(p, texts, texts_b, n, out);
+    if !error.is_null() && capacity > 0 {
+        let message = if status == lmbff_status::LMBFF_OK { "" } else { CStr::from_ptr(super::lmbff_last_error()).to_str().unwrap_or("") };
+        let buf = std::slice::from_raw_parts_mut(error.cast::<u8>(), capacity);
+        copy_cut(message, buf);
+    }
+    status
+}
+
+/// Copies as much of `message` as fits into `buf` with a NUL after it, cut at a
+/// character boundary (`buf` is not empty).
+fn copy_cut(message: &str, buf: &mut [u8]) {
+    let cut = (0..=message.len().min(buf.len() - 1)).rev().find(|&i| message.is_char_boundary(i)).unwrap_or(0);
+    buf[..cut].copy_from_slice(&message.as_bytes()[..cut]);
+    buf[cut] = 0;
+}
+
 /// Frees predictions (NULL is a no-op).
 ///
 /// # Safety
@@ -440,4 +476,23 @@ pub unsafe extern "C" fn lmbff_predictions_label_studio_json(
         let json = crate::serve::label_studio_json(&r.rows, labels, from, to, &version)?.to_string();
         write_c_string(&json, buf, capacity, needed, "the JSON")
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_message_is_cut_at_a_character_boundary() {
+        let message = "texts[0]: «é»";
+        for capacity in 1..=message.len() + 3 {
+            let mut buf = vec![b'x'; capacity + 1];
+            super::copy_cut(message, &mut buf[..capacity]);
+            let end = buf.iter().position(|&b| b == 0).expect("NUL-terminated");
+            let cut = std::str::from_utf8(&buf[..end]).expect("valid UTF-8");
+            assert!(message.starts_with(cut) && end < capacity, "{capacity}: {cut}");
+            // The longest prefix that fits: the next character would not.
+            let next = message[end..].chars().next().map_or(0, char::len_utf8);
+            assert!(end == message.len() || end + next + 1 > capacity, "{capacity}: {cut}");
+            assert_eq!(buf[capacity], b'x', "nothing past the capacity is written");
+        }
+    }
 }

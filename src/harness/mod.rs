@@ -1557,10 +1557,12 @@ pub fn calibration_report(results: &[RunResult], methods: &[RunMethod]) -> Strin
 
 /// The multi-label table: per method and multi-label task, the mean (std) macro-F1 in
 /// percent over the seeds done [seeds] (the main table has the micro-F1). Empty when no
-/// result has one.
+/// result is of a multi-label task. A diverged run (NaN, stored as null) is left out of
+/// its cell's mean and counted, as in the main table.
 pub fn macro_f1_report(results: &[RunResult], methods: &[RunMethod]) -> String {
+    let multi_label = |r: &&RunResult| r.macro_f1.is_some() || task(&r.task).is_ok_and(|t| t.multi_label.is_some());
     let mut tasks: Vec<&str> = Vec::new();
-    for r in results.iter().filter(|r| r.macro_f1.is_some()) {
+    for r in results.iter().filter(multi_label) {
         if !tasks.contains(&r.task.as_str()) {
             tasks.push(&r.task);
         }
@@ -1576,19 +1578,16 @@ pub fn macro_f1_report(results: &[RunResult], methods: &[RunMethod]) -> String {
     s += &"---|".repeat(tasks.len());
     s.push('\n');
     for &m in methods {
-        let cells: Vec<Vec<f64>> =
-            tasks.iter().map(|t| results.iter().filter(|r| r.method == m && r.task == *t).filter_map(|r| r.macro_f1).map(|v| 100.0 * v).collect()).collect();
+        let cells: Vec<Vec<f64>> = tasks
+            .iter()
+            .map(|t| results.iter().filter(|r| r.method == m && r.task == *t).map(|r| 100.0 * r.macro_f1.unwrap_or(f64::NAN)).collect())
+            .collect();
         if cells.iter().all(Vec::is_empty) {
             continue;
         }
         s += &format!("| {} |", m.name());
         for v in &cells {
-            s += &if v.is_empty() {
-                " - |".to_string()
-            } else {
-                let (mean, sd) = mean_std(v);
-                format!(" {mean:.1} ({sd:.1}) [{}] |", v.len())
-            };
+            s += &if v.is_empty() { " - |".to_string() } else { format!(" {} |", finite_cell(v)) };
         }
         s.push('\n');
     }

@@ -1,6 +1,6 @@
 // The rest of the Node bindings' surface without training: library facts, editing a task
 // (relabel, remove, counts, save and reopen), and a regression export of a two-sentence
-// template (made with the CLI) predicting pairs with scores.
+// template (made with the CLI) predicting pairs with scores, and asynchronous prediction.
 'use strict';
 const test = require('node:test');
 const assert = require('node:assert');
@@ -74,6 +74,47 @@ test('a regression export predicts pairs with scores', () => {
   // second sentence).
   assert.throws(() => p.predict([['The film was fun.', 'I laughed a lot.'], 'The plot was thin.']), (e) => isInvalid(e) && /1 of 2 inputs/.test(e.message));
   p.close();
+});
+
+test('predictAsync predicts on the thread pool: the same results, the event loop free, errors with their message', async () => {
+  const out = path.join(work, 'export-one');
+  const cli = path.join(__dirname, '../../../target/release/lmbff');
+  execFileSync(cli, ['export', '--model', model, '--out', out], { stdio: 'pipe' });
+  const p = new lmbff.Predictor(out, { threads: 1 });
+  const texts = ['A warm, funny film.', 'Dull and far too long.', ''];
+  assert.deepStrictEqual(await p.predictAsync(texts), p.predict(texts));
+  // Three at once, each its own batch.
+  const [x, y, z] = await Promise.all([p.predictAsync(texts), p.predictAsync(texts.slice(1)), p.predictAsync([])]);
+  assert.deepStrictEqual([x, y, z], [p.predict(texts), p.predict(texts.slice(1)), []]);
+  const r = await p.predictBatchAsync(texts);
+  assert.deepStrictEqual(r.get(1), p.predict(texts)[1]);
+  r.close();
+
+  // The event loop runs while a batch is predicted (a synchronous call would hold it:
+  // no timer could fire before the call returned).
+  const many = Array.from({ length: 400 }, (_, i) => `Review ${i}: the plot was thin but the actors were fun to watch.`);
+  let ticks = 0;
+  const timer = setInterval(() => { ticks += 1; }, 1);
+  const started = Date.now();
+  const pending = p.predictAsync(many);
+  const ticksAtCall = ticks;
+  const preds = await pending;
+  clearInterval(timer);
+  assert.strictEqual(preds.length, 400);
+  assert.ok(ticksAtCall === 0 && ticks > 0, `${ticks} timer ticks during ${Date.now() - started} ms of prediction`);
+
+  // A failure the library finds (pairs for a one-sentence export) rejects with its
+  // message, read from the pool thread's buffer; a bad argument rejects before any work.
+  await assert.rejects(p.predictAsync([['The film was fun.', 'I laughed a lot.']]),
+    (e) => isInvalid(e) && /input 0.*reads one sentence/.test(e.message));
+  await assert.rejects(p.predictAsync('one text'), (e) => isInvalid(e) && /inputs is a string/.test(e.message));
+  await assert.rejects(p.predictAsync(['a\0b']), (e) => isInvalid(e) && /NUL character/.test(e.message));
+
+  // close() during a call: the call finishes on the open predictor, which is freed after.
+  const inFlight = p.predictAsync(many.slice(0, 50));
+  p.close();
+  assert.strictEqual((await inFlight).length, 50);
+  await assert.rejects(p.predictAsync(texts), /the predictor is closed/);
 });
 
 test('a predictor dropped without close() is freed when it is collected', () => {

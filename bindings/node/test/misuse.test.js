@@ -2,7 +2,7 @@
 // something else (a number as a string pointer, a string cut at a NUL, a negative count
 // wrapped into a huge one), label words that do not match the labels, a controller where
 // a signal belongs, options misspelt or null, a logger that throws, a logger with worker
-// threads, and a process that exits while a run trains.
+// threads, a process that exits while a run trains, and a worker that exits while it predicts.
 'use strict';
 const test = require('node:test');
 const assert = require('node:assert');
@@ -273,4 +273,24 @@ test('a logger set on the main thread gets the messages of lmbff calls in worker
   } finally {
     lmbff.setLogger(null);
   }
+});
+
+test('a worker that exits with predictAsync started exits cleanly', () => {
+  // The export of the test above. On libuv's pool, a call still running when its worker
+  // exited aborted the process (koffi, at the worker's clean-up): in a worker,
+  // predictAsync predicts on the worker's own thread.
+  const out = path.join(work, 'worker-export');
+  const script = `
+    const { Worker } = require('worker_threads');
+    const code = \`
+      const lmbff = require(${JSON.stringify(path.join(__dirname, '..'))});
+      const p = new lmbff.Predictor(${JSON.stringify(out)}, { threads: 1 });
+      p.predictAsync(Array.from({ length: 300 }, (_, i) => 'Review ' + i + ': fun to watch.')).then((r) => console.log(r.length));
+      setTimeout(() => process.exit(0), 20);\`;
+    const w = new Worker(code, { eval: true });
+    w.on('exit', (c) => console.log('worker exit', c));`;
+  const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 120000 });
+  assert.strictEqual(r.signal, null, `signal ${r.signal}\n${r.stderr}`);
+  assert.strictEqual(r.status, 0, `status ${r.status}\n${r.stderr}`);
+  assert.match(r.stdout, /300\nworker exit 0/);
 });
