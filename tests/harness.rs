@@ -615,6 +615,17 @@ fn full_data_ceiling_drops_test_texts() {
     let o = harness_on(&data, &out, &["--tasks", "mr", "--seeds", "1", "--methods", "full-data", "--full-data-steps", "10", "--lr", "3e-3", "--max-len", "32"]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("the data of mr/full-data differ"), "{err}");
+    // A result whose data were cut by another rule (an older version's overlap rule, on
+    // the same files) is not reused either: its counts are checked against this version's.
+    std::fs::write(full.join("train.json"), json(&records)).unwrap();
+    let path = harness::result_path(&out, "mr", 1, RunMethod::FullData);
+    let mut stored: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    stored["full_data"]["dropped"] = 1.into();
+    stored["full_data"]["train"] = 13.into();
+    std::fs::write(&path, stored.to_string()).unwrap();
+    let o = harness_on(&data, &out, &["--tasks", "mr", "--seeds", "1", "--methods", "full-data", "--full-data-steps", "10", "--lr", "3e-3", "--max-len", "32"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("was trained on other full data") && err.contains("(12 train, 6 dev, 2 dropped)"), "{err}");
 }
 
 /// What the harness reads is checked before any run, and a folder's runs are reused only

@@ -70,6 +70,13 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: %s MODEL_DIR WORK_DIR [STEPS]\n", argv[0]);
         return 2;
     }
+    /* A liblmbff of another C ABI reads the structs and calls differently: refuse it
+       before any call (the loader found it by name only; the library has no SONAME). */
+    if (lmbff_abi_version() != LMBFF_ABI_VERSION) {
+        fprintf(stderr, "liblmbff has C ABI version %u; this program was built for %d: rebuild it against that library's header\n",
+                (unsigned)lmbff_abi_version(), LMBFF_ABI_VERSION);
+        return 1;
+    }
     const char *labels[] = {"0", "1"}, *words[] = {"terrible", "great"};
     /* _params_init writes only sizeof tp bytes: this program keeps working with a
        later liblmbff whose struct has grown. */

@@ -76,6 +76,13 @@ int main(int argc, char **argv) {
         batch = (size_t)b;
     }
 
+    /* A liblmbff of another C ABI reads the structs and calls differently: refuse it
+       before any call (the loader found it by name only; the library has no SONAME). */
+    if (lmbff_abi_version() != LMBFF_ABI_VERSION) {
+        fprintf(stderr, "liblmbff has C ABI version %u; this program was built for %d: rebuild it against that library's header\n",
+                (unsigned)lmbff_abi_version(), LMBFF_ABI_VERSION);
+        return 1;
+    }
     double t0 = now_ms();
     lmbff_predictor *p = NULL;
     lmbff_predictor_params params;

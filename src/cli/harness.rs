@@ -226,12 +226,20 @@ pub fn run(a: HarnessArgs) -> Result<()> {
         eprintln!("{label}: test {} {score} ({:.0} s)", r.metric, r.seconds);
         Ok(r)
     };
+    // A stored run, checked as this version would make it.
+    let stored = |t: &harness::TaskSpec, seed: u64, m: RunMethod, n_test: usize| -> Result<Option<harness::RunResult>> {
+        let r = harness::stored(&a.out, t.name, seed, m, &settings, n_test)?;
+        if let Some(r) = &r {
+            harness::check_full_data(&data, &a.out, t, seed, r)?;
+        }
+        Ok(r)
+    };
     for &seed in &a.seeds {
         for t in &tasks {
             // The test rows every stored result of this split must have scored.
             let n_test = harness::expected_n_test(&data, t, seed, &settings)?;
             for &m in &methods {
-                if let Some(r) = harness::stored(&a.out, t.name, seed, m, &settings, n_test)? {
+                if let Some(r) = stored(t, seed, m, n_test)? {
                     reused += 1;
                     results.push(r);
                     continue;
@@ -245,7 +253,7 @@ pub fn run(a: HarnessArgs) -> Result<()> {
                     continue;
                 };
                 // Finished by the other command between the look and the claim.
-                if let Some(r) = harness::stored(&a.out, t.name, seed, m, &settings, n_test)? {
+                if let Some(r) = stored(t, seed, m, n_test)? {
                     shared += 1;
                     results.push(r);
                     continue;
@@ -266,7 +274,7 @@ pub fn run(a: HarnessArgs) -> Result<()> {
             left += 1;
             continue;
         };
-        match harness::stored(&a.out, t.name, seed, m, &settings, n_test)? {
+        match stored(t, seed, m, n_test)? {
             Some(r) => {
                 shared += 1;
                 results.push(r);

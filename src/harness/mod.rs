@@ -958,6 +958,58 @@ fn save(out: &Path, r: &RunResult) -> Result<()> {
     write_atomic(&result_path(out, &r.task, r.seed, r.method), &serde_json::to_string_pretty(r).expect("a result serialises"))
 }
 
+/// The full-data ceiling's train and dev: the task's whole training set, less what the
+/// test set holds (the data README lists exact-match overlaps: MPQA 445, TREC 10, CR 2,
+/// SST-5 2), compared without case ("What are the Twin Cities ?" in TREC's training set
+/// is a test question, lower case, there: 11 for TREC); with their counts.
+fn full_data_split(root: &Path, spec: &TaskSpec, test_ex: &[Example]) -> Result<(Vec<Example>, Vec<Example>, FullData)> {
+    let key = |e: &Example| (e.text_a.trim().to_lowercase(), e.text_b.as_deref().map(|b| b.trim().to_lowercase()));
+    let test_texts: std::collections::HashSet<(String, Option<String>)> = test_ex.iter().map(key).collect();
+    let (full_train, full_dev) = if spec.test_fallback {
+        // glue_pretrain's dev is this task's test set where the k-shot folder has no
+        // test file: dev comes out of train instead, whichever test file a seed has
+        // (one ceiling per task).
+        carve_dev(spec.read_full(root, "train")?)
+    } else {
+        (spec.read_full(root, "train")?, spec.read_full(root, "dev")?)
+    };
+    let n = full_train.len() + full_dev.len();
+    let keep = |v: Vec<Example>| -> Vec<Example> { v.into_iter().filter(|e| !test_texts.contains(&key(e))).collect() };
+    let (train, dev) = (keep(full_train), keep(full_dev));
+    let counts = FullData { train: train.len(), dev: dev.len(), dropped: n - train.len() - dev.len() };
+    Ok((train, dev, counts))
+}
+
+/// A stored full-data result is this version's only if it trained on the data this
+/// version cuts from the same files (an older overlap rule dropped other texts); other
+/// results pass. For every place a stored result is reused.
+pub fn check_full_data(root: &Path, out: &Path, spec: &TaskSpec, seed: u64, r: &RunResult) -> Result<()> {
+    if r.method != RunMethod::FullData || r.full_data.is_none() {
+        return Ok(());
+    }
+    let (train, dev) = (spec.read(root, seed, "train")?, spec.read(root, seed, "dev")?);
+    let (test, _) = spec.read_test(root, seed, &[&train, &dev])?;
+    same_full_data(out, r, &full_data_split(root, spec, &test)?.2)
+}
+
+fn same_full_data(out: &Path, r: &RunResult, current: &FullData) -> Result<()> {
+    match &r.full_data {
+        Some(f) if f != current => Err(Error::InvalidArgument(format!(
+            "{} was trained on other full data ({} train, {} dev, {} dropped as test texts) than {} now gives ({} train, {} dev, {} dropped); \
+             remove it to make the run again",
+            result_path(out, &r.task, r.seed, r.method).display(),
+            f.train,
+            f.dev,
+            f.dropped,
+            r.task,
+            current.train,
+            current.dev,
+            current.dropped
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// Runs (or reuses) one (task, seed, method) run and stores its result.
 pub fn run_one(
     root: &Path,
@@ -973,31 +1025,20 @@ pub fn run_one(
     let (mut train_ex, mut dev_ex) = (spec.read(root, seed, "train")?, spec.read(root, seed, "dev")?);
     let (mut test_ex, test_dropped) = spec.read_test(root, seed, &[&train_ex, &dev_ex])?;
     let n_test = scored_rows(spec, test_ex.len(), s)?;
+    let full_data = if method == RunMethod::FullData {
+        let (full_train, full_dev, counts) = full_data_split(root, spec, &test_ex)?;
+        (train_ex, dev_ex) = (full_train, full_dev);
+        Some(counts)
+    } else {
+        None
+    };
     if let Some(r) = stored(out, spec.name, seed, method, s, n_test)? {
+        if let Some(current) = &full_data {
+            same_full_data(out, &r, current)?;
+        }
         return Ok(r);
     }
     let test_file = spec.test_file(root, seed)?;
-    let mut full_data = None;
-    if method == RunMethod::FullData {
-        // The whole training set, less what the test set holds (the data README lists
-        // exact-match overlaps: MPQA 445, TREC 10, CR 2, SST-5 2), compared without case
-        // ("What are the Twin Cities ?" in TREC's training set is a test question, lower
-        // case, there: 11 for TREC).
-        let key = |e: &Example| (e.text_a.trim().to_lowercase(), e.text_b.as_deref().map(|b| b.trim().to_lowercase()));
-        let test_texts: std::collections::HashSet<(String, Option<String>)> = test_ex.iter().map(key).collect();
-        let (full_train, full_dev) = if spec.test_fallback {
-            // glue_pretrain's dev is this task's test set where the k-shot folder has no
-            // test file: dev comes out of train instead, whichever test file a seed has
-            // (one ceiling per task).
-            carve_dev(spec.read_full(root, "train")?)
-        } else {
-            (spec.read_full(root, "train")?, spec.read_full(root, "dev")?)
-        };
-        let n = full_train.len() + full_dev.len();
-        let keep = |v: Vec<Example>| -> Vec<Example> { v.into_iter().filter(|e| !test_texts.contains(&key(e))).collect() };
-        (train_ex, dev_ex) = (keep(full_train), keep(full_dev));
-        full_data = Some(FullData { train: train_ex.len(), dev: dev_ex.len(), dropped: n - train_ex.len() - dev_ex.len() });
-    }
     test_ex.truncate(n_test);
     let gold: Vec<usize> = test_ex
         .iter()
