@@ -10,7 +10,8 @@
 # user only (root's PATH has no rustup cargo, and root-owned files in target/ would
 # break the user's next build).
 #
-# Installed layout: $(PREFIX)/include/lmbff.h, $(PREFIX)/lib/liblmbff.so,
+# Installed layout: $(PREFIX)/include/lmbff.h and lmbff.hpp (the C++17 wrapper),
+# $(PREFIX)/lib/liblmbff.so,
 # $(PREFIX)/lib/libonnxruntime.so.<its version> (copied from the venv, found by the library
 # "next to liblmbff.so"), $(PREFIX)/lib/pkgconfig/lmbff.pc and
 # $(PREFIX)/lib/cmake/lmbff/. The full library finds libtorch through its rpath (the
@@ -41,7 +42,7 @@ install-serve:
 install-files:
 	@test -f $(BUILT)/liblmbff.so || { echo "no $(BUILT)/liblmbff.so: build it first ($(BUILD), as your user)" >&2; exit 1; }
 	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(LIBDIR)/cmake/lmbff $(DESTDIR)$(INCLUDEDIR)
-	install -m 644 include/lmbff.h $(DESTDIR)$(INCLUDEDIR)/lmbff.h
+	install -m 644 include/lmbff.h include/lmbff.hpp $(DESTDIR)$(INCLUDEDIR)/
 	install -m 755 $(BUILT)/liblmbff.so $(DESTDIR)$(LIBDIR)/liblmbff.so
 	$(ENV) install -m 755 "$$LMBFF_ORT_LIB" $(DESTDIR)$(LIBDIR)/
 	sed -e 's|@PREFIX@|$(PREFIX)|; s|@LIBDIR@|$(LIBDIR)|; s|@INCLUDEDIR@|$(INCLUDEDIR)|; s|@VERSION@|$(VERSION)|' \
@@ -53,6 +54,6 @@ install-files:
 	@echo "installed lmbff $(VERSION) from $(BUILT) into $(DESTDIR)$(PREFIX)"
 
 uninstall:
-	rm -f $(DESTDIR)$(INCLUDEDIR)/lmbff.h $(DESTDIR)$(LIBDIR)/liblmbff.so \
+	rm -f $(DESTDIR)$(INCLUDEDIR)/lmbff.h $(DESTDIR)$(INCLUDEDIR)/lmbff.hpp $(DESTDIR)$(LIBDIR)/liblmbff.so \
 	  $(DESTDIR)$(LIBDIR)/libonnxruntime.so.$(ORT_VERSION) $(DESTDIR)$(LIBDIR)/pkgconfig/lmbff.pc
 	rm -rf $(DESTDIR)$(LIBDIR)/cmake/lmbff

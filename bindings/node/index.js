@@ -426,7 +426,6 @@ class Predictor {
     const out = [null];
     const state = this.state;
     return new Promise((resolve, reject) => {
-      state.pending += 1;
       c.predictWithError.async(this.handle, a, b, a.length, out, message, message.length, (err, status) => {
         state.pending -= 1;
         if (state.pending === 0 && state.closed) c.predictorFree(state.raw);
@@ -434,6 +433,9 @@ class Predictor {
         else if (status !== 0) reject(new LmbffError(status, 'predict', message.toString('utf8', 0, message.indexOf(0))));
         else resolve(new Predictions(this, out[0]));
       });
+      // Counted once the call is queued (a call koffi refuses throws above, and the
+      // Promise rejects with it); its callback comes later, on this thread.
+      state.pending += 1;
     });
   }
 

@@ -2,9 +2,9 @@
 // labelling its share of the input lines; checks that the threads' results equal a
 // single-threaded pass, and prints throughput.
 //
-//   c++ -std=c++17 -O2 -Iinclude -Iexamples/cpp examples/cpp/batch_predict.cpp
+//   c++ -std=c++17 -O2 -Iinclude examples/cpp/batch_predict.cpp
 //       -Ltarget/serve/release -llmbff -lpthread -Wl,-rpath,$PWD/target/serve/release -o batch_predict
-//   (one command)
+//   (one command; against an installed lmbff: $(pkg-config --cflags --libs lmbff) -lpthread)
 //   ./batch_predict EXPORT_DIR THREADS < texts.txt
 #include <algorithm>
 #include <charconv>
@@ -37,7 +37,10 @@ int main(int argc, char** argv) {
     std::vector<std::string> texts;
     for (std::string line; std::getline(std::cin, line);) texts.push_back(line);
     try {
-        lmbff::Predictor predictor(argv[1], /*threads per session*/ 1, /*sessions*/ static_cast<uint32_t>(workers));
+        lmbff::PredictorOptions options;
+        options.threads = 1;  // per session
+        options.sessions = static_cast<uint32_t>(workers);
+        const lmbff::Predictor predictor(argv[1], options);
         const auto reference = predictor.predict(texts);
 
         std::vector<std::vector<lmbff::Prediction>> parts(workers);
@@ -96,7 +99,7 @@ int main(int argc, char** argv) {
     } catch (const std::invalid_argument& e) {  // a text lmbff cannot take (lmbff.hpp's c_str)
         std::cerr << e.what() << "\n";
         return 1;
-    } catch (const std::exception& e) {  // a thread that could not start, memory
+    } catch (const std::exception& e) {  // a thread that could not start, memory, a liblmbff of another C ABI
         std::cerr << e.what() << "\n";
         return 1;
     }
