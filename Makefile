@@ -11,7 +11,7 @@
 # break the user's next build).
 #
 # Installed layout: $(PREFIX)/include/lmbff.h and lmbff.hpp (the C++17 wrapper),
-# $(PREFIX)/lib/liblmbff.so,
+# $(PREFIX)/lib/liblmbff.so.<C ABI version> (its SONAME) and liblmbff.so linking to it,
 # $(PREFIX)/lib/libonnxruntime.so.<its version> (copied from the venv, found by the library
 # "next to liblmbff.so"), $(PREFIX)/lib/pkgconfig/lmbff.pc and
 # $(PREFIX)/lib/cmake/lmbff/. The full library finds libtorch through its rpath (the
@@ -24,6 +24,8 @@ INCLUDEDIR ?= $(PREFIX)/include
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 # written once, in python/requirements.txt
 ORT_VERSION := $(shell sed -n 's/^onnxruntime==//p' python/requirements.txt)
+# the C ABI version, the library's SONAME suffix (written once, in src/ffi/mod.rs)
+ABI := $(shell sed -n 's/^pub const LMBFF_ABI_VERSION: u32 = \([0-9]*\);/\1/p' src/ffi/mod.rs)
 ENV := source scripts/env.sh &&
 
 .PHONY: all serve install install-serve uninstall
@@ -43,11 +45,12 @@ install-files:
 	@test -f $(BUILT)/liblmbff.so || { echo "no $(BUILT)/liblmbff.so: build it first ($(BUILD), as your user)" >&2; exit 1; }
 	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(LIBDIR)/cmake/lmbff $(DESTDIR)$(INCLUDEDIR)
 	install -m 644 include/lmbff.h include/lmbff.hpp $(DESTDIR)$(INCLUDEDIR)/
-	install -m 755 $(BUILT)/liblmbff.so $(DESTDIR)$(LIBDIR)/liblmbff.so
+	install -m 755 $(BUILT)/liblmbff.so $(DESTDIR)$(LIBDIR)/liblmbff.so.$(ABI)
+	ln -sfn liblmbff.so.$(ABI) $(DESTDIR)$(LIBDIR)/liblmbff.so
 	$(ENV) install -m 755 "$$LMBFF_ORT_LIB" $(DESTDIR)$(LIBDIR)/
 	sed -e 's|@PREFIX@|$(PREFIX)|; s|@LIBDIR@|$(LIBDIR)|; s|@INCLUDEDIR@|$(INCLUDEDIR)|; s|@VERSION@|$(VERSION)|' \
 	  packaging/lmbff.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/lmbff.pc
-	sed -e "s|@INCLUDEDIR_FROM_HERE@|$$(realpath -s -m --relative-to=$(LIBDIR)/cmake/lmbff $(INCLUDEDIR))|" \
+	sed -e "s|@INCLUDEDIR_FROM_HERE@|$$(realpath -s -m --relative-to=$(LIBDIR)/cmake/lmbff $(INCLUDEDIR))|; s|@ABI@|$(ABI)|g" \
 	  packaging/lmbff-config.cmake.in > $(DESTDIR)$(LIBDIR)/cmake/lmbff/lmbff-config.cmake
 	sed -e 's|@VERSION@|$(VERSION)|' packaging/lmbff-config-version.cmake.in \
 	  > $(DESTDIR)$(LIBDIR)/cmake/lmbff/lmbff-config-version.cmake
@@ -55,5 +58,6 @@ install-files:
 
 uninstall:
 	rm -f $(DESTDIR)$(INCLUDEDIR)/lmbff.h $(DESTDIR)$(INCLUDEDIR)/lmbff.hpp $(DESTDIR)$(LIBDIR)/liblmbff.so \
+	  $(DESTDIR)$(LIBDIR)/liblmbff.so.$(ABI) \
 	  $(DESTDIR)$(LIBDIR)/libonnxruntime.so.$(ORT_VERSION) $(DESTDIR)$(LIBDIR)/pkgconfig/lmbff.pc
 	rm -rf $(DESTDIR)$(LIBDIR)/cmake/lmbff

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 fn main() {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
     generate_header(&root);
+    name_the_library(&root);
     if std::env::var_os("CARGO_FEATURE_TRAIN").is_some() {
         link_torch();
     }
@@ -26,6 +27,33 @@ fn generate_header(root: &std::path::Path) {
     header.write_to_file(&out);
     if std::env::var_os("LMBFF_WRITE_HEADER").is_some() {
         header.write_to_file(root.join("include/lmbff.h"));
+    }
+}
+
+/// Gives liblmbff.so the SONAME liblmbff.so.<C ABI version>: a host linked against it
+/// records that name, so the loader never hands it a library of another C ABI. Beside
+/// the built library, liblmbff.so.<version> links to it, so hosts built against the
+/// build folder run from there (`make install` installs the file under that name).
+fn name_the_library(root: &std::path::Path) {
+    println!("cargo:rerun-if-changed=src/ffi/mod.rs");
+    let ffi = std::fs::read_to_string(root.join("src/ffi/mod.rs")).expect("src/ffi/mod.rs is readable");
+    let abi = ffi
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("pub const LMBFF_ABI_VERSION: u32 = ")?.strip_suffix(';'))
+        .expect("src/ffi/mod.rs declares LMBFF_ABI_VERSION");
+    let soname = format!("liblmbff.so.{abi}");
+    println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,{soname}");
+    // OUT_DIR is <target>/<profile>/build/<package>-<hash>/out: the library is made in
+    // <target>/<profile>. The link dangles until the library is linked.
+    let out = PathBuf::from(std::env::var("OUT_DIR").unwrap());
+    if let Some(profile) = out.ancestors().nth(3) {
+        let link = profile.join(&soname);
+        if std::fs::read_link(&link).ok().as_deref() != Some(std::path::Path::new("liblmbff.so")) {
+            let _ = std::fs::remove_file(&link);
+            if let Err(e) = std::os::unix::fs::symlink("liblmbff.so", &link) {
+                println!("cargo:warning=could not link {} to liblmbff.so: {e}", link.display());
+            }
+        }
     }
 }
 

@@ -71,7 +71,8 @@ int main(int argc, char **argv) {
         return 2;
     }
     /* A liblmbff of another C ABI reads the structs and calls differently: refuse it
-       before any call (the loader found it by name only; the library has no SONAME). */
+       before any call (its SONAME keeps the loader from linking one to this program, but
+       a library loaded by hand, or renamed, gets past that). */
     if (lmbff_abi_version() != LMBFF_ABI_VERSION) {
         fprintf(stderr, "liblmbff has C ABI version %u; this program was built for %d: rebuild it against that library's header\n",
                 (unsigned)lmbff_abi_version(), LMBFF_ABI_VERSION);
