@@ -24,8 +24,6 @@ INCLUDEDIR ?= $(PREFIX)/include
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 # written once, in python/requirements.txt
 ORT_VERSION := $(shell sed -n 's/^onnxruntime==//p' python/requirements.txt)
-# the C ABI version, the library's SONAME suffix (written once, in src/ffi/mod.rs)
-ABI := $(shell sed -n 's/^pub const LMBFF_ABI_VERSION: u32 = \([0-9]*\);/\1/p' src/ffi/mod.rs)
 ENV := source scripts/env.sh &&
 
 .PHONY: all serve install install-serve uninstall
@@ -41,23 +39,29 @@ install-serve:
 
 # Shared by both variants: BUILT is the cargo output folder of the library to install.
 .PHONY: install-files
+install-files: SONAME = $(shell readelf -d $(BUILT)/liblmbff.so 2>/dev/null | sed -n 's/.*(SONAME).*\[\(liblmbff\.so\.[0-9]*\)\]/\1/p')
 install-files:
 	@test -f $(BUILT)/liblmbff.so || { echo "no $(BUILT)/liblmbff.so: build it first ($(BUILD), as your user)" >&2; exit 1; }
+	@# The file goes under the SONAME it was built with (liblmbff.so.<C ABI version>),
+	@# the name hosts linked against it ask for, whatever the sources say now.
+	@test -n "$(SONAME)" || { echo "$(BUILT)/liblmbff.so has no SONAME (built before it had one): build it again ($(BUILD))" >&2; exit 1; }
 	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(LIBDIR)/cmake/lmbff $(DESTDIR)$(INCLUDEDIR)
 	install -m 644 include/lmbff.h include/lmbff.hpp $(DESTDIR)$(INCLUDEDIR)/
-	install -m 755 $(BUILT)/liblmbff.so $(DESTDIR)$(LIBDIR)/liblmbff.so.$(ABI)
-	ln -sfn liblmbff.so.$(ABI) $(DESTDIR)$(LIBDIR)/liblmbff.so
+	install -m 755 $(BUILT)/liblmbff.so $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sfn $(SONAME) $(DESTDIR)$(LIBDIR)/liblmbff.so
 	$(ENV) install -m 755 "$$LMBFF_ORT_LIB" $(DESTDIR)$(LIBDIR)/
 	sed -e 's|@PREFIX@|$(PREFIX)|; s|@LIBDIR@|$(LIBDIR)|; s|@INCLUDEDIR@|$(INCLUDEDIR)|; s|@VERSION@|$(VERSION)|' \
 	  packaging/lmbff.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/lmbff.pc
-	sed -e "s|@INCLUDEDIR_FROM_HERE@|$$(realpath -s -m --relative-to=$(LIBDIR)/cmake/lmbff $(INCLUDEDIR))|; s|@ABI@|$(ABI)|g" \
+	sed -e "s|@INCLUDEDIR_FROM_HERE@|$$(realpath -s -m --relative-to=$(LIBDIR)/cmake/lmbff $(INCLUDEDIR))|; s|@SONAME@|$(SONAME)|g" \
 	  packaging/lmbff-config.cmake.in > $(DESTDIR)$(LIBDIR)/cmake/lmbff/lmbff-config.cmake
 	sed -e 's|@VERSION@|$(VERSION)|' packaging/lmbff-config-version.cmake.in \
 	  > $(DESTDIR)$(LIBDIR)/cmake/lmbff/lmbff-config-version.cmake
 	@echo "installed lmbff $(VERSION) from $(BUILT) into $(DESTDIR)$(PREFIX)"
 
 uninstall:
+	@# the file liblmbff.so links to (the SONAME it was installed under), then the link
+	link=$$(readlink $(DESTDIR)$(LIBDIR)/liblmbff.so || true); \
+	  case "$$link" in liblmbff.so.*) rm -f "$(DESTDIR)$(LIBDIR)/$$link";; esac
 	rm -f $(DESTDIR)$(INCLUDEDIR)/lmbff.h $(DESTDIR)$(INCLUDEDIR)/lmbff.hpp $(DESTDIR)$(LIBDIR)/liblmbff.so \
-	  $(DESTDIR)$(LIBDIR)/liblmbff.so.$(ABI) \
 	  $(DESTDIR)$(LIBDIR)/libonnxruntime.so.$(ORT_VERSION) $(DESTDIR)$(LIBDIR)/pkgconfig/lmbff.pc
 	rm -rf $(DESTDIR)$(LIBDIR)/cmake/lmbff

@@ -30,11 +30,18 @@ fn generate_header(root: &std::path::Path) {
     }
 }
 
-/// Gives liblmbff.so the SONAME liblmbff.so.<C ABI version>: a host linked against it
-/// records that name, so the loader never hands it a library of another C ABI. Beside
-/// the built library, liblmbff.so.<version> links to it, so hosts built against the
-/// build folder run from there (`make install` installs the file under that name).
+/// Gives liblmbff.so the SONAME liblmbff.so.<C ABI version> (on Linux): a host linked
+/// against it records that name, so the loader never hands it a library of another C
+/// ABI. Beside the built library, liblmbff.so.<version> links to it, so hosts built
+/// against the build folder run from there (`make install` installs the file under that
+/// name); a link of another version there is removed (it would lead a host linked
+/// before an ABI change to the new library). The folder is found from OUT_DIR
+/// (<target>/<profile>/build/<package>-<hash>/out), which Cargo's `build.build-dir`
+/// setting moves elsewhere: builds with it get no link (a warning says so).
 fn name_the_library(root: &std::path::Path) {
+    if std::env::var("CARGO_CFG_TARGET_OS").as_deref() != Ok("linux") {
+        return;
+    }
     println!("cargo:rerun-if-changed=src/ffi/mod.rs");
     let ffi = std::fs::read_to_string(root.join("src/ffi/mod.rs")).expect("src/ffi/mod.rs is readable");
     let abi = ffi
@@ -43,16 +50,36 @@ fn name_the_library(root: &std::path::Path) {
         .expect("src/ffi/mod.rs declares LMBFF_ABI_VERSION");
     let soname = format!("liblmbff.so.{abi}");
     println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,{soname}");
-    // OUT_DIR is <target>/<profile>/build/<package>-<hash>/out: the library is made in
-    // <target>/<profile>. The link dangles until the library is linked.
+    #[cfg(unix)]
+    link_soname(&soname);
+}
+
+#[cfg(unix)]
+fn link_soname(soname: &str) {
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap());
-    if let Some(profile) = out.ancestors().nth(3) {
-        let link = profile.join(&soname);
-        if std::fs::read_link(&link).ok().as_deref() != Some(std::path::Path::new("liblmbff.so")) {
-            let _ = std::fs::remove_file(&link);
-            if let Err(e) = std::os::unix::fs::symlink("liblmbff.so", &link) {
-                println!("cargo:warning=could not link {} to liblmbff.so: {e}", link.display());
-            }
+    let profile = match out.ancestors().nth(3) {
+        // The artifact folder holds the build folder and deps/ (a build-dir elsewhere
+        // has the same shape under another root, which this cannot tell apart; Cargo
+        // says where with CARGO_BUILD_BUILD_DIR when it is set by the environment).
+        Some(p) if std::env::var_os("CARGO_BUILD_BUILD_DIR").is_none() => p.to_path_buf(),
+        _ => {
+            println!("cargo:warning=no {soname} link made beside liblmbff.so (Cargo's build-dir is set): link it there to run hosts from the build folder");
+            return;
+        }
+    };
+    let Ok(entries) = std::fs::read_dir(&profile) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        let other = name.strip_prefix("liblmbff.so.").is_some_and(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit())) && name != soname;
+        if other && std::fs::read_link(entry.path()).is_ok_and(|t| t == std::path::Path::new("liblmbff.so")) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+    let link = profile.join(soname);
+    if std::fs::read_link(&link).ok().as_deref() != Some(std::path::Path::new("liblmbff.so")) {
+        let _ = std::fs::remove_file(&link);
+        if let Err(e) = std::os::unix::fs::symlink("liblmbff.so", &link) {
+            println!("cargo:warning=could not link {} to liblmbff.so: {e}", link.display());
         }
     }
 }

@@ -676,6 +676,8 @@ lmbff_status lmbff_predict(const lmbff_predictor *p,
  that make the call on a pool thread and read its outcome on another, where the
  calling thread's lmbff_last_error() is out of reach (Node's asynchronous calls).
  A message is at most 4 KiB and a short suffix: 4160 bytes hold any whole.
+ The batch runs on a thread of its own with an 8 MiB stack, which the call waits for:
+ such hosts may call from a small stack (koffi's asynchronous calls run on 128 KiB).
 
  # Safety
  As lmbff_predict; `error` is NULL or points to `capacity` writable bytes.

@@ -272,7 +272,8 @@ struct Progress {
 
 // A progress callback: return false to stop the run. Called on lmbff's training thread,
 // not the caller's: guard what it shares with other threads. An exception it throws
-// stops the run and is rethrown by Run::wait() (or Task::train).
+// stops the run and is rethrown by Run::wait() (or Task::train), unless the run had
+// saved its version by then (Run::callback_error() has it).
 using ProgressFn = std::function<bool(const Progress&)>;
 
 // A run's state, as lmbff_run_poll reports it.
@@ -303,13 +304,18 @@ public:
     // Asks the run to stop (from any thread); wait() then throws LMBFF_ERR_CANCELLED.
     void cancel() const { check(lmbff_run_cancel(handle_.get()), "lmbff_run_cancel"); }
     // Waits for the run to end and returns the new version; throws the run's error, or
-    // rethrows what the progress callback threw. Not from the run's own callback.
+    // rethrows what the progress callback threw if that stopped the run. A run that
+    // ended before the callback's stop could take effect has saved its version: that is
+    // returned, and the exception is kept for callback_error(). Not from the run's own
+    // callback.
     std::string wait() const {
         const lmbff_status s = lmbff_run_wait(handle_.get());
-        if (callback_ && callback_->error) std::rethrow_exception(callback_->error);
+        if (s != LMBFF_OK && callback_ && callback_->error) std::rethrow_exception(callback_->error);
         check(s, "lmbff_run_wait");
         return version();
     }
+    // What the progress callback threw (null if nothing): read it after wait().
+    std::exception_ptr callback_error() const { return callback_ ? callback_->error : nullptr; }
     // The version a succeeded run made ("v1", ...), or "" before it succeeds.
     std::string version() const {
         const char* v = lmbff_run_version(handle_.get());

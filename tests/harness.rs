@@ -363,6 +363,11 @@ fn diverged_runs_and_old_results_read_back() {
     assert!(table.contains("| prompt | 40.0 (0.0) [2], 1 diverged |"), "{table}");
     let table = harness::macro_f1_report(&[multi(2, None)], &[RunMethod::Prompt]);
     assert!(table.contains("| prompt | diverged (1 of 1) |"), "{table}");
+    // A majority run has no macro-F1 and a test score: no row, not "diverged".
+    let mut majority = multi(1, None);
+    (majority.method, majority.test) = (RunMethod::Majority, 0.3);
+    let table = harness::macro_f1_report(&[multi(1, Some(0.4)), majority], &[RunMethod::Majority, RunMethod::Prompt]);
+    assert!(table.contains("| prompt | 40.0 (0.0) [1] |") && !table.contains("majority"), "{table}");
 }
 
 /// python/harness_compare.py --select: per split, the row best on dev; a run whose dev

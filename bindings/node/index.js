@@ -373,8 +373,10 @@ class Predictor {
     const out = [null];
     check(c.predictorOpen(str(what, 'exportDir', exportDir), p, out), what);
     this.handle = out[0];
-    // Asynchronous calls in flight (predictBatchAsync): close() frees after the last.
-    this.state = { raw: this.handle, pending: 0, closed: false };
+    // Asynchronous calls (predictBatchAsync): at most `sessions` on libuv's pool at once
+    // (more would hold pool threads waiting for a session, and stall the process's file
+    // system, DNS and crypto work), the rest queued; close() frees after the last.
+    this.state = { raw: this.handle, pending: 0, running: 0, sessions: p.sessions, queue: [], closed: false };
     collectable.register(this, [c.predictorFree, this.handle]);
     this.labels = Array.from({ length: Number(c.numLabels(this.handle)) }, (_, i) => c.label(this.handle, i));
     /** A multi-label export: probs are each label's own probability; `labels` of a prediction lists those that apply. */
@@ -401,9 +403,12 @@ class Predictor {
 
   /**
    * As predict(), without holding the event loop: the batch runs on a thread of libuv's
-   * pool (UV_THREADPOOL_SIZE, 4 by default, bounds how many run at once). A Promise of
-   * the results; a bad argument rejects before any work, a failed call with its
-   * LmbffError. close() during the call takes effect when the call ends. In a worker
+   * pool. As many run at once as the predictor has sessions (the `sessions` option; the
+   * rest wait their turn in order), which leaves the pool's other threads to the
+   * process's file system, DNS and crypto work where sessions are fewer than the pool's
+   * threads (UV_THREADPOOL_SIZE, 4 by default). A Promise of the results; a bad argument
+   * rejects before any work, a failed call with its LmbffError. close() with calls
+   * waiting or running takes effect when the last ends. In a worker
    * thread the batch runs on the worker's own thread (a worker is off the main event
    * loop already, and one that exits during a pool call aborts the process in koffi).
    */
@@ -420,22 +425,33 @@ class Predictor {
     } catch (e) {
       return Promise.reject(e);
     }
-    // The message of a failed call comes back in this buffer: the pool thread's
-    // lmbff_last_error() is out of the main thread's reach.
-    const message = Buffer.alloc(ERROR_CAPACITY);
-    const out = [null];
     const state = this.state;
     return new Promise((resolve, reject) => {
-      c.predictWithError.async(this.handle, a, b, a.length, out, message, message.length, (err, status) => {
-        state.pending -= 1;
-        if (state.pending === 0 && state.closed) c.predictorFree(state.raw);
-        if (err) reject(err);
-        else if (status !== 0) reject(new LmbffError(status, 'predict', message.toString('utf8', 0, message.indexOf(0))));
-        else resolve(new Predictions(this, out[0]));
-      });
-      // Counted once the call is queued (a call koffi refuses throws above, and the
-      // Promise rejects with it); its callback comes later, on this thread.
       state.pending += 1;
+      state.queue.push(() => {
+        // The message of a failed call comes back in this buffer: the pool thread's
+        // lmbff_last_error() is out of the main thread's reach.
+        const message = Buffer.alloc(ERROR_CAPACITY);
+        const out = [null];
+        const done = (settle) => {
+          state.running -= 1;
+          state.pending -= 1;
+          settle();
+          startQueued(state);
+        };
+        state.running += 1;
+        try {
+          c.predictWithError.async(state.raw, a, b, a.length, out, message, message.length, (err, status) => done(() => {
+            if (err) reject(err);
+            else if (status !== 0) reject(new LmbffError(status, 'predict', message.toString('utf8', 0, message.indexOf(0))));
+            else resolve(new Predictions(this, out[0]));
+          }));
+        } catch (e) {
+          // koffi refused the call (its queue full): nothing runs, nothing calls back.
+          done(() => reject(e));
+        }
+      });
+      startQueued(state);
     });
   }
 
@@ -461,9 +477,21 @@ class Predictor {
     if (this.handle) {
       collectable.unregister(this);
       this.state.closed = true;
-      if (this.state.pending === 0) c.predictorFree(this.handle);
+      startQueued(this.state);
     }
     this.handle = null;
+  }
+}
+
+/**
+ * Starts queued asynchronous predictions while fewer than the predictor's sessions run;
+ * frees a closed predictor once nothing is pending.
+ */
+function startQueued(state) {
+  while (state.running < state.sessions && state.queue.length > 0) state.queue.shift()();
+  if (state.pending === 0 && state.closed && state.raw) {
+    c.predictorFree(state.raw);
+    state.raw = null;
   }
 }
 

@@ -79,6 +79,13 @@ pub fn set_last_error(message: &str) {
     let _ = LAST_ERROR.try_with(|e| *e.borrow_mut() = c);
 }
 
+/// Sets this thread's message to one `set_last_error` already made on another thread
+/// (its cut is kept as it is).
+pub(crate) fn carry_last_error(message: &str) {
+    let c = CString::new(message.replace('\0', " ")).unwrap_or_default();
+    let _ = LAST_ERROR.try_with(|e| *e.borrow_mut() = c);
+}
+
 /// The status a crate error maps to.
 pub(crate) fn status_of(e: &Error) -> lmbff_status {
     use lmbff_status::*;

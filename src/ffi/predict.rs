@@ -261,6 +261,8 @@ pub unsafe extern "C" fn lmbff_predict(
 /// that make the call on a pool thread and read its outcome on another, where the
 /// calling thread's lmbff_last_error() is out of reach (Node's asynchronous calls).
 /// A message is at most 4 KiB and a short suffix: 4160 bytes hold any whole.
+/// The batch runs on a thread of its own with an 8 MiB stack, which the call waits for:
+/// such hosts may call from a small stack (koffi's asynchronous calls run on 128 KiB).
 ///
 /// # Safety
 /// As lmbff_predict; `error` is NULL or points to `capacity` writable bytes.
@@ -274,21 +276,53 @@ pub unsafe extern "C" fn lmbff_predict_with_error(
     error: *mut c_char,
     capacity: usize,
 ) -> lmbff_status {
-    let status = lmbff_predict(p, texts, texts_b, n, out);
+    /// The call's arguments, moved to the thread that predicts.
+    struct Args(*const lmbff_predictor, *const *const c_char, *const *const c_char, usize, *mut *mut lmbff_predictions);
+    // SAFETY: the caller keeps them valid for the whole call, and the call waits for the
+    // thread; the predictor may be used from any thread (lmbff.h).
+    unsafe impl Send for Args {}
+    impl Args {
+        /// lmbff_predict, with its message where it fails.
+        fn predict(self) -> (lmbff_status, String) {
+            // SAFETY: as lmbff_predict_with_error's own contract.
+            let status = unsafe { lmbff_predict(self.0, self.1, self.2, self.3, self.4) };
+            let message = if status == lmbff_status::LMBFF_OK { String::new() } else { last_error_string() };
+            (status, message)
+        }
+    }
+    let args = Args(p, texts, texts_b, n, out);
+    let predict = move || args.predict();
+    let ran = std::thread::scope(|scope| {
+        std::thread::Builder::new().name("lmbff-predict".into()).stack_size(8 << 20).spawn_scoped(scope, predict).map(|t| t.join())
+    });
+    let (status, message) = match ran {
+        Ok(Ok(done)) => done,
+        // lmbff_predict catches its panics: a panic here is outside it.
+        Ok(Err(_)) => (lmbff_status::LMBFF_ERR_INTERNAL, "internal error (please report): the prediction thread panicked".to_string()),
+        Err(e) => (lmbff_status::LMBFF_ERR_RUNTIME, format!("could not start the prediction's thread: {e}")),
+    };
+    if status != lmbff_status::LMBFF_OK {
+        super::carry_last_error(&message);
+    }
     if !error.is_null() && capacity > 0 {
-        let message = if status == lmbff_status::LMBFF_OK { "" } else { CStr::from_ptr(super::lmbff_last_error()).to_str().unwrap_or("") };
-        let buf = std::slice::from_raw_parts_mut(error.cast::<u8>(), capacity);
-        copy_cut(message, buf);
+        let cut = cut_at(&message, capacity - 1);
+        // Pointer writes: the caller's buffer may be uninitialised memory.
+        std::ptr::copy_nonoverlapping(message.as_ptr().cast::<c_char>(), error, cut);
+        *error.add(cut) = 0;
     }
     status
 }
 
-/// Copies as much of `message` as fits into `buf` with a NUL after it, cut at a
-/// character boundary (`buf` is not empty).
-fn copy_cut(message: &str, buf: &mut [u8]) {
-    let cut = (0..=message.len().min(buf.len() - 1)).rev().find(|&i| message.is_char_boundary(i)).unwrap_or(0);
-    buf[..cut].copy_from_slice(&message.as_bytes()[..cut]);
-    buf[cut] = 0;
+/// This thread's lmbff_last_error() message.
+fn last_error_string() -> String {
+    // SAFETY: lmbff_last_error returns a NUL-terminated string valid until the next call.
+    unsafe { CStr::from_ptr(super::lmbff_last_error()) }.to_string_lossy().into_owned()
+}
+
+/// The length of the longest start of `message` of at most `most` bytes that ends at a
+/// character boundary.
+fn cut_at(message: &str, most: usize) -> usize {
+    (0..=message.len().min(most)).rev().find(|&i| message.is_char_boundary(i)).unwrap_or(0)
 }
 
 /// Frees predictions (NULL is a no-op).
@@ -483,16 +517,12 @@ mod tests {
     #[test]
     fn a_message_is_cut_at_a_character_boundary() {
         let message = "texts[0]: «é»";
-        for capacity in 1..=message.len() + 3 {
-            let mut buf = vec![b'x'; capacity + 1];
-            super::copy_cut(message, &mut buf[..capacity]);
-            let end = buf.iter().position(|&b| b == 0).expect("NUL-terminated");
-            let cut = std::str::from_utf8(&buf[..end]).expect("valid UTF-8");
-            assert!(message.starts_with(cut) && end < capacity, "{capacity}: {cut}");
-            // The longest prefix that fits: the next character would not.
-            let next = message[end..].chars().next().map_or(0, char::len_utf8);
-            assert!(end == message.len() || end + next + 1 > capacity, "{capacity}: {cut}");
-            assert_eq!(buf[capacity], b'x', "nothing past the capacity is written");
+        for most in 0..=message.len() + 2 {
+            let cut = super::cut_at(message, most);
+            assert!(cut <= most && message.is_char_boundary(cut), "{most}: {cut}");
+            // The longest start that fits: the next character would not.
+            let next = message[cut..].chars().next().map_or(0, char::len_utf8);
+            assert!(cut == message.len() || cut + next > most, "{most}: {cut}");
         }
     }
 }

@@ -1598,8 +1598,9 @@ pub fn calibration_report(results: &[RunResult], methods: &[RunMethod]) -> Strin
 
 /// The multi-label table: per method and multi-label task, the mean (std) macro-F1 in
 /// percent over the seeds done [seeds] (the main table has the micro-F1). Empty when no
-/// result is of a multi-label task. A diverged run (NaN, stored as null) is left out of
-/// its cell's mean and counted, as in the main table.
+/// result is of a multi-label task. A diverged run (NaN, stored as null, its test score
+/// too) is left out of its cell's mean and counted, as in the main table; a method that
+/// makes no model (majority) has no row.
 pub fn macro_f1_report(results: &[RunResult], methods: &[RunMethod]) -> String {
     let multi_label = |r: &&RunResult| r.macro_f1.is_some() || task(&r.task).is_ok_and(|t| t.multi_label.is_some());
     let mut tasks: Vec<&str> = Vec::new();
@@ -1619,9 +1620,18 @@ pub fn macro_f1_report(results: &[RunResult], methods: &[RunMethod]) -> String {
     s += &"---|".repeat(tasks.len());
     s.push('\n');
     for &m in methods {
+        // A run without a macro-F1 is a diverged one (NaN, stored as null) where its test
+        // score diverged too; otherwise it made no model to score (majority).
         let cells: Vec<Vec<f64>> = tasks
             .iter()
-            .map(|t| results.iter().filter(|r| r.method == m && r.task == *t).map(|r| 100.0 * r.macro_f1.unwrap_or(f64::NAN)).collect())
+            .map(|t| {
+                results
+                    .iter()
+                    .filter(|r| r.method == m && r.task == *t)
+                    .filter_map(|r| r.macro_f1.or(r.test.is_nan().then_some(f64::NAN)))
+                    .map(|v| 100.0 * v)
+                    .collect()
+            })
             .collect();
         if cells.iter().all(Vec::is_empty) {
             continue;

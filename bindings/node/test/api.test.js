@@ -4,7 +4,7 @@
 'use strict';
 const test = require('node:test');
 const assert = require('node:assert');
-const { execFileSync } = require('child_process');
+const { execFileSync, spawnSync } = require('child_process');
 const fs = require('fs');
 const os = require('os');
 const path = require('path');
@@ -110,11 +110,41 @@ test('predictAsync predicts on the thread pool: the same results, the event loop
   await assert.rejects(p.predictAsync('one text'), (e) => isInvalid(e) && /inputs is a string/.test(e.message));
   await assert.rejects(p.predictAsync(['a\0b']), (e) => isInvalid(e) && /NUL character/.test(e.message));
 
-  // close() during a call: the call finishes on the open predictor, which is freed after.
-  const inFlight = p.predictAsync(many.slice(0, 50));
+  // close() with calls running and waiting: they finish on the open predictor, which is
+  // freed after the last.
+  const inFlight = [p.predictAsync(many.slice(0, 50)), p.predictAsync(many.slice(0, 20)), p.predictAsync(texts)];
   p.close();
-  assert.strictEqual((await inFlight).length, 50);
+  assert.deepStrictEqual((await Promise.all(inFlight)).map((r) => r.length), [50, 20, 3]);
   await assert.rejects(p.predictAsync(texts), /the predictor is closed/);
+});
+
+test('predictAsync leaves the other pool threads free, and runs from a small stack', async () => {
+  // One session: four batches run one at a time, so a file read (also on libuv's pool,
+  // 4 threads) is not held behind them. With every batch on a pool thread, three waited
+  // there for the session and the read came after the first batch.
+  const p = new lmbff.Predictor(path.join(work, 'export-one'), { threads: 1 });
+  const many = Array.from({ length: 500 }, (_, i) => `Review ${i}: the plot was thin but the actors were fun to watch.`);
+  const order = [];
+  const batches = [0, 1, 2, 3].map((k) => p.predictAsync(many).then(() => order.push(`batch ${k}`)));
+  await new Promise((resolve) => setImmediate(resolve));
+  const read = fs.promises.readFile(__filename).then(() => order.push('read'));
+  await Promise.all([...batches, read]);
+  assert.deepStrictEqual(order, ['read', 'batch 0', 'batch 1', 'batch 2', 'batch 3']);
+  p.close();
+
+  // koffi runs an asynchronous call on a stack of its own (128 KiB by default); the
+  // model ran on it, and crashed below 56 KiB. The library now predicts on a thread
+  // of its own: 16 KiB is enough.
+  const script = `
+    const koffi = require(${JSON.stringify(require.resolve('koffi', { paths: [path.join(__dirname, '..')] }))});
+    koffi.config({ ...koffi.config(), async_stack_size: 16 * 1024 });
+    const lmbff = require(${JSON.stringify(path.join(__dirname, '..'))});
+    const p = new lmbff.Predictor(${JSON.stringify(path.join(work, 'export-one'))}, { threads: 1 });
+    p.predictAsync(['A warm, funny film.', 'Dull and far too long.']).then((r) => console.log(r.length));`;
+  const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 120000 });
+  assert.strictEqual(r.signal, null, `signal ${r.signal}\n${r.stderr}`);
+  assert.strictEqual(r.status, 0, `status ${r.status}\n${r.stderr}`);
+  assert.strictEqual(r.stdout.trim(), '2');
 });
 
 test('a predictor dropped without close() is freed when it is collected', () => {
