@@ -691,6 +691,21 @@ lmbff_status lmbff_predict_with_error(const lmbff_predictor *p,
                                       size_t capacity);
 
 /*
+ As lmbff_predictor_open, with the message of a failure copied into `error` as
+ lmbff_predict_with_error does, and the opening done on a thread of its own (8 MiB
+ stack) that the call waits for: for hosts that open on a pool thread (Node's
+ asynchronous calls).
+
+ # Safety
+ As lmbff_predictor_open; `error` is NULL or points to `capacity` writable bytes.
+ */
+lmbff_status lmbff_predictor_open_with_error(const char *export_dir,
+                                             const lmbff_predictor_params *params,
+                                             lmbff_predictor **out,
+                                             char *error,
+                                             size_t capacity);
+
+/*
  Frees predictions (NULL is a no-op).
 
  # Safety

@@ -11,7 +11,8 @@
 //
 // What it does not wrap (call the C functions on handle() where needed): logging
 // (lmbff_set_log_callback, lmbff_set_log_queue), lmbff_export of a checkpoint folder,
-// lmbff_predict_with_error, lmbff_set_torch_threads, and the version and has_training
+// lmbff_predict_with_error and lmbff_predictor_open_with_error (for hosts whose calls
+// run on a pool thread), lmbff_set_torch_threads, and the version and has_training
 // queries. The threading rules are lmbff.h's: a Predictor may be used by any number of
 // threads at once, a Task by one at a time (lmbff::Error with LMBFF_ERR_BUSY otherwise).
 #ifndef LMBFF_HPP

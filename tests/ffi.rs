@@ -115,6 +115,17 @@ fn predictor_through_the_c_abi() {
         lmbff_predictions_free(r);
         assert_eq!(lmbff_predict_with_error(p, bad_ptrs.as_ptr(), null(), 2, &mut r, std::ptr::null_mut(), 0), LMBFF_ERR_UTF8);
         lmbff_predictor_free(p);
+
+        // lmbff_predictor_open_with_error: the same, for opening.
+        let missing = CString::new("/nonexistent/lmbff-export").unwrap();
+        let mut q: *mut lmbff_predictor = std::ptr::null_mut();
+        assert_eq!(lmbff_predictor_open_with_error(missing.as_ptr(), &params, &mut q, message.as_mut_ptr(), message.len()), LMBFF_ERR_IO);
+        let whole = CStr::from_ptr(message.as_ptr()).to_str().unwrap().to_string();
+        assert!(whole.contains("/nonexistent/lmbff-export") && whole == last_error() && q.is_null(), "{whole}");
+        assert_eq!(lmbff_predictor_open_with_error(dir.as_ptr(), &params, &mut q, message.as_mut_ptr(), message.len()), LMBFF_OK, "{}", last_error());
+        assert_eq!(message[0], 0);
+        assert_eq!(lmbff_predictor_num_labels(q), 2);
+        lmbff_predictor_free(q);
     }
 }
 

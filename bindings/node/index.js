@@ -58,6 +58,7 @@ const c = {
   logNext: lib.func('const char *lmbff_log_next(_Out_ int32_t *)'),
   predictorInit: lib.func('int lmbff_predictor_params_init(_Out_ lmbff_predictor_params *, size_t)'),
   predictorOpen: lib.func('int lmbff_predictor_open(const char *, const lmbff_predictor_params *, _Out_ lmbff_predictor **)'),
+  predictorOpenWithError: lib.func('int lmbff_predictor_open_with_error(const char *, const lmbff_predictor_params *, _Out_ lmbff_predictor **, void *, size_t)'),
   predictorFree: lib.func('void lmbff_predictor_free(lmbff_predictor *)'),
   numLabels: lib.func('size_t lmbff_predictor_num_labels(const lmbff_predictor *)'),
   label: lib.func('const char *lmbff_predictor_label(const lmbff_predictor *, size_t)'),
@@ -361,18 +362,35 @@ function exportCheckpoint(checkpointDir, outDir, opts) {
   check(c.export(str('export', 'checkpointDir', checkpointDir), str('export', 'outDir', outDir), bool('export', 'fp16', fp16)), 'export');
 }
 
+/** The export folder and lmbff_predictor_params of `new Predictor` / `Predictor.open`. */
+function predictorArgs(what, exportDir, opts) {
+  const o = options(what, 'options', opts, ['threads', 'sessions', 'maxBatch', 'ortLibrary']);
+  const p = assignGiven(defaults('predictor'), o, {
+    threads: ['threads', (v) => whole(what, 'threads', v)], sessions: ['sessions', (v) => whole(what, 'sessions', v)],
+    maxBatch: ['max_batch', (v) => whole(what, 'maxBatch', v)], ortLibrary: ['ort_library', (v) => str(what, 'ortLibrary', v, true)],
+  });
+  return [str(what, 'exportDir', exportDir), p];
+}
+
+// `new Predictor(OPENED, [handle, params])`: a predictor Predictor.open opened.
+const OPENED = Symbol('opened');
+
 /** A predictor over an export directory; shareable, close() when done. */
 class Predictor {
+  /** Opens the export folder here, holding the event loop for the load (Predictor.open does not). */
   constructor(exportDir, opts) {
-    const what = 'open predictor';
-    const o = options(what, 'options', opts, ['threads', 'sessions', 'maxBatch', 'ortLibrary']);
-    const p = assignGiven(defaults('predictor'), o, {
-      threads: ['threads', (v) => whole(what, 'threads', v)], sessions: ['sessions', (v) => whole(what, 'sessions', v)],
-      maxBatch: ['max_batch', (v) => whole(what, 'maxBatch', v)], ortLibrary: ['ort_library', (v) => str(what, 'ortLibrary', v, true)],
-    });
-    const out = [null];
-    check(c.predictorOpen(str(what, 'exportDir', exportDir), p, out), what);
-    this.handle = out[0];
+    let handle, p;
+    if (exportDir === OPENED) {
+      [handle, p] = opts;
+    } else {
+      const what = 'open predictor';
+      let dir;
+      [dir, p] = predictorArgs(what, exportDir, opts);
+      const out = [null];
+      check(c.predictorOpen(dir, p, out), what);
+      handle = out[0];
+    }
+    this.handle = handle;
     // Asynchronous calls (predictBatchAsync): at most `sessions` on libuv's pool at once
     // (more would hold pool threads waiting for a session, and stall the process's file
     // system, DNS and crypto work), the rest queued; close() frees after the last.
@@ -386,6 +404,31 @@ class Predictor {
     /** A regression export's score range [low, high] (each prediction has a score), else null. */
     const low = [0], high = [0];
     this.regression = c.regression(this.handle, low, high) ? [low[0], high[0]] : null;
+  }
+
+  /**
+   * Opens the export folder on a thread of libuv's pool, without holding the event loop:
+   * a Promise of the Predictor (options as the constructor's). A bad argument rejects
+   * before any work, a folder that does not open with its LmbffError. In a worker
+   * thread it opens on the worker's own thread (see predictAsync).
+   */
+  static open(exportDir, opts) {
+    const what = 'open predictor';
+    try {
+      if (!isMainThread) return Promise.resolve(new Predictor(exportDir, opts));
+      const [dir, p] = predictorArgs(what, exportDir, opts);
+      const message = Buffer.alloc(ERROR_CAPACITY);
+      const out = [null];
+      return new Promise((resolve, reject) => {
+        c.predictorOpenWithError.async(dir, p, out, message, message.length, (err, status) => {
+          if (err) reject(err);
+          else if (status !== 0) reject(new LmbffError(status, what, message.toString('utf8', 0, message.indexOf(0))));
+          else resolve(new Predictor(OPENED, [out[0], p]));
+        });
+      });
+    } catch (e) {
+      return Promise.reject(e);
+    }
   }
 
   /** Predicts texts (or [textA, textB] pairs): [{label, labels, probs, margin, entropy}]. */

@@ -276,30 +276,60 @@ pub unsafe extern "C" fn lmbff_predict_with_error(
     error: *mut c_char,
     capacity: usize,
 ) -> lmbff_status {
-    /// The call's arguments, moved to the thread that predicts.
-    struct Args(*const lmbff_predictor, *const *const c_char, *const *const c_char, usize, *mut *mut lmbff_predictions);
-    // SAFETY: the caller keeps them valid for the whole call, and the call waits for the
-    // thread; the predictor may be used from any thread (lmbff.h).
-    unsafe impl Send for Args {}
-    impl Args {
-        /// lmbff_predict, with its message where it fails.
-        fn predict(self) -> (lmbff_status, String) {
-            // SAFETY: as lmbff_predict_with_error's own contract.
-            let status = unsafe { lmbff_predict(self.0, self.1, self.2, self.3, self.4) };
-            let message = if status == lmbff_status::LMBFF_OK { String::new() } else { last_error_string() };
-            (status, message)
-        }
+    // SAFETY (of the call on another thread): as this function's own contract; the
+    // predictor may be used from any thread (lmbff.h).
+    with_error(OwnThread(move || unsafe { lmbff_predict(p, texts, texts_b, n, out) }), error, capacity)
+}
+
+/// As lmbff_predictor_open, with the message of a failure copied into `error` as
+/// lmbff_predict_with_error does, and the opening done on a thread of its own (8 MiB
+/// stack) that the call waits for: for hosts that open on a pool thread (Node's
+/// asynchronous calls).
+///
+/// # Safety
+/// As lmbff_predictor_open; `error` is NULL or points to `capacity` writable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn lmbff_predictor_open_with_error(
+    export_dir: *const c_char,
+    params: *const lmbff_predictor_params,
+    out: *mut *mut lmbff_predictor,
+    error: *mut c_char,
+    capacity: usize,
+) -> lmbff_status {
+    // SAFETY (of the call on another thread): as this function's own contract.
+    with_error(OwnThread(move || unsafe { lmbff_predictor_open(export_dir, params, out) }), error, capacity)
+}
+
+/// An lmbff call moved to the thread that makes it: its pointer arguments stay valid
+/// there, since the caller waits for that thread ([`with_error`]).
+struct OwnThread<F>(F);
+// SAFETY: see the type's comment; each wrapped call may be made from any thread.
+unsafe impl<F> Send for OwnThread<F> {}
+impl<F: FnOnce() -> lmbff_status> OwnThread<F> {
+    /// Makes the call; its message where it fails.
+    fn call(self) -> (lmbff_status, String) {
+        let status = (self.0)();
+        let message = if status == lmbff_status::LMBFF_OK { String::new() } else { last_error_string() };
+        (status, message)
     }
-    let args = Args(p, texts, texts_b, n, out);
-    let predict = move || args.predict();
+}
+
+/// Makes `call` on a thread of its own with an 8 MiB stack and waits for it; sets this
+/// thread's lmbff_last_error() to its message and copies that into `error` (`capacity`
+/// bytes, cut at a character boundary, NUL-terminated; "" on success).
+///
+/// # Safety
+/// `error` is NULL or points to `capacity` writable bytes.
+unsafe fn with_error<F: FnOnce() -> lmbff_status>(call: OwnThread<F>, error: *mut c_char, capacity: usize) -> lmbff_status {
     let ran = std::thread::scope(|scope| {
-        std::thread::Builder::new().name("lmbff-predict".into()).stack_size(8 << 20).spawn_scoped(scope, predict).map(|t| t.join())
+        let work = move || call.call();
+        std::thread::Builder::new().name("lmbff-call".into()).stack_size(8 << 20).spawn_scoped(scope, work).map(|t| t.join())
     });
     let (status, message) = match ran {
         Ok(Ok(done)) => done,
-        // lmbff_predict catches its panics: a panic here is outside it.
-        Ok(Err(_)) => (lmbff_status::LMBFF_ERR_INTERNAL, "internal error (please report): the prediction thread panicked".to_string()),
-        Err(e) => (lmbff_status::LMBFF_ERR_RUNTIME, format!("could not start the prediction's thread: {e}")),
+        // The calls catch their panics: a panic here is outside them.
+        Ok(Err(_)) => (lmbff_status::LMBFF_ERR_INTERNAL, "internal error (please report): the call's thread panicked".to_string()),
+        Err(e) => (lmbff_status::LMBFF_ERR_RUNTIME, format!("could not start the call's thread: {e}")),
     };
     if status != lmbff_status::LMBFF_OK {
         super::carry_last_error(&message);

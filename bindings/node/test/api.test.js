@@ -110,6 +110,15 @@ test('predictAsync predicts on the thread pool: the same results, the event loop
   await assert.rejects(p.predictAsync('one text'), (e) => isInvalid(e) && /inputs is a string/.test(e.message));
   await assert.rejects(p.predictAsync(['a\0b']), (e) => isInvalid(e) && /NUL character/.test(e.message));
 
+  // Predictor.open: the same predictor, opened on the pool; a folder that does not open
+  // rejects with the library's message, a bad option before any work.
+  const opened = await lmbff.Predictor.open(out, { threads: 1 });
+  assert.deepStrictEqual([opened.labels, opened.readsPairs, await opened.predictAsync(texts)], [p.labels, p.readsPairs, p.predict(texts)]);
+  opened.close();
+  await assert.rejects(lmbff.Predictor.open(path.join(work, 'missing')), (e) => e instanceof lmbff.LmbffError && e.code === 'IO' && e.message.includes(path.join(work, 'missing')));
+  await assert.rejects(lmbff.Predictor.open(out, { sessions: -1 }), (e) => isInvalid(e) && /sessions/.test(e.message));
+  await assert.rejects(lmbff.Predictor.open(out, { session: 2 }), (e) => isInvalid(e) && /no option "session"/.test(e.message));
+
   // close() with calls running and waiting: they finish on the open predictor, which is
   // freed after the last.
   const inFlight = [p.predictAsync(many.slice(0, 50)), p.predictAsync(many.slice(0, 20)), p.predictAsync(texts)];

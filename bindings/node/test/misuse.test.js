@@ -275,17 +275,17 @@ test('a logger set on the main thread gets the messages of lmbff calls in worker
   }
 });
 
-test('a worker that exits with predictAsync started exits cleanly', () => {
+test('a worker that exits with Predictor.open and predictAsync started exits cleanly', () => {
   // The export of the test above. On libuv's pool, a call still running when its worker
   // exited aborted the process (koffi, at the worker's clean-up): in a worker,
-  // predictAsync predicts on the worker's own thread.
+  // Predictor.open and predictAsync run on the worker's own thread.
   const out = path.join(work, 'worker-export');
   const script = `
     const { Worker } = require('worker_threads');
     const code = \`
       const lmbff = require(${JSON.stringify(path.join(__dirname, '..'))});
-      const p = new lmbff.Predictor(${JSON.stringify(out)}, { threads: 1 });
-      p.predictAsync(Array.from({ length: 300 }, (_, i) => 'Review ' + i + ': fun to watch.')).then((r) => console.log(r.length));
+      lmbff.Predictor.open(${JSON.stringify(out)}, { threads: 1 }).then((p) =>
+        p.predictAsync(Array.from({ length: 300 }, (_, i) => 'Review ' + i + ': fun to watch.')).then((r) => console.log(r.length)));
       setTimeout(() => process.exit(0), 20);\`;
     const w = new Worker(code, { eval: true });
     w.on('exit', (c) => console.log('worker exit', c));`;
