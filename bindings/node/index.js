@@ -394,7 +394,7 @@ class Predictor {
     // Asynchronous calls (predictBatchAsync): at most `sessions` on libuv's pool at once
     // (more would hold pool threads waiting for a session, and stall the process's file
     // system, DNS and crypto work), the rest queued; close() frees after the last.
-    this.state = { raw: this.handle, pending: 0, running: 0, sessions: p.sessions, queue: [], closed: false };
+    this.state = { raw: this.handle, running: 0, sessions: p.sessions, queue: [], closed: false };
     collectable.register(this, [c.predictorFree, this.handle]);
     this.labels = Array.from({ length: Number(c.numLabels(this.handle)) }, (_, i) => c.label(this.handle, i));
     /** A multi-label export: probs are each label's own probability; `labels` of a prediction lists those that apply. */
@@ -417,14 +417,8 @@ class Predictor {
     try {
       if (!isMainThread) return Promise.resolve(new Predictor(exportDir, opts));
       const [dir, p] = predictorArgs(what, exportDir, opts);
-      const message = Buffer.alloc(ERROR_CAPACITY);
-      const out = [null];
       return new Promise((resolve, reject) => {
-        c.predictorOpenWithError.async(dir, p, out, message, message.length, (err, status) => {
-          if (err) reject(err);
-          else if (status !== 0) reject(new LmbffError(status, what, message.toString('utf8', 0, message.indexOf(0))));
-          else resolve(new Predictor(OPENED, [out[0], p]));
-        });
+        callWithError(c.predictorOpenWithError, what, [dir, p], (e, handle) => (e ? reject(e) : resolve(new Predictor(OPENED, [handle, p]))));
       });
     } catch (e) {
       return Promise.reject(e);
@@ -470,28 +464,19 @@ class Predictor {
     }
     const state = this.state;
     return new Promise((resolve, reject) => {
-      state.pending += 1;
       state.queue.push(() => {
-        // The message of a failed call comes back in this buffer: the pool thread's
-        // lmbff_last_error() is out of the main thread's reach.
-        const message = Buffer.alloc(ERROR_CAPACITY);
-        const out = [null];
-        const done = (settle) => {
+        const done = (e, handle) => {
           state.running -= 1;
-          state.pending -= 1;
-          settle();
+          if (e) reject(e);
+          else resolve(new Predictions(this, handle));
           startQueued(state);
         };
         state.running += 1;
         try {
-          c.predictWithError.async(state.raw, a, b, a.length, out, message, message.length, (err, status) => done(() => {
-            if (err) reject(err);
-            else if (status !== 0) reject(new LmbffError(status, 'predict', message.toString('utf8', 0, message.indexOf(0))));
-            else resolve(new Predictions(this, out[0]));
-          }));
+          callWithError(c.predictWithError, 'predict', [state.raw, a, b, a.length], done);
         } catch (e) {
           // koffi refused the call (its queue full): nothing runs, nothing calls back.
-          done(() => reject(e));
+          done(e);
         }
       });
       startQueued(state);
@@ -528,14 +513,30 @@ class Predictor {
 
 /**
  * Starts queued asynchronous predictions while fewer than the predictor's sessions run;
- * frees a closed predictor once nothing is pending.
+ * frees a closed predictor once none runs or waits.
  */
 function startQueued(state) {
   while (state.running < state.sessions && state.queue.length > 0) state.queue.shift()();
-  if (state.pending === 0 && state.closed && state.raw) {
+  if (state.running === 0 && state.queue.length === 0 && state.closed && state.raw) {
     c.predictorFree(state.raw);
     state.raw = null;
   }
+}
+
+/**
+ * Calls `fn`, an lmbff_*_with_error function, on libuv's pool with `args`, then its out
+ * pointer and an error buffer: the pool thread's lmbff_last_error() is out of this
+ * thread's reach, so the message comes back in the buffer. `settle(error, handle)` gets
+ * koffi's error or an LmbffError named `what`, or the handle written to the out pointer.
+ */
+function callWithError(fn, what, args, settle) {
+  const message = Buffer.alloc(ERROR_CAPACITY);
+  const out = [null];
+  fn.async(...args, out, message, message.length, (err, status) => {
+    if (err) settle(err);
+    else if (status !== 0) settle(new LmbffError(status, what, message.toString('utf8', 0, message.indexOf(0))));
+    else settle(null, out[0]);
+  });
 }
 
 /** Every result of `r` as plain objects; `r` is closed. */

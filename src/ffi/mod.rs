@@ -66,24 +66,27 @@ thread_local! {
 pub fn set_last_error(message: &str) {
     // A message that echoes a huge input (a 1 MB label word) keeps its first 4 KiB.
     const MOST: usize = 4096;
-    let mut message = message.replace('\0', " ");
     if message.len() > MOST {
-        let cut = (0..=MOST).rev().find(|&i| message.is_char_boundary(i)).unwrap_or(0);
-        let all = message.len();
-        message.truncate(cut);
-        message.push_str(&format!(" [... cut: the message had {all} bytes]"));
+        let cut = cut_at(message, MOST);
+        carry_last_error(&format!("{} [... cut: the message had {} bytes]", &message[..cut], message.len()));
+    } else {
+        carry_last_error(message);
     }
-    let c = CString::new(message).unwrap_or_default();
+}
+
+/// Sets this thread's message as it is: one `set_last_error` already made (and cut) on
+/// another thread.
+pub(crate) fn carry_last_error(message: &str) {
+    let c = CString::new(message.replace('\0', " ")).unwrap_or_default();
     // try_with: a call from a thread-exit destructor, after this thread's storage is
     // gone, loses its message rather than abort the process.
     let _ = LAST_ERROR.try_with(|e| *e.borrow_mut() = c);
 }
 
-/// Sets this thread's message to one `set_last_error` already made on another thread
-/// (its cut is kept as it is).
-pub(crate) fn carry_last_error(message: &str) {
-    let c = CString::new(message.replace('\0', " ")).unwrap_or_default();
-    let _ = LAST_ERROR.try_with(|e| *e.borrow_mut() = c);
+/// The length of the longest start of `message` of at most `most` bytes that ends at a
+/// character boundary.
+pub(crate) fn cut_at(message: &str, most: usize) -> usize {
+    (0..=message.len().min(most)).rev().find(|&i| message.is_char_boundary(i)).unwrap_or(0)
 }
 
 /// The status a crate error maps to.
@@ -300,4 +303,19 @@ pub extern "C" fn lmbff_has_training() -> bool {
 #[no_mangle]
 pub extern "C" fn lmbff_last_error() -> *const c_char {
     LAST_ERROR.try_with(|e| e.borrow().as_ptr()).unwrap_or(c"".as_ptr())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_message_is_cut_at_a_character_boundary() {
+        let message = "texts[0]: «é»";
+        for most in 0..=message.len() + 2 {
+            let cut = super::cut_at(message, most);
+            assert!(cut <= most && message.is_char_boundary(cut), "{most}: {cut}");
+            // The longest start that fits: the next character would not.
+            let next = message[cut..].chars().next().map_or(0, char::len_utf8);
+            assert!(cut == message.len() || cut + next > most, "{most}: {cut}");
+        }
+    }
 }

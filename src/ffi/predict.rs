@@ -335,7 +335,7 @@ unsafe fn with_error<F: FnOnce() -> lmbff_status>(call: OwnThread<F>, error: *mu
         super::carry_last_error(&message);
     }
     if !error.is_null() && capacity > 0 {
-        let cut = cut_at(&message, capacity - 1);
+        let cut = super::cut_at(&message, capacity - 1);
         // Pointer writes: the caller's buffer may be uninitialised memory.
         std::ptr::copy_nonoverlapping(message.as_ptr().cast::<c_char>(), error, cut);
         *error.add(cut) = 0;
@@ -347,12 +347,6 @@ unsafe fn with_error<F: FnOnce() -> lmbff_status>(call: OwnThread<F>, error: *mu
 fn last_error_string() -> String {
     // SAFETY: lmbff_last_error returns a NUL-terminated string valid until the next call.
     unsafe { CStr::from_ptr(super::lmbff_last_error()) }.to_string_lossy().into_owned()
-}
-
-/// The length of the longest start of `message` of at most `most` bytes that ends at a
-/// character boundary.
-fn cut_at(message: &str, most: usize) -> usize {
-    (0..=message.len().min(most)).rev().find(|&i| message.is_char_boundary(i)).unwrap_or(0)
 }
 
 /// Frees predictions (NULL is a no-op).
@@ -542,17 +536,3 @@ pub unsafe extern "C" fn lmbff_predictions_label_studio_json(
     })
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn a_message_is_cut_at_a_character_boundary() {
-        let message = "texts[0]: «é»";
-        for most in 0..=message.len() + 2 {
-            let cut = super::cut_at(message, most);
-            assert!(cut <= most && message.is_char_boundary(cut), "{most}: {cut}");
-            // The longest start that fits: the next character would not.
-            let next = message[cut..].chars().next().map_or(0, char::len_utf8);
-            assert!(cut == message.len() || cut + next > most, "{most}: {cut}");
-        }
-    }
-}
