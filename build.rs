@@ -35,9 +35,7 @@ fn generate_header(root: &std::path::Path) {
 /// ABI. Beside the built library, liblmbff.so.<version> links to it, so hosts built
 /// against the build folder run from there (`make install` installs the file under that
 /// name); a link of another version there is removed (it would lead a host linked
-/// before an ABI change to the new library). The folder is found from OUT_DIR
-/// (<target>/<profile>/build/<package>-<hash>/out), which Cargo's `build.build-dir`
-/// setting moves elsewhere: builds with it get no link (a warning says so).
+/// before an ABI change to the new library). The folder is found by [`artifact_dir`].
 fn name_the_library(root: &std::path::Path) {
     if std::env::var("CARGO_CFG_TARGET_OS").as_deref() != Ok("linux") {
         return;
@@ -56,16 +54,9 @@ fn name_the_library(root: &std::path::Path) {
 
 #[cfg(unix)]
 fn link_soname(soname: &str) {
-    let out = PathBuf::from(std::env::var("OUT_DIR").unwrap());
-    let profile = match out.ancestors().nth(3) {
-        // The artifact folder holds the build folder and deps/ (a build-dir elsewhere
-        // has the same shape under another root, which this cannot tell apart; Cargo
-        // says where with CARGO_BUILD_BUILD_DIR when it is set by the environment).
-        Some(p) if std::env::var_os("CARGO_BUILD_BUILD_DIR").is_none() => p.to_path_buf(),
-        _ => {
-            println!("cargo:warning=no {soname} link made beside liblmbff.so (Cargo's build-dir is set): link it there to run hosts from the build folder");
-            return;
-        }
+    let Some(profile) = artifact_dir() else {
+        println!("cargo:warning=no {soname} link made beside liblmbff.so (Cargo's build-dir is set, and `cargo metadata` did not say where): link it there to run hosts from the build folder");
+        return;
     };
     let Ok(entries) = std::fs::read_dir(&profile) else { return };
     for entry in entries.flatten() {
@@ -81,6 +72,37 @@ fn link_soname(soname: &str) {
         if let Err(e) = std::os::unix::fs::symlink("liblmbff.so", &link) {
             println!("cargo:warning=could not link {} to liblmbff.so: {e}", link.display());
         }
+    }
+}
+
+/// The folder Cargo puts the built library in: OUT_DIR's profile folder
+/// (`<build-dir>/<profile>` above `build/<package>-<hash>/out`), moved from Cargo's
+/// build-dir to its target-dir where `cargo metadata` says the two differ (`build.build-dir`
+/// set in a config file or the environment). None where they may differ and it cannot
+/// tell: metadata failed, or does not hold OUT_DIR, with CARGO_BUILD_BUILD_DIR set.
+#[cfg(unix)]
+fn artifact_dir() -> Option<PathBuf> {
+    let out = PathBuf::from(std::env::var("OUT_DIR").ok()?);
+    let profile = out.ancestors().nth(3)?.to_path_buf();
+    let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").ok()?).join("Cargo.toml");
+    let metadata = std::env::var_os("CARGO").and_then(|cargo| {
+        let o = std::process::Command::new(cargo)
+            .args(["metadata", "--no-deps", "--offline", "--format-version", "1", "--manifest-path"])
+            .arg(&manifest)
+            .stderr(std::process::Stdio::null())
+            .output()
+            .ok()?;
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).ok().filter(|_| o.status.success())?;
+        let target = PathBuf::from(v["target_directory"].as_str()?);
+        let build = v["build_directory"].as_str().map_or_else(|| target.clone(), PathBuf::from);
+        Some((target, build))
+    });
+    // Built as another workspace's dependency, metadata names this package's own
+    // folders, which do not hold OUT_DIR: OUT_DIR's own layout holds then.
+    match metadata {
+        Some((target, build)) if profile.starts_with(&build) => Some(target.join(profile.strip_prefix(&build).ok()?)),
+        _ if std::env::var_os("CARGO_BUILD_BUILD_DIR").is_none() => Some(profile),
+        _ => None,
     }
 }
 

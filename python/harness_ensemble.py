@@ -8,9 +8,11 @@ per task and the mean over the tasks. A split where a method diverged (its logit
 stored as null) is left out and counted; a folder run with --test-limit N is scored on
 its first N test inputs, as the harness scored them.
 
-The temperature here is searched from 0.1 to about 1,700 and always applied; the
-library's (0.05 to 20, withheld where the dev set cannot back it) came later, and the
-ensemble rows in docs/harness.md were made with this one.
+--temperature library (the default) fits each run's temperature by the library's rule
+(src/metrics: searched from 0.05 to 20, and left at 1 where the dev set cannot back it,
+as the harness and a host's predictor apply it); --temperature wide searches 0.1 to
+about 1,700 and always applies it, the rule the ensemble rows in docs/harness.md were
+made with before the library's came.
 
     .venv/bin/python python/harness_ensemble.py --harness runs/harness/minilm-gpu \\
         --data ../shared/data/lmbff/k-shot \\
@@ -35,13 +37,59 @@ def softmax(row, temperature):
     return [x / s for x in e]
 
 
-def fit_temperature(rows, gold):
+def fit_temperature_wide(rows, gold):
     """The temperature of least dev NLL on a geometric grid from 0.1 to about 1,700."""
 
     def nll(t):
         return -sum(math.log(max(softmax(r, t)[y], 1e-12)) for r, y in zip(rows, gold))
 
     return min((0.1 * 1.05**i for i in range(200)), key=nll)
+
+
+TEMPERATURE_MIN, TEMPERATURE_MAX = 0.05, 20.0
+
+
+def mean_nll(rows, gold, t):
+    """Mean NLL of `gold` under the rows divided by t (a log-sum-exp per row)."""
+    total = 0.0
+    for r, y in zip(rows, gold):
+        z = [x / t for x in r]
+        m = max(z)
+        total += m + math.log(sum(math.exp(x - m) for x in z)) - z[y]
+    return total / max(len(rows), 1)
+
+
+def fit_temperature_library(rows, gold):
+    """The library's rule (src/metrics: fit_temperature, temperature_unsupported): a
+    golden-section search of log t over [0.05, 20] for the least dev NLL, and 1 (no
+    scaling) where no temperature fits (every row right, or every row wrong) or the NLL
+    at a bound of the search is as low as at the fitted t."""
+    f = lambda u: mean_nll(rows, gold, math.exp(u))  # noqa: E731
+    a, b = math.log(TEMPERATURE_MIN), math.log(TEMPERATURE_MAX)
+    r = (math.sqrt(5) - 1) / 2
+    c, d = b - r * (b - a), a + r * (b - a)
+    fc, fd = f(c), f(d)
+    for _ in range(80):
+        if fc < fd:
+            b, d, fd = d, c, fc
+            c = b - r * (b - a)
+            fc = f(c)
+        else:
+            a, c, fc = c, d, fd
+            d = a + r * (b - a)
+            fd = f(d)
+    t = math.exp((a + b) / 2)
+    right = sum(all(j == y or v < row[y] for j, v in enumerate(row)) for row, y in zip(rows, gold))
+    wrong = sum(any(v > row[y] for v in row) for row, y in zip(rows, gold))
+    if rows and (right == len(rows) or wrong == len(rows)):
+        return 1.0
+    at_t = mean_nll(rows, gold, t)
+    if any(mean_nll(rows, gold, bound) <= at_t + 1e-9 for bound in (TEMPERATURE_MIN, TEMPERATURE_MAX)):
+        return 1.0
+    return t
+
+
+FIT = {"library": fit_temperature_library, "wide": fit_temperature_wide}
 
 
 DIVERGED = "diverged"
@@ -51,7 +99,7 @@ def finite(rows):
     return all(x is not None and math.isfinite(x) for r in rows for x in r)
 
 
-def ensemble_accuracy(harness: Path, data: Path, task: str, seed: int, methods):
+def ensemble_accuracy(harness: Path, data: Path, task: str, seed: int, methods, fit=fit_temperature_library):
     """Accuracy in percent; None where a method's logits are not stored, DIVERGED where
     one method's are not all numbers."""
     runs = harness / "runs" / task
@@ -67,7 +115,7 @@ def ensemble_accuracy(harness: Path, data: Path, task: str, seed: int, methods):
     gold = gold[:n]
     probs = []
     for logits in stored:
-        t = fit_temperature(logits["dev"], dev_gold)
+        t = fit(logits["dev"], dev_gold)
         probs.append([softmax(r, t) for r in logits["test"][:n]])
     right = 0
     for i, y in enumerate(gold):
@@ -83,6 +131,7 @@ def main():
     ap.add_argument("--tasks", default="SST-2,sst-5,mr,cr,mpqa,subj,trec")
     ap.add_argument("--seeds", default="13,21,42,87,100")
     ap.add_argument("--combos", nargs="+", required=True, help="comma-separated method lists")
+    ap.add_argument("--temperature", choices=sorted(FIT), default="library", help="the calibration rule (see above)")
     a = ap.parse_args()
     tasks, seeds = a.tasks.split(","), [int(s) for s in a.seeds.split(",")]
     print("| methods (dev-calibrated, averaged) | " + " | ".join(tasks) + " | mean |")
@@ -91,7 +140,7 @@ def main():
         methods = combo.split(",")
         cells, means = [], []
         for t in tasks:
-            got = [x for s in seeds if (x := ensemble_accuracy(a.harness, a.data, t, s, methods)) is not None]
+            got = [x for s in seeds if (x := ensemble_accuracy(a.harness, a.data, t, s, methods, FIT[a.temperature])) is not None]
             v = [x for x in got if x != DIVERGED]
             diverged = len(got) - len(v)
             note = f", {diverged} diverged" if diverged else ""

@@ -810,3 +810,53 @@ fn waiting_on_another_command_stops_at_max_minutes() {
     assert!(status.success() && err.contains("1 of 2 runs reused; 1 runs not started (--max-minutes)"), "{err}");
     assert!(!harness::result_path(&out, "SST-2", 1, RunMethod::Majority).exists());
 }
+
+/// python/harness_ensemble.py's default calibration is the library's: the temperature
+/// `fit_calibration` applies (1 where it is withheld), to 1e-9, on dev sets that fit one,
+/// that fit none (all right, all wrong) and that lie flat to a bound. (Logits in 64ths:
+/// the same numbers as f32 and in Python's floats.)
+#[test]
+fn ensemble_script_calibrates_as_the_library() {
+    let mut state = 7u64;
+    let mut next = move || {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        ((state >> 33) as f64 / (1u64 << 31) as f64) * 8.0 - 4.0
+    };
+    let mut sets: Vec<(Vec<Vec<f32>>, Vec<usize>)> = (0..6)
+        .map(|k| {
+            let classes = 2 + k % 3;
+            let rows: Vec<Vec<f32>> = (0..20).map(|_| (0..classes).map(|_| ((next() * 64.0).round() / 64.0) as f32).collect()).collect();
+            let gold = (0..20).map(|i| (i * 7 + k) % classes).collect();
+            (rows, gold)
+        })
+        .collect();
+    sets.push((vec![vec![3.0, 0.0], vec![0.0, 2.0]], vec![0, 1]));
+    sets.push((vec![vec![3.0, 0.0], vec![0.0, 2.0]], vec![1, 0]));
+    sets.push((vec![vec![3.0, 0.0], vec![1.0, 1.0]], vec![0, 1]));
+    let want: Vec<f64> = sets
+        .iter()
+        .map(|(rows, gold)| {
+            let fit = lmbff::metrics::fit_calibration(rows, gold);
+            if fit.applied {
+                fit.temperature
+            } else {
+                1.0
+            }
+        })
+        .collect();
+    assert!(want.iter().filter(|&&t| t != 1.0).count() >= 4 && want[6..].iter().all(|&t| t == 1.0), "{want:?}");
+    let code = format!(
+        "import json, sys; sys.path.insert(0, {:?}); import harness_ensemble as h\nfor rows, gold in json.loads(sys.stdin.read()): print(repr(h.fit_temperature_library(rows, gold)))",
+        common::root().join("python").display().to_string()
+    );
+    let mut child = Command::new(common::python()).args(["-c", &code]).stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(serde_json::to_string(&sets).unwrap().as_bytes()).unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let got: Vec<f64> = String::from_utf8_lossy(&o.stdout).lines().map(|l| l.parse().unwrap()).collect();
+    assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter().zip(&want) {
+        assert!((g - w).abs() <= 1e-9 * w.max(1.0), "python {g} against the library's {w} ({got:?} / {want:?})");
+    }
+}

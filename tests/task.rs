@@ -143,7 +143,7 @@ fn a_save_never_replaces_what_it_has_not_seen() {
         assert!(matches!(r, Ok(()) | Err(lmbff::Error::Conflict(_))), "{r:?}");
     }
     assert_eq!(&Task::open(&dir).unwrap(), saved[0]);
-    let stray: Vec<String> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().to_string()).filter(|n| n.contains(".tmp-")).collect();
+    let stray: Vec<String> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().to_string()).filter(|n| n.contains("tmp-")).collect();
     assert!(stray.is_empty(), "temporary files left: {stray:?}");
 
     // Through the C ABI: the handle that is behind gets LMBFF_ERR_CONFLICT.
@@ -301,7 +301,7 @@ fn a_save_that_leaves_versions_behind_says_so() {
     };
     assert!(saved_elsewhere_warns(&["v1"], "backup"));
     assert!(saved_elsewhere_warns(&[".v1.deleted", "v2"], "backup-2"));
-    assert!(!saved_elsewhere_warns(&[".v1.deleted", ".v2.tmp-1-0"], "moved"));
+    assert!(!saved_elsewhere_warns(&[".v1.deleted", ".v2.lmbff-tmp-1-0"], "moved"));
     assert!(!saved_elsewhere_warns(&[], "moved-2"));
     // The warning goes out with the folder's lock released: the callback may call lmbff,
     // a save to that very folder included (it waited for itself forever).
@@ -1613,17 +1613,25 @@ fn saves_and_deletes_touch_only_their_own_folders() {
     let dir = root.join("task");
     t.save(&dir).unwrap();
     // A save killed half-way left its temporary file (a process gone, two hours ago): the
-    // next save removes it; a fresh one, possibly another writer's, stays.
-    let stale = dir.join("task.json.tmp-999999999-1");
-    let fresh = dir.join("task.json.tmp-999999999-2");
-    for f in [&stale, &fresh] {
+    // next save removes it; a fresh one, possibly another writer's, stays. So do a
+    // user's files of two hours named like an earlier version's temporary files (the
+    // task's folder is the user's too).
+    let stale = dir.join(".task.json.lmbff-tmp-999999999-1");
+    let fresh = dir.join(".task.json.lmbff-tmp-999999999-2");
+    let users = [dir.join("notes.tmp-999999999-3"), dir.join("task.json.tmp-999999999-4")];
+    for f in [&stale, &fresh].into_iter().chain(&users) {
         std::fs::write(f, "{").unwrap();
     }
     let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
-    std::fs::File::options().write(true).open(&stale).unwrap().set_modified(two_hours_ago).unwrap();
+    for f in [&stale].into_iter().chain(&users) {
+        std::fs::File::options().write(true).open(f).unwrap().set_modified(two_hours_ago).unwrap();
+    }
     t.save(&dir).unwrap();
     assert!(!stale.exists() && fresh.exists());
-    std::fs::remove_file(&fresh).unwrap();
+    for f in [&fresh].into_iter().chain(&users) {
+        assert_eq!(std::fs::read_to_string(f).unwrap(), "{", "{} kept", f.display());
+        std::fs::remove_file(f).unwrap();
+    }
     let precious = root.join("shared-model");
     std::fs::create_dir_all(&precious).unwrap();
     std::fs::write(precious.join("lmbff.json"), "{}").unwrap();
@@ -1636,7 +1644,7 @@ fn saves_and_deletes_touch_only_their_own_folders() {
     // The link was replaced in one step by a tombstone that keeps the number, and no
     // temporary file is left.
     assert!(dir.join("models/.v7.deleted").is_file() && !dir.join("models/.v7.deleted").is_symlink());
-    let left: Vec<_> = std::fs::read_dir(dir.join("models")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().to_string()).filter(|n| n.contains(".tmp-")).collect();
+    let left: Vec<_> = std::fs::read_dir(dir.join("models")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().to_string()).filter(|n| n.contains("tmp-")).collect();
     assert!(left.is_empty(), "{left:?}");
     // A version holding a task saved in a folder inside it is not deleted.
     std::fs::create_dir_all(dir.join("models/v8/notes/keep")).unwrap();

@@ -472,12 +472,7 @@ class Predictor {
           startQueued(state);
         };
         state.running += 1;
-        try {
-          callWithError(c.predictWithError, 'predict', [state.raw, a, b, a.length], done);
-        } catch (e) {
-          // koffi refused the call (its queue full): nothing runs, nothing calls back.
-          done(e);
-        }
+        callWithError(c.predictWithError, 'predict', [state.raw, a, b, a.length], done);
       });
       startQueued(state);
     });
@@ -524,19 +519,48 @@ function startQueued(state) {
 }
 
 /**
+ * How many of lmbff's asynchronous calls run at once in this process, all predictors
+ * together; the rest wait in order. koffi refuses more than 256 at once in a process
+ * (its own error, not lmbff's), and other modules' koffi calls count too.
+ */
+const ASYNC_LIMIT = 64;
+const pool = { running: 0, waiting: [] };
+
+/**
  * Calls `fn`, an lmbff_*_with_error function, on libuv's pool with `args`, then its out
  * pointer and an error buffer: the pool thread's lmbff_last_error() is out of this
  * thread's reach, so the message comes back in the buffer. `settle(error, handle)` gets
  * koffi's error or an LmbffError named `what`, or the handle written to the out pointer.
+ * At most ASYNC_LIMIT such calls run at once; a call waits its turn here.
  */
 function callWithError(fn, what, args, settle) {
-  const message = Buffer.alloc(ERROR_CAPACITY);
-  const out = [null];
-  fn.async(...args, out, message, message.length, (err, status) => {
-    if (err) settle(err);
-    else if (status !== 0) settle(new LmbffError(status, what, message.toString('utf8', 0, message.indexOf(0))));
-    else settle(null, out[0]);
+  pool.waiting.push(() => {
+    const message = Buffer.alloc(ERROR_CAPACITY);
+    const out = [null];
+    const end = (err, status) => {
+      pool.running -= 1;
+      if (err) settle(err);
+      else if (status !== 0) settle(new LmbffError(status, what, message.toString('utf8', 0, message.indexOf(0))));
+      else settle(null, out[0]);
+      startWaiting();
+    };
+    try {
+      fn.async(...args, out, message, message.length, end);
+    } catch (e) {
+      // koffi refused the call (another module's calls fill its queue): nothing runs,
+      // nothing calls back.
+      end(e);
+    }
   });
+  startWaiting();
+}
+
+/** Starts waiting asynchronous calls while fewer than ASYNC_LIMIT run. */
+function startWaiting() {
+  while (pool.running < ASYNC_LIMIT && pool.waiting.length > 0) {
+    pool.running += 1;
+    pool.waiting.shift()();
+  }
 }
 
 /** Every result of `r` as plain objects; `r` is closed. */

@@ -13,6 +13,23 @@ use crate::{Error, Result};
 /// The lock file inside a task folder ([`DirLock`]).
 pub(crate) const LOCK_FILE: &str = ".lmbff.lock";
 
+/// The mark in the name of every temporary file or folder lmbff writes,
+/// `.<name>.lmbff-tmp-<pid>-<n>` ([`temp_name`]), and of an output moved aside while it
+/// is replaced, `.<name>.lmbff-old-<pid>-<n>`: hidden, and marked as lmbff's, so that the
+/// stale sweep never takes a user's file. (Versions before 2026-12-07 wrote
+/// `<file>.tmp-<pid>-<n>` and `.<name>.tmp-` / `.old-`, names a user's file can have:
+/// their temporary names are swept only in folders lmbff owns whole, [`Owner`], and a
+/// moved-aside folder is still put back.)
+const TMP_MARK: &str = ".lmbff-tmp-";
+const OLD_MARK: &str = ".lmbff-old-";
+const LEGACY_TMP_MARK: &str = ".tmp-";
+
+/// A temporary name for a writer of `name` (a file or folder name) beside it,
+/// `.<name>.lmbff-tmp-<pid>-<n>`, that no other writer uses.
+pub(crate) fn temp_name(name: &str) -> String {
+    format!(".{name}{TMP_MARK}{}", tmp_suffix())
+}
+
 /// A suffix for a temporary name that no other writer, in this process or another, uses.
 pub(crate) fn tmp_suffix() -> String {
     // The count starts at the clock's nanoseconds, not 0: a process whose pid an earlier
@@ -119,9 +136,8 @@ pub(crate) fn try_lock_file(path: &Path) -> Result<Option<std::fs::File>> {
 /// folder itself is not synced: [`sync_dir`] when the rename must last too.)
 pub(crate) fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(format!(".tmp-{}", tmp_suffix()));
-    let tmp = PathBuf::from(tmp);
+    let name = path.file_name().ok_or_else(|| Error::InvalidArgument(format!("{} is not a file path", path.display())))?;
+    let tmp = parent_of(path).join(temp_name(&name.to_string_lossy()));
     // The temporary file stays locked ([`TempLock`]) until it is renamed: the lock goes
     // when `f` closes.
     let written = std::fs::OpenOptions::new().write(true).create_new(true).open(&tmp).and_then(|mut f| {
@@ -193,7 +209,7 @@ fn filled_temp(dest: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<(P
     // a new folder that a power loss could take back.
     create_dir_all_synced(parent)?;
     let name = dest.file_name().ok_or_else(|| Error::InvalidArgument(format!("{} is not a directory path", dest.display())))?;
-    let tmp = parent.join(format!(".{}.tmp-{}", name.to_string_lossy(), tmp_suffix()));
+    let tmp = parent.join(temp_name(&name.to_string_lossy()));
     std::fs::create_dir(&tmp).map_err(|e| Error::io(&tmp, e))?;
     let held = TempLock::open(&tmp);
     match fill(&tmp).and_then(|()| list_output(&tmp)).and_then(|()| sync_dir_files(&tmp)).and_then(|()| sync_dir(&tmp)) {
@@ -211,7 +227,7 @@ fn filled_temp(dest: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<(P
 /// half-written. On Linux an existing `dest` is swapped with the new folder in one step
 /// (`renameat2` with `RENAME_EXCHANGE`); where the file system cannot, it is moved aside
 /// first, and a crash between the two renames leaves it beside `dest` as
-/// `.<name>.old-<pid>-<n>`, which the next write to `dest` ([`check_dest`]) puts back.
+/// `.<name>.lmbff-old-<pid>-<n>`, which the next write to `dest` ([`check_dest`]) puts back.
 ///
 /// An existing `dest` is replaced only when it is an empty folder or an earlier output of
 /// the same kind, a folder holding the file `marker` (an export's `lmbff-export.json`, a
@@ -332,13 +348,13 @@ fn check_parent(dest: &Path) -> Result<()> {
 /// Makes a folder in `dir` and removes it again: whether a write can make its own there
 /// (a read-only mount cannot; root passes permission checks that `access` would not).
 pub(crate) fn can_make_folder_in(dir: &Path) -> std::io::Result<()> {
-    let probe = dir.join(format!(".lmbff-probe.tmp-{}", tmp_suffix()));
+    let probe = dir.join(temp_name("lmbff-probe"));
     std::fs::create_dir(&probe)?;
     let _ = std::fs::remove_dir(&probe);
     Ok(())
 }
 
-/// Puts back the folder a writer moved aside (`.<name>.old-<pid>-<n>`, [`replace`]
+/// Puts back the folder a writer moved aside (`.<name>.lmbff-old-<pid>-<n>`, [`replace`]
 /// where the file system cannot swap two folders in one step) and never replaced, as a
 /// crash between its two renames leaves it: only while `dest` is missing, only one no
 /// writer holds ([`TempLock`]), the latest if there are several. Without this the
@@ -349,11 +365,12 @@ pub(crate) fn restore_moved_aside(dest: &Path) -> Result<()> {
     }
     let Some(name) = dest.file_name().map(|n| n.to_string_lossy().to_string()) else { return Ok(()) };
     let Ok(entries) = std::fs::read_dir(parent_of(dest)) else { return Ok(()) };
-    let prefix = format!(".{name}.old-");
+    // An earlier version's moved-aside name (`.old-`) too: putting it back deletes nothing.
+    let prefixes = [OLD_MARK, ".old-"].map(|mark| format!(".{name}{mark}"));
     let mut latest: Option<(std::time::SystemTime, PathBuf)> = None;
     for entry in entries.flatten() {
         let file = entry.file_name().to_string_lossy().to_string();
-        if !file.strip_prefix(&prefix).is_some_and(is_temp_suffix) {
+        if !prefixes.iter().any(|p| file.strip_prefix(p.as_str()).is_some_and(is_temp_suffix)) {
             continue;
         }
         let Ok(meta) = entry.metadata() else { continue };
@@ -388,21 +405,35 @@ pub(crate) fn restore_moved_aside(dest: &Path) -> Result<()> {
 /// touches its folder while it writes.
 pub(crate) const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(3600);
 
-/// Removes the temporary folders (`.<name>.tmp-<pid>-<n>`, `.<name>.old-<pid>-<n>`, named
-/// exactly as [`tmp_suffix`] names them) that writers of `dest` killed half-way left
-/// beside it: those no writer holds ([`TempLock`]), untouched for an hour. A live
+/// Removes the temporary folders (`.<name>.lmbff-tmp-<pid>-<n>`,
+/// `.<name>.lmbff-old-<pid>-<n>`, [`TMP_MARK`]) that writers of `dest` killed half-way
+/// left beside it: those no writer holds ([`TempLock`]), untouched for an hour. A live
 /// writer's, and any other name, are left alone.
 fn remove_stale_temps(dest: &Path) {
     let Some(name) = dest.file_name().map(|n| n.to_string_lossy().to_string()) else { return };
-    remove_stale(parent_of(dest), |file| [".tmp-", ".old-"].iter().find_map(|k| file.strip_prefix(&format!(".{name}{k}"))).map(str::to_string));
+    remove_stale(parent_of(dest), |file| [TMP_MARK, OLD_MARK].iter().find_map(|k| file.strip_prefix(&format!(".{name}{k}"))).map(str::to_string));
+}
+
+/// Whose files share a folder that [`remove_stale_temps_in`] sweeps.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Owner {
+    /// lmbff's alone (a task's `models/`, a harness output's folders): earlier versions'
+    /// temporary names (`<name>.tmp-<pid>-<n>`) go too.
+    Lmbff,
+    /// A folder a user may keep files in (a task's folder): only names with lmbff's mark.
+    Shared,
 }
 
 /// Removes, in the folder `dir`, every temporary file or folder a writer killed half-way
-/// left there: any name ending in `.tmp-<pid>-<n>` ([`write_file_atomic`]'s files,
-/// [`write_dir_atomic`]'s folders) that no writer holds ([`TempLock`]), untouched for an
-/// hour. For a folder lmbff owns whole (a harness output's folders, a task's).
-pub(crate) fn remove_stale_temps_in(dir: &Path) {
-    remove_stale(dir, |file| file.rsplit_once(".tmp-").map(|(_, rest)| rest.to_string()));
+/// left there: any name `.<name>.lmbff-tmp-<pid>-<n>` ([`write_file_atomic`]'s files,
+/// [`write_dir_atomic`]'s folders; in a folder lmbff owns, an earlier version's
+/// `<name>.tmp-<pid>-<n>` too) that no writer holds ([`TempLock`]), untouched for an hour.
+pub(crate) fn remove_stale_temps_in(dir: &Path, owner: Owner) {
+    remove_stale(dir, |file| {
+        let marked = file.strip_prefix('.').and_then(|f| f.rsplit_once(TMP_MARK)).map(|(_, rest)| rest);
+        let legacy = || (owner == Owner::Lmbff).then(|| file.rsplit_once(LEGACY_TMP_MARK).map(|(_, rest)| rest)).flatten();
+        marked.or_else(legacy).map(str::to_string)
+    });
 }
 
 /// The entries of `dir` whose name `suffix` maps to `<pid>-<n>` (exactly, as
@@ -461,7 +492,7 @@ fn replace(tmp: &Path, dest: &Path, marker: &str) -> Result<()> {
         return Ok(());
     }
     let name = dest.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-    let old = parent_of(dest).join(format!(".{name}.old-{}", tmp_suffix()));
+    let old = parent_of(dest).join(format!(".{name}{OLD_MARK}{}", tmp_suffix()));
     std::fs::rename(dest, &old).map_err(|e| Error::io(dest, e))?;
     if !may_take_out(&old) {
         std::fs::rename(&old, dest).map_err(|e| Error::io(dest, e))?;

@@ -13,7 +13,9 @@ pub(crate) use atomic::{create_dir_all_synced, sync_dir, write_file_atomic, DirL
 pub(crate) use atomic::holds_task;
 #[cfg(feature = "train")]
 pub(crate) use atomic::LOCK_FILE;
-pub(crate) use atomic::remove_stale_temps_in;
+pub(crate) use atomic::{remove_stale_temps_in, Owner};
+#[cfg(feature = "train")]
+pub(crate) use atomic::temp_name;
 #[cfg(feature = "train")]
 pub(crate) use atomic::{can_make_folder_in, restore_moved_aside};
 #[cfg(feature = "train")]
@@ -407,9 +409,9 @@ mod tests {
         let _ = std::fs::remove_dir_all(&root);
         let dest = root.join("model");
         write_dir_atomic(&dest, "a", |d| std::fs::write(d.join("a"), "kept").map_err(|e| Error::io(d, e))).unwrap();
-        let crashed = root.join(format!(".model.old-{}-4", std::process::id()));
+        let crashed = root.join(format!(".model.lmbff-old-{}-4", std::process::id()));
         std::fs::rename(&dest, &crashed).unwrap();
-        let live = root.join(".model.old-999999999-0");
+        let live = root.join(".model.lmbff-old-999999999-0");
         std::fs::create_dir(&live).unwrap();
         let later = std::time::SystemTime::now() + std::time::Duration::from_secs(60);
         std::fs::File::open(&live).unwrap().set_modified(later).unwrap();
@@ -425,6 +427,39 @@ mod tests {
         let _ = std::fs::remove_dir_all(&root);
     }
 
+    /// The sweep of a folder takes lmbff's marked temporary names; an earlier version's
+    /// unmarked ones (`<name>.tmp-<pid>-<n>`, a name a user's file can have) only in a
+    /// folder lmbff owns whole. An earlier version's moved-aside folder is still put back.
+    #[test]
+    fn the_sweep_takes_only_lmbffs_names_from_a_shared_folder() {
+        let root = std::env::temp_dir().join(format!("lmbff-sweep-owner-{}", tmp_suffix()));
+        std::fs::create_dir_all(&root).unwrap();
+        let marked = root.join(".task.json.lmbff-tmp-999999999-1");
+        let legacy = root.join("task.json.tmp-999999999-2");
+        let users = root.join("draft.tmp-2024-05");
+        let hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(2 * 3600);
+        let make = || {
+            for f in [&marked, &legacy, &users] {
+                std::fs::write(f, "x").unwrap();
+                std::fs::File::options().write(true).open(f).unwrap().set_modified(hours_ago).unwrap();
+            }
+        };
+        make();
+        remove_stale_temps_in(&root, Owner::Shared);
+        assert!(!marked.exists() && legacy.exists() && users.exists());
+        make();
+        std::fs::remove_file(&users).unwrap();
+        remove_stale_temps_in(&root, Owner::Lmbff);
+        assert!(!marked.exists() && !legacy.exists());
+        let dest = root.join("model");
+        let aside = root.join(".model.old-999999999-5");
+        std::fs::create_dir(&aside).unwrap();
+        std::fs::write(aside.join("a"), "earlier").unwrap();
+        restore_moved_aside(&dest).unwrap();
+        assert_eq!(std::fs::read_to_string(dest.join("a")).unwrap(), "earlier");
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
     /// A writer holds its temporary folder while it fills it: a sweep meanwhile (another
     /// command in the same folder), with the folder two hours idle by its clock, leaves it.
     #[test]
@@ -435,7 +470,7 @@ mod tests {
         write_dir_atomic(&dest, "a", |d| {
             let hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(2 * 3600);
             std::fs::File::open(d).unwrap().set_modified(hours_ago).unwrap();
-            remove_stale_temps_in(&root);
+            remove_stale_temps_in(&root, Owner::Lmbff);
             assert!(d.is_dir(), "swept while in use");
             std::fs::write(d.join("a"), "whole").map_err(|e| Error::io(d, e))
         })
@@ -504,13 +539,13 @@ mod tests {
         // with the next write, whatever its pid (this process's own: a container's pid 1
         // meets its earlier run's); a running writer's temporary folder (one it holds
         // locked), a recent one, another output's and a user's name stay.
-        let dead = root.join(".model.tmp-999999999-0");
-        let same_pid = root.join(format!(".model.tmp-{}-0", std::process::id()));
-        let dead_old = root.join(".model.old-999999999-3");
-        let recent = root.join(".model.tmp-999999998-0");
-        let live = root.join(format!(".model.tmp-{}-0", std::os::unix::process::parent_id()));
-        let other = root.join(".modelx.tmp-999999999-0");
-        let users = root.join(".model.old-2024-05-01");
+        let dead = root.join(".model.lmbff-tmp-999999999-0");
+        let same_pid = root.join(format!(".model.lmbff-tmp-{}-0", std::process::id()));
+        let dead_old = root.join(".model.lmbff-old-999999999-3");
+        let recent = root.join(".model.lmbff-tmp-999999998-0");
+        let live = root.join(format!(".model.lmbff-tmp-{}-0", std::os::unix::process::parent_id()));
+        let other = root.join(".modelx.lmbff-tmp-999999999-0");
+        let users = root.join(".model.lmbff-old-2024-05-01");
         let hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(2 * 3600);
         for d in [&dead, &same_pid, &dead_old, &recent, &live, &other, &users] {
             std::fs::create_dir(d).unwrap();

@@ -542,9 +542,9 @@ fn settings_differ(theirs: &Settings, ours: &Settings) -> Option<String> {
 /// files of interrupted writes and scorer folders (see [`remove_stale_scorers`]).
 fn remove_stale_files(out: &Path) {
     remove_stale_scorers(out);
-    crate::checkpoint::remove_stale_temps_in(out);
+    crate::checkpoint::remove_stale_temps_in(out, crate::checkpoint::Owner::Shared);
     for task in std::fs::read_dir(out.join("runs")).into_iter().flatten().flatten() {
-        crate::checkpoint::remove_stale_temps_in(&task.path());
+        crate::checkpoint::remove_stale_temps_in(&task.path(), crate::checkpoint::Owner::Lmbff);
     }
 }
 

@@ -254,9 +254,9 @@ fn reserve_version(task_dir: &Path) -> Result<(String, PathBuf)> {
         // The new models/ must outlast a power loss with the version put in it.
         crate::checkpoint::sync_dir(task_dir)?;
     }
-    // A version half-written by a killed process (models/.vN.tmp-<pid>-<n>, a model's
-    // size) goes once its process is gone and it has been left an hour.
-    crate::checkpoint::remove_stale_temps_in(&dir);
+    // A version half-written by a killed process (models/.vN.lmbff-tmp-<pid>-<n>, a
+    // model's size) goes once its process is gone and it has been left an hour.
+    crate::checkpoint::remove_stale_temps_in(&dir, crate::checkpoint::Owner::Lmbff);
     let highest = model_entries(task_dir)?.iter().filter_map(|n| taken_number(n)).max().unwrap_or(0);
     let mut n = highest;
     loop {
@@ -313,7 +313,7 @@ pub fn delete_version(task_dir: &Path, v: &str) -> Result<()> {
         // A link someone put in the version's place: the link goes, never what it
         // points to, replaced in one step by an empty file that keeps the number (a
         // removal, then a new tombstone, left the number free in between).
-        let tomb = models.join(format!(".{}.tmp-{}", tombstone(v), crate::checkpoint::tmp_suffix()));
+        let tomb = models.join(crate::checkpoint::temp_name(&tombstone(v)));
         std::fs::File::create(&tomb).map_err(|e| Error::io(&tomb, e))?;
         std::fs::rename(&tomb, &grave).map_err(|e| {
             let _ = std::fs::remove_file(&tomb);

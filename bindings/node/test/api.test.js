@@ -116,6 +116,10 @@ test('predictAsync predicts on the thread pool: the same results, the event loop
   assert.deepStrictEqual([opened.labels, opened.readsPairs, await opened.predictAsync(texts)], [p.labels, p.readsPairs, p.predict(texts)]);
   opened.close();
   await assert.rejects(lmbff.Predictor.open(path.join(work, 'missing')), (e) => e instanceof lmbff.LmbffError && e.code === 'IO' && e.message.includes(path.join(work, 'missing')));
+  // More calls at once than koffi runs in a process (256) wait their turn in the binding:
+  // each rejects with the library's message, none with koffi's refusal.
+  const opens = await Promise.allSettled(Array.from({ length: 300 }, () => lmbff.Predictor.open(path.join(work, 'missing'))));
+  assert.deepStrictEqual([...new Set(opens.map((r) => (r.reason instanceof lmbff.LmbffError ? r.reason.code : String(r.reason))))], ['IO']);
   await assert.rejects(lmbff.Predictor.open(out, { sessions: -1 }), (e) => isInvalid(e) && /sessions/.test(e.message));
   await assert.rejects(lmbff.Predictor.open(out, { session: 2 }), (e) => isInvalid(e) && /no option "session"/.test(e.message));
 
