@@ -55,7 +55,7 @@ fn name_the_library(root: &std::path::Path) {
 #[cfg(unix)]
 fn link_soname(soname: &str) {
     let Some(profile) = artifact_dir() else {
-        println!("cargo:warning=no {soname} link made beside liblmbff.so (Cargo's build-dir is set, and `cargo metadata` did not say where): link it there to run hosts from the build folder");
+        println!("cargo:warning=no {soname} link made beside liblmbff.so (`cargo metadata` did not say where Cargo puts it): link it there to run hosts from the build folder");
         return;
     };
     let Ok(entries) = std::fs::read_dir(&profile) else { return };
@@ -75,15 +75,16 @@ fn link_soname(soname: &str) {
     }
 }
 
-/// The folder Cargo puts the built library in: OUT_DIR's profile folder
-/// (`<build-dir>/<profile>` above `build/<package>-<hash>/out`), moved from Cargo's
+/// The folder Cargo puts the built library in: OUT_DIR's profile folder (the one above
+/// `build/`, in `<build-dir>/<profile>/build/<package>-<hash>/out`), moved from Cargo's
 /// build-dir to its target-dir where `cargo metadata` says the two differ (`build.build-dir`
-/// set in a config file or the environment). None where they may differ and it cannot
-/// tell: metadata failed, or does not hold OUT_DIR, with CARGO_BUILD_BUILD_DIR set.
+/// set in a config file or the environment). A build-dir that metadata cannot see (`--config`
+/// on the command line, a config file above another working folder) puts the link in the
+/// build-dir; with CARGO_BUILD_BUILD_DIR set and metadata not holding OUT_DIR, None.
 #[cfg(unix)]
 fn artifact_dir() -> Option<PathBuf> {
     let out = PathBuf::from(std::env::var("OUT_DIR").ok()?);
-    let profile = out.ancestors().nth(3)?.to_path_buf();
+    let profile = out.ancestors().find(|a| a.file_name().is_some_and(|n| n == "build"))?.parent()?.to_path_buf();
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").ok()?).join("Cargo.toml");
     let metadata = std::env::var_os("CARGO").and_then(|cargo| {
         let o = std::process::Command::new(cargo)
@@ -97,10 +98,11 @@ fn artifact_dir() -> Option<PathBuf> {
         let build = v["build_directory"].as_str().map_or_else(|| target.clone(), PathBuf::from);
         Some((target, build))
     });
-    // Built as another workspace's dependency, metadata names this package's own
-    // folders, which do not hold OUT_DIR: OUT_DIR's own layout holds then.
     match metadata {
-        Some((target, build)) if profile.starts_with(&build) => Some(target.join(profile.strip_prefix(&build).ok()?)),
+        Some((target, build)) if build != target && profile.starts_with(&build) => Some(target.join(profile.strip_prefix(&build).ok()?)),
+        // Folders metadata does not see (`--target-dir` on the command line, a build as
+        // another workspace's dependency): without a build-dir, OUT_DIR's own profile
+        // folder is where the library goes.
         _ if std::env::var_os("CARGO_BUILD_BUILD_DIR").is_none() => Some(profile),
         _ => None,
     }

@@ -23,6 +23,7 @@ import argparse
 import json
 import math
 import statistics
+import struct
 import sys
 from pathlib import Path
 
@@ -50,13 +51,23 @@ TEMPERATURE_MIN, TEMPERATURE_MAX = 0.05, 20.0
 
 
 def mean_nll(rows, gold, t):
-    """Mean NLL of `gold` under the rows divided by t (a log-sum-exp per row)."""
+    """Mean NLL of `gold` under the rows divided by t (a log-sum-exp per row), summed in
+    order as the library sums (Python 3.12's sum() of floats compensates, and the search
+    branches on the last bits)."""
     total = 0.0
     for r, y in zip(rows, gold):
         z = [x / t for x in r]
         m = max(z)
-        total += m + math.log(sum(math.exp(x - m) for x in z)) - z[y]
+        s = 0.0
+        for x in z:
+            s += math.exp(x - m)
+        total += m + math.log(s) - z[y]
     return total / max(len(rows), 1)
+
+
+def f32(x):
+    """x as the float32 the library stored (JSON holds its shortest decimal)."""
+    return struct.unpack("f", struct.pack("f", x))[0]
 
 
 def fit_temperature_library(rows, gold):
@@ -64,6 +75,7 @@ def fit_temperature_library(rows, gold):
     golden-section search of log t over [0.05, 20] for the least dev NLL, and 1 (no
     scaling) where no temperature fits (every row right, or every row wrong) or the NLL
     at a bound of the search is as low as at the fitted t."""
+    rows = [[f32(x) for x in r] for r in rows]
     f = lambda u: mean_nll(rows, gold, math.exp(u))  # noqa: E731
     a, b = math.log(TEMPERATURE_MIN), math.log(TEMPERATURE_MAX)
     r = (math.sqrt(5) - 1) / 2

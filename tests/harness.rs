@@ -263,22 +263,23 @@ fn pair_tasks_read_glue_layouts_and_score_their_metric() {
     assert!(!o.status.success() && err.contains("zero-shot-words scores single-label tasks of one sentence; RTE is a sentence-pair task"), "{err}");
     // A scorer folder (`.scorer-<pid>-<n>`, or `.scorer-<pid>` before) of a process that
     // is gone, left for over an hour, is removed by a later command; a recent one is not
-    // (another machine may be writing it).
+    // (another machine may be writing it), nor a folder of another name.
     if cfg!(target_os = "linux") {
         let stale = [".scorer-4999999-7", ".scorer-4999998"].map(|n| out.join(n));
         let recent = out.join(".scorer-4999997-1");
-        for d in stale.iter().chain([&recent]) {
+        let users = out.join(".scorer-4999996-notes");
+        for d in stale.iter().chain([&recent, &users]) {
             std::fs::create_dir_all(d).unwrap();
             std::fs::write(d.join("model.onnx"), "x").unwrap();
         }
-        for d in &stale {
+        for d in stale.iter().chain([&users]) {
             assert!(Command::new("touch").arg("-d").arg("2 hours ago").arg(d).status().unwrap().success());
         }
         let o = harness_on(&data, &out, &["--tasks", "RTE,QQP,STS-B", "--seeds", "1", "--methods", "majority,prompt,sentence-embedding",
             "--steps", "60", "--lr", "3e-3", "--batch-size", "4", "--eval-every", "30", "--max-len", "32"]);
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(o.status.success() && err.contains("9 of 9 runs reused"), "{err}");
-        assert!(stale.iter().all(|d| !d.exists()) && recent.exists(), "stale scorer folders removed, the recent one kept");
+        assert!(stale.iter().all(|d| !d.exists()) && recent.exists() && users.exists(), "stale scorer folders removed, the recent one and another name kept");
     }
 }
 
@@ -859,4 +860,20 @@ fn ensemble_script_calibrates_as_the_library() {
     for (g, w) in got.iter().zip(&want) {
         assert!((g - w).abs() <= 1e-9 * w.max(1.0), "python {g} against the library's {w} ({got:?} / {want:?})");
     }
+}
+
+/// A folder where another command is making a harness folder (its lock file, its
+/// settings' temporary file: `.settings.json.lmbff-tmp-<pid>-<n>`) is taken as --out; a
+/// folder with any other file is a user's and refused.
+#[test]
+fn out_folder_being_made_is_a_harness_folder() {
+    let dir = common::tempdir("harness-out-being-made");
+    std::fs::write(dir.join(".lmbff.lock"), "").unwrap();
+    std::fs::write(dir.join(".settings.json.lmbff-tmp-12-34"), "{").unwrap();
+    harness::check_out_folder(&dir).unwrap();
+    std::fs::write(dir.join("settings.json.tmp-12-35"), "{").unwrap();
+    harness::check_out_folder(&dir).unwrap();
+    std::fs::write(dir.join(".settings.json.lmbff-tmp-notes"), "").unwrap();
+    let e = harness::check_out_folder(&dir).unwrap_err().to_string();
+    assert!(e.contains("is not a harness folder") && e.contains("settings.json.lmbff-tmp-notes"), "{e}");
 }

@@ -1613,22 +1613,22 @@ fn saves_and_deletes_touch_only_their_own_folders() {
     let dir = root.join("task");
     t.save(&dir).unwrap();
     // A save killed half-way left its temporary file (a process gone, two hours ago): the
-    // next save removes it; a fresh one, possibly another writer's, stays. So do a
-    // user's files of two hours named like an earlier version's temporary files (the
-    // task's folder is the user's too).
-    let stale = dir.join(".task.json.lmbff-tmp-999999999-1");
+    // next save removes it (an earlier version's name for it too); a fresh one, possibly
+    // another writer's, stays. So does a user's file of two hours named like an earlier
+    // version's temporary file (the task's folder is the user's too).
+    let stale = [dir.join(".task.json.lmbff-tmp-999999999-1"), dir.join("task.json.tmp-999999999-4")];
     let fresh = dir.join(".task.json.lmbff-tmp-999999999-2");
-    let users = [dir.join("notes.tmp-999999999-3"), dir.join("task.json.tmp-999999999-4")];
-    for f in [&stale, &fresh].into_iter().chain(&users) {
+    let users = dir.join("notes.tmp-999999999-3");
+    for f in stale.iter().chain([&fresh, &users]) {
         std::fs::write(f, "{").unwrap();
     }
     let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
-    for f in [&stale].into_iter().chain(&users) {
+    for f in stale.iter().chain([&users]) {
         std::fs::File::options().write(true).open(f).unwrap().set_modified(two_hours_ago).unwrap();
     }
     t.save(&dir).unwrap();
-    assert!(!stale.exists() && fresh.exists());
-    for f in [&fresh].into_iter().chain(&users) {
+    assert!(stale.iter().all(|f| !f.exists()));
+    for f in [&fresh, &users] {
         assert_eq!(std::fs::read_to_string(f).unwrap(), "{", "{} kept", f.display());
         std::fs::remove_file(f).unwrap();
     }

@@ -519,9 +519,10 @@ function startQueued(state) {
 }
 
 /**
- * How many of lmbff's asynchronous calls run at once in this process, all predictors
- * together; the rest wait in order. koffi refuses more than 256 at once in a process
- * (its own error, not lmbff's), and other modules' koffi calls count too.
+ * How many of lmbff's asynchronous calls run at once on the main thread, all predictors
+ * together; the rest wait in order. koffi refuses more than 256 at once in a Node
+ * environment by default (its own error, not lmbff's; koffi.config's max_async_calls),
+ * and other modules' koffi calls count too. (In a worker the calls run synchronously.)
  */
 const ASYNC_LIMIT = 64;
 const pool = { running: 0, waiting: [] };
@@ -539,17 +540,21 @@ function callWithError(fn, what, args, settle) {
     const out = [null];
     const end = (err, status) => {
       pool.running -= 1;
-      if (err) settle(err);
-      else if (status !== 0) settle(new LmbffError(status, what, message.toString('utf8', 0, message.indexOf(0))));
-      else settle(null, out[0]);
-      startWaiting();
+      try {
+        if (err) settle(err);
+        else if (status !== 0) settle(new LmbffError(status, what, message.toString('utf8', 0, message.indexOf(0))));
+        else settle(null, out[0]);
+      } finally {
+        startWaiting();
+      }
     };
     try {
       fn.async(...args, out, message, message.length, end);
     } catch (e) {
       // koffi refused the call (another module's calls fill its queue): nothing runs,
-      // nothing calls back.
-      end(e);
+      // nothing calls back. Settled on the next tick, so that refused calls do not
+      // start one another recursively.
+      process.nextTick(end, e);
     }
   });
   startWaiting();

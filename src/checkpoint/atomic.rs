@@ -23,11 +23,19 @@ pub(crate) const LOCK_FILE: &str = ".lmbff.lock";
 const TMP_MARK: &str = ".lmbff-tmp-";
 const OLD_MARK: &str = ".lmbff-old-";
 const LEGACY_TMP_MARK: &str = ".tmp-";
+const LEGACY_OLD_MARK: &str = ".old-";
 
 /// A temporary name for a writer of `name` (a file or folder name) beside it,
 /// `.<name>.lmbff-tmp-<pid>-<n>`, that no other writer uses.
 pub(crate) fn temp_name(name: &str) -> String {
     format!(".{name}{TMP_MARK}{}", tmp_suffix())
+}
+
+/// Whether `name` is a temporary name of a writer of `file` ([`temp_name`], or an earlier
+/// version's `<file>.tmp-<pid>-<n>`).
+#[cfg(feature = "train")]
+pub(crate) fn is_temp_of(name: &str, file: &str) -> bool {
+    [format!(".{file}{TMP_MARK}"), format!("{file}{LEGACY_TMP_MARK}")].iter().any(|p| name.strip_prefix(p.as_str()).is_some_and(is_temp_suffix))
 }
 
 /// A suffix for a temporary name that no other writer, in this process or another, uses.
@@ -303,7 +311,7 @@ fn replaceable(dir: &Path, marker: &str) -> std::io::Result<bool> {
 /// folder or an earlier output of this kind (holding `marker`). Commands call it before
 /// long work, so that a wrong destination is named before the work, not after it.
 pub fn check_dest(dest: &Path, marker: &str) -> Result<()> {
-    restore_moved_aside(dest)?;
+    restore_moved_aside(dest, marker)?;
     check_parent(dest)?;
     if !(dest.exists() || dest.is_symlink()) {
         return Ok(());
@@ -359,18 +367,22 @@ pub(crate) fn can_make_folder_in(dir: &Path) -> std::io::Result<()> {
 /// crash between its two renames leaves it: only while `dest` is missing, only one no
 /// writer holds ([`TempLock`]), the latest if there are several. Without this the
 /// earlier output would sit hidden until [`remove_stale_temps`] deleted it.
-pub(crate) fn restore_moved_aside(dest: &Path) -> Result<()> {
+pub(crate) fn restore_moved_aside(dest: &Path, marker: &str) -> Result<()> {
     if dest.exists() || dest.is_symlink() {
         return Ok(());
     }
     let Some(name) = dest.file_name().map(|n| n.to_string_lossy().to_string()) else { return Ok(()) };
     let Ok(entries) = std::fs::read_dir(parent_of(dest)) else { return Ok(()) };
-    // An earlier version's moved-aside name (`.old-`) too: putting it back deletes nothing.
-    let prefixes = [OLD_MARK, ".old-"].map(|mark| format!(".{name}{mark}"));
+    let ours = format!(".{name}{OLD_MARK}");
+    // An earlier version's moved-aside name (`.<name>.old-<pid>-<n>`, which a user's
+    // folder could have) only where it holds the output's `marker`.
+    let legacy = format!(".{name}{LEGACY_OLD_MARK}");
     let mut latest: Option<(std::time::SystemTime, PathBuf)> = None;
     for entry in entries.flatten() {
         let file = entry.file_name().to_string_lossy().to_string();
-        if !prefixes.iter().any(|p| file.strip_prefix(p.as_str()).is_some_and(is_temp_suffix)) {
+        let marked = file.strip_prefix(&ours).is_some_and(is_temp_suffix);
+        let legacy_output = || file.strip_prefix(&legacy).is_some_and(is_temp_suffix) && entry.path().join(marker).is_file();
+        if !(marked || legacy_output()) {
             continue;
         }
         let Ok(meta) = entry.metadata() else { continue };
@@ -406,22 +418,28 @@ pub(crate) fn restore_moved_aside(dest: &Path) -> Result<()> {
 pub(crate) const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// Removes the temporary folders (`.<name>.lmbff-tmp-<pid>-<n>`,
-/// `.<name>.lmbff-old-<pid>-<n>`, [`TMP_MARK`]) that writers of `dest` killed half-way
-/// left beside it: those no writer holds ([`TempLock`]), untouched for an hour. A live
-/// writer's, and any other name, are left alone.
+/// `.<name>.lmbff-old-<pid>-<n>`, [`TMP_MARK`]; an earlier version's
+/// `.<name>.tmp-<pid>-<n>` and `.<name>.old-<pid>-<n>`, hidden and named after `dest`)
+/// that writers of `dest` killed half-way left beside it: those no writer holds
+/// ([`TempLock`]), untouched for an hour. A live writer's, and any other name, are left
+/// alone.
 fn remove_stale_temps(dest: &Path) {
     let Some(name) = dest.file_name().map(|n| n.to_string_lossy().to_string()) else { return };
-    remove_stale(parent_of(dest), |file| [TMP_MARK, OLD_MARK].iter().find_map(|k| file.strip_prefix(&format!(".{name}{k}"))).map(str::to_string));
+    let marks = [TMP_MARK, OLD_MARK, LEGACY_TMP_MARK, LEGACY_OLD_MARK];
+    remove_stale(parent_of(dest), |file| marks.iter().find_map(|k| file.strip_prefix(&format!(".{name}{k}"))).map(str::to_string));
 }
 
 /// Whose files share a folder that [`remove_stale_temps_in`] sweeps.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Owner {
-    /// lmbff's alone (a task's `models/`, a harness output's folders): earlier versions'
+    /// lmbff's alone (a task's `models/`, a harness's `runs/<task>/`): earlier versions'
     /// temporary names (`<name>.tmp-<pid>-<n>`) go too.
+    #[cfg_attr(not(feature = "train"), allow(dead_code))]
     Lmbff,
-    /// A folder a user may keep files in (a task's folder): only names with lmbff's mark.
-    Shared,
+    /// A folder a user may keep files in (a task's folder, a harness's `--out`): names
+    /// with lmbff's mark, and earlier versions' temporary names of the files lmbff
+    /// writes there (`task.json.tmp-<pid>-<n>` for `&["task.json"]`), no other.
+    Shared(&'static [&'static str]),
 }
 
 /// Removes, in the folder `dir`, every temporary file or folder a writer killed half-way
@@ -431,7 +449,13 @@ pub(crate) enum Owner {
 pub(crate) fn remove_stale_temps_in(dir: &Path, owner: Owner) {
     remove_stale(dir, |file| {
         let marked = file.strip_prefix('.').and_then(|f| f.rsplit_once(TMP_MARK)).map(|(_, rest)| rest);
-        let legacy = || (owner == Owner::Lmbff).then(|| file.rsplit_once(LEGACY_TMP_MARK).map(|(_, rest)| rest)).flatten();
+        let legacy = || {
+            let (name, rest) = file.rsplit_once(LEGACY_TMP_MARK)?;
+            match owner {
+                Owner::Lmbff => Some(rest),
+                Owner::Shared(ours) => ours.contains(&name).then_some(rest),
+            }
+        };
         marked.or_else(legacy).map(str::to_string)
     });
 }

@@ -15,7 +15,7 @@ pub(crate) use atomic::holds_task;
 pub(crate) use atomic::LOCK_FILE;
 pub(crate) use atomic::{remove_stale_temps_in, Owner};
 #[cfg(feature = "train")]
-pub(crate) use atomic::temp_name;
+pub(crate) use atomic::{is_temp_of, temp_name};
 #[cfg(feature = "train")]
 pub(crate) use atomic::{can_make_folder_in, restore_moved_aside};
 #[cfg(feature = "train")]
@@ -429,7 +429,8 @@ mod tests {
 
     /// The sweep of a folder takes lmbff's marked temporary names; an earlier version's
     /// unmarked ones (`<name>.tmp-<pid>-<n>`, a name a user's file can have) only in a
-    /// folder lmbff owns whole. An earlier version's moved-aside folder is still put back.
+    /// folder lmbff owns whole, or for the files lmbff writes there. An earlier version's
+    /// moved-aside folder is still put back, where it holds the output's marker.
     #[test]
     fn the_sweep_takes_only_lmbffs_names_from_a_shared_folder() {
         let root = std::env::temp_dir().join(format!("lmbff-sweep-owner-{}", tmp_suffix()));
@@ -445,8 +446,11 @@ mod tests {
             }
         };
         make();
-        remove_stale_temps_in(&root, Owner::Shared);
+        remove_stale_temps_in(&root, Owner::Shared(&[]));
         assert!(!marked.exists() && legacy.exists() && users.exists());
+        make();
+        remove_stale_temps_in(&root, Owner::Shared(&["task.json"]));
+        assert!(!marked.exists() && !legacy.exists() && users.exists());
         make();
         std::fs::remove_file(&users).unwrap();
         remove_stale_temps_in(&root, Owner::Lmbff);
@@ -455,8 +459,13 @@ mod tests {
         let aside = root.join(".model.old-999999999-5");
         std::fs::create_dir(&aside).unwrap();
         std::fs::write(aside.join("a"), "earlier").unwrap();
-        restore_moved_aside(&dest).unwrap();
+        restore_moved_aside(&dest, "a").unwrap();
         assert_eq!(std::fs::read_to_string(dest.join("a")).unwrap(), "earlier");
+        // Named so, without the output's marker: a user's folder, left where it is.
+        let users_dir = root.join(".notes.old-2024-5");
+        std::fs::create_dir(&users_dir).unwrap();
+        restore_moved_aside(&root.join("notes"), "a").unwrap();
+        assert!(users_dir.is_dir() && !root.join("notes").exists());
         std::fs::remove_dir_all(&root).unwrap();
     }
 

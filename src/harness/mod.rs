@@ -354,7 +354,10 @@ fn remove_stale_scorers(out: &Path) {
     let live: Vec<PathBuf> = live_scorers().clone();
     for entry in std::fs::read_dir(out).into_iter().flatten().flatten() {
         let name = entry.file_name().to_string_lossy().to_string();
-        let Some(pid) = name.strip_prefix(".scorer-").and_then(|rest| rest.split('-').next()).and_then(|p| p.parse::<u32>().ok()) else { continue };
+        // Exactly `.scorer-<pid>-<n>` or `.scorer-<pid>`, digits only: no other name.
+        let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        let exact = name.strip_prefix(".scorer-").filter(|rest| rest.split('-').count() <= 2 && rest.split('-').all(digits));
+        let Some(pid) = exact.and_then(|rest| rest.split('-').next()?.parse::<u32>().ok()) else { continue };
         if live.iter().any(|d| d.file_name() == Some(entry.file_name().as_os_str())) {
             continue;
         }
@@ -542,7 +545,7 @@ fn settings_differ(theirs: &Settings, ours: &Settings) -> Option<String> {
 /// files of interrupted writes and scorer folders (see [`remove_stale_scorers`]).
 fn remove_stale_files(out: &Path) {
     remove_stale_scorers(out);
-    crate::checkpoint::remove_stale_temps_in(out, crate::checkpoint::Owner::Shared);
+    crate::checkpoint::remove_stale_temps_in(out, crate::checkpoint::Owner::Shared(&[SETTINGS_FILE, INPUTS_FILE, "report.md", "results.json"]));
     for task in std::fs::read_dir(out.join("runs")).into_iter().flatten().flatten() {
         crate::checkpoint::remove_stale_temps_in(&task.path(), crate::checkpoint::Owner::Lmbff);
     }
@@ -800,7 +803,7 @@ pub fn check_out_folder(out: &Path) -> Result<()> {
     if out.is_dir() && !is_harness_folder(out) {
         // Another command making this folder now holds its lock and writes its settings
         // first (through a temporary file): those are a harness's, not a user's.
-        let ours = |name: &str| name == crate::checkpoint::LOCK_FILE || name.starts_with(SETTINGS_FILE);
+        let ours = |name: &str| [crate::checkpoint::LOCK_FILE, SETTINGS_FILE].contains(&name) || crate::checkpoint::is_temp_of(name, SETTINGS_FILE);
         let mut others = std::fs::read_dir(out).map_err(|e| Error::io(out, e))?.filter_map(|e| e.ok()).filter(|e| !ours(&e.file_name().to_string_lossy()));
         if let Some(other) = others.next() {
             return Err(Error::InvalidArgument(format!(

@@ -361,7 +361,7 @@ impl Task {
         let lock = DirLock::exclusive(dir)?;
         // task.json's temporary files a save killed half-way left (their process gone,
         // left an hour).
-        crate::checkpoint::remove_stale_temps_in(dir, crate::checkpoint::Owner::Shared);
+        crate::checkpoint::remove_stale_temps_in(dir, crate::checkpoint::Owner::Shared(&[TASK_FILE]));
         let path = dir.join(TASK_FILE);
         let known = self.seen.iter().position(|(d, _)| same_dir(d, dir));
         match std::fs::read(&path) {

@@ -215,7 +215,7 @@ fn save_state(dir: &Path, model: &MaskedLm, opt: &Optimiser, st: &SavedState) ->
 /// Loads a saved state into the model and optimiser; `None` when `dir` holds none.
 fn load_state(dir: &Path, model: &MaskedLm, opt: &mut Optimiser, want: &str, p: &AdaptParams) -> Result<Option<SavedState>> {
     // A state moved aside by a save that a crash interrupted is put back first.
-    crate::checkpoint::restore_moved_aside(dir)?;
+    crate::checkpoint::restore_moved_aside(dir, STATE_JSON)?;
     let path = dir.join(STATE_JSON);
     if !path.is_file() {
         return Ok(None);
