@@ -174,17 +174,65 @@ pub(crate) struct TempLock {
 impl TempLock {
     /// Opens and locks the file or folder `path`: `None` when another holds it, or it
     /// cannot be opened or locked. A writer goes on without the lock where the file system
-    /// cannot lock; the sweep, which cannot lock either, then takes it for held.
+    /// cannot lock.
     pub(super) fn open(path: &Path) -> Option<TempLock> {
-        let file = std::fs::File::open(path).ok()?;
-        (try_flock(&file) == Some(true)).then_some(TempLock { _file: file })
+        match Self::probe(path) {
+            Probe::Taken(lock) => Some(lock),
+            Probe::Held | Probe::CannotLock => None,
+        }
     }
+
+    /// Tries the lock on `path`, telling a file system that cannot lock (where no writer
+    /// can show that it is alive) from a lock another holds.
+    fn probe(path: &Path) -> Probe {
+        // One that cannot be opened (its permissions) is taken for held.
+        let Ok(file) = std::fs::File::open(path) else { return Probe::Held };
+        match try_flock(&file) {
+            Some(true) => Probe::Taken(TempLock { _file: file }),
+            Some(false) => Probe::Held,
+            None => Probe::CannotLock,
+        }
+    }
+}
+
+/// What [`TempLock::probe`] found.
+enum Probe {
+    Taken(TempLock),
+    Held,
+    CannotLock,
+}
+
+/// How long a temporary file or folder must have been left alone before a sweep or a
+/// restore takes it where the file system cannot lock, so that no writer can show it is
+/// alive: a day, far longer than any write takes (with locks: [`STALE_AFTER`]).
+const STALE_UNLOCKED_AFTER: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// Whether a sweep or a restore may take the temporary `path`, idle for `idle`: a lock
+/// taken on it (returned, to hold while it goes) after [`STALE_AFTER`], or, where the
+/// file system cannot lock, after [`STALE_UNLOCKED_AFTER`].
+fn take_stale(path: &Path, idle: Option<std::time::Duration>) -> Option<Option<TempLock>> {
+    let idle = idle.filter(|&d| d > STALE_AFTER)?;
+    match TempLock::probe(path) {
+        Probe::Taken(lock) => Some(Some(lock)),
+        Probe::CannotLock if idle > STALE_UNLOCKED_AFTER => Some(None),
+        Probe::CannotLock | Probe::Held => None,
+    }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Tests: this thread's `flock` calls act as on a file system that cannot lock.
+    pub(super) static NO_FLOCK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 /// Takes `flock(LOCK_EX | LOCK_NB)` on `file`: `Some(true)` taken, `Some(false)` another
 /// holds it, `None` the file system cannot lock.
 fn try_flock(file: &std::fs::File) -> Option<bool> {
     use std::os::unix::io::AsRawFd;
+    #[cfg(test)]
+    if NO_FLOCK.with(|n| n.get()) {
+        return None;
+    }
     loop {
         // SAFETY: the descriptor is open for as long as `file` lives.
         if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
@@ -394,9 +442,14 @@ pub(crate) fn restore_moved_aside(dest: &Path, marker: &str) -> Result<()> {
             latest = Some((when, entry.path()));
         }
     }
-    // The latest, unless a writer holds it (its move aside is under way).
-    if let Some((_, old)) = latest {
-        let Some(_taken) = TempLock::open(&old) else { return Ok(()) };
+    // The latest, unless a writer holds it (its move aside is under way); where the file
+    // system cannot lock, once it has been left a day ([`STALE_UNLOCKED_AFTER`]).
+    if let Some((when, old)) = latest {
+        let _taken = match TempLock::probe(&old) {
+            Probe::Taken(lock) => Some(lock),
+            Probe::CannotLock if when.elapsed().is_ok_and(|d| d > STALE_UNLOCKED_AFTER) => None,
+            Probe::CannotLock | Probe::Held => return Ok(()),
+        };
         match std::fs::rename(&old, dest) {
             Ok(()) => {
                 crate::log::log(crate::log::Level::Warn, || {
@@ -462,7 +515,8 @@ pub(crate) fn remove_stale_temps_in(dir: &Path, owner: Owner) {
 
 /// The entries of `dir` whose name `suffix` maps to `<pid>-<n>` (exactly, as
 /// [`tmp_suffix`] writes it), removed when stale: idle for [`STALE_AFTER`] and held by
-/// no writer (the lock is taken, and kept while it goes).
+/// no writer (the lock is taken, and kept while it goes), or idle for a day where the
+/// file system cannot lock ([`take_stale`]).
 fn remove_stale(dir: &Path, suffix: impl Fn(&str) -> Option<String>) {
     let Ok(entries) = std::fs::read_dir(dir) else { return };
     for entry in entries.flatten() {
@@ -471,10 +525,7 @@ fn remove_stale(dir: &Path, suffix: impl Fn(&str) -> Option<String>) {
         }
         let Ok(meta) = entry.metadata() else { continue };
         let idle = meta.modified().ok().and_then(|t| t.elapsed().ok());
-        if idle.is_none_or(|d| d <= STALE_AFTER) {
-            continue;
-        }
-        if let Some(_taken) = TempLock::open(&entry.path()) {
+        if let Some(_taken) = take_stale(&entry.path(), idle) {
             let _ = if meta.is_dir() { std::fs::remove_dir_all(entry.path()) } else { std::fs::remove_file(entry.path()) };
         }
     }

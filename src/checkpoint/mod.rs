@@ -469,6 +469,36 @@ mod tests {
         std::fs::remove_dir_all(&root).unwrap();
     }
 
+    /// Where the file system cannot lock, no writer can show it is alive: what was left
+    /// two hours stays (a live writer's, perhaps), what was left two days goes, and a
+    /// moved-aside output goes back only after a day.
+    #[test]
+    fn without_locks_leftovers_go_after_a_day() {
+        let root = std::env::temp_dir().join(format!("lmbff-no-flock-{}", tmp_suffix()));
+        std::fs::create_dir_all(&root).unwrap();
+        let ago = |h: u64| std::time::SystemTime::now() - std::time::Duration::from_secs(h * 3600);
+        let recent = root.join(".task.json.lmbff-tmp-999999999-1");
+        let old = root.join(".task.json.lmbff-tmp-999999999-2");
+        for (f, hours) in [(&recent, 2), (&old, 48)] {
+            std::fs::write(f, "x").unwrap();
+            std::fs::File::options().write(true).open(f).unwrap().set_modified(ago(hours)).unwrap();
+        }
+        let dest = root.join("model");
+        let aside = root.join(".model.lmbff-old-999999999-3");
+        std::fs::create_dir(&aside).unwrap();
+        std::fs::write(aside.join("a"), "earlier").unwrap();
+        std::fs::File::open(&aside).unwrap().set_modified(ago(2)).unwrap();
+        atomic::NO_FLOCK.with(|n| n.set(true));
+        remove_stale_temps_in(&root, Owner::Shared(&[]));
+        restore_moved_aside(&dest, "a").unwrap();
+        assert!(recent.exists() && !old.exists() && !dest.exists() && aside.is_dir());
+        std::fs::File::open(&aside).unwrap().set_modified(ago(48)).unwrap();
+        restore_moved_aside(&dest, "a").unwrap();
+        atomic::NO_FLOCK.with(|n| n.set(false));
+        assert_eq!(std::fs::read_to_string(dest.join("a")).unwrap(), "earlier");
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
     /// A writer holds its temporary folder while it fills it: a sweep meanwhile (another
     /// command in the same folder), with the folder two hours idle by its clock, leaves it.
     #[test]
