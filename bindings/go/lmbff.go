@@ -35,9 +35,14 @@ type Error struct {
 	Code    int    // the lmbff_status value
 	Name    string // its name, e.g. "INVALID_ARGUMENT"
 	Message string // lmbff_last_error() of the call
+	cause   error  // a run cancelled through its context: ctx.Err()
 }
 
 func (e *Error) Error() string { return fmt.Sprintf("lmbff %s: %s", e.Name, e.Message) }
+
+// Unwrap is the context's error of a run cancelled through it (errors.Is(err,
+// context.Canceled) or context.DeadlineExceeded), else nil.
+func (e *Error) Unwrap() error { return e.cause }
 
 // ErrCancelled is matched by errors.Is for a cancelled run.
 var ErrCancelled = errors.New("lmbff: cancelled")
@@ -230,6 +235,7 @@ type Prediction struct {
 	Probs   []float32
 	Margin  float32 // top probability minus the second
 	Entropy float32 // nats
+	Score   float32 // a regression export's score (Predictor.Range); 0 for a classifier
 }
 
 // Predictor serves an export directory; safe for concurrent use, Close included: it
@@ -239,6 +245,7 @@ type Prediction struct {
 type Predictor struct {
 	mu     sync.RWMutex // held for reading by every call on p, for writing by Close
 	p      *C.lmbff_predictor
+	labels []string // the export's, whatever a caller does to Labels
 	Labels []string
 	// MultiLabel: Probs are each label's own probability (one yes/no prompt or head per label).
 	MultiLabel bool
@@ -308,8 +315,9 @@ func OpenPredictorWith(exportDir string, o PredictorOptions) (*Predictor, error)
 		out.Regression, out.Range = true, [2]float32{float32(low), float32(high)}
 	}
 	for i := 0; i < int(C.lmbff_predictor_num_labels(p)); i++ {
-		out.Labels = append(out.Labels, C.GoString(C.lmbff_predictor_label(p, C.size_t(i))))
+		out.labels = append(out.labels, C.GoString(C.lmbff_predictor_label(p, C.size_t(i))))
 	}
+	out.Labels = append([]string(nil), out.labels...)
 	// A predictor dropped without Close is freed by the collector (its model is large).
 	runtime.SetFinalizer(out, (*Predictor).Close)
 	return out, nil
@@ -402,14 +410,14 @@ func (r *Predictions) Get(i int) (Prediction, error) {
 	if err := call(func() C.lmbff_status { return C.lmbff_predictions_get(r.r, C.size_t(i), &label, &margin, &entropy) }); err != nil {
 		return Prediction{}, err
 	}
-	probs := make([]float32, len(r.p.Labels))
+	probs := make([]float32, len(r.p.labels))
 	if err := call(func() C.lmbff_status {
 		return C.lmbff_predictions_probs(r.r, C.size_t(i), (*C.float)(unsafe.Pointer(&probs[0])), C.size_t(len(probs)))
 	}); err != nil {
 		return Prediction{}, err
 	}
 	var labels []string
-	for l, name := range r.p.Labels {
+	for l, name := range r.p.labels {
 		var applies C.bool
 		if err := call(func() C.lmbff_status { return C.lmbff_predictions_applies(r.r, C.size_t(i), C.size_t(l), &applies) }); err != nil {
 			return Prediction{}, err
@@ -418,7 +426,13 @@ func (r *Predictions) Get(i int) (Prediction, error) {
 			labels = append(labels, name)
 		}
 	}
-	return Prediction{Label: r.p.Labels[label], Labels: labels, Probs: probs, Margin: float32(margin), Entropy: float32(entropy)}, nil
+	var score C.float
+	if r.p.Regression {
+		if err := call(func() C.lmbff_status { return C.lmbff_predictions_score(r.r, C.size_t(i), &score) }); err != nil {
+			return Prediction{}, err
+		}
+	}
+	return Prediction{Label: r.p.labels[label], Labels: labels, Probs: probs, Margin: float32(margin), Entropy: float32(entropy), Score: float32(score)}, nil
 }
 
 // Score is the regression score of input i (exports made with a regression range;
@@ -476,12 +490,25 @@ func (r *Predictions) Close() error {
 	return nil
 }
 
-// Task is a labelling task; use it from one goroutine at a time. A Task dropped without
-// Close is freed by the garbage collector (a finalizer; unsaved registrations are lost
-// either way).
+// Task is a labelling task, safe for concurrent use: calls take turns (Train only while
+// it starts the run: registering goes on while it trains), and Close waits for the call
+// in flight; later calls fail with "the task is closed". A Task dropped without Close is
+// freed by the garbage collector (a finalizer; unsaved registrations are lost either way).
 type Task struct {
+	mu     sync.Mutex // held by every call on t, and by Close
 	t      *C.lmbff_task
 	Labels []string // class names, in class order
+}
+
+// call makes one lmbff call f on the task's handle, holding the task's lock (the C side
+// would answer a second goroutine BUSY, and Close must not free it mid-call).
+func (t *Task) call(f func(h *C.lmbff_task) C.lmbff_status) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.t == nil {
+		return invalid("the task is closed")
+	}
+	return call(func() C.lmbff_status { return f(t.t) })
 }
 
 func wrapTask(t *C.lmbff_task) *Task {
@@ -611,7 +638,7 @@ func (t *Task) addExample(text string, textB *string, label string) (uint64, err
 		return 0, cs.err
 	}
 	var id C.uint64_t
-	err := call(func() C.lmbff_status { return C.lmbff_task_add_example(t.t, a, b, l, &id) })
+	err := t.call(func(h *C.lmbff_task) C.lmbff_status { return C.lmbff_task_add_example(h, a, b, l, &id) })
 	return uint64(id), err
 }
 
@@ -634,14 +661,14 @@ func (t *Task) addUnlabeled(text string, textB *string) (uint64, error) {
 		return 0, cs.err
 	}
 	var id C.uint64_t
-	err := call(func() C.lmbff_status { return C.lmbff_task_add_unlabeled(t.t, a, b, &id) })
+	err := t.call(func(h *C.lmbff_task) C.lmbff_status { return C.lmbff_task_add_unlabeled(h, a, b, &id) })
 	return uint64(id), err
 }
 
 // Remove removes the example or unlabeled text id.
 func (t *Task) Remove(id uint64) error {
 	defer runtime.KeepAlive(t) // the finalizer must not free the task during a call
-	return call(func() C.lmbff_status { return C.lmbff_task_remove(t.t, C.uint64_t(id)) })
+	return t.call(func(h *C.lmbff_task) C.lmbff_status { return C.lmbff_task_remove(h, C.uint64_t(id)) })
 }
 
 // Relabel sets the label of item id (an unlabeled text becomes an example).
@@ -653,19 +680,20 @@ func (t *Task) Relabel(id uint64, label string) error {
 	if cs.err != nil {
 		return cs.err
 	}
-	return call(func() C.lmbff_status { return C.lmbff_task_relabel(t.t, C.uint64_t(id), l) })
+	return t.call(func(h *C.lmbff_task) C.lmbff_status { return C.lmbff_task_relabel(h, C.uint64_t(id), l) })
 }
 
 // SetDev marks labelled example id as a dev example (held out of training; it picks the
 // kept weights and, with TrainParams.Calibrate, fits the temperature) or back.
 func (t *Task) SetDev(id uint64, dev bool) error {
 	defer runtime.KeepAlive(t) // the finalizer must not free the task during a call
-	return call(func() C.lmbff_status { return C.lmbff_task_set_dev(t.t, C.uint64_t(id), C.bool(dev)) })
+	return t.call(func(h *C.lmbff_task) C.lmbff_status { return C.lmbff_task_set_dev(h, C.uint64_t(id), C.bool(dev)) })
 }
 
-// NumDev is the number of dev examples.
+// NumDev is the number of dev examples (0 once closed).
 func (t *Task) NumDev() int {
-	defer runtime.KeepAlive(t)
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	return int(C.lmbff_task_num_dev(t.t))
 }
 
@@ -676,7 +704,7 @@ func (t *Task) Counts() (examples []int, unlabeled int, err error) {
 	examples = make([]int, len(t.Labels))
 	for i := range examples {
 		var n, free C.size_t
-		if err := call(func() C.lmbff_status { return C.lmbff_task_counts(t.t, C.size_t(i), &n, &free) }); err != nil {
+		if err := t.call(func(h *C.lmbff_task) C.lmbff_status { return C.lmbff_task_counts(h, C.size_t(i), &n, &free) }); err != nil {
 			return nil, 0, err
 		}
 		examples[i], unlabeled = int(n), int(free)
@@ -693,7 +721,7 @@ func (t *Task) Save(dir string) error {
 	if cs.err != nil {
 		return cs.err
 	}
-	return call(func() C.lmbff_status { return C.lmbff_task_save(t.t, d) })
+	return t.call(func(h *C.lmbff_task) C.lmbff_status { return C.lmbff_task_save(h, d) })
 }
 
 // TrainParams of a run; zero fields take the library's defaults.
@@ -762,9 +790,13 @@ const (
 
 // Train trains a new model version in lmbff's background thread and returns its name.
 // progress (may be nil) is called with the step as the run goes; cancelling ctx cancels
-// the run (the error then matches ErrCancelled).
+// the run, and a ctx done already starts none (the error then matches ErrCancelled and
+// ctx's error: context.Canceled or context.DeadlineExceeded).
 func (t *Task) Train(ctx context.Context, p TrainParams, progress func(step, total int)) (string, error) {
 	defer runtime.KeepAlive(t) // the finalizer must not free the task during a call
+	if err := ctx.Err(); err != nil {
+		return "", &Error{Code: int(C.LMBFF_ERR_CANCELLED), Name: "CANCELLED", Message: "the context was done before the run started: " + err.Error(), cause: err}
+	}
 	var cs cstrings
 	defer cs.free()
 	var params C.lmbff_train_params
@@ -828,7 +860,7 @@ func (t *Task) Train(ctx context.Context, p TrainParams, progress func(step, tot
 		return "", cs.err
 	}
 	var run *C.lmbff_run
-	if err := call(func() C.lmbff_status { return C.lmbff_train_start(t.t, &params, nil, nil, &run) }); err != nil {
+	if err := t.call(func(h *C.lmbff_task) C.lmbff_status { return C.lmbff_train_start(h, &params, nil, nil, &run) }); err != nil {
 		return "", err
 	}
 	defer C.lmbff_run_free(run)
@@ -838,7 +870,11 @@ func (t *Task) Train(ctx context.Context, p TrainParams, progress func(step, tot
 	for {
 		var state C.int32_t
 		var step, total C.size_t
-		C.lmbff_run_poll(run, &state, &step, &total)
+		// A failed poll (the run's handle refusing calls after an internal error) ends
+		// the wait: lmbff_run_free, deferred, cancels the run and waits for it.
+		if err := call(func() C.lmbff_status { return C.lmbff_run_poll(run, &state, &step, &total) }); err != nil {
+			return "", err
+		}
 		if progress != nil {
 			progress(int(step), int(total))
 		}
@@ -854,6 +890,10 @@ func (t *Task) Train(ctx context.Context, p TrainParams, progress func(step, tot
 		}
 	}
 	if err := call(func() C.lmbff_status { return C.lmbff_run_wait(run) }); err != nil {
+		var e *Error
+		if errors.As(err, &e) && e.Code == int(C.LMBFF_ERR_CANCELLED) {
+			e.cause = ctx.Err()
+		}
 		return "", err
 	}
 	return C.GoString(C.lmbff_run_version(run)), nil
@@ -862,6 +902,11 @@ func (t *Task) Train(ctx context.Context, p TrainParams, progress func(step, tot
 // Versions are the task's model versions, oldest first.
 func (t *Task) Versions() ([]string, error) {
 	defer runtime.KeepAlive(t) // the finalizer must not free the task during a call
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.t == nil {
+		return nil, invalid("the task is closed")
+	}
 	list, err := copyOut(func(buf *C.char, capacity C.size_t, needed *C.size_t) C.lmbff_status {
 		return C.lmbff_task_versions(t.t, buf, capacity, needed)
 	})
@@ -880,7 +925,7 @@ func (t *Task) DeleteVersion(version string) error {
 	if cs.err != nil {
 		return cs.err
 	}
-	return call(func() C.lmbff_status { return C.lmbff_task_delete_version(t.t, v) })
+	return t.call(func(h *C.lmbff_task) C.lmbff_status { return C.lmbff_task_delete_version(h, v) })
 }
 
 // Export writes model version `version` to an export directory for OpenPredictor;
@@ -893,12 +938,16 @@ func (t *Task) Export(version, outDir string, fp16 bool) error {
 	if cs.err != nil {
 		return cs.err
 	}
-	return call(func() C.lmbff_status { return C.lmbff_task_export(t.t, v, out, C.bool(fp16)) })
+	return t.call(func(h *C.lmbff_task) C.lmbff_status { return C.lmbff_task_export(h, v, out, C.bool(fp16)) })
 }
 
-// Close frees the task (unsaved registrations are lost); a second Close does nothing.
+// Close frees the task once the call in flight, if any, has returned (unsaved
+// registrations are lost; a run already training goes on, on its snapshot); a second
+// Close does nothing.
 func (t *Task) Close() error {
 	runtime.SetFinalizer(t, nil)
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	if t.t != nil {
 		C.lmbff_task_free(t.t)
 		t.t = nil

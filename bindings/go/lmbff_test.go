@@ -236,6 +236,37 @@ func TestTaskEditing(t *testing.T) {
 	if !errors.As(err, &e) {
 		t.Fatalf("opening a missing task: %v", err)
 	}
+	// Goroutines sharing the task take turns (the C side alone would answer one of two
+	// racing calls BUSY), and a closed task says so.
+	var wg sync.WaitGroup
+	errs := make(chan error, 400)
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			for i := 0; i < 50; i++ {
+				if _, err := task.AddUnlabeledPair(fmt.Sprintf("text %d %d", g, i), "second"); err != nil {
+					errs <- err
+				}
+				if _, _, err := task.Counts(); err != nil {
+					errs <- err
+				}
+			}
+		}(g)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("a call from several goroutines: %v", err)
+	}
+	counts([]int{1, 1}, 401)
+	task.Close()
+	if _, err := task.AddExamplePair("a", "b", "yes"); err == nil || !strings.Contains(err.Error(), "the task is closed") {
+		t.Fatalf("a closed task: %v", err)
+	}
+	if _, err := task.Versions(); err == nil || !strings.Contains(err.Error(), "the task is closed") || task.NumDev() != 0 {
+		t.Fatalf("a closed task's versions: %v", err)
+	}
 }
 
 // The annotation loop: register, train (progress; context cancellation; a warm start),
@@ -292,6 +323,13 @@ func TestTrainExportPredict(t *testing.T) {
 	}
 	if limit := int(time.Since(started)/(20*time.Millisecond)) + 5; polls > limit {
 		t.Fatalf("%d progress polls in %v: the loop spun after the cancel", polls, time.Since(started))
+	}
+	// The error carries the context's too; a context done already starts no run.
+	if _, err := task.Train(ctx, TrainParams{Steps: 6, Method: MethodPrompt}, nil); !errors.Is(err, ErrCancelled) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("a done context: %v", err)
+	}
+	if v, err := task.Versions(); err != nil || len(v) != 1 {
+		t.Fatalf("versions after the cancelled runs: %q (%v)", v, err)
 	}
 	if _, err := task.Train(context.Background(), TrainParams{Steps: 1, Device: Device(7)}, nil); err == nil || !strings.Contains(err.Error(), "INVALID_ARGUMENT") {
 		t.Fatalf("device 7: %v", err)
@@ -648,8 +686,8 @@ func TestRegressionPairs(t *testing.T) {
 			t.Fatal(err)
 		}
 		score, err := r.Score(i)
-		if err != nil || math.Abs(float64(score)-(1+4*float64(pred.Probs[1]))) > 1e-4 {
-			t.Fatalf("score %v (%v) for probabilities %v", score, err, pred.Probs)
+		if err != nil || math.Abs(float64(score)-(1+4*float64(pred.Probs[1]))) > 1e-4 || pred.Score != score {
+			t.Fatalf("score %v (%v), Get's %v, for probabilities %v", score, err, pred.Score, pred.Probs)
 		}
 	}
 	_, err = r.Score(2)

@@ -48,7 +48,8 @@ var logger struct {
 
 // SetLogger sends the library's messages up to maxLevel to fn; nil stops logging (the
 // default: nothing is printed). Process-wide. fn may be called from any thread, also
-// lmbff's training thread, and must not call lmbff itself.
+// lmbff's training thread, and must not call lmbff itself, nor wait on a goroutine that
+// calls SetLogger (which waits for the callbacks running elsewhere to return).
 func SetLogger(fn func(level LogLevel, message string), maxLevel LogLevel) error {
 	level, err := int32Arg("maxLevel", int(maxLevel))
 	if err != nil {
