@@ -492,6 +492,11 @@ fn mistakes_are_named_before_the_work() {
         c
     };
     fails_with(&mut demo(&copy), "is the model this command reads");
+    // Its --cache, where the adapted model goes, before the adaptation.
+    let mut cached = lmbff();
+    cached.args(["demo", "--device", "cpu", "--threads", "1", "--adapt-steps", "100000", "--data"]).arg(common::root().join("data/reviews"));
+    cached.arg("--model").arg(&model).arg("--out").arg(dir.join("demo-cache-out")).args(["--cache", "/proc/lmbff-cache"]);
+    fails_with(&mut cached, "--cache /proc/lmbff-cache");
     fails_with(&mut demo(&dir), "is not an earlier output");
     // It starts from a pretrained model: a trained one's labels (its order) would be
     // read against the demo's data wrongly.
@@ -583,6 +588,15 @@ fn mistakes_are_named_before_the_work() {
         "is not an earlier compare report",
     );
     assert_eq!(std::fs::read_to_string(dir.join("user.txt")).unwrap(), "mine");
+    // ... and one in a folder nothing can be written in; `cls` is `plain` named twice.
+    fails_with(
+        lmbff().args(["compare", "--device", "cpu", "--threads", "1", "--seeds", "13", "--steps", "100000", "--labels", "0=bad,1=good", "--model"]).arg(&model).arg("--splits").arg(&splits).args(["--report", "/proc/report.json"]),
+        "--report /proc/report.json: nothing can be written in /proc",
+    );
+    fails_with(
+        lmbff().args(["compare", "--device", "cpu", "--threads", "1", "--seeds", "13", "--steps", "100000", "--methods", "plain,cls", "--labels", "0=bad,1=good", "--model"]).arg(&model).arg("--splits").arg(&splits),
+        "--methods names plain twice",
+    );
     // compare reads LM-BFF's headerless CSV splits (mr, cr, ...) as well as TSV ones.
     let csv_splits = dir.join("csv-splits");
     std::fs::create_dir_all(csv_splits.join("16-13")).unwrap();
@@ -688,4 +702,25 @@ fn mistakes_are_named_before_the_work() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success() && err.matches("holds a tab").count() == 1 && err.contains("line 1:"), "{err}");
     assert_eq!(String::from_utf8_lossy(&o.stdout).lines().count(), 3);
+}
+
+/// A report that cannot be written to stdout (a full disk here; a reader gone is the same
+/// error) fails the command with status 1 and a message naming stdout, never a panic,
+/// and the model was saved before it.
+#[test]
+fn a_failed_write_to_stdout_keeps_the_model() {
+    let model = common::fixtures().join("bert");
+    let dir = common::tempdir("cli-stdout-full");
+    let toy = write_toy(&dir);
+    let out = dir.join("trained");
+    let o = lmbff()
+        .args(["train", "--method", "sentence-embedding", "--embedding-max-steps", "5", "--device", "cpu", "--threads", "1", "--labels", "{'0':'bad','1':'good'}", "--max-len", "24"])
+        .arg("--model").arg(&model).arg("--train").arg(&toy).arg("--dev").arg(&toy).arg("--out").arg(&out)
+        .stdout(std::fs::File::options().write(true).open("/dev/full").unwrap())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("error:") && err.contains("stdout") && !err.contains("panicked"), "{err}");
+    assert!(out.join("lmbff.json").is_file(), "the model is saved before the report is printed");
 }

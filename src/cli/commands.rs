@@ -233,14 +233,14 @@ pub fn adapt(a: AdaptArgs) -> Result<()> {
     if resume.is_some() && state.join(train::STATE_JSON).is_file() {
         std::fs::remove_dir_all(&state).map_err(|e| Error::io(&state, e))?;
     }
-    println!(
+    outln!(
         "adapted in {:.0} s; final MLM loss {:.3}; zero-shot before {} after {}; saved to {}",
         report.seconds,
         report.loss_curve.last().map(|c| c.1).unwrap_or(f64::NAN),
         before.map(|v| format!("{:.1}%", 100.0 * v)).unwrap_or("-".into()),
         after.map(|v| format!("{:.1}%", 100.0 * v)).unwrap_or("-".into()),
         a.out.display()
-    );
+    )?;
     Ok(())
 }
 
@@ -405,7 +405,7 @@ pub fn train(mut a: TrainArgs) -> Result<()> {
     let test = test_ex.as_ref().map(|ex| evaluate(&l, &head, method, ex, &report.demos)).transpose()?;
     let logits_of = |ex: &[Example]| train::predict_examples(&l.model, &l.tok, &l.prompt, method, &head, ex, &report.demos, 32);
     let calibration = maybe_calibrate(a.calibrate, logits_of, &dev, test_ex.as_deref())?;
-    println!("{}", json!({"report": report, "test_acc": test, "calibration": calibration}));
+    // Saved before anything is printed: a failed write to stdout must not lose the model.
     if let Some(out) = &a.out {
         let notes = json!({"steps": report.steps, "lr": report.lr, "seed": report.seed, "best_step": report.best_step,
                            "best_dev_acc": report.best_dev_acc, "test_acc": test, "source_model": a.model,
@@ -414,7 +414,7 @@ pub fn train(mut a: TrainArgs) -> Result<()> {
         report.demos.record(&mut m);
         save_trained(&l, out, m, calibration.as_ref())?;
     }
-    Ok(())
+    outln!("{}", json!({"report": report, "test_acc": test, "calibration": calibration}))
 }
 
 /// The train, dev and (if given) test examples.
@@ -522,14 +522,14 @@ fn train_embedding(a: TrainArgs, train_file: &Path, dev_file: &Path, loaded: Opt
     let logits_of = |ex: &[Example]| train::embedding_logits(&l.model, &l.tok, &l.prompt, &head, ex, 32);
     let (dev_acc, test, calibration) = score_sets(a.calibrate, logits_of, Some(&dev), test_ex.as_deref())?;
     let dev_acc = dev_acc.unwrap_or_default();
-    println!("{}", json!({"report": report, "dev_acc": dev_acc, "test_acc": test, "calibration": calibration}));
+    // Saved before anything is printed: a failed write to stdout must not lose the model.
     if let Some(out) = &a.out {
         let notes = json!({"method": "sentence-embedding", "steps": report.steps, "steps_capped_from": report.capped_from, "pairs": report.pairs, "lr": ep.lr, "seed": ep.seed,
                            "dev_acc": dev_acc, "test_acc": test, "source_model": a.model, "calibration": calibration,
                            "label_anchors": report.anchors});
         save_trained(&l, out, Manifest::for_embedding(&l.prompt, head, None, notes), calibration.as_ref())?;
     }
-    Ok(())
+    outln!("{}", json!({"report": report, "dev_acc": dev_acc, "test_acc": test, "calibration": calibration}))
 }
 
 /// Accuracy on dev and on test (those given) and, with `calibrate`, the temperature
@@ -586,13 +586,12 @@ fn train_zero_shot_words(a: TrainArgs) -> Result<()> {
     let logits_of = |ex: &[Example]| train::embedding_logits(&l.model, &l.tok, &l.prompt, &head, ex, 32);
     let (dev_acc, test, calibration) = score_sets(a.calibrate, logits_of, dev.as_deref(), test_ex.as_deref())?;
     let anchors: Vec<String> = l.prompt.anchor_texts_with(&anchor_templates)?.unwrap_or_default().into_iter().map(|(_, t)| t).collect();
-    println!("{}", json!({"method": "zero-shot-words", "dev_acc": dev_acc, "test_acc": test, "calibration": calibration, "label_anchors": anchors}));
     if let Some(out) = &a.out {
         let notes = json!({"method": "zero-shot-words", "dev_acc": dev_acc, "test_acc": test, "source_model": a.model,
                            "calibration": calibration, "label_anchors": anchors});
         save_trained(&l, out, Manifest::for_embedding(&l.prompt, head, None, notes), calibration.as_ref())?;
     }
-    Ok(())
+    outln!("{}", json!({"method": "zero-shot-words", "dev_acc": dev_acc, "test_acc": test, "calibration": calibration, "label_anchors": anchors}))
 }
 
 /// Temperature scaling fitted on dev, with the expected calibration error (10 bins)
@@ -710,12 +709,12 @@ pub fn eval(a: EvalArgs) -> Result<()> {
     let share: Vec<f64> = (0..l.prompt.verbalizer.num_labels())
         .map(|c| predicted.iter().filter(|&&p| p == c).count() as f64 / predicted.len().max(1) as f64)
         .collect();
-    println!(
+    outln!(
         "{}",
         json!({"model": a.model, "test": a.test, "n": ex.len(), "method": manifest.as_ref().map_or("prompt", |m| m.method.as_str()), "template": l.prompt.template.source(),
                "demo_sets": demos.sets_per_input(), "demo_filter": demos.filter_dir(), "acc": accuracy(&logits, &gold), "acc_centered": train::centered_accuracy(&logits, &gold),
                "predicted_share": share})
-    );
+    )?;
     Ok(())
 }
 
@@ -765,7 +764,8 @@ pub fn compare(a: CompareArgs) -> Result<()> {
     }
     // A seed, method, learning rate or step count twice would be run (and counted) twice.
     super::harness::once("--seeds", &a.seeds.iter().map(u64::to_string).collect::<Vec<_>>())?;
-    super::harness::once("--methods", &a.methods)?;
+    // By the method each name means (`cls` is `plain`).
+    super::harness::once("--methods", &methods.iter().map(|m| m.name().to_string()).collect::<Vec<_>>())?;
     super::harness::once("--lrs", &a.lrs.iter().map(f64::to_string).collect::<Vec<_>>())?;
     super::harness::once("--steps", &a.steps.iter().map(usize::to_string).collect::<Vec<_>>())?;
     if let Some(r) = &a.report {
@@ -777,6 +777,10 @@ pub fn compare(a: CompareArgs) -> Result<()> {
         if let Some(file) = r.ancestors().skip(1).find(|a| a.exists()).filter(|a| !a.is_dir()) {
             return Err(Error::InvalidArgument(format!("--report {}: {} is a file, not a folder", r.display(), file.display())));
         }
+        // A folder nothing can be written in (read-only, /proc) also fails it after the grid.
+        let existing = r.ancestors().skip(1).find(|a| a.as_os_str().is_empty() || a.exists()).filter(|a| !a.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        crate::checkpoint::can_make_folder_in(existing)
+            .map_err(|e| Error::InvalidArgument(format!("--report {}: nothing can be written in {} ({e})", r.display(), existing.display())))?;
         // An existing file is replaced only as an earlier report (a split, or any other
         // file, was overwritten with the JSON).
         if r.exists() {
@@ -857,15 +861,20 @@ pub fn compare(a: CompareArgs) -> Result<()> {
             rows.push((method.name().to_string(), seed, cell, dev_acc, test_acc));
         }
     }
-    println!(
+    // The report is written before the table is printed: a failed write to stdout must
+    // not lose it.
+    if let Some(path) = &a.report {
+        write_json(path, &json!({"model": a.model, "plain_model": a.plain_model, "splits": a.splits, "grid": {"lrs": a.lrs, "steps": a.steps, "batch_size": a.batch_size}, "runs": all}))?;
+    }
+    outln!(
         "Every method gets the same grid (lr {:?} x steps {:?}, batch {}, dev evaluation every {} steps keeping the best), \
          chosen per seed on dev accuracy; test accuracy of the chosen run.\n",
         a.lrs, a.steps, a.batch_size, a.eval_every
-    );
-    println!("| method | seed | chosen on dev | dev acc | test acc |\n|---|---|---|---|---|");
+    )?;
+    outln!("| method | seed | chosen on dev | dev acc | test acc |\n|---|---|---|---|---|")?;
     for (m, seed, cell, dev, test) in &rows {
         let dev = if dev.is_finite() { format!("{:.1}", 100.0 * dev) } else { "-".into() };
-        println!("| {m} | {seed} | {cell} | {dev} | {:.1} |", 100.0 * test);
+        outln!("| {m} | {seed} | {cell} | {dev} | {:.1} |", 100.0 * test)?;
     }
     let mut names: Vec<&String> = Vec::new();
     for r in &rows {
@@ -876,10 +885,7 @@ pub fn compare(a: CompareArgs) -> Result<()> {
     for name in names {
         let accs: Vec<f64> = rows.iter().filter(|r| &r.0 == name).map(|r| r.4).collect();
         let mean = accs.iter().sum::<f64>() / accs.len() as f64;
-        println!("| {name} | mean | | | {:.1} |", 100.0 * mean);
-    }
-    if let Some(path) = &a.report {
-        write_json(path, &json!({"model": a.model, "plain_model": a.plain_model, "splits": a.splits, "grid": {"lrs": a.lrs, "steps": a.steps, "batch_size": a.batch_size}, "runs": all}))?;
+        outln!("| {name} | mean | | | {:.1} |", 100.0 * mean)?;
     }
     Ok(())
 }
@@ -948,11 +954,11 @@ pub fn bench_step(a: BenchArgs) -> Result<()> {
     };
     run(a.warmup)?;
     let secs = run(a.steps)?;
-    println!(
+    outln!(
         "{}",
         json!({"impl": "lmbff (tch)", "batch": b, "seq_len": s, "threads": tch::get_num_threads(), "device": format!("{:?}", l.model.device()),
                "steps": a.steps, "steps_per_sec": a.steps as f64 / secs})
-    );
+    )?;
     Ok(())
 }
 

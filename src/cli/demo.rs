@@ -177,6 +177,14 @@ pub fn run(a: DemoArgs) -> Result<()> {
             crate::checkpoint::MANIFEST_FILE
         )));
     }
+    // The adapted model is cached under --cache: a folder that cannot be made there is
+    // named now, not at the adaptation's first saved state.
+    if a.adapt_steps > 0 {
+        let adapted = a.cache.join("adapted");
+        std::fs::create_dir_all(&adapted)
+            .and_then(|()| crate::checkpoint::can_make_folder_in(&adapted))
+            .map_err(|e| Error::InvalidArgument(format!("--cache {}: no folder can be made in {} ({e})", a.cache.display(), adapted.display())))?;
+    }
     let started = std::time::Instant::now();
     let tok = crate::tokenize::Tokenizer::from_dir(&base)?;
     let label_names = parse_labels(&tok, a.task.labels.as_deref().unwrap_or(DEFAULT_LABELS))?.labels().to_vec();
@@ -253,23 +261,23 @@ pub fn run(a: DemoArgs) -> Result<()> {
     crate::harness::write_atomic(&report_path, &serde_json::to_string_pretty(&report).expect("JSON serialises"))?;
 
     scored.sort_by(|x, y| x.0.total_cmp(&y.0));
-    println!("\nLeast certain pool items (review these first):");
+    outln!("\nLeast certain pool items (review these first):")?;
     for &(m, i) in scored.iter().take(5) {
-        println!("  margin {m:.2}  {:<8} {}", names[train::argmax(&probs[i])], pool[i]);
+        outln!("  margin {m:.2}  {:<8} {}", names[train::argmax(&probs[i])], pool[i])?;
     }
-    println!("\nLabelled {} pool texts with {} (best on dev) -> {} ({})", pool.len(), method_name, labels_path.display(),
-        names.iter().zip(&counts).map(|(n, c)| format!("{n}: {c}")).collect::<Vec<_>>().join(", "));
-    println!("\nHeld-out accuracy ({} items, {} labelled examples, {} steps of plain and prompt fine-tuning, lr chosen on dev from {:?}):", test.len(), tr.len(), a.steps, a.lrs);
-    println!("| method | model | dev | held-out ({}) |\n|---|---|---|---|", test.len());
+    outln!("\nLabelled {} pool texts with {} (best on dev) -> {} ({})", pool.len(), method_name, labels_path.display(),
+        names.iter().zip(&counts).map(|(n, c)| format!("{n}: {c}")).collect::<Vec<_>>().join(", "))?;
+    outln!("\nHeld-out accuracy ({} items, {} labelled examples, {} steps of plain and prompt fine-tuning, lr chosen on dev from {:?}):", test.len(), tr.len(), a.steps, a.lrs)?;
+    outln!("| method | model | dev | held-out ({}) |\n|---|---|---|---|", test.len())?;
     let adapted = match (a.adapt_steps > 0, prompt.loaded.model.load_report().head_initialised) {
         (true, _) => "adapted",
         (false, true) => "original, new head",
         (false, false) => "original",
     };
-    println!("| prompt zero-shot | {adapted} | - | {:.1}% |", 100.0 * zero);
-    println!("| plain [CLS] fine-tuning | original | {:.1}% | {:.1}% |", 100.0 * plain.dev_acc, 100.0 * plain_acc);
-    println!("| prompt fine-tuning (LM-BFF) | {adapted} | {:.1}% | {:.1}% |", 100.0 * prompt.dev_acc, 100.0 * prompt_acc);
-    println!("| sentence-embedding (label and word anchors) | original | {:.1}% | {:.1}% |", 100.0 * se_dev, 100.0 * se_acc);
-    println!("\nreport: {}  ({:.0} s)", report_path.display(), started.elapsed().as_secs_f64());
+    outln!("| prompt zero-shot | {adapted} | - | {:.1}% |", 100.0 * zero)?;
+    outln!("| plain [CLS] fine-tuning | original | {:.1}% | {:.1}% |", 100.0 * plain.dev_acc, 100.0 * plain_acc)?;
+    outln!("| prompt fine-tuning (LM-BFF) | {adapted} | {:.1}% | {:.1}% |", 100.0 * prompt.dev_acc, 100.0 * prompt_acc)?;
+    outln!("| sentence-embedding (label and word anchors) | original | {:.1}% | {:.1}% |", 100.0 * se_dev, 100.0 * se_acc)?;
+    outln!("\nreport: {}  ({:.0} s)", report_path.display(), started.elapsed().as_secs_f64())?;
     Ok(())
 }

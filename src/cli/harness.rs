@@ -319,7 +319,7 @@ pub fn run(a: HarnessArgs) -> Result<()> {
     // Every result of this grid in one file, for charts (python/harness_chart.py).
     let all = a.out.join("results.json");
     harness::write_atomic(&all, &serde_json::to_string_pretty(&results).map_err(|e| Error::Internal(format!("results do not serialise: {e}")))?)?;
-    println!("{table}\n{sub}\n{cal}\n{ens}");
+    outln!("{table}\n{sub}\n{cal}\n{ens}")?;
     eprintln!("{reused} of {total} runs reused{made_there};{status} report in {}", path.display());
     Ok(())
 }

@@ -1,6 +1,16 @@
 //! The `lmbff` command line: adapt, train, eval, compare, demo (the README's main job),
 //! export, predict and bench-step.
 
+/// `println!` that hands back a failed write to stdout (a reader gone, `| head -1`; a
+/// full disk, `> /dev/full`) as the command's `Error::Io` instead of panicking; the
+/// caller applies `?`. A closed pipe then ends the command quietly with status 141.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout(), $($arg)*).map_err(|e| crate::Error::io(std::path::Path::new("stdout"), e))
+    }};
+}
+
 mod commands;
 mod demo;
 mod harness;

@@ -103,7 +103,7 @@ pub fn export_cmd(mut a: ExportArgs) -> Result<()> {
         Some(m) => export_embedding(&l.model, &l.tok, &l.prompt, m.embedding_classifier(&a.model)?, notes, &a.out, &opts)?,
         None => export(&l.model, &l.tok, &l.prompt, &demos, notes, &a.out, &opts)?,
     };
-    println!("{}", serde_json::json!({"out": a.out, "model_version": m.model.version, "labels": m.labels, "weights": m.model.weights}));
+    outln!("{}", serde_json::json!({"out": a.out, "model_version": m.model.version, "labels": m.labels, "weights": m.model.weights}))?;
     Ok(())
 }
 
@@ -438,7 +438,7 @@ pub fn bench_predict(a: BenchPredictArgs) -> Result<()> {
         }
         5.0 * 2.0 * 2048f64.powi(3) / t.elapsed().as_secs_f64()
     };
-    println!("{}", serde_json::json!({"impl": "matmul-peak", "threads": a.threads, "gflops": peak / 1e9}));
+    outln!("{}", serde_json::json!({"impl": "matmul-peak", "threads": a.threads, "gflops": peak / 1e9}))?;
     // The predictor as a host gets it (default options: calls larger than its batch
     // limit are split), opened once; the caller's batch size varies.
     let opts = PredictorOptions { threads: a.threads, ort_library: a.ort_lib.clone(), ..Default::default() };
@@ -471,12 +471,12 @@ pub fn bench_predict(a: BenchPredictArgs) -> Result<()> {
     };
     for &bs in &a.batch_sizes {
         let (secs, p50) = time_in_batches(&inputs, bs, |chunk| p.predict(chunk).map(|_| ()))?;
-        println!(
+        outln!(
             "{}",
             serde_json::json!({"impl": a.name, "batch": bs, "threads": a.threads, "n": inputs.len(),
                 "examples_per_sec": inputs.len() as f64 / secs, "p50_ms": p50,
                 "gflops": flops / secs / 1e9, "peak_fraction": flops / secs / peak})
-        );
+        )?;
         if let Some((l, head)) = &tch_model {
             let pad = l.tok.special().pad;
             let (secs, p50) = time_in_batches(&inputs, bs, |chunk| {
@@ -484,11 +484,11 @@ pub fn bench_predict(a: BenchPredictArgs) -> Result<()> {
                 crate::train::softmax_rows(&crate::train::predict_logits(&l.model, head, &enc, pad, bs)?);
                 Ok(())
             })?;
-            println!(
+            outln!(
                 "{}",
                 serde_json::json!({"impl": "lmbff-tch", "batch": bs, "threads": a.threads, "n": inputs.len(),
                     "examples_per_sec": inputs.len() as f64 / secs, "p50_ms": p50})
-            );
+            )?;
         }
     }
     if a.shared {
@@ -498,11 +498,11 @@ pub fn bench_predict(a: BenchPredictArgs) -> Result<()> {
             p.predict(&inputs[..8.min(inputs.len())])?;
             for callers in [1, 2, 4] {
                 let eps = shared_throughput(&p, &inputs, callers)?;
-                println!(
+                outln!(
                     "{}",
                     serde_json::json!({"impl": "lmbff-ort-shared", "sessions": sessions, "threads_per_session": threads,
                         "callers": callers, "batch": 8, "examples_per_sec": eps})
-                );
+                )?;
             }
         }
     }
