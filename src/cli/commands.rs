@@ -102,18 +102,22 @@ pub struct AdaptArgs {
     /// Where to write the adapted HF model directory.
     #[arg(long)]
     pub out: PathBuf,
+    /// Masked-LM training steps.
     #[arg(long, default_value_t = 2000)]
     pub steps: usize,
+    /// Sequences per step.
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
     /// Tokens per sequence.
     #[arg(long, default_value_t = 64)]
     pub seq_len: usize,
+    /// Peak learning rate.
     #[arg(long, default_value_t = 1e-4)]
     pub lr: f64,
     /// head, all, or topN (head + top N layers).
     #[arg(long, default_value = "all")]
     pub trainable: String,
+    /// Seed of the masking and the batches.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
     /// Report zero-shot accuracy on this labelled file before and after.
@@ -728,9 +732,11 @@ pub struct CompareArgs {
     /// Model for plain fine-tuning, if not --model (e.g. the encoder before adaptation).
     #[arg(long)]
     pub plain_model: Option<PathBuf>,
-    /// Folder holding 16-<seed>/{train,dev,test}.tsv (LM-BFF's k-shot layout for one task).
+    /// Folder holding 16-<seed>/{train,dev,test}.tsv or .csv (LM-BFF's k-shot layout for
+    /// one task).
     #[arg(long)]
     pub splits: PathBuf,
+    /// Seeds of the splits to run (16-<seed> folders).
     #[arg(long, value_delimiter = ',', default_value = "13,42")]
     pub seeds: Vec<u64>,
     /// Learning rates of the grid (both methods).
@@ -739,8 +745,10 @@ pub struct CompareArgs {
     /// Step budgets of the grid (both methods).
     #[arg(long, value_delimiter = ',', default_value = "1000")]
     pub steps: Vec<usize>,
+    /// Examples per step.
     #[arg(long, default_value_t = 8)]
     pub batch_size: usize,
+    /// Dev evaluation every N steps, keeping the best weights.
     #[arg(long, default_value_t = 100)]
     pub eval_every: usize,
     /// Methods to run: plain, prompt (the harness compares the others).
@@ -897,8 +905,10 @@ pub struct BenchArgs {
     /// HF model directory whose prompt fine-tuning steps are timed.
     #[arg(long)]
     pub model: PathBuf,
+    /// Inputs per step.
     #[arg(long, default_value_t = 8, value_parser = super::at_least_one)]
     pub batch_size: usize,
+    /// Tokens per input (at most the model's positions).
     #[arg(long, default_value_t = 128, value_parser = super::at_least_one)]
     pub seq_len: usize,
     /// Timed steps.

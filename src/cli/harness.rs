@@ -39,6 +39,7 @@ pub struct HarnessArgs {
     /// Fine-tuning steps of each few-shot run (plain and prompt methods).
     #[arg(long, default_value_t = 200)]
     pub steps: usize,
+    /// Examples per step of every fine-tuned method.
     #[arg(long, default_value_t = 8)]
     pub batch_size: usize,
     /// Peak learning rate of the plain and prompt methods.
@@ -65,6 +66,7 @@ pub struct HarnessArgs {
     /// sets averaged, next to the --demo-sets sets of the main table (0: skip).
     #[arg(long, default_value_t = 1000)]
     pub demo_subsample: usize,
+    /// Demonstration sets averaged on that subsample (LM-BFF's 16).
     #[arg(long, default_value_t = 16)]
     pub demo_subsample_sets: usize,
     /// full-data: steps of plain fine-tuning on the task's whole training set (batch 16,

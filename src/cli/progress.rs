@@ -1,5 +1,5 @@
-//! Progress bars on stderr for long work (hidden when stderr is not a terminal, or
-//! printed as occasional lines with `--progress lines`).
+//! Progress bars on stderr for long work (drawn on a terminal; elsewhere printed as
+//! occasional lines, see [`Bar`]).
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 

@@ -384,8 +384,10 @@ pub struct BenchPredictArgs {
     /// Labelled TSV (sentence column) or text file; the first --n inputs are used.
     #[arg(long)]
     pub texts: String,
+    /// Inputs timed: the file's first N (all of them where it has fewer).
     #[arg(long, default_value_t = 1000, value_parser = super::at_least_one)]
     pub n: usize,
+    /// Batch sizes to time, one table row each.
     #[arg(long, default_value = "1,8,64,256", value_delimiter = ',')]
     pub batch_sizes: Vec<usize>,
     /// Threads for ONNX Runtime and libtorch alike.
