@@ -309,7 +309,8 @@ function drainQueued() {
 }
 
 // A process that exits while a run is going would unload libtorch under the training
-// thread (a crash at exit): runs are cancelled and waited for first (one training step).
+// thread (a crash at exit): runs are cancelled and waited for first (one training step;
+// longer where the run is loading or saving a model, which a cancel does not cut short).
 // Messages still queued are delivered before the exit.
 process.on('exit', () => {
   for (const run of liveRuns) c.runCancel(run);
@@ -318,8 +319,11 @@ process.on('exit', () => {
   for (const run of liveRuns) {
     const state = [0], step = [0], total = [0];
     while (c.runPoll(run, state, step, total) === 0 && state[0] === 0 && Date.now() < until) Atomics.wait(pause, 0, 0, 10);
-    // Ended: the wait joins the thread (it logs nothing more), so nothing of it outlives the exit.
-    if (state[0] !== 0) c.runWait(run);
+    if (state[0] === 0) {
+      require('fs').writeSync(2, 'lmbff: a training run cancelled at exit is still going after 60 s (loading or saving a model): the exit waits for it\n');
+    }
+    // The wait joins the thread (it logs nothing more), so nothing of it outlives the exit.
+    c.runWait(run);
   }
   drainLog();
 });
@@ -859,18 +863,27 @@ class Task {
           release();
           return reject(err);
         }
-        try {
-          if (onProgress && !threw) onProgress({ step: Number(step[0]), total: Number(total[0]) });
-        } catch (e) {
-          // A run that has ended can no longer be cancelled: its result stands (a saved
-          // version is not hidden behind the error), which becomes a process warning.
-          if (state[0] === 0) {
+        // What onProgress throws, or an async onProgress rejects with, cancels the run
+        // while it goes; a run that has ended can no longer be cancelled: its result
+        // stands (a saved version is not hidden behind the error), and the error becomes a
+        // process warning.
+        const failed = (e) => {
+          if (threw) return;
+          if (state[0] === 0 && liveRuns.has(run)) {
             threw = true;
             thrown = e;
             c.runCancel(run);
           } else {
             process.emitWarning(`onProgress threw after the training run had ended (its result stands): ${e && e.stack ? e.stack : e}`, 'LmbffProgressWarning');
           }
+        };
+        try {
+          if (onProgress && !threw) {
+            const r = onProgress({ step: Number(step[0]), total: Number(total[0]) });
+            if (r !== null && (typeof r === 'object' || typeof r === 'function') && typeof r.then === 'function') r.then(undefined, failed);
+          }
+        } catch (e) {
+          failed(e);
         }
         drainLog();
         // Wait by polling: lmbff_run_wait here would block the event loop.
@@ -881,11 +894,18 @@ class Task {
         // with it (the header: no version is left unnamed): the error names it.
         if (threw && version) {
           process.emitWarning(`onProgress threw, and the run had saved version ${version}, which could not be deleted: it stays`, 'LmbffProgressWarning');
-          if (thrown instanceof Object) thrown.version = version;
+          try {
+            if (thrown instanceof Object) thrown.version = version;
+          } catch {
+            // A frozen value: the warning names the version.
+          }
         }
+        // The run's message is read before release() hands the log to the logger, whose
+        // own lmbff calls would replace it.
+        const failure = status === 0 ? null : new LmbffError(status, 'training');
         release();
         if (threw) return reject(thrown);
-        return status === 0 ? resolve(version) : reject(new LmbffError(status, 'training'));
+        return failure ? reject(failure) : resolve(version);
       };
       setTimeout(tick, pollMs);
     });

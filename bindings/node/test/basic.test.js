@@ -78,6 +78,9 @@ test('task, training with progress and cancellation, versions, export, predict',
   const falsy = task.train({ steps: 100000, method: 'prompt' }, { onProgress: () => { thrown += 1; throw undefined; } });
   await assert.rejects(falsy, (e) => e === undefined);
   assert.strictEqual(thrown, 1, 'onProgress is called no more once it threw');
+  // An async onProgress that rejects does the same (it killed the process, unhandled).
+  const rejected = task.train({ steps: 100000, method: 'prompt' }, { onProgress: async () => { throw new Error('async boom'); } });
+  await assert.rejects(rejected, /async boom/);
 
   // Versions: a warm-started second one with demonstrations (its export predicts with
   // 2 fixed sets), deleted again.
