@@ -392,13 +392,19 @@ pub fn check_dest(dest: &Path, marker: &str) -> Result<()> {
 /// that exists must be a folder (not a file where a folder goes) in which a folder can
 /// be made (tried, and removed), so that a long run does not end failing to save.
 fn check_parent(dest: &Path) -> Result<()> {
-    let parent = parent_of(dest);
-    let Some(existing) = parent.ancestors().find(|a| a.as_os_str().is_empty() || a.exists()) else { return Ok(()) };
-    let existing = if existing.as_os_str().is_empty() { Path::new(".") } else { existing };
+    let Some(existing) = existing_above(dest) else { return Ok(()) };
     if !existing.is_dir() {
         return Err(Error::InvalidArgument(format!("{}: {} is a file, not a folder", dest.display(), existing.display())));
     }
     can_make_folder_in(existing).map_err(|e| Error::InvalidArgument(format!("{}: no folder can be made in {} ({e})", dest.display(), existing.display())))
+}
+
+/// The nearest folder above `dest` that exists (`.` for a relative path none of whose
+/// folders does), where a write of `dest` makes the missing ones: a file there, or a
+/// folder nothing can be made in, fails that write.
+pub(crate) fn existing_above(dest: &Path) -> Option<&Path> {
+    let existing = parent_of(dest).ancestors().find(|a| a.as_os_str().is_empty() || a.exists())?;
+    Some(if existing.as_os_str().is_empty() { Path::new(".") } else { existing })
 }
 
 /// Makes a folder in `dir` and removes it again: whether a write can make its own there

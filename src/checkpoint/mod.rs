@@ -17,7 +17,7 @@ pub(crate) use atomic::{remove_stale_temps_in, Owner};
 #[cfg(feature = "train")]
 pub(crate) use atomic::{is_temp_of, temp_name};
 #[cfg(feature = "train")]
-pub(crate) use atomic::{can_make_folder_in, restore_moved_aside};
+pub(crate) use atomic::{can_make_folder_in, existing_above, restore_moved_aside};
 #[cfg(feature = "train")]
 pub(crate) use atomic::{try_lock_file, STALE_AFTER};
 

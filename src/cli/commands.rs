@@ -780,15 +780,16 @@ pub fn compare(a: CompareArgs) -> Result<()> {
         if r.is_dir() {
             return Err(Error::InvalidArgument(format!("--report {} is a folder: give the JSON file to write", r.display())));
         }
-        // A file where its folder would go fails the write after the grid: named now (a
-        // folder not there yet is made by the write).
-        if let Some(file) = r.ancestors().skip(1).find(|a| a.exists()).filter(|a| !a.is_dir()) {
-            return Err(Error::InvalidArgument(format!("--report {}: {} is a file, not a folder", r.display(), file.display())));
+        // A file where its folder would go, or a folder nothing can be written in
+        // (read-only, /proc), fails the write after the grid: named now (a folder not
+        // there yet is made by the write).
+        if let Some(existing) = crate::checkpoint::existing_above(r) {
+            if !existing.is_dir() {
+                return Err(Error::InvalidArgument(format!("--report {}: {} is a file, not a folder", r.display(), existing.display())));
+            }
+            crate::checkpoint::can_make_folder_in(existing)
+                .map_err(|e| Error::InvalidArgument(format!("--report {}: nothing can be written in {} ({e})", r.display(), existing.display())))?;
         }
-        // A folder nothing can be written in (read-only, /proc) also fails it after the grid.
-        let existing = r.ancestors().skip(1).find(|a| a.as_os_str().is_empty() || a.exists()).filter(|a| !a.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        crate::checkpoint::can_make_folder_in(existing)
-            .map_err(|e| Error::InvalidArgument(format!("--report {}: nothing can be written in {} ({e})", r.display(), existing.display())))?;
         // An existing file is replaced only as an earlier report (a split, or any other
         // file, was overwritten with the JSON).
         if r.exists() {
