@@ -51,7 +51,9 @@
  *   fields. lmbff_X_params_init(&p, sizeof p) writes only the host's bytes, so a host
  *   keeps working with a later liblmbff whose struct has grown; lmbff_X_default_params()
  *   returns the struct by value, which is safe only with the library the host was
- *   built against (a later one returns a struct larger than the host's).
+ *   built against (a later one returns a struct larger than the host's). A struct_size
+ *   larger than the library's (a header newer than the library) is
+ *   LMBFF_ERR_INVALID_ARGUMENT: its newer fields would go unread.
  * - A serve-only build (no libtorch) has this same header: lmbff_has_training() is
  *   false there and training/export calls return LMBFF_ERR_NO_TRAINING.
  */
@@ -387,7 +389,7 @@ typedef struct {
    method runs SetFit's schedule (20 rounds of pairs, 16 pairs a step) at
    `learning_rate`, on a multi-label task with a yes/no head per label; `steps` and
    `batch_size` are the prompt method's. Its schedule grows with the examples:
-   2.5 steps (40 pairs) per registered example and label anchor, so 32 examples take
+   2.5 steps (40 pairs) per registered example and label-anchor copy, so 32 examples take
    100 steps, up to `embedding_max_steps` (2000 by default: about 800 examples).
    Regression tasks need the prompt method.
    LMBFF_METHOD_ZERO_SHOT_WORDS trains nothing and needs no example: a version that
@@ -846,8 +848,9 @@ lmbff_status lmbff_task_create(const lmbff_task_params *params, lmbff_task **out
 /*
  Reopens a task saved with lmbff_task_save. A directory that does not exist is
  LMBFF_ERR_IO. A directory without a task file, or one that is malformed, of a newer
- format, or whose settings or items do not hold (two items with one id, a label out of
- range, a template that does not parse) is LMBFF_ERR_FORMAT, naming the problem. The
+ format, or not UTF-8, or whose settings or items do not hold (two items with one id, a
+ label out of range, a template that does not parse) is LMBFF_ERR_FORMAT, naming the
+ problem. The
  model folder is not needed to open it (it is checked when training); when it has no
  config.json the log callback gets a warning that names it.
 
@@ -865,7 +868,7 @@ lmbff_status lmbff_task_open(const char *dir, lmbff_task **out);
  reopen and apply the change again); LMBFF_ERR_INVALID_ARGUMENT when `dir` holds another
  task (one this handle was not opened from or saved to), or a model or an export
  (lmbff.json, lmbff-export.json, adaptation.json: lmbff replaces those folders whole
- when it writes them again), or is a new folder inside one. A task file that is not UTF-8 opens as LMBFF_ERR_FORMAT. Model versions
+ when it writes them again), or is a new folder inside one. Model versions
  live under the folder last saved to or opened from (`<dir>/models/`): after a save to
  another folder (a backup copy) training, listing and exporting use that folder's, and
  a warning is logged when versions are left behind (save back to use them again).
@@ -873,14 +876,15 @@ lmbff_status lmbff_task_open(const char *dir, lmbff_task **out);
  # Safety
  `t` is a live task; `dir` is a NUL-terminated string.
  */
-lmbff_status lmbff_task_save(lmbff_task *t,
-                             const char *dir);
+lmbff_status lmbff_task_save(lmbff_task *t, const char *dir);
 
 /*
- Frees a task (NULL is a no-op). Unsaved registrations are lost.
+ Frees a task (NULL is a no-op). Unsaved registrations are lost. Freed from a log
+ callback inside a call on the same task, it is freed when that call returns (calls
+ on it meanwhile get LMBFF_ERR_BUSY).
 
  # Safety
- `t` is NULL or a task not yet freed, with no call running on it.
+ `t` is NULL or a task not yet freed, with no call running on it on another thread.
  */
 void lmbff_task_free(lmbff_task *t);
 
@@ -1040,9 +1044,12 @@ lmbff_status lmbff_run_poll(const lmbff_run *run, int32_t *state, size_t *step, 
  (or had just decided to begin) before: the callback and its user_data stay valid until
  lmbff_run_wait or lmbff_run_free returns. (Waiting for that call here could deadlock a
  host whose callback takes a lock held by the thread that cancels.) A cancel that comes
- after the run saved its version deletes that version; one that cannot be deleted
- (another run took it as its warm start meanwhile, an I/O error) is the run's result
- instead (LMBFF_OK, with a warning logged), so that no version is left unnamed.
+ after the run saved its version, before it decided its outcome, deletes that version;
+ one that cannot be deleted (another run took it as its warm start meanwhile, an I/O
+ error) is the run's result instead (LMBFF_OK, with a warning logged), so that no
+ version is left unnamed. A cancel after the outcome is decided (the run's last act,
+ just before lmbff_run_poll reports it ended) does nothing: a host that cancels may
+ still get LMBFF_OK and a version from lmbff_run_wait.
 
  # Safety
  `run` is a live run.
@@ -1136,7 +1143,10 @@ lmbff_status lmbff_task_delete_version(lmbff_task *task, const char *version);
  lmbff_predictor_open (`fp16`: weight matrices stored as fp16). `out_dir` may be new,
  empty or an earlier export (replaced atomically) that holds only what its write made
  (listed in its `.lmbff-output`); any other folder, the task's own included, is
- refused (LMBFF_ERR_INVALID_ARGUMENT, naming what it holds) and left as it is.
+ refused (LMBFF_ERR_INVALID_ARGUMENT, naming what it holds) and left as it is. The
+ task is in use only while its folder is read: the export itself (seconds for a large
+ model) leaves it free for other calls, from other threads too. A version deleted
+ meanwhile is named so.
 
  # Safety
  `task` is a live task; strings are NUL-terminated.
@@ -1147,8 +1157,25 @@ lmbff_status lmbff_task_export(lmbff_task *task,
                                bool fp16);
 
 /*
+ As lmbff_task_export, with the message of a failure copied into `error` as
+ lmbff_predict_with_error does, and the export made on a thread of its own (8 MiB
+ stack) that the call waits for: for hosts that export on a pool thread (Node's
+ asynchronous calls), whose other calls on the task go on meanwhile.
+
+ # Safety
+ As lmbff_task_export; `error` is NULL or points to `capacity` writable bytes.
+ */
+lmbff_status lmbff_task_export_with_error(lmbff_task *task,
+                                          const char *version,
+                                          const char *out_dir,
+                                          bool fp16,
+                                          char *error,
+                                          size_t capacity);
+
+/*
  Sets libtorch's intra-op threads for training: 1 to 256, or to the machine's hardware
- threads where it has more (libtorch starts them at once); anything else is
+ threads where it has more (libtorch starts them at once), or 0 for the cores this
+ process may use (as a predictor's threads 0); anything else is
  LMBFF_ERR_INVALID_ARGUMENT. Process-wide: it affects every
  run in the process (and any other libtorch user in it).
  */

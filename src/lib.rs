@@ -31,16 +31,20 @@ pub use error::{Error, Result};
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// A libtorch intra-op thread count lmbff sets (the C ABI's lmbff_set_torch_threads, the
-/// CLI's `--threads`; `name` names the setting in the error), checked: 1 to 256, or to
-/// the machine's hardware threads where it has more. libtorch starts them at once, and
-/// tens of thousands take minutes to start.
+/// CLI's `--threads`; `name` names the setting in the error), checked: 0 for the cores
+/// this process may use (as a predictor's 0 means), else 1 to 256, or to the machine's
+/// hardware threads where it has more. libtorch starts them at once, and tens of
+/// thousands take minutes to start.
 #[cfg(feature = "train")]
 pub(crate) fn torch_threads(n: i64, name: &str) -> Result<i32> {
     let hardware = std::thread::available_parallelism().map_or(1, |n| n.get());
     let most = 256.max(i32::try_from(hardware).unwrap_or(i32::MAX));
+    if n == 0 {
+        return Ok(i32::try_from(hardware).unwrap_or(most));
+    }
     match i32::try_from(n) {
         Ok(n) if (1..=most).contains(&n) => Ok(n),
-        _ => Err(Error::InvalidArgument(format!("{name} is {n}: give 1 to {most}"))),
+        _ => Err(Error::InvalidArgument(format!("{name} is {n}: give 1 to {most}, or 0 for all cores"))),
     }
 }
 
@@ -50,4 +54,18 @@ pub(crate) fn torch_threads(n: i64, name: &str) -> Result<i32> {
 /// may change directory before they are read.
 pub(crate) fn absolute(p: &std::path::Path) -> std::path::PathBuf {
     std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+#[cfg(all(test, feature = "train"))]
+mod tests {
+    #[test]
+    fn torch_threads_zero_is_all_cores() {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(super::torch_threads(0, "threads").unwrap() as usize, cores);
+        assert_eq!(super::torch_threads(3, "threads").unwrap(), 3);
+        for n in [-1, 1 << 20, 1 << 40] {
+            let e = super::torch_threads(n, "--threads").unwrap_err().to_string();
+            assert!(e.contains(&format!("--threads is {n}: give 1 to")) && e.ends_with("or 0 for all cores"), "{e}");
+        }
+    }
 }

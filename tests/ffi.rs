@@ -366,6 +366,16 @@ fn bad_opens_and_null_frees() {
         params.struct_size = 8;
         assert_eq!(lmbff_predictor_open(dir.as_ptr(), &params, &mut p), LMBFF_ERR_INVALID_ARGUMENT);
         assert!(last_error().contains("struct_size"));
+        // A larger one, from a newer header, is refused: its newer fields would go unread.
+        #[repr(C)]
+        struct Newer {
+            params: lmbff_predictor_params,
+            newer_field: u64,
+        }
+        let mut newer = Newer { params: lmbff_predictor_default_params(), newer_field: 1 };
+        newer.params.struct_size = std::mem::size_of::<Newer>();
+        assert_eq!(lmbff_predictor_open(dir.as_ptr(), &newer.params, &mut p), LMBFF_ERR_INVALID_ARGUMENT);
+        assert!(last_error().contains("newer lmbff.h") && newer.newer_field == 1, "{}", last_error());
         // Initialised in place: the defaults, struct_size the host's size; a size that is
         // no layout of the struct is refused and nothing is written.
         let mut init = std::mem::MaybeUninit::<lmbff_predictor_params>::uninit();

@@ -330,6 +330,44 @@ fn a_save_that_leaves_versions_behind_says_so() {
     assert_eq!(heard.try_recv(), Ok(true), "the callback's own save returned");
 }
 
+/// A task freed from a log callback inside a call on it is freed when that call returns
+/// (it was freed under the call, which then unlocked freed memory); calls on it in
+/// between are BUSY, named as this thread's own.
+#[test]
+fn a_task_freed_inside_its_own_call_goes_when_the_call_returns() {
+    let _one = LOG_SINK.lock().unwrap_or_else(|e| e.into_inner());
+    let root = common::tempdir("task-freed-inside");
+    static SEEN: std::sync::Mutex<Vec<(lmbff_status, String)>> = std::sync::Mutex::new(Vec::new());
+    unsafe {
+        let t = abi_task(&["bad", "good"], &["terrible", "great"], 0, (0.0, 1.0));
+        let first = CString::new(root.join("first").to_str().unwrap()).unwrap();
+        assert_eq!(lmbff_task_save(t, first.as_ptr()), LMBFF_OK, "{}", last_error());
+        std::fs::create_dir_all(root.join("first/models/v1")).unwrap();
+        let raw = t as usize;
+        lmbff::log::set_sink(Some(lmbff::log::Sink {
+            max: lmbff::log::Level::Warn,
+            write: Box::new(move |_, m| {
+                if m.contains("now follow") {
+                    let t = raw as *mut lmbff_task;
+                    lmbff_task_free(t);
+                    let text = CString::new("still here").unwrap();
+                    let status = lmbff_task_add_unlabeled(t, text.as_ptr(), null(), null_mut());
+                    SEEN.lock().unwrap().push((status, last_error()));
+                }
+            }),
+        }));
+        let second = CString::new(root.join("second").to_str().unwrap()).unwrap();
+        let saved = lmbff_task_save(t, second.as_ptr());
+        lmbff::log::set_sink(None);
+        assert_eq!(saved, LMBFF_OK, "{}", last_error());
+        let seen = SEEN.lock().unwrap();
+        assert_eq!(seen.len(), 1);
+        assert_eq!(seen[0].0, LMBFF_ERR_BUSY);
+        assert!(seen[0].1.contains("already in a call on this thread"), "{}", seen[0].1);
+    }
+    assert!(root.join("second/task.json").is_file());
+}
+
 /// The task's versions as lmbff_task_versions lists them.
 unsafe fn versions(t: *mut lmbff_task) -> String {
     let mut list = vec![0 as c_char; 4096];

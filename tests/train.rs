@@ -106,6 +106,20 @@ fn cancellation_and_bad_settings() {
     let one_class: Vec<Example> = toy().into_iter().filter(|e| e.label == Some(1)).collect();
     let err = train::train_embedding(&m, &tok, &p, &one_class, &train::EmbedParams::default(), &mut |_| { steps += 1; true }).unwrap_err().to_string();
     assert!(err.contains("every training example is of class") && err.contains("at least two classes") && steps == 0, "{steps} steps, then: {err}");
+    // A class without an example (its head row had nothing to fit), and a multi-label
+    // label on every example or on none (its yes/no head has one side only).
+    let v3 = Verbalizer::new(&tok, &[("0".into(), "terrible".into()), ("1".into(), "great".into()), ("2".into(), "fine".into())]).unwrap();
+    let p3 = Prompt::new(Template::parse("{text} It was {mask}.").unwrap(), v3, Truncation { max_len: 32, ..Truncation::default() }).unwrap();
+    let err = train::train_embedding(&m, &tok, &p3, &toy(), &train::EmbedParams::default(), &mut |_| { steps += 1; true }).unwrap_err().to_string();
+    assert!(err.contains("class \"2\" has no training example") && steps == 0, "{steps} steps, then: {err}");
+    for (sets, which) in [(vec![vec![0], vec![0, 1]], "every"), (vec![vec![0], vec![]], "no")] {
+        let two: Vec<Example> = toy().into_iter().take(2).collect();
+        let err = train::train_embedding_multi(&m, &tok, &p.input_reader(), &two, &sets, &names, &train::EmbedParams::default(), &mut |_| { steps += 1; true })
+            .unwrap_err()
+            .to_string();
+        let named = if which == "every" { "\"sports\" is on every" } else { "\"music\" is on no" };
+        assert!(err.contains(named) && err.contains("with it and without it") && steps == 0, "{steps} steps, then: {err}");
+    }
     // A diverged encoder is an error, not a classifier fitted on NaN embeddings.
     let m = MaskedLm::load(&dir, Device::Cpu).unwrap();
     let wild = train::EmbedParams { lr: 1e30, ..train::EmbedParams::default() };

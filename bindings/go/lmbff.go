@@ -127,7 +127,7 @@ func abiMismatch(loaded int) error {
 func HasTraining() bool { return bool(C.lmbff_has_training()) }
 
 // SetTorchThreads sets libtorch's intra-op threads for training (1 to 256, or the
-// machine's hardware threads where it has more).
+// machine's hardware threads where it has more; 0 for all cores).
 // Process-wide: it affects every run in the process.
 func SetTorchThreads(n int) error {
 	threads, err := uint32Arg("threads", n)

@@ -99,6 +99,7 @@ const c = {
   versions: lib.func('int lmbff_task_versions(lmbff_task *, void *, size_t, _Out_ size_t *)'),
   deleteVersion: lib.func('int lmbff_task_delete_version(lmbff_task *, const char *)'),
   taskExport: lib.func('int lmbff_task_export(lmbff_task *, const char *, const char *, bool)'),
+  taskExportWithError: lib.func('int lmbff_task_export_with_error(lmbff_task *, const char *, const char *, bool, void *, size_t)'),
   setTorchThreads: lib.func('int lmbff_set_torch_threads(uint32_t)'),
 };
 
@@ -352,7 +353,7 @@ function setLogger(fn, maxLevel = LogLevel.INFO) {
   }
 }
 
-/** Sets libtorch's intra-op threads for training (1 to 256, or the machine's hardware threads where it has more); process-wide. */
+/** Sets libtorch's intra-op threads for training (1 to 256, or the machine's hardware threads where it has more; 0 for all cores); process-wide. */
 function setTorchThreads(n) {
   check(c.setTorchThreads(whole('set torch threads', 'threads', n)), 'set torch threads');
 }
@@ -398,7 +399,14 @@ class Predictor {
     // Asynchronous calls (predictBatchAsync): at most `sessions` on libuv's pool at once
     // (more would hold pool threads waiting for a session, and stall the process's file
     // system, DNS and crypto work), the rest queued; close() frees after the last.
-    this.state = { raw: this.handle, running: 0, sessions: p.sessions, queue: [], closed: false };
+    const state = { raw: this.handle, closed: false };
+    state.turns = new Limiter(p.sessions, () => {
+      if (state.closed && state.raw) {
+        c.predictorFree(state.raw);
+        state.raw = null;
+      }
+    });
+    this.state = state;
     collectable.register(this, [c.predictorFree, this.handle]);
     this.labels = Array.from({ length: Number(c.numLabels(this.handle)) }, (_, i) => c.label(this.handle, i));
     /** A multi-label export: probs are each label's own probability; `labels` of a prediction lists those that apply. */
@@ -468,17 +476,16 @@ class Predictor {
     }
     const state = this.state;
     return new Promise((resolve, reject) => {
-      state.queue.push(() => {
-        const done = (e, handle) => {
-          state.running -= 1;
-          if (e) reject(e);
-          else resolve(new Predictions(this, handle));
-          startQueued(state);
-        };
-        state.running += 1;
-        callWithError(c.predictWithError, 'predict', [state.raw, a, b, a.length], done);
+      state.turns.run((release) => {
+        callWithError(c.predictWithError, 'predict', [state.raw, a, b, a.length], (e, handle) => {
+          try {
+            if (e) reject(e);
+            else resolve(new Predictions(this, handle));
+          } finally {
+            release();
+          }
+        });
       });
-      startQueued(state);
     });
   }
 
@@ -504,21 +511,43 @@ class Predictor {
     if (this.handle) {
       collectable.unregister(this);
       this.state.closed = true;
-      startQueued(this.state);
+      this.state.turns.poke();
     }
     this.handle = null;
   }
 }
 
 /**
- * Starts queued asynchronous predictions while fewer than the predictor's sessions run;
- * frees a closed predictor once none runs or waits.
+ * Turns for asynchronous work: at most `limit` hold one at once, the rest wait in order.
+ * `idle()` runs whenever none holds or waits after a turn ends or a poke.
  */
-function startQueued(state) {
-  while (state.running < state.sessions && state.queue.length > 0) state.queue.shift()();
-  if (state.running === 0 && state.queue.length === 0 && state.closed && state.raw) {
-    c.predictorFree(state.raw);
-    state.raw = null;
+class Limiter {
+  constructor(limit, idle = () => {}) {
+    this.limit = limit;
+    this.idle = idle;
+    this.running = 0;
+    this.waiting = [];
+  }
+
+  /** Calls start(release) in its turn; release() ends the turn (once; again does nothing). */
+  run(start) {
+    this.waiting.push(start);
+    this.poke();
+  }
+
+  /** Starts waiting work while turns are free; idle() if none holds or waits. */
+  poke() {
+    while (this.running < this.limit && this.waiting.length > 0) {
+      this.running += 1;
+      let held = true;
+      this.waiting.shift()(() => {
+        if (!held) return;
+        held = false;
+        this.running -= 1;
+        this.poke();
+      });
+    }
+    if (this.running === 0 && this.waiting.length === 0) this.idle();
   }
 }
 
@@ -529,31 +558,31 @@ function startQueued(state) {
  * and other modules' koffi calls count too. (In a worker the calls run synchronously.)
  */
 const ASYNC_LIMIT = 64;
-const pool = { running: 0, waiting: [] };
+const asyncTurns = new Limiter(ASYNC_LIMIT);
 
 /**
  * Calls `fn`, an lmbff_*_with_error function, on libuv's pool with `args`, then its out
- * pointer and an error buffer: the pool thread's lmbff_last_error() is out of this
- * thread's reach, so the message comes back in the buffer. `settle(error, handle)` gets
- * koffi's error or an LmbffError named `what`, or the handle written to the out pointer.
- * At most ASYNC_LIMIT such calls run at once; a call waits its turn here.
+ * pointer (where `hasOut`) and an error buffer: the pool thread's lmbff_last_error() is
+ * out of this thread's reach, so the message comes back in the buffer.
+ * `settle(error, handle)` gets koffi's error or an LmbffError named `what`, or the handle
+ * written to the out pointer. At most ASYNC_LIMIT such calls run at once; a call waits
+ * its turn here.
  */
-function callWithError(fn, what, args, settle) {
-  pool.waiting.push(() => {
+function callWithError(fn, what, args, settle, hasOut = true) {
+  asyncTurns.run((release) => {
     const message = Buffer.alloc(ERROR_CAPACITY);
     const out = [null];
     const end = (err, status) => {
-      pool.running -= 1;
       try {
         if (err) settle(err);
         else if (status !== 0) settle(new LmbffError(status, what, message.toString('utf8', 0, message.indexOf(0))));
         else settle(null, out[0]);
       } finally {
-        startWaiting();
+        release();
       }
     };
     try {
-      fn.async(...args, out, message, message.length, end);
+      fn.async(...args, ...(hasOut ? [out] : []), message, message.length, end);
     } catch (e) {
       // koffi refused the call (another module's calls fill its queue): nothing runs,
       // nothing calls back. Settled on the next tick, so that refused calls do not
@@ -561,15 +590,6 @@ function callWithError(fn, what, args, settle) {
       process.nextTick(end, e);
     }
   });
-  startWaiting();
-}
-
-/** Starts waiting asynchronous calls while fewer than ASYNC_LIMIT run. */
-function startWaiting() {
-  while (pool.running < ASYNC_LIMIT && pool.waiting.length > 0) {
-    pool.running += 1;
-    pool.waiting.shift()();
-  }
 }
 
 /** Every result of `r` as plain objects; `r` is closed. */
@@ -922,16 +942,55 @@ class Task {
     check(c.deleteVersion(this.handleFor('delete version'), str('delete version', 'version', version)), 'delete version');
   }
 
-  /** Exports model version `version` to an export directory for Predictor. */
+  /** Exports model version `version` to an export directory for Predictor (holds the event loop: see exportVersionAsync). */
   exportVersion(version, outDir, opts) {
-    const { fp16 = false } = options('export', 'options', opts, ['fp16']);
-    check(c.taskExport(this.handleFor('export'), str('export', 'version', version), str('export', 'outDir', outDir), bool('export', 'fp16', fp16)), 'export');
+    check(c.taskExport(...this.#exportArgs(version, outDir, opts)), 'export');
   }
 
+  /**
+   * As exportVersion(), without holding the event loop: the export (seconds for a large
+   * model) runs on a thread of libuv's pool, and the task takes other calls meanwhile.
+   * A Promise; a bad argument rejects before any work, a failed export with its
+   * LmbffError. close() during it frees the task when it ends. In a worker thread it
+   * exports on the worker's own thread.
+   */
+  exportVersionAsync(version, outDir, opts) {
+    let args;
+    try {
+      if (!isMainThread) return Promise.resolve(this.exportVersion(version, outDir, opts));
+      args = this.#exportArgs(version, outDir, opts);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    this.#pending += 1;
+    return new Promise((resolve, reject) => {
+      callWithError(c.taskExportWithError, 'export', args, (e) => {
+        this.#pending -= 1;
+        if (this.#pending === 0 && this.#freeLater) {
+          c.taskFree(this.#freeLater);
+          this.#freeLater = null;
+        }
+        if (e) reject(e);
+        else resolve();
+      }, false);
+    });
+  }
+
+  /** Asynchronous calls under way, and a handle close() left to free after them. */
+  #pending = 0;
+  #freeLater = null;
+
+  #exportArgs(version, outDir, opts) {
+    const { fp16 = false } = options('export', 'options', opts, ['fp16']);
+    return [this.handleFor('export'), str('export', 'version', version), str('export', 'outDir', outDir), bool('export', 'fp16', fp16)];
+  }
+
+  /** Frees the task; with an exportVersionAsync under way, when the last ends. */
   close() {
     if (this.handle) {
       collectable.unregister(this);
-      c.taskFree(this.handle);
+      if (this.#pending > 0) this.#freeLater = this.handle;
+      else c.taskFree(this.handle);
     }
     this.handle = null;
   }

@@ -207,14 +207,18 @@ enum Probe {
 /// alive: a day, far longer than any write takes (with locks: [`STALE_AFTER`]).
 const STALE_UNLOCKED_AFTER: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
-/// Whether a sweep or a restore may take the temporary `path`, idle for `idle`: a lock
-/// taken on it (returned, to hold while it goes) after [`STALE_AFTER`], or, where the
-/// file system cannot lock, after [`STALE_UNLOCKED_AFTER`].
-fn take_stale(path: &Path, idle: Option<std::time::Duration>) -> Option<Option<TempLock>> {
-    let idle = idle.filter(|&d| d > STALE_AFTER)?;
+/// Whether a sweep or a restore may take the temporary `path`, idle for `idle`: once a
+/// lock is taken on it (returned, to hold while it goes) and it has been idle for
+/// `locked_after` (a sweep: [`STALE_AFTER`]; a restore: `None`, no wait), or, where the
+/// file system cannot lock, once it has been idle for [`STALE_UNLOCKED_AFTER`].
+fn take_stale(path: &Path, idle: Option<std::time::Duration>, locked_after: Option<std::time::Duration>) -> Option<Option<TempLock>> {
+    let idle_for = |after: std::time::Duration| idle.is_some_and(|d| d > after);
+    if !locked_after.is_none_or(idle_for) {
+        return None;
+    }
     match TempLock::probe(path) {
         Probe::Taken(lock) => Some(Some(lock)),
-        Probe::CannotLock if idle > STALE_UNLOCKED_AFTER => Some(None),
+        Probe::CannotLock if idle_for(STALE_UNLOCKED_AFTER) => Some(None),
         Probe::CannotLock | Probe::Held => None,
     }
 }
@@ -451,11 +455,7 @@ pub(crate) fn restore_moved_aside(dest: &Path, marker: &str) -> Result<()> {
     // The latest, unless a writer holds it (its move aside is under way); where the file
     // system cannot lock, once it has been left a day ([`STALE_UNLOCKED_AFTER`]).
     if let Some((when, old)) = latest {
-        let _taken = match TempLock::probe(&old) {
-            Probe::Taken(lock) => Some(lock),
-            Probe::CannotLock if when.elapsed().is_ok_and(|d| d > STALE_UNLOCKED_AFTER) => None,
-            Probe::CannotLock | Probe::Held => return Ok(()),
-        };
+        let Some(_taken) = take_stale(&old, when.elapsed().ok(), None) else { return Ok(()) };
         match std::fs::rename(&old, dest) {
             Ok(()) => {
                 crate::log::log(crate::log::Level::Warn, || {
@@ -531,7 +531,7 @@ fn remove_stale(dir: &Path, suffix: impl Fn(&str) -> Option<String>) {
         }
         let Ok(meta) = entry.metadata() else { continue };
         let idle = meta.modified().ok().and_then(|t| t.elapsed().ok());
-        if let Some(_taken) = take_stale(&entry.path(), idle) {
+        if let Some(_taken) = take_stale(&entry.path(), idle, Some(STALE_AFTER)) {
             let _ = if meta.is_dir() { std::fs::remove_dir_all(entry.path()) } else { std::fs::remove_file(entry.path()) };
         }
     }

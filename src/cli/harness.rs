@@ -97,7 +97,7 @@ pub struct HarnessArgs {
     /// cpu, cuda, cuda:N or auto (CUDA when present).
     #[arg(long, default_value = "auto")]
     pub device: String,
-    /// libtorch intra-op threads.
+    /// libtorch intra-op threads (0: all cores); default: libtorch's choice.
     #[arg(long)]
     pub threads: Option<i32>,
 }

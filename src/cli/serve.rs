@@ -390,7 +390,7 @@ pub struct BenchPredictArgs {
     /// Batch sizes to time, one table row each.
     #[arg(long, default_value = "1,8,64,256", value_delimiter = ',')]
     pub batch_sizes: Vec<usize>,
-    /// Threads for ONNX Runtime and libtorch alike.
+    /// Threads for ONNX Runtime and libtorch alike (0: all cores).
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
     /// libonnxruntime to load (default: LMBFF_ORT_LIB, ORT_DYLIB_PATH, next to the library).

@@ -36,7 +36,7 @@ pub struct TaskArgs {
     /// Device: cpu, cuda, cuda:N or auto.
     #[arg(long, default_value = "auto")]
     pub device: String,
-    /// libtorch intra-op threads (process-wide); default: libtorch's choice.
+    /// libtorch intra-op threads (process-wide; 0: all cores); default: libtorch's choice.
     #[arg(long)]
     pub threads: Option<i32>,
 }

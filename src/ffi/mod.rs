@@ -202,7 +202,8 @@ pub(crate) struct EarlierLayout {
 
 /// Reads a parameter struct a host filled in. A host built against an earlier header
 /// passes that version's size (one of `earlier`): its fields are read and the later
-/// ones keep their `defaults`. Other sizes smaller than `T` are refused.
+/// ones keep their `defaults`. Other sizes are refused: smaller than `T` (not
+/// initialised), or larger (a newer header, whose newer fields this library cannot read).
 ///
 /// # Safety
 /// `p` is NULL or points to at least the `struct_size` bytes it declares.
@@ -221,13 +222,16 @@ pub(crate) unsafe fn read_params<T: Copy>(p: *const T, defaults: T, earlier: &[E
             std::mem::size_of::<T>()
         }
     };
-    let mut bytes = vec![0u8; std::mem::size_of::<T>()];
-    std::ptr::copy_nonoverlapping((&defaults as *const T).cast::<u8>(), bytes.as_mut_ptr(), bytes.len());
-    std::ptr::copy_nonoverlapping(p.cast::<u8>(), bytes.as_mut_ptr(), n);
+    // The defaults written as a value (their padding is never read as bytes), the host's
+    // bytes over them.
+    let mut out = std::mem::MaybeUninit::new(defaults);
+    let bytes = out.as_mut_ptr().cast::<u8>();
+    std::ptr::copy_nonoverlapping(p.cast::<u8>(), bytes, n);
     for &at in bools {
-        bytes[at] = u8::from(bytes[at] != 0);
+        let b = bytes.add(at);
+        *b = u8::from(*b != 0);
     }
-    Ok(std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()))
+    Ok(out.assume_init())
 }
 
 /// Fills the `size` bytes at `p` with `defaults` and sets `struct_size` to `size`: the
@@ -258,9 +262,17 @@ pub(crate) unsafe fn init_params<T: Copy>(p: *mut T, size: usize, defaults: T, e
 
 /// Checks a parameter struct's `struct_size` against this version's `T`: a smaller one
 /// came from an older header or was not initialised by `defaults` (its *_default_params(),
-/// or the matching *_params_init).
+/// or the matching *_params_init); a larger one, from a newer header.
 pub(crate) fn check_struct_size<T>(struct_size: usize, defaults: &str) -> crate::Result<()> {
     let want = std::mem::size_of::<T>();
+    // A larger one came from a newer header: its newer fields would be ignored unseen.
+    if struct_size > want {
+        return Err(Error::InvalidArgument(format!(
+            "params.struct_size is {struct_size}, larger than this library's {want}: the host was built against a newer lmbff.h \
+             than this library ({}), which cannot read the newer fields",
+            crate::VERSION
+        )));
+    }
     if struct_size < want {
         let init = defaults.replace("_default_params", "_params_init");
         return Err(Error::InvalidArgument(format!(

@@ -302,7 +302,7 @@ pub unsafe extern "C" fn lmbff_predictor_open_with_error(
 
 /// An lmbff call moved to the thread that makes it: its pointer arguments stay valid
 /// there, since the caller waits for that thread ([`with_error`]).
-struct OwnThread<F>(F);
+pub(super) struct OwnThread<F>(pub(super) F);
 // SAFETY: see the type's comment; each wrapped call may be made from any thread.
 unsafe impl<F> Send for OwnThread<F> {}
 impl<F: FnOnce() -> lmbff_status> OwnThread<F> {
@@ -320,7 +320,7 @@ impl<F: FnOnce() -> lmbff_status> OwnThread<F> {
 ///
 /// # Safety
 /// `error` is NULL or points to `capacity` writable bytes.
-unsafe fn with_error<F: FnOnce() -> lmbff_status>(call: OwnThread<F>, error: *mut c_char, capacity: usize) -> lmbff_status {
+pub(super) unsafe fn with_error<F: FnOnce() -> lmbff_status>(call: OwnThread<F>, error: *mut c_char, capacity: usize) -> lmbff_status {
     let ran = std::thread::scope(|scope| {
         let work = move || call.call();
         std::thread::Builder::new().name("lmbff-call".into()).stack_size(8 << 20).spawn_scoped(scope, work).map(|t| t.join())

@@ -115,35 +115,54 @@ fn wrap(inner: Task) -> *mut lmbff_task {
 }
 
 thread_local! {
-    /// The task (its address) whose call this thread is inside, or 0: tells a re-entrant
-    /// call from a callback apart from another thread's.
-    static IN_TASK: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    /// The tasks (their addresses) whose calls this thread is inside, innermost last:
+    /// tells a re-entrant call from a callback apart from another thread's.
+    static IN_TASKS: std::cell::RefCell<Vec<usize>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// Those of them freed from inside their own call (a log callback): freed when that
+    /// call returns.
+    static FREE_AFTER: std::cell::RefCell<Vec<usize>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Whether this thread is inside a call on the task at `me`.
+fn in_call_on(me: usize) -> bool {
+    IN_TASKS.with(|held| held.borrow().contains(&me))
 }
 
 /// Runs `f` on the task with the one-thread-at-a-time rule enforced.
-pub(crate) unsafe fn with_task<T>(t: *mut lmbff_task, f: impl FnOnce(&mut Task) -> Result<T>) -> Result<T> {
-    let t = t.as_ref().ok_or_else(|| Error::InvalidArgument("task is NULL".into()))?;
+pub(crate) unsafe fn with_task<T>(raw: *mut lmbff_task, f: impl FnOnce(&mut Task) -> Result<T>) -> Result<T> {
+    let t = raw.as_ref().ok_or_else(|| Error::InvalidArgument("task is NULL".into()))?;
     if t.broken.load(std::sync::atomic::Ordering::Relaxed) {
         return Err(Error::Internal("this task is unusable after an internal error: free it and reopen it from its folder".into()));
     }
-    let me = t as *const lmbff_task as usize;
+    let me = raw as usize;
     let mut task = t.inner.try_lock().ok_or_else(|| {
-        if IN_TASK.with(|held| held.get() == me) {
+        if in_call_on(me) {
             Error::Busy("this task is already in a call on this thread: a log callback called back into it (call it after that call returns)")
         } else {
             Error::Busy("this task is in use by another thread (a task is used by one thread at a time)")
         }
     })?;
-    let outer = IN_TASK.with(|held| held.replace(me));
+    IN_TASKS.with(|held| held.borrow_mut().push(me));
     let result = super::catch_quietly(|| f(&mut task));
-    IN_TASK.with(|held| held.set(outer));
-    match result {
+    IN_TASKS.with(|held| held.borrow_mut().pop());
+    drop(task);
+    let out = match result {
         Ok(r) => r,
         Err(what) => {
             t.broken.store(true, std::sync::atomic::Ordering::Relaxed);
             Err(Error::Internal(what))
         }
+    };
+    // Freed from inside this call (a log callback did): nothing holds it now.
+    let freed = FREE_AFTER.with(|later| {
+        let mut later = later.borrow_mut();
+        let at = later.iter().position(|&p| p == me)?;
+        Some(later.swap_remove(at))
+    });
+    if freed.is_some() {
+        drop(Box::from_raw(raw));
     }
+    out
 }
 
 pub(super) unsafe fn strings(p: *const *const c_char, n: usize, name: &str) -> Result<Vec<String>> {
@@ -208,8 +227,9 @@ pub unsafe extern "C" fn lmbff_task_create(params: *const lmbff_task_params, out
 
 /// Reopens a task saved with lmbff_task_save. A directory that does not exist is
 /// LMBFF_ERR_IO. A directory without a task file, or one that is malformed, of a newer
-/// format, or whose settings or items do not hold (two items with one id, a label out of
-/// range, a template that does not parse) is LMBFF_ERR_FORMAT, naming the problem. The
+/// format, or not UTF-8, or whose settings or items do not hold (two items with one id, a
+/// label out of range, a template that does not parse) is LMBFF_ERR_FORMAT, naming the
+/// problem. The
 /// model folder is not needed to open it (it is checked when training); when it has no
 /// config.json the log callback gets a warning that names it.
 ///
@@ -235,7 +255,7 @@ pub unsafe extern "C" fn lmbff_task_open(dir: *const c_char, out: *mut *mut lmbf
 /// reopen and apply the change again); LMBFF_ERR_INVALID_ARGUMENT when `dir` holds another
 /// task (one this handle was not opened from or saved to), or a model or an export
 /// (lmbff.json, lmbff-export.json, adaptation.json: lmbff replaces those folders whole
-/// when it writes them again), or is a new folder inside one. A task file that is not UTF-8 opens as LMBFF_ERR_FORMAT. Model versions
+/// when it writes them again), or is a new folder inside one. Model versions
 /// live under the folder last saved to or opened from (`<dir>/models/`): after a save to
 /// another folder (a backup copy) training, listing and exporting use that folder's, and
 /// a warning is logged when versions are left behind (save back to use them again).
@@ -250,15 +270,30 @@ pub unsafe extern "C" fn lmbff_task_save(t: *mut lmbff_task, dir: *const c_char)
     })
 }
 
-/// Frees a task (NULL is a no-op). Unsaved registrations are lost.
+/// Frees a task (NULL is a no-op). Unsaved registrations are lost. Freed from a log
+/// callback inside a call on the same task, it is freed when that call returns (calls
+/// on it meanwhile get LMBFF_ERR_BUSY).
 ///
 /// # Safety
-/// `t` is NULL or a task not yet freed, with no call running on it.
+/// `t` is NULL or a task not yet freed, with no call running on it on another thread.
 #[no_mangle]
 pub unsafe extern "C" fn lmbff_task_free(t: *mut lmbff_task) {
-    if !t.is_null() {
-        drop(Box::from_raw(t));
+    if t.is_null() {
+        return;
     }
+    if in_call_on(t as usize) {
+        FREE_AFTER.with(|later| {
+            let mut later = later.borrow_mut();
+            if !later.contains(&(t as usize)) {
+                later.push(t as usize);
+            }
+        });
+        return;
+    }
+    // A call on another thread breaks the rule above; it is waited for rather than
+    // freed under.
+    drop((*t).inner.lock());
+    drop(Box::from_raw(t));
 }
 
 /// Registers a labelled example (`text_b` is required when the template reads a pair,

@@ -3,7 +3,7 @@
 //! their export. In a serve-only build every call here returns LMBFF_ERR_NO_TRAINING.
 
 use std::ffi::{c_char, c_void};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -96,7 +96,7 @@ pub struct lmbff_train_params {
     /// method runs SetFit's schedule (20 rounds of pairs, 16 pairs a step) at
     /// `learning_rate`, on a multi-label task with a yes/no head per label; `steps` and
     /// `batch_size` are the prompt method's. Its schedule grows with the examples:
-    /// 2.5 steps (40 pairs) per registered example and label anchor, so 32 examples take
+    /// 2.5 steps (40 pairs) per registered example and label-anchor copy, so 32 examples take
     /// 100 steps, up to `embedding_max_steps` (2000 by default: about 800 examples).
     /// Regression tasks need the prompt method.
     /// LMBFF_METHOD_ZERO_SHOT_WORDS trains nothing and needs no example: a version that
@@ -231,11 +231,20 @@ pub extern "C" fn lmbff_train_default_params() -> lmbff_train_params {
     }
 }
 
+/// A run's [`lmbff_run::control`]: going, cancel asked for, outcome decided.
+const GOING: u8 = 0;
+const CANCELLING: u8 = 1;
+#[cfg_attr(not(feature = "train"), allow(dead_code))]
+const DECIDED: u8 = 2;
+
 /// A training run started by lmbff_train_start.
 pub struct lmbff_run {
-    cancel: Arc<AtomicBool>,
-    step: Arc<AtomicUsize>,
-    total: Arc<AtomicUsize>,
+    /// [`GOING`], [`CANCELLING`] or [`DECIDED`]: a cancel and the run's end settle
+    /// which came first in one step.
+    control: Arc<AtomicU8>,
+    /// The latest `step` of `total`, kept together: a poll never reads one stage's step
+    /// with another's total.
+    progress: Arc<Mutex<(usize, usize)>>,
     outcome: Arc<Mutex<Option<std::result::Result<std::ffi::CString, (lmbff_status, String)>>>>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// The training thread, known before it calls back: a wait or free from its own
@@ -244,6 +253,11 @@ pub struct lmbff_run {
 }
 
 impl lmbff_run {
+    /// Asks the run to stop, unless its outcome is decided already.
+    fn cancel(&self) {
+        let _ = self.control.compare_exchange(GOING, CANCELLING, Ordering::SeqCst, Ordering::SeqCst);
+    }
+
     fn on_own_thread(&self) -> bool {
         self.trainer.get() == Some(&std::thread::current().id())
     }
@@ -381,16 +395,16 @@ unsafe fn start(task: *mut lmbff_task, params: *const lmbff_train_params, cb: Ca
     // The warm-start version is checked now and kept until the run ends.
     let pin = crate::task::pin_warm_start(&snapshot, &p)?;
     let run = lmbff_run {
-        cancel: Arc::new(AtomicBool::new(false)),
-        step: Arc::new(AtomicUsize::new(0)),
-        // Unknown until the run reports: the schedule depends on the method it takes.
-        total: Arc::new(AtomicUsize::new(0)),
+        control: Arc::new(AtomicU8::new(GOING)),
+        // The total is unknown until the run reports: the schedule depends on the method
+        // it takes.
+        progress: Arc::new(Mutex::new((0, 0))),
         outcome: Arc::new(Mutex::new(None)),
         thread: Mutex::new(None),
         trainer: Arc::default(),
     };
-    let (cancel, step, total, outcome) = (run.cancel.clone(), run.step.clone(), run.total.clone(), run.outcome.clone());
-    let (run_cancel, trainer) = (run.cancel.clone(), run.trainer.clone());
+    let (control, progress, outcome) = (run.control.clone(), run.progress.clone(), run.outcome.clone());
+    let (run_control, trainer) = (run.control.clone(), run.trainer.clone());
     let handle = std::thread::Builder::new()
         .name("lmbff-train".into())
         .spawn(move || {
@@ -398,8 +412,7 @@ unsafe fn start(task: *mut lmbff_task, params: *const lmbff_train_params, cb: Ca
             ON_TRAINING_THREAD.with(|t| t.set(true));
             let cb = cb;
             let mut report = |pr: crate::train::Progress| -> bool {
-                step.store(pr.step, Ordering::Relaxed);
-                total.store(pr.total, Ordering::Relaxed);
+                *progress.lock() = (pr.step, pr.total);
                 let stage = match pr.stage {
                     crate::train::Stage::Adapt => LMBFF_STAGE_ADAPT,
                     crate::train::Stage::Train => LMBFF_STAGE_TRAIN,
@@ -407,17 +420,25 @@ unsafe fn start(task: *mut lmbff_task, params: *const lmbff_train_params, cb: Ca
                 };
                 // A cancelled run starts no more calls (user_data must stay valid until
                 // the run is waited for or freed: a cancel may land just after this check).
-                if cancel.load(Ordering::SeqCst) {
+                if control.load(Ordering::SeqCst) == CANCELLING {
                     return false;
                 }
                 // SAFETY: the host's callback, with its own user_data.
                 let go_on = cb.f.map(|f| unsafe { f(stage, pr.step, pr.total, pr.loss, pr.metric, cb.user_data) }).unwrap_or(true);
-                go_on && !cancel.load(Ordering::SeqCst)
+                go_on && control.load(Ordering::SeqCst) != CANCELLING
             };
-            let stop = run_cancel.clone();
-            let cancelled = move || stop.load(Ordering::Relaxed);
+            let stop = run_control.clone();
+            let cancelled = move || stop.load(Ordering::SeqCst) == CANCELLING;
             // The pin is dropped when the run ends, inside train_when_free.
             let result = super::catch_quietly(|| crate::task::train_when_free(&snapshot, &p, pin, &mut report, &cancelled));
+            // The outcome is decided here: a cancel that came before this (after the
+            // run's own last check) still cancels, and one after it does nothing.
+            let result = match result {
+                Ok(Ok(v)) if run_control.compare_exchange(GOING, DECIDED, Ordering::SeqCst, Ordering::SeqCst).is_err() => {
+                    super::catch_quietly(|| crate::task::cancel_saved(&snapshot, v))
+                }
+                other => other,
+            };
             *outcome.lock() = Some(match result {
                 Ok(Ok(v)) => Ok(std::ffi::CString::new(v).unwrap_or_default()),
                 Ok(Err(e)) => Err((super::status_of(&e), e.to_string())),
@@ -454,11 +475,12 @@ pub unsafe extern "C" fn lmbff_run_poll(run: *const lmbff_run, state: *mut i32, 
         if !state.is_null() {
             *state = s;
         }
+        let (at, of) = *r.progress.lock();
         if !step.is_null() {
-            *step = r.step.load(Ordering::Relaxed);
+            *step = at;
         }
         if !total.is_null() {
-            *total = r.total.load(Ordering::Relaxed);
+            *total = of;
         }
         Ok(())
     })
@@ -471,9 +493,12 @@ pub unsafe extern "C" fn lmbff_run_poll(run: *const lmbff_run, state: *mut i32, 
 /// (or had just decided to begin) before: the callback and its user_data stay valid until
 /// lmbff_run_wait or lmbff_run_free returns. (Waiting for that call here could deadlock a
 /// host whose callback takes a lock held by the thread that cancels.) A cancel that comes
-/// after the run saved its version deletes that version; one that cannot be deleted
-/// (another run took it as its warm start meanwhile, an I/O error) is the run's result
-/// instead (LMBFF_OK, with a warning logged), so that no version is left unnamed.
+/// after the run saved its version, before it decided its outcome, deletes that version;
+/// one that cannot be deleted (another run took it as its warm start meanwhile, an I/O
+/// error) is the run's result instead (LMBFF_OK, with a warning logged), so that no
+/// version is left unnamed. A cancel after the outcome is decided (the run's last act,
+/// just before lmbff_run_poll reports it ended) does nothing: a host that cancels may
+/// still get LMBFF_OK and a version from lmbff_run_wait.
 ///
 /// # Safety
 /// `run` is a live run.
@@ -481,7 +506,7 @@ pub unsafe extern "C" fn lmbff_run_poll(run: *const lmbff_run, state: *mut i32, 
 pub unsafe extern "C" fn lmbff_run_cancel(run: *const lmbff_run) -> lmbff_status {
     guard(|| {
         let r = run.as_ref().ok_or_else(|| Error::InvalidArgument("run is NULL".into()))?;
-        r.cancel.store(true, Ordering::SeqCst);
+        r.cancel();
         Ok(())
     })
 }
@@ -568,7 +593,7 @@ pub unsafe extern "C" fn lmbff_run_free(run: *mut lmbff_run) {
         return;
     }
     let r = Box::from_raw(run);
-    r.cancel.store(true, Ordering::SeqCst);
+    r.cancel();
     let handle = r.thread.lock().take();
     // From the run's own callback the thread cannot be joined: it is cancelled and left
     // to end by itself (it holds only its own shares of the run's state).
@@ -667,7 +692,10 @@ pub unsafe extern "C" fn lmbff_task_delete_version(task: *mut lmbff_task, versio
 /// lmbff_predictor_open (`fp16`: weight matrices stored as fp16). `out_dir` may be new,
 /// empty or an earlier export (replaced atomically) that holds only what its write made
 /// (listed in its `.lmbff-output`); any other folder, the task's own included, is
-/// refused (LMBFF_ERR_INVALID_ARGUMENT, naming what it holds) and left as it is.
+/// refused (LMBFF_ERR_INVALID_ARGUMENT, naming what it holds) and left as it is. The
+/// task is in use only while its folder is read: the export itself (seconds for a large
+/// model) leaves it free for other calls, from other threads too. A version deleted
+/// meanwhile is named so.
 ///
 /// # Safety
 /// `task` is a live task; strings are NUL-terminated.
@@ -675,12 +703,35 @@ pub unsafe extern "C" fn lmbff_task_delete_version(task: *mut lmbff_task, versio
 pub unsafe extern "C" fn lmbff_task_export(task: *mut lmbff_task, version: *const c_char, out_dir: *const c_char, fp16: bool) -> lmbff_status {
     guard(|| {
         let (v, out) = (str_arg(version, "version")?, std::path::PathBuf::from(str_arg(out_dir, "out_dir")?));
-        super::task::with_task(task, |t| export_of(t, v, &out, fp16))
+        let dir = super::task::with_task(task, |t| task_dir(t).map(std::path::Path::to_path_buf))?;
+        export_of(&dir, v, &out, fp16)
     })
 }
 
+/// As lmbff_task_export, with the message of a failure copied into `error` as
+/// lmbff_predict_with_error does, and the export made on a thread of its own (8 MiB
+/// stack) that the call waits for: for hosts that export on a pool thread (Node's
+/// asynchronous calls), whose other calls on the task go on meanwhile.
+///
+/// # Safety
+/// As lmbff_task_export; `error` is NULL or points to `capacity` writable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn lmbff_task_export_with_error(
+    task: *mut lmbff_task,
+    version: *const c_char,
+    out_dir: *const c_char,
+    fp16: bool,
+    error: *mut c_char,
+    capacity: usize,
+) -> lmbff_status {
+    // SAFETY (of the call on another thread): as this function's own contract; the task
+    // is used there only under its one-thread-at-a-time rule.
+    super::predict::with_error(super::predict::OwnThread(move || unsafe { lmbff_task_export(task, version, out_dir, fp16) }), error, capacity)
+}
+
 /// Sets libtorch's intra-op threads for training: 1 to 256, or to the machine's hardware
-/// threads where it has more (libtorch starts them at once); anything else is
+/// threads where it has more (libtorch starts them at once), or 0 for the cores this
+/// process may use (as a predictor's threads 0); anything else is
 /// LMBFF_ERR_INVALID_ARGUMENT. Process-wide: it affects every
 /// run in the process (and any other libtorch user in it).
 #[no_mangle]
@@ -688,7 +739,6 @@ pub extern "C" fn lmbff_set_torch_threads(threads: u32) -> lmbff_status {
     guard(|| set_threads(threads))
 }
 
-#[cfg(feature = "train")]
 fn task_dir(t: &crate::task::Task) -> Result<&std::path::Path> {
     t.dir().ok_or_else(|| Error::InvalidArgument("the task has not been saved: it has no versions".into()))
 }
@@ -705,9 +755,9 @@ fn delete_of(t: &crate::task::Task, v: &str) -> Result<()> {
     crate::task::delete_version(task_dir(t)?, v)
 }
 #[cfg(feature = "train")]
-fn export_of(t: &crate::task::Task, v: &str, out: &std::path::Path, fp16: bool) -> Result<()> {
+fn export_of(task_dir: &std::path::Path, v: &str, out: &std::path::Path, fp16: bool) -> Result<()> {
     let weights = if fp16 { crate::export::WeightType::Fp16 } else { crate::export::WeightType::Fp32 };
-    crate::task::export_version(task_dir(t)?, v, out, &crate::export::ExportOptions { weights, ..Default::default() })
+    crate::task::export_version(task_dir, v, out, &crate::export::ExportOptions { weights, ..Default::default() })
 }
 #[cfg(feature = "train")]
 fn set_threads(n: u32) -> Result<()> {
@@ -724,7 +774,7 @@ fn delete_of(_: &crate::task::Task, _: &str) -> Result<()> {
     Err(Error::NoTraining("lmbff_task_delete_version"))
 }
 #[cfg(not(feature = "train"))]
-fn export_of(_: &crate::task::Task, _: &str, _: &std::path::Path, _: bool) -> Result<()> {
+fn export_of(_: &std::path::Path, _: &str, _: &std::path::Path, _: bool) -> Result<()> {
     Err(Error::NoTraining("lmbff_task_export"))
 }
 #[cfg(not(feature = "train"))]

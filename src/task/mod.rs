@@ -9,7 +9,7 @@
 mod train;
 #[cfg(feature = "train")]
 pub use train::{
-    choose_method, delete_version, export_version, pin_warm_start, train, train_when_free, versions, DemoFilterEncoder, RunParams, TrainMethod,
+    cancel_saved, choose_method, delete_version, export_version, pin_warm_start, train, train_when_free, versions, DemoFilterEncoder, RunParams, TrainMethod,
     WarmPin,
     TEMPERATURE_AT_BOUND, ZERO_SHOT_ALPHA,
 };

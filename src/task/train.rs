@@ -306,7 +306,9 @@ pub fn delete_version(task_dir: &Path, v: &str) -> Result<()> {
     }
     let models = models_dir(task_dir);
     let grave = models.join(tombstone(v));
-    std::fs::rename(&d, &grave).map_err(|e| Error::io(&d, e))?;
+    // Deleted meanwhile (by another thread or process): named as a version that is not
+    // there, not as the rename's "no such file".
+    std::fs::rename(&d, &grave).map_err(|e| version_dir(task_dir, v).err().unwrap_or(Error::io(&d, e)))?;
     drop(pins);
     crate::checkpoint::sync_dir(&models)?;
     if grave.is_symlink() {
@@ -339,7 +341,8 @@ pub fn delete_version(task_dir: &Path, v: &str) -> Result<()> {
 
 /// Exports version `v` to `out` (see `export`); its notes name the version.
 pub fn export_version(task_dir: &Path, v: &str, out: &Path, opts: &ExportOptions) -> Result<()> {
-    export_checkpoint(&version_dir(task_dir, v)?, out, opts).map(|_| ())
+    // A version deleted while it was read is named so, not by the file that went.
+    export_checkpoint(&version_dir(task_dir, v)?, out, opts).map(|_| ()).map_err(|e| version_dir(task_dir, v).err().unwrap_or(e))
 }
 
 /// The task's labelled examples, training ones or dev ones, as the trainer reads them (a
@@ -479,18 +482,27 @@ pub fn train_when_free(task: &Task, p: &RunParams, _pin: WarmPin, progress: Prog
     };
     let version = train_now(task, p, progress)?;
     // A cancel that came after the last step (while the version was being evaluated or
-    // saved) still cancels: the version goes, rather than one the host never learns of.
-    // A version that cannot be deleted (another run took it as its warm start meanwhile,
-    // an I/O error) is reported as the run's result instead, so that none is left unnamed.
-    if cancelled() {
-        match task.dir().map(|dir| delete_version(dir, &version)).transpose() {
-            Ok(_) => return Err(Error::Cancelled),
-            Err(e) => crate::log::log(crate::log::Level::Warn, || {
+    // saved) still cancels.
+    match cancelled() {
+        true => cancel_saved(task, version),
+        false => Ok(version),
+    }
+}
+
+/// A run cancelled after it saved `version`: the version goes, rather than one the host
+/// never learns of (`Cancelled`). One that cannot be deleted (another run took it as its
+/// warm start meanwhile, an I/O error) is reported as the run's result instead, so that
+/// none is left unnamed.
+pub fn cancel_saved(task: &Task, version: String) -> Result<String> {
+    match task.dir().map(|dir| delete_version(dir, &version)).transpose() {
+        Ok(_) => Err(Error::Cancelled),
+        Err(e) => {
+            crate::log::log(crate::log::Level::Warn, || {
                 format!("the run was cancelled after it saved version {version}, which could not be deleted ({e}): the run reports it")
-            }),
+            });
+            Ok(version)
         }
     }
-    Ok(version)
 }
 
 /// [`train`]'s work, with the process's one training turn held by the caller.

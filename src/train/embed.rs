@@ -200,12 +200,12 @@ pub fn embed_examples(
     examples: &[Example],
     batch_size: usize,
 ) -> Result<Vec<Vec<f32>>> {
-    classifier_inputs(model, tok, prompt, None, examples, batch_size)
+    classifier_inputs(model, tok, prompt, None, examples, batch_size, &mut || Ok(()))
 }
 
 /// What a sentence-embedding classifier reads for each of `examples`, in input order:
 /// the embedding, then with `word` anchors (vectors [C, H] on the model's device, scale)
-/// their features.
+/// their features. `beat` runs before each batch (a cancel it returns ends the work).
 fn classifier_inputs(
     model: &MaskedLm,
     tok: &Tokenizer,
@@ -213,6 +213,7 @@ fn classifier_inputs(
     word: Option<&(Tensor, f64)>,
     examples: &[Example],
     batch_size: usize,
+    beat: &mut dyn FnMut() -> Result<()>,
 ) -> Result<Vec<Vec<f32>>> {
     let enc = encode_all(tok, prompt, Method::Cls, examples)?;
     let mut order: Vec<usize> = (0..enc.len()).collect();
@@ -220,6 +221,7 @@ fn classifier_inputs(
     let mut out = vec![Vec::new(); enc.len()];
     tch::no_grad(|| -> Result<()> {
         for chunk in order.chunks(batch_size.max(1)) {
+            beat()?;
             let items: Vec<&Encoded> = chunk.iter().map(|&i| &enc[i]).collect();
             let e = classifier_batch(model, &model.batch(&items, tok.special().pad)?, word)?.f_to_device(tch::Device::Cpu)?;
             for (&i, row) in chunk.iter().zip(Vec::<Vec<f32>>::try_from(&e)?) {
@@ -248,6 +250,11 @@ pub fn word_anchor_vectors(model: &MaskedLm, tok: &Tokenizer, prompt: &Prompt, t
     for t in templates {
         let p = Prompt::new(t.clone(), prompt.verbalizer.clone(), prompt.truncation)?;
         let texts = p.anchor_texts().ok_or_else(|| Error::InvalidArgument(format!("anchor template {:?} reads two sentences", t.source())))?;
+        // A template whose anchors are all there already (the task's own, given again)
+        // is not counted twice, as the pairs take each text once.
+        if texts.iter().all(|a| groups.iter().any(|(g, _, _)| g.contains(a))) {
+            continue;
+        }
         groups.push((texts, p.anchor_text(""), p.anchor_text_before_mask()));
     }
     let k = prompt.verbalizer.num_labels();
@@ -587,9 +594,35 @@ fn tune_and_embed(
     if capped {
         pairs.truncate(p.max_steps * p.batch_size);
     }
-    let mut report = contrastive_finetune(model, tok, reader, inputs, &pairs, p, progress)?;
+    let mut report = contrastive_finetune(model, tok, reader, inputs, &pairs, p, &mut *progress)?;
     report.capped_from = capped.then_some(full);
-    Ok((embed_examples(model, tok, reader, &inputs[..keep], 32)?, report))
+    let mut beat = heartbeat(progress, &report);
+    Ok((classifier_inputs(model, tok, reader, None, &inputs[..keep], 32, &mut beat)?, report))
+}
+
+/// What runs after the last contrastive step (the training examples embedded, the
+/// classifier fitted: minutes on many examples) asks `progress` whether to go on at most
+/// once a second, repeating that step's report: a cancel is taken there too.
+fn heartbeat<'a>(progress: ProgressFn<'a>, report: &EmbedReport) -> impl FnMut() -> Result<()> + 'a {
+    let at = Progress {
+        stage: Stage::Train,
+        step: report.steps,
+        total: report.steps,
+        loss: report.loss_curve.last().map_or(f64::NAN, |&(_, l)| l),
+        metric: f64::NAN,
+    };
+    let mut last = std::time::Instant::now();
+    move || {
+        if last.elapsed() < std::time::Duration::from_secs(1) {
+            return Ok(());
+        }
+        last = std::time::Instant::now();
+        if progress(at) {
+            Ok(())
+        } else {
+            Err(Error::Cancelled)
+        }
+    }
 }
 
 /// Refuses a classifier's inputs that hold NaN or infinity: a diverged encoder (a
@@ -645,6 +678,14 @@ pub fn train_embedding(
             prompt.verbalizer.labels()[labels[0]]
         )));
     }
+    // A class with no example has no row to fit: the classifier's unpenalised bias for
+    // it falls for as long as the fit runs, and it is never answered.
+    if let Some(missing) = (0..k).find(|c| !labels.contains(c)) {
+        return Err(Error::InvalidArgument(format!(
+            "class {:?} has no training example: the sentence-embedding method's classifier needs one or more of each class",
+            prompt.verbalizer.labels()[missing]
+        )));
+    }
     // The anchor templates are checked before any tuning, also when only the word
     // anchors read them.
     let anchor_texts = if p.anchor_repeats > 0 || p.word_anchor_scale > 0.0 { prompt.anchor_texts_with(&p.anchor_templates)? } else { None };
@@ -655,16 +696,17 @@ pub fn train_embedding(
     // embedding: the plain embeddings are not needed then.
     // (word_anchor_vectors gives them exactly when the template reads one sentence.)
     let keep = if p.word_anchor_scale > 0.0 && prompt.anchor_texts().is_some() { 0 } else { n };
-    let (mut features, mut report) = tune_and_embed(model, tok, prompt, &inputs, keep, p, progress, |rng| contrastive_pairs(&labels, p.iterations, rng))?;
+    let (mut features, mut report) = tune_and_embed(model, tok, prompt, &inputs, keep, p, &mut *progress, |rng| contrastive_pairs(&labels, p.iterations, rng))?;
+    let mut beat = heartbeat(progress, &report);
     let word = match p.word_anchor_scale > 0.0 {
         true => word_anchor_vectors(model, tok, prompt, &p.anchor_templates)?.map(|vectors| WordAnchors { vectors, scale: p.word_anchor_scale as f32 }),
         false => None,
     };
     if let Some(w) = &word {
-        features = classifier_inputs(model, tok, prompt, Some(&word_tensor(model, w)?), train, 32)?;
+        features = classifier_inputs(model, tok, prompt, Some(&word_tensor(model, w)?), train, 32, &mut beat)?;
     }
     check_finite(&features, p)?;
-    let mut head = fit_logistic(&features, &labels[..n], k, p.head_c)?;
+    let mut head = fit_logistic_with(&features, &labels[..n], k, p.head_c, None, &mut beat)?;
     head.word_anchors = word;
     report.anchors = anchors.into_iter().map(|(_, t)| t).collect();
     Ok((head, report))
@@ -717,15 +759,27 @@ pub fn train_embedding_multi(
         // The anchors alone would tune the encoder, and the heads then have no row.
         return Err(Error::InvalidArgument("no training examples: the sentence-embedding method needs labelled examples".into()));
     }
+    // Each label's yes/no head needs both: without one side its unpenalised bias runs
+    // for as long as the fit does.
+    for (l, name) in names.iter().enumerate() {
+        let with = sets.iter().filter(|s| s.contains(&l)).count();
+        if with == 0 || with == sets.len() {
+            return Err(Error::InvalidArgument(format!(
+                "label {name:?} is on {} training example: the sentence-embedding method's yes/no classifier for it needs examples with it and without it",
+                if with == 0 { "no" } else { "every" }
+            )));
+        }
+    }
     let n = inputs.len();
     let anchors: Vec<(Vec<usize>, String)> = names.iter().enumerate().map(|(l, name)| (vec![l], name.clone())).collect();
     let (all, all_sets) = with_anchors(inputs, sets.to_vec(), &anchors, p.anchor_repeats);
-    let (features, mut report) = tune_and_embed(model, tok, reader, &all, n, p, progress, |rng| multi_label_pairs(&all_sets, p.iterations, rng))?;
+    let (features, mut report) = tune_and_embed(model, tok, reader, &all, n, p, &mut *progress, |rng| multi_label_pairs(&all_sets, p.iterations, rng))?;
+    let mut beat = heartbeat(progress, &report);
     check_finite(&features, p)?;
     let mut head = LinearHead { weight: Vec::with_capacity(2 * labels), bias: Vec::with_capacity(2 * labels), word_anchors: None };
     for l in 0..labels {
         let yes: Vec<usize> = sets.iter().map(|s| usize::from(s.contains(&l))).collect();
-        let h = fit_logistic_weighted(&features, &yes, 2, p.head_c, Some(&balanced_weights(&yes, 2)))?;
+        let h = fit_logistic_with(&features, &yes, 2, p.head_c, Some(&balanced_weights(&yes, 2)), &mut beat)?;
         head.weight.extend(h.weight);
         head.bias.extend(h.bias);
     }
@@ -754,7 +808,7 @@ pub fn embedding_logits(
     batch_size: usize,
 ) -> Result<Vec<Vec<f32>>> {
     let word = head.word_anchors.as_ref().map(|w| word_tensor(model, w)).transpose()?;
-    Ok(classifier_inputs(model, tok, prompt, word.as_ref(), examples, batch_size)?
+    Ok(classifier_inputs(model, tok, prompt, word.as_ref(), examples, batch_size, &mut || Ok(()))?
         .iter()
         .map(|f| head.logits(f))
         .collect())
@@ -786,13 +840,25 @@ pub fn balanced_weights(y: &[usize], num_labels: usize) -> Vec<f64> {
 /// [`fit_logistic`] with each example's cross-entropy weighted by its class's weight
 /// (`class_weights[y_i]`; None: 1).
 pub fn fit_logistic_weighted(x: &[Vec<f32>], y: &[usize], num_labels: usize, c: f64, class_weights: Option<&[f64]>) -> Result<LinearHead> {
+    fit_logistic_with(x, y, num_labels, c, class_weights, &mut || Ok(()))
+}
+
+/// [`fit_logistic_weighted`], with `beat` run at every iteration (a cancel it returns
+/// ends the fit).
+fn fit_logistic_with(
+    x: &[Vec<f32>],
+    y: &[usize],
+    num_labels: usize,
+    c: f64,
+    class_weights: Option<&[f64]>,
+    beat: &mut dyn FnMut() -> Result<()>,
+) -> Result<LinearHead> {
     let d = x.first().map_or(0, Vec::len);
     if x.is_empty()
         || x.len() != y.len()
         || x.iter().any(|r| r.len() != d)
         || y.iter().any(|&l| l >= num_labels)
-        || c.is_nan()
-        || c <= 0.0
+        || !(c > 0.0 && c.is_finite())
         || class_weights.is_some_and(|w| w.len() != num_labels || w.iter().any(|v| !(*v > 0.0 && v.is_finite())))
     {
         return Err(Error::InvalidArgument(format!(
@@ -815,6 +881,7 @@ pub fn fit_logistic_weighted(x: &[Vec<f32>], y: &[usize], num_labels: usize, c: 
     let n_params = k * (d + 1);
     let (mut theta, mut prev) = (vec![0.0f64; n_params], vec![0.0f64; n_params]);
     for t in 1..=3000 {
+        beat()?;
         // Nesterov look-ahead point.
         let mom = (t as f64 - 1.0) / (t as f64 + 2.0);
         let look: Vec<f64> = theta
@@ -880,6 +947,35 @@ fn gradient(theta: &[f64], x: &[Vec<f32>], y: &[usize], w: &[f64], k: usize, d: 
 mod tests {
     use super::*;
     use rand::seq::IndexedRandom;
+
+    /// After the last contrastive step a cancel is still taken: the heartbeat asks at
+    /// most once a second (repeating that step's report), and the head's fit and the
+    /// embedding of the training rows stop at its answer.
+    #[test]
+    fn a_cancel_after_the_last_step_stops_the_fit() {
+        let report = EmbedReport { pairs: 80, steps: 5, capped_from: None, loss_curve: vec![(5, 0.25)], train_seconds: 0.0, anchors: Vec::new() };
+        let mut seen = Vec::new();
+        let mut cb = |p: Progress| {
+            seen.push((p.stage, p.step, p.total, p.loss));
+            false
+        };
+        let mut beat = heartbeat(&mut cb, &report);
+        assert!(beat().is_ok(), "not asked within the first second");
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        assert!(matches!(beat(), Err(Error::Cancelled)));
+        drop(beat);
+        assert_eq!(seen, [(Stage::Train, 5, 5, 0.25)]);
+        // The fit runs the beat at each iteration and stops at a cancel.
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let x: Vec<Vec<f32>> = (0..64).map(|_| (0..8).map(|_| rng.random::<f32>()).collect()).collect();
+        let y: Vec<usize> = (0..64).map(|_| rng.random_range(0..2)).collect();
+        let mut calls = 0;
+        let fit = fit_logistic_with(&x, &y, 2, 1.0, None, &mut || {
+            calls += 1;
+            if calls == 10 { Err(Error::Cancelled) } else { Ok(()) }
+        });
+        assert!(matches!(fit, Err(Error::Cancelled)) && calls == 10, "{calls}");
+    }
 
     /// The word's tokens are found from the mask's place, not from the longest shared
     /// head: "A moviegoer movie." against the frame "A movie." (ids: [CLS]=1, a=2,

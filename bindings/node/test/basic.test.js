@@ -107,7 +107,10 @@ test('task, training with progress and cancellation, versions, export, predict',
   // is refused before anything runs.
   await assert.rejects(task.train({ method: 'magic' }), (e) => e.code === 'INVALID_ARGUMENT' && /magic/.test(e.message));
   assert.strictEqual(await task.train({ method: 'sentence-embedding', learningRate: 1e-3 }), 'v5');
-  task.exportVersion('v5', path.join(work, 'export-se'));
+  // Exported off the event loop: the task takes other calls meanwhile.
+  const exporting = task.exportVersionAsync('v5', path.join(work, 'export-se'));
+  task.remove(task.addUnlabeled('Registered while the export runs.'));
+  await exporting;
   const se = JSON.parse(fs.readFileSync(path.join(work, 'export-se', 'lmbff-export.json'), 'utf8'));
   assert.strictEqual(se.method, 'sentence-embedding');
   assert.strictEqual(se.notes.method_reason, 'asked for');
@@ -142,11 +145,16 @@ test('task, training with progress and cancellation, versions, export, predict',
   task.deleteVersion(zero);
   assert.deepStrictEqual(task.versions(), ['v1']);
   throwsCode(() => task.exportVersion('v2', path.join(work, 'gone')), 'INVALID_ARGUMENT');
+  await assert.rejects(task.exportVersionAsync('v2', path.join(work, 'gone')), (e) => e.code === 'INVALID_ARGUMENT' && /no model version v2/.test(e.message));
+  await assert.rejects(task.exportVersionAsync('v1', path.join(work, 'gone'), { fp: true }), (e) => e.code === 'INVALID_ARGUMENT' && /no option "fp"/.test(e.message));
   throwsCode(() => task.deleteVersion('v2'), 'INVALID_ARGUMENT');
 
   const out = path.join(work, 'export');
-  task.exportVersion(version, out);
+  // Closed while its export runs: freed when the export ends, which completes.
+  const exported = task.exportVersionAsync(version, out);
   task.close();
+  await exported;
+  await assert.rejects(task.exportVersionAsync(version, out), /the task is closed/);
 
   // A multi-label task: an example's labels separated by '|' ('' for none), one yes/no
   // prompt per label; its export gives each label's own probability.
