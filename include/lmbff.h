@@ -248,7 +248,7 @@ typedef struct {
    */
   uint32_t sessions;
   /*
-   Largest batch run at once (at least 1); larger calls are split (inputs sorted by
+   Largest batch run at once (1 to 4096); larger calls are split (inputs sorted by
    length).
    */
   uint32_t max_batch;
@@ -592,10 +592,13 @@ lmbff_status lmbff_predictor_open(const char *export_dir,
                                   lmbff_predictor **out);
 
 /*
- Frees a predictor (NULL is a no-op). No call on it may be running.
+ Frees a predictor (NULL is a no-op). Predictions under way on other threads are
+ waited for; no call on it may start once this is called, and it is not called from
+ a log callback inside a call on the same predictor (it would wait for itself).
 
  # Safety
- `p` is NULL or a predictor from lmbff_predictor_open, not yet freed.
+ `p` is NULL or a predictor from lmbff_predictor_open, not yet freed, on which no call
+ starts after this one.
  */
 void lmbff_predictor_free(lmbff_predictor *p);
 
@@ -1144,9 +1147,9 @@ lmbff_status lmbff_task_delete_version(lmbff_task *task, const char *version);
  empty or an earlier export (replaced atomically) that holds only what its write made
  (listed in its `.lmbff-output`); any other folder, the task's own included, is
  refused (LMBFF_ERR_INVALID_ARGUMENT, naming what it holds) and left as it is. The
- task is in use only while its folder is read: the export itself (seconds for a large
- model) leaves it free for other calls, from other threads too. A version deleted
- meanwhile is named so.
+ export does not take the task (it reads the folder the task's last call left): other
+ calls on it, from other threads too, go on meanwhile, and neither gets
+ LMBFF_ERR_BUSY. A version deleted meanwhile is named so.
 
  # Safety
  `task` is a live task; strings are NUL-terminated.

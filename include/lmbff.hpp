@@ -11,10 +11,13 @@
 //
 // What it does not wrap (call the C functions on handle() where needed): logging
 // (lmbff_set_log_callback, lmbff_set_log_queue), lmbff_export of a checkpoint folder,
-// lmbff_predict_with_error and lmbff_predictor_open_with_error (for hosts whose calls
-// run on a pool thread), lmbff_set_torch_threads, and the version and has_training
-// queries. The threading rules are lmbff.h's: a Predictor may be used by any number of
-// threads at once, a Task by one at a time (lmbff::Error with LMBFF_ERR_BUSY otherwise).
+// lmbff_predict_with_error, lmbff_predictor_open_with_error and
+// lmbff_task_export_with_error (for hosts whose calls run on a pool thread),
+// lmbff_set_torch_threads, and the version and has_training queries. The threading
+// rules are lmbff.h's: a Predictor may be used by any number of threads at once, a Task
+// by one at a time (a call racing another throws lmbff::Error with LMBFF_ERR_BUSY;
+// num_dev(), which has no status, then reads 0); destroy a Task only when no other
+// thread is inside a call on it.
 #ifndef LMBFF_HPP
 #define LMBFF_HPP
 
@@ -285,7 +288,9 @@ struct RunStatus {
 };
 
 // A training run in the background (Task::train_start). It owns its progress callback, so
-// the callback lives as long as the run; destroying a run still going cancels it and waits.
+// the callback lives as long as the run; destroying a run still going cancels it and waits
+// (from the run's own callback, it cancels it without waiting: the callback object stays
+// alive until that call returns, and the run calls it no more).
 class Run {
 public:
     Run(Run&&) = default;
@@ -302,7 +307,9 @@ public:
         check(lmbff_run_poll(handle_.get(), &s.state, &s.step, &s.total), "lmbff_run_poll");
         return s;
     }
-    // Asks the run to stop (from any thread); wait() then throws LMBFF_ERR_CANCELLED.
+    // Asks the run to stop (from any thread); wait() then throws LMBFF_ERR_CANCELLED, unless
+    // the run had decided its outcome already (or could not delete its saved version):
+    // wait() then returns the version (lmbff_run_cancel in lmbff.h).
     void cancel() const { check(lmbff_run_cancel(handle_.get()), "lmbff_run_cancel"); }
     // Waits for the run to end and returns the new version; throws the run's error, or
     // rethrows what the progress callback threw if that stopped the run. A run that
@@ -329,14 +336,18 @@ public:
 private:
     friend class Task;
     // The callback and what it threw; on the heap, so its address (the C call's
-    // user_data) stays put when the Run moves.
-    struct Callback {
+    // user_data) stays put when the Run moves. Shared: a call in progress holds it, so a
+    // Run destroyed or reassigned from inside its own callback does not free it under
+    // that call.
+    struct Callback : std::enable_shared_from_this<Callback> {
+        Callback(ProgressFn f) : fn(std::move(f)) {}
         ProgressFn fn;
         std::exception_ptr error;  // written on the training thread, read after the run ends
     };
     // The C callback: no exception may cross into the library.
     static bool on_progress(int32_t stage, size_t step, size_t total, double loss, double metric, void* user_data) {
         auto* cb = static_cast<Callback*>(user_data);
+        const std::shared_ptr<Callback> held = cb->weak_from_this().lock();  // noexcept
         try {
             return cb->fn(Progress{stage, step, total, loss, metric});
         } catch (...) {
@@ -345,14 +356,14 @@ private:
         }
     }
     Run(lmbff_task* task, const lmbff_train_params& params, ProgressFn progress)
-        : callback_(new Callback{std::move(progress), nullptr}) {
+        : callback_(std::make_shared<Callback>(std::move(progress))) {
         lmbff_run* raw = nullptr;
         check(lmbff_train_start(task, &params, callback_->fn ? &Run::on_progress : nullptr, callback_.get(), &raw),
               "lmbff_train_start");
         handle_.reset(raw);
     }
     // Declared first, so destroyed last: lmbff_run_free (handle_) returns before it goes.
-    std::unique_ptr<Callback> callback_;
+    std::shared_ptr<Callback> callback_;
     std::unique_ptr<lmbff_run, detail::FreeRun> handle_;
 };
 
@@ -453,7 +464,10 @@ public:
         return c;
     }
 
-    // Trains a version and returns its name ("v1", ...); blocks until the run ends.
+    // Trains a version and returns its name ("v1", ...); blocks until the run ends. An
+    // exception the progress callback throws is rethrown, unless the run had decided its
+    // outcome by then: the version is returned and the exception dropped (train_start,
+    // then wait() and callback_error(), keeps it).
     std::string train(const lmbff_train_params& params, ProgressFn progress = nullptr) {
         return train_start(params, std::move(progress)).wait();
     }

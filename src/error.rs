@@ -110,11 +110,34 @@ impl Error {
                 Error::Format { path: moved(path), message: message.replace(&from, &to) }
             }
             Error::Input { index, source } => Error::Input { index, source: Box::new(source.in_dir(from, to)) },
+            // ONNX Runtime's messages name the file it was given (and quote it).
+            Error::Runtime(message) => {
+                let (from, to) = (format!("{}/", from.display()), format!("{}/", to.display()));
+                Error::Runtime(message.replace(&from, &to))
+            }
             other => other,
         }
     }
 
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io { path: path.into(), source }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Errors met reading a folder through another name for it (its /proc/self/fd path)
+    /// name the folder the host gave, ONNX Runtime's messages included.
+    #[test]
+    fn errors_read_through_another_name_name_the_hosts_folder() {
+        let (via, shown) = (std::path::Path::new("/proc/self/fd/7"), std::path::Path::new("/srv/export"));
+        let runtime = Error::Runtime("ONNX Runtime ran out of memory loading /proc/self/fd/7/model.onnx: bad_alloc".into()).in_dir(via, shown);
+        assert_eq!(runtime.to_string(), "ONNX Runtime: ONNX Runtime ran out of memory loading /srv/export/model.onnx: bad_alloc");
+        let io = Error::io(via.join("tokenizer.json"), std::io::Error::from(std::io::ErrorKind::NotFound)).in_dir(via, shown);
+        assert!(io.to_string().starts_with("cannot read or write /srv/export/tokenizer.json"), "{io}");
+        let input = Error::Input { index: 2, source: Box::new(Error::Runtime("/proc/self/fd/7/model.onnx failed".into())) }.in_dir(via, shown);
+        assert_eq!(input.to_string(), "input 2: ONNX Runtime: /srv/export/model.onnx failed");
     }
 }

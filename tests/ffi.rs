@@ -383,6 +383,16 @@ fn bad_opens_and_null_frees() {
         let init = init.assume_init();
         let by_value = lmbff_predictor_default_params();
         assert_eq!((init.struct_size, init.threads, init.sessions, init.max_batch), (by_value.struct_size, by_value.threads, by_value.sessions, by_value.max_batch));
+        // A batch past 4096 is refused: its buffers only grow (an allocation that fails
+        // ends the process).
+        let mut params = lmbff_predictor_default_params();
+        params.max_batch = 4097;
+        assert_eq!(lmbff_predictor_open(dir.as_ptr(), &params, &mut p), LMBFF_ERR_INVALID_ARGUMENT);
+        assert!(last_error().contains("max_batch 4097: a predictor runs at most 4096"), "{}", last_error());
+        params.max_batch = 4096;
+        assert_eq!(lmbff_predictor_open(dir.as_ptr(), &params, &mut p), LMBFF_OK, "{}", last_error());
+        lmbff_predictor_free(p);
+        p = null_mut();
         let mut params = lmbff_predictor_default_params();
         params.sessions = 7;
         assert_eq!(lmbff_predictor_params_init(&mut params, 8), LMBFF_ERR_INVALID_ARGUMENT);

@@ -368,6 +368,47 @@ fn a_task_freed_inside_its_own_call_goes_when_the_call_returns() {
     assert!(root.join("second/task.json").is_file());
 }
 
+/// An export does not take the task: with another thread inside a call on it (a save
+/// held in its log callback), lmbff_task_export and lmbff_task_export_with_error go on
+/// (they were LMBFF_ERR_BUSY, as any call racing another), while a call that takes the
+/// task is BUSY. The task is saved back to `dir` after.
+unsafe fn export_while_another_call_holds_the_task(t: *mut lmbff_task, dir: &Path, version: &CStr) {
+    let _one = LOG_SINK.lock().unwrap_or_else(|e| e.into_inner());
+    let (inside, held) = std::sync::mpsc::channel::<()>();
+    let (release, go) = std::sync::mpsc::channel::<()>();
+    let go = std::sync::Mutex::new(go);
+    lmbff::log::set_sink(Some(lmbff::log::Sink {
+        max: lmbff::log::Level::Warn,
+        write: Box::new(move |_, m| {
+            if m.contains("now follow") {
+                let _ = inside.send(());
+                let _ = go.lock().unwrap().recv_timeout(std::time::Duration::from_secs(60));
+            }
+        }),
+    }));
+    let backup = CString::new(dir.with_file_name("task-backup").to_str().unwrap()).unwrap();
+    let task = t as usize;
+    let saver = std::thread::spawn(move || lmbff_task_save(task as *mut lmbff_task, backup.as_ptr()));
+    let seen = held.recv_timeout(std::time::Duration::from_secs(60));
+    let text = CString::new("held").unwrap();
+    let busy = lmbff_task_add_unlabeled(t, text.as_ptr(), null(), null_mut());
+    let out = CString::new(dir.with_file_name("export-while-held").to_str().unwrap()).unwrap();
+    let exported = lmbff_task_export(t, version.as_ptr(), out.as_ptr(), false);
+    let message = last_error();
+    let mut error = vec![0 as c_char; 4160];
+    let exported_too = lmbff_task_export_with_error(t, version.as_ptr(), out.as_ptr(), false, error.as_mut_ptr(), error.len());
+    let _ = release.send(());
+    let saved = saver.join().unwrap();
+    lmbff::log::set_sink(None);
+    assert_eq!(seen, Ok(()), "the save logged its warning");
+    assert_eq!(busy, LMBFF_ERR_BUSY, "the save holds the task");
+    assert_eq!(exported, LMBFF_OK, "{message}");
+    assert_eq!(exported_too, LMBFF_OK, "{}", CStr::from_ptr(error.as_ptr()).to_string_lossy());
+    assert_eq!(saved, LMBFF_OK);
+    let back = CString::new(dir.to_str().unwrap()).unwrap();
+    assert_eq!(lmbff_task_save(t, back.as_ptr()), LMBFF_OK, "{}", last_error());
+}
+
 /// The task's versions as lmbff_task_versions lists them.
 unsafe fn versions(t: *mut lmbff_task) -> String {
     let mut list = vec![0 as c_char; 4096];
@@ -859,6 +900,7 @@ fn train_versions_and_export_through_the_c_abi() {
 
         let out = CString::new(dir.parent().unwrap().join("export").to_str().unwrap()).unwrap();
         assert_eq!(lmbff_task_export(t, v1.as_ptr(), out.as_ptr(), false), LMBFF_OK, "{}", last_error());
+        export_while_another_call_holds_the_task(t, &dir, &v1);
         let mut pred = null_mut();
         assert_eq!(lmbff_predictor_open(out.as_ptr(), null(), &mut pred), LMBFF_OK, "{}", last_error());
         let texts = [CString::new("a great ride").unwrap()];

@@ -15,6 +15,7 @@
  * adaptation on the task's texts first, after which the prompt's zero-shot test decides.
  * STEPS are the prompt method's. */
 #define _POSIX_C_SOURCE 200809L
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +32,20 @@ static int check(lmbff_status s, const char *what) {
     if (s == LMBFF_OK) return 0;
     fprintf(stderr, "%s failed (status %d): %s\n", what, (int)s, lmbff_last_error());
     return 1;
+}
+
+/* A count given as text: digits only, at most UINT32_MAX ("-1" and "abc" are refused,
+   not read as 4294967295 and 0). */
+static int parse_count(const char *s, const char *what, uint32_t *out) {
+    char *end = NULL;
+    errno = 0;
+    unsigned long long v = s[0] >= '0' && s[0] <= '9' ? strtoull(s, &end, 10) : 0;
+    if (!end || *end != '\0' || errno == ERANGE || v > UINT32_MAX) {
+        fprintf(stderr, "%s is \"%s\": give a whole number from 0 to %lu\n", what, s, (unsigned long)UINT32_MAX);
+        return 1;
+    }
+    *out = (uint32_t)v;
+    return 0;
 }
 
 static const char *stage_name(int32_t stage) {
@@ -146,10 +161,11 @@ int main(int argc, char **argv) {
     /* Train a version (synchronously here; lmbff_train_start runs it in the background). */
     lmbff_train_params p;
     if (check(lmbff_train_params_init(&p, sizeof p), "lmbff_train_params_init")) goto done;
-    p.steps = argc > 3 ? (uint32_t)atoi(argv[3]) : 300;
+    p.steps = 300;
+    if (argc > 3 && parse_count(argv[3], "steps", &p.steps)) goto done;
     p.device = LMBFF_DEVICE_CPU;
     const char *adapt = getenv("ADAPT_STEPS");
-    p.adaptation_steps = adapt ? (uint32_t)atoi(adapt) : 0;
+    if (adapt && parse_count(adapt, "ADAPT_STEPS", &p.adaptation_steps)) goto done;
     char version[32];
     if (check(lmbff_train(task, &p, progress, NULL, version, sizeof version), "lmbff_train")) goto done;
 

@@ -89,7 +89,18 @@ int main(int argc, char** argv) {
 
         // Train in the background; a GUI would keep its event loop where this polls.
         lmbff_train_params tp = lmbff::train_params();
-        tp.steps = argc > 3 ? static_cast<uint32_t>(std::stoul(argv[3])) : 300;
+        if (argc > 3) {
+            // Digits only, at most UINT32_MAX: stoul would read "-1" as 4294967295 steps.
+            const std::string steps = argv[3];
+            if (steps.empty() || steps.size() > 10 || steps.find_first_not_of("0123456789") != std::string::npos ||
+                std::stoull(steps) > UINT32_MAX) {
+                std::cerr << "steps is \"" << steps << "\": give a whole number from 0 to " << UINT32_MAX << '\n';
+                return 1;
+            }
+            tp.steps = static_cast<uint32_t>(std::stoull(steps));
+        } else {
+            tp.steps = 300;
+        }
         tp.device = LMBFF_DEVICE_CPU;
         lmbff::Run run = task.train_start(tp, show);
         while (run.poll().state == LMBFF_RUN_RUNNING) std::this_thread::sleep_for(std::chrono::milliseconds(100));

@@ -118,7 +118,7 @@ pub struct PredictArgs {
     /// streamed: answers leave a chunk at a time (on stdin, as soon as a line arrives).
     #[arg(long, default_value = "-")]
     pub input: String,
-    /// Largest batch run at once (larger inputs are split).
+    /// Largest batch run at once, 1 to 4096 (larger inputs are split).
     #[arg(long, default_value_t = 16, value_parser = super::at_least_one)]
     pub batch_size: usize,
     /// ONNX Runtime intra-op threads (0: all cores).
@@ -275,6 +275,9 @@ fn count_lines(path: &std::path::Path) -> Result<usize> {
 pub fn predict_cmd(a: PredictArgs) -> Result<()> {
     if a.label_studio.as_ref().is_some_and(|l| l.len() != 2) {
         return Err(Error::InvalidArgument("--label-studio takes FROM,TO (the labelling config's from_name and to_name)".into()));
+    }
+    if a.batch_size > crate::serve::MAX_BATCH {
+        return Err(Error::InvalidArgument(format!("--batch-size is {}: give 1 to {}", a.batch_size, crate::serve::MAX_BATCH)));
     }
     let opts = PredictorOptions { threads: a.threads, max_batch: a.batch_size, ort_library: a.ort_lib.clone(), ..Default::default() };
     let p = Predictor::open(&a.export, &opts)?;

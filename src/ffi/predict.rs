@@ -15,6 +15,9 @@ pub struct lmbff_predictor {
     inner: Predictor,
     labels: Vec<CString>,
     broken: AtomicBool,
+    /// Held shared by each lmbff_predict for its whole call, and whole by
+    /// lmbff_predictor_free, which so waits for the calls under way.
+    calls: parking_lot::RwLock<()>,
 }
 
 /// The predictions of one lmbff_predict call.
@@ -44,7 +47,7 @@ pub struct lmbff_predictor_params {
     /// A similarity-filtered export's sentence encoder, which picks each input's
     /// demonstrations, has as many sessions of its own.
     pub sessions: u32,
-    /// Largest batch run at once (at least 1); larger calls are split (inputs sorted by
+    /// Largest batch run at once (1 to 4096); larger calls are split (inputs sorted by
     /// length).
     pub max_batch: u32,
     /// Path of libonnxruntime.so, or NULL: LMBFF_ORT_LIB, ORT_DYLIB_PATH, then
@@ -118,18 +121,22 @@ pub unsafe extern "C" fn lmbff_predictor_open(
         }
         let inner = Predictor::open(&dir, &opts)?;
         let labels = inner.labels().iter().map(|l| CString::new(l.replace('\0', " ")).unwrap_or_default()).collect();
-        *out = Box::into_raw(Box::new(lmbff_predictor { inner, labels, broken: AtomicBool::new(false) }));
+        *out = Box::into_raw(Box::new(lmbff_predictor { inner, labels, broken: AtomicBool::new(false), calls: parking_lot::RwLock::new(()) }));
         Ok(())
     })
 }
 
-/// Frees a predictor (NULL is a no-op). No call on it may be running.
+/// Frees a predictor (NULL is a no-op). Predictions under way on other threads are
+/// waited for; no call on it may start once this is called, and it is not called from
+/// a log callback inside a call on the same predictor (it would wait for itself).
 ///
 /// # Safety
-/// `p` is NULL or a predictor from lmbff_predictor_open, not yet freed.
+/// `p` is NULL or a predictor from lmbff_predictor_open, not yet freed, on which no call
+/// starts after this one.
 #[no_mangle]
 pub unsafe extern "C" fn lmbff_predictor_free(p: *mut lmbff_predictor) {
     if !p.is_null() {
+        drop((*p).calls.write());
         let _ = super::catch_quietly(|| drop(Box::from_raw(p)));
     }
 }
@@ -233,6 +240,9 @@ pub unsafe extern "C" fn lmbff_predict(
         }
         *out = std::ptr::null_mut();
         let p = usable(p)?;
+        // Recursive: a log callback inside this call may predict with it too, also while
+        // lmbff_predictor_free waits.
+        let _call = p.calls.read_recursive();
         if n > 0 && texts.is_null() {
             return Err(Error::InvalidArgument("texts is NULL".into()));
         }

@@ -19,6 +19,9 @@ pub struct lmbff_task {
     labels: Vec<CString>,
     /// Set when a call on the task panicked (a bug): it then refuses every call.
     broken: std::sync::atomic::AtomicBool,
+    /// The task's folder as its last call left it (`Task::dir`): an export reads it here,
+    /// never waiting for or blocking the task's other calls.
+    folder: parking_lot::Mutex<Option<PathBuf>>,
 }
 
 /// What a new task is. Get defaults from lmbff_task_params_init (or
@@ -111,7 +114,8 @@ pub extern "C" fn lmbff_task_default_params() -> lmbff_task_params {
 
 fn wrap(inner: Task) -> *mut lmbff_task {
     let labels = inner.spec().labels.iter().map(|l| CString::new(l.replace('\0', " ")).unwrap_or_default()).collect();
-    Box::into_raw(Box::new(lmbff_task { inner: Mutex::new(inner), labels, broken: std::sync::atomic::AtomicBool::new(false) }))
+    let folder = parking_lot::Mutex::new(inner.dir().map(std::path::Path::to_path_buf));
+    Box::into_raw(Box::new(lmbff_task { inner: Mutex::new(inner), labels, broken: std::sync::atomic::AtomicBool::new(false), folder }))
 }
 
 thread_local! {
@@ -126,6 +130,16 @@ thread_local! {
 /// Whether this thread is inside a call on the task at `me`.
 fn in_call_on(me: usize) -> bool {
     IN_TASKS.with(|held| held.borrow().contains(&me))
+}
+
+/// The folder the task was last saved to or opened from, read without taking the task
+/// (a call on it may be under way on another thread): an error if it has none.
+pub(crate) unsafe fn folder_of(raw: *mut lmbff_task) -> Result<PathBuf> {
+    let t = raw.as_ref().ok_or_else(|| Error::InvalidArgument("task is NULL".into()))?;
+    if t.broken.load(std::sync::atomic::Ordering::Relaxed) {
+        return Err(Error::Internal("this task is unusable after an internal error: free it and reopen it from its folder".into()));
+    }
+    t.folder.lock().clone().ok_or_else(|| Error::InvalidArgument("the task has not been saved: it has no versions".into()))
 }
 
 /// Runs `f` on the task with the one-thread-at-a-time rule enforced.
@@ -145,6 +159,7 @@ pub(crate) unsafe fn with_task<T>(raw: *mut lmbff_task, f: impl FnOnce(&mut Task
     IN_TASKS.with(|held| held.borrow_mut().push(me));
     let result = super::catch_quietly(|| f(&mut task));
     IN_TASKS.with(|held| held.borrow_mut().pop());
+    *t.folder.lock() = task.dir().map(std::path::Path::to_path_buf);
     drop(task);
     let out = match result {
         Ok(r) => r,

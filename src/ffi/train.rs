@@ -693,9 +693,9 @@ pub unsafe extern "C" fn lmbff_task_delete_version(task: *mut lmbff_task, versio
 /// empty or an earlier export (replaced atomically) that holds only what its write made
 /// (listed in its `.lmbff-output`); any other folder, the task's own included, is
 /// refused (LMBFF_ERR_INVALID_ARGUMENT, naming what it holds) and left as it is. The
-/// task is in use only while its folder is read: the export itself (seconds for a large
-/// model) leaves it free for other calls, from other threads too. A version deleted
-/// meanwhile is named so.
+/// export does not take the task (it reads the folder the task's last call left): other
+/// calls on it, from other threads too, go on meanwhile, and neither gets
+/// LMBFF_ERR_BUSY. A version deleted meanwhile is named so.
 ///
 /// # Safety
 /// `task` is a live task; strings are NUL-terminated.
@@ -703,8 +703,7 @@ pub unsafe extern "C" fn lmbff_task_delete_version(task: *mut lmbff_task, versio
 pub unsafe extern "C" fn lmbff_task_export(task: *mut lmbff_task, version: *const c_char, out_dir: *const c_char, fp16: bool) -> lmbff_status {
     guard(|| {
         let (v, out) = (str_arg(version, "version")?, std::path::PathBuf::from(str_arg(out_dir, "out_dir")?));
-        let dir = super::task::with_task(task, |t| task_dir(t).map(std::path::Path::to_path_buf))?;
-        export_of(&dir, v, &out, fp16)
+        export_of(&super::task::folder_of(task)?, v, &out, fp16)
     })
 }
 
@@ -739,6 +738,7 @@ pub extern "C" fn lmbff_set_torch_threads(threads: u32) -> lmbff_status {
     guard(|| set_threads(threads))
 }
 
+#[cfg(feature = "train")]
 fn task_dir(t: &crate::task::Task) -> Result<&std::path::Path> {
     t.dir().ok_or_else(|| Error::InvalidArgument("the task has not been saved: it has no versions".into()))
 }

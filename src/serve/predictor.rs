@@ -32,7 +32,8 @@ pub struct PredictorOptions {
     pub sessions: usize,
     /// Largest batch handed to ONNX Runtime at once; bigger calls are split. Small
     /// batches of similar lengths keep activations in cache: on the 2-core development
-    /// VM, 16 was as fast per example as any larger size (docs/serve-bench.md).
+    /// VM, 16 was as fast per example as any larger size (docs/serve-bench.md). 1 to
+    /// [`MAX_BATCH`].
     pub max_batch: usize,
     /// Explicit path of libonnxruntime (see `serve::environment` for the search order).
     pub ort_library: Option<PathBuf>,
@@ -43,6 +44,10 @@ pub struct PredictorOptions {
 pub const MAX_SESSIONS: usize = 64;
 /// Most ONNX Runtime threads per session (starting a pool of thousands takes minutes).
 pub const MAX_THREADS: usize = 256;
+/// Largest batch a predictor hands ONNX Runtime at once: more only grows the buffers
+/// (three of batch x length ids, and attention of batch x heads x length^2), and an
+/// allocation that fails ends the process rather than returning an error.
+pub const MAX_BATCH: usize = 4096;
 
 /// Most ONNX Runtime threads of one predictor, all sessions together: 256, or twice the
 /// machine's hardware threads where that is more. Threads past the cores only wait, and
@@ -386,6 +391,12 @@ impl Predictor {
         crate::checkpoint::require_dir(dir, "export directory")?;
         if opts.sessions == 0 || opts.max_batch == 0 {
             return Err(Error::InvalidArgument("sessions and max_batch must be at least 1".into()));
+        }
+        if opts.max_batch > MAX_BATCH {
+            return Err(Error::InvalidArgument(format!(
+                "max_batch {}: a predictor runs at most {MAX_BATCH} inputs at once (larger calls are split)",
+                opts.max_batch
+            )));
         }
         if opts.sessions > MAX_SESSIONS || opts.threads > MAX_THREADS {
             return Err(Error::InvalidArgument(format!(
@@ -764,7 +775,7 @@ fn run_graph(
             feed.push(("token_type_ids".into(), view(shape, &types)?.into()));
         }
         let outputs = session.run(feed).map_err(runtime_err("inference"))?;
-        let value = outputs.get(output).ok_or_else(|| Error::Runtime(format!("model.onnx gave no output {output:?}")))?;
+        let value = outputs.get(output).ok_or_else(|| Error::Runtime(format!("the ONNX graph gave no output {output:?} (its outputs were checked when the predictor opened)")))?;
         let (shape_out, rows) = value.try_extract_tensor::<f32>().map_err(runtime_err("reading the model's output"))?;
         let n = shape_out.get(1).copied().unwrap_or(0) as usize;
         if shape_out.len() != 2 || shape_out[0] as usize != b || width.is_some_and(|w| w != n) {
