@@ -387,7 +387,9 @@ typedef struct {
    binomial test, p < 0.05; a
    multi-label task with a head always takes the prompt). The sentence-embedding
    method runs SetFit's schedule (20 rounds of pairs, 16 pairs a step) at
-   `learning_rate`, on a multi-label task with a yes/no head per label; `steps` and
+   `learning_rate`, on a multi-label task with a yes/no head per label (each label
+   needs training examples with it and without it: one on every example is refused,
+   LMBFF_ERR_INVALID_ARGUMENT naming it, auto's choice included); `steps` and
    `batch_size` are the prompt method's. Its schedule grows with the examples:
    2.5 steps (40 pairs) per registered example and label-anchor copy, so 32 examples take
    100 steps, up to `embedding_max_steps` (2000 by default: about 800 examples).
@@ -475,7 +477,11 @@ typedef struct {
  (the batch loss at the latest tenth step, and at the last step; in
  LMBFF_STAGE_ADAPT the mean over the ten steps up to it; NaN before the tenth) and
  the last dev metric (NaN when none). Called on the training thread; return false
- to stop the run (it then ends LMBFF_ERR_CANCELLED).
+ to stop the run (it then ends LMBFF_ERR_CANCELLED). A stage's last report may come
+ again, at most once a second, while work after its last step runs (the
+ sentence-embedding method embedding its examples and fitting its classifier, which
+ take minutes on thousands of examples): the answer is read as to any report, and a
+ display treats a report equal to the one before as no change.
  */
 typedef bool (*lmbff_progress_fn)(int32_t stage,
                                   size_t step,
@@ -593,8 +599,10 @@ lmbff_status lmbff_predictor_open(const char *export_dir,
 
 /*
  Frees a predictor (NULL is a no-op). Predictions under way on other threads are
- waited for; no call on it may start once this is called, and it is not called from
- a log callback inside a call on the same predictor (it would wait for itself).
+ waited for (a safety net: the host still orders its calls, for a call just begun may
+ not have reached the predictor yet); no call on it may start once this is called, and
+ it is not called from a log callback inside a call on the same predictor (it would
+ wait for itself).
 
  # Safety
  `p` is NULL or a predictor from lmbff_predictor_open, not yet freed, on which no call

@@ -368,6 +368,74 @@ fn a_task_freed_inside_its_own_call_goes_when_the_call_returns() {
     assert!(root.join("second/task.json").is_file());
 }
 
+/// A cancel that comes after the run saved its version (here from the log callback that
+/// hears of the save, after every progress report) still cancels the run, once: it
+/// ends CANCELLED and the version is gone, its number kept.
+#[test]
+fn a_cancel_heard_after_the_save_cancels_the_run() {
+    let _one = LOG_SINK.lock().unwrap_or_else(|e| e.into_inner());
+    static RUN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let dir = common::tempdir("cancel-after-save-abi").join("task");
+    let cdir = CString::new(dir.to_str().unwrap()).unwrap();
+    unsafe {
+        let t = abi_task(&["neg", "pos"], &["terrible", "great"], 0, (0.0, 1.0));
+        for (text, label) in [("a great ride", "pos"), ("the movie was fun", "pos"), ("a dull ride", "neg"), ("the movie was boring", "neg")] {
+            add(t, text, label);
+        }
+        assert_eq!(lmbff_task_save(t, cdir.as_ptr()), LMBFF_OK, "{}", last_error());
+        // This run's save only (another test's runs log theirs to the same sink).
+        let ours = format!("saved model version v1 in {}", dir.display());
+        lmbff::log::set_sink(Some(lmbff::log::Sink {
+            max: lmbff::log::Level::Info,
+            write: Box::new(move |_, m| {
+                let run = RUN.load(std::sync::atomic::Ordering::SeqCst);
+                if m == ours && run != 0 {
+                    assert_eq!(lmbff_run_cancel(run as *const lmbff_run), LMBFF_OK);
+                }
+            }),
+        }));
+        let mut tp = cpu_params(2);
+        tp.method = LMBFF_METHOD_PROMPT;
+        let mut run = null_mut();
+        assert_eq!(lmbff_train_start(t, &tp, None, null_mut(), &mut run), LMBFF_OK, "{}", last_error());
+        RUN.store(run as usize, std::sync::atomic::Ordering::SeqCst);
+        let status = lmbff_run_wait(run);
+        lmbff::log::set_sink(None);
+        RUN.store(0, std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(status, LMBFF_ERR_CANCELLED, "{}", last_error());
+        assert_eq!(versions(t), "");
+        assert!(dir.join("models/.v1.deleted").exists(), "the number is kept");
+        lmbff_run_free(run);
+        lmbff_task_free(t);
+    }
+}
+
+/// A task freed from a thread-local's destructor, after lmbff's own thread-locals on that
+/// thread are gone (they go first: registered after it), is freed (the free read them
+/// and panicked across the C ABI, which aborts the process; a C++ global or
+/// thread_local lmbff::Task does this at exit).
+#[test]
+fn a_task_freed_after_the_threads_locals_are_gone() {
+    struct FreeAtExit(usize);
+    impl Drop for FreeAtExit {
+        fn drop(&mut self) {
+            unsafe { lmbff_task_free(self.0 as *mut lmbff_task) };
+        }
+    }
+    thread_local! {
+        static HELD: std::cell::RefCell<Option<FreeAtExit>> = const { std::cell::RefCell::new(None) };
+    }
+    let exited = std::thread::spawn(|| unsafe {
+        HELD.with(|h| h.borrow().is_none());
+        let t = abi_task(&["bad", "good"], &["terrible", "great"], 0, (0.0, 1.0));
+        let text = CString::new("a call before the exit").unwrap();
+        assert_eq!(lmbff_task_add_unlabeled(t, text.as_ptr(), null(), null_mut()), LMBFF_OK, "{}", last_error());
+        HELD.with(|h| *h.borrow_mut() = Some(FreeAtExit(t as usize)));
+    })
+    .join();
+    assert!(exited.is_ok());
+}
+
 /// An export does not take the task: with another thread inside a call on it (a save
 /// held in its log callback), lmbff_task_export and lmbff_task_export_with_error go on
 /// (they were LMBFF_ERR_BUSY, as any call racing another), while a call that takes the
@@ -1754,11 +1822,12 @@ fn saves_and_deletes_touch_only_their_own_folders() {
 }
 
 /// A cancel that comes after the last step (while the version is evaluated or saved)
-/// still cancels: the run ends Cancelled and the version it saved is gone, its number
-/// kept by the tombstone, rather than a version the host never learns of.
+/// still cancels: the run's caller settles it with the run's end (the C ABI's run, in
+/// one atomic step) by cancel_saved, and the version it saved is gone, its number kept
+/// by the tombstone, rather than a version the host never learns of.
 #[test]
 fn a_cancel_after_the_last_step_deletes_the_saved_version() {
-    use lmbff::task::{pin_warm_start, train_when_free, versions, RunParams, TrainMethod};
+    use lmbff::task::{cancel_saved, pin_warm_start, train_when_free, versions, RunParams, TrainMethod};
     use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
     common::one_thread();
     let dir = common::tempdir("cancel-after-save").join("task");
@@ -1776,9 +1845,13 @@ fn a_cancel_after_the_last_step_deletes_the_saved_version() {
         true
     };
     let pin = pin_warm_start(&t, &p).unwrap();
-    let r = train_when_free(&t, &p, pin, &mut progress, &|| last_step.load(SeqCst));
-    assert!(matches!(r, Err(lmbff::Error::Cancelled)), "{r:?}");
+    // The cancel comes once the last step is reported: the run saves its version all the
+    // same, and its caller, seeing the cancel, takes it back.
+    let v = train_when_free(&t, &p, pin, &mut progress, &|| last_step.load(SeqCst)).unwrap();
     assert!(last_step.load(SeqCst), "the run reached its last step before the cancel");
+    assert_eq!(versions(&dir).unwrap(), ["v1"]);
+    let r = cancel_saved(&t, v);
+    assert!(matches!(r, Err(lmbff::Error::Cancelled)), "{r:?}");
     assert_eq!(versions(&dir).unwrap(), Vec::<String>::new());
     assert!(dir.join("models/.v1.deleted").exists(), "the number is kept");
     // Without a cancel the same run saves v2 (v1 stays taken).

@@ -495,9 +495,10 @@ func (r *Predictions) Close() error {
 // in flight; later calls fail with "the task is closed". A Task dropped without Close is
 // freed by the garbage collector (a finalizer; unsaved registrations are lost either way).
 type Task struct {
-	mu     sync.Mutex // held by every call on t, and by Close
-	t      *C.lmbff_task
-	Labels []string // class names, in class order
+	mu      sync.Mutex     // held by every call on t but Export, and by Close
+	exports sync.WaitGroup // Exports under way: Close waits for them
+	t       *C.lmbff_task
+	Labels  []string // class names, in class order
 }
 
 // call makes one lmbff call f on the task's handle, holding the task's lock (the C side
@@ -929,7 +930,8 @@ func (t *Task) DeleteVersion(version string) error {
 }
 
 // Export writes model version `version` to an export directory for OpenPredictor;
-// fp16 stores weight matrices as fp16.
+// fp16 stores weight matrices as fp16. It does not hold the task: other calls on it go
+// on while it exports, and Close waits for it.
 func (t *Task) Export(version, outDir string, fp16 bool) error {
 	defer runtime.KeepAlive(t) // the finalizer must not free the task during a call
 	var cs cstrings
@@ -938,19 +940,33 @@ func (t *Task) Export(version, outDir string, fp16 bool) error {
 	if cs.err != nil {
 		return cs.err
 	}
-	return t.call(func(h *C.lmbff_task) C.lmbff_status { return C.lmbff_task_export(h, v, out, C.bool(fp16)) })
+	// The export does not take the task (lmbff.h): the other calls go on meanwhile, and
+	// only Close waits for it.
+	t.mu.Lock()
+	h := t.t
+	if h != nil {
+		t.exports.Add(1)
+	}
+	t.mu.Unlock()
+	if h == nil {
+		return invalid("the task is closed")
+	}
+	defer t.exports.Done()
+	return call(func() C.lmbff_status { return C.lmbff_task_export(h, v, out, C.bool(fp16)) })
 }
 
-// Close frees the task once the call in flight, if any, has returned (unsaved
+// Close frees the task once the calls in flight, if any, have returned (unsaved
 // registrations are lost; a run already training goes on, on its snapshot); a second
 // Close does nothing.
 func (t *Task) Close() error {
 	runtime.SetFinalizer(t, nil)
 	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.t != nil {
-		C.lmbff_task_free(t.t)
-		t.t = nil
+	h := t.t
+	t.t = nil
+	t.mu.Unlock()
+	if h != nil {
+		t.exports.Wait()
+		C.lmbff_task_free(h)
 	}
 	return nil
 }

@@ -564,7 +564,31 @@ func TestTrainExportPredict(t *testing.T) {
 	wantCode(t, task.DeleteVersion("v2"), "INVALID_ARGUMENT")
 
 	out := filepath.Join(dir, "export")
-	if err := task.Export(version, out, false); err != nil {
+	// An export does not hold the task: registering goes on beside it, never BUSY.
+	exports := make(chan error, 1)
+	go func() { exports <- task.Export(version, out, false) }()
+	for i := 0; i < 20; i++ {
+		id, err := task.AddUnlabeled(fmt.Sprintf("registered beside the export %d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := task.Remove(id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := <-exports; err != nil {
+		t.Fatal(err)
+	}
+	// Close waits for an export under way (a second handle on the same folder, closed
+	// while it exports): the export ends whole, or finds the task closed if Close came
+	// first.
+	second, err := OpenTask(filepath.Join(dir, "task"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { exports <- second.Export(version, filepath.Join(dir, "export-closing"), false) }()
+	second.Close()
+	if err := <-exports; err != nil && !strings.Contains(err.Error(), "the task is closed") {
 		t.Fatal(err)
 	}
 	p, err := OpenPredictor(out, 1)

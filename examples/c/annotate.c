@@ -60,6 +60,13 @@ static const char *stage_name(int32_t stage) {
 static bool progress(int32_t stage, size_t step, size_t total, double loss, double metric, void *user_data) {
     (void)metric;
     (void)user_data;
+    /* A report equal to the one before (work after a stage's last step) is no change. */
+    static int32_t last_stage = -1;
+    static size_t last_step = 0, last_total = 0;
+    if (stage == last_stage && step == last_step && total == last_total) return true;
+    last_stage = stage;
+    last_step = step;
+    last_total = total;
     int width = 30, done = total ? (int)(width * step / total) : width;
     fprintf(stderr, "\r%s [%.*s%*s] %zu/%zu", stage_name(stage), done,
             "==============================", width - done, "", step, total);

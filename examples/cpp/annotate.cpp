@@ -41,6 +41,10 @@ static std::vector<std::string> read_lines(const std::string& path) {
 
 // Called on lmbff's training thread: it only writes to stderr.
 static bool show(const lmbff::Progress& p) {
+    // A report equal to the one before (work after a stage's last step) is no change.
+    static lmbff::Progress last{-1, 0, 0, 0, 0};
+    if (p.stage == last.stage && p.step == last.step && p.total == last.total) return true;
+    last = p;
     const char* stage = p.stage == LMBFF_STAGE_ADAPT ? "adapt" : p.stage == LMBFF_STAGE_TRAIN ? "train" : "evaluate";
     const int width = 30, done = p.total ? static_cast<int>(width * p.step / p.total) : width;
     std::fprintf(stderr, "\r%s [%s%*s] %zu/%zu", stage, std::string(done, '=').c_str(), width - done, "", p.step, p.total);

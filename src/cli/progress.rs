@@ -10,6 +10,9 @@ pub struct Bar {
     bar: ProgressBar,
     lines_every: Option<usize>,
     label: String,
+    /// The last report, whose repeat (work after a stage's last step, lmbff.h's
+    /// progress callback) prints nothing again.
+    last: Option<(Stage, usize, usize)>,
 }
 
 impl Bar {
@@ -22,11 +25,14 @@ impl Bar {
                 .progress_chars("=> "),
         );
         bar.set_prefix(label.to_string());
-        Bar { bar, lines_every: if tty { None } else { Some(0) }, label: label.to_string() }
+        Bar { bar, lines_every: if tty { None } else { Some(0) }, label: label.to_string(), last: None }
     }
 
     /// Callback for the training functions.
     pub fn update(&mut self, p: Progress) -> bool {
+        if self.last.replace((p.stage, p.step, p.total)) == Some((p.stage, p.step, p.total)) {
+            return true;
+        }
         self.bar.set_length(p.total as u64);
         self.bar.set_position(p.step as u64);
         let mut msg = String::new();

@@ -127,8 +127,10 @@ pub unsafe extern "C" fn lmbff_predictor_open(
 }
 
 /// Frees a predictor (NULL is a no-op). Predictions under way on other threads are
-/// waited for; no call on it may start once this is called, and it is not called from
-/// a log callback inside a call on the same predictor (it would wait for itself).
+/// waited for (a safety net: the host still orders its calls, for a call just begun may
+/// not have reached the predictor yet); no call on it may start once this is called, and
+/// it is not called from a log callback inside a call on the same predictor (it would
+/// wait for itself).
 ///
 /// # Safety
 /// `p` is NULL or a predictor from lmbff_predictor_open, not yet freed, on which no call

@@ -127,9 +127,18 @@ thread_local! {
     static FREE_AFTER: std::cell::RefCell<Vec<usize>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// Whether this thread is inside a call on the task at `me`.
+/// Whether this thread is inside a call on the task at `me`. (After this thread's
+/// thread-locals are gone, at its exit or the process's, it is inside none: a free from
+/// an atexit handler or a static destructor must not panic.)
 fn in_call_on(me: usize) -> bool {
-    IN_TASKS.with(|held| held.borrow().contains(&me))
+    IN_TASKS.try_with(|held| held.borrow().contains(&me)).unwrap_or(false)
+}
+
+/// Marks the task unusable after an internal error (a bug) in a call on it.
+pub(crate) unsafe fn mark_broken(raw: *mut lmbff_task) {
+    if let Some(t) = raw.as_ref() {
+        t.broken.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// The folder the task was last saved to or opened from, read without taking the task
@@ -156,11 +165,13 @@ pub(crate) unsafe fn with_task<T>(raw: *mut lmbff_task, f: impl FnOnce(&mut Task
             Error::Busy("this task is in use by another thread (a task is used by one thread at a time)")
         }
     })?;
-    IN_TASKS.with(|held| held.borrow_mut().push(me));
+    // (Without thread-locals, at this thread's exit, nothing is tracked: no callback
+    // runs inside a call made then.)
+    let tracked = IN_TASKS.try_with(|held| held.borrow_mut().push(me)).is_ok();
     let result = super::catch_quietly(|| f(&mut task));
-    IN_TASKS.with(|held| held.borrow_mut().pop());
-    *t.folder.lock() = task.dir().map(std::path::Path::to_path_buf);
-    drop(task);
+    if tracked {
+        let _ = IN_TASKS.try_with(|held| held.borrow_mut().pop());
+    }
     let out = match result {
         Ok(r) => r,
         Err(what) => {
@@ -168,12 +179,18 @@ pub(crate) unsafe fn with_task<T>(raw: *mut lmbff_task, f: impl FnOnce(&mut Task
             Err(Error::Internal(what))
         }
     };
+    *t.folder.lock() = task.dir().map(std::path::Path::to_path_buf);
+    // The last use of `t`: a free waiting on another thread may go on once it is unlocked.
+    drop(task);
     // Freed from inside this call (a log callback did): nothing holds it now.
-    let freed = FREE_AFTER.with(|later| {
-        let mut later = later.borrow_mut();
-        let at = later.iter().position(|&p| p == me)?;
-        Some(later.swap_remove(at))
-    });
+    let freed = FREE_AFTER
+        .try_with(|later| {
+            let mut later = later.borrow_mut();
+            let at = later.iter().position(|&p| p == me)?;
+            Some(later.swap_remove(at))
+        })
+        .ok()
+        .flatten();
     if freed.is_some() {
         drop(Box::from_raw(raw));
     }
@@ -305,8 +322,8 @@ pub unsafe extern "C" fn lmbff_task_free(t: *mut lmbff_task) {
         });
         return;
     }
-    // A call on another thread breaks the rule above; it is waited for rather than
-    // freed under.
+    // A call on another thread that holds the task breaks the rule above; it is waited
+    // for rather than freed under (an export, which does not hold it, is not).
     drop((*t).inner.lock());
     drop(Box::from_raw(t));
 }

@@ -42,7 +42,11 @@ pub const LMBFF_RUN_CANCELLED: i32 = 3;
 /// (the batch loss at the latest tenth step, and at the last step; in
 /// LMBFF_STAGE_ADAPT the mean over the ten steps up to it; NaN before the tenth) and
 /// the last dev metric (NaN when none). Called on the training thread; return false
-/// to stop the run (it then ends LMBFF_ERR_CANCELLED).
+/// to stop the run (it then ends LMBFF_ERR_CANCELLED). A stage's last report may come
+/// again, at most once a second, while work after its last step runs (the
+/// sentence-embedding method embedding its examples and fitting its classifier, which
+/// take minutes on thousands of examples): the answer is read as to any report, and a
+/// display treats a report equal to the one before as no change.
 pub type lmbff_progress_fn =
     Option<unsafe extern "C" fn(stage: i32, step: usize, total: usize, loss: f64, metric: f64, user_data: *mut c_void) -> bool>;
 
@@ -94,7 +98,9 @@ pub struct lmbff_train_params {
     /// binomial test, p < 0.05; a
     /// multi-label task with a head always takes the prompt). The sentence-embedding
     /// method runs SetFit's schedule (20 rounds of pairs, 16 pairs a step) at
-    /// `learning_rate`, on a multi-label task with a yes/no head per label; `steps` and
+    /// `learning_rate`, on a multi-label task with a yes/no head per label (each label
+    /// needs training examples with it and without it: one on every example is refused,
+    /// LMBFF_ERR_INVALID_ARGUMENT naming it, auto's choice included); `steps` and
     /// `batch_size` are the prompt method's. Its schedule grows with the examples:
     /// 2.5 steps (40 pairs) per registered example and label-anchor copy, so 32 examples take
     /// 100 steps, up to `embedding_max_steps` (2000 by default: about 800 examples).
@@ -431,8 +437,9 @@ unsafe fn start(task: *mut lmbff_task, params: *const lmbff_train_params, cb: Ca
             let cancelled = move || stop.load(Ordering::SeqCst) == CANCELLING;
             // The pin is dropped when the run ends, inside train_when_free.
             let result = super::catch_quietly(|| crate::task::train_when_free(&snapshot, &p, pin, &mut report, &cancelled));
-            // The outcome is decided here: a cancel that came before this (after the
-            // run's own last check) still cancels, and one after it does nothing.
+            // The outcome is decided here, once: a cancel that came before this (after
+            // the last step, while the version was evaluated or saved) still cancels,
+            // and one after it does nothing.
             let result = match result {
                 Ok(Ok(v)) if run_control.compare_exchange(GOING, DECIDED, Ordering::SeqCst, Ordering::SeqCst).is_err() => {
                     super::catch_quietly(|| crate::task::cancel_saved(&snapshot, v))
@@ -702,8 +709,16 @@ pub unsafe extern "C" fn lmbff_task_delete_version(task: *mut lmbff_task, versio
 #[no_mangle]
 pub unsafe extern "C" fn lmbff_task_export(task: *mut lmbff_task, version: *const c_char, out_dir: *const c_char, fp16: bool) -> lmbff_status {
     guard(|| {
+        if !cfg!(feature = "train") {
+            return Err(Error::NoTraining("lmbff_task_export"));
+        }
         let (v, out) = (str_arg(version, "version")?, std::path::PathBuf::from(str_arg(out_dir, "out_dir")?));
-        export_of(&super::task::folder_of(task)?, v, &out, fp16)
+        let dir = super::task::folder_of(task)?;
+        // A bug in the export leaves the task unusable, as one inside any call on it does.
+        super::catch_quietly(|| export_of(&dir, v, &out, fp16)).unwrap_or_else(|what| {
+            super::task::mark_broken(task);
+            Err(Error::Internal(what))
+        })
     })
 }
 

@@ -470,7 +470,9 @@ pub fn train(task: &Task, p: &RunParams, progress: ProgressFn) -> Result<String>
 /// [`train`] for a run that may wait behind another in this process: while it waits
 /// its turn, `cancelled` is asked every 50 ms, and a true answer ends it with
 /// [`Error::Cancelled`] before it ever starts. `_pin` is what [`pin_warm_start`] gave
-/// when the run was started (before it was queued), held until the run ends.
+/// when the run was started (before it was queued), held until the run ends. A cancel
+/// that comes after the last step (while the version is evaluated or saved) is the
+/// caller's to settle with the run's end, in one place ([`cancel_saved`]).
 pub fn train_when_free(task: &Task, p: &RunParams, _pin: WarmPin, progress: ProgressFn, cancelled: &dyn Fn() -> bool) -> Result<String> {
     let _one = loop {
         if cancelled() {
@@ -480,13 +482,7 @@ pub fn train_when_free(task: &Task, p: &RunParams, _pin: WarmPin, progress: Prog
             break turn;
         }
     };
-    let version = train_now(task, p, progress)?;
-    // A cancel that came after the last step (while the version was being evaluated or
-    // saved) still cancels.
-    match cancelled() {
-        true => cancel_saved(task, version),
-        false => Ok(version),
-    }
+    train_now(task, p, progress)
 }
 
 /// A run cancelled after it saved `version`: the version goes, rather than one the host
