@@ -82,8 +82,27 @@ fn shape_mismatch_names_the_weight() {
 #[test]
 fn bad_config_values() {
     let d = copy_fixture("bert", "cfg");
-    edit_config(&d, |v| v.as_object_mut().unwrap().remove("model_type").map(|_| ()).unwrap());
+    edit_config(&d, |v| {
+        let o = v.as_object_mut().unwrap();
+        o.remove("model_type").unwrap();
+        o.remove("architectures");
+    });
     assert!(matches!(load(&d).err().unwrap(), Error::Config(m) if m.contains("no model_type")));
+    // A config older than model_type names its class: the type is read from it.
+    edit_config(&d, |v| v["architectures"] = serde_json::json!(["BertForMaskedLM"]));
+    assert!(load(&d).is_ok(), "the type read from architectures");
+    edit_config(&d, |v| v["architectures"] = serde_json::json!(["GPT2LMHeadModel"]));
+    assert!(matches!(load(&d).err().unwrap(), Error::Config(m) if m.contains("no model_type, and no architectures naming")));
+    // Values the model cannot run with are named when the config is read (a zero
+    // layer_norm_eps gave NaN outputs; a dropout of 1.5 failed at the first step).
+    for (key, value, named) in [("layer_norm_eps", 0.0, "layer_norm_eps must be positive"), ("hidden_dropout_prob", 1.5, "hidden_dropout_prob is a dropout probability")] {
+        edit_config(&d, |v| {
+            v["model_type"] = "bert".into();
+            v[key] = value.into();
+        });
+        assert!(matches!(load(&d).err().unwrap(), Error::Config(m) if m.contains(named)), "{key}");
+        edit_config(&d, |v| v[key] = if key == "layer_norm_eps" { 1e-12.into() } else { 0.1.into() });
+    }
     edit_config(&d, |v| {
         v["model_type"] = "bert".into();
         // null where HF reads it as unset: the default.

@@ -215,6 +215,9 @@ fn label_words_are_checked_against_the_vocabulary() {
     assert_eq!((v.labels(), v.words()), (&["0".to_string(), "1".to_string()][..], &["terrible".to_string(), "great".to_string()][..]));
     let v = Verbalizer::parse_mapping(&tok, "{'0':'1',1:'great'}").unwrap();
     assert_eq!(v.words(), ["1", "great"]);
+    // A label given twice is refused (the last one was kept, silently).
+    let e = Verbalizer::parse_mapping(&tok, "{'0':'terrible','1':'great','0':'bad'}").unwrap_err();
+    assert!(e.to_string().contains("label \"0\" is listed twice"), "{e}");
     // A control token is no label word.
     let e = Verbalizer::new(&tok, &pairs(&[("0", "[MASK]"), ("1", "great")])).unwrap_err();
     assert!(e.to_string().contains("control token"), "{e}");

@@ -74,7 +74,9 @@ fn read_rows(path: &Path, need_label: bool) -> Result<(Vec<Row>, bool)> {
     if let Some(twice) = cols.iter().enumerate().find(|(i, c)| read(c) && cols[..*i].contains(c)).map(|(_, c)| c) {
         return Err(bad(at + 1, format!("column `{twice}` is named twice in header {cols:?}")));
     }
-    let find = |names: &[&str]| cols.iter().position(|c| names.contains(c));
+    // The first of the names that the header has, in the lists' order (`label` before
+    // a `score` column beside it), not the first column with any of them.
+    let find = |names: &[&str]| names.iter().find_map(|n| cols.iter().position(|c| c == n));
     let label = find(LABEL);
     if label.is_none() && need_label {
         return Err(bad_header(format!("no `label` column in header {cols:?}")));
@@ -98,7 +100,8 @@ fn read_rows(path: &Path, need_label: bool) -> Result<(Vec<Row>, bool)> {
         let f: Vec<&str> = line.split('\t').collect();
         // More fields than the header names would shift or cut a text (a tab inside a
         // sentence): refused, but for the extra annotator labels above.
-        if f.len() > cols.len() + if gold_last { MORE_ANNOTATORS } else { 0 } {
+        let extra = f.len().saturating_sub(cols.len());
+        if extra != 0 && !(gold_last && extra == MORE_ANNOTATORS) {
             return Err(bad(i + 1, format!("{} tab-separated fields where the header names {} (a tab inside a text?)", f.len(), cols.len())));
         }
         let get = |c: usize| f.get(c).map(|s| s.to_string()).ok_or_else(|| bad(i + 1, format!("expected {} tab-separated fields, found {}", cols.len(), f.len())));
@@ -237,7 +240,9 @@ pub(crate) fn read_csv_records(path: &Path) -> Result<Vec<(usize, csv::StringRec
         return Err(Error::io(path, std::io::Error::other("a folder, not a file")));
     }
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut reader = csv::ReaderBuilder::new().has_headers(false).from_reader(file);
+    // Flexible: a row of another length is named at its own line by the caller (the
+    // reader's own check named the row after the first, "the previous record has 3").
+    let mut reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(file);
     let mut out = Vec::new();
     for (i, record) in reader.records().enumerate() {
         let data = |line: usize, message: String| Error::Data { path: path.to_path_buf(), line, message };
@@ -272,6 +277,11 @@ mod tests {
         std::fs::write(&csv, "2,dull\n").unwrap();
         let e = read_examples(&csv, &labels).unwrap_err().to_string();
         assert!(e.contains("line 1") && e.contains("label \"2\" is not one of"), "{e}");
+        // A row of another length is named at its own line (the CSV reader named the
+        // row after it: "the previous record has 3").
+        std::fs::write(&csv, "0,fun, warm\n1,dull\n").unwrap();
+        let e = read_examples(&csv, &labels).unwrap_err().to_string();
+        assert!(e.contains("line 1") && e.contains("found 3 field(s)"), "{e}");
         let tsv = dir.join("train.tsv");
         std::fs::write(&tsv, "1,fun\n0,dull\n").unwrap();
         let e = read_examples(&tsv, &labels).unwrap_err().to_string();
@@ -358,6 +368,21 @@ mod tests {
         let rows = read("snli", text).unwrap();
         let got: Vec<(&str, &str)> = rows.iter().map(|r| (r.text_b.as_deref().unwrap(), r.label.as_str())).collect();
         assert_eq!(got, [("A man rests.", "entailment"), ("A cat sits.", "contradiction")]);
+        // One or five annotators, nothing between: a tab inside a sentence there shifted
+        // the texts without a word.
+        let tabbed = "index\tsentence1\tsentence2\tlabel1\tgold_label\n1\tA man\tsleeps.\tA man rests.\tneutral\tneutral\n";
+        let err = read("snli-tab", tabbed).unwrap_err().to_string();
+        assert!(err.contains("line 2") && err.contains("6 tab-separated fields where the header names 5"), "{err}");
+    }
+
+    /// A column is taken by the first of its names the header has (`label` before a
+    /// `score` beside it; `sentence` before `text`), not by its place.
+    #[test]
+    fn columns_go_by_name_order_not_place() {
+        let rows = read("scored.tsv", "sentence\tscore\tlabel\nfun\t0.93\t1\n").unwrap();
+        assert_eq!((rows[0].text_a.as_str(), rows[0].label.as_str()), ("fun", "1"));
+        let rows = read("texts.tsv", "text\tsentence\tlabel\nid-7\tfun\t1\n").unwrap();
+        assert_eq!(rows[0].text_a, "fun");
     }
 
     /// Elsewhere a row with more fields than the header is refused, naming its line (a

@@ -131,14 +131,22 @@ impl Config {
             return Err(Error::MissingFile { dir: dir.to_path_buf(), what: "model config", looked_for: "config.json".into() });
         }
         let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-        let raw: serde_json::Value =
+        let mut raw: serde_json::Value =
             serde_json::from_str(&text).map_err(|source| Error::Json { path: path.clone(), what: "a model config", source })?;
+        // Configs older than transformers' model_type key name the model class instead
+        // ("BertForMaskedLM"): the type is read from it.
+        if let (None, Some(class)) = (raw.get("model_type"), raw.get("architectures").and_then(|a| a.get(0)).and_then(|c| c.as_str())) {
+            let inferred = [("Bert", "bert"), ("Roberta", "roberta"), ("MPNet", "mpnet")].iter().find(|(prefix, _)| class.starts_with(prefix));
+            if let (Some((_, t)), Some(obj)) = (inferred, raw.as_object_mut()) {
+                obj.insert("model_type".into(), (*t).into());
+            }
+        }
         // An untied decoder is refused where the weights are read (weights::assign): it
         // is there or not whatever the config says.
         match raw.get("model_type") {
             None => {
                 return Err(Error::Config(format!(
-                    "{}: no model_type (lmbff reads \"bert\", \"roberta\" and \"mpnet\" models; HF's save_pretrained writes it)",
+                    "{}: no model_type, and no architectures naming a BERT, RoBERTa or MPNet class (lmbff reads \"bert\", \"roberta\" and \"mpnet\" models; HF's save_pretrained writes model_type)",
                     path.display()
                 )))
             }
@@ -203,6 +211,17 @@ impl Config {
         ];
         if let Some((name, v)) = positive.iter().find(|(_, v)| *v <= 0) {
             return Err(Error::Config(format!("{name} must be positive, got {v}")));
+        }
+        if !(self.layer_norm_eps > 0.0 && self.layer_norm_eps.is_finite()) {
+            return Err(Error::Config(format!("layer_norm_eps must be positive, got {}", self.layer_norm_eps)));
+        }
+        let probabilities = [
+            ("hidden_dropout_prob", Some(self.hidden_dropout_prob)),
+            ("attention_probs_dropout_prob", Some(self.attention_probs_dropout_prob)),
+            ("classifier_dropout", self.classifier_dropout),
+        ];
+        if let Some((name, Some(p))) = probabilities.iter().find(|(_, p)| p.is_some_and(|p| !(0.0..1.0).contains(&p))) {
+            return Err(Error::Config(format!("{name} is a dropout probability, from 0 to below 1, got {p}")));
         }
         if self.hidden_size % self.num_attention_heads != 0 {
             return Err(Error::Config(format!(

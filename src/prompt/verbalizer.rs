@@ -163,11 +163,12 @@ impl Verbalizer {
         // JSON as it is first (a word may hold an apostrophe: "don't"), then LM-BFF's
         // single quotes, then with its bare number keys quoted.
         let single = mapping.replace('\'', "\"");
-        let map: serde_json::Map<String, serde_json::Value> = serde_json::from_str(mapping)
+        let map: Entries = serde_json::from_str(mapping)
             .or_else(|_| serde_json::from_str(&single))
             .or_else(|e| serde_json::from_str(&quote_number_keys(&single)).map_err(|_| e))
             .map_err(|e| Error::InvalidArgument(format!("label mapping {mapping:?} is not `{{'label':'word',...}}`: {e}")))?;
         let pairs: Vec<(String, String)> = map
+            .0
             .into_iter()
             .map(|(k, v)| match v {
                 serde_json::Value::String(w) => Ok((k, w)),
@@ -253,3 +254,27 @@ fn quote_number_keys(text: &str) -> String {
     out
 }
 
+
+/// A JSON object's entries in order, a key given twice kept twice (serde_json's map kept
+/// the last, dropping a class without a word): [`Verbalizer::new`] refuses the repeat.
+struct Entries(Vec<(String, serde_json::Value)>);
+
+impl<'de> serde::Deserialize<'de> for Entries {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Entries;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object of label: word")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(self, mut m: M) -> std::result::Result<Entries, M::Error> {
+                let mut out = Vec::new();
+                while let Some(entry) = m.next_entry()? {
+                    out.push(entry);
+                }
+                Ok(Entries(out))
+            }
+        }
+        d.deserialize_map(Visit)
+    }
+}
