@@ -962,23 +962,28 @@ class Task {
     } catch (e) {
       return Promise.reject(e);
     }
-    this.#pending += 1;
     return new Promise((resolve, reject) => {
-      callWithError(c.taskExportWithError, 'export', args, (e) => {
-        this.#pending -= 1;
-        if (this.#pending === 0 && this.#freeLater) {
-          c.taskFree(this.#freeLater);
-          this.#freeLater = null;
-        }
-        if (e) reject(e);
-        else resolve();
-      }, false);
+      this.#calls.run((release) => {
+        callWithError(c.taskExportWithError, 'export', args, (e) => {
+          try {
+            if (e) reject(e);
+            else resolve();
+          } finally {
+            release();
+          }
+        }, false);
+      });
     });
   }
 
-  /** Asynchronous calls under way, and a handle close() left to free after them. */
-  #pending = 0;
-  #freeLater = null;
+  /** Asynchronous calls under way (any number at once), and a handle close() left to free after them. */
+  #calls = new Limiter(Infinity, () => {
+    if (this.#closedHandle) {
+      c.taskFree(this.#closedHandle);
+      this.#closedHandle = null;
+    }
+  });
+  #closedHandle = null;
 
   #exportArgs(version, outDir, opts) {
     const { fp16 = false } = options('export', 'options', opts, ['fp16']);
@@ -989,8 +994,8 @@ class Task {
   close() {
     if (this.handle) {
       collectable.unregister(this);
-      if (this.#pending > 0) this.#freeLater = this.handle;
-      else c.taskFree(this.handle);
+      this.#closedHandle = this.handle;
+      this.#calls.poke();
     }
     this.handle = null;
   }

@@ -135,28 +135,39 @@ fn in_call_on(me: usize) -> bool {
 }
 
 /// Marks the task unusable after an internal error (a bug) in a call on it.
+#[cfg(feature = "train")]
 pub(crate) unsafe fn mark_broken(raw: *mut lmbff_task) {
     if let Some(t) = raw.as_ref() {
         t.broken.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
-/// The folder the task was last saved to or opened from, read without taking the task
-/// (a call on it may be under way on another thread): an error if it has none.
-pub(crate) unsafe fn folder_of(raw: *mut lmbff_task) -> Result<PathBuf> {
+/// The task behind `raw`: NULL is an argument error; one that hit an internal error
+/// earlier is refused.
+unsafe fn usable<'a>(raw: *mut lmbff_task) -> Result<&'a lmbff_task> {
     let t = raw.as_ref().ok_or_else(|| Error::InvalidArgument("task is NULL".into()))?;
     if t.broken.load(std::sync::atomic::Ordering::Relaxed) {
         return Err(Error::Internal("this task is unusable after an internal error: free it and reopen it from its folder".into()));
     }
-    t.folder.lock().clone().ok_or_else(|| Error::InvalidArgument("the task has not been saved: it has no versions".into()))
+    Ok(t)
+}
+
+/// The error of a call that needs the task's folder (its versions) before it has one.
+#[cfg(feature = "train")]
+pub(crate) fn not_saved() -> Error {
+    Error::InvalidArgument("the task has not been saved: it has no versions".into())
+}
+
+/// The folder the task was last saved to or opened from, read without taking the task
+/// (a call on it may be under way on another thread): an error if it has none.
+#[cfg(feature = "train")]
+pub(crate) unsafe fn folder_of(raw: *mut lmbff_task) -> Result<PathBuf> {
+    usable(raw)?.folder.lock().clone().ok_or_else(not_saved)
 }
 
 /// Runs `f` on the task with the one-thread-at-a-time rule enforced.
 pub(crate) unsafe fn with_task<T>(raw: *mut lmbff_task, f: impl FnOnce(&mut Task) -> Result<T>) -> Result<T> {
-    let t = raw.as_ref().ok_or_else(|| Error::InvalidArgument("task is NULL".into()))?;
-    if t.broken.load(std::sync::atomic::Ordering::Relaxed) {
-        return Err(Error::Internal("this task is unusable after an internal error: free it and reopen it from its folder".into()));
-    }
+    let t = usable(raw)?;
     let me = raw as usize;
     let mut task = t.inner.try_lock().ok_or_else(|| {
         if in_call_on(me) {
@@ -179,7 +190,12 @@ pub(crate) unsafe fn with_task<T>(raw: *mut lmbff_task, f: impl FnOnce(&mut Task
             Err(Error::Internal(what))
         }
     };
-    *t.folder.lock() = task.dir().map(std::path::Path::to_path_buf);
+    // Copied only when a call moved it (a save elsewhere, a first save).
+    let mut folder = t.folder.lock();
+    if folder.as_deref() != task.dir() {
+        *folder = task.dir().map(std::path::Path::to_path_buf);
+    }
+    drop(folder);
     // The last use of `t`: a free waiting on another thread may go on once it is unlocked.
     drop(task);
     // Freed from inside this call (a log callback did): nothing holds it now.

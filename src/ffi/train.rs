@@ -709,16 +709,8 @@ pub unsafe extern "C" fn lmbff_task_delete_version(task: *mut lmbff_task, versio
 #[no_mangle]
 pub unsafe extern "C" fn lmbff_task_export(task: *mut lmbff_task, version: *const c_char, out_dir: *const c_char, fp16: bool) -> lmbff_status {
     guard(|| {
-        if !cfg!(feature = "train") {
-            return Err(Error::NoTraining("lmbff_task_export"));
-        }
         let (v, out) = (str_arg(version, "version")?, std::path::PathBuf::from(str_arg(out_dir, "out_dir")?));
-        let dir = super::task::folder_of(task)?;
-        // A bug in the export leaves the task unusable, as one inside any call on it does.
-        super::catch_quietly(|| export_of(&dir, v, &out, fp16)).unwrap_or_else(|what| {
-            super::task::mark_broken(task);
-            Err(Error::Internal(what))
-        })
+        export_of(task, v, &out, fp16)
     })
 }
 
@@ -755,7 +747,7 @@ pub extern "C" fn lmbff_set_torch_threads(threads: u32) -> lmbff_status {
 
 #[cfg(feature = "train")]
 fn task_dir(t: &crate::task::Task) -> Result<&std::path::Path> {
-    t.dir().ok_or_else(|| Error::InvalidArgument("the task has not been saved: it has no versions".into()))
+    t.dir().ok_or_else(super::task::not_saved)
 }
 
 #[cfg(feature = "train")]
@@ -769,10 +761,18 @@ fn versions_of(t: &crate::task::Task) -> Result<Vec<String>> {
 fn delete_of(t: &crate::task::Task, v: &str) -> Result<()> {
     crate::task::delete_version(task_dir(t)?, v)
 }
+/// The export of `task`'s version `v`, from the folder its last call left (the task is
+/// not taken).
 #[cfg(feature = "train")]
-fn export_of(task_dir: &std::path::Path, v: &str, out: &std::path::Path, fp16: bool) -> Result<()> {
+unsafe fn export_of(task: *mut lmbff_task, v: &str, out: &std::path::Path, fp16: bool) -> Result<()> {
+    let dir = super::task::folder_of(task)?;
     let weights = if fp16 { crate::export::WeightType::Fp16 } else { crate::export::WeightType::Fp32 };
-    crate::task::export_version(task_dir, v, out, &crate::export::ExportOptions { weights, ..Default::default() })
+    let options = crate::export::ExportOptions { weights, ..Default::default() };
+    // A bug in the export leaves the task unusable, as one inside any call on it does.
+    super::catch_quietly(|| crate::task::export_version(&dir, v, out, &options)).unwrap_or_else(|what| {
+        super::task::mark_broken(task);
+        Err(Error::Internal(what))
+    })
 }
 #[cfg(feature = "train")]
 fn set_threads(n: u32) -> Result<()> {
@@ -789,7 +789,7 @@ fn delete_of(_: &crate::task::Task, _: &str) -> Result<()> {
     Err(Error::NoTraining("lmbff_task_delete_version"))
 }
 #[cfg(not(feature = "train"))]
-fn export_of(_: &std::path::Path, _: &str, _: &std::path::Path, _: bool) -> Result<()> {
+unsafe fn export_of(_: *mut lmbff_task, _: &str, _: &std::path::Path, _: bool) -> Result<()> {
     Err(Error::NoTraining("lmbff_task_export"))
 }
 #[cfg(not(feature = "train"))]

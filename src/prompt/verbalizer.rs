@@ -254,7 +254,6 @@ fn quote_number_keys(text: &str) -> String {
     out
 }
 
-
 /// A JSON object's entries in order, a key given twice kept twice (serde_json's map kept
 /// the last, dropping a class without a word): [`Verbalizer::new`] refuses the repeat.
 struct Entries(Vec<(String, serde_json::Value)>);

@@ -574,18 +574,19 @@ pub fn contrastive_finetune(
 
 /// What both trainers share: seeds libtorch and the pair generator with `p.seed`, draws
 /// the pairs, fine-tunes the encoder on them, and returns the embeddings of the first
-/// `keep` inputs (those the classifier is fitted on) with the report.
+/// `keep` inputs (those the classifier is fitted on) with the report, and the
+/// [`heartbeat`] for the work after it.
 #[allow(clippy::too_many_arguments)]
-fn tune_and_embed(
+fn tune_and_embed<'a>(
     model: &MaskedLm,
     tok: &Tokenizer,
     reader: &Prompt,
     inputs: &[Example],
     keep: usize,
     p: &EmbedParams,
-    progress: ProgressFn,
+    progress: ProgressFn<'a>,
     pairs: impl FnOnce(&mut ChaCha8Rng) -> Vec<(usize, usize, f32)>,
-) -> Result<(Vec<Vec<f32>>, EmbedReport)> {
+) -> Result<(Vec<Vec<f32>>, EmbedReport, impl FnMut() -> Result<()> + 'a)> {
     p.check()?;
     tch::manual_seed(p.seed as i64);
     let mut pairs = pairs(&mut ChaCha8Rng::seed_from_u64(p.seed));
@@ -597,7 +598,7 @@ fn tune_and_embed(
     let mut report = contrastive_finetune(model, tok, reader, inputs, &pairs, p, &mut *progress)?;
     report.capped_from = capped.then_some(full);
     let mut beat = heartbeat(progress, &report);
-    Ok((classifier_inputs(model, tok, reader, None, &inputs[..keep], 32, &mut beat)?, report))
+    Ok((classifier_inputs(model, tok, reader, None, &inputs[..keep], 32, &mut beat)?, report, beat))
 }
 
 /// What runs after the last contrastive step (the training examples embedded, the
@@ -696,8 +697,7 @@ pub fn train_embedding(
     // embedding: the plain embeddings are not needed then.
     // (word_anchor_vectors gives them exactly when the template reads one sentence.)
     let keep = if p.word_anchor_scale > 0.0 && prompt.anchor_texts().is_some() { 0 } else { n };
-    let (mut features, mut report) = tune_and_embed(model, tok, prompt, &inputs, keep, p, &mut *progress, |rng| contrastive_pairs(&labels, p.iterations, rng))?;
-    let mut beat = heartbeat(progress, &report);
+    let (mut features, mut report, mut beat) = tune_and_embed(model, tok, prompt, &inputs, keep, p, progress, |rng| contrastive_pairs(&labels, p.iterations, rng))?;
     let word = match p.word_anchor_scale > 0.0 {
         true => word_anchor_vectors(model, tok, prompt, &p.anchor_templates)?.map(|vectors| WordAnchors { vectors, scale: p.word_anchor_scale as f32 }),
         false => None,
@@ -773,8 +773,7 @@ pub fn train_embedding_multi(
     let n = inputs.len();
     let anchors: Vec<(Vec<usize>, String)> = names.iter().enumerate().map(|(l, name)| (vec![l], name.clone())).collect();
     let (all, all_sets) = with_anchors(inputs, sets.to_vec(), &anchors, p.anchor_repeats);
-    let (features, mut report) = tune_and_embed(model, tok, reader, &all, n, p, &mut *progress, |rng| multi_label_pairs(&all_sets, p.iterations, rng))?;
-    let mut beat = heartbeat(progress, &report);
+    let (features, mut report, mut beat) = tune_and_embed(model, tok, reader, &all, n, p, progress, |rng| multi_label_pairs(&all_sets, p.iterations, rng))?;
     check_finite(&features, p)?;
     let mut head = LinearHead { weight: Vec::with_capacity(2 * labels), bias: Vec::with_capacity(2 * labels), word_anchors: None };
     for l in 0..labels {
