@@ -68,6 +68,14 @@ def main():
     tasks = [t for t in tasks if common[t]]
     if not tasks:
         raise SystemExit("no task has a seed that every --row has a run of: nothing to compare")
+    # Rows paired split by split must score the same test rows with the same metric (a
+    # folder run with --test-limit, or by an older metric, is another test set).
+    for t in tasks:
+        for s in common[t]:
+            seen = {(r.get("metric"), r.get("n_test")) for r in (load(f, m, t, s) for _, f, m in rows)}
+            if len(seen) > 1:
+                print(f"warning: {t} seed {s}: the rows score different test sets or metrics {sorted(seen, key=str)}: "
+                      "their cells and differences do not compare", file=sys.stderr)
     # Per row: (task, seed) -> (test, dev) in percent (dev None where a run has none,
     # test None where the run diverged).
     scores = {}
@@ -114,7 +122,11 @@ def main():
         for t in tasks:
             test = [scores[label][(t, s)][0] for s in common[t] if scores[label][(t, s)][0] is not None]
             diverged = len(common[t]) - len(test)
-            devs += [scores[label][(t, s)][1] for s in common[t] if scores[label][(t, s)][1] is not None]
+            # Dev as test: each task's mean, then the mean over the tasks (pooled over the
+            # splits, a task with more seeds weighed more than in the mean column).
+            task_devs = [scores[label][(t, s)][1] for s in common[t] if scores[label][(t, s)][1] is not None]
+            if task_devs:
+                devs.append(statistics.mean(task_devs))
             if not test:
                 # As the harness report: no mean, and none for the row.
                 cells.append(f"diverged ({diverged} of {diverged})")
@@ -139,7 +151,8 @@ def main():
           + (f"; left out: {', '.join(dropped)}" if dropped else "")
           + ("; the tasks have different seed counts: each task's mean is over its own" if len({len(common[t]) for t in tasks}) > 1 else "")
           + ". std: sample (n - 1); a diverged run (test null) is left out of its cell's mean and of the paired difference;"
-          + " vs first: the mean over the tasks of each task's mean difference to the first row, paired by split.")
+          + " vs first: the mean over the tasks of each task's mean difference to the first row, paired by split;"
+          + " mean dev: the mean over the tasks of each task's mean dev score.")
 
 
 if __name__ == "__main__":

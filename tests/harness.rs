@@ -877,3 +877,34 @@ fn out_folder_being_made_is_a_harness_folder() {
     let e = harness::check_out_folder(&dir).unwrap_err().to_string();
     assert!(e.contains("is not a harness folder") && e.contains("settings.json.lmbff-tmp-notes"), "{e}");
 }
+
+/// A run that fails (a seed whose train split holds one class, which the
+/// sentence-embedding method refuses) is named; the runs after it still run and are
+/// reported, and the command exits non-zero with that run's error. It stopped the grid
+/// at that run on every re-run. A folder whose first command stored no run says so.
+#[test]
+fn a_failing_run_is_named_and_the_others_go_on() {
+    let dir = common::tempdir("harness-failing");
+    let data = dir.join("k-shot");
+    kshot(&data);
+    let pos: String = POS.iter().map(|p| format!("{p}\t1\n")).collect();
+    std::fs::write(data.join("SST-2/16-1/train.tsv"), format!("sentence\tlabel\n{pos}")).unwrap();
+    let out = dir.join("out");
+    let args = ["--tasks", "SST-2", "--seeds", "1,2", "--methods", "majority,sentence-embedding", "--max-len", "24", "--embed-iterations", "1"];
+    let o = harness_on(&data, &out, &args);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(err.contains("2/4 SST-2 s1 sentence-embedding: the run failed") && err.contains("every training example is of class"), "{err}");
+    assert!(err.contains("error: ") && err.contains("the first failed run: SST-2 s1 sentence-embedding"), "{err}");
+    assert!(harness::result_path(&out, "SST-2", 2, RunMethod::SentenceEmbedding).is_file(), "the run after it ran: {err}");
+    assert!(!harness::result_path(&out, "SST-2", 1, RunMethod::SentenceEmbedding).exists());
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(report.contains("1 runs failed") && report.contains("SST-2 s1 sentence-embedding (") && report.contains("[1/2]"), "{report}");
+    // A folder claimed by a command that stopped before storing a run is named as such.
+    let fresh = dir.join("fresh");
+    let o = harness_on(&data, &fresh, &["--tasks", "SST-2", "--seeds", "1", "--methods", "sentence-embedding", "--max-len", "24", "--embed-iterations", "1"]);
+    assert!(!o.status.success());
+    let o = harness_on(&data, &fresh, &["--tasks", "SST-2", "--seeds", "1", "--methods", "sentence-embedding", "--max-len", "32", "--embed-iterations", "1"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("was claimed by an earlier command with other settings (max_len") && err.contains("which stored no run"), "{err}");
+}

@@ -216,14 +216,21 @@ pub fn run(a: HarnessArgs) -> Result<()> {
     // Runs another command on this folder is making (it holds their claim): this one
     // goes on with the others, then waits for those and reads their results.
     let mut theirs = Vec::new();
+    // Runs that failed: named as they fail, counted in the report and the exit status.
+    let mut failed: Vec<(String, Error)> = Vec::new();
+    let keep = |r: Result<harness::RunResult>, results: &mut Vec<harness::RunResult>, failed: &mut Vec<(String, Error)>, name: String| match r {
+        Ok(r) => results.push(r),
+        Err(e) => failed.push((name, e)),
+    };
     let run = |seed: u64, t: &harness::TaskSpec, m: RunMethod, done: usize| -> Result<harness::RunResult> {
         let label = format!("{}/{total} {} s{seed} {}", done + 1, t.name, m.name());
         let mut bar = Bar::new(&label);
         let r = harness::run_one(&data, t, seed, m, &settings, &a.device, &a.out, &mut |p| bar.update(p));
         bar.finish();
-        // Which run stopped, before the error itself (main prints it): the command
-        // resumes at this run.
-        let r = r.inspect_err(|_| eprintln!("{label}: the run stopped; nothing of it is stored (the command, run again, starts it again)"))?;
+        // A run that fails is named and left; the others go on (a run that fails the
+        // same way each time, as a seeded one does, stopped the whole grid at it on
+        // every re-run).
+        let r = r.inspect_err(|e| eprintln!("{label}: the run failed, and nothing of it is stored; the others go on: {e}"))?;
         let score = if r.test.is_finite() { format!("{:.1}", 100.0 * r.test) } else { "diverged (NaN)".into() };
         eprintln!("{label}: test {} {score} ({:.0} s)", r.metric, r.seconds);
         Ok(r)
@@ -260,7 +267,8 @@ pub fn run(a: HarnessArgs) -> Result<()> {
                     results.push(r);
                     continue;
                 }
-                results.push(run(seed, t, m, results.len())?);
+                let r = run(seed, t, m, results.len() + failed.len());
+                keep(r, &mut results, &mut failed, format!("{} s{seed} {}", t.name, m.name()));
             }
         }
     }
@@ -283,7 +291,10 @@ pub fn run(a: HarnessArgs) -> Result<()> {
             }
             None if out_of_time() => left += 1,
             // The other command stopped before it (killed, out of time): made here.
-            None => results.push(run(seed, t, m, results.len())?),
+            None => {
+                let r = run(seed, t, m, results.len() + failed.len());
+                keep(r, &mut results, &mut failed, format!("{} s{seed} {}", t.name, m.name()));
+            }
         }
     }
     // The grid's order (seed, task, method), whichever command made a run.
@@ -299,11 +310,15 @@ pub fn run(a: HarnessArgs) -> Result<()> {
     let sources = harness::test_source_note(&results);
     let made_there = if shared > 0 { format!(", {shared} made by another command on this folder meanwhile") } else { String::new() };
     // Always said, "0 runs not started" included: a grid script repeats until it reads that.
-    let status = if left > 0 {
+    let mut status = if left > 0 {
         format!(" {left} runs not started (--max-minutes): run the same command again to continue.")
     } else {
         " 0 runs not started.".to_string()
     };
+    if !failed.is_empty() {
+        let named: Vec<String> = failed.iter().map(|(run, e)| format!("{run} ({e})")).collect();
+        status += &format!(" {} runs failed (run again, the command tries them again): {}.", failed.len(), named.join("; "));
+    }
     let text = format!(
         "# Harness report\n\nData: {} ({} seeds: {:?}). {total} runs ({reused} reused from earlier{made_there}).{status} Settings: {}\n\n\
          This report covers this command's tasks, methods and seeds (another command on this folder writes its own: \
@@ -323,6 +338,11 @@ pub fn run(a: HarnessArgs) -> Result<()> {
     harness::write_atomic(&all, &serde_json::to_string_pretty(&results).map_err(|e| Error::Internal(format!("results do not serialise: {e}")))?)?;
     outln!("{table}\n{sub}\n{cal}\n{ens}")?;
     eprintln!("{reused} of {total} runs reused{made_there};{status} report in {}", path.display());
+    // The exit status says so, with the first failure's own error.
+    if let Some((run, e)) = failed.into_iter().next() {
+        eprintln!("the first failed run: {run}");
+        return Err(e);
+    }
     Ok(())
 }
 

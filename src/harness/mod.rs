@@ -410,6 +410,17 @@ impl Drop for OrtScorer {
 
 /// The macro-F1 of a multi-label task's yes/no pair logits against the pairs' gold
 /// classes (`labels` pairs per input, in label order).
+/// A model's test metric, and a multi-label task's macro-F1 over its labels (from the
+/// yes/no pairs, input-major). A model whose test logits went NaN or infinite diverged:
+/// both are NaN, left out of their cells' means and counted (accuracy, F1 and Matthews
+/// read a NaN row as wrong, which scored such a run 0, or -1, into the mean).
+fn model_scores(spec: &TaskSpec, logits: &[Vec<f32>], gold: &[usize], scores: &[f32]) -> (f64, Option<f64>) {
+    if logits.iter().flatten().any(|v| !v.is_finite()) {
+        return (f64::NAN, spec.multi_label.as_ref().map(|_| f64::NAN));
+    }
+    (spec.metric.score(logits, gold, scores), spec.multi_label.as_ref().map(|m| multi_label_macro(logits, gold, m.names.len())))
+}
+
 fn multi_label_macro(logits: &[Vec<f32>], gold: &[usize], labels: usize) -> f64 {
     let sets = |yes: &dyn Fn(usize) -> bool| -> Vec<Vec<usize>> {
         (0..gold.len() / labels.max(1)).map(|i| (0..labels).filter(|&l| yes(i * labels + l)).collect()).collect()
@@ -851,7 +862,17 @@ fn claim_settings(out: &Path, settings: &Settings) -> Result<()> {
     match std::fs::read_to_string(&path) {
         Ok(text) => {
             let theirs: Settings = serde_json::from_str(&text).map_err(|source| Error::Json { path: path.clone(), what: "harness settings", source })?;
-            return differ(&theirs, out);
+            // The first command writes the file before its first run: one that stopped
+            // before any run was stored claimed the folder all the same (it said "holds
+            // results" of a folder holding none).
+            return match settings_differ(&theirs, settings) {
+                Some(fields) if !holds_results(out)? => Err(Error::InvalidArgument(format!(
+                    "{} was claimed by an earlier command with other settings ({fields}), which stored no run: \
+                     remove its {SETTINGS_FILE} to use the folder with these, or use another --out folder",
+                    out.display()
+                ))),
+                _ => differ(&theirs, out),
+            };
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(Error::io(&path, e)),
@@ -873,6 +894,24 @@ fn claim_settings(out: &Path, settings: &Settings) -> Result<()> {
         }
     }
     write_atomic(&path, &serde_json::to_string_pretty(settings).map_err(|e| Error::Internal(format!("settings do not serialise: {e}")))?)
+}
+
+/// Whether a harness folder holds a stored run (a result file under `runs/`).
+fn holds_results(out: &Path) -> Result<bool> {
+    let runs = out.join("runs");
+    if !runs.is_dir() {
+        return Ok(false);
+    }
+    for task in std::fs::read_dir(&runs).map_err(|e| Error::io(&runs, e))? {
+        let dir = task.map_err(|e| Error::io(&runs, e))?.path();
+        if dir.is_dir() && std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))?.filter_map(|f| f.ok()).any(|f| {
+            let name = f.file_name().to_string_lossy().to_string();
+            name.ends_with(".json") && !name.starts_with('.')
+        }) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// The most examples the full-data ceiling holds out of train as its dev set where the
@@ -1276,14 +1315,9 @@ pub fn run_one(
             }
         }
     };
-    let test = match &outputs {
-        Some(o) => spec.metric.score(&o.test, &gold, &test_scores),
-        None => majority_test.unwrap_or(f64::NAN),
-    };
-    // Multi-label: the macro-F1 over the labels, from the yes/no pairs (input-major).
-    let macro_f1 = match (&spec.multi_label, &outputs) {
-        (Some(m), Some(o)) => Some(multi_label_macro(&o.test, &gold, m.names.len())),
-        _ => None,
+    let (test, macro_f1) = match &outputs {
+        Some(o) => model_scores(spec, &o.test, &gold, &test_scores),
+        None => (majority_test.unwrap_or(f64::NAN), None),
     };
     // Temperature scaling fitted on dev (its logits, the kept weights), judged on test
     // (classification only: a regression's probabilities are a score, not a confidence).
@@ -1384,8 +1418,16 @@ pub fn ensemble_report(out: &Path, data: &Path, tasks: &[&TaskSpec], seeds: &[u6
             test.truncate(n_test);
             let mut tables = Vec::new();
             for m in ENSEMBLE {
-                if stored(out, t.name, seed, m, settings, n_test)?.is_none() {
-                    break;
+                // A member stored by an older version (another metric, another test
+                // set) leaves its seed out, said so: it stopped the whole report, after
+                // every run of the command was done.
+                match stored(out, t.name, seed, m, settings, n_test) {
+                    Ok(Some(_)) => {}
+                    Ok(None) => break,
+                    Err(e) => {
+                        eprintln!("note: {} seed {seed} is left out of the template ensemble: {e}", t.name);
+                        break;
+                    }
                 }
                 let path = logits_path(out, t.name, seed, m);
                 // A result without its logits (made before they were stored, or its file
@@ -1719,6 +1761,22 @@ mod tests {
         assert_eq!(m, 2.0);
         assert!((s - 1.0).abs() < 1e-12);
         assert_eq!(mean_std(&[5.0]), (5.0, 0.0));
+    }
+
+    /// A classifier whose logits went NaN scores NaN (a diverged run), not 0 (its rows
+    /// all wrong), and so does a multi-label one's macro-F1; finite logits score.
+    #[test]
+    fn a_diverged_model_scores_nan() {
+        let sst2 = task("SST-2").unwrap();
+        let ok = vec![vec![0.0, 1.0], vec![2.0, 0.0]];
+        assert_eq!(model_scores(sst2, &ok, &[1, 0], &[]), (1.0, None));
+        let nan = vec![vec![f32::NAN, f32::NAN], vec![2.0, 0.0]];
+        assert!(model_scores(sst2, &nan, &[1, 0], &[]).0.is_nan());
+        let cola = task("CoLA").unwrap();
+        assert!(model_scores(cola, &[vec![f32::INFINITY, 0.0]], &[0], &[]).0.is_nan());
+        let multi = task("trec-multi").unwrap();
+        let (micro, macro_f1) = model_scores(multi, &nan, &[1, 0], &[]);
+        assert!(micro.is_nan() && macro_f1.is_some_and(f64::is_nan));
     }
 
     #[test]

@@ -243,13 +243,17 @@ pub fn fit_temperature(logits: &[Vec<f32>], gold: &[usize]) -> f64 {
 }
 
 /// Whether no temperature fits: every row right (the NLL falls as t does, down to the
-/// search's lower bound) or every row wrong (it falls as t grows). The fitted value is
-/// then the search's bound, and its probabilities say more than the dev set can tell.
+/// search's lower bound) or every row's gold class scored lowest (it falls as t grows).
+/// The fitted value is then the search's bound, and its probabilities say more than the
+/// dev set can tell. (Rows merely wrong are not enough past two classes: a gold class
+/// second of three gains from a sharper softmax too, and a temperature inside the
+/// range can fit.)
 pub fn no_temperature_fits(logits: &[Vec<f32>], gold: &[usize]) -> bool {
     same_len(logits.len(), gold.len());
     let right = logits.iter().zip(gold).filter(|(row, &g)| row.iter().enumerate().all(|(j, &v)| j == g || v < row[g])).count();
-    let wrong = logits.iter().zip(gold).filter(|(row, &g)| row.iter().any(|&v| v > row[g])).count();
-    !logits.is_empty() && (right == logits.len() || wrong == logits.len())
+    let lowest =
+        logits.iter().zip(gold).filter(|(row, &g)| row.iter().all(|&v| v >= row[g]) && row.iter().any(|&v| v > row[g])).count();
+    !logits.is_empty() && (right == logits.len() || lowest == logits.len())
 }
 
 /// Whether a fitted temperature `t` says nothing the dev set can back: no temperature
@@ -411,6 +415,12 @@ mod tests {
         assert!(fit_temperature(&separated, &[0, 1]) < 0.1);
         assert!(no_temperature_fits(&separated, &[0, 1]) && no_temperature_fits(&separated, &[1, 0]));
         assert!(!no_temperature_fits(&[vec![1.0, 1.0], vec![0.0, 2.0]], &[0, 1]), "a tie is neither right nor wrong");
+        // Three classes, every row wrong but none with its gold class lowest: the NLL
+        // is lower at 2 than at 1 or 20, and a temperature fits (it was flagged).
+        let wrong3 = [vec![2.0, 1.9, -10.0], vec![1.9, -10.0, 2.0]];
+        let t3 = fit_temperature(&wrong3, &[1, 0]);
+        assert!((1.2..10.0).contains(&t3) && !temperature_unsupported(&wrong3, &[1, 0], t3), "{t3}");
+        assert!(no_temperature_fits(&[vec![2.0, 1.9, -10.0]], &[2]), "the gold class lowest");
         assert_eq!(fit_temperature(&[vec![f32::NAN, 0.0], vec![0.0, 2.0]], &[0, 1]), 1.0);
     }
 
