@@ -188,6 +188,11 @@ fn a_second_mask_and_a_batchless_triton_config_are_refused() {
         let e = p.encode(&tok, &Example::single("fine", None)).unwrap_err().to_string();
         assert!(e.contains("holds a separator, [CLS] or padding token"), "{typed}: {e}");
     }
+    // In LM-BFF's syntax the error points at the text as written (its spaces are `_`);
+    // it named byte 0.
+    let p = prompt(&tok, "*cls**sent_0*_It_was_[SEP]*mask*.*sep+*", 40);
+    let e = p.encode(&tok, &Example::single("fine", None)).unwrap_err().to_string();
+    assert!(e.contains("at byte 14: its text"), "{e}");
     let c = case(&common::fixtures().join("bert"), "{text} It was {mask}.", 40);
     let opts = ExportOptions { triton: Some("t".into()), triton_max_batch: 0, ..Default::default() };
     let e = export(&c.model, &c.tok, &c.prompt, &Demos::None, Default::default(), &common::tempdir("triton0").join("x"), &opts).unwrap_err();
@@ -702,6 +707,9 @@ fn bad_export_dirs_and_inputs() {
     };
     assert!(err(&edit(&|v| v["label_word_ids"][0] = 5.into())).contains("label words encode to other ids"));
     assert!(err(&edit(&|v| v["format_version"] = 99.into())).contains("format version 99"));
+    // A length past i64 (it wrapped negative and passed the check).
+    let e = err(&edit(&|v| v["truncation"]["max_len"] = (1u64 << 63).into()));
+    assert!(e.contains("max_len 9223372036854775808 does not fit the model's"), "{e}");
     assert!(err(&edit(&|v| v["model"]["inputs"] = serde_json::json!(["input_ids", "attention_mask"]))).contains("model.onnx has inputs"));
     // The word-boundary rule a host renders by must be the tokenizer's.
     let e = err(&edit(&|v| v["tokenizer"]["word_boundary"] = "leading_space".into()));
@@ -845,6 +853,39 @@ fn sentence_embedding_models_export_and_predict_the_same() {
             .unwrap_err();
         assert!(e.to_string().contains("prompt model"), "{e}");
     }
+}
+
+/// A sentence-embedding model whose classes have several words, one of several tokens
+/// (the word anchors read each), exports with the words' tokens in its manifest
+/// (format 4) and serves what training computes; the predictor refused such an export.
+#[test]
+fn sentence_embedding_with_several_label_words_serves() {
+    let mut c = case(&common::fixtures().join("bert"), "*cls**sent_0*_It_was*mask*.*sep+*", 32);
+    let pairs = vec![("0".to_string(), "superb|terrible".to_string()), ("1".to_string(), "great|marvellous".to_string())];
+    c.prompt.verbalizer = Verbalizer::new(&c.tok, &pairs).unwrap();
+    assert!(!c.prompt.verbalizer.is_simple() && c.prompt.verbalizer.word_tokens(0).unwrap().len() > 1);
+    let train_ex: Vec<Example> = demo_sets(false).concat();
+    let ep = train::EmbedParams { iterations: 2, batch_size: 4, lr: 1e-3, seed: 5, ..Default::default() };
+    let (head, _) = train::train_embedding(&c.model, &c.tok, &c.prompt, &train_ex, &ep, &mut |_| true).unwrap();
+    assert!(head.word_anchors.is_some());
+    let manifest = Manifest::for_embedding(&c.prompt, head.clone(), None, serde_json::json!({"method": "sentence-embedding"}));
+    let out = checkpoint_and_export("embedding-words", &c.model, &manifest);
+    let m = ExportManifest::read(&out).unwrap();
+    assert_eq!((m.format_version, m.label_word_tokens), (4, c.prompt.verbalizer.shown_tokens()));
+    let ex = texts(12);
+    let want = train::softmax_rows(&train::embedding_logits(&c.model, &c.tok, &c.prompt, &head, &ex, 5).unwrap());
+    let p = open(&out);
+    let got: Vec<Vec<f32>> = p.predict(&ex).unwrap().into_iter().map(|p| p.probs).collect();
+    let d = max_diff(&want, &got);
+    assert!(d <= 1e-5, "max diff {d}");
+    assert_python_renders(&out, &p, &ex, "embedding, several words");
+    // An export into a folder holding its model (or into the model's own) is refused.
+    let ckpt = out.parent().unwrap().join("ckpt");
+    for into in [out.parent().unwrap(), ckpt.as_path()] {
+        let e = export_checkpoint(&ckpt, into, &ExportOptions::default()).unwrap_err().to_string();
+        assert!(e.contains("is inside the export's folder"), "{e}");
+    }
+    assert!(ckpt.join("lmbff.json").is_file());
 }
 
 /// Several words per class and multi-token words (the tiny vocabularies split "superb"

@@ -141,15 +141,21 @@ pub(crate) fn try_lock_file(path: &Path) -> Result<Option<std::fs::File>> {
 /// Writes the file `path` atomically: `bytes` go to a temporary file of this writer's
 /// own beside it, which is synced and renamed onto `path`. Two writers never rename each
 /// other's half-written file, and a power loss leaves the old file or the new one. (The
-/// folder itself is not synced: [`sync_dir`] when the rename must last too.)
+/// folder itself is not synced: [`sync_dir`] when the rename must last too.) A file
+/// written again keeps its permissions (a task.json made private stays private).
 pub(crate) fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
     let name = path.file_name().ok_or_else(|| Error::InvalidArgument(format!("{} is not a file path", path.display())))?;
     let tmp = parent_of(path).join(temp_name(&name.to_string_lossy()));
+    let mode = std::fs::metadata(path).ok().filter(|m| m.is_file()).map(|m| m.permissions().mode() & 0o7777);
     // The temporary file stays locked ([`TempLock`]) until it is renamed: the lock goes
     // when `f` closes.
     let written = std::fs::OpenOptions::new().write(true).create_new(true).open(&tmp).and_then(|mut f| {
         try_flock(&f);
+        if let Some(mode) = mode {
+            f.set_permissions(std::fs::Permissions::from_mode(mode))?;
+        }
         f.write_all(bytes)?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)
@@ -298,49 +304,68 @@ pub fn write_dir_atomic(dest: &Path, marker: &str, fill: impl FnOnce(&Path) -> R
     let (tmp, _held) = filled_temp(dest, fill)?;
     // `dest` may have changed while `fill` ran (another writer's output, or a task saved
     // there): `replace` checks what it takes out again.
-    let placed = if dest.exists() {
-        replace(&tmp, dest, marker)
-    } else {
-        match std::fs::rename(&tmp, dest) {
-            Ok(()) => Ok(()),
-            // Another writer placed something there meanwhile: replace it only as an
-            // empty folder or an earlier output (the last writer wins, whole).
-            Err(_) if dest.exists() => replace(&tmp, dest, marker),
-            Err(e) => Err(Error::io(dest, e)),
+    // (`replace` removes `tmp` itself where it fails: `tmp` may hold what it took out.)
+    if dest.exists() {
+        replace(&tmp, dest, marker)?;
+    } else if let Err(e) = std::fs::rename(&tmp, dest) {
+        if !dest.exists() {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(Error::io(dest, e));
         }
-    };
-    if let Err(e) = placed {
-        let _ = std::fs::remove_dir_all(&tmp);
-        return Err(e);
+        // Another writer placed something there meanwhile: replace it only as an empty
+        // folder or an earlier output (the last writer wins, whole).
+        replace(&tmp, dest, marker)?;
     }
-    remove_stale_temps(dest);
+    remove_stale_temps(dest, marker);
     sync_dir(parent_of(dest))
 }
 
-/// The file in each written folder that lists its entries (names, one a line): a later
-/// write replaces the folder only while it holds nothing else.
+/// The file in each written folder that lists its entries (paths inside it, `/`
+/// between folders, one a line, after the line [`NESTED`]): a later write replaces the
+/// folder only while it holds nothing else, at any depth.
 const OUTPUT_LIST: &str = ".lmbff-output";
+
+/// The first line of a list that names what folders inside hold too. A list without it
+/// (written before) names the top level only, and only the top level is checked.
+const NESTED: &str = "# nested";
+
+/// How deep a written folder's entries are listed and checked (an export's Triton model,
+/// `triton/NAME/1/model.onnx`, is four deep).
+const LIST_DEPTH: usize = 8;
+
+/// The entries of `dir`, `depth` folders deep, as paths relative to it (`a`, `a/b`).
+fn entries_under(dir: &Path, depth: usize) -> std::io::Result<Vec<String>> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir)? {
+        let e = e?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        if depth > 1 && e.file_type()?.is_dir() {
+            out.extend(entries_under(&e.path(), depth - 1)?.into_iter().map(|inner| format!("{name}/{inner}")));
+        }
+        out.push(name);
+    }
+    Ok(out)
+}
 
 /// Writes [`OUTPUT_LIST`] into the filled folder `dir`.
 fn list_output(dir: &Path) -> Result<()> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .map_err(|e| Error::io(dir, e))?
-        .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()).map_err(|e| Error::io(dir, e)))
-        .collect::<Result<_>>()?;
+    let mut names = entries_under(dir, LIST_DEPTH).map_err(|e| Error::io(dir, e))?;
     names.sort();
     let path = dir.join(OUTPUT_LIST);
-    std::fs::write(&path, names.iter().map(|n| format!("{n}\n")).collect::<String>()).map_err(|e| Error::io(&path, e))
+    let text: String = std::iter::once(NESTED).chain(names.iter().map(String::as_str)).map(|n| format!("{n}\n")).collect();
+    std::fs::write(&path, text).map_err(|e| Error::io(&path, e))
 }
 
 /// The entries of the earlier output `dir` that its write did not make (a user's notes,
-/// input files put there since), which replacing it would delete. An output written
-/// before the list was kept has none on record, and nothing is taken for foreign.
+/// input files put there since, a version added beside an export's Triton model), which
+/// replacing it would delete. An output written before the list was kept has none on
+/// record, and nothing is taken for foreign.
 fn foreign_entries(dir: &Path) -> Vec<String> {
     let Ok(list) = std::fs::read_to_string(dir.join(OUTPUT_LIST)) else { return Vec::new() };
+    let depth = if list.lines().next() == Some(NESTED) { LIST_DEPTH } else { 1 };
     let ours: std::collections::HashSet<&str> = list.lines().collect();
-    let mut foreign: Vec<String> = std::fs::read_dir(dir)
-        .map(|entries| entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
-        .unwrap_or_default();
+    // A folder that cannot be read is taken for foreign: it is not replaced unread.
+    let mut foreign = entries_under(dir, depth).unwrap_or_else(|e| vec![format!("(unreadable: {e})")]);
     foreign.retain(|n| n != OUTPUT_LIST && !ours.contains(n.as_str()));
     foreign.sort();
     foreign
@@ -482,10 +507,18 @@ pub(crate) const STALE_AFTER: std::time::Duration = std::time::Duration::from_se
 /// that writers of `dest` killed half-way left beside it: those no writer holds
 /// ([`TempLock`]), untouched for an hour. A live writer's, and any other name, are left
 /// alone.
-fn remove_stale_temps(dest: &Path) {
+fn remove_stale_temps(dest: &Path, marker: &str) {
     let Some(name) = dest.file_name().map(|n| n.to_string_lossy().to_string()) else { return };
-    let marks = [TMP_MARK, OLD_MARK, LEGACY_TMP_MARK, LEGACY_OLD_MARK];
+    let marks = [TMP_MARK, LEGACY_TMP_MARK];
     remove_stale(parent_of(dest), |file| marks.iter().find_map(|k| file.strip_prefix(&format!(".{name}{k}"))).map(str::to_string));
+    // A moved-aside folder is an earlier output or an empty folder, which the sweep may
+    // take; anything else under that name is what a write could not put back, kept.
+    let parent = parent_of(dest);
+    let old_marks = [OLD_MARK, LEGACY_OLD_MARK];
+    remove_stale(parent, |file| {
+        let rest = old_marks.iter().find_map(|k| file.strip_prefix(&format!(".{name}{k}")))?;
+        replaceable(&parent.join(file), marker).unwrap_or(false).then(|| rest.to_string())
+    });
 }
 
 /// Whose files share a folder that [`remove_stale_temps_in`] sweeps.
@@ -530,6 +563,11 @@ fn remove_stale(dir: &Path, suffix: impl Fn(&str) -> Option<String>) {
             continue;
         }
         let Ok(meta) = entry.metadata() else { continue };
+        // A folder holding a task is a user's, whatever its name (one parked under a
+        // temporary name where it could not be put back): never swept.
+        if meta.is_dir() && holds_task(&entry.path()) {
+            continue;
+        }
         let idle = meta.modified().ok().and_then(|t| t.elapsed().ok());
         if let Some(_taken) = take_stale(&entry.path(), idle, Some(STALE_AFTER)) {
             let _ = if meta.is_dir() { std::fs::remove_dir_all(entry.path()) } else { std::fs::remove_file(entry.path()) };
@@ -546,8 +584,21 @@ fn is_temp_suffix(rest: &str) -> bool {
 
 /// Puts the folder `tmp` in the place of the existing folder `dest` and removes the old
 /// one, if that is an empty folder or an earlier output holding `marker`; otherwise
-/// `dest` stays as it was and the error says so.
+/// `dest` stays as it was and the error says so. Where it fails, `tmp` (the new output)
+/// is removed; what was at `dest` never is: one that cannot be put back is kept under
+/// its moved-aside name, which the next write to `dest` puts back once `dest` is free,
+/// and the error names where it is.
 fn replace(tmp: &Path, dest: &Path, marker: &str) -> Result<()> {
+    let result = replace_kept(tmp, dest, marker);
+    if tmp.exists() && result.as_ref().is_err_and(|(_, ours)| *ours) {
+        let _ = std::fs::remove_dir_all(tmp);
+    }
+    result.map_err(|(e, _)| e)
+}
+
+/// [`replace`]'s work; an error says whether `tmp` still holds the new output (and may
+/// go) or what was taken out of `dest` (which must not).
+fn replace_kept(tmp: &Path, dest: &Path, marker: &str) -> std::result::Result<(), (Error, bool)> {
     // What was at `dest` is checked once it has been moved out, so that nothing placed
     // there since `check_dest` (a task saved into the folder while an export was being
     // written) is removed: anything but an empty folder or an earlier output goes back.
@@ -562,26 +613,47 @@ fn replace(tmp: &Path, dest: &Path, marker: &str) -> Result<()> {
             dest.display()
         ))
     };
-    if exchange(tmp, dest).map_err(|e| Error::io(dest, e))? {
+    let name = dest.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let aside = || parent_of(dest).join(format!(".{name}{OLD_MARK}{}", tmp_suffix()));
+    // What was at `dest`, now at `at`, could not be put back: the error names it.
+    let kept_at = |at: &Path, e: std::io::Error| {
+        Error::InvalidArgument(format!(
+            "{} changed while lmbff wrote its output, and what was there could not be put back ({e}): it is kept at {} \
+             (the next write to {} puts it back once that path is free)",
+            dest.display(),
+            at.display(),
+            dest.display()
+        ))
+    };
+    if exchange(tmp, dest).map_err(|e| (Error::io(dest, e), true))? {
         // `tmp` now holds the old folder.
         if !may_take_out(tmp) {
-            // Swapped back: `dest` as it was, our output in `tmp` (removed by the caller).
-            exchange(tmp, dest).map_err(|e| Error::io(dest, e))?;
-            return Err(refused());
+            // Swapped back: `dest` as it was, our output in `tmp`.
+            if let Err(e) = exchange(tmp, dest) {
+                // Parked under the moved-aside name (a temporary name is swept).
+                let parked = aside();
+                return Err(match std::fs::rename(tmp, &parked) {
+                    Ok(()) => (kept_at(&parked, e), false),
+                    Err(_) => (kept_at(tmp, e), false),
+                });
+            }
+            return Err((refused(), true));
         }
         let _ = std::fs::remove_dir_all(tmp);
         return Ok(());
     }
-    let name = dest.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-    let old = parent_of(dest).join(format!(".{name}{OLD_MARK}{}", tmp_suffix()));
-    std::fs::rename(dest, &old).map_err(|e| Error::io(dest, e))?;
+    let old = aside();
+    std::fs::rename(dest, &old).map_err(|e| (Error::io(dest, e), true))?;
     if !may_take_out(&old) {
-        std::fs::rename(&old, dest).map_err(|e| Error::io(dest, e))?;
-        return Err(refused());
+        return match std::fs::rename(&old, dest) {
+            Ok(()) => Err((refused(), true)),
+            Err(e) => Err((kept_at(&old, e), true)),
+        };
     }
     if let Err(e) = std::fs::rename(tmp, dest) {
+        // An earlier output or an empty folder: put back where it can be.
         let _ = std::fs::rename(&old, dest);
-        return Err(Error::io(dest, e));
+        return Err((Error::io(dest, e), true));
     }
     let _ = std::fs::remove_dir_all(&old);
     Ok(())
@@ -653,6 +725,21 @@ mod tests {
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).unwrap();
         d
+    }
+
+    /// A file written again keeps its permissions (a private task.json became 0644 on
+    /// the next save); a new one gets the process's default.
+    #[test]
+    fn a_file_written_again_keeps_its_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = scratch("mode");
+        let file = root.join("task.json");
+        write_file_atomic(&file, b"one").unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        write_file_atomic(&file, b"two").unwrap();
+        let meta = std::fs::metadata(&file).unwrap();
+        assert_eq!((meta.permissions().mode() & 0o777, std::fs::read(&file).unwrap()), (0o600, b"two".to_vec()));
+        std::fs::remove_dir_all(&root).unwrap();
     }
 
     /// A folder that appears at the destination while the output is being written (a

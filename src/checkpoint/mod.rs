@@ -206,7 +206,7 @@ impl Manifest {
             c.check(rows).map_err(|e| Error::InvalidArgument(format!("the model was not saved: {e} (training diverged: lower the learning rate)")))?;
         }
         let m = Manifest { format_version: self.needed_version(), ..self.clone() };
-        let text = serde_json::to_string_pretty(&m).expect("a manifest serialises");
+        let text = serde_json::to_string_pretty(&m).map_err(|e| Error::InvalidArgument(format!("the model's manifest cannot be written: {e}")))?;
         std::fs::write(&path, text).map_err(|e| Error::io(&path, e))
     }
 }
@@ -499,6 +499,34 @@ mod tests {
         std::fs::remove_dir_all(&root).unwrap();
     }
 
+    /// The sweep after a write takes a stale moved-aside earlier output, and keeps a
+    /// user's folder under that name (one a write could not put back) or a folder
+    /// holding a task under a temporary name: they went after an hour.
+    #[test]
+    fn a_parked_folder_of_a_user_is_not_swept() {
+        let root = std::env::temp_dir().join(format!("lmbff-parked-{}", tmp_suffix()));
+        std::fs::create_dir_all(&root).unwrap();
+        let write = || write_dir_atomic(&root.join("model"), "a", |d| std::fs::write(d.join("a"), "new").map_err(|e| Error::io(d, e)));
+        // (The folder is there: a moved-aside one is put back only where it is not.)
+        write().unwrap();
+        let hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(2 * 3600);
+        let make = |name: &str, file: &str| {
+            let d = root.join(name);
+            std::fs::create_dir(&d).unwrap();
+            std::fs::write(d.join(file), "x").unwrap();
+            std::fs::File::open(&d).unwrap().set_modified(hours_ago).unwrap();
+            d
+        };
+        let earlier = make(".model.lmbff-old-999999999-1", "a");
+        let users = make(".model.lmbff-old-999999999-2", "NOTES.md");
+        let task = make(".model.lmbff-tmp-999999999-3", crate::task::TASK_FILE);
+        let half = make(".model.lmbff-tmp-999999999-4", "half-written");
+        write().unwrap();
+        assert!(!earlier.exists() && !half.exists(), "an earlier output and a killed writer's folder go");
+        assert!(users.join("NOTES.md").is_file() && task.join(crate::task::TASK_FILE).is_file(), "a user's folders stay");
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
     /// A writer holds its temporary folder while it fills it: a sweep meanwhile (another
     /// command in the same folder), with the folder two hours idle by its clock, leaves it.
     #[test]
@@ -536,6 +564,26 @@ mod tests {
         assert!(err.contains("also holds what lmbff did not write there (NOTES.md, train.tsv)"), "{err}");
         assert_eq!(std::fs::read_to_string(dest.join("NOTES.md")).unwrap(), "mine");
         assert_eq!(std::fs::read_to_string(dest.join("a")).unwrap(), "two");
+        // Inside the output's own folders too (a version added beside an export's
+        // Triton model, `triton/NAME/2/`, went with the folder); an output listed before
+        // lists were nested is checked at its top level, as it was.
+        let nested = root.join("export");
+        let write = |text: &str| {
+            write_dir_atomic(&nested, "a", |d| {
+                std::fs::create_dir_all(d.join("triton/m/1")).map_err(|e| Error::io(d, e))?;
+                std::fs::write(d.join("triton/m/1/model.onnx"), text).map_err(|e| Error::io(d, e))?;
+                std::fs::write(d.join("a"), text).map_err(|e| Error::io(d, e))
+            })
+        };
+        write("one").unwrap();
+        write("two").unwrap();
+        std::fs::create_dir_all(nested.join("triton/m/2")).unwrap();
+        let err = write("three").unwrap_err().to_string();
+        assert!(err.contains("did not write there (triton/m/2)"), "{err}");
+        assert!(nested.join("triton/m/2").is_dir());
+        std::fs::write(nested.join(".lmbff-output"), "a\ntriton\n").unwrap();
+        write("four").unwrap();
+        assert!(!nested.join("triton/m/2").exists(), "a top-level list: the folder is ours whole");
         // A file where a folder goes, named before any work.
         std::fs::write(root.join("file"), "keep").unwrap();
         let err = check_dest(&root.join("file/inside/out"), "a").unwrap_err().to_string();

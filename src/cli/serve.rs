@@ -60,6 +60,7 @@ pub fn export_cmd(mut a: ExportArgs) -> Result<()> {
         eprintln!("note: export runs on the CPU; --device {} is not used", a.task.device);
     }
     a.task.device = "cpu".into();
+    crate::export::source_outside(&a.model, &a.out)?;
     let trained = crate::checkpoint::Manifest::read(&a.model).ok();
     let embedding = trained.as_ref().filter(|m| m.method == crate::checkpoint::METHOD_EMBEDDING);
     if let Some(m) = embedding {
@@ -142,8 +143,9 @@ const CHUNK: usize = 1024;
 /// separates text_a from text_b only when the export reads `pairs`; otherwise a line is
 /// one text.
 enum Inputs {
-    /// A TSV with a header, read whole (its label column, if any, gives an accuracy).
-    Rows(std::vec::IntoIter<Example>),
+    /// A TSV with a header or an LM-BFF CSV, read whole (its label column, if any, gives
+    /// an accuracy), with each row's file line (blank lines and the header are no rows).
+    Rows(std::vec::IntoIter<Example>, Vec<usize>),
     /// A text file, read as the chunks need it.
     File(std::io::Lines<std::io::BufReader<std::fs::File>>),
     /// Stdin, read by a thread: a chunk is what has arrived (at least one line), so a
@@ -175,15 +177,17 @@ impl Inputs {
             let (rows, labelled) = read_tsv_inputs(&path)?;
             let gold = labelled.then(|| rows.iter().map(|r| r.label.clone()).collect());
             let n = rows.len();
+            let lines = rows.iter().map(|r| r.line).collect();
             let rows: Vec<Example> = rows.into_iter().map(|r| Example { text_a: r.text_a, text_b: r.text_b, label: None }).collect();
-            return Ok((Inputs::Rows(rows.into_iter()), Some(n), gold));
+            return Ok((Inputs::Rows(rows.into_iter(), lines), Some(n), gold));
         }
         if crate::data::is_csv(&path) {
             // LM-BFF's `label,sentence` layout, read as train and eval read it.
-            let (rows, gold): (Vec<Example>, Vec<String>) =
-                crate::data::read_csv_rows(&path)?.into_iter().map(|r| (Example::single(r.text_a, None), r.label)).unzip();
+            let read = crate::data::read_csv_rows(&path)?;
+            let lines = read.iter().map(|r| r.line).collect();
+            let (rows, gold): (Vec<Example>, Vec<String>) = read.into_iter().map(|r| (Example::single(r.text_a, None), r.label)).unzip();
             let n = rows.len();
-            return Ok((Inputs::Rows(rows.into_iter()), Some(n), Some(gold)));
+            return Ok((Inputs::Rows(rows.into_iter(), lines), Some(n), Some(gold)));
         }
         let lines = count_lines(&path)?;
         let f = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
@@ -233,7 +237,7 @@ impl Inputs {
             Ok(())
         };
         match self {
-            Inputs::Rows(rows) => return Ok(rows.by_ref().take(CHUNK).collect()),
+            Inputs::Rows(rows, _) => return Ok(rows.by_ref().take(CHUNK).collect()),
             Inputs::File(lines) => {
                 for line in lines.by_ref().take(CHUNK) {
                     push(line, read)?;
@@ -284,7 +288,7 @@ pub fn predict_cmd(a: PredictArgs) -> Result<()> {
     let (mut inputs, total, gold) = Inputs::open(&a.input)?;
     // A labelled file's columns against the export's template, named as eval names them
     // (the predictor would name the first input, counted from 0).
-    if let Inputs::Rows(rows) = &inputs {
+    if let Inputs::Rows(rows, _) = &inputs {
         let rows = rows.as_slice();
         if !p.reads_pairs() && rows.iter().any(|e| e.text_b.is_some()) {
             return Err(Error::InvalidArgument(format!(
@@ -330,6 +334,10 @@ pub fn predict_cmd(a: PredictArgs) -> Result<()> {
             let probs: serde_json::Map<String, serde_json::Value> =
                 labels.iter().zip(&pr.probs).map(|(l, v)| (l.clone(), serde_json::json!(v))).collect();
             let mut line = serde_json::json!({"index": i, "label": labels[pr.label], "probs": probs, "margin": pr.margin, "entropy": pr.entropy});
+            // A table's rows skip blank lines and the header: its line in the file too.
+            if let Inputs::Rows(_, lines) = &inputs {
+                line["line"] = serde_json::json!(lines[i]);
+            }
             if let Some(s) = pr.score {
                 line["score"] = serde_json::json!(s);
             }

@@ -28,7 +28,7 @@ mod proto;
 #[cfg(feature = "train")]
 mod write;
 #[cfg(feature = "train")]
-pub use write::{export, export_checkpoint, export_embedding, stored_weight_bytes, ExportOptions};
+pub use write::{export, export_checkpoint, export_embedding, source_outside, stored_weight_bytes, ExportOptions};
 
 /// Opset of the graphs written (LayerNormalization is a standard op from 17).
 pub const OPSET: i64 = 17;

@@ -203,12 +203,35 @@ pub fn export_embedding(
     let reading = if multi.is_some() { prompt.input_reader() } else { prompt.plain() };
     let mut manifest = manifest_for(model, tok, &reading, METHOD_EMBEDDING, notes, opts)?;
     manifest.format_version = 3;
+    // Several or multi-token words (the word anchors read each): recorded as a prompt
+    // export records them, so the predictor finds the words it was trained with (it
+    // refused such an export, finding none in the manifest).
+    manifest.label_word_tokens = reading.verbalizer.shown_tokens();
+    if manifest.label_word_tokens.is_some() {
+        manifest.format_version = 4;
+    }
     if let Some(names) = &opts.multi_label {
         manifest.task = "multi-label".into();
         manifest.multi_label = Some(MultiLabelSpec { labels: names.clone(), threshold: MULTI_LABEL_THRESHOLD });
         manifest.format_version = 7;
     }
     write_export(model, manifest, out, opts, None, |g| encoder::build_embedding(model, head, multi, opts.temperature, g))
+}
+
+/// Refuses an export whose folder holds its model (`--model out/ckpt --out out`): the
+/// export replaces its folder whole, and an earlier export's folder written before the
+/// exports listed their files would go with the model in it.
+pub fn source_outside(model: &Path, out: &Path) -> Result<()> {
+    let resolved = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| crate::absolute(p));
+    let (model_at, out_at) = (resolved(model), resolved(out));
+    if model_at.starts_with(&out_at) {
+        return Err(Error::InvalidArgument(format!(
+            "the model {} is inside the export's folder {}, which an export replaces whole: export to another folder",
+            model.display(),
+            out.display()
+        )));
+    }
+    Ok(())
 }
 
 /// The manifest of an export of `model` whose inputs `prompt` renders (everything but
@@ -236,7 +259,7 @@ fn manifest_for(
         }
     }
     let c = &model.config;
-    if prompt.truncation.max_len as i64 > c.max_input_len() {
+    if i64::try_from(prompt.truncation.max_len).map_or(true, |m| m > c.max_input_len()) {
         return Err(Error::InvalidArgument(format!(
             "max_len {} is longer than the model's {} positions",
             prompt.truncation.max_len,
@@ -361,6 +384,7 @@ fn write_export(
 /// with the prompt it was trained with, by its method; its manifest notes go into the
 /// export's.
 pub fn export_checkpoint(dir: &Path, out: &Path, opts: &ExportOptions) -> Result<ExportManifest> {
+    source_outside(dir, out)?;
     let m = crate::checkpoint::Manifest::read(dir)?;
     let tok = Tokenizer::from_dir(dir)?;
     let prompt = m.prompt(&tok, dir)?;

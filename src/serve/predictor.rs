@@ -442,7 +442,8 @@ impl Predictor {
         }
         let template = if embedding { manifest.template.plain_template() } else { manifest.template.template() }.map_err(|e| mismatch(dir, &e.to_string()))?;
         let prompt = Prompt::new(template, verbalizer, manifest.truncation).map_err(|e| mismatch(dir, &e.to_string()))?;
-        if manifest.truncation.max_len as i64 > manifest.model.max_positions || manifest.model.max_positions < 4 {
+        // (A length past i64 counts as too long: cast, it wrapped negative and passed.)
+        if i64::try_from(manifest.truncation.max_len).map_or(true, |m| m > manifest.model.max_positions) || manifest.model.max_positions < 4 {
             return Err(mismatch(
                 dir,
                 &format!("max_len {} does not fit the model's {} positions", manifest.truncation.max_len, manifest.model.max_positions),

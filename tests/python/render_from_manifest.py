@@ -132,8 +132,19 @@ def render_one(manifest, tok, example, demos=()):
 
 def render(manifest, tok, examples):
     """Returns {"input_ids": [...], "token_type_ids": [...]} for a list of examples: per
-    example, one rendering per demonstration set (one when there are none)."""
-    sets = (manifest.get("demonstrations") or {}).get("sets") or [[]]
+    example, one rendering per demonstration set (one when there are none). An export
+    with similarity-filtered demonstrations, or a multi-label prompt export, raises
+    ValueError (not rendered another way)."""
+    demos = manifest.get("demonstrations") or {}
+    # What this renderer does not do is refused, not rendered another way: filtered
+    # demonstrations are chosen per input by the export's own sentence encoder, and a
+    # multi-label prompt export reads each input once per label name.
+    if demos.get("filter"):
+        raise ValueError("similarity-filtered demonstrations are chosen per input by the export's sentence encoder "
+                         "(demo-encoder.onnx), which this renderer does not run")
+    if manifest.get("task") == "multi-label" and manifest.get("method") == "prompt":
+        raise ValueError("a multi-label prompt export reads each input once per label name; this renderer does not")
+    sets = demos.get("sets") or [[]]
     out = {"input_ids": [], "token_type_ids": []}
     for ex in examples:
         renderings = [render_one(manifest, tok, ex, demos) for demos in sets]
