@@ -702,10 +702,18 @@ func (t *Task) NumDev() int {
 // of unlabeled texts.
 func (t *Task) Counts() (examples []int, unlabeled int, err error) {
 	defer runtime.KeepAlive(t) // the finalizer must not free the task during a call
-	examples = make([]int, len(t.Labels))
+	// One snapshot: the lock is held across the labels (a registration by another
+	// goroutine between two of them mixed two states), and their number is the task's
+	// own, not Labels', which a caller may change.
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.t == nil {
+		return nil, 0, invalid("the task is closed")
+	}
+	examples = make([]int, int(C.lmbff_task_num_labels(t.t)))
 	for i := range examples {
 		var n, free C.size_t
-		if err := t.call(func(h *C.lmbff_task) C.lmbff_status { return C.lmbff_task_counts(h, C.size_t(i), &n, &free) }); err != nil {
+		if err := call(func() C.lmbff_status { return C.lmbff_task_counts(t.t, C.size_t(i), &n, &free) }); err != nil {
 			return nil, 0, err
 		}
 		examples[i], unlabeled = int(n), int(free)

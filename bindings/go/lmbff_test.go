@@ -194,6 +194,11 @@ func TestTaskEditing(t *testing.T) {
 		t.Fatal(err)
 	}
 	counts([]int{2, 1}, 1)
+	// The task's own classes are counted, whatever a caller does to Labels.
+	saved := task.Labels
+	task.Labels = task.Labels[:1]
+	counts([]int{2, 1}, 1)
+	task.Labels = saved
 	if err := task.Remove(a); err != nil {
 		t.Fatal(err)
 	}

@@ -115,7 +115,7 @@ if (c.abiVersion() !== ABI_VERSION) {
 // A worker thread that ends runs no finaliser: what its program dropped unclosed is
 // freed when it exits (its 'exit' event), or a dropped predictor's model would stay
 // in the process's memory for good.
-const unclosed = new Set(); // [free, handle] of every handle not yet closed or collected
+const unclosed = new Set(); // [free, handle, WeakRef(owner)] of every handle not yet closed or collected
 const collected = new FinalizationRegistry((entry) => {
   unclosed.delete(entry);
   entry[0](entry[1]);
@@ -123,6 +123,7 @@ const collected = new FinalizationRegistry((entry) => {
 const entries = new WeakMap(); // owner -> its entry
 const collectable = {
   register(owner, entry) {
+    entry[2] = new WeakRef(owner);
     unclosed.add(entry);
     entries.set(owner, entry);
     collected.register(owner, entry, owner);
@@ -135,8 +136,15 @@ const collectable = {
 };
 if (!isMainThread) {
   process.on('exit', () => {
-    // Each is freed on its own (predictions hold nothing of their predictor).
-    for (const entry of unclosed) entry[0](entry[1]);
+    // Each is freed on its own (predictions hold nothing of their predictor), through
+    // its owner where the program still holds it: the owner reads as closed after, so a
+    // close() in a later 'exit' listener is a no-op and a call is refused (they freed
+    // the handle a second time, or used it freed).
+    for (const entry of [...unclosed]) {
+      const owner = entry[2].deref();
+      if (owner) owner.close();
+      else entry[0](entry[1]);
+    }
     unclosed.clear();
   });
 }
@@ -408,7 +416,8 @@ class Predictor {
     });
     this.state = state;
     collectable.register(this, [c.predictorFree, this.handle]);
-    this.labels = Array.from({ length: Number(c.numLabels(this.handle)) }, (_, i) => c.label(this.handle, i));
+    /** Class names, in class order (frozen: predictions name their classes by it). */
+    this.labels = Object.freeze(Array.from({ length: Number(c.numLabels(this.handle)) }, (_, i) => c.label(this.handle, i)));
     /** A multi-label export: probs are each label's own probability; `labels` of a prediction lists those that apply. */
     this.multiLabel = c.multiLabel(this.handle);
     /** The export reads [textA, textB] pairs (a two-sentence template). */
@@ -437,7 +446,7 @@ class Predictor {
     }
   }
 
-  /** Predicts texts (or [textA, textB] pairs): [{label, labels, probs, margin, entropy}]. */
+  /** Predicts texts (or [textA, textB] pairs): [{label, labels, probs, margin, entropy}] (with `score` for a regression export). */
   predict(inputs) {
     return readAll(this.predictBatch(inputs));
   }
@@ -611,8 +620,9 @@ class Predictions {
   }
 
   /**
-   * The prediction of input i: {label, labels, probs, margin, entropy}; labels are those
-   * that apply (the predicted class; for a multi-label export each label at 0.5 or more).
+   * The prediction of input i: {label, labels, probs, margin, entropy}, and a regression
+   * export's score; labels are those that apply (the predicted class; for a multi-label
+   * export each label at 0.5 or more).
    */
   get(i) {
     if (!this.handle) throw invalid('read prediction', 'the predictions are closed');
@@ -626,7 +636,10 @@ class Predictions {
       check(c.applies(this.handle, i, l, yes), 'read labels');
       return yes[0];
     });
-    return { label: this.predictor.labels[label[0]], labels, probs, margin: margin[0], entropy: entropy[0] };
+    const out = { label: this.predictor.labels[label[0]], labels, probs, margin: margin[0], entropy: entropy[0] };
+    // (predict() and predictAsync() read results through here: they lost the score.)
+    if (this.predictor.regression) out.score = this.score(i);
+    return out;
   }
 
   /** The regression score of input i (regression exports; INVALID_ARGUMENT for a classifier). */
@@ -705,8 +718,8 @@ class Task {
   constructor(handle) {
     this.handle = handle;
     collectable.register(this, [c.taskFree, handle]);
-    /** Class names, in class order. */
-    this.labels = Array.from({ length: Number(c.taskNumLabels(handle)) }, (_, i) => c.taskLabel(handle, i));
+    /** Class names, in class order (frozen). */
+    this.labels = Object.freeze(Array.from({ length: Number(c.taskNumLabels(handle)) }, (_, i) => c.taskLabel(handle, i)));
   }
 
   /**
@@ -879,9 +892,19 @@ class Task {
           // than poll it forever.
           const err = new LmbffError(polled, 'poll the training run');
           c.runCancel(run);
-          c.runWait(run);
-          release();
-          return reject(err);
+          // Waited for on libuv's pool: a run still loading or saving a model would hold
+          // the event loop that long.
+          const done = () => {
+            release();
+            reject(err);
+          };
+          try {
+            c.runWait.async(run, done);
+          } catch (e) {
+            c.runWait(run);
+            done();
+          }
+          return undefined;
         }
         // What onProgress throws, or an async onProgress rejects with, cancels the run
         // while it goes; a run that has ended can no longer be cancelled: its result

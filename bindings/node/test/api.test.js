@@ -69,6 +69,12 @@ test('a regression export predicts pairs with scores', () => {
     assert.ok(Math.abs(r.score(i) - (1 + 4 * r.get(i).probs[1])) < 1e-4);
   }
   assert.throws(() => r.score(2), isInvalid);
+  // predict() and get() give the score too (predict() lost it), and the label list is
+  // frozen (predictions name their classes by it).
+  const all = p.predict([['The film was fun.', 'I laughed a lot.']]);
+  assert.strictEqual(all[0].score, r.score(0));
+  assert.strictEqual(r.get(0).score, r.score(0));
+  assert.throws(() => p.labels.reverse(), TypeError);
   r.close();
   // Pairs and single texts in one batch are refused (a single text used to get an empty
   // second sentence).

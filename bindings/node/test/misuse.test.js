@@ -275,6 +275,31 @@ test('a logger set on the main thread gets the messages of lmbff calls in worker
   }
 });
 
+test("handles a worker's exit frees read as closed to the program's own exit listeners", () => {
+  // The binding frees what is unclosed at a worker's exit, in its listener, which runs
+  // before the program's: a close() there freed each handle a second time.
+  const out = path.join(work, 'worker-export');
+  const script = `
+    const { Worker } = require('worker_threads');
+    const code = \`
+      const lmbff = require(${JSON.stringify(path.join(__dirname, '..'))});
+      const p = new lmbff.Predictor(${JSON.stringify(out)}, { threads: 1 });
+      const r = p.predictBatch(['A great ride.']);
+      const t = lmbff.Task.create({ modelDir: process.env.LMBFF_DEFAULT_MODEL, labels: ['neg', 'pos'], labelWords: ['terrible', 'great'] });
+      process.on('exit', () => {
+        p.close(); r.close(); t.close();
+        try { p.predict(['x']); } catch (e) { console.log('predict:', e.code); }
+        try { t.versions(); } catch (e) { console.log('task:', e.code); }
+      });
+      process.exit(0);\`;
+    const w = new Worker(code, { eval: true });
+    w.on('exit', (c) => console.log('worker exit', c));`;
+  const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 120000 });
+  assert.strictEqual(r.signal, null, `signal ${r.signal}\n${r.stderr}`);
+  assert.strictEqual(r.status, 0, `status ${r.status}\n${r.stderr}`);
+  assert.match(r.stdout, /predict: INVALID_ARGUMENT\ntask: INVALID_ARGUMENT\nworker exit 0/);
+});
+
 test('a worker that exits with Predictor.open and predictAsync started exits cleanly', () => {
   // The export of the test above. On libuv's pool, a call still running when its worker
   // exited aborted the process (koffi, at the worker's clean-up): in a worker,
