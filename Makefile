@@ -28,9 +28,9 @@ ENV := source scripts/env.sh &&
 
 .PHONY: all serve install install-serve uninstall
 all:
-	$(ENV) cargo build --release --lib
+	$(ENV) cargo build --release --locked --lib
 serve:
-	$(ENV) cargo build --release --lib --no-default-features --target-dir target/serve
+	$(ENV) cargo build --release --locked --lib --no-default-features --target-dir target/serve
 
 install:
 	$(MAKE) --no-print-directory install-files BUILT=target/release BUILD=make

@@ -37,8 +37,9 @@ pub enum Error {
     // ---- tokenizer and prompts ---------------------------------------------
     #[error("tokenizer: {0}")]
     Tokenizer(String),
-    #[error("template {template:?}, at byte {at}: {message}")]
-    Template { template: String, at: usize, message: String },
+    /// `at`: the byte the error is at, where it is at one place (not for a part missing).
+    #[error("template {template:?}{}: {message}", at.map_or(String::new(), |b| format!(", at byte {b}")))]
+    Template { template: String, at: Option<usize>, message: String },
     #[error("label word {word:?} for label {label:?}: {message}")]
     LabelWord { label: String, word: String, message: String },
     #[error("input does not fit: {0}")]

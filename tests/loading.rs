@@ -254,6 +254,29 @@ fn corrupt_weights() {
     assert!(made.success());
     let e = load(&bin).err().unwrap().to_string();
     assert!(e.contains("it holds a Python OrderedDict") && e.contains("s.save_file(") && !e.contains("frame #"), "{e}");
+    // transformers' sharded .bin layout is named with its conversion (it was "no weights").
+    std::fs::rename(&file, bin.join("pytorch_model-00001-of-00001.bin")).unwrap();
+    std::fs::write(bin.join("pytorch_model.bin.index.json"), r#"{"weight_map": {}}"#).unwrap();
+    let e = load(&bin).err().unwrap().to_string();
+    assert!(e.contains("sharded pytorch_model-*.bin files") && e.contains("safe_serialization=True"), "{e}");
+}
+
+/// The decoder bias stored under both of its names loads when the two agree, and is
+/// named when they do not (one of them was taken).
+#[test]
+fn decoder_bias_under_both_names() {
+    let d = copy_fixture("bert", "bias-twice");
+    let file = d.join("model.safetensors");
+    let mut t: Vec<(String, Tensor)> = Tensor::read_safetensors(&file).unwrap();
+    let bias = t.iter().find(|(n, _)| n == "cls.predictions.bias").expect("the fixture has a head").1.copy();
+    t.push(("cls.predictions.decoder.bias".into(), bias.copy()));
+    Tensor::write_safetensors(&t, &file).unwrap();
+    load(&d).unwrap();
+    t.pop();
+    t.push(("cls.predictions.decoder.bias".into(), bias + 1.0));
+    Tensor::write_safetensors(&t, &file).unwrap();
+    let e = load(&d).err().unwrap().to_string();
+    assert!(e.contains("are both the model's `cls.predictions.bias`, with different values"), "{e}");
 }
 
 #[test]

@@ -193,6 +193,9 @@ fn label_words_are_checked_against_the_vocabulary() {
         let e = Verbalizer::new(&tok, &pairs(&[("0", empty), ("1", "great")])).unwrap_err();
         assert!(e.to_string().contains("a label word is empty"), "{e}");
     }
+    // A word the normalizer drops whole (a zero-width space) was "not in the vocabulary".
+    let e = Verbalizer::new(&tok, &pairs(&[("0", "\u{200b}"), ("1", "great")])).unwrap_err();
+    assert!(e.to_string().contains("encodes to no token at all"), "{e}");
     let e = Verbalizer::new(&tok, &pairs(&[("0", "very bad"), ("1", "great")])).unwrap_err();
     assert!(e.to_string().contains("no spaces"), "{e}");
     assert!(Verbalizer::new(&tok, &pairs(&[("0", "great")])).is_err());

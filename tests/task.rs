@@ -60,6 +60,12 @@ fn register_relabel_remove_and_round_trip() {
     assert!(Task::new(shared).unwrap_err().to_string().contains("also a word of label"));
     let no_mask = TaskSpec { template: "{text} It was.".into(), ..spec(&model) };
     assert!(Task::new(no_mask).unwrap_err().to_string().contains("no mask"));
+    // A model folder whose path is not UTF-8 is named: task.json records it as text (a
+    // save failed as an internal error; a training run's model, after the training).
+    use std::os::unix::ffi::OsStrExt;
+    let latin1 = model.parent().unwrap().join(std::ffi::OsStr::from_bytes(b"caf\xe9"));
+    let e = Task::new(spec(&latin1)).unwrap_err();
+    assert!(matches!(e, lmbff::Error::InvalidArgument(_)) && e.to_string().contains("its path is not valid UTF-8"), "{e}");
 }
 
 /// Two writers of one task folder never lose each other's labels: a handle whose folder
@@ -1631,10 +1637,11 @@ fn misuse_through_the_c_abi_loses_nothing() {
         let mine = dir.join("mine");
         std::fs::create_dir_all(&mine).unwrap();
         std::fs::write(mine.join("precious.txt"), "keep me").unwrap();
-        for target in [&mine, &task_dir, &task_dir.join("models/v1")] {
+        // (A folder holding the version exported is named as such.)
+        for (target, named) in [(&mine, "is not an earlier output of this kind"), (&task_dir, "is inside the export's folder"), (&task_dir.join("models/v1"), "is inside the export's folder")] {
             let c = CString::new(target.to_str().unwrap()).unwrap();
             assert_eq!(lmbff_task_export(t, v1.as_ptr(), c.as_ptr(), false), LMBFF_ERR_INVALID_ARGUMENT, "{}", target.display());
-            assert!(last_error().contains("is not an earlier output of this kind"), "{}", last_error());
+            assert!(last_error().contains(named), "{}", last_error());
         }
         assert_eq!(std::fs::read_to_string(mine.join("precious.txt")).unwrap(), "keep me");
         assert!(task_dir.join("task.json").is_file() && task_dir.join("models/v1/lmbff.json").is_file());

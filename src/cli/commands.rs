@@ -60,7 +60,7 @@ pub(super) fn check_out(out: &Path, flag: &str, model: &Path, marker: &str) -> R
 /// The labelled examples of `file`, checked against the task's labels and template: a
 /// file for a one-sentence template must not hold second sentences (they would be
 /// ignored), as the predictor refuses them.
-fn read_labelled(l: &Loaded, file: &Path) -> Result<Vec<Example>> {
+pub(super) fn read_labelled(l: &Loaded, file: &Path) -> Result<Vec<Example>> {
     let examples = read_examples(file, &labels_of(l))?;
     // An empty file would score nothing (accuracy null) or select nothing, and an empty
     // dev set fails --calibrate only once training is done.
@@ -254,13 +254,13 @@ pub fn adapt(a: AdaptArgs) -> Result<()> {
 pub struct FitArgs {
     /// Training steps of the prompt and plain methods [default: 1000] (sentence-embedding
     /// follows SetFit's schedule: see --embedding-max-steps).
-    #[arg(long)]
+    #[arg(long, value_parser = super::at_least_one)]
     pub steps: Option<usize>,
     /// Batch size of the prompt and plain methods [default: 8].
-    #[arg(long)]
+    #[arg(long, value_parser = super::at_least_one)]
     pub batch_size: Option<usize>,
     /// Learning rate [default: 1e-5; sentence-embedding: 2e-5].
-    #[arg(long)]
+    #[arg(long, value_parser = super::positive_number)]
     pub lr: Option<f64>,
     /// Dev evaluation interval of the prompt and plain methods (steps) [default: 100].
     #[arg(long)]
@@ -272,7 +272,7 @@ pub struct FitArgs {
     pub demos: bool,
     /// Demonstration sets for evaluation and prediction (logits averaged): fixed ones, or
     /// each input's own with --demo-filter [default: 1].
-    #[arg(long, requires = "demos")]
+    #[arg(long, requires = "demos", value_parser = super::demo_set_count)]
     pub demo_sets: Option<usize>,
     /// Similarity-filtered demonstrations (LM-BFF's demo_filter): this sentence encoder
     /// (an HF model directory, such as the default MiniLM) ranks each class's examples by
@@ -822,19 +822,19 @@ pub fn compare(a: CompareArgs) -> Result<()> {
         }
     }
     let Some(&first) = a.seeds.first() else { return Err(Error::InvalidArgument("--seeds names no seed".into())) };
-    // Every seed's splits are read (and their labels checked) before the first run.
-    let labels = {
+    // Every seed's splits are read (and their labels and sentence columns checked against
+    // the template, as train reads them: a pair file under a one-sentence template ran
+    // the grid on first sentences alone) before the first run.
+    let splits = {
         let l = a.task.load(&a.model, first)?;
-        labels_of(&l)
+        a.seeds
+            .iter()
+            .map(|seed| {
+                let read = |part: &str| read_labelled(&l, &split_file(*seed, part)?);
+                Ok((read("train")?, read("dev")?, read("test")?))
+            })
+            .collect::<Result<Vec<_>>>()?
     };
-    let splits = a
-        .seeds
-        .iter()
-        .map(|seed| {
-            let read = |part: &str| read_examples(&split_file(*seed, part)?, &labels);
-            Ok((read("train")?, read("dev")?, read("test")?))
-        })
-        .collect::<Result<Vec<_>>>()?;
     let mut rows = Vec::new();
     let mut all = Vec::new();
     for (&seed, (tr, dev, test)) in a.seeds.iter().zip(&splits) {

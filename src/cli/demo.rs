@@ -17,11 +17,11 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use serde_json::json;
 
-use super::commands::{corpus, evaluate};
+use super::commands::{corpus, evaluate, read_labelled};
 use super::progress::Bar;
-use super::task::{parse_labels, Loaded, TaskArgs, DEFAULT_LABELS};
+use super::task::{Loaded, TaskArgs};
 use crate::checkpoint::{fnv1a, write_dir_atomic, LinearHead, FNV_OFFSET};
-use crate::data::{read_examples, read_texts};
+use crate::data::read_texts;
 use crate::prompt::{gold_labels, Example};
 use crate::train::{self, accuracy, Demos, predict_logits, softmax_rows, AdaptParams, Head, Method, Resume, TrainParams, Trainable};
 use crate::{Error, Result};
@@ -186,11 +186,12 @@ pub fn run(a: DemoArgs) -> Result<()> {
             .map_err(|e| Error::InvalidArgument(format!("--cache {}: no folder can be made in {} ({e})", a.cache.display(), adapted.display())))?;
     }
     let started = std::time::Instant::now();
-    let tok = crate::tokenize::Tokenizer::from_dir(&base)?;
-    let label_names = parse_labels(&tok, a.task.labels.as_deref().unwrap_or(DEFAULT_LABELS))?.labels().to_vec();
-    let tr = read_examples(&a.data.join("train.tsv"), &label_names)?;
-    let dev = read_examples(&a.data.join("dev.tsv"), &label_names)?;
-    let test = read_examples(&a.data.join("test.tsv"), &label_names)?;
+    // The sets are read as train reads them, against the template (a two-sentence
+    // template on one-sentence data failed only after the adaptation, minutes in).
+    let (tr, dev, test) = {
+        let l = a.task.load(&base, a.seed)?;
+        (read_labelled(&l, &a.data.join("train.tsv"))?, read_labelled(&l, &a.data.join("dev.tsv"))?, read_labelled(&l, &a.data.join("test.tsv"))?)
+    };
     let pool = read_texts(&a.data.join("unlabeled.txt"))?;
     // Empty sets would make every dev comparison false (NaN) and the report NaN%.
     for (set, n) in [("train.tsv", tr.len()), ("dev.tsv", dev.len()), ("test.tsv", test.len()), ("unlabeled.txt", pool.len())] {

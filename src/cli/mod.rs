@@ -65,6 +65,25 @@ pub(crate) fn at_least_one(s: &str) -> std::result::Result<usize, String> {
     }
 }
 
+/// A positive, finite number, as clap parses a flag's value (a learning rate).
+pub(crate) fn positive_number(s: &str) -> std::result::Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v > 0.0 && v.is_finite() => Ok(v),
+        Ok(_) => Err("give a positive number".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A count of demonstration sets, 1 to [`crate::train::MAX_DEMO_SETS`].
+#[cfg(feature = "train")]
+pub(crate) fn demo_set_count(s: &str) -> std::result::Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if (1..=crate::train::MAX_DEMO_SETS).contains(&n) => Ok(n),
+        Ok(_) => Err(format!("give 1 to {}", crate::train::MAX_DEMO_SETS)),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 pub fn main() -> i32 {
     let cli = Cli::parse();
     let result = match cli.command {

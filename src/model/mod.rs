@@ -246,7 +246,8 @@ impl MaskedLm {
         let mut out = Vec::new();
         tch::no_grad(|| -> Result<()> {
             for (n, t) in self.vs.variables() {
-                out.push((n, t.f_detach()?.copy()));
+                // (A copy that fails, out of GPU memory, is an error: `copy()` panicked.)
+                out.push((n, t.f_detach_copy()?));
             }
             Ok(())
         })?;

@@ -26,11 +26,23 @@ const WEIGHT_FILES: [&str; 3] = ["model.safetensors", "model.safetensors.index.j
 /// The weights file of a model directory: `model.safetensors`, a sharded
 /// `model.safetensors.index.json`, or `pytorch_model.bin`, in that order of preference.
 pub fn weights_file(dir: &Path) -> Result<PathBuf> {
-    WEIGHT_FILES.iter().map(|f| dir.join(f)).find(|p| p.is_file()).ok_or_else(|| Error::MissingFile {
-        dir: dir.to_path_buf(),
-        what: "weights",
-        looked_for: WEIGHT_FILES.join(", "),
-    })
+    if let Some(file) = WEIGHT_FILES.iter().map(|f| dir.join(f)).find(|p| p.is_file()) {
+        return Ok(file);
+    }
+    // transformers' sharded torch.save layout: named, with the conversion to safetensors.
+    let sharded = "pytorch_model.bin.index.json";
+    if dir.join(sharded).is_file() {
+        return Err(Error::CorruptWeights {
+            file: dir.join(sharded),
+            message: format!(
+                "sharded pytorch_model-*.bin files, which libtorch cannot read: convert them once to safetensors with \
+                 `python -c \"from transformers import AutoModelForMaskedLM as M; M.from_pretrained('.').save_pretrained('.', \
+                 safe_serialization=True)\"` in the model folder (it writes {} or {})",
+                WEIGHT_FILES[0], WEIGHT_FILES[1]
+            ),
+        });
+    }
+    Err(Error::MissingFile { dir: dir.to_path_buf(), what: "weights", looked_for: WEIGHT_FILES.join(", ") })
 }
 
 /// Reads every tensor of a model directory's weights (see [`weights_file`]).
@@ -112,7 +124,19 @@ fn canonical(name: &str, arch: Arch) -> String {
 pub fn assign(vs: &nn::VarStore, ckpt: HashMap<String, Tensor>, arch: Arch, file: &Path) -> Result<LoadReport> {
     let mut by_name: HashMap<String, (String, Tensor)> = HashMap::new();
     for (orig, t) in ckpt {
-        by_name.insert(canonical(&orig, arch), (orig, t));
+        let name = canonical(&orig, arch);
+        // Two stored names of one weight (the decoder bias is saved under both by some
+        // transformers versions): the same values are one weight, others are named.
+        if let Some((other, kept)) = by_name.get(&name) {
+            if kept.size() != t.size() || kept.kind() != t.kind() || !kept.f_equal(&t).unwrap_or(false) {
+                return Err(Error::CorruptWeights {
+                    file: file.to_path_buf(),
+                    message: format!("`{other}` and `{orig}` are both the model's `{name}`, with different values"),
+                });
+            }
+            continue;
+        }
+        by_name.insert(name, (orig, t));
     }
     let vars = vs.variables();
     let mut names: Vec<&String> = vars.keys().collect();

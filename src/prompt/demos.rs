@@ -34,7 +34,8 @@ pub struct DemoPool {
 impl DemoPool {
     /// A pool over `examples`, which must all be labelled with a class below `num_labels`.
     /// A text registered twice is one group: the query's copy never demonstrates it (its
-    /// label word would give the answer away, as the query itself would).
+    /// label word would give the answer away, as the query itself would). Texts are
+    /// compared as rendered, without the space around them.
     pub fn new(examples: &[Example], num_labels: usize) -> Result<Self> {
         let mut by_class = vec![Vec::new(); num_labels];
         for (i, e) in examples.iter().enumerate() {
@@ -45,7 +46,7 @@ impl DemoPool {
                 .push(i);
         }
         let mut first: std::collections::HashMap<(&str, Option<&str>), usize> = std::collections::HashMap::new();
-        let groups = examples.iter().enumerate().map(|(i, e)| *first.entry((e.text_a.as_str(), e.text_b.as_deref())).or_insert(i)).collect();
+        let groups = examples.iter().enumerate().map(|(i, e)| *first.entry((e.text_a.trim(), e.text_b.as_deref().map(str::trim))).or_insert(i)).collect();
         Ok(DemoPool { examples: examples.to_vec(), by_class, embeddings: None, groups })
     }
 
@@ -54,7 +55,7 @@ impl DemoPool {
     /// as a demonstration (with another label's answer, it would give its own away).
     pub fn grouped_by_input(mut self) -> Self {
         let mut first: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
-        self.groups = self.examples.iter().enumerate().map(|(i, e)| *first.entry(e.text_a.as_str()).or_insert(i)).collect();
+        self.groups = self.examples.iter().enumerate().map(|(i, e)| *first.entry(e.text_a.trim()).or_insert(i)).collect();
         self
     }
 
@@ -167,7 +168,8 @@ mod tests {
         let lone = DemoPool::new(&[ex("a", 0), ex("b", 1)], 2).unwrap();
         assert_eq!(lone.sample(&mut rng, Some(0)).len(), 1, "a class with only the query is skipped");
         // A text registered twice: its copy is not a demonstration for it either.
-        let twice = DemoPool::new(&[ex("a", 0), ex("b", 1), ex("a", 0), ex("c", 0)], 2).unwrap();
+        // (Space around a text renders as none: " a " is "a" registered twice.)
+        let twice = DemoPool::new(&[ex("a", 0), ex("b", 1), ex(" a ", 0), ex("c", 0)], 2).unwrap();
         for _ in 0..50 {
             assert_eq!(twice.sample(&mut rng, Some(0))[0].text_a, "c");
             assert_eq!(twice.sample(&mut rng, Some(2))[0].text_a, "c");

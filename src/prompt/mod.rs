@@ -99,7 +99,7 @@ impl Prompt {
             if l >= verbalizer.num_labels() {
                 return Err(Error::Template {
                     template: template.source().to_string(),
-                    at: template.source().find(&format!("label_{l}")).unwrap_or(0),
+                    at: template.source().find(&format!("label_{l}")),
                     message: format!("refers to label {l}, but the task has {} labels", verbalizer.num_labels()),
                 });
             }
@@ -107,7 +107,7 @@ impl Prompt {
         if template.parts().iter().any(|p| matches!(p, Part::OwnLabelWord { .. })) {
             return Err(Error::Template {
                 template: template.source().to_string(),
-                at: template.source().find("label").unwrap_or(0),
+                at: template.source().find("label"),
                 message: "`{label}` / `*labelx_N*` show an example's own label word, which in a query would reveal \
                           the answer; demonstrations need no template of their own (they are rendered through this \
                           one, their label word in place of the mask)"
@@ -375,7 +375,9 @@ impl Prompt {
                     // may not hold another. Nor a separator, [CLS] or padding token typed as
                     // text: the first would not start a segment, the others would be read as
                     // the start of a sequence, or shift RoBERTa's and MPNet's positions.
-                    let at = || self.template.source().find(t.trim()).unwrap_or(0);
+                    // (LM-BFF's syntax writes the text's spaces as `_`.)
+                    let src = self.template.source();
+                    let at = || src.find(t.trim()).or_else(|| src.find(&t.trim().replace(' ', "_")));
                     if ids.contains(&special.mask) {
                         return Err(Error::Template {
                             template: self.template.source().to_string(),

@@ -77,7 +77,7 @@ impl Template {
         } else if source.contains('*') {
             parse_lmbff(source)?
         } else {
-            return Err(err(source, 0, "no placeholders: write `{text} It was {mask}.` or LM-BFF's `*cls**sent_0*_It_was*mask*.*sep+*`"));
+            return Err(whole(source, "no placeholders: write `{text} It was {mask}.` or LM-BFF's `*cls**sent_0*_It_was*mask*.*sep+*`"));
         };
         Ok(Template { source: source.to_string(), parts })
     }
@@ -108,7 +108,7 @@ impl Template {
         let sentences = parts.iter().filter(|p| matches!(p, Part::Sentence { .. })).count();
         let t = Template::plain(sentences);
         if sentences == 0 || t.parts != parts {
-            return Err(err(&t.source, 0, "a sentence-embedding model reads `[CLS] text [SEP]` (pairs: `[CLS] a [SEP] b [SEP]`); the manifest has other parts"));
+            return Err(whole(&t.source, "a sentence-embedding model reads `[CLS] text [SEP]` (pairs: `[CLS] a [SEP] b [SEP]`); the manifest has other parts"));
         }
         Ok(t)
     }
@@ -147,27 +147,36 @@ impl Template {
     fn validate(&self, needs_text: bool) -> Result<()> {
         let masks = self.parts.iter().filter(|p| matches!(p, Part::Mask)).count();
         if masks == 0 {
-            return Err(err(&self.source, self.source.len(), "the template has no mask: add `{mask}` (or `*mask*`) where the label word goes"));
+            return Err(whole(&self.source, "the template has no mask: add `{mask}` (or `*mask*`) where the label word goes"));
         }
         if masks > 1 {
             // The parsers refuse a second mask where it stands; parts given whole
             // (`from_parts`) have no positions.
-            return Err(err(&self.source, 0, SECOND_MASK));
+            return Err(whole(&self.source, SECOND_MASK));
+        }
+        // Parts given whole (a manifest's) are held to what the parsers allow.
+        if self.parts.iter().any(|p| matches!(p, Part::Sentence { index, .. } if *index > 1)) {
+            return Err(whole(&self.source, "inputs have at most two sentences (sent_0, sent_1)"));
         }
         if needs_text && !self.parts.iter().any(|p| matches!(p, Part::Sentence { .. })) {
-            return Err(err(&self.source, 0, "the template never places the input text: add `{text}` (or `*sent_0*`)"));
+            return Err(whole(&self.source, "the template never places the input text: add `{text}` (or `*sent_0*`)"));
         }
         if let Some(i) = (0..self.num_sentences()).find(|i| {
             !self.parts.iter().any(|p| matches!(p, Part::Sentence { index, .. } if index == i))
         }) {
-            return Err(err(&self.source, 0, &format!("the template uses sentence {} but skips sentence {i}", self.num_sentences() - 1)));
+            return Err(whole(&self.source, &format!("the template uses sentence {} but skips sentence {i}", self.num_sentences() - 1)));
         }
         Ok(())
     }
 }
 
 fn err(source: &str, at: usize, message: &str) -> Error {
-    Error::Template { template: source.to_string(), at, message: message.to_string() }
+    Error::Template { template: source.to_string(), at: Some(at), message: message.to_string() }
+}
+
+/// An error of the template as a whole (a part it lacks), at no one byte.
+fn whole(source: &str, message: &str) -> Error {
+    Error::Template { template: source.to_string(), at: None, message: message.to_string() }
 }
 
 /// Appends a parsed part, refusing a second mask where it stands in `src` (text of the
@@ -183,6 +192,10 @@ fn push_part(parts: &mut Vec<Part>, part: Part, src: &str, at: usize) -> Result<
 const SECOND_MASK: &str = "the template has a second mask: exactly one is allowed";
 
 fn parse_lmbff(src: &str) -> Result<Vec<Part>> {
+    // Space around the template (a config file's newline) is no text of it: a byte-level
+    // vocabulary read it as tokens of their own, before [CLS] and after the last [SEP]
+    // (the readable syntax drops it too). Errors name places in the trimmed template.
+    let src = src.trim();
     // LM-BFF reads each `*`-separated piece by what it says (a part's name, else text,
     // nothing when empty), so a few of its automatic templates pair their stars oddly
     // (`*cls*_**mask*:*+sent_0**sep+*`: an empty piece where a part would be). Read by
@@ -258,6 +271,10 @@ fn lmbff_part(src: &str, at: usize, p: &str) -> Result<Part> {
     };
     let unknown = || err(src, at, &format!("unknown part `*{p}*`: expected cls, mask, sep, sep+, sent_N, +sent_N, sent-_N, sentl_N, sentu_N, label_N or labelx_N"));
     let (name, index) = body.rsplit_once('_').ok_or_else(unknown)?;
+    // Digits only (`usize` parsing takes `+1` too).
+    if index.is_empty() || !index.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(unknown());
+    }
     let index: usize = index.parse().map_err(|_| unknown())?;
     if name == "label" {
         return Ok(Part::LabelWord { label: index, space });
@@ -412,6 +429,16 @@ mod tests {
             t.parts(),
             &[Part::Cls, s(0, false), Part::Text(" It was".into()), Part::Mask, Part::Text(".".into()), Part::Sep { next_segment: true }]
         );
+        // Space around it (a config file's newline) is no text of it (it read as tokens
+        // before [CLS] and after the last [SEP]).
+        assert_eq!(Template::parse("  *cls**sent_0*_It_was*mask*.*sep+*\n").unwrap().parts(), t.parts());
+        // A sentence index is digits (`+1` parsed as 1); parts given whole hold at most two.
+        let e = Template::parse("*cls**sent_+1*_It_was*mask*.*sep+*").unwrap_err().to_string();
+        assert!(e.contains("unknown part `*sent_+1*`"), "{e}");
+        let mut parts = t.parts().to_vec();
+        parts[1] = s(2, false);
+        let e = Template::from_parts("x", parts).unwrap_err().to_string();
+        assert!(e.contains("at most two sentences"), "{e}");
     }
 
     #[test]
@@ -463,7 +490,7 @@ mod tests {
         let t = Template::parse("{{{text}}} {mask}").unwrap();
         assert_eq!(t.parts()[1..4], [Part::Text("{".into()), s(0, false), Part::Text("}".into())]);
         let e = Template::parse("{text} {mask} {{ a } b").unwrap_err();
-        assert!(matches!(e, Error::Template { at: 19, .. }), "{e:?}");
+        assert!(matches!(e, Error::Template { at: Some(19), .. }), "{e:?}");
     }
 
     /// The second mask is pointed at where it stands, not at the second "mask" of the
@@ -474,7 +501,7 @@ mod tests {
             let e = Template::parse(src).unwrap_err();
             // Readable syntax points at the placeholder's brace, LM-BFF's at the part's name.
             let second = src.rfind("{mask}").unwrap_or_else(|| src.rfind("mask").unwrap());
-            assert!(matches!(&e, Error::Template { at, message, .. } if *at == second && message.contains("second mask")), "{src}: {e:?}");
+            assert!(matches!(&e, Error::Template { at, message, .. } if *at == Some(second) && message.contains("second mask")), "{src}: {e:?}");
         }
     }
 
@@ -503,8 +530,8 @@ mod tests {
             assert!(e.contains(needle), "{src:?} gave {e:?}, expected it to mention {needle:?}");
         }
         let e = Template::parse("{text} It was {maks}.").unwrap_err();
-        assert!(matches!(e, Error::Template { at: 14, .. }), "{e:?}");
+        assert!(matches!(e, Error::Template { at: Some(14), .. }), "{e:?}");
         let e = Template::parse("{text} a} {mask}.").unwrap_err();
-        assert!(matches!(e, Error::Template { at: 8, .. }), "{e:?}");
+        assert!(matches!(e, Error::Template { at: Some(8), .. }), "{e:?}");
     }
 }

@@ -71,8 +71,13 @@ impl Verbalizer {
                     _ => trimmed.to_string(),
                 };
                 let ids = tok.encode_piece(&form)?;
-                let unk: Vec<u32> = ["[UNK]", "<unk>"].iter().filter_map(|t| tok.token_to_id(t)).collect();
-                if ids.is_empty() || ids.iter().any(|i| unk.contains(i)) {
+                // The model's own unknown token (its name varies), and the usual names.
+                let unk: Vec<u32> = ["[UNK]", "<unk>"].iter().filter_map(|t| tok.token_to_id(t)).chain([tok.special().unk]).collect();
+                if ids.is_empty() {
+                    // (Characters the tokenizer's normalizer drops: control or zero-width ones.)
+                    return Err(bad(format!("{trimmed:?} encodes to no token at all (its characters are dropped by the tokenizer)")));
+                }
+                if ids.iter().any(|i| unk.contains(i)) {
                     return Err(bad(format!("{trimmed:?} is not in the vocabulary (it encodes to the unknown token)")));
                 }
                 let s = tok.special();

@@ -127,6 +127,18 @@ impl PartialEq for Task {
     }
 }
 
+/// A task records its model folder as text: one whose path is not UTF-8 is refused by
+/// name (saving it failed as an internal error).
+fn utf8_model_dir(dir: &Path) -> Result<()> {
+    match dir.to_str() {
+        Some(_) => Ok(()),
+        None => Err(Error::InvalidArgument(format!(
+            "model folder {}: its path is not valid UTF-8, and a task records it as text (task.json): rename or link it",
+            dir.display()
+        ))),
+    }
+}
+
 /// `dir` with its longest existing start resolved (links and `..` followed) and the rest,
 /// not there yet, appended as written.
 fn resolved(dir: &Path) -> Result<PathBuf> {
@@ -151,6 +163,7 @@ impl Task {
     /// A new, empty task. The template and label words are checked against the model's
     /// tokenizer now, so a mistake shows at registration, not at training.
     pub fn new(spec: TaskSpec) -> Result<Self> {
+        utf8_model_dir(&spec.model_dir)?;
         spec.prompt()?;
         Ok(Task { spec, items: BTreeMap::new(), next_id: 1, dir: None, seen: Vec::new() })
     }
@@ -337,6 +350,9 @@ impl Task {
             next_id: self.next_id,
             items: self.items.values().cloned().collect(),
         };
+        // (The model folder is made absolute against a current directory that may not be
+        // UTF-8; it is the one path the file records.)
+        utf8_model_dir(&file.spec.model_dir)?;
         let bytes = serde_json::to_vec_pretty(&file).map_err(|e| Error::Internal(format!("the task does not serialise: {e}")))?;
         // An export's, a model's or an adaptation's folder is replaced whole when it is
         // written again: a task saved there, or in a folder inside it, would go with it.
@@ -524,7 +540,7 @@ impl TaskSpec {
         #[cfg(feature = "train")]
         {
             let (config, _) = crate::model::Config::from_dir(&self.model_dir)?;
-            if self.truncation.max_len as i64 > config.max_input_len() {
+            if i64::try_from(self.truncation.max_len).map_or(true, |m| m > config.max_input_len()) {
                 return Err(Error::InvalidArgument(format!(
                     "max_len {} is longer than the model's {} positions",
                     self.truncation.max_len,

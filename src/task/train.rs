@@ -513,6 +513,20 @@ fn train_now(task: &Task, p: &RunParams, progress: ProgressFn) -> Result<String>
         return Err(Error::InvalidArgument("calibration fits a temperature on dev examples, and the task has none: mark some (set_dev)".into()));
     }
     let anchor_templates = anchor_templates(&prompt, multi.is_some(), p)?;
+    // The model records its demonstrations' encoder folder as text: one whose path is not
+    // UTF-8 is named now (it failed when the model was saved, after the training).
+    let encoder_dir = p.demo_filter.as_ref().map(|e| match e {
+        DemoFilterEncoder::TaskModel => &task.spec().model_dir,
+        DemoFilterEncoder::Dir(d) => d,
+    });
+    if let Some(d) = encoder_dir {
+        if d.to_str().is_none() {
+            return Err(Error::InvalidArgument(format!(
+                "demo_filter encoder {}: its path is not valid UTF-8, and the model records it as text: rename or link it",
+                d.display()
+            )));
+        }
+    }
     // The versions folder must take the version at the end: a folder that cannot be
     // written (a read-only mount) is named now, not after the training.
     writable_models_dir(&task_dir)?;
@@ -605,7 +619,7 @@ fn train_now(task: &Task, p: &RunParams, progress: ProgressFn) -> Result<String>
     let mut notes = serde_json::json!({"method": method.name(), "method_reason": reason, "seed": p.seed,
                                        "examples_per_label": counts, "adaptation_steps": p.adaptation_steps,
                                        "adaptation_texts": adaptation_texts,
-                                       "warm_start": p.warm_start, "source_model": from});
+                                       "warm_start": p.warm_start, "source_model": from.to_string_lossy()});
     let manifest = if method == TrainMethod::ZeroShotWords {
         let head = train::word_anchor_zero_shot(&model, &tok, &prompt, &anchor_templates)?;
         // Its one step: a cancel asked for by now ends the run, as at any method's step.
@@ -699,7 +713,7 @@ fn train_now(task: &Task, p: &RunParams, progress: ProgressFn) -> Result<String>
         notes["steps"] = report.steps.into();
         notes["lr"] = report.lr.into();
         notes["demonstrations"] = p.demonstrations.into();
-        notes["demo_filter"] = serde_json::json!(report.demos.filter_dir());
+        notes["demo_filter"] = serde_json::json!(report.demos.filter_dir().map(|d| d.to_string_lossy().into_owned()));
         if !dev.is_empty() {
             notes["dev_examples"] = dev_inputs.into();
             notes["dev_metric"] = match (multi.is_some(), regression.is_some()) {

@@ -120,6 +120,8 @@ impl AdaptParams {
             (!(p.lr > 0.0 && p.lr.is_finite()), format!("learning rate is {}: give a positive number", p.lr)),
             // (0 masked one word a sequence all the same.)
             (!(p.mask_prob > 0.0 && p.mask_prob < 1.0), format!("mask probability is {}: give one in (0, 1)", p.mask_prob)),
+            // (NaN or below 0 read as no warmup; above 1, the run never left it.)
+            (!(0.0..=1.0).contains(&p.warmup_ratio), format!("warmup ratio is {}: give one in [0, 1]", p.warmup_ratio)),
         ];
         match wrong.into_iter().find(|(bad, _)| *bad) {
             Some((_, why)) => Err(Error::InvalidArgument(format!("adaptation: {why}"))),
@@ -411,7 +413,9 @@ pub fn adapt(
     let _unfreeze = Unfreeze(model);
     let warmup = (p.steps as f64 * p.warmup_ratio) as usize;
     let mut opt = Optimiser::new(&model.vs, p.lr, p.weight_decay, warmup, p.steps, 1.0)?;
-    let print = fingerprint(p, &data, model)?;
+    // Only a run that saves or resumes a state needs it (it reads every weight: seconds
+    // on a large model, before the first progress report).
+    let print = if resume.is_some() { fingerprint(p, &data, model)? } else { String::new() };
     let mut st = SavedState { version: STATE_VERSION, step: 0, fingerprint: print.clone(), loss_curve: Vec::new(), window: Vec::new(), seconds: 0.0, params: serde_json::to_value(p).ok() };
     if let Some(r) = resume {
         if let Some(saved) = load_state(r.dir, model, &mut opt, &print, p)? {

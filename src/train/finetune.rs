@@ -38,7 +38,11 @@ impl Method {
 
 pub use crate::prompt::MAX_DEMO_SETS;
 
-/// Fine-tuning settings (defaults: LM-BFF's, except the step count).
+/// Dev inputs scored between two chances to cancel a run's evaluation.
+const EVAL_CHUNK: usize = 256;
+
+/// Fine-tuning settings (defaults: LM-BFF's, except the step count and `demo_sets`, 1 where
+/// LM-BFF averages 16: each set costs a forward pass per input).
 #[derive(Debug, Clone)]
 pub struct TrainParams {
     pub steps: usize,
@@ -383,7 +387,20 @@ pub fn finetune(
         let eval_now = done == p.steps || (p.eval_every > 0 && done % p.eval_every == 0);
         if eval_now && !dev.is_empty() {
             let t = Instant::now();
-            let logits = predict_examples(model, tok, prompt, method, &head, dev, &report.demos, p.eval_batch_size)?;
+            // Scored in chunks, asking `progress` between them at most once a second with
+            // this step's report: a cancel is taken during a long evaluation (thousands
+            // of dev inputs, many demonstration sets), not only after it.
+            let mut logits = Vec::with_capacity(dev.len());
+            let mut beat = Instant::now();
+            for chunk in dev.chunks(EVAL_CHUNK) {
+                if beat.elapsed() >= std::time::Duration::from_secs(1) {
+                    if !progress(Progress { stage: Stage::Train, step: done, total: p.steps, loss: last_loss, metric: last_metric }) {
+                        return Err(Error::Cancelled);
+                    }
+                    beat = Instant::now();
+                }
+                logits.extend(predict_examples(model, tok, prompt, method, &head, chunk, &report.demos, p.eval_batch_size)?);
+            }
             let acc = match (&p.regression, p.dev_metric) {
                 // Weights that give a non-finite logit (a diverged run) are never kept:
                 // argmax would read their NaN rows as class 0 and score them.
@@ -401,6 +418,8 @@ pub fn finetune(
             if acc > report.best_dev_acc || (uninformative && acc.is_finite() && acc >= report.best_dev_acc) {
                 report.best_dev_acc = acc;
                 report.best_step = done;
+                // The old copy goes first: two at once doubled the memory kept.
+                drop(best.take());
                 best = Some(model.snapshot()?);
             }
         }
