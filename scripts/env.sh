@@ -1,5 +1,12 @@
 # Sourced by the scripts: the project-local venv and the variables that build against it.
+# Bash only (it finds the repository by BASH_SOURCE). Sourced into an interactive shell it
+# sets that shell up for lmbff alone: cargo builds in it go to lmbff's target/, and the
+# venv's torch libraries come first on LD_LIBRARY_PATH.
 # shellcheck shell=bash
+if [ -z "${BASH_SOURCE[0]:-}" ]; then
+  echo "env.sh: source it from bash (it finds the repository by BASH_SOURCE)" >&2
+  return 1 2>/dev/null || exit 1
+fi
 LMBFF_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export LMBFF_ROOT
 export LMBFF_VENV="${LMBFF_VENV:-$LMBFF_ROOT/.venv}"

@@ -900,6 +900,7 @@ fn a_failing_run_is_named_and_the_others_go_on() {
     assert!(!harness::result_path(&out, "SST-2", 1, RunMethod::SentenceEmbedding).exists());
     let report = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(report.contains("1 runs failed") && report.contains("SST-2 s1 sentence-embedding (") && report.contains("[1/2]"), "{report}");
+    assert!(!report.contains("0 runs not started") && report.contains("0 more not started"), "a grid with a hole is not whole: {report}");
     // A folder claimed by a command that stopped before storing a run is named as such.
     let fresh = dir.join("fresh");
     let o = harness_on(&data, &fresh, &["--tasks", "SST-2", "--seeds", "1", "--methods", "sentence-embedding", "--max-len", "24", "--embed-iterations", "1"]);

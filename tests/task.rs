@@ -58,6 +58,10 @@ fn register_relabel_remove_and_round_trip() {
     assert!(e.contains("☃☃") && e.contains("not in the vocabulary"), "{e}");
     let shared = TaskSpec { label_words: vec!["terrible|great".into(), "great".into()], ..spec(&model) };
     assert!(Task::new(shared).unwrap_err().to_string().contains("also a word of label"));
+    // A new task's template is kept without the space around it (a config file's newline
+    // read as a token after the last separator).
+    let spaced = Task::new(TaskSpec { template: " *cls**sent_0*_It_was*mask*.*sep+*\n".into(), ..spec(&model) }).unwrap();
+    assert_eq!(spaced.spec().template, "*cls**sent_0*_It_was*mask*.*sep+*");
     let no_mask = TaskSpec { template: "{text} It was.".into(), ..spec(&model) };
     assert!(Task::new(no_mask).unwrap_err().to_string().contains("no mask"));
     // A model folder whose path is not UTF-8 is named: task.json records it as text (a

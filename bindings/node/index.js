@@ -898,12 +898,19 @@ class Task {
             release();
             reject(err);
           };
-          try {
-            c.runWait.async(run, done);
-          } catch (e) {
-            c.runWait(run);
-            done();
-          }
+          // (Through the gate every asynchronous call takes: koffi's queue is shared.)
+          asyncTurns.run((turn) => {
+            const end = () => {
+              turn();
+              done();
+            };
+            try {
+              c.runWait.async(run, end);
+            } catch (e) {
+              c.runWait(run);
+              end();
+            }
+          });
           return undefined;
         }
         // What onProgress throws, or an async onProgress rejects with, cancels the run

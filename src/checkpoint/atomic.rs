@@ -148,7 +148,7 @@ pub(crate) fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let name = path.file_name().ok_or_else(|| Error::InvalidArgument(format!("{} is not a file path", path.display())))?;
     let tmp = parent_of(path).join(temp_name(&name.to_string_lossy()));
-    let mode = std::fs::metadata(path).ok().filter(|m| m.is_file()).map(|m| m.permissions().mode() & 0o7777);
+    let mode = std::fs::metadata(path).ok().filter(|m| m.is_file()).map(|m| m.permissions().mode() & 0o777);
     // The temporary file stays locked ([`TempLock`]) until it is renamed: the lock goes
     // when `f` closes.
     let written = std::fs::OpenOptions::new().write(true).create_new(true).open(&tmp).and_then(|mut f| {
@@ -233,6 +233,17 @@ fn take_stale(path: &Path, idle: Option<std::time::Duration>, locked_after: Opti
 thread_local! {
     /// Tests: this thread's `flock` calls act as on a file system that cannot lock.
     pub(super) static NO_FLOCK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// Tests: [`replace`]'s swap back (of what it may not take out) fails.
+    pub(super) static FAIL_SWAP_BACK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// The swap back of [`replace`]: [`exchange`], failing where a test asks.
+fn swap_back(tmp: &Path, dest: &Path) -> std::io::Result<bool> {
+    #[cfg(test)]
+    if FAIL_SWAP_BACK.with(|f| f.get()) {
+        return Err(std::io::Error::other("the swap back failed (a test's)"));
+    }
+    exchange(tmp, dest)
 }
 
 /// Takes `flock(LOCK_EX | LOCK_NB)` on `file`: `Some(true)` taken, `Some(false)` another
@@ -269,7 +280,7 @@ fn parent_of(dest: &Path) -> &Path {
 /// Creates a fresh temporary folder beside `dest`, lets `fill` write into it, and syncs
 /// its files and the folder; on any error the temporary folder is removed. The folder is
 /// locked ([`TempLock`]) for as long as the caller keeps the lock returned with it.
-fn filled_temp(dest: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<(PathBuf, Option<TempLock>)> {
+pub(super) fn filled_temp(dest: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<(PathBuf, Option<TempLock>)> {
     let parent = parent_of(dest);
     // Synced: the output's own entry is synced once it is placed, and it must not sit in
     // a new folder that a power loss could take back.
@@ -421,12 +432,27 @@ pub fn check_dest(dest: &Path, marker: &str) -> Result<()> {
 /// that exists must be a folder (not a file where a folder goes) in which a folder can
 /// be made (tried, and removed), so that a long run does not end failing to save.
 fn check_parent(dest: &Path) -> Result<()> {
+    // The write's folder beside `dest` has a longer name than `dest`: one that does not
+    // fit a file name (255 bytes) failed after the work, naming the hidden folder.
+    if let Some(name) = dest.file_name().map(|n| n.to_string_lossy().to_string()) {
+        let longest = temp_name(&name).len().max(format!(".{name}{OLD_MARK}{}", tmp_suffix()).len());
+        if longest > NAME_MAX {
+            return Err(Error::InvalidArgument(format!(
+                "{}: its name is {} bytes, and the folder lmbff writes beside it first needs {longest} (at most {NAME_MAX}): give a shorter name",
+                dest.display(),
+                name.len()
+            )));
+        }
+    }
     let Some(existing) = existing_above(dest) else { return Ok(()) };
     if !existing.is_dir() {
         return Err(Error::InvalidArgument(format!("{}: {} is a file, not a folder", dest.display(), existing.display())));
     }
     can_make_folder_in(existing).map_err(|e| Error::InvalidArgument(format!("{}: no folder can be made in {} ({e})", dest.display(), existing.display())))
 }
+
+/// The longest file name Linux's file systems take, in bytes.
+const NAME_MAX: usize = 255;
 
 /// The nearest folder above `dest` that exists (`.` for a relative path none of whose
 /// folders does), where a write of `dest` makes the missing ones: a file there, or a
@@ -588,7 +614,7 @@ fn is_temp_suffix(rest: &str) -> bool {
 /// is removed; what was at `dest` never is: one that cannot be put back is kept under
 /// its moved-aside name, which the next write to `dest` puts back once `dest` is free,
 /// and the error names where it is.
-fn replace(tmp: &Path, dest: &Path, marker: &str) -> Result<()> {
+pub(super) fn replace(tmp: &Path, dest: &Path, marker: &str) -> Result<()> {
     let result = replace_kept(tmp, dest, marker);
     if tmp.exists() && result.as_ref().is_err_and(|(_, ours)| *ours) {
         let _ = std::fs::remove_dir_all(tmp);
@@ -629,7 +655,7 @@ fn replace_kept(tmp: &Path, dest: &Path, marker: &str) -> std::result::Result<()
         // `tmp` now holds the old folder.
         if !may_take_out(tmp) {
             // Swapped back: `dest` as it was, our output in `tmp`.
-            if let Err(e) = exchange(tmp, dest) {
+            if let Err(e) = swap_back(tmp, dest) {
                 // Parked under the moved-aside name (a temporary name is swept).
                 let parked = aside();
                 return Err(match std::fs::rename(tmp, &parked) {
@@ -735,10 +761,10 @@ mod tests {
         let root = scratch("mode");
         let file = root.join("task.json");
         write_file_atomic(&file, b"one").unwrap();
-        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o640)).unwrap();
         write_file_atomic(&file, b"two").unwrap();
         let meta = std::fs::metadata(&file).unwrap();
-        assert_eq!((meta.permissions().mode() & 0o777, std::fs::read(&file).unwrap()), (0o600, b"two".to_vec()));
+        assert_eq!((meta.permissions().mode() & 0o777, std::fs::read(&file).unwrap()), (0o640, b"two".to_vec()));
         std::fs::remove_dir_all(&root).unwrap();
     }
 

@@ -499,6 +499,35 @@ mod tests {
         std::fs::remove_dir_all(&root).unwrap();
     }
 
+    /// A write that swapped its output in and found a user's folder it may not take out,
+    /// and cannot swap it back, keeps that folder under the moved-aside name and names
+    /// it (it was removed with the write's temporary folder); the next write there, once
+    /// the path is free, puts it back.
+    #[test]
+    fn what_a_write_cannot_put_back_is_kept_and_named() {
+        let root = std::env::temp_dir().join(format!("lmbff-swap-back-{}", tmp_suffix()));
+        let dest = root.join("out");
+        std::fs::create_dir_all(&dest).unwrap();
+        let (tmp, _held) = atomic::filled_temp(&dest, |d| std::fs::write(d.join("a"), "new").map_err(|e| Error::io(d, e))).unwrap();
+        // The user's folder appeared at `dest` after the write's checks.
+        std::fs::write(dest.join("NOTES.md"), "mine").unwrap();
+        atomic::FAIL_SWAP_BACK.with(|f| f.set(true));
+        let err = atomic::replace(&tmp, &dest, "a");
+        atomic::FAIL_SWAP_BACK.with(|f| f.set(false));
+        let err = err.unwrap_err().to_string();
+        let parked: Vec<PathBuf> = std::fs::read_dir(&root).unwrap().map(|e| e.unwrap().path()).filter(|p| p.join("NOTES.md").is_file()).collect();
+        assert_eq!(parked.len(), 1, "{err}");
+        let name = parked[0].file_name().unwrap().to_string_lossy().to_string();
+        assert!(name.starts_with(".out.lmbff-old-") && err.contains(&name) && err.contains("could not be put back"), "{name}: {err}");
+        // `dest` holds the write's output now; once it is gone, the next write puts the
+        // user's folder back and refuses to replace it.
+        std::fs::remove_dir_all(&dest).unwrap();
+        let e = write_dir_atomic(&dest, "a", |d| std::fs::write(d.join("a"), "newer").map_err(|e| Error::io(d, e))).unwrap_err();
+        assert!(e.to_string().contains("not an earlier output"), "{e}");
+        assert_eq!(std::fs::read_to_string(dest.join("NOTES.md")).unwrap(), "mine");
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
     /// The sweep after a write takes a stale moved-aside earlier output, and keeps a
     /// user's folder under that name (one a write could not put back) or a folder
     /// holding a task under a temporary name: they went after an hour.
@@ -589,6 +618,10 @@ mod tests {
         let err = check_dest(&root.join("file/inside/out"), "a").unwrap_err().to_string();
         assert!(err.contains("is a file, not a folder"), "{err}");
         assert!(check_dest(&root.join("new/deeper/out"), "a").is_ok());
+        // A name that fits alone but not with the temporary folder's mark, named before
+        // any work (it failed at the end, naming the hidden folder).
+        let err = check_dest(&root.join("x".repeat(230)), "a").unwrap_err().to_string();
+        assert!(err.contains("its name is 230 bytes") && err.contains("give a shorter name"), "{err}");
         let _ = std::fs::remove_dir_all(&root);
     }
 

@@ -10,7 +10,7 @@ use super::progress::Bar;
 use super::task::{Loaded, TaskArgs};
 use crate::checkpoint::{write_dir_atomic, Manifest};
 use crate::data::{read_examples, read_texts};
-use crate::prompt::{gold_labels, Example};
+use crate::prompt::{gold_labels, Example, Template};
 use crate::train::{self, accuracy, AdaptParams, Demos, Head, Method, Resume, Trainable, TrainParams};
 use crate::{Error, Result};
 
@@ -61,25 +61,31 @@ pub(super) fn check_out(out: &Path, flag: &str, model: &Path, marker: &str) -> R
 /// file for a one-sentence template must not hold second sentences (they would be
 /// ignored), as the predictor refuses them.
 pub(super) fn read_labelled(l: &Loaded, file: &Path) -> Result<Vec<Example>> {
-    let examples = read_examples(file, &labels_of(l))?;
+    read_for(&l.prompt.template, &labels_of(l), file)
+}
+
+/// The labelled examples of `file` with `labels`, checked against `template` as
+/// [`read_labelled`] says.
+pub(super) fn read_for(template: &Template, labels: &[String], file: &Path) -> Result<Vec<Example>> {
+    let examples = read_examples(file, labels)?;
     // An empty file would score nothing (accuracy null) or select nothing, and an empty
     // dev set fails --calibrate only once training is done.
     if examples.is_empty() {
         return Err(Error::InvalidArgument(format!("{} holds no examples (a header row only?)", file.display())));
     }
-    if l.prompt.template.num_sentences() == 1 && examples.iter().any(|e| e.text_b.is_some()) {
+    if template.num_sentences() == 1 && examples.iter().any(|e| e.text_b.is_some()) {
         return Err(Error::InvalidArgument(format!(
             "{} has a second sentence column, and the template {:?} reads one sentence: it would be ignored",
             file.display(),
-            l.prompt.template.source()
+            template.source()
         )));
     }
-    if l.prompt.template.num_sentences() == 2 && examples.iter().any(|e| e.text_b.is_none()) {
+    if template.num_sentences() == 2 && examples.iter().any(|e| e.text_b.is_none()) {
         return Err(Error::InvalidArgument(format!(
             "{} has one sentence a row, and the template {:?} reads two: give a file with both sentence columns \
              (sentence1 and sentence2) or a one-sentence template",
             file.display(),
-            l.prompt.template.source()
+            template.source()
         )));
     }
     Ok(examples)

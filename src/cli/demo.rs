@@ -17,9 +17,9 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use serde_json::json;
 
-use super::commands::{corpus, evaluate, read_labelled};
+use super::commands::{corpus, evaluate, read_for};
 use super::progress::Bar;
-use super::task::{Loaded, TaskArgs};
+use super::task::{parse_labels, Loaded, TaskArgs, DEFAULT_LABELS};
 use crate::checkpoint::{fnv1a, write_dir_atomic, LinearHead, FNV_OFFSET};
 use crate::data::read_texts;
 use crate::prompt::{gold_labels, Example};
@@ -188,10 +188,11 @@ pub fn run(a: DemoArgs) -> Result<()> {
     let started = std::time::Instant::now();
     // The sets are read as train reads them, against the template (a two-sentence
     // template on one-sentence data failed only after the adaptation, minutes in).
-    let (tr, dev, test) = {
-        let l = a.task.load(&base, a.seed)?;
-        (read_labelled(&l, &a.data.join("train.tsv"))?, read_labelled(&l, &a.data.join("dev.tsv"))?, read_labelled(&l, &a.data.join("test.tsv"))?)
-    };
+    let tok = crate::tokenize::Tokenizer::from_dir(&base)?;
+    let label_names = parse_labels(&tok, a.task.labels.as_deref().unwrap_or(DEFAULT_LABELS))?.labels().to_vec();
+    let template = a.task.pretrained_template()?;
+    let read = |set: &str| read_for(&template, &label_names, &a.data.join(set));
+    let (tr, dev, test) = (read("train.tsv")?, read("dev.tsv")?, read("test.tsv")?);
     let pool = read_texts(&a.data.join("unlabeled.txt"))?;
     // Empty sets would make every dev comparison false (NaN) and the report NaN%.
     for (set, n) in [("train.tsv", tr.len()), ("dev.tsv", dev.len()), ("test.tsv", test.len()), ("unlabeled.txt", pool.len())] {

@@ -218,9 +218,15 @@ pub fn run(a: HarnessArgs) -> Result<()> {
     let mut theirs = Vec::new();
     // Runs that failed: named as they fail, counted in the report and the exit status.
     let mut failed: Vec<(String, Error)> = Vec::new();
-    let keep = |r: Result<harness::RunResult>, results: &mut Vec<harness::RunResult>, failed: &mut Vec<(String, Error)>, name: String| match r {
-        Ok(r) => results.push(r),
-        Err(e) => failed.push((name, e)),
+    // What cannot be written under --out (a full disk) stops the grid: every run after
+    // would fail the same way, after its training.
+    let keep = |r: Result<harness::RunResult>, results: &mut Vec<harness::RunResult>, failed: &mut Vec<(String, Error)>, name: String| -> Result<()> {
+        match r {
+            Ok(r) => results.push(r),
+            Err(e @ Error::Io { .. }) => return Err(e),
+            Err(e) => failed.push((name, e)),
+        }
+        Ok(())
     };
     let run = |seed: u64, t: &harness::TaskSpec, m: RunMethod, done: usize| -> Result<harness::RunResult> {
         let label = format!("{}/{total} {} s{seed} {}", done + 1, t.name, m.name());
@@ -268,7 +274,7 @@ pub fn run(a: HarnessArgs) -> Result<()> {
                     continue;
                 }
                 let r = run(seed, t, m, results.len() + failed.len());
-                keep(r, &mut results, &mut failed, format!("{} s{seed} {}", t.name, m.name()));
+                keep(r, &mut results, &mut failed, format!("{} s{seed} {}", t.name, m.name()))?;
             }
         }
     }
@@ -293,7 +299,7 @@ pub fn run(a: HarnessArgs) -> Result<()> {
             // The other command stopped before it (killed, out of time): made here.
             None => {
                 let r = run(seed, t, m, results.len() + failed.len());
-                keep(r, &mut results, &mut failed, format!("{} s{seed} {}", t.name, m.name()));
+                keep(r, &mut results, &mut failed, format!("{} s{seed} {}", t.name, m.name()))?;
             }
         }
     }
@@ -309,16 +315,20 @@ pub fn run(a: HarnessArgs) -> Result<()> {
     let ens = harness::ensemble_report(&a.out, &data, &tasks, &a.seeds, &settings)?;
     let sources = harness::test_source_note(&results);
     let made_there = if shared > 0 { format!(", {shared} made by another command on this folder meanwhile") } else { String::new() };
-    // Always said, "0 runs not started" included: a grid script repeats until it reads that.
-    let mut status = if left > 0 {
+    // Always said, "0 runs not started" included: a grid script repeats until it reads
+    // that, which it is not while a run failed (the grid has a hole).
+    let status = if !failed.is_empty() {
+        let named: Vec<String> = failed.iter().map(|(run, e)| format!("{run} ({e})")).collect();
+        format!(
+            " {} runs failed (the same command tries them again; the grid is not whole until they pass): {}. {left} more not started.",
+            failed.len(),
+            named.join("; ")
+        )
+    } else if left > 0 {
         format!(" {left} runs not started (--max-minutes): run the same command again to continue.")
     } else {
         " 0 runs not started.".to_string()
     };
-    if !failed.is_empty() {
-        let named: Vec<String> = failed.iter().map(|(run, e)| format!("{run} ({e})")).collect();
-        status += &format!(" {} runs failed (run again, the command tries them again): {}.", failed.len(), named.join("; "));
-    }
     let text = format!(
         "# Harness report\n\nData: {} ({} seeds: {:?}). {total} runs ({reused} reused from earlier{made_there}).{status} Settings: {}\n\n\
          This report covers this command's tasks, methods and seeds (another command on this folder writes its own: \

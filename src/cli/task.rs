@@ -13,6 +13,7 @@ use crate::{Error, Result};
 
 /// Labels when neither `--labels` nor a manifest gives them (SST-2's words).
 pub const DEFAULT_LABELS: &str = "0=terrible,1=great";
+pub const DEFAULT_TEMPLATE: &str = "{text} It was {mask}.";
 
 #[derive(Debug, Clone, Args)]
 pub struct TaskArgs {
@@ -84,6 +85,17 @@ pub fn parse_labels(tok: &Tokenizer, spec: &str) -> Result<Verbalizer> {
 }
 
 impl TaskArgs {
+    /// `--template` as given, without the space around it.
+    fn given_template(&self) -> Option<String> {
+        self.template.as_deref().map(|t| t.trim().to_string())
+    }
+
+    /// The template a pretrained model (no lmbff.json) is read through: `--template`, or
+    /// the default.
+    pub fn pretrained_template(&self) -> Result<Template> {
+        Template::parse(&self.given_template().unwrap_or_else(|| DEFAULT_TEMPLATE.into()))
+    }
+
     pub fn load(&self, dir: &Path, seed: u64) -> Result<Loaded> {
         if let Some(n) = self.threads {
             tch::set_num_threads(crate::torch_threads(n.into(), "--threads")?);
@@ -106,11 +118,12 @@ impl TaskArgs {
         }
         let manifest = if dir.join(MANIFEST_FILE).exists() { Some(Manifest::read(dir)?) } else { None };
         let tok = Tokenizer::from_dir(dir)?;
+        // A template given here is trimmed (a config file's newline is no text of it); a
+        // saved one is read as the model was trained with it.
         let template = self
-            .template
-            .clone()
+            .given_template()
             .or_else(|| manifest.as_ref().and_then(|m| m.template.clone()))
-            .unwrap_or_else(|| "{text} It was {mask}.".into());
+            .unwrap_or_else(|| DEFAULT_TEMPLATE.into());
         let verbalizer = match (&self.labels, &manifest) {
             (Some(spec), _) => parse_labels(&tok, spec)?,
             (None, Some(m)) => m.verbalizer(&tok)?,

@@ -450,7 +450,7 @@ pub struct Calibration {
     pub ece_after: f64,
     /// The fitted temperature says nothing the dev set can back
     /// ([`crate::metrics::temperature_unsupported`]: no temperature fits, as when the
-    /// model gets every dev example right or every one wrong, or the search ended at its
+    /// model gets every dev example right or scores every one's class lowest, or the search ended at its
     /// bound): `ece_after` says nothing of calibration, and the report leaves such runs
     /// out of its scaled means, as the library leaves their temperature unapplied.
     /// Absent (results stored before it) reads false.
@@ -1026,7 +1026,16 @@ fn full_data_split(root: &Path, spec: &TaskSpec, test_ex: &[Example]) -> Result<
 /// version cuts from the same files (an older overlap rule dropped other texts); other
 /// results pass. For every place a stored result is reused.
 pub fn check_full_data(root: &Path, out: &Path, spec: &TaskSpec, seed: u64, r: &RunResult) -> Result<()> {
-    if r.method != RunMethod::FullData || r.full_data.is_none() {
+    if r.method != RunMethod::FullData {
+        return Ok(());
+    }
+    if r.full_data.is_none() {
+        // Stored before the counts were: reused, and said so (an older overlap rule may
+        // have cut other texts from the same files).
+        eprintln!(
+            "note: {} records no counts of the full data it trained on (an older version's result): reused unchecked; remove it to make the run again",
+            result_path(out, &r.task, r.seed, r.method).display()
+        );
         return Ok(());
     }
     let (train, dev) = (spec.read(root, seed, "train")?, spec.read(root, seed, "dev")?);
@@ -1613,7 +1622,7 @@ pub fn calibration_report(results: &[RunResult], methods: &[RunMethod]) -> Strin
     let mut s = String::from(
         "Calibration: test expected calibration error (10 bins, percent points), mean over the runs, \
          before and after temperature scaling fitted on dev. \"no fit\": runs whose dev set backs no temperature (the model gets \
-         every dev example right or every one wrong, or the fit ended at its bound, 0.05 or 20), which the library would not \
+         every dev example right or scores every one's class lowest, or the fit ended at its bound, 0.05 or 20), which the library would not \
          apply; the scaled ECE and the temperature are the means over the others. A diverged run (its ECE not a number) \
          is left out of every mean and counted in the runs column.\n\n\
          | method | runs | ECE | no fit | ECE scaled | temperature |\n|---|---|---|---|---|---|\n",

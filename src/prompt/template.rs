@@ -192,10 +192,6 @@ fn push_part(parts: &mut Vec<Part>, part: Part, src: &str, at: usize) -> Result<
 const SECOND_MASK: &str = "the template has a second mask: exactly one is allowed";
 
 fn parse_lmbff(src: &str) -> Result<Vec<Part>> {
-    // Space around the template (a config file's newline) is no text of it: a byte-level
-    // vocabulary read it as tokens of their own, before [CLS] and after the last [SEP]
-    // (the readable syntax drops it too). Errors name places in the trimmed template.
-    let src = src.trim();
     // LM-BFF reads each `*`-separated piece by what it says (a part's name, else text,
     // nothing when empty), so a few of its automatic templates pair their stars oddly
     // (`*cls*_**mask*:*+sent_0**sep+*`: an empty piece where a part would be). Read by
@@ -429,9 +425,6 @@ mod tests {
             t.parts(),
             &[Part::Cls, s(0, false), Part::Text(" It was".into()), Part::Mask, Part::Text(".".into()), Part::Sep { next_segment: true }]
         );
-        // Space around it (a config file's newline) is no text of it (it read as tokens
-        // before [CLS] and after the last [SEP]).
-        assert_eq!(Template::parse("  *cls**sent_0*_It_was*mask*.*sep+*\n").unwrap().parts(), t.parts());
         // A sentence index is digits (`+1` parsed as 1); parts given whole hold at most two.
         let e = Template::parse("*cls**sent_+1*_It_was*mask*.*sep+*").unwrap_err().to_string();
         assert!(e.contains("unknown part `*sent_+1*`"), "{e}");

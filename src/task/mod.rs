@@ -162,8 +162,12 @@ fn resolved(dir: &Path) -> Result<PathBuf> {
 impl Task {
     /// A new, empty task. The template and label words are checked against the model's
     /// tokenizer now, so a mistake shows at registration, not at training.
-    pub fn new(spec: TaskSpec) -> Result<Self> {
+    pub fn new(mut spec: TaskSpec) -> Result<Self> {
         utf8_model_dir(&spec.model_dir)?;
+        // Space around a new task's template (a config file's newline) is no text of it:
+        // a byte-level vocabulary read it as tokens before [CLS] and after the last
+        // [SEP]. (A saved task keeps its own, as its versions were trained with it.)
+        spec.template = spec.template.trim().to_string();
         spec.prompt()?;
         Ok(Task { spec, items: BTreeMap::new(), next_id: 1, dir: None, seen: Vec::new() })
     }

@@ -225,7 +225,8 @@ fn taken_number(name: &str) -> Option<u64> {
 /// Refuses a task folder moved or deleted since the task was saved there: a `models/`
 /// made anew there would hold versions apart from their task.
 fn task_still_there(task_dir: &Path) -> Result<()> {
-    if !task_dir.join(crate::task::TASK_FILE).is_file() {
+    // (A file that cannot be looked at, its permissions, is named as such.)
+    if !crate::checkpoint::is_file(&task_dir.join(crate::task::TASK_FILE))? {
         return Err(Error::InvalidArgument(format!(
             "the task's folder {} no longer holds its task.json (moved or deleted?): save the task again before training",
             task_dir.display()
@@ -280,7 +281,7 @@ fn reserve_version(task_dir: &Path) -> Result<(String, PathBuf)> {
 fn version_dir(task_dir: &Path, v: &str) -> Result<PathBuf> {
     check_version(v)?;
     let d = models_dir(task_dir).join(v);
-    if !d.join(crate::checkpoint::MANIFEST_FILE).is_file() {
+    if !crate::checkpoint::is_file(&d.join(crate::checkpoint::MANIFEST_FILE))? {
         return Err(Error::InvalidArgument(format!("the task has no model version {v} (it has {:?})", versions(task_dir)?)));
     }
     Ok(d)
@@ -402,7 +403,7 @@ fn calibrate(m: &mut Manifest, on: bool, dev_logits: &[Vec<f32>], dev: &[Example
 
 /// Why a temperature at its bound deserves a warning.
 pub const TEMPERATURE_AT_BOUND: &str =
-    "the dev set does not bound the temperature (the model gets every dev example right, or every one wrong, or the fit ran to the search's bound), so it is not applied: the model keeps its own probabilities, which are not calibrated (add dev examples it gets wrong, or leave calibration off)";
+    "the dev set does not bound the temperature (the model gets every dev example right, or scores every one's class lowest, or the fit ran to the search's bound), so it is not applied: the model keeps its own probabilities, which are not calibrated (add dev examples it gets wrong, or leave calibration off)";
 
 /// Runs in one process train one after another: libtorch's random generator is
 /// process-wide (a concurrent run would break the other's repeatability), and versions

@@ -11,13 +11,22 @@ use crate::prompt::{Encoded, Example, Prompt};
 use crate::tokenize::Tokenizer;
 use crate::{Error, Result};
 
+/// What a long evaluation calls before each batch: an error (a cancel) stops it.
+pub type Beat<'a> = &'a mut dyn FnMut() -> Result<()>;
+
 /// Logits [n][labels] for pre-encoded inputs, in input order.
 pub fn predict_logits(model: &MaskedLm, head: &Head, encoded: &[Encoded], pad_id: u32, batch_size: usize) -> Result<Vec<Vec<f32>>> {
+    predict_logits_with(model, head, encoded, pad_id, batch_size, &mut || Ok(()))
+}
+
+/// [`predict_logits`], calling `beat` before each batch.
+fn predict_logits_with(model: &MaskedLm, head: &Head, encoded: &[Encoded], pad_id: u32, batch_size: usize, beat: Beat) -> Result<Vec<Vec<f32>>> {
     let mut order: Vec<usize> = (0..encoded.len()).collect();
     order.sort_by_key(|&i| encoded[i].input_ids.len());
     let mut out = vec![Vec::new(); encoded.len()];
     tch::no_grad(|| -> Result<()> {
         for chunk in order.chunks(batch_size.max(1)) {
+            beat()?;
             let items: Vec<&Encoded> = chunk.iter().map(|&i| &encoded[i]).collect();
             let batch = model.batch(&items, pad_id)?;
             let logits = head.logits(model, &batch, false)?.f_to_kind(Kind::Float)?.f_to_device(tch::Device::Cpu)?;
@@ -47,10 +56,27 @@ pub fn predict_examples(
     demos: &Demos,
     batch_size: usize,
 ) -> Result<Vec<Vec<f32>>> {
+    predict_examples_with(model, tok, prompt, method, head, examples, demos, batch_size, &mut || Ok(()))
+}
+
+/// [`predict_examples`], calling `beat` before each batch (a training run's dev
+/// evaluation asks there whether to go on).
+#[allow(clippy::too_many_arguments)]
+pub fn predict_examples_with(
+    model: &MaskedLm,
+    tok: &Tokenizer,
+    prompt: &Prompt,
+    method: Method,
+    head: &Head,
+    examples: &[Example],
+    demos: &Demos,
+    batch_size: usize,
+    beat: Beat,
+) -> Result<Vec<Vec<f32>>> {
     let pad = tok.special().pad;
     match method {
-        Method::Prompt => prompt_logits(tok, prompt, examples, demos, |enc| predict_logits(model, head, enc, pad, batch_size)),
-        Method::Cls if demos.sets_per_input() == 0 => predict_logits(model, head, &encode_all(tok, prompt, method, examples)?, pad, batch_size),
+        Method::Prompt => prompt_logits(tok, prompt, examples, demos, |enc| predict_logits_with(model, head, enc, pad, batch_size, &mut *beat)),
+        Method::Cls if demos.sets_per_input() == 0 => predict_logits_with(model, head, &encode_all(tok, prompt, method, examples)?, pad, batch_size, beat),
         Method::Cls => Err(Error::InvalidArgument(format!("demonstrations need the prompt method, not {}", method.name()))),
     }
 }

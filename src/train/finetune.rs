@@ -10,7 +10,7 @@ use rand_chacha::ChaCha8Rng;
 use tch::{Kind, Tensor};
 
 use super::demos::Demos;
-use super::eval::predict_examples;
+use super::eval::{predict_examples, predict_examples_with};
 use crate::metrics::{accuracy, argmax_rows, f1_binary, matthews, upper_pole_pearson};
 use super::optim::Optimiser;
 use super::{Progress, ProgressFn, Stage};
@@ -37,9 +37,6 @@ impl Method {
 }
 
 pub use crate::prompt::MAX_DEMO_SETS;
-
-/// Dev inputs scored between two chances to cancel a run's evaluation.
-const EVAL_CHUNK: usize = 256;
 
 /// Fine-tuning settings (defaults: LM-BFF's, except the step count and `demo_sets`, 1 where
 /// LM-BFF averages 16: each set costs a forward pass per input).
@@ -387,20 +384,23 @@ pub fn finetune(
         let eval_now = done == p.steps || (p.eval_every > 0 && done % p.eval_every == 0);
         if eval_now && !dev.is_empty() {
             let t = Instant::now();
-            // Scored in chunks, asking `progress` between them at most once a second with
-            // this step's report: a cancel is taken during a long evaluation (thousands
-            // of dev inputs, many demonstration sets), not only after it.
-            let mut logits = Vec::with_capacity(dev.len());
-            let mut beat = Instant::now();
-            for chunk in dev.chunks(EVAL_CHUNK) {
-                if beat.elapsed() >= std::time::Duration::from_secs(1) {
-                    if !progress(Progress { stage: Stage::Train, step: done, total: p.steps, loss: last_loss, metric: last_metric }) {
-                        return Err(Error::Cancelled);
-                    }
-                    beat = Instant::now();
+            // `progress` is asked between batches, at most once a second, with this step's
+            // report: a cancel is taken during a long evaluation (thousands of dev inputs,
+            // many demonstration sets), not only after it.
+            let at = Progress { stage: Stage::Train, step: done, total: p.steps, loss: last_loss, metric: last_metric };
+            let mut last = Instant::now();
+            let mut beat = || {
+                if last.elapsed() < std::time::Duration::from_secs(1) {
+                    return Ok(());
                 }
-                logits.extend(predict_examples(model, tok, prompt, method, &head, chunk, &report.demos, p.eval_batch_size)?);
-            }
+                last = Instant::now();
+                if progress(at) {
+                    Ok(())
+                } else {
+                    Err(Error::Cancelled)
+                }
+            };
+            let logits = predict_examples_with(model, tok, prompt, method, &head, dev, &report.demos, p.eval_batch_size, &mut beat)?;
             let acc = match (&p.regression, p.dev_metric) {
                 // Weights that give a non-finite logit (a diverged run) are never kept:
                 // argmax would read their NaN rows as class 0 and score them.
