@@ -522,6 +522,21 @@ fn mistakes_are_named_before_the_work() {
             .arg("--model").arg(&model).arg("--out").arg(dir.join("demo-empty")),
         "dev.tsv holds no examples",
     );
+    // A whole run on the tiny model (no adaptation, two steps): its labels and report are
+    // one output, written whole, and a second run replaces it.
+    let demo_out = dir.join("demo-whole");
+    for _ in 0..2 {
+        let o = lmbff()
+            .args(["demo", "--device", "cpu", "--threads", "1", "--adapt-steps", "0", "--steps", "2", "--lrs", "1e-3", "--labels", "0=bad,1=good", "--data"])
+            .arg(common::root().join("data/reviews")).arg("--model").arg(&model).arg("--out").arg(&demo_out)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let pool = std::fs::read_to_string(common::root().join("data/reviews/unlabeled.txt")).unwrap().lines().filter(|l| !l.trim().is_empty()).count();
+    assert_eq!(std::fs::read_to_string(demo_out.join("labels.jsonl")).unwrap().lines().count(), pool);
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(demo_out.join("report.json")).unwrap()).unwrap();
+    assert!(report["sentence_embedding"]["test_acc"].is_number() && demo_out.join(".lmbff-output").is_file(), "{report}");
     // So is a two-sentence template over its one-sentence sets (named after the
     // adaptation, minutes in).
     fails_with(

@@ -312,6 +312,18 @@ fn regression_fits_graded_scores_by_kl() {
     let last_kl = rep.loss_curve.last().unwrap().1;
     assert!((0.0..0.05).contains(&last_kl), "KL {:?}", rep.loss_curve);
     let logits = train::predict_examples(&m, &tok, &p, Method::Prompt, &head, &data, &train::Demos::None, 8).unwrap();
+    // A long evaluation is asked before each batch whether to go on (a training run's dev
+    // evaluation asks its progress callback there): 12 inputs of batch 8 ask twice, and
+    // a no stops it.
+    let mut asked = 0;
+    let again = train::predict_examples_with(&m, &tok, &p, Method::Prompt, &head, &data, &train::Demos::None, 8, &mut || {
+        asked += 1;
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!((asked, &again), (2, &logits));
+    let stopped = train::predict_examples_with(&m, &tok, &p, Method::Prompt, &head, &data, &train::Demos::None, 8, &mut || Err(lmbff::Error::Cancelled));
+    assert!(matches!(stopped, Err(lmbff::Error::Cancelled)));
     let upper: Vec<f64> = train::softmax_rows(&logits).iter().map(|q| q[1] as f64).collect();
     let gold: Vec<f64> = scores.iter().map(|&v| v as f64).collect();
     assert!((lmbff::metrics::pearson(&upper, &gold) - rep.best_dev_acc).abs() < 1e-6, "the kept weights are the best dev's");

@@ -234,7 +234,6 @@ pub fn run(a: DemoArgs) -> Result<()> {
         ("sentence-embedding", &se_loaded, train::embedding_logits(&se_loaded.model, &se_loaded.tok, &se_loaded.prompt, &se_head, &pool_ex, 64)?)
     };
     let probs = softmax_rows(&logits);
-    std::fs::create_dir_all(&a.out).map_err(|e| Error::io(&a.out, e))?;
     let names = l.prompt.verbalizer.labels();
     let mut lines = String::new();
     let mut scored: Vec<(f32, usize)> = Vec::new();
@@ -249,8 +248,6 @@ pub fn run(a: DemoArgs) -> Result<()> {
         lines += &json!({"text": text, "label": names[top], "probs": p, "margin": margin}).to_string();
         lines.push('\n');
     }
-    let labels_path = a.out.join("labels.jsonl");
-    crate::harness::write_atomic(&labels_path, &lines)?;
     let report = json!({
         "model": base, "adapted_model": prompt_model, "steps": a.steps, "lrs": a.lrs, "seed": a.seed,
         "held_out": test.len(), "zero_shot_acc": zero, "pool_labelled_by": method_name,
@@ -259,8 +256,16 @@ pub fn run(a: DemoArgs) -> Result<()> {
         "sentence_embedding": {"lr": se_lr, "dev_acc": se_dev, "test_acc": se_acc},
         "seconds": started.elapsed().as_secs_f64(),
     });
-    let report_path = a.out.join("report.json");
-    crate::harness::write_atomic(&report_path, &serde_json::to_string_pretty(&report).expect("JSON serialises"))?;
+    // The labels and the report are one output, written whole (new labels beside an
+    // old report could be left before).
+    let report = serde_json::to_string_pretty(&report).map_err(|e| Error::Internal(format!("the demo's report does not serialise: {e}")))?;
+    write_dir_atomic(&a.out, "labels.jsonl", |d| {
+        for (name, text) in [("labels.jsonl", &lines), ("report.json", &report)] {
+            std::fs::write(d.join(name), text).map_err(|e| Error::io(d.join(name), e))?;
+        }
+        Ok(())
+    })?;
+    let (labels_path, report_path) = (a.out.join("labels.jsonl"), a.out.join("report.json"));
 
     scored.sort_by(|x, y| x.0.total_cmp(&y.0));
     outln!("\nLeast certain pool items (review these first):")?;

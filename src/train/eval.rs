@@ -46,16 +46,7 @@ fn predict_logits_with(model: &MaskedLm, head: &Head, encoded: &[Encoded], pad_i
 /// sets when they are similarity-filtered) and the logits averaged over the sets, as
 /// LM-BFF does at inference.
 #[allow(clippy::too_many_arguments)]
-pub fn predict_examples(
-    model: &MaskedLm,
-    tok: &Tokenizer,
-    prompt: &Prompt,
-    method: Method,
-    head: &Head,
-    examples: &[Example],
-    demos: &Demos,
-    batch_size: usize,
-) -> Result<Vec<Vec<f32>>> {
+pub fn predict_examples(model: &MaskedLm, tok: &Tokenizer, prompt: &Prompt, method: Method, head: &Head, examples: &[Example], demos: &Demos, batch_size: usize) -> Result<Vec<Vec<f32>>> {
     predict_examples_with(model, tok, prompt, method, head, examples, demos, batch_size, &mut || Ok(()))
 }
 

@@ -15,7 +15,7 @@ pub use embed::{
     EmbedReport, ZERO_SHOT_WORDS_LOGIT_SCALE,
 };
 pub use demos::{DemoEncoder, Demos, DEMO_FILTER_MAX_LEN};
-pub use eval::{predict_examples, predict_logits, prompt_logits};
+pub use eval::{predict_examples, predict_examples_with, predict_logits, prompt_logits};
 pub use optim::Optimiser;
 pub use finetune::{encode_all, finetune, DevMetric, FinetuneReport, Head, Method, RegressionTargets, TrainParams, MAX_DEMO_SETS};
 
