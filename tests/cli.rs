@@ -506,6 +506,14 @@ fn mistakes_are_named_before_the_work() {
     cached.arg("--model").arg(&model).arg("--out").arg(dir.join("demo-cache-out")).args(["--cache", "/proc/lmbff-cache"]);
     fails_with(&mut cached, "--cache /proc/lmbff-cache");
     fails_with(&mut demo(&dir), "is not an earlier output");
+    // A folder an older demo wrote its labels into among other files (it kept no list) is
+    // not replaced whole.
+    let older = dir.join("older-demo");
+    std::fs::create_dir_all(&older).unwrap();
+    std::fs::write(older.join("labels.jsonl"), "{}\n").unwrap();
+    std::fs::write(older.join("notes.txt"), "mine").unwrap();
+    fails_with(&mut demo(&older), "holds an older demo's labels.jsonl among other files (notes.txt)");
+    assert_eq!(std::fs::read_to_string(older.join("notes.txt")).unwrap(), "mine");
     // It starts from a pretrained model: a trained one's labels (its order) would be
     // read against the demo's data wrongly.
     fails_with(&mut demo(&dir.join("demo-out")), "is a trained lmbff model");

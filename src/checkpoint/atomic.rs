@@ -367,6 +367,13 @@ fn list_output(dir: &Path) -> Result<()> {
     std::fs::write(&path, text).map_err(|e| Error::io(&path, e))
 }
 
+/// Whether the output folder `dir` holds the list of what its write made (outputs
+/// written before lists were kept do not).
+#[cfg(feature = "train")]
+pub(crate) fn lists_its_output(dir: &Path) -> bool {
+    dir.join(OUTPUT_LIST).is_file()
+}
+
 /// The entries of the earlier output `dir` that its write did not make (a user's notes,
 /// input files put there since, a version added beside an export's Triton model), which
 /// replacing it would delete. An output written before the list was kept has none on
@@ -432,17 +439,21 @@ pub fn check_dest(dest: &Path, marker: &str) -> Result<()> {
 /// that exists must be a folder (not a file where a folder goes) in which a folder can
 /// be made (tried, and removed), so that a long run does not end failing to save.
 fn check_parent(dest: &Path) -> Result<()> {
-    // The write's folder beside `dest` has a longer name than `dest`: one that does not
-    // fit a file name (255 bytes) failed after the work, naming the hidden folder.
-    if let Some(name) = dest.file_name().map(|n| n.to_string_lossy().to_string()) {
-        let longest = temp_name(&name).len().max(format!(".{name}{OLD_MARK}{}", tmp_suffix()).len());
-        if longest > NAME_MAX {
-            return Err(Error::InvalidArgument(format!(
-                "{}: its name is {} bytes, and the folder lmbff writes beside it first needs {longest} (at most {NAME_MAX}): give a shorter name",
-                dest.display(),
-                name.len()
-            )));
-        }
+    // The write makes its folder beside `dest`, by `dest`'s name: `.` or `..` has none,
+    // and the write failed after the work.
+    let Some(name) = dest.file_name().map(|n| n.to_string_lossy().to_string()) else {
+        return Err(Error::InvalidArgument(format!("{}: give the folder by its name (the write makes its own beside it), not `.` or `..`", dest.display())));
+    };
+    // That folder's name is longer than `dest`'s: one that does not fit the file
+    // system's names failed after the work, naming the hidden folder.
+    let longest = temp_name(&name).len().max(format!(".{name}{OLD_MARK}{}", tmp_suffix()).len());
+    let limit = existing_above(dest).map_or(NAME_MAX, name_max);
+    if longest > limit {
+        return Err(Error::InvalidArgument(format!(
+            "{}: its name is {} bytes, and the folder lmbff writes beside it first needs {longest} (at most {limit} here): give a shorter name",
+            dest.display(),
+            name.len()
+        )));
     }
     let Some(existing) = existing_above(dest) else { return Ok(()) };
     if !existing.is_dir() {
@@ -451,8 +462,17 @@ fn check_parent(dest: &Path) -> Result<()> {
     can_make_folder_in(existing).map_err(|e| Error::InvalidArgument(format!("{}: no folder can be made in {} ({e})", dest.display(), existing.display())))
 }
 
-/// The longest file name Linux's file systems take, in bytes.
+/// The longest file name most file systems take, in bytes, where the system does not say.
 const NAME_MAX: usize = 255;
+
+/// The longest file name the file system of `dir` takes (`pathconf`), else [`NAME_MAX`].
+fn name_max(dir: &Path) -> usize {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else { return NAME_MAX };
+    // SAFETY: a NUL-terminated path that lives across the call.
+    let n = unsafe { libc::pathconf(c.as_ptr(), libc::_PC_NAME_MAX) };
+    if n > 0 { n as usize } else { NAME_MAX }
+}
 
 /// The nearest folder above `dest` that exists (`.` for a relative path none of whose
 /// folders does), where a write of `dest` makes the missing ones: a file there, or a

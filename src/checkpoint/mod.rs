@@ -19,7 +19,7 @@ pub(crate) use atomic::{is_temp_of, temp_name};
 #[cfg(feature = "train")]
 pub(crate) use atomic::{can_make_folder_in, existing_above, restore_moved_aside};
 #[cfg(feature = "train")]
-pub(crate) use atomic::{try_lock_file, STALE_AFTER};
+pub(crate) use atomic::{lists_its_output, try_lock_file, STALE_AFTER};
 
 use std::path::{Path, PathBuf};
 
@@ -515,6 +515,12 @@ mod tests {
         let err = atomic::replace(&tmp, &dest, "a");
         atomic::FAIL_SWAP_BACK.with(|f| f.set(false));
         let err = err.unwrap_err().to_string();
+        if err.contains("it was left as it is") {
+            // No RENAME_EXCHANGE here: the write moved the folder aside and back instead.
+            println!("SKIPPED: this file system cannot swap two folders in one step");
+            std::fs::remove_dir_all(&root).unwrap();
+            return;
+        }
         let parked: Vec<PathBuf> = std::fs::read_dir(&root).unwrap().map(|e| e.unwrap().path()).filter(|p| p.join("NOTES.md").is_file()).collect();
         assert_eq!(parked.len(), 1, "{err}");
         let name = parked[0].file_name().unwrap().to_string_lossy().to_string();
@@ -620,6 +626,8 @@ mod tests {
         assert!(check_dest(&root.join("new/deeper/out"), "a").is_ok());
         // A name that fits alone but not with the temporary folder's mark, named before
         // any work (it failed at the end, naming the hidden folder).
+        let err = check_dest(Path::new(".."), "a").unwrap_err().to_string();
+        assert!(err.contains("give the folder by its name"), "{err}");
         let err = check_dest(&root.join("x".repeat(230)), "a").unwrap_err().to_string();
         assert!(err.contains("its name is 230 bytes") && err.contains("give a shorter name"), "{err}");
         let _ = std::fs::remove_dir_all(&root);

@@ -168,6 +168,24 @@ pub fn run(a: DemoArgs) -> Result<()> {
     // A wrong --out is named now, not after the run (labels.jsonl, written first, marks
     // an earlier demo's folder).
     super::commands::check_out(&a.out, "--out", &base, "labels.jsonl")?;
+    // The output is replaced whole. A folder an older demo wrote into lists nothing (it
+    // wrote its two files among whatever was there): it is taken only while it holds no
+    // more than those.
+    if a.out.join("labels.jsonl").is_file() && !crate::checkpoint::lists_its_output(&a.out) {
+        let others: Vec<String> = std::fs::read_dir(&a.out)
+            .map_err(|e| Error::io(&a.out, e))?
+            .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+            .filter(|n| n != "labels.jsonl" && n != "report.json")
+            .collect();
+        if !others.is_empty() {
+            return Err(Error::InvalidArgument(format!(
+                "--out {} holds an older demo's labels.jsonl among other files ({}): the demo replaces its output folder whole; \
+                 give a new folder",
+                a.out.display(),
+                others.join(", ")
+            )));
+        }
+    }
     // The demo starts from a pretrained model: a trained lmbff model brings its own
     // labels (in its order), which the demo's data would be read against wrongly.
     if base.join(crate::checkpoint::MANIFEST_FILE).is_file() {

@@ -236,7 +236,10 @@ pub fn run(a: HarnessArgs) -> Result<()> {
         // A run that fails is named and left; the others go on (a run that fails the
         // same way each time, as a seeded one does, stopped the whole grid at it on
         // every re-run).
-        let r = r.inspect_err(|e| eprintln!("{label}: the run failed, and nothing of it is stored; the others go on: {e}"))?;
+        let r = r.inspect_err(|e| match e {
+            Error::Io { .. } => eprintln!("{label}: the run failed on a file, and the grid stops: {e}"),
+            _ => eprintln!("{label}: the run failed, and its result is not stored; the others go on: {e}"),
+        })?;
         let score = if r.test.is_finite() { format!("{:.1}", 100.0 * r.test) } else { "diverged (NaN)".into() };
         eprintln!("{label}: test {} {score} ({:.0} s)", r.metric, r.seconds);
         Ok(r)

@@ -221,7 +221,9 @@ impl Prompt {
     /// with this prompt ([`Prompt::anchor_texts_with`]): what a caller does before any
     /// model loads.
     pub fn parse_anchor_templates(&self, sources: &[String]) -> Result<Vec<Template>> {
-        let templates = sources.iter().map(|t| Template::parse_anchor(t)).collect::<Result<Vec<_>>>()?;
+        // Given now, used for training only (never read back): the space around one (a
+        // config file's newline) is no text of it, as for a new task's template.
+        let templates = sources.iter().map(|t| Template::parse_anchor(t.trim())).collect::<Result<Vec<_>>>()?;
         self.anchor_texts_with(&templates)?;
         Ok(templates)
     }
