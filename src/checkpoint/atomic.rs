@@ -447,7 +447,8 @@ fn check_parent(dest: &Path) -> Result<()> {
     // That folder's name is longer than `dest`'s: one that does not fit the file
     // system's names failed after the work, naming the hidden folder.
     let longest = temp_name(&name).len().max(format!(".{name}{OLD_MARK}{}", tmp_suffix()).len());
-    let limit = existing_above(dest).map_or(NAME_MAX, name_max);
+    let existing = existing_above(dest);
+    let limit = existing.map_or(NAME_MAX, name_max);
     if longest > limit {
         return Err(Error::InvalidArgument(format!(
             "{}: its name is {} bytes, and the folder lmbff writes beside it first needs {longest} (at most {limit} here): give a shorter name",
@@ -455,7 +456,7 @@ fn check_parent(dest: &Path) -> Result<()> {
             name.len()
         )));
     }
-    let Some(existing) = existing_above(dest) else { return Ok(()) };
+    let Some(existing) = existing else { return Ok(()) };
     if !existing.is_dir() {
         return Err(Error::InvalidArgument(format!("{}: {} is a file, not a folder", dest.display(), existing.display())));
     }
@@ -555,15 +556,14 @@ pub(crate) const STALE_AFTER: std::time::Duration = std::time::Duration::from_se
 /// alone.
 fn remove_stale_temps(dest: &Path, marker: &str) {
     let Some(name) = dest.file_name().map(|n| n.to_string_lossy().to_string()) else { return };
-    let marks = [TMP_MARK, LEGACY_TMP_MARK];
-    remove_stale(parent_of(dest), |file| marks.iter().find_map(|k| file.strip_prefix(&format!(".{name}{k}"))).map(str::to_string));
-    // A moved-aside folder is an earlier output or an empty folder, which the sweep may
-    // take; anything else under that name is what a write could not put back, kept.
     let parent = parent_of(dest);
-    let old_marks = [OLD_MARK, LEGACY_OLD_MARK];
+    let marked = |marks: [&str; 2], file: &str| marks.iter().find_map(|k| file.strip_prefix(&format!(".{name}{k}"))).map(str::to_string);
     remove_stale(parent, |file| {
-        let rest = old_marks.iter().find_map(|k| file.strip_prefix(&format!(".{name}{k}")))?;
-        replaceable(&parent.join(file), marker).unwrap_or(false).then(|| rest.to_string())
+        // A moved-aside folder is an earlier output or an empty folder, which the sweep
+        // may take; anything else under that name is what a write could not put back,
+        // kept.
+        marked([TMP_MARK, LEGACY_TMP_MARK], file)
+            .or_else(|| marked([OLD_MARK, LEGACY_OLD_MARK], file).filter(|_| replaceable(&parent.join(file), marker).unwrap_or(false)))
     });
 }
 
