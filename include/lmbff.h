@@ -263,7 +263,7 @@ typedef struct {
 /*
  What a new task is. Get defaults from lmbff_task_params_init (or
  lmbff_task_default_params), then set at least `model_dir`, `labels`, `label_words`
- and `num_labels`. A struct laid out by an earlier header (before multi_label), whose
+ and `num_labels`. A struct laid out by an earlier header (before `flags`), whose
  struct_size says so, is read as such: its fields are read, and the newer ones keep
  their defaults.
  */
@@ -331,7 +331,8 @@ typedef struct {
    */
   size_t struct_size;
   /*
-   Fine-tuning steps (default 300) of `batch_size` examples (default 8).
+   Fine-tuning steps (default 300) of `batch_size` examples (default 8); each at least
+   1 (0 is LMBFF_ERR_INVALID_ARGUMENT).
    */
   uint32_t steps;
   uint32_t batch_size;

@@ -29,7 +29,7 @@ pub struct Sink {
 static SINK: RwLock<Option<Sink>> = RwLock::new(None);
 /// A sink set from inside the callback, waiting for it to return: its number among the
 /// set_sink calls, the sink, and the thread whose callback set it (which applies it).
-type Pending = (u64, Option<Sink>, std::thread::ThreadId);
+type Pending = (u64, Option<Sink>, u64);
 static PENDING: Mutex<Option<Pending>> = Mutex::new(None);
 /// Counts set_sink calls, in their order: a sink set from inside a callback is applied
 /// after it returns only if no set_sink came after it meanwhile (from another thread).
@@ -40,10 +40,10 @@ thread_local! {
 }
 
 /// Marks this thread as inside the sink until dropped (also on unwinding).
-struct InCallback;
+pub(crate) struct InCallback;
 
 impl InCallback {
-    fn enter() -> Self {
+    pub(crate) fn enter() -> Self {
         IN_CALLBACK.with(|c| c.set(true));
         InCallback
     }
@@ -55,7 +55,8 @@ impl Drop for InCallback {
     }
 }
 
-fn in_callback() -> bool {
+/// Whether this thread is inside the sink (a log callback and the lmbff calls it makes).
+pub(crate) fn in_callback() -> bool {
     IN_CALLBACK.with(Cell::get)
 }
 
@@ -64,7 +65,7 @@ pub fn set_sink(sink: Option<Sink>) {
     if in_callback() {
         // This thread holds SINK's read lock: count the call now, apply it after.
         let n = SETS.fetch_add(1, Ordering::SeqCst) + 1;
-        *PENDING.lock() = Some((n, sink, std::thread::current().id()));
+        *PENDING.lock() = Some((n, sink, crate::thread_no()));
         return;
     }
     let mut current = SINK.write();
@@ -95,7 +96,7 @@ pub fn log(level: Level, message: impl FnOnce() -> String) {
     // thread's is its own to apply (that callback may still run, holding the read lock,
     // and waiting for this thread). Taken first, the lock released before waiting for the
     // sink's: a callback on another thread may be queueing its own change.
-    let me = std::thread::current().id();
+    let me = crate::thread_no();
     let pending = {
         let mut p = PENDING.lock();
         if p.as_ref().is_some_and(|(_, _, owner)| *owner == me) { p.take() } else { None }

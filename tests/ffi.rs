@@ -173,6 +173,46 @@ fn log_callback_with_levels() {
     }
 }
 
+static OPENED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+static NESTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn open_from_inside(_level: i32, message: *const c_char, user_data: *mut std::ffi::c_void) {
+    let m = unsafe { CStr::from_ptr(message) }.to_string_lossy().into_owned();
+    if !m.contains("predictor opened") {
+        return;
+    }
+    OPENED.lock().unwrap().push(m);
+    if !NESTED.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        // SAFETY: user_data is the export folder's CString, alive for the test.
+        let dir = user_data as *const c_char;
+        let (mut q, mut error) = (std::ptr::null_mut(), vec![0 as c_char; 4160]);
+        unsafe {
+            assert_eq!(lmbff_predictor_open_with_error(dir, null(), &mut q, error.as_mut_ptr(), error.len()), LMBFF_OK);
+            lmbff_predictor_free(q);
+        }
+    }
+}
+
+/// An lmbff call a log callback makes through a `_with_error` function (which runs it on
+/// a thread of its own) is not delivered to the callback, as any call made inside it is
+/// not: its "predictor opened" reached the host's callback on that second thread while
+/// the first was still running.
+#[test]
+fn a_with_error_call_from_a_log_callback_is_not_delivered() {
+    let dir = exported();
+    let _one = LOG_SINK.lock().unwrap_or_else(|e| e.into_inner());
+    unsafe {
+        assert_eq!(lmbff_set_log_callback(Some(open_from_inside), LMBFF_LOG_INFO, dir.as_ptr() as *mut std::ffi::c_void), LMBFF_OK);
+        let mut p = std::ptr::null_mut();
+        let opened = lmbff_predictor_open(dir.as_ptr(), null(), &mut p);
+        lmbff_set_log_callback(None, LMBFF_LOG_ERROR, std::ptr::null_mut());
+        assert_eq!(opened, LMBFF_OK, "{}", last_error());
+        lmbff_predictor_free(p);
+    }
+    assert!(NESTED.load(std::sync::atomic::Ordering::SeqCst), "the callback opened one from inside");
+    assert_eq!(OPENED.lock().unwrap().len(), 1, "only the outer open was delivered: {:?}", OPENED.lock().unwrap());
+}
+
 static STOPS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 extern "C" fn stop_from_inside(_level: i32, _message: *const c_char, _user_data: *mut std::ffi::c_void) {

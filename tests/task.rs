@@ -341,8 +341,8 @@ fn a_save_that_leaves_versions_behind_says_so() {
 }
 
 /// A task freed from a log callback inside a call on it is freed when that call returns
-/// (it was freed under the call, which then unlocked freed memory); calls on it in
-/// between are BUSY, named as this thread's own.
+/// (it was freed under the call, which then unlocked freed memory); calls on it from
+/// inside are BUSY, named as this thread's own, and after the free as freed.
 #[test]
 fn a_task_freed_inside_its_own_call_goes_when_the_call_returns() {
     let _one = LOG_SINK.lock().unwrap_or_else(|e| e.into_inner());
@@ -359,8 +359,10 @@ fn a_task_freed_inside_its_own_call_goes_when_the_call_returns() {
             write: Box::new(move |_, m| {
                 if m.contains("now follow") {
                     let t = raw as *mut lmbff_task;
-                    lmbff_task_free(t);
                     let text = CString::new("still here").unwrap();
+                    let status = lmbff_task_add_unlabeled(t, text.as_ptr(), null(), null_mut());
+                    SEEN.lock().unwrap().push((status, last_error()));
+                    lmbff_task_free(t);
                     let status = lmbff_task_add_unlabeled(t, text.as_ptr(), null(), null_mut());
                     SEEN.lock().unwrap().push((status, last_error()));
                 }
@@ -371,9 +373,9 @@ fn a_task_freed_inside_its_own_call_goes_when_the_call_returns() {
         lmbff::log::set_sink(None);
         assert_eq!(saved, LMBFF_OK, "{}", last_error());
         let seen = SEEN.lock().unwrap();
-        assert_eq!(seen.len(), 1);
-        assert_eq!(seen[0].0, LMBFF_ERR_BUSY);
-        assert!(seen[0].1.contains("already in a call on this thread"), "{}", seen[0].1);
+        assert_eq!(seen.len(), 2);
+        assert!(seen[0].0 == LMBFF_ERR_BUSY && seen[0].1.contains("already in a call on this thread"), "{:?}", seen[0]);
+        assert!(seen[1].0 == LMBFF_ERR_BUSY && seen[1].1.contains("was freed from a log callback inside a call on it"), "{:?}", seen[1]);
     }
     assert!(root.join("second/task.json").is_file());
 }
@@ -487,6 +489,43 @@ unsafe fn export_while_another_call_holds_the_task(t: *mut lmbff_task, dir: &Pat
     assert_eq!(lmbff_task_save(t, back.as_ptr()), LMBFF_OK, "{}", last_error());
 }
 
+/// A task freed from a log callback inside an export of one of its versions (which does
+/// not take the task) goes when the export returns: a call on it from the callback
+/// meanwhile is BUSY, named so, and the export ends OK. (It was freed at once, under the
+/// export, and the call read freed memory.)
+unsafe fn export_freeing_the_task_inside(t: *mut lmbff_task, dir: &Path, version: &CStr) {
+    let _one = LOG_SINK.lock().unwrap_or_else(|e| e.into_inner());
+    static SEEN: std::sync::Mutex<Vec<(lmbff_status, String)>> = std::sync::Mutex::new(Vec::new());
+    // An earlier export a crash left moved aside: the export puts it back, and says so.
+    let out = dir.with_file_name("export-freeing");
+    let aside = dir.with_file_name(".export-freeing.lmbff-old-999999999-0");
+    std::fs::create_dir_all(&aside).unwrap();
+    std::fs::write(aside.join(lmbff::export::EXPORT_MANIFEST), "{}").unwrap();
+    let raw = t as usize;
+    lmbff::log::set_sink(Some(lmbff::log::Sink {
+        max: lmbff::log::Level::Warn,
+        write: Box::new(move |_, m| {
+            if m.contains("it is back in its place") {
+                let t = raw as *mut lmbff_task;
+                lmbff_task_free(t);
+                let text = CString::new("after the free").unwrap();
+                let status = lmbff_task_add_unlabeled(t, text.as_ptr(), null(), null_mut());
+                SEEN.lock().unwrap().push((status, last_error()));
+            }
+        }),
+    }));
+    let cout = CString::new(out.to_str().unwrap()).unwrap();
+    let exported = lmbff_task_export(t, version.as_ptr(), cout.as_ptr(), false);
+    let message = last_error();
+    lmbff::log::set_sink(None);
+    assert_eq!(exported, LMBFF_OK, "{message}");
+    assert!(out.join(lmbff::export::EXPORT_MANIFEST).is_file());
+    let seen = SEEN.lock().unwrap();
+    assert_eq!(seen.len(), 1, "the export put the earlier one back");
+    assert_eq!(seen[0].0, LMBFF_ERR_BUSY);
+    assert!(seen[0].1.contains("was freed from a log callback inside a call on it"), "{}", seen[0].1);
+}
+
 /// The task's versions as lmbff_task_versions lists them.
 unsafe fn versions(t: *mut lmbff_task) -> String {
     let mut list = vec![0 as c_char; 4096];
@@ -572,6 +611,12 @@ fn tasks_through_the_c_abi() {
         assert_eq!(lmbff_task_create(&p, &mut t), LMBFF_ERR_INVALID_ARGUMENT);
         assert!(last_error().contains("at least two labels"), "{}", last_error());
         assert!(t.is_null());
+        // So named with no label words either (lmbff.hpp passes none for no labels).
+        let words = p.label_words;
+        p.label_words = null();
+        assert_eq!(lmbff_task_create(&p, &mut t), LMBFF_ERR_INVALID_ARGUMENT);
+        assert!(last_error().contains("at least two labels"), "{}", last_error());
+        p.label_words = words;
         // A model folder that is not one (a mistyped path) is a model error, as the
         // header says, naming what it looked for.
         p.num_labels = 2;
@@ -996,7 +1041,7 @@ fn train_versions_and_export_through_the_c_abi() {
         assert!(last_error().contains("no model version v1"));
         assert_eq!(lmbff_task_versions(t, list.as_mut_ptr(), 64, null_mut()), LMBFF_OK);
         assert_eq!(CStr::from_ptr(list.as_ptr()).to_str().unwrap(), "v2");
-        lmbff_task_free(t);
+        export_freeing_the_task_inside(t, &dir, &CString::new("v2").unwrap());
     }
 }
 

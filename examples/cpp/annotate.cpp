@@ -97,8 +97,8 @@ int main(int argc, char** argv) {
             // Digits only, at most UINT32_MAX: stoul would read "-1" as 4294967295 steps.
             const std::string steps = argv[3];
             if (steps.empty() || steps.size() > 10 || steps.find_first_not_of("0123456789") != std::string::npos ||
-                std::stoull(steps) > UINT32_MAX) {
-                std::cerr << "steps is \"" << steps << "\": give a whole number from 0 to " << UINT32_MAX << '\n';
+                std::stoull(steps) == 0 || std::stoull(steps) > UINT32_MAX) {
+                std::cerr << "steps is \"" << steps << "\": give a whole number from 1 to " << UINT32_MAX << '\n';
                 return 1;
             }
             tp.steps = static_cast<uint32_t>(std::stoull(steps));

@@ -109,7 +109,8 @@ pub unsafe extern "C" fn lmbff_log_next(level: *mut i32) -> *const c_char {
     if level.is_null() {
         return std::ptr::null();
     }
-    let next = std::panic::catch_unwind(next_queued).ok().flatten();
+    // Caught quietly: nothing is printed (lmbff.h).
+    let next = super::catch_quietly(next_queued).ok().flatten();
     let Some((l, message)) = next else {
         return std::ptr::null();
     };

@@ -290,6 +290,10 @@ pub unsafe extern "C" fn lmbff_predict_with_error(
 ) -> lmbff_status {
     // SAFETY (of the call on another thread): as this function's own contract; the
     // predictor may be used from any thread (lmbff.h).
+    // NULL on every failure, one to start the call's thread included.
+    if !out.is_null() {
+        *out = std::ptr::null_mut();
+    }
     with_error(OwnThread(move || unsafe { lmbff_predict(p, texts, texts_b, n, out) }), error, capacity)
 }
 
@@ -309,6 +313,9 @@ pub unsafe extern "C" fn lmbff_predictor_open_with_error(
     capacity: usize,
 ) -> lmbff_status {
     // SAFETY (of the call on another thread): as this function's own contract.
+    if !out.is_null() {
+        *out = std::ptr::null_mut();
+    }
     with_error(OwnThread(move || unsafe { lmbff_predictor_open(export_dir, params, out) }), error, capacity)
 }
 
@@ -333,8 +340,16 @@ impl<F: FnOnce() -> lmbff_status> OwnThread<F> {
 /// # Safety
 /// `error` is NULL or points to `capacity` writable bytes.
 pub(super) unsafe fn with_error<F: FnOnce() -> lmbff_status>(call: OwnThread<F>, error: *mut c_char, capacity: usize) -> lmbff_status {
+    // A call made from inside a log callback is so on its own thread too: its messages
+    // are not delivered (lmbff_set_log_callback), where they would reach the host's
+    // callback on a second thread while the first still runs (a callback holding a lock
+    // waited for itself).
+    let inside = crate::log::in_callback();
     let ran = std::thread::scope(|scope| {
-        let work = move || call.call();
+        let work = move || {
+            let _inside = inside.then(crate::log::InCallback::enter);
+            call.call()
+        };
         std::thread::Builder::new().name("lmbff-call".into()).stack_size(8 << 20).spawn_scoped(scope, work).map(|t| t.join())
     });
     let (status, message) = match ran {
@@ -529,6 +544,8 @@ pub unsafe extern "C" fn lmbff_predictions_label_studio_json(
 ) -> lmbff_status {
     guard(|| {
         let p = usable(p)?;
+        // A call on the predictor, as lmbff_predict is: a free waits for it.
+        let _call = p.calls.read_recursive();
         let r = r.as_ref().ok_or_else(|| Error::InvalidArgument("predictions is NULL".into()))?;
         let (from, to) = (str_arg(from_name, "from_name")?, str_arg(to_name, "to_name")?);
         let version = if model_version.is_null() {

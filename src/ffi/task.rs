@@ -26,7 +26,7 @@ pub struct lmbff_task {
 
 /// What a new task is. Get defaults from lmbff_task_params_init (or
 /// lmbff_task_default_params), then set at least `model_dir`, `labels`, `label_words`
-/// and `num_labels`. A struct laid out by an earlier header (before multi_label), whose
+/// and `num_labels`. A struct laid out by an earlier header (before `flags`), whose
 /// struct_size says so, is read as such: its fields are read, and the newer ones keep
 /// their defaults.
 #[repr(C)]
@@ -134,6 +134,63 @@ fn in_call_on(me: usize) -> bool {
     IN_TASKS.try_with(|held| held.borrow().contains(&me)).unwrap_or(false)
 }
 
+/// This thread inside a call on the task at the address given, until dropped
+/// ([`IN_TASKS`]; nothing is tracked once this thread's thread-locals are gone, at its
+/// exit, when no callback runs inside a call made then).
+struct InCall(bool);
+
+impl InCall {
+    fn enter(me: usize) -> Self {
+        InCall(IN_TASKS.try_with(|held| held.borrow_mut().push(me)).is_ok())
+    }
+}
+
+impl Drop for InCall {
+    fn drop(&mut self) {
+        if self.0 {
+            let _ = IN_TASKS.try_with(|held| held.borrow_mut().pop());
+        }
+    }
+}
+
+/// Whether the task at `me` was freed from inside a call on it that this thread is
+/// still in (it goes when that call returns).
+fn freed_inside(me: usize) -> bool {
+    FREE_AFTER.try_with(|later| later.borrow().contains(&me)).unwrap_or(false)
+}
+
+/// Frees the task at `raw` if it was freed from inside the call on it that has just
+/// returned on this thread (a log callback did): nothing holds it now.
+unsafe fn free_if_freed_inside(raw: *mut lmbff_task) {
+    let me = raw as usize;
+    if in_call_on(me) {
+        return; // an outer call on it still runs on this thread
+    }
+    let freed = FREE_AFTER
+        .try_with(|later| {
+            let mut later = later.borrow_mut();
+            let at = later.iter().position(|&p| p == me)?;
+            Some(later.swap_remove(at))
+        })
+        .ok()
+        .flatten();
+    if freed.is_some() {
+        drop(Box::from_raw(raw));
+    }
+}
+
+/// Runs `f`, a call on the task at `raw` that does not take it (an export), as a call on
+/// it for the rule of a free from a log callback inside it: the task is freed when `f`
+/// returns, not under it.
+#[cfg(feature = "train")]
+pub(crate) unsafe fn as_call_on<T>(raw: *mut lmbff_task, f: impl FnOnce() -> T) -> T {
+    let inside = InCall::enter(raw as usize);
+    let out = f();
+    drop(inside);
+    free_if_freed_inside(raw);
+    out
+}
+
 /// Marks the task unusable after an internal error (a bug) in a call on it.
 #[cfg(feature = "train")]
 pub(crate) unsafe fn mark_broken(raw: *mut lmbff_task) {
@@ -146,6 +203,9 @@ pub(crate) unsafe fn mark_broken(raw: *mut lmbff_task) {
 /// earlier is refused.
 unsafe fn usable<'a>(raw: *mut lmbff_task) -> Result<&'a lmbff_task> {
     let t = raw.as_ref().ok_or_else(|| Error::InvalidArgument("task is NULL".into()))?;
+    if freed_inside(raw as usize) {
+        return Err(Error::Busy("this task was freed from a log callback inside a call on it: it goes when that call returns, and takes no more calls"));
+    }
     if t.broken.load(std::sync::atomic::Ordering::Relaxed) {
         return Err(Error::Internal("this task is unusable after an internal error: free it and reopen it from its folder".into()));
     }
@@ -176,13 +236,9 @@ pub(crate) unsafe fn with_task<T>(raw: *mut lmbff_task, f: impl FnOnce(&mut Task
             Error::Busy("this task is in use by another thread (a task is used by one thread at a time)")
         }
     })?;
-    // (Without thread-locals, at this thread's exit, nothing is tracked: no callback
-    // runs inside a call made then.)
-    let tracked = IN_TASKS.try_with(|held| held.borrow_mut().push(me)).is_ok();
+    let inside = InCall::enter(me);
     let result = super::catch_quietly(|| f(&mut task));
-    if tracked {
-        let _ = IN_TASKS.try_with(|held| held.borrow_mut().pop());
-    }
+    drop(inside);
     let out = match result {
         Ok(r) => r,
         Err(what) => {
@@ -198,18 +254,7 @@ pub(crate) unsafe fn with_task<T>(raw: *mut lmbff_task, f: impl FnOnce(&mut Task
     drop(folder);
     // The last use of `t`: a free waiting on another thread may go on once it is unlocked.
     drop(task);
-    // Freed from inside this call (a log callback did): nothing holds it now.
-    let freed = FREE_AFTER
-        .try_with(|later| {
-            let mut later = later.borrow_mut();
-            let at = later.iter().position(|&p| p == me)?;
-            Some(later.swap_remove(at))
-        })
-        .ok()
-        .flatten();
-    if freed.is_some() {
-        drop(Box::from_raw(raw));
-    }
+    free_if_freed_inside(raw);
     out
 }
 
@@ -254,6 +299,11 @@ pub unsafe extern "C" fn lmbff_task_create(params: *const lmbff_task_params, out
         }
         let multi_label = p.flags & LMBFF_TASK_MULTI_LABEL != 0;
         let default_template = if multi_label { "{text_a} Is it about {text_b}? {mask}." } else { "{text} It was {mask}." };
+        // Too few labels is named as such, before their words are read (a host with no
+        // labels passes no words either).
+        if p.num_labels < 2 {
+            return Err(Error::InvalidArgument(format!("a task needs at least two labels, got {} (params.num_labels)", p.num_labels)));
+        }
         let label_words = match (multi_label, p.label_words.is_null()) {
             (true, true) => vec!["No".to_string(), "Yes".to_string()],
             (true, false) => strings(p.label_words, 2, "params.label_words")?,

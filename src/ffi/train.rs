@@ -60,7 +60,8 @@ pub type lmbff_progress_fn =
 pub struct lmbff_train_params {
     /// sizeof(lmbff_train_params), set by lmbff_train_default_params().
     pub struct_size: usize,
-    /// Fine-tuning steps (default 300) of `batch_size` examples (default 8).
+    /// Fine-tuning steps (default 300) of `batch_size` examples (default 8); each at least
+    /// 1 (0 is LMBFF_ERR_INVALID_ARGUMENT).
     pub steps: u32,
     pub batch_size: u32,
     /// Peak learning rate of AdamW with linear decay (default 2e-5).
@@ -255,7 +256,7 @@ pub struct lmbff_run {
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// The training thread, known before it calls back: a wait or free from its own
     /// callbacks must not join it.
-    trainer: Arc<std::sync::OnceLock<std::thread::ThreadId>>,
+    trainer: Arc<std::sync::OnceLock<u64>>,
 }
 
 impl lmbff_run {
@@ -265,7 +266,7 @@ impl lmbff_run {
     }
 
     fn on_own_thread(&self) -> bool {
-        self.trainer.get() == Some(&std::thread::current().id())
+        self.trainer.get() == Some(&crate::thread_no())
     }
 }
 
@@ -297,8 +298,14 @@ unsafe fn run_params(p: *const lmbff_train_params) -> Result<crate::task::RunPar
         LMBFF_DEVICE_CUDA => format!("cuda:{}", p.device_index),
         other => return Err(Error::InvalidArgument(format!("params.device is {other}: use LMBFF_DEVICE_AUTO, _CPU or _CUDA"))),
     };
-    if p.steps == 0 || p.batch_size == 0 || !(p.learning_rate > 0.0 && p.learning_rate.is_finite()) {
-        return Err(Error::InvalidArgument("params.steps, batch_size and learning_rate must be positive".into()));
+    if p.steps == 0 {
+        return Err(Error::InvalidArgument("params.steps is 0: give at least 1 step".into()));
+    }
+    if p.batch_size == 0 {
+        return Err(Error::InvalidArgument("params.batch_size is 0: give at least 1 example a step".into()));
+    }
+    if !(p.learning_rate > 0.0 && p.learning_rate.is_finite()) {
+        return Err(Error::InvalidArgument(format!("params.learning_rate is {}: give a positive number", p.learning_rate)));
     }
     if p.demonstrations && p.demo_sets == 0 {
         return Err(Error::InvalidArgument("params.demo_sets is 0: demonstrations need at least one set".into()));
@@ -414,7 +421,7 @@ unsafe fn start(task: *mut lmbff_task, params: *const lmbff_train_params, cb: Ca
     let handle = std::thread::Builder::new()
         .name("lmbff-train".into())
         .spawn(move || {
-            let _ = trainer.set(std::thread::current().id());
+            let _ = trainer.set(crate::thread_no());
             ON_TRAINING_THREAD.with(|t| t.set(true));
             let cb = cb;
             let mut report = |pr: crate::train::Progress| -> bool {
@@ -564,7 +571,7 @@ pub unsafe extern "C" fn lmbff_run_wait(run: *const lmbff_run) -> lmbff_status {
             *status
         }
         None => {
-            set_last_error("the run has no outcome");
+            set_last_error("internal error (please report): the run ended without an outcome");
             lmbff_status::LMBFF_ERR_INTERNAL
         }
     }
@@ -768,10 +775,13 @@ unsafe fn export_of(task: *mut lmbff_task, v: &str, out: &std::path::Path, fp16:
     let dir = super::task::folder_of(task)?;
     let weights = if fp16 { crate::export::WeightType::Fp16 } else { crate::export::WeightType::Fp32 };
     let options = crate::export::ExportOptions { weights, ..Default::default() };
-    // A bug in the export leaves the task unusable, as one inside any call on it does.
-    super::catch_quietly(|| crate::task::export_version(&dir, v, out, &options)).unwrap_or_else(|what| {
-        super::task::mark_broken(task);
-        Err(Error::Internal(what))
+    // A bug in the export leaves the task unusable, as one inside any call on it does;
+    // a free from a log callback inside it waits for it, as in any call on the task.
+    super::task::as_call_on(task, || {
+        super::catch_quietly(|| crate::task::export_version(&dir, v, out, &options)).unwrap_or_else(|what| {
+            super::task::mark_broken(task);
+            Err(Error::Internal(what))
+        })
     })
 }
 #[cfg(feature = "train")]
