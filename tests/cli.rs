@@ -488,6 +488,10 @@ fn mistakes_are_named_before_the_work() {
     let weights = std::fs::read(copy.join("model.safetensors")).unwrap();
     fails_with(train(&["--method", "sentence-embedding"]).arg("--model").arg(&copy).arg("--out").arg(&copy), "is the model this command reads");
     assert_eq!(std::fs::read(copy.join("model.safetensors")).unwrap(), weights);
+    // Nor the folder that holds it (the output replaces that folder).
+    fails_with(train(&["--method", "sentence-embedding"]).arg("--model").arg(&copy).arg("--out").arg(&dir), "holds the model this command reads");
+    fails_with(lmbff().args(["adapt", "--device", "cpu", "--steps", "100000", "--texts"]).arg(&toy).arg("--model").arg(&copy).arg("--out").arg(&dir), "holds the model this command reads");
+    assert_eq!(std::fs::read(copy.join("model.safetensors")).unwrap(), weights);
     // Named before 100,000 steps.
     fails_with(train(&["--steps", "100000", "--test", "/nonexistent/test.tsv"]).arg("--model").arg(&model).arg("--out").arg(dir.join("never")), "/nonexistent/test.tsv");
     std::fs::write(dir.join("user.txt"), "mine").unwrap();
@@ -505,7 +509,11 @@ fn mistakes_are_named_before_the_work() {
     cached.args(["demo", "--device", "cpu", "--threads", "1", "--adapt-steps", "100000", "--data"]).arg(common::root().join("data/reviews"));
     cached.arg("--model").arg(&model).arg("--out").arg(dir.join("demo-cache-out")).args(["--cache", "/proc/lmbff-cache"]);
     fails_with(&mut cached, "--cache /proc/lmbff-cache");
-    fails_with(&mut demo(&dir), "is not an earlier output");
+    fails_with(&mut demo(&dir), "holds the model this command reads");
+    let user = dir.join("user-folder");
+    std::fs::create_dir_all(&user).unwrap();
+    std::fs::write(user.join("notes.txt"), "mine").unwrap();
+    fails_with(&mut demo(&user), "is not an earlier output");
     // A folder an older demo wrote its labels into among other files (it kept no list) is
     // not replaced whole.
     let older = dir.join("older-demo");
@@ -670,6 +678,11 @@ fn mistakes_are_named_before_the_work() {
         let o = lmbff().args(cmd).output().unwrap();
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(o.status.code() == Some(2) && err.contains("give 1 or more"), "{cmd:?}: {err}");
+    }
+    // bench-step's inputs are random ids of --seq-len tokens: a task's length limits
+    // are refused, not ignored, and before the model loads.
+    for flag in ["--max-len", "--first-sent-limit", "--other-sent-limit"] {
+        fails_with(lmbff().args(["bench-step", flag, "64", "--model"]).arg(dir.join("no-model")), &format!("{flag} does not apply (give --seq-len)"));
     }
     // train's rate and demonstration sets are named by their flags before any work
     // (they failed after the model loaded, without the flag).

@@ -764,6 +764,17 @@ fn bad_export_dirs_and_inputs() {
     let with_b = [Example::single("fine", None), Example { text_b: Some("x".into()), ..Example::single("a", None) }];
     let e = p.predict(&with_b).unwrap_err();
     assert!(matches!(e, Error::Input { index: 1, .. }) && e.to_string().contains("input 1") && e.to_string().contains("reads one sentence"), "{e}");
+    // A long call is read a window of batches at a time (here 2 x 8 inputs): an error in
+    // a later window names the input by its place in the call, and the rows are those
+    // of the inputs read one by one.
+    let small = Predictor::open(&dir, &PredictorOptions { max_batch: 2, ..opts }).unwrap();
+    let mut long: Vec<Example> = (0..40).map(|i| Example::single(format!("input number {i} of a long call"), None)).collect();
+    let rows: Vec<Vec<f32>> = small.predict(&long).unwrap().into_iter().map(|r| r.probs).collect();
+    let alone: Vec<Vec<f32>> = long.iter().map(|e| p.predict(std::slice::from_ref(e)).unwrap()[0].probs.clone()).collect();
+    assert!(max_diff(&rows, &alone) <= 1e-5);
+    long[37].text_b = Some("x".into());
+    let e = small.predict(&long).unwrap_err();
+    assert!(matches!(e, Error::Input { index: 37, .. }) && e.to_string().contains("input 37: "), "{e}");
 }
 
 /// One predictor shared by threads gives each caller its own, correct rows.

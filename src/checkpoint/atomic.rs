@@ -31,6 +31,17 @@ pub(crate) fn temp_name(name: &str) -> String {
     format!(".{name}{TMP_MARK}{}", tmp_suffix())
 }
 
+/// The prefix of the names a replaced `name` is moved aside under,
+/// `.<name>.lmbff-old-` (then `<pid>-<n>`, [`aside_name`]).
+fn aside_prefix(name: &str) -> String {
+    format!(".{name}{OLD_MARK}")
+}
+
+/// A name to move a replaced `name` aside under, `.<name>.lmbff-old-<pid>-<n>`.
+fn aside_name(name: &str) -> String {
+    format!("{}{}", aside_prefix(name), tmp_suffix())
+}
+
 /// Whether `name` is a temporary name of a writer of `file` ([`temp_name`], or an earlier
 /// version's `<file>.tmp-<pid>-<n>`).
 #[cfg(feature = "train")]
@@ -446,7 +457,7 @@ fn check_parent(dest: &Path) -> Result<()> {
     };
     // That folder's name is longer than `dest`'s: one that does not fit the file
     // system's names failed after the work, naming the hidden folder.
-    let longest = temp_name(&name).len().max(format!(".{name}{OLD_MARK}{}", tmp_suffix()).len());
+    let longest = temp_name(&name).len().max(aside_name(&name).len());
     let existing = existing_above(dest);
     let limit = existing.map_or(NAME_MAX, name_max);
     if longest > limit {
@@ -503,7 +514,7 @@ pub(crate) fn restore_moved_aside(dest: &Path, marker: &str) -> Result<()> {
     }
     let Some(name) = dest.file_name().map(|n| n.to_string_lossy().to_string()) else { return Ok(()) };
     let Ok(entries) = std::fs::read_dir(parent_of(dest)) else { return Ok(()) };
-    let ours = format!(".{name}{OLD_MARK}");
+    let ours = aside_prefix(&name);
     // An earlier version's moved-aside name (`.<name>.old-<pid>-<n>`, which a user's
     // folder could have) only where it holds the output's `marker`.
     let legacy = format!(".{name}{LEGACY_OLD_MARK}");
@@ -660,7 +671,7 @@ fn replace_kept(tmp: &Path, dest: &Path, marker: &str) -> std::result::Result<()
         ))
     };
     let name = dest.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-    let aside = || parent_of(dest).join(format!(".{name}{OLD_MARK}{}", tmp_suffix()));
+    let aside = || parent_of(dest).join(aside_name(&name));
     // What was at `dest`, now at `at`, could not be put back: the error names it.
     let kept_at = |at: &Path, e: std::io::Error| {
         Error::InvalidArgument(format!(

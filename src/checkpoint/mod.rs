@@ -308,6 +308,15 @@ pub(crate) fn is_file(path: &Path) -> Result<bool> {
     }
 }
 
+/// Whether `inner` is `outer` or inside it, as the file system resolves them (links
+/// followed; a path not there yet as written, made absolute): an output written to
+/// `outer` replaces that folder, so a model read from `inner` must not be there.
+#[cfg(feature = "train")]
+pub(crate) fn is_within(inner: &Path, outer: &Path) -> bool {
+    let resolved = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| crate::absolute(p));
+    resolved(inner).starts_with(resolved(outer))
+}
+
 /// Checks that `dir`, the `what` ("export directory") a call reads, is a directory: an
 /// empty path is an `InvalidArgument` error; a path that is missing, or is a file, an
 /// `Io` error that says which.

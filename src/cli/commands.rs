@@ -43,12 +43,20 @@ fn same_folder(a: &Path, b: &Path) -> bool {
 
 /// Checks, before any long work, that `out` (the `flag`) may take a command's output of
 /// the kind `marker` marks: new, empty, or such an earlier output, and not the model the
-/// command reads (which it would replace).
+/// command reads or a folder holding it (which it would replace).
 pub(super) fn check_out(out: &Path, flag: &str, model: &Path, marker: &str) -> Result<()> {
     if same_folder(out, model) {
         return Err(Error::InvalidArgument(format!(
             "{flag} {} is the model this command reads (--model): writing there would replace it; give another folder",
             out.display()
+        )));
+    }
+    // A model inside the output's folder (`--model out/base --out out`) goes with it.
+    if crate::checkpoint::is_within(model, out) {
+        return Err(Error::InvalidArgument(format!(
+            "{flag} {} holds the model this command reads (--model {}): the output replaces that folder; give a folder outside the model's",
+            out.display(),
+            model.display()
         )));
     }
     crate::checkpoint::check_dest(out, marker).map_err(|e| match e {
@@ -60,18 +68,28 @@ pub(super) fn check_out(out: &Path, flag: &str, model: &Path, marker: &str) -> R
 /// The labelled examples of `file`, checked against the task's labels and template: a
 /// file for a one-sentence template must not hold second sentences (they would be
 /// ignored), as the predictor refuses them.
-pub(super) fn read_labelled(l: &Loaded, file: &Path) -> Result<Vec<Example>> {
-    read_for(&l.prompt.template, &labels_of(l), file)
+/// `flag` is the option that named the file (`--train`), for the messages.
+pub(super) fn read_labelled(l: &Loaded, file: &Path, flag: &str) -> Result<Vec<Example>> {
+    read_for(&l.prompt.template, &labels_of(l), file, flag)
 }
 
-/// The labelled examples of `file` with `labels`, checked against `template` as
-/// [`read_labelled`] says.
-pub(super) fn read_for(template: &Template, labels: &[String], file: &Path) -> Result<Vec<Example>> {
-    let examples = read_examples(file, labels)?;
+/// The labelled examples of `file` (named by `flag`) with `labels`, checked against
+/// `template` as [`read_labelled`] says.
+pub(super) fn read_for(template: &Template, labels: &[String], file: &Path, flag: &str) -> Result<Vec<Example>> {
+    let examples = read_examples(file, labels).map_err(|e| match e {
+        // A file that is not there is a wrong argument, named by its flag.
+        Error::Io { path, source } if path == file && source.kind() == std::io::ErrorKind::NotFound => {
+            Error::InvalidArgument(format!("{flag} {}: no such file", file.display()))
+        }
+        Error::Io { path, source } if path == file && source.raw_os_error() == Some(libc::EISDIR) => {
+            Error::InvalidArgument(format!("{flag} {}: this is a folder; give a .tsv or .csv file", file.display()))
+        }
+        other => other,
+    })?;
     // An empty file would score nothing (accuracy null) or select nothing, and an empty
     // dev set fails --calibrate only once training is done.
     if examples.is_empty() {
-        return Err(Error::InvalidArgument(format!("{} holds no examples (a header row only?)", file.display())));
+        return Err(Error::InvalidArgument(format!("{flag} {} holds no examples (a header row only?)", file.display())));
     }
     if template.num_sentences() == 1 && examples.iter().any(|e| e.text_b.is_some()) {
         return Err(Error::InvalidArgument(format!(
@@ -213,7 +231,7 @@ pub fn adapt(a: AdaptArgs) -> Result<()> {
     })?;
     params.trainable.check(l.model.config.num_hidden_layers as usize)?;
     let test = match &a.zero_shot_test {
-        Some(f) => Some(read_labelled(&l, f)?),
+        Some(f) => Some(read_labelled(&l, f, "--zero-shot-test")?),
         None => None,
     };
     let head = Head::for_prompt(&l.model, &l.prompt)?;
@@ -493,7 +511,7 @@ fn check_train_out(a: &TrainArgs) -> Result<()> {
 /// The train, dev and (if given) test examples ([`read_labelled`]); a class that has no
 /// training example is named in a warning (the model can hardly learn it).
 fn read_sets(l: &Loaded, train_file: &Path, dev_file: &Path, test_file: Option<&Path>) -> Result<Sets> {
-    let sets = (read_labelled(l, train_file)?, read_labelled(l, dev_file)?, test_file.map(|f| read_labelled(l, f)).transpose()?);
+    let sets = (read_labelled(l, train_file, "--train")?, read_labelled(l, dev_file, "--dev")?, test_file.map(|f| read_labelled(l, f, "--test")).transpose()?);
     let names = labels_of(l);
     let gold = gold_labels(&sets.0);
     let missing: Vec<&String> = names.iter().enumerate().filter(|(c, _)| !gold.contains(c)).map(|(_, n)| n).collect();
@@ -591,8 +609,8 @@ fn train_zero_shot_words(a: TrainArgs) -> Result<()> {
     let l = a.task.load(&a.model, a.fit.seed)?;
     let anchor_templates = l.prompt.parse_anchor_templates(&a.anchor_templates)?;
     let head = train::word_anchor_zero_shot(&l.model, &l.tok, &l.prompt, &anchor_templates)?;
-    let read = |f: &Option<PathBuf>| f.as_ref().map(|f| read_labelled(&l, f)).transpose();
-    let (dev, test_ex) = (read(&a.dev)?, read(&a.test)?);
+    let read = |f: &Option<PathBuf>, flag: &str| f.as_ref().map(|f| read_labelled(&l, f, flag)).transpose();
+    let (dev, test_ex) = (read(&a.dev, "--dev")?, read(&a.test, "--test")?);
     let logits_of = |ex: &[Example]| train::embedding_logits(&l.model, &l.tok, &l.prompt, &head, ex, 32);
     let (dev_acc, test, calibration) = score_sets(a.calibrate, logits_of, dev.as_deref(), test_ex.as_deref())?;
     let anchors: Vec<String> = l.prompt.anchor_texts_with(&anchor_templates)?.unwrap_or_default().into_iter().map(|(_, t)| t).collect();
@@ -700,7 +718,7 @@ pub fn eval(a: EvalArgs) -> Result<()> {
         refuse_prompt_settings(m, &a.task, &a.model, "scored")?;
     }
     let l = a.task.load(&a.model, 0)?;
-    let ex = read_labelled(&l, &a.test)?;
+    let ex = read_labelled(&l, &a.test, "--test")?;
     // A sentence-embedding model is scored by its own classifier, as training and the
     // predictor score it; any other by the prompt's masked-LM head.
     let (logits, demos) = match manifest.as_ref().and_then(|m| m.classifier.clone()) {
@@ -836,7 +854,7 @@ pub fn compare(a: CompareArgs) -> Result<()> {
         a.seeds
             .iter()
             .map(|seed| {
-                let read = |part: &str| read_labelled(&l, &split_file(*seed, part)?);
+                let read = |part: &str| read_labelled(&l, &split_file(*seed, part)?, "--data");
                 Ok((read("train")?, read("dev")?, read("test")?))
             })
             .collect::<Result<Vec<_>>>()?
@@ -931,6 +949,13 @@ pub struct BenchArgs {
 /// Times full prompt-FT steps (forward, label-word loss at the mask, backward, AdamW)
 /// on random token ids of the given shape.
 pub fn bench_step(a: BenchArgs) -> Result<()> {
+    // Its inputs are random ids of --seq-len tokens, not rendered texts: the length
+    // limits of a task would be read by nothing (they were taken and ignored).
+    for (flag, given) in [("--max-len", a.task.max_len.is_some()), ("--first-sent-limit", a.task.first_sent_limit.is_some()), ("--other-sent-limit", a.task.other_sent_limit.is_some())] {
+        if given {
+            return Err(Error::InvalidArgument(format!("bench-step times random token ids of --seq-len tokens: {flag} does not apply (give --seq-len)")));
+        }
+    }
     let l = a.task.load(&a.model, 0)?;
     // Timed through the prompt head: a model without one gets a new head, as eval says.
     l.note_new_head();

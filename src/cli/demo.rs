@@ -209,7 +209,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
     let tok = crate::tokenize::Tokenizer::from_dir(&base)?;
     let label_names = parse_labels(&tok, a.task.labels.as_deref().unwrap_or(DEFAULT_LABELS))?.labels().to_vec();
     let template = a.task.pretrained_template()?;
-    let read = |set: &str| read_for(&template, &label_names, &a.data.join(set));
+    let read = |set: &str| read_for(&template, &label_names, &a.data.join(set), "--data");
     let (tr, dev, test) = (read("train.tsv")?, read("dev.tsv")?, read("test.tsv")?);
     let pool = read_texts(&a.data.join("unlabeled.txt"))?;
     // Empty sets would make every dev comparison false (NaN) and the report NaN%

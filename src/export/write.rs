@@ -222,9 +222,7 @@ pub fn export_embedding(
 /// export replaces its folder whole, and an earlier export's folder written before the
 /// exports listed their files would go with the model in it.
 pub fn source_outside(model: &Path, out: &Path) -> Result<()> {
-    let resolved = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| crate::absolute(p));
-    let (model_at, out_at) = (resolved(model), resolved(out));
-    if model_at.starts_with(&out_at) {
+    if crate::checkpoint::is_within(model, out) {
         return Err(Error::InvalidArgument(format!(
             "the model {} is inside the export's folder {}, which an export replaces whole: export to another folder",
             model.display(),

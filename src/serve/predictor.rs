@@ -597,8 +597,17 @@ impl Predictor {
     /// per set (its own sets when similarity-filtered) and the label logits averaged.
     /// A multi-label export gives each label's P(yes): a prompt export reads each input
     /// once per label (input, label name), a sentence-embedding export once.
+    /// A call's inputs are read a window of [`WINDOW_BATCHES`] batches at a time: the
+    /// renderings held are bounded by the window, not by the call, and each window takes
+    /// a session anew, so that a long call does not hold one from the others throughout.
     pub fn predict(&self, inputs: &[Example]) -> Result<Vec<Prediction>> {
-        self.finite(self.predict_any(inputs)?)
+        let window = self.max_batch.saturating_mul(WINDOW_BATCHES).max(1);
+        let mut out = Vec::with_capacity(inputs.len());
+        for (w, part) in inputs.chunks(window).enumerate() {
+            // Errors name the input by its place in the call, not in the window.
+            out.extend(self.predict_any(part).and_then(|p| self.finite(p)).map_err(|e| e.renumbered(w * window))?);
+        }
+        Ok(out)
     }
 
     /// Predictions whose probabilities are all numbers: a model whose weights diverged in
@@ -734,6 +743,9 @@ impl Predictor {
         run_graph(&mut self.sessions.take(), encoded, output, Some(self.manifest.output_width(output)), self.tok.special().pad, self.token_types, self.max_batch)
     }
 }
+
+/// Batches of `max_batch` in one window of a call ([`Predictor::predict`]).
+const WINDOW_BATCHES: usize = 8;
 
 /// Runs `session` on rendered inputs in length-sorted batches of at most `max_batch`,
 /// each padded to its own longest input, and returns the rows of `output` ([n][width];
