@@ -52,6 +52,10 @@ pub(crate) fn torch_threads(n: i64, name: &str) -> Result<i32> {
 /// not followed), or `p` as given where that fails. Paths kept for later (a training
 /// run's folders, the ONNX Runtime library, a harness's data) are fixed so: the host
 /// may change directory before they are read.
+pub(crate) fn absolute(p: &std::path::Path) -> std::path::PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
 /// A number for the calling thread, the same for its life and no other thread's
 /// (`std::thread::current()` panics once a thread's locals are gone: a host freeing a run
 /// from a static destructor or an atexit handler would abort).
@@ -68,10 +72,6 @@ pub(crate) fn thread_no() -> u64 {
         n.get()
     })
     .unwrap_or(0)
-}
-
-pub(crate) fn absolute(p: &std::path::Path) -> std::path::PathBuf {
-    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
 #[cfg(all(test, feature = "train"))]

@@ -775,6 +775,13 @@ fn bad_export_dirs_and_inputs() {
     long[37].text_b = Some("x".into());
     let e = small.predict(&long).unwrap_err();
     assert!(matches!(e, Error::Input { index: 37, .. }) && e.to_string().contains("input 37: "), "{e}");
+    // An input that fails as it renders, in the fifth window, is named as the call's.
+    let pairs = Predictor::open(&pdir, &PredictorOptions { max_batch: 2, ..PredictorOptions::default() }).unwrap();
+    let mut long: Vec<Example> = (0..40).map(|i| Example { text_b: Some("and another".into()), ..Example::single(format!("input {i}"), None) }).collect();
+    assert_eq!(pairs.predict(&long).unwrap().len(), 40);
+    long[37].text_b = None;
+    let e = pairs.predict(&long).unwrap_err();
+    assert!(matches!(e, Error::Input { index: 37, .. }) && e.to_string().contains("input 37: "), "{e}");
 }
 
 /// One predictor shared by threads gives each caller its own, correct rows.

@@ -1117,6 +1117,14 @@ fn multi_label_tasks_through_the_c_abi() {
         p.max_len = 40;
         p.flags = LMBFF_TASK_MULTI_LABEL;
         let mut t = null_mut();
+        // A multi-label task may ask about one label (a yes/no question), not none.
+        p.num_labels = 1;
+        assert_eq!(lmbff_task_create(&p, &mut t), LMBFF_OK, "{}", last_error());
+        lmbff_task_free(t);
+        p.num_labels = 0;
+        assert_eq!(lmbff_task_create(&p, &mut t), LMBFF_ERR_INVALID_ARGUMENT);
+        assert!(last_error().contains("a multi-label task needs at least one label"), "{}", last_error());
+        p.num_labels = 3;
         assert_eq!(lmbff_task_create(&p, &mut t), LMBFF_OK, "{}", last_error());
         let mut ids = Vec::new();
         for (text, labels) in [

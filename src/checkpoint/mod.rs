@@ -308,13 +308,15 @@ pub(crate) fn is_file(path: &Path) -> Result<bool> {
     }
 }
 
-/// Whether `inner` is `outer` or inside it, as the file system resolves them (links
-/// followed; a path not there yet as written, made absolute): an output written to
-/// `outer` replaces that folder, so a model read from `inner` must not be there.
+/// Whether `inner`, which exists, is `outer` or inside it, as the file system resolves
+/// them (links followed; an `outer` not there yet as written, made absolute): an output
+/// written to `outer` replaces that folder, so a model read from `inner` must not be
+/// there. False for an `inner` that is not there (its own error names it) or an empty
+/// `outer`.
 #[cfg(feature = "train")]
 pub(crate) fn is_within(inner: &Path, outer: &Path) -> bool {
-    let resolved = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| crate::absolute(p));
-    resolved(inner).starts_with(resolved(outer))
+    let Ok(inner) = std::fs::canonicalize(inner) else { return false };
+    !outer.as_os_str().is_empty() && inner.starts_with(std::fs::canonicalize(outer).unwrap_or_else(|_| crate::absolute(outer)))
 }
 
 /// Checks that `dir`, the `what` ("export directory") a call reads, is a directory: an

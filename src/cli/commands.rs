@@ -76,13 +76,13 @@ pub(super) fn read_labelled(l: &Loaded, file: &Path, flag: &str) -> Result<Vec<E
 /// The labelled examples of `file` (named by `flag`) with `labels`, checked against
 /// `template` as [`read_labelled`] says.
 pub(super) fn read_for(template: &Template, labels: &[String], file: &Path, flag: &str) -> Result<Vec<Example>> {
+    if file.is_dir() {
+        return Err(Error::InvalidArgument(format!("{flag} {}: this is a folder; give a .tsv or .csv file", file.display())));
+    }
     let examples = read_examples(file, labels).map_err(|e| match e {
         // A file that is not there is a wrong argument, named by its flag.
         Error::Io { path, source } if path == file && source.kind() == std::io::ErrorKind::NotFound => {
             Error::InvalidArgument(format!("{flag} {}: no such file", file.display()))
-        }
-        Error::Io { path, source } if path == file && source.raw_os_error() == Some(libc::EISDIR) => {
-            Error::InvalidArgument(format!("{flag} {}: this is a folder; give a .tsv or .csv file", file.display()))
         }
         other => other,
     })?;

@@ -175,6 +175,9 @@ unsafe fn free_if_freed_inside(raw: *mut lmbff_task) {
         .ok()
         .flatten();
     if freed.is_some() {
+        // As lmbff_task_free: a call on another thread that holds the task (one that
+        // raced an export, which does not take it) is waited for, not freed under.
+        drop((*raw).inner.lock());
         drop(Box::from_raw(raw));
     }
 }
@@ -300,9 +303,12 @@ pub unsafe extern "C" fn lmbff_task_create(params: *const lmbff_task_params, out
         let multi_label = p.flags & LMBFF_TASK_MULTI_LABEL != 0;
         let default_template = if multi_label { "{text_a} Is it about {text_b}? {mask}." } else { "{text} It was {mask}." };
         // Too few labels is named as such, before their words are read (a host with no
-        // labels passes no words either).
-        if p.num_labels < 2 {
+        // labels passes no words either); a multi-label task may ask about one.
+        if p.num_labels < 2 && !multi_label {
             return Err(Error::InvalidArgument(format!("a task needs at least two labels, got {} (params.num_labels)", p.num_labels)));
+        }
+        if p.num_labels == 0 {
+            return Err(Error::InvalidArgument("a multi-label task needs at least one label, got 0 (params.num_labels)".into()));
         }
         let label_words = match (multi_label, p.label_words.is_null()) {
             (true, true) => vec!["No".to_string(), "Yes".to_string()],
@@ -380,7 +386,9 @@ pub unsafe extern "C" fn lmbff_task_free(t: *mut lmbff_task) {
         return;
     }
     if in_call_on(t as usize) {
-        FREE_AFTER.with(|later| {
+        // (Where this thread's list is gone, at its exit, the task is left allocated
+        // rather than freed under the call.)
+        let _ = FREE_AFTER.try_with(|later| {
             let mut later = later.borrow_mut();
             if !later.contains(&(t as usize)) {
                 later.push(t as usize);

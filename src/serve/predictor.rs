@@ -601,6 +601,8 @@ impl Predictor {
     /// renderings held are bounded by the window, not by the call, and each window takes
     /// a session anew, so that a long call does not hold one from the others throughout.
     pub fn predict(&self, inputs: &[Example]) -> Result<Vec<Prediction>> {
+        // Inputs the export cannot read are refused before any window runs.
+        self.check_sentences(inputs)?;
         let window = self.max_batch.saturating_mul(WINDOW_BATCHES).max(1);
         let mut out = Vec::with_capacity(inputs.len());
         for (w, part) in inputs.chunks(window).enumerate() {
@@ -627,18 +629,25 @@ impl Predictor {
         }
     }
 
+    /// Refuses a second text the export would not read (a pair template's missing one is
+    /// named as each input renders).
+    fn check_sentences(&self, inputs: &[Example]) -> Result<()> {
+        let Some(i) = inputs.iter().position(|e| e.text_b.is_some()) else { return Ok(()) };
+        let why = match (&self.multi, &self.manifest.multi_label) {
+            (Some(_), Some(_)) if self.manifest.multi_label_heads() => "a multi-label task reads single texts, not pairs",
+            (Some(_), Some(_)) => "a multi-label task reads single texts (its template's second sentence is the label's name)",
+            _ if self.prompt.template.num_sentences() == 1 => {
+                "this export's template reads one sentence, so a second text would be ignored: pass none"
+            }
+            _ => return Ok(()),
+        };
+        Err(for_input(i, Error::InvalidArgument(why.into())))
+    }
+
     fn predict_any(&self, inputs: &[Example]) -> Result<Vec<Prediction>> {
         match (&self.multi, &self.manifest.multi_label) {
-            (Some(_), Some(_)) if self.manifest.multi_label_heads() => {
-                if let Some(i) = inputs.iter().position(|e| e.text_b.is_some()) {
-                    return Err(for_input(i, Error::InvalidArgument("a multi-label task reads single texts, not pairs".into())));
-                }
-                self.predict_classes(inputs)
-            }
+            (Some(_), Some(_)) if self.manifest.multi_label_heads() => self.predict_classes(inputs),
             (Some(m), Some(spec)) => {
-                if let Some(i) = inputs.iter().position(|e| e.text_b.is_some()) {
-                    return Err(for_input(i, Error::InvalidArgument("a multi-label task reads single texts (its template's second sentence is the label's name)".into())));
-                }
                 // A batch's worth of (input, label) pairs at a time: each input's text is
                 // copied once per label, for those inputs only, not for the whole call.
                 let per_chunk = (self.max_batch / m.len()).max(1);
@@ -674,14 +683,7 @@ impl Predictor {
                 }
                 Ok(out)
             }
-            _ => {
-                if self.prompt.template.num_sentences() == 1 {
-                    if let Some(i) = inputs.iter().position(|e| e.text_b.is_some()) {
-                        return Err(for_input(i, Error::InvalidArgument("this export's template reads one sentence, so a second text would be ignored: pass none".into())));
-                    }
-                }
-                self.predict_classes(inputs)
-            }
+            _ => self.predict_classes(inputs),
         }
     }
 
