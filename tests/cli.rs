@@ -214,11 +214,20 @@ fn train_chooses_the_method_as_the_library_does() {
     assert!(err.contains("method sentence-embedding (--method auto): the checkpoint has no masked-LM head"), "{err}");
     let m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("lmbff.json")).unwrap()).unwrap();
     assert_eq!(m["method"], "sentence-embedding", "{m}");
+    // The reason is in the notes (as the task API's versions have it), and the report
+    // names the method at its top, whichever it is.
+    assert_eq!(m["notes"]["method_reason"], "the checkpoint has no masked-LM head", "{m}");
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["method"], "sentence-embedding", "{report}");
+    assert!(!err.contains("no --out"), "{err}");
     // A checkpoint with a head: the zero-shot test on the --train examples decides, and
-    // the reason gives its counts.
+    // the reason gives its counts. Without --out, a note says the model is not saved.
     let o = train(&common::fixtures().join("bert"), &[]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success() && err.contains("(--method auto): zero-shot ") && err.contains("right on the examples"), "{err}");
+    assert!(err.contains("note: no --out: the model is trained and scored, and not saved"), "{err}");
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(["prompt", "sentence-embedding"].contains(&report["method"].as_str().unwrap_or("")), "{report}");
     // With --demos the prompt method, which they belong to.
     let o = train(&common::fixtures().join("bert"), &["--demos", "--steps", "2", "--batch-size", "2", "--eval-every", "1"]);
     let err = String::from_utf8_lossy(&o.stderr);
@@ -761,6 +770,17 @@ fn mistakes_are_named_before_the_work() {
     let o = lmbff().args(["predict", "--batch-size", "0", "--export"]).arg(&exported).arg("--input").arg(&many).output().unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.code() == Some(2) && err.contains("'--batch-size <BATCH_SIZE>'") && o.stdout.is_empty(), "{err}");
+    // A CSV with a header row (names in any case): its rows, by their file lines.
+    let headed = dir.join("headed.csv");
+    std::fs::write(&headed, "Text,Label\r\nthe movie was fun,1\r\nthe movie was boring,0\r\n").unwrap();
+    let o = lmbff().args(["predict", "--threads", "1", "--export"]).arg(&exported).arg("--input").arg(&headed).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let rows: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(rows.iter().map(|r| r["line"].as_u64().unwrap()).collect::<Vec<_>>(), vec![2, 3]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("accuracy"), "its label column is scored");
+    // A missing input file, or a folder, is named by its flag.
+    fails_with(lmbff().args(["predict", "--threads", "1", "--export"]).arg(&exported).arg("--input").arg(dir.join("no-such.txt")), "no-such.txt: no such file (give a file, or - for stdin)");
+    fails_with(lmbff().args(["predict", "--threads", "1", "--export"]).arg(&exported).arg("--input").arg(&dir), "this is a folder; give a file, or - for stdin");
     // A plain-text line with a tab is one text for a one-sentence model, and said so once.
     let tabbed = dir.join("tabbed.txt");
     std::fs::write(&tabbed, "fun\t1\nboring\t0\nmeh\n").unwrap();

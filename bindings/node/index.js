@@ -824,8 +824,8 @@ class Task {
    * ('v1', ...). onProgress({step, total}) is called as it goes (if it throws, the run
    * is cancelled and the promise rejects with that error; a throw on the last call,
    * after the run has ended, is a process warning and the result stands); signal (an AbortSignal)
-   * cancels the run (the promise then rejects with code 'CANCELLED'; a signal already
-   * aborted cancels it at once). device is 'auto' (CUDA when the machine has it, else
+   * cancels the run (the promise then rejects with code 'CANCELLED' and the signal's
+   * reason as its cause; a signal already aborted cancels it at once). device is 'auto' (CUDA when the machine has it, else
    * the CPU), 'cpu' or 'cuda' (deviceIndex picks the GPU). demonstrations appends one labelled example per class to every input (LM-BFF); the version then
    * predicts with demoSets fixed sets. demoFilter picks each input's demonstrations from
    * the most similar half of each class (LM-BFF's demo_filter), ranked by the sentence
@@ -953,6 +953,9 @@ class Task {
         // The run's message is read before release() hands the log to the logger, whose
         // own lmbff calls would replace it.
         const failure = status === 0 ? null : new LmbffError(status, 'training');
+        // A cancel the signal asked for carries its reason, as an aborted fetch's does
+        // (the code stays 'CANCELLED').
+        if (failure && failure.code === 'CANCELLED' && signal?.aborted) failure.cause = signal.reason;
         release();
         if (threw) return reject(thrown);
         return failure ? reject(failure) : resolve(version);

@@ -340,7 +340,10 @@ pub struct TrainArgs {
     /// HF model directory (or a saved checkpoint) to start from.
     #[arg(long)]
     pub model: PathBuf,
-    /// Training examples (every method but zero-shot-words, which trains nothing).
+    /// Training examples (every method but zero-shot-words, which trains nothing): a .tsv
+    /// with a header naming `sentence` (or `text`, or `sentence1`/`sentence2` for pairs)
+    /// and `label` columns, or a .csv (LM-BFF's headerless `label,sentence`, or with such
+    /// a header). Dev and test files are read the same way.
     #[arg(long)]
     pub train: Option<PathBuf>,
     /// Dev examples (every method but zero-shot-words, for which they are optional: scored,
@@ -362,6 +365,9 @@ pub struct TrainArgs {
     /// Save the fine-tuned prompt or sentence-embedding model (HF directory + lmbff.json) here.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Why the method was chosen (the notes' `method_reason`), set as the run starts.
+    #[arg(skip)]
+    pub method_reason: String,
     /// Fit temperature scaling on dev (minimum NLL) and save it with the model: its
     /// exports divide the class logits by it, so probabilities match accuracy. Prints the
     /// dev (and test) expected calibration error before and after.
@@ -386,6 +392,10 @@ pub struct TrainArgs {
 }
 
 pub fn train(mut a: TrainArgs) -> Result<()> {
+    if a.out.is_none() && a.method != "plain" {
+        eprintln!("note: no --out: the model is trained and scored, and not saved");
+    }
+    a.method_reason = format!("--method {} given", a.method);
     if a.method == "zero-shot-words" {
         return train_zero_shot_words(a);
     }
@@ -402,6 +412,7 @@ pub fn train(mut a: TrainArgs) -> Result<()> {
         let (method, reason, l, sets) = choose_auto(&a, &train_file, &dev_file)?;
         eprintln!("method {method} (--method auto): {reason}");
         a.method = method.into();
+        a.method_reason = reason;
         loaded = Some((l, sets));
     }
     if a.method == "sentence-embedding" {
@@ -435,14 +446,14 @@ pub fn train(mut a: TrainArgs) -> Result<()> {
     let calibration = maybe_calibrate(a.calibrate, logits_of, &dev, test_ex.as_deref())?;
     // Saved before anything is printed: a failed write to stdout must not lose the model.
     if let Some(out) = &a.out {
-        let notes = json!({"steps": report.steps, "lr": report.lr, "seed": report.seed, "best_step": report.best_step,
+        let notes = json!({"method": method.name(), "method_reason": a.method_reason, "steps": report.steps, "lr": report.lr, "seed": report.seed, "best_step": report.best_step,
                            "best_dev_acc": report.best_dev_acc, "test_acc": test, "source_model": a.model,
                            "demonstrations": report.demonstrations, "calibration": calibration});
         let mut m = Manifest::for_prompt(&l.prompt, &[], notes);
         report.demos.record(&mut m);
         save_trained(&l, out, m, calibration.as_ref())?;
     }
-    outln!("{}", json!({"report": report, "test_acc": test, "calibration": calibration}))
+    outln!("{}", json!({"method": method.name(), "report": report, "test_acc": test, "calibration": calibration}))
 }
 
 /// The train, dev and (if given) test examples.
@@ -552,12 +563,12 @@ fn train_embedding(a: TrainArgs, train_file: &Path, dev_file: &Path, loaded: Opt
     let dev_acc = dev_acc.unwrap_or_default();
     // Saved before anything is printed: a failed write to stdout must not lose the model.
     if let Some(out) = &a.out {
-        let notes = json!({"method": "sentence-embedding", "steps": report.steps, "steps_capped_from": report.capped_from, "pairs": report.pairs, "lr": ep.lr, "seed": ep.seed,
+        let notes = json!({"method": "sentence-embedding", "method_reason": a.method_reason, "steps": report.steps, "steps_capped_from": report.capped_from, "pairs": report.pairs, "lr": ep.lr, "seed": ep.seed,
                            "dev_acc": dev_acc, "test_acc": test, "source_model": a.model, "calibration": calibration,
                            "label_anchors": report.anchors});
         save_trained(&l, out, Manifest::for_embedding(&l.prompt, head, None, notes), calibration.as_ref())?;
     }
-    outln!("{}", json!({"report": report, "dev_acc": dev_acc, "test_acc": test, "calibration": calibration}))
+    outln!("{}", json!({"method": "sentence-embedding", "report": report, "dev_acc": dev_acc, "test_acc": test, "calibration": calibration}))
 }
 
 /// Accuracy on dev and on test (those given) and, with `calibrate`, the temperature
@@ -615,7 +626,7 @@ fn train_zero_shot_words(a: TrainArgs) -> Result<()> {
     let (dev_acc, test, calibration) = score_sets(a.calibrate, logits_of, dev.as_deref(), test_ex.as_deref())?;
     let anchors: Vec<String> = l.prompt.anchor_texts_with(&anchor_templates)?.unwrap_or_default().into_iter().map(|(_, t)| t).collect();
     if let Some(out) = &a.out {
-        let notes = json!({"method": "zero-shot-words", "dev_acc": dev_acc, "test_acc": test, "source_model": a.model,
+        let notes = json!({"method": "zero-shot-words", "method_reason": a.method_reason, "dev_acc": dev_acc, "test_acc": test, "source_model": a.model,
                            "calibration": calibration, "label_anchors": anchors});
         save_trained(&l, out, Manifest::for_embedding(&l.prompt, head, None, notes), calibration.as_ref())?;
     }
@@ -689,7 +700,7 @@ pub struct EvalArgs {
     /// A model saved by `train --out` (or an HF masked LM, read with --template and --labels).
     #[arg(long)]
     pub model: PathBuf,
-    /// Labelled examples to score.
+    /// Labelled examples to score (a .tsv with a header or a .csv, as train reads them).
     #[arg(long)]
     pub test: PathBuf,
     #[command(flatten)]

@@ -67,8 +67,13 @@ pub fn export_cmd(mut a: ExportArgs) -> Result<()> {
         super::commands::refuse_prompt_settings(m, &a.task, &a.model, "exported")?;
     }
     let l = a.task.load(&a.model, 0)?;
-    if embedding.is_none() {
-        l.note_new_head();
+    if embedding.is_none() && l.model.load_report().head_initialised {
+        // Exported as it is, the graph reads the mask with a head of random weights.
+        eprintln!(
+            "warning: {} has no masked-LM head: a new one was initialised, and this export's predictions come from its random \
+             weights. Train the model first (`lmbff train --out`, which picks a method this model suits) and export that.",
+            a.model.display()
+        );
     }
     let demos = match &trained {
         Some(m) => Demos::of_checkpoint(m, &l.prompt, l.model.device())?,
@@ -114,9 +119,9 @@ pub struct PredictArgs {
     #[arg(long)]
     pub export: PathBuf,
     /// Inputs: a text file (one input per line; `text_a<TAB>text_b` for pair templates),
-    /// a .tsv with a header (sentence columns as for training; a label column, if any,
-    /// gives an accuracy on stderr), or `-` for stdin lines. Text files and stdin are
-    /// streamed: answers leave a chunk at a time (on stdin, as soon as a line arrives).
+    /// a .tsv with a header or a .csv (sentence columns as for training; a label column,
+    /// if any, gives an accuracy on stderr), or `-` for stdin lines. Text files and stdin
+    /// are streamed: answers leave a chunk at a time (on stdin, as soon as a line arrives).
     #[arg(long, default_value = "-")]
     pub input: String,
     /// Largest batch run at once, 1 to 4096 (larger inputs are split).
@@ -159,7 +164,8 @@ static TAB_WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool
 impl Inputs {
     /// The inputs of `spec`, how many there are when that is known beforehand, and the
     /// gold labels of a labelled TSV.
-    fn open(spec: &str) -> Result<(Inputs, Option<usize>, Option<Vec<String>>)> {
+    /// `flag` names the option that gave `spec`, for its errors.
+    fn open(spec: &str, flag: &str) -> Result<(Inputs, Option<usize>, Option<Vec<String>>)> {
         if spec == "-" {
             let (tx, rx) = std::sync::mpsc::sync_channel(CHUNK);
             std::thread::spawn(move || {
@@ -173,6 +179,14 @@ impl Inputs {
             return Ok((Inputs::Stdin(rx), None, None));
         }
         let path = PathBuf::from(spec);
+        // A wrong path is the flag's mistake, named so (not as a read that failed).
+        match std::fs::metadata(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::InvalidArgument(format!("{flag} {spec}: no such file (give a file, or - for stdin)")));
+            }
+            Ok(m) if m.is_dir() => return Err(Error::InvalidArgument(format!("{flag} {spec}: this is a folder; give a file, or - for stdin"))),
+            _ => {}
+        }
         if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("tsv")) {
             let (rows, labelled) = read_tsv_inputs(&path)?;
             let gold = labelled.then(|| rows.iter().map(|r| r.label.clone()).collect());
@@ -182,12 +196,14 @@ impl Inputs {
             return Ok((Inputs::Rows(rows.into_iter(), lines), Some(n), gold));
         }
         if crate::data::is_csv(&path) {
-            // LM-BFF's `label,sentence` layout, read as train and eval read it.
-            let read = crate::data::read_csv_rows(&path)?;
+            // LM-BFF's `label,sentence` layout, or columns named by a header (the label
+            // column optional), read as train and eval read them.
+            let (read, labelled) = crate::data::read_csv_inputs(&path)?;
             let lines = read.iter().map(|r| r.line).collect();
-            let (rows, gold): (Vec<Example>, Vec<String>) = read.into_iter().map(|r| (Example::single(r.text_a, None), r.label)).unzip();
+            let (rows, gold): (Vec<Example>, Vec<String>) =
+                read.into_iter().map(|r| (Example { text_a: r.text_a, text_b: r.text_b, label: None }, r.label)).unzip();
             let n = rows.len();
-            return Ok((Inputs::Rows(rows.into_iter(), lines), Some(n), Some(gold)));
+            return Ok((Inputs::Rows(rows.into_iter(), lines), Some(n), labelled.then_some(gold)));
         }
         let lines = count_lines(&path)?;
         let f = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
@@ -195,8 +211,8 @@ impl Inputs {
     }
 
     /// The first `n` inputs of `spec` (fewer if it has fewer).
-    fn first(spec: &str, pairs: bool, n: usize) -> Result<Vec<Example>> {
-        let (mut inputs, mut out, mut read) = (Inputs::open(spec)?.0, Vec::new(), 0);
+    fn first(spec: &str, flag: &str, pairs: bool, n: usize) -> Result<Vec<Example>> {
+        let (mut inputs, mut out, mut read) = (Inputs::open(spec, flag)?.0, Vec::new(), 0);
         while out.len() < n {
             let chunk = inputs.next_chunk(spec, pairs, &mut read)?;
             if chunk.is_empty() {
@@ -285,7 +301,10 @@ pub fn predict_cmd(a: PredictArgs) -> Result<()> {
     }
     let opts = PredictorOptions { threads: a.threads, max_batch: a.batch_size, ort_library: a.ort_lib.clone(), ..Default::default() };
     let p = Predictor::open(&a.export, &opts)?;
-    let (mut inputs, total, gold) = Inputs::open(&a.input)?;
+    let (mut inputs, total, gold) = Inputs::open(&a.input, "--input")?;
+    if a.input == "-" && std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        eprintln!("reading inputs from the terminal, one a line (end with Ctrl-D); --input FILE reads a file");
+    }
     // A labelled file's columns against the export's template, named as eval names them
     // (the predictor would name the first input, counted from 0).
     if let Inputs::Rows(rows, _) = &inputs {
@@ -456,7 +475,7 @@ pub fn bench_predict(a: BenchPredictArgs) -> Result<()> {
     // limit are split), opened once; the caller's batch size varies.
     let opts = PredictorOptions { threads: a.threads, ort_library: a.ort_lib.clone(), ..Default::default() };
     let p = Predictor::open(&a.export, &opts)?;
-    let inputs = Inputs::first(&a.texts, p.reads_pairs(), a.n)?;
+    let inputs = Inputs::first(&a.texts, "--texts", p.reads_pairs(), a.n)?;
     if inputs.is_empty() {
         return Err(Error::InvalidArgument(format!("{}: no inputs to time", a.texts)));
     }
@@ -488,7 +507,10 @@ pub fn bench_predict(a: BenchPredictArgs) -> Result<()> {
             "{}",
             serde_json::json!({"impl": a.name, "batch": bs, "threads": a.threads, "n": inputs.len(),
                 "examples_per_sec": inputs.len() as f64 / secs, "p50_ms": p50,
-                "gflops": flops / secs / 1e9, "peak_fraction": flops / secs / peak})
+                "gflops": flops / secs / 1e9,
+                // Against the fp32 matrix-multiply peak: an int8 graph's multiplies are not
+                // fp32 work (it read above 1), so it has none.
+                "peak_fraction": (m.weights_name() != "int8").then(|| flops / secs / peak)})
         )?;
         if let Some((l, head)) = &tch_model {
             let pad = l.tok.special().pad;

@@ -1,6 +1,8 @@
-//! Datasets on disk: labelled TSV files with a header naming a `sentence` column (and,
-//! for pairs, `sentence1`/`sentence2` or `question`/`sentence`...) and a `label` column,
-//! as in GLUE and LM-BFF's k-shot splits; plain text files of unlabeled lines.
+//! Datasets on disk: labelled TSV files with a header naming a `sentence` (or `text`)
+//! column (and, for pairs, `sentence1`/`sentence2` or `question`/`sentence`...) and a
+//! `label` column, as in GLUE and LM-BFF's k-shot splits, names in any case; CSV files,
+//! LM-BFF's headerless `label,sentence` or with such a header row; plain text files of
+//! unlabeled lines.
 
 use std::path::Path;
 
@@ -33,7 +35,7 @@ pub fn read_tsv_inputs(path: &Path) -> Result<(Vec<Row>, bool)> {
 
 /// The text of `path`; bytes that are not UTF-8 are a data error naming their line (they
 /// read as an I/O failure).
-fn read_utf8(path: &Path) -> Result<String> {
+pub(crate) fn read_utf8(path: &Path) -> Result<String> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     String::from_utf8(bytes).map_err(|e| {
         let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
@@ -64,44 +66,25 @@ fn read_rows(path: &Path, need_label: bool) -> Result<(Vec<Row>, bool)> {
     // Column names and label values are identifiers: spaces around them (a spreadsheet's
     // export) are not part of the name. Texts are kept as written.
     let cols: Vec<&str> = header.split('\t').map(str::trim).collect();
-    const LABEL: &[&str] = &["label", "gold_label", "is_duplicate", "Quality", "score"];
-    const FIRST: &[&str] = &["sentence1", "question1", "question", "#1 String"];
-    const SECOND: &[&str] = &["sentence2", "question2", "sentence", "#2 String"];
-    const SINGLE: &[&str] = &["sentence", "text"];
-    // A column this reader looks for, named twice, would be read from its first place
-    // without a word: refused, naming it.
-    let read = |c: &&str| [LABEL, FIRST, SECOND, SINGLE].iter().any(|names| names.contains(c));
-    if let Some(twice) = cols.iter().enumerate().find(|(i, c)| read(c) && cols[..*i].contains(c)).map(|(_, c)| c) {
-        return Err(bad(at + 1, format!("column `{twice}` is named twice in header {cols:?}")));
-    }
-    // The first of the names that the header has, in the lists' order (`label` before
-    // a `score` column beside it), not the first column with any of them.
-    let find = |names: &[&str]| names.iter().find_map(|n| cols.iter().position(|c| c == n));
-    let label = find(LABEL);
-    if label.is_none() && need_label {
-        return Err(bad_header(format!("no `label` column in header {cols:?}")));
-    }
-    let (a, b) = if let (Some(a), Some(b)) = (find(FIRST), find(SECOND)) {
-        (a, Some(b))
-    } else {
-        (find(SINGLE).ok_or_else(|| bad_header(format!("no `sentence` column in header {cols:?}")))?, None)
+    let Columns { label, a, b, gold_last } = match columns(&cols, need_label) {
+        Ok(c) => c,
+        Err(ColumnError::Twice(m)) => return Err(bad(at + 1, m)),
+        Err(ColumnError::Missing(m)) => return Err(bad_header(m)),
     };
-    // GLUE's MNLI and SNLI list one annotator label column (`label1`) before
-    // `gold_label`, the last, while a row holds as many as it had annotators (SNLI:
-    // one or five): the gold label is a row's last field there. Only there: in another
-    // file a field past the header's is a tab inside a text.
-    let gold_last = label.is_some_and(|l| l + 1 == cols.len() && cols[l] == "gold_label") && cols.contains(&"label1");
     const MORE_ANNOTATORS: usize = 4;
     let mut rows = Vec::new();
     for (i, line) in lines {
         if line.trim().is_empty() {
             continue;
         }
-        let f: Vec<&str> = line.split('\t').collect();
+        let mut f: Vec<&str> = line.split('\t').collect();
         // More fields than the header names would shift or cut a text (a tab inside a
-        // sentence): refused, but for the extra annotator labels above.
+        // sentence): refused, but for the extra annotator labels above, and for empty
+        // ones after the last (a spreadsheet's trailing tab).
         let extra = f.len().saturating_sub(cols.len());
-        if extra != 0 && !(gold_last && extra == MORE_ANNOTATORS) {
+        if extra != 0 && !gold_last && f[cols.len()..].iter().all(|x| x.trim().is_empty()) {
+            f.truncate(cols.len());
+        } else if extra != 0 && !(gold_last && extra == MORE_ANNOTATORS) {
             return Err(bad(i + 1, format!("{} tab-separated fields where the header names {} (a tab inside a text?)", f.len(), cols.len())));
         }
         let get = |c: usize| f.get(c).map(|s| s.to_string()).ok_or_else(|| bad(i + 1, format!("expected {} tab-separated fields, found {}", cols.len(), f.len())));
@@ -120,6 +103,57 @@ fn read_rows(path: &Path, need_label: bool) -> Result<(Vec<Row>, bool)> {
         rows.push(row);
     }
     Ok((rows, label.is_some()))
+}
+
+/// Column names a header row may give, matched in any case: the label, the first and
+/// second sentence of a pair, a single sentence.
+const LABEL: &[&str] = &["label", "gold_label", "is_duplicate", "Quality", "score"];
+const FIRST: &[&str] = &["sentence1", "question1", "question", "#1 String"];
+const SECOND: &[&str] = &["sentence2", "question2", "sentence", "#2 String"];
+const SINGLE: &[&str] = &["sentence", "text"];
+
+/// Where a header row's columns are.
+struct Columns {
+    label: Option<usize>,
+    a: usize,
+    b: Option<usize>,
+    /// GLUE's MNLI and SNLI list one annotator label column (`label1`) before
+    /// `gold_label`, the last, while a row holds as many as it had annotators (SNLI:
+    /// one or five): the gold label is a row's last field there. Only there: in another
+    /// file a field past the header's is a tab inside a text.
+    gold_last: bool,
+}
+
+enum ColumnError {
+    /// A column read, named twice (it would be read from its first place without a word).
+    Twice(String),
+    /// A column needed is not named.
+    Missing(String),
+}
+
+/// The columns of the header `cols` (names trimmed); a label column only where
+/// `need_label` (else it may be missing).
+fn columns(cols: &[&str], need_label: bool) -> std::result::Result<Columns, ColumnError> {
+    let named = |c: &str, names: &[&str]| names.iter().any(|n| c.eq_ignore_ascii_case(n));
+    let read = |c: &str| [LABEL, FIRST, SECOND, SINGLE].iter().any(|names| named(c, names));
+    if let Some(twice) = cols.iter().enumerate().find(|(i, c)| read(c) && cols[..*i].iter().any(|d| d.eq_ignore_ascii_case(c))).map(|(_, c)| c) {
+        return Err(ColumnError::Twice(format!("column `{twice}` is named twice in header {cols:?}")));
+    }
+    // The first of the names that the header has, in the lists' order (`label` before
+    // a `score` column beside it), not the first column with any of them.
+    let find = |names: &[&str]| names.iter().find_map(|n| cols.iter().position(|c| c.eq_ignore_ascii_case(n)));
+    let label = find(LABEL);
+    if label.is_none() && need_label {
+        return Err(ColumnError::Missing(format!("no `label` column in header {cols:?}")));
+    }
+    let (a, b) = if let (Some(a), Some(b)) = (find(FIRST), find(SECOND)) {
+        (a, Some(b))
+    } else {
+        (find(SINGLE).ok_or_else(|| ColumnError::Missing(format!("no `sentence` or `text` column in header {cols:?}")))?, None)
+    };
+    let gold_last =
+        label.is_some_and(|l| l + 1 == cols.len() && cols[l].eq_ignore_ascii_case("gold_label")) && cols.iter().any(|c| c.eq_ignore_ascii_case("label1"));
+    Ok(Columns { label, a, b, gold_last })
 }
 
 /// Why a quoted TSV is refused, and how to write one that is read.
@@ -162,8 +196,9 @@ pub fn is_csv(path: &Path) -> bool {
 }
 
 /// Reads labelled examples from a TSV file with a header ([`read_tsv`]), or from a
-/// `.csv` file ([`is_csv`]) in LM-BFF's single-sentence layout, `label,sentence` without
-/// a header (its sst-5, mr, cr, mpqa, subj and trec splits).
+/// `.csv` file ([`is_csv`]): LM-BFF's single-sentence layout, `label,sentence` without
+/// a header (its sst-5, mr, cr, mpqa, subj and trec splits), or with a header row
+/// ([`read_csv_rows`]).
 pub fn read_examples(path: &Path, labels: &[String]) -> Result<Vec<Example>> {
     if is_csv(path) {
         return read_csv_examples(path, labels);
@@ -171,35 +206,81 @@ pub fn read_examples(path: &Path, labels: &[String]) -> Result<Vec<Example>> {
     to_examples(&read_tsv(path)?, labels, path)
 }
 
-/// The examples of a `label,sentence` CSV file without a header ([`read_csv_rows`]); a
-/// label not among `labels` is named by its line.
+/// The examples of a CSV file ([`read_csv_rows`]); a label not among `labels` is named
+/// by its line.
 pub fn read_csv_examples(path: &Path, labels: &[String]) -> Result<Vec<Example>> {
     to_examples(&read_csv_rows(path)?, labels, path)
 }
 
-/// The rows of a `label,sentence` CSV file without a header (LM-BFF's layout), the label
-/// trimmed and the sentence as written; a row of another shape (a sentence with an
-/// unquoted comma) is named by its line.
+/// The rows of a CSV file, labels trimmed and sentences as written: LM-BFF's
+/// `label,sentence` layout without a header, or columns named by a header row as a TSV's
+/// are ([`read_tsv`]: `text,label`, `sentence1,sentence2,label`, names in any case). The
+/// first record is a header when one of its fields is a text column's name (`text`,
+/// `sentence`, `sentence1`...): LM-BFF's rows are a label value and a sentence. A row of
+/// another shape (a sentence with an unquoted comma) is named by its line.
 #[cfg(feature = "train")]
 pub fn read_csv_rows(path: &Path) -> Result<Vec<Row>> {
-    read_csv_records(path)?
-        .into_iter()
-        .map(|(line, record)| {
-            // A third field is a sentence with an unquoted comma: refused, not cut there.
-            let (2, Some(label), Some(text)) = (record.len(), record.get(0), record.get(1)) else {
-                return Err(Error::Data {
-                    path: path.to_path_buf(),
-                    line,
-                    message: format!("expected `label,sentence` (LM-BFF's CSV layout; a sentence with a comma in quotes), found {} field(s)", record.len()),
-                });
-            };
-            Ok(Row { line, text_a: text.to_string(), text_b: None, label: label.trim().to_string() })
-        })
-        .collect()
+    Ok(read_csv(path, true)?.0)
+}
+
+/// [`read_csv_rows`] for inputs that may be unlabelled (a header without a label
+/// column): every row's label is then empty, and the flag says there was none.
+#[cfg(feature = "train")]
+pub fn read_csv_inputs(path: &Path) -> Result<(Vec<Row>, bool)> {
+    read_csv(path, false)
+}
+
+#[cfg(feature = "train")]
+fn read_csv(path: &Path, need_label: bool) -> Result<(Vec<Row>, bool)> {
+    let records = read_csv_records(path)?;
+    let data = |line: usize, message: String| Error::Data { path: path.to_path_buf(), line, message };
+    // Empty fields after the last are a spreadsheet's trailing comma, not data.
+    let fields = |record: &csv::StringRecord, width: usize| -> Vec<String> {
+        let mut f: Vec<String> = record.iter().map(str::to_string).collect();
+        while f.len() > width && f.last().is_some_and(|x| x.trim().is_empty()) {
+            f.pop();
+        }
+        f
+    };
+    let Some((first_line, first)) = records.first() else { return Ok((Vec::new(), true)) };
+    let names: Vec<&str> = first.iter().map(str::trim).collect();
+    let is = |list: &[&str]| names.iter().any(|c| list.iter().any(|n| c.eq_ignore_ascii_case(n)));
+    if !(is(SINGLE) || is(FIRST)) {
+        let rows = records
+            .iter()
+            .map(|(line, record)| {
+                // A third field is a sentence with an unquoted comma: refused, not cut there.
+                let f = fields(record, 2);
+                let [label, text] = f.as_slice() else {
+                    return Err(data(*line, format!("expected `label,sentence` (LM-BFF's CSV layout; a sentence with a comma in quotes), found {} field(s)", f.len())));
+                };
+                Ok(Row { line: *line, text_a: text.clone(), text_b: None, label: label.trim().to_string() })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        return Ok((rows, true));
+    }
+    let Columns { label, a, b, .. } = columns(&names, need_label).map_err(|e| match e {
+        ColumnError::Twice(m) | ColumnError::Missing(m) => data(*first_line, format!("{m} (the first row is read as the header: it names a text column)")),
+    })?;
+    let mut rows = Vec::with_capacity(records.len() - 1);
+    for (line, record) in &records[1..] {
+        let f = fields(record, names.len());
+        if f.len() != names.len() {
+            return Err(data(*line, format!("{} field(s) where the header names {} (a comma inside a text that is not in quotes?)", f.len(), names.len())));
+        }
+        let row = Row { line: *line, text_a: f[a].clone(), text_b: b.map(|b| f[b].clone()), label: label.map(|l| f[l].trim().to_string()).unwrap_or_default() };
+        rows.push(row);
+    }
+    Ok((rows, label.is_some()))
 }
 
 #[cfg(not(feature = "train"))]
 pub fn read_csv_rows(path: &Path) -> Result<Vec<Row>> {
+    Ok(read_csv_inputs(path)?.0)
+}
+
+#[cfg(not(feature = "train"))]
+pub fn read_csv_inputs(path: &Path) -> Result<(Vec<Row>, bool)> {
     Err(Error::InvalidArgument(format!("{}: reading CSV files needs a training build of lmbff", path.display())))
 }
 
@@ -224,10 +305,11 @@ pub fn read_texts(path: &Path) -> Result<Vec<String>> {
     }
 }
 
-/// The sentences of a `label,sentence` CSV file without a header (LM-BFF's sst-5, mr,
-/// cr, mpqa, subj and trec splits), trimmed; a row of another shape is named.
+/// The sentences of a CSV file ([`read_csv_inputs`]: LM-BFF's sst-5, mr, cr, mpqa, subj
+/// and trec splits, or a file with a header row, labelled or not), trimmed; a row of
+/// another shape is named.
 fn read_csv_sentences(path: &Path) -> Result<Vec<String>> {
-    Ok(read_csv_rows(path)?.into_iter().map(|r| r.text_a.trim().to_string()).collect())
+    Ok(read_csv_inputs(path)?.0.into_iter().flat_map(|r| std::iter::once(r.text_a).chain(r.text_b)).map(|t| t.trim().to_string()).collect())
 }
 
 /// The records of a CSV file without a header, each with the file line it starts on. No
@@ -239,16 +321,32 @@ pub(crate) fn read_csv_records(path: &Path) -> Result<Vec<(usize, csv::StringRec
         // (A folder opens on Linux; its read failed as a CSV error at "line 0".)
         return Err(Error::io(path, std::io::Error::other("a folder, not a file")));
     }
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    // The file line of a byte offset: the reader's own count is one short after a CRLF
+    // (a record's position is taken at the line feed ending the row before it).
+    // Counted on from the last record's offset (records come in order).
+    let counted = std::cell::Cell::new((0usize, 0usize)); // (offset, line feeds before it)
+    let line_at = |byte: u64| {
+        let at = (byte as usize).min(bytes.len());
+        let (from, mut feeds) = counted.get();
+        let from = if at < from { feeds = 0; 0 } else { from };
+        feeds += bytes[from..at].iter().filter(|&&b| b == b'\n').count();
+        counted.set((at, feeds));
+        feeds + 1 + usize::from(bytes.get(at) == Some(&b'\n'))
+    };
     // Flexible: a row of another length is named at its own line by the caller (the
     // reader's own check named the row after the first, "the previous record has 3").
-    let mut reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(file);
+    let mut reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(bytes.as_slice());
     let mut out = Vec::new();
     for (i, record) in reader.records().enumerate() {
         let data = |line: usize, message: String| Error::Data { path: path.to_path_buf(), line, message };
-        let record = record.map_err(|e| data(e.position().map_or(0, |p| p.line() as usize), e.to_string()))?;
+        let record = record.map_err(|e| data(e.position().map_or(0, |p| line_at(p.byte())), e.to_string()))?;
         // The file line the record starts on (a quoted field may span lines).
-        let line = record.position().map_or(i + 1, |p| p.line() as usize);
+        let line = record.position().map_or(i + 1, |p| line_at(p.byte()));
+        // A line of spaces is a blank line, skipped as a TSV's is.
+        if record.iter().all(|f| f.trim().is_empty()) {
+            continue;
+        }
         if record.iter().any(|f| f.contains('\n')) {
             return Err(data(line, "a field holds a line break (a quote left open?)".to_string()));
         }
@@ -291,6 +389,54 @@ mod tests {
         assert_eq!((ex.len(), ex[0].label), (1, Some(1)));
         std::fs::write(&tsv, "\ntext\tlabel\tlabel\n").unwrap();
         assert!(read_examples(&tsv, &labels).unwrap_err().to_string().contains("line 2"), "the header's own line");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The files users have: a CSV with a header row (its columns by name, in any case;
+    /// the label column optional for inputs), column names capitalised in a TSV, a
+    /// trailing empty field, a line of spaces. LM-BFF's headerless CSV reads as before.
+    #[cfg(feature = "train")]
+    #[test]
+    fn headers_in_any_case_csv_headers_and_trailing_empty_fields() {
+        let dir = std::env::temp_dir().join(format!("lmbff-headers-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let labels = vec!["neg".to_string(), "pos".to_string()];
+        let csv = dir.join("mine.csv");
+        std::fs::write(&csv, "Text,Label\r\n\"fun, warm\",pos\r\ndull,neg,\r\n   \r\n").unwrap();
+        let ex = read_examples(&csv, &labels).unwrap();
+        assert_eq!(ex.len(), 2, "the header is no example, a line of spaces none either");
+        assert_eq!((ex[0].text_a.as_str(), ex[0].label, ex[1].text_a.as_str(), ex[1].label), ("fun, warm", Some(1), "dull", Some(0)));
+        let lines: Vec<usize> = read_csv_rows(&csv).unwrap().iter().map(|r| r.line).collect();
+        std::fs::write(dir.join("lf.csv"), "Text,Label\n\"fun, warm\",pos\ndull,neg,\n").unwrap();
+        let lf: Vec<usize> = read_csv_rows(&dir.join("lf.csv")).unwrap().iter().map(|r| r.line).collect();
+        assert_eq!((lines, lf), (vec![2, 3], vec![2, 3]), "lines of the file");
+        assert_eq!(read_texts(&csv).unwrap(), vec!["fun, warm", "dull"]);
+        // Inputs without labels; pairs by their columns.
+        std::fs::write(&csv, "id,text\n1,fun\n2,dull\n").unwrap();
+        let (rows, labelled) = read_csv_inputs(&csv).unwrap();
+        assert!(!labelled && rows.len() == 2 && rows[1].text_a == "dull");
+        std::fs::write(&csv, "sentence1,sentence2,label\na,b,pos\n").unwrap();
+        assert_eq!(read_csv_rows(&csv).unwrap()[0].text_b.as_deref(), Some("b"));
+        // A header row missing the label is named as one; a row of another width too.
+        std::fs::write(&csv, "text,notes\nfun,x\n").unwrap();
+        let e = read_examples(&csv, &labels).unwrap_err().to_string();
+        assert!(e.contains("line 1") && e.contains("no `label` column") && e.contains("read as the header"), "{e}");
+        std::fs::write(&csv, "text,label\nfun, warm,pos\n").unwrap();
+        let e = read_examples(&csv, &labels).unwrap_err().to_string();
+        assert!(e.contains("line 2") && e.contains("3 field(s) where the header names 2"), "{e}");
+        // LM-BFF's layout: a label first, never read as a header; a trailing comma is
+        // no third field.
+        std::fs::write(&csv, "pos,the text\nneg,a sentence,\n").unwrap();
+        let ex = read_examples(&csv, &labels).unwrap();
+        assert_eq!((ex.len(), ex[0].text_a.as_str(), ex[1].text_a.as_str()), (2, "the text", "a sentence"));
+        let tsv = dir.join("mine.tsv");
+        std::fs::write(&tsv, "Sentence\tLabel\t\nfun\tpos\t\n").unwrap();
+        let ex = read_examples(&tsv, &labels).unwrap();
+        assert_eq!((ex[0].text_a.as_str(), ex[0].label), ("fun", Some(1)));
+        std::fs::write(&tsv, "sentence\tlabel\nfun\tpos\tx\n").unwrap();
+        assert!(read_examples(&tsv, &labels).unwrap_err().to_string().contains("a tab inside a text?"), "a field with text is refused");
+        std::fs::write(&tsv, "Sentence\tsentence\tlabel\n").unwrap();
+        assert!(read_examples(&tsv, &labels).unwrap_err().to_string().contains("named twice"), "in any case");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

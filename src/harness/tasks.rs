@@ -379,7 +379,7 @@ fn read_json_pairs(path: &Path, labels: &[String]) -> Result<Vec<Example>> {
         /// A string ("entailment", "1") or a number (0).
         label: serde_json::Value,
     }
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let text = crate::data::read_utf8(path)?;
     let map: serde_json::Map<String, serde_json::Value> =
         serde_json::from_str(&text).map_err(|source| Error::Json { path: path.to_path_buf(), what: "a glue_pretrain split", source })?;
     let mut out = Vec::with_capacity(map.len());
@@ -401,7 +401,7 @@ fn read_json_pairs(path: &Path, labels: &[String]) -> Result<Vec<Example>> {
 
 /// CoLA's split files: no header; each line `source<TAB>label<TAB>mark<TAB>sentence`.
 fn read_cola(path: &Path, labels: &[String]) -> Result<Vec<Example>> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let text = crate::data::read_utf8(path)?;
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
         let bad = |message: String| Error::Data { path: path.to_path_buf(), line: i + 1, message };

@@ -56,13 +56,14 @@ test('task, training with progress and cancellation, versions, export, predict',
 
   const abort = new AbortController();
   const long = task.train({ steps: 100000, method: 'prompt' }, { signal: abort.signal });
-  setTimeout(() => abort.abort(), 50);
-  await assert.rejects(long, (e) => e.code === 'CANCELLED');
+  const reason = new Error('the user closed the labelling session');
+  setTimeout(() => abort.abort(reason), 50);
+  await assert.rejects(long, (e) => e.code === 'CANCELLED' && e.cause === reason);
   // A signal aborted before the run starts cancels it at once (an 'abort' event never
   // comes); one aborted after its run ended touches no freed run.
   const early = new AbortController();
   early.abort();
-  await assert.rejects(task.train({ steps: 100000, method: 'prompt', device: 'cpu' }, { signal: early.signal }), (e) => e.code === 'CANCELLED');
+  await assert.rejects(task.train({ steps: 100000, method: 'prompt', device: 'cpu' }, { signal: early.signal }), (e) => e.code === 'CANCELLED' && e.cause?.name === 'AbortError');
   const late = new AbortController();
   assert.strictEqual(await task.train({ steps: 1, batchSize: 4, method: 'prompt' }, { signal: late.signal }), 'v2');
   late.abort();
