@@ -225,7 +225,7 @@ fn train_chooses_the_method_as_the_library_does() {
     let o = train(&common::fixtures().join("bert"), &[]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success() && err.contains("(--method auto): zero-shot ") && err.contains("right on the examples"), "{err}");
-    assert!(err.contains("note: no --out: the model is trained and scored, and not saved"), "{err}");
+    assert!(err.contains("note: no --out: the model is scored, and not saved"), "{err}");
     let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert!(["prompt", "sentence-embedding"].contains(&report["method"].as_str().unwrap_or("")), "{report}");
     // With --demos the prompt method, which they belong to.

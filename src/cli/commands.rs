@@ -392,8 +392,8 @@ pub struct TrainArgs {
 }
 
 pub fn train(mut a: TrainArgs) -> Result<()> {
-    if a.out.is_none() && a.method != "plain" {
-        eprintln!("note: no --out: the model is trained and scored, and not saved");
+    if a.out.is_none() && !["plain", "cls"].contains(&a.method.as_str()) {
+        eprintln!("note: no --out: the model is scored, and not saved");
     }
     a.method_reason = format!("--method {} given", a.method);
     if a.method == "zero-shot-words" {

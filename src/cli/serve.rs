@@ -70,8 +70,8 @@ pub fn export_cmd(mut a: ExportArgs) -> Result<()> {
     if embedding.is_none() && l.model.load_report().head_initialised {
         // Exported as it is, the graph reads the mask with a head of random weights.
         eprintln!(
-            "warning: {} has no masked-LM head: a new one was initialised, and this export's predictions come from its random \
-             weights. Train the model first (`lmbff train --out`, which picks a method this model suits) and export that.",
+            "warning: {} has no masked-LM head: a new one was initialised, and this export's predictions come from that untrained \
+             head. Train the model first (`lmbff train --out`, which picks a method this model suits) and export that.",
             a.model.display()
         );
     }
@@ -328,8 +328,10 @@ pub fn predict_cmd(a: PredictArgs) -> Result<()> {
         let unknown: Vec<&String> = g.iter().filter(|l| !known(l)).collect();
         if !g.is_empty() && unknown.len() == g.len() {
             return Err(Error::InvalidArgument(format!(
-                "{}: no row's label is one of the export's labels {labels:?} (the first is {:?}): not a labelled file for this model",
-                a.input, unknown[0]
+                "{}: no row's label is one of the export's labels {labels:?} (the first is {:?}{}): not a labelled file for this model",
+                a.input,
+                unknown[0],
+                crate::data::float_hint(unknown[0], &labels)
             )));
         }
         if let Some(first) = unknown.first() {

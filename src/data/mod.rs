@@ -48,6 +48,10 @@ pub(crate) fn read_utf8(path: &Path) -> Result<String> {
 fn read_rows(path: &Path, need_label: bool) -> Result<(Vec<Row>, bool)> {
     let text = read_utf8(path)?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    // Rows ended by a carriage return alone (classic Mac OS) would read as one line.
+    if text.contains('\r') && !text.contains('\n') {
+        return Err(Error::Data { path: path.to_path_buf(), line: 1, message: CR_ONLY.into() });
+    }
     // Blank lines are skipped everywhere, before the header too.
     let mut lines = text.lines().enumerate().skip_while(|(_, l)| l.trim().is_empty());
     let bad = |line: usize, message: String| Error::Data { path: path.to_path_buf(), line, message };
@@ -156,6 +160,10 @@ fn columns(cols: &[&str], need_label: bool) -> std::result::Result<Columns, Colu
     Ok(Columns { label, a, b, gold_last })
 }
 
+/// Why a file whose lines end in a carriage return alone is refused (it would read as
+/// one line).
+pub(crate) const CR_ONLY: &str = "its lines end in a carriage return alone (classic Mac OS): save it with LF or CRLF line ends";
+
 /// Why a quoted TSV is refused, and how to write one that is read.
 const QUOTED_HINT: &str = "; TSV files are read as written, with no quoting (GLUE's and LM-BFF's layout): write it without \
      quotes (pandas: `quoting=csv.QUOTE_NONE`; R: `quote = FALSE`)";
@@ -182,15 +190,22 @@ pub fn to_examples(rows: &[Row], labels: &[String], path: &Path) -> Result<Vec<E
             let idx = labels.iter().position(|l| *l == r.label).ok_or_else(|| Error::Data {
                 path: path.to_path_buf(),
                 line: r.line,
-                message: format!("label {:?} is not one of the task's labels {labels:?}", r.label),
+                message: format!("label {:?} is not one of the task's labels {labels:?}{}", r.label, float_hint(&r.label, labels)),
             })?;
             Ok(Example { text_a: r.text_a.clone(), text_b: r.text_b.clone(), label: Some(idx) })
         })
         .collect()
 }
 
+/// A hint for a label not among `labels` that is one of them written as a float (pandas
+/// writes an integer column holding a gap so: `1.0`); "" otherwise.
+pub fn float_hint(label: &str, labels: &[String]) -> String {
+    let whole = label.trim().parse::<f64>().ok().filter(|v| v.fract() == 0.0 && v.abs() < 1e15).map(|v| format!("{v}"));
+    whole.filter(|v| labels.contains(v)).map_or(String::new(), |v| format!(" (a number written as a float? the label {v:?} is one)"))
+}
+
 /// Whether `path` names a `.csv` file (the extension in any case): LM-BFF's `label,sentence`
-/// layout without a header.
+/// layout without a header, or columns named by a header row ([`read_csv_rows`]).
 pub fn is_csv(path: &Path) -> bool {
     path.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv"))
 }
@@ -215,9 +230,10 @@ pub fn read_csv_examples(path: &Path, labels: &[String]) -> Result<Vec<Example>>
 /// The rows of a CSV file, labels trimmed and sentences as written: LM-BFF's
 /// `label,sentence` layout without a header, or columns named by a header row as a TSV's
 /// are ([`read_tsv`]: `text,label`, `sentence1,sentence2,label`, names in any case). The
-/// first record is a header when one of its fields is a text column's name (`text`,
-/// `sentence`, `sentence1`...): LM-BFF's rows are a label value and a sentence. A row of
-/// another shape (a sentence with an unquoted comma) is named by its line.
+/// first record is a header when it names a label column (`label`, `score`...), or when
+/// every field is a column name and one a text column's (`text`): LM-BFF's rows are a
+/// label value and a sentence. A row of another shape (a sentence with an unquoted
+/// comma) is named by its line.
 #[cfg(feature = "train")]
 pub fn read_csv_rows(path: &Path) -> Result<Vec<Row>> {
     Ok(read_csv(path, true)?.0)
@@ -243,9 +259,15 @@ fn read_csv(path: &Path, need_label: bool) -> Result<(Vec<Row>, bool)> {
         f
     };
     let Some((first_line, first)) = records.first() else { return Ok((Vec::new(), true)) };
-    let names: Vec<&str> = first.iter().map(str::trim).collect();
-    let is = |list: &[&str]| names.iter().any(|c| list.iter().any(|n| c.eq_ignore_ascii_case(n)));
-    if !(is(SINGLE) || is(FIRST)) {
+    // (Empty names after the last are a trailing separator, not columns.)
+    let mut names: Vec<&str> = first.iter().map(str::trim).collect();
+    while names.len() > 1 && names.last().is_some_and(|n| n.is_empty()) {
+        names.pop();
+    }
+    let known = |c: &str, list: &[&str]| list.iter().any(|n| c.eq_ignore_ascii_case(n));
+    let is = |list: &[&str]| names.iter().any(|c| known(c, list));
+    let all_names = names.iter().all(|c| [LABEL, FIRST, SECOND, SINGLE].iter().any(|list| known(c, list)));
+    if !(is(LABEL) || (all_names && (is(SINGLE) || is(FIRST)))) {
         let rows = records
             .iter()
             .map(|(line, record)| {
@@ -260,7 +282,7 @@ fn read_csv(path: &Path, need_label: bool) -> Result<(Vec<Row>, bool)> {
         return Ok((rows, true));
     }
     let Columns { label, a, b, .. } = columns(&names, need_label).map_err(|e| match e {
-        ColumnError::Twice(m) | ColumnError::Missing(m) => data(*first_line, format!("{m} (the first row is read as the header: it names a text column)")),
+        ColumnError::Twice(m) | ColumnError::Missing(m) => data(*first_line, format!("{m} (the first row is read as a header: it names columns)")),
     })?;
     let mut rows = Vec::with_capacity(records.len() - 1);
     for (line, record) in &records[1..] {
@@ -286,9 +308,8 @@ pub fn read_csv_inputs(path: &Path) -> Result<(Vec<Row>, bool)> {
 
 /// Reads the texts of a file (an unlabeled pool, or texts to exclude from one), by its
 /// extension in any case: a `.tsv` file with a header contributes its sentence column(s);
-/// a `.csv` file is LM-BFF's single-sentence layout (`label,sentence`, no header) and
-/// contributes its sentences; any other file its non-empty lines, a text per line (a
-/// byte-order mark at the start is not text).
+/// a `.csv` file ([`read_csv_inputs`]) its sentences; any other file its non-empty
+/// lines, a text per line (a byte-order mark at the start is not text).
 pub fn read_texts(path: &Path) -> Result<Vec<String>> {
     let ext = path.extension().map(|e| e.to_string_lossy().to_ascii_lowercase());
     match ext.as_deref() {
@@ -300,6 +321,9 @@ pub fn read_texts(path: &Path) -> Result<Vec<String>> {
         _ => {
             let text = read_utf8(path)?;
             let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+            if text.contains('\r') && !text.contains('\n') {
+                return Err(Error::Data { path: path.to_path_buf(), line: 1, message: CR_ONLY.into() });
+            }
             Ok(text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string).collect())
         }
     }
@@ -322,17 +346,25 @@ pub(crate) fn read_csv_records(path: &Path) -> Result<Vec<(usize, csv::StringRec
         return Err(Error::io(path, std::io::Error::other("a folder, not a file")));
     }
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    if bytes.contains(&b'\r') && !bytes.contains(&b'\n') {
+        return Err(Error::Data { path: path.to_path_buf(), line: 1, message: CR_ONLY.into() });
+    }
     // The file line of a byte offset: the reader's own count is one short after a CRLF
     // (a record's position is taken at the line feed ending the row before it).
     // Counted on from the last record's offset (records come in order).
     let counted = std::cell::Cell::new((0usize, 0usize)); // (offset, line feeds before it)
+    // A record's position is where the reader began looking for it: before the line
+    // ends (and blank lines) it skipped, which no record starts with.
     let line_at = |byte: u64| {
-        let at = (byte as usize).min(bytes.len());
+        let mut at = (byte as usize).min(bytes.len());
+        while bytes.get(at).is_some_and(|b| *b == b'\n' || *b == b'\r') {
+            at += 1;
+        }
         let (from, mut feeds) = counted.get();
         let from = if at < from { feeds = 0; 0 } else { from };
         feeds += bytes[from..at].iter().filter(|&&b| b == b'\n').count();
         counted.set((at, feeds));
-        feeds + 1 + usize::from(bytes.get(at) == Some(&b'\n'))
+        feeds + 1
     };
     // Flexible: a row of another length is named at its own line by the caller (the
     // reader's own check named the row after the first, "the previous record has 3").
@@ -340,7 +372,14 @@ pub(crate) fn read_csv_records(path: &Path) -> Result<Vec<(usize, csv::StringRec
     let mut out = Vec::new();
     for (i, record) in reader.records().enumerate() {
         let data = |line: usize, message: String| Error::Data { path: path.to_path_buf(), line, message };
-        let record = record.map_err(|e| data(e.position().map_or(0, |p| line_at(p.byte())), e.to_string()))?;
+        let record = record.map_err(|e| {
+            let line = e.position().map_or(0, |p| line_at(p.byte()));
+            match e.kind() {
+                // (The reader's own words give its 0-based record and a line of its count.)
+                csv::ErrorKind::Utf8 { err, .. } => data(line, format!("not valid UTF-8 (field {} of the row)", err.field() + 1)),
+                _ => data(line, e.to_string()),
+            }
+        })?;
         // The file line the record starts on (a quoted field may span lines).
         let line = record.position().map_or(i + 1, |p| line_at(p.byte()));
         // A line of spaces is a blank line, skipped as a TSV's is.
@@ -412,15 +451,15 @@ mod tests {
         assert_eq!((lines, lf), (vec![2, 3], vec![2, 3]), "lines of the file");
         assert_eq!(read_texts(&csv).unwrap(), vec!["fun, warm", "dull"]);
         // Inputs without labels; pairs by their columns.
-        std::fs::write(&csv, "id,text\n1,fun\n2,dull\n").unwrap();
+        std::fs::write(&csv, "Text\nfun\ndull\n").unwrap();
         let (rows, labelled) = read_csv_inputs(&csv).unwrap();
         assert!(!labelled && rows.len() == 2 && rows[1].text_a == "dull");
         std::fs::write(&csv, "sentence1,sentence2,label\na,b,pos\n").unwrap();
         assert_eq!(read_csv_rows(&csv).unwrap()[0].text_b.as_deref(), Some("b"));
         // A header row missing the label is named as one; a row of another width too.
-        std::fs::write(&csv, "text,notes\nfun,x\n").unwrap();
+        std::fs::write(&csv, "Text,Sentence2\nfun,x\n").unwrap();
         let e = read_examples(&csv, &labels).unwrap_err().to_string();
-        assert!(e.contains("line 1") && e.contains("no `label` column") && e.contains("read as the header"), "{e}");
+        assert!(e.contains("line 1") && e.contains("no `label` column") && e.contains("read as a header"), "{e}");
         std::fs::write(&csv, "text,label\nfun, warm,pos\n").unwrap();
         let e = read_examples(&csv, &labels).unwrap_err().to_string();
         assert!(e.contains("line 2") && e.contains("3 field(s) where the header names 2"), "{e}");
@@ -429,6 +468,28 @@ mod tests {
         std::fs::write(&csv, "pos,the text\nneg,a sentence,\n").unwrap();
         let ex = read_examples(&csv, &labels).unwrap();
         assert_eq!((ex.len(), ex[0].text_a.as_str(), ex[1].text_a.as_str()), (2, "the text", "a sentence"));
+        // Lines after blank ones, with LF or CRLF, are the file's.
+        std::fs::write(&csv, "\n\npos,a\n\n\nneg,b\r\n\r\npos,c\n").unwrap();
+        assert_eq!(read_csv_rows(&csv).unwrap().iter().map(|r| r.line).collect::<Vec<_>>(), vec![3, 6, 8]);
+        std::fs::write(&csv, "pos,a\r\n\r\nneg,b,x\r\n").unwrap();
+        assert!(read_examples(&csv, &labels).unwrap_err().to_string().contains("line 3"), "the bad row's own line");
+        // A first row that names a label column is a header (a text column missing is
+        // said so); one that names a text column among other words is LM-BFF's row.
+        std::fs::write(&csv, "label,review\npos,fun\n").unwrap();
+        let e = read_examples(&csv, &labels).unwrap_err().to_string();
+        assert!(e.contains("line 1") && e.contains("no `sentence` or `text` column"), "{e}");
+        std::fs::write(&csv, "question,How do I go?\n").unwrap();
+        let e = read_examples(&csv, &labels).unwrap_err().to_string();
+        assert!(e.contains("label \"question\" is not one of"), "read as data: {e}");
+        // A header's trailing comma names no column; a file of lone carriage returns is
+        // named as such, not read as one row.
+        std::fs::write(&csv, "text,label,\nfun,pos\n").unwrap();
+        assert_eq!(read_examples(&csv, &labels).unwrap().len(), 1);
+        std::fs::write(&csv, "pos,a\rneg,b\r").unwrap();
+        assert!(read_examples(&csv, &labels).unwrap_err().to_string().contains("carriage return alone"));
+        let txt = dir.join("pool.txt");
+        std::fs::write(&txt, "a\rb\r").unwrap();
+        assert!(read_texts(&txt).unwrap_err().to_string().contains("carriage return alone"));
         let tsv = dir.join("mine.tsv");
         std::fs::write(&tsv, "Sentence\tLabel\t\nfun\tpos\t\n").unwrap();
         let ex = read_examples(&tsv, &labels).unwrap();
@@ -437,6 +498,11 @@ mod tests {
         assert!(read_examples(&tsv, &labels).unwrap_err().to_string().contains("a tab inside a text?"), "a field with text is refused");
         std::fs::write(&tsv, "Sentence\tsentence\tlabel\n").unwrap();
         assert!(read_examples(&tsv, &labels).unwrap_err().to_string().contains("named twice"), "in any case");
+        std::fs::write(&tsv, "sentence\tlabel\rfun\tpos\r").unwrap();
+        assert!(read_examples(&tsv, &labels).unwrap_err().to_string().contains("carriage return alone"));
+        std::fs::write(&tsv, "sentence\tlabel\nfun\t1.0\n").unwrap();
+        let e = read_examples(&tsv, &["0".to_string(), "1".to_string()]).unwrap_err().to_string();
+        assert!(e.contains("line 2") && e.contains("written as a float? the label \"1\" is one"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
