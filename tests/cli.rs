@@ -778,6 +778,10 @@ fn mistakes_are_named_before_the_work() {
     let rows: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(rows.iter().map(|r| r["line"].as_u64().unwrap()).collect::<Vec<_>>(), vec![2, 3]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("accuracy"), "its label column is scored");
+    // A text file whose lines end in a carriage return alone is named, not one input.
+    let mac = dir.join("mac.txt");
+    std::fs::write(&mac, "fun\rboring\r").unwrap();
+    fails_with(lmbff().args(["predict", "--threads", "1", "--export"]).arg(&exported).arg("--input").arg(&mac), "carriage return alone");
     // A missing input file, or a folder, is named by its flag.
     fails_with(lmbff().args(["predict", "--threads", "1", "--export"]).arg(&exported).arg("--input").arg(dir.join("no-such.txt")), "no-such.txt: no such file (give a file, or - for stdin)");
     fails_with(lmbff().args(["predict", "--threads", "1", "--export"]).arg(&exported).arg("--input").arg(&dir), "this is a folder; give a file, or - for stdin");

@@ -281,13 +281,18 @@ impl Inputs {
 fn count_lines(path: &std::path::Path) -> Result<usize> {
     use std::io::Read;
     let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let (mut buf, mut n, mut last) = (vec![0u8; 1 << 16], 0usize, b'\n');
+    let (mut buf, mut n, mut last, mut returns) = (vec![0u8; 1 << 16], 0usize, b'\n', false);
     loop {
         let got = f.read(&mut buf).map_err(|e| Error::io(path, e))?;
         if got == 0 {
+            // Lines ended by a carriage return alone would be one input.
+            if n == 0 && returns {
+                return Err(Error::Data { path: path.to_path_buf(), line: 1, message: crate::data::CR_ONLY.into() });
+            }
             return Ok(n + usize::from(last != b'\n'));
         }
         n += buf[..got].iter().filter(|&&b| b == b'\n').count();
+        returns |= buf[..got].contains(&b'\r');
         last = buf[got - 1];
     }
 }
