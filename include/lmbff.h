@@ -249,7 +249,7 @@ typedef struct {
   uint32_t sessions;
   /*
    Largest batch run at once (1 to 4096); larger calls are split (inputs sorted by
-   length).
+   length within a window of 8 batches, which a call reads at a time).
    */
   uint32_t max_batch;
   /*

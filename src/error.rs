@@ -63,7 +63,7 @@ pub enum Error {
     /// What is on disk changed under this handle (another writer saved since it read).
     #[error("{0}")]
     Conflict(String),
-    #[error("cancelled (by lmbff_run_cancel, lmbff_run_free or the progress callback's answer; in the CLI, by an interrupt)")]
+    #[error("cancelled by its caller (lmbff_run_cancel, lmbff_run_free, or the progress callback's answer)")]
     Cancelled,
     /// What went wrong with one input of a batch, by its index in the batch
     /// ([`Error::renumbered`] moves it for a caller that split a longer list).

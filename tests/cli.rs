@@ -220,6 +220,10 @@ fn train_chooses_the_method_as_the_library_does() {
     let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(report["method"], "sentence-embedding", "{report}");
     assert!(!err.contains("no --out"), "{err}");
+    // A prompt-method flag refused by the method auto chose says auto chose it.
+    let o = train(&common::default_model(), &["--steps", "2"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("(--method auto chose it for this model: give --method prompt or plain"), "{err}");
     // A checkpoint with a head: the zero-shot test on the --train examples decides, and
     // the reason gives its counts. Without --out, a note says the model is not saved.
     let o = train(&common::fixtures().join("bert"), &[]);

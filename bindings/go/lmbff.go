@@ -553,6 +553,13 @@ func CreateTask(p TaskParams) (*Task, error) {
 	if err := abiMismatch(ABIVersion()); err != nil {
 		return nil, err
 	}
+	// Too few labels is named as such, as the library names it, before their words.
+	if !p.MultiLabel && len(p.Labels) < 2 {
+		return nil, invalid("a task needs at least two labels, got %d", len(p.Labels))
+	}
+	if p.MultiLabel && len(p.Labels) == 0 {
+		return nil, invalid("a multi-label task needs at least one label, got 0")
+	}
 	if !p.MultiLabel && len(p.Labels) != len(p.LabelWords) {
 		return nil, invalid("%d labels but %d label words", len(p.Labels), len(p.LabelWords))
 	}

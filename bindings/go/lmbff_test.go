@@ -73,6 +73,15 @@ func TestErrors(t *testing.T) {
 	wantCode(t, err, "INVALID_ARGUMENT")
 	_, err = CreateTask(TaskParams{ModelDir: defaultModel(t), Labels: []string{"a", "b"}, LabelWords: []string{"No"}, MultiLabel: true})
 	wantCode(t, err, "INVALID_ARGUMENT")
+	// Too few labels is named as such, not as missing label words.
+	_, err = CreateTask(TaskParams{ModelDir: defaultModel(t), Labels: []string{"only"}})
+	if err == nil || !strings.Contains(err.Error(), "at least two labels, got 1") {
+		t.Fatalf("got %v", err)
+	}
+	_, err = CreateTask(TaskParams{ModelDir: defaultModel(t), MultiLabel: true})
+	if err == nil || !strings.Contains(err.Error(), "at least one label, got 0") {
+		t.Fatalf("got %v", err)
+	}
 }
 
 // A logger that panics loses its message, not the process: the call that logged

@@ -737,6 +737,10 @@ class Task {
     const p = defaults('task');
     const tmpl = str(what, 'template', template ?? (multiLabel ? null : '{text} It was {mask}.'), true);
     strs(what, 'labels', labels);
+    // Too few labels is named as such, as the library names it, before their words.
+    if (labels.length < (multiLabel ? 1 : 2)) {
+      throw invalid(what, multiLabel ? 'a multi-label task needs at least one label, got 0' : `a task needs at least two labels, got ${labels.length}`);
+    }
     if (labelWords !== null && labelWords !== undefined) {
       strs(what, 'labelWords', labelWords);
       // The C struct has one count for both arrays: a shorter one would be read past its end.

@@ -170,6 +170,10 @@ int main(int argc, char **argv) {
     if (check(lmbff_train_params_init(&p, sizeof p), "lmbff_train_params_init")) goto done;
     p.steps = 300;
     if (argc > 3 && parse_count(argv[3], "steps", &p.steps)) goto done;
+    if (p.steps == 0) {
+        fprintf(stderr, "steps is 0: give a whole number from 1 to %lu\n", (unsigned long)UINT32_MAX);
+        goto done;
+    }
     p.device = LMBFF_DEVICE_CPU;
     const char *adapt = getenv("ADAPT_STEPS");
     if (adapt && parse_count(adapt, "ADAPT_STEPS", &p.adaptation_steps)) goto done;

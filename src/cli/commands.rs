@@ -116,8 +116,9 @@ pub struct AdaptArgs {
     /// HF model directory to start from.
     #[arg(long)]
     pub model: PathBuf,
-    /// Unlabeled text: .tsv with a header and a sentence column, .csv as LM-BFF's
-    /// `label,sentence`, any other file a text per line; repeatable.
+    /// Unlabeled text: .tsv with a header and a sentence column, .csv (LM-BFF's
+    /// `label,sentence`, or with a header row naming a text column), any other file a
+    /// text per line; repeatable.
     #[arg(long, required = true, num_args = 1..)]
     pub texts: Vec<PathBuf>,
     /// Drop every text that also occurs in these files (test sets; read as --texts).
@@ -368,6 +369,9 @@ pub struct TrainArgs {
     /// Why the method was chosen (the notes' `method_reason`), set as the run starts.
     #[arg(skip)]
     pub method_reason: String,
+    /// Whether `--method auto` chose the method (its refusals then say so).
+    #[arg(skip)]
+    pub chosen_by_auto: bool,
     /// Fit temperature scaling on dev (minimum NLL) and save it with the model: its
     /// exports divide the class logits by it, so probabilities match accuracy. Prints the
     /// dev (and test) expected calibration error before and after.
@@ -392,10 +396,11 @@ pub struct TrainArgs {
 }
 
 pub fn train(mut a: TrainArgs) -> Result<()> {
-    if a.out.is_none() && !["plain", "cls"].contains(&a.method.as_str()) {
+    if a.out.is_none() && !["plain", "cls", "zero-shot-words"].contains(&a.method.as_str()) {
         eprintln!("note: no --out: the model is scored, and not saved");
     }
-    a.method_reason = format!("--method {} given", a.method);
+    // As the library words a method given (the notes read the same whichever made them).
+    a.method_reason = "asked for".into();
     if a.method == "zero-shot-words" {
         return train_zero_shot_words(a);
     }
@@ -413,6 +418,7 @@ pub fn train(mut a: TrainArgs) -> Result<()> {
         eprintln!("method {method} (--method auto): {reason}");
         a.method = method.into();
         a.method_reason = reason;
+        a.chosen_by_auto = true;
         loaded = Some((l, sets));
     }
     if a.method == "sentence-embedding" {
@@ -540,7 +546,7 @@ fn train_embedding(a: TrainArgs, train_file: &Path, dev_file: &Path, loaded: Opt
     // Settings this method does not read are refused, not silently ignored.
     let unread = [("--steps", a.fit.steps.is_some()), ("--batch-size", a.fit.batch_size.is_some()), ("--eval-every", a.fit.eval_every.is_some())];
     if let Some((flag, _)) = unread.iter().find(|(_, given)| *given) {
-        let auto = if a.method == "auto" { " (--method auto chose it for this model: give --method prompt or plain to train with these settings)" } else { "" };
+        let auto = if a.chosen_by_auto { " (--method auto chose it for this model: give --method prompt or plain to train with these settings)" } else { "" };
         return Err(Error::InvalidArgument(format!(
             "{flag} sets the prompt and plain methods' training; sentence-embedding follows SetFit's schedule (cap it with --embedding-max-steps){auto}"
         )));

@@ -418,7 +418,8 @@ pub struct BenchPredictArgs {
     /// The same model as a checkpoint directory, for the tch forward (optional).
     #[arg(long)]
     pub model: Option<PathBuf>,
-    /// Labelled TSV (sentence column) or text file; the first --n inputs are used.
+    /// A TSV with a header (sentence column), a .csv, or a text file; the first --n
+    /// inputs are used.
     #[arg(long)]
     pub texts: String,
     /// Inputs timed: the file's first N (all of them where it has fewer).

@@ -186,11 +186,22 @@ fn csv_quoted(text: &str) -> bool {
 /// Converts rows to examples, mapping each file label to its class index.
 pub fn to_examples(rows: &[Row], labels: &[String], path: &Path) -> Result<Vec<Example>> {
     rows.iter()
-        .map(|r| {
-            let idx = labels.iter().position(|l| *l == r.label).ok_or_else(|| Error::Data {
-                path: path.to_path_buf(),
-                line: r.line,
-                message: format!("label {:?} is not one of the task's labels {labels:?}{}", r.label, float_hint(&r.label, labels)),
+        .enumerate()
+        .map(|(i, r)| {
+            let idx = labels.iter().position(|l| *l == r.label).ok_or_else(|| {
+                // A first row of column names this reader did not take for a header
+                // (`text,sentiment` in a CSV).
+                let named = |t: &str| [LABEL, FIRST, SECOND, SINGLE].iter().any(|l| l.iter().any(|n| t.trim().eq_ignore_ascii_case(n)));
+                let header = if i == 0 && (named(&r.label) || named(&r.text_a)) {
+                    "; a header row? a CSV's header names a `label` column (and `text` or `sentence`), else its rows are LM-BFF's `label,sentence`"
+                } else {
+                    ""
+                };
+                Error::Data {
+                    path: path.to_path_buf(),
+                    line: r.line,
+                    message: format!("label {:?} is not one of the task's labels {labels:?}{}{header}", r.label, float_hint(&r.label, labels)),
+                }
             })?;
             Ok(Example { text_a: r.text_a.clone(), text_b: r.text_b.clone(), label: Some(idx) })
         })
@@ -274,7 +285,8 @@ fn read_csv(path: &Path, need_label: bool) -> Result<(Vec<Row>, bool)> {
                 // A third field is a sentence with an unquoted comma: refused, not cut there.
                 let f = fields(record, 2);
                 let [label, text] = f.as_slice() else {
-                    return Err(data(*line, format!("expected `label,sentence` (LM-BFF's CSV layout; a sentence with a comma in quotes), found {} field(s)", f.len())));
+                    let hint = if f.len() == 1 { "; one text a line? give a .txt file, or name the column with a header row `text`" } else { "" };
+                    return Err(data(*line, format!("expected `label,sentence` (LM-BFF's CSV layout; a sentence with a comma in quotes), found {} field(s){hint}", f.len())));
                 };
                 Ok(Row { line: *line, text_a: text.clone(), text_b: None, label: label.trim().to_string() })
             })
@@ -288,7 +300,8 @@ fn read_csv(path: &Path, need_label: bool) -> Result<(Vec<Row>, bool)> {
     for (line, record) in &records[1..] {
         let f = fields(record, names.len());
         if f.len() != names.len() {
-            return Err(data(*line, format!("{} field(s) where the header names {} (a comma inside a text that is not in quotes?)", f.len(), names.len())));
+            let hint = if f.len() > names.len() { " (a comma inside a text that is not in quotes?)" } else { "" };
+            return Err(data(*line, format!("{} field(s) where the header names {}{hint}", f.len(), names.len())));
         }
         let row = Row { line: *line, text_a: f[a].clone(), text_b: b.map(|b| f[b].clone()), label: label.map(|l| f[l].trim().to_string()).unwrap_or_default() };
         rows.push(row);
@@ -346,15 +359,14 @@ pub(crate) fn read_csv_records(path: &Path) -> Result<Vec<(usize, csv::StringRec
         return Err(Error::io(path, std::io::Error::other("a folder, not a file")));
     }
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    if bytes.contains(&b'\r') && !bytes.contains(&b'\n') {
-        return Err(Error::Data { path: path.to_path_buf(), line: 1, message: CR_ONLY.into() });
-    }
     // The file line of a byte offset: the reader's own count is one short after a CRLF
     // (a record's position is taken at the line feed ending the row before it).
     // Counted on from the last record's offset (records come in order).
     let counted = std::cell::Cell::new((0usize, 0usize)); // (offset, line feeds before it)
     // A record's position is where the reader began looking for it: before the line
-    // ends (and blank lines) it skipped, which no record starts with.
+    // ends (and blank lines) it skipped, which no record starts with. A line ends in LF,
+    // CRLF, or a carriage return alone (the reader's own rule: classic Mac OS files).
+    let ends_line = |i: usize| bytes[i] == b'\n' || (bytes[i] == b'\r' && bytes.get(i + 1) != Some(&b'\n'));
     let line_at = |byte: u64| {
         let mut at = (byte as usize).min(bytes.len());
         while bytes.get(at).is_some_and(|b| *b == b'\n' || *b == b'\r') {
@@ -362,7 +374,7 @@ pub(crate) fn read_csv_records(path: &Path) -> Result<Vec<(usize, csv::StringRec
         }
         let (from, mut feeds) = counted.get();
         let from = if at < from { feeds = 0; 0 } else { from };
-        feeds += bytes[from..at].iter().filter(|&&b| b == b'\n').count();
+        feeds += (from..at).filter(|&i| ends_line(i)).count();
         counted.set((at, feeds));
         feeds + 1
     };
@@ -478,15 +490,22 @@ mod tests {
         std::fs::write(&csv, "label,review\npos,fun\n").unwrap();
         let e = read_examples(&csv, &labels).unwrap_err().to_string();
         assert!(e.contains("line 1") && e.contains("no `sentence` or `text` column"), "{e}");
-        std::fs::write(&csv, "question,How do I go?\n").unwrap();
+        let intents = vec!["question".to_string(), "request".to_string()];
+        std::fs::write(&csv, "question,How do I go?\nrequest,Book it\n").unwrap();
+        assert_eq!(read_examples(&csv, &intents).unwrap().len(), 2, "a label named as a column is data");
+        std::fs::write(&csv, "Text,sentiment\nfun,pos\n").unwrap();
         let e = read_examples(&csv, &labels).unwrap_err().to_string();
-        assert!(e.contains("label \"question\" is not one of"), "read as data: {e}");
+        assert!(e.contains("line 1") && e.contains("a header row? a CSV's header names a `label` column"), "{e}");
+        std::fs::write(&csv, "fun\ndull\n").unwrap();
+        assert!(read_examples(&csv, &labels).unwrap_err().to_string().contains("one text a line? give a .txt file"));
         // A header's trailing comma names no column; a file of lone carriage returns is
         // named as such, not read as one row.
         std::fs::write(&csv, "text,label,\nfun,pos\n").unwrap();
         assert_eq!(read_examples(&csv, &labels).unwrap().len(), 1);
-        std::fs::write(&csv, "pos,a\rneg,b\r").unwrap();
-        assert!(read_examples(&csv, &labels).unwrap_err().to_string().contains("carriage return alone"));
+        // The CSV reader ends a line at a carriage return alone (classic Mac OS), and
+        // names rows by those lines.
+        std::fs::write(&csv, "pos,a\rneg,b\rpos,c,d\r").unwrap();
+        assert!(read_examples(&csv, &labels).unwrap_err().to_string().contains("line 3"));
         let txt = dir.join("pool.txt");
         std::fs::write(&txt, "a\rb\r").unwrap();
         assert!(read_texts(&txt).unwrap_err().to_string().contains("carriage return alone"));

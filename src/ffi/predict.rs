@@ -48,7 +48,7 @@ pub struct lmbff_predictor_params {
     /// demonstrations, has as many sessions of its own.
     pub sessions: u32,
     /// Largest batch run at once (1 to 4096); larger calls are split (inputs sorted by
-    /// length).
+    /// length within a window of 8 batches, which a call reads at a time).
     pub max_batch: u32,
     /// Path of libonnxruntime.so, or NULL: LMBFF_ORT_LIB, ORT_DYLIB_PATH, then
     /// libonnxruntime.so* next to liblmbff.so (a path given that is not a file is an

@@ -44,6 +44,9 @@ test('arguments of the wrong type or range are refused by name', () => {
   assert.throws(() => new lmbff.Predictor(7), invalid(/exportDir is a number/));
   assert.throws(() => lmbff.Task.create({ modelDir: 3, labels: ['a', 'b'], labelWords: ['terrible', 'great'] }), invalid(/modelDir is a number/));
   assert.throws(() => lmbff.Task.create({ modelDir: model, labels: ['a', 'b', 'c'], labelWords: ['terrible', 'great'] }), invalid(/3 labels but 2 label words/));
+  // Too few labels is named as such, not as missing label words.
+  assert.throws(() => lmbff.Task.create({ modelDir: model, labels: ['only'] }), invalid(/at least two labels, got 1/));
+  assert.throws(() => lmbff.Task.create({ modelDir: model, labels: [], multiLabel: true }), invalid(/at least one label, got 0/));
   assert.throws(() => lmbff.Task.create({ modelDir: model, labels: ['a', 'b'], labelWords: ['No'], multiLabel: true }), invalid(/two answer words/));
   assert.throws(() => lmbff.Task.create({ modelDir: model, labels: ['a', 'b'], labelWords: ['terrible', 'great'], maxLen: -1 }), invalid(/maxLen is -1/));
   const task = lmbff.Task.create({ modelDir: model, labels: ['neg', 'pos'], labelWords: ['terrible', 'great'] });
