@@ -45,13 +45,22 @@ pub(crate) fn read_utf8(path: &Path) -> Result<String> {
     })
 }
 
-fn read_rows(path: &Path, need_label: bool) -> Result<(Vec<Row>, bool)> {
-    let text = read_utf8(path)?;
-    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
-    // Rows ended by a carriage return alone (classic Mac OS) would read as one line.
+/// The text of a file read line by line ([`read_utf8`]), without a byte-order mark at
+/// its start (not text); lines ended by a carriage return alone (classic Mac OS), which
+/// would read as one line, are refused.
+fn read_lines_text(path: &Path) -> Result<String> {
+    let mut text = read_utf8(path)?;
+    if text.starts_with('\u{feff}') {
+        text.drain(..'\u{feff}'.len_utf8());
+    }
     if text.contains('\r') && !text.contains('\n') {
         return Err(Error::Data { path: path.to_path_buf(), line: 1, message: CR_ONLY.into() });
     }
+    Ok(text)
+}
+
+fn read_rows(path: &Path, need_label: bool) -> Result<(Vec<Row>, bool)> {
+    let text = read_lines_text(path)?;
     // Blank lines are skipped everywhere, before the header too.
     let mut lines = text.lines().enumerate().skip_while(|(_, l)| l.trim().is_empty());
     let bad = |line: usize, message: String| Error::Data { path: path.to_path_buf(), line, message };
@@ -116,6 +125,16 @@ const FIRST: &[&str] = &["sentence1", "question1", "question", "#1 String"];
 const SECOND: &[&str] = &["sentence2", "question2", "sentence", "#2 String"];
 const SINGLE: &[&str] = &["sentence", "text"];
 
+/// Whether `c` (trimmed) is one of `names`, in any case.
+fn named_in(c: &str, names: &[&str]) -> bool {
+    names.iter().any(|n| c.trim().eq_ignore_ascii_case(n))
+}
+
+/// Whether `c` is the name of a column this reader reads.
+fn is_column_name(c: &str) -> bool {
+    [LABEL, FIRST, SECOND, SINGLE].iter().any(|names| named_in(c, names))
+}
+
 /// Where a header row's columns are.
 struct Columns {
     label: Option<usize>,
@@ -138,9 +157,7 @@ enum ColumnError {
 /// The columns of the header `cols` (names trimmed); a label column only where
 /// `need_label` (else it may be missing).
 fn columns(cols: &[&str], need_label: bool) -> std::result::Result<Columns, ColumnError> {
-    let named = |c: &str, names: &[&str]| names.iter().any(|n| c.eq_ignore_ascii_case(n));
-    let read = |c: &str| [LABEL, FIRST, SECOND, SINGLE].iter().any(|names| named(c, names));
-    if let Some(twice) = cols.iter().enumerate().find(|(i, c)| read(c) && cols[..*i].iter().any(|d| d.eq_ignore_ascii_case(c))).map(|(_, c)| c) {
+    if let Some(twice) = cols.iter().enumerate().find(|(i, c)| is_column_name(c) && cols[..*i].iter().any(|d| d.eq_ignore_ascii_case(c))).map(|(_, c)| c) {
         return Err(ColumnError::Twice(format!("column `{twice}` is named twice in header {cols:?}")));
     }
     // The first of the names that the header has, in the lists' order (`label` before
@@ -191,8 +208,7 @@ pub fn to_examples(rows: &[Row], labels: &[String], path: &Path) -> Result<Vec<E
             let idx = labels.iter().position(|l| *l == r.label).ok_or_else(|| {
                 // A first row of column names this reader did not take for a header
                 // (`text,sentiment` in a CSV).
-                let named = |t: &str| [LABEL, FIRST, SECOND, SINGLE].iter().any(|l| l.iter().any(|n| t.trim().eq_ignore_ascii_case(n)));
-                let header = if i == 0 && (named(&r.label) || named(&r.text_a)) {
+                let header = if i == 0 && (is_column_name(&r.label) || is_column_name(&r.text_a)) {
                     "; a header row? a CSV's header names a `label` column (and `text` or `sentence`), else its rows are LM-BFF's `label,sentence`"
                 } else {
                     ""
@@ -275,10 +291,8 @@ fn read_csv(path: &Path, need_label: bool) -> Result<(Vec<Row>, bool)> {
     while names.len() > 1 && names.last().is_some_and(|n| n.is_empty()) {
         names.pop();
     }
-    let known = |c: &str, list: &[&str]| list.iter().any(|n| c.eq_ignore_ascii_case(n));
-    let is = |list: &[&str]| names.iter().any(|c| known(c, list));
-    let all_names = names.iter().all(|c| [LABEL, FIRST, SECOND, SINGLE].iter().any(|list| known(c, list)));
-    if !(is(LABEL) || (all_names && (is(SINGLE) || is(FIRST)))) {
+    let is = |list: &[&str]| names.iter().any(|c| named_in(c, list));
+    if !(is(LABEL) || (names.iter().all(|c| is_column_name(c)) && (is(SINGLE) || is(FIRST)))) {
         let rows = records
             .iter()
             .map(|(line, record)| {
@@ -332,11 +346,7 @@ pub fn read_texts(path: &Path) -> Result<Vec<String>> {
         }
         Some("csv") => read_csv_sentences(path),
         _ => {
-            let text = read_utf8(path)?;
-            let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
-            if text.contains('\r') && !text.contains('\n') {
-                return Err(Error::Data { path: path.to_path_buf(), line: 1, message: CR_ONLY.into() });
-            }
+            let text = read_lines_text(path)?;
             Ok(text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string).collect())
         }
     }
@@ -359,13 +369,12 @@ pub(crate) fn read_csv_records(path: &Path) -> Result<Vec<(usize, csv::StringRec
         return Err(Error::io(path, std::io::Error::other("a folder, not a file")));
     }
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    // The file line of a byte offset: the reader's own count is one short after a CRLF
-    // (a record's position is taken at the line feed ending the row before it).
+    // The file line of a record's byte offset (the reader's own line count is short after
+    // a CRLF). A record's position is where the reader began looking for it: before the
+    // line ends (and blank lines) it skipped, which no record starts with. A line ends in
+    // LF, CRLF, or a carriage return alone (the reader's own rule: classic Mac OS files).
     // Counted on from the last record's offset (records come in order).
-    let counted = std::cell::Cell::new((0usize, 0usize)); // (offset, line feeds before it)
-    // A record's position is where the reader began looking for it: before the line
-    // ends (and blank lines) it skipped, which no record starts with. A line ends in LF,
-    // CRLF, or a carriage return alone (the reader's own rule: classic Mac OS files).
+    let counted = std::cell::Cell::new((0usize, 0usize)); // (offset, line ends before it)
     let ends_line = |i: usize| bytes[i] == b'\n' || (bytes[i] == b'\r' && bytes.get(i + 1) != Some(&b'\n'));
     let line_at = |byte: u64| {
         let mut at = (byte as usize).min(bytes.len());

@@ -175,11 +175,16 @@ unsafe fn free_if_freed_inside(raw: *mut lmbff_task) {
         .ok()
         .flatten();
     if freed.is_some() {
-        // As lmbff_task_free: a call on another thread that holds the task (one that
-        // raced an export, which does not take it) is waited for, not freed under.
-        drop((*raw).inner.lock());
-        drop(Box::from_raw(raw));
+        free_now(raw);
     }
+}
+
+/// Frees the task at `raw`: a call on another thread that holds the task (which breaks
+/// lmbff_task_free's rule, or raced an export, which does not take it) is waited for
+/// rather than freed under.
+unsafe fn free_now(raw: *mut lmbff_task) {
+    drop((*raw).inner.lock());
+    drop(Box::from_raw(raw));
 }
 
 /// Runs `f`, a call on the task at `raw` that does not take it (an export), as a call on
@@ -396,10 +401,7 @@ pub unsafe extern "C" fn lmbff_task_free(t: *mut lmbff_task) {
         });
         return;
     }
-    // A call on another thread that holds the task breaks the rule above; it is waited
-    // for rather than freed under (an export, which does not hold it, is not).
-    drop((*t).inner.lock());
-    drop(Box::from_raw(t));
+    free_now(t);
 }
 
 /// Registers a labelled example (`text_b` is required when the template reads a pair,
