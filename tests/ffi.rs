@@ -164,6 +164,7 @@ fn log_callback_with_levels() {
         assert_eq!(lmbff_set_log_callback(None, 99, std::ptr::null_mut()), LMBFF_OK);
         // A callback may replace itself (here: stop logging) from inside; the replacement
         // takes over when it returns, and nothing deadlocks.
+        *STOPPER.lock().unwrap() = Some(std::thread::current().id());
         assert_eq!(lmbff_set_log_callback(Some(stop_from_inside), LMBFF_LOG_DEBUG, std::ptr::null_mut()), LMBFF_OK);
         open();
         let calls = STOPS.load(std::sync::atomic::Ordering::SeqCst);
@@ -177,14 +178,17 @@ static OPENED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new())
 static NESTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 extern "C" fn open_from_inside(_level: i32, message: *const c_char, user_data: *mut std::ffi::c_void) {
+    // SAFETY: user_data is the export folder's CString, alive for the test.
+    let dir = user_data as *const c_char;
     let m = unsafe { CStr::from_ptr(message) }.to_string_lossy().into_owned();
-    if !m.contains("predictor opened") {
+    // The callback is the process's: tests running beside this one open predictors of
+    // their own folders, and their messages reach it too.
+    let ours = format!("predictor opened {}:", unsafe { CStr::from_ptr(dir) }.to_string_lossy());
+    if !m.starts_with(&ours) {
         return;
     }
     OPENED.lock().unwrap().push(m);
     if !NESTED.swap(true, std::sync::atomic::Ordering::SeqCst) {
-        // SAFETY: user_data is the export folder's CString, alive for the test.
-        let dir = user_data as *const c_char;
         let (mut q, mut error) = (std::ptr::null_mut(), vec![0 as c_char; 4160]);
         unsafe {
             assert_eq!(lmbff_predictor_open_with_error(dir, null(), &mut q, error.as_mut_ptr(), error.len()), LMBFF_OK);
@@ -199,7 +203,8 @@ extern "C" fn open_from_inside(_level: i32, message: *const c_char, user_data: *
 /// the first was still running.
 #[test]
 fn a_with_error_call_from_a_log_callback_is_not_delivered() {
-    let dir = exported();
+    // A folder of its own, opened by no other test.
+    let dir = labelled_export(&[("neg", "terrible"), ("pos", "great")], "ffi-nested");
     let _one = LOG_SINK.lock().unwrap_or_else(|e| e.into_inner());
     unsafe {
         assert_eq!(lmbff_set_log_callback(Some(open_from_inside), LMBFF_LOG_INFO, dir.as_ptr() as *mut std::ffi::c_void), LMBFF_OK);
@@ -210,12 +215,21 @@ fn a_with_error_call_from_a_log_callback_is_not_delivered() {
         lmbff_predictor_free(p);
     }
     assert!(NESTED.load(std::sync::atomic::Ordering::SeqCst), "the callback opened one from inside");
-    assert_eq!(OPENED.lock().unwrap().len(), 1, "only the outer open was delivered: {:?}", OPENED.lock().unwrap());
+    // (One guard: a second lock in the message waited for the first, so a failure hung.)
+    let opened = OPENED.lock().unwrap().clone();
+    assert_eq!(opened.len(), 1, "only the outer open was delivered: {opened:?}");
 }
 
 static STOPS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
+/// The thread of the test that sets `stop_from_inside`: messages of tests running beside
+/// it reach the callback too, and would count as calls after it stopped.
+static STOPPER: std::sync::Mutex<Option<std::thread::ThreadId>> = std::sync::Mutex::new(None);
+
 extern "C" fn stop_from_inside(_level: i32, _message: *const c_char, _user_data: *mut std::ffi::c_void) {
+    if *STOPPER.lock().unwrap() != Some(std::thread::current().id()) {
+        return;
+    }
     STOPS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     unsafe { lmbff_set_log_callback(None, LMBFF_LOG_ERROR, std::ptr::null_mut()) };
 }
