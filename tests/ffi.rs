@@ -472,7 +472,10 @@ fn null_mut<T>() -> *mut T {
 /// empty queue reads NULL, and bad levels, capacities and a NULL level are refused.
 #[test]
 fn log_queue_keeps_messages_for_the_host() {
-    let dir = exported();
+    // A folder of its own: tests beside this one open theirs, and their messages reach
+    // the queue too (only this folder's are counted).
+    let dir = labelled_export(&[("neg", "terrible"), ("pos", "great")], "ffi-queue");
+    let ours = format!("predictor opened {}:", dir.to_str().unwrap());
     let _one = LOG_SINK.lock().unwrap_or_else(|e| e.into_inner());
     unsafe {
         let mut level = -1;
@@ -495,7 +498,7 @@ fn log_queue_keeps_messages_for_the_host() {
             }
             read.push((level, CStr::from_ptr(m).to_string_lossy().into_owned()));
         }
-        assert!(read.iter().any(|(l, m)| *l == LMBFF_LOG_INFO && m.contains("predictor opened")), "{read:?}");
+        assert!(read.iter().any(|(l, m)| *l == LMBFF_LOG_INFO && m.starts_with(&ours)), "{read:?}");
         assert!(read.iter().all(|(l, _)| (LMBFF_LOG_ERROR..=LMBFF_LOG_INFO).contains(l)), "{read:?}");
         // A callback replaces the queue, and NULL stops both.
         assert_eq!(lmbff_set_log_callback(None, LMBFF_LOG_INFO, std::ptr::null_mut()), LMBFF_OK);
@@ -510,12 +513,12 @@ fn log_queue_keeps_messages_for_the_host() {
             }
             after.push(CStr::from_ptr(m).to_string_lossy().into_owned());
         }
-        assert!(!after.iter().any(|m| m.contains("predictor opened")), "logging stopped: {after:?}");
+        assert!(!after.iter().any(|m| m.starts_with(&ours)), "logging stopped: {after:?}");
     }
 }
 
-/// The export the child process of the next test opens (its own, made before it sets
-/// the callback).
+/// The export the child process of the next test opens (its parent's, made before the
+/// child sets the callback).
 static WAITER_EXPORT: std::sync::OnceLock<CString> = std::sync::OnceLock::new();
 static WAITED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
@@ -546,31 +549,39 @@ extern "C" fn wait_for_another_open(_level: i32, message: *const c_char, _user_d
 fn a_log_callback_may_wait_for_an_open_while_onnx_runtime_loads() {
     const CHILD: &str = "LMBFF_TEST_ORT_LOAD_CHILD";
     if std::env::var_os(CHILD).is_none() {
+        // The child reads this process's fixtures and export (made here, with ONNX Runtime
+        // not yet loaded there): made again, they took most of its time limit on a busy
+        // machine. Its output goes to a file, which no wait can fill.
+        let log = common::tempdir("ffi-ort-load-child").join("output.txt");
+        let file = std::fs::File::create(&log).unwrap();
         let mut child = std::process::Command::new(std::env::current_exe().unwrap())
             .args(["--exact", "a_log_callback_may_wait_for_an_open_while_onnx_runtime_loads", "--nocapture", "--test-threads", "1"])
-            .env(CHILD, "1")
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
+            .env(CHILD, exported().to_str().unwrap())
+            .env("LMBFF_FIXTURES", common::fixtures())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
             .spawn()
             .unwrap();
-        let until = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(300);
         while child.try_wait().unwrap().is_none() {
             if std::time::Instant::now() > until {
                 let _ = child.kill();
-                panic!("the child process hung: the callback's wait for the other open never ended");
+                let _ = child.wait();
+                panic!("the child process hung: the callback's wait for the other open never ended:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
-        let out = child.wait_with_output().unwrap();
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        assert!(out.status.success() && text.contains("the other open: LMBFF_OK"), "{text}");
+        let status = child.wait().unwrap();
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert!(status.success() && text.contains("the other open: LMBFF_OK"), "{text}");
         return;
     }
-    WAITER_EXPORT.set(exported()).unwrap();
+    let dir = CString::new(std::env::var(CHILD).unwrap()).unwrap();
+    WAITER_EXPORT.set(dir.clone()).unwrap();
     unsafe {
         assert_eq!(lmbff_set_log_callback(Some(wait_for_another_open), LMBFF_LOG_DEBUG, std::ptr::null_mut()), LMBFF_OK);
         let mut p = std::ptr::null_mut();
-        assert_eq!(lmbff_predictor_open(exported().as_ptr(), null(), &mut p), LMBFF_OK, "{}", last_error());
+        assert_eq!(lmbff_predictor_open(dir.as_ptr(), null(), &mut p), LMBFF_OK, "{}", last_error());
         lmbff_predictor_free(p);
         lmbff_set_log_callback(None, LMBFF_LOG_ERROR, std::ptr::null_mut());
     }

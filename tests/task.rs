@@ -762,7 +762,12 @@ fn train_versions_and_export_through_the_c_abi() {
         let after = AfterCancel::default();
         let ud = &after as *const AfterCancel as *mut std::ffi::c_void;
         assert_eq!(lmbff_train_start(t, &tp, Some(note_after_cancel), ud, &mut run), LMBFF_OK);
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(300);
         while after.calls.load(SeqCst) < 2 {
+            // A run that ended or stalled before two reports fails here, not by hanging.
+            let mut state = -1;
+            assert_eq!(lmbff_run_poll(run, &mut state, null_mut(), null_mut()), LMBFF_OK);
+            assert!(state == LMBFF_RUN_RUNNING && std::time::Instant::now() < until, "state {state} before two progress reports: {}", last_error());
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
         assert_eq!(lmbff_run_cancel(run), LMBFF_OK);

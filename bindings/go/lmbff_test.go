@@ -794,7 +794,11 @@ func TestCloseWhilePredicting(t *testing.T) {
 			}
 		}()
 	}
-	time.Sleep(300 * time.Millisecond)
+	// Close once a prediction has finished (a busy machine may take longer than any
+	// fixed wait), or after 60 s, which fails below.
+	for until := time.Now().Add(60 * time.Second); atomic.LoadInt64(&predicted) == 0 && time.Now().Before(until); {
+		time.Sleep(10 * time.Millisecond)
+	}
 	p.Close()
 	wg.Wait()
 	if predicted == 0 || refused != 3 {

@@ -121,7 +121,8 @@ pub struct PredictArgs {
     /// Inputs: a text file (one input per line; `text_a<TAB>text_b` for pair templates),
     /// a .tsv with a header or a .csv (sentence columns as for training; a label column,
     /// if any, gives an accuracy on stderr), or `-` for stdin lines. Text files and stdin
-    /// are streamed: answers leave a chunk at a time (on stdin, as soon as a line arrives).
+    /// are streamed: answers leave a chunk at a time (on stdin, as soon as a line arrives);
+    /// a line that is not UTF-8 gets an error record in its place (the exit status says so).
     #[arg(long, default_value = "-")]
     pub input: String,
     /// Largest batch run at once, 1 to 4096 (larger inputs are split).
@@ -158,6 +159,12 @@ enum Inputs {
     Stdin(std::sync::mpsc::Receiver<std::io::Result<String>>),
 }
 
+/// An input line, or its line number and why it cannot be read (not UTF-8): that line's
+/// answer is an error record, and the lines after it are still read.
+type Line = std::result::Result<Example, (usize, String)>;
+
+const NOT_UTF8: &str = "not UTF-8 text (save the file as UTF-8)";
+
 /// Whether a line of plain text with a tab was already reported (once a process).
 static TAB_WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
@@ -170,7 +177,8 @@ impl Inputs {
             let (tx, rx) = std::sync::mpsc::sync_channel(CHUNK);
             std::thread::spawn(move || {
                 for line in std::io::stdin().lock().lines() {
-                    let stop = line.is_err();
+                    // A line that is not UTF-8 was read past: the next one follows.
+                    let stop = line.as_ref().is_err_and(|e| e.kind() != std::io::ErrorKind::InvalidData);
                     if tx.send(line).is_err() || stop {
                         return;
                     }
@@ -218,25 +226,35 @@ impl Inputs {
             if chunk.is_empty() {
                 break;
             }
-            out.extend(chunk);
+            for line in chunk {
+                out.push(line.map_err(|(line, message)| Error::Data { path: spec.into(), line, message })?);
+            }
         }
         out.truncate(n);
         Ok(out)
     }
 
     /// Up to [`CHUNK`] more inputs (none: the end); `read` counts the lines read so far,
-    /// for the line number of an error.
-    fn next_chunk(&mut self, spec: &str, pairs: bool, read: &mut usize) -> Result<Vec<Example>> {
+    /// for the line number of an error. A line that is not UTF-8 is an `Err` naming it;
+    /// a read that fails otherwise ends the whole.
+    fn next_chunk(&mut self, spec: &str, pairs: bool, read: &mut usize) -> Result<Vec<Line>> {
         let mut out = Vec::new();
         let mut push = |line: std::io::Result<String>, read: &mut usize| -> Result<()> {
             *read += 1;
-            let line = line.map_err(|e| Error::Data { path: spec.into(), line: *read, message: format!("cannot read the line: {e}") })?;
+            let line = match line {
+                Ok(line) => line,
+                Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                    out.push(Err((*read, NOT_UTF8.to_string())));
+                    return Ok(());
+                }
+                Err(e) => return Err(Error::Data { path: spec.into(), line: *read, message: format!("cannot read the line: {e}") }),
+            };
             // A byte-order mark before the first line is not text (as every reader has it).
             let line = match line.strip_prefix('\u{feff}') {
                 Some(rest) if *read == 1 => rest.to_string(),
                 _ => line,
             };
-            out.push(match line.split_once('\t') {
+            out.push(Ok(match line.split_once('\t') {
                 Some((a, b)) if pairs => Example { text_a: a.to_string(), text_b: Some(b.to_string()), label: None },
                 tab => {
                     // A one-sentence model reads the whole line, tab and all: say so once, as
@@ -249,11 +267,11 @@ impl Inputs {
                     }
                     Example { text_a: line, text_b: None, label: None }
                 }
-            });
+            }));
             Ok(())
         };
         match self {
-            Inputs::Rows(rows, _) => return Ok(rows.by_ref().take(CHUNK).collect()),
+            Inputs::Rows(rows, _) => return Ok(rows.by_ref().take(CHUNK).map(Ok).collect()),
             Inputs::File(lines) => {
                 for line in lines.by_ref().take(CHUNK) {
                     push(line, read)?;
@@ -348,15 +366,46 @@ pub fn predict_cmd(a: PredictArgs) -> Result<()> {
     let mut out = std::io::BufWriter::new(stdout.lock());
     let (mut done, mut read, mut correct, mut scored) = (0usize, 0usize, 0usize, 0usize);
     let mut scores: Vec<(f64, f64)> = Vec::new();
+    // Lines that could not be read: how many, and the first's line number.
+    let (mut unreadable, mut first_unreadable) = (0usize, None);
     loop {
         let chunk = inputs.next_chunk(&a.input, p.reads_pairs(), &mut read)?;
         if chunk.is_empty() {
             break;
         }
-        let preds = p.predict(&chunk).map_err(|e| e.renumbered(done))?;
-        for pr in &preds {
+        // The readable inputs are predicted together; each unreadable line keeps its place
+        // in the output with an error record.
+        let (mut readable, mut at) = (Vec::with_capacity(chunk.len()), Vec::with_capacity(chunk.len()));
+        let mut answers = Vec::with_capacity(chunk.len());
+        for (k, line) in chunk.into_iter().enumerate() {
+            match line {
+                Ok(e) => {
+                    readable.push(e);
+                    at.push(done + k);
+                    answers.push(None);
+                }
+                Err(bad) => answers.push(Some(bad)),
+            }
+        }
+        let preds = match readable.is_empty() {
+            true => Vec::new(),
+            // An error names the input by its place in the whole call.
+            false => p.predict(&readable).map_err(|e| match e {
+                Error::Input { index, source } => Error::Input { index: at[index], source },
+                other => other,
+            })?,
+        };
+        let mut preds = preds.iter();
+        for answer in answers {
             let i = done;
             done += 1;
+            if let Some((line, why)) = answer {
+                unreadable += 1;
+                first_unreadable.get_or_insert(line);
+                writeln!(out, "{}", serde_json::json!({"index": i, "line": line, "error": format!("line {line}: {why}")})).map_err(|e| Error::io("stdout", e))?;
+                continue;
+            }
+            let pr = preds.next().expect("the predictor answers every input");
             let probs: serde_json::Map<String, serde_json::Value> =
                 labels.iter().zip(&pr.probs).map(|(l, v)| (l.clone(), serde_json::json!(v))).collect();
             let mut line = serde_json::json!({"index": i, "label": labels[pr.label], "probs": probs, "margin": pr.margin, "entropy": pr.entropy});
@@ -394,6 +443,14 @@ pub fn predict_cmd(a: PredictArgs) -> Result<()> {
     }
     if let Some(bar) = bar {
         bar.finish();
+    }
+    if let Some(line) = first_unreadable {
+        // Every other line was answered; the exit status still tells a script.
+        return Err(Error::Data {
+            path: if a.input == "-" { "stdin".into() } else { a.input.clone().into() },
+            line,
+            message: format!("{unreadable} line(s) are {NOT_UTF8}; each has an error record in the output, and the other lines were predicted"),
+        });
     }
     if gold.is_some() && scored > 0 {
         eprintln!("accuracy {:.4} ({correct}/{scored})", correct as f64 / scored as f64);
