@@ -123,21 +123,41 @@ fn train_save_and_eval() {
     // lines after it are still answered (predict used to stop there), from a file and
     // from stdin, and the exit status says some line was not read.
     let bad = dir.join("bad.txt");
-    let bytes = b"i loved this book\nnot \xff utf-8\ni loved\n";
+    let bytes = b"i loved this book\nnot \xff utf-8\ni loved\nnul\x00inside\n";
     std::fs::write(&bad, bytes).unwrap();
     let o = lmbff().args(["predict", "--threads", "1", "--input"]).arg(&bad).arg("--export").arg(&exp).output().unwrap();
     let mut piped = lmbff().args(["predict", "--threads", "1", "--export"]).arg(&exp).stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
     std::io::Write::write_all(&mut piped.stdin.take().unwrap(), bytes).unwrap();
     let piped = piped.wait_with_output().unwrap();
+    // The readable lines alone, in one batch as in the file's run (an int8 export's
+    // probabilities move with the batch, so stdin's, batched as lines arrive, are not
+    // compared).
+    let good = dir.join("good.txt");
+    std::fs::write(&good, "i loved this book\ni loved\n").unwrap();
+    let g = lmbff().args(["predict", "--threads", "1", "--input"]).arg(&good).arg("--export").arg(&exp).output().unwrap();
+    assert!(g.status.success(), "{}", String::from_utf8_lossy(&g.stderr));
+    let reference: Vec<serde_json::Value> = String::from_utf8_lossy(&g.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     for (o, name) in [(&o, bad.display().to_string()), (&piped, "stdin".to_string())] {
         let err = String::from_utf8_lossy(&o.stderr);
-        assert!(!o.status.success() && err.contains(&format!("{name}, line 2: 1 line(s) are not UTF-8 text")), "{err}");
+        assert!(!o.status.success() && err.contains(&format!("{name}, line 2: not UTF-8 text, and 2 of 4 lines could not be read")), "{err}");
         let got: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-        assert_eq!(got.len(), 3, "{got:?}");
-        assert_eq!((&got[1]["index"], &got[1]["line"], got[1].get("label")), (&serde_json::json!(1), &serde_json::json!(2), None), "{got:?}");
-        assert!(got[1]["error"].as_str().unwrap().starts_with("line 2: not UTF-8 text"), "{got:?}");
-        assert!(close(&got[0]["probs"], &whole["probs"]) && close(&got[2]["probs"], &cut["probs"]) && got[2]["index"] == 2, "{got:?}");
+        assert_eq!(got.len(), 4, "{got:?}");
+        for (k, why) in [(1, "line 2: not UTF-8 text"), (3, "line 4: holds a NUL byte")] {
+            assert_eq!((&got[k]["index"], &got[k]["line"], got[k].get("label")), (&serde_json::json!(k), &serde_json::json!(k + 1), None), "{got:?}");
+            assert!(got[k]["error"].as_str().unwrap().starts_with(why), "{got:?}");
+        }
+        assert!(got[0]["probs"].is_object() && got[2]["probs"].is_object() && got[2]["index"] == 2, "{got:?}");
+        if name != "stdin" {
+            assert_eq!([&got[0]["probs"], &got[2]["probs"]], [&reference[0]["probs"], &reference[1]["probs"]]);
+        }
     }
+    // A UTF-16 file is named as a whole (its lines after the first were valid UTF-8 with
+    // NULs between the letters).
+    let utf16 = dir.join("utf16.txt");
+    std::fs::write(&utf16, [&[0xffu8, 0xfe][..], &"good\n".encode_utf16().flat_map(u16::to_le_bytes).collect::<Vec<u8>>()].concat()).unwrap();
+    let o = lmbff().args(["predict", "--threads", "1", "--input"]).arg(&utf16).arg("--export").arg(&exp).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && o.stdout.is_empty() && err.contains("line 1: UTF-16 text (its byte-order mark): save the file as UTF-8"), "{err}");
     // LM-BFF's `label,sentence` CSV is read as train and eval read it, and scored (it was
     // predicted as text, labels and all).
     let csv = dir.join("toy.csv");

@@ -766,8 +766,15 @@ fn train_versions_and_export_through_the_c_abi() {
         while after.calls.load(SeqCst) < 2 {
             // A run that ended or stalled before two reports fails here, not by hanging.
             let mut state = -1;
-            assert_eq!(lmbff_run_poll(run, &mut state, null_mut(), null_mut()), LMBFF_OK);
-            assert!(state == LMBFF_RUN_RUNNING && std::time::Instant::now() < until, "state {state} before two progress reports: {}", last_error());
+            lmbff_run_poll(run, &mut state, null_mut(), null_mut());
+            if state != LMBFF_RUN_RUNNING || std::time::Instant::now() >= until {
+                // The run's callback reads `after`: the run ends before the panic frees it.
+                let message = last_error();
+                lmbff_run_cancel(run);
+                lmbff_run_wait(run);
+                lmbff_run_free(run);
+                panic!("state {state} before two progress reports: {message}");
+            }
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
         assert_eq!(lmbff_run_cancel(run), LMBFF_OK);

@@ -163,7 +163,10 @@ enum Inputs {
 /// answer is an error record, and the lines after it are still read.
 type Line = std::result::Result<Example, (usize, String)>;
 
-const NOT_UTF8: &str = "not UTF-8 text (save the file as UTF-8)";
+const NOT_UTF8: &str = "not UTF-8 text";
+/// A line holding a NUL byte: no text has one, and UTF-16's lines after the first are
+/// valid UTF-8 with a NUL beside each letter (they were predicted as garbage).
+const HOLDS_NUL: &str = "holds a NUL byte: not text (UTF-16?)";
 
 /// Whether a line of plain text with a tab was already reported (once a process).
 static TAB_WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
@@ -214,7 +217,14 @@ impl Inputs {
             return Ok((Inputs::Rows(rows.into_iter(), lines), Some(n), labelled.then_some(gold)));
         }
         let lines = count_lines(&path)?;
-        let f = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
+        let mut f = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
+        // A UTF-16 file (Windows' "Unicode", PowerShell 5's `>`) is named as a whole.
+        let mut start = [0u8; 2];
+        let got = std::io::Read::read(&mut f, &mut start).map_err(|e| Error::io(&path, e))?;
+        if got == 2 && (start == [0xff, 0xfe] || start == [0xfe, 0xff]) {
+            return Err(Error::Data { path, line: 1, message: "UTF-16 text (its byte-order mark): save the file as UTF-8".into() });
+        }
+        std::io::Seek::rewind(&mut f).map_err(|e| Error::io(&path, e))?;
         Ok((Inputs::File(std::io::BufReader::new(f).lines()), Some(lines), None))
     }
 
@@ -249,6 +259,10 @@ impl Inputs {
                 }
                 Err(e) => return Err(Error::Data { path: spec.into(), line: *read, message: format!("cannot read the line: {e}") }),
             };
+            if line.contains('\0') {
+                out.push(Err((*read, HOLDS_NUL.to_string())));
+                return Ok(());
+            }
             // A byte-order mark before the first line is not text (as every reader has it).
             let line = match line.strip_prefix('\u{feff}') {
                 Some(rest) if *read == 1 => rest.to_string(),
@@ -366,7 +380,7 @@ pub fn predict_cmd(a: PredictArgs) -> Result<()> {
     let mut out = std::io::BufWriter::new(stdout.lock());
     let (mut done, mut read, mut correct, mut scored) = (0usize, 0usize, 0usize, 0usize);
     let mut scores: Vec<(f64, f64)> = Vec::new();
-    // Lines that could not be read: how many, and the first's line number.
+    // Lines that could not be read: how many, and the first's line number and why.
     let (mut unreadable, mut first_unreadable) = (0usize, None);
     loop {
         let chunk = inputs.next_chunk(&a.input, p.reads_pairs(), &mut read)?;
@@ -401,7 +415,7 @@ pub fn predict_cmd(a: PredictArgs) -> Result<()> {
             done += 1;
             if let Some((line, why)) = answer {
                 unreadable += 1;
-                first_unreadable.get_or_insert(line);
+                first_unreadable.get_or_insert((line, why.clone()));
                 writeln!(out, "{}", serde_json::json!({"index": i, "line": line, "error": format!("line {line}: {why}")})).map_err(|e| Error::io("stdout", e))?;
                 continue;
             }
@@ -444,12 +458,16 @@ pub fn predict_cmd(a: PredictArgs) -> Result<()> {
     if let Some(bar) = bar {
         bar.finish();
     }
-    if let Some(line) = first_unreadable {
+    if let Some((line, why)) = first_unreadable {
         // Every other line was answered; the exit status still tells a script.
+        let rest = match done - unreadable {
+            0 => "no line was readable".to_string(),
+            n => format!("the other {n} were predicted"),
+        };
         return Err(Error::Data {
             path: if a.input == "-" { "stdin".into() } else { a.input.clone().into() },
             line,
-            message: format!("{unreadable} line(s) are {NOT_UTF8}; each has an error record in the output, and the other lines were predicted"),
+            message: format!("{why}, and {} of {done} lines could not be read: each has an error record in its place, {rest} (give UTF-8 text)", unreadable),
         });
     }
     if gold.is_some() && scored > 0 {
