@@ -217,14 +217,7 @@ impl Inputs {
             return Ok((Inputs::Rows(rows.into_iter(), lines), Some(n), labelled.then_some(gold)));
         }
         let lines = count_lines(&path)?;
-        let mut f = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
-        // A UTF-16 file (Windows' "Unicode", PowerShell 5's `>`) is named as a whole.
-        let mut start = [0u8; 2];
-        let got = std::io::Read::read(&mut f, &mut start).map_err(|e| Error::io(&path, e))?;
-        if got == 2 && (start == [0xff, 0xfe] || start == [0xfe, 0xff]) {
-            return Err(Error::Data { path, line: 1, message: "UTF-16 text (its byte-order mark): save the file as UTF-8".into() });
-        }
-        std::io::Seek::rewind(&mut f).map_err(|e| Error::io(&path, e))?;
+        let f = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
         Ok((Inputs::File(std::io::BufReader::new(f).lines()), Some(lines), None))
     }
 
@@ -309,13 +302,19 @@ impl Inputs {
 }
 
 /// The number of lines `BufRead::lines` reads from the file (a last line without a
-/// newline counts), for the progress bar.
+/// newline counts), for the progress bar. A file this reader would misread as a whole is
+/// refused here: UTF-16 (Windows' "Unicode", PowerShell 5's `>`), and lines ended by a
+/// carriage return alone.
 fn count_lines(path: &std::path::Path) -> Result<usize> {
     use std::io::Read;
     let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let (mut buf, mut n, mut last, mut returns) = (vec![0u8; 1 << 16], 0usize, b'\n', false);
+    let (mut buf, mut n, mut last, mut returns, mut first) = (vec![0u8; 1 << 16], 0usize, b'\n', false, true);
     loop {
         let got = f.read(&mut buf).map_err(|e| Error::io(path, e))?;
+        if first && got >= 2 && (buf[..2] == [0xff, 0xfe] || buf[..2] == [0xfe, 0xff]) {
+            return Err(Error::Data { path: path.to_path_buf(), line: 1, message: "UTF-16 text (its byte-order mark): save the file as UTF-8".into() });
+        }
+        first = false;
         if got == 0 {
             // Lines ended by a carriage return alone would be one input.
             if n == 0 && returns {
@@ -389,13 +388,11 @@ pub fn predict_cmd(a: PredictArgs) -> Result<()> {
         }
         // The readable inputs are predicted together; each unreadable line keeps its place
         // in the output with an error record.
-        let (mut readable, mut at) = (Vec::with_capacity(chunk.len()), Vec::with_capacity(chunk.len()));
-        let mut answers = Vec::with_capacity(chunk.len());
-        for (k, line) in chunk.into_iter().enumerate() {
+        let (mut readable, mut answers) = (Vec::with_capacity(chunk.len()), Vec::with_capacity(chunk.len()));
+        for line in chunk {
             match line {
                 Ok(e) => {
                     readable.push(e);
-                    at.push(done + k);
                     answers.push(None);
                 }
                 Err(bad) => answers.push(Some(bad)),
@@ -403,9 +400,13 @@ pub fn predict_cmd(a: PredictArgs) -> Result<()> {
         }
         let preds = match readable.is_empty() {
             true => Vec::new(),
-            // An error names the input by its place in the whole call.
+            // An error names the input by its place in the whole call: the index-th
+            // readable line's.
             false => p.predict(&readable).map_err(|e| match e {
-                Error::Input { index, source } => Error::Input { index: at[index], source },
+                Error::Input { index, source } => {
+                    let k = answers.iter().enumerate().filter(|(_, a)| a.is_none()).nth(index).map_or(index, |(k, _)| k);
+                    Error::Input { index: done + k, source }
+                }
                 other => other,
             })?,
         };
