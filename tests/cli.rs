@@ -139,7 +139,7 @@ fn train_save_and_eval() {
     let reference: Vec<serde_json::Value> = String::from_utf8_lossy(&g.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     for (o, name) in [(&o, bad.display().to_string()), (&piped, "stdin".to_string())] {
         let err = String::from_utf8_lossy(&o.stderr);
-        assert!(!o.status.success() && err.contains(&format!("{name}, line 2: not UTF-8 text, and 2 of 4 lines could not be read")), "{err}");
+        assert!(!o.status.success() && err.contains(&format!("{name}, line 2: not UTF-8 text, and 2 of 4 lines could not be predicted")), "{err}");
         let got: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
         assert_eq!(got.len(), 4, "{got:?}");
         for (k, why) in [(1, "line 2: not UTF-8 text"), (3, "line 4: holds a NUL byte")] {
@@ -851,4 +851,49 @@ fn a_failed_write_to_stdout_keeps_the_model() {
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(err.contains("error:") && err.contains("stdout") && !err.contains("panicked"), "{err}");
     assert!(out.join("lmbff.json").is_file(), "the model is saved before the report is printed");
+}
+
+/// predict reads a pipe named as a file (`/dev/stdin`, `<(cmd)`, a FIFO) once, streamed:
+/// counting its lines first drained it, and nothing was predicted. A pair export answers
+/// a line without a tab (a blank one too) with an error record in its place and goes
+/// on (the whole stream used to stop there).
+#[test]
+fn predict_reads_pipes_and_answers_pair_lines_without_a_tab() {
+    let dir = common::tempdir("cli-pipes");
+    let exp = dir.join("pair-export");
+    let o = lmbff()
+        .args(["export", "--template", "{text_a} ? {mask} , {text_b}", "--labels", "0=No,1=Yes", "--model"])
+        .arg(common::fixtures().join("bert"))
+        .arg("--out")
+        .arg(&exp)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let run = |input: &str, stdin: &[u8]| {
+        let mut c = lmbff()
+            .args(["predict", "--threads", "1", "--input", input, "--export"])
+            .arg(&exp)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        c.stdin.take().unwrap().write_all(stdin).unwrap();
+        let o = c.wait_with_output().unwrap();
+        let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        (o.status.success(), lines, String::from_utf8_lossy(&o.stderr).to_string())
+    };
+    let text = b"a cat\tan animal\n\nno tab here\na dog\ta pet\n";
+    for input in ["/dev/stdin", "-"] {
+        let (ok, got, err) = run(input, text);
+        assert_eq!(got.len(), 4, "{input}: {got:?} {err}");
+        for (k, line) in [(1, 2), (2, 3)] {
+            assert_eq!((&got[k]["index"], &got[k]["line"]), (&serde_json::json!(k), &serde_json::json!(line)), "{got:?}");
+            assert!(got[k]["error"].as_str().unwrap().contains("no tab: this export reads sentence pairs"), "{got:?}");
+        }
+        assert!(got[0]["probs"].is_object() && got[3]["probs"].is_object(), "{got:?}");
+        assert!(!ok && err.contains("line 2: no tab") && err.contains("2 of 4 lines could not be predicted") && !err.contains("UTF-8"), "{input}: {err}");
+    }
+    let (ok, got, err) = run("/dev/stdin", b"a cat\tan animal\n");
+    assert!(ok && got.len() == 1 && got[0]["probs"].is_object(), "{got:?} {err}");
 }

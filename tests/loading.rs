@@ -346,3 +346,49 @@ fn a_new_head_is_saved_only_once_trained() {
     whole.save_pretrained(&kept).unwrap();
     assert!(!load(&kept).unwrap().load_report().head_initialised);
 }
+
+#[test]
+fn plain_fine_tuning_starts_from_a_bert_checkpoints_pooler() {
+    // LM-BFF's plain baseline is BertForSequenceClassification: pooler (pretrained dense,
+    // tanh) -> dropout -> a new linear layer. A BERT checkpoint with a pooler gives the
+    // [CLS] head its dense layer; the model's eval logits are then
+    // out(tanh(pooler(h[CLS]))).
+    let d = copy_fixture("bert", "pooler");
+    let file = d.join("model.safetensors");
+    let mut t: Vec<(String, Tensor)> = Tensor::read_safetensors(&file).unwrap();
+    tch::manual_seed(7);
+    let (pw, pb) = (Tensor::randn([32, 32], (tch::Kind::Float, Device::Cpu)) * 0.1, Tensor::randn([32], (tch::Kind::Float, Device::Cpu)) * 0.1);
+    t.push(("bert.pooler.dense.weight".into(), pw.shallow_clone()));
+    t.push(("bert.pooler.dense.bias".into(), pb.shallow_clone()));
+    Tensor::write_safetensors(&t, &file).unwrap();
+    let m = load(&d).unwrap();
+    let head = m.new_cls_head(3).unwrap();
+    let vars = m.vs.variables();
+    assert_eq!(common::max_abs_diff(&vars["classifier.dense.weight"], &pw), 0.0);
+    assert_eq!(common::max_abs_diff(&vars["classifier.dense.bias"], &pb), 0.0);
+    let r = common::read(&common::fixtures().join("bert/parity.safetensors"));
+    let h = tch::no_grad(|| m.encode(&r["input_ids"], &r["attention_mask"], &r["token_type_ids"], false).unwrap());
+    let logits = tch::no_grad(|| head.forward(&h, false).unwrap());
+    let pooled = h.select(1, 0).linear(&pw, Some(&pb)).tanh();
+    let manual = pooled.linear(&vars["classifier.out_proj.weight"], Some(&vars["classifier.out_proj.bias"]));
+    assert!(common::max_abs_diff(&logits, &manual) < 1e-6);
+    // Half a pooler is named; a checkpoint without one keeps a new dense layer.
+    let half = copy_fixture("bert", "pooler-half");
+    let mut t: Vec<(String, Tensor)> = Tensor::read_safetensors(&half.join("model.safetensors")).unwrap();
+    t.push(("bert.pooler.dense.weight".into(), pw.shallow_clone()));
+    Tensor::write_safetensors(&t, &half.join("model.safetensors")).unwrap();
+    match load(&half) {
+        Err(Error::MissingWeight { name, .. }) => assert_eq!(name, "bert.pooler.dense.bias"),
+        other => panic!("{:?}", other.map(|_| ())),
+    }
+    let plain = load(&common::fixtures().join("bert")).unwrap();
+    plain.new_cls_head(3).unwrap();
+    assert!(plain.vs.variables()["classifier.dense.bias"].abs().sum(tch::Kind::Float).double_value(&[]) == 0.0, "a new dense layer");
+    // The default model, a sentence-transformers BertModel, has one: its baseline reads it.
+    let minilm = common::default_model();
+    let stored = Tensor::read_safetensors(minilm.join("model.safetensors")).unwrap();
+    let m = load(&minilm).unwrap();
+    m.new_cls_head(2).unwrap();
+    let pooler = &stored.iter().find(|(n, _)| n == "pooler.dense.weight").expect("MiniLM holds a pooler").1;
+    assert_eq!(common::max_abs_diff(&m.vs.variables()["classifier.dense.weight"], pooler), 0.0);
+}

@@ -159,11 +159,14 @@ enum Inputs {
     Stdin(std::sync::mpsc::Receiver<std::io::Result<String>>),
 }
 
-/// An input line, or its line number and why it cannot be read (not UTF-8): that line's
-/// answer is an error record, and the lines after it are still read.
+/// An input line, or its line number and why it cannot be predicted (not UTF-8, a pair
+/// export's line without a tab): that line's answer is an error record, and the lines
+/// after it are still read.
 type Line = std::result::Result<Example, (usize, String)>;
 
 const NOT_UTF8: &str = "not UTF-8 text";
+/// A pair export's line without a tab (a blank line too): it has no second sentence.
+const NO_TAB: &str = "no tab: this export reads sentence pairs, text_a<TAB>text_b a line";
 /// A line holding a NUL byte: no text has one, and UTF-16's lines after the first are
 /// valid UTF-8 with a NUL beside each letter (they were predicted as garbage).
 const HOLDS_NUL: &str = "holds a NUL byte: not text (UTF-16?)";
@@ -216,9 +219,12 @@ impl Inputs {
             let n = rows.len();
             return Ok((Inputs::Rows(rows.into_iter(), lines), Some(n), labelled.then_some(gold)));
         }
-        let lines = count_lines(&path)?;
+        // A pipe, a FIFO, /dev/stdin or `<(cmd)` can be read once: it is streamed without
+        // a count (counting it first drained it, and then nothing was predicted).
+        let regular = std::fs::metadata(&path).is_ok_and(|m| m.is_file());
+        let lines = if regular { Some(count_lines(&path)?) } else { None };
         let f = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
-        Ok((Inputs::File(std::io::BufReader::new(f).lines()), Some(lines), None))
+        Ok((Inputs::File(std::io::BufReader::new(f).lines()), lines, None))
     }
 
     /// The first `n` inputs of `spec` (fewer if it has fewer).
@@ -261,6 +267,10 @@ impl Inputs {
                 Some(rest) if *read == 1 => rest.to_string(),
                 _ => line,
             };
+            if pairs && !line.contains('\t') {
+                out.push(Err((*read, NO_TAB.to_string())));
+                return Ok(());
+            }
             out.push(Ok(match line.split_once('\t') {
                 Some((a, b)) if pairs => Example { text_a: a.to_string(), text_b: Some(b.to_string()), label: None },
                 tab => {
@@ -379,7 +389,7 @@ pub fn predict_cmd(a: PredictArgs) -> Result<()> {
     let mut out = std::io::BufWriter::new(stdout.lock());
     let (mut done, mut read, mut correct, mut scored) = (0usize, 0usize, 0usize, 0usize);
     let mut scores: Vec<(f64, f64)> = Vec::new();
-    // Lines that could not be read: how many, and the first's line number and why.
+    // Lines answered with an error record: how many, and the first's line number and why.
     let (mut unreadable, mut first_unreadable) = (0usize, None);
     loop {
         let chunk = inputs.next_chunk(&a.input, p.reads_pairs(), &mut read)?;
@@ -462,13 +472,16 @@ pub fn predict_cmd(a: PredictArgs) -> Result<()> {
     if let Some((line, why)) = first_unreadable {
         // Every other line was answered; the exit status still tells a script.
         let rest = match done - unreadable {
-            0 => "no line was readable".to_string(),
+            0 => "no line was predicted".to_string(),
             n => format!("the other {n} were predicted"),
         };
         return Err(Error::Data {
             path: if a.input == "-" { "stdin".into() } else { a.input.clone().into() },
             line,
-            message: format!("{why}, and {} of {done} lines could not be read: each has an error record in its place, {rest} (give UTF-8 text)", unreadable),
+            message: format!(
+                "{why}, and {unreadable} of {done} lines could not be predicted: each has an error record in its place, {rest}{}",
+                if why == NO_TAB { "" } else { " (give UTF-8 text)" }
+            ),
         });
     }
     if gold.is_some() && scored > 0 {
@@ -611,7 +624,13 @@ pub fn bench_predict(a: BenchPredictArgs) -> Result<()> {
         }
     }
     if a.shared {
-        for (sessions, threads) in [(1, a.threads), (a.threads, 1)] {
+        // --threads 0 is all cores: that many single-threaded sessions (at most a
+        // predictor's MAX_SESSIONS) beside one session of them all.
+        let cores = match a.threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        for (sessions, threads) in [(1, a.threads), (cores.min(crate::serve::MAX_SESSIONS), 1)] {
             let opts = PredictorOptions { threads, sessions, ort_library: a.ort_lib.clone(), ..Default::default() };
             let p = Predictor::open(&a.export, &opts)?;
             p.predict(&inputs[..8.min(inputs.len())])?;

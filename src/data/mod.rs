@@ -106,14 +106,10 @@ fn read_rows(path: &Path, need_label: bool) -> Result<(Vec<Row>, bool)> {
             Some(l) => Some(get(l)?.trim().to_string()),
             None => None,
         };
-        let row = Row { line: i + 1, text_a: get(a)?, text_b: b.map(get).transpose()?, label: label.unwrap_or_default() };
-        if let Some(text) = [Some(&row.text_a), row.text_b.as_ref()].into_iter().flatten().find(|t| csv_quoted(t)) {
-            const SHOWN: usize = 60;
-            let shown: String = text.chars().take(SHOWN).collect();
-            let more = if text.chars().count() > SHOWN { "..." } else { "" };
-            return Err(bad(i + 1, format!("the text {shown:?}{more} is in CSV quotes (its own quotes doubled){QUOTED_HINT}")));
-        }
-        rows.push(row);
+        // A text is kept as written even where it looks CSV-quoted (`"a ""hit"" it is"`):
+        // GLUE's and LM-BFF's own files hold such texts (QQP's questions, mr's
+        // `" "" it's all about the image . """`), and LM-BFF reads them as written.
+        rows.push(Row { line: i + 1, text_a: get(a)?, text_b: b.map(get).transpose()?, label: label.unwrap_or_default() });
     }
     Ok((rows, label.is_some()))
 }
@@ -188,16 +184,6 @@ const QUOTED_HINT: &str = "; TSV files are read as written, with no quoting (GLU
 /// A field wrapped whole in double quotes (`"sentence"`).
 fn looks_quoted(field: &str) -> bool {
     field.len() >= 2 && field.starts_with('"') && field.ends_with('"')
-}
-
-/// A text as a CSV writer quotes one that holds a quote: wrapped in quotes, with its own
-/// quotes doubled (`"he said ""hi"""`). A text that is only wrapped in quotes (a quoted
-/// title) is a text as written.
-fn csv_quoted(text: &str) -> bool {
-    looks_quoted(text) && {
-        let inner = &text[1..text.len() - 1];
-        inner.contains("\"\"") && inner.split("\"\"").all(|piece| !piece.contains('"'))
-    }
 }
 
 /// Converts rows to examples, mapping each file label to its class index.
@@ -534,20 +520,20 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
-    /// A TSV written with CSV quoting is named, not read with its quotes: a quoted
-    /// header says so, and so does a text whose own quotes are doubled; a text that is
-    /// only wrapped in quotes is kept as written.
+    /// A TSV written with CSV quoting is named by its quoted header; texts are kept as
+    /// written, also where they look CSV-quoted (GLUE's files hold such texts: QQP's
+    /// k-shot splits and mr's training set could not be read while they were refused).
     #[test]
-    fn quoted_tsv_files_are_named() {
+    fn quoted_tsv_headers_are_named_and_texts_kept() {
         let dir = std::env::temp_dir().join(format!("lmbff-quoted-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let tsv = dir.join("train.tsv");
         std::fs::write(&tsv, "\"sentence\"\t\"label\"\nfun\t1\n").unwrap();
         let e = read_tsv(&tsv).unwrap_err().to_string();
         assert!(e.contains("line 1") && e.contains("no `label` column") && e.contains("QUOTE_NONE"), "{e}");
-        std::fs::write(&tsv, "sentence\tlabel\n\"a \"\"hit\"\" it is\"\t1\n").unwrap();
-        let e = read_tsv(&tsv).unwrap_err().to_string();
-        assert!(e.contains("line 2") && e.contains("in CSV quotes"), "{e}");
+        std::fs::write(&tsv, "sentence\tlabel\n\"a \"\"hit\"\" it is\"\t1\n\" \"\" it's all about the image . \"\"\"\t0\n").unwrap();
+        let rows = read_tsv(&tsv).unwrap();
+        assert_eq!((rows[0].text_a.as_str(), rows[1].text_a.as_str()), ("\"a \"\"hit\"\" it is\"", "\" \"\" it's all about the image . \"\"\""));
         std::fs::write(&tsv, "sentence\tlabel\n\"the movie\"\t1\nit is \"\"fine\"\"\t0\n").unwrap();
         let rows = read_tsv(&tsv).unwrap();
         assert_eq!((rows[0].text_a.as_str(), rows[1].text_a.as_str()), ("\"the movie\"", "it is \"\"fine\"\""));

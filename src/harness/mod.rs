@@ -214,6 +214,19 @@ pub struct Settings {
     pub head_c: f64,
     #[serde(default = "legacy_word_anchor_scale")]
     pub word_anchor_scale: f64,
+    /// plain and full-data: where the [CLS] head's dense layer starts ([`CLS_HEAD`]:
+    /// a BERT checkpoint's pooler, as BertForSequenceClassification, else new). Results
+    /// stored before 2026-12-07 read as "new" (always a new layer), and are not mixed
+    /// with later ones.
+    #[serde(default = "legacy_cls_head")]
+    pub cls_head: String,
+}
+
+/// How plain fine-tuning's [CLS] head starts now (`Settings::cls_head`).
+pub const CLS_HEAD: &str = "pooler";
+
+fn legacy_cls_head() -> String {
+    "new".into()
 }
 
 /// Steps of the full-data ceiling unless set (results stored before the setting existed
@@ -1837,6 +1850,7 @@ mod tests {
             embed_iterations: 1,
             head_c: 1.0,
             word_anchor_scale: 1.0,
+            cls_head: CLS_HEAD.into(),
         };
         let run = |at_bound: bool, temperature: f64, ece_after: f64| RunResult {
             task: "SST-2".into(),

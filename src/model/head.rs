@@ -2,7 +2,8 @@
 //! - The masked-LM head (ref: BertLMPredictionHead / RobertaLMHead / MPNetLMHead): transform (dense,
 //!   activation, layer norm), then a decoder tied to the word embeddings plus a bias.
 //!   Prompt-based fine-tuning only needs the label words' rows of the decoder.
-//! - A [CLS] classification head for plain fine-tuning (RobertaClassificationHead shape).
+//! - A [CLS] classification head for plain fine-tuning: RobertaClassificationHead's shape,
+//!   or BertForSequenceClassification's (its dense layer the pretrained pooler).
 
 use tch::{nn, Tensor};
 
@@ -64,12 +65,16 @@ impl MlmHead {
 }
 
 /// dense -> tanh -> out_proj on the first token, with dropout before each (as HF's
-/// RobertaClassificationHead). Freshly initialised; weights under `classifier.`.
+/// RobertaClassificationHead), freshly initialised; or, started from a BERT checkpoint's
+/// pooler ([`ClsHead::start_from_pooler`]), the pooler -> dropout -> out_proj of
+/// BertForSequenceClassification. Weights under `classifier.`.
 #[derive(Debug)]
 pub struct ClsHead {
     dense: Linear,
     out_proj: Linear,
     dropout: f64,
+    /// The dense layer is the pretrained pooler: no dropout before it (BERT has none).
+    pooler: bool,
 }
 
 impl ClsHead {
@@ -78,12 +83,35 @@ impl ClsHead {
             dense: Linear::new(&p / "dense", c.hidden_size, c.hidden_size, c.initializer_range)?,
             out_proj: Linear::new(&p / "out_proj", c.hidden_size, num_labels, c.initializer_range)?,
             dropout: c.classifier_dropout.unwrap_or(c.hidden_dropout_prob),
+            pooler: false,
         })
+    }
+
+    /// Copies a BERT checkpoint's pooler (weight [H, H], bias [H]) into the dense layer,
+    /// which then reads the first token without dropout before it.
+    pub fn start_from_pooler(&mut self, weight: &Tensor, bias: &Tensor) -> Result<()> {
+        if weight.size() != self.dense.weight.size() || bias.size() != self.dense.bias.size() {
+            return Err(crate::Error::Config(format!(
+                "the checkpoint's pooler is {:?} and {:?}, the model's hidden size needs {:?} and {:?}",
+                weight.size(),
+                bias.size(),
+                self.dense.weight.size(),
+                self.dense.bias.size()
+            )));
+        }
+        tch::no_grad(|| -> Result<()> {
+            self.dense.weight.f_copy_(weight)?;
+            self.dense.bias.f_copy_(bias)?;
+            Ok(())
+        })?;
+        self.pooler = true;
+        Ok(())
     }
 
     /// `hidden` [B, S, H] -> logits [B, num_labels].
     pub fn forward(&self, hidden: &Tensor, train: bool) -> Result<Tensor> {
-        let x = dropout(hidden.f_select(1, 0)?, self.dropout, train)?;
+        let first = hidden.f_select(1, 0)?;
+        let x = if self.pooler { first } else { dropout(first, self.dropout, train)? };
         let x = dropout(self.dense.forward(&x)?.f_tanh()?, self.dropout, train)?;
         self.out_proj.forward(&x)
     }

@@ -68,6 +68,10 @@ pub struct MaskedLm {
     tokenizer_files: Vec<(&'static str, Vec<u8>)>,
     encoder: Encoder,
     head: MlmHead,
+    /// A BERT checkpoint's pooler (dense weight [H, H], bias [H], on the CPU): plain
+    /// [CLS] fine-tuning starts its head's dense layer from it, as HF's
+    /// BertForSequenceClassification (LM-BFF's baseline) does.
+    pooler: Option<(Tensor, Tensor)>,
     report: LoadReport,
     /// Whether the masked-LM head holds more than a new initialisation: it came with the
     /// checkpoint, or adaptation or prompt fine-tuning trained it. A save leaves an
@@ -86,6 +90,7 @@ impl MaskedLm {
         let root = vs.root();
         let encoder = Encoder::new(&root / arch.prefix(), &config, arch)?;
         let head = MlmHead::new(&root, &config, arch)?;
+        let pooler = weights::bert_pooler(&ckpt, arch, &file)?;
         let report = weights::assign(&vs, ckpt, arch, &file)?;
         let tokenizer_files = TOKENIZER_FILES
             .iter()
@@ -99,7 +104,7 @@ impl MaskedLm {
             })
             .collect::<Result<Vec<_>>>()?;
         let head_trained = std::sync::atomic::AtomicBool::new(!report.head_initialised);
-        Ok(MaskedLm { vs, config, arch, raw_config, source_dir: dir.to_path_buf(), tokenizer_files, encoder, head, report, head_trained })
+        Ok(MaskedLm { vs, config, arch, raw_config, source_dir: dir.to_path_buf(), tokenizer_files, encoder, head, pooler, report, head_trained })
     }
 
     /// [`MaskedLm::load`] without drawing from libtorch's process-wide random generator
@@ -147,9 +152,15 @@ impl MaskedLm {
         &self.head
     }
 
-    /// Adds a fresh [CLS] classification head (weights under `classifier.`).
+    /// Adds a [CLS] classification head (weights under `classifier.`): its output layer
+    /// new, its dense layer the checkpoint's pooler where a BERT checkpoint has one (as
+    /// HF's BertForSequenceClassification), else new (as RobertaClassificationHead).
     pub fn new_cls_head(&self, num_labels: usize) -> Result<ClsHead> {
-        ClsHead::new(self.vs.root() / "classifier", &self.config, num_labels as i64)
+        let mut head = ClsHead::new(self.vs.root() / "classifier", &self.config, num_labels as i64)?;
+        if let Some((weight, bias)) = &self.pooler {
+            head.start_from_pooler(weight, bias)?;
+        }
+        Ok(head)
     }
 
     /// Pads encoded inputs into a batch on the model's device.

@@ -119,6 +119,31 @@ fn canonical(name: &str, arch: Arch) -> String {
     }
 }
 
+/// A BERT checkpoint's pooler, `pooler.dense` (with or without the `bert.` prefix), as
+/// CPU float tensors: weight [H, H], bias [H]; None for other architectures (RoBERTa's
+/// and MPNet's sequence classifiers do not read theirs) or a checkpoint without one. A
+/// pooler with only one of the two is named.
+pub fn bert_pooler(ckpt: &HashMap<String, Tensor>, arch: Arch, file: &Path) -> Result<Option<(Tensor, Tensor)>> {
+    if arch != Arch::Bert {
+        return Ok(None);
+    }
+    let find = |part: &str| -> Result<Option<Tensor>> {
+        let want = format!("bert.pooler.dense.{part}");
+        match ckpt.iter().find(|(n, _)| canonical(n, arch) == want) {
+            Some((_, t)) => Ok(Some(t.f_to_device(tch::Device::Cpu)?.f_to_kind(tch::Kind::Float)?)),
+            None => Ok(None),
+        }
+    };
+    match (find("weight")?, find("bias")?) {
+        (Some(w), Some(b)) => Ok(Some((w, b))),
+        (None, None) => Ok(None),
+        (w, _) => Err(Error::MissingWeight {
+            name: format!("bert.pooler.dense.{}", if w.is_some() { "bias" } else { "weight" }),
+            file: file.to_path_buf(),
+        }),
+    }
+}
+
 /// Copies checkpoint tensors into the var store. Encoder weights must all be present;
 /// the masked-LM head is either complete or absent (then it keeps its fresh init).
 pub fn assign(vs: &nn::VarStore, ckpt: HashMap<String, Tensor>, arch: Arch, file: &Path) -> Result<LoadReport> {

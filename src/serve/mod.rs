@@ -4,7 +4,7 @@
 mod predictor;
 mod runtime;
 
-pub use predictor::{Prediction, Predictor, PredictorOptions, MAX_BATCH};
+pub use predictor::{Prediction, Predictor, PredictorOptions, MAX_BATCH, MAX_SESSIONS};
 pub use runtime::{environment, loaded_from};
 
 /// Predictions in Label Studio's prediction shape (one object per input): `score` is the
