@@ -40,8 +40,9 @@
  * - Objects come in create/free pairs; free(NULL) is a no-op. Strings returned by the
  *   library are borrowed (their lifetime is stated at each call); strings passed in are
  *   UTF-8 (LMBFF_ERR_UTF8 otherwise).
- * - No panic crosses this boundary: an internal error returns LMBFF_ERR_INTERNAL and the
- *   handle involved refuses further calls.
+ * - No panic crosses this boundary: an internal error returns LMBFF_ERR_INTERNAL, and a
+ *   task or predictor whose state it may have left half-changed (a call on the task, a
+ *   prediction) refuses further calls.
  * - Threads: a predictor may be used by any number of threads at once; a task by one
  *   thread at a time (a call racing another on the same task gets LMBFF_ERR_BUSY). The library
  *   loads ONNX Runtime once per process (see lmbff_predictor_params.ort_library).
@@ -263,7 +264,8 @@ typedef struct {
 /*
  What a new task is. Get defaults from lmbff_task_params_init (or
  lmbff_task_default_params), then set at least `model_dir`, `labels`, `label_words`
- and `num_labels`. A struct laid out by an earlier header (before `flags`), whose
+ and `num_labels`. A struct laid out by an earlier header (before `flags` or before
+ `regression_low`), whose
  struct_size says so, is read as such: its fields are read, and the newer ones keep
  their defaults.
  */
@@ -321,7 +323,8 @@ typedef struct {
 /*
  Settings of a training run. Get defaults from lmbff_train_params_init (or
  lmbff_train_default_params). A struct laid out by an earlier header (before
- demo_filter, before anchor_templates or before embedding_max_steps), whose
+ demo_filter, before calibrate, before anchor_templates or before
+ embedding_max_steps), whose
  struct_size says so, is read as such:
  its fields are read, and the newer ones keep their defaults.
  */
@@ -843,7 +846,7 @@ lmbff_task_params lmbff_task_default_params(void);
 /*
  Creates a task. Label names that do not hold are LMBFF_ERR_INVALID_ARGUMENT (fewer
  than two, or none for a multi-label task, which may ask about one label; an empty or
- repeated name, counts of names and words that differ, a multi-label name holding `|`,
+ repeated name, a multi-label name holding `|`,
  a regression range that does not hold); the template and the label words (an empty or
  repeated word, one the tokenizer cannot read) are checked against the model's
  tokenizer (LMBFF_ERR_MODEL with the reason otherwise), and, in a library built to
@@ -853,7 +856,9 @@ lmbff_task_params lmbff_task_default_params(void);
 
  # Safety
  `params` points to params set up by lmbff_task_params_init or
- lmbff_task_default_params(); `out` is valid.
+ lmbff_task_default_params(); `labels` holds `num_labels` strings and `label_words`
+ as many (two for a multi-label task), which the library cannot count: a shorter
+ array is read past its end; `out` is valid.
  */
 lmbff_status lmbff_task_create(const lmbff_task_params *params, lmbff_task **out);
 

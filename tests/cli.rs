@@ -328,6 +328,9 @@ fn calibrated_training_and_the_sentence_embedding_method() {
     let (report, err) = train_on("prompt", &toy, &unbounded);
     assert_eq!(report["calibration"]["applied"], false, "{report}");
     assert!(err.contains("not applied"), "{err}");
+    // Its ECE "after" is the saved model's, the same as before.
+    let c = &report["calibration"];
+    assert!(c["dev_ece_after"] == c["dev_ece_before"] && c["test_ece_after"] == c["test_ece_before"], "{report}");
     let m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(unbounded.join("lmbff.json")).unwrap()).unwrap();
     assert!(m.get("temperature").is_none_or(|t| t.is_null()), "{m}");
     let train = |method: &str, out: &std::path::Path| train_on(method, &dev, out).0;

@@ -963,6 +963,13 @@ fn train_versions_and_export_through_the_c_abi() {
         tp.demo_filter = true;
         assert_eq!(lmbff_train(t, &tp, None, null_mut(), null_mut(), 0), LMBFF_ERR_INVALID_ARGUMENT);
         assert!(last_error().contains("params.demo_filter needs params.demonstrations"), "{}", last_error());
+        // An empty encoder folder is named (it was taken against the directory of the
+        // run's load); NULL is the task's model.
+        let empty = CString::new("").unwrap();
+        (tp.demonstrations, tp.demo_filter_model) = (true, empty.as_ptr());
+        assert_eq!(lmbff_train(t, &tp, None, null_mut(), null_mut(), 0), LMBFF_ERR_INVALID_ARGUMENT);
+        assert!(last_error().contains("params.demo_filter_model is empty"), "{}", last_error());
+        (tp.demonstrations, tp.demo_filter_model) = (false, null());
         // A host built before demo_filter passes the older size: what lies past its
         // fields (here demo_filter = true, in its trailing padding) is not read.
         let old_size = std::mem::offset_of!(lmbff_train_params, demo_filter).next_multiple_of(8);
@@ -987,6 +994,24 @@ fn train_versions_and_export_through_the_c_abi() {
         let by_value = lmbff_train_default_params();
         assert_eq!((full.struct_size, full.steps, full.learning_rate, full.method), (by_value.struct_size, by_value.steps, by_value.learning_rate, by_value.method));
         assert_eq!(raw[std::mem::size_of::<lmbff_train_params>()..], [0xab; 8]);
+        // Every layout a header has had (before demo_filter, calibrate, anchor_templates,
+        // embedding_max_steps; the full one) is known to the init function and to
+        // lmbff_train_start, which reads it.
+        let sizes = [
+            old_size,
+            std::mem::offset_of!(lmbff_train_params, calibrate),
+            std::mem::offset_of!(lmbff_train_params, anchor_templates),
+            std::mem::offset_of!(lmbff_train_params, embedding_max_steps),
+            std::mem::size_of::<lmbff_train_params>(),
+        ];
+        for size in sizes {
+            assert_eq!(lmbff_train_params_init(raw_p, size), LMBFF_OK, "size {size}: {}", last_error());
+            let mut run = null_mut();
+            assert_eq!(lmbff_train_start(t, raw_p, None, null_mut(), &mut run), LMBFF_OK, "size {size}: {}", last_error());
+            assert_eq!(lmbff_run_cancel(run), LMBFF_OK);
+            let _ = lmbff_run_wait(run);
+            lmbff_run_free(run);
+        }
         assert_eq!(lmbff_train_params_init(raw_p, 20), LMBFF_ERR_INVALID_ARGUMENT);
         assert!(last_error().contains("size 20 is no layout"), "{}", last_error());
         assert_eq!(lmbff_train_params_init(null_mut(), std::mem::size_of::<lmbff_train_params>()), LMBFF_ERR_INVALID_ARGUMENT);
@@ -1246,6 +1271,13 @@ fn multi_label_tasks_through_the_c_abi() {
         let word_ptrs: Vec<*const c_char> = words.iter().map(|s| s.as_ptr()).collect();
         p.label_words = word_ptrs.as_ptr();
         p.template_ = null();
+        // A host built before regression_low: its flags are read (multi-label here).
+        p.struct_size = std::mem::offset_of!(lmbff_task_params, regression_low);
+        let mut multi = null_mut();
+        assert_eq!(lmbff_task_create(&p, &mut multi), LMBFF_OK, "{}", last_error());
+        let set = CString::new("music|acting").unwrap();
+        assert_eq!(lmbff_task_add_example(multi, x.as_ptr(), null(), set.as_ptr(), null_mut()), LMBFF_OK, "multi-label: `|` separates labels: {}", last_error());
+        lmbff_task_free(multi);
         p.struct_size = std::mem::offset_of!(lmbff_task_params, flags);
         let mut old = null_mut();
         assert_eq!(lmbff_task_create(&p, &mut old), LMBFF_OK, "{}", last_error());
@@ -1344,6 +1376,10 @@ fn dev_examples_and_calibration_through_the_c_abi() {
             assert!(warned, "{m}");
         }
         assert_eq!(m["notes"]["calibration"]["applied"].as_bool(), Some(!warned), "{m}");
+        if warned {
+            // The version's ECE: no temperature was applied, so after is before.
+            assert_eq!(m["notes"]["calibration"]["dev_ece_after"], m["notes"]["calibration"]["dev_ece_before"], "{m}");
+        }
         assert_eq!(m["temperature"].as_f64(), (!warned).then_some(fitted), "{m}");
         assert!(m["notes"]["best_step"].as_u64().unwrap().is_multiple_of(2), "dev every fifth of 10 steps");
         let out = CString::new(dir.parent().unwrap().join("export").to_str().unwrap()).unwrap();

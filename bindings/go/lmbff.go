@@ -81,6 +81,9 @@ func invalid(format string, args ...interface{}) error {
 // negativeIndex is the error for a negative input index (passed on, it would wrap into
 // a huge one).
 func negativeIndex(i, n int) error {
+	if n == 0 {
+		return invalid("index is %d: there are no predictions", i)
+	}
 	return invalid("index is %d: give 0 to %d (%d predictions)", i, n-1, n)
 }
 
@@ -886,8 +889,8 @@ func (t *Task) Train(ctx context.Context, p TrainParams, progress func(step, tot
 	for {
 		var state C.int32_t
 		var step, total C.size_t
-		// A failed poll (the run's handle refusing calls after an internal error) ends
-		// the wait: lmbff_run_free, deferred, cancels the run and waits for it.
+		// A failed poll ends the wait: lmbff_run_free, deferred, cancels the run and
+		// waits for it.
 		if err := call(func() C.lmbff_status { return C.lmbff_run_poll(run, &state, &step, &total) }); err != nil {
 			return "", err
 		}

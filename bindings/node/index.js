@@ -353,6 +353,12 @@ function setLogger(fn, maxLevel = LogLevel.INFO) {
   // What the previous logger was sent goes to it.
   drainLog();
   if (logger) clearInterval(logger.timer);
+  // A logger that stops logging from inside its own call wants no more: what is still
+  // queued is dropped (it stayed for whichever logger came next, maybe much later).
+  if (draining && !fn) {
+    const level = [0];
+    while (c.logNext(level) !== null);
+  }
   logger = null;
   if (fn) {
     const timer = setInterval(drainLog, LOG_EVERY_MS);

@@ -686,7 +686,12 @@ fn calibrate(dev_logits: &[Vec<f32>], dev: &[Example], test: Option<(&[Vec<f32>]
     if !applied {
         eprintln!("warning: calibration temperature {t:.3}: {}", crate::task::TEMPERATURE_AT_BOUND);
     }
-    let both = |lg: &[Vec<f32>], g: &[usize]| ece_before_after(lg, g, t, 10);
+    // After: the saved model's, which keeps its own probabilities where the fit is not
+    // applied.
+    let both = |lg: &[Vec<f32>], g: &[usize]| {
+        let (before, after) = ece_before_after(lg, g, t, 10);
+        (before, if applied { after } else { before })
+    };
     let (dev_before, dev_after) = both(dev_logits, &gold_labels(dev));
     let test = test.map(|(lg, ex)| both(lg, &gold_labels(ex)));
     Ok(CalibrationReport {

@@ -26,7 +26,8 @@ pub struct lmbff_task {
 
 /// What a new task is. Get defaults from lmbff_task_params_init (or
 /// lmbff_task_default_params), then set at least `model_dir`, `labels`, `label_words`
-/// and `num_labels`. A struct laid out by an earlier header (before `flags`), whose
+/// and `num_labels`. A struct laid out by an earlier header (before `flags` or before
+/// `regression_low`), whose
 /// struct_size says so, is read as such: its fields are read, and the newer ones keep
 /// their defaults.
 #[repr(C)]
@@ -73,11 +74,18 @@ pub const LMBFF_TASK_MULTI_LABEL: u64 = 1;
 /// lmbff_task_params.flags: a regression task.
 pub const LMBFF_TASK_REGRESSION: u64 = 2;
 
-/// lmbff_task_params of hosts built before `flags` (ending with `max_len`).
-const TASK_PARAMS_EARLIER: [super::EarlierLayout; 1] = [super::EarlierLayout {
-    size: std::mem::offset_of!(lmbff_task_params, flags),
-    fields_end: std::mem::offset_of!(lmbff_task_params, max_len) + std::mem::size_of::<u32>(),
-}];
+/// lmbff_task_params of hosts built before `flags` (ending with `max_len`) and before
+/// `regression_low` (ending with `flags`).
+const TASK_PARAMS_EARLIER: [super::EarlierLayout; 2] = [
+    super::EarlierLayout {
+        size: std::mem::offset_of!(lmbff_task_params, flags),
+        fields_end: std::mem::offset_of!(lmbff_task_params, max_len) + std::mem::size_of::<u32>(),
+    },
+    super::EarlierLayout {
+        size: std::mem::offset_of!(lmbff_task_params, regression_low),
+        fields_end: std::mem::offset_of!(lmbff_task_params, regression_low),
+    },
+];
 
 /// Fills `*params` (`size` bytes: pass sizeof(lmbff_task_params)) with the defaults of
 /// lmbff_task_default_params(). Unlike that function it writes only the bytes the host
@@ -283,7 +291,7 @@ unsafe fn opt_str(p: *const c_char, name: &str) -> Result<Option<String>> {
 
 /// Creates a task. Label names that do not hold are LMBFF_ERR_INVALID_ARGUMENT (fewer
 /// than two, or none for a multi-label task, which may ask about one label; an empty or
-/// repeated name, counts of names and words that differ, a multi-label name holding `|`,
+/// repeated name, a multi-label name holding `|`,
 /// a regression range that does not hold); the template and the label words (an empty or
 /// repeated word, one the tokenizer cannot read) are checked against the model's
 /// tokenizer (LMBFF_ERR_MODEL with the reason otherwise), and, in a library built to
@@ -293,7 +301,9 @@ unsafe fn opt_str(p: *const c_char, name: &str) -> Result<Option<String>> {
 ///
 /// # Safety
 /// `params` points to params set up by lmbff_task_params_init or
-/// lmbff_task_default_params(); `out` is valid.
+/// lmbff_task_default_params(); `labels` holds `num_labels` strings and `label_words`
+/// as many (two for a multi-label task), which the library cannot count: a shorter
+/// array is read past its end; `out` is valid.
 #[no_mangle]
 pub unsafe extern "C" fn lmbff_task_create(params: *const lmbff_task_params, out: *mut *mut lmbff_task) -> lmbff_status {
     guard(|| {

@@ -52,7 +52,8 @@ pub type lmbff_progress_fn =
 
 /// Settings of a training run. Get defaults from lmbff_train_params_init (or
 /// lmbff_train_default_params). A struct laid out by an earlier header (before
-/// demo_filter, before anchor_templates or before embedding_max_steps), whose
+/// demo_filter, before calibrate, before anchor_templates or before
+/// embedding_max_steps), whose
 /// struct_size says so, is read as such:
 /// its fields are read, and the newer ones keep their defaults.
 #[repr(C)]
@@ -172,13 +173,18 @@ pub struct lmbff_train_params {
 }
 
 /// lmbff_train_params of hosts built before `demo_filter` (ending with `method`),
-/// before `anchor_templates` (ending with `disable_label_anchors`; hosts built before
-/// that field have the same size, with padding where it sits: see TRAIN_PARAMS_BOOLS)
-/// and before `embedding_max_steps` (ending with `num_anchor_templates`).
-const TRAIN_PARAMS_EARLIER: [super::EarlierLayout; 3] = [
+/// before `calibrate` (ending with `demo_filter_model`), before `anchor_templates`
+/// (ending with `disable_label_anchors`; hosts built before that field have the same
+/// size, with padding where it sits: see TRAIN_PARAMS_BOOLS) and before
+/// `embedding_max_steps` (ending with `num_anchor_templates`).
+const TRAIN_PARAMS_EARLIER: [super::EarlierLayout; 4] = [
     super::EarlierLayout {
         size: std::mem::offset_of!(lmbff_train_params, demo_filter).next_multiple_of(std::mem::align_of::<lmbff_train_params>()),
         fields_end: std::mem::offset_of!(lmbff_train_params, demo_filter),
+    },
+    super::EarlierLayout {
+        size: std::mem::offset_of!(lmbff_train_params, calibrate),
+        fields_end: std::mem::offset_of!(lmbff_train_params, calibrate),
     },
     super::EarlierLayout {
         size: std::mem::offset_of!(lmbff_train_params, anchor_templates),
@@ -337,7 +343,13 @@ unsafe fn run_params(p: *const lmbff_train_params) -> Result<crate::task::RunPar
         (true, true) => Some(crate::task::DemoFilterEncoder::TaskModel),
         // Taken against the current directory now, as the task's folders are at the start.
         (true, false) => {
-            let dir = std::path::PathBuf::from(str_arg(p.demo_filter_model, "params.demo_filter_model")?);
+            let text = str_arg(p.demo_filter_model, "params.demo_filter_model")?;
+            if text.is_empty() {
+                return Err(Error::InvalidArgument(
+                    "params.demo_filter_model is empty: give a model folder, or NULL for the task's model".into(),
+                ));
+            }
+            let dir = std::path::PathBuf::from(text);
             Some(crate::task::DemoFilterEncoder::Dir(crate::absolute(&dir)))
         }
     };
@@ -663,7 +675,9 @@ pub unsafe extern "C" fn lmbff_train(
     };
     let message = std::ffi::CStr::from_ptr(super::lmbff_last_error()).to_owned();
     lmbff_run_free(run);
-    set_last_error(&message.to_string_lossy());
+    // Already cut to size where it was set: carried as it is (cut again, it lost the
+    // size it named).
+    super::carry_last_error(&message.to_string_lossy());
     s
 }
 

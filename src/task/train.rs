@@ -378,14 +378,18 @@ fn scaled(task: &Task, (low, high): (f32, f32), dev: bool) -> Vec<f32> {
 }
 
 /// With `on`, fits temperature scaling on the dev examples' logits (minimum NLL) into the
-/// manifest (exports divide the class logits by it) and notes the dev ECE before and after.
+/// manifest (exports divide the class logits by it) and notes the dev ECE before and after
+/// (after: the exported version's, the same as before where the fit is not applied).
 fn calibrate(m: &mut Manifest, on: bool, dev_logits: &[Vec<f32>], dev: &[Example], dev_inputs: usize) {
     if !on {
         return;
     }
     let gold = gold_labels(dev);
     let crate::metrics::FittedTemperature { temperature: t, applied } = crate::metrics::fit_calibration(dev_logits, &gold);
-    let (before, after) = crate::metrics::ece_before_after(dev_logits, &gold, t, 10);
+    let (before, fitted) = crate::metrics::ece_before_after(dev_logits, &gold, t, 10);
+    // The version's ECE: a temperature not applied changes nothing (its ECE was noted
+    // as "after" when it was not exported).
+    let after = if applied { fitted } else { before };
     // A temperature at the search's bound is noted, not exported (see TEMPERATURE_AT_BOUND).
     m.temperature = applied.then_some(t);
     m.notes.insert(

@@ -142,6 +142,11 @@ test('a logger that stops logging from inside its call, and throws, fails nothin
   }
   assert.ok(warnings.seen.some((m) => m.includes('logger gone')), `warnings: ${warnings.seen.slice(0, 3)}`);
   assert.strictEqual(calls, 1);
+  // What was queued when it stopped is not delivered to a later logger.
+  const later = [];
+  lmbff.setLogger((level, message) => later.push(message), lmbff.LogLevel.DEBUG);
+  lmbff.setLogger(null);
+  assert.deepStrictEqual(later, []);
 });
 
 test('a logger that sets another from inside is called once; the next messages go to the other', async () => {
