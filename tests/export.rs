@@ -280,6 +280,15 @@ fn fp16_weights_and_external_data() {
     assert!(ext.join("model.onnx.data").is_file());
     assert!(size(&ext) < 20_000, "weights left model.onnx ({} bytes)", size(&ext));
     assert_eq!(ExportManifest::read(&ext).unwrap().model.external_data.as_deref(), Some("model.onnx.data"));
+    // Copied without its weights file, the export names that file (ONNX Runtime's load
+    // failure read as a malformed model.onnx).
+    std::fs::rename(ext.join("model.onnx.data"), ext.join("elsewhere.data")).unwrap();
+    match Predictor::open(&ext, &PredictorOptions { threads: 1, ..Default::default() }) {
+        Err(lmbff::Error::MissingFile { looked_for, .. }) => assert_eq!(looked_for, "model.onnx.data"),
+        Err(e) => panic!("{e}"),
+        Ok(_) => panic!("opened without its weights"),
+    }
+    std::fs::rename(ext.join("elsewhere.data"), ext.join("model.onnx.data")).unwrap();
 }
 
 /// Regression (two pole words): the graph's score is low + (high - low) * p(upper), and

@@ -1036,11 +1036,15 @@ fn train_versions_and_export_through_the_c_abi() {
         let m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("models").join(&v).join("lmbff.json")).unwrap()).unwrap();
         assert_eq!((m["format_version"].as_u64(), m["demo_filter"]["sets"].as_u64()), (Some(9), Some(2)), "{m}");
         assert_eq!(m["demo_filter"]["encoder"].as_str(), model.to_str().ok(), "NULL demo_filter_model: the task's model");
+        // With demonstrations a one-sentence task reads twice its max_len (32), as LM-BFF
+        // doubles it, at most the model's 64 positions; its export reads the same.
+        assert_eq!(m["truncation"]["max_len"].as_u64(), Some(64), "{m}");
         let cv = CString::new(v).unwrap();
         let outf = CString::new(dir.parent().unwrap().join("export-filter").to_str().unwrap()).unwrap();
         assert_eq!(lmbff_task_export(t, cv.as_ptr(), outf.as_ptr(), false), LMBFF_OK, "{}", last_error());
         let e: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.parent().unwrap().join("export-filter/lmbff-export.json")).unwrap()).unwrap();
         assert_eq!(e["demonstrations"]["filter"]["pool"].as_array().map(Vec::len), Some(6));
+        assert_eq!(e["truncation"]["max_len"].as_u64(), Some(64), "{e}");
         let mut pred = null_mut();
         assert_eq!(lmbff_predictor_open(outf.as_ptr(), null(), &mut pred), LMBFF_OK, "{}", last_error());
         let texts = [CString::new("a great ride").unwrap(), CString::new("a dull ride").unwrap()];

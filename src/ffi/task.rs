@@ -47,7 +47,9 @@ pub struct lmbff_task_params {
     pub labels: *const *const c_char,
     pub label_words: *const *const c_char,
     pub num_labels: usize,
-    /// Maximum input length in tokens (default 128).
+    /// Maximum input length in tokens (default 128). A single-sentence task trained with
+    /// demonstrations reads twice that (at most the model's positions), as LM-BFF does:
+    /// the demonstrations keep their text; the version records the length it read.
     pub max_len: u32,
     /// LMBFF_TASK_* flags, or-ed (default 0). LMBFF_TASK_MULTI_LABEL: any number of
     /// `labels` may apply to an example; it trains as one yes/no prompt per label, or

@@ -450,6 +450,11 @@ impl Predictor {
             ));
         }
         if let Some(d) = &manifest.demonstrations {
+            // Each set is a forward pass per input: a hand-edited count past what training
+            // allows is refused, as the filter's is.
+            if d.sets.len() > crate::prompt::MAX_DEMO_SETS {
+                return Err(mismatch(dir, &format!("{} fixed demonstration sets: at most {}", d.sets.len(), crate::prompt::MAX_DEMO_SETS)));
+            }
             prompt.check_demo_sets(&tok, &d.sets).map_err(|e| mismatch(dir, &e.to_string()))?;
             if let Some(f) = &d.filter {
                 prompt.check_demo_pool(&tok, &f.pool).map_err(|e| mismatch(dir, &e.to_string()))?;
@@ -462,6 +467,16 @@ impl Predictor {
             0 => (std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) / opts.sessions.max(1)).clamp(1, MAX_THREADS),
             n => n,
         };
+        // The weights beside the graph (an export with external data): a missing or
+        // unreadable file is named as such (ONNX Runtime's load failure read as a
+        // malformed model.onnx).
+        if let Some(data) = &manifest.model.external_data {
+            let path = dir.join(data);
+            if !crate::checkpoint::is_file(&path)? {
+                return Err(Error::MissingFile { dir: dir.to_path_buf(), what: "ONNX model's external weights", looked_for: data.clone() });
+            }
+            std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
+        }
         let sessions = SessionPool::open(env, dir, &manifest.model.file, "ONNX model", threads, opts.sessions)?;
         {
             let s = sessions.take();

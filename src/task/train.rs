@@ -506,6 +506,25 @@ pub fn cancel_saved(task: &Task, version: String) -> Result<String> {
     }
 }
 
+/// The prompt a run with `demonstrations` reads: a single-sentence template's max_len
+/// doubled (at most the model's positions), as LM-BFF doubles 128 to 256 (method.md),
+/// so that the demonstrations appended keep their text rather than being cut to make
+/// room; a pair template's as set (LM-BFF gives MNLI, SNLI and RTE 256 either way). The
+/// version's manifest, and so its export, records the length it was trained with.
+fn with_demonstrations_length(mut prompt: Prompt, model: &crate::model::MaskedLm, demonstrations: bool) -> Prompt {
+    if demonstrations && prompt.template.num_sentences() == 1 {
+        let positions = usize::try_from(model.config.max_input_len()).unwrap_or(usize::MAX);
+        let doubled = prompt.truncation.max_len.saturating_mul(2).min(positions);
+        if doubled > prompt.truncation.max_len {
+            crate::log::log(crate::log::Level::Info, || {
+                format!("demonstrations: inputs read up to {doubled} tokens (twice the task's max_len {}, as LM-BFF)", prompt.truncation.max_len)
+            });
+            prompt.truncation.max_len = doubled;
+        }
+    }
+    prompt
+}
+
 /// [`train`]'s work, with the process's one training turn held by the caller.
 fn train_now(task: &Task, p: &RunParams, progress: ProgressFn) -> Result<String> {
     let task_dir = task.dir().ok_or_else(|| Error::InvalidArgument("save the task to a directory before training it".into()))?.to_path_buf();
@@ -690,6 +709,7 @@ fn train_now(task: &Task, p: &RunParams, progress: ProgressFn) -> Result<String>
         calibrate(&mut m, p.calibrate, &dev_logits, &dev, dev_inputs);
         m
     } else {
+        let prompt = with_demonstrations_length(prompt.clone(), &model, p.demonstrations);
         let tp = TrainParams {
             steps: p.steps,
             batch_size: p.batch_size,
