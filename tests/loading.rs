@@ -374,9 +374,9 @@ fn plain_fine_tuning_starts_from_a_bert_checkpoints_pooler() {
     assert!(common::max_abs_diff(&logits, &manual) < 1e-6);
     // Half a pooler is named; a checkpoint without one keeps a new dense layer.
     let half = copy_fixture("bert", "pooler-half");
-    let mut t: Vec<(String, Tensor)> = Tensor::read_safetensors(&half.join("model.safetensors")).unwrap();
+    let mut t: Vec<(String, Tensor)> = Tensor::read_safetensors(half.join("model.safetensors")).unwrap();
     t.push(("bert.pooler.dense.weight".into(), pw.shallow_clone()));
-    Tensor::write_safetensors(&t, &half.join("model.safetensors")).unwrap();
+    Tensor::write_safetensors(&t, half.join("model.safetensors")).unwrap();
     match load(&half) {
         Err(Error::MissingWeight { name, .. }) => assert_eq!(name, "bert.pooler.dense.bias"),
         other => panic!("{:?}", other.map(|_| ())),

@@ -205,7 +205,8 @@ impl Graph {
         let len = model.encoded_len();
         if len > i32::MAX as usize {
             return Err(Error::InvalidArgument(format!(
-                "the model is {len} bytes, over protobuf's 2 GiB limit: export it with external data"
+                "{}: the graph with its weights is {len} bytes, over protobuf's 2 GiB limit",
+                path.display()
             )));
         }
         std::fs::write(path, model.encode_to_vec()).map_err(|e| Error::io(path, e))

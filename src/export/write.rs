@@ -354,7 +354,15 @@ fn write_export(
         if let Some(enc) = demo_encoder {
             let file = dir.join(DEMO_ENCODER_FILE);
             let doc = format!("lmbff {} export: the demonstration filter's sentence encoder ({})", crate::VERSION, enc.dir().display());
-            encoder::build_sentence_encoder(enc.model(), Graph::new(WeightType::Fp32))?.write(&file, OPSET, IR_VERSION, &doc, &meta, false)?;
+            // Written whole (its own external data is not supported): an encoder past
+            // 2 GiB is named, with what to do.
+            encoder::build_sentence_encoder(enc.model(), Graph::new(WeightType::Fp32))?.write(&file, OPSET, IR_VERSION, &doc, &meta, false).map_err(|e| match e {
+                Error::InvalidArgument(m) => Error::InvalidArgument(format!(
+                    "{m}: the demonstration filter's encoder ({}) is too large to export; train with a smaller one (demo_filter_model)",
+                    enc.dir().display()
+                )),
+                other => other,
+            })?;
             files.push(file);
             files.push(write_tokenizer(enc.model(), DEMO_TOKENIZER_FILE)?);
         }
