@@ -293,7 +293,9 @@ typedef struct {
   const char *const *label_words;
   size_t num_labels;
   /*
-   Maximum input length in tokens (default 128).
+   Maximum input length in tokens (default 128). A single-sentence task trained with
+   demonstrations reads twice that (at most the model's positions), as LM-BFF does:
+   the demonstrations keep their text; the version records the length it read.
    */
   uint32_t max_len;
   /*
@@ -323,7 +325,7 @@ typedef struct {
 /*
  Settings of a training run. Get defaults from lmbff_train_params_init (or
  lmbff_train_default_params). A struct laid out by an earlier header (before
- demo_filter, before calibrate, before anchor_templates or before
+ demonstrations, method, demo_filter, calibrate, anchor_templates or
  embedding_max_steps), whose
  struct_size says so, is read as such:
  its fields are read, and the newer ones keep their defaults.

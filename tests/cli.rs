@@ -899,4 +899,26 @@ fn predict_reads_pipes_and_answers_pair_lines_without_a_tab() {
     }
     let (ok, got, err) = run("/dev/stdin", b"a cat\tan animal\n");
     assert!(ok && got.len() == 1 && got[0]["probs"].is_object(), "{got:?} {err}");
+    // A pipe named as a file answers a line while it stays open, as stdin does (it waited
+    // for 1,024 lines or the end).
+    let mut child = lmbff()
+        .args(["predict", "--threads", "1", "--input", "/dev/stdin", "--export"])
+        .arg(&exp)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+            tx.send(line.unwrap()).unwrap();
+        }
+    });
+    writeln!(stdin, "a cat\tan animal").unwrap();
+    let answer = rx.recv_timeout(std::time::Duration::from_secs(60)).expect("an answer while the pipe stays open");
+    assert!(answer.contains("\"probs\""), "{answer}");
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
 }

@@ -723,6 +723,12 @@ fn bad_export_dirs_and_inputs() {
     // The word-boundary rule a host renders by must be the tokenizer's.
     let e = err(&edit(&|v| v["tokenizer"]["word_boundary"] = "leading_space".into()));
     assert!(e.contains("marks word starts as \"ignored\", the manifest says \"leading_space\""), "{e}");
+    // More fixed demonstration sets than training allows (each a forward pass an input).
+    let e = err(&edit(&|v| {
+        let set = serde_json::json!([{"text_a": "a dull ride", "text_b": null, "label": 0}, {"text_a": "a great ride", "text_b": null, "label": 1}]);
+        v["demonstrations"] = serde_json::json!({"sets": vec![set; lmbff::prompt::MAX_DEMO_SETS + 1]});
+    }));
+    assert!(e.contains(&format!("{} fixed demonstration sets: at most {}", lmbff::prompt::MAX_DEMO_SETS + 1, lmbff::prompt::MAX_DEMO_SETS)), "{e}");
     // A regression range that is no range.
     let e = err(&edit(&|v| {
         v["task"] = "regression".into();

@@ -89,6 +89,8 @@ fn harness_runs_every_method_resumes_and_reports() {
                 assert!((0.0..=1.0).contains(&r.test));
                 assert_eq!(r.dev.is_some(), !matches!(r.method, RunMethod::Majority | RunMethod::ZeroShot | RunMethod::InContext));
                 assert_eq!(r.best_step.is_some(), matches!(r.method, RunMethod::Plain | RunMethod::Prompt | RunMethod::PromptDemos));
+                // Plain fine-tuning records how its [CLS] head started.
+                assert_eq!(r.cls_head.as_deref(), (r.method == RunMethod::Plain).then_some(harness::CLS_HEAD));
                 // prompt-demos also scores 8 of the 12 test inputs with 3 sets against its fixed one.
                 let sub = r.subsample.as_ref().map(|x| (x.n, x.sets, (0.0..=1.0).contains(&x.one_set) && (0.0..=1.0).contains(&x.all_sets)));
                 assert_eq!(sub, matches!(r.method, RunMethod::PromptDemos | RunMethod::InContext).then_some((8, 3, true)));
@@ -151,6 +153,17 @@ fn harness_runs_every_method_resumes_and_reports() {
     let (ok, _, err) = run(&["--max-minutes", "0"]);
     assert!(ok && err.contains("35 of 36 runs reused; 1 runs not started (--max-minutes)"), "{err}");
     assert!(!harness::result_path(&out, "mr", 2, RunMethod::Plain).exists());
+    let (ok, _, err) = run(&[]);
+    assert!(ok && err.contains("35 of 36 runs reused"), "{err}");
+    // A plain result from before the [CLS] head started from the pooler is another
+    // baseline's: named, not reused (the other methods' results are).
+    let plain = harness::result_path(&out, "mr", 2, RunMethod::Plain);
+    let mut old: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&plain).unwrap()).unwrap();
+    old.as_object_mut().unwrap().remove("cls_head");
+    std::fs::write(&plain, old.to_string()).unwrap();
+    let (ok, _, err) = run(&[]);
+    assert!(!ok && err.contains("was made with a new dense layer in the [CLS] head"), "{err}");
+    std::fs::remove_file(&plain).unwrap();
     let (ok, _, err) = run(&[]);
     assert!(ok && err.contains("35 of 36 runs reused"), "{err}");
     // Other settings in the same folder are refused before any run, naming the fields;

@@ -978,7 +978,8 @@ fn train_versions_and_export_through_the_c_abi() {
         assert_eq!(lmbff_train(t, &tp, None, null_mut(), version.as_mut_ptr(), 16), LMBFF_OK, "{}", last_error());
         let old = CString::new(CStr::from_ptr(version.as_ptr()).to_bytes()).unwrap();
         assert_eq!(lmbff_task_delete_version(t, old.as_ptr()), LMBFF_OK);
-        tp.struct_size = old_size - 8;
+        // A size that is no layout (old_size - 8 is one, the layout before `method`).
+        tp.struct_size = old_size - 4;
         assert_eq!(lmbff_train(t, &tp, None, null_mut(), null_mut(), 0), LMBFF_ERR_INVALID_ARGUMENT);
         assert!(last_error().contains("params.struct_size"), "{}", last_error());
         // The init function writes only the bytes the host says it has: an earlier
@@ -994,10 +995,12 @@ fn train_versions_and_export_through_the_c_abi() {
         let by_value = lmbff_train_default_params();
         assert_eq!((full.struct_size, full.steps, full.learning_rate, full.method), (by_value.struct_size, by_value.steps, by_value.learning_rate, by_value.method));
         assert_eq!(raw[std::mem::size_of::<lmbff_train_params>()..], [0xab; 8]);
-        // Every layout a header has had (before demo_filter, calibrate, anchor_templates,
-        // embedding_max_steps; the full one) is known to the init function and to
-        // lmbff_train_start, which reads it.
+        // Every layout a header has had (before demonstrations, method, demo_filter,
+        // calibrate, anchor_templates, embedding_max_steps; the full one) is known to the
+        // init function and to lmbff_train_start, which reads it.
         let sizes = [
+            std::mem::offset_of!(lmbff_train_params, demonstrations),
+            std::mem::offset_of!(lmbff_train_params, method),
             old_size,
             std::mem::offset_of!(lmbff_train_params, calibrate),
             std::mem::offset_of!(lmbff_train_params, anchor_templates),

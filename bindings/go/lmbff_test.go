@@ -738,6 +738,15 @@ func TestRegressionPairs(t *testing.T) {
 	if _, err = r.Get(-1); err == nil || !strings.Contains(err.Error(), "index is -1: give 0 to 1") {
 		t.Fatalf("got %v", err)
 	}
+	// No predictions at all: said so (it read "give 0 to -1").
+	empty, err := p.PredictBatch([]string{}, []string{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer empty.Close()
+	if _, err = empty.Get(-1); err == nil || !strings.Contains(err.Error(), "index is -1: there are no predictions") {
+		t.Fatalf("got %v", err)
+	}
 }
 
 // Close while other goroutines predict waits for their calls and fails the later ones;

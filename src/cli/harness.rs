@@ -193,7 +193,6 @@ pub fn run(a: HarnessArgs) -> Result<()> {
         embed_iterations: a.embed_iterations,
         head_c: a.head_c,
         word_anchor_scale: a.word_anchor_scale,
-        cls_head: crate::harness::CLS_HEAD.into(),
     };
     harness::check_out_folder(&a.out)?;
     // glue_pretrain/ and auto/ sit beside the k-shot folder: its parent must be a folder

@@ -154,9 +154,10 @@ enum Inputs {
     Rows(std::vec::IntoIter<Example>, Vec<usize>),
     /// A text file, read as the chunks need it.
     File(std::io::Lines<std::io::BufReader<std::fs::File>>),
-    /// Stdin, read by a thread: a chunk is what has arrived (at least one line), so a
-    /// host that writes a line and waits gets its answer, and a pipe still fills chunks.
-    Stdin(std::sync::mpsc::Receiver<std::io::Result<String>>),
+    /// Stdin, or a pipe named as a file (`/dev/stdin`, `<(cmd)`, a FIFO), read by a
+    /// thread: a chunk is what has arrived (at least one line), so a host that writes a
+    /// line and waits gets its answer, and a pipe still fills chunks.
+    Stream(std::sync::mpsc::Receiver<std::io::Result<String>>),
 }
 
 /// An input line, or its line number and why it cannot be predicted (not UTF-8, a pair
@@ -180,17 +181,7 @@ impl Inputs {
     /// `flag` names the option that gave `spec`, for its errors.
     fn open(spec: &str, flag: &str) -> Result<(Inputs, Option<usize>, Option<Vec<String>>)> {
         if spec == "-" {
-            let (tx, rx) = std::sync::mpsc::sync_channel(CHUNK);
-            std::thread::spawn(move || {
-                for line in std::io::stdin().lock().lines() {
-                    // A line that is not UTF-8 was read past: the next one follows.
-                    let stop = line.as_ref().is_err_and(|e| e.kind() != std::io::ErrorKind::InvalidData);
-                    if tx.send(line).is_err() || stop {
-                        return;
-                    }
-                }
-            });
-            return Ok((Inputs::Stdin(rx), None, None));
+            return Ok((Inputs::Stream(stream_lines(|| Box::new(std::io::stdin().lock()))), None, None));
         }
         let path = PathBuf::from(spec);
         // A wrong path is the flag's mistake, named so (not as a read that failed).
@@ -219,12 +210,15 @@ impl Inputs {
             let n = rows.len();
             return Ok((Inputs::Rows(rows.into_iter(), lines), Some(n), labelled.then_some(gold)));
         }
-        // A pipe, a FIFO, /dev/stdin or `<(cmd)` can be read once: it is streamed without
-        // a count (counting it first drained it, and then nothing was predicted).
-        let regular = std::fs::metadata(&path).is_ok_and(|m| m.is_file());
-        let lines = if regular { Some(count_lines(&path)?) } else { None };
+        // A pipe, a FIFO, /dev/stdin or `<(cmd)` can be read once, and a host may wait on
+        // its answers: it is streamed as stdin is, without a count (counting it first
+        // drained it, and then nothing was predicted).
         let f = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
-        Ok((Inputs::File(std::io::BufReader::new(f).lines()), lines, None))
+        if !f.metadata().is_ok_and(|m| m.is_file()) {
+            return Ok((Inputs::Stream(stream_lines(move || Box::new(std::io::BufReader::new(f)))), None, None));
+        }
+        let lines = count_lines(&path)?;
+        Ok((Inputs::File(std::io::BufReader::new(f).lines()), Some(lines), None))
     }
 
     /// The first `n` inputs of `spec` (fewer if it has fewer).
@@ -294,7 +288,7 @@ impl Inputs {
                     push(line, read)?;
                 }
             }
-            Inputs::Stdin(rx) => {
+            Inputs::Stream(rx) => {
                 // Wait for one line, then take what has already arrived.
                 if let Ok(line) = rx.recv() {
                     push(line, read)?;
@@ -309,6 +303,22 @@ impl Inputs {
         }
         Ok(out)
     }
+}
+
+/// The lines of the reader `open` makes, read on a thread of their own (the reader is
+/// made there): the receiver gets each line as it arrives, a line that is not UTF-8 as
+/// its error (the next one follows), and another read error last.
+fn stream_lines(open: impl FnOnce() -> Box<dyn BufRead> + Send + 'static) -> std::sync::mpsc::Receiver<std::io::Result<String>> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(CHUNK);
+    std::thread::spawn(move || {
+        for line in open().lines() {
+            let stop = line.as_ref().is_err_and(|e| e.kind() != std::io::ErrorKind::InvalidData);
+            if tx.send(line).is_err() || stop {
+                return;
+            }
+        }
+    });
+    rx
 }
 
 /// The number of lines `BufRead::lines` reads from the file (a last line without a
@@ -390,7 +400,7 @@ pub fn predict_cmd(a: PredictArgs) -> Result<()> {
     let (mut done, mut read, mut correct, mut scored) = (0usize, 0usize, 0usize, 0usize);
     let mut scores: Vec<(f64, f64)> = Vec::new();
     // Lines answered with an error record: how many, and the first's line number and why.
-    let (mut unreadable, mut first_unreadable) = (0usize, None);
+    let (mut unreadable, mut first_unreadable, mut not_text) = (0usize, None, false);
     loop {
         let chunk = inputs.next_chunk(&a.input, p.reads_pairs(), &mut read)?;
         if chunk.is_empty() {
@@ -426,6 +436,7 @@ pub fn predict_cmd(a: PredictArgs) -> Result<()> {
             done += 1;
             if let Some((line, why)) = answer {
                 unreadable += 1;
+                not_text |= why != NO_TAB;
                 first_unreadable.get_or_insert((line, why.clone()));
                 writeln!(out, "{}", serde_json::json!({"index": i, "line": line, "error": format!("line {line}: {why}")})).map_err(|e| Error::io("stdout", e))?;
                 continue;
@@ -480,7 +491,7 @@ pub fn predict_cmd(a: PredictArgs) -> Result<()> {
             line,
             message: format!(
                 "{why}, and {unreadable} of {done} lines could not be predicted: each has an error record in its place, {rest}{}",
-                if why == NO_TAB { "" } else { " (give UTF-8 text)" }
+                if not_text { " (give UTF-8 text)" } else { "" }
             ),
         });
     }

@@ -52,7 +52,7 @@ pub type lmbff_progress_fn =
 
 /// Settings of a training run. Get defaults from lmbff_train_params_init (or
 /// lmbff_train_default_params). A struct laid out by an earlier header (before
-/// demo_filter, before calibrate, before anchor_templates or before
+/// demonstrations, method, demo_filter, calibrate, anchor_templates or
 /// embedding_max_steps), whose
 /// struct_size says so, is read as such:
 /// its fields are read, and the newer ones keep their defaults.
@@ -172,12 +172,22 @@ pub struct lmbff_train_params {
     pub embedding_max_steps: u32,
 }
 
-/// lmbff_train_params of hosts built before `demo_filter` (ending with `method`),
+/// lmbff_train_params of hosts built before `demonstrations` (ending with
+/// `warm_start`), before `method` (ending with `demo_sets`), before `demo_filter` (ending
+/// with `method`),
 /// before `calibrate` (ending with `demo_filter_model`), before `anchor_templates`
 /// (ending with `disable_label_anchors`; hosts built before that field have the same
 /// size, with padding where it sits: see TRAIN_PARAMS_BOOLS) and before
 /// `embedding_max_steps` (ending with `num_anchor_templates`).
-const TRAIN_PARAMS_EARLIER: [super::EarlierLayout; 4] = [
+const TRAIN_PARAMS_EARLIER: [super::EarlierLayout; 6] = [
+    super::EarlierLayout {
+        size: std::mem::offset_of!(lmbff_train_params, demonstrations),
+        fields_end: std::mem::offset_of!(lmbff_train_params, demonstrations),
+    },
+    super::EarlierLayout {
+        size: std::mem::offset_of!(lmbff_train_params, method),
+        fields_end: std::mem::offset_of!(lmbff_train_params, method),
+    },
     super::EarlierLayout {
         size: std::mem::offset_of!(lmbff_train_params, demo_filter).next_multiple_of(std::mem::align_of::<lmbff_train_params>()),
         fields_end: std::mem::offset_of!(lmbff_train_params, demo_filter),

@@ -214,20 +214,11 @@ pub struct Settings {
     pub head_c: f64,
     #[serde(default = "legacy_word_anchor_scale")]
     pub word_anchor_scale: f64,
-    /// plain and full-data: where the [CLS] head's dense layer starts ([`CLS_HEAD`]:
-    /// a BERT checkpoint's pooler, as BertForSequenceClassification, else new). Results
-    /// stored before 2026-12-07 read as "new" (always a new layer), and are not mixed
-    /// with later ones.
-    #[serde(default = "legacy_cls_head")]
-    pub cls_head: String,
 }
 
-/// How plain fine-tuning's [CLS] head starts now (`Settings::cls_head`).
+/// How plain fine-tuning's [CLS] head starts now (`RunResult::cls_head`): its dense
+/// layer from a BERT checkpoint's pooler, as BertForSequenceClassification, else new.
 pub const CLS_HEAD: &str = "pooler";
-
-fn legacy_cls_head() -> String {
-    "new".into()
-}
 
 /// Steps of the full-data ceiling unless set (results stored before the setting existed
 /// count as this).
@@ -335,6 +326,11 @@ pub struct RunResult {
     /// [`TaskSpec::test_from_pretrain`]). None in results stored before it was recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub test_file: Option<PathBuf>,
+    /// plain and full-data: how the [CLS] head started ([`CLS_HEAD`]); None for the other
+    /// methods, and for plain and full-data results stored before 2026-12-07, whose
+    /// dense layer was always new: those are not read as this version's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cls_head: Option<String>,
     pub settings: Settings,
 }
 
@@ -995,6 +991,14 @@ pub fn stored(
             path.display()
         )));
     }
+    // Plain fine-tuning's [CLS] head started new before it started from a BERT
+    // checkpoint's pooler: such a result is another baseline's.
+    if matches!(method, RunMethod::Plain | RunMethod::FullData) && r.cls_head.as_deref() != Some(CLS_HEAD) {
+        return wrong(format!(
+            "was made with a new dense layer in the [CLS] head (before 2026-12-07), where {} now starts it from a BERT checkpoint's pooler",
+            method.name()
+        ));
+    }
     // Another count is another test set (other data, another pairing, an older version's
     // overlap rule): its score is not this run's.
     if r.n_test != n_test {
@@ -1368,6 +1372,7 @@ pub fn run_one(
         anchors,
         device: run_device,
         test_file: Some(test_file),
+        cls_head: matches!(method, RunMethod::Plain | RunMethod::FullData).then(|| CLS_HEAD.to_string()),
         settings: s.clone(),
     };
     save(out, &r)?;
@@ -1850,7 +1855,6 @@ mod tests {
             embed_iterations: 1,
             head_c: 1.0,
             word_anchor_scale: 1.0,
-            cls_head: CLS_HEAD.into(),
         };
         let run = |at_bound: bool, temperature: f64, ece_after: f64| RunResult {
             task: "SST-2".into(),
@@ -1871,6 +1875,7 @@ mod tests {
             anchors: Vec::new(),
             device: None,
             test_file: None,
+            cls_head: Some(CLS_HEAD.into()),
             settings: settings.clone(),
         };
         let report = calibration_report(&[run(false, 2.0, 0.04), run(true, 0.05, 0.30)], &[RunMethod::Plain]);

@@ -70,8 +70,9 @@ pub struct MaskedLm {
     head: MlmHead,
     /// A BERT checkpoint's pooler (dense weight [H, H], bias [H], on the CPU): plain
     /// [CLS] fine-tuning starts its head's dense layer from it, as HF's
-    /// BertForSequenceClassification (LM-BFF's baseline) does.
-    pooler: Option<(Tensor, Tensor)>,
+    /// BertForSequenceClassification (LM-BFF's baseline) does; `Err` for half a pooler,
+    /// raised by [`MaskedLm::new_cls_head`] alone.
+    pooler: Option<std::result::Result<(Tensor, Tensor), Error>>,
     report: LoadReport,
     /// Whether the masked-LM head holds more than a new initialisation: it came with the
     /// checkpoint, or adaptation or prompt fine-tuning trained it. A save leaves an
@@ -157,8 +158,11 @@ impl MaskedLm {
     /// HF's BertForSequenceClassification), else new (as RobertaClassificationHead).
     pub fn new_cls_head(&self, num_labels: usize) -> Result<ClsHead> {
         let mut head = ClsHead::new(self.vs.root() / "classifier", &self.config, num_labels as i64)?;
-        if let Some((weight, bias)) = &self.pooler {
-            head.start_from_pooler(weight, bias)?;
+        match &self.pooler {
+            Some(Ok((weight, bias))) => head.start_from_pooler(weight, bias)?,
+            Some(Err(Error::MissingWeight { name, file })) => return Err(Error::MissingWeight { name: name.clone(), file: file.clone() }),
+            Some(Err(e)) => return Err(Error::Config(e.to_string())),
+            None => {}
         }
         Ok(head)
     }

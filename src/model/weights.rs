@@ -17,7 +17,8 @@ pub struct LoadReport {
     /// True when the checkpoint had no masked-LM head and a new one was initialised
     /// (decoder tied to the word embeddings, transform random, bias zero).
     pub head_initialised: bool,
-    /// Checkpoint tensors the model does not use (a pooler, for instance).
+    /// Checkpoint tensors the model's encoder and masked-LM head do not use (a pooler,
+    /// which only plain fine-tuning of a BERT checkpoint reads, or another head).
     pub unused: Vec<String>,
 }
 
@@ -122,8 +123,9 @@ fn canonical(name: &str, arch: Arch) -> String {
 /// A BERT checkpoint's pooler, `pooler.dense` (with or without the `bert.` prefix), as
 /// CPU float tensors: weight [H, H], bias [H]; None for other architectures (RoBERTa's
 /// and MPNet's sequence classifiers do not read theirs) or a checkpoint without one. A
-/// pooler with only one of the two is named.
-pub fn bert_pooler(ckpt: &HashMap<String, Tensor>, arch: Arch, file: &Path) -> Result<Option<(Tensor, Tensor)>> {
+/// pooler with only one of the two is an `Err` naming the missing one, for plain
+/// fine-tuning to raise (the model loads: nothing else reads the pooler).
+pub fn bert_pooler(ckpt: &HashMap<String, Tensor>, arch: Arch, file: &Path) -> Result<Option<std::result::Result<(Tensor, Tensor), Error>>> {
     if arch != Arch::Bert {
         return Ok(None);
     }
@@ -135,12 +137,12 @@ pub fn bert_pooler(ckpt: &HashMap<String, Tensor>, arch: Arch, file: &Path) -> R
         }
     };
     match (find("weight")?, find("bias")?) {
-        (Some(w), Some(b)) => Ok(Some((w, b))),
+        (Some(w), Some(b)) => Ok(Some(Ok((w, b)))),
         (None, None) => Ok(None),
-        (w, _) => Err(Error::MissingWeight {
+        (w, _) => Ok(Some(Err(Error::MissingWeight {
             name: format!("bert.pooler.dense.{}", if w.is_some() { "bias" } else { "weight" }),
             file: file.to_path_buf(),
-        }),
+        }))),
     }
 }
 
