@@ -121,6 +121,12 @@ impl RunMethod {
         matches!(self, RunMethod::PromptDemos | RunMethod::PromptDemosFilter | RunMethod::InContext)
     }
 
+    /// Whether the method fine-tunes a [CLS] classifier on `--plain-model` (plain and
+    /// full-data), whose head starts as [`CLS_HEAD`] says.
+    pub fn cls(self) -> bool {
+        matches!(self, RunMethod::Plain | RunMethod::FullData)
+    }
+
     /// Whether the method fine-tunes the model (`--steps`, `--batch-size`, `--eval-every`;
     /// full-data's steps are `--full-data-steps`).
     pub fn fine_tunes(self) -> bool {
@@ -993,7 +999,7 @@ pub fn stored(
     }
     // Plain fine-tuning's [CLS] head started new before it started from a BERT
     // checkpoint's pooler: such a result is another baseline's.
-    if matches!(method, RunMethod::Plain | RunMethod::FullData) && r.cls_head.as_deref() != Some(CLS_HEAD) {
+    if method.cls() && r.cls_head.as_deref() != Some(CLS_HEAD) {
         return wrong(format!(
             "was made with a new dense layer in the [CLS] head (before 2026-12-07), where {} now starts it from a BERT checkpoint's pooler",
             method.name()
@@ -1152,7 +1158,7 @@ pub fn run_one(
                 method,
                 RunMethod::SentenceEmbedding | RunMethod::SentenceEmbeddingAnchors | RunMethod::SentenceEmbeddingAnchorsAuto | RunMethod::SentenceEmbeddingWords | RunMethod::ZeroShotWords
             );
-            let model_dir = if embedding || matches!(method, RunMethod::Plain | RunMethod::FullData) {
+            let model_dir = if embedding || method.cls() {
                 &s.plain_model
             } else {
                 &s.model
@@ -1256,7 +1262,7 @@ pub fn run_one(
                         };
                         (Head::for_prompt(&model, &prompt)?, sets, None, None, Method::Prompt)
                     } else {
-                        let train_method = if matches!(method, RunMethod::Plain | RunMethod::FullData) {
+                        let train_method = if method.cls() {
                             Method::Cls
                         } else {
                             Method::Prompt
@@ -1372,7 +1378,7 @@ pub fn run_one(
         anchors,
         device: run_device,
         test_file: Some(test_file),
-        cls_head: matches!(method, RunMethod::Plain | RunMethod::FullData).then(|| CLS_HEAD.to_string()),
+        cls_head: method.cls().then(|| CLS_HEAD.to_string()),
         settings: s.clone(),
     };
     save(out, &r)?;

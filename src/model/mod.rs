@@ -70,9 +70,9 @@ pub struct MaskedLm {
     head: MlmHead,
     /// A BERT checkpoint's pooler (dense weight [H, H], bias [H], on the CPU): plain
     /// [CLS] fine-tuning starts its head's dense layer from it, as HF's
-    /// BertForSequenceClassification (LM-BFF's baseline) does; `Err` for half a pooler,
-    /// raised by [`MaskedLm::new_cls_head`] alone.
-    pooler: Option<std::result::Result<(Tensor, Tensor), Error>>,
+    /// BertForSequenceClassification (LM-BFF's baseline) does; for half a pooler, the
+    /// missing weight's name, raised by [`MaskedLm::new_cls_head`] alone.
+    pooler: Option<std::result::Result<(Tensor, Tensor), String>>,
     report: LoadReport,
     /// Whether the masked-LM head holds more than a new initialisation: it came with the
     /// checkpoint, or adaptation or prompt fine-tuning trained it. A save leaves an
@@ -91,7 +91,7 @@ impl MaskedLm {
         let root = vs.root();
         let encoder = Encoder::new(&root / arch.prefix(), &config, arch)?;
         let head = MlmHead::new(&root, &config, arch)?;
-        let pooler = weights::bert_pooler(&ckpt, arch, &file)?;
+        let pooler = weights::bert_pooler(&ckpt, arch)?;
         let report = weights::assign(&vs, ckpt, arch, &file)?;
         let tokenizer_files = TOKENIZER_FILES
             .iter()
@@ -160,8 +160,7 @@ impl MaskedLm {
         let mut head = ClsHead::new(self.vs.root() / "classifier", &self.config, num_labels as i64)?;
         match &self.pooler {
             Some(Ok((weight, bias))) => head.start_from_pooler(weight, bias)?,
-            Some(Err(Error::MissingWeight { name, file })) => return Err(Error::MissingWeight { name: name.clone(), file: file.clone() }),
-            Some(Err(e)) => return Err(Error::Config(e.to_string())),
+            Some(Err(name)) => return Err(Error::MissingWeight { name: name.clone(), file: self.report.file.clone() }),
             None => {}
         }
         Ok(head)
