@@ -678,20 +678,18 @@ fn save_trained(l: &Loaded, out: &Path, mut manifest: Manifest, calibration: Opt
 }
 
 fn calibrate(dev_logits: &[Vec<f32>], dev: &[Example], test: Option<(&[Vec<f32>], &[Example])>) -> Result<CalibrationReport> {
-    use crate::metrics::{ece_before_after, fit_calibration, FittedTemperature};
+    use crate::metrics::fit_calibration;
     if dev.is_empty() {
         return Err(Error::InvalidArgument("--calibrate fits on the dev set, which is empty".into()));
     }
-    let FittedTemperature { temperature: t, applied } = fit_calibration(dev_logits, &gold_labels(dev));
+    let fit = fit_calibration(dev_logits, &gold_labels(dev));
+    let (t, applied) = (fit.temperature, fit.applied);
     if !applied {
         eprintln!("warning: calibration temperature {t:.3}: {}", crate::task::TEMPERATURE_AT_BOUND);
     }
     // After: the saved model's, which keeps its own probabilities where the fit is not
     // applied.
-    let both = |lg: &[Vec<f32>], g: &[usize]| {
-        let (before, after) = ece_before_after(lg, g, t, 10);
-        (before, if applied { after } else { before })
-    };
+    let both = |lg: &[Vec<f32>], g: &[usize]| fit.ece_before_after(lg, g, 10);
     let (dev_before, dev_after) = both(dev_logits, &gold_labels(dev));
     let test = test.map(|(lg, ex)| both(lg, &gold_labels(ex)));
     Ok(CalibrationReport {

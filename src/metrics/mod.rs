@@ -280,6 +280,21 @@ pub struct FittedTemperature {
     pub applied: bool,
 }
 
+impl FittedTemperature {
+    /// The expected calibration error (`bins` bins) of `logits` against `gold` as they
+    /// are, and as a model saved with this fit predicts: divided by the temperature where
+    /// it is applied, as they are where it is not (the command line and the task API
+    /// report this; the harness reads [`ece_before_after`] at the fitted value).
+    pub fn ece_before_after(&self, logits: &[Vec<f32>], gold: &[usize], bins: usize) -> (f64, f64) {
+        if self.applied {
+            ece_before_after(logits, gold, self.temperature, bins)
+        } else {
+            let before = expected_calibration_error(&softmax_rows(logits), gold, bins);
+            (before, before)
+        }
+    }
+}
+
 /// Fits temperature scaling on dev logits and decides whether it is applied: the one
 /// rule of the command line, the task API and the harness.
 pub fn fit_calibration(dev_logits: &[Vec<f32>], gold: &[usize]) -> FittedTemperature {

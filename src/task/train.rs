@@ -385,11 +385,10 @@ fn calibrate(m: &mut Manifest, on: bool, dev_logits: &[Vec<f32>], dev: &[Example
         return;
     }
     let gold = gold_labels(dev);
-    let crate::metrics::FittedTemperature { temperature: t, applied } = crate::metrics::fit_calibration(dev_logits, &gold);
-    let (before, fitted) = crate::metrics::ece_before_after(dev_logits, &gold, t, 10);
-    // The version's ECE: a temperature not applied changes nothing (its ECE was noted
-    // as "after" when it was not exported).
-    let after = if applied { fitted } else { before };
+    let fit = crate::metrics::fit_calibration(dev_logits, &gold);
+    let (t, applied) = (fit.temperature, fit.applied);
+    // The version's ECE: a temperature not applied changes nothing.
+    let (before, after) = fit.ece_before_after(dev_logits, &gold, 10);
     // A temperature at the search's bound is noted, not exported (see TEMPERATURE_AT_BOUND).
     m.temperature = applied.then_some(t);
     m.notes.insert(
