@@ -14,6 +14,14 @@ use crate::checkpoint::{LinearHead, WordAnchors};
 use crate::model::{relative_buckets, Activation, Arch, AttentionNames, MaskedLm};
 use crate::{Error, Result};
 
+/// The largest int8 weight an `--int8` export stores: 7 bits. ONNX Runtime multiplies the
+/// uint8 activations by the int8 weights on x86 CPUs without VNNI (AVX2, AVX-512F) with
+/// an instruction that adds two products in 16 bits, saturating: 2 x 255 x 127 overflows
+/// it, 2 x 255 x 63 does not. With full-range weights an AVX2 CPU got most products of a
+/// random matrix wrong and moved a trained MiniLM's probabilities by up to 0.13
+/// (docs/export.md).
+pub const INT8_WEIGHT_MAX: f64 = 63.0;
+
 
 struct Ctx<'a> {
     g: Graph,
@@ -52,9 +60,10 @@ impl Ctx<'_> {
     /// scale per output column; activations quantised to uint8 per call
     /// (DynamicQuantizeLinear), multiplied in integers (MatMulInteger) and rescaled. The
     /// standard-op form of ONNX Runtime's dynamic quantisation, which it fuses at load.
+    /// The weights take 7 bits ([`INT8_WEIGHT_MAX`]), as ONNX Runtime's `reduce_range`.
     fn int8_matmul(&mut self, x: &str, name: &str, w: &Tensor) -> Result<String> {
-        let scale = w.f_abs()?.f_amax([0i64].as_slice(), false)?.f_clamp_min(1e-12)?.f_div_scalar(127.0)?;
-        let q = w.f_div(&scale)?.f_round()?.f_clamp(-127.0, 127.0)?.f_to_kind(tch::Kind::Int8)?;
+        let scale = w.f_abs()?.f_amax([0i64].as_slice(), false)?.f_clamp_min(1e-12)?.f_div_scalar(INT8_WEIGHT_MAX)?;
+        let q = w.f_div(&scale)?.f_round()?.f_clamp(-INT8_WEIGHT_MAX, INT8_WEIGHT_MAX)?.f_to_kind(tch::Kind::Int8)?;
         let wq = self.g.int8(&format!("{name}.weight_t.int8"), &q)?;
         let ws = self.g.weight(&format!("{name}.weight_t.scale"), &scale)?;
         let xq = self.g.fresh_name("xq");

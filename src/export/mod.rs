@@ -28,6 +28,8 @@ mod proto;
 #[cfg(feature = "train")]
 mod write;
 #[cfg(feature = "train")]
+pub use encoder::INT8_WEIGHT_MAX;
+#[cfg(feature = "train")]
 pub use write::{export, export_checkpoint, export_embedding, source_outside, stored_weight_bytes, ExportOptions};
 
 /// Opset of the graphs written (LayerNormalization is a standard op from 17).

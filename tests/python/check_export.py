@@ -3,7 +3,8 @@
 Runs onnx's full checker (shape inference included) on EXPORT_DIR/model.onnx, external
 data (model.onnx.data) resolved relative to the file, and prints a JSON summary: opset,
 IR version, inputs and outputs (name, element type, shape with ints or dim_param
-names), initializer count, whether external data is used, the sorted op types. An
+names), initializer count, whether external data is used, the sorted op types, the
+largest magnitude of the int8 weights stored in the file (null if none). An
 export with similarity-filtered demonstrations also has demo-encoder.onnx, checked the
 same way and summarised under "demo_encoder".
 
@@ -23,6 +24,7 @@ import os
 import sys
 
 import onnx
+import onnx.numpy_helper
 from google.protobuf import text_format
 
 # ONNX element type -> Triton data type name.
@@ -75,9 +77,13 @@ def summarize(model_path):
         sys.exit(f"check_export: {model_path} has initializers that no node reads (ONNX Runtime warns at every open): {unused[:5]}")
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
     external = any(onnx.external_data_helper.uses_external_data(t) for t in g.initializer)
+    # The largest int8 weight stored in the file itself (an --int8 export's quantised
+    # matrices; None when there are none there).
+    int8 = [int(abs(onnx.numpy_helper.to_array(t).astype("int64")).max()) for t in g.initializer
+            if t.data_type == onnx.TensorProto.INT8 and not onnx.external_data_helper.uses_external_data(t)]
     return {"ok": True, "opset": opset, "ir_version": model.ir_version, "inputs": describe(g.input),
             "outputs": describe(g.output), "initializers": len(g.initializer), "external_data": external,
-            "ops": sorted(op_types(g, set()))}
+            "ops": sorted(op_types(g, set())), "int8_abs_max": max(int8) if int8 else None}
 
 
 def load_model_config_pb2():
