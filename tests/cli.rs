@@ -547,6 +547,12 @@ fn mistakes_are_named_before_the_work() {
     std::fs::write(dir.join("user.txt"), "mine").unwrap();
     fails_with(train(&["--steps", "100000"]).arg("--model").arg(&model).arg("--out").arg(&dir), "is not an earlier output");
     assert!(!dir.join("never").exists() && std::fs::read_to_string(dir.join("user.txt")).unwrap() == "mine");
+    // Nor inside a task's versions: a deleted version's name would come back, another model.
+    let task_dir = dir.join("a-task");
+    std::fs::create_dir_all(task_dir.join("models")).unwrap();
+    std::fs::write(task_dir.join("task.json"), "{}").unwrap();
+    fails_with(train(&["--steps", "100000"]).arg("--model").arg(&model).arg("--out").arg(task_dir.join("models/v2")), "is inside a task's versions");
+    assert!(!task_dir.join("models/v2").exists());
     // The demo's --out too: checked before its adaptation, not at the end of the run.
     let demo = |out: &std::path::Path| {
         let mut c = lmbff();
@@ -559,6 +565,13 @@ fn mistakes_are_named_before_the_work() {
     cached.args(["demo", "--device", "cpu", "--threads", "1", "--adapt-steps", "100000", "--data"]).arg(common::root().join("data/reviews"));
     cached.arg("--model").arg(&model).arg("--out").arg(dir.join("demo-cache-out")).args(["--cache", "/proc/lmbff-cache"]);
     fails_with(&mut cached, "--cache /proc/lmbff-cache");
+    // A cache inside the output, which the demo replaces whole at the end of the run.
+    let inside = dir.join("demo-in-out");
+    let mut in_out = lmbff();
+    in_out.args(["demo", "--device", "cpu", "--threads", "1", "--adapt-steps", "100000", "--data"]).arg(common::root().join("data/reviews"));
+    in_out.arg("--model").arg(&model).arg("--out").arg(&inside).arg("--cache").arg(inside.join("cache"));
+    fails_with(&mut in_out, "which the demo replaces whole");
+    assert!(!inside.exists(), "nothing was made before the refusal");
     fails_with(&mut demo(&dir), "holds the model this command reads");
     let user = dir.join("user-folder");
     std::fs::create_dir_all(&user).unwrap();
@@ -778,6 +791,18 @@ fn mistakes_are_named_before_the_work() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success() && err.contains("1 of 3 rows have labels the export does not know"), "{err}");
     assert!(err.contains("/2)") && o.stdout.split(|&b| b == b'\n').filter(|l| !l.is_empty()).count() == 3, "{err}");
+    // A blank label is a row not labelled yet: predicted, not scored, and never a reason
+    // to refuse the file (a spreadsheet's empty label column stopped the command).
+    let blank = dir.join("blank-labels.tsv");
+    std::fs::write(&blank, "sentence\tlabel\nfun\t\nboring\t\n").unwrap();
+    let o = lmbff().args(["predict", "--threads", "1", "--export"]).arg(&exported).arg("--input").arg(&blank).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success() && err.contains("the label column is empty") && !err.contains("accuracy"), "{err}");
+    assert_eq!(o.stdout.split(|&b| b == b'\n').filter(|l| !l.is_empty()).count(), 2, "{err}");
+    std::fs::write(&blank, "sentence\tlabel\nfun\t1\nmeh\t\nboring\t0\n").unwrap();
+    let o = lmbff().args(["predict", "--threads", "1", "--export"]).arg(&exported).arg("--input").arg(&blank).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success() && err.contains("1 of 3 rows have no label") && err.contains("/2)"), "{err}");
     // The extension in any case (a .TSV was read as text: its header predicted as an input).
     let upper = dir.join("SOME-LABELS.TSV");
     std::fs::copy(&some, &upper).unwrap();

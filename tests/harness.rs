@@ -489,6 +489,13 @@ fn auto_templates_and_the_ensemble() {
     let (table, err) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
     assert!(o.status.success() && err.contains("SST-2 seed 1 is left out of the template ensemble"), "{err}");
     assert!(!table.contains("| ensemble |") && out.join("report.md").is_file(), "{table}");
+    // A damaged one likewise (it stopped every later report of the folder).
+    std::fs::write(harness::logits_path(&out, "SST-2", 1, RunMethod::PromptAuto1), "{\"test\": [[0.1,").unwrap();
+    std::fs::remove_file(out.join("report.md")).unwrap();
+    let o = harness_on(&data, &out, &["--tasks", "SST-2", "--seeds", "1", "--methods", "prompt,prompt-auto-1", "--steps", "30", "--lr", "3e-3",
+        "--batch-size", "4", "--eval-every", "15", "--max-len", "24"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success() && err.contains("is not readable stored logits") && out.join("report.md").is_file(), "{err}");
     // The automatic templates are inputs of the runs that read them: another first
     // template is refused in this folder (its prompt-auto-1 result was of the old one).
     let mut changed = templates;

@@ -59,6 +59,19 @@ pub(super) fn check_out(out: &Path, flag: &str, model: &Path, marker: &str) -> R
             model.display()
         )));
     }
+    // A task's models folder holds its versions, each name given once: an output there
+    // would replace a version, or bring back a deleted one's name, with another model.
+    let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let resolved = std::fs::canonicalize(parent).map(|p| p.join(out.file_name().unwrap_or_default())).unwrap_or_else(|_| crate::absolute(out));
+    if let Some(models) = resolved.ancestors().find(|a| {
+        a.file_name().is_some_and(|n| n == "models") && a.parent().is_some_and(|t| t.join(crate::task::TASK_FILE).is_file())
+    }) {
+        return Err(Error::InvalidArgument(format!(
+            "{flag} {} is inside a task's versions ({}): versions are made by training the task; give a folder outside it",
+            out.display(),
+            models.display()
+        )));
+    }
     crate::checkpoint::check_dest(out, marker).map_err(|e| match e {
         Error::InvalidArgument(m) => Error::InvalidArgument(format!("{flag}: {m}")),
         other => other,
@@ -874,7 +887,7 @@ pub fn compare(a: CompareArgs) -> Result<()> {
         a.seeds
             .iter()
             .map(|seed| {
-                let read = |part: &str| read_labelled(&l, &split_file(*seed, part)?, "--data");
+                let read = |part: &str| read_labelled(&l, &split_file(*seed, part)?, "--splits");
                 Ok((read("train")?, read("dev")?, read("test")?))
             })
             .collect::<Result<Vec<_>>>()?

@@ -120,7 +120,7 @@ pub struct PredictArgs {
     pub export: PathBuf,
     /// Inputs: a text file (one input per line; `text_a<TAB>text_b` for pair templates),
     /// a .tsv with a header or a .csv (sentence columns as for training; a label column,
-    /// if any, gives an accuracy on stderr), or `-` for stdin lines. Text files and stdin
+    /// if any, gives an accuracy on stderr, blank labels not scored), or `-` for stdin lines. Text files and stdin
     /// are streamed: answers leave a chunk at a time (on stdin, as soon as a line arrives);
     /// a line that is not UTF-8 gets an error record in its place (the exit status says so).
     #[arg(long, default_value = "-")]
@@ -380,9 +380,12 @@ pub fn predict_cmd(a: PredictArgs) -> Result<()> {
     // scored, and said so; a label column that shares none is no accuracy at all.
     let classifier = !p.is_multi_label() && p.manifest().regression.is_none();
     let known = |l: &String| labels.contains(l);
+    // A blank label is a row nobody has labelled yet (a spreadsheet's empty column): it is
+    // predicted and not scored, and it is no sign of a file meant for another model.
     if let Some(g) = gold.as_ref().filter(|_| classifier) {
-        let unknown: Vec<&String> = g.iter().filter(|l| !known(l)).collect();
-        if !g.is_empty() && unknown.len() == g.len() {
+        let given: Vec<&String> = g.iter().filter(|l| !l.trim().is_empty()).collect();
+        let unknown: Vec<&String> = given.iter().copied().filter(|l| !known(l)).collect();
+        if !given.is_empty() && unknown.len() == given.len() {
             return Err(Error::InvalidArgument(format!(
                 "{}: no row's label is one of the export's labels {labels:?} (the first is {:?}{}): not a labelled file for this model",
                 a.input,
@@ -392,6 +395,11 @@ pub fn predict_cmd(a: PredictArgs) -> Result<()> {
         }
         if let Some(first) = unknown.first() {
             eprintln!("warning: {} of {} rows have labels the export does not know (the first: {first:?}); accuracy counts the others", unknown.len(), g.len());
+        }
+        match g.len() - given.len() {
+            0 => {}
+            n if n == g.len() => eprintln!("the label column is empty: the predictions are not scored"),
+            n => eprintln!("{n} of {} rows have no label: they are predicted and not scored", g.len()),
         }
     }
     let mut bar = total.map(|_| Bar::new("predict"));
@@ -641,7 +649,8 @@ pub fn bench_predict(a: BenchPredictArgs) -> Result<()> {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
         };
-        for (sessions, threads) in [(1, a.threads), (cores.min(crate::serve::MAX_SESSIONS), 1)] {
+        // Each line names the threads a session got (all cores for 0, as asked).
+        for (sessions, threads) in [(1, cores), (cores.min(crate::serve::MAX_SESSIONS), 1)] {
             let opts = PredictorOptions { threads, sessions, ort_library: a.ort_lib.clone(), ..Default::default() };
             let p = Predictor::open(&a.export, &opts)?;
             p.predict(&inputs[..8.min(inputs.len())])?;

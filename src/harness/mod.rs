@@ -1473,8 +1473,20 @@ pub fn ensemble_report(out: &Path, data: &Path, tasks: &[&TaskSpec], seeds: &[u6
                     }
                     Err(e) => return Err(Error::io(&path, e)),
                 };
-                let l: Logits = serde_json::from_str(&text).map_err(|source| Error::Json { path, what: "stored logits", source })?;
-                tables.push(l.test);
+                // A damaged one likewise, named with what to do: an error here stopped
+                // every later report of the folder, after the command's runs were done.
+                match serde_json::from_str::<Logits>(&text) {
+                    Ok(l) => tables.push(l.test),
+                    Err(e) => {
+                        eprintln!(
+                            "note: {} is not readable stored logits ({e}): {} seed {seed} is left out of the template ensemble \
+                             (remove it and the result beside it to run that member again)",
+                            path.display(),
+                            t.name
+                        );
+                        break;
+                    }
+                }
             }
             if tables.len() < ENSEMBLE.len() {
                 continue;

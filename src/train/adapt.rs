@@ -131,9 +131,10 @@ impl AdaptParams {
 }
 
 /// The usual state directory of a run writing `out`: `out.state` beside it (the suffix
-/// appended, so a name with a dot, `bge-v1.5`, keeps it).
+/// appended, so a name with a dot, `bge-v1.5`, keeps it). A trailing slash (`adapted/`,
+/// as a shell completes it) is dropped first: the state goes beside the folder, not in it.
 pub fn state_dir_beside(out: &Path) -> PathBuf {
-    let mut s = out.as_os_str().to_owned();
+    let mut s = out.components().collect::<PathBuf>().into_os_string();
     s.push(".state");
     PathBuf::from(s)
 }
@@ -504,6 +505,8 @@ mod tests {
     #[test]
     fn the_state_folder_keeps_a_dotted_name() {
         assert_eq!(state_dir_beside(Path::new("cache/bge-small-v1.5-00ff")), Path::new("cache/bge-small-v1.5-00ff.state"));
+        assert_eq!(state_dir_beside(Path::new("runs/adapted/")), Path::new("runs/adapted.state"));
+        assert_eq!(state_dir_beside(Path::new("/tmp/adapted//")), Path::new("/tmp/adapted.state"));
     }
 
     #[test]
