@@ -868,7 +868,8 @@ lmbff_status lmbff_task_create(const lmbff_task_params *params, lmbff_task **out
  Reopens a task saved with lmbff_task_save. A directory that does not exist is
  LMBFF_ERR_IO. A directory without a task file, or one that is malformed, of a newer
  format, or not UTF-8, or whose settings or items do not hold (two items with one id, a
- label out of range, a template that does not parse) is LMBFF_ERR_FORMAT, naming the
+ label out of range or listed twice, a second sentence the template does not read or
+ one missing, a template that does not parse) is LMBFF_ERR_FORMAT, naming the
  problem. The
  model folder is not needed to open it (it is checked when training); when it has no
  config.json the log callback gets a warning that names it.
@@ -885,7 +886,8 @@ lmbff_status lmbff_task_open(const char *dir, lmbff_task **out);
  what this handle has not seen: LMBFF_ERR_CONFLICT when the folder's task was saved by
  another handle or process since this one opened or last saved it (nothing is written:
  reopen and apply the change again); LMBFF_ERR_INVALID_ARGUMENT when `dir` holds another
- task (one this handle was not opened from or saved to), or a model or an export
+ task (one this handle was not opened from or saved to), or the versions of one whose
+ task.json is gone (`<dir>/models/`: this task would take them as its own), or a model or an export
  (lmbff.json, lmbff-export.json, adaptation.json: lmbff replaces those folders whole
  when it writes them again), or is a new folder inside one. Model versions
  live under the folder last saved to or opened from (`<dir>/models/`): after a save to

@@ -107,6 +107,16 @@ fn a_save_never_replaces_what_it_has_not_seen() {
     let e = other.save(&dir).unwrap_err().to_string();
     assert!(e.contains("already holds a task"), "{e}");
     assert_eq!(Task::open(&dir).unwrap(), b);
+    // Nor over the versions a removed task.json left behind: they would be listed,
+    // exported and warm-started from as the new task's own.
+    let orphans = dir.parent().unwrap().join("orphans");
+    std::fs::create_dir_all(orphans.join("models/v1")).unwrap();
+    std::fs::create_dir_all(orphans.join("models/.v2.deleted")).unwrap();
+    let e = other.save(&orphans).unwrap_err().to_string();
+    assert!(e.contains("whose task.json is gone (v1)"), "{e}");
+    assert!(!orphans.join("task.json").exists());
+    std::fs::remove_dir_all(orphans.join("models/v1")).unwrap();
+    other.save(&orphans).unwrap();
     // The same folder reached by another path is the handle's own.
     let relative = dir.join("..").join("t");
     b.add_unlabeled("by another path", None).unwrap();
@@ -1796,8 +1806,10 @@ fn misuse_through_the_c_abi_loses_nothing() {
         }
         assert_eq!(counts, [1, 2], "nothing overwritten");
         lmbff_task_free(t);
-        let cases: [(&str, &dyn Fn(&mut serde_json::Value), &str); 4] = [
+        let cases: [(&str, &dyn Fn(&mut serde_json::Value), &str); 6] = [
             ("dup-ids", &|v| v["items"][1]["id"] = v["items"][0]["id"].clone(), "two items have id"),
+            ("dup-labels", &|v| v["spec"]["labels"] = serde_json::json!(["pos", "pos"]), "\"pos\" is listed twice"),
+            ("text-b", &|v| v["items"][0]["text_b"] = "a second sentence".into(), "has a second sentence (text_b), and the task's template"),
             ("bad-words", &|v| v["spec"]["label_words"] = serde_json::json!(["terrible"]), "2 labels but 1 label words"),
             ("bad-template", &|v| v["spec"]["template"] = "{text} It was.".into(), "settings do not hold"),
             ("newer", &|v| v["format_version"] = 99.into(), "format version 99"),

@@ -236,8 +236,11 @@ type Prediction struct {
 	// Labels that apply: Label, or for a multi-label export every label at 0.5 or more.
 	Labels  []string
 	Probs   []float32
-	Margin  float32 // top probability minus the second
-	Entropy float32 // nats
+	// Margin: top probability minus the second; for a multi-label export, the least
+	// certain label's distance from the 0.5 threshold, scaled to [0, 1].
+	Margin float32
+	// Entropy in nats; for a multi-label export, the sum of the labels' yes/no entropies.
+	Entropy float32
 	Score   float32 // a regression export's score (Predictor.Range); 0 for a classifier
 }
 
@@ -540,7 +543,8 @@ type TaskParams struct {
 	MultiLabel bool
 	// Regression: examples are scored from Range[0] to Range[1]; Labels and LabelWords
 	// are the lower and the upper pole, and AddExample's label is the score ("3.5").
-	// Exports output the score (Predictions.Score).
+	// Exports output the score (Predictions.Score). A zero Range keeps the library's
+	// default, 0 to 1.
 	Regression bool
 	Range      [2]float32
 }
@@ -592,8 +596,10 @@ func CreateTask(p TaskParams) (*Task, error) {
 	}
 	if p.Regression {
 		params.flags |= C.LMBFF_TASK_REGRESSION
-		params.regression_low = C.float(p.Range[0])
-		params.regression_high = C.float(p.Range[1])
+		if p.Range != [2]float32{} { // zero: the library's 0 to 1, as the other zero fields keep its defaults
+			params.regression_low = C.float(p.Range[0])
+			params.regression_high = C.float(p.Range[1])
+		}
 	}
 	if p.MaxLen < 0 {
 		return nil, invalid("MaxLen is %d: give a length in tokens, or 0 for 128", p.MaxLen)
@@ -810,7 +816,10 @@ const (
 // Train trains a new model version in lmbff's background thread and returns its name.
 // progress (may be nil) is called with the step as the run goes; cancelling ctx cancels
 // the run, and a ctx done already starts none (the error then matches ErrCancelled and
-// ctx's error: context.Canceled or context.DeadlineExceeded).
+// ctx's error: context.Canceled or context.DeadlineExceeded). A cancel that comes too
+// late (the run had decided its outcome, or its saved version could not be deleted, as
+// lmbff_run_cancel says) returns the version and a nil error although ctx is done: the
+// version is what tells whether one was saved, not ctx.Err().
 func (t *Task) Train(ctx context.Context, p TrainParams, progress func(step, total int)) (string, error) {
 	defer runtime.KeepAlive(t) // the finalizer must not free the task during a call
 	if err := ctx.Err(); err != nil {

@@ -483,6 +483,18 @@ func TestTrainExportPredict(t *testing.T) {
 		t.Fatal("a score out of range was accepted")
 	}
 	reg.Close()
+	// A zero Range keeps the library's 0 to 1 (it was sent as 0..0 and refused).
+	unit, err := CreateTask(TaskParams{ModelDir: defaultModel(t), Labels: []string{"low", "high"}, LabelWords: []string{"terrible", "great"}, Regression: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := unit.AddExample("Fine.", "0.5"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := unit.AddExample("Off the scale.", "2"); err == nil {
+		t.Fatal("a score past the default range was accepted")
+	}
+	unit.Close()
 
 	// The sentence-embedding method: its export says so; a bad method is named.
 	wantCode(t, func() error { _, err := task.Train(context.Background(), TrainParams{Method: 7}, nil); return err }(), "INVALID_ARGUMENT")

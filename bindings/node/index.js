@@ -601,8 +601,11 @@ function callWithError(fn, what, args, settle, hasOut = true) {
     } catch (e) {
       // koffi refused the call (another module's calls fill its queue): nothing runs,
       // nothing calls back. Settled on the next tick, so that refused calls do not
-      // start one another recursively.
-      process.nextTick(end, e);
+      // start one another recursively, with an LmbffError as every failed call (BUSY:
+      // nothing was done, and the same call may be made again), koffi's error its cause.
+      const busy = new LmbffError(10, what, `koffi refused the asynchronous call (${e.message}): nothing ran; call again once calls in flight have settled`);
+      busy.cause = e;
+      process.nextTick(end, busy);
     }
   });
 }
@@ -835,7 +838,9 @@ class Task {
    * is cancelled and the promise rejects with that error; a throw on the last call,
    * after the run has ended, is a process warning and the result stands); signal (an AbortSignal)
    * cancels the run (the promise then rejects with code 'CANCELLED' and the signal's
-   * reason as its cause; a signal already aborted cancels it at once). device is 'auto' (CUDA when the machine has it, else
+   * reason as its cause; a signal already aborted cancels it at once; one that comes
+   * after the run decided its outcome, or whose saved version could not be deleted, leaves
+   * the promise resolved to that version, as lmbff_run_cancel says). device is 'auto' (CUDA when the machine has it, else
    * the CPU), 'cpu' or 'cuda' (deviceIndex picks the GPU). demonstrations appends one labelled example per class to every input (LM-BFF); the version then
    * predicts with demoSets fixed sets. demoFilter picks each input's demonstrations from
    * the most similar half of each class (LM-BFF's demo_filter), ranked by the sentence

@@ -162,14 +162,28 @@ impl Manifest {
 
     pub fn read(dir: &Path) -> Result<Self> {
         let path = dir.join(MANIFEST_FILE);
-        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+        // Not UTF-8 is a malformed file, as malformed JSON is, not a failed read.
+        let text = String::from_utf8(bytes)
+            .map_err(|e| Error::Format { path: path.clone(), message: format!("not UTF-8 text (byte {})", e.utf8_error().valid_up_to()) })?;
         let m: Manifest =
             serde_json::from_str(&text).map_err(|source| Error::Json { path: path.clone(), what: "an lmbff manifest", source })?;
         if m.format_version > MANIFEST_VERSION {
-            return Err(Error::Data {
+            return Err(Error::Format {
                 path,
-                line: 1,
-                message: format!("manifest format {} is newer than this library reads ({MANIFEST_VERSION})", m.format_version),
+                message: format!(
+                    "manifest format version {}; this lmbff ({}) reads versions up to {MANIFEST_VERSION}: open it with a later lmbff",
+                    m.format_version,
+                    crate::VERSION
+                ),
+            });
+        }
+        // One word per label: the verbalizer pairs them, and a class without its word
+        // would be dropped from the model's answers without a word said.
+        if m.label_words.len() != m.labels.len() {
+            return Err(Error::Format {
+                path,
+                message: format!("{} labels and {} label words: a hand-edited manifest? each label needs its word", m.labels.len(), m.label_words.len()),
             });
         }
         Ok(m)

@@ -401,7 +401,27 @@ impl Task {
                     )));
                 }
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            // No task.json: versions left in models/ (a task.json removed to start over, a
+            // removal stopped half-way) belong to another task, and this one would list,
+            // export and warm-start from them as its own, under its labels. Its own
+            // folder (opened or saved by this handle) is this task's still.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let models = dir.join("models");
+                let versions: Vec<String> = match std::fs::read_dir(&models) {
+                    Ok(d) => d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| !n.starts_with('.')).collect(),
+                    Err(_) => Vec::new(),
+                };
+                if known.is_none() && !versions.is_empty() {
+                    let mut named = versions;
+                    named.sort();
+                    return Err(Error::InvalidArgument(format!(
+                        "{} holds model versions of a task whose task.json is gone ({}): this task would take them as its \
+                         own; choose a new or empty folder, or move that models folder away first",
+                        models.display(),
+                        named.join(", ")
+                    )));
+                }
+            }
             Err(e) => return Err(Error::io(&path, e)),
         }
         write_file_atomic(&path, &bytes)?;
@@ -443,8 +463,23 @@ impl Task {
         let (f, text): (TaskFile, String) = crate::checkpoint::read_versioned_text(dir, TASK_FILE, TASK_FORMAT, TASK_FORMAT_VERSION, "task")?;
         let path = dir.join(TASK_FILE);
         let format = |message: String| Error::Format { path: path.clone(), message };
-        f.spec.check_settings().map_err(|e| format(format!("the task's settings do not hold: {e}")))?;
+        let template = f.spec.check_settings().map_err(|e| format(format!("the task's settings do not hold: {e}")))?;
         let n = f.spec.labels.len();
+        // Each example's second sentence as add_example asks for it: one where the template
+        // reads two (a multi-label task's second is the label's name, so none there), none
+        // where it reads one (training would drop it without a word). An unlabeled text
+        // with a second sentence under a one-sentence template is kept, as lmbff 0.1.0
+        // saved it (tests/data/task-v1): it is adaptation text.
+        let pairs = !f.spec.multi_label && template.num_sentences() == 2;
+        if let Some(bad) = f.items.iter().find(|i| if pairs { i.text_b.is_none() } else { i.text_b.is_some() && i.is_labelled() }) {
+            return Err(format(format!(
+                "item {} {} a second sentence (text_b), and the task's template {:?} {}",
+                bad.id,
+                if bad.text_b.is_some() { "has" } else { "has no" },
+                f.spec.template,
+                if pairs { "reads two" } else if f.spec.multi_label { "takes its second from the label's name" } else { "reads one" }
+            )));
+        }
         let bad_score = |i: &Item| match (f.spec.regression, i.score) {
             (Some((low, high)), Some(v)) => !(low..=high).contains(&v),
             (Some(_), None) => i.label.is_some(),
@@ -514,6 +549,10 @@ impl TaskSpec {
             }
             if self.labels.len() < 2 {
                 return Err(Error::InvalidArgument(format!("a task needs at least two labels, got {}", self.labels.len())));
+            }
+            // (Verbalizer::new says so too, with the model; a reopened task is checked here.)
+            if let Some((_, l)) = self.labels.iter().enumerate().find(|(i, l)| self.labels[..*i].contains(l)) {
+                return Err(Error::InvalidArgument(format!("label {l:?} is listed twice: labels must differ")));
             }
             if self.labels.len() != self.label_words.len() {
                 return Err(Error::InvalidArgument(format!(

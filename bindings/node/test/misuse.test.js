@@ -327,3 +327,27 @@ test('a worker that exits with Predictor.open and predictAsync started exits cle
   assert.strictEqual(r.status, 0, `status ${r.status}\n${r.stderr}`);
   assert.match(r.stdout, /300\nworker exit 0/);
 });
+
+test('an asynchronous call koffi refuses (its queue full) rejects with an LmbffError, BUSY', async () => {
+  // Another module's calls fill koffi's queue of asynchronous calls (usleep from libc).
+  const koffi = require('koffi');
+  const usleep = koffi.load('libc.so.6').func('int usleep(uint32_t)');
+  const sleeping = [];
+  let full = false;
+  for (let i = 0; i < 4096 && !full; i++) {
+    let settle;
+    const slept = new Promise((resolve) => { settle = resolve; });
+    try {
+      usleep.async(20000, () => settle());
+      sleeping.push(slept);
+    } catch (e) {
+      full = /Too many asynchronous calls/.test(e.message);
+    }
+  }
+  assert.ok(full, 'koffi never refused a call: the test fills nothing');
+  await assert.rejects(lmbff.Predictor.open(path.join(work, 'no-export')),
+    (e) => e instanceof lmbff.LmbffError && e.code === 'BUSY' && /koffi refused/.test(e.message) && e.cause instanceof Error);
+  await Promise.all(sleeping);
+  // Once they have settled, the same call runs (and fails for what it is).
+  await assert.rejects(lmbff.Predictor.open(path.join(work, 'no-export')), (e) => e instanceof lmbff.LmbffError && e.code !== 'BUSY');
+});
