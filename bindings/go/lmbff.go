@@ -234,8 +234,8 @@ func copyOut(query func(buf *C.char, capacity C.size_t, needed *C.size_t) C.lmbf
 type Prediction struct {
 	Label string
 	// Labels that apply: Label, or for a multi-label export every label at 0.5 or more.
-	Labels  []string
-	Probs   []float32
+	Labels []string
+	Probs  []float32
 	// Margin: top probability minus the second; for a multi-label export, the least
 	// certain label's distance from the 0.5 threshold, scaled to [0, 1].
 	Margin float32
