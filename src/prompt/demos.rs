@@ -35,7 +35,8 @@ impl DemoPool {
     /// A pool over `examples`, which must all be labelled with a class below `num_labels`.
     /// A text registered twice is one group: the query's copy never demonstrates it (its
     /// label word would give the answer away, as the query itself would). Texts are
-    /// compared as rendered, without the space around them.
+    /// compared by [`same_text_key`]: case and runs of white space aside, so a copy an
+    /// uncased vocabulary renders the same ("Great film." and "great  film.") is one too.
     pub fn new(examples: &[Example], num_labels: usize) -> Result<Self> {
         let mut by_class = vec![Vec::new(); num_labels];
         for (i, e) in examples.iter().enumerate() {
@@ -45,8 +46,12 @@ impl DemoPool {
                 .ok_or_else(|| Error::InvalidArgument(format!("demonstration label {l} is out of range ({num_labels} labels)")))?
                 .push(i);
         }
-        let mut first: std::collections::HashMap<(&str, Option<&str>), usize> = std::collections::HashMap::new();
-        let groups = examples.iter().enumerate().map(|(i, e)| *first.entry((e.text_a.trim(), e.text_b.as_deref().map(str::trim))).or_insert(i)).collect();
+        let mut first: std::collections::HashMap<(String, Option<String>), usize> = std::collections::HashMap::new();
+        let groups = examples
+            .iter()
+            .enumerate()
+            .map(|(i, e)| *first.entry((same_text_key(&e.text_a), e.text_b.as_deref().map(same_text_key))).or_insert(i))
+            .collect();
         Ok(DemoPool { examples: examples.to_vec(), by_class, embeddings: None, groups })
     }
 
@@ -54,8 +59,8 @@ impl DemoPool {
     /// task's (input, label) pairs of one input. A query then never sees its own input
     /// as a demonstration (with another label's answer, it would give its own away).
     pub fn grouped_by_input(mut self) -> Self {
-        let mut first: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
-        self.groups = self.examples.iter().enumerate().map(|(i, e)| *first.entry(e.text_a.trim()).or_insert(i)).collect();
+        let mut first: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+        self.groups = self.examples.iter().enumerate().map(|(i, e)| *first.entry(same_text_key(&e.text_a)).or_insert(i)).collect();
         self
     }
 
@@ -148,6 +153,14 @@ impl DemoPool {
     }
 }
 
+/// What two texts share when they are copies of one input for the demonstrations' rule:
+/// the words, lowercased, one space apart (space around the text renders as none, and an
+/// uncased vocabulary reads case away; a cased one keeps it, and such a near-copy is kept
+/// out all the same, as it would give its answer away too).
+fn same_text_key(text: &str) -> String {
+    text.split_whitespace().map(str::to_lowercase).collect::<Vec<_>>().join(" ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,8 +181,9 @@ mod tests {
         let lone = DemoPool::new(&[ex("a", 0), ex("b", 1)], 2).unwrap();
         assert_eq!(lone.sample(&mut rng, Some(0)).len(), 1, "a class with only the query is skipped");
         // A text registered twice: its copy is not a demonstration for it either.
-        // (Space around a text renders as none: " a " is "a" registered twice.)
-        let twice = DemoPool::new(&[ex("a", 0), ex("b", 1), ex(" a ", 0), ex("c", 0)], 2).unwrap();
+        // (Space around a text renders as none, and case is aside: " A  b " is "a b"
+        // registered twice.)
+        let twice = DemoPool::new(&[ex("a b", 0), ex("b", 1), ex(" A  b ", 0), ex("c", 0)], 2).unwrap();
         for _ in 0..50 {
             assert_eq!(twice.sample(&mut rng, Some(0))[0].text_a, "c");
             assert_eq!(twice.sample(&mut rng, Some(2))[0].text_a, "c");
