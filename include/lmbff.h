@@ -868,9 +868,10 @@ lmbff_status lmbff_task_create(const lmbff_task_params *params, lmbff_task **out
  Reopens a task saved with lmbff_task_save. A directory that does not exist is
  LMBFF_ERR_IO. A directory without a task file, or one that is malformed, of a newer
  format, or not UTF-8, or whose settings or items do not hold (two items with one id, a
- label out of range or listed twice, a second sentence the template does not read or
- one missing, a template that does not parse) is LMBFF_ERR_FORMAT, naming the
- problem. The
+ label out of range or listed twice, a template that does not parse) is
+ LMBFF_ERR_FORMAT, naming the problem. Examples an older lmbff saved with a second
+ sentence the template does not read (or without one it reads) open, with a warning
+ to the log callback that names them. The
  model folder is not needed to open it (it is checked when training); when it has no
  config.json the log callback gets a warning that names it.
 
@@ -972,7 +973,10 @@ lmbff_status lmbff_task_set_dev(lmbff_task *t,
 size_t lmbff_task_num_dev(lmbff_task *t);
 
 /*
- Sets the label of item `id` (an unlabeled text becomes a labelled example).
+ Sets the label of item `id` (an unlabeled text becomes a labelled example). An item
+ lmbff_task_add_example would refuse as an example (a second sentence the template
+ does not read, none where it reads two, a pair in a multi-label task) is
+ LMBFF_ERR_INVALID_ARGUMENT, and keeps what it was.
 
  # Safety
  `t` is a live task; `label` is a NUL-terminated string.

@@ -551,7 +551,7 @@ fn mistakes_are_named_before_the_work() {
     let task_dir = dir.join("a-task");
     std::fs::create_dir_all(task_dir.join("models")).unwrap();
     std::fs::write(task_dir.join("task.json"), "{}").unwrap();
-    fails_with(train(&["--steps", "100000"]).arg("--model").arg(&model).arg("--out").arg(task_dir.join("models/v2")), "is inside a task's versions");
+    fails_with(train(&["--steps", "100000"]).arg("--model").arg(&model).arg("--out").arg(task_dir.join("models/v2")), "is a task's version folder or inside one");
     assert!(!task_dir.join("models/v2").exists());
     // The demo's --out too: checked before its adaptation, not at the end of the run.
     let demo = |out: &std::path::Path| {

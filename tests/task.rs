@@ -111,7 +111,9 @@ fn a_save_never_replaces_what_it_has_not_seen() {
     // exported and warm-started from as the new task's own.
     let orphans = dir.parent().unwrap().join("orphans");
     std::fs::create_dir_all(orphans.join("models/v1")).unwrap();
+    std::fs::write(orphans.join("models/v1/lmbff.json"), "{}").unwrap();
     std::fs::create_dir_all(orphans.join("models/.v2.deleted")).unwrap();
+    std::fs::write(orphans.join("models/README"), "not a version").unwrap();
     let e = other.save(&orphans).unwrap_err().to_string();
     assert!(e.contains("whose task.json is gone (v1)"), "{e}");
     assert!(!orphans.join("task.json").exists());
@@ -224,6 +226,12 @@ fn reads_format_1_files_and_refuses_newer_ones() {
     assert_eq!(t.counts(), [1, 2]);
     assert_eq!(t.num_unlabeled(), 1);
     assert_eq!(t.item(4).unwrap().text_b.as_deref(), Some("and a second sentence"));
+    // That pair under a one-sentence template stays unlabeled text: labelled, it would be
+    // an example whose second sentence training ignores (and add_example refuses).
+    let mut relabelled = t.clone();
+    let e = relabelled.relabel(4, "pos").unwrap_err().to_string();
+    assert!(e.contains("item 4 cannot be an example") && e.contains("would be ignored"), "{e}");
+    assert_eq!(relabelled, t, "nothing changed");
     let dir = common::tempdir("task-newer");
     let text = std::fs::read_to_string(common::root().join("tests/data/task-v1/task.json")).unwrap();
     std::fs::write(dir.join("task.json"), text.replace("\"format_version\": 1", "\"format_version\": 4")).unwrap();
@@ -1806,10 +1814,14 @@ fn misuse_through_the_c_abi_loses_nothing() {
         }
         assert_eq!(counts, [1, 2], "nothing overwritten");
         lmbff_task_free(t);
-        let cases: [(&str, &dyn Fn(&mut serde_json::Value), &str); 6] = [
+        // An example with a second sentence its template does not read (an older lmbff
+        // saved such): the file still opens, with a warning.
+        let stray = edited("text-b", &|v| v["items"][0]["text_b"] = "a second sentence".into());
+        assert_eq!(lmbff_task_open(stray.as_ptr(), &mut t), LMBFF_OK, "{}", last_error());
+        lmbff_task_free(t);
+        let cases: [(&str, &dyn Fn(&mut serde_json::Value), &str); 5] = [
             ("dup-ids", &|v| v["items"][1]["id"] = v["items"][0]["id"].clone(), "two items have id"),
             ("dup-labels", &|v| v["spec"]["labels"] = serde_json::json!(["pos", "pos"]), "\"pos\" is listed twice"),
-            ("text-b", &|v| v["items"][0]["text_b"] = "a second sentence".into(), "has a second sentence (text_b), and the task's template"),
             ("bad-words", &|v| v["spec"]["label_words"] = serde_json::json!(["terrible"]), "2 labels but 1 label words"),
             ("bad-template", &|v| v["spec"]["template"] = "{text} It was.".into(), "settings do not hold"),
             ("newer", &|v| v["format_version"] = 99.into(), "format version 99"),
@@ -1832,7 +1844,7 @@ fn misuse_through_the_c_abi_loses_nothing() {
     let pair = TaskSpec { template: "{text_a} ? {mask} , {text_b}".into(), ..spec(&common::fixtures().join("bert")) };
     let mut t = Task::new(pair).unwrap();
     let e = t.add_example("a question", None, "pos").unwrap_err().to_string();
-    assert!(e.contains("reads two sentences: give the second (text_b)"), "{e}");
+    assert!(e.contains("reads two sentences and the item has no second (text_b): pass one that does"), "{e}");
     assert!(t.add_unlabeled("a question", None).is_err());
     t.add_example("a question", Some("an answer"), "pos").unwrap();
     let dir = common::tempdir("task-pair").join("saved");
@@ -1841,7 +1853,7 @@ fn misuse_through_the_c_abi_loses_nothing() {
     // A single-sentence task refuses a second text it would never read.
     let mut t = Task::new(spec(&common::fixtures().join("bert"))).unwrap();
     let e = t.add_example("a review", Some("stray"), "pos").unwrap_err().to_string();
-    assert!(e.contains("reads one sentence, so a text_b would be ignored"), "{e}");
+    assert!(e.contains("reads one sentence, so the item's second (text_b) would be ignored"), "{e}");
     assert!(t.add_unlabeled("a review", Some("stray")).is_err() && t.items().count() == 0, "nothing was added");
 }
 

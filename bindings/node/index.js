@@ -599,13 +599,18 @@ function callWithError(fn, what, args, settle, hasOut = true) {
     try {
       fn.async(...args, ...(hasOut ? [out] : []), message, message.length, end);
     } catch (e) {
-      // koffi refused the call (another module's calls fill its queue): nothing runs,
-      // nothing calls back. Settled on the next tick, so that refused calls do not
-      // start one another recursively, with an LmbffError as every failed call (BUSY:
-      // nothing was done, and the same call may be made again), koffi's error its cause.
-      const busy = new LmbffError(10, what, `koffi refused the asynchronous call (${e.message}): nothing ran; call again once calls in flight have settled`);
-      busy.cause = e;
-      process.nextTick(end, busy);
+      // koffi refused the call: nothing runs, nothing calls back. Settled on the next
+      // tick, so that refused calls do not start one another recursively, with an
+      // LmbffError as every failed call, koffi's error its cause: BUSY where its queue
+      // of asynchronous calls is full (other modules' calls fill it; nothing was done,
+      // and the same call may be made again), INTERNAL otherwise (an argument koffi
+      // could not convert: a bug in this binding, not to be retried).
+      const full = /too many asynchronous calls/i.test(String(e && e.message));
+      const failed = new LmbffError(full ? 10 : 9, what, full
+        ? `koffi refused the asynchronous call (${e.message}): nothing ran; call again once calls in flight have settled`
+        : `koffi refused the asynchronous call (${e && e.message}): a bug in the lmbff binding`);
+      failed.cause = e;
+      process.nextTick(end, failed);
     }
   });
 }

@@ -59,17 +59,18 @@ pub(super) fn check_out(out: &Path, flag: &str, model: &Path, marker: &str) -> R
             model.display()
         )));
     }
-    // A task's models folder holds its versions, each name given once: an output there
+    // A task's versions (`<task>/models/v<N>`) each name one model, once: an output there
     // would replace a version, or bring back a deleted one's name, with another model.
-    let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let resolved = std::fs::canonicalize(parent).map(|p| p.join(out.file_name().unwrap_or_default())).unwrap_or_else(|_| crate::absolute(out));
-    if let Some(models) = resolved.ancestors().find(|a| {
-        a.file_name().is_some_and(|n| n == "models") && a.parent().is_some_and(|t| t.join(crate::task::TASK_FILE).is_file())
+    let resolved = crate::task::resolved(out).unwrap_or_else(|_| crate::absolute(out));
+    if let Some(version) = resolved.ancestors().find(|a| {
+        let models = a.parent().filter(|m| m.file_name().is_some_and(|n| n == "models"));
+        a.file_name().and_then(|n| n.to_str()).is_some_and(|n| crate::task::version_digits(n).is_some())
+            && models.and_then(Path::parent).is_some_and(|t| t.join(crate::task::TASK_FILE).is_file())
     }) {
         return Err(Error::InvalidArgument(format!(
-            "{flag} {} is inside a task's versions ({}): versions are made by training the task; give a folder outside it",
+            "{flag} {} is a task's version folder or inside one ({}): versions are made by training the task; give a folder outside it",
             out.display(),
-            models.display()
+            version.display()
         )));
     }
     crate::checkpoint::check_dest(out, marker).map_err(|e| match e {

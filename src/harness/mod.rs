@@ -1465,17 +1465,18 @@ pub fn ensemble_report(out: &Path, data: &Path, tasks: &[&TaskSpec], seeds: &[u6
                 let path = logits_path(out, t.name, seed, m);
                 // A result without its logits (made before they were stored, or its file
                 // removed) leaves the seed out of the ensemble, said so, not the report.
-                let text = match std::fs::read_to_string(&path) {
-                    Ok(text) => text,
+                let bytes = match std::fs::read(&path) {
+                    Ok(bytes) => bytes,
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                         eprintln!("note: {} is missing: {} seed {seed} is left out of the template ensemble", path.display(), t.name);
                         break;
                     }
                     Err(e) => return Err(Error::io(&path, e)),
                 };
-                // A damaged one likewise, named with what to do: an error here stopped
-                // every later report of the folder, after the command's runs were done.
-                match serde_json::from_str::<Logits>(&text) {
+                // A damaged one (not UTF-8, not the JSON stored) likewise, named with what
+                // to do: an error here stopped every later report of the folder, after
+                // the command's runs were done.
+                match serde_json::from_slice::<Logits>(&bytes) {
                     Ok(l) => tables.push(l.test),
                     Err(e) => {
                         eprintln!(

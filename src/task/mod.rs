@@ -141,7 +141,12 @@ fn utf8_model_dir(dir: &Path) -> Result<()> {
 
 /// `dir` with its longest existing start resolved (links and `..` followed) and the rest,
 /// not there yet, appended as written.
-fn resolved(dir: &Path) -> Result<PathBuf> {
+/// The digits of a version's name (`v12` gives `12`), None for any other name.
+pub(crate) fn version_digits(v: &str) -> Option<&str> {
+    v.strip_prefix('v').filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+pub(crate) fn resolved(dir: &Path) -> Result<PathBuf> {
     let absolute = std::path::absolute(dir).map_err(|e| Error::io(dir, e))?;
     let mut existing = absolute.as_path();
     let mut rest = Vec::new();
@@ -219,18 +224,7 @@ impl Task {
                 return Err(Error::InvalidArgument("a multi-label task's items are single texts (its template's second sentence is the label's name): pass no text_b".into()));
             }
         } else {
-            match (Template::parse(&self.spec.template)?.num_sentences(), text_b) {
-                (2, None) => {
-                    return Err(Error::InvalidArgument(format!("this task's template {:?} reads two sentences: give the second (text_b)", self.spec.template)))
-                }
-                (1, Some(_)) => {
-                    return Err(Error::InvalidArgument(format!(
-                        "this task's template {:?} reads one sentence, so a text_b would be ignored: pass none (more text goes in as its own unlabeled item)",
-                        self.spec.template
-                    )))
-                }
-                _ => {}
-            }
+            self.second_sentence_fits(text_b.is_some()).map_err(|why| Error::InvalidArgument(format!("{why}: pass one that does")))?;
         }
         let id = self.next_id;
         self.next_id = id.checked_add(1).ok_or_else(|| {
@@ -238,6 +232,19 @@ impl Task {
         })?;
         self.items.insert(id, Item { id, text_a: text_a.to_string(), text_b: text_b.map(str::to_string), label, label_set, score: None, dev: false });
         Ok(id)
+    }
+
+    /// Whether an item with (or without) a second sentence is one a single-label task's
+    /// template reads: `Err` says why not.
+    fn second_sentence_fits(&self, has_text_b: bool) -> std::result::Result<(), String> {
+        match (Template::parse(&self.spec.template).map_err(|e| e.to_string())?.num_sentences(), has_text_b) {
+            (2, false) => Err(format!("this task's template {:?} reads two sentences and the item has no second (text_b)", self.spec.template)),
+            (1, true) => Err(format!(
+                "this task's template {:?} reads one sentence, so the item's second (text_b) would be ignored (more text goes in as its own unlabeled item)",
+                self.spec.template
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// A class, a multi-label task's set of labels (`a|b`, or empty for none), or a
@@ -266,10 +273,16 @@ impl Task {
     /// Gives item `id` a label (or a new one); an unlabeled text becomes an example.
     pub fn relabel(&mut self, id: u64, label: &str) -> Result<()> {
         let (label, label_set, score) = self.parse_label(label)?;
-        let item = self.items.get_mut(&id).ok_or_else(|| unknown(id))?;
-        if self.spec.multi_label && item.text_b.is_some() {
+        let has_text_b = self.items.get(&id).ok_or_else(|| unknown(id))?.text_b.is_some();
+        if self.spec.multi_label && has_text_b {
             return Err(Error::InvalidArgument(format!("item {id} is a text pair: a multi-label task's examples are single texts")));
         }
+        // As add_example asks: an unlabeled text kept from an older lmbff (a pair under a
+        // one-sentence template) or a single text under a pair template is no example.
+        if !self.spec.multi_label {
+            self.second_sentence_fits(has_text_b).map_err(|why| Error::InvalidArgument(format!("item {id} cannot be an example: {why}")))?;
+        }
+        let item = self.items.get_mut(&id).ok_or_else(|| unknown(id))?;
         (item.label, item.label_set, item.score) = (label, label_set, score);
         Ok(())
     }
@@ -408,7 +421,11 @@ impl Task {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let models = dir.join("models");
                 let versions: Vec<String> = match std::fs::read_dir(&models) {
-                    Ok(d) => d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| !n.starts_with('.')).collect(),
+                    Ok(d) => d
+                        .flatten()
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                        .filter(|n| version_digits(n).is_some() && models.join(n).join(crate::checkpoint::MANIFEST_FILE).is_file())
+                        .collect(),
                     Err(_) => Vec::new(),
                 };
                 if known.is_none() && !versions.is_empty() {
@@ -465,20 +482,25 @@ impl Task {
         let format = |message: String| Error::Format { path: path.clone(), message };
         let template = f.spec.check_settings().map_err(|e| format(format!("the task's settings do not hold: {e}")))?;
         let n = f.spec.labels.len();
-        // Each example's second sentence as add_example asks for it: one where the template
-        // reads two (a multi-label task's second is the label's name, so none there), none
-        // where it reads one (training would drop it without a word). An unlabeled text
-        // with a second sentence under a one-sentence template is kept, as lmbff 0.1.0
-        // saved it (tests/data/task-v1): it is adaptation text.
-        let pairs = !f.spec.multi_label && template.num_sentences() == 2;
-        if let Some(bad) = f.items.iter().find(|i| if pairs { i.text_b.is_none() } else { i.text_b.is_some() && i.is_labelled() }) {
-            return Err(format(format!(
-                "item {} {} a second sentence (text_b), and the task's template {:?} {}",
-                bad.id,
-                if bad.text_b.is_some() { "has" } else { "has no" },
-                f.spec.template,
-                if pairs { "reads two" } else if f.spec.multi_label { "takes its second from the label's name" } else { "reads one" }
-            )));
+        // Examples whose second sentence does not fit the template, which add_example
+        // refuses today, an older lmbff saved: the file still opens (nothing else reads
+        // them), and the host hears which, before training ignores or refuses them.
+        let pairs = template.num_sentences() == 2;
+        let unfit: Vec<u64> =
+            f.items.iter().filter(|i| i.is_labelled() && !f.spec.multi_label && i.text_b.is_some() != pairs).map(|i| i.id).collect();
+        if let Some(first) = unfit.first() {
+            crate::log::log(crate::log::Level::Warn, || {
+                format!(
+                    "task {}: {} example(s) (the first: item {first}) {} a second sentence (text_b) and the template {:?} reads {}: {}; \
+                     remove them, or add them again as the template reads",
+                    dir.display(),
+                    unfit.len(),
+                    if pairs { "have no" } else { "have" },
+                    f.spec.template,
+                    if pairs { "two" } else { "one" },
+                    if pairs { "training refuses them" } else { "training ignores their second sentence" }
+                )
+            });
         }
         let bad_score = |i: &Item| match (f.spec.regression, i.score) {
             (Some((low, high)), Some(v)) => !(low..=high).contains(&v),

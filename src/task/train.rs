@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::Task;
+use super::{version_digits, Task};
 use crate::checkpoint::{write_new_dir, Manifest, METHOD_EMBEDDING, METHOD_PROMPT};
 use crate::export::{export_checkpoint, ExportOptions};
 use crate::model::{parse_device, MaskedLm};
@@ -174,10 +174,6 @@ fn models_dir(task_dir: &Path) -> PathBuf {
     task_dir.join("models")
 }
 
-/// The digits of a version's name (`v12` gives `12`), None for any other name.
-fn version_digits(v: &str) -> Option<&str> {
-    v.strip_prefix('v').filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
-}
 
 fn check_version(v: &str) -> Result<()> {
     match version_digits(v) {

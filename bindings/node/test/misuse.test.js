@@ -328,10 +328,16 @@ test('a worker that exits with Predictor.open and predictAsync started exits cle
   assert.match(r.stdout, /300\nworker exit 0/);
 });
 
-test('an asynchronous call koffi refuses (its queue full) rejects with an LmbffError, BUSY', async () => {
+test('an asynchronous call koffi refuses (its queue full) rejects with an LmbffError, BUSY', async (t) => {
   // Another module's calls fill koffi's queue of asynchronous calls (usleep from libc).
   const koffi = require('koffi');
-  const usleep = koffi.load('libc.so.6').func('int usleep(uint32_t)');
+  let usleep;
+  try {
+    usleep = koffi.load('libc.so.6').func('int usleep(uint32_t)');
+  } catch (e) {
+    t.skip(`no glibc libc.so.6 to fill koffi's queue with (${e.message})`);
+    return;
+  }
   const sleeping = [];
   let full = false;
   for (let i = 0; i < 4096 && !full; i++) {
