@@ -1171,7 +1171,10 @@ lmbff_status lmbff_task_delete_version(lmbff_task *task, const char *version);
  refused (LMBFF_ERR_INVALID_ARGUMENT, naming what it holds) and left as it is. The
  export does not take the task (it reads the folder the task's last call left): other
  calls on it, from other threads too, go on meanwhile, and neither gets
- LMBFF_ERR_BUSY. A version deleted meanwhile is named so.
+ LMBFF_ERR_BUSY. A version deleted meanwhile is named so. A version whose prompt this
+ lmbff renders otherwise than the lmbff that trained it did (a template or tokenizer
+ rule changed since; recorded in its lmbff.json since 2026-12-08) is LMBFF_ERR_FORMAT:
+ its export would feed the model ids it was not trained on.
 
  # Safety
  `task` is a live task; strings are NUL-terminated.

@@ -44,6 +44,22 @@ fn train_save_and_eval() {
     let m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("lmbff.json")).unwrap()).unwrap();
     assert_eq!(m["label_words"], serde_json::json!(["bad", "good"]));
     assert_eq!(m["truncation"]["max_len"], 24);
+    assert!(!String::from_utf8_lossy(&o.stderr).contains("renders the saved prompt otherwise"));
+    // A copy as an lmbff that rendered its prompt otherwise would have saved it: eval
+    // warns, export refuses (its predictions would read ids it was not trained on).
+    let other = dir.join("other-rendering");
+    std::fs::create_dir_all(&other).unwrap();
+    for f in std::fs::read_dir(&out).unwrap().flatten().filter(|f| f.path().is_file()) {
+        std::fs::copy(f.path(), other.join(f.file_name())).unwrap();
+    }
+    let mut changed = m.clone();
+    changed["rendering"] = "fnv1a:0123456789abcdef".into();
+    std::fs::write(other.join("lmbff.json"), changed.to_string()).unwrap();
+    let o = lmbff().args(["eval", "--device", "cpu", "--threads", "1"]).arg("--model").arg(&other).arg("--test").arg(&toy).output().unwrap();
+    assert!(o.status.success() && String::from_utf8_lossy(&o.stderr).contains("warning: ") && String::from_utf8_lossy(&o.stderr).contains("renders the saved prompt otherwise"),
+        "{}", String::from_utf8_lossy(&o.stderr));
+    let o = lmbff().arg("export").arg("--model").arg(&other).arg("--out").arg(dir.join("never-exported")).output().unwrap();
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("renders the saved prompt otherwise"), "{}", String::from_utf8_lossy(&o.stderr));
 
     // export and predict: the exported model labels the toy set as the checkpoint did.
     let exp = dir.join("exported");

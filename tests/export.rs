@@ -345,6 +345,45 @@ fn regression_export_scores() {
     assert!(e.to_string().contains("two label words"), "{e}");
 }
 
+/// A version records how its prompt rendered when it was saved: a later lmbff that
+/// renders it otherwise (a template or tokenizer rule changed) refuses to export it,
+/// where it would have fed the model ids it was not trained on.
+#[test]
+fn a_version_saved_with_another_rendering_is_not_exported() {
+    let c = case(&common::fixtures().join("bert"), "{text} It was {mask}.", 40);
+    let fingerprint = lmbff::checkpoint::rendering_fingerprint(&c.prompt, &c.tok);
+    assert!(fingerprint.starts_with("fnv1a:") && fingerprint.len() == 22, "{fingerprint}");
+    // What the model reads moves it: another template, another label word, the same
+    // prompt made again does not.
+    let other = |template: &str, words: [&str; 2]| {
+        let v = Verbalizer::new(&c.tok, &[("0".into(), words[0].into()), ("1".into(), words[1].into())]).unwrap();
+        lmbff::checkpoint::rendering_fingerprint(&Prompt::new(Template::parse(template).unwrap(), v, c.prompt.truncation).unwrap(), &c.tok)
+    };
+    assert_eq!(other("{text} It was {mask}.", ["terrible", "great"]), fingerprint);
+    assert_ne!(other("{text} It was {mask}!", ["terrible", "great"]), fingerprint);
+    assert_ne!(other("{text} It was {mask}.", ["bad", "great"]), fingerprint);
+    let manifest = Manifest::for_prompt(&c.prompt, &[], serde_json::json!({})).with_rendering(&c.prompt, &c.tok);
+    let ckpt = common::tempdir("rendering").join("ckpt");
+    write_dir_atomic(&ckpt, lmbff::checkpoint::MANIFEST_FILE, |d| {
+        c.model.save_pretrained(d)?;
+        manifest.write_into(d)
+    })
+    .unwrap();
+    export_checkpoint(&ckpt, &ckpt.parent().unwrap().join("export"), &ExportOptions::default()).unwrap();
+    // The same version as an lmbff that rendered it otherwise would have saved it.
+    let path = ckpt.join(lmbff::checkpoint::MANIFEST_FILE);
+    let mut json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(json["rendering"], fingerprint);
+    json["rendering"] = "fnv1a:0123456789abcdef".into();
+    std::fs::write(&path, json.to_string()).unwrap();
+    let e = export_checkpoint(&ckpt, &ckpt.parent().unwrap().join("export-2"), &ExportOptions::default()).unwrap_err();
+    assert!(matches!(e, lmbff::Error::Format { .. }) && e.to_string().contains("renders the saved prompt otherwise"), "{e}");
+    // A version saved before fingerprints is read unchecked.
+    json.as_object_mut().unwrap().remove("rendering");
+    std::fs::write(&path, json.to_string()).unwrap();
+    export_checkpoint(&ckpt, &ckpt.parent().unwrap().join("export-3"), &ExportOptions::default()).unwrap();
+}
+
 /// Dynamic int8 quantisation: a standard-op graph the checker accepts, close to fp32.
 #[test]
 fn int8_export_stays_close() {

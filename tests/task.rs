@@ -912,6 +912,7 @@ fn train_versions_and_export_through_the_c_abi() {
         assert_eq!(std::fs::read_dir(dir.join("models/.v3.deleted")).unwrap().count(), 0);
         let m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("models").join(plain.to_str().unwrap()).join("lmbff.json")).unwrap()).unwrap();
         assert_eq!(m["notes"]["label_anchors"].as_array().map(Vec::len), Some(0), "{m}");
+        assert!(m["rendering"].as_str().is_some_and(|r| r.starts_with("fnv1a:")), "a version records how its prompt rendered: {m}");
         assert_eq!(lmbff_task_delete_version(t, plain.as_ptr()), LMBFF_OK);
         tp.disable_label_anchors = false;
         // The default cap (2000 steps) leaves a small task's schedule whole; a lower one
@@ -1388,6 +1389,7 @@ fn dev_examples_and_calibration_through_the_c_abi() {
         let mut version = [0 as c_char; 16];
         assert_eq!(lmbff_train(t, &tp, None, null_mut(), version.as_mut_ptr(), 16), LMBFF_OK, "{}", last_error());
         let m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("models/v1/lmbff.json")).unwrap()).unwrap();
+        assert!(m["rendering"].as_str().is_some_and(|r| r.starts_with("fnv1a:")), "{m}");
         let fitted = m["notes"]["calibration"]["temperature"].as_f64().expect("a fitted temperature");
         assert!((0.05..=20.0).contains(&fitted), "{m}");
         assert_eq!(m["notes"]["calibration"]["dev_examples"].as_u64(), Some(2));

@@ -91,6 +91,37 @@ pub struct Manifest {
     /// Free-form facts about the run (steps, seed, dev accuracy, ...).
     #[serde(default)]
     pub notes: serde_json::Map<String, serde_json::Value>,
+    /// [`rendering_fingerprint`] of the prompt the model was trained with: a later lmbff
+    /// whose template or tokenizer rules render it otherwise refuses to export it (or
+    /// read it through its saved prompt) instead of feeding it ids it never saw. Absent
+    /// from versions saved before 2026-12-08 (read unchecked); older readers ignore it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rendering: Option<String>,
+}
+
+/// A fingerprint of how `prompt` renders with `tok` (FNV-1a of the ids of a fixed probe
+/// input, alone and with one demonstration per class, and of the label words' ids), as
+/// "fnv1a:<16 hex digits>". It changes when a template, tokenizer or label-word rule of
+/// lmbff changes what a model reads. A rendering that fails (demonstrations that do not
+/// fit a short `max_len`) counts as that failure, so a fingerprint is always made.
+pub fn rendering_fingerprint(prompt: &Prompt, tok: &Tokenizer) -> String {
+    let pair = prompt.template.num_sentences() > 1;
+    let probe = |text: &str, label| Example { text_a: text.into(), text_b: pair.then(|| "And a second one, B.".into()), label };
+    let demos: Vec<Example> = (0..prompt.verbalizer.num_labels()).map(|c| probe("A demonstration's text.", Some(c))).collect();
+    let bytes = |ids: &[u32]| ids.iter().flat_map(|i| i.to_le_bytes()).collect::<Vec<u8>>();
+    let mut h = FNV_OFFSET;
+    for e in [prompt.encode(tok, &probe("A probe: it reads Text, once.", None)), prompt.encode_with_demos(tok, &probe("Short.", None), &demos)] {
+        match e {
+            Ok(e) => {
+                h = fnv1a(&bytes(&e.input_ids), h);
+                h = fnv1a(&bytes(&e.segment_ids), h);
+                h = fnv1a(&(e.mask_pos as u64).to_le_bytes(), h);
+            }
+            Err(_) => h = fnv1a(b"not rendered", h),
+        }
+    }
+    h = fnv1a(&bytes(prompt.verbalizer.token_ids()), h);
+    format!("fnv1a:{h:016x}")
 }
 
 impl Manifest {
@@ -112,6 +143,7 @@ impl Manifest {
             classifier: None,
             temperature: None,
             notes: notes.as_object().cloned().unwrap_or_default(),
+            rendering: None,
         };
         m.format_version = m.needed_version();
         m
@@ -151,13 +183,42 @@ impl Manifest {
         Verbalizer::new(tok, &pairs)
     }
 
-    /// The prompt the checkpoint in `dir` was trained with.
+    /// The prompt the checkpoint in `dir` was trained with (checked: [`Self::check_rendering`]).
     pub fn prompt(&self, tok: &Tokenizer, dir: &Path) -> Result<Prompt> {
         let template = self
             .template
             .as_deref()
             .ok_or_else(|| Error::InvalidArgument(format!("{}: {MANIFEST_FILE} has no template", dir.display())))?;
-        Prompt::new(Template::parse(template)?, self.verbalizer(tok)?, self.truncation)
+        let prompt = Prompt::new(Template::parse(template)?, self.verbalizer(tok)?, self.truncation)?;
+        self.check_rendering(&prompt, tok, dir)?;
+        Ok(prompt)
+    }
+
+    /// The manifest with the fingerprint of `prompt` as `tok` renders it, the prompt the
+    /// model is saved with.
+    pub fn with_rendering(mut self, prompt: &Prompt, tok: &Tokenizer) -> Self {
+        self.rendering = Some(rendering_fingerprint(prompt, tok));
+        self
+    }
+
+    /// Checks that this lmbff renders `prompt` (the saved one, read back) as the lmbff
+    /// that trained the model in `dir` did: a `Format` error otherwise.
+    pub fn check_rendering(&self, prompt: &Prompt, tok: &Tokenizer, dir: &Path) -> Result<()> {
+        let Some(saved) = &self.rendering else { return Ok(()) };
+        let now = rendering_fingerprint(prompt, tok);
+        if &now != saved {
+            return Err(Error::Format {
+                path: dir.join(MANIFEST_FILE),
+                message: format!(
+                    "this lmbff ({}) renders the saved prompt otherwise than the lmbff that trained the model did (rendering {now}, \
+                     saved {saved}: a template or tokenizer rule changed since): its predictions would read ids it was not trained on; \
+                     train it again, or use the lmbff that trained it (its lmbff_version: {})",
+                    crate::VERSION,
+                    self.lmbff_version
+                ),
+            });
+        }
+        Ok(())
     }
 
     pub fn read(dir: &Path) -> Result<Self> {

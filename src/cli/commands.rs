@@ -469,7 +469,7 @@ pub fn train(mut a: TrainArgs) -> Result<()> {
         let notes = json!({"method": method.name(), "method_reason": a.method_reason, "steps": report.steps, "lr": report.lr, "seed": report.seed, "best_step": report.best_step,
                            "best_dev_acc": report.best_dev_acc, "test_acc": test, "source_model": a.model,
                            "demonstrations": report.demonstrations, "calibration": calibration});
-        let mut m = Manifest::for_prompt(&l.prompt, &[], notes);
+        let mut m = Manifest::for_prompt(&l.prompt, &[], notes).with_rendering(&l.prompt, &l.tok);
         report.demos.record(&mut m);
         save_trained(&l, out, m, calibration.as_ref())?;
     }
@@ -586,7 +586,7 @@ fn train_embedding(a: TrainArgs, train_file: &Path, dev_file: &Path, loaded: Opt
         let notes = json!({"method": "sentence-embedding", "method_reason": a.method_reason, "steps": report.steps, "steps_capped_from": report.capped_from, "pairs": report.pairs, "lr": ep.lr, "seed": ep.seed,
                            "dev_acc": dev_acc, "test_acc": test, "source_model": a.model, "calibration": calibration,
                            "label_anchors": report.anchors});
-        save_trained(&l, out, Manifest::for_embedding(&l.prompt, head, None, notes), calibration.as_ref())?;
+        save_trained(&l, out, Manifest::for_embedding(&l.prompt, head, None, notes).with_rendering(&l.prompt, &l.tok), calibration.as_ref())?;
     }
     outln!("{}", json!({"method": "sentence-embedding", "report": report, "dev_acc": dev_acc, "test_acc": test, "calibration": calibration}))
 }
@@ -648,7 +648,7 @@ fn train_zero_shot_words(a: TrainArgs) -> Result<()> {
     if let Some(out) = &a.out {
         let notes = json!({"method": "zero-shot-words", "method_reason": a.method_reason, "dev_acc": dev_acc, "test_acc": test, "source_model": a.model,
                            "calibration": calibration, "label_anchors": anchors});
-        save_trained(&l, out, Manifest::for_embedding(&l.prompt, head, None, notes), calibration.as_ref())?;
+        save_trained(&l, out, Manifest::for_embedding(&l.prompt, head, None, notes).with_rendering(&l.prompt, &l.tok), calibration.as_ref())?;
     }
     outln!("{}", json!({"method": "zero-shot-words", "dev_acc": dev_acc, "test_acc": test, "calibration": calibration, "label_anchors": anchors}))
 }

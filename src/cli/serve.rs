@@ -66,6 +66,11 @@ pub fn export_cmd(mut a: ExportArgs) -> Result<()> {
     if let Some(m) = embedding {
         super::commands::refuse_prompt_settings(m, &a.task, &a.model, "exported")?;
     }
+    // A saved prompt this lmbff renders otherwise than the one that trained the model is
+    // refused here (the load only warns: training or scoring it goes on).
+    if let Some(m) = trained.as_ref().filter(|m| m.rendering.is_some() && a.task.reads_as_saved()) {
+        m.prompt(&crate::tokenize::Tokenizer::from_dir(&a.model)?, &a.model)?;
+    }
     let l = a.task.load(&a.model, 0)?;
     if embedding.is_none() && l.model.load_report().head_initialised {
         // Exported as it is, the graph reads the mask with a head of random weights.

@@ -85,6 +85,16 @@ pub fn parse_labels(tok: &Tokenizer, spec: &str) -> Result<Verbalizer> {
 }
 
 impl TaskArgs {
+    /// Whether a saved model's prompt is read as it was saved: no template, labels or
+    /// lengths given in its place.
+    pub fn reads_as_saved(&self) -> bool {
+        self.given_template().is_none()
+            && self.labels.is_none()
+            && self.max_len.is_none()
+            && self.first_sent_limit.is_none()
+            && self.other_sent_limit.is_none()
+    }
+
     /// `--template` as given, without the space around it.
     fn given_template(&self) -> Option<String> {
         self.template.as_deref().map(|t| t.trim().to_string())
@@ -163,6 +173,12 @@ impl TaskArgs {
         let prompt = Prompt::new(template, verbalizer, truncation)?;
         for warning in prompt.warnings(&tok)? {
             eprintln!("warning: {warning}");
+        }
+        // A saved prompt read as saved: said when this lmbff renders it otherwise than
+        // the one that trained the model (export refuses it; training from it, or scoring
+        // it, goes on, said so).
+        if let Some(Err(e)) = manifest.as_ref().filter(|_| self.reads_as_saved()).map(|m| m.check_rendering(&prompt, &tok, dir)) {
+            eprintln!("warning: {e}");
         }
         Ok(Loaded { dir: dir.to_path_buf(), tok, model, prompt })
     }

@@ -652,7 +652,7 @@ fn train_now(task: &Task, p: &RunParams, progress: ProgressFn) -> Result<String>
             notes["dev_examples"] = dev_inputs.into();
             notes["dev_accuracy"] = crate::metrics::accuracy(&dev_logits, &gold).into();
         }
-        let mut m = Manifest::for_embedding(&prompt, head, None, notes);
+        let mut m = Manifest::for_embedding(&prompt, head, None, notes).with_rendering(&prompt, &tok);
         calibrate(&mut m, p.calibrate, &dev_logits, &dev, dev_inputs);
         m
     } else if method == TrainMethod::SentenceEmbedding {
@@ -700,7 +700,7 @@ fn train_now(task: &Task, p: &RunParams, progress: ProgressFn) -> Result<String>
                 return Err(Error::Cancelled);
             }
         }
-        let mut m = Manifest::for_embedding(&prompt, head, multi.as_ref().map(|ml| ml.names()), notes);
+        let mut m = Manifest::for_embedding(&prompt, head, multi.as_ref().map(|ml| ml.names()), notes).with_rendering(&prompt, &tok);
         calibrate(&mut m, p.calibrate, &dev_logits, &dev, dev_inputs);
         m
     } else {
@@ -746,7 +746,7 @@ fn train_now(task: &Task, p: &RunParams, progress: ProgressFn) -> Result<String>
             notes["best_dev_metric"] = report.best_dev_acc.into();
         }
         let dev_logits = scored_on_dev(&dev, progress, |chunk| train::predict_examples(&model, &tok, &prompt, Method::Prompt, &head, chunk, &report.demos, 32))?;
-        let mut m = Manifest::for_prompt(&prompt, &[], notes);
+        let mut m = Manifest::for_prompt(&prompt, &[], notes).with_rendering(&prompt, &tok);
         report.demos.record(&mut m);
         m.multi_label = multi.as_ref().map(|ml| ml.names().to_vec());
         m.regression = regression;
