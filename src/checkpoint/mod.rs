@@ -223,10 +223,7 @@ impl Manifest {
 
     pub fn read(dir: &Path) -> Result<Self> {
         let path = dir.join(MANIFEST_FILE);
-        let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-        // Not UTF-8 is a malformed file, as malformed JSON is, not a failed read.
-        let text = String::from_utf8(bytes)
-            .map_err(|e| Error::Format { path: path.clone(), message: format!("not UTF-8 text (byte {})", e.utf8_error().valid_up_to()) })?;
+        let text = read_utf8(&path)?;
         let m: Manifest =
             serde_json::from_str(&text).map_err(|source| Error::Json { path: path.clone(), what: "an lmbff manifest", source })?;
         if m.format_version > MANIFEST_VERSION {
@@ -419,9 +416,7 @@ pub(crate) fn read_versioned_text<T: serde::de::DeserializeOwned>(dir: &Path, fi
     if !is_file(&path)? {
         return Err(Error::MissingFile { dir: dir.to_path_buf(), what, looked_for: file.into() });
     }
-    let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-    // Not UTF-8 is a malformed file, as malformed JSON is, not a failed read.
-    let text = String::from_utf8(bytes).map_err(|e| Error::Format { path: path.clone(), message: format!("not UTF-8 text (byte {})", e.utf8_error().valid_up_to()) })?;
+    let text = read_utf8(&path)?;
     let value: serde_json::Value = serde_json::from_str(&text).map_err(|source| Error::Json { path: path.clone(), what, source })?;
     if value["format"] != format {
         return Err(Error::Format { path, message: format!("not an lmbff {what} (format {})", value["format"]) });
@@ -431,6 +426,13 @@ pub(crate) fn read_versioned_text<T: serde::de::DeserializeOwned>(dir: &Path, fi
         return Err(Error::Format { path, message: format!("{what} format version {version}; this lmbff ({}) reads versions 1 to {max_version}", crate::VERSION) });
     }
     serde_json::from_value(value).map(|v| (v, text)).map_err(|source| Error::Json { path, what, source })
+}
+
+/// The text of the file at `path`: one that is not UTF-8 is a malformed file (`Format`),
+/// as malformed JSON is, not a failed read.
+fn read_utf8(path: &Path) -> Result<String> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    String::from_utf8(bytes).map_err(|e| Error::Format { path: path.to_path_buf(), message: format!("not UTF-8 text (byte {})", e.utf8_error().valid_up_to()) })
 }
 
 /// FNV-1a 64-bit, a stable content hash (cache keys, model versions, resume checks).

@@ -197,8 +197,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
     }
     // The output folder is replaced whole at the end: a cache in it (or holding it) would
     // be lost with it, or make it a folder the demo may not replace, after the whole run.
-    let absolute = |p: &std::path::Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
-    let (cache, out) = (absolute(&a.cache.join("adapted")), absolute(&a.out));
+    let (cache, out) = (crate::absolute(&a.cache.join("adapted")), crate::absolute(&a.out));
     if a.adapt_steps > 0 && (cache.starts_with(&out) || out.starts_with(&cache)) {
         return Err(Error::InvalidArgument(format!(
             "--cache {} would keep the adapted model in --out {}, which the demo replaces whole: give the cache a folder of its own",
